@@ -1,0 +1,299 @@
+"""The read-store port: bitemporal read models written by the projector, read by the query service.
+
+Both adapters (embedded SQLite, MongoDB) implement exactly these semantics and are held to them
+by one shared contract suite (tests/contract/readstore). DESIGN.md §3 is the model:
+
+- valid time = the snap, int64 microseconds since the Unix epoch, UTC;
+- knowledge time = [recorded_from_us, recorded_to_us) taken from event commit times, and the same
+  interval in commit positions [position_from, position_to); an open end is OPEN_END;
+- values are serialised `qis.data.v1.DataValue` messages (decimal strings inside, no floats).
+
+Exactly-once effect without transactions: every write below is idempotent (keyed upserts with
+content that a replay reproduces, or conditional updates), so replaying any suffix of the event
+log changes nothing; the checkpoint is written last by `apply`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+OPEN_END = 2**63 - 1
+"""Far-future sentinel for an open recorded_to_us / position_to (never null, so indexes work)."""
+
+JsonDoc = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeToken:
+    """Where a reader stands in the log: an event's commit position and a point index inside it."""
+
+    position: int
+    index: int
+
+    def __lt__(self, other: ResumeToken) -> bool:
+        return (self.position, self.index) < (other.position, other.index)
+
+
+@dataclass(frozen=True, slots=True)
+class OfficialVersion:
+    """One published version of one point. Key: (series_id, snap_us, version)."""
+
+    series_id: str
+    snap_us: int
+    version: int  # 1, 2, ...
+    value: bytes  # serialised qis.data.v1.DataValue
+    quality_score: float  # in [0, 1]
+    recorded_from_us: int
+    position_from: int
+    reason: str  # "" for a first publication
+    user_id: str
+    command_id: str
+    sources: tuple[str, ...]  # source ids that contributed
+    method: str  # reconciliation method or "manual"
+    flags: tuple[str, ...] = ()  # rules the point failed, e.g. ("spike",)
+    recorded_to_us: int = OPEN_END
+    position_to: int = OPEN_END
+
+
+@dataclass(frozen=True, slots=True)
+class VersionClosure:
+    """Version `version` of a point stopped being current at (recorded_to_us, position_to)."""
+
+    series_id: str
+    snap_us: int
+    version: int
+    recorded_to_us: int
+    position_to: int
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A raw value of one source for one point (lineage). Key: (position, index)."""
+
+    series_id: str
+    snap_us: int
+    source_id: str
+    value: bytes  # serialised qis.data.v1.DataValue
+    snap_offset_s: int  # UTC offset the source sent, in seconds
+    recorded_at_us: int
+    position: int
+    index: int
+    command_id: str
+    user_id: str
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QualityIssue:
+    """A rule a point failed. Key: issue_id; later writes for the same id update status fields."""
+
+    issue_id: str
+    series_id: str
+    snap_us: int
+    rule: str
+    severity: str  # "info" | "warning" | "error"
+    evidence: JsonDoc
+    status: str  # "open" | "approved" | "rejected" | "overridden"
+    raised_at_us: int
+    position: int
+    source_id: str = ""
+    resolved_by: str = ""
+    resolution_reason: str = ""
+    resolved_at_us: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who did what, when. Key: (position, index)."""
+
+    position: int
+    index: int
+    recorded_at_us: int
+    series_id: str  # "" for entries about sources
+    snap_us: int | None  # None for series-level entries
+    action: str  # the event type, e.g. "DataPublished"
+    user_id: str
+    command_id: str
+    details: JsonDoc
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFeedEntry:
+    """A new or restated official value, for subscribers. Key: (position, index)."""
+
+    position: int
+    index: int
+    series_id: str
+    snap_us: int
+    version: int
+    value: bytes
+    quality_score: float
+    recorded_at_us: int
+    reason: str
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesEntry:
+    """The catalogue entry of a series. Key: series_id; replaced only by a higher schema_version."""
+
+    series_id: str
+    schema_version: int
+    definition: JsonDoc  # the proto-JSON form of qis.data.v1.Series
+    updated_at_us: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class QualityMetrics:
+    """Quality of a series over a window. Key: (series_id, window_start_us, window_end_us)."""
+
+    series_id: str
+    window_start_us: int
+    window_end_us: int
+    accuracy: float
+    completeness: float
+    timeliness: float
+    consistency: float
+    calculated_at_us: int
+    position: int
+
+
+@dataclass(slots=True)
+class ProjectionBatch:
+    """Everything the projector derived from a run of events, applied as one unit."""
+
+    versions: list[OfficialVersion] = field(default_factory=list)
+    closures: list[VersionClosure] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    issues: list[QualityIssue] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
+    changes: list[ChangeFeedEntry] = field(default_factory=list)
+    series: list[SeriesEntry] = field(default_factory=list)
+    metrics: list[QualityMetrics] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.versions)
+            + len(self.closures)
+            + len(self.observations)
+            + len(self.issues)
+            + len(self.audit)
+            + len(self.changes)
+            + len(self.series)
+            + len(self.metrics)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IssueFilter:
+    series_id: str = ""
+    rule: str = ""
+    severity: str = ""
+    status: str = "open"  # "" for any
+    raised_before_us: int = OPEN_END  # older than a given age
+
+
+class ReadModelWriter(Protocol):
+    async def apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
+        """Write the batch idempotently, then record `checkpoint` (a commit position) last.
+
+        Semantics every adapter guarantees, per record kind:
+        - versions: insert if absent (same key → no change);
+        - closures: set recorded_to/position_to of that version (idempotent);
+        - current record of (series_id, snap_us): set from each version in `versions`, replaced
+          only by a strictly higher version, so readers never see zero or two latest versions;
+        - observations, audit, changes: insert if absent by (position, index);
+        - issues: upsert by issue_id (a later write carries the newer status);
+        - series: upsert by series_id only when schema_version is higher or equal;
+        - metrics: upsert by key.
+        """
+        ...
+
+    async def checkpoint(self) -> int | None:
+        """Position of the last applied batch, None before the first."""
+        ...
+
+
+class ReadModelReader(Protocol):
+    async def latest_range(
+        self, series_id: str, start_us: int, end_us: int, limit: int
+    ) -> list[OfficialVersion]:
+        """Current versions with start_us <= snap_us < end_us, ascending by snap, at most limit."""
+        ...
+
+    async def as_of_time_range(
+        self, series_id: str, start_us: int, end_us: int, known_at_us: int, limit: int
+    ) -> list[OfficialVersion]:
+        """Versions with snap in [start, end) and recorded_from_us <= known_at < recorded_to_us."""
+        ...
+
+    async def as_of_position_range(
+        self, series_id: str, start_us: int, end_us: int, position: int, limit: int
+    ) -> list[OfficialVersion]:
+        """Versions with snap in [start, end) and position_from <= position < position_to."""
+        ...
+
+    async def history(self, series_id: str, snap_us: int) -> list[OfficialVersion]:
+        """All versions of one point, ascending by version."""
+        ...
+
+    async def observations(self, series_id: str, snap_us: int) -> list[Observation]:
+        """Raw per-source values of one point, ascending by (position, index)."""
+        ...
+
+    async def changes_after(
+        self, after: ResumeToken, series_ids: Sequence[str], limit: int
+    ) -> list[ChangeFeedEntry]:
+        """Change-feed entries strictly after `after`, ascending; empty series_ids means all."""
+        ...
+
+    async def audit_trail(
+        self, series_id: str, snap_us: int | None, after: ResumeToken | None, limit: int
+    ) -> list[AuditEntry]:
+        """Audit entries of a series (or of one point when snap_us is given), ascending."""
+        ...
+
+    async def list_series(self, after_series_id: str, limit: int) -> list[SeriesEntry]:
+        """Catalogue entries with series_id > after_series_id, ascending by id."""
+        ...
+
+    async def get_series(self, series_id: str) -> SeriesEntry | None: ...
+
+    async def list_issues(
+        self, issue_filter: IssueFilter, after_issue_id: str, limit: int
+    ) -> list[QualityIssue]:
+        """Issues matching the filter, ascending by issue_id."""
+        ...
+
+    async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:
+        """Metrics whose window starts in [start, end), ascending by window start."""
+        ...
+
+    async def checkpoint(self) -> int | None: ...
+
+
+class ReadStore(ReadModelWriter, ReadModelReader, Protocol):
+    async def close(self) -> None: ...
+
+
+class GenerationAdmin(Protocol):
+    """Read models live in named generations (a table / collection-name prefix per generation).
+
+    A rebuild projects into a fresh generation while queries keep reading the active one, then
+    switches the pointer: no downtime, and the old generation is dropped afterwards.
+    """
+
+    async def active_generation(self) -> str | None:
+        """Name of the generation queries read, None before any was activated."""
+        ...
+
+    async def set_active_generation(self, name: str) -> None: ...
+
+    async def list_generations(self) -> list[str]: ...
+
+    async def drop_generation(self, name: str) -> None:
+        """Delete a generation's data; refuses (ValueError) to drop the active one."""
+        ...

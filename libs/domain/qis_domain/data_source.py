@@ -1,0 +1,51 @@
+"""The DataSource aggregate: a provider's configuration."""
+
+from __future__ import annotations
+
+from qis_domain.commands import CommandContext, CommandOutcome
+from qis_domain.definitions import DataSourceConfig
+from qis_domain.errors import AlreadyExists, NotFound
+from qis_domain.events import DataSourceConfigured, DataSourceRegistered, DomainEvent
+from qis_domain.names import source_name
+from qis_domain.series_bucket import Recorded
+
+
+def source_stream(source_id: str) -> str:
+    return f"sources/{source_id}"
+
+
+class DataSource:
+    def __init__(self, source_id: str) -> None:
+        self.source_id = source_id
+        self.version: int | None = None
+        self.config: DataSourceConfig | None = None
+        self._outcomes: dict[str, CommandOutcome] = {}
+
+    @property
+    def stream(self) -> str:
+        return source_stream(self.source_id)
+
+    @property
+    def exists(self) -> bool:
+        return self.config is not None
+
+    def outcome_of(self, command_id: str) -> CommandOutcome | None:
+        return self._outcomes.get(command_id)
+
+    def register(self, config: DataSourceConfig, ctx: CommandContext) -> list[DomainEvent]:
+        if self.config is not None:
+            raise AlreadyExists(source_name(self.source_id))
+        return [DataSourceRegistered(source_id=self.source_id, config=config)]
+
+    def configure(self, config: DataSourceConfig, ctx: CommandContext) -> list[DomainEvent]:
+        if self.config is None:
+            raise NotFound(source_name(self.source_id), "source.name")
+        if config == self.config:
+            return []
+        return [DataSourceConfigured(source_id=self.source_id, config=config)]
+
+    def apply(self, event: DomainEvent, meta: Recorded) -> None:
+        self.version = meta.stream_version
+        if isinstance(event, DataSourceRegistered | DataSourceConfigured):
+            self.config = event.config
+        self._outcomes[meta.command_id] = CommandOutcome(meta.position)

@@ -1,0 +1,86 @@
+"""Series and data-source definitions: configuration as data, versioned with the series."""
+
+from __future__ import annotations
+
+import enum
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qis_domain.snaps import Frequency
+from qis_domain.values import DataType
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ValidationRules(_Frozen):
+    require_positive: bool = False
+    max_jump_percent: Decimal | None = None
+    max_zscore: Decimal | None = None
+    zscore_window: Annotated[int, Field(ge=2, le=1000)] = 20
+    stale_after_snaps: Annotated[int, Field(ge=0)] = 0
+    check_calendar: bool = False
+
+
+class ReconciliationMethod(enum.StrEnum):
+    PRIORITY = "priority"
+    MEDIAN = "median"
+    CONSENSUS = "consensus"
+
+
+class BreakAction(enum.StrEnum):
+    FLAG = "flag"
+    BLOCK = "block"
+
+
+class ReconciliationPolicy(_Frozen):
+    method: ReconciliationMethod = ReconciliationMethod.PRIORITY
+    tolerance_bps: Decimal = Decimal(0)
+    tolerance_abs: Decimal = Decimal(0)
+    on_break: BreakAction = BreakAction.FLAG
+
+
+class PublicationMode(enum.StrEnum):
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+class PublicationPolicy(_Frozen):
+    mode: PublicationMode = PublicationMode.AUTOMATIC
+    min_sources: Annotated[int, Field(ge=1)] = 1
+    min_quality_score: Decimal | None = None
+    cutoff_seconds: Annotated[int, Field(ge=0)] = 0
+
+
+class SeriesSource(_Frozen):
+    source_id: str
+    priority: int  # 1 = most trusted
+
+
+class SeriesDefinition(_Frozen):
+    data_type: DataType
+    frequency: Frequency
+    unit: str = ""
+    precision: Annotated[int, Field(ge=0, le=18)] = 0
+    time_zone: str = "UTC"
+    calendar: str = ""
+    sources: tuple[SeriesSource, ...]
+    validation: ValidationRules = ValidationRules()
+    reconciliation: ReconciliationPolicy = ReconciliationPolicy()
+    publication: PublicationPolicy = PublicationPolicy()
+    description: str = ""
+
+    def source(self, source_id: str) -> SeriesSource | None:
+        return next((s for s in self.sources if s.source_id == source_id), None)
+
+
+class DataSourceConfig(_Frozen):
+    provider: str
+    description: str = ""
+    rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
+    cost_per_request: Decimal = Decimal(0)
+    settings: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True

@@ -1,0 +1,50 @@
+"""Domain errors. Entry points map them to transport statuses; the domain knows no transport."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    field: str  # path in the request, e.g. "points[17].value.price.value"
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every rule the domain refuses a command for."""
+
+
+class InvalidArgument(DomainError):
+    """Malformed input: nothing of the command is stored."""
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        self.violations = violations
+        first = violations[0] if violations else FieldViolation("", "invalid argument")
+        more = f" (+{len(violations) - 1} more)" if len(violations) > 1 else ""
+        super().__init__(f"{first.field}: {first.description}{more}")
+
+    @classmethod
+    def single(cls, field: str, description: str) -> InvalidArgument:
+        return cls([FieldViolation(field, description)])
+
+
+class NotFound(DomainError):
+    def __init__(self, resource: str, field: str = "") -> None:
+        super().__init__(f"{resource} not found")
+        self.resource = resource
+        self.field = field
+
+
+class AlreadyExists(DomainError):
+    def __init__(self, resource: str) -> None:
+        super().__init__(f"{resource} already exists")
+        self.resource = resource
+
+
+class FailedPrecondition(DomainError):
+    """Well-formed, but the current state does not allow the command."""
+
+
+class PermissionDenied(DomainError):
+    """The caller may not do this (e.g. approving their own submission: four-eyes)."""

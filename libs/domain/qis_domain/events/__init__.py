@@ -1,0 +1,57 @@
+"""Every event type the domain records, and the registry that decodes them."""
+
+from qis_domain.events.base import DomainEvent, EventMetadata, EventRegistry, UnknownEventType
+from qis_domain.events.points import (
+    DataIngested,
+    DataPublished,
+    DataReconciled,
+    DataRestated,
+    IngestedPoint,
+    Issue,
+    OfficialPoint,
+    QualityIssueDetected,
+    ReconciledPoint,
+)
+from qis_domain.events.series import SchemaEvolved, SeriesDefined, SourceAdded
+from qis_domain.events.sources import DataSourceConfigured, DataSourceRegistered
+
+ALL_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
+    SeriesDefined,
+    SchemaEvolved,
+    SourceAdded,
+    DataSourceRegistered,
+    DataSourceConfigured,
+    DataIngested,
+    QualityIssueDetected,
+    DataReconciled,
+    DataPublished,
+    DataRestated,
+)
+
+
+def default_registry() -> EventRegistry:
+    return EventRegistry(ALL_EVENT_TYPES)
+
+
+__all__ = [
+    "ALL_EVENT_TYPES",
+    "DataIngested",
+    "DataPublished",
+    "DataReconciled",
+    "DataRestated",
+    "DataSourceConfigured",
+    "DataSourceRegistered",
+    "DomainEvent",
+    "EventMetadata",
+    "EventRegistry",
+    "IngestedPoint",
+    "Issue",
+    "OfficialPoint",
+    "QualityIssueDetected",
+    "ReconciledPoint",
+    "SchemaEvolved",
+    "SeriesDefined",
+    "SourceAdded",
+    "UnknownEventType",
+    "default_registry",
+]

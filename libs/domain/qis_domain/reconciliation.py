@@ -1,0 +1,71 @@
+"""Choosing one value for a point from the values of several sources."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from decimal import Decimal
+
+from qis_domain.definitions import ReconciliationMethod, ReconciliationPolicy, SeriesDefinition
+from qis_domain.values import DataValue
+
+_BPS = Decimal(10_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    value: DataValue
+    method: ReconciliationMethod
+    contributors: tuple[str, ...]  # sources the value was made from, by priority
+    excluded: tuple[str, ...]  # sources left out as outliers
+    breaks: tuple[str, ...]  # sources beyond tolerance of the chosen value
+
+
+def within_tolerance(a: DataValue, b: DataValue, policy: ReconciliationPolicy) -> bool:
+    """Values without a comparable figure are equal only when identical."""
+    x, y = a.number, b.number
+    if x is None or y is None:
+        return a == b
+    allowed = max(policy.tolerance_abs, abs(y) * policy.tolerance_bps / _BPS)
+    return abs(x - y) <= allowed
+
+
+def reconcile(values: dict[str, DataValue], definition: SeriesDefinition) -> Reconciliation:
+    """`values` maps source id to that source's latest value; it is never empty."""
+    priority = {s.source_id: s.priority for s in definition.sources}
+    ranked = sorted(values, key=lambda source: (priority.get(source, 1 << 30), source))
+    policy = definition.reconciliation
+    numbers = {s: values[s].number for s in ranked}
+    comparable = [s for s in ranked if numbers[s] is not None]
+    method = policy.method
+    if method is ReconciliationMethod.PRIORITY or len(comparable) < len(ranked) or len(ranked) == 1:
+        # Values without a figure (chains, actions) can only be taken whole from one source.
+        chosen = values[ranked[0]]
+        breaks = tuple(s for s in ranked[1:] if not within_tolerance(values[s], chosen, policy))
+        return Reconciliation(chosen, ReconciliationMethod.PRIORITY, (ranked[0],), (), breaks)
+    median = _median([numbers[s] for s in comparable])
+    if method is ReconciliationMethod.MEDIAN:
+        chosen = _closest(values, comparable, median)
+        breaks = tuple(s for s in comparable if not within_tolerance(values[s], chosen, policy))
+        return Reconciliation(chosen, method, tuple(comparable), (), breaks)
+    reference = values[_closest_source(values, comparable, median)]
+    agreeing = [s for s in comparable if within_tolerance(values[s], reference, policy)]
+    excluded = tuple(s for s in comparable if s not in agreeing)
+    chosen = _closest(values, agreeing, _median([numbers[s] for s in agreeing]))
+    return Reconciliation(chosen, method, tuple(agreeing), excluded, excluded)
+
+
+def _median(figures: list[Decimal | None]) -> Decimal:
+    return statistics.median(f for f in figures if f is not None)
+
+
+def _closest_source(values: dict[str, DataValue], sources: list[str], target: Decimal) -> str:
+    return min(sources, key=lambda s: abs((values[s].number or Decimal(0)) - target))
+
+
+def _closest(values: dict[str, DataValue], sources: list[str], target: Decimal) -> DataValue:
+    """The median of an even count is not any source's value: publish the closest real one.
+
+    An official value is always one a source actually sent, so its lineage is exact.
+    """
+    return values[_closest_source(values, sources, target)]

@@ -1,0 +1,133 @@
+"""The ReferenceData aggregate: the definition of one series (schema, sources, rules, policies)."""
+
+from __future__ import annotations
+
+from zoneinfo import available_timezones
+
+from qis_domain.commands import CommandContext, CommandOutcome
+from qis_domain.definitions import SeriesDefinition
+from qis_domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
+from qis_domain.events import DomainEvent, SchemaEvolved, SeriesDefined, SourceAdded
+from qis_domain.names import series_name
+from qis_domain.series_bucket import Recorded
+from qis_domain.values import DataType
+
+_ZONES: frozenset[str] = frozenset()
+
+
+def definition_stream(series_id: str) -> str:
+    return f"series/{series_id}"
+
+
+def validate_definition(definition: SeriesDefinition, known_sources: set[str]) -> None:
+    """Field paths are relative to the `series` message of the request."""
+    global _ZONES
+    if not _ZONES:
+        _ZONES = frozenset(available_timezones())
+    violations: list[FieldViolation] = []
+    if not definition.sources:
+        violations.append(FieldViolation("series.sources", "at least one source is required"))
+    seen: set[str] = set()
+    priorities: set[int] = set()
+    for i, source in enumerate(definition.sources):
+        if source.source_id in seen:
+            violations.append(FieldViolation(f"series.sources[{i}].source", "listed twice"))
+        if source.priority < 1 or source.priority in priorities:
+            violations.append(
+                FieldViolation(f"series.sources[{i}].priority", "priorities are unique and >= 1")
+            )
+        seen.add(source.source_id)
+        priorities.add(source.priority)
+    if definition.data_type in (DataType.PRICE, DataType.VOLUME) and not definition.unit:
+        violations.append(FieldViolation("series.unit", "a currency or unit is required"))
+    if definition.time_zone not in _ZONES:
+        violations.append(
+            FieldViolation("series.time_zone", f"unknown time zone {definition.time_zone!r}")
+        )
+    if definition.publication.min_sources > max(1, len(definition.sources)):
+        violations.append(
+            FieldViolation("series.publication.min_sources", "more than the sources configured")
+        )
+    if violations:
+        raise InvalidArgument(violations)
+    for i, source in enumerate(definition.sources):
+        if source.source_id not in known_sources:
+            raise NotFound(f"sources/{source.source_id}", f"series.sources[{i}].source")
+
+
+class ReferenceData:
+    def __init__(self, series_id: str) -> None:
+        self.series_id = series_id
+        self.version: int | None = None
+        self.definition: SeriesDefinition | None = None
+        self.schema_version = 0
+        self._outcomes: dict[str, CommandOutcome] = {}
+
+    @property
+    def stream(self) -> str:
+        return definition_stream(self.series_id)
+
+    def outcome_of(self, command_id: str) -> CommandOutcome | None:
+        return self._outcomes.get(command_id)
+
+    def require_definition(self, field: str = "series") -> SeriesDefinition:
+        if self.definition is None:
+            raise NotFound(series_name(self.series_id), field)
+        return self.definition
+
+    def define(
+        self, definition: SeriesDefinition, known_sources: set[str], ctx: CommandContext
+    ) -> list[DomainEvent]:
+        if self.definition is not None:
+            raise AlreadyExists(series_name(self.series_id))
+        validate_definition(definition, known_sources)
+        return [SeriesDefined(series_id=self.series_id, definition=definition)]
+
+    def evolve(
+        self,
+        definition: SeriesDefinition,
+        reason: str,
+        known_sources: set[str],
+        ctx: CommandContext,
+    ) -> list[DomainEvent]:
+        current = self.require_definition("series.name")
+        if not reason.strip():
+            raise InvalidArgument.single("reason", "a schema evolution needs a reason")
+        if (definition.data_type, definition.frequency) != (current.data_type, current.frequency):
+            raise FailedPrecondition(
+                "data type and frequency of a series are immutable: define a new series instead"
+            )
+        validate_definition(definition, known_sources)
+        if definition == current:
+            return []
+        before = {s.source_id for s in current.sources}
+        events: list[DomainEvent] = [
+            SchemaEvolved(
+                series_id=self.series_id,
+                definition=definition,
+                schema_version=self.schema_version + 1,
+                reason=reason,
+            )
+        ]
+        events.extend(
+            SourceAdded(series_id=self.series_id, source_id=s.source_id, priority=s.priority)
+            for s in definition.sources
+            if s.source_id not in before
+        )
+        return events
+
+    def apply(self, event: DomainEvent, meta: Recorded) -> None:
+        self.version = meta.stream_version
+        if isinstance(event, SeriesDefined):
+            self.definition = event.definition
+            self.schema_version = 1
+        elif isinstance(event, SchemaEvolved):
+            self.definition = event.definition
+            self.schema_version = event.schema_version
+        self._outcomes[meta.command_id] = CommandOutcome(meta.position)

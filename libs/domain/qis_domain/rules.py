@@ -1,0 +1,108 @@
+"""Business rules run on each ingested value. A failure flags the value; it never drops it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from qis_domain.definitions import ValidationRules
+from qis_domain.values import CorporateAction, DataValue, OhlcBar, OptionsChain, Price, Volume
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFailure:
+    rule: str
+    severity: Severity
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocking(self) -> bool:
+        """Errors hold the point for approval; warnings and infos only flag it."""
+        return self.severity is Severity.ERROR
+
+
+def check_value(value: DataValue, rules: ValidationRules) -> list[RuleFailure]:
+    """Rules that need nothing but the value itself and the series' rule set."""
+    failures: list[RuleFailure] = []
+    if rules.require_positive:
+        number = value.number
+        if isinstance(value, Price | Volume | OhlcBar) and number is not None and number <= 0:
+            failures.append(RuleFailure("positive", Severity.ERROR, {"value": str(number)}))
+    if isinstance(value, OhlcBar):
+        failures.extend(_check_bar(value))
+    elif isinstance(value, OptionsChain):
+        failures.extend(_check_chain(value))
+    elif isinstance(value, CorporateAction):
+        failures.extend(_check_corporate_action(value))
+    return failures
+
+
+def _check_bar(bar: OhlcBar) -> list[RuleFailure]:
+    if bar.low <= min(bar.open, bar.close) and max(bar.open, bar.close) <= bar.high:
+        return []
+    evidence = {k: str(getattr(bar, k)) for k in ("open", "high", "low", "close")}
+    return [RuleFailure("ohlc_consistency", Severity.ERROR, evidence)]
+
+
+def _check_chain(chain: OptionsChain) -> list[RuleFailure]:
+    failures: list[RuleFailure] = []
+    seen: set[tuple[object, Decimal, str]] = set()
+    for i, q in enumerate(chain.quotes):
+        key = (q.expiry, q.strike, q.right.value)
+        if key in seen:
+            failures.append(
+                RuleFailure(
+                    "option_strike_unique",
+                    Severity.ERROR,
+                    {"quote": i, "expiry": q.expiry.isoformat(), "strike": str(q.strike)},
+                )
+            )
+        seen.add(key)
+        if q.bid is not None and q.ask is not None and q.bid > q.ask:
+            failures.append(
+                RuleFailure(
+                    "option_bid_ask",
+                    Severity.ERROR,
+                    {"quote": i, "bid": str(q.bid), "ask": str(q.ask)},
+                )
+            )
+        if q.implied_volatility is not None and q.implied_volatility < 0:
+            failures.append(
+                RuleFailure(
+                    "option_implied_volatility",
+                    Severity.ERROR,
+                    {"quote": i, "implied_volatility": str(q.implied_volatility)},
+                )
+            )
+    return failures
+
+
+def _check_corporate_action(action: CorporateAction) -> list[RuleFailure]:
+    failures: list[RuleFailure] = []
+    if action.record_date is not None and action.record_date < action.ex_date:
+        # Since T+1 settlement the record date is on or after the ex-date.
+        failures.append(
+            RuleFailure(
+                "corporate_action_dates",
+                Severity.WARNING,
+                {
+                    "ex_date": action.ex_date.isoformat(),
+                    "record_date": action.record_date.isoformat(),
+                },
+            )
+        )
+    for name in ("ratio", "amount"):
+        figure = getattr(action, name)
+        if figure is not None and figure <= 0:
+            failures.append(
+                RuleFailure("corporate_action_positive", Severity.ERROR, {name: str(figure)})
+            )
+    return failures

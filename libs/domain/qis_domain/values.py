@@ -1,0 +1,247 @@
+"""Value objects for the data a series holds. Numbers are Decimal: never binary floats."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from qis_domain.errors import FieldViolation
+
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
+
+
+class DataType(enum.StrEnum):
+    PRICE = "price"
+    VOLUME = "volume"
+    OHLC_BAR = "bar"
+    OPTIONS_CHAIN = "options_chain"
+    CORPORATE_ACTION = "corporate_action"
+
+
+class OptionRight(enum.StrEnum):
+    CALL = "call"
+    PUT = "put"
+
+
+class CorporateActionType(enum.StrEnum):
+    CASH_DIVIDEND = "cash_dividend"
+    STOCK_SPLIT = "stock_split"
+    STOCK_DIVIDEND = "stock_dividend"
+    SPIN_OFF = "spin_off"
+    RIGHTS_ISSUE = "rights_issue"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    value: Decimal
+    currency: str
+
+    @property
+    def data_type(self) -> DataType:
+        return DataType.PRICE
+
+    @property
+    def number(self) -> Decimal | None:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    quantity: Decimal
+    unit: str
+
+    @property
+    def data_type(self) -> DataType:
+        return DataType.VOLUME
+
+    @property
+    def number(self) -> Decimal | None:
+        return self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class OhlcBar:
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal | None = None
+
+    @property
+    def data_type(self) -> DataType:
+        return DataType.OHLC_BAR
+
+    @property
+    def number(self) -> Decimal | None:
+        return self.close
+
+
+@dataclass(frozen=True, slots=True)
+class OptionQuote:
+    expiry: date
+    strike: Decimal
+    right: OptionRight
+    bid: Decimal | None = None
+    ask: Decimal | None = None
+    implied_volatility: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OptionsChain:
+    quotes: tuple[OptionQuote, ...]
+    underlying_price: Decimal | None = None
+
+    @property
+    def data_type(self) -> DataType:
+        return DataType.OPTIONS_CHAIN
+
+    @property
+    def number(self) -> Decimal | None:
+        return self.underlying_price
+
+
+@dataclass(frozen=True, slots=True)
+class CorporateAction:
+    type: CorporateActionType
+    ex_date: date
+    record_date: date | None = None
+    pay_date: date | None = None
+    ratio: Decimal | None = None
+    amount: Decimal | None = None
+    currency: str = ""
+
+    @property
+    def data_type(self) -> DataType:
+        return DataType.CORPORATE_ACTION
+
+    @property
+    def number(self) -> Decimal | None:
+        return self.amount if self.amount is not None else self.ratio
+
+
+DataValue = Price | Volume | OhlcBar | OptionsChain | CorporateAction
+"""`number` is the figure rules and reconciliation compare (None: compared by equality only)."""
+
+
+def parse_decimal(text: str, field: str, violations: list[FieldViolation]) -> Decimal:
+    """A finite decimal in plain or exponent notation; records a violation and returns 0 if not.
+
+    Collecting violations instead of raising lets one request report every bad field at once.
+    """
+    if not _DECIMAL.fullmatch(text):
+        reason = "is required" if text == "" else f"{text!r} is not a finite decimal number"
+        violations.append(FieldViolation(field, reason))
+        return Decimal(0)
+    return Decimal(text)
+
+
+def parse_optional_decimal(
+    text: str, field: str, violations: list[FieldViolation]
+) -> Decimal | None:
+    return None if text == "" else parse_decimal(text, field, violations)
+
+
+# --- documents: the JSON form values take inside events (decimal strings, ISO dates) ---
+
+
+def _opt(d: Decimal | None) -> str | None:
+    return None if d is None else str(d)
+
+
+def _opt_dec(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _opt_date(text: str | None) -> date | None:
+    return None if text is None else date.fromisoformat(text)
+
+
+def value_to_doc(value: DataValue) -> dict[str, Any]:
+    if isinstance(value, Price):
+        return {"price": {"value": str(value.value), "currency": value.currency}}
+    if isinstance(value, Volume):
+        return {"volume": {"quantity": str(value.quantity), "unit": value.unit}}
+    if isinstance(value, OhlcBar):
+        return {
+            "bar": {
+                "open": str(value.open),
+                "high": str(value.high),
+                "low": str(value.low),
+                "close": str(value.close),
+                "volume": _opt(value.volume),
+            }
+        }
+    if isinstance(value, OptionsChain):
+        return {
+            "options_chain": {
+                "underlying_price": _opt(value.underlying_price),
+                "quotes": [
+                    {
+                        "expiry": q.expiry.isoformat(),
+                        "strike": str(q.strike),
+                        "right": q.right.value,
+                        "bid": _opt(q.bid),
+                        "ask": _opt(q.ask),
+                        "implied_volatility": _opt(q.implied_volatility),
+                    }
+                    for q in value.quotes
+                ],
+            }
+        }
+    return {
+        "corporate_action": {
+            "type": value.type.value,
+            "ex_date": value.ex_date.isoformat(),
+            "record_date": None if value.record_date is None else value.record_date.isoformat(),
+            "pay_date": None if value.pay_date is None else value.pay_date.isoformat(),
+            "ratio": _opt(value.ratio),
+            "amount": _opt(value.amount),
+            "currency": value.currency,
+        }
+    }
+
+
+def value_from_doc(doc: dict[str, Any]) -> DataValue:
+    ((kind, body),) = doc.items()
+    if kind == "price":
+        return Price(Decimal(body["value"]), body["currency"])
+    if kind == "volume":
+        return Volume(Decimal(body["quantity"]), body["unit"])
+    if kind == "bar":
+        return OhlcBar(
+            Decimal(body["open"]),
+            Decimal(body["high"]),
+            Decimal(body["low"]),
+            Decimal(body["close"]),
+            _opt_dec(body.get("volume")),
+        )
+    if kind == "options_chain":
+        return OptionsChain(
+            tuple(
+                OptionQuote(
+                    date.fromisoformat(q["expiry"]),
+                    Decimal(q["strike"]),
+                    OptionRight(q["right"]),
+                    _opt_dec(q.get("bid")),
+                    _opt_dec(q.get("ask")),
+                    _opt_dec(q.get("implied_volatility")),
+                )
+                for q in body["quotes"]
+            ),
+            _opt_dec(body.get("underlying_price")),
+        )
+    if kind == "corporate_action":
+        return CorporateAction(
+            CorporateActionType(body["type"]),
+            date.fromisoformat(body["ex_date"]),
+            _opt_date(body.get("record_date")),
+            _opt_date(body.get("pay_date")),
+            _opt_dec(body.get("ratio")),
+            _opt_dec(body.get("amount")),
+            body.get("currency", ""),
+        )
+    raise ValueError(f"unknown value kind {kind!r}")

@@ -1,0 +1,94 @@
+"""A grpc.aio server with what every qis process serves: health, reflection, identity, and a
+graceful stop on SIGTERM/SIGINT (health goes NOT_SERVING, in-flight calls get a grace period)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from qis_runtime.identity import IdentityInterceptor
+
+log = logging.getLogger(__name__)
+
+_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceBinding:
+    full_name: str  # e.g. "qis.data.v1.CommandService"
+    register: Callable[[Any, grpc.aio.Server], None]  # the generated add_..._to_server
+    servicer: object
+
+
+class QisServer:
+    def __init__(self, address: str, services: Sequence[ServiceBinding]) -> None:
+        self._address = address
+        self._services = services
+        self.health = health_aio.HealthServicer()
+        self._server = grpc.aio.server(
+            interceptors=[IdentityInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self.port = 0
+
+    async def start(self) -> int:
+        for binding in self._services:
+            binding.register(binding.servicer, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        names = [b.full_name for b in self._services]
+        reflection.enable_server_reflection(
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self._server,
+        )
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = self._server.add_insecure_port(self._address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self._address}")
+        await self._server.start()
+        return self.port
+
+    async def mark_serving(self) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace_s: float) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.stop(grace_s)
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()
+
+    async def _set_health(
+        self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
+    ) -> None:
+        await self.health.set("", status)
+        for binding in self._services:
+            await self.health.set(binding.full_name, status)
+
+
+async def run_until_signalled(server: QisServer, grace_s: float) -> None:
+    """Serve until SIGTERM or SIGINT, then drain."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: health NOT_SERVING, draining for up to %.1f s", grace_s)
+    await server.stop(grace_s)

@@ -1,0 +1,104 @@
+"""Loads aggregates from the event store and keeps recently used ones in memory.
+
+A cached aggregate is brought up to date by reading only the events appended after its version,
+so a command touching a warm bucket costs one small read. The cache never decides anything on
+its own: every append states the expected version, and a stale cache shows up as a conflict.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+from qis_adapters.eventstore.codec import EventCodec
+from qis_adapters.eventstore.port import AppendResult, EventStore, StreamAppend, StreamState
+from qis_domain.commands import CommandContext, CommandOutcome
+from qis_domain.events import DomainEvent
+from qis_domain.series_bucket import Recorded
+
+
+class Aggregate(Protocol):
+    version: int | None
+
+    @property
+    def stream(self) -> str: ...
+
+    def apply(self, event: DomainEvent, meta: Recorded) -> None: ...
+
+    def outcome_of(self, command_id: str) -> CommandOutcome | None: ...
+
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class Repository:
+    def __init__(self, store: EventStore, codec: EventCodec, cache_size: int = 4096) -> None:
+        self._store = store
+        self._codec = codec
+        self._cache: OrderedDict[str, Aggregate] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def load(self, stream: str, factory: Callable[[], A]) -> A:
+        cached = self._cache.get(stream)
+        aggregate: A
+        if cached is None:
+            aggregate = factory()
+            self._cache[stream] = aggregate
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            aggregate = cached  # type: ignore[assignment]  # one stream name, one aggregate type
+            self._cache.move_to_end(stream)
+        await self.refresh(aggregate)
+        return aggregate
+
+    async def head_position(self) -> int:
+        return await self._store.head_position()
+
+    async def refresh(self, aggregate: Aggregate) -> None:
+        start = 0 if aggregate.version is None else aggregate.version + 1
+        for record in await self._store.read_stream(aggregate.stream, start):
+            decoded = self._codec.decode(record)
+            meta = Recorded(
+                decoded.metadata.command_id,
+                decoded.metadata.user_id,
+                record.position,
+                record.stream_version,
+            )
+            _apply_once(aggregate, decoded.event, meta)
+
+    async def save(
+        self,
+        changes: Sequence[tuple[Aggregate, Sequence[DomainEvent]]],
+        ctx: CommandContext,
+    ) -> AppendResult:
+        """Append every aggregate's new events in one atomic multi-stream append, then apply them
+        to the cached aggregates. Raises WrongExpectedVersion, leaving the cache as it was."""
+        appends = [
+            StreamAppend(
+                aggregate.stream,
+                StreamState.NO_STREAM if aggregate.version is None else aggregate.version,
+                self._codec.encode(aggregate.stream, events, ctx),
+            )
+            for aggregate, events in changes
+            if events
+        ]
+        result = await self._store.append(appends)
+        for aggregate, events in changes:
+            last = result.stream_versions.get(aggregate.stream)
+            if last is None:
+                continue
+            first = last - len(events) + 1
+            for offset, event in enumerate(events):
+                meta = Recorded(ctx.command_id, ctx.user_id, result.position, first + offset)
+                _apply_once(aggregate, event, meta)
+        return result
+
+
+def _apply_once(aggregate: Aggregate, event: DomainEvent, meta: Recorded) -> None:
+    """Two commands of this process may bring the same cached aggregate up to date at the same
+    time (one through its own append, one through a read); each event is applied once."""
+    if aggregate.version is not None and meta.stream_version <= aggregate.version:
+        return
+    aggregate.apply(event, meta)
