@@ -1,0 +1,215 @@
+"""Values between the v1 contract (qis.data.v1.DataValue) and the domain.
+
+Parsing collects every violation with its field path instead of stopping at the first, so one
+rejected request tells the client everything that is wrong with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from google.type import date_pb2
+from qis.data.v1 import values_pb2
+from qis_domain.errors import FieldViolation
+from qis_domain.snaps import Snap, parse_snap
+from qis_domain.values import (
+    CorporateAction,
+    CorporateActionType,
+    DataValue,
+    OhlcBar,
+    OptionQuote,
+    OptionRight,
+    OptionsChain,
+    Price,
+    Volume,
+    parse_decimal,
+    parse_optional_decimal,
+)
+
+_RIGHTS = {
+    values_pb2.OPTION_RIGHT_CALL: OptionRight.CALL,
+    values_pb2.OPTION_RIGHT_PUT: OptionRight.PUT,
+}
+_RIGHTS_BACK = {v.value: k for k, v in _RIGHTS.items()}
+_ACTIONS = {
+    values_pb2.CORPORATE_ACTION_TYPE_CASH_DIVIDEND: CorporateActionType.CASH_DIVIDEND,
+    values_pb2.CORPORATE_ACTION_TYPE_STOCK_SPLIT: CorporateActionType.STOCK_SPLIT,
+    values_pb2.CORPORATE_ACTION_TYPE_STOCK_DIVIDEND: CorporateActionType.STOCK_DIVIDEND,
+    values_pb2.CORPORATE_ACTION_TYPE_SPIN_OFF: CorporateActionType.SPIN_OFF,
+    values_pb2.CORPORATE_ACTION_TYPE_RIGHTS_ISSUE: CorporateActionType.RIGHTS_ISSUE,
+}
+_ACTIONS_BACK = {v.value: k for k, v in _ACTIONS.items()}
+
+
+def snap_from_proto(text: str, path: str, violations: list[FieldViolation]) -> Snap | None:
+    try:
+        return parse_snap(text)
+    except ValueError as error:
+        violations.append(FieldViolation(path, str(error)))
+        return None
+
+
+def points_from_proto(
+    points: Sequence[values_pb2.DataPoint], violations: list[FieldViolation]
+) -> list[tuple[Snap, DataValue]]:
+    out: list[tuple[Snap, DataValue]] = []
+    for i, point in enumerate(points):
+        snap = snap_from_proto(point.snap, f"points[{i}].snap", violations)
+        value = value_from_proto(point.value, f"points[{i}].value", violations)
+        if snap is not None and value is not None:
+            out.append((snap, value))
+    return out
+
+
+def value_from_proto(
+    msg: values_pb2.DataValue, path: str, v: list[FieldViolation]
+) -> DataValue | None:
+    kind = msg.WhichOneof("kind")
+    if kind == "price":
+        return Price(parse_decimal(msg.price.value, f"{path}.price.value", v), msg.price.currency)
+    if kind == "volume":
+        q = parse_decimal(msg.volume.quantity, f"{path}.volume.quantity", v)
+        return Volume(q, msg.volume.unit)
+    if kind == "bar":
+        b, p = msg.bar, f"{path}.bar"
+        return OhlcBar(
+            parse_decimal(b.open, f"{p}.open", v),
+            parse_decimal(b.high, f"{p}.high", v),
+            parse_decimal(b.low, f"{p}.low", v),
+            parse_decimal(b.close, f"{p}.close", v),
+            parse_optional_decimal(b.volume, f"{p}.volume", v),
+        )
+    if kind == "options_chain":
+        return _chain_from_proto(msg.options_chain, f"{path}.options_chain", v)
+    if kind == "corporate_action":
+        return _action_from_proto(msg.corporate_action, f"{path}.corporate_action", v)
+    v.append(FieldViolation(path, "a value is required"))
+    return None
+
+
+def _chain_from_proto(
+    chain: values_pb2.OptionsChain, path: str, v: list[FieldViolation]
+) -> OptionsChain:
+    quotes = []
+    for i, q in enumerate(chain.quotes):
+        p = f"{path}.quotes[{i}]"
+        right = _RIGHTS.get(q.right)
+        if right is None:
+            v.append(FieldViolation(f"{p}.right", "CALL or PUT is required"))
+            right = OptionRight.CALL
+        quotes.append(
+            OptionQuote(
+                _date_from_proto(q.expiry, f"{p}.expiry", v) or date.min,
+                parse_decimal(q.strike, f"{p}.strike", v),
+                right,
+                parse_optional_decimal(q.bid, f"{p}.bid", v),
+                parse_optional_decimal(q.ask, f"{p}.ask", v),
+                parse_optional_decimal(q.implied_volatility, f"{p}.implied_volatility", v),
+            )
+        )
+    if not quotes:
+        v.append(FieldViolation(f"{path}.quotes", "at least one quote is required"))
+    underlying = parse_optional_decimal(chain.underlying_price, f"{path}.underlying_price", v)
+    return OptionsChain(tuple(quotes), underlying)
+
+
+def _action_from_proto(
+    a: values_pb2.CorporateAction, path: str, v: list[FieldViolation]
+) -> CorporateAction:
+    kind = _ACTIONS.get(a.type)
+    if kind is None:
+        v.append(FieldViolation(f"{path}.type", "a corporate action type is required"))
+        kind = CorporateActionType.CASH_DIVIDEND
+    ex_date = _date_from_proto(a.ex_date, f"{path}.ex_date", v) or date.min
+    return CorporateAction(
+        kind,
+        ex_date,
+        _date_from_proto(a.record_date, f"{path}.record_date", v, required=False),
+        _date_from_proto(a.pay_date, f"{path}.pay_date", v, required=False),
+        parse_optional_decimal(a.ratio, f"{path}.ratio", v),
+        parse_optional_decimal(a.amount, f"{path}.amount", v),
+        a.currency,
+    )
+
+
+def _date_from_proto(
+    d: date_pb2.Date, path: str, v: list[FieldViolation], required: bool = True
+) -> date | None:
+    if (d.year, d.month, d.day) == (0, 0, 0):
+        if required:
+            v.append(FieldViolation(path, "a date is required"))
+        return None
+    try:
+        return date(d.year, d.month, d.day)
+    except ValueError as error:
+        v.append(FieldViolation(path, f"not a calendar date: {error}"))
+        return None
+
+
+def _text(d: Any) -> str:
+    return "" if d is None else str(d)
+
+
+def _date_doc(text: str | None) -> date_pb2.Date | None:
+    if text is None:
+        return None
+    day = date.fromisoformat(text)
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+def doc_to_proto(doc: dict[str, Any]) -> values_pb2.DataValue:
+    """From the JSON form values have inside events (see qis_domain.values.value_to_doc)."""
+    ((kind, body),) = doc.items()
+    if kind == "price":
+        return values_pb2.DataValue(
+            price=values_pb2.Price(value=body["value"], currency=body["currency"])
+        )
+    if kind == "volume":
+        return values_pb2.DataValue(
+            volume=values_pb2.Volume(quantity=body["quantity"], unit=body["unit"])
+        )
+    if kind == "bar":
+        return values_pb2.DataValue(
+            bar=values_pb2.OhlcBar(
+                open=body["open"],
+                high=body["high"],
+                low=body["low"],
+                close=body["close"],
+                volume=_text(body.get("volume")),
+            )
+        )
+    if kind == "options_chain":
+        return values_pb2.DataValue(
+            options_chain=values_pb2.OptionsChain(
+                underlying_price=_text(body.get("underlying_price")),
+                quotes=[
+                    values_pb2.OptionQuote(
+                        expiry=_date_doc(q["expiry"]),
+                        strike=q["strike"],
+                        right=_RIGHTS_BACK[q["right"]],
+                        bid=_text(q.get("bid")),
+                        ask=_text(q.get("ask")),
+                        implied_volatility=_text(q.get("implied_volatility")),
+                    )
+                    for q in body["quotes"]
+                ],
+            )
+        )
+    return values_pb2.DataValue(
+        corporate_action=values_pb2.CorporateAction(
+            type=_ACTIONS_BACK[body["type"]],
+            ex_date=_date_doc(body["ex_date"]),
+            record_date=_date_doc(body.get("record_date")),
+            pay_date=_date_doc(body.get("pay_date")),
+            ratio=_text(body.get("ratio")),
+            amount=_text(body.get("amount")),
+            currency=body.get("currency", ""),
+        )
+    )
+
+
+def decimal_text(d: Decimal | None) -> str:
+    return "" if d is None else str(d)

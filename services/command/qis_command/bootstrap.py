@@ -1,0 +1,47 @@
+"""Composition root of the command process: the one place that reads config and wires adapters."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from qis.data.v1 import command_service_pb2, command_service_pb2_grpc
+from qis_adapters.eventstore.codec import EventCodec
+from qis_adapters.eventstore.factory import open_event_store
+from qis_adapters.eventstore.port import EventStore
+from qis_runtime.server import QisServer, ServiceBinding
+
+from qis_command.application.handlers import CommandHandlers
+from qis_command.application.repository import Repository
+from qis_command.entrypoints.grpc_service import CommandService
+from qis_command.settings import CommandSettings
+
+SERVICE_NAME = command_service_pb2.DESCRIPTOR.services_by_name["CommandService"].full_name
+
+
+@dataclass
+class CommandApp:
+    store: EventStore
+    handlers: CommandHandlers
+    server: QisServer
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+def build_handlers(store: EventStore, settings: CommandSettings) -> CommandHandlers:
+    return CommandHandlers(Repository(store, EventCodec(), settings.aggregate_cache_size))
+
+
+async def build(settings: CommandSettings) -> CommandApp:
+    store = await open_event_store(settings.resolved_event_store_uri())
+    handlers = build_handlers(store, settings)
+    servicer = CommandService(handlers, wall_clock_us)
+    binding = ServiceBinding(
+        SERVICE_NAME, command_service_pb2_grpc.add_CommandServiceServicer_to_server, servicer
+    )
+    return CommandApp(store, handlers, QisServer(settings.command_address, [binding]))

@@ -1,0 +1,35 @@
+"""`qis-command`: the write side as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from qis_runtime.logs import configure_logging
+from qis_runtime.server import run_until_signalled
+
+from qis_command.bootstrap import build
+from qis_command.settings import CommandSettings
+
+log = logging.getLogger("qis.command")
+
+
+async def serve(settings: CommandSettings) -> None:
+    app = await build(settings)
+    try:
+        port = await app.server.start()
+        await app.server.mark_serving()
+        log.info("command service listening on port %d", port)
+        await run_until_signalled(app.server, settings.shutdown_grace_s)
+    finally:
+        await app.close()
+
+
+def main() -> None:
+    settings = CommandSettings()
+    configure_logging(settings.log_level, "qis.command")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
