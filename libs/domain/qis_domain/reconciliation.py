@@ -32,6 +32,9 @@ def within_tolerance(a: DataValue, b: DataValue, policy: ReconciliationPolicy) -
 
 def reconcile(values: dict[str, DataValue], definition: SeriesDefinition) -> Reconciliation:
     """`values` maps source id to that source's latest value; it is never empty."""
+    if len(values) == 1:
+        ((source, only),) = values.items()
+        return Reconciliation(only, ReconciliationMethod.PRIORITY, (source,), (), ())
     priority = {s.source_id: s.priority for s in definition.sources}
     ranked = sorted(values, key=lambda source: (priority.get(source, 1 << 30), source))
     policy = definition.reconciliation

@@ -2,18 +2,26 @@
 candidate, the official versions, and the commands already handled.
 
 A series' points are split into buckets (see snaps.BUCKET_SPAN_US) so that deciding a command
-reads a bounded state, whatever the length of the series' history.
+reads a bounded state, whatever the length of the series' history. State keeps values in their
+encoded event form and decodes one only when a decision compares it: applying a 1,000-point
+event then costs little more than storing references.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, TypeVar
 
 from qis_domain.commands import CommandContext, CommandOutcome
-from qis_domain.definitions import BreakAction, PublicationMode, SeriesDefinition
+from qis_domain.definitions import (
+    BreakAction,
+    PublicationMode,
+    ReconciliationMethod,
+    SeriesDefinition,
+)
 from qis_domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from qis_domain.events import (
     DataIngested,
@@ -21,27 +29,21 @@ from qis_domain.events import (
     DataReconciled,
     DataRestated,
     DomainEvent,
-    IngestedPoint,
     Issue,
-    OfficialPoint,
     QualityIssueDetected,
-    ReconciledPoint,
+    RawValue,
 )
-from qis_domain.quality import PointStatus, quality_score
+from qis_domain.quality import ONE, PointStatus, quality_score
 from qis_domain.reconciliation import reconcile, within_tolerance
 from qis_domain.rules import RuleFailure, Severity, check_value
 from qis_domain.snaps import Snap
-from qis_domain.values import (
-    DataValue,
-    OhlcBar,
-    Price,
-    Volume,
-    value_from_doc,
-    value_to_doc,
-)
+from qis_domain.values import DataValue, OhlcBar, Price, Volume, decode_value, encode_value
 
 _ISSUES_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4d8e-9a59-0c7d1f0e4b21")
 MANUAL = "manual"
+_T = TypeVar("_T")
+_PRIORITY = ReconciliationMethod.PRIORITY.value
+_STATUSES = {s.value: s for s in PointStatus}
 
 
 def bucket_stream(series_id: str, bucket_us: int) -> str:
@@ -51,7 +53,7 @@ def bucket_stream(series_id: str, bucket_us: int) -> str:
 @dataclass(frozen=True, slots=True)
 class Recorded:
     """Where an event being applied came from: the command that caused it and its place in the
-    log (the metadata part the state needs)."""
+    log (the part of the metadata the state needs)."""
 
     command_id: str
     user_id: str
@@ -61,18 +63,16 @@ class Recorded:
 
 @dataclass(slots=True)
 class Observed:
-    value: DataValue
+    raw: RawValue
     user_id: str
     failures: tuple[RuleFailure, ...] = ()
 
 
 @dataclass(slots=True)
 class Candidate:
-    value: DataValue
-    doc: dict[str, object]
+    raw: RawValue
     method: str
     sources: tuple[str, ...]
-    excluded: tuple[str, ...]
     quality: str
     status: PointStatus
 
@@ -80,15 +80,72 @@ class Candidate:
 @dataclass(slots=True)
 class Official:
     version: int
-    value: DataValue
+    raw: RawValue
     manual: bool  # a manual correction: automatic reconciliation does not override it
 
 
-@dataclass(slots=True)
-class PointState:
-    observed: dict[str, Observed] = field(default_factory=dict)
-    candidate: Candidate | None = None
-    official: Official | None = None
+class _OfficialColumns:
+    """Builds the columns of a DataPublished / DataRestated event point by point."""
+
+    def __init__(self) -> None:
+        self.snaps: list[int] = []
+        self.versions: list[int] = []
+        self.values: list[RawValue] = []
+        self.quality_scores: list[str] = []
+        self.sources: list[list[str]] = []
+        self.methods: list[str] = []
+        self.flags: list[list[str]] = []
+        self.reasons: list[str] = []
+        self.causes: list[str] = []
+
+    def add(
+        self,
+        snap_us: int,
+        version: int,
+        c: Candidate,
+        flags: list[str],
+        reason: str = "",
+        cause: str = "",
+    ) -> None:
+        self.snaps.append(snap_us)
+        self.versions.append(version)
+        self.values.append(c.raw)
+        self.quality_scores.append(c.quality)
+        self.sources.append(list(c.sources))
+        self.methods.append(c.method)
+        self.flags.append(flags)
+        self.reasons.append(reason)
+        self.causes.append(cause)
+
+    def events(self, series_id: str, d: SeriesDefinition, mode: str) -> list[DomainEvent]:
+        """A DataPublished for first versions and a DataRestated for later ones, as needed."""
+        first = [i for i, v in enumerate(self.versions) if v == 1]
+        later = [i for i, v in enumerate(self.versions) if v != 1]
+        out: list[DomainEvent] = []
+        if first:
+            out.append(DataPublished(mode=mode, **self._columns(series_id, d, first)))
+        if later:
+            out.append(DataRestated(**self._columns(series_id, d, later)))
+        return out
+
+    def _columns(self, series_id: str, d: SeriesDefinition, rows: list[int]) -> dict[str, Any]:
+        def pick(column: list[_T]) -> list[_T]:
+            return column if len(rows) == len(column) else [column[i] for i in rows]
+
+        return {
+            "series_id": series_id,
+            "data_type": d.data_type,
+            "unit": d.unit,
+            "snaps": pick(self.snaps),
+            "versions": pick(self.versions),
+            "values": pick(self.values),
+            "quality_scores": pick(self.quality_scores),
+            "sources": pick(self.sources),
+            "methods": pick(self.methods),
+            "flags": pick(self.flags),
+            "reasons": pick(self.reasons),
+            "causes": pick(self.causes),
+        }
 
 
 class SeriesBucket:
@@ -96,7 +153,11 @@ class SeriesBucket:
         self.series_id = series_id
         self.bucket_us = bucket_us
         self.version: int | None = None  # stream version of the last applied event
-        self.points: dict[int, PointState] = {}
+        # Per snap (UTC µs). Three flat maps rather than one object per point: applying a
+        # batch event is then a few bulk dict updates.
+        self.observed: dict[int, dict[str, Observed]] = {}
+        self.candidates: dict[int, Candidate] = {}
+        self.officials: dict[int, Official] = {}
         self._outcomes: dict[str, CommandOutcome] = {}
 
     @property
@@ -115,61 +176,73 @@ class SeriesBucket:
         points: Sequence[tuple[Snap, DataValue]],
         ctx: CommandContext,
     ) -> list[DomainEvent]:
-        ingested: list[IngestedPoint] = []
-        issues: list[Issue] = []
-        reconciled: list[ReconciledPoint] = []
-        first: list[OfficialPoint] = []
-        restated: list[OfficialPoint] = []
         if len({snap.utc_us for snap, _ in points}) != len(points):
             raise InvalidArgument.single("points", "snaps must be unique within one command")
+        decide = _Decider(definition, ctx)
+        snaps: list[int] = []
+        offsets: list[int] = []
+        raws: list[RawValue] = []
+        issues: list[Issue] = []
+        rec = _ReconciledColumns()
+        official_columns = _OfficialColumns()
         for snap, value in points:
+            snap_us = snap.utc_us
             failures = tuple(check_value(value, definition.validation))
-            ingested.append(
-                IngestedPoint(
-                    snap_us=snap.utc_us, offset_s=snap.offset_s, value=value_to_doc(value)
-                )
-            )
-            issues.extend(_issues(ctx.command_id, snap.utc_us, source_id, failures))
-            state = self.points.get(snap.utc_us) or PointState()
-            observed = dict(state.observed)
+            raw = encode_value(value)
+            snaps.append(snap_us)
+            offsets.append(snap.offset_s)
+            raws.append(raw)
+            if failures:
+                issues.extend(_issues(ctx.command_id, snap_us, source_id, failures))
+            before = self.observed.get(snap_us)
+            observed = {} if before is None else dict(before)
             known_before = source_id in observed
-            observed[source_id] = Observed(value, ctx.user_id, failures)
-            candidate, point_issues = _candidate(definition, observed, snap.utc_us, ctx.command_id)
-            issues.extend(point_issues)
-            reconciled.append(_reconciled_point(snap.utc_us, candidate, observed))
+            observed[source_id] = Observed(raw, ctx.user_id, failures)
+            if len(observed) == 1 and not failures:
+                # The bulk-load case, kept cheap: nothing to reconcile, nothing to penalise.
+                candidate, contributions = decide.sole_source(source_id, value, raw)
+            else:
+                candidate, contributions, break_issue = decide.candidate(
+                    snap_us, observed, source_id, value
+                )
+                if break_issue is not None:
+                    issues.append(break_issue)
+            rec.add(snap_us, candidate, contributions)
             if candidate.status is not PointStatus.PUBLISHED:
                 continue
-            official = state.official
+            official = self.officials.get(snap_us)
+            flags = _flags(observed, candidate.sources)
             if official is None:
-                first.append(_official_point(snap.utc_us, 1, candidate, observed))
+                official_columns.add(snap_us, 1, candidate, flags)
             elif not official.manual and not within_tolerance(
-                candidate.value, official.value, definition.reconciliation
+                decide.decode(candidate.raw),
+                decide.decode(official.raw),
+                definition.reconciliation,
             ):
                 cause = "corrected_source" if known_before else "late_source"
-                reason = (
-                    f"corrected value from {source_id}"
-                    if known_before
-                    else f"late source {source_id}"
-                )
-                restated.append(
-                    _official_point(
-                        snap.utc_us, official.version + 1, candidate, observed, reason, cause
-                    )
-                )
+                what = "corrected value from" if known_before else "late source"
+                reason = f"{what} {source_id}"
+                official_columns.add(snap_us, official.version + 1, candidate, flags, reason, cause)
         events: list[DomainEvent] = [
-            DataIngested(series_id=self.series_id, source_id=source_id, points=ingested)
+            DataIngested(
+                series_id=self.series_id,
+                source_id=source_id,
+                data_type=definition.data_type,
+                unit=definition.unit,
+                snaps=snaps,
+                offsets=offsets,
+                values=raws,
+            )
         ]
         if issues:
             events.append(QualityIssueDetected(series_id=self.series_id, issues=issues))
-        events.append(DataReconciled(series_id=self.series_id, points=reconciled))
-        if first:
-            events.append(DataPublished(series_id=self.series_id, mode="automatic", points=first))
-        if restated:
-            events.append(DataRestated(series_id=self.series_id, points=restated))
+        events.append(rec.event(self.series_id, definition))
+        events.extend(official_columns.events(self.series_id, definition, "automatic"))
         return events
 
     def publish(
         self,
+        definition: SeriesDefinition,
         snaps: Sequence[tuple[str, int]],
         comment: str,
         ctx: CommandContext,
@@ -178,65 +251,48 @@ class SeriesBucket:
 
         Four-eyes: the approver may not be anyone whose value the candidate was made from.
         """
-        first: list[OfficialPoint] = []
-        restated: list[OfficialPoint] = []
+        official_columns = _OfficialColumns()
         for field_path, snap_us in snaps:
-            state = self.points.get(snap_us)
-            if state is None or state.candidate is None:
+            candidate = self.candidates.get(snap_us)
+            if candidate is None:
                 raise NotFound(f"point {self.series_id}@{snap_us}", field_path)
-            candidate = state.candidate
-            submitters = {
-                state.observed[s].user_id for s in candidate.sources if s in state.observed
-            }
+            observed = self.observed.get(snap_us, {})
+            submitters = {observed[s].user_id for s in candidate.sources if s in observed}
             if ctx.user_id in submitters:
                 raise PermissionDenied(
                     f"{field_path}: four-eyes rule: {ctx.user_id!r} submitted a value of this point"
                     " and cannot also approve it"
                 )
-            official = state.official
-            if official is not None and not official.manual and official.value == candidate.value:
+            official = self.officials.get(snap_us)
+            if official is not None and not official.manual and official.raw == candidate.raw:
                 continue  # already official: approving it again changes nothing
-            point = OfficialPoint(
-                snap_us=snap_us,
-                version=1 if official is None else official.version + 1,
-                value=candidate.doc,
-                quality_score=candidate.quality,
-                sources=list(candidate.sources),
-                method=candidate.method,
-                flags=_flags(state.observed, candidate.sources),
-                reason=comment,
-                cause="" if official is None else "approved_change",
-            )
-            (first if official is None else restated).append(point)
-        events: list[DomainEvent] = []
-        if first:
-            events.append(DataPublished(series_id=self.series_id, mode=MANUAL, points=first))
-        if restated:
-            events.append(DataRestated(series_id=self.series_id, points=restated))
-        return events
+            flags = _flags(observed, candidate.sources)
+            if official is None:
+                official_columns.add(snap_us, 1, candidate, flags, comment)
+            else:
+                version = official.version + 1
+                official_columns.add(snap_us, version, candidate, flags, comment, "approved_change")
+        return official_columns.events(self.series_id, definition, MANUAL)
 
     def restate(
-        self, snap_us: int, value: DataValue, reason: str, ctx: CommandContext
+        self,
+        definition: SeriesDefinition,
+        snap_us: int,
+        value: DataValue,
+        reason: str,
+        ctx: CommandContext,
     ) -> list[DomainEvent]:
         """A manual correction of a published point: a new version that automatic
         reconciliation will not override."""
         if not reason.strip():
             raise InvalidArgument.single("reason", "a restatement needs a reason")
-        state = self.points.get(snap_us)
-        if state is None or state.official is None:
+        official = self.officials.get(snap_us)
+        if official is None:
             raise FailedPrecondition(f"point {self.series_id}@{snap_us} has not been published")
-        point = OfficialPoint(
-            snap_us=snap_us,
-            version=state.official.version + 1,
-            value=value_to_doc(value),
-            quality_score="1",
-            sources=[MANUAL],
-            method=MANUAL,
-            flags=[],
-            reason=reason,
-            cause="manual_correction",
-        )
-        return [DataRestated(series_id=self.series_id, points=[point])]
+        columns = _OfficialColumns()
+        manual = Candidate(encode_value(value), MANUAL, (MANUAL,), "1", PointStatus.PUBLISHED)
+        columns.add(snap_us, official.version + 1, manual, [], reason, "manual_correction")
+        return columns.events(self.series_id, definition, MANUAL)
 
     # --- evolution: the only place state changes ---
 
@@ -245,36 +301,167 @@ class SeriesBucket:
         command_id, position = meta.command_id, meta.position
         outcome = self._outcomes.get(command_id) or CommandOutcome(position)
         if isinstance(event, DataIngested):
-            for p in event.points:
-                state = self.points.setdefault(p.snap_us, PointState())
-                state.observed[event.source_id] = Observed(value_from_doc(p.value), meta.user_id)
-            outcome = outcome + CommandOutcome(position, accepted=len(event.points))
+            source, user, observed = event.source_id, meta.user_id, self.observed
+            for snap_us, raw in zip(event.snaps, event.values, strict=True):
+                per_source = observed.get(snap_us)
+                if per_source is None:
+                    observed[snap_us] = {source: Observed(raw, user)}
+                else:
+                    per_source[source] = Observed(raw, user)
+            outcome = outcome + CommandOutcome(position, accepted=len(event.snaps))
         elif isinstance(event, QualityIssueDetected):
-            flagged: set[int] = set()
             for issue in event.issues:
-                observed = self.points[issue.snap_us].observed.get(issue.source_id)
-                if observed is not None:
+                flagged = self.observed[issue.snap_us].get(issue.source_id)
+                if flagged is not None:
                     failure = RuleFailure(issue.rule, Severity(issue.severity), issue.evidence)
-                    observed.failures = (*observed.failures, failure)
-                flagged.add(issue.snap_us)
-            outcome = outcome + CommandOutcome(position, flagged=len(flagged))
+                    flagged.failures = (*flagged.failures, failure)
+            snaps = {issue.snap_us for issue in event.issues}
+            outcome = outcome + CommandOutcome(position, flagged=len(snaps))
         elif isinstance(event, DataReconciled):
-            for r in event.points:
-                self.points[r.snap_us].candidate = Candidate(
-                    value_from_doc(r.value),
-                    r.value,
-                    r.method,
-                    tuple(r.contributions),
-                    tuple(r.excluded),
-                    r.quality_score,
-                    PointStatus(r.status),
+            self.candidates.update(
+                zip(
+                    event.snaps,
+                    map(
+                        Candidate,
+                        event.values,
+                        event.methods,
+                        map(tuple, event.contributions),
+                        event.quality_scores,
+                        map(_STATUSES.__getitem__, event.statuses),
+                    ),
+                    strict=True,
                 )
+            )
         elif isinstance(event, DataPublished | DataRestated):
-            for o in event.points:
-                state = self.points.setdefault(o.snap_us, PointState())
-                state.official = Official(o.version, value_from_doc(o.value), o.method == MANUAL)
-            outcome = outcome + CommandOutcome(position, published=len(event.points))
+            manual = [m == MANUAL for m in event.methods]
+            self.officials.update(
+                zip(event.snaps, map(Official, event.versions, event.values, manual), strict=True)
+            )
+            outcome = outcome + CommandOutcome(position, published=len(event.snaps))
         self._outcomes[command_id] = outcome
+
+
+class _ReconciledColumns:
+    def __init__(self) -> None:
+        self.snaps: list[int] = []
+        self.values: list[RawValue] = []
+        self.methods: list[str] = []
+        self.contributions: list[dict[str, str]] = []
+        self.excluded: list[list[str]] = []
+        self.quality_scores: list[str] = []
+        self.statuses: list[str] = []
+
+    def add(self, snap_us: int, c: Candidate, contributions: _Contributions) -> None:
+        self.snaps.append(snap_us)
+        self.values.append(c.raw)
+        self.methods.append(c.method)
+        self.contributions.append(contributions.figures)
+        self.excluded.append(contributions.excluded)
+        self.quality_scores.append(c.quality)
+        self.statuses.append(c.status.value)
+
+    def event(self, series_id: str, d: SeriesDefinition) -> DataReconciled:
+        return DataReconciled(
+            series_id=series_id,
+            data_type=d.data_type,
+            unit=d.unit,
+            snaps=self.snaps,
+            values=self.values,
+            methods=self.methods,
+            contributions=self.contributions,
+            excluded=self.excluded,
+            quality_scores=self.quality_scores,
+            statuses=self.statuses,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Contributions:
+    figures: dict[str, str]  # source -> figure it contributed
+    excluded: list[str]
+
+
+class _Decider:
+    """The per-command decision context: definition, caller, and value decoding."""
+
+    def __init__(self, definition: SeriesDefinition, ctx: CommandContext) -> None:
+        self.definition = definition
+        self.ctx = ctx
+        self.quantum = Decimal(1).scaleb(-definition.precision) if definition.precision else None
+        self.sole_source_status = self._status(blocking=False, sources=1, score=ONE)
+
+    def decode(self, raw: RawValue) -> DataValue:
+        d = self.definition
+        return decode_value(d.data_type, d.unit, raw)
+
+    def sole_source(
+        self, source_id: str, value: DataValue, raw: RawValue
+    ) -> tuple[Candidate, _Contributions]:
+        """What `candidate` decides for a point with one clean value, without its general work."""
+        if self.quantum is not None:
+            raw = encode_value(self._rounded(value))
+        figure = str(value.number)
+        candidate = Candidate(raw, _PRIORITY, (source_id,), "1", self.sole_source_status)
+        return candidate, _Contributions({source_id: figure}, [])
+
+    def candidate(
+        self, snap_us: int, observed: dict[str, Observed], source_id: str, value: DataValue
+    ) -> tuple[Candidate, _Contributions, Issue | None]:
+        d = self.definition
+        values = {s: value if s == source_id else self.decode(o.raw) for s, o in observed.items()}
+        result = reconcile(values, d)
+        chosen = self._rounded(result.value)
+        failures = [f for s in result.contributors for f in observed[s].failures]
+        blocking = any(f.blocking for f in failures)
+        break_issue = None
+        if result.breaks:
+            block = d.reconciliation.on_break is BreakAction.BLOCK
+            blocking = blocking or block
+            break_issue = Issue(
+                issue_id=_issue_id(self.ctx.command_id, snap_us, "", "source_break"),
+                snap_us=snap_us,
+                source_id="",
+                rule="source_break",
+                severity=(Severity.ERROR if block else Severity.WARNING).value,
+                blocking=block,
+                evidence={
+                    "chosen": str(chosen.number),
+                    "sources": {s: str(values[s].number) for s in result.breaks},
+                },
+            )
+        score = quality_score(failures, len(result.breaks)) if failures or result.breaks else ONE
+        status = self._status(blocking, len(observed), score)
+        candidate = Candidate(
+            encode_value(chosen), result.method.value, result.contributors, str(score), status
+        )
+        figures = {s: str(values[s].number) for s in result.contributors}
+        return candidate, _Contributions(figures, list(result.excluded)), break_issue
+
+    def _status(self, blocking: bool, sources: int, score: Decimal) -> PointStatus:
+        policy = self.definition.publication
+        if blocking or policy.mode is PublicationMode.MANUAL:
+            return PointStatus.HELD
+        if sources < policy.min_sources or (
+            policy.min_quality_score is not None and score < policy.min_quality_score
+        ):
+            return PointStatus.PENDING
+        return PointStatus.PUBLISHED
+
+    def _rounded(self, value: DataValue) -> DataValue:
+        quantum = self.quantum
+        if quantum is None:
+            return value
+
+        def q(d: Decimal) -> Decimal:
+            return d.quantize(quantum, ROUND_HALF_EVEN)
+
+        if isinstance(value, Price):
+            return Price(q(value.value), value.currency)
+        if isinstance(value, Volume):
+            return Volume(q(value.quantity), value.unit)
+        if isinstance(value, OhlcBar):
+            return OhlcBar(q(value.open), q(value.high), q(value.low), q(value.close), value.volume)
+        return value
 
 
 def _issues(
@@ -282,9 +469,7 @@ def _issues(
 ) -> list[Issue]:
     return [
         Issue(
-            issue_id=str(
-                uuid.uuid5(_ISSUES_NAMESPACE, f"{command_id}|{snap_us}|{source_id}|{f.rule}")
-            ),
+            issue_id=_issue_id(command_id, snap_us, source_id, f.rule),
             snap_us=snap_us,
             source_id=source_id,
             rule=f.rule,
@@ -296,107 +481,12 @@ def _issues(
     ]
 
 
-def _candidate(
-    definition: SeriesDefinition, observed: dict[str, Observed], snap_us: int, command_id: str
-) -> tuple[Candidate, list[Issue]]:
-    result = reconcile({s: o.value for s, o in observed.items()}, definition)
-    value = _rounded(result.value, definition.precision)
-    failures = [f for s in result.contributors for f in observed[s].failures]
-    issues: list[Issue] = []
-    policy = definition.publication
-    blocking = any(f.blocking for f in failures)
-    if result.breaks:
-        block = definition.reconciliation.on_break is BreakAction.BLOCK
-        blocking = blocking or block
-        severity = Severity.ERROR if block else Severity.WARNING
-        evidence: dict[str, object] = {
-            "chosen": str(value.number),
-            "sources": {s: str(observed[s].value.number) for s in result.breaks},
-        }
-        issues.append(
-            Issue(
-                issue_id=str(
-                    uuid.uuid5(_ISSUES_NAMESPACE, f"{command_id}|{snap_us}||source_break")
-                ),
-                snap_us=snap_us,
-                source_id="",
-                rule="source_break",
-                severity=severity.value,
-                blocking=block,
-                evidence=evidence,
-            )
-        )
-    score = quality_score(failures, len(result.breaks))
-    if blocking or policy.mode is PublicationMode.MANUAL:
-        status = PointStatus.HELD
-    elif len(observed) < policy.min_sources or (
-        policy.min_quality_score is not None and score < policy.min_quality_score
-    ):
-        status = PointStatus.PENDING
-    else:
-        status = PointStatus.PUBLISHED
-    candidate = Candidate(
-        value,
-        value_to_doc(value),
-        result.method.value,
-        result.contributors,
-        result.excluded,
-        str(score),
-        status,
-    )
-    return candidate, issues
-
-
-def _rounded(value: DataValue, precision: int) -> DataValue:
-    if precision <= 0:
-        return value
-    quantum = Decimal(1).scaleb(-precision)
-
-    def q(d: Decimal) -> Decimal:
-        return d.quantize(quantum, ROUND_HALF_EVEN)
-
-    if isinstance(value, Price):
-        return Price(q(value.value), value.currency)
-    if isinstance(value, Volume):
-        return Volume(q(value.quantity), value.unit)
-    if isinstance(value, OhlcBar):
-        volume = value.volume
-        return OhlcBar(q(value.open), q(value.high), q(value.low), q(value.close), volume)
-    return value
+def _issue_id(command_id: str, snap_us: int, source_id: str, rule: str) -> str:
+    """Deterministic: re-deciding the same command (after a conflict) yields the same ids."""
+    return str(uuid.uuid5(_ISSUES_NAMESPACE, f"{command_id}|{snap_us}|{source_id}|{rule}"))
 
 
 def _flags(observed: dict[str, Observed], sources: Sequence[str]) -> list[str]:
+    if not any(observed[s].failures for s in sources if s in observed):
+        return []
     return sorted({f.rule for s in sources if s in observed for f in observed[s].failures})
-
-
-def _reconciled_point(snap_us: int, c: Candidate, observed: dict[str, Observed]) -> ReconciledPoint:
-    return ReconciledPoint(
-        snap_us=snap_us,
-        value=c.doc,
-        method=c.method,
-        contributions={s: str(observed[s].value.number) for s in c.sources},
-        excluded=list(c.excluded),
-        quality_score=c.quality,
-        status=c.status.value,
-    )
-
-
-def _official_point(
-    snap_us: int,
-    version: int,
-    c: Candidate,
-    observed: dict[str, Observed],
-    reason: str = "",
-    cause: str = "",
-) -> OfficialPoint:
-    return OfficialPoint(
-        snap_us=snap_us,
-        version=version,
-        value=c.doc,
-        quality_score=c.quality,
-        sources=list(c.sources),
-        method=c.method,
-        flags=_flags(observed, c.sources),
-        reason=reason,
-        cause=cause,
-    )

@@ -245,3 +245,21 @@ def value_from_doc(doc: dict[str, Any]) -> DataValue:
             body.get("currency", ""),
         )
     raise ValueError(f"unknown value kind {kind!r}")
+
+
+def encode_value(value: DataValue) -> str | dict[str, Any]:
+    """The compact form inside events: scalar kinds as a bare decimal string (their currency or
+    unit is the series'), the others as a value document."""
+    if isinstance(value, Price):
+        return str(value.value)
+    if isinstance(value, Volume):
+        return str(value.quantity)
+    return value_to_doc(value)
+
+
+def decode_value(data_type: DataType, unit: str, raw: str | dict[str, Any]) -> DataValue:
+    if isinstance(raw, str):
+        if data_type is DataType.PRICE:
+            return Price(Decimal(raw), unit)
+        return Volume(Decimal(raw), unit)
+    return value_from_doc(raw)

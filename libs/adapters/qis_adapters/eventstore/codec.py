@@ -37,8 +37,9 @@ class EventCodec:
                 user_id=ctx.user_id,
                 correlation_id=ctx.correlation_id or ctx.command_id,
                 causation_id=ctx.causation_id or ctx.command_id,
-                schema_version=type(event).event_version,
-                trace_context=ctx.trace_context,
+                schema_version=str(type(event).event_version),
+                traceparent=ctx.trace_context.get("traceparent", ""),
+                tracestate=ctx.trace_context.get("tracestate", ""),
             )
             out.append(
                 NewEvent(
@@ -52,5 +53,5 @@ class EventCodec:
 
     def decode(self, record: RecordedEvent) -> DecodedEvent:
         metadata = EventMetadata.model_validate_json(record.metadata)
-        event = self.registry.decode(record.type, record.data, metadata.schema_version)
+        event = self.registry.decode(record.type, record.data, int(metadata.schema_version))
         return DecodedEvent(event, metadata, record)

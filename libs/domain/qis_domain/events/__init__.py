@@ -6,11 +6,10 @@ from qis_domain.events.points import (
     DataPublished,
     DataReconciled,
     DataRestated,
-    IngestedPoint,
     Issue,
-    OfficialPoint,
+    OfficialRow,
     QualityIssueDetected,
-    ReconciledPoint,
+    RawValue,
 )
 from qis_domain.events.series import SchemaEvolved, SeriesDefined, SourceAdded
 from qis_domain.events.sources import DataSourceConfigured, DataSourceRegistered
@@ -44,11 +43,10 @@ __all__ = [
     "DomainEvent",
     "EventMetadata",
     "EventRegistry",
-    "IngestedPoint",
     "Issue",
-    "OfficialPoint",
+    "OfficialRow",
     "QualityIssueDetected",
-    "ReconciledPoint",
+    "RawValue",
     "SchemaEvolved",
     "SeriesDefined",
     "SourceAdded",

@@ -25,7 +25,10 @@ class DomainEvent(BaseModel):
 
 
 class EventMetadata(BaseModel):
-    """Carried by every event: who and what caused it, and the trace it belongs to."""
+    """Carried by every event: who and what caused it, and the trace it belongs to.
+
+    A flat object of strings only: KurrentDB's multi-stream append accepts no other metadata.
+    """
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
@@ -33,8 +36,9 @@ class EventMetadata(BaseModel):
     user_id: str
     correlation_id: str
     causation_id: str
-    schema_version: int = 1
-    trace_context: dict[str, str] = {}
+    schema_version: str = "1"
+    traceparent: str = ""  # W3C trace context of the command that caused the event
+    tracestate: str = ""
 
 
 class UnknownEventType(Exception):

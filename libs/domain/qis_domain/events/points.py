@@ -1,36 +1,56 @@
-"""Events of the per-point state of a series, one stream per time bucket; each carries a batch."""
+"""Events of the per-point state of a series, one stream per time bucket.
+
+Each event carries a batch of points in columns (one list per field, index i = point i): a bulk
+load of a thousand points is one event, and decoding it costs a few list validations instead of
+a thousand small objects. `rows()` gives the per-point view.
+
+Values are encoded by qis_domain.values.encode_value: a decimal string for price and volume
+series (currency or unit in the event's `unit`), a value document for the other data types.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from qis_domain.events.base import DomainEvent
+from qis_domain.values import DataType
 
-ValueDoc = dict[str, Any]
-
-
-class _Item(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+RawValue = str | dict[str, Any]
 
 
-class IngestedPoint(_Item):
-    snap_us: int
-    offset_s: int
-    value: ValueDoc
+class _Columns(DomainEvent):
+    """All list fields of a columnar event must have the length of `snaps`."""
+
+    snaps: list[int]
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> _Columns:
+        n = len(self.snaps)
+        for name, value in self:
+            if isinstance(value, list) and len(value) != n:
+                raise ValueError(f"column {name} has {len(value)} entries for {n} snaps")
+        return self
 
 
-class DataIngested(DomainEvent):
+class DataIngested(_Columns):
     """Raw values of one source, as received (after schema validation)."""
 
     event_type: ClassVar[str] = "DataIngested"
     series_id: str
     source_id: str
-    points: list[IngestedPoint]
+    data_type: DataType
+    unit: str
+    offsets: list[int]  # UTC offset the source sent with each snap, in seconds
+    values: list[RawValue]
 
 
-class Issue(_Item):
+class Issue(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     issue_id: str
     snap_us: int
     source_id: str  # "" when the issue is about the reconciled value, not one source's
@@ -46,46 +66,70 @@ class QualityIssueDetected(DomainEvent):
     issues: list[Issue]
 
 
-class ReconciledPoint(_Item):
-    snap_us: int
-    value: ValueDoc
-    method: str
-    contributions: dict[str, str]  # source id -> the figure it contributed
-    excluded: list[str]  # sources left out (outliers)
-    quality_score: str  # decimal string in [0, 1]
-    status: str  # see PointStatus
+class DataReconciled(_Columns):
+    """The candidate official value of each point after reconciling its sources."""
 
-
-class DataReconciled(DomainEvent):
     event_type: ClassVar[str] = "DataReconciled"
     series_id: str
-    points: list[ReconciledPoint]
+    data_type: DataType
+    unit: str
+    values: list[RawValue]
+    methods: list[str]
+    contributions: list[dict[str, str]]  # source id -> the figure it contributed
+    excluded: list[list[str]]  # sources left out as outliers
+    quality_scores: list[str]  # decimal strings in [0, 1]
+    statuses: list[str]  # qis_domain.quality.PointStatus
 
 
-class OfficialPoint(_Item):
+@dataclass(frozen=True, slots=True)
+class OfficialRow:
     snap_us: int
     version: int
-    value: ValueDoc
+    value: RawValue
     quality_score: str
     sources: list[str]
-    method: str  # reconciliation method, or "manual"
-    flags: list[str]  # rules failed by what the value was made of
-    reason: str = ""  # why a version > 1 exists
-    cause: str = ""  # machine-readable: late_source | corrected_source | manual_correction | ...
+    method: str
+    flags: list[str]
+    reason: str
+    cause: str
 
 
-class DataPublished(DomainEvent):
+class _Official(_Columns):
+    series_id: str
+    data_type: DataType
+    unit: str
+    versions: list[int]
+    values: list[RawValue]
+    quality_scores: list[str]
+    sources: list[list[str]]
+    methods: list[str]  # reconciliation method, or "manual"
+    flags: list[list[str]]  # rules failed by what each value was made of
+    reasons: list[str]  # why a version > 1 exists ("" for first versions)
+    causes: list[str]  # late_source | corrected_source | manual_correction | approved_change
+
+    def rows(self) -> Iterator[OfficialRow]:
+        return map(
+            OfficialRow,
+            self.snaps,
+            self.versions,
+            self.values,
+            self.quality_scores,
+            self.sources,
+            self.methods,
+            self.flags,
+            self.reasons,
+            self.causes,
+        )
+
+
+class DataPublished(_Official):
     """First official versions (version 1) of points."""
 
     event_type: ClassVar[str] = "DataPublished"
-    series_id: str
     mode: str  # "automatic" | "manual"
-    points: list[OfficialPoint]
 
 
-class DataRestated(DomainEvent):
+class DataRestated(_Official):
     """New official versions (version > 1) of already published points."""
 
     event_type: ClassVar[str] = "DataRestated"
-    series_id: str
-    points: list[OfficialPoint]

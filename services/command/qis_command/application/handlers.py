@@ -122,7 +122,8 @@ class CommandHandlers:
             if (done := _earlier_outcome(buckets, ctx.command_id)) is not None:
                 return CommandResult(done, duplicate=True)
             changes: list[Change] = [
-                (b, b.publish(by_bucket[b.bucket_us], cmd.comment, ctx)) for b in buckets
+                (b, b.publish(definition, by_bucket[b.bucket_us], cmd.comment, ctx))
+                for b in buckets
             ]
             return await self._save(changes, ctx)
 
@@ -138,7 +139,7 @@ class CommandHandlers:
             bucket = await self._bucket(cmd.series_id, bucket_us)
             if (done := bucket.outcome_of(ctx.command_id)) is not None:
                 return CommandResult(done, duplicate=True)
-            events = bucket.restate(cmd.snap.utc_us, value, cmd.reason, ctx)
+            events = bucket.restate(definition, cmd.snap.utc_us, value, cmd.reason, ctx)
             return await self._save([(bucket, events)], ctx)
 
         return await self._with_retries(attempt)

@@ -1,0 +1,315 @@
+"""Embedded event store on one SQLite file: the default for a one-command run.
+
+One writer process and any number of reader processes may share the file. WAL mode lets
+readers run while a writer commits; every write transaction starts with BEGIN IMMEDIATE, so
+writers from different processes are serialised by SQLite's write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from os import PathLike
+from pathlib import Path
+from typing import TypeVar
+
+from qis_adapters.eventstore.port import (
+    AppendResult,
+    EventFilter,
+    EventStoreUnavailable,
+    RecordedEvent,
+    StreamAppend,
+    StreamState,
+    WrongExpectedVersion,
+)
+
+_T = TypeVar("_T")
+
+# Small columns first: a filtered scan then decides on a row from its first page without
+# reading the overflow pages that hold a large `data` blob.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,
+    stream TEXT NOT NULL,
+    stream_version INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    event_id BLOB NOT NULL,
+    recorded_at_us INTEGER NOT NULL,
+    metadata BLOB NOT NULL,
+    data BLOB NOT NULL,
+    UNIQUE (stream, stream_version)
+)
+"""
+# No other index: subscriptions walk the rowid b-tree in position order and test the filter
+# on each row's leading columns, which is cheaper than an index on (stream|type, position)
+# that would make SQLite sort every page of a wide prefix by position.
+
+_COLUMNS = "position, stream, stream_version, type, event_id, recorded_at_us, metadata, data"
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_Row = tuple[int, str, int, str, bytes, int, bytes, bytes]
+
+# Bounds the rows one subscription statement may examine, so a very selective filter
+# catching up over a large store does not hold the store's worker thread for long.
+_SCAN_WINDOW = 50_000
+
+
+def _to_event(row: _Row) -> RecordedEvent:
+    position, stream, version, type_, event_id, recorded_at_us, metadata, data = row
+    return RecordedEvent(
+        stream=stream,
+        stream_version=version,
+        position=position,
+        event_id=uuid.UUID(bytes=event_id),
+        type=type_,
+        data=data,
+        metadata=metadata,
+        recorded_at_us=recorded_at_us,
+    )
+
+
+def _validate(appends: Sequence[StreamAppend]) -> None:
+    if not appends:
+        raise ValueError("append needs at least one StreamAppend")
+    streams = [a.stream for a in appends]
+    if len(set(streams)) != len(streams):
+        raise ValueError(f"a stream may appear only once per append: {streams}")
+    for a in appends:
+        if not a.events:
+            raise ValueError(f"stream {a.stream!r}: an append must carry at least one event")
+        if isinstance(a.expected_version, int) and a.expected_version < 0:
+            raise ValueError(f"stream {a.stream!r}: expected version must be >= 0")
+
+
+def _version_holds(expected: int | StreamState, actual: int | None) -> bool:
+    if expected is StreamState.ANY:
+        return True
+    if expected is StreamState.NO_STREAM:
+        return actual is None
+    return actual == expected
+
+
+def _filter_sql(event_filter: EventFilter | None) -> tuple[str, list[object]]:
+    if event_filter is None:
+        return "", []
+    sql = ""
+    params: list[object] = []
+    if prefixes := event_filter.stream_prefixes:
+        # substr compares characters exactly: no LIKE/GLOB escaping, no case folding.
+        sql += " AND (" + " OR ".join("substr(stream, 1, ?) = ?" for _ in prefixes) + ")"
+        for prefix in prefixes:
+            params += [len(prefix), prefix]
+    if event_filter.event_types:
+        sql += " AND type IN (" + ", ".join("?" for _ in event_filter.event_types) + ")"
+        params += event_filter.event_types
+    return sql, params
+
+
+class SqliteEventStore:
+    """Event store on one SQLite file; all SQLite calls run on one worker thread."""
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        poll_interval: float = 0.02,
+        page_rows: int = 500,
+        busy_timeout_ms: int = 5_000,
+    ) -> None:
+        self._path = Path(path)
+        self._poll_interval = poll_interval
+        self._page_rows = page_rows
+        self._busy_timeout_ms = busy_timeout_ms
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        # One thread owns the connection for its whole life, so sqlite3's default
+        # check_same_thread=True holds and guards against misuse; the single worker also
+        # serialises this instance's statements.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-events")
+        self._connected = self._executor.submit(self._connect)
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | PathLike[str],
+        *,
+        poll_interval: float = 0.02,
+        page_rows: int = 500,
+        busy_timeout_ms: int = 5_000,
+    ) -> SqliteEventStore:
+        store = cls(
+            path,
+            poll_interval=poll_interval,
+            page_rows=page_rows,
+            busy_timeout_ms=busy_timeout_ms,
+        )
+        try:
+            await asyncio.wrap_future(store._connected)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    def _connect(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
+        conn = sqlite3.connect(self._path, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            # Only takes effect when the file is new. Measured on this kind of machine,
+            # ~60 KB events append 1.3-1.6x faster than with the default 4 KB pages.
+            conn.execute("PRAGMA page_size = 16384")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL may lose the last commits on power loss or an OS crash,
+            # never consistency; a crash of our process alone loses nothing.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("SqliteEventStore is not open")
+        return self._conn
+
+    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
+        if self._closed:
+            raise RuntimeError("SqliteEventStore is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise EventStoreUnavailable(f"{self._path}: {e}") from e
+            raise
+
+    async def append(self, appends: Sequence[StreamAppend]) -> AppendResult:
+        _validate(appends)
+        # If the caller is cancelled while the worker runs, the transaction still commits or
+        # rolls back as a whole; the caller learns nothing, as after a lost network reply.
+        return await self._run(self._append_sync, appends)
+
+    def _append_sync(self, appends: Sequence[StreamAppend]) -> AppendResult:
+        conn = self._db
+        # BEGIN IMMEDIATE takes the write lock before anything is read, so the versions
+        # checked, the positions assigned and the commit are one serial step across all
+        # processes: positions are handed out in commit order.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            last = conn.execute(
+                "SELECT position, recorded_at_us FROM events ORDER BY position DESC LIMIT 1"
+            ).fetchone()
+            position, last_recorded_at_us = last if last is not None else (0, 0)
+            recorded_at_us = max(time.time_ns() // 1_000, last_recorded_at_us)
+            rows: list[_Row] = []
+            versions: dict[str, int] = {}
+            for a in appends:
+                (actual,) = conn.execute(
+                    "SELECT max(stream_version) FROM events WHERE stream = ?", (a.stream,)
+                ).fetchone()
+                if not _version_holds(a.expected_version, actual):
+                    raise WrongExpectedVersion(a.stream, a.expected_version, actual)
+                version = -1 if actual is None else actual
+                for e in a.events:
+                    position += 1
+                    version += 1
+                    rows.append(
+                        (
+                            position,
+                            a.stream,
+                            version,
+                            e.type,
+                            e.event_id.bytes,
+                            recorded_at_us,
+                            e.metadata,
+                            e.data,
+                        )
+                    )
+                versions[a.stream] = version
+            conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return AppendResult(position=position, stream_versions=versions)
+
+    async def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]:
+        return await self._run(self._read_stream_sync, stream, from_version)
+
+    def _read_stream_sync(self, stream: str, from_version: int) -> list[RecordedEvent]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND stream_version >= ?"
+            " ORDER BY stream_version",
+            (stream, from_version),
+        ).fetchall()
+        return [_to_event(r) for r in rows]
+
+    async def stream_version(self, stream: str) -> int | None:
+        return await self._run(self._stream_version_sync, stream)
+
+    def _stream_version_sync(self, stream: str) -> int | None:
+        (version,) = self._db.execute(
+            "SELECT max(stream_version) FROM events WHERE stream = ?", (stream,)
+        ).fetchone()
+        return None if version is None else int(version)
+
+    async def head_position(self) -> int:
+        return await self._run(self._head_sync)
+
+    def _head_sync(self) -> int:
+        (head,) = self._db.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
+        return int(head)
+
+    async def subscribe(
+        self, after_position: int | None = None, event_filter: EventFilter | None = None
+    ) -> AsyncIterator[RecordedEvent]:
+        filter_sql, filter_params = _filter_sql(event_filter)
+        sql = (
+            f"SELECT {_COLUMNS} FROM events WHERE position > ? AND position <= ?{filter_sql}"
+            " ORDER BY position LIMIT ?"
+        )
+        last = after_position or 0
+        while True:
+            events, last, caught_up = await self._run(
+                self._read_page_sync, sql, filter_params, last
+            )
+            for event in events:
+                yield event
+            if caught_up:
+                # The writer is usually another process: nothing here can be notified.
+                await asyncio.sleep(self._poll_interval)
+
+    def _read_page_sync(
+        self, sql: str, filter_params: list[object], last: int
+    ) -> tuple[list[RecordedEvent], int, bool]:
+        conn = self._db
+        # Every row at or below the head seen here is already committed (positions are
+        # assigned in commit order, see _append_sync), so a later statement bounded by it
+        # sees all of them: no event can appear behind a position already passed.
+        head = self._head_sync()
+        upper = min(head, last + _SCAN_WINDOW)
+        rows = conn.execute(sql, (last, upper, *filter_params, self._page_rows)).fetchall()
+        events = [_to_event(r) for r in rows]
+        if len(rows) == self._page_rows:
+            return events, events[-1].position, False
+        return events, upper, upper == head
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close_sync)
+        self._executor.shutdown(wait=False)
+
+    def _close_sync(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
