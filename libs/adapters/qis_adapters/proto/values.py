@@ -6,7 +6,7 @@ rejected request tells the client everything that is wrong with it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -14,10 +14,12 @@ from typing import Any
 from google.type import date_pb2
 from qis.data.v1 import values_pb2
 from qis_domain.errors import FieldViolation
+from qis_domain.events import RawValue
 from qis_domain.snaps import Snap, parse_snap
 from qis_domain.values import (
     CorporateAction,
     CorporateActionType,
+    DataType,
     DataValue,
     OhlcBar,
     OptionQuote,
@@ -213,3 +215,17 @@ def doc_to_proto(doc: dict[str, Any]) -> values_pb2.DataValue:
 
 def decimal_text(d: Decimal | None) -> str:
     return "" if d is None else str(d)
+
+
+def raw_to_proto_bytes(data_type: DataType, unit: str) -> Callable[[RawValue], bytes]:
+    """A serialiser from the event form of values (qis_domain.values.encode_value) to
+    qis.data.v1.DataValue bytes, specialised once per event for the per-point loop."""
+    if data_type is DataType.PRICE:
+        return lambda raw: values_pb2.DataValue(
+            price=values_pb2.Price(value=str(raw), currency=unit)
+        ).SerializeToString()
+    if data_type is DataType.VOLUME:
+        return lambda raw: values_pb2.DataValue(
+            volume=values_pb2.Volume(quantity=str(raw), unit=unit)
+        ).SerializeToString()
+    return lambda raw: doc_to_proto(raw).SerializeToString()  # type: ignore[arg-type]

@@ -1,0 +1,64 @@
+"""Composition root of the projector process."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from qis_adapters.eventstore.factory import open_event_store
+from qis_adapters.eventstore.port import EventStore
+from qis_adapters.readstore.factory import AdministeredReadStore, open_read_store
+
+from qis_projector.application.projector import Projector
+from qis_projector.settings import ProjectorSettings
+
+FIRST_GENERATION = "g1"
+
+
+@dataclass
+class ProjectorApp:
+    events: EventStore
+    store: AdministeredReadStore
+    generation: str
+    projector: Projector
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.events.close()
+
+
+async def active_or_first_generation(settings: ProjectorSettings) -> str:
+    admin = await open_read_store(settings.resolved_read_store_uri(), None, settings.mongo_database)
+    try:
+        active = await admin.active_generation()
+        if active is None:
+            active = FIRST_GENERATION
+            writer = await open_read_store(
+                settings.resolved_read_store_uri(), active, settings.mongo_database
+            )
+            await writer.close()
+            await admin.set_active_generation(active)
+        return active
+    finally:
+        await admin.close()
+
+
+async def next_generation(settings: ProjectorSettings) -> str:
+    admin = await open_read_store(settings.resolved_read_store_uri(), None, settings.mongo_database)
+    try:
+        numbers = [
+            int(m.group(1))
+            for g in await admin.list_generations()
+            if (m := re.fullmatch(r"g(\d+)", g))
+        ]
+        return f"g{max(numbers, default=0) + 1}"
+    finally:
+        await admin.close()
+
+
+async def build(settings: ProjectorSettings, generation: str) -> ProjectorApp:
+    events = await open_event_store(settings.resolved_event_store_uri())
+    store = await open_read_store(
+        settings.resolved_read_store_uri(), generation, settings.mongo_database
+    )
+    return ProjectorApp(events, store, generation, Projector(events, store))

@@ -1,0 +1,228 @@
+"""A throwaway FerretDB (MongoDB wire protocol, SQLite backend) for tests.
+
+The binary is built once, outside the clone, by ``scripts/setup_ferretdb.sh`` into
+``${QIS_CACHE_DIR:-$HOME/.cache/qis}/ferretdb/<version>/ferretdb``; ``QIS_FERRETDB_BIN`` points
+at another binary instead. A missing binary RAISES: the MongoDB adapter must never go untested
+silently.
+
+    server = start_ferretdb()
+    try:
+        client = AsyncMongoClient(server.uri)
+        ...
+    finally:
+        server.stop()
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+FERRETDB_VERSION = "v1.24.2"  # keep in sync with FERRETDB_VERSION in scripts/setup_ferretdb.sh
+BIN_ENV = "QIS_FERRETDB_BIN"
+CACHE_DIR_ENV = "QIS_CACHE_DIR"
+SETUP_SCRIPT = "scripts/setup_ferretdb.sh"
+
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+_PORT_ATTEMPTS = 3  # a free port can be taken by someone else before FerretDB binds it
+_LOG_TAIL_CHARS = 4000
+
+
+class FerretDBError(RuntimeError):
+    """FerretDB cannot be used: missing binary, or it did not start."""
+
+
+class FerretDBNotFoundError(FerretDBError):
+    """The FerretDB binary is not there: run scripts/setup_ferretdb.sh."""
+
+
+def default_binary_path() -> Path:
+    """Where scripts/setup_ferretdb.sh puts the binary (same rule as the script)."""
+    cache = os.environ.get(CACHE_DIR_ENV) or str(Path.home() / ".cache" / "qis")
+    return Path(cache) / "ferretdb" / FERRETDB_VERSION / "ferretdb"
+
+
+def ferretdb_binary() -> Path:
+    """The FerretDB binary to run: ``$QIS_FERRETDB_BIN``, else the cached build.
+
+    Raises FerretDBNotFoundError when it is missing or not executable.
+    """
+    override = os.environ.get(BIN_ENV)
+    path = Path(override) if override else default_binary_path()
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    origin = f"{BIN_ENV}={override}" if override else "the cached build"
+    raise FerretDBNotFoundError(
+        f"FerretDB binary not found or not executable: {path} ({origin}). "
+        f"Build it with `bash {SETUP_SCRIPT}` (FerretDB {FERRETDB_VERSION}, needs Go >= 1.24), "
+        f"or set {BIN_ENV} to a FerretDB binary."
+    )
+
+
+@dataclass
+class FerretDBServer:
+    """A running FerretDB process with its own temp data dir; `stop()` removes both."""
+
+    uri: str
+    port: int
+    process: subprocess.Popen[bytes]
+    root: Path  # temp dir: data/ (SQLite files) and ferretdb.log
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "ferretdb.log"
+
+    def log_tail(self) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return text[-_LOG_TAIL_CHARS:]
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Terminate (kill after `timeout` s), wait, remove the temp dir. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        try:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(timeout=timeout)
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> FerretDBServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _pings(uri: str) -> bool:
+    client: MongoClient[dict[str, object]] = MongoClient(
+        uri, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000
+    )
+    try:
+        client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
+def _launch(binary: Path, root: Path, port: int, log_level: str) -> FerretDBServer:
+    data_dir = root / "data"
+    data_dir.mkdir()
+    args = [
+        str(binary),
+        "--handler=sqlite",
+        f"--sqlite-url=file:{data_dir}/",
+        f"--listen-addr={HOST}:{port}",
+        "--state-dir=-",  # no state.json
+        "--debug-addr=-",  # no metrics/pprof HTTP listener
+        "--telemetry=disable",
+        f"--log-level={log_level}",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRETDB_")}
+    env["DO_NOT_TRACK"] = "1"
+    with (root / "ferretdb.log").open("wb") as log:
+        process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            env=env,
+        )
+    server = FerretDBServer(uri=f"mongodb://{HOST}:{port}/", port=port, process=process, root=root)
+    atexit.register(server.stop)
+    return server
+
+
+def _wait_ready(server: FerretDBServer, deadline: float) -> bool:
+    """True when it serves a ping; False when the process exited; raises on timeout."""
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            return False
+        if _accepts_connections(server.port) and _pings(server.uri):
+            return True
+        time.sleep(0.1)
+    raise FerretDBError(
+        f"FerretDB did not accept connections on {HOST}:{server.port} within "
+        f"{STARTUP_TIMEOUT_S:g}s; log:\n{server.log_tail()}"
+    )
+
+
+def start_ferretdb(
+    *, startup_timeout: float = STARTUP_TIMEOUT_S, log_level: str = "warn"
+) -> FerretDBServer:
+    """Start FerretDB (SQLite backend) on a free loopback port with a fresh temp data dir.
+
+    Returns once it answers a ping. Raises FerretDBNotFoundError when the binary is missing
+    (run scripts/setup_ferretdb.sh) and FerretDBError when it does not start.
+    """
+    binary = ferretdb_binary()
+    deadline = time.monotonic() + startup_timeout
+    last_exit: int | None = None
+    last_log = ""
+    for _ in range(_PORT_ATTEMPTS):
+        root = Path(tempfile.mkdtemp(prefix="qis-ferretdb-"))
+        try:
+            server = _launch(binary, root, _free_port(), log_level)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        try:
+            if _wait_ready(server, deadline):
+                return server
+        except BaseException:
+            server.stop()
+            raise
+        # exited early: most likely the port was taken meanwhile; retry on another one
+        last_exit, last_log = server.process.returncode, server.log_tail()
+        server.stop()
+        if "address already in use" not in last_log:
+            break
+    raise FerretDBError(
+        f"FerretDB ({binary}) exited at start with code {last_exit}; log:\n{last_log}"
+    )
