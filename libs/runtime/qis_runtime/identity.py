@@ -7,6 +7,7 @@ replace it later behind the same interceptor; the contract does not change.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -83,6 +84,9 @@ def _wrap(
         return call
 
     def streaming(behavior: Any) -> Any:
+        if not inspect.isasyncgenfunction(behavior):
+            return unary(behavior)  # a handler that streams with context.write()
+
         async def call(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:

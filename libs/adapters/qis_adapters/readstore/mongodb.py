@@ -1,0 +1,611 @@
+"""Read store on MongoDB (production) with PyMongo's AsyncMongoClient.
+
+Layout of one database:
+- `meta`: `{_id: "active", generation, switched_at_us}` (the generation queries read) and
+  `{_id: "generation:<name>", generation, checkpoint}` per generation (registry + checkpoint);
+- per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
+  `_series`, `_metrics`. Every document's `_id` is its natural key (a subdocument for compound
+  keys), so every write is an idempotent keyed upsert.
+
+Only commands that both MongoDB and FerretDB v1.24 implement are used: no transactions, change
+streams or aggregation. Atomicity comes from the write order instead: versions and lineage first,
+then the current records, closures and change feed that point at them, the checkpoint last.
+
+Values are stored as the readable proto-JSON form of `qis.data.v1.DataValue` and serialised back
+on read; only canonical encodings are accepted on write, which is what makes that byte-exact.
+Snaps, times and positions are int64 (never BSON dates, which are milliseconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import fields
+from typing import Any, Generic, TypeVar
+
+from bson.int64 import Int64
+from google.protobuf.json_format import MessageToDict, ParseDict
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from qis.data.v1.values_pb2 import DataValue
+
+from qis_adapters.readstore.port import (
+    OPEN_END,
+    AuditEntry,
+    ChangeFeedEntry,
+    IssueFilter,
+    JsonDoc,
+    Observation,
+    OfficialVersion,
+    ProjectionBatch,
+    QualityIssue,
+    QualityMetrics,
+    ResumeToken,
+    SeriesEntry,
+    VersionClosure,
+)
+
+POINTER_TTL_S = 1.0
+"""How long a reader trusts its cached active-generation pointer (a switch is seen within it)."""
+
+# No generation is dropped sooner than this after a switch, so that no reader still trusting its
+# cached pointer queries dropped collections.
+_DROP_GRACE_S = 2 * POINTER_TTL_S
+
+_GENERATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+_ACTIVE_ID = "active"
+_GENERATION_PREFIX = "generation:"
+_BEFORE_ALL = ResumeToken(-1, -1)
+
+R = TypeVar("R")
+Doc = dict[str, Any]
+Collection = AsyncCollection[Doc]
+
+
+def _validate_generation(name: str) -> str:
+    """Generation names become collection-name prefixes, so only plain identifiers are accepted."""
+    if not _GENERATION_NAME.fullmatch(name):
+        raise ValueError(f"invalid generation name {name!r}: letters, digits, _ (max 40)")
+    return name
+
+
+def _value_doc(raw: bytes) -> JsonDoc:
+    message = DataValue.FromString(raw)
+    # The readable form drops encoding details (field order, unknown fields, non-minimal varints);
+    # a canonical encoding is the only one that is reproduced exactly on read.
+    if message.SerializeToString() != raw:
+        raise ValueError("value is not a canonical serialisation of qis.data.v1.DataValue")
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _value_bytes(doc: JsonDoc) -> bytes:
+    return ParseDict(doc, DataValue()).SerializeToString()
+
+
+class _Kind(Generic[R]):
+    """How one record type maps to documents of one collection per generation."""
+
+    def __init__(
+        self,
+        suffix: str,
+        record: type[R],
+        key: tuple[str, ...],
+        int64: frozenset[str] = frozenset(),
+        arrays: frozenset[str] = frozenset(),
+    ) -> None:
+        self.suffix = suffix
+        self.record = record
+        self.key = key  # natural key → _id (the bare value for a one-field key)
+        self.int64 = int64
+        self.arrays = arrays  # tuple[str, ...] fields, stored as arrays
+        self.names = tuple(f.name for f in fields(record))  # type: ignore[arg-type]
+        self.sort = [(name, ASCENDING) for name in key]
+
+    def encode(self, record: R, values: Callable[[bytes], JsonDoc]) -> tuple[object, Doc]:
+        doc: Doc = {}
+        for name in self.names:
+            x = getattr(record, name)
+            # Nulls and empty arrays are left out: FerretDB v1's $setOnInsert drops such top-level
+            # fields, and leaving them out everywhere keeps documents equal between the engines.
+            if x is None or x == ():
+                continue
+            if name in self.int64:
+                doc[name] = Int64(x)
+            elif name == "value":
+                doc[name] = values(x)
+            elif name in self.arrays:
+                doc[name] = list(x)
+            else:
+                doc[name] = x
+        return self.key_of(doc), doc
+
+    def key_of(self, doc: Mapping[str, object]) -> object:
+        if len(self.key) == 1:
+            return doc[self.key[0]]
+        return {name: doc[name] for name in self.key}
+
+    def decode(self, doc: Doc) -> R:
+        kwargs: Doc = {}
+        for name in self.names:
+            x = doc.get(name)
+            if x is None:  # left out: null or empty (see encode)
+                kwargs[name] = () if name in self.arrays else None
+            elif name in self.int64:
+                kwargs[name] = int(x)
+            elif name == "value":
+                kwargs[name] = _value_bytes(x)
+            elif name in self.arrays:
+                kwargs[name] = tuple(x)
+            else:
+                kwargs[name] = x
+        return self.record(**kwargs)
+
+
+_VERSION_INT64 = frozenset(
+    {"snap_us", "recorded_from_us", "recorded_to_us", "position_from", "position_to"}
+)
+_VERSION_KEY = ("series_id", "snap_us", "version")
+_VERSIONS = _Kind(
+    "versions", OfficialVersion, _VERSION_KEY, _VERSION_INT64, frozenset({"sources", "flags"})
+)
+_CURRENT = _Kind("current", OfficialVersion, _VERSION_KEY[:2], _VERSION_INT64, _VERSIONS.arrays)
+_OBSERVATIONS = _Kind(
+    "observations",
+    Observation,
+    ("position", "index"),
+    frozenset({"snap_us", "recorded_at_us", "position"}),
+    frozenset({"flags"}),
+)
+_AUDIT = _Kind(
+    "audit", AuditEntry, ("position", "index"), frozenset({"position", "recorded_at_us", "snap_us"})
+)
+_CHANGES = _Kind(
+    "changes",
+    ChangeFeedEntry,
+    ("position", "index"),
+    frozenset({"position", "snap_us", "recorded_at_us"}),
+)
+_ISSUES = _Kind(
+    "issues",
+    QualityIssue,
+    ("issue_id",),
+    frozenset({"snap_us", "raised_at_us", "position", "resolved_at_us"}),
+)
+_SERIES = _Kind("series", SeriesEntry, ("series_id",), frozenset({"updated_at_us", "position"}))
+_METRICS = _Kind(
+    "metrics",
+    QualityMetrics,
+    ("series_id", "window_start_us", "window_end_us"),
+    frozenset({"window_start_us", "window_end_us", "calculated_at_us", "position"}),
+)
+_KINDS: tuple[_Kind[Any], ...] = (
+    _VERSIONS,
+    _CURRENT,
+    _OBSERVATIONS,
+    _AUDIT,
+    _CHANGES,
+    _ISSUES,
+    _SERIES,
+    _METRICS,
+)
+
+
+def _index(keys: Sequence[str], *, unique: bool = False) -> IndexModel:
+    return IndexModel([(k, ASCENDING) for k in keys], unique=unique)
+
+
+# Every index a query relies on; the contract suite checks them with list_indexes().
+_INDEXES: dict[str, list[IndexModel]] = {
+    # latest range (current); as-of ranges and history (versions)
+    "versions": [_index(_VERSION_KEY, unique=True)],
+    "current": [_index(_VERSION_KEY[:2], unique=True)],
+    "observations": [_index(("series_id", "snap_us", "position", "index"))],
+    "audit": [
+        _index(("series_id", "position", "index")),
+        _index(("series_id", "snap_us", "position", "index")),
+    ],
+    "changes": [
+        _index(("position", "index"), unique=True),
+        _index(("series_id", "position", "index")),
+    ],
+    "issues": [_index(("status", "issue_id")), _index(("series_id", "status", "issue_id"))],
+    "series": [],  # served by _id
+    "metrics": [_index(_METRICS.key, unique=True)],
+}
+
+
+def _newest(
+    records: Iterable[R], key: Callable[[R], Hashable], rank: Callable[[R], Any]
+) -> list[R]:
+    """One record per key, the highest-ranked (the last among equals, i.e. the newest in log order).
+
+    An unordered bulk write may apply two writes of one document in any order; with one record
+    per document per batch, only the stored state can be newer than what the batch writes.
+    """
+    best: dict[Hashable, R] = {}
+    for record in records:
+        k = key(record)
+        kept = best.get(k)
+        if kept is None or rank(record) >= rank(kept):
+            best[k] = record
+    return list(best.values())
+
+
+def _point_key(v: OfficialVersion) -> tuple[str, int]:
+    return v.series_id, v.snap_us
+
+
+def _metrics_key(m: QualityMetrics) -> tuple[str, int, int]:
+    return m.series_id, m.window_start_us, m.window_end_us
+
+
+def _after(token: ResumeToken) -> Doc:
+    """(position, index) strictly after the token, in a form the compound indexes can serve."""
+    return {
+        "$or": [
+            {"position": Int64(token.position), "index": {"$gt": token.index}},
+            {"position": {"$gt": Int64(token.position)}},
+        ]
+    }
+
+
+def _snap_range(series_id: str, start_us: int, end_us: int) -> Doc:
+    return {"series_id": series_id, "snap_us": {"$gte": Int64(start_us), "$lt": Int64(end_us)}}
+
+
+class MongoReadStore:
+    """ReadStore + GenerationAdmin on one MongoDB database. Build it with `await .open(...)`."""
+
+    def __init__(
+        self, client: AsyncMongoClient[Doc], database: str, generation: str | None
+    ) -> None:
+        self._client = client
+        self._db: AsyncDatabase[Doc] = client[database]
+        self._meta: Collection = self._db["meta"]
+        self._generation = None if generation is None else _validate_generation(generation)
+        self._active_cache: str | None = None
+        self._active_expires = 0.0
+
+    @classmethod
+    async def open(cls, uri: str, database: str, generation: str | None = None) -> MongoReadStore:
+        """Connect. `generation`: the generation this instance writes, registered and indexed
+        when absent (the projector); None for a reader (the query service), which only reads the
+        active generation. `checkpoint()` reports the written generation's, else the active one's.
+        """
+        store = cls(AsyncMongoClient(uri), database, generation)
+        try:
+            if store._generation is not None:
+                await store._meta.update_one(
+                    {"_id": _GENERATION_PREFIX + store._generation},
+                    {"$setOnInsert": {"generation": store._generation, "checkpoint": None}},
+                    upsert=True,
+                )
+                await store.ensure_indexes()
+        except BaseException:
+            await store._client.close()
+            raise
+        return store
+
+    def _collection(self, generation: str, kind: _Kind[Any]) -> Collection:
+        return self._db[f"{generation}_{kind.suffix}"]
+
+    def _writer(self) -> str:
+        if self._generation is None:
+            raise RuntimeError("this read store was opened without a generation to write")
+        return self._generation
+
+    async def ensure_indexes(self, generation: str | None = None) -> None:
+        """Create every index the queries rely on (idempotent)."""
+        name = _validate_generation(generation) if generation else self._writer()
+        await asyncio.gather(
+            *(
+                self._collection(name, kind).create_indexes(_INDEXES[kind.suffix])
+                for kind in _KINDS
+                if _INDEXES[kind.suffix]
+            )
+        )
+
+    # --- ReadModelWriter ----------------------------------------------------------------------
+
+    async def apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
+        generation = self._writer()
+        memo: dict[bytes, JsonDoc] = {}
+
+        def values(raw: bytes) -> JsonDoc:
+            # A version, its current record and its change-feed entry share one value.
+            doc = memo.get(raw)
+            if doc is None:
+                doc = memo[raw] = _value_doc(raw)
+            return doc
+
+        def upserts(
+            kind: _Kind[R], records: Iterable[R], older: Callable[[R], Doc] | None = None
+        ) -> Awaitable[None]:
+            """Insert each record if its document is absent; with `older`, also replace the
+            document when `older(record)` matches it (stored state strictly older).
+
+            Two plain operations, never an upsert whose filter can miss an existing _id: such an
+            upsert fails with E11000, and FerretDB v1 then abandons the rest of an unordered batch.
+            The two commute, so their order inside the unordered bulk does not matter.
+            """
+            ops = []
+            for record in records:
+                key, doc = kind.encode(record, values)
+                ops.append(UpdateOne({"_id": key}, {"$setOnInsert": doc}, upsert=True))
+                if older is not None:
+                    ops.append(UpdateOne({"_id": key, **older(record)}, {"$set": doc}))
+            return self._bulk(self._collection(generation, kind), ops)
+
+        # Lineage and the versions themselves first: what the second phase points at exists.
+        await asyncio.gather(
+            upserts(_VERSIONS, batch.versions),
+            upserts(_OBSERVATIONS, batch.observations),
+            upserts(_AUDIT, batch.audit),
+            upserts(
+                _ISSUES,
+                _newest(batch.issues, lambda i: i.issue_id, lambda i: i.position),
+                lambda i: {"position": {"$lt": Int64(i.position)}},
+            ),
+            upserts(
+                _SERIES,
+                _newest(
+                    batch.series, lambda s: s.series_id, lambda s: (s.schema_version, s.position)
+                ),
+                lambda s: {
+                    "$or": [
+                        {"schema_version": {"$lt": s.schema_version}},
+                        {
+                            "schema_version": s.schema_version,
+                            "position": {"$lt": Int64(s.position)},
+                        },
+                    ]
+                },
+            ),
+            upserts(
+                _METRICS,
+                _newest(batch.metrics, _metrics_key, lambda m: m.position),
+                lambda m: {"position": {"$lt": Int64(m.position)}},
+            ),
+        )
+        await asyncio.gather(
+            upserts(
+                _CURRENT,
+                _newest(batch.versions, _point_key, lambda v: v.version),
+                lambda v: {"version": {"$lt": v.version}},
+            ),
+            self._bulk(
+                self._collection(generation, _VERSIONS),
+                [_closure_op(c) for c in batch.closures],
+            ),
+            upserts(_CHANGES, batch.changes),
+        )
+        await self._meta.update_one(
+            {"_id": _GENERATION_PREFIX + generation},
+            {"$set": {"generation": generation, "checkpoint": Int64(checkpoint)}},
+            upsert=True,
+        )
+
+    @staticmethod
+    async def _bulk(collection: Collection, ops: list[UpdateOne]) -> None:
+        if ops:
+            await collection.bulk_write(ops, ordered=False)
+
+    async def checkpoint(self) -> int | None:
+        generation = self._generation or await self._reading()
+        return None if generation is None else await self._checkpoint_of(generation)
+
+    async def _checkpoint_of(self, generation: str) -> int | None:
+        doc = await self._meta.find_one({"_id": _GENERATION_PREFIX + generation})
+        return None if doc is None or doc.get("checkpoint") is None else int(doc["checkpoint"])
+
+    # --- ReadModelReader ----------------------------------------------------------------------
+
+    async def _reading(self) -> str | None:
+        """The active generation, re-read at most every POINTER_TTL_S (a round trip per query
+        would double the latency of point reads)."""
+        now = time.monotonic()
+        if now >= self._active_expires:
+            doc = await self._meta.find_one({"_id": _ACTIVE_ID})
+            self._active_cache = None if doc is None else str(doc["generation"])
+            self._active_expires = now + POINTER_TTL_S
+        return self._active_cache
+
+    async def _find(
+        self,
+        kind: _Kind[R],
+        query: Doc,
+        sort: Sequence[tuple[str, int]],
+        limit: int = 0,
+    ) -> list[R]:
+        """Query the active generation; no active generation reads as empty. limit 0: no limit."""
+        generation = await self._reading()
+        if generation is None:
+            return []
+        return await self._query(generation, kind, query, sort, limit)
+
+    async def _query(
+        self,
+        generation: str,
+        kind: _Kind[R],
+        query: Doc,
+        sort: Sequence[tuple[str, int]],
+        limit: int = 0,
+    ) -> list[R]:
+        cursor = self._collection(generation, kind).find(query, sort=sort, limit=limit)
+        return [kind.decode(doc) async for doc in cursor]
+
+    async def _feed(self, kind: _Kind[R], query: Doc, after: ResumeToken, limit: int) -> list[R]:
+        """Records strictly after `after` up to the checkpoint, in token order.
+
+        Without transactions a reader can see position p+1 of a batch still being written before
+        p; stopping at the checkpoint, written after the whole batch, keeps paging gap-free.
+        """
+        generation = await self._reading()
+        bound = None if generation is None else await self._checkpoint_of(generation)
+        if generation is None or bound is None:
+            return []
+        query = {**query, **_after(after)}
+        query["position"] = {"$lte": Int64(bound)}
+        return await self._query(generation, kind, query, kind.sort, limit)
+
+    async def latest_range(
+        self, series_id: str, start_us: int, end_us: int, limit: int
+    ) -> list[OfficialVersion]:
+        if limit <= 0:
+            return []
+        query = _snap_range(series_id, start_us, end_us)
+        return await self._find(_CURRENT, query, [("snap_us", ASCENDING)], limit)
+
+    async def as_of_time_range(
+        self, series_id: str, start_us: int, end_us: int, known_at_us: int, limit: int
+    ) -> list[OfficialVersion]:
+        return await self._as_of(
+            series_id, start_us, end_us, "recorded_from_us", "recorded_to_us", known_at_us, limit
+        )
+
+    async def as_of_position_range(
+        self, series_id: str, start_us: int, end_us: int, position: int, limit: int
+    ) -> list[OfficialVersion]:
+        return await self._as_of(
+            series_id, start_us, end_us, "position_from", "position_to", position, limit
+        )
+
+    async def _as_of(
+        self,
+        series_id: str,
+        start_us: int,
+        end_us: int,
+        from_field: str,
+        to_field: str,
+        at: int,
+        limit: int,
+    ) -> list[OfficialVersion]:
+        if limit <= 0:
+            return []
+        query = _snap_range(series_id, start_us, end_us)
+        query[from_field] = {"$lte": Int64(at)}
+        query[to_field] = {"$gt": Int64(at)}
+        return await self._find(_VERSIONS, query, _VERSIONS.sort, limit)
+
+    async def history(self, series_id: str, snap_us: int) -> list[OfficialVersion]:
+        query = {"series_id": series_id, "snap_us": Int64(snap_us)}
+        return await self._find(_VERSIONS, query, _VERSIONS.sort)
+
+    async def observations(self, series_id: str, snap_us: int) -> list[Observation]:
+        query = {"series_id": series_id, "snap_us": Int64(snap_us)}
+        return await self._find(_OBSERVATIONS, query, _OBSERVATIONS.sort)
+
+    async def changes_after(
+        self, after: ResumeToken, series_ids: Sequence[str], limit: int
+    ) -> list[ChangeFeedEntry]:
+        if limit <= 0:
+            return []
+        query = {"series_id": {"$in": list(series_ids)}} if series_ids else {}
+        return await self._feed(_CHANGES, query, after, limit)
+
+    async def audit_trail(
+        self, series_id: str, snap_us: int | None, after: ResumeToken | None, limit: int
+    ) -> list[AuditEntry]:
+        if limit <= 0:
+            return []
+        query: Doc = {"series_id": series_id}
+        if snap_us is not None:
+            query["snap_us"] = Int64(snap_us)
+        return await self._feed(_AUDIT, query, after or _BEFORE_ALL, limit)
+
+    async def list_series(self, after_series_id: str, limit: int) -> list[SeriesEntry]:
+        if limit <= 0:
+            return []
+        query = {"series_id": {"$gt": after_series_id}}
+        return await self._find(_SERIES, query, _SERIES.sort, limit)
+
+    async def get_series(self, series_id: str) -> SeriesEntry | None:
+        found = await self._find(_SERIES, {"_id": series_id}, [])
+        return found[0] if found else None
+
+    async def list_issues(
+        self, issue_filter: IssueFilter, after_issue_id: str, limit: int
+    ) -> list[QualityIssue]:
+        if limit <= 0:
+            return []
+        query: Doc = {"issue_id": {"$gt": after_issue_id}}
+        for name in ("series_id", "rule", "severity", "status"):
+            value = getattr(issue_filter, name)
+            if value:
+                query[name] = value
+        if issue_filter.raised_before_us != OPEN_END:
+            query["raised_at_us"] = {"$lt": Int64(issue_filter.raised_before_us)}
+        return await self._find(_ISSUES, query, _ISSUES.sort, limit)
+
+    async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:
+        query = {
+            "series_id": series_id,
+            "window_start_us": {"$gte": Int64(start_us), "$lt": Int64(end_us)},
+        }
+        sort = [("window_start_us", ASCENDING), ("window_end_us", ASCENDING)]
+        return await self._find(_METRICS, query, sort)
+
+    # --- GenerationAdmin ----------------------------------------------------------------------
+
+    async def active_generation(self) -> str | None:
+        doc = await self._meta.find_one({"_id": _ACTIVE_ID})
+        return None if doc is None else str(doc["generation"])
+
+    async def set_active_generation(self, name: str) -> None:
+        _validate_generation(name)
+        if await self._meta.find_one({"_id": _GENERATION_PREFIX + name}) is None:
+            raise ValueError(f"unknown generation {name!r}")
+        await self._meta.update_one(
+            {"_id": _ACTIVE_ID},
+            {"$set": {"generation": name, "switched_at_us": Int64(time.time_ns() // 1000)}},
+            upsert=True,
+        )
+        self._active_expires = 0.0
+
+    async def list_generations(self) -> list[str]:
+        query = {"_id": {"$gt": _GENERATION_PREFIX, "$lt": _GENERATION_PREFIX[:-1] + ";"}}
+        return [str(doc["generation"]) async for doc in self._meta.find(query, sort=[("_id", 1)])]
+
+    async def drop_generation(self, name: str) -> None:
+        _validate_generation(name)
+        active = await self._meta.find_one({"_id": _ACTIVE_ID})
+        if active is not None:
+            if active["generation"] == name:
+                raise ValueError(f"generation {name!r} is active and cannot be dropped")
+            since_switch_s = (time.time_ns() // 1000 - int(active["switched_at_us"])) / 1e6
+            await asyncio.sleep(max(0.0, _DROP_GRACE_S - since_switch_s))
+        for kind in _KINDS:
+            await self._collection(name, kind).drop()
+        await self._meta.delete_one({"_id": _GENERATION_PREFIX + name})
+
+    # --- tests and lifecycle --------------------------------------------------------------------
+
+    async def dump_all(self, generation: str | None = None) -> dict[str, object]:
+        """Every record of a generation (default: the written one, else the active one) as port
+        records sorted by natural key, plus its checkpoint: equal dumps mean equal read models.
+        """
+        name = generation or self._generation or await self.active_generation()
+        if name is None:
+            raise ValueError("no generation to dump")
+        meta = await self._meta.find_one({"_id": _GENERATION_PREFIX + name})
+        dump: dict[str, object] = {
+            "checkpoint": None
+            if meta is None or meta["checkpoint"] is None
+            else int(meta["checkpoint"])
+        }
+        for kind in _KINDS:
+            cursor = self._collection(name, kind).find({}, sort=kind.sort)
+            dump[kind.suffix] = [kind.decode(doc) async for doc in cursor]
+        return dump
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _closure_op(c: VersionClosure) -> UpdateOne:
+    key = {"series_id": c.series_id, "snap_us": Int64(c.snap_us), "version": c.version}
+    fields_ = {"recorded_to_us": Int64(c.recorded_to_us), "position_to": Int64(c.position_to)}
+    return UpdateOne({"_id": key}, {"$set": fields_})

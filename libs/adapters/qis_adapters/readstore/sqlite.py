@@ -1,0 +1,888 @@
+"""Embedded read store on SQLite: the default for a one-command run and where read speed is measured.
+
+Layout of one database file:
+- `meta(key, value)`: `active` → the generation queries read; `generation:<name>` → that
+  generation's checkpoint (NULL before its first batch). A row per generation is also the registry
+  that `list_generations` reads.
+- per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
+  `_series`, `_metrics`: WITHOUT ROWID tables clustered on their natural key, so every query of the
+  port is one index range scan in the order it returns.
+
+One instance owns one connection used only by its own worker thread, so the event loop never blocks
+on disk and the connection never needs locking. An instance built with a generation name writes
+that generation (the projector); reads always follow the active pointer, which is re-read inside
+every call (a primary-key lookup costing about a microsecond on the connection's hot cache), so a
+rebuild switch is seen on the very next query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from operator import attrgetter, itemgetter
+from pathlib import Path
+from typing import Any, TypeVar, TypeVarTuple
+
+from qis_adapters.readstore.port import (
+    OPEN_END,
+    AuditEntry,
+    ChangeFeedEntry,
+    IssueFilter,
+    JsonDoc,
+    Observation,
+    OfficialVersion,
+    ProjectionBatch,
+    QualityIssue,
+    QualityMetrics,
+    ResumeToken,
+    SeriesEntry,
+)
+
+_GENERATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+_ACTIVE_KEY = "active"
+_GENERATION_PREFIX = "generation:"
+_BEFORE_ALL = ResumeToken(-1, -1)
+
+# Unit separator: never part of a source id or rule name, so joining needs no escaping.
+_SEP = "\x1f"
+
+Row = tuple[Any, ...]
+_Query = Callable[[sqlite3.Connection, "_Sql", str], list[Row]]
+"""A read: (connection, the active generation's statements, its name) → rows."""
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(text.split(_SEP)) if text else ()
+
+
+def _json(doc: JsonDoc) -> str:
+    # Sorted keys: the same document always yields the same text, so dumps compare byte for byte.
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def validate_generation(name: str) -> str:
+    """Generation names become table-name prefixes, so only plain identifiers are accepted."""
+    if not _GENERATION_NAME.fullmatch(name):
+        raise ValueError(f"invalid generation name {name!r}: letters, digits, _ (max 40)")
+    return name
+
+
+_VERSION_COLUMNS = (
+    "series_id, snap_us, version, value, quality_score, recorded_from_us, position_from, reason,"
+    " user_id, command_id, sources, method, flags, recorded_to_us, position_to"
+)
+_VERSION_TYPES = (
+    "series_id TEXT NOT NULL, snap_us INTEGER NOT NULL, version INTEGER NOT NULL,"
+    " value BLOB NOT NULL, quality_score REAL NOT NULL, recorded_from_us INTEGER NOT NULL,"
+    " position_from INTEGER NOT NULL, reason TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " command_id TEXT NOT NULL, sources TEXT NOT NULL, method TEXT NOT NULL, flags TEXT NOT NULL,"
+    " recorded_to_us INTEGER NOT NULL, position_to INTEGER NOT NULL"
+)
+_OBSERVATION_COLUMNS = (
+    "series_id, snap_us, source_id, value, snap_offset_s, recorded_at_us, position, idx,"
+    " command_id, user_id, flags"
+)
+_AUDIT_COLUMNS = (
+    "position, idx, recorded_at_us, series_id, snap_us, action, user_id, command_id, details"
+)
+_CHANGE_COLUMNS = (
+    "position, idx, series_id, snap_us, version, value, quality_score, recorded_at_us, reason,"
+    " user_id"
+)
+_ISSUE_COLUMNS = (
+    "issue_id, series_id, snap_us, rule, severity, evidence, status, raised_at_us, position,"
+    " source_id, resolved_by, resolution_reason, resolved_at_us"
+)
+_SERIES_COLUMNS = "series_id, schema_version, definition, updated_at_us, position"
+_METRIC_COLUMNS = (
+    "series_id, window_start_us, window_end_us, accuracy, completeness, timeliness, consistency,"
+    " calculated_at_us, position"
+)
+
+# Column lists follow the dataclass field order, so a row maps to a record positionally.
+_TABLES: dict[str, str] = {
+    "versions": f"({_VERSION_TYPES}, PRIMARY KEY (series_id, snap_us, version))",
+    "current": f"({_VERSION_TYPES}, PRIMARY KEY (series_id, snap_us))",
+    "observations": (
+        "(series_id TEXT NOT NULL, snap_us INTEGER NOT NULL, source_id TEXT NOT NULL,"
+        " value BLOB NOT NULL, snap_offset_s INTEGER NOT NULL, recorded_at_us INTEGER NOT NULL,"
+        " position INTEGER NOT NULL, idx INTEGER NOT NULL, command_id TEXT NOT NULL,"
+        " user_id TEXT NOT NULL, flags TEXT NOT NULL, PRIMARY KEY (position, idx))"
+    ),
+    "audit": (
+        "(position INTEGER NOT NULL, idx INTEGER NOT NULL, recorded_at_us INTEGER NOT NULL,"
+        " series_id TEXT NOT NULL, snap_us INTEGER, action TEXT NOT NULL, user_id TEXT NOT NULL,"
+        " command_id TEXT NOT NULL, details TEXT NOT NULL, PRIMARY KEY (position, idx))"
+    ),
+    "changes": (
+        "(position INTEGER NOT NULL, idx INTEGER NOT NULL, series_id TEXT NOT NULL,"
+        " snap_us INTEGER NOT NULL, version INTEGER NOT NULL, value BLOB NOT NULL,"
+        " quality_score REAL NOT NULL, recorded_at_us INTEGER NOT NULL, reason TEXT NOT NULL,"
+        " user_id TEXT NOT NULL, PRIMARY KEY (position, idx))"
+    ),
+    "issues": (
+        "(issue_id TEXT NOT NULL PRIMARY KEY, series_id TEXT NOT NULL, snap_us INTEGER NOT NULL,"
+        " rule TEXT NOT NULL, severity TEXT NOT NULL, evidence TEXT NOT NULL,"
+        " status TEXT NOT NULL, raised_at_us INTEGER NOT NULL, position INTEGER NOT NULL,"
+        " source_id TEXT NOT NULL, resolved_by TEXT NOT NULL, resolution_reason TEXT NOT NULL,"
+        " resolved_at_us INTEGER NOT NULL)"
+    ),
+    "series": (
+        "(series_id TEXT NOT NULL PRIMARY KEY, schema_version INTEGER NOT NULL,"
+        " definition TEXT NOT NULL, updated_at_us INTEGER NOT NULL, position INTEGER NOT NULL)"
+    ),
+    "metrics": (
+        "(series_id TEXT NOT NULL, window_start_us INTEGER NOT NULL,"
+        " window_end_us INTEGER NOT NULL, accuracy REAL NOT NULL, completeness REAL NOT NULL,"
+        " timeliness REAL NOT NULL, consistency REAL NOT NULL,"
+        " calculated_at_us INTEGER NOT NULL, position INTEGER NOT NULL,"
+        " PRIMARY KEY (series_id, window_start_us, window_end_us))"
+    ),
+}
+
+# Secondary indexes; on WITHOUT ROWID tables they carry the primary key, so (series, position,
+# idx) lookups are covered range scans in resume-token order.
+_INDEXES: dict[str, tuple[str, ...]] = {
+    "observations": ("series_id, snap_us, position, idx",),
+    "audit": ("series_id, position, idx", "series_id, snap_us, position, idx"),
+    "changes": ("series_id, position, idx",),
+    "issues": ("status, issue_id", "series_id, status, issue_id"),
+}
+
+
+def _placeholders(columns: str) -> str:
+    return ", ".join("?" * (columns.count(",") + 1))
+
+
+def _updates(columns: str, keys: tuple[str, ...]) -> str:
+    names = [c.strip() for c in columns.split(",")]
+    return ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    """Every statement of one generation, formatted once per generation name."""
+
+    create: tuple[str, ...]
+    drop: tuple[str, ...]
+    insert_version: str
+    upsert_current: str
+    close_version: str
+    insert_observation: str
+    insert_audit: str
+    insert_change: str
+    upsert_issue: str
+    upsert_series: str
+    upsert_metric: str
+    raw_inserts: dict[str, str]
+    latest_range: str
+    as_of_time_range: str
+    as_of_position_range: str
+    history: str
+    observations: str
+    changes_after: str
+    changes_after_series: str
+    audit_series: str
+    audit_point: str
+    list_series: str
+    get_series: str
+    list_issues: str
+    metrics: str
+    dump: dict[str, str]
+
+    @classmethod
+    def for_generation(cls, generation: str) -> _Sql:
+        g = validate_generation(generation)
+        columns = {
+            "versions": _VERSION_COLUMNS,
+            "current": _VERSION_COLUMNS,
+            "observations": _OBSERVATION_COLUMNS,
+            "audit": _AUDIT_COLUMNS,
+            "changes": _CHANGE_COLUMNS,
+            "issues": _ISSUE_COLUMNS,
+            "series": _SERIES_COLUMNS,
+            "metrics": _METRIC_COLUMNS,
+        }
+        orders = {
+            "versions": "series_id, snap_us, version",
+            "current": "series_id, snap_us",
+            "observations": "position, idx",
+            "audit": "position, idx",
+            "changes": "position, idx",
+            "issues": "issue_id",
+            "series": "series_id",
+            "metrics": "series_id, window_start_us, window_end_us",
+        }
+
+        def insert(table: str, verb: str = "INSERT OR IGNORE") -> str:
+            cols = columns[table]
+            return f"{verb} INTO {g}_{table} ({cols}) VALUES ({_placeholders(cols)})"
+
+        def upsert(table: str, keys: tuple[str, ...], newer: str) -> str:
+            updates = _updates(columns[table], keys)
+            return (
+                f"{insert(table, 'INSERT')} ON CONFLICT ({', '.join(keys)})"
+                f" DO UPDATE SET {updates} WHERE {newer}"
+            )
+
+        versions = f"SELECT {_VERSION_COLUMNS} FROM {g}_versions"
+        range_ = "series_id = ? AND snap_us >= ? AND snap_us < ?"
+        audit = f"SELECT {_AUDIT_COLUMNS} FROM {g}_audit WHERE series_id = ?"
+        # A token-ordered read stops at the checkpoint (bound as a parameter): see _feed.
+        after = "(position, idx) > (?, ?) AND position <= ? ORDER BY position, idx LIMIT ?"
+        return cls(
+            create=(
+                *(
+                    f"CREATE TABLE IF NOT EXISTS {g}_{t} {ddl} WITHOUT ROWID"
+                    for t, ddl in _TABLES.items()
+                ),
+                *(
+                    f"CREATE INDEX IF NOT EXISTS {g}_{t}_by_{cols.replace(', ', '_')}"
+                    f" ON {g}_{t} ({cols})"
+                    for t, index_columns in _INDEXES.items()
+                    for cols in index_columns
+                ),
+            ),
+            drop=tuple(f"DROP TABLE IF EXISTS {g}_{t}" for t in _TABLES),
+            insert_version=insert("versions"),
+            upsert_current=upsert(
+                "current",
+                ("series_id", "snap_us"),
+                f"excluded.version > {g}_current.version",
+            ),
+            close_version=(
+                f"UPDATE {g}_versions SET recorded_to_us = ?, position_to = ?"
+                " WHERE series_id = ? AND snap_us = ? AND version = ?"
+            ),
+            insert_observation=insert("observations"),
+            insert_audit=insert("audit"),
+            insert_change=insert("changes"),
+            # Conditional on the event position: replaying an older write never undoes a newer one.
+            upsert_issue=upsert(
+                "issues", ("issue_id",), f"excluded.position >= {g}_issues.position"
+            ),
+            upsert_series=upsert(
+                "series",
+                ("series_id",),
+                f"(excluded.schema_version, excluded.position)"
+                f" >= ({g}_series.schema_version, {g}_series.position)",
+            ),
+            upsert_metric=upsert(
+                "metrics",
+                ("series_id", "window_start_us", "window_end_us"),
+                f"excluded.position >= {g}_metrics.position",
+            ),
+            # Plain inserts into empty tables: the same rows with none of the conflict handling.
+            raw_inserts={t: insert(t, "INSERT") for t in columns},
+            latest_range=(
+                f"SELECT {_VERSION_COLUMNS} FROM {g}_current WHERE {range_}"
+                " ORDER BY snap_us LIMIT ?"
+            ),
+            as_of_time_range=(
+                f"{versions} WHERE {range_} AND recorded_from_us <= ? AND recorded_to_us > ?"
+                " ORDER BY snap_us, version LIMIT ?"
+            ),
+            as_of_position_range=(
+                f"{versions} WHERE {range_} AND position_from <= ? AND position_to > ?"
+                " ORDER BY snap_us, version LIMIT ?"
+            ),
+            history=f"{versions} WHERE series_id = ? AND snap_us = ? ORDER BY version",
+            observations=(
+                f"SELECT {_OBSERVATION_COLUMNS} FROM {g}_observations"
+                " WHERE series_id = ? AND snap_us = ? ORDER BY position, idx"
+            ),
+            changes_after=f"SELECT {_CHANGE_COLUMNS} FROM {g}_changes WHERE {after}",
+            changes_after_series=(
+                f"SELECT {_CHANGE_COLUMNS} FROM {g}_changes WHERE series_id = ? AND {after}"
+            ),
+            audit_series=f"{audit} AND {after}",
+            audit_point=f"{audit} AND snap_us = ? AND {after}",
+            list_series=(
+                f"SELECT {_SERIES_COLUMNS} FROM {g}_series WHERE series_id > ?"
+                " ORDER BY series_id LIMIT ?"
+            ),
+            get_series=f"SELECT {_SERIES_COLUMNS} FROM {g}_series WHERE series_id = ?",
+            list_issues=f"SELECT {_ISSUE_COLUMNS} FROM {g}_issues WHERE issue_id > ?",
+            metrics=(
+                f"SELECT {_METRIC_COLUMNS} FROM {g}_metrics WHERE series_id = ?"
+                " AND window_start_us >= ? AND window_start_us < ?"
+                " ORDER BY window_start_us, window_end_us"
+            ),
+            dump={
+                t: f"SELECT {cols} FROM {g}_{t} ORDER BY {orders[t]}" for t, cols in columns.items()
+            },
+        )
+
+
+# Record → row. Comprehensions with attribute access are the cheapest conversion CPython offers;
+# attrgetter returns the whole tuple in C where no field needs converting.
+def _version_rows(versions: Sequence[OfficialVersion]) -> list[Row]:
+    sep = _SEP
+    return [
+        (
+            v.series_id,
+            v.snap_us,
+            v.version,
+            v.value,
+            v.quality_score,
+            v.recorded_from_us,
+            v.position_from,
+            v.reason,
+            v.user_id,
+            v.command_id,
+            sep.join(v.sources),
+            v.method,
+            sep.join(v.flags),
+            v.recorded_to_us,
+            v.position_to,
+        )
+        for v in versions
+    ]
+
+
+def _observation_rows(observations: Sequence[Observation]) -> list[Row]:
+    sep = _SEP
+    return [
+        (
+            o.series_id,
+            o.snap_us,
+            o.source_id,
+            o.value,
+            o.snap_offset_s,
+            o.recorded_at_us,
+            o.position,
+            o.index,
+            o.command_id,
+            o.user_id,
+            sep.join(o.flags),
+        )
+        for o in observations
+    ]
+
+
+_change_row = attrgetter(
+    "position",
+    "index",
+    "series_id",
+    "snap_us",
+    "version",
+    "value",
+    "quality_score",
+    "recorded_at_us",
+    "reason",
+    "user_id",
+)
+_closure_row = attrgetter("recorded_to_us", "position_to", "series_id", "snap_us", "version")
+_metric_row = attrgetter(
+    "series_id",
+    "window_start_us",
+    "window_end_us",
+    "accuracy",
+    "completeness",
+    "timeliness",
+    "consistency",
+    "calculated_at_us",
+    "position",
+)
+
+
+def _audit_rows(entries: Sequence[AuditEntry]) -> list[Row]:
+    return [
+        (
+            a.position,
+            a.index,
+            a.recorded_at_us,
+            a.series_id,
+            a.snap_us,
+            a.action,
+            a.user_id,
+            a.command_id,
+            _json(a.details),
+        )
+        for a in entries
+    ]
+
+
+def _issue_rows(issues: Sequence[QualityIssue]) -> list[Row]:
+    return [
+        (
+            i.issue_id,
+            i.series_id,
+            i.snap_us,
+            i.rule,
+            i.severity,
+            _json(i.evidence),
+            i.status,
+            i.raised_at_us,
+            i.position,
+            i.source_id,
+            i.resolved_by,
+            i.resolution_reason,
+            i.resolved_at_us,
+        )
+        for i in issues
+    ]
+
+
+def _series_rows(entries: Sequence[SeriesEntry]) -> list[Row]:
+    return [
+        (s.series_id, s.schema_version, _json(s.definition), s.updated_at_us, s.position)
+        for s in entries
+    ]
+
+
+# Row → record.
+def _versions(rows: list[Row]) -> list[OfficialVersion]:
+    return [
+        OfficialVersion(
+            s, t, v, val, q, rf, pf, why, who, cmd, _split(src), how, _split(fl), rt, pt
+        )
+        for s, t, v, val, q, rf, pf, why, who, cmd, src, how, fl, rt, pt in rows
+    ]
+
+
+def _observations(rows: list[Row]) -> list[Observation]:
+    return [
+        Observation(s, t, src, val, off, at, p, i, cmd, who, _split(fl))
+        for s, t, src, val, off, at, p, i, cmd, who, fl in rows
+    ]
+
+
+def _audit(rows: list[Row]) -> list[AuditEntry]:
+    return [
+        AuditEntry(p, i, at, s, t, action, who, cmd, json.loads(details))
+        for p, i, at, s, t, action, who, cmd, details in rows
+    ]
+
+
+def _changes(rows: list[Row]) -> list[ChangeFeedEntry]:
+    return [ChangeFeedEntry(*row) for row in rows]
+
+
+def _issues(rows: list[Row]) -> list[QualityIssue]:
+    return [
+        QualityIssue(iid, s, t, rule, sev, json.loads(ev), st, at, p, src, by, why, res)
+        for iid, s, t, rule, sev, ev, st, at, p, src, by, why, res in rows
+    ]
+
+
+def _series(rows: list[Row]) -> list[SeriesEntry]:
+    return [SeriesEntry(s, sv, json.loads(d), up, p) for s, sv, d, up, p in rows]
+
+
+def _metrics(rows: list[Row]) -> list[QualityMetrics]:
+    return [QualityMetrics(*row) for row in rows]
+
+
+class SqliteReadStore:
+    """ReadStore + GenerationAdmin on one SQLite file. Build it with `await SqliteReadStore.open`."""
+
+    def __init__(self, path: Path, generation: str | None) -> None:
+        self._path = path
+        self._generation = None if generation is None else validate_generation(generation)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qis-readstore")
+        self._conn: sqlite3.Connection | None = None
+        self._sql: dict[str, _Sql] = {}
+
+    @classmethod
+    async def open(cls, path: str | Path, generation: str | None = None) -> SqliteReadStore:
+        """Open (creating when absent) the file.
+
+        `generation`: the generation this instance writes, created when absent (the projector);
+        None for a reader (the query service), which only reads the active generation.
+        `checkpoint()` reports the written generation's checkpoint, or the active one's.
+        """
+        store = cls(Path(path), generation)
+        try:
+            await store._run(store._connect)
+        except BaseException:
+            store._executor.shutdown(wait=False)
+            raise
+        return store
+
+    async def _run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # --- worker-thread side -------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        # Autocommit mode: transactions are explicit, so a reader never holds a snapshot open.
+        conn = sqlite3.connect(self._path, isolation_level=None, cached_statements=256)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA cache_size = -65536")
+        conn.execute("PRAGMA mmap_size = 268435456")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        self._conn = conn
+        with self._transaction() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+            if self._generation is not None:
+                self._create_generation(c, self._generation)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("read store is closed")
+        return self._conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT. Immediate takes the write lock up front, so a busy writer is
+        waited for (busy_timeout) instead of failing a deferred lock upgrade halfway through."""
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _statements(self, generation: str) -> _Sql:
+        sql = self._sql.get(generation)
+        if sql is None:
+            sql = self._sql[generation] = _Sql.for_generation(generation)
+        return sql
+
+    def _create_generation(self, c: sqlite3.Connection, generation: str) -> None:
+        for statement in self._statements(generation).create:
+            c.execute(statement)
+        c.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, NULL)",
+            (_GENERATION_PREFIX + generation,),
+        )
+
+    def _writer(self) -> str:
+        if self._generation is None:
+            raise RuntimeError("this read store was opened without a generation to write")
+        return self._generation
+
+    def _active(self) -> str | None:
+        row = self._db().execute("SELECT value FROM meta WHERE key = ?", (_ACTIVE_KEY,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _read(self, query: _Query) -> list[Row]:
+        """Run `query` against the active generation; no active generation reads as empty."""
+        try:
+            return self._read_active(query)
+        except sqlite3.OperationalError as e:
+            # The pointer moved and the old generation was dropped between our statements.
+            if "no such table" not in str(e):
+                raise
+            return self._read_active(query)
+
+    def _read_active(self, query: _Query) -> list[Row]:
+        generation = self._active()
+        if generation is None:
+            return []
+        return query(self._db(), self._statements(generation), generation)
+
+    def _checkpoint_of(self, generation: str) -> int | None:
+        row = (
+            self._db()
+            .execute("SELECT value FROM meta WHERE key = ?", (_GENERATION_PREFIX + generation,))
+            .fetchone()
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
+        generation = self._writer()
+        sql = self._statements(generation)
+        with self._transaction() as c:
+            if batch.versions:
+                rows = _version_rows(batch.versions)
+                c.executemany(sql.insert_version, rows)
+                c.executemany(sql.upsert_current, rows)
+            if batch.closures:
+                c.executemany(sql.close_version, map(_closure_row, batch.closures))
+            if batch.observations:
+                c.executemany(sql.insert_observation, _observation_rows(batch.observations))
+            if batch.audit:
+                c.executemany(sql.insert_audit, _audit_rows(batch.audit))
+            if batch.changes:
+                c.executemany(sql.insert_change, map(_change_row, batch.changes))
+            if batch.issues:
+                c.executemany(sql.upsert_issue, _issue_rows(batch.issues))
+            if batch.series:
+                c.executemany(sql.upsert_series, _series_rows(batch.series))
+            if batch.metrics:
+                c.executemany(sql.upsert_metric, map(_metric_row, batch.metrics))
+            c.execute(
+                "UPDATE meta SET value = ? WHERE key = ?",
+                (checkpoint, _GENERATION_PREFIX + generation),
+            )
+
+    def _raw_bulk_insert(self, batch: ProjectionBatch, generation: str) -> int:
+        sql = self._statements(generation)
+        with self._transaction() as c:
+            for statement in sql.drop:
+                c.execute(statement)
+            for statement in sql.create:
+                c.execute(statement)
+        raw = sql.raw_inserts
+        with self._transaction() as c:
+            if batch.versions:
+                rows = _version_rows(batch.versions)
+                c.executemany(raw["versions"], rows)
+                c.executemany(raw["current"], rows)
+            if batch.closures:
+                c.executemany(sql.close_version, map(_closure_row, batch.closures))
+            c.executemany(raw["observations"], _observation_rows(batch.observations))
+            c.executemany(raw["audit"], _audit_rows(batch.audit))
+            c.executemany(raw["changes"], map(_change_row, batch.changes))
+            c.executemany(raw["issues"], _issue_rows(batch.issues))
+            c.executemany(raw["series"], _series_rows(batch.series))
+            c.executemany(raw["metrics"], map(_metric_row, batch.metrics))
+        return len(batch) + len(batch.versions)
+
+    def _checkpoint(self) -> int | None:
+        generation = self._generation or self._active()
+        return None if generation is None else self._checkpoint_of(generation)
+
+    def _set_active(self, name: str) -> None:
+        with self._transaction() as c:
+            known = c.execute(
+                "SELECT 1 FROM meta WHERE key = ?", (_GENERATION_PREFIX + name,)
+            ).fetchone()
+            if known is None:
+                raise ValueError(f"unknown generation {name!r}")
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_ACTIVE_KEY, name),
+            )
+
+    def _list_generations(self) -> list[str]:
+        rows = self._db().execute(
+            "SELECT key FROM meta WHERE key > ? AND key < ? ORDER BY key",
+            (_GENERATION_PREFIX, _GENERATION_PREFIX[:-1] + ";"),
+        )
+        return [key[len(_GENERATION_PREFIX) :] for (key,) in rows]
+
+    def _drop(self, name: str) -> None:
+        sql = self._statements(name)
+        # One write transaction: the active check and the drop cannot interleave with a switch.
+        with self._transaction() as c:
+            if self._active() == name:
+                raise ValueError(f"generation {name!r} is active and cannot be dropped")
+            for statement in sql.drop:
+                c.execute(statement)
+            c.execute("DELETE FROM meta WHERE key = ?", (_GENERATION_PREFIX + name,))
+
+    def _dump(self, generation: str | None) -> dict[str, object]:
+        name = generation or self._generation or self._active()
+        if name is None:
+            raise ValueError("no generation to dump")
+        c = self._db()
+        c.execute("BEGIN")  # one snapshot for the whole dump
+        try:
+            dump = self._statements(name).dump
+            rows = {table: c.execute(sql).fetchall() for table, sql in dump.items()}
+            checkpoint = c.execute(
+                "SELECT value FROM meta WHERE key = ?", (_GENERATION_PREFIX + name,)
+            ).fetchone()
+        finally:
+            c.execute("COMMIT")
+        return {
+            "checkpoint": None if checkpoint is None else checkpoint[0],
+            "versions": _versions(rows["versions"]),
+            "current": _versions(rows["current"]),
+            "observations": _observations(rows["observations"]),
+            "audit": _audit(rows["audit"]),
+            "changes": _changes(rows["changes"]),
+            "issues": _issues(rows["issues"]),
+            "series": _series(rows["series"]),
+            "metrics": _metrics(rows["metrics"]),
+        }
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # --- ReadModelWriter ----------------------------------------------------------------------
+
+    async def apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
+        await self._run(self._apply, batch, checkpoint)
+
+    async def checkpoint(self) -> int | None:
+        return await self._run(self._checkpoint)
+
+    async def raw_bulk_insert(self, batch: ProjectionBatch, generation: str = "raw_scratch") -> int:
+        """Benchmark baseline: the rows `apply` would write, by plain `executemany` in one
+        transaction into freshly emptied tables of `generation` (never registered, so never
+        readable), without conflict handling or checkpoint. Returns the number of rows written
+        (current records count separately from versions).
+        """
+        return await self._run(self._raw_bulk_insert, batch, validate_generation(generation))
+
+    # --- ReadModelReader ----------------------------------------------------------------------
+
+    async def _select(self, pick: Callable[[_Sql], str], params: Sequence[object]) -> list[Row]:
+        def query(c: sqlite3.Connection, sql: _Sql, _generation: str) -> list[Row]:
+            return c.execute(pick(sql), params).fetchall()
+
+        return await self._run(self._read, query)
+
+    async def _feed(
+        self,
+        pick: Callable[[_Sql], str],
+        keys: Sequence[Sequence[object]],
+        after: ResumeToken,
+        limit: int,
+    ) -> list[Row]:
+        """Rows strictly after `after` up to the checkpoint, in token order: one index range scan
+        per key prefix in `keys`, merged.
+
+        Stopping at the checkpoint keeps token paging gap-free however the rows were written:
+        every row at or below it was committed before it was. One bound for all scans, so
+        scans seeing different commits still agree on what the page covers.
+        """
+
+        def query(c: sqlite3.Connection, sql: _Sql, generation: str) -> list[Row]:
+            bound = self._checkpoint_of(generation)
+            if bound is None:
+                return []
+            statement = pick(sql)
+            pages = [
+                c.execute(statement, (*key, after.position, after.index, bound, limit)).fetchall()
+                for key in keys
+            ]
+            if len(pages) == 1:
+                return pages[0]
+            return list(islice(heapq.merge(*pages, key=itemgetter(0, 1)), limit))
+
+        return await self._run(self._read, query)
+
+    async def latest_range(
+        self, series_id: str, start_us: int, end_us: int, limit: int
+    ) -> list[OfficialVersion]:
+        if limit <= 0:
+            return []
+        params = (series_id, start_us, end_us, limit)
+        return _versions(await self._select(lambda q: q.latest_range, params))
+
+    async def as_of_time_range(
+        self, series_id: str, start_us: int, end_us: int, known_at_us: int, limit: int
+    ) -> list[OfficialVersion]:
+        if limit <= 0:
+            return []
+        params = (series_id, start_us, end_us, known_at_us, known_at_us, limit)
+        return _versions(await self._select(lambda q: q.as_of_time_range, params))
+
+    async def as_of_position_range(
+        self, series_id: str, start_us: int, end_us: int, position: int, limit: int
+    ) -> list[OfficialVersion]:
+        if limit <= 0:
+            return []
+        params = (series_id, start_us, end_us, position, position, limit)
+        return _versions(await self._select(lambda q: q.as_of_position_range, params))
+
+    async def history(self, series_id: str, snap_us: int) -> list[OfficialVersion]:
+        return _versions(await self._select(lambda q: q.history, (series_id, snap_us)))
+
+    async def observations(self, series_id: str, snap_us: int) -> list[Observation]:
+        rows = await self._select(lambda q: q.observations, (series_id, snap_us))
+        return _observations(rows)
+
+    async def changes_after(
+        self, after: ResumeToken, series_ids: Sequence[str], limit: int
+    ) -> list[ChangeFeedEntry]:
+        if limit <= 0:
+            return []
+        if series_ids:
+            # One scan per series in index order, never a sort of a series' whole tail.
+            keys = [(s,) for s in dict.fromkeys(series_ids)]
+            rows = await self._feed(lambda q: q.changes_after_series, keys, after, limit)
+        else:
+            rows = await self._feed(lambda q: q.changes_after, [()], after, limit)
+        return _changes(rows)
+
+    async def audit_trail(
+        self, series_id: str, snap_us: int | None, after: ResumeToken | None, limit: int
+    ) -> list[AuditEntry]:
+        if limit <= 0:
+            return []
+        token = after or _BEFORE_ALL
+        if snap_us is None:
+            rows = await self._feed(lambda q: q.audit_series, [(series_id,)], token, limit)
+        else:
+            key = (series_id, snap_us)
+            rows = await self._feed(lambda q: q.audit_point, [key], token, limit)
+        return _audit(rows)
+
+    async def list_series(self, after_series_id: str, limit: int) -> list[SeriesEntry]:
+        if limit <= 0:
+            return []
+        params = (after_series_id, limit)
+        return _series(await self._select(lambda q: q.list_series, params))
+
+    async def get_series(self, series_id: str) -> SeriesEntry | None:
+        rows = await self._select(lambda q: q.get_series, (series_id,))
+        return _series(rows)[0] if rows else None
+
+    async def list_issues(
+        self, issue_filter: IssueFilter, after_issue_id: str, limit: int
+    ) -> list[QualityIssue]:
+        if limit <= 0:
+            return []
+        where = ""
+        params: list[object] = [after_issue_id]
+        for column, value in (
+            ("series_id", issue_filter.series_id),
+            ("rule", issue_filter.rule),
+            ("severity", issue_filter.severity),
+            ("status", issue_filter.status),
+        ):
+            if value:
+                where += f" AND {column} = ?"
+                params.append(value)
+        if issue_filter.raised_before_us != OPEN_END:
+            where += " AND raised_at_us < ?"
+            params.append(issue_filter.raised_before_us)
+        params.append(limit)
+        suffix = f"{where} ORDER BY issue_id LIMIT ?"
+        rows = await self._select(lambda sql: sql.list_issues + suffix, params)
+        return _issues(rows)
+
+    async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:
+        params = (series_id, start_us, end_us)
+        return _metrics(await self._select(lambda q: q.metrics, params))
+
+    # --- GenerationAdmin ----------------------------------------------------------------------
+
+    async def active_generation(self) -> str | None:
+        return await self._run(self._active)
+
+    async def set_active_generation(self, name: str) -> None:
+        await self._run(self._set_active, validate_generation(name))
+
+    async def list_generations(self) -> list[str]:
+        return await self._run(self._list_generations)
+
+    async def drop_generation(self, name: str) -> None:
+        await self._run(self._drop, validate_generation(name))
+
+    # --- tests and lifecycle --------------------------------------------------------------------
+
+    async def dump_all(self, generation: str | None = None) -> dict[str, object]:
+        """Every record of a generation (default: the written one, else the active one) as port
+        records sorted by natural key, plus its checkpoint: equal dumps mean equal read models.
+        """
+        return await self._run(self._dump, generation)
+
+    async def close(self) -> None:
+        try:
+            await self._run(self._close)
+        finally:
+            self._executor.shutdown(wait=True)

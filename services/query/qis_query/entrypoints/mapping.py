@@ -1,0 +1,121 @@
+"""Read-model records to v1 messages. Range queries stream millions of points, so values are
+merged from their stored serialised form and timestamps are set from stored integers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from qis.data.v1 import query_service_pb2 as pb
+from qis.data.v1 import series_pb2
+from qis_adapters.readstore.port import (
+    OPEN_END,
+    AuditEntry,
+    ChangeFeedEntry,
+    Observation,
+    OfficialVersion,
+    SeriesEntry,
+)
+from qis_domain.errors import InvalidArgument
+from qis_domain.names import series_name, source_name
+
+_US = 1_000_000
+
+
+def timestamp(us: int) -> timestamp_pb2.Timestamp:
+    seconds, micros = divmod(us, _US)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def micros(ts: timestamp_pb2.Timestamp) -> int:
+    return ts.seconds * _US + ts.nanos // 1000
+
+
+def official_value(name: str, v: OfficialVersion) -> pb.OfficialValue:
+    msg = pb.OfficialValue(
+        series=name,
+        snap=timestamp(v.snap_us),
+        version=v.version,
+        quality_score=v.quality_score,
+        recorded_from=timestamp(v.recorded_from_us),
+        position_from=v.position_from,
+        sources=v.sources,
+        method=v.method,
+        flags=v.flags,
+        reason=v.reason,
+        user=v.user_id,
+    )
+    msg.value.MergeFromString(v.value)
+    if v.recorded_to_us != OPEN_END:
+        msg.recorded_to.CopyFrom(timestamp(v.recorded_to_us))
+        msg.position_to = v.position_to
+    return msg
+
+
+def changed_value(c: ChangeFeedEntry) -> pb.OfficialValue:
+    msg = pb.OfficialValue(
+        series=series_name(c.series_id),
+        snap=timestamp(c.snap_us),
+        version=c.version,
+        quality_score=c.quality_score,
+        recorded_from=timestamp(c.recorded_at_us),
+        position_from=c.position,
+        reason=c.reason,
+        user=c.user_id,
+    )
+    msg.value.MergeFromString(c.value)
+    return msg
+
+
+def observation(o: Observation) -> pb.SourceObservation:
+    msg = pb.SourceObservation(
+        source=source_name(o.source_id),
+        snap_offset_seconds=o.snap_offset_s,
+        recorded_at=timestamp(o.recorded_at_us),
+        position=o.position,
+        user=o.user_id,
+        command_id=o.command_id,
+    )
+    msg.value.MergeFromString(o.value)
+    return msg
+
+
+def audit_entry(a: AuditEntry) -> pb.AuditEntry:
+    details = struct_pb2.Struct()
+    details.update(a.details)
+    msg = pb.AuditEntry(
+        time=timestamp(a.recorded_at_us),
+        action=a.action,
+        user=a.user_id,
+        command_id=a.command_id,
+        series=series_name(a.series_id) if a.series_id else "",
+        details=details,
+        position=a.position,
+    )
+    if a.snap_us is not None:
+        msg.snap.CopyFrom(timestamp(a.snap_us))
+    return msg
+
+
+def series(entry: SeriesEntry) -> series_pb2.Series:
+    return json_format.ParseDict(entry.definition, series_pb2.Series())
+
+
+# Page and resume tokens are opaque to clients (base64 of a small JSON object), so their
+# content can change without breaking anyone.
+
+
+def encode_token(**fields: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(fields, separators=(",", ":")).encode()).decode()
+
+
+def decode_token(token: str, field: str) -> dict[str, Any]:
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except ValueError:
+        raise InvalidArgument.single(field, "not a token this service issued") from None
+    if not isinstance(decoded, dict):
+        raise InvalidArgument.single(field, "not a token this service issued")
+    return decoded

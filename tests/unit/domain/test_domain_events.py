@@ -1,0 +1,378 @@
+"""The event registry: JSON encode/decode of every event type, upcasters, unknown types."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import ValidationError
+from qis_domain.definitions import (
+    BreakAction,
+    DataSourceConfig,
+    PublicationMode,
+    PublicationPolicy,
+    ReconciliationMethod,
+    ReconciliationPolicy,
+    SeriesDefinition,
+    SeriesSource,
+    ValidationRules,
+)
+from qis_domain.events import (
+    ALL_EVENT_TYPES,
+    DataIngested,
+    DataPublished,
+    DataReconciled,
+    DataRestated,
+    DataSourceConfigured,
+    DataSourceRegistered,
+    DomainEvent,
+    EventMetadata,
+    EventRegistry,
+    Issue,
+    OfficialRow,
+    QualityIssueDetected,
+    SchemaEvolved,
+    SeriesDefined,
+    SourceAdded,
+    UnknownEventType,
+    default_registry,
+)
+from qis_domain.snaps import Frequency
+from qis_domain.values import (
+    CorporateAction,
+    CorporateActionType,
+    DataType,
+    OptionQuote,
+    OptionRight,
+    OptionsChain,
+    value_to_doc,
+)
+
+S1 = 1_709_328_600_000_000  # 2024-03-01T21:30:00Z
+S2 = 1_709_591_400_000_000  # 2024-03-04T22:30:00Z
+
+DEFINITION = SeriesDefinition(
+    data_type=DataType.PRICE,
+    frequency=Frequency.DAILY,
+    unit="USD",
+    precision=2,
+    time_zone="America/New_York",
+    calendar="XNYS",
+    sources=(
+        SeriesSource(source_id="bbg", priority=1),
+        SeriesSource(source_id="refinitiv", priority=2),
+    ),
+    validation=ValidationRules(require_positive=True, max_jump_percent=Decimal("12.5")),
+    reconciliation=ReconciliationPolicy(
+        method=ReconciliationMethod.MEDIAN,
+        tolerance_bps=Decimal("2.5"),
+        tolerance_abs=Decimal("0.01"),
+        on_break=BreakAction.BLOCK,
+    ),
+    publication=PublicationPolicy(
+        mode=PublicationMode.MANUAL, min_sources=2, min_quality_score=Decimal("0.75")
+    ),
+    description="S&P 500 close",
+)
+CONFIG = DataSourceConfig(
+    provider="bloomberg",
+    description="B-PIPE",
+    rate_limit_per_minute=600,
+    cost_per_request=Decimal("0.0025"),
+    settings={"host": "bpipe.local", "port": "8194"},
+)
+CHAIN_DOC = value_to_doc(
+    OptionsChain(
+        (
+            OptionQuote(
+                date(2024, 6, 21), Decimal(5100), OptionRight.CALL, Decimal("101.5"), None, None
+            ),
+        ),
+        Decimal("5123.41"),
+    )
+)
+ACTION_DOC = value_to_doc(
+    CorporateAction(CorporateActionType.STOCK_SPLIT, date(2024, 6, 10), ratio=Decimal(10))
+)
+
+EXAMPLES: dict[type[DomainEvent], DomainEvent] = {
+    SeriesDefined: SeriesDefined(series_id="SPX", definition=DEFINITION),
+    SchemaEvolved: SchemaEvolved(
+        series_id="SPX",
+        definition=DEFINITION.model_copy(update={"precision": 3}),
+        schema_version=2,
+        reason="exchange moved to three decimals",
+    ),
+    SourceAdded: SourceAdded(series_id="SPX", source_id="refinitiv", priority=2),
+    DataSourceRegistered: DataSourceRegistered(source_id="bbg", config=CONFIG),
+    DataSourceConfigured: DataSourceConfigured(
+        source_id="bbg", config=CONFIG.model_copy(update={"enabled": False})
+    ),
+    DataIngested: DataIngested(
+        series_id="SPX",
+        source_id="bbg",
+        data_type=DataType.PRICE,
+        unit="USD",
+        snaps=[S1, S2],
+        offsets=[-18_000, 0],
+        values=["5123.41", "-0.5"],
+    ),
+    QualityIssueDetected: QualityIssueDetected(
+        series_id="SPX",
+        issues=[
+            Issue(
+                issue_id="6e0f1a2b-0000-5000-8000-000000000001",
+                snap_us=S2,
+                source_id="bbg",
+                rule="positive",
+                severity="error",
+                blocking=True,
+                evidence={"value": "-0.5"},
+            ),
+            Issue(
+                issue_id="6e0f1a2b-0000-5000-8000-000000000002",
+                snap_us=S1,
+                source_id="",
+                rule="source_break",
+                severity="warning",
+                blocking=False,
+                evidence={"chosen": "5123.41", "sources": {"refinitiv": "5130"}},
+            ),
+        ],
+    ),
+    DataReconciled: DataReconciled(
+        series_id="OPT",
+        data_type=DataType.OPTIONS_CHAIN,
+        unit="",
+        snaps=[S1],
+        values=[CHAIN_DOC],
+        methods=["priority"],
+        contributions=[{"bbg": "5123.41"}],
+        excluded=[[]],
+        quality_scores=["1"],
+        statuses=["published"],
+    ),
+    DataPublished: DataPublished(
+        series_id="SPX",
+        data_type=DataType.PRICE,
+        unit="USD",
+        mode="automatic",
+        snaps=[S1, S2],
+        versions=[1, 1],
+        values=["5123.41", "5130.00"],
+        quality_scores=["1", "0.8"],
+        sources=[["bbg"], ["bbg", "refinitiv"]],
+        methods=["priority", "median"],
+        flags=[[], ["source_break"]],
+        reasons=["", ""],
+        causes=["", ""],
+    ),
+    DataRestated: DataRestated(
+        series_id="AAPL-CA",
+        data_type=DataType.CORPORATE_ACTION,
+        unit="",
+        snaps=[S1],
+        versions=[2],
+        values=[ACTION_DOC],
+        quality_scores=["1"],
+        sources=[["manual"]],
+        methods=["manual"],
+        flags=[[]],
+        reasons=["ratio confirmed by the issuer"],
+        causes=["manual_correction"],
+    ),
+}
+
+
+def test_examples_cover_every_event_type() -> None:
+    assert set(EXAMPLES) == set(ALL_EVENT_TYPES)
+    assert len({cls.event_type for cls in ALL_EVENT_TYPES}) == len(ALL_EVENT_TYPES)
+
+
+@pytest.mark.parametrize("cls", ALL_EVENT_TYPES, ids=lambda c: c.event_type)
+def test_encode_decode_round_trip(cls: type[DomainEvent]) -> None:
+    registry = default_registry()
+    event = EXAMPLES[cls]
+    data = registry.encode(event)
+    assert isinstance(data, bytes)
+    json.loads(data)  # plain JSON
+    decoded = registry.decode(cls.event_type, data, cls.event_version)
+    assert type(decoded) is cls
+    assert decoded == event
+    assert registry.encode(decoded) == data
+
+
+def test_decimals_are_encoded_as_strings_never_floats() -> None:
+    registry = default_registry()
+    payload = json.loads(registry.encode(EXAMPLES[SeriesDefined]))
+    definition = payload["definition"]
+    assert definition["reconciliation"]["tolerance_bps"] == "2.5"
+    assert definition["publication"]["min_quality_score"] == "0.75"
+    assert definition["validation"]["max_jump_percent"] == "12.5"
+    config = json.loads(registry.encode(EXAMPLES[DataSourceRegistered]))["config"]
+    assert config["cost_per_request"] == "0.0025"
+
+
+def test_official_rows_give_the_per_point_view() -> None:
+    published = EXAMPLES[DataPublished]
+    assert isinstance(published, DataPublished)
+    rows = list(published.rows())
+    assert rows[1] == OfficialRow(
+        snap_us=S2,
+        version=1,
+        value="5130.00",
+        quality_score="0.8",
+        sources=["bbg", "refinitiv"],
+        method="median",
+        flags=["source_break"],
+        reason="",
+        cause="",
+    )
+    assert [r.snap_us for r in rows] == [S1, S2]
+
+
+def test_columns_must_have_one_entry_per_snap() -> None:
+    with pytest.raises(ValidationError, match="column offsets has 1 entries for 2 snaps"):
+        DataIngested(
+            series_id="SPX",
+            source_id="bbg",
+            data_type=DataType.PRICE,
+            unit="USD",
+            snaps=[S1, S2],
+            offsets=[0],
+            values=["1", "2"],
+        )
+    registry = default_registry()
+    payload = json.loads(registry.encode(EXAMPLES[DataPublished]))
+    payload["versions"] = [1]
+    with pytest.raises(ValidationError):
+        registry.decode("DataPublished", json.dumps(payload).encode(), 1)
+
+
+def test_events_are_immutable_and_strict() -> None:
+    event = EXAMPLES[SourceAdded]
+    assert isinstance(event, SourceAdded)
+    with pytest.raises(ValidationError):
+        event.priority = 3
+    registry = default_registry()
+    payload = json.loads(registry.encode(event))
+    payload["unexpected"] = 1
+    with pytest.raises(ValidationError):
+        registry.decode("SourceAdded", json.dumps(payload).encode(), 1)
+
+
+def test_unknown_event_type() -> None:
+    registry = default_registry()
+    assert not registry.knows("DataDeleted")
+    assert registry.knows("DataIngested")
+    with pytest.raises(UnknownEventType, match="DataDeleted"):
+        registry.decode("DataDeleted", b"{}", 1)
+
+
+def test_a_type_cannot_be_registered_twice() -> None:
+    registry = default_registry()
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register(SourceAdded)
+
+
+# --- upcasters ---
+
+
+class SourceAddedV3(DomainEvent):
+    """A test-local event whose schema went through two versions before this one:
+    v1 {series, source}; v2 renamed the fields; v3 added `priority`."""
+
+    event_type: ClassVar[str] = "TestSourceAdded"
+    event_version: ClassVar[int] = 3
+    series_id: str
+    source_id: str
+    priority: int
+
+
+def _v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"series_id": payload["series"], "source_id": payload["source"]}
+
+
+def _v2_to_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "priority": 99}
+
+
+def _registry(calls: list[str]) -> EventRegistry:
+    registry = EventRegistry([SourceAddedV3])
+
+    def step1(payload: dict[str, Any]) -> dict[str, Any]:
+        calls.append("v1")
+        return _v1_to_v2(payload)
+
+    def step2(payload: dict[str, Any]) -> dict[str, Any]:
+        calls.append("v2")
+        return _v2_to_v3(payload)
+
+    registry.register_upcaster("TestSourceAdded", 1, step1)
+    registry.register_upcaster("TestSourceAdded", 2, step2)
+    return registry
+
+
+def test_upcasters_run_in_order_from_the_stored_version() -> None:
+    calls: list[str] = []
+    registry = _registry(calls)
+    old = json.dumps({"series": "SPX", "source": "bbg"}).encode()
+    decoded = registry.decode("TestSourceAdded", old, 1)
+    assert decoded == SourceAddedV3(series_id="SPX", source_id="bbg", priority=99)
+    assert calls == ["v1", "v2"]
+
+
+def test_a_middle_version_runs_only_the_later_upcasters() -> None:
+    calls: list[str] = []
+    registry = _registry(calls)
+    v2 = json.dumps({"series_id": "SPX", "source_id": "bbg"}).encode()
+    assert registry.decode("TestSourceAdded", v2, 2) == SourceAddedV3(
+        series_id="SPX", source_id="bbg", priority=99
+    )
+    assert calls == ["v2"]
+
+
+def test_the_current_version_needs_no_upcaster() -> None:
+    calls: list[str] = []
+    registry = _registry(calls)
+    event = SourceAddedV3(series_id="SPX", source_id="bbg", priority=1)
+    assert registry.decode("TestSourceAdded", registry.encode(event), 3) == event
+    assert calls == []
+
+
+def test_a_missing_upcaster_is_an_error() -> None:
+    registry = EventRegistry([SourceAddedV3])
+    registry.register_upcaster("TestSourceAdded", 2, _v2_to_v3)
+    old = json.dumps({"series": "SPX", "source": "bbg"}).encode()
+    with pytest.raises(ValueError, match="no upcaster for TestSourceAdded v1"):
+        registry.decode("TestSourceAdded", old, 1)
+
+
+def test_upcasters_of_a_subclass_of_a_real_event() -> None:
+    class SourceAddedV2(SourceAdded):
+        event_version: ClassVar[int] = 2
+        weight: str
+
+    registry = EventRegistry([SourceAddedV2])
+    registry.register_upcaster("SourceAdded", 1, lambda p: {**p, "weight": "1.0"})
+    v1 = default_registry().encode(EXAMPLES[SourceAdded])
+    decoded = registry.decode("SourceAdded", v1, 1)
+    assert isinstance(decoded, SourceAddedV2)
+    assert (decoded.source_id, decoded.priority, decoded.weight) == ("refinitiv", 2, "1.0")
+
+
+def test_event_metadata_is_flat_strings() -> None:
+    metadata = EventMetadata(
+        command_id="cmd-1",
+        user_id="alice",
+        correlation_id="corr-1",
+        causation_id="cmd-0",
+        traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    dumped = metadata.model_dump()
+    assert all(isinstance(v, str) for v in dumped.values())
+    assert dumped["schema_version"] == "1"
+    assert EventMetadata.model_validate_json(metadata.model_dump_json()) == metadata

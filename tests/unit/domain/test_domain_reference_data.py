@@ -1,0 +1,318 @@
+"""The ReferenceData (series definition) and DataSource aggregates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+import pytest
+from qis_domain.commands import CommandContext, CommandOutcome
+from qis_domain.data_source import DataSource, source_stream
+from qis_domain.definitions import (
+    DataSourceConfig,
+    PublicationPolicy,
+    ReconciliationMethod,
+    ReconciliationPolicy,
+    SeriesDefinition,
+    SeriesSource,
+    ValidationRules,
+)
+from qis_domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from qis_domain.events import (
+    DataSourceConfigured,
+    DataSourceRegistered,
+    DomainEvent,
+    SchemaEvolved,
+    SeriesDefined,
+    SourceAdded,
+)
+from qis_domain.reference_data import ReferenceData, definition_stream
+from qis_domain.series_bucket import Recorded
+from qis_domain.snaps import Frequency
+from qis_domain.values import DataType
+
+KNOWN = {"bbg", "refinitiv", "ecb", "coingecko"}
+
+
+def ctx(command_id: str = "cmd-1", user_id: str = "alice") -> CommandContext:
+    return CommandContext(command_id, user_id, now_us=1_709_294_400_000_000)
+
+
+def sources(*pairs: tuple[str, int]) -> tuple[SeriesSource, ...]:
+    return tuple(SeriesSource(source_id=s, priority=p) for s, p in pairs)
+
+
+def eurusd(**changes: object) -> SeriesDefinition:
+    base = SeriesDefinition(
+        data_type=DataType.PRICE,
+        frequency=Frequency.DAILY,
+        unit="USD",
+        precision=5,
+        time_zone="Europe/London",
+        sources=sources(("bbg", 1), ("refinitiv", 2)),
+        validation=ValidationRules(require_positive=True),
+        reconciliation=ReconciliationPolicy(tolerance_bps=Decimal(5)),
+    )
+    return base.model_copy(update=changes)
+
+
+class Log:
+    """Applies events the way the repository does: one position per append, stream versions
+    counting up from 0."""
+
+    def __init__(self) -> None:
+        self.position = 0
+
+    def commit(
+        self,
+        aggregate: ReferenceData | DataSource,
+        events: Sequence[DomainEvent],
+        c: CommandContext,
+    ) -> None:
+        self.position += 10
+        first = 0 if aggregate.version is None else aggregate.version + 1
+        for offset, event in enumerate(events):
+            aggregate.apply(event, Recorded(c.command_id, c.user_id, self.position, first + offset))
+
+
+def defined(definition: SeriesDefinition | None = None) -> tuple[ReferenceData, Log]:
+    series = ReferenceData("EURUSD")
+    log = Log()
+    c = ctx("define")
+    log.commit(series, series.define(definition or eurusd(), KNOWN, c), c)
+    return series, log
+
+
+# --- define ---
+
+
+def test_define_emits_series_defined() -> None:
+    series = ReferenceData("EURUSD")
+    events = series.define(eurusd(), KNOWN, ctx())
+    assert events == [SeriesDefined(series_id="EURUSD", definition=eurusd())]
+    assert series.definition is None  # deciding changes nothing; applying does
+
+
+def test_apply_sets_the_definition_and_remembers_the_command() -> None:
+    series, log = defined()
+    assert series.definition == eurusd()
+    assert series.schema_version == 1
+    assert series.version == 0
+    assert series.outcome_of("define") == CommandOutcome(log.position)
+    assert series.outcome_of("another") is None
+    assert series.stream == definition_stream("EURUSD") == "series/EURUSD"
+
+
+def test_second_define_already_exists() -> None:
+    series, _ = defined()
+    with pytest.raises(AlreadyExists) as info:
+        series.define(eurusd(), KNOWN, ctx("cmd-2"))
+    assert info.value.resource == "series/EURUSD"
+
+
+def _violations(definition: SeriesDefinition) -> dict[str, str]:
+    with pytest.raises(InvalidArgument) as info:
+        ReferenceData("X").define(definition, KNOWN, ctx())
+    return {v.field: v.description for v in info.value.violations}
+
+
+def test_duplicate_source_is_a_violation_at_its_index() -> None:
+    found = _violations(eurusd(sources=sources(("bbg", 1), ("ecb", 2), ("bbg", 3))))
+    assert list(found) == ["series.sources[2].source"]
+    assert found["series.sources[2].source"] == "listed twice"
+
+
+def test_duplicate_or_non_positive_priorities_are_violations() -> None:
+    found = _violations(eurusd(sources=sources(("bbg", 1), ("ecb", 1), ("refinitiv", 0))))
+    assert set(found) == {"series.sources[1].priority", "series.sources[2].priority"}
+
+
+def test_price_and_volume_need_a_unit() -> None:
+    assert "series.unit" in _violations(eurusd(unit=""))
+    assert "series.unit" in _violations(eurusd(unit="", data_type=DataType.VOLUME))
+    series = ReferenceData("bars")
+    assert series.define(eurusd(unit="", data_type=DataType.OHLC_BAR), KNOWN, ctx())
+
+
+def test_unknown_time_zone() -> None:
+    found = _violations(eurusd(time_zone="Europe/Atlantis"))
+    assert found == {"series.time_zone": "unknown time zone 'Europe/Atlantis'"}
+
+
+def test_min_sources_above_the_sources_configured() -> None:
+    found = _violations(eurusd(publication=PublicationPolicy(min_sources=3)))
+    assert list(found) == ["series.publication.min_sources"]
+    ok = eurusd(publication=PublicationPolicy(min_sources=2))
+    assert ReferenceData("X").define(ok, KNOWN, ctx())
+
+
+def test_no_sources() -> None:
+    assert "series.sources" in _violations(eurusd(sources=()))
+
+
+def test_every_violation_is_reported_at_once() -> None:
+    bad = eurusd(
+        unit="",
+        time_zone="Mars/Olympus",
+        sources=sources(("bbg", 1), ("bbg", 1)),
+        publication=PublicationPolicy(min_sources=3),
+    )
+    assert set(_violations(bad)) == {
+        "series.sources[1].source",
+        "series.sources[1].priority",
+        "series.unit",
+        "series.time_zone",
+        "series.publication.min_sources",
+    }
+
+
+def test_unknown_source_is_not_found_with_its_field_path() -> None:
+    definition = eurusd(sources=sources(("bbg", 1), ("nasdaq", 2)))
+    with pytest.raises(NotFound) as info:
+        ReferenceData("X").define(definition, KNOWN, ctx())
+    assert info.value.resource == "sources/nasdaq"
+    assert info.value.field == "series.sources[1].source"
+
+
+# --- evolve ---
+
+
+def test_evolve_before_define_is_not_found() -> None:
+    with pytest.raises(NotFound) as info:
+        ReferenceData("EURUSD").evolve(eurusd(), "why", KNOWN, ctx())
+    assert info.value.resource == "series/EURUSD"
+    assert info.value.field == "series.name"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"data_type": DataType.VOLUME}, {"frequency": Frequency.HOURLY}],
+    ids=["data_type", "frequency"],
+)
+def test_data_type_and_frequency_are_immutable(change: dict[str, object]) -> None:
+    series, _ = defined()
+    with pytest.raises(FailedPrecondition, match="immutable"):
+        series.evolve(eurusd(**change), "change it", KNOWN, ctx("evolve"))
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_evolve_needs_a_reason(reason: str) -> None:
+    series, _ = defined()
+    with pytest.raises(InvalidArgument) as info:
+        series.evolve(eurusd(precision=4), reason, KNOWN, ctx("evolve"))
+    assert [v.field for v in info.value.violations] == ["reason"]
+
+
+def test_evolve_validates_the_new_definition() -> None:
+    series, _ = defined()
+    with pytest.raises(InvalidArgument) as info:
+        series.evolve(eurusd(time_zone="Nowhere/Land"), "tz", KNOWN, ctx("evolve"))
+    assert [v.field for v in info.value.violations] == ["series.time_zone"]
+    evolved = eurusd(sources=sources(("bbg", 1), ("refinitiv", 2), ("nasdaq", 3)))
+    with pytest.raises(NotFound) as missing:
+        series.evolve(evolved, "add nasdaq", KNOWN, ctx("evolve"))
+    assert missing.value.field == "series.sources[2].source"
+
+
+def test_identical_definition_evolves_nothing() -> None:
+    series, _ = defined()
+    assert series.evolve(eurusd(), "no-op", KNOWN, ctx("evolve")) == []
+
+
+def test_evolve_with_new_sources_emits_schema_evolved_and_source_added() -> None:
+    series, log = defined()
+    new = eurusd(
+        sources=sources(("ecb", 1), ("bbg", 2), ("refinitiv", 3), ("coingecko", 4)),
+        reconciliation=ReconciliationPolicy(method=ReconciliationMethod.MEDIAN),
+    )
+    c = ctx("evolve")
+    events = series.evolve(new, "add ECB fixing and a crypto feed", KNOWN, c)
+    assert events == [
+        SchemaEvolved(
+            series_id="EURUSD",
+            definition=new,
+            schema_version=2,
+            reason="add ECB fixing and a crypto feed",
+        ),
+        SourceAdded(series_id="EURUSD", source_id="ecb", priority=1),
+        SourceAdded(series_id="EURUSD", source_id="coingecko", priority=4),
+    ]
+    log.commit(series, events, c)
+    assert series.definition == new
+    assert series.schema_version == 2
+    assert series.version == 3
+    assert series.outcome_of("evolve") == CommandOutcome(log.position)
+
+
+def test_evolve_without_new_sources_emits_only_schema_evolved() -> None:
+    series, log = defined()
+    c = ctx("evolve-1")
+    first = series.evolve(eurusd(precision=4), "fewer digits", KNOWN, c)
+    assert [type(e) for e in first] == [SchemaEvolved]
+    log.commit(series, first, c)
+    c = ctx("evolve-2")
+    second = series.evolve(eurusd(precision=3), "even fewer", KNOWN, c)
+    assert isinstance(second[0], SchemaEvolved)
+    assert second[0].schema_version == 3
+
+
+# --- DataSource ---
+
+BBG = DataSourceConfig(
+    provider="bloomberg",
+    rate_limit_per_minute=600,
+    cost_per_request=Decimal("0.002"),
+    settings={"host": "bpipe.local"},
+)
+
+
+def registered() -> tuple[DataSource, Log]:
+    source = DataSource("bbg")
+    log = Log()
+    c = ctx("register")
+    log.commit(source, source.register(BBG, c), c)
+    return source, log
+
+
+def test_register_then_apply() -> None:
+    source = DataSource("bbg")
+    assert not source.exists
+    events = source.register(BBG, ctx("register"))
+    assert events == [DataSourceRegistered(source_id="bbg", config=BBG)]
+    source, log = registered()
+    assert source.exists
+    assert source.config == BBG
+    assert source.version == 0
+    assert source.outcome_of("register") == CommandOutcome(log.position)
+    assert source.stream == source_stream("bbg") == "sources/bbg"
+
+
+def test_register_twice_already_exists() -> None:
+    source, _ = registered()
+    with pytest.raises(AlreadyExists) as info:
+        source.register(BBG, ctx("again"))
+    assert info.value.resource == "sources/bbg"
+
+
+def test_configure_unknown_source_is_not_found() -> None:
+    with pytest.raises(NotFound) as info:
+        DataSource("ghost").configure(BBG, ctx())
+    assert info.value.resource == "sources/ghost"
+    assert info.value.field == "source.name"
+
+
+def test_configure_changes_the_config() -> None:
+    source, log = registered()
+    changed = BBG.model_copy(update={"enabled": False})
+    c = ctx("disable")
+    events = source.configure(changed, c)
+    assert events == [DataSourceConfigured(source_id="bbg", config=changed)]
+    log.commit(source, events, c)
+    assert source.config == changed
+    assert source.version == 1
+    assert source.outcome_of("disable") == CommandOutcome(log.position)
+
+
+def test_configure_with_the_same_config_does_nothing() -> None:
+    source, _ = registered()
+    assert source.configure(BBG.model_copy(), ctx("same")) == []
