@@ -11,7 +11,7 @@ from typing import Any
 
 from qis_domain.errors import FieldViolation
 
-_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
 
 
 class DataType(enum.StrEnum):
@@ -127,12 +127,17 @@ DataValue = Price | Volume | OhlcBar | OptionsChain | CorporateAction
 """`number` is the figure rules and reconciliation compare (None: compared by equality only)."""
 
 
+def is_decimal(text: str) -> bool:
+    """A finite decimal in plain or exponent notation, ASCII digits only."""
+    return _DECIMAL.fullmatch(text) is not None
+
+
 def parse_decimal(text: str, field: str, violations: list[FieldViolation]) -> Decimal:
     """A finite decimal in plain or exponent notation; records a violation and returns 0 if not.
 
     Collecting violations instead of raising lets one request report every bad field at once.
     """
-    if not _DECIMAL.fullmatch(text):
+    if not is_decimal(text):
         reason = "is required" if text == "" else f"{text!r} is not a finite decimal number"
         violations.append(FieldViolation(field, reason))
         return Decimal(0)

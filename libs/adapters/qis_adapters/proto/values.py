@@ -27,6 +27,7 @@ from qis_domain.values import (
     OptionsChain,
     Price,
     Volume,
+    is_decimal,
     parse_decimal,
     parse_optional_decimal,
 )
@@ -57,10 +58,21 @@ def snap_from_proto(text: str, path: str, violations: list[FieldViolation]) -> S
 def points_from_proto(
     points: Sequence[values_pb2.DataPoint], violations: list[FieldViolation]
 ) -> list[tuple[Snap, DataValue]]:
+    """Field paths are only formatted for points that fail: a 1,000-point batch of good prices
+    costs one snap parse and one decimal check per point."""
     out: list[tuple[Snap, DataValue]] = []
     for i, point in enumerate(points):
-        snap = snap_from_proto(point.snap, f"points[{i}].snap", violations)
-        value = value_from_proto(point.value, f"points[{i}].value", violations)
+        try:
+            snap = parse_snap(point.snap)
+        except ValueError as error:
+            violations.append(FieldViolation(f"points[{i}].snap", str(error)))
+            snap = None
+        value_msg = point.value
+        value: DataValue | None
+        if value_msg.WhichOneof("kind") == "price" and is_decimal(text := value_msg.price.value):
+            value = Price(Decimal(text), value_msg.price.currency)
+        else:
+            value = value_from_proto(value_msg, f"points[{i}].value", violations)
         if snap is not None and value is not None:
             out.append((snap, value))
     return out

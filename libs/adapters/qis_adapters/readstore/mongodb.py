@@ -280,7 +280,7 @@ class MongoReadStore:
             if store._generation is not None:
                 await store._meta.update_one(
                     {"_id": _GENERATION_PREFIX + store._generation},
-                    {"$setOnInsert": {"generation": store._generation, "checkpoint": None}},
+                    {"$setOnInsert": {"generation": store._generation}},
                     upsert=True,
                 )
                 await store.ensure_indexes()
@@ -590,12 +590,7 @@ class MongoReadStore:
         name = generation or self._generation or await self.active_generation()
         if name is None:
             raise ValueError("no generation to dump")
-        meta = await self._meta.find_one({"_id": _GENERATION_PREFIX + name})
-        dump: dict[str, object] = {
-            "checkpoint": None
-            if meta is None or meta["checkpoint"] is None
-            else int(meta["checkpoint"])
-        }
+        dump: dict[str, object] = {"checkpoint": await self._checkpoint_of(name)}
         for kind in _KINDS:
             cursor = self._collection(name, kind).find({}, sort=kind.sort)
             dump[kind.suffix] = [kind.decode(doc) async for doc in cursor]
@@ -606,6 +601,9 @@ class MongoReadStore:
 
 
 def _closure_op(c: VersionClosure) -> UpdateOne:
-    key = {"series_id": c.series_id, "snap_us": Int64(c.snap_us), "version": c.version}
-    fields_ = {"recorded_to_us": Int64(c.recorded_to_us), "position_to": Int64(c.position_to)}
-    return UpdateOne({"_id": key}, {"$set": fields_})
+    # key_of orders the _id fields exactly as on insert: MongoDB compares subdocuments in order.
+    key = _VERSIONS.key_of(
+        {"series_id": c.series_id, "snap_us": Int64(c.snap_us), "version": c.version}
+    )
+    closing = {"recorded_to_us": Int64(c.recorded_to_us), "position_to": Int64(c.position_to)}
+    return UpdateOne({"_id": key}, {"$set": closing})

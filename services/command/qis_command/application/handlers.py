@@ -3,7 +3,6 @@ conflict by re-loading and re-deciding (never by overwriting)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from functools import reduce
 
@@ -206,17 +205,14 @@ def _conform(
                 )
             )
             continue
+        # An empty currency or unit means the series' own: values are stored without it.
         if isinstance(value, Price):
-            if not value.currency:
-                value = dataclasses.replace(value, currency=definition.unit)
-            elif value.currency != definition.unit:
+            if value.currency and value.currency != definition.unit:
                 violations.append(
                     FieldViolation(f"{path}.price.currency", f"series is in {definition.unit}")
                 )
         elif isinstance(value, Volume):
-            if not value.unit:
-                value = dataclasses.replace(value, unit=definition.unit)
-            elif value.unit != definition.unit:
+            if value.unit and value.unit != definition.unit:
                 violations.append(
                     FieldViolation(f"{path}.volume.unit", f"series is in {definition.unit}")
                 )

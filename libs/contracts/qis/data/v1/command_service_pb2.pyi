@@ -51,6 +51,8 @@ Global___CommandResponse: _TypeAlias = CommandResponse  # noqa: Y015
 
 @_typing.final
 class DefineSeriesRequest(_message.Message):
+    """Request of CommandService.DefineSeries."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
@@ -61,7 +63,9 @@ class DefineSeriesRequest(_message.Message):
     series_id: _builtins.str
     """Becomes the last segment of the resource name: letters, digits and "._-:", 1-128 chars."""
     @_builtins.property
-    def series(self) -> _series_pb2.Series: ...
+    def series(self) -> _series_pb2.Series:
+        """The definition; `series.name` is ignored (it is derived from `series_id`)."""
+
     def __init__(
         self,
         *,
@@ -79,12 +83,15 @@ Global___DefineSeriesRequest: _TypeAlias = DefineSeriesRequest  # noqa: Y015
 
 @_typing.final
 class EvolveSeriesSchemaRequest(_message.Message):
+    """Request of CommandService.EvolveSeriesSchema."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
     reason: _builtins.str
     """Why the definition changed, for the audit trail."""
     @_builtins.property
@@ -108,16 +115,21 @@ Global___EvolveSeriesSchemaRequest: _TypeAlias = EvolveSeriesSchemaRequest  # no
 
 @_typing.final
 class RegisterDataSourceRequest(_message.Message):
+    """Request of CommandService.RegisterDataSource."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     SOURCE_ID_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
     source_id: _builtins.str
     """Becomes the last segment of the resource name, like series ids."""
     @_builtins.property
-    def source(self) -> _series_pb2.DataSource: ...
+    def source(self) -> _series_pb2.DataSource:
+        """The configuration; `source.name` is ignored (it is derived from `source_id`)."""
+
     def __init__(
         self,
         *,
@@ -135,11 +147,14 @@ Global___RegisterDataSourceRequest: _TypeAlias = RegisterDataSourceRequest  # no
 
 @_typing.final
 class ConfigureDataSourceRequest(_message.Message):
+    """Request of CommandService.ConfigureDataSource."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
     @_builtins.property
     def source(self) -> _series_pb2.DataSource:
         """The new configuration; `source.name` identifies the source."""
@@ -160,6 +175,8 @@ Global___ConfigureDataSourceRequest: _TypeAlias = ConfigureDataSourceRequest  # 
 
 @_typing.final
 class IngestPointsRequest(_message.Message):
+    """Request of CommandService.IngestPoints, and one chunk of CommandService.BulkIngest."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
@@ -167,6 +184,9 @@ class IngestPointsRequest(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id). For a
+    re-runnable import, derive it from the input (file hash, series, source, chunk index).
+    """
     series: _builtins.str
     """Resource name, "series/{series_id}"."""
     source: _builtins.str
@@ -193,6 +213,8 @@ Global___IngestPointsRequest: _TypeAlias = IngestPointsRequest  # noqa: Y015
 
 @_typing.final
 class IngestPointsResponse(_message.Message):
+    """Outcome of an ingestion (one IngestPoints call, or one BulkIngest chunk)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMIT_POSITION_FIELD_NUMBER: _builtins.int
@@ -201,7 +223,11 @@ class IngestPointsResponse(_message.Message):
     FLAGGED_FIELD_NUMBER: _builtins.int
     PUBLISHED_FIELD_NUMBER: _builtins.int
     commit_position: _builtins.int
+    """Commit position of the command's last event: pass it as `min_position` to a query to
+    read your own write.
+    """
     duplicate: _builtins.bool
+    """True when this command_id had already been handled; nothing new was written."""
     accepted: _builtins.int
     """Points stored."""
     flagged: _builtins.int
@@ -227,6 +253,8 @@ Global___IngestPointsResponse: _TypeAlias = IngestPointsResponse  # noqa: Y015
 
 @_typing.final
 class BulkIngestResponse(_message.Message):
+    """Answer to one BulkIngest chunk."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
@@ -235,7 +263,9 @@ class BulkIngestResponse(_message.Message):
     command_id: _builtins.str
     """The chunk's command_id."""
     @_builtins.property
-    def result(self) -> Global___IngestPointsResponse: ...
+    def result(self) -> Global___IngestPointsResponse:
+        """The chunk was committed (or had been already: see `duplicate`)."""
+
     @_builtins.property
     def error(self) -> _status_pb2.Status:
         """Why the chunk was rejected (same codes and details as IngestPoints). Nothing of it was
@@ -261,6 +291,8 @@ Global___BulkIngestResponse: _TypeAlias = BulkIngestResponse  # noqa: Y015
 
 @_typing.final
 class PublishPointsRequest(_message.Message):
+    """Request of CommandService.PublishPoints."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
@@ -268,7 +300,9 @@ class PublishPointsRequest(_message.Message):
     SNAPS_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
     series: _builtins.str
+    """Resource name, "series/{series_id}"."""
     comment: _builtins.str
     """Why they are published by hand, for the audit trail."""
     @_builtins.property
@@ -293,6 +327,8 @@ Global___PublishPointsRequest: _TypeAlias = PublishPointsRequest  # noqa: Y015
 
 @_typing.final
 class RestatePointRequest(_message.Message):
+    """Request of CommandService.RestatePoint."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
@@ -301,12 +337,17 @@ class RestatePointRequest(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
     series: _builtins.str
+    """Resource name, "series/{series_id}"."""
     snap: _builtins.str
     """RFC 3339 with offset; the point must have been published."""
     reason: _builtins.str
+    """Why the published value was wrong, for the audit trail and the new version."""
     @_builtins.property
-    def value(self) -> _values_pb2.DataValue: ...
+    def value(self) -> _values_pb2.DataValue:
+        """The corrected value; its case must match the series' data type."""
+
     def __init__(
         self,
         *,

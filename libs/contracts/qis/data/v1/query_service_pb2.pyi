@@ -49,8 +49,11 @@ class OfficialValue(_message.Message):
     quality_score: _builtins.float
     """In [0, 1]: 1 when every rule passed and the sources agreed."""
     position_from: _builtins.int
-    """The same interval in commit positions; position_to is 0 while the version is current."""
+    """Knowledge interval in commit positions: the position of the event that made this version
+    official...
+    """
     position_to: _builtins.int
+    """...and of the one that superseded it; 0 while the version is current."""
     method: _builtins.str
     """Reconciliation method ("priority", "median", "consensus") or "manual"."""
     reason: _builtins.str
@@ -62,7 +65,9 @@ class OfficialValue(_message.Message):
         """The instant the value describes (valid time)."""
 
     @_builtins.property
-    def value(self) -> _values_pb2.DataValue: ...
+    def value(self) -> _values_pb2.DataValue:
+        """The official value of this version."""
+
     @_builtins.property
     def recorded_from(self) -> _timestamp_pb2.Timestamp:
         """Knowledge time: when this version became official (the commit time of its event)..."""
@@ -107,6 +112,8 @@ Global___OfficialValue: _TypeAlias = OfficialValue  # noqa: Y015
 
 @_typing.final
 class QueryRangeRequest(_message.Message):
+    """Request of QueryService.QueryRange."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERIES_FIELD_NUMBER: _builtins.int
@@ -131,10 +138,12 @@ class QueryRangeRequest(_message.Message):
     """Read-your-writes: wait until the read model has projected this commit position."""
     @_builtins.property
     def start(self) -> _timestamp_pb2.Timestamp:
-        """Snaps in [start, end). Unset start: the beginning; unset end: no bound."""
+        """Snaps in [start, end). Unset start: the beginning."""
 
     @_builtins.property
-    def end(self) -> _timestamp_pb2.Timestamp: ...
+    def end(self) -> _timestamp_pb2.Timestamp:
+        """Exclusive upper bound of the snaps. Unset end: no bound."""
+
     @_builtins.property
     def known_at(self) -> _timestamp_pb2.Timestamp:
         """The versions that were official at this knowledge time."""
@@ -163,6 +172,8 @@ Global___QueryRangeRequest: _TypeAlias = QueryRangeRequest  # noqa: Y015
 
 @_typing.final
 class QueryRangeResponse(_message.Message):
+    """One batch of a QueryRange answer."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VALUES_FIELD_NUMBER: _builtins.int
@@ -173,7 +184,9 @@ class QueryRangeResponse(_message.Message):
     read_position: _builtins.int
     """The read model's position when this answer was read."""
     @_builtins.property
-    def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfficialValue]: ...
+    def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfficialValue]:
+        """Up to page_size values, ascending by snap."""
+
     def __init__(
         self,
         *,
@@ -191,15 +204,21 @@ Global___QueryRangeResponse: _TypeAlias = QueryRangeResponse  # noqa: Y015
 
 @_typing.final
 class GetPointHistoryRequest(_message.Message):
+    """Request of QueryService.GetPointHistory."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERIES_FIELD_NUMBER: _builtins.int
     SNAP_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
     series: _builtins.str
+    """"series/{series_id}"."""
     min_position: _builtins.int
+    """Read-your-writes: wait until the read model has projected this commit position."""
     @_builtins.property
-    def snap(self) -> _timestamp_pb2.Timestamp: ...
+    def snap(self) -> _timestamp_pb2.Timestamp:
+        """The point's snap (valid time)."""
+
     def __init__(
         self,
         *,
@@ -233,12 +252,19 @@ class SourceObservation(_message.Message):
     snap_offset_seconds: _builtins.int
     """UTC offset the source sent with the snap, in seconds."""
     position: _builtins.int
+    """Commit position of the ingestion that stored it."""
     user: _builtins.str
+    """Who sent the ingestion command."""
     command_id: _builtins.str
+    """The ingestion command's command_id."""
     @_builtins.property
-    def value(self) -> _values_pb2.DataValue: ...
+    def value(self) -> _values_pb2.DataValue:
+        """The value as the source sent it."""
+
     @_builtins.property
-    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def recorded_at(self) -> _timestamp_pb2.Timestamp:
+        """Commit time of the ingestion that stored it."""
+
     def __init__(
         self,
         *,
@@ -260,12 +286,15 @@ Global___SourceObservation: _TypeAlias = SourceObservation  # noqa: Y015
 
 @_typing.final
 class GetPointHistoryResponse(_message.Message):
+    """Every version of one point, and the observations they were made from."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSIONS_FIELD_NUMBER: _builtins.int
     OBSERVATIONS_FIELD_NUMBER: _builtins.int
     READ_POSITION_FIELD_NUMBER: _builtins.int
     read_position: _builtins.int
+    """The read model's position when this answer was read."""
     @_builtins.property
     def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfficialValue]:
         """Ascending by version."""
@@ -291,6 +320,8 @@ Global___GetPointHistoryResponse: _TypeAlias = GetPointHistoryResponse  # noqa: 
 
 @_typing.final
 class GetSeriesRequest(_message.Message):
+    """Request of QueryService.GetSeries."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -298,6 +329,7 @@ class GetSeriesRequest(_message.Message):
     name: _builtins.str
     """"series/{series_id}"."""
     min_position: _builtins.int
+    """Read-your-writes: wait until the read model has projected this commit position."""
     def __init__(
         self,
         *,
@@ -314,6 +346,8 @@ Global___GetSeriesRequest: _TypeAlias = GetSeriesRequest  # noqa: Y015
 
 @_typing.final
 class ListSeriesRequest(_message.Message):
+    """Request of QueryService.ListSeries."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
@@ -322,7 +356,9 @@ class ListSeriesRequest(_message.Message):
     page_size: _builtins.int
     """At most 1,000; default 100."""
     page_token: _builtins.str
+    """From a previous response's next_page_token: the next page."""
     min_position: _builtins.int
+    """Read-your-writes: wait until the read model has projected this commit position."""
     def __init__(
         self,
         *,
@@ -340,13 +376,18 @@ Global___ListSeriesRequest: _TypeAlias = ListSeriesRequest  # noqa: Y015
 
 @_typing.final
 class ListSeriesResponse(_message.Message):
+    """One page of the series catalogue."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERIES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Pass it as page_token for the next page; empty on the last page."""
     @_builtins.property
-    def series(self) -> _containers.RepeatedCompositeFieldContainer[_series_pb2.Series]: ...
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[_series_pb2.Series]:
+        """Ascending by name."""
+
     def __init__(
         self,
         *,
@@ -363,6 +404,8 @@ Global___ListSeriesResponse: _TypeAlias = ListSeriesResponse  # noqa: Y015
 
 @_typing.final
 class ListAuditEntriesRequest(_message.Message):
+    """Request of QueryService.ListAuditEntries."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERIES_FIELD_NUMBER: _builtins.int
@@ -373,8 +416,11 @@ class ListAuditEntriesRequest(_message.Message):
     series: _builtins.str
     """"series/{series_id}"; "series/-" for entries not tied to a series (data sources)."""
     page_size: _builtins.int
+    """At most 1,000; default 100."""
     page_token: _builtins.str
+    """From a previous response's next_page_token: the next page."""
     min_position: _builtins.int
+    """Read-your-writes: wait until the read model has projected this commit position."""
     @_builtins.property
     def snap(self) -> _timestamp_pb2.Timestamp:
         """Only this point's entries when set."""
@@ -398,6 +444,8 @@ Global___ListAuditEntriesRequest: _TypeAlias = ListAuditEntriesRequest  # noqa: 
 
 @_typing.final
 class AuditEntry(_message.Message):
+    """One recorded action: who did what, when."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TIME_FIELD_NUMBER: _builtins.int
@@ -411,17 +459,25 @@ class AuditEntry(_message.Message):
     action: _builtins.str
     """The event type, e.g. "DataRestated"."""
     user: _builtins.str
+    """Who issued the command."""
     command_id: _builtins.str
+    """The command's command_id."""
     series: _builtins.str
+    """"series/{series_id}"; empty for entries not tied to a series."""
     position: _builtins.int
+    """Commit position of the event."""
     @_builtins.property
-    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """Commit time of the event."""
+
     @_builtins.property
     def snap(self) -> _timestamp_pb2.Timestamp:
         """Set for entries about one point."""
 
     @_builtins.property
-    def details(self) -> _struct_pb2.Struct: ...
+    def details(self) -> _struct_pb2.Struct:
+        """Event-specific details (e.g. the reason of a restatement)."""
+
     def __init__(
         self,
         *,
@@ -444,13 +500,18 @@ Global___AuditEntry: _TypeAlias = AuditEntry  # noqa: Y015
 
 @_typing.final
 class ListAuditEntriesResponse(_message.Message):
+    """One page of audit entries."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Pass it as page_token for the next page; empty on the last page."""
     @_builtins.property
-    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEntry]: ...
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEntry]:
+        """Ascending by commit position."""
+
     def __init__(
         self,
         *,
@@ -467,6 +528,8 @@ Global___ListAuditEntriesResponse: _TypeAlias = ListAuditEntriesResponse  # noqa
 
 @_typing.final
 class SubscribeRequest(_message.Message):
+    """Request of QueryService.Subscribe."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERIES_FIELD_NUMBER: _builtins.int
@@ -499,6 +562,8 @@ Global___SubscribeRequest: _TypeAlias = SubscribeRequest  # noqa: Y015
 
 @_typing.final
 class SubscribeResponse(_message.Message):
+    """One batch of a subscription."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VALUES_FIELD_NUMBER: _builtins.int

@@ -100,13 +100,15 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSeries(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The current definition of one series.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListSeries(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The series catalogue, by series id, paged.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -48,7 +48,9 @@ class QueryServiceStub:
     GetPointHistory: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetPointHistoryRequest, _query_service_pb2.GetPointHistoryResponse]
     """Every version of one point, with the per-source observations it was made from."""
     GetSeries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetSeriesRequest, _series_pb2.Series]
+    """The current definition of one series."""
     ListSeries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListSeriesRequest, _query_service_pb2.ListSeriesResponse]
+    """The series catalogue, by series id, paged."""
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListAuditEntriesRequest, _query_service_pb2.ListAuditEntriesResponse]
     """Who did what, when: for a series, or for one point."""
     Subscribe: _grpc.UnaryStreamMultiCallable[_query_service_pb2.SubscribeRequest, _query_service_pb2.SubscribeResponse]
@@ -77,7 +79,9 @@ class QueryServiceAsyncStub(QueryServiceStub):
     GetPointHistory: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetPointHistoryRequest, _query_service_pb2.GetPointHistoryResponse]  # type: ignore[assignment]
     """Every version of one point, with the per-source observations it was made from."""
     GetSeries: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetSeriesRequest, _series_pb2.Series]  # type: ignore[assignment]
+    """The current definition of one series."""
     ListSeries: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListSeriesRequest, _query_service_pb2.ListSeriesResponse]  # type: ignore[assignment]
+    """The series catalogue, by series id, paged."""
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListAuditEntriesRequest, _query_service_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Who did what, when: for a series, or for one point."""
     Subscribe: _aio.UnaryStreamMultiCallable[_query_service_pb2.SubscribeRequest, _query_service_pb2.SubscribeResponse]  # type: ignore[assignment]
@@ -120,14 +124,16 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _query_service_pb2.GetSeriesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_series_pb2.Series, _abc.Awaitable[_series_pb2.Series]]: ...
+    ) -> _typing.Union[_series_pb2.Series, _abc.Awaitable[_series_pb2.Series]]:
+        """The current definition of one series."""
 
     @_abc_1.abstractmethod
     def ListSeries(
         self,
         request: _query_service_pb2.ListSeriesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_query_service_pb2.ListSeriesResponse, _abc.Awaitable[_query_service_pb2.ListSeriesResponse]]: ...
+    ) -> _typing.Union[_query_service_pb2.ListSeriesResponse, _abc.Awaitable[_query_service_pb2.ListSeriesResponse]]:
+        """The series catalogue, by series id, paged."""
 
     @_abc_1.abstractmethod
     def ListAuditEntries(

@@ -27,25 +27,41 @@ class _Frequency:
 class _FrequencyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Frequency.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     FREQUENCY_UNSPECIFIED: _Frequency.ValueType  # 0
+    """Not set: rejected where a frequency is required."""
     FREQUENCY_TICK: _Frequency.ValueType  # 1
+    """Irregular, possibly several values per second."""
     FREQUENCY_SECOND: _Frequency.ValueType  # 2
+    """At most one value per second."""
     FREQUENCY_MINUTE: _Frequency.ValueType  # 3
+    """At most one value per minute."""
     FREQUENCY_HOURLY: _Frequency.ValueType  # 4
+    """At most one value per hour."""
     FREQUENCY_DAILY: _Frequency.ValueType  # 5
+    """At most one value per day."""
     FREQUENCY_WEEKLY: _Frequency.ValueType  # 6
+    """At most one value per week."""
     FREQUENCY_MONTHLY: _Frequency.ValueType  # 7
+    """At most one value per month."""
 
 class Frequency(_Frequency, metaclass=_FrequencyEnumTypeWrapper):
     """How often a series has a value. Also sizes the event-store buckets of the series."""
 
 FREQUENCY_UNSPECIFIED: Frequency.ValueType  # 0
+"""Not set: rejected where a frequency is required."""
 FREQUENCY_TICK: Frequency.ValueType  # 1
+"""Irregular, possibly several values per second."""
 FREQUENCY_SECOND: Frequency.ValueType  # 2
+"""At most one value per second."""
 FREQUENCY_MINUTE: Frequency.ValueType  # 3
+"""At most one value per minute."""
 FREQUENCY_HOURLY: Frequency.ValueType  # 4
+"""At most one value per hour."""
 FREQUENCY_DAILY: Frequency.ValueType  # 5
+"""At most one value per day."""
 FREQUENCY_WEEKLY: Frequency.ValueType  # 6
+"""At most one value per week."""
 FREQUENCY_MONTHLY: Frequency.ValueType  # 7
+"""At most one value per month."""
 Global___Frequency: _TypeAlias = Frequency  # noqa: Y015
 
 class _ReconciliationMethod:
@@ -55,6 +71,7 @@ class _ReconciliationMethod:
 class _ReconciliationMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReconciliationMethod.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     RECONCILIATION_METHOD_UNSPECIFIED: _ReconciliationMethod.ValueType  # 0
+    """Not set: the priority waterfall."""
     RECONCILIATION_METHOD_PRIORITY: _ReconciliationMethod.ValueType  # 1
     """The highest-priority source that has a value wins."""
     RECONCILIATION_METHOD_MEDIAN: _ReconciliationMethod.ValueType  # 2
@@ -66,6 +83,7 @@ class ReconciliationMethod(_ReconciliationMethod, metaclass=_ReconciliationMetho
     """How the official value of a point is chosen from several sources."""
 
 RECONCILIATION_METHOD_UNSPECIFIED: ReconciliationMethod.ValueType  # 0
+"""Not set: the priority waterfall."""
 RECONCILIATION_METHOD_PRIORITY: ReconciliationMethod.ValueType  # 1
 """The highest-priority source that has a value wins."""
 RECONCILIATION_METHOD_MEDIAN: ReconciliationMethod.ValueType  # 2
@@ -81,6 +99,7 @@ class _BreakAction:
 class _BreakActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BreakAction.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     BREAK_ACTION_UNSPECIFIED: _BreakAction.ValueType  # 0
+    """Not set: flag."""
     BREAK_ACTION_FLAG: _BreakAction.ValueType  # 1
     """Publish and flag the point."""
     BREAK_ACTION_BLOCK: _BreakAction.ValueType  # 2
@@ -90,6 +109,7 @@ class BreakAction(_BreakAction, metaclass=_BreakActionEnumTypeWrapper):
     """What a break beyond tolerance does to publication."""
 
 BREAK_ACTION_UNSPECIFIED: BreakAction.ValueType  # 0
+"""Not set: flag."""
 BREAK_ACTION_FLAG: BreakAction.ValueType  # 1
 """Publish and flag the point."""
 BREAK_ACTION_BLOCK: BreakAction.ValueType  # 2
@@ -103,6 +123,7 @@ class _PublicationMode:
 class _PublicationModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PublicationMode.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     PUBLICATION_MODE_UNSPECIFIED: _PublicationMode.ValueType  # 0
+    """Not set: automatic."""
     PUBLICATION_MODE_AUTOMATIC: _PublicationMode.ValueType  # 1
     """As soon as the conditions below hold."""
     PUBLICATION_MODE_MANUAL: _PublicationMode.ValueType  # 2
@@ -112,6 +133,7 @@ class PublicationMode(_PublicationMode, metaclass=_PublicationModeEnumTypeWrappe
     """When a reconciled value becomes official."""
 
 PUBLICATION_MODE_UNSPECIFIED: PublicationMode.ValueType  # 0
+"""Not set: automatic."""
 PUBLICATION_MODE_AUTOMATIC: PublicationMode.ValueType  # 1
 """As soon as the conditions below hold."""
 PUBLICATION_MODE_MANUAL: PublicationMode.ValueType  # 2
@@ -152,6 +174,7 @@ class Series(_message.Message):
     calendar: _builtins.str
     """Exchange calendar code (ISO 10383 MIC, e.g. "XNYS"); empty for 24/7 series."""
     description: _builtins.str
+    """Free text for humans."""
     schema_version: _builtins.int
     """Incremented by every schema evolution; 1 after definition."""
     @_builtins.property
@@ -159,11 +182,17 @@ class Series(_message.Message):
         """Sources allowed to contribute values, with their priority."""
 
     @_builtins.property
-    def validation(self) -> Global___ValidationRules: ...
+    def validation(self) -> Global___ValidationRules:
+        """Business rules run on every ingested value; unset: no rule beyond the schema."""
+
     @_builtins.property
-    def reconciliation(self) -> Global___ReconciliationPolicy: ...
+    def reconciliation(self) -> Global___ReconciliationPolicy:
+        """How sources are combined into the official value; unset: priority waterfall."""
+
     @_builtins.property
-    def publication(self) -> Global___PublicationPolicy: ...
+    def publication(self) -> Global___PublicationPolicy:
+        """When reconciled values become official; unset: automatic, one source suffices."""
+
     def __init__(
         self,
         *,
@@ -238,6 +267,7 @@ class ValidationRules(_message.Message):
     (decimal string; empty disables).
     """
     zscore_window: _builtins.int
+    """Number of previous official moves the z-score is computed over (0: the default, 20)."""
     stale_after_snaps: _builtins.int
     """Flag a value unchanged for this many consecutive snaps (0 disables)."""
     check_calendar: _builtins.bool
@@ -262,6 +292,10 @@ Global___ValidationRules: _TypeAlias = ValidationRules  # noqa: Y015
 
 @_typing.final
 class ReconciliationPolicy(_message.Message):
+    """How the sources' values of a point are combined into its official value, and what a
+    disagreement between sources (a break) does.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     METHOD_FIELD_NUMBER: _builtins.int
@@ -269,11 +303,13 @@ class ReconciliationPolicy(_message.Message):
     TOLERANCE_ABS_FIELD_NUMBER: _builtins.int
     ON_BREAK_FIELD_NUMBER: _builtins.int
     method: Global___ReconciliationMethod.ValueType
+    """How the official value is chosen."""
     tolerance_bps: _builtins.str
     """Tolerance between sources, in basis points of the reference value (decimal string)."""
     tolerance_abs: _builtins.str
     """Absolute tolerance (decimal string); a difference within either tolerance is no break."""
     on_break: Global___BreakAction.ValueType
+    """What a break beyond both tolerances does."""
     def __init__(
         self,
         *,
@@ -292,6 +328,8 @@ Global___ReconciliationPolicy: _TypeAlias = ReconciliationPolicy  # noqa: Y015
 
 @_typing.final
 class PublicationPolicy(_message.Message):
+    """When a reconciled value becomes the official, published one."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MODE_FIELD_NUMBER: _builtins.int
@@ -299,6 +337,7 @@ class PublicationPolicy(_message.Message):
     MIN_QUALITY_SCORE_FIELD_NUMBER: _builtins.int
     CUTOFF_SECONDS_FIELD_NUMBER: _builtins.int
     mode: Global___PublicationMode.ValueType
+    """Automatic or manual publication."""
     min_sources: _builtins.int
     """Sources that must have a value before automatic publication (default 1)."""
     min_quality_score: _builtins.str
@@ -361,11 +400,15 @@ class DataSource(_message.Message):
     provider: _builtins.str
     """Provider kind: "file", "coingecko", "bloomberg", "refinitiv", "synthetic", ..."""
     description: _builtins.str
+    """Free text for humans."""
     rate_limit_per_minute: _builtins.int
     """Requests per minute allowed by the provider (0: unlimited)."""
     cost_per_request: _builtins.str
     """Cost per request in the provider's billing currency (decimal string)."""
     enabled: _builtins.bool
+    """Whether the source is in use. Recorded with the configuration; ingestion does not check it
+    yet.
+    """
     @_builtins.property
     def settings(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Provider-specific, non-secret settings (endpoints, field mappings). Secrets never go here."""

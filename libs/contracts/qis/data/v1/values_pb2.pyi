@@ -27,11 +27,17 @@ class _DataType:
 class _DataTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     DATA_TYPE_UNSPECIFIED: _DataType.ValueType  # 0
+    """Not set: rejected where a data type is required."""
     DATA_TYPE_PRICE: _DataType.ValueType  # 1
+    """Values are `Price`."""
     DATA_TYPE_VOLUME: _DataType.ValueType  # 2
+    """Values are `Volume`."""
     DATA_TYPE_OHLC_BAR: _DataType.ValueType  # 3
+    """Values are `OhlcBar`."""
     DATA_TYPE_OPTIONS_CHAIN: _DataType.ValueType  # 4
+    """Values are `OptionsChain`."""
     DATA_TYPE_CORPORATE_ACTION: _DataType.ValueType  # 5
+    """Values are `CorporateAction`."""
 
 class DataType(_DataType, metaclass=_DataTypeEnumTypeWrapper):
     """Decimal numbers travel as strings in canonical decimal notation ("101.25", "-0.5", "1E+3").
@@ -42,11 +48,17 @@ class DataType(_DataType, metaclass=_DataTypeEnumTypeWrapper):
     """
 
 DATA_TYPE_UNSPECIFIED: DataType.ValueType  # 0
+"""Not set: rejected where a data type is required."""
 DATA_TYPE_PRICE: DataType.ValueType  # 1
+"""Values are `Price`."""
 DATA_TYPE_VOLUME: DataType.ValueType  # 2
+"""Values are `Volume`."""
 DATA_TYPE_OHLC_BAR: DataType.ValueType  # 3
+"""Values are `OhlcBar`."""
 DATA_TYPE_OPTIONS_CHAIN: DataType.ValueType  # 4
+"""Values are `OptionsChain`."""
 DATA_TYPE_CORPORATE_ACTION: DataType.ValueType  # 5
+"""Values are `CorporateAction`."""
 Global___DataType: _TypeAlias = DataType  # noqa: Y015
 
 class _OptionRight:
@@ -56,15 +68,21 @@ class _OptionRight:
 class _OptionRightEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OptionRight.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     OPTION_RIGHT_UNSPECIFIED: _OptionRight.ValueType  # 0
+    """Not set: rejected in an option quote."""
     OPTION_RIGHT_CALL: _OptionRight.ValueType  # 1
+    """The right to buy the underlying at the strike."""
     OPTION_RIGHT_PUT: _OptionRight.ValueType  # 2
+    """The right to sell the underlying at the strike."""
 
 class OptionRight(_OptionRight, metaclass=_OptionRightEnumTypeWrapper):
     """Call or put."""
 
 OPTION_RIGHT_UNSPECIFIED: OptionRight.ValueType  # 0
+"""Not set: rejected in an option quote."""
 OPTION_RIGHT_CALL: OptionRight.ValueType  # 1
+"""The right to buy the underlying at the strike."""
 OPTION_RIGHT_PUT: OptionRight.ValueType  # 2
+"""The right to sell the underlying at the strike."""
 Global___OptionRight: _TypeAlias = OptionRight  # noqa: Y015
 
 class _CorporateActionType:
@@ -74,21 +92,33 @@ class _CorporateActionType:
 class _CorporateActionTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CorporateActionType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     CORPORATE_ACTION_TYPE_UNSPECIFIED: _CorporateActionType.ValueType  # 0
+    """Not set."""
     CORPORATE_ACTION_TYPE_CASH_DIVIDEND: _CorporateActionType.ValueType  # 1
+    """A cash distribution per share (`amount` in `currency`)."""
     CORPORATE_ACTION_TYPE_STOCK_SPLIT: _CorporateActionType.ValueType  # 2
+    """Shares split (or reverse-split) by `ratio`."""
     CORPORATE_ACTION_TYPE_STOCK_DIVIDEND: _CorporateActionType.ValueType  # 3
+    """New shares distributed per held share, by `ratio`."""
     CORPORATE_ACTION_TYPE_SPIN_OFF: _CorporateActionType.ValueType  # 4
+    """Shares of a new entity distributed to holders."""
     CORPORATE_ACTION_TYPE_RIGHTS_ISSUE: _CorporateActionType.ValueType  # 5
+    """Holders may subscribe to new shares."""
 
 class CorporateActionType(_CorporateActionType, metaclass=_CorporateActionTypeEnumTypeWrapper):
     """Kind of corporate action."""
 
 CORPORATE_ACTION_TYPE_UNSPECIFIED: CorporateActionType.ValueType  # 0
+"""Not set."""
 CORPORATE_ACTION_TYPE_CASH_DIVIDEND: CorporateActionType.ValueType  # 1
+"""A cash distribution per share (`amount` in `currency`)."""
 CORPORATE_ACTION_TYPE_STOCK_SPLIT: CorporateActionType.ValueType  # 2
+"""Shares split (or reverse-split) by `ratio`."""
 CORPORATE_ACTION_TYPE_STOCK_DIVIDEND: CorporateActionType.ValueType  # 3
+"""New shares distributed per held share, by `ratio`."""
 CORPORATE_ACTION_TYPE_SPIN_OFF: CorporateActionType.ValueType  # 4
+"""Shares of a new entity distributed to holders."""
 CORPORATE_ACTION_TYPE_RIGHTS_ISSUE: CorporateActionType.ValueType  # 5
+"""Holders may subscribe to new shares."""
 Global___CorporateActionType: _TypeAlias = CorporateActionType  # noqa: Y015
 
 @_typing.final
@@ -155,10 +185,15 @@ class OhlcBar(_message.Message):
     CLOSE_FIELD_NUMBER: _builtins.int
     VOLUME_FIELD_NUMBER: _builtins.int
     open: _builtins.str
+    """First traded price of the bar (decimal string)."""
     high: _builtins.str
+    """Highest price of the bar (decimal string)."""
     low: _builtins.str
+    """Lowest price of the bar (decimal string)."""
     close: _builtins.str
+    """Last traded price of the bar (decimal string)."""
     volume: _builtins.str
+    """Quantity traded during the bar (decimal string); empty when unknown."""
     def __init__(
         self,
         *,
@@ -191,13 +226,17 @@ class OptionQuote(_message.Message):
     strike: _builtins.str
     """Decimal string."""
     right: Global___OptionRight.ValueType
+    """Call or put."""
     bid: _builtins.str
-    """Decimal strings; empty when the quote side is absent."""
+    """Decimal string; empty when the bid side is absent."""
     ask: _builtins.str
+    """Decimal string; empty when the ask side is absent."""
     implied_volatility: _builtins.str
     """Annualised, as a decimal fraction (0.25 = 25 %). Empty when unknown."""
     @_builtins.property
-    def expiry(self) -> _date_pb2.Date: ...
+    def expiry(self) -> _date_pb2.Date:
+        """Expiry date of the option."""
+
     def __init__(
         self,
         *,
@@ -227,7 +266,9 @@ class OptionsChain(_message.Message):
     underlying_price: _builtins.str
     """Decimal string; empty when unknown."""
     @_builtins.property
-    def quotes(self) -> _containers.RepeatedCompositeFieldContainer[Global___OptionQuote]: ...
+    def quotes(self) -> _containers.RepeatedCompositeFieldContainer[Global___OptionQuote]:
+        """The lines of the chain, one per (expiry, strike, right)."""
+
     def __init__(
         self,
         *,
@@ -256,6 +297,7 @@ class CorporateAction(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
     type: Global___CorporateActionType.ValueType
+    """Kind of action."""
     ratio: _builtins.str
     """Decimal string: new shares per old share for splits and stock dividends."""
     amount: _builtins.str
@@ -263,11 +305,17 @@ class CorporateAction(_message.Message):
     currency: _builtins.str
     """ISO 4217 code of `amount`."""
     @_builtins.property
-    def ex_date(self) -> _date_pb2.Date: ...
+    def ex_date(self) -> _date_pb2.Date:
+        """First day the instrument trades without the entitlement."""
+
     @_builtins.property
-    def record_date(self) -> _date_pb2.Date: ...
+    def record_date(self) -> _date_pb2.Date:
+        """Day on which holders of record are entitled."""
+
     @_builtins.property
-    def pay_date(self) -> _date_pb2.Date: ...
+    def pay_date(self) -> _date_pb2.Date:
+        """Day the distribution is paid or delivered."""
+
     def __init__(
         self,
         *,
@@ -299,15 +347,25 @@ class DataValue(_message.Message):
     OPTIONS_CHAIN_FIELD_NUMBER: _builtins.int
     CORPORATE_ACTION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def price(self) -> Global___Price: ...
+    def price(self) -> Global___Price:
+        """For DATA_TYPE_PRICE series."""
+
     @_builtins.property
-    def volume(self) -> Global___Volume: ...
+    def volume(self) -> Global___Volume:
+        """For DATA_TYPE_VOLUME series."""
+
     @_builtins.property
-    def bar(self) -> Global___OhlcBar: ...
+    def bar(self) -> Global___OhlcBar:
+        """For DATA_TYPE_OHLC_BAR series."""
+
     @_builtins.property
-    def options_chain(self) -> Global___OptionsChain: ...
+    def options_chain(self) -> Global___OptionsChain:
+        """For DATA_TYPE_OPTIONS_CHAIN series."""
+
     @_builtins.property
-    def corporate_action(self) -> Global___CorporateAction: ...
+    def corporate_action(self) -> Global___CorporateAction:
+        """For DATA_TYPE_CORPORATE_ACTION series."""
+
     def __init__(
         self,
         *,
@@ -342,7 +400,9 @@ class DataPoint(_message.Message):
     stored and compared in UTC at microsecond precision.
     """
     @_builtins.property
-    def value(self) -> Global___DataValue: ...
+    def value(self) -> Global___DataValue:
+        """The value; its case must match the series' data type."""
+
     def __init__(
         self,
         *,
