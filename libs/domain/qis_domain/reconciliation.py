@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from qis_domain.definitions import ReconciliationMethod, ReconciliationPolicy, SeriesDefinition
-from qis_domain.values import DataValue
+from qis_domain.values import DataValue, OhlcBar, Price, Volume
 
 _BPS = Decimal(10_000)
 
@@ -22,10 +22,32 @@ class Reconciliation:
 
 
 def within_tolerance(a: DataValue, b: DataValue, policy: ReconciliationPolicy) -> bool:
-    """Values without a comparable figure are equal only when identical."""
-    x, y = a.number, b.number
-    if x is None or y is None:
-        return a == b
+    """Prices and volumes within the policy's tolerance, bars on each of their figures; other
+    values (chains, corporate actions) only when identical: a corrected ex-date or strike is a
+    different value whatever the amounts."""
+    if isinstance(a, Price) and isinstance(b, Price):
+        return _close(a.value, b.value, policy)
+    if isinstance(a, Volume) and isinstance(b, Volume):
+        return _close(a.quantity, b.quantity, policy)
+    if isinstance(a, OhlcBar) and isinstance(b, OhlcBar):
+        return (
+            _close(a.open, b.open, policy)
+            and _close(a.high, b.high, policy)
+            and _close(a.low, b.low, policy)
+            and _close(a.close, b.close, policy)
+            and (
+                a.volume == b.volume
+                or (
+                    a.volume is not None
+                    and b.volume is not None
+                    and _close(a.volume, b.volume, policy)
+                )
+            )
+        )
+    return a == b
+
+
+def _close(x: Decimal, y: Decimal, policy: ReconciliationPolicy) -> bool:
     allowed = max(policy.tolerance_abs, abs(y) * policy.tolerance_bps / _BPS)
     return abs(x - y) <= allowed
 

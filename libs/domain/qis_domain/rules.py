@@ -33,9 +33,9 @@ def check_value(value: DataValue, rules: ValidationRules) -> list[RuleFailure]:
     """Rules that need nothing but the value itself and the series' rule set."""
     failures: list[RuleFailure] = []
     if rules.require_positive:
-        number = value.number
-        if isinstance(value, Price | Volume | OhlcBar) and number is not None and number <= 0:
-            failures.append(RuleFailure("positive", Severity.ERROR, {"value": str(number)}))
+        lowest = _lowest_figure(value)
+        if lowest is not None and lowest <= 0:
+            failures.append(RuleFailure("positive", Severity.ERROR, {"value": str(lowest)}))
     if isinstance(value, OhlcBar):
         failures.extend(_check_bar(value))
     elif isinstance(value, OptionsChain):
@@ -43,6 +43,17 @@ def check_value(value: DataValue, rules: ValidationRules) -> list[RuleFailure]:
     elif isinstance(value, CorporateAction):
         failures.extend(_check_corporate_action(value))
     return failures
+
+
+def _lowest_figure(value: DataValue) -> Decimal | None:
+    """The figure positivity is about: every price of a bar, not only its close."""
+    if isinstance(value, Price):
+        return value.value
+    if isinstance(value, Volume):
+        return value.quantity
+    if isinstance(value, OhlcBar):
+        return min(value.open, value.high, value.low, value.close)
+    return None
 
 
 def _check_bar(bar: OhlcBar) -> list[RuleFailure]:

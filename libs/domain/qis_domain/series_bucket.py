@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 from qis_domain.commands import CommandContext, CommandOutcome
@@ -42,6 +42,9 @@ from qis_domain.values import DataValue, OhlcBar, Price, Volume, decode_value, e
 _ISSUES_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4d8e-9a59-0c7d1f0e4b21")
 MANUAL = "manual"
 _PRIORITY = ReconciliationMethod.PRIORITY.value
+# Figures are bounded to 1e±30 (values.MAX_EXPONENT) and precision to 18 places: 64 digits
+# always suffice, whatever the default context of the process.
+_ROUNDING = Context(prec=64)
 _STATUSES = {s.value: s for s in PointStatus}
 
 
@@ -262,6 +265,11 @@ class SeriesBucket:
 
         Four-eyes: the approver may not be anyone whose value the candidate was made from.
         """
+        seen: set[int] = set()
+        for field_path, snap_us in snaps:
+            if snap_us in seen:
+                raise InvalidArgument.single(field_path, "snap listed twice")
+            seen.add(snap_us)
         rows: list[_OfficialRow] = []
         for field_path, snap_us in snaps:
             candidate = self.candidates.get(snap_us)
@@ -302,7 +310,8 @@ class SeriesBucket:
         official = self.officials.get(snap_us)
         if official is None:
             raise FailedPrecondition(f"point {self.series_id}@{snap_us} has not been published")
-        manual = Candidate(encode_value(value), MANUAL, (MANUAL,), "1", PointStatus.PUBLISHED)
+        rounded = _Decider(definition, ctx).rounded(value)
+        manual = Candidate(encode_value(rounded), MANUAL, (MANUAL,), "1", PointStatus.PUBLISHED)
         row = _official_row(snap_us, official.version + 1, manual, [], reason, "manual_correction")
         return _official_events(self.series_id, definition, MANUAL, [row])
 
@@ -377,7 +386,7 @@ class _Decider:
     ) -> tuple[Candidate, _Contributions]:
         """What `candidate` decides for a point with one clean value, without its general work."""
         if self.quantum is not None:
-            raw = encode_value(self._rounded(value))
+            raw = encode_value(self.rounded(value))
         figure = str(value.number)
         candidate = Candidate(raw, _PRIORITY, (source_id,), "1", self.sole_source_status)
         return candidate, _Contributions({source_id: figure}, [])
@@ -388,7 +397,7 @@ class _Decider:
         d = self.definition
         values = {s: value if s == source_id else self.decode(o.raw) for s, o in observed.items()}
         result = reconcile(values, d)
-        chosen = self._rounded(result.value)
+        chosen = self.rounded(result.value)
         failures = [f for s in result.contributors for f in observed[s].failures]
         blocking = any(f.blocking for f in failures)
         break_issue = None
@@ -425,13 +434,13 @@ class _Decider:
             return PointStatus.PENDING
         return PointStatus.PUBLISHED
 
-    def _rounded(self, value: DataValue) -> DataValue:
+    def rounded(self, value: DataValue) -> DataValue:
         quantum = self.quantum
         if quantum is None:
             return value
 
         def q(d: Decimal) -> Decimal:
-            return d.quantize(quantum, ROUND_HALF_EVEN)
+            return d.quantize(quantum, ROUND_HALF_EVEN, _ROUNDING)
 
         if isinstance(value, Price):
             return Price(q(value.value), value.currency)

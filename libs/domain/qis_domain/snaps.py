@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US_PER_S = 1_000_000
+_FRACTION = re.compile(r"\.([0-9]+)")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -30,6 +32,9 @@ def parse_snap(text: str) -> Snap:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp") from None
+    if "." in text and (fraction := _FRACTION.search(text)) and len(fraction.group(1)) > 6:
+        # Truncating would merge distinct source timestamps into one snap.
+        raise ValueError(f"{text!r} is finer than microsecond precision")
     offset = moment.utcoffset()
     if offset is None:
         raise ValueError(f"{text!r} has no UTC offset: add 'Z' or '+hh:mm'")

@@ -11,6 +11,8 @@ from typing import Any
 
 from qis_domain.errors import FieldViolation
 
+MAX_EXPONENT = 30
+"""No market figure is beyond 1e30 or below 1e-30; bounding them keeps every rounding exact."""
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
 
 
@@ -141,7 +143,13 @@ def parse_decimal(text: str, field: str, violations: list[FieldViolation]) -> De
         reason = "is required" if text == "" else f"{text!r} is not a finite decimal number"
         violations.append(FieldViolation(field, reason))
         return Decimal(0)
-    return Decimal(text)
+    number = Decimal(text)
+    if number and not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
+        violations.append(
+            FieldViolation(field, f"{text!r} is out of range (|x| within 1e±{MAX_EXPONENT})")
+        )
+        return Decimal(0)
+    return number
 
 
 def parse_optional_decimal(

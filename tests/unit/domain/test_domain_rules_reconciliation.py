@@ -51,16 +51,23 @@ def rules_failed(value: DataValue, rules: ValidationRules = LENIENT) -> list[str
 
 
 @pytest.mark.parametrize(
-    "value",
-    [usd("-37.63"), usd("0"), Volume(Decimal(-1), "shares"), bar("-1", "1", "-2", "-0.5")],
-    ids=["negative price", "zero price", "negative volume", "negative bar close"],
+    ("value", "lowest"),
+    [
+        (usd("-37.63"), "-37.63"),
+        (usd("0"), "0"),
+        (Volume(Decimal(-1), "shares"), "-1"),
+        (bar("-1", "1", "-2", "-0.5"), "-2"),
+    ],
+    ids=["negative price", "zero price", "negative volume", "negative bar"],
 )
-def test_positivity_flags_non_positive_values_when_configured(value: DataValue) -> None:
+def test_positivity_flags_non_positive_values_when_configured(
+    value: DataValue, lowest: str
+) -> None:
     [failure] = check_value(value, POSITIVE)
     assert failure.rule == "positive"
     assert failure.severity is Severity.ERROR
     assert failure.blocking
-    assert failure.evidence == {"value": str(value.number)}
+    assert failure.evidence == {"value": lowest}
 
 
 @pytest.mark.parametrize(
@@ -75,11 +82,6 @@ def test_positive_values_pass_the_rule() -> None:
     assert check_value(bar("1", "2", "0.5", "1.5"), POSITIVE) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: require_positive only checks an OHLC bar's close (its `number`); a bar with "
-    "a negative low/open on a positive-only series passes",
-)
 def test_positivity_checks_every_price_of_a_bar() -> None:
     assert "positive" in rules_failed(bar("1", "2", "-0.5", "1.5"), POSITIVE)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import decimal
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
@@ -351,11 +350,6 @@ def test_a_late_top_source_within_tolerance_makes_no_new_version() -> None:
     assert h.official() == (1, usd("100"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: restatement compares only `number` (a bar's close): a corrected high/low "
-    "with the same close is reconciled but never restated, so the official bar stays wrong",
-)
 def test_corrected_bar_with_the_same_close_is_restated() -> None:
     h = Harness(series("a", data_type=DataType.OHLC_BAR, tolerance_bps="0"))
     h.ingest1("a", OhlcBar(Decimal(10), Decimal(12), Decimal(9), Decimal(11)))
@@ -364,11 +358,6 @@ def test_corrected_bar_with_the_same_close_is_restated() -> None:
     assert official_point(events, DataRestated).version == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: restatement compares only `number` (a corporate action's amount): a "
-    "corrected ex-date with the same amount is never restated",
-)
 def test_corrected_corporate_action_date_is_restated() -> None:
     h = Harness(series("a", data_type=DataType.CORPORATE_ACTION))
 
@@ -511,11 +500,6 @@ def test_publish_unknown_snap_names_the_field_path() -> None:
     assert str(SNAP2.utc_us) in info.value.resource
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: publish() does not dedupe snaps: the same snap twice in one command yields "
-    "two version-1 official points for one (series, snap)",
-)
 def test_publish_the_same_snap_twice_in_one_command() -> None:
     h = Harness(series("a", mode=PublicationMode.MANUAL))
     h.ingest1("a", usd("100"), user="alice")
@@ -650,13 +634,6 @@ def test_rounding_applies_to_every_price_of_a_bar_but_not_its_volume() -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=decimal.InvalidOperation,
-    reason="BUG: parse_decimal accepts values with more than 28 significant digits after "
-    "quantizing (e.g. 1e26 at precision 2); ingest then crashes with decimal.InvalidOperation "
-    "instead of a domain error",
-)
 def test_a_huge_value_does_not_crash_rounding() -> None:
     h = Harness(series("a", precision=2))
     with contextlib.suppress(DomainError):  # refusing it would be fine; crashing is not
@@ -674,11 +651,6 @@ def test_rounded_values_are_what_restatement_compares() -> None:
     assert (restated.version, restated.value, restated.cause) == (2, "2.36", "late_source")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a manual restatement is published unrounded (automatic values are rounded "
-    "to the series precision), so one series holds official values of mixed precision",
-)
 def test_manual_restatement_respects_the_precision() -> None:
     h = Harness(series("a", precision=2))
     h.ingest1("a", usd("100.25"))

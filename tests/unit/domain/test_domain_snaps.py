@@ -88,11 +88,6 @@ def test_parse_snap_rejects_garbage_with_a_helpful_message(text: str) -> None:
     assert repr(text) in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_snap silently truncates sub-microsecond digits, so two distinct "
-    "source timestamps collapse into one snap instead of being rejected",
-)
 def test_parse_snap_does_not_silently_truncate_nanoseconds() -> None:
     with pytest.raises(ValueError, match="microsecond"):
         parse_snap("2024-03-01T12:00:00.123456789Z")
