@@ -53,6 +53,7 @@ class PublicationPolicy(_Frozen):
     min_sources: Annotated[int, Field(ge=1)] = 1
     min_quality_score: Decimal | None = None
     cutoff_seconds: Annotated[int, Field(ge=0)] = 0
+    timeliness_sla_seconds: Annotated[int, Field(ge=0)] = 0  # 0: every publication is on time
 
 
 class SeriesSource(_Frozen):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import enum
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -117,3 +120,76 @@ def _check_corporate_action(action: CorporateAction) -> list[RuleFailure]:
                 RuleFailure("corporate_action_positive", Severity.ERROR, {name: str(figure)})
             )
     return failures
+
+
+def check_history(
+    figure: Decimal, previous: Sequence[Decimal], rules: ValidationRules
+) -> list[RuleFailure]:
+    """Rules that compare a value with the official values before it (oldest first)."""
+    failures: list[RuleFailure] = []
+    if not previous:
+        return failures
+    last = previous[-1]
+    if rules.max_jump_percent is not None and last != 0:
+        jump = abs(figure - last) / abs(last) * 100
+        if jump > rules.max_jump_percent:
+            failures.append(
+                RuleFailure(
+                    "spike",
+                    Severity.ERROR,
+                    {
+                        "previous": str(last),
+                        "value": str(figure),
+                        "jump_percent": str(round(jump, 4)),
+                        "limit_percent": str(rules.max_jump_percent),
+                    },
+                )
+            )
+    if rules.max_zscore is not None and last != 0:
+        z = _zscore(figure, previous[-(rules.zscore_window + 1) :])
+        if z is not None and abs(z) > rules.max_zscore:
+            failures.append(
+                RuleFailure(
+                    "spike_zscore",
+                    Severity.ERROR,
+                    {
+                        "previous": str(last),
+                        "value": str(figure),
+                        "zscore": str(round(z, 4)),
+                        "limit": str(rules.max_zscore),
+                    },
+                )
+            )
+    n = rules.stale_after_snaps
+    if n > 1 and len(previous) >= n - 1 and all(p == figure for p in previous[-(n - 1) :]):
+        failures.append(
+            RuleFailure("stale", Severity.WARNING, {"value": str(figure), "unchanged_snaps": n})
+        )
+    return failures
+
+
+def _zscore(figure: Decimal, window: Sequence[Decimal]) -> Decimal | None:
+    """z-score of the move to `figure` against the relative moves within `window`.
+
+    None when there are fewer than two moves or they never vary: a flat history says nothing
+    about how large a move is unusual (the percent rule covers that case)."""
+    moves = [(b - a) / a for a, b in itertools.pairwise(window) if a != 0]
+    if len(moves) < 2:
+        return None
+    mean = sum(moves, Decimal(0)) / len(moves)
+    variance = sum(((m - mean) ** 2 for m in moves), Decimal(0)) / (len(moves) - 1)
+    if variance == 0:
+        return None
+    move = (figure - window[-1]) / window[-1]
+    return (move - mean) / variance.sqrt()
+
+
+def check_session(local_day: date, sessions: frozenset[date]) -> RuleFailure | None:
+    """A value dated on a day the series' exchange was closed."""
+    if local_day in sessions:
+        return None
+    return RuleFailure(
+        "calendar",
+        Severity.WARNING,
+        {"date": local_day.isoformat(), "reason": "not a trading session"},
+    )

@@ -1,5 +1,6 @@
 """The per-point state of one series over one time bucket: values per source, the reconciled
-candidate, the official versions, and the commands already handled.
+candidate, the official versions, open quality issues, cut-offs and overrides, and the commands
+already handled.
 
 A series' points are split into buckets (see snaps.BUCKET_SPAN_US) so that deciding a command
 reads a bounded state, whatever the length of the series' history. State keeps values in their
@@ -9,19 +10,24 @@ event then costs little more than storing references.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 from qis_domain.commands import CommandContext, CommandOutcome
-from qis_domain.definitions import (
-    BreakAction,
-    PublicationMode,
-    ReconciliationMethod,
-    SeriesDefinition,
+from qis_domain.decisions import (
+    Candidate,
+    Contributions,
+    Decider,
+    Observed,
+    SeriesView,
+    Timeline,
+    flags_of,
+    issue_id,
+    issues_of,
 )
+from qis_domain.definitions import SeriesDefinition
 from qis_domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from qis_domain.events import (
     DataIngested,
@@ -30,22 +36,26 @@ from qis_domain.events import (
     DataRestated,
     DomainEvent,
     Issue,
+    ManualOverrideExpired,
+    ManualOverrideSet,
+    PublicationScheduled,
+    QualityApproved,
     QualityIssueDetected,
+    QualityOverridden,
+    QualityRejected,
     RawValue,
 )
-from qis_domain.quality import ONE, PointStatus, quality_score
-from qis_domain.reconciliation import reconcile, within_tolerance
-from qis_domain.rules import RuleFailure, Severity, check_value
+from qis_domain.quality import PointStatus
+from qis_domain.reconciliation import within_tolerance
+from qis_domain.rules import RuleFailure, Severity, check_history, check_session, check_value
 from qis_domain.snaps import Snap
-from qis_domain.values import DataValue, OhlcBar, Price, Volume, decode_value, encode_value
+from qis_domain.values import DataValue, encode_value
 
-_ISSUES_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4d8e-9a59-0c7d1f0e4b21")
 MANUAL = "manual"
-_PRIORITY = ReconciliationMethod.PRIORITY.value
-# Figures are bounded to 1e±30 (values.MAX_EXPONENT) and precision to 18 places: 64 digits
-# always suffice, whatever the default context of the process.
-_ROUNDING = Context(prec=64)
+CUTOFF = "cutoff"
 _STATUSES = {s.value: s for s in PointStatus}
+_OPEN = "open"
+NO_VIEW = SeriesView()
 
 
 def bucket_stream(series_id: str, bucket_us: int) -> str:
@@ -64,32 +74,654 @@ class Recorded:
 
 
 @dataclass(slots=True)
-class Observed:
-    raw: RawValue
-    user_id: str
-    failures: tuple[RuleFailure, ...] = ()
-
-
-@dataclass(slots=True)
-class Candidate:
-    raw: RawValue
-    method: str
-    sources: tuple[str, ...]
-    quality: str
-    status: PointStatus
-
-
-@dataclass(slots=True)
 class Official:
     version: int
     raw: RawValue
-    manual: bool  # a manual correction: automatic reconciliation does not override it
+    manual: bool  # a manual value: automatic reconciliation does not override it
+    published_at_us: int  # when version 1 was decided, by the deciding command's clock
+    by: str  # who caused the current version
+
+
+@dataclass(slots=True)
+class IssueState:
+    snap_us: int
+    source_id: str
+    rule: str
+    blocking: bool
+    status: str = _OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class PointSummary:
+    """One point as quality metrics see it."""
+
+    snap_us: int
+    figures: dict[str, Decimal | None]  # per source that counts
+    official: DataValue | None
+    published_at_us: int
+    checked: int  # source values the rules looked at
+    clean: int  # ...and that passed every rule
 
 
 # One tuple per point while deciding, turned into event columns at the end: a tuple and an
 # append per point cost a fraction of a method call filling nine lists.
 _OfficialRow = tuple[int, int, RawValue, str, list[str], str, list[str], str, str]
 _ReconciledRow = tuple[int, RawValue, str, dict[str, str], list[str], str, str]
+
+
+class SeriesBucket:
+    def __init__(self, series_id: str, bucket_us: int) -> None:
+        self.series_id = series_id
+        self.bucket_us = bucket_us
+        self.version: int | None = None  # stream version of the last applied event
+        # Per snap (UTC µs). Flat maps rather than one object per point: applying a batch
+        # event is then a few bulk dict updates.
+        self.observed: dict[int, dict[str, Observed]] = {}
+        self.candidates: dict[int, Candidate] = {}
+        self.officials: dict[int, Official] = {}
+        self.issues: dict[str, IssueState] = {}
+        self.breaks_approved: set[int] = set()
+        self.scheduled: dict[int, int] = {}  # snap -> cut-off time
+        self.overrides: dict[int, int] = {}  # snap -> expiry (0: none)
+        self._outcomes: dict[str, CommandOutcome] = {}
+
+    @property
+    def stream(self) -> str:
+        return bucket_stream(self.series_id, self.bucket_us)
+
+    def outcome_of(self, command_id: str) -> CommandOutcome | None:
+        return self._outcomes.get(command_id)
+
+    def last_officials(self, n: int, decider: Decider) -> list[tuple[int, Decimal]]:
+        """The last `n` official figures, ascending: the tail the next bucket's look-back rules
+        start from."""
+        out = []
+        for snap_us in sorted(self.officials, reverse=True)[:n]:
+            figure = decider.decode(self.officials[snap_us].raw).number
+            if figure is not None:
+                out.append((snap_us, figure))
+        return out[::-1]
+
+    def due_cutoffs(self, now_us: int) -> list[int]:
+        return sorted(s for s, due in self.scheduled.items() if due <= now_us)
+
+    def due_overrides(self, now_us: int) -> list[int]:
+        return sorted(s for s, expiry in self.overrides.items() if 0 < expiry <= now_us)
+
+    def summaries(self, start_us: int, end_us: int, decider: Decider) -> list[PointSummary]:
+        out = []
+        for snap_us in sorted(self.observed):
+            if not start_us <= snap_us < end_us:
+                continue
+            counting = {s: o for s, o in self.observed[snap_us].items() if not o.rejected}
+            official = self.officials.get(snap_us)
+            out.append(
+                PointSummary(
+                    snap_us=snap_us,
+                    figures={s: decider.decode(o.raw).number for s, o in counting.items()},
+                    official=None if official is None else decider.decode(official.raw),
+                    published_at_us=0 if official is None else official.published_at_us,
+                    checked=len(self.observed[snap_us]),
+                    clean=sum(1 for o in self.observed[snap_us].values() if not o.failures),
+                )
+            )
+        return out
+
+    # --- decisions: pure functions of the state and the command, returning new events ---
+
+    def ingest(
+        self,
+        definition: SeriesDefinition,
+        source_id: str,
+        points: Sequence[tuple[Snap, DataValue]],
+        ctx: CommandContext,
+        view: SeriesView = NO_VIEW,
+    ) -> list[DomainEvent]:
+        if len({snap.utc_us for snap, _ in points}) != len(points):
+            raise InvalidArgument.single("points", "snaps must be unique within one command")
+        decide = Decider(definition, ctx)
+        rules = definition.validation
+        back = look_back(definition)
+        timeline = None
+        if back:
+            # Look-back rules compare each value with the official values before it, including
+            # those this very command publishes: decide in snap order.
+            points = sorted(points, key=lambda p: p[0].utc_us)
+            timeline = Timeline.of([*view.tail, *self._official_figures(decide)])
+        sessions = view.sessions if rules.check_calendar else None
+        snaps: list[int] = []
+        offsets: list[int] = []
+        raws: list[RawValue] = []
+        issues: list[Issue] = []
+        reconciled: list[_ReconciledRow] = []
+        official: list[_OfficialRow] = []
+        scheduled: list[tuple[int, int]] = []
+        officials = self.officials
+        for snap, value in points:
+            snap_us = snap.utc_us
+            failures = check_value(value, rules)
+            if timeline is not None and value.number is not None:
+                failures += check_history(value.number, timeline.before(snap_us, back), rules)
+            if sessions is not None and (
+                miss := check_session(decide.local_day(snap_us), sessions)
+            ):
+                failures.append(miss)
+            raw = encode_value(value)
+            snaps.append(snap_us)
+            offsets.append(snap.offset_s)
+            raws.append(raw)
+            new_issues = issues_of(ctx.command_id, snap_us, source_id, failures) if failures else []
+            issues.extend(new_issues)
+            before = self.observed.get(snap_us)
+            observed = {} if before is None else dict(before)
+            known_before = source_id in observed
+            observed[source_id] = Observed(
+                raw, ctx.user_id, tuple(failures), tuple(i.issue_id for i in new_issues)
+            )
+            candidate: Candidate | None
+            if len(observed) == 1 and not failures:
+                # The bulk-load case, kept cheap: nothing to reconcile, nothing to penalise.
+                candidate, contributions = decide.sole_source(source_id, value, raw)
+            else:
+                candidate, contributions, break_issue = decide.candidate(
+                    snap_us, observed, snap_us in self.breaks_approved, (source_id, value)
+                )
+                if break_issue is not None:
+                    issues.append(break_issue)
+            if candidate is None:
+                continue  # every value of the point was rejected
+            reconciled.append(_reconciled_row(snap_us, candidate, contributions))
+            if candidate.status is PointStatus.PENDING:
+                if definition.publication.cutoff_seconds and snap_us not in self.scheduled:
+                    scheduled.append(
+                        (snap_us, snap_us + definition.publication.cutoff_seconds * 1_000_000)
+                    )
+                continue
+            if candidate.status is not PointStatus.PUBLISHED:
+                continue
+            current = officials.get(snap_us)
+            flags = flags_of(observed, candidate.sources) if len(observed) > 1 or failures else []
+            if current is None:
+                official.append(_official_row(snap_us, 1, candidate, flags))
+            elif not current.manual and not within_tolerance(
+                decide.decode(candidate.raw), decide.decode(current.raw), definition.reconciliation
+            ):
+                cause = "corrected_source" if known_before else "late_source"
+                what = "corrected value from" if known_before else "late source"
+                official.append(
+                    _official_row(
+                        snap_us, current.version + 1, candidate, flags, f"{what} {source_id}", cause
+                    )
+                )
+            else:
+                continue
+            if timeline is not None and (figure := decide.decode(candidate.raw).number) is not None:
+                timeline.put(snap_us, figure)
+        events: list[DomainEvent] = [
+            DataIngested(
+                series_id=self.series_id,
+                source_id=source_id,
+                data_type=definition.data_type,
+                unit=definition.unit,
+                snaps=snaps,
+                offsets=offsets,
+                values=raws,
+            )
+        ]
+        if issues:
+            events.append(QualityIssueDetected(series_id=self.series_id, issues=issues))
+        if reconciled:
+            events.append(_reconciled_event(self.series_id, definition, reconciled))
+        if scheduled:
+            events.append(
+                PublicationScheduled(
+                    series_id=self.series_id,
+                    snaps=[s for s, _ in scheduled],
+                    due_us=[d for _, d in scheduled],
+                )
+            )
+        events.extend(_official_events(self.series_id, definition, "automatic", official, ctx))
+        return events
+
+    def publish(
+        self,
+        definition: SeriesDefinition,
+        snaps: Sequence[tuple[str, int]],
+        comment: str,
+        ctx: CommandContext,
+    ) -> list[DomainEvent]:
+        """Manual approval of the current candidates. `snaps` pairs a field path with a snap.
+
+        Four-eyes: the approver may not be anyone whose value the candidate was made from, nor
+        who set the point's current manual value. Open issues of the points are approved.
+        """
+        _unique(snaps)
+        rows: list[_OfficialRow] = []
+        approved: list[tuple[str, int]] = []
+        for field_path, snap_us in snaps:
+            candidate = self.candidates.get(snap_us)
+            if candidate is None:
+                raise NotFound(f"point {self.series_id}@{snap_us}", field_path)
+            self._four_eyes(snap_us, candidate.sources, ctx, field_path)
+            approved.extend((i, snap_us) for i in self._open_issues(snap_us))
+            official = self.officials.get(snap_us)
+            if official is not None and not official.manual and official.raw == candidate.raw:
+                continue  # already official: approving it again changes nothing
+            flags = flags_of(self.observed.get(snap_us, {}), candidate.sources)
+            version = 1 if official is None else official.version + 1
+            cause = "" if official is None else "approved_change"
+            rows.append(_official_row(snap_us, version, candidate, flags, comment, cause))
+        events: list[DomainEvent] = []
+        if approved:
+            events.append(
+                _resolution(QualityApproved, self.series_id, approved, comment or "published")
+            )
+        events.extend(_official_events(self.series_id, definition, MANUAL, rows, ctx))
+        return events
+
+    def restate(
+        self,
+        definition: SeriesDefinition,
+        snap_us: int,
+        value: DataValue,
+        reason: str,
+        ctx: CommandContext,
+        reason_code: str = "",
+        expires_us: int = 0,
+    ) -> list[DomainEvent]:
+        """A manual correction of a published point: a new version that automatic
+        reconciliation will not override (until `expires_us`, when given)."""
+        if snap_us not in self.officials:
+            raise FailedPrecondition(f"point {self.series_id}@{snap_us} has not been published")
+        return self._manual_value(
+            definition, snap_us, value, reason, reason_code, expires_us, ctx, []
+        )
+
+    def resolve(
+        self,
+        definition: SeriesDefinition,
+        issue_ids: Sequence[tuple[str, str]],
+        action: str,
+        reason: str,
+        ctx: CommandContext,
+        value: DataValue | None = None,
+        reason_code: str = "",
+        expires_us: int = 0,
+    ) -> list[DomainEvent]:
+        """The exception queue: approve, reject or override open issues (pairs of field path
+        and issue id), then decide their points again."""
+        if not reason.strip():
+            raise InvalidArgument.single("reason", "a resolution needs a reason")
+        _unique(issue_ids)
+        found: list[tuple[str, int]] = []
+        for field_path, iid in issue_ids:
+            issue = self.issues.get(iid)
+            if issue is None:
+                raise NotFound(f"issue {iid}", field_path)
+            if issue.status != _OPEN:
+                raise FailedPrecondition(f"{field_path}: issue {iid} is already {issue.status}")
+            if action == "reject" and not issue.source_id:
+                raise FailedPrecondition(
+                    f"{field_path}: a source break can be approved or overridden, not rejected"
+                )
+            if action in ("approve", "override"):
+                self._four_eyes(issue.snap_us, self._sources_of(issue), ctx, field_path)
+            found.append((iid, issue.snap_us))
+        if action == "override":
+            snaps = {snap for _, snap in found}
+            if value is None or len(snaps) != 1:
+                raise InvalidArgument.single(
+                    "value", "an override gives one value for the issues of one point"
+                )
+            (snap_us,) = snaps
+            return self._manual_value(
+                definition, snap_us, value, reason, reason_code, expires_us, ctx, found
+            )
+        kind = QualityApproved if action == "approve" else QualityRejected
+        resolution = _resolution(kind, self.series_id, found, reason)
+        # Decide again on a copy of the state the resolution leads to.
+        after = self._copy_points({snap for _, snap in found})
+        after._apply_resolution(resolution)
+        events: list[DomainEvent] = [resolution]
+        events.extend(
+            after._redecide(
+                definition, sorted({snap for _, snap in found}), ctx, f"{action}d: {reason}"
+            )
+        )
+        return events
+
+    def publish_due(self, definition: SeriesDefinition, ctx: CommandContext) -> list[DomainEvent]:
+        """Cut-off reached: publish pending points with what has arrived; flag held ones."""
+        rows: list[_OfficialRow] = []
+        missed: list[Issue] = []
+        for snap_us in self.due_cutoffs(ctx.now_us):
+            candidate = self.candidates.get(snap_us)
+            if candidate is None or snap_us in self.officials:
+                continue
+            policy = definition.publication
+            enough_quality = (
+                policy.min_quality_score is None
+                or Decimal(candidate.quality) >= policy.min_quality_score
+            )
+            if candidate.status is PointStatus.PENDING and enough_quality:
+                sources = len(candidate.sources)
+                reason = f"cut-off reached with {sources} of {definition.publication.min_sources} sources"
+                flags = flags_of(self.observed.get(snap_us, {}), candidate.sources)
+                rows.append(_official_row(snap_us, 1, candidate, flags, reason, CUTOFF))
+            else:
+                evidence: dict[str, Any] = {
+                    "due_us": self.scheduled[snap_us],
+                    "status": candidate.status.value,
+                }
+                missed.append(
+                    Issue(
+                        issue_id=issue_id(ctx.command_id, snap_us, "", "missed_cutoff"),
+                        snap_us=snap_us,
+                        source_id="",
+                        rule="missed_cutoff",
+                        severity=Severity.WARNING.value,
+                        blocking=False,
+                        evidence=evidence,
+                    )
+                )
+        events: list[DomainEvent] = []
+        if missed:
+            events.append(QualityIssueDetected(series_id=self.series_id, issues=missed))
+        events.extend(_official_events(self.series_id, definition, CUTOFF, rows, ctx))
+        return events
+
+    def expire_overrides(
+        self, definition: SeriesDefinition, ctx: CommandContext
+    ) -> list[DomainEvent]:
+        """Overrides past their expiry give way to automatic reconciliation again."""
+        due = self.due_overrides(ctx.now_us)
+        if not due:
+            return []
+        expired = ManualOverrideExpired(series_id=self.series_id, snaps=due)
+        after = self._copy_points(set(due))
+        after._apply_override_expiry(expired)
+        return [expired, *after._redecide(definition, due, ctx, "override expired")]
+
+    # --- helpers of the decisions ---
+
+    def _manual_value(
+        self,
+        definition: SeriesDefinition,
+        snap_us: int,
+        value: DataValue,
+        reason: str,
+        reason_code: str,
+        expires_us: int,
+        ctx: CommandContext,
+        resolved: list[tuple[str, int]],
+    ) -> list[DomainEvent]:
+        if not reason.strip():
+            raise InvalidArgument.single("reason", "a manual value needs a reason")
+        if expires_us and expires_us <= ctx.now_us:
+            raise InvalidArgument.single("expire_time", "must be in the future")
+        decide = Decider(definition, ctx)
+        manual = Candidate(
+            encode_value(decide.rounded(value)), MANUAL, (MANUAL,), "1", PointStatus.PUBLISHED
+        )
+        current = self.officials.get(snap_us)
+        version = 1 if current is None else current.version + 1
+        cause = f"override:{reason_code}" if reason_code else "manual_correction"
+        row = _official_row(snap_us, version, manual, [], reason, cause)
+        events: list[DomainEvent] = []
+        if resolved:
+            events.append(_resolution(QualityOverridden, self.series_id, resolved, reason))
+        events.extend(_official_events(self.series_id, definition, MANUAL, [row], ctx))
+        events.append(
+            ManualOverrideSet(
+                series_id=self.series_id,
+                snaps=[snap_us],
+                expires_us=[expires_us],
+                reason_codes=[reason_code],
+            )
+        )
+        return events
+
+    def _redecide(
+        self, definition: SeriesDefinition, snaps: Sequence[int], ctx: CommandContext, reason: str
+    ) -> list[DomainEvent]:
+        """New candidates (and official versions) for points whose state changed other than by
+        a new value: a resolution, an expired override."""
+        decide = Decider(definition, ctx)
+        reconciled: list[_ReconciledRow] = []
+        rows: list[_OfficialRow] = []
+        for snap_us in snaps:
+            observed = self.observed.get(snap_us, {})
+            candidate, contributions, _ = decide.candidate(
+                snap_us, observed, snap_us in self.breaks_approved
+            )
+            if candidate is None:
+                continue
+            reconciled.append(_reconciled_row(snap_us, candidate, contributions))
+            current = self.officials.get(snap_us)
+            if candidate.status is not PointStatus.PUBLISHED or (
+                current is not None and current.manual
+            ):
+                continue
+            flags = flags_of(observed, candidate.sources)
+            if current is None:
+                rows.append(_official_row(snap_us, 1, candidate, flags, reason))
+            elif not within_tolerance(
+                decide.decode(candidate.raw), decide.decode(current.raw), definition.reconciliation
+            ):
+                rows.append(
+                    _official_row(
+                        snap_us, current.version + 1, candidate, flags, reason, "redecided"
+                    )
+                )
+        events: list[DomainEvent] = []
+        if reconciled:
+            events.append(_reconciled_event(self.series_id, definition, reconciled))
+        events.extend(_official_events(self.series_id, definition, "automatic", rows, ctx))
+        return events
+
+    def _four_eyes(
+        self, snap_us: int, sources: Iterable[str], ctx: CommandContext, field_path: str
+    ) -> None:
+        observed = self.observed.get(snap_us, {})
+        involved = {observed[s].user_id for s in sources if s in observed}
+        official = self.officials.get(snap_us)
+        if official is not None and official.manual:
+            involved.add(official.by)
+        if ctx.user_id in involved:
+            raise PermissionDenied(
+                f"{field_path}: four-eyes rule: {ctx.user_id!r} submitted or set a value of this"
+                " point and cannot also approve it"
+            )
+
+    def _sources_of(self, issue: IssueState) -> list[str]:
+        if issue.source_id:
+            return [issue.source_id]
+        return list(self.observed.get(issue.snap_us, {}))
+
+    def _open_issues(self, snap_us: int) -> list[str]:
+        return [i for i, s in self.issues.items() if s.snap_us == snap_us and s.status == _OPEN]
+
+    def _official_figures(self, decide: Decider) -> list[tuple[int, Decimal]]:
+        out = []
+        for snap_us, official in self.officials.items():
+            figure = decide.decode(official.raw).number
+            if figure is not None:
+                out.append((snap_us, figure))
+        return out
+
+    def _copy_points(self, snaps: set[int]) -> SeriesBucket:
+        """A scratch bucket holding copies of some points, to decide on a state not yet
+        recorded (the state a resolution leads to)."""
+        scratch = SeriesBucket(self.series_id, self.bucket_us)
+        for snap_us in snaps:
+            scratch.observed[snap_us] = {
+                s: Observed(o.raw, o.user_id, o.failures, o.issue_ids, o.cleared, o.rejected)
+                for s, o in self.observed.get(snap_us, {}).items()
+            }
+            if (official := self.officials.get(snap_us)) is not None:
+                scratch.officials[snap_us] = Official(
+                    official.version,
+                    official.raw,
+                    official.manual,
+                    official.published_at_us,
+                    official.by,
+                )
+        scratch.issues = {
+            i: IssueState(s.snap_us, s.source_id, s.rule, s.blocking, s.status)
+            for i, s in self.issues.items()
+            if s.snap_us in snaps
+        }
+        scratch.breaks_approved = self.breaks_approved & snaps
+        scratch.overrides = {s: e for s, e in self.overrides.items() if s in snaps}
+        return scratch
+
+    # --- evolution: the only place state changes ---
+
+    def apply(self, event: DomainEvent, meta: Recorded) -> None:
+        self.version = meta.stream_version
+        command_id, position = meta.command_id, meta.position
+        outcome = self._outcomes.get(command_id) or CommandOutcome(position)
+        if isinstance(event, DataIngested):
+            source, user, observed = event.source_id, meta.user_id, self.observed
+            for snap_us, raw in zip(event.snaps, event.values, strict=True):
+                per_source = observed.get(snap_us)
+                if per_source is None:
+                    observed[snap_us] = {source: Observed(raw, user)}
+                else:
+                    per_source[source] = Observed(raw, user)
+            outcome = outcome + CommandOutcome(position, accepted=len(event.snaps))
+        elif isinstance(event, QualityIssueDetected):
+            for issue in event.issues:
+                self.issues[issue.issue_id] = IssueState(
+                    issue.snap_us, issue.source_id, issue.rule, issue.blocking
+                )
+                if issue.rule == "missed_cutoff":
+                    self.scheduled.pop(issue.snap_us, None)
+                flagged = self.observed.get(issue.snap_us, {}).get(issue.source_id)
+                if flagged is not None:
+                    failure = RuleFailure(issue.rule, Severity(issue.severity), issue.evidence)
+                    flagged.failures = (*flagged.failures, failure)
+                    flagged.issue_ids = (*flagged.issue_ids, issue.issue_id)
+            outcome = outcome + CommandOutcome(
+                position, flagged=len({i.snap_us for i in event.issues})
+            )
+        elif isinstance(event, DataReconciled):
+            self.candidates.update(
+                zip(
+                    event.snaps,
+                    map(
+                        Candidate,
+                        event.values,
+                        event.methods,
+                        map(tuple, event.contributions),
+                        event.quality_scores,
+                        map(_STATUSES.__getitem__, event.statuses),
+                    ),
+                    strict=True,
+                )
+            )
+        elif isinstance(event, DataPublished | DataRestated):
+            officials, scheduled, at, user = (
+                self.officials,
+                self.scheduled,
+                event.decided_at_us,
+                meta.user_id,
+            )
+            for snap_us, version, raw, method in zip(
+                event.snaps, event.versions, event.values, event.methods, strict=True
+            ):
+                before = officials.get(snap_us)
+                first_at = at if before is None else before.published_at_us
+                officials[snap_us] = Official(version, raw, method == MANUAL, first_at, user)
+                if scheduled:
+                    scheduled.pop(snap_us, None)
+            outcome = outcome + CommandOutcome(position, published=len(event.snaps))
+        elif isinstance(event, PublicationScheduled):
+            self.scheduled.update(zip(event.snaps, event.due_us, strict=True))
+        elif isinstance(event, QualityApproved | QualityRejected | QualityOverridden):
+            self._apply_resolution(event)
+        elif isinstance(event, ManualOverrideSet):
+            for snap_us, expiry in zip(event.snaps, event.expires_us, strict=True):
+                self.overrides[snap_us] = expiry
+        elif isinstance(event, ManualOverrideExpired):
+            self._apply_override_expiry(event)
+        self._outcomes[command_id] = outcome
+
+    def _apply_resolution(
+        self, event: QualityApproved | QualityRejected | QualityOverridden
+    ) -> None:
+        status = {
+            QualityApproved: "approved",
+            QualityRejected: "rejected",
+            QualityOverridden: "overridden",
+        }[type(event)]
+        for iid in event.issue_ids:
+            issue = self.issues[iid]
+            issue.status = status
+            observed = self.observed.get(issue.snap_us, {}).get(issue.source_id)
+            if isinstance(event, QualityRejected) and observed is not None:
+                observed.rejected = True
+            elif isinstance(event, QualityApproved):
+                if observed is None:
+                    self.breaks_approved.add(issue.snap_us)
+                elif all(
+                    self.issues[i].status != _OPEN for i in observed.issue_ids if i in self.issues
+                ):
+                    observed.cleared = True
+
+    def _apply_override_expiry(self, event: ManualOverrideExpired) -> None:
+        for snap_us in event.snaps:
+            self.overrides.pop(snap_us, None)
+            official = self.officials.get(snap_us)
+            if official is not None:
+                official.manual = False
+
+
+def look_back(definition: SeriesDefinition) -> int:
+    """How many earlier official values the series' rules look at (0: none)."""
+    r = definition.validation
+    n = 0
+    if r.max_jump_percent is not None:
+        n = 1
+    if r.max_zscore is not None:
+        n = max(n, r.zscore_window + 1)
+    if r.stale_after_snaps > 1:
+        n = max(n, r.stale_after_snaps - 1)
+    return n
+
+
+def _unique(pairs: Sequence[tuple[str, Any]]) -> None:
+    seen: set[Any] = set()
+    for field_path, key in pairs:
+        if key in seen:
+            raise InvalidArgument.single(field_path, "listed twice")
+        seen.add(key)
+
+
+def _resolution(
+    kind: type[QualityApproved] | type[QualityRejected] | type[QualityOverridden],
+    series_id: str,
+    issues: list[tuple[str, int]],
+    reason: str,
+) -> QualityApproved | QualityRejected | QualityOverridden:
+    return kind(
+        series_id=series_id,
+        issue_ids=[i for i, _ in issues],
+        snaps=[s for _, s in issues],
+        reason=reason,
+    )
+
+
+def _reconciled_row(snap_us: int, c: Candidate, contributions: Contributions) -> _ReconciledRow:
+    return (
+        snap_us,
+        c.raw,
+        c.method,
+        contributions.figures,
+        contributions.excluded,
+        c.quality,
+        c.status.value,
+    )
 
 
 def _official_row(
@@ -99,7 +731,7 @@ def _official_row(
 
 
 def _official_events(
-    series_id: str, d: SeriesDefinition, mode: str, rows: list[_OfficialRow]
+    series_id: str, d: SeriesDefinition, mode: str, rows: list[_OfficialRow], ctx: CommandContext
 ) -> list[DomainEvent]:
     """A DataPublished for first versions and a DataRestated for later ones, as needed."""
     out: list[DomainEvent] = []
@@ -123,6 +755,7 @@ def _official_events(
             "flags": flags,
             "reasons": reasons,
             "causes": causes,
+            "decided_at_us": ctx.now_us,
         }
         out.append(DataPublished(mode=mode, **columns) if first else DataRestated(**columns))
     return out
@@ -146,334 +779,3 @@ def _reconciled_event(
         quality_scores=quality,
         statuses=statuses,
     )
-
-
-class SeriesBucket:
-    def __init__(self, series_id: str, bucket_us: int) -> None:
-        self.series_id = series_id
-        self.bucket_us = bucket_us
-        self.version: int | None = None  # stream version of the last applied event
-        # Per snap (UTC µs). Three flat maps rather than one object per point: applying a
-        # batch event is then a few bulk dict updates.
-        self.observed: dict[int, dict[str, Observed]] = {}
-        self.candidates: dict[int, Candidate] = {}
-        self.officials: dict[int, Official] = {}
-        self._outcomes: dict[str, CommandOutcome] = {}
-
-    @property
-    def stream(self) -> str:
-        return bucket_stream(self.series_id, self.bucket_us)
-
-    def outcome_of(self, command_id: str) -> CommandOutcome | None:
-        return self._outcomes.get(command_id)
-
-    # --- decisions: pure functions of the state and the command, returning new events ---
-
-    def ingest(
-        self,
-        definition: SeriesDefinition,
-        source_id: str,
-        points: Sequence[tuple[Snap, DataValue]],
-        ctx: CommandContext,
-    ) -> list[DomainEvent]:
-        if len({snap.utc_us for snap, _ in points}) != len(points):
-            raise InvalidArgument.single("points", "snaps must be unique within one command")
-        decide = _Decider(definition, ctx)
-        snaps: list[int] = []
-        offsets: list[int] = []
-        raws: list[RawValue] = []
-        issues: list[Issue] = []
-        reconciled: list[_ReconciledRow] = []
-        official: list[_OfficialRow] = []
-        officials = self.officials
-        for snap, value in points:
-            snap_us = snap.utc_us
-            failures = tuple(check_value(value, definition.validation))
-            raw = encode_value(value)
-            snaps.append(snap_us)
-            offsets.append(snap.offset_s)
-            raws.append(raw)
-            if failures:
-                issues.extend(_issues(ctx.command_id, snap_us, source_id, failures))
-            before = self.observed.get(snap_us)
-            observed = {} if before is None else dict(before)
-            known_before = source_id in observed
-            observed[source_id] = Observed(raw, ctx.user_id, failures)
-            if len(observed) == 1 and not failures:
-                # The bulk-load case, kept cheap: nothing to reconcile, nothing to penalise.
-                candidate, contributions = decide.sole_source(source_id, value, raw)
-            else:
-                candidate, contributions, break_issue = decide.candidate(
-                    snap_us, observed, source_id, value
-                )
-                if break_issue is not None:
-                    issues.append(break_issue)
-            reconciled.append(
-                (
-                    snap_us,
-                    candidate.raw,
-                    candidate.method,
-                    contributions.figures,
-                    contributions.excluded,
-                    candidate.quality,
-                    candidate.status.value,
-                )
-            )
-            if candidate.status is not PointStatus.PUBLISHED:
-                continue
-            current = officials.get(snap_us)
-            flags = _flags(observed, candidate.sources) if len(observed) > 1 or failures else []
-            if current is None:
-                official.append(_official_row(snap_us, 1, candidate, flags))
-            elif not current.manual and not within_tolerance(
-                decide.decode(candidate.raw),
-                decide.decode(current.raw),
-                definition.reconciliation,
-            ):
-                cause = "corrected_source" if known_before else "late_source"
-                what = "corrected value from" if known_before else "late source"
-                official.append(
-                    _official_row(
-                        snap_us, current.version + 1, candidate, flags, f"{what} {source_id}", cause
-                    )
-                )
-        events: list[DomainEvent] = [
-            DataIngested(
-                series_id=self.series_id,
-                source_id=source_id,
-                data_type=definition.data_type,
-                unit=definition.unit,
-                snaps=snaps,
-                offsets=offsets,
-                values=raws,
-            )
-        ]
-        if issues:
-            events.append(QualityIssueDetected(series_id=self.series_id, issues=issues))
-        events.append(_reconciled_event(self.series_id, definition, reconciled))
-        events.extend(_official_events(self.series_id, definition, "automatic", official))
-        return events
-
-    def publish(
-        self,
-        definition: SeriesDefinition,
-        snaps: Sequence[tuple[str, int]],
-        comment: str,
-        ctx: CommandContext,
-    ) -> list[DomainEvent]:
-        """Manual approval of the current candidates. `snaps` pairs a field path with a snap.
-
-        Four-eyes: the approver may not be anyone whose value the candidate was made from.
-        """
-        seen: set[int] = set()
-        for field_path, snap_us in snaps:
-            if snap_us in seen:
-                raise InvalidArgument.single(field_path, "snap listed twice")
-            seen.add(snap_us)
-        rows: list[_OfficialRow] = []
-        for field_path, snap_us in snaps:
-            candidate = self.candidates.get(snap_us)
-            if candidate is None:
-                raise NotFound(f"point {self.series_id}@{snap_us}", field_path)
-            observed = self.observed.get(snap_us, {})
-            submitters = {observed[s].user_id for s in candidate.sources if s in observed}
-            if ctx.user_id in submitters:
-                raise PermissionDenied(
-                    f"{field_path}: four-eyes rule: {ctx.user_id!r} submitted a value of this point"
-                    " and cannot also approve it"
-                )
-            official = self.officials.get(snap_us)
-            if official is not None and not official.manual and official.raw == candidate.raw:
-                continue  # already official: approving it again changes nothing
-            flags = _flags(observed, candidate.sources)
-            if official is None:
-                rows.append(_official_row(snap_us, 1, candidate, flags, comment))
-            else:
-                version = official.version + 1
-                rows.append(
-                    _official_row(snap_us, version, candidate, flags, comment, "approved_change")
-                )
-        return _official_events(self.series_id, definition, MANUAL, rows)
-
-    def restate(
-        self,
-        definition: SeriesDefinition,
-        snap_us: int,
-        value: DataValue,
-        reason: str,
-        ctx: CommandContext,
-    ) -> list[DomainEvent]:
-        """A manual correction of a published point: a new version that automatic
-        reconciliation will not override."""
-        if not reason.strip():
-            raise InvalidArgument.single("reason", "a restatement needs a reason")
-        official = self.officials.get(snap_us)
-        if official is None:
-            raise FailedPrecondition(f"point {self.series_id}@{snap_us} has not been published")
-        rounded = _Decider(definition, ctx).rounded(value)
-        manual = Candidate(encode_value(rounded), MANUAL, (MANUAL,), "1", PointStatus.PUBLISHED)
-        row = _official_row(snap_us, official.version + 1, manual, [], reason, "manual_correction")
-        return _official_events(self.series_id, definition, MANUAL, [row])
-
-    # --- evolution: the only place state changes ---
-
-    def apply(self, event: DomainEvent, meta: Recorded) -> None:
-        self.version = meta.stream_version
-        command_id, position = meta.command_id, meta.position
-        outcome = self._outcomes.get(command_id) or CommandOutcome(position)
-        if isinstance(event, DataIngested):
-            source, user, observed = event.source_id, meta.user_id, self.observed
-            for snap_us, raw in zip(event.snaps, event.values, strict=True):
-                per_source = observed.get(snap_us)
-                if per_source is None:
-                    observed[snap_us] = {source: Observed(raw, user)}
-                else:
-                    per_source[source] = Observed(raw, user)
-            outcome = outcome + CommandOutcome(position, accepted=len(event.snaps))
-        elif isinstance(event, QualityIssueDetected):
-            for issue in event.issues:
-                flagged = self.observed[issue.snap_us].get(issue.source_id)
-                if flagged is not None:
-                    failure = RuleFailure(issue.rule, Severity(issue.severity), issue.evidence)
-                    flagged.failures = (*flagged.failures, failure)
-            snaps = {issue.snap_us for issue in event.issues}
-            outcome = outcome + CommandOutcome(position, flagged=len(snaps))
-        elif isinstance(event, DataReconciled):
-            self.candidates.update(
-                zip(
-                    event.snaps,
-                    map(
-                        Candidate,
-                        event.values,
-                        event.methods,
-                        map(tuple, event.contributions),
-                        event.quality_scores,
-                        map(_STATUSES.__getitem__, event.statuses),
-                    ),
-                    strict=True,
-                )
-            )
-        elif isinstance(event, DataPublished | DataRestated):
-            manual = [m == MANUAL for m in event.methods]
-            self.officials.update(
-                zip(event.snaps, map(Official, event.versions, event.values, manual), strict=True)
-            )
-            outcome = outcome + CommandOutcome(position, published=len(event.snaps))
-        self._outcomes[command_id] = outcome
-
-
-@dataclass(frozen=True, slots=True)
-class _Contributions:
-    figures: dict[str, str]  # source -> figure it contributed
-    excluded: list[str]
-
-
-class _Decider:
-    """The per-command decision context: definition, caller, and value decoding."""
-
-    def __init__(self, definition: SeriesDefinition, ctx: CommandContext) -> None:
-        self.definition = definition
-        self.ctx = ctx
-        self.quantum = Decimal(1).scaleb(-definition.precision) if definition.precision else None
-        self.sole_source_status = self._status(blocking=False, sources=1, score=ONE)
-
-    def decode(self, raw: RawValue) -> DataValue:
-        d = self.definition
-        return decode_value(d.data_type, d.unit, raw)
-
-    def sole_source(
-        self, source_id: str, value: DataValue, raw: RawValue
-    ) -> tuple[Candidate, _Contributions]:
-        """What `candidate` decides for a point with one clean value, without its general work."""
-        if self.quantum is not None:
-            raw = encode_value(self.rounded(value))
-        figure = str(value.number)
-        candidate = Candidate(raw, _PRIORITY, (source_id,), "1", self.sole_source_status)
-        return candidate, _Contributions({source_id: figure}, [])
-
-    def candidate(
-        self, snap_us: int, observed: dict[str, Observed], source_id: str, value: DataValue
-    ) -> tuple[Candidate, _Contributions, Issue | None]:
-        d = self.definition
-        values = {s: value if s == source_id else self.decode(o.raw) for s, o in observed.items()}
-        result = reconcile(values, d)
-        chosen = self.rounded(result.value)
-        failures = [f for s in result.contributors for f in observed[s].failures]
-        blocking = any(f.blocking for f in failures)
-        break_issue = None
-        if result.breaks:
-            block = d.reconciliation.on_break is BreakAction.BLOCK
-            blocking = blocking or block
-            break_issue = Issue(
-                issue_id=_issue_id(self.ctx.command_id, snap_us, "", "source_break"),
-                snap_us=snap_us,
-                source_id="",
-                rule="source_break",
-                severity=(Severity.ERROR if block else Severity.WARNING).value,
-                blocking=block,
-                evidence={
-                    "chosen": str(chosen.number),
-                    "sources": {s: str(values[s].number) for s in result.breaks},
-                },
-            )
-        score = quality_score(failures, len(result.breaks)) if failures or result.breaks else ONE
-        status = self._status(blocking, len(observed), score)
-        candidate = Candidate(
-            encode_value(chosen), result.method.value, result.contributors, str(score), status
-        )
-        figures = {s: str(values[s].number) for s in result.contributors}
-        return candidate, _Contributions(figures, list(result.excluded)), break_issue
-
-    def _status(self, blocking: bool, sources: int, score: Decimal) -> PointStatus:
-        policy = self.definition.publication
-        if blocking or policy.mode is PublicationMode.MANUAL:
-            return PointStatus.HELD
-        if sources < policy.min_sources or (
-            policy.min_quality_score is not None and score < policy.min_quality_score
-        ):
-            return PointStatus.PENDING
-        return PointStatus.PUBLISHED
-
-    def rounded(self, value: DataValue) -> DataValue:
-        quantum = self.quantum
-        if quantum is None:
-            return value
-
-        def q(d: Decimal) -> Decimal:
-            return d.quantize(quantum, ROUND_HALF_EVEN, _ROUNDING)
-
-        if isinstance(value, Price):
-            return Price(q(value.value), value.currency)
-        if isinstance(value, Volume):
-            return Volume(q(value.quantity), value.unit)
-        if isinstance(value, OhlcBar):
-            return OhlcBar(q(value.open), q(value.high), q(value.low), q(value.close), value.volume)
-        return value
-
-
-def _issues(
-    command_id: str, snap_us: int, source_id: str, failures: Sequence[RuleFailure]
-) -> list[Issue]:
-    return [
-        Issue(
-            issue_id=_issue_id(command_id, snap_us, source_id, f.rule),
-            snap_us=snap_us,
-            source_id=source_id,
-            rule=f.rule,
-            severity=f.severity.value,
-            blocking=f.blocking,
-            evidence=f.evidence,
-        )
-        for f in failures
-    ]
-
-
-def _issue_id(command_id: str, snap_us: int, source_id: str, rule: str) -> str:
-    """Deterministic: re-deciding the same command (after a conflict) yields the same ids."""
-    return str(uuid.uuid5(_ISSUES_NAMESPACE, f"{command_id}|{snap_us}|{source_id}|{rule}"))
-
-
-def _flags(observed: dict[str, Observed], sources: Sequence[str]) -> list[str]:
-    if not any(observed[s].failures for s in sources if s in observed):
-        return []
-    return sorted({f.rule for s in sources if s in observed for f in observed[s].failures})

@@ -32,8 +32,15 @@ from qis_domain.events import (
     EventMetadata,
     EventRegistry,
     Issue,
+    ManualOverrideExpired,
+    ManualOverrideSet,
     OfficialRow,
+    PublicationScheduled,
+    QualityApproved,
     QualityIssueDetected,
+    QualityMetricsCalculated,
+    QualityOverridden,
+    QualityRejected,
     SchemaEvolved,
     SeriesDefined,
     SourceAdded,
@@ -183,6 +190,39 @@ EXAMPLES: dict[type[DomainEvent], DomainEvent] = {
         flags=[[]],
         reasons=["ratio confirmed by the issuer"],
         causes=["manual_correction"],
+    ),
+    PublicationScheduled: PublicationScheduled(
+        series_id="SPX", snaps=[S1], due_us=[S1 + 3_600_000_000]
+    ),
+    QualityApproved: QualityApproved(
+        series_id="SPX", issue_ids=["i-1"], snaps=[S2], reason="confirmed with the vendor"
+    ),
+    QualityRejected: QualityRejected(
+        series_id="SPX", issue_ids=["i-2"], snaps=[S1], reason="bad tick"
+    ),
+    QualityOverridden: QualityOverridden(
+        series_id="SPX", issue_ids=["i-3", "i-4"], snaps=[S1, S1], reason="exchange official close"
+    ),
+    ManualOverrideSet: ManualOverrideSet(
+        series_id="SPX", snaps=[S1], expires_us=[S2], reason_codes=["EXCHANGE_CORRECTION"]
+    ),
+    ManualOverrideExpired: ManualOverrideExpired(series_id="SPX", snaps=[S1]),
+    QualityMetricsCalculated: QualityMetricsCalculated(
+        series_id="SPX",
+        window_start_us=S1,
+        window_end_us=S2,
+        accuracy="0.95",
+        completeness="1",
+        timeliness="0.9",
+        consistency="0.99",
+        expected_snaps=21,
+        received_snaps=21,
+        compared_points=20,
+        agreeing_points=19,
+        publications=21,
+        on_time=19,
+        checked_values=42,
+        clean_values=41,
     ),
 }
 

@@ -34,6 +34,7 @@ from qis_domain.events import (
     DataRestated,
     DomainEvent,
     OfficialRow,
+    QualityApproved,
     QualityIssueDetected,
     RawValue,
 )
@@ -730,6 +731,11 @@ def test_a_bucket_rebuilt_from_its_events_decides_the_same() -> None:
     approve = [("snaps[0]", SNAP2.utc_us)]
     with pytest.raises(PermissionDenied):
         rebuilt.publish(definition, approve, "", CommandContext("p1", "alice", NOW_US))
-    [published] = rebuilt.publish(definition, approve, "ok", CommandContext("p2", "dave", NOW_US))
+    approved, published = rebuilt.publish(
+        definition, approve, "ok", CommandContext("p2", "dave", NOW_US)
+    )
+    # publishing a held point settles its open issues: they are approved, on the record
+    assert isinstance(approved, QualityApproved)
+    assert set(approved.snaps) == {SNAP2.utc_us}
     assert isinstance(published, DataPublished)
     assert published.values == ["-5"]

@@ -7,10 +7,17 @@ from qis_domain.events.points import (
     DataReconciled,
     DataRestated,
     Issue,
+    ManualOverrideExpired,
+    ManualOverrideSet,
     OfficialRow,
+    PublicationScheduled,
+    QualityApproved,
     QualityIssueDetected,
+    QualityOverridden,
+    QualityRejected,
     RawValue,
 )
+from qis_domain.events.quality import QualityMetricsCalculated
 from qis_domain.events.series import SchemaEvolved, SeriesDefined, SourceAdded
 from qis_domain.events.sources import DataSourceConfigured, DataSourceRegistered
 
@@ -25,6 +32,13 @@ ALL_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     DataReconciled,
     DataPublished,
     DataRestated,
+    PublicationScheduled,
+    QualityApproved,
+    QualityRejected,
+    QualityOverridden,
+    ManualOverrideSet,
+    ManualOverrideExpired,
+    QualityMetricsCalculated,
 )
 
 
@@ -44,8 +58,15 @@ __all__ = [
     "EventMetadata",
     "EventRegistry",
     "Issue",
+    "ManualOverrideExpired",
+    "ManualOverrideSet",
     "OfficialRow",
+    "PublicationScheduled",
+    "QualityApproved",
     "QualityIssueDetected",
+    "QualityMetricsCalculated",
+    "QualityOverridden",
+    "QualityRejected",
     "RawValue",
     "SchemaEvolved",
     "SeriesDefined",

@@ -105,7 +105,8 @@ class _Official(_Columns):
     methods: list[str]  # reconciliation method, or "manual"
     flags: list[list[str]]  # rules failed by what each value was made of
     reasons: list[str]  # why a version > 1 exists ("" for first versions)
-    causes: list[str]  # late_source | corrected_source | manual_correction | approved_change
+    causes: list[str]  # late_source | corrected_source | manual_correction | approved_change | ...
+    decided_at_us: int = 0  # the deciding command's clock: publication latency (timeliness)
 
     def rows(self) -> Iterator[OfficialRow]:
         return map(
@@ -133,3 +134,55 @@ class DataRestated(_Official):
     """New official versions (version > 1) of already published points."""
 
     event_type: ClassVar[str] = "DataRestated"
+
+
+class PublicationScheduled(_Columns):
+    """Points waiting for more sources get a cut-off: at `due_us` they are published with what
+    has arrived, or flagged if they are held."""
+
+    event_type: ClassVar[str] = "PublicationScheduled"
+    series_id: str
+    due_us: list[int]
+
+
+class _Resolution(DomainEvent):
+    """A person's decision on open quality issues (the exception queue)."""
+
+    series_id: str
+    issue_ids: list[str]
+    snaps: list[int]  # the point of each issue, parallel to issue_ids
+    reason: str
+
+
+class QualityApproved(_Resolution):
+    """The flagged values are accepted as they are: they no longer hold their points."""
+
+    event_type: ClassVar[str] = "QualityApproved"
+
+
+class QualityRejected(_Resolution):
+    """The flagged source values are wrong: they stay stored but no longer count."""
+
+    event_type: ClassVar[str] = "QualityRejected"
+
+
+class QualityOverridden(_Resolution):
+    """The issues are settled by a manual value (see ManualOverrideSet)."""
+
+    event_type: ClassVar[str] = "QualityOverridden"
+
+
+class ManualOverrideSet(_Columns):
+    """A manual value stands over automatic reconciliation until `expires_us` (0: for good)."""
+
+    event_type: ClassVar[str] = "ManualOverrideSet"
+    series_id: str
+    expires_us: list[int]
+    reason_codes: list[str]
+
+
+class ManualOverrideExpired(_Columns):
+    """Automatic reconciliation governs these points again."""
+
+    event_type: ClassVar[str] = "ManualOverrideExpired"
+    series_id: str

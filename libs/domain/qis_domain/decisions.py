@@ -1,0 +1,227 @@
+"""How one point's values become a candidate official value: reconciliation, rule penalties,
+rounding and the publication policy. Used by SeriesBucket for every kind of command."""
+
+from __future__ import annotations
+
+import bisect
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from zoneinfo import ZoneInfo
+
+from qis_domain.commands import CommandContext
+from qis_domain.definitions import (
+    BreakAction,
+    PublicationMode,
+    ReconciliationMethod,
+    SeriesDefinition,
+)
+from qis_domain.events import Issue, RawValue
+from qis_domain.quality import ONE, PointStatus, quality_score
+from qis_domain.reconciliation import reconcile
+from qis_domain.rules import RuleFailure, Severity
+from qis_domain.values import DataValue, OhlcBar, Price, Volume, decode_value, encode_value
+
+_ISSUES_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4d8e-9a59-0c7d1f0e4b21")
+PRIORITY = ReconciliationMethod.PRIORITY.value
+# Figures are bounded to 1e±30 (values.MAX_EXPONENT) and precision to 18 places: 64 digits
+# always suffice, whatever the default context of the process.
+_ROUNDING = Context(prec=64)
+
+
+@dataclass(slots=True)
+class Observed:
+    """One source's latest value for a point."""
+
+    raw: RawValue
+    user_id: str
+    failures: tuple[RuleFailure, ...] = ()
+    issue_ids: tuple[str, ...] = ()
+    cleared: bool = False  # a person approved its issues: they no longer hold the point
+    rejected: bool = False  # a person rejected it: kept as lineage, no longer reconciled
+
+    @property
+    def blocking(self) -> bool:
+        return not self.cleared and any(f.blocking for f in self.failures)
+
+
+@dataclass(slots=True)
+class Candidate:
+    raw: RawValue
+    method: str
+    sources: tuple[str, ...]
+    quality: str
+    status: PointStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Contributions:
+    figures: dict[str, str]  # source -> the figure it contributed
+    excluded: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesView:
+    """What a decision may need beyond the bucket, handed in by the application.
+
+    `tail`: official figures of the series just before the bucket, ascending by snap (for
+    spike and stale rules at the start of a bucket). `sessions`: the exchange's trading days
+    around the command's snaps (None: no calendar check).
+    """
+
+    tail: tuple[tuple[int, Decimal], ...] = ()
+    sessions: frozenset[date] | None = None
+
+
+@dataclass(slots=True)
+class Timeline:
+    """Official figures by snap, the ones before the bucket included, kept sorted."""
+
+    snaps: list[int] = field(default_factory=list)
+    figures: list[Decimal] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, points: Sequence[tuple[int, Decimal]]) -> Timeline:
+        ordered = sorted(points)
+        return cls([s for s, _ in ordered], [f for _, f in ordered])
+
+    def before(self, snap_us: int, n: int) -> list[Decimal]:
+        i = bisect.bisect_left(self.snaps, snap_us)
+        return self.figures[max(0, i - n) : i]
+
+    def put(self, snap_us: int, figure: Decimal) -> None:
+        i = bisect.bisect_left(self.snaps, snap_us)
+        if i < len(self.snaps) and self.snaps[i] == snap_us:
+            self.figures[i] = figure
+        else:
+            self.snaps.insert(i, snap_us)
+            self.figures.insert(i, figure)
+
+
+def issue_id(command_id: str, snap_us: int, source_id: str, rule: str) -> str:
+    """Deterministic: re-deciding the same command (after a conflict) yields the same ids."""
+    return str(uuid.uuid5(_ISSUES_NAMESPACE, f"{command_id}|{snap_us}|{source_id}|{rule}"))
+
+
+def issues_of(
+    command_id: str, snap_us: int, source_id: str, failures: Sequence[RuleFailure]
+) -> list[Issue]:
+    return [
+        Issue(
+            issue_id=issue_id(command_id, snap_us, source_id, f.rule),
+            snap_us=snap_us,
+            source_id=source_id,
+            rule=f.rule,
+            severity=f.severity.value,
+            blocking=f.blocking,
+            evidence=f.evidence,
+        )
+        for f in failures
+    ]
+
+
+def flags_of(observed: dict[str, Observed], sources: Sequence[str]) -> list[str]:
+    if not any(observed[s].failures for s in sources if s in observed):
+        return []
+    return sorted({f.rule for s in sources if s in observed for f in observed[s].failures})
+
+
+class Decider:
+    """The per-command decision context: the definition, the caller, and value decoding."""
+
+    def __init__(self, definition: SeriesDefinition, ctx: CommandContext) -> None:
+        self.definition = definition
+        self.ctx = ctx
+        self.quantum = Decimal(1).scaleb(-definition.precision) if definition.precision else None
+        self.sole_source_status = self.status(blocking=False, sources=1, score=ONE)
+        self._zone = ZoneInfo(definition.time_zone)
+
+    def decode(self, raw: RawValue) -> DataValue:
+        d = self.definition
+        return decode_value(d.data_type, d.unit, raw)
+
+    def local_day(self, snap_us: int) -> date:
+        return datetime.fromtimestamp(snap_us / 1_000_000, UTC).astimezone(self._zone).date()
+
+    def sole_source(
+        self, source_id: str, value: DataValue, raw: RawValue
+    ) -> tuple[Candidate, Contributions]:
+        """What `candidate` decides for a point with one clean value, without its general work."""
+        if self.quantum is not None:
+            raw = encode_value(self.rounded(value))
+        candidate = Candidate(raw, PRIORITY, (source_id,), "1", self.sole_source_status)
+        return candidate, Contributions({source_id: str(value.number)}, [])
+
+    def candidate(
+        self,
+        snap_us: int,
+        observed: dict[str, Observed],
+        break_approved: bool = False,
+        incoming: tuple[str, DataValue] | None = None,
+    ) -> tuple[Candidate | None, Contributions, Issue | None]:
+        """Reconcile the values that count (not rejected). None when no value counts.
+
+        `incoming` is the value being ingested, already decoded, to spare decoding it again."""
+        counting = {s: o for s, o in observed.items() if not o.rejected}
+        if not counting:
+            return None, Contributions({}, []), None
+        d = self.definition
+        values = {
+            s: incoming[1] if incoming is not None and s == incoming[0] else self.decode(o.raw)
+            for s, o in counting.items()
+        }
+        result = reconcile(values, d)
+        chosen = self.rounded(result.value)
+        failures = [f for s in result.contributors for f in counting[s].failures]
+        blocking = any(counting[s].blocking for s in result.contributors)
+        break_issue = None
+        if result.breaks:
+            block = d.reconciliation.on_break is BreakAction.BLOCK
+            blocking = blocking or (block and not break_approved)
+            break_issue = Issue(
+                issue_id=issue_id(self.ctx.command_id, snap_us, "", "source_break"),
+                snap_us=snap_us,
+                source_id="",
+                rule="source_break",
+                severity=(Severity.ERROR if block else Severity.WARNING).value,
+                blocking=block,
+                evidence={
+                    "chosen": str(chosen.number),
+                    "sources": {s: str(values[s].number) for s in result.breaks},
+                },
+            )
+        score = quality_score(failures, len(result.breaks)) if failures or result.breaks else ONE
+        status = self.status(blocking, len(counting), score)
+        candidate = Candidate(
+            encode_value(chosen), result.method.value, result.contributors, str(score), status
+        )
+        figures = {s: str(values[s].number) for s in result.contributors}
+        return candidate, Contributions(figures, list(result.excluded)), break_issue
+
+    def status(self, blocking: bool, sources: int, score: Decimal) -> PointStatus:
+        policy = self.definition.publication
+        if blocking or policy.mode is PublicationMode.MANUAL:
+            return PointStatus.HELD
+        if sources < policy.min_sources or (
+            policy.min_quality_score is not None and score < policy.min_quality_score
+        ):
+            return PointStatus.PENDING
+        return PointStatus.PUBLISHED
+
+    def rounded(self, value: DataValue) -> DataValue:
+        quantum = self.quantum
+        if quantum is None:
+            return value
+
+        def q(d: Decimal) -> Decimal:
+            return d.quantize(quantum, ROUND_HALF_EVEN, _ROUNDING)
+
+        if isinstance(value, Price):
+            return Price(q(value.value), value.currency)
+        if isinstance(value, Volume):
+            return Volume(q(value.quantity), value.unit)
+        if isinstance(value, OhlcBar):
+            return OhlcBar(q(value.open), q(value.high), q(value.low), q(value.close), value.volume)
+        return value
