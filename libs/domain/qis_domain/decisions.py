@@ -101,8 +101,18 @@ class Timeline:
 
 
 def issue_id(command_id: str, snap_us: int, source_id: str, rule: str) -> str:
-    """Deterministic: re-deciding the same command (after a conflict) yields the same ids."""
-    return str(uuid.uuid5(_ISSUES_NAMESPACE, f"{command_id}|{snap_us}|{source_id}|{rule}"))
+    """Deterministic, so re-deciding the same command (after a conflict) yields the same ids;
+    prefixed with the snap, so an id alone locates the point (and bucket) it is about."""
+    digest = uuid.uuid5(_ISSUES_NAMESPACE, f"{command_id}|{snap_us}|{source_id}|{rule}")
+    return f"{snap_us}-{digest}"
+
+
+def snap_of_issue(issue: str) -> int | None:
+    head, _, rest = issue.partition("-")
+    try:
+        return int(head) if rest else None
+    except ValueError:
+        return None
 
 
 def issues_of(

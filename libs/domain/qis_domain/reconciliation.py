@@ -26,28 +26,28 @@ def within_tolerance(a: DataValue, b: DataValue, policy: ReconciliationPolicy) -
     values (chains, corporate actions) only when identical: a corrected ex-date or strike is a
     different value whatever the amounts."""
     if isinstance(a, Price) and isinstance(b, Price):
-        return _close(a.value, b.value, policy)
+        return figures_close(a.value, b.value, policy)
     if isinstance(a, Volume) and isinstance(b, Volume):
-        return _close(a.quantity, b.quantity, policy)
+        return figures_close(a.quantity, b.quantity, policy)
     if isinstance(a, OhlcBar) and isinstance(b, OhlcBar):
         return (
-            _close(a.open, b.open, policy)
-            and _close(a.high, b.high, policy)
-            and _close(a.low, b.low, policy)
-            and _close(a.close, b.close, policy)
+            figures_close(a.open, b.open, policy)
+            and figures_close(a.high, b.high, policy)
+            and figures_close(a.low, b.low, policy)
+            and figures_close(a.close, b.close, policy)
             and (
                 a.volume == b.volume
                 or (
                     a.volume is not None
                     and b.volume is not None
-                    and _close(a.volume, b.volume, policy)
+                    and figures_close(a.volume, b.volume, policy)
                 )
             )
         )
     return a == b
 
 
-def _close(x: Decimal, y: Decimal, policy: ReconciliationPolicy) -> bool:
+def figures_close(x: Decimal, y: Decimal, policy: ReconciliationPolicy) -> bool:
     allowed = max(policy.tolerance_abs, abs(y) * policy.tolerance_bps / _BPS)
     return abs(x - y) <= allowed
 

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 from qis.data.v1 import command_service_pb2, command_service_pb2_grpc
+from qis_adapters.calendars.exchange import ExchangeCalendars
 from qis_adapters.eventstore.codec import EventCodec
 from qis_adapters.eventstore.factory import open_event_store
 from qis_adapters.eventstore.port import EventStore
@@ -34,7 +35,8 @@ def wall_clock_us() -> int:
 
 
 def build_handlers(store: EventStore, settings: CommandSettings) -> CommandHandlers:
-    return CommandHandlers(Repository(store, EventCodec(), settings.aggregate_cache_size))
+    repository = Repository(store, EventCodec(), settings.aggregate_cache_size)
+    return CommandHandlers(repository, ExchangeCalendars())
 
 
 async def build(settings: CommandSettings) -> CommandApp:

@@ -56,6 +56,42 @@ class RestatePoint:
     snap: Snap
     value: DataValue
     reason: str
+    reason_code: str = ""
+    expires_us: int = 0  # 0: the manual value stands until the next manual decision
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveIssues:
+    """The exception queue: approve, reject or override open quality issues of one series."""
+
+    series_id: str
+    issue_ids: Sequence[str]
+    action: str  # "approve" | "reject" | "override"
+    reason: str
+    value: DataValue | None = None  # the manual value of an override
+    reason_code: str = ""
+    expires_us: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PublishDue:
+    """Time-driven: publish what reached its cut-off in one bucket (issued by the scheduler)."""
+
+    series_id: str
+    bucket_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireOverrides:
+    series_id: str
+    bucket_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class CalculateQualityMetrics:
+    series_id: str
+    start_us: int
+    end_us: int
 
 
 @dataclass(frozen=True, slots=True)

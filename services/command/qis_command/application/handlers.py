@@ -4,31 +4,42 @@ conflict by re-loading and re-deciding (never by overwriting)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from functools import reduce
 
 from qis_adapters.eventstore.port import WrongExpectedVersion
 from qis_domain.commands import CommandContext, CommandOutcome
 from qis_domain.data_source import DataSource, source_stream
+from qis_domain.decisions import Decider, SeriesView, snap_of_issue
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.errors import FieldViolation, InvalidArgument
 from qis_domain.events import DomainEvent
+from qis_domain.metrics import calculate, window_limit_us
 from qis_domain.names import series_name, source_name
+from qis_domain.quality_window import QualityWindow, quality_stream
 from qis_domain.reference_data import ReferenceData, definition_stream
-from qis_domain.series_bucket import SeriesBucket, bucket_stream
-from qis_domain.snaps import Snap, bucket_of
+from qis_domain.series_bucket import NO_VIEW, SeriesBucket, bucket_stream, look_back
+from qis_domain.snaps import BUCKET_SPAN_US, Snap, bucket_of
 from qis_domain.values import DataValue, Price, Volume
 
 from qis_command.application.commands import (
+    CalculateQualityMetrics,
     CommandResult,
     ConfigureSource,
     DefineSeries,
     EvolveSeries,
+    ExpireOverrides,
     IngestPoints,
+    PublishDue,
     PublishPoints,
     RegisterSource,
+    ResolveIssues,
     RestatePoint,
 )
+from qis_command.application.ports import TradingCalendar
 from qis_command.application.repository import Aggregate, Repository
+
+_TAIL_BUCKETS = 3
 
 
 class ConcurrencyExhausted(Exception):
@@ -39,8 +50,11 @@ Change = tuple[Aggregate, Sequence[DomainEvent]]
 
 
 class CommandHandlers:
-    def __init__(self, repository: Repository, max_attempts: int = 8) -> None:
+    def __init__(
+        self, repository: Repository, calendar: TradingCalendar, max_attempts: int = 8
+    ) -> None:
         self._repo = repository
+        self._calendar = calendar
         self._max_attempts = max_attempts
         self.conflicts_retried = 0  # observable: a metric, and proof in tests that races happened
 
@@ -49,6 +63,7 @@ class CommandHandlers:
             series = await self._series(cmd.series_id)
             if (done := series.outcome_of(ctx.command_id)) is not None:
                 return CommandResult(done, duplicate=True)
+            self._check_calendar(cmd.definition)
             known = await self._known_sources(cmd.definition)
             return await self._save([(series, series.define(cmd.definition, known, ctx))], ctx)
 
@@ -59,6 +74,7 @@ class CommandHandlers:
             series = await self._series(cmd.series_id)
             if (done := series.outcome_of(ctx.command_id)) is not None:
                 return CommandResult(done, duplicate=True)
+            self._check_calendar(cmd.definition)
             known = await self._known_sources(cmd.definition)
             events = series.evolve(cmd.definition, cmd.reason, known, ctx)
             return await self._save([(series, events)], ctx)
@@ -100,10 +116,11 @@ class CommandHandlers:
             buckets = [await self._bucket(cmd.series_id, b) for b in by_bucket]
             if (done := _earlier_outcome(buckets, ctx.command_id)) is not None:
                 return CommandResult(done, duplicate=True)
-            changes: list[Change] = [
-                (b, b.ingest(definition, cmd.source_id, by_bucket[b.bucket_us], ctx))
-                for b in buckets
-            ]
+            changes: list[Change] = []
+            for b in buckets:
+                points = by_bucket[b.bucket_us]
+                view = await self._view(cmd.series_id, definition, b, points)
+                changes.append((b, b.ingest(definition, cmd.source_id, points, ctx, view)))
             return await self._save(changes, ctx)
 
         return await self._with_retries(attempt)
@@ -138,12 +155,149 @@ class CommandHandlers:
             bucket = await self._bucket(cmd.series_id, bucket_us)
             if (done := bucket.outcome_of(ctx.command_id)) is not None:
                 return CommandResult(done, duplicate=True)
-            events = bucket.restate(definition, cmd.snap.utc_us, value, cmd.reason, ctx)
+            events = bucket.restate(
+                definition, cmd.snap.utc_us, value, cmd.reason, ctx, cmd.reason_code, cmd.expires_us
+            )
             return await self._save([(bucket, events)], ctx)
 
         return await self._with_retries(attempt)
 
+    async def resolve_issues(self, cmd: ResolveIssues, ctx: CommandContext) -> CommandResult:
+        series = await self._series(cmd.series_id)
+        definition = series.require_definition()
+        value = None
+        if cmd.value is not None:
+            ((_, value),) = _conform(definition, [(Snap(0), cmd.value)], field="value")
+        by_bucket: dict[int, list[tuple[str, str]]] = {}
+        for i, issue in enumerate(cmd.issue_ids):
+            snap_us = snap_of_issue(issue)
+            if snap_us is None:
+                raise InvalidArgument.single(f"issue_ids[{i}]", f"{issue!r} is not an issue id")
+            bucket_us = bucket_of(snap_us, definition.frequency)
+            by_bucket.setdefault(bucket_us, []).append((f"issue_ids[{i}]", issue))
+        if not by_bucket:
+            raise InvalidArgument.single("issue_ids", "at least one issue id is required")
+        if cmd.action == "override" and len(by_bucket) != 1:
+            raise InvalidArgument.single("issue_ids", "an override settles the issues of one point")
+
+        async def attempt() -> CommandResult:
+            buckets = [await self._bucket(cmd.series_id, b) for b in by_bucket]
+            if (done := _earlier_outcome(buckets, ctx.command_id)) is not None:
+                return CommandResult(done, duplicate=True)
+            changes: list[Change] = []
+            for b in buckets:
+                events = b.resolve(
+                    definition,
+                    by_bucket[b.bucket_us],
+                    cmd.action,
+                    cmd.reason,
+                    ctx,
+                    value,
+                    cmd.reason_code,
+                    cmd.expires_us,
+                )
+                changes.append((b, events))
+            return await self._save(changes, ctx)
+
+        return await self._with_retries(attempt)
+
+    async def publish_due(self, cmd: PublishDue, ctx: CommandContext) -> CommandResult:
+        return await self._time_driven(cmd.series_id, cmd.bucket_us, ctx, SeriesBucket.publish_due)
+
+    async def expire_overrides(self, cmd: ExpireOverrides, ctx: CommandContext) -> CommandResult:
+        return await self._time_driven(
+            cmd.series_id, cmd.bucket_us, ctx, SeriesBucket.expire_overrides
+        )
+
+    async def calculate_metrics(
+        self, cmd: CalculateQualityMetrics, ctx: CommandContext
+    ) -> CommandResult:
+        series = await self._series(cmd.series_id)
+        definition = series.require_definition()
+        if not cmd.start_us < cmd.end_us <= cmd.start_us + window_limit_us(definition):
+            raise InvalidArgument.single(
+                "window", "the end must follow the start, within 40 buckets of the series"
+            )
+        decider = Decider(definition, ctx)
+        sessions = None
+        if definition.calendar:
+            first, last = decider.local_day(cmd.start_us), decider.local_day(cmd.end_us - 1)
+            sessions = self._calendar.sessions(definition.calendar, first, last)
+        span = BUCKET_SPAN_US[definition.frequency]
+        first_bucket = bucket_of(cmd.start_us, definition.frequency)
+
+        async def attempt() -> CommandResult:
+            window = await self._repo.load(
+                quality_stream(cmd.series_id, cmd.start_us, cmd.end_us),
+                lambda: QualityWindow(cmd.series_id, cmd.start_us, cmd.end_us),
+            )
+            if (done := window.outcome_of(ctx.command_id)) is not None:
+                return CommandResult(done, duplicate=True)
+            points = []
+            for bucket_us in range(first_bucket, cmd.end_us, span):
+                bucket = await self._bucket(cmd.series_id, bucket_us)
+                points.extend(bucket.summaries(cmd.start_us, cmd.end_us, decider))
+            event = calculate(
+                definition, cmd.series_id, cmd.start_us, cmd.end_us, points, sessions, decider
+            )
+            return await self._save([(window, [event])], ctx)
+
+        return await self._with_retries(attempt)
+
     # --- plumbing ---
+
+    async def _time_driven(
+        self,
+        series_id: str,
+        bucket_us: int,
+        ctx: CommandContext,
+        decide: Callable[[SeriesBucket, SeriesDefinition, CommandContext], list[DomainEvent]],
+    ) -> CommandResult:
+        definition = (await self._series(series_id)).require_definition()
+
+        async def attempt() -> CommandResult:
+            bucket = await self._bucket(series_id, bucket_us)
+            if (done := bucket.outcome_of(ctx.command_id)) is not None:
+                return CommandResult(done, duplicate=True)
+            return await self._save([(bucket, decide(bucket, definition, ctx))], ctx)
+
+        return await self._with_retries(attempt)
+
+    async def _view(
+        self,
+        series_id: str,
+        definition: SeriesDefinition,
+        bucket: SeriesBucket,
+        points: Sequence[tuple[Snap, DataValue]],
+    ) -> SeriesView:
+        """The tail of official values before the bucket, and the calendar's sessions around
+        the points, when the series' rules need them."""
+        back = look_back(definition)
+        check_calendar = definition.validation.check_calendar and bool(definition.calendar)
+        if not back and not check_calendar:
+            return NO_VIEW
+        decider = Decider(definition, CommandContext("", "", 0))
+        tail: list[tuple[int, Decimal]] = []
+        span = BUCKET_SPAN_US[definition.frequency]
+        earlier = bucket.bucket_us
+        # Bounded: a gap longer than a few buckets restarts the look-back rules.
+        for _ in range(_TAIL_BUCKETS if back else 0):
+            if len(tail) >= back:
+                break
+            earlier -= span
+            previous = await self._bucket(series_id, earlier)
+            tail = previous.last_officials(back - len(tail), decider) + tail
+        sessions = None
+        if check_calendar:
+            days = [decider.local_day(snap.utc_us) for snap, _ in points]
+            sessions = self._calendar.sessions(definition.calendar, min(days), max(days))
+        return SeriesView(tuple(tail), sessions)
+
+    def _check_calendar(self, definition: SeriesDefinition) -> None:
+        if definition.calendar and not self._calendar.knows(definition.calendar):
+            raise InvalidArgument.single(
+                "series.calendar", f"unknown exchange calendar {definition.calendar!r}"
+            )
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[CommandResult]]) -> CommandResult:
         for _ in range(self._max_attempts):
@@ -211,11 +365,10 @@ def _conform(
                 violations.append(
                     FieldViolation(f"{path}.price.currency", f"series is in {definition.unit}")
                 )
-        elif isinstance(value, Volume):
-            if value.unit and value.unit != definition.unit:
-                violations.append(
-                    FieldViolation(f"{path}.volume.unit", f"series is in {definition.unit}")
-                )
+        elif isinstance(value, Volume) and value.unit and value.unit != definition.unit:
+            violations.append(
+                FieldViolation(f"{path}.volume.unit", f"series is in {definition.unit}")
+            )
         out.append((snap, value))
     if violations:
         raise InvalidArgument(violations)
