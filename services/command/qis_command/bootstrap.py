@@ -14,6 +14,7 @@ from qis_runtime.server import QisServer, ServiceBinding
 
 from qis_command.application.handlers import CommandHandlers
 from qis_command.application.repository import Repository
+from qis_command.application.scheduler import Scheduler
 from qis_command.entrypoints.grpc_service import CommandService
 from qis_command.settings import CommandSettings
 
@@ -25,8 +26,12 @@ class CommandApp:
     store: EventStore
     handlers: CommandHandlers
     server: QisServer
+    scheduler: Scheduler | None
+    scheduler_store: EventStore | None
 
     async def close(self) -> None:
+        if self.scheduler_store is not None:
+            await self.scheduler_store.close()
         await self.store.close()
 
 
@@ -46,4 +51,16 @@ async def build(settings: CommandSettings) -> CommandApp:
     binding = ServiceBinding(
         SERVICE_NAME, command_service_pb2_grpc.add_CommandServiceServicer_to_server, servicer
     )
-    return CommandApp(store, handlers, QisServer(settings.command_address, [binding]))
+    scheduler = scheduler_store = None
+    if settings.scheduler_enabled:
+        # Its own connection: a catch-up read must not queue behind the command appends.
+        scheduler_store = await open_event_store(settings.resolved_event_store_uri())
+        scheduler = Scheduler(
+            scheduler_store,
+            handlers,
+            wall_clock_us,
+            settings.scheduler_tick_s,
+            settings.metrics_grace_s,
+        )
+    server = QisServer(settings.command_address, [binding])
+    return CommandApp(store, handlers, server, scheduler, scheduler_store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from qis_runtime.logs import configure_logging
@@ -20,9 +21,21 @@ async def serve(settings: CommandSettings) -> None:
         port = await app.server.start()
         await app.server.mark_serving()
         log.info("command service listening on port %d", port)
+        scheduling = asyncio.create_task(app.scheduler.run()) if app.scheduler else None
+        if scheduling is not None:
+            scheduling.add_done_callback(_report_crash)
         await run_until_signalled(app.server, settings.shutdown_grace_s)
+        if scheduling is not None:
+            scheduling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduling
     finally:
         await app.close()
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the scheduler stopped", exc_info=task.exception())
 
 
 def main() -> None:

@@ -10,3 +10,11 @@ class CommandSettings(CommonSettings):
     """host:port the command service listens on (QIS_COMMAND_ADDRESS); port 0 picks a free one."""
     aggregate_cache_size: int = 4096
     """Aggregates kept in memory between commands (QIS_AGGREGATE_CACHE_SIZE)."""
+    scheduler_enabled: bool = True
+    """Run the process manager for time-driven work in this process (QIS_SCHEDULER_ENABLED).
+    Safe to run in several instances: its commands have deterministic ids."""
+    scheduler_tick_s: float = 1.0
+    """How often it looks for work that fell due (QIS_SCHEDULER_TICK_S)."""
+    metrics_grace_s: float = 3600.0
+    """Quality metrics of a window are calculated this long after it closes, so that late
+    values count (QIS_METRICS_GRACE_S)."""
