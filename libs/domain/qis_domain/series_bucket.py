@@ -210,14 +210,16 @@ class SeriesBucket:
             snaps.append(snap_us)
             offsets.append(snap.offset_s)
             raws.append(raw)
-            new_issues = issues_of(ctx.command_id, snap_us, source_id, failures) if failures else []
-            issues.extend(new_issues)
             before = self.observed.get(snap_us)
             observed = {} if before is None else dict(before)
             known_before = source_id in observed
-            observed[source_id] = Observed(
-                raw, ctx.user_id, tuple(failures), tuple(i.issue_id for i in new_issues)
-            )
+            if failures:
+                new_issues = issues_of(ctx.command_id, snap_us, source_id, failures)
+                issues.extend(new_issues)
+                ids = tuple(i.issue_id for i in new_issues)
+                observed[source_id] = Observed(raw, ctx.user_id, tuple(failures), ids)
+            else:
+                observed[source_id] = Observed(raw, ctx.user_id)
             candidate: Candidate | None
             if len(observed) == 1 and not failures:
                 # The bulk-load case, kept cheap: nothing to reconcile, nothing to penalise.
