@@ -16,6 +16,7 @@ from qis_adapters.readstore.port import (
     OfficialVersion,
     ProjectionBatch,
     QualityIssue,
+    QualityMetrics,
     SeriesEntry,
     VersionClosure,
 )
@@ -26,7 +27,14 @@ from qis_domain.events import (
     DataRestated,
     DataSourceConfigured,
     DataSourceRegistered,
+    ManualOverrideExpired,
+    ManualOverrideSet,
+    PublicationScheduled,
+    QualityApproved,
     QualityIssueDetected,
+    QualityMetricsCalculated,
+    QualityOverridden,
+    QualityRejected,
     SchemaEvolved,
     SeriesDefined,
     SourceAdded,
@@ -116,6 +124,40 @@ class Projection:
         elif isinstance(event, DataSourceRegistered | DataSourceConfigured):
             details = {"source": event.source_id, **event.config.model_dump(mode="json")}
             self._audit_series(decoded, "", recorded_at, details)
+        elif isinstance(event, QualityApproved | QualityRejected | QualityOverridden):
+            for i, (issue_id, snap_us) in enumerate(zip(event.issue_ids, event.snaps, strict=True)):
+                details = {"issue_id": issue_id, "reason": event.reason}
+                self._audit_point(decoded, event.series_id, snap_us, i, recorded_at, details)
+        elif isinstance(event, ManualOverrideSet):
+            for i, (snap_us, expiry, code) in enumerate(
+                zip(event.snaps, event.expires_us, event.reason_codes, strict=True)
+            ):
+                details = {"expires_us": expiry, "reason_code": code}
+                self._audit_point(decoded, event.series_id, snap_us, i, recorded_at, details)
+        elif isinstance(event, ManualOverrideExpired | PublicationScheduled):
+            due = (
+                event.due_us if isinstance(event, PublicationScheduled) else [0] * len(event.snaps)
+            )
+            for i, (snap_us, due_us) in enumerate(zip(event.snaps, due, strict=True)):
+                details = {"due_us": due_us} if due_us else {}
+                self._audit_point(decoded, event.series_id, snap_us, i, recorded_at, details)
+        elif isinstance(event, QualityMetricsCalculated):
+            b.metrics.append(
+                QualityMetrics(
+                    series_id=event.series_id,
+                    window_start_us=event.window_start_us,
+                    window_end_us=event.window_end_us,
+                    accuracy=float(event.accuracy),
+                    completeness=float(event.completeness),
+                    timeliness=float(event.timeliness),
+                    consistency=float(event.consistency),
+                    calculated_at_us=recorded_at,
+                    position=position,
+                )
+            )
+            self._audit_series(
+                decoded, event.series_id, recorded_at, event.model_dump(exclude={"series_id"})
+            )
         elif isinstance(event, DataReconciled):
             pass  # candidates live in the write model; the read side serves official values
 
@@ -166,21 +208,34 @@ class Projection:
                 )
             )
             if per_point_audit:
-                b.audit.append(
-                    AuditEntry(
-                        position=position,
-                        index=i,
-                        recorded_at_us=recorded_at,
-                        series_id=event.series_id,
-                        snap_us=row.snap_us,
-                        action=event.event_type,
-                        user_id=meta.user_id,
-                        command_id=meta.command_id,
-                        details={"version": row.version, "reason": row.reason, "cause": row.cause},
-                    )
-                )
+                details = {"version": row.version, "reason": row.reason, "cause": row.cause}
+                self._audit_point(decoded, event.series_id, row.snap_us, i, recorded_at, details)
         if not per_point_audit:
             self._audit_series(decoded, event.series_id, recorded_at, _span(event.snaps))
+
+    def _audit_point(
+        self,
+        decoded: DecodedEvent,
+        series_id: str,
+        snap_us: int,
+        index: int,
+        recorded_at: int,
+        details: dict[str, Any],
+    ) -> None:
+        meta = decoded.metadata
+        self.batch.audit.append(
+            AuditEntry(
+                position=decoded.record.position,
+                index=index,
+                recorded_at_us=recorded_at,
+                series_id=series_id,
+                snap_us=snap_us,
+                action=decoded.event.event_type,
+                user_id=meta.user_id,
+                command_id=meta.command_id,
+                details=details,
+            )
+        )
 
     def _audit_series(
         self, decoded: DecodedEvent, series_id: str, recorded_at: int, details: dict[str, Any]
