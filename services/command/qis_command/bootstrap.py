@@ -61,6 +61,7 @@ async def build(settings: CommandSettings) -> CommandApp:
             wall_clock_us,
             settings.scheduler_tick_s,
             settings.metrics_grace_s,
+            settings.metrics_quiet_s,
         )
     server = QisServer(settings.command_address, [binding])
     return CommandApp(store, handlers, server, scheduler, scheduler_store)

@@ -18,3 +18,6 @@ class CommandSettings(CommonSettings):
     metrics_grace_s: float = 3600.0
     """Quality metrics of a window are calculated this long after it closes, so that late
     values count (QIS_METRICS_GRACE_S)."""
+    metrics_quiet_s: float = 60.0
+    """...and only once no new value has been published in it for this long
+    (QIS_METRICS_QUIET_S)."""

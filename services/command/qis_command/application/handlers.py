@@ -349,8 +349,13 @@ def _conform(
     """Values must be of the series' type; a missing currency/unit takes the series' one."""
     violations: list[FieldViolation] = []
     out: list[tuple[Snap, DataValue]] = []
+    first_index: dict[int, int] = {}
     for i, (snap, value) in enumerate(points):
         path = field or f"points[{i}].value"
+        if (j := first_index.setdefault(snap.utc_us, i)) != i:
+            violations.append(
+                FieldViolation(f"points[{i}].snap", f"the same instant as points[{j}].snap")
+            )
         if value.data_type is not definition.data_type:
             violations.append(
                 FieldViolation(

@@ -69,15 +69,21 @@ class Scheduler:
         clock_us: Callable[[], int],
         tick_s: float = 1.0,
         metrics_grace_s: float = 3600.0,
+        metrics_quiet_s: float = 60.0,
     ) -> None:
         self._store = store
         self._handlers = handlers
         self._clock_us = clock_us
         self._tick_s = tick_s
         self._grace_us = int(metrics_grace_s * 1_000_000)
+        self._quiet_us = int(metrics_quiet_s * 1_000_000)
         self._codec = EventCodec()
         self._frequencies: dict[str, Frequency] = {}
         self.pending: dict[Due, set[int]] = {}  # what falls due -> the times it falls due
+        # Metrics of a window wait until it is closed and quiet, so a bulk load of history
+        # (or the catch-up after a restart) is measured once, complete. The count of
+        # publications seen goes into the command id: new data later, new calculation.
+        self.windows: dict[Due, tuple[int, int]] = {}  # -> (publications seen, last seen at)
         self.fired = 0
 
     async def run(self) -> None:
@@ -114,16 +120,23 @@ class Scheduler:
                         Due("override", event.series_id, bucket_of(snap_us, frequency)), expiry
                     )
         elif isinstance(event, DataPublished | DataRestated):
+            now = self._clock_us()
             for start, end in {_window(s, frequency) for s in event.snaps}:
-                self._add(Due("metrics", event.series_id, start, end), end + self._grace_us)
+                due = Due("metrics", event.series_id, start, end)
+                seen, _ = self.windows.get(due, (0, 0))
+                self.windows[due] = (seen + 1, now)
 
     def _add(self, due: Due, at_us: int) -> None:
         self.pending.setdefault(due, set()).add(at_us)
 
     async def fire_due(self) -> None:
         now = self._clock_us()
+        for window, (seen, last_seen) in list(self.windows.items()):
+            if now >= max(window.end_us + self._grace_us, last_seen + self._quiet_us):
+                self._add(window, seen)  # "when" is the publication count: see `windows`
+                del self.windows[window]
         for due, times in list(self.pending.items()):
-            reached = [t for t in times if t <= now]
+            reached = list(times) if due.kind == "metrics" else [t for t in times if t <= now]
             if not reached:
                 continue
             latest = max(reached)

@@ -103,8 +103,14 @@ class CommandService(pb_grpc.CommandServiceServicer):
             except DomainError as error:
                 yield pb.BulkIngestResponse(command_id=chunk.command_id, error=status_of(error))
                 continue
-            except ConcurrencyExhausted as error:
-                status = status_pb2.Status(code=code_pb2.ABORTED, message=str(error))
+            except (ConcurrencyExhausted, EventStoreUnavailable) as error:
+                # Retryable: the chunk stored nothing, and the stream stays usable.
+                code = (
+                    code_pb2.ABORTED
+                    if isinstance(error, ConcurrencyExhausted)
+                    else code_pb2.UNAVAILABLE
+                )
+                status = status_pb2.Status(code=code, message=str(error))
                 yield pb.BulkIngestResponse(command_id=chunk.command_id, error=status)
                 continue
             yield pb.BulkIngestResponse(

@@ -1,0 +1,84 @@
+"""Where the command service is and who the caller is, with the same QIS_* variables the
+services read, so `qis up` and the other subcommands agree without flags."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+
+from qis_cli.errors import CliError
+
+COMMAND_ADDRESS_ENV = "QIS_COMMAND_ADDRESS"
+DEFAULT_COMMAND_ADDRESS = "127.0.0.1:50051"
+USER_ENV = "QIS_USER"
+# The development-mode identity header named in the contract (command_service.proto).
+IDENTITY_HEADER = "x-qis-user"
+CONNECT_TIMEOUT_S = 5.0
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def default_command_address() -> str:
+    return os.environ.get(COMMAND_ADDRESS_ENV) or DEFAULT_COMMAND_ADDRESS
+
+
+def default_user() -> str:
+    if user := os.environ.get(USER_ENV):
+        return user
+    try:
+        return getpass.getuser()
+    except OSError:
+        # No login name (e.g. a container user without a passwd entry): the server will ask
+        # for one, with a hint to pass --user.
+        return ""
+
+
+def identity(user: str) -> Metadata:
+    return ((IDENTITY_HEADER, user),)
+
+
+def normalise_name(value: str, collection: str) -> str:
+    """Accept both the id ("spx") and the resource name ("series/spx"); return the id."""
+    prefix = f"{collection}/"
+    return value[len(prefix) :] if value.startswith(prefix) else value
+
+
+@contextmanager
+def command_channel(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Iterator[grpc.Channel]:
+    """A channel that is known to be connected: an unreachable service is then one clear
+    message up front rather than an UNAVAILABLE from the middle of a stream."""
+    channel = grpc.insecure_channel(address)
+    try:
+        if not _connected(channel, timeout_s):
+            raise CliError(f"cannot reach the command service at {address} — is `qis up` running?")
+        yield channel
+    finally:
+        channel.close()
+
+
+def _connected(channel: grpc.Channel, timeout_s: float) -> bool:
+    """True once connected; False at the first failure rather than after the timeout:
+    grpc.channel_ready_future would keep retrying a refused connection for all of it."""
+    outcome: queue.Queue[bool] = queue.Queue()
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state is grpc.ChannelConnectivity.READY:
+            outcome.put(True)
+        elif state in (
+            grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+            grpc.ChannelConnectivity.SHUTDOWN,
+        ):
+            outcome.put(False)
+
+    channel.subscribe(watch, try_to_connect=True)
+    try:
+        return outcome.get(timeout=timeout_s)
+    except queue.Empty:
+        return False
+    finally:
+        channel.unsubscribe(watch)

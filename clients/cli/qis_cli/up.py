@@ -1,0 +1,229 @@
+"""`qis up`: the qis processes on one machine with embedded defaults, for a first run.
+
+Each process is started as it would be alone (its console script, configured by QIS_*
+variables), so what works under `qis up` works in production, and the reverse.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from qis_cli.errors import EXIT_OK, CliError
+
+STARTUP_TIMEOUT_S = 30.0
+# Beyond the grace period a service gives in-flight calls after SIGTERM (QIS_SHUTDOWN_GRACE_S),
+# before it is killed.
+STOP_MARGIN_S = 5.0
+_POLL_S = 0.1
+EXIT_SERVICE_FAILED = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    script: str
+    """Console script, as declared in pyproject.toml."""
+    address_env: str
+    """The QIS_* variable the service itself reads its listening address from."""
+    default_address: str
+
+
+# In start order (stopped in reverse). A process that is not built yet is skipped with a note.
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("qis-command", "QIS_COMMAND_ADDRESS", "127.0.0.1:50051"),
+    ServiceSpec("qis-projector", "QIS_PROJECTOR_ADDRESS", "127.0.0.1:50053"),
+    ServiceSpec("qis-query", "QIS_QUERY_ADDRESS", "127.0.0.1:50052"),
+)
+
+
+def address_of(spec: ServiceSpec, env: dict[str, str]) -> str:
+    return env.get(spec.address_env) or spec.default_address
+
+
+def dial_address(address: str) -> tuple[str, int]:
+    """Where a client on this machine reaches a listening address: a wildcard host ("0.0.0.0",
+    "[::]") listens on loopback too."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise CliError(f"{address!r} is not a host:port address")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return host, int(port)
+
+
+def locate(script: str) -> Path | None:
+    """The console script, if the code behind it exists. pyproject.toml declares all three
+    processes, so the scripts are installed before their packages are written."""
+    entry = next(iter(importlib.metadata.entry_points(group="console_scripts", name=script)), None)
+    if entry is not None:
+        try:
+            if importlib.util.find_spec(entry.module) is None:
+                return None
+        except ModuleNotFoundError:
+            return None
+    beside = Path(sys.executable).parent / script
+    if beside.exists():
+        return beside
+    found = shutil.which(script)
+    return Path(found) if found else None
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class _Child:
+    spec: ServiceSpec
+    address: str
+    process: subprocess.Popen[bytes]
+
+
+class Supervisor:
+    def __init__(self, data_dir: Path, out: TextIO) -> None:
+        self._env = {**os.environ, "QIS_DATA_DIR": str(data_dir)}
+        self._data_dir = data_dir
+        self._out = out
+        self._children: list[_Child] = []
+        self._stop = threading.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def run(self, specs: Sequence[ServiceSpec] = SERVICES) -> int:
+        planned = self._plan(specs)
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for spec, executable, address in planned:
+                if not self._start(spec, executable, address):
+                    return EXIT_OK if self._stop.is_set() else EXIT_SERVICE_FAILED
+            self._say(f"data in {self._data_dir}; Ctrl-C stops everything")
+            return self._watch()
+        finally:
+            self._stop_all()
+
+    def _plan(self, specs: Sequence[ServiceSpec]) -> list[tuple[ServiceSpec, Path, str]]:
+        planned = []
+        for spec in specs:
+            executable = locate(spec.script)
+            if executable is None:
+                self._say(f"{spec.script:<14} not built yet, skipped")
+                continue
+            address = address_of(spec, self._env)
+            host, port = dial_address(address)
+            if port == 0:
+                raise CliError(
+                    f"{spec.address_env}={address}: `qis up` needs a fixed port to tell clients"
+                    " where the service is"
+                )
+            if _listening(host, port):
+                # Checked before starting: otherwise the health check below could be answered
+                # by whatever already listens there (often an earlier `qis up`).
+                raise CliError(f"{address} is already in use ({spec.script}: {spec.address_env})")
+            planned.append((spec, executable, address))
+        if not planned:
+            raise CliError("none of the qis services is installed in this environment")
+        return planned
+
+    def _start(self, spec: ServiceSpec, executable: Path, address: str) -> bool:
+        env = {**self._env, spec.address_env: address}
+        # Own process group: Ctrl-C in the terminal reaches only `qis up`, which then stops the
+        # services one by one, newest first, instead of all of them racing.
+        process = subprocess.Popen([str(executable)], env=env, process_group=0)
+        child = _Child(spec, address, process)
+        self._children.append(child)
+        problem = self._wait_serving(child)
+        if problem is not None:
+            self._say(f"{spec.script:<14} {problem}")
+            return False
+        self._say(f"{spec.script:<14} serving on {address}")
+        return True
+
+    def _wait_serving(self, child: _Child) -> str | None:
+        host, port = dial_address(child.address)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        with grpc.insecure_channel(f"{host}:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if (code := child.process.poll()) is not None:
+                    return f"{_ended(code)} while starting"
+                if self._stop.is_set():
+                    return "start interrupted"
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return None
+                except grpc.RpcError:
+                    pass  # not listening yet
+                self._stop.wait(_POLL_S)
+        return f"not SERVING on {child.address} after {STARTUP_TIMEOUT_S:.0f} s"
+
+    def _watch(self) -> int:
+        while not self._stop.wait(0.5):
+            for child in self._children:
+                if (code := child.process.poll()) is not None:
+                    self._say(f"{child.spec.script:<14} {_ended(code)}; stopping the others")
+                    return EXIT_SERVICE_FAILED
+        return EXIT_OK
+
+    def _stop_all(self) -> None:
+        running = [c for c in reversed(self._children) if c.process.poll() is None]
+        grace = float(self._env.get("QIS_SHUTDOWN_GRACE_S") or 10.0) + STOP_MARGIN_S
+        for child in running:
+            child.process.terminate()
+            try:
+                child.process.wait(grace)
+                self._say(f"{child.spec.script:<14} stopped")
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+                self._say(f"{child.spec.script:<14} killed after {grace:.0f} s")
+        self._children.clear()
+
+    def _say(self, line: str) -> None:
+        print(line, file=self._out, flush=True)
+
+
+def _ended(returncode: int) -> str:
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
+
+
+def run_up(data_dir: Path, out: TextIO = sys.stdout) -> int:
+    supervisor = Supervisor(data_dir.resolve(), out)
+    previous: dict[
+        signal.Signals, signal.Handlers | Callable[[int, FrameType | None], object] | int | None
+    ] = {}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        supervisor.request_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, on_signal)
+    try:
+        return supervisor.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,130 @@
+"""Deterministic chunk ids, and a rejected chunk's violations mapped back to file rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qis_cli.chunks import (
+    Chunk,
+    ImportKey,
+    chunks_of,
+    column_of,
+    file_digest,
+    judge_rejection,
+    retry_id,
+)
+from qis_cli.errors import Violation
+from qis_cli.readers import Row
+
+
+def _ids(path: Path, series: str = "spx", source: str = "csv", size: int = 2) -> list[str]:
+    key = ImportKey(file_digest(path), series, source, size)
+    rows = (Row(n, f"snap{n}", "1") for n in range(2, 7))
+    return [chunk.command_id for chunk in chunks_of(rows, key)]
+
+
+def test_the_same_file_gives_the_same_ids(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_bytes(b"snap,value\n2024-01-01T00:00:00Z,1.5\n")
+    first = _ids(path)
+    assert len(first) == 3 == len(set(first))
+    assert _ids(path) == first
+    copy = tmp_path / "elsewhere.csv"
+    copy.write_bytes(path.read_bytes())
+    assert _ids(copy) == first, "ids depend on content, not on the file's name"
+
+
+def test_any_change_of_input_gives_new_ids(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_bytes(b"snap,value\n2024-01-01T00:00:00Z,1.5\n")
+    first = set(_ids(path))
+    path.write_bytes(b"snap,value\n2024-01-01T00:00:00Z,1.6\n")  # one byte
+    assert first.isdisjoint(_ids(path))
+    path.write_bytes(b"snap,value\n2024-01-01T00:00:00Z,1.5\n")
+    assert first.isdisjoint(_ids(path, series="ndx"))
+    assert first.isdisjoint(_ids(path, source="feed"))
+    assert first.isdisjoint(_ids(path, size=3))
+
+
+def _chunk(size: int, first_line: int = 2) -> Chunk:
+    rows = tuple(Row(first_line + i, f"s{i}", f"{i}.5") for i in range(size))
+    return Chunk("chunk-0", 0, rows)
+
+
+def test_violations_map_to_file_rows_and_the_other_rows_are_resent() -> None:
+    chunk = _chunk(5)
+    rejection = judge_rejection(
+        chunk,
+        [
+            Violation("points[3].snap", "no UTC offset"),
+            Violation("points[1].value.price.value", "'NaN' is not a finite decimal number"),
+            Violation("points[3].value.price.currency", "series is in USD"),
+        ],
+        "unused",
+    )
+    assert [(p.rows[0].number, p.field, p.reason) for p in rejection.problems] == [
+        (3, "value", "'NaN' is not a finite decimal number"),
+        (5, "snap", "no UTC offset"),
+        (5, "currency", "series is in USD"),
+    ]
+    assert rejection.rejected_rows == 2
+    retry = rejection.retry
+    assert retry is not None
+    assert retry.command_id == retry_id("chunk-0") != "chunk-0"
+    assert retry.resent
+    assert [r.number for r in retry.rows] == [2, 4, 6]
+
+
+def test_indexes_of_a_resent_chunk_refer_to_its_own_rows() -> None:
+    resent = Chunk(retry_id("chunk-0"), 0, (Row(2, "a", "1"), Row(4, "b", "x"), Row(6, "c", "3")))
+    rejection = judge_rejection(resent, [Violation("points[1].value", "wrong kind")], "unused")
+    assert [p.rows[0].number for p in rejection.problems] == [4]
+    assert rejection.retry is not None
+    assert rejection.retry.command_id == retry_id(resent.command_id)
+    assert [r.number for r in rejection.retry.rows] == [2, 6]
+
+
+def test_a_violation_naming_no_point_rejects_the_whole_chunk() -> None:
+    chunk = _chunk(4)
+    rejection = judge_rejection(
+        chunk,
+        [
+            Violation("points[2].value.price.value", "'x' is not a finite decimal number"),
+            Violation("points", "snaps must be unique within one command"),
+        ],
+        "unused",
+    )
+    assert rejection.retry is None
+    assert rejection.rejected_rows == 4
+    whole = rejection.problems[-1]
+    assert [r.number for r in whole.rows] == [2, 3, 5]
+    assert (whole.field, whole.reason) == ("points", "snaps must be unique within one command")
+
+
+def test_an_index_beyond_the_chunk_is_not_trusted() -> None:
+    rejection = judge_rejection(_chunk(2), [Violation("points[9].snap", "?")], "unused")
+    assert rejection.retry is None
+    assert rejection.rejected_rows == 2
+
+
+def test_a_status_without_violations_rejects_the_chunk_with_its_message() -> None:
+    rejection = judge_rejection(_chunk(2), [], "ABORTED: gave up after 5 conflicting attempts")
+    assert rejection.retry is None
+    assert [(p.field, p.reason) for p in rejection.problems] == [
+        ("", "ABORTED: gave up after 5 conflicting attempts")
+    ]
+
+
+def test_a_chunk_with_only_bad_rows_is_not_resent() -> None:
+    rejection = judge_rejection(_chunk(1), [Violation("points[0].snap", "?")], "unused")
+    assert rejection.retry is None
+    assert rejection.rejected_rows == 1
+
+
+def test_column_names_for_violation_paths() -> None:
+    assert column_of("snap") == "snap"
+    assert column_of("value.price.value") == "value"
+    assert column_of("value.volume.quantity") == "value"
+    assert column_of("value.price.currency") == "currency"
+    assert column_of("value.volume.unit") == "unit"
+    assert column_of(None) == "point"

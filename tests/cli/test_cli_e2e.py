@@ -1,0 +1,171 @@
+"""`qis` against a real `qis-command` process: definitions, a 10,000-row import, its re-run, and
+an import with malformed rows."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from qis_cli.main import main
+
+from tests.cli.cli_support import CommandService, Outcome, Qis, SeriesSetup, free_port
+
+pytestmark = pytest.mark.e2e
+
+_FIRST_DAY = date(1990, 1, 1)
+
+
+def _snap(day: int) -> str:
+    return f"{_FIRST_DAY + timedelta(days=day)}T21:00:00Z"
+
+
+def _write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("snap,value\n" + "".join(f"{s},{v}\n" for s, v in rows))
+    return path
+
+
+def _count(label: str, out: str) -> int:
+    match = re.search(rf"^\s+{label}:\s+([\d,]+)", out, re.MULTILINE)
+    assert match is not None, f"no '{label}' in:\n{out}"
+    return int(match[1].replace(",", ""))
+
+
+def _ingest(qis: Qis, path: Path, series: SeriesSetup, *options: str) -> Outcome:
+    return qis(
+        "ingest", str(path), "--series", series.series_id, "--source", series.source_id, *options
+    )
+
+
+def _ingested_events(service: CommandService, series_id: str) -> int:
+    """DataIngested events of one series, read from the store next to the running service.
+    Not the head position: the service appends quality metrics in the background after an
+    ingest, so the head moves on its own."""
+    with sqlite3.connect(f"file:{service.events_db}?mode=ro", uri=True) as db:
+        (count,) = db.execute(
+            "SELECT count(*) FROM events WHERE type = 'DataIngested' AND stream LIKE ?",
+            (f"series/{series_id}/%",),
+        ).fetchone()
+    return int(count)
+
+
+def test_an_import_and_its_rerun(
+    qis: Qis, price_series: SeriesSetup, command_service: CommandService, tmp_path: Path
+) -> None:
+    rows = [(_snap(i), f"{100 + i / 1000:.3f}") for i in range(10_000)]
+    prices = _write_csv(tmp_path / "prices.csv", rows)
+    first = _ingest(qis, prices, price_series)
+    assert first.code == 0, first.out + first.err
+    assert _count("accepted", first.out) == 10_000
+    assert _count("rejected", first.out) == 0
+    position = _count("last commit position", first.out)
+    assert position > 0
+    ingested = _ingested_events(command_service, price_series.series_id)
+    assert ingested > 0
+
+    again = _ingest(qis, prices, price_series)
+    assert again.code == 0, again.out + again.err
+    assert _count("duplicates", again.out) == 10_000
+    assert _count("accepted", again.out) == 0
+    assert _count("last commit position", again.out) == position
+    assert _ingested_events(command_service, price_series.series_id) == ingested
+
+
+def test_malformed_rows_are_reported_and_the_rest_imported(
+    qis: Qis, price_series: SeriesSetup, tmp_path: Path
+) -> None:
+    rows = [(_snap(i), f"{50 + i}.25") for i in range(2_500)]
+    rows[7] = (rows[7][0], "NaN")  # line 9: header is line 1
+    rows[1_203] = (rows[1_203][0].removesuffix("Z"), rows[1_203][1])  # line 1205, naive
+    rows[1_500] = (rows[1_500][0], "-4.5")  # well-formed but not positive: stored and flagged
+    prices = _write_csv(tmp_path / "mixed.csv", rows)
+
+    result = _ingest(qis, prices, price_series, "--chunk-size", "1000")
+
+    assert result.code == 1, result.out + result.err
+    assert _count("accepted", result.out) == 2_498
+    assert _count("rejected", result.out) == 2
+    assert "(flagged by quality rules: 1)" in result.out
+    assert "line 9: value: 'NaN' is not a finite decimal number" in result.out
+    assert re.search(r"line 1205: snap: '[^']+' has no UTC offset", result.out)
+    assert "2 re-sent with their valid rows only" in result.out
+
+    rerun = _ingest(qis, prices, price_series, "--chunk-size", "1000")
+    assert rerun.code == 1
+    # The valid rows of the rejected chunks went in under derived ids: duplicates now.
+    assert _count("duplicates", rerun.out) == 2_498
+    assert _count("accepted", rerun.out) == 0
+
+
+def test_an_unknown_series_stops_the_import(
+    qis: Qis, price_series: SeriesSetup, tmp_path: Path
+) -> None:
+    prices = _write_csv(tmp_path / "p.csv", [(_snap(i), "1") for i in range(3_000)])
+    unknown = SeriesSetup("no-such-series", price_series.source_id)
+    result = _ingest(qis, prices, unknown, "--chunk-size", "100", "--in-flight", "2")
+    assert result.code == 2
+    assert "import stopped: NOT_FOUND: series/no-such-series not found" in result.out
+    # Stopped after the first answers, not after sending the whole file.
+    assert _count("rows read", result.out) < 3_000
+
+
+def test_a_volume_file_into_a_price_series_is_refused_clearly(
+    qis: Qis, price_series: SeriesSetup, tmp_path: Path
+) -> None:
+    volumes = _write_csv(tmp_path / "v.csv", [(_snap(0), "1000")])
+    result = _ingest(qis, volumes, price_series, "--type", "volume")
+    assert result.code == 2
+    assert "does not take volume values" in result.out
+    assert "supports price and volume series for now" in result.out
+
+
+def test_definition_errors_show_code_and_fields(qis: Qis, price_series: SeriesSetup) -> None:
+    result = qis(
+        "define-series", "cli-test-bad", "--type", "price", "--frequency", "daily",
+        "--source", price_series.source_id, "--source", price_series.source_id,
+        "--time-zone", "Mars/Olympus",
+    )  # fmt: skip
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        "qis define-series: INVALID_ARGUMENT",
+        "  series.sources[1].source: listed twice",
+        "  series.unit: a currency or unit is required",
+        "  series.time_zone: unknown time zone 'Mars/Olympus'",
+    ]
+
+    again = qis(
+        "define-series", price_series.series_id, "--type", "price", "--frequency", "daily",
+        "--unit", "USD", "--source", price_series.source_id,
+    )  # fmt: skip
+    assert again.code == 1
+    assert f"ALREADY_EXISTS: series/{price_series.series_id} already exists" in again.err
+
+
+def test_a_repeated_command_id_changes_nothing(qis: Qis) -> None:
+    first = qis("register-source", "cli-test-fixed", "--provider", "file", "--command-id", "c-1")
+    again = qis("register-source", "cli-test-fixed", "--provider", "file", "--command-id", "c-1")
+    assert first.code == again.code == 0
+    assert "already done by this command id, nothing changed" in again.out
+    position = re.search(r"commit position (\d+)", first.out)
+    assert position is not None
+    assert f"commit position {position[1]}" in again.out
+
+
+def test_no_identity_and_no_service_are_one_clear_line(
+    command_service: CommandService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prices = _write_csv(tmp_path / "p.csv", [(_snap(0), "1")])
+    args = ["ingest", str(prices), "--series", "s", "--source", "f"]
+
+    assert main([*args, "--address", command_service.address, "--user", "no spaces"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qis ingest: UNAUTHENTICATED: missing or invalid 'x-qis-user'")
+    assert "pass --user NAME or set QIS_USER" in err
+
+    assert main([*args, "--address", f"127.0.0.1:{free_port()}", "--user", "someone"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the command service at 127.0.0.1:" in err
+    assert "is `qis up` running?" in err
+    assert "Traceback" not in err
