@@ -20,4 +20,4 @@ mapfile -t files < <(find protos -name '*.proto' | sort)
 # Packages, so that setuptools and mypy see the generated modules.
 find "$out/qis" -type d -exec sh -c 'touch "$1/__init__.py"' _ {} \;
 touch "$out/qis/py.typed"
-echo "generated $(find "$out/qis" -name '*_pb2*.py' | wc -l) modules into $out"
+echo "generated $(find "$out/qis" -name "*_pb2*.py" | wc -l) modules into $out"

@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# One image for the three qis processes. Which one a container runs is its command:
+#   docker run IMAGE qis-command | qis-projector | qis-query     (see docker-compose.yml)
+# The default command, `qis up`, runs all three in one container on the embedded SQLite stores
+# (data in /var/lib/qis: mount a volume there to keep it).
+
+# --- build: a virtual environment with the project and its dependencies ---------------------------
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/qis
+WORKDIR /src
+# Dependencies first, from pyproject.toml alone, so that editing the code does not reinstall them.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && /opt/qis/bin/pip install -r /tmp/requirements.txt
+# The code: the generated protobuf modules are committed under libs/contracts, so no protoc here.
+COPY libs ./libs
+COPY services ./services
+COPY clients ./clients
+RUN /opt/qis/bin/pip install --no-deps .
+
+# --- runtime --------------------------------------------------------------------------------------
+FROM python:3.11-slim
+RUN groupadd --system --gid 10001 qis \
+    && useradd --system --uid 10001 --gid qis --home-dir /var/lib/qis --shell /usr/sbin/nologin qis \
+    && install -d -o qis -g qis -m 0750 /var/lib/qis
+COPY --from=build /opt/qis /opt/qis
+# Container defaults: listen on every interface (the processes' own defaults are 127.0.0.1, right
+# for a laptop, unreachable from outside a container). Everything else is a QIS_* variable too.
+ENV PATH=/opt/qis/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    QIS_DATA_DIR=/var/lib/qis \
+    QIS_COMMAND_ADDRESS=0.0.0.0:50051 \
+    QIS_QUERY_ADDRESS=0.0.0.0:50052 \
+    QIS_PROJECTOR_ADDRESS=0.0.0.0:50053
+WORKDIR /var/lib/qis
+USER qis:qis
+# 50051 command, 50052 query, 50053 projector (health only). All serve grpc.health.v1.
+EXPOSE 50051 50052 50053
+# The processes stop gracefully on SIGTERM (health NOT_SERVING, then a QIS_SHUTDOWN_GRACE_S drain).
+STOPSIGNAL SIGTERM
+CMD ["qis", "up"]

@@ -1,0 +1,283 @@
+"""Structural checks of docker-compose.yml and the Dockerfile, without a Docker engine.
+
+They hold the deployment files to the code they deploy: every QIS_* variable is a real setting
+of the process it configures, every command is a declared console script, every service is
+health-checked through grpc.health.v1 (and that check is run here against a real server), and
+the services wait for healthy stores.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+import pytest
+import yaml
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from kurrentdbclient.connection_spec import ConnectionSpec
+from pydantic_settings import BaseSettings
+from qis_command.settings import CommandSettings
+from qis_projector.settings import ProjectorSettings
+from qis_query.settings import QuerySettings
+from qis_runtime.settings import CommonSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Each qis service, the settings class of the process it runs, and the variable holding the
+# address that process listens on.
+QIS_SERVICES: dict[str, tuple[type[CommonSettings], str]] = {
+    "qis-command": (CommandSettings, "QIS_COMMAND_ADDRESS"),
+    "qis-projector": (ProjectorSettings, "QIS_PROJECTOR_ADDRESS"),
+    "qis-query": (QuerySettings, "QIS_QUERY_ADDRESS"),
+}
+EVENT_STORE = "kurrentdb"
+READ_STORE = "mongo"
+STORES = (EVENT_STORE, READ_STORE)
+# The image default of `${VAR:-default}`, or the value itself.
+_DEFAULT = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:-(?P<default>[^}]+)\}$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    with (ROOT / "docker-compose.yml").open(encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    assert isinstance(doc, dict)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    found = compose["services"]
+    assert isinstance(found, dict)
+    return found
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "use the mapping form of `environment`"
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def setting_names(settings: type[BaseSettings]) -> set[str]:
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    return {(prefix + name).upper() for name in settings.model_fields}
+
+
+def port_of(address: str) -> int:
+    host, _, port = address.rpartition(":")
+    assert host, f"{address!r} is not host:port"
+    return int(port)
+
+
+def image_default(image: str) -> str:
+    match = _DEFAULT.match(image)
+    return match["default"] if match else image
+
+
+def version_of(image: str) -> tuple[int, ...]:
+    tag = image_default(image).rpartition(":")[2]
+    match = re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", tag)
+    assert match, f"{image!r}: pin a version tag"
+    return tuple(int(part) for part in match.groups() if part is not None)
+
+
+def healthcheck_command(service: dict[str, Any]) -> list[str]:
+    test = service["healthcheck"]["test"]
+    assert isinstance(test, list), "exec form (a list) so that no shell is needed"
+    assert test[0] == "CMD"
+    return [str(part) for part in test[1:]]
+
+
+def seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    total = 0.0
+    for value, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration):
+        total += float(value) * units[unit]
+    return total
+
+
+def test_the_qis_services_are_exactly_the_three_processes(services: dict[str, Any]) -> None:
+    assert set(QIS_SERVICES) <= set(services)
+    assert {name for name in services if name.startswith("qis")} == set(QIS_SERVICES)
+
+
+@pytest.mark.parametrize("name", sorted(QIS_SERVICES))
+def test_command_is_a_declared_console_script(services: dict[str, Any], name: str) -> None:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    command = services[name]["command"]
+    assert isinstance(command, list), "exec form, so the process gets SIGTERM directly"
+    assert command[0] == name  # the service runs the process it is named after
+    assert command[0] in scripts
+
+
+@pytest.mark.parametrize("name", sorted(QIS_SERVICES))
+def test_every_qis_variable_is_a_setting_of_that_process(
+    services: dict[str, Any], name: str
+) -> None:
+    settings, _ = QIS_SERVICES[name]
+    env = env_of(services[name])
+    qis_vars = {key for key in env if key.startswith("QIS_")}
+    assert qis_vars, "a qis service is configured by QIS_* variables"
+    unknown = qis_vars - setting_names(settings)
+    # pydantic-settings ignores unknown variables (extra="ignore"): a typo would pass silently.
+    assert not unknown, f"{name}: not fields of {settings.__name__}: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("name", sorted(QIS_SERVICES))
+def test_the_stores_are_the_compose_services_and_not_the_embedded_defaults(
+    services: dict[str, Any], name: str
+) -> None:
+    env = env_of(services[name])
+    # Unset, a process would silently fall back to SQLite files inside its own container.
+    spec = ConnectionSpec(env["QIS_EVENT_STORE_URI"])
+    assert spec.scheme in ("kdb", "kurrentdb", "esdb")
+    assert spec.options.tls is False  # the insecure single node serves no TLS
+    assert [target.partition(":")[0] for target in spec.targets] == [EVENT_STORE]
+    read = urlsplit(env["QIS_READ_STORE_URI"])
+    assert read.scheme == "mongodb"
+    assert read.hostname == READ_STORE
+
+
+@pytest.mark.parametrize("name", sorted(QIS_SERVICES))
+def test_waits_for_healthy_stores(services: dict[str, Any], name: str) -> None:
+    depends_on = services[name]["depends_on"]
+    assert isinstance(depends_on, dict), "long form, to state the condition"
+    for store in STORES:
+        assert depends_on[store]["condition"] == "service_healthy", f"{name} -> {store}"
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_stores_have_healthchecks(services: dict[str, Any], store: str) -> None:
+    command = healthcheck_command(services[store])
+    if store == READ_STORE:
+        assert command[0] == "mongosh"
+        assert "ping" in " ".join(command)
+    else:
+        assert "/health/live" in " ".join(command)
+
+
+def test_kurrentdb_is_recent_enough_for_multi_stream_appends(services: dict[str, Any]) -> None:
+    kurrentdb = services[EVENT_STORE]
+    assert "kurrentdb" in image_default(kurrentdb["image"])
+    assert version_of(kurrentdb["image"])[:2] >= (25, 1)  # multi_append_to_stream
+    env = env_of(kurrentdb)
+    assert env["KURRENTDB_INSECURE"] == "true"
+    assert env["KURRENTDB_CLUSTER_SIZE"] == "1"
+
+
+def test_mongodb_is_a_pinned_supported_major(services: dict[str, Any]) -> None:
+    image = services[READ_STORE]["image"]
+    assert image_default(image).startswith("mongo:")
+    assert version_of(image)[0] in (7, 8)
+
+
+@pytest.mark.parametrize("name", sorted(QIS_SERVICES))
+def test_listens_on_all_interfaces_and_is_health_checked_there(
+    services: dict[str, Any], name: str
+) -> None:
+    _, address_var = QIS_SERVICES[name]
+    service = services[name]
+    address = env_of(service)[address_var]
+    assert address.startswith("0.0.0.0:"), "reachable from outside the container"
+    port = port_of(address)
+    command = healthcheck_command(service)
+    assert command[:2] == ["python", "-c"]
+    assert command[3] == f"127.0.0.1:{port}"
+    for published in service.get("ports", []):
+        assert str(published).rpartition(":")[2] == str(port)
+
+
+@pytest.mark.parametrize("name", sorted(QIS_SERVICES))
+def test_stop_grace_covers_the_drain(services: dict[str, Any], name: str) -> None:
+    service = services[name]
+    settings, _ = QIS_SERVICES[name]
+    drain = float(env_of(service).get("QIS_SHUTDOWN_GRACE_S", settings().shutdown_grace_s))
+    assert seconds(str(service.get("stop_grace_period", "10s"))) > drain
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[str, health.HealthServicer]]:
+    servicer = health.HealthServicer()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", servicer
+    finally:
+        server.stop(None)
+
+
+def test_the_grpc_healthcheck_really_checks_serving(
+    services: dict[str, Any], health_server: tuple[str, health.HealthServicer]
+) -> None:
+    """Runs the compose healthcheck's Python code, as the container would, against a server."""
+    codes = {healthcheck_command(services[name])[2] for name in QIS_SERVICES}
+    assert len(codes) == 1
+    code = codes.pop()
+    address, servicer = health_server
+
+    def check(target: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", code, target], capture_output=True, timeout=30, check=False
+        )
+        return run.returncode
+
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    assert check(address) == 0
+    servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # starting or draining
+    assert check(address) != 0
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        nobody = f"127.0.0.1:{s.getsockname()[1]}"
+    assert check(nobody) != 0
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    joined = re.sub(r"\\\n", " ", text)  # continuation lines
+    found = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            found.append((keyword.upper(), rest.strip()))
+    return found
+
+
+def test_dockerfile_runs_as_non_root_on_python_311_slim() -> None:
+    instructions = dockerfile_instructions()
+    bases = [rest for keyword, rest in instructions if keyword == "FROM"]
+    assert bases
+    assert all(base.split()[0].startswith("python:3.11-slim") for base in bases)
+    final_stage = instructions[
+        max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM") :
+    ]
+    users = [rest for keyword, rest in final_stage if keyword == "USER"]
+    assert users
+    assert users[-1].split(":")[0] not in ("root", "0")
+    assert not [rest for keyword, rest in final_stage if keyword == "ENTRYPOINT"], (
+        "the process is chosen by the command (compose `command:`)"
+    )
+
+
+def test_dockerfile_defaults_are_settings_and_listen_on_all_interfaces() -> None:
+    env: dict[str, str] = {}
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "ENV":
+            env.update(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)", rest))
+    known = set().union(*(setting_names(settings) for settings, _ in QIS_SERVICES.values()))
+    qis_vars = {key for key in env if key.startswith("QIS_")}
+    assert qis_vars - known == set()
+    for _, address_var in QIS_SERVICES.values():
+        assert env[address_var].startswith("0.0.0.0:")
