@@ -106,6 +106,7 @@ def series_from_proto(msg: series_pb2.Series, path: str = "series") -> SeriesDef
             pub.min_quality_score, f"{path}.publication.min_quality_score", v
         ),
         cutoff_seconds=max(pub.cutoff_seconds, 0),
+        timeliness_sla_seconds=max(pub.timeliness_sla_seconds, 0),
     )
     if not 0 <= msg.precision <= 18:
         v.append(FieldViolation(f"{path}.precision", "between 0 and 18 decimal places"))
@@ -159,6 +160,7 @@ def series_to_proto(series_id: str, d: SeriesDefinition, schema_version: int) ->
             min_sources=d.publication.min_sources,
             min_quality_score=_text(d.publication.min_quality_score),
             cutoff_seconds=d.publication.cutoff_seconds,
+            timeliness_sla_seconds=d.publication.timeliness_sla_seconds,
         ),
         description=d.description,
         schema_version=schema_version,

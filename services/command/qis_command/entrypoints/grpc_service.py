@@ -13,6 +13,7 @@ from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.eventstore.port import EventStoreUnavailable
 from qis_adapters.proto.definitions import series_from_proto, source_from_proto
+from qis_adapters.proto.times import micros
 from qis_adapters.proto.values import points_from_proto, snap_from_proto, value_from_proto
 from qis_domain.commands import CommandContext
 from qis_domain.errors import DomainError, FieldViolation, InvalidArgument
@@ -21,6 +22,7 @@ from qis_runtime.errors import abort_with, plain_status, status_of
 from qis_runtime.identity import current_identity
 
 from qis_command.application.commands import (
+    CalculateQualityMetrics,
     CommandResult,
     ConfigureSource,
     DefineSeries,
@@ -28,6 +30,7 @@ from qis_command.application.commands import (
     IngestPoints,
     PublishPoints,
     RegisterSource,
+    ResolveIssues,
     RestatePoint,
 )
 from qis_command.application.handlers import CommandHandlers, ConcurrencyExhausted
@@ -145,8 +148,55 @@ class CommandService(pb_grpc.CommandServiceServicer):
                 v.append(FieldViolation("reason", "a restatement needs a reason"))
             if v or snap is None or value is None:
                 raise InvalidArgument(v)
-            cmd = RestatePoint(series_id, snap, value, request.reason)
+            expires = micros(request.expire_time) if request.HasField("expire_time") else 0
+            cmd = RestatePoint(series_id, snap, value, request.reason, request.reason_code, expires)
             return await self._handlers.restate(cmd, ctx)
+
+        return _response(await self._call(request.command_id, context, run))
+
+    async def ResolveQualityIssues(
+        self, request: pb.ResolveQualityIssuesRequest, context: Ctx
+    ) -> pb.CommandResponse:
+        async def run(ctx: CommandContext) -> CommandResult:
+            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
+            action = _RESOLUTIONS.get(request.resolution)
+            v: list[FieldViolation] = []
+            if action is None:
+                v.append(FieldViolation("resolution", "APPROVE, REJECT or OVERRIDE is required"))
+            if not request.issue_ids:
+                v.append(FieldViolation("issue_ids", "at least one issue id is required"))
+            if not request.reason.strip():
+                v.append(FieldViolation("reason", "a resolution needs a reason"))
+            value = None
+            if action == "override":
+                value = value_from_proto(request.value, "value", v)
+            if v or action is None:
+                raise InvalidArgument(v)
+            expires = micros(request.expire_time) if request.HasField("expire_time") else 0
+            cmd = ResolveIssues(
+                series_id,
+                list(request.issue_ids),
+                action,
+                request.reason,
+                value,
+                request.reason_code,
+                expires,
+            )
+            return await self._handlers.resolve_issues(cmd, ctx)
+
+        return _response(await self._call(request.command_id, context, run))
+
+    async def CalculateQualityMetrics(
+        self, request: pb.CalculateQualityMetricsRequest, context: Ctx
+    ) -> pb.CommandResponse:
+        async def run(ctx: CommandContext) -> CommandResult:
+            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
+            if not request.HasField("start_time") or not request.HasField("end_time"):
+                raise InvalidArgument.single("start_time", "start_time and end_time are required")
+            cmd = CalculateQualityMetrics(
+                series_id, micros(request.start_time), micros(request.end_time)
+            )
+            return await self._handlers.calculate_metrics(cmd, ctx)
 
         return _response(await self._call(request.command_id, context, run))
 
@@ -198,6 +248,13 @@ class CommandService(pb_grpc.CommandServiceServicer):
             await abort_with(context, plain_status(grpc.StatusCode.ABORTED, str(error)))
         except EventStoreUnavailable as error:
             await abort_with(context, plain_status(grpc.StatusCode.UNAVAILABLE, str(error)))
+
+
+_RESOLUTIONS = {
+    pb.RESOLUTION_APPROVE: "approve",
+    pb.RESOLUTION_REJECT: "reject",
+    pb.RESOLUTION_OVERRIDE: "override",
+}
 
 
 def _response(result: CommandResult) -> pb.CommandResponse:

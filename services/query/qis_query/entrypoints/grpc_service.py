@@ -13,7 +13,14 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import query_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2
-from qis_adapters.readstore.port import OPEN_END, OfficialVersion, ReadModelReader, ResumeToken
+from qis_adapters.proto.times import micros
+from qis_adapters.readstore.port import (
+    OPEN_END,
+    IssueFilter,
+    OfficialVersion,
+    ReadModelReader,
+    ResumeToken,
+)
 from qis_domain.errors import DomainError, InvalidArgument, NotFound
 from qis_domain.names import SERIES_COLLECTION, parse_name
 from qis_runtime.errors import abort_with, plain_status, status_of
@@ -43,8 +50,8 @@ class QueryService(pb_grpc.QueryServiceServicer):
             series_id = parse_name(request.series, SERIES_COLLECTION, "series")
             name = request.series
             page = _page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE)
-            start = mapping.micros(request.start) if request.HasField("start") else _EARLIEST
-            end = mapping.micros(request.end) if request.HasField("end") else OPEN_END
+            start = micros(request.start) if request.HasField("start") else _EARLIEST
+            end = micros(request.end) if request.HasField("end") else OPEN_END
             if request.page_token:
                 start = max(
                     start, int(mapping.decode_token(request.page_token, "page_token")["after"]) + 1
@@ -75,7 +82,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
             series_id = parse_name(request.series, SERIES_COLLECTION, "series")
             if not request.HasField("snap"):
                 raise InvalidArgument.single("snap", "the snap of the point is required")
-            snap_us = mapping.micros(request.snap)
+            snap_us = micros(request.snap)
             read_position = await self._consistent(request.min_position)
             versions = await self._reader.history(series_id, snap_us)
             observations = await self._reader.observations(series_id, snap_us)
@@ -126,7 +133,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
                 if request.series == "series/-"
                 else parse_name(request.series, SERIES_COLLECTION, "series")
             )
-            snap_us = mapping.micros(request.snap) if request.HasField("snap") else None
+            snap_us = micros(request.snap) if request.HasField("snap") else None
             page = _page_size(request.page_size, 100, 1_000)
             after = None
             if request.page_token:
@@ -182,6 +189,48 @@ class QueryService(pb_grpc.QueryServiceServicer):
 
         await self._guard(context, run)
 
+    async def ListQualityIssues(
+        self, request: pb.ListQualityIssuesRequest, context: Ctx
+    ) -> pb.ListQualityIssuesResponse:
+        async def run() -> pb.ListQualityIssuesResponse:
+            series_id = ""
+            if request.series:
+                series_id = parse_name(request.series, SERIES_COLLECTION, "series")
+            status = {"": "open", "any": ""}.get(request.status, request.status)
+            raised_before = OPEN_END
+            if request.HasField("raised_before"):
+                raised_before = micros(request.raised_before)
+            issue_filter = IssueFilter(
+                series_id, request.rule, request.severity, status, raised_before
+            )
+            page = _page_size(request.page_size, 100, 1_000)
+            after = ""
+            if request.page_token:
+                after = str(mapping.decode_token(request.page_token, "page_token")["after"])
+            await self._consistent(request.min_position)
+            issues = await self._reader.list_issues(issue_filter, after, page)
+            token = mapping.encode_token(after=issues[-1].issue_id) if len(issues) == page else ""
+            return pb.ListQualityIssuesResponse(
+                issues=[mapping.quality_issue(i) for i in issues], next_page_token=token
+            )
+
+        return await self._guard(context, run)
+
+    async def ListQualityMetrics(
+        self, request: pb.ListQualityMetricsRequest, context: Ctx
+    ) -> pb.ListQualityMetricsResponse:
+        async def run() -> pb.ListQualityMetricsResponse:
+            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
+            start = micros(request.start) if request.HasField("start") else _EARLIEST
+            end = micros(request.end) if request.HasField("end") else OPEN_END
+            await self._consistent(request.min_position)
+            metrics = await self._reader.metrics(series_id, start, end)
+            return pb.ListQualityMetricsResponse(
+                metrics=[mapping.quality_metrics(m) for m in metrics]
+            )
+
+        return await self._guard(context, run)
+
     # --- plumbing ---
 
     def _range_fetcher(
@@ -190,7 +239,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         reader = self._reader
         kind = request.WhichOneof("as_of")
         if kind == "known_at":
-            known_at = mapping.micros(request.known_at)
+            known_at = micros(request.known_at)
             return lambda s, e, n: reader.as_of_time_range(series_id, s, e, known_at, n)
         if kind == "at_position":
             position = request.at_position

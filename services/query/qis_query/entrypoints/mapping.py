@@ -7,30 +7,22 @@ import base64
 import json
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import series_pb2
+from qis_adapters.proto.times import timestamp
 from qis_adapters.readstore.port import (
     OPEN_END,
     AuditEntry,
     ChangeFeedEntry,
     Observation,
     OfficialVersion,
+    QualityIssue,
+    QualityMetrics,
     SeriesEntry,
 )
 from qis_domain.errors import InvalidArgument
 from qis_domain.names import series_name, source_name
-
-_US = 1_000_000
-
-
-def timestamp(us: int) -> timestamp_pb2.Timestamp:
-    seconds, micros = divmod(us, _US)
-    return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)
-
-
-def micros(ts: timestamp_pb2.Timestamp) -> int:
-    return ts.seconds * _US + ts.nanos // 1000
 
 
 def official_value(name: str, v: OfficialVersion) -> pb.OfficialValue:
@@ -97,6 +89,40 @@ def audit_entry(a: AuditEntry) -> pb.AuditEntry:
     if a.snap_us is not None:
         msg.snap.CopyFrom(timestamp(a.snap_us))
     return msg
+
+
+def quality_issue(i: QualityIssue) -> pb.QualityIssue:
+    evidence = struct_pb2.Struct()
+    evidence.update(i.evidence)
+    msg = pb.QualityIssue(
+        issue_id=i.issue_id,
+        series=series_name(i.series_id),
+        snap=timestamp(i.snap_us),
+        source=source_name(i.source_id) if i.source_id else "",
+        rule=i.rule,
+        severity=i.severity,
+        evidence=evidence,
+        status=i.status,
+        raise_time=timestamp(i.raised_at_us),
+        resolved_by=i.resolved_by,
+        resolution_reason=i.resolution_reason,
+    )
+    if i.resolved_at_us:
+        msg.resolve_time.CopyFrom(timestamp(i.resolved_at_us))
+    return msg
+
+
+def quality_metrics(m: QualityMetrics) -> pb.QualityMetrics:
+    return pb.QualityMetrics(
+        series=series_name(m.series_id),
+        window_start=timestamp(m.window_start_us),
+        window_end=timestamp(m.window_end_us),
+        accuracy=m.accuracy,
+        completeness=m.completeness,
+        timeliness=m.timeliness,
+        consistency=m.consistency,
+        calculate_time=timestamp(m.calculated_at_us),
+    )
 
 
 def series(entry: SeriesEntry) -> series_pb2.Series:

@@ -6,7 +6,9 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
 from qis.data.v1 import series_pb2 as _series_pb2
 from qis.data.v1 import values_pb2 as _values_pb2
@@ -20,6 +22,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Resolution:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ResolutionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Resolution.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RESOLUTION_UNSPECIFIED: _Resolution.ValueType  # 0
+    """Not a valid resolution."""
+    RESOLUTION_APPROVE: _Resolution.ValueType  # 1
+    """The flagged values are right: they no longer hold their points."""
+    RESOLUTION_REJECT: _Resolution.ValueType  # 2
+    """The flagged source values are wrong: kept as lineage, no longer reconciled."""
+    RESOLUTION_OVERRIDE: _Resolution.ValueType  # 3
+    """Publish a manual value instead (all issues must be of one point)."""
+
+class Resolution(_Resolution, metaclass=_ResolutionEnumTypeWrapper):
+    """What to do with open quality issues."""
+
+RESOLUTION_UNSPECIFIED: Resolution.ValueType  # 0
+"""Not a valid resolution."""
+RESOLUTION_APPROVE: Resolution.ValueType  # 1
+"""The flagged values are right: they no longer hold their points."""
+RESOLUTION_REJECT: Resolution.ValueType  # 2
+"""The flagged source values are wrong: kept as lineage, no longer reconciled."""
+RESOLUTION_OVERRIDE: Resolution.ValueType  # 3
+"""Publish a manual value instead (all issues must be of one point)."""
+Global___Resolution: _TypeAlias = Resolution  # noqa: Y015
 
 @_typing.final
 class CommandResponse(_message.Message):
@@ -336,6 +366,8 @@ class RestatePointRequest(_message.Message):
     SNAP_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
     series: _builtins.str
@@ -344,9 +376,15 @@ class RestatePointRequest(_message.Message):
     """RFC 3339 with offset; the point must have been published."""
     reason: _builtins.str
     """Why the published value was wrong, for the audit trail and the new version."""
+    reason_code: _builtins.str
+    """Optional machine-readable category (e.g. "EXCHANGE_CORRECTION"), recorded as the cause."""
     @_builtins.property
     def value(self) -> _values_pb2.DataValue:
         """The corrected value; its case must match the series' data type."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Optional: when automatic reconciliation takes over again. Unset: the manual value stands."""
 
     def __init__(
         self,
@@ -356,11 +394,107 @@ class RestatePointRequest(_message.Message):
         snap: _builtins.str = ...,
         value: _values_pb2.DataValue | None = ...,
         reason: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "reason", b"reason", "series", b"series", "snap", b"snap", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "expire_time", b"expire_time", "reason", b"reason", "reason_code", b"reason_code", "series", b"series", "snap", b"snap", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RestatePointRequest: _TypeAlias = RestatePointRequest  # noqa: Y015
+
+@_typing.final
+class ResolveQualityIssuesRequest(_message.Message):
+    """Request of CommandService.ResolveQualityIssues."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
+    ISSUE_IDS_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
+    series: _builtins.str
+    """Resource name, "series/{series_id}"."""
+    resolution: Global___Resolution.ValueType
+    """The decision."""
+    reason: _builtins.str
+    """Why, for the audit trail."""
+    reason_code: _builtins.str
+    """RESOLUTION_OVERRIDE only: a machine-readable category of the override."""
+    @_builtins.property
+    def issue_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of open issues, as listed by QueryService.ListQualityIssues."""
+
+    @_builtins.property
+    def value(self) -> _values_pb2.DataValue:
+        """RESOLUTION_OVERRIDE only: the manual value."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """RESOLUTION_OVERRIDE only, optional: when automatic reconciliation takes over again."""
+
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        series: _builtins.str = ...,
+        issue_ids: _abc.Iterable[_builtins.str] | None = ...,
+        resolution: Global___Resolution.ValueType = ...,
+        reason: _builtins.str = ...,
+        value: _values_pb2.DataValue | None = ...,
+        reason_code: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "expire_time", b"expire_time", "issue_ids", b"issue_ids", "reason", b"reason", "reason_code", b"reason_code", "resolution", b"resolution", "series", b"series", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveQualityIssuesRequest: _TypeAlias = ResolveQualityIssuesRequest  # noqa: Y015
+
+@_typing.final
+class CalculateQualityMetricsRequest(_message.Message):
+    """Request of CommandService.CalculateQualityMetrics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
+    series: _builtins.str
+    """Resource name, "series/{series_id}"."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the window (inclusive)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the window (exclusive); at most 40 buckets of the series after the start."""
+
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        series: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "end_time", b"end_time", "series", b"series", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CalculateQualityMetricsRequest: _TypeAlias = CalculateQualityMetricsRequest  # noqa: Y015

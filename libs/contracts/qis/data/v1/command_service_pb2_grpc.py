@@ -83,6 +83,16 @@ class CommandServiceStub:
                 request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.RestatePointRequest.SerializeToString,
                 response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
                 _registered_method=True)
+        self.ResolveQualityIssues = channel.unary_unary(
+                '/qis.data.v1.CommandService/ResolveQualityIssues',
+                request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.ResolveQualityIssuesRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+                _registered_method=True)
+        self.CalculateQualityMetrics = channel.unary_unary(
+                '/qis.data.v1.CommandService/CalculateQualityMetrics',
+                request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CalculateQualityMetricsRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+                _registered_method=True)
 
 
 class CommandServiceServicer:
@@ -157,6 +167,23 @@ class CommandServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveQualityIssues(self, request, context):
+        """The exception queue: approves, rejects or overrides open quality issues of one series,
+        then decides their points again. Approving and overriding follow the four-eyes rule:
+        PERMISSION_DENIED for whoever sent a value of the point or set its manual value.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CalculateQualityMetrics(self, request, context):
+        """Calculates (again) the quality metrics of a series over a window. The scheduler does it
+        for every closed window; this is for a recalculation on demand.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CommandServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +225,16 @@ def add_CommandServiceServicer_to_server(servicer, server):
             'RestatePoint': grpc.unary_unary_rpc_method_handler(
                     servicer.RestatePoint,
                     request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.RestatePointRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
+            ),
+            'ResolveQualityIssues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveQualityIssues,
+                    request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.ResolveQualityIssuesRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
+            ),
+            'CalculateQualityMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.CalculateQualityMetrics,
+                    request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CalculateQualityMetricsRequest.FromString,
                     response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
             ),
     }
@@ -425,6 +462,60 @@ class CommandService:
             target,
             '/qis.data.v1.CommandService/RestatePoint',
             qis_dot_data_dot_v1_dot_command__service__pb2.RestatePointRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveQualityIssues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.CommandService/ResolveQualityIssues',
+            qis_dot_data_dot_v1_dot_command__service__pb2.ResolveQualityIssuesRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CalculateQualityMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.CommandService/CalculateQualityMetrics',
+            qis_dot_data_dot_v1_dot_command__service__pb2.CalculateQualityMetricsRequest.SerializeToString,
             qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
             options,
             channel_credentials,

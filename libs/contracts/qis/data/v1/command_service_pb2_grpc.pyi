@@ -65,6 +65,15 @@ class CommandServiceStub:
     """Publishes the current reconciled value of the given points (manual approval)."""
     RestatePoint: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.RestatePointRequest, _command_service_pb2.CommandResponse]
     """Corrects a published point: a new version with a reason; the old one stays in history."""
+    ResolveQualityIssues: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ResolveQualityIssuesRequest, _command_service_pb2.CommandResponse]
+    """The exception queue: approves, rejects or overrides open quality issues of one series,
+    then decides their points again. Approving and overriding follow the four-eyes rule:
+    PERMISSION_DENIED for whoever sent a value of the point or set its manual value.
+    """
+    CalculateQualityMetrics: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.CalculateQualityMetricsRequest, _command_service_pb2.CommandResponse]
+    """Calculates (again) the quality metrics of a series over a window. The scheduler does it
+    for every closed window; this is for a recalculation on demand.
+    """
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
@@ -103,6 +112,15 @@ class CommandServiceAsyncStub(CommandServiceStub):
     """Publishes the current reconciled value of the given points (manual approval)."""
     RestatePoint: _aio.UnaryUnaryMultiCallable[_command_service_pb2.RestatePointRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
     """Corrects a published point: a new version with a reason; the old one stays in history."""
+    ResolveQualityIssues: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ResolveQualityIssuesRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
+    """The exception queue: approves, rejects or overrides open quality issues of one series,
+    then decides their points again. Approving and overriding follow the four-eyes rule:
+    PERMISSION_DENIED for whoever sent a value of the point or set its manual value.
+    """
+    CalculateQualityMetrics: _aio.UnaryUnaryMultiCallable[_command_service_pb2.CalculateQualityMetricsRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
+    """Calculates (again) the quality metrics of a series over a window. The scheduler does it
+    for every closed window; this is for a recalculation on demand.
+    """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     """The write side. Every command carries a client-chosen `command_id`: sending the same command
@@ -186,5 +204,26 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
         """Corrects a published point: a new version with a reason; the old one stays in history."""
+
+    @_abc_1.abstractmethod
+    def ResolveQualityIssues(
+        self,
+        request: _command_service_pb2.ResolveQualityIssuesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
+        """The exception queue: approves, rejects or overrides open quality issues of one series,
+        then decides their points again. Approving and overriding follow the four-eyes rule:
+        PERMISSION_DENIED for whoever sent a value of the point or set its manual value.
+        """
+
+    @_abc_1.abstractmethod
+    def CalculateQualityMetrics(
+        self,
+        request: _command_service_pb2.CalculateQualityMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
+        """Calculates (again) the quality metrics of a series over a window. The scheduler does it
+        for every closed window; this is for a recalculation on demand.
+        """
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

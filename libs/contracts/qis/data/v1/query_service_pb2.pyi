@@ -587,3 +587,275 @@ class SubscribeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubscribeResponse: _TypeAlias = SubscribeResponse  # noqa: Y015
+
+@_typing.final
+class QualityIssue(_message.Message):
+    """A rule a point failed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUE_ID_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
+    SNAP_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RAISE_TIME_FIELD_NUMBER: _builtins.int
+    RESOLVED_BY_FIELD_NUMBER: _builtins.int
+    RESOLUTION_REASON_FIELD_NUMBER: _builtins.int
+    RESOLVE_TIME_FIELD_NUMBER: _builtins.int
+    issue_id: _builtins.str
+    """Pass it to CommandService.ResolveQualityIssues."""
+    series: _builtins.str
+    """Resource name of the series, "series/{series_id}"."""
+    source: _builtins.str
+    """The source whose value failed, "sources/{source_id}"; empty for a source break."""
+    rule: _builtins.str
+    """The rule, e.g. "spike", "positive", "source_break" (see docs/data-quality.md)."""
+    severity: _builtins.str
+    """"info", "warning" or "error"; errors hold their point until resolved."""
+    status: _builtins.str
+    """"open", "approved", "rejected" or "overridden"."""
+    resolved_by: _builtins.str
+    """Who resolved it, and why."""
+    resolution_reason: _builtins.str
+    """The reason given with the resolution."""
+    @_builtins.property
+    def snap(self) -> _timestamp_pb2.Timestamp:
+        """The point the issue is about."""
+
+    @_builtins.property
+    def evidence(self) -> _struct_pb2.Struct:
+        """What the rule saw (values, thresholds)."""
+
+    @_builtins.property
+    def raise_time(self) -> _timestamp_pb2.Timestamp:
+        """When the issue was raised."""
+
+    @_builtins.property
+    def resolve_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was resolved."""
+
+    def __init__(
+        self,
+        *,
+        issue_id: _builtins.str = ...,
+        series: _builtins.str = ...,
+        snap: _timestamp_pb2.Timestamp | None = ...,
+        source: _builtins.str = ...,
+        rule: _builtins.str = ...,
+        severity: _builtins.str = ...,
+        evidence: _struct_pb2.Struct | None = ...,
+        status: _builtins.str = ...,
+        raise_time: _timestamp_pb2.Timestamp | None = ...,
+        resolved_by: _builtins.str = ...,
+        resolution_reason: _builtins.str = ...,
+        resolve_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "raise_time", b"raise_time", "resolve_time", b"resolve_time", "snap", b"snap"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "issue_id", b"issue_id", "raise_time", b"raise_time", "resolution_reason", b"resolution_reason", "resolve_time", b"resolve_time", "resolved_by", b"resolved_by", "rule", b"rule", "series", b"series", "severity", b"severity", "snap", b"snap", "source", b"source", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QualityIssue: _TypeAlias = QualityIssue  # noqa: Y015
+
+@_typing.final
+class ListQualityIssuesRequest(_message.Message):
+    """Request of QueryService.ListQualityIssues."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RAISED_BEFORE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    series: _builtins.str
+    """"series/{series_id}", or empty for every series."""
+    rule: _builtins.str
+    """Only issues of this rule (empty: any)."""
+    severity: _builtins.str
+    """Only issues of this severity (empty: any)."""
+    status: _builtins.str
+    """Only issues in this status; empty means "open". "any" for every status."""
+    page_size: _builtins.int
+    """At most 1,000; default 100."""
+    page_token: _builtins.str
+    """From a previous response."""
+    min_position: _builtins.int
+    """Read-your-writes: wait until the read model has projected this commit position."""
+    @_builtins.property
+    def raised_before(self) -> _timestamp_pb2.Timestamp:
+        """Only issues raised before this time (their age), e.g. to find old open issues."""
+
+    def __init__(
+        self,
+        *,
+        series: _builtins.str = ...,
+        rule: _builtins.str = ...,
+        severity: _builtins.str = ...,
+        status: _builtins.str = ...,
+        raised_before: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["raised_before", b"raised_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "raised_before", b"raised_before", "rule", b"rule", "series", b"series", "severity", b"severity", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQualityIssuesRequest: _TypeAlias = ListQualityIssuesRequest  # noqa: Y015
+
+@_typing.final
+class ListQualityIssuesResponse(_message.Message):
+    """Response of QueryService.ListQualityIssues."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass it as page_token for the next page; empty on the last page."""
+    @_builtins.property
+    def issues(self) -> _containers.RepeatedCompositeFieldContainer[Global___QualityIssue]:
+        """Ascending by issue id (which starts with the snap)."""
+
+    def __init__(
+        self,
+        *,
+        issues: _abc.Iterable[Global___QualityIssue] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issues", b"issues", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQualityIssuesResponse: _TypeAlias = ListQualityIssuesResponse  # noqa: Y015
+
+@_typing.final
+class QualityMetrics(_message.Message):
+    """Quality of a series over a window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    WINDOW_START_FIELD_NUMBER: _builtins.int
+    WINDOW_END_FIELD_NUMBER: _builtins.int
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    COMPLETENESS_FIELD_NUMBER: _builtins.int
+    TIMELINESS_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    CALCULATE_TIME_FIELD_NUMBER: _builtins.int
+    series: _builtins.str
+    """Resource name of the series, "series/{series_id}"."""
+    accuracy: _builtins.float
+    """Points whose sources agree within tolerance / points with two or more sources."""
+    completeness: _builtins.float
+    """Expected snaps with an official value / expected snaps (exchange calendar sessions)."""
+    timeliness: _builtins.float
+    """First publications within the series' SLA / first publications."""
+    consistency: _builtins.float
+    """Source values passing every rule / source values checked."""
+    @_builtins.property
+    def window_start(self) -> _timestamp_pb2.Timestamp:
+        """Start of the window (inclusive)."""
+
+    @_builtins.property
+    def window_end(self) -> _timestamp_pb2.Timestamp:
+        """End of the window (exclusive)."""
+
+    @_builtins.property
+    def calculate_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was calculated."""
+
+    def __init__(
+        self,
+        *,
+        series: _builtins.str = ...,
+        window_start: _timestamp_pb2.Timestamp | None = ...,
+        window_end: _timestamp_pb2.Timestamp | None = ...,
+        accuracy: _builtins.float = ...,
+        completeness: _builtins.float = ...,
+        timeliness: _builtins.float = ...,
+        consistency: _builtins.float = ...,
+        calculate_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["calculate_time", b"calculate_time", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "calculate_time", b"calculate_time", "completeness", b"completeness", "consistency", b"consistency", "series", b"series", "timeliness", b"timeliness", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QualityMetrics: _TypeAlias = QualityMetrics  # noqa: Y015
+
+@_typing.final
+class ListQualityMetricsRequest(_message.Message):
+    """Request of QueryService.ListQualityMetrics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    series: _builtins.str
+    """"series/{series_id}"."""
+    min_position: _builtins.int
+    """Read-your-writes: wait until the read model has projected this commit position."""
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp:
+        """Windows starting in [start, end); unset: no bound."""
+
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp:
+        """See start."""
+
+    def __init__(
+        self,
+        *,
+        series: _builtins.str = ...,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "min_position", b"min_position", "series", b"series", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQualityMetricsRequest: _TypeAlias = ListQualityMetricsRequest  # noqa: Y015
+
+@_typing.final
+class ListQualityMetricsResponse(_message.Message):
+    """Response of QueryService.ListQualityMetrics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METRICS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___QualityMetrics]:
+        """Ascending by window start."""
+
+    def __init__(
+        self,
+        *,
+        metrics: _abc.Iterable[Global___QualityMetrics] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQualityMetricsResponse: _TypeAlias = ListQualityMetricsResponse  # noqa: Y015

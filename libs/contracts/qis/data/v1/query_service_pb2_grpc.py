@@ -72,6 +72,16 @@ class QueryServiceStub:
                 request_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.SubscribeResponse.FromString,
                 _registered_method=True)
+        self.ListQualityIssues = channel.unary_unary(
+                '/qis.data.v1.QueryService/ListQualityIssues',
+                request_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityIssuesRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityIssuesResponse.FromString,
+                _registered_method=True)
+        self.ListQualityMetrics = channel.unary_unary(
+                '/qis.data.v1.QueryService/ListQualityMetrics',
+                request_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityMetricsRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -130,6 +140,20 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListQualityIssues(self, request, context):
+        """The exception queue: quality issues, filtered by series, rule, severity, status and age.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQualityMetrics(self, request, context):
+        """Quality metrics of a series, per window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +186,16 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.Subscribe,
                     request_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.SubscribeRequest.FromString,
                     response_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.SubscribeResponse.SerializeToString,
+            ),
+            'ListQualityIssues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQualityIssues,
+                    request_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityIssuesRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityIssuesResponse.SerializeToString,
+            ),
+            'ListQualityMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQualityMetrics,
+                    request_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityMetricsRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -333,6 +367,60 @@ class QueryService:
             '/qis.data.v1.QueryService/Subscribe',
             qis_dot_data_dot_v1_dot_query__service__pb2.SubscribeRequest.SerializeToString,
             qis_dot_data_dot_v1_dot_query__service__pb2.SubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQualityIssues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.QueryService/ListQualityIssues',
+            qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityIssuesRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityIssuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQualityMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.QueryService/ListQualityMetrics',
+            qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityMetricsRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_query__service__pb2.ListQualityMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

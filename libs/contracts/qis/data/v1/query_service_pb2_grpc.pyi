@@ -59,6 +59,10 @@ class QueryServiceStub:
     stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
     last token without a gap.
     """
+    ListQualityIssues: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityIssuesRequest, _query_service_pb2.ListQualityIssuesResponse]
+    """The exception queue: quality issues, filtered by series, rule, severity, status and age."""
+    ListQualityMetrics: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityMetricsRequest, _query_service_pb2.ListQualityMetricsResponse]
+    """Quality metrics of a series, per window."""
 
 @_typing.type_check_only
 class QueryServiceAsyncStub(QueryServiceStub):
@@ -90,6 +94,10 @@ class QueryServiceAsyncStub(QueryServiceStub):
     stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
     last token without a gap.
     """
+    ListQualityIssues: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityIssuesRequest, _query_service_pb2.ListQualityIssuesResponse]  # type: ignore[assignment]
+    """The exception queue: quality issues, filtered by series, rule, severity, status and age."""
+    ListQualityMetrics: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityMetricsRequest, _query_service_pb2.ListQualityMetricsResponse]  # type: ignore[assignment]
+    """Quality metrics of a series, per window."""
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The read side: official values now, as known at any past time (bitemporal), their history,
@@ -154,5 +162,21 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
         last token without a gap.
         """
+
+    @_abc_1.abstractmethod
+    def ListQualityIssues(
+        self,
+        request: _query_service_pb2.ListQualityIssuesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.ListQualityIssuesResponse, _abc.Awaitable[_query_service_pb2.ListQualityIssuesResponse]]:
+        """The exception queue: quality issues, filtered by series, rule, severity, status and age."""
+
+    @_abc_1.abstractmethod
+    def ListQualityMetrics(
+        self,
+        request: _query_service_pb2.ListQualityMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.ListQualityMetricsResponse, _abc.Awaitable[_query_service_pb2.ListQualityMetricsResponse]]:
+        """Quality metrics of a series, per window."""
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

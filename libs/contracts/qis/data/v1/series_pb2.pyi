@@ -336,6 +336,7 @@ class PublicationPolicy(_message.Message):
     MIN_SOURCES_FIELD_NUMBER: _builtins.int
     MIN_QUALITY_SCORE_FIELD_NUMBER: _builtins.int
     CUTOFF_SECONDS_FIELD_NUMBER: _builtins.int
+    TIMELINESS_SLA_SECONDS_FIELD_NUMBER: _builtins.int
     mode: Global___PublicationMode.ValueType
     """Automatic or manual publication."""
     min_sources: _builtins.int
@@ -346,6 +347,10 @@ class PublicationPolicy(_message.Message):
     """Publish with what has arrived this many seconds after the snap, even below min_sources
     (0 disables the cut-off).
     """
+    timeliness_sla_seconds: _builtins.int
+    """A first publication later than this many seconds after its snap counts as late in the
+    timeliness metric (0: no SLA, every publication is on time).
+    """
     def __init__(
         self,
         *,
@@ -353,10 +358,11 @@ class PublicationPolicy(_message.Message):
         min_sources: _builtins.int = ...,
         min_quality_score: _builtins.str = ...,
         cutoff_seconds: _builtins.int = ...,
+        timeliness_sla_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cutoff_seconds", b"cutoff_seconds", "min_quality_score", b"min_quality_score", "min_sources", b"min_sources", "mode", b"mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cutoff_seconds", b"cutoff_seconds", "min_quality_score", b"min_quality_score", "min_sources", b"min_sources", "mode", b"mode", "timeliness_sla_seconds", b"timeliness_sla_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
