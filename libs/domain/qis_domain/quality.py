@@ -23,6 +23,7 @@ class PointStatus(enum.StrEnum):
     PUBLISHED = "published"
     HELD = "held"  # a blocking issue or a manual-publication series: needs an approver
     PENDING = "pending"  # fewer sources than the policy wants, or below the quality threshold
+    WITHDRAWN = "withdrawn"  # every value of the point was rejected: nothing to publish
 
 
 def quality_score(failures: Iterable[RuleFailure], breaks: int) -> Decimal:

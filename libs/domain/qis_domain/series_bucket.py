@@ -55,6 +55,7 @@ MANUAL = "manual"
 CUTOFF = "cutoff"
 _STATUSES = {s.value: s for s in PointStatus}
 _OPEN = "open"
+_RESOLVED = {"approve": "approved", "reject": "rejected", "override": "overridden"}
 NO_VIEW = SeriesView()
 
 
@@ -354,6 +355,10 @@ class SeriesBucket:
         and issue id), then decide their points again."""
         if not reason.strip():
             raise InvalidArgument.single("reason", "a resolution needs a reason")
+        if action not in _RESOLVED:
+            raise InvalidArgument.single(
+                "resolution", f"approve, reject or override, not {action!r}"
+            )
         _unique(issue_ids)
         found: list[tuple[str, int]] = []
         for field_path, iid in issue_ids:
@@ -385,11 +390,8 @@ class SeriesBucket:
         after = self._copy_points({snap for _, snap in found})
         after._apply_resolution(resolution)
         events: list[DomainEvent] = [resolution]
-        events.extend(
-            after._redecide(
-                definition, sorted({snap for _, snap in found}), ctx, f"{action}d: {reason}"
-            )
-        )
+        points = sorted({snap for _, snap in found})
+        events.extend(after._redecide(definition, points, ctx, f"{_RESOLVED[action]}: {reason}"))
         return events
 
     def publish_due(self, definition: SeriesDefinition, ctx: CommandContext) -> list[DomainEvent]:
@@ -406,8 +408,8 @@ class SeriesBucket:
                 or Decimal(candidate.quality) >= policy.min_quality_score
             )
             if candidate.status is PointStatus.PENDING and enough_quality:
-                sources = len(candidate.sources)
-                reason = f"cut-off reached with {sources} of {definition.publication.min_sources} sources"
+                arrived = sum(1 for o in self.observed.get(snap_us, {}).values() if not o.rejected)
+                reason = f"cut-off reached with {arrived} of {policy.min_sources} sources"
                 flags = flags_of(self.observed.get(snap_us, {}), candidate.sources)
                 rows.append(_official_row(snap_us, 1, candidate, flags, reason, CUTOFF))
             else:
@@ -491,14 +493,25 @@ class SeriesBucket:
         decide = Decider(definition, ctx)
         reconciled: list[_ReconciledRow] = []
         rows: list[_OfficialRow] = []
+        scheduled: list[int] = []
+        cutoff_us = definition.publication.cutoff_seconds * 1_000_000
         for snap_us in snaps:
             observed = self.observed.get(snap_us, {})
             candidate, contributions, _ = decide.candidate(
                 snap_us, observed, snap_us in self.breaks_approved
             )
             if candidate is None:
+                # Every value was rejected: withdraw the candidate, so that neither a manual
+                # publication nor a cut-off can make a rejected value official.
+                reconciled.append((snap_us, "", "none", {}, [], "0", PointStatus.WITHDRAWN.value))
                 continue
             reconciled.append(_reconciled_row(snap_us, candidate, contributions))
+            if (
+                candidate.status is PointStatus.PENDING
+                and cutoff_us
+                and snap_us not in self.scheduled
+            ):
+                scheduled.append(snap_us)
             current = self.officials.get(snap_us)
             if candidate.status is not PointStatus.PUBLISHED or (
                 current is not None and current.manual
@@ -518,6 +531,11 @@ class SeriesBucket:
         events: list[DomainEvent] = []
         if reconciled:
             events.append(_reconciled_event(self.series_id, definition, reconciled))
+        if scheduled:
+            due = [s + cutoff_us for s in scheduled]
+            events.append(
+                PublicationScheduled(series_id=self.series_id, snaps=scheduled, due_us=due)
+            )
         events.extend(_official_events(self.series_id, definition, "automatic", rows, ctx))
         return events
 
@@ -608,6 +626,12 @@ class SeriesBucket:
                 position, flagged=len({i.snap_us for i in event.issues})
             )
         elif isinstance(event, DataReconciled):
+            if PointStatus.WITHDRAWN.value in event.statuses:
+                for snap_us, status in zip(event.snaps, event.statuses, strict=True):
+                    if status == PointStatus.WITHDRAWN.value:
+                        self.candidates.pop(snap_us, None)
+                        self.scheduled.pop(snap_us, None)
+                event = _without_withdrawn(event)
             self.candidates.update(
                 zip(
                     event.snaps,
@@ -661,6 +685,8 @@ class SeriesBucket:
             issue = self.issues[iid]
             issue.status = status
             observed = self.observed.get(issue.snap_us, {}).get(issue.source_id)
+            if observed is not None and iid not in observed.issue_ids:
+                continue  # about a value the source has replaced since: only the issue closes
             if isinstance(event, QualityRejected) and observed is not None:
                 observed.rejected = True
             elif isinstance(event, QualityApproved):
@@ -690,6 +716,20 @@ def look_back(definition: SeriesDefinition) -> int:
     if r.stale_after_snaps > 1:
         n = max(n, r.stale_after_snaps - 1)
     return n
+
+
+def _without_withdrawn(event: DataReconciled) -> DataReconciled:
+    keep = [i for i, status in enumerate(event.statuses) if status != PointStatus.WITHDRAWN.value]
+    columns = (
+        "snaps",
+        "values",
+        "methods",
+        "contributions",
+        "excluded",
+        "quality_scores",
+        "statuses",
+    )
+    return event.model_copy(update={c: [getattr(event, c)[i] for i in keep] for c in columns})
 
 
 def _unique(pairs: Sequence[tuple[str, Any]]) -> None:
