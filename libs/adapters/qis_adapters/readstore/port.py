@@ -105,6 +105,17 @@ class QualityIssue:
 
 
 @dataclass(frozen=True, slots=True)
+class IssueResolution:
+    """A person settled an issue. Applied after the batch's issues; idempotent."""
+
+    issue_id: str
+    status: str  # "approved" | "rejected" | "overridden"
+    resolved_by: str
+    resolution_reason: str
+    resolved_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """Who did what, when. Key: (position, index)."""
 
@@ -169,6 +180,7 @@ class ProjectionBatch:
     closures: list[VersionClosure] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
     issues: list[QualityIssue] = field(default_factory=list)
+    resolutions: list[IssueResolution] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
     changes: list[ChangeFeedEntry] = field(default_factory=list)
     series: list[SeriesEntry] = field(default_factory=list)
@@ -180,6 +192,7 @@ class ProjectionBatch:
             + len(self.closures)
             + len(self.observations)
             + len(self.issues)
+            + len(self.resolutions)
             + len(self.audit)
             + len(self.changes)
             + len(self.series)
@@ -207,6 +220,7 @@ class ReadModelWriter(Protocol):
           only by a strictly higher version, so readers never see zero or two latest versions;
         - observations, audit, changes: insert if absent by (position, index);
         - issues: upsert by issue_id (a later write carries the newer status);
+        - resolutions: set status and resolution fields of that issue, after the issues;
         - series: upsert by series_id only when schema_version is higher or equal;
         - metrics: upsert by key.
         """

@@ -1,0 +1,615 @@
+"""Semantics every read-store adapter must share (qis_adapters/readstore/port.py).
+
+Every test runs on a fresh database (see conftest). Data stays small: FerretDB scans whole
+collections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import pytest
+from google.type.date_pb2 import Date
+from qis.data.v1.values_pb2 import (
+    CorporateAction,
+    CorporateActionType,
+    DataValue,
+    OhlcBar,
+    OptionQuote,
+    OptionRight,
+    OptionsChain,
+    Price,
+    Volume,
+)
+from qis_adapters.readstore.port import (
+    OPEN_END,
+    AuditEntry,
+    ChangeFeedEntry,
+    IssueFilter,
+    Observation,
+    OfficialVersion,
+    ProjectionBatch,
+    QualityIssue,
+    QualityMetrics,
+    ResumeToken,
+    SeriesEntry,
+    VersionClosure,
+)
+
+if TYPE_CHECKING:
+    from tests.contract.readstore.conftest import Adapter, Backend
+
+T0 = 1_700_000_000_000_000  # a snap, µs since the epoch
+MINUTE = 60_000_000
+EVERYTHING = (0, 2**62)  # a snap range covering all test data
+
+
+def price(text: str) -> bytes:
+    return DataValue(price=Price(value=text, currency="USD")).SerializeToString()
+
+
+def version(
+    snap: int,
+    number: int,
+    text: str,
+    *,
+    at: int,
+    position: int,
+    series_id: str = "S1",
+    reason: str = "",
+) -> OfficialVersion:
+    return OfficialVersion(
+        series_id=series_id,
+        snap_us=snap,
+        version=number,
+        value=price(text),
+        quality_score=0.75,
+        recorded_from_us=at,
+        position_from=position,
+        reason=reason,
+        user_id="alice",
+        command_id=f"cmd-{position}",
+        sources=("bbg", "lseg"),
+        method="waterfall",
+        flags=("spike",) if number > 1 else (),
+    )
+
+
+def closure(v: OfficialVersion, successor: OfficialVersion) -> VersionClosure:
+    return VersionClosure(
+        v.series_id, v.snap_us, v.version, successor.recorded_from_us, successor.position_from
+    )
+
+
+def closed(v: OfficialVersion, successor: OfficialVersion) -> OfficialVersion:
+    return dataclasses.replace(
+        v, recorded_to_us=successor.recorded_from_us, position_to=successor.position_from
+    )
+
+
+def change(v: OfficialVersion, index: int) -> ChangeFeedEntry:
+    return ChangeFeedEntry(
+        v.position_from,
+        index,
+        v.series_id,
+        v.snap_us,
+        v.version,
+        v.value,
+        v.quality_score,
+        v.recorded_from_us,
+        v.reason,
+        v.user_id,
+    )
+
+
+def observation(series_id: str, snap: int, source: str, position: int, index: int) -> Observation:
+    return Observation(
+        series_id=series_id,
+        snap_us=snap,
+        source_id=source,
+        value=price(f"{position}.{index}"),
+        snap_offset_s=-18000,
+        recorded_at_us=position * 1000,
+        position=position,
+        index=index,
+        command_id=f"cmd-{position}",
+        user_id="feed",
+        flags=("stale",) if index % 2 else (),
+    )
+
+
+def audit(position: int, index: int, series_id: str, snap: int | None) -> AuditEntry:
+    return AuditEntry(
+        position=position,
+        index=index,
+        recorded_at_us=position * 1000,
+        series_id=series_id,
+        snap_us=snap,
+        action="DataPublished" if snap is not None else "SchemaEvolved",
+        user_id="alice",
+        command_id=f"cmd-{position}",
+        details={"n": index, "nested": {"ok": True, "list": [1, "two"]}},
+    )
+
+
+def issue(issue_id: str, position: int, **overrides: object) -> QualityIssue:
+    fields: dict[str, object] = {
+        "series_id": "S1",
+        "snap_us": T0,
+        "rule": "spike",
+        "severity": "warning",
+        "evidence": {"previous": "100.00", "jump_pct": "12.5"},
+        "status": "open",
+        "raised_at_us": position * 1000,
+        "source_id": "bbg",
+    }
+    fields.update(overrides)
+    return QualityIssue(issue_id=issue_id, position=position, **fields)  # type: ignore[arg-type]
+
+
+def series(series_id: str, schema_version: int, position: int, unit: str = "USD") -> SeriesEntry:
+    return SeriesEntry(
+        series_id=series_id,
+        schema_version=schema_version,
+        definition={"series_id": series_id, "unit": unit, "sources": ["bbg", "lseg"]},
+        updated_at_us=position * 1000,
+        position=position,
+    )
+
+
+def metric(start: int, position: int, accuracy: float = 0.5) -> QualityMetrics:
+    return QualityMetrics(
+        "S1", start, start + MINUTE, accuracy, 1.0, 0.25, 0.75, position, position
+    )
+
+
+# The restatement scenario most tests read: five snaps published at position 10 (time 1000),
+# snap 2 restated at position 20 (time 2000) and again at position 30 (time 3000).
+SNAPS = [T0 + i * MINUTE for i in range(5)]
+V1 = [version(s, 1, f"10{i}.00", at=1000, position=10) for i, s in enumerate(SNAPS)]
+V2 = version(SNAPS[2], 2, "202.00", at=2000, position=20, reason="vendor correction")
+V3 = version(SNAPS[2], 3, "203.00", at=3000, position=30, reason="second correction")
+BATCH_1 = ProjectionBatch(
+    versions=V1,
+    changes=[change(v, i) for i, v in enumerate(V1)],
+    observations=[observation("S1", s, "bbg", 10, i) for i, s in enumerate(SNAPS)],
+    audit=[audit(10, i, "S1", s) for i, s in enumerate(SNAPS)],
+)
+BATCH_2 = ProjectionBatch(versions=[V2], closures=[closure(V1[2], V2)], changes=[change(V2, 0)])
+BATCH_3 = ProjectionBatch(versions=[V3], closures=[closure(V2, V3)], changes=[change(V3, 0)])
+
+
+async def restated(store: Adapter) -> None:
+    await store.apply(BATCH_1, 10)
+    await store.apply(BATCH_2, 20)
+    await store.apply(BATCH_3, 30)
+
+
+async def test_latest_range_is_current_highest_version(store: Adapter) -> None:
+    await restated(store)
+    latest = await store.latest_range("S1", *EVERYTHING, 100)
+    assert latest == [V1[0], V1[1], V3, V1[3], V1[4]]
+
+
+async def test_latest_range_boundaries_are_start_inclusive_end_exclusive(store: Adapter) -> None:
+    await store.apply(BATCH_1, 10)
+    assert await store.latest_range("S1", SNAPS[1], SNAPS[3], 100) == V1[1:3]
+    assert await store.latest_range("S1", SNAPS[1] + 1, SNAPS[3] + 1, 100) == V1[2:4]
+    assert await store.latest_range("S1", SNAPS[1], SNAPS[1], 100) == []
+
+
+async def test_current_ignores_versions_arriving_out_of_order(store: Adapter) -> None:
+    # Higher versions first, in one batch and across batches: the current record never regresses.
+    await store.apply(ProjectionBatch(versions=[V3, V2, V1[2]]), 30)
+    assert await store.latest_range("S1", *EVERYTHING, 100) == [V3]
+    await store.apply(ProjectionBatch(versions=[V2]), 31)
+    await store.apply(BATCH_1, 32)
+    assert (await store.latest_range("S1", *EVERYTHING, 100))[2] == V3
+    assert [v.version for v in await store.history("S1", SNAPS[2])] == [1, 2, 3]
+
+
+async def test_replayed_older_batch_does_not_regress_current(store: Adapter) -> None:
+    await restated(store)
+    await store.apply(BATCH_2, 20)  # a restart replaying an old suffix of the log
+    assert (await store.latest_range("S1", *EVERYTHING, 100))[2] == V3
+
+
+async def test_as_of_time_sees_the_version_known_then(store: Adapter) -> None:
+    await restated(store)
+
+    async def snap2_known_at(t: int) -> list[OfficialVersion]:
+        return await store.as_of_time_range("S1", SNAPS[2], SNAPS[3], t, 100)
+
+    assert await snap2_known_at(999) == []  # before the first publication
+    assert await snap2_known_at(1000) == [closed(V1[2], V2)]  # recorded_from is inclusive
+    assert await snap2_known_at(1999) == [closed(V1[2], V2)]
+    assert await snap2_known_at(2000) == [closed(V2, V3)]  # recorded_to is exclusive
+    assert await snap2_known_at(3000) == [V3]
+    assert await snap2_known_at(OPEN_END - 1) == [V3]
+    whole = await store.as_of_time_range("S1", *EVERYTHING, 2500, 100)
+    assert whole == [V1[0], V1[1], closed(V2, V3), V1[3], V1[4]]
+
+
+async def test_as_of_position_sees_the_version_current_then(store: Adapter) -> None:
+    await restated(store)
+
+    async def snap2_at(position: int) -> list[OfficialVersion]:
+        return await store.as_of_position_range("S1", SNAPS[2], SNAPS[3], position, 100)
+
+    assert await snap2_at(9) == []
+    assert await snap2_at(10) == [closed(V1[2], V2)]
+    assert await snap2_at(19) == [closed(V1[2], V2)]
+    assert await snap2_at(20) == [closed(V2, V3)]
+    assert await snap2_at(29) == [closed(V2, V3)]
+    assert await snap2_at(30) == [V3]
+    assert [v.snap_us for v in await store.as_of_position_range("S1", *EVERYTHING, 25, 3)] == (
+        SNAPS[:3]
+    )
+
+
+async def test_history_lists_versions_with_their_closures(store: Adapter) -> None:
+    await restated(store)
+    assert await store.history("S1", SNAPS[2]) == [closed(V1[2], V2), closed(V2, V3), V3]
+    assert await store.history("S1", SNAPS[0]) == [V1[0]]
+    assert await store.history("S1", SNAPS[0] + 1) == []
+    assert await store.history("S2", SNAPS[0]) == []
+
+
+async def test_closure_in_the_same_batch_as_its_version(store: Adapter) -> None:
+    await store.apply(ProjectionBatch(versions=[V1[2], V2], closures=[closure(V1[2], V2)]), 20)
+    assert await store.history("S1", SNAPS[2]) == [closed(V1[2], V2), V2]
+    assert await store.latest_range("S1", *EVERYTHING, 10) == [V2]
+
+
+def full_batch() -> ProjectionBatch:
+    """One of everything, with keys repeated inside the batch where the port allows it."""
+    return ProjectionBatch(
+        versions=[*V1, V2],
+        closures=[closure(V1[2], V2)],
+        observations=[observation("S1", s, "bbg", 10, i) for i, s in enumerate(SNAPS)],
+        issues=[issue("I1", 10), issue("I1", 11, status="approved", resolved_by="bob")],
+        audit=[audit(10, 0, "S1", SNAPS[0]), audit(11, 0, "S1", None)],
+        changes=[change(v, i) for i, v in enumerate([*V1, V2])],
+        series=[series("S1", 1, 10), series("S1", 2, 11)],
+        metrics=[metric(T0, 10), metric(T0, 11, accuracy=0.75)],
+    )
+
+
+async def test_replaying_batches_changes_nothing(store: Adapter) -> None:
+    first, second = full_batch(), BATCH_3
+    await store.apply(first, 20)
+    await store.apply(second, 30)
+    expected = await store.dump_all()
+    assert expected["checkpoint"] == 30
+    for kind in ("versions", "current", "observations", "audit", "changes", "issues"):
+        assert expected[kind], kind  # the dump really covers every kind
+    assert expected["series"] == [series("S1", 2, 11)]
+    assert expected["metrics"] == [metric(T0, 11, accuracy=0.75)]
+
+    await store.apply(second, 30)  # the same batch again
+    assert await store.dump_all() == expected
+    await store.apply(first, 20)  # a restart from an older checkpoint replays the whole suffix
+    await store.apply(second, 30)
+    assert await store.dump_all() == expected
+
+
+async def test_checkpoint_is_written_and_read(backend: Backend) -> None:
+    writer = await backend.open("g1")
+    assert await writer.checkpoint() is None
+    await writer.apply(ProjectionBatch(), 7)  # an empty batch still moves the checkpoint
+    assert await writer.checkpoint() == 7
+    await writer.apply(BATCH_1, 12)
+    assert await writer.checkpoint() == 12
+    reader = await backend.open(None)
+    assert await reader.checkpoint() is None  # nothing is active yet
+    await writer.set_active_generation("g1")
+    assert await _eventually(reader.checkpoint, 12)
+
+
+async def _eventually(
+    read: Callable[[], Awaitable[object]], expected: object, within_s: float = 1.5
+) -> bool:
+    """True once `await read()` returns `expected`: readers may cache the active pointer ~1 s."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if await read() == expected:
+            return True
+        await asyncio.sleep(0.05)
+    return bool(await read() == expected)
+
+
+async def test_change_feed_is_strictly_after_the_token(store: Adapter) -> None:
+    await restated(store)
+    feed = await store.changes_after(ResumeToken(-1, -1), [], 100)
+    assert feed == [*BATCH_1.changes, *BATCH_2.changes, *BATCH_3.changes]
+    assert await store.changes_after(ResumeToken(10, 2), [], 100) == feed[3:]
+    assert await store.changes_after(ResumeToken(10, 4), [], 100) == feed[5:]
+    assert await store.changes_after(ResumeToken(15, 0), [], 100) == feed[5:]
+    assert await store.changes_after(ResumeToken(30, 0), [], 100) == []
+
+    # Paging with the last token read rebuilds the feed exactly, without gaps or repeats.
+    paged: list[ChangeFeedEntry] = []
+    token = ResumeToken(-1, -1)
+    while page := await store.changes_after(token, [], 2):
+        assert len(page) <= 2
+        paged += page
+        token = ResumeToken(page[-1].position, page[-1].index)
+    assert paged == feed
+
+
+async def test_change_feed_filters_by_series(store: Adapter) -> None:
+    s2 = [version(s, 1, "1.00", at=1500, position=15, series_id="S2") for s in SNAPS[:2]]
+    s3 = version(SNAPS[0], 1, "3.00", at=1600, position=16, series_id="S3")
+    await store.apply(BATCH_1, 10)
+    await store.apply(
+        ProjectionBatch(
+            versions=[*s2, s3], changes=[change(s2[0], 0), change(s2[1], 1), change(s3, 2)]
+        ),
+        16,
+    )
+    await store.apply(BATCH_2, 20)
+    start = ResumeToken(10, 4)
+    only_s2 = await store.changes_after(start, ["S2"], 100)
+    assert [(c.series_id, c.position, c.index) for c in only_s2] == [("S2", 15, 0), ("S2", 15, 1)]
+    both = await store.changes_after(start, ["S1", "S3"], 100)
+    assert [(c.series_id, c.position, c.index) for c in both] == [("S3", 16, 2), ("S1", 20, 0)]
+    assert await store.changes_after(ResumeToken(15, 0), ["S2"], 100) == only_s2[1:]
+    assert await store.changes_after(start, ["S1", "S3"], 1) == both[:1]
+    assert await store.changes_after(start, ["nope"], 100) == []
+
+
+async def test_feeds_stop_at_the_checkpoint(store: Adapter) -> None:
+    # Entries above the checkpoint belong to a batch that may still be half-written (MongoDB has
+    # no transactions): paging past them could skip the missing ones forever.
+    batch = ProjectionBatch(
+        changes=[change(V1[0], 0), change(V2, 0)],
+        audit=[audit(10, 0, "S1", SNAPS[0]), audit(20, 0, "S1", SNAPS[0])],
+    )
+    await store.apply(batch, 15)
+    assert await store.changes_after(ResumeToken(-1, -1), [], 10) == batch.changes[:1]
+    assert await store.changes_after(ResumeToken(-1, -1), ["S1"], 10) == batch.changes[:1]
+    assert await store.audit_trail("S1", None, None, 10) == batch.audit[:1]
+    assert await store.audit_trail("S1", SNAPS[0], None, 10) == batch.audit[:1]
+    await store.apply(ProjectionBatch(), 20)
+    assert await store.changes_after(ResumeToken(-1, -1), [], 10) == batch.changes
+    assert await store.audit_trail("S1", SNAPS[0], None, 10) == batch.audit
+
+
+async def test_audit_trail_of_a_series_and_of_a_point_with_pagination(store: Adapter) -> None:
+    entries = [
+        audit(10, 0, "S1", SNAPS[0]),
+        audit(10, 1, "S1", SNAPS[1]),
+        audit(11, 0, "S1", None),
+        audit(12, 0, "S2", SNAPS[0]),
+        audit(13, 0, "S1", SNAPS[0]),
+        audit(13, 1, "S1", SNAPS[0]),
+    ]
+    await store.apply(ProjectionBatch(audit=entries), 13)
+    s1 = [e for e in entries if e.series_id == "S1"]
+    assert await store.audit_trail("S1", None, None, 100) == s1
+    assert await store.audit_trail("S1", None, ResumeToken(10, 1), 100) == s1[2:]
+    assert await store.audit_trail("S1", None, None, 2) == s1[:2]
+    point = [entries[0], entries[4], entries[5]]
+    assert await store.audit_trail("S1", SNAPS[0], None, 100) == point
+    page1 = await store.audit_trail("S1", SNAPS[0], None, 2)
+    assert page1 == point[:2]
+    after = ResumeToken(page1[-1].position, page1[-1].index)
+    assert await store.audit_trail("S1", SNAPS[0], after, 2) == point[2:]
+    assert await store.audit_trail("S1", SNAPS[0], ResumeToken(13, 1), 2) == []
+    assert await store.audit_trail("S2", None, None, 100) == [entries[3]]
+    assert await store.audit_trail("S1", SNAPS[3], None, 100) == []
+
+
+async def test_observations_of_a_point_in_log_order(store: Adapter) -> None:
+    lineage = [
+        observation("S1", SNAPS[0], "lseg", 12, 3),
+        observation("S1", SNAPS[0], "bbg", 11, 0),
+        observation("S1", SNAPS[1], "bbg", 11, 1),
+        observation("S1", SNAPS[0], "bbg", 12, 0),
+        observation("S2", SNAPS[0], "bbg", 12, 1),
+    ]
+    await store.apply(ProjectionBatch(observations=lineage), 12)
+    assert await store.observations("S1", SNAPS[0]) == [lineage[1], lineage[3], lineage[0]]
+    assert await store.observations("S2", SNAPS[0]) == [lineage[4]]
+    assert await store.observations("S1", SNAPS[2]) == []
+
+
+async def test_issues_upsert_by_id_and_keep_the_newest(store: Adapter) -> None:
+    await store.apply(ProjectionBatch(issues=[issue("I1", 10)]), 10)
+    approved = issue(
+        "I1",
+        12,
+        status="approved",
+        resolved_by="bob",
+        resolution_reason="ok",
+        resolved_at_us=12_500,
+    )
+    await store.apply(ProjectionBatch(issues=[approved]), 12)
+    assert await store.list_issues(IssueFilter(status=""), "", 10) == [approved]
+    await store.apply(ProjectionBatch(issues=[issue("I1", 10)]), 10)  # a replay of the old write
+    assert await store.list_issues(IssueFilter(status=""), "", 10) == [approved]
+    assert await store.list_issues(IssueFilter(), "", 10) == []  # default: open only
+
+
+async def test_issue_filters_and_pagination(store: Adapter) -> None:
+    issues = [
+        issue("I1", 10),
+        issue("I2", 11, severity="error"),
+        issue("I3", 12, rule="stale", series_id="S2"),
+        issue("I4", 13, status="rejected"),
+        issue("I5", 14, rule="stale"),
+    ]
+    await store.apply(ProjectionBatch(issues=issues), 14)
+
+    async def ids(f: IssueFilter, after: str = "", limit: int = 100) -> list[str]:
+        return [i.issue_id for i in await store.list_issues(f, after, limit)]
+
+    assert await ids(IssueFilter()) == ["I1", "I2", "I3", "I5"]
+    assert await ids(IssueFilter(status="")) == ["I1", "I2", "I3", "I4", "I5"]
+    assert await ids(IssueFilter(status="rejected")) == ["I4"]
+    assert await ids(IssueFilter(series_id="S2")) == ["I3"]
+    assert await ids(IssueFilter(rule="stale")) == ["I3", "I5"]
+    assert await ids(IssueFilter(rule="stale", series_id="S1")) == ["I5"]
+    assert await ids(IssueFilter(severity="error")) == ["I2"]
+    # raised_before is strict: I2 was raised at 11_000
+    assert await ids(IssueFilter(raised_before_us=11_000)) == ["I1"]
+    assert await ids(IssueFilter(raised_before_us=11_001)) == ["I1", "I2"]
+    assert await ids(IssueFilter(status=""), limit=2) == ["I1", "I2"]
+    assert await ids(IssueFilter(status=""), after="I2", limit=2) == ["I3", "I4"]
+    assert await ids(IssueFilter(status=""), after="I5") == []
+    assert (await store.list_issues(IssueFilter(), "", 1)) == [issues[0]]
+
+
+async def test_catalogue_pagination_and_schema_versions(store: Adapter) -> None:
+    await store.apply(ProjectionBatch(series=[series(s, 1, 10) for s in ("C", "A", "B", "D")]), 10)
+    assert [s.series_id for s in await store.list_series("", 100)] == ["A", "B", "C", "D"]
+    assert [s.series_id for s in await store.list_series("", 2)] == ["A", "B"]
+    assert [s.series_id for s in await store.list_series("B", 2)] == ["C", "D"]
+    assert await store.list_series("D", 2) == []
+
+    await store.apply(ProjectionBatch(series=[series("A", 3, 11, unit="EUR")]), 11)
+    await store.apply(ProjectionBatch(series=[series("A", 2, 12, unit="GBP")]), 12)  # lower: kept
+    assert await store.get_series("A") == series("A", 3, 11, unit="EUR")
+    await store.apply(ProjectionBatch(series=[series("A", 3, 13, unit="CHF")]), 13)  # equal: wins
+    assert await store.get_series("A") == series("A", 3, 13, unit="CHF")
+    await store.apply(ProjectionBatch(series=[series("A", 3, 11, unit="EUR")]), 11)  # replay
+    assert await store.get_series("A") == series("A", 3, 13, unit="CHF")
+    assert await store.get_series("nope") is None
+
+
+async def test_metrics_by_window_start(store: Adapter) -> None:
+    windows = [metric(T0 + i * MINUTE, 10 + i) for i in range(4)]
+    await store.apply(ProjectionBatch(metrics=windows[::-1]), 13)
+    assert await store.metrics("S1", T0 + MINUTE, T0 + 3 * MINUTE) == windows[1:3]
+    assert await store.metrics("S1", *EVERYTHING) == windows
+    recalculated = metric(T0, 20, accuracy=1.0)
+    await store.apply(ProjectionBatch(metrics=[recalculated]), 20)
+    await store.apply(ProjectionBatch(metrics=[windows[0]]), 13)  # replay of the older value
+    assert (await store.metrics("S1", *EVERYTHING))[0] == recalculated
+    assert await store.metrics("S2", *EVERYTHING) == []
+
+
+async def test_rebuild_into_a_new_generation_and_switch(backend: Backend) -> None:
+    g1 = await backend.open("g1")
+    reader = await backend.open(None)
+    assert await reader.active_generation() is None
+    assert await reader.latest_range("S1", *EVERYTHING, 100) == []  # nothing active: empty
+    await g1.apply(BATCH_1, 10)
+    await g1.set_active_generation("g1")
+    assert await reader.active_generation() == "g1"
+    assert await _eventually(lambda: reader.latest_range("S1", *EVERYTHING, 100), V1)
+
+    g2 = await backend.open("g2")  # the rebuild, while queries keep reading g1
+    await g2.apply(BATCH_1, 10)
+    await g2.apply(BATCH_2, 20)
+    assert sorted(await reader.list_generations()) == ["g1", "g2"]
+    assert await reader.latest_range("S1", *EVERYTHING, 100) == V1
+    assert await g2.checkpoint() == 20
+    assert await g1.checkpoint() == 10
+
+    await g2.set_active_generation("g2")
+    started = time.monotonic()
+    expected = [V1[0], V1[1], V2, V1[3], V1[4]]
+    assert await _eventually(lambda: reader.latest_range("S1", *EVERYTHING, 100), expected)
+    assert time.monotonic() - started < 1.5  # the switch is seen within about a second
+    assert await reader.checkpoint() == 20
+
+    with pytest.raises(ValueError, match="active"):
+        await reader.drop_generation("g2")
+    await reader.drop_generation("g1")
+    assert await reader.list_generations() == ["g2"]
+    assert await reader.latest_range("S1", *EVERYTHING, 100) == expected
+    with pytest.raises(ValueError, match="unknown"):
+        await reader.set_active_generation("g1")
+
+
+async def test_a_reader_cannot_write(backend: Backend) -> None:
+    reader = await backend.open(None)
+    with pytest.raises(RuntimeError):
+        await reader.apply(BATCH_1, 10)
+
+
+async def test_limits_are_honoured(store: Adapter) -> None:
+    await restated(store)
+    everything = (*EVERYTHING, 2)
+    assert len(await store.latest_range("S1", *everything)) == 2
+    assert len(await store.as_of_time_range("S1", *EVERYTHING, 2500, 2)) == 2
+    assert len(await store.as_of_position_range("S1", *EVERYTHING, 25, 2)) == 2
+    assert len(await store.changes_after(ResumeToken(-1, -1), [], 2)) == 2
+    assert len(await store.audit_trail("S1", None, None, 2)) == 2
+    assert await store.latest_range("S1", *EVERYTHING, 0) == []
+    assert await store.changes_after(ResumeToken(-1, -1), [], 0) == []
+
+
+async def test_empty_store_answers_empty(store: Adapter) -> None:
+    assert await store.checkpoint() is None
+    assert await store.latest_range("S1", *EVERYTHING, 10) == []
+    assert await store.as_of_time_range("S1", *EVERYTHING, 1, 10) == []
+    assert await store.as_of_position_range("S1", *EVERYTHING, 1, 10) == []
+    assert await store.history("S1", T0) == []
+    assert await store.observations("S1", T0) == []
+    assert await store.changes_after(ResumeToken(-1, -1), ["S1"], 10) == []
+    assert await store.audit_trail("S1", T0, None, 10) == []
+    assert await store.list_series("", 10) == []
+    assert await store.get_series("S1") is None
+    assert await store.list_issues(IssueFilter(status=""), "", 10) == []
+    assert await store.metrics("S1", *EVERYTHING) == []
+
+
+VALUES = [
+    DataValue(price=Price(value="101.25", currency="USD")),
+    DataValue(price=Price()),  # a set but empty oneof case
+    DataValue(volume=Volume(quantity="1E+3", unit="shares")),
+    DataValue(bar=OhlcBar(open="1", high="2.5", low="0.75", close="-0.5")),
+    DataValue(
+        options_chain=OptionsChain(
+            underlying_price="4500.5",
+            quotes=[
+                OptionQuote(
+                    expiry=Date(year=2025, month=3, day=21),
+                    strike="4500",
+                    right=OptionRight.OPTION_RIGHT_CALL,
+                    bid="10.1",
+                    ask="10.3",
+                ),
+                OptionQuote(
+                    strike="4600", right=OptionRight.OPTION_RIGHT_PUT, implied_volatility="0.25"
+                ),
+            ],
+        )
+    ),
+    DataValue(
+        corporate_action=CorporateAction(
+            type=CorporateActionType.CORPORATE_ACTION_TYPE_CASH_DIVIDEND,
+            amount="0.24",
+            currency="USD",
+        )
+    ),
+]
+
+
+async def test_values_round_trip_byte_exactly(store: Adapter) -> None:
+    versions = [
+        dataclasses.replace(V1[0], snap_us=T0 + i, value=m.SerializeToString())
+        for i, m in enumerate(VALUES)
+    ]
+    await store.apply(
+        ProjectionBatch(
+            versions=versions,
+            changes=[change(v, i) for i, v in enumerate(versions)],
+            observations=[
+                dataclasses.replace(observation("S1", T0, "bbg", 10, i), value=v.value)
+                for i, v in enumerate(versions)
+            ],
+        ),
+        10,
+    )
+    stored = [v.value for v in await store.latest_range("S1", *EVERYTHING, 100)]
+    assert stored == [m.SerializeToString() for m in VALUES]
+    assert [c.value for c in await store.changes_after(ResumeToken(-1, -1), [], 100)] == stored
+    assert [o.value for o in await store.observations("S1", T0)] == stored
+    assert [h.value for h in await store.history("S1", T0 + 4)] == [stored[4]]
