@@ -30,6 +30,7 @@ from qis_adapters.readstore.port import (
     AuditEntry,
     ChangeFeedEntry,
     IssueFilter,
+    IssueResolution,
     Observation,
     OfficialVersion,
     ProjectionBatch,
@@ -433,6 +434,30 @@ async def test_issues_upsert_by_id_and_keep_the_newest(store: Adapter) -> None:
     await store.apply(ProjectionBatch(issues=[issue("I1", 10)]), 10)  # a replay of the old write
     assert await store.list_issues(IssueFilter(status=""), "", 10) == [approved]
     assert await store.list_issues(IssueFilter(), "", 10) == []  # default: open only
+
+
+async def test_a_resolution_closes_its_issue_and_a_replay_never_reopens_it(store: Adapter) -> None:
+    resolved = IssueResolution("I1", "approved", "bob", "vendor confirmed", 15_000, 15)
+    # raised and resolved in one batch: the resolution applies after the issue
+    await store.apply(ProjectionBatch(issues=[issue("I1", 10)], resolutions=[resolved]), 15)
+    expected = issue(
+        "I1",
+        15,
+        status="approved",
+        resolved_by="bob",
+        resolution_reason="vendor confirmed",
+        resolved_at_us=15_000,
+        raised_at_us=10_000,
+    )
+    assert await store.list_issues(IssueFilter(status=""), "", 10) == [expected]
+    for replay in (
+        ProjectionBatch(issues=[issue("I1", 10)]),  # the raise alone, after a crash
+        ProjectionBatch(resolutions=[resolved]),  # the resolution alone
+        ProjectionBatch(issues=[issue("I1", 10)], resolutions=[resolved]),
+    ):
+        await store.apply(replay, 15)
+        assert await store.list_issues(IssueFilter(status=""), "", 10) == [expected]
+    assert await store.list_issues(IssueFilter(), "", 10) == []
 
 
 async def test_issue_filters_and_pagination(store: Adapter) -> None:

@@ -37,6 +37,7 @@ from qis_adapters.readstore.port import (
     AuditEntry,
     ChangeFeedEntry,
     IssueFilter,
+    IssueResolution,
     JsonDoc,
     Observation,
     OfficialVersion,
@@ -381,6 +382,10 @@ class MongoReadStore:
                 [_closure_op(c) for c in batch.closures],
             ),
             upserts(_CHANGES, batch.changes),
+            self._bulk(
+                self._collection(generation, _ISSUES),
+                [_resolution_op(r) for r in batch.resolutions],
+            ),
         )
         await self._meta.update_one(
             {"_id": _GENERATION_PREFIX + generation},
@@ -598,6 +603,19 @@ class MongoReadStore:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _resolution_op(r: IssueResolution) -> UpdateOne:
+    resolved = {
+        "status": r.status,
+        "resolved_by": r.resolved_by,
+        "resolution_reason": r.resolution_reason,
+        "resolved_at_us": Int64(r.resolved_at_us),
+        "position": Int64(r.position),
+    }
+    return UpdateOne(
+        {"_id": r.issue_id, "position": {"$lte": Int64(r.position)}}, {"$set": resolved}
+    )
 
 
 def _closure_op(c: VersionClosure) -> UpdateOne:

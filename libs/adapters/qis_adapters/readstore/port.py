@@ -113,6 +113,7 @@ class IssueResolution:
     resolved_by: str
     resolution_reason: str
     resolved_at_us: int
+    position: int  # of the resolving event: a replayed raise of the issue never reopens it
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +221,8 @@ class ReadModelWriter(Protocol):
           only by a strictly higher version, so readers never see zero or two latest versions;
         - observations, audit, changes: insert if absent by (position, index);
         - issues: upsert by issue_id (a later write carries the newer status);
-        - resolutions: set status and resolution fields of that issue, after the issues;
+        - resolutions: set status, resolution fields and position of that issue when its
+          stored position is not newer, after the issues;
         - series: upsert by series_id only when schema_version is higher or equal;
         - metrics: upsert by key.
         """

@@ -37,6 +37,7 @@ from qis_adapters.readstore.port import (
     AuditEntry,
     ChangeFeedEntry,
     IssueFilter,
+    IssueResolution,
     JsonDoc,
     Observation,
     OfficialVersion,
@@ -250,6 +251,7 @@ class _Sql:
     insert_audit: str
     insert_change: str
     upsert_issue: str
+    resolve_issue: str
     upsert_series: str
     upsert_metric: str
     raw_inserts: dict[str, str]
@@ -296,6 +298,10 @@ class _Sql:
             # Conditional on the event position: replaying an older write never undoes a newer one.
             upsert_issue=t["issues"].upsert(
                 f"{g}_issues", f"excluded.position >= {g}_issues.position"
+            ),
+            resolve_issue=(
+                f"UPDATE {g}_issues SET status = ?, resolved_by = ?, resolution_reason = ?,"
+                " resolved_at_us = ?, position = ? WHERE issue_id = ? AND position <= ?"
             ),
             upsert_series=t["series"].upsert(
                 f"{g}_series",
@@ -427,6 +433,18 @@ def _audit_rows(entries: Sequence[AuditEntry]) -> list[Row]:
         )
         for a in entries
     ]
+
+
+def _resolution_row(r: IssueResolution) -> Row:
+    return (
+        r.status,
+        r.resolved_by,
+        r.resolution_reason,
+        r.resolved_at_us,
+        r.position,
+        r.issue_id,
+        r.position,
+    )
 
 
 def _issue_rows(issues: Sequence[QualityIssue]) -> list[Row]:
@@ -629,6 +647,8 @@ class SqliteReadStore:
                 c.executemany(sql.insert_change, map(_change_row, batch.changes))
             if batch.issues:
                 c.executemany(sql.upsert_issue, _issue_rows(batch.issues))
+            if batch.resolutions:
+                c.executemany(sql.resolve_issue, map(_resolution_row, batch.resolutions))
             if batch.series:
                 c.executemany(sql.upsert_series, _series_rows(batch.series))
             if batch.metrics:
@@ -657,6 +677,7 @@ class SqliteReadStore:
             c.executemany(raw["audit"], _audit_rows(batch.audit))
             c.executemany(raw["changes"], map(_change_row, batch.changes))
             c.executemany(raw["issues"], _issue_rows(batch.issues))
+            c.executemany(sql.resolve_issue, map(_resolution_row, batch.resolutions))
             c.executemany(raw["series"], _series_rows(batch.series))
             c.executemany(raw["metrics"], map(_metric_row, batch.metrics))
         return len(batch) + len(batch.versions)

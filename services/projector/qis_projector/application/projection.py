@@ -12,6 +12,7 @@ from qis_adapters.proto.values import raw_to_proto_bytes
 from qis_adapters.readstore.port import (
     AuditEntry,
     ChangeFeedEntry,
+    IssueResolution,
     Observation,
     OfficialVersion,
     ProjectionBatch,
@@ -39,6 +40,12 @@ from qis_domain.events import (
     SeriesDefined,
     SourceAdded,
 )
+
+_RESOLUTION_STATUS = {
+    QualityApproved: "approved",
+    QualityRejected: "rejected",
+    QualityOverridden: "overridden",
+}
 
 
 class Projection:
@@ -125,6 +132,11 @@ class Projection:
             details = {"source": event.source_id, **event.config.model_dump(mode="json")}
             self._audit_series(decoded, "", recorded_at, details)
         elif isinstance(event, QualityApproved | QualityRejected | QualityOverridden):
+            status = _RESOLUTION_STATUS[type(event)]
+            b.resolutions.extend(
+                IssueResolution(issue_id, status, meta.user_id, event.reason, recorded_at, position)
+                for issue_id in event.issue_ids
+            )
             for i, (issue_id, snap_us) in enumerate(zip(event.issue_ids, event.snaps, strict=True)):
                 details = {"issue_id": issue_id, "reason": event.reason}
                 self._audit_point(decoded, event.series_id, snap_us, i, recorded_at, details)
