@@ -34,6 +34,7 @@ R = TypeVar("R")
 _EARLIEST = -(2**63)
 DEFAULT_PAGE = 1_000
 MAX_PAGE = 10_000
+MAX_VALUES = 1_000
 
 
 class QueryService(pb_grpc.QueryServiceServicer):
@@ -74,6 +75,24 @@ class QueryService(pb_grpc.QueryServiceServicer):
                 start = rows[-1].snap_us + 1
 
         await self._guard(context, run)
+
+    async def GetValues(self, request: pb.GetValuesRequest, context: Ctx) -> pb.GetValuesResponse:
+        async def run() -> pb.GetValuesResponse:
+            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
+            if not 1 <= len(request.snaps) <= MAX_VALUES:
+                raise InvalidArgument.single("snaps", f"1 to {MAX_VALUES} snaps")
+            read_position = await self._consistent(request.min_position)
+            fetch = self._range_fetcher(request, series_id)
+            values = []
+            for snap in request.snaps:
+                snap_us = micros(snap)
+                values.extend(await fetch(snap_us, snap_us + 1, 1))
+            return pb.GetValuesResponse(
+                values=[mapping.official_value(request.series, v) for v in values],
+                read_position=read_position,
+            )
+
+        return await self._guard(context, run)
 
     async def GetPointHistory(
         self, request: pb.GetPointHistoryRequest, context: Ctx
@@ -234,7 +253,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
     # --- plumbing ---
 
     def _range_fetcher(
-        self, request: pb.QueryRangeRequest, series_id: str
+        self, request: pb.QueryRangeRequest | pb.GetValuesRequest, series_id: str
     ) -> Callable[[int, int, int], Awaitable[list[OfficialVersion]]]:
         reader = self._reader
         kind = request.WhichOneof("as_of")

@@ -203,6 +203,78 @@ class QueryRangeResponse(_message.Message):
 Global___QueryRangeResponse: _TypeAlias = QueryRangeResponse  # noqa: Y015
 
 @_typing.final
+class GetValuesRequest(_message.Message):
+    """Request of QueryService.GetValues."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    SNAPS_FIELD_NUMBER: _builtins.int
+    KNOWN_AT_FIELD_NUMBER: _builtins.int
+    AT_POSITION_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    series: _builtins.str
+    """"series/{series_id}"."""
+    at_position: _builtins.int
+    """The versions that were official right after this commit position."""
+    min_position: _builtins.int
+    """Read-your-writes: wait until the read model has projected this commit position."""
+    @_builtins.property
+    def snaps(self) -> _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]:
+        """The points, 1 to 1,000."""
+
+    @_builtins.property
+    def known_at(self) -> _timestamp_pb2.Timestamp:
+        """The versions that were official at this knowledge time."""
+
+    def __init__(
+        self,
+        *,
+        series: _builtins.str = ...,
+        snaps: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
+        known_at: _timestamp_pb2.Timestamp | None = ...,
+        at_position: _builtins.int = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at_position", b"at_position", "known_at", b"known_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at_position", b"at_position", "known_at", b"known_at", "min_position", b"min_position", "series", b"series", "snaps", b"snaps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_as_of: _TypeAlias = _typing.Literal["known_at", "at_position"]  # noqa: Y015
+    _WhichOneofArgType_as_of: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_as_of) -> _WhichOneofReturnType_as_of | None: ...
+
+Global___GetValuesRequest: _TypeAlias = GetValuesRequest  # noqa: Y015
+
+@_typing.final
+class GetValuesResponse(_message.Message):
+    """Response of QueryService.GetValues."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    READ_POSITION_FIELD_NUMBER: _builtins.int
+    read_position: _builtins.int
+    """The read model's position when this answer was read."""
+    @_builtins.property
+    def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfficialValue]:
+        """One per requested snap that had an official value then, in the order of the request."""
+
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[Global___OfficialValue] | None = ...,
+        read_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_position", b"read_position", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetValuesResponse: _TypeAlias = GetValuesResponse  # noqa: Y015
+
+@_typing.final
 class GetPointHistoryRequest(_message.Message):
     """Request of QueryService.GetPointHistory."""
 

@@ -47,6 +47,11 @@ class QueryServiceStub:
                 request_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.QueryRangeRequest.SerializeToString,
                 response_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.QueryRangeResponse.FromString,
                 _registered_method=True)
+        self.GetValues = channel.unary_unary(
+                '/qis.data.v1.QueryService/GetValues',
+                request_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.GetValuesRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.GetValuesResponse.FromString,
+                _registered_method=True)
         self.GetPointHistory = channel.unary_unary(
                 '/qis.data.v1.QueryService/GetPointHistory',
                 request_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.GetPointHistoryRequest.SerializeToString,
@@ -97,6 +102,14 @@ class QueryServiceServicer:
     def QueryRange(self, request, context):
         """Official values of a series for a range of snaps, streamed in batches: the latest version
         of each point, or the version known at a past time or commit position.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetValues(self, request, context):
+        """The official values of given points: latest, or as known at a past time or position.
+        Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,6 +174,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.QueryRange,
                     request_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.QueryRangeRequest.FromString,
                     response_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.QueryRangeResponse.SerializeToString,
+            ),
+            'GetValues': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetValues,
+                    request_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.GetValuesRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.GetValuesResponse.SerializeToString,
             ),
             'GetPointHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPointHistory,
@@ -232,6 +250,33 @@ class QueryService:
             '/qis.data.v1.QueryService/QueryRange',
             qis_dot_data_dot_v1_dot_query__service__pb2.QueryRangeRequest.SerializeToString,
             qis_dot_data_dot_v1_dot_query__service__pb2.QueryRangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetValues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.QueryService/GetValues',
+            qis_dot_data_dot_v1_dot_query__service__pb2.GetValuesRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_query__service__pb2.GetValuesResponse.FromString,
             options,
             channel_credentials,
             insecure,

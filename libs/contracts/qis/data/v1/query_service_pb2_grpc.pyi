@@ -45,6 +45,10 @@ class QueryServiceStub:
     """Official values of a series for a range of snaps, streamed in batches: the latest version
     of each point, or the version known at a past time or commit position.
     """
+    GetValues: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetValuesRequest, _query_service_pb2.GetValuesResponse]
+    """The official values of given points: latest, or as known at a past time or position.
+    Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
+    """
     GetPointHistory: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetPointHistoryRequest, _query_service_pb2.GetPointHistoryResponse]
     """Every version of one point, with the per-source observations it was made from."""
     GetSeries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetSeriesRequest, _series_pb2.Series]
@@ -79,6 +83,10 @@ class QueryServiceAsyncStub(QueryServiceStub):
     QueryRange: _aio.UnaryStreamMultiCallable[_query_service_pb2.QueryRangeRequest, _query_service_pb2.QueryRangeResponse]  # type: ignore[assignment]
     """Official values of a series for a range of snaps, streamed in batches: the latest version
     of each point, or the version known at a past time or commit position.
+    """
+    GetValues: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetValuesRequest, _query_service_pb2.GetValuesResponse]  # type: ignore[assignment]
+    """The official values of given points: latest, or as known at a past time or position.
+    Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
     """
     GetPointHistory: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetPointHistoryRequest, _query_service_pb2.GetPointHistoryResponse]  # type: ignore[assignment]
     """Every version of one point, with the per-source observations it was made from."""
@@ -117,6 +125,16 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_query_service_pb2.QueryRangeResponse], _abc.AsyncIterator[_query_service_pb2.QueryRangeResponse]]:
         """Official values of a series for a range of snaps, streamed in batches: the latest version
         of each point, or the version known at a past time or commit position.
+        """
+
+    @_abc_1.abstractmethod
+    def GetValues(
+        self,
+        request: _query_service_pb2.GetValuesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.GetValuesResponse, _abc.Awaitable[_query_service_pb2.GetValuesResponse]]:
+        """The official values of given points: latest, or as known at a past time or position.
+        Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
         """
 
     @_abc_1.abstractmethod
