@@ -15,6 +15,8 @@ from qis_cli.errors import CliError
 
 COMMAND_ADDRESS_ENV = "QIS_COMMAND_ADDRESS"
 DEFAULT_COMMAND_ADDRESS = "127.0.0.1:50051"
+QUERY_ADDRESS_ENV = "QIS_QUERY_ADDRESS"
+DEFAULT_QUERY_ADDRESS = "127.0.0.1:50052"
 USER_ENV = "QIS_USER"
 # The development-mode identity header named in the contract (command_service.proto).
 IDENTITY_HEADER = "x-qis-user"
@@ -25,6 +27,10 @@ Metadata = tuple[tuple[str, str], ...]
 
 def default_command_address() -> str:
     return os.environ.get(COMMAND_ADDRESS_ENV) or DEFAULT_COMMAND_ADDRESS
+
+
+def default_query_address() -> str:
+    return os.environ.get(QUERY_ADDRESS_ENV) or DEFAULT_QUERY_ADDRESS
 
 
 def default_user() -> str:
@@ -49,13 +55,17 @@ def normalise_name(value: str, collection: str) -> str:
 
 
 @contextmanager
-def command_channel(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Iterator[grpc.Channel]:
+def command_channel(
+    address: str, timeout_s: float = CONNECT_TIMEOUT_S, service: str = "command"
+) -> Iterator[grpc.Channel]:
     """A channel that is known to be connected: an unreachable service is then one clear
     message up front rather than an UNAVAILABLE from the middle of a stream."""
     channel = grpc.insecure_channel(address)
     try:
         if not _connected(channel, timeout_s):
-            raise CliError(f"cannot reach the command service at {address} — is `qis up` running?")
+            raise CliError(
+                f"cannot reach the {service} service at {address} — is `qis up` running?"
+            )
         yield channel
     finally:
         channel.close()

@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-from qis.data.v1 import command_service_pb2, command_service_pb2_grpc
+from qis.data.v1 import command_service_pb2, command_service_pb2_grpc, query_service_pb2
 
+from qis_cli import reading
 from qis_cli.chunks import ImportKey, chunks_of, file_digest
 from qis_cli.connection import (
     COMMAND_ADDRESS_ENV,
+    QUERY_ADDRESS_ENV,
     USER_ENV,
     command_channel,
     default_command_address,
+    default_query_address,
     default_user,
     identity,
     normalise_name,
@@ -138,15 +141,67 @@ def cmd_define_series(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read(args: argparse.Namespace, call: Callable[[reading.Stub], R]) -> R:
+    with command_channel(args.address, service="query") as channel:
+        try:
+            return call(reading.Stub(channel))
+        except grpc.RpcError as error:
+            raise rpc_failure(error, args.address) from None
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    series = f"series/{normalise_name(args.series, 'series')}"
+    metadata = identity(args.user)
+    try:
+        if args.history:
+            history_request = query_service_pb2.GetPointHistoryRequest(
+                series=series, snap=reading.parse_time(args.history)
+            )
+            rows = _read(args, lambda stub: reading.history(stub, history_request, metadata))
+        else:
+            request = query_service_pb2.QueryRangeRequest(series=series, page_size=10_000)
+            if args.start:
+                request.start.CopyFrom(reading.parse_time(args.start))
+            if args.end:
+                request.end.CopyFrom(reading.parse_time(args.end))
+            if args.as_of:
+                request.known_at.CopyFrom(reading.parse_time(args.as_of))
+            elif args.at_position is not None:
+                request.at_position = args.at_position
+            rows = _read(args, lambda stub: reading.query(stub, request, metadata))
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    reading.render_table(rows)
+    return 0
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    request = query_service_pb2.SubscribeRequest(
+        series=[f"series/{normalise_name(s, 'series')}" for s in args.series]
+    )
+    if args.resume_token:
+        request.resume_token = args.resume_token
+    else:
+        request.after_position = args.after_position
+    _read(args, lambda stub: reading.subscribe(stub, request, identity(args.user)))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     return run_up(Path(args.data_dir))
 
 
-def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+def _add_connection_options(parser: argparse.ArgumentParser, query: bool = False) -> None:
+    env, default = (
+        (QUERY_ADDRESS_ENV, default_query_address())
+        if query
+        else (COMMAND_ADDRESS_ENV, default_command_address())
+    )
+    service = "query" if query else "command"
     parser.add_argument(
         "--address",
-        default=default_command_address(),
-        help=f"command service host:port (default: ${COMMAND_ADDRESS_ENV} or %(default)s)",
+        default=default,
+        help=f"{service} service host:port (default: ${env} or %(default)s)",
     )
     parser.add_argument(
         "--user",
@@ -157,7 +212,8 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="qis", description="Reference and market data: run the services, define, import."
+        prog="qis",
+        description="Reference and market data: run the services, define, import, look.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -237,6 +293,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_connection_options(ingest)
     ingest.set_defaults(run=cmd_ingest)
+
+    look = commands.add_parser(
+        "query",
+        help="show the official values of a series (latest, as of a time, or one point's history)",
+    )
+    look.add_argument("series", help="series id (or series/ID)")
+    look.add_argument("--start", help="first snap (RFC 3339, or a date)")
+    look.add_argument("--end", help="snaps before this one")
+    when = look.add_mutually_exclusive_group()
+    when.add_argument("--as-of", help="what was official at this time (knowledge time)")
+    when.add_argument("--at-position", type=int, help="what was official after this position")
+    when.add_argument("--history", metavar="SNAP", help="every version of this point")
+    _add_connection_options(look, query=True)
+    look.set_defaults(run=cmd_query)
+
+    follow = commands.add_parser("subscribe", help="print new and restated values as they come")
+    follow.add_argument("series", nargs="*", help="series ids (default: every series)")
+    follow.add_argument("--after-position", type=int, default=0, help="start after this position")
+    follow.add_argument("--resume-token", help="continue from a printed resume token")
+    _add_connection_options(follow, query=True)
+    follow.set_defaults(run=cmd_subscribe)
     return parser
 
 

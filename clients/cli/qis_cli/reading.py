@@ -1,0 +1,107 @@
+"""`qis query` and `qis subscribe`: official values as a readable table, and live changes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TextIO
+
+from google.protobuf import timestamp_pb2
+from qis.data.v1 import query_service_pb2 as q
+from qis.data.v1 import query_service_pb2_grpc as q_grpc
+from qis.data.v1 import values_pb2
+
+from qis_cli.connection import Metadata
+
+Stub = q_grpc.QueryServiceStub
+_COLUMNS = ("snap", "value", "v", "quality", "known since", "sources", "flags", "reason", "user")
+
+
+def parse_time(text: str) -> timestamp_pb2.Timestamp:
+    """RFC 3339 with an offset, like snaps (a bare date means midnight UTC)."""
+    moment = datetime.fromisoformat(text if "T" in text else f"{text}T00:00:00Z")
+    if moment.utcoffset() is None:
+        raise ValueError(f"{text!r} has no UTC offset: add 'Z' or '+hh:mm'")
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
+def value_text(value: values_pb2.DataValue) -> str:
+    kind = value.WhichOneof("kind")
+    if kind == "price":
+        return f"{value.price.value} {value.price.currency}"
+    if kind == "volume":
+        return f"{value.volume.quantity} {value.volume.unit}"
+    if kind == "bar":
+        b = value.bar
+        return f"O {b.open} H {b.high} L {b.low} C {b.close}"
+    if kind == "options_chain":
+        return f"{len(value.options_chain.quotes)} quotes"
+    if kind == "corporate_action":
+        a = value.corporate_action
+        kind_name = values_pb2.CorporateActionType.Name(a.type)
+        action = kind_name.removeprefix("CORPORATE_ACTION_TYPE_").lower()
+        return f"{action} ex {a.ex_date.year:04}-{a.ex_date.month:02}-{a.ex_date.day:02}"
+    return ""
+
+
+def _time(ts: timestamp_pb2.Timestamp) -> str:
+    return ts.ToJsonString()
+
+
+def rows_of(values: Iterable[q.OfficialValue]) -> list[tuple[str, ...]]:
+    return [
+        (
+            _time(v.snap),
+            value_text(v.value),
+            str(v.version),
+            f"{v.quality_score:.2f}",
+            _time(v.recorded_from),
+            ",".join(v.sources),
+            ",".join(v.flags),
+            v.reason,
+            v.user,
+        )
+        for v in values
+    ]
+
+
+def render_table(rows: Sequence[tuple[str, ...]], out: TextIO = sys.stdout) -> None:
+    widths = (
+        [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)] if rows else []
+    )
+    if not rows:
+        print("(no official values)", file=out)
+        return
+    print("  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True)).rstrip(), file=out)
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def query(stub: Stub, request: q.QueryRangeRequest, metadata: Metadata) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for response in stub.QueryRange(request, metadata=metadata):
+        rows.extend(rows_of(response.values))
+    return rows
+
+
+def history(
+    stub: Stub, request: q.GetPointHistoryRequest, metadata: Metadata
+) -> list[tuple[str, ...]]:
+    return rows_of(stub.GetPointHistory(request, metadata=metadata).versions)
+
+
+def subscribe(
+    stub: Stub, request: q.SubscribeRequest, metadata: Metadata, out: TextIO = sys.stdout
+) -> None:
+    """Prints each change as it arrives, with the token to resume from, until interrupted."""
+    for response in stub.Subscribe(request, metadata=metadata):
+        for value in response.values:
+            reason = f"  ({value.reason})" if value.reason else ""
+            print(
+                f"{value.series}  {_time(value.snap)}  v{value.version}  {value_text(value.value)}{reason}",
+                file=out,
+            )
+        print(f"# resume token: {response.resume_token}", file=out, flush=True)
