@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -187,6 +188,13 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_projector(args: argparse.Namespace) -> int:
+    """Runs `qis-projector rebuild` with the same QIS_* settings as `qis up`."""
+    env = {**os.environ, "QIS_DATA_DIR": args.data_dir}
+    tool = Path(sys.executable).parent / "qis-projector"
+    return subprocess.run([str(tool), args.action], env=env, check=False).returncode
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     return run_up(Path(args.data_dir))
 
@@ -224,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the embedded stores keep their files (default: $QIS_DATA_DIR or %(default)s)",
     )
     up.set_defaults(run=cmd_up)
+
+    projector = commands.add_parser(
+        "projector",
+        help="rebuild the read models into a fresh generation, then switch (queries go on)",
+    )
+    projector.add_argument("action", choices=["rebuild"])
+    projector.add_argument(
+        "--data-dir",
+        default=os.environ.get("QIS_DATA_DIR") or ".qis-data",
+        help="as for `qis up` (default: $QIS_DATA_DIR or %(default)s)",
+    )
+    projector.set_defaults(run=cmd_projector)
 
     source = commands.add_parser("register-source", help="register a data source")
     source.add_argument("id", help="source id, e.g. bloomberg")

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_POINTS = 10_000
 _CORRELATION_HEADER = "x-correlation-id"
+_TRACE_HEADERS = ("traceparent", "tracestate")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 R = TypeVar("R")
 
@@ -226,12 +227,16 @@ class CommandService(pb_grpc.CommandServiceServicer):
             raise InvalidArgument.single("command_id", "1 to 128 characters are required")
         metadata = dict(context.invocation_metadata() or ())
         correlation = metadata.get(_CORRELATION_HEADER, command_id)
+        # W3C trace context travels into the events' metadata, so the projector's work can
+        # join the caller's trace.
+        trace = {k: str(metadata[k]) for k in _TRACE_HEADERS if k in metadata}
         return CommandContext(
             command_id=command_id,
             user_id=current_identity().user_id,
             now_us=self._clock_us(),
             correlation_id=str(correlation),
             causation_id=command_id,
+            trace_context=trace,
         )
 
     async def _call(
