@@ -155,6 +155,10 @@ class Decider:
     def local_day(self, snap_us: int) -> date:
         return datetime.fromtimestamp(snap_us / 1_000_000, UTC).astimezone(self._zone).date()
 
+    def local_midnight_us(self, day: date) -> int:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=self._zone)
+        return int(midnight.timestamp()) * 1_000_000
+
     def sole_source(
         self, source_id: str, value: DataValue, raw: RawValue
     ) -> tuple[Candidate, Contributions]:

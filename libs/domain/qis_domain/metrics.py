@@ -44,9 +44,13 @@ def calculate(
     """
     published = [p for p in points if p.official is not None]
     if sessions is not None and definition.frequency is Frequency.DAILY:
+        # A session belongs to the window when its local day starts inside it: for windows
+        # at local midnights (the scheduler's) that is exactly the window's days, and a window
+        # at UTC midnights does not count the evening before as expected.
+        expected_days = {d for d in sessions if start_us <= decider.local_midnight_us(d) < end_us}
         days = {decider.local_day(p.snap_us) for p in published}
-        expected = len(sessions)
-        received = len(days & sessions)
+        expected = len(expected_days)
+        received = len(days & expected_days)
     elif (step := _STEP_US.get(definition.frequency)) is not None:
         expected = max(1, (end_us - start_us) // step)
         received = min(expected, len(published))

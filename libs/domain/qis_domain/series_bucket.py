@@ -248,18 +248,17 @@ class SeriesBucket:
                 candidate, contributions, break_issue = decide.candidate(
                     snap_us, observed, snap_us in self.breaks_approved, (source_id, value)
                 )
-                if break_issue is not None:
+                if break_issue is not None and not self._open_break(snap_us):
                     issues.append(break_issue)
             if candidate is None:
                 continue  # every value of the point was rejected
             reconciled.append(_reconciled_row(snap_us, candidate, contributions))
-            if candidate.status is PointStatus.PENDING:
-                if definition.publication.cutoff_seconds and snap_us not in self.scheduled:
-                    scheduled.append(
-                        (snap_us, snap_us + definition.publication.cutoff_seconds * 1_000_000)
-                    )
-                continue
             if candidate.status is not PointStatus.PUBLISHED:
+                # Waiting for sources, or held: at the cut-off it is published with what
+                # arrived, or flagged as still held.
+                if definition.publication.cutoff_seconds and snap_us not in self.scheduled:
+                    due = snap_us + definition.publication.cutoff_seconds * 1_000_000
+                    scheduled.append((snap_us, due))
                 continue
             current = officials.get(snap_us)
             flags = flags_of(observed, candidate.sources) if len(observed) > 1 or failures else []
@@ -525,11 +524,8 @@ class SeriesBucket:
                 reconciled.append((snap_us, "", "none", {}, [], "0", PointStatus.WITHDRAWN.value))
                 continue
             reconciled.append(_reconciled_row(snap_us, candidate, contributions))
-            if (
-                candidate.status is PointStatus.PENDING
-                and cutoff_us
-                and snap_us not in self.scheduled
-            ):
+            waiting = candidate.status is not PointStatus.PUBLISHED
+            if waiting and cutoff_us and snap_us not in self.scheduled:
                 scheduled.append(snap_us)
             current = self.officials.get(snap_us)
             if candidate.status is not PointStatus.PUBLISHED or (
@@ -576,6 +572,14 @@ class SeriesBucket:
         if issue.source_id:
             return [issue.source_id]
         return list(self.observed.get(issue.snap_us, {}))
+
+    def _open_break(self, snap_us: int) -> bool:
+        """One open source break per point is enough: a later value re-raising it would only
+        add a duplicate to the queue."""
+        return any(
+            i.snap_us == snap_us and i.rule == "source_break" and i.status == _OPEN
+            for i in self.issues.values()
+        )
 
     def _open_issues(self, snap_us: int) -> list[str]:
         return [i for i, s in self.issues.items() if s.snap_us == snap_us and s.status == _OPEN]

@@ -168,6 +168,7 @@ _CHANGES = _Kind(
     ChangeFeedEntry,
     ("position", "index"),
     frozenset({"position", "snap_us", "recorded_at_us"}),
+    frozenset({"sources", "flags"}),
 )
 _ISSUES = _Kind(
     "issues",

@@ -145,6 +145,9 @@ class ChangeFeedEntry:
     recorded_at_us: int
     reason: str
     user_id: str
+    sources: tuple[str, ...] = ()
+    method: str = ""
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,6 +188,9 @@ _TABLES = {
             ("recorded_at_us", _INT),
             ("reason", _TEXT),
             ("user_id", _TEXT),
+            ("sources", _TEXT),
+            ("method", _TEXT),
+            ("flags", _TEXT),
         ),
         ("position", "idx"),
         (("series_id", "position", "idx"),),
@@ -392,18 +395,24 @@ def _observation_rows(observations: Sequence[Observation]) -> list[Row]:
     ]
 
 
-_change_row = attrgetter(
-    "position",
-    "index",
-    "series_id",
-    "snap_us",
-    "version",
-    "value",
-    "quality_score",
-    "recorded_at_us",
-    "reason",
-    "user_id",
-)
+def _change_row(c: ChangeFeedEntry) -> Row:
+    return (
+        c.position,
+        c.index,
+        c.series_id,
+        c.snap_us,
+        c.version,
+        c.value,
+        c.quality_score,
+        c.recorded_at_us,
+        c.reason,
+        c.user_id,
+        _SEP.join(c.sources),
+        c.method,
+        _SEP.join(c.flags),
+    )
+
+
 _closure_row = attrgetter("recorded_to_us", "position_to", "series_id", "snap_us", "version")
 _metric_row = attrgetter(
     "series_id",
@@ -500,7 +509,10 @@ def _audit(rows: list[Row]) -> list[AuditEntry]:
 
 
 def _changes(rows: list[Row]) -> list[ChangeFeedEntry]:
-    return [ChangeFeedEntry(*row) for row in rows]
+    return [
+        ChangeFeedEntry(p, i, s, t, v, val, q, at, why, who, _split(src), how, _split(fl))
+        for p, i, s, t, v, val, q, at, why, who, src, how, fl in rows
+    ]
 
 
 def _issues(rows: list[Row]) -> list[QualityIssue]:

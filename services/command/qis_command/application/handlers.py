@@ -221,7 +221,8 @@ class CommandHandlers:
         decider = Decider(definition, ctx)
         sessions = None
         if definition.calendar:
-            first, last = decider.local_day(cmd.start_us), decider.local_day(cmd.end_us - 1)
+            # One day either side: metrics keep the sessions whose local day starts in the window.
+            first, last = decider.local_day(cmd.start_us), decider.local_day(cmd.end_us)
             sessions = self._calendar.sessions(definition.calendar, first, last)
         span = BUCKET_SPAN_US[definition.frequency]
         first_bucket = bucket_of(cmd.start_us, definition.frequency)

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from qis_adapters.eventstore.codec import EventCodec
 from qis_adapters.eventstore.port import EventFilter, EventStore
@@ -79,11 +80,12 @@ class Scheduler:
         self._quiet_us = int(metrics_quiet_s * 1_000_000)
         self._codec = EventCodec()
         self._frequencies: dict[str, Frequency] = {}
+        self._zones: dict[str, ZoneInfo] = {}
         self.pending: dict[Due, set[int]] = {}  # what falls due -> the times it falls due
         # Metrics of a window wait until it is closed and quiet, so a bulk load of history
         # (or the catch-up after a restart) is measured once, complete. The count of
         # publications seen goes into the command id: new data later, new calculation.
-        self.windows: dict[Due, tuple[int, int]] = {}  # -> (publications seen, last seen at)
+        self.windows: dict[Due, _Activity] = {}
         self.fired = 0
 
     async def run(self) -> None:
@@ -106,6 +108,7 @@ class Scheduler:
     def observe(self, event: DomainEvent) -> None:
         if isinstance(event, SeriesDefined | SchemaEvolved):
             self._frequencies[event.series_id] = event.definition.frequency
+            self._zones[event.series_id] = ZoneInfo(event.definition.time_zone)
             return
         frequency = self._frequencies.get(getattr(event, "series_id", ""))
         if frequency is None:
@@ -121,20 +124,26 @@ class Scheduler:
                     )
         elif isinstance(event, DataPublished | DataRestated):
             now = self._clock_us()
-            for start, end in {_window(s, frequency) for s in event.snaps}:
-                due = Due("metrics", event.series_id, start, end)
-                seen, _ = self.windows.get(due, (0, 0))
-                self.windows[due] = (seen + 1, now)
+            zone = self._zones[event.series_id]
+            for start, end in {_window(s, frequency, zone) for s in event.snaps}:
+                activity = self.windows.setdefault(
+                    Due("metrics", event.series_id, start, end), _Activity()
+                )
+                activity.seen += 1
+                activity.last_seen_us = now
 
     def _add(self, due: Due, at_us: int) -> None:
         self.pending.setdefault(due, set()).add(at_us)
 
     async def fire_due(self) -> None:
         now = self._clock_us()
-        for window, (seen, last_seen) in list(self.windows.items()):
-            if now >= max(window.end_us + self._grace_us, last_seen + self._quiet_us):
-                self._add(window, seen)  # "when" is the publication count: see `windows`
-                del self.windows[window]
+        for window, activity in self.windows.items():
+            quiet_since = activity.last_seen_us + self._quiet_us
+            if activity.seen != activity.measured and now >= max(
+                window.end_us + self._grace_us, quiet_since
+            ):
+                self._add(window, activity.seen)  # "when" is the publication count: see `windows`
+                activity.measured = activity.seen
         for due, times in list(self.pending.items()):
             reached = list(times) if due.kind == "metrics" else [t for t in times if t <= now]
             if not reached:
@@ -165,19 +174,29 @@ class Scheduler:
                 del self.pending[due]
 
 
-def _window(snap_us: int, frequency: Frequency) -> tuple[int, int]:
-    """The metrics window of a snap: a UTC day for intraday series, a calendar month for daily
-    ones, a year for weekly and monthly ones."""
+@dataclass(slots=True)
+class _Activity:
+    seen: int = 0  # publication events seen in the window
+    last_seen_us: int = 0
+    measured: int = 0  # `seen` when metrics were last asked for
+
+
+def _window(snap_us: int, frequency: Frequency, zone: ZoneInfo) -> tuple[int, int]:
+    """The metrics window of a snap: a UTC day for intraday series; for daily ones a month and
+    for weekly and monthly ones a year, from local midnight in the series' time zone (so that
+    a month holds exactly that month's sessions)."""
+    if frequency not in _INTRADAY:
+        zone_moment = datetime.fromtimestamp(snap_us / 1_000_000, zone)
+        start = zone_moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        if frequency is Frequency.DAILY:
+            end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+        else:
+            start = start.replace(month=1)
+            end = start.replace(year=start.year + 1)
+        return _us(start), _us(end)
     moment = datetime.fromtimestamp(snap_us / 1_000_000, UTC)
-    if frequency in _INTRADAY:
-        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        end = start + timedelta(days=1)
-    elif frequency is Frequency.DAILY:
-        start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
-    else:
-        start = moment.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
-        end = start.replace(year=start.year + 1)
+    start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = start + timedelta(days=1)
     return _us(start), _us(end)
 
 

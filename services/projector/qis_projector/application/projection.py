@@ -217,6 +217,9 @@ class Projection:
                     recorded_at_us=recorded_at,
                     reason=row.reason,
                     user_id=meta.user_id,
+                    sources=tuple(row.sources),
+                    method=row.method,
+                    flags=tuple(row.flags),
                 )
             )
             if per_point_audit:

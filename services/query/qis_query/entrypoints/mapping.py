@@ -56,6 +56,9 @@ def changed_value(c: ChangeFeedEntry) -> pb.OfficialValue:
         position_from=c.position,
         reason=c.reason,
         user=c.user_id,
+        sources=c.sources,
+        method=c.method,
+        flags=c.flags,
     )
     msg.value.MergeFromString(c.value)
     return msg
