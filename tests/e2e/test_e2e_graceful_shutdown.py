@@ -1,0 +1,142 @@
+"""SIGTERM on the command service during a BulkIngest: health goes NOT_SERVING at once, the chunks
+in flight are still committed and acknowledged, and the process exits 0 within its grace."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import grpc
+import grpc.aio
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from qis.data.v1 import command_service_pb2 as cmd
+from qis.data.v1 import series_pb2
+
+from tests.e2e.harness import (
+    COMMAND,
+    US,
+    MakeCluster,
+    as_user,
+    bulk_ingest,
+    ingest_request,
+    micros,
+    price_series,
+    query_all,
+    setup_series,
+    unique,
+)
+
+pytestmark = pytest.mark.e2e
+
+GRACE_S = 8.0
+CHUNK = 2_000
+BEFORE, IN_FLIGHT = 3, 6  # chunks acknowledged before SIGTERM, chunks sent but not yet acked
+BASE = 1_720_000_000 * US
+
+
+def chunk_items(i: int) -> list[tuple[int, str]]:
+    return [(BASE + (i * CHUNK + k) * US, f"{i}.{k:04d}") for k in range(CHUNK)]
+
+
+async def test_sigterm_drains_bulk_ingest(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster({"QIS_SHUTDOWN_GRACE_S": str(GRACE_S)})
+    series_id, source = unique("drain"), unique("src")
+    service = "qis.data.v1.CommandService"
+    async with cluster.clients() as c, cluster.channel(COMMAND) as health_channel:
+        await setup_series(c, series_id, price_series([(source, 1)], series_pb2.FREQUENCY_SECOND))
+        watch = health_pb2_grpc.HealthStub(health_channel).Watch(
+            health_pb2.HealthCheckRequest(service=service)
+        )
+        first = await asyncio.wait_for(watch.read(), 5)
+        assert isinstance(first, health_pb2.HealthCheckResponse)
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+
+        prefix = unique("chunk")
+        call = c.command.BulkIngest(metadata=as_user("loader"))
+        acks: list[cmd.BulkIngestResponse] = []
+
+        async def ack() -> cmd.BulkIngestResponse:
+            reply = await asyncio.wait_for(call.read(), GRACE_S)
+            assert isinstance(reply, cmd.BulkIngestResponse), reply
+            acks.append(reply)
+            return reply
+
+        for i in range(BEFORE):
+            await call.write(ingest_request(f"{prefix}-{i}", series_id, source, chunk_items(i)))
+            await ack()
+        for i in range(BEFORE, BEFORE + IN_FLIGHT):
+            await call.write(ingest_request(f"{prefix}-{i}", series_id, source, chunk_items(i)))
+
+        pid = cluster.pid(COMMAND)
+        signalled, signalled_wall_us = time.monotonic(), time.time_ns() // 1000
+        cluster.signal(COMMAND, signal.SIGTERM)
+
+        # Health says NOT_SERVING right away, while the stream is still open.
+        change = await asyncio.wait_for(watch.read(), 3)
+        assert isinstance(change, health_pb2.HealthCheckResponse)
+        assert change.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert time.monotonic() - signalled < 2
+
+        # New calls are refused while draining...
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await c.command.IngestPoints(
+                ingest_request(unique("late"), series_id, source, chunk_items(99)),
+                metadata=as_user("loader"),
+                timeout=3,
+            )
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        # ...but every chunk already sent is acknowledged with its commit.
+        while len(acks) < BEFORE + IN_FLIGHT:
+            await ack()
+        await call.done_writing()
+        assert await asyncio.wait_for(call.read(), GRACE_S) is grpc.aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
+        assert [a.command_id for a in acks] == [f"{prefix}-{i}" for i in range(BEFORE + IN_FLIGHT)]
+        assert all(a.WhichOneof("outcome") == "result" for a in acks), acks
+        assert all(a.result.accepted == CHUNK for a in acks)
+        positions = [a.result.commit_position for a in acks]
+        assert positions == sorted(positions)
+        assert len(set(positions)) == len(positions)
+
+        # The process exits 0 well within its grace period once no call is left open (a health
+        # Watch is a call too: it would hold the drain for the whole grace period).
+        watch.cancel()
+        popen = cluster.processes[COMMAND].popen
+        assert popen is not None
+        assert popen.pid == pid
+        code = await asyncio.to_thread(popen.wait, GRACE_S + 5)
+        exited_after = time.monotonic() - signalled
+        assert code == 0, cluster.log_tail(COMMAND)
+        assert exited_after < GRACE_S, exited_after
+        print(f"\ncommand service exited 0, {exited_after:.2f} s after SIGTERM")
+
+        # Everything acknowledged is committed: the projector and query service still serve it.
+        stored = await query_all(c, series_id, min_position=positions[-1])
+        expected = [item for i in range(BEFORE + IN_FLIGHT) for item in chunk_items(i)]
+        assert [(micros(v.snap), v.value.price.value) for v in stored] == expected
+        # The last chunk was really in flight: it was committed after SIGTERM.
+        assert micros(stored[-1].recorded_from) > signalled_wall_us
+
+    # A client resuming after the restart re-sends from its first chunk: what was committed is
+    # recognised by its chunk id (the domain remembers it, not the process) and only the rest
+    # is written.
+    cluster.start(COMMAND)
+    total = BEFORE + IN_FLIGHT + 2
+    async with cluster.clients() as c:
+        replay = await bulk_ingest(
+            c,
+            series_id,
+            source,
+            [p for i in range(total) for p in chunk_items(i)],
+            chunk=CHUNK,
+            prefix=prefix,
+        )
+        assert [a.command_id for a in replay] == [f"{prefix}-{i}" for i in range(total)]
+        outcomes = [(a.result.duplicate, a.result.commit_position) for a in replay]
+        assert outcomes[: len(positions)] == [(True, p) for p in positions]
+        assert all(not dup and p > positions[-1] for dup, p in outcomes[len(positions) :])
+        stored = await query_all(c, series_id, min_position=outcomes[-1][1])
+        assert len(stored) == total * CHUNK

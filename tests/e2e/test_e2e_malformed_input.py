@@ -1,0 +1,265 @@
+"""Malformed input is rejected end to end with the right status and machine-readable details,
+and nothing of a rejected batch ever reaches the read model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+import grpc.aio
+import pytest
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from qis.data.v1 import command_service_pb2 as cmd
+from qis.data.v1 import query_service_pb2 as q
+from qis.data.v1 import series_pb2, values_pb2
+
+from tests.e2e.harness import (
+    DAY_US,
+    US,
+    Clients,
+    Cluster,
+    as_user,
+    ingest_request,
+    micros,
+    price,
+    price_series,
+    query_all,
+    setup_series,
+    snap_text,
+    timestamp,
+    unique,
+)
+
+pytestmark = pytest.mark.e2e
+
+SNAPS = [1_706_821_200 * US + d * DAY_US for d in range(6)]  # 2024-02-01T21:00Z onwards
+REJECTED = SNAPS[:3]  # what the rejected batch carries (point 1 is the bad one)
+LATER = SNAPS[3:]  # what a later, valid command writes
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    points: list[values_pb2.DataPoint]
+    code: grpc.StatusCode
+    fields: list[str] = field(default_factory=list)  # BadRequest field violations, in order
+    unknown_series: bool = False
+    foreign_source: bool = False
+
+
+def good(us: int, value: str = "101.5") -> values_pb2.DataPoint:
+    return values_pb2.DataPoint(snap=snap_text(us), value=price(value))
+
+
+def with_bad(point: values_pb2.DataPoint) -> list[values_pb2.DataPoint]:
+    return [good(REJECTED[0]), point, good(REJECTED[2])]
+
+
+CASES = [
+    Case(
+        "nan",
+        with_bad(values_pb2.DataPoint(snap=snap_text(REJECTED[1]), value=price("NaN"))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].value.price.value"],
+    ),
+    Case(
+        "infinity",
+        with_bad(values_pb2.DataPoint(snap=snap_text(REJECTED[1]), value=price("-Infinity"))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].value.price.value"],
+    ),
+    Case(
+        "unparsable-decimal",
+        with_bad(values_pb2.DataPoint(snap=snap_text(REJECTED[1]), value=price("1,015.25"))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].value.price.value"],
+    ),
+    Case(
+        "timestamp-without-offset",
+        with_bad(values_pb2.DataPoint(snap="2024-02-02T21:00:00", value=price("101.5"))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].snap"],
+    ),
+    Case(
+        "every-violation-reported",
+        [
+            good(REJECTED[0]),
+            values_pb2.DataPoint(snap=snap_text(REJECTED[1]), value=price("nan")),
+            values_pb2.DataPoint(snap="2024-02-03 21:00", value=price("1.2.3")),
+        ],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].value.price.value", "points[2].snap", "points[2].value.price.value"],
+    ),
+    Case(
+        "wrong-data-type",
+        with_bad(
+            values_pb2.DataPoint(
+                snap=snap_text(REJECTED[1]),
+                value=values_pb2.DataValue(volume=values_pb2.Volume(quantity="10")),
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].value"],
+    ),
+    Case(
+        "wrong-currency",
+        with_bad(
+            values_pb2.DataPoint(
+                snap=snap_text(REJECTED[1]),
+                value=values_pb2.DataValue(price=values_pb2.Price(value="1", currency="EUR")),
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].value.price.currency"],
+    ),
+    Case(
+        "same-instant-twice",
+        # The same UTC instant written with two offsets.
+        with_bad(
+            values_pb2.DataPoint(
+                snap=snap_text(REJECTED[0]).replace("T21:", "T22:").replace("Z", "+01:00"),
+                value=price("101.5"),
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].snap"],
+    ),
+    Case("unknown-series", with_bad(good(REJECTED[1])), grpc.StatusCode.NOT_FOUND, [], True),
+    Case(
+        "source-not-configured",
+        with_bad(good(REJECTED[1])),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["source"],
+        foreign_source=True,
+    ),
+]
+
+
+async def rich_status(call: grpc.aio.Call) -> status_pb2.Status:
+    """google.rpc.Status from the `grpc-status-details-bin` trailer."""
+    status = await rpc_status.aio.from_call(call)
+    assert isinstance(status, status_pb2.Status), "no grpc-status-details-bin trailer"
+    return status
+
+
+def violations(status: status_pb2.Status) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    found: list[error_details_pb2.BadRequest.FieldViolation] = []
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            found.extend(bad_request.field_violations)
+    return found
+
+
+async def assert_not_stored(c: Clients, series_id: str, rejected_command: str, after: int) -> None:
+    """Nothing of the rejected batch in the read model, as of a later successful command."""
+    name = f"series/{series_id}"
+    latest = await query_all(c, series_id, min_position=after)
+    assert [micros(v.snap) for v in latest] == LATER
+    for snap in REJECTED:
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await c.query.GetPointHistory(
+                q.GetPointHistoryRequest(series=name, snap=timestamp(snap), min_position=after),
+                metadata=as_user("reader"),
+            )
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    audit = await c.query.ListAuditEntries(
+        q.ListAuditEntriesRequest(series=name, min_position=after), metadata=as_user("reader")
+    )
+    assert audit.entries
+    assert rejected_command not in {e.command_id for e in audit.entries}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_malformed_ingest_is_rejected_and_stores_nothing(
+    cluster: Cluster, case: Case
+) -> None:
+    series_id, source, foreign = unique("bad"), unique("src"), unique("other")
+    name = f"series/{series_id}"
+    async with cluster.clients() as c:
+        if not case.unknown_series:
+            await setup_series(c, series_id, price_series([(source, 1)]))
+        await c.command.RegisterDataSource(
+            cmd.RegisterDataSourceRequest(
+                command_id=unique("reg"),
+                source_id=foreign,
+                source=series_pb2.DataSource(provider="file", enabled=True),
+            ),
+            metadata=as_user("admin"),
+        )
+        rejected = unique("rejected")
+        request = cmd.IngestPointsRequest(
+            command_id=rejected,
+            series=name,
+            source=f"sources/{foreign if case.foreign_source else source}",
+            points=case.points,
+        )
+        call = c.command.IngestPoints(request, metadata=as_user("loader"))
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call
+        assert error.value.code() == case.code, error.value.details()
+        status = await rich_status(call)
+        assert status.code == case.code.value[0]
+        if case.code == grpc.StatusCode.INVALID_ARGUMENT:
+            found = violations(status)
+            assert [v.field for v in found] == case.fields
+            assert all(v.description for v in found)
+        else:
+            info = error_details_pb2.ResourceInfo()
+            assert any(d.Unpack(info) for d in status.details)
+            assert info.resource_name == name
+
+        if case.unknown_series:
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await c.query.GetSeries(q.GetSeriesRequest(name=name), metadata=as_user("r"))
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+            await setup_series(c, series_id, price_series([(source, 1)]))
+
+        later = await c.command.IngestPoints(
+            ingest_request(unique("later"), series_id, source, [(s, "99.5") for s in LATER]),
+            metadata=as_user("loader"),
+        )
+        assert later.accepted == len(LATER)
+        await assert_not_stored(c, series_id, rejected, later.commit_position)
+
+        # The rejected command id was not remembered: sent again with valid points, it is new.
+        retry = await c.command.IngestPoints(
+            ingest_request(rejected, series_id, source, [(s, "100") for s in REJECTED]),
+            metadata=as_user("loader"),
+        )
+        assert (retry.duplicate, retry.accepted) == (False, len(REJECTED))
+
+
+async def test_bulk_ingest_answers_a_malformed_chunk_and_goes_on(cluster: Cluster) -> None:
+    series_id, source = unique("bulkbad"), unique("src")
+    async with cluster.clients() as c:
+        await setup_series(c, series_id, price_series([(source, 1)]))
+        chunks = [
+            [good(SNAPS[3]), good(SNAPS[4])],
+            [
+                good(REJECTED[0]),
+                values_pb2.DataPoint(snap=snap_text(REJECTED[1]), value=price("NaN")),
+            ],
+            [good(SNAPS[5])],
+        ]
+        prefix = unique("chunk")
+
+        async def requests() -> AsyncIterator[cmd.IngestPointsRequest]:
+            for i, points in enumerate(chunks):
+                yield cmd.IngestPointsRequest(
+                    command_id=f"{prefix}-{i}",
+                    series=f"series/{series_id}",
+                    source=f"sources/{source}",
+                    points=points,
+                )
+
+        acks = [a async for a in c.command.BulkIngest(requests(), metadata=as_user("loader"))]
+        assert [a.command_id for a in acks] == [f"{prefix}-{i}" for i in range(3)]
+        assert [a.WhichOneof("outcome") for a in acks] == ["result", "error", "result"]
+        error = acks[1].error
+        assert error.code == code_pb2.INVALID_ARGUMENT
+        assert [v.field for v in violations(error)] == ["points[1].value.price.value"]
+        assert acks[0].result.commit_position < acks[2].result.commit_position
+        await assert_not_stored(c, series_id, f"{prefix}-1", acks[2].result.commit_position)
