@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from functools import reduce
+from typing import TypeVar
 
 from qis_adapters.eventstore.port import WrongExpectedVersion
 from qis_domain.commands import CommandContext, CommandOutcome
@@ -39,6 +40,8 @@ from qis_command.application.commands import (
 from qis_command.application.ports import TradingCalendar
 from qis_command.application.repository import Aggregate, Repository
 
+A = TypeVar("A", bound=Aggregate)
+
 _TAIL_BUCKETS = 3
 
 
@@ -59,45 +62,32 @@ class CommandHandlers:
         self.conflicts_retried = 0  # observable: a metric, and proof in tests that races happened
 
     async def define_series(self, cmd: DefineSeries, ctx: CommandContext) -> CommandResult:
-        async def attempt() -> CommandResult:
-            series = await self._series(cmd.series_id)
-            if (done := series.outcome_of(ctx.command_id)) is not None:
-                return CommandResult(done, duplicate=True)
+        async def decide(series: ReferenceData) -> list[DomainEvent]:
             self._check_calendar(cmd.definition)
             known = await self._known_sources(cmd.definition)
-            return await self._save([(series, series.define(cmd.definition, known, ctx))], ctx)
+            return series.define(cmd.definition, known, ctx)
 
-        return await self._with_retries(attempt)
+        return await self._decide_one(ctx, lambda: self._series(cmd.series_id), decide)
 
     async def evolve_series(self, cmd: EvolveSeries, ctx: CommandContext) -> CommandResult:
-        async def attempt() -> CommandResult:
-            series = await self._series(cmd.series_id)
-            if (done := series.outcome_of(ctx.command_id)) is not None:
-                return CommandResult(done, duplicate=True)
+        async def decide(series: ReferenceData) -> list[DomainEvent]:
             self._check_calendar(cmd.definition)
             known = await self._known_sources(cmd.definition)
-            events = series.evolve(cmd.definition, cmd.reason, known, ctx)
-            return await self._save([(series, events)], ctx)
+            return series.evolve(cmd.definition, cmd.reason, known, ctx)
 
-        return await self._with_retries(attempt)
+        return await self._decide_one(ctx, lambda: self._series(cmd.series_id), decide)
 
     async def register_source(self, cmd: RegisterSource, ctx: CommandContext) -> CommandResult:
-        async def attempt() -> CommandResult:
-            source = await self._source(cmd.source_id)
-            if (done := source.outcome_of(ctx.command_id)) is not None:
-                return CommandResult(done, duplicate=True)
-            return await self._save([(source, source.register(cmd.config, ctx))], ctx)
+        async def decide(source: DataSource) -> list[DomainEvent]:
+            return source.register(cmd.config, ctx)
 
-        return await self._with_retries(attempt)
+        return await self._decide_one(ctx, lambda: self._source(cmd.source_id), decide)
 
     async def configure_source(self, cmd: ConfigureSource, ctx: CommandContext) -> CommandResult:
-        async def attempt() -> CommandResult:
-            source = await self._source(cmd.source_id)
-            if (done := source.outcome_of(ctx.command_id)) is not None:
-                return CommandResult(done, duplicate=True)
-            return await self._save([(source, source.configure(cmd.config, ctx))], ctx)
+        async def decide(source: DataSource) -> list[DomainEvent]:
+            return source.configure(cmd.config, ctx)
 
-        return await self._with_retries(attempt)
+        return await self._decide_one(ctx, lambda: self._source(cmd.source_id), decide)
 
     async def ingest(self, cmd: IngestPoints, ctx: CommandContext) -> CommandResult:
         series = await self._series(cmd.series_id)
@@ -107,64 +97,43 @@ class CommandHandlers:
                 "source",
                 f"{source_name(cmd.source_id)} is not configured for {series_name(cmd.series_id)}",
             )
-        points = _conform(definition, cmd.points)
         by_bucket: dict[int, list[tuple[Snap, DataValue]]] = {}
-        for point in points:
+        for point in _conform(definition, cmd.points):
             by_bucket.setdefault(bucket_of(point[0].utc_us, definition.frequency), []).append(point)
 
-        async def attempt() -> CommandResult:
-            buckets = [await self._bucket(cmd.series_id, b) for b in by_bucket]
-            if (done := _earlier_outcome(buckets, ctx.command_id)) is not None:
-                return CommandResult(done, duplicate=True)
-            changes: list[Change] = []
-            for b in buckets:
-                points = by_bucket[b.bucket_us]
-                view = await self._view(cmd.series_id, definition, b, points)
-                changes.append((b, b.ingest(definition, cmd.source_id, points, ctx, view)))
-            return await self._save(changes, ctx)
+        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+            points = by_bucket[bucket.bucket_us]
+            view = await self._view(cmd.series_id, definition, bucket, points)
+            return bucket.ingest(definition, cmd.source_id, points, ctx, view)
 
-        return await self._with_retries(attempt)
+        return await self._decide_buckets(ctx, cmd.series_id, list(by_bucket), decide)
 
     async def publish(self, cmd: PublishPoints, ctx: CommandContext) -> CommandResult:
-        series = await self._series(cmd.series_id)
-        definition = series.require_definition()
+        definition = (await self._series(cmd.series_id)).require_definition()
         by_bucket: dict[int, list[tuple[str, int]]] = {}
         for i, snap in enumerate(cmd.snaps):
             bucket = bucket_of(snap.utc_us, definition.frequency)
             by_bucket.setdefault(bucket, []).append((f"snaps[{i}]", snap.utc_us))
 
-        async def attempt() -> CommandResult:
-            buckets = [await self._bucket(cmd.series_id, b) for b in by_bucket]
-            if (done := _earlier_outcome(buckets, ctx.command_id)) is not None:
-                return CommandResult(done, duplicate=True)
-            changes: list[Change] = [
-                (b, b.publish(definition, by_bucket[b.bucket_us], cmd.comment, ctx))
-                for b in buckets
-            ]
-            return await self._save(changes, ctx)
+        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+            return bucket.publish(definition, by_bucket[bucket.bucket_us], cmd.comment, ctx)
 
-        return await self._with_retries(attempt)
+        return await self._decide_buckets(ctx, cmd.series_id, list(by_bucket), decide)
 
     async def restate(self, cmd: RestatePoint, ctx: CommandContext) -> CommandResult:
-        series = await self._series(cmd.series_id)
-        definition = series.require_definition()
+        definition = (await self._series(cmd.series_id)).require_definition()
         ((_, value),) = _conform(definition, [(cmd.snap, cmd.value)], field="value")
-        bucket_us = bucket_of(cmd.snap.utc_us, definition.frequency)
 
-        async def attempt() -> CommandResult:
-            bucket = await self._bucket(cmd.series_id, bucket_us)
-            if (done := bucket.outcome_of(ctx.command_id)) is not None:
-                return CommandResult(done, duplicate=True)
-            events = bucket.restate(
+        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+            return bucket.restate(
                 definition, cmd.snap.utc_us, value, cmd.reason, ctx, cmd.reason_code, cmd.expires_us
             )
-            return await self._save([(bucket, events)], ctx)
 
-        return await self._with_retries(attempt)
+        bucket_us = bucket_of(cmd.snap.utc_us, definition.frequency)
+        return await self._decide_buckets(ctx, cmd.series_id, [bucket_us], decide)
 
     async def resolve_issues(self, cmd: ResolveIssues, ctx: CommandContext) -> CommandResult:
-        series = await self._series(cmd.series_id)
-        definition = series.require_definition()
+        definition = (await self._series(cmd.series_id)).require_definition()
         value = None
         if cmd.value is not None:
             ((_, value),) = _conform(definition, [(Snap(0), cmd.value)], field="value")
@@ -180,34 +149,36 @@ class CommandHandlers:
         if cmd.action == "override" and len(by_bucket) != 1:
             raise InvalidArgument.single("issue_ids", "an override settles the issues of one point")
 
-        async def attempt() -> CommandResult:
-            buckets = [await self._bucket(cmd.series_id, b) for b in by_bucket]
-            if (done := _earlier_outcome(buckets, ctx.command_id)) is not None:
-                return CommandResult(done, duplicate=True)
-            changes: list[Change] = []
-            for b in buckets:
-                events = b.resolve(
-                    definition,
-                    by_bucket[b.bucket_us],
-                    cmd.action,
-                    cmd.reason,
-                    ctx,
-                    value,
-                    cmd.reason_code,
-                    cmd.expires_us,
-                )
-                changes.append((b, events))
-            return await self._save(changes, ctx)
+        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+            issues = by_bucket[bucket.bucket_us]
+            return bucket.resolve(
+                definition,
+                issues,
+                cmd.action,
+                cmd.reason,
+                ctx,
+                value,
+                cmd.reason_code,
+                cmd.expires_us,
+            )
 
-        return await self._with_retries(attempt)
+        return await self._decide_buckets(ctx, cmd.series_id, list(by_bucket), decide)
 
     async def publish_due(self, cmd: PublishDue, ctx: CommandContext) -> CommandResult:
-        return await self._time_driven(cmd.series_id, cmd.bucket_us, ctx, SeriesBucket.publish_due)
+        definition = (await self._series(cmd.series_id)).require_definition()
+
+        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+            return bucket.publish_due(definition, ctx)
+
+        return await self._decide_buckets(ctx, cmd.series_id, [cmd.bucket_us], decide)
 
     async def expire_overrides(self, cmd: ExpireOverrides, ctx: CommandContext) -> CommandResult:
-        return await self._time_driven(
-            cmd.series_id, cmd.bucket_us, ctx, SeriesBucket.expire_overrides
-        )
+        definition = (await self._series(cmd.series_id)).require_definition()
+
+        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+            return bucket.expire_overrides(definition, ctx)
+
+        return await self._decide_buckets(ctx, cmd.series_id, [cmd.bucket_us], decide)
 
     async def calculate_metrics(
         self, cmd: CalculateQualityMetrics, ctx: CommandContext
@@ -227,40 +198,72 @@ class CommandHandlers:
         span = BUCKET_SPAN_US[definition.frequency]
         first_bucket = bucket_of(cmd.start_us, definition.frequency)
 
-        async def attempt() -> CommandResult:
-            window = await self._repo.load(
+        async def window() -> QualityWindow:
+            return await self._repo.load(
                 quality_stream(cmd.series_id, cmd.start_us, cmd.end_us),
                 lambda: QualityWindow(cmd.series_id, cmd.start_us, cmd.end_us),
             )
-            if (done := window.outcome_of(ctx.command_id)) is not None:
-                return CommandResult(done, duplicate=True)
+
+        async def decide(_: QualityWindow) -> list[DomainEvent]:
             points = []
             for bucket_us in range(first_bucket, cmd.end_us, span):
                 bucket = await self._bucket(cmd.series_id, bucket_us)
                 points.extend(bucket.summaries(cmd.start_us, cmd.end_us, decider))
-            event = calculate(
-                definition, cmd.series_id, cmd.start_us, cmd.end_us, points, sessions, decider
-            )
-            return await self._save([(window, [event])], ctx)
+            return [
+                calculate(
+                    definition, cmd.series_id, cmd.start_us, cmd.end_us, points, sessions, decider
+                )
+            ]
 
-        return await self._with_retries(attempt)
+        return await self._decide_one(ctx, window, decide)
 
     # --- plumbing ---
 
-    async def _time_driven(
+    async def _decide_one(
         self,
-        series_id: str,
-        bucket_us: int,
         ctx: CommandContext,
-        decide: Callable[[SeriesBucket, SeriesDefinition, CommandContext], list[DomainEvent]],
+        load: Callable[[], Awaitable[A]],
+        decide: Callable[[A], Awaitable[list[DomainEvent]]],
     ) -> CommandResult:
-        definition = (await self._series(series_id)).require_definition()
+        async def load_all() -> list[A]:
+            return [await load()]
+
+        async def decide_all(aggregates: list[A]) -> list[Change]:
+            return [(aggregates[0], await decide(aggregates[0]))]
+
+        return await self._decide(ctx, load_all, decide_all)
+
+    async def _decide_buckets(
+        self,
+        ctx: CommandContext,
+        series_id: str,
+        buckets: list[int],
+        decide: Callable[[SeriesBucket], Awaitable[list[DomainEvent]]],
+    ) -> CommandResult:
+        """A command on the points of several buckets: decided per bucket, appended atomically."""
+
+        async def load_all() -> list[SeriesBucket]:
+            return [await self._bucket(series_id, b) for b in buckets]
+
+        async def decide_all(loaded: list[SeriesBucket]) -> list[Change]:
+            return [(b, await decide(b)) for b in loaded]
+
+        return await self._decide(ctx, load_all, decide_all)
+
+    async def _decide(
+        self,
+        ctx: CommandContext,
+        load: Callable[[], Awaitable[list[A]]],
+        decide: Callable[[list[A]], Awaitable[list[Change]]],
+    ) -> CommandResult:
+        """Load, answer a repeated command id with its first outcome, decide, append; on a
+        concurrency conflict, all of it again on fresh state."""
 
         async def attempt() -> CommandResult:
-            bucket = await self._bucket(series_id, bucket_us)
-            if (done := bucket.outcome_of(ctx.command_id)) is not None:
+            aggregates = await load()
+            if (done := _earlier_outcome(aggregates, ctx.command_id)) is not None:
                 return CommandResult(done, duplicate=True)
-            return await self._save([(bucket, decide(bucket, definition, ctx))], ctx)
+            return await self._save(await decide(aggregates), ctx)
 
         return await self._with_retries(attempt)
 
