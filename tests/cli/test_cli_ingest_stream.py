@@ -9,7 +9,7 @@ import threading
 import grpc
 import grpc_testing
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from qis.data.v1 import command_service_pb2, command_service_pb2_grpc
 from qis_cli.chunks import ImportKey, chunks_of, retry_id
 from qis_cli.ingest import IngestSummary, IngestTarget, ValueKind, render_summary, run_ingest
@@ -30,7 +30,9 @@ def _bad_request(field: str, description: str) -> status_pb2.Status:
         )
     )
     return status_pb2.Status(
-        code=code_pb2.INVALID_ARGUMENT, message=f"{field}: {description}", details=[detail]
+        code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        message=f"{field}: {description}",
+        details=[detail],
     )
 
 

@@ -1,8 +1,10 @@
 """End-to-end harness: the three real qis processes as subprocesses, and small client helpers.
 
 Everything here talks to the processes the way a user or an orchestrator would: environment
-variables in, gRPC (health, reflection, the v1 services) out. Read-model internals are touched
-only by the kill -9 test, which compares generations through the read store's own `dump_all`.
+variables in, gRPC (health, reflection, the v1 services) out, signals to stop, pause or kill.
+The store files are read directly (read-only) only to observe the projector from outside (its
+checkpoint, the log head, its write lock); the kill -9 test compares generations through the
+read store's own `dump_all`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """SIGTERM on the command service during a BulkIngest: health goes NOT_SERVING at once, the chunks
-in flight are still committed and acknowledged, and the process exits 0 within its grace."""
+in flight are still committed and acknowledged, and the process exits 0 within its grace; a
+client re-sending after the restart gets duplicates for what was committed. SIGTERM on the query
+service: subscribers are told UNAVAILABLE and resume on the restarted service without a gap."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from qis.data.v1 import command_service_pb2 as cmd
+from qis.data.v1 import query_service_pb2 as q
 from qis.data.v1 import series_pb2
 
 from tests.e2e.harness import (
     COMMAND,
+    QUERY,
     US,
     MakeCluster,
     as_user,
@@ -140,3 +144,54 @@ async def test_sigterm_drains_bulk_ingest(make_cluster: MakeCluster) -> None:
         assert all(not dup and p > positions[-1] for dup, p in outcomes[len(positions) :])
         stored = await query_all(c, series_id, min_position=outcomes[-1][1])
         assert len(stored) == total * CHUNK
+
+
+async def test_sigterm_on_query_service_lets_subscribers_resume_elsewhere(
+    make_cluster: MakeCluster,
+) -> None:
+    """A live subscriber is told UNAVAILABLE (retryable) when the query service drains, and
+    resumes from its last token on the restarted service without a gap or a duplicate."""
+    grace_s = 2.0
+    cluster = make_cluster({"QIS_SHUTDOWN_GRACE_S": str(grace_s)})
+    series_id, source = unique("resume"), unique("src")
+    name = f"series/{series_id}"
+    async with cluster.clients() as c:
+        await setup_series(c, series_id, price_series([(source, 1)], series_pb2.FREQUENCY_SECOND))
+        before = await bulk_ingest(c, series_id, source, chunk_items(0), chunk=500)
+        call = c.query.Subscribe(
+            q.SubscribeRequest(series=[name], after_position=0), metadata=as_user("sub")
+        )
+        seen: list[tuple[int, str]] = []
+        token = ""
+        while len(seen) < CHUNK:
+            reply = await asyncio.wait_for(call.read(), 10)
+            assert isinstance(reply, q.SubscribeResponse)
+            seen += [(micros(v.snap), v.value.price.value) for v in reply.values]
+            token = reply.resume_token
+        assert before[-1].result.commit_position > 0
+
+        signalled = time.monotonic()
+        cluster.signal(QUERY, signal.SIGTERM)
+        with pytest.raises(grpc.aio.AioRpcError) as drained:
+            await asyncio.wait_for(call.read(), grace_s + 3)
+        assert drained.value.code() == grpc.StatusCode.UNAVAILABLE
+        popen = cluster.processes[QUERY].popen
+        assert popen is not None
+        assert await asyncio.to_thread(popen.wait, grace_s + 5) == 0
+        assert time.monotonic() - signalled < grace_s + 2
+
+        # Writes go on while the query service is away.
+        await bulk_ingest(c, series_id, source, chunk_items(1), chunk=500)
+    cluster.start(QUERY)
+    async with cluster.clients() as c:
+        resumed = c.query.Subscribe(
+            q.SubscribeRequest(series=[name], resume_token=token), metadata=as_user("sub")
+        )
+        try:
+            while len(seen) < 2 * CHUNK:
+                reply = await asyncio.wait_for(resumed.read(), 10)
+                assert isinstance(reply, q.SubscribeResponse)
+                seen += [(micros(v.snap), v.value.price.value) for v in reply.values]
+        finally:
+            resumed.cancel()
+    assert seen == chunk_items(0) + chunk_items(1)

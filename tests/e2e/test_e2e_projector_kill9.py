@@ -9,6 +9,7 @@ import asyncio
 import os
 import random
 import re
+import signal
 import time
 from dataclasses import dataclass
 
@@ -147,11 +148,14 @@ async def kill_until_caught_up(cluster: Cluster, head: int, rng: random.Random) 
             continue
         after = rng.uniform(0.3, 2.0)
         await asyncio.sleep(after)
-        pid = cluster.pid(PROJECTOR)
+        projector = cluster.processes[PROJECTOR]
+        assert projector.running(), f"the projector died by itself:\n{cluster.log_tail(PROJECTOR)}"
+        pid = projector.pid
         cluster.pause(PROJECTOR)  # freeze the moment, look at it, then kill
         in_transaction = holds_sqlite_write_lock(pid, cluster.read_db)
         before = generation_checkpoint(cluster.read_db, LIVE)
-        assert cluster.kill(PROJECTOR) == -9
+        code = cluster.kill(PROJECTOR)
+        assert code == -signal.SIGKILL, f"exit {code}:\n{cluster.log_tail(PROJECTOR)}"
         checkpoint = generation_checkpoint(cluster.read_db, LIVE)
         beyond = rows_beyond(cluster.read_db, LIVE, checkpoint or 0)
         kills.append(Kill(after, before, checkpoint, head, in_transaction, beyond))

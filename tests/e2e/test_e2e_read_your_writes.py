@@ -64,7 +64,7 @@ async def test_min_position_waits_bounded_then_unavailable(make_cluster: MakeClu
             started = time.monotonic()
             old = await query_all(c, series_id, min_position=before.commit_position)
             assert [micros(v.snap) for v in old] == SNAPS[:2]
-            assert time.monotonic() - started < MAX_WAIT_S / 2
+            assert time.monotonic() - started < MAX_WAIT_S * 0.8
 
             # A read asking for it waits about QIS_QUERY_MAX_WAIT_S, then says how far it is.
             request = q.QueryRangeRequest(series=name, min_position=wanted)

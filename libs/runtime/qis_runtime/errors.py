@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 import grpc
 import grpc.aio
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from qis_domain.errors import (
     AlreadyExists,
@@ -18,17 +18,28 @@ from qis_domain.errors import (
     PermissionDenied,
 )
 
+
+def code_of(status: grpc.StatusCode) -> int:
+    """The google.rpc.Code number of a status. (google.rpc.code_pb2 is never imported: the
+    KurrentDB client ships its own copy of google/rpc/code.proto, and both cannot be loaded
+    into one process's descriptor pool.)"""
+    number: int = status.value[0]
+    return number
+
+
 _CODES: list[tuple[type[DomainError], int]] = [
-    (InvalidArgument, code_pb2.INVALID_ARGUMENT),
-    (NotFound, code_pb2.NOT_FOUND),
-    (AlreadyExists, code_pb2.ALREADY_EXISTS),
-    (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
-    (PermissionDenied, code_pb2.PERMISSION_DENIED),
+    (InvalidArgument, code_of(grpc.StatusCode.INVALID_ARGUMENT)),
+    (NotFound, code_of(grpc.StatusCode.NOT_FOUND)),
+    (AlreadyExists, code_of(grpc.StatusCode.ALREADY_EXISTS)),
+    (FailedPrecondition, code_of(grpc.StatusCode.FAILED_PRECONDITION)),
+    (PermissionDenied, code_of(grpc.StatusCode.PERMISSION_DENIED)),
 ]
 
 
 def status_of(error: DomainError) -> status_pb2.Status:
-    code = next((c for kind, c in _CODES if isinstance(error, kind)), code_pb2.INTERNAL)
+    code = next(
+        (c for kind, c in _CODES if isinstance(error, kind)), code_of(grpc.StatusCode.INTERNAL)
+    )
     status = status_pb2.Status(code=code, message=str(error))
     detail = any_pb2.Any()
     if isinstance(error, InvalidArgument):
@@ -52,7 +63,7 @@ def status_of(error: DomainError) -> status_pb2.Status:
 
 
 def plain_status(code: grpc.StatusCode, message: str) -> status_pb2.Status:
-    return status_pb2.Status(code=code.value[0], message=message)
+    return status_pb2.Status(code=code_of(code), message=message)
 
 
 async def abort_with(

@@ -86,7 +86,7 @@ async def test_documents_are_readable_and_keyed_by_natural_key(mongo_backend: Ba
     store = await mongo_backend.open("g1")
     await store.apply(ProjectionBatch(versions=[VERSION], changes=[CHANGE]), 10)
     version = (await _raw(mongo_backend, "g1_versions"))[0]
-    assert version["_id"] == {"series_id": "S1", "snap_us": SNAP, "version": 1}
+    assert version["_id"] == f'["S1",{SNAP},1]'
     assert version["value"] == {"price": {"value": "100.00", "currency": "USD"}}
     for name in ("snap_us", "recorded_from_us", "position_from", "recorded_to_us"):
         assert type(version[name]) is Int64, name  # int64 µs, never BSON dates or int32
@@ -94,9 +94,9 @@ async def test_documents_are_readable_and_keyed_by_natural_key(mongo_backend: Ba
     assert version["sources"] == ["bbg"]
     assert "flags" not in version  # empty: left out (FerretDB's $setOnInsert drops it anyway)
     current = (await _raw(mongo_backend, "g1_current"))[0]
-    assert current["_id"] == {"series_id": "S1", "snap_us": SNAP}
+    assert current["_id"] == f'["S1",{SNAP}]'
     change = (await _raw(mongo_backend, "g1_changes"))[0]
-    assert change["_id"] == {"position": 10, "index": 0}
+    assert change["_id"] == "[10,0]"
 
 
 async def test_a_non_canonical_value_is_refused(mongo_backend: Backend) -> None:

@@ -298,6 +298,16 @@ async def test_replaying_batches_changes_nothing(store: Adapter) -> None:
     assert await store.dump_all() == expected
 
 
+async def test_a_batch_of_more_than_a_hundred_points_and_its_replay(store: Adapter) -> None:
+    # A replay is more than 100 writes that match stored documents in one batch: FerretDB v1
+    # hangs on such a command unless the adapter splits it (see MongoReadStore.open).
+    versions = [version(T0 + i * MINUTE, 1, "1.00", at=1000, position=10) for i in range(101)]
+    batch = ProjectionBatch(versions=versions)
+    await asyncio.wait_for(store.apply(batch, 10), timeout=30)
+    await asyncio.wait_for(store.apply(batch, 10), timeout=30)
+    assert await store.latest_range("S1", *EVERYTHING, 1000) == versions
+
+
 async def test_checkpoint_is_written_and_read(backend: Backend) -> None:
     writer = await backend.open("g1")
     assert await writer.checkpoint() is None

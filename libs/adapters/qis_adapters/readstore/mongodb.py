@@ -4,12 +4,14 @@ Layout of one database:
 - `meta`: `{_id: "active", generation, switched_at_us}` (the generation queries read) and
   `{_id: "generation:<name>", generation, checkpoint}` per generation (registry + checkpoint);
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
-  `_series`, `_metrics`. Every document's `_id` is its natural key (a subdocument for compound
-  keys), so every write is an idempotent keyed upsert.
+  `_series`, `_metrics`. Every document's `_id` encodes its natural key (see _key_id), so every
+  write is an idempotent keyed upsert.
 
 Only commands that both MongoDB and FerretDB v1.24 implement are used: no transactions, change
 streams or aggregation. Atomicity comes from the write order instead: versions and lineage first,
-then the current records, closures and change feed that point at them, the checkpoint last.
+then the current records, closures and change feed that point at them, the checkpoint last; and
+token-ordered reads (change feed, audit trail) stop at the checkpoint. Against FerretDB (tests)
+writes go out in small commands, one at a time (see `open`).
 
 Values are stored as the readable proto-JSON form of `qis.data.v1.DataValue` and serialised back
 on read; only canonical encodings are accepted on write, which is what makes that byte-exact.
@@ -19,9 +21,10 @@ Snaps, times and positions are int64 (never BSON dates, which are milliseconds).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import fields
 from typing import Any, Generic, TypeVar
 
@@ -56,6 +59,7 @@ POINTER_TTL_S = 1.0
 # cached pointer queries dropped collections.
 _DROP_GRACE_S = 2 * POINTER_TTL_S
 
+_FERRETDB_OPS_PER_COMMAND = 50
 _GENERATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
 _ACTIVE_ID = "active"
 _GENERATION_PREFIX = "generation:"
@@ -64,6 +68,7 @@ _BEFORE_ALL = ResumeToken(-1, -1)
 R = TypeVar("R")
 Doc = dict[str, Any]
 Collection = AsyncCollection[Doc]
+_Writes = tuple[Collection, list[UpdateOne]]
 
 
 def _validate_generation(name: str) -> str:
@@ -80,6 +85,18 @@ def _value_doc(raw: bytes) -> JsonDoc:
     if message.SerializeToString() != raw:
         raise ValueError("value is not a canonical serialisation of qis.data.v1.DataValue")
     return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _key_id(key: tuple[object, ...]) -> str:
+    """The _id of a natural key: the bare string of a one-string key, else a compact JSON array
+    such as '["S1",1700000000000000,2]' (unambiguous whatever the strings contain).
+
+    A string rather than a subdocument: FerretDB v1 (SQLite) looks up only a bare string or
+    ObjectId _id by index and scans the whole collection for anything else, per operation.
+    """
+    if len(key) == 1 and isinstance(key[0], str):
+        return key[0]
+    return json.dumps(key, separators=(",", ":"))
 
 
 def _value_bytes(doc: JsonDoc) -> bytes:
@@ -99,13 +116,13 @@ class _Kind(Generic[R]):
     ) -> None:
         self.suffix = suffix
         self.record = record
-        self.key = key  # natural key → _id (the bare value for a one-field key)
+        self.key = key  # natural key fields, encoded into _id by _key_id
         self.int64 = int64
         self.arrays = arrays  # tuple[str, ...] fields, stored as arrays
         self.names = tuple(f.name for f in fields(record))  # type: ignore[arg-type]
         self.sort = [(name, ASCENDING) for name in key]
 
-    def encode(self, record: R, values: Callable[[bytes], JsonDoc]) -> tuple[object, Doc]:
+    def encode(self, record: R, values: Callable[[bytes], JsonDoc]) -> tuple[str, Doc]:
         doc: Doc = {}
         for name in self.names:
             x = getattr(record, name)
@@ -121,12 +138,7 @@ class _Kind(Generic[R]):
                 doc[name] = list(x)
             else:
                 doc[name] = x
-        return self.key_of(doc), doc
-
-    def key_of(self, doc: Mapping[str, object]) -> object:
-        if len(self.key) == 1:
-            return doc[self.key[0]]
-        return {name: doc[name] for name in self.key}
+        return _key_id(tuple(doc[name] for name in self.key)), doc
 
     def decode(self, doc: Doc) -> R:
         kwargs: Doc = {}
@@ -270,6 +282,7 @@ class MongoReadStore:
         self._generation = None if generation is None else _validate_generation(generation)
         self._active_cache: str | None = None
         self._active_expires = 0.0
+        self._ops_per_command: int | None = None  # None: as many as the server takes
 
     @classmethod
     async def open(cls, uri: str, database: str, generation: str | None = None) -> MongoReadStore:
@@ -279,6 +292,12 @@ class MongoReadStore:
         """
         store = cls(AsyncMongoClient(uri), database, generation)
         try:
+            build = await store._db.command("buildInfo")
+            if "ferretdbVersion" in build:
+                # FerretDB v1 keeps each update statement's cursor open until its whole command
+                # ends, from a pool of 100 SQLite connections per database: a command of 100
+                # matching updates, or several such commands at once, waits forever.
+                store._ops_per_command = _FERRETDB_OPS_PER_COMMAND
             if store._generation is not None:
                 await store._meta.update_one(
                     {"_id": _GENERATION_PREFIX + store._generation},
@@ -324,10 +343,11 @@ class MongoReadStore:
             return doc
 
         def upserts(
-            kind: _Kind[R], records: Iterable[R], older: Callable[[R], Doc] | None = None
-        ) -> Awaitable[None]:
+            kind: _Kind[R], records: Iterable[R], older: Callable[[R], Doc | None] | None = None
+        ) -> _Writes:
             """Insert each record if its document is absent; with `older`, also replace the
-            document when `older(record)` matches it (stored state strictly older).
+            document when the filter `older(record)` matches it (stored state strictly older;
+            None when nothing stored can be older).
 
             Two plain operations, never an upsert whose filter can miss an existing _id: such an
             upsert fails with E11000, and FerretDB v1 then abandons the rest of an unordered batch.
@@ -337,12 +357,13 @@ class MongoReadStore:
             for record in records:
                 key, doc = kind.encode(record, values)
                 ops.append(UpdateOne({"_id": key}, {"$setOnInsert": doc}, upsert=True))
-                if older is not None:
-                    ops.append(UpdateOne({"_id": key, **older(record)}, {"$set": doc}))
-            return self._bulk(self._collection(generation, kind), ops)
+                guard = None if older is None else older(record)
+                if guard is not None:
+                    ops.append(UpdateOne({"_id": key, **guard}, {"$set": doc}))
+            return self._collection(generation, kind), ops
 
         # Lineage and the versions themselves first: what the second phase points at exists.
-        await asyncio.gather(
+        await self._write(
             upserts(_VERSIONS, batch.versions),
             upserts(_OBSERVATIONS, batch.observations),
             upserts(_AUDIT, batch.audit),
@@ -372,18 +393,19 @@ class MongoReadStore:
                 lambda m: {"position": {"$lt": Int64(m.position)}},
             ),
         )
-        await asyncio.gather(
+        await self._write(
             upserts(
                 _CURRENT,
                 _newest(batch.versions, _point_key, lambda v: v.version),
-                lambda v: {"version": {"$lt": v.version}},
+                # Versions start at 1: a first publication only ever inserts.
+                lambda v: {"version": {"$lt": v.version}} if v.version > 1 else None,
             ),
-            self._bulk(
+            (
                 self._collection(generation, _VERSIONS),
                 [_closure_op(c) for c in batch.closures],
             ),
             upserts(_CHANGES, batch.changes),
-            self._bulk(
+            (
                 self._collection(generation, _ISSUES),
                 [_resolution_op(r) for r in batch.resolutions],
             ),
@@ -394,10 +416,16 @@ class MongoReadStore:
             upsert=True,
         )
 
-    @staticmethod
-    async def _bulk(collection: Collection, ops: list[UpdateOne]) -> None:
-        if ops:
-            await collection.bulk_write(ops, ordered=False)
+    async def _write(self, *writes: _Writes) -> None:
+        """Unordered bulk writes, one per collection, in parallel (sequential on FerretDB)."""
+        writes = tuple((collection, ops) for collection, ops in writes if ops)
+        if self._ops_per_command is None:
+            await asyncio.gather(*(c.bulk_write(ops, ordered=False) for c, ops in writes))
+            return
+        for collection, ops in writes:
+            for start in range(0, len(ops), self._ops_per_command):
+                chunk = ops[start : start + self._ops_per_command]
+                await collection.bulk_write(chunk, ordered=False)
 
     async def checkpoint(self) -> int | None:
         generation = self._generation or await self._reading()
@@ -620,9 +648,6 @@ def _resolution_op(r: IssueResolution) -> UpdateOne:
 
 
 def _closure_op(c: VersionClosure) -> UpdateOne:
-    # key_of orders the _id fields exactly as on insert: MongoDB compares subdocuments in order.
-    key = _VERSIONS.key_of(
-        {"series_id": c.series_id, "snap_us": Int64(c.snap_us), "version": c.version}
-    )
+    key = _key_id((c.series_id, c.snap_us, c.version))
     closing = {"recorded_to_us": Int64(c.recorded_to_us), "position_to": Int64(c.position_to)}
     return UpdateOne({"_id": key}, {"$set": closing})

@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
-from google.rpc import code_pb2, status_pb2
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.eventstore.port import EventStoreUnavailable
@@ -109,12 +108,9 @@ class CommandService(pb_grpc.CommandServiceServicer):
                 continue
             except (ConcurrencyExhausted, EventStoreUnavailable) as error:
                 # Retryable: the chunk stored nothing, and the stream stays usable.
-                code = (
-                    code_pb2.ABORTED
-                    if isinstance(error, ConcurrencyExhausted)
-                    else code_pb2.UNAVAILABLE
-                )
-                status = status_pb2.Status(code=code, message=str(error))
+                unavailable = isinstance(error, EventStoreUnavailable)
+                code = grpc.StatusCode.UNAVAILABLE if unavailable else grpc.StatusCode.ABORTED
+                status = plain_status(code, str(error))
                 yield pb.BulkIngestResponse(command_id=chunk.command_id, error=status)
                 continue
             yield pb.BulkIngestResponse(

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 from google.protobuf import duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import query_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2
@@ -280,7 +280,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         except DomainError as error:
             await abort_with(context, status_of(error))
         except ReadModelBehind as error:
-            status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(error))
+            status = plain_status(grpc.StatusCode.UNAVAILABLE, str(error))
             retry = error_details_pb2.RetryInfo(
                 retry_delay=duration_pb2.Duration(nanos=200_000_000)
             )
