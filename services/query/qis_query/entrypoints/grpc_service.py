@@ -55,14 +55,18 @@ class QueryService(pb_grpc.QueryServiceServicer):
             end = micros(request.end) if request.HasField("end") else OPEN_END
             if request.page_token:
                 start = max(
-                    start, int(mapping.decode_token(request.page_token, "page_token")["after"]) + 1
+                    start,
+                    mapping.decode_token(request.page_token, "page_token", "range", after=int)[
+                        "after"
+                    ]
+                    + 1,
                 )
             read_position = await self._consistent(request.min_position)
             fetch = self._range_fetcher(request, series_id)
             while True:
                 rows = await fetch(start, end, page)
                 last = len(rows) < page
-                token = "" if last else mapping.encode_token(after=rows[-1].snap_us)
+                token = "" if last else mapping.encode_token("range", after=rows[-1].snap_us)
                 await context.write(
                     pb.QueryRangeResponse(
                         values=[mapping.official_value(name, v) for v in rows],
@@ -131,11 +135,15 @@ class QueryService(pb_grpc.QueryServiceServicer):
             page = _page_size(request.page_size, 100, 1_000)
             after = ""
             if request.page_token:
-                after = str(mapping.decode_token(request.page_token, "page_token")["after"])
+                after = mapping.decode_token(request.page_token, "page_token", "series", after=str)[
+                    "after"
+                ]
             await self._consistent(request.min_position)
             entries = await self._reader.list_series(after, page)
             token = (
-                mapping.encode_token(after=entries[-1].series_id) if len(entries) == page else ""
+                mapping.encode_token("series", after=entries[-1].series_id)
+                if len(entries) == page
+                else ""
             )
             return pb.ListSeriesResponse(
                 series=[mapping.series(e) for e in entries], next_page_token=token
@@ -156,13 +164,17 @@ class QueryService(pb_grpc.QueryServiceServicer):
             page = _page_size(request.page_size, 100, 1_000)
             after = None
             if request.page_token:
-                t = mapping.decode_token(request.page_token, "page_token")
+                t = mapping.decode_token(
+                    request.page_token, "page_token", "audit", position=int, index=int
+                )
                 after = ResumeToken(int(t["position"]), int(t["index"]))
             await self._consistent(request.min_position)
             entries = await self._reader.audit_trail(series_id, snap_us, after, page)
             token = ""
             if len(entries) == page:
-                token = mapping.encode_token(position=entries[-1].position, index=entries[-1].index)
+                token = mapping.encode_token(
+                    "audit", position=entries[-1].position, index=entries[-1].index
+                )
             return pb.ListAuditEntriesResponse(
                 entries=[mapping.audit_entry(e) for e in entries], next_page_token=token
             )
@@ -177,7 +189,9 @@ class QueryService(pb_grpc.QueryServiceServicer):
             ]
             token = ResumeToken(request.after_position, 2**31)  # after every index of that event
             if request.WhichOneof("start") == "resume_token":
-                t = mapping.decode_token(request.resume_token, "resume_token")
+                t = mapping.decode_token(
+                    request.resume_token, "resume_token", "feed", position=int, index=int
+                )
                 token = ResumeToken(int(t["position"]), int(t["index"]))
             elif request.after_position == 0:
                 token = ResumeToken(0, -1)
@@ -190,7 +204,9 @@ class QueryService(pb_grpc.QueryServiceServicer):
                 token = ResumeToken(changes[-1].position, changes[-1].index)
                 message = pb.SubscribeResponse(
                     values=[mapping.changed_value(c) for c in changes],
-                    resume_token=mapping.encode_token(position=token.position, index=token.index),
+                    resume_token=mapping.encode_token(
+                        "feed", position=token.position, index=token.index
+                    ),
                 )
                 try:
                     await asyncio.wait_for(
@@ -225,10 +241,16 @@ class QueryService(pb_grpc.QueryServiceServicer):
             page = _page_size(request.page_size, 100, 1_000)
             after = ""
             if request.page_token:
-                after = str(mapping.decode_token(request.page_token, "page_token")["after"])
+                after = mapping.decode_token(request.page_token, "page_token", "issues", after=str)[
+                    "after"
+                ]
             await self._consistent(request.min_position)
             issues = await self._reader.list_issues(issue_filter, after, page)
-            token = mapping.encode_token(after=issues[-1].issue_id) if len(issues) == page else ""
+            token = (
+                mapping.encode_token("issues", after=issues[-1].issue_id)
+                if len(issues) == page
+                else ""
+            )
             return pb.ListQualityIssuesResponse(
                 issues=[mapping.quality_issue(i) for i in issues], next_page_token=token
             )

@@ -136,15 +136,24 @@ def series(entry: SeriesEntry) -> series_pb2.Series:
 # content can change without breaking anyone.
 
 
-def encode_token(**fields: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(fields, separators=(",", ":")).encode()).decode()
+def encode_token(kind: str, **fields: str | int) -> str:
+    """`kind` names what the token resumes (a range, a listing, a feed), so that one kind of
+    token is refused where another is expected."""
+    payload = {"k": kind, **fields}
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
 
 
-def decode_token(token: str, field: str) -> dict[str, Any]:
+def decode_token(token: str, field: str, kind: str, **types: type) -> dict[str, Any]:
+    """The token's fields, each present and of the given type; INVALID_ARGUMENT otherwise."""
+    refused = InvalidArgument.single(field, f"not a {kind} token issued by this service")
     try:
         decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
     except ValueError:
-        raise InvalidArgument.single(field, "not a token this service issued") from None
-    if not isinstance(decoded, dict):
-        raise InvalidArgument.single(field, "not a token this service issued")
+        raise refused from None
+    if not isinstance(decoded, dict) or decoded.get("k") != kind:
+        raise refused
+    for name, expected in types.items():
+        value = decoded.get(name)
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise refused
     return decoded
