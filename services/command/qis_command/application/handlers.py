@@ -3,6 +3,8 @@ conflict by re-loading and re-deciding (never by overwriting)."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from functools import reduce
@@ -304,12 +306,14 @@ class CommandHandlers:
             )
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[CommandResult]]) -> CommandResult:
-        for _ in range(self._max_attempts):
+        for tries in range(self._max_attempts):
             try:
                 return await attempt()
             except WrongExpectedVersion:
-                # The next attempt re-loads: load() reads what the winner appended.
+                # The next attempt re-loads: load() reads what the winner appended. A short
+                # random pause keeps writers that collided from colliding again in lockstep.
                 self.conflicts_retried += 1
+                await asyncio.sleep(random.uniform(0, 0.002 * 2**tries))
         raise ConcurrencyExhausted(f"gave up after {self._max_attempts} conflicting attempts")
 
     async def _save(self, changes: Sequence[Change], ctx: CommandContext) -> CommandResult:

@@ -63,8 +63,12 @@ class QueryService(pb_grpc.QueryServiceServicer):
                 )
             read_position = await self._consistent(request.min_position)
             fetch = self._range_fetcher(request, series_id)
+            first = True
             while True:
                 rows = await fetch(start, end, page)
+                if first and not rows:
+                    await self._require_series(series_id)  # an unknown series is NOT_FOUND
+                first = False
                 last = len(rows) < page
                 token = "" if last else mapping.encode_token("range", after=rows[-1].snap_us)
                 await context.write(
@@ -91,6 +95,8 @@ class QueryService(pb_grpc.QueryServiceServicer):
             for snap in request.snaps:
                 snap_us = micros(snap)
                 values.extend(await fetch(snap_us, snap_us + 1, 1))
+            if not values:
+                await self._require_series(series_id)  # an unknown series is NOT_FOUND
             return pb.GetValuesResponse(
                 values=[mapping.official_value(request.series, v) for v in values],
                 read_position=read_position,
@@ -170,6 +176,8 @@ class QueryService(pb_grpc.QueryServiceServicer):
                 after = ResumeToken(int(t["position"]), int(t["index"]))
             await self._consistent(request.min_position)
             entries = await self._reader.audit_trail(series_id, snap_us, after, page)
+            if not entries and series_id and after is None:
+                await self._require_series(series_id)  # an unknown series is NOT_FOUND
             token = ""
             if len(entries) == page:
                 token = mapping.encode_token(
