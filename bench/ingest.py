@@ -31,6 +31,7 @@ from qis_command.bootstrap import build_handlers
 from qis_command.settings import CommandSettings
 from qis_domain.commands import CommandContext
 from qis_domain.errors import FieldViolation
+from qis_runtime.logs import tune_garbage_collection
 
 from bench.support import USER, free_port, own_peak_rss_mb, peak_rss_mb, process, rate, wait_serving
 
@@ -205,6 +206,7 @@ async def main(points: int) -> None:
 
 
 if __name__ == "__main__":
+    tune_garbage_collection()  # as the qis-command process does: a like-for-like in-process run
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", type=int, default=200_000)
     asyncio.run(main(parser.parse_args().points))

@@ -29,6 +29,10 @@ class DataSource:
     def exists(self) -> bool:
         return self.config is not None
 
+    @property
+    def size(self) -> int:
+        return 1
+
     def outcome_of(self, command_id: str) -> CommandOutcome | None:
         return self._outcomes.get(command_id)
 

@@ -27,6 +27,10 @@ class QualityWindow:
     def stream(self) -> str:
         return quality_stream(self.series_id, self.start_us, self.end_us)
 
+    @property
+    def size(self) -> int:
+        return 1
+
     def outcome_of(self, command_id: str) -> CommandOutcome | None:
         return self._outcomes.get(command_id)
 

@@ -73,6 +73,10 @@ class ReferenceData:
     def stream(self) -> str:
         return definition_stream(self.series_id)
 
+    @property
+    def size(self) -> int:
+        return 1
+
     def outcome_of(self, command_id: str) -> CommandOutcome | None:
         return self._outcomes.get(command_id)
 

@@ -135,6 +135,10 @@ class SeriesBucket:
     def stream(self) -> str:
         return bucket_stream(self.series_id, self.bucket_us)
 
+    @property
+    def size(self) -> int:
+        return len(self.observed) or 1
+
     def outcome_of(self, command_id: str) -> CommandOutcome | None:
         return self._outcomes.get(command_id)
 

@@ -40,7 +40,7 @@ def wall_clock_us() -> int:
 
 
 def build_handlers(store: EventStore, settings: CommandSettings) -> CommandHandlers:
-    repository = Repository(store, EventCodec(), settings.aggregate_cache_size)
+    repository = Repository(store, EventCodec(), settings.aggregate_cache_points)
     return CommandHandlers(repository, ExchangeCalendars())
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from qis_runtime.logs import configure_logging
+from qis_runtime.logs import configure_logging, tune_garbage_collection
 from qis_runtime.server import run_until_signalled
 
 from qis_command.bootstrap import build
@@ -41,6 +41,7 @@ def _report_crash(task: asyncio.Task[None]) -> None:
 def main() -> None:
     settings = CommandSettings()
     configure_logging(settings.log_level, "qis.command")
+    tune_garbage_collection()
     asyncio.run(serve(settings))
 
 

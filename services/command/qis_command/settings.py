@@ -8,8 +8,9 @@ from qis_runtime.settings import CommonSettings
 class CommandSettings(CommonSettings):
     command_address: str = "127.0.0.1:50051"
     """host:port the command service listens on (QIS_COMMAND_ADDRESS); port 0 picks a free one."""
-    aggregate_cache_size: int = 4096
-    """Aggregates kept in memory between commands (QIS_AGGREGATE_CACHE_SIZE)."""
+    aggregate_cache_points: int = 200_000
+    """Points of aggregate state kept in memory between commands, about 1 KiB each
+    (QIS_AGGREGATE_CACHE_POINTS)."""
     scheduler_enabled: bool = True
     """Run the process manager for time-driven work in this process (QIS_SCHEDULER_ENABLED).
     Safe to run in several instances: its commands have deterministic ids."""

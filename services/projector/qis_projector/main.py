@@ -14,7 +14,7 @@ import logging
 import signal
 
 from grpc_health.v1 import health_pb2
-from qis_runtime.logs import configure_logging
+from qis_runtime.logs import configure_logging, tune_garbage_collection
 from qis_runtime.server import QisServer
 
 from qis_projector.application.projector import Projector
@@ -112,6 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = ProjectorSettings()
     configure_logging(settings.log_level, "qis.projector")
+    tune_garbage_collection()
     asyncio.run(rebuild(settings) if args.action == "rebuild" else run(settings))
 
 

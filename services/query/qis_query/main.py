@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from qis_runtime.logs import configure_logging
+from qis_runtime.logs import configure_logging, tune_garbage_collection
 from qis_runtime.server import run_until_signalled
 
 from qis_query.bootstrap import build
@@ -28,6 +28,7 @@ async def serve(settings: QuerySettings) -> None:
 def main() -> None:
     settings = QuerySettings()
     configure_logging(settings.log_level, "qis.query")
+    tune_garbage_collection()
     asyncio.run(serve(settings))
 
 

@@ -28,16 +28,21 @@ class Aggregate(Protocol):
 
     def outcome_of(self, command_id: str) -> CommandOutcome | None: ...
 
+    @property
+    def size(self) -> int:
+        """Roughly how much it holds (points for a bucket): what the cache budget counts."""
+        ...
+
 
 A = TypeVar("A", bound=Aggregate)
 
 
 class Repository:
-    def __init__(self, store: EventStore, codec: EventCodec, cache_size: int = 4096) -> None:
+    def __init__(self, store: EventStore, codec: EventCodec, cache_points: int = 200_000) -> None:
         self._store = store
         self._codec = codec
         self._cache: OrderedDict[str, Aggregate] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache_points = cache_points
 
     async def load(self, stream: str, factory: Callable[[], A]) -> A:
         cached = self._cache.get(stream)
@@ -45,13 +50,20 @@ class Repository:
         if cached is None:
             aggregate = factory()
             self._cache[stream] = aggregate
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._evict()
         else:
             aggregate = cached  # type: ignore[assignment]  # one stream name, one aggregate type
             self._cache.move_to_end(stream)
         await self.refresh(aggregate)
         return aggregate
+
+    def _evict(self) -> None:
+        """Least recently used first, until the cache holds at most the budget of points (the
+        aggregate just loaded always stays)."""
+        total = sum(a.size for a in self._cache.values())
+        while total > self._cache_points and len(self._cache) > 1:
+            _, evicted = self._cache.popitem(last=False)
+            total -= evicted.size
 
     async def head_position(self) -> int:
         return await self._store.head_position()

@@ -30,3 +30,24 @@ async def wait_for_position(
         if loop.time() >= deadline:
             raise ReadModelBehind(min_position, reached, max_wait_s)
         await asyncio.sleep(poll_s)
+
+
+class ReadPosition:
+    """The read model's checkpoint as recently seen, so that most queries need no store call
+    for it: a query whose min_position is already reached uses a value at most `max_age_s`
+    old (a lower bound of what its answer reflects); any other reads afresh and waits."""
+
+    def __init__(self, reader: ReadModelReader, max_wait_s: float, max_age_s: float = 0.05) -> None:
+        self._reader = reader
+        self._max_wait_s = max_wait_s
+        self._max_age_s = max_age_s
+        self._known = 0
+        self._seen_at = float("-inf")
+
+    async def at_least(self, min_position: int) -> int:
+        now = asyncio.get_running_loop().time()
+        if min_position <= self._known and now - self._seen_at < self._max_age_s:
+            return self._known
+        reached = await wait_for_position(self._reader, min_position, self._max_wait_s)
+        self._known, self._seen_at = max(self._known, reached), now
+        return reached

@@ -25,7 +25,7 @@ from qis_domain.errors import DomainError, InvalidArgument, NotFound
 from qis_domain.names import SERIES_COLLECTION, parse_name
 from qis_runtime.errors import abort_with, plain_status, status_of
 
-from qis_query.application.consistency import ReadModelBehind, wait_for_position
+from qis_query.application.consistency import ReadModelBehind, ReadPosition
 from qis_query.entrypoints import mapping
 from qis_query.settings import QuerySettings
 
@@ -41,6 +41,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
     def __init__(self, reader: ReadModelReader, settings: QuerySettings) -> None:
         self._reader = reader
         self._settings = settings
+        self._read_position = ReadPosition(reader, settings.query_max_wait_s)
 
     # Streaming handlers write with `context.write` (which grpc.aio supports besides async
     # generators) so that a write can be bounded in time; the generated stubs only know the
@@ -302,7 +303,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         return mapping.series(entry)
 
     async def _consistent(self, min_position: int) -> int:
-        return await wait_for_position(self._reader, min_position, self._settings.query_max_wait_s)
+        return await self._read_position.at_least(min_position)
 
     async def _guard(self, context: Ctx, run: Callable[[], Awaitable[R]]) -> R:
         try:

@@ -182,7 +182,7 @@ class QueryRangeResponse(_message.Message):
     next_page_token: _builtins.str
     """Pass it as page_token to resume after this message; empty on the last message."""
     read_position: _builtins.int
-    """The read model's position when this answer was read."""
+    """The answer reflects at least this commit position (and min_position, when given)."""
     @_builtins.property
     def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfficialValue]:
         """Up to page_size values, ascending by snap."""
@@ -255,7 +255,7 @@ class GetValuesResponse(_message.Message):
     VALUES_FIELD_NUMBER: _builtins.int
     READ_POSITION_FIELD_NUMBER: _builtins.int
     read_position: _builtins.int
-    """The read model's position when this answer was read."""
+    """The answer reflects at least this commit position (and min_position, when given)."""
     @_builtins.property
     def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfficialValue]:
         """One per requested snap that had an official value then, in the order of the request."""
@@ -366,7 +366,7 @@ class GetPointHistoryResponse(_message.Message):
     OBSERVATIONS_FIELD_NUMBER: _builtins.int
     READ_POSITION_FIELD_NUMBER: _builtins.int
     read_position: _builtins.int
-    """The read model's position when this answer was read."""
+    """The answer reflects at least this commit position (and min_position, when given)."""
     @_builtins.property
     def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfficialValue]:
         """Ascending by version."""
