@@ -225,10 +225,6 @@ def doc_to_proto(doc: dict[str, Any]) -> values_pb2.DataValue:
     )
 
 
-def decimal_text(d: Decimal | None) -> str:
-    return "" if d is None else str(d)
-
-
 def raw_to_proto_bytes(data_type: DataType, unit: str) -> Callable[[RawValue], bytes]:
     """A serialiser from the event form of values (qis_domain.values.encode_value) to
     qis.data.v1.DataValue bytes, specialised once per event for the per-point loop."""
