@@ -3,6 +3,7 @@ the same records, so a rebuild from position 0 reproduces the live read model ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import json_format
@@ -36,10 +37,12 @@ from qis_domain.events import (
     QualityMetricsCalculated,
     QualityOverridden,
     QualityRejected,
+    RawValue,
     SchemaEvolved,
     SeriesDefined,
     SourceAdded,
 )
+from qis_domain.values import DataType
 
 _RESOLUTION_STATUS = {
     QualityApproved: "approved",
@@ -54,10 +57,29 @@ class Projection:
     def __init__(self) -> None:
         self.batch = ProjectionBatch()
         self._floor_us = 0
+        # Value bytes by (type, unit, raw) within a batch: an ingested value and the official
+        # version made of it are usually the same value, serialised once.
+        self._encoded: dict[tuple[str, str, str], bytes] = {}
 
     def take(self) -> ProjectionBatch:
         batch, self.batch = self.batch, ProjectionBatch()
+        self._encoded.clear()
         return batch
+
+    def _encoder(self, data_type: DataType, unit: str) -> Callable[[RawValue], bytes]:
+        encode = raw_to_proto_bytes(data_type, unit)
+        memo = self._encoded
+
+        def encoded(raw: RawValue) -> bytes:
+            if not isinstance(raw, str):
+                return encode(raw)
+            key = (data_type.value, unit, raw)
+            value = memo.get(key)
+            if value is None:
+                value = memo[key] = encode(raw)
+            return value
+
+        return encoded
 
     def handle(self, decoded: DecodedEvent) -> None:
         event, meta, record = decoded.event, decoded.metadata, decoded.record
@@ -66,7 +88,7 @@ class Projection:
         position = record.position
         b = self.batch
         if isinstance(event, DataIngested):
-            raw_to_bytes = raw_to_proto_bytes(event.data_type, event.unit)
+            raw_to_bytes = self._encoder(event.data_type, event.unit)
             b.observations.extend(
                 Observation(
                     series_id=event.series_id,
@@ -177,7 +199,7 @@ class Projection:
         self, decoded: DecodedEvent, event: DataPublished | DataRestated, recorded_at: int
     ) -> None:
         meta, position, b = decoded.metadata, decoded.record.position, self.batch
-        raw_to_bytes = raw_to_proto_bytes(event.data_type, event.unit)
+        raw_to_bytes = self._encoder(event.data_type, event.unit)
         per_point_audit = isinstance(event, DataRestated) or event.mode == "manual"
         for i, row in enumerate(event.rows()):
             value = raw_to_bytes(row.value)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from qis_adapters.eventstore.codec import EventCodec
 from qis_adapters.eventstore.port import EventFilter, EventStore, RecordedEvent
-from qis_adapters.readstore.port import ReadModelWriter
+from qis_adapters.readstore.port import ProjectionBatch, ReadModelWriter
 
 from qis_projector.application.projection import Projection
 
@@ -45,24 +45,44 @@ class Projector:
         self._codec = codec or EventCodec()
         self._limits = limits
         self.checkpoint: int | None = None
+        # One projection for the process's life: it carries the knowledge-time floor from one
+        # batch to the next.
+        self._projection = Projection()
         self.events_projected = 0
         self.points_projected = 0
         self.batches = 0
 
     async def run(self, until_position: int | None = None) -> None:
-        """Project forever, or until the checkpoint reaches `until_position`."""
+        """Project forever, or until the checkpoint reaches `until_position`.
+
+        Projecting a batch (Python, on the event loop) overlaps with writing the previous one
+        (SQLite, on the store's thread); writes stay strictly in order, each with its
+        checkpoint, so a crash still replays from the last batch written.
+        """
         self.checkpoint = await self._store.checkpoint()
-        if until_position is not None and (self.checkpoint or 0) >= until_position:
+        projected = self.checkpoint or 0
+        if until_position is not None and projected >= until_position:
             return
         queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(self._limits.queue_events)
         reader = asyncio.create_task(self._read(queue))
+        writing: asyncio.Task[None] | None = None
         try:
-            while until_position is None or (self.checkpoint or 0) < until_position:
-                await self._project_batch(queue, reader)
+            while until_position is None or projected < until_position:
+                batch, position, points, events = await self._project_batch(queue, reader)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._write(batch, position, points, events))
+                projected = position
+            if writing is not None:
+                await writing
         finally:
             reader.cancel()
+            if writing is not None and not writing.done():
+                writing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+                if writing is not None:
+                    await writing
 
     async def lag(self) -> int:
         """Events (by commit position) written but not yet projected."""
@@ -75,7 +95,7 @@ class Projector:
 
     async def _project_batch(
         self, queue: asyncio.Queue[RecordedEvent], reader: asyncio.Task[None]
-    ) -> None:
+    ) -> tuple[ProjectionBatch, int, int, int]:
         first = await _next(queue, reader)
         records = [first]
         points = _points(first)
@@ -87,21 +107,23 @@ class Projector:
             record = queue.get_nowait()
             records.append(record)
             points += _points(record)
-        projection = Projection()
         for record in records:
-            projection.handle(self._codec.decode(record))
+            self._projection.handle(self._codec.decode(record))
+        return self._projection.take(), records[-1].position, points, len(records)
+
+    async def _write(self, batch: ProjectionBatch, position: int, points: int, events: int) -> None:
         started = time.perf_counter()
-        await self._store.apply(projection.take(), records[-1].position)
-        self.checkpoint = records[-1].position
-        self.events_projected += len(records)
+        await self._store.apply(batch, position)
+        self.checkpoint = position
+        self.events_projected += events
         self.points_projected += points
         self.batches += 1
         log.debug(
-            "projected %d events (%d points) in %.1f ms, checkpoint %d",
-            len(records),
+            "wrote %d events (%d points) in %.1f ms, checkpoint %d",
+            events,
             points,
             (time.perf_counter() - started) * 1000,
-            self.checkpoint,
+            position,
         )
 
 
