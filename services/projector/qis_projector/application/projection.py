@@ -57,9 +57,9 @@ class Projection:
     def __init__(self) -> None:
         self.batch = ProjectionBatch()
         self._floor_us = 0
-        # Value bytes by (type, unit, raw) within a batch: an ingested value and the official
-        # version made of it are usually the same value, serialised once.
-        self._encoded: dict[tuple[str, str, str], bytes] = {}
+        # Value bytes by raw value, per (type, unit), within a batch: an ingested value and
+        # the official version made of it are usually the same value, serialised once.
+        self._encoded: dict[tuple[DataType, str], dict[str, bytes]] = {}
 
     def take(self) -> ProjectionBatch:
         batch, self.batch = self.batch, ProjectionBatch()
@@ -68,15 +68,14 @@ class Projection:
 
     def _encoder(self, data_type: DataType, unit: str) -> Callable[[RawValue], bytes]:
         encode = raw_to_proto_bytes(data_type, unit)
-        memo = self._encoded
+        memo = self._encoded.setdefault((data_type, unit), {})
 
         def encoded(raw: RawValue) -> bytes:
             if not isinstance(raw, str):
                 return encode(raw)
-            key = (data_type.value, unit, raw)
-            value = memo.get(key)
+            value = memo.get(raw)
             if value is None:
-                value = memo[key] = encode(raw)
+                value = memo[raw] = encode(raw)
             return value
 
         return encoded
