@@ -25,8 +25,9 @@ from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2, values_pb2
 from qis_adapters.eventstore.port import AppendResult, EventStore, StreamAppend
 from qis_adapters.eventstore.sqlite import SqliteEventStore
+from qis_adapters.proto.definitions import series_from_proto, source_from_proto
 from qis_adapters.proto.values import points_from_proto
-from qis_command.application.commands import IngestPoints
+from qis_command.application.commands import DefineSeries, IngestPoints, RegisterSource
 from qis_command.bootstrap import build_handlers
 from qis_command.settings import CommandSettings
 from qis_domain.commands import CommandContext
@@ -35,31 +36,35 @@ from qis_runtime.logs import tune_garbage_collection
 
 from bench.support import USER, free_port, own_peak_rss_mb, peak_rss_mb, process, rate, wait_serving
 
-SERIES, SOURCE = "BENCH.PX", "vendor"
+SERIES, SOURCE, SECOND_SOURCE = "BENCH.PX", "vendor", "vendor-b"
 BATCH = 1_000
 BASE_S = 1_700_000_000
 
 
-def requests(points: int, prefix: str) -> list[pb.IngestPointsRequest]:
+def requests(points: int, prefix: str, rules: bool) -> list[pb.IngestPointsRequest]:
+    """With `rules`, every batch comes from two sources in turn (the second within tolerance
+    of the first), so every point is validated, reconciled and compared."""
+    sources = [(SOURCE, 0.0), (SECOND_SOURCE, 0.0001)] if rules else [(SOURCE, 0.0)]
     out = []
     for b in range(points // BATCH):
-        batch = [
-            values_pb2.DataPoint(
-                snap=f"{_iso(BASE_S + b * BATCH + i)}",
-                value=values_pb2.DataValue(
-                    price=values_pb2.Price(value=f"{100 + (i % 97) / 100:.2f}")
-                ),
+        for source, bump in sources:
+            batch = [
+                values_pb2.DataPoint(
+                    snap=f"{_iso(BASE_S + b * BATCH + i)}",
+                    value=values_pb2.DataValue(
+                        price=values_pb2.Price(value=f"{100 + (i % 97) / 100 + bump:.4f}")
+                    ),
+                )
+                for i in range(BATCH)
+            ]
+            out.append(
+                pb.IngestPointsRequest(
+                    command_id=f"{prefix}-{source}-{b}",
+                    series=f"series/{SERIES}",
+                    source=f"sources/{source}",
+                    points=batch,
+                )
             )
-            for i in range(BATCH)
-        ]
-        out.append(
-            pb.IngestPointsRequest(
-                command_id=f"{prefix}-{b}",
-                series=f"series/{SERIES}",
-                source=f"sources/{SOURCE}",
-                points=batch,
-            )
-        )
     return out
 
 
@@ -67,26 +72,48 @@ def _iso(epoch_s: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
 
 
-def definition_requests() -> tuple[pb.RegisterDataSourceRequest, pb.DefineSeriesRequest]:
-    source = pb.RegisterDataSourceRequest(
-        command_id="bench-source",
-        source_id=SOURCE,
-        source=series_pb2.DataSource(provider="synthetic", enabled=True),
+def definition_requests(
+    rules: bool,
+) -> tuple[list[pb.RegisterDataSourceRequest], pb.DefineSeriesRequest]:
+    """The series' default rules, or (`rules`) positivity, spike (percent and z-score) and a
+    median of two sources within 5 bps."""
+    ids = [SOURCE, SECOND_SOURCE] if rules else [SOURCE]
+    sources = [
+        pb.RegisterDataSourceRequest(
+            command_id=f"bench-source-{i}",
+            source_id=i,
+            source=series_pb2.DataSource(provider="synthetic", enabled=True),
+        )
+        for i in ids
+    ]
+    series = series_pb2.Series(
+        data_type=values_pb2.DATA_TYPE_PRICE,
+        frequency=series_pb2.FREQUENCY_SECOND,
+        unit="USD",
+        sources=[
+            series_pb2.SeriesSource(source=f"sources/{i}", priority=n + 1)
+            for n, i in enumerate(ids)
+        ],
     )
-    series = pb.DefineSeriesRequest(
-        command_id="bench-series",
-        series_id=SERIES,
-        series=series_pb2.Series(
-            data_type=values_pb2.DATA_TYPE_PRICE,
-            frequency=series_pb2.FREQUENCY_SECOND,
-            unit="USD",
-            sources=[series_pb2.SeriesSource(source=f"sources/{SOURCE}", priority=1)],
-        ),
+    if rules:
+        series.validation.CopyFrom(
+            series_pb2.ValidationRules(
+                require_positive=True, max_jump_percent="10", max_zscore="50", zscore_window=20
+            )
+        )
+        series.reconciliation.CopyFrom(
+            series_pb2.ReconciliationPolicy(
+                method=series_pb2.RECONCILIATION_METHOD_MEDIAN, tolerance_bps="5"
+            )
+        )
+    return sources, pb.DefineSeriesRequest(
+        command_id="bench-series", series_id=SERIES, series=series
     )
-    return source, series
 
 
-async def over_grpc(reqs: Sequence[pb.IngestPointsRequest], bulk: bool) -> tuple[float, float]:
+async def over_grpc(
+    reqs: Sequence[pb.IngestPointsRequest], bulk: bool, rules: bool
+) -> tuple[float, float]:
     """Seconds to ingest `reqs` into a fresh qis-command process, and its peak RSS (MiB)."""
     with tempfile.TemporaryDirectory() as data:
         address = f"127.0.0.1:{free_port()}"
@@ -95,8 +122,9 @@ async def over_grpc(reqs: Sequence[pb.IngestPointsRequest], bulk: bool) -> tuple
             await asyncio.to_thread(wait_serving, address)
             async with grpc.aio.insecure_channel(address) as channel:
                 stub = pb_grpc.CommandServiceStub(channel)
-                source, series = definition_requests()
-                await stub.RegisterDataSource(source, metadata=USER)
+                sources, series = definition_requests(rules)
+                for source in sources:
+                    await stub.RegisterDataSource(source, metadata=USER)
                 await stub.DefineSeries(series, metadata=USER)
                 started = time.perf_counter()
                 if bulk:
@@ -134,20 +162,18 @@ class RecordingStore:
 
 
 async def in_process(
-    reqs: Sequence[pb.IngestPointsRequest],
+    reqs: Sequence[pb.IngestPointsRequest], rules: bool
 ) -> tuple[float, list[list[StreamAppend]]]:
     with tempfile.TemporaryDirectory() as data:
         inner = await SqliteEventStore.open(Path(data) / "events.db")
         store = RecordingStore(inner)
         handlers = build_handlers(store, CommandSettings())  # type: ignore[arg-type]
-        source, series = definition_requests()
-        from qis_adapters.proto.definitions import series_from_proto, source_from_proto
-        from qis_command.application.commands import DefineSeries, RegisterSource
-
-        await handlers.register_source(
-            RegisterSource(SOURCE, source_from_proto(source.source)),
-            CommandContext("s", "bench", 0),
-        )
+        sources, series = definition_requests(rules)
+        for source in sources:
+            await handlers.register_source(
+                RegisterSource(source.source_id, source_from_proto(source.source)),
+                CommandContext(source.command_id, "bench", 0),
+            )
         await handlers.define_series(
             DefineSeries(SERIES, series_from_proto(series.series)), CommandContext("d", "bench", 0)
         )
@@ -157,8 +183,9 @@ async def in_process(
             violations: list[FieldViolation] = []
             points = points_from_proto(r.points, violations)
             assert not violations
+            source_id = r.source.removeprefix("sources/")
             await handlers.ingest(
-                IngestPoints(SERIES, SOURCE, points), CommandContext(r.command_id, "bench", 0)
+                IngestPoints(SERIES, source_id, points), CommandContext(r.command_id, "bench", 0)
             )
         elapsed = time.perf_counter() - started
         await inner.close()
@@ -176,16 +203,21 @@ async def raw(appends: list[list[StreamAppend]]) -> float:
         return elapsed
 
 
-async def main(points: int) -> None:
-    reqs = requests(points, "bench")
+async def main(points: int, rules: bool) -> None:
+    reqs = requests(points, "bench", rules)
     n = len(reqs) * BATCH
-    t_inproc, appends = await in_process(reqs)
+    t_inproc, appends = await in_process(reqs, rules)
     t_raw = await raw(appends)
-    t_bulk, rss_bulk = await over_grpc(reqs, bulk=True)
-    t_unary, rss_unary = await over_grpc(reqs, bulk=False)
+    t_bulk, rss_bulk = await over_grpc(reqs, bulk=True, rules=rules)
+    t_unary, rss_unary = await over_grpc(reqs, bulk=False, rules=rules)
     events = sum(len(a.events) for batch in appends for a in batch)
     payload = sum(len(e.data) for batch in appends for a in batch for e in a.events)
-    print(f"ingest benchmark: {n:,} price points in batches of {BATCH:,}, one series, one source")
+    workload = (
+        "two sources in turn, positivity + spike % + z-score rules, median within 5 bps"
+        if rules
+        else "one source, the series' default rules"
+    )
+    print(f"ingest benchmark: {n:,} price points in batches of {BATCH:,}, one series, {workload}")
     print(
         f"  {'gRPC BulkIngest (pipelined)':<36}{rate(n, t_bulk)}   command peak RSS {rss_bulk:.0f} MiB"
     )
@@ -208,5 +240,9 @@ async def main(points: int) -> None:
 if __name__ == "__main__":
     tune_garbage_collection()  # as the qis-command process does: a like-for-like in-process run
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--points", type=int, default=200_000)
-    asyncio.run(main(parser.parse_args().points))
+    parser.add_argument("--points", type=int, default=200_000, help="snaps (x2 with --rules)")
+    parser.add_argument(
+        "--rules", action="store_true", help="rules and two-source reconciliation on every point"
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args.points, args.rules))

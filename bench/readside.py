@@ -524,7 +524,7 @@ async def live_step(scale: Scale, tmp: Path, report: Report) -> None:
         ):
             command = cpb_grpc.CommandServiceStub(cch)
             query = qpb_grpc.QueryServiceStub(qch)
-            source, series = definition_requests()
+            (source,), series = definition_requests(rules=False)
             a = await command.RegisterDataSource(source, metadata=USER)
             b = await command.DefineSeries(series, metadata=USER)
             head = max(a.commit_position, b.commit_position)

@@ -88,7 +88,7 @@ async def ingest_log(path: Path, points: int, batch: int = BATCH) -> IngestedLog
     store = await SqliteEventStore.open(path)
     try:
         handlers = build_handlers(store, CommandSettings())
-        source, series = definition_requests()
+        (source,), series = definition_requests(rules=False)
         await handlers.register_source(
             RegisterSource(SOURCE, source_from_proto(source.source)),
             CommandContext("s", "bench", 0),
@@ -139,7 +139,7 @@ def _version(
 
 def catalogue_entry(series_id: str, position: int) -> SeriesEntry:
     """The catalogue entry the projector would write for a series defined like the bench's."""
-    _, request = definition_requests()
+    _, request = definition_requests(rules=False)
     definition = request.series
     definition.name = f"series/{series_id}"
     return SeriesEntry(
