@@ -45,6 +45,9 @@ from qis_domain.series_bucket import NO_VIEW, Recorded, SeriesBucket
 from qis_domain.snaps import Frequency, Snap, bucket_of, parse_snap
 from qis_domain.values import DataType, DataValue, Price, decode_value
 
+from tests.unit.domain.test_domain_series_bucket import none_of, one, types
+from tests.unit.domain.test_domain_series_bucket import official_point as row_of
+
 E = TypeVar("E", bound=DomainEvent)
 
 S_US = 1_000_000
@@ -211,26 +214,6 @@ class Desk:
             return None
         d = self.definition
         return rows[-1].version, decode_value(d.data_type, d.unit, rows[-1].value)
-
-
-def types(events: Sequence[DomainEvent]) -> list[type[DomainEvent]]:
-    return [type(e) for e in events]
-
-
-def one(events: Sequence[DomainEvent], cls: type[E]) -> E:
-    [found] = [e for e in events if isinstance(e, cls)]
-    return found
-
-
-def none_of(events: Sequence[DomainEvent], *classes: type[DomainEvent]) -> bool:
-    return not any(isinstance(e, classes) for e in events)
-
-
-def row_of(
-    events: Sequence[DomainEvent], cls: type[DataPublished] | type[DataRestated]
-) -> OfficialRow:
-    [row] = one(events, cls).rows()
-    return row
 
 
 def issues(events: Sequence[DomainEvent], rule: str | None = None) -> list[Issue]:
