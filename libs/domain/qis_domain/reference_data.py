@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from zoneinfo import available_timezones
 
 from qis_domain.commands import CommandContext, CommandOutcome
@@ -18,7 +19,11 @@ from qis_domain.names import series_name
 from qis_domain.series_bucket import Recorded
 from qis_domain.values import DataType
 
-_ZONES: frozenset[str] = frozenset()
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    """The IANA zone names (read once: the list is static data of the interpreter)."""
+    return frozenset(available_timezones())
 
 
 def definition_stream(series_id: str) -> str:
@@ -27,9 +32,6 @@ def definition_stream(series_id: str) -> str:
 
 def validate_definition(definition: SeriesDefinition, known_sources: set[str]) -> None:
     """Field paths are relative to the `series` message of the request."""
-    global _ZONES
-    if not _ZONES:
-        _ZONES = frozenset(available_timezones())
     violations: list[FieldViolation] = []
     if not definition.sources:
         violations.append(FieldViolation("series.sources", "at least one source is required"))
@@ -46,7 +48,7 @@ def validate_definition(definition: SeriesDefinition, known_sources: set[str]) -
         priorities.add(source.priority)
     if definition.data_type in (DataType.PRICE, DataType.VOLUME) and not definition.unit:
         violations.append(FieldViolation("series.unit", "a currency or unit is required"))
-    if definition.time_zone not in _ZONES:
+    if definition.time_zone not in _time_zones():
         violations.append(
             FieldViolation("series.time_zone", f"unknown time zone {definition.time_zone!r}")
         )

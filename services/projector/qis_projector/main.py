@@ -17,8 +17,12 @@ from grpc_health.v1 import health_pb2
 from qis_runtime.logs import configure_logging, tune_garbage_collection
 from qis_runtime.server import QisServer
 
-from qis_projector.application.projector import Projector
-from qis_projector.bootstrap import active_or_first_generation, build, next_generation
+from qis_projector.bootstrap import (
+    ProjectorApp,
+    active_or_first_generation,
+    build,
+    next_generation,
+)
 from qis_projector.settings import ProjectorSettings
 
 log = logging.getLogger("qis.projector")
@@ -46,7 +50,7 @@ async def run(settings: ProjectorSettings) -> None:
             )
             task = asyncio.create_task(app.projector.run())
             try:
-                await _watch(settings, app.projector, generation, task, server, stop)
+                await _watch(settings, app, task, server, stop)
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -58,8 +62,7 @@ async def run(settings: ProjectorSettings) -> None:
 
 async def _watch(
     settings: ProjectorSettings,
-    projector: Projector,
-    generation: str,
+    app: ProjectorApp,
     task: asyncio.Task[None],
     server: QisServer,
     stop: asyncio.Event,
@@ -72,7 +75,7 @@ async def _watch(
         if task.done():
             task.result()
             return
-        lag = await projector.lag()
+        lag = await app.projector.lag()
         ok = lag <= settings.projector_max_lag
         status = (
             health_pb2.HealthCheckResponse.SERVING
@@ -80,8 +83,8 @@ async def _watch(
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         await server.health.set(LAG_SERVICE, status)
-        log.debug("checkpoint %s lag %d", projector.checkpoint, lag)
-        if await active_or_first_generation(settings) != generation:
+        log.debug("checkpoint %s lag %d", app.projector.checkpoint, lag)
+        if await app.store.active_generation() != app.generation:
             log.info("active generation changed: following it")
             return
 
