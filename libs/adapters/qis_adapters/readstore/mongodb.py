@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import fields
@@ -36,6 +35,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from qis.data.v1.values_pb2 import DataValue
 
 from qis_adapters.readstore.port import (
+    ACTIVE_GENERATION_KEY,
+    GENERATION_KEY_PREFIX,
     OPEN_END,
     AuditEntry,
     ChangeFeedEntry,
@@ -50,6 +51,7 @@ from qis_adapters.readstore.port import (
     ResumeToken,
     SeriesEntry,
     VersionClosure,
+    validate_generation,
 )
 
 POINTER_TTL_S = 1.0
@@ -60,22 +62,12 @@ POINTER_TTL_S = 1.0
 _DROP_GRACE_S = 2 * POINTER_TTL_S
 
 _FERRETDB_OPS_PER_COMMAND = 50
-_GENERATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
-_ACTIVE_ID = "active"
-_GENERATION_PREFIX = "generation:"
 _BEFORE_ALL = ResumeToken(-1, -1)
 
 R = TypeVar("R")
 Doc = dict[str, Any]
 Collection = AsyncCollection[Doc]
 _Writes = tuple[Collection, list[UpdateOne]]
-
-
-def _validate_generation(name: str) -> str:
-    """Generation names become collection-name prefixes, so only plain identifiers are accepted."""
-    if not _GENERATION_NAME.fullmatch(name):
-        raise ValueError(f"invalid generation name {name!r}: letters, digits, _ (max 40)")
-    return name
 
 
 def _value_doc(raw: bytes) -> JsonDoc:
@@ -279,7 +271,7 @@ class MongoReadStore:
         self._client = client
         self._db: AsyncDatabase[Doc] = client[database]
         self._meta: Collection = self._db["meta"]
-        self._generation = None if generation is None else _validate_generation(generation)
+        self._generation = None if generation is None else validate_generation(generation)
         self._active_cache: str | None = None
         self._active_expires = 0.0
         self._ops_per_command: int | None = None  # None: as many as the server takes
@@ -300,7 +292,7 @@ class MongoReadStore:
                 store._ops_per_command = _FERRETDB_OPS_PER_COMMAND
             if store._generation is not None:
                 await store._meta.update_one(
-                    {"_id": _GENERATION_PREFIX + store._generation},
+                    {"_id": GENERATION_KEY_PREFIX + store._generation},
                     {"$setOnInsert": {"generation": store._generation}},
                     upsert=True,
                 )
@@ -320,7 +312,7 @@ class MongoReadStore:
 
     async def ensure_indexes(self, generation: str | None = None) -> None:
         """Create every index the queries rely on (idempotent)."""
-        name = _validate_generation(generation) if generation else self._writer()
+        name = validate_generation(generation) if generation else self._writer()
         await asyncio.gather(
             *(
                 self._collection(name, kind).create_indexes(_INDEXES[kind.suffix])
@@ -411,7 +403,7 @@ class MongoReadStore:
             ),
         )
         await self._meta.update_one(
-            {"_id": _GENERATION_PREFIX + generation},
+            {"_id": GENERATION_KEY_PREFIX + generation},
             {"$set": {"generation": generation, "checkpoint": Int64(checkpoint)}},
             upsert=True,
         )
@@ -432,7 +424,7 @@ class MongoReadStore:
         return None if generation is None else await self._checkpoint_of(generation)
 
     async def _checkpoint_of(self, generation: str) -> int | None:
-        doc = await self._meta.find_one({"_id": _GENERATION_PREFIX + generation})
+        doc = await self._meta.find_one({"_id": GENERATION_KEY_PREFIX + generation})
         return None if doc is None or doc.get("checkpoint") is None else int(doc["checkpoint"])
 
     # --- ReadModelReader ----------------------------------------------------------------------
@@ -442,7 +434,7 @@ class MongoReadStore:
         would double the latency of point reads)."""
         now = time.monotonic()
         if now >= self._active_expires:
-            doc = await self._meta.find_one({"_id": _ACTIVE_ID})
+            doc = await self._meta.find_one({"_id": ACTIVE_GENERATION_KEY})
             self._active_cache = None if doc is None else str(doc["generation"])
             self._active_expires = now + POINTER_TTL_S
         return self._active_cache
@@ -585,27 +577,27 @@ class MongoReadStore:
     # --- GenerationAdmin ----------------------------------------------------------------------
 
     async def active_generation(self) -> str | None:
-        doc = await self._meta.find_one({"_id": _ACTIVE_ID})
+        doc = await self._meta.find_one({"_id": ACTIVE_GENERATION_KEY})
         return None if doc is None else str(doc["generation"])
 
     async def set_active_generation(self, name: str) -> None:
-        _validate_generation(name)
-        if await self._meta.find_one({"_id": _GENERATION_PREFIX + name}) is None:
+        validate_generation(name)
+        if await self._meta.find_one({"_id": GENERATION_KEY_PREFIX + name}) is None:
             raise ValueError(f"unknown generation {name!r}")
         await self._meta.update_one(
-            {"_id": _ACTIVE_ID},
+            {"_id": ACTIVE_GENERATION_KEY},
             {"$set": {"generation": name, "switched_at_us": Int64(time.time_ns() // 1000)}},
             upsert=True,
         )
         self._active_expires = 0.0
 
     async def list_generations(self) -> list[str]:
-        query = {"_id": {"$gt": _GENERATION_PREFIX, "$lt": _GENERATION_PREFIX[:-1] + ";"}}
+        query = {"_id": {"$gt": GENERATION_KEY_PREFIX, "$lt": GENERATION_KEY_PREFIX[:-1] + ";"}}
         return [str(doc["generation"]) async for doc in self._meta.find(query, sort=[("_id", 1)])]
 
     async def drop_generation(self, name: str) -> None:
-        _validate_generation(name)
-        active = await self._meta.find_one({"_id": _ACTIVE_ID})
+        validate_generation(name)
+        active = await self._meta.find_one({"_id": ACTIVE_GENERATION_KEY})
         if active is not None:
             if active["generation"] == name:
                 raise ValueError(f"generation {name!r} is active and cannot be dropped")
@@ -613,7 +605,7 @@ class MongoReadStore:
             await asyncio.sleep(max(0.0, _DROP_GRACE_S - since_switch_s))
         for kind in _KINDS:
             await self._collection(name, kind).drop()
-        await self._meta.delete_one({"_id": _GENERATION_PREFIX + name})
+        await self._meta.delete_one({"_id": GENERATION_KEY_PREFIX + name})
 
     # --- tests and lifecycle --------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ log changes nothing; the checkpoint is written last by `apply`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -296,6 +297,18 @@ class ReadModelReader(Protocol):
 
 class ReadStore(ReadModelWriter, ReadModelReader, Protocol):
     async def close(self) -> None: ...
+
+
+GENERATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+ACTIVE_GENERATION_KEY = "active"  # meta record naming the generation queries read
+GENERATION_KEY_PREFIX = "generation:"  # + name: meta record of one generation (its checkpoint)
+
+
+def validate_generation(name: str) -> str:
+    """Generation names become table / collection-name prefixes: plain identifiers only."""
+    if not GENERATION_NAME.fullmatch(name):
+        raise ValueError(f"invalid generation name {name!r}: letters, digits, _ (max 40)")
+    return name
 
 
 class GenerationAdmin(Protocol):

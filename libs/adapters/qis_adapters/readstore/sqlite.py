@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
-import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any, TypeVar, TypeVarTuple
 
 from qis_adapters.readstore.port import (
+    ACTIVE_GENERATION_KEY,
+    GENERATION_KEY_PREFIX,
     OPEN_END,
     AuditEntry,
     ChangeFeedEntry,
@@ -46,11 +47,9 @@ from qis_adapters.readstore.port import (
     QualityMetrics,
     ResumeToken,
     SeriesEntry,
+    validate_generation,
 )
 
-_GENERATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
-_ACTIVE_KEY = "active"
-_GENERATION_PREFIX = "generation:"
 _BEFORE_ALL = ResumeToken(-1, -1)
 
 # Unit separator: never part of a source id or rule name, so joining needs no escaping.
@@ -70,13 +69,6 @@ def _split(text: str) -> tuple[str, ...]:
 def _json(doc: JsonDoc) -> str:
     # Sorted keys: the same document always yields the same text, so dumps compare byte for byte.
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
-
-
-def validate_generation(name: str) -> str:
-    """Generation names become table-name prefixes, so only plain identifiers are accepted."""
-    if not _GENERATION_NAME.fullmatch(name):
-        raise ValueError(f"invalid generation name {name!r}: letters, digits, _ (max 40)")
-    return name
 
 
 _TEXT, _INT, _REAL, _BLOB = "TEXT NOT NULL", "INTEGER NOT NULL", "REAL NOT NULL", "BLOB NOT NULL"
@@ -605,7 +597,7 @@ class SqliteReadStore:
             c.execute(statement)
         c.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES (?, NULL)",
-            (_GENERATION_PREFIX + generation,),
+            (GENERATION_KEY_PREFIX + generation,),
         )
 
     def _writer(self) -> str:
@@ -614,7 +606,11 @@ class SqliteReadStore:
         return self._generation
 
     def _active(self) -> str | None:
-        row = self._db().execute("SELECT value FROM meta WHERE key = ?", (_ACTIVE_KEY,)).fetchone()
+        row = (
+            self._db()
+            .execute("SELECT value FROM meta WHERE key = ?", (ACTIVE_GENERATION_KEY,))
+            .fetchone()
+        )
         return None if row is None else str(row[0])
 
     def _read(self, query: _Query) -> list[Row]:
@@ -636,7 +632,7 @@ class SqliteReadStore:
     def _checkpoint_of(self, generation: str) -> int | None:
         row = (
             self._db()
-            .execute("SELECT value FROM meta WHERE key = ?", (_GENERATION_PREFIX + generation,))
+            .execute("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY_PREFIX + generation,))
             .fetchone()
         )
         return None if row is None or row[0] is None else int(row[0])
@@ -667,7 +663,7 @@ class SqliteReadStore:
                 c.executemany(sql.upsert_metric, map(_metric_row, batch.metrics))
             c.execute(
                 "UPDATE meta SET value = ? WHERE key = ?",
-                (checkpoint, _GENERATION_PREFIX + generation),
+                (checkpoint, GENERATION_KEY_PREFIX + generation),
             )
 
     def _raw_bulk_insert(self, batch: ProjectionBatch, generation: str) -> int:
@@ -701,22 +697,22 @@ class SqliteReadStore:
     def _set_active(self, name: str) -> None:
         with self._transaction() as c:
             known = c.execute(
-                "SELECT 1 FROM meta WHERE key = ?", (_GENERATION_PREFIX + name,)
+                "SELECT 1 FROM meta WHERE key = ?", (GENERATION_KEY_PREFIX + name,)
             ).fetchone()
             if known is None:
                 raise ValueError(f"unknown generation {name!r}")
             c.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (_ACTIVE_KEY, name),
+                (ACTIVE_GENERATION_KEY, name),
             )
 
     def _list_generations(self) -> list[str]:
         rows = self._db().execute(
             "SELECT key FROM meta WHERE key > ? AND key < ? ORDER BY key",
-            (_GENERATION_PREFIX, _GENERATION_PREFIX[:-1] + ";"),
+            (GENERATION_KEY_PREFIX, GENERATION_KEY_PREFIX[:-1] + ";"),
         )
-        return [key[len(_GENERATION_PREFIX) :] for (key,) in rows]
+        return [key[len(GENERATION_KEY_PREFIX) :] for (key,) in rows]
 
     def _drop(self, name: str) -> None:
         sql = self._statements(name)
@@ -726,7 +722,7 @@ class SqliteReadStore:
                 raise ValueError(f"generation {name!r} is active and cannot be dropped")
             for statement in sql.drop:
                 c.execute(statement)
-            c.execute("DELETE FROM meta WHERE key = ?", (_GENERATION_PREFIX + name,))
+            c.execute("DELETE FROM meta WHERE key = ?", (GENERATION_KEY_PREFIX + name,))
 
     def _dump(self, generation: str | None) -> dict[str, object]:
         name = generation or self._generation or self._active()
@@ -738,7 +734,7 @@ class SqliteReadStore:
             dump = self._statements(name).dump
             rows = {table: c.execute(sql).fetchall() for table, sql in dump.items()}
             checkpoint = c.execute(
-                "SELECT value FROM meta WHERE key = ?", (_GENERATION_PREFIX + name,)
+                "SELECT value FROM meta WHERE key = ?", (GENERATION_KEY_PREFIX + name,)
             ).fetchone()
         finally:
             c.execute("COMMIT")
