@@ -140,18 +140,10 @@ class QueryService(pb_grpc.QueryServiceServicer):
     ) -> pb.ListSeriesResponse:
         async def run() -> pb.ListSeriesResponse:
             page = _page_size(request.page_size, 100, 1_000)
-            after = ""
-            if request.page_token:
-                after = mapping.decode_token(request.page_token, "page_token", "series", after=str)[
-                    "after"
-                ]
+            after = _key_after(request.page_token, "series")
             await self._consistent(request.min_position)
             entries = await self._reader.list_series(after, page)
-            token = (
-                mapping.encode_token("series", after=entries[-1].series_id)
-                if len(entries) == page
-                else ""
-            )
+            token = _next_key_token("series", [e.series_id for e in entries], page)
             return pb.ListSeriesResponse(
                 series=[mapping.series(e) for e in entries], next_page_token=token
             )
@@ -246,18 +238,10 @@ class QueryService(pb_grpc.QueryServiceServicer):
                 series_id, request.rule, request.severity, status, raised_before
             )
             page = _page_size(request.page_size, 100, 1_000)
-            after = ""
-            if request.page_token:
-                after = mapping.decode_token(request.page_token, "page_token", "issues", after=str)[
-                    "after"
-                ]
+            after = _key_after(request.page_token, "issues")
             await self._consistent(request.min_position)
             issues = await self._reader.list_issues(issue_filter, after, page)
-            token = (
-                mapping.encode_token("issues", after=issues[-1].issue_id)
-                if len(issues) == page
-                else ""
-            )
+            token = _next_key_token("issues", [i.issue_id for i in issues], page)
             return pb.ListQualityIssuesResponse(
                 issues=[mapping.quality_issue(i) for i in issues], next_page_token=token
             )
@@ -315,6 +299,19 @@ class QueryService(pb_grpc.QueryServiceServicer):
             )
             status.details.add().Pack(retry)
             await abort_with(context, status)
+
+
+def _key_after(page_token: str, kind: str) -> str:
+    """Where a listing ordered by a string key resumes ("" from the start)."""
+    if not page_token:
+        return ""
+    key: str = mapping.decode_token(page_token, "page_token", kind, after=str)["after"]
+    return key
+
+
+def _next_key_token(kind: str, keys: list[str], page: int) -> str:
+    """A full page may have a next one; a short page is the last."""
+    return mapping.encode_token(kind, after=keys[-1]) if len(keys) == page else ""
 
 
 def _page_size(requested: int, default: int, maximum: int) -> int:
