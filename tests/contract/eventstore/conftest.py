@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from qis_adapters.eventstore.kurrentdb import KurrentDbEventStore
+from qis_adapters.eventstore.memory import InMemoryEventStore
 from qis_adapters.eventstore.port import EventStore
 from qis_adapters.eventstore.sqlite import SqliteEventStore
 
@@ -15,12 +16,14 @@ KURRENTDB_URI_ENV = "QIS_TEST_KURRENTDB_URI"
 
 
 @pytest.fixture(
-    params=["sqlite", pytest.param("kurrentdb", marks=pytest.mark.kurrentdb)],
+    params=["sqlite", "memory", pytest.param("kurrentdb", marks=pytest.mark.kurrentdb)],
 )
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventStore]:
     adapter: EventStore
     if request.param == "sqlite":
         adapter = await SqliteEventStore.open(tmp_path / "events" / "store.db")
+    elif request.param == "memory":
+        adapter = InMemoryEventStore()
     else:
         uri = os.environ.get(KURRENTDB_URI_ENV)
         if not uri:

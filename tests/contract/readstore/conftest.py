@@ -1,6 +1,7 @@
 """The read-store contract runs against every adapter through the `backend` fixture.
 
 - sqlite: always, on a fresh file per test;
+- memory: always, on a fresh in-memory database per test;
 - ferretdb: always, on a fresh database per test of one FerretDB process per session. A missing
   FerretDB binary FAILS the run (run scripts/setup_ferretdb.sh): a MongoDB adapter that silently
   went untested would look green;
@@ -19,6 +20,7 @@ from typing import Protocol
 
 import pytest
 from pymongo import AsyncMongoClient
+from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
 from qis_adapters.readstore.mongodb import MongoReadStore
 from qis_adapters.readstore.port import GenerationAdmin, ReadStore
 from qis_adapters.readstore.sqlite import SqliteReadStore
@@ -95,19 +97,32 @@ async def mongo_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend
         yield backend
 
 
-@pytest.fixture(params=["sqlite", "ferretdb", "mongodb"])
+def _local_connect(name: str, tmp_path: Path) -> Callable[[str | None], Awaitable[Adapter]]:
+    """How the adapters that need no server open a store on this test's fresh database."""
+    if name == "sqlite":
+
+        async def connect_sqlite(generation: str | None) -> Adapter:
+            return await SqliteReadStore.open(tmp_path / "read.db", generation)
+
+        return connect_sqlite
+    database = InMemoryReadDatabase()
+
+    async def connect_memory(generation: str | None) -> Adapter:
+        return InMemoryReadStore(database, generation)
+
+    return connect_memory
+
+
+@pytest.fixture(params=["sqlite", "memory", "ferretdb", "mongodb"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     name: str = request.param
-    if name != "sqlite":
+    if name in ("ferretdb", "mongodb"):
         uri = request.getfixturevalue("ferretdb_uri") if name == "ferretdb" else _mongodb_uri()
         async for mongo in _mongo_backend(name, uri):
             yield mongo
         return
 
-    async def connect(generation: str | None) -> Adapter:
-        return await SqliteReadStore.open(tmp_path / "read.db", generation)
-
-    backend = Backend(name, connect)
+    backend = Backend(name, _local_connect(name, tmp_path))
     try:
         yield backend
     finally:

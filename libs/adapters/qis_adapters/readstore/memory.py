@@ -1,0 +1,448 @@
+"""Read store in one process's memory: for service-layer tests that inject their adapters.
+
+Same bitemporal semantics as the SQLite reference adapter, held to the same contract suite. An
+`InMemoryReadDatabase` plays the part of the SQLite file: every `InMemoryReadStore` built on it
+(a projector's writer, a query service's reader, a rebuild's writer of a new generation) sees
+the same generations and the same active pointer. Nothing outlives the process, so no URI
+selects it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+from typing import Generic, TypeVar
+
+from qis_adapters.readstore.port import (
+    OPEN_END,
+    AuditEntry,
+    ChangeFeedEntry,
+    IssueFilter,
+    JsonDoc,
+    Observation,
+    OfficialVersion,
+    ProjectionBatch,
+    QualityIssue,
+    QualityMetrics,
+    ResumeToken,
+    SeriesEntry,
+    VersionClosure,
+    validate_generation,
+)
+
+R = TypeVar("R")
+Key = tuple[str | int, ...]
+
+_BEFORE_ALL = ResumeToken(-1, -1)
+
+
+def _json_copy(doc: JsonDoc) -> JsonDoc:
+    """What a store that serialises documents hands back: a fresh copy holding only JSON types.
+
+    Copied on the way in and on the way out, so the store never shares a mutable document with
+    a caller, and a document JSON cannot carry fails here as it would in the other adapters.
+    """
+    copy: JsonDoc = json.loads(json.dumps(doc))
+    return copy
+
+
+class _Table(Generic[R]):
+    """Records of one kind by natural key, read in key order: the order the port's queries return.
+
+    A shorter key bounds a range of longer ones, as a tuple prefix sorts before its extensions:
+    (series, start) <= (series, snap, version) < (series, end) for start <= snap < end.
+    """
+
+    def __init__(
+        self, key: Callable[[R], Key], detach: Callable[[R], R] = lambda record: record
+    ) -> None:
+        self._key = key
+        self._detach = detach  # applied to every record stored and every record read
+        self._records: dict[Key, R] = {}
+        self._keys: list[Key] = []
+        self._sorted = True
+
+    def get(self, key: Key) -> R | None:
+        record = self._records.get(key)
+        return None if record is None else self._detach(record)
+
+    def write(self, record: R, replaces: Callable[[R, R], bool] | None = None) -> None:
+        """Insert `record` when its key is absent; when present, replace the stored record only
+        if `replaces(stored, record)` holds."""
+        key = self._key(record)
+        stored = self._records.get(key)
+        if stored is None:
+            # The projector writes mostly in key order: then the keys stay sorted as they are.
+            if self._keys and key < self._keys[-1]:
+                self._sorted = False
+            self._keys.append(key)
+        elif replaces is None or not replaces(stored, record):
+            return
+        self._records[key] = self._detach(record)
+
+    def write_all(
+        self, records: Iterable[R], replaces: Callable[[R, R], bool] | None = None
+    ) -> None:
+        for record in records:
+            self.write(record, replaces)
+
+    def scan(self, low: Key = (), high: Key | None = None, *, after: bool = False) -> Iterator[R]:
+        """Records with low <= key < high (low < key when `after`), in key order."""
+        if not self._sorted:
+            self._keys.sort()
+            self._sorted = True
+        keys = self._keys
+        start = bisect_right(keys, low) if after else bisect_left(keys, low)
+        stop = len(keys) if high is None else bisect_left(keys, high)
+        return (self._detach(self._records[key]) for key in keys[start:stop])
+
+
+def _version_key(v: OfficialVersion | VersionClosure) -> Key:
+    return v.series_id, v.snap_us, v.version
+
+
+def _point_key(v: OfficialVersion) -> Key:
+    return v.series_id, v.snap_us
+
+
+def _token_key(record: Observation | AuditEntry | ChangeFeedEntry) -> Key:
+    return record.position, record.index
+
+
+def _knowledge_time(v: OfficialVersion) -> tuple[int, int]:
+    return v.recorded_from_us, v.recorded_to_us
+
+
+def _log_positions(v: OfficialVersion) -> tuple[int, int]:
+    return v.position_from, v.position_to
+
+
+def _higher_version(stored: OfficialVersion, new: OfficialVersion) -> bool:
+    return new.version > stored.version
+
+
+def _always(_stored: object, _new: object) -> bool:
+    return True
+
+
+def _not_older(stored: QualityIssue | QualityMetrics, new: QualityIssue | QualityMetrics) -> bool:
+    # Equal positions replace, as in the SQLite store: a replay writes the same content anyway.
+    return new.position >= stored.position
+
+
+def _not_older_schema(stored: SeriesEntry, new: SeriesEntry) -> bool:
+    return (new.schema_version, new.position) >= (stored.schema_version, stored.position)
+
+
+class _Generation:
+    """The read models of one generation: a table per record kind, and its checkpoint."""
+
+    def __init__(self) -> None:
+        self.versions = _Table[OfficialVersion](_version_key)
+        self.current = _Table[OfficialVersion](_point_key)
+        self.observations = _Table[Observation](_token_key)
+        self.audit = _Table[AuditEntry](
+            _token_key, lambda a: dataclasses.replace(a, details=_json_copy(a.details))
+        )
+        self.changes = _Table[ChangeFeedEntry](_token_key)
+        self.issues = _Table[QualityIssue](
+            lambda i: (i.issue_id,),
+            lambda i: dataclasses.replace(i, evidence=_json_copy(i.evidence)),
+        )
+        self.series = _Table[SeriesEntry](
+            lambda s: (s.series_id,),
+            lambda s: dataclasses.replace(s, definition=_json_copy(s.definition)),
+        )
+        self.metrics = _Table[QualityMetrics](
+            lambda m: (m.series_id, m.window_start_us, m.window_end_us)
+        )
+        self.checkpoint: int | None = None
+
+    def apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
+        """The writes of ReadModelWriter.apply, in the SQLite store's order."""
+        for v in batch.versions:
+            self.versions.write(v)
+            self.current.write(v, _higher_version)
+        for c in batch.closures:
+            stored = self.versions.get(_version_key(c))
+            if stored is not None:
+                closed = dataclasses.replace(
+                    stored, recorded_to_us=c.recorded_to_us, position_to=c.position_to
+                )
+                self.versions.write(closed, _always)
+        self.observations.write_all(batch.observations)
+        self.audit.write_all(batch.audit)
+        self.changes.write_all(batch.changes)
+        self.issues.write_all(batch.issues, _not_older)
+        for r in batch.resolutions:
+            issue = self.issues.get((r.issue_id,))
+            if issue is not None and issue.position <= r.position:
+                resolved = dataclasses.replace(
+                    issue,
+                    status=r.status,
+                    resolved_by=r.resolved_by,
+                    resolution_reason=r.resolution_reason,
+                    resolved_at_us=r.resolved_at_us,
+                    position=r.position,
+                )
+                self.issues.write(resolved, _always)
+        self.series.write_all(batch.series, _not_older_schema)
+        self.metrics.write_all(batch.metrics, _not_older)
+        self.checkpoint = checkpoint
+
+    def dump(self) -> dict[str, object]:
+        return {
+            "checkpoint": self.checkpoint,
+            "versions": list(self.versions.scan()),
+            "current": list(self.current.scan()),
+            "observations": list(self.observations.scan()),
+            "audit": list(self.audit.scan()),
+            "changes": list(self.changes.scan()),
+            "issues": list(self.issues.scan()),
+            "series": list(self.series.scan()),
+            "metrics": list(self.metrics.scan()),
+        }
+
+
+class InMemoryReadDatabase:
+    """What the stores built on it share, as processes share one SQLite file: the generations
+    and the pointer to the active one."""
+
+    def __init__(self) -> None:
+        self._generations: dict[str, _Generation] = {}
+        self._active: str | None = None
+
+    @property
+    def active(self) -> str | None:
+        return self._active
+
+    def generation(self, name: str) -> _Generation | None:
+        return self._generations.get(name)
+
+    def create(self, name: str) -> None:
+        self._generations.setdefault(validate_generation(name), _Generation())
+
+    def activate(self, name: str) -> None:
+        if validate_generation(name) not in self._generations:
+            raise ValueError(f"unknown generation {name!r}")
+        self._active = name
+
+    def names(self) -> list[str]:
+        return sorted(self._generations)
+
+    def drop(self, name: str) -> None:
+        if validate_generation(name) == self._active:
+            raise ValueError(f"generation {name!r} is active and cannot be dropped")
+        self._generations.pop(name, None)
+
+
+class InMemoryReadStore:
+    """ReadStore + GenerationAdmin on an InMemoryReadDatabase, for one event loop.
+
+    `generation`: the generation this instance writes, created when absent (the projector); None
+    for a reader (the query service). Reads follow the active pointer, so a switch is seen on the
+    very next query. No method awaits, so each call is atomic on the loop: a reader never sees
+    half a batch. Queries walk the records in key order; sized for tests, not for volume.
+    """
+
+    def __init__(
+        self, database: InMemoryReadDatabase | None = None, generation: str | None = None
+    ) -> None:
+        self.database = database or InMemoryReadDatabase()
+        self._generation = generation
+        self._closed = False
+        if generation is not None:
+            self.database.create(generation)
+
+    def _open(self) -> InMemoryReadDatabase:
+        if self._closed:
+            raise RuntimeError("read store is closed")
+        return self.database
+
+    def _written(self) -> _Generation:
+        database = self._open()
+        if self._generation is None:
+            raise RuntimeError("this read store was opened without a generation to write")
+        generation = database.generation(self._generation)
+        if generation is None:
+            raise RuntimeError(f"generation {self._generation!r} was dropped")
+        return generation
+
+    def _reading(self) -> _Generation | None:
+        """The active generation; None (everything reads as empty) before one is activated."""
+        database = self._open()
+        return None if database.active is None else database.generation(database.active)
+
+    def _select(
+        self, query: Callable[[_Generation], Iterable[R]], limit: int | None = None
+    ) -> list[R]:
+        """`query` on the active generation, at most `limit` records (None: all)."""
+        generation = self._reading()
+        if generation is None or (limit is not None and limit <= 0):
+            return []
+        return list(islice(query(generation), limit))
+
+    def _feed(
+        self,
+        table: Callable[[_Generation], _Table[R]],
+        keep: Callable[[R], bool],
+        after: ResumeToken,
+        limit: int,
+    ) -> list[R]:
+        """Records strictly after `after` up to the checkpoint, in token order: the other
+        adapters stop there because a batch above it may be half-written, and paging past it
+        could skip its missing records forever."""
+
+        def query(generation: _Generation) -> Iterable[R]:
+            if generation.checkpoint is None:
+                return ()
+            low, high = (after.position, after.index), (generation.checkpoint + 1,)
+            return filter(keep, table(generation).scan(low, high, after=True))
+
+        return self._select(query, limit)
+
+    # --- ReadModelWriter ----------------------------------------------------------------------
+
+    async def apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
+        self._written().apply(batch, checkpoint)
+
+    async def checkpoint(self) -> int | None:
+        database = self._open()
+        name = self._generation or database.active
+        generation = None if name is None else database.generation(name)
+        return None if generation is None else generation.checkpoint
+
+    # --- ReadModelReader ----------------------------------------------------------------------
+
+    async def latest_range(
+        self, series_id: str, start_us: int, end_us: int, limit: int
+    ) -> list[OfficialVersion]:
+        return self._select(
+            lambda g: g.current.scan((series_id, start_us), (series_id, end_us)), limit
+        )
+
+    async def as_of_time_range(
+        self, series_id: str, start_us: int, end_us: int, known_at_us: int, limit: int
+    ) -> list[OfficialVersion]:
+        return self._as_of(series_id, start_us, end_us, _knowledge_time, known_at_us, limit)
+
+    async def as_of_position_range(
+        self, series_id: str, start_us: int, end_us: int, position: int, limit: int
+    ) -> list[OfficialVersion]:
+        return self._as_of(series_id, start_us, end_us, _log_positions, position, limit)
+
+    def _as_of(
+        self,
+        series_id: str,
+        start_us: int,
+        end_us: int,
+        interval: Callable[[OfficialVersion], tuple[int, int]],
+        at: int,
+        limit: int,
+    ) -> list[OfficialVersion]:
+        """Versions with snap in [start, end) whose interval [from, to) holds `at`."""
+
+        def query(g: _Generation) -> Iterator[OfficialVersion]:
+            for v in g.versions.scan((series_id, start_us), (series_id, end_us)):
+                since, until = interval(v)
+                if since <= at < until:
+                    yield v
+
+        return self._select(query, limit)
+
+    async def history(self, series_id: str, snap_us: int) -> list[OfficialVersion]:
+        return self._select(
+            lambda g: g.versions.scan((series_id, snap_us), (series_id, snap_us + 1))
+        )
+
+    async def observations(self, series_id: str, snap_us: int) -> list[Observation]:
+        return self._select(
+            lambda g: (
+                o for o in g.observations.scan() if (o.series_id, o.snap_us) == (series_id, snap_us)
+            )
+        )
+
+    async def changes_after(
+        self, after: ResumeToken, series_ids: Sequence[str], limit: int
+    ) -> list[ChangeFeedEntry]:
+        wanted = frozenset(series_ids)
+        return self._feed(
+            lambda g: g.changes,
+            lambda c: not wanted or c.series_id in wanted,
+            after,
+            limit,
+        )
+
+    async def audit_trail(
+        self, series_id: str, snap_us: int | None, after: ResumeToken | None, limit: int
+    ) -> list[AuditEntry]:
+        return self._feed(
+            lambda g: g.audit,
+            lambda a: a.series_id == series_id and (snap_us is None or a.snap_us == snap_us),
+            after or _BEFORE_ALL,
+            limit,
+        )
+
+    async def list_series(self, after_series_id: str, limit: int) -> list[SeriesEntry]:
+        return self._select(lambda g: g.series.scan((after_series_id,), after=True), limit)
+
+    async def get_series(self, series_id: str) -> SeriesEntry | None:
+        generation = self._reading()
+        return None if generation is None else generation.series.get((series_id,))
+
+    async def list_issues(
+        self, issue_filter: IssueFilter, after_issue_id: str, limit: int
+    ) -> list[QualityIssue]:
+        f = issue_filter
+
+        def matches(i: QualityIssue) -> bool:
+            return (
+                (not f.series_id or i.series_id == f.series_id)
+                and (not f.rule or i.rule == f.rule)
+                and (not f.severity or i.severity == f.severity)
+                and (not f.status or i.status == f.status)
+                # OPEN_END means "no age limit", as in the other adapters.
+                and (f.raised_before_us == OPEN_END or i.raised_at_us < f.raised_before_us)
+            )
+
+        return self._select(
+            lambda g: filter(matches, g.issues.scan((after_issue_id,), after=True)), limit
+        )
+
+    async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:
+        return self._select(lambda g: g.metrics.scan((series_id, start_us), (series_id, end_us)))
+
+    # --- GenerationAdmin ----------------------------------------------------------------------
+
+    async def active_generation(self) -> str | None:
+        return self._open().active
+
+    async def set_active_generation(self, name: str) -> None:
+        self._open().activate(name)
+
+    async def list_generations(self) -> list[str]:
+        return self._open().names()
+
+    async def drop_generation(self, name: str) -> None:
+        self._open().drop(name)
+
+    # --- tests and lifecycle --------------------------------------------------------------------
+
+    async def dump_all(self, generation: str | None = None) -> dict[str, object]:
+        """Every record of a generation (default: the written one, else the active one) as port
+        records sorted by natural key, plus its checkpoint: equal dumps mean equal read models.
+        """
+        database = self._open()
+        name = generation or self._generation or database.active
+        if name is None:
+            raise ValueError("no generation to dump")
+        dumped = database.generation(name)
+        if dumped is None:
+            raise ValueError(f"unknown generation {name!r}")
+        return dumped.dump()
+
+    async def close(self) -> None:
+        self._closed = True
