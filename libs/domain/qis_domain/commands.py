@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+from typing import Self
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,3 +33,19 @@ class CommandOutcome:
             self.flagged + other.flagged,
             self.published + other.published,
         )
+
+
+class RemembersCommands:
+    """An aggregate whose state besides its memory of handled commands is immutable values: a
+    repeated command id is answered with its first outcome, and a shallow copy with its own
+    memory shares nothing mutable."""
+
+    _outcomes: dict[str, CommandOutcome]
+
+    def outcome_of(self, command_id: str) -> CommandOutcome | None:
+        return self._outcomes.get(command_id)
+
+    def clone(self) -> Self:
+        twin = copy.copy(self)
+        twin._outcomes = dict(self._outcomes)
+        return twin

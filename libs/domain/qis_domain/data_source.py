@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qis_domain.commands import CommandContext, CommandOutcome
+from qis_domain.commands import CommandContext, CommandOutcome, RemembersCommands
 from qis_domain.definitions import DataSourceConfig
 from qis_domain.errors import AlreadyExists, NotFound
 from qis_domain.events import DataSourceConfigured, DataSourceRegistered, DomainEvent
@@ -14,7 +14,7 @@ def source_stream(source_id: str) -> str:
     return f"sources/{source_id}"
 
 
-class DataSource:
+class DataSource(RemembersCommands):
     def __init__(self, source_id: str) -> None:
         self.source_id = source_id
         self.version: int | None = None
@@ -32,9 +32,6 @@ class DataSource:
     @property
     def size(self) -> int:
         return 1
-
-    def outcome_of(self, command_id: str) -> CommandOutcome | None:
-        return self._outcomes.get(command_id)
 
     def register(self, config: DataSourceConfig, ctx: CommandContext) -> list[DomainEvent]:
         if self.config is not None:

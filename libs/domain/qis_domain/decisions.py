@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from qis_domain.commands import CommandContext
@@ -21,7 +22,7 @@ from qis_domain.definitions import (
 from qis_domain.events import Issue, RawValue
 from qis_domain.quality import ONE, PointStatus, quality_score
 from qis_domain.reconciliation import reconcile
-from qis_domain.rules import RuleFailure, Severity
+from qis_domain.rules import CalendarView, Received, RuleFailure, Severity
 from qis_domain.values import DataValue, OhlcBar, Price, Volume, decode_value, encode_value
 
 _ISSUES_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4d8e-9a59-0c7d1f0e4b21")
@@ -31,15 +32,15 @@ PRIORITY = ReconciliationMethod.PRIORITY.value
 _ROUNDING = Context(prec=64)
 
 
-@dataclass(slots=True)
-class Observed:
-    """One source's latest value for a point."""
+class Observed(NamedTuple):
+    """One source's latest value for a point. Immutable, so that a copy of a bucket's state
+    shares its points with the original and neither can change under the other."""
 
     raw: RawValue
     user_id: str
     failures: tuple[RuleFailure, ...] = ()
-    issue_ids: tuple[str, ...] = ()
-    cleared: bool = False  # a person approved its issues: they no longer hold the point
+    issue_ids: tuple[str, ...] = ()  # one per failure, same order
+    cleared: bool = False  # a person approved its errors: they no longer hold the point
     rejected: bool = False  # a person rejected it: kept as lineage, no longer reconciled
 
     @property
@@ -62,42 +63,52 @@ class Contributions:
     excluded: list[str]
 
 
+@dataclass(slots=True)
+class Timeline:
+    """Received figures by snap, kept sorted: what the look-back rules compare a value with.
+
+    One timeline serves a whole command, across its buckets: the application adds each
+    bucket's recorded candidates before the bucket is decided, and the decision puts every
+    candidate it makes, so a point is compared with the point just before it whether that
+    point came in the same command, an earlier one, the same bucket or an earlier one.
+    `floor_us` of a lookup bounds how far back "previous" reaches (see `look_back_floor`).
+    """
+
+    snaps: list[int] = field(default_factory=list)
+    points: list[Received] = field(default_factory=list)
+    covered: set[int] = field(default_factory=set)  # buckets whose candidates were added
+
+    def before(self, snap_us: int, n: int, floor_us: int) -> list[Received]:
+        i = bisect.bisect_left(self.snaps, snap_us)
+        lo = bisect.bisect_left(self.snaps, floor_us, 0, i)
+        return self.points[max(lo, i - n) : i]
+
+    def add(self, bucket_us: int, points: Sequence[Received]) -> None:
+        """A bucket's recorded received figures (ascending), added once."""
+        self.covered.add(bucket_us)
+        for point in points:
+            self.put(point)
+
+    def put(self, point: Received) -> None:
+        i = bisect.bisect_left(self.snaps, point.snap_us)
+        if i < len(self.snaps) and self.snaps[i] == point.snap_us:
+            self.points[i] = point
+        else:
+            self.snaps.insert(i, point.snap_us)
+            self.points.insert(i, point)
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesView:
     """What a decision may need beyond the bucket, handed in by the application.
 
-    `tail`: official figures of the series just before the bucket, ascending by snap (for
-    spike and stale rules at the start of a bucket). `sessions`: the exchange's trading days
-    around the command's snaps (None: no calendar check).
+    `timeline`: received figures of the series (None: no look-back rule), shared by every
+    bucket of the command and updated by each decision. `calendar`: None for no calendar
+    check.
     """
 
-    tail: tuple[tuple[int, Decimal], ...] = ()
-    sessions: frozenset[date] | None = None
-
-
-@dataclass(slots=True)
-class Timeline:
-    """Official figures by snap, the ones before the bucket included, kept sorted."""
-
-    snaps: list[int] = field(default_factory=list)
-    figures: list[Decimal] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, points: Sequence[tuple[int, Decimal]]) -> Timeline:
-        ordered = sorted(points)
-        return cls([s for s, _ in ordered], [f for _, f in ordered])
-
-    def before(self, snap_us: int, n: int) -> list[Decimal]:
-        i = bisect.bisect_left(self.snaps, snap_us)
-        return self.figures[max(0, i - n) : i]
-
-    def put(self, snap_us: int, figure: Decimal) -> None:
-        i = bisect.bisect_left(self.snaps, snap_us)
-        if i < len(self.snaps) and self.snaps[i] == snap_us:
-            self.figures[i] = figure
-        else:
-            self.snaps.insert(i, snap_us)
-            self.figures.insert(i, figure)
+    timeline: Timeline | None = None
+    calendar: CalendarView | None = None
 
 
 def issue_id(command_id: str, snap_us: int, source_id: str, rule: str) -> str:

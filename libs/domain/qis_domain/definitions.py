@@ -17,8 +17,15 @@ class _Frozen(BaseModel):
 
 
 class ValidationRules(_Frozen):
+    """Rules as data. `max_jump_percent`: one-sided close-to-close move from the previous
+    point's received value (rule "jump", an error: holds). `max_spike_percent`: out and back,
+    flags the point in between (rule "spike", a warning). `max_zscore`: the move against the
+    moves of the previous `zscore_window` received values (an error). `stale_after_snaps`: N
+    unchanged received values in a row (a warning)."""
+
     require_positive: bool = False
     max_jump_percent: Decimal | None = None
+    max_spike_percent: Decimal | None = None
     max_zscore: Decimal | None = None
     zscore_window: Annotated[int, Field(ge=2, le=1000)] = 20
     stale_after_snaps: Annotated[int, Field(ge=0)] = 0

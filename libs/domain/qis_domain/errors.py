@@ -12,7 +12,10 @@ class FieldViolation:
 
 
 class DomainError(Exception):
-    """Base of every rule the domain refuses a command for."""
+    """Base of every rule the domain refuses a command for. `reason`: a stable, documented
+    code a client can branch on (google.rpc.ErrorInfo), where the status code is not enough."""
+
+    reason: str = ""
 
 
 class InvalidArgument(DomainError):
@@ -37,9 +40,10 @@ class NotFound(DomainError):
 
 
 class AlreadyExists(DomainError):
-    def __init__(self, resource: str) -> None:
-        super().__init__(f"{resource} already exists")
+    def __init__(self, resource: str, reason: str = "", detail: str = "") -> None:
+        super().__init__(detail or f"{resource} already exists")
         self.resource = resource
+        self.reason = reason
 
 
 class FailedPrecondition(DomainError):

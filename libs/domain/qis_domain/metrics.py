@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from qis_domain.decisions import Decider
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.events import QualityMetricsCalculated
 from qis_domain.reconciliation import figures_close
+from qis_domain.rules import CalendarView
 from qis_domain.series_bucket import PointSummary
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency
 
@@ -33,24 +34,32 @@ def calculate(
     start_us: int,
     end_us: int,
     points: Sequence[PointSummary],
-    sessions: frozenset[date] | None,
+    calendar: CalendarView | None,
     decider: Decider,
 ) -> QualityMetricsCalculated:
-    """`sessions`: the exchange's trading days in the window, when the series has a calendar.
+    """`calendar`: the exchange's trading days around the window, when the series has one.
 
     Completeness counts expected snaps that have an official value: one per session for a
     daily series with a calendar, one per step for other fixed-frequency series, and the points
-    seen otherwise (ticks, weeks, months: no fixed grid to count against).
+    seen otherwise (ticks, weeks, months: no fixed grid to count against). A window with days
+    the calendar does not cover has an unknown completeness (""), never a perfect one; its
+    counts then speak of the covered days only.
     """
     published = [p for p in points if p.official is not None]
-    if sessions is not None and definition.frequency is Frequency.DAILY:
-        # A session belongs to the window when its local day starts inside it: for windows
-        # at local midnights (the scheduler's) that is exactly the window's days, and a window
-        # at UTC midnights does not count the evening before as expected.
-        expected_days = {d for d in sessions if start_us <= decider.local_midnight_us(d) < end_us}
+    missing: list[date] = []
+    uncovered = 0
+    if calendar is not None and definition.frequency is Frequency.DAILY:
+        # A day belongs to the window when it starts inside it: for windows at local
+        # midnights (the scheduler's) that is exactly the window's days, and a window at UTC
+        # midnights does not count the evening before as expected.
+        window_days = _days_starting_in(start_us, end_us, decider)
+        covered = [d for d in window_days if calendar.first <= d <= calendar.last]
+        uncovered = len(window_days) - len(covered)
+        expected_days = calendar.sessions.intersection(covered)
         days = {decider.local_day(p.snap_us) for p in published}
+        missing = sorted(expected_days - days)
         expected = len(expected_days)
-        received = len(days & expected_days)
+        received = expected - len(missing)
     elif (step := _STEP_US.get(definition.frequency)) is not None:
         expected = max(1, (end_us - start_us) // step)
         received = min(expected, len(published))
@@ -75,7 +84,7 @@ def calculate(
         window_start_us=start_us,
         window_end_us=end_us,
         accuracy=_ratio(agreeing, compared),
-        completeness=_ratio(received, expected),
+        completeness="" if uncovered else _ratio(received, expected),
         timeliness=_ratio(on_time, len(published)),
         consistency=_ratio(clean, checked),
         expected_snaps=expected,
@@ -86,7 +95,20 @@ def calculate(
         on_time=on_time,
         checked_values=checked,
         clean_values=clean,
+        missing_sessions=[d.isoformat() for d in missing],
+        uncovered_days=uncovered,
     )
+
+
+def _days_starting_in(start_us: int, end_us: int, decider: Decider) -> list[date]:
+    day = decider.local_day(start_us)
+    if decider.local_midnight_us(day) < start_us:
+        day += timedelta(days=1)
+    out = []
+    while decider.local_midnight_us(day) < end_us:
+        out.append(day)
+        day += timedelta(days=1)
+    return out
 
 
 def _ratio(part: int, whole: int) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qis_domain.commands import CommandOutcome
+from qis_domain.commands import CommandOutcome, RemembersCommands
 from qis_domain.events import DomainEvent, QualityMetricsCalculated
 from qis_domain.series_bucket import Recorded
 
@@ -11,7 +11,7 @@ def quality_stream(series_id: str, start_us: int, end_us: int) -> str:
     return f"series/{series_id}/quality/{start_us}-{end_us}"
 
 
-class QualityWindow:
+class QualityWindow(RemembersCommands):
     """Idempotency for metrics commands (a scheduler may ask twice); a later calculation of the
     same window (after late data) is a new event, and the read side keeps the latest."""
 
@@ -30,9 +30,6 @@ class QualityWindow:
     @property
     def size(self) -> int:
         return 1
-
-    def outcome_of(self, command_id: str) -> CommandOutcome | None:
-        return self._outcomes.get(command_id)
 
     def apply(self, event: DomainEvent, meta: Recorded) -> None:
         self.version = meta.stream_version

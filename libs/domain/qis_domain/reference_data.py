@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from zoneinfo import available_timezones
 
-from qis_domain.commands import CommandContext, CommandOutcome
+from qis_domain.commands import CommandContext, CommandOutcome, RemembersCommands
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.errors import (
     AlreadyExists,
@@ -63,7 +63,7 @@ def validate_definition(definition: SeriesDefinition, known_sources: set[str]) -
             raise NotFound(f"sources/{source.source_id}", f"series.sources[{i}].source")
 
 
-class ReferenceData:
+class ReferenceData(RemembersCommands):
     def __init__(self, series_id: str) -> None:
         self.series_id = series_id
         self.version: int | None = None
@@ -78,9 +78,6 @@ class ReferenceData:
     @property
     def size(self) -> int:
         return 1
-
-    def outcome_of(self, command_id: str) -> CommandOutcome | None:
-        return self._outcomes.get(command_id)
 
     def require_definition(self, field: str = "series") -> SeriesDefinition:
         if self.definition is None:

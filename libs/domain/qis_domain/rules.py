@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from qis_domain.definitions import ValidationRules
+from qis_domain.snaps import format_snap
 from qis_domain.values import CorporateAction, DataValue, OhlcBar, OptionsChain, Price, Volume
 
 
@@ -30,6 +31,25 @@ class RuleFailure:
     def blocking(self) -> bool:
         """Errors hold the point for approval; warnings and infos only flag it."""
         return self.severity is Severity.ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarView:
+    """The exchange's trading days around a command's snaps, and the days the calendar knows
+    at all: a day outside [first, last] is of unknown coverage, never "not a session"."""
+
+    sessions: frozenset[date]
+    first: date
+    last: date
+
+
+class Received(NamedTuple):
+    """A point's received figure: its latest candidate's, whatever the candidate's status
+    (held, pending, flagged or published), and the sources it came from."""
+
+    snap_us: int
+    figure: Decimal
+    sources: tuple[str, ...]
 
 
 def check_value(value: DataValue, rules: ValidationRules) -> list[RuleFailure]:
@@ -123,37 +143,41 @@ def _check_corporate_action(action: CorporateAction) -> list[RuleFailure]:
 
 
 def check_history(
-    figure: Decimal, previous: Sequence[Decimal], rules: ValidationRules
+    figure: Decimal, previous: Sequence[Received], rules: ValidationRules
 ) -> list[RuleFailure]:
-    """Rules that compare a value with the official values before it (oldest first)."""
+    """Rules that compare a value with the received figures of the points before it (oldest
+    first): jump, z-score and stale."""
     failures: list[RuleFailure] = []
     if not previous:
         return failures
     last = previous[-1]
-    if rules.max_jump_percent is not None and last != 0:
-        jump = abs(figure - last) / abs(last) * 100
+    if rules.max_jump_percent is not None and last.figure != 0:
+        jump = _percent(figure - last.figure, last.figure)
         if jump > rules.max_jump_percent:
             failures.append(
                 RuleFailure(
-                    "spike",
+                    "jump",
                     Severity.ERROR,
                     {
-                        "previous": str(last),
+                        "previous_snap": format_snap(last.snap_us),
+                        "previous": str(last.figure),
                         "value": str(figure),
                         "jump_percent": str(round(jump, 4)),
                         "limit_percent": str(rules.max_jump_percent),
                     },
                 )
             )
-    if rules.max_zscore is not None and last != 0:
-        z = _zscore(figure, previous[-(rules.zscore_window + 1) :])
+    if rules.max_zscore is not None and last.figure != 0:
+        window = [p.figure for p in previous[-(rules.zscore_window + 1) :]]
+        z = _zscore(figure, window)
         if z is not None and abs(z) > rules.max_zscore:
             failures.append(
                 RuleFailure(
                     "spike_zscore",
                     Severity.ERROR,
                     {
-                        "previous": str(last),
+                        "previous_snap": format_snap(last.snap_us),
+                        "previous": str(last.figure),
                         "value": str(figure),
                         "zscore": str(round(z, 4)),
                         "limit": str(rules.max_zscore),
@@ -161,11 +185,59 @@ def check_history(
                 )
             )
     n = rules.stale_after_snaps
-    if n > 1 and len(previous) >= n - 1 and all(p == figure for p in previous[-(n - 1) :]):
+    if n > 1 and len(previous) >= n - 1 and all(p.figure == figure for p in previous[-(n - 1) :]):
         failures.append(
-            RuleFailure("stale", Severity.WARNING, {"value": str(figure), "unchanged_snaps": n})
+            RuleFailure(
+                "stale",
+                Severity.WARNING,
+                {
+                    "value": str(figure),
+                    "unchanged_snaps": n,
+                    "since_snap": format_snap(previous[-(n - 1)].snap_us),
+                },
+            )
         )
     return failures
+
+
+def check_spike(
+    figure: Decimal, snap_us: int, previous: Sequence[Received], rules: ValidationRules
+) -> RuleFailure | None:
+    """Out and back: the point before `snap_us` moved away from its predecessor and the value
+    at `snap_us` moves back, both beyond the limit. The failure is about that earlier point
+    (an isolated bad print); the value at `snap_us` is not penalised. It can only be seen
+    once the move back arrives, so it is a warning: the earlier point may be official by then,
+    and a rule must decide the same however the points were split into commands."""
+    limit = rules.max_spike_percent
+    if limit is None or len(previous) < 2:
+        return None
+    before, spike = previous[-2], previous[-1]
+    if before.figure == 0 or spike.figure == 0:
+        return None
+    move_in, move_out = spike.figure - before.figure, figure - spike.figure
+    if (move_in > 0) == (move_out > 0) or move_in == 0 or move_out == 0:
+        return None
+    in_percent, out_percent = _percent(move_in, before.figure), _percent(move_out, spike.figure)
+    if in_percent <= limit or out_percent <= limit:
+        return None
+    return RuleFailure(
+        "spike",
+        Severity.WARNING,
+        {
+            "previous_snap": format_snap(before.snap_us),
+            "previous": str(before.figure),
+            "value": str(spike.figure),
+            "next_snap": format_snap(snap_us),
+            "next": str(figure),
+            "move_in_percent": str(round(in_percent, 4)),
+            "move_out_percent": str(round(out_percent, 4)),
+            "limit_percent": str(limit),
+        },
+    )
+
+
+def _percent(move: Decimal, base: Decimal) -> Decimal:
+    return abs(move) / abs(base) * 100
 
 
 def _zscore(figure: Decimal, window: Sequence[Decimal]) -> Decimal | None:
@@ -184,10 +256,22 @@ def _zscore(figure: Decimal, window: Sequence[Decimal]) -> Decimal | None:
     return (move - mean) / variance.sqrt()
 
 
-def check_session(local_day: date, sessions: frozenset[date]) -> RuleFailure | None:
-    """A value dated on a day the series' exchange was closed."""
-    if local_day in sessions:
+def check_session(local_day: date, calendar: CalendarView) -> RuleFailure | None:
+    """A value dated on a day the series' exchange was closed, or on a day the calendar does
+    not cover (its own rule: nothing is known about that day, so it is not "closed")."""
+    if local_day in calendar.sessions:
         return None
+    if not calendar.first <= local_day <= calendar.last:
+        return RuleFailure(
+            "calendar_coverage",
+            Severity.WARNING,
+            {
+                "date": local_day.isoformat(),
+                "reason": "outside the exchange calendar's known range",
+                "calendar_first": calendar.first.isoformat(),
+                "calendar_last": calendar.last.isoformat(),
+            },
+        )
     return RuleFailure(
         "calendar",
         Severity.WARNING,

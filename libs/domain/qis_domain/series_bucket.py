@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from qis_domain.commands import CommandContext, CommandOutcome
 from qis_domain.decisions import (
@@ -48,8 +48,16 @@ from qis_domain.events import (
 )
 from qis_domain.quality import PointStatus
 from qis_domain.reconciliation import within_tolerance
-from qis_domain.rules import RuleFailure, Severity, check_history, check_session, check_value
-from qis_domain.snaps import Snap
+from qis_domain.rules import (
+    Received,
+    RuleFailure,
+    Severity,
+    check_history,
+    check_session,
+    check_spike,
+    check_value,
+)
+from qis_domain.snaps import BUCKET_SPAN_US, Frequency, Snap
 from qis_domain.values import DataValue, encode_value
 
 MANUAL = "manual"
@@ -59,6 +67,10 @@ _OPEN = "open"
 _PUBLISHED = PointStatus.PUBLISHED.value
 _RESOLVED = {"approve": "approved", "reject": "rejected", "override": "overridden"}
 NO_VIEW = SeriesView()
+LOOK_BACK_BUCKETS = 3
+"""How far "the previous point" reaches: into at most this many buckets before a point's own.
+A longer gap restarts the look-back rules, the same way whether or not the points on either
+side of it came in one command."""
 
 
 def bucket_stream(series_id: str, bucket_us: int) -> str:
@@ -76,8 +88,7 @@ class Recorded:
     stream_version: int
 
 
-@dataclass(slots=True)
-class Official:
+class Official(NamedTuple):
     version: int
     raw: RawValue
     manual: bool  # a manual value: automatic reconciliation does not override it
@@ -85,8 +96,7 @@ class Official:
     by: str  # who caused the current version
 
 
-@dataclass(slots=True)
-class IssueState:
+class IssueState(NamedTuple):
     snap_us: int
     source_id: str
     rule: str
@@ -121,7 +131,8 @@ class SeriesBucket:
         self.bucket_us = bucket_us
         self.version: int | None = None  # stream version of the last applied event
         # Per snap (UTC µs). Flat maps rather than one object per point: applying a batch
-        # event is then a few bulk dict updates.
+        # event is then a few bulk dict updates. Everything inside them is immutable and
+        # replaced, never changed in place, so `clone` can copy the maps alone.
         self.observed: dict[int, dict[str, Observed]] = {}
         self.candidates: dict[int, Candidate] = {}
         self.officials: dict[int, Official] = {}
@@ -142,15 +153,30 @@ class SeriesBucket:
     def outcome_of(self, command_id: str) -> CommandOutcome | None:
         return self._outcomes.get(command_id)
 
-    def last_officials(self, n: int, decider: Decider) -> list[tuple[int, Decimal]]:
-        """The last `n` official figures, ascending: the tail the next bucket's look-back rules
-        start from."""
+    def clone(self) -> SeriesBucket:
+        """A copy that shares no mutable state with this one (the maps' contents are
+        immutable): a decision works on its own copy, so nothing changes under it."""
+        copy = SeriesBucket(self.series_id, self.bucket_us)
+        copy.version = self.version
+        copy.observed = dict(self.observed)
+        copy.candidates = dict(self.candidates)
+        copy.officials = dict(self.officials)
+        copy.issues = dict(self.issues)
+        copy.breaks_approved = set(self.breaks_approved)
+        copy.scheduled = dict(self.scheduled)
+        copy.overrides = dict(self.overrides)
+        copy._outcomes = dict(self._outcomes)
+        return copy
+
+    def received(self, decider: Decider) -> list[Received]:
+        """Every point's received figure, ascending: what look-back rules compare with."""
         out = []
-        for snap_us in sorted(self.officials, reverse=True)[:n]:
-            figure = decider.decode(self.officials[snap_us].raw).number
+        for snap_us in sorted(self.candidates):
+            candidate = self.candidates[snap_us]
+            figure = decider.decode(candidate.raw).number
             if figure is not None:
-                out.append((snap_us, figure))
-        return out[::-1]
+                out.append(Received(snap_us, figure, candidate.sources))
+        return out
 
     def due_cutoffs(self, now_us: int) -> list[int]:
         return sorted(s for s, due in self.scheduled.items() if due <= now_us)
@@ -191,14 +217,18 @@ class SeriesBucket:
             raise InvalidArgument.single("points", "snaps must be unique within one command")
         decide = Decider(definition, ctx)
         rules = definition.validation
+        # Decided in snap order: each point is compared with the one just before it, which
+        # may be decided by this very command.
+        points = sorted(points, key=lambda p: p[0].utc_us)
         back = look_back(definition)
         timeline = None
         if back:
-            # Look-back rules compare each value with the official values before it, including
-            # those this very command publishes: decide in snap order.
-            points = sorted(points, key=lambda p: p[0].utc_us)
-            timeline = Timeline.of([*view.tail, *self._official_figures(decide)])
-        sessions = view.sessions if rules.check_calendar else None
+            # Alone (no view), the bucket's own points are all it compares with.
+            timeline = Timeline() if view.timeline is None else view.timeline
+            if self.bucket_us not in timeline.covered:
+                timeline.add(self.bucket_us, self.received(decide))
+        floor_us = look_back_floor(self.bucket_us, definition.frequency)
+        calendar = view.calendar if rules.check_calendar else None
         snaps: list[int] = []
         offsets: list[int] = []
         raws: list[RawValue] = []
@@ -212,9 +242,12 @@ class SeriesBucket:
             snap_us = snap.utc_us
             failures = check_value(value, rules)
             if timeline is not None and value.number is not None:
-                failures += check_history(value.number, timeline.before(snap_us, back), rules)
-            if sessions is not None and (
-                miss := check_session(decide.local_day(snap_us), sessions)
+                previous = timeline.before(snap_us, back, floor_us)
+                failures += check_history(value.number, previous, rules)
+                if (spike := check_spike(value.number, snap_us, previous, rules)) is not None:
+                    issues.extend(self._spike_issue(ctx, previous[-1], spike, issues))
+            if calendar is not None and (
+                miss := check_session(decide.local_day(snap_us), calendar)
             ):
                 failures.append(miss)
             raw = encode_value(value)
@@ -233,7 +266,7 @@ class SeriesBucket:
                 )
                 official.append((snap_us, 1, official_raw, "1", [source_id], PRIORITY, [], "", ""))
                 if timeline is not None and chosen.number is not None:
-                    timeline.put(snap_us, chosen.number)
+                    timeline.put(Received(snap_us, chosen.number, (source_id,)))
                 continue
             observed = {} if before is None else dict(before)
             known_before = source_id in observed
@@ -252,11 +285,13 @@ class SeriesBucket:
                 candidate, contributions, break_issue = decide.candidate(
                     snap_us, observed, snap_us in self.breaks_approved, (source_id, value)
                 )
-                if break_issue is not None and not self._open_break(snap_us):
+                if break_issue is not None and not self._has_open(snap_us, "source_break"):
                     issues.append(break_issue)
             if candidate is None:
                 continue  # every value of the point was rejected
             reconciled.append(_reconciled_row(snap_us, candidate, contributions))
+            if timeline is not None and (number := decide.decode(candidate.raw).number) is not None:
+                timeline.put(Received(snap_us, number, candidate.sources))
             if candidate.status is not PointStatus.PUBLISHED:
                 # Waiting for sources, or held: at the cut-off it is published with what
                 # arrived, or flagged as still held.
@@ -278,10 +313,6 @@ class SeriesBucket:
                         snap_us, current.version + 1, candidate, flags, f"{what} {source_id}", cause
                     )
                 )
-            else:
-                continue
-            if timeline is not None and (number := decide.decode(candidate.raw).number) is not None:
-                timeline.put(snap_us, number)
         events: list[DomainEvent] = [
             DataIngested.model_construct(
                 series_id=self.series_id,
@@ -409,7 +440,7 @@ class SeriesBucket:
         kind = QualityApproved if action == "approve" else QualityRejected
         resolution = _resolution(kind, self.series_id, found, reason)
         # Decide again on a copy of the state the resolution leads to.
-        after = self._copy_points({snap for _, snap in found})
+        after = self.clone()
         after._apply_resolution(resolution)
         events: list[DomainEvent] = [resolution]
         points = sorted({snap for _, snap in found})
@@ -464,7 +495,7 @@ class SeriesBucket:
         if not due:
             return []
         expired = ManualOverrideExpired(series_id=self.series_id, snaps=due)
-        after = self._copy_points(set(due))
+        after = self.clone()
         after._apply_override_expiry(expired)
         return [expired, *after._redecide(definition, due, ctx, "override expired")]
 
@@ -577,50 +608,36 @@ class SeriesBucket:
             return [issue.source_id]
         return list(self.observed.get(issue.snap_us, {}))
 
-    def _open_break(self, snap_us: int) -> bool:
-        """One open source break per point is enough: a later value re-raising it would only
-        add a duplicate to the queue."""
+    def _has_open(self, snap_us: int, rule: str) -> bool:
+        """One open issue of a point-level rule (source break, spike) per point is enough: a
+        later value re-raising it would only add a duplicate to the queue."""
         return any(
-            i.snap_us == snap_us and i.rule == "source_break" and i.status == _OPEN
+            i.snap_us == snap_us and i.rule == rule and i.status == _OPEN
             for i in self.issues.values()
         )
 
+    def _spike_issue(
+        self, ctx: CommandContext, spiked: Received, failure: RuleFailure, pending: list[Issue]
+    ) -> list[Issue]:
+        """The issue of an out-and-back spike, raised on the point in between. That point may
+        belong to an earlier bucket: the application routes such issues to their bucket
+        (`flag`), which drops a duplicate the same way."""
+        snap_us = spiked.snap_us
+        if any(i.snap_us == snap_us and i.rule == failure.rule for i in pending) or (
+            self._has_open(snap_us, failure.rule)
+        ):
+            return []
+        source = spiked.sources[0] if len(spiked.sources) == 1 else ""
+        return issues_of(ctx.command_id, snap_us, source, [failure])
+
+    def flag(self, issues: Sequence[Issue]) -> list[DomainEvent]:
+        """Issues another bucket's decision found about points of this one (a spike is seen
+        when the move back arrives, maybe in the next bucket)."""
+        fresh = [i for i in issues if not self._has_open(i.snap_us, i.rule)]
+        return [QualityIssueDetected(series_id=self.series_id, issues=fresh)] if fresh else []
+
     def _open_issues(self, snap_us: int) -> list[str]:
         return [i for i, s in self.issues.items() if s.snap_us == snap_us and s.status == _OPEN]
-
-    def _official_figures(self, decide: Decider) -> list[tuple[int, Decimal]]:
-        out = []
-        for snap_us, official in self.officials.items():
-            figure = decide.decode(official.raw).number
-            if figure is not None:
-                out.append((snap_us, figure))
-        return out
-
-    def _copy_points(self, snaps: set[int]) -> SeriesBucket:
-        """A scratch bucket holding copies of some points, to decide on a state not yet
-        recorded (the state a resolution leads to)."""
-        scratch = SeriesBucket(self.series_id, self.bucket_us)
-        for snap_us in snaps:
-            scratch.observed[snap_us] = {
-                s: Observed(o.raw, o.user_id, o.failures, o.issue_ids, o.cleared, o.rejected)
-                for s, o in self.observed.get(snap_us, {}).items()
-            }
-            if (official := self.officials.get(snap_us)) is not None:
-                scratch.officials[snap_us] = Official(
-                    official.version,
-                    official.raw,
-                    official.manual,
-                    official.published_at_us,
-                    official.by,
-                )
-        scratch.issues = {
-            i: IssueState(s.snap_us, s.source_id, s.rule, s.blocking, s.status)
-            for i, s in self.issues.items()
-            if s.snap_us in snaps
-        }
-        scratch.breaks_approved = self.breaks_approved & snaps
-        scratch.overrides = {s: e for s, e in self.overrides.items() if s in snaps}
-        return scratch
 
     # --- evolution: the only place state changes ---
 
@@ -635,7 +652,7 @@ class SeriesBucket:
                 if per_source is None:
                     observed[snap_us] = {source: Observed(raw, user)}
                 else:
-                    per_source[source] = Observed(raw, user)
+                    observed[snap_us] = {**per_source, source: Observed(raw, user)}
             outcome = outcome + CommandOutcome(position, accepted=len(event.snaps))
         elif isinstance(event, QualityIssueDetected):
             for issue in event.issues:
@@ -647,8 +664,16 @@ class SeriesBucket:
                 flagged = self.observed.get(issue.snap_us, {}).get(issue.source_id)
                 if flagged is not None:
                     failure = RuleFailure(issue.rule, Severity(issue.severity), issue.evidence)
-                    flagged.failures = (*flagged.failures, failure)
-                    flagged.issue_ids = (*flagged.issue_ids, issue.issue_id)
+                    self._replace_observed(
+                        issue.snap_us,
+                        issue.source_id,
+                        flagged._replace(
+                            failures=(*flagged.failures, failure),
+                            issue_ids=(*flagged.issue_ids, issue.issue_id),
+                            # a new error holds the value again; a new warning does not
+                            cleared=flagged.cleared and not failure.blocking,
+                        ),
+                    )
             outcome = outcome + CommandOutcome(
                 position, flagged=len({i.snap_us for i in event.issues})
             )
@@ -709,35 +734,56 @@ class SeriesBucket:
             QualityOverridden: "overridden",
         }[type(event)]
         for iid in event.issue_ids:
-            issue = self.issues[iid]
-            issue.status = status
+            issue = self.issues[iid]._replace(status=status)
+            self.issues[iid] = issue
             observed = self.observed.get(issue.snap_us, {}).get(issue.source_id)
             if observed is not None and iid not in observed.issue_ids:
                 continue  # about a value the source has replaced since: only the issue closes
             if isinstance(event, QualityRejected) and observed is not None:
-                observed.rejected = True
+                self._replace_observed(
+                    issue.snap_us, issue.source_id, observed._replace(rejected=True)
+                )
             elif isinstance(event, QualityApproved):
                 if observed is None:
                     self.breaks_approved.add(issue.snap_us)
-                elif all(
-                    self.issues[i].status != _OPEN for i in observed.issue_ids if i in self.issues
-                ):
-                    observed.cleared = True
+                elif not self._holds(observed):
+                    # Only errors hold: an approved error publishes even while a warning on
+                    # the same value stays open (it is still flagged).
+                    self._replace_observed(
+                        issue.snap_us, issue.source_id, observed._replace(cleared=True)
+                    )
 
     def _apply_override_expiry(self, event: ManualOverrideExpired) -> None:
         for snap_us in event.snaps:
             self.overrides.pop(snap_us, None)
             official = self.officials.get(snap_us)
             if official is not None:
-                official.manual = False
+                self.officials[snap_us] = official._replace(manual=False)
+
+    def _replace_observed(self, snap_us: int, source_id: str, observed: Observed) -> None:
+        self.observed[snap_us] = {**self.observed[snap_us], source_id: observed}
+
+    def _holds(self, observed: Observed) -> bool:
+        """Whether an error of the value is still open."""
+        return any(
+            failure.blocking and (i not in self.issues or self.issues[i].status == _OPEN)
+            for failure, i in zip(observed.failures, observed.issue_ids, strict=True)
+        )
+
+
+def look_back_floor(bucket_us: int, frequency: Frequency) -> int:
+    """The earliest snap a point of the bucket may be compared with."""
+    return bucket_us - LOOK_BACK_BUCKETS * BUCKET_SPAN_US[frequency]
 
 
 def look_back(definition: SeriesDefinition) -> int:
-    """How many earlier official values the series' rules look at (0: none)."""
+    """How many earlier received values the series' rules look at (0: none)."""
     r = definition.validation
     n = 0
     if r.max_jump_percent is not None:
         n = 1
+    if r.max_spike_percent is not None:
+        n = 2
     if r.max_zscore is not None:
         n = max(n, r.zscore_window + 1)
     if r.stale_after_snaps > 1:

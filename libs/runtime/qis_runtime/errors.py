@@ -27,6 +27,8 @@ def code_of(status: grpc.StatusCode) -> int:
     return number
 
 
+ERROR_DOMAIN = "qis.data"
+
 _CODES: list[tuple[type[DomainError], int]] = [
     (InvalidArgument, code_of(grpc.StatusCode.INVALID_ARGUMENT)),
     (NotFound, code_of(grpc.StatusCode.NOT_FOUND)),
@@ -59,6 +61,10 @@ def status_of(error: DomainError) -> status_pb2.Status:
             error_details_pb2.ResourceInfo(resource_name=error.resource, description=error.field)
         )
         status.details.append(detail)
+    if error.reason:
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
+        status.details.append(info)
     return status
 
 

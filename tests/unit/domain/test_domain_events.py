@@ -22,6 +22,7 @@ from qis_domain.definitions import (
 )
 from qis_domain.events import (
     ALL_EVENT_TYPES,
+    CommandAccepted,
     DataIngested,
     DataPublished,
     DataReconciled,
@@ -223,6 +224,11 @@ EXAMPLES: dict[type[DomainEvent], DomainEvent] = {
         on_time=19,
         checked_values=42,
         clean_values=41,
+        missing_sessions=["2024-01-16"],
+        uncovered_days=0,
+    ),
+    CommandAccepted: CommandAccepted(
+        command_id="c-1", fingerprint="ab" * 32, streams=["series/SPX/points/0"]
     ),
 }
 

@@ -11,11 +11,13 @@ from qis_domain.decisions import Decider
 from qis_domain.events import QualityMetricsCalculated
 from qis_domain.metrics import calculate
 from qis_domain.quality_window import QualityWindow, quality_stream
+from qis_domain.rules import CalendarView
 from qis_domain.series_bucket import Recorded
 from qis_domain.snaps import Snap, bucket_of, parse_snap
 
 from tests.unit.domain.test_domain_quality_workflow import (
     HOUR_US,
+    JAN_CALENDAR,
     JAN_HOLIDAYS,
     JAN_SESSIONS,
     MINUTE_US,
@@ -33,12 +35,10 @@ FIRST = SESSION_CLOSES[0]
 DAY_US = 86_400_000_000
 
 
-def metrics(
-    desk: Desk, sessions: frozenset[date] | None = JAN_SESSIONS
-) -> QualityMetricsCalculated:
+def metrics(desk: Desk, calendar: CalendarView | None = JAN_CALENDAR) -> QualityMetricsCalculated:
     decider = Decider(desk.definition, CommandContext("metrics", "qis-scheduler", JAN_END))
     points = desk.bucket.summaries(JAN_START, JAN_END, decider)
-    return calculate(desk.definition, "SPX", JAN_START, JAN_END, points, sessions, decider)
+    return calculate(desk.definition, "SPX", JAN_START, JAN_END, points, calendar, decider)
 
 
 def load(desk: Desk, snaps: list[Snap]) -> None:
@@ -69,6 +69,23 @@ def test_completeness_with_one_session_missing() -> None:
     assert (m.expected_snaps, m.received_snaps) == (21, 20)
     assert Decimal(m.completeness) == round(Decimal(20) / Decimal(21), 6)
     assert m.completeness == "0.952381"
+    assert m.missing_sessions == ["2024-01-17"]  # what data operations has to fill
+    assert m.uncovered_days == 0
+
+
+def test_a_window_the_calendar_does_not_cover_has_unknown_completeness() -> None:
+    desk = Desk(series("a"), first=FIRST)
+    load(desk, SESSION_CLOSES[:5])
+    # a calendar that knows nothing before January 10th
+    partial = CalendarView(JAN_CALENDAR.sessions, date(2024, 1, 10), date(2099, 12, 31))
+    m = metrics(desk, partial)
+    assert m.completeness == ""  # unknown: never "complete"
+    assert m.uncovered_days == 9
+    # counts speak of the covered days: sessions from the 10th, of which none has a value
+    covered = sorted(d for d in JAN_CALENDAR.sessions if d >= date(2024, 1, 10))
+    assert m.expected_snaps == len(covered)
+    assert m.received_snaps == 0
+    assert m.missing_sessions == [d.isoformat() for d in covered]
 
 
 def test_a_value_on_a_holiday_does_not_count_towards_completeness() -> None:

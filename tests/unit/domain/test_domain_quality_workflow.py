@@ -1,5 +1,5 @@
 """The data-quality workflow of a SeriesBucket: late sources, consensus breaks, look-back rules
-(spike, z-score, stale), calendar checks, the exception queue (approve, reject, override with
+(jump, z-score, stale), calendar checks, the exception queue (approve, reject, override with
 four-eyes), cut-off publication and override expiry.
 
 Pure: every decision gets its clock from the CommandContext and its calendar as data.
@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import pytest
 from qis_domain.commands import CommandContext, CommandOutcome
-from qis_domain.decisions import Decider, SeriesView, snap_of_issue
+from qis_domain.decisions import Decider, SeriesView, Timeline, snap_of_issue
 from qis_domain.definitions import (
     BreakAction,
     PublicationPolicy,
@@ -41,6 +41,7 @@ from qis_domain.events import (
     QualityOverridden,
     QualityRejected,
 )
+from qis_domain.rules import CalendarView, Received
 from qis_domain.series_bucket import NO_VIEW, Recorded, SeriesBucket
 from qis_domain.snaps import Frequency, Snap, bucket_of, parse_snap
 from qis_domain.values import DataType, DataValue, Price, decode_value
@@ -65,6 +66,16 @@ JAN_SESSIONS = frozenset(
     for d in (date(2024, 1, 1) + timedelta(days=i) for i in range(31))
     if d.weekday() < 5 and d not in JAN_HOLIDAYS
 )
+
+
+JAN_CALENDAR = CalendarView(JAN_SESSIONS, date(1970, 1, 1), date(2099, 12, 31))
+
+
+def _view_of(*received: tuple[int, Decimal]) -> SeriesView:
+    """A view whose timeline holds received figures of an earlier bucket."""
+    timeline = Timeline()
+    timeline.add(0, [Received(s, f, ("a",)) for s, f in received])
+    return SeriesView(timeline)
 
 
 def usd(text: str) -> Price:
@@ -334,15 +345,15 @@ def test_consensus_break_blocks_when_the_policy_says_so_until_approved() -> None
     assert desk.bucket.issues[brk.issue_id].status == "approved"
 
 
-# --- 3. spike: held, four-eyes approval ---
+# --- 3. jump: held, four-eyes approval ---
 
 
-def test_spike_against_the_previous_official_value_in_the_same_batch_is_held() -> None:
+def test_a_jump_from_the_previous_received_value_in_the_same_batch_is_held() -> None:
     desk = Desk(series("a", max_jump_percent="10"))
     d1, d2, d3, d4 = (close(date(2024, 2, d)) for d in (26, 27, 28, 29))
-    batch = [(d4, usd("106")), (d3, usd("130")), (d2, usd("105")), (d1, usd("100"))]
+    batch = [(d4, usd("133")), (d3, usd("130")), (d2, usd("105")), (d1, usd("100"))]
     events = desk.ingest("a", batch, user="alice")  # out of order on purpose
-    spike = the_issue(events, "spike")
+    spike = the_issue(events, "jump")
     assert (spike.snap_us, spike.source_id, spike.severity, spike.blocking) == (
         d3.utc_us,
         "a",
@@ -350,11 +361,13 @@ def test_spike_against_the_previous_official_value_in_the_same_batch_is_held() -
         True,
     )
     assert spike.evidence["previous"] == "105"
+    assert spike.evidence["previous_snap"] == "2024-02-27T21:00:00Z"
     assert spike.evidence["value"] == "130"
     assert Decimal(spike.evidence["jump_percent"]) == Decimal("23.8095")
     assert Decimal(spike.evidence["limit_percent"]) == 10
     assert snap_of_issue(spike.issue_id) == d3.utc_us  # the id locates the point
-    assert len(issues(events)) == 1  # d4 is compared with d2 (official), not with d3 (held)
+    # d4 is compared with d3's received value (held or not), a 2.3 % move: no cascade
+    assert len(issues(events)) == 1
     assert statuses(events)[d3.utc_us] == "held"
     published = one(events, DataPublished)
     assert sorted(published.snaps) == [d1.utc_us, d2.utc_us, d4.utc_us]
@@ -377,20 +390,18 @@ def test_spike_against_the_previous_official_value_in_the_same_batch_is_held() -
         d3.utc_us,
         1,
         "130",
-        ["spike"],
+        ["jump"],
     )
     assert one(events, DataPublished).decided_at_us == NOW
     assert desk.official(d3) == (1, usd("130"))
     assert desk.bucket.issues[spike.issue_id].status == "approved"
 
 
-def test_spike_against_the_tail_of_the_previous_bucket() -> None:
+def test_a_jump_against_the_tail_of_the_previous_bucket() -> None:
     desk = Desk(series("a", max_jump_percent="10"))
-    tail = SeriesView(
-        tail=((PREVIOUS_CLOSE - 86_400 * S_US, Decimal(95)), (PREVIOUS_CLOSE, Decimal(100)))
-    )
+    tail = _view_of((PREVIOUS_CLOSE - 86_400 * S_US, Decimal(95)), (PREVIOUS_CLOSE, Decimal(100)))
     events = desk.ingest1("a", usd("120"), view=tail)
-    spike = the_issue(events, "spike")
+    spike = the_issue(events, "jump")
     assert (spike.evidence["previous"], spike.evidence["value"]) == ("100", "120")
     assert Decimal(spike.evidence["jump_percent"]) == 20
     assert statuses(events) == {T0: "held"}
@@ -401,9 +412,9 @@ def test_spike_against_the_tail_of_the_previous_bucket() -> None:
     assert other.official() == (1, usd("120"))
 
 
-def test_a_jump_at_the_limit_is_not_a_spike() -> None:
+def test_a_jump_at_the_limit_is_not_flagged() -> None:
     desk = Desk(series("a", max_jump_percent="10"))
-    tail = SeriesView(tail=((PREVIOUS_CLOSE, Decimal(100)),))
+    tail = _view_of((PREVIOUS_CLOSE, Decimal(100)))
     events = desk.ingest1("a", usd("90"), view=tail)  # exactly 10 %
     assert issues(events) == []
     assert desk.official() == (1, usd("90"))
@@ -416,8 +427,9 @@ WILD = (Decimal(100), Decimal(150), Decimal(100), Decimal(150))
 
 
 def _history(*figures: Decimal) -> SeriesView:
+    """Received figures on the days just before T0 (the last one the day before)."""
     n = len(figures)
-    return SeriesView(tail=tuple((T0 - (n - i) * 86_400 * S_US, f) for i, f in enumerate(figures)))
+    return _view_of(*((T0 - (n - i) * 86_400 * S_US, f) for i, f in enumerate(figures)))
 
 
 def test_zscore_flags_a_move_unusual_for_the_window() -> None:
@@ -451,7 +463,7 @@ def test_zscore_only_looks_at_its_window() -> None:
     assert desk.official() == (1, usd("110"))
 
 
-def test_zscore_uses_official_values_published_earlier_in_the_same_batch() -> None:
+def test_zscore_uses_values_received_earlier_in_the_same_batch() -> None:
     desk = Desk(series("a", max_zscore="3", zscore_window=4))
     days = [close(date(2024, 2, d)) for d in (23, 26, 27, 28, 29)]
     calm = list(zip(days, (usd(str(f)) for f in CALM), strict=True))
@@ -472,7 +484,11 @@ def test_stale_after_n_unchanged_snaps_warns_without_holding() -> None:
         "warning",
         False,
     )
-    assert stale.evidence == {"value": "100", "unchanged_snaps": 3}
+    assert stale.evidence == {
+        "value": "100",
+        "unchanged_snaps": 3,
+        "since_snap": "2024-02-23T21:00:00Z",
+    }
     published = one(events, DataPublished)
     assert sorted(published.snaps) == [d.utc_us for d in days]  # a warning does not hold
     flags = dict(zip(published.snaps, published.flags, strict=True))
@@ -503,7 +519,7 @@ def test_a_value_dated_on_a_holiday_in_the_series_time_zone_is_flagged() -> None
     tuesday = close(date(2024, 1, 16))
     snaps = (friday, friday_evening, mlk_day, mlk_evening, tuesday)
     points = [(s, usd(str(4800 + i))) for i, s in enumerate(snaps)]
-    events = desk.ingest("a", points, view=SeriesView(sessions=JAN_SESSIONS))
+    events = desk.ingest("a", points, view=SeriesView(calendar=JAN_CALENDAR))
     found = issues(events)
     assert {i.snap_us for i in found} == {mlk_day.utc_us, mlk_evening.utc_us}
     for issue in found:
@@ -520,7 +536,7 @@ def test_calendar_needs_both_the_rule_and_the_sessions() -> None:
     holiday = close(date(2024, 1, 15))
     without_rule = Desk(series("a"), first=holiday)
     events = without_rule.ingest1(
-        "a", usd("1"), snap=holiday, view=SeriesView(sessions=JAN_SESSIONS)
+        "a", usd("1"), snap=holiday, view=SeriesView(calendar=JAN_CALENDAR)
     )
     assert issues(events) == []
     without_sessions = Desk(series("a", check_calendar=True), first=holiday)
@@ -664,7 +680,7 @@ def test_a_cutoff_does_not_publish_a_rejected_value() -> None:
 def _spike_held() -> tuple[Desk, Issue]:
     desk = Desk(series("a", "b", max_jump_percent="10"))
     events = desk.ingest1("a", usd("130"), user="feed-a", view=_history(Decimal(100)))
-    return desk, the_issue(events, "spike")
+    return desk, the_issue(events, "jump")
 
 
 def test_override_publishes_a_manual_value_and_settles_the_issues() -> None:
@@ -904,7 +920,7 @@ def test_the_cutoff_reason_counts_the_sources_that_arrived() -> None:
 def test_an_approved_point_waiting_for_sources_is_published_at_cutoff() -> None:
     desk = Desk(series("a", "b", min_sources=2, cutoff_seconds=60, max_jump_percent="10"))
     events = desk.ingest1("a", usd("130"), user="feed-a", view=_history(Decimal(100)), now_us=T0)
-    spike = the_issue(events, "spike")
+    spike = the_issue(events, "jump")
     events = desk.resolve("ops", [spike.issue_id], "approve", now_us=T0 + 30 * S_US)
     assert statuses(events) == {T0: "pending"}  # approved, still waiting for a second source
     events = desk.publish_due(T0 + 2 * MINUTE_US)

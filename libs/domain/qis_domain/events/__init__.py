@@ -1,6 +1,7 @@
 """Every event type the domain records, and the registry that decodes them."""
 
 from qis_domain.events.base import DomainEvent, EventMetadata, EventRegistry, UnknownEventType
+from qis_domain.events.commands import CommandAccepted
 from qis_domain.events.points import (
     DataIngested,
     DataPublished,
@@ -39,6 +40,7 @@ ALL_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     ManualOverrideSet,
     ManualOverrideExpired,
     QualityMetricsCalculated,
+    CommandAccepted,
 )
 
 
@@ -48,6 +50,7 @@ def default_registry() -> EventRegistry:
 
 __all__ = [
     "ALL_EVENT_TYPES",
+    "CommandAccepted",
     "DataIngested",
     "DataPublished",
     "DataReconciled",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from qis_domain.events.base import DomainEvent
 
 
@@ -14,7 +16,7 @@ class QualityMetricsCalculated(DomainEvent):
     window_end_us: int
     # Scores are decimal strings in [0, 1]; the counts they come from are kept as evidence.
     accuracy: str  # points whose sources agree within tolerance / points with 2+ sources
-    completeness: str  # expected snaps with a value / expected snaps
+    completeness: str  # expected snaps with a value / expected snaps; "" unknown
     timeliness: str  # first publications within the SLA / first publications
     consistency: str  # source values passing every rule / source values
     expected_snaps: int
@@ -25,3 +27,7 @@ class QualityMetricsCalculated(DomainEvent):
     on_time: int
     checked_values: int
     clean_values: int
+    # Completeness against an exchange calendar: the expected sessions without a value (ISO
+    # dates), and the window's days outside the calendar's coverage (completeness "" then).
+    missing_sessions: list[str] = Field(default_factory=list)
+    uncovered_days: int = 0

@@ -6,22 +6,28 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from decimal import Decimal
 from functools import reduce
 from typing import TypeVar
 
 from qis_adapters.eventstore.port import WrongExpectedVersion
+from qis_domain.command_log import CommandRecord, command_stream, fingerprint
 from qis_domain.commands import CommandContext, CommandOutcome
 from qis_domain.data_source import DataSource, source_stream
-from qis_domain.decisions import Decider, SeriesView, snap_of_issue
+from qis_domain.decisions import Decider, SeriesView, Timeline, snap_of_issue
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.errors import FieldViolation, InvalidArgument
-from qis_domain.events import DomainEvent
+from qis_domain.events import DomainEvent, Issue, QualityIssueDetected
 from qis_domain.metrics import calculate, window_limit_us
 from qis_domain.names import series_name, source_name
 from qis_domain.quality_window import QualityWindow, quality_stream
 from qis_domain.reference_data import ReferenceData, definition_stream
-from qis_domain.series_bucket import NO_VIEW, SeriesBucket, bucket_stream, look_back
+from qis_domain.rules import CalendarView
+from qis_domain.series_bucket import (
+    SeriesBucket,
+    bucket_stream,
+    look_back,
+    look_back_floor,
+)
 from qis_domain.snaps import BUCKET_SPAN_US, Snap, bucket_of
 from qis_domain.values import DataValue, Price, Volume
 
@@ -43,8 +49,6 @@ from qis_command.application.ports import TradingCalendar
 from qis_command.application.repository import Aggregate, Repository
 
 A = TypeVar("A", bound=Aggregate)
-
-_TAIL_BUCKETS = 3
 
 
 class ConcurrencyExhausted(Exception):
@@ -69,7 +73,9 @@ class CommandHandlers:
             known = await self._known_sources(cmd.definition)
             return series.define(cmd.definition, known, ctx)
 
-        return await self._decide_one(ctx, lambda: self._series(cmd.series_id), decide)
+        return await self._decide_one(
+            ctx, series_name(cmd.series_id), cmd, lambda: self._series(cmd.series_id), decide
+        )
 
     async def evolve_series(self, cmd: EvolveSeries, ctx: CommandContext) -> CommandResult:
         async def decide(series: ReferenceData) -> list[DomainEvent]:
@@ -77,19 +83,25 @@ class CommandHandlers:
             known = await self._known_sources(cmd.definition)
             return series.evolve(cmd.definition, cmd.reason, known, ctx)
 
-        return await self._decide_one(ctx, lambda: self._series(cmd.series_id), decide)
+        return await self._decide_one(
+            ctx, series_name(cmd.series_id), cmd, lambda: self._series(cmd.series_id), decide
+        )
 
     async def register_source(self, cmd: RegisterSource, ctx: CommandContext) -> CommandResult:
         async def decide(source: DataSource) -> list[DomainEvent]:
             return source.register(cmd.config, ctx)
 
-        return await self._decide_one(ctx, lambda: self._source(cmd.source_id), decide)
+        return await self._decide_one(
+            ctx, source_name(cmd.source_id), cmd, lambda: self._source(cmd.source_id), decide
+        )
 
     async def configure_source(self, cmd: ConfigureSource, ctx: CommandContext) -> CommandResult:
         async def decide(source: DataSource) -> list[DomainEvent]:
             return source.configure(cmd.config, ctx)
 
-        return await self._decide_one(ctx, lambda: self._source(cmd.source_id), decide)
+        return await self._decide_one(
+            ctx, source_name(cmd.source_id), cmd, lambda: self._source(cmd.source_id), decide
+        )
 
     async def ingest(self, cmd: IngestPoints, ctx: CommandContext) -> CommandResult:
         series = await self._series(cmd.series_id)
@@ -102,13 +114,24 @@ class CommandHandlers:
         by_bucket: dict[int, list[tuple[Snap, DataValue]]] = {}
         for point in _conform(definition, cmd.points):
             by_bucket.setdefault(bucket_of(point[0].utc_us, definition.frequency), []).append(point)
+        calendar = self._calendar_view(definition, [p[0].utc_us for p in cmd.points])
 
-        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
-            points = by_bucket[bucket.bucket_us]
-            view = await self._view(cmd.series_id, definition, bucket, points)
-            return bucket.ingest(definition, cmd.source_id, points, ctx, view)
+        async def decide(loaded: list[SeriesBucket]) -> list[Change]:
+            # One timeline for the whole command, made anew on every attempt: each bucket is
+            # decided (in snap order) against what the buckets before it decided.
+            timeline = Timeline() if look_back(definition) else None
+            view = SeriesView(timeline, calendar)
+            changes: list[Change] = []
+            for bucket in loaded:
+                if timeline is not None:
+                    await self._add_received(timeline, definition, bucket, loaded)
+                points = by_bucket[bucket.bucket_us]
+                changes.append(
+                    (bucket, bucket.ingest(definition, cmd.source_id, points, ctx, view))
+                )
+            return await self._route_issues(cmd.series_id, definition, changes)
 
-        return await self._decide_buckets(ctx, cmd.series_id, list(by_bucket), decide)
+        return await self._decide_buckets(ctx, cmd.series_id, cmd, sorted(by_bucket), decide)
 
     async def publish(self, cmd: PublishPoints, ctx: CommandContext) -> CommandResult:
         definition = (await self._series(cmd.series_id)).require_definition()
@@ -117,22 +140,22 @@ class CommandHandlers:
             bucket = bucket_of(snap.utc_us, definition.frequency)
             by_bucket.setdefault(bucket, []).append((f"snaps[{i}]", snap.utc_us))
 
-        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+        def decide(bucket: SeriesBucket) -> list[DomainEvent]:
             return bucket.publish(definition, by_bucket[bucket.bucket_us], cmd.comment, ctx)
 
-        return await self._decide_buckets(ctx, cmd.series_id, list(by_bucket), decide)
+        return await self._decide_buckets(ctx, cmd.series_id, cmd, list(by_bucket), each(decide))
 
     async def restate(self, cmd: RestatePoint, ctx: CommandContext) -> CommandResult:
         definition = (await self._series(cmd.series_id)).require_definition()
         ((_, value),) = _conform(definition, [(cmd.snap, cmd.value)], field="value")
 
-        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+        def decide(bucket: SeriesBucket) -> list[DomainEvent]:
             return bucket.restate(
                 definition, cmd.snap.utc_us, value, cmd.reason, ctx, cmd.reason_code, cmd.expires_us
             )
 
         bucket_us = bucket_of(cmd.snap.utc_us, definition.frequency)
-        return await self._decide_buckets(ctx, cmd.series_id, [bucket_us], decide)
+        return await self._decide_buckets(ctx, cmd.series_id, cmd, [bucket_us], each(decide))
 
     async def resolve_issues(self, cmd: ResolveIssues, ctx: CommandContext) -> CommandResult:
         definition = (await self._series(cmd.series_id)).require_definition()
@@ -151,7 +174,7 @@ class CommandHandlers:
         if cmd.action == "override" and len(by_bucket) != 1:
             raise InvalidArgument.single("issue_ids", "an override settles the issues of one point")
 
-        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+        def decide(bucket: SeriesBucket) -> list[DomainEvent]:
             issues = by_bucket[bucket.bucket_us]
             return bucket.resolve(
                 definition,
@@ -164,23 +187,23 @@ class CommandHandlers:
                 cmd.expires_us,
             )
 
-        return await self._decide_buckets(ctx, cmd.series_id, list(by_bucket), decide)
+        return await self._decide_buckets(ctx, cmd.series_id, cmd, list(by_bucket), each(decide))
 
     async def publish_due(self, cmd: PublishDue, ctx: CommandContext) -> CommandResult:
         definition = (await self._series(cmd.series_id)).require_definition()
 
-        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+        def decide(bucket: SeriesBucket) -> list[DomainEvent]:
             return bucket.publish_due(definition, ctx)
 
-        return await self._decide_buckets(ctx, cmd.series_id, [cmd.bucket_us], decide)
+        return await self._decide_buckets(ctx, cmd.series_id, cmd, [cmd.bucket_us], each(decide))
 
     async def expire_overrides(self, cmd: ExpireOverrides, ctx: CommandContext) -> CommandResult:
         definition = (await self._series(cmd.series_id)).require_definition()
 
-        async def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+        def decide(bucket: SeriesBucket) -> list[DomainEvent]:
             return bucket.expire_overrides(definition, ctx)
 
-        return await self._decide_buckets(ctx, cmd.series_id, [cmd.bucket_us], decide)
+        return await self._decide_buckets(ctx, cmd.series_id, cmd, [cmd.bucket_us], each(decide))
 
     async def calculate_metrics(
         self, cmd: CalculateQualityMetrics, ctx: CommandContext
@@ -192,11 +215,10 @@ class CommandHandlers:
                 "window", "the end must follow the start, within 40 buckets of the series"
             )
         decider = Decider(definition, ctx)
-        sessions = None
+        calendar = None
         if definition.calendar:
             # One day either side: metrics keep the sessions whose local day starts in the window.
-            first, last = decider.local_day(cmd.start_us), decider.local_day(cmd.end_us)
-            sessions = self._calendar.sessions(definition.calendar, first, last)
+            calendar = self._calendar_days(definition, [cmd.start_us, cmd.end_us])
         span = BUCKET_SPAN_US[definition.frequency]
         first_bucket = bucket_of(cmd.start_us, definition.frequency)
 
@@ -213,17 +235,19 @@ class CommandHandlers:
                 points.extend(bucket.summaries(cmd.start_us, cmd.end_us, decider))
             return [
                 calculate(
-                    definition, cmd.series_id, cmd.start_us, cmd.end_us, points, sessions, decider
+                    definition, cmd.series_id, cmd.start_us, cmd.end_us, points, calendar, decider
                 )
             ]
 
-        return await self._decide_one(ctx, window, decide)
+        return await self._decide_one(ctx, series_name(cmd.series_id), cmd, window, decide)
 
     # --- plumbing ---
 
     async def _decide_one(
         self,
         ctx: CommandContext,
+        scope: str,
+        command: object,
         load: Callable[[], Awaitable[A]],
         decide: Callable[[A], Awaitable[list[DomainEvent]]],
     ) -> CommandResult:
@@ -233,71 +257,147 @@ class CommandHandlers:
         async def decide_all(aggregates: list[A]) -> list[Change]:
             return [(aggregates[0], await decide(aggregates[0]))]
 
-        return await self._decide(ctx, load_all, decide_all)
+        return await self._decide(ctx, scope, command, load_all, decide_all)
 
     async def _decide_buckets(
         self,
         ctx: CommandContext,
         series_id: str,
+        command: object,
         buckets: list[int],
-        decide: Callable[[SeriesBucket], Awaitable[list[DomainEvent]]],
+        decide: Callable[[list[SeriesBucket]], Awaitable[list[Change]]],
     ) -> CommandResult:
         """A command on the points of several buckets: decided per bucket, appended atomically."""
 
         async def load_all() -> list[SeriesBucket]:
             return [await self._bucket(series_id, b) for b in buckets]
 
-        async def decide_all(loaded: list[SeriesBucket]) -> list[Change]:
-            return [(b, await decide(b)) for b in loaded]
-
-        return await self._decide(ctx, load_all, decide_all)
+        return await self._decide(ctx, series_name(series_id), command, load_all, decide)
 
     async def _decide(
         self,
         ctx: CommandContext,
+        scope: str,
+        command: object,
         load: Callable[[], Awaitable[list[A]]],
         decide: Callable[[list[A]], Awaitable[list[Change]]],
     ) -> CommandResult:
-        """Load, answer a repeated command id with its first outcome, decide, append; on a
-        concurrency conflict, all of it again on fresh state."""
+        """Load, answer a repeated command id with its first outcome, decide, append together
+        with the command's record; on a concurrency conflict, all of it again on fresh state.
+
+        Command ids are unique per scope (a series, a source): the record of the first command
+        with an id is one read of one small stream away, whichever streams a repeat touches."""
+        print_ = fingerprint(command)
 
         async def attempt() -> CommandResult:
+            record = await self._repo.load(
+                command_stream(scope, ctx.command_id),
+                lambda: CommandRecord(scope, ctx.command_id),
+                cache=False,
+            )
+            if (streams := record.earlier_streams(print_)) is not None:
+                outcome = await self._outcome_in(streams, ctx.command_id, record.position)
+                return CommandResult(outcome, duplicate=True)
             aggregates = await load()
+            # Commands handled before command records existed are known to their streams only.
             if (done := _earlier_outcome(aggregates, ctx.command_id)) is not None:
                 return CommandResult(done, duplicate=True)
-            return await self._save(await decide(aggregates), ctx)
+            changes = await decide(aggregates)
+            if not any(events for _, events in changes):
+                # Nothing changes state (e.g. re-approving an official value): nothing to
+                # record; report where the log stands as a usable consistency token.
+                position = await self._repo.head_position()
+                return CommandResult(CommandOutcome(position), duplicate=False)
+            streams = [a.stream for a, events in changes if events]
+            changes.append((record, record.accept(print_, streams)))
+            result = await self._repo.save(changes, ctx)
+            outcome = _earlier_outcome([a for a, _ in changes], ctx.command_id)
+            return CommandResult(outcome or CommandOutcome(result.position), duplicate=False)
 
         return await self._with_retries(attempt)
 
-    async def _view(
+    async def _outcome_in(
+        self, streams: Sequence[str], command_id: str, position: int
+    ) -> CommandOutcome:
+        """A repeated command's outcome, from the streams its events went to; `position`: where
+        its record was appended, the last of its events."""
+        outcomes = []
+        for stream in streams:
+            aggregate = await self._repo.load(stream, _factory_of(stream))
+            if (outcome := aggregate.outcome_of(command_id)) is not None:
+                outcomes.append(outcome)
+        return reduce(lambda x, y: x + y, outcomes, CommandOutcome(position))
+
+    async def _add_received(
         self,
-        series_id: str,
+        timeline: Timeline,
         definition: SeriesDefinition,
         bucket: SeriesBucket,
-        points: Sequence[tuple[Snap, DataValue]],
-    ) -> SeriesView:
-        """The tail of official values before the bucket, and the calendar's sessions around
-        the points, when the series' rules need them."""
-        back = look_back(definition)
-        check_calendar = definition.validation.check_calendar and bool(definition.calendar)
-        if not back and not check_calendar:
-            return NO_VIEW
+        command_buckets: Sequence[SeriesBucket],
+    ) -> None:
+        """Before `bucket` is decided (which adds its own recorded candidates): those of the
+        buckets before it that its points may look back to, unless already there. A bucket of
+        this command decided earlier is there with this command's decisions: reading its
+        recorded state again would compare with the state before the command."""
         decider = Decider(definition, CommandContext("", "", 0))
-        tail: list[tuple[int, Decimal]] = []
         span = BUCKET_SPAN_US[definition.frequency]
-        earlier = bucket.bucket_us
-        # Bounded: a gap longer than a few buckets restarts the look-back rules.
-        for _ in range(_TAIL_BUCKETS if back else 0):
-            if len(tail) >= back:
-                break
+        floor_us = look_back_floor(bucket.bucket_us, definition.frequency)
+        need = look_back(definition)
+        earlier = bucket.bucket_us - span
+        while earlier >= floor_us:
+            if earlier not in timeline.covered:
+                previous = next((b for b in command_buckets if b.bucket_us == earlier), None)
+                if previous is None:
+                    previous = await self._bucket(bucket.series_id, earlier)
+                timeline.add(earlier, previous.received(decider))
+            if len(timeline.before(bucket.bucket_us, need, earlier)) >= need:
+                break  # enough points between this bucket and `earlier`
             earlier -= span
-            previous = await self._bucket(series_id, earlier)
-            tail = previous.last_officials(back - len(tail), decider) + tail
-        sessions = None
-        if check_calendar:
-            days = [decider.local_day(snap.utc_us) for snap, _ in points]
-            sessions = self._calendar.sessions(definition.calendar, min(days), max(days))
-        return SeriesView(tuple(tail), sessions)
+
+    async def _route_issues(
+        self, series_id: str, definition: SeriesDefinition, changes: list[Change]
+    ) -> list[Change]:
+        """A decision may raise issues about points of an earlier bucket (a spike is seen when
+        the move back arrives): each goes to the bucket that owns the point, in the same atomic
+        append, loaded for that when the command does not touch it otherwise."""
+        buckets = {a.bucket_us: a for a, _ in changes if isinstance(a, SeriesBucket)}
+        events_of: dict[int, list[DomainEvent]] = {}
+        foreign: dict[int, list[Issue]] = {}
+        for bucket_us, bucket in buckets.items():
+            kept = events_of.setdefault(bucket_us, [])
+            for event in next(events for a, events in changes if a is bucket):
+                if not isinstance(event, QualityIssueDetected):
+                    kept.append(event)
+                    continue
+                own = []
+                for issue in event.issues:
+                    owner = bucket_of(issue.snap_us, definition.frequency)
+                    if owner == bucket_us:
+                        own.append(issue)
+                    else:
+                        foreign.setdefault(owner, []).append(issue)
+                if own:
+                    kept.append(event.model_copy(update={"issues": own}))
+        for owner, issues in sorted(foreign.items()):
+            if owner not in buckets:
+                buckets[owner] = await self._bucket(series_id, owner)
+            events_of.setdefault(owner, []).extend(buckets[owner].flag(issues))
+        return [(buckets[b], events_of[b]) for b in sorted(buckets)]
+
+    def _calendar_view(
+        self, definition: SeriesDefinition, snaps_us: Sequence[int]
+    ) -> CalendarView | None:
+        if not (definition.validation.check_calendar and definition.calendar and snaps_us):
+            return None
+        return self._calendar_days(definition, snaps_us)
+
+    def _calendar_days(self, definition: SeriesDefinition, snaps_us: Sequence[int]) -> CalendarView:
+        """The exchange's sessions over the local days of `snaps_us`, and the days it covers."""
+        decider = Decider(definition, CommandContext("", "", 0))
+        days = [decider.local_day(s) for s in snaps_us]
+        code = definition.calendar
+        first, last = self._calendar.coverage(code)
+        return CalendarView(self._calendar.sessions(code, min(days), max(days)), first, last)
 
     def _check_calendar(self, definition: SeriesDefinition) -> None:
         if definition.calendar and not self._calendar.knows(definition.calendar):
@@ -316,15 +416,6 @@ class CommandHandlers:
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**tries))
         raise ConcurrencyExhausted(f"gave up after {self._max_attempts} conflicting attempts")
 
-    async def _save(self, changes: Sequence[Change], ctx: CommandContext) -> CommandResult:
-        if not any(events for _, events in changes):
-            # Nothing changes state (e.g. re-approving an official value); report where the
-            # log stands so the caller still gets a usable consistency token.
-            return CommandResult(CommandOutcome(await self._repo.head_position()), duplicate=False)
-        result = await self._repo.save(changes, ctx)
-        outcome = _earlier_outcome([a for a, _ in changes], ctx.command_id)
-        return CommandResult(outcome or CommandOutcome(result.position), duplicate=False)
-
     async def _series(self, series_id: str) -> ReferenceData:
         return await self._repo.load(definition_stream(series_id), lambda: ReferenceData(series_id))
 
@@ -342,6 +433,32 @@ class CommandHandlers:
             if (await self._source(s.source_id)).exists:
                 known.add(s.source_id)
         return known
+
+
+def each(
+    decide: Callable[[SeriesBucket], list[DomainEvent]],
+) -> Callable[[list[SeriesBucket]], Awaitable[list[Change]]]:
+    """A command whose buckets are decided independently of each other."""
+
+    async def decide_all(loaded: list[SeriesBucket]) -> list[Change]:
+        return [(bucket, decide(bucket)) for bucket in loaded]
+
+    return decide_all
+
+
+def _factory_of(stream: str) -> Callable[[], Aggregate]:
+    """An empty aggregate of the kind a stream name holds (see each kind's `*_stream`)."""
+    kind, _, rest = stream.partition("/")
+    if kind == "sources":
+        return lambda: DataSource(rest)
+    series_id, _, tail = rest.partition("/")
+    part, _, key = tail.partition("/")
+    if part == "points":
+        return lambda: SeriesBucket(series_id, int(key))
+    if part == "quality":
+        start, _, end = key.partition("-")
+        return lambda: QualityWindow(series_id, int(start), int(end))
+    return lambda: ReferenceData(series_id)
 
 
 def _earlier_outcome(aggregates: Sequence[Aggregate], command_id: str) -> CommandOutcome | None:

@@ -3,13 +3,19 @@
 A cached aggregate is brought up to date by reading only the events appended after its version,
 so a command touching a warm bucket costs one small read. The cache never decides anything on
 its own: every append states the expected version, and a stale cache shows up as a conflict.
+
+The cache never hands out what it holds: `load` returns a copy, so a decision works on a state
+that nothing else changes while it awaits, and its append expects exactly the version it
+decided on. (Handing out the cached object let a concurrent refresh move a bucket's version
+under a decision in flight: the append then passed the version check with events decided on
+the older state, a lost update.)
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol, Self, TypeVar
 
 from qis_adapters.eventstore.codec import EventCodec
 from qis_adapters.eventstore.port import AppendResult, EventStore, StreamAppend, StreamState
@@ -25,6 +31,10 @@ class Aggregate(Protocol):
     def stream(self) -> str: ...
 
     def apply(self, event: DomainEvent, meta: Recorded) -> None: ...
+
+    def clone(self) -> Self:
+        """A copy sharing no mutable state with the original."""
+        ...
 
     def outcome_of(self, command_id: str) -> CommandOutcome | None: ...
 
@@ -44,18 +54,21 @@ class Repository:
         self._cache: OrderedDict[str, Aggregate] = OrderedDict()
         self._cache_points = cache_points
 
-    async def load(self, stream: str, factory: Callable[[], A]) -> A:
+    async def load(self, stream: str, factory: Callable[[], A], *, cache: bool = True) -> A:
+        """The aggregate as of now, a copy that is the caller's alone. `cache=False` for
+        aggregates read once (a command's record): they would only push out warm buckets."""
         cached = self._cache.get(stream)
         aggregate: A
         if cached is None:
             aggregate = factory()
-            self._cache[stream] = aggregate
-            self._evict()
+            if cache:
+                self._cache[stream] = aggregate
+                self._evict()
         else:
             aggregate = cached  # type: ignore[assignment]  # one stream name, one aggregate type
             self._cache.move_to_end(stream)
         await self.refresh(aggregate)
-        return aggregate
+        return aggregate.clone()
 
     def _evict(self) -> None:
         """Least recently used first, until the cache holds at most the budget of points (the
@@ -85,8 +98,9 @@ class Repository:
         changes: Sequence[tuple[Aggregate, Sequence[DomainEvent]]],
         ctx: CommandContext,
     ) -> AppendResult:
-        """Append every aggregate's new events in one atomic multi-stream append, then apply them
-        to the cached aggregates. Raises WrongExpectedVersion, leaving the cache as it was."""
+        """Append every aggregate's new events in one atomic multi-stream append, at the versions
+        the aggregates were loaded at, then apply them to those (the caller's copies), which
+        become the cached state. Raises WrongExpectedVersion, leaving the cache as it was."""
         appends = [
             StreamAppend(
                 aggregate.stream,
@@ -105,12 +119,16 @@ class Repository:
             for offset, event in enumerate(events):
                 meta = Recorded(ctx.command_id, ctx.user_id, result.position, first + offset)
                 _apply_once(aggregate, event, meta)
+            cached = self._cache.get(aggregate.stream)
+            if cached is not None and (cached.version is None or cached.version < last):
+                # Hand the cache a copy: the caller keeps using its own (for the outcome).
+                self._cache[aggregate.stream] = aggregate.clone()
         return result
 
 
 def _apply_once(aggregate: Aggregate, event: DomainEvent, meta: Recorded) -> None:
-    """Two commands of this process may bring the same cached aggregate up to date at the same
-    time (one through its own append, one through a read); each event is applied once."""
+    """Two reads of this process may bring the same cached aggregate up to date at the same
+    time; each event is applied once."""
     if aggregate.version is not None and meta.stream_version <= aggregate.version:
         return
     aggregate.apply(event, meta)

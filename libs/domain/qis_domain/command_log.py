@@ -1,0 +1,81 @@
+"""The CommandRecord aggregate: one tiny stream per (scope, command id), appended atomically with
+the command's own events.
+
+A client that retries after a timeout must never cause a second effect, whichever buckets the
+command touches: the buckets' own memory of command ids only covers the buckets a retry happens
+to touch again, and a command id reused on another series or two years later would slip past
+it. A stream per command id makes the check one read of a stream of at most one event, and the
+atomic append makes "recorded" and "applied" the same fact. The streams live outside the
+`series/` and `sources/` prefixes, so the read side never sees them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from qis_domain.commands import CommandOutcome
+from qis_domain.errors import AlreadyExists
+from qis_domain.events import CommandAccepted, DomainEvent
+from qis_domain.series_bucket import Recorded
+
+COMMAND_REUSED = "COMMAND_ID_REUSED"
+
+
+def command_stream(scope: str, command_id: str) -> str:
+    """`scope` is the resource the command is about ("series/SPX", "sources/bbg")."""
+    return f"commands/{scope}/{command_id}"
+
+
+def fingerprint(command: object) -> str:
+    """What the command asks for, independent of who asks and when: its arguments' repr (plain
+    frozen dataclasses, Decimals and tuples, whose reprs are deterministic)."""
+    return hashlib.sha256(repr(command).encode()).hexdigest()
+
+
+class CommandRecord:
+    def __init__(self, scope: str, command_id: str) -> None:
+        self.scope = scope
+        self.command_id = command_id
+        self.version: int | None = None
+        self.accepted: CommandAccepted | None = None
+        self.position = 0  # of the append that recorded it: the command's consistency token
+
+    @property
+    def stream(self) -> str:
+        return command_stream(self.scope, self.command_id)
+
+    @property
+    def size(self) -> int:
+        return 1
+
+    def outcome_of(self, command_id: str) -> CommandOutcome | None:
+        return None  # the outcome lives with the streams the command changed
+
+    def clone(self) -> CommandRecord:
+        copy = CommandRecord(self.scope, self.command_id)
+        copy.version, copy.accepted, copy.position = self.version, self.accepted, self.position
+        return copy
+
+    def earlier_streams(self, print_: str) -> list[str] | None:
+        """The streams of the earlier command with this id, None if there was none. The same
+        id with other arguments is refused: answering it with the first command's outcome
+        would tell the client that what it sent now was applied."""
+        if self.accepted is None:
+            return None
+        if self.accepted.fingerprint != print_:
+            raise AlreadyExists(
+                self.stream,
+                reason=COMMAND_REUSED,
+                detail=f"command id {self.command_id!r} was used on {self.scope} for a different"
+                " command: a retry must send the same arguments, a new command a new id",
+            )
+        return self.accepted.streams
+
+    def accept(self, print_: str, streams: list[str]) -> list[DomainEvent]:
+        return [CommandAccepted(command_id=self.command_id, fingerprint=print_, streams=streams)]
+
+    def apply(self, event: DomainEvent, meta: Recorded) -> None:
+        self.version = meta.stream_version
+        if isinstance(event, CommandAccepted):
+            self.accepted = event
+            self.position = meta.position
