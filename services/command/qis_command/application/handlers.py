@@ -296,8 +296,8 @@ class CommandHandlers:
                 cache=False,
             )
             if (streams := record.earlier_streams(print_)) is not None:
-                outcome = await self._outcome_in(streams, ctx.command_id, record.position)
-                return CommandResult(outcome, duplicate=True)
+                earlier = await self._outcome_in(streams, ctx.command_id, record.position)
+                return CommandResult(earlier, duplicate=True)
             aggregates = await load()
             # Commands handled before command records existed are known to their streams only.
             if (done := _earlier_outcome(aggregates, ctx.command_id)) is not None:

@@ -1,0 +1,232 @@
+"""Issue 7's bugs found with twenty years of real market history, each replayed through the
+command application on the in-memory store (each failed on the code before the fix)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import exchange_calendars
+import pytest
+from qis_adapters.calendars.exchange import ExchangeCalendars
+from qis_adapters.eventstore.codec import EventCodec
+from qis_command.application.commands import CalculateQualityMetrics, DefineSeries, ResolveIssues
+from qis_domain.command_log import COMMAND_REUSED
+from qis_domain.definitions import ValidationRules
+from qis_domain.errors import AlreadyExists
+from qis_domain.events import DataPublished, QualityMetricsCalculated
+from qis_domain.quality_window import quality_stream
+from qis_domain.series_bucket import bucket_stream
+from qis_domain.snaps import Frequency, bucket_of
+
+from tests.service.command.command_support import (
+    NEW_YORK,
+    App,
+    close,
+    daily_series,
+    flagged_days,
+    issues,
+    new_app,
+    official_versions,
+)
+
+
+def xnys_sessions(start: str, end: str) -> list[date]:
+    """From exchange_calendars directly, bounded explicitly: the test's own reference."""
+    calendar = exchange_calendars.get_calendar("XNYS", start="1990-01-02", end="2030-12-31")
+    return [ts.date() for ts in calendar.sessions_in_range(start, end)]
+
+
+# --- calendars over the whole history, never relative to today ---
+
+
+def test_calendar_coverage_does_not_follow_todays_date() -> None:
+    calendars = ExchangeCalendars()
+    assert calendars.coverage("XNYS") == (date(1970, 1, 1), date(2099, 12, 31))
+    assert calendars.coverage("XSHG")[1] == date(2026, 12, 31)  # the library's own bound
+    january_2002 = calendars.sessions("XNYS", date(2002, 1, 1), date(2002, 1, 31))
+    assert sorted(january_2002) == xnys_sessions("2002-01-01", "2002-01-31")
+    assert len(january_2002) == 21  # New Year's Day and Martin Luther King Jr. Day closed
+
+
+async def test_real_sessions_before_2006_are_not_flagged_and_closed_days_are() -> None:
+    app = new_app()
+    await app.define(daily_series("a", rules=ValidationRules(check_calendar=True)))
+    days = xnys_sessions("2002-01-01", "2002-03-31")
+    await app.ingest("a", [(d, "100") for d in days])
+    mlk_2002, before_1970 = date(2002, 1, 21), date(1965, 6, 1)
+    await app.ingest("a", [(mlk_2002, "100"), (before_1970, "90")])
+    events = [*await app.events(days), *await app.events([before_1970])]
+    assert flagged_days(events, "calendar") == [mlk_2002]
+    # nothing is known of 1965: of unknown coverage, not "not a session"
+    assert flagged_days(events, "calendar_coverage") == [before_1970]
+
+
+async def test_a_missing_session_in_2002_is_a_gap_of_the_month() -> None:
+    app = new_app()
+    await app.define(daily_series("a", rules=ValidationRules()))
+    days = xnys_sessions("2002-01-01", "2002-01-31")
+    missing = date(2002, 1, 17)
+    await app.ingest("a", [(d, "100") for d in days if d != missing])
+    start, end = midnight(date(2002, 1, 1)), midnight(date(2002, 2, 1))
+    await app.handlers.calculate_metrics(
+        CalculateQualityMetrics(app.series_id, start, end), app.ctx()
+    )
+    records = await app.store.read_stream(quality_stream(app.series_id, start, end))
+    [metrics] = [EventCodec().decode(r).event for r in records]
+    assert isinstance(metrics, QualityMetricsCalculated)
+    assert (metrics.expected_snaps, metrics.received_snaps) == (21, 20)
+    assert metrics.missing_sessions == ["2002-01-17"]
+    assert Decimal(metrics.completeness) < 1
+
+
+def midnight(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=NEW_YORK).timestamp()) * 10**6
+
+
+def first_points_of_buckets(days: list[date]) -> list[int]:
+    """Indexes of the days that start a new (364-day) bucket."""
+    buckets = [bucket_of(close(d).utc_us, Frequency.DAILY) for d in days]
+    return [i for i in range(1, len(days)) if buckets[i] != buckets[i - 1]]
+
+
+# --- jump: close to close from the previous received value ---
+
+
+async def test_one_held_crash_day_does_not_hold_the_days_after_it_and_a_later_drop_is_seen() -> (
+    None
+):
+    app = new_app()
+    await app.define(daily_series("a", rules=ValidationRules(max_jump_percent=Decimal(8))))
+    days = xnys_sessions("2008-10-01", "2008-10-31")
+    figures = ["100", "101", "90", "90.5", "91", "82.6", "83"] + ["83.5"] * (len(days) - 7)
+    await app.ingest("a", list(zip(days, figures, strict=True)))
+    events = await app.events(days)
+    # -10.9 % on the 3rd session, -9.2 % on the 6th: exactly those two days
+    assert flagged_days(events, "jump") == [days[2], days[5]]
+    published = {s for e in events if isinstance(e, DataPublished) for s in e.snaps}
+    held = {close(days[2]).utc_us, close(days[5]).utc_us}
+    assert published == {close(d).utc_us for d in days} - held
+
+
+async def test_the_day_after_a_held_day_is_compared_with_the_held_value() -> None:
+    app = new_app()
+    await app.define(daily_series("a", rules=ValidationRules(max_jump_percent=Decimal(8))))
+    days = xnys_sessions("2020-03-09", "2020-03-13")
+    await app.ingest("a", [(days[0], "100"), (days[1], "88")])  # held: -12 %
+    await app.ingest("a", [(days[2], "80")])  # -9.1 % from the held 88
+    [jump] = issues(await app.events(days[2:3]), "jump")[-1:]
+    assert jump.snap_us == close(days[2]).utc_us
+    assert jump.evidence["previous"] == "88"
+
+
+# --- the same file, chunked differently, gives the same answers ---
+
+
+async def test_a_bucket_edge_inside_a_command_compares_with_the_point_just_before() -> None:
+    rules = ValidationRules(max_jump_percent=Decimal(5), stale_after_snaps=3)
+    days = xnys_sessions("2003-01-02", "2006-12-29")
+    figures = []
+    level = Decimal(100)
+    for i, _ in enumerate(days):
+        level *= Decimal("1.07") if i % 97 == 50 else Decimal("1.001")  # a 7 % jump now and then
+        figures.append(str(level.quantize(Decimal("0.01"))))
+    # make the first point of every bucket after the first a jump from the point before it
+    firsts = first_points_of_buckets(days)
+    for i in firsts:
+        figures[i] = str((Decimal(figures[i - 1]) * Decimal("1.06")).quantize(Decimal("0.01")))
+    points = list(zip(days, figures, strict=True))
+    whole, chunked = new_app(), new_app()
+    for app in (whole, chunked):
+        await app.define(daily_series("a", rules=rules))
+    await whole.ingest("a", points)
+    for start in range(0, len(points), 1000):  # qis ingest's chunks: edges fall mid-chunk
+        await chunked.ingest("a", points[start : start + 1000])
+    a, b = await whole.events(days), await chunked.events(days)
+    assert official_versions(a) == official_versions(b)
+    assert flagged_days(a, "jump") == flagged_days(b, "jump")
+    assert len(firsts) >= 3  # the history spans several buckets
+    assert set(flagged_days(a, "jump")) >= {days[i] for i in firsts}
+
+
+# --- out-and-back spike ---
+
+
+async def test_a_spike_is_raised_on_the_point_in_between_even_in_the_previous_bucket() -> None:
+    app = new_app()
+    await app.define(daily_series("a", rules=ValidationRules(max_spike_percent=Decimal(5))))
+    days = xnys_sessions("2004-01-01", "2005-12-31")
+    edge = first_points_of_buckets(days)[0]
+    days = days[edge - 20 : edge + 20]
+    boundary = 20
+    figures = ["100"] * len(days)
+    figures[boundary - 1] = "120"  # the last point of a bucket is a bad print
+    points = list(zip(days, figures, strict=True))
+    await app.ingest("a", points[:boundary])  # the move back comes in the next command
+    await app.ingest("a", points[boundary:])
+    earlier = bucket_stream(app.series_id, bucket_of(close(days[0]).utc_us, Frequency.DAILY))
+    assert earlier != bucket_stream(
+        app.series_id, bucket_of(close(days[boundary]).utc_us, Frequency.DAILY)
+    )
+    events = await app.events(days)
+    [spike] = issues(events, "spike")
+    assert spike.snap_us == close(days[boundary - 1]).utc_us
+    assert (spike.severity, spike.blocking) == ("warning", False)
+    # recorded in the stream of the bucket that owns the point
+    records = await app.store.read_stream(earlier)
+    assert any(r.type == "QualityIssueDetected" for r in records)
+    # the point after it, a good print, is not held
+    published = {s for e in events if isinstance(e, DataPublished) for s in e.snaps}
+    assert close(days[boundary]).utc_us in published
+
+
+# --- warnings never hold ---
+
+
+async def test_an_approved_error_publishes_while_a_warning_stays_open() -> None:
+    app = new_app()
+    rules = ValidationRules(max_jump_percent=Decimal(8), check_calendar=True)
+    await app.define(daily_series("a", rules=rules))
+    friday, holiday = date(2024, 1, 12), date(2024, 1, 15)  # MLK day: a calendar warning
+    await app.ingest("a", [(friday, "100"), (holiday, "120")], user="alice")
+    events = await app.events([holiday])
+    [jump] = issues(events, "jump")
+    [warning] = issues(events, "calendar")
+    assert jump.snap_us == warning.snap_us == close(holiday).utc_us
+    await app.handlers.resolve_issues(
+        ResolveIssues(app.series_id, [jump.issue_id], "approve", "index rebalanced"),
+        app.ctx(user="bob"),
+    )
+    versions = official_versions(await app.events([holiday]))
+    assert versions[close(holiday).utc_us] == [(1, "120", "calendar,jump")]
+
+
+# --- command ids unique per series, whichever buckets the command touches ---
+
+
+async def test_a_command_id_is_answered_once_whichever_buckets_it_touches() -> None:
+    app = new_app()
+    await app.define(daily_series("a", rules=ValidationRules()))
+    first = await app.ingest("a", [(date(2022, 3, 1), "100")], command_id="load-1")
+    head = await app.store.head_position()
+    again = await App.on(app.store).ingest("a", [(date(2022, 3, 1), "100")], command_id="load-1")
+    assert (again.duplicate, again.outcome) == (True, first.outcome)
+    # the same id with a snap two years later: another bucket, another command
+    with pytest.raises(AlreadyExists) as refused:
+        await app.ingest("a", [(date(2024, 3, 1), "100")], command_id="load-1")
+    assert refused.value.reason == COMMAND_REUSED
+    assert await app.store.head_position() == head  # nothing appended by either
+
+
+async def test_command_ids_are_scoped_to_their_series() -> None:
+    app = new_app()
+    await app.define(daily_series("a", rules=ValidationRules()))
+    other = App.on(app.store)
+    other.series_id = "NDX"
+    await other.handlers.define_series(
+        DefineSeries("NDX", daily_series("a", rules=ValidationRules())), other.ctx()
+    )
+    await app.ingest("a", [(date(2022, 3, 1), "100")], command_id="load-1")
+    result = await other.ingest("a", [(date(2022, 3, 1), "200")], command_id="load-1")
+    assert not result.duplicate
+    assert result.outcome.accepted == 1
