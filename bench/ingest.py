@@ -75,7 +75,7 @@ def _iso(epoch_s: int) -> str:
 def definition_requests(
     rules: bool,
 ) -> tuple[list[pb.RegisterDataSourceRequest], pb.DefineSeriesRequest]:
-    """The series' default rules, or (`rules`) positivity, spike (percent and z-score) and a
+    """The series' default rules, or (`rules`) positivity, jump (percent) and z-score and a
     median of two sources within 5 bps."""
     ids = [SOURCE, SECOND_SOURCE] if rules else [SOURCE]
     sources = [
@@ -213,7 +213,7 @@ async def main(points: int, rules: bool) -> None:
     events = sum(len(a.events) for batch in appends for a in batch)
     payload = sum(len(e.data) for batch in appends for a in batch for e in a.events)
     workload = (
-        "two sources in turn, positivity + spike % + z-score rules, median within 5 bps"
+        "two sources in turn, positivity + jump % + z-score rules, median within 5 bps"
         if rules
         else "one source, the series' default rules"
     )

@@ -1,6 +1,6 @@
 """The data-quality workflow of docs/data-quality.md, end to end over gRPC: reconciliation
 (priority waterfall with a late source, consensus with an outlier), rules that hold a point for
-the exception queue (spike, positivity) and rules that only flag (stale, calendar), approve /
+the exception queue (jump, positivity) and rules that only flag (stale, calendar), approve /
 reject / override with the four-eyes rule, completeness against a real exchange calendar,
 cut-off publication by the scheduler, and restatements reaching subscribers."""
 
@@ -369,10 +369,10 @@ async def test_a_standing_break_is_one_open_issue(cluster: Cluster) -> None:
         assert (r3.flagged, r3.published) == (0, 0)
 
 
-# --- 3. a spike is held until someone else approves it ------------------------------------------
+# --- 3. a jump is held until someone else approves it ------------------------------------------
 
 
-async def test_spike_is_held_and_published_after_a_four_eyes_approval(cluster: Cluster) -> None:
+async def test_a_jump_is_held_and_published_after_a_four_eyes_approval(cluster: Cluster) -> None:
     series_id, feed = unique("spike"), unique("feed")
     normal, spike = close_us(date(2024, 3, 7)), close_us(date(2024, 3, 8))
     async with cluster.clients() as c:
@@ -387,7 +387,7 @@ async def test_spike_is_held_and_published_after_a_four_eyes_approval(cluster: C
         held = await query_all(c, series_id, min_position=r2.commit_position)
         assert latest_by_snap(held) == {normal: (1, "100.00")}
 
-        (issue,) = await issues(c, series_id, r2.commit_position, rule="spike")
+        (issue,) = await issues(c, series_id, r2.commit_position, rule="jump")
         assert (issue.status, issue.severity, issue.source) == ("open", "error", f"sources/{feed}")
         assert micros(issue.snap) == spike
         evidence = json_format.MessageToDict(issue.evidence)
@@ -410,15 +410,15 @@ async def test_spike_is_held_and_published_after_a_four_eyes_approval(cluster: C
         published = now[1]
         assert published.user == "checker"
         assert reason in published.reason
-        assert "spike" in published.flags
+        assert "jump" in published.flags
 
         (settled,) = await issues(
-            c, series_id, approved.commit_position, rule="spike", status="any"
+            c, series_id, approved.commit_position, rule="jump", status="any"
         )
         assert (settled.issue_id, settled.status) == (issue.issue_id, "approved")
         assert (settled.resolved_by, settled.resolution_reason) == ("checker", reason)
         assert settled.HasField("resolve_time")
-        assert await issues(c, series_id, approved.commit_position, rule="spike") == []
+        assert await issues(c, series_id, approved.commit_position, rule="jump") == []
 
         trail = await audit(c, series_id, approved.commit_position, spike)
         approvals = [e for e in trail if e.action == "QualityApproved"]
