@@ -13,6 +13,7 @@ from qis_adapters.eventstore.port import EventStore
 from qis_runtime.server import QisServer, ServiceBinding
 
 from qis_command.application.handlers import CommandHandlers
+from qis_command.application.ports import TradingCalendar
 from qis_command.application.repository import Repository
 from qis_command.application.scheduler import Scheduler
 from qis_command.entrypoints.grpc_service import CommandService
@@ -39,24 +40,35 @@ def wall_clock_us() -> int:
     return time.time_ns() // 1000
 
 
-def build_handlers(store: EventStore, settings: CommandSettings) -> CommandHandlers:
+def build_handlers(
+    store: EventStore, settings: CommandSettings, calendar: TradingCalendar | None = None
+) -> CommandHandlers:
     repository = Repository(store, EventCodec(), settings.aggregate_cache_points)
-    return CommandHandlers(repository, ExchangeCalendars())
+    return CommandHandlers(repository, calendar or ExchangeCalendars())
 
 
-async def build(settings: CommandSettings) -> CommandApp:
-    store = await open_event_store(settings.resolved_event_store_uri())
-    handlers = build_handlers(store, settings)
+async def build(
+    settings: CommandSettings,
+    store: EventStore | None = None,
+    calendar: TradingCalendar | None = None,
+) -> CommandApp:
+    """`store` and `calendar` replace the configured adapters (tests inject in-memory ones)."""
+    injected = store is not None
+    if store is None:
+        store = await open_event_store(settings.resolved_event_store_uri())
+    handlers = build_handlers(store, settings, calendar)
     servicer = CommandService(handlers, wall_clock_us)
     binding = ServiceBinding(
         SERVICE_NAME, command_service_pb2_grpc.add_CommandServiceServicer_to_server, servicer
     )
     scheduler = scheduler_store = None
     if settings.scheduler_enabled:
-        # Its own connection: a catch-up read must not queue behind the command appends.
-        scheduler_store = await open_event_store(settings.resolved_event_store_uri())
+        # Its own connection: a catch-up read must not queue behind the command appends. (An
+        # injected store is the only one there is.)
+        if not injected:
+            scheduler_store = await open_event_store(settings.resolved_event_store_uri())
         scheduler = Scheduler(
-            scheduler_store,
+            scheduler_store or store,
             handlers,
             wall_clock_us,
             settings.scheduler_tick_s,
