@@ -230,3 +230,19 @@ async def test_command_ids_are_scoped_to_their_series() -> None:
     result = await other.ingest("a", [(date(2022, 3, 1), "200")], command_id="load-1")
     assert not result.duplicate
     assert result.outcome.accepted == 1
+
+
+async def test_the_position_a_command_returns_is_one_the_read_side_sees() -> None:
+    """The read side follows `series/` and `sources/` only: a client waiting for min_position
+    must be able to reach the position its command returned."""
+    app = new_app()
+    await app.define(daily_series("a", rules=ValidationRules()))
+    result = await app.ingest("a", [(date(2022, 3, 1), "100"), (date(2024, 3, 1), "101")])
+    head = await app.store.head_position()
+    followed = []
+    async for record in app.store.subscribe(None, None):
+        if record.stream.startswith(("series/", "sources/")):
+            followed.append(record.position)
+        if record.position >= head:
+            break
+    assert result.outcome.position == max(followed)

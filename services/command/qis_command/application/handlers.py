@@ -309,7 +309,9 @@ class CommandHandlers:
                 position = await self._repo.head_position()
                 return CommandResult(CommandOutcome(position), duplicate=False)
             streams = [a.stream for a, events in changes if events]
-            changes.append((record, record.accept(print_, streams)))
+            # First in the append: the position a client gets back (the append's last) is then
+            # one of the events the projector sees, so min_position can be reached.
+            changes.insert(0, (record, record.accept(print_, streams)))
             result = await self._repo.save(changes, ctx)
             outcome = _earlier_outcome([a for a, _ in changes], ctx.command_id)
             return CommandResult(outcome or CommandOutcome(result.position), duplicate=False)
@@ -320,7 +322,7 @@ class CommandHandlers:
         self, streams: Sequence[str], command_id: str, position: int
     ) -> CommandOutcome:
         """A repeated command's outcome, from the streams its events went to; `position`: where
-        its record was appended, the last of its events."""
+        its record was appended, with its events."""
         outcomes = []
         for stream in streams:
             aggregate = await self._repo.load(stream, _factory_of(stream))
