@@ -412,9 +412,7 @@ async def test_a_jump_is_held_and_published_after_a_four_eyes_approval(cluster: 
         assert reason in published.reason
         assert "jump" in published.flags
 
-        (settled,) = await issues(
-            c, series_id, approved.commit_position, rule="jump", status="any"
-        )
+        (settled,) = await issues(c, series_id, approved.commit_position, rule="jump", status="any")
         assert (settled.issue_id, settled.status) == (issue.issue_id, "approved")
         assert (settled.resolved_by, settled.resolution_reason) == ("checker", reason)
         assert settled.HasField("resolve_time")
@@ -828,10 +826,13 @@ async def test_scheduler_recalculates_metrics_after_a_late_value(
 
 
 async def subscribe_and_restate(
-    c: Clients, series_id: str, snap: int, reason: str
+    c: Clients, series_id: str, snap: int, reason: str, known_at: int
 ) -> tuple[list[q.OfficialValue], int]:
     """Subscribes to the series, reads its catch-up (one value), restates the point, and returns
-    every value received by then with the restatement's commit position."""
+    every value received by then with the restatement's commit position. `known_at`: a
+    position the read model must have reached first (Subscribe answers NOT_FOUND for a series
+    it does not know yet, as a client that just defined one would see without waiting)."""
+    await query_all(c, series_id, min_position=known_at)
     call = c.query.Subscribe(
         q.SubscribeRequest(series=[f"series/{series_id}"]), metadata=as_user("subscriber")
     )
@@ -869,7 +870,7 @@ async def test_subscriber_receives_a_restatement_with_its_reason(cluster: Cluste
     async with cluster.clients() as c:
         await setup_series(c, series_id, series_def([(feed, 1)]))
         r = await ingest(c, series_id, feed, [(snap, "77.00")], "feed")
-        received, fixed = await subscribe_and_restate(c, series_id, snap, reason)
+        received, fixed = await subscribe_and_restate(c, series_id, snap, reason, r.commit_position)
         assert len(received) == 2
         first, restated = received
         assert (micros(first.snap), first.version, first.value.price.value) == (snap, 1, "77.00")
@@ -895,8 +896,10 @@ async def test_subscribed_values_carry_their_lineage_like_query_range(cluster: C
     snap = close_us(date(2024, 3, 18))
     async with cluster.clients() as c:
         await setup_series(c, series_id, series_def([(feed, 1)]))
-        await ingest(c, series_id, feed, [(snap, "77.00")], "feed")
-        received, fixed = await subscribe_and_restate(c, series_id, snap, "manual fix")
+        r = await ingest(c, series_id, feed, [(snap, "77.00")], "feed")
+        received, fixed = await subscribe_and_restate(
+            c, series_id, snap, "manual fix", r.commit_position
+        )
         history_ = await history(c, series_id, snap, fixed)
 
         def lineage(v: q.OfficialValue) -> tuple[int, list[str], str, list[str]]:
