@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import enum
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
+
+from qis_domain.bounds import INSTANTS, instant_in_range, quoted
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US_PER_S = 1_000_000
-_FRACTION = re.compile(r"\.([0-9]+)")
+# RFC 3339 §5.6 date-time, with the offset and the time optional only to name what is missing.
+# [0-9], not \d: a str pattern's \d also matches other scripts' digits.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?P<time>[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.(?P<fraction>[0-9]+))?)?"
+    r"(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+_FORM = "YYYY-MM-DDThh:mm:ss[.ffffff] then 'Z' or ±hh:mm"
 
 
 class Snap(NamedTuple):
@@ -22,26 +31,43 @@ class Snap(NamedTuple):
     offset_s: int = 0
 
     def to_datetime(self) -> datetime:
-        return datetime.fromtimestamp(self.utc_us / _US_PER_S, UTC)
+        # Integer arithmetic: a float of seconds loses microseconds far from the epoch.
+        return _EPOCH + timedelta(microseconds=self.utc_us)
 
     def isoformat(self) -> str:
         return format_snap(self.utc_us)
 
 
 def parse_snap(text: str) -> Snap:
-    """Parse RFC 3339 / ISO 8601 with an explicit offset. Raises ValueError with a reason."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an RFC 3339 timestamp") from None
-    if "." in text and (fraction := _FRACTION.search(text)) and len(fraction.group(1)) > 6:
+    """Parse an RFC 3339 date-time, which has an explicit offset, within the instants of
+    qis_domain.bounds. Raises ValueError with a reason.
+
+    Only RFC 3339, not every ISO 8601 form `datetime.fromisoformat` takes (basic format, week
+    or ordinal dates, a space for "T", no seconds, "+hhmm"): clients in other languages must
+    be able to produce and read back the same text. Lower-case "t" and "z" are RFC 3339 (§5.6).
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{quoted(text)} is not an RFC 3339 timestamp: {_FORM}")
+    if match["offset"] is None:
+        time = "" if match["time"] else "no time and "
+        raise ValueError(f"{quoted(text)} has {time}no UTC offset: add 'Z' or '+hh:mm'")
+    if match["time"] is None:
+        raise ValueError(f"{quoted(text)} is not an RFC 3339 timestamp: it has no time")
+    if (fraction := match["fraction"]) is not None and len(fraction) > 6:
         # Truncating would merge distinct source timestamps into one snap.
-        raise ValueError(f"{text!r} is finer than microsecond precision")
-    offset = moment.utcoffset()
-    if offset is None:
-        raise ValueError(f"{text!r} has no UTC offset: add 'Z' or '+hh:mm'")
+        raise ValueError(f"{quoted(text)} is finer than microsecond precision")
+    try:
+        # fromisoformat refuses a lower-case "z"; the pattern already refused all it must not take.
+        moment = datetime.fromisoformat(text.upper())
+    except ValueError as error:
+        raise ValueError(f"{quoted(text)} is not an RFC 3339 timestamp: {error}") from None
     delta = moment - _EPOCH
     utc_us = (delta.days * 86_400 + delta.seconds) * _US_PER_S + delta.microseconds
+    if not instant_in_range(utc_us):
+        raise ValueError(f"{quoted(text)} is outside {INSTANTS}")
+    offset = moment.utcoffset()
+    assert offset is not None  # the pattern requires one
     return Snap(utc_us, int(offset.total_seconds()))
 
 

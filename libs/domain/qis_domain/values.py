@@ -9,11 +9,23 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from qis_domain.bounds import (
+    MAX_DECIMAL_DIGITS_BEFORE_POINT,
+    MAX_DECIMAL_PLACES,
+    MAX_UNIT_LENGTH,
+    quoted,
+)
 from qis_domain.errors import FieldViolation
 
-MAX_EXPONENT = 30
-"""No market figure is beyond 1e30 or below 1e-30; bounding them keeps every rounding exact."""
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
+# Plain notation within the bounds by its shape alone: the common case needs no arithmetic.
+_BOUNDED_PLAIN = re.compile(
+    rf"[+-]?[0-9]{{1,{MAX_DECIMAL_DIGITS_BEFORE_POINT}}}(?:\.[0-9]{{1,{MAX_DECIMAL_PLACES}}})?"
+)
+# Codes are compared as sent (a series in USD takes "USD", not "usd"): normalising them would
+# make the stored lineage differ from what the source sent, and hide a feed that breaks them.
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_UNIT = re.compile(rf"[A-Za-z][A-Za-z0-9_./-]{{0,{MAX_UNIT_LENGTH - 1}}}")
 
 
 class DataType(enum.StrEnum):
@@ -129,33 +141,65 @@ DataValue = Price | Volume | OhlcBar | OptionsChain | CorporateAction
 """`number` is the figure rules and reconciliation compare (None: compared by equality only)."""
 
 
-def is_decimal(text: str) -> bool:
-    """A finite decimal in plain or exponent notation, ASCII digits only."""
-    return _DECIMAL.fullmatch(text) is not None
+def is_bounded_plain_decimal(text: str) -> bool:
+    """Whether `text` is surely a decimal within the bounds; False says nothing (see
+    parse_decimal), it lets a hot loop skip formatting a field path for the common case."""
+    return _BOUNDED_PLAIN.fullmatch(text) is not None
 
 
 def parse_decimal(text: str, field: str, violations: list[FieldViolation]) -> Decimal:
-    """A finite decimal in plain or exponent notation; records a violation and returns 0 if not.
+    """A finite decimal in plain or exponent notation, |x| < 1e18 with at most 18 decimal places
+    as written (qis_domain.bounds); records a violation and returns 0 if not.
 
     Collecting violations instead of raising lets one request report every bad field at once.
     """
-    if not is_decimal(text):
-        reason = "is required" if text == "" else f"{text!r} is not a finite decimal number"
+    if _BOUNDED_PLAIN.fullmatch(text):
+        return Decimal(text)
+    if not _DECIMAL.fullmatch(text):
+        reason = "is required" if text == "" else f"{quoted(text)} is not a finite decimal number"
         violations.append(FieldViolation(field, reason))
         return Decimal(0)
     number = Decimal(text)
-    if number and not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
-        violations.append(
-            FieldViolation(field, f"{text!r} is out of range (|x| within 1e±{MAX_EXPONENT})")
-        )
-        return Decimal(0)
-    return number
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite, by the pattern
+    if number and number.adjusted() >= MAX_DECIMAL_DIGITS_BEFORE_POINT:
+        reason = f"beyond |x| < 1e{MAX_DECIMAL_DIGITS_BEFORE_POINT}"
+    elif -exponent > MAX_DECIMAL_PLACES:
+        # Places as written, trailing zeros included: the value is stored as sent.
+        reason = f"more than {MAX_DECIMAL_PLACES} decimal places"
+    else:
+        return number
+    violations.append(FieldViolation(field, f"{quoted(text)} is {reason}"))
+    return Decimal(0)
 
 
 def parse_optional_decimal(
     text: str, field: str, violations: list[FieldViolation]
 ) -> Decimal | None:
     return None if text == "" else parse_decimal(text, field, violations)
+
+
+def is_currency(text: str) -> bool:
+    """An ISO 4217-shaped code: three upper-case ASCII letters."""
+    return _CURRENCY.fullmatch(text) is not None
+
+
+def check_currency(text: str, field: str, violations: list[FieldViolation]) -> None:
+    if not is_currency(text):
+        reason = "is not an ISO 4217 currency code (three upper-case letters, e.g. 'USD')"
+        violations.append(FieldViolation(field, f"{quoted(text)} {reason}"))
+
+
+def check_unit(text: str, field: str, violations: list[FieldViolation]) -> None:
+    """A unit of volume ("shares", "contracts", "MWh"): a short code, compared as sent."""
+    if not _UNIT.fullmatch(text):
+        violations.append(
+            FieldViolation(
+                field,
+                f"{quoted(text)} is not a unit: a letter, then letters, digits or '_./-',"
+                f" at most {MAX_UNIT_LENGTH} characters",
+            )
+        )
 
 
 # --- documents: the JSON form values take inside events (decimal strings, ISO dates) ---

@@ -27,7 +27,10 @@ from qis_domain.values import (
     OptionsChain,
     Price,
     Volume,
-    is_decimal,
+    check_currency,
+    check_unit,
+    is_bounded_plain_decimal,
+    is_currency,
     parse_decimal,
     parse_optional_decimal,
 )
@@ -59,7 +62,7 @@ def points_from_proto(
     points: Sequence[values_pb2.DataPoint], violations: list[FieldViolation]
 ) -> list[tuple[Snap, DataValue]]:
     """Field paths are only formatted for points that fail: a 1,000-point batch of good prices
-    costs one snap parse and one decimal check per point."""
+    costs one snap parse and one decimal and currency check per point."""
     out: list[tuple[Snap, DataValue]] = []
     for i, point in enumerate(points):
         try:
@@ -69,8 +72,12 @@ def points_from_proto(
             snap = None
         value_msg = point.value
         value: DataValue | None
-        if value_msg.WhichOneof("kind") == "price" and is_decimal(text := value_msg.price.value):
-            value = Price(Decimal(text), value_msg.price.currency)
+        if (
+            value_msg.WhichOneof("kind") == "price"
+            and is_bounded_plain_decimal(text := value_msg.price.value)
+            and (not (currency := value_msg.price.currency) or is_currency(currency))
+        ):
+            value = Price(Decimal(text), currency)
         else:
             value = value_from_proto(value_msg, f"points[{i}].value", violations)
         if snap is not None and value is not None:
@@ -81,12 +88,18 @@ def points_from_proto(
 def value_from_proto(
     msg: values_pb2.DataValue, path: str, v: list[FieldViolation]
 ) -> DataValue | None:
+    """Currencies and units are optional (the series' own when empty), checked when given."""
     kind = msg.WhichOneof("kind")
     if kind == "price":
-        return Price(parse_decimal(msg.price.value, f"{path}.price.value", v), msg.price.currency)
+        value = parse_decimal(msg.price.value, f"{path}.price.value", v)
+        if currency := msg.price.currency:
+            check_currency(currency, f"{path}.price.currency", v)
+        return Price(value, currency)
     if kind == "volume":
         q = parse_decimal(msg.volume.quantity, f"{path}.volume.quantity", v)
-        return Volume(q, msg.volume.unit)
+        if unit := msg.volume.unit:
+            check_unit(unit, f"{path}.volume.unit", v)
+        return Volume(q, unit)
     if kind == "bar":
         b, p = msg.bar, f"{path}.bar"
         return OhlcBar(
@@ -138,7 +151,7 @@ def _action_from_proto(
         v.append(FieldViolation(f"{path}.type", "a corporate action type is required"))
         kind = CorporateActionType.CASH_DIVIDEND
     ex_date = _date_from_proto(a.ex_date, f"{path}.ex_date", v) or date.min
-    return CorporateAction(
+    action = CorporateAction(
         kind,
         ex_date,
         _date_from_proto(a.record_date, f"{path}.record_date", v, required=False),
@@ -147,6 +160,9 @@ def _action_from_proto(
         parse_optional_decimal(a.amount, f"{path}.amount", v),
         a.currency,
     )
+    if a.currency:
+        check_currency(a.currency, f"{path}.currency", v)
+    return action
 
 
 def _date_from_proto(

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import grpc.aio
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.eventstore.port import EventStoreUnavailable
+from qis_adapters.proto.checks import collected, id_from_proto, name_from_proto
 from qis_adapters.proto.definitions import series_from_proto, source_from_proto
-from qis_adapters.proto.times import micros
+from qis_adapters.proto.times import micros_from_proto
 from qis_adapters.proto.values import points_from_proto, snap_from_proto, value_from_proto
+from qis_domain.bounds import MAX_BATCH, MAX_ID_LENGTH, MAX_TEXT_LENGTH, check_length
 from qis_domain.commands import CommandContext
 from qis_domain.errors import DomainError, FieldViolation, InvalidArgument
-from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION, parse_name, validate_id
+from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION
 from qis_runtime.errors import abort_with, plain_status, status_of
 from qis_runtime.identity import current_identity
 
@@ -34,13 +36,26 @@ from qis_command.application.commands import (
 )
 from qis_command.application.handlers import CommandHandlers, ConcurrencyExhausted
 
-log = logging.getLogger(__name__)
-
-MAX_POINTS = 10_000
 _CORRELATION_HEADER = "x-correlation-id"
 _TRACE_HEADERS = ("traceparent", "tracestate")
+# Violations of one answer travel in trailing metadata, which clients cap at 8 KiB by default
+# (beyond it they see RESOURCE_EXHAUSTED, not the answer); base64 inflates them by a third.
+_MAX_VIOLATION_BYTES = 4_096
 Ctx = grpc.aio.ServicerContext[Any, Any]
 R = TypeVar("R")
+C = TypeVar("C")
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+class _Request(Protocol):
+    @property
+    def command_id(self) -> str: ...
+
+
+Q = TypeVar("Q", bound=_Request)
+Parse = Callable[[Q, list[FieldViolation]], C | None]
+"""A request to its command, recording every violation; None (with violations) if malformed."""
 
 
 class CommandService(pb_grpc.CommandServiceServicer):
@@ -51,49 +66,36 @@ class CommandService(pb_grpc.CommandServiceServicer):
     async def DefineSeries(
         self, request: pb.DefineSeriesRequest, context: Ctx
     ) -> pb.CommandResponse:
-        async def run(ctx: CommandContext) -> CommandResult:
-            series_id = validate_id(request.series_id, "series_id")
-            definition = series_from_proto(request.series)
-            return await self._handlers.define_series(DefineSeries(series_id, definition), ctx)
-
-        return _response(await self._call(request.command_id, context, run))
+        return _response(
+            await self._call(request, context, _define_series, self._handlers.define_series)
+        )
 
     async def EvolveSeriesSchema(
         self, request: pb.EvolveSeriesSchemaRequest, context: Ctx
     ) -> pb.CommandResponse:
-        async def run(ctx: CommandContext) -> CommandResult:
-            series_id = parse_name(request.series.name, SERIES_COLLECTION, "series.name")
-            definition = series_from_proto(request.series)
-            cmd = EvolveSeries(series_id, definition, request.reason)
-            return await self._handlers.evolve_series(cmd, ctx)
-
-        return _response(await self._call(request.command_id, context, run))
+        return _response(
+            await self._call(request, context, _evolve_series, self._handlers.evolve_series)
+        )
 
     async def RegisterDataSource(
         self, request: pb.RegisterDataSourceRequest, context: Ctx
     ) -> pb.CommandResponse:
-        async def run(ctx: CommandContext) -> CommandResult:
-            source_id = validate_id(request.source_id, "source_id")
-            cmd = RegisterSource(source_id, source_from_proto(request.source))
-            return await self._handlers.register_source(cmd, ctx)
-
-        return _response(await self._call(request.command_id, context, run))
+        return _response(
+            await self._call(request, context, _register_source, self._handlers.register_source)
+        )
 
     async def ConfigureDataSource(
         self, request: pb.ConfigureDataSourceRequest, context: Ctx
     ) -> pb.CommandResponse:
-        async def run(ctx: CommandContext) -> CommandResult:
-            source_id = parse_name(request.source.name, SOURCES_COLLECTION, "source.name")
-            cmd = ConfigureSource(source_id, source_from_proto(request.source))
-            return await self._handlers.configure_source(cmd, ctx)
-
-        return _response(await self._call(request.command_id, context, run))
+        return _response(
+            await self._call(request, context, _configure_source, self._handlers.configure_source)
+        )
 
     async def IngestPoints(
         self, request: pb.IngestPointsRequest, context: Ctx
     ) -> pb.IngestPointsResponse:
         return _ingest_response(
-            await self._call(request.command_id, context, self._ingest(request))
+            await self._call(request, context, _ingest_points, self._handlers.ingest)
         )
 
     async def BulkIngest(
@@ -101,9 +103,9 @@ class CommandService(pb_grpc.CommandServiceServicer):
     ) -> AsyncIterator[pb.BulkIngestResponse]:
         async for chunk in request_iterator:
             try:
-                ctx = self._context(chunk.command_id, context)
-                result = await self._ingest(chunk)(ctx)
+                result = await self._decide(chunk, context, _ingest_points, self._handlers.ingest)
             except DomainError as error:
+                # In the response body, not in trailers: no size cap to fit.
                 yield pb.BulkIngestResponse(command_id=chunk.command_id, error=status_of(error))
                 continue
             except (ConcurrencyExhausted, EventStoreUnavailable) as error:
@@ -120,107 +122,49 @@ class CommandService(pb_grpc.CommandServiceServicer):
     async def PublishPoints(
         self, request: pb.PublishPointsRequest, context: Ctx
     ) -> pb.CommandResponse:
-        async def run(ctx: CommandContext) -> CommandResult:
-            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
-            v: list[FieldViolation] = []
-            if not 1 <= len(request.snaps) <= MAX_POINTS:
-                v.append(FieldViolation("snaps", f"1 to {MAX_POINTS} snaps"))
-            snaps = [snap_from_proto(s, f"snaps[{i}]", v) for i, s in enumerate(request.snaps)]
-            if v:
-                raise InvalidArgument(v)
-            cmd = PublishPoints(series_id, [s for s in snaps if s is not None], request.comment)
-            return await self._handlers.publish(cmd, ctx)
-
-        return _response(await self._call(request.command_id, context, run))
+        return _response(
+            await self._call(request, context, _publish_points, self._handlers.publish)
+        )
 
     async def RestatePoint(
         self, request: pb.RestatePointRequest, context: Ctx
     ) -> pb.CommandResponse:
-        async def run(ctx: CommandContext) -> CommandResult:
-            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
-            v: list[FieldViolation] = []
-            snap = snap_from_proto(request.snap, "snap", v)
-            value = value_from_proto(request.value, "value", v)
-            if not request.reason.strip():
-                v.append(FieldViolation("reason", "a restatement needs a reason"))
-            if v or snap is None or value is None:
-                raise InvalidArgument(v)
-            expires = micros(request.expire_time) if request.HasField("expire_time") else 0
-            cmd = RestatePoint(series_id, snap, value, request.reason, request.reason_code, expires)
-            return await self._handlers.restate(cmd, ctx)
-
-        return _response(await self._call(request.command_id, context, run))
+        return _response(await self._call(request, context, _restate_point, self._handlers.restate))
 
     async def ResolveQualityIssues(
         self, request: pb.ResolveQualityIssuesRequest, context: Ctx
     ) -> pb.CommandResponse:
-        async def run(ctx: CommandContext) -> CommandResult:
-            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
-            action = _RESOLUTIONS.get(request.resolution)
-            v: list[FieldViolation] = []
-            if action is None:
-                v.append(FieldViolation("resolution", "APPROVE, REJECT or OVERRIDE is required"))
-            if not request.issue_ids:
-                v.append(FieldViolation("issue_ids", "at least one issue id is required"))
-            if not request.reason.strip():
-                v.append(FieldViolation("reason", "a resolution needs a reason"))
-            value = None
-            if action == "override":
-                value = value_from_proto(request.value, "value", v)
-            if v or action is None:
-                raise InvalidArgument(v)
-            expires = micros(request.expire_time) if request.HasField("expire_time") else 0
-            cmd = ResolveIssues(
-                series_id,
-                list(request.issue_ids),
-                action,
-                request.reason,
-                value,
-                request.reason_code,
-                expires,
-            )
-            return await self._handlers.resolve_issues(cmd, ctx)
-
-        return _response(await self._call(request.command_id, context, run))
+        return _response(
+            await self._call(request, context, _resolve_issues, self._handlers.resolve_issues)
+        )
 
     async def CalculateQualityMetrics(
         self, request: pb.CalculateQualityMetricsRequest, context: Ctx
     ) -> pb.CommandResponse:
-        async def run(ctx: CommandContext) -> CommandResult:
-            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
-            if not request.HasField("start_time") or not request.HasField("end_time"):
-                raise InvalidArgument.single("start_time", "start_time and end_time are required")
-            cmd = CalculateQualityMetrics(
-                series_id, micros(request.start_time), micros(request.end_time)
-            )
-            return await self._handlers.calculate_metrics(cmd, ctx)
-
-        return _response(await self._call(request.command_id, context, run))
+        return _response(
+            await self._call(request, context, _calculate_metrics, self._handlers.calculate_metrics)
+        )
 
     # --- plumbing ---
 
-    def _ingest(
-        self, request: pb.IngestPointsRequest
-    ) -> Callable[[CommandContext], Awaitable[CommandResult]]:
-        async def run(ctx: CommandContext) -> CommandResult:
-            v: list[FieldViolation] = []
-            try:
-                series_id = parse_name(request.series, SERIES_COLLECTION, "series")
-                source_id = parse_name(request.source, SOURCES_COLLECTION, "source")
-            except InvalidArgument as error:
-                v.extend(error.violations)
-            if not 1 <= len(request.points) <= MAX_POINTS:
-                v.append(FieldViolation("points", f"1 to {MAX_POINTS} points per request"))
-            points = points_from_proto(request.points, v)
-            if v:
-                raise InvalidArgument(v)
-            return await self._handlers.ingest(IngestPoints(series_id, source_id, points), ctx)
-
-        return run
+    async def _decide(
+        self,
+        request: Q,
+        context: Ctx,
+        parse: Parse[Q, C],
+        handle: Callable[[C, CommandContext], Awaitable[R]],
+    ) -> R:
+        """Checks the whole request, command id included, before anything is loaded or stored."""
+        v: list[FieldViolation] = []
+        command_id = request.command_id
+        if not 1 <= len(command_id) <= MAX_ID_LENGTH:
+            v.append(FieldViolation("command_id", f"1 to {MAX_ID_LENGTH} characters are required"))
+        command = parse(request, v)
+        if v or command is None:
+            raise InvalidArgument(v)
+        return await handle(command, self._context(command_id, context))
 
     def _context(self, command_id: str, context: Ctx) -> CommandContext:
-        if not command_id or len(command_id) > 128:
-            raise InvalidArgument.single("command_id", "1 to 128 characters are required")
         metadata = dict(context.invocation_metadata() or ())
         correlation = metadata.get(_CORRELATION_HEADER, command_id)
         # W3C trace context travels into the events' metadata, so the projector's work can
@@ -237,18 +181,184 @@ class CommandService(pb_grpc.CommandServiceServicer):
 
     async def _call(
         self,
-        command_id: str,
+        request: Q,
         context: Ctx,
-        run: Callable[[CommandContext], Awaitable[R]],
+        parse: Parse[Q, C],
+        handle: Callable[[C, CommandContext], Awaitable[R]],
     ) -> R:
         try:
-            return await run(self._context(command_id, context))
+            return await self._decide(request, context, parse, handle)
+        except InvalidArgument as error:
+            await abort_with(context, status_of(_fitting(error)))
         except DomainError as error:
             await abort_with(context, status_of(error))
         except ConcurrencyExhausted as error:
             await abort_with(context, plain_status(grpc.StatusCode.ABORTED, str(error)))
         except EventStoreUnavailable as error:
             await abort_with(context, plain_status(grpc.StatusCode.UNAVAILABLE, str(error)))
+
+
+# --- requests to commands: every field checked, every violation recorded ---
+
+
+def _define_series(request: pb.DefineSeriesRequest, v: list[FieldViolation]) -> DefineSeries | None:
+    series_id = id_from_proto(request.series_id, "series_id", v)
+    return _made(DefineSeries, series_id, collected(v, lambda: series_from_proto(request.series)))
+
+
+def _evolve_series(
+    request: pb.EvolveSeriesSchemaRequest, v: list[FieldViolation]
+) -> EvolveSeries | None:
+    series_id = name_from_proto(request.series.name, SERIES_COLLECTION, "series.name", v)
+    definition = collected(v, lambda: series_from_proto(request.series))
+    check_length(request.reason, MAX_TEXT_LENGTH, "reason", v)
+    if series_id is None or definition is None:
+        return None
+    return EvolveSeries(series_id, definition, request.reason)
+
+
+def _register_source(
+    request: pb.RegisterDataSourceRequest, v: list[FieldViolation]
+) -> RegisterSource | None:
+    source_id = id_from_proto(request.source_id, "source_id", v)
+    return _made(RegisterSource, source_id, collected(v, lambda: source_from_proto(request.source)))
+
+
+def _configure_source(
+    request: pb.ConfigureDataSourceRequest, v: list[FieldViolation]
+) -> ConfigureSource | None:
+    source_id = name_from_proto(request.source.name, SOURCES_COLLECTION, "source.name", v)
+    config = collected(v, lambda: source_from_proto(request.source))
+    return _made(ConfigureSource, source_id, config)
+
+
+def _ingest_points(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> IngestPoints | None:
+    series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
+    source_id = name_from_proto(request.source, SOURCES_COLLECTION, "source", v)
+    _check_batch(len(request.points), "points", v)
+    points = points_from_proto(request.points, v)
+    if series_id is None or source_id is None:
+        return None
+    return IngestPoints(series_id, source_id, points)
+
+
+def _publish_points(
+    request: pb.PublishPointsRequest, v: list[FieldViolation]
+) -> PublishPoints | None:
+    series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
+    _check_batch(len(request.snaps), "snaps", v)
+    snaps = [snap_from_proto(s, f"snaps[{i}]", v) for i, s in enumerate(request.snaps)]
+    check_length(request.comment, MAX_TEXT_LENGTH, "comment", v)
+    if series_id is None:
+        return None
+    return PublishPoints(series_id, [s for s in snaps if s is not None], request.comment)
+
+
+def _restate_point(request: pb.RestatePointRequest, v: list[FieldViolation]) -> RestatePoint | None:
+    series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
+    snap = snap_from_proto(request.snap, "snap", v)
+    value = value_from_proto(request.value, "value", v)
+    _check_reason(request.reason, "a restatement needs a reason", v)
+    check_length(request.reason_code, MAX_ID_LENGTH, "reason_code", v)
+    expires = (
+        micros_from_proto(request.expire_time, "expire_time", v)
+        if request.HasField("expire_time")
+        else 0
+    )
+    if series_id is None or snap is None or value is None or expires is None:
+        return None
+    return RestatePoint(series_id, snap, value, request.reason, request.reason_code, expires)
+
+
+def _resolve_issues(
+    request: pb.ResolveQualityIssuesRequest, v: list[FieldViolation]
+) -> ResolveIssues | None:
+    series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
+    _check_batch(len(request.issue_ids), "issue_ids", v)
+    for i, issue_id in enumerate(request.issue_ids):
+        check_length(issue_id, MAX_ID_LENGTH, f"issue_ids[{i}]", v)
+    action = _RESOLUTIONS.get(request.resolution)
+    if action is None:
+        v.append(FieldViolation("resolution", "APPROVE, REJECT or OVERRIDE is required"))
+    _check_reason(request.reason, "a resolution needs a reason", v)
+    value = value_from_proto(request.value, "value", v) if action == "override" else None
+    check_length(request.reason_code, MAX_ID_LENGTH, "reason_code", v)
+    expires = (
+        micros_from_proto(request.expire_time, "expire_time", v)
+        if request.HasField("expire_time")
+        else 0
+    )
+    if series_id is None or action is None or expires is None:
+        return None
+    return ResolveIssues(
+        series_id,
+        list(request.issue_ids),
+        action,
+        request.reason,
+        value,
+        request.reason_code,
+        expires,
+    )
+
+
+def _calculate_metrics(
+    request: pb.CalculateQualityMetricsRequest, v: list[FieldViolation]
+) -> CalculateQualityMetrics | None:
+    series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
+    start = end = None
+    for field in ("start_time", "end_time"):
+        if not request.HasField(field):
+            v.append(FieldViolation(field, "is required"))
+    if request.HasField("start_time"):
+        start = micros_from_proto(request.start_time, "start_time", v)
+    if request.HasField("end_time"):
+        end = micros_from_proto(request.end_time, "end_time", v)
+    if start is not None and end is not None and start >= end:
+        # Both named: either may be the wrong one.
+        v.append(FieldViolation("start_time", "must be before end_time"))
+        v.append(FieldViolation("end_time", "must be after start_time"))
+    if series_id is None or start is None or end is None:
+        return None
+    return CalculateQualityMetrics(series_id, start, end)
+
+
+def _made(make: Callable[[A, B], C], a: A | None, b: B | None) -> C | None:
+    """The command of two parsed parts, None when either is malformed."""
+    return None if a is None or b is None else make(a, b)
+
+
+def _check_batch(size: int, field: str, v: list[FieldViolation]) -> None:
+    if not 1 <= size <= MAX_BATCH:
+        v.append(FieldViolation(field, f"1 to {MAX_BATCH:,} per request, got {size:,}"))
+
+
+def _check_reason(reason: str, missing: str, v: list[FieldViolation]) -> None:
+    if not reason.strip():
+        v.append(FieldViolation("reason", missing))
+    check_length(reason, MAX_TEXT_LENGTH, "reason", v)
+
+
+def _fitting(error: InvalidArgument) -> InvalidArgument:
+    """The violations that fit in one answer, then one that says how many more there are, named
+    by the request field they fall under ("points"), so that no client takes the rest for
+    valid."""
+    kept: list[FieldViolation] = []
+    size = 0
+    for violation in error.violations:
+        # Room is kept for the closing violation.
+        size += len(violation.field.encode()) + len(violation.description.encode()) + 16
+        if size > _MAX_VIOLATION_BYTES - 256:
+            break
+        kept.append(violation)
+    omitted = error.violations[len(kept) :]
+    if not omitted:
+        return error
+    field = re.split(r"[.\[]", omitted[0].field, maxsplit=1)[0]
+    description = (
+        f"{len(omitted):,} more violations are not listed (an answer holds {len(kept)}):"
+        " fix these and send again, or send less at a time"
+    )
+    return InvalidArgument([*kept, FieldViolation(field, description)])
 
 
 _RESOLUTIONS = {

@@ -1,0 +1,260 @@
+"""The command servicer over real gRPC (in process, SQLite event store): a malformed request is
+INVALID_ARGUMENT with every violation in one google.rpc.BadRequest, and appends nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+from google.protobuf import timestamp_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from qis.data.v1 import command_service_pb2 as pb
+from qis.data.v1 import command_service_pb2_grpc as pb_grpc
+from qis.data.v1 import series_pb2, values_pb2
+from qis_adapters.calendars.exchange import ExchangeCalendars
+from qis_adapters.eventstore.codec import EventCodec
+from qis_adapters.eventstore.sqlite import SqliteEventStore
+from qis_command.application.handlers import CommandHandlers
+from qis_command.application.repository import Repository
+from qis_command.bootstrap import SERVICE_NAME
+from qis_command.entrypoints.grpc_service import CommandService
+from qis_domain import bounds
+from qis_runtime.server import QisServer, ServiceBinding
+
+US = 1_000_000
+SNAP_S = 1_709_326_800  # 2024-03-01T21:00:00Z
+NOW_US = (SNAP_S + 86_400) * US
+BEYOND_INT64_US = 2**62  # seconds: 2^62 s is 2^62 * 10^6 µs, far beyond int64
+USER = (("x-qis-user", "tester"),)
+
+
+@dataclass
+class Edge:
+    stub: pb_grpc.CommandServiceStub
+    store: SqliteEventStore
+
+    async def rejected(self, rpc: str, request: object) -> list[str]:
+        """The field paths of an INVALID_ARGUMENT answer, after checking nothing was stored."""
+        head = await self.store.head_position()
+        call = getattr(self.stub, rpc)(request, metadata=USER)
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+        status = await rpc_status.aio.from_call(call)
+        assert isinstance(status, status_pb2.Status)
+        found = []
+        for detail in status.details:
+            bad_request = error_details_pb2.BadRequest()
+            if detail.Unpack(bad_request):
+                found.extend(bad_request.field_violations)
+        assert all(v.description for v in found)
+        assert await self.store.head_position() == head
+        return [v.field for v in found]
+
+
+@pytest.fixture
+async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
+    store = await SqliteEventStore.open(tmp_path / "events.db")
+    handlers = CommandHandlers(Repository(store, EventCodec()), ExchangeCalendars())
+    servicer = CommandService(handlers, lambda: NOW_US)
+    binding = ServiceBinding(SERVICE_NAME, pb_grpc.add_CommandServiceServicer_to_server, servicer)
+    server = QisServer("127.0.0.1:0", [binding])
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.CommandServiceStub(channel)
+            await stub.RegisterDataSource(
+                pb.RegisterDataSourceRequest(
+                    command_id="reg",
+                    source_id="bbg",
+                    source=series_pb2.DataSource(provider="bloomberg", enabled=True),
+                ),
+                metadata=USER,
+            )
+            await stub.DefineSeries(
+                pb.DefineSeriesRequest(command_id="def", series_id="PX", series=_series()),
+                metadata=USER,
+            )
+            await stub.IngestPoints(
+                pb.IngestPointsRequest(
+                    command_id="ing",
+                    series="series/PX",
+                    source="sources/bbg",
+                    points=[_point("2024-03-01T21:00:00Z")],
+                ),
+                metadata=USER,
+            )
+            yield Edge(stub, store)
+    finally:
+        await server.stop(0)
+        await store.close()
+
+
+def _series(zscore_window: int = 0) -> series_pb2.Series:
+    return series_pb2.Series(
+        data_type=values_pb2.DATA_TYPE_PRICE,
+        frequency=series_pb2.FREQUENCY_DAILY,
+        unit="USD",
+        sources=[series_pb2.SeriesSource(source="sources/bbg", priority=1)],
+        validation=series_pb2.ValidationRules(zscore_window=zscore_window),
+    )
+
+
+def _point(snap: str, value: str = "100.5", currency: str = "") -> values_pb2.DataPoint:
+    price = values_pb2.Price(value=value, currency=currency)
+    return values_pb2.DataPoint(snap=snap, value=values_pb2.DataValue(price=price))
+
+
+def _ts(seconds: int, nanos: int = 0) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+async def test_a_metrics_window_beyond_the_instant_bounds_is_rejected(edge: Edge) -> None:
+    # Accepted before, then the projector could not store the window.
+    request = pb.CalculateQualityMetricsRequest(
+        command_id="m",
+        series="series/PX",
+        start_time=_ts(BEYOND_INT64_US),
+        end_time=_ts(BEYOND_INT64_US + 86_400),
+    )
+    assert await edge.rejected("CalculateQualityMetrics", request) == [
+        "start_time.seconds",
+        "end_time.seconds",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (_ts(SNAP_S, 10**9), _ts(SNAP_S + 1), ["start_time.nanos"]),
+        (
+            _ts(SNAP_S, -1),
+            _ts(bounds.MAX_TIMESTAMP_SECONDS + 1),
+            ["start_time.nanos", "end_time.seconds"],
+        ),
+        (_ts(bounds.MIN_TIMESTAMP_SECONDS - 1), _ts(SNAP_S), ["start_time.seconds"]),
+        (_ts(SNAP_S + 60), _ts(SNAP_S), ["start_time", "end_time"]),
+        (_ts(SNAP_S), _ts(SNAP_S), ["start_time", "end_time"]),
+    ],
+)
+async def test_a_metrics_window_is_checked_at_the_edge(
+    edge: Edge, start: timestamp_pb2.Timestamp, end: timestamp_pb2.Timestamp, expected: list[str]
+) -> None:
+    request = pb.CalculateQualityMetricsRequest(
+        command_id="m", series="series/PX", start_time=start, end_time=end
+    )
+    assert await edge.rejected("CalculateQualityMetrics", request) == expected
+
+
+async def test_a_restatement_expiring_beyond_the_bounds_is_rejected(edge: Edge) -> None:
+    request = pb.RestatePointRequest(
+        command_id="r",
+        series="series/PX",
+        snap="2024-03-01T21:00:00Z",
+        value=values_pb2.DataValue(price=values_pb2.Price(value="101")),
+        reason="exchange correction",
+        expire_time=_ts(BEYOND_INT64_US),
+    )
+    assert await edge.rejected("RestatePoint", request) == ["expire_time.seconds"]
+
+
+async def test_an_override_expiring_beyond_the_bounds_is_rejected(edge: Edge) -> None:
+    request = pb.ResolveQualityIssuesRequest(
+        command_id="o",
+        series="series/PX",
+        issue_ids=["i" * (bounds.MAX_ID_LENGTH + 1)],
+        resolution=pb.RESOLUTION_OVERRIDE,
+        reason="r" * (bounds.MAX_TEXT_LENGTH + 1),
+        value=values_pb2.DataValue(price=values_pb2.Price(value="1e40", currency="usd")),
+        reason_code="c" * (bounds.MAX_ID_LENGTH + 1),
+        expire_time=_ts(SNAP_S, -5),
+    )
+    assert await edge.rejected("ResolveQualityIssues", request) == [
+        "issue_ids[0]",
+        "reason",
+        "value.price.value",
+        "value.price.currency",
+        "reason_code",
+        "expire_time.nanos",
+    ]
+
+
+async def test_every_violation_of_a_definition_comes_in_one_answer(edge: Edge) -> None:
+    # An out-of-range window was a pydantic error before: UNKNOWN, and it hid the others.
+    bad = _series(zscore_window=5000)
+    bad.unit = "usd"
+    request = pb.DefineSeriesRequest(command_id="", series_id="bad id", series=bad)
+    assert await edge.rejected("DefineSeries", request) == [
+        "command_id",
+        "series_id",
+        "series.unit",
+        "series.validation.zscore_window",
+    ]
+
+
+async def test_every_violation_of_an_evolution_comes_in_one_answer(edge: Edge) -> None:
+    bad = _series(zscore_window=1)
+    bad.name = "series/PX"
+    request = pb.EvolveSeriesSchemaRequest(
+        command_id="e", series=bad, reason="r" * (bounds.MAX_TEXT_LENGTH + 1)
+    )
+    assert await edge.rejected("EvolveSeriesSchema", request) == [
+        "series.validation.zscore_window",
+        "reason",
+    ]
+
+
+async def test_a_currency_error_no_longer_hides_behind_a_snap_error(edge: Edge) -> None:
+    request = pb.IngestPointsRequest(
+        command_id="x" * (bounds.MAX_ID_LENGTH + 1),
+        series="series/PX",
+        source="sources/" + "s" * (bounds.MAX_ID_LENGTH + 1),
+        points=[
+            _point("2024-03-04 21:00:00Z"),
+            _point("2024-03-05T21:00:00Z", currency="usd"),
+            _point("0001-01-01T00:00:00+01:00", value="1e18"),
+        ],
+    )
+    assert await edge.rejected("IngestPoints", request) == [
+        "command_id",
+        "source",
+        "points[0].snap",
+        "points[1].value.price.currency",
+        "points[2].snap",
+        "points[2].value.price.value",
+    ]
+
+
+async def test_publish_and_texts_are_bounded(edge: Edge) -> None:
+    request = pb.PublishPointsRequest(
+        command_id="p",
+        series="series/PX",
+        snaps=["2024-03-01T21:00:00+0000"],
+        comment="c" * (bounds.MAX_TEXT_LENGTH + 1),
+    )
+    assert await edge.rejected("PublishPoints", request) == ["snaps[0]", "comment"]
+
+
+async def test_a_huge_number_of_violations_still_fits_in_the_answer(edge: Edge) -> None:
+    # Every violation of 10,000 points would exceed what a client accepts in trailing metadata
+    # (8 KiB by default): the client would see RESOURCE_EXHAUSTED instead.
+    request = pb.IngestPointsRequest(
+        command_id="many",
+        series="series/PX",
+        source="sources/bbg",
+        points=[_point(f"bad snap {i}", value="NaN") for i in range(bounds.MAX_BATCH)],
+    )
+    found = await edge.rejected("IngestPoints", request)
+    assert found[:4] == [
+        "points[0].snap",
+        "points[0].value.price.value",
+        "points[1].snap",
+        "points[1].value.price.value",
+    ]
+    assert found[-1] == "points"  # how many more there are, for the whole batch
+    assert len(found) < 2 * bounds.MAX_BATCH
