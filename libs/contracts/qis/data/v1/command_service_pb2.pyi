@@ -89,7 +89,9 @@ class DefineSeriesRequest(_message.Message):
     SERIES_ID_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
-    """Client-chosen, unique per intended command (a UUID, or derived from the input)."""
+    """Client-chosen, unique per intended command (a UUID, or derived from the input); 1 to 128
+    characters.
+    """
     series_id: _builtins.str
     """Becomes the last segment of the resource name: letters, digits and "._-:", 1-128 chars."""
     @_builtins.property
@@ -123,7 +125,7 @@ class EvolveSeriesSchemaRequest(_message.Message):
     command_id: _builtins.str
     """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
     reason: _builtins.str
-    """Why the definition changed, for the audit trail."""
+    """Why the definition changed, for the audit trail; at most 1,024 characters."""
     @_builtins.property
     def series(self) -> _series_pb2.Series:
         """The new definition; `series.name` identifies the series."""
@@ -334,10 +336,10 @@ class PublishPointsRequest(_message.Message):
     series: _builtins.str
     """Resource name, "series/{series_id}"."""
     comment: _builtins.str
-    """Why they are published by hand, for the audit trail."""
+    """Why they are published by hand, for the audit trail; at most 1,024 characters."""
     @_builtins.property
     def snaps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """RFC 3339 snaps with offsets; 1 to 10,000."""
+        """RFC 3339 snaps with offsets (as DataPoint.snap); 1 to 10,000."""
 
     def __init__(
         self,
@@ -373,18 +375,25 @@ class RestatePointRequest(_message.Message):
     series: _builtins.str
     """Resource name, "series/{series_id}"."""
     snap: _builtins.str
-    """RFC 3339 with offset; the point must have been published."""
+    """RFC 3339 with offset (as DataPoint.snap); the point must have been published."""
     reason: _builtins.str
-    """Why the published value was wrong, for the audit trail and the new version."""
+    """Why the published value was wrong, for the audit trail and the new version; at most 1,024
+    characters.
+    """
     reason_code: _builtins.str
-    """Optional machine-readable category (e.g. "EXCHANGE_CORRECTION"), recorded as the cause."""
+    """Optional machine-readable category (e.g. "EXCHANGE_CORRECTION"), recorded as the cause; at
+    most 128 characters.
+    """
     @_builtins.property
     def value(self) -> _values_pb2.DataValue:
         """The corrected value; its case must match the series' data type."""
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
-        """Optional: when automatic reconciliation takes over again. Unset: the manual value stands."""
+        """Optional: when automatic reconciliation takes over again. Unset: the manual value stands.
+        Timestamps of requests lie from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z,
+        with nanos in 0..999,999,999; what is below the microsecond is dropped.
+        """
 
     def __init__(
         self,
@@ -426,12 +435,14 @@ class ResolveQualityIssuesRequest(_message.Message):
     resolution: Global___Resolution.ValueType
     """The decision."""
     reason: _builtins.str
-    """Why, for the audit trail."""
+    """Why, for the audit trail; at most 1,024 characters."""
     reason_code: _builtins.str
-    """RESOLUTION_OVERRIDE only: a machine-readable category of the override."""
+    """RESOLUTION_OVERRIDE only: a machine-readable category of the override (at most 128
+    characters).
+    """
     @_builtins.property
     def issue_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Ids of open issues, as listed by QueryService.ListQualityIssues."""
+        """Ids of open issues, as listed by QueryService.ListQualityIssues; 1 to 10,000."""
 
     @_builtins.property
     def value(self) -> _values_pb2.DataValue:
@@ -439,7 +450,9 @@ class ResolveQualityIssuesRequest(_message.Message):
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
-        """RESOLUTION_OVERRIDE only, optional: when automatic reconciliation takes over again."""
+        """RESOLUTION_OVERRIDE only, optional: when automatic reconciliation takes over again (bounded
+        as RestatePointRequest.expire_time).
+        """
 
     def __init__(
         self,
@@ -477,7 +490,9 @@ class CalculateQualityMetricsRequest(_message.Message):
     """Resource name, "series/{series_id}"."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """Start of the window (inclusive)."""
+        """Start of the window (inclusive), before `end_time` (bounded as
+        RestatePointRequest.expire_time).
+        """
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:

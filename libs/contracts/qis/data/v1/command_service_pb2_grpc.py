@@ -32,7 +32,10 @@ class CommandServiceStub:
     `authorization` later), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
-    point, e.g. "points[17].value.price.value"); NOT_FOUND for an unknown series or source;
+    point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
+    An answer holds about 4 KiB of them (clients cap trailing metadata at 8 KiB by default);
+    beyond that its last violation names the request field ("points") and says how many more
+    there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
     """
@@ -102,7 +105,10 @@ class CommandServiceServicer:
     `authorization` later), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
-    point, e.g. "points[17].value.price.value"); NOT_FOUND for an unknown series or source;
+    point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
+    An answer holds about 4 KiB of them (clients cap trailing metadata at 8 KiB by default);
+    beyond that its last violation names the request field ("points") and says how many more
+    there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
     """
@@ -252,7 +258,10 @@ class CommandService:
     `authorization` later), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
-    point, e.g. "points[17].value.price.value"); NOT_FOUND for an unknown series or source;
+    point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
+    An answer holds about 4 KiB of them (clients cap trailing metadata at 8 KiB by default);
+    beyond that its last violation names the request field ("points") and says how many more
+    there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
     """

@@ -33,7 +33,10 @@ class CommandServiceStub:
     `authorization` later), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
-    point, e.g. "points[17].value.price.value"); NOT_FOUND for an unknown series or source;
+    point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
+    An answer holds about 4 KiB of them (clients cap trailing metadata at 8 KiB by default);
+    beyond that its last violation names the request field ("points") and says how many more
+    there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
     """
@@ -83,7 +86,10 @@ class CommandServiceAsyncStub(CommandServiceStub):
     `authorization` later), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
-    point, e.g. "points[17].value.price.value"); NOT_FOUND for an unknown series or source;
+    point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
+    An answer holds about 4 KiB of them (clients cap trailing metadata at 8 KiB by default);
+    beyond that its last violation names the request field ("points") and says how many more
+    there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
     """
@@ -129,7 +135,10 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     `authorization` later), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
-    point, e.g. "points[17].value.price.value"); NOT_FOUND for an unknown series or source;
+    point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
+    An answer holds about 4 KiB of them (clients cap trailing metadata at 8 KiB by default);
+    beyond that its last violation names the request field ("points") and says how many more
+    there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
     """

@@ -44,7 +44,11 @@ class _FrequencyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Frequency.V
     """At most one value per month."""
 
 class Frequency(_Frequency, metaclass=_FrequencyEnumTypeWrapper):
-    """How often a series has a value. Also sizes the event-store buckets of the series."""
+    """Decimal strings in these messages are bounded as in values.proto: |x| < 1e18, at most 18
+    decimal places.
+
+    How often a series has a value. Also sizes the event-store buckets of the series.
+    """
 
 FREQUENCY_UNSPECIFIED: Frequency.ValueType  # 0
 """Not set: rejected where a frequency is required."""
@@ -166,15 +170,21 @@ class Series(_message.Message):
     frequency: Global___Frequency.ValueType
     """Immutable after definition."""
     unit: _builtins.str
-    """Currency (ISO 4217) for prices, unit for volumes ("shares", "contracts")."""
+    """Currency for every data type but volumes: an ISO 4217 code, three upper-case letters
+    ("USD"), compared as sent ("usd" is rejected, not normalised). Unit for volumes
+    ("shares", "contracts"): a letter, then letters, digits or "_./-", at most 32 characters.
+    Required for prices and volumes.
+    """
     precision: _builtins.int
-    """Number of decimal places of official values; 0 keeps values as sent."""
+    """Number of decimal places of official values, 0 to 18; 0 keeps values as sent."""
     time_zone: _builtins.str
-    """IANA time zone of the series' market, e.g. "America/New_York"."""
+    """IANA time zone of the series' market, e.g. "America/New_York" (at most 128 characters)."""
     calendar: _builtins.str
-    """Exchange calendar code (ISO 10383 MIC, e.g. "XNYS"); empty for 24/7 series."""
+    """Exchange calendar code (ISO 10383 MIC, e.g. "XNYS"); empty for 24/7 series. At most 128
+    characters.
+    """
     description: _builtins.str
-    """Free text for humans."""
+    """Free text for humans, at most 1,024 characters."""
     schema_version: _builtins.int
     """Incremented by every schema evolution; 1 after definition."""
     @_builtins.property
@@ -267,9 +277,11 @@ class ValidationRules(_message.Message):
     (decimal string; empty disables).
     """
     zscore_window: _builtins.int
-    """Number of previous official moves the z-score is computed over (0: the default, 20)."""
+    """Number of previous official moves the z-score is computed over: 2 to 1,000 (0: the
+    default, 20).
+    """
     stale_after_snaps: _builtins.int
-    """Flag a value unchanged for this many consecutive snaps (0 disables)."""
+    """Flag a value unchanged for this many consecutive snaps: 0 (disabled) to 1,000."""
     check_calendar: _builtins.bool
     """Flag snaps that are not sessions of the series' exchange calendar."""
     def __init__(
@@ -340,16 +352,16 @@ class PublicationPolicy(_message.Message):
     mode: Global___PublicationMode.ValueType
     """Automatic or manual publication."""
     min_sources: _builtins.int
-    """Sources that must have a value before automatic publication (default 1)."""
+    """Sources that must have a value before automatic publication (0: the default, 1)."""
     min_quality_score: _builtins.str
     """Minimum quality score in [0, 1] for automatic publication (decimal string; empty: none)."""
     cutoff_seconds: _builtins.int
     """Publish with what has arrived this many seconds after the snap, even below min_sources
-    (0 disables the cut-off).
+    (0 disables the cut-off). At most 315,537,897,599 (the span of instants, 0001 to 9999).
     """
     timeliness_sla_seconds: _builtins.int
     """A first publication later than this many seconds after its snap counts as late in the
-    timeliness metric (0: no SLA, every publication is on time).
+    timeliness metric (0: no SLA, every publication is on time). At most 315,537,897,599.
     """
     def __init__(
         self,
@@ -404,9 +416,11 @@ class DataSource(_message.Message):
     name: _builtins.str
     """Resource name, "sources/{source_id}"."""
     provider: _builtins.str
-    """Provider kind: "file", "coingecko", "bloomberg", "refinitiv", "synthetic", ..."""
+    """Provider kind: "file", "coingecko", "bloomberg", "refinitiv", "synthetic", ... (at most 128
+    characters).
+    """
     description: _builtins.str
-    """Free text for humans."""
+    """Free text for humans, at most 1,024 characters."""
     rate_limit_per_minute: _builtins.int
     """Requests per minute allowed by the provider (0: unlimited)."""
     cost_per_request: _builtins.str
@@ -417,7 +431,9 @@ class DataSource(_message.Message):
     """
     @_builtins.property
     def settings(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Provider-specific, non-secret settings (endpoints, field mappings). Secrets never go here."""
+        """Provider-specific, non-secret settings (endpoints, field mappings). Secrets never go here.
+        Keys of at most 128 characters, values of at most 1,024.
+        """
 
     def __init__(
         self,

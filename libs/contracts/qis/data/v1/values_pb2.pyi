@@ -42,7 +42,10 @@ class _DataTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataType.Val
 class DataType(_DataType, metaclass=_DataTypeEnumTypeWrapper):
     """Decimal numbers travel as strings in canonical decimal notation ("101.25", "-0.5", "1E+3").
     Binary floating point is never used for prices, volumes or rates: it cannot represent most
-    decimal fractions exactly. NaN and infinities are rejected.
+    decimal fractions exactly. NaN and infinities are rejected. On input a decimal is bounded so
+    that every store and every client language holds it exactly: |x| < 1e18, with at most 18
+    decimal places as written (trailing zeros count: "1.0000000000000000000" has 19); beyond
+    that the request is INVALID_ARGUMENT.
 
     What kind of value a series holds. Fixed when the series is defined.
     """
@@ -130,9 +133,12 @@ class Price(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
     value: _builtins.str
-    """Decimal string."""
+    """Decimal string: |x| < 1e18, at most 18 decimal places."""
     currency: _builtins.str
-    """ISO 4217 code. Optional on input: defaults to the series' unit; a different code is an error."""
+    """ISO 4217 code: three upper-case letters ("USD"), compared as sent ("usd" and " USD" are
+    rejected, not normalised). Optional on input: defaults to the series' unit; a different
+    code is an error.
+    """
     def __init__(
         self,
         *,
@@ -156,9 +162,12 @@ class Volume(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     UNIT_FIELD_NUMBER: _builtins.int
     quantity: _builtins.str
-    """Decimal string."""
+    """Decimal string: |x| < 1e18, at most 18 decimal places."""
     unit: _builtins.str
-    """Optional on input: defaults to the series' unit; a different unit is an error."""
+    """A unit code ("shares", "contracts", "MWh"): a letter, then letters, digits or "_./-", at
+    most 32 characters, compared as sent. Optional on input: defaults to the series' unit; a
+    different unit is an error.
+    """
     def __init__(
         self,
         *,
@@ -175,7 +184,9 @@ Global___Volume: _TypeAlias = Volume  # noqa: Y015
 
 @_typing.final
 class OhlcBar(_message.Message):
-    """An open/high/low/close bar. All fields are decimal strings; volume is optional."""
+    """An open/high/low/close bar. All fields are decimal strings (|x| < 1e18, at most 18 decimal
+    places); volume is optional.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -224,15 +235,17 @@ class OptionQuote(_message.Message):
     ASK_FIELD_NUMBER: _builtins.int
     IMPLIED_VOLATILITY_FIELD_NUMBER: _builtins.int
     strike: _builtins.str
-    """Decimal string."""
+    """Decimal string: |x| < 1e18, at most 18 decimal places."""
     right: Global___OptionRight.ValueType
     """Call or put."""
     bid: _builtins.str
-    """Decimal string; empty when the bid side is absent."""
+    """Decimal string: |x| < 1e18, at most 18 decimal places; empty when the bid side is absent."""
     ask: _builtins.str
-    """Decimal string; empty when the ask side is absent."""
+    """Decimal string: |x| < 1e18, at most 18 decimal places; empty when the ask side is absent."""
     implied_volatility: _builtins.str
-    """Annualised, as a decimal fraction (0.25 = 25 %). Empty when unknown."""
+    """Annualised, as a decimal fraction (0.25 = 25 %). Decimal string: |x| < 1e18, at most 18
+    decimal places; empty when unknown.
+    """
     @_builtins.property
     def expiry(self) -> _date_pb2.Date:
         """Expiry date of the option."""
@@ -264,7 +277,7 @@ class OptionsChain(_message.Message):
     UNDERLYING_PRICE_FIELD_NUMBER: _builtins.int
     QUOTES_FIELD_NUMBER: _builtins.int
     underlying_price: _builtins.str
-    """Decimal string; empty when unknown."""
+    """Decimal string: |x| < 1e18, at most 18 decimal places; empty when unknown."""
     @_builtins.property
     def quotes(self) -> _containers.RepeatedCompositeFieldContainer[Global___OptionQuote]:
         """The lines of the chain, one per (expiry, strike, right)."""
@@ -299,11 +312,15 @@ class CorporateAction(_message.Message):
     type: Global___CorporateActionType.ValueType
     """Kind of action."""
     ratio: _builtins.str
-    """Decimal string: new shares per old share for splits and stock dividends."""
+    """New shares per old share for splits and stock dividends. Decimal string: |x| < 1e18, at
+    most 18 decimal places.
+    """
     amount: _builtins.str
-    """Decimal string: cash amount per share for cash dividends."""
+    """Cash amount per share for cash dividends. Decimal string: |x| < 1e18, at most 18 decimal
+    places.
+    """
     currency: _builtins.str
-    """ISO 4217 code of `amount`."""
+    """ISO 4217 code of `amount`: three upper-case letters, compared as sent; may be empty."""
     @_builtins.property
     def ex_date(self) -> _date_pb2.Date:
         """First day the instrument trades without the entitlement."""
@@ -394,10 +411,13 @@ class DataPoint(_message.Message):
     SNAP_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     snap: _builtins.str
-    """The instant the value describes, RFC 3339 with an explicit offset
-    ("2024-03-01T16:00:00-05:00" or "...Z"). A timestamp without an offset is rejected: its
-    meaning would depend on a server's time zone. The offset is kept as lineage; values are
-    stored and compared in UTC at microsecond precision.
+    """The instant the value describes, an RFC 3339 date-time, which has an explicit offset
+    ("2024-03-01T16:00:00-05:00" or "...Z"): YYYY-MM-DDThh:mm:ss, an optional fraction of at
+    most 6 digits, then "Z" or ±hh:mm ("t" and "z" may be lower case, RFC 3339 §5.6). Other
+    ISO 8601 forms (basic format, week or ordinal dates, a space for "T", no seconds, "+hhmm")
+    are rejected, as is a timestamp without an offset: its meaning would depend on a server's
+    time zone. From 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z. The offset is kept as
+    lineage; values are stored and compared in UTC at microsecond precision.
     """
     @_builtins.property
     def value(self) -> Global___DataValue:
