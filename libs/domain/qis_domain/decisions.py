@@ -7,7 +7,7 @@ import bisect
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -23,12 +23,13 @@ from qis_domain.events import Issue, RawValue
 from qis_domain.quality import ONE, PointStatus, quality_score
 from qis_domain.reconciliation import reconcile
 from qis_domain.rules import CalendarView, Received, RuleFailure, Severity
+from qis_domain.snaps import Snap
 from qis_domain.values import DataValue, OhlcBar, Price, Volume, decode_value, encode_value
 
 _ISSUES_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4d8e-9a59-0c7d1f0e4b21")
 PRIORITY = ReconciliationMethod.PRIORITY.value
-# Figures are bounded to 1e±30 (values.MAX_EXPONENT) and precision to 18 places: 64 digits
-# always suffice, whatever the default context of the process.
+# Figures are bounded (bounds.py) to |x| < 1e18 with at most 18 places, 36 digits: 64 always
+# suffice, whatever the default context of the process.
 _ROUNDING = Context(prec=64)
 
 
@@ -164,7 +165,13 @@ class Decider:
         return decode_value(d.data_type, d.unit, raw)
 
     def local_day(self, snap_us: int) -> date:
-        return datetime.fromtimestamp(snap_us / 1_000_000, UTC).astimezone(self._zone).date()
+        """Exact (no float seconds); at the ends of the bounds' range a local day beyond year
+        1 or 9999 is clamped to that year's first or last day."""
+        moment = Snap(snap_us).to_datetime()
+        try:
+            return moment.astimezone(self._zone).date()
+        except OverflowError:
+            return date.min if moment.year == 1 else date.max
 
     def local_midnight_us(self, day: date) -> int:
         midnight = datetime(day.year, day.month, day.day, tzinfo=self._zone)

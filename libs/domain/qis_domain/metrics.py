@@ -107,6 +107,8 @@ def _days_starting_in(start_us: int, end_us: int, decider: Decider) -> list[date
     out = []
     while decider.local_midnight_us(day) < end_us:
         out.append(day)
+        if day == date.max:
+            break
         day += timedelta(days=1)
     return out
 

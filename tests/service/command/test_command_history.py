@@ -10,17 +10,26 @@ import exchange_calendars
 import pytest
 from qis_adapters.calendars.exchange import ExchangeCalendars
 from qis_adapters.eventstore.codec import EventCodec
-from qis_command.application.commands import CalculateQualityMetrics, DefineSeries, ResolveIssues
+from qis_command.application.commands import (
+    CalculateQualityMetrics,
+    DefineSeries,
+    IngestPoints,
+    ResolveIssues,
+)
+from qis_command.application.scheduler import Scheduler
+from qis_domain.bounds import MAX_INSTANT_US, MIN_INSTANT_US
 from qis_domain.command_log import COMMAND_REUSED
 from qis_domain.definitions import ValidationRules
 from qis_domain.errors import AlreadyExists
 from qis_domain.events import DataPublished, QualityMetricsCalculated
 from qis_domain.quality_window import quality_stream
 from qis_domain.series_bucket import bucket_stream
-from qis_domain.snaps import Frequency, bucket_of
+from qis_domain.snaps import Frequency, Snap, bucket_of
+from qis_domain.values import Price
 
 from tests.service.command.command_support import (
     NEW_YORK,
+    NOW_US,
     App,
     close,
     daily_series,
@@ -246,3 +255,29 @@ async def test_the_position_a_command_returns_is_one_the_read_side_sees() -> Non
         if record.position >= head:
             break
     assert result.outcome.position == max(followed)
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])
+async def test_snaps_at_the_ends_of_the_bounds_are_decided_and_measured(zone: str) -> None:
+    """A local day beyond year 9999 (Tokyo) or before year 1 (New York) once crashed the
+    decision with UNKNOWN; these are accepted values of unknown calendar coverage."""
+    app = new_app()
+    rules = ValidationRules(check_calendar=True, max_jump_percent=Decimal(5))
+    await app.define(daily_series("a", rules=rules).model_copy(update={"time_zone": zone}))
+    first, last = Snap(MIN_INSTANT_US), Snap(MAX_INSTANT_US)
+    command = IngestPoints(
+        app.series_id, "a", [(first, Price(Decimal(1), "")), (last, Price(Decimal(2), ""))]
+    )
+    result = await app.handlers.ingest(command, app.ctx())
+    assert result.outcome.accepted == 2
+    codec = EventCodec()
+    events = []
+    for snap in (first, last):
+        stream = bucket_stream(app.series_id, bucket_of(snap.utc_us, Frequency.DAILY))
+        events += [codec.decode(r).event for r in await app.store.read_stream(stream)]
+    assert {i.rule for i in issues(events)} == {"calendar_coverage"}
+    window = MAX_INSTANT_US - 10 * 86_400_000_000, MAX_INSTANT_US
+    await app.handlers.calculate_metrics(CalculateQualityMetrics(app.series_id, *window), app.ctx())
+    scheduler = Scheduler(app.store, app.handlers, lambda: NOW_US)
+    for event in events:
+        scheduler.observe(event)  # the windows of such snaps are skipped, not a crash

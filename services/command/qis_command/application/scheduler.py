@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from qis_adapters.eventstore.codec import EventCodec
@@ -31,7 +31,7 @@ from qis_domain.events import (
     SchemaEvolved,
     SeriesDefined,
 )
-from qis_domain.snaps import Frequency, bucket_of
+from qis_domain.snaps import Frequency, Snap, bucket_of
 
 from qis_command.application.commands import CalculateQualityMetrics, ExpireOverrides, PublishDue
 from qis_command.application.handlers import CommandHandlers, ConcurrencyExhausted
@@ -125,7 +125,8 @@ class Scheduler:
         elif isinstance(event, DataPublished | DataRestated):
             now = self._clock_us()
             zone = self._zones[event.series_id]
-            for start, end in {_window(s, frequency, zone) for s in event.snaps}:
+            windows = {w for s in event.snaps if (w := _window(s, frequency, zone)) is not None}
+            for start, end in windows:
                 activity = self.windows.setdefault(
                     Due("metrics", event.series_id, start, end), _Activity()
                 )
@@ -181,12 +182,20 @@ class _Activity:
     measured: int = 0  # `seen` when metrics were last asked for
 
 
-def _window(snap_us: int, frequency: Frequency, zone: ZoneInfo) -> tuple[int, int]:
+def _window(snap_us: int, frequency: Frequency, zone: ZoneInfo) -> tuple[int, int] | None:
     """The metrics window of a snap: a UTC day for intraday series; for daily ones a month and
     for weekly and monthly ones a year, from local midnight in the series' time zone (so that
-    a month holds exactly that month's sessions)."""
+    a month holds exactly that month's sessions). None for a window reaching beyond year 9999
+    or before year 1 (snaps at the ends of the bounds' range): nothing measures it."""
+    try:
+        return _window_of(Snap(snap_us).to_datetime(), frequency, zone)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _window_of(moment: datetime, frequency: Frequency, zone: ZoneInfo) -> tuple[int, int]:
     if frequency not in _INTRADAY:
-        zone_moment = datetime.fromtimestamp(snap_us / 1_000_000, zone)
+        zone_moment = moment.astimezone(zone)
         start = zone_moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         if frequency is Frequency.DAILY:
             end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
@@ -194,7 +203,6 @@ def _window(snap_us: int, frequency: Frequency, zone: ZoneInfo) -> tuple[int, in
             start = start.replace(month=1)
             end = start.replace(year=start.year + 1)
         return _us(start), _us(end)
-    moment = datetime.fromtimestamp(snap_us / 1_000_000, UTC)
     start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     end = start + timedelta(days=1)
     return _us(start), _us(end)
