@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from google.protobuf import timestamp_pb2
 from qis.data.v1 import series_pb2, values_pb2
-from qis_adapters.proto.definitions import series_from_proto, source_from_proto
+from qis_adapters.proto.definitions import series_from_proto, series_to_proto, source_from_proto
 from qis_adapters.proto.times import micros_from_proto
 from qis_adapters.proto.values import points_from_proto, value_from_proto
 from qis_domain import bounds
@@ -241,3 +241,24 @@ def test_a_timestamp_beyond_the_bounds_is_a_violation(
     ts = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
     assert micros_from_proto(ts, "t", v) is None
     assert fields(v) == expected
+
+
+def test_the_look_back_rules_travel_both_ways() -> None:
+    msg = series(
+        validation__max_jump_percent="8",
+        validation__max_spike_percent="5.5",
+        validation__max_zscore="4",
+        validation__stale_after_snaps=3,
+    )
+    definition = series_from_proto(msg)
+    rules = definition.validation
+    assert (rules.max_jump_percent, rules.max_spike_percent, rules.max_zscore) == (
+        Decimal(8),
+        Decimal("5.5"),
+        Decimal(4),
+    )
+    back = series_to_proto("SPX", definition, 1).validation
+    assert (back.max_jump_percent, back.max_spike_percent, back.max_zscore) == ("8", "5.5", "4")
+    with pytest.raises(InvalidArgument) as bad:
+        series_from_proto(series(validation__max_spike_percent="lots"))
+    assert fields(bad.value.violations) == ["series.validation.max_spike_percent"]

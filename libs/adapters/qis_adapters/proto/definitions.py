@@ -104,6 +104,9 @@ def series_from_proto(msg: series_pb2.Series, path: str = "series") -> SeriesDef
     check_length(msg.description, MAX_TEXT_LENGTH, f"{path}.description", v)
     rules, p = msg.validation, f"{path}.validation"
     max_jump_percent = parse_optional_decimal(rules.max_jump_percent, f"{p}.max_jump_percent", v)
+    max_spike_percent = parse_optional_decimal(
+        rules.max_spike_percent, f"{p}.max_spike_percent", v
+    )
     max_zscore = parse_optional_decimal(rules.max_zscore, f"{p}.max_zscore", v)
     if rules.zscore_window:  # 0: the default
         _in_range(
@@ -132,6 +135,7 @@ def series_from_proto(msg: series_pb2.Series, path: str = "series") -> SeriesDef
         validation=ValidationRules(
             require_positive=rules.require_positive,
             max_jump_percent=max_jump_percent,
+            max_spike_percent=max_spike_percent,
             max_zscore=max_zscore,
             zscore_window=rules.zscore_window or 20,
             stale_after_snaps=rules.stale_after_snaps,
@@ -171,6 +175,7 @@ def series_to_proto(series_id: str, d: SeriesDefinition, schema_version: int) ->
         validation=series_pb2.ValidationRules(
             require_positive=r.require_positive,
             max_jump_percent=_text(r.max_jump_percent),
+            max_spike_percent=_text(r.max_spike_percent),
             max_zscore=_text(r.max_zscore),
             zscore_window=r.zscore_window,
             stale_after_snaps=r.stale_after_snaps,

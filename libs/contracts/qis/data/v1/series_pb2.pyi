@@ -266,24 +266,36 @@ class ValidationRules(_message.Message):
     ZSCORE_WINDOW_FIELD_NUMBER: _builtins.int
     STALE_AFTER_SNAPS_FIELD_NUMBER: _builtins.int
     CHECK_CALENDAR_FIELD_NUMBER: _builtins.int
+    MAX_SPIKE_PERCENT_FIELD_NUMBER: _builtins.int
     require_positive: _builtins.bool
     """Flag values <= 0. Off for series where negative values are legitimate (rates, spreads)."""
     max_jump_percent: _builtins.str
-    """Flag a move larger than this percentage against the previous official value (decimal string;
-    empty disables).
+    """Rule "jump" (an error: holds the point): the close-to-close move from the previous point's
+    received value (its latest candidate, whatever its status: held, pending or published)
+    exceeds this percentage (decimal string; empty disables). "Previous" crosses bucket and
+    command boundaries alike and reaches back at most three buckets of the series.
     """
     max_zscore: _builtins.str
-    """Flag a move whose z-score over the last `zscore_window` official moves exceeds this
-    (decimal string; empty disables).
+    """Rule "spike_zscore" (an error): the move's z-score against the relative moves of the last
+    `zscore_window` received values exceeds this (decimal string; empty disables).
     """
     zscore_window: _builtins.int
-    """Number of previous official moves the z-score is computed over: 2 to 1,000 (0: the
+    """Number of previous received moves the z-score is computed over: 2 to 1,000 (0: the
     default, 20).
     """
     stale_after_snaps: _builtins.int
-    """Flag a value unchanged for this many consecutive snaps: 0 (disabled) to 1,000."""
+    """Rule "stale" (a warning): a received value unchanged for this many consecutive snaps: 0
+    (disabled) to 1,000.
+    """
     check_calendar: _builtins.bool
-    """Flag snaps that are not sessions of the series' exchange calendar."""
+    """Rule "calendar" (a warning): snaps that are not sessions of the series' exchange calendar;
+    "calendar_coverage" for snaps outside the days the calendar knows.
+    """
+    max_spike_percent: _builtins.str
+    """Rule "spike" (a warning, raised on the point in between when the move back arrives): an
+    out-and-back move, in and out both beyond this percentage in opposite directions, that
+    isolates one bad print (decimal string; empty disables).
+    """
     def __init__(
         self,
         *,
@@ -293,10 +305,11 @@ class ValidationRules(_message.Message):
         zscore_window: _builtins.int = ...,
         stale_after_snaps: _builtins.int = ...,
         check_calendar: _builtins.bool = ...,
+        max_spike_percent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_calendar", b"check_calendar", "max_jump_percent", b"max_jump_percent", "max_zscore", b"max_zscore", "require_positive", b"require_positive", "stale_after_snaps", b"stale_after_snaps", "zscore_window", b"zscore_window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_calendar", b"check_calendar", "max_jump_percent", b"max_jump_percent", "max_spike_percent", b"max_spike_percent", "max_zscore", b"max_zscore", "require_positive", b"require_positive", "stale_after_snaps", b"stale_after_snaps", "zscore_window", b"zscore_window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
