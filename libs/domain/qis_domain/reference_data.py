@@ -30,9 +30,16 @@ def definition_stream(series_id: str) -> str:
     return f"series/{series_id}"
 
 
-def validate_definition(definition: SeriesDefinition, known_sources: set[str]) -> None:
-    """Field paths are relative to the `series` message of the request."""
+def validate_definition(
+    definition: SeriesDefinition, known_sources: set[str], unknown_calendar: bool = False
+) -> None:
+    """Field paths are relative to the `series` message of the request. Every violation is
+    reported at once. `unknown_calendar`: the application found no calendar of that name."""
     violations: list[FieldViolation] = []
+    if unknown_calendar:
+        violations.append(
+            FieldViolation("series.calendar", f"unknown exchange calendar {definition.calendar!r}")
+        )
     if not definition.sources:
         violations.append(FieldViolation("series.sources", "at least one source is required"))
     seen: set[str] = set()
@@ -85,11 +92,15 @@ class ReferenceData(RemembersCommands):
         return self.definition
 
     def define(
-        self, definition: SeriesDefinition, known_sources: set[str], ctx: CommandContext
+        self,
+        definition: SeriesDefinition,
+        known_sources: set[str],
+        ctx: CommandContext,
+        unknown_calendar: bool = False,
     ) -> list[DomainEvent]:
         if self.definition is not None:
             raise AlreadyExists(series_name(self.series_id))
-        validate_definition(definition, known_sources)
+        validate_definition(definition, known_sources, unknown_calendar)
         return [SeriesDefined(series_id=self.series_id, definition=definition)]
 
     def evolve(
@@ -98,6 +109,7 @@ class ReferenceData(RemembersCommands):
         reason: str,
         known_sources: set[str],
         ctx: CommandContext,
+        unknown_calendar: bool = False,
     ) -> list[DomainEvent]:
         current = self.require_definition("series.name")
         if not reason.strip():
@@ -106,7 +118,7 @@ class ReferenceData(RemembersCommands):
             raise FailedPrecondition(
                 "data type and frequency of a series are immutable: define a new series instead"
             )
-        validate_definition(definition, known_sources)
+        validate_definition(definition, known_sources, unknown_calendar)
         if definition == current:
             return []
         before = {s.source_id for s in current.sources}

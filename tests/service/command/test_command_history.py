@@ -20,7 +20,7 @@ from qis_command.application.scheduler import Scheduler
 from qis_domain.bounds import MAX_INSTANT_US, MIN_INSTANT_US
 from qis_domain.command_log import COMMAND_REUSED
 from qis_domain.definitions import ValidationRules
-from qis_domain.errors import AlreadyExists
+from qis_domain.errors import AlreadyExists, InvalidArgument
 from qis_domain.events import DataPublished, QualityMetricsCalculated
 from qis_domain.quality_window import quality_stream
 from qis_domain.series_bucket import bucket_stream
@@ -281,3 +281,14 @@ async def test_snaps_at_the_ends_of_the_bounds_are_decided_and_measured(zone: st
     scheduler = Scheduler(app.store, app.handlers, lambda: NOW_US)
     for event in events:
         scheduler.observe(event)  # the windows of such snaps are skipped, not a crash
+
+
+async def test_a_definition_reports_an_unknown_calendar_with_its_other_faults() -> None:
+    app = new_app()
+    await app.define(daily_series("a", rules=ValidationRules()))
+    bad = daily_series("a", rules=ValidationRules()).model_copy(
+        update={"calendar": "NOPE", "time_zone": "Mars/Olympus"}
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        await app.handlers.define_series(DefineSeries("OTHER", bad), app.ctx())
+    assert {v.field for v in refused.value.violations} == {"series.calendar", "series.time_zone"}

@@ -69,9 +69,8 @@ class CommandHandlers:
 
     async def define_series(self, cmd: DefineSeries, ctx: CommandContext) -> CommandResult:
         async def decide(series: ReferenceData) -> list[DomainEvent]:
-            self._check_calendar(cmd.definition)
             known = await self._known_sources(cmd.definition)
-            return series.define(cmd.definition, known, ctx)
+            return series.define(cmd.definition, known, ctx, self._unknown_calendar(cmd.definition))
 
         return await self._decide_one(
             ctx, series_name(cmd.series_id), cmd, lambda: self._series(cmd.series_id), decide
@@ -79,9 +78,9 @@ class CommandHandlers:
 
     async def evolve_series(self, cmd: EvolveSeries, ctx: CommandContext) -> CommandResult:
         async def decide(series: ReferenceData) -> list[DomainEvent]:
-            self._check_calendar(cmd.definition)
             known = await self._known_sources(cmd.definition)
-            return series.evolve(cmd.definition, cmd.reason, known, ctx)
+            unknown_calendar = self._unknown_calendar(cmd.definition)
+            return series.evolve(cmd.definition, cmd.reason, known, ctx, unknown_calendar)
 
         return await self._decide_one(
             ctx, series_name(cmd.series_id), cmd, lambda: self._series(cmd.series_id), decide
@@ -401,11 +400,8 @@ class CommandHandlers:
         first, last = self._calendar.coverage(code)
         return CalendarView(self._calendar.sessions(code, min(days), max(days)), first, last)
 
-    def _check_calendar(self, definition: SeriesDefinition) -> None:
-        if definition.calendar and not self._calendar.knows(definition.calendar):
-            raise InvalidArgument.single(
-                "series.calendar", f"unknown exchange calendar {definition.calendar!r}"
-            )
+    def _unknown_calendar(self, definition: SeriesDefinition) -> bool:
+        return bool(definition.calendar) and not self._calendar.knows(definition.calendar)
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[CommandResult]]) -> CommandResult:
         for tries in range(self._max_attempts):
