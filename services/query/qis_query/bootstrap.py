@@ -1,13 +1,17 @@
-"""Composition root of the query process."""
+"""Composition root of the query process: the one place that reads config and wires adapters."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from qis.data.v1 import query_service_pb2, query_service_pb2_grpc
-from qis_adapters.readstore.factory import AdministeredReadStore, open_read_store
+from qis_adapters.readstore.factory import open_read_store
+from qis_adapters.readstore.port import ReadModelReader, ReadStore
 from qis_runtime.server import QisServer, ServiceBinding
 
+from qis_query.application.consistency import ReadPosition
+from qis_query.application.handlers import QueryHandlers
+from qis_query.application.subscription import FeedSettings
 from qis_query.entrypoints.grpc_service import QueryService
 from qis_query.settings import QuerySettings
 
@@ -16,17 +20,32 @@ SERVICE_NAME = query_service_pb2.DESCRIPTOR.services_by_name["QueryService"].ful
 
 @dataclass
 class QueryApp:
-    store: AdministeredReadStore
+    handlers: QueryHandlers
     server: QisServer
+    opened_store: ReadStore | None  # the store `build` opened (an injected one is not its own)
 
     async def close(self) -> None:
-        await self.store.close()
+        if self.opened_store is not None:
+            await self.opened_store.close()
 
 
-async def build(settings: QuerySettings) -> QueryApp:
-    store = await open_read_store(settings.resolved_read_store_uri(), None, settings.mongo_database)
-    servicer = QueryService(store, settings)
+def build_handlers(reader: ReadModelReader, settings: QuerySettings) -> QueryHandlers:
+    feed = FeedSettings(settings.subscribe_poll_s, settings.subscribe_stall_timeout_s)
+    return QueryHandlers(reader, ReadPosition(reader, settings.query_max_wait_s), feed)
+
+
+async def build(settings: QuerySettings, reader: ReadModelReader | None = None) -> QueryApp:
+    """`reader`: a read store to serve instead of the one the settings name (tests inject an
+    in-memory or SQLite one); its owner closes it."""
+    opened: ReadStore | None = None
+    if reader is None:
+        reader = opened = await open_read_store(
+            settings.resolved_read_store_uri(), None, settings.mongo_database
+        )
+    handlers = build_handlers(reader, settings)
     binding = ServiceBinding(
-        SERVICE_NAME, query_service_pb2_grpc.add_QueryServiceServicer_to_server, servicer
+        SERVICE_NAME,
+        query_service_pb2_grpc.add_QueryServiceServicer_to_server,
+        QueryService(handlers),
     )
-    return QueryApp(store, QisServer(settings.query_address, [binding]))
+    return QueryApp(handlers, QisServer(settings.query_address, [binding]), opened)

@@ -1,8 +1,8 @@
-"""qis.data.v1.QueryService over grpc.aio."""
+"""qis.data.v1.QueryService over grpc.aio: requests to application calls, their answers to
+messages, and the application's exceptions to statuses."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -13,35 +13,26 @@ from google.rpc import error_details_pb2
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import query_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2
-from qis_adapters.proto.times import micros
-from qis_adapters.readstore.port import (
-    OPEN_END,
-    IssueFilter,
-    OfficialVersion,
-    ReadModelReader,
-    ResumeToken,
-)
-from qis_domain.errors import DomainError, InvalidArgument, NotFound
-from qis_domain.names import SERIES_COLLECTION, parse_name
+from qis_adapters.readstore.port import OPEN_END, IssueFilter
+from qis_domain.errors import DomainError
 from qis_runtime.errors import abort_with, plain_status, status_of
 
-from qis_query.application.consistency import ReadModelBehind, ReadPosition
+from qis_query.application.consistency import ReadModelBehind
+from qis_query.application.handlers import QueryHandlers
+from qis_query.application.ranges import EARLIEST, RangeQuery
+from qis_query.application.subscription import FeedBatch, SubscriberStalled
 from qis_query.entrypoints import mapping
-from qis_query.settings import QuerySettings
+from qis_query.entrypoints.fields import RequestFields
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 R = TypeVar("R")
-_EARLIEST = -(2**63)
-DEFAULT_PAGE = 1_000
-MAX_PAGE = 10_000
-MAX_VALUES = 1_000
+_ANY_SERIES = "series/-"  # ListAuditEntries: the entries tied to no series (data sources)
+_ISSUE_STATUS = {"": "open", "any": ""}  # the request's spelling -> the filter's ("": any)
 
 
 class QueryService(pb_grpc.QueryServiceServicer):
-    def __init__(self, reader: ReadModelReader, settings: QuerySettings) -> None:
-        self._reader = reader
-        self._settings = settings
-        self._read_position = ReadPosition(reader, settings.query_max_wait_s)
+    def __init__(self, queries: QueryHandlers) -> None:
+        self._queries = queries
 
     # Streaming handlers write with `context.write` (which grpc.aio supports besides async
     # generators) so that a write can be bounded in time; the generated stubs only know the
@@ -49,58 +40,41 @@ class QueryService(pb_grpc.QueryServiceServicer):
 
     async def QueryRange(self, request: pb.QueryRangeRequest, context: Ctx) -> None:  # type: ignore[override]
         async def run() -> None:
-            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
-            name = request.series
-            page = _page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE)
-            start = micros(request.start) if request.HasField("start") else _EARLIEST
-            end = micros(request.end) if request.HasField("end") else OPEN_END
-            if request.page_token:
-                start = max(
-                    start,
-                    mapping.decode_token(request.page_token, "page_token", "range", after=int)[
-                        "after"
-                    ]
-                    + 1,
-                )
-            read_position = await self._consistent(request.min_position)
-            fetch = self._range_fetcher(request, series_id)
-            first = True
-            while True:
-                rows = await fetch(start, end, page)
-                if first and not rows:
-                    await self._require_series(series_id)  # an unknown series is NOT_FOUND
-                first = False
-                last = len(rows) < page
-                token = "" if last else mapping.encode_token("range", after=rows[-1].snap_us)
+            fields = RequestFields()
+            query = RangeQuery(
+                fields.series_id(request.series, "series"),
+                fields.optional_instant(request, "start", EARLIEST),
+                fields.optional_instant(request, "end", OPEN_END),
+                fields.as_of(request),
+            )
+            min_position = fields.position(request.min_position, "min_position")
+            fields.check()
+            read = await self._queries.query_range(
+                query, request.page_size, request.page_token, min_position
+            )
+            async for page in read.value:
                 await context.write(
                     pb.QueryRangeResponse(
-                        values=[mapping.official_value(name, v) for v in rows],
-                        next_page_token=token,
-                        read_position=read_position,
+                        values=[mapping.official_value(request.series, v) for v in page.values],
+                        next_page_token=page.next_page_token,
+                        read_position=read.read_position,
                     )
                 )
-                if last:
-                    return
-                start = rows[-1].snap_us + 1
 
         await self._guard(context, run)
 
     async def GetValues(self, request: pb.GetValuesRequest, context: Ctx) -> pb.GetValuesResponse:
         async def run() -> pb.GetValuesResponse:
-            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
-            if not 1 <= len(request.snaps) <= MAX_VALUES:
-                raise InvalidArgument.single("snaps", f"1 to {MAX_VALUES} snaps")
-            read_position = await self._consistent(request.min_position)
-            fetch = self._range_fetcher(request, series_id)
-            values = []
-            for snap in request.snaps:
-                snap_us = micros(snap)
-                values.extend(await fetch(snap_us, snap_us + 1, 1))
-            if not values:
-                await self._require_series(series_id)  # an unknown series is NOT_FOUND
+            fields = RequestFields()
+            series_id = fields.series_id(request.series, "series")
+            snaps = [fields.instant(s, f"snaps[{i}]") for i, s in enumerate(request.snaps)]
+            as_of = fields.as_of(request)
+            min_position = fields.position(request.min_position, "min_position")
+            fields.check()
+            read = await self._queries.values(series_id, snaps, as_of, min_position)
             return pb.GetValuesResponse(
-                values=[mapping.official_value(request.series, v) for v in values],
-                read_position=read_position,
+                values=[mapping.official_value(request.series, v) for v in read.value],
+                read_position=read.read_position,
             )
 
         return await self._guard(context, run)
@@ -109,29 +83,29 @@ class QueryService(pb_grpc.QueryServiceServicer):
         self, request: pb.GetPointHistoryRequest, context: Ctx
     ) -> pb.GetPointHistoryResponse:
         async def run() -> pb.GetPointHistoryResponse:
-            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
+            fields = RequestFields()
+            series_id = fields.series_id(request.series, "series")
             if not request.HasField("snap"):
-                raise InvalidArgument.single("snap", "the snap of the point is required")
-            snap_us = micros(request.snap)
-            read_position = await self._consistent(request.min_position)
-            versions = await self._reader.history(series_id, snap_us)
-            observations = await self._reader.observations(series_id, snap_us)
-            if not versions and not observations:
-                await self._require_series(series_id)
-                raise NotFound(f"{request.series} has no point at that snap", "snap")
+                fields.refuse("snap", "the snap of the point is required")
+            snap_us = fields.instant(request.snap, "snap")
+            min_position = fields.position(request.min_position, "min_position")
+            fields.check()
+            read = await self._queries.point_history(series_id, snap_us, min_position)
             return pb.GetPointHistoryResponse(
-                versions=[mapping.official_value(request.series, v) for v in versions],
-                observations=[mapping.observation(o) for o in observations],
-                read_position=read_position,
+                versions=[mapping.official_value(request.series, v) for v in read.value.versions],
+                observations=[mapping.observation(o) for o in read.value.observations],
+                read_position=read.read_position,
             )
 
         return await self._guard(context, run)
 
     async def GetSeries(self, request: pb.GetSeriesRequest, context: Ctx) -> series_pb2.Series:
         async def run() -> series_pb2.Series:
-            series_id = parse_name(request.name, SERIES_COLLECTION, "name")
-            await self._consistent(request.min_position)
-            return await self._require_series(series_id)
+            fields = RequestFields()
+            series_id = fields.series_id(request.name, "name")
+            min_position = fields.position(request.min_position, "min_position")
+            fields.check()
+            return mapping.series(await self._queries.series(series_id, min_position))
 
         return await self._guard(context, run)
 
@@ -139,13 +113,15 @@ class QueryService(pb_grpc.QueryServiceServicer):
         self, request: pb.ListSeriesRequest, context: Ctx
     ) -> pb.ListSeriesResponse:
         async def run() -> pb.ListSeriesResponse:
-            page = _page_size(request.page_size, 100, 1_000)
-            after = _key_after(request.page_token, "series")
-            await self._consistent(request.min_position)
-            entries = await self._reader.list_series(after, page)
-            token = _next_key_token("series", [e.series_id for e in entries], page)
+            fields = RequestFields()
+            min_position = fields.position(request.min_position, "min_position")
+            fields.check()
+            page = await self._queries.list_series(
+                request.page_size, request.page_token, min_position
+            )
             return pb.ListSeriesResponse(
-                series=[mapping.series(e) for e in entries], next_page_token=token
+                series=[mapping.series(e) for e in page.items],
+                next_page_token=page.next_page_token,
             )
 
         return await self._guard(context, run)
@@ -154,72 +130,42 @@ class QueryService(pb_grpc.QueryServiceServicer):
         self, request: pb.ListAuditEntriesRequest, context: Ctx
     ) -> pb.ListAuditEntriesResponse:
         async def run() -> pb.ListAuditEntriesResponse:
-            series_id = (
-                ""
-                if request.series == "series/-"
-                else parse_name(request.series, SERIES_COLLECTION, "series")
+            fields = RequestFields()
+            series_id = ""
+            if request.series != _ANY_SERIES:
+                series_id = fields.series_id(request.series, "series")
+            snap_us = fields.instant(request.snap, "snap") if request.HasField("snap") else None
+            min_position = fields.position(request.min_position, "min_position")
+            fields.check()
+            page = await self._queries.audit_entries(
+                series_id, snap_us, request.page_size, request.page_token, min_position
             )
-            snap_us = micros(request.snap) if request.HasField("snap") else None
-            page = _page_size(request.page_size, 100, 1_000)
-            after = None
-            if request.page_token:
-                t = mapping.decode_token(
-                    request.page_token, "page_token", "audit", position=int, index=int
-                )
-                after = ResumeToken(int(t["position"]), int(t["index"]))
-            await self._consistent(request.min_position)
-            entries = await self._reader.audit_trail(series_id, snap_us, after, page)
-            token = ""
-            if len(entries) == page:
-                token = mapping.encode_token(
-                    "audit", position=entries[-1].position, index=entries[-1].index
-                )
             return pb.ListAuditEntriesResponse(
-                entries=[mapping.audit_entry(e) for e in entries], next_page_token=token
+                entries=[mapping.audit_entry(e) for e in page.items],
+                next_page_token=page.next_page_token,
             )
 
         return await self._guard(context, run)
 
     async def Subscribe(self, request: pb.SubscribeRequest, context: Ctx) -> None:  # type: ignore[override]
         async def run() -> None:
-            series_ids = [
-                parse_name(s, SERIES_COLLECTION, f"series[{i}]")
-                for i, s in enumerate(request.series)
-            ]
-            token = ResumeToken(request.after_position, 2**31)  # after every index of that event
+            fields = RequestFields()
+            series_ids = [fields.series_id(s, f"series[{i}]") for i, s in enumerate(request.series)]
+            after_position = fields.position(request.after_position, "after_position")
+            fields.check()
+            resume_token = None
             if request.WhichOneof("start") == "resume_token":
-                t = mapping.decode_token(
-                    request.resume_token, "resume_token", "feed", position=int, index=int
-                )
-                token = ResumeToken(int(t["position"]), int(t["index"]))
-            elif request.after_position == 0:
-                token = ResumeToken(0, -1)
-            settings = self._settings
-            while True:
-                changes = await self._reader.changes_after(token, series_ids, DEFAULT_PAGE)
-                if not changes:
-                    await asyncio.sleep(settings.subscribe_poll_s)
-                    continue
-                token = ResumeToken(changes[-1].position, changes[-1].index)
-                message = pb.SubscribeResponse(
-                    values=[mapping.changed_value(c) for c in changes],
-                    resume_token=mapping.encode_token(
-                        "feed", position=token.position, index=token.index
-                    ),
-                )
-                try:
-                    await asyncio.wait_for(
-                        context.write(message), settings.subscribe_stall_timeout_s
+                resume_token = request.resume_token
+
+            async def send(batch: FeedBatch) -> None:
+                await context.write(
+                    pb.SubscribeResponse(
+                        values=[mapping.changed_value(c) for c in batch.changes],
+                        resume_token=batch.resume_token,
                     )
-                except TimeoutError:
-                    await abort_with(
-                        context,
-                        plain_status(
-                            grpc.StatusCode.RESOURCE_EXHAUSTED,
-                            f"subscriber accepted nothing for {settings.subscribe_stall_timeout_s:.0f} s:"
-                            " disconnected; resume from your last resume_token",
-                        ),
-                    )
+                )
+
+            await self._queries.subscribe(series_ids, resume_token, after_position, send)
 
         await self._guard(context, run)
 
@@ -227,23 +173,23 @@ class QueryService(pb_grpc.QueryServiceServicer):
         self, request: pb.ListQualityIssuesRequest, context: Ctx
     ) -> pb.ListQualityIssuesResponse:
         async def run() -> pb.ListQualityIssuesResponse:
-            series_id = ""
-            if request.series:
-                series_id = parse_name(request.series, SERIES_COLLECTION, "series")
-            status = {"": "open", "any": ""}.get(request.status, request.status)
-            raised_before = OPEN_END
-            if request.HasField("raised_before"):
-                raised_before = micros(request.raised_before)
+            fields = RequestFields()
+            series_id = fields.series_id(request.series, "series") if request.series else ""
             issue_filter = IssueFilter(
-                series_id, request.rule, request.severity, status, raised_before
+                series_id,
+                request.rule,
+                request.severity,
+                _ISSUE_STATUS.get(request.status, request.status),
+                fields.optional_instant(request, "raised_before", OPEN_END),
             )
-            page = _page_size(request.page_size, 100, 1_000)
-            after = _key_after(request.page_token, "issues")
-            await self._consistent(request.min_position)
-            issues = await self._reader.list_issues(issue_filter, after, page)
-            token = _next_key_token("issues", [i.issue_id for i in issues], page)
+            min_position = fields.position(request.min_position, "min_position")
+            fields.check()
+            page = await self._queries.quality_issues(
+                issue_filter, request.page_size, request.page_token, min_position
+            )
             return pb.ListQualityIssuesResponse(
-                issues=[mapping.quality_issue(i) for i in issues], next_page_token=token
+                issues=[mapping.quality_issue(i) for i in page.items],
+                next_page_token=page.next_page_token,
             )
 
         return await self._guard(context, run)
@@ -252,40 +198,18 @@ class QueryService(pb_grpc.QueryServiceServicer):
         self, request: pb.ListQualityMetricsRequest, context: Ctx
     ) -> pb.ListQualityMetricsResponse:
         async def run() -> pb.ListQualityMetricsResponse:
-            series_id = parse_name(request.series, SERIES_COLLECTION, "series")
-            start = micros(request.start) if request.HasField("start") else _EARLIEST
-            end = micros(request.end) if request.HasField("end") else OPEN_END
-            await self._consistent(request.min_position)
-            metrics = await self._reader.metrics(series_id, start, end)
+            fields = RequestFields()
+            series_id = fields.series_id(request.series, "series")
+            start_us = fields.optional_instant(request, "start", EARLIEST)
+            end_us = fields.optional_instant(request, "end", OPEN_END)
+            min_position = fields.position(request.min_position, "min_position")
+            fields.check()
+            metrics = await self._queries.quality_metrics(series_id, start_us, end_us, min_position)
             return pb.ListQualityMetricsResponse(
                 metrics=[mapping.quality_metrics(m) for m in metrics]
             )
 
         return await self._guard(context, run)
-
-    # --- plumbing ---
-
-    def _range_fetcher(
-        self, request: pb.QueryRangeRequest | pb.GetValuesRequest, series_id: str
-    ) -> Callable[[int, int, int], Awaitable[list[OfficialVersion]]]:
-        reader = self._reader
-        kind = request.WhichOneof("as_of")
-        if kind == "known_at":
-            known_at = micros(request.known_at)
-            return lambda s, e, n: reader.as_of_time_range(series_id, s, e, known_at, n)
-        if kind == "at_position":
-            position = request.at_position
-            return lambda s, e, n: reader.as_of_position_range(series_id, s, e, position, n)
-        return lambda s, e, n: reader.latest_range(series_id, s, e, n)
-
-    async def _require_series(self, series_id: str) -> series_pb2.Series:
-        entry = await self._reader.get_series(series_id)
-        if entry is None:
-            raise NotFound(f"series/{series_id}", "series")
-        return mapping.series(entry)
-
-    async def _consistent(self, min_position: int) -> int:
-        return await self._read_position.at_least(min_position)
 
     async def _guard(self, context: Ctx, run: Callable[[], Awaitable[R]]) -> R:
         try:
@@ -299,22 +223,5 @@ class QueryService(pb_grpc.QueryServiceServicer):
             )
             status.details.add().Pack(retry)
             await abort_with(context, status)
-
-
-def _key_after(page_token: str, kind: str) -> str:
-    """Where a listing ordered by a string key resumes ("" from the start)."""
-    if not page_token:
-        return ""
-    key: str = mapping.decode_token(page_token, "page_token", kind, after=str)["after"]
-    return key
-
-
-def _next_key_token(kind: str, keys: list[str], page: int) -> str:
-    """A full page may have a next one; a short page is the last."""
-    return mapping.encode_token(kind, after=keys[-1]) if len(keys) == page else ""
-
-
-def _page_size(requested: int, default: int, maximum: int) -> int:
-    if requested < 0:
-        raise InvalidArgument.single("page_size", "must not be negative")
-    return min(requested or default, maximum)
+        except SubscriberStalled as error:
+            await abort_with(context, plain_status(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)))

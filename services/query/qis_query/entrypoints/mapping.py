@@ -3,10 +3,6 @@ merged from their stored serialised form and timestamps are set from stored inte
 
 from __future__ import annotations
 
-import base64
-import json
-from typing import Any
-
 from google.protobuf import json_format, struct_pb2
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import series_pb2
@@ -21,7 +17,6 @@ from qis_adapters.readstore.port import (
     QualityMetrics,
     SeriesEntry,
 )
-from qis_domain.errors import InvalidArgument
 from qis_domain.names import series_name, source_name
 
 
@@ -130,30 +125,3 @@ def quality_metrics(m: QualityMetrics) -> pb.QualityMetrics:
 
 def series(entry: SeriesEntry) -> series_pb2.Series:
     return json_format.ParseDict(entry.definition, series_pb2.Series())
-
-
-# Page and resume tokens are opaque to clients (base64 of a small JSON object), so their
-# content can change without breaking anyone.
-
-
-def encode_token(kind: str, **fields: str | int) -> str:
-    """`kind` names what the token resumes (a range, a listing, a feed), so that one kind of
-    token is refused where another is expected."""
-    payload = {"k": kind, **fields}
-    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
-
-
-def decode_token(token: str, field: str, kind: str, **types: type) -> dict[str, Any]:
-    """The token's fields, each present and of the given type; INVALID_ARGUMENT otherwise."""
-    refused = InvalidArgument.single(field, f"not a {kind} token issued by this service")
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except ValueError:
-        raise refused from None
-    if not isinstance(decoded, dict) or decoded.get("k") != kind:
-        raise refused
-    for name, expected in types.items():
-        value = decoded.get(name)
-        if not isinstance(value, expected) or isinstance(value, bool):
-            raise refused
-    return decoded

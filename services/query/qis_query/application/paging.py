@@ -1,0 +1,118 @@
+"""Page sizes, and the opaque tokens that resume a paged answer or a subscription.
+
+A token is base64 of a small JSON object, so its content can change without breaking clients.
+It names its kind (a range, a listing, the change feed), so that one call's token is refused by
+another. A page token also carries a digest of the query it was issued for: sent with another
+series, range, as-of or filter it would resume at a point of a different answer, so it is
+refused too (page_size and min_position may change between pages). Tokens are not signed: the
+digest catches a client's mistake, not a forgery, so every number read back from a token is
+checked against what the stores can hold before it reaches them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from qis_adapters.readstore.port import ResumeToken
+from qis_domain.bounds import instant_in_range, position_in_range
+from qis_domain.errors import InvalidArgument
+
+EVENT_INDEX_LIMIT = 2**31
+"""The points of one event have indexes below this (an int32), so (position, EVENT_INDEX_LIMIT)
+comes after every point of that position."""
+
+PAGE_TOKEN = "page_token"
+_QUERY_KEY = "q"
+
+
+def page_size(requested: int, default: int, maximum: int) -> int:
+    if requested < 0:
+        raise InvalidArgument.single("page_size", "must not be negative")
+    return min(requested or default, maximum)
+
+
+def range_token(query: object, after_snap_us: int) -> str:
+    return _encode("range", query, after=after_snap_us)
+
+
+def range_after(token: str, query: object) -> int | None:
+    """The snap a range page token resumes after; None without a token."""
+    if not token:
+        return None
+    after: int = _decode(token, PAGE_TOKEN, "range", query, after=int)["after"]
+    if not instant_in_range(after):
+        raise refused_token(PAGE_TOKEN, "range")
+    return after
+
+
+def key_token(kind: str, query: object, keys: list[str], page: int) -> str:
+    """The token of the page after `keys` in a listing ordered by a string key: a full page may
+    have a next one, a short page is the last ("")."""
+    return _encode(kind, query, after=keys[-1]) if len(keys) == page else ""
+
+
+def key_after(token: str, kind: str, query: object) -> str:
+    """The key a listing resumes after ("" from the start)."""
+    if not token:
+        return ""
+    key: str = _decode(token, PAGE_TOKEN, kind, query, after=str)["after"]
+    return key
+
+
+def log_token(kind: str, query: object | None, after: ResumeToken) -> str:
+    """A token resuming after `after` in the log; `query` None for a token valid for any query
+    (the change feed's resume tokens are positions in the log, whatever the series filter)."""
+    return _encode(kind, query, position=after.position, index=after.index)
+
+
+def log_after(token: str, field: str, kind: str, query: object | None) -> ResumeToken | None:
+    """Where in the log a token resumes; None without a token."""
+    if not token:
+        return None
+    fields = _decode(token, field, kind, query, position=int, index=int)
+    position, index = fields["position"], fields["index"]
+    if not position_in_range(position) or not 0 <= index < EVENT_INDEX_LIMIT:
+        raise refused_token(field, kind)
+    return ResumeToken(position, index)
+
+
+def _digest(query: object) -> str:
+    # The repr of the query's frozen dataclasses and tuples of ints and strings: deterministic.
+    return hashlib.sha256(repr(query).encode()).hexdigest()[:16]
+
+
+def _encode(kind: str, query: object | None, **fields: str | int) -> str:
+    payload: dict[str, str | int] = {"k": kind, **fields}
+    if query is not None:
+        payload[_QUERY_KEY] = _digest(query)
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
+
+
+def _decode(
+    token: str, field: str, kind: str, query: object | None, **types: type
+) -> dict[str, Any]:
+    """The token's fields, each present and of the given type; INVALID_ARGUMENT otherwise."""
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except ValueError:
+        raise refused_token(field, kind) from None
+    if not isinstance(decoded, dict) or decoded.get("k") != kind:
+        raise refused_token(field, kind)
+    for name, expected in types.items():
+        value = decoded.get(name)
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise refused_token(field, kind)
+    if query is not None and decoded.get(_QUERY_KEY) != _digest(query):
+        raise InvalidArgument.single(
+            field,
+            "issued for another request: send it with the parameters of the request that"
+            " returned it (only page_size and min_position may change)",
+        )
+    return decoded
+
+
+def refused_token(field: str, kind: str) -> InvalidArgument:
+    return InvalidArgument.single(field, f"not a {kind} token issued by this service")

@@ -1,0 +1,84 @@
+"""The Subscribe loop (DESIGN.md §4): the change feed from a point in the log, catch-up then live,
+at-least-once in commit order, each batch with a strictly increasing resume token.
+
+Backpressure: the loop sends one batch at a time and waits for it to be accepted, so a slow
+subscriber holds at most one batch in the server; one that accepts nothing for the stall timeout
+is cut off (it resumes from its last token without a gap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from qis_adapters.readstore.port import ChangeFeedEntry, ReadModelReader, ResumeToken
+
+from qis_query.application import paging
+
+FEED = "feed"  # the kind of the resume tokens
+RESUME_TOKEN = "resume_token"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    poll_s: float  # how often a live subscription looks for new changes
+    stall_timeout_s: float  # how long a batch may wait to be accepted
+    batch: int = 1_000  # changes per message at most
+
+
+@dataclass(frozen=True, slots=True)
+class FeedBatch:
+    changes: list[ChangeFeedEntry]
+    resume_token: str  # resumes right after the last of `changes`
+
+
+Send = Callable[[FeedBatch], Awaitable[None]]
+"""Hands a batch to the subscriber; returns once the transport accepted it."""
+
+
+class SubscriberStalled(Exception):
+    def __init__(self, stall_timeout_s: float) -> None:
+        super().__init__(
+            f"subscriber accepted nothing for {stall_timeout_s:.0f} s: disconnected;"
+            " resume from your last resume_token"
+        )
+
+
+def start_after(resume_token: str | None, after_position: int) -> ResumeToken:
+    """Where a subscription starts: right after a resume token, or after every change of a
+    commit position (0: from the beginning, so changes at position 0 too)."""
+    if resume_token is not None:
+        after = paging.log_after(resume_token, RESUME_TOKEN, FEED, None)
+        if after is None:
+            raise paging.refused_token(RESUME_TOKEN, FEED)
+        return after
+    if after_position == 0:
+        return ResumeToken(0, -1)
+    return ResumeToken(after_position, paging.EVENT_INDEX_LIMIT)
+
+
+async def follow(
+    reader: ReadModelReader,
+    series_ids: Sequence[str],
+    after: ResumeToken,
+    settings: FeedSettings,
+    send: Send,
+) -> NoReturn:
+    """Sends the changes of `series_ids` (all series when empty) after `after`, forever;
+    raises SubscriberStalled when a batch is not accepted in time."""
+    while True:
+        changes = await reader.changes_after(after, series_ids, settings.batch)
+        if not changes:
+            await asyncio.sleep(settings.poll_s)
+            continue
+        after = ResumeToken(changes[-1].position, changes[-1].index)
+        batch = FeedBatch(changes, paging.log_token(FEED, None, after))
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation (the subscriber went
+        # away) that arrives as the send completes, and the loop would poll on for nobody.
+        try:
+            async with asyncio.timeout(settings.stall_timeout_s):
+                await send(batch)
+        except TimeoutError:
+            raise SubscriberStalled(settings.stall_timeout_s) from None

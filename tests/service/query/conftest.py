@@ -1,0 +1,31 @@
+"""The query service's application layer on an in-memory read store, without gRPC: a projector's
+writer and the query side's reader share one InMemoryReadDatabase, as the two processes share
+one SQLite file."""
+
+from __future__ import annotations
+
+import pytest
+from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
+from qis_query.application.consistency import ReadPosition
+from qis_query.application.handlers import QueryHandlers
+from qis_query.application.subscription import FeedSettings
+
+from tests.service.query.readmodel import write_scenario
+
+MAX_WAIT_S = 0.3
+FEED = FeedSettings(poll_s=0.005, stall_timeout_s=0.3, batch=2)  # small batches: several per test
+
+
+@pytest.fixture
+async def writer() -> InMemoryReadStore:
+    """The projector's side: generation g1, active, holding the scenario."""
+    store = InMemoryReadStore(InMemoryReadDatabase(), "g1")
+    await store.set_active_generation("g1")
+    await write_scenario(store)
+    return store
+
+
+@pytest.fixture
+def queries(writer: InMemoryReadStore) -> QueryHandlers:
+    reader = InMemoryReadStore(writer.database)
+    return QueryHandlers(reader, ReadPosition(reader, MAX_WAIT_S), FEED)

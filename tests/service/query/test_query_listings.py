@@ -1,0 +1,98 @@
+"""Listings paged by token (catalogue, audit trail, issue queue) and the lookups of one series or
+point, without gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+from qis_adapters.readstore.port import IssueFilter
+from qis_domain.errors import InvalidArgument, NotFound
+from qis_query.application.handlers import Page, QueryHandlers
+
+from tests.contract.readstore.test_readstore_contract import SNAPS
+from tests.service.query.readmodel import HEAD, OTHER, SERIES
+
+T = TypeVar("T")
+OPEN_ISSUES = IssueFilter()
+
+
+async def every_page(fetch: Callable[[str], Awaitable[Page[T]]]) -> list[list[T]]:
+    """The pages of a listing, each fetched with the previous page's token."""
+    pages: list[list[T]] = []
+    token = ""
+    while True:
+        page = await fetch(token)
+        pages.append(page.items)
+        token = page.next_page_token
+        if not token:
+            return pages
+
+
+async def test_the_catalogue_in_pages(queries: QueryHandlers) -> None:
+    pages = await every_page(lambda token: queries.list_series(1, token, HEAD))
+    assert [[e.series_id for e in p] for p in pages] == [[SERIES], [OTHER], []]
+
+
+async def test_the_audit_trail_in_pages_of_its_own_series_or_point(
+    queries: QueryHandlers,
+) -> None:
+    pages = await every_page(lambda token: queries.audit_entries(SERIES, None, 2, token, 0))
+    assert [[(e.position, e.index) for e in p] for p in pages] == [
+        [(10, 0), (10, 1)],
+        [(10, 2), (10, 3)],
+        [(10, 4)],
+    ]
+    token = (await queries.audit_entries(SERIES, None, 2, "", 0)).next_page_token
+    for series_id, snap_us in ((OTHER, None), (SERIES, SNAPS[0])):
+        with pytest.raises(InvalidArgument) as refused:
+            await queries.audit_entries(series_id, snap_us, 2, token, 0)
+        assert [v.field for v in refused.value.violations] == ["page_token"]
+
+
+async def test_the_issue_queue_in_pages_of_one_filter(queries: QueryHandlers) -> None:
+    pages = await every_page(lambda token: queries.quality_issues(OPEN_ISSUES, 2, token, 0))
+    assert [[i.issue_id for i in p] for p in pages] == [["I1", "I2"], ["I3"]]
+    token = (await queries.quality_issues(OPEN_ISSUES, 2, "", 0)).next_page_token
+    with pytest.raises(InvalidArgument):
+        await queries.quality_issues(IssueFilter(severity="error"), 2, token, 0)
+
+
+async def test_a_token_of_another_listing_is_refused(queries: QueryHandlers) -> None:
+    token = (await queries.list_series(1, "", 0)).next_page_token
+    with pytest.raises(InvalidArgument):
+        await queries.quality_issues(OPEN_ISSUES, 1, token, 0)
+
+
+async def test_a_negative_page_size_is_refused(queries: QueryHandlers) -> None:
+    with pytest.raises(InvalidArgument):
+        await queries.list_series(-1, "", 0)
+
+
+async def test_the_history_of_a_point(queries: QueryHandlers) -> None:
+    read = await queries.point_history(SERIES, SNAPS[2], 0)
+    assert [v.version for v in read.value.versions] == [1, 2, 3]
+    assert [o.source_id for o in read.value.observations] == ["bbg"]
+    assert read.read_position == HEAD
+
+
+@pytest.mark.parametrize(
+    ("series_id", "field"),
+    [
+        pytest.param(SERIES, "snap", id="no-such-point"),
+        pytest.param("NOPE", "series", id="no-such-series"),
+    ],
+)
+async def test_the_history_of_nothing_is_not_found(
+    queries: QueryHandlers, series_id: str, field: str
+) -> None:
+    with pytest.raises(NotFound) as missing:
+        await queries.point_history(series_id, SNAPS[0] + 1, 0)
+    assert missing.value.field == field
+
+
+async def test_one_series(queries: QueryHandlers) -> None:
+    assert (await queries.series(OTHER, HEAD)).series_id == OTHER
+    with pytest.raises(NotFound):
+        await queries.series("NOPE", 0)
