@@ -9,20 +9,12 @@ from __future__ import annotations
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 from qis.data.v1 import query_service_pb2 as pb
-from qis_adapters.proto.times import micros
-from qis_domain.bounds import (
-    MAX_POSITION,
-    MAX_TIMESTAMP_SECONDS,
-    MIN_TIMESTAMP_SECONDS,
-    position_in_range,
-)
+from qis_adapters.proto.times import micros_from_proto
+from qis_domain.bounds import MAX_POSITION, position_in_range
 from qis_domain.errors import FieldViolation, InvalidArgument
 from qis_domain.names import SERIES_COLLECTION, parse_name
 
 from qis_query.application.ranges import LATEST, AsOf, AtPosition, KnownAt
-
-_NANOS_PER_SECOND = 1_000_000_000
-_CALENDAR = "0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z"
 
 
 class RequestFields:
@@ -40,15 +32,10 @@ class RequestFields:
             return ""
 
     def instant(self, ts: timestamp_pb2.Timestamp, field: str) -> int:
-        """Microseconds since the epoch, UTC. Field paths name the part at fault, as the
-        command side's do (`known_at.seconds`)."""
-        seconds_ok = MIN_TIMESTAMP_SECONDS <= ts.seconds <= MAX_TIMESTAMP_SECONDS
-        nanos_ok = 0 <= ts.nanos < _NANOS_PER_SECOND
-        if not seconds_ok:
-            self.refuse(f"{field}.seconds", f"{ts.seconds} is outside {_CALENDAR}")
-        if not nanos_ok:
-            self.refuse(f"{field}.nanos", f"{ts.nanos} is outside 0..{_NANOS_PER_SECOND - 1}")
-        return micros(ts) if seconds_ok and nanos_ok else 0
+        """Microseconds since the epoch, UTC; field paths name the part at fault
+        (`known_at.seconds`), as on the command side."""
+        us = micros_from_proto(ts, field, self._violations)
+        return 0 if us is None else us
 
     def optional_instant(self, request: Message, field: str, unset: int) -> int:
         """The instant in the Timestamp field `field` of `request`, `unset` when not set."""
