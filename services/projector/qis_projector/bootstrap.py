@@ -58,7 +58,12 @@ async def next_generation(settings: ProjectorSettings) -> str:
 
 async def build(settings: ProjectorSettings, generation: str) -> ProjectorApp:
     events = await open_event_store(settings.resolved_event_store_uri())
-    store = await open_read_store(
-        settings.resolved_read_store_uri(), generation, settings.mongo_database
-    )
+    try:
+        store = await open_read_store(
+            settings.resolved_read_store_uri(), generation, settings.mongo_database
+        )
+    except BaseException:
+        # The caller retries a read store that cannot be opened yet: no connection may leak.
+        await events.close()
+        raise
     return ProjectorApp(events, store, generation, Projector(events, store))

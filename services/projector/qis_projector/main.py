@@ -17,22 +17,29 @@ from grpc_health.v1 import health_pb2
 from qis_runtime.logs import configure_logging, tune_garbage_collection
 from qis_runtime.server import QisServer
 
+from qis_projector.application.faults import Backoff, describe, transient_cause
+from qis_projector.application.projector import ProjectionHalted
 from qis_projector.bootstrap import (
     ProjectorApp,
     active_or_first_generation,
     build,
     next_generation,
 )
+from qis_projector.entrypoints.health import ExplainedHealth
 from qis_projector.settings import ProjectorSettings
 
 log = logging.getLogger("qis.projector")
 LAG_SERVICE = "qis.data.v1.Projector"
 _WATCH_INTERVAL_S = 1.0
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 async def run(settings: ProjectorSettings) -> None:
     server = QisServer(settings.projector_address, [])
+    health = server.health = ExplainedHealth()  # before start(), which registers it
     port = await server.start()
+    await health.explain(LAG_SERVICE, _NOT_SERVING, "starting")
     await server.mark_serving()
     log.info("projector health on port %d", port)
     stop = asyncio.Event()
@@ -40,53 +47,79 @@ async def run(settings: ProjectorSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        while not stop.is_set():
-            generation = await active_or_first_generation(settings)
-            app = await build(settings, generation)
-            log.info(
-                "projecting into generation %s from checkpoint %s",
-                generation,
-                await app.store.checkpoint(),
-            )
-            task = asyncio.create_task(app.projector.run())
-            try:
-                await _watch(settings, app, task, server, stop)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                await app.close()
+        await _project(settings, health, stop)
     finally:
         await server.stop(settings.shutdown_grace_s)
+
+
+async def _project(
+    settings: ProjectorSettings, health: ExplainedHealth, stop: asyncio.Event
+) -> None:
+    """Projects into the active generation, following it when a rebuild switches it, until
+    asked to stop. Stores that cannot be opened yet are waited for, saying why."""
+    backoff = Backoff()
+    failures = 0
+    while not stop.is_set():
+        try:
+            generation = await active_or_first_generation(settings)
+            app = await build(settings, generation)
+        except Exception as error:
+            cause = transient_cause(error)
+            if cause is None:
+                raise
+            failures += 1
+            delay = backoff.delay(failures)
+            reason = (
+                f"cannot open the stores ({describe(cause)}); retry {failures} in {delay:.1f} s"
+            )
+            log.warning("%s", reason)
+            await health.explain(LAG_SERVICE, _NOT_SERVING, reason)
+            await _pause(stop, delay)
+            continue
+        failures = 0
+        log.info("projecting into generation %s", generation)
+        task = asyncio.create_task(app.projector.run())
+        try:
+            await _watch(settings, app, task, health, stop)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ProjectionHalted):
+                await task
+            await app.close()
 
 
 async def _watch(
     settings: ProjectorSettings,
     app: ProjectorApp,
     task: asyncio.Task[None],
-    server: QisServer,
+    health: ExplainedHealth,
     stop: asyncio.Event,
 ) -> None:
-    """Returns when asked to stop or when a rebuild switched the active generation; re-raises
-    a projection failure so that a supervisor restarts the process from its checkpoint."""
+    """Reports the projector's status until asked to stop or until a rebuild switched the
+    active generation. A halted projector stays reported: the process stays up to say why."""
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(stop.wait()), _WATCH_INTERVAL_S)
-        if task.done():
-            task.result()
-            return
-        lag = await app.projector.lag()
-        ok = lag <= settings.projector_max_lag
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if ok
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+        if task.done() and app.projector.halted is None:
+            task.result()  # not a halt but a bug: let it end the process, loudly
+            raise RuntimeError("the projector stopped without a reason")
+        status = await app.projector.status(settings.projector_max_lag)
+        await health.explain(
+            LAG_SERVICE, _SERVING if status.serving else _NOT_SERVING, status.reason
         )
-        await server.health.set(LAG_SERVICE, status)
-        log.debug("checkpoint %s lag %d", app.projector.checkpoint, lag)
-        if await app.store.active_generation() != app.generation:
-            log.info("active generation changed: following it")
-            return
+        log.debug("%s", status.reason)
+        try:
+            if await app.store.active_generation() != app.generation:
+                log.info("active generation changed: following it")
+                return
+        except Exception as error:
+            # The projector reports the store's trouble itself; the switch can wait a round.
+            if transient_cause(error) is None:
+                raise
+        await _pause(stop, _WATCH_INTERVAL_S)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(stop.wait()), seconds)
 
 
 async def rebuild(settings: ProjectorSettings) -> None:
@@ -116,7 +149,10 @@ def main() -> None:
     settings = ProjectorSettings()
     configure_logging(settings.log_level, "qis.projector")
     tune_garbage_collection()
-    asyncio.run(rebuild(settings) if args.action == "rebuild" else run(settings))
+    try:
+        asyncio.run(rebuild(settings) if args.action == "rebuild" else run(settings))
+    except ProjectionHalted:
+        raise SystemExit(1) from None  # the projector logged the report
 
 
 if __name__ == "__main__":

@@ -54,9 +54,10 @@ _RESOLUTION_STATUS = {
 class Projection:
     """Accumulates the records of a run of events into one ProjectionBatch."""
 
-    def __init__(self) -> None:
+    def __init__(self, floor_us: int = 0) -> None:
+        """`floor_us`: the knowledge time of the last event projected before this one's first."""
         self.batch = ProjectionBatch()
-        self._floor_us = 0
+        self.floor_us = floor_us
         # Value bytes by raw value, per (type, unit), within a batch: an ingested value and
         # the official version made of it are usually the same value, serialised once.
         self._encoded: dict[tuple[DataType, str], dict[str, bytes]] = {}
@@ -83,7 +84,7 @@ class Projection:
     def handle(self, decoded: DecodedEvent) -> None:
         event, meta, record = decoded.event, decoded.metadata, decoded.record
         # Knowledge time never steps back along the log, even if a store's clock did.
-        recorded_at = self._floor_us = max(record.recorded_at_us, self._floor_us)
+        recorded_at = self.floor_us = max(record.recorded_at_us, self.floor_us)
         position = record.position
         b = self.batch
         if isinstance(event, DataIngested):

@@ -3,6 +3,11 @@
 Exactly-once effect without transactions (DESIGN §3): every read-model write is idempotent and
 the checkpoint is written after its batch, so a crash anywhere replays a suffix of the log and
 changes nothing that was already right. The projector never writes to the event store.
+
+Nothing stops it silently. A store that fails for a while (full disk, lock, read-only file,
+unreachable server) is waited out and tried again from the checkpoint; `status` says why
+meanwhile. An event that cannot be projected halts it right before that event, with a report
+naming the event: retrying an immutable log would fail the same way forever.
 """
 
 from __future__ import annotations
@@ -12,17 +17,23 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from qis_adapters.eventstore.codec import EventCodec
 from qis_adapters.eventstore.port import EventFilter, EventStore, RecordedEvent
 from qis_adapters.readstore.port import ProjectionBatch, ReadModelWriter
 
+from qis_projector.application.faults import Backoff, describe, transient_cause
 from qis_projector.application.projection import Projection
 
 log = logging.getLogger(__name__)
 
 # Streams of the qis aggregates: series definitions and buckets, data sources.
 EVENT_FILTER = EventFilter(stream_prefixes=("series/", "sources/"))
+
+# Waiting this long for the next event with the subscription alive means the projector is
+# caught up: whatever failed before works again (there is just nothing to write).
+_IDLE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +43,49 @@ class ProjectorLimits:
     queue_events: int = 400  # read-ahead bound: memory stays flat however far behind we are
 
 
+@dataclass(frozen=True, slots=True)
+class Status:
+    serving: bool
+    reason: str
+
+
+class ProjectionHalted(Exception):
+    """The projector stopped in this generation: an event it cannot project (`record`), or a
+    failure that is neither an event's nor the store's passing trouble (`record` None)."""
+
+    def __init__(
+        self, error: BaseException, record: RecordedEvent | None, checkpoint: int | None
+    ) -> None:
+        self.error = error
+        self.record = record
+        self.checkpoint = checkpoint
+        what = (
+            "the projector failed"
+            if record is None
+            else f"cannot project the event at position {record.position}"
+            f" ({record.type} in stream {record.stream!r})"
+        )
+        super().__init__(f"{what}: {describe(error)}; halted at checkpoint {checkpoint}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    records: ProjectionBatch
+    last: RecordedEvent
+    events: int
+    points: int
+    floor_us: int  # the projection's knowledge-time floor after the batch
+
+
+class _BatchFailed(Exception):
+    """A deterministic failure somewhere in the events up to `last` (not yet written)."""
+
+    def __init__(self, last: RecordedEvent, error: BaseException) -> None:
+        super().__init__(describe(error))
+        self.last = last
+        self.error = error
+
+
 class Projector:
     def __init__(
         self,
@@ -39,15 +93,22 @@ class Projector:
         store: ReadModelWriter,
         codec: EventCodec | None = None,
         limits: ProjectorLimits = ProjectorLimits(),
+        backoff: Backoff | None = None,
     ) -> None:
         self._events = events
         self._store = store
         self._codec = codec or EventCodec()
         self._limits = limits
+        self._backoff = backoff or Backoff()
         self.checkpoint: int | None = None
-        # One projection for the process's life: it carries the knowledge-time floor from one
-        # batch to the next.
-        self._projection = Projection()
+        # The knowledge-time floor as of the checkpoint: it carries from one batch to the next,
+        # and a retry starts again from it.
+        self._floor_us = 0
+        self.unavailable = ""
+        """Why the projector is waiting for its stores; empty when it is not."""
+        self.retries = 0
+        """Transient failures in a row."""
+        self.halted: ProjectionHalted | None = None
         self.events_projected = 0
         self.points_projected = 0
         self.batches = 0
@@ -55,11 +116,83 @@ class Projector:
     async def run(self, until_position: int | None = None) -> None:
         """Project forever, or until the checkpoint reaches `until_position`.
 
+        Store failures are waited out (see `status`). Raises ProjectionHalted, after logging
+        it, when an event cannot be projected: everything before it is written.
+        """
+        self.halted = None
+        while True:
+            try:
+                if await self._attempt(until_position):
+                    return
+            except ProjectionHalted as halted:
+                self.halted = halted
+                log.error("%s", halted)
+                raise
+
+    async def status(self, max_lag: int) -> Status:
+        """Whether the read model is current, and why not."""
+        if self.halted is not None:
+            return Status(False, str(self.halted))
+        if self.unavailable:
+            return Status(False, self.unavailable)
+        try:
+            lag = await self.lag()
+        except Exception as error:
+            return Status(False, f"cannot read the head of the log: {describe(error)}")
+        if lag > max_lag:
+            return Status(False, f"{lag} positions behind the log (more than {max_lag})")
+        return Status(True, f"checkpoint {self.checkpoint}, {lag} positions behind the log")
+
+    async def lag(self) -> int:
+        """Events (by commit position) written but not yet projected."""
+        head = await self._events.head_position()
+        return max(0, head - (self.checkpoint or 0))
+
+    async def _attempt(self, until_position: int | None) -> bool:
+        """One pass from the stored checkpoint: True once it reached `until_position`."""
+        try:
+            try:
+                await self._project(until_position, self._limits.max_batch_events)
+                return True
+            except _BatchFailed as failed:
+                # Which event? The failed events again, one per write: those before the culprit
+                # get written, the culprit fails alone (below) and the report can name it.
+                await self._project(failed.last.position, 1)
+                return False  # it did not fail again: on with whole batches
+        except _BatchFailed as alone:
+            raise ProjectionHalted(alone.error, alone.last, self.checkpoint) from alone.error
+        except Exception as error:
+            cause = transient_cause(error)
+            if cause is None:
+                raise ProjectionHalted(error, None, self.checkpoint) from error
+            await self._wait_out(cause)
+            return False
+
+    async def _wait_out(self, cause: BaseException) -> None:
+        self.retries += 1
+        delay = self._backoff.delay(self.retries)
+        self.unavailable = (
+            f"store unavailable ({describe(cause)}); retry {self.retries} in {delay:.1f} s"
+            f" from checkpoint {self.checkpoint}"
+        )
+        log.warning("%s", self.unavailable)
+        await asyncio.sleep(delay)
+
+    def _recovered(self) -> None:
+        if self.retries:
+            log.info("stores available again after %d retries", self.retries)
+        self.retries = 0
+        self.unavailable = ""
+
+    async def _project(self, until_position: int | None, batch_events: int) -> None:
+        """Projects from the stored checkpoint.
+
         Projecting a batch (Python, on the event loop) overlaps with writing the previous one
         (SQLite, on the store's thread); writes stay strictly in order, each with its
         checkpoint, so a crash still replays from the last batch written.
         """
         self.checkpoint = await self._store.checkpoint()
+        projection = Projection(self._floor_us)
         projected = self.checkpoint or 0
         if until_position is not None and projected >= until_position:
             return
@@ -68,39 +201,74 @@ class Projector:
         writing: asyncio.Task[None] | None = None
         try:
             while until_position is None or projected < until_position:
-                batch, position, points, events = await self._project_batch(queue, reader)
+                first = await self._first(queue, reader, writing)
+                batch = self._project_batch(projection, first, queue, batch_events)
                 if writing is not None:
                     await writing
-                writing = asyncio.create_task(self._write(batch, position, points, events))
-                projected = position
+                writing = asyncio.create_task(self._write(batch))
+                projected = batch.last.position
             if writing is not None:
                 await writing
+        except Exception:
+            # The write in flight comes first: its failure is the earlier one in the log, and
+            # its success moves the checkpoint that a retry starts from.
+            if writing is not None:
+                await writing
+            raise
         finally:
-            reader.cancel()
-            if writing is not None and not writing.done():
-                writing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-                if writing is not None:
-                    await writing
-
-    async def lag(self) -> int:
-        """Events (by commit position) written but not yet projected."""
-        head = await self._events.head_position()
-        return max(0, head - (self.checkpoint or 0))
+            for task in (reader, writing):
+                if task is not None:
+                    task.cancel()
+                    # What a finished task failed with was raised above, or lost to an earlier
+                    # failure that a retry from the checkpoint meets first.
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
 
     async def _read(self, queue: asyncio.Queue[RecordedEvent]) -> None:
         async for record in self._events.subscribe(self.checkpoint, EVENT_FILTER):
             await queue.put(record)
 
-    async def _project_batch(
-        self, queue: asyncio.Queue[RecordedEvent], reader: asyncio.Task[None]
-    ) -> tuple[ProjectionBatch, int, int, int]:
-        first = await _next(queue, reader)
+    async def _first(
+        self,
+        queue: asyncio.Queue[RecordedEvent],
+        reader: asyncio.Task[None],
+        writing: asyncio.Task[None] | None,
+    ) -> RecordedEvent:
+        """The next event. Raises what the reader or the write in flight failed with: a dead
+        subscription must not look idle, nor a failed write look pending while no event comes."""
+        getter = asyncio.ensure_future(queue.get())
+        watched: set[asyncio.Future[Any]] = {getter, reader}
+        if writing is not None:
+            watched.add(writing)
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    watched, timeout=_IDLE_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    return getter.result()
+                if reader in done:
+                    reader.result()
+                    raise RuntimeError("event subscription ended unexpectedly")
+                if writing is not None and writing in done:
+                    writing.result()
+                    watched.remove(writing)
+                elif not done and (writing is None or writing.done()):
+                    self._recovered()
+        finally:
+            getter.cancel()
+
+    def _project_batch(
+        self,
+        projection: Projection,
+        first: RecordedEvent,
+        queue: asyncio.Queue[RecordedEvent],
+        max_events: int,
+    ) -> _Batch:
         records = [first]
         points = _points(first)
         while (
-            len(records) < self._limits.max_batch_events
+            len(records) < max_events
             and points < self._limits.max_batch_points
             and not queue.empty()
         ):
@@ -108,34 +276,34 @@ class Projector:
             records.append(record)
             points += _points(record)
         for record in records:
-            self._projection.handle(self._codec.decode(record))
-        return self._projection.take(), records[-1].position, points, len(records)
+            try:
+                projection.handle(self._codec.decode(record))
+            except Exception as error:
+                raise _BatchFailed(record, error) from error
+        return _Batch(projection.take(), records[-1], len(records), points, projection.floor_us)
 
-    async def _write(self, batch: ProjectionBatch, position: int, points: int, events: int) -> None:
+    async def _write(self, batch: _Batch) -> None:
         started = time.perf_counter()
-        await self._store.apply(batch, position)
+        position = batch.last.position
+        try:
+            await self._store.apply(batch.records, position)
+        except Exception as error:
+            if transient_cause(error) is not None:
+                raise
+            raise _BatchFailed(batch.last, error) from error
         self.checkpoint = position
-        self.events_projected += events
-        self.points_projected += points
+        self._floor_us = batch.floor_us
+        self.events_projected += batch.events
+        self.points_projected += batch.points
         self.batches += 1
+        self._recovered()
         log.debug(
             "wrote %d events (%d points) in %.1f ms, checkpoint %d",
-            events,
-            points,
+            batch.events,
+            batch.points,
             (time.perf_counter() - started) * 1000,
             position,
         )
-
-
-async def _next(queue: asyncio.Queue[RecordedEvent], reader: asyncio.Task[None]) -> RecordedEvent:
-    """The next record, or the reader's failure: a dead subscription must not look idle."""
-    getter = asyncio.ensure_future(queue.get())
-    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-    if getter in done:
-        return getter.result()
-    getter.cancel()
-    reader.result()  # raises the reader's exception
-    raise RuntimeError("event subscription ended unexpectedly")
 
 
 def _points(record: RecordedEvent) -> int:
