@@ -50,6 +50,7 @@ from qis_adapters.readstore.mongodb import MongoReadStore
 from qis_adapters.readstore.port import ProjectionBatch, ReadModelWriter
 from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_projector.application.projector import Projector
+from qis_query.bootstrap import build_handlers
 from qis_query.entrypoints.grpc_service import QueryService
 from qis_query.settings import QuerySettings
 
@@ -322,7 +323,9 @@ async def range_step(scale: Scale, tmp: Path, report: Report) -> None:
         context = CountingContext()
         request = qpb.QueryRangeRequest(series=f"series/{warm}", page_size=1_000)
         started = time.perf_counter()
-        await QueryService(store, QuerySettings()).QueryRange(request, cast(Any, context))
+        await QueryService(build_handlers(store, QuerySettings())).QueryRange(
+            request, cast(Any, context)
+        )
         elapsed = time.perf_counter() - started
     finally:
         await store.close()
@@ -415,7 +418,7 @@ async def asof_step(scale: Scale, tmp: Path, report: Report) -> None:
     # The same calls to the servicer in this process, without gRPC.
     store = await SqliteReadStore.open(path)
     try:
-        service = QueryService(store, QuerySettings())
+        service = QueryService(build_handlers(store, QuerySettings()))
         for q in warmup:
             await service.GetValues(q.request, cast(Any, None))
         inproc = []

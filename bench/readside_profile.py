@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from qis.data.v1 import query_service_pb2 as qpb
 from qis_adapters.readstore.sqlite import SqliteReadStore
+from qis_query.bootstrap import build_handlers
 from qis_query.entrypoints.grpc_service import QueryService
 from qis_query.settings import QuerySettings
 
@@ -54,7 +55,7 @@ async def query_range(tmp: Path, points: int, top: int) -> None:
     await write_batches(path, series_batches("PROFILE.PX", points), 1)
     store = await SqliteReadStore.open(path)
     try:
-        service = QueryService(store, QuerySettings())
+        service = QueryService(build_handlers(store, QuerySettings()))
         request = qpb.QueryRangeRequest(series="series/PROFILE.PX", page_size=1_000)
         context = CountingContext()
         profile = cProfile.Profile()
@@ -78,7 +79,7 @@ async def get_values(tmp: Path, snaps: int, calls: int, top: int) -> None:
     await write_batches(path, model.batches(), 1)
     store = await SqliteReadStore.open(path)
     try:
-        service = QueryService(store, QuerySettings())
+        service = QueryService(build_handlers(store, QuerySettings()))
         for q in lookups(model, 200, seed=3):
             await service.GetValues(q.request, cast(Any, None))
         latencies = []

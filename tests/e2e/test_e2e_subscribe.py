@@ -185,7 +185,10 @@ async def test_disconnected_subscribers_cost_nothing(cluster: Cluster) -> None:
     """Subscribers that go away (cancel, deadline) leave no polling loop behind."""
     pid = cluster.pid(QUERY)
     async with cluster.clients() as c:
-        request = q.SubscribeRequest(series=[f"series/{unique('nobody')}"], after_position=0)
+        # a series nobody writes to: its subscribers only wait (an unknown one is NOT_FOUND)
+        series_id = unique("nobody")
+        defined = await setup_series(c, series_id, price_series([(unique("src"), 1)]))
+        request = q.SubscribeRequest(series=[f"series/{series_id}"], after_position=defined)
         calls = [c.query.Subscribe(request, metadata=as_user("s")) for _ in range(40)]
         calls += [c.query.Subscribe(request, metadata=as_user("s"), timeout=0.5) for _ in range(10)]
         await asyncio.sleep(1.0)
