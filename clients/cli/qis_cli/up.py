@@ -1,11 +1,13 @@
 """`qis up`: the qis processes on one machine with embedded defaults, for a first run.
 
 Each process is started as it would be alone (its console script, configured by QIS_*
-variables), so what works under `qis up` works in production, and the reverse.
+variables), so what works under `qis up` works in production, and the reverse. A process that
+dies is restarted, with a growing pause if it keeps dying, while the others go on serving.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import importlib.util
 import os
@@ -16,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -32,7 +35,13 @@ STARTUP_TIMEOUT_S = 30.0
 # before it is killed.
 STOP_MARGIN_S = 5.0
 _POLL_S = 0.1
+_WATCH_S = 0.5
 EXIT_SERVICE_FAILED = 1
+LOCK_FILE = "qis-up.lock"
+RESTART_FIRST_S = 1.0
+RESTART_CAP_S = 30.0
+STABLE_S = 60.0
+"""A service that served this long before it died is restarted after RESTART_FIRST_S again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +103,29 @@ def _listening(host: str, port: int) -> bool:
 
 
 @dataclass
+class RestartBackoff:
+    """The pause before restarting a service: 1 s, 2 s, 4 s ... up to 30 s while it keeps dying
+    soon after each start (so a broken one does not spin), back to 1 s once it ran a minute."""
+
+    quick_exits: int = 0
+
+    def after_exit(self, uptime_s: float) -> float:
+        if uptime_s >= STABLE_S:
+            self.quick_exits = 0
+        delay = min(RESTART_CAP_S, RESTART_FIRST_S * (1 << min(self.quick_exits, 16)))
+        self.quick_exits += 1
+        return delay
+
+
+@dataclass
 class _Child:
     spec: ServiceSpec
+    executable: Path
     address: str
     process: subprocess.Popen[bytes]
+    started: float  # time.monotonic() of the latest start
+    backoff: RestartBackoff = field(default_factory=RestartBackoff)
+    restart_at: float | None = None  # set while it is dead and waits to be restarted
 
 
 class Supervisor:
@@ -114,14 +142,35 @@ class Supervisor:
     def run(self, specs: Sequence[ServiceSpec] = SERVICES) -> int:
         planned = self._plan(specs)
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            for spec, executable, address in planned:
-                if not self._start(spec, executable, address):
-                    return EXIT_OK if self._stop.is_set() else EXIT_SERVICE_FAILED
-            self._say(f"data in {self._data_dir}; Ctrl-C stops everything")
-            return self._watch()
-        finally:
-            self._stop_all()
+        with self._data_dir_lock():
+            try:
+                for spec, executable, address in planned:
+                    if not self._start(spec, executable, address):
+                        return EXIT_OK if self._stop.is_set() else EXIT_SERVICE_FAILED
+                self._say(f"data in {self._data_dir}; Ctrl-C stops everything")
+                return self._supervise()
+            finally:
+                self._stop_all()
+
+    @contextmanager
+    def _data_dir_lock(self) -> Iterator[None]:
+        """Held while `qis up` runs. A second one on the same data would run a second projector
+        into the same read model and a second scheduler on the same log. The lock goes with
+        the process however it ends, and the services do not inherit it."""
+        with (self._data_dir / LOCK_FILE).open("a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "unknown"
+                raise CliError(
+                    f"{self._data_dir} is in use by another `qis up` (pid {holder});"
+                    " stop it first, or use another --data-dir"
+                ) from None
+            lock.truncate(0)
+            lock.write(f"{os.getpid()}\n")
+            lock.flush()
+            yield
 
     def _plan(self, specs: Sequence[ServiceSpec]) -> list[tuple[ServiceSpec, Path, str]]:
         planned = []
@@ -147,17 +196,32 @@ class Supervisor:
         return planned
 
     def _start(self, spec: ServiceSpec, executable: Path, address: str) -> bool:
+        process = self._spawn(spec, executable, address)
+        child = _Child(spec, executable, address, process, time.monotonic())
+        self._children.append(child)
+        return self._serving(child)
+
+    def _restart(self, child: _Child) -> None:
+        child.process = self._spawn(child.spec, child.executable, child.address)
+        child.started = time.monotonic()
+        child.restart_at = None
+        if not self._serving(child) and not self._stop.is_set() and child.process.poll() is None:
+            # Up but not serving: the next round restarts it as it would a dead one.
+            child.process.kill()
+            child.process.wait()
+
+    def _spawn(self, spec: ServiceSpec, executable: Path, address: str) -> subprocess.Popen[bytes]:
         env = {**self._env, spec.address_env: address}
         # Own process group: Ctrl-C in the terminal reaches only `qis up`, which then stops the
         # services one by one, newest first, instead of all of them racing.
-        process = subprocess.Popen([str(executable)], env=env, process_group=0)
-        child = _Child(spec, address, process)
-        self._children.append(child)
+        return subprocess.Popen([str(executable)], env=env, process_group=0)
+
+    def _serving(self, child: _Child) -> bool:
         problem = self._wait_serving(child)
         if problem is not None:
-            self._say(f"{spec.script:<14} {problem}")
+            self._say(f"{child.spec.script:<14} {problem}")
             return False
-        self._say(f"{spec.script:<14} serving on {address}")
+        self._say(f"{child.spec.script:<14} serving on {child.address}")
         return True
 
     def _wait_serving(self, child: _Child) -> str | None:
@@ -179,12 +243,20 @@ class Supervisor:
                 self._stop.wait(_POLL_S)
         return f"not SERVING on {child.address} after {STARTUP_TIMEOUT_S:.0f} s"
 
-    def _watch(self) -> int:
-        while not self._stop.wait(0.5):
+    def _supervise(self) -> int:
+        """Restarts the services that die, each after its own backoff, until asked to stop."""
+        while not self._stop.wait(_WATCH_S):
             for child in self._children:
-                if (code := child.process.poll()) is not None:
-                    self._say(f"{child.spec.script:<14} {_ended(code)}; stopping the others")
-                    return EXIT_SERVICE_FAILED
+                now = time.monotonic()
+                if child.restart_at is None:
+                    if (code := child.process.poll()) is not None:
+                        delay = child.backoff.after_exit(now - child.started)
+                        child.restart_at = now + delay
+                        self._say(
+                            f"{child.spec.script:<14} {_ended(code)}; restarting in {delay:g} s"
+                        )
+                elif now >= child.restart_at and not self._stop.is_set():
+                    self._restart(child)
         return EXIT_OK
 
     def _stop_all(self) -> None:
