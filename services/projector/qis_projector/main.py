@@ -3,6 +3,11 @@
 `rebuild` projects the whole log into a fresh generation while the running projector and the
 query service go on with the active one, then switches the active generation: no downtime.
 The running projector follows the switch within about a second.
+
+Health: the process serves grpc.health.v1 as long as it runs. `qis.data.v1.Projector` is
+SERVING while the read model is current, NOT_SERVING when it lags, waits for a store or halted
+at an event it cannot project, with the reason in the `qis-health-reason` trailer of Check
+(`grpcurl -v ... grpc.health.v1.Health/Check`).
 """
 
 from __future__ import annotations

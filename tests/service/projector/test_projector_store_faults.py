@@ -193,6 +193,16 @@ def int64_overflow(_: Path) -> BaseException:
     raise AssertionError("no overflow")
 
 
+def closed_connection(_: Path) -> BaseException:
+    conn = sqlite3.connect(":memory:")
+    conn.close()
+    try:
+        conn.execute("SELECT 1")
+    except sqlite3.Error as error:
+        return error
+    raise AssertionError("a closed connection ran a statement")
+
+
 def mongo(name: str) -> Callable[[Path], BaseException]:
     def make(_: Path) -> BaseException:
         from pymongo import errors
@@ -217,6 +227,7 @@ def mongo(name: str) -> Callable[[Path], BaseException]:
         (mongo("ExecutionTimeout"), True),
         (mongo("DuplicateKeyError"), False),
         (no_such_table, False),
+        (closed_connection, False),
         (int64_overflow, False),
         (lambda _: ValueError("bad"), False),
     ],

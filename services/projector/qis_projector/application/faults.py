@@ -31,8 +31,10 @@ def _is_transient(error: BaseException) -> bool:
     if isinstance(error, EventStoreUnavailable | ConnectionError | TimeoutError):
         return True
     if isinstance(error, sqlite3.Error):
+        # Errors the sqlite3 module raises on its own (a closed connection) carry no code.
+        code: int | None = getattr(error, "sqlite_errorcode", None)
         # Extended result codes carry the primary code in their low byte.
-        return (error.sqlite_errorcode & 0xFF) in _SQLITE_TRANSIENT
+        return code is not None and (code & 0xFF) in _SQLITE_TRANSIENT
     # No pymongo error can exist unless pymongo was imported; importing it only to look costs
     # a SQLite-only process a tenth of a second at start.
     if "pymongo" in sys.modules:
