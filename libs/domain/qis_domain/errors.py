@@ -52,3 +52,13 @@ class FailedPrecondition(DomainError):
 
 class PermissionDenied(DomainError):
     """The caller may not do this (e.g. approving their own submission: four-eyes)."""
+
+
+class RetryLater(Exception):
+    """Not a refusal: the command was not applied (nothing of it is stored) and the same call
+    may succeed later. `kind` says why, so each transport answers with its own code and a
+    retry delay: "contention" (other writers kept winning), "unavailable" (a store cannot be
+    reached, is locked or read-only), "full" (a store is out of space)."""
+
+    kind = "unavailable"
+    retry_after_s = 1.0

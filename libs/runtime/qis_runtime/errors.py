@@ -1,22 +1,41 @@
-"""Domain errors to gRPC statuses, with google.rpc error details a client in any language reads."""
+"""One error policy for every qis process: every exception a call can end with becomes a gRPC
+status with google.rpc error details a client in any language reads; nothing ends as UNKNOWN.
+
+| exception                              | code                | details                      |
+|----------------------------------------|---------------------|------------------------------|
+| InvalidArgument, UndecodableRequest    | INVALID_ARGUMENT    | BadRequest (field violations) |
+| NotFound                               | NOT_FOUND           | ResourceInfo                 |
+| AlreadyExists / FailedPrecondition / PermissionDenied | ALREADY_EXISTS / FAILED_PRECONDITION / PERMISSION_DENIED | ErrorInfo where a reason is set |
+| RetryLater "contention"                | ABORTED             | RetryInfo, ErrorInfo         |
+| RetryLater "unavailable"               | UNAVAILABLE         | RetryInfo, ErrorInfo         |
+| RetryLater "full"                      | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo         |
+| anything else (a bug)                  | INTERNAL            | ErrorInfo with an error id that is also in the log |
+"""
 
 from __future__ import annotations
 
+import logging
+import re
+import uuid
 from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from qis_domain.errors import (
     AlreadyExists,
     DomainError,
     FailedPrecondition,
+    FieldViolation,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    RetryLater,
 )
+
+log = logging.getLogger(__name__)
 
 
 def code_of(status: grpc.StatusCode) -> int:
@@ -28,6 +47,19 @@ def code_of(status: grpc.StatusCode) -> int:
 
 
 ERROR_DOMAIN = "qis.data"
+# Details of a unary answer travel in trailing metadata, which clients cap at 8 KiB by default
+# (beyond it they see RESOURCE_EXHAUSTED, not the answer); base64 inflates them by a third.
+MAX_VIOLATION_BYTES = 4_096
+_RETRY_CODES = {
+    "contention": (grpc.StatusCode.ABORTED, "CONTENTION"),
+    "unavailable": (grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE"),
+    "full": (grpc.StatusCode.RESOURCE_EXHAUSTED, "STORE_FULL"),
+}
+
+
+class UndecodableRequest(Exception):
+    """The request bytes are not a message of the method's request type."""
+
 
 _CODES: list[tuple[type[DomainError], int]] = [
     (InvalidArgument, code_of(grpc.StatusCode.INVALID_ARGUMENT)),
@@ -66,6 +98,67 @@ def status_of(error: DomainError) -> status_pb2.Status:
         info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
         status.details.append(info)
     return status
+
+
+def status_for(error: Exception, *, in_trailers: bool = True) -> status_pb2.Status:
+    """The status a call ending with `error` answers (see the table above). `in_trailers`: the
+    status travels in trailing metadata (a unary answer), so its violations are cut to fit."""
+    if isinstance(error, InvalidArgument) and in_trailers:
+        return status_of(fitting(error))
+    if isinstance(error, DomainError):
+        return status_of(error)
+    if isinstance(error, UndecodableRequest):
+        return status_of(InvalidArgument.single("", str(error)))
+    if isinstance(error, RetryLater):
+        code, reason = _RETRY_CODES.get(error.kind, _RETRY_CODES["unavailable"])
+        status = plain_status(code, str(error) or reason.lower())
+        _add(status, error_details_pb2.RetryInfo(retry_delay=_duration(error.retry_after_s)))
+        _add(status, error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
+        return status
+    error_id = uuid.uuid4().hex[:16]
+    log.error("internal error %s: %r", error_id, error, exc_info=error)
+    status = plain_status(grpc.StatusCode.INTERNAL, f"internal error (reference {error_id})")
+    _add(
+        status,
+        error_details_pb2.ErrorInfo(
+            reason="INTERNAL", domain=ERROR_DOMAIN, metadata={"error_id": error_id}
+        ),
+    )
+    return status
+
+
+def fitting(error: InvalidArgument) -> InvalidArgument:
+    """The violations that fit in one answer, then one that says how many more there are, named
+    by the request field they fall under ("points"), so that no client takes the rest for
+    valid."""
+    kept: list[FieldViolation] = []
+    size = 0
+    for violation in error.violations:
+        # Room is kept for the closing violation.
+        size += len(violation.field.encode()) + len(violation.description.encode()) + 16
+        if size > MAX_VIOLATION_BYTES - 256:
+            break
+        kept.append(violation)
+    omitted = error.violations[len(kept) :]
+    if not omitted:
+        return error
+    field = re.split(r"[.\[]", omitted[0].field, maxsplit=1)[0]
+    description = (
+        f"{len(omitted):,} more violations are not listed (an answer holds {len(kept)}):"
+        " fix these and send again, or send less at a time"
+    )
+    return InvalidArgument([*kept, FieldViolation(field, description)])
+
+
+def _add(status: status_pb2.Status, detail: Any) -> None:
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    status.details.append(packed)
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    whole = int(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
 
 
 def plain_status(code: grpc.StatusCode, message: str) -> status_pb2.Status:

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import grpc.aio
+from qis_domain.errors import InvalidArgument
+
+from qis_runtime.errors import UndecodableRequest, abort_with, status_for
+
+log = logging.getLogger(__name__)
 
 IDENTITY_HEADER = "x-qis-user"
 _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:\-]{0,127}")
@@ -37,15 +44,30 @@ def current_identity() -> Identity:
     return identity
 
 
+class DuplicateIdentity(ValueError):
+    pass
+
+
 def identity_from_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None) -> Identity | None:
-    for key, value in metadata or ():
-        if key == IDENTITY_HEADER and isinstance(value, str) and _USER.fullmatch(value):
-            return Identity(value)
+    """None when absent or malformed; DuplicateIdentity when sent twice (no "first one wins":
+    a proxy that adds a header must not be overridden by the client's, nor the reverse)."""
+    values = [value for key, value in metadata or () if key == IDENTITY_HEADER]
+    if len(values) > 1:
+        raise DuplicateIdentity(f"'{IDENTITY_HEADER}' call metadata sent {len(values)} times")
+    if values and isinstance(values[0], str) and _USER.fullmatch(values[0]):
+        return Identity(values[0])
     return None
 
 
 class IdentityInterceptor(grpc.aio.ServerInterceptor):
-    """Rejects calls without a valid identity (UNAUTHENTICATED) and exposes it to handlers."""
+    """Rejects calls without a valid identity (UNAUTHENTICATED) and exposes it to handlers.
+
+    It is also where the one error policy (errors.status_for) is applied: requests are decoded
+    here, so undecodable bytes answer INVALID_ARGUMENT instead of a logged traceback, and an
+    exception escaping a servicer answers its status instead of UNKNOWN."""
+
+    def __init__(self) -> None:
+        self._undecodable = _LogLimiter(60.0)
 
     async def intercept_service(
         self,
@@ -58,62 +80,118 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or method.startswith(PUBLIC_SERVICES):
             return handler
-        identity = identity_from_metadata(handler_call_details.invocation_metadata)
-        return _wrap(handler, identity)
+        try:
+            identity: Identity | Exception | None = identity_from_metadata(
+                handler_call_details.invocation_metadata
+            )
+        except DuplicateIdentity as error:
+            identity = error
+        return _wrap(handler, identity, method, self._undecodable)
+
+
+class _LogLimiter:
+    """At most one log line per key and period: any client can send garbage, and must not be
+    able to flood the log with it."""
+
+    def __init__(self, period_s: float) -> None:
+        self._period_s = period_s
+        self._last: dict[str, float] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(key, -self._period_s) < self._period_s:
+            return False
+        if len(self._last) > 10_000:  # bounded, whatever the number of peers
+            self._last.clear()
+        self._last[key] = now
+        return True
 
 
 def _wrap(
-    handler: grpc.RpcMethodHandler[Any, Any], identity: Identity | None
+    handler: grpc.RpcMethodHandler[Any, Any],
+    identity: Identity | Exception | None,
+    method: str,
+    undecodable: _LogLimiter,
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    async def deny(context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(
-            grpc.StatusCode.UNAUTHENTICATED,
-            f"missing or invalid '{IDENTITY_HEADER}' call metadata",
-        )
+    h: Any = handler
+    decode: Callable[[bytes], Any] = h.request_deserializer
 
-    def unary(behavior: Any) -> Any:
+    def parse(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return decode(raw)
+        except Exception as error:  # DecodeError, and whatever a generated parser raises
+            peer = context.peer()
+            if undecodable.allow(peer):
+                log.warning("%s: undecodable request from %s (%s)", method, peer, error)
+            raise UndecodableRequest(f"the request is not a valid {method} request") from None
+
+    async def admit(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if isinstance(identity, Exception):
+            await abort_with(context, status_for(InvalidArgument.single("", str(identity))))
+        if identity is None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"missing or invalid '{IDENTITY_HEADER}' call metadata",
+            )
+        # Each call runs in its own task, whose context this does not leak out of; no reset
+        # (resetting from a streaming call's finaliser fails: another context runs it).
+        _current.set(identity)
+
+    async def requests(
+        raw: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        async for message in raw:
+            yield parse(message, context)
+
+    def unary(behavior: Any, streamed_requests: bool) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if identity is None:
-                await deny(context)
-            token = _current.set(identity)
+            await admit(context)
             try:
-                return await behavior(request, context)
-            finally:
-                _current.reset(token)
+                decoded = (
+                    requests(request, context) if streamed_requests else parse(request, context)
+                )
+                return await behavior(decoded, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await abort_with(context, status_for(error))
 
         return call
 
-    def streaming(behavior: Any) -> Any:
+    def streaming(behavior: Any, streamed_requests: bool) -> Any:
         if not inspect.isasyncgenfunction(behavior):
-            return unary(behavior)  # a handler that streams with context.write()
+            return unary(behavior, streamed_requests)  # streams with context.write()
 
         async def call(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            if identity is None:
-                await deny(context)
-            token = _current.set(identity)
+            await admit(context)
             try:
-                async for response in behavior(request, context):
+                decoded = (
+                    requests(request, context) if streamed_requests else parse(request, context)
+                )
+                async for response in behavior(decoded, context):
                     yield response
-            finally:
-                _current.reset(token)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await abort_with(context, status_for(error))
 
         return call
 
-    h: Any = handler
+    # Requests reach the wrapper as bytes (no deserializer): decoding is the wrapper's.
     if h.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
-            unary(h.unary_unary), h.request_deserializer, h.response_serializer
+            unary(h.unary_unary, False), None, h.response_serializer
         )
     if h.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
-            unary(h.stream_unary), h.request_deserializer, h.response_serializer
+            unary(h.stream_unary, True), None, h.response_serializer
         )
     if h.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            streaming(h.unary_stream), h.request_deserializer, h.response_serializer
+            streaming(h.unary_stream, False), None, h.response_serializer
         )
     return grpc.stream_stream_rpc_method_handler(
-        streaming(h.stream_stream), h.request_deserializer, h.response_serializer
+        streaming(h.stream_stream, True), None, h.response_serializer
     )

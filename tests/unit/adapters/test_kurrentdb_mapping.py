@@ -18,7 +18,16 @@ from kurrentdbclient import NewEvent as KdbNewEvent
 from kurrentdbclient import RecordedEvent as KdbRecordedEvent
 from kurrentdbclient import StreamState as KdbStreamState
 from kurrentdbclient.common import construct_filter_include_regex
-from kurrentdbclient.exceptions import NotFoundError, WrongCurrentVersionError
+from kurrentdbclient.exceptions import (
+    DeadlineExceededError,
+    DiscoveryFailedError,
+    GrpcDeadlineExceededError,
+    LeaderNotFoundError,
+    NodeIsNotLeaderError,
+    NotFoundError,
+    ServiceUnavailableError,
+    WrongCurrentVersionError,
+)
 from qis_adapters.eventstore.kurrentdb import (
     KurrentDbEventStore,
     new_stream_version,
@@ -30,6 +39,7 @@ from qis_adapters.eventstore.kurrentdb import (
 )
 from qis_adapters.eventstore.port import (
     EventFilter,
+    EventStoreUnavailable,
     NewEvent,
     RecordedEvent,
     StreamAppend,
@@ -452,3 +462,24 @@ async def test_missing_stream_has_no_version() -> None:
     client = RecordingClient(current_version=KdbStreamState.NO_STREAM)
 
     assert await adapter_on(client).stream_version("s") is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ServiceUnavailableError("down"),
+        DiscoveryFailedError("no members"),
+        DeadlineExceededError("deadline"),
+        GrpcDeadlineExceededError("deadline"),
+        NodeIsNotLeaderError("follower"),
+        LeaderNotFoundError("election"),
+    ],
+)
+async def test_a_cluster_that_cannot_take_the_call_is_unavailable(error: Exception) -> None:
+    client = RecordingClient(error=error)
+    store = adapter_on(client)
+    with pytest.raises(EventStoreUnavailable) as appending:
+        await store.append([StreamAppend("s", 4, [new_event()])])
+    assert appending.value.__cause__ is error
+    with pytest.raises(EventStoreUnavailable):
+        await store.read_stream("s")

@@ -22,8 +22,14 @@ from kurrentdbclient import NewEvent as KdbNewEvent
 from kurrentdbclient import RecordedEvent as KdbRecordedEvent
 from kurrentdbclient import StreamState as KdbStreamState
 from kurrentdbclient.exceptions import (
+    DeadlineExceededError,
     DiscoveryFailedError,
+    FollowerNotFoundError,
+    GrpcDeadlineExceededError,
+    LeaderNotFoundError,
+    NodeIsNotLeaderError,
     NotFoundError,
+    ReadOnlyReplicaNotFoundError,
     ServiceUnavailableError,
     WrongCurrentVersionError,
 )
@@ -182,12 +188,26 @@ def _validate(appends: Sequence[StreamAppend]) -> None:
             raise ValueError(f"stream {a.stream!r}: an append must carry at least one event")
 
 
+# The cluster cannot take the call now (no leader yet, a node restarting, a deadline hit):
+# nothing was appended, or the client's own retry detection makes a resend safe.
+_UNAVAILABLE = (
+    ServiceUnavailableError,
+    DiscoveryFailedError,
+    DeadlineExceededError,
+    GrpcDeadlineExceededError,
+    NodeIsNotLeaderError,
+    LeaderNotFoundError,
+    FollowerNotFoundError,
+    ReadOnlyReplicaNotFoundError,
+)
+
+
 @contextlib.contextmanager
 def _unavailable_as_port_error() -> Iterator[None]:
     try:
         yield
-    except (ServiceUnavailableError, DiscoveryFailedError) as e:
-        raise EventStoreUnavailable(str(e)) from e
+    except _UNAVAILABLE as e:
+        raise EventStoreUnavailable(f"{type(e).__name__}: {e}") from e
 
 
 class KurrentDbEventStore:

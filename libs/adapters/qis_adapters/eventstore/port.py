@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from qis_domain.errors import RetryLater
+
 
 class StreamState(enum.Enum):
     """Expected-version markers that are not a concrete version number."""
@@ -78,8 +80,16 @@ class WrongExpectedVersion(Exception):
         self.actual = actual
 
 
-class EventStoreUnavailable(Exception):
-    """The store cannot be reached; the operation may be retried later."""
+class EventStoreUnavailable(RetryLater):
+    """The store cannot be reached, is locked or read-only; nothing was written, and the
+    operation may be retried later."""
+
+
+class EventStoreFull(EventStoreUnavailable):
+    """The store is out of space; nothing was written. Retry once space is freed."""
+
+    kind = "full"
+    retry_after_s = 30.0
 
 
 class EventStore(Protocol):

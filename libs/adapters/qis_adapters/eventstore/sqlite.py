@@ -20,6 +20,7 @@ from typing import TypeVar
 from qis_adapters.eventstore.port import (
     AppendResult,
     EventFilter,
+    EventStoreFull,
     EventStoreUnavailable,
     RecordedEvent,
     StreamAppend,
@@ -108,6 +109,15 @@ def _filter_sql(event_filter: EventFilter | None) -> tuple[str, list[object]]:
     return sql, params
 
 
+_UNAVAILABLE = (
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CANTOPEN,
+)
+
+
 class SqliteEventStore:
     """Event store on one SQLite file; all SQLite calls run on one worker thread."""
 
@@ -185,7 +195,12 @@ class SqliteEventStore:
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
         except sqlite3.OperationalError as e:
-            if e.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            # Faults of the place the log lives, not of the request: a transaction that hits
+            # one rolls back whole, so the caller may retry.
+            primary = e.sqlite_errorcode & 0xFF
+            if primary == sqlite3.SQLITE_FULL:
+                raise EventStoreFull(f"{self._path}: {e}") from e
+            if primary in _UNAVAILABLE:
                 raise EventStoreUnavailable(f"{self._path}: {e}") from e
             raise
 

@@ -104,9 +104,7 @@ def series_from_proto(msg: series_pb2.Series, path: str = "series") -> SeriesDef
     check_length(msg.description, MAX_TEXT_LENGTH, f"{path}.description", v)
     rules, p = msg.validation, f"{path}.validation"
     max_jump_percent = parse_optional_decimal(rules.max_jump_percent, f"{p}.max_jump_percent", v)
-    max_spike_percent = parse_optional_decimal(
-        rules.max_spike_percent, f"{p}.max_spike_percent", v
-    )
+    max_spike_percent = parse_optional_decimal(rules.max_spike_percent, f"{p}.max_spike_percent", v)
     max_zscore = parse_optional_decimal(rules.max_zscore, f"{p}.max_zscore", v)
     if rules.zscore_window:  # 0: the default
         _in_range(

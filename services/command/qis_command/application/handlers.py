@@ -15,7 +15,7 @@ from qis_domain.commands import CommandContext, CommandOutcome
 from qis_domain.data_source import DataSource, source_stream
 from qis_domain.decisions import Decider, SeriesView, Timeline, snap_of_issue
 from qis_domain.definitions import SeriesDefinition
-from qis_domain.errors import FieldViolation, InvalidArgument
+from qis_domain.errors import FieldViolation, InvalidArgument, RetryLater
 from qis_domain.events import DomainEvent, Issue, QualityIssueDetected
 from qis_domain.metrics import calculate, window_limit_us
 from qis_domain.names import series_name, source_name
@@ -51,8 +51,11 @@ from qis_command.application.repository import Aggregate, Repository
 A = TypeVar("A", bound=Aggregate)
 
 
-class ConcurrencyExhausted(Exception):
+class ConcurrencyExhausted(RetryLater):
     """Other writers kept changing the same streams; the command was not applied."""
+
+    kind = "contention"
+    retry_after_s = 0.1
 
 
 Change = tuple[Aggregate, Sequence[DomainEvent]]

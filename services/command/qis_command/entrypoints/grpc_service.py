@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -10,16 +9,15 @@ import grpc
 import grpc.aio
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
-from qis_adapters.eventstore.port import EventStoreUnavailable
 from qis_adapters.proto.checks import collected, id_from_proto, name_from_proto
 from qis_adapters.proto.definitions import series_from_proto, source_from_proto
 from qis_adapters.proto.times import micros_from_proto
 from qis_adapters.proto.values import points_from_proto, snap_from_proto, value_from_proto
 from qis_domain.bounds import MAX_BATCH, MAX_ID_LENGTH, MAX_TEXT_LENGTH, check_length
 from qis_domain.commands import CommandContext
-from qis_domain.errors import DomainError, FieldViolation, InvalidArgument
+from qis_domain.errors import FieldViolation, InvalidArgument
 from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION
-from qis_runtime.errors import abort_with, plain_status, status_of
+from qis_runtime.errors import status_for
 from qis_runtime.identity import current_identity
 
 from qis_command.application.commands import (
@@ -34,13 +32,10 @@ from qis_command.application.commands import (
     ResolveIssues,
     RestatePoint,
 )
-from qis_command.application.handlers import CommandHandlers, ConcurrencyExhausted
+from qis_command.application.handlers import CommandHandlers
 
 _CORRELATION_HEADER = "x-correlation-id"
 _TRACE_HEADERS = ("traceparent", "tracestate")
-# Violations of one answer travel in trailing metadata, which clients cap at 8 KiB by default
-# (beyond it they see RESOURCE_EXHAUSTED, not the answer); base64 inflates them by a third.
-_MAX_VIOLATION_BYTES = 4_096
 Ctx = grpc.aio.ServicerContext[Any, Any]
 R = TypeVar("R")
 C = TypeVar("C")
@@ -104,15 +99,11 @@ class CommandService(pb_grpc.CommandServiceServicer):
         async for chunk in request_iterator:
             try:
                 result = await self._decide(chunk, context, _ingest_points, self._handlers.ingest)
-            except DomainError as error:
-                # In the response body, not in trailers: no size cap to fit.
-                yield pb.BulkIngestResponse(command_id=chunk.command_id, error=status_of(error))
-                continue
-            except (ConcurrencyExhausted, EventStoreUnavailable) as error:
-                # Retryable: the chunk stored nothing, and the stream stays usable.
-                unavailable = isinstance(error, EventStoreUnavailable)
-                code = grpc.StatusCode.UNAVAILABLE if unavailable else grpc.StatusCode.ABORTED
-                status = plain_status(code, str(error))
+            except Exception as error:
+                # Per chunk: the chunk stored nothing and the stream stays usable, so a client
+                # resends only what failed (after the RetryInfo delay, for a full or locked
+                # store). In the response body, not in trailers: no size cap to fit.
+                status = status_for(error, in_trailers=False)
                 yield pb.BulkIngestResponse(command_id=chunk.command_id, error=status)
                 continue
             yield pb.BulkIngestResponse(
@@ -186,16 +177,8 @@ class CommandService(pb_grpc.CommandServiceServicer):
         parse: Parse[Q, C],
         handle: Callable[[C, CommandContext], Awaitable[R]],
     ) -> R:
-        try:
-            return await self._decide(request, context, parse, handle)
-        except InvalidArgument as error:
-            await abort_with(context, status_of(_fitting(error)))
-        except DomainError as error:
-            await abort_with(context, status_of(error))
-        except ConcurrencyExhausted as error:
-            await abort_with(context, plain_status(grpc.StatusCode.ABORTED, str(error)))
-        except EventStoreUnavailable as error:
-            await abort_with(context, plain_status(grpc.StatusCode.UNAVAILABLE, str(error)))
+        # Whatever it raises becomes its status in the identity interceptor (errors.status_for).
+        return await self._decide(request, context, parse, handle)
 
 
 # --- requests to commands: every field checked, every violation recorded ---
@@ -336,29 +319,6 @@ def _check_reason(reason: str, missing: str, v: list[FieldViolation]) -> None:
     if not reason.strip():
         v.append(FieldViolation("reason", missing))
     check_length(reason, MAX_TEXT_LENGTH, "reason", v)
-
-
-def _fitting(error: InvalidArgument) -> InvalidArgument:
-    """The violations that fit in one answer, then one that says how many more there are, named
-    by the request field they fall under ("points"), so that no client takes the rest for
-    valid."""
-    kept: list[FieldViolation] = []
-    size = 0
-    for violation in error.violations:
-        # Room is kept for the closing violation.
-        size += len(violation.field.encode()) + len(violation.description.encode()) + 16
-        if size > _MAX_VIOLATION_BYTES - 256:
-            break
-        kept.append(violation)
-    omitted = error.violations[len(kept) :]
-    if not omitted:
-        return error
-    field = re.split(r"[.\[]", omitted[0].field, maxsplit=1)[0]
-    description = (
-        f"{len(omitted):,} more violations are not listed (an answer holds {len(kept)}):"
-        " fix these and send again, or send less at a time"
-    )
-    return InvalidArgument([*kept, FieldViolation(field, description)])
 
 
 _RESOLUTIONS = {
