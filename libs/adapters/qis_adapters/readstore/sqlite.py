@@ -582,7 +582,10 @@ class SqliteReadStore:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A full disk has SQLite roll back on its own: a second ROLLBACK would fail and
+            # hide the real error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
