@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -156,8 +156,37 @@ async def test_a_store_fault_is_retryable_and_a_resend_completes_once(
     assert again.commit_position == first.commit_position
 
 
-async def test_a_full_store_fails_only_the_chunks_it_refused_in_bulk_ingest(
-    command: Command, faults: SqliteFaults
+def _disk_full(faults: SqliteFaults, on: bool, _: pytest.MonkeyPatch) -> None:
+    faults.disk_full = on
+
+
+def _store_gone(_: SqliteFaults, on: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database file's disk goes away under the store (an I/O error on every write),
+    then comes back."""
+    if not on:
+        monkeypatch.undo()
+        return
+
+    def gone(*_: object) -> None:
+        error = sqlite3.OperationalError("disk I/O error")
+        error.sqlite_errorcode = sqlite3.SQLITE_IOERR
+        raise error
+
+    monkeypatch.setattr(SqliteEventStore, "_append_sync", gone)
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        pytest.param(_disk_full, grpc.StatusCode.RESOURCE_EXHAUSTED, id="disk-full"),
+        pytest.param(_store_gone, grpc.StatusCode.UNAVAILABLE, id="store-gone-and-back"),
+    ],
+)
+async def test_a_store_fault_fails_only_the_chunks_it_met_in_bulk_ingest(
+    command: Command,
+    faults: SqliteFaults,
+    fault: Callable[[SqliteFaults, bool, pytest.MonkeyPatch], None],
+    code: grpc.StatusCode,
 ) -> None:
     def chunk(i: int) -> pb.IngestPointsRequest:
         return pb.IngestPointsRequest(
@@ -175,18 +204,20 @@ async def test_a_full_store_fails_only_the_chunks_it_refused_in_bulk_ingest(
 
     stream = command.stub.BulkIngest(requests(), metadata=USER)
     answers: list[pb.BulkIngestResponse] = []
-    for i in range(3):
-        faults.disk_full = i == 1  # the second chunk meets a full disk
-        await outbox.put(chunk(i))
-        answers.append(cast_response(await stream.read()))
-    faults.disk_full = False
+    with pytest.MonkeyPatch.context() as patch:
+        for i in range(3):
+            fault(faults, i == 1, patch)  # only the second chunk meets the fault
+            await outbox.put(chunk(i))
+            answers.append(cast_response(await stream.read()))
     await outbox.put(chunk(1))  # the client resends what failed, on the same stream
     answers.append(cast_response(await stream.read()))
     await outbox.put(None)
     codes = [a.error.code if a.HasField("error") else 0 for a in answers]
-    assert codes == [0, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], 0, 0]
+    assert codes == [0, code.value[0], 0, 0]
     assert "RetryInfo" in details(answers[1].error)
     assert [a.result.accepted for a in answers if a.HasField("result")] == [300, 300, 300]
+    again = await command.ingest("chunk-1", days(2011))  # and it was applied exactly once
+    assert again.duplicate
 
 
 async def test_a_locked_store_is_unavailable_then_the_resend_completes(command: Command) -> None:
