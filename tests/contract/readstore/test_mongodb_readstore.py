@@ -1,4 +1,5 @@
-"""MongoDB-only guarantees: the indexes the queries rely on, and the document layout.
+"""MongoDB-only guarantees: the indexes the queries rely on, the document layout, and documents
+written by earlier code.
 
 Runs on FerretDB always and on a real MongoDB when QIS_TEST_MONGODB_URI is set (conftest).
 """
@@ -17,6 +18,7 @@ from qis_adapters.readstore.port import (
     ChangeFeedEntry,
     OfficialVersion,
     ProjectionBatch,
+    QualityMetrics,
 )
 
 if TYPE_CHECKING:
@@ -107,3 +109,30 @@ async def test_a_non_canonical_value_is_refused(mongo_backend: Backend) -> None:
     batch = ProjectionBatch(versions=[dataclasses.replace(VERSION, value=reversed_price)])
     with pytest.raises(ValueError, match="canonical"):
         await store.apply(batch, 10)
+
+
+async def test_a_document_written_before_a_field_existed_reads_with_its_default(
+    mongo_backend: Backend,
+) -> None:
+    store = await mongo_backend.open("g1")
+    await store.set_active_generation("g1")
+    # A metrics document as the code before missing_sessions & co. wrote it.
+    old = {
+        "_id": f'["S1",{SNAP},{SNAP + 60}]',
+        "series_id": "S1",
+        "window_start_us": Int64(SNAP),
+        "window_end_us": Int64(SNAP + 60),
+        "accuracy": 1.0,
+        "completeness": 0.5,
+        "timeliness": 0.25,
+        "consistency": 0.75,
+        "calculated_at_us": Int64(9),
+        "position": Int64(7),
+    }
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_backend.uri)
+    try:
+        await client[mongo_backend.database]["g1_metrics"].insert_one(old)
+    finally:
+        await client.close()
+    expected = QualityMetrics("S1", SNAP, SNAP + 60, 1.0, 0.5, 0.25, 0.75, 9, 7)
+    assert await store.metrics("S1", SNAP, SNAP + 1) == [expected]

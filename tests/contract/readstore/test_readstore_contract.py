@@ -162,9 +162,28 @@ def series(series_id: str, schema_version: int, position: int, unit: str = "USD"
     )
 
 
-def metric(start: int, position: int, accuracy: float = 0.5) -> QualityMetrics:
+def metric(
+    start: int,
+    position: int,
+    accuracy: float = 0.5,
+    completeness: float | None = 0.5,
+    missing: tuple[str, ...] = ("2023-11-14", "2023-11-16"),
+    uncovered_days: int = 0,
+) -> QualityMetrics:
     return QualityMetrics(
-        "S1", start, start + MINUTE, accuracy, 1.0, 0.25, 0.75, position, position
+        "S1",
+        start,
+        start + MINUTE,
+        accuracy,
+        completeness,
+        0.25,
+        0.75,
+        position,
+        position,
+        expected_snaps=4,
+        received_snaps=4 - len(missing),
+        missing_sessions=missing,
+        uncovered_days=uncovered_days,
     )
 
 
@@ -526,6 +545,31 @@ async def test_metrics_by_window_start(store: Adapter) -> None:
     await store.apply(ProjectionBatch(metrics=[windows[0]]), 13)  # replay of the older value
     assert (await store.metrics("S1", *EVERYTHING))[0] == recalculated
     assert await store.metrics("S2", *EVERYTHING) == []
+
+
+async def test_metrics_of_unknown_completeness_and_recalculations_in_both_directions(
+    store: Adapter,
+) -> None:
+    # A window partly outside the calendar's coverage: completeness unknown, never a number.
+    unknown = metric(T0, 10, completeness=None, missing=("2023-11-14",), uncovered_days=3)
+    await store.apply(ProjectionBatch(metrics=[unknown]), 10)
+    assert await store.metrics("S1", *EVERYTHING) == [unknown]
+    # Each recalculation replaces every field, including one the newer record leaves empty.
+    complete = metric(T0, 20, completeness=1.0, missing=())
+    await store.apply(ProjectionBatch(metrics=[complete]), 20)
+    assert await store.metrics("S1", *EVERYTHING) == [complete]
+    unknown_again = metric(T0, 30, completeness=None, missing=("2023-11-15",), uncovered_days=1)
+    await store.apply(ProjectionBatch(metrics=[unknown_again]), 30)
+    assert await store.metrics("S1", *EVERYTHING) == [unknown_again]
+
+
+async def test_a_higher_version_without_flags_clears_them_from_the_current_record(
+    store: Adapter,
+) -> None:
+    flagged, clean = V2, dataclasses.replace(V3, flags=())
+    await store.apply(ProjectionBatch(versions=[flagged]), 20)
+    await store.apply(ProjectionBatch(versions=[clean]), 30)
+    assert await store.latest_range("S1", *EVERYTHING, 10) == [clean]
 
 
 async def test_rebuild_into_a_new_generation_and_switch(backend: Backend) -> None:

@@ -1,4 +1,5 @@
-"""SQLite-only guarantees: every query is an index range scan, and the benchmark baseline."""
+"""SQLite-only guarantees: every query is an index range scan, the benchmark baseline, and files
+written by earlier code brought to the current shape."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from qis_adapters.readstore.port import ChangeFeedEntry, OfficialVersion, ProjectionBatch
+from qis_adapters.readstore.port import (
+    ChangeFeedEntry,
+    OfficialVersion,
+    ProjectionBatch,
+    QualityMetrics,
+)
 from qis_adapters.readstore.sqlite import SqliteReadStore, _Sql
 
 # Every statement behind the port's queries. The issue query is built per filter: its common
@@ -73,3 +79,67 @@ async def test_raw_bulk_insert_writes_the_same_rows_into_a_scratch_generation(
     finally:
         conn.close()
     assert not {t for t in tables if t.startswith("scratch_")}
+
+
+# The metrics table as the code before missing_sessions & co. created it (completeness NOT NULL),
+# written out here so that the test keeps describing that file whatever the adapter becomes.
+OLD_METRICS_DDL = (
+    "CREATE TABLE g1_metrics (series_id TEXT NOT NULL, window_start_us INTEGER NOT NULL,"
+    " window_end_us INTEGER NOT NULL, accuracy REAL NOT NULL, completeness REAL NOT NULL,"
+    " timeliness REAL NOT NULL, consistency REAL NOT NULL, calculated_at_us INTEGER NOT NULL,"
+    " position INTEGER NOT NULL, PRIMARY KEY (series_id, window_start_us, window_end_us))"
+    " WITHOUT ROWID"
+)
+
+
+def _root_pages(path: Path) -> dict[str, int]:
+    """Where each table starts in the file: a rebuilt table starts elsewhere."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT name, rootpage FROM sqlite_master WHERE type = 'table'")
+        return dict(rows.fetchall())
+    finally:
+        conn.close()
+
+
+async def test_a_generation_written_by_earlier_code_is_brought_to_the_current_shape(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "read.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+        conn.executemany("INSERT INTO meta VALUES (?, ?)", [("active", "g1"), ("generation:g1", 7)])
+        conn.execute(OLD_METRICS_DDL)
+        conn.execute("INSERT INTO g1_metrics VALUES ('S1', 100, 200, 1.0, 0.5, 0.25, 0.75, 9, 7)")
+    finally:
+        conn.close()
+    old = QualityMetrics("S1", 100, 200, 1.0, 0.5, 0.25, 0.75, 9, 7)  # the new fields' defaults
+
+    reader = await SqliteReadStore.open(path)  # a query service may open the file first
+    try:
+        assert await reader.metrics("S1", 0, 1000) == [old]
+    finally:
+        await reader.close()
+    writer = await SqliteReadStore.open(path, "g1")
+    try:
+        unknown = QualityMetrics(
+            "S1", 300, 400, 1.0, None, 0.25, 0.75, 10, 8, 4, 3, ("2024-01-02",), 2
+        )
+        await writer.apply(ProjectionBatch(metrics=[unknown]), 8)
+        assert await writer.metrics("S1", 0, 1000) == [old, unknown]
+        assert await writer.checkpoint() == 8
+    finally:
+        await writer.close()
+
+
+async def test_opening_a_store_of_the_current_shape_rebuilds_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "read.db"
+    for generation in ("g1", "g2", None):
+        store = await SqliteReadStore.open(path, generation)
+        await store.close()
+    before = _root_pages(path)
+    assert {"g1_metrics", "g2_versions"} <= before.keys()
+    store = await SqliteReadStore.open(path)
+    await store.close()
+    assert _root_pages(path) == before

@@ -24,7 +24,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, Generic, TypeVar
 
 from bson.int64 import Int64
@@ -112,6 +112,13 @@ class _Kind(Generic[R]):
         self.int64 = int64
         self.arrays = arrays  # tuple[str, ...] fields, stored as arrays
         self.names = tuple(f.name for f in fields(record))  # type: ignore[arg-type]
+        # What a field reads as when its document lacks it: written before the field existed.
+        # Such a default must be the field's null or empty value, which encode leaves out too.
+        self.defaults = {
+            f.name: f.default
+            for f in fields(record)  # type: ignore[arg-type]
+            if f.default is not MISSING
+        }
         self.sort = [(name, ASCENDING) for name in key]
 
     def encode(self, record: R, values: Callable[[bytes], JsonDoc]) -> tuple[str, Doc]:
@@ -132,12 +139,18 @@ class _Kind(Generic[R]):
                 doc[name] = x
         return _key_id(tuple(doc[name] for name in self.key)), doc
 
+    def replace(self, doc: Doc) -> Doc:
+        """The update that makes a stored document `doc`: the fields `doc` leaves out (null or
+        empty) are removed, or an older value would survive."""
+        left_out = {name: "" for name in self.names if name not in doc}
+        return {"$set": doc, "$unset": left_out} if left_out else {"$set": doc}
+
     def decode(self, doc: Doc) -> R:
         kwargs: Doc = {}
         for name in self.names:
             x = doc.get(name)
-            if x is None:  # left out: null or empty (see encode)
-                kwargs[name] = () if name in self.arrays else None
+            if x is None:  # left out: null or empty (see encode), or older than the field
+                kwargs[name] = self.defaults.get(name, () if name in self.arrays else None)
             elif name in self.int64:
                 kwargs[name] = int(x)
             elif name == "value":
@@ -186,6 +199,7 @@ _METRICS = _Kind(
     QualityMetrics,
     ("series_id", "window_start_us", "window_end_us"),
     frozenset({"window_start_us", "window_end_us", "calculated_at_us", "position"}),
+    frozenset({"missing_sessions"}),
 )
 _KINDS: tuple[_Kind[Any], ...] = (
     _VERSIONS,
@@ -351,7 +365,7 @@ class MongoReadStore:
                 ops.append(UpdateOne({"_id": key}, {"$setOnInsert": doc}, upsert=True))
                 guard = None if older is None else older(record)
                 if guard is not None:
-                    ops.append(UpdateOne({"_id": key, **guard}, {"$set": doc}))
+                    ops.append(UpdateOne({"_id": key, **guard}, kind.replace(doc)))
             return self._collection(generation, kind), ops
 
         # Lineage and the versions themselves first: what the second phase points at exists.

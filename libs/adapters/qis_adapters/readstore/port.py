@@ -164,17 +164,28 @@ class SeriesEntry:
 
 @dataclass(frozen=True, slots=True)
 class QualityMetrics:
-    """Quality of a series over a window. Key: (series_id, window_start_us, window_end_us)."""
+    """Quality of a series over a window. Key: (series_id, window_start_us, window_end_us).
+
+    `completeness` is None when it is unknown: some days of the window lie outside the exchange
+    calendar's coverage (`uncovered_days` > 0), so no count of expected values is complete, and
+    a number would claim more than is known. `expected_snaps` and `received_snaps` then count
+    the covered days only. The fields after `position` came later: records stored before them
+    read with their defaults.
+    """
 
     series_id: str
     window_start_us: int
     window_end_us: int
     accuracy: float
-    completeness: float
+    completeness: float | None
     timeliness: float
     consistency: float
     calculated_at_us: int
     position: int
+    expected_snaps: int = 0
+    received_snaps: int = 0
+    missing_sessions: tuple[str, ...] = ()  # ISO dates of expected sessions without a value
+    uncovered_days: int = 0  # days of the window outside the calendar's coverage
 
 
 @dataclass(slots=True)

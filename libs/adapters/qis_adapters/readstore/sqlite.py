@@ -6,7 +6,9 @@ Layout of one database file:
   that `list_generations` reads.
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
   `_series`, `_metrics`: WITHOUT ROWID tables clustered on their natural key, so every query of the
-  port is one index range scan in the order it returns.
+  port is one index range scan in the order it returns. Opening a store brings the tables of every
+  registered generation to the shape this code declares (`_Table.migrate`), so a file written by
+  earlier code reads on.
 
 One instance owns one connection used only by its own worker thread, so the event loop never blocks
 on disk and the connection never needs locking. An instance built with a generation name writes
@@ -72,6 +74,9 @@ def _json(doc: JsonDoc) -> str:
 
 
 _TEXT, _INT, _REAL, _BLOB = "TEXT NOT NULL", "INTEGER NOT NULL", "REAL NOT NULL", "BLOB NOT NULL"
+# A column added to a table that may already hold rows needs a default: rebuilding the table to
+# its new shape (see _Table.migrate) fills the old rows with it.
+_TEXT_EMPTY, _INT_0 = "TEXT NOT NULL DEFAULT ''", "INTEGER NOT NULL DEFAULT 0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +95,54 @@ class _Table:
         return ", ".join(name for name, _ in self.columns)
 
     def ddl(self, table: str) -> tuple[str, ...]:
+        return (self._create_table(table), *self._create_indexes(table))
+
+    def _create_table(self, table: str) -> str:
         columns = ", ".join(f"{name} {type_}" for name, type_ in self.columns)
         return (
             f"CREATE TABLE IF NOT EXISTS {table} ({columns}, PRIMARY KEY ({', '.join(self.key)}))"
-            " WITHOUT ROWID",
-            *(
-                f"CREATE INDEX IF NOT EXISTS {table}_by_{'_'.join(index)}"
-                f" ON {table} ({', '.join(index)})"
-                for index in self.indexes
-            ),
+            " WITHOUT ROWID"
         )
+
+    def _create_indexes(self, table: str) -> tuple[str, ...]:
+        return tuple(
+            f"CREATE INDEX IF NOT EXISTS {table}_by_{'_'.join(index)}"
+            f" ON {table} ({', '.join(index)})"
+            for index in self.indexes
+        )
+
+    def _shape(self) -> list[tuple[str, str, bool, int]]:
+        """(name, declared type, NOT NULL, position in the key or 0) of each column, in order:
+        what `PRAGMA table_info` reports of a table created by `ddl`."""
+        return [
+            (
+                name,
+                type_.split()[0],
+                "NOT NULL" in type_,
+                self.key.index(name) + 1 if name in self.key else 0,
+            )
+            for name, type_ in self.columns
+        ]
+
+    def migrate(self, c: sqlite3.Connection, table: str) -> None:
+        """Create `table`, or bring one created by earlier code to this shape, inside the
+        caller's transaction.
+
+        SQLite can neither add a column in the middle nor drop a NOT NULL, and rows map to
+        records by column position: a table of any other shape is rebuilt. Its rows are copied
+        column by column by name: a new column takes its default (a new NOT NULL column without
+        one fails the copy, loudly), a column no longer specified is left behind.
+        """
+        found = c.execute(f"PRAGMA table_info({table})").fetchall()
+        if found and [(n, t, bool(nn), pk) for _, n, t, nn, _, pk in found] != self._shape():
+            kept = ", ".join(name for name, _ in self.columns if name in {row[1] for row in found})
+            rebuilt = f"{table}__rebuild"
+            c.execute(self._create_table(rebuilt))
+            c.execute(f"INSERT INTO {rebuilt} ({kept}) SELECT {kept} FROM {table}")
+            c.execute(f"DROP TABLE {table}")  # and its indexes, re-created below
+            c.execute(f"ALTER TABLE {rebuilt} RENAME TO {table}")
+        for statement in self.ddl(table):
+            c.execute(statement)
 
     def insert(self, table: str, verb: str = "INSERT OR IGNORE") -> str:
         marks = ", ".join("?" * len(self.columns))
@@ -222,11 +265,15 @@ _TABLES = {
             ("window_start_us", _INT),
             ("window_end_us", _INT),
             ("accuracy", _REAL),
-            ("completeness", _REAL),
+            ("completeness", "REAL"),  # NULL: unknown
             ("timeliness", _REAL),
             ("consistency", _REAL),
             ("calculated_at_us", _INT),
             ("position", _INT),
+            ("expected_snaps", _INT_0),
+            ("received_snaps", _INT_0),
+            ("missing_sessions", _TEXT_EMPTY),
+            ("uncovered_days", _INT_0),
         ),
         ("series_id", "window_start_us", "window_end_us"),
     ),
@@ -406,17 +453,24 @@ def _change_row(c: ChangeFeedEntry) -> Row:
 
 
 _closure_row = attrgetter("recorded_to_us", "position_to", "series_id", "snap_us", "version")
-_metric_row = attrgetter(
-    "series_id",
-    "window_start_us",
-    "window_end_us",
-    "accuracy",
-    "completeness",
-    "timeliness",
-    "consistency",
-    "calculated_at_us",
-    "position",
-)
+
+
+def _metric_row(m: QualityMetrics) -> Row:
+    return (
+        m.series_id,
+        m.window_start_us,
+        m.window_end_us,
+        m.accuracy,
+        m.completeness,
+        m.timeliness,
+        m.consistency,
+        m.calculated_at_us,
+        m.position,
+        m.expected_snaps,
+        m.received_snaps,
+        _SEP.join(m.missing_sessions),
+        m.uncovered_days,
+    )
 
 
 def _audit_rows(entries: Sequence[AuditEntry]) -> list[Row]:
@@ -519,7 +573,10 @@ def _series(rows: list[Row]) -> list[SeriesEntry]:
 
 
 def _metrics(rows: list[Row]) -> list[QualityMetrics]:
-    return [QualityMetrics(*row) for row in rows]
+    return [
+        QualityMetrics(s, a, z, acc, com, tim, con, at, p, exp, rec, _split(miss), unc)
+        for s, a, z, acc, com, tim, con, at, p, exp, rec, miss, unc in rows
+    ]
 
 
 class SqliteReadStore:
@@ -566,7 +623,15 @@ class SqliteReadStore:
         with self._transaction() as c:
             c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
             if self._generation is not None:
-                self._create_generation(c, self._generation)
+                c.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, NULL)",
+                    (GENERATION_KEY_PREFIX + self._generation,),
+                )
+            # Every generation, not only the one written: a reader may open a store written by
+            # earlier code before its projector does, and reads the active one at once.
+            for generation in self._list_generations():
+                for name, table in _TABLES.items():
+                    table.migrate(c, f"{generation}_{name}")
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -594,14 +659,6 @@ class SqliteReadStore:
         if sql is None:
             sql = self._sql[generation] = _Sql.for_generation(generation)
         return sql
-
-    def _create_generation(self, c: sqlite3.Connection, generation: str) -> None:
-        for statement in self._statements(generation).create:
-            c.execute(statement)
-        c.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, NULL)",
-            (GENERATION_KEY_PREFIX + generation,),
-        )
 
     def _writer(self) -> str:
         if self._generation is None:

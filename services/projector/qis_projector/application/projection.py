@@ -182,11 +182,16 @@ class Projection:
                     window_start_us=event.window_start_us,
                     window_end_us=event.window_end_us,
                     accuracy=float(event.accuracy),
-                    completeness=float(event.completeness),
+                    # "" is unknown (days outside the calendar's coverage), never a number.
+                    completeness=float(event.completeness) if event.completeness else None,
                     timeliness=float(event.timeliness),
                     consistency=float(event.consistency),
                     calculated_at_us=recorded_at,
                     position=position,
+                    expected_snaps=event.expected_snaps,
+                    received_snaps=event.received_snaps,
+                    missing_sessions=tuple(event.missing_sessions),
+                    uncovered_days=event.uncovered_days,
                 )
             )
             self._audit_series(
