@@ -7,6 +7,7 @@ cut-off publication by the scheduler, and restatements reaching subscribers."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -624,12 +625,28 @@ async def test_completeness_counts_exchange_sessions_and_calendar_flags_holidays
         gappy = [(s, v) for s, v in closes if s != close_us(dropped)]
         r2 = await ingest(c, gappy_id, feed, gappy, "f")
         assert (r2.accepted, r2.flagged) == (20, 0)
-        assert (await calculate_metrics(c, gappy_id, *window)).completeness == float("0.952381")
+        gap = await calculate_metrics(c, gappy_id, *window)
+        assert gap.completeness == float("0.952381")
+        assert (gap.expected_snaps, gap.received_snaps, gap.uncovered_days) == (21, 20, 0)
+        assert list(gap.missing_sessions) == [dropped.isoformat()]  # what to fill
 
         # The missing session arrives: calculated again, the window is complete.
         r3 = await ingest(c, gappy_id, feed, [(close_us(dropped), "4713.00")], "f")
         assert r3.published == 1
         assert (await calculate_metrics(c, gappy_id, *window)).completeness == 1.0
+
+
+async def test_completeness_outside_the_calendars_coverage_is_unknown(cluster: Cluster) -> None:
+    series_id, feed = unique("xnys-1965"), unique("feed")
+    async with cluster.clients() as c:
+        await setup_series(
+            c, series_id, series_def([(feed, 1)], calendar="XNYS", time_zone="America/New_York")
+        )
+        days = weekdays(date(1965, 6, 1), date(1965, 6, 30))
+        await ingest(c, series_id, feed, [(close_us(d), "100.00") for d in days], "f")
+        metrics = await calculate_metrics(c, series_id, utc_us(1965, 6, 1), utc_us(1965, 7, 1))
+        assert math.isnan(metrics.completeness)  # unknown, never "complete"
+        assert (metrics.uncovered_days, metrics.expected_snaps) == (30, 0)
 
 
 async def test_completeness_of_a_utc_month_whose_eve_is_a_session(cluster: Cluster) -> None:

@@ -3,6 +3,8 @@ merged from their stored serialised form and timestamps are set from stored inte
 
 from __future__ import annotations
 
+import math
+
 from google.protobuf import json_format, struct_pb2
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import series_pb2
@@ -116,10 +118,14 @@ def quality_metrics(m: QualityMetrics) -> pb.QualityMetrics:
         window_start=timestamp(m.window_start_us),
         window_end=timestamp(m.window_end_us),
         accuracy=m.accuracy,
-        completeness=m.completeness,
+        completeness=math.nan if m.completeness is None else m.completeness,
         timeliness=m.timeliness,
         consistency=m.consistency,
         calculate_time=timestamp(m.calculated_at_us),
+        expected_snaps=m.expected_snaps,
+        received_snaps=m.received_snaps,
+        missing_sessions=m.missing_sessions,
+        uncovered_days=m.uncovered_days,
     )
 
 

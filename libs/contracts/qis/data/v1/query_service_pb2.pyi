@@ -828,16 +828,31 @@ class QualityMetrics(_message.Message):
     TIMELINESS_FIELD_NUMBER: _builtins.int
     CONSISTENCY_FIELD_NUMBER: _builtins.int
     CALCULATE_TIME_FIELD_NUMBER: _builtins.int
+    EXPECTED_SNAPS_FIELD_NUMBER: _builtins.int
+    RECEIVED_SNAPS_FIELD_NUMBER: _builtins.int
+    MISSING_SESSIONS_FIELD_NUMBER: _builtins.int
+    UNCOVERED_DAYS_FIELD_NUMBER: _builtins.int
     series: _builtins.str
     """Resource name of the series, "series/{series_id}"."""
     accuracy: _builtins.float
     """Points whose sources agree within tolerance / points with two or more sources."""
     completeness: _builtins.float
-    """Expected snaps with an official value / expected snaps (exchange calendar sessions)."""
+    """Expected snaps with an official value / expected snaps (exchange calendar sessions).
+    NaN when unknown: some days of the window are outside what the exchange calendar
+    covers (see uncovered_days), so no figure would be honest; never 1 in that case.
+    """
     timeliness: _builtins.float
     """First publications within the series' SLA / first publications."""
     consistency: _builtins.float
     """Source values passing every rule / source values checked."""
+    expected_snaps: _builtins.int
+    """Snaps expected in the window (one per exchange session for a daily series with a
+    calendar, one per step for other fixed frequencies), over the days the calendar covers.
+    """
+    received_snaps: _builtins.int
+    """Expected snaps that have an official value."""
+    uncovered_days: _builtins.int
+    """Days of the window outside the exchange calendar's coverage (completeness unset if any)."""
     @_builtins.property
     def window_start(self) -> _timestamp_pb2.Timestamp:
         """Start of the window (inclusive)."""
@@ -850,6 +865,12 @@ class QualityMetrics(_message.Message):
     def calculate_time(self) -> _timestamp_pb2.Timestamp:
         """When it was calculated."""
 
+    @_builtins.property
+    def missing_sessions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The expected exchange sessions without an official value, as ISO 8601 dates
+        ("2024-01-17"): the list to work through when filling gaps.
+        """
+
     def __init__(
         self,
         *,
@@ -861,10 +882,14 @@ class QualityMetrics(_message.Message):
         timeliness: _builtins.float = ...,
         consistency: _builtins.float = ...,
         calculate_time: _timestamp_pb2.Timestamp | None = ...,
+        expected_snaps: _builtins.int = ...,
+        received_snaps: _builtins.int = ...,
+        missing_sessions: _abc.Iterable[_builtins.str] | None = ...,
+        uncovered_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["calculate_time", b"calculate_time", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "calculate_time", b"calculate_time", "completeness", b"completeness", "consistency", b"consistency", "series", b"series", "timeliness", b"timeliness", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "calculate_time", b"calculate_time", "completeness", b"completeness", "consistency", b"consistency", "expected_snaps", b"expected_snaps", "missing_sessions", b"missing_sessions", "received_snaps", b"received_snaps", "series", b"series", "timeliness", b"timeliness", "uncovered_days", b"uncovered_days", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
