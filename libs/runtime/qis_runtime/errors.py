@@ -24,6 +24,7 @@ import grpc.aio
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from qis_adapters.faults import store_fault
 from qis_domain.errors import (
     AlreadyExists,
     DomainError,
@@ -109,6 +110,8 @@ def status_for(error: Exception, *, in_trailers: bool = True) -> status_pb2.Stat
         return status_of(error)
     if isinstance(error, UndecodableRequest):
         return status_of(InvalidArgument.single("", str(error)))
+    if (fault := store_fault(error)) is not None:
+        error = fault  # a store's fault escaped as the driver's error: still retryable
     if isinstance(error, RetryLater):
         code, reason = _RETRY_CODES.get(error.kind, _RETRY_CODES["unavailable"])
         status = plain_status(code, str(error) or reason.lower())

@@ -19,10 +19,11 @@ import logging
 import signal
 
 from grpc_health.v1 import health_pb2
+from qis_adapters.faults import store_fault
 from qis_runtime.logs import configure_logging, tune_garbage_collection
 from qis_runtime.server import QisServer
 
-from qis_projector.application.faults import Backoff, describe, transient_cause
+from qis_projector.application.faults import Backoff, describe
 from qis_projector.application.projector import ProjectionHalted
 from qis_projector.bootstrap import (
     ProjectorApp,
@@ -69,7 +70,7 @@ async def _project(
             generation = await active_or_first_generation(settings)
             app = await build(settings, generation)
         except Exception as error:
-            cause = transient_cause(error)
+            cause = store_fault(error)
             if cause is None:
                 raise
             failures += 1
@@ -117,7 +118,7 @@ async def _watch(
                 return
         except Exception as error:
             # The projector reports the store's trouble itself; the switch can wait a round.
-            if transient_cause(error) is None:
+            if store_fault(error) is None:
                 raise
         await _pause(stop, _WATCH_INTERVAL_S)
 

@@ -15,9 +15,10 @@ from typing import TypeVar
 import pytest
 from qis_adapters.eventstore.port import EventStoreUnavailable
 from qis_adapters.eventstore.sqlite import SqliteEventStore
+from qis_adapters.faults import store_fault
 from qis_adapters.readstore.port import ProjectionBatch
 from qis_adapters.readstore.sqlite import SqliteReadStore
-from qis_projector.application.faults import Backoff, transient_cause
+from qis_projector.application.faults import Backoff
 from qis_projector.application.projector import Projector, ProjectorLimits
 
 from tests.service.projector.projector_support import (
@@ -236,4 +237,4 @@ def test_store_failures_worth_waiting_out_are_told_apart_by_type(
     tmp_path: Path, make: Callable[[Path], BaseException], transient: bool
 ) -> None:
     error = make(tmp_path / "faults.db")
-    assert (transient_cause(error) is not None) == transient, repr(error)
+    assert (store_fault(error) is not None) == transient, repr(error)

@@ -27,6 +27,7 @@ from qis_adapters.eventstore.port import (
     StreamState,
     WrongExpectedVersion,
 )
+from qis_adapters.faults import StoreFull, sqlite_fault
 
 _T = TypeVar("_T")
 
@@ -109,15 +110,6 @@ def _filter_sql(event_filter: EventFilter | None) -> tuple[str, list[object]]:
     return sql, params
 
 
-_UNAVAILABLE = (
-    sqlite3.SQLITE_BUSY,
-    sqlite3.SQLITE_LOCKED,
-    sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_CANTOPEN,
-)
-
-
 class SqliteEventStore:
     """Event store on one SQLite file; all SQLite calls run on one worker thread."""
 
@@ -197,11 +189,11 @@ class SqliteEventStore:
         except sqlite3.OperationalError as e:
             # Faults of the place the log lives, not of the request: a transaction that hits
             # one rolls back whole, so the caller may retry.
-            primary = e.sqlite_errorcode & 0xFF
-            if primary == sqlite3.SQLITE_FULL:
-                raise EventStoreFull(f"{self._path}: {e}") from e
-            if primary in _UNAVAILABLE:
-                raise EventStoreUnavailable(f"{self._path}: {e}") from e
+            fault = sqlite_fault(e, self._path)
+            if isinstance(fault, StoreFull):
+                raise EventStoreFull(str(fault)) from e
+            if fault is not None:
+                raise EventStoreUnavailable(str(fault)) from e
             raise
 
     async def append(self, appends: Sequence[StreamAppend]) -> AppendResult:

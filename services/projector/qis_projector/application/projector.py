@@ -21,9 +21,10 @@ from typing import Any
 
 from qis_adapters.eventstore.codec import EventCodec
 from qis_adapters.eventstore.port import EventFilter, EventStore, RecordedEvent
+from qis_adapters.faults import store_fault
 from qis_adapters.readstore.port import ProjectionBatch, ReadModelWriter
 
-from qis_projector.application.faults import Backoff, describe, transient_cause
+from qis_projector.application.faults import Backoff, describe
 from qis_projector.application.projection import Projection
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class Projector:
         except _BatchFailed as alone:
             raise ProjectionHalted(alone.error, alone.last, self.checkpoint) from alone.error
         except Exception as error:
-            cause = transient_cause(error)
+            cause = store_fault(error)
             if cause is None:
                 raise ProjectionHalted(error, None, self.checkpoint) from error
             await self._wait_out(cause)
@@ -288,7 +289,7 @@ class Projector:
         try:
             await self._store.apply(batch.records, position)
         except Exception as error:
-            if transient_cause(error) is not None:
+            if store_fault(error) is not None:
                 raise
             raise _BatchFailed(batch.last, error) from error
         self.checkpoint = position

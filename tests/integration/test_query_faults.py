@@ -1,0 +1,59 @@
+"""A read store that fails under the query service (its disk gone, its file locked) answers
+UNAVAILABLE with RetryInfo, over gRPC, instead of an internal error: the same error policy as
+the command side, for every query."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from qis.data.v1 import query_service_pb2 as q
+from qis.data.v1 import query_service_pb2_grpc as q_grpc
+from qis_adapters.readstore.sqlite import SqliteReadStore
+from qis_query.bootstrap import build
+from qis_query.settings import QuerySettings
+
+from tests.e2e.harness import as_user
+from tests.service.query.readmodel import SERIES, write_scenario
+
+
+@pytest.fixture
+async def stub(tmp_path: Path) -> AsyncIterator[q_grpc.QueryServiceAsyncStub]:
+    store = await SqliteReadStore.open(tmp_path / "read.db", "g1")
+    await store.set_active_generation("g1")
+    await write_scenario(store)
+    app = await build(QuerySettings(query_address="127.0.0.1:0"), store)
+    port = await app.server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield q_grpc.QueryServiceStub(channel)
+    finally:
+        await app.server.stop(0)
+        await app.close()
+        await store.close()
+
+
+@pytest.mark.parametrize("code", [sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY])
+async def test_a_failing_read_store_is_unavailable_with_retry_info(
+    stub: q_grpc.QueryServiceAsyncStub, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    async def failing(self: SqliteReadStore, *_: object) -> None:
+        error = sqlite3.OperationalError("the read store's disk or lock failed")
+        error.sqlite_errorcode = code
+        raise error
+
+    monkeypatch.setattr(SqliteReadStore, "_run", failing)
+    call = stub.GetSeries(q.GetSeriesRequest(name=f"series/{SERIES}"), metadata=as_user("r"))
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await call
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE, error.value.details()
+    status = await rpc_status.aio.from_call(call)
+    assert status is not None
+    retry = error_details_pb2.RetryInfo()
+    assert any(d.Unpack(retry) for d in status.details)
