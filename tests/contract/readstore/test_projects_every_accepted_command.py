@@ -1,9 +1,9 @@
-X
-bounds, proved by property): hypothesis draws requests at and around the bounds (the first and
-last instant, decimals of 18 integer and 18 fractional digits, metrics windows and override
-expiries at the ends of time), sends them to a real command servicer over gRPC, and projects
-whatever it accepted into SQLite, FerretDB and the in-memory store. One extreme timestamp must
-never stop the read side."""
+"""Every command the command side accepts projects on every read-store adapter (the bounds
+table, qis_domain.bounds, proved by property): hypothesis draws requests at and around the
+bounds (the first and last instant, decimals of 18 integer and 18 fractional digits, metrics
+windows and override expiries at the ends of time), sends them to a real command servicer over
+gRPC, and projects whatever it accepted into SQLite, FerretDB and the in-memory store. One
+extreme timestamp must never stop the read side."""
 
 from __future__ import annotations
 
