@@ -10,16 +10,17 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/qis
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone, so that editing the code does not reinstall them.
+# Dependencies first, from the runtime lock alone (exact versions, hashes checked: the same set
+# scripts/setup.sh installs), so that editing the code does not reinstall them.
+COPY requirements/runtime.lock ./requirements/
+RUN /opt/qis/bin/pip install --require-hashes -r requirements/runtime.lock
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && /opt/qis/bin/pip install -r /tmp/requirements.txt
 # The code: the generated protobuf modules are committed under libs/contracts, so no protoc here.
 COPY libs ./libs
 COPY services ./services
 COPY clients ./clients
-RUN /opt/qis/bin/pip install --no-deps .
+# No dependencies (all in the lock) and no build isolation (setuptools is in the lock too).
+RUN /opt/qis/bin/pip install --no-deps --no-build-isolation .
 
 # --- runtime --------------------------------------------------------------------------------------
 FROM python:3.11-slim
