@@ -1,6 +1,6 @@
 """Read-side benchmark (run: python -m bench.readside [--scale small|full]).
 
-Measured in one run on the embedded SQLite stores (DESIGN §3, §7), each step on fresh files:
+Measured in one run on the embedded SQLite stores (docs/architecture.md §3, §7), each step on fresh files:
 
 1. projector: an event store filled through the in-process command handlers (untimed), then the
    real Projector projecting all of it into a fresh read store; every ProjectionBatch it applied

@@ -1,7 +1,7 @@
 """The read-store port: bitemporal read models written by the projector, read by the query service.
 
 Both adapters (embedded SQLite, MongoDB) implement exactly these semantics and are held to them
-by one shared contract suite (tests/contract/readstore). DESIGN.md §3 is the model:
+by one shared contract suite (tests/contract/readstore). docs/architecture.md §3 is the model:
 
 - valid time = the snap, int64 microseconds since the Unix epoch, UTC;
 - knowledge time = [recorded_from_us, recorded_to_us) taken from event commit times, and the same

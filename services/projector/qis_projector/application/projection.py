@@ -1,4 +1,4 @@
-"""From decoded events to read-model records (DESIGN §3). Deterministic: the same events give
+"""From decoded events to read-model records (docs/architecture.md §3). Deterministic: the same events give
 the same records, so a rebuild from position 0 reproduces the live read model exactly."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The projector: a catch-up subscription to the event store that keeps the read models.
 
-Exactly-once effect without transactions (DESIGN §3): every read-model write is idempotent and
+Exactly-once effect without transactions (docs/architecture.md §3): every read-model write is idempotent and
 the checkpoint is written after its batch, so a crash anywhere replays a suffix of the log and
 changes nothing that was already right. The projector never writes to the event store.
 
