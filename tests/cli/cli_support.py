@@ -1,21 +1,17 @@
-"""Helpers of the CLI tests: a `qis-command` process to talk to, and `qis` run in-process."""
+"""Helpers of the CLI tests: `qis` run in-process against real qis processes."""
 
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from qis_cli.main import main
 
 BIN = Path(sys.executable).parent
-START_TIMEOUT_S = 30.0
 
 
 def free_port() -> int:
@@ -23,32 +19,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def wait_serving(address: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"qis-command exited with {process.returncode}"
-            try:
-                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)
-    raise TimeoutError(f"qis-command not SERVING on {address}")
-
-
-@dataclass(frozen=True)
-class CommandService:
-    address: str
-    data_dir: Path
-
-    @property
-    def events_db(self) -> Path:
-        return self.data_dir / "events.db"
 
 
 @dataclass(frozen=True)
@@ -59,15 +29,15 @@ class Outcome:
 
 
 class Qis:
-    """`qis ...` run in this process, against the module's command service."""
+    """`qis ...` run in this process, as user cli-tester; the services' addresses come from
+    QIS_COMMAND_ADDRESS and QIS_QUERY_ADDRESS, as for a person after `qis up`."""
 
-    def __init__(self, service: CommandService, capsys: pytest.CaptureFixture[str]) -> None:
-        self._service = service
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
         self._capsys = capsys
 
     def __call__(self, *args: str) -> Outcome:
         self._capsys.readouterr()
-        code = main([*args, "--address", self._service.address, "--user", "cli-tester"])
+        code = main([*args, "--user", "cli-tester"])
         captured = self._capsys.readouterr()
         return Outcome(code, captured.out, captured.err)
 
@@ -76,3 +46,7 @@ class Qis:
 class SeriesSetup:
     series_id: str
     source_id: str
+
+
+DefineSeries = Callable[..., SeriesSetup]
+"""The `define_series` fixture: (data type, unit, *define-series options) -> a fresh series."""

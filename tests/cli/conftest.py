@@ -1,69 +1,55 @@
-"""Fixtures of the CLI tests: one real `qis-command` per module, a fresh series per test."""
+"""Fixtures of the CLI tests: the three real qis processes for the session (the end-to-end
+suite's harness), a fresh series per test."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.cli.cli_support import (
-    BIN,
-    CommandService,
-    Qis,
-    SeriesSetup,
-    free_port,
-    wait_serving,
-)
+from tests.cli.cli_support import DefineSeries, Qis, SeriesSetup
+from tests.e2e.harness import Cluster
 
 
-@pytest.fixture(scope="module")
-def command_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CommandService]:
-    data_dir = tmp_path_factory.mktemp("qis-data")
-    address = f"127.0.0.1:{free_port()}"
-    env = {
-        **os.environ,
-        "QIS_DATA_DIR": str(data_dir),
-        "QIS_COMMAND_ADDRESS": address,
-        "QIS_EVENT_STORE_URI": "",
-    }
-    process = subprocess.Popen([str(BIN / "qis-command")], env=env, stderr=subprocess.PIPE)
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    cluster = Cluster.create(tmp_path_factory.mktemp("qis-cli"))
     try:
-        wait_serving(address, process)
-        yield CommandService(address, data_dir)
+        cluster.start_all()
+        yield cluster
     finally:
-        process.kill()
-        process.wait(10)
-        assert process.stderr is not None
-        process.stderr.close()
+        cluster.stop_all()
 
 
 @pytest.fixture
-def qis(command_service: CommandService, capsys: pytest.CaptureFixture[str]) -> Qis:
-    return Qis(command_service, capsys)
+def qis(
+    services: Cluster, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Qis:
+    monkeypatch.setenv("QIS_COMMAND_ADDRESS", services.address("command"))
+    monkeypatch.setenv("QIS_QUERY_ADDRESS", services.address("query"))
+    return Qis(capsys)
 
 
 @pytest.fixture
-def price_series(qis: Qis) -> SeriesSetup:
-    """A fresh daily USD price series fed by a fresh file source, so tests do not share state."""
-    suffix = uuid.uuid4().hex[:8]
-    setup = SeriesSetup(f"cli-test-{suffix}", f"file-{suffix}")
-    registered = qis("register-source", setup.source_id, "--provider", "file")
-    assert registered.code == 0, registered.err
-    defined = qis(
-        "define-series",
-        setup.series_id,
-        "--type",
-        "price",
-        "--frequency",
-        "daily",
-        "--unit",
-        "USD",
-        "--source",
-        f"{setup.source_id}:1",
-        "--require-positive",
-    )
-    assert defined.code == 0, defined.err
-    return setup
+def define_series(qis: Qis) -> DefineSeries:
+    """A fresh series fed by a fresh file source, so tests do not share state."""
+
+    def define(data_type: str, unit: str, *options: str) -> SeriesSetup:
+        suffix = uuid.uuid4().hex[:8]
+        setup = SeriesSetup(f"cli-test-{suffix}", f"file-{suffix}")
+        registered = qis("register-source", setup.source_id, "--provider", "file")
+        assert registered.code == 0, registered.err
+        defined = qis(
+            "define-series", setup.series_id, "--type", data_type, "--frequency", "daily",
+            "--unit", unit, "--source", f"{setup.source_id}:1", *options,
+        )  # fmt: skip
+        assert defined.code == 0, defined.err
+        return setup
+
+    return define
+
+
+@pytest.fixture
+def price_series(define_series: DefineSeries) -> SeriesSetup:
+    return define_series("price", "USD", "--require-positive")

@@ -17,9 +17,15 @@ from qis_cli.errors import Violation
 from qis_cli.readers import Row
 
 
-def _ids(path: Path, series: str = "spx", source: str = "csv", size: int = 2) -> list[str]:
-    key = ImportKey(file_digest(path), series, source, size)
-    rows = (Row(n, f"snap{n}", "1") for n in range(2, 7))
+def _ids(
+    path: Path,
+    series: str = "spx",
+    source: str = "csv",
+    size: int = 2,
+    renamed: dict[str, str] | None = None,
+) -> list[str]:
+    key = ImportKey(file_digest(path), series, source, size, renamed or {})
+    rows = (Row(n, f"snap{n}", ("1", "")) for n in range(2, 7))
     return [chunk.command_id for chunk in chunks_of(rows, key)]
 
 
@@ -44,10 +50,11 @@ def test_any_change_of_input_gives_new_ids(tmp_path: Path) -> None:
     assert first.isdisjoint(_ids(path, series="ndx"))
     assert first.isdisjoint(_ids(path, source="feed"))
     assert first.isdisjoint(_ids(path, size=3))
+    assert first.isdisjoint(_ids(path, renamed={"value": "Close"}))
 
 
 def _chunk(size: int, first_line: int = 2) -> Chunk:
-    rows = tuple(Row(first_line + i, f"s{i}", f"{i}.5") for i in range(size))
+    rows = tuple(Row(first_line + i, f"s{i}", (f"{i}.5", "")) for i in range(size))
     return Chunk("chunk-0", 0, rows)
 
 
@@ -76,7 +83,8 @@ def test_violations_map_to_file_rows_and_the_other_rows_are_resent() -> None:
 
 
 def test_indexes_of_a_resent_chunk_refer_to_its_own_rows() -> None:
-    resent = Chunk(retry_id("chunk-0"), 0, (Row(2, "a", "1"), Row(4, "b", "x"), Row(6, "c", "3")))
+    rows = (Row(2, "a", ("1", "")), Row(4, "b", ("x", "")), Row(6, "c", ("3", "")))
+    resent = Chunk(retry_id("chunk-0"), 0, rows)
     rejection = judge_rejection(resent, [Violation("points[1].value", "wrong kind")], "unused")
     assert [p.rows[0].number for p in rejection.problems] == [4]
     assert rejection.retry is not None
@@ -127,4 +135,6 @@ def test_column_names_for_violation_paths() -> None:
     assert column_of("value.volume.quantity") == "value"
     assert column_of("value.price.currency") == "currency"
     assert column_of("value.volume.unit") == "unit"
+    assert column_of("value.bar.high") == "high"
+    assert column_of("value.bar.volume") == "volume"
     assert column_of(None) == "point"

@@ -1,5 +1,5 @@
-"""`qis` against a real `qis-command` process: definitions, a 10,000-row import, its re-run, and
-an import with malformed rows."""
+"""`qis` against the real qis processes: definitions, a 10,000-row import, its re-run, an import
+with malformed rows, and what an unknown series, no identity or no service come to."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from qis_cli.main import main
 
-from tests.cli.cli_support import CommandService, Outcome, Qis, SeriesSetup, free_port
+from tests.cli.cli_support import DefineSeries, Outcome, Qis, SeriesSetup, free_port
+from tests.e2e.harness import Cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +40,7 @@ def _ingest(qis: Qis, path: Path, series: SeriesSetup, *options: str) -> Outcome
     )
 
 
-def _ingested_events(service: CommandService, series_id: str) -> int:
+def _ingested_events(service: Cluster, series_id: str) -> int:
     """DataIngested events of one series, read from the store next to the running service.
     Not the head position: the service appends quality metrics in the background after an
     ingest, so the head moves on its own."""
@@ -52,7 +53,7 @@ def _ingested_events(service: CommandService, series_id: str) -> int:
 
 
 def test_an_import_and_its_rerun(
-    qis: Qis, price_series: SeriesSetup, command_service: CommandService, tmp_path: Path
+    qis: Qis, price_series: SeriesSetup, services: Cluster, tmp_path: Path
 ) -> None:
     rows = [(_snap(i), f"{100 + i / 1000:.3f}") for i in range(10_000)]
     prices = _write_csv(tmp_path / "prices.csv", rows)
@@ -62,7 +63,7 @@ def test_an_import_and_its_rerun(
     assert _count("rejected", first.out) == 0
     position = _count("last commit position", first.out)
     assert position > 0
-    ingested = _ingested_events(command_service, price_series.series_id)
+    ingested = _ingested_events(services, price_series.series_id)
     assert ingested > 0
 
     again = _ingest(qis, prices, price_series)
@@ -70,7 +71,7 @@ def test_an_import_and_its_rerun(
     assert _count("duplicates", again.out) == 10_000
     assert _count("accepted", again.out) == 0
     assert _count("last commit position", again.out) == position
-    assert _ingested_events(command_service, price_series.series_id) == ingested
+    assert _ingested_events(services, price_series.series_id) == ingested
 
 
 def test_malformed_rows_are_reported_and_the_rest_imported(
@@ -99,16 +100,25 @@ def test_malformed_rows_are_reported_and_the_rest_imported(
     assert _count("accepted", rerun.out) == 0
 
 
-def test_an_unknown_series_stops_the_import(
-    qis: Qis, price_series: SeriesSetup, tmp_path: Path
+@pytest.mark.parametrize("type_option", [(), ("--type", "price")], ids=["looked-up", "given"])
+def test_an_unknown_series_is_one_line_and_exit_3(
+    qis: Qis, price_series: SeriesSetup, tmp_path: Path, type_option: tuple[str, ...]
 ) -> None:
+    """Whether the query service (looking up the type) or the command service (refusing the
+    first chunk) finds out: one line, no summary of zeros."""
     prices = _write_csv(tmp_path / "p.csv", [(_snap(i), "1") for i in range(3_000)])
     unknown = SeriesSetup("no-such-series", price_series.source_id)
-    result = _ingest(qis, prices, unknown, "--chunk-size", "100", "--in-flight", "2")
-    assert result.code == 2
-    assert "import stopped: NOT_FOUND: series/no-such-series not found" in result.out
-    # Stopped after the first answers, not after sending the whole file.
-    assert _count("rows read", result.out) < 3_000
+    result = _ingest(qis, prices, unknown, "--chunk-size", "100", *type_option)
+    assert result.code == 3
+    assert result.out == ""
+    assert result.err.startswith("qis ingest: NOT_FOUND: series/no-such-series")
+    assert len(result.err.splitlines()) == 1
+
+
+def test_query_of_an_unknown_series_is_one_line_and_exit_3(qis: Qis) -> None:
+    result = qis("query", "no-such-series")
+    assert (result.code, result.out) == (3, "")
+    assert result.err.startswith("qis query: NOT_FOUND: series/no-such-series")
 
 
 def test_a_volume_file_into_a_price_series_is_refused_clearly(
@@ -117,8 +127,19 @@ def test_a_volume_file_into_a_price_series_is_refused_clearly(
     volumes = _write_csv(tmp_path / "v.csv", [(_snap(0), "1000")])
     result = _ingest(qis, volumes, price_series, "--type", "volume")
     assert result.code == 2
-    assert "does not take volume values" in result.out
-    assert "supports price and volume series for now" in result.out
+    assert result.out == ""
+    assert "does not take volume values" in result.err
+    assert "Leave --type out to have it read from the series definition" in result.err
+
+
+def test_the_type_is_read_from_the_definition(
+    qis: Qis, define_series: DefineSeries, tmp_path: Path
+) -> None:
+    series = define_series("volume", "shares")
+    volumes = _write_csv(tmp_path / "v.csv", [(_snap(i), f"{1000 + i}") for i in range(5)])
+    result = _ingest(qis, volumes, series)
+    assert result.code == 0, result.out + result.err
+    assert _count("accepted", result.out) == 5
 
 
 def test_definition_errors_show_code_and_fields(qis: Qis, price_series: SeriesSetup) -> None:
@@ -153,19 +174,26 @@ def test_a_repeated_command_id_changes_nothing(qis: Qis) -> None:
     assert f"commit position {position[1]}" in again.out
 
 
-def test_no_identity_and_no_service_are_one_clear_line(
-    command_service: CommandService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_no_identity_is_exit_5_and_no_service_exit_4(
+    services: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prices = _write_csv(tmp_path / "p.csv", [(_snap(0), "1")])
     args = ["ingest", str(prices), "--series", "s", "--source", "f"]
+    command = ["--address", services.address("command")]
+    query = ["--query-address", services.address("query")]
 
-    assert main([*args, "--address", command_service.address, "--user", "no spaces"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("qis ingest: UNAUTHENTICATED: missing or invalid 'x-qis-user'")
-    assert "pass --user NAME or set QIS_USER" in err
+    for service in (["--type", "price"], query):  # refused by the command, then query, service
+        assert main([*args, *command, *service, "--user", "no spaces"]) == 5
+        err = capsys.readouterr().err
+        assert err.startswith("qis ingest: UNAUTHENTICATED: missing or invalid 'x-qis-user'")
+        assert "pass --user NAME or set QIS_USER" in err
 
-    assert main([*args, "--address", f"127.0.0.1:{free_port()}", "--user", "someone"]) == 2
+    nowhere = f"127.0.0.1:{free_port()}"
+    assert main([*args, "--type", "price", "--address", nowhere, "--user", "someone"]) == 4
     err = capsys.readouterr().err
-    assert "cannot reach the command service at 127.0.0.1:" in err
+    assert f"cannot reach the command service at {nowhere}" in err
     assert "is `qis up` running?" in err
     assert "Traceback" not in err
+
+    assert main([*args, *command, "--query-address", nowhere, "--user", "someone"]) == 4
+    assert f"cannot reach the query service at {nowhere}" in capsys.readouterr().err

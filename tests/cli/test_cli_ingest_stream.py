@@ -12,7 +12,8 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from qis.data.v1 import command_service_pb2, command_service_pb2_grpc
 from qis_cli.chunks import ImportKey, chunks_of, retry_id
-from qis_cli.ingest import IngestSummary, IngestTarget, ValueKind, render_summary, run_ingest
+from qis_cli.ingest import IngestSummary, IngestTarget, render_summary, run_ingest
+from qis_cli.kinds import ValueKind
 from qis_cli.progress import Progress
 from qis_cli.readers import Row
 
@@ -51,7 +52,7 @@ def test_a_rejected_chunk_is_reported_and_its_valid_rows_resent() -> None:
     channel = grpc_testing.channel([_SERVICE], grpc_testing.strict_real_time())
     stub = command_service_pb2_grpc.CommandServiceStub(channel)
     target = IngestTarget("spx", "csv", ValueKind.PRICE)
-    rows = [Row(n, f"2024-01-0{n}T21:00:00Z", f"{n}.5") for n in range(2, 6)]
+    rows = [Row(n, f"2024-01-0{n}T21:00:00Z", (f"{n}.5", "")) for n in range(2, 6)]
     summary = IngestSummary("line")
     worker = threading.Thread(
         target=run_ingest,
@@ -102,7 +103,7 @@ def test_a_broken_stream_ends_in_a_summary_not_a_traceback() -> None:
     channel = grpc_testing.channel([_SERVICE], grpc_testing.strict_real_time())
     stub = command_service_pb2_grpc.CommandServiceStub(channel)
     target = IngestTarget("spx", "csv", ValueKind.VOLUME)
-    rows = [Row(n, "2024-01-01T21:00:00Z", "100") for n in range(2, 5)]
+    rows = [Row(n, "2024-01-01T21:00:00Z", ("100", "")) for n in range(2, 5)]
     summary = IngestSummary("line")
     worker = threading.Thread(
         target=run_ingest,
@@ -129,7 +130,7 @@ def test_a_broken_stream_ends_in_a_summary_not_a_traceback() -> None:
     assert not worker.is_alive()
 
     assert summary.accepted == 1
-    assert summary.exit_code == 2
+    assert summary.exit_code == 4, "unavailable: run it again later"
     assert summary.stopped is not None
     assert summary.stopped.startswith("UNAVAILABLE: connection reset")
     assert (

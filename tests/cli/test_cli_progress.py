@@ -1,10 +1,14 @@
-"""The progress line: only on a terminal, and redrawn at most five times a second."""
+"""The progress of an import: a bar with the rate and the time left on a terminal, redrawn at
+most five times a second and erased at the end; nothing in a pipe or a file."""
 
 from __future__ import annotations
 
 import io
+import re
 
 from qis_cli.progress import Progress
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class _Terminal(io.StringIO):
@@ -20,19 +24,33 @@ class _Clock:
         return self.now
 
 
-def test_redraws_are_throttled_and_the_line_is_erased_at_the_end() -> None:
+def _drawings(terminal: _Terminal) -> list[str]:
+    text = _ESCAPES.sub("", terminal.getvalue())
+    return [line.strip() for line in re.split(r"[\r\n]", text) if line.strip()]
+
+
+def test_a_bar_with_rate_and_time_left_on_a_terminal() -> None:
     terminal, clock = _Terminal(), _Clock()
-    progress = Progress(terminal, max_rate=5.0, clock=clock)
-    for _ in range(100):  # 100 updates within 0.1 s: one drawing
-        clock.now += 0.001
-        progress.update(sent=2_000, acknowledged=1_000)
-    clock.now += 0.2
-    progress.update(sent=3_000, acknowledged=2_000)
+    progress = Progress(terminal, total=10_000, max_rate=5.0, clock=clock)
+    for step in range(1, 5):  # 2,000 rows acknowledged a second
+        clock.now += 1.0
+        progress.update(sent=step * 2_000 + 1_000, acknowledged=step * 2_000)
+    last = _drawings(terminal)[-1]
+    assert "8,000/10,000 rows (9,000 sent) 2,000 rows/s ETA 0:00:01" in last
+    assert last.startswith("━")
     progress.finish()
-    drawn = terminal.getvalue().split("\r\033[K")
-    assert drawn[1].startswith("2,000 rows sent, 1,000 acknowledged")
-    assert drawn[2].startswith("3,000 rows sent, 2,000 acknowledged (6,667 rows/s)")
-    assert drawn[3:] == [""], "finish() erases the line"
+    assert terminal.getvalue().endswith("\x1b[2K"), "finish() erases the bar"
+
+
+def test_redraws_are_throttled() -> None:
+    terminal, clock = _Terminal(), _Clock()
+    progress = Progress(terminal, total=None, max_rate=5.0, clock=clock)
+    for acknowledged in range(100):  # 100 updates within 0.1 s: one drawing
+        clock.now += 0.001
+        progress.update(sent=acknowledged, acknowledged=acknowledged)
+    drawn = _drawings(terminal)
+    assert " 0 rows (0 sent) ? rows/s" in drawn[-1], "an unknown total: the count alone"
+    assert len(drawn) == 2, "the first drawing at start, then one of the 100 updates"
 
 
 def test_nothing_is_written_when_stderr_is_not_a_terminal() -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -41,12 +41,17 @@ class ImportKey:
     series_id: str
     source_id: str
     chunk_size: int
+    renamed: Mapping[str, str] = field(default_factory=dict)
+    """--columns: the same file read through other columns is other rows."""
 
     def chunk_id(self, index: int) -> str:
         name = (
             f"qis-ingest|{self.file_sha256}|{self.series_id}|{self.source_id}"
             f"|{index}|{self.chunk_size}"
         )
+        if self.renamed:
+            # Only when given: the ids of imports without --columns stay what they always were.
+            name += "|" + ",".join(f"{k}={v}" for k, v in sorted(self.renamed.items()))
         return str(uuid.uuid5(_NAMESPACE, name))
 
 
@@ -91,14 +96,14 @@ class Rejection:
 
 
 def column_of(point_field: str | None) -> str:
-    """The file column a violation's sub-path is about: "value.price.value" -> "value",
-    "value.price.currency" -> "currency", "snap" -> "snap"; the point as a whole -> "point"."""
+    """The row field a violation's sub-path is about: "value.price.value" -> "value",
+    "value.volume.quantity" -> "value", "value.price.currency" -> "currency",
+    "value.bar.high" -> "high", "snap" -> "snap"; the point as a whole -> "point"."""
     if point_field is None:
         return "point"
     last = point_field.rsplit(".", 1)[-1]
-    if last in ("currency", "unit"):
-        return last
-    return point_field.split(".", 1)[0]
+    # A volume's quantity comes from the row's "value", like a price's value.
+    return "value" if last == "quantity" else last
 
 
 def judge_rejection(chunk: Chunk, violations: Sequence[Violation], reason: str) -> Rejection:

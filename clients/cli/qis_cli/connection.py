@@ -6,12 +6,13 @@ from __future__ import annotations
 import getpass
 import os
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import grpc
 
-from qis_cli.errors import CliError
+from qis_cli.errors import EXIT_UNAVAILABLE, CliError, rpc_failure
 
 COMMAND_ADDRESS_ENV = "QIS_COMMAND_ADDRESS"
 DEFAULT_COMMAND_ADDRESS = "127.0.0.1:50051"
@@ -23,6 +24,8 @@ IDENTITY_HEADER = "x-qis-user"
 CONNECT_TIMEOUT_S = 5.0
 
 Metadata = tuple[tuple[str, str], ...]
+S = TypeVar("S")
+R = TypeVar("R")
 
 
 def default_command_address() -> str:
@@ -55,8 +58,8 @@ def normalise_name(value: str, collection: str) -> str:
 
 
 @contextmanager
-def command_channel(
-    address: str, timeout_s: float = CONNECT_TIMEOUT_S, service: str = "command"
+def connected_channel(
+    address: str, service: str, timeout_s: float = CONNECT_TIMEOUT_S
 ) -> Iterator[grpc.Channel]:
     """A channel that is known to be connected: an unreachable service is then one clear
     message up front rather than an UNAVAILABLE from the middle of a stream."""
@@ -64,7 +67,8 @@ def command_channel(
     try:
         if not _connected(channel, timeout_s):
             raise CliError(
-                f"cannot reach the {service} service at {address} — is `qis up` running?"
+                f"cannot reach the {service} service at {address} — is `qis up` running?",
+                EXIT_UNAVAILABLE,
             )
         yield channel
     finally:
@@ -92,3 +96,14 @@ def _connected(channel: grpc.Channel, timeout_s: float) -> bool:
         return False
     finally:
         channel.unsubscribe(watch)
+
+
+def call(
+    address: str, service: str, stub_of: Callable[[grpc.Channel], S], use: Callable[[S], R]
+) -> R:
+    """One exchange with a service, its failure as a CliError with the exit code it deserves."""
+    with connected_channel(address, service) as channel:
+        try:
+            return use(stub_of(channel))
+        except grpc.RpcError as error:
+            raise rpc_failure(error) from None

@@ -1,17 +1,30 @@
-"""`qis register-source` and `qis define-series`: a newcomer's first two commands."""
+"""`qis register-source`, `qis define-series` and `qis evolve-series`.
+
+The evolvable parts of a definition (unit, rules, reconciliation, publication, ...) are one
+table of options, shared by `define-series` (set on a new definition) and `evolve-series`
+(changed on the current one, the rest kept): an option left out is left as it is.
+"""
 
 from __future__ import annotations
 
+import argparse
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
+from google.protobuf.message import Message
 from qis.data.v1 import command_service_pb2, series_pb2, values_pb2
 
 from qis_cli.errors import CliError
 
 DATA_TYPES = ("price", "volume", "ohlc_bar", "options_chain", "corporate_action")
 FREQUENCIES = ("tick", "second", "minute", "hourly", "daily", "weekly", "monthly")
+OFF = "off"
+_DURATION = re.compile(r"(\d+)([smhd]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3_600, "d": 86_400}
 
 
 def new_command_id() -> str:
@@ -32,41 +45,309 @@ def parse_source_spec(text: str) -> series_pb2.SeriesSource:
     return series_pb2.SeriesSource(source=f"sources/{text}")
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesSpec:
-    series_id: str
-    data_type: str
-    frequency: str
-    unit: str
-    sources: Sequence[str]
-    require_positive: bool = False
-    time_zone: str = ""
-    calendar: str = ""
-    manual_publication: bool = False
-    precision: int = 0
-    description: str = ""
+# --- option values: checked by argparse, so a typo is a usage error before any call ---------
 
-    def request(self, command_id: str) -> command_service_pb2.DefineSeriesRequest:
-        publication = series_pb2.PublicationPolicy(
-            mode=series_pb2.PUBLICATION_MODE_MANUAL
-            if self.manual_publication
-            else series_pb2.PUBLICATION_MODE_AUTOMATIC
-        )
-        series = series_pb2.Series(
-            data_type=values_pb2.DataType.Value(f"DATA_TYPE_{self.data_type.upper()}"),
-            frequency=series_pb2.Frequency.Value(f"FREQUENCY_{self.frequency.upper()}"),
-            unit=self.unit,
-            precision=self.precision,
-            time_zone=self.time_zone,
-            calendar=self.calendar,
-            sources=[parse_source_spec(s) for s in self.sources],
-            validation=series_pb2.ValidationRules(require_positive=self.require_positive),
-            publication=publication,
-            description=self.description,
-        )
-        return command_service_pb2.DefineSeriesRequest(
-            command_id=command_id, series_id=self.series_id, series=series
-        )
+
+def _decimal(text: str) -> str:
+    """The text as typed once known to be a finite decimal: the server keeps it exactly."""
+    try:
+        finite = Decimal(text).is_finite()
+    except InvalidOperation:
+        finite = False
+    if not finite:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a decimal number")
+    return text
+
+
+def _decimal_or_off(text: str) -> str:
+    return "" if text == OFF else _decimal(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
+def duration_seconds(text: str) -> int:
+    """'90', '90s', '15m', '2h', '1d' as seconds; 'off' as 0."""
+    if text == OFF:
+        return 0
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 15m, 2h, 1d")
+    return int(match[1]) * _SECONDS[match[2]]
+
+
+def _enum(prefix: str, enum: Any) -> Callable[[str], int]:
+    def number(word: str) -> int:
+        value: int = enum.Value(f"{prefix}{word.upper()}")
+        return value
+
+    return number
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _publication_mode(manual: bool) -> int:
+    return series_pb2.PUBLICATION_MODE_MANUAL if manual else series_pb2.PUBLICATION_MODE_AUTOMATIC
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One option of the evolvable definition and the Series field it sets."""
+
+    flag: str
+    field: str
+    """Dotted path in series_pb2.Series, e.g. "validation.max_jump_percent"."""
+    help: str
+    type: Callable[[str], Any] | None = None
+    """argparse's conversion; None for an on/off switch (--x / --no-x)."""
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    to_proto: Callable[[Any], Any] = _same
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "--unit",
+        "unit",
+        "currency (prices, bars: USD) or unit (volumes: shares)",
+        str,
+        metavar="CODE",
+    ),
+    Setting(
+        "--precision",
+        "precision",
+        "decimal places of official values, 0-18 (0: as sent)",
+        _count,
+        metavar="N",
+    ),
+    Setting(
+        "--time-zone",
+        "time_zone",
+        "IANA zone of the market, e.g. America/New_York (default: UTC)",
+        str,
+        metavar="ZONE",
+    ),
+    Setting(
+        "--calendar",
+        "calendar",
+        "exchange calendar (ISO 10383 MIC), e.g. XNYS; '' for none (a 24/7 series)",
+        str,
+        metavar="MIC",
+    ),
+    Setting("--description", "description", "free text for people", str, metavar="TEXT"),
+    Setting(
+        "--require-positive",
+        "validation.require_positive",
+        "flag values <= 0 (not for rates or spreads, which can be negative)",
+    ),
+    Setting(
+        "--max-jump-percent",
+        "validation.max_jump_percent",
+        "hold a value that moved more than PCT %% from the previous received value ('off')",
+        _decimal_or_off,
+        metavar="PCT",
+    ),
+    Setting(
+        "--max-spike-percent",
+        "validation.max_spike_percent",
+        "warn on an out-and-back move beyond PCT %% each way: one bad print ('off')",
+        _decimal_or_off,
+        metavar="PCT",
+    ),
+    Setting(
+        "--max-zscore",
+        "validation.max_zscore",
+        "hold a value whose move has a z-score beyond Z against recent moves ('off')",
+        _decimal_or_off,
+        metavar="Z",
+    ),
+    Setting(
+        "--zscore-window",
+        "validation.zscore_window",
+        "previous moves the z-score is computed over, 2-1000 (0: 20)",
+        _count,
+        metavar="N",
+    ),
+    Setting(
+        "--stale-after",
+        "validation.stale_after_snaps",
+        "warn on a value unchanged for N consecutive snaps, 0-1000 (0: never)",
+        _count,
+        metavar="N",
+    ),
+    Setting(
+        "--check-calendar",
+        "validation.check_calendar",
+        "warn on snaps that are not sessions of the series' --calendar",
+    ),
+    Setting(
+        "--reconciliation",
+        "reconciliation.method",
+        "how sources make the official value: the most trusted one, their median, or the"
+        " median of those within tolerance of it",
+        choices=("priority", "median", "consensus"),
+        to_proto=_enum("RECONCILIATION_METHOD_", series_pb2.ReconciliationMethod),
+    ),
+    Setting(
+        "--tolerance-bps",
+        "reconciliation.tolerance_bps",
+        "sources within BPS basis points of the reference value agree",
+        _decimal,
+        metavar="BPS",
+    ),
+    Setting(
+        "--tolerance-abs",
+        "reconciliation.tolerance_abs",
+        "sources within this absolute difference agree",
+        _decimal,
+        metavar="AMOUNT",
+    ),
+    Setting(
+        "--on-break",
+        "reconciliation.on_break",
+        "sources beyond both tolerances: publish and flag, or block for approval",
+        choices=("flag", "block"),
+        to_proto=_enum("BREAK_ACTION_", series_pb2.BreakAction),
+    ),
+    Setting(
+        "--min-sources",
+        "publication.min_sources",
+        "sources needed before automatic publication (0: 1)",
+        _count,
+        metavar="N",
+    ),
+    Setting(
+        "--min-quality",
+        "publication.min_quality_score",
+        "quality score in [0, 1] needed for automatic publication ('off': none)",
+        _decimal_or_off,
+        metavar="SCORE",
+    ),
+    Setting(
+        "--cutoff",
+        "publication.cutoff_seconds",
+        "publish with what has arrived this long after the snap, even short of --min-sources"
+        " (90s, 30m, 2h, 1d; 'off')",
+        duration_seconds,
+        metavar="DURATION",
+    ),
+    Setting(
+        "--sla",
+        "publication.timeliness_sla_seconds",
+        "a first publication later than this after its snap counts as late ('off': no SLA)",
+        duration_seconds,
+        metavar="DURATION",
+    ),
+    Setting(
+        "--manual-publication",
+        "publication.mode",
+        "values become official only by explicit (four-eyes) approval",
+        to_proto=_publication_mode,
+    ),
+)
+
+
+def add_setting_options(parser: argparse.ArgumentParser, title: str) -> None:
+    group = parser.add_argument_group(title)
+    for s in SETTINGS:
+        if s.choices:
+            group.add_argument(s.flag, choices=s.choices, help=s.help)
+        elif s.type is None:
+            group.add_argument(s.flag, action=argparse.BooleanOptionalAction, help=s.help)
+        else:
+            group.add_argument(s.flag, type=s.type, metavar=s.metavar, help=s.help)
+
+
+def apply_settings(series: series_pb2.Series, args: argparse.Namespace) -> None:
+    """Sets the fields whose option was given; leaves the others as they are."""
+    for s in SETTINGS:
+        value = getattr(args, s.dest)
+        if value is None:
+            continue
+        *parents, leaf = s.field.split(".")
+        message: Message = series
+        for name in parents:
+            message = getattr(message, name)
+        setattr(message, leaf, s.to_proto(value))
+
+
+def define_request(
+    command_id: str, series_id: str, args: argparse.Namespace
+) -> command_service_pb2.DefineSeriesRequest:
+    series = series_pb2.Series(
+        data_type=values_pb2.DataType.Value(f"DATA_TYPE_{args.type.upper()}"),
+        frequency=series_pb2.Frequency.Value(f"FREQUENCY_{args.frequency.upper()}"),
+        sources=[parse_source_spec(s) for s in args.source],
+    )
+    apply_settings(series, args)
+    return command_service_pb2.DefineSeriesRequest(
+        command_id=command_id, series_id=series_id, series=series
+    )
+
+
+def evolved(
+    current: series_pb2.Series,
+    args: argparse.Namespace,
+    added: Sequence[str] = (),
+    removed: Sequence[str] = (),
+) -> series_pb2.Series:
+    """The current definition with what the options change: settings, sources added (or given
+    another priority) and sources removed."""
+    series = series_pb2.Series()
+    series.CopyFrom(current)
+    apply_settings(series, args)
+    priorities = {s.source: s.priority for s in series.sources}
+    for text in added:
+        spec = parse_source_spec(text)
+        priorities[spec.source] = spec.priority or priorities.get(spec.source, 0)
+    for source_id in removed:
+        name = f"sources/{source_id.removeprefix('sources/')}"
+        if name not in priorities:
+            raise CliError(f"{name} is not a source of {current.name}")
+        del priorities[name]
+    del series.sources[:]
+    series.sources.extend(
+        series_pb2.SeriesSource(source=name, priority=priority)
+        for name, priority in priorities.items()
+    )
+    return series
+
+
+def changes(before: series_pb2.Series, after: series_pb2.Series) -> list[str]:
+    """'field: old -> new' for every field that differs, for a person to check."""
+    old, new = _fields(before), _fields(after)
+    return [
+        f"{path}: {old[path] or '(none)'} -> {new[path] or '(none)'}"
+        for path in new
+        if old[path] != new[path]
+    ]
+
+
+def _fields(message: Message, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for fd in message.DESCRIPTOR.fields:
+        value = getattr(message, fd.name)
+        path = prefix + fd.name
+        if fd.name == "sources":
+            out[path] = ", ".join(
+                f"{s.source.removeprefix('sources/')}:{s.priority}" for s in value
+            )
+        elif fd.message_type is not None:
+            out.update(_fields(value, f"{path}."))
+        elif fd.enum_type is not None:
+            out[path] = fd.enum_type.values_by_number[value].name
+        else:
+            out[path] = str(value)
+    return out
 
 
 def register_source_request(

@@ -1,5 +1,9 @@
 """What the CLI tells a person when something goes wrong: a sentence and an exit code, and the
-server's google.rpc details in readable form, never a traceback."""
+server's google.rpc details in readable form, never a traceback.
+
+Every command exits with one of EXIT_CODES, so that a script can tell "fix your command" from
+"it does not exist" from "try again later" without reading the message.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,42 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 EXIT_OK = 0
-EXIT_REJECTED = 1
+EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_UNAVAILABLE = 4
+EXIT_DENIED = 5
 EXIT_INTERRUPTED = 130  # the shell convention for "stopped by Ctrl-C" (128 + SIGINT)
 
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done"),
+    (EXIT_FAILED, "failed, or partly: the service refused the command, or some rows were rejected"),
+    (EXIT_USAGE, "usage: a wrong option, an unreadable or mis-shaped file, a port in use"),
+    (EXIT_NOT_FOUND, "not found: no such series, source or point"),
+    (EXIT_UNAVAILABLE, "unavailable: service unreachable, busy or behind; run it again later"),
+    (EXIT_DENIED, "denied: no identity (--user), or no permission for this"),
+    (EXIT_INTERRUPTED, "interrupted by Ctrl-C"),
+)
+"""The one exit-code convention of every `qis` command, shown by `qis --help` and docs/cli.md."""
+
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+_EXIT_OF_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: EXIT_FAILED,
+    grpc.StatusCode.ALREADY_EXISTS: EXIT_FAILED,
+    grpc.StatusCode.FAILED_PRECONDITION: EXIT_FAILED,
+    grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
+    grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_UNAVAILABLE,
+    grpc.StatusCode.ABORTED: EXIT_UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED: EXIT_DENIED,
+    grpc.StatusCode.PERMISSION_DENIED: EXIT_DENIED,
+}
+_EXIT_OF_CODE = {code.value[0]: exit_code for code, exit_code in _EXIT_OF_STATUS.items()}
 
 
 class CliError(Exception):
-    """Printed as its message alone; by default a usage or connection problem (exit code 2)."""
+    """Printed as its message alone; by default a usage problem (exit code 2)."""
 
     def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
         super().__init__(message)
@@ -33,6 +64,12 @@ class Violation:
 
 def code_name(code: int) -> str:
     return _CODE_NAMES.get(code, str(code))
+
+
+def exit_code_of(status: status_pb2.Status) -> int:
+    """INTERNAL, UNKNOWN and the like are failures too: nothing a person can fix by retrying
+    or by changing the command, so they land with the refusals."""
+    return _EXIT_OF_CODE.get(status.code, EXIT_FAILED)
 
 
 def violations_of(status: status_pb2.Status) -> list[Violation]:
@@ -77,19 +114,12 @@ def hint_for(status: status_pb2.Status) -> str:
     """What a person can do about a status, for the codes where the fix is on their side."""
     if status.code == grpc.StatusCode.UNAUTHENTICATED.value[0]:
         return "\n  pass --user NAME or set QIS_USER"
+    if exit_code_of(status) == EXIT_UNAVAILABLE:
+        return "\n  temporary: run the same command again later"
     return ""
 
 
-def rpc_failure(error: grpc.RpcError, address: str) -> CliError:
-    """A failed call as a CliError, with the hint a person needs for the common causes. The
-    server refusing the command itself (bad definition, already exists) exits 1 like a rejected
-    import; not getting through to it at all exits 2."""
+def rpc_failure(error: grpc.RpcError) -> CliError:
+    """A failed call as a CliError whose exit code follows EXIT_CODES."""
     status = status_of_rpc_error(error)
-    if status.code == grpc.StatusCode.UNAVAILABLE.value[0]:
-        return CliError(
-            f"cannot reach the command service at {address} — is `qis up` running?"
-            f" ({status.message})"
-        )
-    if status.code == grpc.StatusCode.UNAUTHENTICATED.value[0]:
-        return CliError(describe_status(status) + hint_for(status))
-    return CliError(describe_status(status), EXIT_REJECTED)
+    return CliError(describe_status(status) + hint_for(status), exit_code_of(status))

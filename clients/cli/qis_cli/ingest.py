@@ -14,36 +14,34 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import grpc
-from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.rpc import status_pb2
-from qis.data.v1 import command_service_pb2, command_service_pb2_grpc, values_pb2
+from qis.data.v1 import command_service_pb2, command_service_pb2_grpc
 
 from qis_cli.chunks import Chunk, RowProblem, judge_rejection
 from qis_cli.errors import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_REJECTED,
     EXIT_USAGE,
     CliError,
     Violation,
     code_name,
     describe_status,
+    exit_code_of,
     hint_for,
     status_of_rpc_error,
     violations_of,
 )
+from qis_cli.kinds import ValueKind
 from qis_cli.progress import Progress
-from qis_cli.readers import Row
 
 DEFAULT_WINDOW = 8
 REPORTED_PROBLEMS = 20
 
-RepeatedPoints = RepeatedCompositeFieldContainer[values_pb2.DataPoint]
 Encode = Callable[[Chunk], command_service_pb2.IngestPointsRequest]
 
 # Errors that every chunk of this import would get: continuing would only repeat them.
@@ -59,32 +57,6 @@ _IMPORT_WIDE_FIELDS = frozenset({"series", "source", "command_id"})
 # A violation on the value itself, not on one of its fields, is the series' data type refusing
 # the kind of value sent (the CLI always sends a value, so it cannot be a missing one).
 _WRONG_KIND = re.compile(r"points\[\d+\]\.value")
-
-
-class ValueKind(StrEnum):
-    """The data types a flat (snap, value) file can hold."""
-
-    PRICE = "price"
-    VOLUME = "volume"
-
-    @property
-    def unit_column(self) -> str:
-        return "currency" if self is ValueKind.PRICE else "unit"
-
-    def fill(self, points: RepeatedPoints, rows: Sequence[Row]) -> None:
-        # add() and field assignment build the message in place: several times faster than
-        # nested constructors, which matters at tens of thousands of rows a second.
-        for row in rows:
-            point = points.add()
-            point.snap = row.snap
-            if self is ValueKind.PRICE:
-                price = point.value.price
-                price.value = row.value
-                price.currency = row.unit
-            else:
-                volume = point.value.volume
-                volume.quantity = row.value
-                volume.unit = row.unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +105,8 @@ class RejectionLog:
 @dataclass
 class IngestSummary:
     row_label: str
+    renamed: Mapping[str, str] = field(default_factory=dict)
+    """Field -> file column (--columns): problems name the column a person sees in the file."""
     rows_read: int = 0
     accepted: int = 0
     duplicates: int = 0
@@ -153,7 +127,12 @@ class IngestSummary:
     def exit_code(self) -> int:
         if self.stopped is not None:
             return self.stop_exit_code
-        return EXIT_REJECTED if self.rejected_rows else EXIT_OK
+        return EXIT_FAILED if self.rejected_rows else EXIT_OK
+
+    @property
+    def nothing_done(self) -> bool:
+        """No row was stored, found stored already, or judged: a summary would be all zeros."""
+        return not (self.accepted or self.duplicates or self.rejected_rows)
 
     def stop(self, reason: str, exit_code: int = EXIT_USAGE) -> None:
         self.stopped = reason
@@ -263,17 +242,16 @@ class _Window:
 
 def _import_wide(
     status: status_pb2.Status, violations: list[Violation], target: IngestTarget
-) -> str | None:
+) -> CliError | None:
     """The reason the whole import cannot succeed, if this rejection shows one."""
     if status.code in _IMPORT_WIDE_CODES or {v.field for v in violations} & _IMPORT_WIDE_FIELDS:
-        return describe_status(status) + hint_for(status)
+        return CliError(describe_status(status) + hint_for(status), exit_code_of(status))
     wrong_kind = next((v for v in violations if _WRONG_KIND.fullmatch(v.field)), None)
     if wrong_kind is not None:
-        return (
+        return CliError(
             f"{target.series_name} does not take {target.kind} values"
             f" ({wrong_kind.description}).\n"
-            "  The file importer supports price and volume series for now: pass --type to"
-            " match the series."
+            "  Leave --type out to have it read from the series definition."
         )
     return None
 
@@ -311,7 +289,10 @@ def run_ingest(
             progress.update(flow.rows_sent, answered)
     except grpc.RpcError as error:
         status = status_of_rpc_error(error)
-        summary.stop(describe_status(status) + hint_for(status) + _resume_hint(answered))
+        summary.stop(
+            describe_status(status) + hint_for(status) + _resume_hint(answered),
+            exit_code_of(status),
+        )
     except KeyboardInterrupt:
         summary.stop("interrupted" + _resume_hint(answered), EXIT_INTERRUPTED)
     finally:
@@ -342,7 +323,7 @@ def _rejected(
 ) -> None:
     violations = violations_of(status)
     if (reason := _import_wide(status, violations, target)) is not None:
-        summary.stop(reason)
+        summary.stop(str(reason), reason.exit_code)
         flow.stop_reading()
         return
     rejection = judge_rejection(chunk, violations, f"{code_name(status.code)}: {status.message}")
@@ -375,7 +356,7 @@ def render_summary(summary: IngestSummary, file_name: str, target: IngestTarget)
     shown = s.problems.first()
     if shown:
         lines.append("rejected rows:")
-        lines.extend(f"  {_problem_text(p, s.row_label)}" for p in shown)
+        lines.extend(f"  {_problem_text(p, s.row_label, s.renamed)}" for p in shown)
         if s.problems.total > len(shown):
             lines.append(f"  ... and {s.problems.total - len(shown):,} more")
     if s.stopped is not None:
@@ -388,8 +369,8 @@ def render_summary(summary: IngestSummary, file_name: str, target: IngestTarget)
     return "\n".join(lines)
 
 
-def _problem_text(problem: RowProblem, label: str) -> str:
-    where = f"{problem.field}: " if problem.field else ""
+def _problem_text(problem: RowProblem, label: str, renamed: Mapping[str, str]) -> str:
+    where = f"{renamed.get(problem.field, problem.field)}: " if problem.field else ""
     rows = problem.rows
     if len(rows) == 1:
         return f"{label} {rows[0].number}: {where}{problem.reason}"

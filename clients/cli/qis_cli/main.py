@@ -1,5 +1,5 @@
-"""`qis`: the command line for people. Exit codes: 0 done, 1 some rows or the command rejected,
-2 usage or connection problem, 130 interrupted."""
+"""`qis`: the command line for people. Every command exits with one of the codes of
+qis_cli.errors.EXIT_CODES, listed by `qis --help`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
-import grpc
-from qis.data.v1 import command_service_pb2, command_service_pb2_grpc, query_service_pb2
+from qis.data.v1 import command_service_pb2, command_service_pb2_grpc, query_service_pb2, series_pb2
 
 from qis_cli import reading
 from qis_cli.chunks import ImportKey, chunks_of, file_digest
@@ -20,7 +18,9 @@ from qis_cli.connection import (
     COMMAND_ADDRESS_ENV,
     QUERY_ADDRESS_ENV,
     USER_ENV,
-    command_channel,
+    Metadata,
+    call,
+    connected_channel,
     default_command_address,
     default_query_address,
     default_user,
@@ -30,26 +30,22 @@ from qis_cli.connection import (
 from qis_cli.definitions import (
     DATA_TYPES,
     FREQUENCIES,
-    SeriesSpec,
+    add_setting_options,
+    changes,
+    define_request,
+    evolved,
     new_command_id,
     outcome_text,
     register_source_request,
 )
-from qis_cli.errors import EXIT_INTERRUPTED, CliError, rpc_failure
-from qis_cli.ingest import (
-    DEFAULT_WINDOW,
-    IngestSummary,
-    IngestTarget,
-    ValueKind,
-    render_summary,
-    run_ingest,
-)
+from qis_cli.errors import EXIT_CODES, EXIT_INTERRUPTED, CliError
+from qis_cli.ingest import DEFAULT_WINDOW, IngestSummary, IngestTarget, render_summary, run_ingest
+from qis_cli.kinds import ValueKind
 from qis_cli.progress import Progress
-from qis_cli.readers import FileFormat, ImportFile, detect_format, read_rows
+from qis_cli.readers import FileFormat, ImportFile, column_map, detect_format, read_rows
 from qis_cli.up import run_up
 
 MAX_CHUNK_SIZE = 10_000  # the server's limit of points per request
-R = TypeVar("R")
 Stub = command_service_pb2_grpc.CommandServiceStub
 
 
@@ -71,41 +67,54 @@ def _positive(text: str) -> int:
     return value
 
 
-def _submit(args: argparse.Namespace, call: Callable[[Stub], R]) -> R:
-    with command_channel(args.address) as channel:
-        try:
-            return call(Stub(channel))
-        except grpc.RpcError as error:
-            raise rpc_failure(error, args.address) from None
+def _series(args: argparse.Namespace, series_id: str, metadata: Metadata) -> series_pb2.Series:
+    return call(
+        args.query_address,
+        "query",
+        reading.Stub,
+        lambda stub: reading.get_series(stub, series_id, metadata),
+    )
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise CliError(f"{path}: no such file")
-    kind = ValueKind(args.type)
-    target = IngestTarget(
-        normalise_name(args.series, "series"), normalise_name(args.source, "sources"), kind
-    )
-    # Read and checked before connecting: a wrong file is reported without a running service.
-    rows = read_rows(ImportFile(path, detect_format(path, args.format), kind.unit_column), _warn)
-    key = ImportKey(file_digest(path), target.series_id, target.source_id, args.chunk_size)
-    summary = IngestSummary(rows.label)
-    with command_channel(args.address) as channel:
+    file_format = detect_format(path, args.format)
+    series_id = normalise_name(args.series, "series")
+    metadata = identity(args.user)
+    if args.type:
+        kind = ValueKind(args.type)
+    else:
+        series = _series(args, series_id, metadata)
+        kind = ValueKind.of(series.data_type, series.name)
+    renamed = column_map(args.columns, kind.fields)
+    target = IngestTarget(series_id, normalise_name(args.source, "sources"), kind)
+    # Read and checked before sending: a wrong file is reported before anything is stored.
+    rows = read_rows(ImportFile(path, file_format, kind.fields, renamed), _warn)
+    key = ImportKey(file_digest(path), target.series_id, target.source_id, args.chunk_size, renamed)
+    summary = IngestSummary(rows.label, renamed)
+    with connected_channel(args.address, "command") as channel:
         run_ingest(
             Stub(channel),
             target,
             chunks_of(rows.rows, key),
-            identity(args.user),
+            metadata,
             summary,
-            Progress(sys.stderr),
+            Progress(sys.stderr, rows.expected),
             args.in_flight,
         )
-    if summary.stopped is not None and not summary.chunks:
-        # Nothing got through (e.g. no identity): the reason alone says it all.
+    if summary.stopped is not None and summary.nothing_done:
+        # E.g. an unknown series or no identity: the reason alone says it all.
         raise CliError(summary.stopped, summary.exit_code)
     print(render_summary(summary, path.name, target))
     return summary.exit_code
+
+
+def _command(
+    args: argparse.Namespace, send: Callable[[Stub], command_service_pb2.CommandResponse]
+) -> command_service_pb2.CommandResponse:
+    return call(args.address, "command", Stub, send)
 
 
 def cmd_register_source(args: argparse.Namespace) -> int:
@@ -113,7 +122,7 @@ def cmd_register_source(args: argparse.Namespace) -> int:
     request = register_source_request(
         args.command_id or new_command_id(), source_id, args.provider, args.description
     )
-    response: command_service_pb2.CommandResponse = _submit(
+    response = _command(
         args, lambda stub: stub.RegisterDataSource(request, metadata=identity(args.user))
     )
     print(outcome_text(f"registered sources/{source_id}", response))
@@ -121,33 +130,32 @@ def cmd_register_source(args: argparse.Namespace) -> int:
 
 
 def cmd_define_series(args: argparse.Namespace) -> int:
-    spec = SeriesSpec(
-        series_id=normalise_name(args.id, "series"),
-        data_type=args.type,
-        frequency=args.frequency,
-        unit=args.unit,
-        sources=args.source,
-        require_positive=args.require_positive,
-        time_zone=args.time_zone,
-        calendar=args.calendar,
-        manual_publication=args.manual_publication,
-        precision=args.precision,
-        description=args.description,
-    )
-    request = spec.request(args.command_id or new_command_id())
-    response: command_service_pb2.CommandResponse = _submit(
-        args, lambda stub: stub.DefineSeries(request, metadata=identity(args.user))
-    )
-    print(outcome_text(f"defined series/{spec.series_id}", response))
+    series_id = normalise_name(args.id, "series")
+    request = define_request(args.command_id or new_command_id(), series_id, args)
+    response = _command(args, lambda stub: stub.DefineSeries(request, metadata=identity(args.user)))
+    print(outcome_text(f"defined series/{series_id}", response))
     return 0
 
 
-def _read(args: argparse.Namespace, call: Callable[[reading.Stub], R]) -> R:
-    with command_channel(args.address, service="query") as channel:
-        try:
-            return call(reading.Stub(channel))
-        except grpc.RpcError as error:
-            raise rpc_failure(error, args.address) from None
+def cmd_evolve_series(args: argparse.Namespace) -> int:
+    metadata = identity(args.user)
+    current = _series(args, normalise_name(args.id, "series"), metadata)
+    series = evolved(current, args, args.source, args.remove_source)
+    changed = changes(current, series)
+    if not changed:
+        print(f"{current.name} is defined so already: nothing sent")
+        return 0
+    request = command_service_pb2.EvolveSeriesSchemaRequest(
+        command_id=args.command_id or new_command_id(), series=series, reason=args.reason
+    )
+    response = _command(args, lambda stub: stub.EvolveSeriesSchema(request, metadata=metadata))
+    print(
+        outcome_text(
+            f"evolved {current.name} (was schema version {current.schema_version})", response
+        )
+    )
+    print("\n".join(f"  {line}" for line in changed))
+    return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -158,7 +166,12 @@ def cmd_query(args: argparse.Namespace) -> int:
             history_request = query_service_pb2.GetPointHistoryRequest(
                 series=series, snap=reading.parse_time(args.history)
             )
-            rows = _read(args, lambda stub: reading.history(stub, history_request, metadata))
+            rows = call(
+                args.address,
+                "query",
+                reading.Stub,
+                lambda stub: reading.history(stub, history_request, metadata),
+            )
         else:
             request = query_service_pb2.QueryRangeRequest(series=series, page_size=10_000)
             if args.start:
@@ -169,10 +182,16 @@ def cmd_query(args: argparse.Namespace) -> int:
                 request.known_at.CopyFrom(reading.parse_time(args.as_of))
             elif args.at_position is not None:
                 request.at_position = args.at_position
-            rows = _read(args, lambda stub: reading.query(stub, request, metadata))
+            rows = call(
+                args.address,
+                "query",
+                reading.Stub,
+                lambda stub: reading.query(stub, request, metadata),
+            )
     except ValueError as error:
         raise CliError(str(error)) from None
-    reading.render_table(rows)
+    # sys.stdout as it is now, not as it was at import (a test's capture replaces it).
+    reading.render_table(rows, sys.stdout)
     return 0
 
 
@@ -184,7 +203,12 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         request.resume_token = args.resume_token
     else:
         request.after_position = args.after_position
-    _read(args, lambda stub: reading.subscribe(stub, request, identity(args.user)))
+    call(
+        args.address,
+        "query",
+        reading.Stub,
+        lambda stub: reading.subscribe(stub, request, identity(args.user), sys.stdout),
+    )
     return 0
 
 
@@ -199,29 +223,55 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_up(Path(args.data_dir))
 
 
-def _add_connection_options(parser: argparse.ArgumentParser, query: bool = False) -> None:
-    env, default = (
-        (QUERY_ADDRESS_ENV, default_query_address())
-        if query
-        else (COMMAND_ADDRESS_ENV, default_command_address())
-    )
-    service = "query" if query else "command"
+_ADDRESSES = {
+    "command": (COMMAND_ADDRESS_ENV, default_command_address),
+    "query": (QUERY_ADDRESS_ENV, default_query_address),
+}
+
+
+def _add_address(parser: argparse._ActionsContainer, flag: str, service: str) -> None:
+    env, default = _ADDRESSES[service]
     parser.add_argument(
-        "--address",
-        default=default,
-        help=f"{service} service host:port (default: ${env} or %(default)s)",
+        flag,
+        default=default(),
+        metavar="HOST:PORT",
+        help=f"{service} service (default: ${env} or %(default)s)",
     )
-    parser.add_argument(
+
+
+def _add_connection_options(
+    parser: argparse.ArgumentParser, service: str, *, reads_definition: bool = False
+) -> None:
+    """--address of the service the command is about; --query-address too for commands that
+    read the series definition first."""
+    group = parser.add_argument_group("connection")
+    _add_address(group, "--address", service)
+    if reads_definition:
+        _add_address(group, "--query-address", "query")
+    group.add_argument(
         "--user",
         default=default_user(),
         help=f"who you are, sent as call metadata (default: ${USER_ENV} or your login name)",
     )
 
 
+def _add_command_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--command-id", help="makes a scripted setup repeatable (default: a random one)"
+    )
+
+
+def _exit_codes() -> str:
+    lines = [f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES]
+    return "exit codes (every command):\n" + "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qis",
         description="Reference and market data: run the services, define, import, look.",
+        epilog=_exit_codes(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -237,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "projector",
         help="rebuild the read models into a fresh generation, then switch (queries go on)",
     )
-    projector.add_argument("action", choices=["rebuild"])
+    projector.add_argument("action", choices=["rebuild"], help="what to do: rebuild")
     projector.add_argument(
         "--data-dir",
         default=os.environ.get("QIS_DATA_DIR") or ".qis-data",
@@ -248,54 +298,85 @@ def build_parser() -> argparse.ArgumentParser:
     source = commands.add_parser("register-source", help="register a data source")
     source.add_argument("id", help="source id, e.g. bloomberg")
     source.add_argument("--provider", required=True, help='e.g. "file", "bloomberg"')
-    source.add_argument("--description", default="")
-    source.add_argument("--command-id", help="makes a scripted setup repeatable (default: random)")
-    _add_connection_options(source)
+    source.add_argument("--description", default="", help="free text for people")
+    _add_command_id(source)
+    _add_connection_options(source, "command")
     source.set_defaults(run=cmd_register_source)
 
-    series = commands.add_parser("define-series", help="define a series")
-    series.add_argument("id", help="series id, e.g. AAPL.close")
-    series.add_argument("--type", required=True, choices=DATA_TYPES)
-    series.add_argument("--frequency", required=True, choices=FREQUENCIES)
-    series.add_argument("--unit", default="", help="currency (prices) or unit (volumes)")
-    series.add_argument(
+    define = commands.add_parser(
+        "define-series",
+        help="define a series: data type, frequency, sources, rules and policies",
+        description="Options left out take the service's defaults (listed with each).",
+    )
+    define.add_argument("id", help="series id, e.g. AAPL.close")
+    define.add_argument("--type", required=True, choices=DATA_TYPES, help="what values it holds")
+    define.add_argument("--frequency", required=True, choices=FREQUENCIES, help="how often")
+    define.add_argument(
         "--source",
         action="append",
         required=True,
         metavar="ID[:PRIORITY]",
         help="a source allowed to contribute (repeat for several; 1 is the most trusted)",
     )
-    series.add_argument("--require-positive", action="store_true", help="flag values <= 0")
-    series.add_argument("--time-zone", default="", help="IANA zone, e.g. America/New_York")
-    series.add_argument("--calendar", default="", help="exchange calendar (MIC), e.g. XNYS")
-    series.add_argument(
-        "--manual-publication",
-        action="store_true",
-        help="values become official only by explicit approval",
+    add_setting_options(define, "definition, rules and policies")
+    _add_command_id(define)
+    _add_connection_options(define, "command")
+    define.set_defaults(run=cmd_define_series)
+
+    evolve = commands.add_parser(
+        "evolve-series",
+        help="change the definition of a series (all but its data type and frequency)",
+        description=(
+            "Starts from the current definition (read from the query service) and changes only"
+            " what is given; prints each change. On/off rules take --x / --no-x; 'off' disables"
+            " a threshold."
+        ),
     )
-    series.add_argument("--precision", type=int, default=0, help="decimal places (0: as sent)")
-    series.add_argument("--description", default="")
-    series.add_argument("--command-id", help="makes a scripted setup repeatable (default: random)")
-    _add_connection_options(series)
-    series.set_defaults(run=cmd_define_series)
+    evolve.add_argument("id", help="series id (or series/ID)")
+    evolve.add_argument("--reason", required=True, help="why, for the audit trail")
+    evolve.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="ID[:PRIORITY]",
+        help="add a source, or give one another priority (repeat for several)",
+    )
+    evolve.add_argument(
+        "--remove-source",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="stop taking values from this source (repeat for several)",
+    )
+    add_setting_options(evolve, "what to change")
+    _add_command_id(evolve)
+    _add_connection_options(evolve, "command", reads_definition=True)
+    evolve.set_defaults(run=cmd_evolve_series)
 
     ingest = commands.add_parser(
         "ingest",
-        help="import a file of (snap, value[, currency|unit]) rows into a series",
+        help="import a file of rows (snap and value, or snap and OHLC bar) into a series",
         description=(
-            "Columns: snap (RFC 3339 with offset), value (decimal), and optionally currency"
-            " (price series) or unit (volume series). Re-running the same import changes"
-            " nothing: chunk ids are derived from the file's content."
+            "One row per point: snap (RFC 3339 with an offset) and, by the series' data type,"
+            " value[,currency] (price), value[,unit] (volume) or open,high,low,close[,volume]"
+            " (ohlc_bar), decimals as text. Columns of other names are mapped with --columns."
+            " Re-running the same import changes nothing: chunk ids are derived from the"
+            " file's content and the options that shape its rows."
         ),
     )
-    ingest.add_argument("file")
+    ingest.add_argument("file", help="CSV (with a header line), Parquet, JSON or JSON Lines")
     ingest.add_argument("--series", required=True, help="series id (or series/ID)")
     ingest.add_argument("--source", required=True, help="source id (or sources/ID)")
     ingest.add_argument(
         "--type",
         choices=[k.value for k in ValueKind],
-        default=ValueKind.PRICE.value,
-        help="data type of the series (default: %(default)s)",
+        help="data type of the series (default: read from its definition on the query service)",
+    )
+    ingest.add_argument(
+        "--columns",
+        default="",
+        metavar="FIELD=COLUMN,...",
+        help="file columns of fields named otherwise, e.g. snap=Date,close=Close,volume=Volume",
     )
     ingest.add_argument(
         "--format",
@@ -311,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_WINDOW,
         help="chunks sent ahead of their acknowledgement (default: %(default)s)",
     )
-    _add_connection_options(ingest)
+    _add_connection_options(ingest, "command", reads_definition=True)
     ingest.set_defaults(run=cmd_ingest)
 
     look = commands.add_parser(
@@ -325,14 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--as-of", help="what was official at this time (knowledge time)")
     when.add_argument("--at-position", type=int, help="what was official after this position")
     when.add_argument("--history", metavar="SNAP", help="every version of this point")
-    _add_connection_options(look, query=True)
+    _add_connection_options(look, "query")
     look.set_defaults(run=cmd_query)
 
     follow = commands.add_parser("subscribe", help="print new and restated values as they come")
     follow.add_argument("series", nargs="*", help="series ids (default: every series)")
     follow.add_argument("--after-position", type=int, default=0, help="start after this position")
     follow.add_argument("--resume-token", help="continue from a printed resume token")
-    _add_connection_options(follow, query=True)
+    _add_connection_options(follow, "query")
     follow.set_defaults(run=cmd_subscribe)
     return parser
 

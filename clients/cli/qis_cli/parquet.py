@@ -12,36 +12,42 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from qis_cli.readers import SNAP_COLUMN, VALUE_COLUMN, ImportFile, Row, Warn, require_columns
+from qis_cli.readers import FileRows, ImportFile, Row, Warn
 
 
-def read_parquet(source: ImportFile, warn: Warn) -> Iterator[Row]:
+def read_parquet(source: ImportFile, warn: Warn) -> FileRows:
     schema = pq.read_schema(source.path)
-    require_columns(source, schema.names)
-    columns = [SNAP_COLUMN, VALUE_COLUMN]
-    if source.unit_column in schema.names:
-        columns.append(source.unit_column)
-    value_type = schema.field(VALUE_COLUMN).type
-    if pa.types.is_floating(value_type):
+    located = source.locate(schema.names)
+    # The file's columns, in the order of the row's fields; "" for an optional one it lacks.
+    columns = [schema.names[at] if at is not None else "" for at in located]
+    floats = [
+        f"column {name!r} is {schema.field(name).type}"
+        for name in filter(None, columns[1:])
+        if pa.types.is_floating(schema.field(name).type)
+    ]
+    if floats:
         warn(
-            f"column 'value' of {source.path.name} is {value_type}: binary floating point cannot"
-            " hold most decimal fractions, so values are sent as the shortest decimal that reads"
-            " back as the same float (0.1, not 0.1000000000000000055511...). That is usually"
-            " what was written, but digits beyond ~15-17 significant ones are lost. Store"
-            " decimal128 or text columns to keep values exact."
+            f"{source.path.name}: {', '.join(floats)}: binary floating point cannot hold most"
+            " decimal fractions, so values are sent as the shortest decimal that reads back as"
+            " the same float (0.1, not 0.1000000000000000055511...). That is usually what was"
+            " written, but digits beyond ~15-17 significant ones are lost. Store decimal128 or"
+            " text columns to keep values exact."
         )
-    return _parquet_rows(source.path, columns)
+    expected = pq.read_metadata(source.path).num_rows
+    return FileRows("row", _parquet_rows(source.path, columns), expected)
 
 
 def _parquet_rows(path: Path, columns: list[str]) -> Iterator[Row]:
     number = 0
+    present = [c for c in columns if c]
     with pq.ParquetFile(path) as parquet:
-        for batch in parquet.iter_batches(columns=columns):
-            texts = [_texts(batch.column(name)) for name in columns]
-            units = texts[2] if len(texts) > 2 else [""] * batch.num_rows
-            for snap, value, unit in zip(texts[0], texts[1], units, strict=True):
+        for batch in parquet.iter_batches(columns=list(dict.fromkeys(present))):
+            by_name = {name: _texts(batch.column(name)) for name in present}
+            blank = [""] * batch.num_rows
+            texts = [by_name[c] if c else blank for c in columns]
+            for snap, *values in zip(*texts, strict=True):
                 number += 1
-                yield Row(number, snap, value, unit)
+                yield Row(number, snap, tuple(values))
 
 
 def _texts(column: pa.Array) -> list[str]:

@@ -1,4 +1,4 @@
-"""A one-line progress display on stderr, for people watching a terminal."""
+"""The progress of an import on stderr, for people watching a terminal."""
 
 from __future__ import annotations
 
@@ -6,45 +6,74 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-_CLEAR_LINE = "\r\033[K"
+from rich.console import Console
+from rich.progress import BarColumn, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as Bar
+from rich.text import Text
+
+
+class _Rows(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        done = f"{task.completed:,.0f}"
+        if task.total is None:
+            return Text(f"{done} rows")
+        return Text(f"{done}/{task.total:,.0f} rows")
+
+
+class _Rate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("? rows/s" if speed is None else f"{speed:,.0f} rows/s")
 
 
 class Progress:
-    """Redrawn at most `max_rate` times a second, and only on a terminal: in a pipe or a log
-    file, carriage-return redraws would be thousands of lines of noise."""
+    """Rows acknowledged out of about how many, the rate and the time left, as a bar redrawn in
+    place at most `max_rate` times a second, and only on a terminal: in a pipe or a log file,
+    redraws would be thousands of lines of noise, so nothing is written there."""
 
     def __init__(
         self,
         stream: TextIO,
+        total: int | None = None,
         max_rate: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._stream = stream
-        self._enabled = stream.isatty()
         self._interval = 1.0 / max_rate
         self._clock = clock
-        self._started = clock()
         self._last_draw = float("-inf")
-        self._drawn = False
+        self._bar: Bar | None = None
+        if not stream.isatty():
+            return
+        self._bar = Bar(
+            BarColumn(),
+            _Rows(),
+            TextColumn("({task.fields[sent]:,} sent)"),
+            _Rate(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(file=stream),
+            # Redrawn from update() only: a refresh thread would draw between two updates
+            # from gRPC's thread, and the summary must start on a clean line.
+            auto_refresh=False,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            get_time=clock,
+        )
+        self._task = self._bar.add_task("import", total=total, sent=0)
+        self._bar.start()
 
     def update(self, sent: int, acknowledged: int) -> None:
-        if not self._enabled:
+        if self._bar is None:
             return
+        self._bar.update(self._task, completed=acknowledged, sent=sent)
         now = self._clock()
-        if now - self._last_draw < self._interval:
-            return
-        self._last_draw = now
-        elapsed = now - self._started
-        rate = acknowledged / elapsed if elapsed > 0 else 0.0
-        self._stream.write(
-            f"{_CLEAR_LINE}{sent:,} rows sent, {acknowledged:,} acknowledged ({rate:,.0f} rows/s)"
-        )
-        self._stream.flush()
-        self._drawn = True
+        if now - self._last_draw >= self._interval:
+            self._last_draw = now
+            self._bar.refresh()
 
     def finish(self) -> None:
-        """Erase the line so the summary that follows starts on a clean one."""
-        if self._drawn:
-            self._stream.write(_CLEAR_LINE)
-            self._stream.flush()
-            self._drawn = False
+        """Erase the bar so the summary that follows starts on a clean line."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -11,16 +11,15 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
 from qis_cli.errors import CliError
 
-SNAP_COLUMN = "snap"
-VALUE_COLUMN = "value"
+SNAP = "snap"
 
 
 class FileFormat(StrEnum):
@@ -40,21 +39,76 @@ _EXTENSIONS = {
 
 
 @dataclass(frozen=True, slots=True)
+class RowFields:
+    """The fields of a row of one data type after its snap, in the order `Row.values` holds
+    them; the optional ones may be absent from a file (they are then sent empty)."""
+
+    names: tuple[str, ...]
+    optional: frozenset[str] = frozenset()
+
+    @property
+    def with_snap(self) -> tuple[str, ...]:
+        return (SNAP, *self.names)
+
+
+@dataclass(frozen=True, slots=True)
 class Row:
     """One observation as the file holds it; `number` is where a person finds it in the file."""
 
     number: int
     snap: str
-    value: str
-    unit: str = ""
+    values: tuple[str, ...]
+
+
+def column_map(text: str, fields: RowFields) -> dict[str, str]:
+    """`--columns snap=Date,close=Close`: the file column of each field that is named otherwise
+    in the file. Checked before the file is opened, so a typo is reported as such."""
+    mapping: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, column = (p.strip() for p in item.partition("="))
+        if not sep or not name or not column:
+            raise CliError(f"--columns: {item!r} is not FIELD=COLUMN, e.g. snap=Date")
+        if name not in fields.with_snap:
+            known = ", ".join(fields.with_snap)
+            raise CliError(f"--columns: {name!r} is not a field of these rows (fields: {known})")
+        if name in mapping:
+            raise CliError(f"--columns: {name!r} is given twice")
+        mapping[name] = column
+    return mapping
 
 
 @dataclass(frozen=True, slots=True)
 class ImportFile:
     path: Path
     format: FileFormat
-    unit_column: str
-    """'currency' for price series, 'unit' for volume series; the column is optional."""
+    fields: RowFields
+    renamed: Mapping[str, str] = field(default_factory=dict)
+    """Field -> file column, for the fields whose column has another name (--columns)."""
+
+    def column(self, name: str) -> str:
+        return self.renamed.get(name, name)
+
+    def locate(self, present: Sequence[str]) -> list[int | None]:
+        """Where each field's column is among `present`, the snap first; None for an optional
+        field the file does not have. Every missing column is reported in one message."""
+        found: list[int | None] = []
+        missing: list[str] = []
+        for name in self.fields.with_snap:
+            column = self.column(name)
+            if column in present:
+                found.append(list(present).index(column))
+            elif name in self.fields.optional and name not in self.renamed:
+                found.append(None)
+            else:
+                missing.append(repr(column) if column == name else f"{column!r} (for {name})")
+                found.append(None)
+        if missing:
+            have = ", ".join(present) or "none"
+            hint = "" if self.renamed else "; name the columns with --columns FIELD=COLUMN,..."
+            raise CliError(
+                f"{self.path.name} has no {' or '.join(missing)} column (columns: {have}){hint}"
+            )
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +117,9 @@ class FileRows:
     """What `Row.number` counts: "line" where a person finds the row by line number in an
     editor or spreadsheet (CSV, JSON Lines), else "row"/"item" (1-based)."""
     rows: Iterator[Row]
+    expected: int | None = None
+    """About how many rows there are (blank or multi-line records make lines an estimate), for
+    a progress bar; None when unknown."""
 
 
 Warn = Callable[[str], None]
@@ -82,40 +139,39 @@ def read_rows(source: ImportFile, warn: Warn) -> FileRows:
     """Checks the columns now (a usage error before anything is sent); reads rows lazily."""
     try:
         if source.format is FileFormat.CSV:
-            return FileRows("line", _read_csv(source))
+            return _read_csv(source)
         if source.format is FileFormat.JSON:
             return _read_json(source)
         # Imported here: pyarrow takes longer to import than the rest of the CLI together, and
         # only Parquet needs it.
         from qis_cli.parquet import read_parquet
 
-        return FileRows("row", read_parquet(source, warn))
+        return read_parquet(source, warn)
     except (OSError, ValueError, csv.Error) as error:
         # ValueError covers undecodable text (UnicodeDecodeError) and Arrow's ArrowInvalid.
         raise CliError(f"cannot read {source.path}: {error}") from None
 
 
-def require_columns(source: ImportFile, columns: list[str]) -> None:
-    missing = [c for c in (SNAP_COLUMN, VALUE_COLUMN) if c not in columns]
-    if missing:
-        have = ", ".join(columns) or "none"
-        raise CliError(
-            f"{source.path.name} has no {' or '.join(repr(c) for c in missing)} column"
-            f" (columns: {have})"
-        )
+def _count_lines(path: Path) -> int:
+    """Lines of a text file, counted in bytes: fast enough to do before a long import."""
+    count, last = 0, b"\n"
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
 
 
 # --- CSV: the stdlib reader yields every field as a string, which is exactly what we want ---
 
 
-def _read_csv(source: ImportFile) -> Iterator[Row]:
+def _read_csv(source: ImportFile) -> FileRows:
     with _open_csv(source) as handle:
         header = next(csv.reader(handle), None)
     if header is None:
         raise CliError(f"{source.path.name} is empty: a header line is required")
-    columns = [c.strip() for c in header]
-    require_columns(source, columns)
-    return _csv_rows(source, columns)
+    located = source.locate([c.strip() for c in header])
+    return FileRows("line", _csv_rows(source, located), _count_lines(source.path) - 1)
 
 
 def _open_csv(source: ImportFile) -> TextIO:
@@ -124,9 +180,8 @@ def _open_csv(source: ImportFile) -> TextIO:
     return source.path.open(newline="", encoding="utf-8-sig")
 
 
-def _csv_rows(source: ImportFile, columns: list[str]) -> Iterator[Row]:
-    snap_at, value_at = columns.index(SNAP_COLUMN), columns.index(VALUE_COLUMN)
-    unit_at = columns.index(source.unit_column) if source.unit_column in columns else None
+def _csv_rows(source: ImportFile, located: list[int | None]) -> Iterator[Row]:
+    snap_at, *value_at = located
     with _open_csv(source) as handle:
         reader = csv.reader(handle)
         next(reader)  # the header, checked already
@@ -134,18 +189,14 @@ def _csv_rows(source: ImportFile, columns: list[str]) -> Iterator[Row]:
         start = reader.line_num + 1
         for record in reader:
             if record:
-                yield Row(
-                    start,
-                    _field(record, snap_at),
-                    _field(record, value_at),
-                    "" if unit_at is None else _field(record, unit_at),
-                )
+                values = tuple(_field(record, at) for at in value_at)
+                yield Row(start, _field(record, snap_at), values)
             start = reader.line_num + 1
 
 
-def _field(record: list[str], index: int) -> str:
+def _field(record: list[str], index: int | None) -> str:
     # A short record yields "": the server reports the field as missing, with this row's number.
-    return record[index].strip() if index < len(record) else ""
+    return record[index].strip() if index is not None and index < len(record) else ""
 
 
 # --- JSON: an array of objects, or JSON Lines (one object per line) ---
@@ -165,7 +216,7 @@ def _read_json(source: ImportFile) -> FileRows:
     with source.path.open(encoding="utf-8-sig") as handle:
         is_array = handle.read(4096).lstrip().startswith("[")
     if not is_array:
-        return _json_rows(source, "line", _json_lines(source))
+        return _json_rows(source, "line", _json_lines(source), _count_lines(source.path))
     # An array is one JSON value: the stdlib cannot parse it piecewise.
     try:
         items = _loads(source.path.read_text(encoding="utf-8-sig"))
@@ -173,7 +224,7 @@ def _read_json(source: ImportFile) -> FileRows:
         raise CliError(f"{source.path.name} is not valid JSON: {error}") from None
     if not isinstance(items, list):
         raise CliError(f"{source.path.name}: expected an array of objects or JSON Lines")
-    return _json_rows(source, "item", enumerate(items, start=1))
+    return _json_rows(source, "item", enumerate(items, start=1), len(items))
 
 
 def _json_lines(source: ImportFile) -> Iterator[tuple[int, Any]]:
@@ -189,29 +240,28 @@ def _json_lines(source: ImportFile) -> Iterator[tuple[int, Any]]:
                 ) from None
 
 
-def _json_rows(source: ImportFile, label: str, items: Iterable[tuple[int, Any]]) -> FileRows:
+def _json_rows(
+    source: ImportFile, label: str, items: Iterable[tuple[int, Any]], expected: int
+) -> FileRows:
     """Checks the first object's keys now; a later object missing one is that row's problem,
     reported by the server with its number, not a reason to stop."""
     pending = iter(items)
     first = next(pending, None)
     if first is not None and isinstance(first[1], dict):
-        require_columns(source, list(first[1]))
+        source.locate(list(first[1]))
+    keys = [source.column(name) for name in source.fields.with_snap]
     rows = (
-        _json_row(source, label, number, item)
+        _json_row(source, keys, label, number, item)
         for number, item in itertools.chain([first] if first else [], pending)
     )
-    return FileRows(label, rows)
+    return FileRows(label, rows, expected)
 
 
-def _json_row(source: ImportFile, label: str, number: int, item: Any) -> Row:
+def _json_row(source: ImportFile, keys: list[str], label: str, number: int, item: Any) -> Row:
     if not isinstance(item, dict):
         raise CliError(f"{source.path.name} {label} {number} is not an object")
-    return Row(
-        number,
-        _json_text(item.get(SNAP_COLUMN)),
-        _json_text(item.get(VALUE_COLUMN)),
-        _json_text(item.get(source.unit_column)),
-    )
+    snap, *values = (_json_text(item.get(key)) for key in keys)
+    return Row(number, snap, tuple(values))
 
 
 def _json_text(value: Any) -> str:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import sys
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TextIO
 
+import grpc
 from google.protobuf import timestamp_pb2
 from qis.data.v1 import query_service_pb2 as q
 from qis.data.v1 import query_service_pb2_grpc as q_grpc
-from qis.data.v1 import values_pb2
+from qis.data.v1 import series_pb2, values_pb2
 
 from qis_cli.connection import Metadata
 
 Stub = q_grpc.QueryServiceStub
+PROJECTION_WAIT_S = 2.0
+"""How long a series the query service does not know is asked for again: one defined a moment
+ago may not be in its read model yet (a few tens of milliseconds when the projector is idle)."""
+_ASK_AGAIN_S = 0.1
 _COLUMNS = ("snap", "value", "v", "quality", "known since", "sources", "flags", "reason", "user")
 
 
@@ -68,7 +73,7 @@ def rows_of(values: Iterable[q.OfficialValue]) -> list[tuple[str, ...]]:
     ]
 
 
-def render_table(rows: Sequence[tuple[str, ...]], out: TextIO = sys.stdout) -> None:
+def render_table(rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
     widths = (
         [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)] if rows else []
     )
@@ -93,9 +98,7 @@ def history(
     return rows_of(stub.GetPointHistory(request, metadata=metadata).versions)
 
 
-def subscribe(
-    stub: Stub, request: q.SubscribeRequest, metadata: Metadata, out: TextIO = sys.stdout
-) -> None:
+def subscribe(stub: Stub, request: q.SubscribeRequest, metadata: Metadata, out: TextIO) -> None:
     """Prints each change as it arrives, with the token to resume from, until interrupted."""
     for response in stub.Subscribe(request, metadata=metadata):
         for value in response.values:
@@ -105,3 +108,20 @@ def subscribe(
                 file=out,
             )
         print(f"# resume token: {response.resume_token}", file=out, flush=True)
+
+
+def get_series(
+    stub: Stub, series_id: str, metadata: Metadata, wait_s: float = PROJECTION_WAIT_S
+) -> series_pb2.Series:
+    """The current definition of a series; NOT_FOUND only once it has been asked for wait_s."""
+    request = q.GetSeriesRequest(name=f"series/{series_id}")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            series: series_pb2.Series = stub.GetSeries(request, metadata=metadata)
+            return series
+        except grpc.RpcError as error:
+            not_found = isinstance(error, grpc.Call) and error.code() is grpc.StatusCode.NOT_FOUND
+            if not not_found or time.monotonic() >= deadline:
+                raise
+        time.sleep(_ASK_AGAIN_S)
