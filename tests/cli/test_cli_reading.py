@@ -1,14 +1,16 @@
-"""`qis query` / `qis subscribe` rendering: what a person reads must be the stored values."""
+"""`qis query` / `qis subscribe` rendering: what a person reads must be the stored values; and
+the definition lookup of `qis ingest` and `qis evolve-series`."""
 
 from __future__ import annotations
 
 import io
 
+import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 from qis.data.v1 import query_service_pb2 as q
-from qis.data.v1 import values_pb2
-from qis_cli.reading import parse_time, render_table, rows_of, value_text
+from qis.data.v1 import series_pb2, values_pb2
+from qis_cli.reading import get_series, parse_time, render_table, rows_of, value_text
 
 
 def test_parse_time_needs_an_offset_and_takes_bare_dates_as_utc_midnight() -> None:
@@ -67,3 +69,47 @@ def test_an_empty_answer_says_so() -> None:
     out = io.StringIO()
     render_table([], out)
     assert out.getvalue().strip() == "(no official values)"
+
+
+# The grpc stubs type details() and trailing_metadata() differently on RpcError and on Call,
+# yet what a sync stub raises is both.
+class _Failure(grpc.RpcError, grpc.Call):  # type: ignore[misc]
+    """A failed call with its code."""
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+
+class _Definitions:
+    """GetSeries answering NOT_FOUND `misses` times (a read model behind), then the series."""
+
+    def __init__(self, misses: int, error: grpc.StatusCode = grpc.StatusCode.NOT_FOUND) -> None:
+        self.calls = 0
+        self._misses = misses
+        self._error = error
+
+    def GetSeries(self, request: q.GetSeriesRequest, metadata: object) -> series_pb2.Series:
+        self.calls += 1
+        if self.calls <= self._misses:
+            raise _Failure(self._error)  # type: ignore[abstract]  # only code() is called
+        return series_pb2.Series(name=request.name, data_type=values_pb2.DATA_TYPE_VOLUME)
+
+
+def test_a_series_not_projected_yet_is_asked_for_again() -> None:
+    stub = _Definitions(misses=2)
+    found = get_series(stub, "x", (), wait_s=5.0)  # type: ignore[arg-type]
+    assert (found.name, found.data_type, stub.calls) == ("series/x", values_pb2.DATA_TYPE_VOLUME, 3)
+
+
+def test_not_found_after_the_wait_and_other_errors_at_once() -> None:
+    stub = _Definitions(misses=1_000)
+    with pytest.raises(grpc.RpcError):
+        get_series(stub, "x", (), wait_s=0.3)  # type: ignore[arg-type]
+    assert 2 <= stub.calls <= 5
+    denied = _Definitions(misses=1, error=grpc.StatusCode.PERMISSION_DENIED)
+    with pytest.raises(grpc.RpcError):
+        get_series(denied, "x", (), wait_s=5.0)  # type: ignore[arg-type]
+    assert denied.calls == 1
