@@ -1,0 +1,52 @@
+"""Chunking invariance: how a history is split into commands changes nothing of what the service
+decides. Look-back rules cross command and bucket boundaries the same way (docs/architecture.md §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from tests.property.history import Cuts, cuts
+from tests.property.service import (
+    PROPERTY,
+    RICH,
+    Effect,
+    Scenario,
+    Service,
+    describe,
+    effect_of,
+    instant_us,
+    scenarios,
+)
+
+NOW_US = instant_us(2025)
+WHOLE = Cuts((), ())  # each delivery (up to 5,537 points) in one command
+
+
+async def effect(scenario: Scenario) -> Effect:
+    service = Service.start(NOW_US)
+    results = await service.run(scenario.steps(NOW_US))
+    h = scenario.history
+    assert sum(r.outcome.accepted for r in results) == len(h.primary) + len(h.secondary)
+    return effect_of(await service.log())
+
+
+@settings(PROPERTY)
+@given(scenarios(), st.lists(cuts(), max_size=4))
+@example(RICH, [])
+def test_the_same_points_in_other_commands_have_the_same_effect(
+    scenario: Scenario, other: list[Cuts]
+) -> None:
+    first = asyncio.run(effect(scenario))
+    second = asyncio.run(effect(dataclasses.replace(scenario, cuts=tuple(other) or (WHOLE,))))
+    describe(scenario.history, first)
+    assert first.observed == second.observed
+    assert first.issues == second.issues
+    assert first.versions == second.versions
+    assert first.reconciled == second.reconciled
+    assert first.statuses == second.statuses
+    assert first.scheduled == second.scheduled
+    assert first.metrics == second.metrics
