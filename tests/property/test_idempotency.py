@@ -82,9 +82,7 @@ repeats = st.builds(Repeat, st.booleans(), st.floats(0, 1), st.floats(0, 1), st.
 
 async def replay(scenario: Scenario, repeat: Repeat) -> None:
     service = Service.start(NOW_US)
-    # Not a window before 1970: another process cannot answer its repeat yet (see
-    # test_a_metrics_command_before_1970_sent_again_to_another_process).
-    plan = scenario.steps(NOW_US, metric_months(scenario.history, uncovered=False))
+    plan = scenario.steps(NOW_US, metric_months(scenario.history))
     first = await service.run(plan)
     describe(scenario.history, effect_of(await service.log()))
     head = await service.store.head_position()
@@ -93,13 +91,7 @@ async def replay(scenario: Scenario, repeat: Repeat) -> None:
     for step, answer in zip(plan[:prefix], first, strict=False):
         again = await send(handlers, step)
         assert again.duplicate, step.ctx.command_id
-        # Not the position: another process answers a lower one when the command's last event
-        # is a candidate or a cut-off (test_a_repeat_answers_the_first_position_in_another_
-        # process). Compare all of the outcome again once that is fixed.
-        assert dataclasses.replace(again.outcome, position=0) == dataclasses.replace(
-            answer.outcome, position=0
-        ), step.ctx.command_id
-        assert again.outcome.position <= answer.outcome.position, step.ctx.command_id
+        assert again.outcome == answer.outcome, step.ctx.command_id
     assert await service.store.head_position() == head
 
     step = plan[min(int(repeat.reused * len(plan)), len(plan) - 1)]
@@ -116,15 +108,9 @@ def test_a_command_sent_again_changes_nothing(scenario: Scenario, repeat: Repeat
     asyncio.run(replay(scenario, repeat))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="product bug: handlers._factory_of splits the quality stream's key "
-    "'{start}-{end}' at the first '-', so a window starting before 1970 (a negative instant) "
-    "cannot be loaded by a process that does not have it cached: its repeat fails with "
-    "ValueError instead of answering duplicate",
-)
 async def test_a_metrics_command_before_1970_sent_again_to_another_process() -> None:
+    """A window starting before 1970 (a negative instant in its stream name) once could not be
+    loaded by a process that did not have it cached."""
     service = Service.start(NOW_US)
     plan = metrics_before_1970(RICH.rules, NOW_US)
     first = await service.run(plan)
@@ -133,15 +119,10 @@ async def test_a_metrics_command_before_1970_sent_again_to_another_process() -> 
     assert again.outcome == first[-1].outcome
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: SeriesBucket.apply moves a command's outcome position on ingested, "
-    "flagged and published events only, and since the command's record goes first in its "
-    "append, record.position is the append's first position: a process that loads the streams "
-    "answers a repeat whose last event is a DataReconciled or PublicationScheduled with a lower "
-    "position than the first answer (9 -> 8 here)",
-)
 async def test_a_repeat_answers_the_first_position_in_another_process() -> None:
+    """A repeat answered from the stored streams once reported a lower position than the first
+    answer when the command's last event was a candidate or a cut-off: a client waiting for it
+    could read too early."""
     point = (close_us(date(2024, 1, 2)), "100.00")
     # Two sources configured, one has sent: the point waits (DataReconciled last, unpublished).
     pending = History(None, (point,), (point,), ((PRIMARY, (point,)),), frozenset())

@@ -723,7 +723,9 @@ class SeriesBucket:
                 self.overrides[snap_us] = expiry
         elif isinstance(event, ManualOverrideExpired):
             self._apply_override_expiry(event)
-        self._outcomes[command_id] = outcome
+        # Every event of the command moves its position, not only those it counts: the
+        # outcome's position is where the command's append ended, the consistency token.
+        self._outcomes[command_id] = outcome + CommandOutcome(position)
 
     def _apply_resolution(
         self, event: QualityApproved | QualityRejected | QualityOverridden

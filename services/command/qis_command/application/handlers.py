@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from functools import reduce
 from typing import TypeVar
@@ -447,6 +448,9 @@ def each(
     return decide_all
 
 
+_WINDOW_KEY = re.compile(r"(-?\d+)-(-?\d+)")
+
+
 def _factory_of(stream: str) -> Callable[[], Aggregate]:
     """An empty aggregate of the kind a stream name holds (see each kind's `*_stream`)."""
     kind, _, rest = stream.partition("/")
@@ -457,8 +461,11 @@ def _factory_of(stream: str) -> Callable[[], Aggregate]:
     if part == "points":
         return lambda: SeriesBucket(series_id, int(key))
     if part == "quality":
-        start, _, end = key.partition("-")
-        return lambda: QualityWindow(series_id, int(start), int(end))
+        window = _WINDOW_KEY.fullmatch(key)  # either end is negative before 1970
+        if window is None:
+            raise ValueError(f"{stream!r} is not a quality window's stream")
+        start, end = map(int, window.groups())
+        return lambda: QualityWindow(series_id, start, end)
     return lambda: ReferenceData(series_id)
 
 
