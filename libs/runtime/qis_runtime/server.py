@@ -20,7 +20,17 @@ from qis_runtime.identity import IdentityInterceptor
 
 log = logging.getLogger(__name__)
 
-_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_MAX_SEND_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""gRPC's own default. A request beyond a process's limit is refused with RESOURCE_EXHAUSTED by
+gRPC before it is parsed: parsing is where an oversized request costs memory (a few MiB of
+empty repeated entries parse into hundreds of MiB), so the limit is the only bound on it."""
+
+KEEPALIVE_S = 60.0
+"""A connection silent this long is pinged, and closed with its calls when the ping is not
+answered within a third of it. A peer that vanished without closing its connection (a host
+that died, a dropped NAT entry) would otherwise hold its calls forever, and with them the
+caller's share of a per-caller limit: a stream that sends nothing never notices it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +41,30 @@ class ServiceBinding:
 
 
 class QisServer:
-    def __init__(self, address: str, services: Sequence[ServiceBinding]) -> None:
+    def __init__(
+        self,
+        address: str,
+        services: Sequence[ServiceBinding],
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        keepalive_s: float = KEEPALIVE_S,
+    ) -> None:
+        """`max_request_bytes`: the largest request message this process accepts, from the
+        largest valid request of its services (each process sets its own). `keepalive_s`: see
+        KEEPALIVE_S."""
         self._address = address
         self._services = services
         self.health = health_aio.HealthServicer()
         self._server = grpc.aio.server(
             interceptors=[IdentityInterceptor()],
             options=[
-                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", max_request_bytes),
+                ("grpc.max_send_message_length", _MAX_SEND_BYTES),
                 ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
+                # Both: which of the two bounds the wait for a ping's answer depends on the
+                # version of gRPC core (1.85 uses the second).
+                ("grpc.keepalive_timeout_ms", int(keepalive_s * 1000 / 3)),
+                ("grpc.http2.ping_timeout_ms", int(keepalive_s * 1000 / 3)),
             ],
         )
         self.port = 0

@@ -57,7 +57,7 @@ async def build(
     if store is None:
         store = await open_event_store(settings.resolved_event_store_uri())
     handlers = build_handlers(store, settings, calendar)
-    servicer = CommandService(handlers, wall_clock_us)
+    servicer = CommandService(handlers, wall_clock_us, settings.bulk_idle_timeout_s)
     binding = ServiceBinding(
         SERVICE_NAME, command_service_pb2_grpc.add_CommandServiceServicer_to_server, servicer
     )
@@ -75,5 +75,5 @@ async def build(
             settings.metrics_grace_s,
             settings.metrics_quiet_s,
         )
-    server = QisServer(settings.command_address, [binding])
+    server = QisServer(settings.command_address, [binding], settings.command_max_request_bytes)
     return CommandApp(store, handlers, server, scheduler, scheduler_store)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from pydantic import PositiveFloat, PositiveInt
 from qis_runtime.settings import CommonSettings
+
+from qis_command.entrypoints.grpc_service import BULK_IDLE_TIMEOUT_S
 
 
 class CommandSettings(CommonSettings):
     command_address: str = "127.0.0.1:50051"
     """host:port the command service listens on (QIS_COMMAND_ADDRESS); port 0 picks a free one."""
+    command_max_request_bytes: PositiveInt = 4 * 1024 * 1024
+    """The largest request accepted (QIS_COMMAND_MAX_REQUEST_BYTES); a larger one is refused
+    with RESOURCE_EXHAUSTED before it is parsed. 10,000 points (the most a request may hold) of
+    OHLC bars with every decimal at its widest take 2.3 MiB, of typical bars 0.8 MiB; an options
+    chain of 20,000 typical quotes takes 0.8 MiB."""
+    bulk_idle_timeout_s: PositiveFloat = BULK_IDLE_TIMEOUT_S
+    """A BulkIngest stream that sends no chunk for this long is ended with DEADLINE_EXCEEDED
+    (QIS_BULK_IDLE_TIMEOUT_S); every chunk acknowledged before is committed."""
     aggregate_cache_points: int = 200_000
     """Points of aggregate state kept in memory between commands, about 1 KiB each
     (QIS_AGGREGATE_CACHE_POINTS)."""

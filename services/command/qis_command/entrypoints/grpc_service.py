@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -34,6 +35,8 @@ from qis_command.application.commands import (
 )
 from qis_command.application.handlers import CommandHandlers
 
+BULK_IDLE_TIMEOUT_S = 60.0
+"""How long a BulkIngest stream may go without a chunk (default of QIS_BULK_IDLE_TIMEOUT_S)."""
 _CORRELATION_HEADER = "x-correlation-id"
 _TRACE_HEADERS = ("traceparent", "tracestate")
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -54,9 +57,15 @@ Parse = Callable[[Q, list[FieldViolation]], C | None]
 
 
 class CommandService(pb_grpc.CommandServiceServicer):
-    def __init__(self, handlers: CommandHandlers, clock_us: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        handlers: CommandHandlers,
+        clock_us: Callable[[], int],
+        bulk_idle_timeout_s: float = BULK_IDLE_TIMEOUT_S,
+    ) -> None:
         self._handlers = handlers
         self._clock_us = clock_us
+        self._bulk_idle_timeout_s = bulk_idle_timeout_s
 
     async def DefineSeries(
         self, request: pb.DefineSeriesRequest, context: Ctx
@@ -96,7 +105,21 @@ class CommandService(pb_grpc.CommandServiceServicer):
     async def BulkIngest(
         self, request_iterator: AsyncIterator[pb.IngestPointsRequest], context: Ctx
     ) -> AsyncIterator[pb.BulkIngestResponse]:
-        async for chunk in request_iterator:
+        chunks = aiter(request_iterator)
+        while True:
+            # An open stream holds a call, its buffers and a task: a client that stops sending
+            # without closing must not hold them forever.
+            try:
+                async with asyncio.timeout(self._bulk_idle_timeout_s):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"no chunk for {self._bulk_idle_timeout_s:g} s: stream ended; every chunk"
+                    " acknowledged before is committed, send the others on a new stream",
+                )
             try:
                 result = await self._decide(chunk, context, _ingest_points, self._handlers.ingest)
             except Exception as error:
@@ -218,8 +241,9 @@ def _configure_source(
 def _ingest_points(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> IngestPoints | None:
     series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
     source_id = name_from_proto(request.source, SOURCES_COLLECTION, "source", v)
-    _check_batch(len(request.points), "points", v)
-    points = points_from_proto(request.points, v)
+    points = []
+    if _batch_within_bounds(len(request.points), "points", v):
+        points = points_from_proto(request.points, v)
     if series_id is None or source_id is None:
         return None
     return IngestPoints(series_id, source_id, points)
@@ -229,8 +253,9 @@ def _publish_points(
     request: pb.PublishPointsRequest, v: list[FieldViolation]
 ) -> PublishPoints | None:
     series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
-    _check_batch(len(request.snaps), "snaps", v)
-    snaps = [snap_from_proto(s, f"snaps[{i}]", v) for i, s in enumerate(request.snaps)]
+    snaps = []
+    if _batch_within_bounds(len(request.snaps), "snaps", v):
+        snaps = [snap_from_proto(s, f"snaps[{i}]", v) for i, s in enumerate(request.snaps)]
     check_length(request.comment, MAX_TEXT_LENGTH, "comment", v)
     if series_id is None:
         return None
@@ -257,9 +282,11 @@ def _resolve_issues(
     request: pb.ResolveQualityIssuesRequest, v: list[FieldViolation]
 ) -> ResolveIssues | None:
     series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
-    _check_batch(len(request.issue_ids), "issue_ids", v)
-    for i, issue_id in enumerate(request.issue_ids):
-        check_length(issue_id, MAX_ID_LENGTH, f"issue_ids[{i}]", v)
+    issue_ids: list[str] = []
+    if _batch_within_bounds(len(request.issue_ids), "issue_ids", v):
+        issue_ids = list(request.issue_ids)
+        for i, issue_id in enumerate(issue_ids):
+            check_length(issue_id, MAX_ID_LENGTH, f"issue_ids[{i}]", v)
     action = _RESOLUTIONS.get(request.resolution)
     if action is None:
         v.append(FieldViolation("resolution", "APPROVE, REJECT or OVERRIDE is required"))
@@ -275,7 +302,7 @@ def _resolve_issues(
         return None
     return ResolveIssues(
         series_id,
-        list(request.issue_ids),
+        issue_ids,
         action,
         request.reason,
         value,
@@ -310,9 +337,14 @@ def _made(make: Callable[[A, B], C], a: A | None, b: B | None) -> C | None:
     return None if a is None or b is None else make(a, b)
 
 
-def _check_batch(size: int, field: str, v: list[FieldViolation]) -> None:
-    if not 1 <= size <= MAX_BATCH:
-        v.append(FieldViolation(field, f"1 to {MAX_BATCH:,} per request, got {size:,}"))
+def _batch_within_bounds(size: int, field: str, v: list[FieldViolation]) -> bool:
+    """False (recorded) when a list's length is out of bounds: then its items are not checked,
+    since a request of millions of items (a few MiB of empty ones) would otherwise cost a
+    violation object each, far more memory and time than the request itself."""
+    if 1 <= size <= MAX_BATCH:
+        return True
+    v.append(FieldViolation(field, f"1 to {MAX_BATCH:,} per request, got {size:,}"))
+    return False
 
 
 def _check_reason(reason: str, missing: str, v: list[FieldViolation]) -> None:
