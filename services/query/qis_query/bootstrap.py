@@ -31,7 +31,8 @@ class QueryApp:
 
 def build_handlers(reader: ReadModelReader, settings: QuerySettings) -> QueryHandlers:
     feed = FeedSettings(settings.subscribe_poll_s, settings.subscribe_stall_timeout_s)
-    return QueryHandlers(reader, ReadPosition(reader, settings.query_max_wait_s), feed)
+    read_position = ReadPosition(reader, settings.query_max_wait_s)
+    return QueryHandlers(reader, read_position, feed, settings.limits())
 
 
 async def build(settings: QuerySettings, reader: ReadModelReader | None = None) -> QueryApp:
@@ -48,4 +49,5 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
         query_service_pb2_grpc.add_QueryServiceServicer_to_server,
         QueryService(handlers),
     )
-    return QueryApp(handlers, QisServer(settings.query_address, [binding]), opened)
+    server = QisServer(settings.query_address, [binding], settings.query_max_request_bytes)
+    return QueryApp(handlers, server, opened)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import PositiveInt
 from qis_runtime.settings import CommonSettings
+
+from qis_query.application.limits import DEFAULT_LIMITS, QueryLimits
 
 
 class QuerySettings(CommonSettings):
@@ -10,9 +13,32 @@ class QuerySettings(CommonSettings):
     """host:port the query service listens on (QIS_QUERY_ADDRESS); port 0 picks a free one."""
     query_max_wait_s: float = 2.0
     """How long a query with min_position waits for the projector (QIS_QUERY_MAX_WAIT_S)."""
+    query_max_request_bytes: PositiveInt = 256 * 1024
+    """The largest request accepted (QIS_QUERY_MAX_REQUEST_BYTES); a larger one is refused with
+    RESOURCE_EXHAUSTED before it is parsed. The largest request of a valid size, GetValues of
+    1,000 snaps, takes 16 KiB; a Subscribe naming 5,000 series of 30-character ids, 170 KiB."""
+    query_max_points_per_call: PositiveInt = DEFAULT_LIMITS.max_points_per_call
+    """Points one QueryRange call streams at most; its last message's next_page_token continues
+    (QIS_QUERY_MAX_POINTS_PER_CALL)..."""
+    query_max_messages_per_call: PositiveInt = DEFAULT_LIMITS.max_messages_per_call
+    """...and messages, which bounds the points of a call with small pages
+    (QIS_QUERY_MAX_MESSAGES_PER_CALL)."""
+    query_max_subscriptions_per_caller: PositiveInt = DEFAULT_LIMITS.max_subscriptions_per_caller
+    """Open Subscribe streams of one caller (x-qis-user); one more is RESOURCE_EXHAUSTED
+    (QIS_QUERY_MAX_SUBSCRIPTIONS_PER_CALLER)."""
+    query_max_subscriptions: PositiveInt = DEFAULT_LIMITS.max_subscriptions
+    """Open Subscribe streams in all (QIS_QUERY_MAX_SUBSCRIPTIONS)."""
     subscribe_poll_s: float = 0.02
     """How often a live subscription looks for new changes (QIS_SUBSCRIBE_POLL_S)."""
     subscribe_stall_timeout_s: float = 10.0
     """A subscriber that accepts no message for this long is disconnected with
     RESOURCE_EXHAUSTED, so a stalled client never makes the server buffer without bound
     (QIS_SUBSCRIBE_STALL_TIMEOUT_S)."""
+
+    def limits(self) -> QueryLimits:
+        return QueryLimits(
+            self.query_max_points_per_call,
+            self.query_max_messages_per_call,
+            self.query_max_subscriptions_per_caller,
+            self.query_max_subscriptions,
+        )

@@ -5,6 +5,7 @@ reading, and an unknown series is NOT_FOUND where an empty answer would hide it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Generic, NoReturn, TypeVar
 
@@ -24,6 +25,7 @@ from qis_domain.names import series_name
 
 from qis_query.application import paging, ranges, subscription
 from qis_query.application.consistency import ReadPosition
+from qis_query.application.limits import DEFAULT_LIMITS, QueryLimits, SubscriptionSlots
 from qis_query.application.ranges import AsOf, RangePage, RangeQuery
 from qis_query.application.subscription import FeedSettings, Send
 
@@ -58,22 +60,31 @@ class PointHistory:
 
 class QueryHandlers:
     def __init__(
-        self, reader: ReadModelReader, read_position: ReadPosition, feed: FeedSettings
+        self,
+        reader: ReadModelReader,
+        read_position: ReadPosition,
+        feed: FeedSettings,
+        limits: QueryLimits = DEFAULT_LIMITS,
     ) -> None:
         self._reader = reader
         self._read_position = read_position
         self._feed = feed
+        self._limits = limits
+        self._subscriptions = SubscriptionSlots(limits)
 
     async def query_range(
         self, query: RangeQuery, page_size: int, page_token: str, min_position: int
     ) -> Read[AsyncIterator[RangePage]]:
-        """The range in pages. The first page is read here, so that every refusal (a bad
+        """The range in pages, as much of it as one call may stream (QueryLimits): then the
+        last page's token continues. The first page is read here, so that every refusal (a bad
         argument, a read model behind, an unknown series) comes before the first page."""
         ranges.check_time_range(query.start_us, query.end_us)
         size = paging.page_size(page_size, DEFAULT_RANGE_PAGE, MAX_RANGE_PAGE)
         after_us = paging.range_after(page_token, query)
         read_position = await self._read_position.at_least(min_position)
-        pages = ranges.pages(self._reader, query, size, after_us)
+        pages = ranges.pages(
+            self._reader, query, size, after_us, self._limits.points_per_call(size)
+        )
         first = await anext(pages)
         if not first.values:
             await self._require_series(query.series_id)
@@ -153,6 +164,11 @@ class QueryHandlers:
         ranges.check_time_range(start_us, end_us)
         await self._read_position.at_least(min_position)
         return await self._reader.metrics(series_id, start_us, end_us)
+
+    def subscription_slot(self, caller: str) -> AbstractContextManager[None]:
+        """Held by a subscription of `caller` while it is open (see QueryLimits); raises
+        TooManySubscriptions when the caller, or the service, has none left."""
+        return self._subscriptions.held(caller)
 
     async def subscribe(
         self,

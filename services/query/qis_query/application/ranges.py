@@ -1,4 +1,4 @@
-"""Range reads of official values with as-of dispatch (DESIGN.md §3): the latest version of each
+"""Range reads of official values with as-of dispatch (docs/architecture.md §3): the latest version of each
 point, the version known at a past knowledge time, or the version current right after a commit
 position (which reproduces any past answer exactly)."""
 
@@ -14,6 +14,8 @@ from qis_query.application import paging
 
 EARLIEST = -(2**63)
 """Start of a range without a lower bound."""
+READ_SIZE = 1_000
+"""Values per store read of a range whose pages are smaller."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +83,34 @@ def fetcher(reader: ReadModelReader, series_id: str, as_of: AsOf) -> Fetch:
 
 
 async def pages(
-    reader: ReadModelReader, query: RangeQuery, page_size: int, after_us: int | None
+    reader: ReadModelReader,
+    query: RangeQuery,
+    page_size: int,
+    after_us: int | None,
+    max_points: int,
 ) -> AsyncIterator[RangePage]:
     """The range in pages of `page_size` values, from just after the snap `after_us` (a page
-    token's) when given; the last page is short, possibly empty."""
+    token's) when given, `max_points` values at most. A page that may be followed carries the
+    token resuming after it; the last page of the range is short, possibly empty, and has none.
+    At `max_points` the pages end with a token: the caller continues in another call."""
     start = query.start_us if after_us is None else max(query.start_us, after_us + 1)
     fetch = fetcher(reader, query.series_id, query.as_of)
-    while True:
-        values = await fetch(start, query.end_us, page_size)
-        if len(values) < page_size:
-            yield RangePage(values, "")
-            return
-        yield RangePage(values, paging.range_token(query, values[-1].snap_us))
+    # Small pages are cut from larger reads: a store read costs far more than a message.
+    read_size = page_size * max(1, READ_SIZE // page_size)
+    left = max_points
+    while left:
+        want = min(read_size, left)
+        values = await fetch(start, query.end_us, want)
+        ended = len(values) < want
+        cut = [values[i : i + page_size] for i in range(0, len(values), page_size)]
+        if ended and len(values) % page_size == 0:
+            cut.append([])  # the range ends right after a full page: an empty one says so
+        for page in cut:
+            if ended and len(page) < page_size:
+                yield RangePage(page, "")
+                return
+            yield RangePage(page, paging.range_token(query, page[-1].snap_us))
+        left -= want
         start = values[-1].snap_us + 1
 
 

@@ -1,9 +1,11 @@
-"""The Subscribe loop (DESIGN.md §4): the change feed from a point in the log, catch-up then live,
+"""The Subscribe loop (docs/architecture.md §4): the change feed from a point in the log, catch-up then live,
 at-least-once in commit order, each batch with a strictly increasing resume token.
 
 Backpressure: the loop sends one batch at a time and waits for it to be accepted, so a slow
 subscriber holds at most one batch in the server; one that accepts nothing for the stall timeout
-is cut off (it resumes from its last token without a gap).
+is cut off (it resumes from its last token without a gap). A batch is bounded in bytes too:
+the first read is small and each next one is sized from the largest value of the one before, so
+that a feed of large values (options chains) is read a few at a time.
 """
 
 from __future__ import annotations
@@ -21,11 +23,24 @@ FEED = "feed"  # the kind of the resume tokens
 RESUME_TOKEN = "resume_token"
 
 
+CHANGE_BYTES = 1_024
+"""What a change costs in memory while its batch is sent, besides its value three times (the
+read entry, the message and its serialised form): measured on price changes."""
+FIRST_READ = 16
+"""Changes of a subscription's first read, whose values' size is not known yet."""
+
+
 @dataclass(frozen=True, slots=True)
 class FeedSettings:
     poll_s: float  # how often a live subscription looks for new changes
     stall_timeout_s: float  # how long a batch may wait to be accepted
-    batch: int = 1_000  # changes per message at most
+    batch: int = 250  # changes per message at most
+    batch_bytes: int = 256 * 1024  # memory of a batch at most, once its values' size is known
+
+    def next_read(self, changes: Sequence[ChangeFeedEntry]) -> int:
+        """How many changes the size of the largest of `changes` fit in `batch_bytes`."""
+        largest = CHANGE_BYTES + 3 * max(len(c.value) for c in changes)
+        return max(1, min(self.batch, self.batch_bytes // largest))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +83,13 @@ async def follow(
 ) -> NoReturn:
     """Sends the changes of `series_ids` (all series when empty) after `after`, forever;
     raises SubscriberStalled when a batch is not accepted in time."""
+    limit = min(settings.batch, FIRST_READ)
     while True:
-        changes = await reader.changes_after(after, series_ids, settings.batch)
+        changes = await reader.changes_after(after, series_ids, limit)
         if not changes:
             await asyncio.sleep(settings.poll_s)
             continue
+        limit = settings.next_read(changes)
         after = ResumeToken(changes[-1].position, changes[-1].index)
         batch = FeedBatch(changes, paging.log_token(FEED, None, after))
         # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation (the subscriber went

@@ -16,9 +16,11 @@ from qis.data.v1 import series_pb2
 from qis_adapters.readstore.port import OPEN_END, IssueFilter
 from qis_domain.errors import DomainError
 from qis_runtime.errors import abort_with, plain_status, status_of
+from qis_runtime.identity import current_identity
 
 from qis_query.application.consistency import ReadModelBehind
 from qis_query.application.handlers import QueryHandlers
+from qis_query.application.limits import TooManySubscriptions
 from qis_query.application.ranges import EARLIEST, RangeQuery
 from qis_query.application.subscription import FeedBatch, SubscriberStalled
 from qis_query.entrypoints import mapping
@@ -165,7 +167,8 @@ class QueryService(pb_grpc.QueryServiceServicer):
                     )
                 )
 
-            await self._queries.subscribe(series_ids, resume_token, after_position, send)
+            with self._queries.subscription_slot(current_identity().user_id):
+                await self._queries.subscribe(series_ids, resume_token, after_position, send)
 
         await self._guard(context, run)
 
@@ -223,5 +226,5 @@ class QueryService(pb_grpc.QueryServiceServicer):
             )
             status.details.add().Pack(retry)
             await abort_with(context, status)
-        except SubscriberStalled as error:
+        except (SubscriberStalled, TooManySubscriptions) as error:
             await abort_with(context, plain_status(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)))

@@ -131,7 +131,10 @@ class QueryRangeRequest(_message.Message):
     answer exactly.
     """
     page_size: _builtins.int
-    """Points per streamed message (default 1,000, at most 10,000)."""
+    """Points per streamed message (default 1,000, at most 10,000): every message but the last of
+    the range holds exactly page_size points, except the last message of a call that reached
+    the service's points-per-call bound, which may hold fewer.
+    """
     page_token: _builtins.str
     """From a previous response: resume after the last point received."""
     min_position: _builtins.int
@@ -180,7 +183,9 @@ class QueryRangeResponse(_message.Message):
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     READ_POSITION_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
-    """Pass it as page_token to resume after this message; empty on the last message."""
+    """Pass it as page_token to resume after this message, in this call's stream or in a new call
+    once it has ended (see QueryRange); empty on the last message of the range.
+    """
     read_position: _builtins.int
     """The answer reflects at least this commit position (and min_position, when given)."""
     @_builtins.property

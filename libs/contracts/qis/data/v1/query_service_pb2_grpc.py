@@ -34,6 +34,9 @@ class QueryServiceStub:
     Read-your-writes: every request may carry `min_position`, a commit position returned by a
     command. The service waits (bounded) until its read model has projected that position; if it
     has not, the call fails with UNAVAILABLE (retryable) and says how far the read model is.
+
+    A request larger than the service accepts (256 KiB by default, far more than any valid one)
+    is refused with RESOURCE_EXHAUSTED before it is read.
     """
 
     def __init__(self, channel):
@@ -97,11 +100,20 @@ class QueryServiceServicer:
     Read-your-writes: every request may carry `min_position`, a commit position returned by a
     command. The service waits (bounded) until its read model has projected that position; if it
     has not, the call fails with UNAVAILABLE (retryable) and says how far the read model is.
+
+    A request larger than the service accepts (256 KiB by default, far more than any valid one)
+    is refused with RESOURCE_EXHAUSTED before it is read.
     """
 
     def QueryRange(self, request, context):
         """Official values of a series for a range of snaps, streamed in batches: the latest version
         of each point, or the version known at a past time or commit position.
+
+        One call streams a bounded part of a long range: at most a number of points and of
+        messages set by the service (by default 250,000 points and 10,000 messages, a few seconds
+        of streaming). A call that stops there ends normally and its last message carries a
+        next_page_token: call again with it as page_token to continue. The range is complete when
+        a message carries an empty next_page_token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -147,7 +159,9 @@ class QueryServiceServicer:
         """New and restated official values: catch-up from a position, then live. At-least-once,
         in commit order; every batch carries a resume token, strictly increasing. A subscriber that
         stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
-        last token without a gap.
+        last token without a gap. A caller may have a bounded number of subscriptions open at once
+        (100 by default; one subscription can follow several series, or all of them), and the
+        service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -231,6 +245,9 @@ class QueryService:
     Read-your-writes: every request may carry `min_position`, a commit position returned by a
     command. The service waits (bounded) until its read model has projected that position; if it
     has not, the call fails with UNAVAILABLE (retryable) and says how far the read model is.
+
+    A request larger than the service accepts (256 KiB by default, far more than any valid one)
+    is refused with RESOURCE_EXHAUSTED before it is read.
     """
 
     @staticmethod

@@ -35,6 +35,9 @@ class QueryServiceStub:
     Read-your-writes: every request may carry `min_position`, a commit position returned by a
     command. The service waits (bounded) until its read model has projected that position; if it
     has not, the call fails with UNAVAILABLE (retryable) and says how far the read model is.
+
+    A request larger than the service accepts (256 KiB by default, far more than any valid one)
+    is refused with RESOURCE_EXHAUSTED before it is read.
     """
 
     @_typing.overload
@@ -44,6 +47,12 @@ class QueryServiceStub:
     QueryRange: _grpc.UnaryStreamMultiCallable[_query_service_pb2.QueryRangeRequest, _query_service_pb2.QueryRangeResponse]
     """Official values of a series for a range of snaps, streamed in batches: the latest version
     of each point, or the version known at a past time or commit position.
+
+    One call streams a bounded part of a long range: at most a number of points and of
+    messages set by the service (by default 250,000 points and 10,000 messages, a few seconds
+    of streaming). A call that stops there ends normally and its last message carries a
+    next_page_token: call again with it as page_token to continue. The range is complete when
+    a message carries an empty next_page_token.
     """
     GetValues: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetValuesRequest, _query_service_pb2.GetValuesResponse]
     """The official values of given points: latest, or as known at a past time or position.
@@ -61,7 +70,9 @@ class QueryServiceStub:
     """New and restated official values: catch-up from a position, then live. At-least-once,
     in commit order; every batch carries a resume token, strictly increasing. A subscriber that
     stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
-    last token without a gap.
+    last token without a gap. A caller may have a bounded number of subscriptions open at once
+    (100 by default; one subscription can follow several series, or all of them), and the
+    service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
     """
     ListQualityIssues: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityIssuesRequest, _query_service_pb2.ListQualityIssuesResponse]
     """The exception queue: quality issues, filtered by series, rule, severity, status and age."""
@@ -77,12 +88,21 @@ class QueryServiceAsyncStub(QueryServiceStub):
     Read-your-writes: every request may carry `min_position`, a commit position returned by a
     command. The service waits (bounded) until its read model has projected that position; if it
     has not, the call fails with UNAVAILABLE (retryable) and says how far the read model is.
+
+    A request larger than the service accepts (256 KiB by default, far more than any valid one)
+    is refused with RESOURCE_EXHAUSTED before it is read.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     QueryRange: _aio.UnaryStreamMultiCallable[_query_service_pb2.QueryRangeRequest, _query_service_pb2.QueryRangeResponse]  # type: ignore[assignment]
     """Official values of a series for a range of snaps, streamed in batches: the latest version
     of each point, or the version known at a past time or commit position.
+
+    One call streams a bounded part of a long range: at most a number of points and of
+    messages set by the service (by default 250,000 points and 10,000 messages, a few seconds
+    of streaming). A call that stops there ends normally and its last message carries a
+    next_page_token: call again with it as page_token to continue. The range is complete when
+    a message carries an empty next_page_token.
     """
     GetValues: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetValuesRequest, _query_service_pb2.GetValuesResponse]  # type: ignore[assignment]
     """The official values of given points: latest, or as known at a past time or position.
@@ -100,7 +120,9 @@ class QueryServiceAsyncStub(QueryServiceStub):
     """New and restated official values: catch-up from a position, then live. At-least-once,
     in commit order; every batch carries a resume token, strictly increasing. A subscriber that
     stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
-    last token without a gap.
+    last token without a gap. A caller may have a bounded number of subscriptions open at once
+    (100 by default; one subscription can follow several series, or all of them), and the
+    service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
     """
     ListQualityIssues: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityIssuesRequest, _query_service_pb2.ListQualityIssuesResponse]  # type: ignore[assignment]
     """The exception queue: quality issues, filtered by series, rule, severity, status and age."""
@@ -115,6 +137,9 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     Read-your-writes: every request may carry `min_position`, a commit position returned by a
     command. The service waits (bounded) until its read model has projected that position; if it
     has not, the call fails with UNAVAILABLE (retryable) and says how far the read model is.
+
+    A request larger than the service accepts (256 KiB by default, far more than any valid one)
+    is refused with RESOURCE_EXHAUSTED before it is read.
     """
 
     @_abc_1.abstractmethod
@@ -125,6 +150,12 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_query_service_pb2.QueryRangeResponse], _abc.AsyncIterator[_query_service_pb2.QueryRangeResponse]]:
         """Official values of a series for a range of snaps, streamed in batches: the latest version
         of each point, or the version known at a past time or commit position.
+
+        One call streams a bounded part of a long range: at most a number of points and of
+        messages set by the service (by default 250,000 points and 10,000 messages, a few seconds
+        of streaming). A call that stops there ends normally and its last message carries a
+        next_page_token: call again with it as page_token to continue. The range is complete when
+        a message carries an empty next_page_token.
         """
 
     @_abc_1.abstractmethod
@@ -178,7 +209,9 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         """New and restated official values: catch-up from a position, then live. At-least-once,
         in commit order; every batch carries a resume token, strictly increasing. A subscriber that
         stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
-        last token without a gap.
+        last token without a gap. A caller may have a bounded number of subscriptions open at once
+        (100 by default; one subscription can follow several series, or all of them), and the
+        service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
         """
 
     @_abc_1.abstractmethod
