@@ -57,3 +57,14 @@ async def test_a_failing_read_store_is_unavailable_with_retry_info(
     assert status is not None
     retry = error_details_pb2.RetryInfo()
     assert any(d.Unpack(retry) for d in status.details)
+
+
+async def test_a_huge_invalid_name_is_answered_invalid_argument(
+    stub: q_grpc.QueryServiceAsyncStub,
+) -> None:
+    """The whole name once went into the message: 100 KB of it outgrew gRPC's trailer limit and
+    the client saw RESOURCE_EXHAUSTED instead of the answer."""
+    call = stub.GetSeries(q.GetSeriesRequest(name="x" * 100_000), metadata=as_user("r"))
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await call
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
