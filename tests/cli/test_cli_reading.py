@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 from qis.data.v1 import query_service_pb2 as q
 from qis.data.v1 import series_pb2, values_pb2
-from qis_cli.reading import get_series, parse_time, render_table, rows_of, value_text
+from qis_cli.reading import get_series, parse_time, query, render_table, rows_of, value_text
 
 
 def test_parse_time_needs_an_offset_and_takes_bare_dates_as_utc_midnight() -> None:
@@ -113,3 +113,37 @@ def test_not_found_after_the_wait_and_other_errors_at_once() -> None:
     with pytest.raises(grpc.RpcError):
         get_series(denied, "x", (), wait_s=5.0)  # type: ignore[arg-type]
     assert denied.calls == 1
+
+
+class _Pages:
+    """QueryRange that streams two points per call and continues by token, as the query
+    service does past its per-call cap."""
+
+    def __init__(self, calls: int) -> None:
+        self.tokens: list[str] = []
+        self._calls = calls
+
+    def QueryRange(
+        self, request: q.QueryRangeRequest, metadata: object
+    ) -> list[q.QueryRangeResponse]:
+        self.tokens.append(request.page_token)
+        call = len(self.tokens)
+        values = [
+            q.OfficialValue(
+                snap=timestamp_pb2.Timestamp(seconds=call * 10 + i),
+                version=1,
+                value=values_pb2.DataValue(price=values_pb2.Price(value=f"{call}.{i}")),
+            )
+            for i in range(2)
+        ]
+        token = f"after-{call}" if call < self._calls else ""
+        return [q.QueryRangeResponse(values=values, next_page_token=token)]
+
+
+def test_query_follows_next_page_token_to_the_end_of_the_range() -> None:
+    stub = _Pages(calls=3)
+    request = q.QueryRangeRequest(series="series/x", page_size=2)
+    rows = query(stub, request, ())  # type: ignore[arg-type]
+    assert stub.tokens == ["", "after-1", "after-2"]
+    assert [row[1] for row in rows] == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1"]
+    assert request.page_token == ""  # the caller's request is left as it was

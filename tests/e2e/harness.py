@@ -427,9 +427,14 @@ async def query_all(
     if at_position is not None:
         request.at_position = at_position
     out: list[query_service_pb2.OfficialValue] = []
-    async for reply in c.query.QueryRange(request, metadata=as_user(user)):
-        out.extend(reply.values)
-    return out
+    while True:  # a call streams a bounded number of points: continue with its token
+        token = ""
+        async for reply in c.query.QueryRange(request, metadata=as_user(user)):
+            out.extend(reply.values)
+            token = reply.next_page_token
+        if not token:
+            return out
+        request.page_token = token
 
 
 def chunked(items: Sequence[tuple[int, str]], size: int) -> Iterator[Sequence[tuple[int, str]]]:

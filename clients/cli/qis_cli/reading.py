@@ -86,10 +86,20 @@ def render_table(rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
 
 
 def query(stub: Stub, request: q.QueryRangeRequest, metadata: Metadata) -> list[tuple[str, ...]]:
+    """Every point of the range: a call streams a bounded number of them, the last message's
+    next_page_token continues."""
     rows: list[tuple[str, ...]] = []
-    for response in stub.QueryRange(request, metadata=metadata):
-        rows.extend(rows_of(response.values))
-    return rows
+    while True:
+        token = ""
+        for response in stub.QueryRange(request, metadata=metadata):
+            rows.extend(rows_of(response.values))
+            token = response.next_page_token
+        if not token:
+            return rows
+        following = q.QueryRangeRequest()
+        following.CopyFrom(request)
+        following.page_token = token
+        request = following
 
 
 def history(
