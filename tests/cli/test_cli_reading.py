@@ -145,5 +145,5 @@ def test_query_follows_next_page_token_to_the_end_of_the_range() -> None:
     request = q.QueryRangeRequest(series="series/x", page_size=2)
     rows = query(stub, request, ())  # type: ignore[arg-type]
     assert stub.tokens == ["", "after-1", "after-2"]
-    assert [row[1] for row in rows] == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1"]
+    assert [row[1].strip() for row in rows] == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1"]
     assert request.page_token == ""  # the caller's request is left as it was
