@@ -16,6 +16,7 @@ import hashlib
 from qis_domain.commands import CommandOutcome
 from qis_domain.errors import AlreadyExists
 from qis_domain.events import CommandAccepted, DomainEvent
+from qis_domain.names import command_resource
 from qis_domain.series_bucket import Recorded
 
 COMMAND_REUSED = "COMMAND_ID_REUSED"
@@ -64,7 +65,7 @@ class CommandRecord:
             return None
         if self.accepted.fingerprint != print_:
             raise AlreadyExists(
-                self.stream,
+                command_resource(self.scope, self.command_id),
                 reason=COMMAND_REUSED,
                 detail=f"command id {self.command_id!r} was used on {self.scope} for a different"
                 " command: a retry must send the same arguments, a new command a new id",

@@ -6,7 +6,7 @@ from qis_domain.commands import CommandContext, CommandOutcome, RemembersCommand
 from qis_domain.definitions import DataSourceConfig
 from qis_domain.errors import AlreadyExists, NotFound
 from qis_domain.events import DataSourceConfigured, DataSourceRegistered, DomainEvent
-from qis_domain.names import source_name
+from qis_domain.names import source_resource
 from qis_domain.series_bucket import Recorded
 
 
@@ -35,12 +35,12 @@ class DataSource(RemembersCommands):
 
     def register(self, config: DataSourceConfig, ctx: CommandContext) -> list[DomainEvent]:
         if self.config is not None:
-            raise AlreadyExists(source_name(self.source_id))
+            raise AlreadyExists(source_resource(self.source_id))
         return [DataSourceRegistered(source_id=self.source_id, config=config)]
 
     def configure(self, config: DataSourceConfig, ctx: CommandContext) -> list[DomainEvent]:
         if self.config is None:
-            raise NotFound(source_name(self.source_id), "source.name")
+            raise NotFound(source_resource(self.source_id), "source.name")
         if config == self.config:
             return []
         return [DataSourceConfigured(source_id=self.source_id, config=config)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,13 +14,21 @@ class FieldViolation:
 
 class DomainError(Exception):
     """Base of every rule the domain refuses a command for. `reason`: a stable, documented
-    code a client can branch on (google.rpc.ErrorInfo), where the status code is not enough."""
+    code a client can branch on (google.rpc.ErrorInfo, domain "qis.data"; docs/errors.md
+    lists them), where the status code is not enough."""
 
     reason: str = ""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        if reason:
+            self.reason = reason
 
 
 class InvalidArgument(DomainError):
     """Malformed input: nothing of the command is stored."""
+
+    reason = "BAD_REQUEST"
 
     def __init__(self, violations: list[FieldViolation]) -> None:
         self.violations = violations
@@ -32,26 +41,48 @@ class InvalidArgument(DomainError):
         return cls([FieldViolation(field, description)])
 
 
+class Resource(NamedTuple):
+    """A resource as google.rpc.ResourceInfo names it: its type ("qis.data.v1.Series") and its
+    resource name ("series/SPX"); `reason_stem` forms the reasons about it (SERIES_NOT_FOUND)."""
+
+    type: str
+    name: str
+    reason_stem: str
+
+
 class NotFound(DomainError):
-    def __init__(self, resource: str, field: str = "") -> None:
-        super().__init__(f"{resource} not found")
+    def __init__(self, resource: Resource, field: str = "") -> None:
+        super().__init__(f"{resource.name} not found", f"{resource.reason_stem}_NOT_FOUND")
         self.resource = resource
         self.field = field
 
 
 class AlreadyExists(DomainError):
-    def __init__(self, resource: str, reason: str = "", detail: str = "") -> None:
-        super().__init__(detail or f"{resource} already exists")
+    def __init__(self, resource: Resource, reason: str = "", detail: str = "") -> None:
+        super().__init__(
+            detail or f"{resource.name} already exists",
+            reason or f"{resource.reason_stem}_ALREADY_EXISTS",
+        )
         self.resource = resource
-        self.reason = reason
 
 
 class FailedPrecondition(DomainError):
     """Well-formed, but the current state does not allow the command."""
 
+    reason = "FAILED_PRECONDITION"
+
 
 class PermissionDenied(DomainError):
     """The caller may not do this (e.g. approving their own submission: four-eyes)."""
+
+    reason = "PERMISSION_DENIED"
+
+
+class LimitExceeded(Exception):
+    """Not a refusal of the request's content: a limit on what one caller may hold or cost
+    (open subscriptions, a subscriber that stopped reading). `reason` says which."""
+
+    reason = "LIMIT_EXCEEDED"
 
 
 class RetryLater(Exception):

@@ -15,7 +15,7 @@ from qis_domain.errors import (
     NotFound,
 )
 from qis_domain.events import DomainEvent, SchemaEvolved, SeriesDefined, SourceAdded
-from qis_domain.names import series_name
+from qis_domain.names import series_resource, source_resource
 from qis_domain.series_bucket import Recorded
 from qis_domain.values import DataType
 
@@ -67,7 +67,7 @@ def validate_definition(
         raise InvalidArgument(violations)
     for i, source in enumerate(definition.sources):
         if source.source_id not in known_sources:
-            raise NotFound(f"sources/{source.source_id}", f"series.sources[{i}].source")
+            raise NotFound(source_resource(source.source_id), f"series.sources[{i}].source")
 
 
 class ReferenceData(RemembersCommands):
@@ -88,7 +88,7 @@ class ReferenceData(RemembersCommands):
 
     def require_definition(self, field: str = "series") -> SeriesDefinition:
         if self.definition is None:
-            raise NotFound(series_name(self.series_id), field)
+            raise NotFound(series_resource(self.series_id), field)
         return self.definition
 
     def define(
@@ -99,7 +99,7 @@ class ReferenceData(RemembersCommands):
         unknown_calendar: bool = False,
     ) -> list[DomainEvent]:
         if self.definition is not None:
-            raise AlreadyExists(series_name(self.series_id))
+            raise AlreadyExists(series_resource(self.series_id))
         validate_definition(definition, known_sources, unknown_calendar)
         return [SeriesDefined(series_id=self.series_id, definition=definition)]
 
@@ -116,7 +116,8 @@ class ReferenceData(RemembersCommands):
             raise InvalidArgument.single("reason", "a schema evolution needs a reason")
         if (definition.data_type, definition.frequency) != (current.data_type, current.frequency):
             raise FailedPrecondition(
-                "data type and frequency of a series are immutable: define a new series instead"
+                "data type and frequency of a series are immutable: define a new series instead",
+                "IMMUTABLE_FIELD",
             )
         validate_definition(definition, known_sources, unknown_calendar)
         if definition == current:

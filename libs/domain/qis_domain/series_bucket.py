@@ -46,6 +46,7 @@ from qis_domain.events import (
     QualityRejected,
     RawValue,
 )
+from qis_domain.names import issue_resource, point_resource
 from qis_domain.quality import PointStatus
 from qis_domain.reconciliation import within_tolerance
 from qis_domain.rules import (
@@ -357,7 +358,7 @@ class SeriesBucket:
         for field_path, snap_us in snaps:
             candidate = self.candidates.get(snap_us)
             if candidate is None:
-                raise NotFound(f"point {self.series_id}@{snap_us}", field_path)
+                raise NotFound(point_resource(self.series_id, snap_us), field_path)
             self._four_eyes(snap_us, candidate.sources, ctx, field_path)
             approved.extend((i, snap_us) for i in self._open_issues(snap_us))
             official = self.officials.get(snap_us)
@@ -388,7 +389,10 @@ class SeriesBucket:
         """A manual correction of a published point: a new version that automatic
         reconciliation will not override (until `expires_us`, when given)."""
         if snap_us not in self.officials:
-            raise FailedPrecondition(f"point {self.series_id}@{snap_us} has not been published")
+            raise FailedPrecondition(
+                f"{point_resource(self.series_id, snap_us).name} has not been published",
+                "POINT_NOT_PUBLISHED",
+            )
         return self._manual_value(
             definition, snap_us, value, reason, reason_code, expires_us, ctx, []
         )
@@ -417,12 +421,15 @@ class SeriesBucket:
         for field_path, iid in issue_ids:
             issue = self.issues.get(iid)
             if issue is None:
-                raise NotFound(f"issue {iid}", field_path)
+                raise NotFound(issue_resource(self.series_id, iid), field_path)
             if issue.status != _OPEN:
-                raise FailedPrecondition(f"{field_path}: issue {iid} is already {issue.status}")
+                raise FailedPrecondition(
+                    f"{field_path}: issue {iid} is already {issue.status}", "ISSUE_RESOLVED"
+                )
             if action == "reject" and not issue.source_id:
                 raise FailedPrecondition(
-                    f"{field_path}: a source break can be approved or overridden, not rejected"
+                    f"{field_path}: a source break can be approved or overridden, not rejected",
+                    "BREAK_NOT_REJECTABLE",
                 )
             if action in ("approve", "override"):
                 self._four_eyes(issue.snap_us, self._sources_of(issue), ctx, field_path)
@@ -600,7 +607,8 @@ class SeriesBucket:
         if ctx.user_id in involved:
             raise PermissionDenied(
                 f"{field_path}: four-eyes rule: {ctx.user_id!r} submitted or set a value of this"
-                " point and cannot also approve it"
+                " point and cannot also approve it",
+                "FOUR_EYES",
             )
 
     def _sources_of(self, issue: IssueState) -> list[str]:

@@ -9,6 +9,8 @@ status with google.rpc error details a client in any language reads; nothing end
 | RetryLater "contention"                | ABORTED             | RetryInfo, ErrorInfo         |
 | RetryLater "unavailable"               | UNAVAILABLE         | RetryInfo, ErrorInfo         |
 | RetryLater "full"                      | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo         |
+| RetryLater "behind" (min_position)     | UNAVAILABLE         | RetryInfo, ErrorInfo         |
+| LimitExceeded (a caller's limits)      | RESOURCE_EXHAUSTED  | ErrorInfo                    |
 | anything else (a bug)                  | INTERNAL            | ErrorInfo with an error id that is also in the log |
 """
 
@@ -31,6 +33,7 @@ from qis_domain.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
+    LimitExceeded,
     NotFound,
     PermissionDenied,
     RetryLater,
@@ -55,6 +58,7 @@ _RETRY_CODES = {
     "contention": (grpc.StatusCode.ABORTED, "CONTENTION"),
     "unavailable": (grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE"),
     "full": (grpc.StatusCode.RESOURCE_EXHAUSTED, "STORE_FULL"),
+    "behind": (grpc.StatusCode.UNAVAILABLE, "READ_MODEL_BEHIND"),
 }
 
 
@@ -89,16 +93,16 @@ def status_of(error: DomainError) -> status_pb2.Status:
             )
         )
         status.details.append(detail)
-    elif isinstance(error, NotFound):
+    elif isinstance(error, NotFound | AlreadyExists):
+        resource = error.resource
+        field = error.field if isinstance(error, NotFound) else ""
         detail.Pack(
-            error_details_pb2.ResourceInfo(resource_name=error.resource, description=error.field)
+            error_details_pb2.ResourceInfo(
+                resource_type=resource.type, resource_name=resource.name, description=field
+            )
         )
         status.details.append(detail)
-    if error.reason:
-        info = any_pb2.Any()
-        info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
-        status.details.append(info)
-    return status
+    return with_reason(status, error.reason) if error.reason else status
 
 
 def status_for(error: Exception, *, in_trailers: bool = True) -> status_pb2.Status:
@@ -116,8 +120,11 @@ def status_for(error: Exception, *, in_trailers: bool = True) -> status_pb2.Stat
         code, reason = _RETRY_CODES.get(error.kind, _RETRY_CODES["unavailable"])
         status = plain_status(code, str(error) or reason.lower())
         _add(status, error_details_pb2.RetryInfo(retry_delay=_duration(error.retry_after_s)))
-        _add(status, error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
-        return status
+        return with_reason(status, reason)
+    if isinstance(error, LimitExceeded):
+        return with_reason(
+            plain_status(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)), error.reason
+        )
     error_id = uuid.uuid4().hex[:16]
     log.error("internal error %s: %r", error_id, error, exc_info=error)
     status = plain_status(grpc.StatusCode.INTERNAL, f"internal error (reference {error_id})")
@@ -151,6 +158,12 @@ def fitting(error: InvalidArgument) -> InvalidArgument:
         " fix these and send again, or send less at a time"
     )
     return InvalidArgument([*kept, FieldViolation(field, description)])
+
+
+def with_reason(status: status_pb2.Status, reason: str) -> status_pb2.Status:
+    """`status` with an ErrorInfo: every refusal names its reason (AIP-193)."""
+    _add(status, error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
+    return status
 
 
 def _add(status: status_pb2.Status, detail: Any) -> None:

@@ -19,7 +19,13 @@ import grpc
 import grpc.aio
 from qis_domain.errors import InvalidArgument
 
-from qis_runtime.errors import UndecodableRequest, abort_with, status_for
+from qis_runtime.errors import (
+    UndecodableRequest,
+    abort_with,
+    plain_status,
+    status_for,
+    with_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +135,11 @@ def _wrap(
         if isinstance(identity, Exception):
             await abort_with(context, status_for(InvalidArgument.single("", str(identity))))
         if identity is None:
-            await context.abort(
+            status = plain_status(
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"missing or invalid '{IDENTITY_HEADER}' call metadata",
             )
+            await abort_with(context, with_reason(status, "UNAUTHENTICATED"))
         # Each call runs in its own task, whose context this does not leak out of; no reset
         # (resetting from a streaming call's finaliser fails: another context runs it).
         _current.set(identity)

@@ -163,7 +163,7 @@ async def test_a_subscription_cancelled_as_a_batch_is_accepted_stops(
 async def test_subscribing_to_an_unknown_series_is_not_found(queries: QueryHandlers) -> None:
     with pytest.raises(NotFound) as missing:
         await queries.subscribe([SERIES, "NOPE"], None, HEAD, _never)
-    assert (missing.value.resource, missing.value.field) == ("series/NOPE", "series[1]")
+    assert (missing.value.resource.name, missing.value.field) == ("series/NOPE", "series[1]")
 
 
 async def test_a_series_defined_up_to_the_start_position_is_waited_for(

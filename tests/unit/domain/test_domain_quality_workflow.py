@@ -612,7 +612,8 @@ def test_an_unknown_issue_is_not_found_with_its_field_path() -> None:
     with pytest.raises(NotFound) as info:
         desk.resolve("ops", [positive.issue_id, unknown], "reject")
     assert info.value.field == "issue_ids[1]"
-    assert unknown in info.value.resource
+    assert info.value.resource.name == f"series/SPX/issues/{unknown}"
+    assert info.value.reason == "ISSUE_NOT_FOUND"
     assert desk.bucket.issues[positive.issue_id].status == "open"  # nothing half-done
 
 

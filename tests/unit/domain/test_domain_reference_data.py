@@ -107,7 +107,7 @@ def test_second_define_already_exists() -> None:
     series, _ = defined()
     with pytest.raises(AlreadyExists) as info:
         series.define(eurusd(), KNOWN, ctx("cmd-2"))
-    assert info.value.resource == "series/EURUSD"
+    assert info.value.resource.name == "series/EURUSD"
 
 
 def _violations(definition: SeriesDefinition) -> dict[str, str]:
@@ -170,7 +170,7 @@ def test_unknown_source_is_not_found_with_its_field_path() -> None:
     definition = eurusd(sources=sources(("bbg", 1), ("nasdaq", 2)))
     with pytest.raises(NotFound) as info:
         ReferenceData("X").define(definition, KNOWN, ctx())
-    assert info.value.resource == "sources/nasdaq"
+    assert info.value.resource.name == "sources/nasdaq"
     assert info.value.field == "series.sources[1].source"
 
 
@@ -180,7 +180,7 @@ def test_unknown_source_is_not_found_with_its_field_path() -> None:
 def test_evolve_before_define_is_not_found() -> None:
     with pytest.raises(NotFound) as info:
         ReferenceData("EURUSD").evolve(eurusd(), "why", KNOWN, ctx())
-    assert info.value.resource == "series/EURUSD"
+    assert info.value.resource.name == "series/EURUSD"
     assert info.value.field == "series.name"
 
 
@@ -291,13 +291,13 @@ def test_register_twice_already_exists() -> None:
     source, _ = registered()
     with pytest.raises(AlreadyExists) as info:
         source.register(BBG, ctx("again"))
-    assert info.value.resource == "sources/bbg"
+    assert info.value.resource.name == "sources/bbg"
 
 
 def test_configure_unknown_source_is_not_found() -> None:
     with pytest.raises(NotFound) as info:
         DataSource("ghost").configure(BBG, ctx())
-    assert info.value.resource == "sources/ghost"
+    assert info.value.resource.name == "sources/ghost"
     assert info.value.field == "source.name"
 
 

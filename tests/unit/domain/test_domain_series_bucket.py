@@ -498,7 +498,8 @@ def test_publish_unknown_snap_names_the_field_path() -> None:
             h.ctx("bob"),
         )
     assert info.value.field == "snaps[1]"
-    assert str(SNAP2.utc_us) in info.value.resource
+    assert info.value.resource.name == f"series/{h.bucket.series_id}/points/{SNAP2.isoformat()}"
+    assert info.value.reason == "POINT_NOT_FOUND"
 
 
 def test_publish_the_same_snap_twice_in_one_command() -> None:

@@ -18,7 +18,7 @@ from qis_domain.bounds import MAX_BATCH, MAX_ID_LENGTH, MAX_TEXT_LENGTH, check_l
 from qis_domain.commands import CommandContext
 from qis_domain.errors import FieldViolation, InvalidArgument
 from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION
-from qis_runtime.errors import status_for
+from qis_runtime.errors import abort_with, plain_status, status_for, with_reason
 from qis_runtime.identity import current_identity
 
 from qis_command.application.commands import (
@@ -115,11 +115,12 @@ class CommandService(pb_grpc.CommandServiceServicer):
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                await context.abort(
+                status = plain_status(
                     grpc.StatusCode.DEADLINE_EXCEEDED,
                     f"no chunk for {self._bulk_idle_timeout_s:g} s: stream ended; every chunk"
                     " acknowledged before is committed, send the others on a new stream",
                 )
+                await abort_with(context, with_reason(status, "STREAM_IDLE"))
             try:
                 result = await self._decide(chunk, context, _ingest_points, self._handlers.ingest)
             except Exception as error:

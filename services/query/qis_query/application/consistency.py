@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from qis_adapters.readstore.port import ReadModelReader
+from qis_domain.errors import RetryLater
 
 
-class ReadModelBehind(Exception):
+class ReadModelBehind(RetryLater):
+    kind = "behind"
+    retry_after_s = 0.2
+
     def __init__(self, wanted: int, reached: int, waited_s: float) -> None:
         super().__init__(
             f"the read model has projected position {reached}, not yet min_position {wanted}"

@@ -21,7 +21,7 @@ from qis_adapters.readstore.port import (
     SeriesEntry,
 )
 from qis_domain.errors import InvalidArgument, NotFound
-from qis_domain.names import series_name
+from qis_domain.names import point_resource, series_resource
 
 from qis_query.application import paging, ranges, subscription
 from qis_query.application.consistency import ReadPosition
@@ -109,7 +109,7 @@ class QueryHandlers:
         observations = await self._reader.observations(series_id, snap_us)
         if not versions and not observations:
             await self._require_series(series_id)
-            raise NotFound(f"{series_name(series_id)} has no point at that snap", "snap")
+            raise NotFound(point_resource(series_id, snap_us), "snap")
         return Read(PointHistory(versions, observations), read_position)
 
     async def series(self, series_id: str, min_position: int) -> SeriesEntry:
@@ -194,7 +194,7 @@ class QueryHandlers:
             missing = await self._unknown(missing)
         if missing:
             index = series_ids.index(missing[0])
-            raise NotFound(series_name(missing[0]), f"series[{index}]")
+            raise NotFound(series_resource(missing[0]), f"series[{index}]")
 
     async def _unknown(self, series_ids: Sequence[str]) -> list[str]:
         return [s for s in dict.fromkeys(series_ids) if await self._reader.get_series(s) is None]
@@ -202,7 +202,7 @@ class QueryHandlers:
     async def _require_series(self, series_id: str) -> SeriesEntry:
         entry = await self._reader.get_series(series_id)
         if entry is None:
-            raise NotFound(series_name(series_id), "series")
+            raise NotFound(series_resource(series_id), "series")
         return entry
 
 

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from qis_domain.errors import LimitExceeded
+
 
 @dataclass(frozen=True, slots=True)
 class QueryLimits:
@@ -32,9 +34,11 @@ class QueryLimits:
 DEFAULT_LIMITS = QueryLimits()
 
 
-class TooManySubscriptions(Exception):
+class TooManySubscriptions(LimitExceeded):
     """Refused before anything is read: the caller closes a subscription first (a subscription
     can follow several series, and every series when it names none)."""
+
+    reason = "TOO_MANY_SUBSCRIPTIONS"
 
 
 class SubscriptionSlots:

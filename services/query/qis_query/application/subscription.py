@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from qis_adapters.readstore.port import ChangeFeedEntry, ReadModelReader, ResumeToken
+from qis_domain.errors import LimitExceeded
 
 from qis_query.application import paging
 
@@ -53,7 +54,9 @@ Send = Callable[[FeedBatch], Awaitable[None]]
 """Hands a batch to the subscriber; returns once the transport accepted it."""
 
 
-class SubscriberStalled(Exception):
+class SubscriberStalled(LimitExceeded):
+    reason = "SUBSCRIBER_STALLED"
+
     def __init__(self, stall_timeout_s: float) -> None:
         super().__init__(
             f"subscriber accepted nothing for {stall_timeout_s:.0f} s: disconnected;"

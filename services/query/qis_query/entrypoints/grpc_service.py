@@ -3,26 +3,19 @@ messages, and the application's exceptions to statuses."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
-from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import query_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2
 from qis_adapters.readstore.port import OPEN_END, IssueFilter
-from qis_domain.errors import DomainError
-from qis_runtime.errors import abort_with, plain_status, status_of
 from qis_runtime.identity import current_identity
 
-from qis_query.application.consistency import ReadModelBehind
 from qis_query.application.handlers import QueryHandlers
-from qis_query.application.limits import TooManySubscriptions
 from qis_query.application.ranges import EARLIEST, RangeQuery
-from qis_query.application.subscription import FeedBatch, SubscriberStalled
+from qis_query.application.subscription import FeedBatch
 from qis_query.entrypoints import mapping
 from qis_query.entrypoints.fields import RequestFields
 
@@ -33,6 +26,10 @@ _ISSUE_STATUS = {"": "open", "any": ""}  # the request's spelling -> the filter'
 
 
 class QueryService(pb_grpc.QueryServiceServicer):
+    """Protobuf in, application calls, protobuf out. Whatever a call raises becomes its status
+    in the server's interceptor (qis_runtime.errors.status_for): one error policy for every
+    process."""
+
     def __init__(self, queries: QueryHandlers) -> None:
         self._queries = queries
 
@@ -41,190 +38,144 @@ class QueryService(pb_grpc.QueryServiceServicer):
     # generator form, hence the override ignores.
 
     async def QueryRange(self, request: pb.QueryRangeRequest, context: Ctx) -> None:  # type: ignore[override]
-        async def run() -> None:
-            fields = RequestFields()
-            query = RangeQuery(
-                fields.series_id(request.series, "series"),
-                fields.optional_instant(request, "start", EARLIEST),
-                fields.optional_instant(request, "end", OPEN_END),
-                fields.as_of(request),
-            )
-            min_position = fields.position(request.min_position, "min_position")
-            fields.check()
-            read = await self._queries.query_range(
-                query, request.page_size, request.page_token, min_position
-            )
-            async for page in read.value:
-                await context.write(
-                    pb.QueryRangeResponse(
-                        values=[mapping.official_value(request.series, v) for v in page.values],
-                        next_page_token=page.next_page_token,
-                        read_position=read.read_position,
-                    )
+        fields = RequestFields()
+        query = RangeQuery(
+            fields.series_id(request.series, "series"),
+            fields.optional_instant(request, "start", EARLIEST),
+            fields.optional_instant(request, "end", OPEN_END),
+            fields.as_of(request),
+        )
+        min_position = fields.position(request.min_position, "min_position")
+        fields.check()
+        read = await self._queries.query_range(
+            query, request.page_size, request.page_token, min_position
+        )
+        async for page in read.value:
+            await context.write(
+                pb.QueryRangeResponse(
+                    values=[mapping.official_value(request.series, v) for v in page.values],
+                    next_page_token=page.next_page_token,
+                    read_position=read.read_position,
                 )
-
-        await self._guard(context, run)
+            )
 
     async def GetValues(self, request: pb.GetValuesRequest, context: Ctx) -> pb.GetValuesResponse:
-        async def run() -> pb.GetValuesResponse:
-            fields = RequestFields()
-            series_id = fields.series_id(request.series, "series")
-            snaps = [fields.instant(s, f"snaps[{i}]") for i, s in enumerate(request.snaps)]
-            as_of = fields.as_of(request)
-            min_position = fields.position(request.min_position, "min_position")
-            fields.check()
-            read = await self._queries.values(series_id, snaps, as_of, min_position)
-            return pb.GetValuesResponse(
-                values=[mapping.official_value(request.series, v) for v in read.value],
-                read_position=read.read_position,
-            )
-
-        return await self._guard(context, run)
+        fields = RequestFields()
+        series_id = fields.series_id(request.series, "series")
+        snaps = [fields.instant(s, f"snaps[{i}]") for i, s in enumerate(request.snaps)]
+        as_of = fields.as_of(request)
+        min_position = fields.position(request.min_position, "min_position")
+        fields.check()
+        read = await self._queries.values(series_id, snaps, as_of, min_position)
+        return pb.GetValuesResponse(
+            values=[mapping.official_value(request.series, v) for v in read.value],
+            read_position=read.read_position,
+        )
 
     async def GetPointHistory(
         self, request: pb.GetPointHistoryRequest, context: Ctx
     ) -> pb.GetPointHistoryResponse:
-        async def run() -> pb.GetPointHistoryResponse:
-            fields = RequestFields()
-            series_id = fields.series_id(request.series, "series")
-            if not request.HasField("snap"):
-                fields.refuse("snap", "the snap of the point is required")
-            snap_us = fields.instant(request.snap, "snap")
-            min_position = fields.position(request.min_position, "min_position")
-            fields.check()
-            read = await self._queries.point_history(series_id, snap_us, min_position)
-            return pb.GetPointHistoryResponse(
-                versions=[mapping.official_value(request.series, v) for v in read.value.versions],
-                observations=[mapping.observation(o) for o in read.value.observations],
-                read_position=read.read_position,
-            )
-
-        return await self._guard(context, run)
+        fields = RequestFields()
+        series_id = fields.series_id(request.series, "series")
+        if not request.HasField("snap"):
+            fields.refuse("snap", "the snap of the point is required")
+        snap_us = fields.instant(request.snap, "snap")
+        min_position = fields.position(request.min_position, "min_position")
+        fields.check()
+        read = await self._queries.point_history(series_id, snap_us, min_position)
+        return pb.GetPointHistoryResponse(
+            versions=[mapping.official_value(request.series, v) for v in read.value.versions],
+            observations=[mapping.observation(o) for o in read.value.observations],
+            read_position=read.read_position,
+        )
 
     async def GetSeries(self, request: pb.GetSeriesRequest, context: Ctx) -> series_pb2.Series:
-        async def run() -> series_pb2.Series:
-            fields = RequestFields()
-            series_id = fields.series_id(request.name, "name")
-            min_position = fields.position(request.min_position, "min_position")
-            fields.check()
-            return mapping.series(await self._queries.series(series_id, min_position))
-
-        return await self._guard(context, run)
+        fields = RequestFields()
+        series_id = fields.series_id(request.name, "name")
+        min_position = fields.position(request.min_position, "min_position")
+        fields.check()
+        return mapping.series(await self._queries.series(series_id, min_position))
 
     async def ListSeries(
         self, request: pb.ListSeriesRequest, context: Ctx
     ) -> pb.ListSeriesResponse:
-        async def run() -> pb.ListSeriesResponse:
-            fields = RequestFields()
-            min_position = fields.position(request.min_position, "min_position")
-            fields.check()
-            page = await self._queries.list_series(
-                request.page_size, request.page_token, min_position
-            )
-            return pb.ListSeriesResponse(
-                series=[mapping.series(e) for e in page.items],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self._guard(context, run)
+        fields = RequestFields()
+        min_position = fields.position(request.min_position, "min_position")
+        fields.check()
+        page = await self._queries.list_series(request.page_size, request.page_token, min_position)
+        return pb.ListSeriesResponse(
+            series=[mapping.series(e) for e in page.items],
+            next_page_token=page.next_page_token,
+        )
 
     async def ListAuditEntries(
         self, request: pb.ListAuditEntriesRequest, context: Ctx
     ) -> pb.ListAuditEntriesResponse:
-        async def run() -> pb.ListAuditEntriesResponse:
-            fields = RequestFields()
-            series_id = ""
-            if request.series != _ANY_SERIES:
-                series_id = fields.series_id(request.series, "series")
-            snap_us = fields.instant(request.snap, "snap") if request.HasField("snap") else None
-            min_position = fields.position(request.min_position, "min_position")
-            fields.check()
-            page = await self._queries.audit_entries(
-                series_id, snap_us, request.page_size, request.page_token, min_position
-            )
-            return pb.ListAuditEntriesResponse(
-                entries=[mapping.audit_entry(e) for e in page.items],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self._guard(context, run)
+        fields = RequestFields()
+        series_id = ""
+        if request.series != _ANY_SERIES:
+            series_id = fields.series_id(request.series, "series")
+        snap_us = fields.instant(request.snap, "snap") if request.HasField("snap") else None
+        min_position = fields.position(request.min_position, "min_position")
+        fields.check()
+        page = await self._queries.audit_entries(
+            series_id, snap_us, request.page_size, request.page_token, min_position
+        )
+        return pb.ListAuditEntriesResponse(
+            entries=[mapping.audit_entry(e) for e in page.items],
+            next_page_token=page.next_page_token,
+        )
 
     async def Subscribe(self, request: pb.SubscribeRequest, context: Ctx) -> None:  # type: ignore[override]
-        async def run() -> None:
-            fields = RequestFields()
-            series_ids = [fields.series_id(s, f"series[{i}]") for i, s in enumerate(request.series)]
-            after_position = fields.position(request.after_position, "after_position")
-            fields.check()
-            resume_token = None
-            if request.WhichOneof("start") == "resume_token":
-                resume_token = request.resume_token
+        fields = RequestFields()
+        series_ids = [fields.series_id(s, f"series[{i}]") for i, s in enumerate(request.series)]
+        after_position = fields.position(request.after_position, "after_position")
+        fields.check()
+        resume_token = None
+        if request.WhichOneof("start") == "resume_token":
+            resume_token = request.resume_token
 
-            async def send(batch: FeedBatch) -> None:
-                await context.write(
-                    pb.SubscribeResponse(
-                        values=[mapping.changed_value(c) for c in batch.changes],
-                        resume_token=batch.resume_token,
-                    )
+        async def send(batch: FeedBatch) -> None:
+            await context.write(
+                pb.SubscribeResponse(
+                    values=[mapping.changed_value(c) for c in batch.changes],
+                    resume_token=batch.resume_token,
                 )
+            )
 
-            with self._queries.subscription_slot(current_identity().user_id):
-                await self._queries.subscribe(series_ids, resume_token, after_position, send)
-
-        await self._guard(context, run)
+        with self._queries.subscription_slot(current_identity().user_id):
+            await self._queries.subscribe(series_ids, resume_token, after_position, send)
 
     async def ListQualityIssues(
         self, request: pb.ListQualityIssuesRequest, context: Ctx
     ) -> pb.ListQualityIssuesResponse:
-        async def run() -> pb.ListQualityIssuesResponse:
-            fields = RequestFields()
-            series_id = fields.series_id(request.series, "series") if request.series else ""
-            issue_filter = IssueFilter(
-                series_id,
-                request.rule,
-                request.severity,
-                _ISSUE_STATUS.get(request.status, request.status),
-                fields.optional_instant(request, "raised_before", OPEN_END),
-            )
-            min_position = fields.position(request.min_position, "min_position")
-            fields.check()
-            page = await self._queries.quality_issues(
-                issue_filter, request.page_size, request.page_token, min_position
-            )
-            return pb.ListQualityIssuesResponse(
-                issues=[mapping.quality_issue(i) for i in page.items],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self._guard(context, run)
+        fields = RequestFields()
+        series_id = fields.series_id(request.series, "series") if request.series else ""
+        issue_filter = IssueFilter(
+            series_id,
+            request.rule,
+            request.severity,
+            _ISSUE_STATUS.get(request.status, request.status),
+            fields.optional_instant(request, "raised_before", OPEN_END),
+        )
+        min_position = fields.position(request.min_position, "min_position")
+        fields.check()
+        page = await self._queries.quality_issues(
+            issue_filter, request.page_size, request.page_token, min_position
+        )
+        return pb.ListQualityIssuesResponse(
+            issues=[mapping.quality_issue(i) for i in page.items],
+            next_page_token=page.next_page_token,
+        )
 
     async def ListQualityMetrics(
         self, request: pb.ListQualityMetricsRequest, context: Ctx
     ) -> pb.ListQualityMetricsResponse:
-        async def run() -> pb.ListQualityMetricsResponse:
-            fields = RequestFields()
-            series_id = fields.series_id(request.series, "series")
-            start_us = fields.optional_instant(request, "start", EARLIEST)
-            end_us = fields.optional_instant(request, "end", OPEN_END)
-            min_position = fields.position(request.min_position, "min_position")
-            fields.check()
-            metrics = await self._queries.quality_metrics(series_id, start_us, end_us, min_position)
-            return pb.ListQualityMetricsResponse(
-                metrics=[mapping.quality_metrics(m) for m in metrics]
-            )
-
-        return await self._guard(context, run)
-
-    async def _guard(self, context: Ctx, run: Callable[[], Awaitable[R]]) -> R:
-        try:
-            return await run()
-        except DomainError as error:
-            await abort_with(context, status_of(error))
-        except ReadModelBehind as error:
-            status = plain_status(grpc.StatusCode.UNAVAILABLE, str(error))
-            retry = error_details_pb2.RetryInfo(
-                retry_delay=duration_pb2.Duration(nanos=200_000_000)
-            )
-            status.details.add().Pack(retry)
-            await abort_with(context, status)
-        except (SubscriberStalled, TooManySubscriptions) as error:
-            await abort_with(context, plain_status(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)))
+        fields = RequestFields()
+        series_id = fields.series_id(request.series, "series")
+        start_us = fields.optional_instant(request, "start", EARLIEST)
+        end_us = fields.optional_instant(request, "end", OPEN_END)
+        min_position = fields.position(request.min_position, "min_position")
+        fields.check()
+        metrics = await self._queries.quality_metrics(series_id, start_us, end_us, min_position)
+        return pb.ListQualityMetricsResponse(metrics=[mapping.quality_metrics(m) for m in metrics])
