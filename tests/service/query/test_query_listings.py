@@ -3,19 +3,22 @@ point, without gRPC."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
-from qis_adapters.readstore.port import IssueFilter
+from qis_adapters.readstore.memory import InMemoryReadStore
+from qis_adapters.readstore.port import IssueFilter, ProjectionBatch
 from qis_domain.errors import InvalidArgument, NotFound
 from qis_query.application.handlers import Page, QueryHandlers
 
-from tests.contract.readstore.test_readstore_contract import SNAPS
+from tests.contract.readstore.test_readstore_contract import SNAPS, metric
 from tests.service.query.readmodel import HEAD, OTHER, SERIES
 
 T = TypeVar("T")
 OPEN_ISSUES = IssueFilter()
+DAY = 86_400_000_000
 
 
 async def every_page(fetch: Callable[[str], Awaitable[Page[T]]]) -> list[list[T]]:
@@ -96,3 +99,26 @@ async def test_one_series(queries: QueryHandlers) -> None:
     assert (await queries.series(OTHER, HEAD)).series_id == OTHER
     with pytest.raises(NotFound):
         await queries.series("NOPE", 0)
+
+
+async def test_quality_metrics_in_pages_of_their_series_and_range(
+    writer: InMemoryReadStore, queries: QueryHandlers
+) -> None:
+    # Two windows start together (a day and a month, both asked for on demand): the page token
+    # resumes after (start, end), so neither is skipped nor repeated.
+    windows = [(DAY * d, DAY * (d + 1)) for d in range(4)] + [(0, DAY * 30)]
+    metrics = [
+        dataclasses.replace(metric(start, HEAD), series_id=SERIES, window_end_us=end)
+        for start, end in windows
+    ]
+    await writer.apply(ProjectionBatch(metrics=metrics), HEAD)
+    pages = await every_page(
+        lambda token: queries.quality_metrics(SERIES, 0, DAY * 10, 2, token, HEAD)
+    )
+    seen = [(m.window_start_us, m.window_end_us) for page in pages for m in page]
+    assert seen == sorted(windows)
+    assert [len(p) for p in pages] == [2, 2, 1]
+    token = (await queries.quality_metrics(SERIES, 0, DAY * 10, 2, "", HEAD)).next_page_token
+    with pytest.raises(InvalidArgument) as refused:
+        await queries.quality_metrics(SERIES, 0, DAY * 5, 2, token, HEAD)  # another range
+    assert [v.field for v in refused.value.violations] == ["page_token"]

@@ -131,7 +131,7 @@ async def test_a_range_ending_before_it_starts_is_refused(queries: QueryHandlers
         await queries.query_range(RangeQuery(SERIES, SNAPS[3], SNAPS[1]), 0, "", 0)
     assert sorted(fields_of(refused)) == ["end", "start"]
     with pytest.raises(InvalidArgument) as refused:
-        await queries.quality_metrics(SERIES, SNAPS[3], SNAPS[1], 0)
+        await queries.quality_metrics(SERIES, SNAPS[3], SNAPS[1], 0, "", 0)
     assert sorted(fields_of(refused)) == ["end", "start"]
 
 

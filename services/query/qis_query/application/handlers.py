@@ -159,11 +159,29 @@ class QueryHandlers:
         return Page(issues, paging.key_token("issues", issue_filter, keys, size))
 
     async def quality_metrics(
-        self, series_id: str, start_us: int, end_us: int, min_position: int
-    ) -> list[QualityMetrics]:
+        self,
+        series_id: str,
+        start_us: int,
+        end_us: int,
+        page_size: int,
+        page_token: str,
+        min_position: int,
+    ) -> Page[QualityMetrics]:
+        """Windows starting in [start, end), by (start, end), a page at a time. A series holds
+        few windows (one a month, or a day for intraday series), so a page is cut from all of
+        them."""
         ranges.check_time_range(start_us, end_us)
+        size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
+        query = (series_id, start_us, end_us)
+        after = paging.key_after(page_token, "metrics", query)
         await self._read_position.at_least(min_position)
-        return await self._reader.metrics(series_id, start_us, end_us)
+        windows = await self._reader.metrics(series_id, start_us, end_us)
+        if after:
+            last = _window_key(after)
+            windows = [m for m in windows if (m.window_start_us, m.window_end_us) > last]
+        page = windows[:size]
+        keys = [f"{m.window_start_us}/{m.window_end_us}" for m in page]
+        return Page(page, paging.key_token("metrics", query, keys, size))
 
     def subscription_slot(self, caller: str) -> AbstractContextManager[None]:
         """Held by a subscription of `caller` while it is open (see QueryLimits); raises
@@ -210,3 +228,12 @@ async def _prepend(first: RangePage, rest: AsyncIterator[RangePage]) -> AsyncIte
     yield first
     async for page in rest:
         yield page
+
+
+def _window_key(key: str) -> tuple[int, int]:
+    """The (start, end) a metrics page token resumes after."""
+    start, _, end = key.partition("/")
+    try:
+        return int(start), int(end)
+    except ValueError:
+        raise paging.refused_token(paging.PAGE_TOKEN, "metrics") from None

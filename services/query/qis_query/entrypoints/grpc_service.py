@@ -177,5 +177,10 @@ class QueryService(pb_grpc.QueryServiceServicer):
         end_us = fields.optional_instant(request, "end", OPEN_END)
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
-        metrics = await self._queries.quality_metrics(series_id, start_us, end_us, min_position)
-        return pb.ListQualityMetricsResponse(metrics=[mapping.quality_metrics(m) for m in metrics])
+        page = await self._queries.quality_metrics(
+            series_id, start_us, end_us, request.page_size, request.page_token, min_position
+        )
+        return pb.ListQualityMetricsResponse(
+            metrics=[mapping.quality_metrics(m) for m in page.items],
+            next_page_token=page.next_page_token,
+        )

@@ -910,10 +910,16 @@ class ListQualityMetricsRequest(_message.Message):
     START_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     series: _builtins.str
     """"series/{series_id}"."""
     min_position: _builtins.int
     """Read-your-writes: wait until the read model has projected this commit position."""
+    page_size: _builtins.int
+    """Windows per page: 0 means 100; at most 1,000."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; tied to this request's series and range."""
     @_builtins.property
     def start(self) -> _timestamp_pb2.Timestamp:
         """Windows starting in [start, end); unset: no bound."""
@@ -929,10 +935,12 @@ class ListQualityMetricsRequest(_message.Message):
         start: _timestamp_pb2.Timestamp | None = ...,
         end: _timestamp_pb2.Timestamp | None = ...,
         min_position: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "min_position", b"min_position", "series", b"series", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "series", b"series", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -945,18 +953,22 @@ class ListQualityMetricsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     METRICS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Send as page_token for the next page; empty on the last page."""
     @_builtins.property
     def metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___QualityMetrics]:
-        """Ascending by window start."""
+        """Ascending by window start, then end."""
 
     def __init__(
         self,
         *,
         metrics: _abc.Iterable[Global___QualityMetrics] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

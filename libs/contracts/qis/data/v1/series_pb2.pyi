@@ -164,7 +164,9 @@ class Series(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Resource name, "series/{series_id}"."""
+    """Resource name, "series/{series_id}": set by the service on definition (from the request's
+    series_id), and what identifies the series in an update (EvolveSeriesSchema).
+    """
     data_type: _values_pb2.DataType.ValueType
     """Immutable after definition."""
     frequency: Global___Frequency.ValueType
@@ -427,7 +429,9 @@ class DataSource(_message.Message):
     SETTINGS_FIELD_NUMBER: _builtins.int
     ENABLED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Resource name, "sources/{source_id}"."""
+    """Resource name, "sources/{source_id}": set by the service on registration (from the
+    request's source_id), and what identifies the source in an update (ConfigureDataSource).
+    """
     provider: _builtins.str
     """Provider kind: "file", "coingecko", "bloomberg", "refinitiv", "synthetic", ... (at most 128
     characters).
