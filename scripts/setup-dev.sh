@@ -3,7 +3,8 @@
 #
 #   scripts/setup-dev.sh                     .venv from requirements/dev.lock (scripts/setup.sh
 #                                            --dev), the FerretDB test server (Go; built once into
-#                                            ~/.cache/qis), buf (npm, pinned in package-lock.json)
+#                                            ~/.cache/qis), buf (npm, pinned in package-lock.json),
+#                                            the clients in other languages (clients/*/setup.sh)
 #   scripts/setup-dev.sh --relock [ARGS...]  first recompile the lock files from pyproject.toml
 #                                            with uv, keeping every pin that still fits (ARGS go
 #                                            to `uv pip compile`, e.g. --upgrade-package
@@ -39,4 +40,5 @@ fi
 ./scripts/setup_ferretdb.sh
 npm ci --silent --no-audit --no-fund
 log "buf ready: node_modules/.bin/buf"
+clients/ts/setup.sh # the TypeScript client and its generator (npm ci in clients/ts)
 log "developer environment ready in $(($(date +%s) - start))s; run scripts/test.sh"
