@@ -82,6 +82,7 @@ def test_gofmt_vet_build_and_unit_tests(go_client: Path) -> None:
     unformatted = _run(["gofmt", "-l", "."], timeout_s=60).stdout.split()
     assert unformatted == [], f"not gofmt-formatted (run gofmt -w clients/go): {unformatted}"
     _run(["go", "mod", "verify"], timeout_s=60)
+    _run(["go", "mod", "tidy", "-diff"], timeout_s=120)  # go.mod and go.sum are complete
     _run(["go", "vet", "./..."], timeout_s=180)
     _run(["go", "build", "./..."], timeout_s=180)
     _run(["go", "test", "-count=1", "./..."], timeout_s=180)

@@ -1833,7 +1833,11 @@ type ListQualityMetricsRequest struct {
 	// See start.
 	End *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
 	// Read-your-writes: wait until the read model has projected this commit position.
-	MinPosition   uint64 `protobuf:"varint,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	MinPosition uint64 `protobuf:"varint,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	// Windows per page: 0 means 100; at most 1,000.
+	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; tied to this request's series and range.
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1896,11 +1900,27 @@ func (x *ListQualityMetricsRequest) GetMinPosition() uint64 {
 	return 0
 }
 
+func (x *ListQualityMetricsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListQualityMetricsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // Response of QueryService.ListQualityMetrics.
 type ListQualityMetricsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Ascending by window start.
-	Metrics       []*QualityMetrics `protobuf:"bytes,1,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	// Ascending by window start, then end.
+	Metrics []*QualityMetrics `protobuf:"bytes,1,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	// Send as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1940,6 +1960,13 @@ func (x *ListQualityMetricsResponse) GetMetrics() []*QualityMetrics {
 		return x.Metrics
 	}
 	return nil
+}
+
+func (x *ListQualityMetricsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 var File_qis_data_v1_query_service_proto protoreflect.FileDescriptor
@@ -2095,14 +2122,18 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\x0ereceived_snaps\x18\n" +
 	" \x01(\x03R\rreceivedSnaps\x12)\n" +
 	"\x10missing_sessions\x18\v \x03(\tR\x0fmissingSessions\x12%\n" +
-	"\x0euncovered_days\x18\f \x01(\x05R\runcoveredDays\"\xbc\x01\n" +
+	"\x0euncovered_days\x18\f \x01(\x05R\runcoveredDays\"\xf8\x01\n" +
 	"\x19ListQualityMetricsRequest\x12\x1c\n" +
 	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x120\n" +
 	"\x05start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
 	"\x03end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12!\n" +
-	"\fmin_position\x18\x04 \x01(\x04R\vminPosition\"S\n" +
+	"\fmin_position\x18\x04 \x01(\x04R\vminPosition\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"{\n" +
 	"\x1aListQualityMetricsResponse\x125\n" +
-	"\ametrics\x18\x01 \x03(\v2\x1b.qis.data.v1.QualityMetricsR\ametrics2\x93\x06\n" +
+	"\ametrics\x18\x01 \x03(\v2\x1b.qis.data.v1.QualityMetricsR\ametrics\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x93\x06\n" +
 	"\fQueryService\x12O\n" +
 	"\n" +
 	"QueryRange\x12\x1e.qis.data.v1.QueryRangeRequest\x1a\x1f.qis.data.v1.QueryRangeResponse0\x01\x12J\n" +

@@ -261,7 +261,8 @@ func (PublicationMode) EnumDescriptor() ([]byte, []int) {
 // A timeseries whose official values this service publishes.
 type Series struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Resource name, "series/{series_id}".
+	// Resource name, "series/{series_id}": set by the service on definition (from the request's
+	// series_id), and what identifies the series in an update (EvolveSeriesSchema).
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Immutable after definition.
 	DataType DataType `protobuf:"varint,2,opt,name=data_type,json=dataType,proto3,enum=qis.data.v1.DataType" json:"data_type,omitempty"`
@@ -741,7 +742,8 @@ func (x *PublicationPolicy) GetTimelinessSlaSeconds() int64 {
 // A provider of values (a vendor API, a file drop, a synthetic feed).
 type DataSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Resource name, "sources/{source_id}".
+	// Resource name, "sources/{source_id}": set by the service on registration (from the
+	// request's source_id), and what identifies the source in an update (ConfigureDataSource).
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Provider kind: "file", "coingecko", "bloomberg", "refinitiv", "synthetic", ... (at most 128
 	// characters).
@@ -845,9 +847,9 @@ var File_qis_data_v1_series_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\n" +
-	"\x18qis/data/v1/series.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18qis/data/v1/values.proto\"\xd8\x04\n" +
+	"\x18qis/data/v1/series.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x18qis/data/v1/values.proto\"\x8f\x05\n" +
 	"\x06Series\x12\x18\n" +
-	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x04name\x128\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x128\n" +
 	"\tdata_type\x18\x02 \x01(\x0e2\x15.qis.data.v1.DataTypeB\x04\xe2A\x01\x02R\bdataType\x12:\n" +
 	"\tfrequency\x18\x03 \x01(\x0e2\x16.qis.data.v1.FrequencyB\x04\xe2A\x01\x02R\tfrequency\x12\x12\n" +
 	"\x04unit\x18\x04 \x01(\tR\x04unit\x12\x1c\n" +
@@ -862,7 +864,8 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	" \x01(\v2!.qis.data.v1.ReconciliationPolicyR\x0ereconciliation\x12@\n" +
 	"\vpublication\x18\v \x01(\v2\x1e.qis.data.v1.PublicationPolicyR\vpublication\x12 \n" +
 	"\vdescription\x18\f \x01(\tR\vdescription\x12+\n" +
-	"\x0eschema_version\x18\r \x01(\x05B\x04\xe2A\x01\x03R\rschemaVersion\"H\n" +
+	"\x0eschema_version\x18\r \x01(\x05B\x04\xe2A\x01\x03R\rschemaVersion:5\xeaA2\n" +
+	"\x0fqis.data/Series\x12\x0fseries/{series}*\x06series2\x06series\"H\n" +
 	"\fSeriesSource\x12\x1c\n" +
 	"\x06source\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06source\x12\x1a\n" +
 	"\bpriority\x18\x02 \x01(\x05R\bpriority\"\xa9\x02\n" +
@@ -886,10 +889,10 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"minSources\x12*\n" +
 	"\x11min_quality_score\x18\x03 \x01(\tR\x0fminQualityScore\x12%\n" +
 	"\x0ecutoff_seconds\x18\x04 \x01(\x03R\rcutoffSeconds\x124\n" +
-	"\x16timeliness_sla_seconds\x18\x05 \x01(\x03R\x14timelinessSlaSeconds\"\xe1\x02\n" +
+	"\x16timeliness_sla_seconds\x18\x05 \x01(\x03R\x14timelinessSlaSeconds\"\xa6\x03\n" +
 	"\n" +
 	"DataSource\x12\x18\n" +
-	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x04name\x12 \n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12 \n" +
 	"\bprovider\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\bprovider\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x121\n" +
 	"\x15rate_limit_per_minute\x18\x04 \x01(\x05R\x12rateLimitPerMinute\x12(\n" +
@@ -898,7 +901,9 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\aenabled\x18\a \x01(\bR\aenabled\x1a;\n" +
 	"\rSettingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xbe\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:C\xeaA@\n" +
+	"\x13qis.data/DataSource\x12\x10sources/{source}*\vdataSources2\n" +
+	"dataSource*\xbe\x01\n" +
 	"\tFrequency\x12\x19\n" +
 	"\x15FREQUENCY_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eFREQUENCY_TICK\x10\x01\x12\x14\n" +
