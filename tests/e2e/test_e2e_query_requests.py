@@ -28,13 +28,13 @@ from qis.data.v1 import query_service_pb2 as q
 from qis.data.v1 import query_service_pb2_grpc as q_grpc
 from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_domain.bounds import MAX_POSITION, MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS
-from qis_query.bootstrap import build
 from qis_query.settings import QuerySettings
 
 from tests.contract.readstore.test_readstore_contract import SNAPS
 from tests.e2e.harness import as_user, timestamp
 from tests.e2e.test_e2e_malformed_input import rich_status, violations
 from tests.service.query.readmodel import HEAD, OTHER, SERIES, write_scenario
+from tests.support.servers import query_service
 
 NAME, OTHER_NAME = f"series/{SERIES}", f"series/{OTHER}"
 MD = as_user("reader")
@@ -50,14 +50,10 @@ async def stub(tmp_path: Path) -> AsyncIterator[q_grpc.QueryServiceAsyncStub]:
     settings = QuerySettings(
         query_address="127.0.0.1:0", query_max_wait_s=0.2, subscribe_poll_s=0.01
     )
-    app = await build(settings, store)
-    port = await app.server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield q_grpc.QueryServiceStub(channel)
+        async with query_service(store, settings) as stub:
+            yield stub
     finally:
-        await app.server.stop(0)
-        await app.close()
         await store.close()
 
 

@@ -22,13 +22,12 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
-from qis.data.v1 import series_pb2
 from qis_adapters.eventstore.sqlite import SqliteEventStore
 from qis_command.bootstrap import build
 from qis_command.settings import CommandSettings
 
 from tests.service.projector.projector_support import SqliteFaults
-from tests.unit.adapters.test_edge_command_service import USER, _point, _series
+from tests.unit.adapters.test_edge_command_service import USER, _point, _series, define_px
 
 
 @dataclass
@@ -96,18 +95,7 @@ async def command(
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub: pb_grpc.CommandServiceAsyncStub = pb_grpc.CommandServiceStub(channel)
-            await stub.RegisterDataSource(
-                pb.RegisterDataSourceRequest(
-                    command_id="reg",
-                    source_id="bbg",
-                    source=series_pb2.DataSource(provider="bloomberg", enabled=True),
-                ),
-                metadata=USER,
-            )
-            await stub.DefineSeries(
-                pb.DefineSeriesRequest(command_id="def", series_id="PX", series=_series()),
-                metadata=USER,
-            )
+            await define_px(stub)
             yield Command(stub, channel, store, path)
     finally:
         await app.server.stop(0)

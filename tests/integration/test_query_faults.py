@@ -16,11 +16,11 @@ from grpc_status import rpc_status
 from qis.data.v1 import query_service_pb2 as q
 from qis.data.v1 import query_service_pb2_grpc as q_grpc
 from qis_adapters.readstore.sqlite import SqliteReadStore
-from qis_query.bootstrap import build
 from qis_query.settings import QuerySettings
 
 from tests.e2e.harness import as_user
 from tests.service.query.readmodel import SERIES, write_scenario
+from tests.support.servers import query_service
 
 
 @pytest.fixture
@@ -28,14 +28,10 @@ async def stub(tmp_path: Path) -> AsyncIterator[q_grpc.QueryServiceAsyncStub]:
     store = await SqliteReadStore.open(tmp_path / "read.db", "g1")
     await store.set_active_generation("g1")
     await write_scenario(store)
-    app = await build(QuerySettings(query_address="127.0.0.1:0"), store)
-    port = await app.server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield q_grpc.QueryServiceStub(channel)
+        async with query_service(store, QuerySettings(query_address="127.0.0.1:0")) as stub:
+            yield stub
     finally:
-        await app.server.stop(0)
-        await app.close()
         await store.close()
 
 

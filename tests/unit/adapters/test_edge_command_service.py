@@ -67,19 +67,8 @@ async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
     port = await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = pb_grpc.CommandServiceStub(channel)
-            await stub.RegisterDataSource(
-                pb.RegisterDataSourceRequest(
-                    command_id="reg",
-                    source_id="bbg",
-                    source=series_pb2.DataSource(provider="bloomberg", enabled=True),
-                ),
-                metadata=USER,
-            )
-            await stub.DefineSeries(
-                pb.DefineSeriesRequest(command_id="def", series_id="PX", series=_series()),
-                metadata=USER,
-            )
+            stub: pb_grpc.CommandServiceAsyncStub = pb_grpc.CommandServiceStub(channel)
+            await define_px(stub)
             await stub.IngestPoints(
                 pb.IngestPointsRequest(
                     command_id="ing",
@@ -93,6 +82,22 @@ async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
     finally:
         await server.stop(0)
         await store.close()
+
+
+async def define_px(stub: pb_grpc.CommandServiceAsyncStub) -> None:
+    """The source `bbg` and the daily price series `PX` it feeds."""
+    await stub.RegisterDataSource(
+        pb.RegisterDataSourceRequest(
+            command_id="reg",
+            source_id="bbg",
+            source=series_pb2.DataSource(provider="bloomberg", enabled=True),
+        ),
+        metadata=USER,
+    )
+    await stub.DefineSeries(
+        pb.DefineSeriesRequest(command_id="def", series_id="PX", series=_series()),
+        metadata=USER,
+    )
 
 
 def _series(zscore_window: int = 0) -> series_pb2.Series:
