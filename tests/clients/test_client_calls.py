@@ -1,0 +1,265 @@
+"""QisClient over real gRPC against a scripted in-process server: identity metadata on every
+call, page tokens followed across pages and across calls, a subscription that reconnects from
+its resume token, error details decoded from real trailers, abandoned streams cancelled."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from qis.data.v1 import (
+    command_service_pb2,
+    command_service_pb2_grpc,
+    query_service_pb2,
+    query_service_pb2_grpc,
+    series_pb2,
+)
+from qis_client import (
+    BearerToken,
+    Identity,
+    InvalidArgument,
+    NotFound,
+    QisClient,
+    User,
+    decimal_of,
+    price,
+    to_datetime,
+)
+
+from tests.clients.client_support import bad_request, rich_status
+
+RANGE_POINTS = 7
+MESSAGES_PER_CALL = 2  # the service's per-call bound, tiny so that a range spans several calls
+CATALOGUE = [f"series/S{i}" for i in range(5)]
+SNAP_0 = 1_709_326_800  # 2024-03-01T21:00:00Z
+
+
+def official(index: int) -> query_service_pb2.OfficialValue:
+    value = query_service_pb2.OfficialValue(series="series/R", version=1, value=price(index))
+    value.snap.FromSeconds(SNAP_0 + 86_400 * index)
+    return value
+
+
+class Recorder:
+    """What the scripted services were asked, with the metadata of each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Message, dict[str, str]]] = []
+        self.cancelled = threading.Event()
+
+    def record(self, method: str, request: Message, context: grpc.ServicerContext) -> None:
+        metadata = {key: str(value) for key, value in context.invocation_metadata()}
+        self.calls.append((method, request, metadata))
+
+    def requests(self, method: str) -> list[Message]:
+        return [request for name, request, _ in self.calls if name == method]
+
+
+class Queries(query_service_pb2_grpc.QueryServiceServicer):
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def QueryRange(
+        self, request: query_service_pb2.QueryRangeRequest, context: grpc.ServicerContext
+    ) -> Iterator[query_service_pb2.QueryRangeResponse]:
+        self.recorder.record("QueryRange", request, context)
+        if request.series == "series/endless":
+            context.add_callback(self.recorder.cancelled.set)
+            while context.is_active():
+                yield query_service_pb2.QueryRangeResponse(
+                    values=[official(0)], next_page_token="t"
+                )
+            return
+        index = int(request.page_token or 0)
+        for _ in range(MESSAGES_PER_CALL):
+            end = min(index + request.page_size, RANGE_POINTS)
+            token = str(end) if end < RANGE_POINTS else ""
+            yield query_service_pb2.QueryRangeResponse(
+                values=[official(i) for i in range(index, end)], next_page_token=token
+            )
+            if not token:
+                return
+            index = end
+
+    def ListSeries(
+        self, request: query_service_pb2.ListSeriesRequest, context: grpc.ServicerContext
+    ) -> query_service_pb2.ListSeriesResponse:
+        self.recorder.record("ListSeries", request, context)
+        start = int(request.page_token or 0)
+        end = min(start + request.page_size, len(CATALOGUE))
+        return query_service_pb2.ListSeriesResponse(
+            series=[series_pb2.Series(name=name) for name in CATALOGUE[start:end]],
+            next_page_token=str(end) if end < len(CATALOGUE) else "",
+        )
+
+    def GetValues(
+        self, request: query_service_pb2.GetValuesRequest, context: grpc.ServicerContext
+    ) -> query_service_pb2.GetValuesResponse:
+        self.recorder.record("GetValues", request, context)
+        not_found = error_details_pb2.ResourceInfo(resource_name=request.series)
+        status = rich_status(grpc.StatusCode.NOT_FOUND, "no such series", not_found)
+        context.abort_with_status(rpc_status.to_status(status))
+
+    def Subscribe(
+        self, request: query_service_pb2.SubscribeRequest, context: grpc.ServicerContext
+    ) -> Iterator[query_service_pb2.SubscribeResponse]:
+        """From the start: one batch, then the connection breaks. From a token: the batch that
+        follows it, then live (nothing more) until cancelled."""
+        self.recorder.record("Subscribe", request, context)
+        if not request.resume_token:
+            yield query_service_pb2.SubscribeResponse(values=[official(0)], resume_token="t1")
+            context.abort(grpc.StatusCode.UNAVAILABLE, "query service restarting")
+        after = int(request.resume_token.removeprefix("t"))
+        yield query_service_pb2.SubscribeResponse(
+            values=[official(after)], resume_token=f"t{after + 1}"
+        )
+        while context.is_active():
+            time.sleep(0.01)
+
+
+class Commands(command_service_pb2_grpc.CommandServiceServicer):
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def IngestPoints(
+        self, request: command_service_pb2.IngestPointsRequest, context: grpc.ServicerContext
+    ) -> command_service_pb2.IngestPointsResponse:
+        self.recorder.record("IngestPoints", request, context)
+        if request.points[0].value.price.value == "0":
+            violation = ("points[0].value.price.value", "must be positive")
+            status = rich_status(
+                grpc.StatusCode.INVALID_ARGUMENT, ": ".join(violation), bad_request(violation)
+            )
+            context.abort_with_status(rpc_status.to_status(status))
+        return command_service_pb2.IngestPointsResponse(
+            commit_position=11, accepted=len(request.points), published=len(request.points)
+        )
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def address(recorder: Recorder) -> Iterator[str]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    # The scripted services implement only the methods these tests call (the others stay
+    # abstract, and answer UNIMPLEMENTED).
+    queries, commands = Queries(recorder), Commands(recorder)  # type: ignore[abstract]
+    query_service_pb2_grpc.add_QueryServiceServicer_to_server(queries, server)
+    command_service_pb2_grpc.add_CommandServiceServicer_to_server(commands, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)
+
+
+def connect(address: str, identity: Identity) -> QisClient:
+    return QisClient.connect(address, address, identity, timeout_s=10)
+
+
+@pytest.fixture
+def client(address: str) -> Iterator[QisClient]:
+    with connect(address, User("alice")) as qis:
+        yield qis
+
+
+def test_a_range_is_read_across_pages_and_calls(client: QisClient, recorder: Recorder) -> None:
+    values = list(client.query_range("R", page_size=2, min_position=5))
+    assert [decimal_of(v) for v in values] == [Decimal(i) for i in range(RANGE_POINTS)]
+    assert to_datetime(values[0].snap) == datetime(2024, 3, 1, 21, tzinfo=UTC)
+    requests = recorder.requests("QueryRange")
+    # 7 points by 2, two messages a call: the second call resumes at the 5th point.
+    assert [r.page_token for r in requests] == ["", "4"]  # type: ignore[attr-defined]
+    assert {r.min_position for r in requests} == {5}  # type: ignore[attr-defined]
+
+
+def test_as_of_is_a_time_or_a_position(client: QisClient, recorder: Recorder) -> None:
+    known_at = datetime(2024, 3, 2, tzinfo=UTC)
+    list(client.query_range("R", page_size=10, known_at=known_at))
+    list(client.query_range("series/R", page_size=10, at_position=3))
+    by_time, by_position = recorder.requests("QueryRange")
+    assert by_time == query_service_pb2.QueryRangeRequest(
+        series="series/R",
+        page_size=10,
+        known_at=timestamp_pb2.Timestamp(seconds=1_709_337_600),
+    )
+    assert by_position == query_service_pb2.QueryRangeRequest(
+        series="series/R", page_size=10, at_position=3
+    )
+    with pytest.raises(ValueError, match="not both"):
+        list(client.query_range("R", known_at=known_at, at_position=3))
+
+
+def test_list_calls_follow_page_tokens(client: QisClient, recorder: Recorder) -> None:
+    assert [s.name for s in client.list_series(page_size=2)] == CATALOGUE
+    assert [r.page_token for r in recorder.requests("ListSeries")] == ["", "2", "4"]  # type: ignore[attr-defined]
+
+
+def test_a_range_left_early_is_cancelled_on_the_server(
+    client: QisClient, recorder: Recorder
+) -> None:
+    values = client.query_range("endless")
+    next(values)
+    values.close()  # type: ignore[attr-defined]
+    assert recorder.cancelled.wait(5)
+
+
+@pytest.mark.timeout(30)
+def test_a_subscription_reconnects_from_its_resume_token(
+    client: QisClient, recorder: Recorder
+) -> None:
+    with client.subscribe(["R"], after_position=9) as subscription:
+        first, second = next(subscription), next(subscription)
+        assert subscription.resume_token == "t2"
+    assert [decimal_of(b.values[0]) for b in (first, second)] == [Decimal(0), Decimal(1)]
+    opened, resumed = recorder.requests("Subscribe")
+    assert opened == query_service_pb2.SubscribeRequest(series=["series/R"], after_position=9)
+    assert resumed == query_service_pb2.SubscribeRequest(series=["series/R"], resume_token="t1")
+
+
+@pytest.mark.timeout(30)
+def test_a_subscription_cancelled_from_another_thread_ends(client: QisClient) -> None:
+    subscription = client.subscribe(resume_token="t4")
+    assert next(subscription).resume_token == "t5"
+    threading.Timer(0.2, subscription.cancel).start()
+    assert list(subscription) == []  # the live wait ends with the cancellation
+
+
+def test_identity_travels_in_metadata(address: str, recorder: Recorder) -> None:
+    with connect(address, User("alice")) as as_user:
+        as_user.ingest("R", "bbg", {datetime(2024, 3, 1, 21, tzinfo=UTC): Decimal("1.5")})
+    with connect(address, BearerToken(lambda: "signed.jwt")) as with_token:
+        with_token.ingest("R", "bbg", [(datetime(2024, 3, 1, 21, tzinfo=UTC), Decimal("1.5"))])
+    (_, first, user_md), (_, second, token_md) = recorder.calls
+    assert user_md["x-qis-user"] == "alice"
+    assert "authorization" not in user_md
+    assert token_md["authorization"] == "Bearer signed.jwt"
+    assert "x-qis-user" not in token_md
+    assert first.points == second.points  # type: ignore[attr-defined]
+    assert first.source == "sources/bbg"  # type: ignore[attr-defined]
+
+
+def test_details_come_from_real_trailers(client: QisClient) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        client.ingest("R", "bbg", {datetime(2024, 3, 1, 21, tzinfo=UTC): Decimal(0)})
+    assert [(v.field, v.description) for v in refused.value.field_violations] == [
+        ("points[0].value.price.value", "must be positive")
+    ]
+    with pytest.raises(NotFound) as missing:
+        client.get_values("nope", [datetime(2024, 3, 1, 21, tzinfo=UTC)])
+    assert missing.value.resource is not None
+    assert missing.value.resource.resource_name == "series/nope"
