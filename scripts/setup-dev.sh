@@ -41,4 +41,5 @@ fi
 npm ci --silent --no-audit --no-fund
 log "buf ready: node_modules/.bin/buf"
 clients/ts/setup.sh # the TypeScript client and its generator (npm ci in clients/ts)
+clients/go/setup.sh # the Go client's modules and its pinned generator plugins
 log "developer environment ready in $(($(date +%s) - start))s; run scripts/test.sh"
