@@ -31,43 +31,7 @@ buf() { "$buf_bin" "$@"; }
 
 # 2. .buf-deps/: the google/* files imported (transitively) by the protos under the given roots.
 # Usage: copy_deps DEST_DIR PROTO_ROOT...
-copy_deps() {
-    "$py" - "$@" <<'PY'
-import os, re, shutil, sys
-import google.api.annotations_pb2 as anchor
-
-dest, roots = sys.argv[1], sys.argv[2:]
-# site-packages dir holding google/api, google/rpc, google/type (.proto files included).
-common = os.path.dirname(os.path.dirname(os.path.dirname(anchor.__file__)))
-imports = re.compile(r'^\s*import\s+(?:public\s+|weak\s+)?"([^"]+)"\s*;', re.M)
-
-def imported(path):
-    with open(path, encoding="utf-8") as f:
-        return imports.findall(f.read())
-
-todo = [
-    name
-    for r in roots
-    for d, _, files in os.walk(r)
-    for f in files
-    if f.endswith(".proto")
-    for name in imported(os.path.join(d, f))
-]
-seen = set()
-while todo:
-    name = todo.pop()
-    if name in seen or not name.startswith("google/") or name.startswith("google/protobuf/"):
-        continue
-    seen.add(name)
-    src = os.path.join(common, name)
-    if not os.path.isfile(src):
-        sys.exit(f"{name} is imported but not in googleapis-common-protos ({common})")
-    os.makedirs(os.path.dirname(os.path.join(dest, name)), exist_ok=True)
-    shutil.copyfile(src, os.path.join(dest, name))
-    todo.extend(imported(src))
-print(f"{len(seen)} google/* files into {dest}")
-PY
-}
+copy_deps() { "$py" scripts/google_protos.py "$@"; }
 rm -rf .buf-deps
 mkdir -p .buf-deps
 log "deps: $(copy_deps .buf-deps protos)"

@@ -49,39 +49,7 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/qis-go-gen.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/ws/protos" "$tmp/ws/deps" "$tmp/out"
 cp -R "$protos/qis" "$tmp/ws/protos/qis"
-"$py" - "$tmp/ws/deps" "$tmp/ws/protos" <<'PY' || die "cannot copy the google/* protos (is $py the project's environment?)"
-import os, re, shutil, sys
-import google.api.annotations_pb2 as anchor
-
-dest, roots = sys.argv[1], sys.argv[2:]
-common = os.path.dirname(os.path.dirname(os.path.dirname(anchor.__file__)))
-imports = re.compile(r'^\s*import\s+(?:public\s+|weak\s+)?"([^"]+)"\s*;', re.M)
-
-def imported(path):
-    with open(path, encoding="utf-8") as f:
-        return imports.findall(f.read())
-
-todo = [
-    name
-    for r in roots
-    for d, _, files in os.walk(r)
-    for f in files
-    if f.endswith(".proto")
-    for name in imported(os.path.join(d, f))
-]
-seen = set()
-while todo:
-    name = todo.pop()
-    if name in seen or not name.startswith("google/") or name.startswith("google/protobuf/"):
-        continue
-    seen.add(name)
-    src = os.path.join(common, name)
-    if not os.path.isfile(src):
-        sys.exit(f"{name} is imported but not in googleapis-common-protos ({common})")
-    os.makedirs(os.path.dirname(os.path.join(dest, name)), exist_ok=True)
-    shutil.copyfile(src, os.path.join(dest, name))
-    todo.extend(imported(src))
-PY
+"$py" "$root/scripts/google_protos.py" "$tmp/ws/deps" "$tmp/ws/protos" >/dev/null || die "cannot copy the google/* protos (is $py the project's environment?)"
 cat >"$tmp/ws/buf.yaml" <<'YAML'
 version: v2
 modules:

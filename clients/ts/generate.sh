@@ -39,38 +39,7 @@ modules:
   - path: protos
   - path: deps
 YAML
-"$py" - "$tmp/in/deps" "$tmp/in/protos" <<'PY'
-import os, re, shutil, sys
-import google.api.annotations_pb2 as anchor
-
-dest, root = sys.argv[1], sys.argv[2]
-common = os.path.dirname(os.path.dirname(os.path.dirname(anchor.__file__)))
-imports = re.compile(r'^\s*import\s+(?:public\s+|weak\s+)?"([^"]+)"\s*;', re.M)
-
-def imported(path):
-    with open(path, encoding="utf-8") as f:
-        return imports.findall(f.read())
-
-todo = ["google/rpc/error_details.proto"] + [
-    name
-    for d, _, files in os.walk(root)
-    for f in files
-    if f.endswith(".proto")
-    for name in imported(os.path.join(d, f))
-]
-seen = set()
-while todo:
-    name = todo.pop()
-    if name in seen or not name.startswith("google/") or name.startswith("google/protobuf/"):
-        continue
-    seen.add(name)
-    src = os.path.join(common, name)
-    if not os.path.isfile(src):
-        sys.exit(f"{name} is needed but not in googleapis-common-protos ({common})")
-    os.makedirs(os.path.dirname(os.path.join(dest, name)), exist_ok=True)
-    shutil.copyfile(src, os.path.join(dest, name))
-    todo.extend(imported(src))
-PY
+"$py" "$root/scripts/google_protos.py" "$tmp/in/deps" "$tmp/in/protos" --also google/rpc/error_details.proto >/dev/null
 
 out="$here"
 [[ $check == 1 ]] && out="$tmp/out"
