@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -38,9 +39,11 @@ from qis_client import (
 
 from tests.clients.client_support import bad_request, rich_status
 
+T = TypeVar("T")
 RANGE_POINTS = 7
 MESSAGES_PER_CALL = 2  # the service's per-call bound, tiny so that a range spans several calls
 CATALOGUE = [f"series/S{i}" for i in range(5)]
+WINDOWS = 3
 SNAP_0 = 1_709_326_800  # 2024-03-01T21:00:00Z
 
 
@@ -48,6 +51,13 @@ def official(index: int) -> query_service_pb2.OfficialValue:
     value = query_service_pb2.OfficialValue(series="series/R", version=1, value=price(index))
     value.snap.FromSeconds(SNAP_0 + 86_400 * index)
     return value
+
+
+def page_of(items: Sequence[T], token: str, page_size: int) -> tuple[Sequence[T], str]:
+    """A page of a list and the token of the next one; the token is the next item's index."""
+    start = int(token or 0)
+    end = min(start + page_size, len(items))
+    return items[start:end], str(end) if end < len(items) else ""
 
 
 class Recorder:
@@ -95,12 +105,18 @@ class Queries(query_service_pb2_grpc.QueryServiceServicer):
         self, request: query_service_pb2.ListSeriesRequest, context: grpc.ServicerContext
     ) -> query_service_pb2.ListSeriesResponse:
         self.recorder.record("ListSeries", request, context)
-        start = int(request.page_token or 0)
-        end = min(start + request.page_size, len(CATALOGUE))
+        names, token = page_of(CATALOGUE, request.page_token, request.page_size)
         return query_service_pb2.ListSeriesResponse(
-            series=[series_pb2.Series(name=name) for name in CATALOGUE[start:end]],
-            next_page_token=str(end) if end < len(CATALOGUE) else "",
+            series=[series_pb2.Series(name=name) for name in names], next_page_token=token
         )
+
+    def ListQualityMetrics(
+        self, request: query_service_pb2.ListQualityMetricsRequest, context: grpc.ServicerContext
+    ) -> query_service_pb2.ListQualityMetricsResponse:
+        self.recorder.record("ListQualityMetrics", request, context)
+        windows, token = page_of(range(WINDOWS), request.page_token, request.page_size)
+        metrics = [query_service_pb2.QualityMetrics(expected_snaps=w) for w in windows]
+        return query_service_pb2.ListQualityMetricsResponse(metrics=metrics, next_page_token=token)
 
     def GetValues(
         self, request: query_service_pb2.GetValuesRequest, context: grpc.ServicerContext
@@ -207,6 +223,13 @@ def test_as_of_is_a_time_or_a_position(client: QisClient, recorder: Recorder) ->
 def test_list_calls_follow_page_tokens(client: QisClient, recorder: Recorder) -> None:
     assert [s.name for s in client.list_series(page_size=2)] == CATALOGUE
     assert [r.page_token for r in recorder.requests("ListSeries")] == ["", "2", "4"]  # type: ignore[attr-defined]
+    metrics = client.list_quality_metrics("R", page_size=2, start=datetime(2024, 1, 1, tzinfo=UTC))
+    assert [m.expected_snaps for m in metrics] == list(range(WINDOWS))
+    first, second = recorder.requests("ListQualityMetrics")
+    assert first == query_service_pb2.ListQualityMetricsRequest(
+        series="series/R", page_size=2, start=timestamp_pb2.Timestamp(seconds=1_704_067_200)
+    )
+    assert second.page_token == "2"  # type: ignore[attr-defined]
 
 
 def test_a_range_left_early_is_cancelled_on_the_server(

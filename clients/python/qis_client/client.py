@@ -339,6 +339,26 @@ class QisClient:
         for page in self._pages(self.queries.ListQualityIssues, request):
             yield from page.issues
 
+    def list_quality_metrics(
+        self,
+        series: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        page_size: int = 0,
+        min_position: int = 0,
+    ) -> Iterator[query_service_pb2.QualityMetrics]:
+        """Quality metrics of a series per window, for windows starting in [start, end)."""
+        request = query_service_pb2.ListQualityMetricsRequest(
+            series=series_name(series),
+            start=_optional_timestamp(start),
+            end=_optional_timestamp(end),
+            page_size=page_size,
+            min_position=min_position,
+        )
+        for page in self._pages(self.queries.ListQualityMetrics, request):
+            yield from page.metrics
+
     def subscribe(
         self,
         series: Iterable[str] = (),
