@@ -9,30 +9,17 @@ skip, saying so. The first run downloads the Go modules and builds the two gener
 from __future__ import annotations
 
 import os
-import queue
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.qis_up import qis_up
+
 ROOT = Path(__file__).resolve().parents[2]
 GO_CLIENT = ROOT / "clients" / "go"
-BIN = Path(sys.executable).parent
-_ADDRESS_VARS = ("QIS_COMMAND_ADDRESS", "QIS_QUERY_ADDRESS", "QIS_PROJECTOR_ADDRESS")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _go_env() -> dict[str, str]:
@@ -89,51 +76,14 @@ def test_gofmt_vet_build_and_unit_tests(go_client: Path) -> None:
 
 
 @pytest.fixture
-def qis_up(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """`qis up` on free ports and a fresh data directory; yields its addresses."""
-    addresses = {var: f"127.0.0.1:{_free_port()}" for var in _ADDRESS_VARS}
-    log = (tmp_path / "services.log").open("w")
-    process = subprocess.Popen(
-        [str(BIN / "qis"), "up", "--data-dir", str(tmp_path / "data")],
-        env={**os.environ, **addresses},
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line.rstrip("\n"))
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                line = lines.get(timeout=max(left, 0.01))
-            except queue.Empty:
-                line = None
-            if line is not None and "Ctrl-C stops everything" in line:
-                break
-            if left <= 0 or process.poll() is not None:
-                log.flush()
-                raise AssertionError(
-                    "`qis up` did not come up:\n" + (tmp_path / "services.log").read_text()[-4000:]
-                )
-        yield addresses
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
-        log.close()
+def addresses(tmp_path: Path) -> Iterator[dict[str, str]]:
+    with qis_up(tmp_path) as running:
+        yield running
 
 
 @pytest.mark.e2e
-def test_quickstart_runs_against_qis_up(go_client: Path, qis_up: dict[str, str]) -> None:
-    env = {**_go_env(), **qis_up}
+def test_quickstart_runs_against_qis_up(go_client: Path, addresses: dict[str, str]) -> None:
+    env = {**_go_env(), **addresses}
     args = ["go", "run", "./examples/quickstart", "-user", "go-ci", "-timeout", "60s"]
     out = _run(args, timeout_s=180, env=env).stdout
     lines = out.splitlines()

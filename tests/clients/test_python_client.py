@@ -13,19 +13,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
 
-from tests.e2e.harness import START_TIMEOUT_S, base_env, free_port
+from tests.support.qis_up import qis_up
 
 pytestmark = pytest.mark.e2e
 
@@ -34,14 +31,12 @@ CLIENT = ROOT / "clients" / "python"
 QUICKSTART = CLIENT / "examples" / "quickstart.py"
 GENERATED = ROOT / "libs" / "contracts" / "qis"
 RUNTIME_LOCK = ROOT / "requirements" / "runtime.lock"
-BIN = Path(sys.executable).parent
 # What the server needs and a client must not drag along (import names; pandas comes with
 # exchange_calendars).
 SERVER_ONLY = ("pydantic", "pyarrow", "pymongo", "kurrentdbclient", "exchange_calendars", "pandas")
 CLIENT_DEPENDENCIES = {"protobuf", "grpcio", "grpcio-status", "googleapis-common-protos"}
 # name==version and its marker, without extras (a constraint may not have any) or hashes.
 PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?(==[^\s;\\]+(?:\s*;[^\\\n]*)?)", re.M)
-ADDRESS_VARS = ("QIS_COMMAND_ADDRESS", "QIS_QUERY_ADDRESS", "QIS_PROJECTOR_ADDRESS")
 
 
 def isolated_env() -> dict[str, str]:
@@ -118,36 +113,6 @@ def test_the_installed_contract_is_the_generated_one(installed: dict[str, Any]) 
     shipped, generated = files_below(Path(installed["qis"])), files_below(GENERATED)
     assert shipped.keys() == generated.keys()
     assert [path for path, text in generated.items() if shipped[path] != text] == []
-
-
-@contextmanager
-def qis_up(root: Path) -> Iterator[dict[str, str]]:
-    """`qis up` from the project's .venv on free ports and a fresh data directory; yields the
-    addresses once it says it serves, stops it with SIGTERM."""
-    addresses = {var: f"127.0.0.1:{free_port()}" for var in ADDRESS_VARS}
-    out, err = root / "qis-up.out", root / "qis-up.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen(
-            [str(BIN / "qis"), "up"],
-            env=base_env(root / "data", addresses),
-            stdout=stdout,
-            stderr=stderr,
-            cwd=root,
-        )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while "Ctrl-C stops everything" not in out.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"qis up did not start:\n{err.read_text()[-4000:]}")
-            time.sleep(0.1)
-        yield addresses
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
 
 
 def in_order(lines: list[str], patterns: list[str]) -> str | None:

@@ -5,34 +5,19 @@ Needs node and npm (present in CI); without them the test is skipped, saying so.
 
 from __future__ import annotations
 
-import os
-import queue
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.qis_up import qis_up
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 TS = ROOT / "clients" / "ts"
-BIN = Path(sys.executable).parent
-_ADDRESS_VARS = ("QIS_COMMAND_ADDRESS", "QIS_PROJECTOR_ADDRESS", "QIS_QUERY_ADDRESS")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _run(args: list[str], timeout_s: float, env: dict[str, str] | None = None) -> str:
@@ -54,53 +39,12 @@ def installed() -> None:
     _run(["./setup.sh"], timeout_s=300)
 
 
-@dataclass
-class Up:
-    env: dict[str, str]
-    log: Path
-
-
 @pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
-    """`qis up` on free ports and a fresh data directory; a QueryRange call is capped at two
-    messages, so that reading three points one per message takes two calls."""
-    env = {
-        **os.environ,
-        **{var: f"127.0.0.1:{_free_port()}" for var in _ADDRESS_VARS},
-        "QIS_QUERY_MAX_MESSAGES_PER_CALL": "2",
-    }
-    log = tmp_path / "services.log"
-    with log.open("w") as err:
-        process = subprocess.Popen(
-            [str(BIN / "qis"), "up", "--data-dir", str(tmp_path / "data")],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                line = lines.get(timeout=max(0.1, left))
-            except queue.Empty:
-                raise AssertionError(f"`qis up` did not start:\n{log.read_text()}") from None
-            if "Ctrl-C stops everything" in line:
-                break
-        yield Up(env, log)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
+def addresses(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """`qis up` where a QueryRange call is capped at two messages, so that reading three points
+    one per message takes two calls."""
+    with qis_up(tmp_path, {"QIS_QUERY_MAX_MESSAGES_PER_CALL": "2"}) as running:
+        yield running
 
 
 @pytest.mark.usefixtures("installed")
@@ -114,15 +58,15 @@ def test_typescript_type_checks_strictly() -> None:
 
 
 @pytest.mark.usefixtures("installed")
-def test_quickstart_against_qis_up(up: Up) -> None:
+def test_quickstart_against_qis_up(addresses: dict[str, str]) -> None:
     out = _run(
         [
             "node_modules/.bin/tsx",
             "examples/quickstart.ts",
             "--command",
-            up.env["QIS_COMMAND_ADDRESS"],
+            addresses["QIS_COMMAND_ADDRESS"],
             "--query",
-            up.env["QIS_QUERY_ADDRESS"],
+            addresses["QIS_QUERY_ADDRESS"],
             "--user",
             "ts-tester",
             "--page-size",
