@@ -422,3 +422,46 @@ def test_event_metadata_is_flat_strings() -> None:
     assert all(isinstance(v, str) for v in dumped.values())
     assert dumped["schema_version"] == "1"
     assert EventMetadata.model_validate_json(metadata.model_dump_json()) == metadata
+
+
+# --- the jump rule's old name ---
+
+
+def test_a_v1_spike_issue_and_flag_read_as_jump() -> None:
+    """Version 1 called the jump rule "spike"; "spike" now names the out-and-back rule."""
+    registry = default_registry()
+    v1_issue = {
+        "series_id": "SPX",
+        "issues": [
+            {
+                "issue_id": "1-a",
+                "snap_us": 1,
+                "source_id": "bbg",
+                "rule": "spike",
+                "severity": "error",
+                "blocking": True,
+                "evidence": {"previous": "100", "value": "130"},
+            },
+            {
+                "issue_id": "1-b",
+                "snap_us": 1,
+                "source_id": "bbg",
+                "rule": "stale",
+                "severity": "warning",
+                "blocking": False,
+                "evidence": {},
+            },
+        ],
+    }
+    issue = registry.decode("QualityIssueDetected", json.dumps(v1_issue).encode(), 1)
+    assert isinstance(issue, QualityIssueDetected)
+    assert [i.rule for i in issue.issues] == ["jump", "stale"]
+    published = EXAMPLES[DataPublished].model_dump(mode="json")
+    published["flags"] = [["spike", "calendar"], *published["flags"][1:]]
+    decoded = registry.decode("DataPublished", json.dumps(published).encode(), 1)
+    assert isinstance(decoded, DataPublished)
+    assert decoded.flags[0] == ["jump", "calendar"]
+    # what is written now is version 2 and reads as written
+    current = EXAMPLES[QualityIssueDetected]
+    again = registry.decode("QualityIssueDetected", registry.encode(current), 2)
+    assert again == current

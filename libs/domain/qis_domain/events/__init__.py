@@ -1,6 +1,12 @@
 """Every event type the domain records, and the registry that decodes them."""
 
-from qis_domain.events.base import DomainEvent, EventMetadata, EventRegistry, UnknownEventType
+from qis_domain.events.base import (
+    DomainEvent,
+    EventMetadata,
+    EventRegistry,
+    JsonDict,
+    UnknownEventType,
+)
 from qis_domain.events.commands import CommandAccepted
 from qis_domain.events.points import (
     DataIngested,
@@ -45,7 +51,28 @@ ALL_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
 
 
 def default_registry() -> EventRegistry:
-    return EventRegistry(ALL_EVENT_TYPES)
+    registry = EventRegistry(ALL_EVENT_TYPES)
+    # Version 1 of these events called the jump rule (a move beyond max_jump_percent, then
+    # measured against the previous official value) "spike", an error; "spike" now names the
+    # out-and-back rule, a warning. Stored v1 events read with the rule's current name, so the
+    # exception queue and a rebuilt read model never mix the two.
+    registry.register_upcaster(QualityIssueDetected.event_type, 1, _jump_issues)
+    for official in (DataPublished, DataRestated):
+        registry.register_upcaster(official.event_type, 1, _jump_flags)
+    return registry
+
+
+def _jump(rule: str) -> str:
+    return "jump" if rule == "spike" else rule
+
+
+def _jump_issues(payload: JsonDict) -> JsonDict:
+    issues = [{**i, "rule": _jump(i["rule"])} for i in payload["issues"]]
+    return {**payload, "issues": issues}
+
+
+def _jump_flags(payload: JsonDict) -> JsonDict:
+    return {**payload, "flags": [[_jump(f) for f in flags] for flags in payload["flags"]]}
 
 
 __all__ = [

@@ -62,6 +62,7 @@ class Issue(BaseModel):
 
 class QualityIssueDetected(DomainEvent):
     event_type: ClassVar[str] = "QualityIssueDetected"
+    event_version: ClassVar[int] = 2  # v1 named the jump rule "spike" (see upcasters)
     series_id: str
     issues: list[Issue]
 
@@ -95,6 +96,7 @@ class OfficialRow:
 
 
 class _Official(_Columns):
+    event_version: ClassVar[int] = 2  # v1 flagged the jump rule as "spike" (see upcasters)
     series_id: str
     data_type: DataType
     unit: str
