@@ -1,5 +1,9 @@
 """Where the command service is and who the caller is, with the same QIS_* variables the
-services read, so `qis up` and the other subcommands agree without flags."""
+services read, so `qis up` and the other subcommands agree without flags.
+
+Identity: a bearer token from QIS_TOKEN when set (servers in jwt mode), else the development
+header x-qis-user. Transport: TLS when QIS_TLS_CA_FILE names the CA to trust, with a client
+certificate (QIS_TLS_CLIENT_CERT_FILE, QIS_TLS_CLIENT_KEY_FILE) for servers in mtls mode."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import os
 import queue
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -21,6 +26,10 @@ DEFAULT_QUERY_ADDRESS = "127.0.0.1:50052"
 USER_ENV = "QIS_USER"
 # The development-mode identity header named in the contract (command_service.proto).
 IDENTITY_HEADER = "x-qis-user"
+TOKEN_ENV = "QIS_TOKEN"
+TLS_CA_ENV = "QIS_TLS_CA_FILE"
+TLS_CLIENT_CERT_ENV = "QIS_TLS_CLIENT_CERT_FILE"
+TLS_CLIENT_KEY_ENV = "QIS_TLS_CLIENT_KEY_FILE"
 CONNECT_TIMEOUT_S = 5.0
 
 Metadata = tuple[tuple[str, str], ...]
@@ -47,8 +56,47 @@ def default_user() -> str:
         return ""
 
 
-def identity(user: str) -> Metadata:
+def identity(user: str, token: str | None = None) -> Metadata:
+    """The caller's credential: `token` (else QIS_TOKEN) as a bearer token, or else `user` in
+    the development header. Never both: a server in jwt mode ignores the header, and a token
+    must not be mistaken for a name."""
+    token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+    if token:
+        return (("authorization", f"Bearer {token}"),)
     return ((IDENTITY_HEADER, user),)
+
+
+def channel_credentials() -> grpc.ChannelCredentials | None:
+    """TLS credentials from the QIS_TLS_* variables; None (plaintext) without a CA file."""
+    ca = os.environ.get(TLS_CA_ENV)
+    cert, key = os.environ.get(TLS_CLIENT_CERT_ENV), os.environ.get(TLS_CLIENT_KEY_ENV)
+    if not ca:
+        if cert or key:
+            raise CliError(f"{TLS_CLIENT_CERT_ENV} and {TLS_CLIENT_KEY_ENV} need {TLS_CA_ENV}")
+        return None
+    if bool(cert) != bool(key):
+        raise CliError(
+            f"a client certificate needs both {TLS_CLIENT_CERT_ENV} and {TLS_CLIENT_KEY_ENV}"
+        )
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(TLS_CA_ENV, ca),
+        private_key=_read(TLS_CLIENT_KEY_ENV, key) if key else None,
+        certificate_chain=_read(TLS_CLIENT_CERT_ENV, cert) if cert else None,
+    )
+
+
+def _read(variable: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise CliError(f"{variable}={path}: {error.strerror or error}") from None
+
+
+def open_channel(address: str) -> grpc.Channel:
+    credentials = channel_credentials()
+    if credentials is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, credentials)
 
 
 def normalise_name(value: str, collection: str) -> str:
@@ -63,7 +111,7 @@ def connected_channel(
 ) -> Iterator[grpc.Channel]:
     """A channel that is known to be connected: an unreachable service is then one clear
     message up front rather than an UNAVAILABLE from the middle of a stream."""
-    channel = grpc.insecure_channel(address)
+    channel = open_channel(address)
     try:
         if not _connected(channel, timeout_s):
             raise CliError(

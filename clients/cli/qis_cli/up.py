@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from qis_runtime.auth import is_loopback
 
 from qis_cli.errors import EXIT_OK, CliError
 
@@ -141,6 +142,7 @@ class Supervisor:
 
     def run(self, specs: Sequence[ServiceSpec] = SERVICES) -> int:
         planned = self._plan(specs)
+        self._development_mode(address for _, _, address in planned)
         self._data_dir.mkdir(parents=True, exist_ok=True)
         with self._data_dir_lock():
             try:
@@ -151,6 +153,16 @@ class Supervisor:
                 return self._supervise()
             finally:
                 self._stop_all()
+
+    def _development_mode(self, addresses: Iterable[str]) -> None:
+        """On loopback addresses with no QIS_AUTH, development mode, said out loud: a first run
+        needs no tokens or certificates. Elsewhere the services refuse it themselves."""
+        if self._env.get("QIS_AUTH", "dev") in ("", "dev") and all(map(is_loopback, addresses)):
+            self._env["QIS_AUTH"] = "dev"
+            self._say(
+                "development mode: callers are whoever their x-qis-user header says (loopback"
+                " only; QIS_AUTH=jwt or mtls authenticates them, see docs/security.md)"
+            )
 
     @contextmanager
     def _data_dir_lock(self) -> Iterator[None]:

@@ -1,7 +1,9 @@
-"""Who is calling: read from call metadata by a server interceptor, never from request fields.
+"""Who is calling: proven by the call (its metadata, its TLS peer) to a server interceptor, never
+read from request fields.
 
-Development mode trusts a plain `x-qis-user` header. Signed tokens (the `authorization` header)
-replace it later behind the same interceptor; the contract does not change.
+The interceptor asks an Authenticator: development mode (DevAuthenticator, the default) trusts a
+plain `x-qis-user` header; qis_runtime.auth has the ones that verify bearer JWTs and client
+certificates. The contract does not change with the mode.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import grpc.aio
@@ -35,9 +37,15 @@ _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:\-]{0,127}")
 PUBLIC_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     user_id: str
+    roles: tuple[str, ...] = ()
+    """What the credential says the caller may act as (a token's roles or groups claim), kept
+    for authorisation; development mode and client certificates carry none."""
 
 
 _current: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("identity", default=None)
@@ -54,7 +62,36 @@ class DuplicateIdentity(ValueError):
     pass
 
 
-def identity_from_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None) -> Identity | None:
+class Unauthenticated(Exception):
+    """The call proves no identity. The message names the check that failed, for the caller to
+    fix it; it never quotes the credential."""
+
+
+class PeerContext(Protocol):
+    """What an authenticator may ask of the call besides its metadata: the TLS peer, as gRPC
+    verified it (grpc.aio.ServicerContext is one)."""
+
+    def auth_context(self) -> Mapping[str, Iterable[bytes]]: ...
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, metadata: Metadata, peer: PeerContext) -> Identity:
+        """The caller's identity, or Unauthenticated (DuplicateIdentity: a malformed call)."""
+        ...
+
+
+class DevAuthenticator:
+    """Development mode: the caller is who its `x-qis-user` header says. QisServer refuses it
+    on an address reachable from other machines."""
+
+    async def authenticate(self, metadata: Metadata, peer: PeerContext) -> Identity:
+        identity = identity_from_metadata(metadata)
+        if identity is None:
+            raise Unauthenticated(f"missing or invalid '{IDENTITY_HEADER}' call metadata")
+        return identity
+
+
+def identity_from_metadata(metadata: Metadata | None) -> Identity | None:
     """None when absent or malformed; DuplicateIdentity when sent twice (no "first one wins":
     a proxy that adds a header must not be overridden by the client's, nor the reverse)."""
     values = [value for key, value in metadata or () if key == IDENTITY_HEADER]
@@ -72,7 +109,8 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
     here, so undecodable bytes answer INVALID_ARGUMENT instead of a logged traceback, and an
     exception escaping a servicer answers its status instead of UNKNOWN."""
 
-    def __init__(self) -> None:
+    def __init__(self, authenticator: Authenticator | None = None) -> None:
+        self._authenticator = authenticator or DevAuthenticator()
         self._undecodable = _LogLimiter(60.0)
 
     async def intercept_service(
@@ -86,13 +124,9 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or method.startswith(PUBLIC_SERVICES):
             return handler
-        try:
-            identity: Identity | Exception | None = identity_from_metadata(
-                handler_call_details.invocation_metadata
-            )
-        except DuplicateIdentity as error:
-            identity = error
-        return _wrap(handler, identity, method, self._undecodable)
+        metadata: Metadata = tuple(handler_call_details.invocation_metadata or ())
+        # Authenticated in the call, not here: a client certificate is only visible there.
+        return _wrap(handler, self._authenticator, metadata, method, self._undecodable)
 
 
 class _LogLimiter:
@@ -115,7 +149,8 @@ class _LogLimiter:
 
 def _wrap(
     handler: grpc.RpcMethodHandler[Any, Any],
-    identity: Identity | Exception | None,
+    authenticator: Authenticator,
+    metadata: Metadata,
     method: str,
     undecodable: _LogLimiter,
 ) -> grpc.RpcMethodHandler[Any, Any]:
@@ -132,17 +167,22 @@ def _wrap(
             raise UndecodableRequest(f"the request is not a valid {method} request") from None
 
     async def admit(context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        if isinstance(identity, Exception):
-            await abort_with(context, status_for(InvalidArgument.single("", str(identity))))
-        if identity is None:
-            status = plain_status(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"missing or invalid '{IDENTITY_HEADER}' call metadata",
+        try:
+            identity = await authenticator.authenticate(metadata, context)
+        except DuplicateIdentity as error:
+            refusal = status_for(InvalidArgument.single("", str(error)))
+        except Unauthenticated as error:
+            refusal = with_reason(
+                plain_status(grpc.StatusCode.UNAUTHENTICATED, str(error)), "UNAUTHENTICATED"
             )
-            await abort_with(context, with_reason(status, "UNAUTHENTICATED"))
-        # Each call runs in its own task, whose context this does not leak out of; no reset
-        # (resetting from a streaming call's finaliser fails: another context runs it).
-        _current.set(identity)
+        except Exception as error:  # a bug in an authenticator: INTERNAL with an id, not UNKNOWN
+            refusal = status_for(error)
+        else:
+            # Each call runs in its own task, whose context this does not leak out of; no reset
+            # (resetting from a streaming call's finaliser fails: another context runs it).
+            _current.set(identity)
+            return
+        await abort_with(context, refusal)
 
     async def requests(
         raw: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]

@@ -1,5 +1,6 @@
-"""A grpc.aio server with what every qis process serves: health, reflection, identity, and a
-graceful stop on SIGTERM/SIGINT (health goes NOT_SERVING, in-flight calls get a grace period)."""
+"""A grpc.aio server with what every qis process serves: health, reflection, authentication
+(over TLS when configured), and a graceful stop on SIGTERM/SIGINT (health goes NOT_SERVING,
+in-flight calls get a grace period)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from qis_runtime.auth import ServerSecurity, loopback_only
 from qis_runtime.identity import IdentityInterceptor
 
 log = logging.getLogger(__name__)
@@ -47,15 +49,21 @@ class QisServer:
         services: Sequence[ServiceBinding],
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         keepalive_s: float = KEEPALIVE_S,
+        security: ServerSecurity | None = None,
     ) -> None:
         """`max_request_bytes`: the largest request message this process accepts, from the
         largest valid request of its services (each process sets its own). `keepalive_s`: see
-        KEEPALIVE_S."""
+        KEEPALIVE_S. `security`: how callers are authenticated and the TLS credentials
+        (qis_runtime.auth.server_security); none is development mode on a plaintext port.
+        Development mode on an address other machines reach raises ConfigurationError."""
+        security = security or ServerSecurity.development_mode()
+        loopback_only(services, address, security)
         self._address = address
         self._services = services
+        self._security = security
         self.health = health_aio.HealthServicer()
         self._server = grpc.aio.server(
-            interceptors=[IdentityInterceptor()],
+            interceptors=[IdentityInterceptor(security.authenticator)],
             options=[
                 ("grpc.max_receive_message_length", max_request_bytes),
                 ("grpc.max_send_message_length", _MAX_SEND_BYTES),
@@ -83,10 +91,15 @@ class QisServer:
             self._server,
         )
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self._server.add_insecure_port(self._address)
+        credentials = self._security.credentials
+        if credentials is None:
+            self.port = self._server.add_insecure_port(self._address)
+        else:
+            self.port = self._server.add_secure_port(self._address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self._address}")
         await self._server.start()
+        log.info("listening on %s: %s", self._address, self._security.summary)
         return self.port
 
     async def mark_serving(self) -> None:

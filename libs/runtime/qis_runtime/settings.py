@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import NonNegativeFloat, PositiveFloat, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +24,36 @@ class CommonSettings(BaseSettings):
     """QIS_LOG_LEVEL."""
     shutdown_grace_s: float = 10.0
     """Seconds in-flight calls get to finish after SIGTERM (QIS_SHUTDOWN_GRACE_S)."""
+
+    # Authentication and TLS (docs/security.md); qis_runtime.auth.server_security checks that
+    # they make sense together and refuses to start otherwise.
+    auth: str = ""
+    """How callers prove who they are (QIS_AUTH): `dev` (the x-qis-user header, trusted; only on
+    a loopback address), `jwt` (a bearer token), `mtls` (a client certificate's CN), or
+    `jwt,mtls`. Unset: development mode, and only on a loopback address."""
+    jwt_jwks: str = ""
+    """Where the token signing keys are: a JWKS file path or http(s) URL (QIS_JWT_JWKS)."""
+    jwt_hmac_secret: SecretStr | None = None
+    """Or a shared HMAC secret (HS256/384/512), at least 32 bytes (QIS_JWT_HMAC_SECRET)."""
+    jwt_issuer: str = ""
+    """The `iss` a token must carry (QIS_JWT_ISSUER); required in jwt mode."""
+    jwt_audience: str = ""
+    """The `aud` a token must carry (QIS_JWT_AUDIENCE); required in jwt mode."""
+    jwt_leeway_s: NonNegativeFloat = 30.0
+    """Clock skew allowed on `exp`, `nbf` and `iat` (QIS_JWT_LEEWAY_S)."""
+    jwt_roles_claim: str = "roles"
+    """The claim holding the caller's roles or groups, dotted for a nested one, e.g.
+    `realm_access.roles` (QIS_JWT_ROLES_CLAIM)."""
+    jwt_jwks_cache_s: PositiveFloat = 300.0
+    """How long a fetched JWKS is used before it is fetched again (QIS_JWT_JWKS_CACHE_S); a token
+    naming an unknown key fetches it at once (key rotation), at most every 10 s."""
+    tls_cert_file: Path | None = None
+    """PEM certificate chain the server presents (QIS_TLS_CERT_FILE); unset: plaintext."""
+    tls_key_file: Path | None = None
+    """PEM private key of that certificate (QIS_TLS_KEY_FILE)."""
+    tls_client_ca_file: Path | None = None
+    """PEM CA(s) client certificates must chain to (QIS_TLS_CLIENT_CA_FILE): set, a client
+    without such a certificate is refused at the handshake (mTLS)."""
 
     def resolved_read_store_uri(self) -> str:
         return self.read_store_uri or f"sqlite:///{self.data_dir / 'read.db'}"

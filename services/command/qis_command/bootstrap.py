@@ -10,6 +10,7 @@ from qis_adapters.calendars.exchange import ExchangeCalendars
 from qis_adapters.eventstore.codec import EventCodec
 from qis_adapters.eventstore.factory import open_event_store
 from qis_adapters.eventstore.port import EventStore
+from qis_runtime.auth import server_security
 from qis_runtime.server import QisServer, ServiceBinding
 
 from qis_command.application.handlers import CommandHandlers
@@ -53,6 +54,7 @@ async def build(
     calendar: TradingCalendar | None = None,
 ) -> CommandApp:
     """`store` and `calendar` replace the configured adapters (tests inject in-memory ones)."""
+    security = server_security(settings)  # first: a refused configuration opens no store
     injected = store is not None
     if store is None:
         store = await open_event_store(settings.resolved_event_store_uri())
@@ -75,5 +77,10 @@ async def build(
             settings.metrics_grace_s,
             settings.metrics_quiet_s,
         )
-    server = QisServer(settings.command_address, [binding], settings.command_max_request_bytes)
+    server = QisServer(
+        settings.command_address,
+        [binding],
+        settings.command_max_request_bytes,
+        security=security,
+    )
     return CommandApp(store, handlers, server, scheduler, scheduler_store)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from qis_adapters.eventstore.factory import open_event_store
 from qis_adapters.eventstore.port import EventStore
 from qis_adapters.readstore.factory import AdministeredReadStore, open_read_store
+from qis_runtime.auth import server_security
+from qis_runtime.server import QisServer
 
 from qis_projector.application.projector import Projector
 from qis_projector.settings import ProjectorSettings
@@ -25,6 +27,12 @@ class ProjectorApp:
     async def close(self) -> None:
         await self.store.close()
         await self.events.close()
+
+
+def health_server(settings: ProjectorSettings) -> QisServer:
+    """The projector's health endpoint, over TLS when configured like the other services (its
+    callers are probes: health answers anonymously, whatever QIS_AUTH says)."""
+    return QisServer(settings.projector_address, [], security=server_security(settings))
 
 
 async def active_or_first_generation(settings: ProjectorSettings) -> str:

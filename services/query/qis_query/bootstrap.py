@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from qis.data.v1 import query_service_pb2, query_service_pb2_grpc
 from qis_adapters.readstore.factory import open_read_store
 from qis_adapters.readstore.port import ReadModelReader, ReadStore
+from qis_runtime.auth import server_security
 from qis_runtime.server import QisServer, ServiceBinding
 
 from qis_query.application.consistency import ReadPosition
@@ -38,6 +39,7 @@ def build_handlers(reader: ReadModelReader, settings: QuerySettings) -> QueryHan
 async def build(settings: QuerySettings, reader: ReadModelReader | None = None) -> QueryApp:
     """`reader`: a read store to serve instead of the one the settings name (tests inject an
     in-memory or SQLite one); its owner closes it."""
+    security = server_security(settings)  # first: a refused configuration opens no store
     opened: ReadStore | None = None
     if reader is None:
         reader = opened = await open_read_store(
@@ -49,5 +51,10 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
         query_service_pb2_grpc.add_QueryServiceServicer_to_server,
         QueryService(handlers),
     )
-    server = QisServer(settings.query_address, [binding], settings.query_max_request_bytes)
+    server = QisServer(
+        settings.query_address,
+        [binding],
+        settings.query_max_request_bytes,
+        security=security,
+    )
     return QueryApp(handlers, server, opened)
