@@ -75,3 +75,11 @@ def test_docs_mention_every_command_and_option() -> None:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
                     assert f"`{flag}" in text, f"qis {name} {flag}"
+
+
+def test_every_command_that_calls_a_service_takes_a_bearer_token() -> None:
+    """--token is what a server in jwt mode accepts; it replaces --user on the wire."""
+    from qis_cli.connection import identity
+
+    args = build_parser().parse_args(["query", "SPX", "--token", "eyJ.a.b", "--user", "alice"])
+    assert identity(args.user, args.token) == (("authorization", "Bearer eyJ.a.b"),)

@@ -186,7 +186,7 @@ def test_no_identity_is_exit_5_and_no_service_exit_4(
         assert main([*args, *command, *service, "--user", "no spaces"]) == 5
         err = capsys.readouterr().err
         assert err.startswith("qis ingest: UNAUTHENTICATED: missing or invalid 'x-qis-user'")
-        assert "pass --user NAME or set QIS_USER" in err
+        assert "--user NAME or QIS_USER in development mode" in err
 
     nowhere = f"127.0.0.1:{free_port()}"
     assert main([*args, "--type", "price", "--address", nowhere, "--user", "someone"]) == 4

@@ -27,7 +27,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_USAGE, "usage: a wrong option, an unreadable or mis-shaped file, a port in use"),
     (EXIT_NOT_FOUND, "not found: no such series, source or point"),
     (EXIT_UNAVAILABLE, "unavailable: service unreachable, busy or behind; run it again later"),
-    (EXIT_DENIED, "denied: no identity (--user), or no permission for this"),
+    (EXIT_DENIED, "denied: no identity (--token or --user), or no permission for this"),
     (EXIT_INTERRUPTED, "interrupted by Ctrl-C"),
 )
 """The one exit-code convention of every `qis` command, shown by `qis --help` and docs/cli.md."""
@@ -113,7 +113,10 @@ def status_of_rpc_error(error: grpc.RpcError) -> status_pb2.Status:
 def hint_for(status: status_pb2.Status) -> str:
     """What a person can do about a status, for the codes where the fix is on their side."""
     if status.code == grpc.StatusCode.UNAUTHENTICATED.value[0]:
-        return "\n  pass --user NAME or set QIS_USER"
+        return (
+            "\n  pass --token TOKEN or set QIS_TOKEN (a server in jwt mode);"
+            " --user NAME or QIS_USER in development mode"
+        )
     if exit_code_of(status) == EXIT_UNAVAILABLE:
         return "\n  temporary: run the same command again later"
     return ""

@@ -17,6 +17,7 @@ from qis_cli.chunks import ImportKey, chunks_of, file_digest
 from qis_cli.connection import (
     COMMAND_ADDRESS_ENV,
     QUERY_ADDRESS_ENV,
+    TOKEN_ENV,
     USER_ENV,
     Metadata,
     call,
@@ -82,7 +83,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise CliError(f"{path}: no such file")
     file_format = detect_format(path, args.format)
     series_id = normalise_name(args.series, "series")
-    metadata = identity(args.user)
+    metadata = identity(args.user, args.token)
     if args.type:
         kind = ValueKind(args.type)
     else:
@@ -123,7 +124,8 @@ def cmd_register_source(args: argparse.Namespace) -> int:
         args.command_id or new_command_id(), source_id, args.provider, args.description
     )
     response = _command(
-        args, lambda stub: stub.RegisterDataSource(request, metadata=identity(args.user))
+        args,
+        lambda stub: stub.RegisterDataSource(request, metadata=identity(args.user, args.token)),
     )
     print(outcome_text(f"registered sources/{source_id}", response))
     return 0
@@ -132,13 +134,15 @@ def cmd_register_source(args: argparse.Namespace) -> int:
 def cmd_define_series(args: argparse.Namespace) -> int:
     series_id = normalise_name(args.id, "series")
     request = define_request(args.command_id or new_command_id(), series_id, args)
-    response = _command(args, lambda stub: stub.DefineSeries(request, metadata=identity(args.user)))
+    response = _command(
+        args, lambda stub: stub.DefineSeries(request, metadata=identity(args.user, args.token))
+    )
     print(outcome_text(f"defined series/{series_id}", response))
     return 0
 
 
 def cmd_evolve_series(args: argparse.Namespace) -> int:
-    metadata = identity(args.user)
+    metadata = identity(args.user, args.token)
     current = _series(args, normalise_name(args.id, "series"), metadata)
     series = evolved(current, args, args.source, args.remove_source)
     changed = changes(current, series)
@@ -160,7 +164,7 @@ def cmd_evolve_series(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     series = f"series/{normalise_name(args.series, 'series')}"
-    metadata = identity(args.user)
+    metadata = identity(args.user, args.token)
     try:
         if args.history:
             history_request = query_service_pb2.GetPointHistoryRequest(
@@ -207,7 +211,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         args.address,
         "query",
         reading.Stub,
-        lambda stub: reading.subscribe(stub, request, identity(args.user), sys.stdout),
+        lambda stub: reading.subscribe(stub, request, identity(args.user, args.token), sys.stdout),
     )
     return 0
 
@@ -252,6 +256,11 @@ def _add_connection_options(
         "--user",
         default=default_user(),
         help=f"who you are, sent as call metadata (default: ${USER_ENV} or your login name)",
+    )
+    group.add_argument(
+        "--token",
+        help=f"a bearer token (JWT) proving who you are, for a server in jwt mode; sent instead"
+        f" of --user (default: ${TOKEN_ENV})",
     )
 
 

@@ -21,7 +21,6 @@ import signal
 from grpc_health.v1 import health_pb2
 from qis_adapters.faults import store_fault
 from qis_runtime.logs import configure_logging, tune_garbage_collection
-from qis_runtime.server import QisServer
 
 from qis_projector.application.faults import Backoff, describe
 from qis_projector.application.projector import ProjectionHalted
@@ -29,6 +28,7 @@ from qis_projector.bootstrap import (
     ProjectorApp,
     active_or_first_generation,
     build,
+    health_server,
     next_generation,
 )
 from qis_projector.entrypoints.health import ExplainedHealth
@@ -42,7 +42,7 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 async def run(settings: ProjectorSettings) -> None:
-    server = QisServer(settings.projector_address, [])
+    server = health_server(settings)
     health = server.health = ExplainedHealth()  # before start(), which registers it
     port = await server.start()
     await health.explain(LAG_SERVICE, _NOT_SERVING, "starting")
