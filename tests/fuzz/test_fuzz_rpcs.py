@@ -1,0 +1,486 @@
+"""Never UNKNOWN: every RPC of CommandService and QueryService answers any request, structured
+or raw bytes, with a clear status in time, and what the command side accepts projects.
+
+Against the three real processes (one cluster for the module, seeded with two series, their
+sources, points and the quality issues those raise), each RPC gets generated requests built
+from its descriptor (see fuzz_messages) and raw bytes. Every call must end in a status a client
+can act on (not UNKNOWN, not INTERNAL; UNAVAILABLE with RetryInfo) in under 5 s. Afterwards the
+event log must have grown by exactly the commands answered OK, the projector must be healthy,
+and a query at the highest accepted position must be answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from qis.data.v1 import command_service_pb2 as cmd
+from qis.data.v1 import query_service_pb2 as q
+from qis.data.v1 import series_pb2, values_pb2
+from qis_command.application.scheduler import SCHEDULER_USER
+from qis_projector.main import LAG_SERVICE
+
+from tests.e2e.harness import (
+    COMMAND,
+    DAY_US,
+    PROJECTOR,
+    QUERY,
+    US,
+    Clients,
+    Cluster,
+    as_user,
+    head_position,
+    ingest_request,
+    price_series,
+    read_only,
+    setup_series,
+    snap_text,
+    timestamp,
+)
+from tests.fuzz.fuzz_calls import (
+    LEDGER,
+    C,
+    Metadata,
+    Request,
+    Rpc,
+    call,
+    describe,
+    problems,
+    rpcs,
+    server_trace,
+)
+from tests.fuzz.fuzz_messages import (
+    EXTREMES,
+    Pools,
+    RequestFuzzer,
+    decimal_like,
+    rfc3339_like,
+    weighted,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.fuzz]
+
+PROFILE = settings.get_profile("qis-fuzz")
+RPCS = rpcs()
+GET_SERIES = next(r for r in RPCS if r.name == "QueryService.GetSeries")
+PX, BAR = "fz-px", "fz-bar"  # the seeded series: prices (rules), OHLC bars (manual publication)
+SOURCES = ("fz-src-a", "fz-src-b")
+# Not defined by the seed: the fuzzer defines them, each in its own (odd) way.
+NEW_SERIES = tuple(f"fz-new-{i}" for i in range(1, 13))
+NEW_SOURCES = ("fz-src-new-1", "fz-src-new-2")
+USERS = ("fz-alice", "fz-bob", "fz-carol")  # the seed ingests as alice: bob may approve
+BASE_US = 1_704_229_200 * US  # 2024-01-02T21:00:00Z
+SEEDED_US = [BASE_US + d * DAY_US for d in range(30)]
+FRESH_US = [BASE_US + d * DAY_US for d in range(30, 400)]  # days the seed left empty
+
+
+@dataclass(frozen=True)
+class World:
+    """The seeded cluster as the fuzzer sees it."""
+
+    cluster: Cluster
+    command: grpc.Channel
+    query: grpc.Channel
+    fuzzer: RequestFuzzer
+    head_after_seed: int
+
+    def channel(self, rpc: Rpc) -> grpc.Channel:
+        return self.command if rpc.is_command else self.query
+
+
+# --- seeding ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seeded:
+    positions: list[int]
+    issue_ids: list[str]
+    tokens: list[str]
+
+
+async def seed(c: Clients) -> Seeded:
+    positions: list[int] = []
+    prices = price_series([(SOURCES[0], 1), (SOURCES[1], 2)], require_positive=True)
+    prices.validation.max_jump_percent = "20"
+    positions.append(await setup_series(c, PX, prices))
+    bars = price_series([(SOURCES[0], 1), (SOURCES[1], 2)], mode=series_pb2.PUBLICATION_MODE_MANUAL)
+    bars.data_type = values_pb2.DATA_TYPE_OHLC_BAR
+    positions.append(await setup_series(c, BAR, bars, register_sources=False))
+
+    # A negative price and a jump raise issues on PX; source b disagrees with a (breaks).
+    a = [
+        (us, "-5" if d == 10 else "300" if d == 20 else f"{100 + d}")
+        for d, us in enumerate(SEEDED_US)
+    ]
+    b = [(us, f"{101.5 + d}") for d, us in enumerate(SEEDED_US[:10])]
+    md = as_user(USERS[0])
+    for i, (source, items) in enumerate([(SOURCES[0], a), (SOURCES[1], b)]):
+        reply = await c.command.IngestPoints(
+            ingest_request(f"seed-px-{i}", PX, source, items), metadata=md
+        )
+        positions.append(reply.commit_position)
+    # Bar 5 is inconsistent (high below low).
+    bar_points = [
+        values_pb2.DataPoint(
+            snap=snap_text(us),
+            value=values_pb2.DataValue(
+                bar=values_pb2.OhlcBar(
+                    open="10", high="9" if d == 5 else "12", low="10" if d == 5 else "8", close="11"
+                )
+            ),
+        )
+        for d, us in enumerate(SEEDED_US[:10])
+    ]
+    reply = await c.command.IngestPoints(
+        cmd.IngestPointsRequest(
+            command_id="seed-bar",
+            series=f"series/{BAR}",
+            source=f"sources/{SOURCES[0]}",
+            points=bar_points,
+        ),
+        metadata=md,
+    )
+    positions.append(reply.commit_position)
+    return Seeded(positions, *await harvest(c, max(positions)))
+
+
+async def harvest(c: Clients, head: int) -> tuple[list[str], list[str]]:
+    """Issue ids and genuine page and resume tokens, so that fuzzed requests also carry ones
+    the service issued (for other requests, mostly: it must refuse those clearly)."""
+    md = as_user(USERS[1])
+    issues: list[str] = []
+    tokens: list[str] = []
+    for series in (PX, BAR):
+        listed = await c.query.ListQualityIssues(
+            q.ListQualityIssuesRequest(series=f"series/{series}", status="any", min_position=head),
+            metadata=md,
+        )
+        issues += [i.issue_id for i in listed.issues]
+        page = await c.query.ListQualityIssues(
+            q.ListQualityIssuesRequest(series=f"series/{series}", page_size=1), metadata=md
+        )
+        tokens.append(page.next_page_token)
+    async for reply in c.query.QueryRange(
+        q.QueryRangeRequest(series=f"series/{PX}", page_size=2), metadata=md
+    ):
+        tokens.append(reply.next_page_token)
+        break
+    tokens.append(
+        (await c.query.ListSeries(q.ListSeriesRequest(page_size=1), metadata=md)).next_page_token
+    )
+    audit = await c.query.ListAuditEntries(
+        q.ListAuditEntriesRequest(series=f"series/{PX}", page_size=2), metadata=md
+    )
+    tokens.append(audit.next_page_token)
+    async for update in c.query.Subscribe(q.SubscribeRequest(), metadata=md):
+        tokens.append(update.resume_token)
+        break
+    assert issues, "the seed raises quality issues"
+    return issues, [t for t in tokens if t]
+
+
+def crafted_tokens() -> st.SearchStrategy[str]:
+    """Tokens shaped like the service's own (base64 of JSON naming their kind) with numbers
+    at and beyond what the stores hold."""
+    number = st.sampled_from(EXTREMES) | st.integers(-5, 50)
+    payload = st.fixed_dictionaries(
+        {"k": st.sampled_from(["range", "feed", "series", "audit", "issues", "x"])},
+        optional={
+            "position": number,
+            "index": number,
+            "after": number | st.text(max_size=8),
+            "q": st.text(max_size=16),
+        },
+    )
+    return payload.map(lambda p: base64.urlsafe_b64encode(json.dumps(p).encode()).decode())
+
+
+def pools(seeded: Seeded) -> Pools:
+    def names(kind: str, ids: Sequence[str]) -> list[str]:
+        return [f"{kind}/{i}" for i in ids]
+
+    series_names = weighted(
+        (6, st.sampled_from(names("series", (PX, BAR)))),
+        (4, st.sampled_from(names("series", NEW_SERIES))),
+        (1, st.sampled_from(["series/-", "series/fz-nope"])),
+    )
+    source_names = weighted(
+        (4, st.sampled_from(names("sources", SOURCES))),
+        (1, st.sampled_from(names("sources", NEW_SOURCES))),
+    )
+    snaps = weighted(
+        (5, st.sampled_from([snap_text(us) for us in SEEDED_US])),
+        (3, st.sampled_from([snap_text(us) for us in FRESH_US])),
+        (2, rfc3339_like()),
+    )
+    decimals = decimal_like()
+    positions = weighted(
+        (6, st.just(0)), (3, st.sampled_from(seeded.positions)), (1, st.integers(0, 2**63 - 1))
+    )
+    strings = {
+        "command_id": weighted(
+            (6, st.uuids().map(str)),
+            (3, st.sampled_from(["fz-cmd-1", "fz-cmd-2", "seed-px-0", "seed-bar"])),
+        ),
+        "series": series_names,
+        "Series.name": series_names,
+        "GetSeriesRequest.name": series_names,
+        "DataSource.name": source_names,
+        "source": source_names,
+        "series_id": st.sampled_from([*NEW_SERIES, PX]),
+        "source_id": st.sampled_from([*NEW_SOURCES, SOURCES[0]]),
+        "snap": snaps,
+        "snaps": snaps,
+        "issue_ids": st.sampled_from(seeded.issue_ids),
+        "page_token": st.sampled_from(seeded.tokens) | crafted_tokens(),
+        "resume_token": st.sampled_from(seeded.tokens) | crafted_tokens(),
+        "currency": st.sampled_from(["USD", "EUR", "usd"]),
+        "unit": weighted((4, st.just("USD")), (1, st.sampled_from(["shares", "EUR"]))),
+        "time_zone": st.sampled_from(
+            ["America/New_York", "UTC", "Asia/Tokyo", "Nowhere/Land", "../../etc/passwd"]
+        ),
+        "calendar": st.sampled_from(["XNYS", "XTKS", "XLON", "XXXX", "24/7"]),
+        "provider": st.sampled_from(["synthetic", "bloomberg", "file"]),
+        "rule": st.sampled_from(["positive", "jump", "source_break", "spike", "stale", "calendar"]),
+        "severity": st.sampled_from(["error", "warning", "info"]),
+        "status": st.sampled_from(["open", "any", "approved", "rejected", "overridden"]),
+        "reason_code": st.just("EXCHANGE_CORRECTION"),
+        **{
+            name: st.text(min_size=1, max_size=40)
+            for name in ("reason", "comment", "description")
+        },
+        **{
+            name: decimals
+            for name in (
+                "value", "quantity", "open", "high", "low", "close", "volume", "strike", "bid",
+                "ask", "implied_volatility", "underlying_price", "ratio", "amount",
+                "max_jump_percent", "max_zscore", "max_spike_percent", "tolerance_bps",
+                "tolerance_abs", "min_quality_score", "cost_per_request",
+            )
+        },
+    }  # fmt: skip
+    ints = {
+        "min_position": positions,
+        "at_position": positions,
+        "after_position": positions,
+        "page_size": st.sampled_from([0, 1, 2, 3, 10, 1_000, 1_001, 10_000, 10_001, -1]),
+        "priority": st.sampled_from([1, 2, 3, 0]),
+        "precision": st.sampled_from([0, 2, 4, 18, 19]),
+        "zscore_window": st.sampled_from([0, 2, 20, 1_000, 1_001, 1]),
+        "stale_after_snaps": st.sampled_from([0, 3, 1_000, 1_001]),
+        "min_sources": st.sampled_from([0, 1, 2, 3]),
+        # The seeded prices' own, so that an evolution of PX (both immutable) can be accepted.
+        "Series.data_type": st.just(values_pb2.DATA_TYPE_PRICE),
+        "Series.frequency": st.just(series_pb2.FREQUENCY_DAILY),
+        "cutoff_seconds": st.sampled_from([0, 60, 3_600, 315_537_897_599, 315_537_897_600]),
+        "timeliness_sla_seconds": st.sampled_from([0, 60, 315_537_897_599, 315_537_897_600]),
+    }
+    # A window over the seeded days (the fuzzer's own draws put start and end in any order).
+    window = {
+        "start_time": st.sampled_from(SEEDED_US[:10]).map(timestamp),
+        "end_time": st.sampled_from(SEEDED_US[10:]).map(timestamp),
+    }
+    return Pools(
+        strings=strings,
+        ints=ints,
+        messages={f"CalculateQualityMetricsRequest.{name}": s for name, s in window.items()},
+        oneofs={"qis.data.v1.DataValue.kind": "price"},
+        needed=frozenset(
+            {
+                "Series.name",
+                "Series.unit",
+                "DataSource.name",
+                "SeriesSource.source",
+                "DataPoint.snap",
+                "DataPoint.value",
+                "RestatePointRequest.value",
+                "Price.value",
+                "Volume.quantity",
+                "OhlcBar.open",
+                "OhlcBar.high",
+                "OhlcBar.low",
+                "OhlcBar.close",
+            }
+        ),
+        seeded_seconds=[us // US for us in SEEDED_US],
+    )
+
+
+@pytest.fixture(scope="module")
+def world(cluster: Cluster) -> Iterator[World]:
+    async def seeded() -> Seeded:
+        async with cluster.clients() as c:
+            return await seed(c)
+
+    state = asyncio.run(seeded())
+    head = head_position(cluster.events_db)
+    with (
+        grpc.insecure_channel(cluster.address(COMMAND)) as command,
+        grpc.insecure_channel(cluster.address(QUERY)) as query,
+    ):
+        yield World(cluster, command, query, RequestFuzzer(pools(state)), head)
+
+
+# --- the fuzz tests ---------------------------------------------------------------------------
+
+
+def identities() -> st.SearchStrategy[Metadata]:
+    """One user of three, so four-eyes paths are reached; now and then the header twice (which
+    the service must refuse clearly)."""
+    one = st.sampled_from(USERS).map(as_user)
+    two = st.tuples(st.sampled_from(USERS), st.sampled_from(USERS)).map(
+        lambda u: (*as_user(u[0]), *as_user(u[1]))
+    )
+    return weighted((19, one), (1, two))
+
+
+def exercise(
+    world: World, rpc: Rpc, kind: str, requests: Sequence[Request], metadata: Metadata
+) -> None:
+    outcome = call(world.channel(rpc), rpc, requests, metadata)
+    LEDGER.record(rpc, kind, requests, metadata, outcome)
+    found = problems(rpc, outcome, len(requests))
+    if not found:
+        return
+    logs = [p.log_path for p in world.cluster.processes.values()]
+    trace = server_trace(logs, outcome) if outcome.code == C.INTERNAL else ""
+    raise AssertionError(
+        f"{rpc.name}{kind}: "
+        + "; ".join(found)
+        + f"\nmetadata: {metadata}\nrequest:\n{describe(requests)}\n{trace}"
+    )
+
+
+@pytest.mark.parametrize("rpc", RPCS, ids=lambda r: r.name)
+@settings(PROFILE)
+@given(data=st.data())
+def test_generated_requests_answer_clearly(world: World, rpc: Rpc, data: st.DataObject) -> None:
+    messages = world.fuzzer.messages(rpc.method.input_type)
+    if rpc.method.client_streaming:
+        requests: list[Request] = data.draw(
+            st.lists(messages, min_size=1, max_size=4), label="chunks"
+        )
+    else:
+        requests = [data.draw(messages, label="request")]
+    exercise(world, rpc, "", requests, data.draw(identities(), label="metadata"))
+
+
+@pytest.mark.parametrize("rpc", RPCS, ids=lambda r: r.name)
+@settings(PROFILE)
+@given(data=st.data())
+def test_raw_bytes_answer_clearly(world: World, rpc: Rpc, data: st.DataObject) -> None:
+    raw = world.fuzzer.raw(rpc.method.input_type)
+    size = (1, 3) if rpc.method.client_streaming else (1, 1)
+    requests: list[Request] = data.draw(
+        st.lists(raw, min_size=size[0], max_size=size[1]), label="raw"
+    )
+    exercise(world, rpc, " (raw)", requests, data.draw(identities(), label="metadata"))
+
+
+# --- after the run ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Append:
+    """One atomic append of the log: a command's record (stream `commands/...`, first in every
+    command's append) and the events appended with it."""
+
+    command_id: str
+    user: str
+    position: int  # of its last event: the position its command was answered with
+    mixed: bool  # events of other commands inside it: nothing may interleave an append
+
+
+def appends_since(events_db: Path, position: int) -> list[Append]:
+    with contextlib.closing(read_only(events_db)) as conn:
+        rows = conn.execute(
+            "SELECT position, stream, metadata FROM events WHERE position > ? ORDER BY position",
+            (position,),
+        ).fetchall()
+    out: list[Append] = []
+    for at, stream, metadata in rows:
+        meta = json.loads(metadata)
+        key = (meta["command_id"], meta["user_id"])
+        if stream.startswith("commands/") or not out:
+            out.append(Append(*key, at, mixed=False))
+        else:
+            last = out[-1]
+            out[-1] = Append(
+                last.command_id, last.user, at, last.mixed or key != (last.command_id, last.user)
+            )
+    return out
+
+
+def test_the_log_grew_only_by_accepted_commands(world: World) -> None:
+    """Every append since the seed is a command answered OK as new (or the scheduler's, which
+    issues its own), at the position it was answered with, and each such answer is one append
+    at most. An OK command that changed nothing appends nothing and answers the log's head
+    then (handlers.py): its position must be in the log, as a duplicate's must."""
+    head = head_position(world.cluster.events_db)
+    appends = [
+        a for a in appends_since(world.cluster.events_db, world.head_after_seed)
+        if a.user != SCHEDULER_USER
+    ]  # fmt: skip
+    accepted = {(a.command_id, a.user, a.position) for a in LEDGER.accepted if not a.duplicate}
+    unaccounted = [
+        a for a in appends if a.mixed or (a.command_id, a.user, a.position) not in accepted
+    ]
+    assert not unaccounted, f"appends of no command answered OK: {unaccounted[:20]}"
+    appended = {(a.command_id, a.user, a.position) for a in appends}
+    assert len(appended) == len(appends), "two appends answered as one command"
+    beyond = [a for a in LEDGER.accepted if not 0 < a.position <= head]
+    assert not beyond, f"commands answered with positions not in the log: {beyond[:20]}"
+
+
+def test_everything_accepted_projects(world: World) -> None:
+    """The projector stays healthy and catches up with the highest accepted position: a query
+    that asks for it is answered (each try waits QIS_QUERY_MAX_WAIT_S, then UNAVAILABLE)."""
+    wanted = max([world.head_after_seed, *(a.position for a in LEDGER.accepted)])
+    request = q.GetSeriesRequest(name=f"series/{PX}", min_position=wanted)
+    start = time.monotonic()
+    outcome = call(world.query, GET_SERIES, [request], as_user(USERS[1]))
+    while outcome.code == C.UNAVAILABLE and time.monotonic() - start < 15:
+        outcome = call(world.query, GET_SERIES, [request], as_user(USERS[1]))
+    waited = time.monotonic() - start
+    LEDGER.notes.append(
+        f"read model at the highest accepted position {wanted} after {waited:.2f} s"
+    )
+    assert outcome.code == C.OK, (outcome, world.cluster.log_tail(PROJECTOR))
+    with grpc.insecure_channel(world.cluster.address(PROJECTOR)) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=LAG_SERVICE), timeout=5
+        )
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING, world.cluster.log_tail(PROJECTOR)
+    assert all(p.running() for p in world.cluster.processes.values())
+
+
+def test_no_process_logged_an_error(world: World) -> None:
+    """What no call's status shows (a failure after the answer, in a stream's finaliser, in
+    the scheduler or the projector) still reaches the log at ERROR. Warnings are counted for
+    the summary: some are expected (undecodable requests), others point at a problem."""
+    errors = []
+    warnings: Counter[str] = Counter()
+    for process in world.cluster.processes.values():
+        for line in process.log_path.read_text(errors="replace").splitlines():
+            entry = json.loads(line) if line.startswith("{") else {}
+            if entry.get("level") in ("ERROR", "CRITICAL"):
+                errors.append(f"{process.name}: {entry.get('msg')}\n{entry.get('exc', '')}")
+            elif entry.get("level") == "WARNING":
+                # One count per kind: numbers and parentheses (peers, ids, errors) left out.
+                kind = re.sub(r"\d+", "N", entry["msg"].split(" (")[0])[:110]
+                warnings[f"{process.name}: {kind}"] += 1
+    LEDGER.notes.extend(f"log warnings {n:>5}  {kind}" for kind, n in sorted(warnings.items()))
+    assert not errors, "\n".join(errors[:10])
