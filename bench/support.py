@@ -44,7 +44,9 @@ def wait_serving(address: str, timeout_s: float = 30.0) -> None:
 @contextlib.contextmanager
 def process(script: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(BIN / script)], env={**os.environ, **env}, stderr=out)
+        # Development mode on loopback, as `qis up` runs them.
+        environment = {**os.environ, "QIS_AUTH": "dev", **env}
+        proc = subprocess.Popen([str(BIN / script)], env=environment, stderr=out)
         try:
             yield proc
         finally:

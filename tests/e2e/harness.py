@@ -85,6 +85,7 @@ def base_env(data_dir: Path, overrides: Mapping[str, str]) -> dict[str, str]:
     env.update(
         {
             "QIS_DATA_DIR": str(data_dir),
+            "QIS_AUTH": "dev",
             "QIS_LOG_LEVEL": "INFO",
             "QIS_SHUTDOWN_GRACE_S": "5",
             "PYTHONUNBUFFERED": "1",

@@ -48,7 +48,7 @@ async def stub(tmp_path: Path) -> AsyncIterator[q_grpc.QueryServiceAsyncStub]:
     await store.set_active_generation("g1")
     await write_scenario(store)
     settings = QuerySettings(
-        query_address="127.0.0.1:0", query_max_wait_s=0.2, subscribe_poll_s=0.01
+        auth="dev", query_address="127.0.0.1:0", query_max_wait_s=0.2, subscribe_poll_s=0.01
     )
     try:
         async with query_service(store, settings) as stub:

@@ -229,14 +229,20 @@ async def test_a_huge_authorization_header_is_refused_by_grpc_itself(
         assert error.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
 
-@pytest.mark.parametrize("auth", ["dev", ""])
-async def test_development_mode_refuses_a_non_loopback_address(tmp_path: Path, auth: str) -> None:
+@pytest.mark.parametrize(
+    ("auth", "says"),
+    [
+        ("dev", "refusing to serve 0.0.0.0:0 in development"),
+        ("", "QIS_AUTH is not set"),  # never development mode by default
+    ],
+)
+async def test_development_mode_refuses_a_non_loopback_address(
+    tmp_path: Path, auth: str, says: str
+) -> None:
     store = await SqliteEventStore.open(tmp_path / "events.db")
     try:
         settings = CommandSettings(command_address="0.0.0.0:0", auth=auth, scheduler_enabled=False)
-        with pytest.raises(
-            ConfigurationError, match=re.escape("refusing to serve 0.0.0.0:0 in development")
-        ):
+        with pytest.raises(ConfigurationError, match=re.escape(says)):
             await build(settings, store=store)
     finally:
         await store.close()

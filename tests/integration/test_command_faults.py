@@ -88,7 +88,7 @@ async def command(
     with monkeypatch.context() as patch:
         patch.setattr(sqlite3, "connect", faulty_connect)
         store = await SqliteEventStore.open(path, busy_timeout_ms=200)
-    settings = CommandSettings(command_address="127.0.0.1:0", scheduler_enabled=False)
+    settings = CommandSettings(auth="dev", command_address="127.0.0.1:0", scheduler_enabled=False)
     app = await build(settings, store=store)
     port = await app.server.start()
     await app.server.mark_serving()

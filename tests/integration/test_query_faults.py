@@ -29,7 +29,9 @@ async def stub(tmp_path: Path) -> AsyncIterator[q_grpc.QueryServiceAsyncStub]:
     await store.set_active_generation("g1")
     await write_scenario(store)
     try:
-        async with query_service(store, QuerySettings(query_address="127.0.0.1:0")) as stub:
+        async with query_service(
+            store, QuerySettings(auth="dev", query_address="127.0.0.1:0")
+        ) as stub:
             yield stub
     finally:
         await store.close()

@@ -352,7 +352,13 @@ def is_loopback(address: str) -> bool:
 
 
 def modes_of(setting: str) -> frozenset[str]:
-    modes = frozenset(m.strip().lower() for m in setting.split(",") if m.strip()) or {"dev"}
+    modes = frozenset(m.strip().lower() for m in setting.split(",") if m.strip())
+    if not modes:
+        # Development mode trusts a header anyone can type: never a default.
+        raise ConfigurationError(
+            "QIS_AUTH is not set: jwt, mtls or jwt,mtls; or dev (x-qis-user headers, loopback"
+            " only), which `qis up` sets"
+        )
     if unknown := sorted(modes - set(MODES)):
         raise ConfigurationError(
             f"QIS_AUTH={setting!r}: unknown mode {unknown[0]!r} (dev, jwt, mtls)"

@@ -200,7 +200,7 @@ async def _read_store(
 async def _scenario(batch: Batch, adapter: str, directory: Path, ferretdb: str) -> int:
     """Sends `batch`, projects what was accepted; returns how many of its requests were."""
     events = InMemoryEventStore()
-    settings_ = CommandSettings(command_address="127.0.0.1:0", scheduler_enabled=False)
+    settings_ = CommandSettings(auth="dev", command_address="127.0.0.1:0", scheduler_enabled=False)
     app = await build(settings_, store=events)
     port = await app.server.start()
     try:

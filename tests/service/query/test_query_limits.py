@@ -218,7 +218,9 @@ async def admitted(stub: pb_grpc.QueryServiceAsyncStub, caller: str) -> bool:
 async def test_over_grpc_a_callers_subscription_beyond_the_cap_is_resource_exhausted(
     serve: Serve,
 ) -> None:
-    stub = await serve(QuerySettings(query_address=ANY_PORT, query_max_subscriptions_per_caller=1))
+    stub = await serve(
+        QuerySettings(auth="dev", query_address=ANY_PORT, query_max_subscriptions_per_caller=1)
+    )
     request = pb.SubscribeRequest(series=[f"series/{SERIES}"])
     first = stub.Subscribe(request, metadata=as_user("alice"))
     other = stub.Subscribe(request, metadata=as_user("bob"))
@@ -241,7 +243,9 @@ async def test_over_grpc_a_callers_subscription_beyond_the_cap_is_resource_exhau
 async def test_over_grpc_a_request_beyond_the_size_limit_is_resource_exhausted(
     serve: Serve,
 ) -> None:
-    stub = await serve(QuerySettings(query_address=ANY_PORT, query_max_request_bytes=64 * 1024))
+    stub = await serve(
+        QuerySettings(auth="dev", query_address=ANY_PORT, query_max_request_bytes=64 * 1024)
+    )
     snaps = [timestamp_pb2.Timestamp(seconds=s // 1_000_000) for s in SNAPS]
     many = [timestamp_pb2.Timestamp(seconds=s, nanos=999_999_999) for s in range(10_000)]
     oversized = pb.GetValuesRequest(series=f"series/{SERIES}", snaps=many)
@@ -275,7 +279,9 @@ async def test_over_grpc_the_slot_of_a_subscriber_that_vanished_is_freed(
     that died, a dropped NAT entry) does not hold its subscription, and the caller's slot,
     forever: the server's keepalive ping goes unanswered and the connection is closed."""
     keepalive_s = 1.5
-    settings = QuerySettings(query_address=ANY_PORT, query_max_subscriptions_per_caller=1)
+    settings = QuerySettings(
+        auth="dev", query_address=ANY_PORT, query_max_subscriptions_per_caller=1
+    )
     handlers = bootstrap.build_handlers(InMemoryReadStore(writer.database), settings)
     service = ServiceBinding(
         bootstrap.SERVICE_NAME, pb_grpc.add_QueryServiceServicer_to_server, QueryService(handlers)

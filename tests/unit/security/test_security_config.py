@@ -67,9 +67,8 @@ def test_what_each_mode_builds(pki: Pki) -> None:
     def build(**settings: Any) -> ServerSecurity:
         return server_security(CommonSettings(**settings))
 
-    assert build().development
     assert build(auth="dev").development
-    assert build().credentials is None
+    assert build(auth="dev").credentials is None
     assert isinstance(build(auth="jwt", **JWT).authenticator, BearerAuthenticator)
     jwt_tls = build(auth="jwt", **JWT, **tls(pki))
     assert jwt_tls.credentials is not None
@@ -83,6 +82,7 @@ def test_what_each_mode_builds(pki: Pki) -> None:
 @pytest.mark.parametrize(
     ("settings", "says"),
     [
+        ({}, "QIS_AUTH is not set"),  # development mode is never a default
         ({"auth": "kerberos"}, "unknown mode 'kerberos'"),
         ({"auth": "dev,jwt"}, "dev cannot be combined"),
         ({"auth": "jwt", "jwt_hmac_secret": HMAC_SECRET}, "QIS_JWT_ISSUER and QIS_JWT_AUDIENCE"),
@@ -90,9 +90,15 @@ def test_what_each_mode_builds(pki: Pki) -> None:
         ({"auth": "jwt", **JWT, "jwt_jwks": "keys.json"}, "one of QIS_JWT_JWKS"),
         ({"auth": "jwt", **JWT, "jwt_hmac_secret": "short"}, "at least 32"),
         ({"auth": "mtls"}, "QIS_TLS_CLIENT_CA_FILE"),
-        ({"tls_cert_file": "server.pem"}, "both QIS_TLS_CERT_FILE and QIS_TLS_KEY_FILE"),
-        ({"tls_client_ca_file": "ca.pem"}, "QIS_TLS_CLIENT_CA_FILE needs"),
-        ({"tls_cert_file": "/nonexistent.pem", "tls_key_file": "/k"}, "QIS_TLS_CERT_FILE="),
+        (
+            {"auth": "dev", "tls_cert_file": "server.pem"},
+            "both QIS_TLS_CERT_FILE and QIS_TLS_KEY_FILE",
+        ),
+        ({"auth": "dev", "tls_client_ca_file": "ca.pem"}, "QIS_TLS_CLIENT_CA_FILE needs"),
+        (
+            {"auth": "dev", "tls_cert_file": "/nonexistent.pem", "tls_key_file": "/k"},
+            "QIS_TLS_CERT_FILE=",
+        ),
     ],
 )
 def test_settings_that_do_not_fit_together_are_refused(settings: dict[str, Any], says: str) -> None:
@@ -114,7 +120,7 @@ async def test_development_mode_is_refused_where_other_machines_reach_it() -> No
 
 
 async def test_the_projector_health_endpoint_serves_tls(pki: Pki) -> None:
-    settings = ProjectorSettings(projector_address="127.0.0.1:0", **tls(pki))
+    settings = ProjectorSettings(auth="dev", projector_address="127.0.0.1:0", **tls(pki))
     server = health_server(settings)
     port = await server.start()
     await server.mark_serving()
