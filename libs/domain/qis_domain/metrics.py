@@ -21,11 +21,14 @@ _STEP_US = {
     Frequency.DAILY: 86_400_000_000,
 }
 MAX_WINDOW_BUCKETS = 40
+_DAY_US = 86_400_000_000
 
 
 def window_limit_us(definition: SeriesDefinition) -> int:
-    """Metrics read every bucket of their window: keep that bounded."""
-    return BUCKET_SPAN_US[definition.frequency] * MAX_WINDOW_BUCKETS
+    """Metrics read every bucket of their window: keep that bounded, yet never below the one
+    UTC day the scheduler measures an intraday series over (a tick series' 40 buckets are ten
+    hours: every scheduled calculation of it was refused)."""
+    return max(BUCKET_SPAN_US[definition.frequency] * MAX_WINDOW_BUCKETS, _DAY_US)
 
 
 def calculate(

@@ -215,7 +215,8 @@ class CommandHandlers:
         definition = series.require_definition()
         if not cmd.start_us < cmd.end_us <= cmd.start_us + window_limit_us(definition):
             raise InvalidArgument.single(
-                "window", "the end must follow the start, within 40 buckets of the series"
+                "window",
+                "the end must follow the start, within 40 buckets of the series (at least a day)",
             )
         decider = Decider(definition, ctx)
         calendar = None
