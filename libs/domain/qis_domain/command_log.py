@@ -5,8 +5,12 @@ A client that retries after a timeout must never cause a second effect, whicheve
 command touches: the buckets' own memory of command ids only covers the buckets a retry happens
 to touch again, and a command id reused on another series or two years later would slip past
 it. A stream per command id makes the check one read of a stream of at most one event, and the
-atomic append makes "recorded" and "applied" the same fact. The streams live outside the
-`series/` and `sources/` prefixes, so the read side never sees them.
+atomic append makes "recorded" and "applied" the same fact. Every handled command is recorded,
+one that changed nothing too, so that its id cannot be reused for other arguments.
+
+The stream lives under its resource ("series/SPX/commands/{id}"): the read side follows
+`series/` and `sources/`, so its checkpoint passes every position a command answers with (a
+record it ignores, in a stream it never reads twice), and read-your-writes can always reach it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ COMMAND_REUSED = "COMMAND_ID_REUSED"
 
 def command_stream(scope: str, command_id: str) -> str:
     """`scope` is the resource the command is about ("series/SPX", "sources/bbg")."""
-    return f"commands/{scope}/{command_id}"
+    return f"{scope}/commands/{command_id}"
 
 
 def fingerprint(command: object) -> str:

@@ -3,6 +3,7 @@ command application on the in-memory store (each failed on the code before the f
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -10,8 +11,10 @@ import exchange_calendars
 import pytest
 from qis_adapters.calendars.exchange import ExchangeCalendars
 from qis_adapters.eventstore.codec import EventCodec
+from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
 from qis_command.application.commands import (
     CalculateQualityMetrics,
+    ConfigureSource,
     DefineSeries,
     IngestPoints,
     ResolveIssues,
@@ -19,13 +22,14 @@ from qis_command.application.commands import (
 from qis_command.application.scheduler import Scheduler
 from qis_domain.bounds import MAX_INSTANT_US, MIN_INSTANT_US
 from qis_domain.command_log import COMMAND_REUSED
-from qis_domain.definitions import ValidationRules
+from qis_domain.definitions import DataSourceConfig, ValidationRules
 from qis_domain.errors import AlreadyExists, InvalidArgument
 from qis_domain.events import DataPublished, QualityMetricsCalculated
 from qis_domain.quality_window import quality_stream
 from qis_domain.series_bucket import bucket_stream
 from qis_domain.snaps import Frequency, Snap, bucket_of
 from qis_domain.values import Price
+from qis_projector.application.projector import Projector
 
 from tests.service.command.command_support import (
     NEW_YORK,
@@ -292,3 +296,23 @@ async def test_a_definition_reports_an_unknown_calendar_with_its_other_faults() 
     with pytest.raises(InvalidArgument) as refused:
         await app.handlers.define_series(DefineSeries("OTHER", bad), app.ctx())
     assert {v.field for v in refused.value.violations} == {"series.calendar", "series.time_zone"}
+
+
+async def test_a_command_that_changes_nothing_still_holds_its_id() -> None:
+    """Found by fuzzing: a command with no effect was not recorded, so its id could be reused
+    for other arguments and applied. Its answer is a position the read side reaches."""
+    app = new_app()
+    await app.define(daily_series("a", rules=ValidationRules()))
+    same = DataSourceConfig(provider="test")
+    first = await app.handlers.configure_source(ConfigureSource("a", same), app.ctx("cfg-1"))
+    other = DataSourceConfig(provider="refinitiv")
+    with pytest.raises(AlreadyExists) as refused:
+        await app.handlers.configure_source(ConfigureSource("a", other), app.ctx("cfg-1"))
+    assert refused.value.reason == COMMAND_REUSED
+    assert first.outcome.position == await app.store.head_position()
+    read = InMemoryReadStore(InMemoryReadDatabase(), "g1")
+    await read.set_active_generation("g1")
+    await asyncio.wait_for(
+        Projector(app.store, read).run(until_position=first.outcome.position), 10
+    )
+    assert await read.checkpoint() == first.outcome.position

@@ -307,15 +307,10 @@ class CommandHandlers:
             if (done := _earlier_outcome(aggregates, ctx.command_id)) is not None:
                 return CommandResult(done, duplicate=True)
             changes = await decide(aggregates)
-            if not any(events for _, events in changes):
-                # Nothing changes state (e.g. re-approving an official value): nothing to
-                # record; report where the log stands as a usable consistency token.
-                position = await self._repo.head_position()
-                return CommandResult(CommandOutcome(position), duplicate=False)
+            # Recorded even when nothing else changes (e.g. re-approving an official value), so
+            # that the id cannot be reused for other arguments.
             streams = [a.stream for a, events in changes if events]
-            # First in the append: the position a client gets back (the append's last) is then
-            # one of the events the projector sees, so min_position can be reached.
-            changes.insert(0, (record, record.accept(print_, streams)))
+            changes.append((record, record.accept(print_, streams)))
             result = await self._repo.save(changes, ctx)
             outcome = _earlier_outcome([a for a, _ in changes], ctx.command_id)
             return CommandResult(outcome or CommandOutcome(result.position), duplicate=False)

@@ -78,9 +78,6 @@ class Repository:
             _, evicted = self._cache.popitem(last=False)
             total -= evicted.size
 
-    async def head_position(self) -> int:
-        return await self._store.head_position()
-
     async def refresh(self, aggregate: Aggregate) -> None:
         start = 0 if aggregate.version is None else aggregate.version + 1
         for record in await self._store.read_stream(aggregate.stream, start):
