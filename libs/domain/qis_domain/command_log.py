@@ -15,7 +15,11 @@ record it ignores, in a stream it never reads twice), and read-your-writes can a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+
+from pydantic import BaseModel
 
 from qis_domain.commands import CommandOutcome
 from qis_domain.errors import AlreadyExists
@@ -32,9 +36,26 @@ def command_stream(scope: str, command_id: str) -> str:
 
 
 def fingerprint(command: object) -> str:
-    """What the command asks for, independent of who asks and when: its arguments' repr (plain
-    frozen dataclasses, Decimals and tuples, whose reprs are deterministic)."""
-    return hashlib.sha256(repr(command).encode()).hexdigest()
+    """What the command asks for, independent of who asks and when: a canonical JSON form of
+    its arguments (maps with sorted keys: a client need not send a map's entries in the same
+    order twice, nor does decoding keep the order it received)."""
+    canonical = json.dumps(_canonical(command), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return _canonical(value.model_dump(mode="json"))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return {"type": type(value).__name__, **{k: _canonical(v) for k, v in fields.items()}}
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    return repr(value)  # Decimal, date, enums: reprs that say both type and value
 
 
 class CommandRecord:

@@ -49,7 +49,7 @@ class Observed(NamedTuple):
         return not self.cleared and any(f.blocking for f in self.failures)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     raw: RawValue
     method: str

@@ -205,9 +205,10 @@ def check_spike(
 ) -> RuleFailure | None:
     """Out and back: the point before `snap_us` moved away from its predecessor and the value
     at `snap_us` moves back, both beyond the limit. The failure is about that earlier point
-    (an isolated bad print); the value at `snap_us` is not penalised. It can only be seen
-    once the move back arrives, so it is a warning: the earlier point may be official by then,
-    and a rule must decide the same however the points were split into commands."""
+    (an isolated bad print); this rule does not penalise the value at `snap_us` (the jump rule,
+    when configured, still compares it with the bad print). It can only be seen once the move
+    back arrives, so it is a warning: the earlier point may be official by then, and a rule must
+    decide the same however the points were split into commands."""
     limit = rules.max_spike_percent
     if limit is None or len(previous) < 2:
         return None

@@ -428,7 +428,8 @@ class SeriesBucket:
                 )
             if action == "reject" and not issue.source_id:
                 raise FailedPrecondition(
-                    f"{field_path}: a source break can be approved or overridden, not rejected",
+                    f"{field_path}: a {issue.rule} issue is about no single source's value: it"
+                    " can be approved or overridden, not rejected",
                     "BREAK_NOT_REJECTABLE",
                 )
             if action in ("approve", "override"):
@@ -638,7 +639,7 @@ class SeriesBucket:
         source = spiked.sources[0] if len(spiked.sources) == 1 else ""
         return issues_of(ctx.command_id, snap_us, source, [failure])
 
-    def flag(self, issues: Sequence[Issue]) -> list[DomainEvent]:
+    def flag(self, issues: Sequence[Issue]) -> list[QualityIssueDetected]:
         """Issues another bucket's decision found about points of this one (a spike is seen
         when the move back arrives, maybe in the next bucket)."""
         fresh = [i for i in issues if not self._has_open(i.snap_us, i.rule)]
@@ -755,7 +756,10 @@ class SeriesBucket:
                 )
             elif isinstance(event, QualityApproved):
                 if observed is None:
-                    self.breaks_approved.add(issue.snap_us)
+                    # Only an approved break lets the point's sources disagree; approving a
+                    # point-level spike or cut-off issue says nothing about later values.
+                    if issue.rule == "source_break":
+                        self.breaks_approved.add(issue.snap_us)
                 elif not self._holds(observed):
                     # Only errors hold: an approved error publishes even while a warning on
                     # the same value stays open (it is still flagged).

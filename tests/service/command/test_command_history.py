@@ -17,6 +17,7 @@ from qis_command.application.commands import (
     ConfigureSource,
     DefineSeries,
     IngestPoints,
+    RegisterSource,
     ResolveIssues,
 )
 from qis_command.application.scheduler import Scheduler
@@ -316,3 +317,14 @@ async def test_a_command_that_changes_nothing_still_holds_its_id() -> None:
         Projector(app.store, read).run(until_position=first.outcome.position), 10
     )
     assert await read.checkpoint() == first.outcome.position
+
+
+async def test_a_retry_whose_map_arrives_in_another_order_is_the_same_command() -> None:
+    """Found in review: the fingerprint was the command's repr, which follows the order a map's
+    entries were decoded in (and a client need not send them in the same order twice)."""
+    app = new_app()
+    first = RegisterSource("vendor", DataSourceConfig(provider="p", settings={"a": "1", "b": "2"}))
+    again = RegisterSource("vendor", DataSourceConfig(provider="p", settings={"b": "2", "a": "1"}))
+    done = await app.handlers.register_source(first, app.ctx("reg-1"))
+    retried = await app.handlers.register_source(again, app.ctx("reg-1"))
+    assert (retried.duplicate, retried.outcome) == (True, done.outcome)

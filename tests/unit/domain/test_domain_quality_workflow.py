@@ -927,3 +927,29 @@ def test_an_approved_point_waiting_for_sources_is_published_at_cutoff() -> None:
     events = desk.publish_due(T0 + 2 * MINUTE_US)
     point = row_of(events, DataPublished)
     assert (point.value, point.cause) == ("130", "cutoff")
+
+
+def test_approving_a_point_level_spike_does_not_approve_later_source_breaks() -> None:
+    """Found in review: any approved issue about no single value (a spike on a point made of
+    several sources, a missed cut-off) used to mark the point's breaks approved, so a later
+    break that policy blocks was published."""
+    desk = Desk(
+        series("a", "b", "c", method=ReconciliationMethod.CONSENSUS, on_break=BreakAction.BLOCK)
+    )
+    desk.ingest1("a", usd("100.00"), user="feed-a")
+    desk.ingest1("b", usd("100.04"), user="feed-b")
+    spike = Issue(
+        issue_id=f"{T0}-spike",
+        snap_us=T0,
+        source_id="",  # the point's consensus of a and b, as the spike router raises it
+        rule="spike",
+        severity="warning",
+        blocking=False,
+        evidence={},
+    )
+    c = desk.ctx("router", NOW)
+    desk.commit([QualityIssueDetected(series_id="SPX", issues=[spike])], c)
+    desk.resolve("lead", [spike.issue_id], "approve")
+    events = desk.ingest1("c", usd("150"), user="feed-c")
+    assert the_issue(events, "source_break").blocking
+    assert statuses(events) == {T0: "held"}

@@ -124,15 +124,18 @@ class CommandHandlers:
             # decided (in snap order) against what the buckets before it decided.
             timeline = Timeline() if look_back(definition) else None
             view = SeriesView(timeline, calendar)
+            # Earlier buckets read for the look-back: a spike routed to one is appended at the
+            # version its figures were read at.
+            earlier: dict[int, SeriesBucket] = {}
             changes: list[Change] = []
             for bucket in loaded:
                 if timeline is not None:
-                    await self._add_received(timeline, definition, bucket, loaded)
+                    await self._add_received(timeline, definition, bucket, earlier)
                 points = by_bucket[bucket.bucket_us]
                 changes.append(
                     (bucket, bucket.ingest(definition, cmd.source_id, points, ctx, view))
                 )
-            return await self._route_issues(cmd.series_id, definition, changes)
+            return await self._route_issues(cmd.series_id, definition, changes, earlier)
 
         return await self._decide_buckets(ctx, cmd.series_id, cmd, sorted(by_bucket), decide)
 
@@ -334,33 +337,37 @@ class CommandHandlers:
         timeline: Timeline,
         definition: SeriesDefinition,
         bucket: SeriesBucket,
-        command_buckets: Sequence[SeriesBucket],
+        earlier: dict[int, SeriesBucket],
     ) -> None:
         """Before `bucket` is decided (which adds its own recorded candidates): those of the
-        buckets before it that its points may look back to, unless already there. A bucket of
-        this command decided earlier is there with this command's decisions: reading its
-        recorded state again would compare with the state before the command."""
+        buckets before it that its points may look back to, unless already there (a bucket of
+        this command decided earlier is, with this command's decisions). Buckets read are kept
+        in `earlier`."""
         decider = Decider(definition, CommandContext("", "", 0))
         span = BUCKET_SPAN_US[definition.frequency]
         floor_us = look_back_floor(bucket.bucket_us, definition.frequency)
         need = look_back(definition)
-        earlier = bucket.bucket_us - span
-        while earlier >= floor_us:
-            if earlier not in timeline.covered:
-                previous = next((b for b in command_buckets if b.bucket_us == earlier), None)
-                if previous is None:
-                    previous = await self._bucket(bucket.series_id, earlier)
-                timeline.add(earlier, previous.received(decider))
-            if len(timeline.before(bucket.bucket_us, need, earlier)) >= need:
-                break  # enough points between this bucket and `earlier`
-            earlier -= span
+        before_us = bucket.bucket_us - span
+        while before_us >= floor_us:
+            if before_us not in timeline.covered:
+                previous = await self._bucket(bucket.series_id, before_us)
+                earlier[before_us] = previous
+                timeline.add(before_us, previous.received(decider))
+            if len(timeline.before(bucket.bucket_us, need, before_us)) >= need:
+                break  # enough points between this bucket and `before_us`
+            before_us -= span
 
     async def _route_issues(
-        self, series_id: str, definition: SeriesDefinition, changes: list[Change]
+        self,
+        series_id: str,
+        definition: SeriesDefinition,
+        changes: list[Change],
+        earlier: dict[int, SeriesBucket],
     ) -> list[Change]:
         """A decision may raise issues about points of an earlier bucket (a spike is seen when
         the move back arrives): each goes to the bucket that owns the point, in the same atomic
-        append, loaded for that when the command does not touch it otherwise."""
+        append, in one QualityIssueDetected with that bucket's own issues (its points counted
+        once); a bucket the command does not touch is the one its figures were read from."""
         buckets = {a.bucket_us: a for a, _ in changes if isinstance(a, SeriesBucket)}
         events_of: dict[int, list[DomainEvent]] = {}
         foreign: dict[int, list[Issue]] = {}
@@ -381,8 +388,17 @@ class CommandHandlers:
                     kept.append(event.model_copy(update={"issues": own}))
         for owner, issues in sorted(foreign.items()):
             if owner not in buckets:
-                buckets[owner] = await self._bucket(series_id, owner)
-            events_of.setdefault(owner, []).extend(buckets[owner].flag(issues))
+                buckets[owner] = earlier.get(owner) or await self._bucket(series_id, owner)
+            events = events_of.setdefault(owner, [])
+            for flagged in buckets[owner].flag(issues):
+                held = [i for i, e in enumerate(events) if isinstance(e, QualityIssueDetected)]
+                if not held:
+                    events.append(flagged)
+                    continue
+                current = events[held[0]]
+                assert isinstance(current, QualityIssueDetected)
+                merged = [*current.issues, *flagged.issues]
+                events[held[0]] = current.model_copy(update={"issues": merged})
         return [(buckets[b], events_of[b]) for b in sorted(buckets)]
 
     def _calendar_view(
