@@ -169,15 +169,19 @@ class SeriesBucket:
         copy._outcomes = dict(self._outcomes)
         return copy
 
-    def received(self, decider: Decider) -> list[Received]:
-        """Every point's received figure, ascending: what look-back rules compare with."""
+    def received(self, decider: Decider, last: int | None = None) -> list[Received]:
+        """The points' received figures, ascending: what look-back rules compare with. `last`:
+        only the last that many (what a later bucket's points can reach), so that a command
+        does not decode a whole earlier bucket."""
         out = []
-        for snap_us in sorted(self.candidates):
+        for snap_us in sorted(self.candidates, reverse=True):
             candidate = self.candidates[snap_us]
             figure = decider.decode(candidate.raw).number
             if figure is not None:
                 out.append(Received(snap_us, figure, candidate.sources))
-        return out
+                if last is not None and len(out) >= last:
+                    break
+        return out[::-1]
 
     def due_cutoffs(self, now_us: int) -> list[int]:
         return sorted(s for s, due in self.scheduled.items() if due <= now_us)

@@ -352,7 +352,7 @@ class CommandHandlers:
             if before_us not in timeline.covered:
                 previous = await self._bucket(bucket.series_id, before_us)
                 earlier[before_us] = previous
-                timeline.add(before_us, previous.received(decider))
+                timeline.add(before_us, previous.received(decider, last=need))
             if len(timeline.before(bucket.bucket_us, need, before_us)) >= need:
                 break  # enough points between this bucket and `before_us`
             before_us -= span

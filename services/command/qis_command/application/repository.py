@@ -118,8 +118,9 @@ class Repository:
                 _apply_once(aggregate, event, meta)
             cached = self._cache.get(aggregate.stream)
             if cached is not None and (cached.version is None or cached.version < last):
-                # Hand the cache a copy: the caller keeps using its own (for the outcome).
-                self._cache[aggregate.stream] = aggregate.clone()
+                # The caller's copy becomes the cached state: it only reads its outcome from it
+                # before its next await, and every later load hands out a copy again.
+                self._cache[aggregate.stream] = aggregate
         return result
 
 
