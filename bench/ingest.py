@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
+from google.protobuf import timestamp_pb2
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2, values_pb2
@@ -50,7 +51,7 @@ def requests(points: int, prefix: str, rules: bool) -> list[pb.IngestPointsReque
         for source, bump in sources:
             batch = [
                 values_pb2.DataPoint(
-                    snap=f"{_iso(BASE_S + b * BATCH + i)}",
+                    snap_time=timestamp_pb2.Timestamp(seconds=BASE_S + b * BATCH + i),
                     value=values_pb2.DataValue(
                         price=values_pb2.Price(value=f"{100 + (i % 97) / 100 + bump:.4f}")
                     ),
@@ -68,10 +69,6 @@ def requests(points: int, prefix: str, rules: bool) -> list[pb.IngestPointsReque
     return out
 
 
-def _iso(epoch_s: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
-
-
 def definition_requests(
     rules: bool,
 ) -> tuple[list[pb.RegisterDataSourceRequest], pb.DefineSeriesRequest]:
@@ -82,7 +79,7 @@ def definition_requests(
         pb.RegisterDataSourceRequest(
             command_id=f"bench-source-{i}",
             source_id=i,
-            source=series_pb2.DataSource(provider="synthetic", enabled=True),
+            source=series_pb2.DataSource(provider="synthetic"),
         )
         for i in ids
     ]

@@ -10,7 +10,7 @@ Measured in one run on the embedded SQLite stores (docs/architecture.md §3, §7
    qis-query process, a client streaming QueryRange (latest) with two page sizes, every point
    counted; the same servicer is then run in-process without gRPC (the ceiling of our code);
 3. as-of point lookups: 100 series with 5 % of the points restated, sequential GetValues calls
-   with one snap and a random known_at each from a plain blocking client, every answer checked
+   with one snap and a random as_of_time each from a plain blocking client, every answer checked
    against the expected version; a health Check before each call on the same channel gives the
    gRPC floor of the same server at the same moment;
 4. ingest-to-queryable: qis-command, qis-projector and qis-query on a temp data dir, a producer
@@ -290,9 +290,9 @@ async def stream_range(
         async for msg in stub.QueryRange(request, metadata=USER):
             values = msg.values
             if values:
-                first = micros(values[0].snap)
+                first = micros(values[0].snap_time)
                 assert first > last, "points out of order"
-                last = micros(values[-1].snap)
+                last = micros(values[-1].snap_time)
                 count += len(values)
             token = msg.next_page_token
         if not token:
@@ -361,7 +361,7 @@ class Lookup:
 
 
 def lookups(model: Bitemporal, count: int, seed: int = 11) -> list[Lookup]:
-    """Half on restated points, half anywhere; known_at from an hour before version 1 to a day
+    """Half on restated points, half anywhere; as_of_time from an hour before version 1 to a day
     after the restatement, so answers are none, version 1 or version 2."""
     rng = random.Random(seed)
     restated = sorted(model.restated)
@@ -374,8 +374,8 @@ def lookups(model: Bitemporal, count: int, seed: int = 11) -> list[Lookup]:
         known = model.recorded_v1(k) + rng.randrange(-3_600 * US, 2 * model.RESTATE_AFTER_US)
         request = qpb.GetValuesRequest(
             series=f"series/{model.series_id(s)}",
-            snaps=[timestamp(model.snap_us(k))],
-            known_at=timestamp(known),
+            snap_times=[timestamp(model.snap_us(k))],
+            as_of_time=timestamp(known),
         )
         out.append(Lookup(s, k, known, request))
     return out
@@ -494,7 +494,7 @@ def live_request(first: int, prefix: str) -> tuple[cpb.IngestPointsRequest, list
     snaps = [LIVE_BASE_S + first + i for i in range(LIVE_BATCH)]
     points = [
         values_pb2.DataPoint(
-            snap=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(snap)),
+            snap_time=timestamp(snap * US),
             value=values_pb2.DataValue(
                 price=values_pb2.Price(value=f"{100 + (snap % 97) / 100:.2f}")
             ),
@@ -547,7 +547,7 @@ async def live_step(scale: Scale, tmp: Path, report: Report) -> None:
                 async for msg in query.Subscribe(request, metadata=USER):
                     now = time.perf_counter()
                     for v in msg.values:
-                        arrived.setdefault(micros(v.snap), now)
+                        arrived.setdefault(micros(v.snap_time), now)
                     progress.set()
 
             subscriber = asyncio.create_task(subscribe())

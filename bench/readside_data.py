@@ -4,12 +4,11 @@ real command handlers, and synthetic read models written straight through `apply
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
 from qis.data.v1 import command_service_pb2 as cpb
 from qis.data.v1 import values_pb2
 from qis_adapters.eventstore.sqlite import SqliteEventStore
@@ -70,7 +69,7 @@ def ingest_requests(points: int, batch: int, prefix: str) -> list[cpb.IngestPoin
             source=f"sources/{SOURCE}",
             points=[
                 values_pb2.DataPoint(
-                    snap=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(BASE_S + i)),
+                    snap_time=timestamp_pb2.Timestamp(seconds=BASE_S + i),
                     value=values_pb2.DataValue(
                         price=values_pb2.Price(value=f"{100 + (i % 97) / 100:.2f}")
                     ),

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from google.protobuf import duration_pb2, field_mask_pb2
 from qis.data.v1 import series_pb2, values_pb2
 from qis_cli.definitions import (
     changes,
     define_request,
     duration_seconds,
+    duration_text,
+    evolve_request,
     evolved,
     parse_source_spec,
     register_source_request,
@@ -93,8 +96,8 @@ def _expected_rules() -> series_pb2.Series:
             mode=series_pb2.PUBLICATION_MODE_MANUAL,
             min_sources=2,
             min_quality_score="0.8",
-            cutoff_seconds=7_200,
-            timeliness_sla_seconds=5_400,
+            cutoff=duration_pb2.Duration(seconds=7_200),
+            timeliness_sla=duration_pb2.Duration(seconds=5_400),
         ),
     )
 
@@ -140,12 +143,55 @@ def test_evolve_changes_only_what_is_given() -> None:
     expected = series_pb2.Series()
     expected.CopyFrom(current)
     expected.validation.max_jump_percent = ""
-    expected.publication.timeliness_sla_seconds = 86_400
+    expected.publication.timeliness_sla.seconds = 86_400
     assert series == expected
     assert changes(current, series) == [
         "validation.max_jump_percent: 20 -> (none)",
-        "publication.timeliness_sla_seconds: 0 -> 86400",
+        "publication.timeliness_sla: (none) -> 1d",
     ]
+
+
+def test_evolve_sends_the_fields_given_and_the_version_read() -> None:
+    """The mask names the top-level fields the options touch, whole: the validation rules not
+    given go as they were read. The version read makes a concurrent change a refusal."""
+    current = _current()
+    args = _args(
+        "evolve-series", "x", "--reason", "noisy", "--max-jump-percent", "10",
+        "--sla", "1h", "--min-sources", "2", "--unit", "EUR",
+    )  # fmt: skip
+    series = evolved(current, args, args.source, args.remove_source)
+    request = evolve_request("cmd-3", current, series, args)
+    assert request.update_mask == field_mask_pb2.FieldMask(
+        paths=["unit", "validation", "publication"]
+    )
+    assert request.expected_schema_version == 3
+    assert (request.command_id, request.reason) == ("cmd-3", "noisy")
+    assert request.series.validation == series_pb2.ValidationRules(
+        require_positive=True, max_jump_percent="10", zscore_window=20
+    )
+    assert request.series.publication == series_pb2.PublicationPolicy(
+        mode=series_pb2.PUBLICATION_MODE_AUTOMATIC,
+        min_sources=2,
+        timeliness_sla=duration_pb2.Duration(seconds=3_600),
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "paths"),
+    [
+        (("--source", "c:3"), ["sources"]),
+        (("--remove-source", "a"), ["sources"]),
+        (("--description", "new", "--on-break", "block"), ["reconciliation", "description"]),
+        (("--time-zone", "Europe/London", "--calendar", "XLON"), ["time_zone", "calendar"]),
+        (("--precision", "2", "--no-check-calendar"), ["precision", "validation"]),
+    ],
+)
+def test_the_mask_names_exactly_what_the_options_touch(
+    options: tuple[str, ...], paths: list[str]
+) -> None:
+    args = _args("evolve-series", "x", "--reason", "r", *options)
+    series = evolved(_current(), args, args.source, args.remove_source)
+    assert list(evolve_request("c", _current(), series, args).update_mask.paths) == paths
 
 
 def test_evolve_sets_every_rule_and_policy() -> None:
@@ -183,10 +229,31 @@ def test_nothing_given_changes_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7_200), ("1d", 86_400)]
+    ("text", "seconds", "shown"),
+    [
+        ("90", 90, "90s"),
+        ("90s", 90, "90s"),
+        ("15m", 900, "15m"),
+        ("90m", 5_400, "90m"),
+        ("2h", 7_200, "2h"),
+        ("1d", 86_400, "1d"),
+        ("off", 0, ""),
+    ],
 )
-def test_durations(text: str, seconds: int) -> None:
+def test_durations(text: str, seconds: int, shown: str) -> None:
     assert duration_seconds(text) == seconds
+    assert duration_text(seconds) == shown
+
+
+def test_durations_are_sent_as_durations() -> None:
+    args = _args(
+        "define-series", "x", "--type", "price", "--frequency", "daily", "--source", "a",
+        "--cutoff", "off", "--sla", "90s",
+    )  # fmt: skip
+    publication = define_request("cmd", "x", args).series.publication
+    assert publication.HasField("cutoff")
+    assert publication.cutoff == duration_pb2.Duration(), "'off' is zero: no cut-off"
+    assert publication.timeliness_sla == duration_pb2.Duration(seconds=90)
 
 
 @pytest.mark.parametrize(
@@ -209,7 +276,17 @@ def test_wrong_option_values_are_usage_errors(
     assert f"argument {argv[0]}" in capsys.readouterr().err
 
 
-def test_a_registered_source_is_enabled() -> None:
+def test_a_registered_source_is_in_use() -> None:
     request = register_source_request("cmd-2", "csv", "file", "daily closes")
-    assert request.source.enabled
+    assert not request.source.disabled
     assert (request.source_id, request.source.provider) == ("csv", "file")
+
+
+def test_changes_show_enum_values_as_they_are_typed() -> None:
+    current = _current()
+    current.reconciliation.on_break = series_pb2.BREAK_ACTION_FLAG
+    args = _args("evolve-series", "x", "--reason", "r", "--on-break", "block", "--cutoff", "2h")
+    assert changes(current, evolved(current, args)) == [
+        "reconciliation.on_break: flag -> block",
+        "publication.cutoff: (none) -> 2h",
+    ]

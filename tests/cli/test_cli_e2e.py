@@ -8,7 +8,11 @@ import sqlite3
 from datetime import date, timedelta
 from pathlib import Path
 
+import grpc
 import pytest
+from google.protobuf import duration_pb2
+from qis.data.v1 import query_service_pb2
+from qis_cli import reading
 from qis_cli.main import main
 
 from tests.cli.cli_support import DefineSeries, Outcome, Qis, SeriesSetup, free_port
@@ -79,7 +83,8 @@ def test_malformed_rows_are_reported_and_the_rest_imported(
 ) -> None:
     rows = [(_snap(i), f"{50 + i}.25") for i in range(2_500)]
     rows[7] = (rows[7][0], "NaN")  # line 9: header is line 1
-    rows[1_203] = (rows[1_203][0].removesuffix("Z"), rows[1_203][1])  # line 1205, naive
+    # Line 1205, naive: refused before sending, never read in this machine's zone.
+    rows[1_203] = (rows[1_203][0].removesuffix("Z"), rows[1_203][1])
     rows[1_500] = (rows[1_500][0], "-4.5")  # well-formed but not positive: stored and flagged
     prices = _write_csv(tmp_path / "mixed.csv", rows)
 
@@ -91,13 +96,35 @@ def test_malformed_rows_are_reported_and_the_rest_imported(
     assert "(flagged by quality rules: 1)" in result.out
     assert "line 9: value: 'NaN' is not a finite decimal number" in result.out
     assert re.search(r"line 1205: snap: '[^']+' has no UTC offset", result.out)
-    assert "2 re-sent with their valid rows only" in result.out
+    assert "1 re-sent with their valid rows only" in result.out
 
     rerun = _ingest(qis, prices, price_series, "--chunk-size", "1000")
     assert rerun.code == 1
     # The valid rows of the rejected chunks went in under derived ids: duplicates now.
     assert _count("duplicates", rerun.out) == 2_498
     assert _count("accepted", rerun.out) == 0
+
+
+def test_the_offset_a_file_states_is_kept_as_lineage(
+    qis: Qis, price_series: SeriesSetup, services: Cluster, tmp_path: Path
+) -> None:
+    prices = _write_csv(tmp_path / "ny.csv", [("2024-03-01T16:00:00-05:00", "5137.08")])
+    result = _ingest(qis, prices, price_series)
+    assert result.code == 0, result.out + result.err
+    request = query_service_pb2.GetPointHistoryRequest(
+        series=f"series/{price_series.series_id}",
+        snap_time=reading.parse_time("2024-03-01T21:00:00Z"),
+        min_position=_count("last commit position", result.out),
+    )
+    with grpc.insecure_channel(services.address("query")) as channel:
+        history = reading.Stub(channel).GetPointHistory(
+            request, metadata=(("x-qis-user", "cli-tester"),)
+        )
+    (observation,) = history.observations
+    assert observation.utc_offset == duration_pb2.Duration(seconds=-18_000)
+    shown = qis("query", price_series.series_id, "--history", "2024-03-01T16:00:00-05:00")
+    assert shown.code == 0, shown.err
+    assert shown.out.splitlines()[1].split()[:3] == ["2024-03-01T21:00:00Z", "5137.08", "USD"]
 
 
 @pytest.mark.parametrize("type_option", [(), ("--type", "price")], ids=["looked-up", "given"])

@@ -52,7 +52,8 @@ def test_csv_fields_stay_text_and_rows_are_numbered_by_line(tmp_path: Path) -> N
     assert rows == [
         Row(2, "2024-03-01T16:00:00-05:00", (EXACT, "USD")),
         Row(3, "2024-03-04T16:00:00-05:00", ("1E+3", "")),
-        # A naive snap and a NaN go on unchanged: the server rejects them with this row's number.
+        # A naive snap and a NaN go on unchanged: the import refuses the first (chunks_of),
+        # the server the second, each with this row's number.
         Row(6, "2024-03-05T16:00:00", ("NaN", "")),
     ]
 
@@ -150,6 +151,8 @@ def test_naive_parquet_timestamps_are_not_given_a_zone(tmp_path: Path) -> None:
 
 
 def test_nanosecond_instants_keep_every_digit() -> None:
+    """Every digit, so that a snap finer than a microsecond is refused, never truncated into
+    another row's snap."""
     ticks = 1_709_308_800_123_456_789  # 2024-03-01T16:00:00.123456789Z
     assert format_instant(ticks, 1_000_000_000, UTC) == "2024-03-01T16:00:00.123456789Z"
     before_epoch = -1_500  # 1.5 ms before 1970, in ms ticks

@@ -8,9 +8,17 @@ import io
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
+from qis.data.v1 import quality_pb2, series_pb2, values_pb2
 from qis.data.v1 import query_service_pb2 as q
-from qis.data.v1 import series_pb2, values_pb2
-from qis_cli.reading import get_series, parse_time, query, render_table, rows_of, value_text
+from qis_cli.reading import (
+    get_series,
+    history,
+    parse_time,
+    query,
+    render_table,
+    rows_of,
+    value_text,
+)
 
 
 def test_parse_time_needs_an_offset_and_takes_bare_dates_as_utc_midnight() -> None:
@@ -34,21 +42,34 @@ def test_table_lists_versions_with_reason_and_user() -> None:
     known = timestamp_pb2.Timestamp(seconds=1_709_330_000)
     values = [
         q.OfficialValue(
-            snap=snap,
+            snap_time=snap,
             version=2,
             value=values_pb2.DataValue(price=values_pb2.Price(value="101.5", currency="USD")),
             quality_score=0.8,
-            recorded_from=known,
-            sources=["bbg", "lseg"],
-            flags=["source_break"],
+            record_time=known,
+            sources=["sources/bbg", "sources/lseg"],
+            method=q.VALUE_METHOD_MEDIAN,
+            flags=[quality_pb2.QUALITY_RULE_SOURCE_BREAK, quality_pb2.QUALITY_RULE_JUMP],
             reason="late source bbg",
             user="alice",
-        )
+        ),
+        # A manual value has no sources; a rule newer than this client shows as its number.
+        q.OfficialValue(
+            snap_time=snap,
+            version=3,
+            value=values_pb2.DataValue(price=values_pb2.Price(value="101.4", currency="USD")),
+            quality_score=1.0,
+            record_time=known,
+            method=q.VALUE_METHOD_MANUAL,
+            flags=[99],  # type: ignore[list-item]
+            reason="restated",
+            user="bob",
+        ),
     ]
     out = io.StringIO()
     render_table(rows_of(values), out)
-    header, row = out.getvalue().splitlines()
-    assert header.split()[:4] == ["snap", "value", "v", "quality"]
+    header, row, manual = out.getvalue().splitlines()
+    assert header.split()[:7] == ["snap", "value", "v", "quality", "known", "since", "method"]
     assert row.split() == [
         "2024-03-01T21:00:00Z",
         "101.5",
@@ -56,13 +77,15 @@ def test_table_lists_versions_with_reason_and_user() -> None:
         "2",
         "0.80",
         "2024-03-01T21:53:20Z",
+        "median",
         "bbg,lseg",
-        "source_break",
+        "source_break,jump",
         "late",
         "source",
         "bbg",
         "alice",
     ]
+    assert manual.split()[6:] == ["manual", "99", "restated", "bob"]
 
 
 def test_an_empty_answer_says_so() -> None:
@@ -130,7 +153,7 @@ class _Pages:
         call = len(self.tokens)
         values = [
             q.OfficialValue(
-                snap=timestamp_pb2.Timestamp(seconds=call * 10 + i),
+                snap_time=timestamp_pb2.Timestamp(seconds=call * 10 + i),
                 version=1,
                 value=values_pb2.DataValue(price=values_pb2.Price(value=f"{call}.{i}")),
             )
@@ -147,3 +170,49 @@ def test_query_follows_next_page_token_to_the_end_of_the_range() -> None:
     assert stub.tokens == ["", "after-1", "after-2"]
     assert [row[1].strip() for row in rows] == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1"]
     assert request.page_token == ""  # the caller's request is left as it was
+
+
+class _History:
+    """GetPointHistory paging a point's five versions two items a page, with observations in
+    between, as the query service pages by commit position."""
+
+    def __init__(self) -> None:
+        self.requests: list[q.GetPointHistoryRequest] = []
+
+    def GetPointHistory(
+        self, request: q.GetPointHistoryRequest, metadata: object
+    ) -> q.GetPointHistoryResponse:
+        self.requests.append(request)
+        page = len(self.requests)
+        versions = [
+            q.OfficialValue(
+                snap_time=request.snap_time,
+                version=version,
+                value=values_pb2.DataValue(price=values_pb2.Price(value=f"{version}.0")),
+            )
+            for version in (2 * page - 1, 2 * page)
+            if version <= 5
+        ]
+        return q.GetPointHistoryResponse(
+            versions=versions,
+            observations=[q.SourceObservation(source="sources/a")],
+            next_page_token=f"p{page}" if page < 3 else "",
+        )
+
+
+def test_a_history_is_read_through_every_page() -> None:
+    stub = _History()
+    request = q.GetPointHistoryRequest(
+        series="series/x", snap_time=parse_time("2024-03-01T16:00:00-05:00")
+    )
+    rows = history(stub, request, ())  # type: ignore[arg-type]
+    assert [r.page_token for r in stub.requests] == ["", "p1", "p2"]
+    assert {r.snap_time.ToJsonString() for r in stub.requests} == {"2024-03-01T21:00:00Z"}
+    assert [(row[2], row[1].strip()) for row in rows] == [
+        ("1", "1.0"),
+        ("2", "2.0"),
+        ("3", "3.0"),
+        ("4", "4.0"),
+        ("5", "5.0"),
+    ]
+    assert request.page_token == ""

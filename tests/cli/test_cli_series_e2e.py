@@ -7,8 +7,13 @@ import time
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 from qis.data.v1 import series_pb2
 from qis_cli import reading
+from qis_cli.connection import call
+from qis_cli.definitions import evolve_request, evolved
+from qis_cli.errors import CliError
+from qis_cli.main import Stub, build_parser
 
 from tests.cli.cli_support import DefineSeries, Qis, SeriesSetup
 from tests.e2e.harness import Cluster
@@ -56,8 +61,8 @@ def test_define_series_sets_rules_and_policies(
         mode=series_pb2.PUBLICATION_MODE_MANUAL,
         min_sources=1,
         min_quality_score="0.8",
-        cutoff_seconds=7_200,
-        timeliness_sla_seconds=5_400,
+        cutoff=duration_pb2.Duration(seconds=7_200),
+        timeliness_sla=duration_pb2.Duration(seconds=5_400),
     )
     assert (held.precision, held.description) == (2, "closing prices")
 
@@ -77,8 +82,8 @@ def test_evolve_series_changes_only_what_is_given(
     )
     assert lines[1:] == [
         "  validation.max_jump_percent: (none) -> 10",
-        "  reconciliation.on_break: BREAK_ACTION_FLAG -> BREAK_ACTION_BLOCK",
-        "  publication.timeliness_sla_seconds: 0 -> 3600",
+        "  reconciliation.on_break: flag -> block",
+        "  publication.timeliness_sla: (none) -> 1h",
     ]
     after = _definition(services, price_series, 2)
     assert after.schema_version == 2
@@ -87,7 +92,7 @@ def test_evolve_series_changes_only_what_is_given(
     expected.schema_version = 2
     expected.validation.max_jump_percent = "10"
     expected.reconciliation.on_break = series_pb2.BREAK_ACTION_BLOCK
-    expected.publication.timeliness_sla_seconds = 3_600
+    expected.publication.timeliness_sla.CopyFrom(duration_pb2.Duration(seconds=3_600))
     assert after == expected, "require_positive and the rest are kept"
 
     again = qis(
@@ -112,3 +117,30 @@ def test_evolve_series_refusals_have_their_exit_codes(qis: Qis, price_series: Se
         "qis evolve-series: INVALID_ARGUMENT",
         "  series.validation.zscore_window: 1 is outside 2..1,000",
     ]
+
+
+def test_a_change_made_from_a_version_read_before_another_change_is_refused(
+    qis: Qis, price_series: SeriesSetup, services: Cluster
+) -> None:
+    """What `qis evolve-series` sends when someone else's evolution got in between its read and
+    its write: the service refuses it, and the person is told to run the command again."""
+    stale = _definition(services, price_series, 1)
+    other = qis("evolve-series", price_series.series_id, "--reason", "first", "--sla", "1h")
+    assert other.code == 0, other.err
+    args = build_parser().parse_args(
+        ["evolve-series", price_series.series_id, "--reason", "second", "--max-zscore", "4"]
+    )
+    request = evolve_request("cmd-stale", stale, evolved(stale, args), args)
+    metadata = (("x-qis-user", "cli-tester"),)
+    with pytest.raises(CliError) as refused:
+        call(
+            services.address("command"),
+            "command",
+            Stub,
+            lambda stub: stub.EvolveSeriesSchema(request, metadata=metadata),
+        )
+    assert refused.value.exit_code == 4
+    first, hint = str(refused.value).splitlines()
+    assert first.startswith("ABORTED: ")
+    assert hint.startswith("  the series changed since its definition was read")
+    assert _definition(services, price_series, 2).publication.timeliness_sla.seconds == 3_600

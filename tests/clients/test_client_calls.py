@@ -1,6 +1,8 @@
 """QisClient over real gRPC against a scripted in-process server: identity metadata on every
-call, page tokens followed across pages and across calls, a subscription that reconnects from
-its resume token, error details decoded from real trailers, abandoned streams cancelled."""
+call, page tokens followed across pages and across calls (a point's history put together from
+its pages), list filters built from options, snaps sent with the offset they state, a
+subscription that reconnects from its resume token, error details decoded from real trailers,
+abandoned streams cancelled."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from concurrent import futures
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -45,11 +48,14 @@ MESSAGES_PER_CALL = 2  # the service's per-call bound, tiny so that a range span
 CATALOGUE = [f"series/S{i}" for i in range(5)]
 WINDOWS = 3
 SNAP_0 = 1_709_326_800  # 2024-03-01T21:00:00Z
+# A point's history as the service pages it: commit positions in order, each a version (v) or
+# an observation (o) of a source, up to page_size of them a page.
+HISTORY = ["o", "v", "o", "o", "v", "v", "o"]
 
 
-def official(index: int) -> query_service_pb2.OfficialValue:
-    value = query_service_pb2.OfficialValue(series="series/R", version=1, value=price(index))
-    value.snap.FromSeconds(SNAP_0 + 86_400 * index)
+def official(index: int, version: int = 1) -> query_service_pb2.OfficialValue:
+    value = query_service_pb2.OfficialValue(series="series/R", version=version, value=price(index))
+    value.snap_time.FromSeconds(SNAP_0 + 86_400 * index)
     return value
 
 
@@ -117,6 +123,45 @@ class Queries(query_service_pb2_grpc.QueryServiceServicer):
         windows, token = page_of(range(WINDOWS), request.page_token, request.page_size)
         metrics = [query_service_pb2.QualityMetrics(expected_snaps=w) for w in windows]
         return query_service_pb2.ListQualityMetricsResponse(metrics=metrics, next_page_token=token)
+
+    def GetPointHistory(
+        self, request: query_service_pb2.GetPointHistoryRequest, context: grpc.ServicerContext
+    ) -> query_service_pb2.GetPointHistoryResponse:
+        self.recorder.record("GetPointHistory", request, context)
+        items, token = page_of(
+            list(enumerate(HISTORY, start=1)), request.page_token, request.page_size
+        )
+        page = query_service_pb2.GetPointHistoryResponse(
+            read_position=10 + len(self.recorder.requests("GetPointHistory")),
+            next_page_token=token,
+        )
+        for position, kind in items:
+            if kind == "v":
+                page.versions.append(official(0, version=HISTORY[:position].count("v")))
+                page.versions[-1].record_position = position
+            else:
+                observation = page.observations.add(source="sources/a", record_position=position)
+                observation.utc_offset.seconds = -18_000
+        return page
+
+    def ListQualityIssues(
+        self, request: query_service_pb2.ListQualityIssuesRequest, context: grpc.ServicerContext
+    ) -> query_service_pb2.ListQualityIssuesResponse:
+        self.recorder.record("ListQualityIssues", request, context)
+        # A filtered page may hold nothing while a next page is announced (AIP-158).
+        if not request.page_token:
+            return query_service_pb2.ListQualityIssuesResponse(next_page_token="more")
+        return query_service_pb2.ListQualityIssuesResponse(
+            issues=[query_service_pb2.QualityIssue(issue_id="i-1", series="series/R")]
+        )
+
+    def ListAuditEntries(
+        self, request: query_service_pb2.ListAuditEntriesRequest, context: grpc.ServicerContext
+    ) -> query_service_pb2.ListAuditEntriesResponse:
+        self.recorder.record("ListAuditEntries", request, context)
+        return query_service_pb2.ListAuditEntriesResponse(
+            entries=[query_service_pb2.AuditEntry(action="SeriesDefined")]
+        )
 
     def GetValues(
         self, request: query_service_pb2.GetValuesRequest, context: grpc.ServicerContext
@@ -196,7 +241,7 @@ def client(address: str) -> Iterator[QisClient]:
 def test_a_range_is_read_across_pages_and_calls(client: QisClient, recorder: Recorder) -> None:
     values = list(client.query_range("R", page_size=2, min_position=5))
     assert [decimal_of(v) for v in values] == [Decimal(i) for i in range(RANGE_POINTS)]
-    assert to_datetime(values[0].snap) == datetime(2024, 3, 1, 21, tzinfo=UTC)
+    assert to_datetime(values[0].snap_time) == datetime(2024, 3, 1, 21, tzinfo=UTC)
     requests = recorder.requests("QueryRange")
     # 7 points by 2, two messages a call: the second call resumes at the 5th point.
     assert [r.page_token for r in requests] == ["", "4"]  # type: ignore[attr-defined]
@@ -204,32 +249,119 @@ def test_a_range_is_read_across_pages_and_calls(client: QisClient, recorder: Rec
 
 
 def test_as_of_is_a_time_or_a_position(client: QisClient, recorder: Recorder) -> None:
-    known_at = datetime(2024, 3, 2, tzinfo=UTC)
-    list(client.query_range("R", page_size=10, known_at=known_at))
-    list(client.query_range("series/R", page_size=10, at_position=3))
+    as_of = datetime(2024, 3, 2, tzinfo=UTC)
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    list(client.query_range("R", page_size=10, as_of_time=as_of, start_time=start))
+    list(client.query_range("series/R", page_size=10, as_of_position=3, end_time=as_of))
     by_time, by_position = recorder.requests("QueryRange")
     assert by_time == query_service_pb2.QueryRangeRequest(
         series="series/R",
         page_size=10,
-        known_at=timestamp_pb2.Timestamp(seconds=1_709_337_600),
+        start_time=timestamp_pb2.Timestamp(seconds=1_709_251_200),
+        as_of_time=timestamp_pb2.Timestamp(seconds=1_709_337_600),
     )
     assert by_position == query_service_pb2.QueryRangeRequest(
-        series="series/R", page_size=10, at_position=3
+        series="series/R",
+        page_size=10,
+        end_time=timestamp_pb2.Timestamp(seconds=1_709_337_600),
+        as_of_position=3,
     )
     with pytest.raises(ValueError, match="not both"):
-        list(client.query_range("R", known_at=known_at, at_position=3))
+        list(client.query_range("R", as_of_time=as_of, as_of_position=3))
 
 
 def test_list_calls_follow_page_tokens(client: QisClient, recorder: Recorder) -> None:
     assert [s.name for s in client.list_series(page_size=2)] == CATALOGUE
     assert [r.page_token for r in recorder.requests("ListSeries")] == ["", "2", "4"]  # type: ignore[attr-defined]
-    metrics = client.list_quality_metrics("R", page_size=2, start=datetime(2024, 1, 1, tzinfo=UTC))
+    metrics = client.list_quality_metrics(
+        "R", page_size=2, start_time=datetime(2024, 1, 1, tzinfo=UTC)
+    )
     assert [m.expected_snaps for m in metrics] == list(range(WINDOWS))
     first, second = recorder.requests("ListQualityMetrics")
     assert first == query_service_pb2.ListQualityMetricsRequest(
-        series="series/R", page_size=2, start=timestamp_pb2.Timestamp(seconds=1_704_067_200)
+        series="series/R", page_size=2, start_time=timestamp_pb2.Timestamp(seconds=1_704_067_200)
     )
     assert second.page_token == "2"  # type: ignore[attr-defined]
+
+
+def test_a_history_is_put_together_from_its_pages(client: QisClient, recorder: Recorder) -> None:
+    snap = datetime(2024, 3, 1, 16, tzinfo=ZoneInfo("America/New_York"))
+    history = client.get_point_history("R", snap, page_size=3, min_position=4)
+    requests = recorder.requests("GetPointHistory")
+    # Seven items by three: three pages, each asked for with the previous page's token.
+    assert [r.page_token for r in requests] == ["", "3", "6"]  # type: ignore[attr-defined]
+    assert {r.snap_time.ToJsonString() for r in requests} == {"2024-03-01T21:00:00Z"}  # type: ignore[attr-defined]
+    assert {(r.page_size, r.min_position) for r in requests} == {(3, 4)}  # type: ignore[attr-defined]
+    # Every version and observation of every page, in commit order: versions stay ascending.
+    assert [(v.version, v.record_position) for v in history.versions] == [(1, 2), (2, 5), (3, 6)]
+    assert [o.record_position for o in history.observations] == [1, 3, 4, 7]
+    assert history.observations[0].utc_offset == duration_pb2.Duration(seconds=-18_000)
+    assert history.read_position == 11, "the least of the pages' read positions"
+    assert history.next_page_token == ""
+
+
+@pytest.mark.parametrize(
+    ("options", "parent", "expected_filter"),
+    [
+        ({}, "series/-", "status = OPEN"),
+        (
+            {"series": "R", "rule": "jump", "severity": "error"},
+            "series/R",
+            "status = OPEN AND rule = JUMP AND severity = ERROR",
+        ),
+        (
+            {"status": "any", "rule": "source_break"},
+            "series/-",
+            "rule = SOURCE_BREAK",
+        ),
+        (
+            {
+                "status": "Approved",
+                "raised_before": datetime(2024, 3, 1, 16, tzinfo=ZoneInfo("America/New_York")),
+            },
+            "series/-",
+            'status = APPROVED AND raise_time < "2024-03-01T21:00:00Z"',
+        ),
+        ({"status": "any"}, "series/-", ""),
+    ],
+)
+def test_the_issue_filter_is_built_from_the_options(
+    client: QisClient,
+    recorder: Recorder,
+    options: dict[str, object],
+    parent: str,
+    expected_filter: str,
+) -> None:
+    issues = list(client.list_quality_issues(**options))  # type: ignore[arg-type]
+    assert [i.issue_id for i in issues] == ["i-1"], "paged on past an empty page"
+    first, second = recorder.requests("ListQualityIssues")
+    assert first == query_service_pb2.ListQualityIssuesRequest(
+        parent=parent, filter=expected_filter
+    )
+    assert (second.parent, second.filter, second.page_token) == (parent, expected_filter, "more")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("rule", ["jump OR status = APPROVED", "jump'", '"jump"', "1st"])
+def test_an_option_cannot_change_the_filter(
+    client: QisClient, recorder: Recorder, rule: str
+) -> None:
+    with pytest.raises(ValueError, match="not the name of an enum value"):
+        list(client.list_quality_issues(rule=rule))
+    assert recorder.requests("ListQualityIssues") == []
+
+
+def test_audit_entries_of_a_series_a_point_a_source_or_everything(
+    client: QisClient, recorder: Recorder
+) -> None:
+    snap = datetime(2024, 3, 1, 21, 0, 0, 250_000, tzinfo=UTC)
+    list(client.list_audit_entries("R", snap=snap))
+    list(client.list_audit_entries("sources/bbg"))
+    list(client.list_audit_entries())
+    assert [(r.parent, r.filter) for r in recorder.requests("ListAuditEntries")] == [  # type: ignore[attr-defined]
+        ("series/R", 'snap_time = "2024-03-01T21:00:00.250Z"'),
+        ("sources/bbg", ""),
+        ("-", ""),
+    ]
 
 
 def test_a_range_left_early_is_cancelled_on_the_server(
@@ -260,6 +392,15 @@ def test_a_subscription_cancelled_from_another_thread_ends(client: QisClient) ->
     assert next(subscription).resume_token == "t5"
     threading.Timer(0.2, subscription.cancel).start()
     assert list(subscription) == []  # the live wait ends with the cancellation
+
+
+def test_snaps_go_in_utc_with_the_offset_they_state(client: QisClient, recorder: Recorder) -> None:
+    close = datetime(2024, 3, 1, 16, 0, 0, 123_456, tzinfo=ZoneInfo("America/New_York"))
+    client.ingest("R", "bbg", {close: Decimal("5137.08")})
+    (request,) = recorder.requests("IngestPoints")
+    (point,) = request.points  # type: ignore[attr-defined]
+    assert point.snap_time == timestamp_pb2.Timestamp(seconds=1_709_326_800, nanos=123_456_000)
+    assert point.utc_offset == duration_pb2.Duration(seconds=-18_000)
 
 
 def test_identity_travels_in_metadata(address: str, recorder: Recorder) -> None:

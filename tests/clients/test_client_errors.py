@@ -69,7 +69,10 @@ def rich_call(rich: status_pb2.Status) -> FailedCall:
 BAD_REQUEST = rich_status(
     grpc.StatusCode.INVALID_ARGUMENT,
     "points[1].value.price.value: not a decimal",
-    bad_request(("points[1].value.price.value", "not a decimal"), ("points[2].snap", "no offset")),
+    bad_request(
+        ("points[1].value.price.value", "not a decimal"),
+        ("points[2].snap_time", "finer than a microsecond"),
+    ),
 )
 
 
@@ -79,13 +82,13 @@ def test_field_violations_are_listed_in_order() -> None:
     assert error.code is grpc.StatusCode.INVALID_ARGUMENT
     assert error.field_violations == (
         FieldViolation("points[1].value.price.value", "not a decimal"),
-        FieldViolation("points[2].snap", "no offset"),
+        FieldViolation("points[2].snap_time", "finer than a microsecond"),
     )
     assert not error.retryable
     assert str(error).splitlines() == [
         "INVALID_ARGUMENT: points[1].value.price.value: not a decimal",
         "  points[1].value.price.value: not a decimal",
-        "  points[2].snap: no offset",
+        "  points[2].snap_time: finer than a microsecond",
     ]
 
 
@@ -139,6 +142,21 @@ def test_contention_is_retryable_without_retry_info() -> None:
     assert error.retry_delay is None
 
 
+def test_a_stale_schema_version_is_not_retryable() -> None:
+    """ABORTED, but a resend would be refused again: the update must be made again from the
+    series as it is now."""
+    error = error_from_status(
+        rich_status(
+            grpc.StatusCode.ABORTED,
+            "series/x is at schema version 4, not 3",
+            error_details_pb2.ErrorInfo(reason="SCHEMA_VERSION_MISMATCH", domain="qis.data"),
+        )
+    )
+    assert isinstance(error, Aborted)
+    assert error.reason == "SCHEMA_VERSION_MISMATCH"
+    assert not error.retryable
+
+
 def test_unknown_details_and_codes_are_kept_plain() -> None:
     error = error_from_status(
         rich_status(grpc.StatusCode.DATA_LOSS, "lost", error_details_pb2.DebugInfo(detail="x"))
@@ -154,7 +172,7 @@ def test_from_a_call_with_a_rich_status() -> None:
     assert isinstance(error, InvalidArgument)
     assert [v.field for v in error.field_violations] == [
         "points[1].value.price.value",
-        "points[2].snap",
+        "points[2].snap_time",
     ]
 
 

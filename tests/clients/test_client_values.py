@@ -1,5 +1,6 @@
-"""qis_client.values: Decimal and aware datetime in, the contract's strings out, and back,
-with nothing rounded and no instant left to a machine's time zone."""
+"""qis_client.values: Decimal and aware datetime in, the contract's strings and timestamps out,
+and back, with nothing rounded, no instant left to a machine's time zone, and the offset a
+datetime states kept as the point's utc_offset."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from qis.data.v1 import query_service_pb2, values_pb2
 from qis_client import (
     Bar,
@@ -20,10 +21,10 @@ from qis_client import (
     parse_decimal,
     price,
     series_name,
-    snap_text,
     source_name,
     timestamp,
     to_datetime,
+    utc_offset,
     volume,
 )
 
@@ -72,33 +73,59 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 @pytest.mark.parametrize(
-    ("moment", "text"),
+    ("moment", "utc", "offset_s"),
     [
-        (datetime(2024, 3, 1, 16, tzinfo=NEW_YORK), "2024-03-01T16:00:00-05:00"),
-        (datetime(2024, 3, 15, 16, tzinfo=NEW_YORK), "2024-03-15T16:00:00-04:00"),
-        (datetime(2024, 3, 1, 21, tzinfo=UTC), "2024-03-01T21:00:00Z"),
-        (datetime(2024, 3, 1, 21, 0, 0, 5, tzinfo=UTC), "2024-03-01T21:00:00.000005Z"),
-        (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00Z"),
-        (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "9999-12-31T23:59:59.999999Z"),
+        (datetime(2024, 3, 1, 16, tzinfo=NEW_YORK), "2024-03-01T21:00:00Z", -18_000),
+        (datetime(2024, 3, 15, 16, tzinfo=NEW_YORK), "2024-03-15T20:00:00Z", -14_400),
+        (datetime(2024, 3, 1, 21, tzinfo=UTC), "2024-03-01T21:00:00Z", 0),
+        (datetime(2024, 3, 1, 21, 0, 0, 5, tzinfo=UTC), "2024-03-01T21:00:00.000005Z", 0),
+        (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00Z", 0),
+        (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "9999-12-31T23:59:59.999999Z", 0),
         (
             datetime(2024, 1, 1, 5, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
-            "2024-01-01T05:30:00+05:30",
+            "2024-01-01T00:00:00Z",
+            19_800,
         ),
-        # Amsterdam's local mean time was +00:19:32: RFC 3339 has no seconds in offsets.
-        (datetime(1900, 1, 1, 12, tzinfo=ZoneInfo("Europe/Amsterdam")), "1900-01-01T11:40:28Z"),
+        (
+            datetime(2024, 1, 1, tzinfo=timezone(-timedelta(hours=23, minutes=59))),
+            "2024-01-01T23:59:00Z",
+            -86_340,
+        ),
+        # Amsterdam's local mean time was +00:19:32: offsets are whole minutes, so this one is
+        # sent as UTC; the instant is the same.
+        (datetime(1900, 1, 1, 12, tzinfo=ZoneInfo("Europe/Amsterdam")), "1900-01-01T11:40:28Z", 0),
     ],
 )
-def test_snap_text_is_rfc3339_with_the_offset_given(moment: datetime, text: str) -> None:
-    assert snap_text(moment) == text
-    assert datetime.fromisoformat(text) == moment
+def test_a_point_keeps_the_instant_in_utc_and_the_offset_stated(
+    moment: datetime, utc: str, offset_s: int
+) -> None:
+    point = data_point(moment, Decimal(1))
+    assert point.snap_time.ToJsonString() == utc
+    assert point.utc_offset == duration_pb2.Duration(seconds=offset_s)
+    assert point.snap_time == timestamp(moment)
+    assert point.utc_offset == utc_offset(moment)
+    # Read back in the offset it was sent with: the same instant, as the source wrote it.
+    back = to_datetime(point.snap_time, point.utc_offset)
+    assert back == moment
+    assert back.utcoffset() == timedelta(seconds=offset_s)
+
+
+def test_snaps_are_whole_microseconds() -> None:
+    """A datetime holds nothing finer than a microsecond, so a snap is never truncated on the
+    way: nanos are always a multiple of 1,000, as the service requires."""
+    moment = datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+    assert timestamp(moment) == timestamp_pb2.Timestamp(seconds=-1, nanos=999_999_000)
+    assert to_datetime(timestamp(moment)) == moment
 
 
 def test_naive_datetimes_are_refused() -> None:
     naive = datetime(2024, 3, 1, 16)
     with pytest.raises(ValueError, match="no time zone"):
-        snap_text(naive)
-    with pytest.raises(ValueError, match="no time zone"):
         timestamp(naive)
+    with pytest.raises(ValueError, match="no time zone"):
+        utc_offset(naive)
+    with pytest.raises(ValueError, match="no time zone"):
+        data_point(naive, Decimal(1))
 
 
 def test_timestamps_round_trip_to_aware_utc_datetimes() -> None:
@@ -131,7 +158,9 @@ def test_values_in_decimals_out() -> None:
 def test_data_points_take_numbers_bars_or_messages() -> None:
     snap = datetime(2024, 3, 1, 21, tzinfo=UTC)
     assert data_point(snap, Decimal("1.5")) == values_pb2.DataPoint(
-        snap="2024-03-01T21:00:00Z", value=price(Decimal("1.5"))
+        snap_time=timestamp_pb2.Timestamp(seconds=1_709_326_800),
+        utc_offset=duration_pb2.Duration(),
+        value=price(Decimal("1.5")),
     )
     assert data_point(snap, volume(7)).value.volume.quantity == "7"
     assert data_point(snap, Bar(*(Decimal(n) for n in "4231"))).value.bar.low == "3"

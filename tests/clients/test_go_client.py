@@ -91,27 +91,67 @@ def test_quickstart_runs_against_qis_up(go_client: Path, addresses: dict[str, st
     assert "registered source sources/go-quickstart at position" in out
     assert "defined series/GO.QUICKSTART at position" in out
     assert "ingested 3 points, 3 published" in out
-    # Latest (read through the paging iterator, two points per message), then as of the
-    # ingestion's position: the restated last close is v2 now and v1 then.
+    # Latest (read through the paging iterator over [start_time, end_time), two points per
+    # message), then as of the ingestion's position: the restated last close is v2 (made by
+    # hand: MANUAL) now and v1 (the priority source's) then. Snaps come back as snap_time
+    # instants, printed at the market's offset; methods and flags are enums, printed by name.
     latest = lines[lines.index("latest:") + 1 : lines.index("latest:") + 4]
-    assert [line.split()[:3] for line in latest] == [
-        ["2024-03-13T16:00:00-04:00", "5150.48", "v1"],
-        ["2024-03-14T16:00:00-04:00", "5165.31", "v1"],
-        ["2024-03-15T16:00:00-04:00", "5117.10", "v2"],
+    assert [line.split()[:6] for line in latest] == [
+        ["2024-03-13T16:00:00-04:00", "5150.48", "v1", "PRIORITY", "flags", "-"],
+        ["2024-03-14T16:00:00-04:00", "5165.31", "v1", "PRIORITY", "flags", "-"],
+        ["2024-03-15T16:00:00-04:00", "5117.10", "v2", "MANUAL", "flags", "-"],
     ]
     as_of = next(i for i, line in enumerate(lines) if line.startswith("as of position"))
-    assert [line.split()[:3] for line in lines[as_of + 1 : as_of + 4]] == [
-        ["2024-03-13T16:00:00-04:00", "5150.48", "v1"],
-        ["2024-03-14T16:00:00-04:00", "5165.31", "v1"],
-        ["2024-03-15T16:00:00-04:00", "5117.09", "v1"],
+    assert [line.split()[:4] for line in lines[as_of + 1 : as_of + 4]] == [
+        ["2024-03-13T16:00:00-04:00", "5150.48", "v1", "PRIORITY"],
+        ["2024-03-14T16:00:00-04:00", "5165.31", "v1", "PRIORITY"],
+        ["2024-03-15T16:00:00-04:00", "5117.09", "v1", "PRIORITY"],
+    ]
+    # The restated point's history, read one item per page: both versions, and the source's
+    # observation at the offset it stated (utc_offset -04:00).
+    history = lines.index("history of 2024-03-15T16:00:00-04:00:")
+    versions = [line.split()[:4] for line in lines[history + 1 :] if line.startswith("  version ")]
+    assert versions == [
+        ["version", "v1", "5117.09", "PRIORITY"],
+        ["version", "v2", "5117.10", "MANUAL"],
+    ]
+    observed = [line.split()[:5] for line in lines if line.startswith("  observed ")]
+    assert observed == [
+        ["observed", "2024-03-15T16:00:00-04:00", "5117.09", "from", "sources/go-quickstart"]
     ]
     received = [line.split()[2:5] for line in lines if line.startswith("subscription received:")]
     assert ["2024-03-15T16:00:00-04:00", "5117.09", "v1"] in received
     assert ["2024-03-15T16:00:00-04:00", "5117.10", "v2"] in received
-    assert "malformed batch refused: INVALID_ARGUMENT, 2 field violations:" in out
-    assert any(line.strip().startswith("points[0].snap:") for line in lines)
+    # The audit trail, filtered on action and user: the one restatement.
+    audit = [line.split()[:6] for line in lines if line.startswith("audit: ")]
+    assert audit == [
+        [
+            "audit:",
+            "DataRestated",
+            "series/GO.QUICKSTART",
+            "2024-03-15T16:00:00-04:00",
+            "by",
+            "go-ci",
+        ]
+    ]
+    # Optimistic concurrency: the evolution from schema version 1 is applied once; the same
+    # from a stale version is ABORTED with ErrorInfo SCHEMA_VERSION_MISMATCH and no RetryInfo.
+    assert "evolved series/GO.QUICKSTART at position" in out
+    assert (
+        "stale evolution refused: Aborted, reason SCHEMA_VERSION_MISMATCH (retry as is: false)"
+        in out
+    )
+    assert any(
+        line.startswith("refused before sending: qis: snap finer than a microsecond")
+        for line in lines
+    )
+    assert (
+        "malformed batch refused: INVALID_ARGUMENT (reason BAD_REQUEST), 3 field violations:" in out
+    )
+    assert any(line.strip().startswith("points[0].snap_time:") for line in lines)
     assert any(line.strip().startswith("points[1].value.price.value:") for line in lines)
+    assert any(line.strip().startswith("points[2].utc_offset:") for line in lines)
 
     # Run again: every command has a fixed id, so each is answered as a duplicate.
     again = _run(args, timeout_s=120, env=env).stdout
-    assert again.count("(duplicate: true)") == 4, again
+    assert again.count("(duplicate: true)") == 5, again

@@ -145,6 +145,8 @@ def test_the_quickstart_runs_against_qis_up(client_python: Path, tmp_path: Path)
         rf"restated: latest {snap_4} 5130\.96 v2",
         rf"as of position \d+: {snap_4} 5130\.95 v1",
         rf"resumed subscription received {snap_4} 5130\.96 v2",
+        rf"history of {snap_4}: versions 1, 2;"
+        r" sources/quickstart-\w+ sent 5130\.95 at 2024-03-04T16:00:00-05:00",
         r"audit trail: \d+ entries: SeriesDefined, DataIngested, .*DataRestated.*",
         r"rejected: INVALID_ARGUMENT with 2 field violations",
         r"  points\[1\]\.value\.price\.value: .+",

@@ -1,5 +1,5 @@
 """The TypeScript client (clients/ts): its npm install, generated code that matches the protos,
-a strict type check, and its quickstart run against a real `qis up`.
+a strict type check, its unit tests, and its quickstart run against a real `qis up`.
 
 Needs node and npm (present in CI); without them the test is skipped, saying so."""
 
@@ -58,6 +58,12 @@ def test_typescript_type_checks_strictly() -> None:
 
 
 @pytest.mark.usefixtures("installed")
+def test_unit_tests() -> None:
+    out = _run(["node_modules/.bin/tsx", "--test", "test/qis.test.ts"], timeout_s=120)
+    assert "# fail 0" in out, out
+
+
+@pytest.mark.usefixtures("installed")
 def test_quickstart_against_qis_up(addresses: dict[str, str]) -> None:
     out = _run(
         [
@@ -80,25 +86,40 @@ def test_quickstart_against_qis_up(addresses: dict[str, str]) -> None:
     assert lines[2].startswith("ingested 3 points at position ")
     assert lines[2].endswith("(published 3)")
     # Three points, one per message, at most two messages per call: the iterator followed
-    # next_page_token into a second call.
+    # next_page_token into a second call. Snaps come back as snap_time instants; the method and
+    # flags are enums, printed by name.
     assert [line for line in lines if line.startswith("latest ")] == [
-        "latest 2024-03-01T21:00:00.000Z 5137.08 (v1)",
-        "latest 2024-03-04T21:00:00.000Z 5130.95 (v1)",
-        "latest 2024-03-05T21:00:00.000Z 5078.18 (v1)",
+        "latest 2024-03-01T21:00:00.000Z 5137.08 v1 PRIORITY flags -",
+        "latest 2024-03-04T21:00:00.000Z 5130.95 v1 PRIORITY flags -",
+        "latest 2024-03-05T21:00:00.000Z 5078.18 v1 PRIORITY flags -",
     ]
     # Latest is the correction; as known before it, the first version.
-    assert "now 2024-03-05T21:00:00.000Z 5078.20 (v2)" in lines
+    assert "now 2024-03-05T21:00:00.000Z 5078.20 v2 PRIORITY flags -" in lines
     (as_of,) = [line for line in lines if line.startswith("as of ")]
-    assert as_of.endswith(" 2024-03-05T21:00:00.000Z 5078.18 (v1)")
+    assert as_of.endswith(" 2024-03-05T21:00:00.000Z 5078.18 v1 PRIORITY flags -")
+    # The point's history, one item per page: both versions, and both observations at the
+    # offset the source stated (utc_offset -05:00).
+    assert [line for line in lines if line.startswith("history ")] == [
+        "history 2024-03-05T21:00:00.000Z 5078.18 v1 PRIORITY flags -",
+        "history 2024-03-05T21:00:00.000Z 5078.20 v2 PRIORITY flags -",
+    ]
+    observed = [line.split()[:4] for line in lines if line.startswith("observed ")]
+    assert [o[:3] for o in observed] == [
+        ["observed", "2024-03-05T16:00:00-05:00", "5078.18"],
+        ["observed", "2024-03-05T16:00:00-05:00", "5078.20"],
+    ]
+    assert all(o[3] == "from" for o in observed)
     received = [line.split(" ", 2)[2] for line in lines if line.startswith("subscription series/")]
     assert received[:3] == [
-        "2024-03-01T21:00:00.000Z 5137.08 (v1)",
-        "2024-03-04T21:00:00.000Z 5130.95 (v1)",
-        "2024-03-05T21:00:00.000Z 5078.18 (v1)",
+        "2024-03-01T21:00:00.000Z 5137.08 v1 PRIORITY flags -",
+        "2024-03-04T21:00:00.000Z 5130.95 v1 PRIORITY flags -",
+        "2024-03-05T21:00:00.000Z 5078.18 v1 PRIORITY flags -",
     ]
     assert any(line.startswith("subscription resume token ") and len(line) > 27 for line in lines)
-    # The malformed request: INVALID_ARGUMENT with both field violations, decoded from the
-    # google.rpc.BadRequest in grpc-status-details-bin.
-    assert any(line.startswith("INVALID_ARGUMENT: ") for line in lines)
-    assert "  points[0].snap: '2024-03-06T16:00:00' has no UTC offset" in out
-    assert "  points[1].value.price.value: '1e400'" in out
+    # The exception queue, by parent and filter: clean closes raise no issue.
+    assert "quality issues (status = OPEN): 0" in lines
+    # The malformed request: INVALID_ARGUMENT (ErrorInfo BAD_REQUEST) with both field
+    # violations, decoded from the google.rpc.BadRequest in grpc-status-details-bin.
+    assert any(line.startswith("INVALID_ARGUMENT (BAD_REQUEST): ") for line in lines)
+    assert any(line.startswith("  points[0].utc_offset: ") for line in lines)
+    assert any(line.startswith("  points[1].value.price.value: '1e400'") for line in lines)

@@ -26,7 +26,7 @@ from typing import IO, Final
 
 import grpc
 import grpc.aio
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from qis.data.v1 import (
     command_service_pb2,
@@ -318,16 +318,10 @@ US = 1_000_000
 DAY_US = 86_400 * US
 
 
-def snap_text(us: int) -> str:
-    """RFC 3339 with 'Z' at microsecond precision."""
+def rfc3339(us: int) -> str:
+    """RFC 3339 with 'Z' at microsecond precision (e.g. a time in an AIP-160 filter)."""
     seconds, micros = divmod(us, US)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
-
-
-def snap_us(text: str) -> int:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromJsonString(text)
-    return micros(ts)
 
 
 def micros(ts: timestamp_pb2.Timestamp) -> int:
@@ -339,22 +333,43 @@ def timestamp(us: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=rest * 1000)
 
 
+def offset(seconds: int) -> duration_pb2.Duration:
+    """A UTC offset (DataPoint.utc_offset), e.g. -18_000 for New York in winter."""
+    return duration_pb2.Duration(seconds=seconds)
+
+
 def price(value: str) -> values_pb2.DataValue:
     return values_pb2.DataValue(price=values_pb2.Price(value=value))
 
 
-def points(items: Iterable[tuple[int, str]]) -> list[values_pb2.DataPoint]:
-    return [values_pb2.DataPoint(snap=snap_text(us), value=price(v)) for us, v in items]
+def point(
+    us: int, value: values_pb2.DataValue, utc_offset_s: int | None = None
+) -> values_pb2.DataPoint:
+    """A point at `us` (UTC µs); `utc_offset_s`: the offset its source states (unset: UTC)."""
+    made = values_pb2.DataPoint(snap_time=timestamp(us), value=value)
+    if utc_offset_s is not None:
+        made.utc_offset.CopyFrom(offset(utc_offset_s))
+    return made
+
+
+def points(
+    items: Iterable[tuple[int, str]], utc_offset_s: int | None = None
+) -> list[values_pb2.DataPoint]:
+    return [point(us, price(v), utc_offset_s) for us, v in items]
 
 
 def ingest_request(
-    command_id: str, series_id: str, source_id: str, items: Iterable[tuple[int, str]]
+    command_id: str,
+    series_id: str,
+    source_id: str,
+    items: Iterable[tuple[int, str]],
+    utc_offset_s: int | None = None,
 ) -> command_service_pb2.IngestPointsRequest:
     return command_service_pb2.IngestPointsRequest(
         command_id=command_id,
         series=f"series/{series_id}",
         source=f"sources/{source_id}",
-        points=points(items),
+        points=points(items, utc_offset_s),
     )
 
 
@@ -397,7 +412,7 @@ async def setup_series(
             command_service_pb2.RegisterDataSourceRequest(
                 command_id=unique("reg"),
                 source_id=source.source.removeprefix("sources/"),
-                source=series_pb2.DataSource(provider="synthetic", enabled=True),
+                source=series_pb2.DataSource(provider="synthetic"),
             ),
             metadata=md,
         )
@@ -416,17 +431,17 @@ async def query_all(
     *,
     user: str = "reader",
     min_position: int = 0,
-    known_at_us: int | None = None,
-    at_position: int | None = None,
+    as_of_us: int | None = None,
+    as_of_position: int | None = None,
     page_size: int = 0,
 ) -> list[query_service_pb2.OfficialValue]:
     request = query_service_pb2.QueryRangeRequest(
         series=f"series/{series_id}", min_position=min_position, page_size=page_size
     )
-    if known_at_us is not None:
-        request.known_at.CopyFrom(timestamp(known_at_us))
-    if at_position is not None:
-        request.at_position = at_position
+    if as_of_us is not None:
+        request.as_of_time.CopyFrom(timestamp(as_of_us))
+    if as_of_position is not None:
+        request.as_of_position = as_of_position
     out: list[query_service_pb2.OfficialValue] = []
     while True:  # a call streams a bounded number of points: continue with its token
         token = ""
@@ -436,6 +451,89 @@ async def query_all(
         if not token:
             return out
         request.page_token = token
+
+
+MAX_PAGES: Final = 10_000
+"""A listing that needs more pages than this is not doing bounded work per call."""
+
+
+async def point_history(
+    c: Clients,
+    series_id: str,
+    snap_us: int,
+    *,
+    min_position: int = 0,
+    page_size: int = 0,
+    user: str = "reader",
+) -> tuple[query_service_pb2.GetPointHistoryResponse, int]:
+    """Every page of a point's history merged into one answer (pages come in commit order,
+    so the versions stay ascending by version and the observations by position), and how
+    many pages it took. The merged read_position is the last page's."""
+    request = query_service_pb2.GetPointHistoryRequest(
+        series=f"series/{series_id}",
+        snap_time=timestamp(snap_us),
+        min_position=min_position,
+        page_size=page_size,
+    )
+    merged = query_service_pb2.GetPointHistoryResponse()
+    for pages in range(1, MAX_PAGES + 1):
+        page = await c.query.GetPointHistory(request, metadata=as_user(user))
+        merged.versions.extend(page.versions)
+        merged.observations.extend(page.observations)
+        merged.read_position = page.read_position
+        if not page.next_page_token:
+            return merged, pages
+        request.page_token = page.next_page_token
+    raise AssertionError(f"history of {series_id} at {snap_us} not read in {MAX_PAGES} pages")
+
+
+async def list_issues(
+    c: Clients,
+    parent: str,
+    filter_: str = "",
+    *,
+    min_position: int = 0,
+    page_size: int = 1_000,
+    user: str = "reader",
+) -> list[query_service_pb2.QualityIssue]:
+    """Every quality issue of `parent` ("series/{id}" or "series/-") the AIP-160 `filter_`
+    selects (empty: every status), page by page until the token is empty (a page may hold
+    fewer issues than asked, even none, while more follow)."""
+    request = query_service_pb2.ListQualityIssuesRequest(
+        parent=parent, filter=filter_, page_size=page_size, min_position=min_position
+    )
+    out: list[query_service_pb2.QualityIssue] = []
+    for _ in range(MAX_PAGES):
+        page = await c.query.ListQualityIssues(request, metadata=as_user(user))
+        out.extend(page.issues)
+        if not page.next_page_token:
+            return out
+        request.page_token = page.next_page_token
+    raise AssertionError(f"issues of {parent} ({filter_!r}) not listed in {MAX_PAGES} pages")
+
+
+async def list_audit(
+    c: Clients,
+    parent: str,
+    filter_: str = "",
+    *,
+    min_position: int = 0,
+    page_size: int = 1_000,
+    user: str = "auditor",
+) -> list[query_service_pb2.AuditEntry]:
+    """Every audit entry of `parent` ("series/{id}", "sources/{id}" or "-") the AIP-160
+    `filter_` selects, page by page until the token is empty."""
+    request = query_service_pb2.ListAuditEntriesRequest(
+        parent=parent, filter=filter_, page_size=page_size, min_position=min_position
+    )
+    out: list[query_service_pb2.AuditEntry] = []
+    for _ in range(MAX_PAGES):
+        page = await c.query.ListAuditEntries(request, metadata=as_user(user))
+        out.extend(page.entries)
+        if not page.next_page_token:
+            return out
+        request.page_token = page.next_page_token
+    raise AssertionError(f"audit of {parent} ({filter_!r}) not listed in {MAX_PAGES} pages")
 
 
 def chunked(items: Sequence[tuple[int, str]], size: int) -> Iterator[Sequence[tuple[int, str]]]:

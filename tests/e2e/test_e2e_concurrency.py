@@ -121,7 +121,7 @@ async def test_concurrent_writers_lose_nothing(cluster: Cluster, second_command:
         )
         assert len({s for s, _ in expected}) == len(expected)  # disjoint snaps
         stored = await query_all(c, series_id, min_position=max(positions))
-        assert [(micros(v.snap), v.value.price.value) for v in stored] == expected
+        assert [(micros(v.snap_time), v.value.price.value) for v in stored] == expected
         assert {v.version for v in stored} == {1}
 
         # Each point has exactly one observation, from the writer that sent it.
@@ -129,7 +129,7 @@ async def test_concurrent_writers_lose_nothing(cluster: Cluster, second_command:
             history = await c.query.GetPointHistory(
                 q.GetPointHistoryRequest(
                     series=f"series/{series_id}",
-                    snap=timestamp(snap_us),
+                    snap_time=timestamp(snap_us),
                 ),
                 metadata=as_user("reader"),
             )

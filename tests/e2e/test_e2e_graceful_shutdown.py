@@ -120,9 +120,9 @@ async def test_sigterm_drains_bulk_ingest(make_cluster: MakeCluster) -> None:
         # Everything acknowledged is committed: the projector and query service still serve it.
         stored = await query_all(c, series_id, min_position=positions[-1])
         expected = [item for i in range(BEFORE + IN_FLIGHT) for item in chunk_items(i)]
-        assert [(micros(v.snap), v.value.price.value) for v in stored] == expected
+        assert [(micros(v.snap_time), v.value.price.value) for v in stored] == expected
         # The last chunk was really in flight: it was committed after SIGTERM.
-        assert micros(stored[-1].recorded_from) > signalled_wall_us
+        assert micros(stored[-1].record_time) > signalled_wall_us
 
     # A client resuming after the restart re-sends from its first chunk: what was committed is
     # recognised by its chunk id (the domain remembers it, not the process) and only the rest
@@ -158,15 +158,19 @@ async def test_sigterm_on_query_service_lets_subscribers_resume_elsewhere(
     async with cluster.clients() as c:
         await setup_series(c, series_id, price_series([(source, 1)], series_pb2.FREQUENCY_SECOND))
         before = await bulk_ingest(c, series_id, source, chunk_items(0), chunk=500)
+        # min_position: the series was just defined, the read model may not know it yet.
         call = c.query.Subscribe(
-            q.SubscribeRequest(series=[name], after_position=0), metadata=as_user("sub")
+            q.SubscribeRequest(
+                series=[name], after_position=0, min_position=before[-1].result.commit_position
+            ),
+            metadata=as_user("sub"),
         )
         seen: list[tuple[int, str]] = []
         token = ""
         while len(seen) < CHUNK:
             reply = await asyncio.wait_for(call.read(), 10)
             assert isinstance(reply, q.SubscribeResponse)
-            seen += [(micros(v.snap), v.value.price.value) for v in reply.values]
+            seen += [(micros(v.snap_time), v.value.price.value) for v in reply.values]
             token = reply.resume_token
         assert before[-1].result.commit_position > 0
 
@@ -191,7 +195,7 @@ async def test_sigterm_on_query_service_lets_subscribers_resume_elsewhere(
             while len(seen) < 2 * CHUNK:
                 reply = await asyncio.wait_for(resumed.read(), 10)
                 assert isinstance(reply, q.SubscribeResponse)
-                seen += [(micros(v.snap), v.value.price.value) for v in reply.values]
+                seen += [(micros(v.snap_time), v.value.price.value) for v in reply.values]
         finally:
             resumed.cancel()
     assert seen == chunk_items(0) + chunk_items(1)

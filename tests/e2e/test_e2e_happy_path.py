@@ -4,13 +4,14 @@ approval, a four-eyes publication, a restatement, then bitemporal reads over Que
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 
 import grpc
 import grpc.aio
 import pytest
 from qis.data.v1 import command_service_pb2 as cmd
 from qis.data.v1 import query_service_pb2 as q
-from qis.data.v1 import series_pb2, values_pb2
+from qis.data.v1 import series_pb2
 
 from tests.e2e.harness import (
     DAY_US,
@@ -18,12 +19,15 @@ from tests.e2e.harness import (
     Cluster,
     as_user,
     ingest_request,
+    list_audit,
     micros,
+    point,
+    point_history,
     price,
     price_series,
     query_all,
+    rfc3339,
     setup_series,
-    snap_text,
     timestamp,
     unique,
 )
@@ -36,7 +40,7 @@ RESTATED = 2  # index of the restated point
 
 
 def values(rows: list[q.OfficialValue]) -> list[tuple[int, int, str]]:
-    return [(micros(v.snap), v.version, v.value.price.value) for v in rows]
+    return [(micros(v.snap_time), v.version, v.value.price.value) for v in rows]
 
 
 async def test_ingest_publish_restate_then_bitemporal_reads(cluster: Cluster) -> None:
@@ -66,7 +70,8 @@ async def test_ingest_publish_restate_then_bitemporal_reads(cluster: Cluster) ->
         assert (r1.accepted, r1.flagged, r1.published, r1.duplicate) == (DAYS, 0, DAYS, False)
         latest = await query_all(c, series_id, min_position=r1.commit_position)
         assert values(latest) == [(s, 1, v) for s, v in zip(snaps, secondary_values, strict=True)]
-        assert {tuple(v.sources) for v in latest} == {(secondary,)}
+        assert {tuple(v.sources) for v in latest} == {(f"sources/{secondary}",)}
+        assert {v.method for v in latest} == {q.VALUE_METHOD_PRIORITY}
         assert {v.user for v in latest} == {"alice"}
 
         # The same request again is a duplicate: same outcome, nothing new.
@@ -96,7 +101,7 @@ async def test_ingest_publish_restate_then_bitemporal_reads(cluster: Cluster) ->
         publish = cmd.PublishPointsRequest(
             command_id=unique("pub"),
             series=name,
-            snaps=[snap_text(s) for s in snaps],
+            snap_times=[timestamp(s) for s in snaps],
             comment="breaks checked against the exchange",
         )
         with pytest.raises(grpc.aio.AioRpcError) as denied:
@@ -107,7 +112,7 @@ async def test_ingest_publish_restate_then_bitemporal_reads(cluster: Cluster) ->
         published = await query_all(c, series_id, min_position=r3.commit_position)
         assert values(published) == [(s, 2, v) for s, v in zip(snaps, primary_values, strict=True)]
         assert {(tuple(v.sources), v.user, v.reason) for v in published} == {
-            ((primary,), "dave", publish.comment)
+            ((f"sources/{primary}",), "dave", publish.comment)
         }
 
         # carol corrects one point by hand.
@@ -115,7 +120,7 @@ async def test_ingest_publish_restate_then_bitemporal_reads(cluster: Cluster) ->
             cmd.RestatePointRequest(
                 command_id=unique("fix"),
                 series=name,
-                snap=snap_text(restated_snap),
+                snap_time=timestamp(restated_snap),
                 value=price(restated_value),
                 reason=reason,
             ),
@@ -129,24 +134,23 @@ async def test_ingest_publish_restate_then_bitemporal_reads(cluster: Cluster) ->
         expected_final[RESTATED] = (restated_snap, 3, restated_value)
         assert values(final) == expected_final
         fixed = final[RESTATED]
+        # A manual value: no source (the domain's "manual" source id is not a resource).
         assert (fixed.user, fixed.reason, fixed.method, list(fixed.sources)) == (
             "carol",
             reason,
-            "manual",
-            ["manual"],
+            q.VALUE_METHOD_MANUAL,
+            [],
         )
         # A command may append several events: its version comes from one of them.
-        assert r3.commit_position < fixed.position_from <= r4.commit_position
-        assert not fixed.HasField("recorded_to")
-        assert fixed.position_to == 0
+        assert r3.commit_position < fixed.record_position <= r4.commit_position
+        assert not fixed.HasField("supersede_time")
+        assert fixed.supersede_position == 0
 
         # History: every version ascending, knowledge intervals chained without gap or overlap.
-        history = await c.query.GetPointHistory(
-            q.GetPointHistoryRequest(
-                series=name, snap=timestamp(restated_snap), min_position=r4.commit_position
-            ),
-            metadata=as_user("reader"),
+        history, pages = await point_history(
+            c, series_id, restated_snap, min_position=r4.commit_position
         )
+        assert pages == 1  # five items: one page of the default size (100)
         versions = list(history.versions)
         assert [v.version for v in versions] == [1, 2, 3]
         assert [v.value.price.value for v in versions] == [
@@ -156,15 +160,15 @@ async def test_ingest_publish_restate_then_bitemporal_reads(cluster: Cluster) ->
         ]
         assert [v.user for v in versions] == ["alice", "dave", "carol"]
         assert [v.reason for v in versions] == ["", publish.comment, reason]
-        assert defined < versions[0].position_from <= r1.commit_position
-        assert r2.commit_position < versions[1].position_from <= r3.commit_position
-        assert r3.commit_position < versions[2].position_from <= r4.commit_position
+        assert defined < versions[0].record_position <= r1.commit_position
+        assert r2.commit_position < versions[1].record_position <= r3.commit_position
+        assert r3.commit_position < versions[2].record_position <= r4.commit_position
         for older, newer in itertools.pairwise(versions):
-            assert older.HasField("recorded_to")
-            assert older.recorded_to == newer.recorded_from
-            assert older.position_to == newer.position_from
-            assert micros(older.recorded_from) < micros(newer.recorded_from)
-        assert not versions[-1].HasField("recorded_to")
+            assert older.HasField("supersede_time")
+            assert older.supersede_time == newer.record_time
+            assert older.supersede_position == newer.record_position
+            assert micros(older.record_time) < micros(newer.record_time)
+        assert not versions[-1].HasField("supersede_time")
         assert history.read_position >= r4.commit_position
 
         # Lineage: both sources' observations, by commit position, with who sent them.
@@ -173,45 +177,44 @@ async def test_ingest_publish_restate_then_bitemporal_reads(cluster: Cluster) ->
             (f"sources/{secondary}", "alice", first_ingest, secondary_values[RESTATED]),
             (f"sources/{primary}", "bob", second_ingest, primary_values[RESTATED]),
         ]
-        assert defined < observations[0].position <= r1.commit_position
-        assert r1.commit_position < observations[1].position <= r2.commit_position
-        assert observations[0].snap_offset_seconds == 0
+        assert defined < observations[0].record_position <= r1.commit_position
+        assert r1.commit_position < observations[1].record_position <= r2.commit_position
+        # Sent without a UTC offset: UTC (unset and zero are the same offset).
+        assert (observations[0].utc_offset.seconds, observations[0].utc_offset.nanos) == (0, 0)
 
         # As of a knowledge time just before the restatement: the approved version.
         v1, v2, v3 = versions
-        before_fix = await query_all(c, series_id, known_at_us=micros(v3.recorded_from) - 1)
+        before_fix = await query_all(c, series_id, as_of_us=micros(v3.record_time) - 1)
         assert values(before_fix) == [(s, 2, v) for s, v in zip(snaps, primary_values, strict=True)]
-        before_approval = await query_all(c, series_id, known_at_us=micros(v2.recorded_from) - 1)
+        before_approval = await query_all(c, series_id, as_of_us=micros(v2.record_time) - 1)
         assert values(before_approval) == values(latest)
-        at_fix = await query_all(c, series_id, known_at_us=micros(v3.recorded_from))
+        at_fix = await query_all(c, series_id, as_of_us=micros(v3.record_time))
         assert values(at_fix) == expected_final
-        assert await query_all(c, series_id, known_at_us=micros(v1.recorded_from) - 1) == []
+        assert await query_all(c, series_id, as_of_us=micros(v1.record_time) - 1) == []
 
         # As of commit positions: exactly what was official right after each command.
-        assert values(await query_all(c, series_id, at_position=r3.commit_position)) == [
+        assert values(await query_all(c, series_id, as_of_position=r3.commit_position)) == [
             (s, 2, v) for s, v in zip(snaps, primary_values, strict=True)
         ]
-        assert values(await query_all(c, series_id, at_position=r2.commit_position)) == values(
-            latest
-        )
-        assert values(await query_all(c, series_id, at_position=r1.commit_position)) == values(
-            latest
-        )
-        assert values(await query_all(c, series_id, at_position=r4.commit_position)) == (
+        at_r2 = await query_all(c, series_id, as_of_position=r2.commit_position)
+        assert values(at_r2) == values(latest)
+        at_r1 = await query_all(c, series_id, as_of_position=r1.commit_position)
+        assert values(at_r1) == values(latest)
+        assert values(await query_all(c, series_id, as_of_position=r4.commit_position)) == (
             expected_final
         )
         # ...and paging does not change an answer.
-        paged = await query_all(c, series_id, at_position=r3.commit_position, page_size=2)
+        paged = await query_all(c, series_id, as_of_position=r3.commit_position, page_size=2)
         assert values(paged) == values(
-            await query_all(c, series_id, at_position=r3.commit_position)
+            await query_all(c, series_id, as_of_position=r3.commit_position)
         )
 
-        # A range is [start, end) in valid time.
+        # A range is [start_time, end_time) in valid time.
         window = q.QueryRangeRequest(
-            series=name, start=timestamp(snaps[1]), end=timestamp(snaps[3]), page_size=1
+            series=name, start_time=timestamp(snaps[1]), end_time=timestamp(snaps[3]), page_size=1
         )
         replies = [r async for r in c.query.QueryRange(window, metadata=as_user("reader"))]
-        assert [micros(v.snap) for r in replies for v in r.values] == snaps[1:3]
+        assert [micros(v.snap_time) for r in replies for v in r.values] == snaps[1:3]
         assert all(r.read_position >= r4.commit_position for r in replies)
 
         # The catalogue lists the series, page by page, once.
@@ -230,18 +233,23 @@ async def test_ingest_publish_restate_then_bitemporal_reads(cluster: Cluster) ->
         assert (described.schema_version, described.unit, len(described.sources)) == (1, "USD", 2)
 
         # The audit trail of the point names the restatement, who made it and why.
-        audit = await c.query.ListAuditEntries(
-            q.ListAuditEntriesRequest(
-                series=name, snap=timestamp(restated_snap), min_position=r4.commit_position
-            ),
-            metadata=as_user("auditor"),
+        audit = await list_audit(
+            c,
+            name,
+            f'snap_time = "{rfc3339(restated_snap)}"',
+            min_position=r4.commit_position,
         )
-        restatements = [e for e in audit.entries if e.action == "DataRestated"]
+        assert audit
+        assert {(e.resource, micros(e.snap_time)) for e in audit} == {(name, restated_snap)}
+        restatements = [e for e in audit if e.action == "DataRestated"]
         assert [(e.user, e.details["reason"]) for e in restatements] == [
             ("dave", publish.comment),
             ("carol", reason),
         ]
-        assert [e.position for e in restatements] == [v2.position_from, v3.position_from]
+        assert [e.commit_position for e in restatements] == [
+            v2.record_position,
+            v3.record_position,
+        ]
 
 
 async def test_decimals_offsets_and_source_audit_are_kept_exactly(cluster: Cluster) -> None:
@@ -250,10 +258,11 @@ async def test_decimals_offsets_and_source_audit_are_kept_exactly(cluster: Clust
     the source's offset kept as lineage, and data-source registration is audited."""
     raw_id, rounded_id, source = unique("raw"), unique("cents"), unique("vendor")
     day = FIRST_SNAP - 21 * 3600 * US  # 2024-01-02T00:00:00Z
+    # (snap in UTC µs, the offset the source stated, the value)
     sent = [
-        ("2024-01-02T10:30:00+05:30", "1E+3"),  # 05:00Z
-        ("2024-01-03T00:00:00.000001-05:00", "-0.5"),  # 05:00:00.000001Z
-        ("2024-01-04T05:00:00Z", "123456789.123456789"),
+        (day + 5 * 3600 * US, 5 * 3600 + 1800, "1E+3"),  # 2024-01-02T10:30:00+05:30
+        (day + DAY_US + 5 * 3600 * US + 1, -5 * 3600, "-0.5"),  # 2024-01-03T00:00:00.000001-05:00
+        (day + 2 * DAY_US + 5 * 3600 * US, None, "123456789.123456789"),  # 2024-01-04T05:00:00Z
     ]
     async with cluster.clients() as c:
         raw = price_series([(source, 1)])
@@ -268,13 +277,13 @@ async def test_decimals_offsets_and_source_audit_are_kept_exactly(cluster: Clust
                     command_id=unique("exact"),
                     series=f"series/{series_id}",
                     source=f"sources/{source}",
-                    points=[values_pb2.DataPoint(snap=s, value=price(v)) for s, v in sent],
+                    points=[point(us, price(v), offset_s) for us, offset_s, v in sent],
                 ),
                 metadata=as_user("alice"),
             )
             positions.append(reply.commit_position)
         exact = await query_all(c, raw_id, min_position=positions[-1])
-        assert [(micros(v.snap), v.value.price.value) for v in exact] == [
+        assert [(micros(v.snap_time), v.value.price.value) for v in exact] == [
             (day + 5 * 3600 * US, "1E+3"),
             (day + DAY_US + 5 * 3600 * US + 1, "-0.5"),
             (day + 2 * DAY_US + 5 * 3600 * US, "123456789.123456789"),
@@ -282,17 +291,16 @@ async def test_decimals_offsets_and_source_audit_are_kept_exactly(cluster: Clust
         assert {v.value.price.currency for v in exact} == {"USD"}
         rounded = await query_all(c, rounded_id, min_position=positions[-1])
         assert [v.value.price.value for v in rounded] == ["1000.00", "-0.50", "123456789.12"]
-        history = await c.query.GetPointHistory(
-            q.GetPointHistoryRequest(series=f"series/{rounded_id}", snap=rounded[0].snap),
-            metadata=as_user("reader"),
-        )
-        (observation,) = history.observations
-        assert observation.value.price.value == "1E+3"
-        assert observation.snap_offset_seconds == 5 * 3600 + 1800
+        for (snap_us, offset_s, value), official in zip(sent, rounded, strict=True):
+            history, _ = await point_history(c, rounded_id, snap_us)
+            (observation,) = history.observations
+            assert observation.value.price.value == value  # as sent, not rounded
+            # The offset the source stated is lineage; the snap is the UTC instant.
+            assert observation.utc_offset.ToTimedelta() == timedelta(seconds=offset_s or 0)
+            assert micros(official.snap_time) == snap_us
 
-        sources_audit = await c.query.ListAuditEntries(
-            q.ListAuditEntriesRequest(series="series/-", min_position=registered, page_size=1000),
-            metadata=as_user("auditor"),
-        )
-        mine = [e for e in sources_audit.entries if e.details["source"] == source]
-        assert [(e.action, e.user) for e in mine] == [("DataSourceRegistered", "admin")]
+        sources_audit = await list_audit(c, f"sources/{source}", min_position=registered)
+        assert [(e.action, e.user, e.resource) for e in sources_audit] == [
+            ("DataSourceRegistered", "admin", f"sources/{source}")
+        ]
+        assert sources_audit[0].details["source"] == source

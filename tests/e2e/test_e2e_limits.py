@@ -284,7 +284,7 @@ async def test_a_range_call_ends_at_its_cap_with_a_token_that_continues(cluster:
                 started, messages, count = time.monotonic(), 0, 0
                 async for reply in c.query.QueryRange(request, metadata=as_user("reader")):
                     assert len(reply.values) <= page_size
-                    snaps.extend(v.snap.seconds for v in reply.values)
+                    snaps.extend(v.snap_time.seconds for v in reply.values)
                     messages, count, token = (
                         messages + 1,
                         count + len(reply.values),

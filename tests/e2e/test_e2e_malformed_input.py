@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import grpc
 import grpc.aio
 import pytest
+from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from qis.data.v1 import command_service_pb2 as cmd
@@ -27,7 +28,6 @@ from tests.e2e.harness import (
     price_series,
     query_all,
     setup_series,
-    snap_text,
     timestamp,
     unique,
 )
@@ -44,59 +44,137 @@ class Case:
     id: str
     points: list[values_pb2.DataPoint]
     code: grpc.StatusCode
-    fields: list[str] = field(default_factory=list)  # BadRequest field violations, in order
+    # BadRequest field violations, in order; each names the field or a part of it (a violation
+    # on "points[1].snap_time.nanos" names "points[1].snap_time")
+    fields: list[str] = field(default_factory=list)
     unknown_series: bool = False
     foreign_source: bool = False
 
 
 def good(us: int, value: str = "101.5") -> values_pb2.DataPoint:
-    return values_pb2.DataPoint(snap=snap_text(us), value=price(value))
+    return values_pb2.DataPoint(snap_time=timestamp(us), value=price(value))
+
+
+def at(
+    us: int,
+    extra_nanos: int = 0,
+    value: str = "101.5",
+    utc_offset: duration_pb2.Duration | None = None,
+) -> values_pb2.DataPoint:
+    """A point at `us` plus `extra_nanos` (below the microsecond), stated with `utc_offset`."""
+    snap = timestamp(us)
+    snap.nanos += extra_nanos
+    return values_pb2.DataPoint(snap_time=snap, utc_offset=utc_offset, value=price(value))
+
+
+def names(violation: str, field_: str) -> bool:
+    """Whether a violation's field path is `field_` or a part of it."""
+    return violation == field_ or violation.startswith(f"{field_}.")
+
+
+def point_index(path: str) -> int:
+    return int(path.removeprefix("points[").split("]")[0]) if path.startswith("points[") else -1
 
 
 def with_bad(point: values_pb2.DataPoint) -> list[values_pb2.DataPoint]:
     return [good(REJECTED[0]), point, good(REJECTED[2])]
 
 
+def minutes(n: float) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=int(n * 60))
+
+
 CASES = [
     Case(
         "nan",
-        with_bad(values_pb2.DataPoint(snap=snap_text(REJECTED[1]), value=price("NaN"))),
+        with_bad(good(REJECTED[1], "NaN")),
         grpc.StatusCode.INVALID_ARGUMENT,
         ["points[1].value.price.value"],
     ),
     Case(
         "infinity",
-        with_bad(values_pb2.DataPoint(snap=snap_text(REJECTED[1]), value=price("-Infinity"))),
+        with_bad(good(REJECTED[1], "-Infinity")),
         grpc.StatusCode.INVALID_ARGUMENT,
         ["points[1].value.price.value"],
     ),
     Case(
         "unparsable-decimal",
-        with_bad(values_pb2.DataPoint(snap=snap_text(REJECTED[1]), value=price("1,015.25"))),
+        with_bad(good(REJECTED[1], "1,015.25")),
         grpc.StatusCode.INVALID_ARGUMENT,
         ["points[1].value.price.value"],
     ),
     Case(
-        "timestamp-without-offset",
-        with_bad(values_pb2.DataPoint(snap="2024-02-02T21:00:00", value=price("101.5"))),
+        "snap-without-time",
+        with_bad(values_pb2.DataPoint(value=price("101.5"))),
         grpc.StatusCode.INVALID_ARGUMENT,
-        ["points[1].snap"],
+        ["points[1].snap_time"],
+    ),
+    Case(
+        # Stored at the microsecond, it would be another point's snap or silently moved.
+        "snap-below-the-microsecond",
+        with_bad(at(REJECTED[1], extra_nanos=500)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].snap_time"],
+    ),
+    Case(
+        "snap-after-9999",
+        with_bad(
+            values_pb2.DataPoint(
+                snap_time=timestamp_pb2.Timestamp(seconds=253_402_300_800), value=price("1")
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].snap_time"],
+    ),
+    Case(
+        "snap-nanos-negative",
+        with_bad(
+            values_pb2.DataPoint(
+                snap_time=timestamp_pb2.Timestamp(seconds=1_706_907_600, nanos=-1000),
+                value=price("1"),
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].snap_time"],
+    ),
+    Case(
+        "offset-not-whole-minutes",
+        with_bad(at(REJECTED[1], utc_offset=duration_pb2.Duration(seconds=-18_030))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].utc_offset"],
+    ),
+    Case(
+        "offset-below-the-second",
+        with_bad(at(REJECTED[1], utc_offset=duration_pb2.Duration(seconds=3_600, nanos=1))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].utc_offset"],
+    ),
+    Case(
+        "offset-of-a-day",
+        with_bad(at(REJECTED[1], utc_offset=minutes(24 * 60))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ["points[1].utc_offset"],
     ),
     Case(
         "every-violation-reported",
         [
             good(REJECTED[0]),
-            values_pb2.DataPoint(snap=snap_text(REJECTED[1]), value=price("nan")),
-            values_pb2.DataPoint(snap="2024-02-03 21:00", value=price("1.2.3")),
+            good(REJECTED[1], "nan"),
+            at(REJECTED[2], extra_nanos=1, value="1.2.3", utc_offset=minutes(-24 * 60)),
         ],
         grpc.StatusCode.INVALID_ARGUMENT,
-        ["points[1].value.price.value", "points[2].snap", "points[2].value.price.value"],
+        [
+            "points[1].value.price.value",
+            "points[2].snap_time",
+            "points[2].utc_offset",
+            "points[2].value.price.value",
+        ],
     ),
     Case(
         "wrong-data-type",
         with_bad(
             values_pb2.DataPoint(
-                snap=snap_text(REJECTED[1]),
+                snap_time=timestamp(REJECTED[1]),
                 value=values_pb2.DataValue(volume=values_pb2.Volume(quantity="10")),
             )
         ),
@@ -107,7 +185,7 @@ CASES = [
         "wrong-currency",
         with_bad(
             values_pb2.DataPoint(
-                snap=snap_text(REJECTED[1]),
+                snap_time=timestamp(REJECTED[1]),
                 value=values_pb2.DataValue(price=values_pb2.Price(value="1", currency="EUR")),
             )
         ),
@@ -116,15 +194,10 @@ CASES = [
     ),
     Case(
         "same-instant-twice",
-        # The same UTC instant written with two offsets.
-        with_bad(
-            values_pb2.DataPoint(
-                snap=snap_text(REJECTED[0]).replace("T21:", "T22:").replace("Z", "+01:00"),
-                value=price("101.5"),
-            )
-        ),
+        # The same UTC instant twice, stated with another offset the second time.
+        with_bad(at(REJECTED[0], utc_offset=minutes(60))),
         grpc.StatusCode.INVALID_ARGUMENT,
-        ["points[1].snap"],
+        ["points[1].snap_time"],
     ),
     Case("unknown-series", with_bad(good(REJECTED[1])), grpc.StatusCode.NOT_FOUND, [], True),
     Case(
@@ -157,16 +230,18 @@ async def assert_not_stored(c: Clients, series_id: str, rejected_command: str, a
     """Nothing of the rejected batch in the read model, as of a later successful command."""
     name = f"series/{series_id}"
     latest = await query_all(c, series_id, min_position=after)
-    assert [micros(v.snap) for v in latest] == LATER
+    assert [micros(v.snap_time) for v in latest] == LATER
     for snap in REJECTED:
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await c.query.GetPointHistory(
-                q.GetPointHistoryRequest(series=name, snap=timestamp(snap), min_position=after),
+                q.GetPointHistoryRequest(
+                    series=name, snap_time=timestamp(snap), min_position=after
+                ),
                 metadata=as_user("reader"),
             )
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     audit = await c.query.ListAuditEntries(
-        q.ListAuditEntriesRequest(series=name, min_position=after), metadata=as_user("reader")
+        q.ListAuditEntriesRequest(parent=name, min_position=after), metadata=as_user("reader")
     )
     assert audit.entries
     assert rejected_command not in {e.command_id for e in audit.entries}
@@ -185,7 +260,7 @@ async def test_malformed_ingest_is_rejected_and_stores_nothing(
             cmd.RegisterDataSourceRequest(
                 command_id=unique("reg"),
                 source_id=foreign,
-                source=series_pb2.DataSource(provider="file", enabled=True),
+                source=series_pb2.DataSource(provider="file"),
             ),
             metadata=as_user("admin"),
         )
@@ -204,7 +279,12 @@ async def test_malformed_ingest_is_rejected_and_stores_nothing(
         assert status.code == case.code.value[0]
         if case.code == grpc.StatusCode.INVALID_ARGUMENT:
             found = violations(status)
-            assert [v.field for v in found] == case.fields
+            # Every violation, each field once, listed point by point.
+            assert len(found) == len(case.fields), found
+            for named in case.fields:
+                assert sum(names(v.field, named) for v in found) == 1, (named, found)
+            indices = [point_index(v.field) for v in found]
+            assert indices == sorted(indices), found
             assert all(v.description for v in found)
         else:
             info = error_details_pb2.ResourceInfo()
@@ -238,10 +318,7 @@ async def test_bulk_ingest_answers_a_malformed_chunk_and_goes_on(cluster: Cluste
         await setup_series(c, series_id, price_series([(source, 1)]))
         chunks = [
             [good(SNAPS[3]), good(SNAPS[4])],
-            [
-                good(REJECTED[0]),
-                values_pb2.DataPoint(snap=snap_text(REJECTED[1]), value=price("NaN")),
-            ],
+            [good(REJECTED[0]), good(REJECTED[1], "NaN")],
             [good(SNAPS[5])],
         ]
         prefix = unique("chunk")

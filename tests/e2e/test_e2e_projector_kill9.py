@@ -38,7 +38,7 @@ from tests.e2e.harness import (
     query_all,
     rows_beyond,
     setup_series,
-    snap_text,
+    timestamp,
     unique,
 )
 
@@ -103,7 +103,7 @@ async def write_history(cluster: Cluster) -> tuple[int, str]:
                 cmd.RestatePointRequest(
                     command_id=unique("fix"),
                     series=f"series/{big}",
-                    snap=snap_text(items[1000 + k][0]),
+                    snap_time=timestamp(items[1000 + k][0]),
                     value=price(f"{300 + k}"),
                     reason=f"manual fix {k}",
                 ),
@@ -129,7 +129,7 @@ async def write_history(cluster: Cluster) -> tuple[int, str]:
             cmd.PublishPointsRequest(
                 command_id=unique("pub"),
                 series=f"series/{small}",
-                snaps=[snap_text(d) for d in days],
+                snap_times=[timestamp(d) for d in days],
                 comment="approved",
             ),
             metadata=as_user("approver"),

@@ -12,16 +12,17 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 from zoneinfo import ZoneInfo
 
 import grpc
 import grpc.aio
 import pytest
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, timestamp_pb2
+from google.type import date_pb2
 from qis.data.v1 import command_service_pb2 as cmd
+from qis.data.v1 import quality_pb2, series_pb2, values_pb2
 from qis.data.v1 import query_service_pb2 as q
-from qis.data.v1 import series_pb2, values_pb2
 
 from tests.e2e.harness import (
     US,
@@ -29,11 +30,14 @@ from tests.e2e.harness import (
     Cluster,
     as_user,
     ingest_request,
+    list_audit,
+    list_issues,
     micros,
+    point_history,
     price,
     query_all,
+    rfc3339,
     setup_series,
-    snap_text,
     timestamp,
     unique,
 )
@@ -41,7 +45,26 @@ from tests.e2e.harness import (
 pytestmark = pytest.mark.e2e
 
 T = TypeVar("T")
+Rule: TypeAlias = quality_pb2.QualityRule.ValueType
+Status: TypeAlias = quality_pb2.QualityIssueStatus.ValueType
 HOUR_US = 3_600 * US
+# The contract's enums, for what the old string fields said ("jump", "warning", "open", ...).
+JUMP, POSITIVE, STALE = (
+    quality_pb2.QUALITY_RULE_JUMP,
+    quality_pb2.QUALITY_RULE_POSITIVE,
+    quality_pb2.QUALITY_RULE_STALE,
+)
+SOURCE_BREAK, CALENDAR = quality_pb2.QUALITY_RULE_SOURCE_BREAK, quality_pb2.QUALITY_RULE_CALENDAR
+MISSED_CUTOFF = quality_pb2.QUALITY_RULE_MISSED_CUTOFF
+WARNING, ERROR = quality_pb2.SEVERITY_WARNING, quality_pb2.SEVERITY_ERROR
+OPEN, APPROVED = quality_pb2.QUALITY_ISSUE_STATUS_OPEN, quality_pb2.QUALITY_ISSUE_STATUS_APPROVED
+REJECTED = quality_pb2.QUALITY_ISSUE_STATUS_REJECTED
+OVERRIDDEN = quality_pb2.QUALITY_ISSUE_STATUS_OVERRIDDEN
+PRIORITY, CONSENSUS, MANUAL = (
+    q.VALUE_METHOD_PRIORITY,
+    q.VALUE_METHOD_CONSENSUS,
+    q.VALUE_METHOD_MANUAL,
+)
 CLOSE_HOUR_UTC = 21  # 16:00 in New York in winter (EST, UTC-5)
 JAN_2024_HOLIDAYS = (date(2024, 1, 1), date(2024, 1, 15))  # New Year's Day, MLK Day
 
@@ -80,7 +103,7 @@ def series_def(
     tolerance_bps: str = "10",
     on_break: series_pb2.BreakAction.ValueType = series_pb2.BREAK_ACTION_FLAG,
     min_sources: int = 1,
-    cutoff_seconds: int = 0,
+    cutoff_s: int = 0,
     validation: series_pb2.ValidationRules | None = None,
     frequency: series_pb2.Frequency.ValueType = series_pb2.FREQUENCY_DAILY,
     calendar: str = "",
@@ -102,7 +125,7 @@ def series_def(
         publication=series_pb2.PublicationPolicy(
             mode=series_pb2.PUBLICATION_MODE_AUTOMATIC,
             min_sources=min_sources,
-            cutoff_seconds=cutoff_seconds,
+            cutoff=duration_pb2.Duration(seconds=cutoff_s) if cutoff_s else None,
         ),
     )
 
@@ -116,40 +139,58 @@ async def ingest(
     return reply
 
 
+def sources(*ids: str) -> list[str]:
+    """OfficialValue.sources of values made from these sources: resource names."""
+    return [f"sources/{i}" for i in ids]
+
+
 async def history(
     c: Clients, series_id: str, snap_us: int, min_position: int
 ) -> q.GetPointHistoryResponse:
-    reply: q.GetPointHistoryResponse = await c.query.GetPointHistory(
-        q.GetPointHistoryRequest(
-            series=f"series/{series_id}", snap=timestamp(snap_us), min_position=min_position
-        ),
-        metadata=as_user("reader"),
-    )
-    return reply
+    """Every page of the point's history, merged."""
+    merged, _ = await point_history(c, series_id, snap_us, min_position=min_position)
+    return merged
+
+
+def issue_filter(rule: Rule | None, status: Status | None) -> str:
+    """The AIP-160 filter of a rule and a status (enum value names without their prefix)."""
+    terms: list[str] = []
+    if rule is not None:
+        terms.append(f"rule = {quality_pb2.QualityRule.Name(rule).removeprefix('QUALITY_RULE_')}")
+    if status is not None:
+        name = quality_pb2.QualityIssueStatus.Name(status).removeprefix("QUALITY_ISSUE_STATUS_")
+        terms.append(f"status = {name}")
+    return " AND ".join(terms)
 
 
 async def issues(
-    c: Clients, series_id: str, min_position: int, *, rule: str = "", status: str = ""
+    c: Clients,
+    series_id: str,
+    min_position: int,
+    *,
+    rule: Rule | None = None,
+    status: Status | None = OPEN,
 ) -> list[q.QualityIssue]:
-    reply = await c.query.ListQualityIssues(
-        q.ListQualityIssuesRequest(
-            series=f"series/{series_id}", rule=rule, status=status, min_position=min_position
-        ),
-        metadata=as_user("reader"),
+    """The series' issues of `rule` (None: any rule) in `status`: the open queue unless told
+    otherwise (None: every status, which is what an empty filter means)."""
+    found = await list_issues(
+        c, f"series/{series_id}", issue_filter(rule, status), min_position=min_position
     )
-    return list(reply.issues)
+    assert {i.series for i in found} <= {f"series/{series_id}"}
+    assert rule is None or {i.rule for i in found} <= {rule}
+    assert status is None or {i.status for i in found} <= {status}
+    return found
 
 
 async def audit(
     c: Clients, series_id: str, min_position: int, snap_us: int | None = None
 ) -> list[q.AuditEntry]:
-    request = q.ListAuditEntriesRequest(
-        series=f"series/{series_id}", page_size=1_000, min_position=min_position
-    )
-    if snap_us is not None:
-        request.snap.CopyFrom(timestamp(snap_us))
-    reply = await c.query.ListAuditEntries(request, metadata=as_user("auditor"))
-    return list(reply.entries)
+    """The series' audit trail, or the point's when `snap_us` is given."""
+    filter_ = "" if snap_us is None else f'snap_time = "{rfc3339(snap_us)}"'
+    found = await list_audit(c, f"series/{series_id}", filter_, min_position=min_position)
+    assert {e.resource for e in found} <= {f"series/{series_id}"}
+    assert snap_us is None or {micros(e.snap_time) for e in found} <= {snap_us}
+    return found
 
 
 @dataclass(frozen=True)
@@ -202,19 +243,19 @@ async def calculate_metrics(
     listed = await c.query.ListQualityMetrics(
         q.ListQualityMetricsRequest(
             series=f"series/{series_id}",
-            start=timestamp(start_us),
-            end=timestamp(start_us + 1),
+            start_time=timestamp(start_us),
+            end_time=timestamp(start_us + 1),
             min_position=done.commit_position,
         ),
         metadata=as_user("reader"),
     )
-    (window,) = [m for m in listed.metrics if micros(m.window_end) == end_us]
-    assert micros(window.window_start) == start_us
+    (window,) = [m for m in listed.metrics if micros(m.end_time) == end_us]
+    assert micros(window.start_time) == start_us
     return window
 
 
 def latest_by_snap(rows: Iterable[q.OfficialValue]) -> dict[int, tuple[int, str]]:
-    return {micros(v.snap): (v.version, v.value.price.value) for v in rows}
+    return {micros(v.snap_time): (v.version, v.value.price.value) for v in rows}
 
 
 async def eventually(
@@ -263,8 +304,8 @@ async def test_priority_waterfall_late_source_restates_and_as_of_reads_the_past(
         assert latest_by_snap(now) == {late: (2, "101.00"), agreeing: (1, "200.00")}
         restated = now[0]
         assert (list(restated.sources), restated.method, restated.user) == (
-            [top],
-            "priority",
+            sources(top),
+            PRIORITY,
             "feed-1",
         )
         assert "late source" in restated.reason
@@ -277,12 +318,16 @@ async def test_priority_waterfall_late_source_restates_and_as_of_reads_the_past(
         # History: both versions, the cause of the second, and every source's observation.
         h = await history(c, series_id, late, r3.commit_position)
         v1, v2 = h.versions
-        assert (v1.version, v1.value.price.value, list(v1.sources)) == (1, "100.00", [second])
-        assert (v2.version, v2.value.price.value, list(v2.sources)) == (2, "101.00", [top])
+        assert (v1.version, v1.value.price.value, list(v1.sources)) == (
+            1,
+            "100.00",
+            sources(second),
+        )
+        assert (v2.version, v2.value.price.value, list(v2.sources)) == (2, "101.00", sources(top))
         assert v1.reason == ""
         assert v2.reason == f"late source {top}"
-        assert v1.recorded_to == v2.recorded_from
-        assert r1.commit_position < v2.position_from <= r2.commit_position
+        assert v1.supersede_time == v2.record_time
+        assert r1.commit_position < v2.record_position <= r2.commit_position
         assert [(o.source, o.value.price.value) for o in h.observations] == [
             (f"sources/{second}", "100.00"),
             (f"sources/{top}", "101.00"),
@@ -296,16 +341,16 @@ async def test_priority_waterfall_late_source_restates_and_as_of_reads_the_past(
         assert [(e.user, e.details["cause"]) for e in restatements] == [("feed-1", "late_source")]
 
         # As of a time between the two versions: version 1; from version 2's time on: version 2.
-        t1, t2 = micros(v1.recorded_from), micros(v2.recorded_from)
+        t1, t2 = micros(v1.record_time), micros(v2.record_time)
         assert t1 < t2
-        between = await query_all(c, series_id, known_at_us=(t1 + t2) // 2)
+        between = await query_all(c, series_id, as_of_us=(t1 + t2) // 2)
         assert latest_by_snap(between)[late] == (1, "100.00")
-        just_before = await query_all(c, series_id, known_at_us=t2 - 1)
+        just_before = await query_all(c, series_id, as_of_us=t2 - 1)
         assert latest_by_snap(just_before)[late] == (1, "100.00")
-        at_restatement = await query_all(c, series_id, known_at_us=t2)
+        at_restatement = await query_all(c, series_id, as_of_us=t2)
         assert latest_by_snap(at_restatement)[late] == (2, "101.00")
-        assert late not in latest_by_snap(await query_all(c, series_id, known_at_us=t1 - 1))
-        at_first = await query_all(c, series_id, at_position=r1.commit_position)
+        assert late not in latest_by_snap(await query_all(c, series_id, as_of_us=t1 - 1))
+        at_first = await query_all(c, series_id, as_of_position=r1.commit_position)
         assert latest_by_snap(at_first) == first
 
 
@@ -338,17 +383,17 @@ async def test_consensus_excludes_an_outlier_and_flags_a_source_break(cluster: C
         (official,) = await query_all(c, series_id, min_position=r3.commit_position)
         assert official.version == 1
         assert official.value.price.value in ("100.00", "100.20")
-        assert official.method == "consensus"
-        assert list(official.sources) == [a, b]
+        assert official.method == CONSENSUS
+        assert list(official.sources) == sources(a, b)
         assert official.quality_score == pytest.approx(0.8)  # one source beyond tolerance
         (v1,) = (await history(c, series_id, snap, r3.commit_position)).versions
-        assert outlier not in v1.sources
-        assert list(v1.sources) == [a, b]
+        assert f"sources/{outlier}" not in v1.sources
+        assert list(v1.sources) == sources(a, b)
 
         # The break waits in the exception queue, about the point, naming the outlier.
-        (brk,) = await issues(c, series_id, r3.commit_position, rule="source_break")
-        assert (brk.severity, brk.status, brk.source) == ("warning", "open", "")
-        assert micros(brk.snap) == snap
+        (brk,) = await issues(c, series_id, r3.commit_position, rule=SOURCE_BREAK)
+        assert (brk.severity, brk.status, brk.source) == (WARNING, OPEN, "")
+        assert micros(brk.snap_time) == snap
         evidence = json_format.MessageToDict(brk.evidence)
         assert evidence["sources"] == {outlier: "103.00"}
         assert evidence["chosen"] == official.value.price.value
@@ -362,11 +407,11 @@ async def test_a_standing_break_is_one_open_issue(cluster: Cluster) -> None:
         await setup_series(c, series_id, series_def([(top, 1), (second, 2), (third, 3)]))
         await ingest(c, series_id, second, [(snap, "100.00")], "feed-2")
         r2 = await ingest(c, series_id, top, [(snap, "101.00")], "feed-1")
-        (brk,) = await issues(c, series_id, r2.commit_position, rule="source_break")
+        (brk,) = await issues(c, series_id, r2.commit_position, rule=SOURCE_BREAK)
         assert json_format.MessageToDict(brk.evidence)["sources"] == {second: "100.00"}
         # The third source agrees with the published value: the break is the same one.
         r3 = await ingest(c, series_id, third, [(snap, "101.05")], "feed-3")
-        assert await issues(c, series_id, r3.commit_position, rule="source_break") == [brk]
+        assert await issues(c, series_id, r3.commit_position, rule=SOURCE_BREAK) == [brk]
         assert (r3.flagged, r3.published) == (0, 0)
 
 
@@ -388,9 +433,9 @@ async def test_a_jump_is_held_and_published_after_a_four_eyes_approval(cluster: 
         held = await query_all(c, series_id, min_position=r2.commit_position)
         assert latest_by_snap(held) == {normal: (1, "100.00")}
 
-        (issue,) = await issues(c, series_id, r2.commit_position, rule="jump")
-        assert (issue.status, issue.severity, issue.source) == ("open", "error", f"sources/{feed}")
-        assert micros(issue.snap) == spike
+        (issue,) = await issues(c, series_id, r2.commit_position, rule=JUMP)
+        assert (issue.status, issue.severity, issue.source) == (OPEN, ERROR, f"sources/{feed}")
+        assert micros(issue.snap_time) == spike
         evidence = json_format.MessageToDict(issue.evidence)
         assert (evidence["previous"], evidence["value"]) == ("100.00", "130.00")
         assert float(evidence["jump_percent"]) == 30
@@ -411,20 +456,20 @@ async def test_a_jump_is_held_and_published_after_a_four_eyes_approval(cluster: 
         published = now[1]
         assert published.user == "checker"
         assert reason in published.reason
-        assert "jump" in published.flags
+        assert JUMP in published.flags
 
-        (settled,) = await issues(c, series_id, approved.commit_position, rule="jump", status="any")
-        assert (settled.issue_id, settled.status) == (issue.issue_id, "approved")
+        (settled,) = await issues(c, series_id, approved.commit_position, rule=JUMP, status=None)
+        assert (settled.issue_id, settled.status) == (issue.issue_id, APPROVED)
         assert (settled.resolved_by, settled.resolution_reason) == ("checker", reason)
         assert settled.HasField("resolve_time")
-        assert await issues(c, series_id, approved.commit_position, rule="jump") == []
+        assert await issues(c, series_id, approved.commit_position, rule=JUMP) == []
 
         trail = await audit(c, series_id, approved.commit_position, spike)
         approvals = [e for e in trail if e.action == "QualityApproved"]
         assert [(e.user, e.details["issue_id"], e.details["reason"]) for e in approvals] == [
             ("checker", issue.issue_id, reason)
         ]
-        assert approvals[0].position <= approved.commit_position
+        assert approvals[0].commit_position <= approved.commit_position
 
 
 # --- 4. reject and override through the exception queue -----------------------------------------
@@ -451,22 +496,22 @@ async def test_reject_falls_back_to_another_source_and_override_publishes_a_manu
         r2 = await ingest(c, series_id, backup, [(rejected_snap, "50.00")], "feed-b")
         assert r2.published == 0
         assert await query_all(c, series_id, min_position=r2.commit_position) == []
-        (negative,) = await issues(c, series_id, r2.commit_position, rule="positive")
-        assert (negative.source, negative.severity) == (f"sources/{primary}", "error")
-        assert micros(negative.snap) == rejected_snap
+        (negative,) = await issues(c, series_id, r2.commit_position, rule=POSITIVE)
+        assert (negative.source, negative.severity) == (f"sources/{primary}", ERROR)
+        assert micros(negative.snap_time) == rejected_snap
 
         rejected = await resolve(
             c, series_id, [negative.issue_id], cmd.RESOLUTION_REJECT, "checker", "bad tick"
         )
         (official,) = await query_all(c, series_id, min_position=rejected.commit_position)
-        assert (micros(official.snap), official.version, official.value.price.value) == (
+        assert (micros(official.snap_time), official.version, official.value.price.value) == (
             rejected_snap,
             1,
             "50.00",
         )
-        assert list(official.sources) == [backup]
+        assert list(official.sources) == sources(backup)
         (settled,) = await issues(
-            c, series_id, rejected.commit_position, rule="positive", status="rejected"
+            c, series_id, rejected.commit_position, rule=POSITIVE, status=REJECTED
         )
         assert (settled.issue_id, settled.resolved_by) == (negative.issue_id, "checker")
         # The rejected value stays in the lineage.
@@ -484,8 +529,8 @@ async def test_reject_falls_back_to_another_source_and_override_publishes_a_manu
         assert r3.published == 1
         r4 = await ingest(c, series_id, primary, [(overridden_snap, "-7.00")], "feed-p")
         assert (r4.flagged, r4.published) == (1, 0)
-        (negative2,) = await issues(c, series_id, r4.commit_position, rule="positive")
-        assert micros(negative2.snap) == overridden_snap
+        (negative2,) = await issues(c, series_id, r4.commit_position, rule=POSITIVE)
+        assert micros(negative2.snap_time) == overridden_snap
         expiry = timestamp(int(time.time() + 3600) * US)
         override = Override(price("61.00"), "VENDOR_FIX", expiry)
         await expect_denied(
@@ -516,17 +561,13 @@ async def test_reject_falls_back_to_another_source_and_override_publishes_a_manu
         v1, v2 = h.versions
         assert (v1.value.price.value, list(v1.sources), v1.method) == (
             "60.00",
-            [backup],
-            "priority",
+            sources(backup),
+            PRIORITY,
         )
-        assert (v2.value.price.value, list(v2.sources), v2.method) == (
-            "61.00",
-            ["manual"],
-            "manual",
-        )
+        assert (v2.value.price.value, list(v2.sources), v2.method) == ("61.00", [], MANUAL)
         assert (v2.user, v2.reason) == ("checker", reason)
         (settled2,) = await issues(
-            c, series_id, overridden.commit_position, rule="positive", status="overridden"
+            c, series_id, overridden.commit_position, rule=POSITIVE, status=OVERRIDDEN
         )
         assert (settled2.issue_id, settled2.resolved_by) == (negative2.issue_id, "checker")
         trail = await audit(c, series_id, overridden.commit_position, overridden_snap)
@@ -537,15 +578,15 @@ async def test_reject_falls_back_to_another_source_and_override_publishes_a_manu
         assert by_action["QualityOverridden"].user == "checker"
 
         # As of before the override: what was official then.
-        before = await query_all(c, series_id, known_at_us=micros(v2.recorded_from) - 1)
+        before = await query_all(c, series_id, as_of_us=micros(v2.record_time) - 1)
         assert latest_by_snap(before)[overridden_snap] == (1, "60.00")
-        at_hold = await query_all(c, series_id, at_position=r4.commit_position)
+        at_hold = await query_all(c, series_id, as_of_position=r4.commit_position)
         assert latest_by_snap(at_hold) == {
             rejected_snap: (1, "50.00"),
             overridden_snap: (1, "60.00"),
         }
         # ...and before the rejection, nothing was official.
-        assert await query_all(c, series_id, at_position=r2.commit_position) == []
+        assert await query_all(c, series_id, as_of_position=r2.commit_position) == []
 
 
 # --- 5. stale values are flagged, not held ------------------------------------------------------
@@ -565,16 +606,16 @@ async def test_stale_value_is_flagged_as_a_warning_and_still_published(cluster: 
         )
         assert (r.accepted, r.flagged, r.published) == (4, 1, 4)
         rows = await query_all(c, series_id, min_position=r.commit_position)
-        assert [(micros(v.snap), v.value.price.value) for v in rows] == [
+        assert [(micros(v.snap_time), v.value.price.value) for v in rows] == [
             (days[0], "10.00"),
             (days[1], "10.00"),
             (days[2], "10.00"),
             (days[3], "10.50"),
         ]
-        assert [list(v.flags) for v in rows] == [[], [], ["stale"], []]
+        assert [list(v.flags) for v in rows] == [[], [], [STALE], []]
         assert rows[2].quality_score == pytest.approx(0.8)
-        (stale,) = await issues(c, series_id, r.commit_position, rule="stale")
-        assert (micros(stale.snap), stale.severity, stale.status) == (days[2], "warning", "open")
+        (stale,) = await issues(c, series_id, r.commit_position, rule=STALE)
+        assert (micros(stale.snap_time), stale.severity, stale.status) == (days[2], WARNING, OPEN)
         assert json_format.MessageToDict(stale.evidence)["value"] == "10.00"
 
 
@@ -612,8 +653,8 @@ async def test_completeness_counts_exchange_sessions_and_calendar_flags_holidays
         # Every session, plus a value on MLK Day: flagged "calendar", published anyway.
         r = await ingest(c, complete_id, feed, [*closes, (close_us(mlk_day), "4710.00")], "f")
         assert (r.accepted, r.flagged, r.published) == (22, 1, 22)
-        (holiday,) = await issues(c, complete_id, r.commit_position, rule="calendar")
-        assert (micros(holiday.snap), holiday.severity) == (close_us(mlk_day), "warning")
+        (holiday,) = await issues(c, complete_id, r.commit_position, rule=CALENDAR)
+        assert (micros(holiday.snap_time), holiday.severity) == (close_us(mlk_day), WARNING)
         assert json_format.MessageToDict(holiday.evidence)["date"] == "2024-01-15"
 
         metrics = await calculate_metrics(c, complete_id, *window)
@@ -628,7 +669,9 @@ async def test_completeness_counts_exchange_sessions_and_calendar_flags_holidays
         gap = await calculate_metrics(c, gappy_id, *window)
         assert gap.completeness == float("0.952381")
         assert (gap.expected_snaps, gap.received_snaps, gap.uncovered_days) == (21, 20, 0)
-        assert list(gap.missing_sessions) == [dropped.isoformat()]  # what to fill
+        assert list(gap.missing_sessions) == [  # what to fill
+            date_pb2.Date(year=dropped.year, month=dropped.month, day=dropped.day)
+        ]
 
         # The missing session arrives: calculated again, the window is complete.
         r3 = await ingest(c, gappy_id, feed, [(close_us(dropped), "4713.00")], "f")
@@ -704,13 +747,17 @@ def cutoff_series(sources: Sequence[str], *, require_positive: bool = False) -> 
         [(s, i + 1) for i, s in enumerate(sources)],
         frequency=series_pb2.FREQUENCY_TICK,
         min_sources=len(sources),
-        cutoff_seconds=CUTOFF_S,
+        cutoff_s=CUTOFF_S,
         validation=series_pb2.ValidationRules(require_positive=require_positive),
     )
 
 
-async def open_issue(c: Clients, series_id: str, rule: str) -> q.QualityIssue | None:
-    found = await issues(c, series_id, 0, rule=rule)
+async def open_issue(
+    c: Clients, series_id: str, rule: Rule, min_position: int
+) -> q.QualityIssue | None:
+    """The first open issue of `rule`, once the read model has the series (min_position: an
+    unknown series is NOT_FOUND)."""
+    found = await issues(c, series_id, min_position, rule=rule)
     return found[0] if found else None
 
 
@@ -743,22 +790,26 @@ async def test_scheduler_publishes_at_the_cutoff_with_the_sources_that_arrived(
 
         official = await eventually(published, within_s=CUTOFF_S + 8)
         assert (official.version, official.value.price.value) == (1, "42.00")
-        assert micros(official.recorded_from) >= snap + CUTOFF_S * US
-        assert list(official.sources) == [early]
+        assert micros(official.record_time) >= snap + CUTOFF_S * US
+        assert list(official.sources) == sources(early)
         assert official.user == "qis-scheduler"
         assert "cut-off" in official.reason
         assert "1 of 2" in official.reason
-        (v1,) = (await history(c, series_id, snap, official.position_from)).versions
+        (v1,) = (await history(c, series_id, snap, official.record_position)).versions
         assert v1.reason == official.reason
-        trail = await audit(c, series_id, official.position_from)
+        trail = await audit(c, series_id, official.record_position)
         cutoff_entries = [
-            e for e in trail if e.action == "DataPublished" and e.position == official.position_from
+            e
+            for e in trail
+            if e.action == "DataPublished" and e.commit_position == official.record_position
         ]
         assert [e.user for e in cutoff_entries] == ["qis-scheduler"]
 
         # The held point is not published at its cut-off: it is flagged "missed_cutoff".
-        missed = await eventually(lambda: open_issue(c, held_id, "missed_cutoff"), within_s=5)
-        assert (micros(missed.snap), missed.severity, missed.source) == (snap, "warning", "")
+        missed = await eventually(
+            lambda: open_issue(c, held_id, MISSED_CUTOFF, h2.commit_position), within_s=5
+        )
+        assert (micros(missed.snap_time), missed.severity, missed.source) == (snap, WARNING, "")
         assert json_format.MessageToDict(missed.evidence)["status"] == "held"
         assert await query_all(c, held_id) == []
 
@@ -775,9 +826,10 @@ async def test_a_point_held_from_its_first_value_is_flagged_at_its_cutoff(
         assert (r.flagged, r.published) == (1, 0)
         # docs/data-quality.md: missed_cutoff "a point is still held when its cut-off comes".
         missed = await eventually(
-            lambda: open_issue(c, series_id, "missed_cutoff"), within_s=CUTOFF_S + 3
+            lambda: open_issue(c, series_id, MISSED_CUTOFF, r.commit_position),
+            within_s=CUTOFF_S + 3,
         )
-        assert micros(missed.snap) == snap
+        assert micros(missed.snap_time) == snap
 
 
 async def metrics_after(
@@ -787,12 +839,13 @@ async def metrics_after(
     listed = await c.query.ListQualityMetrics(
         q.ListQualityMetricsRequest(series=f"series/{series_id}"), metadata=as_user("reader")
     )
-    found = [m for m in listed.metrics if micros(m.window_start) == window[0]]
-    calculated = [e for e in await audit(c, series_id, 0) if e.action == "QualityMetricsCalculated"]
-    if not found or not calculated or calculated[-1].position <= position:
+    found = [m for m in listed.metrics if micros(m.start_time) == window[0]]
+    trail = await audit(c, series_id, position)  # the series is projected by then
+    calculated = [e for e in trail if e.action == "QualityMetricsCalculated"]
+    if not found or not calculated or calculated[-1].commit_position <= position:
         return None
     assert [e.user for e in calculated] == ["qis-scheduler"] * len(calculated)
-    assert micros(found[0].window_end) == window[1]
+    assert micros(found[0].end_time) == window[1]
     return found[0]
 
 
@@ -867,7 +920,7 @@ async def subscribe_and_restate(
             cmd.RestatePointRequest(
                 command_id=unique("fix"),
                 series=f"series/{series_id}",
-                snap=snap_text(snap),
+                snap_time=timestamp(snap),
                 value=price("77.50"),
                 reason=reason,
                 reason_code="EXCHANGE_CORRECTION",
@@ -890,21 +943,25 @@ async def test_subscriber_receives_a_restatement_with_its_reason(cluster: Cluste
         received, fixed = await subscribe_and_restate(c, series_id, snap, reason, r.commit_position)
         assert len(received) == 2
         first, restated = received
-        assert (micros(first.snap), first.version, first.value.price.value) == (snap, 1, "77.00")
-        assert (micros(restated.snap), restated.version, restated.value.price.value) == (
+        assert (micros(first.snap_time), first.version, first.value.price.value) == (
+            snap,
+            1,
+            "77.00",
+        )
+        assert (micros(restated.snap_time), restated.version, restated.value.price.value) == (
             snap,
             2,
             "77.50",
         )
         assert (restated.reason, restated.user) == (reason, "corrector")
-        assert r.commit_position < restated.position_from <= fixed
+        assert r.commit_position < restated.record_position <= fixed
         # What the subscriber got is what QueryRange serves as the latest version.
         (latest,) = await query_all(c, series_id, min_position=fixed)
-        assert (latest.version, latest.value, latest.reason, latest.position_from) == (
+        assert (latest.version, latest.value, latest.reason, latest.record_position) == (
             restated.version,
             restated.value,
             restated.reason,
-            restated.position_from,
+            restated.record_position,
         )
 
 
@@ -919,11 +976,11 @@ async def test_subscribed_values_carry_their_lineage_like_query_range(cluster: C
         )
         history_ = await history(c, series_id, snap, fixed)
 
-        def lineage(v: q.OfficialValue) -> tuple[int, list[str], str, list[str]]:
+        def lineage(v: q.OfficialValue) -> tuple[int, list[str], int, list[int]]:
             return v.version, list(v.sources), v.method, list(v.flags)
 
         assert [lineage(v) for v in history_.versions] == [
-            (1, [feed], "priority", []),
-            (2, ["manual"], "manual", []),
+            (1, sources(feed), PRIORITY, []),
+            (2, [], MANUAL, []),
         ]
         assert [lineage(v) for v in received] == [lineage(v) for v in history_.versions]

@@ -63,7 +63,7 @@ async def test_min_position_waits_bounded_then_unavailable(make_cluster: MakeClu
             # Reads that do not ask for the new write still answer at once.
             started = time.monotonic()
             old = await query_all(c, series_id, min_position=before.commit_position)
-            assert [micros(v.snap) for v in old] == SNAPS[:2]
+            assert [micros(v.snap_time) for v in old] == SNAPS[:2]
             assert time.monotonic() - started < MAX_WAIT_S * 0.8
 
             # A read asking for it waits about QIS_QUERY_MAX_WAIT_S, then says how far it is.
@@ -95,14 +95,16 @@ async def test_min_position_waits_bounded_then_unavailable(make_cluster: MakeClu
 
         started = time.monotonic()
         after = await query_all(c, series_id, min_position=wanted)
-        assert [(micros(v.snap), v.value.price.value) for v in after] == list(
+        assert [(micros(v.snap_time), v.value.price.value) for v in after] == list(
             zip(SNAPS, ["10", "11", "12", "13"], strict=True)
         )
         print(f"\nafter SIGCONT the query answered in {(time.monotonic() - started) * 1000:.0f} ms")
         history = await c.query.GetPointHistory(
-            q.GetPointHistoryRequest(series=name, snap=after[3].snap, min_position=wanted),
+            q.GetPointHistoryRequest(
+                series=name, snap_time=after[3].snap_time, min_position=wanted
+            ),
             metadata=as_user("alice"),
         )
         assert history.read_position >= wanted
         assert len(history.versions) == 1
-        assert paused_at < history.versions[0].position_from <= wanted
+        assert paused_at < history.versions[0].record_position <= wanted

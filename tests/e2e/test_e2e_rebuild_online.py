@@ -66,7 +66,7 @@ async def test_rebuild_switches_generation_without_downtime(make_cluster: MakeCl
                 n += 1
                 await asyncio.sleep(0.01)
 
-        tail = q.QueryRangeRequest(series=name, start=timestamp(BASE + (LOADED - 100) * US))
+        tail = q.QueryRangeRequest(series=name, start_time=timestamp(BASE + (LOADED - 100) * US))
 
         async def reader() -> None:
             while not stop.is_set():
@@ -111,7 +111,7 @@ async def test_rebuild_switches_generation_without_downtime(make_cluster: MakeCl
         )
         final = await query_all(c, series_id, min_position=last.commit_position)
         expected = sorted([(BASE - US, "1"), *items, *written])
-        assert [(micros(v.snap), v.value.price.value) for v in final] == expected
+        assert [(micros(v.snap_time), v.value.price.value) for v in final] == expected
 
         async with asyncio.timeout(10):
             while len(feed) < len(expected):
@@ -128,5 +128,5 @@ async def test_rebuild_switches_generation_without_downtime(make_cluster: MakeCl
     assert failures == []
     assert len(counts) > 20
     assert counts == sorted(counts), "a query saw fewer points than an earlier one"
-    in_order = [(micros(v.snap), v.value.price.value) for v in feed]
+    in_order = [(micros(v.snap_time), v.value.price.value) for v in feed]
     assert list(dict.fromkeys(in_order)) == [*items, *written, (BASE - US, "1")]

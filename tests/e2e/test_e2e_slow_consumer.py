@@ -140,6 +140,6 @@ async def test_stalled_subscriber_is_cut_off_and_memory_stays_bounded(
                 resumed.extend(message.values)
         finally:
             call.cancel()
-        union = [(micros(v.snap), v.value.price.value) for v in buffered + resumed]
+        union = [(micros(v.snap_time), v.value.price.value) for v in buffered + resumed]
         assert list(dict.fromkeys(union)) == expected
-        assert acks[-2].result.commit_position < resumed[-1].position_from <= last
+        assert acks[-2].result.commit_position < resumed[-1].record_position <= last

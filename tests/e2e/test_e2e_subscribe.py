@@ -47,7 +47,7 @@ def token_key(token: str) -> tuple[int, int]:
 
 
 def change(v: q.OfficialValue) -> Change:
-    return micros(v.snap), v.version, v.value.price.value
+    return micros(v.snap_time), v.version, v.value.price.value
 
 
 class Feed:
@@ -79,7 +79,7 @@ class Feed:
 def assert_in_order(feed: Feed) -> None:
     keys = [token_key(t) for t in feed.tokens]
     assert all(a < b for a, b in itertools.pairwise(keys)), keys
-    positions = [v.position_from for v in feed.values]
+    positions = [v.record_position for v in feed.values]
     assert positions == sorted(positions)
 
 
@@ -128,7 +128,7 @@ async def test_subscribe_catch_up_resume_and_live(cluster: Cluster) -> None:
         batch_of = [0] * 700 + [1] * 600 + [2] * 300
         for i, v in enumerate(first.values):
             b = batch_of[i]
-            assert bounds[b] < v.position_from <= bounds[b + 1], (i, v.position_from, bounds)
+            assert bounds[b] < v.record_position <= bounds[b + 1], (i, v.record_position, bounds)
 
         # Resume from the last token: the rest, then live values as they are committed.
         second = Feed(c, q.SubscribeRequest(series=[name], resume_token=first.tokens[-1]))
@@ -147,7 +147,7 @@ async def test_subscribe_catch_up_resume_and_live(cluster: Cluster) -> None:
             second.close()
         assert_in_order(second)
         assert token_key(first.tokens[-1]) < token_key(second.tokens[0])
-        assert positions[-1] < second.values[-1].position_from <= reply.commit_position
+        assert positions[-1] < second.values[-1].record_position <= reply.commit_position
         print(f"\nlive value latency {latency * 1000:.0f} ms")
 
         union = [change(v) for v in first.values + second.values]
@@ -244,7 +244,7 @@ async def test_a_token_from_another_call_is_invalid_argument(
         tokens["Subscribe"] = (await feed.next()).resume_token
         feed.close()
         audit = await c.query.ListAuditEntries(
-            q.ListAuditEntriesRequest(series=name, page_size=1, min_position=at), metadata=md
+            q.ListAuditEntriesRequest(parent=name, page_size=1, min_position=at), metadata=md
         )
         tokens["ListAuditEntries"] = audit.next_page_token
         token = tokens[token_of]
@@ -271,7 +271,7 @@ async def call_with_token(c: Clients, call: str, name: str, token: str) -> None:
         finally:
             subscription.cancel()
     elif call == "ListAuditEntries":
-        audit = q.ListAuditEntriesRequest(series=name, page_token=token)
+        audit = q.ListAuditEntriesRequest(parent=name, page_token=token)
         await c.query.ListAuditEntries(audit, metadata=md)
     else:
         await c.query.ListSeries(q.ListSeriesRequest(page_token=token), metadata=md)

@@ -9,6 +9,7 @@ every code path after the strategy.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -214,6 +215,9 @@ class Ledger:
     notes: list[str] = field(default_factory=list)  # printed after the table
     # The first answer of each rarer status, for the summary: why it was answered.
     examples: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Which fields INVALID_ARGUMENT answers named (indices folded), per RPC: the checks the
+    # generated requests reached.
+    refused_fields: dict[str, Counter[str]] = field(default_factory=dict)
 
     def record(
         self,
@@ -228,6 +232,15 @@ class Ledger:
         self.slowest[row] = max(self.slowest.get(row, 0.0), outcome.seconds)
         if outcome.code in EXPLAINED:
             self.examples.setdefault((row, outcome.label), outcome.details[:160])
+        statuses = [outcome.status] if outcome.status is not None else []
+        if rpc.method.client_streaming:
+            statuses += [
+                r.error
+                for r in outcome.responses
+                if isinstance(r, command_service_pb2.BulkIngestResponse) and r.HasField("error")
+            ]
+        for status in statuses:
+            self.refused_fields.setdefault(row, Counter()).update(violated_fields(status))
         if not rpc.is_command:
             return
         user = next(v for k, v in metadata if k == "x-qis-user")
@@ -269,7 +282,25 @@ class Ledger:
             " answered as duplicates"
         )
         lines += [f"first {label} of {row}: {why}" for (row, label), why in self.examples.items()]
+        for row, fields in sorted(self.refused_fields.items()):
+            named = ", ".join(name for name, _ in fields.most_common(MAX_LISTED_FIELDS))
+            more = len(fields) - MAX_LISTED_FIELDS
+            lines.append(f"fields refused by {row}: {named}{f' (+{more})' if more > 0 else ''}")
         return "\n".join(lines + self.notes)
+
+
+MAX_LISTED_FIELDS: Final = 24
+_INDEX: Final = re.compile(r"\[\d+\]")
+
+
+def violated_fields(status: status_pb2.Status) -> list[str]:
+    """The field paths of a status' BadRequest violations, indices folded ("points[i].value")."""
+    found: list[str] = []
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            found += [_INDEX.sub("[i]", v.field) for v in bad_request.field_violations]
+    return found
 
 
 def _command_id(rpc: Rpc, request: Request) -> str:

@@ -1,12 +1,16 @@
 """Hypothesis strategies for any protobuf message, built from its descriptor, and for raw bytes.
 
 No message is known by hand: `MessageFuzzer` walks `DESCRIPTOR.fields` and draws every field by
-its type, so a field added to a contract is fuzzed the day it is added. What the fuzzer does
-know is the state a test seeded (resource names, snaps, issue ids, page tokens): `Pools` hands
-those out by field name, so that a good share of requests get past validation into the handlers
-behind it instead of all dying at the first check. Draws shrink towards the pooled, plausible
-value and towards an absent optional field, so a minimised failure differs from a sensible
-request only where it has to.
+its type, so a field added to a contract is fuzzed the day it is added. Well-known types get
+their own shapes: Timestamps and Durations in range and beyond it (seconds past the contracts'
+bounds, nanos that are negative, past a second, or below the microsecond), and a FieldMask's
+paths are the field names of the resource beside it in the request (plus nested, unknown,
+output-only and "*" paths). What the fuzzer does know is the state a test seeded (resource
+names, snaps, issue ids, page tokens) and the grammar of the AIP-160 filters a list RPC takes
+(`aip160_filters`): `Pools` hands those out by field name, so that a good share of requests get
+past validation into the handlers behind it instead of all dying at the first check. Draws
+shrink towards the pooled, plausible value and towards an absent optional field, so a minimised
+failure differs from a sensible request only where it has to.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from google.api import field_behavior_pb2
-from google.protobuf import message_factory, timestamp_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf import duration_pb2, field_mask_pb2, message_factory, timestamp_pb2
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.type import date_pb2
 from hypothesis import strategies as st
@@ -48,6 +52,22 @@ SECOND_EXTREMES: Final = (
     2**31, 2**62, -(2**62), 2**63 - 1, -(2**63),
 )  # fmt: skip
 NANO_EXTREMES: Final = (999_999_999, 1_000_000_000, -1, 2**31 - 1, -(2**31), 1, 999)
+# Nanos that are not whole microseconds: a snap with them is refused, never truncated into
+# another snap; and whole-microsecond ones, which are fine.
+SUB_MICRO_NANOS: Final = (1, 500, 999, 1_001, 999_999_999, 123_456_789, 1_000_500)
+WHOLE_MICRO_NANOS: Final = (1_000, 999_999_000, 500_000_000, 123_456_000)
+# The offsets a snap may state (whole minutes within ±23:59), and ones it may not.
+MAX_OFFSET_SECONDS: Final = 86_340
+OFFSET_SECONDS: Final = (0, -18_000, 19_800, 3_600, -MAX_OFFSET_SECONDS, MAX_OFFSET_SECONDS, 20_700)
+ODD_OFFSET_SECONDS: Final = (
+    30, -1, 59, 86_399, 86_400, -86_400, MAX_OFFSET_SECONDS + 60, 2**31, 2**62, -(2**63),
+    2**63 - 1,
+)  # fmt: skip
+# Spans of time (cut-offs, SLAs): 0 to the span of instants, in whole seconds.
+MAX_SPAN_SECONDS: Final = 315_537_897_599
+SPAN_SECONDS: Final = (0, 1, 60, 3_600, 86_400, MAX_SPAN_SECONDS)
+ODD_SPAN_SECONDS: Final = (-1, MAX_SPAN_SECONDS + 1, 2**62, -(2**63), 2**63 - 1)
+DURATION_NANOS: Final = (1, -1, 999_999_999, 1_000_000_000, -(2**31), 2**31 - 1)
 
 # Instants at the ends of the contracts' range, and just past them once the offset is applied;
 # the epoch and the instant before it (negative micros); a leap day; a leap second.
@@ -175,6 +195,204 @@ def timestamps(
     return usual, st.builds(instant, seconds, nanos)
 
 
+def snap_times(
+    seeded_us: Sequence[int], fresh_us: Sequence[int]
+) -> st.SearchStrategy[timestamp_pb2.Timestamp]:
+    """Snaps (DataPoint.snap_time and the like): mostly the seeded points and days the seed left
+    empty, at whole microseconds; then nanos below the microsecond (two such snaps must never
+    merge), and seconds and nanos beyond the contracts' range."""
+
+    def at(us: int, nanos: int = 0) -> timestamp_pb2.Timestamp:
+        seconds, micros = divmod(us, 1_000_000)
+        return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1_000 + nanos)
+
+    def instant(seconds: int, nanos: int) -> timestamp_pb2.Timestamp:
+        return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+    seeded = st.sampled_from(seeded_us)
+    odd_seconds = st.sampled_from(SECOND_EXTREMES)
+    return weighted(
+        (5, seeded.map(at)),
+        (3, st.sampled_from(fresh_us).map(at)),
+        (1, st.builds(instant, st.sampled_from([us // 1_000_000 for us in seeded_us]), st.sampled_from(WHOLE_MICRO_NANOS))),
+        (2, st.builds(at, seeded, st.sampled_from(SUB_MICRO_NANOS))),
+        (1, st.builds(instant, odd_seconds, st.sampled_from((0, *WHOLE_MICRO_NANOS)))),
+        (1, st.builds(instant, st.integers(FIRST_SECOND, LAST_SECOND), st.sampled_from(NANO_EXTREMES))),
+    )  # fmt: skip
+
+
+def durations(
+    usual_seconds: Sequence[int], odd_seconds: Sequence[int]
+) -> tuple[st.SearchStrategy[duration_pb2.Duration], st.SearchStrategy[duration_pb2.Duration]]:
+    """(usual, odd): whole seconds a field accepts; then seconds it refuses, nanos (below the
+    second, negative, past a second, of another sign than the seconds)."""
+
+    def span(seconds: int, nanos: int) -> duration_pb2.Duration:
+        return duration_pb2.Duration(seconds=seconds, nanos=nanos)
+
+    usual = st.builds(span, st.sampled_from(usual_seconds), st.just(0))
+    odd = weighted(
+        (3, st.builds(span, st.sampled_from(odd_seconds), st.just(0))),
+        (2, st.builds(span, st.sampled_from(usual_seconds), st.sampled_from(DURATION_NANOS))),
+        (1, st.builds(span, st.sampled_from(odd_seconds), st.sampled_from(DURATION_NANOS))),
+    )
+    return usual, odd
+
+
+def utc_offsets() -> st.SearchStrategy[duration_pb2.Duration]:
+    """DataPoint.utc_offset: whole minutes within ±23:59, then everything else."""
+    usual, odd = durations(OFFSET_SECONDS, ODD_OFFSET_SECONDS)
+    return weighted((3, usual), (2, odd))
+
+
+def spans() -> st.SearchStrategy[duration_pb2.Duration]:
+    """Cut-offs and SLAs: whole seconds up to the span of instants, then beyond."""
+    usual, odd = durations(SPAN_SECONDS, ODD_SPAN_SECONDS)
+    return weighted((3, usual), (2, odd))
+
+
+def field_masks(resource: Descriptor) -> tuple[
+    st.SearchStrategy[field_mask_pb2.FieldMask], st.SearchStrategy[field_mask_pb2.FieldMask]
+]:  # fmt: skip
+    """(usual, odd) update masks of `resource` (AIP-134): top-level field names it has (the
+    ones a client may set most often), or "*"; then output-only and identifier fields, nested
+    paths ("publication.cutoff"), JSON names, unknown and empty names, "*" beside others,
+    duplicates, and far too many paths."""
+    settable: list[str] = []
+    fixed: list[str] = []
+    nested: list[str] = []
+    for fd in resource.fields:
+        behaviors = set(fd.GetOptions().Extensions[field_behavior_pb2.field_behavior])
+        if behaviors & {field_behavior_pb2.OUTPUT_ONLY, field_behavior_pb2.IDENTIFIER}:
+            fixed.append(fd.name)
+        else:
+            settable.append(fd.name)
+        if fd.message_type is not None and not fd.message_type.GetOptions().map_entry:
+            nested += [f"{fd.name}.{sub.name}" for sub in fd.message_type.fields]
+    json_names = [fd.json_name for fd in resource.fields if fd.json_name != fd.name]
+    odd_names = [
+        *fixed, *nested, *json_names, "colour", "", " ", "*.*", "**", "name.", ".name",
+        *(n.upper() for n in settable[:2]),
+    ]  # fmt: skip
+
+    def made(paths: list[str]) -> field_mask_pb2.FieldMask:
+        return field_mask_pb2.FieldMask(paths=paths)
+
+    plain = st.sampled_from(settable)
+    usual = weighted(
+        (6, st.lists(plain, min_size=1, max_size=3, unique=True)), (1, st.just(["*"]))
+    ).map(made)
+    anything = plain | st.sampled_from(odd_names) | st.just("*")
+    odd = weighted(
+        (3, st.lists(anything, min_size=1, max_size=4)),
+        (1, plain.map(lambda n: [n, n])),
+        (1, st.builds(lambda ps: ["*", *ps], st.lists(plain, min_size=1, max_size=2))),
+        (1, st.just([])),
+        (1, garbage_strings().map(lambda g: [g])),
+        (1, st.builds(lambda n, k: [n] * k, plain, st.sampled_from([101, 1_001]))),
+    ).map(made)
+    return usual, odd
+
+
+# --- AIP-160 filters ----------------------------------------------------------------------------
+
+COMPARISONS: Final = ("=", "!=", "<", "<=", ">", ">=")
+
+
+@dataclass(frozen=True)
+class FilterField:
+    """A field a filter may compare: the operators it accepts and its values, as filter text
+    (quoted strings, bare enum words)."""
+
+    name: str
+    ops: Sequence[str]
+    values: st.SearchStrategy[str]
+
+
+def quoted(text: str) -> str:
+    r"""A filter string literal: double quotes, with backslash escapes for \" and \\."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def enum_words(enum: EnumDescriptor) -> list[str]:
+    """The value names of an enum without their common prefix ("OPEN" of
+    QUALITY_ISSUE_STATUS_OPEN), as a filter names them; UNSPECIFIED left out."""
+    names = [v.name for v in enum.values if v.number != 0]
+    prefix = next(v.name for v in enum.values if v.number == 0).removesuffix("UNSPECIFIED")
+    return [n.removeprefix(prefix) for n in names]
+
+
+def aip160_filters(fields: Sequence[FilterField]) -> st.SearchStrategy[str]:
+    """Filters of the AIP-160 subset (comparisons joined by AND) on `fields`: well formed most of
+    the time, then each way of leaving the subset: OR, NOT, parentheses, lower-case "and", an
+    unknown field, an operator the field does not take, a value of the wrong kind (bare where
+    quoted, quoted where bare, unterminated, bad escapes), trailing text, a dangling AND, and
+    thousands of terms."""
+    assert fields
+
+    def term(f: FilterField) -> st.SearchStrategy[str]:
+        return st.builds(
+            lambda op, value, a, b: f"{f.name}{a}{op}{b}{value}",
+            st.sampled_from(f.ops),
+            f.values,
+            st.sampled_from([" ", "", "  "]),
+            st.sampled_from([" ", "", "\t"]),
+        )
+
+    good_term = st.sampled_from(list(fields)).flatmap(term)
+    good = st.lists(good_term, min_size=1, max_size=3).map(" AND ".join)
+    names = [f.name for f in fields]
+    bad_op = st.builds(
+        lambda f, op, v: f"{f.name} {op} {v}",
+        st.sampled_from(list(fields)),
+        st.sampled_from([*COMPARISONS, "==", "=~", ":", "<>", "", "IN"]),
+        st.sampled_from(list(fields)).flatmap(lambda f: f.values),
+    )
+    bad_value = st.builds(
+        lambda name, value: f"{name} = {value}",
+        st.sampled_from(names),
+        weighted(
+            (2, garbage_strings()),
+            (2, garbage_strings().map(quoted)),
+            (1, rfc3339_like()),
+            (1, rfc3339_like().map(quoted)),
+            (
+                1,
+                st.sampled_from(['"unterminated', '"a\\q"', '"\\"', "'single'", '""', "-1", "1e9"]),
+            ),
+        ),
+    )
+    joined = st.builds(
+        lambda a, glue, b: f"{a}{glue}{b}",
+        good,
+        st.sampled_from([" OR ", " and ", " AND AND ", " ", " AND NOT ", ", ", " && "]),
+        good,
+    )
+    wrapped = st.builds(
+        lambda text, how: how.format(text),
+        good,
+        st.sampled_from(
+            ["({})", "NOT {}", "-{}", "{} AND", "AND {}", "{})", "{} trailing", "{}\x00"]
+        ),
+    )
+    unknown = st.builds(
+        lambda name, v: f"{name} = {v}",
+        st.sampled_from(["colour", "series", "name", "parent", "rule.name", "", "AND", "*"]),
+        st.sampled_from(["X", '"x"', "OPEN"]),
+    )
+    huge = st.builds(lambda t, n: " AND ".join([t] * n), good_term, st.sampled_from([100, 5_000]))
+    return weighted(
+        (8, good),
+        (2, bad_op),
+        (2, bad_value),
+        (2, joined),
+        (2, wrapped),
+        (1, unknown),
+        (1, huge),
+        (1, garbage_strings()),
+    )
+
+
 def dates() -> tuple[st.SearchStrategy[date_pb2.Date], st.SearchStrategy[date_pb2.Date]]:
     """(usual, odd): real dates; then years, months and days at and beyond their ranges."""
 
@@ -228,6 +446,7 @@ class MessageFuzzer:
         self._max_depth = max_depth
         self._max_items = max_items
         self._timestamps = self._mix(*timestamps(pools.seeded_seconds))
+        self._durations = self._mix(*durations(SPAN_SECONDS, ODD_SPAN_SECONDS))
         self._dates = self._mix(*dates())
         self._garbage = garbage_strings()
         self._cache: dict[tuple[str, int], st.SearchStrategy[Message]] = {}
@@ -246,6 +465,8 @@ class MessageFuzzer:
     def _build(self, descriptor: Descriptor, depth: int) -> st.SearchStrategy[Message]:
         if descriptor.full_name == "google.protobuf.Timestamp":
             return self._timestamps
+        if descriptor.full_name == "google.protobuf.Duration":
+            return self._durations
         if descriptor.full_name == "google.type.Date":
             return self._dates
         cls = message_factory.GetMessageClass(descriptor)
@@ -309,6 +530,9 @@ class MessageFuzzer:
             assert fd.message_type is not None
             pooled_message = _lookup(self._pools.messages, fd)
             built = self.messages(fd.message_type, depth + 1)
+            resource = _masked_resource(fd)
+            if resource is not None:  # paths of the resource beside it in the request
+                built = self._mix(*field_masks(resource))
             return built if pooled_message is None else self._mix(pooled_message, built)
         if fd.type == F.TYPE_STRING:
             hint = _lookup(self._pools.strings, fd)
@@ -357,6 +581,20 @@ class RequestFuzzer:
             (3, crafted_wire(descriptor)),
             (2, st.binary(max_size=256)),
         )
+
+
+def _masked_resource(fd: FieldDescriptor) -> Descriptor | None:
+    """For a FieldMask field, the message it masks: the one other message field of its request
+    that is not a well-known type (EvolveSeriesSchemaRequest.update_mask masks `series`)."""
+    if fd.message_type is None or fd.message_type.full_name != "google.protobuf.FieldMask":
+        return None
+    owner = fd.containing_type
+    candidates = [
+        f.message_type
+        for f in (owner.fields if owner is not None else ())
+        if f.message_type is not None and not f.message_type.full_name.startswith("google.")
+    ]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def _assign(message: Message, fd: FieldDescriptor, value: Any) -> None:

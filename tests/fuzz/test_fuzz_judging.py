@@ -8,7 +8,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from qis.data.v1 import command_service_pb2 as cmd
 
-from tests.fuzz.fuzz_calls import C, Outcome, Rpc, problems, rpcs
+from tests.fuzz.fuzz_calls import C, Ledger, Outcome, Rpc, problems, rpcs, violated_fields
 
 pytestmark = pytest.mark.fuzz
 
@@ -69,3 +69,21 @@ def test_a_bad_answer_is_caught(rpc: Rpc, outcome: Outcome, chunks: int) -> None
 def test_a_clear_answer_passes(rpc: Rpc, outcome: Outcome) -> None:
     chunks = len(outcome.responses) or 1
     assert not problems(rpc, outcome, chunks)
+
+
+def test_the_summary_names_the_fields_refused_with_indices_folded() -> None:
+    violation = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field="points[3].snap_time"),
+            error_details_pb2.BadRequest.FieldViolation(field="update_mask.paths[12]"),
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(violation)
+    status = status_pb2.Status(code=C.INVALID_ARGUMENT.value[0], details=[detail])
+    assert violated_fields(status) == ["points[i].snap_time", "update_mask.paths[i]"]
+    ledger = Ledger()
+    ledger.record(UNARY, "", [], (), answered(C.INVALID_ARGUMENT, status=status))
+    assert "fields refused by QueryService.GetSeries: points[i].snap_time, update_mask" in (
+        ledger.table()
+    )

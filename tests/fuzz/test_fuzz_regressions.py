@@ -45,4 +45,4 @@ async def test_the_scheduler_measures_tick_series(eager_cluster: Cluster) -> Non
             await asyncio.sleep(0.2)
     assert metrics, eager_cluster.log_tail(COMMAND, 5)
     window = metrics[0]
-    assert window.window_start.seconds * US <= snap_us < window.window_end.seconds * US
+    assert window.start_time.seconds * US <= snap_us < window.end_time.seconds * US

@@ -24,13 +24,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from qis.data.v1 import command_service_pb2 as cmd
+from qis.data.v1 import quality_pb2, series_pb2, values_pb2
 from qis.data.v1 import query_service_pb2 as q
-from qis.data.v1 import series_pb2, values_pb2
 from qis_command.application.scheduler import SCHEDULER_USER
+from qis_domain.events import ALL_EVENT_TYPES
 from qis_projector.main import LAG_SERVICE
 
 from tests.e2e.harness import (
@@ -46,8 +49,8 @@ from tests.e2e.harness import (
     ingest_request,
     price_series,
     read_only,
+    rfc3339,
     setup_series,
-    snap_text,
     timestamp,
 )
 from tests.fuzz.fuzz_calls import (
@@ -63,11 +66,19 @@ from tests.fuzz.fuzz_calls import (
     server_trace,
 )
 from tests.fuzz.fuzz_messages import (
+    COMPARISONS,
     EXTREMES,
+    FilterField,
     Pools,
     RequestFuzzer,
+    aip160_filters,
     decimal_like,
+    enum_words,
+    quoted,
     rfc3339_like,
+    snap_times,
+    spans,
+    utc_offsets,
     weighted,
 )
 
@@ -135,7 +146,7 @@ async def seed(c: Clients) -> Seeded:
     # Bar 5 is inconsistent (high below low).
     bar_points = [
         values_pb2.DataPoint(
-            snap=snap_text(us),
+            snap_time=timestamp(us),
             value=values_pb2.DataValue(
                 bar=values_pb2.OhlcBar(
                     open="10", high="9" if d == 5 else "12", low="10" if d == 5 else "8", close="11"
@@ -164,15 +175,29 @@ async def harvest(c: Clients, head: int) -> tuple[list[str], list[str]]:
     issues: list[str] = []
     tokens: list[str] = []
     for series in (PX, BAR):
-        listed = await c.query.ListQualityIssues(
-            q.ListQualityIssuesRequest(series=f"series/{series}", status="any", min_position=head),
+        listed = await c.query.ListQualityIssues(  # an empty filter: every status
+            q.ListQualityIssuesRequest(
+                parent=f"series/{series}", page_size=1_000, min_position=head
+            ),
             metadata=md,
         )
         issues += [i.issue_id for i in listed.issues]
         page = await c.query.ListQualityIssues(
-            q.ListQualityIssuesRequest(series=f"series/{series}", page_size=1), metadata=md
+            q.ListQualityIssuesRequest(parent=f"series/{series}", page_size=1), metadata=md
         )
         tokens.append(page.next_page_token)
+    for parent, filter_ in (("series/-", "status = OPEN"), ("series/-", "")):
+        page = await c.query.ListQualityIssues(
+            q.ListQualityIssuesRequest(parent=parent, filter=filter_, page_size=1), metadata=md
+        )
+        tokens.append(page.next_page_token)
+    history = await c.query.GetPointHistory(  # two sources' observations and a version
+        q.GetPointHistoryRequest(
+            series=f"series/{PX}", snap_time=timestamp(SEEDED_US[0]), page_size=1
+        ),
+        metadata=md,
+    )
+    tokens.append(history.next_page_token)
     async for reply in c.query.QueryRange(
         q.QueryRangeRequest(series=f"series/{PX}", page_size=2), metadata=md
     ):
@@ -181,10 +206,15 @@ async def harvest(c: Clients, head: int) -> tuple[list[str], list[str]]:
     tokens.append(
         (await c.query.ListSeries(q.ListSeriesRequest(page_size=1), metadata=md)).next_page_token
     )
-    audit = await c.query.ListAuditEntries(
-        q.ListAuditEntriesRequest(series=f"series/{PX}", page_size=2), metadata=md
-    )
-    tokens.append(audit.next_page_token)
+    for parent, filter_ in (
+        (f"series/{PX}", ""),
+        ("-", f'user = "{USERS[0]}"'),
+        (f"sources/{SOURCES[0]}", ""),
+    ):
+        audit = await c.query.ListAuditEntries(
+            q.ListAuditEntriesRequest(parent=parent, filter=filter_, page_size=1), metadata=md
+        )
+        tokens.append(audit.next_page_token)
     async for update in c.query.Subscribe(q.SubscribeRequest(), metadata=md):
         tokens.append(update.resume_token)
         break
@@ -197,12 +227,14 @@ def crafted_tokens() -> st.SearchStrategy[str]:
     at and beyond what the stores hold."""
     number = st.sampled_from(EXTREMES) | st.integers(-5, 50)
     payload = st.fixed_dictionaries(
-        {"k": st.sampled_from(["range", "feed", "series", "audit", "issues", "x"])},
+        {"k": st.sampled_from(["range", "feed", "series", "audit", "issues", "history", "x"])},
         optional={
             "position": number,
             "index": number,
             "after": number | st.text(max_size=8),
             "q": st.text(max_size=16),
+            "parent": st.sampled_from(["-", "series/-", f"series/{PX}", f"sources/{SOURCES[0]}"]),
+            "filter": st.sampled_from(["", "status = OPEN", 'user = "x"']),
         },
     )
     return payload.map(lambda p: base64.urlsafe_b64encode(json.dumps(p).encode()).decode())
@@ -221,11 +253,19 @@ def pools(seeded: Seeded) -> Pools:
         (4, st.sampled_from(names("sources", SOURCES))),
         (1, st.sampled_from(names("sources", NEW_SOURCES))),
     )
-    snaps = weighted(
-        (5, st.sampled_from([snap_text(us) for us in SEEDED_US])),
-        (3, st.sampled_from([snap_text(us) for us in FRESH_US])),
-        (2, rfc3339_like()),
+    # Parents: one collection, every one (AIP-159's "-"), then malformed or unknown ones.
+    issue_parents = weighted(
+        (5, st.sampled_from(names("series", (PX, BAR)))),
+        (3, st.just("series/-")),
+        (1, st.sampled_from(["-", "series/fz-nope", f"sources/{SOURCES[0]}", "sources/-"])),
     )
+    audit_parents = weighted(
+        (4, st.sampled_from(names("series", (PX, BAR)))),
+        (3, st.sampled_from(names("sources", SOURCES))),
+        (3, st.just("-")),
+        (1, st.sampled_from(["series/-", "sources/-", "series/fz-nope", "sources/fz-nope"])),
+    )
+    snaps = snap_times(SEEDED_US, FRESH_US)
     decimals = decimal_like()
     positions = weighted(
         (6, st.just(0)), (3, st.sampled_from(seeded.positions)), (1, st.integers(0, 2**63 - 1))
@@ -242,8 +282,10 @@ def pools(seeded: Seeded) -> Pools:
         "source": source_names,
         "series_id": st.sampled_from([*NEW_SERIES, PX]),
         "source_id": st.sampled_from([*NEW_SOURCES, SOURCES[0]]),
-        "snap": snaps,
-        "snaps": snaps,
+        "ListQualityIssuesRequest.parent": issue_parents,
+        "ListAuditEntriesRequest.parent": audit_parents,
+        "ListQualityIssuesRequest.filter": aip160_filters(issue_filter_fields()),
+        "ListAuditEntriesRequest.filter": aip160_filters(audit_filter_fields()),
         "issue_ids": st.sampled_from(seeded.issue_ids),
         "page_token": st.sampled_from(seeded.tokens) | crafted_tokens(),
         "resume_token": st.sampled_from(seeded.tokens) | crafted_tokens(),
@@ -254,9 +296,6 @@ def pools(seeded: Seeded) -> Pools:
         ),
         "calendar": st.sampled_from(["XNYS", "XTKS", "XLON", "XXXX", "24/7"]),
         "provider": st.sampled_from(["synthetic", "bloomberg", "file"]),
-        "rule": st.sampled_from(["positive", "jump", "source_break", "spike", "stale", "calendar"]),
-        "severity": st.sampled_from(["error", "warning", "info"]),
-        "status": st.sampled_from(["open", "any", "approved", "rejected", "overridden"]),
         "reason_code": st.just("EXCHANGE_CORRECTION"),
         **{
             name: st.text(min_size=1, max_size=40)
@@ -274,8 +313,12 @@ def pools(seeded: Seeded) -> Pools:
     }  # fmt: skip
     ints = {
         "min_position": positions,
-        "at_position": positions,
+        "as_of_position": positions,
         "after_position": positions,
+        # The seeded series' versions (1, 2 after an evolution...), then ones no series has.
+        "expected_schema_version": weighted(
+            (3, st.sampled_from([0, 1, 2, 3])), (1, st.sampled_from([99, -1, 2**31 - 1]))
+        ),
         "page_size": st.sampled_from([0, 1, 2, 3, 10, 1_000, 1_001, 10_000, 10_001, -1]),
         "priority": st.sampled_from([1, 2, 3, 0]),
         "precision": st.sampled_from([0, 2, 4, 18, 19]),
@@ -285,18 +328,24 @@ def pools(seeded: Seeded) -> Pools:
         # The seeded prices' own, so that an evolution of PX (both immutable) can be accepted.
         "Series.data_type": st.just(values_pb2.DATA_TYPE_PRICE),
         "Series.frequency": st.just(series_pb2.FREQUENCY_DAILY),
-        "cutoff_seconds": st.sampled_from([0, 60, 3_600, 315_537_897_599, 315_537_897_600]),
-        "timeliness_sla_seconds": st.sampled_from([0, 60, 315_537_897_599, 315_537_897_600]),
     }
     # A window over the seeded days (the fuzzer's own draws put start and end in any order).
     window = {
         "start_time": st.sampled_from(SEEDED_US[:10]).map(timestamp),
         "end_time": st.sampled_from(SEEDED_US[10:]).map(timestamp),
     }
+    messages: dict[str, st.SearchStrategy[Message]] = {
+        **{f"CalculateQualityMetricsRequest.{name}": s for name, s in window.items()},
+        "snap_time": snaps,
+        "snap_times": snaps,
+        "utc_offset": utc_offsets(),
+        "cutoff": spans(),
+        "timeliness_sla": spans(),
+    }
     return Pools(
         strings=strings,
         ints=ints,
-        messages={f"CalculateQualityMetricsRequest.{name}": s for name, s in window.items()},
+        messages=messages,
         oneofs={"qis.data.v1.DataValue.kind": "price"},
         needed=frozenset(
             {
@@ -304,7 +353,7 @@ def pools(seeded: Seeded) -> Pools:
                 "Series.unit",
                 "DataSource.name",
                 "SeriesSource.source",
-                "DataPoint.snap",
+                "DataPoint.snap_time",
                 "DataPoint.value",
                 "RestatePointRequest.value",
                 "Price.value",
@@ -317,6 +366,48 @@ def pools(seeded: Seeded) -> Pools:
         ),
         seeded_seconds=[us // US for us in SEEDED_US],
     )
+
+
+def time_values() -> st.SearchStrategy[str]:
+    """Times in a filter: quoted RFC 3339 around the seeded days, and near misses."""
+    return weighted(
+        (4, st.sampled_from([*SEEDED_US[:3], SEEDED_US[-1], FRESH_US[0]]).map(rfc3339)),
+        (1, st.just(rfc3339(2**50))),  # after the seed's commits: their commit times are now
+        (2, rfc3339_like()),
+    ).map(quoted)
+
+
+def issue_filter_fields() -> list[FilterField]:
+    """What ListQualityIssuesRequest.filter compares (see its proto comment)."""
+
+    def words(enum: EnumDescriptor) -> st.SearchStrategy[str]:
+        return st.sampled_from(enum_words(enum))
+
+    equality = ("=", "!=")
+    return [
+        FilterField("rule", equality, words(quality_pb2.QualityRule.DESCRIPTOR)),
+        FilterField("severity", equality, words(quality_pb2.Severity.DESCRIPTOR)),
+        FilterField("status", equality, words(quality_pb2.QualityIssueStatus.DESCRIPTOR)),
+        FilterField(
+            "source",
+            equality,
+            st.sampled_from([f"sources/{s}" for s in (*SOURCES, *NEW_SOURCES)]).map(quoted),
+        ),
+        FilterField("snap_time", COMPARISONS, time_values()),
+        FilterField("raise_time", COMPARISONS, time_values()),
+    ]
+
+
+def audit_filter_fields() -> list[FilterField]:
+    """What ListAuditEntriesRequest.filter compares (see its proto comment)."""
+    actions = [event.event_type for event in ALL_EVENT_TYPES]
+    equality = ("=", "!=")
+    return [
+        FilterField("snap_time", ("=",), time_values()),
+        FilterField("commit_time", COMPARISONS, time_values()),
+        FilterField("user", equality, st.sampled_from([*USERS, SCHEDULER_USER]).map(quoted)),
+        FilterField("action", equality, st.sampled_from(actions).map(quoted)),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -482,3 +573,52 @@ def test_no_process_logged_an_error(world: World) -> None:
                 warnings[f"{process.name}: {kind}"] += 1
     LEDGER.notes.extend(f"log warnings {n:>5}  {kind}" for kind, n in sorted(warnings.items()))
     assert not errors, "\n".join(errors[:10])
+
+
+# What the generated requests must keep reaching: the checks of the contract's newer shapes
+# (Timestamp snaps, Duration offsets and spans, update masks, AIP-160 filters, parents, paged
+# histories), each named by at least one INVALID_ARGUMENT answer; and the statuses only a
+# request that got past them can see.
+REACHED_FIELDS = {
+    "CommandService.IngestPoints": ("points[i].snap_time", "points[i].utc_offset"),
+    "CommandService.BulkIngest": ("points[i].snap_time", "points[i].utc_offset"),
+    "CommandService.PublishPoints": ("snap_times[i]",),
+    "CommandService.RestatePoint": ("snap_time",),
+    "CommandService.DefineSeries": ("series.publication.cutoff", "series.publication.timeliness_sla"),
+    "CommandService.EvolveSeriesSchema": ("update_mask.paths[i]", "expected_schema_version"),
+    "CommandService.ConfigureDataSource": ("update_mask.paths[i]",),
+    "QueryService.ListQualityIssues": ("parent", "filter", "page_token"),
+    "QueryService.ListAuditEntries": ("parent", "filter", "page_token"),
+    "QueryService.GetPointHistory": ("snap_time", "page_token", "page_size"),
+    "QueryService.GetValues": ("snap_times[i]",),
+}  # fmt: skip
+REACHED_STATUSES = {
+    "CommandService.EvolveSeriesSchema": ("OK", "ABORTED", "FAILED_PRECONDITION"),
+    "CommandService.ConfigureDataSource": ("OK",),
+    "QueryService.ListQualityIssues": ("OK",),
+    "QueryService.ListAuditEntries": ("OK",),
+    "QueryService.GetPointHistory": ("OK", "NOT_FOUND"),
+}
+
+
+def test_the_generated_requests_reached_the_checks_of_every_rpc(world: World) -> None:
+    """A fuzzer whose requests all die at the first check tests nothing behind it: every RPC
+    fuzzed in full (the CI profile or more) must have had each of its newer fields refused at
+    least once, and must have seen the answers that only valid requests get."""
+    fuzzed = Counter[str]()
+    for (row, _), n in LEDGER.calls.items():
+        fuzzed[row] += n
+    missing: list[str] = []
+    for row, fields in REACHED_FIELDS.items():
+        if fuzzed[row] < min(PROFILE.max_examples, 500):
+            continue  # not fuzzed in full in this run (e.g. -k, or QIS_FUZZ_CASES below 500)
+        refused = LEDGER.refused_fields.get(row, Counter[str]())
+        missing += [
+            f"{row}: {name}"
+            for name in fields
+            if not any(f == name or f.startswith(f"{name}.") for f in refused)
+        ]
+    for row, labels in REACHED_STATUSES.items():
+        if fuzzed[row] >= min(PROFILE.max_examples, 500):
+            missing += [f"{row}: {label}" for label in labels if not LEDGER.calls[(row, label)]]
+    assert not missing, f"never reached: {missing}"

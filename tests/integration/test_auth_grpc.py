@@ -60,7 +60,7 @@ class Service:
             pb.RegisterDataSourceRequest(
                 command_id=f"reg-{source}",
                 source_id=source,
-                source=series_pb2.DataSource(provider="bloomberg", enabled=True),
+                source=series_pb2.DataSource(provider="bloomberg"),
             ),
             metadata=metadata,
         )

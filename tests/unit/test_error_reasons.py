@@ -12,7 +12,10 @@ import pytest
 from google.rpc import error_details_pb2
 from qis_command.application.handlers import ConcurrencyExhausted
 from qis_domain.command_log import CommandRecord
+from qis_domain.commands import CommandContext
+from qis_domain.definitions import SeriesDefinition, SeriesSource, Update
 from qis_domain.errors import (
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
@@ -21,6 +24,10 @@ from qis_domain.errors import (
     PermissionDenied,
 )
 from qis_domain.names import issue_resource, point_resource, series_resource, source_resource
+from qis_domain.reference_data import ReferenceData
+from qis_domain.series_bucket import Recorded
+from qis_domain.snaps import Frequency
+from qis_domain.values import DataType
 from qis_query.application.consistency import ReadModelBehind
 from qis_query.application.limits import TooManySubscriptions
 from qis_query.application.subscription import SubscriberStalled
@@ -36,6 +43,21 @@ def _reused() -> Exception:
     record.accepted = record.accept("a", ["s"])[0]  # type: ignore[assignment]
     with pytest.raises(AlreadyExists) as refused:
         record.earlier_streams("b")
+    return refused.value
+
+
+def _stale_schema_version() -> Exception:
+    series = ReferenceData("SPX")
+    definition = SeriesDefinition(
+        data_type=DataType.PRICE,
+        frequency=Frequency.DAILY,
+        unit="USD",
+        sources=(SeriesSource(source_id="a", priority=1),),
+    )
+    [defined] = series.define(definition, {"a"}, CommandContext("c-1", "u", 0))
+    series.apply(defined, Recorded("c-1", "u", 1, 0))
+    with pytest.raises(Aborted) as refused:
+        series.updated(Update(values={"precision": 2}), expected_schema_version=2)
     return refused.value
 
 
@@ -63,6 +85,7 @@ CASES: list[tuple[Exception, grpc.StatusCode, str]] = [
         "IMMUTABLE_FIELD",
     ),
     (PermissionDenied("no", "FOUR_EYES"), grpc.StatusCode.PERMISSION_DENIED, "FOUR_EYES"),
+    (_stale_schema_version(), grpc.StatusCode.ABORTED, "SCHEMA_VERSION_MISMATCH"),
     (ConcurrencyExhausted("busy"), grpc.StatusCode.ABORTED, "CONTENTION"),
     (_disk_full(), grpc.StatusCode.RESOURCE_EXHAUSTED, "STORE_FULL"),
     (ReadModelBehind(5, 3, 1.0), grpc.StatusCode.UNAVAILABLE, "READ_MODEL_BEHIND"),
@@ -100,3 +123,13 @@ def test_a_not_found_names_the_resource_type_and_name() -> None:
         "series/SPX/points/1970-01-01T00:00:00Z",
         "snaps[3]",
     )
+
+
+def test_only_a_refusal_a_retry_can_overcome_carries_a_retry_delay() -> None:
+    # Both ABORTED: contention clears by itself, a stale schema version never does.
+    def delays(error: Exception) -> int:
+        info = error_details_pb2.RetryInfo()
+        return sum(d.Unpack(info) for d in status_for(error).details)
+
+    assert delays(ConcurrencyExhausted("busy")) == 1
+    assert delays(_stale_schema_version()) == 0

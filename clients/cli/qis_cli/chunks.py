@@ -1,6 +1,10 @@
 """An import file cut into chunks with deterministic command ids, and a rejected chunk's field
 violations mapped back to the rows of the file.
 
+A row's snap is read here: the contract carries instants (a Timestamp and the offset the file
+stated), not the file's text, so a row whose snap is not an RFC 3339 date-time with an offset
+is refused with its reason before anything is sent, never read in this machine's zone.
+
 The server remembers the command ids it has handled and answers a repeat with the first outcome,
 appending nothing. Deriving every id from the file's content and the import's parameters makes a
 re-run of the same import a no-op, and a re-run after a broken stream a resume.
@@ -11,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
+from qis_domain.snaps import Snap, parse_snap
+
 from qis_cli.errors import Violation
-from qis_cli.readers import Row
+from qis_cli.readers import SNAP, Row
 
 # Fixed forever: changing it would give every past import new ids, so re-running one would
 # ingest it again instead of being answered with duplicates.
@@ -62,20 +67,20 @@ def retry_id(command_id: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Point:
+    """A row whose snap was read: what a request carries."""
+
+    row: Row
+    snap: Snap
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     command_id: str
     index: int
     """Position of the chunk in the file; a re-sent chunk keeps the index of its original."""
-    rows: tuple[Row, ...]
+    points: tuple[Point, ...]
     resent: bool = False
-
-
-def chunks_of(rows: Iterable[Row], key: ImportKey) -> Iterator[Chunk]:
-    it = iter(rows)
-    index = 0
-    while batch := tuple(islice(it, key.chunk_size)):
-        yield Chunk(key.chunk_id(index), index, batch)
-        index += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,29 @@ class RowProblem:
     reason: str
 
 
+Refuse = Callable[[RowProblem], None]
+
+
+def chunks_of(rows: Iterable[Row], key: ImportKey, refuse: Refuse) -> Iterator[Chunk]:
+    """Chunks of `key.chunk_size` points. A row whose snap cannot be read (no offset, finer
+    than a microsecond, not RFC 3339, out of range) goes to `refuse` with the reason, and the
+    chunk fills up with the next rows: the same file always makes the same chunks."""
+    index = 0
+    batch: list[Point] = []
+    for row in rows:
+        try:
+            batch.append(Point(row, parse_snap(row.snap)))
+        except ValueError as error:
+            refuse(RowProblem((row,), SNAP, str(error)))
+            continue
+        if len(batch) == key.chunk_size:
+            yield Chunk(key.chunk_id(index), index, tuple(batch))
+            index += 1
+            batch = []
+    if batch:
+        yield Chunk(key.chunk_id(index), index, tuple(batch))
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     problems: tuple[RowProblem, ...]
@@ -95,15 +123,20 @@ class Rejection:
     """The chunk's other rows, to be sent alone; None when no row could be told apart."""
 
 
+# A volume's quantity comes from the row's "value", like a price's value; a point's instant and
+# offset both come from the row's snap.
+_COLUMN_OF_FIELD = {"quantity": "value", "snap_time": SNAP, "utc_offset": SNAP}
+
+
 def column_of(point_field: str | None) -> str:
     """The row field a violation's sub-path is about: "value.price.value" -> "value",
     "value.volume.quantity" -> "value", "value.price.currency" -> "currency",
-    "value.bar.high" -> "high", "snap" -> "snap"; the point as a whole -> "point"."""
+    "value.bar.high" -> "high", "snap_time" and "utc_offset" -> "snap"; the point as a whole
+    -> "point"."""
     if point_field is None:
         return "point"
     last = point_field.rsplit(".", 1)[-1]
-    # A volume's quantity comes from the row's "value", like a price's value.
-    return "value" if last == "quantity" else last
+    return _COLUMN_OF_FIELD.get(last, last)
 
 
 def judge_rejection(chunk: Chunk, violations: Sequence[Violation], reason: str) -> Rejection:
@@ -115,7 +148,7 @@ def judge_rejection(chunk: Chunk, violations: Sequence[Violation], reason: str) 
     chunk_wide: list[Violation] = []
     for violation in violations:
         match = _POINT_FIELD.fullmatch(violation.field)
-        if match is not None and int(match[1]) < len(chunk.rows):
+        if match is not None and int(match[1]) < len(chunk.points):
             column = column_of(match[2])
             by_row.setdefault(int(match[1]), []).append(Violation(column, violation.description))
         else:
@@ -123,14 +156,15 @@ def judge_rejection(chunk: Chunk, violations: Sequence[Violation], reason: str) 
     if not by_row and not chunk_wide:
         chunk_wide.append(Violation("", reason))
     problems = [
-        RowProblem((chunk.rows[i],), v.field, v.description)
+        RowProblem((chunk.points[i].row,), v.field, v.description)
         for i, found in sorted(by_row.items())
         for v in found
     ]
-    others = tuple(row for i, row in enumerate(chunk.rows) if i not in by_row)
+    others = tuple(point for i, point in enumerate(chunk.points) if i not in by_row)
     if chunk_wide:
         if others:
-            problems.extend(RowProblem(others, v.field, v.description) for v in chunk_wide)
-        return Rejection(tuple(problems), len(chunk.rows), None)
+            rows = tuple(point.row for point in others)
+            problems.extend(RowProblem(rows, v.field, v.description) for v in chunk_wide)
+        return Rejection(tuple(problems), len(chunk.points), None)
     retry = Chunk(retry_id(chunk.command_id), chunk.index, others, resent=True) if others else None
     return Rejection(tuple(problems), len(by_row), retry)

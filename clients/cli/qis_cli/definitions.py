@@ -3,6 +3,8 @@
 The evolvable parts of a definition (unit, rules, reconciliation, publication, ...) are one
 table of options, shared by `define-series` (set on a new definition) and `evolve-series`
 (changed on the current one, the rest kept): an option left out is left as it is.
+`evolve-series` sends the top-level fields its options touch under an update mask, with the
+schema version it read, so that the service refuses it rather than undo a concurrent change.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from google.protobuf import duration_pb2, field_mask_pb2
 from google.protobuf.message import Message
 from qis.data.v1 import command_service_pb2, series_pb2, values_pb2
 
+from qis_cli.enums import short_name
 from qis_cli.errors import CliError
 
 DATA_TYPES = ("price", "volume", "ohlc_bar", "options_chain", "corporate_action")
@@ -77,6 +81,19 @@ def duration_seconds(text: str) -> int:
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 15m, 2h, 1d")
     return int(match[1]) * _SECONDS[match[2]]
+
+
+def duration_text(seconds: int) -> str:
+    """Seconds as they would be typed, in the largest whole unit: 7200 -> "2h", 5400 -> "90m";
+    "" for 0 (off)."""
+    for unit in ("d", "h", "m"):
+        if seconds and not seconds % _SECONDS[unit]:
+            return f"{seconds // _SECONDS[unit]}{unit}"
+    return f"{seconds}s" if seconds else ""
+
+
+def _duration(seconds: int) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=seconds)
 
 
 def _enum(prefix: str, enum: Any) -> Callable[[str], int]:
@@ -234,18 +251,20 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "--cutoff",
-        "publication.cutoff_seconds",
+        "publication.cutoff",
         "publish with what has arrived this long after the snap, even short of --min-sources"
         " (90s, 30m, 2h, 1d; 'off')",
         duration_seconds,
         metavar="DURATION",
+        to_proto=_duration,
     ),
     Setting(
         "--sla",
-        "publication.timeliness_sla_seconds",
+        "publication.timeliness_sla",
         "a first publication later than this after its snap counts as late ('off': no SLA)",
         duration_seconds,
         metavar="DURATION",
+        to_proto=_duration,
     ),
     Setting(
         "--manual-publication",
@@ -267,17 +286,23 @@ def add_setting_options(parser: argparse.ArgumentParser, title: str) -> None:
             group.add_argument(s.flag, type=s.type, metavar=s.metavar, help=s.help)
 
 
+def _given(args: argparse.Namespace) -> list[Setting]:
+    return [s for s in SETTINGS if getattr(args, s.dest) is not None]
+
+
 def apply_settings(series: series_pb2.Series, args: argparse.Namespace) -> None:
     """Sets the fields whose option was given; leaves the others as they are."""
-    for s in SETTINGS:
-        value = getattr(args, s.dest)
-        if value is None:
-            continue
+    for s in _given(args):
         *parents, leaf = s.field.split(".")
         message: Message = series
         for name in parents:
             message = getattr(message, name)
-        setattr(message, leaf, s.to_proto(value))
+        value = s.to_proto(getattr(args, s.dest))
+        if isinstance(value, Message):
+            # A message field (a Duration) cannot be assigned, only filled.
+            getattr(message, leaf).CopyFrom(value)
+        else:
+            setattr(message, leaf, value)
 
 
 def define_request(
@@ -322,6 +347,31 @@ def evolved(
     return series
 
 
+def evolve_request(
+    command_id: str,
+    current: series_pb2.Series,
+    series: series_pb2.Series,
+    args: argparse.Namespace,
+) -> command_service_pb2.EvolveSeriesSchemaRequest:
+    """`series` (`current` as the options change it) sent for the top-level fields the options
+    given touch, and only those: a mask names whole fields, so `--max-jump-percent` sends all of
+    "validation", the rules not given as they were read. `expected_schema_version` is the
+    version they were read at: had the series changed since, the service refuses the request
+    (ABORTED, SCHEMA_VERSION_MISMATCH) instead of putting back what was read."""
+    touched = {s.field.split(".")[0] for s in _given(args)}
+    if args.source or args.remove_source:
+        touched.add("sources")
+    # In the order of the definition, so that the same options always make the same mask.
+    paths = [fd.name for fd in series_pb2.Series.DESCRIPTOR.fields if fd.name in touched]
+    return command_service_pb2.EvolveSeriesSchemaRequest(
+        command_id=command_id,
+        series=series,
+        reason=args.reason,
+        update_mask=field_mask_pb2.FieldMask(paths=paths),
+        expected_schema_version=current.schema_version,
+    )
+
+
 def changes(before: series_pb2.Series, after: series_pb2.Series) -> list[str]:
     """'field: old -> new' for every field that differs, for a person to check."""
     old, new = _fields(before), _fields(after)
@@ -341,10 +391,12 @@ def _fields(message: Message, prefix: str = "") -> dict[str, str]:
             out[path] = ", ".join(
                 f"{s.source.removeprefix('sources/')}:{s.priority}" for s in value
             )
+        elif fd.message_type is duration_pb2.Duration.DESCRIPTOR:
+            out[path] = duration_text(value.seconds)
         elif fd.message_type is not None:
             out.update(_fields(value, f"{path}."))
         elif fd.enum_type is not None:
-            out[path] = fd.enum_type.values_by_number[value].name
+            out[path] = short_name(fd.enum_type, value)
         else:
             out[path] = str(value)
     return out
@@ -356,8 +408,8 @@ def register_source_request(
     return command_service_pb2.RegisterDataSourceRequest(
         command_id=command_id,
         source_id=source_id,
-        # Proto3 booleans default to false; a source registered by hand is meant to be used.
-        source=series_pb2.DataSource(provider=provider, description=description, enabled=True),
+        # `disabled` left false: a source registered by hand is meant to be used.
+        source=series_pb2.DataSource(provider=provider, description=description),
     )
 
 

@@ -46,6 +46,11 @@ _EXIT_OF_STATUS = {
     grpc.StatusCode.PERMISSION_DENIED: EXIT_DENIED,
 }
 _EXIT_OF_CODE = {code.value[0]: exit_code for code, exit_code in _EXIT_OF_STATUS.items()}
+# ABORTED (exit 4, like every ABORTED: nothing was stored, running the command again is safe)
+# because the series moved on since `qis evolve-series` read it. Running it again reads the
+# new definition and makes the change from there, which is what the person meant, once they
+# have seen what the other change was.
+SCHEMA_VERSION_MISMATCH = "SCHEMA_VERSION_MISMATCH"
 
 
 class CliError(Exception):
@@ -82,6 +87,17 @@ def violations_of(status: status_pb2.Status) -> list[Violation]:
     return found
 
 
+def reason_of(status: status_pb2.Status) -> str:
+    """The google.rpc.ErrorInfo reason of a status, e.g. "COMMAND_ID_REUSED"; "" without one."""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason: str = info.reason
+            return reason
+    return ""
+
+
 def describe_status(status: status_pb2.Status) -> str:
     """'CODE: message', or 'CODE' and one indented line per field violation: the server's
     message only repeats the first violation then."""
@@ -112,6 +128,12 @@ def status_of_rpc_error(error: grpc.RpcError) -> status_pb2.Status:
 
 def hint_for(status: status_pb2.Status) -> str:
     """What a person can do about a status, for the codes where the fix is on their side."""
+    if reason_of(status) == SCHEMA_VERSION_MISMATCH:
+        return (
+            "\n  the series changed since its definition was read, and nothing was changed;"
+            " check what changed, then run the command again to make this change from the"
+            " current definition"
+        )
     if status.code == grpc.StatusCode.UNAUTHENTICATED.value[0]:
         return (
             "\n  pass --token TOKEN or set QIS_TOKEN (a server in jwt mode);"

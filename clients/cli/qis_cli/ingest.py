@@ -3,25 +3,27 @@
 Chunks are pipelined: up to `window` of them are on the wire unacknowledged, so the server is
 never idle waiting for the next chunk, while memory stays bounded by window x chunk size rows.
 A rejected chunk does not stop the import: its rows with errors are reported, and its other rows
-are sent again on their own, as a new chunk with an id derived from the rejected one.
+are sent again on their own, as a new chunk with an id derived from the rejected one. A row whose
+snap cannot be read is not sent at all: it is reported like a rejected row.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import queue
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import grpc
 from google.rpc import status_pb2
 from qis.data.v1 import command_service_pb2, command_service_pb2_grpc
 
-from qis_cli.chunks import Chunk, RowProblem, judge_rejection
+from qis_cli.chunks import Chunk, ImportKey, RowProblem, chunks_of, judge_rejection
 from qis_cli.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -38,6 +40,7 @@ from qis_cli.errors import (
 )
 from qis_cli.kinds import ValueKind
 from qis_cli.progress import Progress
+from qis_cli.readers import Row
 
 DEFAULT_WINDOW = 8
 REPORTED_PROBLEMS = 20
@@ -77,7 +80,7 @@ class IngestTarget:
         request = command_service_pb2.IngestPointsRequest(
             command_id=chunk.command_id, series=self.series_name, source=self.source_name
         )
-        self.kind.fill(request.points, chunk.rows)
+        self.kind.fill(request.points, chunk.points)
         return request
 
 
@@ -138,10 +141,16 @@ class IngestSummary:
         self.stopped = reason
         self.stop_exit_code = exit_code
 
+    def refuse(self, problem: RowProblem) -> None:
+        """Rows read but never sent: their snap could not be read."""
+        self.rows_read += len(problem.rows)
+        self.rejected_rows += len(problem.rows)
+        self.problems.add(problem)
+
     def record_result(self, chunk: Chunk, result: command_service_pb2.IngestPointsResponse) -> None:
         self.last_position = max(self.last_position, result.commit_position)
         if result.duplicate:
-            self.duplicates += len(chunk.rows)
+            self.duplicates += len(chunk.points)
         else:
             self.accepted += result.accepted
             self.flagged += result.flagged
@@ -186,7 +195,7 @@ class _Window:
             with self._lock:
                 # In the queue before it is on the wire: its response may come right away.
                 self._in_flight.append(chunk)
-                self.rows_sent += len(chunk.rows)
+                self.rows_sent += len(chunk.points)
             yield self._encode(chunk)
 
     def _may_move(self) -> bool:
@@ -259,29 +268,34 @@ def _import_wide(
 def run_ingest(
     stub: command_service_pb2_grpc.CommandServiceStub,
     target: IngestTarget,
-    chunks: Iterator[Chunk],
+    rows: Iterable[Row],
+    key: ImportKey,
     metadata: tuple[tuple[str, str], ...],
     summary: IngestSummary,
     progress: Progress,
     window: int = DEFAULT_WINDOW,
 ) -> IngestSummary:
-    """Streams the chunks and fills `summary` as acknowledgements arrive.
+    """Streams the rows in chunks and fills `summary` as acknowledgements arrive.
 
     An import that cannot go on (a broken stream, an unreadable row, Ctrl-C) still returns its
     summary, with the reason in `stopped`: what was committed stays committed, and running the
     same command again resumes, since committed chunks come back as duplicates.
     """
-    flow = _Window(chunks, window, target.request)
+    # Rows are read, and refused, on gRPC's sending thread: the refusals reach the summary
+    # through a queue, read here between acknowledgements and at the end.
+    refused: queue.SimpleQueue[RowProblem] = queue.SimpleQueue()
+    flow = _Window(chunks_of(rows, key, refused.put), window, target.request)
     started = time.monotonic()
     answered = 0
     call = stub.BulkIngest(flow.requests(), metadata=metadata)
     try:
         for response in call:
+            _count_refused(refused, summary)
             chunk = flow.acknowledge(response.command_id)
-            answered += len(chunk.rows)
+            answered += len(chunk.points)
             if not chunk.resent:
                 summary.chunks += 1
-                summary.rows_read += len(chunk.rows)
+                summary.rows_read += len(chunk.points)
             if response.WhichOneof("outcome") == "result":
                 summary.record_result(chunk, response.result)
             elif summary.stopped is None:
@@ -298,11 +312,22 @@ def run_ingest(
     finally:
         flow.close()
         call.cancel()  # a no-op once the stream has ended; stops gRPC's sending thread otherwise
+        # Every refusal is in by now when the file was read to its end: the stream ended after
+        # the last chunk was taken from it.
+        _count_refused(refused, summary)
         progress.finish()
         summary.elapsed_s = time.monotonic() - started
     if flow.read_error is not None and summary.stopped is None:
         summary.stop(f"{flow.read_error}" + _resume_hint(answered))
     return summary
+
+
+def _count_refused(refused: queue.SimpleQueue[RowProblem], summary: IngestSummary) -> None:
+    while True:
+        try:
+            summary.refuse(refused.get_nowait())
+        except queue.Empty:
+            return
 
 
 def _resume_hint(answered: int) -> str:

@@ -9,10 +9,14 @@ from enum import StrEnum
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from qis.data.v1 import values_pb2
 
+from qis_cli.chunks import Point
+from qis_cli.enums import short_name
 from qis_cli.errors import CliError
-from qis_cli.readers import Row, RowFields
+from qis_cli.readers import RowFields
 
 RepeatedPoints = RepeatedCompositeFieldContainer[values_pb2.DataPoint]
+_US_PER_S = 1_000_000
+_NS_PER_US = 1_000
 
 _FIELDS = {
     "price": RowFields(("value", "currency"), frozenset({"currency"})),
@@ -34,24 +38,30 @@ class ValueKind(StrEnum):
 
     @classmethod
     def of(cls, data_type: values_pb2.DataType.ValueType, series_name: str) -> ValueKind:
-        name = values_pb2.DataType.Name(data_type).removeprefix("DATA_TYPE_").lower()
+        name = short_name(values_pb2.DataType.DESCRIPTOR, data_type)
         if name not in _FIELDS:
             kinds = ", ".join(k.value for k in cls)
             raise CliError(f"{series_name} holds {name} values: files can hold {kinds} for now")
         return cls(name)
 
-    def fill(self, points: RepeatedPoints, rows: Sequence[Row]) -> None:
+    def fill(self, points: RepeatedPoints, chunk: Sequence[Point]) -> None:
         # add() and field assignment build the message in place: several times faster than
         # nested constructors, which matters at tens of thousands of rows a second.
-        for row in rows:
+        for item in chunk:
             point = points.add()
-            point.snap = row.snap
+            # Floor division: an instant before 1970 has negative seconds and positive nanos.
+            seconds, micros = divmod(item.snap.utc_us, _US_PER_S)
+            point.snap_time.seconds = seconds
+            point.snap_time.nanos = micros * _NS_PER_US
+            if item.snap.offset_s:  # unset means UTC
+                point.utc_offset.seconds = item.snap.offset_s
+            values = item.row.values
             if self is ValueKind.PRICE:
                 price = point.value.price
-                price.value, price.currency = row.values
+                price.value, price.currency = values
             elif self is ValueKind.VOLUME:
                 volume = point.value.volume
-                volume.quantity, volume.unit = row.values
+                volume.quantity, volume.unit = values
             else:
                 bar = point.value.bar
-                bar.open, bar.high, bar.low, bar.close, bar.volume = row.values
+                bar.open, bar.high, bar.low, bar.close, bar.volume = values

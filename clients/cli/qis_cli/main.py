@@ -13,7 +13,7 @@ from pathlib import Path
 from qis.data.v1 import command_service_pb2, command_service_pb2_grpc, query_service_pb2, series_pb2
 
 from qis_cli import reading
-from qis_cli.chunks import ImportKey, chunks_of, file_digest
+from qis_cli.chunks import ImportKey, file_digest
 from qis_cli.connection import (
     COMMAND_ADDRESS_ENV,
     QUERY_ADDRESS_ENV,
@@ -34,6 +34,7 @@ from qis_cli.definitions import (
     add_setting_options,
     changes,
     define_request,
+    evolve_request,
     evolved,
     new_command_id,
     outcome_text,
@@ -99,7 +100,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         run_ingest(
             Stub(channel),
             target,
-            chunks_of(rows.rows, key),
+            rows.rows,
+            key,
             metadata,
             summary,
             Progress(sys.stderr, rows.expected),
@@ -149,9 +151,7 @@ def cmd_evolve_series(args: argparse.Namespace) -> int:
     if not changed:
         print(f"{current.name} is defined so already: nothing sent")
         return 0
-    request = command_service_pb2.EvolveSeriesSchemaRequest(
-        command_id=args.command_id or new_command_id(), series=series, reason=args.reason
-    )
+    request = evolve_request(args.command_id or new_command_id(), current, series, args)
     response = _command(args, lambda stub: stub.EvolveSeriesSchema(request, metadata=metadata))
     print(
         outcome_text(
@@ -168,7 +168,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     try:
         if args.history:
             history_request = query_service_pb2.GetPointHistoryRequest(
-                series=series, snap=reading.parse_time(args.history)
+                series=series, snap_time=reading.parse_time(args.history)
             )
             rows = call(
                 args.address,
@@ -179,13 +179,13 @@ def cmd_query(args: argparse.Namespace) -> int:
         else:
             request = query_service_pb2.QueryRangeRequest(series=series, page_size=10_000)
             if args.start:
-                request.start.CopyFrom(reading.parse_time(args.start))
+                request.start_time.CopyFrom(reading.parse_time(args.start))
             if args.end:
-                request.end.CopyFrom(reading.parse_time(args.end))
+                request.end_time.CopyFrom(reading.parse_time(args.end))
             if args.as_of:
-                request.known_at.CopyFrom(reading.parse_time(args.as_of))
+                request.as_of_time.CopyFrom(reading.parse_time(args.as_of))
             elif args.at_position is not None:
-                request.at_position = args.at_position
+                request.as_of_position = args.at_position
             rows = call(
                 args.address,
                 "query",
@@ -338,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Starts from the current definition (read from the query service) and changes only"
             " what is given; prints each change. On/off rules take --x / --no-x; 'off' disables"
-            " a threshold."
+            " a threshold. Refused, changing nothing, when the series changed since it was read"
+            " (exit 4): run it again to make the change from the new definition."
         ),
     )
     evolve.add_argument("id", help="series id (or series/ID)")

@@ -87,7 +87,8 @@ def _zone(name: str | None) -> tzinfo | None:
 def format_instant(ticks: int, per_second: int, zone: tzinfo | None) -> str:
     """RFC 3339 text of an Arrow timestamp, in its column's zone (the offset is lineage the
     server keeps). Without a zone the wall-clock time is written without an offset, which the
-    server rejects: guessing a zone here would silently shift every value."""
+    import refuses: guessing a zone here would silently shift every value. Nanoseconds are
+    written as they are, so that a snap finer than a microsecond is refused, not truncated."""
     seconds, fraction = divmod(ticks, per_second)
     moment = datetime.fromtimestamp(seconds, zone or UTC)
     text = moment.replace(tzinfo=None).isoformat(timespec="seconds")

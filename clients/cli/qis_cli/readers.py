@@ -1,9 +1,9 @@
 """Rows of an import file (CSV, JSON, Parquet) as exact text.
 
 Values stay text from the file to the wire: a decimal that went through a float on the way would
-no longer be the number the file holds. Snaps stay text too, and are never given a time zone
-here: a timestamp without an offset reaches the server as it is and is rejected there, rather
-than being silently read in this machine's zone.
+no longer be the number the file holds. Snaps stay text here too, and are never given a time
+zone: chunks.chunks_of reads each as RFC 3339 and refuses, with the row's number, a timestamp
+without an offset, rather than read it in this machine's zone.
 """
 
 from __future__ import annotations

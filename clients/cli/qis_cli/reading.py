@@ -5,22 +5,35 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
+from qis.data.v1 import quality_pb2, series_pb2, values_pb2
 from qis.data.v1 import query_service_pb2 as q
 from qis.data.v1 import query_service_pb2_grpc as q_grpc
-from qis.data.v1 import series_pb2, values_pb2
 
 from qis_cli.connection import Metadata
+from qis_cli.enums import short_name
 
 Stub = q_grpc.QueryServiceStub
 PROJECTION_WAIT_S = 2.0
 """How long a series the query service does not know is asked for again: one defined a moment
 ago may not be in its read model yet (a few tens of milliseconds when the projector is idle)."""
 _ASK_AGAIN_S = 0.1
-_COLUMNS = ("snap", "value", "v", "quality", "known since", "sources", "flags", "reason", "user")
+_COLUMNS = (
+    "snap",
+    "value",
+    "v",
+    "quality",
+    "known since",
+    "method",
+    "sources",
+    "flags",
+    "reason",
+    "user",
+)
+Paged = TypeVar("Paged", q.QueryRangeRequest, q.GetPointHistoryRequest)
 
 
 def parse_time(text: str) -> timestamp_pb2.Timestamp:
@@ -46,8 +59,7 @@ def value_text(value: values_pb2.DataValue) -> str:
         return f"{len(value.options_chain.quotes)} quotes"
     if kind == "corporate_action":
         a = value.corporate_action
-        kind_name = values_pb2.CorporateActionType.Name(a.type)
-        action = kind_name.removeprefix("CORPORATE_ACTION_TYPE_").lower()
+        action = short_name(values_pb2.CorporateActionType.DESCRIPTOR, a.type)
         return f"{action} ex {a.ex_date.year:04}-{a.ex_date.month:02}-{a.ex_date.day:02}"
     return ""
 
@@ -57,15 +69,18 @@ def _time(ts: timestamp_pb2.Timestamp) -> str:
 
 
 def rows_of(values: Iterable[q.OfficialValue]) -> list[tuple[str, ...]]:
+    """One row per version. Sources as their ids, as they were given to define-series (a
+    manual value has none: its method says "manual"); method and flags as short names."""
     return [
         (
-            _time(v.snap),
+            _time(v.snap_time),
             value_text(v.value),
             str(v.version),
             f"{v.quality_score:.2f}",
-            _time(v.recorded_from),
-            ",".join(v.sources),
-            ",".join(v.flags),
+            _time(v.record_time),
+            short_name(q.ValueMethod.DESCRIPTOR, v.method),
+            ",".join(source.removeprefix("sources/") for source in v.sources),
+            ",".join(short_name(quality_pb2.QualityRule.DESCRIPTOR, flag) for flag in v.flags),
             v.reason,
             v.user,
         )
@@ -85,6 +100,14 @@ def render_table(rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
+def _at_token(request: Paged, token: str) -> Paged:
+    """A copy of `request` for the page at `token`: the caller's request is left as it was."""
+    following = type(request)()
+    following.CopyFrom(request)
+    following.page_token = token
+    return following
+
+
 def query(stub: Stub, request: q.QueryRangeRequest, metadata: Metadata) -> list[tuple[str, ...]]:
     """Every point of the range: a call streams a bounded number of them, the last message's
     next_page_token continues."""
@@ -96,16 +119,21 @@ def query(stub: Stub, request: q.QueryRangeRequest, metadata: Metadata) -> list[
             token = response.next_page_token
         if not token:
             return rows
-        following = q.QueryRangeRequest()
-        following.CopyFrom(request)
-        following.page_token = token
-        request = following
+        request = _at_token(request, token)
 
 
 def history(
     stub: Stub, request: q.GetPointHistoryRequest, metadata: Metadata
 ) -> list[tuple[str, ...]]:
-    return rows_of(stub.GetPointHistory(request, metadata=metadata).versions)
+    """Every version of the point: the service pages a history (versions and observations
+    together, in commit order), so the pages are read to the last; versions stay ascending."""
+    versions: list[q.OfficialValue] = []
+    while True:
+        page = stub.GetPointHistory(request, metadata=metadata)
+        versions.extend(page.versions)
+        if not page.next_page_token:
+            return rows_of(versions)
+        request = _at_token(request, page.next_page_token)
 
 
 def subscribe(stub: Stub, request: q.SubscribeRequest, metadata: Metadata, out: TextIO) -> None:
@@ -114,7 +142,7 @@ def subscribe(stub: Stub, request: q.SubscribeRequest, metadata: Metadata, out: 
         for value in response.values:
             reason = f"  ({value.reason})" if value.reason else ""
             print(
-                f"{value.series}  {_time(value.snap)}  v{value.version}  {value_text(value.value)}{reason}",
+                f"{value.series}  {_time(value.snap_time)}  v{value.version}  {value_text(value.value)}{reason}",
                 file=out,
             )
         print(f"# resume token: {response.resume_token}", file=out, flush=True)

@@ -6,9 +6,16 @@
 //     credentials.PerRPCCredentials, so the choice is one dial option;
 //   - decimals: values travel as decimal strings, never floats ([ParseDecimal], [FormatDecimal]
 //     to and from *big.Rat);
-//   - snaps: RFC 3339 timestamps with an offset ([FormatSnap], [ParseSnap]);
+//   - snaps: a google.protobuf.Timestamp snap_time in whole microseconds plus the
+//     google.protobuf.Duration utc_offset the value was observed at, from a time.Time and its
+//     zone ([SnapOf], [Point], [SnapTimestamp]) and back ([SnapIn]); refused, not truncated,
+//     when the service would refuse them;
 //   - paging: [QueryRange] iterates over a whole range, following next_page_token across calls
-//     (one call streams a bounded number of points);
+//     (one call streams a bounded number of points); [Pages] does the same for any unary paged
+//     call, and [ListSeries], [ListAuditEntries], [ListQualityIssues], [ListQualityMetrics],
+//     [PointHistoryPages] and [GetPointHistory] unpack their items;
+//   - filters: values for the AIP-160 filters of ListAuditEntries and ListQualityIssues
+//     ([Quote], [QuoteTime], [EnumName], [And]); [EnumName] also prints enum values by name;
 //   - errors: [Details] decodes a status' google.rpc details (BadRequest, ErrorInfo, RetryInfo,
 //     ResourceInfo).
 package qis

@@ -15,9 +15,11 @@ import (
 const ErrorDomain = "qis.data"
 
 // ErrorDetails is a failed call's status with its google.rpc details decoded: what the service
-// attaches (see README "Errors"): BadRequest to INVALID_ARGUMENT, ResourceInfo to NOT_FOUND,
-// ErrorInfo where a stable reason exists (domain "qis.data", e.g. COMMAND_ID_REUSED), RetryInfo
-// to UNAVAILABLE, RESOURCE_EXHAUSTED and ABORTED (safe to resend with the same command id).
+// attaches (docs/errors.md lists the reasons): ErrorInfo to every error (domain "qis.data", a
+// stable reason such as COMMAND_ID_REUSED or SCHEMA_VERSION_MISMATCH), BadRequest to
+// INVALID_ARGUMENT, ResourceInfo to NOT_FOUND, RetryInfo to the statuses worth resending with
+// the same command id (UNAVAILABLE, RESOURCE_EXHAUSTED of a full store, ABORTED from
+// contention; not ABORTED SCHEMA_VERSION_MISMATCH, which needs the series read again).
 type ErrorDetails struct {
 	Code    codes.Code
 	Message string

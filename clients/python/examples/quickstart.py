@@ -4,8 +4,9 @@
 
 Defines a data source and a daily price series (fresh ids on every run), ingests three closes,
 reads them back (latest, and as of an earlier commit position after a restatement), receives
-them through a subscription and resumes it from its token, pages through the audit trail, and
-shows how a malformed batch is refused: INVALID_ARGUMENT with one field violation per bad field.
+them through a subscription and resumes it from its token, reads the restated point's history
+(with the UTC offset its source stated), pages through the audit trail, and shows how a
+malformed batch is refused: INVALID_ARGUMENT with one field violation per bad field.
 The addresses and the user default to QIS_COMMAND_ADDRESS, QIS_QUERY_ADDRESS and QIS_USER, as
 for the `qis` command. Exits 0 when every step behaved as described, 1 otherwise.
 """
@@ -33,13 +34,12 @@ from qis_client import (
     Value,
     decimal_of,
     price,
-    snap_text,
     source_name,
     to_datetime,
 )
 
 # New York closes at 16:00, five hours behind UTC in early March (a fixed offset: the example
-# needs no time-zone database).
+# needs no time-zone database). The service answers in UTC and keeps the offset as lineage.
 EST = timezone(timedelta(hours=-5), "EST")
 CLOSES = {
     datetime(2024, 3, 1, 16, tzinfo=EST): Decimal("5137.08"),
@@ -56,8 +56,7 @@ class QuickstartFailed(Exception):
 
 
 def describe(value: query_service_pb2.OfficialValue) -> str:
-    # The service answers in UTC; the offset a source sent is kept as lineage.
-    return f"{snap_text(to_datetime(value.snap))} {decimal_of(value)} v{value.version}"
+    return f"{value.snap_time.ToJsonString()} {decimal_of(value)} v{value.version}"
 
 
 def receive(subscription: Subscription, wanted: int) -> list[query_service_pb2.OfficialValue]:
@@ -68,7 +67,7 @@ def receive(subscription: Subscription, wanted: int) -> list[query_service_pb2.O
     seen: dict[tuple[int, int], query_service_pb2.OfficialValue] = {}
     try:
         for value in subscription.values():
-            seen.setdefault((value.snap.seconds, value.version), value)
+            seen.setdefault((value.snap_time.seconds, value.version), value)
             if len(seen) == wanted:
                 return list(seen.values())
     finally:
@@ -125,7 +124,7 @@ def run(qis: QisClient) -> None:
         series_id, RESTATED_SNAP, RESTATED_VALUE, reason="exchange correction of the close"
     )
     (now,) = qis.get_values(series_id, [RESTATED_SNAP], min_position=restated.commit_position)
-    (then,) = qis.get_values(series_id, [RESTATED_SNAP], at_position=ingested.commit_position)
+    (then,) = qis.get_values(series_id, [RESTATED_SNAP], as_of_position=ingested.commit_position)
     print(f"restated: latest {describe(now)}")
     print(f"as of position {ingested.commit_position}: {describe(then)}")
     expect(
@@ -137,6 +136,22 @@ def run(qis: QisClient) -> None:
         (value,) = receive(resumed, 1)
     print(f"resumed subscription received {describe(value)}")
     expect("resumed subscription", versions([value]), [(RESTATED_VALUE, 2)])
+
+    # One item a page, to show the helper putting the pages together: both versions, and the
+    # observation they were made from with the offset its source stated.
+    history = qis.get_point_history(
+        series_id, RESTATED_SNAP, page_size=1, min_position=restated.commit_position
+    )
+    (observation,) = history.observations
+    said = to_datetime(history.versions[0].snap_time, observation.utc_offset)
+    print(
+        f"history of {history.versions[0].snap_time.ToJsonString()}:"
+        f" versions {', '.join(str(v.version) for v in history.versions)};"
+        f" {observation.source} sent {decimal_of(observation.value)} at {said.isoformat()}"
+    )
+    expect("versions in the history", [v.version for v in history.versions], [1, 2])
+    expect("snap as the source stated it", said, RESTATED_SNAP)
+    expect("offset the source stated", said.utcoffset(), EST.utcoffset(None))
 
     # Two entries a page: the helper follows the page tokens.
     audit = list(

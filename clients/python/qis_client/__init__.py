@@ -4,7 +4,7 @@ from qis_client import QisClient, User, decimal_of, to_datetime
 
 with QisClient.connect("127.0.0.1:50051", "127.0.0.1:50052", User("alice")) as qis:
     for value in qis.query_range("SPX.CLOSE"):
-        print(to_datetime(value.snap), decimal_of(value))
+        print(to_datetime(value.snap_time), decimal_of(value))
 """
 
 from qis_client.client import (
@@ -48,10 +48,10 @@ from qis_client.values import (
     parse_decimal,
     price,
     series_name,
-    snap_text,
     source_name,
     timestamp,
     to_datetime,
+    utc_offset,
     volume,
 )
 
@@ -95,9 +95,9 @@ __all__ = [
     "parse_decimal",
     "price",
     "series_name",
-    "snap_text",
     "source_name",
     "timestamp",
     "to_datetime",
+    "utc_offset",
     "volume",
 ]

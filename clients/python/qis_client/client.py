@@ -28,6 +28,7 @@ from qis.data.v1 import (
 )
 
 from qis_client.errors import error_from_rpc
+from qis_client.filters import issue_filter, time_literal
 from qis_client.identity import Identity, User
 from qis_client.paging import pages
 from qis_client.subscription import Stream, Subscription
@@ -36,7 +37,6 @@ from qis_client.values import (
     data_point,
     data_value,
     series_name,
-    snap_text,
     source_name,
     timestamp,
 )
@@ -87,15 +87,22 @@ def _optional_timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | No
 
 def _as_of(
     request: query_service_pb2.QueryRangeRequest | query_service_pb2.GetValuesRequest,
-    known_at: datetime | None,
-    at_position: int | None,
+    as_of_time: datetime | None,
+    as_of_position: int | None,
 ) -> None:
-    if known_at is not None and at_position is not None:
+    if as_of_time is not None and as_of_position is not None:
         raise ValueError("as of a time or as of a position, not both")
-    if known_at is not None:
-        request.known_at.CopyFrom(timestamp(known_at))
-    elif at_position is not None:
-        request.at_position = at_position
+    if as_of_time is not None:
+        request.as_of_time.CopyFrom(timestamp(as_of_time))
+    elif as_of_position is not None:
+        request.as_of_position = as_of_position
+
+
+def _audit_parent(parent: str) -> str:
+    """ "-" (everything) and "sources/{id}" as given; a series as its id or its name."""
+    if parent == "-" or parent.startswith("sources/"):
+        return parent
+    return series_name(parent)
 
 
 class QisClient:
@@ -190,8 +197,9 @@ class QisClient:
         settings: Mapping[str, str] | None = None,
         command_id: str | None = None,
     ) -> command_service_pb2.CommandResponse:
+        # DataSource.disabled left false: registered in use.
         source = series_pb2.DataSource(
-            provider=provider, description=description, settings=settings or {}, enabled=True
+            provider=provider, description=description, settings=settings or {}
         )
         request = command_service_pb2.RegisterDataSourceRequest(
             command_id=command_id or new_command_id(), source_id=source_id, source=source
@@ -210,7 +218,8 @@ class QisClient:
         self, series: str, source: str, points: Points, *, command_id: str | None = None
     ) -> command_service_pb2.IngestPointsResponse:
         """One all-or-nothing batch (1 to 10,000 points) of one series from one source. A bare
-        number is a price; other data types go as their DataValue (values.volume, a Bar, ...)."""
+        number is a price; other data types go as their DataValue (values.volume, a Bar, ...).
+        Each snap's offset is kept as its point's utc_offset (see values.data_point)."""
         pairs = points.items() if isinstance(points, Mapping) else points
         request = command_service_pb2.IngestPointsRequest(
             command_id=command_id or new_command_id(),
@@ -234,7 +243,7 @@ class QisClient:
         request = command_service_pb2.RestatePointRequest(
             command_id=command_id or new_command_id(),
             series=series_name(series),
-            snap=snap_text(snap),
+            snap_time=timestamp(snap),
             value=data_value(value),
             reason=reason,
             reason_code=reason_code,
@@ -247,23 +256,23 @@ class QisClient:
         self,
         series: str,
         *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        known_at: datetime | None = None,
-        at_position: int | None = None,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        as_of_time: datetime | None = None,
+        as_of_position: int | None = None,
         page_size: int = 0,
         min_position: int = 0,
     ) -> Iterator[query_service_pb2.OfficialValue]:
-        """The official values with snaps in [start, end), latest or as of a knowledge time or
-        commit position, across as many calls as the range takes."""
+        """The official values with snaps in [start_time, end_time), latest or as of a
+        knowledge time or commit position, across as many calls as the range takes."""
         request = query_service_pb2.QueryRangeRequest(
             series=series_name(series),
-            start=_optional_timestamp(start),
-            end=_optional_timestamp(end),
+            start_time=_optional_timestamp(start_time),
+            end_time=_optional_timestamp(end_time),
             page_size=page_size,
             min_position=min_position,
         )
-        _as_of(request, known_at, at_position)
+        _as_of(request, as_of_time, as_of_position)
         # A long range may take several calls: each is a stream of pages.
         streamed = functools.partial(self.stream, self.queries.QueryRange)
         for message in self._follow(streamed, request):
@@ -274,18 +283,40 @@ class QisClient:
         series: str,
         snaps: Iterable[datetime],
         *,
-        known_at: datetime | None = None,
-        at_position: int | None = None,
+        as_of_time: datetime | None = None,
+        as_of_position: int | None = None,
         min_position: int = 0,
     ) -> list[query_service_pb2.OfficialValue]:
         """The official values of given points (those that had one then), in the order asked."""
         request = query_service_pb2.GetValuesRequest(
             series=series_name(series),
-            snaps=[timestamp(snap) for snap in snaps],
+            snap_times=[timestamp(snap) for snap in snaps],
             min_position=min_position,
         )
-        _as_of(request, known_at, at_position)
+        _as_of(request, as_of_time, as_of_position)
         return list(self.call(self.queries.GetValues, request).values)
+
+    def get_point_history(
+        self, series: str, snap: datetime, *, page_size: int = 0, min_position: int = 0
+    ) -> query_service_pb2.GetPointHistoryResponse:
+        """Every version of one point and the observations they were made from, in one answer
+        however many pages the service takes: it pages them in commit order, so the pages put
+        together keep the versions ascending by version and the observations by position.
+        `read_position` is the least of the pages' (the whole reflects at least that)."""
+        request = query_service_pb2.GetPointHistoryRequest(
+            series=series_name(series),
+            snap_time=timestamp(snap),
+            page_size=page_size,
+            min_position=min_position,
+        )
+        history = query_service_pb2.GetPointHistoryResponse()
+        read_positions = []
+        for page in self._pages(self.queries.GetPointHistory, request):
+            history.versions.extend(page.versions)
+            history.observations.extend(page.observations)
+            read_positions.append(page.read_position)
+        history.read_position = min(read_positions)
+        return history
 
     def list_series(
         self, *, page_size: int = 0, min_position: int = 0
@@ -298,16 +329,17 @@ class QisClient:
 
     def list_audit_entries(
         self,
-        series: str,
+        parent: str = "-",
         *,
         snap: datetime | None = None,
         page_size: int = 0,
         min_position: int = 0,
     ) -> Iterator[query_service_pb2.AuditEntry]:
-        """Who did what, when, on a series (or one point of it); "-" for the data sources'."""
+        """Who did what, when: on a series (its id or "series/{id}"; `snap` for one point's
+        entries only), on a data source ("sources/{id}"), or on anything ("-")."""
         request = query_service_pb2.ListAuditEntriesRequest(
-            series=series_name(series),
-            snap=_optional_timestamp(snap),
+            parent=_audit_parent(parent),
+            filter=f"snap_time = {time_literal(snap)}" if snap is not None else "",
             page_size=page_size,
             min_position=min_position,
         )
@@ -318,21 +350,22 @@ class QisClient:
         self,
         *,
         series: str = "",
+        status: str = "open",
         rule: str = "",
         severity: str = "",
-        status: str = "",
         raised_before: datetime | None = None,
         page_size: int = 0,
         min_position: int = 0,
     ) -> Iterator[query_service_pb2.QualityIssue]:
-        """The exception queue, of one series or of all; `status` "" is the open issues, "any"
-        every status."""
+        """The exception queue, of one series or (no series) of all. `status`, `rule` and
+        `severity` are enum value names without their prefix, in any case ("open", "jump",
+        "error"); the open issues unless `status` says otherwise, "any" for every status.
+        They become the request's AIP-160 filter, e.g. `status = OPEN AND rule = JUMP`."""
         request = query_service_pb2.ListQualityIssuesRequest(
-            series=series_name(series) if series else "",
-            rule=rule,
-            severity=severity,
-            status=status,
-            raised_before=_optional_timestamp(raised_before),
+            parent=series_name(series) if series else "series/-",
+            filter=issue_filter(
+                status=status, rule=rule, severity=severity, raised_before=raised_before
+            ),
             page_size=page_size,
             min_position=min_position,
         )
@@ -343,16 +376,17 @@ class QisClient:
         self,
         series: str,
         *,
-        start: datetime | None = None,
-        end: datetime | None = None,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
         page_size: int = 0,
         min_position: int = 0,
     ) -> Iterator[query_service_pb2.QualityMetrics]:
-        """Quality metrics of a series per window, for windows starting in [start, end)."""
+        """Quality metrics of a series per window, for windows starting in
+        [start_time, end_time)."""
         request = query_service_pb2.ListQualityMetricsRequest(
             series=series_name(series),
-            start=_optional_timestamp(start),
-            end=_optional_timestamp(end),
+            start_time=_optional_timestamp(start_time),
+            end_time=_optional_timestamp(end_time),
             page_size=page_size,
             min_position=min_position,
         )

@@ -26,6 +26,9 @@ _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 # What a client may resend as is (with the same command id, so nothing is applied twice), even
 # when the service sent no RetryInfo: a connection that broke, a lost race.
 _TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+# ...except what no resend can turn into a success, whatever its code: an update made from a
+# schema version that is no longer the series' must be made again from the current definition.
+_NOT_RETRYABLE_REASONS = frozenset({"SCHEMA_VERSION_MISMATCH"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,10 @@ class QisError(Exception):
 
     @property
     def retryable(self) -> bool:
-        """The service said when to retry (RetryInfo), or the code is a transient one."""
+        """The service said when to retry (RetryInfo), or the code is a transient one (and the
+        reason not one that a resend would meet again)."""
+        if self.reason in _NOT_RETRYABLE_REASONS:
+            return False
         return self.retry_delay is not None or self.code in _TRANSIENT
 
     @property
@@ -116,7 +122,9 @@ class ResourceExhausted(QisError):
 
 
 class Aborted(QisError):
-    """Concurrent writers kept conflicting; resend with the same command id."""
+    """Concurrent writers kept conflicting: resend with the same command id. Or (reason
+    SCHEMA_VERSION_MISMATCH, not retryable) an update's expected_schema_version is no longer the
+    series': read the series again and make the change from what it is now."""
 
 
 class Unavailable(QisError):

@@ -1,17 +1,18 @@
 """Python values <-> the contract's wire forms.
 
-The contract carries decimals as strings and snaps as RFC 3339 text with an offset, so that no
-value is ever rounded through a binary float and no instant depends on a server's time zone.
+The contract carries decimals as strings, so that no value is ever rounded through a binary
+float, and instants as google.protobuf.Timestamp (UTC); beside a point's snap, the UTC offset its
+source stated travels as a google.protobuf.Duration (lineage: it never changes the instant).
 These helpers keep Python code on `Decimal` and aware `datetime` at both ends.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from qis.data.v1 import query_service_pb2, values_pb2
 
 SERIES_COLLECTION = "series"
@@ -66,30 +67,36 @@ def _aware(moment: datetime) -> timedelta:
     return offset
 
 
-def snap_text(moment: datetime) -> str:
-    """An aware datetime as the contract's RFC 3339 snap, keeping its offset (the server keeps
-    it as lineage): "2024-03-01T16:00:00-05:00", "...Z" for UTC."""
-    offset = _aware(moment)
-    if offset % timedelta(minutes=1):
-        # RFC 3339 offsets are whole minutes; zones with second offsets (local mean times
-        # before 1900) are sent in UTC rather than refused.
-        moment, offset = moment.astimezone(UTC), timedelta(0)
-    text = moment.isoformat()
-    return text.removesuffix("+00:00") + "Z" if not offset else text
-
-
 def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    """An aware datetime as a google.protobuf.Timestamp (query bounds, as-of times)."""
+    """An aware datetime as a google.protobuf.Timestamp: a snap, a query bound, an as-of time.
+    Whole microseconds, as the service requires of snaps: a datetime holds nothing finer."""
     _aware(moment)
     message = timestamp_pb2.Timestamp()
     message.FromDatetime(moment)
     return message
 
 
-def to_datetime(message: timestamp_pb2.Timestamp) -> datetime:
-    """A google.protobuf.Timestamp as an aware datetime in UTC (microseconds: what the service
-    stores)."""
-    return message.ToDatetime(tzinfo=UTC)
+def utc_offset(moment: datetime) -> duration_pb2.Duration:
+    """The UTC offset an aware datetime states, as DataPoint.utc_offset: 16:00 EST is -05:00,
+    -18,000 s. The contract's offsets are whole minutes, as RFC 3339's; a zone
+    whose offset has seconds (local mean times before 1900) is sent as UTC rather than refused:
+    the instant is the same, only that lineage is lost."""
+    offset = _aware(moment)
+    if offset % timedelta(minutes=1):
+        offset = timedelta(0)
+    message = duration_pb2.Duration()
+    message.FromTimedelta(offset)
+    return message
+
+
+def to_datetime(
+    message: timestamp_pb2.Timestamp, offset: duration_pb2.Duration | None = None
+) -> datetime:
+    """A google.protobuf.Timestamp as an aware datetime (microseconds: what the service
+    stores), in UTC, or in a stated offset: `to_datetime(version.snap_time,
+    observation.utc_offset)` is the snap as that source wrote it."""
+    zone = UTC if offset is None else timezone(offset.ToTimedelta())
+    return message.ToDatetime(tzinfo=zone)
 
 
 # --- resource names ---------------------------------------------------------------------------
@@ -193,4 +200,9 @@ def data_value(value: Value) -> values_pb2.DataValue:
 
 
 def data_point(snap: datetime, value: Value) -> values_pb2.DataPoint:
-    return values_pb2.DataPoint(snap=snap_text(snap), value=data_value(value))
+    """A point of an ingestion: `snap` (an aware datetime) as its snap_time, and the offset the
+    datetime states as its utc_offset, so that the service keeps what the source said:
+    16:00-05:00 is sent as snap_time 21:00Z with utc_offset -18,000 s."""
+    return values_pb2.DataPoint(
+        snap_time=timestamp(snap), utc_offset=utc_offset(snap), value=data_value(value)
+    )

@@ -1,7 +1,8 @@
 /**
  * A first session from TypeScript: registers a source, defines a series, ingests three daily
- * closes, reads them back (latest and as known before a correction), receives them on a
- * subscription, and shows how a malformed request is answered.
+ * closes, reads them back (latest in a time range, as known before a correction, and the
+ * corrected point's history page by page), receives them on a subscription, lists the series'
+ * open quality issues with a filter, and shows how a malformed request is answered.
  *
  *   npx tsx examples/quickstart.ts [--command HOST:PORT] [--query HOST:PORT] [--user NAME]
  *                                  [--page-size N]
@@ -19,14 +20,22 @@ import {
   DataType,
   Frequency,
   QisError,
+  QualityIssueStatus,
+  QualityRule,
+  ValueMethod,
+  and,
   connectQis,
   decimalOf,
+  enumName,
+  formatSnap,
+  getPointHistory,
+  listQualityIssues,
+  point,
   price,
   queryRange,
+  snapTime,
   subscribe,
-  timestamp,
   timestampDate,
-  toSnap,
 } from "../src/qis.js";
 import type { OfficialValue, SubscriptionBatch } from "../src/qis.js";
 
@@ -39,8 +48,14 @@ const { values: args } = parseArgs({
   },
 });
 
+/** New York's offset in winter, minutes east of UTC: the closes are observed at 16:00-05:00. */
+const NEW_YORK = -300;
+
+// Snaps come back as instants (snap_time); methods and flags as enums, shown by name.
 const show = (v: OfficialValue) =>
-  `${v.snap ? timestampDate(v.snap).toISOString() : "?"} ${decimalOf(v.value)} (v${v.version})`;
+  `${v.snapTime ? timestampDate(v.snapTime).toISOString() : "?"} ${decimalOf(v.value)} ` +
+  `v${v.version} ${enumName(ValueMethod, v.method)} ` +
+  `flags ${v.flags.map((f) => enumName(QualityRule, f)).join(",") || "-"}`;
 
 async function main(): Promise<void> {
   await using qis = connectQis({
@@ -53,10 +68,11 @@ async function main(): Promise<void> {
   const seriesId = `TS.QUICKSTART.${run}`;
   const series = `series/${seriesId}`;
 
+  // A source is in use unless `disabled` is set.
   await qis.command.registerDataSource({
     commandId: randomUUID(),
     sourceId,
-    source: { provider: "example", enabled: true },
+    source: { provider: "example" },
   });
   console.log(`registered sources/${sourceId}`);
 
@@ -88,7 +104,8 @@ async function main(): Promise<void> {
     return batches;
   })();
 
-  // Closes at 16:00 New York time (UTC-05:00 in winter): snaps carry their offset.
+  // Closes at 16:00 New York time: each point's snap_time is the instant (21:00Z), its
+  // utc_offset the offset the source stated (-05:00), kept as lineage.
   const closes: Array<[Date, string]> = [
     [new Date("2024-03-01T21:00:00Z"), "5137.08"],
     [new Date("2024-03-04T21:00:00Z"), "5130.95"],
@@ -98,47 +115,71 @@ async function main(): Promise<void> {
     commandId: randomUUID(),
     series,
     source: `sources/${sourceId}`,
-    points: closes.map(([at, value]) => ({ snap: toSnap(at, -300), value: price(value) })),
+    points: closes.map(([at, value]) => point(at, price(value), NEW_YORK)),
   });
   console.log(
     `ingested ${ingested.accepted} points at position ${ingested.commitPosition} ` +
       `(published ${ingested.published})`,
   );
 
-  // Read your write: wait until the read side has projected the ingestion.
+  // Read your write: wait until the read side has projected the ingestion. The range is
+  // [start_time, end_time): March 2024.
   const latest: OfficialValue[] = [];
   // queryRange follows next_page_token across calls (one call streams a bounded part).
   const pageSize = Number(args["page-size"] ?? 0);
-  const range = { series, minPosition: ingested.commitPosition, pageSize };
+  const range = {
+    series,
+    startTime: snapTime(new Date("2024-03-01T00:00:00Z")),
+    endTime: snapTime(new Date("2024-04-01T00:00:00Z")),
+    minPosition: ingested.commitPosition,
+    pageSize,
+  };
   for await (const v of queryRange(qis.query, range)) {
     latest.push(v);
     console.log(`latest ${show(v)}`);
   }
 
-  // A corrected close: a new version of that point. Then read it as known before the
-  // correction: at the time its first version was recorded (the service's clock, not ours).
+  // A corrected close from the source: a new version of that point. Then read it as known
+  // before the correction: at the time its first version was recorded (the service's clock).
+  const [lastAt] = closes[2]!;
   const corrected = await qis.command.ingestPoints({
     commandId: randomUUID(),
     series,
     source: `sources/${sourceId}`,
-    points: [{ snap: toSnap(closes[2]![0], -300), value: price("5078.20") }],
+    points: [point(lastAt, price("5078.20"), NEW_YORK)],
   });
-  const snap = timestamp(closes[2]![0]);
-  const knownAt = latest.at(-1)?.recordedFrom;
-  if (!knownAt) throw new Error("no recorded_from on the latest value");
+  const snap = snapTime(lastAt);
+  const knownAt = latest.at(-1)?.recordTime;
+  if (!knownAt) throw new Error("no record_time on the latest value");
   const now = await qis.query.getValues({
     series,
-    snaps: [snap],
+    snapTimes: [snap],
     minPosition: corrected.commitPosition,
   });
   const then = await qis.query.getValues({
     series,
-    snaps: [snap],
-    asOf: { case: "knownAt", value: knownAt },
+    snapTimes: [snap],
+    asOf: { case: "asOfTime", value: knownAt },
   });
   for (const v of now.values) console.log(`now ${show(v)}`);
   for (const v of then.values) {
     console.log(`as of ${timestampDate(knownAt).toISOString()} ${show(v)}`);
+  }
+
+  // The point's history, one version or observation per page (getPointHistory reads them all):
+  // what each source sent, at the offset it stated.
+  const history = await getPointHistory(qis.query, {
+    series,
+    snapTime: snap,
+    minPosition: corrected.commitPosition,
+    pageSize: 1,
+  });
+  for (const v of history.versions) console.log(`history ${show(v)}`);
+  for (const o of history.observations) {
+    console.log(
+      `observed ${formatSnap(snap, o.utcOffset)} ${decimalOf(o.value)} from ${o.source} ` +
+        `at position ${o.recordPosition}`,
+    );
   }
 
   let timer: NodeJS.Timeout | undefined;
@@ -154,21 +195,40 @@ async function main(): Promise<void> {
   }
   console.log(`subscription resume token ${batches.at(-1)?.resumeToken}`);
 
+  // The exception queue of the series: an AIP-160 filter on the parent's issues (an empty
+  // filter would list every status).
+  const open = and(`status = ${enumName(QualityIssueStatus, QualityIssueStatus.OPEN)}`);
+  let issues = 0;
+  for await (const issue of listQualityIssues(qis.query, {
+    parent: series,
+    filter: open,
+    minPosition: corrected.commitPosition,
+  })) {
+    issues += 1;
+    console.log(`issue ${issue.issueId} ${enumName(QualityRule, issue.rule)}`);
+  }
+  console.log(`quality issues (${open}): ${issues}`);
+
   // A malformed request: nothing is stored, and every violation comes back by field path.
+  // point() refuses an offset of seconds, so this one is built by hand.
   try {
     await qis.command.ingestPoints({
       commandId: randomUUID(),
       series,
       source: `sources/${sourceId}`,
       points: [
-        { snap: "2024-03-06T16:00:00", value: price("5104.76") }, // no offset
-        { snap: toSnap(new Date("2024-03-07T21:00:00Z")), value: price("1e400") }, // too large
+        {
+          snapTime: snapTime(new Date("2024-03-06T21:00:00Z")),
+          utcOffset: { seconds: 30n }, // not whole minutes
+          value: price("5104.76"),
+        },
+        point(new Date("2024-03-07T21:00:00Z"), price("1e400")), // too large
       ],
     });
     throw new Error("the malformed request was accepted");
   } catch (e) {
     if (!(e instanceof QisError)) throw e;
-    console.log(`${e.codeName}: ${e.rawMessage}`);
+    console.log(`${e.codeName} (${e.errorInfo?.reason ?? "no reason"}): ${e.rawMessage}`);
     for (const v of e.fieldViolations) console.log(`  ${v.field}: ${v.description}`);
   }
 }

@@ -5,18 +5,30 @@
  * - {@link connectQis}: command and query clients, with the caller's identity in call metadata
  *   (`x-qis-user` in development mode, or `authorization: Bearer ...`: same call sites);
  * - decimals are strings, never JS numbers ({@link decimal}, {@link price}, {@link decimalOf});
- * - {@link toSnap}: RFC 3339 snaps with an explicit offset from a `Date`;
+ * - snaps are a Timestamp `snapTime` (whole microseconds) plus a Duration `utcOffset` (the
+ *   offset the value was observed at): {@link snapOf}, {@link point}, {@link snapTime} from a
+ *   `Date` and an offset in minutes, {@link formatSnap} back to RFC 3339 text;
  * - {@link queryRange}: every official value of a range, following `next_page_token` across
- *   calls (one QueryRange call streams a bounded number of points);
+ *   calls (one QueryRange call streams a bounded number of points); {@link pages} and the list
+ *   helpers ({@link listAuditEntries}, {@link listQualityIssues}, {@link getPointHistory}...) do
+ *   the same for the unary paged calls;
+ * - AIP-160 filters: {@link quote}, {@link quoteTime}, {@link and}, {@link enumName} (which also
+ *   prints enums by name);
  * - {@link subscribe}: Subscribe as an async iterator of batches with resume tokens, which
  *   reconnects from the last token after a transient failure;
  * - {@link QisError}: a failed call with its google.rpc error details (BadRequest, ErrorInfo,
  *   RetryInfo, ResourceInfo) decoded from the `grpc-status-details-bin` trailer.
  */
 import { create, createRegistry, isMessage } from "@bufbuild/protobuf";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import { durationMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import {
+  DurationSchema,
+  durationFromMs,
+  durationMs,
+  timestampDate,
+  timestampFromDate,
+} from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { CallOptions, Client, Interceptor } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
@@ -35,21 +47,33 @@ import type {
 import { CommandService } from "./gen/qis/data/v1/command_service_pb.js";
 import { QueryService } from "./gen/qis/data/v1/query_service_pb.js";
 import type {
+  AuditEntry,
+  GetPointHistoryRequestSchema,
+  GetPointHistoryResponse,
+  ListAuditEntriesRequestSchema,
+  ListQualityIssuesRequestSchema,
+  ListQualityMetricsRequestSchema,
+  ListSeriesRequestSchema,
   OfficialValue,
+  QualityIssue,
+  QualityMetrics,
   QueryRangeRequest,
   QueryRangeRequestSchema,
+  SourceObservation,
   SubscribeResponse,
 } from "./gen/qis/data/v1/query_service_pb.js";
-import { DataValueSchema } from "./gen/qis/data/v1/values_pb.js";
-import type { DataValue } from "./gen/qis/data/v1/values_pb.js";
+import type { Series } from "./gen/qis/data/v1/series_pb.js";
+import { DataPointSchema, DataValueSchema } from "./gen/qis/data/v1/values_pb.js";
+import type { DataPoint, DataValue } from "./gen/qis/data/v1/values_pb.js";
 
 export * from "./gen/qis/data/v1/command_service_pb.js";
+export * from "./gen/qis/data/v1/quality_pb.js";
 export * from "./gen/qis/data/v1/query_service_pb.js";
 export * from "./gen/qis/data/v1/series_pb.js";
 export * from "./gen/qis/data/v1/values_pb.js";
 export { Code, ConnectError, create };
-export { timestampDate, timestampFromDate };
-export type { Timestamp };
+export { durationFromMs, durationMs, timestampDate, timestampFromDate };
+export type { Duration, Timestamp };
 
 // ---------------------------------------------------------------------------------------------
 // Identity and clients
@@ -192,46 +216,169 @@ export function decimalOf(value: DataValue | undefined): string | undefined {
 
 const pad = (n: number, width = 2) => String(n).padStart(width, "0");
 
+/** 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z: the instants a snap may be, in ms. */
+const MIN_INSTANT_MS = -62_135_596_800_000;
+const MAX_INSTANT_MS = 253_402_300_799_999;
+/** The largest UTC offset, either way: 23:59, as RFC 3339 offsets. */
+export const MAX_UTC_OFFSET_MINUTES = 23 * 60 + 59;
+
+/** A snap as a DataPoint carries it. */
+export interface Snap {
+  /** The instant (DataPoint.snap_time): whole microseconds, as every Date is. */
+  readonly snapTime: Timestamp;
+  /** The offset the value was observed at (DataPoint.utc_offset), whole minutes; lineage. */
+  readonly utcOffset: Duration;
+}
+
 /**
- * A Date as an RFC 3339 snap with an explicit offset (the service refuses a snap without one):
- * `"Z"` by default, or the given offset in minutes east of UTC (`-300` for New York in
- * winter), or `"local"` for this machine's offset at that instant. Milliseconds are written
- * only when not zero.
- *
- *     toSnap(new Date("2024-03-01T21:00:00Z"), -300) === "2024-03-01T16:00:00-05:00"
+ * An offset in minutes east of UTC (`-300` for New York in winter), `"local"` for this
+ * machine's offset at that instant, or `"Z"` (0); checked: whole minutes within ±23:59.
  */
-export function toSnap(date: Date, offset: number | "local" | "Z" = "Z"): string {
+export type UtcOffset = number | "local" | "Z";
+
+function offsetMinutes(date: Date, offset: UtcOffset): number {
+  // `|| 0`: getTimezoneOffset() is 0 in UTC, and -0 must not become "-00:00".
+  const minutes = offset === "Z" ? 0 : offset === "local" ? -date.getTimezoneOffset() || 0 : offset;
+  if (!Number.isInteger(minutes) || Math.abs(minutes) > MAX_UTC_OFFSET_MINUTES) {
+    throw new RangeError(`invalid UTC offset: ${minutes} minutes (whole minutes within ±23:59)`);
+  }
+  return minutes;
+}
+
+/** The Timestamp of a Date within the instants the service takes (years 1..9999 in UTC). */
+function instant(date: Date): Timestamp {
   const ms = date.getTime();
   if (Number.isNaN(ms)) {
     throw new RangeError("invalid Date");
   }
-  const minutes = offset === "Z" ? 0 : offset === "local" ? -date.getTimezoneOffset() : offset;
-  if (!Number.isInteger(minutes) || Math.abs(minutes) >= 24 * 60) {
-    throw new RangeError(`invalid UTC offset: ${minutes} minutes`);
+  if (ms < MIN_INSTANT_MS || ms > MAX_INSTANT_MS) {
+    throw new RangeError(
+      "snap out of range (0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z): " +
+        date.toISOString(),
+    );
   }
-  const t = new Date(ms + minutes * 60_000); // wall clock at that offset, read with getUTC*
-  const year = t.getUTCFullYear();
-  if (year < 1 || year > 9999) {
-    throw new RangeError(`snap out of range: ${date.toISOString()}`);
-  }
-  const fraction = t.getUTCMilliseconds() ? `.${pad(t.getUTCMilliseconds(), 3)}` : "";
-  const zone =
-    offset === "Z"
-      ? "Z"
-      : `${minutes < 0 ? "-" : "+"}${pad(Math.floor(Math.abs(minutes) / 60))}:${pad(Math.abs(minutes) % 60)}`;
-  return (
-    `${pad(year, 4)}-${pad(t.getUTCMonth() + 1)}-${pad(t.getUTCDate())}` +
-    `T${pad(t.getUTCHours())}:${pad(t.getUTCMinutes())}:${pad(t.getUTCSeconds())}${fraction}${zone}`
-  );
+  return timestampFromDate(date);
 }
 
-/** A Timestamp (of a query request) from a Date or an RFC 3339 string with an offset. */
+/**
+ * A snap for a DataPoint: `snapTime`, the instant, and `utcOffset`, the offset the source
+ * stated it at (kept as lineage; it never changes which instant the snap is). A JS Date has no
+ * zone of its own, so the offset is given: minutes east of UTC, `"local"`, or `"Z"` (default).
+ * A Date is whole milliseconds, so the snap is always whole microseconds (the service refuses a
+ * finer one). Throws a RangeError for an instant outside years 1..9999 in UTC or an offset that
+ * is not whole minutes within ±23:59.
+ *
+ *     snapOf(new Date("2024-03-01T21:00:00Z"), -300) // 21:00Z, observed as 16:00-05:00
+ */
+export function snapOf(date: Date, offset: UtcOffset = "Z"): Snap {
+  const snapTime = instant(date);
+  const minutes = offsetMinutes(date, offset);
+  return { snapTime, utcOffset: create(DurationSchema, { seconds: BigInt(minutes * 60) }) };
+}
+
+/** A DataPoint of `value` at `date`, observed at `offset` (see {@link snapOf}). */
+export function point(date: Date, value: DataValue, offset: UtcOffset = "Z"): DataPoint {
+  return create(DataPointSchema, { ...snapOf(date, offset), value });
+}
+
+/**
+ * The snap_time of a point named without its offset (RestatePoint, PublishPoints, GetValues,
+ * GetPointHistory), checked as {@link snapOf} checks it.
+ */
+export function snapTime(date: Date): Timestamp {
+  return instant(date);
+}
+
+/**
+ * A Timestamp (of a query request) from a Date or an RFC 3339 string with an offset. A string's
+ * fraction below the millisecond is dropped (a Date holds milliseconds): for snaps, prefer
+ * {@link snapTime} with a Date.
+ */
 export function timestamp(at: Date | string): Timestamp {
   const date = typeof at === "string" ? new Date(at) : at;
   if (Number.isNaN(date.getTime())) {
     throw new RangeError(`not a date-time: ${String(at)}`);
   }
   return timestampFromDate(date);
+}
+
+/**
+ * RFC 3339 text of a Timestamp at an offset: a Duration (`SourceObservation.utcOffset`; unset is
+ * UTC) or minutes east of UTC. Exact to the microsecond (a Date would round to milliseconds);
+ * the fraction is written only when not zero, without trailing zeros.
+ *
+ *     formatSnap(request.snapTime, observation.utcOffset) === "2024-03-01T16:00:00-05:00"
+ */
+export function formatSnap(at: Timestamp, offset?: Duration | number): string {
+  const seconds =
+    offset === undefined ? 0 : typeof offset === "number" ? offset * 60 : Number(offset.seconds);
+  const whole = Number.isInteger(seconds) && seconds % 60 === 0;
+  if (!whole || Math.abs(seconds) > MAX_UTC_OFFSET_MINUTES * 60) {
+    throw new RangeError(`invalid UTC offset: ${seconds} s (whole minutes within ±23:59)`);
+  }
+  if (typeof offset === "object" && offset.nanos !== 0) {
+    throw new RangeError(`invalid UTC offset: ${seconds} s and ${offset.nanos} ns`);
+  }
+  if (!Number.isInteger(at.nanos) || at.nanos < 0 || at.nanos > 999_999_999) {
+    throw new RangeError(`invalid Timestamp nanos: ${at.nanos}`);
+  }
+  const wall = new Date((Number(at.seconds) + seconds) * 1000); // read with getUTC*
+  const year = wall.getUTCFullYear();
+  if (Number.isNaN(wall.getTime()) || year < 1 || year > 9999) {
+    throw new RangeError(`Timestamp out of range: ${at.seconds} s`);
+  }
+  const digits = String(at.nanos).padStart(9, "0").replace(/0+$/, "");
+  const minutes = Math.abs(seconds) / 60;
+  const zone =
+    seconds === 0
+      ? "Z"
+      : `${seconds < 0 ? "-" : "+"}${pad(Math.floor(minutes / 60))}:${pad(minutes % 60)}`;
+  return (
+    `${pad(year, 4)}-${pad(wall.getUTCMonth() + 1)}-${pad(wall.getUTCDate())}` +
+    `T${pad(wall.getUTCHours())}:${pad(wall.getUTCMinutes())}:${pad(wall.getUTCSeconds())}` +
+    `${digits ? `.${digits}` : ""}${zone}`
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters (AIP-160 subset of ListAuditEntries and ListQualityIssues) and enums
+
+/** A filter string value: in double quotes, `"` and `\` escaped by a backslash. */
+export function quote(value: string): string {
+  return `"${value.replace(/["\\]/g, (c) => `\\${c}`)}"`;
+}
+
+/**
+ * A filter timestamp: quoted RFC 3339 (`"2024-03-01T00:00:00Z"`), at an offset in minutes
+ * (default UTC). Throws as {@link snapOf} for an instant or offset the service would refuse.
+ */
+export function quoteTime(at: Date | Timestamp, offset: UtcOffset = "Z"): string {
+  if (at instanceof Date) {
+    const { snapTime: ts } = snapOf(at, offset);
+    return quote(formatSnap(ts, offsetMinutes(at, offset)));
+  }
+  if (at.nanos % 1000 !== 0) {
+    throw new RangeError(`timestamp finer than a microsecond: ${at.nanos} ns`);
+  }
+  return quote(formatSnap(at, offsetMinutes(timestampDate(at), offset)));
+}
+
+/** Filter terms joined by " AND ", leaving out empty ones. */
+export function and(...terms: readonly (string | undefined)[]): string {
+  return terms
+    .map((t) => t?.trim() ?? "")
+    .filter((t) => t !== "")
+    .join(" AND ");
+}
+
+/**
+ * The name of an enum value without its prefix, as filters write it and as it reads best:
+ * `enumName(QualityRule, QualityRule.JUMP) === "JUMP"`, `enumName(ValueMethod, v.method)`. A
+ * number the generated code does not know yet (a rule added to the service later) is written as
+ * the number: clients must accept such values.
+ */
+export function enumName(enumObject: { readonly [key: number]: string }, value: number): string {
+  return enumObject[value] ?? String(value);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,6 +417,143 @@ export async function* queryRange(
     }
     pageToken = next;
   }
+}
+
+/** A request of a unary paged call as a plain object, without the page token. */
+type PagedInit<Schema extends DescMessage> = Omit<
+  Exclude<MessageInitShape<Schema>, MessageShape<Schema>>,
+  "pageToken" | "$typeName"
+>;
+
+/**
+ * Every response of a unary paged call (AIP-158), calling again with each `nextPageToken` until
+ * one is empty: `pages(qis.query.listSeries, {pageSize: 50})`. A page may hold fewer items than
+ * `pageSize`, even none, while more follow: keep iterating rather than stopping at a short page.
+ * `options.pageToken` resumes where an earlier iteration stopped.
+ */
+export async function* pages<
+  Request extends { pageToken?: string },
+  Response extends { readonly nextPageToken: string },
+>(
+  call: (request: Request, options?: CallOptions) => Promise<Response>,
+  request: Request,
+  options?: CallOptions & { readonly pageToken?: string },
+): AsyncGenerator<Response, void, undefined> {
+  let pageToken = options?.pageToken ?? request.pageToken ?? "";
+  for (;;) {
+    const page = await call({ ...request, pageToken }, options);
+    yield page;
+    if (!page.nextPageToken) {
+      return;
+    }
+    if (page.nextPageToken === pageToken) {
+      throw new QisError("the service answered with the same page token", Code.Internal);
+    }
+    pageToken = page.nextPageToken;
+  }
+}
+
+async function* itemsOf<Response, Item>(
+  responses: AsyncIterable<Response>,
+  of: (response: Response) => readonly Item[],
+): AsyncGenerator<Item, void, undefined> {
+  for await (const response of responses) {
+    yield* of(response);
+  }
+}
+
+/** Every series of the catalogue, by series id, across pages. */
+export function listSeries(
+  query: Client<typeof QueryService>,
+  request: PagedInit<typeof ListSeriesRequestSchema> = {},
+  options?: CallOptions & { readonly pageToken?: string },
+): AsyncGenerator<Series, void, undefined> {
+  return itemsOf(pages(query.listSeries, request, options), (r) => r.series);
+}
+
+/**
+ * The audit entries of `parent` ("series/{id}", "sources/{id}", or "-" for every entry) that
+ * match `filter`, across pages:
+ * `listAuditEntries(qis.query, {parent: "series/X", filter: and(`user = ${quote("alice")}`)})`.
+ */
+export function listAuditEntries(
+  query: Client<typeof QueryService>,
+  request: PagedInit<typeof ListAuditEntriesRequestSchema>,
+  options?: CallOptions & { readonly pageToken?: string },
+): AsyncGenerator<AuditEntry, void, undefined> {
+  return itemsOf(pages(query.listAuditEntries, request, options), (r) => r.entries);
+}
+
+/**
+ * The quality issues of `parent` ("series/{id}", or "series/-" for every series) that match
+ * `filter`, across pages. An empty filter lists issues in every status: the open queue is
+ * `status = OPEN`.
+ */
+export function listQualityIssues(
+  query: Client<typeof QueryService>,
+  request: PagedInit<typeof ListQualityIssuesRequestSchema>,
+  options?: CallOptions & { readonly pageToken?: string },
+): AsyncGenerator<QualityIssue, void, undefined> {
+  return itemsOf(pages(query.listQualityIssues, request, options), (r) => r.issues);
+}
+
+/** The quality metric windows of a series, across pages. */
+export function listQualityMetrics(
+  query: Client<typeof QueryService>,
+  request: PagedInit<typeof ListQualityMetricsRequestSchema>,
+  options?: CallOptions & { readonly pageToken?: string },
+): AsyncGenerator<QualityMetrics, void, undefined> {
+  return itemsOf(pages(query.listQualityMetrics, request, options), (r) => r.metrics);
+}
+
+/**
+ * The pages of a point's history: each holds the versions and observations of a run of commit
+ * positions, up to `pageSize` of them together.
+ */
+export function pointHistoryPages(
+  query: Client<typeof QueryService>,
+  request: PagedInit<typeof GetPointHistoryRequestSchema>,
+  options?: CallOptions & { readonly pageToken?: string },
+): AsyncGenerator<GetPointHistoryResponse, void, undefined> {
+  return pages(query.getPointHistory, request, options);
+}
+
+/** The whole history of a point, every page read. */
+export interface PointHistory {
+  /** Ascending by version. */
+  readonly versions: readonly OfficialValue[];
+  /** Ascending by commit position. */
+  readonly observations: readonly SourceObservation[];
+  /** What the whole answer reflects at least: the smallest read position of its pages. */
+  readonly readPosition: bigint;
+}
+
+/**
+ * Every page of a point's history, read into one: versions ascending by version, observations
+ * by commit position (pages come in commit order). For a very long history,
+ * {@link pointHistoryPages} handles one page at a time.
+ */
+export async function getPointHistory(
+  query: Client<typeof QueryService>,
+  request: PagedInit<typeof GetPointHistoryRequestSchema>,
+  options?: CallOptions & { readonly pageToken?: string },
+): Promise<PointHistory> {
+  const versions: OfficialValue[] = [];
+  const observations: SourceObservation[] = [];
+  let readPosition: bigint | undefined;
+  for await (const page of pointHistoryPages(query, request, options)) {
+    versions.push(...page.versions);
+    observations.push(...page.observations);
+    if (readPosition === undefined || page.readPosition < readPosition) {
+      readPosition = page.readPosition;
+    }
+  }
+  // Already in order when the pages are; a stable sort keeps the contract if they were not.
+  versions.sort((a, b) => a.version - b.version);
+  observations.sort((a, b) =>
+    a.recordPosition < b.recordPosition ? -1 : a.recordPosition > b.recordPosition ? 1 : 0,
+  );
+  return { versions, observations, readPosition: readPosition ?? 0n };
 }
 
 export interface SubscribeInit {

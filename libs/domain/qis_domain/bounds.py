@@ -6,7 +6,8 @@ SQLite or BSON can hold, a decimal a Go or Java client cannot parse exactly).
 | quantity                       | bound                                              |
 |--------------------------------|----------------------------------------------------|
 | instants (snaps, expiries, windows) | 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999Z, µs (RFC 3339 and google.protobuf.Timestamp) |
-| durations (cut-off, SLA)       | 0 .. the span of instants, in seconds              |
+| durations (cut-off, SLA)       | 0 .. the span of instants, in whole seconds        |
+| UTC offsets a source states    | -23:59 .. +23:59, in whole minutes (as RFC 3339)   |
 | commit positions               | 0 .. 2^63 - 1 (int64 in every store)               |
 | decimals                       | |x| < 1e18, at most 18 decimal places             |
 | z-score window                 | 2 .. 1,000 snaps                                   |
@@ -39,6 +40,7 @@ MIN_TIMESTAMP_SECONDS = MIN_INSTANT_US // 1_000_000
 MAX_TIMESTAMP_SECONDS = MAX_INSTANT_US // 1_000_000
 # An instant plus a duration stays well within int64 microseconds.
 MAX_DURATION_SECONDS = MAX_TIMESTAMP_SECONDS - MIN_TIMESTAMP_SECONDS
+MAX_UTC_OFFSET_SECONDS = 23 * 3600 + 59 * 60
 MAX_POSITION = 2**63 - 1
 MAX_DECIMAL_DIGITS_BEFORE_POINT = 18  # |x| < 1e18
 MAX_DECIMAL_PLACES = 18

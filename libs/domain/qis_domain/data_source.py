@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qis_domain.commands import CommandContext, CommandOutcome, RemembersCommands
-from qis_domain.definitions import DataSourceConfig
+from qis_domain.definitions import DataSourceConfig, Update
 from qis_domain.errors import AlreadyExists, NotFound
 from qis_domain.events import DataSourceConfigured, DataSourceRegistered, DomainEvent
 from qis_domain.names import source_resource
@@ -38,9 +38,11 @@ class DataSource(RemembersCommands):
             raise AlreadyExists(source_resource(self.source_id))
         return [DataSourceRegistered(source_id=self.source_id, config=config)]
 
-    def configure(self, config: DataSourceConfig, ctx: CommandContext) -> list[DomainEvent]:
+    def configure(self, update: Update, ctx: CommandContext) -> list[DomainEvent]:
+        """`update` applies to the configuration this decision is made on (see Update)."""
         if self.config is None:
             raise NotFound(source_resource(self.source_id), "source.name")
+        config = update.applied_to(self.config)
         if config == self.config:
             return []
         return [DataSourceConfigured(source_id=self.source_id, config=config)]

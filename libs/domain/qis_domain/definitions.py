@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,9 @@ from qis_domain.values import DataType
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+D = TypeVar("D", bound=BaseModel)
 
 
 class ValidationRules(_Frozen):
@@ -92,3 +95,16 @@ class DataSourceConfig(_Frozen):
     cost_per_request: Decimal = Decimal(0)
     settings: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
+
+
+class Update(_Frozen):
+    """New values for some fields of a definition (AIP-134's update mask, as the domain sees
+    it): the fields it holds are replaced, a cleared one by its default, every other one is
+    kept. It is applied to the state the command is decided on, so a change another writer
+    made since the client read is kept, never overwritten by a merge made before the load."""
+
+    values: dict[str, Any]
+
+    def applied_to(self, current: D) -> D:
+        """Validated like a new definition: a field this model does not have is refused."""
+        return current.model_validate({**dict(current), **self.values})

@@ -72,6 +72,13 @@ class FailedPrecondition(DomainError):
     reason = "FAILED_PRECONDITION"
 
 
+class Aborted(DomainError):
+    """Well-formed, but decided by the client on a state that is no longer current (its
+    optimistic concurrency check): read again and reapply; the same request cannot succeed."""
+
+    reason = "ABORTED"
+
+
 class PermissionDenied(DomainError):
     """The caller may not do this (e.g. approving their own submission: four-eyes)."""
 

@@ -6,8 +6,9 @@ import functools
 from zoneinfo import available_timezones
 
 from qis_domain.commands import CommandContext, CommandOutcome, RemembersCommands
-from qis_domain.definitions import SeriesDefinition
+from qis_domain.definitions import SeriesDefinition, Update
 from qis_domain.errors import (
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
@@ -17,7 +18,7 @@ from qis_domain.errors import (
 from qis_domain.events import DomainEvent, SchemaEvolved, SeriesDefined, SourceAdded
 from qis_domain.names import series_resource, source_resource
 from qis_domain.series_bucket import Recorded
-from qis_domain.values import DataType
+from qis_domain.values import DataType, check_series_unit
 
 
 @functools.cache
@@ -53,7 +54,11 @@ def validate_definition(
             )
         seen.add(source.source_id)
         priorities.add(source.priority)
-    if definition.data_type in (DataType.PRICE, DataType.VOLUME) and not definition.unit:
+    if definition.unit:
+        # Checked at the edge too when the request states the data type; an update that does
+        # not name it is checked here, against the series' own.
+        check_series_unit(definition.unit, definition.data_type, "series.unit", violations)
+    elif definition.data_type in (DataType.PRICE, DataType.VOLUME):
         violations.append(FieldViolation("series.unit", "a currency or unit is required"))
     if definition.time_zone not in _time_zones():
         violations.append(
@@ -102,6 +107,20 @@ class ReferenceData(RemembersCommands):
             raise AlreadyExists(series_resource(self.series_id))
         validate_definition(definition, known_sources, unknown_calendar)
         return [SeriesDefined(series_id=self.series_id, definition=definition)]
+
+    def updated(self, update: Update, expected_schema_version: int = 0) -> SeriesDefinition:
+        """The definition `update` makes of the current one, for `evolve`. Refused when the
+        client made the update from another schema version than the current one (0: no
+        check): its change may rest on what it read, so a blind retry cannot succeed."""
+        current = self.require_definition("series.name")
+        if expected_schema_version not in (0, self.schema_version):
+            raise Aborted(
+                f"{series_resource(self.series_id).name} is at schema version"
+                f" {self.schema_version}, not {expected_schema_version}: read it again and"
+                " reapply the change",
+                "SCHEMA_VERSION_MISMATCH",
+            )
+        return update.applied_to(current)
 
     def evolve(
         self,

@@ -21,11 +21,38 @@ class Severity(enum.StrEnum):
     ERROR = "error"
 
 
+RULE_NAMES = frozenset(
+    {
+        "positive",
+        "ohlc_consistency",
+        "option_strike_unique",
+        "option_bid_ask",
+        "option_implied_volatility",
+        "corporate_action_dates",
+        "corporate_action_positive",
+        "jump",
+        "spike_zscore",
+        "stale",
+        "spike",
+        "calendar",
+        "calendar_coverage",
+        "source_break",
+        "missed_cutoff",
+    }
+)
+"""Every rule a value can fail. The contract names each one (QualityRule), so a rule missing
+here is refused when raised rather than reaching clients as an unknown enum value."""
+
+
 @dataclass(frozen=True, slots=True)
 class RuleFailure:
     rule: str
     severity: Severity
     evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULE_NAMES:
+            raise ValueError(f"unknown rule {self.rule!r}: add it to RULE_NAMES and the contract")
 
     @property
     def blocking(self) -> bool:

@@ -202,6 +202,13 @@ def check_unit(text: str, field: str, violations: list[FieldViolation]) -> None:
         )
 
 
+def check_series_unit(
+    text: str, data_type: DataType, field: str, violations: list[FieldViolation]
+) -> None:
+    """The unit of a series: a unit code for volumes, a currency for every other data type."""
+    (check_unit if data_type is DataType.VOLUME else check_currency)(text, field, violations)
+
+
 # --- documents: the JSON form values take inside events (decimal strings, ISO dates) ---
 
 

@@ -6,6 +6,7 @@ status with google.rpc error details a client in any language reads; nothing end
 | InvalidArgument, UndecodableRequest    | INVALID_ARGUMENT    | BadRequest (field violations) |
 | NotFound                               | NOT_FOUND           | ResourceInfo                 |
 | AlreadyExists / FailedPrecondition / PermissionDenied | ALREADY_EXISTS / FAILED_PRECONDITION / PERMISSION_DENIED | ErrorInfo where a reason is set |
+| Aborted (a client's stale version)     | ABORTED             | ErrorInfo, no RetryInfo: the same request cannot succeed |
 | RetryLater "contention"                | ABORTED             | RetryInfo, ErrorInfo         |
 | RetryLater "unavailable"               | UNAVAILABLE         | RetryInfo, ErrorInfo         |
 | RetryLater "full"                      | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo         |
@@ -28,6 +29,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from qis_adapters.faults import store_fault
 from qis_domain.errors import (
+    Aborted,
     AlreadyExists,
     DomainError,
     FailedPrecondition,
@@ -72,6 +74,7 @@ _CODES: list[tuple[type[DomainError], int]] = [
     (AlreadyExists, code_of(grpc.StatusCode.ALREADY_EXISTS)),
     (FailedPrecondition, code_of(grpc.StatusCode.FAILED_PRECONDITION)),
     (PermissionDenied, code_of(grpc.StatusCode.PERMISSION_DENIED)),
+    (Aborted, code_of(grpc.StatusCode.ABORTED)),
 ]
 
 

@@ -28,6 +28,10 @@ class QuerySettings(CommonSettings):
     (QIS_QUERY_MAX_SUBSCRIPTIONS_PER_CALLER)."""
     query_max_subscriptions: PositiveInt = DEFAULT_LIMITS.max_subscriptions
     """Open Subscribe streams in all (QIS_QUERY_MAX_SUBSCRIPTIONS)."""
+    query_max_scanned_per_call: PositiveInt = DEFAULT_LIMITS.max_scanned_per_call
+    """Store records one call of ListQualityIssues or ListAuditEntries reads at most to check
+    the part of its filter the read store does not apply; its page may then be short, even
+    empty, with a token that continues (QIS_QUERY_MAX_SCANNED_PER_CALL)."""
     subscribe_poll_s: float = 0.02
     """How often a live subscription looks for new changes (QIS_SUBSCRIBE_POLL_S)."""
     subscribe_stall_timeout_s: float = 10.0
@@ -41,4 +45,5 @@ class QuerySettings(CommonSettings):
             self.query_max_messages_per_call,
             self.query_max_subscriptions_per_caller,
             self.query_max_subscriptions,
+            self.query_max_scanned_per_call,
         )

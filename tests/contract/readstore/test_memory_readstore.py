@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
-from qis_adapters.readstore.port import IssueFilter, ProjectionBatch, ResumeToken
+from qis_adapters.readstore.port import AuditScope, IssueFilter, ProjectionBatch, ResumeToken
 
 from tests.contract.readstore.test_readstore_contract import BATCH_1, T0, audit, issue, series
 
@@ -19,7 +19,7 @@ async def test_documents_are_copied_in_and_out_as_json() -> None:
     # A caller changing its documents after the write, or the ones it read, changes nothing.
     entry.details["later"] = True
     raised.evidence.clear()
-    (stored_entry,) = await store.audit_trail("S1", None, None, 10)
+    (stored_entry,) = await store.audit_trail(AuditScope(series_id="S1"), None, 10)
     (stored_issue,) = await store.list_issues(IssueFilter(), "", 10)
     stored_series = await store.get_series("S1")
     assert stored_series is not None
@@ -27,7 +27,7 @@ async def test_documents_are_copied_in_and_out_as_json() -> None:
     stored_issue.evidence["more"] = 1
     stored_series.definition.clear()
 
-    (entry_again,) = await store.audit_trail("S1", None, None, 10)
+    (entry_again,) = await store.audit_trail(AuditScope(series_id="S1"), None, 10)
     assert "later" not in entry_again.details
     assert entry_again.details["tuple"] == [1, 2]  # JSON has arrays, not tuples
     assert (await store.list_issues(IssueFilter(), "", 10))[0].evidence == issue("I1", 10).evidence

@@ -15,6 +15,8 @@ from pymongo import AsyncMongoClient
 from qis.data.v1.values_pb2 import DataValue, Price
 from qis_adapters.readstore.port import (
     OPEN_END,
+    AuditEntry,
+    AuditScope,
     ChangeFeedEntry,
     OfficialVersion,
     ProjectionBatch,
@@ -30,11 +32,14 @@ EXPECTED_INDEXES = {
     ("versions", (("series_id", 1), ("snap_us", 1), ("version", 1)), True),
     ("current", (("series_id", 1), ("snap_us", 1)), True),
     ("observations", (("series_id", 1), ("snap_us", 1), ("position", 1), ("index", 1)), False),
+    ("audit", (("position", 1), ("index", 1)), True),
     ("audit", (("series_id", 1), ("position", 1), ("index", 1)), False),
     ("audit", (("series_id", 1), ("snap_us", 1), ("position", 1), ("index", 1)), False),
+    ("audit", (("source_id", 1), ("position", 1), ("index", 1)), False),
     ("changes", (("position", 1), ("index", 1)), True),
     ("changes", (("series_id", 1), ("position", 1), ("index", 1)), False),
     ("issues", (("status", 1), ("issue_id", 1)), False),
+    ("issues", (("series_id", 1), ("issue_id", 1)), False),
     ("issues", (("series_id", 1), ("status", 1), ("issue_id", 1)), False),
     ("metrics", (("series_id", 1), ("window_start_us", 1), ("window_end_us", 1)), True),
 }
@@ -136,3 +141,30 @@ async def test_a_document_written_before_a_field_existed_reads_with_its_default(
         await client.close()
     expected = QualityMetrics("S1", SNAP, SNAP + 60, 1.0, 0.5, 0.25, 0.75, 9, 7)
     assert await store.metrics("S1", SNAP, SNAP + 1) == [expected]
+
+
+async def test_an_audit_entry_written_before_source_ids_reads_with_none(
+    mongo_backend: Backend,
+) -> None:
+    store = await mongo_backend.open("g1")
+    await store.set_active_generation("g1")
+    await store.apply(ProjectionBatch(), 7)  # audit reads stop at the checkpoint
+    old = {
+        "_id": "[5,0]",
+        "position": Int64(5),
+        "index": 0,
+        "recorded_at_us": Int64(9),
+        "series_id": "S1",
+        "action": "SchemaEvolved",
+        "user_id": "u",
+        "command_id": "c",
+        "details": {"schema_version": 2},
+    }
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_backend.uri)
+    try:
+        await client[mongo_backend.database]["g1_audit"].insert_one(old)
+    finally:
+        await client.close()
+    expected = AuditEntry(5, 0, 9, "S1", None, "SchemaEvolved", "u", "c", {"schema_version": 2})
+    assert await store.audit_trail(AuditScope(), None, 10) == [expected]
+    assert await store.audit_trail(AuditScope(series_id="S1"), None, 10) == [expected]

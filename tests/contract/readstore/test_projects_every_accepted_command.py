@@ -32,7 +32,6 @@ from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_command.bootstrap import build
 from qis_command.settings import CommandSettings
 from qis_domain import bounds
-from qis_domain.snaps import format_snap
 from qis_projector.application.projector import Projector
 
 USER = (("x-qis-user", "tester"),)
@@ -94,7 +93,7 @@ async def _send(stub: pb_grpc.CommandServiceAsyncStub, batch: Batch) -> list[int
             pb.RegisterDataSourceRequest(
                 command_id="reg",
                 source_id="feed",
-                source=series_pb2.DataSource(provider="test", enabled=True),
+                source=series_pb2.DataSource(provider="test"),
             ),
             USER,
         ),
@@ -133,7 +132,7 @@ async def _send(stub: pb_grpc.CommandServiceAsyncStub, batch: Batch) -> list[int
                     source="sources/feed",
                     points=[
                         values_pb2.DataPoint(
-                            snap=format_snap(s),
+                            snap_time=_timestamp(s),
                             value=values_pb2.DataValue(price=values_pb2.Price(value=v)),
                         )
                         for s, v in unique.items()
@@ -163,7 +162,7 @@ async def _send(stub: pb_grpc.CommandServiceAsyncStub, batch: Batch) -> list[int
                 pb.RestatePointRequest(
                     command_id=f"restate-{i}",
                     series="series/PX",
-                    snap=format_snap(first_snap),
+                    snap_time=_timestamp(first_snap),
                     value=values_pb2.DataValue(price=values_pb2.Price(value="1.5")),
                     reason="checked",
                     expire_time=_timestamp(expiry),

@@ -28,6 +28,7 @@ from qis.data.v1.values_pb2 import (
 from qis_adapters.readstore.port import (
     OPEN_END,
     AuditEntry,
+    AuditScope,
     ChangeFeedEntry,
     IssueFilter,
     IssueResolution,
@@ -75,7 +76,7 @@ def version(
         user_id="alice",
         command_id=f"cmd-{position}",
         sources=("bbg", "lseg"),
-        method="waterfall",
+        method="priority",
         flags=("spike",) if number > 1 else (),
     )
 
@@ -104,6 +105,9 @@ def change(v: OfficialVersion, index: int) -> ChangeFeedEntry:
         v.recorded_from_us,
         v.reason,
         v.user_id,
+        v.sources,
+        v.method,
+        v.flags,
     )
 
 
@@ -123,18 +127,28 @@ def observation(series_id: str, snap: int, source: str, position: int, index: in
     )
 
 
-def audit(position: int, index: int, series_id: str, snap: int | None) -> AuditEntry:
+def audit(
+    position: int, index: int, series_id: str, snap: int | None, source_id: str = ""
+) -> AuditEntry:
+    """An entry about a series (its point `snap` when given), or about the source `source_id`
+    (series_id "")."""
+    action = "DataSourceConfigured" if source_id else "SchemaEvolved"
     return AuditEntry(
         position=position,
         index=index,
         recorded_at_us=position * 1000,
         series_id=series_id,
         snap_us=snap,
-        action="DataPublished" if snap is not None else "SchemaEvolved",
+        action="DataPublished" if snap is not None else action,
         user_id="alice",
         command_id=f"cmd-{position}",
         details={"n": index, "nested": {"ok": True, "list": [1, "two"]}},
+        source_id=source_id,
     )
+
+
+def of_series(series_id: str, snap_us: int | None = None) -> AuditScope:
+    return AuditScope(series_id=series_id, snap_us=snap_us)
 
 
 def issue(issue_id: str, position: int, **overrides: object) -> QualityIssue:
@@ -402,11 +416,12 @@ async def test_feeds_stop_at_the_checkpoint(store: Adapter) -> None:
     await store.apply(batch, 15)
     assert await store.changes_after(ResumeToken(-1, -1), [], 10) == batch.changes[:1]
     assert await store.changes_after(ResumeToken(-1, -1), ["S1"], 10) == batch.changes[:1]
-    assert await store.audit_trail("S1", None, None, 10) == batch.audit[:1]
-    assert await store.audit_trail("S1", SNAPS[0], None, 10) == batch.audit[:1]
+    assert await store.audit_trail(of_series("S1"), None, 10) == batch.audit[:1]
+    assert await store.audit_trail(of_series("S1", SNAPS[0]), None, 10) == batch.audit[:1]
+    assert await store.audit_trail(AuditScope(), None, 10) == batch.audit[:1]
     await store.apply(ProjectionBatch(), 20)
     assert await store.changes_after(ResumeToken(-1, -1), [], 10) == batch.changes
-    assert await store.audit_trail("S1", SNAPS[0], None, 10) == batch.audit
+    assert await store.audit_trail(of_series("S1", SNAPS[0]), None, 10) == batch.audit
 
 
 async def test_audit_trail_of_a_series_and_of_a_point_with_pagination(store: Adapter) -> None:
@@ -420,18 +435,50 @@ async def test_audit_trail_of_a_series_and_of_a_point_with_pagination(store: Ada
     ]
     await store.apply(ProjectionBatch(audit=entries), 13)
     s1 = [e for e in entries if e.series_id == "S1"]
-    assert await store.audit_trail("S1", None, None, 100) == s1
-    assert await store.audit_trail("S1", None, ResumeToken(10, 1), 100) == s1[2:]
-    assert await store.audit_trail("S1", None, None, 2) == s1[:2]
+    assert await store.audit_trail(of_series("S1"), None, 100) == s1
+    assert await store.audit_trail(of_series("S1"), ResumeToken(10, 1), 100) == s1[2:]
+    assert await store.audit_trail(of_series("S1"), None, 2) == s1[:2]
     point = [entries[0], entries[4], entries[5]]
-    assert await store.audit_trail("S1", SNAPS[0], None, 100) == point
-    page1 = await store.audit_trail("S1", SNAPS[0], None, 2)
+    assert await store.audit_trail(of_series("S1", SNAPS[0]), None, 100) == point
+    page1 = await store.audit_trail(of_series("S1", SNAPS[0]), None, 2)
     assert page1 == point[:2]
     after = ResumeToken(page1[-1].position, page1[-1].index)
-    assert await store.audit_trail("S1", SNAPS[0], after, 2) == point[2:]
-    assert await store.audit_trail("S1", SNAPS[0], ResumeToken(13, 1), 2) == []
-    assert await store.audit_trail("S2", None, None, 100) == [entries[3]]
-    assert await store.audit_trail("S1", SNAPS[3], None, 100) == []
+    assert await store.audit_trail(of_series("S1", SNAPS[0]), after, 2) == point[2:]
+    assert await store.audit_trail(of_series("S1", SNAPS[0]), ResumeToken(13, 1), 2) == []
+    assert await store.audit_trail(of_series("S2"), None, 100) == [entries[3]]
+    assert await store.audit_trail(of_series("S1", SNAPS[3]), None, 100) == []
+
+
+async def test_audit_trail_of_a_source_and_of_everything_with_pagination(
+    store: Adapter,
+) -> None:
+    entries = [
+        audit(10, 0, "", None, source_id="bbg"),
+        audit(11, 0, "S1", None),
+        audit(12, 0, "", None, source_id="lseg"),
+        audit(12, 1, "S1", SNAPS[0]),
+        audit(13, 0, "", None, source_id="bbg"),
+    ]
+    await store.apply(ProjectionBatch(audit=entries[::-1]), 13)
+    bbg = AuditScope(source_id="bbg")
+    assert await store.audit_trail(bbg, None, 100) == [entries[0], entries[4]]
+    assert await store.audit_trail(bbg, None, 1) == [entries[0]]
+    assert await store.audit_trail(bbg, ResumeToken(10, 0), 1) == [entries[4]]
+    assert await store.audit_trail(AuditScope(source_id="nope"), None, 100) == []
+    # A source's entries are no series' entries, and a series' none of a source's.
+    assert await store.audit_trail(of_series("S1"), None, 100) == [entries[1], entries[3]]
+    everything = AuditScope()
+    assert await store.audit_trail(everything, None, 100) == entries
+    assert await store.audit_trail(everything, None, 2) == entries[:2]
+    assert await store.audit_trail(everything, ResumeToken(12, 0), 100) == entries[3:]
+    assert await store.audit_trail(everything, ResumeToken(13, 0), 100) == []
+
+
+def test_an_audit_scope_is_a_series_or_a_source() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        AuditScope(series_id="S1", source_id="bbg")
+    with pytest.raises(ValueError, match="within a series"):
+        AuditScope(source_id="bbg", snap_us=T0)
 
 
 async def test_observations_of_a_point_in_log_order(store: Adapter) -> None:
@@ -459,10 +506,10 @@ async def test_issues_upsert_by_id_and_keep_the_newest(store: Adapter) -> None:
         resolved_at_us=12_500,
     )
     await store.apply(ProjectionBatch(issues=[approved]), 12)
-    assert await store.list_issues(IssueFilter(status=""), "", 10) == [approved]
+    assert await store.list_issues(IssueFilter(), "", 10) == [approved]
     await store.apply(ProjectionBatch(issues=[issue("I1", 10)]), 10)  # a replay of the old write
-    assert await store.list_issues(IssueFilter(status=""), "", 10) == [approved]
-    assert await store.list_issues(IssueFilter(), "", 10) == []  # default: open only
+    assert await store.list_issues(IssueFilter(), "", 10) == [approved]
+    assert await store.list_issues(IssueFilter(status="open"), "", 10) == []
 
 
 async def test_a_resolution_closes_its_issue_and_a_replay_never_reopens_it(store: Adapter) -> None:
@@ -478,15 +525,15 @@ async def test_a_resolution_closes_its_issue_and_a_replay_never_reopens_it(store
         resolved_at_us=15_000,
         raised_at_us=10_000,
     )
-    assert await store.list_issues(IssueFilter(status=""), "", 10) == [expected]
+    assert await store.list_issues(IssueFilter(), "", 10) == [expected]
     for replay in (
         ProjectionBatch(issues=[issue("I1", 10)]),  # the raise alone, after a crash
         ProjectionBatch(resolutions=[resolved]),  # the resolution alone
         ProjectionBatch(issues=[issue("I1", 10)], resolutions=[resolved]),
     ):
         await store.apply(replay, 15)
-        assert await store.list_issues(IssueFilter(status=""), "", 10) == [expected]
-    assert await store.list_issues(IssueFilter(), "", 10) == []
+        assert await store.list_issues(IssueFilter(), "", 10) == [expected]
+    assert await store.list_issues(IssueFilter(status="open"), "", 10) == []
 
 
 async def test_issue_filters_and_pagination(store: Adapter) -> None:
@@ -502,19 +549,17 @@ async def test_issue_filters_and_pagination(store: Adapter) -> None:
     async def ids(f: IssueFilter, after: str = "", limit: int = 100) -> list[str]:
         return [i.issue_id for i in await store.list_issues(f, after, limit)]
 
-    assert await ids(IssueFilter()) == ["I1", "I2", "I3", "I5"]
-    assert await ids(IssueFilter(status="")) == ["I1", "I2", "I3", "I4", "I5"]
+    assert await ids(IssueFilter()) == ["I1", "I2", "I3", "I4", "I5"]
+    assert await ids(IssueFilter(status="open")) == ["I1", "I2", "I3", "I5"]
     assert await ids(IssueFilter(status="rejected")) == ["I4"]
     assert await ids(IssueFilter(series_id="S2")) == ["I3"]
-    assert await ids(IssueFilter(rule="stale")) == ["I3", "I5"]
-    assert await ids(IssueFilter(rule="stale", series_id="S1")) == ["I5"]
-    assert await ids(IssueFilter(severity="error")) == ["I2"]
-    # raised_before is strict: I2 was raised at 11_000
-    assert await ids(IssueFilter(raised_before_us=11_000)) == ["I1"]
-    assert await ids(IssueFilter(raised_before_us=11_001)) == ["I1", "I2"]
-    assert await ids(IssueFilter(status=""), limit=2) == ["I1", "I2"]
-    assert await ids(IssueFilter(status=""), after="I2", limit=2) == ["I3", "I4"]
-    assert await ids(IssueFilter(status=""), after="I5") == []
+    assert await ids(IssueFilter(series_id="S1")) == ["I1", "I2", "I4", "I5"]
+    assert await ids(IssueFilter(series_id="S1", status="open")) == ["I1", "I2", "I5"]
+    assert await ids(IssueFilter(series_id="S2", status="rejected")) == []
+    assert await ids(IssueFilter(), limit=2) == ["I1", "I2"]
+    assert await ids(IssueFilter(), after="I2", limit=2) == ["I3", "I4"]
+    assert await ids(IssueFilter(series_id="S1"), after="I2", limit=2) == ["I4", "I5"]
+    assert await ids(IssueFilter(), after="I5") == []
     assert (await store.list_issues(IssueFilter(), "", 1)) == [issues[0]]
 
 
@@ -619,7 +664,8 @@ async def test_limits_are_honoured(store: Adapter) -> None:
     assert len(await store.as_of_time_range("S1", *EVERYTHING, 2500, 2)) == 2
     assert len(await store.as_of_position_range("S1", *EVERYTHING, 25, 2)) == 2
     assert len(await store.changes_after(ResumeToken(-1, -1), [], 2)) == 2
-    assert len(await store.audit_trail("S1", None, None, 2)) == 2
+    assert len(await store.audit_trail(of_series("S1"), None, 2)) == 2
+    assert len(await store.audit_trail(AuditScope(), None, 2)) == 2
     assert await store.latest_range("S1", *EVERYTHING, 0) == []
     assert await store.changes_after(ResumeToken(-1, -1), [], 0) == []
 
@@ -632,10 +678,11 @@ async def test_empty_store_answers_empty(store: Adapter) -> None:
     assert await store.history("S1", T0) == []
     assert await store.observations("S1", T0) == []
     assert await store.changes_after(ResumeToken(-1, -1), ["S1"], 10) == []
-    assert await store.audit_trail("S1", T0, None, 10) == []
+    assert await store.audit_trail(of_series("S1", T0), None, 10) == []
+    assert await store.audit_trail(AuditScope(), None, 10) == []
     assert await store.list_series("", 10) == []
     assert await store.get_series("S1") is None
-    assert await store.list_issues(IssueFilter(status=""), "", 10) == []
+    assert await store.list_issues(IssueFilter(), "", 10) == []
     assert await store.metrics("S1", *EVERYTHING) == []
 
 

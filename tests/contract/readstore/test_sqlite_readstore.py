@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from qis_adapters.readstore.port import (
+    AuditEntry,
+    AuditScope,
     ChangeFeedEntry,
     OfficialVersion,
     ProjectionBatch,
@@ -16,8 +18,8 @@ from qis_adapters.readstore.port import (
 )
 from qis_adapters.readstore.sqlite import SqliteReadStore, _Sql
 
-# Every statement behind the port's queries. The issue query is built per filter: its common
-# shapes are listed by their suffix.
+# Every statement behind the port's queries. The issue query is built per filter: its every
+# shape is listed by its suffix.
 STATEMENTS: list[Callable[[_Sql], str]] = [
     lambda q: q.latest_range,
     lambda q: q.as_of_time_range,
@@ -26,17 +28,17 @@ STATEMENTS: list[Callable[[_Sql], str]] = [
     lambda q: q.observations,
     lambda q: q.changes_after,
     lambda q: q.changes_after_series,
+    lambda q: q.audit_all,
     lambda q: q.audit_series,
     lambda q: q.audit_point,
+    lambda q: q.audit_source,
     lambda q: q.list_series,
     lambda q: q.get_series,
     lambda q: q.metrics,
     lambda q: q.list_issues + " ORDER BY issue_id LIMIT ?",
+    lambda q: q.list_issues + " AND series_id = ? ORDER BY issue_id LIMIT ?",
     lambda q: q.list_issues + " AND status = ? ORDER BY issue_id LIMIT ?",
     lambda q: q.list_issues + " AND series_id = ? AND status = ? ORDER BY issue_id LIMIT ?",
-    lambda q: (
-        q.list_issues + " AND series_id = ? AND status = ? AND rule = ? ORDER BY issue_id LIMIT ?"
-    ),
 ]
 
 
@@ -102,18 +104,37 @@ def _root_pages(path: Path) -> dict[str, int]:
         conn.close()
 
 
-async def test_a_generation_written_by_earlier_code_is_brought_to_the_current_shape(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "read.db"
+# The audit table before entries about sources named their source.
+OLD_AUDIT_DDL = (
+    "CREATE TABLE g1_audit (position INTEGER NOT NULL, idx INTEGER NOT NULL,"
+    " recorded_at_us INTEGER NOT NULL, series_id TEXT NOT NULL, snap_us INTEGER,"
+    " action TEXT NOT NULL, user_id TEXT NOT NULL, command_id TEXT NOT NULL,"
+    " details TEXT NOT NULL, PRIMARY KEY (position, idx)) WITHOUT ROWID"
+)
+
+
+def _old_file(path: Path, ddl: str, insert: str) -> None:
+    """A database whose active generation g1, at checkpoint 7, has one table of an earlier
+    shape holding one row."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
         conn.executemany("INSERT INTO meta VALUES (?, ?)", [("active", "g1"), ("generation:g1", 7)])
-        conn.execute(OLD_METRICS_DDL)
-        conn.execute("INSERT INTO g1_metrics VALUES ('S1', 100, 200, 1.0, 0.5, 0.25, 0.75, 9, 7)")
+        conn.execute(ddl)
+        conn.execute(insert)
     finally:
         conn.close()
+
+
+async def test_a_generation_written_by_earlier_code_is_brought_to_the_current_shape(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "read.db"
+    _old_file(
+        path,
+        OLD_METRICS_DDL,
+        "INSERT INTO g1_metrics VALUES ('S1', 100, 200, 1.0, 0.5, 0.25, 0.75, 9, 7)",
+    )
     old = QualityMetrics("S1", 100, 200, 1.0, 0.5, 0.25, 0.75, 9, 7)  # the new fields' defaults
 
     reader = await SqliteReadStore.open(path)  # a query service may open the file first
@@ -129,6 +150,24 @@ async def test_a_generation_written_by_earlier_code_is_brought_to_the_current_sh
         await writer.apply(ProjectionBatch(metrics=[unknown]), 8)
         assert await writer.metrics("S1", 0, 1000) == [old, unknown]
         assert await writer.checkpoint() == 8
+    finally:
+        await writer.close()
+
+
+async def test_an_audit_trail_written_before_source_ids_reads_on(tmp_path: Path) -> None:
+    path = tmp_path / "read.db"
+    _old_file(
+        path,
+        OLD_AUDIT_DDL,
+        "INSERT INTO g1_audit VALUES (5, 0, 9, 'S1', NULL, 'SchemaEvolved', 'u', 'c', '{}')",
+    )
+    old = AuditEntry(5, 0, 9, "S1", None, "SchemaEvolved", "u", "c", {})  # no source: ""
+    writer = await SqliteReadStore.open(path, "g1")
+    try:
+        configured = AuditEntry(7, 0, 10, "", None, "DataSourceConfigured", "u", "d", {}, "bbg")
+        await writer.apply(ProjectionBatch(audit=[configured]), 7)
+        assert await writer.audit_trail(AuditScope(), None, 10) == [old, configured]
+        assert await writer.audit_trail(AuditScope(source_id="bbg"), None, 10) == [configured]
     finally:
         await writer.close()
 

@@ -23,7 +23,7 @@ from qis_command.application.commands import (
 from qis_command.application.scheduler import Scheduler
 from qis_domain.bounds import MAX_INSTANT_US, MIN_INSTANT_US
 from qis_domain.command_log import COMMAND_REUSED
-from qis_domain.definitions import DataSourceConfig, ValidationRules
+from qis_domain.definitions import DataSourceConfig, Update, ValidationRules
 from qis_domain.errors import AlreadyExists, InvalidArgument
 from qis_domain.events import DataPublished, QualityMetricsCalculated
 from qis_domain.quality_window import quality_stream
@@ -304,9 +304,9 @@ async def test_a_command_that_changes_nothing_still_holds_its_id() -> None:
     for other arguments and applied. Its answer is a position the read side reaches."""
     app = new_app()
     await app.define(daily_series("a", rules=ValidationRules()))
-    same = DataSourceConfig(provider="test")
+    same = Update(values={"provider": "test"})
     first = await app.handlers.configure_source(ConfigureSource("a", same), app.ctx("cfg-1"))
-    other = DataSourceConfig(provider="refinitiv")
+    other = Update(values={"provider": "refinitiv"})
     with pytest.raises(AlreadyExists) as refused:
         await app.handlers.configure_source(ConfigureSource("a", other), app.ctx("cfg-1"))
     assert refused.value.reason == COMMAND_REUSED

@@ -248,13 +248,13 @@ async def test_over_grpc_a_request_beyond_the_size_limit_is_resource_exhausted(
     )
     snaps = [timestamp_pb2.Timestamp(seconds=s // 1_000_000) for s in SNAPS]
     many = [timestamp_pb2.Timestamp(seconds=s, nanos=999_999_999) for s in range(10_000)]
-    oversized = pb.GetValuesRequest(series=f"series/{SERIES}", snaps=many)
+    oversized = pb.GetValuesRequest(series=f"series/{SERIES}", snap_times=many)
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.GetValues(oversized, metadata=as_user("alice"))
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "larger than max" in (error.value.details() or "")
     # One within the limit is answered.
-    request = pb.GetValuesRequest(series=f"series/{SERIES}", snaps=snaps)
+    request = pb.GetValuesRequest(series=f"series/{SERIES}", snap_times=snaps)
     reply = await stub.GetValues(request, metadata=as_user("alice"))
     assert len(reply.values) == len(SNAPS)
 

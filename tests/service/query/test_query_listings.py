@@ -1,5 +1,5 @@
 """Listings paged by token (catalogue, audit trail, issue queue) and the lookups of one series or
-point, without gRPC."""
+point, without gRPC. Filters and parents against a reference, over gRPC: test_query_filtered."""
 
 from __future__ import annotations
 
@@ -9,16 +9,18 @@ from typing import TypeVar
 
 import pytest
 from qis_adapters.readstore.memory import InMemoryReadStore
-from qis_adapters.readstore.port import IssueFilter, ProjectionBatch
+from qis_adapters.readstore.port import AuditScope, ProjectionBatch
 from qis_domain.errors import InvalidArgument, NotFound
+from qis_domain.snaps import format_snap
+from qis_query.application.filtering import FilterError
 from qis_query.application.handlers import Page, QueryHandlers
 
 from tests.contract.readstore.test_readstore_contract import SNAPS, metric
 from tests.service.query.readmodel import HEAD, OTHER, SERIES
 
 T = TypeVar("T")
-OPEN_ISSUES = IssueFilter()
 DAY = 86_400_000_000
+OF_SERIES = AuditScope(series_id=SERIES)
 
 
 async def every_page(fetch: Callable[[str], Awaitable[Page[T]]]) -> list[list[T]]:
@@ -38,34 +40,66 @@ async def test_the_catalogue_in_pages(queries: QueryHandlers) -> None:
     assert [[e.series_id for e in p] for p in pages] == [[SERIES], [OTHER], []]
 
 
-async def test_the_audit_trail_in_pages_of_its_own_series_or_point(
+async def test_the_audit_trail_in_pages_tied_to_their_parent_and_filter(
     queries: QueryHandlers,
 ) -> None:
-    pages = await every_page(lambda token: queries.audit_entries(SERIES, None, 2, token, 0))
+    pages = await every_page(lambda token: queries.audit_entries(OF_SERIES, "", 2, token, 0))
     assert [[(e.position, e.index) for e in p] for p in pages] == [
         [(10, 0), (10, 1)],
         [(10, 2), (10, 3)],
         [(10, 4)],
     ]
-    token = (await queries.audit_entries(SERIES, None, 2, "", 0)).next_page_token
-    for series_id, snap_us in ((OTHER, None), (SERIES, SNAPS[0])):
+    token = (await queries.audit_entries(OF_SERIES, "", 2, "", 0)).next_page_token
+    of_point = f'snap_time = "{format_snap(SNAPS[0])}"'
+    for parent, filter_text in ((AuditScope(series_id=OTHER), ""), (OF_SERIES, of_point)):
         with pytest.raises(InvalidArgument) as refused:
-            await queries.audit_entries(series_id, snap_us, 2, token, 0)
+            await queries.audit_entries(parent, filter_text, 2, token, 0)
+        assert [v.field for v in refused.value.violations] == ["page_token"]
+    # The same filter spaced otherwise is the same query.
+    token = (await queries.audit_entries(OF_SERIES, of_point, 1, "", 0)).next_page_token
+    spaced = f'  snap_time="{format_snap(SNAPS[0])}" '
+    assert (await queries.audit_entries(OF_SERIES, spaced, 1, token, 0)).items == []
+
+
+async def test_a_point_of_the_audit_trail_needs_a_series_as_parent(
+    queries: QueryHandlers,
+) -> None:
+    of_point = f'user = "alice" AND snap_time = "{format_snap(SNAPS[0])}"'
+    for parent in (AuditScope(), AuditScope(source_id="bbg")):
+        with pytest.raises(FilterError) as refused:
+            await queries.audit_entries(parent, of_point, 2, "", 0)
+        assert refused.value.offset == 19
+        assert "snap_time needs a series as parent" in refused.value.problem
+
+
+async def test_the_issue_queue_in_pages_tied_to_their_parent_and_filter(
+    queries: QueryHandlers,
+) -> None:
+    pages = await every_page(lambda token: queries.quality_issues(SERIES, "", 2, token, 0))
+    assert [[i.issue_id for i in p] for p in pages] == [["I1", "I2"], ["I3"]]
+    token = (await queries.quality_issues(SERIES, "", 2, "", 0)).next_page_token
+    for series_id, filter_text in ((SERIES, "severity = ERROR"), ("", "")):
+        with pytest.raises(InvalidArgument) as refused:
+            await queries.quality_issues(series_id, filter_text, 2, token, 0)
         assert [v.field for v in refused.value.violations] == ["page_token"]
 
 
-async def test_the_issue_queue_in_pages_of_one_filter(queries: QueryHandlers) -> None:
-    pages = await every_page(lambda token: queries.quality_issues(OPEN_ISSUES, 2, token, 0))
-    assert [[i.issue_id for i in p] for p in pages] == [["I1", "I2"], ["I3"]]
-    token = (await queries.quality_issues(OPEN_ISSUES, 2, "", 0)).next_page_token
-    with pytest.raises(InvalidArgument):
-        await queries.quality_issues(IssueFilter(severity="error"), 2, token, 0)
+async def test_an_unknown_series_as_parent_is_not_found(queries: QueryHandlers) -> None:
+    with pytest.raises(NotFound) as missing:
+        await queries.quality_issues("NOPE", "", 2, "", 0)
+    assert missing.value.resource.name == "series/NOPE"
+    with pytest.raises(NotFound):
+        await queries.audit_entries(AuditScope(series_id="NOPE"), "", 2, "", 0)
+    # A known series without any is an empty page; so is a source, which has no catalogue.
+    assert (await queries.quality_issues(OTHER, "", 2, "", 0)).items == []
+    assert (await queries.audit_entries(AuditScope(series_id=OTHER), "", 2, "", 0)).items == []
+    assert (await queries.audit_entries(AuditScope(source_id="nope"), "", 2, "", 0)).items == []
 
 
 async def test_a_token_of_another_listing_is_refused(queries: QueryHandlers) -> None:
     token = (await queries.list_series(1, "", 0)).next_page_token
     with pytest.raises(InvalidArgument):
-        await queries.quality_issues(OPEN_ISSUES, 1, token, 0)
+        await queries.quality_issues("", "", 1, token, 0)
 
 
 async def test_a_negative_page_size_is_refused(queries: QueryHandlers) -> None:
@@ -74,16 +108,17 @@ async def test_a_negative_page_size_is_refused(queries: QueryHandlers) -> None:
 
 
 async def test_the_history_of_a_point(queries: QueryHandlers) -> None:
-    read = await queries.point_history(SERIES, SNAPS[2], 0)
+    read = await queries.point_history(SERIES, SNAPS[2], 0, "", 0)
     assert [v.version for v in read.value.versions] == [1, 2, 3]
     assert [o.source_id for o in read.value.observations] == ["bbg"]
+    assert read.value.next_page_token == ""
     assert read.read_position == HEAD
 
 
 @pytest.mark.parametrize(
     ("series_id", "field"),
     [
-        pytest.param(SERIES, "snap", id="no-such-point"),
+        pytest.param(SERIES, "snap_time", id="no-such-point"),
         pytest.param("NOPE", "series", id="no-such-series"),
     ],
 )
@@ -91,7 +126,7 @@ async def test_the_history_of_nothing_is_not_found(
     queries: QueryHandlers, series_id: str, field: str
 ) -> None:
     with pytest.raises(NotFound) as missing:
-        await queries.point_history(series_id, SNAPS[0] + 1, 0)
+        await queries.point_history(series_id, SNAPS[0] + 1, 0, "", 0)
     assert missing.value.field == field
 
 

@@ -129,10 +129,10 @@ async def test_a_token_naming_a_snap_beyond_the_calendar_is_refused(
 async def test_a_range_ending_before_it_starts_is_refused(queries: QueryHandlers) -> None:
     with pytest.raises(InvalidArgument) as refused:
         await queries.query_range(RangeQuery(SERIES, SNAPS[3], SNAPS[1]), 0, "", 0)
-    assert sorted(fields_of(refused)) == ["end", "start"]
+    assert sorted(fields_of(refused)) == ["end_time", "start_time"]
     with pytest.raises(InvalidArgument) as refused:
         await queries.quality_metrics(SERIES, SNAPS[3], SNAPS[1], 0, "", 0)
-    assert sorted(fields_of(refused)) == ["end", "start"]
+    assert sorted(fields_of(refused)) == ["end_time", "start_time"]
 
 
 async def test_an_unknown_series_is_not_found_and_a_known_empty_one_is_empty(

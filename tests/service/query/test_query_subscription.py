@@ -180,6 +180,26 @@ async def test_a_series_defined_up_to_the_start_position_is_waited_for(
         assert keys(await feed.take(1)) == [(HEAD + 2, 0)]
 
 
+async def test_a_series_defined_up_to_min_position_is_waited_for_from_the_beginning(
+    queries: QueryHandlers, writer: InMemoryReadStore
+) -> None:
+    """Subscribing from the beginning right after defining a series: the definition's position
+    travels as min_position, so the series is waited for rather than NOT_FOUND."""
+    got: asyncio.Queue[FeedBatch] = asyncio.Queue()
+    following = asyncio.create_task(
+        queries.subscribe(["S4"], None, 0, got.put, min_position=HEAD + 1)
+    )
+    await asyncio.sleep(0.05)
+    assert not following.done()
+    await writer.apply(ProjectionBatch(series=[catalogue_entry("S4", HEAD + 1)]), HEAD + 1)
+    new = version(SNAPS[0], 1, "1.00", at=9000, position=HEAD + 2, series_id="S4")
+    await writer.apply(ProjectionBatch(versions=[new], changes=[change(new, 0)]), HEAD + 2)
+    assert keys([await asyncio.wait_for(got.get(), WITHIN_S)]) == [(HEAD + 2, 0)]
+    following.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await following
+
+
 async def test_an_unknown_series_while_the_read_model_is_behind_is_unavailable(
     queries: QueryHandlers,
 ) -> None:

@@ -6,24 +6,45 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
+from google.protobuf.message import Message
 from qis.data.v1 import series_pb2, values_pb2
-from qis_adapters.proto.definitions import series_from_proto, series_to_proto, source_from_proto
+from qis_adapters.proto.definitions import (
+    series_from_proto,
+    series_to_proto,
+    series_update_from_proto,
+    source_from_proto,
+    source_update_from_proto,
+)
 from qis_adapters.proto.times import micros_from_proto
 from qis_adapters.proto.values import points_from_proto, value_from_proto
 from qis_domain import bounds
+from qis_domain.definitions import (
+    PublicationPolicy,
+    ReconciliationPolicy,
+    SeriesSource,
+    Update,
+    ValidationRules,
+)
 from qis_domain.errors import FieldViolation, InvalidArgument
-from qis_domain.values import CorporateAction, Price, Volume
+from qis_domain.snaps import Frequency, Snap
+from qis_domain.values import CorporateAction, DataType, Price, Volume
 
-SNAP = "2024-03-01T21:00:00Z"
+SNAP_S = 1_709_326_800  # 2024-03-01T21:00:00Z
+SNAP = timestamp_pb2.Timestamp(seconds=SNAP_S)
+US = 1_000_000
 
 
 def price(value: str = "101.5", currency: str = "") -> values_pb2.DataValue:
     return values_pb2.DataValue(price=values_pb2.Price(value=value, currency=currency))
 
 
-def point(value: values_pb2.DataValue, snap: str = SNAP) -> values_pb2.DataPoint:
-    return values_pb2.DataPoint(snap=snap, value=value)
+def point(
+    value: values_pb2.DataValue,
+    snap: timestamp_pb2.Timestamp = SNAP,
+    offset: duration_pb2.Duration | None = None,
+) -> values_pb2.DataPoint:
+    return values_pb2.DataPoint(snap_time=snap, utc_offset=offset, value=value)
 
 
 def fields(violations: list[FieldViolation]) -> list[str]:
@@ -62,16 +83,16 @@ def test_every_violation_of_a_batch_is_reported_whatever_its_kind() -> None:
     v: list[FieldViolation] = []
     points_from_proto(
         [
-            point(price(), snap="2024-03-01 21:00:00Z"),
+            point(price(), snap=timestamp_pb2.Timestamp(seconds=SNAP_S, nanos=1)),
             point(price(currency="usd")),
-            point(price("1e30", currency="eur"), snap="20240301T210000Z"),
+            point(price("1e30", currency="eur"), offset=duration_pb2.Duration(seconds=30)),
         ],
         v,
     )
     assert fields(v) == [
-        "points[0].snap",
+        "points[0].snap_time",
         "points[1].value.price.currency",
-        "points[2].snap",
+        "points[2].utc_offset",
         "points[2].value.price.value",
         "points[2].value.price.currency",
     ]
@@ -120,7 +141,10 @@ def series(**changes: object) -> series_pb2.Series:
         target = msg
         for parent in parents:
             target = getattr(target, parent)
-        setattr(target, leaf, value)
+        if isinstance(value, Message):
+            getattr(target, leaf).CopyFrom(value)
+        else:
+            setattr(target, leaf, value)
     return msg
 
 
@@ -161,8 +185,8 @@ def test_every_violation_of_a_definition_is_reported_together() -> None:
         validation__zscore_window=5000,
         validation__stale_after_snaps=-1,
         validation__max_jump_percent="1e30",
-        publication__cutoff_seconds=-1,
-        publication__timeliness_sla_seconds=2**62,
+        publication__cutoff=duration_pb2.Duration(seconds=-1),
+        publication__timeliness_sla=duration_pb2.Duration(seconds=2**62),
         publication__min_sources=-2,
         description="d" * (bounds.MAX_TEXT_LENGTH + 1),
         calendar="X" * (bounds.MAX_ID_LENGTH + 1),
@@ -174,8 +198,8 @@ def test_every_violation_of_a_definition_is_reported_together() -> None:
             "series.validation.zscore_window",
             "series.validation.stale_after_snaps",
             "series.validation.max_jump_percent",
-            "series.publication.cutoff_seconds",
-            "series.publication.timeliness_sla_seconds",
+            "series.publication.cutoff",
+            "series.publication.timeliness_sla",
             "series.publication.min_sources",
             "series.description",
             "series.calendar",
@@ -262,3 +286,267 @@ def test_the_look_back_rules_travel_both_ways() -> None:
     with pytest.raises(InvalidArgument) as bad:
         series_from_proto(series(validation__max_spike_percent="lots"))
     assert fields(bad.value.violations) == ["series.validation.max_spike_percent"]
+
+
+# --- snaps and offsets ---
+
+
+def ts(seconds: int, nanos: int = 0) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+def offset(seconds: int, nanos: int = 0) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=seconds, nanos=nanos)
+
+
+def snaps_of(*points: values_pb2.DataPoint) -> tuple[list[Snap], list[str]]:
+    v: list[FieldViolation] = []
+    return [snap for snap, _ in points_from_proto(points, v)], fields(v)
+
+
+def test_a_snap_is_a_utc_instant_with_the_offset_the_source_stated() -> None:
+    found = snaps_of(
+        point(price()),  # utc_offset unset: UTC
+        point(price(), ts(SNAP_S, 123_456_000), offset(-5 * 3600)),
+        point(price(), ts(-1, 999_999_000), offset(5 * 3600 + 30 * 60)),
+        point(price(), ts(bounds.MIN_TIMESTAMP_SECONDS), offset(-bounds.MAX_UTC_OFFSET_SECONDS)),
+        point(price(), ts(bounds.MAX_TIMESTAMP_SECONDS, 999_999_000), offset(86_340)),
+    )
+    assert found == (
+        [
+            Snap(SNAP_S * US, 0),
+            Snap(SNAP_S * US + 123_456, -18_000),
+            Snap(-1, 19_800),
+            Snap(bounds.MIN_INSTANT_US, -86_340),
+            Snap(bounds.MAX_INSTANT_US, 86_340),
+        ],
+        [],
+    )
+
+
+@pytest.mark.parametrize("nanos", [1, 999, 1_001, 999_999_999])
+def test_a_snap_finer_than_a_microsecond_is_refused_not_truncated(nanos: int) -> None:
+    # Truncated, two snaps of one request 1 ns apart would merge into one point.
+    assert snaps_of(point(price()), point(price(), ts(SNAP_S, nanos))) == (
+        [Snap(SNAP_S * US)],
+        ["points[1].snap_time"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("snap", "expected"),
+    [
+        (ts(bounds.MAX_TIMESTAMP_SECONDS + 1), ["points[0].snap_time.seconds"]),
+        (ts(bounds.MIN_TIMESTAMP_SECONDS - 1), ["points[0].snap_time.seconds"]),
+        (ts(SNAP_S, -1_000), ["points[0].snap_time.nanos"]),
+        (ts(SNAP_S, 1_000_000_000), ["points[0].snap_time.nanos"]),
+    ],
+)
+def test_a_snap_beyond_the_instant_bounds_is_refused(
+    snap: timestamp_pb2.Timestamp, expected: list[str]
+) -> None:
+    assert snaps_of(point(price(), snap)) == ([], expected)
+
+
+def test_a_snap_is_required() -> None:
+    unset = values_pb2.DataPoint(value=price())
+    assert snaps_of(unset) == ([], ["points[0].snap_time"])
+
+
+@pytest.mark.parametrize(
+    "utc_offset",
+    [
+        offset(30),  # seconds: RFC 3339 offsets are whole minutes
+        offset(3600 + 1),
+        offset(0, 500_000_000),
+        offset(bounds.MAX_UTC_OFFSET_SECONDS + 60),  # +24:00
+        offset(-bounds.MAX_UTC_OFFSET_SECONDS - 60),
+        offset(2**40),
+    ],
+)
+def test_an_offset_is_whole_minutes_within_23_59(utc_offset: duration_pb2.Duration) -> None:
+    assert snaps_of(point(price(), offset=utc_offset)) == ([], ["points[0].utc_offset"])
+
+
+# --- durations ---
+
+
+def test_a_cutoff_and_an_sla_travel_both_ways_in_whole_seconds() -> None:
+    msg = series(
+        publication__cutoff=offset(7_200),
+        publication__timeliness_sla=offset(bounds.MAX_DURATION_SECONDS),
+    )
+    definition = series_from_proto(msg)
+    policy = definition.publication
+    assert (policy.cutoff_seconds, policy.timeliness_sla_seconds) == (
+        7_200,
+        bounds.MAX_DURATION_SECONDS,
+    )
+    back = series_to_proto("SPX", definition, 1)
+    assert (back.publication.cutoff, back.publication.timeliness_sla) == (
+        offset(7_200),
+        offset(bounds.MAX_DURATION_SECONDS),
+    )
+    assert series_from_proto(back) == definition
+    assert series_from_proto(series()).publication == PublicationPolicy()  # unset: disabled
+
+
+@pytest.mark.parametrize(
+    "span",
+    [offset(-1), offset(0, 1), offset(1, 500_000_000), offset(bounds.MAX_DURATION_SECONDS + 1)],
+)
+def test_a_negative_fractional_or_unbounded_duration_is_refused(
+    span: duration_pb2.Duration,
+) -> None:
+    msg = series(publication__cutoff=span, publication__timeliness_sla=span)
+    assert violations_of(msg) == [
+        "series.publication.cutoff",
+        "series.publication.timeliness_sla",
+    ]
+
+
+# --- data sources ---
+
+
+def test_a_source_is_enabled_unless_it_says_disabled() -> None:
+    assert source_from_proto(series_pb2.DataSource(provider="p")).enabled
+    assert not source_from_proto(series_pb2.DataSource(provider="p", disabled=True)).enabled
+
+
+# --- update masks (AIP-134) ---
+
+
+def mask(*paths: str) -> field_mask_pb2.FieldMask:
+    return field_mask_pb2.FieldMask(paths=paths)
+
+
+def update_violations(msg: series_pb2.Series, m: field_mask_pb2.FieldMask) -> list[str]:
+    with pytest.raises(InvalidArgument) as error:
+        series_update_from_proto(msg, m)
+    return fields(error.value.violations)
+
+
+def test_a_mask_reads_the_fields_it_names_and_only_those() -> None:
+    msg = series(
+        name="series/PX",
+        precision=4,
+        description="closing prices",
+        validation__zscore_window=5000,  # invalid, but not named: not read
+    )
+    assert series_update_from_proto(msg, mask("description", "precision")) == Update(
+        values={"precision": 4, "description": "closing prices"}
+    )
+
+
+def test_a_named_field_unset_in_the_request_is_cleared() -> None:
+    assert series_update_from_proto(
+        series_pb2.Series(), mask("description", "validation", "time_zone", "sources")
+    ) == Update(
+        values={
+            "time_zone": "UTC",
+            "sources": (),
+            "validation": ValidationRules(),
+            "description": "",
+        }
+    )
+
+
+def test_a_star_names_every_evolvable_field_but_not_the_immutable_ones() -> None:
+    found = series_update_from_proto(series_pb2.Series(unit="EUR"), mask("*"))
+    assert found == Update(
+        values={
+            "unit": "EUR",
+            "precision": 0,
+            "time_zone": "UTC",
+            "calendar": "",
+            "sources": (),
+            "validation": ValidationRules(),
+            "reconciliation": ReconciliationPolicy(),
+            "publication": PublicationPolicy(),
+            "description": "",
+        }
+    )
+
+
+def test_without_a_mask_the_fields_set_in_the_request_are_named() -> None:
+    # As read from GetSeries: name and schema_version are set, and ignored.
+    msg = series_pb2.Series(
+        name="series/PX",
+        schema_version=3,
+        frequency=series_pb2.FREQUENCY_DAILY,
+        sources=[series_pb2.SeriesSource(source="sources/bbg")],
+        publication=series_pb2.PublicationPolicy(),  # present, though empty
+        precision=0,  # the default: not set, so not named (an implied mask cannot clear)
+    )
+    assert series_update_from_proto(msg, mask()) == Update(
+        values={
+            "frequency": Frequency.DAILY,
+            "sources": (SeriesSource(source_id="bbg", priority=1),),
+            "publication": PublicationPolicy(),
+        }
+    )
+
+
+def test_a_named_data_type_is_checked_but_cannot_be_cleared() -> None:
+    named = series_update_from_proto(
+        series_pb2.Series(data_type=values_pb2.DATA_TYPE_VOLUME), mask("data_type")
+    )
+    assert named == Update(values={"data_type": DataType.VOLUME})  # compared by the domain
+    assert update_violations(series_pb2.Series(), mask("data_type", "frequency")) == [
+        "series.data_type",
+        "series.frequency",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("paths", "refused"),
+    [
+        (["unit", "colour"], ["update_mask.paths[1]"]),
+        (["name"], ["update_mask.paths[0]"]),
+        (["schema_version", "unit"], ["update_mask.paths[0]"]),
+        (["publication.cutoff"], ["update_mask.paths[0]"]),
+        (["unit.x", "unknown.field"], ["update_mask.paths[0]", "update_mask.paths[1]"]),
+        (["*", "unit"], ["update_mask.paths[0]"]),
+        ([""], ["update_mask.paths[0]"]),
+    ],
+)
+def test_a_mask_path_must_be_an_updatable_top_level_field(
+    paths: list[str], refused: list[str]
+) -> None:
+    assert update_violations(series(), mask(*paths)) == refused
+
+
+def test_a_nested_path_is_told_to_name_its_top_level_field() -> None:
+    with pytest.raises(InvalidArgument) as error:
+        series_update_from_proto(series(), mask("publication.cutoff"))
+    assert "'publication'" in error.value.violations[0].description
+
+
+def test_a_unit_without_a_data_type_is_checked_for_its_shape_only() -> None:
+    # Either kind of unit fits an update that does not name the data type; the domain
+    # checks it against the series' own.
+    for unit in ("USD", "shares"):
+        assert series_update_from_proto(series_pb2.Series(unit=unit), mask("unit")) == Update(
+            values={"unit": unit}
+        )
+    assert update_violations(series_pb2.Series(unit="many shares"), mask("unit")) == ["series.unit"]
+    priced = series_pb2.Series(unit="shares", data_type=values_pb2.DATA_TYPE_PRICE)
+    assert update_violations(priced, mask("unit", "data_type")) == ["series.unit"]
+
+
+def test_a_source_mask_maps_disabled_to_the_domains_enabled() -> None:
+    msg = series_pb2.DataSource(name="sources/bbg", disabled=True, provider="other")
+    assert source_update_from_proto(msg, mask("disabled")) == Update(values={"enabled": False})
+    assert source_update_from_proto(msg, mask()) == Update(
+        values={"provider": "other", "enabled": False}
+    )
+    assert source_update_from_proto(series_pb2.DataSource(provider="p"), mask("*")) == Update(
+        values={
+            "provider": "p",
+            "description": "",
+            "rate_limit_per_minute": 0,
+            "cost_per_request": Decimal(0),
+            "settings": {},
+            "enabled": True,
+        }
+    )

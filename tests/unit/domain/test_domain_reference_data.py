@@ -15,9 +15,16 @@ from qis_domain.definitions import (
     ReconciliationPolicy,
     SeriesDefinition,
     SeriesSource,
+    Update,
     ValidationRules,
 )
-from qis_domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from qis_domain.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from qis_domain.events import (
     DataSourceConfigured,
     DataSourceRegistered,
@@ -256,6 +263,98 @@ def test_evolve_without_new_sources_emits_only_schema_evolved() -> None:
     assert second[0].schema_version == 3
 
 
+# --- updates (AIP-134 masks, merged on the loaded state) ---
+
+
+def update(**values: object) -> Update:
+    return Update(values=values)
+
+
+def test_an_update_replaces_what_it_names_and_keeps_the_rest() -> None:
+    series, _ = defined()
+    merged = series.updated(update(precision=2, description="EUR in USD"))
+    assert merged == eurusd(precision=2, description="EUR in USD")
+
+
+def test_an_update_clears_a_field_to_its_default() -> None:
+    series, _ = defined()
+    merged = series.updated(update(validation=ValidationRules(), time_zone="UTC"))
+    assert merged.validation == ValidationRules()  # require_positive back to False
+    assert merged.time_zone == "UTC"
+    assert (merged.precision, merged.sources) == (5, eurusd().sources)
+
+
+def test_an_update_naming_a_field_the_definition_lacks_is_refused() -> None:
+    series, _ = defined()
+    with pytest.raises(ValueError, match="colour"):
+        series.updated(update(colour="blue"))
+
+
+def test_an_update_that_clears_the_sources_is_invalid_as_a_definition_would_be() -> None:
+    series, _ = defined()
+    merged = series.updated(update(sources=()))
+    with pytest.raises(InvalidArgument) as info:
+        series.evolve(merged, "no sources", KNOWN, ctx("evolve"))
+    assert [v.field for v in info.value.violations] == ["series.sources"]
+
+
+@pytest.mark.parametrize(
+    ("values", "immutable"),
+    [
+        ({"data_type": DataType.PRICE, "precision": 4}, False),
+        ({"frequency": Frequency.DAILY, "precision": 4}, False),
+        ({"data_type": DataType.VOLUME}, True),
+        ({"frequency": Frequency.HOURLY}, True),
+    ],
+)
+def test_an_update_may_name_data_type_and_frequency_only_unchanged(
+    values: dict[str, object], immutable: bool
+) -> None:
+    series, _ = defined()
+    merged = series.updated(Update(values=values))
+    if immutable:
+        with pytest.raises(FailedPrecondition) as info:
+            series.evolve(merged, "change", KNOWN, ctx("evolve"))
+        assert info.value.reason == "IMMUTABLE_FIELD"
+    else:
+        assert series.evolve(merged, "change", KNOWN, ctx("evolve"))
+
+
+def test_the_unit_of_an_update_is_checked_against_the_series_data_type() -> None:
+    # The edge cannot: an update need not name the data type.
+    series, _ = defined()
+    merged = series.updated(update(unit="shares"))
+    with pytest.raises(InvalidArgument) as info:
+        series.evolve(merged, "unit", KNOWN, ctx("evolve"))
+    assert [v.field for v in info.value.violations] == ["series.unit"]
+    assert "ISO 4217" in info.value.violations[0].description
+
+
+@pytest.mark.parametrize("expected", [0, 2])
+def test_an_expected_schema_version_that_is_current_or_zero_passes(expected: int) -> None:
+    series, log = defined()
+    c = ctx("evolve-1")
+    log.commit(series, series.evolve(eurusd(precision=4), "first", KNOWN, c), c)
+    assert series.updated(update(precision=3), expected) == eurusd(precision=3)
+
+
+@pytest.mark.parametrize("expected", [1, 3])
+def test_an_expected_schema_version_that_is_not_current_is_aborted(expected: int) -> None:
+    series, log = defined()
+    c = ctx("evolve-1")
+    log.commit(series, series.evolve(eurusd(precision=4), "first", KNOWN, c), c)
+    with pytest.raises(Aborted) as info:
+        series.updated(update(precision=3), expected)
+    assert info.value.reason == "SCHEMA_VERSION_MISMATCH"
+    assert f"at schema version 2, not {expected}" in str(info.value)
+
+
+def test_an_update_of_an_undefined_series_is_not_found_whatever_the_version() -> None:
+    with pytest.raises(NotFound) as info:
+        ReferenceData("EURUSD").updated(update(precision=3), 7)
+    assert info.value.field == "series.name"
+
+
 # --- DataSource ---
 
 BBG = DataSourceConfig(
@@ -296,16 +395,16 @@ def test_register_twice_already_exists() -> None:
 
 def test_configure_unknown_source_is_not_found() -> None:
     with pytest.raises(NotFound) as info:
-        DataSource("ghost").configure(BBG, ctx())
+        DataSource("ghost").configure(update(provider="x"), ctx())
     assert info.value.resource.name == "sources/ghost"
     assert info.value.field == "source.name"
 
 
-def test_configure_changes_the_config() -> None:
+def test_configure_changes_what_the_update_names() -> None:
     source, log = registered()
-    changed = BBG.model_copy(update={"enabled": False})
     c = ctx("disable")
-    events = source.configure(changed, c)
+    events = source.configure(update(enabled=False, settings={}), c)
+    changed = BBG.model_copy(update={"enabled": False, "settings": {}})
     assert events == [DataSourceConfigured(source_id="bbg", config=changed)]
     log.commit(source, events, c)
     assert source.config == changed
@@ -313,6 +412,7 @@ def test_configure_changes_the_config() -> None:
     assert source.outcome_of("disable") == CommandOutcome(log.position)
 
 
-def test_configure_with_the_same_config_does_nothing() -> None:
+@pytest.mark.parametrize("values", [{}, {"provider": "bloomberg", "rate_limit_per_minute": 600}])
+def test_configure_with_the_same_values_does_nothing(values: dict[str, object]) -> None:
     source, _ = registered()
-    assert source.configure(BBG.model_copy(), ctx("same")) == []
+    assert source.configure(Update(values=values), ctx("same")) == []

@@ -245,7 +245,13 @@ def test_corporate_action_both_figures_bad() -> None:
     [(Severity.INFO, False), (Severity.WARNING, False), (Severity.ERROR, True)],
 )
 def test_only_errors_block(severity: Severity, blocking: bool) -> None:
-    assert RuleFailure("r", severity).blocking is blocking
+    assert RuleFailure("positive", severity).blocking is blocking
+
+
+def test_a_rule_the_contract_does_not_name_is_refused() -> None:
+    # Clients read rules as the QualityRule enum: an unnamed one would reach them as a number.
+    with pytest.raises(ValueError, match="unknown rule 'made_up'"):
+        RuleFailure("made_up", Severity.ERROR)
 
 
 # --- reconciliation ---
@@ -412,19 +418,19 @@ def failure(rule: str, severity: Severity) -> RuleFailure:
     ("failures", "breaks", "score"),
     [
         ([], 0, "1"),
-        ([failure("a", Severity.INFO)], 0, "0.95"),
-        ([failure("a", Severity.WARNING)], 0, "0.8"),
-        ([failure("a", Severity.ERROR)], 0, "0.5"),
+        ([failure("jump", Severity.INFO)], 0, "0.95"),
+        ([failure("jump", Severity.WARNING)], 0, "0.8"),
+        ([failure("jump", Severity.ERROR)], 0, "0.5"),
         ([], 1, "0.8"),
         ([], 2, "0.6"),
-        ([failure("a", Severity.ERROR), failure("b", Severity.WARNING)], 0, "0.3"),
-        ([failure("a", Severity.WARNING), failure("b", Severity.INFO)], 1, "0.55"),
+        ([failure("jump", Severity.ERROR), failure("stale", Severity.WARNING)], 0, "0.3"),
+        ([failure("jump", Severity.WARNING), failure("stale", Severity.INFO)], 1, "0.55"),
         # one penalty per distinct rule, at its worst severity
-        ([failure("a", Severity.ERROR), failure("a", Severity.ERROR)], 0, "0.5"),
-        ([failure("a", Severity.WARNING), failure("a", Severity.ERROR)], 0, "0.5"),
-        ([failure("a", Severity.ERROR), failure("a", Severity.INFO)], 0, "0.5"),
+        ([failure("jump", Severity.ERROR), failure("jump", Severity.ERROR)], 0, "0.5"),
+        ([failure("jump", Severity.WARNING), failure("jump", Severity.ERROR)], 0, "0.5"),
+        ([failure("jump", Severity.ERROR), failure("jump", Severity.INFO)], 0, "0.5"),
         # never below zero
-        ([failure("a", Severity.ERROR), failure("b", Severity.ERROR)], 3, "0"),
+        ([failure("jump", Severity.ERROR), failure("stale", Severity.ERROR)], 3, "0"),
     ],
 )
 def test_quality_score_penalties(failures: list[RuleFailure], breaks: int, score: str) -> None:

@@ -1,7 +1,9 @@
 // Quickstart: the qis-data services from Go. It registers a data source, defines a price
-// series, ingests three daily closes, reads them back (latest, then as known before a
-// restatement), follows them on a subscription, and shows how a malformed request is refused.
-// Every command has a fixed command id, so running it again changes nothing (each answer says
+// series, ingests three daily closes, restates one, reads them back (latest, as known before the
+// restatement, and the restated point's history page by page), follows them on a subscription,
+// finds the restatement in the audit trail with a filter, evolves the series under optimistic
+// concurrency, and shows how refused requests are answered (error details decoded). Every
+// command has a fixed command id, so running it again changes nothing (each answer says
 // "duplicate").
 //
 //	.venv/bin/qis up                        # in another terminal
@@ -19,9 +21,12 @@ import (
 	"log"
 	"math/big"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	datav1 "qis-data/clients/go/gen/qis/data/v1"
@@ -72,11 +77,11 @@ func run(ctx context.Context, commandAddr, queryAddr, user, seriesID string) err
 	series := "series/" + seriesID
 	id := func(what string) string { return "go-quickstart:" + seriesID + ":" + what }
 
-	// 1. A source, and a daily USD price series fed by it.
+	// 1. A source (in use: DataSource.disabled is false), and a daily USD price series fed by it.
 	reg, err := commands.RegisterDataSource(ctx, &datav1.RegisterDataSourceRequest{
 		CommandId: id("register-source"),
 		SourceId:  "go-quickstart",
-		Source:    &datav1.DataSource{Provider: "synthetic", Description: "Go quickstart", Enabled: true},
+		Source:    &datav1.DataSource{Provider: "synthetic", Description: "Go quickstart"},
 	})
 	if err != nil {
 		return fmt.Errorf("register source: %w", err)
@@ -86,12 +91,13 @@ func run(ctx context.Context, commandAddr, queryAddr, user, seriesID string) err
 		CommandId: id("define"),
 		SeriesId:  seriesID,
 		Series: &datav1.Series{
-			DataType:   datav1.DataType_DATA_TYPE_PRICE,
-			Frequency:  datav1.Frequency_FREQUENCY_DAILY,
-			Unit:       "USD",
-			TimeZone:   "America/New_York",
-			Sources:    []*datav1.SeriesSource{{Source: "sources/go-quickstart", Priority: 1}},
-			Validation: &datav1.ValidationRules{RequirePositive: true},
+			DataType:    datav1.DataType_DATA_TYPE_PRICE,
+			Frequency:   datav1.Frequency_FREQUENCY_DAILY,
+			Unit:        "USD",
+			TimeZone:    "America/New_York",
+			Sources:     []*datav1.SeriesSource{{Source: "sources/go-quickstart", Priority: 1}},
+			Validation:  &datav1.ValidationRules{RequirePositive: true},
+			Description: "Go quickstart closes",
 		},
 	})
 	if err != nil {
@@ -110,16 +116,13 @@ func run(ctx context.Context, commandAddr, queryAddr, user, seriesID string) err
 		return fmt.Errorf("subscribe: %w", err)
 	}
 
-	// 3. Three closes, snaps with the New York offset, values as exact decimals.
+	// 3. Three closes at 16:00 New York time: qis.Point makes the snap_time (the instant, whole
+	// microseconds) and the utc_offset (-04:00, kept as lineage) from the time and its zone.
 	closes := []string{"5150.48", "5165.31", "5117.09"}
 	var points []*datav1.DataPoint
-	var snaps []*timestamppb.Timestamp
+	var snaps []time.Time
 	for i, c := range closes {
 		t := time.Date(2024, 3, 13+i, 16, 0, 0, 0, newYork)
-		snap, err := qis.FormatSnap(t)
-		if err != nil {
-			return err
-		}
 		value, err := qis.ParseDecimal(c)
 		if err != nil {
 			return err
@@ -128,8 +131,12 @@ func run(ctx context.Context, commandAddr, queryAddr, user, seriesID string) err
 		if err != nil {
 			return err
 		}
-		points = append(points, &datav1.DataPoint{Snap: snap, Value: price(text)})
-		snaps = append(snaps, timestamppb.New(t))
+		point, err := qis.Point(t, price(text))
+		if err != nil {
+			return err
+		}
+		points = append(points, point)
+		snaps = append(snaps, t)
 	}
 	ingest, err := commands.IngestPoints(ctx, &datav1.IngestPointsRequest{
 		CommandId: id("ingest"), Series: series, Source: "sources/go-quickstart", Points: points,
@@ -142,19 +149,27 @@ func run(ctx context.Context, commandAddr, queryAddr, user, seriesID string) err
 
 	// 4. A correction of the last close: a new version; the first one stays in history.
 	restate, err := commands.RestatePoint(ctx, &datav1.RestatePointRequest{
-		CommandId: id("restate"), Series: series, Snap: points[2].GetSnap(),
+		CommandId: id("restate"), Series: series, SnapTime: points[2].GetSnapTime(),
 		Value: price("5117.10"), Reason: "exchange correction", ReasonCode: "EXCHANGE_CORRECTION",
 	})
 	if err != nil {
 		return fmt.Errorf("restate: %w", err)
 	}
-	fmt.Printf("restated %s at position %d (duplicate: %t)\n", points[2].GetSnap(), restate.GetCommitPosition(), restate.GetDuplicate())
+	fmt.Printf("restated %s at position %d (duplicate: %t)\n", formatSnap(points[2].GetSnapTime()), restate.GetCommitPosition(), restate.GetDuplicate())
 
-	// 5. Read back: the latest values of the whole range (paged across calls by the iterator),
-	// waiting until the read model has the restatement (read-your-writes)...
+	// 5. Read back: the latest values of the range [start_time, end_time) (paged across calls
+	// by the iterator), waiting until the read model has the restatement (read-your-writes)...
+	start, err := qis.SnapTimestamp(snaps[0])
+	if err != nil {
+		return err
+	}
+	end, err := qis.SnapTimestamp(snaps[2].AddDate(0, 0, 1))
+	if err != nil {
+		return err
+	}
 	fmt.Println("latest:")
 	for v, err := range qis.QueryRange(ctx, queries, &datav1.QueryRangeRequest{
-		Series: series, MinPosition: restate.GetCommitPosition(), PageSize: 2,
+		Series: series, StartTime: start, EndTime: end, MinPosition: restate.GetCommitPosition(), PageSize: 2,
 	}) {
 		if err != nil {
 			return fmt.Errorf("query range: %w", err)
@@ -163,9 +178,13 @@ func run(ctx context.Context, commandAddr, queryAddr, user, seriesID string) err
 	}
 	// ...and the same points as they were known right after the ingestion, before the
 	// restatement: reproduces that past answer exactly.
+	snapTimes, err := qis.SnapTimestamps(snaps...)
+	if err != nil {
+		return err
+	}
 	asOf, err := queries.GetValues(ctx, &datav1.GetValuesRequest{
-		Series: series, Snaps: snaps,
-		AsOf:        &datav1.GetValuesRequest_AtPosition{AtPosition: ingest.GetCommitPosition()},
+		Series: series, SnapTimes: snapTimes,
+		AsOf:        &datav1.GetValuesRequest_AsOfPosition{AsOfPosition: ingest.GetCommitPosition()},
 		MinPosition: restate.GetCommitPosition(),
 	})
 	if err != nil {
@@ -176,7 +195,36 @@ func run(ctx context.Context, commandAddr, queryAddr, user, seriesID string) err
 		printValue(v)
 	}
 
-	// 6. The subscription has seen the ingested values (and the restatement).
+	// 6. The restated point's history, one version or observation per page (GetPointHistory
+	// reads every page): its versions, and what the source sent, at the offset it stated.
+	history, err := qis.GetPointHistory(ctx, queries, &datav1.GetPointHistoryRequest{
+		Series: series, SnapTime: points[2].GetSnapTime(), MinPosition: restate.GetCommitPosition(), PageSize: 1,
+	})
+	if err != nil {
+		return fmt.Errorf("point history: %w", err)
+	}
+	fmt.Printf("history of %s:\n", formatSnap(points[2].GetSnapTime()))
+	for _, v := range history.GetVersions() {
+		fmt.Printf("  version v%d  %s  %s  recorded at position %d", v.GetVersion(),
+			v.GetValue().GetPrice().GetValue(), qis.EnumName(v.GetMethod()), v.GetRecordPosition())
+		if v.GetSupersedePosition() != 0 {
+			fmt.Printf(", superseded at %d", v.GetSupersedePosition())
+		}
+		if v.GetReason() != "" {
+			fmt.Printf(" (%s)", v.GetReason())
+		}
+		fmt.Println()
+	}
+	for _, o := range history.GetObservations() {
+		at, err := qis.SnapIn(points[2].GetSnapTime(), o.GetUtcOffset())
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  observed %s  %s  from %s at position %d\n", at.Format(time.RFC3339Nano),
+			o.GetValue().GetPrice().GetValue(), o.GetSource(), o.GetRecordPosition())
+	}
+
+	// 7. The subscription has seen the ingested values (and the restatement).
 	want := len(points) + 1
 	for got := 0; got < want; {
 		msg, err := sub.Recv()
@@ -191,19 +239,66 @@ func run(ctx context.Context, commandAddr, queryAddr, user, seriesID string) err
 	}
 	stopSub()
 
-	// 7. A malformed batch: refused whole, with every violation named by its field path.
+	// 8. The audit trail of the series, filtered (AIP-160): who restated what, when.
+	for e, err := range qis.ListAuditEntries(ctx, queries, &datav1.ListAuditEntriesRequest{
+		Parent:      series,
+		Filter:      qis.And("action = "+qis.Quote("DataRestated"), "user = "+qis.Quote(user)),
+		MinPosition: restate.GetCommitPosition(),
+	}) {
+		if err != nil {
+			return fmt.Errorf("audit entries: %w", err)
+		}
+		fmt.Printf("audit: %s %s %s by %s at position %d\n", e.GetAction(), e.GetResource(),
+			formatSnap(e.GetSnapTime()), e.GetUser(), e.GetCommitPosition())
+	}
+
+	// 9. Evolve the series from schema version 1 (a fresh definition's): only the fields named
+	// by the update mask change. The same evolution from a version that is no longer current
+	// is refused: ABORTED, reason SCHEMA_VERSION_MISMATCH (read the series again, reapply).
+	evolve := func(commandID string) (*datav1.CommandResponse, error) {
+		return commands.EvolveSeriesSchema(ctx, &datav1.EvolveSeriesSchemaRequest{
+			CommandId:             commandID,
+			Series:                &datav1.Series{Name: series, Description: "Go quickstart closes, evolved"},
+			Reason:                "describe the series better",
+			UpdateMask:            &fieldmaskpb.FieldMask{Paths: []string{"description"}},
+			ExpectedSchemaVersion: 1,
+		})
+	}
+	evolved, err := evolve(id("evolve"))
+	if err != nil {
+		return fmt.Errorf("evolve: %w", err)
+	}
+	fmt.Printf("evolved %s at position %d (duplicate: %t)\n", series, evolved.GetCommitPosition(), evolved.GetDuplicate())
+	_, err = evolve(id("evolve-again"))
+	d, ok := qis.Details(err)
+	if !ok || d.Code != codes.Aborted || d.Reason() != "SCHEMA_VERSION_MISMATCH" {
+		return fmt.Errorf("expected ABORTED SCHEMA_VERSION_MISMATCH for a stale evolution, got %v", err)
+	}
+	_, retry := d.RetryDelay()
+	fmt.Printf("stale evolution refused: %s, reason %s (retry as is: %t): %s\n", d.Code, d.Reason(), retry, d.Message)
+
+	// 10. A malformed batch: refused whole, with every violation named by its field path.
+	// qis.SnapOf refuses a snap finer than a microsecond (so does the service: two source
+	// timestamps must never merge into one snap); built by hand, it reaches the service.
+	day := func(d int) time.Time { return time.Date(2024, 3, 18+d, 16, 0, 0, 0, newYork) }
+	fine := day(0).Add(500 * time.Nanosecond)
+	if _, _, err := qis.SnapOf(fine); err != nil {
+		fmt.Printf("refused before sending: %v\n", err)
+	}
 	_, err = commands.IngestPoints(ctx, &datav1.IngestPointsRequest{
 		CommandId: id("malformed"), Series: series, Source: "sources/go-quickstart",
 		Points: []*datav1.DataPoint{
-			{Snap: "2024-03-18T16:00:00", Value: price("5200.00")}, // no offset
-			{Snap: "2024-03-19T16:00:00-04:00", Value: price("1.2.3")},
+			{SnapTime: timestamppb.New(fine), Value: price("5200.00")}, // finer than a microsecond
+			{SnapTime: timestamppb.New(day(1)), Value: price("1.2.3")}, // not a decimal
+			{SnapTime: timestamppb.New(day(2)), Value: price("5210.00"), // an offset of 90 s
+				UtcOffset: durationpb.New(90 * time.Second)},
 		},
 	})
-	d, ok := qis.Details(err)
+	d, ok = qis.Details(err)
 	if !ok || d.Code != codes.InvalidArgument {
 		return fmt.Errorf("expected INVALID_ARGUMENT for a malformed batch, got %v", err)
 	}
-	fmt.Printf("malformed batch refused: INVALID_ARGUMENT, %d field violations:\n", len(d.FieldViolations()))
+	fmt.Printf("malformed batch refused: INVALID_ARGUMENT (reason %s), %d field violations:\n", d.Reason(), len(d.FieldViolations()))
 	for _, v := range d.FieldViolations() {
 		fmt.Printf("  %s: %s\n", v.GetField(), v.GetDescription())
 	}
@@ -221,6 +316,15 @@ func price(value string) *datav1.DataValue {
 	return &datav1.DataValue{Kind: &datav1.DataValue_Price{Price: &datav1.Price{Value: value, Currency: "USD"}}}
 }
 
+// formatSnap: a snap_time as RFC 3339 at the market's offset (OfficialValue, AuditEntry and
+// QualityIssue carry the instant only; SourceObservation also has the offset the source sent).
+func formatSnap(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return ts.AsTime().In(newYork).Format(time.RFC3339Nano)
+}
+
 func printValue(v *datav1.OfficialValue) {
 	text := v.GetValue().GetPrice().GetValue()
 	// Arithmetic on values: exact, through big.Rat (never float64).
@@ -230,7 +334,14 @@ func printValue(v *datav1.OfficialValue) {
 			double = s
 		}
 	}
-	// Timestamps come back in UTC; shown at the market's offset.
-	snap, _ := qis.FormatSnap(v.GetSnap().AsTime().In(newYork))
-	fmt.Printf("  %s  %s  v%d  (x2 = %s)\n", snap, text, v.GetVersion(), double)
+	// Enums by name: method PRIORITY, MANUAL...; flags are the rules the value's inputs failed.
+	flags := make([]string, 0, len(v.GetFlags()))
+	for _, f := range v.GetFlags() {
+		flags = append(flags, qis.EnumName(f))
+	}
+	if len(flags) == 0 {
+		flags = append(flags, "-")
+	}
+	fmt.Printf("  %s  %s  v%d  %s  flags %s  (x2 = %s)\n", formatSnap(v.GetSnapTime()), text, v.GetVersion(),
+		qis.EnumName(v.GetMethod()), strings.Join(flags, ","), double)
 }

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+from google.protobuf import field_mask_pb2
+from google.protobuf.message import Message
 from qis.data.v1 import series_pb2, values_pb2
 from qis_domain.bounds import (
     MAX_DECIMAL_PLACES,
-    MAX_DURATION_SECONDS,
     MAX_ID_LENGTH,
     MAX_STALE_AFTER_SNAPS,
     MAX_TEXT_LENGTH,
@@ -25,6 +27,7 @@ from qis_domain.definitions import (
     ReconciliationPolicy,
     SeriesDefinition,
     SeriesSource,
+    Update,
     ValidationRules,
 )
 from qis_domain.errors import FieldViolation, InvalidArgument
@@ -32,13 +35,15 @@ from qis_domain.names import SOURCES_COLLECTION, source_name
 from qis_domain.snaps import Frequency
 from qis_domain.values import (
     DataType,
-    check_currency,
+    check_series_unit,
     check_unit,
     parse_decimal,
     parse_optional_decimal,
 )
 
 from qis_adapters.proto.checks import name_from_proto
+from qis_adapters.proto.masks import masked_fields
+from qis_adapters.proto.times import duration, seconds_from_proto
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -78,31 +83,62 @@ def _back(mapping: dict[K, V]) -> dict[V, K]:
     return {v: k for k, v in mapping.items()}
 
 
-def series_from_proto(msg: series_pb2.Series, path: str = "series") -> SeriesDefinition:
-    """Every field is checked against qis_domain.bounds before a model is made, so that all the
-    violations come back together (a model would stop at its first invalid field)."""
-    v: list[FieldViolation] = []
+Parse = Callable[[Any, str, list[FieldViolation]], object]
+"""One top-level field of a resource message to its domain value, recording violations at the
+path it is given (None for a part that would not make a valid model)."""
+
+
+class _Field(NamedTuple):
+    domain: str  # the field's name in the domain's definition
+    parse: Parse
+
+
+def _data_type(msg: series_pb2.Series, path: str, v: list[FieldViolation]) -> DataType | None:
     data_type = _DATA_TYPES.get(msg.data_type)
     if data_type is None:
-        v.append(FieldViolation(f"{path}.data_type", "a data type is required"))
+        v.append(FieldViolation(path, "a data type is required"))
+    return data_type
+
+
+def _frequency(msg: series_pb2.Series, path: str, v: list[FieldViolation]) -> Frequency | None:
     frequency = _FREQUENCIES.get(msg.frequency)
     if frequency is None:
-        v.append(FieldViolation(f"{path}.frequency", "a frequency is required"))
+        v.append(FieldViolation(path, "a frequency is required"))
+    return frequency
+
+
+def _unit(msg: series_pb2.Series, path: str, v: list[FieldViolation]) -> str:
+    return msg.unit  # checked in _series_values: its shape depends on the data type
+
+
+def _precision(msg: series_pb2.Series, path: str, v: list[FieldViolation]) -> int:
+    _in_range(msg.precision, 0, MAX_DECIMAL_PLACES, path, v)
+    return msg.precision
+
+
+def _time_zone(msg: series_pb2.Series, path: str, v: list[FieldViolation]) -> str:
+    check_length(msg.time_zone, MAX_ID_LENGTH, path, v)
+    return msg.time_zone or "UTC"
+
+
+def _calendar(msg: series_pb2.Series, path: str, v: list[FieldViolation]) -> str:
+    check_length(msg.calendar, MAX_ID_LENGTH, path, v)
+    return msg.calendar
+
+
+def _sources(
+    msg: series_pb2.Series, path: str, v: list[FieldViolation]
+) -> tuple[SeriesSource, ...]:
     sources = []
     for i, s in enumerate(msg.sources):
-        source_id = name_from_proto(s.source, SOURCES_COLLECTION, f"{path}.sources[{i}].source", v)
+        source_id = name_from_proto(s.source, SOURCES_COLLECTION, f"{path}[{i}].source", v)
         if source_id is not None:
             sources.append(SeriesSource(source_id=source_id, priority=s.priority or i + 1))
-    # Required or not is the domain's rule (reference_data); the shape is the edge's.
-    if msg.unit and data_type is DataType.VOLUME:
-        check_unit(msg.unit, f"{path}.unit", v)
-    elif msg.unit:
-        check_currency(msg.unit, f"{path}.unit", v)
-    _in_range(msg.precision, 0, MAX_DECIMAL_PLACES, f"{path}.precision", v)
-    check_length(msg.time_zone, MAX_ID_LENGTH, f"{path}.time_zone", v)
-    check_length(msg.calendar, MAX_ID_LENGTH, f"{path}.calendar", v)
-    check_length(msg.description, MAX_TEXT_LENGTH, f"{path}.description", v)
-    rules, p = msg.validation, f"{path}.validation"
+    return tuple(sources)
+
+
+def _validation(msg: series_pb2.Series, p: str, v: list[FieldViolation]) -> ValidationRules | None:
+    rules, before = msg.validation, len(v)
     max_jump_percent = parse_optional_decimal(rules.max_jump_percent, f"{p}.max_jump_percent", v)
     max_spike_percent = parse_optional_decimal(rules.max_spike_percent, f"{p}.max_spike_percent", v)
     max_zscore = parse_optional_decimal(rules.max_zscore, f"{p}.max_zscore", v)
@@ -111,49 +147,139 @@ def series_from_proto(msg: series_pb2.Series, path: str = "series") -> SeriesDef
             rules.zscore_window, MIN_ZSCORE_WINDOW, MAX_ZSCORE_WINDOW, f"{p}.zscore_window", v
         )
     _in_range(rules.stale_after_snaps, 0, MAX_STALE_AFTER_SNAPS, f"{p}.stale_after_snaps", v)
-    rec, p = msg.reconciliation, f"{path}.reconciliation"
-    tolerance_bps = _decimal_or_zero(rec.tolerance_bps, f"{p}.tolerance_bps", v)
-    tolerance_abs = _decimal_or_zero(rec.tolerance_abs, f"{p}.tolerance_abs", v)
-    pub, p = msg.publication, f"{path}.publication"
+    if len(v) > before:
+        return None
+    return ValidationRules(
+        require_positive=rules.require_positive,
+        max_jump_percent=max_jump_percent,
+        max_spike_percent=max_spike_percent,
+        max_zscore=max_zscore,
+        zscore_window=rules.zscore_window or 20,
+        stale_after_snaps=rules.stale_after_snaps,
+        check_calendar=rules.check_calendar,
+    )
+
+
+def _reconciliation(
+    msg: series_pb2.Series, p: str, v: list[FieldViolation]
+) -> ReconciliationPolicy:
+    rec = msg.reconciliation
+    return ReconciliationPolicy(
+        method=_METHODS.get(rec.method, ReconciliationMethod.PRIORITY),
+        tolerance_bps=_decimal_or_zero(rec.tolerance_bps, f"{p}.tolerance_bps", v),
+        tolerance_abs=_decimal_or_zero(rec.tolerance_abs, f"{p}.tolerance_abs", v),
+        on_break=_BREAKS.get(rec.on_break, BreakAction.FLAG),
+    )
+
+
+def _publication(
+    msg: series_pb2.Series, p: str, v: list[FieldViolation]
+) -> PublicationPolicy | None:
+    pub, before = msg.publication, len(v)
     min_quality_score = parse_optional_decimal(pub.min_quality_score, f"{p}.min_quality_score", v)
     if pub.min_sources < 0:  # 0: the default
         v.append(FieldViolation(f"{p}.min_sources", f"{pub.min_sources} is below 0"))
-    _in_range(pub.cutoff_seconds, 0, MAX_DURATION_SECONDS, f"{p}.cutoff_seconds", v)
-    _in_range(pub.timeliness_sla_seconds, 0, MAX_DURATION_SECONDS, f"{p}.timeliness_sla_seconds", v)
-    if v or data_type is None or frequency is None:
-        raise InvalidArgument(v)
-    return SeriesDefinition(
-        data_type=data_type,
-        frequency=frequency,
-        unit=msg.unit,
-        precision=msg.precision,
-        time_zone=msg.time_zone or "UTC",
-        calendar=msg.calendar,
-        sources=tuple(sources),
-        validation=ValidationRules(
-            require_positive=rules.require_positive,
-            max_jump_percent=max_jump_percent,
-            max_spike_percent=max_spike_percent,
-            max_zscore=max_zscore,
-            zscore_window=rules.zscore_window or 20,
-            stale_after_snaps=rules.stale_after_snaps,
-            check_calendar=rules.check_calendar,
-        ),
-        reconciliation=ReconciliationPolicy(
-            method=_METHODS.get(rec.method, ReconciliationMethod.PRIORITY),
-            tolerance_bps=tolerance_bps,
-            tolerance_abs=tolerance_abs,
-            on_break=_BREAKS.get(rec.on_break, BreakAction.FLAG),
-        ),
-        publication=PublicationPolicy(
-            mode=_MODES.get(pub.mode, PublicationMode.AUTOMATIC),
-            min_sources=pub.min_sources or 1,
-            min_quality_score=min_quality_score,
-            cutoff_seconds=pub.cutoff_seconds,
-            timeliness_sla_seconds=pub.timeliness_sla_seconds,
-        ),
-        description=msg.description,
+    cutoff = seconds_from_proto(pub.cutoff, f"{p}.cutoff", v)
+    timeliness_sla = seconds_from_proto(pub.timeliness_sla, f"{p}.timeliness_sla", v)
+    if len(v) > before or cutoff is None or timeliness_sla is None:
+        return None
+    return PublicationPolicy(
+        mode=_MODES.get(pub.mode, PublicationMode.AUTOMATIC),
+        min_sources=pub.min_sources or 1,
+        min_quality_score=min_quality_score,
+        cutoff_seconds=cutoff,
+        timeliness_sla_seconds=timeliness_sla,
     )
+
+
+def _text_of(attribute: str, limit: int) -> Parse:
+    def parse(msg: Any, path: str, v: list[FieldViolation]) -> str:
+        text: str = getattr(msg, attribute)
+        check_length(text, limit, path, v)
+        return text
+
+    return parse
+
+
+# The top-level fields of a Series, by their names in the contract (the same in the domain),
+# in the message's order.
+_SERIES_FIELDS = {
+    name: _Field(name, parse)
+    for name, parse in (
+        ("data_type", _data_type),
+        ("frequency", _frequency),
+        ("unit", _unit),
+        ("precision", _precision),
+        ("time_zone", _time_zone),
+        ("calendar", _calendar),
+        ("sources", _sources),
+        ("validation", _validation),
+        ("reconciliation", _reconciliation),
+        ("publication", _publication),
+        ("description", _text_of("description", MAX_TEXT_LENGTH)),
+    )
+}
+_IMMUTABLE_SERIES_FIELDS = ("data_type", "frequency")
+
+
+def series_from_proto(msg: series_pb2.Series, path: str = "series") -> SeriesDefinition:
+    """Every field is checked against qis_domain.bounds before a model is made, so that all the
+    violations come back together (a model would stop at its first invalid field)."""
+    v: list[FieldViolation] = []
+    values = _series_values(msg, list(_SERIES_FIELDS), path, v)
+    if v:
+        raise InvalidArgument(v)
+    return SeriesDefinition.model_validate(values)
+
+
+def series_update_from_proto(
+    msg: series_pb2.Series, mask: field_mask_pb2.FieldMask, path: str = "series"
+) -> Update:
+    """The fields of `msg` that `mask` names (AIP-134; see masked_fields), and only those: a
+    field it does not name is not read. Data type and frequency may be named, to be compared
+    with the series' own."""
+    evolvable = [n for n in _SERIES_FIELDS if n not in _IMMUTABLE_SERIES_FIELDS]
+    return _update(_series_values, msg, mask, evolvable, _IMMUTABLE_SERIES_FIELDS, path)
+
+
+def _series_values(
+    msg: series_pb2.Series, names: list[str], path: str, v: list[FieldViolation]
+) -> dict[str, object]:
+    values = _parsed(_SERIES_FIELDS, msg, names, path, v)
+    # Required or not is the domain's rule (reference_data); the shape is checked here, so
+    # that nothing unbounded reaches the domain. Without a data type (an update that does not
+    # name it), the shape of a unit code, which every currency has: the domain then checks the
+    # unit against the series' own data type.
+    if values.get("unit"):
+        data_type = values.get("data_type")
+        if isinstance(data_type, DataType):
+            check_series_unit(msg.unit, data_type, f"{path}.unit", v)
+        else:
+            check_unit(msg.unit, f"{path}.unit", v)
+    return values
+
+
+def _update(
+    values_of: Callable[[Any, list[str], str, list[FieldViolation]], dict[str, object]],
+    msg: Message,
+    mask: field_mask_pb2.FieldMask,
+    evolvable: list[str],
+    fixed: Sequence[str],
+    path: str,
+) -> Update:
+    v: list[FieldViolation] = []
+    names = masked_fields(mask, msg, evolvable, fixed, v)
+    values = values_of(msg, names, path, v)
+    if v:
+        raise InvalidArgument(v)
+    return Update(values=values)
+
+
+def _parsed(
+    fields: dict[str, _Field], msg: Message, names: list[str], path: str, v: list[FieldViolation]
+) -> dict[str, object]:
+    """The domain values of the fields `names` of `msg`, by their domain names."""
+    return {fields[n].domain: fields[n].parse(msg, f"{path}.{n}", v) for n in names}
 
 
 def series_to_proto(series_id: str, d: SeriesDefinition, schema_version: int) -> series_pb2.Series:
@@ -189,44 +315,77 @@ def series_to_proto(series_id: str, d: SeriesDefinition, schema_version: int) ->
             mode=_back(_MODES)[d.publication.mode],
             min_sources=d.publication.min_sources,
             min_quality_score=_text(d.publication.min_quality_score),
-            cutoff_seconds=d.publication.cutoff_seconds,
-            timeliness_sla_seconds=d.publication.timeliness_sla_seconds,
+            cutoff=duration(d.publication.cutoff_seconds),
+            timeliness_sla=duration(d.publication.timeliness_sla_seconds),
         ),
         description=d.description,
         schema_version=schema_version,
     )
 
 
-def source_from_proto(msg: series_pb2.DataSource, path: str = "source") -> DataSourceConfig:
-    v: list[FieldViolation] = []
+def _provider(msg: series_pb2.DataSource, path: str, v: list[FieldViolation]) -> str:
     if not msg.provider:
-        v.append(FieldViolation(f"{path}.provider", "a provider is required"))
-    check_length(msg.provider, MAX_ID_LENGTH, f"{path}.provider", v)
-    check_length(msg.description, MAX_TEXT_LENGTH, f"{path}.description", v)
+        v.append(FieldViolation(path, "a provider is required"))
+    check_length(msg.provider, MAX_ID_LENGTH, path, v)
+    return msg.provider
+
+
+def _rate_limit(msg: series_pb2.DataSource, path: str, v: list[FieldViolation]) -> int:
+    if msg.rate_limit_per_minute < 0:
+        v.append(FieldViolation(path, "must be >= 0"))
+    return msg.rate_limit_per_minute
+
+
+def _cost(msg: series_pb2.DataSource, path: str, v: list[FieldViolation]) -> Decimal:
+    return _decimal_or_zero(msg.cost_per_request, path, v)
+
+
+def _settings(msg: series_pb2.DataSource, path: str, v: list[FieldViolation]) -> dict[str, str]:
     for key, value in msg.settings.items():
         if len(key) > MAX_ID_LENGTH:
             # Too long to quote in a field path: the violation names the map.
             v.append(
-                FieldViolation(
-                    f"{path}.settings",
-                    f"a key of {len(key):,} characters (at most {MAX_ID_LENGTH})",
-                )
+                FieldViolation(path, f"a key of {len(key):,} characters (at most {MAX_ID_LENGTH})")
             )
         else:
-            check_length(value, MAX_TEXT_LENGTH, f"{path}.settings[{key!r}]", v)
-    cost = _decimal_or_zero(msg.cost_per_request, f"{path}.cost_per_request", v)
-    if msg.rate_limit_per_minute < 0:
-        v.append(FieldViolation(f"{path}.rate_limit_per_minute", "must be >= 0"))
+            check_length(value, MAX_TEXT_LENGTH, f"{path}[{key!r}]", v)
+    return dict(msg.settings)
+
+
+def _enabled(msg: series_pb2.DataSource, path: str, v: list[FieldViolation]) -> bool:
+    return not msg.disabled  # the contract names the exception, the domain the rule
+
+
+# The fields of a DataSource by their names in the contract, in the message's order.
+_SOURCE_FIELDS = {
+    "provider": _Field("provider", _provider),
+    "description": _Field("description", _text_of("description", MAX_TEXT_LENGTH)),
+    "rate_limit_per_minute": _Field("rate_limit_per_minute", _rate_limit),
+    "cost_per_request": _Field("cost_per_request", _cost),
+    "settings": _Field("settings", _settings),
+    "disabled": _Field("enabled", _enabled),
+}
+
+
+def source_from_proto(msg: series_pb2.DataSource, path: str = "source") -> DataSourceConfig:
+    v: list[FieldViolation] = []
+    values = _source_values(msg, list(_SOURCE_FIELDS), path, v)
     if v:
         raise InvalidArgument(v)
-    return DataSourceConfig(
-        provider=msg.provider,
-        description=msg.description,
-        rate_limit_per_minute=msg.rate_limit_per_minute,
-        cost_per_request=cost,
-        settings=dict(msg.settings),
-        enabled=msg.enabled,
-    )
+    return DataSourceConfig.model_validate(values)
+
+
+def source_update_from_proto(
+    msg: series_pb2.DataSource, mask: field_mask_pb2.FieldMask, path: str = "source"
+) -> Update:
+    """The fields of `msg` that `mask` names (AIP-134; see masked_fields), and only those."""
+    return _update(_source_values, msg, mask, list(_SOURCE_FIELDS), (), path)
+
+
+def _source_values(
+    msg: series_pb2.DataSource, names: list[str], path: str, v: list[FieldViolation]
+) -> dict[str, object]:
+    return _parsed(_SOURCE_FIELDS, msg, names, path, v)
 
 
 def _in_range(number: int, low: int, high: int, path: str, v: list[FieldViolation]) -> None:

@@ -17,8 +17,8 @@ from itertools import islice
 from typing import Generic, TypeVar
 
 from qis_adapters.readstore.port import (
-    OPEN_END,
     AuditEntry,
+    AuditScope,
     ChangeFeedEntry,
     IssueFilter,
     JsonDoc,
@@ -377,14 +377,18 @@ class InMemoryReadStore:
         )
 
     async def audit_trail(
-        self, series_id: str, snap_us: int | None, after: ResumeToken | None, limit: int
+        self, scope: AuditScope, after: ResumeToken | None, limit: int
     ) -> list[AuditEntry]:
-        return self._feed(
-            lambda g: g.audit,
-            lambda a: a.series_id == series_id and (snap_us is None or a.snap_us == snap_us),
-            after or _BEFORE_ALL,
-            limit,
-        )
+        def in_scope(a: AuditEntry) -> bool:
+            if scope.source_id:
+                return a.source_id == scope.source_id
+            if scope.series_id:
+                return a.series_id == scope.series_id and (
+                    scope.snap_us is None or a.snap_us == scope.snap_us
+                )
+            return True
+
+        return self._feed(lambda g: g.audit, in_scope, after or _BEFORE_ALL, limit)
 
     async def list_series(self, after_series_id: str, limit: int) -> list[SeriesEntry]:
         return self._select(lambda g: g.series.scan((after_series_id,), after=True), limit)
@@ -399,13 +403,8 @@ class InMemoryReadStore:
         f = issue_filter
 
         def matches(i: QualityIssue) -> bool:
-            return (
-                (not f.series_id or i.series_id == f.series_id)
-                and (not f.rule or i.rule == f.rule)
-                and (not f.severity or i.severity == f.severity)
-                and (not f.status or i.status == f.status)
-                # OPEN_END means "no age limit", as in the other adapters.
-                and (f.raised_before_us == OPEN_END or i.raised_at_us < f.raised_before_us)
+            return (not f.series_id or i.series_id == f.series_id) and (
+                not f.status or i.status == f.status
             )
 
         return self._select(

@@ -37,8 +37,8 @@ from qis.data.v1.values_pb2 import DataValue
 from qis_adapters.readstore.port import (
     ACTIVE_GENERATION_KEY,
     GENERATION_KEY_PREFIX,
-    OPEN_END,
     AuditEntry,
+    AuditScope,
     ChangeFeedEntry,
     IssueFilter,
     IssueResolution,
@@ -224,14 +224,20 @@ _INDEXES: dict[str, list[IndexModel]] = {
     "current": [_index(_VERSION_KEY[:2], unique=True)],
     "observations": [_index(("series_id", "snap_us", "position", "index"))],
     "audit": [
+        _index(("position", "index"), unique=True),
         _index(("series_id", "position", "index")),
         _index(("series_id", "snap_us", "position", "index")),
+        _index(("source_id", "position", "index")),
     ],
     "changes": [
         _index(("position", "index"), unique=True),
         _index(("series_id", "position", "index")),
     ],
-    "issues": [_index(("status", "issue_id")), _index(("series_id", "status", "issue_id"))],
+    "issues": [
+        _index(("status", "issue_id")),
+        _index(("series_id", "issue_id")),
+        _index(("series_id", "status", "issue_id")),
+    ],
     "series": [],  # served by _id
     "metrics": [_index(_METRICS.key, unique=True)],
 }
@@ -547,13 +553,17 @@ class MongoReadStore:
         return await self._feed(_CHANGES, query, after, limit)
 
     async def audit_trail(
-        self, series_id: str, snap_us: int | None, after: ResumeToken | None, limit: int
+        self, scope: AuditScope, after: ResumeToken | None, limit: int
     ) -> list[AuditEntry]:
         if limit <= 0:
             return []
-        query: Doc = {"series_id": series_id}
-        if snap_us is not None:
-            query["snap_us"] = Int64(snap_us)
+        query: Doc = {}
+        if scope.source_id:
+            query["source_id"] = scope.source_id
+        elif scope.series_id:
+            query["series_id"] = scope.series_id
+            if scope.snap_us is not None:
+                query["snap_us"] = Int64(scope.snap_us)
         return await self._feed(_AUDIT, query, after or _BEFORE_ALL, limit)
 
     async def list_series(self, after_series_id: str, limit: int) -> list[SeriesEntry]:
@@ -572,12 +582,10 @@ class MongoReadStore:
         if limit <= 0:
             return []
         query: Doc = {"issue_id": {"$gt": after_issue_id}}
-        for name in ("series_id", "rule", "severity", "status"):
+        for name in ("series_id", "status"):
             value = getattr(issue_filter, name)
             if value:
                 query[name] = value
-        if issue_filter.raised_before_us != OPEN_END:
-            query["raised_at_us"] = {"$lt": Int64(issue_filter.raised_before_us)}
         return await self._find(_ISSUES, query, _ISSUES.sort, limit)
 
     async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:

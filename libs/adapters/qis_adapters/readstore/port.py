@@ -86,6 +86,10 @@ class Observation:
     flags: tuple[str, ...] = ()
 
 
+ISSUE_STATUSES = ("open", "approved", "rejected", "overridden")
+"""Where a quality issue is in the exception queue: raised open, then resolved once."""
+
+
 @dataclass(frozen=True, slots=True)
 class QualityIssue:
     """A rule a point failed. Key: issue_id; later writes for the same id update status fields."""
@@ -93,10 +97,10 @@ class QualityIssue:
     issue_id: str
     series_id: str
     snap_us: int
-    rule: str
-    severity: str  # "info" | "warning" | "error"
+    rule: str  # one of qis_domain.rules.RULE_NAMES
+    severity: str  # a qis_domain.rules.Severity value: "info" | "warning" | "error"
     evidence: JsonDoc
-    status: str  # "open" | "approved" | "rejected" | "overridden"
+    status: str  # one of ISSUE_STATUSES
     raised_at_us: int
     position: int
     source_id: str = ""
@@ -119,7 +123,8 @@ class IssueResolution:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """Who did what, when. Key: (position, index)."""
+    """Who did what, when, to a series (one of its points when snap_us is set) or to a data
+    source. Key: (position, index)."""
 
     position: int
     index: int
@@ -130,6 +135,7 @@ class AuditEntry:
     user_id: str
     command_id: str
     details: JsonDoc
+    source_id: str = ""  # the source of an entry about a source; "" for entries about series
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,11 +224,28 @@ class ProjectionBatch:
 
 @dataclass(frozen=True, slots=True)
 class IssueFilter:
+    """The issues of a series ("" for every series) in a status ("" for any). Only what an
+    index serves in issue_id order, so that reading `limit` issues is one bounded index range
+    scan in every adapter; the query service checks any other condition itself."""
+
     series_id: str = ""
-    rule: str = ""
-    severity: str = ""
-    status: str = "open"  # "" for any
-    raised_before_us: int = OPEN_END  # older than a given age
+    status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditScope:
+    """Whose audit entries a read returns: those of a series (of one of its points when
+    `snap_us` is set too), those of a data source, or, with neither id, every entry."""
+
+    series_id: str = ""
+    source_id: str = ""
+    snap_us: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.series_id and self.source_id:
+            raise ValueError("an audit scope is a series or a source, not both")
+        if self.snap_us is not None and not self.series_id:
+            raise ValueError("an audit scope names a point only within a series")
 
 
 class ReadModelWriter(Protocol):
@@ -282,9 +305,10 @@ class ReadModelReader(Protocol):
         ...
 
     async def audit_trail(
-        self, series_id: str, snap_us: int | None, after: ResumeToken | None, limit: int
+        self, scope: AuditScope, after: ResumeToken | None, limit: int
     ) -> list[AuditEntry]:
-        """Audit entries of a series (or of one point when snap_us is given), ascending."""
+        """Audit entries in `scope` strictly after `after` (None: from the start) up to the
+        checkpoint, ascending by (position, index), at most limit."""
         ...
 
     async def list_series(self, after_series_id: str, limit: int) -> list[SeriesEntry]:

@@ -36,8 +36,8 @@ from typing import Any, TypeVar, TypeVarTuple
 from qis_adapters.readstore.port import (
     ACTIVE_GENERATION_KEY,
     GENERATION_KEY_PREFIX,
-    OPEN_END,
     AuditEntry,
+    AuditScope,
     ChangeFeedEntry,
     IssueFilter,
     IssueResolution,
@@ -207,9 +207,14 @@ _TABLES = {
             ("user_id", _TEXT),
             ("command_id", _TEXT),
             ("details", _TEXT),
+            ("source_id", _TEXT_EMPTY),
         ),
         ("position", "idx"),
-        (("series_id", "position", "idx"), ("series_id", "snap_us", "position", "idx")),
+        (
+            ("series_id", "position", "idx"),
+            ("series_id", "snap_us", "position", "idx"),
+            ("source_id", "position", "idx"),
+        ),
     ),
     "changes": _Table(
         (
@@ -247,7 +252,7 @@ _TABLES = {
             ("resolved_at_us", _INT),
         ),
         ("issue_id",),
-        (("status", "issue_id"), ("series_id", "status", "issue_id")),
+        (("status", "issue_id"), ("series_id", "issue_id"), ("series_id", "status", "issue_id")),
     ),
     "series": _Table(
         (
@@ -304,8 +309,10 @@ class _Sql:
     observations: str
     changes_after: str
     changes_after_series: str
+    audit_all: str
     audit_series: str
     audit_point: str
+    audit_source: str
     list_series: str
     get_series: str
     list_issues: str
@@ -372,8 +379,10 @@ class _Sql:
             ),
             changes_after=f"{select('changes')} WHERE {after}",
             changes_after_series=f"{select('changes')} WHERE series_id = ? AND {after}",
+            audit_all=f"{select('audit')} WHERE {after}",
             audit_series=f"{select('audit')} WHERE series_id = ? AND {after}",
             audit_point=f"{select('audit')} WHERE series_id = ? AND snap_us = ? AND {after}",
+            audit_source=f"{select('audit')} WHERE source_id = ? AND {after}",
             list_series=f"{select('series')} WHERE series_id > ? ORDER BY series_id LIMIT ?",
             get_series=f"{select('series')} WHERE series_id = ?",
             list_issues=f"{select('issues')} WHERE issue_id > ?",
@@ -485,6 +494,7 @@ def _audit_rows(entries: Sequence[AuditEntry]) -> list[Row]:
             a.user_id,
             a.command_id,
             _json(a.details),
+            a.source_id,
         )
         for a in entries
     ]
@@ -549,8 +559,8 @@ def _observations(rows: list[Row]) -> list[Observation]:
 
 def _audit(rows: list[Row]) -> list[AuditEntry]:
     return [
-        AuditEntry(p, i, at, s, t, action, who, cmd, json.loads(details))
-        for p, i, at, s, t, action, who, cmd, details in rows
+        AuditEntry(p, i, at, s, t, action, who, cmd, json.loads(details), src)
+        for p, i, at, s, t, action, who, cmd, details, src in rows
     ]
 
 
@@ -914,17 +924,21 @@ class SqliteReadStore:
         return _changes(rows)
 
     async def audit_trail(
-        self, series_id: str, snap_us: int | None, after: ResumeToken | None, limit: int
+        self, scope: AuditScope, after: ResumeToken | None, limit: int
     ) -> list[AuditEntry]:
         if limit <= 0:
             return []
-        token = after or _BEFORE_ALL
-        if snap_us is None:
-            rows = await self._feed(lambda q: q.audit_series, [(series_id,)], token, limit)
+        pick: Callable[[_Sql], str]
+        key: tuple[object, ...]
+        if scope.source_id:
+            pick, key = (lambda q: q.audit_source), (scope.source_id,)
+        elif scope.snap_us is not None:
+            pick, key = (lambda q: q.audit_point), (scope.series_id, scope.snap_us)
+        elif scope.series_id:
+            pick, key = (lambda q: q.audit_series), (scope.series_id,)
         else:
-            key = (series_id, snap_us)
-            rows = await self._feed(lambda q: q.audit_point, [key], token, limit)
-        return _audit(rows)
+            pick, key = (lambda q: q.audit_all), ()
+        return _audit(await self._feed(pick, [key], after or _BEFORE_ALL, limit))
 
     async def list_series(self, after_series_id: str, limit: int) -> list[SeriesEntry]:
         if limit <= 0:
@@ -945,16 +959,11 @@ class SqliteReadStore:
         params: list[object] = [after_issue_id]
         for column, value in (
             ("series_id", issue_filter.series_id),
-            ("rule", issue_filter.rule),
-            ("severity", issue_filter.severity),
             ("status", issue_filter.status),
         ):
             if value:
                 where += f" AND {column} = ?"
                 params.append(value)
-        if issue_filter.raised_before_us != OPEN_END:
-            where += " AND raised_at_us < ?"
-            params.append(issue_filter.raised_before_us)
         params.append(limit)
         suffix = f"{where} ORDER BY issue_id LIMIT ?"
         rows = await self._select(lambda sql: sql.list_issues + suffix, params)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qis_domain.commands import CommandOutcome
-from qis_domain.definitions import DataSourceConfig, SeriesDefinition
+from qis_domain.definitions import DataSourceConfig, SeriesDefinition, Update
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue
 
@@ -19,9 +19,12 @@ class DefineSeries:
 
 @dataclass(frozen=True, slots=True)
 class EvolveSeries:
+    """Applied to the definition the command is decided on (see qis_domain.definitions.Update)."""
+
     series_id: str
-    definition: SeriesDefinition
+    update: Update
     reason: str
+    expected_schema_version: int = 0  # 0: no check
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +36,7 @@ class RegisterSource:
 @dataclass(frozen=True, slots=True)
 class ConfigureSource:
     source_id: str
-    config: DataSourceConfig
+    update: Update
 
 
 @dataclass(frozen=True, slots=True)

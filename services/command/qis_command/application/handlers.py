@@ -82,9 +82,12 @@ class CommandHandlers:
 
     async def evolve_series(self, cmd: EvolveSeries, ctx: CommandContext) -> CommandResult:
         async def decide(series: ReferenceData) -> list[DomainEvent]:
-            known = await self._known_sources(cmd.definition)
-            unknown_calendar = self._unknown_calendar(cmd.definition)
-            return series.evolve(cmd.definition, cmd.reason, known, ctx, unknown_calendar)
+            # Merged on the state this attempt loaded and appends after: a change another
+            # writer made since is kept, or the append conflicts and the merge is made again.
+            definition = series.updated(cmd.update, cmd.expected_schema_version)
+            known = await self._known_sources(definition)
+            unknown_calendar = self._unknown_calendar(definition)
+            return series.evolve(definition, cmd.reason, known, ctx, unknown_calendar)
 
         return await self._decide_one(
             ctx, series_name(cmd.series_id), cmd, lambda: self._series(cmd.series_id), decide
@@ -100,7 +103,7 @@ class CommandHandlers:
 
     async def configure_source(self, cmd: ConfigureSource, ctx: CommandContext) -> CommandResult:
         async def decide(source: DataSource) -> list[DomainEvent]:
-            return source.configure(cmd.config, ctx)
+            return source.configure(cmd.update, ctx)
 
         return await self._decide_one(
             ctx, source_name(cmd.source_id), cmd, lambda: self._source(cmd.source_id), decide
@@ -144,7 +147,7 @@ class CommandHandlers:
         by_bucket: dict[int, list[tuple[str, int]]] = {}
         for i, snap in enumerate(cmd.snaps):
             bucket = bucket_of(snap.utc_us, definition.frequency)
-            by_bucket.setdefault(bucket, []).append((f"snaps[{i}]", snap.utc_us))
+            by_bucket.setdefault(bucket, []).append((f"snap_times[{i}]", snap.utc_us))
 
         def decide(bucket: SeriesBucket) -> list[DomainEvent]:
             return bucket.publish(definition, by_bucket[bucket.bucket_us], cmd.comment, ctx)
@@ -499,7 +502,9 @@ def _conform(
         path = field or f"points[{i}].value"
         if (j := first_index.setdefault(snap.utc_us, i)) != i:
             violations.append(
-                FieldViolation(f"points[{i}].snap", f"the same instant as points[{j}].snap")
+                FieldViolation(
+                    f"points[{i}].snap_time", f"the same instant as points[{j}].snap_time"
+                )
             )
         if value.data_type is not definition.data_type:
             violations.append(

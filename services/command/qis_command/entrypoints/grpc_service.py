@@ -11,13 +11,23 @@ import grpc.aio
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.proto.checks import collected, id_from_proto, name_from_proto
-from qis_adapters.proto.definitions import series_from_proto, source_from_proto
-from qis_adapters.proto.times import micros_from_proto
-from qis_adapters.proto.values import points_from_proto, snap_from_proto, value_from_proto
+from qis_adapters.proto.definitions import (
+    series_from_proto,
+    series_update_from_proto,
+    source_from_proto,
+    source_update_from_proto,
+)
+from qis_adapters.proto.times import (
+    micros_from_proto,
+    required_snap_micros,
+    snap_micros_from_proto,
+)
+from qis_adapters.proto.values import points_from_proto, value_from_proto
 from qis_domain.bounds import MAX_BATCH, MAX_ID_LENGTH, MAX_TEXT_LENGTH, check_length
 from qis_domain.commands import CommandContext
 from qis_domain.errors import FieldViolation, InvalidArgument
 from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION
+from qis_domain.snaps import Snap
 from qis_runtime.errors import abort_with, plain_status, status_for, with_reason
 from qis_runtime.identity import current_identity
 
@@ -217,11 +227,13 @@ def _evolve_series(
     request: pb.EvolveSeriesSchemaRequest, v: list[FieldViolation]
 ) -> EvolveSeries | None:
     series_id = name_from_proto(request.series.name, SERIES_COLLECTION, "series.name", v)
-    definition = collected(v, lambda: series_from_proto(request.series))
+    update = collected(v, lambda: series_update_from_proto(request.series, request.update_mask))
     check_length(request.reason, MAX_TEXT_LENGTH, "reason", v)
-    if series_id is None or definition is None:
+    if request.expected_schema_version < 0:
+        v.append(FieldViolation("expected_schema_version", "a schema version, or 0: no check"))
+    if series_id is None or update is None:
         return None
-    return EvolveSeries(series_id, definition, request.reason)
+    return EvolveSeries(series_id, update, request.reason, request.expected_schema_version)
 
 
 def _register_source(
@@ -235,8 +247,8 @@ def _configure_source(
     request: pb.ConfigureDataSourceRequest, v: list[FieldViolation]
 ) -> ConfigureSource | None:
     source_id = name_from_proto(request.source.name, SOURCES_COLLECTION, "source.name", v)
-    config = collected(v, lambda: source_from_proto(request.source))
-    return _made(ConfigureSource, source_id, config)
+    update = collected(v, lambda: source_update_from_proto(request.source, request.update_mask))
+    return _made(ConfigureSource, source_id, update)
 
 
 def _ingest_points(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> IngestPoints | None:
@@ -255,17 +267,20 @@ def _publish_points(
 ) -> PublishPoints | None:
     series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
     snaps = []
-    if _batch_within_bounds(len(request.snaps), "snaps", v):
-        snaps = [snap_from_proto(s, f"snaps[{i}]", v) for i, s in enumerate(request.snaps)]
+    if _batch_within_bounds(len(request.snap_times), "snap_times", v):
+        snaps = [
+            snap_micros_from_proto(t, f"snap_times[{i}]", v)
+            for i, t in enumerate(request.snap_times)
+        ]
     check_length(request.comment, MAX_TEXT_LENGTH, "comment", v)
     if series_id is None:
         return None
-    return PublishPoints(series_id, [s for s in snaps if s is not None], request.comment)
+    return PublishPoints(series_id, [Snap(s) for s in snaps if s is not None], request.comment)
 
 
 def _restate_point(request: pb.RestatePointRequest, v: list[FieldViolation]) -> RestatePoint | None:
     series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
-    snap = snap_from_proto(request.snap, "snap", v)
+    snap_us = required_snap_micros(request, "snap_time", v)
     value = value_from_proto(request.value, "value", v)
     _check_reason(request.reason, "a restatement needs a reason", v)
     check_length(request.reason_code, MAX_ID_LENGTH, "reason_code", v)
@@ -274,9 +289,11 @@ def _restate_point(request: pb.RestatePointRequest, v: list[FieldViolation]) -> 
         if request.HasField("expire_time")
         else 0
     )
-    if series_id is None or snap is None or value is None or expires is None:
+    if series_id is None or snap_us is None or value is None or expires is None:
         return None
-    return RestatePoint(series_id, snap, value, request.reason, request.reason_code, expires)
+    return RestatePoint(
+        series_id, Snap(snap_us), value, request.reason, request.reason_code, expires
+    )
 
 
 def _resolve_issues(

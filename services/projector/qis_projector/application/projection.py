@@ -152,7 +152,7 @@ class Projection:
             self._audit_series(decoded, event.series_id, recorded_at, details)
         elif isinstance(event, DataSourceRegistered | DataSourceConfigured):
             details = {"source": event.source_id, **event.config.model_dump(mode="json")}
-            self._audit_series(decoded, "", recorded_at, details)
+            self._audit(decoded, recorded_at, details, source_id=event.source_id)
         elif isinstance(event, QualityApproved | QualityRejected | QualityOverridden):
             status = _RESOLUTION_STATUS[type(event)]
             b.resolutions.extend(
@@ -264,6 +264,28 @@ class Projection:
         recorded_at: int,
         details: dict[str, Any],
     ) -> None:
+        self._audit(
+            decoded, recorded_at, details, series_id=series_id, snap_us=snap_us, index=index
+        )
+
+    def _audit_series(
+        self, decoded: DecodedEvent, series_id: str, recorded_at: int, details: dict[str, Any]
+    ) -> None:
+        self._audit(decoded, recorded_at, details, series_id=series_id)
+
+    def _audit(
+        self,
+        decoded: DecodedEvent,
+        recorded_at: int,
+        details: dict[str, Any],
+        *,
+        series_id: str = "",
+        source_id: str = "",
+        snap_us: int | None = None,
+        index: int = 0,
+    ) -> None:
+        """An audit entry of the event about a series (one of its points when `snap_us` is
+        given) or a data source."""
         meta = decoded.metadata
         self.batch.audit.append(
             AuditEntry(
@@ -276,24 +298,7 @@ class Projection:
                 user_id=meta.user_id,
                 command_id=meta.command_id,
                 details=details,
-            )
-        )
-
-    def _audit_series(
-        self, decoded: DecodedEvent, series_id: str, recorded_at: int, details: dict[str, Any]
-    ) -> None:
-        meta = decoded.metadata
-        self.batch.audit.append(
-            AuditEntry(
-                position=decoded.record.position,
-                index=0,
-                recorded_at_us=recorded_at,
-                series_id=series_id,
-                snap_us=None,
-                action=decoded.event.event_type,
-                user_id=meta.user_id,
-                command_id=meta.command_id,
-                details=details,
+                source_id=source_id,
             )
         )
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Generic, NoReturn, TypeVar
 
 from qis_adapters.readstore.port import (
     AuditEntry,
-    IssueFilter,
-    Observation,
+    AuditScope,
     OfficialVersion,
     QualityIssue,
     QualityMetrics,
@@ -23,10 +23,13 @@ from qis_adapters.readstore.port import (
 from qis_domain.errors import InvalidArgument, NotFound
 from qis_domain.names import point_resource, series_resource
 
-from qis_query.application import paging, ranges, subscription
+from qis_query.application import audit, history, issues, paging, ranges, subscription
 from qis_query.application.consistency import ReadPosition
+from qis_query.application.filtering import parse_filter
+from qis_query.application.history import PointHistory
 from qis_query.application.limits import DEFAULT_LIMITS, QueryLimits, SubscriptionSlots
 from qis_query.application.ranges import AsOf, RangePage, RangeQuery
+from qis_query.application.scanning import scan
 from qis_query.application.subscription import FeedSettings, Send
 
 T = TypeVar("T")
@@ -50,12 +53,6 @@ class Read(Generic[T]):
 class Page(Generic[T]):
     items: list[T]
     next_page_token: str  # "" on the last page
-
-
-@dataclass(frozen=True, slots=True)
-class PointHistory:
-    versions: list[OfficialVersion]
-    observations: list[Observation]
 
 
 class QueryHandlers:
@@ -94,7 +91,7 @@ class QueryHandlers:
         self, series_id: str, snaps: Sequence[int], as_of: AsOf, min_position: int
     ) -> Read[list[OfficialVersion]]:
         if not 1 <= len(snaps) <= MAX_VALUES:
-            raise InvalidArgument.single("snaps", f"1 to {MAX_VALUES} snaps")
+            raise InvalidArgument.single("snap_times", f"1 to {MAX_VALUES} snaps")
         read_position = await self._read_position.at_least(min_position)
         found = await ranges.points(self._reader, series_id, snaps, as_of)
         if not found:
@@ -102,15 +99,19 @@ class QueryHandlers:
         return Read(found, read_position)
 
     async def point_history(
-        self, series_id: str, snap_us: int, min_position: int
+        self, series_id: str, snap_us: int, page_size: int, page_token: str, min_position: int
     ) -> Read[PointHistory]:
+        """A page of the point's versions and observations, in commit order (see history)."""
+        size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
+        query = (series_id, snap_us)
+        after = paging.steps_after(page_token, history.HISTORY, query)
         read_position = await self._read_position.at_least(min_position)
         versions = await self._reader.history(series_id, snap_us)
         observations = await self._reader.observations(series_id, snap_us)
         if not versions and not observations:
             await self._require_series(series_id)
-            raise NotFound(point_resource(series_id, snap_us), "snap")
-        return Read(PointHistory(versions, observations), read_position)
+            raise NotFound(point_resource(series_id, snap_us), "snap_time")
+        return Read(history.page(versions, observations, query, after, size), read_position)
 
     async def series(self, series_id: str, min_position: int) -> SeriesEntry:
         await self._read_position.at_least(min_position)
@@ -123,40 +124,64 @@ class QueryHandlers:
         query = ()  # the catalogue has no filter
         after = paging.key_after(page_token, "series", query)
         await self._read_position.at_least(min_position)
-        entries = await self._reader.list_series(after, size)
-        keys = [e.series_id for e in entries]
-        return Page(entries, paging.key_token("series", query, keys, size))
+        page = await scan(
+            self._reader.list_series, attrgetter("series_id"), None, after, size, size
+        )
+        return Page(page.items, paging.key_token("series", query, page.resume_after))
 
     async def audit_entries(
         self,
-        series_id: str,
-        snap_us: int | None,
+        parent: AuditScope,
+        filter_text: str,
         page_size: int,
         page_token: str,
         min_position: int,
     ) -> Page[AuditEntry]:
-        """Entries of a series ("" for those tied to no series), or of one point. A series the
-        read model does not know yet has none: a lagging projector is not a missing series."""
+        """Entries of a series, of a data source, or every entry (an empty scope), that meet
+        the filter (see audit), at most a bounded scan per call (see scanning). A series the
+        read model does not know is NOT_FOUND; sources have no catalogue in the read model, so
+        an unknown one has no entries."""
         size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
-        query = (series_id, snap_us)
+        comparisons = parse_filter(filter_text, audit.FIELDS)
+        query = (parent, comparisons)
         after = paging.log_after(page_token, paging.PAGE_TOKEN, "audit", query)
         await self._read_position.at_least(min_position)
-        entries = await self._reader.audit_trail(series_id, snap_us, after, size)
-        token = ""
-        if len(entries) == size:
-            last = ResumeToken(entries[-1].position, entries[-1].index)
-            token = paging.log_token("audit", query, last)
-        return Page(entries, token)
+        planned = audit.plan(parent, comparisons)
+
+        async def read(after: ResumeToken | None, limit: int) -> list[AuditEntry]:
+            return await self._reader.audit_trail(planned.scope, after, limit)
+
+        scanned = self._limits.max_scanned_per_call
+        page = await scan(read, _log_key, planned.keep, after, size, scanned)
+        if not page.items and parent.series_id:
+            await self._require_series(parent.series_id)
+        return Page(page.items, paging.log_token("audit", query, page.resume_after))
 
     async def quality_issues(
-        self, issue_filter: IssueFilter, page_size: int, page_token: str, min_position: int
+        self,
+        series_id: str,
+        filter_text: str,
+        page_size: int,
+        page_token: str,
+        min_position: int,
     ) -> Page[QualityIssue]:
+        """Issues of a series ("" for every series) that meet the filter (see issues), at most
+        a bounded scan per call (see scanning)."""
         size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
-        after = paging.key_after(page_token, "issues", issue_filter)
+        comparisons = parse_filter(filter_text, issues.FIELDS)
+        query = (series_id, comparisons)
+        after = paging.key_after(page_token, "issues", query)
         await self._read_position.at_least(min_position)
-        issues = await self._reader.list_issues(issue_filter, after, size)
-        keys = [i.issue_id for i in issues]
-        return Page(issues, paging.key_token("issues", issue_filter, keys, size))
+        planned = issues.plan(series_id, comparisons)
+
+        async def read(after: str, limit: int) -> list[QualityIssue]:
+            return await self._reader.list_issues(planned.pushed, after, limit)
+
+        scanned = self._limits.max_scanned_per_call
+        page = await scan(read, attrgetter("issue_id"), planned.keep, after, size, scanned)
+        if not page.items and series_id:
+            await self._require_series(series_id)
+        return Page(page.items, paging.key_token("issues", query, page.resume_after))
 
     async def quality_metrics(
         self,
@@ -180,8 +205,10 @@ class QueryHandlers:
             last = _window_key(after)
             windows = [m for m in windows if (m.window_start_us, m.window_end_us) > last]
         page = windows[:size]
-        keys = [f"{m.window_start_us}/{m.window_end_us}" for m in page]
-        return Page(page, paging.key_token("metrics", query, keys, size))
+        resume = None
+        if len(windows) > size:
+            resume = f"{page[-1].window_start_us}/{page[-1].window_end_us}"
+        return Page(page, paging.key_token("metrics", query, resume))
 
     def subscription_slot(self, caller: str) -> AbstractContextManager[None]:
         """Held by a subscription of `caller` while it is open (see QueryLimits); raises
@@ -194,18 +221,20 @@ class QueryHandlers:
         resume_token: str | None,
         after_position: int,
         send: Send,
+        *,
+        min_position: int = 0,
     ) -> NoReturn:
         """Follows the change feed of `series_ids` (every series when empty) from a resume
         token or after a commit position; see `subscription.follow`."""
         after = subscription.start_after(resume_token, after_position)
-        await self._require_subscribed(series_ids, after.position)
+        await self._require_subscribed(series_ids, max(after.position, min_position))
         await subscription.follow(self._reader, series_ids, after, self._feed, send)
 
     async def _require_subscribed(self, series_ids: Sequence[str], start_position: int) -> None:
-        """Every named series exists. A series defined at or before the start position must be
-        in the read model once it has projected that position, so before calling one unknown
-        the read model is waited for (bounded), as for a min_position: a client subscribing
-        right after defining a series is not told it does not exist."""
+        """Every named series exists. A series defined at or before the start position (or the
+        request's min_position) must be in the read model once it has projected that position,
+        so before calling one unknown the read model is waited for (bounded): a client
+        subscribing right after defining a series is not told it does not exist."""
         missing = await self._unknown(series_ids)
         if missing:
             await self._read_position.at_least(start_position)
@@ -222,6 +251,10 @@ class QueryHandlers:
         if entry is None:
             raise NotFound(series_resource(series_id), "series")
         return entry
+
+
+def _log_key(entry: AuditEntry) -> ResumeToken:
+    return ResumeToken(entry.position, entry.index)
 
 
 async def _prepend(first: RangePage, rest: AsyncIterator[RangePage]) -> AsyncIterator[RangePage]:

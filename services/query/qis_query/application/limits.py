@@ -26,6 +26,10 @@ class QueryLimits:
     max_subscriptions: int = 1_000
     """Open Subscribe streams in all, whoever the callers (while identities are self-declared,
     the per-caller cap alone bounds nothing)."""
+    max_scanned_per_call: int = 5_000
+    """Store records one call of a filtered listing reads at most when some of its filter is
+    checked in the service (see scanning): its page may then be short, even empty, with a token
+    that continues. 5,000 small records are a few milliseconds of reading and checking."""
 
     def points_per_call(self, page_size: int) -> int:
         return min(self.max_points_per_call, self.max_messages_per_call * page_size)

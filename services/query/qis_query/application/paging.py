@@ -48,10 +48,10 @@ def range_after(token: str, query: object) -> int | None:
     return after
 
 
-def key_token(kind: str, query: object, keys: list[str], page: int) -> str:
-    """The token of the page after `keys` in a listing ordered by a string key: a full page may
-    have a next one, a short page is the last ("")."""
-    return _encode(kind, query, after=keys[-1]) if len(keys) == page else ""
+def key_token(kind: str, query: object, after: str | None) -> str:
+    """The token resuming a listing ordered by a string key after the key `after`; "" when
+    None (the listing ended)."""
+    return "" if after is None else _encode(kind, query, after=after)
 
 
 def key_after(token: str, kind: str, query: object) -> str:
@@ -62,9 +62,12 @@ def key_after(token: str, kind: str, query: object) -> str:
     return key
 
 
-def log_token(kind: str, query: object | None, after: ResumeToken) -> str:
-    """A token resuming after `after` in the log; `query` None for a token valid for any query
-    (the change feed's resume tokens are positions in the log, whatever the series filter)."""
+def log_token(kind: str, query: object | None, after: ResumeToken | None) -> str:
+    """A token resuming after `after` in the log ("" when None: the listing ended); `query`
+    None for a token valid for any query (the change feed's resume tokens are positions in the
+    log, whatever the series filter)."""
+    if after is None:
+        return ""
     return _encode(kind, query, position=after.position, index=after.index)
 
 
@@ -77,6 +80,23 @@ def log_after(token: str, field: str, kind: str, query: object | None) -> Resume
     if not position_in_range(position) or not 0 <= index < EVENT_INDEX_LIMIT:
         raise refused_token(field, kind)
     return ResumeToken(position, index)
+
+
+def steps_token(kind: str, query: object, after: tuple[int, int, int] | None) -> str:
+    """A token resuming a listing ordered by a key of three integers after `after` ("" when
+    None: the listing ended)."""
+    if after is None:
+        return ""
+    return _encode(kind, query, a=after[0], b=after[1], c=after[2])
+
+
+def steps_after(token: str, kind: str, query: object) -> tuple[int, int, int] | None:
+    """The key of three integers a listing resumes after; None without a token. The key is
+    only compared with keys read from the store, never sent to it: any integers will do."""
+    if not token:
+        return None
+    fields = _decode(token, PAGE_TOKEN, kind, query, a=int, b=int, c=int)
+    return fields["a"], fields["b"], fields["c"]
 
 
 def _digest(query: object) -> str:

@@ -66,8 +66,8 @@ def check_time_range(start_us: int, end_us: int) -> None:
     if start_us > end_us:
         raise InvalidArgument(
             [
-                FieldViolation("start", "must not be after end"),
-                FieldViolation("end", "must not be before start"),
+                FieldViolation("start_time", "must not be after end_time"),
+                FieldViolation("end_time", "must not be before start_time"),
             ]
         )
 

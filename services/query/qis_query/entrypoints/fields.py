@@ -10,11 +10,16 @@ from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 from qis.data.v1 import query_service_pb2 as pb
 from qis_adapters.proto.times import micros_from_proto
-from qis_domain.bounds import MAX_POSITION, position_in_range
+from qis_adapters.readstore.port import AuditScope
+from qis_domain.bounds import MAX_POSITION, position_in_range, quoted
 from qis_domain.errors import FieldViolation, InvalidArgument
-from qis_domain.names import SERIES_COLLECTION, parse_name
+from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION, parse_name
 
 from qis_query.application.ranges import LATEST, AsOf, AtPosition, KnownAt
+
+PARENT = "parent"
+EVERY_SERIES = f"{SERIES_COLLECTION}/-"  # AIP-159: the issues of every series
+EVERYTHING = "-"  # the audit entries of every resource
 
 
 class RequestFields:
@@ -25,15 +30,41 @@ class RequestFields:
         self._violations: list[FieldViolation] = []
 
     def series_id(self, name: str, field: str) -> str:
+        return self._id(name, SERIES_COLLECTION, field)
+
+    def _id(self, name: str, collection: str, field: str) -> str:
         try:
-            return parse_name(name, SERIES_COLLECTION, field)
+            return parse_name(name, collection, field)
         except InvalidArgument as error:
             self._violations.extend(error.violations)
             return ""
 
+    def issues_parent(self, name: str) -> str:
+        """The series of ListQualityIssues' parent: "" for every series ("series/-")."""
+        if name == EVERY_SERIES:
+            return ""
+        if not name.startswith(f"{SERIES_COLLECTION}/"):
+            self.refuse(PARENT, f"{quoted(name)} is neither 'series/{{id}}' nor '{EVERY_SERIES}'")
+            return ""
+        return self.series_id(name, PARENT)
+
+    def audit_parent(self, name: str) -> AuditScope:
+        """Whose entries ListAuditEntries' parent names: a series, a source, or everything."""
+        if name == EVERYTHING:
+            return AuditScope()
+        if name.startswith(f"{SOURCES_COLLECTION}/"):
+            return AuditScope(source_id=self._id(name, SOURCES_COLLECTION, PARENT))
+        if name.startswith(f"{SERIES_COLLECTION}/"):
+            return AuditScope(series_id=self.series_id(name, PARENT))
+        self.refuse(
+            PARENT,
+            f"{quoted(name)} is none of 'series/{{id}}', 'sources/{{id}}' and '{EVERYTHING}'",
+        )
+        return AuditScope()
+
     def instant(self, ts: timestamp_pb2.Timestamp, field: str) -> int:
         """Microseconds since the epoch, UTC; field paths name the part at fault
-        (`known_at.seconds`), as on the command side."""
+        (`as_of_time.seconds`), as on the command side."""
         us = micros_from_proto(ts, field, self._violations)
         return 0 if us is None else us
 
@@ -50,10 +81,10 @@ class RequestFields:
 
     def as_of(self, request: pb.QueryRangeRequest | pb.GetValuesRequest) -> AsOf:
         match request.WhichOneof("as_of"):
-            case "known_at":
-                return KnownAt(self.instant(request.known_at, "known_at"))
-            case "at_position":
-                return AtPosition(self.position(request.at_position, "at_position"))
+            case "as_of_time":
+                return KnownAt(self.instant(request.as_of_time, "as_of_time"))
+            case "as_of_position":
+                return AtPosition(self.position(request.as_of_position, "as_of_position"))
             case _:
                 return LATEST
 

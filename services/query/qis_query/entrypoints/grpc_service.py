@@ -10,7 +10,7 @@ import grpc.aio
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import query_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2
-from qis_adapters.readstore.port import OPEN_END, IssueFilter
+from qis_adapters.readstore.port import OPEN_END
 from qis_runtime.identity import current_identity
 
 from qis_query.application.handlers import QueryHandlers
@@ -21,8 +21,6 @@ from qis_query.entrypoints.fields import RequestFields
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 R = TypeVar("R")
-_ANY_SERIES = "series/-"  # ListAuditEntries: the entries tied to no series (data sources)
-_ISSUE_STATUS = {"": "open", "any": ""}  # the request's spelling -> the filter's ("": any)
 
 
 class QueryService(pb_grpc.QueryServiceServicer):
@@ -41,8 +39,8 @@ class QueryService(pb_grpc.QueryServiceServicer):
         fields = RequestFields()
         query = RangeQuery(
             fields.series_id(request.series, "series"),
-            fields.optional_instant(request, "start", EARLIEST),
-            fields.optional_instant(request, "end", OPEN_END),
+            fields.optional_instant(request, "start_time", EARLIEST),
+            fields.optional_instant(request, "end_time", OPEN_END),
             fields.as_of(request),
         )
         min_position = fields.position(request.min_position, "min_position")
@@ -62,7 +60,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
     async def GetValues(self, request: pb.GetValuesRequest, context: Ctx) -> pb.GetValuesResponse:
         fields = RequestFields()
         series_id = fields.series_id(request.series, "series")
-        snaps = [fields.instant(s, f"snaps[{i}]") for i, s in enumerate(request.snaps)]
+        snaps = [fields.instant(s, f"snap_times[{i}]") for i, s in enumerate(request.snap_times)]
         as_of = fields.as_of(request)
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
@@ -77,16 +75,19 @@ class QueryService(pb_grpc.QueryServiceServicer):
     ) -> pb.GetPointHistoryResponse:
         fields = RequestFields()
         series_id = fields.series_id(request.series, "series")
-        if not request.HasField("snap"):
-            fields.refuse("snap", "the snap of the point is required")
-        snap_us = fields.instant(request.snap, "snap")
+        if not request.HasField("snap_time"):
+            fields.refuse("snap_time", "the snap of the point is required")
+        snap_us = fields.instant(request.snap_time, "snap_time")
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
-        read = await self._queries.point_history(series_id, snap_us, min_position)
+        read = await self._queries.point_history(
+            series_id, snap_us, request.page_size, request.page_token, min_position
+        )
         return pb.GetPointHistoryResponse(
             versions=[mapping.official_value(request.series, v) for v in read.value.versions],
             observations=[mapping.observation(o) for o in read.value.observations],
             read_position=read.read_position,
+            next_page_token=read.value.next_page_token,
         )
 
     async def GetSeries(self, request: pb.GetSeriesRequest, context: Ctx) -> series_pb2.Series:
@@ -112,14 +113,11 @@ class QueryService(pb_grpc.QueryServiceServicer):
         self, request: pb.ListAuditEntriesRequest, context: Ctx
     ) -> pb.ListAuditEntriesResponse:
         fields = RequestFields()
-        series_id = ""
-        if request.series != _ANY_SERIES:
-            series_id = fields.series_id(request.series, "series")
-        snap_us = fields.instant(request.snap, "snap") if request.HasField("snap") else None
+        parent = fields.audit_parent(request.parent)
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
         page = await self._queries.audit_entries(
-            series_id, snap_us, request.page_size, request.page_token, min_position
+            parent, request.filter, request.page_size, request.page_token, min_position
         )
         return pb.ListAuditEntriesResponse(
             entries=[mapping.audit_entry(e) for e in page.items],
@@ -130,6 +128,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         fields = RequestFields()
         series_ids = [fields.series_id(s, f"series[{i}]") for i, s in enumerate(request.series)]
         after_position = fields.position(request.after_position, "after_position")
+        min_position = fields.position(request.min_position, "min_position")
         fields.check()
         resume_token = None
         if request.WhichOneof("start") == "resume_token":
@@ -144,24 +143,19 @@ class QueryService(pb_grpc.QueryServiceServicer):
             )
 
         with self._queries.subscription_slot(current_identity().user_id):
-            await self._queries.subscribe(series_ids, resume_token, after_position, send)
+            await self._queries.subscribe(
+                series_ids, resume_token, after_position, send, min_position=min_position
+            )
 
     async def ListQualityIssues(
         self, request: pb.ListQualityIssuesRequest, context: Ctx
     ) -> pb.ListQualityIssuesResponse:
         fields = RequestFields()
-        series_id = fields.series_id(request.series, "series") if request.series else ""
-        issue_filter = IssueFilter(
-            series_id,
-            request.rule,
-            request.severity,
-            _ISSUE_STATUS.get(request.status, request.status),
-            fields.optional_instant(request, "raised_before", OPEN_END),
-        )
+        series_id = fields.issues_parent(request.parent)
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
         page = await self._queries.quality_issues(
-            issue_filter, request.page_size, request.page_token, min_position
+            series_id, request.filter, request.page_size, request.page_token, min_position
         )
         return pb.ListQualityIssuesResponse(
             issues=[mapping.quality_issue(i) for i in page.items],
@@ -173,8 +167,8 @@ class QueryService(pb_grpc.QueryServiceServicer):
     ) -> pb.ListQualityMetricsResponse:
         fields = RequestFields()
         series_id = fields.series_id(request.series, "series")
-        start_us = fields.optional_instant(request, "start", EARLIEST)
-        end_us = fields.optional_instant(request, "end", OPEN_END)
+        start_us = fields.optional_instant(request, "start_time", EARLIEST)
+        end_us = fields.optional_instant(request, "end_time", OPEN_END)
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
         page = await self._queries.quality_metrics(

@@ -1,15 +1,26 @@
 """Read-model records to v1 messages. Range queries stream millions of points, so values are
-merged from their stored serialised form and timestamps are set from stored integers."""
+merged from their stored serialised form and timestamps are set from stored integers.
+
+The read model keeps the domain's names of rules, severities, issue statuses and methods
+("jump", "error", "open", "median"); the contract's enums name each the same way, upper case
+after the enum's prefix (QUALITY_RULE_JUMP). The tables below are built from the domain's lists
+by that convention, so a domain name without its enum value stops the service at import rather
+than reaching a client as an unknown number."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from datetime import date
+from typing import TypeVar
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2
+from google.type import date_pb2
+from qis.data.v1 import quality_pb2, series_pb2
 from qis.data.v1 import query_service_pb2 as pb
-from qis.data.v1 import series_pb2
 from qis_adapters.proto.times import timestamp
 from qis_adapters.readstore.port import (
+    ISSUE_STATUSES,
     OPEN_END,
     AuditEntry,
     ChangeFeedEntry,
@@ -19,54 +30,67 @@ from qis_adapters.readstore.port import (
     QualityMetrics,
     SeriesEntry,
 )
+from qis_domain.definitions import ReconciliationMethod
 from qis_domain.names import series_name, source_name
+from qis_domain.rules import RULE_NAMES, Severity
+from qis_domain.series_bucket import MANUAL
+
+E = TypeVar("E")
+
+
+def _by_name(value: Callable[[str], E], prefix: str, names: Iterable[str]) -> dict[str, E]:
+    """Each domain name's enum value: `value(prefix + NAME)` (raises ValueError if none)."""
+    return {name: value(prefix + name.upper()) for name in names}
+
+
+RULES = _by_name(quality_pb2.QualityRule.Value, "QUALITY_RULE_", RULE_NAMES)
+SEVERITIES = _by_name(quality_pb2.Severity.Value, "SEVERITY_", (s.value for s in Severity))
+STATUSES = _by_name(quality_pb2.QualityIssueStatus.Value, "QUALITY_ISSUE_STATUS_", ISSUE_STATUSES)
+METHODS = _by_name(
+    pb.ValueMethod.Value, "VALUE_METHOD_", [*(m.value for m in ReconciliationMethod), MANUAL]
+)
 
 
 def official_value(name: str, v: OfficialVersion) -> pb.OfficialValue:
-    msg = pb.OfficialValue(
-        series=name,
-        snap=timestamp(v.snap_us),
-        version=v.version,
-        quality_score=v.quality_score,
-        recorded_from=timestamp(v.recorded_from_us),
-        position_from=v.position_from,
-        sources=v.sources,
-        method=v.method,
-        flags=v.flags,
-        reason=v.reason,
-        user=v.user_id,
-    )
-    msg.value.MergeFromString(v.value)
+    msg = _official(name, v, v.recorded_from_us, v.position_from)
     if v.recorded_to_us != OPEN_END:
-        msg.recorded_to.CopyFrom(timestamp(v.recorded_to_us))
-        msg.position_to = v.position_to
+        msg.supersede_time.CopyFrom(timestamp(v.recorded_to_us))
+        msg.supersede_position = v.position_to
     return msg
 
 
 def changed_value(c: ChangeFeedEntry) -> pb.OfficialValue:
+    return _official(series_name(c.series_id), c, c.recorded_at_us, c.position)
+
+
+def _official(
+    name: str, v: OfficialVersion | ChangeFeedEntry, record_us: int, record_position: int
+) -> pb.OfficialValue:
+    """A version as recorded at (record_us, record_position); a manual value has no sources
+    (its domain source is MANUAL itself)."""
     msg = pb.OfficialValue(
-        series=series_name(c.series_id),
-        snap=timestamp(c.snap_us),
-        version=c.version,
-        quality_score=c.quality_score,
-        recorded_from=timestamp(c.recorded_at_us),
-        position_from=c.position,
-        reason=c.reason,
-        user=c.user_id,
-        sources=c.sources,
-        method=c.method,
-        flags=c.flags,
+        series=name,
+        snap_time=timestamp(v.snap_us),
+        version=v.version,
+        quality_score=v.quality_score,
+        record_time=timestamp(record_us),
+        record_position=record_position,
+        sources=() if v.method == MANUAL else [source_name(s) for s in v.sources],
+        method=METHODS[v.method],
+        flags=[RULES[f] for f in v.flags],
+        reason=v.reason,
+        user=v.user_id,
     )
-    msg.value.MergeFromString(c.value)
+    msg.value.MergeFromString(v.value)
     return msg
 
 
 def observation(o: Observation) -> pb.SourceObservation:
     msg = pb.SourceObservation(
         source=source_name(o.source_id),
-        snap_offset_seconds=o.snap_offset_s,
-        recorded_at=timestamp(o.recorded_at_us),
-        position=o.position,
+        utc_offset=duration_pb2.Duration(seconds=o.snap_offset_s),
+        record_time=timestamp(o.recorded_at_us),
+        record_position=o.position,
         user=o.user_id,
         command_id=o.command_id,
     )
@@ -78,16 +102,16 @@ def audit_entry(a: AuditEntry) -> pb.AuditEntry:
     details = struct_pb2.Struct()
     details.update(a.details)
     msg = pb.AuditEntry(
-        time=timestamp(a.recorded_at_us),
+        commit_time=timestamp(a.recorded_at_us),
         action=a.action,
         user=a.user_id,
         command_id=a.command_id,
-        series=series_name(a.series_id) if a.series_id else "",
+        resource=series_name(a.series_id) if a.series_id else source_name(a.source_id),
         details=details,
-        position=a.position,
+        commit_position=a.position,
     )
     if a.snap_us is not None:
-        msg.snap.CopyFrom(timestamp(a.snap_us))
+        msg.snap_time.CopyFrom(timestamp(a.snap_us))
     return msg
 
 
@@ -97,12 +121,12 @@ def quality_issue(i: QualityIssue) -> pb.QualityIssue:
     msg = pb.QualityIssue(
         issue_id=i.issue_id,
         series=series_name(i.series_id),
-        snap=timestamp(i.snap_us),
+        snap_time=timestamp(i.snap_us),
         source=source_name(i.source_id) if i.source_id else "",
-        rule=i.rule,
-        severity=i.severity,
+        rule=RULES[i.rule],
+        severity=SEVERITIES[i.severity],
         evidence=evidence,
-        status=i.status,
+        status=STATUSES[i.status],
         raise_time=timestamp(i.raised_at_us),
         resolved_by=i.resolved_by,
         resolution_reason=i.resolution_reason,
@@ -115,8 +139,8 @@ def quality_issue(i: QualityIssue) -> pb.QualityIssue:
 def quality_metrics(m: QualityMetrics) -> pb.QualityMetrics:
     return pb.QualityMetrics(
         series=series_name(m.series_id),
-        window_start=timestamp(m.window_start_us),
-        window_end=timestamp(m.window_end_us),
+        start_time=timestamp(m.window_start_us),
+        end_time=timestamp(m.window_end_us),
         accuracy=m.accuracy,
         completeness=math.nan if m.completeness is None else m.completeness,
         timeliness=m.timeliness,
@@ -124,9 +148,14 @@ def quality_metrics(m: QualityMetrics) -> pb.QualityMetrics:
         calculate_time=timestamp(m.calculated_at_us),
         expected_snaps=m.expected_snaps,
         received_snaps=m.received_snaps,
-        missing_sessions=m.missing_sessions,
+        missing_sessions=[_date(d) for d in m.missing_sessions],
         uncovered_days=m.uncovered_days,
     )
+
+
+def _date(iso: str) -> date_pb2.Date:
+    day = date.fromisoformat(iso)
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 
 
 def series(entry: SeriesEntry) -> series_pb2.Series:

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -122,13 +123,33 @@ class EvolveSeriesSchemaRequest(_message.Message):
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    EXPECTED_SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
     reason: _builtins.str
     """Why the definition changed, for the audit trail; at most 1,024 characters."""
+    expected_schema_version: _builtins.int
+    """Optimistic concurrency: the schema version the change was made from, as read in
+    Series.schema_version. When it is no longer the current one the request is ABORTED
+    (SCHEMA_VERSION_MISMATCH; read the series again and reapply). 0: no check.
+    """
     @_builtins.property
     def series(self) -> _series_pb2.Series:
-        """The new definition; `series.name` identifies the series."""
+        """The new definition; `series.name` identifies the series. Only the fields named by
+        `update_mask` are read.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields of `series` to update (AIP-134), top-level field names: "unit", "precision",
+        "time_zone", "calendar", "sources", "validation", "reconciliation", "publication",
+        "description". A named field that is unset in `series` is cleared. "*" replaces every
+        evolvable field. Unset: the fields set in `series` (a field cannot be cleared this way).
+        Naming "data_type" or "frequency" with a different value is FAILED_PRECONDITION
+        (IMMUTABLE_FIELD); naming "name" or "schema_version", or an unknown field, is
+        INVALID_ARGUMENT.
+        """
 
     def __init__(
         self,
@@ -136,10 +157,12 @@ class EvolveSeriesSchemaRequest(_message.Message):
         command_id: _builtins.str = ...,
         series: _series_pb2.Series | None = ...,
         reason: _builtins.str = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        expected_schema_version: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["series", b"series"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["series", b"series", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "reason", b"reason", "series", b"series"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "expected_schema_version", b"expected_schema_version", "reason", b"reason", "series", b"series", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -185,21 +208,33 @@ class ConfigureDataSourceRequest(_message.Message):
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
     @_builtins.property
     def source(self) -> _series_pb2.DataSource:
-        """The new configuration; `source.name` identifies the source."""
+        """The new configuration; `source.name` identifies the source. Only the fields named by
+        `update_mask` are read.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields of `source` to update (AIP-134): "provider", "description",
+        "rate_limit_per_minute", "cost_per_request", "settings" (the whole map), "disabled". A named
+        field that is unset in `source` is cleared. "*" replaces them all. Unset: the fields set in
+        `source`. Naming "name" or an unknown field is INVALID_ARGUMENT.
+        """
 
     def __init__(
         self,
         *,
         command_id: _builtins.str = ...,
         source: _series_pb2.DataSource | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["source", b"source", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "source", b"source", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -329,7 +364,7 @@ class PublishPointsRequest(_message.Message):
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
-    SNAPS_FIELD_NUMBER: _builtins.int
+    SNAP_TIMES_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
@@ -338,20 +373,20 @@ class PublishPointsRequest(_message.Message):
     comment: _builtins.str
     """Why they are published by hand, for the audit trail; at most 1,024 characters."""
     @_builtins.property
-    def snaps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """RFC 3339 snaps with offsets (as DataPoint.snap); 1 to 10,000."""
+    def snap_times(self) -> _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]:
+        """The points' snaps, in whole microseconds (as DataPoint.snap_time); 1 to 10,000."""
 
     def __init__(
         self,
         *,
         command_id: _builtins.str = ...,
         series: _builtins.str = ...,
-        snaps: _abc.Iterable[_builtins.str] | None = ...,
+        snap_times: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
         comment: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "comment", b"comment", "series", b"series", "snaps", b"snaps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "comment", b"comment", "series", b"series", "snap_times", b"snap_times"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -365,7 +400,7 @@ class RestatePointRequest(_message.Message):
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
-    SNAP_FIELD_NUMBER: _builtins.int
+    SNAP_TIME_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     REASON_CODE_FIELD_NUMBER: _builtins.int
@@ -374,8 +409,6 @@ class RestatePointRequest(_message.Message):
     """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
     series: _builtins.str
     """Resource name, "series/{series_id}"."""
-    snap: _builtins.str
-    """RFC 3339 with offset (as DataPoint.snap); the point must have been published."""
     reason: _builtins.str
     """Why the published value was wrong, for the audit trail and the new version; at most 1,024
     characters.
@@ -384,6 +417,12 @@ class RestatePointRequest(_message.Message):
     """Optional machine-readable category (e.g. "EXCHANGE_CORRECTION"), recorded as the cause; at
     most 128 characters.
     """
+    @_builtins.property
+    def snap_time(self) -> _timestamp_pb2.Timestamp:
+        """The point's snap, in whole microseconds (as DataPoint.snap_time); the point must have been
+        published.
+        """
+
     @_builtins.property
     def value(self) -> _values_pb2.DataValue:
         """The corrected value; its case must match the series' data type."""
@@ -400,15 +439,15 @@ class RestatePointRequest(_message.Message):
         *,
         command_id: _builtins.str = ...,
         series: _builtins.str = ...,
-        snap: _builtins.str = ...,
+        snap_time: _timestamp_pb2.Timestamp | None = ...,
         value: _values_pb2.DataValue | None = ...,
         reason: _builtins.str = ...,
         reason_code: _builtins.str = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "value", b"value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "snap_time", b"snap_time", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "expire_time", b"expire_time", "reason", b"reason", "reason_code", b"reason_code", "series", b"series", "snap", b"snap", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "expire_time", b"expire_time", "reason", b"reason", "reason_code", b"reason_code", "series", b"series", "snap_time", b"snap_time", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -442,7 +481,9 @@ class ResolveQualityIssuesRequest(_message.Message):
     """
     @_builtins.property
     def issue_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Ids of open issues, as listed by QueryService.ListQualityIssues; 1 to 10,000."""
+        """Ids of open issues of the series (QualityIssue.issue_id, as listed by
+        QueryService.ListQualityIssues); 1 to 10,000.
+        """
 
     @_builtins.property
     def value(self) -> _values_pb2.DataValue:

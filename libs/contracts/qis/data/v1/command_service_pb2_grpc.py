@@ -26,10 +26,12 @@ if _version_not_supported:
 
 
 class CommandServiceStub:
-    """The write side. Every command carries a client-chosen `command_id`: sending the same command
-    again (a retry after a lost reply, a re-run import) is answered with the first outcome and
-    changes nothing. Who is calling travels in call metadata (`x-qis-user` in development mode,
-    `authorization` later), never in a request field.
+    """The write side. Every command carries a client-chosen `command_id` (AIP-155's request id,
+    named for what it becomes: the command's identity in the event log and the audit trail):
+    sending the same command again (a retry after a lost reply, a re-run import) is answered with
+    the first outcome and changes nothing; the same id with other arguments is ALREADY_EXISTS
+    (COMMAND_ID_REUSED). Who is calling travels in call metadata (`authorization: Bearer`, a
+    client certificate, or `x-qis-user` in development mode), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
     point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
@@ -37,7 +39,10 @@ class CommandServiceStub:
     beyond that its last violation names the request field ("points") and says how many more
     there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
-    command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
+    command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
+    expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
+    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
+    (domain "qis.data") whose reason is listed in docs/errors.md.
     """
 
     def __init__(self, channel):
@@ -99,10 +104,12 @@ class CommandServiceStub:
 
 
 class CommandServiceServicer:
-    """The write side. Every command carries a client-chosen `command_id`: sending the same command
-    again (a retry after a lost reply, a re-run import) is answered with the first outcome and
-    changes nothing. Who is calling travels in call metadata (`x-qis-user` in development mode,
-    `authorization` later), never in a request field.
+    """The write side. Every command carries a client-chosen `command_id` (AIP-155's request id,
+    named for what it becomes: the command's identity in the event log and the audit trail):
+    sending the same command again (a retry after a lost reply, a re-run import) is answered with
+    the first outcome and changes nothing; the same id with other arguments is ALREADY_EXISTS
+    (COMMAND_ID_REUSED). Who is calling travels in call metadata (`authorization: Bearer`, a
+    client certificate, or `x-qis-user` in development mode), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
     point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
@@ -110,7 +117,10 @@ class CommandServiceServicer:
     beyond that its last violation names the request field ("points") and says how many more
     there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
-    command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
+    command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
+    expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
+    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
+    (domain "qis.data") whose reason is listed in docs/errors.md.
     """
 
     def DefineSeries(self, request, context):
@@ -121,8 +131,8 @@ class CommandServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def EvolveSeriesSchema(self, request, context):
-        """Replaces the evolvable parts of a series definition (everything but data type and
-        frequency) and increments its schema version.
+        """Updates the evolvable parts of a series definition (everything but data type and
+        frequency) named by the update mask, and increments its schema version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,7 +146,7 @@ class CommandServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConfigureDataSource(self, request, context):
-        """Changes a data source's configuration.
+        """Updates the parts of a data source's configuration named by the update mask.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,10 +262,12 @@ def add_CommandServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CommandService:
-    """The write side. Every command carries a client-chosen `command_id`: sending the same command
-    again (a retry after a lost reply, a re-run import) is answered with the first outcome and
-    changes nothing. Who is calling travels in call metadata (`x-qis-user` in development mode,
-    `authorization` later), never in a request field.
+    """The write side. Every command carries a client-chosen `command_id` (AIP-155's request id,
+    named for what it becomes: the command's identity in the event log and the audit trail):
+    sending the same command again (a retry after a lost reply, a re-run import) is answered with
+    the first outcome and changes nothing; the same id with other arguments is ALREADY_EXISTS
+    (COMMAND_ID_REUSED). Who is calling travels in call metadata (`authorization: Bearer`, a
+    client certificate, or `x-qis-user` in development mode), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
     point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
@@ -263,7 +275,10 @@ class CommandService:
     beyond that its last violation names the request field ("points") and says how many more
     there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
-    command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
+    command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
+    expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
+    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
+    (domain "qis.data") whose reason is listed in docs/errors.md.
     """
 
     @staticmethod

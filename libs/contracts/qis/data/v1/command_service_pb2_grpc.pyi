@@ -27,10 +27,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class CommandServiceStub:
-    """The write side. Every command carries a client-chosen `command_id`: sending the same command
-    again (a retry after a lost reply, a re-run import) is answered with the first outcome and
-    changes nothing. Who is calling travels in call metadata (`x-qis-user` in development mode,
-    `authorization` later), never in a request field.
+    """The write side. Every command carries a client-chosen `command_id` (AIP-155's request id,
+    named for what it becomes: the command's identity in the event log and the audit trail):
+    sending the same command again (a retry after a lost reply, a re-run import) is answered with
+    the first outcome and changes nothing; the same id with other arguments is ALREADY_EXISTS
+    (COMMAND_ID_REUSED). Who is calling travels in call metadata (`authorization: Bearer`, a
+    client certificate, or `x-qis-user` in development mode), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
     point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
@@ -38,7 +40,10 @@ class CommandServiceStub:
     beyond that its last violation names the request field ("points") and says how many more
     there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
-    command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
+    command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
+    expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
+    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
+    (domain "qis.data") whose reason is listed in docs/errors.md.
     """
 
     @_typing.overload
@@ -48,13 +53,13 @@ class CommandServiceStub:
     DefineSeries: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.DefineSeriesRequest, _command_service_pb2.CommandResponse]
     """Defines a new series."""
     EvolveSeriesSchema: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.EvolveSeriesSchemaRequest, _command_service_pb2.CommandResponse]
-    """Replaces the evolvable parts of a series definition (everything but data type and
-    frequency) and increments its schema version.
+    """Updates the evolvable parts of a series definition (everything but data type and
+    frequency) named by the update mask, and increments its schema version.
     """
     RegisterDataSource: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.RegisterDataSourceRequest, _command_service_pb2.CommandResponse]
     """Registers a data source."""
     ConfigureDataSource: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ConfigureDataSourceRequest, _command_service_pb2.CommandResponse]
-    """Changes a data source's configuration."""
+    """Updates the parts of a data source's configuration named by the update mask."""
     IngestPoints: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.IngestPointsRequest, _command_service_pb2.IngestPointsResponse]
     """Ingests a batch of points of one series from one source. All-or-nothing: one malformed
     point rejects the batch and nothing is stored.
@@ -80,10 +85,12 @@ class CommandServiceStub:
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
-    """The write side. Every command carries a client-chosen `command_id`: sending the same command
-    again (a retry after a lost reply, a re-run import) is answered with the first outcome and
-    changes nothing. Who is calling travels in call metadata (`x-qis-user` in development mode,
-    `authorization` later), never in a request field.
+    """The write side. Every command carries a client-chosen `command_id` (AIP-155's request id,
+    named for what it becomes: the command's identity in the event log and the audit trail):
+    sending the same command again (a retry after a lost reply, a re-run import) is answered with
+    the first outcome and changes nothing; the same id with other arguments is ALREADY_EXISTS
+    (COMMAND_ID_REUSED). Who is calling travels in call metadata (`authorization: Bearer`, a
+    client certificate, or `x-qis-user` in development mode), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
     point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
@@ -91,20 +98,23 @@ class CommandServiceAsyncStub(CommandServiceStub):
     beyond that its last violation names the request field ("points") and says how many more
     there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
-    command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
+    command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
+    expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
+    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
+    (domain "qis.data") whose reason is listed in docs/errors.md.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     DefineSeries: _aio.UnaryUnaryMultiCallable[_command_service_pb2.DefineSeriesRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
     """Defines a new series."""
     EvolveSeriesSchema: _aio.UnaryUnaryMultiCallable[_command_service_pb2.EvolveSeriesSchemaRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
-    """Replaces the evolvable parts of a series definition (everything but data type and
-    frequency) and increments its schema version.
+    """Updates the evolvable parts of a series definition (everything but data type and
+    frequency) named by the update mask, and increments its schema version.
     """
     RegisterDataSource: _aio.UnaryUnaryMultiCallable[_command_service_pb2.RegisterDataSourceRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
     """Registers a data source."""
     ConfigureDataSource: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ConfigureDataSourceRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
-    """Changes a data source's configuration."""
+    """Updates the parts of a data source's configuration named by the update mask."""
     IngestPoints: _aio.UnaryUnaryMultiCallable[_command_service_pb2.IngestPointsRequest, _command_service_pb2.IngestPointsResponse]  # type: ignore[assignment]
     """Ingests a batch of points of one series from one source. All-or-nothing: one malformed
     point rejects the batch and nothing is stored.
@@ -129,10 +139,12 @@ class CommandServiceAsyncStub(CommandServiceStub):
     """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The write side. Every command carries a client-chosen `command_id`: sending the same command
-    again (a retry after a lost reply, a re-run import) is answered with the first outcome and
-    changes nothing. Who is calling travels in call metadata (`x-qis-user` in development mode,
-    `authorization` later), never in a request field.
+    """The write side. Every command carries a client-chosen `command_id` (AIP-155's request id,
+    named for what it becomes: the command's identity in the event log and the audit trail):
+    sending the same command again (a retry after a lost reply, a re-run import) is answered with
+    the first outcome and changes nothing; the same id with other arguments is ALREADY_EXISTS
+    (COMMAND_ID_REUSED). Who is calling travels in call metadata (`authorization: Bearer`, a
+    client certificate, or `x-qis-user` in development mode), never in a request field.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
     point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
@@ -140,7 +152,10 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     beyond that its last violation names the request field ("points") and says how many more
     there are. NOT_FOUND for an unknown series or source;
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
-    command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
+    command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
+    expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
+    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
+    (domain "qis.data") whose reason is listed in docs/errors.md.
     """
 
     @_abc_1.abstractmethod
@@ -157,8 +172,8 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.EvolveSeriesSchemaRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
-        """Replaces the evolvable parts of a series definition (everything but data type and
-        frequency) and increments its schema version.
+        """Updates the evolvable parts of a series definition (everything but data type and
+        frequency) named by the update mask, and increments its schema version.
         """
 
     @_abc_1.abstractmethod
@@ -175,7 +190,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ConfigureDataSourceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
-        """Changes a data source's configuration."""
+        """Updates the parts of a data source's configuration named by the update mask."""
 
     @_abc_1.abstractmethod
     def IngestPoints(

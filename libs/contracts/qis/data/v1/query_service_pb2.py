@@ -23,13 +23,16 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.type import date_pb2 as google_dot_type_dot_date__pb2
+from qis.data.v1 import quality_pb2 as qis_dot_data_dot_v1_dot_quality__pb2
 from qis.data.v1 import series_pb2 as qis_dot_data_dot_v1_dot_series__pb2
 from qis.data.v1 import values_pb2 as qis_dot_data_dot_v1_dot_values__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fqis/data/v1/query_service.proto\x12\x0bqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"\xf6\x02\n\rOfficialValue\x12\x0e\n\x06series\x18\x01 \x01(\t\x12(\n\x04snap\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12%\n\x05value\x18\x04 \x01(\x0b\x32\x16.qis.data.v1.DataValue\x12\x15\n\rquality_score\x18\x05 \x01(\x01\x12\x31\n\rrecorded_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_to\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rposition_from\x18\x08 \x01(\x04\x12\x13\n\x0bposition_to\x18\t \x01(\x04\x12\x0f\n\x07sources\x18\n \x03(\t\x12\x0e\n\x06method\x18\x0b \x01(\t\x12\r\n\x05\x66lags\x18\x0c \x03(\t\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x0c\n\x04user\x18\x0e \x01(\t\"\x8a\x02\n\x11QueryRangeRequest\x12\x14\n\x06series\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08known_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x15\n\x0b\x61t_position\x18\x05 \x01(\x04H\x00\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x14\n\x0cmin_position\x18\x08 \x01(\x04\x42\x07\n\x05\x61s_of\"p\n\x12QueryRangeResponse\x12*\n\x06values\x18\x01 \x03(\x0b\x32\x1a.qis.data.v1.OfficialValue\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x15\n\rread_position\x18\x03 \x01(\x04\"\xbf\x01\n\x10GetValuesRequest\x12\x14\n\x06series\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x05snaps\x18\x02 \x03(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12.\n\x08known_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x15\n\x0b\x61t_position\x18\x04 \x01(\x04H\x00\x12\x14\n\x0cmin_position\x18\x05 \x01(\x04\x42\x07\n\x05\x61s_of\"V\n\x11GetValuesResponse\x12*\n\x06values\x18\x01 \x03(\x0b\x32\x1a.qis.data.v1.OfficialValue\x12\x15\n\rread_position\x18\x02 \x01(\x04\"t\n\x16GetPointHistoryRequest\x12\x14\n\x06series\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x04snap\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x14\n\x0cmin_position\x18\x03 \x01(\x04\"\xcc\x01\n\x11SourceObservation\x12\x0e\n\x06source\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.qis.data.v1.DataValue\x12\x1b\n\x13snap_offset_seconds\x18\x03 \x01(\x05\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08position\x18\x05 \x01(\x04\x12\x0c\n\x04user\x18\x06 \x01(\t\x12\x12\n\ncommand_id\x18\x07 \x01(\t\"\x94\x01\n\x17GetPointHistoryResponse\x12,\n\x08versions\x18\x01 \x03(\x0b\x32\x1a.qis.data.v1.OfficialValue\x12\x34\n\x0cobservations\x18\x02 \x03(\x0b\x32\x1e.qis.data.v1.SourceObservation\x12\x15\n\rread_position\x18\x03 \x01(\x04\"<\n\x10GetSeriesRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0cmin_position\x18\x02 \x01(\x04\"P\n\x11ListSeriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cmin_position\x18\x03 \x01(\x04\"R\n\x12ListSeriesResponse\x12#\n\x06series\x18\x01 \x03(\x0b\x32\x13.qis.data.v1.Series\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x96\x01\n\x17ListAuditEntriesRequest\x12\x14\n\x06series\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12(\n\x04snap\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x14\n\x0cmin_position\x18\x05 \x01(\x04\"\xde\x01\n\nAuditEntry\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x12\n\ncommand_id\x18\x04 \x01(\t\x12\x0e\n\x06series\x18\x05 \x01(\t\x12(\n\x04snap\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07\x64\x65tails\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08position\x18\x08 \x01(\x04\"]\n\x18ListAuditEntriesResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.qis.data.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"]\n\x10SubscribeRequest\x12\x0e\n\x06series\x18\x01 \x03(\t\x12\x16\n\x0cresume_token\x18\x02 \x01(\tH\x00\x12\x18\n\x0e\x61\x66ter_position\x18\x03 \x01(\x04H\x00\x42\x07\n\x05start\"U\n\x11SubscribeResponse\x12*\n\x06values\x18\x01 \x03(\x0b\x32\x1a.qis.data.v1.OfficialValue\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\"\xd7\x02\n\x0cQualityIssue\x12\x10\n\x08issue_id\x18\x01 \x01(\t\x12\x0e\n\x06series\x18\x02 \x01(\t\x12(\n\x04snap\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04rule\x18\x05 \x01(\t\x12\x10\n\x08severity\x18\x06 \x01(\t\x12)\n\x08\x65vidence\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06status\x18\x08 \x01(\t\x12.\n\nraise_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresolved_by\x18\n \x01(\t\x12\x19\n\x11resolution_reason\x18\x0b \x01(\t\x12\x30\n\x0cresolve_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xca\x01\n\x18ListQualityIssuesRequest\x12\x0e\n\x06series\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x10\n\x08severity\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x31\n\rraised_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x14\n\x0cmin_position\x18\x08 \x01(\x04\"_\n\x19ListQualityIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b\x32\x19.qis.data.v1.QualityIssue\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe9\x02\n\x0eQualityMetrics\x12\x0e\n\x06series\x18\x01 \x01(\t\x12\x30\n\x0cwindow_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63\x63uracy\x18\x04 \x01(\x01\x12\x14\n\x0c\x63ompleteness\x18\x05 \x01(\x01\x12\x12\n\ntimeliness\x18\x06 \x01(\x01\x12\x13\n\x0b\x63onsistency\x18\x07 \x01(\x01\x12\x32\n\x0e\x63\x61lculate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x65xpected_snaps\x18\t \x01(\x03\x12\x16\n\x0ereceived_snaps\x18\n \x01(\x03\x12\x18\n\x10missing_sessions\x18\x0b \x03(\t\x12\x16\n\x0euncovered_days\x18\x0c \x01(\x05\"\xc2\x01\n\x19ListQualityMetricsRequest\x12\x14\n\x06series\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmin_position\x18\x04 \x01(\x04\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"c\n\x1aListQualityMetricsResponse\x12,\n\x07metrics\x18\x01 \x03(\x0b\x32\x1b.qis.data.v1.QualityMetrics\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x93\x06\n\x0cQueryService\x12O\n\nQueryRange\x12\x1e.qis.data.v1.QueryRangeRequest\x1a\x1f.qis.data.v1.QueryRangeResponse0\x01\x12J\n\tGetValues\x12\x1d.qis.data.v1.GetValuesRequest\x1a\x1e.qis.data.v1.GetValuesResponse\x12\\\n\x0fGetPointHistory\x12#.qis.data.v1.GetPointHistoryRequest\x1a$.qis.data.v1.GetPointHistoryResponse\x12?\n\tGetSeries\x12\x1d.qis.data.v1.GetSeriesRequest\x1a\x13.qis.data.v1.Series\x12M\n\nListSeries\x12\x1e.qis.data.v1.ListSeriesRequest\x1a\x1f.qis.data.v1.ListSeriesResponse\x12_\n\x10ListAuditEntries\x12$.qis.data.v1.ListAuditEntriesRequest\x1a%.qis.data.v1.ListAuditEntriesResponse\x12L\n\tSubscribe\x12\x1d.qis.data.v1.SubscribeRequest\x1a\x1e.qis.data.v1.SubscribeResponse0\x01\x12\x62\n\x11ListQualityIssues\x12%.qis.data.v1.ListQualityIssuesRequest\x1a&.qis.data.v1.ListQualityIssuesResponse\x12\x65\n\x12ListQualityMetrics\x12&.qis.data.v1.ListQualityMetricsRequest\x1a\'.qis.data.v1.ListQualityMetricsResponseB`\n\x0f\x63om.qis.data.v1B\x11QueryServiceProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\x0bQis.Data.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fqis/data/v1/query_service.proto\x12\x0bqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x19qis/data/v1/quality.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"\xc5\x03\n\rOfficialValue\x12\x0e\n\x06series\x18\x01 \x01(\t\x12-\n\tsnap_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12%\n\x05value\x18\x04 \x01(\x0b\x32\x16.qis.data.v1.DataValue\x12\x15\n\rquality_score\x18\x05 \x01(\x01\x12/\n\x0brecord_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0esupersede_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0frecord_position\x18\x08 \x01(\x04\x12\x1a\n\x12supersede_position\x18\t \x01(\x04\x12\x0f\n\x07sources\x18\n \x03(\t\x12(\n\x06method\x18\x0f \x01(\x0e\x32\x18.qis.data.v1.ValueMethod\x12\'\n\x05\x66lags\x18\x10 \x03(\x0e\x32\x18.qis.data.v1.QualityRule\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x0c\n\x04user\x18\x0e \x01(\tJ\x04\x08\x0b\x10\x0cJ\x04\x08\x0c\x10\r\"\x99\x02\n\x11QueryRangeRequest\x12\x14\n\x06series\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\nas_of_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x18\n\x0e\x61s_of_position\x18\x05 \x01(\x04H\x00\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x14\n\x0cmin_position\x18\x08 \x01(\x04\x42\x07\n\x05\x61s_of\"p\n\x12QueryRangeResponse\x12*\n\x06values\x18\x01 \x03(\x0b\x32\x1a.qis.data.v1.OfficialValue\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x15\n\rread_position\x18\x03 \x01(\x04\"\xc9\x01\n\x10GetValuesRequest\x12\x14\n\x06series\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nsnap_times\x18\x02 \x03(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x30\n\nas_of_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x18\n\x0e\x61s_of_position\x18\x04 \x01(\x04H\x00\x12\x14\n\x0cmin_position\x18\x05 \x01(\x04\x42\x07\n\x05\x61s_of\"V\n\x11GetValuesResponse\x12*\n\x06values\x18\x01 \x03(\x0b\x32\x1a.qis.data.v1.OfficialValue\x12\x15\n\rread_position\x18\x02 \x01(\x04\"\xa0\x01\n\x16GetPointHistoryRequest\x12\x14\n\x06series\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x33\n\tsnap_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x14\n\x0cmin_position\x18\x03 \x01(\x04\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"\x80\x02\n\x11SourceObservation\x12\x0e\n\x06source\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.qis.data.v1.DataValue\x12-\n\nutc_offset\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0brecord_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0frecord_position\x18\x05 \x01(\x04\x12\x0c\n\x04user\x18\x06 \x01(\t\x12\x12\n\ncommand_id\x18\x07 \x01(\tJ\x04\x08\x03\x10\x04R\x13snap_offset_seconds\"\xad\x01\n\x17GetPointHistoryResponse\x12,\n\x08versions\x18\x01 \x03(\x0b\x32\x1a.qis.data.v1.OfficialValue\x12\x34\n\x0cobservations\x18\x02 \x03(\x0b\x32\x1e.qis.data.v1.SourceObservation\x12\x15\n\rread_position\x18\x03 \x01(\x04\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\"<\n\x10GetSeriesRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0cmin_position\x18\x02 \x01(\x04\"P\n\x11ListSeriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cmin_position\x18\x03 \x01(\x04\"R\n\x12ListSeriesResponse\x12#\n\x06series\x18\x01 \x03(\x0b\x32\x13.qis.data.v1.Series\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x96\x01\n\x17ListAuditEntriesRequest\x12\x14\n\x06parent\x18\x06 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06\x66ilter\x18\x07 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x14\n\x0cmin_position\x18\x05 \x01(\x04J\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03R\x06seriesR\x04snap\"\xf3\x01\n\nAuditEntry\x12/\n\x0b\x63ommit_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x12\n\ncommand_id\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12-\n\tsnap_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07\x64\x65tails\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0f\x63ommit_position\x18\x08 \x01(\x04\"]\n\x18ListAuditEntriesResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.qis.data.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"s\n\x10SubscribeRequest\x12\x0e\n\x06series\x18\x01 \x03(\t\x12\x16\n\x0cresume_token\x18\x02 \x01(\tH\x00\x12\x18\n\x0e\x61\x66ter_position\x18\x03 \x01(\x04H\x00\x12\x14\n\x0cmin_position\x18\x04 \x01(\x04\x42\x07\n\x05start\"U\n\x11SubscribeResponse\x12*\n\x06values\x18\x01 \x03(\x0b\x32\x1a.qis.data.v1.OfficialValue\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\"\xc0\x03\n\x0cQualityIssue\x12\x10\n\x08issue_id\x18\x01 \x01(\t\x12\x0e\n\x06series\x18\x02 \x01(\t\x12-\n\tsnap_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12&\n\x04rule\x18\r \x01(\x0e\x32\x18.qis.data.v1.QualityRule\x12\'\n\x08severity\x18\x0e \x01(\x0e\x32\x15.qis.data.v1.Severity\x12)\n\x08\x65vidence\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x06status\x18\x0f \x01(\x0e\x32\x1f.qis.data.v1.QualityIssueStatus\x12.\n\nraise_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresolved_by\x18\n \x01(\t\x12\x19\n\x11resolution_reason\x18\x0b \x01(\t\x12\x30\n\x0cresolve_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x05\x10\x06J\x04\x08\x06\x10\x07J\x04\x08\x08\x10\t\"\xca\x01\n\x18ListQualityIssuesRequest\x12\x14\n\x06parent\x18\t \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06\x66ilter\x18\n \x01(\t\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x14\n\x0cmin_position\x18\x08 \x01(\x04J\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06R\x06seriesR\x04ruleR\x08severityR\x06statusR\rraised_before\"_\n\x19ListQualityIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b\x32\x19.qis.data.v1.QualityIssue\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xfe\x02\n\x0eQualityMetrics\x12\x0e\n\x06series\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63\x63uracy\x18\x04 \x01(\x01\x12\x14\n\x0c\x63ompleteness\x18\x05 \x01(\x01\x12\x12\n\ntimeliness\x18\x06 \x01(\x01\x12\x13\n\x0b\x63onsistency\x18\x07 \x01(\x01\x12\x32\n\x0e\x63\x61lculate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x65xpected_snaps\x18\t \x01(\x03\x12\x16\n\x0ereceived_snaps\x18\n \x01(\x03\x12+\n\x10missing_sessions\x18\r \x03(\x0b\x32\x11.google.type.Date\x12\x16\n\x0euncovered_days\x18\x0c \x01(\x05J\x04\x08\x0b\x10\x0c\"\xcc\x01\n\x19ListQualityMetricsRequest\x12\x14\n\x06series\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmin_position\x18\x04 \x01(\x04\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"c\n\x1aListQualityMetricsResponse\x12,\n\x07metrics\x18\x01 \x03(\x0b\x32\x1b.qis.data.v1.QualityMetrics\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x94\x01\n\x0bValueMethod\x12\x1c\n\x18VALUE_METHOD_UNSPECIFIED\x10\x00\x12\x19\n\x15VALUE_METHOD_PRIORITY\x10\x01\x12\x17\n\x13VALUE_METHOD_MEDIAN\x10\x02\x12\x1a\n\x16VALUE_METHOD_CONSENSUS\x10\x03\x12\x17\n\x13VALUE_METHOD_MANUAL\x10\x04\x32\x93\x06\n\x0cQueryService\x12O\n\nQueryRange\x12\x1e.qis.data.v1.QueryRangeRequest\x1a\x1f.qis.data.v1.QueryRangeResponse0\x01\x12J\n\tGetValues\x12\x1d.qis.data.v1.GetValuesRequest\x1a\x1e.qis.data.v1.GetValuesResponse\x12\\\n\x0fGetPointHistory\x12#.qis.data.v1.GetPointHistoryRequest\x1a$.qis.data.v1.GetPointHistoryResponse\x12?\n\tGetSeries\x12\x1d.qis.data.v1.GetSeriesRequest\x1a\x13.qis.data.v1.Series\x12M\n\nListSeries\x12\x1e.qis.data.v1.ListSeriesRequest\x1a\x1f.qis.data.v1.ListSeriesResponse\x12_\n\x10ListAuditEntries\x12$.qis.data.v1.ListAuditEntriesRequest\x1a%.qis.data.v1.ListAuditEntriesResponse\x12L\n\tSubscribe\x12\x1d.qis.data.v1.SubscribeRequest\x1a\x1e.qis.data.v1.SubscribeResponse0\x01\x12\x62\n\x11ListQualityIssues\x12%.qis.data.v1.ListQualityIssuesRequest\x1a&.qis.data.v1.ListQualityIssuesResponse\x12\x65\n\x12ListQualityMetrics\x12&.qis.data.v1.ListQualityMetricsRequest\x1a\'.qis.data.v1.ListQualityMetricsResponseB`\n\x0f\x63om.qis.data.v1B\x11QueryServiceProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\x0bQis.Data.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,62 +44,66 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYRANGEREQUEST'].fields_by_name['series']._serialized_options = b'\342A\001\002'
   _globals['_GETVALUESREQUEST'].fields_by_name['series']._loaded_options = None
   _globals['_GETVALUESREQUEST'].fields_by_name['series']._serialized_options = b'\342A\001\002'
-  _globals['_GETVALUESREQUEST'].fields_by_name['snaps']._loaded_options = None
-  _globals['_GETVALUESREQUEST'].fields_by_name['snaps']._serialized_options = b'\342A\001\002'
+  _globals['_GETVALUESREQUEST'].fields_by_name['snap_times']._loaded_options = None
+  _globals['_GETVALUESREQUEST'].fields_by_name['snap_times']._serialized_options = b'\342A\001\002'
   _globals['_GETPOINTHISTORYREQUEST'].fields_by_name['series']._loaded_options = None
   _globals['_GETPOINTHISTORYREQUEST'].fields_by_name['series']._serialized_options = b'\342A\001\002'
-  _globals['_GETPOINTHISTORYREQUEST'].fields_by_name['snap']._loaded_options = None
-  _globals['_GETPOINTHISTORYREQUEST'].fields_by_name['snap']._serialized_options = b'\342A\001\002'
+  _globals['_GETPOINTHISTORYREQUEST'].fields_by_name['snap_time']._loaded_options = None
+  _globals['_GETPOINTHISTORYREQUEST'].fields_by_name['snap_time']._serialized_options = b'\342A\001\002'
   _globals['_GETSERIESREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETSERIESREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
-  _globals['_LISTAUDITENTRIESREQUEST'].fields_by_name['series']._loaded_options = None
-  _globals['_LISTAUDITENTRIESREQUEST'].fields_by_name['series']._serialized_options = b'\342A\001\002'
+  _globals['_LISTAUDITENTRIESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTAUDITENTRIESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTQUALITYISSUESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTQUALITYISSUESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
   _globals['_LISTQUALITYMETRICSREQUEST'].fields_by_name['series']._loaded_options = None
   _globals['_LISTQUALITYMETRICSREQUEST'].fields_by_name['series']._serialized_options = b'\342A\001\002'
-  _globals['_OFFICIALVALUE']._serialized_start=197
-  _globals['_OFFICIALVALUE']._serialized_end=571
-  _globals['_QUERYRANGEREQUEST']._serialized_start=574
-  _globals['_QUERYRANGEREQUEST']._serialized_end=840
-  _globals['_QUERYRANGERESPONSE']._serialized_start=842
-  _globals['_QUERYRANGERESPONSE']._serialized_end=954
-  _globals['_GETVALUESREQUEST']._serialized_start=957
-  _globals['_GETVALUESREQUEST']._serialized_end=1148
-  _globals['_GETVALUESRESPONSE']._serialized_start=1150
-  _globals['_GETVALUESRESPONSE']._serialized_end=1236
-  _globals['_GETPOINTHISTORYREQUEST']._serialized_start=1238
-  _globals['_GETPOINTHISTORYREQUEST']._serialized_end=1354
-  _globals['_SOURCEOBSERVATION']._serialized_start=1357
-  _globals['_SOURCEOBSERVATION']._serialized_end=1561
-  _globals['_GETPOINTHISTORYRESPONSE']._serialized_start=1564
-  _globals['_GETPOINTHISTORYRESPONSE']._serialized_end=1712
-  _globals['_GETSERIESREQUEST']._serialized_start=1714
-  _globals['_GETSERIESREQUEST']._serialized_end=1774
-  _globals['_LISTSERIESREQUEST']._serialized_start=1776
-  _globals['_LISTSERIESREQUEST']._serialized_end=1856
-  _globals['_LISTSERIESRESPONSE']._serialized_start=1858
-  _globals['_LISTSERIESRESPONSE']._serialized_end=1940
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=1943
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=2093
-  _globals['_AUDITENTRY']._serialized_start=2096
-  _globals['_AUDITENTRY']._serialized_end=2318
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=2320
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=2413
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=2415
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=2508
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=2510
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=2595
-  _globals['_QUALITYISSUE']._serialized_start=2598
-  _globals['_QUALITYISSUE']._serialized_end=2941
-  _globals['_LISTQUALITYISSUESREQUEST']._serialized_start=2944
-  _globals['_LISTQUALITYISSUESREQUEST']._serialized_end=3146
-  _globals['_LISTQUALITYISSUESRESPONSE']._serialized_start=3148
-  _globals['_LISTQUALITYISSUESRESPONSE']._serialized_end=3243
-  _globals['_QUALITYMETRICS']._serialized_start=3246
-  _globals['_QUALITYMETRICS']._serialized_end=3607
-  _globals['_LISTQUALITYMETRICSREQUEST']._serialized_start=3610
-  _globals['_LISTQUALITYMETRICSREQUEST']._serialized_end=3804
-  _globals['_LISTQUALITYMETRICSRESPONSE']._serialized_start=3806
-  _globals['_LISTQUALITYMETRICSRESPONSE']._serialized_end=3905
-  _globals['_QUERYSERVICE']._serialized_start=3908
-  _globals['_QUERYSERVICE']._serialized_end=4695
+  _globals['_VALUEMETHOD']._serialized_start=4396
+  _globals['_VALUEMETHOD']._serialized_end=4544
+  _globals['_OFFICIALVALUE']._serialized_start=280
+  _globals['_OFFICIALVALUE']._serialized_end=733
+  _globals['_QUERYRANGEREQUEST']._serialized_start=736
+  _globals['_QUERYRANGEREQUEST']._serialized_end=1017
+  _globals['_QUERYRANGERESPONSE']._serialized_start=1019
+  _globals['_QUERYRANGERESPONSE']._serialized_end=1131
+  _globals['_GETVALUESREQUEST']._serialized_start=1134
+  _globals['_GETVALUESREQUEST']._serialized_end=1335
+  _globals['_GETVALUESRESPONSE']._serialized_start=1337
+  _globals['_GETVALUESRESPONSE']._serialized_end=1423
+  _globals['_GETPOINTHISTORYREQUEST']._serialized_start=1426
+  _globals['_GETPOINTHISTORYREQUEST']._serialized_end=1586
+  _globals['_SOURCEOBSERVATION']._serialized_start=1589
+  _globals['_SOURCEOBSERVATION']._serialized_end=1845
+  _globals['_GETPOINTHISTORYRESPONSE']._serialized_start=1848
+  _globals['_GETPOINTHISTORYRESPONSE']._serialized_end=2021
+  _globals['_GETSERIESREQUEST']._serialized_start=2023
+  _globals['_GETSERIESREQUEST']._serialized_end=2083
+  _globals['_LISTSERIESREQUEST']._serialized_start=2085
+  _globals['_LISTSERIESREQUEST']._serialized_end=2165
+  _globals['_LISTSERIESRESPONSE']._serialized_start=2167
+  _globals['_LISTSERIESRESPONSE']._serialized_end=2249
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=2252
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=2402
+  _globals['_AUDITENTRY']._serialized_start=2405
+  _globals['_AUDITENTRY']._serialized_end=2648
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=2650
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=2743
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=2745
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=2860
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=2862
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=2947
+  _globals['_QUALITYISSUE']._serialized_start=2950
+  _globals['_QUALITYISSUE']._serialized_end=3398
+  _globals['_LISTQUALITYISSUESREQUEST']._serialized_start=3401
+  _globals['_LISTQUALITYISSUESREQUEST']._serialized_end=3603
+  _globals['_LISTQUALITYISSUESRESPONSE']._serialized_start=3605
+  _globals['_LISTQUALITYISSUESRESPONSE']._serialized_end=3700
+  _globals['_QUALITYMETRICS']._serialized_start=3703
+  _globals['_QUALITYMETRICS']._serialized_end=4085
+  _globals['_LISTQUALITYMETRICSREQUEST']._serialized_start=4088
+  _globals['_LISTQUALITYMETRICSREQUEST']._serialized_end=4292
+  _globals['_LISTQUALITYMETRICSRESPONSE']._serialized_start=4294
+  _globals['_LISTQUALITYMETRICSRESPONSE']._serialized_end=4393
+  _globals['_QUERYSERVICE']._serialized_start=4547
+  _globals['_QUERYSERVICE']._serialized_end=5334
 # @@protoc_insertion_point(module_scope)

@@ -5,10 +5,14 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.type import date_pb2 as _date_pb2
+from qis.data.v1 import quality_pb2 as _quality_pb2
 from qis.data.v1 import series_pb2 as _series_pb2
 from qis.data.v1 import values_pb2 as _values_pb2
 import builtins as _builtins
@@ -22,6 +26,38 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ValueMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ValueMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ValueMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VALUE_METHOD_UNSPECIFIED: _ValueMethod.ValueType  # 0
+    """Not set; never sent."""
+    VALUE_METHOD_PRIORITY: _ValueMethod.ValueType  # 1
+    """The highest-priority source that had a value."""
+    VALUE_METHOD_MEDIAN: _ValueMethod.ValueType  # 2
+    """The median of the sources' values."""
+    VALUE_METHOD_CONSENSUS: _ValueMethod.ValueType  # 3
+    """The median of the sources within tolerance of the median."""
+    VALUE_METHOD_MANUAL: _ValueMethod.ValueType  # 4
+    """Set by hand: a restatement or an override."""
+
+class ValueMethod(_ValueMethod, metaclass=_ValueMethodEnumTypeWrapper):
+    """How an official value was made."""
+
+VALUE_METHOD_UNSPECIFIED: ValueMethod.ValueType  # 0
+"""Not set; never sent."""
+VALUE_METHOD_PRIORITY: ValueMethod.ValueType  # 1
+"""The highest-priority source that had a value."""
+VALUE_METHOD_MEDIAN: ValueMethod.ValueType  # 2
+"""The median of the sources' values."""
+VALUE_METHOD_CONSENSUS: ValueMethod.ValueType  # 3
+"""The median of the sources within tolerance of the median."""
+VALUE_METHOD_MANUAL: ValueMethod.ValueType  # 4
+"""Set by hand: a restatement or an override."""
+Global___ValueMethod: _TypeAlias = ValueMethod  # noqa: Y015
+
 @_typing.final
 class OfficialValue(_message.Message):
     """One version of the official value of a point."""
@@ -29,14 +65,14 @@ class OfficialValue(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SERIES_FIELD_NUMBER: _builtins.int
-    SNAP_FIELD_NUMBER: _builtins.int
+    SNAP_TIME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     QUALITY_SCORE_FIELD_NUMBER: _builtins.int
-    RECORDED_FROM_FIELD_NUMBER: _builtins.int
-    RECORDED_TO_FIELD_NUMBER: _builtins.int
-    POSITION_FROM_FIELD_NUMBER: _builtins.int
-    POSITION_TO_FIELD_NUMBER: _builtins.int
+    RECORD_TIME_FIELD_NUMBER: _builtins.int
+    SUPERSEDE_TIME_FIELD_NUMBER: _builtins.int
+    RECORD_POSITION_FIELD_NUMBER: _builtins.int
+    SUPERSEDE_POSITION_FIELD_NUMBER: _builtins.int
     SOURCES_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
     FLAGS_FIELD_NUMBER: _builtins.int
@@ -48,20 +84,20 @@ class OfficialValue(_message.Message):
     """1 for the first publication, +1 for each restatement."""
     quality_score: _builtins.float
     """In [0, 1]: 1 when every rule passed and the sources agreed."""
-    position_from: _builtins.int
+    record_position: _builtins.int
     """Knowledge interval in commit positions: the position of the event that made this version
     official...
     """
-    position_to: _builtins.int
+    supersede_position: _builtins.int
     """...and of the one that superseded it; 0 while the version is current."""
-    method: _builtins.str
-    """Reconciliation method ("priority", "median", "consensus") or "manual"."""
+    method: Global___ValueMethod.ValueType
+    """How the value was made."""
     reason: _builtins.str
     """Why this version exists (restatements and manual publications)."""
     user: _builtins.str
     """Who caused this version."""
     @_builtins.property
-    def snap(self) -> _timestamp_pb2.Timestamp:
+    def snap_time(self) -> _timestamp_pb2.Timestamp:
         """The instant the value describes (valid time)."""
 
     @_builtins.property
@@ -69,42 +105,44 @@ class OfficialValue(_message.Message):
         """The official value of this version."""
 
     @_builtins.property
-    def recorded_from(self) -> _timestamp_pb2.Timestamp:
+    def record_time(self) -> _timestamp_pb2.Timestamp:
         """Knowledge time: when this version became official (the commit time of its event)..."""
 
     @_builtins.property
-    def recorded_to(self) -> _timestamp_pb2.Timestamp:
-        """...and until when it was the official one; unset while it still is."""
+    def supersede_time(self) -> _timestamp_pb2.Timestamp:
+        """...and when a later version superseded it; unset while it is the official one."""
 
     @_builtins.property
     def sources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Source ids the value was made from ("manual" for a manual correction)."""
+        """Resource names of the sources the value was made from ("sources/{source_id}"); empty for
+        a manual value.
+        """
 
     @_builtins.property
-    def flags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+    def flags(self) -> _containers.RepeatedScalarFieldContainer[_quality_pb2.QualityRule.ValueType]:
         """Rules failed by what the value was made of."""
 
     def __init__(
         self,
         *,
         series: _builtins.str = ...,
-        snap: _timestamp_pb2.Timestamp | None = ...,
+        snap_time: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.int = ...,
         value: _values_pb2.DataValue | None = ...,
         quality_score: _builtins.float = ...,
-        recorded_from: _timestamp_pb2.Timestamp | None = ...,
-        recorded_to: _timestamp_pb2.Timestamp | None = ...,
-        position_from: _builtins.int = ...,
-        position_to: _builtins.int = ...,
+        record_time: _timestamp_pb2.Timestamp | None = ...,
+        supersede_time: _timestamp_pb2.Timestamp | None = ...,
+        record_position: _builtins.int = ...,
+        supersede_position: _builtins.int = ...,
         sources: _abc.Iterable[_builtins.str] | None = ...,
-        method: _builtins.str = ...,
-        flags: _abc.Iterable[_builtins.str] | None = ...,
+        method: Global___ValueMethod.ValueType = ...,
+        flags: _abc.Iterable[_quality_pb2.QualityRule.ValueType] | None = ...,
         reason: _builtins.str = ...,
         user: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_from", b"recorded_from", "recorded_to", b"recorded_to", "snap", b"snap", "value", b"value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["record_time", b"record_time", "snap_time", b"snap_time", "supersede_time", b"supersede_time", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flags", b"flags", "method", b"method", "position_from", b"position_from", "position_to", b"position_to", "quality_score", b"quality_score", "reason", b"reason", "recorded_from", b"recorded_from", "recorded_to", b"recorded_to", "series", b"series", "snap", b"snap", "sources", b"sources", "user", b"user", "value", b"value", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flags", b"flags", "method", b"method", "quality_score", b"quality_score", "reason", b"reason", "record_position", b"record_position", "record_time", b"record_time", "series", b"series", "snap_time", b"snap_time", "sources", b"sources", "supersede_position", b"supersede_position", "supersede_time", b"supersede_time", "user", b"user", "value", b"value", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -117,16 +155,16 @@ class QueryRangeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SERIES_FIELD_NUMBER: _builtins.int
-    START_FIELD_NUMBER: _builtins.int
-    END_FIELD_NUMBER: _builtins.int
-    KNOWN_AT_FIELD_NUMBER: _builtins.int
-    AT_POSITION_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
+    AS_OF_POSITION_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
     series: _builtins.str
     """"series/{series_id}"."""
-    at_position: _builtins.int
+    as_of_position: _builtins.int
     """The versions that were official right after this commit position: reproduces any past
     answer exactly.
     """
@@ -140,34 +178,34 @@ class QueryRangeRequest(_message.Message):
     min_position: _builtins.int
     """Read-your-writes: wait until the read model has projected this commit position."""
     @_builtins.property
-    def start(self) -> _timestamp_pb2.Timestamp:
-        """Snaps in [start, end). Unset start: the beginning."""
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Snaps in [start_time, end_time). Unset: from the beginning."""
 
     @_builtins.property
-    def end(self) -> _timestamp_pb2.Timestamp:
-        """Exclusive upper bound of the snaps. Unset end: no bound."""
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Exclusive upper bound of the snaps. Unset: no bound."""
 
     @_builtins.property
-    def known_at(self) -> _timestamp_pb2.Timestamp:
+    def as_of_time(self) -> _timestamp_pb2.Timestamp:
         """The versions that were official at this knowledge time."""
 
     def __init__(
         self,
         *,
         series: _builtins.str = ...,
-        start: _timestamp_pb2.Timestamp | None = ...,
-        end: _timestamp_pb2.Timestamp | None = ...,
-        known_at: _timestamp_pb2.Timestamp | None = ...,
-        at_position: _builtins.int = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
+        as_of_position: _builtins.int = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         min_position: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at_position", b"at_position", "end", b"end", "known_at", b"known_at", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "as_of_position", b"as_of_position", "as_of_time", b"as_of_time", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at_position", b"at_position", "end", b"end", "known_at", b"known_at", "min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "series", b"series", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "as_of_position", b"as_of_position", "as_of_time", b"as_of_time", "end_time", b"end_time", "min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "series", b"series", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_as_of: _TypeAlias = _typing.Literal["known_at", "at_position"]  # noqa: Y015
+    _WhichOneofReturnType_as_of: _TypeAlias = _typing.Literal["as_of_time", "as_of_position"]  # noqa: Y015
     _WhichOneofArgType_as_of: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_as_of) -> _WhichOneofReturnType_as_of | None: ...
 
@@ -214,38 +252,38 @@ class GetValuesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SERIES_FIELD_NUMBER: _builtins.int
-    SNAPS_FIELD_NUMBER: _builtins.int
-    KNOWN_AT_FIELD_NUMBER: _builtins.int
-    AT_POSITION_FIELD_NUMBER: _builtins.int
+    SNAP_TIMES_FIELD_NUMBER: _builtins.int
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
+    AS_OF_POSITION_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
     series: _builtins.str
     """"series/{series_id}"."""
-    at_position: _builtins.int
+    as_of_position: _builtins.int
     """The versions that were official right after this commit position."""
     min_position: _builtins.int
     """Read-your-writes: wait until the read model has projected this commit position."""
     @_builtins.property
-    def snaps(self) -> _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]:
-        """The points, 1 to 1,000."""
+    def snap_times(self) -> _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]:
+        """The points' snaps, 1 to 1,000."""
 
     @_builtins.property
-    def known_at(self) -> _timestamp_pb2.Timestamp:
+    def as_of_time(self) -> _timestamp_pb2.Timestamp:
         """The versions that were official at this knowledge time."""
 
     def __init__(
         self,
         *,
         series: _builtins.str = ...,
-        snaps: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
-        known_at: _timestamp_pb2.Timestamp | None = ...,
-        at_position: _builtins.int = ...,
+        snap_times: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
+        as_of_position: _builtins.int = ...,
         min_position: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at_position", b"at_position", "known_at", b"known_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "as_of_position", b"as_of_position", "as_of_time", b"as_of_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at_position", b"at_position", "known_at", b"known_at", "min_position", b"min_position", "series", b"series", "snaps", b"snaps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "as_of_position", b"as_of_position", "as_of_time", b"as_of_time", "min_position", b"min_position", "series", b"series", "snap_times", b"snap_times"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_as_of: _TypeAlias = _typing.Literal["known_at", "at_position"]  # noqa: Y015
+    _WhichOneofReturnType_as_of: _TypeAlias = _typing.Literal["as_of_time", "as_of_position"]  # noqa: Y015
     _WhichOneofArgType_as_of: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_as_of) -> _WhichOneofReturnType_as_of | None: ...
 
@@ -286,26 +324,34 @@ class GetPointHistoryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SERIES_FIELD_NUMBER: _builtins.int
-    SNAP_FIELD_NUMBER: _builtins.int
+    SNAP_TIME_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     series: _builtins.str
     """"series/{series_id}"."""
     min_position: _builtins.int
     """Read-your-writes: wait until the read model has projected this commit position."""
+    page_size: _builtins.int
+    """Versions and observations per page, together: 0 means 100; at most 1,000."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; tied to this request's series and snap."""
     @_builtins.property
-    def snap(self) -> _timestamp_pb2.Timestamp:
+    def snap_time(self) -> _timestamp_pb2.Timestamp:
         """The point's snap (valid time)."""
 
     def __init__(
         self,
         *,
         series: _builtins.str = ...,
-        snap: _timestamp_pb2.Timestamp | None = ...,
+        snap_time: _timestamp_pb2.Timestamp | None = ...,
         min_position: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["snap", b"snap"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snap_time", b"snap_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "series", b"series", "snap", b"snap"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "series", b"series", "snap_time", b"snap_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -319,16 +365,14 @@ class SourceObservation(_message.Message):
 
     SOURCE_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
-    SNAP_OFFSET_SECONDS_FIELD_NUMBER: _builtins.int
-    RECORDED_AT_FIELD_NUMBER: _builtins.int
-    POSITION_FIELD_NUMBER: _builtins.int
+    UTC_OFFSET_FIELD_NUMBER: _builtins.int
+    RECORD_TIME_FIELD_NUMBER: _builtins.int
+    RECORD_POSITION_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     source: _builtins.str
     """"sources/{source_id}"."""
-    snap_offset_seconds: _builtins.int
-    """UTC offset the source sent with the snap, in seconds."""
-    position: _builtins.int
+    record_position: _builtins.int
     """Commit position of the ingestion that stored it."""
     user: _builtins.str
     """Who sent the ingestion command."""
@@ -339,7 +383,11 @@ class SourceObservation(_message.Message):
         """The value as the source sent it."""
 
     @_builtins.property
-    def recorded_at(self) -> _timestamp_pb2.Timestamp:
+    def utc_offset(self) -> _duration_pb2.Duration:
+        """The UTC offset the source stated with the snap (DataPoint.utc_offset)."""
+
+    @_builtins.property
+    def record_time(self) -> _timestamp_pb2.Timestamp:
         """Commit time of the ingestion that stored it."""
 
     def __init__(
@@ -347,15 +395,15 @@ class SourceObservation(_message.Message):
         *,
         source: _builtins.str = ...,
         value: _values_pb2.DataValue | None = ...,
-        snap_offset_seconds: _builtins.int = ...,
-        recorded_at: _timestamp_pb2.Timestamp | None = ...,
-        position: _builtins.int = ...,
+        utc_offset: _duration_pb2.Duration | None = ...,
+        record_time: _timestamp_pb2.Timestamp | None = ...,
+        record_position: _builtins.int = ...,
         user: _builtins.str = ...,
         command_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at", "value", b"value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["record_time", b"record_time", "utc_offset", b"utc_offset", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "position", b"position", "recorded_at", b"recorded_at", "snap_offset_seconds", b"snap_offset_seconds", "source", b"source", "user", b"user", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "record_position", b"record_position", "record_time", b"record_time", "source", b"source", "user", b"user", "utc_offset", b"utc_offset", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -363,22 +411,28 @@ Global___SourceObservation: _TypeAlias = SourceObservation  # noqa: Y015
 
 @_typing.final
 class GetPointHistoryResponse(_message.Message):
-    """Every version of one point, and the observations they were made from."""
+    """One page of the history of a point: its versions and the observations they were made from,
+    in commit order. A page holds the versions and observations of a run of commit positions,
+    up to page_size of them together.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSIONS_FIELD_NUMBER: _builtins.int
     OBSERVATIONS_FIELD_NUMBER: _builtins.int
     READ_POSITION_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     read_position: _builtins.int
     """The answer reflects at least this commit position (and min_position, when given)."""
+    next_page_token: _builtins.str
+    """Pass it as page_token for the next page; empty on the last page."""
     @_builtins.property
     def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfficialValue]:
-        """Ascending by version."""
+        """This page's versions, ascending by version."""
 
     @_builtins.property
     def observations(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceObservation]:
-        """Ascending by commit position."""
+        """This page's observations, ascending by commit position."""
 
     def __init__(
         self,
@@ -386,10 +440,11 @@ class GetPointHistoryResponse(_message.Message):
         versions: _abc.Iterable[Global___OfficialValue] | None = ...,
         observations: _abc.Iterable[Global___SourceObservation] | None = ...,
         read_position: _builtins.int = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["observations", b"observations", "read_position", b"read_position", "versions", b"versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "observations", b"observations", "read_position", b"read_position", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -485,35 +540,41 @@ class ListAuditEntriesRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SERIES_FIELD_NUMBER: _builtins.int
-    SNAP_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
-    series: _builtins.str
-    """"series/{series_id}"; "series/-" for entries not tied to a series (data sources)."""
+    parent: _builtins.str
+    """Whose entries: "series/{series_id}", "sources/{source_id}", or "-" for every entry."""
+    filter: _builtins.str
+    """AIP-160 filter: comparisons joined by AND, on `snap_time` (=, RFC 3339 in quotes; series
+    only), `commit_time` (=, !=, <, <=, >, >=, RFC 3339 in quotes), `user` and `action` (=,
+    !=, quoted strings). E.g. `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
+    Empty: every entry of the parent. At most 1,024 characters. A malformed filter is
+    INVALID_ARGUMENT naming `filter`. A series the read model does not know is NOT_FOUND; a
+    source without entries has none.
+    """
     page_size: _builtins.int
-    """At most 1,000; default 100."""
+    """At most 1,000; default 100. A page may hold fewer entries than asked, even none, while
+    next_page_token is set: keep paging until it is empty.
+    """
     page_token: _builtins.str
-    """From a previous response's next_page_token: the next page."""
+    """From a previous response's next_page_token: the next page; tied to the parent and filter."""
     min_position: _builtins.int
     """Read-your-writes: wait until the read model has projected this commit position."""
-    @_builtins.property
-    def snap(self) -> _timestamp_pb2.Timestamp:
-        """Only this point's entries when set."""
-
     def __init__(
         self,
         *,
-        series: _builtins.str = ...,
-        snap: _timestamp_pb2.Timestamp | None = ...,
+        parent: _builtins.str = ...,
+        filter: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         min_position: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["snap", b"snap"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "series", b"series", "snap", b"snap"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -525,30 +586,30 @@ class AuditEntry(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TIME_FIELD_NUMBER: _builtins.int
+    COMMIT_TIME_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
     COMMAND_ID_FIELD_NUMBER: _builtins.int
-    SERIES_FIELD_NUMBER: _builtins.int
-    SNAP_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    SNAP_TIME_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
-    POSITION_FIELD_NUMBER: _builtins.int
+    COMMIT_POSITION_FIELD_NUMBER: _builtins.int
     action: _builtins.str
     """The event type, e.g. "DataRestated"."""
     user: _builtins.str
     """Who issued the command."""
     command_id: _builtins.str
     """The command's command_id."""
-    series: _builtins.str
-    """"series/{series_id}"; empty for entries not tied to a series."""
-    position: _builtins.int
+    resource: _builtins.str
+    """The resource acted on: "series/{series_id}" or "sources/{source_id}"."""
+    commit_position: _builtins.int
     """Commit position of the event."""
     @_builtins.property
-    def time(self) -> _timestamp_pb2.Timestamp:
+    def commit_time(self) -> _timestamp_pb2.Timestamp:
         """Commit time of the event."""
 
     @_builtins.property
-    def snap(self) -> _timestamp_pb2.Timestamp:
+    def snap_time(self) -> _timestamp_pb2.Timestamp:
         """Set for entries about one point."""
 
     @_builtins.property
@@ -558,18 +619,18 @@ class AuditEntry(_message.Message):
     def __init__(
         self,
         *,
-        time: _timestamp_pb2.Timestamp | None = ...,
+        commit_time: _timestamp_pb2.Timestamp | None = ...,
         action: _builtins.str = ...,
         user: _builtins.str = ...,
         command_id: _builtins.str = ...,
-        series: _builtins.str = ...,
-        snap: _timestamp_pb2.Timestamp | None = ...,
+        resource: _builtins.str = ...,
+        snap_time: _timestamp_pb2.Timestamp | None = ...,
         details: _struct_pb2.Struct | None = ...,
-        position: _builtins.int = ...,
+        commit_position: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "snap", b"snap", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["commit_time", b"commit_time", "details", b"details", "snap_time", b"snap_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "command_id", b"command_id", "details", b"details", "position", b"position", "series", b"series", "snap", b"snap", "time", b"time", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "command_id", b"command_id", "commit_position", b"commit_position", "commit_time", b"commit_time", "details", b"details", "resource", b"resource", "snap_time", b"snap_time", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -612,10 +673,16 @@ class SubscribeRequest(_message.Message):
     SERIES_FIELD_NUMBER: _builtins.int
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     AFTER_POSITION_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
     """From a previous SubscribeResponse: continue right after it."""
     after_position: _builtins.int
     """Changes committed after this position (0: from the beginning)."""
+    min_position: _builtins.int
+    """Read-your-writes: a series defined at or before this commit position is never reported
+    unknown (NOT_FOUND) because the read model has not projected it yet; the service waits
+    (bounded) as for the other queries.
+    """
     @_builtins.property
     def series(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """"series/{series_id}" names; empty for every series."""
@@ -626,10 +693,11 @@ class SubscribeRequest(_message.Message):
         series: _abc.Iterable[_builtins.str] | None = ...,
         resume_token: _builtins.str = ...,
         after_position: _builtins.int = ...,
+        min_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["after_position", b"after_position", "resume_token", b"resume_token", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_position", b"after_position", "resume_token", b"resume_token", "series", b"series", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_position", b"after_position", "min_position", b"min_position", "resume_token", b"resume_token", "series", b"series", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_start: _TypeAlias = _typing.Literal["resume_token", "after_position"]  # noqa: Y015
     _WhichOneofArgType_start: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
@@ -673,7 +741,7 @@ class QualityIssue(_message.Message):
 
     ISSUE_ID_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
-    SNAP_FIELD_NUMBER: _builtins.int
+    SNAP_TIME_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
     SEVERITY_FIELD_NUMBER: _builtins.int
@@ -684,23 +752,23 @@ class QualityIssue(_message.Message):
     RESOLUTION_REASON_FIELD_NUMBER: _builtins.int
     RESOLVE_TIME_FIELD_NUMBER: _builtins.int
     issue_id: _builtins.str
-    """Pass it to CommandService.ResolveQualityIssues."""
+    """Pass it to CommandService.ResolveQualityIssues with the series."""
     series: _builtins.str
     """Resource name of the series, "series/{series_id}"."""
     source: _builtins.str
     """The source whose value failed, "sources/{source_id}"; empty for a source break."""
-    rule: _builtins.str
-    """The rule, e.g. "spike", "positive", "source_break" (see docs/data-quality.md)."""
-    severity: _builtins.str
-    """"info", "warning" or "error"; errors hold their point until resolved."""
-    status: _builtins.str
-    """"open", "approved", "rejected" or "overridden"."""
+    rule: _quality_pb2.QualityRule.ValueType
+    """The rule failed (docs/data-quality.md)."""
+    severity: _quality_pb2.Severity.ValueType
+    """Errors hold their point until resolved; warnings flag it."""
+    status: _quality_pb2.QualityIssueStatus.ValueType
+    """Where the issue is in the queue."""
     resolved_by: _builtins.str
-    """Who resolved it, and why."""
+    """Who resolved it."""
     resolution_reason: _builtins.str
     """The reason given with the resolution."""
     @_builtins.property
-    def snap(self) -> _timestamp_pb2.Timestamp:
+    def snap_time(self) -> _timestamp_pb2.Timestamp:
         """The point the issue is about."""
 
     @_builtins.property
@@ -720,20 +788,20 @@ class QualityIssue(_message.Message):
         *,
         issue_id: _builtins.str = ...,
         series: _builtins.str = ...,
-        snap: _timestamp_pb2.Timestamp | None = ...,
+        snap_time: _timestamp_pb2.Timestamp | None = ...,
         source: _builtins.str = ...,
-        rule: _builtins.str = ...,
-        severity: _builtins.str = ...,
+        rule: _quality_pb2.QualityRule.ValueType = ...,
+        severity: _quality_pb2.Severity.ValueType = ...,
         evidence: _struct_pb2.Struct | None = ...,
-        status: _builtins.str = ...,
+        status: _quality_pb2.QualityIssueStatus.ValueType = ...,
         raise_time: _timestamp_pb2.Timestamp | None = ...,
         resolved_by: _builtins.str = ...,
         resolution_reason: _builtins.str = ...,
         resolve_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "raise_time", b"raise_time", "resolve_time", b"resolve_time", "snap", b"snap"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "raise_time", b"raise_time", "resolve_time", b"resolve_time", "snap_time", b"snap_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "issue_id", b"issue_id", "raise_time", b"raise_time", "resolution_reason", b"resolution_reason", "resolve_time", b"resolve_time", "resolved_by", b"resolved_by", "rule", b"rule", "series", b"series", "severity", b"severity", "snap", b"snap", "source", b"source", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "issue_id", b"issue_id", "raise_time", b"raise_time", "resolution_reason", b"resolution_reason", "resolve_time", b"resolve_time", "resolved_by", b"resolved_by", "rule", b"rule", "series", b"series", "severity", b"severity", "snap_time", b"snap_time", "source", b"source", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -745,47 +813,42 @@ class ListQualityIssuesRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SERIES_FIELD_NUMBER: _builtins.int
-    RULE_FIELD_NUMBER: _builtins.int
-    SEVERITY_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    RAISED_BEFORE_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
-    series: _builtins.str
-    """"series/{series_id}", or empty for every series."""
-    rule: _builtins.str
-    """Only issues of this rule (empty: any)."""
-    severity: _builtins.str
-    """Only issues of this severity (empty: any)."""
-    status: _builtins.str
-    """Only issues in this status; empty means "open". "any" for every status."""
+    parent: _builtins.str
+    """"series/{series_id}", or "series/-" for the issues of every series."""
+    filter: _builtins.str
+    """AIP-160 filter: comparisons joined by AND, on `rule`, `severity` and `status` (= or !=,
+    enum value names without their prefix: `rule = JUMP`, `status = OPEN`), `source` (= or !=,
+    a quoted resource name), `snap_time` and `raise_time` (=, !=, <, <=, >, >=, RFC 3339 in
+    quotes). E.g. `status = OPEN AND severity = ERROR AND raise_time < "2024-03-01T00:00:00Z"`
+    (old open errors). Empty: every issue of the parent, in any status. At most 1,024
+    characters. A malformed filter is INVALID_ARGUMENT naming `filter`; a series the read model
+    does not know is NOT_FOUND.
+    """
     page_size: _builtins.int
-    """At most 1,000; default 100."""
+    """At most 1,000; default 100. A page may hold fewer issues than asked, even none, while
+    next_page_token is set: keep paging until it is empty.
+    """
     page_token: _builtins.str
-    """From a previous response."""
+    """From a previous response; tied to the parent and filter."""
     min_position: _builtins.int
     """Read-your-writes: wait until the read model has projected this commit position."""
-    @_builtins.property
-    def raised_before(self) -> _timestamp_pb2.Timestamp:
-        """Only issues raised before this time (their age), e.g. to find old open issues."""
-
     def __init__(
         self,
         *,
-        series: _builtins.str = ...,
-        rule: _builtins.str = ...,
-        severity: _builtins.str = ...,
-        status: _builtins.str = ...,
-        raised_before: _timestamp_pb2.Timestamp | None = ...,
+        parent: _builtins.str = ...,
+        filter: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         min_position: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["raised_before", b"raised_before"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "raised_before", b"raised_before", "rule", b"rule", "series", b"series", "severity", b"severity", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -803,7 +866,7 @@ class ListQualityIssuesResponse(_message.Message):
     """Pass it as page_token for the next page; empty on the last page."""
     @_builtins.property
     def issues(self) -> _containers.RepeatedCompositeFieldContainer[Global___QualityIssue]:
-        """Ascending by issue id (which starts with the snap)."""
+        """Ascending by issue id (which starts with the snap), per series."""
 
     def __init__(
         self,
@@ -826,8 +889,8 @@ class QualityMetrics(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SERIES_FIELD_NUMBER: _builtins.int
-    WINDOW_START_FIELD_NUMBER: _builtins.int
-    WINDOW_END_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
     ACCURACY_FIELD_NUMBER: _builtins.int
     COMPLETENESS_FIELD_NUMBER: _builtins.int
     TIMELINESS_FIELD_NUMBER: _builtins.int
@@ -857,13 +920,13 @@ class QualityMetrics(_message.Message):
     received_snaps: _builtins.int
     """Expected snaps that have an official value."""
     uncovered_days: _builtins.int
-    """Days of the window outside the exchange calendar's coverage (completeness unset if any)."""
+    """Days of the window outside the exchange calendar's coverage (completeness NaN if any)."""
     @_builtins.property
-    def window_start(self) -> _timestamp_pb2.Timestamp:
+    def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the window (inclusive)."""
 
     @_builtins.property
-    def window_end(self) -> _timestamp_pb2.Timestamp:
+    def end_time(self) -> _timestamp_pb2.Timestamp:
         """End of the window (exclusive)."""
 
     @_builtins.property
@@ -871,17 +934,17 @@ class QualityMetrics(_message.Message):
         """When it was calculated."""
 
     @_builtins.property
-    def missing_sessions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The expected exchange sessions without an official value, as ISO 8601 dates
-        ("2024-01-17"): the list to work through when filling gaps.
+    def missing_sessions(self) -> _containers.RepeatedCompositeFieldContainer[_date_pb2.Date]:
+        """The expected exchange sessions without an official value: the list to work through when
+        filling gaps.
         """
 
     def __init__(
         self,
         *,
         series: _builtins.str = ...,
-        window_start: _timestamp_pb2.Timestamp | None = ...,
-        window_end: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
         accuracy: _builtins.float = ...,
         completeness: _builtins.float = ...,
         timeliness: _builtins.float = ...,
@@ -889,12 +952,12 @@ class QualityMetrics(_message.Message):
         calculate_time: _timestamp_pb2.Timestamp | None = ...,
         expected_snaps: _builtins.int = ...,
         received_snaps: _builtins.int = ...,
-        missing_sessions: _abc.Iterable[_builtins.str] | None = ...,
+        missing_sessions: _abc.Iterable[_date_pb2.Date] | None = ...,
         uncovered_days: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["calculate_time", b"calculate_time", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["calculate_time", b"calculate_time", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "calculate_time", b"calculate_time", "completeness", b"completeness", "consistency", b"consistency", "expected_snaps", b"expected_snaps", "missing_sessions", b"missing_sessions", "received_snaps", b"received_snaps", "series", b"series", "timeliness", b"timeliness", "uncovered_days", b"uncovered_days", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "calculate_time", b"calculate_time", "completeness", b"completeness", "consistency", b"consistency", "end_time", b"end_time", "expected_snaps", b"expected_snaps", "missing_sessions", b"missing_sessions", "received_snaps", b"received_snaps", "series", b"series", "start_time", b"start_time", "timeliness", b"timeliness", "uncovered_days", b"uncovered_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -907,8 +970,8 @@ class ListQualityMetricsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SERIES_FIELD_NUMBER: _builtins.int
-    START_FIELD_NUMBER: _builtins.int
-    END_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
@@ -921,26 +984,26 @@ class ListQualityMetricsRequest(_message.Message):
     page_token: _builtins.str
     """next_page_token of the previous page; tied to this request's series and range."""
     @_builtins.property
-    def start(self) -> _timestamp_pb2.Timestamp:
-        """Windows starting in [start, end); unset: no bound."""
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Windows starting in [start_time, end_time); unset: no bound."""
 
     @_builtins.property
-    def end(self) -> _timestamp_pb2.Timestamp:
-        """See start."""
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """See start_time."""
 
     def __init__(
         self,
         *,
         series: _builtins.str = ...,
-        start: _timestamp_pb2.Timestamp | None = ...,
-        end: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
         min_position: _builtins.int = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "series", b"series", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "series", b"series", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -128,7 +128,8 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPointHistory(self, request, context):
-        """Every version of one point, with the per-source observations it was made from.
+        """Every version of one point, with the per-source observations it was made from, paged in
+        commit order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -149,7 +150,8 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListAuditEntries(self, request, context):
-        """Who did what, when: for a series, or for one point.
+        """Who did what, when: for a series, a data source or everything, filtered by point, time,
+        user and action.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,8 +160,9 @@ class QueryServiceServicer:
     def Subscribe(self, request, context):
         """New and restated official values: catch-up from a position, then live. At-least-once,
         in commit order; every batch carries a resume token, strictly increasing. A subscriber that
-        stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
-        last token without a gap. A caller may have a bounded number of subscriptions open at once
+        stops reading for too long is disconnected with RESOURCE_EXHAUSTED (SUBSCRIBER_STALLED: the
+        server will not buffer for it without bound); it resumes from its last token without a
+        gap. A caller may have a bounded number of subscriptions open at once
         (100 by default; one subscription can follow several series, or all of them), and the
         service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
         """
@@ -168,7 +171,8 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListQualityIssues(self, request, context):
-        """The exception queue: quality issues, filtered by series, rule, severity, status and age.
+        """The exception queue: quality issues of a series or of all series, filtered by rule,
+        severity, status, source, point and age.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

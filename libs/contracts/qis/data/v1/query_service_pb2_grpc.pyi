@@ -59,23 +59,30 @@ class QueryServiceStub:
     Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
     """
     GetPointHistory: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetPointHistoryRequest, _query_service_pb2.GetPointHistoryResponse]
-    """Every version of one point, with the per-source observations it was made from."""
+    """Every version of one point, with the per-source observations it was made from, paged in
+    commit order.
+    """
     GetSeries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetSeriesRequest, _series_pb2.Series]
     """The current definition of one series."""
     ListSeries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListSeriesRequest, _query_service_pb2.ListSeriesResponse]
     """The series catalogue, by series id, paged."""
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListAuditEntriesRequest, _query_service_pb2.ListAuditEntriesResponse]
-    """Who did what, when: for a series, or for one point."""
+    """Who did what, when: for a series, a data source or everything, filtered by point, time,
+    user and action.
+    """
     Subscribe: _grpc.UnaryStreamMultiCallable[_query_service_pb2.SubscribeRequest, _query_service_pb2.SubscribeResponse]
     """New and restated official values: catch-up from a position, then live. At-least-once,
     in commit order; every batch carries a resume token, strictly increasing. A subscriber that
-    stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
-    last token without a gap. A caller may have a bounded number of subscriptions open at once
+    stops reading for too long is disconnected with RESOURCE_EXHAUSTED (SUBSCRIBER_STALLED: the
+    server will not buffer for it without bound); it resumes from its last token without a
+    gap. A caller may have a bounded number of subscriptions open at once
     (100 by default; one subscription can follow several series, or all of them), and the
     service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
     """
     ListQualityIssues: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityIssuesRequest, _query_service_pb2.ListQualityIssuesResponse]
-    """The exception queue: quality issues, filtered by series, rule, severity, status and age."""
+    """The exception queue: quality issues of a series or of all series, filtered by rule,
+    severity, status, source, point and age.
+    """
     ListQualityMetrics: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityMetricsRequest, _query_service_pb2.ListQualityMetricsResponse]
     """Quality metrics of a series, per window."""
 
@@ -109,23 +116,30 @@ class QueryServiceAsyncStub(QueryServiceStub):
     Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
     """
     GetPointHistory: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetPointHistoryRequest, _query_service_pb2.GetPointHistoryResponse]  # type: ignore[assignment]
-    """Every version of one point, with the per-source observations it was made from."""
+    """Every version of one point, with the per-source observations it was made from, paged in
+    commit order.
+    """
     GetSeries: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetSeriesRequest, _series_pb2.Series]  # type: ignore[assignment]
     """The current definition of one series."""
     ListSeries: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListSeriesRequest, _query_service_pb2.ListSeriesResponse]  # type: ignore[assignment]
     """The series catalogue, by series id, paged."""
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListAuditEntriesRequest, _query_service_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
-    """Who did what, when: for a series, or for one point."""
+    """Who did what, when: for a series, a data source or everything, filtered by point, time,
+    user and action.
+    """
     Subscribe: _aio.UnaryStreamMultiCallable[_query_service_pb2.SubscribeRequest, _query_service_pb2.SubscribeResponse]  # type: ignore[assignment]
     """New and restated official values: catch-up from a position, then live. At-least-once,
     in commit order; every batch carries a resume token, strictly increasing. A subscriber that
-    stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
-    last token without a gap. A caller may have a bounded number of subscriptions open at once
+    stops reading for too long is disconnected with RESOURCE_EXHAUSTED (SUBSCRIBER_STALLED: the
+    server will not buffer for it without bound); it resumes from its last token without a
+    gap. A caller may have a bounded number of subscriptions open at once
     (100 by default; one subscription can follow several series, or all of them), and the
     service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
     """
     ListQualityIssues: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityIssuesRequest, _query_service_pb2.ListQualityIssuesResponse]  # type: ignore[assignment]
-    """The exception queue: quality issues, filtered by series, rule, severity, status and age."""
+    """The exception queue: quality issues of a series or of all series, filtered by rule,
+    severity, status, source, point and age.
+    """
     ListQualityMetrics: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityMetricsRequest, _query_service_pb2.ListQualityMetricsResponse]  # type: ignore[assignment]
     """Quality metrics of a series, per window."""
 
@@ -174,7 +188,9 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_service_pb2.GetPointHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.GetPointHistoryResponse, _abc.Awaitable[_query_service_pb2.GetPointHistoryResponse]]:
-        """Every version of one point, with the per-source observations it was made from."""
+        """Every version of one point, with the per-source observations it was made from, paged in
+        commit order.
+        """
 
     @_abc_1.abstractmethod
     def GetSeries(
@@ -198,7 +214,9 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_service_pb2.ListAuditEntriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.ListAuditEntriesResponse, _abc.Awaitable[_query_service_pb2.ListAuditEntriesResponse]]:
-        """Who did what, when: for a series, or for one point."""
+        """Who did what, when: for a series, a data source or everything, filtered by point, time,
+        user and action.
+        """
 
     @_abc_1.abstractmethod
     def Subscribe(
@@ -208,8 +226,9 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_query_service_pb2.SubscribeResponse], _abc.AsyncIterator[_query_service_pb2.SubscribeResponse]]:
         """New and restated official values: catch-up from a position, then live. At-least-once,
         in commit order; every batch carries a resume token, strictly increasing. A subscriber that
-        stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
-        last token without a gap. A caller may have a bounded number of subscriptions open at once
+        stops reading for too long is disconnected with RESOURCE_EXHAUSTED (SUBSCRIBER_STALLED: the
+        server will not buffer for it without bound); it resumes from its last token without a
+        gap. A caller may have a bounded number of subscriptions open at once
         (100 by default; one subscription can follow several series, or all of them), and the
         service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
         """
@@ -220,7 +239,9 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_service_pb2.ListQualityIssuesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.ListQualityIssuesResponse, _abc.Awaitable[_query_service_pb2.ListQualityIssuesResponse]]:
-        """The exception queue: quality issues, filtered by series, rule, severity, status and age."""
+        """The exception queue: quality issues of a series or of all series, filtered by rule,
+        severity, status, source, point and age.
+        """
 
     @_abc_1.abstractmethod
     def ListQualityMetrics(

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -362,34 +363,39 @@ class PublicationPolicy(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     MIN_SOURCES_FIELD_NUMBER: _builtins.int
     MIN_QUALITY_SCORE_FIELD_NUMBER: _builtins.int
-    CUTOFF_SECONDS_FIELD_NUMBER: _builtins.int
-    TIMELINESS_SLA_SECONDS_FIELD_NUMBER: _builtins.int
+    CUTOFF_FIELD_NUMBER: _builtins.int
+    TIMELINESS_SLA_FIELD_NUMBER: _builtins.int
     mode: Global___PublicationMode.ValueType
     """Automatic or manual publication."""
     min_sources: _builtins.int
     """Sources that must have a value before automatic publication (0: the default, 1)."""
     min_quality_score: _builtins.str
     """Minimum quality score in [0, 1] for automatic publication (decimal string; empty: none)."""
-    cutoff_seconds: _builtins.int
-    """Publish with what has arrived this many seconds after the snap, even below min_sources
-    (0 disables the cut-off). At most 315,537,897,599 (the span of instants, 0001 to 9999).
-    """
-    timeliness_sla_seconds: _builtins.int
-    """A first publication later than this many seconds after its snap counts as late in the
-    timeliness metric (0: no SLA, every publication is on time). At most 315,537,897,599.
-    """
+    @_builtins.property
+    def cutoff(self) -> _duration_pb2.Duration:
+        """Publish with what has arrived this long after the snap, even below min_sources (unset or
+        zero disables the cut-off). Whole seconds, from 0 to 315,537,897,599 s (the span of
+        instants, 0001 to 9999).
+        """
+
+    @_builtins.property
+    def timeliness_sla(self) -> _duration_pb2.Duration:
+        """A first publication later than this after its snap counts as late in the timeliness metric
+        (unset or zero: no SLA, every publication is on time). Bounded as `cutoff`.
+        """
+
     def __init__(
         self,
         *,
         mode: Global___PublicationMode.ValueType = ...,
         min_sources: _builtins.int = ...,
         min_quality_score: _builtins.str = ...,
-        cutoff_seconds: _builtins.int = ...,
-        timeliness_sla_seconds: _builtins.int = ...,
+        cutoff: _duration_pb2.Duration | None = ...,
+        timeliness_sla: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cutoff", b"cutoff", "timeliness_sla", b"timeliness_sla"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cutoff_seconds", b"cutoff_seconds", "min_quality_score", b"min_quality_score", "min_sources", b"min_sources", "mode", b"mode", "timeliness_sla_seconds", b"timeliness_sla_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cutoff", b"cutoff", "min_quality_score", b"min_quality_score", "min_sources", b"min_sources", "mode", b"mode", "timeliness_sla", b"timeliness_sla"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -427,7 +433,7 @@ class DataSource(_message.Message):
     RATE_LIMIT_PER_MINUTE_FIELD_NUMBER: _builtins.int
     COST_PER_REQUEST_FIELD_NUMBER: _builtins.int
     SETTINGS_FIELD_NUMBER: _builtins.int
-    ENABLED_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "sources/{source_id}": set by the service on registration (from the
     request's source_id), and what identifies the source in an update (ConfigureDataSource).
@@ -442,9 +448,10 @@ class DataSource(_message.Message):
     """Requests per minute allowed by the provider (0: unlimited)."""
     cost_per_request: _builtins.str
     """Cost per request in the provider's billing currency (decimal string)."""
-    enabled: _builtins.bool
-    """Whether the source is in use. Recorded with the configuration; ingestion does not check it
-    yet.
+    disabled: _builtins.bool
+    """A disabled source is kept with its configuration but is not in use. Named for the
+    exception (a source is enabled unless disabled) so that a request that omits it registers a
+    source in use. Recorded with the configuration; ingestion does not check it yet.
     """
     @_builtins.property
     def settings(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -461,11 +468,11 @@ class DataSource(_message.Message):
         rate_limit_per_minute: _builtins.int = ...,
         cost_per_request: _builtins.str = ...,
         settings: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
-        enabled: _builtins.bool = ...,
+        disabled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_per_request", b"cost_per_request", "description", b"description", "enabled", b"enabled", "name", b"name", "provider", b"provider", "rate_limit_per_minute", b"rate_limit_per_minute", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_per_request", b"cost_per_request", "description", b"description", "disabled", b"disabled", "name", b"name", "provider", b"provider", "rate_limit_per_minute", b"rate_limit_per_minute", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

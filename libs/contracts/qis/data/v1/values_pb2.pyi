@@ -5,7 +5,9 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.type import date_pb2 as _date_pb2
@@ -408,17 +410,24 @@ class DataPoint(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SNAP_FIELD_NUMBER: _builtins.int
+    SNAP_TIME_FIELD_NUMBER: _builtins.int
+    UTC_OFFSET_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
-    snap: _builtins.str
-    """The instant the value describes, an RFC 3339 date-time, which has an explicit offset
-    ("2024-03-01T16:00:00-05:00" or "...Z"): YYYY-MM-DDThh:mm:ss, an optional fraction of at
-    most 6 digits, then "Z" or ±hh:mm ("t" and "z" may be lower case, RFC 3339 §5.6). Other
-    ISO 8601 forms (basic format, week or ordinal dates, a space for "T", no seconds, "+hhmm")
-    are rejected, as is a timestamp without an offset: its meaning would depend on a server's
-    time zone. From 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z. The offset is kept as
-    lineage; values are stored and compared in UTC at microsecond precision.
-    """
+    @_builtins.property
+    def snap_time(self) -> _timestamp_pb2.Timestamp:
+        """The instant the value describes, from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z,
+        in whole microseconds (nanos a multiple of 1,000: values are stored and compared in UTC at
+        microsecond precision, and two snaps of a request must never merge into one).
+        """
+
+    @_builtins.property
+    def utc_offset(self) -> _duration_pb2.Duration:
+        """The UTC offset the source stated with the snap ("16:00-05:00" is snap_time 21:00Z with
+        utc_offset -18,000 s), kept as lineage and shown in the point's history; it never changes
+        which instant the snap is. Whole minutes from -23:59 to +23:59, as RFC 3339 offsets;
+        unset: UTC.
+        """
+
     @_builtins.property
     def value(self) -> Global___DataValue:
         """The value; its case must match the series' data type."""
@@ -426,12 +435,13 @@ class DataPoint(_message.Message):
     def __init__(
         self,
         *,
-        snap: _builtins.str = ...,
+        snap_time: _timestamp_pb2.Timestamp | None = ...,
+        utc_offset: _duration_pb2.Duration | None = ...,
         value: Global___DataValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snap_time", b"snap_time", "utc_offset", b"utc_offset", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["snap", b"snap", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snap_time", b"snap_time", "utc_offset", b"utc_offset", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -11,6 +11,7 @@ import (
 	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -207,12 +208,25 @@ type EvolveSeriesSchemaRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
 	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	// The new definition; `series.name` identifies the series.
+	// The new definition; `series.name` identifies the series. Only the fields named by
+	// `update_mask` are read.
 	Series *Series `protobuf:"bytes,2,opt,name=series,proto3" json:"series,omitempty"`
 	// Why the definition changed, for the audit trail; at most 1,024 characters.
-	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The fields of `series` to update (AIP-134), top-level field names: "unit", "precision",
+	// "time_zone", "calendar", "sources", "validation", "reconciliation", "publication",
+	// "description". A named field that is unset in `series` is cleared. "*" replaces every
+	// evolvable field. Unset: the fields set in `series` (a field cannot be cleared this way).
+	// Naming "data_type" or "frequency" with a different value is FAILED_PRECONDITION
+	// (IMMUTABLE_FIELD); naming "name" or "schema_version", or an unknown field, is
+	// INVALID_ARGUMENT.
+	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,4,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// Optimistic concurrency: the schema version the change was made from, as read in
+	// Series.schema_version. When it is no longer the current one the request is ABORTED
+	// (SCHEMA_VERSION_MISMATCH; read the series again and reapply). 0: no check.
+	ExpectedSchemaVersion int32 `protobuf:"varint,5,opt,name=expected_schema_version,json=expectedSchemaVersion,proto3" json:"expected_schema_version,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *EvolveSeriesSchemaRequest) Reset() {
@@ -264,6 +278,20 @@ func (x *EvolveSeriesSchemaRequest) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *EvolveSeriesSchemaRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+func (x *EvolveSeriesSchemaRequest) GetExpectedSchemaVersion() int32 {
+	if x != nil {
+		return x.ExpectedSchemaVersion
+	}
+	return 0
 }
 
 // Request of CommandService.RegisterDataSource.
@@ -335,8 +363,14 @@ type ConfigureDataSourceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
 	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	// The new configuration; `source.name` identifies the source.
-	Source        *DataSource `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// The new configuration; `source.name` identifies the source. Only the fields named by
+	// `update_mask` are read.
+	Source *DataSource `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// The fields of `source` to update (AIP-134): "provider", "description",
+	// "rate_limit_per_minute", "cost_per_request", "settings" (the whole map), "disabled". A named
+	// field that is unset in `source` is cleared. "*" replaces them all. Unset: the fields set in
+	// `source`. Naming "name" or an unknown field is INVALID_ARGUMENT.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -381,6 +415,13 @@ func (x *ConfigureDataSourceRequest) GetCommandId() string {
 func (x *ConfigureDataSourceRequest) GetSource() *DataSource {
 	if x != nil {
 		return x.Source
+	}
+	return nil
+}
+
+func (x *ConfigureDataSourceRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
 	}
 	return nil
 }
@@ -646,8 +687,8 @@ type PublishPointsRequest struct {
 	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	// Resource name, "series/{series_id}".
 	Series string `protobuf:"bytes,2,opt,name=series,proto3" json:"series,omitempty"`
-	// RFC 3339 snaps with offsets (as DataPoint.snap); 1 to 10,000.
-	Snaps []string `protobuf:"bytes,3,rep,name=snaps,proto3" json:"snaps,omitempty"`
+	// The points' snaps, in whole microseconds (as DataPoint.snap_time); 1 to 10,000.
+	SnapTimes []*timestamppb.Timestamp `protobuf:"bytes,5,rep,name=snap_times,json=snapTimes,proto3" json:"snap_times,omitempty"`
 	// Why they are published by hand, for the audit trail; at most 1,024 characters.
 	Comment       string `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -698,9 +739,9 @@ func (x *PublishPointsRequest) GetSeries() string {
 	return ""
 }
 
-func (x *PublishPointsRequest) GetSnaps() []string {
+func (x *PublishPointsRequest) GetSnapTimes() []*timestamppb.Timestamp {
 	if x != nil {
-		return x.Snaps
+		return x.SnapTimes
 	}
 	return nil
 }
@@ -719,8 +760,9 @@ type RestatePointRequest struct {
 	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	// Resource name, "series/{series_id}".
 	Series string `protobuf:"bytes,2,opt,name=series,proto3" json:"series,omitempty"`
-	// RFC 3339 with offset (as DataPoint.snap); the point must have been published.
-	Snap string `protobuf:"bytes,3,opt,name=snap,proto3" json:"snap,omitempty"`
+	// The point's snap, in whole microseconds (as DataPoint.snap_time); the point must have been
+	// published.
+	SnapTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=snap_time,json=snapTime,proto3" json:"snap_time,omitempty"`
 	// The corrected value; its case must match the series' data type.
 	Value *DataValue `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
 	// Why the published value was wrong, for the audit trail and the new version; at most 1,024
@@ -781,11 +823,11 @@ func (x *RestatePointRequest) GetSeries() string {
 	return ""
 }
 
-func (x *RestatePointRequest) GetSnap() string {
+func (x *RestatePointRequest) GetSnapTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Snap
+		return x.SnapTime
 	}
-	return ""
+	return nil
 }
 
 func (x *RestatePointRequest) GetValue() *DataValue {
@@ -823,7 +865,8 @@ type ResolveQualityIssuesRequest struct {
 	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	// Resource name, "series/{series_id}".
 	Series string `protobuf:"bytes,2,opt,name=series,proto3" json:"series,omitempty"`
-	// Ids of open issues, as listed by QueryService.ListQualityIssues; 1 to 10,000.
+	// Ids of open issues of the series (QualityIssue.issue_id, as listed by
+	// QueryService.ListQualityIssues); 1 to 10,000.
 	IssueIds []string `protobuf:"bytes,3,rep,name=issue_ids,json=issueIds,proto3" json:"issue_ids,omitempty"`
 	// The decision.
 	Resolution Resolution `protobuf:"varint,4,opt,name=resolution,proto3,enum=qis.data.v1.Resolution" json:"resolution,omitempty"`
@@ -1005,7 +1048,7 @@ var File_qis_data_v1_command_service_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\n" +
-	"!qis/data/v1/command_service.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"X\n" +
+	"!qis/data/v1/command_service.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"X\n" +
 	"\x0fCommandResponse\x12'\n" +
 	"\x0fcommit_position\x18\x01 \x01(\x04R\x0ecommitPosition\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x90\x01\n" +
@@ -1013,21 +1056,26 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12!\n" +
 	"\tseries_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\bseriesId\x121\n" +
-	"\x06series\x18\x03 \x01(\v2\x13.qis.data.v1.SeriesB\x04\xe2A\x01\x02R\x06series\"\x91\x01\n" +
+	"\x06series\x18\x03 \x01(\v2\x13.qis.data.v1.SeriesB\x04\xe2A\x01\x02R\x06series\"\x86\x02\n" +
 	"\x19EvolveSeriesSchemaRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x121\n" +
 	"\x06series\x18\x02 \x01(\v2\x13.qis.data.v1.SeriesB\x04\xe2A\x01\x02R\x06series\x12\x1c\n" +
-	"\x06reason\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x06reason\"\x9a\x01\n" +
+	"\x06reason\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x06reason\x12;\n" +
+	"\vupdate_mask\x18\x04 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\x126\n" +
+	"\x17expected_schema_version\x18\x05 \x01(\x05R\x15expectedSchemaVersion\"\x9a\x01\n" +
 	"\x19RegisterDataSourceRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12!\n" +
 	"\tsource_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\bsourceId\x125\n" +
-	"\x06source\x18\x03 \x01(\v2\x17.qis.data.v1.DataSourceB\x04\xe2A\x01\x02R\x06source\"x\n" +
+	"\x06source\x18\x03 \x01(\v2\x17.qis.data.v1.DataSourceB\x04\xe2A\x01\x02R\x06source\"\xb5\x01\n" +
 	"\x1aConfigureDataSourceRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x125\n" +
-	"\x06source\x18\x02 \x01(\v2\x17.qis.data.v1.DataSourceB\x04\xe2A\x01\x02R\x06source\"\xac\x01\n" +
+	"\x06source\x18\x02 \x01(\v2\x17.qis.data.v1.DataSourceB\x04\xe2A\x01\x02R\x06source\x12;\n" +
+	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"\xac\x01\n" +
 	"\x13IngestPointsRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1c\n" +
@@ -1045,24 +1093,25 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12;\n" +
 	"\x06result\x18\x02 \x01(\v2!.qis.data.v1.IngestPointsResponseH\x00R\x06result\x12*\n" +
 	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusH\x00R\x05errorB\t\n" +
-	"\aoutcome\"\x8f\x01\n" +
+	"\aoutcome\"\xc1\x01\n" +
 	"\x14PublishPointsRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1c\n" +
-	"\x06series\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12\x1a\n" +
-	"\x05snaps\x18\x03 \x03(\tB\x04\xe2A\x01\x02R\x05snaps\x12\x18\n" +
-	"\acomment\x18\x04 \x01(\tR\acomment\"\xa2\x02\n" +
+	"\x06series\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12?\n" +
+	"\n" +
+	"snap_times\x18\x05 \x03(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tsnapTimes\x12\x18\n" +
+	"\acomment\x18\x04 \x01(\tR\acommentJ\x04\b\x03\x10\x04R\x05snaps\"\xd3\x02\n" +
 	"\x13RestatePointRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1c\n" +
-	"\x06series\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12\x18\n" +
-	"\x04snap\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x04snap\x122\n" +
+	"\x06series\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12=\n" +
+	"\tsnap_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\bsnapTime\x122\n" +
 	"\x05value\x18\x04 \x01(\v2\x16.qis.data.v1.DataValueB\x04\xe2A\x01\x02R\x05value\x12\x1c\n" +
 	"\x06reason\x18\x05 \x01(\tB\x04\xe2A\x01\x02R\x06reason\x12\x1f\n" +
 	"\vreason_code\x18\x06 \x01(\tR\n" +
 	"reasonCode\x12;\n" +
 	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"\xec\x02\n" +
+	"expireTimeJ\x04\b\x03\x10\x04R\x04snap\"\xec\x02\n" +
 	"\x1bResolveQualityIssuesRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1c\n" +
@@ -1133,52 +1182,57 @@ var file_qis_data_v1_command_service_proto_goTypes = []any{
 	(*ResolveQualityIssuesRequest)(nil),    // 11: qis.data.v1.ResolveQualityIssuesRequest
 	(*CalculateQualityMetricsRequest)(nil), // 12: qis.data.v1.CalculateQualityMetricsRequest
 	(*Series)(nil),                         // 13: qis.data.v1.Series
-	(*DataSource)(nil),                     // 14: qis.data.v1.DataSource
-	(*DataPoint)(nil),                      // 15: qis.data.v1.DataPoint
-	(*status.Status)(nil),                  // 16: google.rpc.Status
-	(*DataValue)(nil),                      // 17: qis.data.v1.DataValue
+	(*fieldmaskpb.FieldMask)(nil),          // 14: google.protobuf.FieldMask
+	(*DataSource)(nil),                     // 15: qis.data.v1.DataSource
+	(*DataPoint)(nil),                      // 16: qis.data.v1.DataPoint
+	(*status.Status)(nil),                  // 17: google.rpc.Status
 	(*timestamppb.Timestamp)(nil),          // 18: google.protobuf.Timestamp
+	(*DataValue)(nil),                      // 19: qis.data.v1.DataValue
 }
 var file_qis_data_v1_command_service_proto_depIdxs = []int32{
 	13, // 0: qis.data.v1.DefineSeriesRequest.series:type_name -> qis.data.v1.Series
 	13, // 1: qis.data.v1.EvolveSeriesSchemaRequest.series:type_name -> qis.data.v1.Series
-	14, // 2: qis.data.v1.RegisterDataSourceRequest.source:type_name -> qis.data.v1.DataSource
-	14, // 3: qis.data.v1.ConfigureDataSourceRequest.source:type_name -> qis.data.v1.DataSource
-	15, // 4: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
-	7,  // 5: qis.data.v1.BulkIngestResponse.result:type_name -> qis.data.v1.IngestPointsResponse
-	16, // 6: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
-	17, // 7: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
-	18, // 8: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 9: qis.data.v1.ResolveQualityIssuesRequest.resolution:type_name -> qis.data.v1.Resolution
-	17, // 10: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
-	18, // 11: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
-	18, // 12: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
-	18, // 13: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 14: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
-	3,  // 15: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
-	4,  // 16: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
-	5,  // 17: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
-	6,  // 18: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
-	6,  // 19: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
-	9,  // 20: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
-	10, // 21: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
-	11, // 22: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
-	12, // 23: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
-	1,  // 24: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
-	1,  // 25: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
-	1,  // 26: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
-	1,  // 27: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
-	7,  // 28: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
-	8,  // 29: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
-	1,  // 30: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
-	1,  // 31: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
-	1,  // 32: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
-	1,  // 33: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
-	24, // [24:34] is the sub-list for method output_type
-	14, // [14:24] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	14, // 2: qis.data.v1.EvolveSeriesSchemaRequest.update_mask:type_name -> google.protobuf.FieldMask
+	15, // 3: qis.data.v1.RegisterDataSourceRequest.source:type_name -> qis.data.v1.DataSource
+	15, // 4: qis.data.v1.ConfigureDataSourceRequest.source:type_name -> qis.data.v1.DataSource
+	14, // 5: qis.data.v1.ConfigureDataSourceRequest.update_mask:type_name -> google.protobuf.FieldMask
+	16, // 6: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
+	7,  // 7: qis.data.v1.BulkIngestResponse.result:type_name -> qis.data.v1.IngestPointsResponse
+	17, // 8: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
+	18, // 9: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
+	18, // 10: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
+	19, // 11: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
+	18, // 12: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 13: qis.data.v1.ResolveQualityIssuesRequest.resolution:type_name -> qis.data.v1.Resolution
+	19, // 14: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
+	18, // 15: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
+	18, // 16: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	18, // 17: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 18: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
+	3,  // 19: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
+	4,  // 20: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
+	5,  // 21: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
+	6,  // 22: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
+	6,  // 23: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
+	9,  // 24: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
+	10, // 25: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
+	11, // 26: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
+	12, // 27: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
+	1,  // 28: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
+	1,  // 29: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
+	1,  // 30: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
+	1,  // 31: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
+	7,  // 32: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
+	8,  // 33: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
+	1,  // 34: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
+	1,  // 35: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
+	1,  // 36: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
+	1,  // 37: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
+	28, // [28:38] is the sub-list for method output_type
+	18, // [18:28] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_command_service_proto_init() }

@@ -35,10 +35,12 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// The write side. Every command carries a client-chosen `command_id`: sending the same command
-// again (a retry after a lost reply, a re-run import) is answered with the first outcome and
-// changes nothing. Who is calling travels in call metadata (`x-qis-user` in development mode,
-// `authorization` later), never in a request field.
+// The write side. Every command carries a client-chosen `command_id` (AIP-155's request id,
+// named for what it becomes: the command's identity in the event log and the audit trail):
+// sending the same command again (a retry after a lost reply, a re-run import) is answered with
+// the first outcome and changes nothing; the same id with other arguments is ALREADY_EXISTS
+// (COMMAND_ID_REUSED). Who is calling travels in call metadata (`authorization: Bearer`, a
+// client certificate, or `x-qis-user` in development mode), never in a request field.
 //
 // Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
 // point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
@@ -46,16 +48,19 @@ const (
 // beyond that its last violation names the request field ("points") and says how many more
 // there are. NOT_FOUND for an unknown series or source;
 // ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
-// command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
+// command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
+// expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
+// unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
+// (domain "qis.data") whose reason is listed in docs/errors.md.
 type CommandServiceClient interface {
 	// Defines a new series.
 	DefineSeries(ctx context.Context, in *DefineSeriesRequest, opts ...grpc.CallOption) (*CommandResponse, error)
-	// Replaces the evolvable parts of a series definition (everything but data type and
-	// frequency) and increments its schema version.
+	// Updates the evolvable parts of a series definition (everything but data type and
+	// frequency) named by the update mask, and increments its schema version.
 	EvolveSeriesSchema(ctx context.Context, in *EvolveSeriesSchemaRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 	// Registers a data source.
 	RegisterDataSource(ctx context.Context, in *RegisterDataSourceRequest, opts ...grpc.CallOption) (*CommandResponse, error)
-	// Changes a data source's configuration.
+	// Updates the parts of a data source's configuration named by the update mask.
 	ConfigureDataSource(ctx context.Context, in *ConfigureDataSourceRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 	// Ingests a batch of points of one series from one source. All-or-nothing: one malformed
 	// point rejects the batch and nothing is stored.
@@ -192,10 +197,12 @@ func (c *commandServiceClient) CalculateQualityMetrics(ctx context.Context, in *
 // All implementations must embed UnimplementedCommandServiceServer
 // for forward compatibility.
 //
-// The write side. Every command carries a client-chosen `command_id`: sending the same command
-// again (a retry after a lost reply, a re-run import) is answered with the first outcome and
-// changes nothing. Who is calling travels in call metadata (`x-qis-user` in development mode,
-// `authorization` later), never in a request field.
+// The write side. Every command carries a client-chosen `command_id` (AIP-155's request id,
+// named for what it becomes: the command's identity in the event log and the audit trail):
+// sending the same command again (a retry after a lost reply, a re-run import) is answered with
+// the first outcome and changes nothing; the same id with other arguments is ALREADY_EXISTS
+// (COMMAND_ID_REUSED). Who is calling travels in call metadata (`authorization: Bearer`, a
+// client certificate, or `x-qis-user` in development mode), never in a request field.
 //
 // Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
 // point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
@@ -203,16 +210,19 @@ func (c *commandServiceClient) CalculateQualityMetrics(ctx context.Context, in *
 // beyond that its last violation names the request field ("points") and says how many more
 // there are. NOT_FOUND for an unknown series or source;
 // ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
-// command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
+// command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
+// expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
+// unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
+// (domain "qis.data") whose reason is listed in docs/errors.md.
 type CommandServiceServer interface {
 	// Defines a new series.
 	DefineSeries(context.Context, *DefineSeriesRequest) (*CommandResponse, error)
-	// Replaces the evolvable parts of a series definition (everything but data type and
-	// frequency) and increments its schema version.
+	// Updates the evolvable parts of a series definition (everything but data type and
+	// frequency) named by the update mask, and increments its schema version.
 	EvolveSeriesSchema(context.Context, *EvolveSeriesSchemaRequest) (*CommandResponse, error)
 	// Registers a data source.
 	RegisterDataSource(context.Context, *RegisterDataSourceRequest) (*CommandResponse, error)
-	// Changes a data source's configuration.
+	// Updates the parts of a data source's configuration named by the update mask.
 	ConfigureDataSource(context.Context, *ConfigureDataSourceRequest) (*CommandResponse, error)
 	// Ingests a batch of points of one series from one source. All-or-nothing: one malformed
 	// point rejects the batch and nothing is stored.

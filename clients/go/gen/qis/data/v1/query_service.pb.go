@@ -8,8 +8,10 @@ package datav1
 
 import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
+	date "google.golang.org/genproto/googleapis/type/date"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -24,13 +26,74 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// How an official value was made.
+type ValueMethod int32
+
+const (
+	// Not set; never sent.
+	ValueMethod_VALUE_METHOD_UNSPECIFIED ValueMethod = 0
+	// The highest-priority source that had a value.
+	ValueMethod_VALUE_METHOD_PRIORITY ValueMethod = 1
+	// The median of the sources' values.
+	ValueMethod_VALUE_METHOD_MEDIAN ValueMethod = 2
+	// The median of the sources within tolerance of the median.
+	ValueMethod_VALUE_METHOD_CONSENSUS ValueMethod = 3
+	// Set by hand: a restatement or an override.
+	ValueMethod_VALUE_METHOD_MANUAL ValueMethod = 4
+)
+
+// Enum value maps for ValueMethod.
+var (
+	ValueMethod_name = map[int32]string{
+		0: "VALUE_METHOD_UNSPECIFIED",
+		1: "VALUE_METHOD_PRIORITY",
+		2: "VALUE_METHOD_MEDIAN",
+		3: "VALUE_METHOD_CONSENSUS",
+		4: "VALUE_METHOD_MANUAL",
+	}
+	ValueMethod_value = map[string]int32{
+		"VALUE_METHOD_UNSPECIFIED": 0,
+		"VALUE_METHOD_PRIORITY":    1,
+		"VALUE_METHOD_MEDIAN":      2,
+		"VALUE_METHOD_CONSENSUS":   3,
+		"VALUE_METHOD_MANUAL":      4,
+	}
+)
+
+func (x ValueMethod) Enum() *ValueMethod {
+	p := new(ValueMethod)
+	*p = x
+	return p
+}
+
+func (x ValueMethod) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ValueMethod) Descriptor() protoreflect.EnumDescriptor {
+	return file_qis_data_v1_query_service_proto_enumTypes[0].Descriptor()
+}
+
+func (ValueMethod) Type() protoreflect.EnumType {
+	return &file_qis_data_v1_query_service_proto_enumTypes[0]
+}
+
+func (x ValueMethod) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ValueMethod.Descriptor instead.
+func (ValueMethod) EnumDescriptor() ([]byte, []int) {
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{0}
+}
+
 // One version of the official value of a point.
 type OfficialValue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Resource name of the series, "series/{series_id}".
 	Series string `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
 	// The instant the value describes (valid time).
-	Snap *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=snap,proto3" json:"snap,omitempty"`
+	SnapTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=snap_time,json=snapTime,proto3" json:"snap_time,omitempty"`
 	// 1 for the first publication, +1 for each restatement.
 	Version int32 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	// The official value of this version.
@@ -38,20 +101,21 @@ type OfficialValue struct {
 	// In [0, 1]: 1 when every rule passed and the sources agreed.
 	QualityScore float64 `protobuf:"fixed64,5,opt,name=quality_score,json=qualityScore,proto3" json:"quality_score,omitempty"`
 	// Knowledge time: when this version became official (the commit time of its event)...
-	RecordedFrom *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=recorded_from,json=recordedFrom,proto3" json:"recorded_from,omitempty"`
-	// ...and until when it was the official one; unset while it still is.
-	RecordedTo *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=recorded_to,json=recordedTo,proto3" json:"recorded_to,omitempty"`
+	RecordTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=record_time,json=recordTime,proto3" json:"record_time,omitempty"`
+	// ...and when a later version superseded it; unset while it is the official one.
+	SupersedeTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=supersede_time,json=supersedeTime,proto3" json:"supersede_time,omitempty"`
 	// Knowledge interval in commit positions: the position of the event that made this version
 	// official...
-	PositionFrom uint64 `protobuf:"varint,8,opt,name=position_from,json=positionFrom,proto3" json:"position_from,omitempty"`
+	RecordPosition uint64 `protobuf:"varint,8,opt,name=record_position,json=recordPosition,proto3" json:"record_position,omitempty"`
 	// ...and of the one that superseded it; 0 while the version is current.
-	PositionTo uint64 `protobuf:"varint,9,opt,name=position_to,json=positionTo,proto3" json:"position_to,omitempty"`
-	// Source ids the value was made from ("manual" for a manual correction).
+	SupersedePosition uint64 `protobuf:"varint,9,opt,name=supersede_position,json=supersedePosition,proto3" json:"supersede_position,omitempty"`
+	// Resource names of the sources the value was made from ("sources/{source_id}"); empty for
+	// a manual value.
 	Sources []string `protobuf:"bytes,10,rep,name=sources,proto3" json:"sources,omitempty"`
-	// Reconciliation method ("priority", "median", "consensus") or "manual".
-	Method string `protobuf:"bytes,11,opt,name=method,proto3" json:"method,omitempty"`
+	// How the value was made.
+	Method ValueMethod `protobuf:"varint,15,opt,name=method,proto3,enum=qis.data.v1.ValueMethod" json:"method,omitempty"`
 	// Rules failed by what the value was made of.
-	Flags []string `protobuf:"bytes,12,rep,name=flags,proto3" json:"flags,omitempty"`
+	Flags []QualityRule `protobuf:"varint,16,rep,packed,name=flags,proto3,enum=qis.data.v1.QualityRule" json:"flags,omitempty"`
 	// Why this version exists (restatements and manual publications).
 	Reason string `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Who caused this version.
@@ -97,9 +161,9 @@ func (x *OfficialValue) GetSeries() string {
 	return ""
 }
 
-func (x *OfficialValue) GetSnap() *timestamppb.Timestamp {
+func (x *OfficialValue) GetSnapTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Snap
+		return x.SnapTime
 	}
 	return nil
 }
@@ -125,30 +189,30 @@ func (x *OfficialValue) GetQualityScore() float64 {
 	return 0
 }
 
-func (x *OfficialValue) GetRecordedFrom() *timestamppb.Timestamp {
+func (x *OfficialValue) GetRecordTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.RecordedFrom
+		return x.RecordTime
 	}
 	return nil
 }
 
-func (x *OfficialValue) GetRecordedTo() *timestamppb.Timestamp {
+func (x *OfficialValue) GetSupersedeTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.RecordedTo
+		return x.SupersedeTime
 	}
 	return nil
 }
 
-func (x *OfficialValue) GetPositionFrom() uint64 {
+func (x *OfficialValue) GetRecordPosition() uint64 {
 	if x != nil {
-		return x.PositionFrom
+		return x.RecordPosition
 	}
 	return 0
 }
 
-func (x *OfficialValue) GetPositionTo() uint64 {
+func (x *OfficialValue) GetSupersedePosition() uint64 {
 	if x != nil {
-		return x.PositionTo
+		return x.SupersedePosition
 	}
 	return 0
 }
@@ -160,14 +224,14 @@ func (x *OfficialValue) GetSources() []string {
 	return nil
 }
 
-func (x *OfficialValue) GetMethod() string {
+func (x *OfficialValue) GetMethod() ValueMethod {
 	if x != nil {
 		return x.Method
 	}
-	return ""
+	return ValueMethod_VALUE_METHOD_UNSPECIFIED
 }
 
-func (x *OfficialValue) GetFlags() []string {
+func (x *OfficialValue) GetFlags() []QualityRule {
 	if x != nil {
 		return x.Flags
 	}
@@ -193,16 +257,16 @@ type QueryRangeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "series/{series_id}".
 	Series string `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
-	// Snaps in [start, end). Unset start: the beginning.
-	Start *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
-	// Exclusive upper bound of the snaps. Unset end: no bound.
-	End *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	// Snaps in [start_time, end_time). Unset: from the beginning.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Exclusive upper bound of the snaps. Unset: no bound.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Unset: the latest version of each point.
 	//
 	// Types that are valid to be assigned to AsOf:
 	//
-	//	*QueryRangeRequest_KnownAt
-	//	*QueryRangeRequest_AtPosition
+	//	*QueryRangeRequest_AsOfTime
+	//	*QueryRangeRequest_AsOfPosition
 	AsOf isQueryRangeRequest_AsOf `protobuf_oneof:"as_of"`
 	// Points per streamed message (default 1,000, at most 10,000): every message but the last of
 	// the range holds exactly page_size points, except the last message of a call that reached
@@ -253,16 +317,16 @@ func (x *QueryRangeRequest) GetSeries() string {
 	return ""
 }
 
-func (x *QueryRangeRequest) GetStart() *timestamppb.Timestamp {
+func (x *QueryRangeRequest) GetStartTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Start
+		return x.StartTime
 	}
 	return nil
 }
 
-func (x *QueryRangeRequest) GetEnd() *timestamppb.Timestamp {
+func (x *QueryRangeRequest) GetEndTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.End
+		return x.EndTime
 	}
 	return nil
 }
@@ -274,19 +338,19 @@ func (x *QueryRangeRequest) GetAsOf() isQueryRangeRequest_AsOf {
 	return nil
 }
 
-func (x *QueryRangeRequest) GetKnownAt() *timestamppb.Timestamp {
+func (x *QueryRangeRequest) GetAsOfTime() *timestamppb.Timestamp {
 	if x != nil {
-		if x, ok := x.AsOf.(*QueryRangeRequest_KnownAt); ok {
-			return x.KnownAt
+		if x, ok := x.AsOf.(*QueryRangeRequest_AsOfTime); ok {
+			return x.AsOfTime
 		}
 	}
 	return nil
 }
 
-func (x *QueryRangeRequest) GetAtPosition() uint64 {
+func (x *QueryRangeRequest) GetAsOfPosition() uint64 {
 	if x != nil {
-		if x, ok := x.AsOf.(*QueryRangeRequest_AtPosition); ok {
-			return x.AtPosition
+		if x, ok := x.AsOf.(*QueryRangeRequest_AsOfPosition); ok {
+			return x.AsOfPosition
 		}
 	}
 	return 0
@@ -317,20 +381,20 @@ type isQueryRangeRequest_AsOf interface {
 	isQueryRangeRequest_AsOf()
 }
 
-type QueryRangeRequest_KnownAt struct {
+type QueryRangeRequest_AsOfTime struct {
 	// The versions that were official at this knowledge time.
-	KnownAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=known_at,json=knownAt,proto3,oneof"`
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=as_of_time,json=asOfTime,proto3,oneof"`
 }
 
-type QueryRangeRequest_AtPosition struct {
+type QueryRangeRequest_AsOfPosition struct {
 	// The versions that were official right after this commit position: reproduces any past
 	// answer exactly.
-	AtPosition uint64 `protobuf:"varint,5,opt,name=at_position,json=atPosition,proto3,oneof"`
+	AsOfPosition uint64 `protobuf:"varint,5,opt,name=as_of_position,json=asOfPosition,proto3,oneof"`
 }
 
-func (*QueryRangeRequest_KnownAt) isQueryRangeRequest_AsOf() {}
+func (*QueryRangeRequest_AsOfTime) isQueryRangeRequest_AsOf() {}
 
-func (*QueryRangeRequest_AtPosition) isQueryRangeRequest_AsOf() {}
+func (*QueryRangeRequest_AsOfPosition) isQueryRangeRequest_AsOf() {}
 
 // One batch of a QueryRange answer.
 type QueryRangeResponse struct {
@@ -402,14 +466,14 @@ type GetValuesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "series/{series_id}".
 	Series string `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
-	// The points, 1 to 1,000.
-	Snaps []*timestamppb.Timestamp `protobuf:"bytes,2,rep,name=snaps,proto3" json:"snaps,omitempty"`
+	// The points' snaps, 1 to 1,000.
+	SnapTimes []*timestamppb.Timestamp `protobuf:"bytes,2,rep,name=snap_times,json=snapTimes,proto3" json:"snap_times,omitempty"`
 	// Unset: the latest version of each point.
 	//
 	// Types that are valid to be assigned to AsOf:
 	//
-	//	*GetValuesRequest_KnownAt
-	//	*GetValuesRequest_AtPosition
+	//	*GetValuesRequest_AsOfTime
+	//	*GetValuesRequest_AsOfPosition
 	AsOf isGetValuesRequest_AsOf `protobuf_oneof:"as_of"`
 	// Read-your-writes: wait until the read model has projected this commit position.
 	MinPosition   uint64 `protobuf:"varint,5,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
@@ -454,9 +518,9 @@ func (x *GetValuesRequest) GetSeries() string {
 	return ""
 }
 
-func (x *GetValuesRequest) GetSnaps() []*timestamppb.Timestamp {
+func (x *GetValuesRequest) GetSnapTimes() []*timestamppb.Timestamp {
 	if x != nil {
-		return x.Snaps
+		return x.SnapTimes
 	}
 	return nil
 }
@@ -468,19 +532,19 @@ func (x *GetValuesRequest) GetAsOf() isGetValuesRequest_AsOf {
 	return nil
 }
 
-func (x *GetValuesRequest) GetKnownAt() *timestamppb.Timestamp {
+func (x *GetValuesRequest) GetAsOfTime() *timestamppb.Timestamp {
 	if x != nil {
-		if x, ok := x.AsOf.(*GetValuesRequest_KnownAt); ok {
-			return x.KnownAt
+		if x, ok := x.AsOf.(*GetValuesRequest_AsOfTime); ok {
+			return x.AsOfTime
 		}
 	}
 	return nil
 }
 
-func (x *GetValuesRequest) GetAtPosition() uint64 {
+func (x *GetValuesRequest) GetAsOfPosition() uint64 {
 	if x != nil {
-		if x, ok := x.AsOf.(*GetValuesRequest_AtPosition); ok {
-			return x.AtPosition
+		if x, ok := x.AsOf.(*GetValuesRequest_AsOfPosition); ok {
+			return x.AsOfPosition
 		}
 	}
 	return 0
@@ -497,19 +561,19 @@ type isGetValuesRequest_AsOf interface {
 	isGetValuesRequest_AsOf()
 }
 
-type GetValuesRequest_KnownAt struct {
+type GetValuesRequest_AsOfTime struct {
 	// The versions that were official at this knowledge time.
-	KnownAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=known_at,json=knownAt,proto3,oneof"`
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=as_of_time,json=asOfTime,proto3,oneof"`
 }
 
-type GetValuesRequest_AtPosition struct {
+type GetValuesRequest_AsOfPosition struct {
 	// The versions that were official right after this commit position.
-	AtPosition uint64 `protobuf:"varint,4,opt,name=at_position,json=atPosition,proto3,oneof"`
+	AsOfPosition uint64 `protobuf:"varint,4,opt,name=as_of_position,json=asOfPosition,proto3,oneof"`
 }
 
-func (*GetValuesRequest_KnownAt) isGetValuesRequest_AsOf() {}
+func (*GetValuesRequest_AsOfTime) isGetValuesRequest_AsOf() {}
 
-func (*GetValuesRequest_AtPosition) isGetValuesRequest_AsOf() {}
+func (*GetValuesRequest_AsOfPosition) isGetValuesRequest_AsOf() {}
 
 // Response of QueryService.GetValues.
 type GetValuesResponse struct {
@@ -572,9 +636,13 @@ type GetPointHistoryRequest struct {
 	// "series/{series_id}".
 	Series string `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
 	// The point's snap (valid time).
-	Snap *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=snap,proto3" json:"snap,omitempty"`
+	SnapTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=snap_time,json=snapTime,proto3" json:"snap_time,omitempty"`
 	// Read-your-writes: wait until the read model has projected this commit position.
-	MinPosition   uint64 `protobuf:"varint,3,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	MinPosition uint64 `protobuf:"varint,3,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	// Versions and observations per page, together: 0 means 100; at most 1,000.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; tied to this request's series and snap.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -616,9 +684,9 @@ func (x *GetPointHistoryRequest) GetSeries() string {
 	return ""
 }
 
-func (x *GetPointHistoryRequest) GetSnap() *timestamppb.Timestamp {
+func (x *GetPointHistoryRequest) GetSnapTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Snap
+		return x.SnapTime
 	}
 	return nil
 }
@@ -630,6 +698,20 @@ func (x *GetPointHistoryRequest) GetMinPosition() uint64 {
 	return 0
 }
 
+func (x *GetPointHistoryRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *GetPointHistoryRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // A value one source sent for a point (lineage).
 type SourceObservation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -637,12 +719,12 @@ type SourceObservation struct {
 	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
 	// The value as the source sent it.
 	Value *DataValue `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	// UTC offset the source sent with the snap, in seconds.
-	SnapOffsetSeconds int32 `protobuf:"varint,3,opt,name=snap_offset_seconds,json=snapOffsetSeconds,proto3" json:"snap_offset_seconds,omitempty"`
+	// The UTC offset the source stated with the snap (DataPoint.utc_offset).
+	UtcOffset *durationpb.Duration `protobuf:"bytes,8,opt,name=utc_offset,json=utcOffset,proto3" json:"utc_offset,omitempty"`
 	// Commit time of the ingestion that stored it.
-	RecordedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	RecordTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=record_time,json=recordTime,proto3" json:"record_time,omitempty"`
 	// Commit position of the ingestion that stored it.
-	Position uint64 `protobuf:"varint,5,opt,name=position,proto3" json:"position,omitempty"`
+	RecordPosition uint64 `protobuf:"varint,5,opt,name=record_position,json=recordPosition,proto3" json:"record_position,omitempty"`
 	// Who sent the ingestion command.
 	User string `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
 	// The ingestion command's command_id.
@@ -695,23 +777,23 @@ func (x *SourceObservation) GetValue() *DataValue {
 	return nil
 }
 
-func (x *SourceObservation) GetSnapOffsetSeconds() int32 {
+func (x *SourceObservation) GetUtcOffset() *durationpb.Duration {
 	if x != nil {
-		return x.SnapOffsetSeconds
-	}
-	return 0
-}
-
-func (x *SourceObservation) GetRecordedAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.RecordedAt
+		return x.UtcOffset
 	}
 	return nil
 }
 
-func (x *SourceObservation) GetPosition() uint64 {
+func (x *SourceObservation) GetRecordTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Position
+		return x.RecordTime
+	}
+	return nil
+}
+
+func (x *SourceObservation) GetRecordPosition() uint64 {
+	if x != nil {
+		return x.RecordPosition
 	}
 	return 0
 }
@@ -730,15 +812,19 @@ func (x *SourceObservation) GetCommandId() string {
 	return ""
 }
 
-// Every version of one point, and the observations they were made from.
+// One page of the history of a point: its versions and the observations they were made from,
+// in commit order. A page holds the versions and observations of a run of commit positions,
+// up to page_size of them together.
 type GetPointHistoryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Ascending by version.
+	// This page's versions, ascending by version.
 	Versions []*OfficialValue `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
-	// Ascending by commit position.
+	// This page's observations, ascending by commit position.
 	Observations []*SourceObservation `protobuf:"bytes,2,rep,name=observations,proto3" json:"observations,omitempty"`
 	// The answer reflects at least this commit position (and min_position, when given).
-	ReadPosition  uint64 `protobuf:"varint,3,opt,name=read_position,json=readPosition,proto3" json:"read_position,omitempty"`
+	ReadPosition uint64 `protobuf:"varint,3,opt,name=read_position,json=readPosition,proto3" json:"read_position,omitempty"`
+	// Pass it as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,4,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -792,6 +878,13 @@ func (x *GetPointHistoryResponse) GetReadPosition() uint64 {
 		return x.ReadPosition
 	}
 	return 0
+}
+
+func (x *GetPointHistoryResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // Request of QueryService.GetSeries.
@@ -971,13 +1064,19 @@ func (x *ListSeriesResponse) GetNextPageToken() string {
 // Request of QueryService.ListAuditEntries.
 type ListAuditEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "series/{series_id}"; "series/-" for entries not tied to a series (data sources).
-	Series string `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
-	// Only this point's entries when set.
-	Snap *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=snap,proto3" json:"snap,omitempty"`
-	// At most 1,000; default 100.
+	// Whose entries: "series/{series_id}", "sources/{source_id}", or "-" for every entry.
+	Parent string `protobuf:"bytes,6,opt,name=parent,proto3" json:"parent,omitempty"`
+	// AIP-160 filter: comparisons joined by AND, on `snap_time` (=, RFC 3339 in quotes; series
+	// only), `commit_time` (=, !=, <, <=, >, >=, RFC 3339 in quotes), `user` and `action` (=,
+	// !=, quoted strings). E.g. `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
+	// Empty: every entry of the parent. At most 1,024 characters. A malformed filter is
+	// INVALID_ARGUMENT naming `filter`. A series the read model does not know is NOT_FOUND; a
+	// source without entries has none.
+	Filter string `protobuf:"bytes,7,opt,name=filter,proto3" json:"filter,omitempty"`
+	// At most 1,000; default 100. A page may hold fewer entries than asked, even none, while
+	// next_page_token is set: keep paging until it is empty.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// From a previous response's next_page_token: the next page.
+	// From a previous response's next_page_token: the next page; tied to the parent and filter.
 	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Read-your-writes: wait until the read model has projected this commit position.
 	MinPosition   uint64 `protobuf:"varint,5,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
@@ -1015,18 +1114,18 @@ func (*ListAuditEntriesRequest) Descriptor() ([]byte, []int) {
 	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *ListAuditEntriesRequest) GetSeries() string {
+func (x *ListAuditEntriesRequest) GetParent() string {
 	if x != nil {
-		return x.Series
+		return x.Parent
 	}
 	return ""
 }
 
-func (x *ListAuditEntriesRequest) GetSnap() *timestamppb.Timestamp {
+func (x *ListAuditEntriesRequest) GetFilter() string {
 	if x != nil {
-		return x.Snap
+		return x.Filter
 	}
-	return nil
+	return ""
 }
 
 func (x *ListAuditEntriesRequest) GetPageSize() int32 {
@@ -1054,23 +1153,23 @@ func (x *ListAuditEntriesRequest) GetMinPosition() uint64 {
 type AuditEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Commit time of the event.
-	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	CommitTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
 	// The event type, e.g. "DataRestated".
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
 	// Who issued the command.
 	User string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
 	// The command's command_id.
 	CommandId string `protobuf:"bytes,4,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	// "series/{series_id}"; empty for entries not tied to a series.
-	Series string `protobuf:"bytes,5,opt,name=series,proto3" json:"series,omitempty"`
+	// The resource acted on: "series/{series_id}" or "sources/{source_id}".
+	Resource string `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
 	// Set for entries about one point.
-	Snap *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=snap,proto3" json:"snap,omitempty"`
+	SnapTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=snap_time,json=snapTime,proto3" json:"snap_time,omitempty"`
 	// Event-specific details (e.g. the reason of a restatement).
 	Details *structpb.Struct `protobuf:"bytes,7,opt,name=details,proto3" json:"details,omitempty"`
 	// Commit position of the event.
-	Position      uint64 `protobuf:"varint,8,opt,name=position,proto3" json:"position,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CommitPosition uint64 `protobuf:"varint,8,opt,name=commit_position,json=commitPosition,proto3" json:"commit_position,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AuditEntry) Reset() {
@@ -1103,9 +1202,9 @@ func (*AuditEntry) Descriptor() ([]byte, []int) {
 	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{12}
 }
 
-func (x *AuditEntry) GetTime() *timestamppb.Timestamp {
+func (x *AuditEntry) GetCommitTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Time
+		return x.CommitTime
 	}
 	return nil
 }
@@ -1131,16 +1230,16 @@ func (x *AuditEntry) GetCommandId() string {
 	return ""
 }
 
-func (x *AuditEntry) GetSeries() string {
+func (x *AuditEntry) GetResource() string {
 	if x != nil {
-		return x.Series
+		return x.Resource
 	}
 	return ""
 }
 
-func (x *AuditEntry) GetSnap() *timestamppb.Timestamp {
+func (x *AuditEntry) GetSnapTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Snap
+		return x.SnapTime
 	}
 	return nil
 }
@@ -1152,9 +1251,9 @@ func (x *AuditEntry) GetDetails() *structpb.Struct {
 	return nil
 }
 
-func (x *AuditEntry) GetPosition() uint64 {
+func (x *AuditEntry) GetCommitPosition() uint64 {
 	if x != nil {
-		return x.Position
+		return x.CommitPosition
 	}
 	return 0
 }
@@ -1225,7 +1324,11 @@ type SubscribeRequest struct {
 	//
 	//	*SubscribeRequest_ResumeToken
 	//	*SubscribeRequest_AfterPosition
-	Start         isSubscribeRequest_Start `protobuf_oneof:"start"`
+	Start isSubscribeRequest_Start `protobuf_oneof:"start"`
+	// Read-your-writes: a series defined at or before this commit position is never reported
+	// unknown (NOT_FOUND) because the read model has not projected it yet; the service waits
+	// (bounded) as for the other queries.
+	MinPosition   uint64 `protobuf:"varint,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1288,6 +1391,13 @@ func (x *SubscribeRequest) GetAfterPosition() uint64 {
 		if x, ok := x.Start.(*SubscribeRequest_AfterPosition); ok {
 			return x.AfterPosition
 		}
+	}
+	return 0
+}
+
+func (x *SubscribeRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
 	}
 	return 0
 }
@@ -1368,25 +1478,25 @@ func (x *SubscribeResponse) GetResumeToken() string {
 // A rule a point failed.
 type QualityIssue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Pass it to CommandService.ResolveQualityIssues.
+	// Pass it to CommandService.ResolveQualityIssues with the series.
 	IssueId string `protobuf:"bytes,1,opt,name=issue_id,json=issueId,proto3" json:"issue_id,omitempty"`
 	// Resource name of the series, "series/{series_id}".
 	Series string `protobuf:"bytes,2,opt,name=series,proto3" json:"series,omitempty"`
 	// The point the issue is about.
-	Snap *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=snap,proto3" json:"snap,omitempty"`
+	SnapTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=snap_time,json=snapTime,proto3" json:"snap_time,omitempty"`
 	// The source whose value failed, "sources/{source_id}"; empty for a source break.
 	Source string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
-	// The rule, e.g. "spike", "positive", "source_break" (see docs/data-quality.md).
-	Rule string `protobuf:"bytes,5,opt,name=rule,proto3" json:"rule,omitempty"`
-	// "info", "warning" or "error"; errors hold their point until resolved.
-	Severity string `protobuf:"bytes,6,opt,name=severity,proto3" json:"severity,omitempty"`
+	// The rule failed (docs/data-quality.md).
+	Rule QualityRule `protobuf:"varint,13,opt,name=rule,proto3,enum=qis.data.v1.QualityRule" json:"rule,omitempty"`
+	// Errors hold their point until resolved; warnings flag it.
+	Severity Severity `protobuf:"varint,14,opt,name=severity,proto3,enum=qis.data.v1.Severity" json:"severity,omitempty"`
 	// What the rule saw (values, thresholds).
 	Evidence *structpb.Struct `protobuf:"bytes,7,opt,name=evidence,proto3" json:"evidence,omitempty"`
-	// "open", "approved", "rejected" or "overridden".
-	Status string `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	// Where the issue is in the queue.
+	Status QualityIssueStatus `protobuf:"varint,15,opt,name=status,proto3,enum=qis.data.v1.QualityIssueStatus" json:"status,omitempty"`
 	// When the issue was raised.
 	RaiseTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=raise_time,json=raiseTime,proto3" json:"raise_time,omitempty"`
-	// Who resolved it, and why.
+	// Who resolved it.
 	ResolvedBy string `protobuf:"bytes,10,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
 	// The reason given with the resolution.
 	ResolutionReason string `protobuf:"bytes,11,opt,name=resolution_reason,json=resolutionReason,proto3" json:"resolution_reason,omitempty"`
@@ -1440,9 +1550,9 @@ func (x *QualityIssue) GetSeries() string {
 	return ""
 }
 
-func (x *QualityIssue) GetSnap() *timestamppb.Timestamp {
+func (x *QualityIssue) GetSnapTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Snap
+		return x.SnapTime
 	}
 	return nil
 }
@@ -1454,18 +1564,18 @@ func (x *QualityIssue) GetSource() string {
 	return ""
 }
 
-func (x *QualityIssue) GetRule() string {
+func (x *QualityIssue) GetRule() QualityRule {
 	if x != nil {
 		return x.Rule
 	}
-	return ""
+	return QualityRule_QUALITY_RULE_UNSPECIFIED
 }
 
-func (x *QualityIssue) GetSeverity() string {
+func (x *QualityIssue) GetSeverity() Severity {
 	if x != nil {
 		return x.Severity
 	}
-	return ""
+	return Severity_SEVERITY_UNSPECIFIED
 }
 
 func (x *QualityIssue) GetEvidence() *structpb.Struct {
@@ -1475,11 +1585,11 @@ func (x *QualityIssue) GetEvidence() *structpb.Struct {
 	return nil
 }
 
-func (x *QualityIssue) GetStatus() string {
+func (x *QualityIssue) GetStatus() QualityIssueStatus {
 	if x != nil {
 		return x.Status
 	}
-	return ""
+	return QualityIssueStatus_QUALITY_ISSUE_STATUS_UNSPECIFIED
 }
 
 func (x *QualityIssue) GetRaiseTime() *timestamppb.Timestamp {
@@ -1513,19 +1623,20 @@ func (x *QualityIssue) GetResolveTime() *timestamppb.Timestamp {
 // Request of QueryService.ListQualityIssues.
 type ListQualityIssuesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "series/{series_id}", or empty for every series.
-	Series string `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
-	// Only issues of this rule (empty: any).
-	Rule string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
-	// Only issues of this severity (empty: any).
-	Severity string `protobuf:"bytes,3,opt,name=severity,proto3" json:"severity,omitempty"`
-	// Only issues in this status; empty means "open". "any" for every status.
-	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
-	// Only issues raised before this time (their age), e.g. to find old open issues.
-	RaisedBefore *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=raised_before,json=raisedBefore,proto3" json:"raised_before,omitempty"`
-	// At most 1,000; default 100.
+	// "series/{series_id}", or "series/-" for the issues of every series.
+	Parent string `protobuf:"bytes,9,opt,name=parent,proto3" json:"parent,omitempty"`
+	// AIP-160 filter: comparisons joined by AND, on `rule`, `severity` and `status` (= or !=,
+	// enum value names without their prefix: `rule = JUMP`, `status = OPEN`), `source` (= or !=,
+	// a quoted resource name), `snap_time` and `raise_time` (=, !=, <, <=, >, >=, RFC 3339 in
+	// quotes). E.g. `status = OPEN AND severity = ERROR AND raise_time < "2024-03-01T00:00:00Z"`
+	// (old open errors). Empty: every issue of the parent, in any status. At most 1,024
+	// characters. A malformed filter is INVALID_ARGUMENT naming `filter`; a series the read model
+	// does not know is NOT_FOUND.
+	Filter string `protobuf:"bytes,10,opt,name=filter,proto3" json:"filter,omitempty"`
+	// At most 1,000; default 100. A page may hold fewer issues than asked, even none, while
+	// next_page_token is set: keep paging until it is empty.
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// From a previous response.
+	// From a previous response; tied to the parent and filter.
 	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Read-your-writes: wait until the read model has projected this commit position.
 	MinPosition   uint64 `protobuf:"varint,8,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
@@ -1563,39 +1674,18 @@ func (*ListQualityIssuesRequest) Descriptor() ([]byte, []int) {
 	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{17}
 }
 
-func (x *ListQualityIssuesRequest) GetSeries() string {
+func (x *ListQualityIssuesRequest) GetParent() string {
 	if x != nil {
-		return x.Series
+		return x.Parent
 	}
 	return ""
 }
 
-func (x *ListQualityIssuesRequest) GetRule() string {
+func (x *ListQualityIssuesRequest) GetFilter() string {
 	if x != nil {
-		return x.Rule
+		return x.Filter
 	}
 	return ""
-}
-
-func (x *ListQualityIssuesRequest) GetSeverity() string {
-	if x != nil {
-		return x.Severity
-	}
-	return ""
-}
-
-func (x *ListQualityIssuesRequest) GetStatus() string {
-	if x != nil {
-		return x.Status
-	}
-	return ""
-}
-
-func (x *ListQualityIssuesRequest) GetRaisedBefore() *timestamppb.Timestamp {
-	if x != nil {
-		return x.RaisedBefore
-	}
-	return nil
 }
 
 func (x *ListQualityIssuesRequest) GetPageSize() int32 {
@@ -1622,7 +1712,7 @@ func (x *ListQualityIssuesRequest) GetMinPosition() uint64 {
 // Response of QueryService.ListQualityIssues.
 type ListQualityIssuesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Ascending by issue id (which starts with the snap).
+	// Ascending by issue id (which starts with the snap), per series.
 	Issues []*QualityIssue `protobuf:"bytes,1,rep,name=issues,proto3" json:"issues,omitempty"`
 	// Pass it as page_token for the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
@@ -1680,9 +1770,9 @@ type QualityMetrics struct {
 	// Resource name of the series, "series/{series_id}".
 	Series string `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
 	// Start of the window (inclusive).
-	WindowStart *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// End of the window (exclusive).
-	WindowEnd *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Points whose sources agree within tolerance / points with two or more sources.
 	Accuracy float64 `protobuf:"fixed64,4,opt,name=accuracy,proto3" json:"accuracy,omitempty"`
 	// Expected snaps with an official value / expected snaps (exchange calendar sessions).
@@ -1700,10 +1790,10 @@ type QualityMetrics struct {
 	ExpectedSnaps int64 `protobuf:"varint,9,opt,name=expected_snaps,json=expectedSnaps,proto3" json:"expected_snaps,omitempty"`
 	// Expected snaps that have an official value.
 	ReceivedSnaps int64 `protobuf:"varint,10,opt,name=received_snaps,json=receivedSnaps,proto3" json:"received_snaps,omitempty"`
-	// The expected exchange sessions without an official value, as ISO 8601 dates
-	// ("2024-01-17"): the list to work through when filling gaps.
-	MissingSessions []string `protobuf:"bytes,11,rep,name=missing_sessions,json=missingSessions,proto3" json:"missing_sessions,omitempty"`
-	// Days of the window outside the exchange calendar's coverage (completeness unset if any).
+	// The expected exchange sessions without an official value: the list to work through when
+	// filling gaps.
+	MissingSessions []*date.Date `protobuf:"bytes,13,rep,name=missing_sessions,json=missingSessions,proto3" json:"missing_sessions,omitempty"`
+	// Days of the window outside the exchange calendar's coverage (completeness NaN if any).
 	UncoveredDays int32 `protobuf:"varint,12,opt,name=uncovered_days,json=uncoveredDays,proto3" json:"uncovered_days,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1746,16 +1836,16 @@ func (x *QualityMetrics) GetSeries() string {
 	return ""
 }
 
-func (x *QualityMetrics) GetWindowStart() *timestamppb.Timestamp {
+func (x *QualityMetrics) GetStartTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.WindowStart
+		return x.StartTime
 	}
 	return nil
 }
 
-func (x *QualityMetrics) GetWindowEnd() *timestamppb.Timestamp {
+func (x *QualityMetrics) GetEndTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.WindowEnd
+		return x.EndTime
 	}
 	return nil
 }
@@ -1809,7 +1899,7 @@ func (x *QualityMetrics) GetReceivedSnaps() int64 {
 	return 0
 }
 
-func (x *QualityMetrics) GetMissingSessions() []string {
+func (x *QualityMetrics) GetMissingSessions() []*date.Date {
 	if x != nil {
 		return x.MissingSessions
 	}
@@ -1828,10 +1918,10 @@ type ListQualityMetricsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "series/{series_id}".
 	Series string `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
-	// Windows starting in [start, end); unset: no bound.
-	Start *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
-	// See start.
-	End *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	// Windows starting in [start_time, end_time); unset: no bound.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// See start_time.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Read-your-writes: wait until the read model has projected this commit position.
 	MinPosition uint64 `protobuf:"varint,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
 	// Windows per page: 0 means 100; at most 1,000.
@@ -1879,16 +1969,16 @@ func (x *ListQualityMetricsRequest) GetSeries() string {
 	return ""
 }
 
-func (x *ListQualityMetricsRequest) GetStart() *timestamppb.Timestamp {
+func (x *ListQualityMetricsRequest) GetStartTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Start
+		return x.StartTime
 	}
 	return nil
 }
 
-func (x *ListQualityMetricsRequest) GetEnd() *timestamppb.Timestamp {
+func (x *ListQualityMetricsRequest) GetEndTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.End
+		return x.EndTime
 	}
 	return nil
 }
@@ -1973,32 +2063,32 @@ var File_qis_data_v1_query_service_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fqis/data/v1/query_service.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"\xfc\x03\n" +
+	"\x1fqis/data/v1/query_service.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x19qis/data/v1/quality.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"\xd9\x04\n" +
 	"\rOfficialValue\x12\x16\n" +
-	"\x06series\x18\x01 \x01(\tR\x06series\x12.\n" +
-	"\x04snap\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04snap\x12\x18\n" +
+	"\x06series\x18\x01 \x01(\tR\x06series\x127\n" +
+	"\tsnap_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bsnapTime\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x05R\aversion\x12,\n" +
 	"\x05value\x18\x04 \x01(\v2\x16.qis.data.v1.DataValueR\x05value\x12#\n" +
-	"\rquality_score\x18\x05 \x01(\x01R\fqualityScore\x12?\n" +
-	"\rrecorded_from\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\frecordedFrom\x12;\n" +
-	"\vrecorded_to\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"recordedTo\x12#\n" +
-	"\rposition_from\x18\b \x01(\x04R\fpositionFrom\x12\x1f\n" +
-	"\vposition_to\x18\t \x01(\x04R\n" +
-	"positionTo\x12\x18\n" +
+	"\rquality_score\x18\x05 \x01(\x01R\fqualityScore\x12;\n" +
+	"\vrecord_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordTime\x12A\n" +
+	"\x0esupersede_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rsupersedeTime\x12'\n" +
+	"\x0frecord_position\x18\b \x01(\x04R\x0erecordPosition\x12-\n" +
+	"\x12supersede_position\x18\t \x01(\x04R\x11supersedePosition\x12\x18\n" +
 	"\asources\x18\n" +
-	" \x03(\tR\asources\x12\x16\n" +
-	"\x06method\x18\v \x01(\tR\x06method\x12\x14\n" +
-	"\x05flags\x18\f \x03(\tR\x05flags\x12\x16\n" +
+	" \x03(\tR\asources\x120\n" +
+	"\x06method\x18\x0f \x01(\x0e2\x18.qis.data.v1.ValueMethodR\x06method\x12.\n" +
+	"\x05flags\x18\x10 \x03(\x0e2\x18.qis.data.v1.QualityRuleR\x05flags\x12\x16\n" +
 	"\x06reason\x18\r \x01(\tR\x06reason\x12\x12\n" +
-	"\x04user\x18\x0e \x01(\tR\x04user\"\xd5\x02\n" +
+	"\x04user\x18\x0e \x01(\tR\x04userJ\x04\b\v\x10\fJ\x04\b\f\x10\r\"\xef\x02\n" +
 	"\x11QueryRangeRequest\x12\x1c\n" +
-	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x120\n" +
-	"\x05start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
-	"\x03end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x127\n" +
-	"\bknown_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\aknownAt\x12!\n" +
-	"\vat_position\x18\x05 \x01(\x04H\x00R\n" +
-	"atPosition\x12\x1b\n" +
+	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12:\n" +
+	"\n" +
+	"as_of_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\basOfTime\x12&\n" +
+	"\x0eas_of_position\x18\x05 \x01(\x04H\x00R\fasOfPosition\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\a \x01(\tR\tpageToken\x12!\n" +
@@ -2007,36 +2097,42 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\x12QueryRangeResponse\x122\n" +
 	"\x06values\x18\x01 \x03(\v2\x1a.qis.data.v1.OfficialValueR\x06values\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12#\n" +
-	"\rread_position\x18\x03 \x01(\x04R\freadPosition\"\xf0\x01\n" +
+	"\rread_position\x18\x03 \x01(\x04R\freadPosition\"\x81\x02\n" +
 	"\x10GetValuesRequest\x12\x1c\n" +
-	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x126\n" +
-	"\x05snaps\x18\x02 \x03(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\x05snaps\x127\n" +
-	"\bknown_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\aknownAt\x12!\n" +
-	"\vat_position\x18\x04 \x01(\x04H\x00R\n" +
-	"atPosition\x12!\n" +
+	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12?\n" +
+	"\n" +
+	"snap_times\x18\x02 \x03(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tsnapTimes\x12:\n" +
+	"\n" +
+	"as_of_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\basOfTime\x12&\n" +
+	"\x0eas_of_position\x18\x04 \x01(\x04H\x00R\fasOfPosition\x12!\n" +
 	"\fmin_position\x18\x05 \x01(\x04R\vminPositionB\a\n" +
 	"\x05as_of\"l\n" +
 	"\x11GetValuesResponse\x122\n" +
 	"\x06values\x18\x01 \x03(\v2\x1a.qis.data.v1.OfficialValueR\x06values\x12#\n" +
-	"\rread_position\x18\x02 \x01(\x04R\freadPosition\"\x8f\x01\n" +
+	"\rread_position\x18\x02 \x01(\x04R\freadPosition\"\xd4\x01\n" +
 	"\x16GetPointHistoryRequest\x12\x1c\n" +
-	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x124\n" +
-	"\x04snap\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\x04snap\x12!\n" +
-	"\fmin_position\x18\x03 \x01(\x04R\vminPosition\"\x95\x02\n" +
+	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12=\n" +
+	"\tsnap_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\bsnapTime\x12!\n" +
+	"\fmin_position\x18\x03 \x01(\x04R\vminPosition\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\xc7\x02\n" +
 	"\x11SourceObservation\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.qis.data.v1.DataValueR\x05value\x12.\n" +
-	"\x13snap_offset_seconds\x18\x03 \x01(\x05R\x11snapOffsetSeconds\x12;\n" +
-	"\vrecorded_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"recordedAt\x12\x1a\n" +
-	"\bposition\x18\x05 \x01(\x04R\bposition\x12\x12\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.qis.data.v1.DataValueR\x05value\x128\n" +
+	"\n" +
+	"utc_offset\x18\b \x01(\v2\x19.google.protobuf.DurationR\tutcOffset\x12;\n" +
+	"\vrecord_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordTime\x12'\n" +
+	"\x0frecord_position\x18\x05 \x01(\x04R\x0erecordPosition\x12\x12\n" +
 	"\x04user\x18\x06 \x01(\tR\x04user\x12\x1d\n" +
 	"\n" +
-	"command_id\x18\a \x01(\tR\tcommandId\"\xba\x01\n" +
+	"command_id\x18\a \x01(\tR\tcommandIdJ\x04\b\x03\x10\x04R\x13snap_offset_seconds\"\xe2\x01\n" +
 	"\x17GetPointHistoryResponse\x126\n" +
 	"\bversions\x18\x01 \x03(\v2\x1a.qis.data.v1.OfficialValueR\bversions\x12B\n" +
 	"\fobservations\x18\x02 \x03(\v2\x1e.qis.data.v1.SourceObservationR\fobservations\x12#\n" +
-	"\rread_position\x18\x03 \x01(\x04R\freadPosition\"O\n" +
+	"\rread_position\x18\x03 \x01(\x04R\freadPosition\x12&\n" +
+	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\"O\n" +
 	"\x10GetSeriesRequest\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12!\n" +
 	"\fmin_position\x18\x02 \x01(\x04R\vminPosition\"r\n" +
@@ -2047,70 +2143,70 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\fmin_position\x18\x03 \x01(\x04R\vminPosition\"i\n" +
 	"\x12ListSeriesResponse\x12+\n" +
 	"\x06series\x18\x01 \x03(\v2\x13.qis.data.v1.SeriesR\x06series\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc6\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc8\x01\n" +
 	"\x17ListAuditEntriesRequest\x12\x1c\n" +
-	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12.\n" +
-	"\x04snap\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04snap\x12\x1b\n" +
+	"\x06parent\x18\x06 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x16\n" +
+	"\x06filter\x18\a \x01(\tR\x06filter\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\x12!\n" +
-	"\fmin_position\x18\x05 \x01(\x04R\vminPosition\"\x9e\x02\n" +
+	"\fmin_position\x18\x05 \x01(\x04R\vminPositionJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03R\x06seriesR\x04snap\"\xc5\x02\n" +
 	"\n" +
-	"AuditEntry\x12.\n" +
-	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"AuditEntry\x12;\n" +
+	"\vcommit_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"commitTime\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x12\x1d\n" +
 	"\n" +
-	"command_id\x18\x04 \x01(\tR\tcommandId\x12\x16\n" +
-	"\x06series\x18\x05 \x01(\tR\x06series\x12.\n" +
-	"\x04snap\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04snap\x121\n" +
-	"\adetails\x18\a \x01(\v2\x17.google.protobuf.StructR\adetails\x12\x1a\n" +
-	"\bposition\x18\b \x01(\x04R\bposition\"u\n" +
+	"command_id\x18\x04 \x01(\tR\tcommandId\x12\x1a\n" +
+	"\bresource\x18\x05 \x01(\tR\bresource\x127\n" +
+	"\tsnap_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bsnapTime\x121\n" +
+	"\adetails\x18\a \x01(\v2\x17.google.protobuf.StructR\adetails\x12'\n" +
+	"\x0fcommit_position\x18\b \x01(\x04R\x0ecommitPosition\"u\n" +
 	"\x18ListAuditEntriesResponse\x121\n" +
 	"\aentries\x18\x01 \x03(\v2\x17.qis.data.v1.AuditEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x81\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa4\x01\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06series\x18\x01 \x03(\tR\x06series\x12#\n" +
 	"\fresume_token\x18\x02 \x01(\tH\x00R\vresumeToken\x12'\n" +
-	"\x0eafter_position\x18\x03 \x01(\x04H\x00R\rafterPositionB\a\n" +
+	"\x0eafter_position\x18\x03 \x01(\x04H\x00R\rafterPosition\x12!\n" +
+	"\fmin_position\x18\x04 \x01(\x04R\vminPositionB\a\n" +
 	"\x05start\"j\n" +
 	"\x11SubscribeResponse\x122\n" +
 	"\x06values\x18\x01 \x03(\v2\x1a.qis.data.v1.OfficialValueR\x06values\x12!\n" +
-	"\fresume_token\x18\x02 \x01(\tR\vresumeToken\"\xce\x03\n" +
+	"\fresume_token\x18\x02 \x01(\tR\vresumeToken\"\xbb\x04\n" +
 	"\fQualityIssue\x12\x19\n" +
 	"\bissue_id\x18\x01 \x01(\tR\aissueId\x12\x16\n" +
-	"\x06series\x18\x02 \x01(\tR\x06series\x12.\n" +
-	"\x04snap\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04snap\x12\x16\n" +
-	"\x06source\x18\x04 \x01(\tR\x06source\x12\x12\n" +
-	"\x04rule\x18\x05 \x01(\tR\x04rule\x12\x1a\n" +
-	"\bseverity\x18\x06 \x01(\tR\bseverity\x123\n" +
-	"\bevidence\x18\a \x01(\v2\x17.google.protobuf.StructR\bevidence\x12\x16\n" +
-	"\x06status\x18\b \x01(\tR\x06status\x129\n" +
+	"\x06series\x18\x02 \x01(\tR\x06series\x127\n" +
+	"\tsnap_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bsnapTime\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12,\n" +
+	"\x04rule\x18\r \x01(\x0e2\x18.qis.data.v1.QualityRuleR\x04rule\x121\n" +
+	"\bseverity\x18\x0e \x01(\x0e2\x15.qis.data.v1.SeverityR\bseverity\x123\n" +
+	"\bevidence\x18\a \x01(\v2\x17.google.protobuf.StructR\bevidence\x127\n" +
+	"\x06status\x18\x0f \x01(\x0e2\x1f.qis.data.v1.QualityIssueStatusR\x06status\x129\n" +
 	"\n" +
 	"raise_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\traiseTime\x12\x1f\n" +
 	"\vresolved_by\x18\n" +
 	" \x01(\tR\n" +
 	"resolvedBy\x12+\n" +
 	"\x11resolution_reason\x18\v \x01(\tR\x10resolutionReason\x12=\n" +
-	"\fresolve_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vresolveTime\"\x9a\x02\n" +
-	"\x18ListQualityIssuesRequest\x12\x16\n" +
-	"\x06series\x18\x01 \x01(\tR\x06series\x12\x12\n" +
-	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x1a\n" +
-	"\bseverity\x18\x03 \x01(\tR\bseverity\x12\x16\n" +
-	"\x06status\x18\x04 \x01(\tR\x06status\x12?\n" +
-	"\rraised_before\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fraisedBefore\x12\x1b\n" +
+	"\fresolve_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vresolveTimeJ\x04\b\x05\x10\x06J\x04\b\x06\x10\aJ\x04\b\b\x10\t\"\xfc\x01\n" +
+	"\x18ListQualityIssuesRequest\x12\x1c\n" +
+	"\x06parent\x18\t \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x16\n" +
+	"\x06filter\x18\n" +
+	" \x01(\tR\x06filter\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\a \x01(\tR\tpageToken\x12!\n" +
-	"\fmin_position\x18\b \x01(\x04R\vminPosition\"v\n" +
+	"\fmin_position\x18\b \x01(\x04R\vminPositionJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04J\x04\b\x04\x10\x05J\x04\b\x05\x10\x06R\x06seriesR\x04ruleR\bseverityR\x06statusR\rraised_before\"v\n" +
 	"\x19ListQualityIssuesResponse\x121\n" +
 	"\x06issues\x18\x01 \x03(\v2\x19.qis.data.v1.QualityIssueR\x06issues\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x87\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x98\x04\n" +
 	"\x0eQualityMetrics\x12\x16\n" +
-	"\x06series\x18\x01 \x01(\tR\x06series\x12=\n" +
-	"\fwindow_start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\x06series\x18\x01 \x01(\tR\x06series\x129\n" +
 	"\n" +
-	"window_end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x12\x1a\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1a\n" +
 	"\baccuracy\x18\x04 \x01(\x01R\baccuracy\x12\"\n" +
 	"\fcompleteness\x18\x05 \x01(\x01R\fcompleteness\x12\x1e\n" +
 	"\n" +
@@ -2120,20 +2216,27 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\x0ecalculate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rcalculateTime\x12%\n" +
 	"\x0eexpected_snaps\x18\t \x01(\x03R\rexpectedSnaps\x12%\n" +
 	"\x0ereceived_snaps\x18\n" +
-	" \x01(\x03R\rreceivedSnaps\x12)\n" +
-	"\x10missing_sessions\x18\v \x03(\tR\x0fmissingSessions\x12%\n" +
-	"\x0euncovered_days\x18\f \x01(\x05R\runcoveredDays\"\xf8\x01\n" +
+	" \x01(\x03R\rreceivedSnaps\x12<\n" +
+	"\x10missing_sessions\x18\r \x03(\v2\x11.google.type.DateR\x0fmissingSessions\x12%\n" +
+	"\x0euncovered_days\x18\f \x01(\x05R\runcoveredDaysJ\x04\b\v\x10\f\"\x8a\x02\n" +
 	"\x19ListQualityMetricsRequest\x12\x1c\n" +
-	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x120\n" +
-	"\x05start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
-	"\x03end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12!\n" +
+	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12!\n" +
 	"\fmin_position\x18\x04 \x01(\x04R\vminPosition\x12\x1b\n" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\"{\n" +
 	"\x1aListQualityMetricsResponse\x125\n" +
 	"\ametrics\x18\x01 \x03(\v2\x1b.qis.data.v1.QualityMetricsR\ametrics\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x93\x06\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x94\x01\n" +
+	"\vValueMethod\x12\x1c\n" +
+	"\x18VALUE_METHOD_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15VALUE_METHOD_PRIORITY\x10\x01\x12\x17\n" +
+	"\x13VALUE_METHOD_MEDIAN\x10\x02\x12\x1a\n" +
+	"\x16VALUE_METHOD_CONSENSUS\x10\x03\x12\x17\n" +
+	"\x13VALUE_METHOD_MANUAL\x10\x042\x93\x06\n" +
 	"\fQueryService\x12O\n" +
 	"\n" +
 	"QueryRange\x12\x1e.qis.data.v1.QueryRangeRequest\x1a\x1f.qis.data.v1.QueryRangeResponse0\x01\x12J\n" +
@@ -2160,94 +2263,106 @@ func file_qis_data_v1_query_service_proto_rawDescGZIP() []byte {
 	return file_qis_data_v1_query_service_proto_rawDescData
 }
 
+var file_qis_data_v1_query_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_qis_data_v1_query_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_qis_data_v1_query_service_proto_goTypes = []any{
-	(*OfficialValue)(nil),              // 0: qis.data.v1.OfficialValue
-	(*QueryRangeRequest)(nil),          // 1: qis.data.v1.QueryRangeRequest
-	(*QueryRangeResponse)(nil),         // 2: qis.data.v1.QueryRangeResponse
-	(*GetValuesRequest)(nil),           // 3: qis.data.v1.GetValuesRequest
-	(*GetValuesResponse)(nil),          // 4: qis.data.v1.GetValuesResponse
-	(*GetPointHistoryRequest)(nil),     // 5: qis.data.v1.GetPointHistoryRequest
-	(*SourceObservation)(nil),          // 6: qis.data.v1.SourceObservation
-	(*GetPointHistoryResponse)(nil),    // 7: qis.data.v1.GetPointHistoryResponse
-	(*GetSeriesRequest)(nil),           // 8: qis.data.v1.GetSeriesRequest
-	(*ListSeriesRequest)(nil),          // 9: qis.data.v1.ListSeriesRequest
-	(*ListSeriesResponse)(nil),         // 10: qis.data.v1.ListSeriesResponse
-	(*ListAuditEntriesRequest)(nil),    // 11: qis.data.v1.ListAuditEntriesRequest
-	(*AuditEntry)(nil),                 // 12: qis.data.v1.AuditEntry
-	(*ListAuditEntriesResponse)(nil),   // 13: qis.data.v1.ListAuditEntriesResponse
-	(*SubscribeRequest)(nil),           // 14: qis.data.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),          // 15: qis.data.v1.SubscribeResponse
-	(*QualityIssue)(nil),               // 16: qis.data.v1.QualityIssue
-	(*ListQualityIssuesRequest)(nil),   // 17: qis.data.v1.ListQualityIssuesRequest
-	(*ListQualityIssuesResponse)(nil),  // 18: qis.data.v1.ListQualityIssuesResponse
-	(*QualityMetrics)(nil),             // 19: qis.data.v1.QualityMetrics
-	(*ListQualityMetricsRequest)(nil),  // 20: qis.data.v1.ListQualityMetricsRequest
-	(*ListQualityMetricsResponse)(nil), // 21: qis.data.v1.ListQualityMetricsResponse
-	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
-	(*DataValue)(nil),                  // 23: qis.data.v1.DataValue
-	(*Series)(nil),                     // 24: qis.data.v1.Series
-	(*structpb.Struct)(nil),            // 25: google.protobuf.Struct
+	(ValueMethod)(0),                   // 0: qis.data.v1.ValueMethod
+	(*OfficialValue)(nil),              // 1: qis.data.v1.OfficialValue
+	(*QueryRangeRequest)(nil),          // 2: qis.data.v1.QueryRangeRequest
+	(*QueryRangeResponse)(nil),         // 3: qis.data.v1.QueryRangeResponse
+	(*GetValuesRequest)(nil),           // 4: qis.data.v1.GetValuesRequest
+	(*GetValuesResponse)(nil),          // 5: qis.data.v1.GetValuesResponse
+	(*GetPointHistoryRequest)(nil),     // 6: qis.data.v1.GetPointHistoryRequest
+	(*SourceObservation)(nil),          // 7: qis.data.v1.SourceObservation
+	(*GetPointHistoryResponse)(nil),    // 8: qis.data.v1.GetPointHistoryResponse
+	(*GetSeriesRequest)(nil),           // 9: qis.data.v1.GetSeriesRequest
+	(*ListSeriesRequest)(nil),          // 10: qis.data.v1.ListSeriesRequest
+	(*ListSeriesResponse)(nil),         // 11: qis.data.v1.ListSeriesResponse
+	(*ListAuditEntriesRequest)(nil),    // 12: qis.data.v1.ListAuditEntriesRequest
+	(*AuditEntry)(nil),                 // 13: qis.data.v1.AuditEntry
+	(*ListAuditEntriesResponse)(nil),   // 14: qis.data.v1.ListAuditEntriesResponse
+	(*SubscribeRequest)(nil),           // 15: qis.data.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),          // 16: qis.data.v1.SubscribeResponse
+	(*QualityIssue)(nil),               // 17: qis.data.v1.QualityIssue
+	(*ListQualityIssuesRequest)(nil),   // 18: qis.data.v1.ListQualityIssuesRequest
+	(*ListQualityIssuesResponse)(nil),  // 19: qis.data.v1.ListQualityIssuesResponse
+	(*QualityMetrics)(nil),             // 20: qis.data.v1.QualityMetrics
+	(*ListQualityMetricsRequest)(nil),  // 21: qis.data.v1.ListQualityMetricsRequest
+	(*ListQualityMetricsResponse)(nil), // 22: qis.data.v1.ListQualityMetricsResponse
+	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
+	(*DataValue)(nil),                  // 24: qis.data.v1.DataValue
+	(QualityRule)(0),                   // 25: qis.data.v1.QualityRule
+	(*durationpb.Duration)(nil),        // 26: google.protobuf.Duration
+	(*Series)(nil),                     // 27: qis.data.v1.Series
+	(*structpb.Struct)(nil),            // 28: google.protobuf.Struct
+	(Severity)(0),                      // 29: qis.data.v1.Severity
+	(QualityIssueStatus)(0),            // 30: qis.data.v1.QualityIssueStatus
+	(*date.Date)(nil),                  // 31: google.type.Date
 }
 var file_qis_data_v1_query_service_proto_depIdxs = []int32{
-	22, // 0: qis.data.v1.OfficialValue.snap:type_name -> google.protobuf.Timestamp
-	23, // 1: qis.data.v1.OfficialValue.value:type_name -> qis.data.v1.DataValue
-	22, // 2: qis.data.v1.OfficialValue.recorded_from:type_name -> google.protobuf.Timestamp
-	22, // 3: qis.data.v1.OfficialValue.recorded_to:type_name -> google.protobuf.Timestamp
-	22, // 4: qis.data.v1.QueryRangeRequest.start:type_name -> google.protobuf.Timestamp
-	22, // 5: qis.data.v1.QueryRangeRequest.end:type_name -> google.protobuf.Timestamp
-	22, // 6: qis.data.v1.QueryRangeRequest.known_at:type_name -> google.protobuf.Timestamp
-	0,  // 7: qis.data.v1.QueryRangeResponse.values:type_name -> qis.data.v1.OfficialValue
-	22, // 8: qis.data.v1.GetValuesRequest.snaps:type_name -> google.protobuf.Timestamp
-	22, // 9: qis.data.v1.GetValuesRequest.known_at:type_name -> google.protobuf.Timestamp
-	0,  // 10: qis.data.v1.GetValuesResponse.values:type_name -> qis.data.v1.OfficialValue
-	22, // 11: qis.data.v1.GetPointHistoryRequest.snap:type_name -> google.protobuf.Timestamp
-	23, // 12: qis.data.v1.SourceObservation.value:type_name -> qis.data.v1.DataValue
-	22, // 13: qis.data.v1.SourceObservation.recorded_at:type_name -> google.protobuf.Timestamp
-	0,  // 14: qis.data.v1.GetPointHistoryResponse.versions:type_name -> qis.data.v1.OfficialValue
-	6,  // 15: qis.data.v1.GetPointHistoryResponse.observations:type_name -> qis.data.v1.SourceObservation
-	24, // 16: qis.data.v1.ListSeriesResponse.series:type_name -> qis.data.v1.Series
-	22, // 17: qis.data.v1.ListAuditEntriesRequest.snap:type_name -> google.protobuf.Timestamp
-	22, // 18: qis.data.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	22, // 19: qis.data.v1.AuditEntry.snap:type_name -> google.protobuf.Timestamp
-	25, // 20: qis.data.v1.AuditEntry.details:type_name -> google.protobuf.Struct
-	12, // 21: qis.data.v1.ListAuditEntriesResponse.entries:type_name -> qis.data.v1.AuditEntry
-	0,  // 22: qis.data.v1.SubscribeResponse.values:type_name -> qis.data.v1.OfficialValue
-	22, // 23: qis.data.v1.QualityIssue.snap:type_name -> google.protobuf.Timestamp
-	25, // 24: qis.data.v1.QualityIssue.evidence:type_name -> google.protobuf.Struct
-	22, // 25: qis.data.v1.QualityIssue.raise_time:type_name -> google.protobuf.Timestamp
-	22, // 26: qis.data.v1.QualityIssue.resolve_time:type_name -> google.protobuf.Timestamp
-	22, // 27: qis.data.v1.ListQualityIssuesRequest.raised_before:type_name -> google.protobuf.Timestamp
-	16, // 28: qis.data.v1.ListQualityIssuesResponse.issues:type_name -> qis.data.v1.QualityIssue
-	22, // 29: qis.data.v1.QualityMetrics.window_start:type_name -> google.protobuf.Timestamp
-	22, // 30: qis.data.v1.QualityMetrics.window_end:type_name -> google.protobuf.Timestamp
-	22, // 31: qis.data.v1.QualityMetrics.calculate_time:type_name -> google.protobuf.Timestamp
-	22, // 32: qis.data.v1.ListQualityMetricsRequest.start:type_name -> google.protobuf.Timestamp
-	22, // 33: qis.data.v1.ListQualityMetricsRequest.end:type_name -> google.protobuf.Timestamp
-	19, // 34: qis.data.v1.ListQualityMetricsResponse.metrics:type_name -> qis.data.v1.QualityMetrics
-	1,  // 35: qis.data.v1.QueryService.QueryRange:input_type -> qis.data.v1.QueryRangeRequest
-	3,  // 36: qis.data.v1.QueryService.GetValues:input_type -> qis.data.v1.GetValuesRequest
-	5,  // 37: qis.data.v1.QueryService.GetPointHistory:input_type -> qis.data.v1.GetPointHistoryRequest
-	8,  // 38: qis.data.v1.QueryService.GetSeries:input_type -> qis.data.v1.GetSeriesRequest
-	9,  // 39: qis.data.v1.QueryService.ListSeries:input_type -> qis.data.v1.ListSeriesRequest
-	11, // 40: qis.data.v1.QueryService.ListAuditEntries:input_type -> qis.data.v1.ListAuditEntriesRequest
-	14, // 41: qis.data.v1.QueryService.Subscribe:input_type -> qis.data.v1.SubscribeRequest
-	17, // 42: qis.data.v1.QueryService.ListQualityIssues:input_type -> qis.data.v1.ListQualityIssuesRequest
-	20, // 43: qis.data.v1.QueryService.ListQualityMetrics:input_type -> qis.data.v1.ListQualityMetricsRequest
-	2,  // 44: qis.data.v1.QueryService.QueryRange:output_type -> qis.data.v1.QueryRangeResponse
-	4,  // 45: qis.data.v1.QueryService.GetValues:output_type -> qis.data.v1.GetValuesResponse
-	7,  // 46: qis.data.v1.QueryService.GetPointHistory:output_type -> qis.data.v1.GetPointHistoryResponse
-	24, // 47: qis.data.v1.QueryService.GetSeries:output_type -> qis.data.v1.Series
-	10, // 48: qis.data.v1.QueryService.ListSeries:output_type -> qis.data.v1.ListSeriesResponse
-	13, // 49: qis.data.v1.QueryService.ListAuditEntries:output_type -> qis.data.v1.ListAuditEntriesResponse
-	15, // 50: qis.data.v1.QueryService.Subscribe:output_type -> qis.data.v1.SubscribeResponse
-	18, // 51: qis.data.v1.QueryService.ListQualityIssues:output_type -> qis.data.v1.ListQualityIssuesResponse
-	21, // 52: qis.data.v1.QueryService.ListQualityMetrics:output_type -> qis.data.v1.ListQualityMetricsResponse
-	44, // [44:53] is the sub-list for method output_type
-	35, // [35:44] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	23, // 0: qis.data.v1.OfficialValue.snap_time:type_name -> google.protobuf.Timestamp
+	24, // 1: qis.data.v1.OfficialValue.value:type_name -> qis.data.v1.DataValue
+	23, // 2: qis.data.v1.OfficialValue.record_time:type_name -> google.protobuf.Timestamp
+	23, // 3: qis.data.v1.OfficialValue.supersede_time:type_name -> google.protobuf.Timestamp
+	0,  // 4: qis.data.v1.OfficialValue.method:type_name -> qis.data.v1.ValueMethod
+	25, // 5: qis.data.v1.OfficialValue.flags:type_name -> qis.data.v1.QualityRule
+	23, // 6: qis.data.v1.QueryRangeRequest.start_time:type_name -> google.protobuf.Timestamp
+	23, // 7: qis.data.v1.QueryRangeRequest.end_time:type_name -> google.protobuf.Timestamp
+	23, // 8: qis.data.v1.QueryRangeRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	1,  // 9: qis.data.v1.QueryRangeResponse.values:type_name -> qis.data.v1.OfficialValue
+	23, // 10: qis.data.v1.GetValuesRequest.snap_times:type_name -> google.protobuf.Timestamp
+	23, // 11: qis.data.v1.GetValuesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	1,  // 12: qis.data.v1.GetValuesResponse.values:type_name -> qis.data.v1.OfficialValue
+	23, // 13: qis.data.v1.GetPointHistoryRequest.snap_time:type_name -> google.protobuf.Timestamp
+	24, // 14: qis.data.v1.SourceObservation.value:type_name -> qis.data.v1.DataValue
+	26, // 15: qis.data.v1.SourceObservation.utc_offset:type_name -> google.protobuf.Duration
+	23, // 16: qis.data.v1.SourceObservation.record_time:type_name -> google.protobuf.Timestamp
+	1,  // 17: qis.data.v1.GetPointHistoryResponse.versions:type_name -> qis.data.v1.OfficialValue
+	7,  // 18: qis.data.v1.GetPointHistoryResponse.observations:type_name -> qis.data.v1.SourceObservation
+	27, // 19: qis.data.v1.ListSeriesResponse.series:type_name -> qis.data.v1.Series
+	23, // 20: qis.data.v1.AuditEntry.commit_time:type_name -> google.protobuf.Timestamp
+	23, // 21: qis.data.v1.AuditEntry.snap_time:type_name -> google.protobuf.Timestamp
+	28, // 22: qis.data.v1.AuditEntry.details:type_name -> google.protobuf.Struct
+	13, // 23: qis.data.v1.ListAuditEntriesResponse.entries:type_name -> qis.data.v1.AuditEntry
+	1,  // 24: qis.data.v1.SubscribeResponse.values:type_name -> qis.data.v1.OfficialValue
+	23, // 25: qis.data.v1.QualityIssue.snap_time:type_name -> google.protobuf.Timestamp
+	25, // 26: qis.data.v1.QualityIssue.rule:type_name -> qis.data.v1.QualityRule
+	29, // 27: qis.data.v1.QualityIssue.severity:type_name -> qis.data.v1.Severity
+	28, // 28: qis.data.v1.QualityIssue.evidence:type_name -> google.protobuf.Struct
+	30, // 29: qis.data.v1.QualityIssue.status:type_name -> qis.data.v1.QualityIssueStatus
+	23, // 30: qis.data.v1.QualityIssue.raise_time:type_name -> google.protobuf.Timestamp
+	23, // 31: qis.data.v1.QualityIssue.resolve_time:type_name -> google.protobuf.Timestamp
+	17, // 32: qis.data.v1.ListQualityIssuesResponse.issues:type_name -> qis.data.v1.QualityIssue
+	23, // 33: qis.data.v1.QualityMetrics.start_time:type_name -> google.protobuf.Timestamp
+	23, // 34: qis.data.v1.QualityMetrics.end_time:type_name -> google.protobuf.Timestamp
+	23, // 35: qis.data.v1.QualityMetrics.calculate_time:type_name -> google.protobuf.Timestamp
+	31, // 36: qis.data.v1.QualityMetrics.missing_sessions:type_name -> google.type.Date
+	23, // 37: qis.data.v1.ListQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	23, // 38: qis.data.v1.ListQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	20, // 39: qis.data.v1.ListQualityMetricsResponse.metrics:type_name -> qis.data.v1.QualityMetrics
+	2,  // 40: qis.data.v1.QueryService.QueryRange:input_type -> qis.data.v1.QueryRangeRequest
+	4,  // 41: qis.data.v1.QueryService.GetValues:input_type -> qis.data.v1.GetValuesRequest
+	6,  // 42: qis.data.v1.QueryService.GetPointHistory:input_type -> qis.data.v1.GetPointHistoryRequest
+	9,  // 43: qis.data.v1.QueryService.GetSeries:input_type -> qis.data.v1.GetSeriesRequest
+	10, // 44: qis.data.v1.QueryService.ListSeries:input_type -> qis.data.v1.ListSeriesRequest
+	12, // 45: qis.data.v1.QueryService.ListAuditEntries:input_type -> qis.data.v1.ListAuditEntriesRequest
+	15, // 46: qis.data.v1.QueryService.Subscribe:input_type -> qis.data.v1.SubscribeRequest
+	18, // 47: qis.data.v1.QueryService.ListQualityIssues:input_type -> qis.data.v1.ListQualityIssuesRequest
+	21, // 48: qis.data.v1.QueryService.ListQualityMetrics:input_type -> qis.data.v1.ListQualityMetricsRequest
+	3,  // 49: qis.data.v1.QueryService.QueryRange:output_type -> qis.data.v1.QueryRangeResponse
+	5,  // 50: qis.data.v1.QueryService.GetValues:output_type -> qis.data.v1.GetValuesResponse
+	8,  // 51: qis.data.v1.QueryService.GetPointHistory:output_type -> qis.data.v1.GetPointHistoryResponse
+	27, // 52: qis.data.v1.QueryService.GetSeries:output_type -> qis.data.v1.Series
+	11, // 53: qis.data.v1.QueryService.ListSeries:output_type -> qis.data.v1.ListSeriesResponse
+	14, // 54: qis.data.v1.QueryService.ListAuditEntries:output_type -> qis.data.v1.ListAuditEntriesResponse
+	16, // 55: qis.data.v1.QueryService.Subscribe:output_type -> qis.data.v1.SubscribeResponse
+	19, // 56: qis.data.v1.QueryService.ListQualityIssues:output_type -> qis.data.v1.ListQualityIssuesResponse
+	22, // 57: qis.data.v1.QueryService.ListQualityMetrics:output_type -> qis.data.v1.ListQualityMetricsResponse
+	49, // [49:58] is the sub-list for method output_type
+	40, // [40:49] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_query_service_proto_init() }
@@ -2255,15 +2370,16 @@ func file_qis_data_v1_query_service_proto_init() {
 	if File_qis_data_v1_query_service_proto != nil {
 		return
 	}
+	file_qis_data_v1_quality_proto_init()
 	file_qis_data_v1_series_proto_init()
 	file_qis_data_v1_values_proto_init()
 	file_qis_data_v1_query_service_proto_msgTypes[1].OneofWrappers = []any{
-		(*QueryRangeRequest_KnownAt)(nil),
-		(*QueryRangeRequest_AtPosition)(nil),
+		(*QueryRangeRequest_AsOfTime)(nil),
+		(*QueryRangeRequest_AsOfPosition)(nil),
 	}
 	file_qis_data_v1_query_service_proto_msgTypes[3].OneofWrappers = []any{
-		(*GetValuesRequest_KnownAt)(nil),
-		(*GetValuesRequest_AtPosition)(nil),
+		(*GetValuesRequest_AsOfTime)(nil),
+		(*GetValuesRequest_AsOfPosition)(nil),
 	}
 	file_qis_data_v1_query_service_proto_msgTypes[14].OneofWrappers = []any{
 		(*SubscribeRequest_ResumeToken)(nil),
@@ -2274,13 +2390,14 @@ func file_qis_data_v1_query_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_query_service_proto_rawDesc), len(file_qis_data_v1_query_service_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_qis_data_v1_query_service_proto_goTypes,
 		DependencyIndexes: file_qis_data_v1_query_service_proto_depIdxs,
+		EnumInfos:         file_qis_data_v1_query_service_proto_enumTypes,
 		MessageInfos:      file_qis_data_v1_query_service_proto_msgTypes,
 	}.Build()
 	File_qis_data_v1_query_service_proto = out.File

@@ -57,22 +57,26 @@ type QueryServiceClient interface {
 	// The official values of given points: latest, or as known at a past time or position.
 	// Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
 	GetValues(ctx context.Context, in *GetValuesRequest, opts ...grpc.CallOption) (*GetValuesResponse, error)
-	// Every version of one point, with the per-source observations it was made from.
+	// Every version of one point, with the per-source observations it was made from, paged in
+	// commit order.
 	GetPointHistory(ctx context.Context, in *GetPointHistoryRequest, opts ...grpc.CallOption) (*GetPointHistoryResponse, error)
 	// The current definition of one series.
 	GetSeries(ctx context.Context, in *GetSeriesRequest, opts ...grpc.CallOption) (*Series, error)
 	// The series catalogue, by series id, paged.
 	ListSeries(ctx context.Context, in *ListSeriesRequest, opts ...grpc.CallOption) (*ListSeriesResponse, error)
-	// Who did what, when: for a series, or for one point.
+	// Who did what, when: for a series, a data source or everything, filtered by point, time,
+	// user and action.
 	ListAuditEntries(ctx context.Context, in *ListAuditEntriesRequest, opts ...grpc.CallOption) (*ListAuditEntriesResponse, error)
 	// New and restated official values: catch-up from a position, then live. At-least-once,
 	// in commit order; every batch carries a resume token, strictly increasing. A subscriber that
-	// stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
-	// last token without a gap. A caller may have a bounded number of subscriptions open at once
+	// stops reading for too long is disconnected with RESOURCE_EXHAUSTED (SUBSCRIBER_STALLED: the
+	// server will not buffer for it without bound); it resumes from its last token without a
+	// gap. A caller may have a bounded number of subscriptions open at once
 	// (100 by default; one subscription can follow several series, or all of them), and the
 	// service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
-	// The exception queue: quality issues, filtered by series, rule, severity, status and age.
+	// The exception queue: quality issues of a series or of all series, filtered by rule,
+	// severity, status, source, point and age.
 	ListQualityIssues(ctx context.Context, in *ListQualityIssuesRequest, opts ...grpc.CallOption) (*ListQualityIssuesResponse, error)
 	// Quality metrics of a series, per window.
 	ListQualityMetrics(ctx context.Context, in *ListQualityMetricsRequest, opts ...grpc.CallOption) (*ListQualityMetricsResponse, error)
@@ -221,22 +225,26 @@ type QueryServiceServer interface {
 	// The official values of given points: latest, or as known at a past time or position.
 	// Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
 	GetValues(context.Context, *GetValuesRequest) (*GetValuesResponse, error)
-	// Every version of one point, with the per-source observations it was made from.
+	// Every version of one point, with the per-source observations it was made from, paged in
+	// commit order.
 	GetPointHistory(context.Context, *GetPointHistoryRequest) (*GetPointHistoryResponse, error)
 	// The current definition of one series.
 	GetSeries(context.Context, *GetSeriesRequest) (*Series, error)
 	// The series catalogue, by series id, paged.
 	ListSeries(context.Context, *ListSeriesRequest) (*ListSeriesResponse, error)
-	// Who did what, when: for a series, or for one point.
+	// Who did what, when: for a series, a data source or everything, filtered by point, time,
+	// user and action.
 	ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*ListAuditEntriesResponse, error)
 	// New and restated official values: catch-up from a position, then live. At-least-once,
 	// in commit order; every batch carries a resume token, strictly increasing. A subscriber that
-	// stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
-	// last token without a gap. A caller may have a bounded number of subscriptions open at once
+	// stops reading for too long is disconnected with RESOURCE_EXHAUSTED (SUBSCRIBER_STALLED: the
+	// server will not buffer for it without bound); it resumes from its last token without a
+	// gap. A caller may have a bounded number of subscriptions open at once
 	// (100 by default; one subscription can follow several series, or all of them), and the
 	// service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
-	// The exception queue: quality issues, filtered by series, rule, severity, status and age.
+	// The exception queue: quality issues of a series or of all series, filtered by rule,
+	// severity, status, source, point and age.
 	ListQualityIssues(context.Context, *ListQualityIssuesRequest) (*ListQualityIssuesResponse, error)
 	// Quality metrics of a series, per window.
 	ListQualityMetrics(context.Context, *ListQualityMetricsRequest) (*ListQualityMetricsResponse, error)

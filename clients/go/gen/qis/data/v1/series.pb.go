@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -664,14 +665,15 @@ type PublicationPolicy struct {
 	MinSources int32 `protobuf:"varint,2,opt,name=min_sources,json=minSources,proto3" json:"min_sources,omitempty"`
 	// Minimum quality score in [0, 1] for automatic publication (decimal string; empty: none).
 	MinQualityScore string `protobuf:"bytes,3,opt,name=min_quality_score,json=minQualityScore,proto3" json:"min_quality_score,omitempty"`
-	// Publish with what has arrived this many seconds after the snap, even below min_sources
-	// (0 disables the cut-off). At most 315,537,897,599 (the span of instants, 0001 to 9999).
-	CutoffSeconds int64 `protobuf:"varint,4,opt,name=cutoff_seconds,json=cutoffSeconds,proto3" json:"cutoff_seconds,omitempty"`
-	// A first publication later than this many seconds after its snap counts as late in the
-	// timeliness metric (0: no SLA, every publication is on time). At most 315,537,897,599.
-	TimelinessSlaSeconds int64 `protobuf:"varint,5,opt,name=timeliness_sla_seconds,json=timelinessSlaSeconds,proto3" json:"timeliness_sla_seconds,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Publish with what has arrived this long after the snap, even below min_sources (unset or
+	// zero disables the cut-off). Whole seconds, from 0 to 315,537,897,599 s (the span of
+	// instants, 0001 to 9999).
+	Cutoff *durationpb.Duration `protobuf:"bytes,6,opt,name=cutoff,proto3" json:"cutoff,omitempty"`
+	// A first publication later than this after its snap counts as late in the timeliness metric
+	// (unset or zero: no SLA, every publication is on time). Bounded as `cutoff`.
+	TimelinessSla *durationpb.Duration `protobuf:"bytes,7,opt,name=timeliness_sla,json=timelinessSla,proto3" json:"timeliness_sla,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PublicationPolicy) Reset() {
@@ -725,18 +727,18 @@ func (x *PublicationPolicy) GetMinQualityScore() string {
 	return ""
 }
 
-func (x *PublicationPolicy) GetCutoffSeconds() int64 {
+func (x *PublicationPolicy) GetCutoff() *durationpb.Duration {
 	if x != nil {
-		return x.CutoffSeconds
+		return x.Cutoff
 	}
-	return 0
+	return nil
 }
 
-func (x *PublicationPolicy) GetTimelinessSlaSeconds() int64 {
+func (x *PublicationPolicy) GetTimelinessSla() *durationpb.Duration {
 	if x != nil {
-		return x.TimelinessSlaSeconds
+		return x.TimelinessSla
 	}
-	return 0
+	return nil
 }
 
 // A provider of values (a vendor API, a file drop, a synthetic feed).
@@ -757,9 +759,10 @@ type DataSource struct {
 	// Provider-specific, non-secret settings (endpoints, field mappings). Secrets never go here.
 	// Keys of at most 128 characters, values of at most 1,024.
 	Settings map[string]string `protobuf:"bytes,6,rep,name=settings,proto3" json:"settings,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Whether the source is in use. Recorded with the configuration; ingestion does not check it
-	// yet.
-	Enabled       bool `protobuf:"varint,7,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// A disabled source is kept with its configuration but is not in use. Named for the
+	// exception (a source is enabled unless disabled) so that a request that omits it registers a
+	// source in use. Recorded with the configuration; ingestion does not check it yet.
+	Disabled      bool `protobuf:"varint,8,opt,name=disabled,proto3" json:"disabled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -836,9 +839,9 @@ func (x *DataSource) GetSettings() map[string]string {
 	return nil
 }
 
-func (x *DataSource) GetEnabled() bool {
+func (x *DataSource) GetDisabled() bool {
 	if x != nil {
-		return x.Enabled
+		return x.Disabled
 	}
 	return false
 }
@@ -847,7 +850,7 @@ var File_qis_data_v1_series_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\n" +
-	"\x18qis/data/v1/series.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x18qis/data/v1/values.proto\"\x8f\x05\n" +
+	"\x18qis/data/v1/series.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x18qis/data/v1/values.proto\"\x8f\x05\n" +
 	"\x06Series\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x128\n" +
 	"\tdata_type\x18\x02 \x01(\x0e2\x15.qis.data.v1.DataTypeB\x04\xe2A\x01\x02R\bdataType\x12:\n" +
@@ -882,14 +885,14 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\x0e2!.qis.data.v1.ReconciliationMethodR\x06method\x12#\n" +
 	"\rtolerance_bps\x18\x02 \x01(\tR\ftoleranceBps\x12#\n" +
 	"\rtolerance_abs\x18\x03 \x01(\tR\ftoleranceAbs\x123\n" +
-	"\bon_break\x18\x04 \x01(\x0e2\x18.qis.data.v1.BreakActionR\aonBreak\"\xef\x01\n" +
+	"\bon_break\x18\x04 \x01(\x0e2\x18.qis.data.v1.BreakActionR\aonBreak\"\xbb\x02\n" +
 	"\x11PublicationPolicy\x120\n" +
 	"\x04mode\x18\x01 \x01(\x0e2\x1c.qis.data.v1.PublicationModeR\x04mode\x12\x1f\n" +
 	"\vmin_sources\x18\x02 \x01(\x05R\n" +
 	"minSources\x12*\n" +
-	"\x11min_quality_score\x18\x03 \x01(\tR\x0fminQualityScore\x12%\n" +
-	"\x0ecutoff_seconds\x18\x04 \x01(\x03R\rcutoffSeconds\x124\n" +
-	"\x16timeliness_sla_seconds\x18\x05 \x01(\x03R\x14timelinessSlaSeconds\"\xa6\x03\n" +
+	"\x11min_quality_score\x18\x03 \x01(\tR\x0fminQualityScore\x121\n" +
+	"\x06cutoff\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06cutoff\x12@\n" +
+	"\x0etimeliness_sla\x18\a \x01(\v2\x19.google.protobuf.DurationR\rtimelinessSlaJ\x04\b\x04\x10\x05J\x04\b\x05\x10\x06R\x0ecutoff_secondsR\x16timeliness_sla_seconds\"\xb7\x03\n" +
 	"\n" +
 	"DataSource\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12 \n" +
@@ -897,13 +900,13 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x121\n" +
 	"\x15rate_limit_per_minute\x18\x04 \x01(\x05R\x12rateLimitPerMinute\x12(\n" +
 	"\x10cost_per_request\x18\x05 \x01(\tR\x0ecostPerRequest\x12A\n" +
-	"\bsettings\x18\x06 \x03(\v2%.qis.data.v1.DataSource.SettingsEntryR\bsettings\x12\x18\n" +
-	"\aenabled\x18\a \x01(\bR\aenabled\x1a;\n" +
+	"\bsettings\x18\x06 \x03(\v2%.qis.data.v1.DataSource.SettingsEntryR\bsettings\x12\x1a\n" +
+	"\bdisabled\x18\b \x01(\bR\bdisabled\x1a;\n" +
 	"\rSettingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:C\xeaA@\n" +
 	"\x13qis.data/DataSource\x12\x10sources/{source}*\vdataSources2\n" +
-	"dataSource*\xbe\x01\n" +
+	"dataSourceJ\x04\b\a\x10\bR\aenabled*\xbe\x01\n" +
 	"\tFrequency\x12\x19\n" +
 	"\x15FREQUENCY_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eFREQUENCY_TICK\x10\x01\x12\x14\n" +
@@ -955,6 +958,7 @@ var file_qis_data_v1_series_proto_goTypes = []any{
 	(*DataSource)(nil),           // 9: qis.data.v1.DataSource
 	nil,                          // 10: qis.data.v1.DataSource.SettingsEntry
 	(DataType)(0),                // 11: qis.data.v1.DataType
+	(*durationpb.Duration)(nil),  // 12: google.protobuf.Duration
 }
 var file_qis_data_v1_series_proto_depIdxs = []int32{
 	11, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
@@ -966,12 +970,14 @@ var file_qis_data_v1_series_proto_depIdxs = []int32{
 	1,  // 6: qis.data.v1.ReconciliationPolicy.method:type_name -> qis.data.v1.ReconciliationMethod
 	2,  // 7: qis.data.v1.ReconciliationPolicy.on_break:type_name -> qis.data.v1.BreakAction
 	3,  // 8: qis.data.v1.PublicationPolicy.mode:type_name -> qis.data.v1.PublicationMode
-	10, // 9: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 9: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
+	12, // 10: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
+	10, // 11: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_series_proto_init() }

@@ -7,9 +7,12 @@
 package datav1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	date "google.golang.org/genproto/googleapis/type/date"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -792,14 +795,15 @@ func (*DataValue_CorporateAction) isDataValue_Kind() {}
 // An observation of a series at one instant, as sent by a source.
 type DataPoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The instant the value describes, an RFC 3339 date-time, which has an explicit offset
-	// ("2024-03-01T16:00:00-05:00" or "...Z"): YYYY-MM-DDThh:mm:ss, an optional fraction of at
-	// most 6 digits, then "Z" or ±hh:mm ("t" and "z" may be lower case, RFC 3339 §5.6). Other
-	// ISO 8601 forms (basic format, week or ordinal dates, a space for "T", no seconds, "+hhmm")
-	// are rejected, as is a timestamp without an offset: its meaning would depend on a server's
-	// time zone. From 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z. The offset is kept as
-	// lineage; values are stored and compared in UTC at microsecond precision.
-	Snap string `protobuf:"bytes,1,opt,name=snap,proto3" json:"snap,omitempty"`
+	// The instant the value describes, from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z,
+	// in whole microseconds (nanos a multiple of 1,000: values are stored and compared in UTC at
+	// microsecond precision, and two snaps of a request must never merge into one).
+	SnapTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=snap_time,json=snapTime,proto3" json:"snap_time,omitempty"`
+	// The UTC offset the source stated with the snap ("16:00-05:00" is snap_time 21:00Z with
+	// utc_offset -18,000 s), kept as lineage and shown in the point's history; it never changes
+	// which instant the snap is. Whole minutes from -23:59 to +23:59, as RFC 3339 offsets;
+	// unset: UTC.
+	UtcOffset *durationpb.Duration `protobuf:"bytes,4,opt,name=utc_offset,json=utcOffset,proto3" json:"utc_offset,omitempty"`
 	// The value; its case must match the series' data type.
 	Value         *DataValue `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -836,11 +840,18 @@ func (*DataPoint) Descriptor() ([]byte, []int) {
 	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{7}
 }
 
-func (x *DataPoint) GetSnap() string {
+func (x *DataPoint) GetSnapTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Snap
+		return x.SnapTime
 	}
-	return ""
+	return nil
+}
+
+func (x *DataPoint) GetUtcOffset() *durationpb.Duration {
+	if x != nil {
+		return x.UtcOffset
+	}
+	return nil
 }
 
 func (x *DataPoint) GetValue() *DataValue {
@@ -854,7 +865,7 @@ var File_qis_data_v1_values_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_values_proto_rawDesc = "" +
 	"\n" +
-	"\x18qis/data/v1/values.proto\x12\vqis.data.v1\x1a\x16google/type/date.proto\"9\n" +
+	"\x18qis/data/v1/values.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\"9\n" +
 	"\x05Price\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x1a\n" +
 	"\bcurrency\x18\x02 \x01(\tR\bcurrency\"8\n" +
@@ -892,10 +903,12 @@ const file_qis_data_v1_values_proto_rawDesc = "" +
 	"\x03bar\x18\x03 \x01(\v2\x14.qis.data.v1.OhlcBarH\x00R\x03bar\x12@\n" +
 	"\roptions_chain\x18\x04 \x01(\v2\x19.qis.data.v1.OptionsChainH\x00R\foptionsChain\x12I\n" +
 	"\x10corporate_action\x18\x05 \x01(\v2\x1c.qis.data.v1.CorporateActionH\x00R\x0fcorporateActionB\x06\n" +
-	"\x04kind\"M\n" +
-	"\tDataPoint\x12\x12\n" +
-	"\x04snap\x18\x01 \x01(\tR\x04snap\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.qis.data.v1.DataValueR\x05value*\xa5\x01\n" +
+	"\x04kind\"\xc4\x01\n" +
+	"\tDataPoint\x12=\n" +
+	"\tsnap_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\bsnapTime\x128\n" +
+	"\n" +
+	"utc_offset\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\tutcOffset\x122\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.qis.data.v1.DataValueB\x04\xe2A\x01\x02R\x05valueJ\x04\b\x01\x10\x02R\x04snap*\xa5\x01\n" +
 	"\bDataType\x12\x19\n" +
 	"\x15DATA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDATA_TYPE_PRICE\x10\x01\x12\x14\n" +
@@ -931,18 +944,20 @@ func file_qis_data_v1_values_proto_rawDescGZIP() []byte {
 var file_qis_data_v1_values_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_qis_data_v1_values_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_qis_data_v1_values_proto_goTypes = []any{
-	(DataType)(0),            // 0: qis.data.v1.DataType
-	(OptionRight)(0),         // 1: qis.data.v1.OptionRight
-	(CorporateActionType)(0), // 2: qis.data.v1.CorporateActionType
-	(*Price)(nil),            // 3: qis.data.v1.Price
-	(*Volume)(nil),           // 4: qis.data.v1.Volume
-	(*OhlcBar)(nil),          // 5: qis.data.v1.OhlcBar
-	(*OptionQuote)(nil),      // 6: qis.data.v1.OptionQuote
-	(*OptionsChain)(nil),     // 7: qis.data.v1.OptionsChain
-	(*CorporateAction)(nil),  // 8: qis.data.v1.CorporateAction
-	(*DataValue)(nil),        // 9: qis.data.v1.DataValue
-	(*DataPoint)(nil),        // 10: qis.data.v1.DataPoint
-	(*date.Date)(nil),        // 11: google.type.Date
+	(DataType)(0),                 // 0: qis.data.v1.DataType
+	(OptionRight)(0),              // 1: qis.data.v1.OptionRight
+	(CorporateActionType)(0),      // 2: qis.data.v1.CorporateActionType
+	(*Price)(nil),                 // 3: qis.data.v1.Price
+	(*Volume)(nil),                // 4: qis.data.v1.Volume
+	(*OhlcBar)(nil),               // 5: qis.data.v1.OhlcBar
+	(*OptionQuote)(nil),           // 6: qis.data.v1.OptionQuote
+	(*OptionsChain)(nil),          // 7: qis.data.v1.OptionsChain
+	(*CorporateAction)(nil),       // 8: qis.data.v1.CorporateAction
+	(*DataValue)(nil),             // 9: qis.data.v1.DataValue
+	(*DataPoint)(nil),             // 10: qis.data.v1.DataPoint
+	(*date.Date)(nil),             // 11: google.type.Date
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
 }
 var file_qis_data_v1_values_proto_depIdxs = []int32{
 	11, // 0: qis.data.v1.OptionQuote.expiry:type_name -> google.type.Date
@@ -957,12 +972,14 @@ var file_qis_data_v1_values_proto_depIdxs = []int32{
 	5,  // 9: qis.data.v1.DataValue.bar:type_name -> qis.data.v1.OhlcBar
 	7,  // 10: qis.data.v1.DataValue.options_chain:type_name -> qis.data.v1.OptionsChain
 	8,  // 11: qis.data.v1.DataValue.corporate_action:type_name -> qis.data.v1.CorporateAction
-	9,  // 12: qis.data.v1.DataPoint.value:type_name -> qis.data.v1.DataValue
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	12, // 12: qis.data.v1.DataPoint.snap_time:type_name -> google.protobuf.Timestamp
+	13, // 13: qis.data.v1.DataPoint.utc_offset:type_name -> google.protobuf.Duration
+	9,  // 14: qis.data.v1.DataPoint.value:type_name -> qis.data.v1.DataValue
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_values_proto_init() }

@@ -5,8 +5,8 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Status } from "../../../google/rpc/status_pb.js";
 import { file_google_rpc_status } from "../../../google/rpc/status_pb.js";
 import type { DataSource, Series } from "./series_pb.js";
@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/command_service.proto.
  */
 export const file_qis_data_v1_command_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFxaXMvZGF0YS92MS9jb21tYW5kX3NlcnZpY2UucHJvdG8SC3Fpcy5kYXRhLnYxIj0KD0NvbW1hbmRSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIInMKE0RlZmluZVNlcmllc1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIXCglzZXJpZXNfaWQYAiABKAlCBOJBAQISKQoGc2VyaWVzGAMgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECInYKGUV2b2x2ZVNlcmllc1NjaGVtYVJlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIpCgZzZXJpZXMYAiABKAsyEy5xaXMuZGF0YS52MS5TZXJpZXNCBOJBAQISFAoGcmVhc29uGAMgASgJQgTiQQECIn0KGVJlZ2lzdGVyRGF0YVNvdXJjZVJlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIXCglzb3VyY2VfaWQYAiABKAlCBOJBAQISLQoGc291cmNlGAMgASgLMhcucWlzLmRhdGEudjEuRGF0YVNvdXJjZUIE4kEBAiJlChpDb25maWd1cmVEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi0KBnNvdXJjZRgCIAEoCzIXLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VCBOJBAQIiiQEKE0luZ2VzdFBvaW50c1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIUCgZzZXJpZXMYAiABKAlCBOJBAQISFAoGc291cmNlGAMgASgJQgTiQQECEiwKBnBvaW50cxgEIAMoCzIWLnFpcy5kYXRhLnYxLkRhdGFQb2ludEIE4kEBAiJ4ChRJbmdlc3RQb2ludHNSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIEhAKCGFjY2VwdGVkGAMgASgFEg8KB2ZsYWdnZWQYBCABKAUSEQoJcHVibGlzaGVkGAUgASgFIo0BChJCdWxrSW5nZXN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIzCgZyZXN1bHQYAiABKAsyIS5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXNwb25zZUgAEiMKBWVycm9yGAMgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIJCgdvdXRjb21lImwKFFB1Ymxpc2hQb2ludHNSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEhMKBXNuYXBzGAMgAygJQgTiQQECEg8KB2NvbW1lbnQYBCABKAki4gEKE1Jlc3RhdGVQb2ludFJlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIUCgZzZXJpZXMYAiABKAlCBOJBAQISEgoEc25hcBgDIAEoCUIE4kEBAhIrCgV2YWx1ZRgEIAEoCzIWLnFpcy5kYXRhLnYxLkRhdGFWYWx1ZUIE4kEBAhIUCgZyZWFzb24YBSABKAlCBOJBAQISEwoLcmVhc29uX2NvZGUYBiABKAkSLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpwCChtSZXNvbHZlUXVhbGl0eUlzc3Vlc1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIUCgZzZXJpZXMYAiABKAlCBOJBAQISFwoJaXNzdWVfaWRzGAMgAygJQgTiQQECEjEKCnJlc29sdXRpb24YBCABKA4yFy5xaXMuZGF0YS52MS5SZXNvbHV0aW9uQgTiQQECEhQKBnJlYXNvbhgFIAEoCUIE4kEBAhIlCgV2YWx1ZRgGIAEoCzIWLnFpcy5kYXRhLnYxLkRhdGFWYWx1ZRITCgtyZWFzb25fY29kZRgHIAEoCRIvCgtleHBpcmVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiugEKHkNhbGN1bGF0ZVF1YWxpdHlNZXRyaWNzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhI0CgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIyCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQIqcAoKUmVzb2x1dGlvbhIaChZSRVNPTFVUSU9OX1VOU1BFQ0lGSUVEEAASFgoSUkVTT0xVVElPTl9BUFBST1ZFEAESFQoRUkVTT0xVVElPTl9SRUpFQ1QQAhIXChNSRVNPTFVUSU9OX09WRVJSSURFEAMyiAcKDkNvbW1hbmRTZXJ2aWNlEk4KDERlZmluZVNlcmllcxIgLnFpcy5kYXRhLnYxLkRlZmluZVNlcmllc1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USWgoSRXZvbHZlU2VyaWVzU2NoZW1hEiYucWlzLmRhdGEudjEuRXZvbHZlU2VyaWVzU2NoZW1hUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJaChJSZWdpc3RlckRhdGFTb3VyY2USJi5xaXMuZGF0YS52MS5SZWdpc3RlckRhdGFTb3VyY2VSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlElwKE0NvbmZpZ3VyZURhdGFTb3VyY2USJy5xaXMuZGF0YS52MS5Db25maWd1cmVEYXRhU291cmNlUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJTCgxJbmdlc3RQb2ludHMSIC5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXF1ZXN0GiEucWlzLmRhdGEudjEuSW5nZXN0UG9pbnRzUmVzcG9uc2USUwoKQnVsa0luZ2VzdBIgLnFpcy5kYXRhLnYxLkluZ2VzdFBvaW50c1JlcXVlc3QaHy5xaXMuZGF0YS52MS5CdWxrSW5nZXN0UmVzcG9uc2UoATABElAKDVB1Ymxpc2hQb2ludHMSIS5xaXMuZGF0YS52MS5QdWJsaXNoUG9pbnRzUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJOCgxSZXN0YXRlUG9pbnQSIC5xaXMuZGF0YS52MS5SZXN0YXRlUG9pbnRSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEl4KFFJlc29sdmVRdWFsaXR5SXNzdWVzEigucWlzLmRhdGEudjEuUmVzb2x2ZVF1YWxpdHlJc3N1ZXNSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEmQKF0NhbGN1bGF0ZVF1YWxpdHlNZXRyaWNzEisucWlzLmRhdGEudjEuQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3NSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlQmIKD2NvbS5xaXMuZGF0YS52MUITQ29tbWFuZFNlcnZpY2VQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_timestamp, file_google_rpc_status, file_qis_data_v1_series, file_qis_data_v1_values]);
+  fileDesc("CiFxaXMvZGF0YS92MS9jb21tYW5kX3NlcnZpY2UucHJvdG8SC3Fpcy5kYXRhLnYxIj0KD0NvbW1hbmRSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIInMKE0RlZmluZVNlcmllc1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIXCglzZXJpZXNfaWQYAiABKAlCBOJBAQISKQoGc2VyaWVzGAMgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECIsgBChlFdm9sdmVTZXJpZXNTY2hlbWFSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISKQoGc2VyaWVzGAIgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECEhQKBnJlYXNvbhgDIAEoCUIE4kEBAhIvCgt1cGRhdGVfbWFzaxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHwoXZXhwZWN0ZWRfc2NoZW1hX3ZlcnNpb24YBSABKAUifQoZUmVnaXN0ZXJEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhcKCXNvdXJjZV9pZBgCIAEoCUIE4kEBAhItCgZzb3VyY2UYAyABKAsyFy5xaXMuZGF0YS52MS5EYXRhU291cmNlQgTiQQECIpYBChpDb25maWd1cmVEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi0KBnNvdXJjZRgCIAEoCzIXLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VCBOJBAQISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIokBChNJbmdlc3RQb2ludHNSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEhQKBnNvdXJjZRgDIAEoCUIE4kEBAhIsCgZwb2ludHMYBCADKAsyFi5xaXMuZGF0YS52MS5EYXRhUG9pbnRCBOJBAQIieAoUSW5nZXN0UG9pbnRzUmVzcG9uc2USFwoPY29tbWl0X3Bvc2l0aW9uGAEgASgEEhEKCWR1cGxpY2F0ZRgCIAEoCBIQCghhY2NlcHRlZBgDIAEoBRIPCgdmbGFnZ2VkGAQgASgFEhEKCXB1Ymxpc2hlZBgFIAEoBSKNAQoSQnVsa0luZ2VzdFJlc3BvbnNlEhIKCmNvbW1hbmRfaWQYASABKAkSMwoGcmVzdWx0GAIgASgLMiEucWlzLmRhdGEudjEuSW5nZXN0UG9pbnRzUmVzcG9uc2VIABIjCgVlcnJvchgDIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzSABCCQoHb3V0Y29tZSKaAQoUUHVibGlzaFBvaW50c1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIUCgZzZXJpZXMYAiABKAlCBOJBAQISNAoKc25hcF90aW1lcxgFIAMoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQISDwoHY29tbWVudBgEIAEoCUoECAMQBFIFc25hcHMijwIKE1Jlc3RhdGVQb2ludFJlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIUCgZzZXJpZXMYAiABKAlCBOJBAQISMwoJc25hcF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIrCgV2YWx1ZRgEIAEoCzIWLnFpcy5kYXRhLnYxLkRhdGFWYWx1ZUIE4kEBAhIUCgZyZWFzb24YBSABKAlCBOJBAQISEwoLcmVhc29uX2NvZGUYBiABKAkSLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSgQIAxAEUgRzbmFwIpwCChtSZXNvbHZlUXVhbGl0eUlzc3Vlc1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIUCgZzZXJpZXMYAiABKAlCBOJBAQISFwoJaXNzdWVfaWRzGAMgAygJQgTiQQECEjEKCnJlc29sdXRpb24YBCABKA4yFy5xaXMuZGF0YS52MS5SZXNvbHV0aW9uQgTiQQECEhQKBnJlYXNvbhgFIAEoCUIE4kEBAhIlCgV2YWx1ZRgGIAEoCzIWLnFpcy5kYXRhLnYxLkRhdGFWYWx1ZRITCgtyZWFzb25fY29kZRgHIAEoCRIvCgtleHBpcmVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiugEKHkNhbGN1bGF0ZVF1YWxpdHlNZXRyaWNzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhI0CgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIyCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQIqcAoKUmVzb2x1dGlvbhIaChZSRVNPTFVUSU9OX1VOU1BFQ0lGSUVEEAASFgoSUkVTT0xVVElPTl9BUFBST1ZFEAESFQoRUkVTT0xVVElPTl9SRUpFQ1QQAhIXChNSRVNPTFVUSU9OX09WRVJSSURFEAMyiAcKDkNvbW1hbmRTZXJ2aWNlEk4KDERlZmluZVNlcmllcxIgLnFpcy5kYXRhLnYxLkRlZmluZVNlcmllc1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USWgoSRXZvbHZlU2VyaWVzU2NoZW1hEiYucWlzLmRhdGEudjEuRXZvbHZlU2VyaWVzU2NoZW1hUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJaChJSZWdpc3RlckRhdGFTb3VyY2USJi5xaXMuZGF0YS52MS5SZWdpc3RlckRhdGFTb3VyY2VSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlElwKE0NvbmZpZ3VyZURhdGFTb3VyY2USJy5xaXMuZGF0YS52MS5Db25maWd1cmVEYXRhU291cmNlUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJTCgxJbmdlc3RQb2ludHMSIC5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXF1ZXN0GiEucWlzLmRhdGEudjEuSW5nZXN0UG9pbnRzUmVzcG9uc2USUwoKQnVsa0luZ2VzdBIgLnFpcy5kYXRhLnYxLkluZ2VzdFBvaW50c1JlcXVlc3QaHy5xaXMuZGF0YS52MS5CdWxrSW5nZXN0UmVzcG9uc2UoATABElAKDVB1Ymxpc2hQb2ludHMSIS5xaXMuZGF0YS52MS5QdWJsaXNoUG9pbnRzUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJOCgxSZXN0YXRlUG9pbnQSIC5xaXMuZGF0YS52MS5SZXN0YXRlUG9pbnRSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEl4KFFJlc29sdmVRdWFsaXR5SXNzdWVzEigucWlzLmRhdGEudjEuUmVzb2x2ZVF1YWxpdHlJc3N1ZXNSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEmQKF0NhbGN1bGF0ZVF1YWxpdHlNZXRyaWNzEisucWlzLmRhdGEudjEuQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3NSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlQmIKD2NvbS5xaXMuZGF0YS52MUITQ29tbWFuZFNlcnZpY2VQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_google_rpc_status, file_qis_data_v1_series, file_qis_data_v1_values]);
 
 /**
  * Outcome of a command.
@@ -100,7 +100,8 @@ export type EvolveSeriesSchemaRequest = Message<"qis.data.v1.EvolveSeriesSchemaR
   commandId: string;
 
   /**
-   * The new definition; `series.name` identifies the series.
+   * The new definition; `series.name` identifies the series. Only the fields named by
+   * `update_mask` are read.
    *
    * @generated from field: qis.data.v1.Series series = 2;
    */
@@ -112,6 +113,28 @@ export type EvolveSeriesSchemaRequest = Message<"qis.data.v1.EvolveSeriesSchemaR
    * @generated from field: string reason = 3;
    */
   reason: string;
+
+  /**
+   * The fields of `series` to update (AIP-134), top-level field names: "unit", "precision",
+   * "time_zone", "calendar", "sources", "validation", "reconciliation", "publication",
+   * "description". A named field that is unset in `series` is cleared. "*" replaces every
+   * evolvable field. Unset: the fields set in `series` (a field cannot be cleared this way).
+   * Naming "data_type" or "frequency" with a different value is FAILED_PRECONDITION
+   * (IMMUTABLE_FIELD); naming "name" or "schema_version", or an unknown field, is
+   * INVALID_ARGUMENT.
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 4;
+   */
+  updateMask?: FieldMask | undefined;
+
+  /**
+   * Optimistic concurrency: the schema version the change was made from, as read in
+   * Series.schema_version. When it is no longer the current one the request is ABORTED
+   * (SCHEMA_VERSION_MISMATCH; read the series again and reapply). 0: no check.
+   *
+   * @generated from field: int32 expected_schema_version = 5;
+   */
+  expectedSchemaVersion: number;
 };
 
 /**
@@ -170,11 +193,22 @@ export type ConfigureDataSourceRequest = Message<"qis.data.v1.ConfigureDataSourc
   commandId: string;
 
   /**
-   * The new configuration; `source.name` identifies the source.
+   * The new configuration; `source.name` identifies the source. Only the fields named by
+   * `update_mask` are read.
    *
    * @generated from field: qis.data.v1.DataSource source = 2;
    */
   source?: DataSource | undefined;
+
+  /**
+   * The fields of `source` to update (AIP-134): "provider", "description",
+   * "rate_limit_per_minute", "cost_per_request", "settings" (the whole map), "disabled". A named
+   * field that is unset in `source` is cleared. "*" replaces them all. Unset: the fields set in
+   * `source`. Naming "name" or an unknown field is INVALID_ARGUMENT.
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 3;
+   */
+  updateMask?: FieldMask | undefined;
 };
 
 /**
@@ -343,11 +377,11 @@ export type PublishPointsRequest = Message<"qis.data.v1.PublishPointsRequest"> &
   series: string;
 
   /**
-   * RFC 3339 snaps with offsets (as DataPoint.snap); 1 to 10,000.
+   * The points' snaps, in whole microseconds (as DataPoint.snap_time); 1 to 10,000.
    *
-   * @generated from field: repeated string snaps = 3;
+   * @generated from field: repeated google.protobuf.Timestamp snap_times = 5;
    */
-  snaps: string[];
+  snapTimes: Timestamp[];
 
   /**
    * Why they are published by hand, for the audit trail; at most 1,024 characters.
@@ -385,11 +419,12 @@ export type RestatePointRequest = Message<"qis.data.v1.RestatePointRequest"> & {
   series: string;
 
   /**
-   * RFC 3339 with offset (as DataPoint.snap); the point must have been published.
+   * The point's snap, in whole microseconds (as DataPoint.snap_time); the point must have been
+   * published.
    *
-   * @generated from field: string snap = 3;
+   * @generated from field: google.protobuf.Timestamp snap_time = 8;
    */
-  snap: string;
+  snapTime?: Timestamp | undefined;
 
   /**
    * The corrected value; its case must match the series' data type.
@@ -452,7 +487,8 @@ export type ResolveQualityIssuesRequest = Message<"qis.data.v1.ResolveQualityIss
   series: string;
 
   /**
-   * Ids of open issues, as listed by QueryService.ListQualityIssues; 1 to 10,000.
+   * Ids of open issues of the series (QualityIssue.issue_id, as listed by
+   * QueryService.ListQualityIssues); 1 to 10,000.
    *
    * @generated from field: repeated string issue_ids = 3;
    */
@@ -588,10 +624,12 @@ export const ResolutionSchema: GenEnum<Resolution> = /*@__PURE__*/
   enumDesc(file_qis_data_v1_command_service, 0);
 
 /**
- * The write side. Every command carries a client-chosen `command_id`: sending the same command
- * again (a retry after a lost reply, a re-run import) is answered with the first outcome and
- * changes nothing. Who is calling travels in call metadata (`x-qis-user` in development mode,
- * `authorization` later), never in a request field.
+ * The write side. Every command carries a client-chosen `command_id` (AIP-155's request id,
+ * named for what it becomes: the command's identity in the event log and the audit trail):
+ * sending the same command again (a retry after a lost reply, a re-run import) is answered with
+ * the first outcome and changes nothing; the same id with other arguments is ALREADY_EXISTS
+ * (COMMAND_ID_REUSED). Who is calling travels in call metadata (`authorization: Bearer`, a
+ * client certificate, or `x-qis-user` in development mode), never in a request field.
  *
  * Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations (field paths name the
  * point, e.g. "points[17].value.price.value"), every violation of the request in one answer.
@@ -599,7 +637,10 @@ export const ResolutionSchema: GenEnum<Resolution> = /*@__PURE__*/
  * beyond that its last violation names the request field ("points") and says how many more
  * there are. NOT_FOUND for an unknown series or source;
  * ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
- * command; ABORTED when concurrent writers kept conflicting; UNAUTHENTICATED without identity.
+ * command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
+ * expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
+ * unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
+ * (domain "qis.data") whose reason is listed in docs/errors.md.
  *
  * @generated from service qis.data.v1.CommandService
  */
@@ -615,8 +656,8 @@ export const CommandService: GenService<{
     output: typeof CommandResponseSchema;
   },
   /**
-   * Replaces the evolvable parts of a series definition (everything but data type and
-   * frequency) and increments its schema version.
+   * Updates the evolvable parts of a series definition (everything but data type and
+   * frequency) named by the update mask, and increments its schema version.
    *
    * @generated from rpc qis.data.v1.CommandService.EvolveSeriesSchema
    */
@@ -636,7 +677,7 @@ export const CommandService: GenService<{
     output: typeof CommandResponseSchema;
   },
   /**
-   * Changes a data source's configuration.
+   * Updates the parts of a data source's configuration named by the update mask.
    *
    * @generated from rpc qis.data.v1.CommandService.ConfigureDataSource
    */

@@ -2,11 +2,15 @@
 // @generated from file qis/data/v1/query_service.proto (package qis.data.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Date } from "../../../google/type/date_pb.js";
+import { file_google_type_date } from "../../../google/type/date_pb.js";
+import type { QualityIssueStatus, QualityRule, Severity } from "./quality_pb.js";
+import { file_qis_data_v1_quality } from "./quality_pb.js";
 import type { Series, SeriesSchema } from "./series_pb.js";
 import { file_qis_data_v1_series } from "./series_pb.js";
 import type { DataValue } from "./values_pb.js";
@@ -17,7 +21,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/query_service.proto.
  */
 export const file_qis_data_v1_query_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9xaXMvZGF0YS92MS9xdWVyeV9zZXJ2aWNlLnByb3RvEgtxaXMuZGF0YS52MSL2AgoNT2ZmaWNpYWxWYWx1ZRIOCgZzZXJpZXMYASABKAkSKAoEc25hcBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgDIAEoBRIlCgV2YWx1ZRgEIAEoCzIWLnFpcy5kYXRhLnYxLkRhdGFWYWx1ZRIVCg1xdWFsaXR5X3Njb3JlGAUgASgBEjEKDXJlY29yZGVkX2Zyb20YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JlY29yZGVkX3RvGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1wb3NpdGlvbl9mcm9tGAggASgEEhMKC3Bvc2l0aW9uX3RvGAkgASgEEg8KB3NvdXJjZXMYCiADKAkSDgoGbWV0aG9kGAsgASgJEg0KBWZsYWdzGAwgAygJEg4KBnJlYXNvbhgNIAEoCRIMCgR1c2VyGA4gASgJIooCChFRdWVyeVJhbmdlUmVxdWVzdBIUCgZzZXJpZXMYASABKAlCBOJBAQISKQoFc3RhcnQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA2VuZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoIa25vd25fYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASFQoLYXRfcG9zaXRpb24YBSABKARIABIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCRIUCgxtaW5fcG9zaXRpb24YCCABKARCBwoFYXNfb2YicAoSUXVlcnlSYW5nZVJlc3BvbnNlEioKBnZhbHVlcxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhUKDXJlYWRfcG9zaXRpb24YAyABKAQivwEKEEdldFZhbHVlc1JlcXVlc3QSFAoGc2VyaWVzGAEgASgJQgTiQQECEi8KBXNuYXBzGAIgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIuCghrbm93bl9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIVCgthdF9wb3NpdGlvbhgEIAEoBEgAEhQKDG1pbl9wb3NpdGlvbhgFIAEoBEIHCgVhc19vZiJWChFHZXRWYWx1ZXNSZXNwb25zZRIqCgZ2YWx1ZXMYASADKAsyGi5xaXMuZGF0YS52MS5PZmZpY2lhbFZhbHVlEhUKDXJlYWRfcG9zaXRpb24YAiABKAQidAoWR2V0UG9pbnRIaXN0b3J5UmVxdWVzdBIUCgZzZXJpZXMYASABKAlCBOJBAQISLgoEc25hcBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQISFAoMbWluX3Bvc2l0aW9uGAMgASgEIswBChFTb3VyY2VPYnNlcnZhdGlvbhIOCgZzb3VyY2UYASABKAkSJQoFdmFsdWUYAiABKAsyFi5xaXMuZGF0YS52MS5EYXRhVmFsdWUSGwoTc25hcF9vZmZzZXRfc2Vjb25kcxgDIAEoBRIvCgtyZWNvcmRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcG9zaXRpb24YBSABKAQSDAoEdXNlchgGIAEoCRISCgpjb21tYW5kX2lkGAcgASgJIpQBChdHZXRQb2ludEhpc3RvcnlSZXNwb25zZRIsCgh2ZXJzaW9ucxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSNAoMb2JzZXJ2YXRpb25zGAIgAygLMh4ucWlzLmRhdGEudjEuU291cmNlT2JzZXJ2YXRpb24SFQoNcmVhZF9wb3NpdGlvbhgDIAEoBCI8ChBHZXRTZXJpZXNSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISFAoMbWluX3Bvc2l0aW9uGAIgASgEIlAKEUxpc3RTZXJpZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhQKDG1pbl9wb3NpdGlvbhgDIAEoBCJSChJMaXN0U2VyaWVzUmVzcG9uc2USIwoGc2VyaWVzGAEgAygLMhMucWlzLmRhdGEudjEuU2VyaWVzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKWAQoXTGlzdEF1ZGl0RW50cmllc1JlcXVlc3QSFAoGc2VyaWVzGAEgASgJQgTiQQECEigKBHNuYXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJEhQKDG1pbl9wb3NpdGlvbhgFIAEoBCLeAQoKQXVkaXRFbnRyeRIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZhY3Rpb24YAiABKAkSDAoEdXNlchgDIAEoCRISCgpjb21tYW5kX2lkGAQgASgJEg4KBnNlcmllcxgFIAEoCRIoCgRzbmFwGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdkZXRhaWxzGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghwb3NpdGlvbhgIIAEoBCJdChhMaXN0QXVkaXRFbnRyaWVzUmVzcG9uc2USKAoHZW50cmllcxgBIAMoCzIXLnFpcy5kYXRhLnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIl0KEFN1YnNjcmliZVJlcXVlc3QSDgoGc2VyaWVzGAEgAygJEhYKDHJlc3VtZV90b2tlbhgCIAEoCUgAEhgKDmFmdGVyX3Bvc2l0aW9uGAMgASgESABCBwoFc3RhcnQiVQoRU3Vic2NyaWJlUmVzcG9uc2USKgoGdmFsdWVzGAEgAygLMhoucWlzLmRhdGEudjEuT2ZmaWNpYWxWYWx1ZRIUCgxyZXN1bWVfdG9rZW4YAiABKAki1wIKDFF1YWxpdHlJc3N1ZRIQCghpc3N1ZV9pZBgBIAEoCRIOCgZzZXJpZXMYAiABKAkSKAoEc25hcBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGc291cmNlGAQgASgJEgwKBHJ1bGUYBSABKAkSEAoIc2V2ZXJpdHkYBiABKAkSKQoIZXZpZGVuY2UYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg4KBnN0YXR1cxgIIAEoCRIuCgpyYWlzZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXNvbHZlZF9ieRgKIAEoCRIZChFyZXNvbHV0aW9uX3JlYXNvbhgLIAEoCRIwCgxyZXNvbHZlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsoBChhMaXN0UXVhbGl0eUlzc3Vlc1JlcXVlc3QSDgoGc2VyaWVzGAEgASgJEgwKBHJ1bGUYAiABKAkSEAoIc2V2ZXJpdHkYAyABKAkSDgoGc3RhdHVzGAQgASgJEjEKDXJhaXNlZF9iZWZvcmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoBRISCgpwYWdlX3Rva2VuGAcgASgJEhQKDG1pbl9wb3NpdGlvbhgIIAEoBCJfChlMaXN0UXVhbGl0eUlzc3Vlc1Jlc3BvbnNlEikKBmlzc3VlcxgBIAMoCzIZLnFpcy5kYXRhLnYxLlF1YWxpdHlJc3N1ZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki6QIKDlF1YWxpdHlNZXRyaWNzEg4KBnNlcmllcxgBIAEoCRIwCgx3aW5kb3dfc3RhcnQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCndpbmRvd19lbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFjY3VyYWN5GAQgASgBEhQKDGNvbXBsZXRlbmVzcxgFIAEoARISCgp0aW1lbGluZXNzGAYgASgBEhMKC2NvbnNpc3RlbmN5GAcgASgBEjIKDmNhbGN1bGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5leHBlY3RlZF9zbmFwcxgJIAEoAxIWCg5yZWNlaXZlZF9zbmFwcxgKIAEoAxIYChBtaXNzaW5nX3Nlc3Npb25zGAsgAygJEhYKDnVuY292ZXJlZF9kYXlzGAwgASgFIsIBChlMaXN0UXVhbGl0eU1ldHJpY3NSZXF1ZXN0EhQKBnNlcmllcxgBIAEoCUIE4kEBAhIpCgVzdGFydBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoDZW5kGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxtaW5fcG9zaXRpb24YBCABKAQSEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkiYwoaTGlzdFF1YWxpdHlNZXRyaWNzUmVzcG9uc2USLAoHbWV0cmljcxgBIAMoCzIbLnFpcy5kYXRhLnYxLlF1YWxpdHlNZXRyaWNzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTKTBgoMUXVlcnlTZXJ2aWNlEk8KClF1ZXJ5UmFuZ2USHi5xaXMuZGF0YS52MS5RdWVyeVJhbmdlUmVxdWVzdBofLnFpcy5kYXRhLnYxLlF1ZXJ5UmFuZ2VSZXNwb25zZTABEkoKCUdldFZhbHVlcxIdLnFpcy5kYXRhLnYxLkdldFZhbHVlc1JlcXVlc3QaHi5xaXMuZGF0YS52MS5HZXRWYWx1ZXNSZXNwb25zZRJcCg9HZXRQb2ludEhpc3RvcnkSIy5xaXMuZGF0YS52MS5HZXRQb2ludEhpc3RvcnlSZXF1ZXN0GiQucWlzLmRhdGEudjEuR2V0UG9pbnRIaXN0b3J5UmVzcG9uc2USPwoJR2V0U2VyaWVzEh0ucWlzLmRhdGEudjEuR2V0U2VyaWVzUmVxdWVzdBoTLnFpcy5kYXRhLnYxLlNlcmllcxJNCgpMaXN0U2VyaWVzEh4ucWlzLmRhdGEudjEuTGlzdFNlcmllc1JlcXVlc3QaHy5xaXMuZGF0YS52MS5MaXN0U2VyaWVzUmVzcG9uc2USXwoQTGlzdEF1ZGl0RW50cmllcxIkLnFpcy5kYXRhLnYxLkxpc3RBdWRpdEVudHJpZXNSZXF1ZXN0GiUucWlzLmRhdGEudjEuTGlzdEF1ZGl0RW50cmllc1Jlc3BvbnNlEkwKCVN1YnNjcmliZRIdLnFpcy5kYXRhLnYxLlN1YnNjcmliZVJlcXVlc3QaHi5xaXMuZGF0YS52MS5TdWJzY3JpYmVSZXNwb25zZTABEmIKEUxpc3RRdWFsaXR5SXNzdWVzEiUucWlzLmRhdGEudjEuTGlzdFF1YWxpdHlJc3N1ZXNSZXF1ZXN0GiYucWlzLmRhdGEudjEuTGlzdFF1YWxpdHlJc3N1ZXNSZXNwb25zZRJlChJMaXN0UXVhbGl0eU1ldHJpY3MSJi5xaXMuZGF0YS52MS5MaXN0UXVhbGl0eU1ldHJpY3NSZXF1ZXN0GicucWlzLmRhdGEudjEuTGlzdFF1YWxpdHlNZXRyaWNzUmVzcG9uc2VCYAoPY29tLnFpcy5kYXRhLnYxQhFRdWVyeVNlcnZpY2VQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_struct, file_google_protobuf_timestamp, file_qis_data_v1_series, file_qis_data_v1_values]);
+  fileDesc("Ch9xaXMvZGF0YS92MS9xdWVyeV9zZXJ2aWNlLnByb3RvEgtxaXMuZGF0YS52MSLFAwoNT2ZmaWNpYWxWYWx1ZRIOCgZzZXJpZXMYASABKAkSLQoJc25hcF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAMgASgFEiUKBXZhbHVlGAQgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlEhUKDXF1YWxpdHlfc2NvcmUYBSABKAESLwoLcmVjb3JkX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDnN1cGVyc2VkZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9yZWNvcmRfcG9zaXRpb24YCCABKAQSGgoSc3VwZXJzZWRlX3Bvc2l0aW9uGAkgASgEEg8KB3NvdXJjZXMYCiADKAkSKAoGbWV0aG9kGA8gASgOMhgucWlzLmRhdGEudjEuVmFsdWVNZXRob2QSJwoFZmxhZ3MYECADKA4yGC5xaXMuZGF0YS52MS5RdWFsaXR5UnVsZRIOCgZyZWFzb24YDSABKAkSDAoEdXNlchgOIAEoCUoECAsQDEoECAwQDSKZAgoRUXVlcnlSYW5nZVJlcXVlc3QSFAoGc2VyaWVzGAEgASgJQgTiQQECEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgphc19vZl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEhgKDmFzX29mX3Bvc2l0aW9uGAUgASgESAASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSFAoMbWluX3Bvc2l0aW9uGAggASgEQgcKBWFzX29mInAKElF1ZXJ5UmFuZ2VSZXNwb25zZRIqCgZ2YWx1ZXMYASADKAsyGi5xaXMuZGF0YS52MS5PZmZpY2lhbFZhbHVlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIVCg1yZWFkX3Bvc2l0aW9uGAMgASgEIskBChBHZXRWYWx1ZXNSZXF1ZXN0EhQKBnNlcmllcxgBIAEoCUIE4kEBAhI0CgpzbmFwX3RpbWVzGAIgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIwCgphc19vZl90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEhgKDmFzX29mX3Bvc2l0aW9uGAQgASgESAASFAoMbWluX3Bvc2l0aW9uGAUgASgEQgcKBWFzX29mIlYKEUdldFZhbHVlc1Jlc3BvbnNlEioKBnZhbHVlcxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSFQoNcmVhZF9wb3NpdGlvbhgCIAEoBCKgAQoWR2V0UG9pbnRIaXN0b3J5UmVxdWVzdBIUCgZzZXJpZXMYASABKAlCBOJBAQISMwoJc25hcF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIUCgxtaW5fcG9zaXRpb24YAyABKAQSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkigAIKEVNvdXJjZU9ic2VydmF0aW9uEg4KBnNvdXJjZRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLnFpcy5kYXRhLnYxLkRhdGFWYWx1ZRItCgp1dGNfb2Zmc2V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KC3JlY29yZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9yZWNvcmRfcG9zaXRpb24YBSABKAQSDAoEdXNlchgGIAEoCRISCgpjb21tYW5kX2lkGAcgASgJSgQIAxAEUhNzbmFwX29mZnNldF9zZWNvbmRzIq0BChdHZXRQb2ludEhpc3RvcnlSZXNwb25zZRIsCgh2ZXJzaW9ucxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSNAoMb2JzZXJ2YXRpb25zGAIgAygLMh4ucWlzLmRhdGEudjEuU291cmNlT2JzZXJ2YXRpb24SFQoNcmVhZF9wb3NpdGlvbhgDIAEoBBIXCg9uZXh0X3BhZ2VfdG9rZW4YBCABKAkiPAoQR2V0U2VyaWVzUmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECEhQKDG1pbl9wb3NpdGlvbhgCIAEoBCJQChFMaXN0U2VyaWVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIUCgxtaW5fcG9zaXRpb24YAyABKAQiUgoSTGlzdFNlcmllc1Jlc3BvbnNlEiMKBnNlcmllcxgBIAMoCzITLnFpcy5kYXRhLnYxLlNlcmllcxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkilgEKF0xpc3RBdWRpdEVudHJpZXNSZXF1ZXN0EhQKBnBhcmVudBgGIAEoCUIE4kEBAhIOCgZmaWx0ZXIYByABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkSFAoMbWluX3Bvc2l0aW9uGAUgASgESgQIARACSgQIAhADUgZzZXJpZXNSBHNuYXAi8wEKCkF1ZGl0RW50cnkSLwoLY29tbWl0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGlvbhgCIAEoCRIMCgR1c2VyGAMgASgJEhIKCmNvbW1hbmRfaWQYBCABKAkSEAoIcmVzb3VyY2UYBSABKAkSLQoJc25hcF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdkZXRhaWxzGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIXCg9jb21taXRfcG9zaXRpb24YCCABKAQiXQoYTGlzdEF1ZGl0RW50cmllc1Jlc3BvbnNlEigKB2VudHJpZXMYASADKAsyFy5xaXMuZGF0YS52MS5BdWRpdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJzChBTdWJzY3JpYmVSZXF1ZXN0Eg4KBnNlcmllcxgBIAMoCRIWCgxyZXN1bWVfdG9rZW4YAiABKAlIABIYCg5hZnRlcl9wb3NpdGlvbhgDIAEoBEgAEhQKDG1pbl9wb3NpdGlvbhgEIAEoBEIHCgVzdGFydCJVChFTdWJzY3JpYmVSZXNwb25zZRIqCgZ2YWx1ZXMYASADKAsyGi5xaXMuZGF0YS52MS5PZmZpY2lhbFZhbHVlEhQKDHJlc3VtZV90b2tlbhgCIAEoCSLAAwoMUXVhbGl0eUlzc3VlEhAKCGlzc3VlX2lkGAEgASgJEg4KBnNlcmllcxgCIAEoCRItCglzbmFwX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnNvdXJjZRgEIAEoCRImCgRydWxlGA0gASgOMhgucWlzLmRhdGEudjEuUXVhbGl0eVJ1bGUSJwoIc2V2ZXJpdHkYDiABKA4yFS5xaXMuZGF0YS52MS5TZXZlcml0eRIpCghldmlkZW5jZRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLwoGc3RhdHVzGA8gASgOMh8ucWlzLmRhdGEudjEuUXVhbGl0eUlzc3VlU3RhdHVzEi4KCnJhaXNlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3Jlc29sdmVkX2J5GAogASgJEhkKEXJlc29sdXRpb25fcmVhc29uGAsgASgJEjAKDHJlc29sdmVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBKBAgFEAZKBAgGEAdKBAgIEAkiygEKGExpc3RRdWFsaXR5SXNzdWVzUmVxdWVzdBIUCgZwYXJlbnQYCSABKAlCBOJBAQISDgoGZmlsdGVyGAogASgJEhEKCXBhZ2Vfc2l6ZRgGIAEoBRISCgpwYWdlX3Rva2VuGAcgASgJEhQKDG1pbl9wb3NpdGlvbhgIIAEoBEoECAEQAkoECAIQA0oECAMQBEoECAQQBUoECAUQBlIGc2VyaWVzUgRydWxlUghzZXZlcml0eVIGc3RhdHVzUg1yYWlzZWRfYmVmb3JlIl8KGUxpc3RRdWFsaXR5SXNzdWVzUmVzcG9uc2USKQoGaXNzdWVzGAEgAygLMhkucWlzLmRhdGEudjEuUXVhbGl0eUlzc3VlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSL+AgoOUXVhbGl0eU1ldHJpY3MSDgoGc2VyaWVzGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhY2N1cmFjeRgEIAEoARIUCgxjb21wbGV0ZW5lc3MYBSABKAESEgoKdGltZWxpbmVzcxgGIAEoARITCgtjb25zaXN0ZW5jeRgHIAEoARIyCg5jYWxjdWxhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZXhwZWN0ZWRfc25hcHMYCSABKAMSFgoOcmVjZWl2ZWRfc25hcHMYCiABKAMSKwoQbWlzc2luZ19zZXNzaW9ucxgNIAMoCzIRLmdvb2dsZS50eXBlLkRhdGUSFgoOdW5jb3ZlcmVkX2RheXMYDCABKAVKBAgLEAwizAEKGUxpc3RRdWFsaXR5TWV0cmljc1JlcXVlc3QSFAoGc2VyaWVzGAEgASgJQgTiQQECEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxtaW5fcG9zaXRpb24YBCABKAQSEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkiYwoaTGlzdFF1YWxpdHlNZXRyaWNzUmVzcG9uc2USLAoHbWV0cmljcxgBIAMoCzIbLnFpcy5kYXRhLnYxLlF1YWxpdHlNZXRyaWNzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSqUAQoLVmFsdWVNZXRob2QSHAoYVkFMVUVfTUVUSE9EX1VOU1BFQ0lGSUVEEAASGQoVVkFMVUVfTUVUSE9EX1BSSU9SSVRZEAESFwoTVkFMVUVfTUVUSE9EX01FRElBThACEhoKFlZBTFVFX01FVEhPRF9DT05TRU5TVVMQAxIXChNWQUxVRV9NRVRIT0RfTUFOVUFMEAQykwYKDFF1ZXJ5U2VydmljZRJPCgpRdWVyeVJhbmdlEh4ucWlzLmRhdGEudjEuUXVlcnlSYW5nZVJlcXVlc3QaHy5xaXMuZGF0YS52MS5RdWVyeVJhbmdlUmVzcG9uc2UwARJKCglHZXRWYWx1ZXMSHS5xaXMuZGF0YS52MS5HZXRWYWx1ZXNSZXF1ZXN0Gh4ucWlzLmRhdGEudjEuR2V0VmFsdWVzUmVzcG9uc2USXAoPR2V0UG9pbnRIaXN0b3J5EiMucWlzLmRhdGEudjEuR2V0UG9pbnRIaXN0b3J5UmVxdWVzdBokLnFpcy5kYXRhLnYxLkdldFBvaW50SGlzdG9yeVJlc3BvbnNlEj8KCUdldFNlcmllcxIdLnFpcy5kYXRhLnYxLkdldFNlcmllc1JlcXVlc3QaEy5xaXMuZGF0YS52MS5TZXJpZXMSTQoKTGlzdFNlcmllcxIeLnFpcy5kYXRhLnYxLkxpc3RTZXJpZXNSZXF1ZXN0Gh8ucWlzLmRhdGEudjEuTGlzdFNlcmllc1Jlc3BvbnNlEl8KEExpc3RBdWRpdEVudHJpZXMSJC5xaXMuZGF0YS52MS5MaXN0QXVkaXRFbnRyaWVzUmVxdWVzdBolLnFpcy5kYXRhLnYxLkxpc3RBdWRpdEVudHJpZXNSZXNwb25zZRJMCglTdWJzY3JpYmUSHS5xaXMuZGF0YS52MS5TdWJzY3JpYmVSZXF1ZXN0Gh4ucWlzLmRhdGEudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJiChFMaXN0UXVhbGl0eUlzc3VlcxIlLnFpcy5kYXRhLnYxLkxpc3RRdWFsaXR5SXNzdWVzUmVxdWVzdBomLnFpcy5kYXRhLnYxLkxpc3RRdWFsaXR5SXNzdWVzUmVzcG9uc2USZQoSTGlzdFF1YWxpdHlNZXRyaWNzEiYucWlzLmRhdGEudjEuTGlzdFF1YWxpdHlNZXRyaWNzUmVxdWVzdBonLnFpcy5kYXRhLnYxLkxpc3RRdWFsaXR5TWV0cmljc1Jlc3BvbnNlQmAKD2NvbS5xaXMuZGF0YS52MUIRUXVlcnlTZXJ2aWNlUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_quality, file_qis_data_v1_series, file_qis_data_v1_values]);
 
 /**
  * One version of the official value of a point.
@@ -35,9 +39,9 @@ export type OfficialValue = Message<"qis.data.v1.OfficialValue"> & {
   /**
    * The instant the value describes (valid time).
    *
-   * @generated from field: google.protobuf.Timestamp snap = 2;
+   * @generated from field: google.protobuf.Timestamp snap_time = 2;
    */
-  snap?: Timestamp | undefined;
+  snapTime?: Timestamp | undefined;
 
   /**
    * 1 for the first publication, +1 for each restatement.
@@ -63,52 +67,53 @@ export type OfficialValue = Message<"qis.data.v1.OfficialValue"> & {
   /**
    * Knowledge time: when this version became official (the commit time of its event)...
    *
-   * @generated from field: google.protobuf.Timestamp recorded_from = 6;
+   * @generated from field: google.protobuf.Timestamp record_time = 6;
    */
-  recordedFrom?: Timestamp | undefined;
+  recordTime?: Timestamp | undefined;
 
   /**
-   * ...and until when it was the official one; unset while it still is.
+   * ...and when a later version superseded it; unset while it is the official one.
    *
-   * @generated from field: google.protobuf.Timestamp recorded_to = 7;
+   * @generated from field: google.protobuf.Timestamp supersede_time = 7;
    */
-  recordedTo?: Timestamp | undefined;
+  supersedeTime?: Timestamp | undefined;
 
   /**
    * Knowledge interval in commit positions: the position of the event that made this version
    * official...
    *
-   * @generated from field: uint64 position_from = 8;
+   * @generated from field: uint64 record_position = 8;
    */
-  positionFrom: bigint;
+  recordPosition: bigint;
 
   /**
    * ...and of the one that superseded it; 0 while the version is current.
    *
-   * @generated from field: uint64 position_to = 9;
+   * @generated from field: uint64 supersede_position = 9;
    */
-  positionTo: bigint;
+  supersedePosition: bigint;
 
   /**
-   * Source ids the value was made from ("manual" for a manual correction).
+   * Resource names of the sources the value was made from ("sources/{source_id}"); empty for
+   * a manual value.
    *
    * @generated from field: repeated string sources = 10;
    */
   sources: string[];
 
   /**
-   * Reconciliation method ("priority", "median", "consensus") or "manual".
+   * How the value was made.
    *
-   * @generated from field: string method = 11;
+   * @generated from field: qis.data.v1.ValueMethod method = 15;
    */
-  method: string;
+  method: ValueMethod;
 
   /**
    * Rules failed by what the value was made of.
    *
-   * @generated from field: repeated string flags = 12;
+   * @generated from field: repeated qis.data.v1.QualityRule flags = 16;
    */
-  flags: string[];
+  flags: QualityRule[];
 
   /**
    * Why this version exists (restatements and manual publications).
@@ -146,18 +151,18 @@ export type QueryRangeRequest = Message<"qis.data.v1.QueryRangeRequest"> & {
   series: string;
 
   /**
-   * Snaps in [start, end). Unset start: the beginning.
+   * Snaps in [start_time, end_time). Unset: from the beginning.
    *
-   * @generated from field: google.protobuf.Timestamp start = 2;
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
    */
-  start?: Timestamp | undefined;
+  startTime?: Timestamp | undefined;
 
   /**
-   * Exclusive upper bound of the snaps. Unset end: no bound.
+   * Exclusive upper bound of the snaps. Unset: no bound.
    *
-   * @generated from field: google.protobuf.Timestamp end = 3;
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
    */
-  end?: Timestamp | undefined;
+  endTime?: Timestamp | undefined;
 
   /**
    * Unset: the latest version of each point.
@@ -168,19 +173,19 @@ export type QueryRangeRequest = Message<"qis.data.v1.QueryRangeRequest"> & {
     /**
      * The versions that were official at this knowledge time.
      *
-     * @generated from field: google.protobuf.Timestamp known_at = 4;
+     * @generated from field: google.protobuf.Timestamp as_of_time = 4;
      */
     value: Timestamp;
-    case: "knownAt";
+    case: "asOfTime";
   } | {
     /**
      * The versions that were official right after this commit position: reproduces any past
      * answer exactly.
      *
-     * @generated from field: uint64 at_position = 5;
+     * @generated from field: uint64 as_of_position = 5;
      */
     value: bigint;
-    case: "atPosition";
+    case: "asOfPosition";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -264,11 +269,11 @@ export type GetValuesRequest = Message<"qis.data.v1.GetValuesRequest"> & {
   series: string;
 
   /**
-   * The points, 1 to 1,000.
+   * The points' snaps, 1 to 1,000.
    *
-   * @generated from field: repeated google.protobuf.Timestamp snaps = 2;
+   * @generated from field: repeated google.protobuf.Timestamp snap_times = 2;
    */
-  snaps: Timestamp[];
+  snapTimes: Timestamp[];
 
   /**
    * Unset: the latest version of each point.
@@ -279,18 +284,18 @@ export type GetValuesRequest = Message<"qis.data.v1.GetValuesRequest"> & {
     /**
      * The versions that were official at this knowledge time.
      *
-     * @generated from field: google.protobuf.Timestamp known_at = 3;
+     * @generated from field: google.protobuf.Timestamp as_of_time = 3;
      */
     value: Timestamp;
-    case: "knownAt";
+    case: "asOfTime";
   } | {
     /**
      * The versions that were official right after this commit position.
      *
-     * @generated from field: uint64 at_position = 4;
+     * @generated from field: uint64 as_of_position = 4;
      */
     value: bigint;
-    case: "atPosition";
+    case: "asOfPosition";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -352,9 +357,9 @@ export type GetPointHistoryRequest = Message<"qis.data.v1.GetPointHistoryRequest
   /**
    * The point's snap (valid time).
    *
-   * @generated from field: google.protobuf.Timestamp snap = 2;
+   * @generated from field: google.protobuf.Timestamp snap_time = 2;
    */
-  snap?: Timestamp | undefined;
+  snapTime?: Timestamp | undefined;
 
   /**
    * Read-your-writes: wait until the read model has projected this commit position.
@@ -362,6 +367,20 @@ export type GetPointHistoryRequest = Message<"qis.data.v1.GetPointHistoryRequest
    * @generated from field: uint64 min_position = 3;
    */
   minPosition: bigint;
+
+  /**
+   * Versions and observations per page, together: 0 means 100; at most 1,000.
+   *
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous page; tied to this request's series and snap.
+   *
+   * @generated from field: string page_token = 5;
+   */
+  pageToken: string;
 };
 
 /**
@@ -392,25 +411,25 @@ export type SourceObservation = Message<"qis.data.v1.SourceObservation"> & {
   value?: DataValue | undefined;
 
   /**
-   * UTC offset the source sent with the snap, in seconds.
+   * The UTC offset the source stated with the snap (DataPoint.utc_offset).
    *
-   * @generated from field: int32 snap_offset_seconds = 3;
+   * @generated from field: google.protobuf.Duration utc_offset = 8;
    */
-  snapOffsetSeconds: number;
+  utcOffset?: Duration | undefined;
 
   /**
    * Commit time of the ingestion that stored it.
    *
-   * @generated from field: google.protobuf.Timestamp recorded_at = 4;
+   * @generated from field: google.protobuf.Timestamp record_time = 4;
    */
-  recordedAt?: Timestamp | undefined;
+  recordTime?: Timestamp | undefined;
 
   /**
    * Commit position of the ingestion that stored it.
    *
-   * @generated from field: uint64 position = 5;
+   * @generated from field: uint64 record_position = 5;
    */
-  position: bigint;
+  recordPosition: bigint;
 
   /**
    * Who sent the ingestion command.
@@ -435,20 +454,22 @@ export const SourceObservationSchema: GenMessage<SourceObservation> = /*@__PURE_
   messageDesc(file_qis_data_v1_query_service, 6);
 
 /**
- * Every version of one point, and the observations they were made from.
+ * One page of the history of a point: its versions and the observations they were made from,
+ * in commit order. A page holds the versions and observations of a run of commit positions,
+ * up to page_size of them together.
  *
  * @generated from message qis.data.v1.GetPointHistoryResponse
  */
 export type GetPointHistoryResponse = Message<"qis.data.v1.GetPointHistoryResponse"> & {
   /**
-   * Ascending by version.
+   * This page's versions, ascending by version.
    *
    * @generated from field: repeated qis.data.v1.OfficialValue versions = 1;
    */
   versions: OfficialValue[];
 
   /**
-   * Ascending by commit position.
+   * This page's observations, ascending by commit position.
    *
    * @generated from field: repeated qis.data.v1.SourceObservation observations = 2;
    */
@@ -460,6 +481,13 @@ export type GetPointHistoryResponse = Message<"qis.data.v1.GetPointHistoryRespon
    * @generated from field: uint64 read_position = 3;
    */
   readPosition: bigint;
+
+  /**
+   * Pass it as page_token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 4;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -567,28 +595,34 @@ export const ListSeriesResponseSchema: GenMessage<ListSeriesResponse> = /*@__PUR
  */
 export type ListAuditEntriesRequest = Message<"qis.data.v1.ListAuditEntriesRequest"> & {
   /**
-   * "series/{series_id}"; "series/-" for entries not tied to a series (data sources).
+   * Whose entries: "series/{series_id}", "sources/{source_id}", or "-" for every entry.
    *
-   * @generated from field: string series = 1;
+   * @generated from field: string parent = 6;
    */
-  series: string;
+  parent: string;
 
   /**
-   * Only this point's entries when set.
+   * AIP-160 filter: comparisons joined by AND, on `snap_time` (=, RFC 3339 in quotes; series
+   * only), `commit_time` (=, !=, <, <=, >, >=, RFC 3339 in quotes), `user` and `action` (=,
+   * !=, quoted strings). E.g. `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
+   * Empty: every entry of the parent. At most 1,024 characters. A malformed filter is
+   * INVALID_ARGUMENT naming `filter`. A series the read model does not know is NOT_FOUND; a
+   * source without entries has none.
    *
-   * @generated from field: google.protobuf.Timestamp snap = 2;
+   * @generated from field: string filter = 7;
    */
-  snap?: Timestamp | undefined;
+  filter: string;
 
   /**
-   * At most 1,000; default 100.
+   * At most 1,000; default 100. A page may hold fewer entries than asked, even none, while
+   * next_page_token is set: keep paging until it is empty.
    *
    * @generated from field: int32 page_size = 3;
    */
   pageSize: number;
 
   /**
-   * From a previous response's next_page_token: the next page.
+   * From a previous response's next_page_token: the next page; tied to the parent and filter.
    *
    * @generated from field: string page_token = 4;
    */
@@ -618,9 +652,9 @@ export type AuditEntry = Message<"qis.data.v1.AuditEntry"> & {
   /**
    * Commit time of the event.
    *
-   * @generated from field: google.protobuf.Timestamp time = 1;
+   * @generated from field: google.protobuf.Timestamp commit_time = 1;
    */
-  time?: Timestamp | undefined;
+  commitTime?: Timestamp | undefined;
 
   /**
    * The event type, e.g. "DataRestated".
@@ -644,18 +678,18 @@ export type AuditEntry = Message<"qis.data.v1.AuditEntry"> & {
   commandId: string;
 
   /**
-   * "series/{series_id}"; empty for entries not tied to a series.
+   * The resource acted on: "series/{series_id}" or "sources/{source_id}".
    *
-   * @generated from field: string series = 5;
+   * @generated from field: string resource = 5;
    */
-  series: string;
+  resource: string;
 
   /**
    * Set for entries about one point.
    *
-   * @generated from field: google.protobuf.Timestamp snap = 6;
+   * @generated from field: google.protobuf.Timestamp snap_time = 6;
    */
-  snap?: Timestamp | undefined;
+  snapTime?: Timestamp | undefined;
 
   /**
    * Event-specific details (e.g. the reason of a restatement).
@@ -667,9 +701,9 @@ export type AuditEntry = Message<"qis.data.v1.AuditEntry"> & {
   /**
    * Commit position of the event.
    *
-   * @generated from field: uint64 position = 8;
+   * @generated from field: uint64 commit_position = 8;
    */
-  position: bigint;
+  commitPosition: bigint;
 };
 
 /**
@@ -742,6 +776,15 @@ export type SubscribeRequest = Message<"qis.data.v1.SubscribeRequest"> & {
     value: bigint;
     case: "afterPosition";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Read-your-writes: a series defined at or before this commit position is never reported
+   * unknown (NOT_FOUND) because the read model has not projected it yet; the service waits
+   * (bounded) as for the other queries.
+   *
+   * @generated from field: uint64 min_position = 4;
+   */
+  minPosition: bigint;
 };
 
 /**
@@ -786,7 +829,7 @@ export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE_
  */
 export type QualityIssue = Message<"qis.data.v1.QualityIssue"> & {
   /**
-   * Pass it to CommandService.ResolveQualityIssues.
+   * Pass it to CommandService.ResolveQualityIssues with the series.
    *
    * @generated from field: string issue_id = 1;
    */
@@ -802,9 +845,9 @@ export type QualityIssue = Message<"qis.data.v1.QualityIssue"> & {
   /**
    * The point the issue is about.
    *
-   * @generated from field: google.protobuf.Timestamp snap = 3;
+   * @generated from field: google.protobuf.Timestamp snap_time = 3;
    */
-  snap?: Timestamp | undefined;
+  snapTime?: Timestamp | undefined;
 
   /**
    * The source whose value failed, "sources/{source_id}"; empty for a source break.
@@ -814,18 +857,18 @@ export type QualityIssue = Message<"qis.data.v1.QualityIssue"> & {
   source: string;
 
   /**
-   * The rule, e.g. "spike", "positive", "source_break" (see docs/data-quality.md).
+   * The rule failed (docs/data-quality.md).
    *
-   * @generated from field: string rule = 5;
+   * @generated from field: qis.data.v1.QualityRule rule = 13;
    */
-  rule: string;
+  rule: QualityRule;
 
   /**
-   * "info", "warning" or "error"; errors hold their point until resolved.
+   * Errors hold their point until resolved; warnings flag it.
    *
-   * @generated from field: string severity = 6;
+   * @generated from field: qis.data.v1.Severity severity = 14;
    */
-  severity: string;
+  severity: Severity;
 
   /**
    * What the rule saw (values, thresholds).
@@ -835,11 +878,11 @@ export type QualityIssue = Message<"qis.data.v1.QualityIssue"> & {
   evidence?: JsonObject | undefined;
 
   /**
-   * "open", "approved", "rejected" or "overridden".
+   * Where the issue is in the queue.
    *
-   * @generated from field: string status = 8;
+   * @generated from field: qis.data.v1.QualityIssueStatus status = 15;
    */
-  status: string;
+  status: QualityIssueStatus;
 
   /**
    * When the issue was raised.
@@ -849,7 +892,7 @@ export type QualityIssue = Message<"qis.data.v1.QualityIssue"> & {
   raiseTime?: Timestamp | undefined;
 
   /**
-   * Who resolved it, and why.
+   * Who resolved it.
    *
    * @generated from field: string resolved_by = 10;
    */
@@ -884,49 +927,35 @@ export const QualityIssueSchema: GenMessage<QualityIssue> = /*@__PURE__*/
  */
 export type ListQualityIssuesRequest = Message<"qis.data.v1.ListQualityIssuesRequest"> & {
   /**
-   * "series/{series_id}", or empty for every series.
+   * "series/{series_id}", or "series/-" for the issues of every series.
    *
-   * @generated from field: string series = 1;
+   * @generated from field: string parent = 9;
    */
-  series: string;
+  parent: string;
 
   /**
-   * Only issues of this rule (empty: any).
+   * AIP-160 filter: comparisons joined by AND, on `rule`, `severity` and `status` (= or !=,
+   * enum value names without their prefix: `rule = JUMP`, `status = OPEN`), `source` (= or !=,
+   * a quoted resource name), `snap_time` and `raise_time` (=, !=, <, <=, >, >=, RFC 3339 in
+   * quotes). E.g. `status = OPEN AND severity = ERROR AND raise_time < "2024-03-01T00:00:00Z"`
+   * (old open errors). Empty: every issue of the parent, in any status. At most 1,024
+   * characters. A malformed filter is INVALID_ARGUMENT naming `filter`; a series the read model
+   * does not know is NOT_FOUND.
    *
-   * @generated from field: string rule = 2;
+   * @generated from field: string filter = 10;
    */
-  rule: string;
+  filter: string;
 
   /**
-   * Only issues of this severity (empty: any).
-   *
-   * @generated from field: string severity = 3;
-   */
-  severity: string;
-
-  /**
-   * Only issues in this status; empty means "open". "any" for every status.
-   *
-   * @generated from field: string status = 4;
-   */
-  status: string;
-
-  /**
-   * Only issues raised before this time (their age), e.g. to find old open issues.
-   *
-   * @generated from field: google.protobuf.Timestamp raised_before = 5;
-   */
-  raisedBefore?: Timestamp | undefined;
-
-  /**
-   * At most 1,000; default 100.
+   * At most 1,000; default 100. A page may hold fewer issues than asked, even none, while
+   * next_page_token is set: keep paging until it is empty.
    *
    * @generated from field: int32 page_size = 6;
    */
   pageSize: number;
 
   /**
-   * From a previous response.
+   * From a previous response; tied to the parent and filter.
    *
    * @generated from field: string page_token = 7;
    */
@@ -954,7 +983,7 @@ export const ListQualityIssuesRequestSchema: GenMessage<ListQualityIssuesRequest
  */
 export type ListQualityIssuesResponse = Message<"qis.data.v1.ListQualityIssuesResponse"> & {
   /**
-   * Ascending by issue id (which starts with the snap).
+   * Ascending by issue id (which starts with the snap), per series.
    *
    * @generated from field: repeated qis.data.v1.QualityIssue issues = 1;
    */
@@ -991,16 +1020,16 @@ export type QualityMetrics = Message<"qis.data.v1.QualityMetrics"> & {
   /**
    * Start of the window (inclusive).
    *
-   * @generated from field: google.protobuf.Timestamp window_start = 2;
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
    */
-  windowStart?: Timestamp | undefined;
+  startTime?: Timestamp | undefined;
 
   /**
    * End of the window (exclusive).
    *
-   * @generated from field: google.protobuf.Timestamp window_end = 3;
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
    */
-  windowEnd?: Timestamp | undefined;
+  endTime?: Timestamp | undefined;
 
   /**
    * Points whose sources agree within tolerance / points with two or more sources.
@@ -1055,15 +1084,15 @@ export type QualityMetrics = Message<"qis.data.v1.QualityMetrics"> & {
   receivedSnaps: bigint;
 
   /**
-   * The expected exchange sessions without an official value, as ISO 8601 dates
-   * ("2024-01-17"): the list to work through when filling gaps.
+   * The expected exchange sessions without an official value: the list to work through when
+   * filling gaps.
    *
-   * @generated from field: repeated string missing_sessions = 11;
+   * @generated from field: repeated google.type.Date missing_sessions = 13;
    */
-  missingSessions: string[];
+  missingSessions: Date[];
 
   /**
-   * Days of the window outside the exchange calendar's coverage (completeness unset if any).
+   * Days of the window outside the exchange calendar's coverage (completeness NaN if any).
    *
    * @generated from field: int32 uncovered_days = 12;
    */
@@ -1091,18 +1120,18 @@ export type ListQualityMetricsRequest = Message<"qis.data.v1.ListQualityMetricsR
   series: string;
 
   /**
-   * Windows starting in [start, end); unset: no bound.
+   * Windows starting in [start_time, end_time); unset: no bound.
    *
-   * @generated from field: google.protobuf.Timestamp start = 2;
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
    */
-  start?: Timestamp | undefined;
+  startTime?: Timestamp | undefined;
 
   /**
-   * See start.
+   * See start_time.
    *
-   * @generated from field: google.protobuf.Timestamp end = 3;
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
    */
-  end?: Timestamp | undefined;
+  endTime?: Timestamp | undefined;
 
   /**
    * Read-your-writes: wait until the read model has projected this commit position.
@@ -1162,6 +1191,54 @@ export const ListQualityMetricsResponseSchema: GenMessage<ListQualityMetricsResp
   messageDesc(file_qis_data_v1_query_service, 21);
 
 /**
+ * How an official value was made.
+ *
+ * @generated from enum qis.data.v1.ValueMethod
+ */
+export enum ValueMethod {
+  /**
+   * Not set; never sent.
+   *
+   * @generated from enum value: VALUE_METHOD_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The highest-priority source that had a value.
+   *
+   * @generated from enum value: VALUE_METHOD_PRIORITY = 1;
+   */
+  PRIORITY = 1,
+
+  /**
+   * The median of the sources' values.
+   *
+   * @generated from enum value: VALUE_METHOD_MEDIAN = 2;
+   */
+  MEDIAN = 2,
+
+  /**
+   * The median of the sources within tolerance of the median.
+   *
+   * @generated from enum value: VALUE_METHOD_CONSENSUS = 3;
+   */
+  CONSENSUS = 3,
+
+  /**
+   * Set by hand: a restatement or an override.
+   *
+   * @generated from enum value: VALUE_METHOD_MANUAL = 4;
+   */
+  MANUAL = 4,
+}
+
+/**
+ * Describes the enum qis.data.v1.ValueMethod.
+ */
+export const ValueMethodSchema: GenEnum<ValueMethod> = /*@__PURE__*/
+  enumDesc(file_qis_data_v1_query_service, 0);
+
+/**
  * The read side: official values now, as known at any past time (bitemporal), their history,
  * and a live feed of new and restated values. Who is calling travels in call metadata, as for
  * the CommandService.
@@ -1205,7 +1282,8 @@ export const QueryService: GenService<{
     output: typeof GetValuesResponseSchema;
   },
   /**
-   * Every version of one point, with the per-source observations it was made from.
+   * Every version of one point, with the per-source observations it was made from, paged in
+   * commit order.
    *
    * @generated from rpc qis.data.v1.QueryService.GetPointHistory
    */
@@ -1235,7 +1313,8 @@ export const QueryService: GenService<{
     output: typeof ListSeriesResponseSchema;
   },
   /**
-   * Who did what, when: for a series, or for one point.
+   * Who did what, when: for a series, a data source or everything, filtered by point, time,
+   * user and action.
    *
    * @generated from rpc qis.data.v1.QueryService.ListAuditEntries
    */
@@ -1247,8 +1326,9 @@ export const QueryService: GenService<{
   /**
    * New and restated official values: catch-up from a position, then live. At-least-once,
    * in commit order; every batch carries a resume token, strictly increasing. A subscriber that
-   * stops reading for too long is disconnected with RESOURCE_EXHAUSTED; it resumes from its
-   * last token without a gap. A caller may have a bounded number of subscriptions open at once
+   * stops reading for too long is disconnected with RESOURCE_EXHAUSTED (SUBSCRIBER_STALLED: the
+   * server will not buffer for it without bound); it resumes from its last token without a
+   * gap. A caller may have a bounded number of subscriptions open at once
    * (100 by default; one subscription can follow several series, or all of them), and the
    * service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
    *
@@ -1260,7 +1340,8 @@ export const QueryService: GenService<{
     output: typeof SubscribeResponseSchema;
   },
   /**
-   * The exception queue: quality issues, filtered by series, rule, severity, status and age.
+   * The exception queue: quality issues of a series or of all series, filtered by rule,
+   * severity, status, source, point and age.
    *
    * @generated from rpc qis.data.v1.QueryService.ListQualityIssues
    */

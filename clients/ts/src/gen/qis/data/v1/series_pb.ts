@@ -6,6 +6,8 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
 import { file_google_api_resource } from "../../../google/api/resource_pb.js";
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
 import type { DataType } from "./values_pb.js";
 import { file_qis_data_v1_values } from "./values_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/series.proto.
  */
 export const file_qis_data_v1_series: GenFile = /*@__PURE__*/
-  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIoEECgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQM6NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIjYKDFNlcmllc1NvdXJjZRIUCgZzb3VyY2UYASABKAlCBOJBAQISEAoIcHJpb3JpdHkYAiABKAUivgEKD1ZhbGlkYXRpb25SdWxlcxIYChByZXF1aXJlX3Bvc2l0aXZlGAEgASgIEhgKEG1heF9qdW1wX3BlcmNlbnQYAiABKAkSEgoKbWF4X3pzY29yZRgDIAEoCRIVCg16c2NvcmVfd2luZG93GAQgASgFEhkKEXN0YWxlX2FmdGVyX3NuYXBzGAUgASgFEhYKDmNoZWNrX2NhbGVuZGFyGAYgASgIEhkKEW1heF9zcGlrZV9wZXJjZW50GAcgASgJIqMBChRSZWNvbmNpbGlhdGlvblBvbGljeRIxCgZtZXRob2QYASABKA4yIS5xaXMuZGF0YS52MS5SZWNvbmNpbGlhdGlvbk1ldGhvZBIVCg10b2xlcmFuY2VfYnBzGAIgASgJEhUKDXRvbGVyYW5jZV9hYnMYAyABKAkSKgoIb25fYnJlYWsYBCABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKnAQoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIWCg5jdXRvZmZfc2Vjb25kcxgEIAEoAxIeChZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzGAUgASgDIsYCCgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSDwoHZW5hYmxlZBgHIAEoCBovCg1TZXR0aW5nc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAE6Q+pBQAoTcWlzLmRhdGEvRGF0YVNvdXJjZRIQc291cmNlcy97c291cmNlfSoLZGF0YVNvdXJjZXMyCmRhdGFTb3VyY2UqvgEKCUZyZXF1ZW5jeRIZChVGUkVRVUVOQ1lfVU5TUEVDSUZJRUQQABISCg5GUkVRVUVOQ1lfVElDSxABEhQKEEZSRVFVRU5DWV9TRUNPTkQQAhIUChBGUkVRVUVOQ1lfTUlOVVRFEAMSFAoQRlJFUVVFTkNZX0hPVVJMWRAEEhMKD0ZSRVFVRU5DWV9EQUlMWRAFEhQKEEZSRVFVRU5DWV9XRUVLTFkQBhIVChFGUkVRVUVOQ1lfTU9OVEhMWRAHKqgBChRSZWNvbmNpbGlhdGlvbk1ldGhvZBIlCiFSRUNPTkNJTElBVElPTl9NRVRIT0RfVU5TUEVDSUZJRUQQABIiCh5SRUNPTkNJTElBVElPTl9NRVRIT0RfUFJJT1JJVFkQARIgChxSRUNPTkNJTElBVElPTl9NRVRIT0RfTUVESUFOEAISIwofUkVDT05DSUxJQVRJT05fTUVUSE9EX0NPTlNFTlNVUxADKloKC0JyZWFrQWN0aW9uEhwKGEJSRUFLX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEUJSRUFLX0FDVElPTl9GTEFHEAESFgoSQlJFQUtfQUNUSU9OX0JMT0NLEAIqcAoPUHVibGljYXRpb25Nb2RlEiAKHFBVQkxJQ0FUSU9OX01PREVfVU5TUEVDSUZJRUQQABIeChpQVUJMSUNBVElPTl9NT0RFX0FVVE9NQVRJQxABEhsKF1BVQkxJQ0FUSU9OX01PREVfTUFOVUFMEAJCWgoPY29tLnFpcy5kYXRhLnYxQgtTZXJpZXNQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_api_resource, file_qis_data_v1_values]);
+  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIoEECgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQM6NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIjYKDFNlcmllc1NvdXJjZRIUCgZzb3VyY2UYASABKAlCBOJBAQISEAoIcHJpb3JpdHkYAiABKAUivgEKD1ZhbGlkYXRpb25SdWxlcxIYChByZXF1aXJlX3Bvc2l0aXZlGAEgASgIEhgKEG1heF9qdW1wX3BlcmNlbnQYAiABKAkSEgoKbWF4X3pzY29yZRgDIAEoCRIVCg16c2NvcmVfd2luZG93GAQgASgFEhkKEXN0YWxlX2FmdGVyX3NuYXBzGAUgASgFEhYKDmNoZWNrX2NhbGVuZGFyGAYgASgIEhkKEW1heF9zcGlrZV9wZXJjZW50GAcgASgJIqMBChRSZWNvbmNpbGlhdGlvblBvbGljeRIxCgZtZXRob2QYASABKA4yIS5xaXMuZGF0YS52MS5SZWNvbmNpbGlhdGlvbk1ldGhvZBIVCg10b2xlcmFuY2VfYnBzGAIgASgJEhUKDXRvbGVyYW5jZV9hYnMYAyABKAkSKgoIb25fYnJlYWsYBCABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKBAgoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIpCgZjdXRvZmYYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdGltZWxpbmVzc19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25KBAgEEAVKBAgFEAZSDmN1dG9mZl9zZWNvbmRzUhZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzItYCCgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSEAoIZGlzYWJsZWQYCCABKAgaLwoNU2V0dGluZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBOkPqQUAKE3Fpcy5kYXRhL0RhdGFTb3VyY2USEHNvdXJjZXMve3NvdXJjZX0qC2RhdGFTb3VyY2VzMgpkYXRhU291cmNlSgQIBxAIUgdlbmFibGVkKr4BCglGcmVxdWVuY3kSGQoVRlJFUVVFTkNZX1VOU1BFQ0lGSUVEEAASEgoORlJFUVVFTkNZX1RJQ0sQARIUChBGUkVRVUVOQ1lfU0VDT05EEAISFAoQRlJFUVVFTkNZX01JTlVURRADEhQKEEZSRVFVRU5DWV9IT1VSTFkQBBITCg9GUkVRVUVOQ1lfREFJTFkQBRIUChBGUkVRVUVOQ1lfV0VFS0xZEAYSFQoRRlJFUVVFTkNZX01PTlRITFkQByqoAQoUUmVjb25jaWxpYXRpb25NZXRob2QSJQohUkVDT05DSUxJQVRJT05fTUVUSE9EX1VOU1BFQ0lGSUVEEAASIgoeUkVDT05DSUxJQVRJT05fTUVUSE9EX1BSSU9SSVRZEAESIAocUkVDT05DSUxJQVRJT05fTUVUSE9EX01FRElBThACEiMKH1JFQ09OQ0lMSUFUSU9OX01FVEhPRF9DT05TRU5TVVMQAypaCgtCcmVha0FjdGlvbhIcChhCUkVBS19BQ1RJT05fVU5TUEVDSUZJRUQQABIVChFCUkVBS19BQ1RJT05fRkxBRxABEhYKEkJSRUFLX0FDVElPTl9CTE9DSxACKnAKD1B1YmxpY2F0aW9uTW9kZRIgChxQVUJMSUNBVElPTl9NT0RFX1VOU1BFQ0lGSUVEEAASHgoaUFVCTElDQVRJT05fTU9ERV9BVVRPTUFUSUMQARIbChdQVUJMSUNBVElPTl9NT0RFX01BTlVBTBACQloKD2NvbS5xaXMuZGF0YS52MUILU2VyaWVzUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_qis_data_v1_values]);
 
 /**
  * A timeseries whose official values this service publishes.
@@ -297,20 +299,21 @@ export type PublicationPolicy = Message<"qis.data.v1.PublicationPolicy"> & {
   minQualityScore: string;
 
   /**
-   * Publish with what has arrived this many seconds after the snap, even below min_sources
-   * (0 disables the cut-off). At most 315,537,897,599 (the span of instants, 0001 to 9999).
+   * Publish with what has arrived this long after the snap, even below min_sources (unset or
+   * zero disables the cut-off). Whole seconds, from 0 to 315,537,897,599 s (the span of
+   * instants, 0001 to 9999).
    *
-   * @generated from field: int64 cutoff_seconds = 4;
+   * @generated from field: google.protobuf.Duration cutoff = 6;
    */
-  cutoffSeconds: bigint;
+  cutoff?: Duration | undefined;
 
   /**
-   * A first publication later than this many seconds after its snap counts as late in the
-   * timeliness metric (0: no SLA, every publication is on time). At most 315,537,897,599.
+   * A first publication later than this after its snap counts as late in the timeliness metric
+   * (unset or zero: no SLA, every publication is on time). Bounded as `cutoff`.
    *
-   * @generated from field: int64 timeliness_sla_seconds = 5;
+   * @generated from field: google.protobuf.Duration timeliness_sla = 7;
    */
-  timelinessSlaSeconds: bigint;
+  timelinessSla?: Duration | undefined;
 };
 
 /**
@@ -372,12 +375,13 @@ export type DataSource = Message<"qis.data.v1.DataSource"> & {
   settings: { [key: string]: string };
 
   /**
-   * Whether the source is in use. Recorded with the configuration; ingestion does not check it
-   * yet.
+   * A disabled source is kept with its configuration but is not in use. Named for the
+   * exception (a source is enabled unless disabled) so that a request that omits it registers a
+   * source in use. Recorded with the configuration; ingestion does not check it yet.
    *
-   * @generated from field: bool enabled = 7;
+   * @generated from field: bool disabled = 8;
    */
-  enabled: boolean;
+  disabled: boolean;
 };
 
 /**

@@ -4,6 +4,9 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Date } from "../../../google/type/date_pb.js";
 import { file_google_type_date } from "../../../google/type/date_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/values.proto.
  */
 export const file_qis_data_v1_values: GenFile = /*@__PURE__*/
-  fileDesc("ChhxaXMvZGF0YS92MS92YWx1ZXMucHJvdG8SC3Fpcy5kYXRhLnYxIigKBVByaWNlEg0KBXZhbHVlGAEgASgJEhAKCGN1cnJlbmN5GAIgASgJIigKBlZvbHVtZRIQCghxdWFudGl0eRgBIAEoCRIMCgR1bml0GAIgASgJIlEKB09obGNCYXISDAoEb3BlbhgBIAEoCRIMCgRoaWdoGAIgASgJEgsKA2xvdxgDIAEoCRINCgVjbG9zZRgEIAEoCRIOCgZ2b2x1bWUYBSABKAkinwEKC09wdGlvblF1b3RlEiEKBmV4cGlyeRgBIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSDgoGc3RyaWtlGAIgASgJEicKBXJpZ2h0GAMgASgOMhgucWlzLmRhdGEudjEuT3B0aW9uUmlnaHQSCwoDYmlkGAQgASgJEgsKA2FzaxgFIAEoCRIaChJpbXBsaWVkX3ZvbGF0aWxpdHkYBiABKAkiUgoMT3B0aW9uc0NoYWluEhgKEHVuZGVybHlpbmdfcHJpY2UYASABKAkSKAoGcXVvdGVzGAIgAygLMhgucWlzLmRhdGEudjEuT3B0aW9uUXVvdGUi4wEKD0NvcnBvcmF0ZUFjdGlvbhIuCgR0eXBlGAEgASgOMiAucWlzLmRhdGEudjEuQ29ycG9yYXRlQWN0aW9uVHlwZRIiCgdleF9kYXRlGAIgASgLMhEuZ29vZ2xlLnR5cGUuRGF0ZRImCgtyZWNvcmRfZGF0ZRgDIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSIwoIcGF5X2RhdGUYBCABKAsyES5nb29nbGUudHlwZS5EYXRlEg0KBXJhdGlvGAUgASgJEg4KBmFtb3VudBgGIAEoCRIQCghjdXJyZW5jeRgHIAEoCSLyAQoJRGF0YVZhbHVlEiMKBXByaWNlGAEgASgLMhIucWlzLmRhdGEudjEuUHJpY2VIABIlCgZ2b2x1bWUYAiABKAsyEy5xaXMuZGF0YS52MS5Wb2x1bWVIABIjCgNiYXIYAyABKAsyFC5xaXMuZGF0YS52MS5PaGxjQmFySAASMgoNb3B0aW9uc19jaGFpbhgEIAEoCzIZLnFpcy5kYXRhLnYxLk9wdGlvbnNDaGFpbkgAEjgKEGNvcnBvcmF0ZV9hY3Rpb24YBSABKAsyHC5xaXMuZGF0YS52MS5Db3Jwb3JhdGVBY3Rpb25IAEIGCgRraW5kIkAKCURhdGFQb2ludBIMCgRzbmFwGAEgASgJEiUKBXZhbHVlGAIgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlKqUBCghEYXRhVHlwZRIZChVEQVRBX1RZUEVfVU5TUEVDSUZJRUQQABITCg9EQVRBX1RZUEVfUFJJQ0UQARIUChBEQVRBX1RZUEVfVk9MVU1FEAISFgoSREFUQV9UWVBFX09ITENfQkFSEAMSGwoXREFUQV9UWVBFX09QVElPTlNfQ0hBSU4QBBIeChpEQVRBX1RZUEVfQ09SUE9SQVRFX0FDVElPThAFKlgKC09wdGlvblJpZ2h0EhwKGE9QVElPTl9SSUdIVF9VTlNQRUNJRklFRBAAEhUKEU9QVElPTl9SSUdIVF9DQUxMEAESFAoQT1BUSU9OX1JJR0hUX1BVVBACKoICChNDb3Jwb3JhdGVBY3Rpb25UeXBlEiUKIUNPUlBPUkFURV9BQ1RJT05fVFlQRV9VTlNQRUNJRklFRBAAEicKI0NPUlBPUkFURV9BQ1RJT05fVFlQRV9DQVNIX0RJVklERU5EEAESJQohQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NUT0NLX1NQTElUEAISKAokQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NUT0NLX0RJVklERU5EEAMSIgoeQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NQSU5fT0ZGEAQSJgoiQ09SUE9SQVRFX0FDVElPTl9UWVBFX1JJR0hUU19JU1NVRRAFQloKD2NvbS5xaXMuZGF0YS52MUILVmFsdWVzUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_type_date]);
+  fileDesc("ChhxaXMvZGF0YS92MS92YWx1ZXMucHJvdG8SC3Fpcy5kYXRhLnYxIigKBVByaWNlEg0KBXZhbHVlGAEgASgJEhAKCGN1cnJlbmN5GAIgASgJIigKBlZvbHVtZRIQCghxdWFudGl0eRgBIAEoCRIMCgR1bml0GAIgASgJIlEKB09obGNCYXISDAoEb3BlbhgBIAEoCRIMCgRoaWdoGAIgASgJEgsKA2xvdxgDIAEoCRINCgVjbG9zZRgEIAEoCRIOCgZ2b2x1bWUYBSABKAkinwEKC09wdGlvblF1b3RlEiEKBmV4cGlyeRgBIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSDgoGc3RyaWtlGAIgASgJEicKBXJpZ2h0GAMgASgOMhgucWlzLmRhdGEudjEuT3B0aW9uUmlnaHQSCwoDYmlkGAQgASgJEgsKA2FzaxgFIAEoCRIaChJpbXBsaWVkX3ZvbGF0aWxpdHkYBiABKAkiUgoMT3B0aW9uc0NoYWluEhgKEHVuZGVybHlpbmdfcHJpY2UYASABKAkSKAoGcXVvdGVzGAIgAygLMhgucWlzLmRhdGEudjEuT3B0aW9uUXVvdGUi4wEKD0NvcnBvcmF0ZUFjdGlvbhIuCgR0eXBlGAEgASgOMiAucWlzLmRhdGEudjEuQ29ycG9yYXRlQWN0aW9uVHlwZRIiCgdleF9kYXRlGAIgASgLMhEuZ29vZ2xlLnR5cGUuRGF0ZRImCgtyZWNvcmRfZGF0ZRgDIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSIwoIcGF5X2RhdGUYBCABKAsyES5nb29nbGUudHlwZS5EYXRlEg0KBXJhdGlvGAUgASgJEg4KBmFtb3VudBgGIAEoCRIQCghjdXJyZW5jeRgHIAEoCSLyAQoJRGF0YVZhbHVlEiMKBXByaWNlGAEgASgLMhIucWlzLmRhdGEudjEuUHJpY2VIABIlCgZ2b2x1bWUYAiABKAsyEy5xaXMuZGF0YS52MS5Wb2x1bWVIABIjCgNiYXIYAyABKAsyFC5xaXMuZGF0YS52MS5PaGxjQmFySAASMgoNb3B0aW9uc19jaGFpbhgEIAEoCzIZLnFpcy5kYXRhLnYxLk9wdGlvbnNDaGFpbkgAEjgKEGNvcnBvcmF0ZV9hY3Rpb24YBSABKAsyHC5xaXMuZGF0YS52MS5Db3Jwb3JhdGVBY3Rpb25IAEIGCgRraW5kIqgBCglEYXRhUG9pbnQSMwoJc25hcF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhItCgp1dGNfb2Zmc2V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKBXZhbHVlGAIgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlQgTiQQECSgQIARACUgRzbmFwKqUBCghEYXRhVHlwZRIZChVEQVRBX1RZUEVfVU5TUEVDSUZJRUQQABITCg9EQVRBX1RZUEVfUFJJQ0UQARIUChBEQVRBX1RZUEVfVk9MVU1FEAISFgoSREFUQV9UWVBFX09ITENfQkFSEAMSGwoXREFUQV9UWVBFX09QVElPTlNfQ0hBSU4QBBIeChpEQVRBX1RZUEVfQ09SUE9SQVRFX0FDVElPThAFKlgKC09wdGlvblJpZ2h0EhwKGE9QVElPTl9SSUdIVF9VTlNQRUNJRklFRBAAEhUKEU9QVElPTl9SSUdIVF9DQUxMEAESFAoQT1BUSU9OX1JJR0hUX1BVVBACKoICChNDb3Jwb3JhdGVBY3Rpb25UeXBlEiUKIUNPUlBPUkFURV9BQ1RJT05fVFlQRV9VTlNQRUNJRklFRBAAEicKI0NPUlBPUkFURV9BQ1RJT05fVFlQRV9DQVNIX0RJVklERU5EEAESJQohQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NUT0NLX1NQTElUEAISKAokQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NUT0NLX0RJVklERU5EEAMSIgoeQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NQSU5fT0ZGEAQSJgoiQ09SUE9SQVRFX0FDVElPTl9UWVBFX1JJR0hUU19JU1NVRRAFQloKD2NvbS5xaXMuZGF0YS52MUILVmFsdWVzUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date]);
 
 /**
  * A price in a currency.
@@ -342,17 +345,23 @@ export const DataValueSchema: GenMessage<DataValue> = /*@__PURE__*/
  */
 export type DataPoint = Message<"qis.data.v1.DataPoint"> & {
   /**
-   * The instant the value describes, an RFC 3339 date-time, which has an explicit offset
-   * ("2024-03-01T16:00:00-05:00" or "...Z"): YYYY-MM-DDThh:mm:ss, an optional fraction of at
-   * most 6 digits, then "Z" or ±hh:mm ("t" and "z" may be lower case, RFC 3339 §5.6). Other
-   * ISO 8601 forms (basic format, week or ordinal dates, a space for "T", no seconds, "+hhmm")
-   * are rejected, as is a timestamp without an offset: its meaning would depend on a server's
-   * time zone. From 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z. The offset is kept as
-   * lineage; values are stored and compared in UTC at microsecond precision.
+   * The instant the value describes, from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z,
+   * in whole microseconds (nanos a multiple of 1,000: values are stored and compared in UTC at
+   * microsecond precision, and two snaps of a request must never merge into one).
    *
-   * @generated from field: string snap = 1;
+   * @generated from field: google.protobuf.Timestamp snap_time = 3;
    */
-  snap: string;
+  snapTime?: Timestamp | undefined;
+
+  /**
+   * The UTC offset the source stated with the snap ("16:00-05:00" is snap_time 21:00Z with
+   * utc_offset -18,000 s), kept as lineage and shown in the point's history; it never changes
+   * which instant the snap is. Whole minutes from -23:59 to +23:59, as RFC 3339 offsets;
+   * unset: UTC.
+   *
+   * @generated from field: google.protobuf.Duration utc_offset = 4;
+   */
+  utcOffset?: Duration | undefined;
 
   /**
    * The value; its case must match the series' data type.
