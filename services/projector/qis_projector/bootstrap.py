@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from qis_projector.application.projector import Projector
 from qis_projector.settings import ProjectorSettings
 
 FIRST_GENERATION = "g1"
+log = logging.getLogger("qis.projector")
 
 
 @dataclass
@@ -35,18 +37,27 @@ def health_server(settings: ProjectorSettings) -> QisServer:
     return QisServer(settings.projector_address, [], security=server_security(settings))
 
 
-async def active_or_first_generation(settings: ProjectorSettings) -> str:
+@dataclass(frozen=True, slots=True)
+class ActiveGeneration:
+    name: str
+    format: int  # the read-model format it was built with (port.READ_MODEL_FORMAT)
+
+
+async def active_or_first_generation(settings: ProjectorSettings) -> ActiveGeneration:
+    """The generation queries read; before there is one, FIRST_GENERATION, created (of the
+    current format) unless it exists, and activated."""
     admin = await open_read_store(settings.resolved_read_store_uri(), None, settings.mongo_database)
     try:
         active = await admin.active_generation()
         if active is None:
             active = FIRST_GENERATION
-            writer = await open_read_store(
-                settings.resolved_read_store_uri(), active, settings.mongo_database
-            )
-            await writer.close()
+            if active not in await admin.list_generations():
+                writer = await open_read_store(
+                    settings.resolved_read_store_uri(), active, settings.mongo_database
+                )
+                await writer.close()
             await admin.set_active_generation(active)
-        return active
+        return ActiveGeneration(active, await admin.generation_format(active))
     finally:
         await admin.close()
 
@@ -62,6 +73,21 @@ async def next_generation(settings: ProjectorSettings) -> str:
         return f"g{max(numbers, default=0) + 1}"
     finally:
         await admin.close()
+
+
+async def discard_generation(settings: ProjectorSettings, generation: str) -> None:
+    """Drop a generation that was never made active (an unfinished rebuild); a failure is only
+    logged: the generation is then left for an operator to drop."""
+    try:
+        admin = await open_read_store(
+            settings.resolved_read_store_uri(), None, settings.mongo_database
+        )
+        try:
+            await admin.drop_generation(generation)
+        finally:
+            await admin.close()
+    except Exception as error:
+        log.warning("could not drop the unfinished generation %s: %s", generation, error)
 
 
 async def build(settings: ProjectorSettings, generation: str) -> ProjectorApp:

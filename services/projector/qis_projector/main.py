@@ -4,6 +4,14 @@
 query service go on with the active one, then switches the active generation: no downtime.
 The running projector follows the switch within about a second.
 
+`run` rebuilds by itself when it starts on an active generation built with an older read-model
+format (qis_adapters.readstore.port.READ_MODEL_FORMAT; a store from before formats were
+recorded counts as older): it logs one WARNING saying why, projects the log into a fresh
+generation and switches to it, then keeps that one. The query service goes on serving the old
+generation until the switch, but nothing advances it meanwhile (the new code does not write the
+old format): its reads lag the log by the rebuild's duration. An unfinished rebuild (stopped,
+or halted) is dropped; the next start begins it again.
+
 Health: the process serves grpc.health.v1 as long as it runs. `qis.data.v1.Projector` is
 SERVING while the read model is current, NOT_SERVING when it lags, waits for a store or halted
 at an event it cannot project, with the reason in the `qis-health-reason` trailer of Check
@@ -17,17 +25,22 @@ import asyncio
 import contextlib
 import logging
 import signal
+from asyncio import FIRST_COMPLETED
+from typing import Any
 
 from grpc_health.v1 import health_pb2
 from qis_adapters.faults import store_fault
+from qis_adapters.readstore.port import FORMAT_CHANGES, READ_MODEL_FORMAT
 from qis_runtime.logs import configure_logging, tune_garbage_collection
 
 from qis_projector.application.faults import Backoff, describe
 from qis_projector.application.projector import ProjectionHalted
 from qis_projector.bootstrap import (
+    ActiveGeneration,
     ProjectorApp,
     active_or_first_generation,
     build,
+    discard_generation,
     health_server,
     next_generation,
 )
@@ -62,12 +75,28 @@ async def _project(
     settings: ProjectorSettings, health: ExplainedHealth, stop: asyncio.Event
 ) -> None:
     """Projects into the active generation, following it when a rebuild switches it, until
-    asked to stop. Stores that cannot be opened yet are waited for, saying why."""
+    asked to stop. Stores that cannot be opened yet are waited for, saying why.
+
+    An active generation of an older read-model format is first rebuilt into a fresh one,
+    which becomes active (see the module's docstring): until that switch the query service
+    serves the old generation, which is not advanced meanwhile. A newer format than this code
+    writes is refused (GenerationFormatError ends the process).
+    """
     backoff = Backoff()
     failures = 0
+    warned = ""
     while not stop.is_set():
         try:
-            generation = await active_or_first_generation(settings)
+            active = await active_or_first_generation(settings)
+            if active.format < READ_MODEL_FORMAT:
+                why = _why_rebuild(active)
+                if why != warned:  # once, not at every retry of a store that cannot open
+                    log.warning("%s", why)
+                    warned = why
+                await _rebuild_stale(settings, health, stop, why)
+                failures = 0
+                continue
+            generation = active.name
             app = await build(settings, generation)
         except Exception as error:
             cause = store_fault(error)
@@ -128,15 +157,96 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(asyncio.shield(stop.wait()), seconds)
 
 
+def _why_rebuild(active: ActiveGeneration) -> str:
+    changes = "; ".join(
+        f"format {n}: {FORMAT_CHANGES[n]}"
+        for n in range(active.format + 1, READ_MODEL_FORMAT + 1)
+        if n in FORMAT_CHANGES
+    )
+    return (
+        f"the active generation {active.name} holds read models of format {active.format},"
+        f" older than format {READ_MODEL_FORMAT} of this projector ({changes}): rebuilding"
+        f" them into a fresh generation; queries read {active.name}, not advanced any more,"
+        " until the switch"
+    )
+
+
+async def _rebuild_stale(
+    settings: ProjectorSettings, health: ExplainedHealth, stop: asyncio.Event, why: str
+) -> None:
+    """Projects the log into a fresh generation and makes it active, reporting progress as the
+    health reason; an unfinished one (asked to stop, halted, or failed) is dropped."""
+    generation = await next_generation(settings)
+    log.info("rebuilding the read models into generation %s", generation)
+    try:
+        app = await build(settings, generation)
+    except BaseException:
+        await discard_generation(settings, generation)
+        raise
+    switched = False
+    try:
+        task = asyncio.create_task(_catch_up(app))
+        try:
+            switched = await _watch_rebuild(settings, app, task, health, stop, why)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ProjectionHalted):
+                await task
+    finally:
+        await app.close()
+        if not switched:
+            await discard_generation(settings, generation)
+
+
+async def _watch_rebuild(
+    settings: ProjectorSettings,
+    app: ProjectorApp,
+    task: asyncio.Task[None],
+    health: ExplainedHealth,
+    stop: asyncio.Event,
+    why: str,
+) -> bool:
+    """Reports the rebuild until it caught up, then makes its generation active: True. False
+    when asked to stop first. A halted rebuild stays reported, as in `_watch`."""
+    while not stop.is_set():
+        if task.done() and app.projector.halted is None:
+            task.result()  # not a halt: a store failure to retry, or a bug, raised
+            await app.store.set_active_generation(app.generation)
+            log.info(
+                "rebuilt generation %s up to position %s and made it active",
+                app.generation,
+                app.projector.checkpoint,
+            )
+            return True
+        status = await app.projector.status(settings.projector_max_lag)
+        reason = status.reason
+        if app.projector.halted is None:
+            reason = f"{why}; generation {app.generation}: {status.reason}"
+        await health.explain(LAG_SERVICE, _NOT_SERVING, reason)
+        # Woken by the end of the rebuild too, unless it is over (halted): then by stop only.
+        stopping = asyncio.ensure_future(stop.wait())
+        wakers: set[asyncio.Future[Any]] = {stopping} if task.done() else {stopping, task}
+        try:
+            await asyncio.wait(wakers, timeout=_WATCH_INTERVAL_S, return_when=FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+    return False
+
+
+async def _catch_up(app: ProjectorApp) -> None:
+    """Projects until the checkpoint reaches the head of the log, as it stands when it does."""
+    while True:
+        head = await app.events.head_position()
+        await app.projector.run(until_position=head)
+        if await app.events.head_position() == head:
+            return
+
+
 async def rebuild(settings: ProjectorSettings) -> None:
     generation = await next_generation(settings)
     app = await build(settings, generation)
     try:
-        while True:
-            head = await app.events.head_position()
-            await app.projector.run(until_position=head)
-            if await app.events.head_position() == head:
-                break
+        await _catch_up(app)
         await app.store.set_active_generation(generation)
         log.info(
             "rebuilt generation %s up to position %s and made it active",

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -22,7 +23,12 @@ import pytest
 from pymongo import AsyncMongoClient
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
 from qis_adapters.readstore.mongodb import MongoReadStore
-from qis_adapters.readstore.port import GenerationAdmin, ReadStore
+from qis_adapters.readstore.port import (
+    FORMAT_KEY_PREFIX,
+    GENERATION_KEY_PREFIX,
+    GenerationAdmin,
+    ReadStore,
+)
 from qis_adapters.readstore.sqlite import SqliteReadStore
 
 from tests.support.ferretdb import start_ferretdb
@@ -40,6 +46,8 @@ class Backend:
 
     name: str
     connect: Callable[[str | None], Awaitable[Adapter]]
+    unrecord: Callable[[str], Awaitable[None]]
+    """Removes a generation's format record: it then looks built before formats were."""
     uri: str = ""  # MongoDB variants: where `database` lives
     database: str = ""
     opened: list[Adapter] = field(default_factory=list)
@@ -66,7 +74,16 @@ async def _mongo_backend(name: str, uri: str) -> AsyncIterator[Backend]:
     async def connect(generation: str | None) -> Adapter:
         return await MongoReadStore.open(uri, database, generation)
 
-    backend = Backend(name, connect, uri, database)
+    async def unrecord(generation: str) -> None:
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri)
+        try:
+            meta = client[database]["meta"]
+            key = GENERATION_KEY_PREFIX + generation
+            await meta.update_one({"_id": key}, {"$unset": {"format": ""}})
+        finally:
+            await client.close()
+
+    backend = Backend(name, connect, unrecord, uri, database)
     try:
         yield backend
     finally:
@@ -97,20 +114,36 @@ async def mongo_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend
         yield backend
 
 
-def _local_connect(name: str, tmp_path: Path) -> Callable[[str | None], Awaitable[Adapter]]:
-    """How the adapters that need no server open a store on this test's fresh database."""
+def _local_backend(name: str, tmp_path: Path) -> Backend:
+    """A backend of an adapter that needs no server, on this test's fresh database."""
     if name == "sqlite":
+        path = tmp_path / "read.db"
 
         async def connect_sqlite(generation: str | None) -> Adapter:
-            return await SqliteReadStore.open(tmp_path / "read.db", generation)
+            return await SqliteReadStore.open(path, generation)
 
-        return connect_sqlite
+        async def unrecord_sqlite(generation: str) -> None:
+            conn = sqlite3.connect(path)
+            try:
+                with conn:
+                    conn.execute(
+                        "DELETE FROM meta WHERE key = ?", (FORMAT_KEY_PREFIX + generation,)
+                    )
+            finally:
+                conn.close()
+
+        return Backend(name, connect_sqlite, unrecord_sqlite)
     database = InMemoryReadDatabase()
 
     async def connect_memory(generation: str | None) -> Adapter:
         return InMemoryReadStore(database, generation)
 
-    return connect_memory
+    async def unrecord_memory(generation: str) -> None:
+        built = database.generation(generation)
+        assert built is not None
+        built.format = None
+
+    return Backend(name, connect_memory, unrecord_memory)
 
 
 @pytest.fixture(params=["sqlite", "memory", "ferretdb", "mongodb"])
@@ -122,7 +155,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             yield mongo
         return
 
-    backend = Backend(name, _local_connect(name, tmp_path))
+    backend = _local_backend(name, tmp_path)
     try:
         yield backend
     finally:

@@ -1,5 +1,6 @@
-"""MongoDB-only guarantees: the indexes the queries rely on, the document layout, and documents
-written by earlier code.
+"""MongoDB-only guarantees: the indexes the queries rely on (and that each form of the issue
+listing is served by one), the document layout, and documents and generations written by
+earlier code.
 
 Runs on FerretDB always and on a real MongoDB when QIS_TEST_MONGODB_URI is set (conftest).
 """
@@ -7,24 +8,31 @@ Runs on FerretDB always and on a real MongoDB when QIS_TEST_MONGODB_URI is set (
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from bson.int64 import Int64
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, IndexModel
 from qis.data.v1.values_pb2 import DataValue, Price
+from qis_adapters.readstore.mongodb import _INDEXES, MongoReadStore
 from qis_adapters.readstore.port import (
     OPEN_END,
     AuditEntry,
     AuditScope,
     ChangeFeedEntry,
+    GenerationFormatError,
+    IssueFilter,
     OfficialVersion,
     ProjectionBatch,
+    QualityIssue,
     QualityMetrics,
 )
 
+from tests.contract.readstore.test_readstore_contract import SHARED_ISSUES, issue
+
 if TYPE_CHECKING:
-    from tests.contract.readstore.conftest import Backend
+    from tests.contract.readstore.conftest import Adapter, Backend
 
 # (collection suffix, key pattern, unique): what the adapter's queries need, written out here
 # independently of the adapter's own list, so that a dropped index fails this test.
@@ -38,8 +46,8 @@ EXPECTED_INDEXES = {
     ("audit", (("source_id", 1), ("position", 1), ("index", 1)), False),
     ("changes", (("position", 1), ("index", 1)), True),
     ("changes", (("series_id", 1), ("position", 1), ("index", 1)), False),
-    ("issues", (("status", 1), ("issue_id", 1)), False),
-    ("issues", (("series_id", 1), ("issue_id", 1)), False),
+    ("issues", (("series_id", 1), ("issue_id", 1)), True),
+    ("issues", (("status", 1), ("series_id", 1), ("issue_id", 1)), False),
     ("issues", (("series_id", 1), ("status", 1), ("issue_id", 1)), False),
     ("metrics", (("series_id", 1), ("window_start_us", 1), ("window_end_us", 1)), True),
 }
@@ -87,6 +95,161 @@ async def test_every_index_the_queries_rely_on_exists(mongo_backend: Backend) ->
     finally:
         await client.close()
     assert found >= EXPECTED_INDEXES, EXPECTED_INDEXES - found
+
+
+# Every form of list_issues: (filter, after_series_id, after_issue_id).
+ISSUE_LISTINGS = [
+    (IssueFilter(), "", ""),
+    (IssueFilter(), "B", "I1"),
+    (IssueFilter(status="open"), "", ""),
+    (IssueFilter(status="open"), "B", "I1"),
+    (IssueFilter(series_id="A"), "", ""),
+    (IssueFilter(series_id="A"), "", "I1"),
+    (IssueFilter(series_id="A", status="open"), "", "I1"),
+]
+
+
+def _branches(query: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The conjunctions a query is made of: one, or one per branch of a top-level $or."""
+    common = {k: v for k, v in query.items() if k != "$or"}
+    for branch in query.get("$or", [{}]):
+        yield {**common, **branch}
+
+
+def _served(conditions: dict[str, Any], sort: Sequence[str], keys: Sequence[str]) -> bool:
+    """Whether an index on `keys` reads the documents matching `conditions` in `sort` order as
+    one range: its leading fields are those compared for equality, then the sort fields not
+    among them, with the one range condition on the first of those (MongoDB's "ESR" rule)."""
+    equal = {f for f, c in conditions.items() if not isinstance(c, dict)}
+    ranged = [f for f, c in conditions.items() if isinstance(c, dict)]
+    order = [f for f in sort if f not in equal]
+    return (
+        set(keys[: len(equal)]) == equal
+        and list(keys[len(equal) : len(equal) + len(order)]) == order
+        and all(f in order[:1] for f in ranged)
+    )
+
+
+def _spy_on_issue_queries(
+    store: Adapter, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[dict[str, Any], list[tuple[str, int]]]]:
+    """Records the (query, sort) of each read of the issues collection `store` makes."""
+    assert isinstance(store, MongoReadStore)
+    sent: list[tuple[dict[str, Any], list[tuple[str, int]]]] = []
+    query = store._query
+
+    async def spy(generation: str, kind: Any, where: Any, sort: Any, limit: int = 0) -> Any:
+        if kind.suffix == "issues":
+            sent.append((where, list(sort)))
+        return await query(generation, kind, where, sort, limit)
+
+    monkeypatch.setattr(store, "_query", spy)
+    return sent
+
+
+async def test_every_form_of_the_issue_listing_is_served_by_an_index(
+    mongo_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The IssueFilter promise: each form is one bounded index range scan, never a sort."""
+    store = await mongo_backend.open("g1")
+    await store.set_active_generation("g1")
+    sent = _spy_on_issue_queries(store, monkeypatch)
+    indexes = [list(model.document["key"]) for model in _INDEXES["issues"]]
+    for issue_filter, after_series, after_issue in ISSUE_LISTINGS:
+        sent.clear()
+        await store.list_issues(issue_filter, after_issue, 10, after_series_id=after_series)
+        ((query, sort),) = sent
+        fields = [name for name, _ in sort]
+        for branch in _branches(query):
+            assert any(_served(branch, fields, keys) for keys in indexes), (branch, fields)
+
+
+def _stages(plan: Any) -> Iterator[str]:
+    """The name of every stage of a query plan, however nested."""
+    if isinstance(plan, dict):
+        if isinstance(plan.get("stage"), str):
+            yield plan["stage"]
+        for value in plan.values():
+            yield from _stages(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            yield from _stages(value)
+
+
+async def test_explain_shows_each_issue_listing_reads_an_index_without_a_sort(
+    mongo_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the test above checks by rule, asked of a real MongoDB's planner (FerretDB v1 has
+    no such planner to ask)."""
+    if mongo_backend.name != "mongodb":
+        pytest.skip("explain() plans are a real MongoDB's")
+    store = await mongo_backend.open("g1")
+    await store.apply(ProjectionBatch(issues=SHARED_ISSUES), 17)
+    await store.set_active_generation("g1")
+    sent = _spy_on_issue_queries(store, monkeypatch)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_backend.uri)
+    try:
+        issues = client[mongo_backend.database]["g1_issues"]
+        for issue_filter, after_series, after_issue in ISSUE_LISTINGS:
+            sent.clear()
+            await store.list_issues(issue_filter, after_issue, 3, after_series_id=after_series)
+            ((query, sort),) = sent
+            explained = await issues.find(query, sort=sort, limit=3).explain()
+            stages = set(_stages(explained["queryPlanner"]["winningPlan"]))
+            assert "IXSCAN" in stages, (query, stages)
+            assert not stages & {"COLLSCAN", "SORT"}, (query, stages)
+    finally:
+        await client.close()
+
+
+async def test_an_issue_is_keyed_by_its_series_and_id(mongo_backend: Backend) -> None:
+    store = await mongo_backend.open("g1")
+    same = [issue("I1", 10), issue("I1", 10, series_id="S2")]
+    await store.apply(ProjectionBatch(issues=same), 10)
+    ids = [doc["_id"] for doc in await _raw(mongo_backend, "g1_issues")]
+    assert ids == ['["S1","I1"]', '["S2","I1"]']
+
+
+async def test_a_generation_built_before_formats_is_refused_before_its_indexes(
+    mongo_backend: Backend,
+) -> None:
+    """An old generation holds a non-unique (series_id, issue_id) index: creating the unique
+    one would fail on the conflict. The writer is refused for its format first."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_backend.uri)
+    try:
+        database = client[mongo_backend.database]
+        await database["meta"].insert_many(
+            [
+                {"_id": "generation:g1", "generation": "g1", "checkpoint": Int64(7)},
+                {"_id": "active", "generation": "g1", "switched_at_us": Int64(0)},
+            ]
+        )
+        await database["g1_issues"].create_indexes(
+            [IndexModel([("series_id", 1), ("issue_id", 1)])]
+        )
+        await database["g1_issues"].insert_one(
+            {
+                "_id": "I1",
+                "issue_id": "I1",
+                "series_id": "S1",
+                "snap_us": Int64(1),
+                "rule": "jump",
+                "severity": "warning",
+                "evidence": {},
+                "status": "open",
+                "raised_at_us": Int64(1),
+                "position": Int64(1),
+                "source_id": "bbg",
+            }
+        )
+    finally:
+        await client.close()
+    with pytest.raises(GenerationFormatError, match="format 1"):
+        await mongo_backend.open("g1")
+    reader = await mongo_backend.open(None)  # reads it on until the projector's rebuild
+    assert await reader.generation_format("g1") == 1
+    expected = QualityIssue("I1", "S1", 1, "jump", "warning", {}, "open", 1, 1, "bbg")
+    assert await reader.list_issues(IssueFilter(), "", 10) == [expected]
 
 
 async def test_documents_are_readable_and_keyed_by_natural_key(mongo_backend: Backend) -> None:

@@ -27,9 +27,12 @@ from qis.data.v1.values_pb2 import (
 )
 from qis_adapters.readstore.port import (
     OPEN_END,
+    READ_MODEL_FORMAT,
+    UNRECORDED_FORMAT,
     AuditEntry,
     AuditScope,
     ChangeFeedEntry,
+    GenerationFormatError,
     IssueFilter,
     IssueResolution,
     Observation,
@@ -41,6 +44,7 @@ from qis_adapters.readstore.port import (
     SeriesEntry,
     VersionClosure,
 )
+from qis_domain.decisions import issue_id
 
 if TYPE_CHECKING:
     from tests.contract.readstore.conftest import Adapter, Backend
@@ -513,7 +517,7 @@ async def test_issues_upsert_by_id_and_keep_the_newest(store: Adapter) -> None:
 
 
 async def test_a_resolution_closes_its_issue_and_a_replay_never_reopens_it(store: Adapter) -> None:
-    resolved = IssueResolution("I1", "approved", "bob", "vendor confirmed", 15_000, 15)
+    resolved = IssueResolution("S1", "I1", "approved", "bob", "vendor confirmed", 15_000, 15)
     # raised and resolved in one batch: the resolution applies after the issue
     await store.apply(ProjectionBatch(issues=[issue("I1", 10)], resolutions=[resolved]), 15)
     expected = issue(
@@ -546,21 +550,140 @@ async def test_issue_filters_and_pagination(store: Adapter) -> None:
     ]
     await store.apply(ProjectionBatch(issues=issues), 14)
 
-    async def ids(f: IssueFilter, after: str = "", limit: int = 100) -> list[str]:
-        return [i.issue_id for i in await store.list_issues(f, after, limit)]
+    async def ids(
+        f: IssueFilter, after: str = "", limit: int = 100, after_series: str = ""
+    ) -> list[str]:
+        found = await store.list_issues(f, after, limit, after_series_id=after_series)
+        return [i.issue_id for i in found]
 
-    assert await ids(IssueFilter()) == ["I1", "I2", "I3", "I4", "I5"]
-    assert await ids(IssueFilter(status="open")) == ["I1", "I2", "I3", "I5"]
+    # Every series: by (series_id, issue_id).
+    assert await ids(IssueFilter()) == ["I1", "I2", "I4", "I5", "I3"]
+    assert await ids(IssueFilter(status="open")) == ["I1", "I2", "I5", "I3"]
     assert await ids(IssueFilter(status="rejected")) == ["I4"]
     assert await ids(IssueFilter(series_id="S2")) == ["I3"]
     assert await ids(IssueFilter(series_id="S1")) == ["I1", "I2", "I4", "I5"]
     assert await ids(IssueFilter(series_id="S1", status="open")) == ["I1", "I2", "I5"]
     assert await ids(IssueFilter(series_id="S2", status="rejected")) == []
     assert await ids(IssueFilter(), limit=2) == ["I1", "I2"]
-    assert await ids(IssueFilter(), after="I2", limit=2) == ["I3", "I4"]
+    assert await ids(IssueFilter(), after="I2", limit=2, after_series="S1") == ["I4", "I5"]
+    assert await ids(IssueFilter(), after="I5", limit=2, after_series="S1") == ["I3"]
+    assert await ids(IssueFilter(), after_series="S2") == ["I3"]  # from the start of S2
+    assert await ids(IssueFilter(), after="I3", after_series="S2") == []
+    # One series: by issue_id after the issue id alone (a series in the key changes nothing).
     assert await ids(IssueFilter(series_id="S1"), after="I2", limit=2) == ["I4", "I5"]
-    assert await ids(IssueFilter(), after="I5") == []
+    assert await ids(IssueFilter(series_id="S1"), after="I2", after_series="S9") == ["I4", "I5"]
+    assert await ids(IssueFilter(series_id="S1"), after="I5") == []
     assert (await store.list_issues(IssueFilter(), "", 1)) == [issues[0]]
+    assert await store.list_issues(IssueFilter(), "", 0) == []
+
+
+async def test_issues_of_two_series_with_the_same_id_are_kept_apart(store: Adapter) -> None:
+    # Issue ids are unique within a series only: the same command id, snap, source and rule in
+    # two series give the same id.
+    same = issue_id("cmd-1", T0, "bbg", "jump")
+    assert same == issue_id("cmd-1", T0, "bbg", "jump")
+    s1 = issue(same, 10, rule="jump", evidence={"previous": "100.00"})
+    s2 = issue(same, 10, rule="jump", series_id="S2", evidence={"previous": "7.00"})
+    await store.apply(ProjectionBatch(issues=[s2, s1]), 10)  # one batch holds both
+    assert await store.list_issues(IssueFilter(), "", 10) == [s1, s2]
+    assert await store.list_issues(IssueFilter(series_id="S1"), "", 10) == [s1]
+    assert await store.list_issues(IssueFilter(series_id="S2"), "", 10) == [s2]
+
+    # Resolving the issue of S1 leaves the one of S2 open, and the other way round.
+    rejected = IssueResolution("S1", same, "rejected", "bob", "bad print", 15_000, 15)
+    await store.apply(ProjectionBatch(resolutions=[rejected]), 15)
+    s1_rejected = dataclasses.replace(
+        s1,
+        status="rejected",
+        resolved_by="bob",
+        resolution_reason="bad print",
+        resolved_at_us=15_000,
+        position=15,
+    )
+    assert await store.list_issues(IssueFilter(), "", 10) == [s1_rejected, s2]
+    assert await store.list_issues(IssueFilter(status="open"), "", 10) == [s2]
+    assert await store.list_issues(IssueFilter(status="rejected"), "", 10) == [s1_rejected]
+    approved = IssueResolution("S2", same, "approved", "carol", "fine", 16_000, 16)
+    await store.apply(ProjectionBatch(resolutions=[approved]), 16)
+    s2_approved = dataclasses.replace(
+        s2,
+        status="approved",
+        resolved_by="carol",
+        resolution_reason="fine",
+        resolved_at_us=16_000,
+        position=16,
+    )
+    assert await store.list_issues(IssueFilter(), "", 10) == [s1_rejected, s2_approved]
+
+    # A replay of the raises and resolutions reopens neither nor mixes them up.
+    await store.apply(ProjectionBatch(issues=[s1, s2], resolutions=[rejected, approved]), 16)
+    assert await store.list_issues(IssueFilter(), "", 10) == [s1_rejected, s2_approved]
+    assert (await store.dump_all())["issues"] == [s1_rejected, s2_approved]
+    # A resolution naming a series the issue is not in changes nothing.
+    stray = IssueResolution("S3", same, "overridden", "eve", "wrong series", 17_000, 17)
+    await store.apply(ProjectionBatch(resolutions=[stray]), 17)
+    assert await store.list_issues(IssueFilter(), "", 10) == [s1_rejected, s2_approved]
+
+
+# Issues of three series whose ids repeat across series and are out of order between them.
+SHARED_ISSUES = [
+    issue("I2", 10, series_id="B"),
+    issue("I1", 11, series_id="C", status="approved"),
+    issue("I3", 12, series_id="A"),
+    issue("I1", 13, series_id="A", status="rejected"),
+    issue("I2", 14, series_id="A"),
+    issue("I1", 15, series_id="B"),
+    issue("I4", 16, series_id="B", status="rejected"),
+    issue("I0", 17, series_id="C"),
+]
+
+
+@pytest.mark.parametrize("status", ["", "open", "rejected", "approved"])
+async def test_every_series_pages_in_series_then_issue_order(store: Adapter, status: str) -> None:
+    await store.apply(ProjectionBatch(issues=SHARED_ISSUES), 17)
+    expected = sorted(
+        (i for i in SHARED_ISSUES if not status or i.status == status),
+        key=lambda i: (i.series_id, i.issue_id),
+    )
+    f = IssueFilter(status=status)
+    assert await store.list_issues(f, "", 100) == expected
+    for size in range(1, len(expected) + 2):
+        paged: list[QualityIssue] = []
+        after_series, after_issue = "", ""
+        while True:
+            page = await store.list_issues(f, after_issue, size, after_series_id=after_series)
+            assert len(page) <= size
+            paged += page
+            if len(page) < size:
+                break
+            after_series, after_issue = page[-1].series_id, page[-1].issue_id
+        assert paged == expected, size  # nothing lost, nothing twice
+
+
+@pytest.mark.parametrize("series_id", ["A", "B", "C"])
+async def test_one_series_pages_in_issue_order(store: Adapter, series_id: str) -> None:
+    await store.apply(ProjectionBatch(issues=SHARED_ISSUES), 17)
+    expected = sorted(
+        (i for i in SHARED_ISSUES if i.series_id == series_id), key=lambda i: i.issue_id
+    )
+    f = IssueFilter(series_id=series_id)
+    for size in range(1, len(expected) + 2):
+        paged: list[QualityIssue] = []
+        after = ""
+        while page := await store.list_issues(f, after, size):  # the issue id is the whole key
+            assert len(page) <= size
+            paged += page
+            after = page[-1].issue_id
+        assert paged == expected, size
+
+
+async def test_a_page_of_every_series_needs_the_series_of_its_key(store: Adapter) -> None:
+    await store.apply(ProjectionBatch(issues=SHARED_ISSUES), 17)
+    # "I1" alone names an issue of A, B and C: where the last page ended is unknown.
+    with pytest.raises(ValueError, match="after_series_id"):
+        await store.list_issues(IssueFilter(), "I1", 10)
+    with pytest.raises(ValueError, match="after_series_id"):
+        await store.list_issues(IssueFilter(status="open"), "I1", 10)
 
 
 async def test_catalogue_pagination_and_schema_versions(store: Adapter) -> None:
@@ -649,6 +772,35 @@ async def test_rebuild_into_a_new_generation_and_switch(backend: Backend) -> Non
     assert await reader.latest_range("S1", *EVERYTHING, 100) == expected
     with pytest.raises(ValueError, match="unknown"):
         await reader.set_active_generation("g1")
+
+
+async def test_a_generation_records_the_format_it_was_built_with(backend: Backend) -> None:
+    g1 = await backend.open("g1")
+    await g1.apply(BATCH_1, 10)
+    await g1.set_active_generation("g1")
+    reader = await backend.open(None)
+    assert await reader.generation_format("g1") == READ_MODEL_FORMAT
+    with pytest.raises(ValueError, match="unknown"):
+        await reader.generation_format("g9")
+    reopened = await backend.open("g1")  # a writer of a generation of the current format
+    assert await reopened.checkpoint() == 10
+
+    await backend.unrecord("g1")  # as if built before formats were recorded
+    assert await reader.generation_format("g1") == UNRECORDED_FORMAT
+    # Readers read it on (the query service, until a rebuild switches); writers refuse it.
+    assert await reader.latest_range("S1", *EVERYTHING, 100) == V1
+    with pytest.raises(GenerationFormatError, match="format 1"):
+        await backend.open("g1")
+    assert await reader.generation_format("g1") == UNRECORDED_FORMAT  # the refusal wrote none
+    assert await reader.latest_range("S1", *EVERYTHING, 100) == V1
+
+    g2 = await backend.open("g2")  # the rebuild
+    assert await reader.generation_format("g2") == READ_MODEL_FORMAT
+    await g2.set_active_generation("g2")
+    await reader.drop_generation("g1")
+    assert await reader.list_generations() == ["g2"]
+    await backend.open("g1")  # created anew: of the current format
+    assert await reader.generation_format("g1") == READ_MODEL_FORMAT
 
 
 async def test_a_reader_cannot_write(backend: Backend) -> None:

@@ -8,6 +8,8 @@ unknown series is NOT_FOUND, a token of another parent or filter is refused."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 import grpc.aio
 import pytest
+from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from qis.data.v1 import query_service_pb2 as pb
@@ -68,7 +71,13 @@ def _issues() -> list[QualityIssue]:
                 source_id=rng.choice(["bbg", "lseg", ""]),
             )
         )
-    return issues
+    # Issue ids are unique within a series only: the same id in the other series is another
+    # issue, and a listing of every series must keep both (it once lost one).
+    twins = [
+        dataclasses.replace(i, series_id="S2" if i.series_id == "S1" else "S1", position=80 + n)
+        for n, i in enumerate(issues[:10])
+    ]
+    return issues + twins
 
 
 def _audit() -> list[AuditEntry]:
@@ -252,7 +261,7 @@ def check_pages(
 
 
 def issue_ids(reply: pb.ListQualityIssuesResponse) -> list[str]:
-    return [i.issue_id for i in reply.issues]
+    return [f"{i.series}/{i.issue_id}" for i in reply.issues]
 
 
 def entry_keys(reply: pb.ListAuditEntriesResponse) -> list[str]:
@@ -266,7 +275,12 @@ async def test_issues_of_a_parent_and_filter_page_as_the_reference_selects(
 ) -> None:
     stub = stubs[bound]
     for parent, of_parent in ISSUE_PARENTS:
-        expected = sorted(i.issue_id for i in ISSUES if of_parent(i) and check(i))
+        # In (series, issue id) order: issue ids are unique within a series only.
+        expected = [
+            f"series/{i.series_id}/{i.issue_id}"
+            for i in sorted(ISSUES, key=lambda i: (i.series_id, i.issue_id))
+            if of_parent(i) and check(i)
+        ]
         for size in PAGE_SIZES:
             request = pb.ListQualityIssuesRequest(parent=parent, filter=filter_text)
             pages = await page_through(
@@ -362,6 +376,45 @@ async def test_a_malformed_audit_parent_is_refused(stubs: Stubs, parent: str) ->
         pb.ListAuditEntriesRequest(parent=parent), metadata=METADATA
     )
     assert [field for field, _ in await bad_request(call)] == ["parent"]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        base64.urlsafe_b64encode(b"[" * 50_000).decode(),  # deeper than json can read
+        base64.urlsafe_b64encode(
+            b'{"k": "issue-pages", "first": "' + b"x" * 4_000 + b'"}'
+        ).decode(),
+        base64.urlsafe_b64encode(b'{"k": "issues", "after": "1-abc"}').decode(),  # the old kind
+    ],
+)
+async def test_a_crafted_page_token_is_invalid_argument(stubs: Stubs, token: str) -> None:
+    """Once INTERNAL: a token nesting deeper than json's recursion limit."""
+    for call in (
+        stubs[None].ListQualityIssues(
+            pb.ListQualityIssuesRequest(parent="series/-", page_token=token), metadata=METADATA
+        ),
+        stubs[None].ListAuditEntries(
+            pb.ListAuditEntriesRequest(parent="-", page_token=token), metadata=METADATA
+        ),
+    ):
+        assert [field for field, _ in await bad_request(call)] == ["page_token"]
+
+
+async def test_a_point_is_named_in_whole_microseconds(stubs: Stubs) -> None:
+    """A lookup of a snap finer than the microsecond names no point: refused, as on the write
+    side, where it once answered for the microsecond below."""
+    snap = timestamp_pb2.Timestamp(seconds=SNAPS[0] // SECOND, nanos=1_500)
+    calls: list[Call] = [
+        stubs[None].GetValues(
+            pb.GetValuesRequest(series="series/S1", snap_times=[snap]), metadata=METADATA
+        ),
+        stubs[None].GetPointHistory(
+            pb.GetPointHistoryRequest(series="series/S1", snap_time=snap), metadata=METADATA
+        ),
+    ]
+    fields = [[field for field, _ in await bad_request(call)] for call in calls]
+    assert fields == [["snap_times[0]"], ["snap_time"]]
 
 
 async def test_a_malformed_filter_is_refused_naming_what_and_where(stubs: Stubs) -> None:

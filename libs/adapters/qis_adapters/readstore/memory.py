@@ -17,9 +17,12 @@ from itertools import islice
 from typing import Generic, TypeVar
 
 from qis_adapters.readstore.port import (
+    READ_MODEL_FORMAT,
+    UNRECORDED_FORMAT,
     AuditEntry,
     AuditScope,
     ChangeFeedEntry,
+    GenerationFormatError,
     IssueFilter,
     JsonDoc,
     Observation,
@@ -30,6 +33,7 @@ from qis_adapters.readstore.port import (
     ResumeToken,
     SeriesEntry,
     VersionClosure,
+    issue_page_key,
     validate_generation,
 )
 
@@ -112,6 +116,10 @@ def _token_key(record: Observation | AuditEntry | ChangeFeedEntry) -> Key:
     return record.position, record.index
 
 
+def _issue_key(issue: QualityIssue) -> Key:
+    return issue.series_id, issue.issue_id
+
+
 def _knowledge_time(v: OfficialVersion) -> tuple[int, int]:
     return v.recorded_from_us, v.recorded_to_us
 
@@ -138,9 +146,12 @@ def _not_older_schema(stored: SeriesEntry, new: SeriesEntry) -> bool:
 
 
 class _Generation:
-    """The read models of one generation: a table per record kind, and its checkpoint."""
+    """The read models of one generation: a table per record kind, its checkpoint, and the
+    read-model format it was built with (None: no format record, as before formats were
+    recorded)."""
 
     def __init__(self) -> None:
+        self.format: int | None = READ_MODEL_FORMAT
         self.versions = _Table[OfficialVersion](_version_key)
         self.current = _Table[OfficialVersion](_point_key)
         self.observations = _Table[Observation](_token_key)
@@ -149,8 +160,7 @@ class _Generation:
         )
         self.changes = _Table[ChangeFeedEntry](_token_key)
         self.issues = _Table[QualityIssue](
-            lambda i: (i.issue_id,),
-            lambda i: dataclasses.replace(i, evidence=_json_copy(i.evidence)),
+            _issue_key, lambda i: dataclasses.replace(i, evidence=_json_copy(i.evidence))
         )
         self.series = _Table[SeriesEntry](
             lambda s: (s.series_id,),
@@ -178,7 +188,7 @@ class _Generation:
         self.changes.write_all(batch.changes)
         self.issues.write_all(batch.issues, _not_older)
         for r in batch.resolutions:
-            issue = self.issues.get((r.issue_id,))
+            issue = self.issues.get((r.series_id, r.issue_id))
             if issue is not None and issue.position <= r.position:
                 resolved = dataclasses.replace(
                     issue,
@@ -242,10 +252,11 @@ class InMemoryReadDatabase:
 class InMemoryReadStore:
     """ReadStore + GenerationAdmin on an InMemoryReadDatabase, for one event loop.
 
-    `generation`: the generation this instance writes, created when absent (the projector); None
-    for a reader (the query service). Reads follow the active pointer, so a switch is seen on the
-    very next query. No method awaits, so each call is atomic on the loop: a reader never sees
-    half a batch. Queries walk the records in key order; sized for tests, not for volume.
+    `generation`: the generation this instance writes, created when absent (the projector) and
+    refused when of another read-model format (GenerationFormatError); None for a reader (the
+    query service). Reads follow the active pointer, so a switch is seen on the very next query.
+    No method awaits, so each call is atomic on the loop: a reader never sees half a batch.
+    Queries walk the records in key order; sized for tests, not for volume.
     """
 
     def __init__(
@@ -256,6 +267,10 @@ class InMemoryReadStore:
         self._closed = False
         if generation is not None:
             self.database.create(generation)
+            built = self.database.generation(generation)
+            found = None if built is None else built.format
+            if found != READ_MODEL_FORMAT:
+                raise GenerationFormatError(generation, found or UNRECORDED_FORMAT)
 
     def _open(self) -> InMemoryReadDatabase:
         if self._closed:
@@ -398,18 +413,23 @@ class InMemoryReadStore:
         return None if generation is None else generation.series.get((series_id,))
 
     async def list_issues(
-        self, issue_filter: IssueFilter, after_issue_id: str, limit: int
+        self,
+        issue_filter: IssueFilter,
+        after_issue_id: str,
+        limit: int,
+        *,
+        after_series_id: str = "",
     ) -> list[QualityIssue]:
-        f = issue_filter
+        after = issue_page_key(issue_filter, after_series_id, after_issue_id)
+        series, status = issue_filter.series_id, issue_filter.status
+        # Every key of `series` sorts below (series + "\0",), every key of a later series not.
+        high = (series + "\0",) if series else None
 
-        def matches(i: QualityIssue) -> bool:
-            return (not f.series_id or i.series_id == f.series_id) and (
-                not f.status or i.status == f.status
-            )
+        def query(g: _Generation) -> Iterable[QualityIssue]:
+            issues = g.issues.scan(after, high, after=True)
+            return (i for i in issues if i.status == status) if status else issues
 
-        return self._select(
-            lambda g: filter(matches, g.issues.scan((after_issue_id,), after=True)), limit
-        )
+        return self._select(query, limit)
 
     async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:
         return self._select(lambda g: g.metrics.scan((series_id, start_us), (series_id, end_us)))
@@ -424,6 +444,12 @@ class InMemoryReadStore:
 
     async def list_generations(self) -> list[str]:
         return self._open().names()
+
+    async def generation_format(self, name: str) -> int:
+        generation = self._open().generation(validate_generation(name))
+        if generation is None:
+            raise ValueError(f"unknown generation {name!r}")
+        return UNRECORDED_FORMAT if generation.format is None else generation.format
 
     async def drop_generation(self, name: str) -> None:
         self._open().drop(name)

@@ -2,7 +2,8 @@
 
 Layout of one database:
 - `meta`: `{_id: "active", generation, switched_at_us}` (the generation queries read) and
-  `{_id: "generation:<name>", generation, checkpoint}` per generation (registry + checkpoint);
+  `{_id: "generation:<name>", generation, format, checkpoint}` per generation (registry, the
+  read-model format it was built with, absent before formats were recorded, and checkpoint);
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
   `_series`, `_metrics`. Every document's `_id` encodes its natural key (see _key_id), so every
   write is an idempotent keyed upsert.
@@ -37,9 +38,12 @@ from qis.data.v1.values_pb2 import DataValue
 from qis_adapters.readstore.port import (
     ACTIVE_GENERATION_KEY,
     GENERATION_KEY_PREFIX,
+    READ_MODEL_FORMAT,
+    UNRECORDED_FORMAT,
     AuditEntry,
     AuditScope,
     ChangeFeedEntry,
+    GenerationFormatError,
     IssueFilter,
     IssueResolution,
     JsonDoc,
@@ -51,6 +55,7 @@ from qis_adapters.readstore.port import (
     ResumeToken,
     SeriesEntry,
     VersionClosure,
+    issue_page_key,
     validate_generation,
 )
 
@@ -190,7 +195,7 @@ _CHANGES = _Kind(
 _ISSUES = _Kind(
     "issues",
     QualityIssue,
-    ("issue_id",),
+    ("series_id", "issue_id"),  # issue ids repeat across series
     frozenset({"snap_us", "raised_at_us", "position", "resolved_at_us"}),
 )
 _SERIES = _Kind("series", SeriesEntry, ("series_id",), frozenset({"updated_at_us", "position"}))
@@ -217,7 +222,8 @@ def _index(keys: Sequence[str], *, unique: bool = False) -> IndexModel:
     return IndexModel([(k, ASCENDING) for k in keys], unique=unique)
 
 
-# Every index a query relies on; the contract suite checks them with list_indexes().
+# Every index a query relies on; the contract suite checks them with list_indexes() (and, on a
+# real MongoDB, that each form of a query is served by them without a sort: explain()).
 _INDEXES: dict[str, list[IndexModel]] = {
     # latest range (current); as-of ranges and history (versions)
     "versions": [_index(_VERSION_KEY, unique=True)],
@@ -233,9 +239,11 @@ _INDEXES: dict[str, list[IndexModel]] = {
         _index(("position", "index"), unique=True),
         _index(("series_id", "position", "index")),
     ],
+    # list_issues: every series in (series_id, issue_id) order, all or in one status (the
+    # first two); one series in issue_id order, all or in one status (the first and the last).
     "issues": [
-        _index(("status", "issue_id")),
-        _index(("series_id", "issue_id")),
+        _index(_ISSUES.key, unique=True),
+        _index(("status", *_ISSUES.key)),
         _index(("series_id", "status", "issue_id")),
     ],
     "series": [],  # served by _id
@@ -311,16 +319,25 @@ class MongoReadStore:
                 # matching updates, or several such commands at once, waits forever.
                 store._ops_per_command = _FERRETDB_OPS_PER_COMMAND
             if store._generation is not None:
-                await store._meta.update_one(
-                    {"_id": GENERATION_KEY_PREFIX + store._generation},
-                    {"$setOnInsert": {"generation": store._generation}},
-                    upsert=True,
-                )
+                await store._register(store._generation)
                 await store.ensure_indexes()
         except BaseException:
             await store._client.close()
             raise
         return store
+
+    async def _register(self, generation: str) -> None:
+        """Register the written generation, recording the format it is built with when this
+        creates it; refuse one of another format (before touching its indexes: an older
+        generation may hold an index of the same keys with other options)."""
+        await self._meta.update_one(
+            {"_id": GENERATION_KEY_PREFIX + generation},
+            {"$setOnInsert": {"generation": generation, "format": READ_MODEL_FORMAT}},
+            upsert=True,
+        )
+        found = await self.generation_format(generation)
+        if found != READ_MODEL_FORMAT:
+            raise GenerationFormatError(generation, found)
 
     def _collection(self, generation: str, kind: _Kind[Any]) -> Collection:
         return self._db[f"{generation}_{kind.suffix}"]
@@ -331,14 +348,19 @@ class MongoReadStore:
         return self._generation
 
     async def ensure_indexes(self, generation: str | None = None) -> None:
-        """Create every index the queries rely on (idempotent)."""
+        """Create every index the queries rely on (idempotent).
+
+        One index per command: FerretDB v1 panics (and drops the connection) on a createIndexes
+        of several indexes some of which exist, i.e. whenever a writer reopens its generation.
+        """
         name = validate_generation(generation) if generation else self._writer()
+
+        async def create(collection: Collection, indexes: list[IndexModel]) -> None:
+            for index in indexes:
+                await collection.create_indexes([index])
+
         await asyncio.gather(
-            *(
-                self._collection(name, kind).create_indexes(_INDEXES[kind.suffix])
-                for kind in _KINDS
-                if _INDEXES[kind.suffix]
-            )
+            *(create(self._collection(name, kind), _INDEXES[kind.suffix]) for kind in _KINDS)
         )
 
     # --- ReadModelWriter ----------------------------------------------------------------------
@@ -381,7 +403,7 @@ class MongoReadStore:
             upserts(_AUDIT, batch.audit),
             upserts(
                 _ISSUES,
-                _newest(batch.issues, lambda i: i.issue_id, lambda i: i.position),
+                _newest(batch.issues, lambda i: (i.series_id, i.issue_id), lambda i: i.position),
                 lambda i: {"position": {"$lt": Int64(i.position)}},
             ),
             upserts(
@@ -577,15 +599,27 @@ class MongoReadStore:
         return found[0] if found else None
 
     async def list_issues(
-        self, issue_filter: IssueFilter, after_issue_id: str, limit: int
+        self,
+        issue_filter: IssueFilter,
+        after_issue_id: str,
+        limit: int,
+        *,
+        after_series_id: str = "",
     ) -> list[QualityIssue]:
+        after_series, after_issue = issue_page_key(issue_filter, after_series_id, after_issue_id)
         if limit <= 0:
             return []
-        query: Doc = {"issue_id": {"$gt": after_issue_id}}
-        for name in ("series_id", "status"):
-            value = getattr(issue_filter, name)
-            if value:
-                query[name] = value
+        query: Doc = {"status": issue_filter.status} if issue_filter.status else {}
+        if issue_filter.series_id:
+            query["series_id"] = issue_filter.series_id
+            query["issue_id"] = {"$gt": after_issue}
+        elif after_series or after_issue:
+            # (series_id, issue_id) after the key, in a form the compound indexes serve (as
+            # _after): each branch is one range of the index, merged in index order.
+            query["$or"] = [
+                {"series_id": after_series, "issue_id": {"$gt": after_issue}},
+                {"series_id": {"$gt": after_series}},
+            ]
         return await self._find(_ISSUES, query, _ISSUES.sort, limit)
 
     async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:
@@ -612,6 +646,12 @@ class MongoReadStore:
             upsert=True,
         )
         self._active_expires = 0.0
+
+    async def generation_format(self, name: str) -> int:
+        doc = await self._meta.find_one({"_id": GENERATION_KEY_PREFIX + validate_generation(name)})
+        if doc is None:
+            raise ValueError(f"unknown generation {name!r}")
+        return UNRECORDED_FORMAT if doc.get("format") is None else int(doc["format"])
 
     async def list_generations(self) -> list[str]:
         query = {"_id": {"$gt": GENERATION_KEY_PREFIX, "$lt": GENERATION_KEY_PREFIX[:-1] + ";"}}
@@ -656,9 +696,8 @@ def _resolution_op(r: IssueResolution) -> UpdateOne:
         "resolved_at_us": Int64(r.resolved_at_us),
         "position": Int64(r.position),
     }
-    return UpdateOne(
-        {"_id": r.issue_id, "position": {"$lte": Int64(r.position)}}, {"$set": resolved}
-    )
+    key = _key_id((r.series_id, r.issue_id))
+    return UpdateOne({"_id": key, "position": {"$lte": Int64(r.position)}}, {"$set": resolved})
 
 
 def _closure_op(c: VersionClosure) -> UpdateOne:

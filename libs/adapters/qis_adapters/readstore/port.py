@@ -92,7 +92,9 @@ ISSUE_STATUSES = ("open", "approved", "rejected", "overridden")
 
 @dataclass(frozen=True, slots=True)
 class QualityIssue:
-    """A rule a point failed. Key: issue_id; later writes for the same id update status fields."""
+    """A rule a point failed. Key: (series_id, issue_id): an issue id is unique only within its
+    series (qis_domain.decisions.issue_id derives it from the command id, snap, source and rule,
+    and command ids are unique per series). Later writes of the same key update status fields."""
 
     issue_id: str
     series_id: str
@@ -111,8 +113,10 @@ class QualityIssue:
 
 @dataclass(frozen=True, slots=True)
 class IssueResolution:
-    """A person settled an issue. Applied after the batch's issues; idempotent."""
+    """A person settled the issue (series_id, issue_id). Applied after the batch's issues;
+    idempotent."""
 
+    series_id: str  # the series the resolving event names: an issue id alone is ambiguous
     issue_id: str
     status: str  # "approved" | "rejected" | "overridden"
     resolved_by: str
@@ -224,12 +228,36 @@ class ProjectionBatch:
 
 @dataclass(frozen=True, slots=True)
 class IssueFilter:
-    """The issues of a series ("" for every series) in a status ("" for any). Only what an
-    index serves in issue_id order, so that reading `limit` issues is one bounded index range
-    scan in every adapter; the query service checks any other condition itself."""
+    """The issues of a series ("" for every series) in a status ("" for any).
+
+    Only what an index serves in listing order, so that reading `limit` issues is one bounded
+    index range scan in every adapter (SQLite: the key or the (status, series_id, issue_id) or
+    (series_id, status, issue_id) index; MongoDB: the matching compound index, see
+    mongodb._INDEXES): (series_id, issue_id) order for every series, issue_id order within the
+    one series named. The query service checks any other condition itself."""
 
     series_id: str = ""
     status: str = ""
+
+
+def issue_page_key(
+    issue_filter: IssueFilter, after_series_id: str, after_issue_id: str
+) -> tuple[str, str]:
+    """The (series_id, issue_id) key a `list_issues` page starts strictly after.
+
+    With a series in the filter, the listing stays in that series and only `after_issue_id`
+    counts (`after_series_id` is ignored). Listing every series, the key is the pair: issue ids
+    repeat across series, so an issue id alone cannot say where a page ended, and asking for
+    one without its series is refused (ValueError) rather than restarting the listing.
+    """
+    if issue_filter.series_id:
+        return issue_filter.series_id, after_issue_id
+    if after_issue_id and not after_series_id:
+        raise ValueError(
+            "a page of the issues of every series resumes after a (series, issue) key:"
+            " pass after_series_id with after_issue_id"
+        )
+    return after_series_id, after_issue_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,9 +286,9 @@ class ReadModelWriter(Protocol):
         - current record of (series_id, snap_us): set from each version in `versions`, replaced
           only by a strictly higher version, so readers never see zero or two latest versions;
         - observations, audit, changes: insert if absent by (position, index);
-        - issues: upsert by issue_id (a later write carries the newer status);
-        - resolutions: set status, resolution fields and position of that issue when its
-          stored position is not newer, after the issues;
+        - issues: upsert by (series_id, issue_id) (a later write carries the newer status);
+        - resolutions: set status, resolution fields and position of the issue
+          (series_id, issue_id) when its stored position is not newer, after the issues;
         - series: upsert by series_id only when schema_version is higher or equal;
         - metrics: upsert by key.
         """
@@ -318,9 +346,17 @@ class ReadModelReader(Protocol):
     async def get_series(self, series_id: str) -> SeriesEntry | None: ...
 
     async def list_issues(
-        self, issue_filter: IssueFilter, after_issue_id: str, limit: int
+        self,
+        issue_filter: IssueFilter,
+        after_issue_id: str,
+        limit: int,
+        *,
+        after_series_id: str = "",
     ) -> list[QualityIssue]:
-        """Issues matching the filter, ascending by issue_id."""
+        """At most `limit` issues matching the filter whose (series_id, issue_id) comes strictly
+        after the page key (see issue_page_key), ascending by (series_id, issue_id): by issue_id
+        within the series the filter names. The next page of every series' issues passes the
+        last issue's series_id and issue_id; of one series' issues, its issue_id."""
         ...
 
     async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:
@@ -337,6 +373,42 @@ class ReadStore(ReadModelWriter, ReadModelReader, Protocol):
 GENERATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
 ACTIVE_GENERATION_KEY = "active"  # meta record naming the generation queries read
 GENERATION_KEY_PREFIX = "generation:"  # + name: meta record of one generation (its checkpoint)
+FORMAT_KEY_PREFIX = "format:"  # + name: the format a generation was built with (SQLite meta)
+
+READ_MODEL_FORMAT = 2
+"""The format of the read models this code builds: what the records hold and how they are
+keyed. Each generation records the format it was built with when it is created, and keeps it.
+
+Bumped when read models built by earlier code are wrong in a way only projecting the log again
+fixes. A change a store can make in place (a column or field with a default, an index) needs no
+bump. When the active generation is of an older format, the projector rebuilds the read models
+into a fresh generation when it starts and then switches to it; until the switch the query
+service goes on serving the old generation, which the projector no longer advances.
+"""
+
+UNRECORDED_FORMAT = 1
+"""The format of a generation without a format record: built before formats were recorded."""
+
+FORMAT_CHANGES = {
+    2: "quality issues keyed by (series, issue id), as issue ids repeat across series; series"
+    " definitions in the qis.data.v1 shape (cut-off and SLA as durations); audit entries about"
+    " data sources name their source",
+}
+"""What each format changed from the one before: why a generation of an older one is rebuilt."""
+
+
+class GenerationFormatError(RuntimeError):
+    """A writer was opened on a generation built with another read-model format: its records
+    would be written in a shape its other records do not have. Rebuild instead."""
+
+    def __init__(self, generation: str, found: int) -> None:
+        self.generation = generation
+        self.found = found
+        super().__init__(
+            f"generation {generation!r} holds read models of format {found}, this code writes"
+            f" format {READ_MODEL_FORMAT}: build a fresh generation (`qis-projector rebuild`;"
+            " the projector rebuilds an older active generation when it starts)"
+        )
 
 
 def validate_generation(name: str) -> str:
@@ -351,6 +423,10 @@ class GenerationAdmin(Protocol):
 
     A rebuild projects into a fresh generation while queries keep reading the active one, then
     switches the pointer: no downtime, and the old generation is dropped afterwards.
+
+    Each generation records the read-model format it was built with (READ_MODEL_FORMAT when a
+    writer created it); a writer refuses a generation of another format
+    (GenerationFormatError), readers read any.
     """
 
     async def active_generation(self) -> str | None:
@@ -360,6 +436,11 @@ class GenerationAdmin(Protocol):
     async def set_active_generation(self, name: str) -> None: ...
 
     async def list_generations(self) -> list[str]: ...
+
+    async def generation_format(self, name: str) -> int:
+        """The read-model format generation `name` was built with; UNRECORDED_FORMAT when it
+        has no format record. ValueError for an unknown generation."""
+        ...
 
     async def drop_generation(self, name: str) -> None:
         """Delete a generation's data; refuses (ValueError) to drop the active one."""

@@ -2,12 +2,14 @@
 
 Layout of one database file:
 - `meta(key, value)`: `active` → the generation queries read; `generation:<name>` → that
-  generation's checkpoint (NULL before its first batch). A row per generation is also the registry
-  that `list_generations` reads.
+  generation's checkpoint (NULL before its first batch); `format:<name>` → the read-model format
+  it was built with (absent: built before formats were recorded). A `generation:` row per
+  generation is also the registry that `list_generations` reads.
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
   `_series`, `_metrics`: WITHOUT ROWID tables clustered on their natural key, so every query of the
-  port is one index range scan in the order it returns. Opening a store brings the tables of every
-  registered generation to the shape this code declares (`_Table.migrate`), so a file written by
+  port is one index range scan in the order it returns. Opening a store adds to the tables of every
+  registered generation the columns this code declares and they lack, and to those of the current
+  read-model format the indexes (`_Table.migrate`: no row is copied), so a file written by
   earlier code reads on.
 
 One instance owns one connection used only by its own worker thread, so the event loop never blocks
@@ -35,10 +37,14 @@ from typing import Any, TypeVar, TypeVarTuple
 
 from qis_adapters.readstore.port import (
     ACTIVE_GENERATION_KEY,
+    FORMAT_KEY_PREFIX,
     GENERATION_KEY_PREFIX,
+    READ_MODEL_FORMAT,
+    UNRECORDED_FORMAT,
     AuditEntry,
     AuditScope,
     ChangeFeedEntry,
+    GenerationFormatError,
     IssueFilter,
     IssueResolution,
     JsonDoc,
@@ -49,6 +55,7 @@ from qis_adapters.readstore.port import (
     QualityMetrics,
     ResumeToken,
     SeriesEntry,
+    issue_page_key,
     validate_generation,
 )
 
@@ -74,8 +81,8 @@ def _json(doc: JsonDoc) -> str:
 
 
 _TEXT, _INT, _REAL, _BLOB = "TEXT NOT NULL", "INTEGER NOT NULL", "REAL NOT NULL", "BLOB NOT NULL"
-# A column added to a table that may already hold rows needs a default: rebuilding the table to
-# its new shape (see _Table.migrate) fills the old rows with it.
+# A column added to a table that may already hold rows needs a default (or to allow NULL): the
+# old rows read with it (see _Table.migrate).
 _TEXT_EMPTY, _INT_0 = "TEXT NOT NULL DEFAULT ''", "INTEGER NOT NULL DEFAULT 0"
 
 
@@ -111,38 +118,34 @@ class _Table:
             for index in self.indexes
         )
 
-    def _shape(self) -> list[tuple[str, str, bool, int]]:
-        """(name, declared type, NOT NULL, position in the key or 0) of each column, in order:
-        what `PRAGMA table_info` reports of a table created by `ddl`."""
-        return [
-            (
-                name,
-                type_.split()[0],
-                "NOT NULL" in type_,
-                self.key.index(name) + 1 if name in self.key else 0,
-            )
-            for name, type_ in self.columns
-        ]
+    def migrate(self, c: sqlite3.Connection, table: str, *, indexes: bool = True) -> None:
+        """Create `table`, or give one created by earlier code the columns it lacks and, with
+        `indexes`, the indexes, inside the caller's transaction.
 
-    def migrate(self, c: sqlite3.Connection, table: str) -> None:
-        """Create `table`, or bring one created by earlier code to this shape, inside the
-        caller's transaction.
+        Never a copy of the rows: both processes open the file, and one that holds the write
+        lock longer than the other waits for it (busy_timeout) fails the other's open.
+        `ALTER TABLE ... ADD COLUMN` only changes the schema (old rows read with the column's
+        default; WITHOUT ROWID tables allow it). Statements name their columns, so where a
+        column sits in the table does not matter.
 
-        SQLite can neither add a column in the middle nor drop a NOT NULL, and rows map to
-        records by column position: a table of any other shape is rebuilt. Its rows are copied
-        column by column by name: a new column takes its default (a new NOT NULL column without
-        one fails the copy, loudly), a column no longer specified is left behind.
+        A new index is one pass over the table under the lock (~1.7 s per million audit rows),
+        so the caller asks for indexes only in a generation of the current read-model format
+        (created with them, so in practice it finds them there). An older generation only
+        needs to read on until the projector's rebuild replaces it: it gets the columns, and
+        what ADD COLUMN cannot change (another key, a NOT NULL dropped) stays as it is
+        (writers refuse such a generation: see READ_MODEL_FORMAT).
         """
-        found = c.execute(f"PRAGMA table_info({table})").fetchall()
-        if found and [(n, t, bool(nn), pk) for _, n, t, nn, _, pk in found] != self._shape():
-            kept = ", ".join(name for name, _ in self.columns if name in {row[1] for row in found})
-            rebuilt = f"{table}__rebuild"
-            c.execute(self._create_table(rebuilt))
-            c.execute(f"INSERT INTO {rebuilt} ({kept}) SELECT {kept} FROM {table}")
-            c.execute(f"DROP TABLE {table}")  # and its indexes, re-created below
-            c.execute(f"ALTER TABLE {rebuilt} RENAME TO {table}")
-        for statement in self.ddl(table):
-            c.execute(statement)
+        found = {row[1] for row in c.execute(f"PRAGMA table_info({table})")}
+        if not found:
+            c.execute(self._create_table(table))
+        for name, type_ in self.columns:
+            if found and name not in found:
+                if "NOT NULL" in type_ and "DEFAULT" not in type_:
+                    raise ValueError(f"{table}.{name} cannot be added: declare a default")
+                c.execute(f"ALTER TABLE {table} ADD COLUMN {name} {type_}")
+        if indexes or not found:
+            for statement in self._create_indexes(table):
+                c.execute(statement)
 
     def insert(self, table: str, verb: str = "INSERT OR IGNORE") -> str:
         marks = ", ".join("?" * len(self.columns))
@@ -251,8 +254,10 @@ _TABLES = {
             ("resolution_reason", _TEXT),
             ("resolved_at_us", _INT),
         ),
-        ("issue_id",),
-        (("status", "issue_id"), ("series_id", "issue_id"), ("series_id", "status", "issue_id")),
+        # Issue ids repeat across series: the key is the pair, which also orders the listing
+        # of every series; a status narrows it with the first index, a series with the second.
+        ("series_id", "issue_id"),
+        (("status", "series_id", "issue_id"), ("series_id", "status", "issue_id")),
     ),
     "series": _Table(
         (
@@ -315,7 +320,7 @@ class _Sql:
     audit_source: str
     list_series: str
     get_series: str
-    list_issues: str
+    list_issues: dict[tuple[bool, bool], str]
     metrics: str
     dump: dict[str, str]
 
@@ -350,7 +355,8 @@ class _Sql:
             ),
             resolve_issue=(
                 f"UPDATE {g}_issues SET status = ?, resolved_by = ?, resolution_reason = ?,"
-                " resolved_at_us = ?, position = ? WHERE issue_id = ? AND position <= ?"
+                " resolved_at_us = ?, position = ?"
+                " WHERE series_id = ? AND issue_id = ? AND position <= ?"
             ),
             upsert_series=t["series"].upsert(
                 f"{g}_series",
@@ -385,7 +391,18 @@ class _Sql:
             audit_source=f"{select('audit')} WHERE source_id = ? AND {after}",
             list_series=f"{select('series')} WHERE series_id > ? ORDER BY series_id LIMIT ?",
             get_series=f"{select('series')} WHERE series_id = ?",
-            list_issues=f"{select('issues')} WHERE issue_id > ?",
+            # By (series filtered, status filtered): every series in (series_id, issue_id)
+            # order after a (series_id, issue_id) key, one series in issue_id order.
+            list_issues={
+                (False, False): f"{select('issues')} WHERE (series_id, issue_id) > (?, ?)"
+                " ORDER BY series_id, issue_id LIMIT ?",
+                (False, True): f"{select('issues')} WHERE status = ?"
+                " AND (series_id, issue_id) > (?, ?) ORDER BY series_id, issue_id LIMIT ?",
+                (True, False): f"{select('issues')} WHERE series_id = ? AND issue_id > ?"
+                " ORDER BY issue_id LIMIT ?",
+                (True, True): f"{select('issues')} WHERE series_id = ? AND status = ?"
+                " AND issue_id > ? ORDER BY issue_id LIMIT ?",
+            },
             metrics=(
                 f"{select('metrics')} WHERE series_id = ?"
                 " AND window_start_us >= ? AND window_start_us < ?"
@@ -507,6 +524,7 @@ def _resolution_row(r: IssueResolution) -> Row:
         r.resolution_reason,
         r.resolved_at_us,
         r.position,
+        r.series_id,
         r.issue_id,
         r.position,
     )
@@ -630,18 +648,38 @@ class SqliteReadStore:
         conn.execute("PRAGMA mmap_size = 268435456")
         conn.execute("PRAGMA temp_store = MEMORY")
         self._conn = conn
-        with self._transaction() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
-            if self._generation is not None:
+        try:
+            with self._transaction() as c:
                 c.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, NULL)",
-                    (GENERATION_KEY_PREFIX + self._generation,),
+                    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID"
                 )
-            # Every generation, not only the one written: a reader may open a store written by
-            # earlier code before its projector does, and reads the active one at once.
-            for generation in self._list_generations():
-                for name, table in _TABLES.items():
-                    table.migrate(c, f"{generation}_{name}")
+                if self._generation is not None:
+                    self._register(c, self._generation)
+                # Every generation, not only the one written: a reader may open a store written
+                # by earlier code before its projector does, and reads the active one at once.
+                for generation in self._list_generations():
+                    current = self._format_of(generation) == READ_MODEL_FORMAT
+                    for name, table in _TABLES.items():
+                        table.migrate(c, f"{generation}_{name}", indexes=current)
+        except BaseException:
+            self._close()
+            raise
+
+    def _register(self, c: sqlite3.Connection, generation: str) -> None:
+        """Register the written generation, recording the format it is built with when this
+        creates it; refuse one of another format."""
+        created = c.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, NULL)",
+            (GENERATION_KEY_PREFIX + generation,),
+        ).rowcount
+        if created:
+            c.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                (FORMAT_KEY_PREFIX + generation, READ_MODEL_FORMAT),
+            )
+        found = self._format_of(generation)
+        if found != READ_MODEL_FORMAT:
+            raise GenerationFormatError(generation, found)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -698,6 +736,24 @@ class SqliteReadStore:
         if generation is None:
             return []
         return query(self._db(), self._statements(generation), generation)
+
+    def _format_of(self, generation: str) -> int:
+        row = (
+            self._db()
+            .execute("SELECT value FROM meta WHERE key = ?", (FORMAT_KEY_PREFIX + generation,))
+            .fetchone()
+        )
+        return UNRECORDED_FORMAT if row is None else int(row[0])
+
+    def _generation_format(self, name: str) -> int:
+        known = (
+            self._db()
+            .execute("SELECT 1 FROM meta WHERE key = ?", (GENERATION_KEY_PREFIX + name,))
+            .fetchone()
+        )
+        if known is None:
+            raise ValueError(f"unknown generation {name!r}")
+        return self._format_of(name)
 
     def _checkpoint_of(self, generation: str) -> int | None:
         row = (
@@ -792,7 +848,10 @@ class SqliteReadStore:
                 raise ValueError(f"generation {name!r} is active and cannot be dropped")
             for statement in sql.drop:
                 c.execute(statement)
-            c.execute("DELETE FROM meta WHERE key = ?", (GENERATION_KEY_PREFIX + name,))
+            c.execute(
+                "DELETE FROM meta WHERE key IN (?, ?)",
+                (GENERATION_KEY_PREFIX + name, FORMAT_KEY_PREFIX + name),
+            )
 
     def _dump(self, generation: str | None) -> dict[str, object]:
         name = generation or self._generation or self._active()
@@ -951,23 +1010,22 @@ class SqliteReadStore:
         return _series(rows)[0] if rows else None
 
     async def list_issues(
-        self, issue_filter: IssueFilter, after_issue_id: str, limit: int
+        self,
+        issue_filter: IssueFilter,
+        after_issue_id: str,
+        limit: int,
+        *,
+        after_series_id: str = "",
     ) -> list[QualityIssue]:
+        after = issue_page_key(issue_filter, after_series_id, after_issue_id)
         if limit <= 0:
             return []
-        where = ""
-        params: list[object] = [after_issue_id]
-        for column, value in (
-            ("series_id", issue_filter.series_id),
-            ("status", issue_filter.status),
-        ):
-            if value:
-                where += f" AND {column} = ?"
-                params.append(value)
+        series, status = issue_filter.series_id, issue_filter.status
+        params: list[object] = [p for p in (series, status) if p]
+        params += [after[1]] if series else list(after)
         params.append(limit)
-        suffix = f"{where} ORDER BY issue_id LIMIT ?"
-        rows = await self._select(lambda sql: sql.list_issues + suffix, params)
-        return _issues(rows)
+        shape = (bool(series), bool(status))
+        return _issues(await self._select(lambda sql: sql.list_issues[shape], params))
 
     async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:
         params = (series_id, start_us, end_us)
@@ -983,6 +1041,9 @@ class SqliteReadStore:
 
     async def list_generations(self) -> list[str]:
         return await self._run(self._list_generations)
+
+    async def generation_format(self, name: str) -> int:
+        return await self._run(self._generation_format, validate_generation(name))
 
     async def drop_generation(self, name: str) -> None:
         await self._run(self._drop, validate_generation(name))

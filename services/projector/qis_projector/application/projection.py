@@ -155,8 +155,17 @@ class Projection:
             self._audit(decoded, recorded_at, details, source_id=event.source_id)
         elif isinstance(event, QualityApproved | QualityRejected | QualityOverridden):
             status = _RESOLUTION_STATUS[type(event)]
+            # An issue id is unique within its series only: the event's series is half the key.
             b.resolutions.extend(
-                IssueResolution(issue_id, status, meta.user_id, event.reason, recorded_at, position)
+                IssueResolution(
+                    event.series_id,
+                    issue_id,
+                    status,
+                    meta.user_id,
+                    event.reason,
+                    recorded_at,
+                    position,
+                )
                 for issue_id in event.issue_ids
             )
             for i, (issue_id, snap_us) in enumerate(zip(event.issue_ids, event.snaps, strict=True)):

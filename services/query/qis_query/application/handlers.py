@@ -55,6 +55,15 @@ class Page(Generic[T]):
     next_page_token: str  # "" on the last page
 
 
+ISSUE_PAGES = "issue-pages"
+"""Token kind of issue listings, keyed by (series, issue id): issue ids are unique within a
+series only. (Tokens of the earlier kind, keyed by issue id alone, are refused.)"""
+
+
+def _issue_key(issue: QualityIssue) -> tuple[str, str]:
+    return (issue.series_id, issue.issue_id)
+
+
 class QueryHandlers:
     def __init__(
         self,
@@ -97,6 +106,11 @@ class QueryHandlers:
         if not found:
             await self._require_series(series_id)
         return Read(found, read_position)
+
+    async def definition(self, series_id: str) -> SeriesEntry:
+        """The catalogue entry of a series just read (its values' data type and unit), without
+        waiting for the read model again; NOT_FOUND if it has none."""
+        return await self._require_series(series_id)
 
     async def point_history(
         self, series_id: str, snap_us: int, page_size: int, page_token: str, min_position: int
@@ -170,18 +184,21 @@ class QueryHandlers:
         size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
         comparisons = parse_filter(filter_text, issues.FIELDS)
         query = (series_id, comparisons)
-        after = paging.key_after(page_token, "issues", query)
+        after = paging.pair_after(page_token, ISSUE_PAGES, query)
         await self._read_position.at_least(min_position)
         planned = issues.plan(series_id, comparisons)
 
-        async def read(after: str, limit: int) -> list[QualityIssue]:
-            return await self._reader.list_issues(planned.pushed, after, limit)
+        async def read(after: tuple[str, str], limit: int) -> list[QualityIssue]:
+            series_after, issue_after = after
+            return await self._reader.list_issues(
+                planned.pushed, issue_after, limit, after_series_id=series_after
+            )
 
         scanned = self._limits.max_scanned_per_call
-        page = await scan(read, attrgetter("issue_id"), planned.keep, after, size, scanned)
+        page = await scan(read, _issue_key, planned.keep, after, size, scanned)
         if not page.items and series_id:
             await self._require_series(series_id)
-        return Page(page.items, paging.key_token("issues", query, page.resume_after))
+        return Page(page.items, paging.pair_token(ISSUE_PAGES, query, page.resume_after))
 
     async def quality_metrics(
         self,

@@ -1,5 +1,6 @@
 """ListQualityIssues' filter: the fields it takes, the part the read store applies (the series
-and `status =`: what its issue indexes serve in issue_id order, so that its reads stay bounded),
+and `status =`: what its issue indexes serve in (series, issue id) order, so that its reads stay
+bounded),
 and the rest, checked on each issue the store returns."""
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ EVENT_INDEX_LIMIT = 2**31
 comes after every point of that position."""
 
 PAGE_TOKEN = "page_token"
+MAX_TOKEN_CHARS = 2048
+"""Longer than any token this service issues (the longest holds two ids of at most 128
+characters, base64-encoded); a longer one is refused before it is decoded."""
 _QUERY_KEY = "q"
 
 
@@ -60,6 +63,19 @@ def key_after(token: str, kind: str, query: object) -> str:
         return ""
     key: str = _decode(token, PAGE_TOKEN, kind, query, after=str)["after"]
     return key
+
+
+def pair_token(kind: str, query: object, after: tuple[str, str] | None) -> str:
+    """The token resuming a listing ordered by a pair of strings after `after`; "" when None."""
+    return "" if after is None else _encode(kind, query, first=after[0], second=after[1])
+
+
+def pair_after(token: str, kind: str, query: object) -> tuple[str, str]:
+    """The pair a listing resumes after (("", "") from the start)."""
+    if not token:
+        return ("", "")
+    decoded = _decode(token, PAGE_TOKEN, kind, query, first=str, second=str)
+    return (decoded["first"], decoded["second"])
 
 
 def log_token(kind: str, query: object | None, after: ResumeToken | None) -> str:
@@ -115,9 +131,11 @@ def _decode(
     token: str, field: str, kind: str, query: object | None, **types: type
 ) -> dict[str, Any]:
     """The token's fields, each present and of the given type; INVALID_ARGUMENT otherwise."""
+    if len(token) > MAX_TOKEN_CHARS:
+        raise refused_token(field, kind)
     try:
         decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except ValueError:
+    except (ValueError, RecursionError):  # a crafted token may nest deeper than json can read
         raise refused_token(field, kind) from None
     if not isinstance(decoded, dict) or decoded.get("k") != kind:
         raise refused_token(field, kind)
