@@ -36,11 +36,13 @@ ENV PATH=/opt/qis/bin:$PATH \
     QIS_DATA_DIR=/var/lib/qis \
     QIS_COMMAND_ADDRESS=0.0.0.0:50051 \
     QIS_QUERY_ADDRESS=0.0.0.0:50052 \
-    QIS_PROJECTOR_ADDRESS=0.0.0.0:50053
+    QIS_PROJECTOR_ADDRESS=0.0.0.0:50053 \
+    QIS_FLIGHT_ADDRESS=0.0.0.0:50054
 WORKDIR /var/lib/qis
 USER qis:qis
-# 50051 command, 50052 query, 50053 projector (health only). All serve grpc.health.v1.
-EXPOSE 50051 50052 50053
+# 50051 command, 50052 query, 50053 projector (health only), all serving grpc.health.v1; 50054
+# the query service's Arrow Flight endpoint.
+EXPOSE 50051 50052 50053 50054
 # The processes stop gracefully on SIGTERM (health NOT_SERVING, then a QIS_SHUTDOWN_GRACE_S drain).
 STOPSIGNAL SIGTERM
 CMD ["qis", "up"]

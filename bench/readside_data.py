@@ -35,14 +35,18 @@ BASE_US = 1_700_000_000 * US
 GENERATION = "g1"
 WRITE_CHUNK = 50_000  # versions per synthetic apply
 
-_VALUES = [
-    values_pb2.DataValue(price=values_pb2.Price(value=f"{100 + i / 100:.2f}")).SerializeToString()
-    for i in range(100)
-]
-_RESTATED_VALUES = [
-    values_pb2.DataValue(price=values_pb2.Price(value=f"{200 + i / 100:.2f}")).SerializeToString()
-    for i in range(100)
-]
+UNIT = "USD"  # the bench series' currency (bench.ingest.definition_requests)
+
+
+def _stored(text: str) -> bytes:
+    """A price as the projector stores it: with the series' currency."""
+    return values_pb2.DataValue(
+        price=values_pb2.Price(value=text, currency=UNIT)
+    ).SerializeToString()
+
+
+_VALUES = [_stored(f"{100 + i / 100:.2f}") for i in range(100)]
+_RESTATED_VALUES = [_stored(f"{200 + i / 100:.2f}") for i in range(100)]
 
 
 def price_text(i: int, restated: bool = False) -> str:

@@ -19,7 +19,12 @@ from tests.cli.cli_support import BIN, free_port
 
 pytestmark = pytest.mark.e2e
 
-_ADDRESS_VARS = ("QIS_COMMAND_ADDRESS", "QIS_PROJECTOR_ADDRESS", "QIS_QUERY_ADDRESS")
+_ADDRESS_VARS = (
+    "QIS_COMMAND_ADDRESS",
+    "QIS_PROJECTOR_ADDRESS",
+    "QIS_QUERY_ADDRESS",
+    "QIS_FLIGHT_ADDRESS",
+)
 
 
 @dataclass

@@ -70,7 +70,12 @@ def test_a_second_up_on_the_same_data_dir_is_refused_at_once(up: Up, tmp_path: P
         **up.env,
         **{
             var: f"127.0.0.1:{free_port()}"
-            for var in ("QIS_COMMAND_ADDRESS", "QIS_PROJECTOR_ADDRESS", "QIS_QUERY_ADDRESS")
+            for var in (
+                "QIS_COMMAND_ADDRESS",
+                "QIS_PROJECTOR_ADDRESS",
+                "QIS_QUERY_ADDRESS",
+                "QIS_FLIGHT_ADDRESS",
+            )
         },
     }
     data_dir = tmp_path / "data"

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent import futures
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -27,15 +27,20 @@ from qis.data.v1 import (
     query_service_pb2,
     query_service_pb2_grpc,
     series_pb2,
+    values_pb2,
 )
 from qis_client import (
+    MAX_ROWS,
     BearerToken,
     Identity,
     InvalidArgument,
     NotFound,
     QisClient,
+    Scaled,
     User,
     decimal_of,
+    error_from_status,
+    point_columns,
     price,
     to_datetime,
 )
@@ -57,6 +62,25 @@ def official(index: int, version: int = 1) -> query_service_pb2.OfficialValue:
     value = query_service_pb2.OfficialValue(series="series/R", version=version, value=price(index))
     value.snap_time.FromSeconds(SNAP_0 + 86_400 * index)
     return value
+
+
+def columns_of(
+    values: Sequence[query_service_pb2.OfficialValue],
+) -> query_service_pb2.OfficialValueColumns:
+    """OfficialValues in columns, as the service answers in the columnar view."""
+    columns = query_service_pb2.OfficialValueColumns(
+        snap_time_micros=[v.snap_time.seconds * 1_000_000 for v in values],
+        versions=[v.version for v in values],
+        prices=values_pb2.DecimalColumn(texts=[v.value.price.value for v in values]),
+        quality_scores=[v.quality_score for v in values],
+        record_time_micros=[0 for _ in values],
+        record_positions=[v.record_position for v in values],
+        supersede_positions=[v.supersede_position for v in values],
+        methods=[v.method for v in values],
+        flag_counts=[len(v.flags) for v in values],
+        flags=[flag for v in values for flag in v.flags],
+    )
+    return columns
 
 
 def page_of(items: Sequence[T], token: str, page_size: int) -> tuple[Sequence[T], str]:
@@ -100,9 +124,13 @@ class Queries(query_service_pb2_grpc.QueryServiceServicer):
         for _ in range(MESSAGES_PER_CALL):
             end = min(index + request.page_size, RANGE_POINTS)
             token = str(end) if end < RANGE_POINTS else ""
-            yield query_service_pb2.QueryRangeResponse(
-                values=[official(i) for i in range(index, end)], next_page_token=token
-            )
+            values = [official(i) for i in range(index, end)]
+            if request.view == query_service_pb2.VALUE_VIEW_COLUMNS:
+                yield query_service_pb2.QueryRangeResponse(
+                    columns=columns_of(values), next_page_token=token, read_position=20 - index
+                )
+            else:
+                yield query_service_pb2.QueryRangeResponse(values=values, next_page_token=token)
             if not token:
                 return
             index = end
@@ -196,7 +224,7 @@ class Commands(command_service_pb2_grpc.CommandServiceServicer):
         self, request: command_service_pb2.IngestPointsRequest, context: grpc.ServicerContext
     ) -> command_service_pb2.IngestPointsResponse:
         self.recorder.record("IngestPoints", request, context)
-        if request.points[0].value.price.value == "0":
+        if request.points and request.points[0].value.price.value == "0":
             violation = ("points[0].value.price.value", "must be positive")
             status = rich_status(
                 grpc.StatusCode.INVALID_ARGUMENT, ": ".join(violation), bad_request(violation)
@@ -205,6 +233,34 @@ class Commands(command_service_pb2_grpc.CommandServiceServicer):
         return command_service_pb2.IngestPointsResponse(
             commit_position=11, accepted=len(request.points), published=len(request.points)
         )
+
+    def BulkIngest(
+        self,
+        requests: Iterator[command_service_pb2.IngestPointsRequest],
+        context: grpc.ServicerContext,
+    ) -> Iterator[command_service_pb2.BulkIngestResponse]:
+        """Each chunk answered in turn; a chunk whose first price is 0 is refused, and the
+        stream goes on."""
+        for position, request in enumerate(requests, start=1):
+            self.recorder.record("BulkIngest", request, context)
+            rows = len(request.columns.snap_time_micros)
+            if request.columns.prices.unscaled[0] == 0:
+                violation = ("columns.prices.unscaled[0]", "must be positive")
+                yield command_service_pb2.BulkIngestResponse(
+                    command_id=request.command_id,
+                    error=rich_status(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        ": ".join(violation),
+                        bad_request(violation),
+                    ),
+                )
+                continue
+            yield command_service_pb2.BulkIngestResponse(
+                command_id=request.command_id,
+                result=command_service_pb2.IngestPointsResponse(
+                    commit_position=position, accepted=rows
+                ),
+            )
 
 
 @pytest.fixture
@@ -427,3 +483,42 @@ def test_details_come_from_real_trailers(client: QisClient) -> None:
         client.get_values("nope", [datetime(2024, 3, 1, 21, tzinfo=UTC)])
     assert missing.value.resource is not None
     assert missing.value.resource.resource_name == "series/nope"
+
+
+def test_a_columnar_range_is_read_across_pages_and_calls(
+    client: QisClient, recorder: Recorder
+) -> None:
+    columns = client.query_range_columns("R", page_size=2, min_position=5)
+    points = list(client.query_range("R", page_size=2, min_position=5))
+    requests = recorder.requests("QueryRange")
+    # The same pages and tokens as the per-point view, with view = COLUMNS asked for.
+    assert [r.page_token for r in requests] == ["", "4", "", "4"]  # type: ignore[attr-defined]
+    assert [r.view for r in requests[:2]] == [query_service_pb2.VALUE_VIEW_COLUMNS] * 2  # type: ignore[attr-defined]
+    assert requests[2].view == query_service_pb2.VALUE_VIEW_UNSPECIFIED  # type: ignore[attr-defined]
+    assert columns.decimals() == [decimal_of(v) for v in points]
+    assert columns.snap_times() == [to_datetime(v.snap_time) for v in points]
+    assert columns.versions == [v.version for v in points]
+    assert columns.read_position == 14, "the least of the messages' read positions"
+
+
+def test_columns_go_in_one_request_or_in_chunks(client: QisClient, recorder: Recorder) -> None:
+    snaps = [datetime(2024, 3, 1, tzinfo=UTC) + timedelta(minutes=i) for i in range(MAX_ROWS + 2)]
+    one = point_columns(snaps[:2], [Decimal("1.5"), "2"])
+    client.ingest_columns("R", "bbg", one, command_id="c-1")
+    (request,) = recorder.requests("IngestPoints")
+    assert request == command_service_pb2.IngestPointsRequest(
+        command_id="c-1", series="series/R", source="sources/bbg", columns=one
+    )
+    many = point_columns(snaps, Scaled([0, *range(1, MAX_ROWS + 2)], 2))
+    with pytest.raises(ValueError, match="bulk_ingest"):
+        client.ingest_columns("R", "bbg", many)
+    answers = client.bulk_ingest("R", "bbg", many, command_id="load")
+    chunks = recorder.requests("BulkIngest")
+    assert [c.command_id for c in chunks] == ["load:0", "load:1"]  # type: ignore[attr-defined]
+    assert [len(c.columns.snap_time_micros) for c in chunks] == [MAX_ROWS, 2]  # type: ignore[attr-defined]
+    # One answer per chunk, in order; the refused one carries its status, the next goes on.
+    assert [a.command_id for a in answers] == ["load:0", "load:1"]
+    refused = error_from_status(answers[0].error)
+    assert isinstance(refused, InvalidArgument)
+    assert refused.field_violations[0].field == "columns.prices.unscaled[0]"
+    assert answers[1].result.accepted == 2

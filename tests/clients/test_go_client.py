@@ -1,5 +1,6 @@
 """The Go client (clients/go): its generated code is what the protos give, it is gofmt- and
-vet-clean, builds and passes its unit tests, and its quickstart example runs against `qis up`.
+vet-clean, builds and passes its unit tests, and its quickstart example runs against `qis up`
+(per-point and columnar ingest and reads, the columnar read checked against the per-point one).
 
 Needs `go` on PATH (it is in CI: scripts/setup-dev.sh needs Go already); without it the tests
 skip, saying so. The first run downloads the Go modules and builds the two generator plugins
@@ -134,6 +135,23 @@ def test_quickstart_runs_against_qis_up(go_client: Path, addresses: dict[str, st
             "go-ci",
         ]
     ]
+    # More closes in columns (integers at a scale of 2), one BulkIngest chunk; the whole range
+    # read back in the columnar view (two values a message) equals the per-point view, field for
+    # field (the example checks it and exits 1 otherwise).
+    assert (
+        "chunk go-quickstart:GO.QUICKSTART:ingest-columns:0: ingested 3 points in columns,"
+        " 3 published (duplicate: false)"
+    ) in out
+    columns = lines[lines.index("columns:") + 1 : lines.index("columns:") + 7]
+    assert [line.split() for line in columns] == [
+        ["2024-03-13T16:00:00-04:00", "5150.48", "USD", "v1", "PRIORITY", "flags", "-"],
+        ["2024-03-14T16:00:00-04:00", "5165.31", "USD", "v1", "PRIORITY", "flags", "-"],
+        ["2024-03-15T16:00:00-04:00", "5117.10", "USD", "v2", "MANUAL", "flags", "-"],
+        ["2024-03-25T16:00:00-04:00", "5218.19", "USD", "v1", "PRIORITY", "flags", "-"],
+        ["2024-03-26T16:00:00-04:00", "5203.58", "USD", "v1", "PRIORITY", "flags", "-"],
+        ["2024-03-27T16:00:00-04:00", "5248.49", "USD", "v1", "PRIORITY", "flags", "-"],
+    ]
+    assert "columnar read = per-point read: 6 values" in out
     # Optimistic concurrency: the evolution from schema version 1 is applied once; the same
     # from a stale version is ABORTED with ErrorInfo SCHEMA_VERSION_MISMATCH and no RetryInfo.
     assert "evolved series/GO.QUICKSTART at position" in out
@@ -152,6 +170,7 @@ def test_quickstart_runs_against_qis_up(go_client: Path, addresses: dict[str, st
     assert any(line.strip().startswith("points[1].value.price.value:") for line in lines)
     assert any(line.strip().startswith("points[2].utc_offset:") for line in lines)
 
-    # Run again: every command has a fixed id, so each is answered as a duplicate.
+    # Run again: every command has a fixed id, so each is answered as a duplicate (the chunk
+    # of columns too).
     again = _run(args, timeout_s=120, env=env).stdout
-    assert again.count("(duplicate: true)") == 5, again
+    assert again.count("(duplicate: true)") == 6, again

@@ -148,6 +148,12 @@ def test_the_quickstart_runs_against_qis_up(client_python: Path, tmp_path: Path)
         rf"history of {snap_4}: versions 1, 2;"
         r" sources/quickstart-\w+ sent 5130\.95 at 2024-03-04T16:00:00-05:00",
         r"audit trail: \d+ entries: SeriesDefined, DataIngested, .*DataRestated.*",
+        r"the same closes in columns: duplicate True",
+        r"ingested 3 points in columns, 3 published",
+        r"columns 2024-03-01T21:00:00Z 5137\.08 USD v1 flags -",
+        rf"columns {snap_4} 5130\.96 USD v2 flags -",
+        r"columns 2024-03-13T21:00:00Z 5165\.31 USD v1 flags -",
+        r"columnar read = per-point read: 6 values",
         r"rejected: INVALID_ARGUMENT with 2 field violations",
         r"  points\[1\]\.value\.price\.value: .+",
         r"  points\[2\]\.value\.price\.currency: .+",

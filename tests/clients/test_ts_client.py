@@ -1,5 +1,6 @@
 """The TypeScript client (clients/ts): its npm install, generated code that matches the protos,
-a strict type check, its unit tests, and its quickstart run against a real `qis up`.
+a strict type check, its unit tests, and its quickstart run against a real `qis up` (per-point
+and columnar ingest and reads, the columnar read checked against the per-point one).
 
 Needs node and npm (present in CI); without them the test is skipped, saying so."""
 
@@ -118,6 +119,19 @@ def test_quickstart_against_qis_up(addresses: dict[str, str]) -> None:
     assert any(line.startswith("subscription resume token ") and len(line) > 27 for line in lines)
     # The exception queue, by parent and filter: clean closes raise no issue.
     assert "quality issues (status = OPEN): 0" in lines
+    # More closes in columns, over BulkIngest; the whole range read back in the columnar view
+    # (one value a message here: across calls too) equals the per-point view field for field
+    # (the example throws otherwise).
+    assert "ingested 3 points in columns (published 3)" in lines
+    assert [line for line in lines if line.startswith("columns ")] == [
+        "columns 2024-03-01T21:00:00.000Z 5137.08 USD v1 PRIORITY flags -",
+        "columns 2024-03-04T21:00:00.000Z 5130.95 USD v1 PRIORITY flags -",
+        "columns 2024-03-05T21:00:00.000Z 5078.20 USD v2 PRIORITY flags -",
+        "columns 2024-03-11T21:00:00.000Z 5117.94 USD v1 PRIORITY flags -",
+        "columns 2024-03-12T21:00:00.000Z 5175.27 USD v1 PRIORITY flags -",
+        "columns 2024-03-13T21:00:00.000Z 5165.31 USD v1 PRIORITY flags -",
+    ]
+    assert "columnar read = per-point read: 6 values" in lines
     # The malformed request: INVALID_ARGUMENT (ErrorInfo BAD_REQUEST) with both field
     # violations, decoded from the google.rpc.BadRequest in grpc-status-details-bin.
     assert any(line.startswith("INVALID_ARGUMENT (BAD_REQUEST): ") for line in lines)

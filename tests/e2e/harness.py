@@ -86,6 +86,7 @@ def base_env(data_dir: Path, overrides: Mapping[str, str]) -> dict[str, str]:
         {
             "QIS_DATA_DIR": str(data_dir),
             "QIS_AUTH": "dev",
+            "QIS_FLIGHT_ADDRESS": f"127.0.0.1:{free_port()}",
             "QIS_LOG_LEVEL": "INFO",
             "QIS_SHUTDOWN_GRACE_S": "5",
             "PYTHONUNBUFFERED": "1",

@@ -577,11 +577,11 @@ def test_no_process_logged_an_error(world: World) -> None:
 
 # What the generated requests must keep reaching: the checks of the contract's newer shapes
 # (Timestamp snaps, Duration offsets and spans, update masks, AIP-160 filters, parents, paged
-# histories), each named by at least one INVALID_ARGUMENT answer; and the statuses only a
+# histories, columns and views), each named by at least one INVALID_ARGUMENT answer; and the statuses only a
 # request that got past them can see.
 REACHED_FIELDS = {
-    "CommandService.IngestPoints": ("points[i].snap_time", "points[i].utc_offset"),
-    "CommandService.BulkIngest": ("points[i].snap_time", "points[i].utc_offset"),
+    "CommandService.IngestPoints": ("points[i].snap_time", "points[i].utc_offset", "columns"),
+    "CommandService.BulkIngest": ("points[i].snap_time", "points[i].utc_offset", "columns"),
     "CommandService.PublishPoints": ("snap_times[i]",),
     "CommandService.RestatePoint": ("snap_time",),
     "CommandService.DefineSeries": ("series.publication.cutoff", "series.publication.timeliness_sla"),
@@ -590,7 +590,8 @@ REACHED_FIELDS = {
     "QueryService.ListQualityIssues": ("parent", "filter", "page_token"),
     "QueryService.ListAuditEntries": ("parent", "filter", "page_token"),
     "QueryService.GetPointHistory": ("snap_time", "page_token", "page_size"),
-    "QueryService.GetValues": ("snap_times[i]",),
+    "QueryService.GetValues": ("snap_times[i]", "view"),
+    "QueryService.QueryRange": ("view",),
 }  # fmt: skip
 REACHED_STATUSES = {
     "CommandService.EvolveSeriesSchema": ("OK", "ABORTED", "FAILED_PRECONDITION"),

@@ -14,7 +14,12 @@ from pathlib import Path
 from tests.e2e.harness import base_env, free_port
 
 BIN = Path(sys.executable).parent
-ADDRESS_VARS = ("QIS_COMMAND_ADDRESS", "QIS_QUERY_ADDRESS", "QIS_PROJECTOR_ADDRESS")
+ADDRESS_VARS = (
+    "QIS_COMMAND_ADDRESS",
+    "QIS_QUERY_ADDRESS",
+    "QIS_PROJECTOR_ADDRESS",
+    "QIS_FLIGHT_ADDRESS",  # the query service's Arrow Flight port
+)
 READY = "Ctrl-C stops everything"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc.aio
 from qis.data.v1 import query_service_pb2_grpc as q_grpc
@@ -24,5 +25,35 @@ async def query_service(
             stub: q_grpc.QueryServiceAsyncStub = q_grpc.QueryServiceStub(channel)
             yield stub
     finally:
+        await app.server.stop(0)
+        await app.close()
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPorts:
+    stub: q_grpc.QueryServiceAsyncStub
+    """The gRPC QueryService."""
+    flight: str
+    """The Arrow Flight endpoint's location, e.g. grpc+tcp://127.0.0.1:40123."""
+
+
+@contextlib.asynccontextmanager
+async def query_ports(
+    store: AdministeredReadStore, settings: QuerySettings
+) -> AsyncIterator[QueryPorts]:
+    """Both ports of one query service (settings.flight_address must name one, port 0 for a
+    free one). The Flight server answers from this test's event loop: call it from another
+    thread (asyncio.to_thread), never blocking the loop."""
+    app = await build(settings, store)
+    assert app.flight is not None, "settings.flight_address is empty"
+    port = await app.server.start()
+    try:
+        flight_port = await app.flight.start()
+        scheme = app.flight.location.partition("://")[0]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub: q_grpc.QueryServiceAsyncStub = q_grpc.QueryServiceStub(channel)
+            yield QueryPorts(stub, f"{scheme}://127.0.0.1:{flight_port}")
+    finally:
+        await app.flight.stop(0)
         await app.server.stop(0)
         await app.close()

@@ -12,6 +12,7 @@ import os
 import queue
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +24,8 @@ COMMAND_ADDRESS_ENV = "QIS_COMMAND_ADDRESS"
 DEFAULT_COMMAND_ADDRESS = "127.0.0.1:50051"
 QUERY_ADDRESS_ENV = "QIS_QUERY_ADDRESS"
 DEFAULT_QUERY_ADDRESS = "127.0.0.1:50052"
+FLIGHT_ADDRESS_ENV = "QIS_FLIGHT_ADDRESS"
+DEFAULT_FLIGHT_ADDRESS = "127.0.0.1:50054"
 USER_ENV = "QIS_USER"
 # The development-mode identity header named in the contract (command_service.proto).
 IDENTITY_HEADER = "x-qis-user"
@@ -43,6 +46,10 @@ def default_command_address() -> str:
 
 def default_query_address() -> str:
     return os.environ.get(QUERY_ADDRESS_ENV) or DEFAULT_QUERY_ADDRESS
+
+
+def default_flight_address() -> str:
+    return os.environ.get(FLIGHT_ADDRESS_ENV) or DEFAULT_FLIGHT_ADDRESS
 
 
 def default_user() -> str:
@@ -66,8 +73,17 @@ def identity(user: str, token: str | None = None) -> Metadata:
     return ((IDENTITY_HEADER, user),)
 
 
-def channel_credentials() -> grpc.ChannelCredentials | None:
-    """TLS credentials from the QIS_TLS_* variables; None (plaintext) without a CA file."""
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM contents: the CA to trust, and the client certificate and key when set."""
+
+    ca: bytes
+    client_cert: bytes | None = None
+    client_key: bytes | None = None
+
+
+def tls_files() -> TlsFiles | None:
+    """The QIS_TLS_* files the CLI connects with; None (plaintext) without a CA file."""
     ca = os.environ.get(TLS_CA_ENV)
     cert, key = os.environ.get(TLS_CLIENT_CERT_ENV), os.environ.get(TLS_CLIENT_KEY_ENV)
     if not ca:
@@ -78,10 +94,22 @@ def channel_credentials() -> grpc.ChannelCredentials | None:
         raise CliError(
             f"a client certificate needs both {TLS_CLIENT_CERT_ENV} and {TLS_CLIENT_KEY_ENV}"
         )
+    return TlsFiles(
+        _read(TLS_CA_ENV, ca),
+        _read(TLS_CLIENT_CERT_ENV, cert) if cert else None,
+        _read(TLS_CLIENT_KEY_ENV, key) if key else None,
+    )
+
+
+def channel_credentials() -> grpc.ChannelCredentials | None:
+    """TLS credentials from the QIS_TLS_* variables; None (plaintext) without a CA file."""
+    files = tls_files()
+    if files is None:
+        return None
     return grpc.ssl_channel_credentials(
-        root_certificates=_read(TLS_CA_ENV, ca),
-        private_key=_read(TLS_CLIENT_KEY_ENV, key) if key else None,
-        certificate_chain=_read(TLS_CLIENT_CERT_ENV, cert) if cert else None,
+        root_certificates=files.ca,
+        private_key=files.client_key,
+        certificate_chain=files.client_cert,
     )
 
 

@@ -46,23 +46,36 @@ STABLE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
+class ExtraPort:
+    """Another port a service listens on besides its gRPC one, announced with it."""
+
+    label: str
+    address_env: str
+    default_address: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSpec:
     script: str
     """Console script, as declared in pyproject.toml."""
     address_env: str
     """The QIS_* variable the service itself reads its listening address from."""
     default_address: str
+    extra_ports: tuple[ExtraPort, ...] = ()
+    """Listening before the service reports SERVING on its gRPC port (health checks cover them)."""
 
+
+FLIGHT_PORT = ExtraPort("Arrow Flight", "QIS_FLIGHT_ADDRESS", "127.0.0.1:50054")
 
 # In start order (stopped in reverse). A process that is not built yet is skipped with a note.
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("qis-command", "QIS_COMMAND_ADDRESS", "127.0.0.1:50051"),
     ServiceSpec("qis-projector", "QIS_PROJECTOR_ADDRESS", "127.0.0.1:50053"),
-    ServiceSpec("qis-query", "QIS_QUERY_ADDRESS", "127.0.0.1:50052"),
+    ServiceSpec("qis-query", "QIS_QUERY_ADDRESS", "127.0.0.1:50052", (FLIGHT_PORT,)),
 )
 
 
-def address_of(spec: ServiceSpec, env: dict[str, str]) -> str:
+def address_of(spec: ServiceSpec | ExtraPort, env: dict[str, str]) -> str:
     return env.get(spec.address_env) or spec.default_address
 
 
@@ -118,11 +131,22 @@ class RestartBackoff:
         return delay
 
 
-@dataclass
-class _Child:
+@dataclass(frozen=True, slots=True)
+class _Planned:
     spec: ServiceSpec
     executable: Path
     address: str
+    extra: dict[str, str]
+    """The address of each extra port, by its variable."""
+
+    @property
+    def addresses(self) -> list[str]:
+        return [self.address, *self.extra.values()]
+
+
+@dataclass
+class _Child:
+    plan: _Planned
     process: subprocess.Popen[bytes]
     started: float  # time.monotonic() of the latest start
     backoff: RestartBackoff = field(default_factory=RestartBackoff)
@@ -142,12 +166,12 @@ class Supervisor:
 
     def run(self, specs: Sequence[ServiceSpec] = SERVICES) -> int:
         planned = self._plan(specs)
-        self._development_mode(address for _, _, address in planned)
+        self._development_mode(address for plan in planned for address in plan.addresses)
         self._data_dir.mkdir(parents=True, exist_ok=True)
         with self._data_dir_lock():
             try:
-                for spec, executable, address in planned:
-                    if not self._start(spec, executable, address):
+                for plan in planned:
+                    if not self._start(plan):
                         return EXIT_OK if self._stop.is_set() else EXIT_SERVICE_FAILED
                 self._say(f"data in {self._data_dir}; Ctrl-C stops everything")
                 return self._supervise()
@@ -184,37 +208,41 @@ class Supervisor:
             lock.flush()
             yield
 
-    def _plan(self, specs: Sequence[ServiceSpec]) -> list[tuple[ServiceSpec, Path, str]]:
+    def _plan(self, specs: Sequence[ServiceSpec]) -> list[_Planned]:
         planned = []
         for spec in specs:
             executable = locate(spec.script)
             if executable is None:
                 self._say(f"{spec.script:<14} not built yet, skipped")
                 continue
-            address = address_of(spec, self._env)
-            host, port = dial_address(address)
-            if port == 0:
-                raise CliError(
-                    f"{spec.address_env}={address}: `qis up` needs a fixed port to tell clients"
-                    " where the service is"
-                )
-            if _listening(host, port):
-                # Checked before starting: otherwise the health check below could be answered
-                # by whatever already listens there (often an earlier `qis up`).
-                raise CliError(f"{address} is already in use ({spec.script}: {spec.address_env})")
-            planned.append((spec, executable, address))
+            address = self._free_address(spec, spec.script)
+            extra = {p.address_env: self._free_address(p, spec.script) for p in spec.extra_ports}
+            planned.append(_Planned(spec, executable, address, extra))
         if not planned:
             raise CliError("none of the qis services is installed in this environment")
         return planned
 
-    def _start(self, spec: ServiceSpec, executable: Path, address: str) -> bool:
-        process = self._spawn(spec, executable, address)
-        child = _Child(spec, executable, address, process, time.monotonic())
+    def _free_address(self, port_of: ServiceSpec | ExtraPort, script: str) -> str:
+        address = address_of(port_of, self._env)
+        host, port = dial_address(address)
+        if port == 0:
+            raise CliError(
+                f"{port_of.address_env}={address}: `qis up` needs a fixed port to tell clients"
+                " where the service is"
+            )
+        if _listening(host, port):
+            # Checked before starting: otherwise the health check below could be answered
+            # by whatever already listens there (often an earlier `qis up`).
+            raise CliError(f"{address} is already in use ({script}: {port_of.address_env})")
+        return address
+
+    def _start(self, plan: _Planned) -> bool:
+        child = _Child(plan, self._spawn(plan), time.monotonic())
         self._children.append(child)
         return self._serving(child)
 
     def _restart(self, child: _Child) -> None:
-        child.process = self._spawn(child.spec, child.executable, child.address)
+        child.process = self._spawn(child.plan)
         child.started = time.monotonic()
         child.restart_at = None
         if not self._serving(child) and not self._stop.is_set() and child.process.poll() is None:
@@ -222,22 +250,27 @@ class Supervisor:
             child.process.kill()
             child.process.wait()
 
-    def _spawn(self, spec: ServiceSpec, executable: Path, address: str) -> subprocess.Popen[bytes]:
-        env = {**self._env, spec.address_env: address}
+    def _spawn(self, plan: _Planned) -> subprocess.Popen[bytes]:
+        env = {**self._env, plan.spec.address_env: plan.address, **plan.extra}
         # Own process group: Ctrl-C in the terminal reaches only `qis up`, which then stops the
         # services one by one, newest first, instead of all of them racing.
-        return subprocess.Popen([str(executable)], env=env, process_group=0)
+        return subprocess.Popen([str(plan.executable)], env=env, process_group=0)
 
     def _serving(self, child: _Child) -> bool:
         problem = self._wait_serving(child)
+        script = child.plan.spec.script
         if problem is not None:
-            self._say(f"{child.spec.script:<14} {problem}")
+            self._say(f"{script:<14} {problem}")
             return False
-        self._say(f"{child.spec.script:<14} serving on {child.address}")
+        extra = "".join(
+            f", {p.label} on {child.plan.extra[p.address_env]}" for p in child.plan.spec.extra_ports
+        )
+        self._say(f"{script:<14} serving on {child.plan.address}{extra}")
         return True
 
     def _wait_serving(self, child: _Child) -> str | None:
-        host, port = dial_address(child.address)
+        address = child.plan.address
+        host, port = dial_address(address)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         with grpc.insecure_channel(f"{host}:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -253,7 +286,7 @@ class Supervisor:
                 except grpc.RpcError:
                     pass  # not listening yet
                 self._stop.wait(_POLL_S)
-        return f"not SERVING on {child.address} after {STARTUP_TIMEOUT_S:.0f} s"
+        return f"not SERVING on {address} after {STARTUP_TIMEOUT_S:.0f} s"
 
     def _supervise(self) -> int:
         """Restarts the services that die, each after its own backoff, until asked to stop."""
@@ -265,7 +298,7 @@ class Supervisor:
                         delay = child.backoff.after_exit(now - child.started)
                         child.restart_at = now + delay
                         self._say(
-                            f"{child.spec.script:<14} {_ended(code)}; restarting in {delay:g} s"
+                            f"{child.plan.spec.script:<14} {_ended(code)}; restarting in {delay:g} s"
                         )
                 elif now >= child.restart_at and not self._stop.is_set():
                     self._restart(child)
@@ -278,11 +311,11 @@ class Supervisor:
             child.process.terminate()
             try:
                 child.process.wait(grace)
-                self._say(f"{child.spec.script:<14} stopped")
+                self._say(f"{child.plan.spec.script:<14} stopped")
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
-                self._say(f"{child.spec.script:<14} killed after {grace:.0f} s")
+                self._say(f"{child.plan.spec.script:<14} killed after {grace:.0f} s")
         self._children.clear()
 
     def _say(self, line: str) -> None:

@@ -10,6 +10,11 @@
 //     google.protobuf.Duration utc_offset the value was observed at, from a time.Time and its
 //     zone ([SnapOf], [Point], [SnapTimestamp]) and back ([SnapIn]); refused, not truncated,
 //     when the service would refuse them;
+//   - columns: points in one slice per field, for long histories ([PriceColumns],
+//     [VolumeColumns], [BarColumns] from []time.Time and [Texts] or [Scaled] decimals, with
+//     [SnapOf]'s rules), cut into requests of at most [MaxRows] rows ([IngestRequests]) and
+//     streamed over BulkIngest ([BulkIngest]); ranges read in the columnar view
+//     ([QueryRangeColumns], [ColumnsOf]) into a [ValueColumns] of slices, flags decoded per row;
 //   - paging: [QueryRange] iterates over a whole range, following next_page_token across calls
 //     (one call streams a bounded number of points); [Pages] does the same for any unary paged
 //     call, and [ListSeries], [ListAuditEntries], [ListQualityIssues], [ListQualityMetrics],

@@ -41,16 +41,37 @@ var (
 //   - an offset that is not whole minutes within ±23:59 (ErrUTCOffset), such as the local mean
 //     time of an old date in a time zone database location.
 func SnapOf(t time.Time) (snapTime *timestamppb.Timestamp, utcOffset *durationpb.Duration, err error) {
-	snapTime, err = SnapTimestamp(t)
+	offset, err := checkSnap(t)
 	if err != nil {
 		return nil, nil, err
 	}
-	_, offset := t.Zone()
+	return timestamppb.New(t), durationpb.New(time.Duration(offset) * time.Second), nil
+}
+
+// checkSnap: the instant and zone offset of t as SnapOf refuses them, and the offset in
+// seconds (a whole number of minutes).
+func checkSnap(t time.Time) (offset int, err error) {
+	if err := checkInstant(t); err != nil {
+		return 0, err
+	}
+	_, offset = t.Zone()
 	off := time.Duration(offset) * time.Second
 	if offset%60 != 0 || off > MaxUTCOffset || off < -MaxUTCOffset {
-		return nil, nil, fmt.Errorf("%w: %s has offset %ds", ErrUTCOffset, t.Format(time.RFC3339Nano), offset)
+		return 0, fmt.Errorf("%w: %s has offset %ds", ErrUTCOffset, t.Format(time.RFC3339Nano), offset)
 	}
-	return snapTime, durationpb.New(off), nil
+	return offset, nil
+}
+
+// checkInstant: years 1..9999 in UTC, whole microseconds.
+func checkInstant(t time.Time) error {
+	if t.Before(minInstant) || t.After(maxInstant) {
+		return fmt.Errorf("%w: %s", ErrSnapRange, t.Format(time.RFC3339Nano))
+	}
+	if t.Nanosecond()%1000 != 0 {
+		return fmt.Errorf("%w: %s (t.Truncate(time.Microsecond) drops the rest)",
+			ErrSnapPrecision, t.Format(time.RFC3339Nano))
+	}
+	return nil
 }
 
 // SnapTimestamp is the snap_time of t alone, for the requests that name a point without an
@@ -59,12 +80,8 @@ func SnapOf(t time.Time) (snapTime *timestamppb.Timestamp, utcOffset *durationpb
 // years 1..9999 in UTC (ErrSnapRange) or finer than a microsecond (ErrSnapPrecision), as
 // SnapOf does.
 func SnapTimestamp(t time.Time) (*timestamppb.Timestamp, error) {
-	if t.Before(minInstant) || t.After(maxInstant) {
-		return nil, fmt.Errorf("%w: %s", ErrSnapRange, t.Format(time.RFC3339Nano))
-	}
-	if t.Nanosecond()%1000 != 0 {
-		return nil, fmt.Errorf("%w: %s (t.Truncate(time.Microsecond) drops the rest)",
-			ErrSnapPrecision, t.Format(time.RFC3339Nano))
+	if err := checkInstant(t); err != nil {
+		return nil, err
 	}
 	return timestamppb.New(t), nil
 }

@@ -5,8 +5,10 @@
 Defines a data source and a daily price series (fresh ids on every run), ingests three closes,
 reads them back (latest, and as of an earlier commit position after a restatement), receives
 them through a subscription and resumes it from its token, reads the restated point's history
-(with the UTC offset its source stated), pages through the audit trail, and shows how a
-malformed batch is refused: INVALID_ARGUMENT with one field violation per bad field.
+(with the UTC offset its source stated), pages through the audit trail, ingests more closes in
+columns (one list per field) and reads the range back in the columnar view, the same values as
+the per-point view, and shows how a malformed batch is refused: INVALID_ARGUMENT with one field
+violation per bad field.
 The addresses and the user default to QIS_COMMAND_ADDRESS, QIS_QUERY_ADDRESS and QIS_USER, as
 for the `qis` command. Exits 0 when every step behaved as described, 1 otherwise.
 """
@@ -22,7 +24,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from qis.data.v1 import query_service_pb2, series_pb2, values_pb2
+from qis.data.v1 import quality_pb2, query_service_pb2, series_pb2, values_pb2
 from qis_client import (
     DEFAULT_COMMAND_ADDRESS,
     DEFAULT_QUERY_ADDRESS,
@@ -32,8 +34,11 @@ from qis_client import (
     Subscription,
     User,
     Value,
+    ValueColumns,
     decimal_of,
+    point_columns,
     price,
+    rows_as_columns,
     source_name,
     to_datetime,
 )
@@ -46,6 +51,9 @@ CLOSES = {
     datetime(2024, 3, 4, 16, tzinfo=EST): Decimal("5130.95"),
     datetime(2024, 3, 5, 16, tzinfo=EST): Decimal("5078.65"),
 }
+# A week later, in columns: snaps in one list, closes in another.
+MORE_SNAPS = [datetime(2024, 3, day, 16, tzinfo=EST) for day in (11, 12, 13)]
+MORE_CLOSES = ["5117.94", "5175.27", "5165.31"]
 RESTATED_SNAP = datetime(2024, 3, 4, 16, tzinfo=EST)
 RESTATED_VALUE = Decimal("5130.96")
 SUBSCRIPTION_WAIT_S = 20.0
@@ -84,6 +92,50 @@ def versions(values: Iterable[query_service_pb2.OfficialValue]) -> list[tuple[De
     return [(decimal_of(v), v.version) for v in values]
 
 
+Row = tuple[int, int, str, float, int, int, int, int, list[int]]
+
+
+def point_rows(values: Iterable[query_service_pb2.OfficialValue]) -> list[Row]:
+    """What both views carry of each value: snap and record time (µs), version, value, quality
+    score, record and supersede positions, method and flags."""
+
+    def micros(seconds: int, nanos: int) -> int:
+        return seconds * 1_000_000 + nanos // 1000
+
+    return [
+        (
+            micros(v.snap_time.seconds, v.snap_time.nanos),
+            v.version,
+            v.value.price.value,
+            v.quality_score,
+            micros(v.record_time.seconds, v.record_time.nanos),
+            v.record_position,
+            v.supersede_position,
+            v.method,
+            list(v.flags),
+        )
+        for v in values
+    ]
+
+
+def column_rows(columns: ValueColumns) -> list[Row]:
+    return [
+        (snap, version, value, score, record, position, superseded, method, flags)
+        for snap, version, value, score, record, position, superseded, method, flags in zip(
+            columns.snap_time_micros,
+            columns.versions,
+            columns.values,
+            columns.quality_scores,
+            columns.record_time_micros,
+            columns.record_positions,
+            columns.supersede_positions,
+            columns.methods,
+            columns.flags,
+            strict=True,
+        )
+    ]
+
+
 def run(qis: QisClient) -> None:
     suffix = uuid.uuid4().hex[:8]
     source_id, series_id = f"quickstart-{suffix}", f"QUICKSTART.{suffix}"
@@ -101,7 +153,8 @@ def run(qis: QisClient) -> None:
     )
     print(f"defined series/{series_id} fed by sources/{source_id}")
 
-    ingested = qis.ingest(series_id, source_id, CLOSES)
+    ingest_id = f"quickstart-ingest-{suffix}"
+    ingested = qis.ingest(series_id, source_id, CLOSES, command_id=ingest_id)
     print(
         f"ingested {ingested.accepted} points, {ingested.published} published,"
         f" at position {ingested.commit_position}"
@@ -158,6 +211,29 @@ def run(qis: QisClient) -> None:
         qis.list_audit_entries(series_id, page_size=2, min_position=restated.commit_position)
     )
     print(f"audit trail: {len(audit)} entries: {', '.join(e.action for e in audit)}")
+
+    # Columns: the same closes as one list of snaps and one of prices. With the per-point
+    # ingestion's command id, it is the same command: answered as a duplicate.
+    again = qis.ingest_columns(series_id, source_id, rows_as_columns(CLOSES), command_id=ingest_id)
+    print(f"the same closes in columns: duplicate {again.duplicate}")
+    expect("the same closes in columns are a duplicate", again.duplicate, True)
+    # More closes in columns, as integers at a scale of 2 (no decimal text to parse).
+    columns = point_columns(MORE_SNAPS, MORE_CLOSES, scale=2)
+    more = qis.ingest_columns(series_id, source_id, columns)
+    print(f"ingested {more.accepted} points in columns, {more.published} published")
+    # The whole range in the columnar view (two values a message: it pages like the per-point
+    # view), and the per-point view of the same range: the same values.
+    read = qis.query_range_columns(series_id, page_size=2, min_position=more.commit_position)
+    points = list(qis.query_range(series_id, page_size=2, min_position=more.commit_position))
+    for snap, text, version, flags in zip(
+        read.snap_times(), read.values, read.versions, read.flags, strict=True
+    ):
+        names = ",".join(quality_pb2.QualityRule.Name(f) for f in flags) or "-"
+        print(f"columns {snap:%Y-%m-%dT%H:%M:%SZ} {text} {read.unit} v{version} flags {names}")
+    expect("columnar read", column_rows(read), point_rows(points))
+    expect("units", {read.unit}, {v.value.price.currency for v in points})
+    expect("closes read in columns", read.decimals()[-3:], [Decimal(c) for c in MORE_CLOSES])
+    print(f"columnar read = per-point read: {len(read)} values")
 
     malformed: dict[datetime, Value] = {
         datetime(2024, 3, 6, 16, tzinfo=EST): Decimal("5104.76"),

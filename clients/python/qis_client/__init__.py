@@ -5,6 +5,7 @@ from qis_client import QisClient, User, decimal_of, to_datetime
 with QisClient.connect("127.0.0.1:50051", "127.0.0.1:50052", User("alice")) as qis:
     for value in qis.query_range("SPX.CLOSE"):
         print(to_datetime(value.snap_time), decimal_of(value))
+    closes = qis.query_range_columns("SPX.CLOSE")  # the same values, in lists per field
 """
 
 from qis_client.client import (
@@ -13,6 +14,20 @@ from qis_client.client import (
     Points,
     QisClient,
     new_command_id,
+)
+from qis_client.columns import (
+    MAX_ROWS,
+    BarColumns,
+    BarTexts,
+    MalformedColumns,
+    Scaled,
+    ValueColumns,
+    chunk_columns,
+    decimal_column,
+    ingest_requests,
+    micros_datetime,
+    point_columns,
+    rows_as_columns,
 )
 from qis_client.errors import (
     Aborted,
@@ -58,9 +73,12 @@ from qis_client.values import (
 __all__ = [
     "DEFAULT_COMMAND_ADDRESS",
     "DEFAULT_QUERY_ADDRESS",
+    "MAX_ROWS",
     "Aborted",
     "AlreadyExists",
     "Bar",
+    "BarColumns",
+    "BarTexts",
     "BearerToken",
     "Cancelled",
     "DeadlineExceeded",
@@ -69,6 +87,7 @@ __all__ = [
     "Identity",
     "Internal",
     "InvalidArgument",
+    "MalformedColumns",
     "NotFound",
     "PagingError",
     "PermissionDenied",
@@ -77,23 +96,31 @@ __all__ = [
     "QisError",
     "Resource",
     "ResourceExhausted",
+    "Scaled",
     "Subscription",
     "Unauthenticated",
     "Unavailable",
     "User",
     "Value",
+    "ValueColumns",
     "bar_of",
+    "chunk_columns",
     "data_point",
     "data_value",
+    "decimal_column",
     "decimal_of",
     "decimal_text",
     "error_from_rpc",
     "error_from_status",
+    "ingest_requests",
+    "micros_datetime",
     "new_command_id",
     "optional_decimal",
     "pages",
     "parse_decimal",
+    "point_columns",
     "price",
+    "rows_as_columns",
     "series_name",
     "source_name",
     "timestamp",

@@ -25,8 +25,10 @@ from qis.data.v1 import (
     query_service_pb2,
     query_service_pb2_grpc,
     series_pb2,
+    values_pb2,
 )
 
+from qis_client.columns import MAX_ROWS, ValueColumns, ingest_requests
 from qis_client.errors import error_from_rpc
 from qis_client.filters import issue_filter, time_literal
 from qis_client.identity import Identity, User
@@ -229,6 +231,53 @@ class QisClient:
         )
         return self.call(self.commands.IngestPoints, request)
 
+    def ingest_columns(
+        self,
+        series: str,
+        source: str,
+        columns: values_pb2.PointColumns,
+        *,
+        command_id: str | None = None,
+    ) -> command_service_pb2.IngestPointsResponse:
+        """One all-or-nothing batch in columns (columns.point_columns, rows_as_columns): 1 to
+        10,000 rows. The same command as `ingest` of the same points: sending one form after
+        the other with the same command id is a duplicate. More rows: bulk_ingest."""
+        rows = len(columns.snap_time_micros)
+        if rows > MAX_ROWS:
+            raise ValueError(f"{rows} rows: one request takes {MAX_ROWS} at most (bulk_ingest)")
+        request = command_service_pb2.IngestPointsRequest(
+            command_id=command_id or new_command_id(),
+            series=series_name(series),
+            source=source_name(source),
+            columns=columns,
+        )
+        return self.call(self.commands.IngestPoints, request)
+
+    def bulk_ingest(
+        self,
+        series: str,
+        source: str,
+        columns: values_pb2.PointColumns,
+        *,
+        command_id: str | None = None,
+        chunk_rows: int = MAX_ROWS,
+    ) -> list[command_service_pb2.BulkIngestResponse]:
+        """Columns of any length over one BulkIngest stream, in chunks of at most `chunk_rows`
+        rows, each its own all-or-nothing command `{command_id}:{i}` (fresh ids without a
+        command id): pass one to make a re-run of the same load resend duplicates. Returns one
+        answer per chunk, in order: a rejected chunk's `error` is a google.rpc.Status
+        (`error_from_status` makes it a QisError); the other chunks go on regardless."""
+        requests = ingest_requests(
+            series, source, columns, command_id=command_id, chunk_rows=chunk_rows
+        )
+        answers = self.commands.BulkIngest(iter(requests), metadata=self._identity.metadata())
+        try:
+            return list(answers)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from error
+        finally:
+            answers.cancel()
+
     def restate(
         self,
         series: str,
@@ -278,6 +327,34 @@ class QisClient:
         for message in self._follow(streamed, request):
             yield from message.values
 
+    def query_range_columns(
+        self,
+        series: str,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        as_of_time: datetime | None = None,
+        as_of_position: int | None = None,
+        page_size: int = 0,
+        min_position: int = 0,
+    ) -> ValueColumns:
+        """query_range in the columnar view (VALUE_VIEW_COLUMNS): the same values, pages and
+        tokens, read into lists per field across as many calls as the range takes."""
+        request = query_service_pb2.QueryRangeRequest(
+            series=series_name(series),
+            start_time=_optional_timestamp(start_time),
+            end_time=_optional_timestamp(end_time),
+            page_size=page_size,
+            min_position=min_position,
+            view=query_service_pb2.VALUE_VIEW_COLUMNS,
+        )
+        _as_of(request, as_of_time, as_of_position)
+        streamed = functools.partial(self.stream, self.queries.QueryRange)
+        columns = ValueColumns()
+        for message in self._follow(streamed, request):
+            columns.append(message.columns, message.read_position)
+        return columns
+
     def get_values(
         self,
         series: str,
@@ -295,6 +372,28 @@ class QisClient:
         )
         _as_of(request, as_of_time, as_of_position)
         return list(self.call(self.queries.GetValues, request).values)
+
+    def get_values_columns(
+        self,
+        series: str,
+        snaps: Iterable[datetime],
+        *,
+        as_of_time: datetime | None = None,
+        as_of_position: int | None = None,
+        min_position: int = 0,
+    ) -> ValueColumns:
+        """get_values in the columnar view: the values that exist, in the order asked."""
+        request = query_service_pb2.GetValuesRequest(
+            series=series_name(series),
+            snap_times=[timestamp(snap) for snap in snaps],
+            min_position=min_position,
+            view=query_service_pb2.VALUE_VIEW_COLUMNS,
+        )
+        _as_of(request, as_of_time, as_of_position)
+        answer = self.call(self.queries.GetValues, request)
+        columns = ValueColumns()
+        columns.append(answer.columns, answer.read_position)
+        return columns
 
     def get_point_history(
         self, series: str, snap: datetime, *, page_size: int = 0, min_position: int = 0

@@ -2,7 +2,9 @@
  * A first session from TypeScript: registers a source, defines a series, ingests three daily
  * closes, reads them back (latest in a time range, as known before a correction, and the
  * corrected point's history page by page), receives them on a subscription, lists the series'
- * open quality issues with a filter, and shows how a malformed request is answered.
+ * open quality issues with a filter, ingests more closes in columns (one array per field, over
+ * BulkIngest) and reads the range back in the columnar view (the same values as the per-point
+ * view), and shows how a malformed request is answered.
  *
  *   npx tsx examples/quickstart.ts [--command HOST:PORT] [--query HOST:PORT] [--user NAME]
  *                                  [--page-size N]
@@ -24,20 +26,25 @@ import {
   QualityRule,
   ValueMethod,
   and,
+  bulkIngest,
   connectQis,
   decimalOf,
   enumName,
   formatSnap,
   getPointHistory,
+  ingestRequests,
   listQualityIssues,
+  microsDate,
   point,
   price,
+  priceColumns,
   queryRange,
+  queryRangeColumns,
   snapTime,
   subscribe,
   timestampDate,
 } from "../src/qis.js";
-import type { OfficialValue, SubscriptionBatch } from "../src/qis.js";
+import type { OfficialValue, SubscriptionBatch, ValueColumns } from "../src/qis.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -56,6 +63,31 @@ const show = (v: OfficialValue) =>
   `${v.snapTime ? timestampDate(v.snapTime).toISOString() : "?"} ${decimalOf(v.value)} ` +
   `v${v.version} ${enumName(ValueMethod, v.method)} ` +
   `flags ${v.flags.map((f) => enumName(QualityRule, f)).join(",") || "-"}`;
+
+const micros = (v: OfficialValue["snapTime"]) =>
+  v ? v.seconds * 1_000_000n + BigInt(v.nanos / 1000) : undefined;
+
+/** Throws unless both views hold the same values, field for field. */
+function sameValues(cols: ValueColumns, points: readonly OfficialValue[]): void {
+  if (cols.length !== points.length) {
+    throw new Error(`${cols.length} values in columns, ${points.length} per point`);
+  }
+  points.forEach((v, i) => {
+    const price = v.value?.kind.case === "price" ? v.value.kind.value : undefined;
+    const same =
+      cols.snapTimeMicros[i] === micros(v.snapTime) &&
+      cols.versions[i] === v.version &&
+      cols.values[i] === price?.value &&
+      cols.unit === price?.currency &&
+      cols.qualityScores[i] === v.qualityScore &&
+      cols.recordTimeMicros[i] === micros(v.recordTime) &&
+      cols.recordPositions[i] === v.recordPosition &&
+      cols.supersedePositions[i] === v.supersedePosition &&
+      cols.methods[i] === v.method &&
+      cols.flags[i]?.join() === v.flags.join();
+    if (!same) throw new Error(`row ${i} differs: columns ${cols.values[i]}, per point ${show(v)}`);
+  });
+}
 
 async function main(): Promise<void> {
   await using qis = connectQis({
@@ -208,6 +240,35 @@ async function main(): Promise<void> {
     console.log(`issue ${issue.issueId} ${enumName(QualityRule, issue.rule)}`);
   }
   console.log(`quality issues (${open}): ${issues}`);
+
+  // Columns: more closes as one array of Dates and one of prices (decimal strings, or
+  // { unscaled, scale } integers), observed at 16:00-05:00; the currency is the series' own.
+  // ingestRequests cuts them into requests of at most MAX_ROWS rows (one here), bulkIngest
+  // streams them and yields each chunk's answer.
+  const later = ["2024-03-11", "2024-03-12", "2024-03-13"].map((d) => new Date(`${d}T21:00:00Z`));
+  const more = priceColumns(later, ["5117.94", "5175.27", "5165.31"], NEW_YORK);
+  let position = corrected.commitPosition;
+  const chunks = ingestRequests({ series, source: `sources/${sourceId}` }, more);
+  for await (const answer of bulkIngest(qis.command, chunks)) {
+    if (answer.outcome.case === "error") throw QisError.fromStatus(answer.outcome.value);
+    const result = answer.outcome.value;
+    console.log(`ingested ${result?.accepted} points in columns (published ${result?.published})`);
+    if (result && result.commitPosition > position) position = result.commitPosition;
+  }
+  // The range in the columnar view (pages and calls as in the per-point view), and the
+  // per-point view of it: the same values.
+  const cols = await queryRangeColumns(qis.query, { ...range, minPosition: position });
+  const points: OfficialValue[] = [];
+  for await (const v of queryRange(qis.query, { ...range, minPosition: position })) points.push(v);
+  for (let i = 0; i < cols.length; i += 1) {
+    const flags = cols.flags[i]?.map((f) => enumName(QualityRule, f)).join(",") || "-";
+    console.log(
+      `columns ${microsDate(cols.snapTimeMicros[i]!).toISOString()} ${cols.values[i]} ` +
+        `${cols.unit} v${cols.versions[i]} ${enumName(ValueMethod, cols.methods[i]!)} flags ${flags}`,
+    );
+  }
+  sameValues(cols, points);
+  console.log(`columnar read = per-point read: ${cols.length} values`);
 
   // A malformed request: nothing is stored, and every violation comes back by field path.
   // point() refuses an offset of seconds, so this one is built by hand.

@@ -8,6 +8,11 @@
  * - snaps are a Timestamp `snapTime` (whole microseconds) plus a Duration `utcOffset` (the
  *   offset the value was observed at): {@link snapOf}, {@link point}, {@link snapTime} from a
  *   `Date` and an offset in minutes, {@link formatSnap} back to RFC 3339 text;
+ * - columns, for long histories: {@link priceColumns}, {@link volumeColumns},
+ *   {@link barColumns} build a PointColumns from `Date[]` and decimal strings (the snap rules of
+ *   {@link snapOf}), {@link ingestRequests} cuts it into requests of at most {@link MAX_ROWS}
+ *   rows and {@link bulkIngest} streams them; {@link queryRangeColumns} reads a range in the
+ *   columnar view into a {@link ValueColumns} of arrays, flags decoded per row;
  * - {@link queryRange}: every official value of a range, following `next_page_token` across
  *   calls (one QueryRange call streams a bounded number of points); {@link pages} and the list
  *   helpers ({@link listAuditEntries}, {@link listQualityIssues}, {@link getPointHistory}...) do
@@ -23,6 +28,7 @@ import { create, createRegistry, isMessage } from "@bufbuild/protobuf";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import {
   DurationSchema,
+  TimestampSchema,
   durationFromMs,
   durationMs,
   timestampDate,
@@ -44,8 +50,17 @@ import type {
   ErrorInfo,
   ResourceInfo,
 } from "./gen/google/rpc/error_details_pb.js";
-import { CommandService } from "./gen/qis/data/v1/command_service_pb.js";
-import { QueryService } from "./gen/qis/data/v1/query_service_pb.js";
+import type { Status } from "./gen/google/rpc/status_pb.js";
+import { CommandService, IngestPointsRequestSchema } from "./gen/qis/data/v1/command_service_pb.js";
+import type {
+  BulkIngestResponse,
+  IngestPointsRequest,
+} from "./gen/qis/data/v1/command_service_pb.js";
+import {
+  OfficialValueColumnsSchema,
+  QueryService,
+  ValueView,
+} from "./gen/qis/data/v1/query_service_pb.js";
 import type {
   AuditEntry,
   GetPointHistoryRequestSchema,
@@ -55,16 +70,31 @@ import type {
   ListQualityMetricsRequestSchema,
   ListSeriesRequestSchema,
   OfficialValue,
+  OfficialValueColumns,
   QualityIssue,
   QualityMetrics,
   QueryRangeRequest,
   QueryRangeRequestSchema,
+  QueryRangeResponse,
   SourceObservation,
   SubscribeResponse,
+  ValueMethod,
 } from "./gen/qis/data/v1/query_service_pb.js";
 import type { Series } from "./gen/qis/data/v1/series_pb.js";
-import { DataPointSchema, DataValueSchema } from "./gen/qis/data/v1/values_pb.js";
-import type { DataPoint, DataValue } from "./gen/qis/data/v1/values_pb.js";
+import type { QualityRule } from "./gen/qis/data/v1/quality_pb.js";
+import {
+  DataPointSchema,
+  DataValueSchema,
+  DecimalColumnSchema,
+  OhlcBarColumnsSchema,
+  PointColumnsSchema,
+} from "./gen/qis/data/v1/values_pb.js";
+import type {
+  DataPoint,
+  DataValue,
+  DecimalColumn,
+  PointColumns,
+} from "./gen/qis/data/v1/values_pb.js";
 
 export * from "./gen/qis/data/v1/command_service_pb.js";
 export * from "./gen/qis/data/v1/quality_pb.js";
@@ -391,15 +421,15 @@ export type QueryRangeInit = Omit<
 >;
 
 /**
- * Every official value of a range, ascending by snap. A QueryRange call streams a bounded part
- * of a long range and ends with a `next_page_token`; this calls again with it until a message
- * carries an empty one. Breaking out of the loop cancels the call in flight.
+ * Every message of a range, across as many QueryRange calls as it takes: a call streams a
+ * bounded part of a long range and ends with a `next_page_token`; this calls again with it until
+ * a message carries an empty one. Breaking out of the loop cancels the call in flight.
  */
-export async function* queryRange(
+export async function* queryRangePages(
   query: Client<typeof QueryService>,
   request: QueryRangeInit,
   options?: CallOptions & { readonly pageToken?: string },
-): AsyncGenerator<OfficialValue, void, undefined> {
+): AsyncGenerator<QueryRangeResponse, void, undefined> {
   let pageToken = options?.pageToken ?? "";
   for (;;) {
     let next = "";
@@ -407,7 +437,7 @@ export async function* queryRange(
     for await (const page of query.queryRange({ ...request, pageToken }, options)) {
       messages += 1;
       next = page.nextPageToken;
-      yield* page.values;
+      yield page;
     }
     if (!next) {
       return;
@@ -416,6 +446,20 @@ export async function* queryRange(
       throw new QisError("QueryRange made no progress", Code.Internal);
     }
     pageToken = next;
+  }
+}
+
+/**
+ * Every official value of a range, ascending by snap, following `next_page_token` across calls
+ * ({@link queryRangePages}). Breaking out of the loop cancels the call in flight.
+ */
+export async function* queryRange(
+  query: Client<typeof QueryService>,
+  request: QueryRangeInit,
+  options?: CallOptions & { readonly pageToken?: string },
+): AsyncGenerator<OfficialValue, void, undefined> {
+  for await (const page of queryRangePages(query, request, options)) {
+    yield* page.values;
   }
 }
 
@@ -636,6 +680,438 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Columns: points and official values one column per field
+
+/** The most rows (points) of one request: one IngestPoints command, one BulkIngest chunk. */
+export const MAX_ROWS = 10_000;
+/** The largest scale of a column of scaled integers. */
+export const MAX_SCALE = 18;
+
+/**
+ * Decimals as integers scaled by 10^-scale: `{ unscaled: [10125n, 9950n], scale: 2 }` is 101.25
+ * and 99.50. They reach the service as integers, with no text to format or parse.
+ */
+export interface Scaled {
+  readonly unscaled: readonly bigint[];
+  readonly scale: number;
+}
+
+/** A column of decimals: strings ("101.25", sent as written), bigints, or {@link Scaled}. */
+export type Decimals = readonly (string | bigint)[] | Scaled;
+
+const SINT64_MIN = -(2n ** 63n);
+const SINT64_MAX = 2n ** 63n - 1n;
+const SCALED_LIMIT = 10n ** 18n; // |unscaled| below it at scale 0 (|x| < 1e18)
+
+function isScaled(values: unknown): values is Scaled {
+  return typeof values === "object" && values !== null && "unscaled" in values;
+}
+
+/**
+ * A DecimalColumn of `values`, each checked: decimal syntax for strings ("" only where
+ * `optional`, an OHLC bar's volume), scale 0 to 18 and 64 bits for scaled integers. A refusal
+ * names the row (`prices[3]`); bounds beyond these are the service's, which names it too.
+ */
+export function decimalColumn(
+  values: Decimals | readonly (string | bigint | undefined)[],
+  name = "values",
+  optional = false,
+): DecimalColumn {
+  if (isScaled(values)) {
+    if (!Number.isInteger(values.scale) || values.scale < 0 || values.scale > MAX_SCALE) {
+      throw new RangeError(`${name}: scale ${values.scale} is not 0 to ${MAX_SCALE}`);
+    }
+    values.unscaled.forEach((u, row) => {
+      const limit = values.scale === 0 ? SCALED_LIMIT : SINT64_MAX + 1n;
+      if (typeof u !== "bigint" || u < SINT64_MIN || u > SINT64_MAX || u >= limit || -u >= limit) {
+        throw new RangeError(
+          `${name}[${row}]: ${String(u)} out of bounds at scale ${values.scale}`,
+        );
+      }
+    });
+    return create(DecimalColumnSchema, { unscaled: [...values.unscaled], scale: values.scale });
+  }
+  const texts = values.map((v, row) => {
+    if (v === undefined || v === "") {
+      if (optional) return "";
+      throw new TypeError(`${name}[${row}]: a value is required`);
+    }
+    try {
+      return decimal(v);
+    } catch (e) {
+      throw new TypeError(`${name}[${row}]: ${(e as Error).message}`);
+    }
+  });
+  return create(DecimalColumnSchema, { texts });
+}
+
+/** The snaps of a PointColumns. */
+export interface SnapColumns {
+  readonly snapTimeMicros: bigint[];
+  readonly utcOffsetMinutes: number[];
+}
+
+/**
+ * `snap_time_micros` and `utc_offset_minutes` of Dates, checked as {@link snapOf} checks a
+ * point's (years 1..9999 in UTC, offsets whole minutes within ±23:59; a refusal names the row).
+ * `offset` is one for every row (minutes east of UTC, `"local"`, `"Z"`) or one per row. The
+ * offsets are collapsed: none when every row is UTC, one when every row has the same.
+ */
+export function snapColumns(
+  dates: readonly Date[],
+  offset: UtcOffset | readonly UtcOffset[] = "Z",
+): SnapColumns {
+  if (Array.isArray(offset) && offset.length !== dates.length) {
+    throw new RangeError(`${offset.length} offsets for ${dates.length} snaps`);
+  }
+  const snapTimeMicros: bigint[] = [];
+  const minutes: number[] = [];
+  dates.forEach((date, row) => {
+    try {
+      instant(date);
+      const stated = Array.isArray(offset) ? (offset[row] as UtcOffset) : (offset as UtcOffset);
+      minutes.push(offsetMinutes(date, stated));
+    } catch (e) {
+      throw new RangeError(`snaps[${row}]: ${(e as Error).message}`);
+    }
+    snapTimeMicros.push(BigInt(date.getTime()) * 1000n);
+  });
+  const same = minutes.every((m) => m === minutes[0]);
+  const utcOffsetMinutes = !same ? minutes : minutes[0] ? [minutes[0]] : [];
+  return { snapTimeMicros, utcOffsetMinutes };
+}
+
+function lengthOf(values: Decimals | readonly unknown[]): number {
+  return isScaled(values) ? values.unscaled.length : values.length;
+}
+
+function column(
+  values: Decimals | readonly (string | bigint | undefined)[],
+  name: string,
+  rows: number,
+  optional = false,
+): DecimalColumn {
+  if (lengthOf(values) !== rows) {
+    throw new RangeError(`${name} has ${lengthOf(values)} rows, snaps ${rows}`);
+  }
+  return decimalColumn(values, name, optional);
+}
+
+/**
+ * Points of a price series in columns: the snaps of `dates` observed at `offset` (see
+ * {@link snapColumns}) and `prices`, as long as `dates`; the currency is the series' own. At
+ * most {@link MAX_ROWS} rows go in one request: {@link ingestRequests} cuts longer ones.
+ *
+ *     priceColumns(dates, ["5137.08", "5130.95"], -300) // closes stated at 16:00-05:00
+ */
+export function priceColumns(
+  dates: readonly Date[],
+  prices: Decimals,
+  offset: UtcOffset | readonly UtcOffset[] = "Z",
+): PointColumns {
+  const value = column(prices, "prices", dates.length);
+  return create(PointColumnsSchema, {
+    ...snapColumns(dates, offset),
+    values: { case: "prices", value },
+  });
+}
+
+/** {@link priceColumns} for a volume series (the unit is the series' own). */
+export function volumeColumns(
+  dates: readonly Date[],
+  volumes: Decimals,
+  offset: UtcOffset | readonly UtcOffset[] = "Z",
+): PointColumns {
+  const value = column(volumes, "volumes", dates.length);
+  return create(PointColumnsSchema, {
+    ...snapColumns(dates, offset),
+    values: { case: "volumes", value },
+  });
+}
+
+/** OHLC bars in columns; `volume` is left out when no bar has one, undefined for a bar without. */
+export interface BarColumnsInit {
+  readonly open: Decimals;
+  readonly high: Decimals;
+  readonly low: Decimals;
+  readonly close: Decimals;
+  readonly volume?: readonly (string | bigint | undefined)[] | Scaled;
+}
+
+/** {@link priceColumns} for an OHLC bar series. */
+export function barColumns(
+  dates: readonly Date[],
+  bars: BarColumnsInit,
+  offset: UtcOffset | readonly UtcOffset[] = "Z",
+): PointColumns {
+  const rows = dates.length;
+  const value = create(OhlcBarColumnsSchema, {
+    open: column(bars.open, "bars.open", rows),
+    high: column(bars.high, "bars.high", rows),
+    low: column(bars.low, "bars.low", rows),
+    close: column(bars.close, "bars.close", rows),
+    volume: bars.volume === undefined ? undefined : column(bars.volume, "bars.volume", rows, true),
+  });
+  return create(PointColumnsSchema, {
+    ...snapColumns(dates, offset),
+    values: { case: "bars", value },
+  });
+}
+
+function sliceDecimals(c: DecimalColumn | undefined, start: number, stop: number) {
+  if (c === undefined) return undefined;
+  return c.unscaled.length > 0
+    ? create(DecimalColumnSchema, { unscaled: c.unscaled.slice(start, stop), scale: c.scale })
+    : create(DecimalColumnSchema, { texts: c.texts.slice(start, stop) });
+}
+
+/**
+ * `columns` cut into runs of at most `rows` rows (1 to {@link MAX_ROWS}), in order. A single
+ * offset, or none, goes with every run.
+ */
+export function chunkColumns(columns: PointColumns, rows = MAX_ROWS): PointColumns[] {
+  if (!Number.isInteger(rows) || rows < 1 || rows > MAX_ROWS) {
+    throw new RangeError(`${rows} rows per chunk is not 1 to ${MAX_ROWS}`);
+  }
+  const chunks: PointColumns[] = [];
+  const offsets = columns.utcOffsetMinutes;
+  for (let start = 0; start < columns.snapTimeMicros.length; start += rows) {
+    const stop = Math.min(start + rows, columns.snapTimeMicros.length);
+    const chunk = create(PointColumnsSchema, {
+      snapTimeMicros: columns.snapTimeMicros.slice(start, stop),
+      utcOffsetMinutes: offsets.length > 1 ? offsets.slice(start, stop) : [...offsets],
+    });
+    const v = columns.values;
+    if (v.case === "prices" || v.case === "volumes") {
+      chunk.values = { case: v.case, value: sliceDecimals(v.value, start, stop)! };
+    } else if (v.case === "bars") {
+      chunk.values = {
+        case: "bars",
+        value: create(OhlcBarColumnsSchema, {
+          open: sliceDecimals(v.value.open, start, stop),
+          high: sliceDecimals(v.value.high, start, stop),
+          low: sliceDecimals(v.value.low, start, stop),
+          close: sliceDecimals(v.value.close, start, stop),
+          volume: sliceDecimals(v.value.volume, start, stop),
+        }),
+      };
+    }
+    chunks.push(chunk);
+  }
+  return chunks;
+}
+
+/**
+ * `columns` as IngestPointsRequests of at most `chunkRows` rows, each one IngestPoints command
+ * or one BulkIngest chunk. Chunk i's command id is `${commandId}:${i}`, so that a re-run of the
+ * same load resends the same chunks (each answered as a duplicate); without a commandId, every
+ * chunk gets a fresh UUID.
+ */
+export function ingestRequests(
+  init: { readonly series: string; readonly source: string; readonly commandId?: string },
+  columns: PointColumns,
+  chunkRows = MAX_ROWS,
+): IngestPointsRequest[] {
+  return chunkColumns(columns, chunkRows).map((chunk, i) =>
+    create(IngestPointsRequestSchema, {
+      commandId: init.commandId === undefined ? crypto.randomUUID() : `${init.commandId}:${i}`,
+      series: init.series,
+      source: init.source,
+      columns: chunk,
+    }),
+  );
+}
+
+/**
+ * Sends `requests` (the chunks of {@link ingestRequests}) over one BulkIngest stream and yields
+ * each chunk's answer, in order, as it is committed or rejected: a rejected chunk's
+ * `outcome.case` is "error" ({@link QisError.fromStatus} decodes it), and the chunks after it
+ * go on. Breaking out of the loop cancels the stream.
+ */
+export async function* bulkIngest(
+  command: Client<typeof CommandService>,
+  requests: readonly IngestPointsRequest[],
+  options?: CallOptions,
+): AsyncGenerator<BulkIngestResponse, void, undefined> {
+  async function* chunks() {
+    yield* requests;
+  }
+  yield* command.bulkIngest(chunks(), options);
+}
+
+/** OHLC bars in columns of decimal strings; a volume is "" where unknown. */
+export interface BarTexts {
+  readonly open: string[];
+  readonly high: string[];
+  readonly low: string[];
+  readonly close: string[];
+  readonly volume: string[];
+}
+
+/** The decimal string of `unscaled` × 10^-scale: `formatScaled(-5n, 2) === "-0.05"`. */
+export function formatScaled(unscaled: bigint, scale: number): string {
+  const sign = unscaled < 0n ? "-" : "";
+  let digits = (unscaled < 0n ? -unscaled : unscaled).toString();
+  if (scale <= 0) return sign + digits;
+  digits = digits.padStart(scale + 1, "0");
+  return `${sign}${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+}
+
+function textsOf(c: DecimalColumn | undefined): string[] {
+  if (c === undefined) return [];
+  return c.unscaled.length > 0 ? c.unscaled.map((u) => formatScaled(u, c.scale)) : [...c.texts];
+}
+
+/** A Date of microseconds since 1970-01-01T00:00:00Z (to the millisecond, as a Date holds). */
+export function microsDate(micros: bigint): Date {
+  return new Date(Number(micros / 1000n) - (micros % 1000n < 0n ? 1 : 0));
+}
+
+/** A Timestamp of microseconds since 1970-01-01T00:00:00Z, exact (for {@link formatSnap}). */
+export function microsTimestamp(micros: bigint): Timestamp {
+  // Division truncates toward zero: the floor of a negative instant is one second earlier.
+  const floor = micros / 1_000_000n - (micros < 0n && micros % 1_000_000n !== 0n ? 1n : 0n);
+  return create(TimestampSchema, {
+    seconds: floor,
+    nanos: Number(micros - floor * 1_000_000n) * 1000,
+  });
+}
+
+/**
+ * Official values in columns, row i of each array being one value: what
+ * {@link queryRangeColumns} returns, every page put together ({@link ValueColumns.append}
+ * reads one answer, a GetValues response's too). `kind` says where the values are: "prices" or
+ * "volumes" in `values` (decimal strings as published), "bars" in `bars`, "other" (options
+ * chains, corporate actions) in `other`; "" while there is no row. Instants are microseconds
+ * since 1970-01-01T00:00:00Z ({@link microsDate}, {@link microsTimestamp}).
+ */
+export class ValueColumns {
+  readonly snapTimeMicros: bigint[] = [];
+  readonly versions: number[] = [];
+  kind: "" | "prices" | "volumes" | "bars" | "other" = "";
+  readonly values: string[] = [];
+  readonly bars: BarTexts = { open: [], high: [], low: [], close: [], volume: [] };
+  readonly other: DataValue[] = [];
+  /** The currency (prices, bars) or unit (volumes) of the series. */
+  unit = "";
+  readonly qualityScores: number[] = [];
+  readonly recordTimeMicros: bigint[] = [];
+  readonly recordPositions: bigint[] = [];
+  /** 0n while current. */
+  readonly supersedePositions: bigint[] = [];
+  readonly methods: ValueMethod[] = [];
+  /** Each row's flags, decoded from `flag_counts` + `flags`. */
+  readonly flags: QualityRule[][] = [];
+  /** The least of the answers' read positions: the whole reflects at least it. */
+  readPosition = 0n;
+
+  get length(): number {
+    return this.snapTimeMicros.length;
+  }
+
+  /**
+   * Adds the rows of one answer, after checking that its columns line up (a RangeError
+   * otherwise, and nothing is added).
+   */
+  append(columns: OfficialValueColumns, readPosition = 0n): void {
+    const rows = columns.snapTimeMicros.length;
+    const v = columns.values;
+    const lengths: Record<string, number> = {
+      versions: columns.versions.length,
+      qualityScores: columns.qualityScores.length,
+      recordTimeMicros: columns.recordTimeMicros.length,
+      recordPositions: columns.recordPositions.length,
+      supersedePositions: columns.supersedePositions.length,
+      methods: columns.methods.length,
+    };
+    let values: string[] = [];
+    let bars: BarTexts = { open: [], high: [], low: [], close: [], volume: [] };
+    if (v.case === "prices" || v.case === "volumes") {
+      values = textsOf(v.value);
+      lengths[v.case] = values.length;
+    } else if (v.case === "bars") {
+      const volume = textsOf(v.value.volume);
+      bars = {
+        open: textsOf(v.value.open),
+        high: textsOf(v.value.high),
+        low: textsOf(v.value.low),
+        close: textsOf(v.value.close),
+        volume: volume.length > 0 ? volume : new Array<string>(rows).fill(""),
+      };
+      for (const [part, texts] of Object.entries(bars)) lengths[`bars.${part}`] = texts.length;
+    } else if (v.case === "other") {
+      lengths.other = v.value.values.length;
+    } else if (rows > 0) {
+      throw new RangeError(`malformed columns: ${rows} rows without values`);
+    }
+    const kind = v.case ?? "";
+    if (kind && this.kind && kind !== this.kind) {
+      throw new RangeError(`malformed columns: ${kind} after ${this.kind}`);
+    }
+    const counts =
+      columns.flagCounts.length === 0 && columns.flags.length === 0
+        ? new Array<number>(rows).fill(0) // no row has a flag
+        : columns.flagCounts;
+    lengths.flagCounts = counts.length;
+    const uneven = Object.entries(lengths).filter(([, n]) => n !== rows);
+    if (uneven.length > 0) {
+      throw new RangeError(
+        `malformed columns: ${rows} snaps, ${uneven.map(([f, n]) => `${n} ${f}`).join(", ")}`,
+      );
+    }
+    const total = counts.reduce((sum, n) => sum + n, 0);
+    if (counts.some((n) => n < 0) || total !== columns.flags.length) {
+      throw new RangeError(
+        `malformed columns: flag_counts add up to ${total}, for ${columns.flags.length} flags`,
+      );
+    }
+    let start = 0;
+    for (const n of counts) {
+      this.flags.push(columns.flags.slice(start, start + n));
+      start += n;
+    }
+    if (kind) this.kind = kind;
+    if (columns.unit) this.unit = columns.unit;
+    this.snapTimeMicros.push(...columns.snapTimeMicros);
+    this.versions.push(...columns.versions);
+    this.values.push(...values);
+    for (const part of ["open", "high", "low", "close", "volume"] as const) {
+      this.bars[part].push(...bars[part]);
+    }
+    if (v.case === "other") this.other.push(...v.value.values);
+    this.qualityScores.push(...columns.qualityScores);
+    this.recordTimeMicros.push(...columns.recordTimeMicros);
+    this.recordPositions.push(...columns.recordPositions);
+    this.supersedePositions.push(...columns.supersedePositions);
+    this.methods.push(...columns.methods);
+    if (readPosition !== 0n && (this.readPosition === 0n || readPosition < this.readPosition)) {
+      this.readPosition = readPosition;
+    }
+  }
+}
+
+/**
+ * A whole range in the columnar view (`view: ValueView.COLUMNS`: the same values, pages and
+ * tokens as the per-point view), following `next_page_token` across calls as
+ * {@link queryRange} does, into one {@link ValueColumns}.
+ *
+ *     const cols = await queryRangeColumns(qis.query, { series: "series/X" });
+ *     cols.values[0], cols.snapTimeMicros[0], cols.flags[0]
+ */
+export async function queryRangeColumns(
+  query: Client<typeof QueryService>,
+  request: QueryRangeInit,
+  options?: CallOptions & { readonly pageToken?: string },
+): Promise<ValueColumns> {
+  const columns = new ValueColumns();
+  const columnar = { ...request, view: ValueView.COLUMNS };
+  for await (const page of queryRangePages(query, columnar, options)) {
+    columns.append(page.columns ?? create(OfficialValueColumnsSchema), page.readPosition);
+  }
+  return columns;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Errors
 
 const DETAILS = createRegistry(
@@ -703,6 +1179,16 @@ export class QisError extends ConnectError {
   /** "INVALID_ARGUMENT", "NOT_FOUND", ... as gRPC names them. */
   get codeName(): string {
     return Code[this.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+  }
+
+  /** A google.rpc.Status as a QisError: a rejected BulkIngest chunk's `error`. */
+  static fromStatus(status: Status): QisError {
+    const error = new ConnectError(status.message, status.code as Code);
+    error.details = status.details.map((any) => ({
+      type: any.typeUrl.slice(any.typeUrl.lastIndexOf("/") + 1),
+      value: any.value,
+    }));
+    return QisError.from(error);
   }
 
   /** Any error (a ConnectError, an AbortError, anything) as a QisError. */

@@ -11,6 +11,11 @@ from qis_query.application.limits import DEFAULT_LIMITS, QueryLimits
 class QuerySettings(CommonSettings):
     query_address: str = "127.0.0.1:50052"
     """host:port the query service listens on (QIS_QUERY_ADDRESS); port 0 picks a free one."""
+    flight_address: str = "127.0.0.1:50054"
+    """host:port of the Arrow Flight endpoint (QIS_FLIGHT_ADDRESS; qis_query.entrypoints.flight):
+    DoGet with a JSON ticket naming series, a range and an as-of streams their official values
+    as Arrow record batches, behind the same authentication and TLS as the gRPC port. Port 0
+    picks a free one; empty: no Flight endpoint. `qis up` sets it."""
     query_max_wait_s: float = 2.0
     """How long a query with min_position waits for the projector (QIS_QUERY_MAX_WAIT_S)."""
     query_max_request_bytes: PositiveInt = 256 * 1024

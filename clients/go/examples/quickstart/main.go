@@ -1,8 +1,10 @@
 // Quickstart: the qis-data services from Go. It registers a data source, defines a price
 // series, ingests three daily closes, restates one, reads them back (latest, as known before the
 // restatement, and the restated point's history page by page), follows them on a subscription,
-// finds the restatement in the audit trail with a filter, evolves the series under optimistic
-// concurrency, and shows how refused requests are answered (error details decoded). Every
+// finds the restatement in the audit trail with a filter, ingests more closes in columns (one
+// slice per field, over BulkIngest) and reads the range back in the columnar view (the same
+// values as the per-point view), evolves the series under optimistic concurrency, and shows how
+// refused requests are answered (error details decoded). Every
 // command has a fixed command id, so running it again changes nothing (each answer says
 // "duplicate").
 //
@@ -21,6 +23,7 @@ import (
 	"log"
 	"math/big"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -252,7 +255,67 @@ func run(ctx context.Context, commandAddr, queryAddr, user, seriesID string) err
 			formatSnap(e.GetSnapTime()), e.GetUser(), e.GetCommitPosition())
 	}
 
-	// 9. Evolve the series from schema version 1 (a fresh definition's): only the fields named
+	// 9. Columns: more closes as one slice of times and one of prices (decimal strings with
+	// qis.Texts, or integers at a scale with qis.Scaled); the currency is the series' own.
+	// qis.IngestRequests cuts them into requests of at most qis.MaxRows rows (one here),
+	// qis.BulkIngest streams them and yields each chunk's answer.
+	var later []time.Time
+	for _, d := range []int{25, 26, 27} {
+		later = append(later, time.Date(2024, 3, d, 16, 0, 0, 0, newYork))
+	}
+	more, err := qis.PriceColumns(later, qis.Scaled(2, 521819, 520358, 524849)) // 5218.19, ...
+	if err != nil {
+		return err
+	}
+	chunks, err := qis.IngestRequests(id("ingest-columns"), series, "sources/go-quickstart", more)
+	if err != nil {
+		return err
+	}
+	lastPosition := restate.GetCommitPosition()
+	for answer, err := range qis.BulkIngest(ctx, commands, chunks) {
+		if err != nil {
+			return fmt.Errorf("bulk ingest: %w", err)
+		}
+		if answer.GetError() != nil {
+			return fmt.Errorf("chunk %s refused: %s", answer.GetCommandId(), qis.DetailsFromProto(answer.GetError()))
+		}
+		r := answer.GetResult()
+		fmt.Printf("chunk %s: ingested %d points in columns, %d published (duplicate: %t)\n",
+			answer.GetCommandId(), r.GetAccepted(), r.GetPublished(), r.GetDuplicate())
+		lastPosition = max(lastPosition, r.GetCommitPosition())
+	}
+	// The whole range in the columnar view (two values a message: it pages like the per-point
+	// view), and the per-point view of the same range: the same values.
+	whole := &datav1.QueryRangeRequest{Series: series, MinPosition: lastPosition, PageSize: 2}
+	cols, err := qis.QueryRangeColumns(ctx, queries, whole)
+	if err != nil {
+		return fmt.Errorf("query range columns: %w", err)
+	}
+	var perPoint []*datav1.OfficialValue
+	for v, err := range qis.QueryRange(ctx, queries, whole) {
+		if err != nil {
+			return fmt.Errorf("query range: %w", err)
+		}
+		perPoint = append(perPoint, v)
+	}
+	fmt.Println("columns:")
+	for i := range cols.Len() {
+		flags := make([]string, 0, len(cols.Flags[i]))
+		for _, f := range cols.Flags[i] {
+			flags = append(flags, qis.EnumName(f))
+		}
+		if len(flags) == 0 {
+			flags = append(flags, "-")
+		}
+		fmt.Printf("  %s  %s %s  v%d  %s  flags %s\n", cols.SnapTime(i).In(newYork).Format(time.RFC3339Nano),
+			cols.Values[i], cols.Unit, cols.Versions[i], qis.EnumName(cols.Methods[i]), strings.Join(flags, ","))
+	}
+	if err := sameValues(cols, perPoint); err != nil {
+		return err
+	}
+	fmt.Printf("columnar read = per-point read: %d values\n", cols.Len())
+
+	// 10. Evolve the series from schema version 1 (a fresh definition's): only the fields named
 	// by the update mask change. The same evolution from a version that is no longer current
 	// is refused: ABORTED, reason SCHEMA_VERSION_MISMATCH (read the series again, reapply).
 	evolve := func(commandID string) (*datav1.CommandResponse, error) {
@@ -277,7 +340,7 @@ func run(ctx context.Context, commandAddr, queryAddr, user, seriesID string) err
 	_, retry := d.RetryDelay()
 	fmt.Printf("stale evolution refused: %s, reason %s (retry as is: %t): %s\n", d.Code, d.Reason(), retry, d.Message)
 
-	// 10. A malformed batch: refused whole, with every violation named by its field path.
+	// 11. A malformed batch: refused whole, with every violation named by its field path.
 	// qis.SnapOf refuses a snap finer than a microsecond (so does the service: two source
 	// timestamps must never merge into one snap); built by hand, it reaches the service.
 	day := func(d int) time.Time { return time.Date(2024, 3, 18+d, 16, 0, 0, 0, newYork) }
@@ -344,4 +407,28 @@ func printValue(v *datav1.OfficialValue) {
 	}
 	fmt.Printf("  %s  %s  v%d  %s  flags %s  (x2 = %s)\n", formatSnap(v.GetSnapTime()), text, v.GetVersion(),
 		qis.EnumName(v.GetMethod()), strings.Join(flags, ","), double)
+}
+
+// sameValues: what both views carry of each value is the same, row for row.
+func sameValues(cols *qis.ValueColumns, points []*datav1.OfficialValue) error {
+	if cols.Len() != len(points) {
+		return fmt.Errorf("%d values in columns, %d per point", cols.Len(), len(points))
+	}
+	for i, v := range points {
+		same := cols.SnapTimeMicros[i] == v.GetSnapTime().AsTime().UnixMicro() &&
+			cols.Versions[i] == v.GetVersion() &&
+			cols.Values[i] == v.GetValue().GetPrice().GetValue() &&
+			cols.Unit == v.GetValue().GetPrice().GetCurrency() &&
+			cols.QualityScores[i] == v.GetQualityScore() &&
+			cols.RecordTimeMicros[i] == v.GetRecordTime().AsTime().UnixMicro() &&
+			cols.RecordPositions[i] == v.GetRecordPosition() &&
+			cols.SupersedePositions[i] == v.GetSupersedePosition() &&
+			cols.Methods[i] == v.GetMethod() &&
+			slices.Equal(cols.Flags[i], v.GetFlags())
+		if !same {
+			return fmt.Errorf("row %d differs: columns %s %s v%d, per point %v", i,
+				cols.SnapTime(i).Format(time.RFC3339Nano), cols.Values[i], cols.Versions[i], v)
+		}
+	}
+	return nil
 }

@@ -109,7 +109,11 @@ class CommandHandlers:
             ctx, source_name(cmd.source_id), cmd, lambda: self._source(cmd.source_id), decide
         )
 
-    async def ingest(self, cmd: IngestPoints, ctx: CommandContext) -> CommandResult:
+    async def ingest(
+        self, cmd: IngestPoints, ctx: CommandContext, columns: str = ""
+    ) -> CommandResult:
+        """`columns`: the request's value column ("columns.prices") when the points came in
+        columns, which violations then name (the command is the same in either form)."""
         series = await self._series(cmd.series_id)
         definition = series.require_definition()
         if definition.source(cmd.source_id) is None:
@@ -117,10 +121,13 @@ class CommandHandlers:
                 "source",
                 f"{source_name(cmd.source_id)} is not configured for {series_name(cmd.series_id)}",
             )
-        by_bucket: dict[int, list[tuple[Snap, DataValue]]] = {}
-        for point in _conform(definition, cmd.points):
-            by_bucket.setdefault(bucket_of(point[0].utc_us, definition.frequency), []).append(point)
-        calendar = self._calendar_view(definition, [p[0].utc_us for p in cmd.points])
+        points = _conform(definition, cmd.points, columns=columns)
+        by_bucket = _by_bucket(points, BUCKET_SPAN_US[definition.frequency])
+        calendar = (
+            self._calendar_view(definition, [p[0].utc_us for p in points])
+            if definition.validation.check_calendar
+            else None
+        )
 
         async def decide(loaded: list[SeriesBucket]) -> list[Change]:
             # One timeline for the whole command, made anew on every attempt: each bucket is
@@ -491,18 +498,58 @@ def _earlier_outcome(aggregates: Sequence[Aggregate], command_id: str) -> Comman
     return reduce(lambda x, y: x + y, outcomes) if outcomes else None
 
 
+def _by_bucket(
+    points: list[tuple[Snap, DataValue]], span: int
+) -> dict[int, list[tuple[Snap, DataValue]]]:
+    """The points per bucket (see snaps.bucket_of), in the order given; a batch within one
+    bucket (the usual) is kept whole."""
+    if not points:
+        return {}
+    snaps_us = [p[0].utc_us for p in points]
+    lo, hi = min(snaps_us), max(snaps_us)
+    if lo - lo % span == hi - hi % span:
+        return {lo - lo % span: points}
+    by_bucket: dict[int, list[tuple[Snap, DataValue]]] = {}
+    for us, point in zip(snaps_us, points, strict=True):
+        by_bucket.setdefault(us - us % span, []).append(point)
+    return by_bucket
+
+
 def _conform(
-    definition: SeriesDefinition, points: Sequence[tuple[Snap, DataValue]], field: str = ""
+    definition: SeriesDefinition,
+    points: Sequence[tuple[Snap, DataValue]],
+    field: str = "",
+    columns: str = "",
 ) -> list[tuple[Snap, DataValue]]:
-    """Values must be of the series' type; a missing currency/unit takes the series' one."""
+    """Values must be of the series' type; a missing currency/unit takes the series' one.
+    `columns`: the points came in columns, and their value column is named so (one violation
+    for a column of the wrong type, the snaps' column for a repeated snap).
+
+    A batch of one type, in the series' unit, with unique snaps (the usual) is seen to be so
+    by three set comprehensions; only a batch that is not is walked point by point, to name
+    each violation."""
+    kinds = {type(value) for _, value in points}
+    # One kind of value: the first value's data type is every value's.
+    if len(kinds) == 1 and points[0][1].data_type is definition.data_type:
+        kind = kinds.pop()
+        units: set[str] = set()
+        if kind is Price:
+            units = {value.currency for _, value in points}  # type: ignore[union-attr]
+        elif kind is Volume:
+            units = {value.unit for _, value in points}  # type: ignore[union-attr]
+        if units <= {"", definition.unit} and len({s.utc_us for s, _ in points}) == len(points):
+            return list(points)
     violations: list[FieldViolation] = []
     out: list[tuple[Snap, DataValue]] = []
     first_index: dict[int, int] = {}
+    snaps_path = f"{columns.rsplit('.', 1)[0]}.snap_time_micros" if columns else ""
     for i, (snap, value) in enumerate(points):
-        path = field or f"points[{i}].value"
+        path = field or columns or f"points[{i}].value"
         if (j := first_index.setdefault(snap.utc_us, i)) != i:
             violations.append(
-                FieldViolation(
+                FieldViolation(f"{snaps_path}[{i}]", f"the same instant as {snaps_path}[{j}]")
+                if columns
+                else FieldViolation(
                     f"points[{i}].snap_time", f"the same instant as points[{j}].snap_time"
                 )
             )
@@ -513,6 +560,8 @@ def _conform(
                     f"series holds {definition.data_type.value} values, got {value.data_type.value}",
                 )
             )
+            if columns:
+                break  # one for the column
             continue
         # An empty currency or unit means the series' own: values are stored without it.
         if isinstance(value, Price):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -11,6 +12,7 @@ import grpc.aio
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.proto.checks import collected, id_from_proto, name_from_proto
+from qis_adapters.proto.columns import points_from_columns, value_column
 from qis_adapters.proto.definitions import (
     series_from_proto,
     series_update_from_proto,
@@ -64,6 +66,7 @@ class _Request(Protocol):
 Q = TypeVar("Q", bound=_Request)
 Parse = Callable[[Q, list[FieldViolation]], C | None]
 """A request to its command, recording every violation; None (with violations) if malformed."""
+Ingest = Callable[[IngestPoints, CommandContext], Awaitable[CommandResult]]
 
 
 class CommandService(pb_grpc.CommandServiceServicer):
@@ -109,7 +112,7 @@ class CommandService(pb_grpc.CommandServiceServicer):
         self, request: pb.IngestPointsRequest, context: Ctx
     ) -> pb.IngestPointsResponse:
         return _ingest_response(
-            await self._call(request, context, _ingest_points, self._handlers.ingest)
+            await self._call(request, context, _ingest_points, self._ingest(request))
         )
 
     async def BulkIngest(
@@ -132,7 +135,7 @@ class CommandService(pb_grpc.CommandServiceServicer):
                 )
                 await abort_with(context, with_reason(status, "STREAM_IDLE"))
             try:
-                result = await self._decide(chunk, context, _ingest_points, self._handlers.ingest)
+                result = await self._decide(chunk, context, _ingest_points, self._ingest(chunk))
             except Exception as error:
                 # Per chunk: the chunk stored nothing and the stream stays usable, so a client
                 # resends only what failed (after the RetryInfo delay, for a full or locked
@@ -171,6 +174,12 @@ class CommandService(pb_grpc.CommandServiceServicer):
         )
 
     # --- plumbing ---
+
+    def _ingest(self, request: pb.IngestPointsRequest) -> Ingest:
+        """The handler of an ingestion: points sent in columns are named by their columns."""
+        if not request.HasField("columns"):
+            return self._handlers.ingest
+        return functools.partial(self._handlers.ingest, columns=value_column(request.columns))
 
     async def _decide(
         self,
@@ -255,7 +264,19 @@ def _ingest_points(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> 
     series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
     source_id = name_from_proto(request.source, SOURCES_COLLECTION, "source", v)
     points = []
-    if _batch_within_bounds(len(request.points), "points", v):
+    columnar = request.HasField("columns")
+    if columnar == (len(request.points) > 0):
+        # Both named: either may be the one meant.
+        what = (
+            "both points and columns are set: send the points in one form"
+            if columnar
+            else f"1 to {MAX_BATCH:,} points are required, in points or in columns"
+        )
+        v.append(FieldViolation("points", what))
+        v.append(FieldViolation("columns", what))
+    elif columnar:
+        points = points_from_columns(request.columns, v)
+    elif _batch_within_bounds(len(request.points), "points", v):
         points = points_from_proto(request.points, v)
     if series_id is None or source_id is None:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 from qis.data.v1 import query_service_pb2 as pb
-from qis_adapters.proto.times import micros_from_proto
+from qis_adapters.proto.times import micros_from_proto, snap_micros_from_proto
 from qis_adapters.readstore.port import AuditScope
 from qis_domain.bounds import MAX_POSITION, position_in_range, quoted
 from qis_domain.errors import FieldViolation, InvalidArgument
@@ -20,6 +20,7 @@ from qis_query.application.ranges import LATEST, AsOf, AtPosition, KnownAt
 PARENT = "parent"
 EVERY_SERIES = f"{SERIES_COLLECTION}/-"  # AIP-159: the issues of every series
 EVERYTHING = "-"  # the audit entries of every resource
+_VIEWS = {v.number: v.name for v in pb.ValueView.DESCRIPTOR.values}
 
 
 class RequestFields:
@@ -68,6 +69,12 @@ class RequestFields:
         us = micros_from_proto(ts, field, self._violations)
         return 0 if us is None else us
 
+    def snap(self, ts: timestamp_pb2.Timestamp, field: str) -> int:
+        """A point's snap: whole microseconds, as the command side takes them (a finer one
+        names no point, and truncating it would answer for another)."""
+        us = snap_micros_from_proto(ts, field, self._violations)
+        return 0 if us is None else us
+
     def optional_instant(self, request: Message, field: str, unset: int) -> int:
         """The instant in the Timestamp field `field` of `request`, `unset` when not set."""
         return self.instant(getattr(request, field), field) if request.HasField(field) else unset
@@ -87,6 +94,14 @@ class RequestFields:
                 return AtPosition(self.position(request.as_of_position, "as_of_position"))
             case _:
                 return LATEST
+
+    def columns_view(self, request: pb.QueryRangeRequest | pb.GetValuesRequest) -> bool:
+        """Whether the answer carries its values in columns (VALUE_VIEW_COLUMNS) rather than
+        one message per point (unset or VALUE_VIEW_POINTS)."""
+        view = request.view
+        if view not in _VIEWS:
+            self.refuse("view", f"{view} is not a ValueView: {', '.join(_VIEWS.values())}")
+        return view == pb.VALUE_VIEW_COLUMNS
 
     def check(self) -> None:
         if self._violations:

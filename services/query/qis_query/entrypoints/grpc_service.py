@@ -3,6 +3,7 @@ messages, and the application's exceptions to statuses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -10,16 +11,20 @@ import grpc.aio
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import query_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2
-from qis_adapters.readstore.port import OPEN_END
+from qis_adapters.readstore.port import OPEN_END, OfficialVersion
 from qis_runtime.identity import current_identity
 
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.ranges import EARLIEST, RangeQuery
 from qis_query.application.subscription import FeedBatch
-from qis_query.entrypoints import mapping
+from qis_query.entrypoints import columns, mapping
 from qis_query.entrypoints.fields import RequestFields
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+PutValues = Callable[
+    [pb.QueryRangeResponse | pb.GetValuesResponse, Sequence[OfficialVersion]], None
+]
+"""Sets the values of an answer, in the view its request asked for."""
 R = TypeVar("R")
 
 
@@ -44,31 +49,40 @@ class QueryService(pb_grpc.QueryServiceServicer):
             fields.as_of(request),
         )
         min_position = fields.position(request.min_position, "min_position")
+        in_columns = fields.columns_view(request)
         fields.check()
         read = await self._queries.query_range(
             query, request.page_size, request.page_token, min_position
         )
-        async for page in read.value:
-            await context.write(
-                pb.QueryRangeResponse(
-                    values=[mapping.official_value(request.series, v) for v in page.values],
-                    next_page_token=page.next_page_token,
-                    read_position=read.read_position,
-                )
+        put = await self._values_view(request.series, query.series_id, in_columns)
+        async for page in read.value:  # the same pages and tokens in either view
+            reply = pb.QueryRangeResponse(
+                next_page_token=page.next_page_token, read_position=read.read_position
             )
+            put(reply, page.values)
+            await context.write(reply)
 
     async def GetValues(self, request: pb.GetValuesRequest, context: Ctx) -> pb.GetValuesResponse:
         fields = RequestFields()
         series_id = fields.series_id(request.series, "series")
-        snaps = [fields.instant(s, f"snap_times[{i}]") for i, s in enumerate(request.snap_times)]
+        snaps = [fields.snap(s, f"snap_times[{i}]") for i, s in enumerate(request.snap_times)]
         as_of = fields.as_of(request)
         min_position = fields.position(request.min_position, "min_position")
+        in_columns = fields.columns_view(request)
         fields.check()
         read = await self._queries.values(series_id, snaps, as_of, min_position)
-        return pb.GetValuesResponse(
-            values=[mapping.official_value(request.series, v) for v in read.value],
-            read_position=read.read_position,
-        )
+        reply = pb.GetValuesResponse(read_position=read.read_position)
+        put = await self._values_view(request.series, series_id, in_columns)
+        put(reply, read.value)
+        return reply
+
+    async def _values_view(self, name: str, series_id: str, in_columns: bool) -> PutValues:
+        """How an answer of the series carries its values: one OfficialValue each in `values`,
+        or `columns` (in the case of the series' data type, with its unit)."""
+        if not in_columns:
+            return lambda reply, values: mapping.add_official_values(reply.values, name, values)
+        shape = columns.layout(await self._queries.definition(series_id))
+        return lambda reply, values: columns.fill(reply.columns, values, shape)
 
     async def GetPointHistory(
         self, request: pb.GetPointHistoryRequest, context: Ctx
@@ -77,7 +91,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         series_id = fields.series_id(request.series, "series")
         if not request.HasField("snap_time"):
             fields.refuse("snap_time", "the snap of the point is required")
-        snap_us = fields.instant(request.snap_time, "snap_time")
+        snap_us = fields.snap(request.snap_time, "snap_time")
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
         read = await self._queries.point_history(

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from datetime import date
 from typing import TypeVar
 
-from google.protobuf import duration_pb2, json_format, struct_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.type import date_pb2
 from qis.data.v1 import quality_pb2, series_pb2
 from qis.data.v1 import query_service_pb2 as pb
@@ -35,6 +36,8 @@ from qis_domain.names import series_name, source_name
 from qis_domain.rules import RULE_NAMES, Severity
 from qis_domain.series_bucket import MANUAL
 
+from qis_query.entrypoints import wire
+
 E = TypeVar("E")
 
 
@@ -52,37 +55,96 @@ METHODS = _by_name(
 
 
 def official_value(name: str, v: OfficialVersion) -> pb.OfficialValue:
-    msg = _official(name, v, v.recorded_from_us, v.position_from)
-    if v.recorded_to_us != OPEN_END:
-        msg.supersede_time.CopyFrom(timestamp(v.recorded_to_us))
-        msg.supersede_position = v.position_to
+    msg = pb.OfficialValue()
+    _fill(msg, name, v, {})
     return msg
+
+
+def add_official_values(
+    out: RepeatedCompositeFieldContainer[pb.OfficialValue],
+    name: str,
+    versions: Iterable[OfficialVersion],
+) -> None:
+    """Appends each version to `out`, as `official_value` makes it. The fields that most
+    versions of a range share (series, lineage, method, flags) are serialised once per distinct
+    set, then merged with each one's stored value bytes in one parse: 2.1 µs a value with the
+    message serialised, against 4.9 µs setting every field from Python."""
+    shared: dict[_SharedKey, bytes] = {}
+    add = out.add
+    for v in versions:
+        _fill(add(), name, v, shared)
 
 
 def changed_value(c: ChangeFeedEntry) -> pb.OfficialValue:
-    return _official(series_name(c.series_id), c, c.recorded_at_us, c.position)
-
-
-def _official(
-    name: str, v: OfficialVersion | ChangeFeedEntry, record_us: int, record_position: int
-) -> pb.OfficialValue:
-    """A version as recorded at (record_us, record_position); a manual value has no sources
-    (its domain source is MANUAL itself)."""
-    msg = pb.OfficialValue(
-        series=name,
-        snap_time=timestamp(v.snap_us),
-        version=v.version,
-        quality_score=v.quality_score,
-        record_time=timestamp(record_us),
-        record_position=record_position,
-        sources=() if v.method == MANUAL else [source_name(s) for s in v.sources],
-        method=METHODS[v.method],
-        flags=[RULES[f] for f in v.flags],
-        reason=v.reason,
-        user=v.user_id,
-    )
-    msg.value.MergeFromString(v.value)
+    msg = pb.OfficialValue()
+    _fill_version(msg, series_name(c.series_id), c, c.recorded_at_us, c.position, {})
     return msg
+
+
+_SharedKey = tuple[str, tuple[str, ...], str, tuple[str, ...], str, str]
+_VALUE = 0x22  # OfficialValue.value: field 4, length-delimited
+_US = 1_000_000
+_NS_PER_US = 1_000
+
+
+def _fill(
+    msg: pb.OfficialValue, name: str, v: OfficialVersion, shared: dict[_SharedKey, bytes]
+) -> None:
+    """A version with its knowledge interval: superseded at (recorded_to_us, position_to)
+    unless still current."""
+    _fill_version(msg, name, v, v.recorded_from_us, v.position_from, shared)
+    if v.recorded_to_us != OPEN_END:
+        _set_time(msg.supersede_time, v.recorded_to_us)
+        msg.supersede_position = v.position_to
+
+
+def _fill_version(
+    msg: pb.OfficialValue,
+    name: str,
+    v: OfficialVersion | ChangeFeedEntry,
+    record_us: int,
+    record_position: int,
+    shared: dict[_SharedKey, bytes],
+) -> None:
+    """A version as recorded at (record_us, record_position) into the empty `msg`; `shared`
+    keeps the serialised series and lineage fields (see _shared_fields) by their values."""
+    key = (name, v.sources, v.method, v.flags, v.reason, v.user_id)
+    head = shared.get(key)
+    if head is None:
+        head = shared[key] = _shared_fields(*key)
+    msg.MergeFromString(head + wire.field(_VALUE, v.value))
+    msg.version = v.version
+    msg.quality_score = v.quality_score
+    msg.record_position = record_position
+    _set_time(msg.snap_time, v.snap_us)
+    _set_time(msg.record_time, record_us)
+
+
+def _shared_fields(
+    name: str,
+    sources: tuple[str, ...],
+    method: str,
+    flags: tuple[str, ...],
+    reason: str,
+    user: str,
+) -> bytes:
+    """The series, lineage, method and flags of a version, serialised; a manual value has no
+    sources (its domain source is MANUAL itself)."""
+    return pb.OfficialValue(
+        series=name,
+        sources=() if method == MANUAL else [source_name(s) for s in sources],
+        method=METHODS[method],
+        flags=[RULES[f] for f in flags],
+        reason=reason,
+        user=user,
+    ).SerializeToString()
+
+
+def _set_time(ts: timestamp_pb2.Timestamp, us: int) -> None:
+    """`ts` (a field of a message, so set in place) to `us` µs since the epoch."""
+    seconds, micros = divmod(us, _US)
+    ts.seconds = seconds
+    ts.nanos = micros * _NS_PER_US
 
 
 def observation(o: Observation) -> pb.SourceObservation:

@@ -250,6 +250,7 @@ class IngestPointsRequest(_message.Message):
     SERIES_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id). For a
     re-runnable import, derive it from the input (file hash, series, source, chunk index).
@@ -260,7 +261,18 @@ class IngestPointsRequest(_message.Message):
     """Resource name, "sources/{source_id}"; must be configured for the series."""
     @_builtins.property
     def points(self) -> _containers.RepeatedCompositeFieldContainer[_values_pb2.DataPoint]:
-        """1 to 10,000 points; snaps unique within the request."""
+        """1 to 10,000 points; snaps unique within the request. Exactly one of `points` and
+        `columns` is set.
+        """
+
+    @_builtins.property
+    def columns(self) -> _values_pb2.PointColumns:
+        """The same points in columns (prices, volumes and OHLC bars): cheaper to build and to parse
+        for long histories. It is the same command as the per-point form with the same points:
+        resending one form for the other is a duplicate. Columns carry no currency or unit (the
+        series' own), so they match a per-point request that leaves them empty; one that states
+        them is another command. Violations name the row ("columns.prices.texts[17]").
+        """
 
     def __init__(
         self,
@@ -269,10 +281,11 @@ class IngestPointsRequest(_message.Message):
         series: _builtins.str = ...,
         source: _builtins.str = ...,
         points: _abc.Iterable[_values_pb2.DataPoint] | None = ...,
+        columns: _values_pb2.PointColumns | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "points", b"points", "series", b"series", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "command_id", b"command_id", "points", b"points", "series", b"series", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -58,6 +58,30 @@ VALUE_METHOD_MANUAL: ValueMethod.ValueType  # 4
 """Set by hand: a restatement or an override."""
 Global___ValueMethod: _TypeAlias = ValueMethod  # noqa: Y015
 
+class _ValueView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ValueViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ValueView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VALUE_VIEW_UNSPECIFIED: _ValueView.ValueType  # 0
+    """Not set: VALUE_VIEW_POINTS."""
+    VALUE_VIEW_POINTS: _ValueView.ValueType  # 1
+    """One OfficialValue message per point."""
+    VALUE_VIEW_COLUMNS: _ValueView.ValueType  # 2
+    """OfficialValueColumns: one column per field, far cheaper to build and read for long ranges."""
+
+class ValueView(_ValueView, metaclass=_ValueViewEnumTypeWrapper):
+    """How an answer carries official values."""
+
+VALUE_VIEW_UNSPECIFIED: ValueView.ValueType  # 0
+"""Not set: VALUE_VIEW_POINTS."""
+VALUE_VIEW_POINTS: ValueView.ValueType  # 1
+"""One OfficialValue message per point."""
+VALUE_VIEW_COLUMNS: ValueView.ValueType  # 2
+"""OfficialValueColumns: one column per field, far cheaper to build and read for long ranges."""
+Global___ValueView: _TypeAlias = ValueView  # noqa: Y015
+
 @_typing.final
 class OfficialValue(_message.Message):
     """One version of the official value of a point."""
@@ -149,6 +173,138 @@ class OfficialValue(_message.Message):
 Global___OfficialValue: _TypeAlias = OfficialValue  # noqa: Y015
 
 @_typing.final
+class OfficialValueColumns(_message.Message):
+    """Official values in columns: row i of every column is one OfficialValue. Lineage (sources,
+    reason, user) is left to the per-point view and GetPointHistory.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAP_TIME_MICROS_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    PRICES_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
+    BARS_FIELD_NUMBER: _builtins.int
+    OTHER_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    QUALITY_SCORES_FIELD_NUMBER: _builtins.int
+    RECORD_TIME_MICROS_FIELD_NUMBER: _builtins.int
+    RECORD_POSITIONS_FIELD_NUMBER: _builtins.int
+    SUPERSEDE_POSITIONS_FIELD_NUMBER: _builtins.int
+    METHODS_FIELD_NUMBER: _builtins.int
+    FLAG_COUNTS_FIELD_NUMBER: _builtins.int
+    FLAGS_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    """The currency (prices, bars) or unit (volumes) of every value in `prices`, `volumes` or
+    `bars`: the series' own. A page holding a value in another currency or unit (published
+    before a schema evolution changed the series' unit) carries its values in `other`, each
+    with its own, as the per-point view does.
+    """
+    @_builtins.property
+    def snap_time_micros(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """OfficialValue.snap_time, as microseconds since 1970-01-01T00:00:00Z."""
+
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """OfficialValue.version."""
+
+    @_builtins.property
+    def prices(self) -> _values_pb2.DecimalColumn:
+        """For DATA_TYPE_PRICE series."""
+
+    @_builtins.property
+    def volumes(self) -> _values_pb2.DecimalColumn:
+        """For DATA_TYPE_VOLUME series."""
+
+    @_builtins.property
+    def bars(self) -> _values_pb2.OhlcBarColumns:
+        """For DATA_TYPE_OHLC_BAR series."""
+
+    @_builtins.property
+    def other(self) -> Global___DataValues:
+        """For options chains and corporate actions: one DataValue per row."""
+
+    @_builtins.property
+    def quality_scores(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """OfficialValue.quality_score."""
+
+    @_builtins.property
+    def record_time_micros(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """OfficialValue.record_time, as microseconds since 1970-01-01T00:00:00Z."""
+
+    @_builtins.property
+    def record_positions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """OfficialValue.record_position."""
+
+    @_builtins.property
+    def supersede_positions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """OfficialValue.supersede_position (0 while current)."""
+
+    @_builtins.property
+    def methods(self) -> _containers.RepeatedScalarFieldContainer[Global___ValueMethod.ValueType]:
+        """OfficialValue.method."""
+
+    @_builtins.property
+    def flag_counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """How many flags each row has: row i's are the next flag_counts[i] entries of `flags`."""
+
+    @_builtins.property
+    def flags(self) -> _containers.RepeatedScalarFieldContainer[_quality_pb2.QualityRule.ValueType]:
+        """OfficialValue.flags of every row, concatenated in row order."""
+
+    def __init__(
+        self,
+        *,
+        snap_time_micros: _abc.Iterable[_builtins.int] | None = ...,
+        versions: _abc.Iterable[_builtins.int] | None = ...,
+        prices: _values_pb2.DecimalColumn | None = ...,
+        volumes: _values_pb2.DecimalColumn | None = ...,
+        bars: _values_pb2.OhlcBarColumns | None = ...,
+        other: Global___DataValues | None = ...,
+        unit: _builtins.str = ...,
+        quality_scores: _abc.Iterable[_builtins.float] | None = ...,
+        record_time_micros: _abc.Iterable[_builtins.int] | None = ...,
+        record_positions: _abc.Iterable[_builtins.int] | None = ...,
+        supersede_positions: _abc.Iterable[_builtins.int] | None = ...,
+        methods: _abc.Iterable[Global___ValueMethod.ValueType] | None = ...,
+        flag_counts: _abc.Iterable[_builtins.int] | None = ...,
+        flags: _abc.Iterable[_quality_pb2.QualityRule.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bars", b"bars", "other", b"other", "prices", b"prices", "values", b"values", "volumes", b"volumes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars", b"bars", "flag_counts", b"flag_counts", "flags", b"flags", "methods", b"methods", "other", b"other", "prices", b"prices", "quality_scores", b"quality_scores", "record_positions", b"record_positions", "record_time_micros", b"record_time_micros", "snap_time_micros", b"snap_time_micros", "supersede_positions", b"supersede_positions", "unit", b"unit", "values", b"values", "versions", b"versions", "volumes", b"volumes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_values: _TypeAlias = _typing.Literal["prices", "volumes", "bars", "other"]  # noqa: Y015
+    _WhichOneofArgType_values: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_values) -> _WhichOneofReturnType_values | None: ...
+
+Global___OfficialValueColumns: _TypeAlias = OfficialValueColumns  # noqa: Y015
+
+@_typing.final
+class DataValues(_message.Message):
+    """Values of kinds without a column form, one per row."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def values(self) -> _containers.RepeatedCompositeFieldContainer[_values_pb2.DataValue]:
+        """One per row."""
+
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[_values_pb2.DataValue] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataValues: _TypeAlias = DataValues  # noqa: Y015
+
+@_typing.final
 class QueryRangeRequest(_message.Message):
     """Request of QueryService.QueryRange."""
 
@@ -162,6 +318,7 @@ class QueryRangeRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     series: _builtins.str
     """"series/{series_id}"."""
     as_of_position: _builtins.int
@@ -177,6 +334,8 @@ class QueryRangeRequest(_message.Message):
     """From a previous response: resume after the last point received."""
     min_position: _builtins.int
     """Read-your-writes: wait until the read model has projected this commit position."""
+    view: Global___ValueView.ValueType
+    """Per-point `values` (unset) or `columns`."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Snaps in [start_time, end_time). Unset: from the beginning."""
@@ -200,10 +359,11 @@ class QueryRangeRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         min_position: _builtins.int = ...,
+        view: Global___ValueView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "as_of_position", b"as_of_position", "as_of_time", b"as_of_time", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "as_of_position", b"as_of_position", "as_of_time", b"as_of_time", "end_time", b"end_time", "min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "series", b"series", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "as_of_position", b"as_of_position", "as_of_time", b"as_of_time", "end_time", b"end_time", "min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "series", b"series", "start_time", b"start_time", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_as_of: _TypeAlias = _typing.Literal["as_of_time", "as_of_position"]  # noqa: Y015
     _WhichOneofArgType_as_of: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
@@ -218,6 +378,7 @@ class QueryRangeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     VALUES_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     READ_POSITION_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
@@ -228,18 +389,23 @@ class QueryRangeResponse(_message.Message):
     """The answer reflects at least this commit position (and min_position, when given)."""
     @_builtins.property
     def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfficialValue]:
-        """Up to page_size values, ascending by snap."""
+        """Up to page_size values, ascending by snap (VALUE_VIEW_POINTS)."""
+
+    @_builtins.property
+    def columns(self) -> Global___OfficialValueColumns:
+        """The same values in columns (VALUE_VIEW_COLUMNS)."""
 
     def __init__(
         self,
         *,
         values: _abc.Iterable[Global___OfficialValue] | None = ...,
+        columns: Global___OfficialValueColumns | None = ...,
         next_page_token: _builtins.str = ...,
         read_position: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "read_position", b"read_position", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "next_page_token", b"next_page_token", "read_position", b"read_position", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -256,12 +422,15 @@ class GetValuesRequest(_message.Message):
     AS_OF_TIME_FIELD_NUMBER: _builtins.int
     AS_OF_POSITION_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     series: _builtins.str
     """"series/{series_id}"."""
     as_of_position: _builtins.int
     """The versions that were official right after this commit position."""
     min_position: _builtins.int
     """Read-your-writes: wait until the read model has projected this commit position."""
+    view: Global___ValueView.ValueType
+    """Per-point `values` (unset) or `columns`."""
     @_builtins.property
     def snap_times(self) -> _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]:
         """The points' snaps, 1 to 1,000."""
@@ -278,10 +447,11 @@ class GetValuesRequest(_message.Message):
         as_of_time: _timestamp_pb2.Timestamp | None = ...,
         as_of_position: _builtins.int = ...,
         min_position: _builtins.int = ...,
+        view: Global___ValueView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "as_of_position", b"as_of_position", "as_of_time", b"as_of_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "as_of_position", b"as_of_position", "as_of_time", b"as_of_time", "min_position", b"min_position", "series", b"series", "snap_times", b"snap_times"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "as_of_position", b"as_of_position", "as_of_time", b"as_of_time", "min_position", b"min_position", "series", b"series", "snap_times", b"snap_times", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_as_of: _TypeAlias = _typing.Literal["as_of_time", "as_of_position"]  # noqa: Y015
     _WhichOneofArgType_as_of: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
@@ -296,22 +466,30 @@ class GetValuesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     VALUES_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     READ_POSITION_FIELD_NUMBER: _builtins.int
     read_position: _builtins.int
     """The answer reflects at least this commit position (and min_position, when given)."""
     @_builtins.property
     def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfficialValue]:
-        """One per requested snap that had an official value then, in the order of the request."""
+        """One per requested snap that had an official value then, in the order of the request
+        (VALUE_VIEW_POINTS).
+        """
+
+    @_builtins.property
+    def columns(self) -> Global___OfficialValueColumns:
+        """The same values in columns (VALUE_VIEW_COLUMNS)."""
 
     def __init__(
         self,
         *,
         values: _abc.Iterable[Global___OfficialValue] | None = ...,
+        columns: Global___OfficialValueColumns | None = ...,
         read_position: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_position", b"read_position", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "read_position", b"read_position", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -548,9 +726,10 @@ class ListAuditEntriesRequest(_message.Message):
     parent: _builtins.str
     """Whose entries: "series/{series_id}", "sources/{source_id}", or "-" for every entry."""
     filter: _builtins.str
-    """AIP-160 filter: comparisons joined by AND, on `snap_time` (=, RFC 3339 in quotes; series
-    only), `commit_time` (=, !=, <, <=, >, >=, RFC 3339 in quotes), `user` and `action` (=,
-    !=, quoted strings). E.g. `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
+    """AIP-160 filter: comparisons joined by AND, on `snap_time` (=; series only),
+    `commit_time` (=, !=, <, <=, >, >=), `user` and `action` (=, !=, quoted strings); times
+    are quoted RFC 3339 with an offset and at most 6 fraction digits. E.g.
+    `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
     Empty: every entry of the parent. At most 1,024 characters. A malformed filter is
     INVALID_ARGUMENT naming `filter`. A series the read model does not know is NOT_FOUND; a
     source without entries has none.
@@ -823,8 +1002,8 @@ class ListQualityIssuesRequest(_message.Message):
     filter: _builtins.str
     """AIP-160 filter: comparisons joined by AND, on `rule`, `severity` and `status` (= or !=,
     enum value names without their prefix: `rule = JUMP`, `status = OPEN`), `source` (= or !=,
-    a quoted resource name), `snap_time` and `raise_time` (=, !=, <, <=, >, >=, RFC 3339 in
-    quotes). E.g. `status = OPEN AND severity = ERROR AND raise_time < "2024-03-01T00:00:00Z"`
+    a quoted resource name), `snap_time` and `raise_time` (=, !=, <, <=, >, >=, quoted RFC
+    3339 with an offset and at most 6 fraction digits). E.g. `status = OPEN AND severity = ERROR AND raise_time < "2024-03-01T00:00:00Z"`
     (old open errors). Empty: every issue of the parent, in any status. At most 1,024
     characters. A malformed filter is INVALID_ARGUMENT naming `filter`; a series the read model
     does not know is NOT_FOUND.
@@ -866,7 +1045,7 @@ class ListQualityIssuesResponse(_message.Message):
     """Pass it as page_token for the next page; empty on the last page."""
     @_builtins.property
     def issues(self) -> _containers.RepeatedCompositeFieldContainer[Global___QualityIssue]:
-        """Ascending by issue id (which starts with the snap), per series."""
+        """Ascending by series, then issue id (string order)."""
 
     def __init__(
         self,

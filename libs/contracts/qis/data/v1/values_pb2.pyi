@@ -446,3 +446,150 @@ class DataPoint(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DataPoint: _TypeAlias = DataPoint  # noqa: Y015
+
+@_typing.final
+class DecimalColumn(_message.Message):
+    """A column of decimals, in one of two forms: decimal strings (as in Price.value), or integers
+    scaled by a declared number of decimal places (unscaled 10125 at scale 2 is 101.25), which
+    parse without any text handling. Each decimal is bounded as everywhere: |x| < 1e18, at most
+    18 decimal places.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXTS_FIELD_NUMBER: _builtins.int
+    UNSCALED_FIELD_NUMBER: _builtins.int
+    SCALE_FIELD_NUMBER: _builtins.int
+    scale: _builtins.int
+    """Decimal places of `unscaled`, 0 to 18."""
+    @_builtins.property
+    def texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Decimal strings, one per row; "" for an absent value where the field is optional (an OHLC
+        bar's volume). Set either texts or unscaled, not both.
+        """
+
+    @_builtins.property
+    def unscaled(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Scaled integers, one per row: the value is unscaled × 10^-scale, written with `scale`
+        decimal places (2050 at scale 2 is 20.50, stored and published as "20.50").
+        """
+
+    def __init__(
+        self,
+        *,
+        texts: _abc.Iterable[_builtins.str] | None = ...,
+        unscaled: _abc.Iterable[_builtins.int] | None = ...,
+        scale: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["scale", b"scale", "texts", b"texts", "unscaled", b"unscaled"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecimalColumn: _TypeAlias = DecimalColumn  # noqa: Y015
+
+@_typing.final
+class OhlcBarColumns(_message.Message):
+    """OHLC bars in columns, row i of each column making bar i."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: _builtins.int
+    HIGH_FIELD_NUMBER: _builtins.int
+    LOW_FIELD_NUMBER: _builtins.int
+    CLOSE_FIELD_NUMBER: _builtins.int
+    VOLUME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def open(self) -> Global___DecimalColumn:
+        """First traded prices."""
+
+    @_builtins.property
+    def high(self) -> Global___DecimalColumn:
+        """Highest prices."""
+
+    @_builtins.property
+    def low(self) -> Global___DecimalColumn:
+        """Lowest prices."""
+
+    @_builtins.property
+    def close(self) -> Global___DecimalColumn:
+        """Last traded prices."""
+
+    @_builtins.property
+    def volume(self) -> Global___DecimalColumn:
+        """Quantities traded; unset when no bar has one."""
+
+    def __init__(
+        self,
+        *,
+        open: Global___DecimalColumn | None = ...,
+        high: Global___DecimalColumn | None = ...,
+        low: Global___DecimalColumn | None = ...,
+        close: Global___DecimalColumn | None = ...,
+        volume: Global___DecimalColumn | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "high", b"high", "low", b"low", "open", b"open", "volume", b"volume"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "high", b"high", "low", b"low", "open", b"open", "volume", b"volume"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OhlcBarColumns: _TypeAlias = OhlcBarColumns  # noqa: Y015
+
+@_typing.final
+class PointColumns(_message.Message):
+    """Points of one series in columns: row i is the point at snap_time_micros[i] whose value is
+    row i of the value column(s). For prices, volumes and OHLC bars, the kinds a long history
+    is made of; the per-point DataPoint carries every kind.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAP_TIME_MICROS_FIELD_NUMBER: _builtins.int
+    UTC_OFFSET_MINUTES_FIELD_NUMBER: _builtins.int
+    PRICES_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
+    BARS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snap_time_micros(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Snaps as microseconds since 1970-01-01T00:00:00Z, within the bounds of
+        DataPoint.snap_time (-62,135,596,800,000,000 to 253,402,300,799,999,999); unique.
+        """
+
+    @_builtins.property
+    def utc_offset_minutes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The UTC offsets the source stated, in minutes (-1,439 to 1,439): none (all UTC), one (the
+        same for every row) or one per row.
+        """
+
+    @_builtins.property
+    def prices(self) -> Global___DecimalColumn:
+        """For DATA_TYPE_PRICE series."""
+
+    @_builtins.property
+    def volumes(self) -> Global___DecimalColumn:
+        """For DATA_TYPE_VOLUME series."""
+
+    @_builtins.property
+    def bars(self) -> Global___OhlcBarColumns:
+        """For DATA_TYPE_OHLC_BAR series."""
+
+    def __init__(
+        self,
+        *,
+        snap_time_micros: _abc.Iterable[_builtins.int] | None = ...,
+        utc_offset_minutes: _abc.Iterable[_builtins.int] | None = ...,
+        prices: Global___DecimalColumn | None = ...,
+        volumes: Global___DecimalColumn | None = ...,
+        bars: Global___OhlcBarColumns | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bars", b"bars", "prices", b"prices", "values", b"values", "volumes", b"volumes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars", b"bars", "prices", b"prices", "snap_time_micros", b"snap_time_micros", "utc_offset_minutes", b"utc_offset_minutes", "values", b"values", "volumes", b"volumes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_values: _TypeAlias = _typing.Literal["prices", "volumes", "bars"]  # noqa: Y015
+    _WhichOneofArgType_values: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_values) -> _WhichOneofReturnType_values | None: ...
+
+Global___PointColumns: _TypeAlias = PointColumns  # noqa: Y015

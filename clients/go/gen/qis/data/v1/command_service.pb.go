@@ -436,8 +436,15 @@ type IngestPointsRequest struct {
 	Series string `protobuf:"bytes,2,opt,name=series,proto3" json:"series,omitempty"`
 	// Resource name, "sources/{source_id}"; must be configured for the series.
 	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
-	// 1 to 10,000 points; snaps unique within the request.
-	Points        []*DataPoint `protobuf:"bytes,4,rep,name=points,proto3" json:"points,omitempty"`
+	// 1 to 10,000 points; snaps unique within the request. Exactly one of `points` and
+	// `columns` is set.
+	Points []*DataPoint `protobuf:"bytes,4,rep,name=points,proto3" json:"points,omitempty"`
+	// The same points in columns (prices, volumes and OHLC bars): cheaper to build and to parse
+	// for long histories. It is the same command as the per-point form with the same points:
+	// resending one form for the other is a duplicate. Columns carry no currency or unit (the
+	// series' own), so they match a per-point request that leaves them empty; one that states
+	// them is another command. Violations name the row ("columns.prices.texts[17]").
+	Columns       *PointColumns `protobuf:"bytes,5,opt,name=columns,proto3" json:"columns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -496,6 +503,13 @@ func (x *IngestPointsRequest) GetSource() string {
 func (x *IngestPointsRequest) GetPoints() []*DataPoint {
 	if x != nil {
 		return x.Points
+	}
+	return nil
+}
+
+func (x *IngestPointsRequest) GetColumns() *PointColumns {
+	if x != nil {
+		return x.Columns
 	}
 	return nil
 }
@@ -1075,13 +1089,14 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x125\n" +
 	"\x06source\x18\x02 \x01(\v2\x17.qis.data.v1.DataSourceB\x04\xe2A\x01\x02R\x06source\x12;\n" +
 	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"\xac\x01\n" +
+	"updateMask\"\xdb\x01\n" +
 	"\x13IngestPointsRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1c\n" +
 	"\x06series\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12\x1c\n" +
-	"\x06source\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x06source\x124\n" +
-	"\x06points\x18\x04 \x03(\v2\x16.qis.data.v1.DataPointB\x04\xe2A\x01\x02R\x06points\"\xb1\x01\n" +
+	"\x06source\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x06source\x12.\n" +
+	"\x06points\x18\x04 \x03(\v2\x16.qis.data.v1.DataPointR\x06points\x123\n" +
+	"\acolumns\x18\x05 \x01(\v2\x19.qis.data.v1.PointColumnsR\acolumns\"\xb1\x01\n" +
 	"\x14IngestPointsResponse\x12'\n" +
 	"\x0fcommit_position\x18\x01 \x01(\x04R\x0ecommitPosition\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x1a\n" +
@@ -1185,9 +1200,10 @@ var file_qis_data_v1_command_service_proto_goTypes = []any{
 	(*fieldmaskpb.FieldMask)(nil),          // 14: google.protobuf.FieldMask
 	(*DataSource)(nil),                     // 15: qis.data.v1.DataSource
 	(*DataPoint)(nil),                      // 16: qis.data.v1.DataPoint
-	(*status.Status)(nil),                  // 17: google.rpc.Status
-	(*timestamppb.Timestamp)(nil),          // 18: google.protobuf.Timestamp
-	(*DataValue)(nil),                      // 19: qis.data.v1.DataValue
+	(*PointColumns)(nil),                   // 17: qis.data.v1.PointColumns
+	(*status.Status)(nil),                  // 18: google.rpc.Status
+	(*timestamppb.Timestamp)(nil),          // 19: google.protobuf.Timestamp
+	(*DataValue)(nil),                      // 20: qis.data.v1.DataValue
 }
 var file_qis_data_v1_command_service_proto_depIdxs = []int32{
 	13, // 0: qis.data.v1.DefineSeriesRequest.series:type_name -> qis.data.v1.Series
@@ -1197,42 +1213,43 @@ var file_qis_data_v1_command_service_proto_depIdxs = []int32{
 	15, // 4: qis.data.v1.ConfigureDataSourceRequest.source:type_name -> qis.data.v1.DataSource
 	14, // 5: qis.data.v1.ConfigureDataSourceRequest.update_mask:type_name -> google.protobuf.FieldMask
 	16, // 6: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
-	7,  // 7: qis.data.v1.BulkIngestResponse.result:type_name -> qis.data.v1.IngestPointsResponse
-	17, // 8: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
-	18, // 9: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
-	18, // 10: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
-	19, // 11: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
-	18, // 12: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 13: qis.data.v1.ResolveQualityIssuesRequest.resolution:type_name -> qis.data.v1.Resolution
-	19, // 14: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
-	18, // 15: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
-	18, // 16: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
-	18, // 17: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 18: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
-	3,  // 19: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
-	4,  // 20: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
-	5,  // 21: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
-	6,  // 22: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
-	6,  // 23: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
-	9,  // 24: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
-	10, // 25: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
-	11, // 26: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
-	12, // 27: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
-	1,  // 28: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
-	1,  // 29: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
-	1,  // 30: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
-	1,  // 31: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
-	7,  // 32: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
-	8,  // 33: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
-	1,  // 34: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
-	1,  // 35: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
-	1,  // 36: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
-	1,  // 37: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
-	28, // [28:38] is the sub-list for method output_type
-	18, // [18:28] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	17, // 7: qis.data.v1.IngestPointsRequest.columns:type_name -> qis.data.v1.PointColumns
+	7,  // 8: qis.data.v1.BulkIngestResponse.result:type_name -> qis.data.v1.IngestPointsResponse
+	18, // 9: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
+	19, // 10: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
+	19, // 11: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
+	20, // 12: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
+	19, // 13: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 14: qis.data.v1.ResolveQualityIssuesRequest.resolution:type_name -> qis.data.v1.Resolution
+	20, // 15: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
+	19, // 16: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
+	19, // 17: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	19, // 18: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 19: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
+	3,  // 20: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
+	4,  // 21: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
+	5,  // 22: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
+	6,  // 23: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
+	6,  // 24: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
+	9,  // 25: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
+	10, // 26: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
+	11, // 27: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
+	12, // 28: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
+	1,  // 29: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
+	1,  // 30: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
+	1,  // 31: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
+	1,  // 32: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
+	7,  // 33: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
+	8,  // 34: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
+	1,  // 35: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
+	1,  // 36: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
+	1,  // 37: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
+	1,  // 38: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
+	29, // [29:39] is the sub-list for method output_type
+	19, // [19:29] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_command_service_proto_init() }

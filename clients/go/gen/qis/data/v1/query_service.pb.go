@@ -87,6 +87,59 @@ func (ValueMethod) EnumDescriptor() ([]byte, []int) {
 	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{0}
 }
 
+// How an answer carries official values.
+type ValueView int32
+
+const (
+	// Not set: VALUE_VIEW_POINTS.
+	ValueView_VALUE_VIEW_UNSPECIFIED ValueView = 0
+	// One OfficialValue message per point.
+	ValueView_VALUE_VIEW_POINTS ValueView = 1
+	// OfficialValueColumns: one column per field, far cheaper to build and read for long ranges.
+	ValueView_VALUE_VIEW_COLUMNS ValueView = 2
+)
+
+// Enum value maps for ValueView.
+var (
+	ValueView_name = map[int32]string{
+		0: "VALUE_VIEW_UNSPECIFIED",
+		1: "VALUE_VIEW_POINTS",
+		2: "VALUE_VIEW_COLUMNS",
+	}
+	ValueView_value = map[string]int32{
+		"VALUE_VIEW_UNSPECIFIED": 0,
+		"VALUE_VIEW_POINTS":      1,
+		"VALUE_VIEW_COLUMNS":     2,
+	}
+)
+
+func (x ValueView) Enum() *ValueView {
+	p := new(ValueView)
+	*p = x
+	return p
+}
+
+func (x ValueView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ValueView) Descriptor() protoreflect.EnumDescriptor {
+	return file_qis_data_v1_query_service_proto_enumTypes[1].Descriptor()
+}
+
+func (ValueView) Type() protoreflect.EnumType {
+	return &file_qis_data_v1_query_service_proto_enumTypes[1]
+}
+
+func (x ValueView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ValueView.Descriptor instead.
+func (ValueView) EnumDescriptor() ([]byte, []int) {
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{1}
+}
+
 // One version of the official value of a point.
 type OfficialValue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -252,6 +305,268 @@ func (x *OfficialValue) GetUser() string {
 	return ""
 }
 
+// Official values in columns: row i of every column is one OfficialValue. Lineage (sources,
+// reason, user) is left to the per-point view and GetPointHistory.
+type OfficialValueColumns struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// OfficialValue.snap_time, as microseconds since 1970-01-01T00:00:00Z.
+	SnapTimeMicros []int64 `protobuf:"varint,1,rep,packed,name=snap_time_micros,json=snapTimeMicros,proto3" json:"snap_time_micros,omitempty"`
+	// OfficialValue.version.
+	Versions []int32 `protobuf:"varint,2,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	// The values, as decimal strings exactly as published; the case follows the series' data
+	// type.
+	//
+	// Types that are valid to be assigned to Values:
+	//
+	//	*OfficialValueColumns_Prices
+	//	*OfficialValueColumns_Volumes
+	//	*OfficialValueColumns_Bars
+	//	*OfficialValueColumns_Other
+	Values isOfficialValueColumns_Values `protobuf_oneof:"values"`
+	// The currency (prices, bars) or unit (volumes) of every value in `prices`, `volumes` or
+	// `bars`: the series' own. A page holding a value in another currency or unit (published
+	// before a schema evolution changed the series' unit) carries its values in `other`, each
+	// with its own, as the per-point view does.
+	Unit string `protobuf:"bytes,7,opt,name=unit,proto3" json:"unit,omitempty"`
+	// OfficialValue.quality_score.
+	QualityScores []float64 `protobuf:"fixed64,8,rep,packed,name=quality_scores,json=qualityScores,proto3" json:"quality_scores,omitempty"`
+	// OfficialValue.record_time, as microseconds since 1970-01-01T00:00:00Z.
+	RecordTimeMicros []int64 `protobuf:"varint,9,rep,packed,name=record_time_micros,json=recordTimeMicros,proto3" json:"record_time_micros,omitempty"`
+	// OfficialValue.record_position.
+	RecordPositions []uint64 `protobuf:"varint,10,rep,packed,name=record_positions,json=recordPositions,proto3" json:"record_positions,omitempty"`
+	// OfficialValue.supersede_position (0 while current).
+	SupersedePositions []uint64 `protobuf:"varint,11,rep,packed,name=supersede_positions,json=supersedePositions,proto3" json:"supersede_positions,omitempty"`
+	// OfficialValue.method.
+	Methods []ValueMethod `protobuf:"varint,12,rep,packed,name=methods,proto3,enum=qis.data.v1.ValueMethod" json:"methods,omitempty"`
+	// How many flags each row has: row i's are the next flag_counts[i] entries of `flags`.
+	FlagCounts []int32 `protobuf:"varint,13,rep,packed,name=flag_counts,json=flagCounts,proto3" json:"flag_counts,omitempty"`
+	// OfficialValue.flags of every row, concatenated in row order.
+	Flags         []QualityRule `protobuf:"varint,14,rep,packed,name=flags,proto3,enum=qis.data.v1.QualityRule" json:"flags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfficialValueColumns) Reset() {
+	*x = OfficialValueColumns{}
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfficialValueColumns) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfficialValueColumns) ProtoMessage() {}
+
+func (x *OfficialValueColumns) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfficialValueColumns.ProtoReflect.Descriptor instead.
+func (*OfficialValueColumns) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *OfficialValueColumns) GetSnapTimeMicros() []int64 {
+	if x != nil {
+		return x.SnapTimeMicros
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetVersions() []int32 {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetValues() isOfficialValueColumns_Values {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetPrices() *DecimalColumn {
+	if x != nil {
+		if x, ok := x.Values.(*OfficialValueColumns_Prices); ok {
+			return x.Prices
+		}
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetVolumes() *DecimalColumn {
+	if x != nil {
+		if x, ok := x.Values.(*OfficialValueColumns_Volumes); ok {
+			return x.Volumes
+		}
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetBars() *OhlcBarColumns {
+	if x != nil {
+		if x, ok := x.Values.(*OfficialValueColumns_Bars); ok {
+			return x.Bars
+		}
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetOther() *DataValues {
+	if x != nil {
+		if x, ok := x.Values.(*OfficialValueColumns_Other); ok {
+			return x.Other
+		}
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetUnit() string {
+	if x != nil {
+		return x.Unit
+	}
+	return ""
+}
+
+func (x *OfficialValueColumns) GetQualityScores() []float64 {
+	if x != nil {
+		return x.QualityScores
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetRecordTimeMicros() []int64 {
+	if x != nil {
+		return x.RecordTimeMicros
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetRecordPositions() []uint64 {
+	if x != nil {
+		return x.RecordPositions
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetSupersedePositions() []uint64 {
+	if x != nil {
+		return x.SupersedePositions
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetMethods() []ValueMethod {
+	if x != nil {
+		return x.Methods
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetFlagCounts() []int32 {
+	if x != nil {
+		return x.FlagCounts
+	}
+	return nil
+}
+
+func (x *OfficialValueColumns) GetFlags() []QualityRule {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+type isOfficialValueColumns_Values interface {
+	isOfficialValueColumns_Values()
+}
+
+type OfficialValueColumns_Prices struct {
+	// For DATA_TYPE_PRICE series.
+	Prices *DecimalColumn `protobuf:"bytes,3,opt,name=prices,proto3,oneof"`
+}
+
+type OfficialValueColumns_Volumes struct {
+	// For DATA_TYPE_VOLUME series.
+	Volumes *DecimalColumn `protobuf:"bytes,4,opt,name=volumes,proto3,oneof"`
+}
+
+type OfficialValueColumns_Bars struct {
+	// For DATA_TYPE_OHLC_BAR series.
+	Bars *OhlcBarColumns `protobuf:"bytes,5,opt,name=bars,proto3,oneof"`
+}
+
+type OfficialValueColumns_Other struct {
+	// For options chains and corporate actions: one DataValue per row.
+	Other *DataValues `protobuf:"bytes,6,opt,name=other,proto3,oneof"`
+}
+
+func (*OfficialValueColumns_Prices) isOfficialValueColumns_Values() {}
+
+func (*OfficialValueColumns_Volumes) isOfficialValueColumns_Values() {}
+
+func (*OfficialValueColumns_Bars) isOfficialValueColumns_Values() {}
+
+func (*OfficialValueColumns_Other) isOfficialValueColumns_Values() {}
+
+// Values of kinds without a column form, one per row.
+type DataValues struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per row.
+	Values        []*DataValue `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataValues) Reset() {
+	*x = DataValues{}
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataValues) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataValues) ProtoMessage() {}
+
+func (x *DataValues) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataValues.ProtoReflect.Descriptor instead.
+func (*DataValues) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DataValues) GetValues() []*DataValue {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // Request of QueryService.QueryRange.
 type QueryRangeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -275,14 +590,16 @@ type QueryRangeRequest struct {
 	// From a previous response: resume after the last point received.
 	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Read-your-writes: wait until the read model has projected this commit position.
-	MinPosition   uint64 `protobuf:"varint,8,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	MinPosition uint64 `protobuf:"varint,8,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	// Per-point `values` (unset) or `columns`.
+	View          ValueView `protobuf:"varint,9,opt,name=view,proto3,enum=qis.data.v1.ValueView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueryRangeRequest) Reset() {
 	*x = QueryRangeRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[1]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +611,7 @@ func (x *QueryRangeRequest) String() string {
 func (*QueryRangeRequest) ProtoMessage() {}
 
 func (x *QueryRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[1]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +624,7 @@ func (x *QueryRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRangeRequest.ProtoReflect.Descriptor instead.
 func (*QueryRangeRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{1}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *QueryRangeRequest) GetSeries() string {
@@ -377,6 +694,13 @@ func (x *QueryRangeRequest) GetMinPosition() uint64 {
 	return 0
 }
 
+func (x *QueryRangeRequest) GetView() ValueView {
+	if x != nil {
+		return x.View
+	}
+	return ValueView_VALUE_VIEW_UNSPECIFIED
+}
+
 type isQueryRangeRequest_AsOf interface {
 	isQueryRangeRequest_AsOf()
 }
@@ -399,8 +723,10 @@ func (*QueryRangeRequest_AsOfPosition) isQueryRangeRequest_AsOf() {}
 // One batch of a QueryRange answer.
 type QueryRangeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Up to page_size values, ascending by snap.
+	// Up to page_size values, ascending by snap (VALUE_VIEW_POINTS).
 	Values []*OfficialValue `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	// The same values in columns (VALUE_VIEW_COLUMNS).
+	Columns *OfficialValueColumns `protobuf:"bytes,4,opt,name=columns,proto3" json:"columns,omitempty"`
 	// Pass it as page_token to resume after this message, in this call's stream or in a new call
 	// once it has ended (see QueryRange); empty on the last message of the range.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
@@ -412,7 +738,7 @@ type QueryRangeResponse struct {
 
 func (x *QueryRangeResponse) Reset() {
 	*x = QueryRangeResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[2]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +750,7 @@ func (x *QueryRangeResponse) String() string {
 func (*QueryRangeResponse) ProtoMessage() {}
 
 func (x *QueryRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[2]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,12 +763,19 @@ func (x *QueryRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRangeResponse.ProtoReflect.Descriptor instead.
 func (*QueryRangeResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{2}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *QueryRangeResponse) GetValues() []*OfficialValue {
 	if x != nil {
 		return x.Values
+	}
+	return nil
+}
+
+func (x *QueryRangeResponse) GetColumns() *OfficialValueColumns {
+	if x != nil {
+		return x.Columns
 	}
 	return nil
 }
@@ -476,14 +809,16 @@ type GetValuesRequest struct {
 	//	*GetValuesRequest_AsOfPosition
 	AsOf isGetValuesRequest_AsOf `protobuf_oneof:"as_of"`
 	// Read-your-writes: wait until the read model has projected this commit position.
-	MinPosition   uint64 `protobuf:"varint,5,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	MinPosition uint64 `protobuf:"varint,5,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	// Per-point `values` (unset) or `columns`.
+	View          ValueView `protobuf:"varint,6,opt,name=view,proto3,enum=qis.data.v1.ValueView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetValuesRequest) Reset() {
 	*x = GetValuesRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[3]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +830,7 @@ func (x *GetValuesRequest) String() string {
 func (*GetValuesRequest) ProtoMessage() {}
 
 func (x *GetValuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[3]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +843,7 @@ func (x *GetValuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetValuesRequest.ProtoReflect.Descriptor instead.
 func (*GetValuesRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{3}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetValuesRequest) GetSeries() string {
@@ -557,6 +892,13 @@ func (x *GetValuesRequest) GetMinPosition() uint64 {
 	return 0
 }
 
+func (x *GetValuesRequest) GetView() ValueView {
+	if x != nil {
+		return x.View
+	}
+	return ValueView_VALUE_VIEW_UNSPECIFIED
+}
+
 type isGetValuesRequest_AsOf interface {
 	isGetValuesRequest_AsOf()
 }
@@ -578,8 +920,11 @@ func (*GetValuesRequest_AsOfPosition) isGetValuesRequest_AsOf() {}
 // Response of QueryService.GetValues.
 type GetValuesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One per requested snap that had an official value then, in the order of the request.
+	// One per requested snap that had an official value then, in the order of the request
+	// (VALUE_VIEW_POINTS).
 	Values []*OfficialValue `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	// The same values in columns (VALUE_VIEW_COLUMNS).
+	Columns *OfficialValueColumns `protobuf:"bytes,3,opt,name=columns,proto3" json:"columns,omitempty"`
 	// The answer reflects at least this commit position (and min_position, when given).
 	ReadPosition  uint64 `protobuf:"varint,2,opt,name=read_position,json=readPosition,proto3" json:"read_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -588,7 +933,7 @@ type GetValuesResponse struct {
 
 func (x *GetValuesResponse) Reset() {
 	*x = GetValuesResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[4]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +945,7 @@ func (x *GetValuesResponse) String() string {
 func (*GetValuesResponse) ProtoMessage() {}
 
 func (x *GetValuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[4]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,12 +958,19 @@ func (x *GetValuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetValuesResponse.ProtoReflect.Descriptor instead.
 func (*GetValuesResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{4}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetValuesResponse) GetValues() []*OfficialValue {
 	if x != nil {
 		return x.Values
+	}
+	return nil
+}
+
+func (x *GetValuesResponse) GetColumns() *OfficialValueColumns {
+	if x != nil {
+		return x.Columns
 	}
 	return nil
 }
@@ -649,7 +1001,7 @@ type GetPointHistoryRequest struct {
 
 func (x *GetPointHistoryRequest) Reset() {
 	*x = GetPointHistoryRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[5]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +1013,7 @@ func (x *GetPointHistoryRequest) String() string {
 func (*GetPointHistoryRequest) ProtoMessage() {}
 
 func (x *GetPointHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[5]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +1026,7 @@ func (x *GetPointHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPointHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetPointHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{5}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetPointHistoryRequest) GetSeries() string {
@@ -735,7 +1087,7 @@ type SourceObservation struct {
 
 func (x *SourceObservation) Reset() {
 	*x = SourceObservation{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[6]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +1099,7 @@ func (x *SourceObservation) String() string {
 func (*SourceObservation) ProtoMessage() {}
 
 func (x *SourceObservation) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[6]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +1112,7 @@ func (x *SourceObservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceObservation.ProtoReflect.Descriptor instead.
 func (*SourceObservation) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{6}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SourceObservation) GetSource() string {
@@ -831,7 +1183,7 @@ type GetPointHistoryResponse struct {
 
 func (x *GetPointHistoryResponse) Reset() {
 	*x = GetPointHistoryResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[7]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +1195,7 @@ func (x *GetPointHistoryResponse) String() string {
 func (*GetPointHistoryResponse) ProtoMessage() {}
 
 func (x *GetPointHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[7]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +1208,7 @@ func (x *GetPointHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPointHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetPointHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{7}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetPointHistoryResponse) GetVersions() []*OfficialValue {
@@ -900,7 +1252,7 @@ type GetSeriesRequest struct {
 
 func (x *GetSeriesRequest) Reset() {
 	*x = GetSeriesRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[8]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1264,7 @@ func (x *GetSeriesRequest) String() string {
 func (*GetSeriesRequest) ProtoMessage() {}
 
 func (x *GetSeriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[8]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1277,7 @@ func (x *GetSeriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSeriesRequest.ProtoReflect.Descriptor instead.
 func (*GetSeriesRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{8}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetSeriesRequest) GetName() string {
@@ -957,7 +1309,7 @@ type ListSeriesRequest struct {
 
 func (x *ListSeriesRequest) Reset() {
 	*x = ListSeriesRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[9]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1321,7 @@ func (x *ListSeriesRequest) String() string {
 func (*ListSeriesRequest) ProtoMessage() {}
 
 func (x *ListSeriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[9]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1334,7 @@ func (x *ListSeriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSeriesRequest.ProtoReflect.Descriptor instead.
 func (*ListSeriesRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{9}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListSeriesRequest) GetPageSize() int32 {
@@ -1019,7 +1371,7 @@ type ListSeriesResponse struct {
 
 func (x *ListSeriesResponse) Reset() {
 	*x = ListSeriesResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[10]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1383,7 @@ func (x *ListSeriesResponse) String() string {
 func (*ListSeriesResponse) ProtoMessage() {}
 
 func (x *ListSeriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[10]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1396,7 @@ func (x *ListSeriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSeriesResponse.ProtoReflect.Descriptor instead.
 func (*ListSeriesResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{10}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListSeriesResponse) GetSeries() []*Series {
@@ -1066,9 +1418,10 @@ type ListAuditEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Whose entries: "series/{series_id}", "sources/{source_id}", or "-" for every entry.
 	Parent string `protobuf:"bytes,6,opt,name=parent,proto3" json:"parent,omitempty"`
-	// AIP-160 filter: comparisons joined by AND, on `snap_time` (=, RFC 3339 in quotes; series
-	// only), `commit_time` (=, !=, <, <=, >, >=, RFC 3339 in quotes), `user` and `action` (=,
-	// !=, quoted strings). E.g. `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
+	// AIP-160 filter: comparisons joined by AND, on `snap_time` (=; series only),
+	// `commit_time` (=, !=, <, <=, >, >=), `user` and `action` (=, !=, quoted strings); times
+	// are quoted RFC 3339 with an offset and at most 6 fraction digits. E.g.
+	// `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
 	// Empty: every entry of the parent. At most 1,024 characters. A malformed filter is
 	// INVALID_ARGUMENT naming `filter`. A series the read model does not know is NOT_FOUND; a
 	// source without entries has none.
@@ -1086,7 +1439,7 @@ type ListAuditEntriesRequest struct {
 
 func (x *ListAuditEntriesRequest) Reset() {
 	*x = ListAuditEntriesRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[11]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1451,7 @@ func (x *ListAuditEntriesRequest) String() string {
 func (*ListAuditEntriesRequest) ProtoMessage() {}
 
 func (x *ListAuditEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[11]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1464,7 @@ func (x *ListAuditEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{11}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListAuditEntriesRequest) GetParent() string {
@@ -1174,7 +1527,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[12]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1539,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[12]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1552,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{12}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AuditEntry) GetCommitTime() *timestamppb.Timestamp {
@@ -1271,7 +1624,7 @@ type ListAuditEntriesResponse struct {
 
 func (x *ListAuditEntriesResponse) Reset() {
 	*x = ListAuditEntriesResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[13]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1636,7 @@ func (x *ListAuditEntriesResponse) String() string {
 func (*ListAuditEntriesResponse) ProtoMessage() {}
 
 func (x *ListAuditEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[13]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1649,7 @@ func (x *ListAuditEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{13}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListAuditEntriesResponse) GetEntries() []*AuditEntry {
@@ -1335,7 +1688,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[14]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1700,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[14]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1713,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{14}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubscribeRequest) GetSeries() []string {
@@ -1433,7 +1786,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[15]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1798,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[15]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1811,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{15}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubscribeResponse) GetValues() []*OfficialValue {
@@ -1508,7 +1861,7 @@ type QualityIssue struct {
 
 func (x *QualityIssue) Reset() {
 	*x = QualityIssue{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[16]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1873,7 @@ func (x *QualityIssue) String() string {
 func (*QualityIssue) ProtoMessage() {}
 
 func (x *QualityIssue) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[16]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1886,7 @@ func (x *QualityIssue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QualityIssue.ProtoReflect.Descriptor instead.
 func (*QualityIssue) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{16}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QualityIssue) GetIssueId() string {
@@ -1627,8 +1980,8 @@ type ListQualityIssuesRequest struct {
 	Parent string `protobuf:"bytes,9,opt,name=parent,proto3" json:"parent,omitempty"`
 	// AIP-160 filter: comparisons joined by AND, on `rule`, `severity` and `status` (= or !=,
 	// enum value names without their prefix: `rule = JUMP`, `status = OPEN`), `source` (= or !=,
-	// a quoted resource name), `snap_time` and `raise_time` (=, !=, <, <=, >, >=, RFC 3339 in
-	// quotes). E.g. `status = OPEN AND severity = ERROR AND raise_time < "2024-03-01T00:00:00Z"`
+	// a quoted resource name), `snap_time` and `raise_time` (=, !=, <, <=, >, >=, quoted RFC
+	// 3339 with an offset and at most 6 fraction digits). E.g. `status = OPEN AND severity = ERROR AND raise_time < "2024-03-01T00:00:00Z"`
 	// (old open errors). Empty: every issue of the parent, in any status. At most 1,024
 	// characters. A malformed filter is INVALID_ARGUMENT naming `filter`; a series the read model
 	// does not know is NOT_FOUND.
@@ -1646,7 +1999,7 @@ type ListQualityIssuesRequest struct {
 
 func (x *ListQualityIssuesRequest) Reset() {
 	*x = ListQualityIssuesRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[17]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +2011,7 @@ func (x *ListQualityIssuesRequest) String() string {
 func (*ListQualityIssuesRequest) ProtoMessage() {}
 
 func (x *ListQualityIssuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[17]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +2024,7 @@ func (x *ListQualityIssuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQualityIssuesRequest.ProtoReflect.Descriptor instead.
 func (*ListQualityIssuesRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{17}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListQualityIssuesRequest) GetParent() string {
@@ -1712,7 +2065,7 @@ func (x *ListQualityIssuesRequest) GetMinPosition() uint64 {
 // Response of QueryService.ListQualityIssues.
 type ListQualityIssuesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Ascending by issue id (which starts with the snap), per series.
+	// Ascending by series, then issue id (string order).
 	Issues []*QualityIssue `protobuf:"bytes,1,rep,name=issues,proto3" json:"issues,omitempty"`
 	// Pass it as page_token for the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
@@ -1722,7 +2075,7 @@ type ListQualityIssuesResponse struct {
 
 func (x *ListQualityIssuesResponse) Reset() {
 	*x = ListQualityIssuesResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[18]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +2087,7 @@ func (x *ListQualityIssuesResponse) String() string {
 func (*ListQualityIssuesResponse) ProtoMessage() {}
 
 func (x *ListQualityIssuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[18]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +2100,7 @@ func (x *ListQualityIssuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQualityIssuesResponse.ProtoReflect.Descriptor instead.
 func (*ListQualityIssuesResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{18}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListQualityIssuesResponse) GetIssues() []*QualityIssue {
@@ -1801,7 +2154,7 @@ type QualityMetrics struct {
 
 func (x *QualityMetrics) Reset() {
 	*x = QualityMetrics{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[19]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2166,7 @@ func (x *QualityMetrics) String() string {
 func (*QualityMetrics) ProtoMessage() {}
 
 func (x *QualityMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[19]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2179,7 @@ func (x *QualityMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QualityMetrics.ProtoReflect.Descriptor instead.
 func (*QualityMetrics) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{19}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QualityMetrics) GetSeries() string {
@@ -1934,7 +2287,7 @@ type ListQualityMetricsRequest struct {
 
 func (x *ListQualityMetricsRequest) Reset() {
 	*x = ListQualityMetricsRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[20]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2299,7 @@ func (x *ListQualityMetricsRequest) String() string {
 func (*ListQualityMetricsRequest) ProtoMessage() {}
 
 func (x *ListQualityMetricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[20]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2312,7 @@ func (x *ListQualityMetricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQualityMetricsRequest.ProtoReflect.Descriptor instead.
 func (*ListQualityMetricsRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{20}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListQualityMetricsRequest) GetSeries() string {
@@ -2017,7 +2370,7 @@ type ListQualityMetricsResponse struct {
 
 func (x *ListQualityMetricsResponse) Reset() {
 	*x = ListQualityMetricsResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[21]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2029,7 +2382,7 @@ func (x *ListQualityMetricsResponse) String() string {
 func (*ListQualityMetricsResponse) ProtoMessage() {}
 
 func (x *ListQualityMetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[21]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2042,7 +2395,7 @@ func (x *ListQualityMetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQualityMetricsResponse.ProtoReflect.Descriptor instead.
 func (*ListQualityMetricsResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{21}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListQualityMetricsResponse) GetMetrics() []*QualityMetrics {
@@ -2080,7 +2433,28 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\x06method\x18\x0f \x01(\x0e2\x18.qis.data.v1.ValueMethodR\x06method\x12.\n" +
 	"\x05flags\x18\x10 \x03(\x0e2\x18.qis.data.v1.QualityRuleR\x05flags\x12\x16\n" +
 	"\x06reason\x18\r \x01(\tR\x06reason\x12\x12\n" +
-	"\x04user\x18\x0e \x01(\tR\x04userJ\x04\b\v\x10\fJ\x04\b\f\x10\r\"\xef\x02\n" +
+	"\x04user\x18\x0e \x01(\tR\x04userJ\x04\b\v\x10\fJ\x04\b\f\x10\r\"\x82\x05\n" +
+	"\x14OfficialValueColumns\x12(\n" +
+	"\x10snap_time_micros\x18\x01 \x03(\x03R\x0esnapTimeMicros\x12\x1a\n" +
+	"\bversions\x18\x02 \x03(\x05R\bversions\x124\n" +
+	"\x06prices\x18\x03 \x01(\v2\x1a.qis.data.v1.DecimalColumnH\x00R\x06prices\x126\n" +
+	"\avolumes\x18\x04 \x01(\v2\x1a.qis.data.v1.DecimalColumnH\x00R\avolumes\x121\n" +
+	"\x04bars\x18\x05 \x01(\v2\x1b.qis.data.v1.OhlcBarColumnsH\x00R\x04bars\x12/\n" +
+	"\x05other\x18\x06 \x01(\v2\x17.qis.data.v1.DataValuesH\x00R\x05other\x12\x12\n" +
+	"\x04unit\x18\a \x01(\tR\x04unit\x12%\n" +
+	"\x0equality_scores\x18\b \x03(\x01R\rqualityScores\x12,\n" +
+	"\x12record_time_micros\x18\t \x03(\x03R\x10recordTimeMicros\x12)\n" +
+	"\x10record_positions\x18\n" +
+	" \x03(\x04R\x0frecordPositions\x12/\n" +
+	"\x13supersede_positions\x18\v \x03(\x04R\x12supersedePositions\x122\n" +
+	"\amethods\x18\f \x03(\x0e2\x18.qis.data.v1.ValueMethodR\amethods\x12\x1f\n" +
+	"\vflag_counts\x18\r \x03(\x05R\n" +
+	"flagCounts\x12.\n" +
+	"\x05flags\x18\x0e \x03(\x0e2\x18.qis.data.v1.QualityRuleR\x05flagsB\b\n" +
+	"\x06values\"<\n" +
+	"\n" +
+	"DataValues\x12.\n" +
+	"\x06values\x18\x01 \x03(\v2\x16.qis.data.v1.DataValueR\x06values\"\x9b\x03\n" +
 	"\x11QueryRangeRequest\x12\x1c\n" +
 	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x129\n" +
 	"\n" +
@@ -2092,12 +2466,14 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\a \x01(\tR\tpageToken\x12!\n" +
-	"\fmin_position\x18\b \x01(\x04R\vminPositionB\a\n" +
-	"\x05as_of\"\x95\x01\n" +
+	"\fmin_position\x18\b \x01(\x04R\vminPosition\x12*\n" +
+	"\x04view\x18\t \x01(\x0e2\x16.qis.data.v1.ValueViewR\x04viewB\a\n" +
+	"\x05as_of\"\xd2\x01\n" +
 	"\x12QueryRangeResponse\x122\n" +
-	"\x06values\x18\x01 \x03(\v2\x1a.qis.data.v1.OfficialValueR\x06values\x12&\n" +
+	"\x06values\x18\x01 \x03(\v2\x1a.qis.data.v1.OfficialValueR\x06values\x12;\n" +
+	"\acolumns\x18\x04 \x01(\v2!.qis.data.v1.OfficialValueColumnsR\acolumns\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12#\n" +
-	"\rread_position\x18\x03 \x01(\x04R\freadPosition\"\x81\x02\n" +
+	"\rread_position\x18\x03 \x01(\x04R\freadPosition\"\xad\x02\n" +
 	"\x10GetValuesRequest\x12\x1c\n" +
 	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12?\n" +
 	"\n" +
@@ -2105,10 +2481,12 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\n" +
 	"as_of_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\basOfTime\x12&\n" +
 	"\x0eas_of_position\x18\x04 \x01(\x04H\x00R\fasOfPosition\x12!\n" +
-	"\fmin_position\x18\x05 \x01(\x04R\vminPositionB\a\n" +
-	"\x05as_of\"l\n" +
+	"\fmin_position\x18\x05 \x01(\x04R\vminPosition\x12*\n" +
+	"\x04view\x18\x06 \x01(\x0e2\x16.qis.data.v1.ValueViewR\x04viewB\a\n" +
+	"\x05as_of\"\xa9\x01\n" +
 	"\x11GetValuesResponse\x122\n" +
-	"\x06values\x18\x01 \x03(\v2\x1a.qis.data.v1.OfficialValueR\x06values\x12#\n" +
+	"\x06values\x18\x01 \x03(\v2\x1a.qis.data.v1.OfficialValueR\x06values\x12;\n" +
+	"\acolumns\x18\x03 \x01(\v2!.qis.data.v1.OfficialValueColumnsR\acolumns\x12#\n" +
 	"\rread_position\x18\x02 \x01(\x04R\freadPosition\"\xd4\x01\n" +
 	"\x16GetPointHistoryRequest\x12\x1c\n" +
 	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12=\n" +
@@ -2236,7 +2614,11 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\x15VALUE_METHOD_PRIORITY\x10\x01\x12\x17\n" +
 	"\x13VALUE_METHOD_MEDIAN\x10\x02\x12\x1a\n" +
 	"\x16VALUE_METHOD_CONSENSUS\x10\x03\x12\x17\n" +
-	"\x13VALUE_METHOD_MANUAL\x10\x042\x93\x06\n" +
+	"\x13VALUE_METHOD_MANUAL\x10\x04*V\n" +
+	"\tValueView\x12\x1a\n" +
+	"\x16VALUE_VIEW_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11VALUE_VIEW_POINTS\x10\x01\x12\x16\n" +
+	"\x12VALUE_VIEW_COLUMNS\x10\x022\x93\x06\n" +
 	"\fQueryService\x12O\n" +
 	"\n" +
 	"QueryRange\x12\x1e.qis.data.v1.QueryRangeRequest\x1a\x1f.qis.data.v1.QueryRangeResponse0\x01\x12J\n" +
@@ -2263,106 +2645,122 @@ func file_qis_data_v1_query_service_proto_rawDescGZIP() []byte {
 	return file_qis_data_v1_query_service_proto_rawDescData
 }
 
-var file_qis_data_v1_query_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_qis_data_v1_query_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_qis_data_v1_query_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_qis_data_v1_query_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_qis_data_v1_query_service_proto_goTypes = []any{
 	(ValueMethod)(0),                   // 0: qis.data.v1.ValueMethod
-	(*OfficialValue)(nil),              // 1: qis.data.v1.OfficialValue
-	(*QueryRangeRequest)(nil),          // 2: qis.data.v1.QueryRangeRequest
-	(*QueryRangeResponse)(nil),         // 3: qis.data.v1.QueryRangeResponse
-	(*GetValuesRequest)(nil),           // 4: qis.data.v1.GetValuesRequest
-	(*GetValuesResponse)(nil),          // 5: qis.data.v1.GetValuesResponse
-	(*GetPointHistoryRequest)(nil),     // 6: qis.data.v1.GetPointHistoryRequest
-	(*SourceObservation)(nil),          // 7: qis.data.v1.SourceObservation
-	(*GetPointHistoryResponse)(nil),    // 8: qis.data.v1.GetPointHistoryResponse
-	(*GetSeriesRequest)(nil),           // 9: qis.data.v1.GetSeriesRequest
-	(*ListSeriesRequest)(nil),          // 10: qis.data.v1.ListSeriesRequest
-	(*ListSeriesResponse)(nil),         // 11: qis.data.v1.ListSeriesResponse
-	(*ListAuditEntriesRequest)(nil),    // 12: qis.data.v1.ListAuditEntriesRequest
-	(*AuditEntry)(nil),                 // 13: qis.data.v1.AuditEntry
-	(*ListAuditEntriesResponse)(nil),   // 14: qis.data.v1.ListAuditEntriesResponse
-	(*SubscribeRequest)(nil),           // 15: qis.data.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),          // 16: qis.data.v1.SubscribeResponse
-	(*QualityIssue)(nil),               // 17: qis.data.v1.QualityIssue
-	(*ListQualityIssuesRequest)(nil),   // 18: qis.data.v1.ListQualityIssuesRequest
-	(*ListQualityIssuesResponse)(nil),  // 19: qis.data.v1.ListQualityIssuesResponse
-	(*QualityMetrics)(nil),             // 20: qis.data.v1.QualityMetrics
-	(*ListQualityMetricsRequest)(nil),  // 21: qis.data.v1.ListQualityMetricsRequest
-	(*ListQualityMetricsResponse)(nil), // 22: qis.data.v1.ListQualityMetricsResponse
-	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
-	(*DataValue)(nil),                  // 24: qis.data.v1.DataValue
-	(QualityRule)(0),                   // 25: qis.data.v1.QualityRule
-	(*durationpb.Duration)(nil),        // 26: google.protobuf.Duration
-	(*Series)(nil),                     // 27: qis.data.v1.Series
-	(*structpb.Struct)(nil),            // 28: google.protobuf.Struct
-	(Severity)(0),                      // 29: qis.data.v1.Severity
-	(QualityIssueStatus)(0),            // 30: qis.data.v1.QualityIssueStatus
-	(*date.Date)(nil),                  // 31: google.type.Date
+	(ValueView)(0),                     // 1: qis.data.v1.ValueView
+	(*OfficialValue)(nil),              // 2: qis.data.v1.OfficialValue
+	(*OfficialValueColumns)(nil),       // 3: qis.data.v1.OfficialValueColumns
+	(*DataValues)(nil),                 // 4: qis.data.v1.DataValues
+	(*QueryRangeRequest)(nil),          // 5: qis.data.v1.QueryRangeRequest
+	(*QueryRangeResponse)(nil),         // 6: qis.data.v1.QueryRangeResponse
+	(*GetValuesRequest)(nil),           // 7: qis.data.v1.GetValuesRequest
+	(*GetValuesResponse)(nil),          // 8: qis.data.v1.GetValuesResponse
+	(*GetPointHistoryRequest)(nil),     // 9: qis.data.v1.GetPointHistoryRequest
+	(*SourceObservation)(nil),          // 10: qis.data.v1.SourceObservation
+	(*GetPointHistoryResponse)(nil),    // 11: qis.data.v1.GetPointHistoryResponse
+	(*GetSeriesRequest)(nil),           // 12: qis.data.v1.GetSeriesRequest
+	(*ListSeriesRequest)(nil),          // 13: qis.data.v1.ListSeriesRequest
+	(*ListSeriesResponse)(nil),         // 14: qis.data.v1.ListSeriesResponse
+	(*ListAuditEntriesRequest)(nil),    // 15: qis.data.v1.ListAuditEntriesRequest
+	(*AuditEntry)(nil),                 // 16: qis.data.v1.AuditEntry
+	(*ListAuditEntriesResponse)(nil),   // 17: qis.data.v1.ListAuditEntriesResponse
+	(*SubscribeRequest)(nil),           // 18: qis.data.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),          // 19: qis.data.v1.SubscribeResponse
+	(*QualityIssue)(nil),               // 20: qis.data.v1.QualityIssue
+	(*ListQualityIssuesRequest)(nil),   // 21: qis.data.v1.ListQualityIssuesRequest
+	(*ListQualityIssuesResponse)(nil),  // 22: qis.data.v1.ListQualityIssuesResponse
+	(*QualityMetrics)(nil),             // 23: qis.data.v1.QualityMetrics
+	(*ListQualityMetricsRequest)(nil),  // 24: qis.data.v1.ListQualityMetricsRequest
+	(*ListQualityMetricsResponse)(nil), // 25: qis.data.v1.ListQualityMetricsResponse
+	(*timestamppb.Timestamp)(nil),      // 26: google.protobuf.Timestamp
+	(*DataValue)(nil),                  // 27: qis.data.v1.DataValue
+	(QualityRule)(0),                   // 28: qis.data.v1.QualityRule
+	(*DecimalColumn)(nil),              // 29: qis.data.v1.DecimalColumn
+	(*OhlcBarColumns)(nil),             // 30: qis.data.v1.OhlcBarColumns
+	(*durationpb.Duration)(nil),        // 31: google.protobuf.Duration
+	(*Series)(nil),                     // 32: qis.data.v1.Series
+	(*structpb.Struct)(nil),            // 33: google.protobuf.Struct
+	(Severity)(0),                      // 34: qis.data.v1.Severity
+	(QualityIssueStatus)(0),            // 35: qis.data.v1.QualityIssueStatus
+	(*date.Date)(nil),                  // 36: google.type.Date
 }
 var file_qis_data_v1_query_service_proto_depIdxs = []int32{
-	23, // 0: qis.data.v1.OfficialValue.snap_time:type_name -> google.protobuf.Timestamp
-	24, // 1: qis.data.v1.OfficialValue.value:type_name -> qis.data.v1.DataValue
-	23, // 2: qis.data.v1.OfficialValue.record_time:type_name -> google.protobuf.Timestamp
-	23, // 3: qis.data.v1.OfficialValue.supersede_time:type_name -> google.protobuf.Timestamp
+	26, // 0: qis.data.v1.OfficialValue.snap_time:type_name -> google.protobuf.Timestamp
+	27, // 1: qis.data.v1.OfficialValue.value:type_name -> qis.data.v1.DataValue
+	26, // 2: qis.data.v1.OfficialValue.record_time:type_name -> google.protobuf.Timestamp
+	26, // 3: qis.data.v1.OfficialValue.supersede_time:type_name -> google.protobuf.Timestamp
 	0,  // 4: qis.data.v1.OfficialValue.method:type_name -> qis.data.v1.ValueMethod
-	25, // 5: qis.data.v1.OfficialValue.flags:type_name -> qis.data.v1.QualityRule
-	23, // 6: qis.data.v1.QueryRangeRequest.start_time:type_name -> google.protobuf.Timestamp
-	23, // 7: qis.data.v1.QueryRangeRequest.end_time:type_name -> google.protobuf.Timestamp
-	23, // 8: qis.data.v1.QueryRangeRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	1,  // 9: qis.data.v1.QueryRangeResponse.values:type_name -> qis.data.v1.OfficialValue
-	23, // 10: qis.data.v1.GetValuesRequest.snap_times:type_name -> google.protobuf.Timestamp
-	23, // 11: qis.data.v1.GetValuesRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	1,  // 12: qis.data.v1.GetValuesResponse.values:type_name -> qis.data.v1.OfficialValue
-	23, // 13: qis.data.v1.GetPointHistoryRequest.snap_time:type_name -> google.protobuf.Timestamp
-	24, // 14: qis.data.v1.SourceObservation.value:type_name -> qis.data.v1.DataValue
-	26, // 15: qis.data.v1.SourceObservation.utc_offset:type_name -> google.protobuf.Duration
-	23, // 16: qis.data.v1.SourceObservation.record_time:type_name -> google.protobuf.Timestamp
-	1,  // 17: qis.data.v1.GetPointHistoryResponse.versions:type_name -> qis.data.v1.OfficialValue
-	7,  // 18: qis.data.v1.GetPointHistoryResponse.observations:type_name -> qis.data.v1.SourceObservation
-	27, // 19: qis.data.v1.ListSeriesResponse.series:type_name -> qis.data.v1.Series
-	23, // 20: qis.data.v1.AuditEntry.commit_time:type_name -> google.protobuf.Timestamp
-	23, // 21: qis.data.v1.AuditEntry.snap_time:type_name -> google.protobuf.Timestamp
-	28, // 22: qis.data.v1.AuditEntry.details:type_name -> google.protobuf.Struct
-	13, // 23: qis.data.v1.ListAuditEntriesResponse.entries:type_name -> qis.data.v1.AuditEntry
-	1,  // 24: qis.data.v1.SubscribeResponse.values:type_name -> qis.data.v1.OfficialValue
-	23, // 25: qis.data.v1.QualityIssue.snap_time:type_name -> google.protobuf.Timestamp
-	25, // 26: qis.data.v1.QualityIssue.rule:type_name -> qis.data.v1.QualityRule
-	29, // 27: qis.data.v1.QualityIssue.severity:type_name -> qis.data.v1.Severity
-	28, // 28: qis.data.v1.QualityIssue.evidence:type_name -> google.protobuf.Struct
-	30, // 29: qis.data.v1.QualityIssue.status:type_name -> qis.data.v1.QualityIssueStatus
-	23, // 30: qis.data.v1.QualityIssue.raise_time:type_name -> google.protobuf.Timestamp
-	23, // 31: qis.data.v1.QualityIssue.resolve_time:type_name -> google.protobuf.Timestamp
-	17, // 32: qis.data.v1.ListQualityIssuesResponse.issues:type_name -> qis.data.v1.QualityIssue
-	23, // 33: qis.data.v1.QualityMetrics.start_time:type_name -> google.protobuf.Timestamp
-	23, // 34: qis.data.v1.QualityMetrics.end_time:type_name -> google.protobuf.Timestamp
-	23, // 35: qis.data.v1.QualityMetrics.calculate_time:type_name -> google.protobuf.Timestamp
-	31, // 36: qis.data.v1.QualityMetrics.missing_sessions:type_name -> google.type.Date
-	23, // 37: qis.data.v1.ListQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
-	23, // 38: qis.data.v1.ListQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
-	20, // 39: qis.data.v1.ListQualityMetricsResponse.metrics:type_name -> qis.data.v1.QualityMetrics
-	2,  // 40: qis.data.v1.QueryService.QueryRange:input_type -> qis.data.v1.QueryRangeRequest
-	4,  // 41: qis.data.v1.QueryService.GetValues:input_type -> qis.data.v1.GetValuesRequest
-	6,  // 42: qis.data.v1.QueryService.GetPointHistory:input_type -> qis.data.v1.GetPointHistoryRequest
-	9,  // 43: qis.data.v1.QueryService.GetSeries:input_type -> qis.data.v1.GetSeriesRequest
-	10, // 44: qis.data.v1.QueryService.ListSeries:input_type -> qis.data.v1.ListSeriesRequest
-	12, // 45: qis.data.v1.QueryService.ListAuditEntries:input_type -> qis.data.v1.ListAuditEntriesRequest
-	15, // 46: qis.data.v1.QueryService.Subscribe:input_type -> qis.data.v1.SubscribeRequest
-	18, // 47: qis.data.v1.QueryService.ListQualityIssues:input_type -> qis.data.v1.ListQualityIssuesRequest
-	21, // 48: qis.data.v1.QueryService.ListQualityMetrics:input_type -> qis.data.v1.ListQualityMetricsRequest
-	3,  // 49: qis.data.v1.QueryService.QueryRange:output_type -> qis.data.v1.QueryRangeResponse
-	5,  // 50: qis.data.v1.QueryService.GetValues:output_type -> qis.data.v1.GetValuesResponse
-	8,  // 51: qis.data.v1.QueryService.GetPointHistory:output_type -> qis.data.v1.GetPointHistoryResponse
-	27, // 52: qis.data.v1.QueryService.GetSeries:output_type -> qis.data.v1.Series
-	11, // 53: qis.data.v1.QueryService.ListSeries:output_type -> qis.data.v1.ListSeriesResponse
-	14, // 54: qis.data.v1.QueryService.ListAuditEntries:output_type -> qis.data.v1.ListAuditEntriesResponse
-	16, // 55: qis.data.v1.QueryService.Subscribe:output_type -> qis.data.v1.SubscribeResponse
-	19, // 56: qis.data.v1.QueryService.ListQualityIssues:output_type -> qis.data.v1.ListQualityIssuesResponse
-	22, // 57: qis.data.v1.QueryService.ListQualityMetrics:output_type -> qis.data.v1.ListQualityMetricsResponse
-	49, // [49:58] is the sub-list for method output_type
-	40, // [40:49] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	28, // 5: qis.data.v1.OfficialValue.flags:type_name -> qis.data.v1.QualityRule
+	29, // 6: qis.data.v1.OfficialValueColumns.prices:type_name -> qis.data.v1.DecimalColumn
+	29, // 7: qis.data.v1.OfficialValueColumns.volumes:type_name -> qis.data.v1.DecimalColumn
+	30, // 8: qis.data.v1.OfficialValueColumns.bars:type_name -> qis.data.v1.OhlcBarColumns
+	4,  // 9: qis.data.v1.OfficialValueColumns.other:type_name -> qis.data.v1.DataValues
+	0,  // 10: qis.data.v1.OfficialValueColumns.methods:type_name -> qis.data.v1.ValueMethod
+	28, // 11: qis.data.v1.OfficialValueColumns.flags:type_name -> qis.data.v1.QualityRule
+	27, // 12: qis.data.v1.DataValues.values:type_name -> qis.data.v1.DataValue
+	26, // 13: qis.data.v1.QueryRangeRequest.start_time:type_name -> google.protobuf.Timestamp
+	26, // 14: qis.data.v1.QueryRangeRequest.end_time:type_name -> google.protobuf.Timestamp
+	26, // 15: qis.data.v1.QueryRangeRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	1,  // 16: qis.data.v1.QueryRangeRequest.view:type_name -> qis.data.v1.ValueView
+	2,  // 17: qis.data.v1.QueryRangeResponse.values:type_name -> qis.data.v1.OfficialValue
+	3,  // 18: qis.data.v1.QueryRangeResponse.columns:type_name -> qis.data.v1.OfficialValueColumns
+	26, // 19: qis.data.v1.GetValuesRequest.snap_times:type_name -> google.protobuf.Timestamp
+	26, // 20: qis.data.v1.GetValuesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	1,  // 21: qis.data.v1.GetValuesRequest.view:type_name -> qis.data.v1.ValueView
+	2,  // 22: qis.data.v1.GetValuesResponse.values:type_name -> qis.data.v1.OfficialValue
+	3,  // 23: qis.data.v1.GetValuesResponse.columns:type_name -> qis.data.v1.OfficialValueColumns
+	26, // 24: qis.data.v1.GetPointHistoryRequest.snap_time:type_name -> google.protobuf.Timestamp
+	27, // 25: qis.data.v1.SourceObservation.value:type_name -> qis.data.v1.DataValue
+	31, // 26: qis.data.v1.SourceObservation.utc_offset:type_name -> google.protobuf.Duration
+	26, // 27: qis.data.v1.SourceObservation.record_time:type_name -> google.protobuf.Timestamp
+	2,  // 28: qis.data.v1.GetPointHistoryResponse.versions:type_name -> qis.data.v1.OfficialValue
+	10, // 29: qis.data.v1.GetPointHistoryResponse.observations:type_name -> qis.data.v1.SourceObservation
+	32, // 30: qis.data.v1.ListSeriesResponse.series:type_name -> qis.data.v1.Series
+	26, // 31: qis.data.v1.AuditEntry.commit_time:type_name -> google.protobuf.Timestamp
+	26, // 32: qis.data.v1.AuditEntry.snap_time:type_name -> google.protobuf.Timestamp
+	33, // 33: qis.data.v1.AuditEntry.details:type_name -> google.protobuf.Struct
+	16, // 34: qis.data.v1.ListAuditEntriesResponse.entries:type_name -> qis.data.v1.AuditEntry
+	2,  // 35: qis.data.v1.SubscribeResponse.values:type_name -> qis.data.v1.OfficialValue
+	26, // 36: qis.data.v1.QualityIssue.snap_time:type_name -> google.protobuf.Timestamp
+	28, // 37: qis.data.v1.QualityIssue.rule:type_name -> qis.data.v1.QualityRule
+	34, // 38: qis.data.v1.QualityIssue.severity:type_name -> qis.data.v1.Severity
+	33, // 39: qis.data.v1.QualityIssue.evidence:type_name -> google.protobuf.Struct
+	35, // 40: qis.data.v1.QualityIssue.status:type_name -> qis.data.v1.QualityIssueStatus
+	26, // 41: qis.data.v1.QualityIssue.raise_time:type_name -> google.protobuf.Timestamp
+	26, // 42: qis.data.v1.QualityIssue.resolve_time:type_name -> google.protobuf.Timestamp
+	20, // 43: qis.data.v1.ListQualityIssuesResponse.issues:type_name -> qis.data.v1.QualityIssue
+	26, // 44: qis.data.v1.QualityMetrics.start_time:type_name -> google.protobuf.Timestamp
+	26, // 45: qis.data.v1.QualityMetrics.end_time:type_name -> google.protobuf.Timestamp
+	26, // 46: qis.data.v1.QualityMetrics.calculate_time:type_name -> google.protobuf.Timestamp
+	36, // 47: qis.data.v1.QualityMetrics.missing_sessions:type_name -> google.type.Date
+	26, // 48: qis.data.v1.ListQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	26, // 49: qis.data.v1.ListQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	23, // 50: qis.data.v1.ListQualityMetricsResponse.metrics:type_name -> qis.data.v1.QualityMetrics
+	5,  // 51: qis.data.v1.QueryService.QueryRange:input_type -> qis.data.v1.QueryRangeRequest
+	7,  // 52: qis.data.v1.QueryService.GetValues:input_type -> qis.data.v1.GetValuesRequest
+	9,  // 53: qis.data.v1.QueryService.GetPointHistory:input_type -> qis.data.v1.GetPointHistoryRequest
+	12, // 54: qis.data.v1.QueryService.GetSeries:input_type -> qis.data.v1.GetSeriesRequest
+	13, // 55: qis.data.v1.QueryService.ListSeries:input_type -> qis.data.v1.ListSeriesRequest
+	15, // 56: qis.data.v1.QueryService.ListAuditEntries:input_type -> qis.data.v1.ListAuditEntriesRequest
+	18, // 57: qis.data.v1.QueryService.Subscribe:input_type -> qis.data.v1.SubscribeRequest
+	21, // 58: qis.data.v1.QueryService.ListQualityIssues:input_type -> qis.data.v1.ListQualityIssuesRequest
+	24, // 59: qis.data.v1.QueryService.ListQualityMetrics:input_type -> qis.data.v1.ListQualityMetricsRequest
+	6,  // 60: qis.data.v1.QueryService.QueryRange:output_type -> qis.data.v1.QueryRangeResponse
+	8,  // 61: qis.data.v1.QueryService.GetValues:output_type -> qis.data.v1.GetValuesResponse
+	11, // 62: qis.data.v1.QueryService.GetPointHistory:output_type -> qis.data.v1.GetPointHistoryResponse
+	32, // 63: qis.data.v1.QueryService.GetSeries:output_type -> qis.data.v1.Series
+	14, // 64: qis.data.v1.QueryService.ListSeries:output_type -> qis.data.v1.ListSeriesResponse
+	17, // 65: qis.data.v1.QueryService.ListAuditEntries:output_type -> qis.data.v1.ListAuditEntriesResponse
+	19, // 66: qis.data.v1.QueryService.Subscribe:output_type -> qis.data.v1.SubscribeResponse
+	22, // 67: qis.data.v1.QueryService.ListQualityIssues:output_type -> qis.data.v1.ListQualityIssuesResponse
+	25, // 68: qis.data.v1.QueryService.ListQualityMetrics:output_type -> qis.data.v1.ListQualityMetricsResponse
+	60, // [60:69] is the sub-list for method output_type
+	51, // [51:60] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_query_service_proto_init() }
@@ -2374,14 +2772,20 @@ func file_qis_data_v1_query_service_proto_init() {
 	file_qis_data_v1_series_proto_init()
 	file_qis_data_v1_values_proto_init()
 	file_qis_data_v1_query_service_proto_msgTypes[1].OneofWrappers = []any{
+		(*OfficialValueColumns_Prices)(nil),
+		(*OfficialValueColumns_Volumes)(nil),
+		(*OfficialValueColumns_Bars)(nil),
+		(*OfficialValueColumns_Other)(nil),
+	}
+	file_qis_data_v1_query_service_proto_msgTypes[3].OneofWrappers = []any{
 		(*QueryRangeRequest_AsOfTime)(nil),
 		(*QueryRangeRequest_AsOfPosition)(nil),
 	}
-	file_qis_data_v1_query_service_proto_msgTypes[3].OneofWrappers = []any{
+	file_qis_data_v1_query_service_proto_msgTypes[5].OneofWrappers = []any{
 		(*GetValuesRequest_AsOfTime)(nil),
 		(*GetValuesRequest_AsOfPosition)(nil),
 	}
-	file_qis_data_v1_query_service_proto_msgTypes[14].OneofWrappers = []any{
+	file_qis_data_v1_query_service_proto_msgTypes[16].OneofWrappers = []any{
 		(*SubscribeRequest_ResumeToken)(nil),
 		(*SubscribeRequest_AfterPosition)(nil),
 	}
@@ -2390,8 +2794,8 @@ func file_qis_data_v1_query_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_query_service_proto_rawDesc), len(file_qis_data_v1_query_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   22,
+			NumEnums:      2,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

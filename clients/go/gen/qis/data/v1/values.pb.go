@@ -861,6 +861,284 @@ func (x *DataPoint) GetValue() *DataValue {
 	return nil
 }
 
+// A column of decimals, in one of two forms: decimal strings (as in Price.value), or integers
+// scaled by a declared number of decimal places (unscaled 10125 at scale 2 is 101.25), which
+// parse without any text handling. Each decimal is bounded as everywhere: |x| < 1e18, at most
+// 18 decimal places.
+type DecimalColumn struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Decimal strings, one per row; "" for an absent value where the field is optional (an OHLC
+	// bar's volume). Set either texts or unscaled, not both.
+	Texts []string `protobuf:"bytes,1,rep,name=texts,proto3" json:"texts,omitempty"`
+	// Scaled integers, one per row: the value is unscaled × 10^-scale, written with `scale`
+	// decimal places (2050 at scale 2 is 20.50, stored and published as "20.50").
+	Unscaled []int64 `protobuf:"zigzag64,2,rep,packed,name=unscaled,proto3" json:"unscaled,omitempty"`
+	// Decimal places of `unscaled`, 0 to 18.
+	Scale         int32 `protobuf:"varint,3,opt,name=scale,proto3" json:"scale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecimalColumn) Reset() {
+	*x = DecimalColumn{}
+	mi := &file_qis_data_v1_values_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecimalColumn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecimalColumn) ProtoMessage() {}
+
+func (x *DecimalColumn) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_values_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecimalColumn.ProtoReflect.Descriptor instead.
+func (*DecimalColumn) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DecimalColumn) GetTexts() []string {
+	if x != nil {
+		return x.Texts
+	}
+	return nil
+}
+
+func (x *DecimalColumn) GetUnscaled() []int64 {
+	if x != nil {
+		return x.Unscaled
+	}
+	return nil
+}
+
+func (x *DecimalColumn) GetScale() int32 {
+	if x != nil {
+		return x.Scale
+	}
+	return 0
+}
+
+// OHLC bars in columns, row i of each column making bar i.
+type OhlcBarColumns struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// First traded prices.
+	Open *DecimalColumn `protobuf:"bytes,1,opt,name=open,proto3" json:"open,omitempty"`
+	// Highest prices.
+	High *DecimalColumn `protobuf:"bytes,2,opt,name=high,proto3" json:"high,omitempty"`
+	// Lowest prices.
+	Low *DecimalColumn `protobuf:"bytes,3,opt,name=low,proto3" json:"low,omitempty"`
+	// Last traded prices.
+	Close *DecimalColumn `protobuf:"bytes,4,opt,name=close,proto3" json:"close,omitempty"`
+	// Quantities traded; unset when no bar has one.
+	Volume        *DecimalColumn `protobuf:"bytes,5,opt,name=volume,proto3" json:"volume,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OhlcBarColumns) Reset() {
+	*x = OhlcBarColumns{}
+	mi := &file_qis_data_v1_values_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OhlcBarColumns) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OhlcBarColumns) ProtoMessage() {}
+
+func (x *OhlcBarColumns) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_values_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OhlcBarColumns.ProtoReflect.Descriptor instead.
+func (*OhlcBarColumns) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *OhlcBarColumns) GetOpen() *DecimalColumn {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
+func (x *OhlcBarColumns) GetHigh() *DecimalColumn {
+	if x != nil {
+		return x.High
+	}
+	return nil
+}
+
+func (x *OhlcBarColumns) GetLow() *DecimalColumn {
+	if x != nil {
+		return x.Low
+	}
+	return nil
+}
+
+func (x *OhlcBarColumns) GetClose() *DecimalColumn {
+	if x != nil {
+		return x.Close
+	}
+	return nil
+}
+
+func (x *OhlcBarColumns) GetVolume() *DecimalColumn {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
+// Points of one series in columns: row i is the point at snap_time_micros[i] whose value is
+// row i of the value column(s). For prices, volumes and OHLC bars, the kinds a long history
+// is made of; the per-point DataPoint carries every kind.
+type PointColumns struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Snaps as microseconds since 1970-01-01T00:00:00Z, within the bounds of
+	// DataPoint.snap_time (-62,135,596,800,000,000 to 253,402,300,799,999,999); unique.
+	SnapTimeMicros []int64 `protobuf:"varint,1,rep,packed,name=snap_time_micros,json=snapTimeMicros,proto3" json:"snap_time_micros,omitempty"`
+	// The UTC offsets the source stated, in minutes (-1,439 to 1,439): none (all UTC), one (the
+	// same for every row) or one per row.
+	UtcOffsetMinutes []int32 `protobuf:"zigzag32,2,rep,packed,name=utc_offset_minutes,json=utcOffsetMinutes,proto3" json:"utc_offset_minutes,omitempty"`
+	// The values; the case must match the series' data type. Currencies and units are the
+	// series' own.
+	//
+	// Types that are valid to be assigned to Values:
+	//
+	//	*PointColumns_Prices
+	//	*PointColumns_Volumes
+	//	*PointColumns_Bars
+	Values        isPointColumns_Values `protobuf_oneof:"values"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PointColumns) Reset() {
+	*x = PointColumns{}
+	mi := &file_qis_data_v1_values_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PointColumns) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PointColumns) ProtoMessage() {}
+
+func (x *PointColumns) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_values_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PointColumns.ProtoReflect.Descriptor instead.
+func (*PointColumns) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PointColumns) GetSnapTimeMicros() []int64 {
+	if x != nil {
+		return x.SnapTimeMicros
+	}
+	return nil
+}
+
+func (x *PointColumns) GetUtcOffsetMinutes() []int32 {
+	if x != nil {
+		return x.UtcOffsetMinutes
+	}
+	return nil
+}
+
+func (x *PointColumns) GetValues() isPointColumns_Values {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *PointColumns) GetPrices() *DecimalColumn {
+	if x != nil {
+		if x, ok := x.Values.(*PointColumns_Prices); ok {
+			return x.Prices
+		}
+	}
+	return nil
+}
+
+func (x *PointColumns) GetVolumes() *DecimalColumn {
+	if x != nil {
+		if x, ok := x.Values.(*PointColumns_Volumes); ok {
+			return x.Volumes
+		}
+	}
+	return nil
+}
+
+func (x *PointColumns) GetBars() *OhlcBarColumns {
+	if x != nil {
+		if x, ok := x.Values.(*PointColumns_Bars); ok {
+			return x.Bars
+		}
+	}
+	return nil
+}
+
+type isPointColumns_Values interface {
+	isPointColumns_Values()
+}
+
+type PointColumns_Prices struct {
+	// For DATA_TYPE_PRICE series.
+	Prices *DecimalColumn `protobuf:"bytes,3,opt,name=prices,proto3,oneof"`
+}
+
+type PointColumns_Volumes struct {
+	// For DATA_TYPE_VOLUME series.
+	Volumes *DecimalColumn `protobuf:"bytes,4,opt,name=volumes,proto3,oneof"`
+}
+
+type PointColumns_Bars struct {
+	// For DATA_TYPE_OHLC_BAR series.
+	Bars *OhlcBarColumns `protobuf:"bytes,5,opt,name=bars,proto3,oneof"`
+}
+
+func (*PointColumns_Prices) isPointColumns_Values() {}
+
+func (*PointColumns_Volumes) isPointColumns_Values() {}
+
+func (*PointColumns_Bars) isPointColumns_Values() {}
+
 var File_qis_data_v1_values_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_values_proto_rawDesc = "" +
@@ -908,7 +1186,24 @@ const file_qis_data_v1_values_proto_rawDesc = "" +
 	"\tsnap_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\bsnapTime\x128\n" +
 	"\n" +
 	"utc_offset\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\tutcOffset\x122\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.qis.data.v1.DataValueB\x04\xe2A\x01\x02R\x05valueJ\x04\b\x01\x10\x02R\x04snap*\xa5\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.qis.data.v1.DataValueB\x04\xe2A\x01\x02R\x05valueJ\x04\b\x01\x10\x02R\x04snap\"W\n" +
+	"\rDecimalColumn\x12\x14\n" +
+	"\x05texts\x18\x01 \x03(\tR\x05texts\x12\x1a\n" +
+	"\bunscaled\x18\x02 \x03(\x12R\bunscaled\x12\x14\n" +
+	"\x05scale\x18\x03 \x01(\x05R\x05scale\"\x84\x02\n" +
+	"\x0eOhlcBarColumns\x12.\n" +
+	"\x04open\x18\x01 \x01(\v2\x1a.qis.data.v1.DecimalColumnR\x04open\x12.\n" +
+	"\x04high\x18\x02 \x01(\v2\x1a.qis.data.v1.DecimalColumnR\x04high\x12,\n" +
+	"\x03low\x18\x03 \x01(\v2\x1a.qis.data.v1.DecimalColumnR\x03low\x120\n" +
+	"\x05close\x18\x04 \x01(\v2\x1a.qis.data.v1.DecimalColumnR\x05close\x122\n" +
+	"\x06volume\x18\x05 \x01(\v2\x1a.qis.data.v1.DecimalColumnR\x06volume\"\x91\x02\n" +
+	"\fPointColumns\x12(\n" +
+	"\x10snap_time_micros\x18\x01 \x03(\x03R\x0esnapTimeMicros\x12,\n" +
+	"\x12utc_offset_minutes\x18\x02 \x03(\x11R\x10utcOffsetMinutes\x124\n" +
+	"\x06prices\x18\x03 \x01(\v2\x1a.qis.data.v1.DecimalColumnH\x00R\x06prices\x126\n" +
+	"\avolumes\x18\x04 \x01(\v2\x1a.qis.data.v1.DecimalColumnH\x00R\avolumes\x121\n" +
+	"\x04bars\x18\x05 \x01(\v2\x1b.qis.data.v1.OhlcBarColumnsH\x00R\x04barsB\b\n" +
+	"\x06values*\xa5\x01\n" +
 	"\bDataType\x12\x19\n" +
 	"\x15DATA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDATA_TYPE_PRICE\x10\x01\x12\x14\n" +
@@ -942,7 +1237,7 @@ func file_qis_data_v1_values_proto_rawDescGZIP() []byte {
 }
 
 var file_qis_data_v1_values_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_qis_data_v1_values_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_qis_data_v1_values_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_qis_data_v1_values_proto_goTypes = []any{
 	(DataType)(0),                 // 0: qis.data.v1.DataType
 	(OptionRight)(0),              // 1: qis.data.v1.OptionRight
@@ -955,31 +1250,42 @@ var file_qis_data_v1_values_proto_goTypes = []any{
 	(*CorporateAction)(nil),       // 8: qis.data.v1.CorporateAction
 	(*DataValue)(nil),             // 9: qis.data.v1.DataValue
 	(*DataPoint)(nil),             // 10: qis.data.v1.DataPoint
-	(*date.Date)(nil),             // 11: google.type.Date
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*DecimalColumn)(nil),         // 11: qis.data.v1.DecimalColumn
+	(*OhlcBarColumns)(nil),        // 12: qis.data.v1.OhlcBarColumns
+	(*PointColumns)(nil),          // 13: qis.data.v1.PointColumns
+	(*date.Date)(nil),             // 14: google.type.Date
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
 }
 var file_qis_data_v1_values_proto_depIdxs = []int32{
-	11, // 0: qis.data.v1.OptionQuote.expiry:type_name -> google.type.Date
+	14, // 0: qis.data.v1.OptionQuote.expiry:type_name -> google.type.Date
 	1,  // 1: qis.data.v1.OptionQuote.right:type_name -> qis.data.v1.OptionRight
 	6,  // 2: qis.data.v1.OptionsChain.quotes:type_name -> qis.data.v1.OptionQuote
 	2,  // 3: qis.data.v1.CorporateAction.type:type_name -> qis.data.v1.CorporateActionType
-	11, // 4: qis.data.v1.CorporateAction.ex_date:type_name -> google.type.Date
-	11, // 5: qis.data.v1.CorporateAction.record_date:type_name -> google.type.Date
-	11, // 6: qis.data.v1.CorporateAction.pay_date:type_name -> google.type.Date
+	14, // 4: qis.data.v1.CorporateAction.ex_date:type_name -> google.type.Date
+	14, // 5: qis.data.v1.CorporateAction.record_date:type_name -> google.type.Date
+	14, // 6: qis.data.v1.CorporateAction.pay_date:type_name -> google.type.Date
 	3,  // 7: qis.data.v1.DataValue.price:type_name -> qis.data.v1.Price
 	4,  // 8: qis.data.v1.DataValue.volume:type_name -> qis.data.v1.Volume
 	5,  // 9: qis.data.v1.DataValue.bar:type_name -> qis.data.v1.OhlcBar
 	7,  // 10: qis.data.v1.DataValue.options_chain:type_name -> qis.data.v1.OptionsChain
 	8,  // 11: qis.data.v1.DataValue.corporate_action:type_name -> qis.data.v1.CorporateAction
-	12, // 12: qis.data.v1.DataPoint.snap_time:type_name -> google.protobuf.Timestamp
-	13, // 13: qis.data.v1.DataPoint.utc_offset:type_name -> google.protobuf.Duration
+	15, // 12: qis.data.v1.DataPoint.snap_time:type_name -> google.protobuf.Timestamp
+	16, // 13: qis.data.v1.DataPoint.utc_offset:type_name -> google.protobuf.Duration
 	9,  // 14: qis.data.v1.DataPoint.value:type_name -> qis.data.v1.DataValue
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	11, // 15: qis.data.v1.OhlcBarColumns.open:type_name -> qis.data.v1.DecimalColumn
+	11, // 16: qis.data.v1.OhlcBarColumns.high:type_name -> qis.data.v1.DecimalColumn
+	11, // 17: qis.data.v1.OhlcBarColumns.low:type_name -> qis.data.v1.DecimalColumn
+	11, // 18: qis.data.v1.OhlcBarColumns.close:type_name -> qis.data.v1.DecimalColumn
+	11, // 19: qis.data.v1.OhlcBarColumns.volume:type_name -> qis.data.v1.DecimalColumn
+	11, // 20: qis.data.v1.PointColumns.prices:type_name -> qis.data.v1.DecimalColumn
+	11, // 21: qis.data.v1.PointColumns.volumes:type_name -> qis.data.v1.DecimalColumn
+	12, // 22: qis.data.v1.PointColumns.bars:type_name -> qis.data.v1.OhlcBarColumns
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_values_proto_init() }
@@ -994,13 +1300,18 @@ func file_qis_data_v1_values_proto_init() {
 		(*DataValue_OptionsChain)(nil),
 		(*DataValue_CorporateAction)(nil),
 	}
+	file_qis_data_v1_values_proto_msgTypes[10].OneofWrappers = []any{
+		(*PointColumns_Prices)(nil),
+		(*PointColumns_Volumes)(nil),
+		(*PointColumns_Bars)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_values_proto_rawDesc), len(file_qis_data_v1_values_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

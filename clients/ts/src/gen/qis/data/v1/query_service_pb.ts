@@ -13,7 +13,7 @@ import type { QualityIssueStatus, QualityRule, Severity } from "./quality_pb.js"
 import { file_qis_data_v1_quality } from "./quality_pb.js";
 import type { Series, SeriesSchema } from "./series_pb.js";
 import { file_qis_data_v1_series } from "./series_pb.js";
-import type { DataValue } from "./values_pb.js";
+import type { DataValue, DecimalColumn, OhlcBarColumns } from "./values_pb.js";
 import { file_qis_data_v1_values } from "./values_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -21,7 +21,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/query_service.proto.
  */
 export const file_qis_data_v1_query_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9xaXMvZGF0YS92MS9xdWVyeV9zZXJ2aWNlLnByb3RvEgtxaXMuZGF0YS52MSLFAwoNT2ZmaWNpYWxWYWx1ZRIOCgZzZXJpZXMYASABKAkSLQoJc25hcF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAMgASgFEiUKBXZhbHVlGAQgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlEhUKDXF1YWxpdHlfc2NvcmUYBSABKAESLwoLcmVjb3JkX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDnN1cGVyc2VkZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9yZWNvcmRfcG9zaXRpb24YCCABKAQSGgoSc3VwZXJzZWRlX3Bvc2l0aW9uGAkgASgEEg8KB3NvdXJjZXMYCiADKAkSKAoGbWV0aG9kGA8gASgOMhgucWlzLmRhdGEudjEuVmFsdWVNZXRob2QSJwoFZmxhZ3MYECADKA4yGC5xaXMuZGF0YS52MS5RdWFsaXR5UnVsZRIOCgZyZWFzb24YDSABKAkSDAoEdXNlchgOIAEoCUoECAsQDEoECAwQDSKZAgoRUXVlcnlSYW5nZVJlcXVlc3QSFAoGc2VyaWVzGAEgASgJQgTiQQECEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgphc19vZl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEhgKDmFzX29mX3Bvc2l0aW9uGAUgASgESAASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSFAoMbWluX3Bvc2l0aW9uGAggASgEQgcKBWFzX29mInAKElF1ZXJ5UmFuZ2VSZXNwb25zZRIqCgZ2YWx1ZXMYASADKAsyGi5xaXMuZGF0YS52MS5PZmZpY2lhbFZhbHVlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIVCg1yZWFkX3Bvc2l0aW9uGAMgASgEIskBChBHZXRWYWx1ZXNSZXF1ZXN0EhQKBnNlcmllcxgBIAEoCUIE4kEBAhI0CgpzbmFwX3RpbWVzGAIgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIwCgphc19vZl90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEhgKDmFzX29mX3Bvc2l0aW9uGAQgASgESAASFAoMbWluX3Bvc2l0aW9uGAUgASgEQgcKBWFzX29mIlYKEUdldFZhbHVlc1Jlc3BvbnNlEioKBnZhbHVlcxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSFQoNcmVhZF9wb3NpdGlvbhgCIAEoBCKgAQoWR2V0UG9pbnRIaXN0b3J5UmVxdWVzdBIUCgZzZXJpZXMYASABKAlCBOJBAQISMwoJc25hcF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIUCgxtaW5fcG9zaXRpb24YAyABKAQSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkigAIKEVNvdXJjZU9ic2VydmF0aW9uEg4KBnNvdXJjZRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLnFpcy5kYXRhLnYxLkRhdGFWYWx1ZRItCgp1dGNfb2Zmc2V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KC3JlY29yZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9yZWNvcmRfcG9zaXRpb24YBSABKAQSDAoEdXNlchgGIAEoCRISCgpjb21tYW5kX2lkGAcgASgJSgQIAxAEUhNzbmFwX29mZnNldF9zZWNvbmRzIq0BChdHZXRQb2ludEhpc3RvcnlSZXNwb25zZRIsCgh2ZXJzaW9ucxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSNAoMb2JzZXJ2YXRpb25zGAIgAygLMh4ucWlzLmRhdGEudjEuU291cmNlT2JzZXJ2YXRpb24SFQoNcmVhZF9wb3NpdGlvbhgDIAEoBBIXCg9uZXh0X3BhZ2VfdG9rZW4YBCABKAkiPAoQR2V0U2VyaWVzUmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECEhQKDG1pbl9wb3NpdGlvbhgCIAEoBCJQChFMaXN0U2VyaWVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIUCgxtaW5fcG9zaXRpb24YAyABKAQiUgoSTGlzdFNlcmllc1Jlc3BvbnNlEiMKBnNlcmllcxgBIAMoCzITLnFpcy5kYXRhLnYxLlNlcmllcxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkilgEKF0xpc3RBdWRpdEVudHJpZXNSZXF1ZXN0EhQKBnBhcmVudBgGIAEoCUIE4kEBAhIOCgZmaWx0ZXIYByABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkSFAoMbWluX3Bvc2l0aW9uGAUgASgESgQIARACSgQIAhADUgZzZXJpZXNSBHNuYXAi8wEKCkF1ZGl0RW50cnkSLwoLY29tbWl0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGlvbhgCIAEoCRIMCgR1c2VyGAMgASgJEhIKCmNvbW1hbmRfaWQYBCABKAkSEAoIcmVzb3VyY2UYBSABKAkSLQoJc25hcF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdkZXRhaWxzGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIXCg9jb21taXRfcG9zaXRpb24YCCABKAQiXQoYTGlzdEF1ZGl0RW50cmllc1Jlc3BvbnNlEigKB2VudHJpZXMYASADKAsyFy5xaXMuZGF0YS52MS5BdWRpdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJzChBTdWJzY3JpYmVSZXF1ZXN0Eg4KBnNlcmllcxgBIAMoCRIWCgxyZXN1bWVfdG9rZW4YAiABKAlIABIYCg5hZnRlcl9wb3NpdGlvbhgDIAEoBEgAEhQKDG1pbl9wb3NpdGlvbhgEIAEoBEIHCgVzdGFydCJVChFTdWJzY3JpYmVSZXNwb25zZRIqCgZ2YWx1ZXMYASADKAsyGi5xaXMuZGF0YS52MS5PZmZpY2lhbFZhbHVlEhQKDHJlc3VtZV90b2tlbhgCIAEoCSLAAwoMUXVhbGl0eUlzc3VlEhAKCGlzc3VlX2lkGAEgASgJEg4KBnNlcmllcxgCIAEoCRItCglzbmFwX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnNvdXJjZRgEIAEoCRImCgRydWxlGA0gASgOMhgucWlzLmRhdGEudjEuUXVhbGl0eVJ1bGUSJwoIc2V2ZXJpdHkYDiABKA4yFS5xaXMuZGF0YS52MS5TZXZlcml0eRIpCghldmlkZW5jZRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLwoGc3RhdHVzGA8gASgOMh8ucWlzLmRhdGEudjEuUXVhbGl0eUlzc3VlU3RhdHVzEi4KCnJhaXNlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3Jlc29sdmVkX2J5GAogASgJEhkKEXJlc29sdXRpb25fcmVhc29uGAsgASgJEjAKDHJlc29sdmVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBKBAgFEAZKBAgGEAdKBAgIEAkiygEKGExpc3RRdWFsaXR5SXNzdWVzUmVxdWVzdBIUCgZwYXJlbnQYCSABKAlCBOJBAQISDgoGZmlsdGVyGAogASgJEhEKCXBhZ2Vfc2l6ZRgGIAEoBRISCgpwYWdlX3Rva2VuGAcgASgJEhQKDG1pbl9wb3NpdGlvbhgIIAEoBEoECAEQAkoECAIQA0oECAMQBEoECAQQBUoECAUQBlIGc2VyaWVzUgRydWxlUghzZXZlcml0eVIGc3RhdHVzUg1yYWlzZWRfYmVmb3JlIl8KGUxpc3RRdWFsaXR5SXNzdWVzUmVzcG9uc2USKQoGaXNzdWVzGAEgAygLMhkucWlzLmRhdGEudjEuUXVhbGl0eUlzc3VlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSL+AgoOUXVhbGl0eU1ldHJpY3MSDgoGc2VyaWVzGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhY2N1cmFjeRgEIAEoARIUCgxjb21wbGV0ZW5lc3MYBSABKAESEgoKdGltZWxpbmVzcxgGIAEoARITCgtjb25zaXN0ZW5jeRgHIAEoARIyCg5jYWxjdWxhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZXhwZWN0ZWRfc25hcHMYCSABKAMSFgoOcmVjZWl2ZWRfc25hcHMYCiABKAMSKwoQbWlzc2luZ19zZXNzaW9ucxgNIAMoCzIRLmdvb2dsZS50eXBlLkRhdGUSFgoOdW5jb3ZlcmVkX2RheXMYDCABKAVKBAgLEAwizAEKGUxpc3RRdWFsaXR5TWV0cmljc1JlcXVlc3QSFAoGc2VyaWVzGAEgASgJQgTiQQECEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxtaW5fcG9zaXRpb24YBCABKAQSEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkiYwoaTGlzdFF1YWxpdHlNZXRyaWNzUmVzcG9uc2USLAoHbWV0cmljcxgBIAMoCzIbLnFpcy5kYXRhLnYxLlF1YWxpdHlNZXRyaWNzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSqUAQoLVmFsdWVNZXRob2QSHAoYVkFMVUVfTUVUSE9EX1VOU1BFQ0lGSUVEEAASGQoVVkFMVUVfTUVUSE9EX1BSSU9SSVRZEAESFwoTVkFMVUVfTUVUSE9EX01FRElBThACEhoKFlZBTFVFX01FVEhPRF9DT05TRU5TVVMQAxIXChNWQUxVRV9NRVRIT0RfTUFOVUFMEAQykwYKDFF1ZXJ5U2VydmljZRJPCgpRdWVyeVJhbmdlEh4ucWlzLmRhdGEudjEuUXVlcnlSYW5nZVJlcXVlc3QaHy5xaXMuZGF0YS52MS5RdWVyeVJhbmdlUmVzcG9uc2UwARJKCglHZXRWYWx1ZXMSHS5xaXMuZGF0YS52MS5HZXRWYWx1ZXNSZXF1ZXN0Gh4ucWlzLmRhdGEudjEuR2V0VmFsdWVzUmVzcG9uc2USXAoPR2V0UG9pbnRIaXN0b3J5EiMucWlzLmRhdGEudjEuR2V0UG9pbnRIaXN0b3J5UmVxdWVzdBokLnFpcy5kYXRhLnYxLkdldFBvaW50SGlzdG9yeVJlc3BvbnNlEj8KCUdldFNlcmllcxIdLnFpcy5kYXRhLnYxLkdldFNlcmllc1JlcXVlc3QaEy5xaXMuZGF0YS52MS5TZXJpZXMSTQoKTGlzdFNlcmllcxIeLnFpcy5kYXRhLnYxLkxpc3RTZXJpZXNSZXF1ZXN0Gh8ucWlzLmRhdGEudjEuTGlzdFNlcmllc1Jlc3BvbnNlEl8KEExpc3RBdWRpdEVudHJpZXMSJC5xaXMuZGF0YS52MS5MaXN0QXVkaXRFbnRyaWVzUmVxdWVzdBolLnFpcy5kYXRhLnYxLkxpc3RBdWRpdEVudHJpZXNSZXNwb25zZRJMCglTdWJzY3JpYmUSHS5xaXMuZGF0YS52MS5TdWJzY3JpYmVSZXF1ZXN0Gh4ucWlzLmRhdGEudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJiChFMaXN0UXVhbGl0eUlzc3VlcxIlLnFpcy5kYXRhLnYxLkxpc3RRdWFsaXR5SXNzdWVzUmVxdWVzdBomLnFpcy5kYXRhLnYxLkxpc3RRdWFsaXR5SXNzdWVzUmVzcG9uc2USZQoSTGlzdFF1YWxpdHlNZXRyaWNzEiYucWlzLmRhdGEudjEuTGlzdFF1YWxpdHlNZXRyaWNzUmVxdWVzdBonLnFpcy5kYXRhLnYxLkxpc3RRdWFsaXR5TWV0cmljc1Jlc3BvbnNlQmAKD2NvbS5xaXMuZGF0YS52MUIRUXVlcnlTZXJ2aWNlUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_quality, file_qis_data_v1_series, file_qis_data_v1_values]);
+  fileDesc("Ch9xaXMvZGF0YS92MS9xdWVyeV9zZXJ2aWNlLnByb3RvEgtxaXMuZGF0YS52MSLFAwoNT2ZmaWNpYWxWYWx1ZRIOCgZzZXJpZXMYASABKAkSLQoJc25hcF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAMgASgFEiUKBXZhbHVlGAQgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlEhUKDXF1YWxpdHlfc2NvcmUYBSABKAESLwoLcmVjb3JkX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDnN1cGVyc2VkZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9yZWNvcmRfcG9zaXRpb24YCCABKAQSGgoSc3VwZXJzZWRlX3Bvc2l0aW9uGAkgASgEEg8KB3NvdXJjZXMYCiADKAkSKAoGbWV0aG9kGA8gASgOMhgucWlzLmRhdGEudjEuVmFsdWVNZXRob2QSJwoFZmxhZ3MYECADKA4yGC5xaXMuZGF0YS52MS5RdWFsaXR5UnVsZRIOCgZyZWFzb24YDSABKAkSDAoEdXNlchgOIAEoCUoECAsQDEoECAwQDSLiAwoUT2ZmaWNpYWxWYWx1ZUNvbHVtbnMSGAoQc25hcF90aW1lX21pY3JvcxgBIAMoAxIQCgh2ZXJzaW9ucxgCIAMoBRIsCgZwcmljZXMYAyABKAsyGi5xaXMuZGF0YS52MS5EZWNpbWFsQ29sdW1uSAASLQoHdm9sdW1lcxgEIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW5IABIrCgRiYXJzGAUgASgLMhsucWlzLmRhdGEudjEuT2hsY0JhckNvbHVtbnNIABIoCgVvdGhlchgGIAEoCzIXLnFpcy5kYXRhLnYxLkRhdGFWYWx1ZXNIABIMCgR1bml0GAcgASgJEhYKDnF1YWxpdHlfc2NvcmVzGAggAygBEhoKEnJlY29yZF90aW1lX21pY3JvcxgJIAMoAxIYChByZWNvcmRfcG9zaXRpb25zGAogAygEEhsKE3N1cGVyc2VkZV9wb3NpdGlvbnMYCyADKAQSKQoHbWV0aG9kcxgMIAMoDjIYLnFpcy5kYXRhLnYxLlZhbHVlTWV0aG9kEhMKC2ZsYWdfY291bnRzGA0gAygFEicKBWZsYWdzGA4gAygOMhgucWlzLmRhdGEudjEuUXVhbGl0eVJ1bGVCCAoGdmFsdWVzIjQKCkRhdGFWYWx1ZXMSJgoGdmFsdWVzGAEgAygLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlIr8CChFRdWVyeVJhbmdlUmVxdWVzdBIUCgZzZXJpZXMYASABKAlCBOJBAQISLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKCmFzX29mX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASGAoOYXNfb2ZfcG9zaXRpb24YBSABKARIABIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCRIUCgxtaW5fcG9zaXRpb24YCCABKAQSJAoEdmlldxgJIAEoDjIWLnFpcy5kYXRhLnYxLlZhbHVlVmlld0IHCgVhc19vZiKkAQoSUXVlcnlSYW5nZVJlc3BvbnNlEioKBnZhbHVlcxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSMgoHY29sdW1ucxgEIAEoCzIhLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWVDb2x1bW5zEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIVCg1yZWFkX3Bvc2l0aW9uGAMgASgEIu8BChBHZXRWYWx1ZXNSZXF1ZXN0EhQKBnNlcmllcxgBIAEoCUIE4kEBAhI0CgpzbmFwX3RpbWVzGAIgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIwCgphc19vZl90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEhgKDmFzX29mX3Bvc2l0aW9uGAQgASgESAASFAoMbWluX3Bvc2l0aW9uGAUgASgEEiQKBHZpZXcYBiABKA4yFi5xaXMuZGF0YS52MS5WYWx1ZVZpZXdCBwoFYXNfb2YiigEKEUdldFZhbHVlc1Jlc3BvbnNlEioKBnZhbHVlcxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSMgoHY29sdW1ucxgDIAEoCzIhLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWVDb2x1bW5zEhUKDXJlYWRfcG9zaXRpb24YAiABKAQioAEKFkdldFBvaW50SGlzdG9yeVJlcXVlc3QSFAoGc2VyaWVzGAEgASgJQgTiQQECEjMKCXNuYXBfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQISFAoMbWluX3Bvc2l0aW9uGAMgASgEEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIoACChFTb3VyY2VPYnNlcnZhdGlvbhIOCgZzb3VyY2UYASABKAkSJQoFdmFsdWUYAiABKAsyFi5xaXMuZGF0YS52MS5EYXRhVmFsdWUSLQoKdXRjX29mZnNldBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIvCgtyZWNvcmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPcmVjb3JkX3Bvc2l0aW9uGAUgASgEEgwKBHVzZXIYBiABKAkSEgoKY29tbWFuZF9pZBgHIAEoCUoECAMQBFITc25hcF9vZmZzZXRfc2Vjb25kcyKtAQoXR2V0UG9pbnRIaXN0b3J5UmVzcG9uc2USLAoIdmVyc2lvbnMYASADKAsyGi5xaXMuZGF0YS52MS5PZmZpY2lhbFZhbHVlEjQKDG9ic2VydmF0aW9ucxgCIAMoCzIeLnFpcy5kYXRhLnYxLlNvdXJjZU9ic2VydmF0aW9uEhUKDXJlYWRfcG9zaXRpb24YAyABKAQSFwoPbmV4dF9wYWdlX3Rva2VuGAQgASgJIjwKEEdldFNlcmllc1JlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhIUCgxtaW5fcG9zaXRpb24YAiABKAQiUAoRTGlzdFNlcmllc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSFAoMbWluX3Bvc2l0aW9uGAMgASgEIlIKEkxpc3RTZXJpZXNSZXNwb25zZRIjCgZzZXJpZXMYASADKAsyEy5xaXMuZGF0YS52MS5TZXJpZXMSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpYBChdMaXN0QXVkaXRFbnRyaWVzUmVxdWVzdBIUCgZwYXJlbnQYBiABKAlCBOJBAQISDgoGZmlsdGVyGAcgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJEhQKDG1pbl9wb3NpdGlvbhgFIAEoBEoECAEQAkoECAIQA1IGc2VyaWVzUgRzbmFwIvMBCgpBdWRpdEVudHJ5Ei8KC2NvbW1pdF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZhY3Rpb24YAiABKAkSDAoEdXNlchgDIAEoCRISCgpjb21tYW5kX2lkGAQgASgJEhAKCHJlc291cmNlGAUgASgJEi0KCXNuYXBfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHZGV0YWlscxgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFwoPY29tbWl0X3Bvc2l0aW9uGAggASgEIl0KGExpc3RBdWRpdEVudHJpZXNSZXNwb25zZRIoCgdlbnRyaWVzGAEgAygLMhcucWlzLmRhdGEudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkicwoQU3Vic2NyaWJlUmVxdWVzdBIOCgZzZXJpZXMYASADKAkSFgoMcmVzdW1lX3Rva2VuGAIgASgJSAASGAoOYWZ0ZXJfcG9zaXRpb24YAyABKARIABIUCgxtaW5fcG9zaXRpb24YBCABKARCBwoFc3RhcnQiVQoRU3Vic2NyaWJlUmVzcG9uc2USKgoGdmFsdWVzGAEgAygLMhoucWlzLmRhdGEudjEuT2ZmaWNpYWxWYWx1ZRIUCgxyZXN1bWVfdG9rZW4YAiABKAkiwAMKDFF1YWxpdHlJc3N1ZRIQCghpc3N1ZV9pZBgBIAEoCRIOCgZzZXJpZXMYAiABKAkSLQoJc25hcF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYBCABKAkSJgoEcnVsZRgNIAEoDjIYLnFpcy5kYXRhLnYxLlF1YWxpdHlSdWxlEicKCHNldmVyaXR5GA4gASgOMhUucWlzLmRhdGEudjEuU2V2ZXJpdHkSKQoIZXZpZGVuY2UYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei8KBnN0YXR1cxgPIAEoDjIfLnFpcy5kYXRhLnYxLlF1YWxpdHlJc3N1ZVN0YXR1cxIuCgpyYWlzZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXNvbHZlZF9ieRgKIAEoCRIZChFyZXNvbHV0aW9uX3JlYXNvbhgLIAEoCRIwCgxyZXNvbHZlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSgQIBRAGSgQIBhAHSgQICBAJIsoBChhMaXN0UXVhbGl0eUlzc3Vlc1JlcXVlc3QSFAoGcGFyZW50GAkgASgJQgTiQQECEg4KBmZpbHRlchgKIAEoCRIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCRIUCgxtaW5fcG9zaXRpb24YCCABKARKBAgBEAJKBAgCEANKBAgDEARKBAgEEAVKBAgFEAZSBnNlcmllc1IEcnVsZVIIc2V2ZXJpdHlSBnN0YXR1c1INcmFpc2VkX2JlZm9yZSJfChlMaXN0UXVhbGl0eUlzc3Vlc1Jlc3BvbnNlEikKBmlzc3VlcxgBIAMoCzIZLnFpcy5kYXRhLnYxLlF1YWxpdHlJc3N1ZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki/gIKDlF1YWxpdHlNZXRyaWNzEg4KBnNlcmllcxgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIYWNjdXJhY3kYBCABKAESFAoMY29tcGxldGVuZXNzGAUgASgBEhIKCnRpbWVsaW5lc3MYBiABKAESEwoLY29uc2lzdGVuY3kYByABKAESMgoOY2FsY3VsYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmV4cGVjdGVkX3NuYXBzGAkgASgDEhYKDnJlY2VpdmVkX3NuYXBzGAogASgDEisKEG1pc3Npbmdfc2Vzc2lvbnMYDSADKAsyES5nb29nbGUudHlwZS5EYXRlEhYKDnVuY292ZXJlZF9kYXlzGAwgASgFSgQICxAMIswBChlMaXN0UXVhbGl0eU1ldHJpY3NSZXF1ZXN0EhQKBnNlcmllcxgBIAEoCUIE4kEBAhIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbWluX3Bvc2l0aW9uGAQgASgEEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJImMKGkxpc3RRdWFsaXR5TWV0cmljc1Jlc3BvbnNlEiwKB21ldHJpY3MYASADKAsyGy5xaXMuZGF0YS52MS5RdWFsaXR5TWV0cmljcxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqlAEKC1ZhbHVlTWV0aG9kEhwKGFZBTFVFX01FVEhPRF9VTlNQRUNJRklFRBAAEhkKFVZBTFVFX01FVEhPRF9QUklPUklUWRABEhcKE1ZBTFVFX01FVEhPRF9NRURJQU4QAhIaChZWQUxVRV9NRVRIT0RfQ09OU0VOU1VTEAMSFwoTVkFMVUVfTUVUSE9EX01BTlVBTBAEKlYKCVZhbHVlVmlldxIaChZWQUxVRV9WSUVXX1VOU1BFQ0lGSUVEEAASFQoRVkFMVUVfVklFV19QT0lOVFMQARIWChJWQUxVRV9WSUVXX0NPTFVNTlMQAjKTBgoMUXVlcnlTZXJ2aWNlEk8KClF1ZXJ5UmFuZ2USHi5xaXMuZGF0YS52MS5RdWVyeVJhbmdlUmVxdWVzdBofLnFpcy5kYXRhLnYxLlF1ZXJ5UmFuZ2VSZXNwb25zZTABEkoKCUdldFZhbHVlcxIdLnFpcy5kYXRhLnYxLkdldFZhbHVlc1JlcXVlc3QaHi5xaXMuZGF0YS52MS5HZXRWYWx1ZXNSZXNwb25zZRJcCg9HZXRQb2ludEhpc3RvcnkSIy5xaXMuZGF0YS52MS5HZXRQb2ludEhpc3RvcnlSZXF1ZXN0GiQucWlzLmRhdGEudjEuR2V0UG9pbnRIaXN0b3J5UmVzcG9uc2USPwoJR2V0U2VyaWVzEh0ucWlzLmRhdGEudjEuR2V0U2VyaWVzUmVxdWVzdBoTLnFpcy5kYXRhLnYxLlNlcmllcxJNCgpMaXN0U2VyaWVzEh4ucWlzLmRhdGEudjEuTGlzdFNlcmllc1JlcXVlc3QaHy5xaXMuZGF0YS52MS5MaXN0U2VyaWVzUmVzcG9uc2USXwoQTGlzdEF1ZGl0RW50cmllcxIkLnFpcy5kYXRhLnYxLkxpc3RBdWRpdEVudHJpZXNSZXF1ZXN0GiUucWlzLmRhdGEudjEuTGlzdEF1ZGl0RW50cmllc1Jlc3BvbnNlEkwKCVN1YnNjcmliZRIdLnFpcy5kYXRhLnYxLlN1YnNjcmliZVJlcXVlc3QaHi5xaXMuZGF0YS52MS5TdWJzY3JpYmVSZXNwb25zZTABEmIKEUxpc3RRdWFsaXR5SXNzdWVzEiUucWlzLmRhdGEudjEuTGlzdFF1YWxpdHlJc3N1ZXNSZXF1ZXN0GiYucWlzLmRhdGEudjEuTGlzdFF1YWxpdHlJc3N1ZXNSZXNwb25zZRJlChJMaXN0UXVhbGl0eU1ldHJpY3MSJi5xaXMuZGF0YS52MS5MaXN0UXVhbGl0eU1ldHJpY3NSZXF1ZXN0GicucWlzLmRhdGEudjEuTGlzdFF1YWxpdHlNZXRyaWNzUmVzcG9uc2VCYAoPY29tLnFpcy5kYXRhLnYxQhFRdWVyeVNlcnZpY2VQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_quality, file_qis_data_v1_series, file_qis_data_v1_values]);
 
 /**
  * One version of the official value of a point.
@@ -138,6 +138,155 @@ export const OfficialValueSchema: GenMessage<OfficialValue> = /*@__PURE__*/
   messageDesc(file_qis_data_v1_query_service, 0);
 
 /**
+ * Official values in columns: row i of every column is one OfficialValue. Lineage (sources,
+ * reason, user) is left to the per-point view and GetPointHistory.
+ *
+ * @generated from message qis.data.v1.OfficialValueColumns
+ */
+export type OfficialValueColumns = Message<"qis.data.v1.OfficialValueColumns"> & {
+  /**
+   * OfficialValue.snap_time, as microseconds since 1970-01-01T00:00:00Z.
+   *
+   * @generated from field: repeated int64 snap_time_micros = 1;
+   */
+  snapTimeMicros: bigint[];
+
+  /**
+   * OfficialValue.version.
+   *
+   * @generated from field: repeated int32 versions = 2;
+   */
+  versions: number[];
+
+  /**
+   * The values, as decimal strings exactly as published; the case follows the series' data
+   * type.
+   *
+   * @generated from oneof qis.data.v1.OfficialValueColumns.values
+   */
+  values: {
+    /**
+     * For DATA_TYPE_PRICE series.
+     *
+     * @generated from field: qis.data.v1.DecimalColumn prices = 3;
+     */
+    value: DecimalColumn;
+    case: "prices";
+  } | {
+    /**
+     * For DATA_TYPE_VOLUME series.
+     *
+     * @generated from field: qis.data.v1.DecimalColumn volumes = 4;
+     */
+    value: DecimalColumn;
+    case: "volumes";
+  } | {
+    /**
+     * For DATA_TYPE_OHLC_BAR series.
+     *
+     * @generated from field: qis.data.v1.OhlcBarColumns bars = 5;
+     */
+    value: OhlcBarColumns;
+    case: "bars";
+  } | {
+    /**
+     * For options chains and corporate actions: one DataValue per row.
+     *
+     * @generated from field: qis.data.v1.DataValues other = 6;
+     */
+    value: DataValues;
+    case: "other";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * The currency (prices, bars) or unit (volumes) of every value in `prices`, `volumes` or
+   * `bars`: the series' own. A page holding a value in another currency or unit (published
+   * before a schema evolution changed the series' unit) carries its values in `other`, each
+   * with its own, as the per-point view does.
+   *
+   * @generated from field: string unit = 7;
+   */
+  unit: string;
+
+  /**
+   * OfficialValue.quality_score.
+   *
+   * @generated from field: repeated double quality_scores = 8;
+   */
+  qualityScores: number[];
+
+  /**
+   * OfficialValue.record_time, as microseconds since 1970-01-01T00:00:00Z.
+   *
+   * @generated from field: repeated int64 record_time_micros = 9;
+   */
+  recordTimeMicros: bigint[];
+
+  /**
+   * OfficialValue.record_position.
+   *
+   * @generated from field: repeated uint64 record_positions = 10;
+   */
+  recordPositions: bigint[];
+
+  /**
+   * OfficialValue.supersede_position (0 while current).
+   *
+   * @generated from field: repeated uint64 supersede_positions = 11;
+   */
+  supersedePositions: bigint[];
+
+  /**
+   * OfficialValue.method.
+   *
+   * @generated from field: repeated qis.data.v1.ValueMethod methods = 12;
+   */
+  methods: ValueMethod[];
+
+  /**
+   * How many flags each row has: row i's are the next flag_counts[i] entries of `flags`.
+   *
+   * @generated from field: repeated int32 flag_counts = 13;
+   */
+  flagCounts: number[];
+
+  /**
+   * OfficialValue.flags of every row, concatenated in row order.
+   *
+   * @generated from field: repeated qis.data.v1.QualityRule flags = 14;
+   */
+  flags: QualityRule[];
+};
+
+/**
+ * Describes the message qis.data.v1.OfficialValueColumns.
+ * Use `create(OfficialValueColumnsSchema)` to create a new message.
+ */
+export const OfficialValueColumnsSchema: GenMessage<OfficialValueColumns> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_query_service, 1);
+
+/**
+ * Values of kinds without a column form, one per row.
+ *
+ * @generated from message qis.data.v1.DataValues
+ */
+export type DataValues = Message<"qis.data.v1.DataValues"> & {
+  /**
+   * One per row.
+   *
+   * @generated from field: repeated qis.data.v1.DataValue values = 1;
+   */
+  values: DataValue[];
+};
+
+/**
+ * Describes the message qis.data.v1.DataValues.
+ * Use `create(DataValuesSchema)` to create a new message.
+ */
+export const DataValuesSchema: GenMessage<DataValues> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_query_service, 2);
+
+/**
  * Request of QueryService.QueryRange.
  *
  * @generated from message qis.data.v1.QueryRangeRequest
@@ -210,6 +359,13 @@ export type QueryRangeRequest = Message<"qis.data.v1.QueryRangeRequest"> & {
    * @generated from field: uint64 min_position = 8;
    */
   minPosition: bigint;
+
+  /**
+   * Per-point `values` (unset) or `columns`.
+   *
+   * @generated from field: qis.data.v1.ValueView view = 9;
+   */
+  view: ValueView;
 };
 
 /**
@@ -217,7 +373,7 @@ export type QueryRangeRequest = Message<"qis.data.v1.QueryRangeRequest"> & {
  * Use `create(QueryRangeRequestSchema)` to create a new message.
  */
 export const QueryRangeRequestSchema: GenMessage<QueryRangeRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 1);
+  messageDesc(file_qis_data_v1_query_service, 3);
 
 /**
  * One batch of a QueryRange answer.
@@ -226,11 +382,18 @@ export const QueryRangeRequestSchema: GenMessage<QueryRangeRequest> = /*@__PURE_
  */
 export type QueryRangeResponse = Message<"qis.data.v1.QueryRangeResponse"> & {
   /**
-   * Up to page_size values, ascending by snap.
+   * Up to page_size values, ascending by snap (VALUE_VIEW_POINTS).
    *
    * @generated from field: repeated qis.data.v1.OfficialValue values = 1;
    */
   values: OfficialValue[];
+
+  /**
+   * The same values in columns (VALUE_VIEW_COLUMNS).
+   *
+   * @generated from field: qis.data.v1.OfficialValueColumns columns = 4;
+   */
+  columns?: OfficialValueColumns | undefined;
 
   /**
    * Pass it as page_token to resume after this message, in this call's stream or in a new call
@@ -253,7 +416,7 @@ export type QueryRangeResponse = Message<"qis.data.v1.QueryRangeResponse"> & {
  * Use `create(QueryRangeResponseSchema)` to create a new message.
  */
 export const QueryRangeResponseSchema: GenMessage<QueryRangeResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 2);
+  messageDesc(file_qis_data_v1_query_service, 4);
 
 /**
  * Request of QueryService.GetValues.
@@ -304,6 +467,13 @@ export type GetValuesRequest = Message<"qis.data.v1.GetValuesRequest"> & {
    * @generated from field: uint64 min_position = 5;
    */
   minPosition: bigint;
+
+  /**
+   * Per-point `values` (unset) or `columns`.
+   *
+   * @generated from field: qis.data.v1.ValueView view = 6;
+   */
+  view: ValueView;
 };
 
 /**
@@ -311,7 +481,7 @@ export type GetValuesRequest = Message<"qis.data.v1.GetValuesRequest"> & {
  * Use `create(GetValuesRequestSchema)` to create a new message.
  */
 export const GetValuesRequestSchema: GenMessage<GetValuesRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 3);
+  messageDesc(file_qis_data_v1_query_service, 5);
 
 /**
  * Response of QueryService.GetValues.
@@ -320,11 +490,19 @@ export const GetValuesRequestSchema: GenMessage<GetValuesRequest> = /*@__PURE__*
  */
 export type GetValuesResponse = Message<"qis.data.v1.GetValuesResponse"> & {
   /**
-   * One per requested snap that had an official value then, in the order of the request.
+   * One per requested snap that had an official value then, in the order of the request
+   * (VALUE_VIEW_POINTS).
    *
    * @generated from field: repeated qis.data.v1.OfficialValue values = 1;
    */
   values: OfficialValue[];
+
+  /**
+   * The same values in columns (VALUE_VIEW_COLUMNS).
+   *
+   * @generated from field: qis.data.v1.OfficialValueColumns columns = 3;
+   */
+  columns?: OfficialValueColumns | undefined;
 
   /**
    * The answer reflects at least this commit position (and min_position, when given).
@@ -339,7 +517,7 @@ export type GetValuesResponse = Message<"qis.data.v1.GetValuesResponse"> & {
  * Use `create(GetValuesResponseSchema)` to create a new message.
  */
 export const GetValuesResponseSchema: GenMessage<GetValuesResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 4);
+  messageDesc(file_qis_data_v1_query_service, 6);
 
 /**
  * Request of QueryService.GetPointHistory.
@@ -388,7 +566,7 @@ export type GetPointHistoryRequest = Message<"qis.data.v1.GetPointHistoryRequest
  * Use `create(GetPointHistoryRequestSchema)` to create a new message.
  */
 export const GetPointHistoryRequestSchema: GenMessage<GetPointHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 5);
+  messageDesc(file_qis_data_v1_query_service, 7);
 
 /**
  * A value one source sent for a point (lineage).
@@ -451,7 +629,7 @@ export type SourceObservation = Message<"qis.data.v1.SourceObservation"> & {
  * Use `create(SourceObservationSchema)` to create a new message.
  */
 export const SourceObservationSchema: GenMessage<SourceObservation> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 6);
+  messageDesc(file_qis_data_v1_query_service, 8);
 
 /**
  * One page of the history of a point: its versions and the observations they were made from,
@@ -495,7 +673,7 @@ export type GetPointHistoryResponse = Message<"qis.data.v1.GetPointHistoryRespon
  * Use `create(GetPointHistoryResponseSchema)` to create a new message.
  */
 export const GetPointHistoryResponseSchema: GenMessage<GetPointHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 7);
+  messageDesc(file_qis_data_v1_query_service, 9);
 
 /**
  * Request of QueryService.GetSeries.
@@ -523,7 +701,7 @@ export type GetSeriesRequest = Message<"qis.data.v1.GetSeriesRequest"> & {
  * Use `create(GetSeriesRequestSchema)` to create a new message.
  */
 export const GetSeriesRequestSchema: GenMessage<GetSeriesRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 8);
+  messageDesc(file_qis_data_v1_query_service, 10);
 
 /**
  * Request of QueryService.ListSeries.
@@ -558,7 +736,7 @@ export type ListSeriesRequest = Message<"qis.data.v1.ListSeriesRequest"> & {
  * Use `create(ListSeriesRequestSchema)` to create a new message.
  */
 export const ListSeriesRequestSchema: GenMessage<ListSeriesRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 9);
+  messageDesc(file_qis_data_v1_query_service, 11);
 
 /**
  * One page of the series catalogue.
@@ -586,7 +764,7 @@ export type ListSeriesResponse = Message<"qis.data.v1.ListSeriesResponse"> & {
  * Use `create(ListSeriesResponseSchema)` to create a new message.
  */
 export const ListSeriesResponseSchema: GenMessage<ListSeriesResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 10);
+  messageDesc(file_qis_data_v1_query_service, 12);
 
 /**
  * Request of QueryService.ListAuditEntries.
@@ -602,9 +780,10 @@ export type ListAuditEntriesRequest = Message<"qis.data.v1.ListAuditEntriesReque
   parent: string;
 
   /**
-   * AIP-160 filter: comparisons joined by AND, on `snap_time` (=, RFC 3339 in quotes; series
-   * only), `commit_time` (=, !=, <, <=, >, >=, RFC 3339 in quotes), `user` and `action` (=,
-   * !=, quoted strings). E.g. `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
+   * AIP-160 filter: comparisons joined by AND, on `snap_time` (=; series only),
+   * `commit_time` (=, !=, <, <=, >, >=), `user` and `action` (=, !=, quoted strings); times
+   * are quoted RFC 3339 with an offset and at most 6 fraction digits. E.g.
+   * `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
    * Empty: every entry of the parent. At most 1,024 characters. A malformed filter is
    * INVALID_ARGUMENT naming `filter`. A series the read model does not know is NOT_FOUND; a
    * source without entries has none.
@@ -641,7 +820,7 @@ export type ListAuditEntriesRequest = Message<"qis.data.v1.ListAuditEntriesReque
  * Use `create(ListAuditEntriesRequestSchema)` to create a new message.
  */
 export const ListAuditEntriesRequestSchema: GenMessage<ListAuditEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 11);
+  messageDesc(file_qis_data_v1_query_service, 13);
 
 /**
  * One recorded action: who did what, when.
@@ -711,7 +890,7 @@ export type AuditEntry = Message<"qis.data.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 12);
+  messageDesc(file_qis_data_v1_query_service, 14);
 
 /**
  * One page of audit entries.
@@ -739,7 +918,7 @@ export type ListAuditEntriesResponse = Message<"qis.data.v1.ListAuditEntriesResp
  * Use `create(ListAuditEntriesResponseSchema)` to create a new message.
  */
 export const ListAuditEntriesResponseSchema: GenMessage<ListAuditEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 13);
+  messageDesc(file_qis_data_v1_query_service, 15);
 
 /**
  * Request of QueryService.Subscribe.
@@ -792,7 +971,7 @@ export type SubscribeRequest = Message<"qis.data.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 14);
+  messageDesc(file_qis_data_v1_query_service, 16);
 
 /**
  * One batch of a subscription.
@@ -820,7 +999,7 @@ export type SubscribeResponse = Message<"qis.data.v1.SubscribeResponse"> & {
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 15);
+  messageDesc(file_qis_data_v1_query_service, 17);
 
 /**
  * A rule a point failed.
@@ -918,7 +1097,7 @@ export type QualityIssue = Message<"qis.data.v1.QualityIssue"> & {
  * Use `create(QualityIssueSchema)` to create a new message.
  */
 export const QualityIssueSchema: GenMessage<QualityIssue> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 16);
+  messageDesc(file_qis_data_v1_query_service, 18);
 
 /**
  * Request of QueryService.ListQualityIssues.
@@ -936,8 +1115,8 @@ export type ListQualityIssuesRequest = Message<"qis.data.v1.ListQualityIssuesReq
   /**
    * AIP-160 filter: comparisons joined by AND, on `rule`, `severity` and `status` (= or !=,
    * enum value names without their prefix: `rule = JUMP`, `status = OPEN`), `source` (= or !=,
-   * a quoted resource name), `snap_time` and `raise_time` (=, !=, <, <=, >, >=, RFC 3339 in
-   * quotes). E.g. `status = OPEN AND severity = ERROR AND raise_time < "2024-03-01T00:00:00Z"`
+   * a quoted resource name), `snap_time` and `raise_time` (=, !=, <, <=, >, >=, quoted RFC
+   * 3339 with an offset and at most 6 fraction digits). E.g. `status = OPEN AND severity = ERROR AND raise_time < "2024-03-01T00:00:00Z"`
    * (old open errors). Empty: every issue of the parent, in any status. At most 1,024
    * characters. A malformed filter is INVALID_ARGUMENT naming `filter`; a series the read model
    * does not know is NOT_FOUND.
@@ -974,7 +1153,7 @@ export type ListQualityIssuesRequest = Message<"qis.data.v1.ListQualityIssuesReq
  * Use `create(ListQualityIssuesRequestSchema)` to create a new message.
  */
 export const ListQualityIssuesRequestSchema: GenMessage<ListQualityIssuesRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 17);
+  messageDesc(file_qis_data_v1_query_service, 19);
 
 /**
  * Response of QueryService.ListQualityIssues.
@@ -983,7 +1162,7 @@ export const ListQualityIssuesRequestSchema: GenMessage<ListQualityIssuesRequest
  */
 export type ListQualityIssuesResponse = Message<"qis.data.v1.ListQualityIssuesResponse"> & {
   /**
-   * Ascending by issue id (which starts with the snap), per series.
+   * Ascending by series, then issue id (string order).
    *
    * @generated from field: repeated qis.data.v1.QualityIssue issues = 1;
    */
@@ -1002,7 +1181,7 @@ export type ListQualityIssuesResponse = Message<"qis.data.v1.ListQualityIssuesRe
  * Use `create(ListQualityIssuesResponseSchema)` to create a new message.
  */
 export const ListQualityIssuesResponseSchema: GenMessage<ListQualityIssuesResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 18);
+  messageDesc(file_qis_data_v1_query_service, 20);
 
 /**
  * Quality of a series over a window.
@@ -1104,7 +1283,7 @@ export type QualityMetrics = Message<"qis.data.v1.QualityMetrics"> & {
  * Use `create(QualityMetricsSchema)` to create a new message.
  */
 export const QualityMetricsSchema: GenMessage<QualityMetrics> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 19);
+  messageDesc(file_qis_data_v1_query_service, 21);
 
 /**
  * Request of QueryService.ListQualityMetrics.
@@ -1160,7 +1339,7 @@ export type ListQualityMetricsRequest = Message<"qis.data.v1.ListQualityMetricsR
  * Use `create(ListQualityMetricsRequestSchema)` to create a new message.
  */
 export const ListQualityMetricsRequestSchema: GenMessage<ListQualityMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 20);
+  messageDesc(file_qis_data_v1_query_service, 22);
 
 /**
  * Response of QueryService.ListQualityMetrics.
@@ -1188,7 +1367,7 @@ export type ListQualityMetricsResponse = Message<"qis.data.v1.ListQualityMetrics
  * Use `create(ListQualityMetricsResponseSchema)` to create a new message.
  */
 export const ListQualityMetricsResponseSchema: GenMessage<ListQualityMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 21);
+  messageDesc(file_qis_data_v1_query_service, 23);
 
 /**
  * How an official value was made.
@@ -1237,6 +1416,40 @@ export enum ValueMethod {
  */
 export const ValueMethodSchema: GenEnum<ValueMethod> = /*@__PURE__*/
   enumDesc(file_qis_data_v1_query_service, 0);
+
+/**
+ * How an answer carries official values.
+ *
+ * @generated from enum qis.data.v1.ValueView
+ */
+export enum ValueView {
+  /**
+   * Not set: VALUE_VIEW_POINTS.
+   *
+   * @generated from enum value: VALUE_VIEW_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * One OfficialValue message per point.
+   *
+   * @generated from enum value: VALUE_VIEW_POINTS = 1;
+   */
+  POINTS = 1,
+
+  /**
+   * OfficialValueColumns: one column per field, far cheaper to build and read for long ranges.
+   *
+   * @generated from enum value: VALUE_VIEW_COLUMNS = 2;
+   */
+  COLUMNS = 2,
+}
+
+/**
+ * Describes the enum qis.data.v1.ValueView.
+ */
+export const ValueViewSchema: GenEnum<ValueView> = /*@__PURE__*/
+  enumDesc(file_qis_data_v1_query_service, 1);
 
 /**
  * The read side: official values now, as known at any past time (bitemporal), their history,

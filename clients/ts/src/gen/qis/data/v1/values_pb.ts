@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/values.proto.
  */
 export const file_qis_data_v1_values: GenFile = /*@__PURE__*/
-  fileDesc("ChhxaXMvZGF0YS92MS92YWx1ZXMucHJvdG8SC3Fpcy5kYXRhLnYxIigKBVByaWNlEg0KBXZhbHVlGAEgASgJEhAKCGN1cnJlbmN5GAIgASgJIigKBlZvbHVtZRIQCghxdWFudGl0eRgBIAEoCRIMCgR1bml0GAIgASgJIlEKB09obGNCYXISDAoEb3BlbhgBIAEoCRIMCgRoaWdoGAIgASgJEgsKA2xvdxgDIAEoCRINCgVjbG9zZRgEIAEoCRIOCgZ2b2x1bWUYBSABKAkinwEKC09wdGlvblF1b3RlEiEKBmV4cGlyeRgBIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSDgoGc3RyaWtlGAIgASgJEicKBXJpZ2h0GAMgASgOMhgucWlzLmRhdGEudjEuT3B0aW9uUmlnaHQSCwoDYmlkGAQgASgJEgsKA2FzaxgFIAEoCRIaChJpbXBsaWVkX3ZvbGF0aWxpdHkYBiABKAkiUgoMT3B0aW9uc0NoYWluEhgKEHVuZGVybHlpbmdfcHJpY2UYASABKAkSKAoGcXVvdGVzGAIgAygLMhgucWlzLmRhdGEudjEuT3B0aW9uUXVvdGUi4wEKD0NvcnBvcmF0ZUFjdGlvbhIuCgR0eXBlGAEgASgOMiAucWlzLmRhdGEudjEuQ29ycG9yYXRlQWN0aW9uVHlwZRIiCgdleF9kYXRlGAIgASgLMhEuZ29vZ2xlLnR5cGUuRGF0ZRImCgtyZWNvcmRfZGF0ZRgDIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSIwoIcGF5X2RhdGUYBCABKAsyES5nb29nbGUudHlwZS5EYXRlEg0KBXJhdGlvGAUgASgJEg4KBmFtb3VudBgGIAEoCRIQCghjdXJyZW5jeRgHIAEoCSLyAQoJRGF0YVZhbHVlEiMKBXByaWNlGAEgASgLMhIucWlzLmRhdGEudjEuUHJpY2VIABIlCgZ2b2x1bWUYAiABKAsyEy5xaXMuZGF0YS52MS5Wb2x1bWVIABIjCgNiYXIYAyABKAsyFC5xaXMuZGF0YS52MS5PaGxjQmFySAASMgoNb3B0aW9uc19jaGFpbhgEIAEoCzIZLnFpcy5kYXRhLnYxLk9wdGlvbnNDaGFpbkgAEjgKEGNvcnBvcmF0ZV9hY3Rpb24YBSABKAsyHC5xaXMuZGF0YS52MS5Db3Jwb3JhdGVBY3Rpb25IAEIGCgRraW5kIqgBCglEYXRhUG9pbnQSMwoJc25hcF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhItCgp1dGNfb2Zmc2V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKBXZhbHVlGAIgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlQgTiQQECSgQIARACUgRzbmFwKqUBCghEYXRhVHlwZRIZChVEQVRBX1RZUEVfVU5TUEVDSUZJRUQQABITCg9EQVRBX1RZUEVfUFJJQ0UQARIUChBEQVRBX1RZUEVfVk9MVU1FEAISFgoSREFUQV9UWVBFX09ITENfQkFSEAMSGwoXREFUQV9UWVBFX09QVElPTlNfQ0hBSU4QBBIeChpEQVRBX1RZUEVfQ09SUE9SQVRFX0FDVElPThAFKlgKC09wdGlvblJpZ2h0EhwKGE9QVElPTl9SSUdIVF9VTlNQRUNJRklFRBAAEhUKEU9QVElPTl9SSUdIVF9DQUxMEAESFAoQT1BUSU9OX1JJR0hUX1BVVBACKoICChNDb3Jwb3JhdGVBY3Rpb25UeXBlEiUKIUNPUlBPUkFURV9BQ1RJT05fVFlQRV9VTlNQRUNJRklFRBAAEicKI0NPUlBPUkFURV9BQ1RJT05fVFlQRV9DQVNIX0RJVklERU5EEAESJQohQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NUT0NLX1NQTElUEAISKAokQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NUT0NLX0RJVklERU5EEAMSIgoeQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NQSU5fT0ZGEAQSJgoiQ09SUE9SQVRFX0FDVElPTl9UWVBFX1JJR0hUU19JU1NVRRAFQloKD2NvbS5xaXMuZGF0YS52MUILVmFsdWVzUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date]);
+  fileDesc("ChhxaXMvZGF0YS92MS92YWx1ZXMucHJvdG8SC3Fpcy5kYXRhLnYxIigKBVByaWNlEg0KBXZhbHVlGAEgASgJEhAKCGN1cnJlbmN5GAIgASgJIigKBlZvbHVtZRIQCghxdWFudGl0eRgBIAEoCRIMCgR1bml0GAIgASgJIlEKB09obGNCYXISDAoEb3BlbhgBIAEoCRIMCgRoaWdoGAIgASgJEgsKA2xvdxgDIAEoCRINCgVjbG9zZRgEIAEoCRIOCgZ2b2x1bWUYBSABKAkinwEKC09wdGlvblF1b3RlEiEKBmV4cGlyeRgBIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSDgoGc3RyaWtlGAIgASgJEicKBXJpZ2h0GAMgASgOMhgucWlzLmRhdGEudjEuT3B0aW9uUmlnaHQSCwoDYmlkGAQgASgJEgsKA2FzaxgFIAEoCRIaChJpbXBsaWVkX3ZvbGF0aWxpdHkYBiABKAkiUgoMT3B0aW9uc0NoYWluEhgKEHVuZGVybHlpbmdfcHJpY2UYASABKAkSKAoGcXVvdGVzGAIgAygLMhgucWlzLmRhdGEudjEuT3B0aW9uUXVvdGUi4wEKD0NvcnBvcmF0ZUFjdGlvbhIuCgR0eXBlGAEgASgOMiAucWlzLmRhdGEudjEuQ29ycG9yYXRlQWN0aW9uVHlwZRIiCgdleF9kYXRlGAIgASgLMhEuZ29vZ2xlLnR5cGUuRGF0ZRImCgtyZWNvcmRfZGF0ZRgDIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSIwoIcGF5X2RhdGUYBCABKAsyES5nb29nbGUudHlwZS5EYXRlEg0KBXJhdGlvGAUgASgJEg4KBmFtb3VudBgGIAEoCRIQCghjdXJyZW5jeRgHIAEoCSLyAQoJRGF0YVZhbHVlEiMKBXByaWNlGAEgASgLMhIucWlzLmRhdGEudjEuUHJpY2VIABIlCgZ2b2x1bWUYAiABKAsyEy5xaXMuZGF0YS52MS5Wb2x1bWVIABIjCgNiYXIYAyABKAsyFC5xaXMuZGF0YS52MS5PaGxjQmFySAASMgoNb3B0aW9uc19jaGFpbhgEIAEoCzIZLnFpcy5kYXRhLnYxLk9wdGlvbnNDaGFpbkgAEjgKEGNvcnBvcmF0ZV9hY3Rpb24YBSABKAsyHC5xaXMuZGF0YS52MS5Db3Jwb3JhdGVBY3Rpb25IAEIGCgRraW5kIqgBCglEYXRhUG9pbnQSMwoJc25hcF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhItCgp1dGNfb2Zmc2V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKBXZhbHVlGAIgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlQgTiQQECSgQIARACUgRzbmFwIj8KDURlY2ltYWxDb2x1bW4SDQoFdGV4dHMYASADKAkSEAoIdW5zY2FsZWQYAiADKBISDQoFc2NhbGUYAyABKAUi5AEKDk9obGNCYXJDb2x1bW5zEigKBG9wZW4YASABKAsyGi5xaXMuZGF0YS52MS5EZWNpbWFsQ29sdW1uEigKBGhpZ2gYAiABKAsyGi5xaXMuZGF0YS52MS5EZWNpbWFsQ29sdW1uEicKA2xvdxgDIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW4SKQoFY2xvc2UYBCABKAsyGi5xaXMuZGF0YS52MS5EZWNpbWFsQ29sdW1uEioKBnZvbHVtZRgFIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW4i2AEKDFBvaW50Q29sdW1ucxIYChBzbmFwX3RpbWVfbWljcm9zGAEgAygDEhoKEnV0Y19vZmZzZXRfbWludXRlcxgCIAMoERIsCgZwcmljZXMYAyABKAsyGi5xaXMuZGF0YS52MS5EZWNpbWFsQ29sdW1uSAASLQoHdm9sdW1lcxgEIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW5IABIrCgRiYXJzGAUgASgLMhsucWlzLmRhdGEudjEuT2hsY0JhckNvbHVtbnNIAEIICgZ2YWx1ZXMqpQEKCERhdGFUeXBlEhkKFURBVEFfVFlQRV9VTlNQRUNJRklFRBAAEhMKD0RBVEFfVFlQRV9QUklDRRABEhQKEERBVEFfVFlQRV9WT0xVTUUQAhIWChJEQVRBX1RZUEVfT0hMQ19CQVIQAxIbChdEQVRBX1RZUEVfT1BUSU9OU19DSEFJThAEEh4KGkRBVEFfVFlQRV9DT1JQT1JBVEVfQUNUSU9OEAUqWAoLT3B0aW9uUmlnaHQSHAoYT1BUSU9OX1JJR0hUX1VOU1BFQ0lGSUVEEAASFQoRT1BUSU9OX1JJR0hUX0NBTEwQARIUChBPUFRJT05fUklHSFRfUFVUEAIqggIKE0NvcnBvcmF0ZUFjdGlvblR5cGUSJQohQ09SUE9SQVRFX0FDVElPTl9UWVBFX1VOU1BFQ0lGSUVEEAASJwojQ09SUE9SQVRFX0FDVElPTl9UWVBFX0NBU0hfRElWSURFTkQQARIlCiFDT1JQT1JBVEVfQUNUSU9OX1RZUEVfU1RPQ0tfU1BMSVQQAhIoCiRDT1JQT1JBVEVfQUNUSU9OX1RZUEVfU1RPQ0tfRElWSURFTkQQAxIiCh5DT1JQT1JBVEVfQUNUSU9OX1RZUEVfU1BJTl9PRkYQBBImCiJDT1JQT1JBVEVfQUNUSU9OX1RZUEVfUklHSFRTX0lTU1VFEAVCWgoPY29tLnFpcy5kYXRhLnYxQgtWYWx1ZXNQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date]);
 
 /**
  * A price in a currency.
@@ -377,6 +377,159 @@ export type DataPoint = Message<"qis.data.v1.DataPoint"> & {
  */
 export const DataPointSchema: GenMessage<DataPoint> = /*@__PURE__*/
   messageDesc(file_qis_data_v1_values, 7);
+
+/**
+ * A column of decimals, in one of two forms: decimal strings (as in Price.value), or integers
+ * scaled by a declared number of decimal places (unscaled 10125 at scale 2 is 101.25), which
+ * parse without any text handling. Each decimal is bounded as everywhere: |x| < 1e18, at most
+ * 18 decimal places.
+ *
+ * @generated from message qis.data.v1.DecimalColumn
+ */
+export type DecimalColumn = Message<"qis.data.v1.DecimalColumn"> & {
+  /**
+   * Decimal strings, one per row; "" for an absent value where the field is optional (an OHLC
+   * bar's volume). Set either texts or unscaled, not both.
+   *
+   * @generated from field: repeated string texts = 1;
+   */
+  texts: string[];
+
+  /**
+   * Scaled integers, one per row: the value is unscaled × 10^-scale, written with `scale`
+   * decimal places (2050 at scale 2 is 20.50, stored and published as "20.50").
+   *
+   * @generated from field: repeated sint64 unscaled = 2;
+   */
+  unscaled: bigint[];
+
+  /**
+   * Decimal places of `unscaled`, 0 to 18.
+   *
+   * @generated from field: int32 scale = 3;
+   */
+  scale: number;
+};
+
+/**
+ * Describes the message qis.data.v1.DecimalColumn.
+ * Use `create(DecimalColumnSchema)` to create a new message.
+ */
+export const DecimalColumnSchema: GenMessage<DecimalColumn> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_values, 8);
+
+/**
+ * OHLC bars in columns, row i of each column making bar i.
+ *
+ * @generated from message qis.data.v1.OhlcBarColumns
+ */
+export type OhlcBarColumns = Message<"qis.data.v1.OhlcBarColumns"> & {
+  /**
+   * First traded prices.
+   *
+   * @generated from field: qis.data.v1.DecimalColumn open = 1;
+   */
+  open?: DecimalColumn | undefined;
+
+  /**
+   * Highest prices.
+   *
+   * @generated from field: qis.data.v1.DecimalColumn high = 2;
+   */
+  high?: DecimalColumn | undefined;
+
+  /**
+   * Lowest prices.
+   *
+   * @generated from field: qis.data.v1.DecimalColumn low = 3;
+   */
+  low?: DecimalColumn | undefined;
+
+  /**
+   * Last traded prices.
+   *
+   * @generated from field: qis.data.v1.DecimalColumn close = 4;
+   */
+  close?: DecimalColumn | undefined;
+
+  /**
+   * Quantities traded; unset when no bar has one.
+   *
+   * @generated from field: qis.data.v1.DecimalColumn volume = 5;
+   */
+  volume?: DecimalColumn | undefined;
+};
+
+/**
+ * Describes the message qis.data.v1.OhlcBarColumns.
+ * Use `create(OhlcBarColumnsSchema)` to create a new message.
+ */
+export const OhlcBarColumnsSchema: GenMessage<OhlcBarColumns> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_values, 9);
+
+/**
+ * Points of one series in columns: row i is the point at snap_time_micros[i] whose value is
+ * row i of the value column(s). For prices, volumes and OHLC bars, the kinds a long history
+ * is made of; the per-point DataPoint carries every kind.
+ *
+ * @generated from message qis.data.v1.PointColumns
+ */
+export type PointColumns = Message<"qis.data.v1.PointColumns"> & {
+  /**
+   * Snaps as microseconds since 1970-01-01T00:00:00Z, within the bounds of
+   * DataPoint.snap_time (-62,135,596,800,000,000 to 253,402,300,799,999,999); unique.
+   *
+   * @generated from field: repeated int64 snap_time_micros = 1;
+   */
+  snapTimeMicros: bigint[];
+
+  /**
+   * The UTC offsets the source stated, in minutes (-1,439 to 1,439): none (all UTC), one (the
+   * same for every row) or one per row.
+   *
+   * @generated from field: repeated sint32 utc_offset_minutes = 2;
+   */
+  utcOffsetMinutes: number[];
+
+  /**
+   * The values; the case must match the series' data type. Currencies and units are the
+   * series' own.
+   *
+   * @generated from oneof qis.data.v1.PointColumns.values
+   */
+  values: {
+    /**
+     * For DATA_TYPE_PRICE series.
+     *
+     * @generated from field: qis.data.v1.DecimalColumn prices = 3;
+     */
+    value: DecimalColumn;
+    case: "prices";
+  } | {
+    /**
+     * For DATA_TYPE_VOLUME series.
+     *
+     * @generated from field: qis.data.v1.DecimalColumn volumes = 4;
+     */
+    value: DecimalColumn;
+    case: "volumes";
+  } | {
+    /**
+     * For DATA_TYPE_OHLC_BAR series.
+     *
+     * @generated from field: qis.data.v1.OhlcBarColumns bars = 5;
+     */
+    value: OhlcBarColumns;
+    case: "bars";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message qis.data.v1.PointColumns.
+ * Use `create(PointColumnsSchema)` to create a new message.
+ */
+export const PointColumnsSchema: GenMessage<PointColumns> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_values, 10);
 
 /**
  * What kind of value a series holds. Fixed when the series is defined.

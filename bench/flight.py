@@ -1,0 +1,202 @@
+"""Arrow Flight benchmark (run: python -m bench.flight [--points 1000000]), one run:
+
+1. one price series of `--points` points written straight into a fresh SQLite read store
+   (untimed), served by a real qis-query process;
+2. raw anchor: a plain sqlite3 scan of the same rows (the query the store runs for a latest
+   range, every row fetched as a tuple, no paging), in this process;
+3. Flight: one DoGet of the whole series into a pyarrow Table (`read_all`), every point
+   counted and the last one checked; the ratio to the raw scan, against the target of issue 10
+   (>= 10,000,000 points/s or >= 0.8 of the raw scan, whichever is lower);
+4. where the time goes, in this process without Flight: the application's pages alone (the
+   store's rows to OfficialVersion objects, through QueryHandlers.query_range call after call),
+   then the same pages made into Arrow batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.flight as fl
+from google.protobuf import json_format
+from qis.data.v1 import series_pb2, values_pb2
+from qis_adapters.readstore.port import OfficialVersion, ProjectionBatch, SeriesEntry
+from qis_adapters.readstore.sqlite import SqliteReadStore
+from qis_query.application.arrow_batches import BatchBuilder
+from qis_query.application.export import ExportRequest, open_export
+from qis_query.bootstrap import build_handlers
+from qis_query.settings import QuerySettings
+
+from bench.support import free_port, process, wait_serving
+
+SERIES = "FLIGHT.PX"
+GENERATION = "g1"
+BASE_US = 1_600_000_000 * 1_000_000
+STEP_US = 1_000_000
+WRITE_CHUNK = 50_000
+USER = [(b"x-qis-user", b"bench")]
+TARGET_POINTS_S = 10_000_000
+TARGET_RATIO = 0.8
+_VALUES = [
+    values_pb2.DataValue(
+        price=values_pb2.Price(value=f"{100 + i / 100:.2f}", currency="USD")
+    ).SerializeToString()
+    for i in range(100)
+]
+
+
+def batches(points: int) -> Iterator[ProjectionBatch]:
+    definition = series_pb2.Series(
+        name=f"series/{SERIES}", data_type=values_pb2.DATA_TYPE_PRICE, unit="USD"
+    )
+    entry = SeriesEntry(SERIES, 1, json_format.MessageToDict(definition), BASE_US, 1)
+    for first in range(0, points, WRITE_CHUNK):
+        batch = ProjectionBatch(series=[entry] if first == 0 else [])
+        batch.versions.extend(
+            OfficialVersion(
+                series_id=SERIES,
+                snap_us=BASE_US + i * STEP_US,
+                version=1,
+                value=_VALUES[i % 100],
+                quality_score=1.0,
+                recorded_from_us=BASE_US + i * STEP_US + STEP_US,
+                position_from=first // WRITE_CHUNK + 1,
+                reason="",
+                user_id="bench",
+                command_id="bench",
+                sources=("vendor",),
+                method="priority",
+            )
+            for i in range(first, min(points, first + WRITE_CHUNK))
+        )
+        yield batch
+
+
+async def write_store(path: Path, points: int) -> None:
+    store = await SqliteReadStore.open(path, GENERATION)
+    try:
+        for position, batch in enumerate(batches(points), start=1):
+            await store.apply(batch, position)
+        await store.set_active_generation(GENERATION)
+    finally:
+        await store.close()
+
+
+def raw_scan(path: Path) -> tuple[int, float]:
+    """The store's latest-range query, every row fetched as a tuple."""
+    with sqlite3.connect(path) as conn:
+        sql = (
+            f"SELECT * FROM {GENERATION}_current WHERE series_id = ? AND snap_us >= ?"
+            " AND snap_us < ? ORDER BY snap_us"
+        )
+        started = time.perf_counter()
+        count = 0
+        cursor = conn.execute(sql, (SERIES, -(2**63), 2**63 - 1))
+        while rows := cursor.fetchmany(10_000):
+            count += len(rows)
+        return count, time.perf_counter() - started
+
+
+def flight_read(address: str, series_range: dict[str, object]) -> tuple[pa.Table, float]:
+    ticket = fl.Ticket(json.dumps({"series": [f"series/{SERIES}"], **series_range}).encode())
+    with fl.FlightClient(f"grpc+tcp://{address}") as client:
+        started = time.perf_counter()
+        table = client.do_get(ticket, fl.FlightCallOptions(headers=USER)).read_all()
+        return table, time.perf_counter() - started
+
+
+async def in_process(path: Path, points: int) -> tuple[float, float]:
+    """Seconds for the application's pages alone, and for the pages made into batches."""
+    store = await SqliteReadStore.open(path)
+    try:
+        handlers = build_handlers(store, QuerySettings(auth="dev"))
+        timings = []
+        for make_batches in (False, True):
+            started = time.perf_counter()
+            export = await open_export(handlers, ExportRequest((SERIES,)))
+            builder = BatchBuilder(export.series, export.columns, export.read_position)
+            count = 0
+            async for page in export.pages:
+                if make_batches:
+                    builder.batch(page)
+                count += len(page.values)
+            timings.append(time.perf_counter() - started)
+            assert count == points, (count, points)
+        return timings[0], timings[1]
+    finally:
+        await store.close()
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:>12,.0f} points/s ({count:,} in {seconds:.2f} s)"
+
+
+async def main(points: int) -> None:
+    load_before = os.getloadavg()
+    print(f"Arrow Flight benchmark: {points:,} points of one price series, SQLite read store")
+    print(
+        f"load average before: {' '.join(f'{x:.2f}' for x in load_before)} ({os.cpu_count()} CPUs)"
+    )
+    with tempfile.TemporaryDirectory(prefix="qis-flight-") as tmp:
+        data = Path(tmp)
+        path = data / "read.db"
+        started = time.perf_counter()
+        await write_store(path, points)
+        print(f"  written in {time.perf_counter() - started:.1f} s (untimed)")
+
+        raw_count, raw_s = raw_scan(path)
+        assert raw_count == points
+        address = f"127.0.0.1:{free_port()}"
+        env = {
+            "QIS_DATA_DIR": str(data),
+            "QIS_READ_STORE_URI": f"sqlite:///{path}",
+            "QIS_QUERY_ADDRESS": f"127.0.0.1:{free_port()}",
+            "QIS_FLIGHT_ADDRESS": address,
+            "QIS_LOG_LEVEL": "WARNING",
+        }
+        with process("qis-query", env, data / "query.log"):
+            await asyncio.to_thread(wait_serving, env["QIS_QUERY_ADDRESS"])
+            warm_end = BASE_US + 10_000 * STEP_US
+            flight_read(address, {"end_time": _rfc3339(warm_end)})  # connections, caches
+            table, flight_s = flight_read(address, {})
+        assert table.num_rows == points, table.num_rows
+        last = table.column("snap_time")[-1].value
+        assert last == BASE_US + (points - 1) * STEP_US, "last point missing"
+        pages_s, batches_s = await in_process(path, points)
+
+    raw_rate, flight_rate = raw_count / raw_s, points / flight_s
+    ratio = flight_rate / raw_rate
+    target = min(TARGET_POINTS_S, TARGET_RATIO * raw_rate)
+    print(f"raw sqlite3 scan of the same rows      {rate(raw_count, raw_s)}")
+    print(f"Flight DoGet into a pyarrow Table      {rate(points, flight_s)}")
+    print(
+        f"  ratio to the raw scan {ratio:.2f}; target {target:,.0f} points/s"
+        f" (>= {TARGET_POINTS_S:,} or >= {TARGET_RATIO} of the raw scan, the lower):"
+        f" {'met' if flight_rate >= target else 'NOT met'}"
+    )
+    print(f"in-process, application pages only     {rate(points, pages_s)}")
+    print(f"in-process, pages + Arrow batches      {rate(points, batches_s)}")
+    load_after = os.getloadavg()
+    print(
+        f"load average before {' '.join(f'{x:.2f}' for x in load_before)},"
+        f" after {' '.join(f'{x:.2f}' for x in load_after)}"
+    )
+
+
+def _rfc3339(us: int) -> str:
+    seconds = us // 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--points", type=int, default=1_000_000)
+    asyncio.run(main(parser.parse_args().points))

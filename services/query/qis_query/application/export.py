@@ -1,0 +1,197 @@
+"""Long range reads of one or several series at once, for columnar exports (Arrow Flight): the
+same answer as QueryRange, read through the same use case (QueryHandlers.query_range) call
+after call, series after series, so the bounds, the as-of semantics, read-your-writes and the
+refusals are QueryRange's own.
+
+Everything that can refuse the request is checked before the first value is handed out: the
+range, each series (NOT_FOUND, naming which), its data type (options chains and corporate
+actions have no column form), and the read model's position (min_position). What follows is
+values only, in pages of at most MAX_RANGE_PAGE, each series ascending by snap, the series in
+the order they were named.
+
+Like QueryRange's pages, the calls of a latest read are separate reads: a restatement
+published while a long export streams may show in its later pages. An as-of read
+(`as_of_position`, e.g. the read position of an earlier export) is a fixed answer.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from google.protobuf import json_format
+from qis.data.v1 import series_pb2, values_pb2
+from qis_adapters.readstore.port import OPEN_END, OfficialVersion, SeriesEntry
+from qis_domain.errors import InvalidArgument, NotFound
+from qis_domain.names import series_name, series_resource
+
+from qis_query.application import ranges
+from qis_query.application.handlers import MAX_RANGE_PAGE, QueryHandlers
+from qis_query.application.ranges import EARLIEST, LATEST, AsOf, RangeQuery
+
+MAX_SERIES = 1_000
+"""Series one export names at most."""
+SERIES_FIELD = "series"
+_DEFINITION_KEYS = ("data_type", "dataType", "unit")  # proto-JSON names, either form
+
+
+class ValueColumns(enum.Enum):
+    """Which value columns a series' values fill."""
+
+    DECIMAL = "value"
+    """Prices and volumes: one decimal per point."""
+    BAR = "open/high/low/close/volume"
+    """OHLC bars: four decimals and an optional volume."""
+
+
+DATA_TYPES: dict[values_pb2.DataType.ValueType, tuple[str, ValueColumns]] = {
+    values_pb2.DATA_TYPE_PRICE: ("price", ValueColumns.DECIMAL),
+    values_pb2.DATA_TYPE_VOLUME: ("volume", ValueColumns.DECIMAL),
+    values_pb2.DATA_TYPE_OHLC_BAR: ("ohlc_bar", ValueColumns.BAR),
+}
+"""The data types with a column form: their short names (as `qis define-series --type`) and
+value columns."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    series_ids: tuple[str, ...]
+    start_us: int = EARLIEST
+    end_us: int = OPEN_END
+    as_of: AsOf = LATEST
+    min_position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedSeries:
+    series_id: str
+    data_type: str
+    """"price", "volume" or "ohlc_bar"."""
+    unit: str
+    """The series' currency or unit (its definition)."""
+    columns: ValueColumns
+
+    @property
+    def name(self) -> str:
+        return series_name(self.series_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPage:
+    series_index: int
+    """Of the series in the request."""
+    values: list[OfficialVersion]
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    series: tuple[ExportedSeries, ...]
+    columns: ValueColumns
+    read_position: int
+    """The answer reflects at least this commit position (that of its first call)."""
+    pages: AsyncIterator[ExportPage]
+    """Non-empty pages, in order; an async generator: close it (aclose) if left unfinished."""
+
+
+async def open_export(queries: QueryHandlers, request: ExportRequest) -> Export:
+    """Checks the request and reads its first page; raises InvalidArgument, NotFound or
+    ReadModelBehind before any value is handed out."""
+    _check_series_ids(request.series_ids)
+    ranges.check_time_range(request.start_us, request.end_us)
+    exported = [
+        await _series(queries, series_id, index, request.min_position)
+        for index, series_id in enumerate(request.series_ids)
+    ]
+    columns = _columns_of(exported)
+    first = await queries.query_range(_query(request, 0), MAX_RANGE_PAGE, "", request.min_position)
+    return Export(
+        tuple(exported),
+        columns,
+        first.read_position,
+        _pages(queries, request, first.value),
+    )
+
+
+def _check_series_ids(series_ids: Sequence[str]) -> None:
+    if not series_ids:
+        raise InvalidArgument.single(SERIES_FIELD, "name at least one series")
+    if len(series_ids) > MAX_SERIES:
+        raise InvalidArgument.single(
+            SERIES_FIELD, f"at most {MAX_SERIES:,} series, got {len(series_ids):,}"
+        )
+    seen: set[str] = set()
+    for index, series_id in enumerate(series_ids):
+        if series_id in seen:
+            raise InvalidArgument.single(
+                f"{SERIES_FIELD}[{index}]", f"{series_name(series_id)} is named twice"
+            )
+        seen.add(series_id)
+
+
+async def _series(
+    queries: QueryHandlers, series_id: str, index: int, min_position: int
+) -> ExportedSeries:
+    field = f"{SERIES_FIELD}[{index}]"
+    try:
+        entry = await queries.series(series_id, min_position)
+    except NotFound:
+        raise NotFound(series_resource(series_id), field) from None
+    data_type, unit = _definition(entry)
+    known = DATA_TYPES.get(data_type)
+    if known is None:
+        name = values_pb2.DataType.Name(data_type).removeprefix("DATA_TYPE_").lower()
+        raise InvalidArgument.single(
+            field,
+            f"{series_name(series_id)} holds {name} values, which have no column form: columnar"
+            " exports carry prices, volumes and OHLC bars (read it with QueryRange)",
+        )
+    return ExportedSeries(series_id, known[0], unit, known[1])
+
+
+def _definition(entry: SeriesEntry) -> tuple[values_pb2.DataType.ValueType, str]:
+    """The data type and unit of a catalogue entry (the proto-JSON form of its Series); only
+    those two fields are parsed."""
+    wanted = {k: v for k, v in entry.definition.items() if k in _DEFINITION_KEYS}
+    series = json_format.ParseDict(wanted, series_pb2.Series())
+    return series.data_type, series.unit
+
+
+def _columns_of(exported: Sequence[ExportedSeries]) -> ValueColumns:
+    first = exported[0]
+    other = next((s for s in exported if s.columns is not first.columns), None)
+    if other is not None:
+        bars, single = (first, other) if first.columns is ValueColumns.BAR else (other, first)
+        raise InvalidArgument.single(
+            SERIES_FIELD,
+            f"{bars.name} holds OHLC bars and {single.name} {single.data_type}s: one export has"
+            " one set of value columns, so ask for bars and for prices or volumes separately",
+        )
+    return first.columns
+
+
+def _query(request: ExportRequest, index: int) -> RangeQuery:
+    return RangeQuery(request.series_ids[index], request.start_us, request.end_us, request.as_of)
+
+
+async def _pages(
+    queries: QueryHandlers, request: ExportRequest, first: AsyncIterator[ranges.RangePage]
+) -> AsyncIterator[ExportPage]:
+    """Every page of every series: a QueryRange call streams a bounded number of points, and
+    its last page's token continues in the next call, until a page without one."""
+    calls: AsyncIterator[ranges.RangePage] | None = first
+    for index in range(len(request.series_ids)):
+        query = _query(request, index)
+        token = ""
+        while True:
+            if calls is None:
+                read = await queries.query_range(query, MAX_RANGE_PAGE, token, request.min_position)
+                calls = read.value
+            token = ""
+            async for page in calls:
+                if page.values:
+                    yield ExportPage(index, page.values)
+                token = page.next_page_token
+            calls = None
+            if not token:
+                break

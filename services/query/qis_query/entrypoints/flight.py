@@ -1,0 +1,590 @@
+"""Arrow Flight endpoint of qis-query: long range reads as Arrow record batches, for analysts
+who want a DataFrame (pyarrow, pandas, polars) rather than a message per point.
+
+It listens on its own port (QIS_FLIGHT_ADDRESS, default 127.0.0.1:50054), beside the gRPC
+QueryService, in the same process and over the same read model, and answers one method,
+`DoGet`. The ticket is UTF-8 JSON:
+
+    {"series": ["series/A", "series/B"],        a name, or a list of 1 to 1,000
+     "start_time": "2024-01-01T00:00:00Z",      optional, RFC 3339: the first snap
+     "end_time": "2025-01-01T00:00:00Z",        optional: snaps before it
+     "as_of_time": "2024-06-30T18:00:00Z",      optional: what was official then...
+     "as_of_position": 1234,                    ...or right after this commit position
+     "min_position": 1234}                      optional: read-your-writes, as in QueryRange
+
+and the answer is one stream, the series in the order named, each ascending by snap, of the
+schema in qis_query.application.arrow_batches (also in docs/cli.md): `series` (dictionary,
+only when several are named), `snap_time`, `value` (prices, volumes) or open/high/low/close/
+volume (OHLC bars) as exact decimal128(38, 18), `version`, `quality_score`, `record_time`,
+`record_position`, `flags`. It is QueryRange's answer for the same range and as-of, read
+through the same use case (qis_query.application.export), without its per-call limit: one
+DoGet streams the whole range, a page of at most 10,000 points in memory at a time.
+
+**Identity** is proven as on the gRPC port, by the same authenticator objects (QIS_AUTH): an
+`x-qis-user` header (dev), `authorization: Bearer <JWT>` (jwt), a client certificate (mtls), read
+by a ServerMiddlewareFactory before the call runs; a call that proves none is refused with
+UNAUTHENTICATED (FlightUnauthenticatedError), naming the check that failed. TLS uses the same
+QIS_TLS_* files; with QIS_TLS_CLIENT_CA_FILE the handshake requires a client certificate that
+chains to it. pyarrow does not show a server the certificate a client presented, so in `mtls`
+mode a caller without a bearer token is known only as "client-certificate" (the certificate
+was verified, its CN cannot be read); with `jwt,mtls` a token names the caller.
+
+**Errors** follow the service's one error policy (qis_runtime.errors.status_for), with the
+status code of the gRPC API where Flight can carry it:
+
+| what                                       | Flight client sees (gRPC code)            |
+|--------------------------------------------|-------------------------------------------|
+| bad ticket, bad range, options chains, ... | ArrowInvalid (INVALID_ARGUMENT)           |
+| unknown series                             | ArrowKeyError, a KeyError (NOT_FOUND)     |
+| read model behind min_position, store down | FlightUnavailableError (UNAVAILABLE)      |
+| no or bad identity                         | FlightUnauthenticatedError (UNAUTHENTICATED) |
+| a bug                                      | FlightInternalError (INTERNAL), with the reference logged |
+
+The message starts with the gRPC code name ("INVALID_ARGUMENT: series[1]: ..."), one line per
+field violation; a FlightError's `extra_info` holds the google.rpc.Status the gRPC API would
+send (RetryInfo, ErrorInfo). No Python traceback reaches a client: pyarrow writes one into the
+status of any Python exception raised while it runs a handler, except a FlightError raised by
+the handler itself, so INVALID_ARGUMENT and NOT_FOUND, which have no FlightError, are raised
+from C (see _refusing_stream). An error after the first batch (a store failing mid-stream)
+ends the stream with UNKNOWN and the same message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import grpc
+import pyarrow as pa
+import pyarrow.flight as fl
+from google.rpc import error_details_pb2, status_pb2
+from qis_adapters.readstore.port import OPEN_END
+from qis_domain.bounds import MAX_POSITION, position_in_range
+from qis_domain.errors import FieldViolation, InvalidArgument, RetryLater
+from qis_domain.names import SERIES_COLLECTION, parse_name
+from qis_domain.snaps import parse_snap
+from qis_runtime.auth import ServerSecurity, loopback_only
+from qis_runtime.errors import status_for
+from qis_runtime.identity import (
+    Authenticator,
+    DuplicateIdentity,
+    Identity,
+    Metadata,
+    Unauthenticated,
+)
+
+from qis_query.application.arrow_batches import BatchBuilder
+from qis_query.application.export import MAX_SERIES, ExportPage, ExportRequest, open_export
+from qis_query.application.handlers import QueryHandlers
+from qis_query.application.ranges import EARLIEST, LATEST, AsOf, AtPosition, KnownAt
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_TICKET_BYTES = 64 * 1024
+"""A ticket naming 1,000 series of 40 characters is ~45 KiB."""
+TICKET_FIELDS = (
+    "series",
+    "start_time",
+    "end_time",
+    "as_of_time",
+    "as_of_position",
+    "min_position",
+)
+IDENTITY_MIDDLEWARE = "qis-identity"
+CERTIFIED_CLIENT = "client-certificate"
+"""The caller of an mtls connection without a bearer token (see the module docstring)."""
+LOOP_TIMEOUT_S = 60.0
+"""The longest a Flight thread waits for the query loop to answer one step (authenticating,
+opening the export, reading a page); beyond it the call ends UNAVAILABLE."""
+
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+_FLIGHT_ERRORS: dict[grpc.StatusCode, type[fl.FlightError]] = {
+    grpc.StatusCode.UNAUTHENTICATED: fl.FlightUnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: fl.FlightUnauthorizedError,
+    grpc.StatusCode.UNAVAILABLE: fl.FlightUnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: fl.FlightTimedOutError,
+    grpc.StatusCode.CANCELLED: fl.FlightCancelledError,
+    grpc.StatusCode.INTERNAL: fl.FlightInternalError,
+}
+_ARROW_ERRORS: dict[grpc.StatusCode, type[Exception]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: pa.ArrowInvalid,
+    grpc.StatusCode.NOT_FOUND: pa.ArrowKeyError,
+}
+
+
+# --- the ticket ------------------------------------------------------------------------------
+
+
+def parse_ticket(raw: bytes) -> ExportRequest:
+    """The export a ticket asks for; InvalidArgument naming every field at fault (as they are
+    named in the ticket: "series[2]", "as_of_time")."""
+    if len(raw) > MAX_TICKET_BYTES:
+        raise InvalidArgument.single(
+            "ticket", f"at most {MAX_TICKET_BYTES:,} bytes, got {len(raw):,}"
+        )
+    try:
+        body = json.loads(raw.decode())
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidArgument.single("ticket", _TICKET_FORM) from None
+    if not isinstance(body, dict):
+        raise InvalidArgument.single("ticket", _TICKET_FORM)
+    fields = _TicketFields(body)
+    unknown = sorted(set(body) - set(TICKET_FIELDS))
+    for name in unknown:
+        fields.refuse(name, f"unknown field; a ticket has {', '.join(TICKET_FIELDS)}")
+    series = fields.series()
+    request = ExportRequest(
+        series,
+        fields.instant("start_time", EARLIEST),
+        fields.instant("end_time", OPEN_END),
+        fields.as_of(),
+        fields.position("min_position", 0),
+    )
+    fields.check()
+    return request
+
+
+_TICKET_FORM = (
+    'not a ticket: UTF-8 JSON such as {"series": ["series/A"], "start_time":'
+    ' "2024-01-01T00:00:00Z"} (fields: ' + ", ".join(TICKET_FIELDS) + ")"
+)
+
+
+class _TicketFields:
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self._body = body
+        self._violations: list[FieldViolation] = []
+
+    def refuse(self, field: str, description: str) -> None:
+        self._violations.append(FieldViolation(field, description))
+
+    def check(self) -> None:
+        if self._violations:
+            raise InvalidArgument(self._violations)
+
+    def series(self) -> tuple[str, ...]:
+        names = self._body.get("series")
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not names:
+            self.refuse("series", 'required: a series name ("series/ID") or a list of them')
+            return ()
+        if len(names) > MAX_SERIES:
+            self.refuse("series", f"at most {MAX_SERIES:,} series, got {len(names):,}")
+            return ()
+        ids: list[str] = []
+        for index, name in enumerate(names):
+            field = f"series[{index}]"
+            if not isinstance(name, str):
+                self.refuse(field, 'a series name: "series/ID"')
+                continue
+            try:
+                ids.append(parse_name(name, SERIES_COLLECTION, field))
+            except InvalidArgument as error:
+                self._violations.extend(error.violations)
+        return tuple(ids)
+
+    def instant(self, field: str, unset: int) -> int:
+        text = self._body.get(field)
+        if text is None:
+            return unset
+        if not isinstance(text, str):
+            self.refuse(field, "an RFC 3339 timestamp string, e.g. 2024-01-01T00:00:00Z")
+            return unset
+        try:
+            return parse_snap(text).utc_us
+        except ValueError as error:
+            self.refuse(field, str(error))
+            return unset
+
+    def position(self, field: str, unset: int) -> int:
+        value = self._body.get(field)
+        if value is None:
+            return unset
+        if not isinstance(value, int) or isinstance(value, bool) or not position_in_range(value):
+            self.refuse(field, f"a commit position: an integer from 0 to {MAX_POSITION}")
+            return unset
+        return value
+
+    def as_of(self) -> AsOf:
+        if "as_of_time" in self._body and "as_of_position" in self._body:
+            self.refuse("as_of_position", "give as_of_time or as_of_position, not both")
+            return LATEST
+        if "as_of_time" in self._body:
+            return KnownAt(self.instant("as_of_time", 0))
+        if "as_of_position" in self._body:
+            return AtPosition(self.position("as_of_position", 0))
+        return LATEST
+
+
+# --- identity --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _HandshakePeer:
+    """The TLS peer as an authenticator sees it. `certified`: the connection could only be made
+    with a client certificate of QIS_TLS_CLIENT_CA_FILE; pyarrow does not expose which, so its
+    CN reads as CERTIFIED_CLIENT."""
+
+    certified: bool
+
+    def auth_context(self) -> Mapping[str, Iterable[bytes]]:
+        return {"x509_common_name": [CERTIFIED_CLIENT.encode()]} if self.certified else {}
+
+
+class _Identified(fl.ServerMiddleware):  # type: ignore[misc]
+    def __init__(self, identity: Identity) -> None:
+        super().__init__()
+        self.identity = identity
+
+
+class IdentityMiddlewareFactory(fl.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Authenticates every call before it runs, with the gRPC port's authenticator, on the
+    query loop (token verification and JWKS refreshes are coroutines of that loop)."""
+
+    def __init__(
+        self, authenticator: Authenticator, loop: asyncio.AbstractEventLoop, certified: bool
+    ) -> None:
+        super().__init__()
+        self._authenticator = authenticator
+        self._loop = loop
+        self._peer = _HandshakePeer(certified)
+
+    def start_call(self, info: Any, headers: Mapping[str, list[str | bytes]]) -> _Identified:
+        metadata: Metadata = tuple(
+            (key.lower(), value) for key, values in headers.items() for value in values
+        )
+        try:
+            identity: Identity = _on_loop(
+                self._loop, self._authenticator.authenticate(metadata, self._peer)
+            )
+        except (Unauthenticated, DuplicateIdentity) as error:
+            raise fl.FlightUnauthenticatedError(f"UNAUTHENTICATED: {error}") from None
+        except Exception as error:
+            raise _flight_error(status_for(error)) from None
+        return _Identified(identity)
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FlightTls:
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
+class _Server(fl.FlightServerBase):  # type: ignore[misc]
+    def __init__(self, endpoint: QueryFlight, location: str, **options: Any) -> None:
+        super().__init__(location, **options)
+        self._endpoint = endpoint
+
+    def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.RecordBatchStream:
+        return self._endpoint.stream(context, ticket.ticket)
+
+
+class QueryFlight:
+    """The Flight server of the query process, serving `queries` from the loop it is started
+    on; `start` binds the port, `stop` drains it."""
+
+    def __init__(
+        self,
+        queries: QueryHandlers,
+        address: str,
+        security: ServerSecurity,
+        tls: FlightTls | None = None,
+    ) -> None:
+        """Development mode on an address other machines reach raises ConfigurationError, as
+        for the gRPC port."""
+        loopback_only(("flight",), address, security)
+        self._queries = queries
+        self._address = address
+        self._security = security
+        self._tls = tls
+        self._server: _Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self.port = 0
+
+    @property
+    def location(self) -> str:
+        scheme = "grpc+tcp" if self._tls is None else "grpc+tls"
+        return f"{scheme}://{self._address}"
+
+    async def start(self) -> int:
+        """Listens (port 0: a free one); OSError when the port cannot be bound."""
+        self._loop = asyncio.get_running_loop()
+        options: dict[str, Any] = {
+            "middleware": {
+                IDENTITY_MIDDLEWARE: IdentityMiddlewareFactory(
+                    self._security.authenticator,
+                    self._loop,
+                    certified=self._tls is not None and self._tls.client_ca_file is not None,
+                )
+            }
+        }
+        if self._tls is not None:
+            options["tls_certificates"] = [
+                (self._tls.cert_file.read_bytes(), self._tls.key_file.read_bytes())
+            ]
+            if self._tls.client_ca_file is not None:
+                options["verify_client"] = True
+                options["root_certificates"] = self._tls.client_ca_file.read_bytes()
+        try:
+            self._server = _Server(self, self.location, **options)
+        except pa.ArrowException as error:
+            # pyarrow says only "Server did not start properly"; gRPC logs the cause.
+            raise OSError(
+                f"cannot listen for Arrow Flight on {self._address} (QIS_FLIGHT_ADDRESS): is"
+                f" the port in use? ({error})"
+            ) from None
+        self.port = self._server.port
+        # The gRPC port's summary holds: the same authenticator, the same TLS files.
+        log.info("Arrow Flight listening on %s: %s", self._address, self._security.summary)
+        return self.port
+
+    async def stop(self, grace_s: float) -> None:
+        """Stops taking calls at once; the streams under way get `grace_s` to finish, then end
+        UNAVAILABLE at their next batch. pyarrow's shutdown waits for every call without a
+        deadline, so it runs in a daemon thread: a client that stopped reading cannot hold the
+        process open (its call ends when the process does)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        done = asyncio.get_running_loop().create_future()
+
+        def shut() -> None:
+            server.shutdown()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                done.get_loop().call_soon_threadsafe(_settle, done)
+
+        threading.Thread(target=shut, name="flight-shutdown", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), grace_s)
+            return
+        except TimeoutError:
+            self._stopping.set()
+        try:
+            await asyncio.wait_for(done, 2.0)
+        except TimeoutError:
+            log.warning("Arrow Flight calls still open after the grace period: left to the exit")
+
+    # --- one DoGet, on a Flight thread ---------------------------------------------------
+
+    def stream(self, context: fl.ServerCallContext, ticket: bytes) -> fl.RecordBatchStream:
+        loop = self._loop
+        assert loop is not None, "started"
+        try:
+            request = parse_ticket(ticket)
+            export = _on_loop(loop, open_export(self._queries, request))
+        except Exception as error:
+            return _refusing_stream(status_for(error))
+        caller = context.get_middleware(IDENTITY_MIDDLEWARE)
+        log.debug(
+            "Flight export of %d series for %s",
+            len(export.series),
+            caller.identity.user_id if caller is not None else "?",
+        )
+        builder = BatchBuilder(export.series, export.columns, export.read_position)
+        outcomes = self._outcomes(loop, context, builder, _Prefetched(export.pages))
+        # What runs where. pyarrow's reader pulls the next batch from C++ with the GIL held:
+        # waiting for the loop's page (GIL released while blocked), then making the batch from
+        # the page's Python objects (GIL held; the decimal cast itself is an Arrow kernel).
+        # Everything after that pull runs in C++ without the GIL: IPC encoding of the batch,
+        # gRPC framing and the socket writes, and waiting on a slow client's flow control. So
+        # one busy export holds the GIL only while a page is made, never while it is sent.
+        reader = pa.RecordBatchReader.from_batches(builder.schema, _results(outcomes))
+        return fl.RecordBatchStream(reader)
+
+    def _outcomes(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        context: fl.ServerCallContext,
+        builder: BatchBuilder,
+        pages: _Prefetched,
+    ) -> Iterator[asyncio.Future[pa.RecordBatch]]:
+        """Each batch as a done future, a failure as the last one (see _results); never
+        raises. The pages are closed on the loop however the stream ends."""
+        try:
+            while True:
+                try:
+                    if self._stopping.is_set():
+                        raise _Stopping
+                    page = _on_loop(loop, pages.next())
+                    if page is None or context.is_cancelled():
+                        return
+                    batch = builder.batch(page)
+                except Exception as error:
+                    yield _failed(status_for(error))
+                    return
+                yield _done(batch)
+        finally:
+            # Not waited for: this may run wherever the reader is let go of. A loop already
+            # closed (the process is exiting) has nothing left to close.
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(pages.close(), loop)
+
+
+class _Stopping(RetryLater):
+    def __init__(self) -> None:
+        super().__init__("the query service is stopping: read the rest from another instance")
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def describe(status: status_pb2.Status) -> str:
+    """'CODE: message', then one line per field violation."""
+    lines = [f"{_CODE_NAMES.get(status.code, str(status.code))}: {status.message}"]
+    violations = _violations(status)
+    if len(violations) > 1:  # the message names the first one only
+        lines.extend(f"  {v}" for v in violations)
+    return "\n".join(lines)
+
+
+def _violations(status: status_pb2.Status) -> list[str]:
+    found: list[str] = []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            found.extend(f"{v.field}: {v.description}" for v in bad.field_violations)
+    return found
+
+
+def _code(status: status_pb2.Status) -> grpc.StatusCode:
+    return next((c for c in grpc.StatusCode if c.value[0] == status.code), grpc.StatusCode.UNKNOWN)
+
+
+def _flight_error(status: status_pb2.Status) -> fl.FlightError:
+    kind = _FLIGHT_ERRORS.get(_code(status), fl.FlightServerError)
+    return kind(describe(status), status.SerializeToString())
+
+
+def _error(status: status_pb2.Status) -> Exception:
+    """The exception that ends a stream with `status`: an Arrow error where Arrow has the code
+    (INVALID_ARGUMENT, NOT_FOUND), else the FlightError of the code."""
+    arrow = _ARROW_ERRORS.get(_code(status))
+    return arrow(describe(status)) if arrow is not None else _flight_error(status)
+
+
+def _refusing_stream(status: status_pb2.Status) -> fl.RecordBatchStream:
+    """The answer to a call refused before any batch. A FlightError is raised as it is: pyarrow
+    sends its code, message and extra_info. INVALID_ARGUMENT and NOT_FOUND have no FlightError:
+    raised here, pyarrow would send them with the handler's Python traceback, so they end an
+    empty stream instead, raised from C (_results)."""
+    error = _error(status)
+    if isinstance(error, fl.FlightError):
+        raise error
+    return fl.RecordBatchStream(
+        pa.RecordBatchReader.from_batches(pa.schema([]), _results(iter([_failed_with(error)])))
+    )
+
+
+# --- the bridge between Flight threads and the query loop --------------------------------------
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, work: Awaitable[T]) -> T:
+    """Runs `work` (a coroutine, or an awaitable such as anext()) on the query loop and waits
+    for it from this Flight thread (the GIL is released while it waits)."""
+
+    async def run() -> T:
+        result: T = await work
+        return result
+
+    future = asyncio.run_coroutine_threadsafe(run(), loop)
+    try:
+        return future.result(LOOP_TIMEOUT_S)
+    except TimeoutError:
+        future.cancel()
+        raise _LoopTimeout from None
+
+
+class _LoopTimeout(RetryLater):
+    def __init__(self) -> None:
+        super().__init__(f"the read model did not answer within {LOOP_TIMEOUT_S:.0f} s; retry")
+
+
+# pyarrow formats a Python exception raised while its C++ reader pulls a batch together with
+# the exception's traceback, and sends that to the client. An exception raised by C code has
+# no Python frame to show: a done asyncio.Future (implemented in C) raises its exception from
+# result() as it is. So the Python generator never raises, it yields outcomes, and map() (C)
+# calls Future.result (C) on each: batches come out, a failure is raised without a traceback.
+# (Without CPython's C accelerator for asyncio, one frame of asyncio's own would show.)
+
+
+class _Carrier:
+    """The loop of the outcome futures, which are never awaited, only read: a future asks its
+    loop whether it is in debug mode, and hands it a failure that nobody read (the client went
+    away before its last batch), which needs no report."""
+
+    def get_debug(self) -> bool:
+        return False
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        return None
+
+
+_CARRIER = cast(asyncio.AbstractEventLoop, _Carrier())
+
+
+def _results(outcomes: Iterator[asyncio.Future[pa.RecordBatch]]) -> Iterator[pa.RecordBatch]:
+    return map(asyncio.Future.result, outcomes)
+
+
+def _done(batch: pa.RecordBatch) -> asyncio.Future[pa.RecordBatch]:
+    future: asyncio.Future[pa.RecordBatch] = asyncio.Future(loop=_CARRIER)
+    future.set_result(batch)
+    return future
+
+
+def _failed(status: status_pb2.Status) -> asyncio.Future[pa.RecordBatch]:
+    return _failed_with(_error(status))
+
+
+def _failed_with(error: Exception) -> asyncio.Future[pa.RecordBatch]:
+    future: asyncio.Future[pa.RecordBatch] = asyncio.Future(loop=_CARRIER)
+    future.set_exception(error)
+    return future
+
+
+class _Prefetched:
+    """The export's pages, each read on the loop while the Flight thread makes the one before
+    into a batch: a page's SQLite read runs in the store's thread, mostly outside the GIL. At
+    most two pages are held: the one being made, and the next."""
+
+    def __init__(self, pages: AsyncIterator[ExportPage]) -> None:
+        self._pages = pages
+        self._ahead: asyncio.Future[ExportPage | None] | None = None
+
+    async def next(self) -> ExportPage | None:
+        """The next page (its read's failure, raised here), None after the last."""
+        ahead = self._ahead or asyncio.ensure_future(anext(self._pages, None))
+        self._ahead = None
+        page = await ahead
+        if page is not None:
+            self._ahead = asyncio.ensure_future(anext(self._pages, None))
+        return page
+
+    async def close(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await ahead  # its failure, if any, no longer matters
+        close = getattr(self._pages, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
