@@ -298,3 +298,127 @@ def test_columns_that_do_not_line_up_are_refused() -> None:
     empty = ValueColumns()
     empty.append(query_service_pb2.OfficialValueColumns())
     assert (len(empty), empty.kind, empty.decimals()) == (0, "", [])
+
+
+def other_columns(
+    first: int, values: list[values_pb2.DataValue]
+) -> query_service_pb2.OfficialValueColumns:
+    """official_columns(first, len(values)) with its values in `other` (the series' unit EUR)."""
+    columns = official_columns(first, len(values))
+    columns.other.values.extend(values)
+    columns.unit = "EUR"
+    return columns
+
+
+def eur_columns(first: int, rows: int) -> query_service_pb2.OfficialValueColumns:
+    columns = official_columns(first, rows)
+    columns.unit = "EUR"
+    return columns
+
+
+def usd(text: str) -> values_pb2.DataValue:
+    return values_pb2.DataValue(price=values_pb2.Price(value=text, currency="USD"))
+
+
+def eur(text: str) -> values_pb2.DataValue:
+    return values_pb2.DataValue(price=values_pb2.Price(value=text, currency="EUR"))
+
+
+def test_prices_after_a_page_in_other_become_other_row_for_row() -> None:
+    # A price series evolved USD -> EUR, page_size 2: the page holding a USD value comes in
+    # `other`, the later ones in `prices` (EUR).
+    values = ValueColumns()
+    values.append(other_columns(0, [usd("0.5"), eur("1.5")]), read_position=9)
+    values.append(eur_columns(2, 2))
+    values.append(eur_columns(4, 1))
+    values.append(
+        query_service_pb2.OfficialValueColumns(prices=values_pb2.DecimalColumn(), unit="EUR")
+    )  # the end
+    assert (len(values), values.kind, values.unit) == (5, "other", "EUR")
+    assert values.other == [usd("0.5"), eur("1.5"), eur("2.5"), eur("3.5"), eur("4.5")]
+    assert values.values == []
+    assert len(values.flags) == len(values.versions) == len(values.record_positions) == 5
+    assert values.record_positions == list(range(10, 15))
+    assert values.flags[4] == [quality_pb2.QUALITY_RULE_JUMP]
+    with pytest.raises(TypeError, match="other"):
+        values.decimals()
+
+
+def test_prices_before_a_page_in_other_are_converted() -> None:
+    values = ValueColumns()
+    values.append(official_columns(0, 2))  # USD, before the unit changed
+    values.append(other_columns(2, [usd("2.5"), eur("3.5")]))
+    values.append(eur_columns(4, 2))
+    assert (len(values), values.kind, values.unit) == (6, "other", "EUR")
+    assert values.other == [
+        usd("0.5"),
+        usd("1.5"),
+        usd("2.5"),
+        eur("3.5"),
+        eur("4.5"),
+        eur("5.5"),
+    ]
+    assert values.snap_time_micros == [micros(SNAP_0) + i * 86_400_000_000 for i in range(6)]
+    assert (values.values, values.bars.open) == ([], [])
+
+
+def test_typed_pages_in_two_units_become_other() -> None:
+    values = ValueColumns()
+    values.append(official_columns(0, 2))
+    values.append(official_columns(2, 1))
+    assert (values.kind, values.unit, values.values) == ("prices", "USD", ["0.5", "1.5", "2.5"])
+    values.append(eur_columns(3, 2))
+    assert (len(values), values.kind, values.unit) == (5, "other", "EUR")
+    assert values.other == [usd("0.5"), usd("1.5"), usd("2.5"), eur("3.5"), eur("4.5")]
+    # Volumes and bars likewise: Volume(quantity, unit), OhlcBar (volume "" where unknown).
+    volumes = ValueColumns()
+    shares = official_columns(0, 1)
+    shares.volumes.CopyFrom(shares.prices)
+    shares.unit = "shares"
+    lots = official_columns(1, 1)
+    lots.volumes.CopyFrom(lots.prices)
+    lots.unit = "lots"
+    volumes.append(shares)
+    volumes.append(lots)
+    assert volumes.other == [
+        values_pb2.DataValue(volume=values_pb2.Volume(quantity="0.5", unit="shares")),
+        values_pb2.DataValue(volume=values_pb2.Volume(quantity="1.5", unit="lots")),
+    ]
+    bars = ValueColumns()
+    bar_page = official_columns(0, 1)
+    bar_page.bars.CopyFrom(
+        values_pb2.OhlcBarColumns(
+            open=values_pb2.DecimalColumn(unscaled=[1000], scale=2),
+            high=values_pb2.DecimalColumn(texts=["12"]),
+            low=values_pb2.DecimalColumn(texts=["9"]),
+            close=values_pb2.DecimalColumn(texts=["11"]),
+        )
+    )
+    bars.append(bar_page)
+    bars.append(other_columns(1, [values_pb2.DataValue(bar=values_pb2.OhlcBar(open="1"))]))
+    assert bars.kind == "other"
+    assert bars.other[0] == values_pb2.DataValue(
+        bar=values_pb2.OhlcBar(open="10.00", high="12", low="9", close="11", volume="")
+    )
+    assert (bars.bars.open, len(bars)) == ([], 2)
+
+
+def test_pages_of_one_case_and_unit_keep_their_columns() -> None:
+    values = ValueColumns()
+    values.append(
+        query_service_pb2.OfficialValueColumns(other=query_service_pb2.DataValues(), unit="USD")
+    )  # no rows
+    values.append(official_columns(0, 2))
+    values.append(official_columns(2, 2))
+    values.append(
+        query_service_pb2.OfficialValueColumns(prices=values_pb2.DecimalColumn(), unit="EUR")
+    )  # no rows
+    assert (values.kind, values.unit, values.other) == ("prices", "USD", [])
+    assert values.decimals() == [Decimal(f"{i}.5") for i in range(4)]
+    # Volumes after prices stay malformed, even past a page in `other`.
+    values.append(other_columns(4, [usd("4.5")]))
+    volumes = official_columns(5, 1)
+    volumes.volumes.CopyFrom(volumes.prices)
+    with pytest.raises(MalformedColumns, match="volumes after prices"):
+        values.append(volumes)
+    assert len(values) == len(values.other) == len(values.flags) == 5

@@ -2,7 +2,8 @@
 request, and BulkIngest chunks) are the same commands as per-point ones, and a range read in the
 columnar view holds exactly what the per-point view of the same range does, page for page and
 across calls (a call is capped at two messages here), for prices (with flags, a restatement,
-two sources and a median), volumes and OHLC bars, latest and as of a position; GetValues too.
+two sources and a median), volumes and OHLC bars, latest and as of a position; GetValues too;
+and a price series whose unit changed, its pages mixing `other` and `prices`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from qis.data.v1 import query_service_pb2, series_pb2, values_pb2
+from google.protobuf import field_mask_pb2
+from qis.data.v1 import command_service_pb2, query_service_pb2, series_pb2, values_pb2
 from qis_client import (
     Bar,
     InvalidArgument,
@@ -21,6 +23,7 @@ from qis_client import (
     Scaled,
     User,
     ValueColumns,
+    new_command_id,
     point_columns,
     rows_as_columns,
     source_name,
@@ -114,6 +117,8 @@ def column_rows(columns: ValueColumns) -> list[tuple[Any, ...]]:
         values: list[tuple[str, ...]] = list(
             zip(b.open, b.high, b.low, b.close, b.volume, strict=True)
         )
+    elif columns.kind == "other":
+        values = [value_of(value) for value in columns.other]
     else:
         values = [(text,) for text in columns.values]
     return list(
@@ -258,3 +263,60 @@ def test_the_service_names_the_refused_row(qis: QisClient) -> None:
     fields = [v.field for v in refused.value.field_violations]
     assert fields == ["columns.prices.texts[1]", "columns.prices.texts[2]"]
     assert datetime.now(UTC)  # the service is still there for the next test
+
+
+def test_pages_before_and_after_a_change_of_unit_line_up(qis: QisClient) -> None:
+    series = define(qis, "COLS.EVO", values_pb2.DATA_TYPE_PRICE, "USD")
+    snaps = days(6)
+    qis.ingest("COLS.EVO", "a", {s: Decimal("10.25") + i for i, s in enumerate(snaps[:2])})
+    series.name = "series/COLS.EVO"
+    series.unit = "EUR"
+    qis.call(
+        qis.commands.EvolveSeriesSchema,
+        command_service_pb2.EvolveSeriesSchemaRequest(
+            command_id=new_command_id(),
+            series=series,
+            reason="quoted in EUR from now on",
+            update_mask=field_mask_pb2.FieldMask(paths=["unit"]),
+        ),
+    )
+    done = qis.ingest("COLS.EVO", "a", {s: Decimal("20.5") + i for i, s in enumerate(snaps[2:])})
+    points = list(qis.query_range("COLS.EVO", min_position=done.commit_position))
+    assert [p.value.price.currency for p in points] == ["USD"] * 2 + ["EUR"] * 4
+    # A page holding a USD value comes in `other`, the later ones in `prices`: page_size 2
+    # gives other, prices, prices; page_size 1 other, other, then prices (across calls).
+    for page_size, cases in (
+        (1, ["other"] * 2 + ["prices"] * 4),
+        (2, ["other", "prices", "prices"]),
+    ):
+        # The first call's messages (two a call here), as the service sends them.
+        raw = [
+            page.columns.WhichOneof("values")
+            for page in qis.stream(
+                qis.queries.QueryRange,
+                query_service_pb2.QueryRangeRequest(
+                    series="series/COLS.EVO",
+                    page_size=page_size,
+                    view=query_service_pb2.VALUE_VIEW_COLUMNS,
+                    min_position=done.commit_position,
+                ),
+            )
+            if len(page.columns.snap_time_micros)
+        ]
+        assert len(raw) == 2
+        assert raw == cases[:2], "as the service sends them"
+        columns = qis.query_range_columns(
+            "COLS.EVO", page_size=page_size, min_position=done.commit_position
+        )
+        assert column_rows(columns) == point_rows(points)
+        assert (columns.kind, columns.unit) == ("other", "EUR")
+        assert columns.other == [p.value for p in points], "values and their currencies"
+    # From the change on, every page is in EUR: the typed columns stay.
+    after = qis.query_range_columns(
+        "COLS.EVO", page_size=2, start_time=snaps[2], min_position=done.commit_position
+    )
+    assert (after.kind, after.unit, after.values) == (
+        "prices",
+        "EUR",
+        ["20.5", "21.5", "22.5", "23.5"],
+    )

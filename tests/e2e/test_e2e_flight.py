@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -220,3 +221,29 @@ def test_qis_up_announces_the_flight_port_and_export_refuses_clearly(
     unreachable = qis("export", "x", "--out", str(tmp_path / "y.csv"), flight="127.0.0.1:1")
     assert unreachable.returncode == 4, unreachable.stderr
     assert "cannot reach the Arrow Flight endpoint" in unreachable.stderr
+
+
+def _listening(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((host, int(port))) == 0
+
+
+def test_an_empty_flight_address_turns_the_port_off_under_qis_up(tmp_path: Path) -> None:
+    """README: QIS_FLIGHT_ADDRESS empty means off, under `qis up` as for the service alone."""
+    from qis_cli.up import FLIGHT_PORT, address_of
+
+    assert address_of(FLIGHT_PORT, {"QIS_FLIGHT_ADDRESS": ""}) == ""
+    assert address_of(FLIGHT_PORT, {}) == FLIGHT_PORT.default_address
+    default_taken = _listening(FLIGHT_PORT.default_address)  # by something else on this host
+    with qis_up(tmp_path, {"QIS_FLIGHT_ADDRESS": ""}) as addresses:
+        announced = (tmp_path / "qis-up.out").read_text()
+        query = addresses["QIS_QUERY_ADDRESS"]
+        assert (
+            f"qis-query      serving on {query}, Arrow Flight off (QIS_FLIGHT_ADDRESS is empty)"
+            in announced
+        ), announced
+        assert FLIGHT_PORT.default_address not in announced
+        if not default_taken:
+            assert not _listening(FLIGHT_PORT.default_address)

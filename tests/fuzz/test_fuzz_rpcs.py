@@ -580,8 +580,8 @@ def test_no_process_logged_an_error(world: World) -> None:
 # histories, columns and views), each named by at least one INVALID_ARGUMENT answer; and the statuses only a
 # request that got past them can see.
 REACHED_FIELDS = {
-    "CommandService.IngestPoints": ("points[i].snap_time", "points[i].utc_offset", "columns"),
-    "CommandService.BulkIngest": ("points[i].snap_time", "points[i].utc_offset", "columns"),
+    "CommandService.IngestPoints": ("points[i].snap_time", "points[i].utc_offset", "columns.snap_time_micros[i]", "columns.utc_offset_minutes"),
+    "CommandService.BulkIngest": ("points[i].snap_time", "points[i].utc_offset", "columns.snap_time_micros[i]", "columns.utc_offset_minutes"),
     "CommandService.PublishPoints": ("snap_times[i]",),
     "CommandService.RestatePoint": ("snap_time",),
     "CommandService.DefineSeries": ("series.publication.cutoff", "series.publication.timeliness_sla"),

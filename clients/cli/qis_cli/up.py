@@ -52,6 +52,8 @@ class ExtraPort:
     label: str
     address_env: str
     default_address: str
+    """Used when the variable is unset; set but empty, the port is off (the service then opens
+    none, and `qis up` announces it as off)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
 
 
 def address_of(spec: ServiceSpec | ExtraPort, env: dict[str, str]) -> str:
-    return env.get(spec.address_env) or spec.default_address
+    """The address a port listens on: its variable, else the default. An extra port whose
+    variable is set but empty is off: "" (a service's gRPC port cannot be)."""
+    address = env.get(spec.address_env)
+    if isinstance(spec, ExtraPort) and address == "":
+        return ""
+    return address or spec.default_address
 
 
 def dial_address(address: str) -> tuple[str, int]:
@@ -137,7 +144,8 @@ class _Planned:
     executable: Path
     address: str
     extra: dict[str, str]
-    """The address of each extra port, by its variable."""
+    """The address of each extra port that is on, by its variable (an off one is absent: its
+    empty variable reaches the service as it is)."""
 
     @property
     def addresses(self) -> list[str]:
@@ -216,7 +224,11 @@ class Supervisor:
                 self._say(f"{spec.script:<14} not built yet, skipped")
                 continue
             address = self._free_address(spec, spec.script)
-            extra = {p.address_env: self._free_address(p, spec.script) for p in spec.extra_ports}
+            extra = {
+                p.address_env: self._free_address(p, spec.script)
+                for p in spec.extra_ports
+                if address_of(p, self._env)
+            }
             planned.append(_Planned(spec, executable, address, extra))
         if not planned:
             raise CliError("none of the qis services is installed in this environment")
@@ -263,7 +275,10 @@ class Supervisor:
             self._say(f"{script:<14} {problem}")
             return False
         extra = "".join(
-            f", {p.label} on {child.plan.extra[p.address_env]}" for p in child.plan.spec.extra_ports
+            f", {p.label} on {child.plan.extra[p.address_env]}"
+            if p.address_env in child.plan.extra
+            else f", {p.label} off ({p.address_env} is empty)"
+            for p in child.plan.spec.extra_ports
         )
         self._say(f"{script:<14} serving on {child.plan.address}{extra}")
         return True

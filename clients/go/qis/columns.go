@@ -290,11 +290,24 @@ type ValueColumns struct {
 	// Kind says where the values are: "prices" or "volumes" in Values (decimal strings as
 	// published: ParseDecimal), "bars" in Bars, "other" (options chains, corporate actions) in
 	// Other; "" while there is no row.
-	Kind               string
-	Values             []string
-	Bars               BarTexts
-	Other              []*datav1.DataValue
-	Unit               string // the currency (prices, bars) or unit (volumes) of the series
+	//
+	// Pages may differ in case: a page holding a value in another currency or unit than the
+	// series' current one (published before a schema evolution changed the unit) carries its
+	// values in `other`, the other pages in `prices`, `volumes` or `bars`; typed pages may also
+	// state different units (the unit changed between two calls of a range). The typed columns
+	// stay while every page with rows has the same case and unit. Once they differ, the rows
+	// read so far and every later page become DataValues in Other and Kind becomes "other": a
+	// price text and its page's unit make Price{Value, Currency: unit}, a volume
+	// Volume{Quantity, Unit: unit}, a bar an OhlcBar; Other then holds what the per-point view
+	// does, row for row, and Unit is the series' unit as the last page with rows stated it.
+	// Prices after volumes (or bars) stay ErrColumns: a series' data type never changes.
+	Kind   string
+	Values []string
+	Bars   BarTexts
+	Other  []*datav1.DataValue
+	// Unit is the currency (prices, bars) or unit (volumes) of every row of Values or Bars:
+	// the series'.
+	Unit               string
 	QualityScores      []float64
 	RecordTimeMicros   []int64
 	RecordPositions    []uint64
@@ -303,6 +316,7 @@ type ValueColumns struct {
 	Flags              [][]datav1.QualityRule // each row's, from flag_counts + flags
 	// ReadPosition is the least of the answers' read positions: the whole reflects at least it.
 	ReadPosition uint64
+	typed        string // the typed case (prices, volumes, bars) of every typed page with rows
 }
 
 // Len is the number of rows.
@@ -353,6 +367,28 @@ func texts(c *datav1.DecimalColumn) []string {
 	return out
 }
 
+// dataValues is typed rows (a kind's decimal strings or bars, in unit) as the DataValues the
+// per-point view carries.
+func dataValues(kind, unit string, values []string, bars BarTexts) []*datav1.DataValue {
+	var out []*datav1.DataValue
+	switch kind {
+	case "prices":
+		for _, v := range values {
+			out = append(out, &datav1.DataValue{Kind: &datav1.DataValue_Price{Price: &datav1.Price{Value: v, Currency: unit}}})
+		}
+	case "volumes":
+		for _, v := range values {
+			out = append(out, &datav1.DataValue{Kind: &datav1.DataValue_Volume{Volume: &datav1.Volume{Quantity: v, Unit: unit}}})
+		}
+	case "bars":
+		for i := range bars.Open {
+			out = append(out, &datav1.DataValue{Kind: &datav1.DataValue_Bar{Bar: &datav1.OhlcBar{
+				Open: bars.Open[i], High: bars.High[i], Low: bars.Low[i], Close: bars.Close[i], Volume: bars.Volume[i]}}})
+		}
+	}
+	return out
+}
+
 // Append adds the rows of one answer, after checking that its columns line up (ErrColumns
 // otherwise, and nothing is added).
 func (c *ValueColumns) Append(cols *datav1.OfficialValueColumns, readPosition uint64) error {
@@ -390,8 +426,8 @@ func (c *ValueColumns) Append(cols *datav1.OfficialValueColumns, readPosition ui
 			return fmt.Errorf("%w: %d rows without values", ErrColumns, rows)
 		}
 	}
-	if kind != "" && c.Kind != "" && kind != c.Kind {
-		return fmt.Errorf("%w: %s after %s", ErrColumns, kind, c.Kind)
+	if rows > 0 && kind != "other" && c.typed != "" && kind != c.typed {
+		return fmt.Errorf("%w: %s after %s", ErrColumns, kind, c.typed)
 	}
 	counts, flags := cols.GetFlagCounts(), cols.GetFlags()
 	if len(counts) == 0 && len(flags) == 0 {
@@ -419,23 +455,45 @@ func (c *ValueColumns) Append(cols *datav1.OfficialValueColumns, readPosition ui
 		c.Flags = append(c.Flags, flags[start:stop:stop])
 		start = stop
 	}
-	if kind != "" {
-		c.Kind = kind
+	unit := cols.GetUnit()
+	switch {
+	case c.Len() == 0:
+		// Nothing to line up with yet: the first page with rows sets the case and unit.
+		if rows > 0 || kind != "" {
+			c.Kind = kind
+		}
+		if rows > 0 || unit != "" {
+			c.Unit = unit
+		}
+	case rows == 0:
+		// An empty page (the end of a range) changes nothing.
+	case c.Kind == "other" || kind == "other" || unit != c.Unit:
+		if c.Kind != "other" {
+			c.Other = append(c.Other, dataValues(c.Kind, c.Unit, c.Values, c.Bars)...)
+			c.Values, c.Bars, c.Kind = nil, BarTexts{}, "other"
+		}
+		if unit != "" {
+			c.Unit = unit
+		}
 	}
-	if cols.GetUnit() != "" {
-		c.Unit = cols.GetUnit()
+	if rows > 0 && kind != "other" {
+		c.typed = kind
+	}
+	if c.Kind == "other" && kind != "other" {
+		c.Other = append(c.Other, dataValues(kind, unit, values, bars)...)
+	} else {
+		c.Values = append(c.Values, values...)
+		c.Bars.Open = append(c.Bars.Open, bars.Open...)
+		c.Bars.High = append(c.Bars.High, bars.High...)
+		c.Bars.Low = append(c.Bars.Low, bars.Low...)
+		c.Bars.Close = append(c.Bars.Close, bars.Close...)
+		c.Bars.Volume = append(c.Bars.Volume, bars.Volume...)
+		if other, ok := cols.GetValues().(*datav1.OfficialValueColumns_Other); ok {
+			c.Other = append(c.Other, other.Other.GetValues()...)
+		}
 	}
 	c.SnapTimeMicros = append(c.SnapTimeMicros, cols.GetSnapTimeMicros()...)
 	c.Versions = append(c.Versions, cols.GetVersions()...)
-	c.Values = append(c.Values, values...)
-	c.Bars.Open = append(c.Bars.Open, bars.Open...)
-	c.Bars.High = append(c.Bars.High, bars.High...)
-	c.Bars.Low = append(c.Bars.Low, bars.Low...)
-	c.Bars.Close = append(c.Bars.Close, bars.Close...)
-	c.Bars.Volume = append(c.Bars.Volume, bars.Volume...)
-	if other, ok := cols.GetValues().(*datav1.OfficialValueColumns_Other); ok {
-		c.Other = append(c.Other, other.Other.GetValues()...)
-	}
 	c.QualityScores = append(c.QualityScores, cols.GetQualityScores()...)
 	c.RecordTimeMicros = append(c.RecordTimeMicros, cols.GetRecordTimeMicros()...)
 	c.RecordPositions = append(c.RecordPositions, cols.GetRecordPositions()...)

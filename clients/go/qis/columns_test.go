@@ -366,3 +366,166 @@ func TestColumnsOverGRPC(t *testing.T) {
 		t.Errorf("refused chunk: %v", answers[0].GetError())
 	}
 }
+
+// inOther is officialColumns(first, len(values)) with its values in `other`, the series' unit
+// being EUR.
+func inOther(first int, values ...*datav1.DataValue) *datav1.OfficialValueColumns {
+	c := officialColumns(first, len(values))
+	c.Values = &datav1.OfficialValueColumns_Other{Other: &datav1.DataValues{Values: values}}
+	c.Unit = "EUR"
+	return c
+}
+
+func inEUR(first, rows int) *datav1.OfficialValueColumns {
+	c := officialColumns(first, rows)
+	c.Unit = "EUR"
+	return c
+}
+
+func priceIn(value, currency string) *datav1.DataValue {
+	return &datav1.DataValue{Kind: &datav1.DataValue_Price{Price: &datav1.Price{Value: value, Currency: currency}}}
+}
+
+// describe is a DataValue in words: "price 0.5 USD", "volume 1 shares", "bar 1/2/0/1/".
+func describe(values []*datav1.DataValue) []string {
+	out := []string{}
+	for _, v := range values {
+		switch {
+		case v.GetPrice() != nil:
+			out = append(out, "price "+v.GetPrice().GetValue()+" "+v.GetPrice().GetCurrency())
+		case v.GetVolume() != nil:
+			out = append(out, "volume "+v.GetVolume().GetQuantity()+" "+v.GetVolume().GetUnit())
+		case v.GetBar() != nil:
+			b := v.GetBar()
+			out = append(out, "bar "+strings.Join([]string{b.GetOpen(), b.GetHigh(), b.GetLow(), b.GetClose(), b.GetVolume()}, "/"))
+		default:
+			out = append(out, "?")
+		}
+	}
+	return out
+}
+
+// checkAligned fails unless every column of c has its n rows.
+func checkAligned(t *testing.T, c *ValueColumns, n int) {
+	t.Helper()
+	for name, got := range map[string]int{"snaps": c.Len(), "versions": len(c.Versions), "other": len(c.Other),
+		"quality_scores": len(c.QualityScores), "record_time_micros": len(c.RecordTimeMicros),
+		"record_positions": len(c.RecordPositions), "supersede_positions": len(c.SupersedePositions),
+		"methods": len(c.Methods), "flags": len(c.Flags)} {
+		if got != n {
+			t.Errorf("%s: %d rows; want %d", name, got, n)
+		}
+	}
+	if len(c.Values) != 0 || len(c.Bars.Open) != 0 {
+		t.Errorf("typed columns left: %v %v", c.Values, c.Bars)
+	}
+}
+
+func TestPricesAfterAPageInOtherBecomeOther(t *testing.T) {
+	// A price series evolved USD -> EUR, page_size 2: the page holding a USD value comes in
+	// `other`, the later ones in `prices` (EUR).
+	c := &ValueColumns{}
+	for _, page := range []*datav1.OfficialValueColumns{
+		inOther(0, priceIn("0.5", "USD"), priceIn("1.5", "EUR")), inEUR(2, 2), inEUR(4, 1),
+		{Values: &datav1.OfficialValueColumns_Prices{Prices: Texts()}, Unit: "EUR"}, // the end
+	} {
+		if err := c.Append(page, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"price 0.5 USD", "price 1.5 EUR", "price 2.5 EUR", "price 3.5 EUR", "price 4.5 EUR"}
+	if c.Kind != "other" || c.Unit != "EUR" || !slices.Equal(describe(c.Other), want) {
+		t.Errorf("%s %s %v; want other EUR %v", c.Kind, c.Unit, describe(c.Other), want)
+	}
+	checkAligned(t, c, 5)
+	if c.RecordPositions[4] != 14 || !slices.Equal(c.Flags[4], []datav1.QualityRule{datav1.QualityRule_QUALITY_RULE_JUMP}) {
+		t.Errorf("row 4: %d %v", c.RecordPositions[4], c.Flags[4])
+	}
+}
+
+func TestPricesBeforeAPageInOtherAreConverted(t *testing.T) {
+	c, err := ColumnsOf(officialColumns(0, 2), 0) // USD, before the unit changed
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, page := range []*datav1.OfficialValueColumns{inOther(2, priceIn("2.5", "USD"), priceIn("3.5", "EUR")), inEUR(4, 2)} {
+		if err := c.Append(page, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"price 0.5 USD", "price 1.5 USD", "price 2.5 USD", "price 3.5 EUR", "price 4.5 EUR", "price 5.5 EUR"}
+	if c.Kind != "other" || c.Unit != "EUR" || !slices.Equal(describe(c.Other), want) {
+		t.Errorf("%s %s %v; want other EUR %v", c.Kind, c.Unit, describe(c.Other), want)
+	}
+	checkAligned(t, c, 6)
+	if c.SnapTimeMicros[5] != 5*86_400_000_000 {
+		t.Errorf("snaps %v", c.SnapTimeMicros)
+	}
+}
+
+func TestTypedPagesInTwoUnitsBecomeOther(t *testing.T) {
+	c, err := ColumnsOf(officialColumns(0, 2), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Append(officialColumns(2, 1), 0); err != nil || c.Kind != "prices" || len(c.Values) != 3 {
+		t.Fatalf("one unit: %s %v %v", c.Kind, c.Values, err)
+	}
+	if err := c.Append(inEUR(3, 2), 0); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"price 0.5 USD", "price 1.5 USD", "price 2.5 USD", "price 3.5 EUR", "price 4.5 EUR"}
+	if c.Kind != "other" || c.Unit != "EUR" || !slices.Equal(describe(c.Other), want) {
+		t.Errorf("%s %s %v; want other EUR %v", c.Kind, c.Unit, describe(c.Other), want)
+	}
+	checkAligned(t, c, 5)
+
+	// Volumes and bars likewise.
+	shares, lots := officialColumns(0, 1), officialColumns(1, 1)
+	shares.Values, shares.Unit = &datav1.OfficialValueColumns_Volumes{Volumes: Texts("7")}, "shares"
+	lots.Values, lots.Unit = &datav1.OfficialValueColumns_Volumes{Volumes: Scaled(1, 15)}, "lots"
+	volumes, err := ColumnsOf(shares, 0)
+	if err == nil {
+		err = volumes.Append(lots, 0)
+	}
+	if err != nil || !slices.Equal(describe(volumes.Other), []string{"volume 7 shares", "volume 1.5 lots"}) {
+		t.Errorf("volumes: %v %v", describe(volumes.Other), err)
+	}
+	bar := officialColumns(0, 1)
+	bar.Values = &datav1.OfficialValueColumns_Bars{Bars: &datav1.OhlcBarColumns{
+		Open: Scaled(2, 1000), High: Texts("12"), Low: Texts("9"), Close: Texts("11")}}
+	bars, err := ColumnsOf(bar, 0)
+	if err == nil {
+		err = bars.Append(inOther(1, &datav1.DataValue{Kind: &datav1.DataValue_Bar{Bar: &datav1.OhlcBar{Open: "1"}}}), 0)
+	}
+	if err != nil || bars.Kind != "other" || !slices.Equal(describe(bars.Other), []string{"bar 10.00/12/9/11/", "bar 1////"}) {
+		t.Errorf("bars: %s %v %v", bars.Kind, describe(bars.Other), err)
+	}
+	checkAligned(t, bars, 2)
+}
+
+func TestPagesOfOneCaseAndUnitKeepTheirColumns(t *testing.T) {
+	c := &ValueColumns{}
+	for _, page := range []*datav1.OfficialValueColumns{
+		{Values: &datav1.OfficialValueColumns_Other{Other: &datav1.DataValues{}}, Unit: "USD"}, // no rows
+		officialColumns(0, 2), officialColumns(2, 2),
+		{Values: &datav1.OfficialValueColumns_Prices{Prices: Texts()}, Unit: "EUR"}, // no rows
+	} {
+		if err := c.Append(page, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Kind != "prices" || c.Unit != "USD" || len(c.Other) != 0 || !slices.Equal(c.Values, []string{"0.5", "1.5", "2.5", "3.5"}) {
+		t.Errorf("%s %s %v %v", c.Kind, c.Unit, c.Values, c.Other)
+	}
+	// Volumes after prices stay malformed, even past a page in `other`.
+	if err := c.Append(inOther(4, priceIn("4.5", "USD")), 0); err != nil {
+		t.Fatal(err)
+	}
+	volumes := officialColumns(5, 1)
+	volumes.Values = &datav1.OfficialValueColumns_Volumes{Volumes: Texts("1")}
+	if err := c.Append(volumes, 0); !errors.Is(err, ErrColumns) || !strings.Contains(err.Error(), "volumes after prices") {
+		t.Errorf("volumes after prices: %v", err)
+	}
+	checkAligned(t, c, 5)
+}

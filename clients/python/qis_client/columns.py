@@ -12,7 +12,10 @@ IngestPoints command or one BulkIngest chunk.
 
 Read: `ValueColumns` collects OfficialValueColumns (QueryRange and GetValues with
 view = VALUE_VIEW_COLUMNS) across pages: lists per field, row i of each being one official
-value, with each row's flags decoded from flag_counts + flags.
+value, with each row's flags decoded from flag_counts + flags. Each page chooses its values'
+case: one holding a value in another currency or unit than the series' current one (published
+before a schema evolution changed the unit) comes in `other`, its neighbours in `prices`; the
+rows still line up, as DataValues once any page needs them (see `ValueColumns`).
 """
 
 from __future__ import annotations
@@ -355,6 +358,27 @@ class BarTexts:
         ]
 
 
+def _data_values(
+    kind: str, unit: str, values: list[str], bars: BarTexts
+) -> list[values_pb2.DataValue]:
+    """Typed rows (a kind's decimal strings or bars, in `unit`) as the DataValues the per-point
+    view carries."""
+    if kind == "prices":
+        return [
+            values_pb2.DataValue(price=values_pb2.Price(value=v, currency=unit)) for v in values
+        ]
+    if kind == "volumes":
+        return [
+            values_pb2.DataValue(volume=values_pb2.Volume(quantity=v, unit=unit)) for v in values
+        ]
+    return [
+        values_pb2.DataValue(bar=values_pb2.OhlcBar(open=o, high=h, low=lo, close=c, volume=v))
+        for o, h, lo, c, v in zip(
+            bars.open, bars.high, bars.low, bars.close, bars.volume, strict=True
+        )
+    ]
+
+
 class MalformedColumns(ValueError):
     """An OfficialValueColumns whose columns do not line up (a service bug, never a user's)."""
 
@@ -366,10 +390,22 @@ class ValueColumns:
 
     `kind` says where the values are: "prices" or "volumes" in `values` (decimal strings as
     published; `decimals()` parses them), "bars" in `bars`, "other" (options chains, corporate
-    actions) in `other` as DataValue messages; "" while there is no row. `methods` are
+    actions) in `other` as DataValue messages; "" while there is no row. `unit` is the currency
+    (prices, bars) or unit (volumes) of every row of `values` or `bars`. `methods` are
     ValueMethod values and `flags` each row's QualityRule values (`QualityRule.Name(f)` gives
     a name). Instants are microseconds since 1970-01-01T00:00:00Z (`snap_times()`,
-    `record_times()` as datetimes)."""
+    `record_times()` as datetimes).
+
+    Pages may differ in case: a page holding a value in another currency or unit than the
+    series' current one (published before a schema evolution changed the unit) carries its
+    values in `other`, the other pages in `prices`, `volumes` or `bars`; typed pages may also
+    state different units (the unit changed between two calls of a range). The typed columns
+    stay while every page with rows has the same case and unit. Once they differ, the rows read
+    so far and every later page become DataValues in `other` and `kind` becomes "other": a
+    price text and its page's unit make Price(value, currency=unit), a volume Volume(quantity,
+    unit), a bar an OhlcBar; `other` then holds what the per-point view does, row for row, and
+    `unit` is the series' unit as the last page with rows stated it. Prices after volumes (or
+    bars) stay malformed: a series' data type never changes."""
 
     snap_time_micros: list[int] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
@@ -386,6 +422,8 @@ class ValueColumns:
     flags: list[list[quality_pb2.QualityRule.ValueType]] = field(default_factory=list)
     read_position: int = 0
     """The least read position of the answers put together: the whole reflects at least it."""
+    _case: str = field(default="", init=False, repr=False, compare=False)
+    """The typed case (prices, volumes, bars) of every typed page with rows so far."""
 
     def __len__(self) -> int:
         return len(self.snap_time_micros)
@@ -411,8 +449,8 @@ class ValueColumns:
         kind = columns.WhichOneof("values") or ""
         if rows and kind == "":
             raise MalformedColumns(f"{rows} rows without values")
-        if kind and self.kind and kind != self.kind:
-            raise MalformedColumns(f"{kind} after {self.kind}")
+        if rows and kind != "other" and self._case and kind != self._case:
+            raise MalformedColumns(f"{kind} after {self._case}")
         values: list[str] = []
         bars = BarTexts()
         if kind in ("prices", "volumes"):
@@ -459,16 +497,31 @@ class ValueColumns:
         for count in counts:
             self.flags.append(flags[start : start + count])
             start += count
-        if kind:
-            self.kind = kind
-        if columns.unit:
-            self.unit = columns.unit
+        unit = columns.unit
+        if not self.snap_time_micros:
+            # Nothing to line up with yet: the first page with rows sets the case and unit.
+            self.kind = kind if rows else kind or self.kind
+            self.unit = unit if rows else unit or self.unit
+        elif not rows:
+            pass  # an empty page (the end of a range) changes nothing
+        elif self.kind == "other" or kind == "other" or unit != self.unit:
+            if self.kind != "other":
+                self.other.extend(_data_values(self.kind, self.unit, self.values, self.bars))
+                self.values.clear()
+                self.bars = BarTexts()
+                self.kind = "other"
+            self.unit = unit or self.unit
+        if rows and kind != "other":
+            self._case = kind
+        if self.kind == "other" and kind != "other":
+            self.other.extend(_data_values(kind, unit, values, bars))
+        else:
+            self.values.extend(values)
+            for part in ("open", "high", "low", "close", "volume"):
+                getattr(self.bars, part).extend(getattr(bars, part))
+            self.other.extend(columns.other.values)
         self.snap_time_micros.extend(columns.snap_time_micros)
         self.versions.extend(columns.versions)
-        self.values.extend(values)
-        for part in ("open", "high", "low", "close", "volume"):
-            getattr(self.bars, part).extend(getattr(bars, part))
-        self.other.extend(columns.other.values)
         self.quality_scores.extend(columns.quality_scores)
         self.record_time_micros.extend(columns.record_time_micros)
         self.record_positions.extend(columns.record_positions)

@@ -5,14 +5,16 @@ Needs pyarrow: `pip install 'qis-data-client[arrow]'` (the rest of qis_client do
 
     from qis_client.flight import read_range
 
-    table = read_range("127.0.0.1:50054", ["SPX.CLOSE", "NDX.CLOSE"], start="2024-01-01",
+    table = read_range("127.0.0.1:50054", ["SPX.CLOSE", "NDX.CLOSE"],
+                       start="2024-01-01T00:00:00Z",  # or date(2024, 1, 1): midnight UTC
                        user="alice")
     df = table.to_pandas()          # decimals as exact decimal.Decimal objects
     # or pandas with Arrow dtypes:  table.to_pandas(types_mapper=pandas.ArrowDtype)
     # or polars.from_arrow(table)   # keeps Decimal(38, 18)
 
 Columns: `series` (only when several series are named), `snap_time` (timestamp[us, UTC]),
-`value` as decimal128(38, 18) for prices and volumes, or `open`, `high`, `low`, `close`,
+`value` as decimal128(38, 18) and `unit` (each value's own currency or unit, dictionary-encoded)
+for prices and volumes, or `open`, `high`, `low`, `close`,
 `volume` for OHLC bars, `version`, `quality_score`, `record_time`, `record_position`, `flags`
 (the rule names a point failed). The schema metadata holds `qis.read_position` and `qis.series`
 (data type and unit of each series). A refusal is raised as the QisError of its code, as the
@@ -49,7 +51,8 @@ DEFAULT_FLIGHT_ADDRESS = "127.0.0.1:50054"
 TOKEN_ENV = "QIS_TOKEN"
 
 Instant = datetime | date | str
-"""An aware datetime, a date (midnight UTC), or RFC 3339 text."""
+"""An aware datetime, a date (midnight UTC), or RFC 3339 text with an offset
+("2024-01-01T00:00:00Z"; text is sent as given, and the service refuses a bare "2024-01-01")."""
 
 _CODES = {code.name: code for code in grpc.StatusCode}
 _LEADING_CODE = re.compile(r"([A-Z_]+): ")

@@ -977,6 +977,39 @@ export function microsTimestamp(micros: bigint): Timestamp {
   });
 }
 
+const PARTS = ["open", "high", "low", "close", "volume"] as const;
+
+/** Typed rows (a kind's decimal strings or bars, in `unit`) as the per-point view's DataValues. */
+function dataValues(kind: string, unit: string, values: string[], bars: BarTexts): DataValue[] {
+  switch (kind) {
+    case "prices":
+      return values.map((value) =>
+        create(DataValueSchema, { kind: { case: "price", value: { value, currency: unit } } }),
+      );
+    case "volumes":
+      return values.map((quantity) =>
+        create(DataValueSchema, { kind: { case: "volume", value: { quantity, unit } } }),
+      );
+    case "bars":
+      return bars.open.map((open, i) =>
+        create(DataValueSchema, {
+          kind: {
+            case: "bar",
+            value: {
+              open,
+              high: bars.high[i] ?? "",
+              low: bars.low[i] ?? "",
+              close: bars.close[i] ?? "",
+              volume: bars.volume[i] ?? "",
+            },
+          },
+        }),
+      );
+    default:
+      return [];
+  }
+}
+
 /**
  * Official values in columns, row i of each array being one value: what
  * {@link queryRangeColumns} returns, every page put together ({@link ValueColumns.append}
@@ -984,6 +1017,17 @@ export function microsTimestamp(micros: bigint): Timestamp {
  * "volumes" in `values` (decimal strings as published), "bars" in `bars`, "other" (options
  * chains, corporate actions) in `other`; "" while there is no row. Instants are microseconds
  * since 1970-01-01T00:00:00Z ({@link microsDate}, {@link microsTimestamp}).
+ *
+ * Pages may differ in case: a page holding a value in another currency or unit than the
+ * series' current one (published before a schema evolution changed the unit) carries its
+ * values in `other`, the other pages in `prices`, `volumes` or `bars`; typed pages may also
+ * state different units (the unit changed between two calls of a range). The typed columns
+ * stay while every page with rows has the same case and unit. Once they differ, the rows read
+ * so far and every later page become DataValues in `other` and `kind` becomes "other": a price
+ * text and its page's unit make Price{value, currency: unit}, a volume Volume{quantity, unit},
+ * a bar an OhlcBar; `other` then holds what the per-point view does, row for row, and `unit`
+ * is the series' unit as the last page with rows stated it. Prices after volumes (or bars)
+ * stay malformed: a series' data type never changes.
  */
 export class ValueColumns {
   readonly snapTimeMicros: bigint[] = [];
@@ -992,7 +1036,7 @@ export class ValueColumns {
   readonly values: string[] = [];
   readonly bars: BarTexts = { open: [], high: [], low: [], close: [], volume: [] };
   readonly other: DataValue[] = [];
-  /** The currency (prices, bars) or unit (volumes) of the series. */
+  /** The currency (prices, bars) or unit (volumes) of every row of `values` or `bars`. */
   unit = "";
   readonly qualityScores: number[] = [];
   readonly recordTimeMicros: bigint[] = [];
@@ -1004,6 +1048,8 @@ export class ValueColumns {
   readonly flags: QualityRule[][] = [];
   /** The least of the answers' read positions: the whole reflects at least it. */
   readPosition = 0n;
+  /** The typed case (prices, volumes, bars) of every typed page with rows so far. */
+  #typed = "";
 
   get length(): number {
     return this.snapTimeMicros.length;
@@ -1045,8 +1091,8 @@ export class ValueColumns {
       throw new RangeError(`malformed columns: ${rows} rows without values`);
     }
     const kind = v.case ?? "";
-    if (kind && this.kind && kind !== this.kind) {
-      throw new RangeError(`malformed columns: ${kind} after ${this.kind}`);
+    if (rows > 0 && kind !== "other" && this.#typed && kind !== this.#typed) {
+      throw new RangeError(`malformed columns: ${kind} after ${this.#typed}`);
     }
     const counts =
       columns.flagCounts.length === 0 && columns.flags.length === 0
@@ -1070,15 +1116,30 @@ export class ValueColumns {
       this.flags.push(columns.flags.slice(start, start + n));
       start += n;
     }
-    if (kind) this.kind = kind;
-    if (columns.unit) this.unit = columns.unit;
+    const unit = columns.unit;
+    if (this.length === 0) {
+      // Nothing to line up with yet: the first page with rows sets the case and unit.
+      if (rows > 0 || kind) this.kind = kind;
+      if (rows > 0 || unit) this.unit = unit;
+    } else if (rows > 0 && (this.kind === "other" || kind === "other" || unit !== this.unit)) {
+      if (this.kind !== "other") {
+        this.other.push(...dataValues(this.kind, this.unit, this.values, this.bars));
+        this.values.length = 0;
+        for (const part of PARTS) this.bars[part].length = 0;
+        this.kind = "other";
+      }
+      if (unit) this.unit = unit;
+    } // else an empty page (the end of a range) changes nothing
+    if (rows > 0 && kind !== "other") this.#typed = kind;
+    if (this.kind === "other" && kind !== "other") {
+      this.other.push(...dataValues(kind, unit, values, bars));
+    } else {
+      this.values.push(...values);
+      for (const part of PARTS) this.bars[part].push(...bars[part]);
+      if (v.case === "other") this.other.push(...v.value.values);
+    }
     this.snapTimeMicros.push(...columns.snapTimeMicros);
     this.versions.push(...columns.versions);
-    this.values.push(...values);
-    for (const part of ["open", "high", "low", "close", "volume"] as const) {
-      this.bars[part].push(...bars[part]);
-    }
-    if (v.case === "other") this.other.push(...v.value.values);
     this.qualityScores.push(...columns.qualityScores);
     this.recordTimeMicros.push(...columns.recordTimeMicros);
     this.recordPositions.push(...columns.recordPositions);

@@ -21,11 +21,14 @@ import { StatusSchema } from "../src/gen/google/rpc/status_pb.js";
 import {
   BulkIngestResponseSchema,
   DataType,
+  DataValueSchema,
+  DataValuesSchema,
   DecimalColumnSchema,
   GetPointHistoryResponseSchema,
   ListQualityIssuesResponseSchema,
   MAX_ROWS,
   OfficialValueColumnsSchema,
+  OhlcBarColumnsSchema,
   QisError,
   QualityIssueStatus,
   QualityRule,
@@ -62,6 +65,7 @@ import {
 import type {
   BulkIngestResponse,
   CommandService,
+  DataValue,
   GetPointHistoryRequest,
   GetPointHistoryResponse,
   ListQualityIssuesRequest,
@@ -444,6 +448,169 @@ describe("columns out", () => {
     );
     assert.equal(formatSnap(microsTimestamp(-1n)), "1969-12-31T23:59:59.999999Z");
     assert.deepEqual(microsDate(-1n), new Date(-1));
+  });
+});
+
+/** officialColumns(first, values.length) with its values in `other` (the series' unit EUR). */
+function inOther(first: number, ...values: DataValue[]): OfficialValueColumns {
+  const c = officialColumns(first, values.length);
+  c.values = { case: "other", value: create(DataValuesSchema, { values }) };
+  c.unit = "EUR";
+  return c;
+}
+
+function inEur(first: number, rows: number): OfficialValueColumns {
+  const c = officialColumns(first, rows);
+  c.unit = "EUR";
+  return c;
+}
+
+/** DataValues in words: "price 0.5 USD", "volume 7 shares", "bar 1/2/0/1/". */
+function described(values: readonly DataValue[]): string[] {
+  return values.map(({ kind }) => {
+    switch (kind.case) {
+      case "price":
+        return `price ${kind.value.value} ${kind.value.currency}`;
+      case "volume":
+        return `volume ${kind.value.quantity} ${kind.value.unit}`;
+      case "bar": {
+        const b = kind.value;
+        return `bar ${[b.open, b.high, b.low, b.close, b.volume].join("/")}`;
+      }
+      default:
+        return "?";
+    }
+  });
+}
+
+/** Every column of `cols` has its `n` rows, the values in `other`. */
+function assertAligned(cols: ValueColumns, n: number): void {
+  const lengths = [
+    cols.length,
+    cols.versions.length,
+    cols.other.length,
+    cols.qualityScores.length,
+    cols.recordTimeMicros.length,
+    cols.recordPositions.length,
+    cols.supersedePositions.length,
+    cols.methods.length,
+    cols.flags.length,
+  ];
+  assert.deepEqual(lengths, new Array<number>(lengths.length).fill(n));
+  assert.deepEqual([cols.values.length, cols.bars.open.length, cols.bars.volume.length], [0, 0, 0]);
+}
+
+describe("columns out, pages of mixed cases", () => {
+  it("turns prices after a page in other into other, row for row", () => {
+    // A price series evolved USD -> EUR, page_size 2: the page holding a USD value comes in
+    // `other`, the later ones in `prices` (EUR).
+    const cols = new ValueColumns();
+    cols.append(inOther(0, price("0.5", "USD"), price("1.5", "EUR")));
+    cols.append(inEur(2, 2));
+    cols.append(inEur(4, 1));
+    cols.append(
+      create(OfficialValueColumnsSchema, { values: { case: "prices", value: {} }, unit: "EUR" }),
+    ); // the end
+    assert.deepEqual([cols.kind, cols.unit], ["other", "EUR"]);
+    assert.deepEqual(described(cols.other), [
+      "price 0.5 USD",
+      "price 1.5 EUR",
+      "price 2.5 EUR",
+      "price 3.5 EUR",
+      "price 4.5 EUR",
+    ]);
+    assertAligned(cols, 5);
+    assert.equal(cols.recordPositions[4], 14n);
+    assert.deepEqual(cols.flags[4], [QualityRule.JUMP]);
+  });
+
+  it("converts the prices read before a page in other", () => {
+    const cols = new ValueColumns();
+    cols.append(officialColumns(0, 2)); // USD, before the unit changed
+    cols.append(inOther(2, price("2.5", "USD"), price("3.5", "EUR")));
+    cols.append(inEur(4, 2));
+    assert.deepEqual([cols.kind, cols.unit], ["other", "EUR"]);
+    assert.deepEqual(described(cols.other), [
+      "price 0.5 USD",
+      "price 1.5 USD",
+      "price 2.5 USD",
+      "price 3.5 EUR",
+      "price 4.5 EUR",
+      "price 5.5 EUR",
+    ]);
+    assertAligned(cols, 6);
+    assert.equal(cols.snapTimeMicros[5], 5n * 86_400_000_000n);
+  });
+
+  it("turns typed pages in two units into other", () => {
+    const cols = new ValueColumns();
+    cols.append(officialColumns(0, 2));
+    cols.append(officialColumns(2, 1));
+    assert.deepEqual([cols.kind, cols.unit, cols.values], ["prices", "USD", ["0.5", "1.5", "2.5"]]);
+    cols.append(inEur(3, 2));
+    assert.deepEqual([cols.kind, cols.unit], ["other", "EUR"]);
+    assert.deepEqual(described(cols.other), [
+      "price 0.5 USD",
+      "price 1.5 USD",
+      "price 2.5 USD",
+      "price 3.5 EUR",
+      "price 4.5 EUR",
+    ]);
+    assertAligned(cols, 5);
+    // Volumes and bars likewise.
+    const shares = officialColumns(0, 1);
+    shares.values = { case: "volumes", value: create(DecimalColumnSchema, { texts: ["7"] }) };
+    shares.unit = "shares";
+    const lots = officialColumns(1, 1);
+    lots.values = {
+      case: "volumes",
+      value: create(DecimalColumnSchema, { unscaled: [15n], scale: 1 }),
+    };
+    lots.unit = "lots";
+    const volumes = new ValueColumns();
+    volumes.append(shares);
+    volumes.append(lots);
+    assert.deepEqual(described(volumes.other), ["volume 7 shares", "volume 1.5 lots"]);
+    const bar = officialColumns(0, 1);
+    bar.values = {
+      case: "bars",
+      value: create(OhlcBarColumnsSchema, {
+        open: { unscaled: [1000n], scale: 2 },
+        high: { texts: ["12"] },
+        low: { texts: ["9"] },
+        close: { texts: ["11"] },
+      }),
+    };
+    const bars = new ValueColumns();
+    bars.append(bar);
+    bars.append(
+      inOther(1, create(DataValueSchema, { kind: { case: "bar", value: { open: "1" } } })),
+    );
+    assert.equal(bars.kind, "other");
+    assert.deepEqual(described(bars.other), ["bar 10.00/12/9/11/", "bar 1////"]);
+    assertAligned(bars, 2);
+  });
+
+  it("keeps the columns of pages of one case and unit", () => {
+    const cols = new ValueColumns();
+    cols.append(
+      create(OfficialValueColumnsSchema, { values: { case: "other", value: {} }, unit: "USD" }),
+    ); // no rows
+    cols.append(officialColumns(0, 2));
+    cols.append(officialColumns(2, 2));
+    cols.append(
+      create(OfficialValueColumnsSchema, { values: { case: "prices", value: {} }, unit: "EUR" }),
+    ); // no rows
+    assert.deepEqual(
+      [cols.kind, cols.unit, cols.values, cols.other.length],
+      ["prices", "USD", ["0.5", "1.5", "2.5", "3.5"], 0],
+    );
+    // Volumes after prices stay malformed, even past a page in `other`.
+    cols.append(inOther(4, price("4.5", "USD")));
+    const volumes = officialColumns(5, 1);
+    volumes.values = { case: "volumes", value: create(DecimalColumnSchema, { texts: ["1"] }) };
+    assert.throws(() => cols.append(volumes), /volumes after prices/);
+    assertAligned(cols, 5);
   });
 });
 

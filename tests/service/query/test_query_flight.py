@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from qis_adapters.readstore.port import (
 )
 from qis_domain.snaps import format_snap
 from qis_query.bootstrap import build
+from qis_query.entrypoints.flight import parse_ticket
 from qis_query.settings import QuerySettings
 
 from tests.support.servers import QueryPorts, query_ports
@@ -337,6 +339,7 @@ async def test_a_price_series_streams_in_the_documented_schema(ports: QueryPorts
     assert table.schema.names == [
         "snap_time",
         "value",
+        "unit",
         "version",
         "quality_score",
         "record_time",
@@ -347,6 +350,7 @@ async def test_a_price_series_streams_in_the_documented_schema(ports: QueryPorts
     assert types == [
         INSTANT,
         DECIMAL,
+        pa.dictionary(pa.int32(), pa.string()),
         pa.int32(),
         pa.float64(),
         INSTANT,
@@ -359,6 +363,60 @@ async def test_a_price_series_streams_in_the_documented_schema(ports: QueryPorts
         {"series": "series/PX", "data_type": "price", "unit": "USD"}
     ]
     assert table.column("snap_time").cast(pa.int64()).to_pylist() == SNAPS
+    assert table.column("unit").to_pylist() == ["USD"] * len(SNAPS)
+
+
+async def test_each_value_keeps_its_own_unit_after_the_series_unit_changed(
+    store: InMemoryReadStore,
+) -> None:
+    """A schema evolution moved the series from GBP to USD: older values stay in GBP, a stored
+    value without a currency reads as the series' (current) unit."""
+    writer = InMemoryReadStore(store.database, "g1")
+    evolved = [definition("FX", values_pb2.DATA_TYPE_PRICE, "USD")]
+    gbp = values_pb2.DataValue(price=values_pb2.Price(value="100", currency="GBP"))
+    bare = values_pb2.DataValue(price=values_pb2.Price(value="102"))
+    shares = values_pb2.DataValue(volume=values_pb2.Volume(quantity="5", unit="lots"))
+    await writer.apply(ProjectionBatch(series=evolved), 40)
+    fx = [
+        version("FX", SNAPS[0], 1, gbp, at=4_000, position=41),
+        version("FX", SNAPS[1], 1, price("101"), at=4_000, position=41),
+        version("FX", SNAPS[2], 1, bare, at=4_000, position=41),
+        version(VOL, SNAPS[3], 1, shares, at=4_000, position=41),
+    ]
+    await writer.apply(ProjectionBatch(versions=fx), 41)
+    # One point per page: each batch has its own dictionary of units (IPC replaces it).
+    async with query_ports(store, settings(query_max_points_per_call=1)) as ports:
+        table = await read(ports.flight, ticket("FX"))
+        volumes = await read(ports.flight, ticket(VOL))
+        bars = await read(ports.flight, ticket(BAR))
+    assert table.column("value").to_pylist() == [Decimal("100"), Decimal("101"), Decimal("102")]
+    assert table.column("unit").to_pylist() == ["GBP", "USD", "USD"]
+    assert json.loads(table.schema.metadata[b"qis.series"])[0]["unit"] == "USD"
+    assert volumes.column("unit").to_pylist() == ["shares"] * len(VOLUMES) + ["lots"]
+    assert "unit" not in bars.column_names  # bars: the series' unit, in the metadata only
+    assert json.loads(bars.schema.metadata[b"qis.series"])[0]["unit"] == "USD"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("0E+9999", Decimal(0), id="zero-huge-exponent"),
+        pytest.param("0E-30", Decimal(0), id="zero-tiny-exponent"),
+        pytest.param("-0E+5", Decimal(0), id="negative-zero"),
+        pytest.param("1.5E-17", Decimal("0.000000000000000015"), id="18-places-in-exponent"),
+        pytest.param("1.25E+17", Decimal("125000000000000000"), id="18-digits-in-exponent"),
+        pytest.param("0.123456789012345678", Decimal("0.123456789012345678"), id="18-places"),
+    ],
+)
+async def test_every_decimal_ingest_accepts_exports_exactly(
+    store: InMemoryReadStore, text: str, expected: Decimal
+) -> None:
+    writer = InMemoryReadStore(store.database, "g1")
+    later = version(PX, SNAPS[-1] + MINUTE, 1, price(text), at=4_000, position=40)
+    await writer.apply(ProjectionBatch(versions=[later]), 40)
+    async with query_ports(store, settings()) as ports:
+        table = await read(ports.flight, ticket(PX))
+    assert table.column("value").to_pylist()[-1] == expected
 
 
 async def test_decimals_are_exact_to_18_places_and_up_to_1e18(ports: QueryPorts) -> None:
@@ -517,6 +575,116 @@ async def test_a_bad_ticket_is_invalid_argument_naming_the_field(
     assert str(error).startswith(f"INVALID_ARGUMENT: {field}"), error
 
 
+@pytest.mark.parametrize(
+    "field", ["start_time", "end_time", "as_of_time", "as_of_position", "min_position"]
+)
+async def test_a_null_field_is_absent(ports: QueryPorts, field: str) -> None:
+    latest = await read(ports.flight, ticket(PX))
+    table = await read(ports.flight, ticket(PX, **{field: None}))
+    assert table.num_rows == len(SNAPS)
+    assert flight_rows(table, "series/PX") == flight_rows(latest, "series/PX")
+
+
+async def test_a_null_unknown_field_is_still_unknown(ports: QueryPorts) -> None:
+    error = await refused(ports.flight, ticket(PX, asof=None))
+    assert str(error).startswith("INVALID_ARGUMENT: asof: unknown field"), error
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"[" * 30_000 + b"]" * 30_000, id="nested-list"),
+        pytest.param(b'{"series": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", id="nested-field"),
+    ],
+)
+async def test_a_deeply_nested_ticket_is_invalid_argument_without_an_error_log(
+    ports: QueryPorts, raw: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("ERROR"):
+        error = await refused(ports.flight, raw)
+    assert isinstance(error, pa.ArrowInvalid), error
+    assert str(error).startswith("INVALID_ARGUMENT: ticket: nested too deeply"), error
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def _other_methods(location: str) -> dict[str, str]:
+    """What each Flight method other than DoGet answers: 'OK <result>' or the error."""
+    descriptor = fl.FlightDescriptor.for_command(b"series/PX")
+    table = pa.table({"a": [1]})
+
+    def put(client: fl.FlightClient, options: fl.FlightCallOptions) -> object:
+        writer, _ = client.do_put(descriptor, table.schema, options)
+        writer.write_table(table)
+        writer.close()
+        return None
+
+    def exchange(client: fl.FlightClient, options: fl.FlightCallOptions) -> object:
+        writer, reader = client.do_exchange(descriptor, options)
+        writer.begin(table.schema)
+        writer.write_table(table)
+        writer.done_writing()
+        return reader.read_all()
+
+    calls = {
+        "GetFlightInfo": lambda c, o: c.get_flight_info(descriptor, o),
+        "GetSchema": lambda c, o: c.get_schema(descriptor, o),
+        "ListFlights": lambda c, o: list(c.list_flights(options=o)),
+        "ListActions": lambda c, o: c.list_actions(o),
+        "DoAction": lambda c, o: list(c.do_action(fl.Action("x", b""), o)),
+        "DoPut": put,
+        "DoExchange": exchange,
+    }
+    answers: dict[str, str] = {}
+    with fl.FlightClient(location) as client:
+        options = fl.FlightCallOptions(headers=USER, timeout=10)
+        for name, call in calls.items():
+            try:
+                answers[name] = f"OK {call(client, options)!r}"
+            except Exception as error:
+                answers[name] = f"{type(error).__name__}: {error}"
+    return answers
+
+
+async def test_methods_other_than_do_get_answer_without_a_traceback(ports: QueryPorts) -> None:
+    answers = await asyncio.to_thread(_other_methods, ports.flight)
+    for name, answer in answers.items():
+        assert "Traceback" not in answer, (name, answer)
+        assert ".py" not in answer, (name, answer)
+    assert answers["ListFlights"] == "OK []"
+    assert answers["ListActions"] == "OK []"
+    for name in ("GetFlightInfo", "GetSchema", "DoAction", "DoPut", "DoExchange"):
+        # pyarrow's client raises GetSchema's refusal as OSError, the others as FlightServerError.
+        kind, _, message = answers[name].partition(": ")
+        assert kind in ("FlightServerError", "OSError"), (name, answers[name])
+        assert message.startswith("UNIMPLEMENTED: the Arrow Flight endpoint"), (name, message)
+
+
+async def test_an_unserved_method_carries_the_unimplemented_status(ports: QueryPorts) -> None:
+    def info() -> fl.FlightError:
+        with fl.FlightClient(ports.flight) as client, pytest.raises(fl.FlightError) as caught:
+            client.get_flight_info(
+                fl.FlightDescriptor.for_command(b"x"), fl.FlightCallOptions(headers=USER)
+            )
+        return caught.value
+
+    error = await asyncio.to_thread(info)
+    status = status_pb2.Status.FromString(error.extra_info)
+    assert status.code == 12  # UNIMPLEMENTED
+    assert "DoGet" in status.message
+    assert isinstance(client_flight.flight_error(error), client_errors.QisError)
+    assert client_flight.flight_error(error).code.name == "UNIMPLEMENTED"
+
+
+async def test_an_unserved_method_still_needs_an_identity(ports: QueryPorts) -> None:
+    def info() -> Exception:
+        with fl.FlightClient(ports.flight) as client, pytest.raises(fl.FlightError) as caught:
+            client.get_flight_info(fl.FlightDescriptor.for_command(b"x"))
+        error: Exception = caught.value
+        return error
+
+    assert isinstance(await asyncio.to_thread(info), fl.FlightUnauthenticatedError)
+
+
 async def test_every_violation_of_a_ticket_is_listed(ports: QueryPorts) -> None:
     error = await refused(
         ports.flight, {"series": ["PX"], "start_time": "yesterday", "min_position": -3}
@@ -662,11 +830,21 @@ async def test_tls_and_client_certificates_use_the_same_files(
             await read(ports.flight, ticket(VOL), headers=[], **trust)
 
 
-async def test_stopping_ends_promptly_when_no_call_is_open(store: InMemoryReadStore) -> None:
-    async with query_ports(store, settings()) as ports:
+async def test_stopping_ends_promptly_when_no_call_is_open(
+    store: InMemoryReadStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # stop(0) waits no grace, then 2 s for pyarrow's shutdown to return: done in time, no
+    # warning; a shutdown still waiting on a call would warn and take the 2 s.
+    with caplog.at_level("WARNING", logger="qis_query.entrypoints.flight"):
+        async with query_ports(store, settings()) as ports:
+            await read(ports.flight, ticket(PX))
+            started = time.monotonic()
+        stopped_after = time.monotonic() - started
+    assert not [r for r in caplog.records if "still open" in r.getMessage()], caplog.text
+    assert stopped_after < 1.5
+    # The port is really closed: a new call cannot connect.
+    with pytest.raises(fl.FlightUnavailableError):
         await read(ports.flight, ticket(PX))
-        started = time.monotonic()
-    assert time.monotonic() - started < 5.0
 
 
 class SlowReads(InMemoryReadStore):
@@ -765,6 +943,34 @@ async def test_the_client_helper_raises_the_errors_of_the_grpc_client(ports: Que
     assert isinstance(error, client_errors.Unauthenticated)
     with pytest.raises(ValueError, match="naive"):
         client_flight.ticket(PX, start=datetime(2024, 1, 1))
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [REPO / "README.md", REPO / "clients" / "python" / "qis_client" / "flight.py"],
+    ids=["README", "qis_client.flight"],
+)
+def test_the_documented_read_range_examples_send_times_the_service_takes(source: Path) -> None:
+    examples = re.findall(r"read_range\((.*?)\)\n", source.read_text(), flags=re.S)
+    times = [t for e in examples for t in re.findall(r'(?:start|end)="([^"]*)"', e)]
+    assert times, f"no read_range example with a time in {source}"
+    for text in times:
+        parse_ticket(client_flight.ticket(PX, start=text))  # raises InvalidArgument if refused
+
+
+async def test_the_client_helper_takes_a_date_as_midnight_utc(ports: QueryPorts) -> None:
+    body = json.loads(client_flight.ticket(PX, start=date(2024, 1, 1), end="2025-01-01T00:00:00Z"))
+    assert (body["start_time"], body["end_time"]) == (
+        "2024-01-01T00:00:00Z",
+        "2025-01-01T00:00:00Z",
+    )
+    table = await asyncio.to_thread(
+        client_flight.read_range, _address(ports), PX, start=date(2023, 11, 14), user="alice"
+    )
+    assert table.num_rows == len(SNAPS)
 
 
 def client_errors_identity() -> Any:

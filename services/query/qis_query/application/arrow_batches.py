@@ -6,6 +6,7 @@ Flight endpoint serves it; docs/cli.md `qis export` writes it to Parquet or CSV)
 | series          | dictionary<int32, string>     | "series/{id}"; only when the export names several series |
 | snap_time       | timestamp[us, tz=UTC]         | the instant the value describes                |
 | value           | decimal128(38, 18)            | prices and volumes: the value, exact           |
+| unit            | dictionary<int32, string>     | prices and volumes: the value's own currency (prices) or unit (volumes) |
 | open, high, low, close | decimal128(38, 18)     | OHLC bars, instead of `value`                  |
 | volume          | decimal128(38, 18), nullable  | OHLC bars: the quantity traded, null when the bar has none |
 | version         | int32                         | 1 for a first publication, then +1 per restatement |
@@ -14,18 +15,28 @@ Flight endpoint serves it; docs/cli.md `qis export` writes it to Parquet or CSV)
 | record_position | uint64                        | the commit position that published it          |
 | flags           | list<string>                  | the rules the point failed ("jump", "spike", ...) |
 
+`unit` is per row because a series' unit can change (a schema evolution from GBP to USD): each
+value keeps the currency or unit it was published in, so older rows of one export may differ
+from newer ones and from the series' current unit. A stored value without one (published
+before values carried it) reads as the series' unit. OHLC bars carry no currency of their own:
+they have no `unit` column, and their currency is the series' unit in `qis.series`.
+
 Schema metadata: `qis.read_position` (the answer reflects at least this commit position) and
 `qis.series`, a JSON list of {"series", "data_type", "unit"} in the order the export named them
-(the currency or unit is the series' own: values carry no per-point unit here).
+(`unit` there is the series' current currency or unit, from its definition).
 
 Decimals are built from the stored decimal texts by Arrow's string-to-decimal cast, which is
-exact (a text with more than 18 places, or beyond 38 digits, is an error, never rounded); no
-value passes through a binary float. Every decimal the service accepts fits: |x| < 1e18 with at
-most 18 places is 36 digits.
+exact; no value passes through a binary float. A stored text in exponent notation is first
+written out in plain form by Python's decimal module, exactly: any zero as "0" ("0E+9999" and
+"0E-30" are zeros that Arrow's parser cannot or need not scale), any other value quantized to
+18 places, which is exact for every decimal ingest accepts (|x| < 1e18 with at most 18 places
+as written: at most 36 digits). A text that still cannot be made exact (more than 18 significant
+places, or beyond 38 digits) is an error (INTERNAL), never rounded.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
 from collections.abc import Sequence
 
@@ -33,12 +44,14 @@ import pyarrow as pa
 from qis.data.v1 import values_pb2
 from qis_adapters.readstore.port import OfficialVersion
 from qis_domain.snaps import format_snap
+from qis_domain.values import is_bounded_plain_decimal
 
 from qis_query.application.export import ExportedSeries, ExportPage, ValueColumns
 
 DECIMAL = pa.decimal128(38, 18)
 INSTANT = pa.timestamp("us", tz="UTC")
 SERIES_NAMES = pa.dictionary(pa.int32(), pa.string())
+UNITS = pa.dictionary(pa.int32(), pa.string())
 FLAGS = pa.list_(pa.string())
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
 READ_POSITION_KEY = b"qis.read_position"
@@ -55,6 +68,7 @@ def schema(
     fields.append(pa.field("snap_time", INSTANT, nullable=False))
     if columns is ValueColumns.DECIMAL:
         fields.append(pa.field("value", DECIMAL, nullable=False))
+        fields.append(pa.field("unit", UNITS, nullable=False))
     else:
         fields.extend(pa.field(f, DECIMAL, nullable=f in _OPTIONAL) for f in BAR_FIELDS)
     fields += [
@@ -97,8 +111,11 @@ class BatchBuilder:
         series = self._series[page.series_index]
         name = series.name
         if self._columns is ValueColumns.DECIMAL:
-            texts = _scalar_texts(values, volumes=series.data_type == "volume")
+            texts, units = _scalar_texts(
+                values, volumes=series.data_type == "volume", unit=series.unit
+            )
             arrays.append(_decimals(name, values, texts))
+            arrays.append(pa.array(units, pa.string()).dictionary_encode())
         else:
             bars = [_parse(v.value).bar for v in values]
             for field in BAR_FIELDS:
@@ -114,28 +131,63 @@ class BatchBuilder:
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
 
-def _scalar_texts(values: Sequence[OfficialVersion], *, volumes: bool) -> list[str]:
-    """The decimal text of each price (or volume): one protobuf parse per point, ~0.5 µs. A
-    value of another kind reads as "" and is refused."""
+def _scalar_texts(
+    values: Sequence[OfficialVersion], *, volumes: bool, unit: str
+) -> tuple[list[str], list[str]]:
+    """The decimal text of each price (or volume) and its own currency (or unit), `unit` (the
+    series') where the stored value has none: one protobuf parse per point, ~0.5 µs. A value
+    of another kind reads as "" and is refused."""
+    texts: list[str] = []
+    units: list[str] = []
     if volumes:
-        return [_parse(v.value).volume.quantity for v in values]
-    return [_parse(v.value).price.value for v in values]
+        for v in values:
+            volume = _parse(v.value).volume
+            texts.append(volume.quantity)
+            units.append(volume.unit or unit)
+    else:
+        for v in values:
+            price = _parse(v.value).price
+            texts.append(price.value)
+            units.append(price.currency or unit)
+    return texts, units
+
+
+_PLACES = decimal.Decimal(1).scaleb(-DECIMAL.scale)
+_EXACT = decimal.Context(prec=DECIMAL.precision, traps=[decimal.Inexact, decimal.InvalidOperation])
+
+
+def plain(text: str) -> str:
+    """`text` as Arrow's cast to decimal128(38, 18) takes it, the same number exactly: a plain
+    decimal within bounds as it is, any zero as "0", anything else quantized to 18 places
+    when that is exact (else unchanged, for the cast to refuse)."""
+    if not text or is_bounded_plain_decimal(text):
+        return text
+    try:
+        number = decimal.Decimal(text)
+        if number.is_zero():
+            return "0"
+        return format(number.quantize(_PLACES, context=_EXACT), "f")
+    except (decimal.DecimalException, ValueError):
+        return text
 
 
 def _decimals(
     series: str, values: Sequence[OfficialVersion], texts: list[str], *, optional: bool = False
 ) -> pa.Array:
     """decimal128(38, 18) from decimal texts, exactly; "" is null where the field is optional
-    and a stored value the series cannot hold otherwise (a bug: INTERNAL)."""
-    strings = pa.array(texts, pa.string())
-    if "" in texts:
-        if not optional:
-            at = texts.index("")
-            raise ValueError(
-                f"the stored value of {series} at {format_snap(values[at].snap_us)} (version"
-                f" {values[at].version}) is not of the series' data type"
-            )
-        strings = pa.array([t or None for t in texts], pa.string())
+    and a stored value the series cannot hold otherwise (a bug: INTERNAL). The cast refuses
+    what it cannot hold exactly, so the texts are made plain (see `plain`) only when it does."""
+    if not optional and "" in texts:
+        at = texts.index("")
+        raise ValueError(
+            f"the stored value of {series} at {format_snap(values[at].snap_us)} (version"
+            f" {values[at].version}) is not of the series' data type"
+        )
+    strings = pa.array([t or None for t in texts], pa.string())
+    try:
+        return strings.cast(DECIMAL)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        strings = pa.array([plain(t) or None for t in texts], pa.string())
     try:
         return strings.cast(DECIMAL)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:

@@ -3,7 +3,8 @@ who want a DataFrame (pyarrow, pandas, polars) rather than a message per point.
 
 It listens on its own port (QIS_FLIGHT_ADDRESS, default 127.0.0.1:50054), beside the gRPC
 QueryService, in the same process and over the same read model, and answers one method,
-`DoGet`. The ticket is UTF-8 JSON:
+`DoGet` (ListFlights and ListActions answer empty lists; GetFlightInfo, GetSchema, DoPut,
+DoAction and DoExchange are refused, see Errors). The ticket is UTF-8 JSON:
 
     {"series": ["series/A", "series/B"],        a name, or a list of 1 to 1,000
      "start_time": "2024-01-01T00:00:00Z",      optional, RFC 3339: the first snap
@@ -12,13 +13,17 @@ QueryService, in the same process and over the same read model, and answers one 
      "as_of_position": 1234,                    ...or right after this commit position
      "min_position": 1234}                      optional: read-your-writes, as in QueryRange
 
+(an optional field given as null is absent, as if left out)
+
 and the answer is one stream, the series in the order named, each ascending by snap, of the
 schema in qis_query.application.arrow_batches (also in docs/cli.md): `series` (dictionary,
 only when several are named), `snap_time`, `value` (prices, volumes) or open/high/low/close/
 volume (OHLC bars) as exact decimal128(38, 18), `version`, `quality_score`, `record_time`,
-`record_position`, `flags`. It is QueryRange's answer for the same range and as-of, read
-through the same use case (qis_query.application.export), without its per-call limit: one
-DoGet streams the whole range, a page of at most 10,000 points in memory at a time.
+`record_position`, `flags`, and for prices and volumes `unit`, each value's own currency or
+unit (a series' unit can change by schema evolution). It is QueryRange's answer for the same
+range and as-of, read through the same use case (qis_query.application.export), without its
+per-call limit: one DoGet streams the whole range, a page of at most 10,000 points in memory
+at a time.
 
 **Identity** is proven as on the gRPC port, by the same authenticator objects (QIS_AUTH): an
 `x-qis-user` header (dev), `authorization: Bearer <JWT>` (jwt), a client certificate (mtls), read
@@ -37,6 +42,7 @@ status code of the gRPC API where Flight can carry it:
 | bad ticket, bad range, options chains, ... | ArrowInvalid (INVALID_ARGUMENT)           |
 | unknown series                             | ArrowKeyError, a KeyError (NOT_FOUND)     |
 | read model behind min_position, store down | FlightUnavailableError (UNAVAILABLE)      |
+| another method than DoGet, ListFlights, ... | FlightServerError ("UNIMPLEMENTED: ...") |
 | no or bad identity                         | FlightUnauthenticatedError (UNAUTHENTICATED) |
 | a bug                                      | FlightInternalError (INTERNAL), with the reference logged |
 
@@ -45,8 +51,13 @@ field violation; a FlightError's `extra_info` holds the google.rpc.Status the gR
 send (RetryInfo, ErrorInfo). No Python traceback reaches a client: pyarrow writes one into the
 status of any Python exception raised while it runs a handler, except a FlightError raised by
 the handler itself, so INVALID_ARGUMENT and NOT_FOUND, which have no FlightError, are raised
-from C (see _refusing_stream). An error after the first batch (a store failing mid-stream)
-ends the stream with UNKNOWN and the same message.
+from C (see _refusing_stream). A method the endpoint does not serve is refused by the identity
+middleware once the caller is known, with FlightServerError: the only FlightError pyarrow
+sends cleanly from every method (its GetSchema handler sends even a FlightError with a
+traceback; UNIMPLEMENTED has no FlightError), so its gRPC code is UNKNOWN while its message
+starts "UNIMPLEMENTED: " and its extra_info holds a google.rpc.Status with code UNIMPLEMENTED.
+An error after the first batch (a store failing mid-stream) ends the stream with UNKNOWN and
+the same message.
 """
 
 from __future__ import annotations
@@ -134,10 +145,13 @@ def parse_ticket(raw: bytes) -> ExportRequest:
         body = json.loads(raw.decode())
     except (UnicodeDecodeError, ValueError):
         raise InvalidArgument.single("ticket", _TICKET_FORM) from None
+    except RecursionError:  # nested deeper than the interpreter's recursion limit
+        raise InvalidArgument.single("ticket", f"nested too deeply; {_TICKET_FORM}") from None
     if not isinstance(body, dict):
         raise InvalidArgument.single("ticket", _TICKET_FORM)
-    fields = _TicketFields(body)
     unknown = sorted(set(body) - set(TICKET_FIELDS))
+    # null is absent, for every field: {"as_of_time": null} is a latest read, not as of 0.
+    fields = _TicketFields({key: value for key, value in body.items() if value is not None})
     for name in unknown:
         fields.refuse(name, f"unknown field; a ticket has {', '.join(TICKET_FIELDS)}")
     series = fields.series()
@@ -270,7 +284,30 @@ class IdentityMiddlewareFactory(fl.ServerMiddlewareFactory):  # type: ignore[mis
             raise fl.FlightUnauthenticatedError(f"UNAUTHENTICATED: {error}") from None
         except Exception as error:
             raise _flight_error(status_for(error)) from None
+        method = getattr(info, "method", fl.FlightMethod.DO_GET)
+        if method not in SERVED_METHODS:
+            raise unimplemented(method)
         return _Identified(identity)
+
+
+SERVED_METHODS = frozenset(
+    {fl.FlightMethod.DO_GET, fl.FlightMethod.LIST_FLIGHTS, fl.FlightMethod.LIST_ACTIONS}
+)
+"""The Flight methods the endpoint answers; the identity middleware refuses the others."""
+
+
+def unimplemented(method: fl.FlightMethod | str) -> fl.FlightError:
+    """The refusal of a Flight method the endpoint does not serve, without a traceback (see
+    the module docstring)."""
+    name = method.name if isinstance(method, fl.FlightMethod) else method
+    status = status_pb2.Status(
+        code=grpc.StatusCode.UNIMPLEMENTED.value[0],
+        message=(
+            f"the Arrow Flight endpoint of qis-query serves DoGet only (with a JSON ticket, see"
+            f" docs/cli.md), not {name}"
+        ),
+    )
+    return fl.FlightServerError(describe(status), status.SerializeToString())
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -290,6 +327,31 @@ class _Server(fl.FlightServerBase):  # type: ignore[misc]
 
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.RecordBatchStream:
         return self._endpoint.stream(context, ticket.ticket)
+
+    # The base class raises NotImplementedError, which pyarrow sends with a traceback. The
+    # identity middleware refuses these methods before they run (the only clean way for
+    # GetSchema); the overrides answer the same should one ever be reached.
+
+    def list_flights(self, context: fl.ServerCallContext, criteria: bytes) -> Iterator[Any]:
+        return iter(())
+
+    def list_actions(self, context: fl.ServerCallContext) -> list[Any]:
+        return []
+
+    def get_flight_info(self, context: fl.ServerCallContext, descriptor: Any) -> Any:
+        raise unimplemented(fl.FlightMethod.GET_FLIGHT_INFO)
+
+    def get_schema(self, context: fl.ServerCallContext, descriptor: Any) -> Any:
+        raise unimplemented(fl.FlightMethod.GET_SCHEMA)
+
+    def do_put(self, context: fl.ServerCallContext, *args: Any) -> None:
+        raise unimplemented(fl.FlightMethod.DO_PUT)
+
+    def do_action(self, context: fl.ServerCallContext, action: Any) -> Iterator[Any]:
+        raise unimplemented(fl.FlightMethod.DO_ACTION)
+
+    def do_exchange(self, context: fl.ServerCallContext, *args: Any) -> None:
+        raise unimplemented(fl.FlightMethod.DO_EXCHANGE)
 
 
 class QueryFlight:

@@ -470,8 +470,9 @@ class DecimalColumn(_message.Message):
 
     @_builtins.property
     def unscaled(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Scaled integers, one per row: the value is unscaled × 10^-scale, written with `scale`
-        decimal places (2050 at scale 2 is 20.50, stored and published as "20.50").
+        """Scaled integers, one per row: the value is unscaled × 10^-scale with exponent -scale, as if
+        written with `scale` decimal places (2050 at scale 2 is 20.50, not 20.5), then published in
+        standard decimal text like any value ("20.50"; 5 at scale 7 is "5E-7").
         """
 
     def __init__(

@@ -870,8 +870,9 @@ type DecimalColumn struct {
 	// Decimal strings, one per row; "" for an absent value where the field is optional (an OHLC
 	// bar's volume). Set either texts or unscaled, not both.
 	Texts []string `protobuf:"bytes,1,rep,name=texts,proto3" json:"texts,omitempty"`
-	// Scaled integers, one per row: the value is unscaled × 10^-scale, written with `scale`
-	// decimal places (2050 at scale 2 is 20.50, stored and published as "20.50").
+	// Scaled integers, one per row: the value is unscaled × 10^-scale with exponent -scale, as if
+	// written with `scale` decimal places (2050 at scale 2 is 20.50, not 20.5), then published in
+	// standard decimal text like any value ("20.50"; 5 at scale 7 is "5E-7").
 	Unscaled []int64 `protobuf:"zigzag64,2,rep,packed,name=unscaled,proto3" json:"unscaled,omitempty"`
 	// Decimal places of `unscaled`, 0 to 18.
 	Scale         int32 `protobuf:"varint,3,opt,name=scale,proto3" json:"scale,omitempty"`

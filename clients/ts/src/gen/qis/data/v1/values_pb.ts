@@ -396,8 +396,9 @@ export type DecimalColumn = Message<"qis.data.v1.DecimalColumn"> & {
   texts: string[];
 
   /**
-   * Scaled integers, one per row: the value is unscaled × 10^-scale, written with `scale`
-   * decimal places (2050 at scale 2 is 20.50, stored and published as "20.50").
+   * Scaled integers, one per row: the value is unscaled × 10^-scale with exponent -scale, as if
+   * written with `scale` decimal places (2050 at scale 2 is 20.50, not 20.5), then published in
+   * standard decimal text like any value ("20.50"; 5 at scale 7 is "5E-7").
    *
    * @generated from field: repeated sint64 unscaled = 2;
    */
