@@ -29,7 +29,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from qis_runtime.auth import is_loopback
 
+from qis_cli.connection import TLS_CA_ENV, open_channel
 from qis_cli.errors import EXIT_OK, CliError
+
+SERVER_CERT_ENV = "QIS_TLS_CERT_FILE"
 
 STARTUP_TIMEOUT_S = 30.0
 # Beyond the grace period a service gives in-flight calls after SIGTERM (QIS_SHUTDOWN_GRACE_S),
@@ -217,6 +220,12 @@ class Supervisor:
             yield
 
     def _plan(self, specs: Sequence[ServiceSpec]) -> list[_Planned]:
+        if self._env.get(SERVER_CERT_ENV) and not self._env.get(TLS_CA_ENV):
+            # The services would listen with TLS, and a plaintext health check never passes.
+            raise CliError(
+                f"{SERVER_CERT_ENV} makes the services listen with TLS: set {TLS_CA_ENV} to the"
+                " CA that signed it, so that `qis up` (and `qis`) can check them"
+            )
         planned = []
         for spec in specs:
             executable = locate(spec.script)
@@ -287,7 +296,9 @@ class Supervisor:
         address = child.plan.address
         host, port = dial_address(address)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        with grpc.insecure_channel(f"{host}:{port}") as channel:
+        # The clients' TLS settings (QIS_TLS_CA_FILE, a client certificate for mTLS): the
+        # services listen as their QIS_TLS_* server settings say.
+        with open_channel(f"{host}:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if (code := child.process.poll()) is not None:
