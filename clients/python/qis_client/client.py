@@ -87,6 +87,42 @@ def _optional_timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | No
     return None if moment is None else timestamp(moment)
 
 
+def _range_request(
+    series: str,
+    start_time: datetime | None,
+    end_time: datetime | None,
+    as_of_time: datetime | None,
+    as_of_position: int | None,
+    page_size: int,
+    min_position: int,
+) -> query_service_pb2.QueryRangeRequest:
+    request = query_service_pb2.QueryRangeRequest(
+        series=series_name(series),
+        start_time=_optional_timestamp(start_time),
+        end_time=_optional_timestamp(end_time),
+        page_size=page_size,
+        min_position=min_position,
+    )
+    _as_of(request, as_of_time, as_of_position)
+    return request
+
+
+def _values_request(
+    series: str,
+    snaps: Iterable[datetime],
+    as_of_time: datetime | None,
+    as_of_position: int | None,
+    min_position: int,
+) -> query_service_pb2.GetValuesRequest:
+    request = query_service_pb2.GetValuesRequest(
+        series=series_name(series),
+        snap_times=[timestamp(snap) for snap in snaps],
+        min_position=min_position,
+    )
+    _as_of(request, as_of_time, as_of_position)
+    return request
+
+
 def _as_of(
     request: query_service_pb2.QueryRangeRequest | query_service_pb2.GetValuesRequest,
     as_of_time: datetime | None,
@@ -314,17 +350,10 @@ class QisClient:
     ) -> Iterator[query_service_pb2.OfficialValue]:
         """The official values with snaps in [start_time, end_time), latest or as of a
         knowledge time or commit position, across as many calls as the range takes."""
-        request = query_service_pb2.QueryRangeRequest(
-            series=series_name(series),
-            start_time=_optional_timestamp(start_time),
-            end_time=_optional_timestamp(end_time),
-            page_size=page_size,
-            min_position=min_position,
+        request = _range_request(
+            series, start_time, end_time, as_of_time, as_of_position, page_size, min_position
         )
-        _as_of(request, as_of_time, as_of_position)
-        # A long range may take several calls: each is a stream of pages.
-        streamed = functools.partial(self.stream, self.queries.QueryRange)
-        for message in self._follow(streamed, request):
+        for message in self._range_messages(request):
             yield from message.values
 
     def query_range_columns(
@@ -340,20 +369,21 @@ class QisClient:
     ) -> ValueColumns:
         """query_range in the columnar view (VALUE_VIEW_COLUMNS): the same values, pages and
         tokens, read into lists per field across as many calls as the range takes."""
-        request = query_service_pb2.QueryRangeRequest(
-            series=series_name(series),
-            start_time=_optional_timestamp(start_time),
-            end_time=_optional_timestamp(end_time),
-            page_size=page_size,
-            min_position=min_position,
-            view=query_service_pb2.VALUE_VIEW_COLUMNS,
+        request = _range_request(
+            series, start_time, end_time, as_of_time, as_of_position, page_size, min_position
         )
-        _as_of(request, as_of_time, as_of_position)
-        streamed = functools.partial(self.stream, self.queries.QueryRange)
+        request.view = query_service_pb2.VALUE_VIEW_COLUMNS
         columns = ValueColumns()
-        for message in self._follow(streamed, request):
+        for message in self._range_messages(request):
             columns.append(message.columns, message.read_position)
         return columns
+
+    def _range_messages(
+        self, request: query_service_pb2.QueryRangeRequest
+    ) -> Iterator[query_service_pb2.QueryRangeResponse]:
+        # A long range may take several calls: each is a stream of pages.
+        streamed = functools.partial(self.stream, self.queries.QueryRange)
+        return self._follow(streamed, request)
 
     def get_values(
         self,
@@ -365,12 +395,7 @@ class QisClient:
         min_position: int = 0,
     ) -> list[query_service_pb2.OfficialValue]:
         """The official values of given points (those that had one then), in the order asked."""
-        request = query_service_pb2.GetValuesRequest(
-            series=series_name(series),
-            snap_times=[timestamp(snap) for snap in snaps],
-            min_position=min_position,
-        )
-        _as_of(request, as_of_time, as_of_position)
+        request = _values_request(series, snaps, as_of_time, as_of_position, min_position)
         return list(self.call(self.queries.GetValues, request).values)
 
     def get_values_columns(
@@ -383,13 +408,8 @@ class QisClient:
         min_position: int = 0,
     ) -> ValueColumns:
         """get_values in the columnar view: the values that exist, in the order asked."""
-        request = query_service_pb2.GetValuesRequest(
-            series=series_name(series),
-            snap_times=[timestamp(snap) for snap in snaps],
-            min_position=min_position,
-            view=query_service_pb2.VALUE_VIEW_COLUMNS,
-        )
-        _as_of(request, as_of_time, as_of_position)
+        request = _values_request(series, snaps, as_of_time, as_of_position, min_position)
+        request.view = query_service_pb2.VALUE_VIEW_COLUMNS
         answer = self.call(self.queries.GetValues, request)
         columns = ValueColumns()
         columns.append(answer.columns, answer.read_position)
