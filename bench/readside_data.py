@@ -26,6 +26,8 @@ from qis_command.bootstrap import build_handlers
 from qis_command.settings import CommandSettings
 from qis_domain.commands import CommandContext
 from qis_domain.errors import FieldViolation
+from qis_domain.snaps import Frequency
+from qis_projector.application.segments import SegmentBuilder, add_segments
 
 from bench.ingest import BASE_S, BATCH, SERIES, SOURCE, definition_requests
 
@@ -34,6 +36,7 @@ DAY_US = 86_400 * US
 BASE_US = 1_700_000_000 * US
 GENERATION = "g1"
 WRITE_CHUNK = 50_000  # versions per synthetic apply
+FREQUENCY = Frequency.SECOND  # the bench series' (bench.ingest.definition_requests)
 
 UNIT = "USD"  # the bench series' currency (bench.ingest.definition_requests)
 
@@ -180,10 +183,11 @@ async def write_batches(path: Path, batches: Iterator[ProjectionBatch], first_po
     """Apply `batches` to generation g1 of the read store at `path` (checkpoints from
     `first_position` on), make g1 active; returns the last checkpoint written."""
     store = await SqliteReadStore.open(path, GENERATION)
+    segments = SegmentBuilder(store)
     try:
         position = first_position
         for batch in batches:
-            await store.apply(batch, position)
+            await store.apply(await add_segments(segments, batch, FREQUENCY), position)
             position += 1
         await store.set_active_generation(GENERATION)
         return position - 1

@@ -35,6 +35,7 @@ from tests.contract.readstore.test_readstore_contract import SNAPS
 from tests.e2e.harness import as_user, rfc3339, timestamp
 from tests.e2e.test_e2e_malformed_input import rich_status, violations
 from tests.service.query.readmodel import HEAD, OTHER, SERIES, write_scenario
+from tests.support.segmenting import Segmenting
 from tests.support.servers import query_service
 
 NAME, OTHER_NAME = f"series/{SERIES}", f"series/{OTHER}"
@@ -47,7 +48,7 @@ ANSWER_WITHIN_S = 5.0
 async def stub(tmp_path: Path) -> AsyncIterator[q_grpc.QueryServiceAsyncStub]:
     store = await SqliteReadStore.open(tmp_path / "read.db", "g1")
     await store.set_active_generation("g1")
-    await write_scenario(store)
+    await write_scenario(Segmenting(store))
     settings = QuerySettings(
         auth="dev", query_address="127.0.0.1:0", query_max_wait_s=0.2, subscribe_poll_s=0.01
     )

@@ -20,6 +20,7 @@ from qis_query.settings import QuerySettings
 
 from tests.e2e.harness import as_user
 from tests.service.query.readmodel import SERIES, write_scenario
+from tests.support.segmenting import Segmenting
 from tests.support.servers import query_service
 
 
@@ -27,7 +28,7 @@ from tests.support.servers import query_service
 async def stub(tmp_path: Path) -> AsyncIterator[q_grpc.QueryServiceAsyncStub]:
     store = await SqliteReadStore.open(tmp_path / "read.db", "g1")
     await store.set_active_generation("g1")
-    await write_scenario(store)
+    await write_scenario(Segmenting(store))
     try:
         async with query_service(
             store, QuerySettings(auth="dev", query_address="127.0.0.1:0")

@@ -11,6 +11,7 @@ from qis_query.application.handlers import QueryHandlers
 from qis_query.application.subscription import FeedSettings
 
 from tests.service.query.readmodel import write_scenario
+from tests.support.segmenting import SegmentingStore
 
 MAX_WAIT_S = 0.3
 FEED = FeedSettings(poll_s=0.005, stall_timeout_s=0.3, batch=2)  # small batches: several per test
@@ -19,7 +20,7 @@ FEED = FeedSettings(poll_s=0.005, stall_timeout_s=0.3, batch=2)  # small batches
 @pytest.fixture
 async def writer() -> InMemoryReadStore:
     """The projector's side: generation g1, active, holding the scenario."""
-    store = InMemoryReadStore(InMemoryReadDatabase(), "g1")
+    store = SegmentingStore(InMemoryReadDatabase(), "g1")
     await store.set_active_generation("g1")
     await write_scenario(store)
     return store

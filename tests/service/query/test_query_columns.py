@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import series_pb2, values_pb2
 from qis_adapters.proto.times import timestamp
+from qis_adapters.readstore import segments
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
 from qis_adapters.readstore.port import (
     OPEN_END,
@@ -48,6 +49,7 @@ from qis_domain.errors import InvalidArgument, NotFound
 from qis_domain.names import series_name, source_name
 from qis_domain.rules import RULE_NAMES
 from qis_domain.series_bucket import MANUAL
+from qis_projector.application.segments import SegmentBuilder, add_segments
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.limits import QueryLimits
@@ -57,6 +59,7 @@ from qis_query.entrypoints.grpc_service import QueryService
 
 from tests.service.query.conftest import FEED
 from tests.service.query.views import Row, column_rows, meaning, point_rows
+from tests.support.segmenting import FREQUENCY
 
 SERIES = "COLS"
 NAME = series_name(SERIES)
@@ -281,6 +284,7 @@ async def write_history(store: Any, history: History) -> None:
     await store.set_active_generation("g1")
     entry = catalogue_entry(history.kind, history.camel_case)
     await store.apply(ProjectionBatch(series=[entry]), DEFINED_AT)
+    segments = SegmentBuilder(store)
     current: dict[int, OfficialVersion] = {}
     for e, event in enumerate(history.events):
         closures = []
@@ -293,7 +297,8 @@ async def write_history(store: Any, history: History) -> None:
                     )
                 )
             current[v.snap_us] = v
-        await store.apply(ProjectionBatch(versions=event, closures=closures), History.position(e))
+        batch = ProjectionBatch(versions=event, closures=closures)
+        await store.apply(await add_segments(segments, batch, FREQUENCY), History.position(e))
 
 
 def in_series_unit(history: History, versions: Sequence[Row]) -> bool:
@@ -565,7 +570,7 @@ def test_any_encoding_of_a_stored_value_reads_as_protobuf_reads_it(
     points = [mapping.official_value(NAME, v) for v in versions]
     columns = pb.OfficialValueColumns()
     shape = column_view.ValueLayout(column_view.Case(series_kind.case), series_kind.unit)
-    column_view.fill(columns, versions, shape)
+    column_view.fill(columns, segments.rows_from_versions(versions), shape)
     assert column_rows(columns, series_kind.case) == point_rows(points, NAME, series_kind.unit)
     readable = all(
         meaning(p.value, series_kind.unit)[0] == kind
@@ -714,5 +719,5 @@ def test_a_series_without_a_data_type_answers_in_other() -> None:
     entry = SeriesEntry(SERIES, 1, {"name": NAME, "unit": "USD"}, 0, 1)
     assert column_view.layout(entry) == column_view.ValueLayout(column_view.Case.OTHER, "USD")
     columns = pb.OfficialValueColumns()
-    column_view.fill(columns, [VERSION], column_view.layout(entry))
+    column_view.fill(columns, segments.rows_from_versions([VERSION]), column_view.layout(entry))
     assert [v.price.value for v in columns.other.values] == ["101.25"]

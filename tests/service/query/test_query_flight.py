@@ -33,8 +33,10 @@ from qis.data.v1 import query_service_pb2 as q
 from qis.data.v1 import query_service_pb2_grpc as q_grpc
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
 from qis_adapters.readstore.port import (
+    AsOf,
     OfficialVersion,
     ProjectionBatch,
+    Segment,
     SeriesEntry,
     VersionClosure,
 )
@@ -43,6 +45,7 @@ from qis_query.bootstrap import build
 from qis_query.entrypoints.flight import parse_ticket
 from qis_query.settings import QuerySettings
 
+from tests.support.segmenting import SegmentingStore
 from tests.support.servers import QueryPorts, query_ports
 
 # qis_client.flight from the source tree, as tests/clients does (the .venv has the server).
@@ -176,7 +179,7 @@ async def write_model(store: InMemoryReadStore) -> None:
 
 @pytest.fixture
 async def store() -> InMemoryReadStore:
-    writer = InMemoryReadStore(InMemoryReadDatabase(), "g1")
+    writer = SegmentingStore(InMemoryReadDatabase(), "g1")
     await writer.set_active_generation("g1")
     await write_model(writer)
     return InMemoryReadStore(writer.database)
@@ -371,7 +374,7 @@ async def test_each_value_keeps_its_own_unit_after_the_series_unit_changed(
 ) -> None:
     """A schema evolution moved the series from GBP to USD: older values stay in GBP, a stored
     value without a currency reads as the series' (current) unit."""
-    writer = InMemoryReadStore(store.database, "g1")
+    writer = SegmentingStore(store.database, "g1")
     evolved = [definition("FX", values_pb2.DATA_TYPE_PRICE, "USD")]
     gbp = values_pb2.DataValue(price=values_pb2.Price(value="100", currency="GBP"))
     bare = values_pb2.DataValue(price=values_pb2.Price(value="102"))
@@ -411,7 +414,7 @@ async def test_each_value_keeps_its_own_unit_after_the_series_unit_changed(
 async def test_every_decimal_ingest_accepts_exports_exactly(
     store: InMemoryReadStore, text: str, expected: Decimal
 ) -> None:
-    writer = InMemoryReadStore(store.database, "g1")
+    writer = SegmentingStore(store.database, "g1")
     later = version(PX, SNAPS[-1] + MINUTE, 1, price(text), at=4_000, position=40)
     await writer.apply(ProjectionBatch(versions=[later]), 40)
     async with query_ports(store, settings()) as ports:
@@ -736,7 +739,7 @@ async def test_a_read_model_behind_min_position_is_unavailable_with_retry_info(
 async def test_a_value_the_series_cannot_hold_ends_the_stream_internal(
     store: InMemoryReadStore,
 ) -> None:
-    writer = InMemoryReadStore(store.database, "g1")
+    writer = SegmentingStore(store.database, "g1")
     bad = version(PX, SNAPS[-1] + MINUTE, 1, bar("1", "1", "1", "1"), at=4_000, position=40)
     await writer.apply(ProjectionBatch(versions=[bad]), 40)
     async with query_ports(store, settings()) as ports:
@@ -851,11 +854,11 @@ class SlowReads(InMemoryReadStore):
     """A store whose range reads take a while: a long export is still streaming when the
     service is told to stop."""
 
-    async def latest_range(
-        self, series_id: str, start_us: int, end_us: int, limit: int
-    ) -> list[OfficialVersion]:
+    async def segments(
+        self, series_id: str, from_bucket_us: int, end_us: int, as_of: AsOf, limit: int
+    ) -> list[Segment] | None:
         await asyncio.sleep(0.3)
-        return await super().latest_range(series_id, start_us, end_us, limit)
+        return await super().segments(series_id, from_bucket_us, end_us, as_of, limit)
 
 
 async def test_stopping_gives_open_streams_the_grace_then_ends_them_unavailable(

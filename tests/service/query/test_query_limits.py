@@ -24,7 +24,7 @@ from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import query_service_pb2_grpc as pb_grpc
 from qis.data.v1 import values_pb2
 from qis_adapters.readstore.memory import InMemoryReadStore
-from qis_adapters.readstore.port import OfficialVersion, ProjectionBatch
+from qis_adapters.readstore.port import AsOf, ProjectionBatch, Segment
 from qis_query import bootstrap
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
@@ -49,11 +49,11 @@ class CountingReader(InMemoryReadStore):
 
     reads = 0
 
-    async def latest_range(
-        self, series_id: str, start_us: int, end_us: int, limit: int
-    ) -> list[OfficialVersion]:
+    async def segments(
+        self, series_id: str, from_bucket_us: int, end_us: int, as_of: AsOf, limit: int
+    ) -> list[Segment] | None:
         self.reads += 1
-        return await super().latest_range(series_id, start_us, end_us, limit)
+        return await super().segments(series_id, from_bucket_us, end_us, as_of, limit)
 
 
 def handlers(
@@ -69,7 +69,7 @@ async def call(queries: QueryHandlers, page_size: int, page_token: str = "") -> 
 
 
 def snaps(pages: list[RangePage]) -> list[list[int]]:
-    return [[SNAPS.index(v.snap_us) for v in p.values] for p in pages]
+    return [[SNAPS.index(s) for s in p.rows.column("snap_us").to_pylist()] for p in pages]
 
 
 # --- QueryRange: points per call ---------------------------------------------------------------
@@ -97,7 +97,8 @@ async def test_small_pages_bound_a_call_by_messages(writer: InMemoryReadStore) -
 
 
 async def test_small_pages_are_cut_from_one_store_read(writer: InMemoryReadStore) -> None:
-    """A page of one point is a message, not a store read (a read costs far more)."""
+    """A page of one point is a message, not a store read (a read costs far more): the
+    scenario's five points lie in one segment."""
     queries, reader = handlers(writer, QueryLimits())
     pages = await call(queries, page_size=1)
     assert snaps(pages) == [[0], [1], [2], [3], [4], []]

@@ -5,19 +5,33 @@ is version 1 from position 10 (time 1000), 2 from 20 (time 2000) and 3 from 30 (
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import pytest
-from qis_adapters.readstore.memory import InMemoryReadStore
-from qis_adapters.readstore.port import ProjectionBatch
+from qis_adapters.readstore import segments
+from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
+from qis_adapters.readstore.port import (
+    LATEST,
+    OVERFLOW_ROWS,
+    AsOf,
+    AtPosition,
+    KnownAt,
+    OfficialVersion,
+    ProjectionBatch,
+    Segment,
+)
 from qis_domain.bounds import MAX_INSTANT_US
 from qis_domain.errors import InvalidArgument, NotFound
+from qis_projector.application import segments as segment_building
 from qis_query.application import paging
-from qis_query.application.consistency import ReadModelBehind
+from qis_query.application.consistency import ReadModelBehind, ReadPosition
 from qis_query.application.handlers import QueryHandlers
-from qis_query.application.ranges import LATEST, AsOf, AtPosition, KnownAt, RangePage, RangeQuery
+from qis_query.application.ranges import RangePage, RangeQuery
 
 from tests.contract.readstore.test_readstore_contract import SNAPS, change, version
-from tests.service.query.readmodel import HEAD, OTHER, SERIES
+from tests.service.query.conftest import FEED, MAX_WAIT_S
+from tests.service.query.readmodel import HEAD, OTHER, SERIES, write_scenario
+from tests.support.segmenting import SegmentingStore
 
 WHOLE = RangeQuery(SERIES)
 
@@ -35,7 +49,11 @@ async def pages_of(
 
 
 def versions(page: RangePage) -> list[tuple[int, int]]:
-    return [(SNAPS.index(v.snap_us), v.version) for v in page.values]
+    return [(SNAPS.index(v.snap_us), v.version) for v in values_of(page)]
+
+
+def values_of(page: RangePage) -> list[OfficialVersion]:
+    return segments.versions_from_rows(SERIES, page.rows)
 
 
 def fields_of(error: pytest.ExceptionInfo[InvalidArgument]) -> list[str]:
@@ -57,7 +75,7 @@ async def test_a_range_is_read_in_pages_that_each_token_resumes(queries: QueryHa
 
 async def test_a_full_last_page_is_followed_by_an_empty_one(queries: QueryHandlers) -> None:
     pages = await pages_of(queries, WHOLE, page_size=5)
-    assert [len(p.values) for p in pages] == [5, 0]
+    assert [p.rows.num_rows for p in pages] == [5, 0]
     assert pages[1].next_page_token == ""
 
 
@@ -158,4 +176,49 @@ async def test_a_query_waits_for_its_min_position_then_says_how_far_behind(
     reading = asyncio.create_task(pages_of(queries, WHOLE, min_position=HEAD + 10))
     await asyncio.sleep(0.05)
     await writer.apply(ProjectionBatch(versions=[late], changes=[change(late, 0)]), HEAD + 10)
-    assert (await reading)[0].values[-1] == late
+    assert values_of((await reading)[0])[-1] == late
+
+
+@pytest.mark.parametrize(
+    "as_of", [LATEST, KnownAt(2500), AtPosition(20)], ids=["latest", "known-at", "at-position"]
+)
+async def test_a_read_model_built_before_segments_answers_from_its_records(
+    queries: QueryHandlers, as_of: AsOf
+) -> None:
+    """Until the projector's rebuild of an older read model switches over, the query service
+    serves the old one: it has no segments, and its per-point records give the same pages."""
+    old = InMemoryReadStore(InMemoryReadDatabase(), "g1")
+    await old.set_active_generation("g1")
+    await write_scenario(old)  # per-point records only, as format 2 had
+    generation = old.database.generation("g1")
+    assert generation is not None
+    generation.format = 2
+    reader = InMemoryReadStore(old.database)
+    before = QueryHandlers(reader, ReadPosition(reader, MAX_WAIT_S), FEED)
+    query = RangeQuery(SERIES, as_of=as_of)
+    expected = [values_of(p) for p in await pages_of(queries, query, page_size=2)]
+    assert [values_of(p) for p in await pages_of(before, query, page_size=2)] == expected
+    assert any(expected)
+
+
+@pytest.mark.parametrize(
+    "as_of", [LATEST, KnownAt(2500), AtPosition(20)], ids=["latest", "known-at", "at-position"]
+)
+async def test_a_bucket_too_large_for_a_segment_is_read_from_its_records(
+    queries: QueryHandlers, as_of: AsOf, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The projector stores an empty, overflowing segment for it (a MongoDB document has a
+    size limit): the range reads its values from the per-point records, the same pages."""
+    monkeypatch.setattr(segment_building, "MAX_SEGMENT_BYTES", 10)
+    big = SegmentingStore(InMemoryReadDatabase(), "g1")
+    await big.set_active_generation("g1")
+    await write_scenario(big)
+    dumped = await big.dump_all()
+    stored = cast(list[Segment], dumped["segments"])
+    assert stored
+    assert {s.rows for s in stored} == {OVERFLOW_ROWS}
+    reader = InMemoryReadStore(big.database)
+    overflowing = QueryHandlers(reader, ReadPosition(reader, MAX_WAIT_S), FEED)
+    query = RangeQuery(SERIES, as_of=as_of)
+    expected = [values_of(p) for p in await pages_of(queries, query, page_size=2)]
+    assert [values_of(p) for p in await pages_of(overflowing, query, page_size=2)] == expected

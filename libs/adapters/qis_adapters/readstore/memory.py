@@ -14,23 +14,31 @@ import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, assert_never
 
 from qis_adapters.readstore.port import (
+    OPEN_END,
     READ_MODEL_FORMAT,
+    SEGMENTS_FORMAT,
     UNRECORDED_FORMAT,
+    AsOf,
+    AtPosition,
     AuditEntry,
     AuditScope,
     ChangeFeedEntry,
     GenerationFormatError,
     IssueFilter,
     JsonDoc,
+    KnownAt,
+    Latest,
     Observation,
     OfficialVersion,
     ProjectionBatch,
     QualityIssue,
     QualityMetrics,
     ResumeToken,
+    Segment,
+    SegmentClosure,
     SeriesEntry,
     VersionClosure,
     issue_page_key,
@@ -38,6 +46,7 @@ from qis_adapters.readstore.port import (
 )
 
 R = TypeVar("R")
+Versioned = TypeVar("Versioned", OfficialVersion, Segment)
 Key = tuple[str | int, ...]
 
 _BEFORE_ALL = ResumeToken(-1, -1)
@@ -120,12 +129,29 @@ def _issue_key(issue: QualityIssue) -> Key:
     return issue.series_id, issue.issue_id
 
 
+def _segment_key(s: Segment | SegmentClosure) -> Key:
+    return s.series_id, s.bucket_us, s.position_from
+
+
 def _knowledge_time(v: OfficialVersion) -> tuple[int, int]:
     return v.recorded_from_us, v.recorded_to_us
 
 
 def _log_positions(v: OfficialVersion) -> tuple[int, int]:
     return v.position_from, v.position_to
+
+
+def _valid(as_of: AsOf) -> Callable[[Segment], bool]:
+    """Whether `as_of` may read a segment version (the newest of a bucket's is then chosen)."""
+    match as_of:
+        case Latest():
+            return lambda s: s.position_to == OPEN_END
+        case KnownAt(at_us=at):
+            return lambda s: s.recorded_from_us <= at < s.recorded_to_us
+        case AtPosition(position=at):
+            return lambda s: s.position_from <= at < s.position_to
+        case _:
+            assert_never(as_of)
 
 
 def _higher_version(stored: OfficialVersion, new: OfficialVersion) -> bool:
@@ -143,6 +169,16 @@ def _not_older(stored: QualityIssue | QualityMetrics, new: QualityIssue | Qualit
 
 def _not_older_schema(stored: SeriesEntry, new: SeriesEntry) -> bool:
     return (new.schema_version, new.position) >= (stored.schema_version, stored.position)
+
+
+def _close(table: _Table[Versioned], key: Key, closure: VersionClosure | SegmentClosure) -> None:
+    """Set the end of the stored version `key` (absent: nothing to close)."""
+    stored = table.get(key)
+    if stored is not None:
+        closed = dataclasses.replace(
+            stored, recorded_to_us=closure.recorded_to_us, position_to=closure.position_to
+        )
+        table.write(closed, _always)
 
 
 class _Generation:
@@ -169,6 +205,7 @@ class _Generation:
         self.metrics = _Table[QualityMetrics](
             lambda m: (m.series_id, m.window_start_us, m.window_end_us)
         )
+        self.segments = _Table[Segment](_segment_key)
         self.checkpoint: int | None = None
 
     def apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
@@ -177,12 +214,7 @@ class _Generation:
             self.versions.write(v)
             self.current.write(v, _higher_version)
         for c in batch.closures:
-            stored = self.versions.get(_version_key(c))
-            if stored is not None:
-                closed = dataclasses.replace(
-                    stored, recorded_to_us=c.recorded_to_us, position_to=c.position_to
-                )
-                self.versions.write(closed, _always)
+            _close(self.versions, _version_key(c), c)
         self.observations.write_all(batch.observations)
         self.audit.write_all(batch.audit)
         self.changes.write_all(batch.changes)
@@ -201,6 +233,9 @@ class _Generation:
                 self.issues.write(resolved, _always)
         self.series.write_all(batch.series, _not_older_schema)
         self.metrics.write_all(batch.metrics, _not_older)
+        self.segments.write_all(batch.segments)
+        for sc in batch.segment_closures:
+            _close(self.segments, _segment_key(sc), sc)
         self.checkpoint = checkpoint
 
     def dump(self) -> dict[str, object]:
@@ -214,6 +249,7 @@ class _Generation:
             "issues": list(self.issues.scan()),
             "series": list(self.series.scan()),
             "metrics": list(self.metrics.scan()),
+            "segments": list(self.segments.scan()),
         }
 
 
@@ -330,6 +366,11 @@ class InMemoryReadStore:
         generation = None if name is None else database.generation(name)
         return None if generation is None else generation.checkpoint
 
+    async def last_segment(self, series_id: str, bucket_us: int) -> Segment | None:
+        bucket = (series_id, bucket_us)
+        versions = list(self._written().segments.scan(bucket, (series_id, bucket_us + 1)))
+        return versions[-1] if versions else None
+
     # --- ReadModelReader ----------------------------------------------------------------------
 
     async def latest_range(
@@ -365,6 +406,28 @@ class InMemoryReadStore:
                 since, until = interval(v)
                 if since <= at < until:
                     yield v
+
+        return self._select(query, limit)
+
+    async def segments(
+        self, series_id: str, from_bucket_us: int, end_us: int, as_of: AsOf, limit: int
+    ) -> list[Segment] | None:
+        valid = _valid(as_of)
+        generation = self._reading()
+        if generation is not None and (generation.format or UNRECORDED_FORMAT) < SEGMENTS_FORMAT:
+            return None
+
+        def query(g: _Generation) -> Iterator[Segment]:
+            # Key order puts a bucket's versions by position_from: the last valid one wins.
+            chosen: Segment | None = None
+            for s in g.segments.scan((series_id, from_bucket_us), (series_id, end_us)):
+                if chosen is not None and s.bucket_us != chosen.bucket_us:
+                    yield chosen
+                    chosen = None
+                if valid(s):
+                    chosen = s
+            if chosen is not None:
+                yield chosen
 
         return self._select(query, limit)
 

@@ -5,8 +5,8 @@ Layout of one database:
   `{_id: "generation:<name>", generation, format, checkpoint}` per generation (registry, the
   read-model format it was built with, absent before formats were recorded, and checkpoint);
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
-  `_series`, `_metrics`. Every document's `_id` encodes its natural key (see _key_id), so every
-  write is an idempotent keyed upsert.
+  `_series`, `_metrics`, `_segments`. Every document's `_id` encodes its natural key (see
+  _key_id), so every write is an idempotent keyed upsert. A segment's payload is BSON binary.
 
 Only commands that both MongoDB and FerretDB v1.24 implement are used: no transactions, change
 streams or aggregation. Atomicity comes from the write order instead: versions and lineage first,
@@ -26,11 +26,11 @@ import json
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import MISSING, fields
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, assert_never
 
 from bson.int64 import Int64
 from google.protobuf.json_format import MessageToDict, ParseDict
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from qis.data.v1.values_pb2 import DataValue
@@ -38,8 +38,12 @@ from qis.data.v1.values_pb2 import DataValue
 from qis_adapters.readstore.port import (
     ACTIVE_GENERATION_KEY,
     GENERATION_KEY_PREFIX,
+    OPEN_END,
     READ_MODEL_FORMAT,
+    SEGMENTS_FORMAT,
     UNRECORDED_FORMAT,
+    AsOf,
+    AtPosition,
     AuditEntry,
     AuditScope,
     ChangeFeedEntry,
@@ -47,12 +51,16 @@ from qis_adapters.readstore.port import (
     IssueFilter,
     IssueResolution,
     JsonDoc,
+    KnownAt,
+    Latest,
     Observation,
     OfficialVersion,
     ProjectionBatch,
     QualityIssue,
     QualityMetrics,
     ResumeToken,
+    Segment,
+    SegmentClosure,
     SeriesEntry,
     VersionClosure,
     issue_page_key,
@@ -206,6 +214,24 @@ _METRICS = _Kind(
     frozenset({"window_start_us", "window_end_us", "calculated_at_us", "position"}),
     frozenset({"missing_sessions"}),
 )
+_SEGMENTS = _Kind(
+    "segments",
+    Segment,
+    ("series_id", "bucket_us", "position_from"),
+    frozenset(
+        {
+            "bucket_us",
+            "first_snap_us",
+            "last_snap_us",
+            "recorded_from_us",
+            "position_from",
+            "recorded_to_us",
+            "position_to",
+        }
+    ),
+)
+# A read takes the first version of each bucket in this order: the newest of those it matches.
+_NEWEST_FIRST = [("bucket_us", ASCENDING), ("position_from", DESCENDING)]
 _KINDS: tuple[_Kind[Any], ...] = (
     _VERSIONS,
     _CURRENT,
@@ -215,11 +241,17 @@ _KINDS: tuple[_Kind[Any], ...] = (
     _ISSUES,
     _SERIES,
     _METRICS,
+    _SEGMENTS,
 )
 
 
-def _index(keys: Sequence[str], *, unique: bool = False) -> IndexModel:
-    return IndexModel([(k, ASCENDING) for k in keys], unique=unique)
+def _index(keys: Sequence[str], *, unique: bool = False, newest_first: bool = False) -> IndexModel:
+    """An ascending index on `keys`; with `newest_first`, position_from descending in it, as
+    segment reads sort (_NEWEST_FIRST)."""
+    order = {k: ASCENDING for k in keys}
+    if newest_first:
+        order["position_from"] = DESCENDING
+    return IndexModel(list(order.items()), unique=unique)
 
 
 # Every index a query relies on; the contract suite checks them with list_indexes() (and, on a
@@ -248,6 +280,21 @@ _INDEXES: dict[str, list[IndexModel]] = {
     ],
     "series": [],  # served by _id
     "metrics": [_index(_METRICS.key, unique=True)],
+    # The key is unique by _id. Each index holds every field its reads filter on, so that a
+    # version is fetched (payload and all) only when it matches: as-of reads and last_segment
+    # (the first), latest reads (the second: only open versions).
+    "segments": [
+        _index(
+            (
+                *_SEGMENTS.key,
+                "position_to",
+                "recorded_from_us",
+                "recorded_to_us",
+            ),
+            newest_first=True,
+        ),
+        _index(("series_id", "position_to", "bucket_us", "position_from"), newest_first=True),
+    ],
 }
 
 
@@ -301,6 +348,7 @@ class MongoReadStore:
         self._meta: Collection = self._db["meta"]
         self._generation = None if generation is None else validate_generation(generation)
         self._active_cache: str | None = None
+        self._formats: dict[str, int] = {}
         self._active_expires = 0.0
         self._ops_per_command: int | None = None  # None: as many as the server takes
 
@@ -399,6 +447,7 @@ class MongoReadStore:
         # Lineage and the versions themselves first: what the second phase points at exists.
         await self._write(
             upserts(_VERSIONS, batch.versions),
+            upserts(_SEGMENTS, batch.segments),
             upserts(_OBSERVATIONS, batch.observations),
             upserts(_AUDIT, batch.audit),
             upserts(
@@ -436,7 +485,14 @@ class MongoReadStore:
             ),
             (
                 self._collection(generation, _VERSIONS),
-                [_closure_op(c) for c in batch.closures],
+                [_closure_op((c.series_id, c.snap_us, c.version), c) for c in batch.closures],
+            ),
+            (
+                self._collection(generation, _SEGMENTS),
+                [
+                    _closure_op((c.series_id, c.bucket_us, c.position_from), c)
+                    for c in batch.segment_closures
+                ],
             ),
             upserts(_CHANGES, batch.changes),
             (
@@ -465,6 +521,11 @@ class MongoReadStore:
         generation = self._generation or await self._reading()
         return None if generation is None else await self._checkpoint_of(generation)
 
+    async def last_segment(self, series_id: str, bucket_us: int) -> Segment | None:
+        query = {"series_id": series_id, "bucket_us": Int64(bucket_us)}
+        found = await self._query(self._writer(), _SEGMENTS, query, _NEWEST_FIRST, 1)
+        return found[0] if found else None
+
     async def _checkpoint_of(self, generation: str) -> int | None:
         doc = await self._meta.find_one({"_id": GENERATION_KEY_PREFIX + generation})
         return None if doc is None or doc.get("checkpoint") is None else int(doc["checkpoint"])
@@ -480,6 +541,13 @@ class MongoReadStore:
             self._active_cache = None if doc is None else str(doc["generation"])
             self._active_expires = now + POINTER_TTL_S
         return self._active_cache
+
+    async def _format(self, generation: str) -> int:
+        """A generation's format, read once: it never changes."""
+        known = self._formats.get(generation)
+        if known is None:
+            known = self._formats[generation] = await self.generation_format(generation)
+        return known
 
     async def _find(
         self,
@@ -557,6 +625,44 @@ class MongoReadStore:
         query[from_field] = {"$lte": Int64(at)}
         query[to_field] = {"$gt": Int64(at)}
         return await self._find(_VERSIONS, query, _VERSIONS.sort, limit)
+
+    async def segments(
+        self, series_id: str, from_bucket_us: int, end_us: int, as_of: AsOf, limit: int
+    ) -> list[Segment] | None:
+        generation = await self._reading()
+        if generation is None:
+            return []
+        if await self._format(generation) < SEGMENTS_FORMAT:
+            return None
+        query: Doc = {"series_id": series_id}
+        match as_of:
+            case Latest():
+                query["position_to"] = Int64(OPEN_END)
+            case KnownAt(at_us=at):
+                query["recorded_from_us"] = {"$lte": Int64(at)}
+                query["recorded_to_us"] = {"$gt": Int64(at)}
+            case AtPosition(position=at):
+                query["position_from"] = {"$lte": Int64(at)}
+                query["position_to"] = {"$gt": Int64(at)}
+            case _:
+                assert_never(as_of)
+        # No $group with $first on FerretDB v1: the newest matching version of each bucket is
+        # the first of its bucket in _NEWEST_FIRST order, and the older ones are skipped here
+        # (two match only between a version's insert and its predecessor's closure). When they
+        # took places within the limit, read on after the last bucket seen.
+        chosen: list[Segment] = []
+        low = from_bucket_us
+        while len(chosen) < limit:
+            wanted = limit - len(chosen)
+            query["bucket_us"] = {"$gte": Int64(low), "$lt": Int64(end_us)}
+            found = await self._query(generation, _SEGMENTS, query, _NEWEST_FIRST, wanted)
+            for segment in found:
+                if not chosen or chosen[-1].bucket_us != segment.bucket_us:
+                    chosen.append(segment)
+            if len(found) < wanted:
+                break
+            low = found[-1].bucket_us + 1
+        return chosen
 
     async def history(self, series_id: str, snap_us: int) -> list[OfficialVersion]:
         query = {"series_id": series_id, "snap_us": Int64(snap_us)}
@@ -700,7 +806,7 @@ def _resolution_op(r: IssueResolution) -> UpdateOne:
     return UpdateOne({"_id": key, "position": {"$lte": Int64(r.position)}}, {"$set": resolved})
 
 
-def _closure_op(c: VersionClosure) -> UpdateOne:
-    key = _key_id((c.series_id, c.snap_us, c.version))
+def _closure_op(key: tuple[object, ...], c: VersionClosure | SegmentClosure) -> UpdateOne:
+    """Close the version (a point's or a segment's) of natural key `key`."""
     closing = {"recorded_to_us": Int64(c.recorded_to_us), "position_to": Int64(c.position_to)}
-    return UpdateOne({"_id": key}, {"$set": closing})
+    return UpdateOne({"_id": _key_id(key)}, {"$set": closing})

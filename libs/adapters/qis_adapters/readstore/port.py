@@ -70,6 +70,77 @@ class VersionClosure:
 
 
 @dataclass(frozen=True, slots=True)
+class Segment:
+    """The official values of one time bucket of a series, in columns, over a stretch of the log:
+    one version of the bucket's segment (the ArcticDB idea on our stores). Key: (series_id,
+    bucket_us, position_from).
+
+    The projector writes a new version of a bucket's segment for each batch of events that
+    changed the bucket, and closes the one before (SegmentClosure). A version holds every row
+    version that was official at some commit position in [position_from, position_to): the
+    rows of the bucket as they stood when the version begins, and those published or restated
+    by the batch's later events. Each row carries its own knowledge interval, so that a read
+    at any position or knowledge time inside the version's interval selects exactly the rows
+    the per-point records give (qis_adapters.readstore.segments holds the row schema). Adapters
+    store `payload` as opaque bytes.
+    """
+
+    series_id: str
+    bucket_us: int  # the bucket's start: its points' stream (qis_domain.series_bucket)
+    first_snap_us: int  # smallest snap of any row
+    last_snap_us: int  # largest snap of any row
+    rows: int
+    payload: bytes  # Arrow IPC stream, compressed (qis_adapters.readstore.segments)
+    recorded_from_us: int
+    position_from: int
+    recorded_to_us: int = OPEN_END
+    position_to: int = OPEN_END
+
+
+MAX_SEGMENT_BYTES = 12 * 2**20
+"""Largest segment payload a writer is given (MongoDB documents stop at 16 MiB). The projector
+stores a bucket whose segment would be larger as an empty, *overflowing* segment
+(`rows == OVERFLOW_ROWS`): its values are read from the per-point records instead."""
+
+OVERFLOW_ROWS = -1
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentClosure:
+    """The segment version (series_id, bucket_us, position_from) stopped being current at
+    (recorded_to_us, position_to): the position and knowledge time of the next version."""
+
+    series_id: str
+    bucket_us: int
+    position_from: int
+    recorded_to_us: int
+    position_to: int
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    """The current version of each point."""
+
+
+@dataclass(frozen=True, slots=True)
+class KnownAt:
+    """The versions that were official at this knowledge time."""
+
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class AtPosition:
+    """The versions that were official right after this commit position."""
+
+    position: int
+
+
+AsOf = Latest | KnownAt | AtPosition
+LATEST = Latest()
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """A raw value of one source for one point (lineage). Key: (position, index)."""
 
@@ -211,10 +282,14 @@ class ProjectionBatch:
     changes: list[ChangeFeedEntry] = field(default_factory=list)
     series: list[SeriesEntry] = field(default_factory=list)
     metrics: list[QualityMetrics] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    segment_closures: list[SegmentClosure] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
-            len(self.versions)
+            len(self.segments)
+            + len(self.segment_closures)
+            + len(self.versions)
             + len(self.closures)
             + len(self.observations)
             + len(self.issues)
@@ -290,12 +365,21 @@ class ReadModelWriter(Protocol):
         - resolutions: set status, resolution fields and position of the issue
           (series_id, issue_id) when its stored position is not newer, after the issues;
         - series: upsert by series_id only when schema_version is higher or equal;
-        - metrics: upsert by key.
+        - metrics: upsert by key;
+        - segments: insert if absent by (series_id, bucket_us, position_from), before the
+          segment closures; segment_closures: set recorded_to_us/position_to of that segment
+          version (idempotent). Between the two a reader may see two open versions of one
+          bucket: `segments` then returns the newer.
         """
         ...
 
     async def checkpoint(self) -> int | None:
         """Position of the last applied batch, None before the first."""
+        ...
+
+    async def last_segment(self, series_id: str, bucket_us: int) -> Segment | None:
+        """The version of the bucket's segment with the greatest position_from, None when the
+        bucket has none: what the projector builds the next version on."""
         ...
 
 
@@ -316,6 +400,19 @@ class ReadModelReader(Protocol):
         self, series_id: str, start_us: int, end_us: int, position: int, limit: int
     ) -> list[OfficialVersion]:
         """Versions with snap in [start, end) and position_from <= position < position_to."""
+        ...
+
+    async def segments(
+        self, series_id: str, from_bucket_us: int, end_us: int, as_of: AsOf, limit: int
+    ) -> list[Segment] | None:
+        """None when the generation read was built before segments (a format below
+        SEGMENTS_FORMAT: until the projector's rebuild switches over, its values are in the
+        per-point records only). Else, for each bucket of the series with from_bucket_us <= bucket_us < end_us, its segment
+        version valid `as_of`: Latest, position_to == OPEN_END; KnownAt(t), recorded_from_us <=
+        t < recorded_to_us; AtPosition(p), position_from <= p < position_to. When several
+        versions of one bucket match (a writer between a segment's insert and its predecessor's
+        closure), the one with the greatest position_from. Ascending by bucket_us, at most
+        `limit` segments."""
         ...
 
     async def history(self, series_id: str, snap_us: int) -> list[OfficialVersion]:
@@ -375,7 +472,7 @@ ACTIVE_GENERATION_KEY = "active"  # meta record naming the generation queries re
 GENERATION_KEY_PREFIX = "generation:"  # + name: meta record of one generation (its checkpoint)
 FORMAT_KEY_PREFIX = "format:"  # + name: the format a generation was built with (SQLite meta)
 
-READ_MODEL_FORMAT = 2
+READ_MODEL_FORMAT = 3
 """The format of the read models this code builds: what the records hold and how they are
 keyed. Each generation records the format it was built with when it is created, and keeps it.
 
@@ -386,6 +483,9 @@ into a fresh generation when it starts and then switches to it; until the switch
 service goes on serving the old generation, which the projector no longer advances.
 """
 
+SEGMENTS_FORMAT = 3
+"""The first read-model format with segments."""
+
 UNRECORDED_FORMAT = 1
 """The format of a generation without a format record: built before formats were recorded."""
 
@@ -393,6 +493,8 @@ FORMAT_CHANGES = {
     2: "quality issues keyed by (series, issue id), as issue ids repeat across series; series"
     " definitions in the qis.data.v1 shape (cut-off and SLA as durations); audit entries about"
     " data sources name their source",
+    3: "official values also in columnar segments per series and time bucket, versioned by"
+    " position and knowledge time (range reads and exports read them)",
 }
 """What each format changed from the one before: why a generation of an older one is rebuilt."""
 

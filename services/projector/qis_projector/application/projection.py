@@ -4,7 +4,7 @@ the same records, so a rebuild from position 0 reproduces the live read model ex
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format
 from qis_adapters.eventstore.codec import DecodedEvent
@@ -25,10 +25,10 @@ from qis_adapters.readstore.port import (
 from qis_domain.events import (
     DataIngested,
     DataPublished,
-    DataReconciled,
     DataRestated,
     DataSourceConfigured,
     DataSourceRegistered,
+    DomainEvent,
     ManualOverrideExpired,
     ManualOverrideSet,
     PublicationScheduled,
@@ -44,6 +44,8 @@ from qis_domain.events import (
 )
 from qis_domain.values import DataType
 
+from qis_projector.application.segments import BucketKey
+
 _RESOLUTION_STATUS = {
     QualityApproved: "approved",
     QualityRejected: "rejected",
@@ -57,15 +59,19 @@ class Projection:
     def __init__(self, floor_us: int = 0) -> None:
         """`floor_us`: the knowledge time of the last event projected before this one's first."""
         self.batch = ProjectionBatch()
+        self.published: dict[BucketKey, list[OfficialVersion]] = {}
+        """The batch's versions by the bucket whose stream published them, in log order: what
+        the bucket's next segment version adds (segments.SegmentBuilder)."""
         self.floor_us = floor_us
         # Value bytes by raw value, per (type, unit), within a batch: an ingested value and
         # the official version made of it are usually the same value, serialised once.
         self._encoded: dict[tuple[DataType, str], dict[str, bytes]] = {}
 
-    def take(self) -> ProjectionBatch:
+    def take(self) -> tuple[ProjectionBatch, dict[BucketKey, list[OfficialVersion]]]:
         batch, self.batch = self.batch, ProjectionBatch()
+        published, self.published = self.published, {}
         self._encoded.clear()
-        return batch
+        return batch, published
 
     def _encoder(self, data_type: DataType, unit: str) -> Callable[[RawValue], bytes]:
         encode = raw_to_proto_bytes(data_type, unit)
@@ -82,159 +88,169 @@ class Projection:
         return encoded
 
     def handle(self, decoded: DecodedEvent) -> None:
-        event, meta, record = decoded.event, decoded.metadata, decoded.record
         # Knowledge time never steps back along the log, even if a store's clock did.
-        recorded_at = self.floor_us = max(record.recorded_at_us, self.floor_us)
-        position = record.position
-        b = self.batch
-        if isinstance(event, DataIngested):
-            raw_to_bytes = self._encoder(event.data_type, event.unit)
-            b.observations.extend(
-                Observation(
-                    series_id=event.series_id,
-                    snap_us=snap_us,
-                    source_id=event.source_id,
-                    value=raw_to_bytes(raw),
-                    snap_offset_s=offset,
-                    recorded_at_us=recorded_at,
-                    position=position,
-                    index=i,
-                    command_id=meta.command_id,
-                    user_id=meta.user_id,
-                )
-                for i, (snap_us, offset, raw) in enumerate(
-                    zip(event.snaps, event.offsets, event.values, strict=True)
-                )
-            )
-            self._audit_series(
-                decoded, event.series_id, recorded_at, _span(event.snaps, source=event.source_id)
-            )
-        elif isinstance(event, QualityIssueDetected):
-            b.issues.extend(
-                QualityIssue(
-                    issue_id=issue.issue_id,
-                    series_id=event.series_id,
-                    snap_us=issue.snap_us,
-                    rule=issue.rule,
-                    severity=issue.severity,
-                    evidence=issue.evidence,
-                    status="open",
-                    raised_at_us=recorded_at,
-                    position=position,
-                    source_id=issue.source_id,
-                )
-                for issue in event.issues
-            )
-            rules = sorted({i.rule for i in event.issues})
-            self._audit_series(
-                decoded, event.series_id, recorded_at, {"issues": len(event.issues), "rules": rules}
-            )
-        elif isinstance(event, DataPublished | DataRestated):
-            self._official(decoded, event, recorded_at)
-        elif isinstance(event, SeriesDefined | SchemaEvolved):
-            version = 1 if isinstance(event, SeriesDefined) else event.schema_version
-            series = series_to_proto(event.series_id, event.definition, version)
-            b.series.append(
-                SeriesEntry(
-                    series_id=event.series_id,
-                    schema_version=version,
-                    definition=json_format.MessageToDict(series, preserving_proto_field_name=True),
-                    updated_at_us=recorded_at,
-                    position=position,
-                )
-            )
-            details: dict[str, Any] = {"schema_version": version}
-            if isinstance(event, SchemaEvolved):
-                details["reason"] = event.reason
-            self._audit_series(decoded, event.series_id, recorded_at, details)
-        elif isinstance(event, SourceAdded):
-            details = {"source": event.source_id, "priority": event.priority}
-            self._audit_series(decoded, event.series_id, recorded_at, details)
-        elif isinstance(event, DataSourceRegistered | DataSourceConfigured):
-            details = {"source": event.source_id, **event.config.model_dump(mode="json")}
-            self._audit(decoded, recorded_at, details, source_id=event.source_id)
-        elif isinstance(event, QualityApproved | QualityRejected | QualityOverridden):
-            status = _RESOLUTION_STATUS[type(event)]
-            # An issue id is unique within its series only: the event's series is half the key.
-            b.resolutions.extend(
-                IssueResolution(
-                    event.series_id,
-                    issue_id,
-                    status,
-                    meta.user_id,
-                    event.reason,
-                    recorded_at,
-                    position,
-                )
-                for issue_id in event.issue_ids
-            )
-            for i, (issue_id, snap_us) in enumerate(zip(event.issue_ids, event.snaps, strict=True)):
-                details = {"issue_id": issue_id, "reason": event.reason}
-                self._audit_point(decoded, event.series_id, snap_us, i, recorded_at, details)
-        elif isinstance(event, ManualOverrideSet):
-            for i, (snap_us, expiry, code) in enumerate(
-                zip(event.snaps, event.expires_us, event.reason_codes, strict=True)
-            ):
-                details = {"expires_us": expiry, "reason_code": code}
-                self._audit_point(decoded, event.series_id, snap_us, i, recorded_at, details)
-        elif isinstance(event, ManualOverrideExpired | PublicationScheduled):
-            due = (
-                event.due_us if isinstance(event, PublicationScheduled) else [0] * len(event.snaps)
-            )
-            for i, (snap_us, due_us) in enumerate(zip(event.snaps, due, strict=True)):
-                details = {"due_us": due_us} if due_us else {}
-                self._audit_point(decoded, event.series_id, snap_us, i, recorded_at, details)
-        elif isinstance(event, QualityMetricsCalculated):
-            b.metrics.append(
-                QualityMetrics(
-                    series_id=event.series_id,
-                    window_start_us=event.window_start_us,
-                    window_end_us=event.window_end_us,
-                    accuracy=float(event.accuracy),
-                    # "" is unknown (days outside the calendar's coverage), never a number.
-                    completeness=float(event.completeness) if event.completeness else None,
-                    timeliness=float(event.timeliness),
-                    consistency=float(event.consistency),
-                    calculated_at_us=recorded_at,
-                    position=position,
-                    expected_snaps=event.expected_snaps,
-                    received_snaps=event.received_snaps,
-                    missing_sessions=tuple(event.missing_sessions),
-                    uncovered_days=event.uncovered_days,
-                )
-            )
-            self._audit_series(
-                decoded, event.series_id, recorded_at, event.model_dump(exclude={"series_id"})
-            )
-        elif isinstance(event, DataReconciled):
-            pass  # candidates live in the write model; the read side serves official values
+        recorded_at = self.floor_us = max(decoded.record.recorded_at_us, self.floor_us)
+        project = _HANDLERS.get(type(decoded.event))
+        if project is not None:  # DataReconciled: candidates live in the write model
+            project(self, decoded, recorded_at)
 
-    def _official(
-        self, decoded: DecodedEvent, event: DataPublished | DataRestated, recorded_at: int
-    ) -> None:
+    def _ingested(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event, meta = cast(DataIngested, decoded.event), decoded.metadata
+        raw_to_bytes = self._encoder(event.data_type, event.unit)
+        position = decoded.record.position
+        self.batch.observations.extend(
+            Observation(
+                series_id=event.series_id,
+                snap_us=snap_us,
+                source_id=event.source_id,
+                value=raw_to_bytes(raw),
+                snap_offset_s=offset,
+                recorded_at_us=recorded_at,
+                position=position,
+                index=i,
+                command_id=meta.command_id,
+                user_id=meta.user_id,
+            )
+            for i, (snap_us, offset, raw) in enumerate(
+                zip(event.snaps, event.offsets, event.values, strict=True)
+            )
+        )
+        self._audit_series(
+            decoded, event.series_id, recorded_at, _span(event.snaps, source=event.source_id)
+        )
+
+    def _issues(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(QualityIssueDetected, decoded.event)
+        self.batch.issues.extend(
+            QualityIssue(
+                issue_id=issue.issue_id,
+                series_id=event.series_id,
+                snap_us=issue.snap_us,
+                rule=issue.rule,
+                severity=issue.severity,
+                evidence=issue.evidence,
+                status="open",
+                raised_at_us=recorded_at,
+                position=decoded.record.position,
+                source_id=issue.source_id,
+            )
+            for issue in event.issues
+        )
+        rules = sorted({i.rule for i in event.issues})
+        self._audit_series(
+            decoded, event.series_id, recorded_at, {"issues": len(event.issues), "rules": rules}
+        )
+
+    def _definition(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(SeriesDefined | SchemaEvolved, decoded.event)
+        version = 1 if isinstance(event, SeriesDefined) else event.schema_version
+        series = series_to_proto(event.series_id, event.definition, version)
+        self.batch.series.append(
+            SeriesEntry(
+                series_id=event.series_id,
+                schema_version=version,
+                definition=json_format.MessageToDict(series, preserving_proto_field_name=True),
+                updated_at_us=recorded_at,
+                position=decoded.record.position,
+            )
+        )
+        details: dict[str, Any] = {"schema_version": version}
+        if isinstance(event, SchemaEvolved):
+            details["reason"] = event.reason
+        self._audit_series(decoded, event.series_id, recorded_at, details)
+
+    def _source_added(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(SourceAdded, decoded.event)
+        details = {"source": event.source_id, "priority": event.priority}
+        self._audit_series(decoded, event.series_id, recorded_at, details)
+
+    def _data_source(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(DataSourceRegistered | DataSourceConfigured, decoded.event)
+        details = {"source": event.source_id, **event.config.model_dump(mode="json")}
+        self._audit(decoded, recorded_at, details, source_id=event.source_id)
+
+    def _resolution(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(QualityApproved | QualityRejected | QualityOverridden, decoded.event)
+        status = _RESOLUTION_STATUS[type(event)]
+        user, position = decoded.metadata.user_id, decoded.record.position
+        # An issue id is unique within its series only: the event's series is half the key.
+        self.batch.resolutions.extend(
+            IssueResolution(
+                event.series_id, issue_id, status, user, event.reason, recorded_at, position
+            )
+            for issue_id in event.issue_ids
+        )
+        for i, (issue_id, snap_us) in enumerate(zip(event.issue_ids, event.snaps, strict=True)):
+            details = {"issue_id": issue_id, "reason": event.reason}
+            self._audit_point(decoded, event.series_id, snap_us, i, recorded_at, details)
+
+    def _override_set(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(ManualOverrideSet, decoded.event)
+        for i, (snap_us, expiry, code) in enumerate(
+            zip(event.snaps, event.expires_us, event.reason_codes, strict=True)
+        ):
+            details = {"expires_us": expiry, "reason_code": code}
+            self._audit_point(decoded, event.series_id, snap_us, i, recorded_at, details)
+
+    def _point_schedule(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(ManualOverrideExpired | PublicationScheduled, decoded.event)
+        due = event.due_us if isinstance(event, PublicationScheduled) else [0] * len(event.snaps)
+        for i, (snap_us, due_us) in enumerate(zip(event.snaps, due, strict=True)):
+            details = {"due_us": due_us} if due_us else {}
+            self._audit_point(decoded, event.series_id, snap_us, i, recorded_at, details)
+
+    def _metrics(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(QualityMetricsCalculated, decoded.event)
+        self.batch.metrics.append(
+            QualityMetrics(
+                series_id=event.series_id,
+                window_start_us=event.window_start_us,
+                window_end_us=event.window_end_us,
+                accuracy=float(event.accuracy),
+                # "" is unknown (days outside the calendar's coverage), never a number.
+                completeness=float(event.completeness) if event.completeness else None,
+                timeliness=float(event.timeliness),
+                consistency=float(event.consistency),
+                calculated_at_us=recorded_at,
+                position=decoded.record.position,
+                expected_snaps=event.expected_snaps,
+                received_snaps=event.received_snaps,
+                missing_sessions=tuple(event.missing_sessions),
+                uncovered_days=event.uncovered_days,
+            )
+        )
+        self._audit_series(
+            decoded, event.series_id, recorded_at, event.model_dump(exclude={"series_id"})
+        )
+
+    def _official(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(DataPublished | DataRestated, decoded.event)
         meta, position, b = decoded.metadata, decoded.record.position, self.batch
         raw_to_bytes = self._encoder(event.data_type, event.unit)
         per_point_audit = isinstance(event, DataRestated) or event.mode == "manual"
+        bucket = self.published.setdefault(
+            (event.series_id, _bucket_of_stream(decoded.record.stream)), []
+        )
         for i, row in enumerate(event.rows()):
             value = raw_to_bytes(row.value)
             quality = float(row.quality_score)
-            b.versions.append(
-                OfficialVersion(
-                    series_id=event.series_id,
-                    snap_us=row.snap_us,
-                    version=row.version,
-                    value=value,
-                    quality_score=quality,
-                    recorded_from_us=recorded_at,
-                    position_from=position,
-                    reason=row.reason,
-                    user_id=meta.user_id,
-                    command_id=meta.command_id,
-                    sources=tuple(row.sources),
-                    method=row.method,
-                    flags=tuple(row.flags),
-                )
+            version = OfficialVersion(
+                series_id=event.series_id,
+                snap_us=row.snap_us,
+                version=row.version,
+                value=value,
+                quality_score=quality,
+                recorded_from_us=recorded_at,
+                position_from=position,
+                reason=row.reason,
+                user_id=meta.user_id,
+                command_id=meta.command_id,
+                sources=tuple(row.sources),
+                method=row.method,
+                flags=tuple(row.flags),
             )
+            b.versions.append(version)
+            bucket.append(version)
             if row.version > 1:
                 b.closures.append(
                     VersionClosure(
@@ -310,6 +326,38 @@ class Projection:
                 source_id=source_id,
             )
         )
+
+
+_Handler = Callable[[Projection, DecodedEvent, int], None]
+_HANDLERS: dict[type[DomainEvent], _Handler] = {
+    DataIngested: Projection._ingested,
+    QualityIssueDetected: Projection._issues,
+    DataPublished: Projection._official,
+    DataRestated: Projection._official,
+    SeriesDefined: Projection._definition,
+    SchemaEvolved: Projection._definition,
+    SourceAdded: Projection._source_added,
+    DataSourceRegistered: Projection._data_source,
+    DataSourceConfigured: Projection._data_source,
+    QualityApproved: Projection._resolution,
+    QualityRejected: Projection._resolution,
+    QualityOverridden: Projection._resolution,
+    ManualOverrideSet: Projection._override_set,
+    ManualOverrideExpired: Projection._point_schedule,
+    PublicationScheduled: Projection._point_schedule,
+    QualityMetricsCalculated: Projection._metrics,
+}
+"""What each event type adds to the read models (by exact type: events are final). A type
+without an entry adds nothing: DataReconciled's candidates live in the write model."""
+
+
+def _bucket_of_stream(stream: str) -> int:
+    """The bucket of a points stream (qis_domain.series_bucket.bucket_stream), where every
+    publication of a point's values is recorded."""
+    prefix, _, bucket = stream.rpartition("/")
+    if not prefix.endswith("/points") or not bucket.lstrip("-").isdigit():
+        raise ValueError(f"values published outside a points stream: {stream!r}")
+    return int(bucket)
 
 
 def _span(snaps: list[int], **extra: Any) -> dict[str, Any]:

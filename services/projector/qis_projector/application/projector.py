@@ -22,10 +22,11 @@ from typing import Any
 from qis_adapters.eventstore.codec import EventCodec
 from qis_adapters.eventstore.port import EventFilter, EventStore, RecordedEvent
 from qis_adapters.faults import store_fault
-from qis_adapters.readstore.port import ProjectionBatch, ReadModelWriter
+from qis_adapters.readstore.port import OfficialVersion, ProjectionBatch, ReadModelWriter
 
 from qis_projector.application.faults import Backoff, describe
 from qis_projector.application.projection import Projection
+from qis_projector.application.segments import BucketKey, SegmentBuilder
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class ProjectionHalted(Exception):
 @dataclass(frozen=True, slots=True)
 class _Batch:
     records: ProjectionBatch
+    published: dict[BucketKey, list[OfficialVersion]]  # by bucket: for the segments
     last: RecordedEvent
     events: int
     points: int
@@ -194,6 +196,7 @@ class Projector:
         """
         self.checkpoint = await self._store.checkpoint()
         projection = Projection(self._floor_us)
+        segments = SegmentBuilder(self._store)
         projected = self.checkpoint or 0
         if until_position is not None and projected >= until_position:
             return
@@ -204,6 +207,8 @@ class Projector:
             while until_position is None or projected < until_position:
                 first = await self._first(queue, reader, writing)
                 batch = self._project_batch(projection, first, queue, batch_events)
+                built = await segments.build(batch.published)
+                batch.records.segments, batch.records.segment_closures = built
                 if writing is not None:
                     await writing
                 writing = asyncio.create_task(self._write(batch))
@@ -281,7 +286,10 @@ class Projector:
                 projection.handle(self._codec.decode(record))
             except Exception as error:
                 raise _BatchFailed(record, error) from error
-        return _Batch(projection.take(), records[-1], len(records), points, projection.floor_us)
+        records_of_batch, published = projection.take()
+        return _Batch(
+            records_of_batch, published, records[-1], len(records), points, projection.floor_us
+        )
 
     async def _write(self, batch: _Batch) -> None:
         started = time.perf_counter()

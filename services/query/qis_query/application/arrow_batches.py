@@ -41,8 +41,8 @@ import json
 from collections.abc import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from qis.data.v1 import values_pb2
-from qis_adapters.readstore.port import OfficialVersion
 from qis_domain.snaps import format_snap
 from qis_domain.values import is_bounded_plain_decimal
 
@@ -101,55 +101,53 @@ class BatchBuilder:
         self._names = pa.array([s.name for s in series], pa.string()) if len(series) > 1 else None
 
     def batch(self, page: ExportPage) -> pa.RecordBatch:
-        values = page.values
-        count = len(values)
+        rows = page.rows.combine_chunks()
+        count = rows.num_rows
         arrays: list[pa.Array] = []
         if self._names is not None:
             indices = pa.repeat(pa.scalar(page.series_index, pa.int32()), count)
             arrays.append(pa.DictionaryArray.from_arrays(indices, self._names))
-        arrays.append(pa.array([v.snap_us for v in values], pa.int64()).view(INSTANT))
+        arrays.append(_column(rows, "snap_us").view(INSTANT))
         series = self._series[page.series_index]
-        name = series.name
         if self._columns is ValueColumns.DECIMAL:
-            texts, units = _scalar_texts(
-                values, volumes=series.data_type == "volume", unit=series.unit
-            )
-            arrays.append(_decimals(name, values, texts))
-            arrays.append(pa.array(units, pa.string()).dictionary_encode())
+            kind = "volume" if series.data_type == "volume" else "price"
+            _require_kind(series.name, rows, kind)
+            arrays.append(_decimals(series.name, _column(rows, "text")))
+            units = _column(rows, "unit")
+            own = pc.if_else(pc.equal(units, ""), series.unit, units)
+            arrays.append(own.dictionary_encode())
         else:
-            bars = [_parse(v.value).bar for v in values]
-            for field in BAR_FIELDS:
-                texts = [getattr(b, field) for b in bars]
-                arrays.append(_decimals(name, values, texts, optional=field in _OPTIONAL))
+            _require_kind(series.name, rows, "bar")
+            arrays.extend(
+                _decimals(series.name, _column(rows, column), optional=field in _OPTIONAL)
+                for field, column in zip(BAR_FIELDS, _BAR_COLUMNS, strict=True)
+            )
         arrays += [
-            pa.array([v.version for v in values], pa.int32()),
-            pa.array([v.quality_score for v in values], pa.float64()),
-            pa.array([v.recorded_from_us for v in values], pa.int64()).view(INSTANT),
-            pa.array([v.position_from for v in values], pa.uint64()),
-            _flags(values),
+            _column(rows, "version"),
+            _column(rows, "quality_score"),
+            _column(rows, "recorded_from_us").view(INSTANT),
+            _column(rows, "position_from").cast(pa.uint64()),
+            _column(rows, "flags"),
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
 
-def _scalar_texts(
-    values: Sequence[OfficialVersion], *, volumes: bool, unit: str
-) -> tuple[list[str], list[str]]:
-    """The decimal text of each price (or volume) and its own currency (or unit), `unit` (the
-    series') where the stored value has none: one protobuf parse per point, ~0.5 µs. A value
-    of another kind reads as "" and is refused."""
-    texts: list[str] = []
-    units: list[str] = []
-    if volumes:
-        for v in values:
-            volume = _parse(v.value).volume
-            texts.append(volume.quantity)
-            units.append(volume.unit or unit)
-    else:
-        for v in values:
-            price = _parse(v.value).price
-            texts.append(price.value)
-            units.append(price.currency or unit)
-    return texts, units
+_BAR_COLUMNS = ("open", "high", "low", "close", "bar_volume")
+
+
+def _column(rows: pa.Table, name: str) -> pa.Array:
+    return rows.column(name).combine_chunks()
+
+
+def _require_kind(series: str, rows: pa.Table, kind: str) -> None:
+    """A stored value of another kind than the series' data type is a bug (INTERNAL)."""
+    kinds = _column(rows, "kind")
+    other = pc.index(pc.not_equal(kinds, kind), True).as_py()
+    if other >= 0:
+        raise ValueError(
+            f"the stored value of {series} at {format_snap(_column(rows, 'snap_us')[other].as_py())}"
+            f" (version {_column(rows, 'version')[other].as_py()}) is not of the series' data type"
+        )
 
 
 _PLACES = decimal.Decimal(1).scaleb(-DECIMAL.scale)
@@ -171,32 +169,17 @@ def plain(text: str) -> str:
         return text
 
 
-def _decimals(
-    series: str, values: Sequence[OfficialVersion], texts: list[str], *, optional: bool = False
-) -> pa.Array:
-    """decimal128(38, 18) from decimal texts, exactly; "" is null where the field is optional
-    and a stored value the series cannot hold otherwise (a bug: INTERNAL). The cast refuses
-    what it cannot hold exactly, so the texts are made plain (see `plain`) only when it does."""
-    if not optional and "" in texts:
-        at = texts.index("")
-        raise ValueError(
-            f"the stored value of {series} at {format_snap(values[at].snap_us)} (version"
-            f" {values[at].version}) is not of the series' data type"
-        )
-    strings = pa.array([t or None for t in texts], pa.string())
+def _decimals(series: str, texts: pa.Array, *, optional: bool = False) -> pa.Array:
+    """decimal128(38, 18) from decimal texts, exactly; "" is null where the field is optional.
+    The cast refuses what it cannot hold exactly, so the texts are made plain (see `plain`)
+    only when it does."""
+    if optional:
+        texts = pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
     try:
-        return strings.cast(DECIMAL)
+        return texts.cast(DECIMAL)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        strings = pa.array([plain(t) or None for t in texts], pa.string())
+        texts = pa.array([None if t is None else plain(t) for t in texts.to_pylist()], pa.string())
     try:
-        return strings.cast(DECIMAL)
+        return texts.cast(DECIMAL)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise ValueError(f"a stored value of {series} is not a bounded decimal: {error}") from None
-
-
-def _flags(values: Sequence[OfficialVersion]) -> pa.Array:
-    """Most points fail no rule: then the column is offsets alone, without a list per point."""
-    if not any(v.flags for v in values):
-        offsets = pa.repeat(pa.scalar(0, pa.int32()), len(values) + 1)
-        return pa.ListArray.from_arrays(offsets, pa.array([], pa.string()), type=FLAGS)
-    return pa.array([list(v.flags) for v in values], FLAGS)

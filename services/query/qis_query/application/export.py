@@ -20,15 +20,16 @@ import enum
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
 from google.protobuf import json_format
 from qis.data.v1 import series_pb2, values_pb2
-from qis_adapters.readstore.port import OPEN_END, OfficialVersion, SeriesEntry
+from qis_adapters.readstore.port import LATEST, OPEN_END, AsOf, SeriesEntry
 from qis_domain.errors import InvalidArgument, NotFound
 from qis_domain.names import series_name, series_resource
 
 from qis_query.application import ranges
 from qis_query.application.handlers import MAX_RANGE_PAGE, QueryHandlers
-from qis_query.application.ranges import EARLIEST, LATEST, AsOf, RangeQuery
+from qis_query.application.ranges import EARLIEST, RangeQuery
 
 MAX_SERIES = 1_000
 """Series one export names at most."""
@@ -81,7 +82,8 @@ class ExportedSeries:
 class ExportPage:
     series_index: int
     """Of the series in the request."""
-    values: list[OfficialVersion]
+    rows: pa.Table
+    """qis_adapters.readstore.segments rows, ascending by snap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +191,8 @@ async def _pages(
                 calls = read.value
             token = ""
             async for page in calls:
-                if page.values:
-                    yield ExportPage(index, page.values)
+                if page.rows.num_rows:
+                    yield ExportPage(index, page.rows)
                 token = page.next_page_token
             calls = None
             if not token:

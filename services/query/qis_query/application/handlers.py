@@ -11,6 +11,7 @@ from operator import attrgetter
 from typing import Generic, NoReturn, TypeVar
 
 from qis_adapters.readstore.port import (
+    AsOf,
     AuditEntry,
     AuditScope,
     OfficialVersion,
@@ -28,7 +29,7 @@ from qis_query.application.consistency import ReadPosition
 from qis_query.application.filtering import parse_filter
 from qis_query.application.history import PointHistory
 from qis_query.application.limits import DEFAULT_LIMITS, QueryLimits, SubscriptionSlots
-from qis_query.application.ranges import AsOf, RangePage, RangeQuery
+from qis_query.application.ranges import RangePage, RangeQuery
 from qis_query.application.scanning import scan
 from qis_query.application.subscription import FeedSettings, Send
 
@@ -88,12 +89,16 @@ class QueryHandlers:
         size = paging.page_size(page_size, DEFAULT_RANGE_PAGE, MAX_RANGE_PAGE)
         after_us = paging.range_after(page_token, query)
         read_position = await self._read_position.at_least(min_position)
+        entry = await self._require_series(query.series_id)
         pages = ranges.pages(
-            self._reader, query, size, after_us, self._limits.points_per_call(size)
+            self._reader,
+            query,
+            size,
+            after_us,
+            self._limits.points_per_call(size),
+            ranges.bucket_span(entry),
         )
         first = await anext(pages)
-        if not first.values:
-            await self._require_series(query.series_id)
         return Read(_prepend(first, pages), read_position)
 
     async def values(

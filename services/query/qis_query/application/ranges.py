@@ -5,40 +5,31 @@ position (which reproduces any past answer exactly)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from qis_adapters.readstore.port import OPEN_END, OfficialVersion, ReadModelReader
+import pyarrow as pa
+from qis_adapters.readstore import segments
+from qis_adapters.readstore.port import (
+    LATEST,
+    OPEN_END,
+    OVERFLOW_ROWS,
+    AsOf,
+    AtPosition,
+    KnownAt,
+    Latest,
+    OfficialVersion,
+    ReadModelReader,
+    SeriesEntry,
+)
 from qis_domain.errors import FieldViolation, InvalidArgument
+from qis_domain.snaps import BUCKET_SPAN_US, Frequency
 
 from qis_query.application import paging
 
 EARLIEST = -(2**63)
 """Start of a range without a lower bound."""
 READ_SIZE = 1_000
-"""Values per store read of a range whose pages are smaller."""
-
-
-@dataclass(frozen=True, slots=True)
-class Latest:
-    """The current version of each point."""
-
-
-@dataclass(frozen=True, slots=True)
-class KnownAt:
-    """The versions that were official at this knowledge time."""
-
-    at_us: int
-
-
-@dataclass(frozen=True, slots=True)
-class AtPosition:
-    """The versions that were official right after this commit position."""
-
-    position: int
-
-
-AsOf = Latest | KnownAt | AtPosition
-LATEST = Latest()
+"""Values per store read of per-point records."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +44,7 @@ class RangeQuery:
 
 @dataclass(frozen=True, slots=True)
 class RangePage:
-    values: list[OfficialVersion]
+    rows: pa.Table  # qis_adapters.readstore.segments rows, ascending by snap
     next_page_token: str  # "" on the last page
 
 
@@ -88,38 +79,116 @@ async def pages(
     page_size: int,
     after_us: int | None,
     max_points: int,
+    bucket_span_us: int | None,
 ) -> AsyncIterator[RangePage]:
     """The range in pages of `page_size` values, from just after the snap `after_us` (a page
     token's) when given, `max_points` values at most. A page that may be followed carries the
     token resuming after it; the last page of the range is short, possibly empty, and has none.
-    At `max_points` the pages end with a token: the caller continues in another call."""
+    At `max_points` the pages end with a token: the caller continues in another call.
+
+    Values come from the read model's segments (segments of `bucket_span_us`, the series'
+    bucket span; None reads every bucket before the range too, to find the one holding its
+    start), one Arrow table per bucket, cut into pages without an object per value."""
     start = query.start_us if after_us is None else max(query.start_us, after_us + 1)
-    fetch = fetcher(reader, query.series_id, query.as_of)
-    # Small pages are cut from larger reads: a store read costs far more than a message.
-    read_size = page_size * max(1, READ_SIZE // page_size)
+    pending: list[pa.Table] = []
+    count = 0
     left = max_points
-    while left:
-        want = min(read_size, left)
-        values = await fetch(start, query.end_us, want)
-        ended = len(values) < want
-        cut = [values[i : i + page_size] for i in range(0, len(values), page_size)]
-        if ended and len(values) % page_size == 0:
-            cut.append([])  # the range ends right after a full page: an empty one says so
-        for page in cut:
-            if ended and len(page) < page_size:
-                yield RangePage(page, "")
+    async for rows in _rows(reader, query, start, bucket_span_us):
+        pending.append(rows)
+        count += rows.num_rows
+        while count >= min(page_size, left):
+            table = pa.concat_tables(pending)
+            size = min(page_size, left)
+            page = table.slice(0, size)
+            yield RangePage(page, paging.range_token(query, _last_snap(page)))
+            left -= size
+            if not left:
                 return
-            yield RangePage(page, paging.range_token(query, page[-1].snap_us))
-        left -= want
-        start = values[-1].snap_us + 1
+            pending = [table.slice(size)]
+            count -= size
+    yield RangePage(pa.concat_tables(pending) if pending else segments.EMPTY, "")
+
+
+SEGMENTS_PER_READ = 16
+"""Segments per store read: a few thousand values each at most (qis_domain.snaps)."""
+
+
+async def _rows(
+    reader: ReadModelReader, query: RangeQuery, start_us: int, bucket_span_us: int | None
+) -> AsyncIterator[pa.Table]:
+    """The range's values from `start_us` on, ascending by snap, a table per bucket."""
+    from_bucket = EARLIEST if bucket_span_us is None else start_us - start_us % bucket_span_us
+    from_bucket = max(EARLIEST, from_bucket)
+    end_us = query.end_us
+    while True:
+        found = await reader.segments(
+            query.series_id, from_bucket, end_us, query.as_of, SEGMENTS_PER_READ
+        )
+        if found is None:  # a read model built before segments, until its rebuild is done
+            async for rows in _from_records(reader, query, start_us, end_us):
+                yield rows
+            return
+        for segment in found:
+            if segment.last_snap_us < start_us:
+                continue
+            if segment.rows == OVERFLOW_ROWS:
+                first = max(start_us, segment.first_snap_us)
+                last = min(end_us, segment.last_snap_us + 1)
+                async for rows in _from_records(reader, query, first, last):
+                    yield rows
+                continue
+            rows = segments.select(segments.decode(segment.payload), query.as_of, start_us, end_us)
+            if rows.num_rows:
+                yield rows
+        if len(found) < SEGMENTS_PER_READ:
+            return
+        from_bucket = found[-1].bucket_us + 1
+
+
+async def _from_records(
+    reader: ReadModelReader, query: RangeQuery, start_us: int, end_us: int
+) -> AsyncIterator[pa.Table]:
+    """The values with snaps in [start_us, end_us) from the per-point records: those of a bucket
+    too large for a segment, or of a read model built before segments."""
+    fetch = fetcher(reader, query.series_id, query.as_of)
+    while start_us < end_us:
+        values = await fetch(start_us, end_us, READ_SIZE)
+        if values:
+            yield segments.rows_from_versions([as_known(v) for v in values])
+        if len(values) < READ_SIZE:
+            return
+        start_us = values[-1].snap_us + 1
+
+
+def _last_snap(rows: pa.Table) -> int:
+    snaps = rows["snap_us"]
+    return int(snaps[len(snaps) - 1].as_py())
+
+
+def bucket_span(entry: SeriesEntry) -> int | None:
+    """The bucket span of the series' frequency (qis_domain.snaps), from its catalogue entry;
+    None when the entry names none this code knows."""
+    name = str(entry.definition.get("frequency", ""))
+    frequency = Frequency.__members__.get(name.removeprefix("FREQUENCY_"))
+    return None if frequency is None else BUCKET_SPAN_US[frequency]
 
 
 async def points(
     reader: ReadModelReader, series_id: str, snaps: Sequence[int], as_of: AsOf
 ) -> list[OfficialVersion]:
-    """The value of each snap that had one as of `as_of`, in the order of `snaps`."""
+    """The value of each snap that had one as of `as_of`, in the order of `snaps`, as known
+    then (see as_known)."""
     fetch = fetcher(reader, series_id, as_of)
     found: list[OfficialVersion] = []
     for snap_us in snaps:
-        found.extend(await fetch(snap_us, snap_us + 1, 1))
+        found.extend(as_known(v) for v in await fetch(snap_us, snap_us + 1, 1))
     return found
+
+
+def as_known(version: OfficialVersion) -> OfficialVersion:
+    """A version in an answer about one time (latest, or as of a knowledge time or position):
+    official then, so superseded by nothing the answer knows of. (A point's history gives
+    when each version was superseded.)"""
+    if version.position_to == OPEN_END:
+        return version
+    return replace(version, recorded_to_us=OPEN_END, position_to=OPEN_END)

@@ -2,12 +2,8 @@
 every column is the OfficialValue the per-point view would carry at index i, built with one
 Python list per column and no message per row.
 
-Values are the decimal strings of the stored DataValue bytes, exactly as the per-point view
-carries them. The projector stores a price as DataValue{price{1: text, 2: currency}} (a volume
-likewise), each part shorter than 128 bytes: then the text, with its tag and length, is a slice
-of the stored bytes and already has the encoding of one DecimalColumn.texts entry, so a whole
-column is one join and one parse in C. Bytes of any other shape are decoded by protobuf, row by
-row, to the same texts.
+Values are the decimal strings of the stored DataValues, exactly as the per-point view carries
+them: the read model's rows hold them in columns (qis_adapters.readstore.segments).
 
 `unit` is the series' own (its definition), which is also what a price or volume without a
 currency or unit means (values.proto). Should a stored price or volume carry another currency
@@ -19,17 +15,23 @@ series' data type. Options chains and corporate actions always do."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from google.protobuf import json_format
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import series_pb2, values_pb2
-from qis_adapters.readstore.port import OPEN_END, OfficialVersion, SeriesEntry
+from qis_adapters.readstore.port import OPEN_END, SeriesEntry
 
 from qis_query.entrypoints import wire
 from qis_query.entrypoints.mapping import METHODS, RULES
+
+E = TypeVar("E", bound=int)
 
 
 class Case(StrEnum):
@@ -75,103 +77,76 @@ def _layout(data_type: object, unit: object) -> ValueLayout:
     return ValueLayout(_CASES.get(series.data_type, Case.OTHER), series.unit)
 
 
-def fill(
-    out: pb.OfficialValueColumns, versions: Sequence[OfficialVersion], shape: ValueLayout
-) -> None:
-    """Sets `out` to `versions` in columns (every column, and the values' case, present even
-    when there are no rows)."""
+def fill(out: pb.OfficialValueColumns, rows: pa.Table, shape: ValueLayout) -> None:
+    """Sets `out` to `rows` (qis_adapters.readstore.segments rows) in columns: every column,
+    and the values' case, present even when there are no rows. Each column is one conversion
+    of an Arrow column; no value is parsed or built per row."""
     out.SetInParent()
-    out.snap_time_micros.extend([v.snap_us for v in versions])
-    out.versions.extend([v.version for v in versions])
-    out.quality_scores.extend([v.quality_score for v in versions])
-    out.record_time_micros.extend([v.recorded_from_us for v in versions])
-    out.record_positions.extend([v.position_from for v in versions])
-    out.supersede_positions.extend(
-        [0 if v.recorded_to_us == OPEN_END else v.position_to for v in versions]
-    )
-    out.methods.extend([METHODS[v.method] for v in versions])
-    out.flag_counts.extend([len(v.flags) for v in versions])
-    out.flags.extend([RULES[f] for v in versions for f in v.flags])
+    out.snap_time_micros.extend(_ints(rows, "snap_us"))
+    out.versions.extend(_ints(rows, "version"))
+    out.quality_scores.extend(rows.column("quality_score").to_numpy().tolist())
+    out.record_time_micros.extend(_ints(rows, "recorded_from_us"))
+    out.record_positions.extend(_ints(rows, "position_from"))
+    superseded = rows.column("position_to").to_numpy()
+    out.supersede_positions.extend(np.where(superseded == OPEN_END, 0, superseded).tolist())
+    out.methods.extend(_enums(rows.column("method"), METHODS))
+    flags = rows.column("flags")
+    out.flag_counts.extend(pc.list_value_length(flags).to_numpy(zero_copy_only=False).tolist())
+    out.flags.extend(_enums(pc.list_flatten(flags), RULES))
     out.unit = shape.unit
-    values = [v.value for v in versions]
-    try:
-        match shape.case:
-            case Case.PRICES:
-                out.prices.MergeFromString(_texts(values, _PRICE, shape.unit))
-            case Case.VOLUMES:
-                out.volumes.MergeFromString(_texts(values, _VOLUME, shape.unit))
-            case Case.BARS:
-                _bars(out.bars, values)
-            case _:
-                raise _NoColumns
-    except _NoColumns:
-        out.other.MergeFromString(b"".join([wire.field(wire.TEXT, b) for b in values]))
+    match shape.case:
+        case Case.PRICES | Case.VOLUMES if _all_decimals_of(rows, shape):
+            column = out.prices if shape.case is Case.PRICES else out.volumes
+            column.SetInParent()
+            column.texts.extend(rows.column("text").to_pylist())
+        case Case.BARS if _all_of_kind(rows, "bar"):
+            _bars(out.bars, rows)
+        case _:
+            values = rows.column("value").to_pylist()
+            out.other.MergeFromString(b"".join([wire.field(wire.TEXT, b) for b in values]))
 
 
-class _NoColumns(Exception):
-    """A value the columns of the series' case cannot carry as the per-point view has it."""
+def _ints(rows: pa.Table, name: str) -> list[int]:
+    return rows.column(name).to_numpy().tolist()  # type: ignore[no-any-return]
 
 
-@dataclass(frozen=True, slots=True)
-class _Decimal:
-    """A kind of DataValue holding one decimal and a unit: its DataValue field's tag, and the
-    names of the case and of the unit field."""
-
-    tag: int
-    case: str
-    unit_field: str
-
-
-_PRICE = _Decimal(0x0A, "price", "currency")  # DataValue.price: field 1
-_VOLUME = _Decimal(0x12, "volume", "unit")  # DataValue.volume: field 2
+def _enums(names: pa.ChunkedArray | pa.Array, numbers: Mapping[str, E]) -> list[E]:
+    """Each name's enum number, looked up once per distinct name."""
+    encoded = names.dictionary_encode()
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    table = np.array([numbers[n] for n in encoded.dictionary.to_pylist()], dtype=np.int64)
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    found: list[E] = table[indices].tolist() if len(table) else []
+    return found
 
 
-def _texts(values: list[bytes], kind: _Decimal, unit: str) -> bytes:
-    """DecimalColumn.texts of `values` (DataValues of `kind`), serialised; raises _NoColumns
-    for a value of another kind or in another unit."""
-    tail = wire.text_field(wire.UNIT, unit) if unit else b""
-    tag = kind.tag
-    parts: list[bytes] = []
-    append = parts.append
-    for b in values:
-        n = len(b)
-        # DataValue{kind: {1: text, 2: unit}}, the kind's length in one byte (< 128), the text
-        # field first, the rest the series' unit or nothing.
-        if n > 3 and b[0] == tag and b[1] == n - 2 < 0x80 and b[2] == wire.TEXT:
-            end = b[3] + 4
-            if end == n or (end < n and b[end:] == tail):
-                append(b[2:end])
-                continue
-        append(_decoded_text(b, kind, unit))
-    return b"".join(parts)
+_KINDS = {Case.PRICES: "price", Case.VOLUMES: "volume"}
 
 
-def _decoded_text(b: bytes, kind: _Decimal, unit: str) -> bytes:
-    value = values_pb2.DataValue.FromString(b)
-    if value.WhichOneof("kind") != kind.case:
-        raise _NoColumns
-    decimal: values_pb2.Price | values_pb2.Volume = getattr(value, kind.case)
-    if getattr(decimal, kind.unit_field) not in ("", unit):
-        raise _NoColumns
-    text = decimal.value if isinstance(decimal, values_pb2.Price) else decimal.quantity
-    return wire.text_field(wire.TEXT, text)
+def _all_of_kind(rows: pa.Table, kind: str) -> bool:
+    return bool(pc.all(pc.equal(rows.column("kind"), kind)).as_py() is not False)
 
 
-def _bars(out: values_pb2.OhlcBarColumns, values: list[bytes]) -> None:
+def _all_decimals_of(rows: pa.Table, shape: ValueLayout) -> bool:
+    """Every value is of the series' kind, in the series' unit or in none."""
+    if not _all_of_kind(rows, _KINDS[shape.case]):
+        return False
+    units = rows.column("unit")
+    own = pc.or_(pc.equal(units, ""), pc.equal(units, shape.unit))
+    return bool(pc.all(own).as_py() is not False)
+
+
+def _bars(out: values_pb2.OhlcBarColumns, rows: pa.Table) -> None:
     """OHLC bars in columns; `volume` set only when some bar has one ("" where one has not)."""
-    parse = values_pb2.DataValue.FromString
-    bars: list[values_pb2.OhlcBar] = []
-    for b in values:
-        value = parse(b)
-        if value.WhichOneof("kind") != "bar":
-            raise _NoColumns
-        bars.append(value.bar)
-    for column in (out.open, out.high, out.low, out.close):
+    for column, name in (
+        (out.open, "open"),
+        (out.high, "high"),
+        (out.low, "low"),
+        (out.close, "close"),
+    ):
         column.SetInParent()  # present on an empty page too
-    out.open.texts.extend([bar.open for bar in bars])
-    out.high.texts.extend([bar.high for bar in bars])
-    out.low.texts.extend([bar.low for bar in bars])
-    out.close.texts.extend([bar.close for bar in bars])
-    volumes = [bar.volume for bar in bars]
-    if any(volumes):
-        out.volume.texts.extend(volumes)
+        column.texts.extend(rows.column(name).to_pylist())
+    volumes = rows.column("bar_volume")
+    if pc.any(pc.not_equal(volumes, "")).as_py():
+        out.volume.texts.extend(volumes.to_pylist())

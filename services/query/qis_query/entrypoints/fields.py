@@ -10,12 +10,10 @@ from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 from qis.data.v1 import query_service_pb2 as pb
 from qis_adapters.proto.times import micros_from_proto, snap_micros_from_proto
-from qis_adapters.readstore.port import AuditScope
+from qis_adapters.readstore.port import LATEST, AsOf, AtPosition, AuditScope, KnownAt
 from qis_domain.bounds import MAX_POSITION, position_in_range, quoted
 from qis_domain.errors import FieldViolation, InvalidArgument
 from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION, parse_name
-
-from qis_query.application.ranges import LATEST, AsOf, AtPosition, KnownAt
 
 PARENT = "parent"
 EVERY_SERIES = f"{SERIES_COLLECTION}/-"  # AIP-159: the issues of every series

@@ -76,7 +76,7 @@ import grpc
 import pyarrow as pa
 import pyarrow.flight as fl
 from google.rpc import error_details_pb2, status_pb2
-from qis_adapters.readstore.port import OPEN_END
+from qis_adapters.readstore.port import LATEST, OPEN_END, AsOf, AtPosition, KnownAt
 from qis_domain.bounds import MAX_POSITION, position_in_range
 from qis_domain.errors import FieldViolation, InvalidArgument, RetryLater
 from qis_domain.names import SERIES_COLLECTION, parse_name
@@ -94,7 +94,7 @@ from qis_runtime.identity import (
 from qis_query.application.arrow_batches import BatchBuilder
 from qis_query.application.export import MAX_SERIES, ExportPage, ExportRequest, open_export
 from qis_query.application.handlers import QueryHandlers
-from qis_query.application.ranges import EARLIEST, LATEST, AsOf, AtPosition, KnownAt
+from qis_query.application.ranges import EARLIEST
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

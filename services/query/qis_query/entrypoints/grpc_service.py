@@ -3,15 +3,17 @@ messages, and the application's exceptions to statuses."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+import pyarrow as pa
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import query_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2
-from qis_adapters.readstore.port import OPEN_END, OfficialVersion
+from qis_adapters.readstore import segments
+from qis_adapters.readstore.port import OPEN_END
 from qis_runtime.identity import current_identity
 
 from qis_query.application.handlers import QueryHandlers
@@ -21,10 +23,8 @@ from qis_query.entrypoints import columns, mapping
 from qis_query.entrypoints.fields import RequestFields
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-PutValues = Callable[
-    [pb.QueryRangeResponse | pb.GetValuesResponse, Sequence[OfficialVersion]], None
-]
-"""Sets the values of an answer, in the view its request asked for."""
+PutValues = Callable[[pb.QueryRangeResponse | pb.GetValuesResponse, pa.Table], None]
+"""Sets the values of an answer (segments rows) in the view its request asked for."""
 R = TypeVar("R")
 
 
@@ -59,7 +59,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
             reply = pb.QueryRangeResponse(
                 next_page_token=page.next_page_token, read_position=read.read_position
             )
-            put(reply, page.values)
+            put(reply, page.rows)
             await context.write(reply)
 
     async def GetValues(self, request: pb.GetValuesRequest, context: Ctx) -> pb.GetValuesResponse:
@@ -72,17 +72,22 @@ class QueryService(pb_grpc.QueryServiceServicer):
         fields.check()
         read = await self._queries.values(series_id, snaps, as_of, min_position)
         reply = pb.GetValuesResponse(read_position=read.read_position)
-        put = await self._values_view(request.series, series_id, in_columns)
-        put(reply, read.value)
+        if in_columns:
+            put = await self._values_view(request.series, series_id, in_columns)
+            put(reply, segments.rows_from_versions(read.value))
+        else:
+            mapping.add_official_values(reply.values, request.series, read.value)
         return reply
 
     async def _values_view(self, name: str, series_id: str, in_columns: bool) -> PutValues:
         """How an answer of the series carries its values: one OfficialValue each in `values`,
         or `columns` (in the case of the series' data type, with its unit)."""
         if not in_columns:
-            return lambda reply, values: mapping.add_official_values(reply.values, name, values)
+            return lambda reply, rows: mapping.add_official_values(
+                reply.values, name, segments.versions_from_rows(series_id, rows)
+            )
         shape = columns.layout(await self._queries.definition(series_id))
-        return lambda reply, values: columns.fill(reply.columns, values, shape)
+        return lambda reply, rows: columns.fill(reply.columns, rows, shape)
 
     async def GetPointHistory(
         self, request: pb.GetPointHistoryRequest, context: Ctx

@@ -1,0 +1,246 @@
+"""Official values as Arrow rows: the payload of a read-model Segment (port.Segment), and the
+shape the query service reads ranges in.
+
+| column            | type                       | what                                              |
+|-------------------|----------------------------|---------------------------------------------------|
+| snap_us           | int64                      | the instant the value describes (valid time)      |
+| version           | int32                      | 1, 2, ...                                         |
+| value             | binary                     | the serialised qis.data.v1.DataValue, the same bytes as the per-point records |
+| kind              | string                     | the DataValue's case: "price", "volume", "bar", "options_chain", "corporate_action" |
+| text              | string, null unless a price or volume | the decimal as published             |
+| unit              | string, null unless a price or volume | its own currency or unit, "" when it has none |
+| open, high, low, close | string, null unless a bar |                                                |
+| bar_volume        | string, null unless a bar  | "" when the bar has none                          |
+| quality_score     | float64                    |                                                   |
+| recorded_from_us, position_from | int64        | when this version became official                 |
+| recorded_to_us, position_to | int64            | when a later version superseded it *within the stretch of the log the rows cover*; OPEN_END otherwise |
+| method, reason, user_id, command_id | string   |                                                   |
+| sources, flags    | list<string>               |                                                   |
+
+The value columns are derived from the DataValue bytes once, when rows are built, so that a
+range read, a columnar answer and an Arrow export take them as columns without parsing a
+message per row.
+
+A segment's rows hold every version official somewhere in its stretch of the log (from its
+position_from until the next segment version of the bucket): `select` picks those of one
+knowledge time or position with vectorised filters, which gives exactly what the per-point
+records give for the same question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from qis.data.v1 import values_pb2
+
+from qis_adapters.readstore.port import (
+    OPEN_END,
+    AsOf,
+    AtPosition,
+    KnownAt,
+    Latest,
+    OfficialVersion,
+)
+
+_TEXTS = pa.list_(pa.string())
+SCHEMA = pa.schema(
+    [
+        pa.field("snap_us", pa.int64(), nullable=False),
+        pa.field("version", pa.int32(), nullable=False),
+        pa.field("value", pa.binary(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("unit", pa.string()),
+        pa.field("open", pa.string()),
+        pa.field("high", pa.string()),
+        pa.field("low", pa.string()),
+        pa.field("close", pa.string()),
+        pa.field("bar_volume", pa.string()),
+        pa.field("quality_score", pa.float64(), nullable=False),
+        pa.field("recorded_from_us", pa.int64(), nullable=False),
+        pa.field("position_from", pa.int64(), nullable=False),
+        pa.field("recorded_to_us", pa.int64(), nullable=False),
+        pa.field("position_to", pa.int64(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("command_id", pa.string(), nullable=False),
+        pa.field("sources", _TEXTS, nullable=False),
+        pa.field("flags", _TEXTS, nullable=False),
+    ]
+)
+_VALUE_FIELDS = ("kind", "text", "unit", "open", "high", "low", "close", "bar_volume")
+_ValueParts = tuple[
+    str, str | None, str | None, str | None, str | None, str | None, str | None, str | None
+]
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+EMPTY = SCHEMA.empty_table()
+
+
+def _value_parts(value: bytes) -> _ValueParts:
+    """The value columns of one DataValue (see the module's table)."""
+    parsed = values_pb2.DataValue.FromString(value)
+    kind = parsed.WhichOneof("kind") or ""
+    if kind == "price":
+        return (kind, parsed.price.value, parsed.price.currency, None, None, None, None, None)
+    if kind == "volume":
+        return (kind, parsed.volume.quantity, parsed.volume.unit, None, None, None, None, None)
+    if kind == "bar":
+        bar = parsed.bar
+        return (kind, None, None, bar.open, bar.high, bar.low, bar.close, bar.volume)
+    return (kind, None, None, None, None, None, None, None)
+
+
+def rows_from_versions(versions: Sequence[OfficialVersion]) -> pa.Table:
+    """Rows of `versions`, in their order, with their knowledge intervals."""
+    parts: dict[bytes, _ValueParts] = {}
+    derived = []
+    for v in versions:
+        found = parts.get(v.value)
+        if found is None:
+            found = parts[v.value] = _value_parts(v.value)
+        derived.append(found)
+    by_field = list(zip(*derived, strict=True)) if derived else [()] * len(_VALUE_FIELDS)
+    columns: dict[str, list[object]] = {
+        "snap_us": [v.snap_us for v in versions],
+        "version": [v.version for v in versions],
+        "value": [v.value for v in versions],
+        **{name: list(column) for name, column in zip(_VALUE_FIELDS, by_field, strict=True)},
+        "quality_score": [v.quality_score for v in versions],
+        "recorded_from_us": [v.recorded_from_us for v in versions],
+        "position_from": [v.position_from for v in versions],
+        "recorded_to_us": [v.recorded_to_us for v in versions],
+        "position_to": [v.position_to for v in versions],
+        "method": [v.method for v in versions],
+        "reason": [v.reason for v in versions],
+        "user_id": [v.user_id for v in versions],
+        "command_id": [v.command_id for v in versions],
+        "sources": [list(v.sources) for v in versions],
+        "flags": [list(v.flags) for v in versions],
+    }
+    return pa.table(columns, schema=SCHEMA)
+
+
+def versions_from_rows(series_id: str, rows: pa.Table) -> list[OfficialVersion]:
+    """The per-point records of `rows` (the per-point view is built from these)."""
+    c = {name: rows.column(name).to_pylist() for name in _RECORD_FIELDS}
+    return [
+        OfficialVersion(
+            series_id,
+            snap,
+            version,
+            value,
+            quality,
+            recorded_from,
+            position_from,
+            reason,
+            user,
+            command,
+            tuple(sources),
+            method,
+            tuple(flags),
+            recorded_to,
+            position_to,
+        )
+        for (
+            snap,
+            version,
+            value,
+            quality,
+            recorded_from,
+            position_from,
+            reason,
+            user,
+            command,
+            sources,
+            method,
+            flags,
+            recorded_to,
+            position_to,
+        ) in zip(*(c[name] for name in _RECORD_FIELDS), strict=True)
+    ]
+
+
+_RECORD_FIELDS = (
+    "snap_us",
+    "version",
+    "value",
+    "quality_score",
+    "recorded_from_us",
+    "position_from",
+    "reason",
+    "user_id",
+    "command_id",
+    "sources",
+    "method",
+    "flags",
+    "recorded_to_us",
+    "position_to",
+)
+
+
+def encode(rows: pa.Table) -> bytes:
+    """An Arrow IPC stream of `rows`, zstd-compressed."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, SCHEMA, options=_IPC_OPTIONS) as writer:
+        writer.write_table(rows)
+    payload: bytes = sink.getvalue().to_pybytes()
+    return payload
+
+
+def decode(payload: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+
+
+def extend(current: pa.Table, versions: Sequence[OfficialVersion]) -> pa.Table:
+    """The rows of a new stretch of the log: the rows official at the end of `current`'s
+    stretch, then `versions` (published in log order), each version closing the one before it
+    of its snap at its own (recorded_from_us, position_from). Ascending by (snap, version)."""
+    still = current.filter(pc.equal(current["position_to"], OPEN_END))
+    rows = pa.concat_tables([still, rows_from_versions(versions)]).sort_by(
+        [("snap_us", "ascending"), ("version", "ascending")]
+    )
+    snaps = rows["snap_us"].to_numpy()
+    superseded = np.zeros(len(snaps), dtype=bool)
+    superseded[:-1] = snaps[:-1] == snaps[1:]
+    if not superseded.any():
+        return rows
+    following = np.arange(len(snaps)) + 1
+    for name, by in (("recorded_to_us", "recorded_from_us"), ("position_to", "position_from")):
+        starts = rows[by].to_numpy()
+        ends = np.where(superseded, starts[np.minimum(following, len(snaps) - 1)], OPEN_END)
+        rows = _replace(rows, name, pa.array(ends, pa.int64()))
+    return rows
+
+
+def select(rows: pa.Table, as_of: AsOf, start_us: int, end_us: int) -> pa.Table:
+    """The rows official `as_of` with start_us <= snap_us < end_us, ascending by snap, as they
+    were known then: none superseded (a later version is not part of that answer)."""
+    snaps = rows["snap_us"]
+    keep = pc.and_(pc.greater_equal(snaps, start_us), pc.less(snaps, end_us))
+    match as_of:
+        case Latest():
+            keep = pc.and_(keep, pc.equal(rows["position_to"], OPEN_END))
+        case AtPosition(position):
+            keep = _within(keep, rows, "position_from", "position_to", position)
+        case KnownAt(at_us):
+            keep = _within(keep, rows, "recorded_from_us", "recorded_to_us", at_us)
+    chosen = rows.filter(keep)
+    open_ends = pa.repeat(pa.scalar(OPEN_END, pa.int64()), chosen.num_rows)
+    for name in ("recorded_to_us", "position_to"):
+        chosen = _replace(chosen, name, open_ends)
+    return chosen
+
+
+def _replace(rows: pa.Table, name: str, column: pa.Array) -> pa.Table:
+    index = rows.schema.get_field_index(name)
+    return rows.set_column(index, rows.schema.field(index), column)
+
+
+def _within(
+    keep: pa.ChunkedArray, rows: pa.Table, start: str, end: str, at: int
+) -> pa.ChunkedArray:
+    return pc.and_(keep, pc.and_(pc.less_equal(rows[start], at), pc.greater(rows[end], at)))
