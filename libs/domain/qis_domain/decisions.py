@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import bisect
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
-from typing import NamedTuple
+from itertools import repeat
+from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from qis_domain.commands import CommandContext
@@ -21,7 +22,7 @@ from qis_domain.definitions import (
 )
 from qis_domain.events import Issue, RawValue
 from qis_domain.quality import ONE, PointStatus, quality_score
-from qis_domain.reconciliation import reconcile
+from qis_domain.reconciliation import Reconciliation, reconcile
 from qis_domain.rules import CalendarView, Received, RuleFailure, Severity
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue, OhlcBar, Price, Volume, decode_value, encode_value
@@ -31,6 +32,15 @@ PRIORITY = ReconciliationMethod.PRIORITY.value
 # Figures are bounded (bounds.py) to |x| < 1e18 with at most 18 places, 36 digits: 64 always
 # suffice, whatever the default context of the process.
 _ROUNDING = Context(prec=64)
+
+
+_T = TypeVar("_T", bound=tuple[Any, ...])
+
+
+def tuples_of(kind: type[_T], *columns: Iterable[Any]) -> Iterator[_T]:
+    """`map(kind, *columns)` for a NamedTuple `kind`, one column per field, without the Python
+    call its constructor costs per row: applying one batch event makes a thousand."""
+    return map(tuple.__new__, repeat(kind), zip(*columns, strict=True))
 
 
 class Observed(NamedTuple):
@@ -49,8 +59,7 @@ class Observed(NamedTuple):
         return not self.cleared and any(f.blocking for f in self.failures)
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     raw: RawValue
     method: str
     sources: tuple[str, ...]
@@ -58,10 +67,18 @@ class Candidate:
     status: PointStatus
 
 
-@dataclass(frozen=True, slots=True)
-class Contributions:
+class Contributions(NamedTuple):
     figures: dict[str, str]  # source -> the figure it contributed
     excluded: list[str]
+
+
+class Reconciled(NamedTuple):
+    """The values of a point that count and what reconciliation chose from them (rounded): the
+    point's received figure, which no rule changes (rules change its status and score)."""
+
+    values: dict[str, DataValue]
+    result: Reconciliation
+    chosen: DataValue
 
 
 @dataclass(slots=True)
@@ -87,6 +104,22 @@ class Timeline:
     def add(self, bucket_us: int, points: Sequence[Received]) -> None:
         """A bucket's recorded received figures (ascending), added once."""
         self.covered.add(bucket_us)
+        self.put_all(points)
+
+    def put_all(self, points: Sequence[Received]) -> None:
+        """`put` of each of `points` (ascending), at once in the common cases: points after
+        every known one (a load), or the very snaps of a run of known ones (another source)."""
+        if not points:
+            return
+        snaps = [p.snap_us for p in points]
+        if not self.snaps or snaps[0] > self.snaps[-1]:
+            self.snaps.extend(snaps)
+            self.points.extend(points)
+            return
+        i = bisect.bisect_left(self.snaps, snaps[0])
+        if self.snaps[i : i + len(snaps)] == snaps:
+            self.points[i : i + len(snaps)] = points
+            return
         for point in points:
             self.put(point)
 
@@ -158,11 +191,16 @@ class Decider:
         self.ctx = ctx
         self.quantum = Decimal(1).scaleb(-definition.precision) if definition.precision else None
         self.sole_source_status = self.status(blocking=False, sources=1, score=ONE)
+        self._priority = {s.source_id: s.priority for s in definition.sources}
         self._zone = ZoneInfo(definition.time_zone)
 
     def decode(self, raw: RawValue) -> DataValue:
         d = self.definition
         return decode_value(d.data_type, d.unit, raw)
+
+    def figure(self, raw: RawValue) -> Decimal | None:
+        """`decode(raw).number`, without making the value of a scalar (a decimal string)."""
+        return Decimal(raw) if isinstance(raw, str) else self.decode(raw).number
 
     def local_day(self, snap_us: int) -> date:
         """Exact (no float seconds); at the ends of the bounds' range a local day beyond year
@@ -177,37 +215,47 @@ class Decider:
         midnight = datetime(day.year, day.month, day.day, tzinfo=self._zone)
         return int(midnight.timestamp()) * 1_000_000
 
-    def sole_source(
-        self, source_id: str, value: DataValue, raw: RawValue
-    ) -> tuple[Candidate, Contributions]:
-        """What `candidate` decides for a point with one clean value, without its general work."""
-        if self.quantum is not None:
-            raw = encode_value(self.rounded(value))
-        candidate = Candidate(raw, PRIORITY, (source_id,), "1", self.sole_source_status)
-        return candidate, Contributions({source_id: str(value.number)}, [])
-
     def candidate(
         self,
         snap_us: int,
         observed: dict[str, Observed],
         break_approved: bool = False,
-        incoming: tuple[str, DataValue] | None = None,
     ) -> tuple[Candidate | None, Contributions, Issue | None]:
-        """Reconcile the values that count (not rejected). None when no value counts.
-
-        `incoming` is the value being ingested, already decoded, to spare decoding it again."""
-        counting = {s: o for s, o in observed.items() if not o.rejected}
-        if not counting:
+        """Reconcile the values that count (not rejected). None when no value counts."""
+        made = self.reconciled(observed)
+        if made is None:
             return None, Contributions({}, []), None
-        d = self.definition
+        return self.judged(snap_us, observed, made, break_approved)
+
+    def reconciled(
+        self, observed: dict[str, Observed], incoming: tuple[str, DataValue] | None = None
+    ) -> Reconciled | None:
+        """What reconciliation makes of the values that count (not rejected); None when none
+        does. `incoming`: the value of one of them being ingested, already decoded, to spare
+        decoding it again."""
         values = {
             s: incoming[1] if incoming is not None and s == incoming[0] else self.decode(o.raw)
-            for s, o in counting.items()
+            for s, o in observed.items()
+            if not o.rejected
         }
-        result = reconcile(values, d)
-        chosen = self.rounded(result.value)
-        failures = [f for s in result.contributors for f in counting[s].failures]
-        blocking = any(counting[s].blocking for s in result.contributors)
+        if not values:
+            return None
+        result = reconcile(values, self.definition, self._priority)
+        return Reconciled(values, result, self.rounded(result.value))
+
+    def judged(
+        self,
+        snap_us: int,
+        observed: dict[str, Observed],
+        made: Reconciled,
+        break_approved: bool = False,
+    ) -> tuple[Candidate, Contributions, Issue | None]:
+        """The candidate `made` is, by the failures of the values it was made from (`observed`)
+        and the sources it breaks with."""
+        d = self.definition
+        values, result, chosen = made
+        failures = [f for s in result.contributors for f in observed[s].failures]
+        blocking = any(observed[s].blocking for s in result.contributors)
         break_issue = None
         if result.breaks:
             block = d.reconciliation.on_break is BreakAction.BLOCK
@@ -225,7 +273,7 @@ class Decider:
                 },
             )
         score = quality_score(failures, len(result.breaks)) if failures or result.breaks else ONE
-        status = self.status(blocking, len(counting), score)
+        status = self.status(blocking, len(values), score)
         candidate = Candidate(
             encode_value(chosen), result.method.value, result.contributors, str(score), status
         )

@@ -26,6 +26,15 @@ class PointStatus(enum.StrEnum):
     WITHDRAWN = "withdrawn"  # every value of the point was rejected: nothing to publish
 
 
+class IssueStatus(enum.StrEnum):
+    """Where a quality issue stands in the exception queue."""
+
+    OPEN = "open"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    OVERRIDDEN = "overridden"
+
+
 def quality_score(failures: Iterable[RuleFailure], breaks: int) -> Decimal:
     """One penalty per distinct rule failed (by severity), one per source beyond tolerance."""
     worst: dict[str, Severity] = {}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from qis_domain.definitions import ReconciliationMethod, ReconciliationPolicy, SeriesDefinition
 from qis_domain.values import DataValue, OhlcBar, Price, Volume
@@ -12,8 +11,7 @@ from qis_domain.values import DataValue, OhlcBar, Price, Volume
 _BPS = Decimal(10_000)
 
 
-@dataclass(frozen=True, slots=True)
-class Reconciliation:
+class Reconciliation(NamedTuple):
     value: DataValue
     method: ReconciliationMethod
     contributors: tuple[str, ...]  # sources the value was made from, by priority
@@ -52,12 +50,18 @@ def figures_close(x: Decimal, y: Decimal, policy: ReconciliationPolicy) -> bool:
     return abs(x - y) <= allowed
 
 
-def reconcile(values: dict[str, DataValue], definition: SeriesDefinition) -> Reconciliation:
-    """`values` maps source id to that source's latest value; it is never empty."""
+def reconcile(
+    values: dict[str, DataValue],
+    definition: SeriesDefinition,
+    priority: dict[str, int] | None = None,
+) -> Reconciliation:
+    """`values` maps source id to that source's latest value; it is never empty. `priority`:
+    the definition's, by source id, when the caller has it at hand."""
     if len(values) == 1:
         ((source, only),) = values.items()
         return Reconciliation(only, ReconciliationMethod.PRIORITY, (source,), (), ())
-    priority = {s.source_id: s.priority for s in definition.sources}
+    if priority is None:
+        priority = {s.source_id: s.priority for s in definition.sources}
     ranked = sorted(values, key=lambda source: (priority.get(source, 1 << 30), source))
     policy = definition.reconciliation
     numbers = {s: values[s].number for s in ranked}
@@ -81,7 +85,13 @@ def reconcile(values: dict[str, DataValue], definition: SeriesDefinition) -> Rec
 
 
 def _median(figures: list[Decimal | None]) -> Decimal:
-    return statistics.median(f for f in figures if f is not None)
+    """As `statistics.median` computes it (the mean of the middle two of an even count), at a
+    fraction of its cost."""
+    ordered = sorted(f for f in figures if f is not None)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _closest_source(values: dict[str, DataValue], sources: list[str], target: Decimal) -> str:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from qis_domain.definitions import ValidationRules
 from qis_domain.snaps import format_snap
@@ -93,6 +97,24 @@ def check_value(value: DataValue, rules: ValidationRules) -> list[RuleFailure]:
     elif isinstance(value, CorporateAction):
         failures.extend(_check_corporate_action(value))
     return failures
+
+
+def check_values(
+    values: Sequence[DataValue], rules: ValidationRules
+) -> dict[int, list[RuleFailure]]:
+    """`check_value` of each value, by index, for those that fail a rule. A batch of prices
+    or volumes can fail positivity alone, which one pass over their figures settles."""
+    if {type(value) for value in values} <= {Price, Volume}:
+        if not rules.require_positive:
+            return {}
+        return {
+            i: check_value(value, rules)
+            for i, value in enumerate(values)
+            if (lowest := _lowest_figure(value)) is not None and lowest <= 0
+        }
+    return {
+        i: failures for i, value in enumerate(values) if (failures := check_value(value, rules))
+    }
 
 
 def _lowest_figure(value: DataValue) -> Decimal | None:
@@ -282,6 +304,97 @@ def _zscore(figure: Decimal, window: Sequence[Decimal]) -> Decimal | None:
         return None
     move = (figure - window[-1]) / window[-1]
     return (move - mean) / variance.sqrt()
+
+
+# Far more than the rounding of a float computation of a percent or a z-score can move it (a few
+# units of 1e-16, relative to the figures it is made of), far less than any limit means.
+_SLACK = 1e-11
+
+
+def history_suspects(
+    incoming: Sequence[Decimal],
+    figures: Sequence[Decimal],
+    ends: Sequence[int],
+    back: int,
+    rules: ValidationRules,
+) -> npt.NDArray[np.bool_]:
+    """Which of `incoming` `check_history` or `check_spike` may flag, each compared with the
+    (at most `back`, at least what the rules look at) `figures` before `ends[i]`. A float screen
+    of a whole batch at once: False is proven (the float result is farther from every limit
+    than its rounding error can be), True only says "decide this one exactly". Most values of
+    a clean series pass the screen, and only the others cost a Decimal computation."""
+    x = _floats(incoming)
+    seq = _floats(figures)
+    if not len(seq) or not len(x):
+        return np.zeros(len(x), dtype=np.bool_)
+    index = np.asarray(ends, dtype=np.int64)[:, None] + np.arange(-back, 0)
+    known = index >= 0
+    w = np.where(known, seq[np.maximum(index, 0)], np.nan)  # row i: its previous, right-aligned
+    count = known.sum(axis=1)
+    suspect = np.isnan(x) | (known & np.isnan(w)).any(axis=1)
+    last = w[:, -1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if rules.max_jump_percent is not None:
+            limit = float(rules.max_jump_percent)
+            jump = np.abs(x - last) / np.abs(last) * 100
+            clear = (count < 1) | (last == 0) | (jump + _SLACK * (100 + jump + limit) < limit)
+            suspect |= ~clear
+        if rules.max_zscore is not None:
+            suspect |= ~_zscore_clear(x, w, count, rules.zscore_window, float(rules.max_zscore))
+        if (n := rules.stale_after_snaps) > 1:
+            # Equal figures have equal floats: floats that differ prove figures that do.
+            suspect |= ~((count < n - 1) | (w[:, 1 - n :] != x[:, None]).any(axis=1))
+        if rules.max_spike_percent is not None:
+            limit = float(rules.max_spike_percent)
+            before, spike = w[:, -2], w[:, -1]
+            move_in = np.abs(spike - before) / np.abs(before) * 100
+            move_out = np.abs(x - spike) / np.abs(spike) * 100
+            clear = (
+                (count < 2)
+                | (before == 0)
+                | (spike == 0)
+                | (move_in + _SLACK * (100 + move_in + limit) < limit)
+                | (move_out + _SLACK * (100 + move_out + limit) < limit)
+            )
+            suspect |= ~clear
+    return suspect
+
+
+def _zscore_clear(
+    x: npt.NDArray[np.float64],
+    w: npt.NDArray[np.float64],
+    count: npt.NDArray[np.int64],
+    window: int,
+    limit: float,
+) -> npt.NDArray[np.bool_]:
+    """Where `_zscore` is surely None or within the limit. Each move's float error is below
+    1e-15 (1 + |move|); the mean, the deviations and the standard deviation (1.5 times the
+    largest deviation error at most) add a few times that, and `bound` covers them all."""
+    last = w[:, -1]
+    a, b = w[:, -(window + 1) : -1], w[:, -window:]
+    paired = ~np.isnan(a) & (a != 0)
+    moves = np.where(paired, (b - a) / a, 0.0)
+    pairs = paired.sum(axis=1)
+    mean = moves.sum(axis=1) / pairs
+    deviation = np.where(paired, moves - mean[:, None], 0.0)
+    sd = np.sqrt((deviation**2).sum(axis=1) / (pairs - 1))
+    move = (x - last) / last
+    bound = _SLACK * (1 + np.abs(moves).max(axis=1) + np.abs(move) + sd)
+    highest = (np.abs(move - mean) + bound) / (sd - bound)
+    within = (sd > 2 * bound) & (highest < limit * (1 - _SLACK))
+    clear: npt.NDArray[np.bool_] = (count < 1) | (last == 0) | (pairs < 2) | within
+    return clear
+
+
+def _floats(figures: Sequence[Decimal]) -> npt.NDArray[np.float64]:
+    """The figures as floats, NaN where a float does not stand for one (beyond the float
+    range, or so small it became 0): the screen then leaves that value to the exact rules."""
+    out = np.fromiter(map(float, figures), dtype=np.float64, count=len(figures))
+    out[~np.isfinite(out)] = math.nan
+    for i in np.flatnonzero(out == 0):
+        if figures[int(i)]:
+            out[i] = math.nan
+    return out
 
 
 def check_session(local_day: date, calendar: CalendarView) -> RuleFailure | None:

@@ -10,9 +10,11 @@ event then costs little more than storing references.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from qis_domain.commands import CommandContext, CommandOutcome
@@ -22,13 +24,15 @@ from qis_domain.decisions import (
     Contributions,
     Decider,
     Observed,
+    Reconciled,
     SeriesView,
     Timeline,
     flags_of,
     issue_id,
     issues_of,
+    tuples_of,
 )
-from qis_domain.definitions import SeriesDefinition
+from qis_domain.definitions import SeriesDefinition, ValidationRules
 from qis_domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from qis_domain.events import (
     DataIngested,
@@ -47,7 +51,7 @@ from qis_domain.events import (
     RawValue,
 )
 from qis_domain.names import issue_resource, point_resource
-from qis_domain.quality import PointStatus
+from qis_domain.quality import IssueStatus, PointStatus
 from qis_domain.reconciliation import within_tolerance
 from qis_domain.rules import (
     Received,
@@ -56,17 +60,25 @@ from qis_domain.rules import (
     check_history,
     check_session,
     check_spike,
-    check_value,
+    check_values,
+    history_suspects,
 )
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency, Snap
 from qis_domain.values import DataValue, encode_value
 
 MANUAL = "manual"
 CUTOFF = "cutoff"
-_STATUSES = {s.value: s for s in PointStatus}
-_OPEN = "open"
-_PUBLISHED = PointStatus.PUBLISHED.value
-_RESOLVED = {"approve": "approved", "reject": "rejected", "override": "overridden"}
+_POINT_STATUSES = {s.value: s for s in PointStatus}  # a DataReconciled's column, decoded
+_RESOLUTIONS: dict[str, type[QualityApproved | QualityRejected | QualityOverridden]] = {
+    "approve": QualityApproved,
+    "reject": QualityRejected,
+    "override": QualityOverridden,
+}
+_RESOLVED: dict[type[DomainEvent], IssueStatus] = {
+    QualityApproved: IssueStatus.APPROVED,
+    QualityRejected: IssueStatus.REJECTED,
+    QualityOverridden: IssueStatus.OVERRIDDEN,
+}
 NO_VIEW = SeriesView()
 LOOK_BACK_BUCKETS = 3
 """How far "the previous point" reaches: into at most this many buckets before a point's own.
@@ -102,7 +114,7 @@ class IssueState(NamedTuple):
     source_id: str
     rule: str
     blocking: bool
-    status: str = _OPEN
+    status: IssueStatus = IssueStatus.OPEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +127,6 @@ class PointSummary:
     published_at_us: int
     checked: int  # source values the rules looked at
     clean: int  # ...and that passed every rule
-
-
-# One tuple per point while deciding, turned into event columns at the end: a tuple and an
-# append per point cost a fraction of a method call filling nine lists. The batch events built
-# from them skip pydantic validation (`model_construct`): the columns are made here, equal in
-# length by construction, and validating a thousand-point batch would cost about as much as
-# deciding it. Every event read back from the store is validated in full.
-_OfficialRow = tuple[int, int, RawValue, str, list[str], str, list[str], str, str]
-_ReconciledRow = tuple[int, RawValue, str, dict[str, str], list[str], str, str]
 
 
 class SeriesBucket:
@@ -173,10 +176,32 @@ class SeriesBucket:
         """The points' received figures, ascending: what look-back rules compare with. `last`:
         only the last that many (what a later bucket's points can reach), so that a command
         does not decode a whole earlier bucket."""
+        return self._received(sorted(self.candidates), decider, last)
+
+    def _received_near(self, snaps_us: list[int], n: int, decider: Decider) -> list[Received]:
+        """The received figures a command on the points at `snaps_us` (ascending) compares
+        with or leaves for later buckets to compare with: those between its points, the `n`
+        before them and the last `n` of the bucket (the command's own points get new ones).
+        A command decodes what it may need, not the whole bucket."""
+        known = sorted(self.candidates)
+        i = bisect.bisect_left(known, snaps_us[0])
+        j = bisect.bisect_right(known, snaps_us[-1])
+        mine = set(snaps_us)
+        return [
+            *self._received(known[:i], decider, n),
+            *self._received([s for s in known[i:j] if s not in mine], decider),
+            *self._received(known[j:], decider, n),
+        ]
+
+    def _received(
+        self, snaps_us: list[int], decider: Decider, last: int | None = None
+    ) -> list[Received]:
+        """The received figures of the points at `snaps_us` (ascending; a point without a
+        figure has none), or of the last `last` that have one."""
         out = []
-        for snap_us in sorted(self.candidates, reverse=True):
+        for snap_us in reversed(snaps_us):
             candidate = self.candidates[snap_us]
-            figure = decider.decode(candidate.raw).number
+            figure = decider.figure(candidate.raw)
             if figure is not None:
                 out.append(Received(snap_us, figure, candidate.sources))
                 if last is not None and len(out) >= last:
@@ -218,106 +243,88 @@ class SeriesBucket:
         ctx: CommandContext,
         view: SeriesView = NO_VIEW,
     ) -> list[DomainEvent]:
+        """New values of one source, decided in snap order: first what each point's candidate
+        is made of (hence its received figure, which no rule changes), then the rules, which
+        compare each value with the received figures before it (decided earlier or by this
+        very command), then the candidate and settlement of each point. A run of new points
+        with one clean value each, the bulk-load case, is decided in columns."""
         if len({snap.utc_us for snap, _ in points}) != len(points):
             raise InvalidArgument.single("points", "snaps must be unique within one command")
         decide = Decider(definition, ctx)
         rules = definition.validation
-        # Decided in snap order: each point is compared with the one just before it, which
-        # may be decided by this very command.
         points = sorted(points, key=lambda p: p[0].utc_us)
-        back = look_back(definition)
-        timeline = None
-        if back:
+        snaps = [snap.utc_us for snap, _ in points]
+        values = [value for _, value in points]
+        raws = list(map(encode_value, values))
+        chosen = values if decide.quantum is None else list(map(decide.rounded, values))
+        known = self._reconciled(source_id, snaps, values, raws, decide)
+        failures = check_values(values, rules)
+        spikes: dict[int, tuple[Received, RuleFailure]] = {}
+        if back := look_back(definition):
             # Alone (no view), the bucket's own points are all it compares with.
             timeline = Timeline() if view.timeline is None else view.timeline
             if self.bucket_us not in timeline.covered:
-                timeline.add(self.bucket_us, self.received(decide))
-        floor_us = look_back_floor(self.bucket_us, definition.frequency)
-        calendar = view.calendar if rules.check_calendar else None
-        snaps: list[int] = []
-        offsets: list[int] = []
-        raws: list[RawValue] = []
+                timeline.add(self.bucket_us, self._received_near(snaps, back, decide))
+            received = []
+            for i, snap_us in enumerate(snaps):
+                made = known.get(i)
+                figure = chosen[i].number if made is None else made.chosen.number
+                if figure is not None:
+                    sources = (source_id,) if made is None else made.result.contributors
+                    received.append(Received(snap_us, figure, sources))
+            timeline.put_all(received)
+            floor_us = look_back_floor(self.bucket_us, definition.frequency)
+            for i, (more, spike) in _check_history(
+                timeline, back, floor_us, snaps, values, rules
+            ).items():
+                failures.setdefault(i, []).extend(more)
+                if spike is not None:
+                    spikes[i] = spike
+        if rules.check_calendar and (calendar := view.calendar) is not None:
+            for i, snap_us in enumerate(snaps):
+                if miss := check_session(decide.local_day(snap_us), calendar):
+                    failures.setdefault(i, []).append(miss)
+        # Decided one by one: every point but a new one with a clean value that publication
+        # takes as it comes (decided in columns, `_Rows.first_values`).
+        if decide.sole_source_status is PointStatus.PUBLISHED:
+            official = {i for i, snap_us in enumerate(snaps) if snap_us in self.officials}
+            general = known.keys() | failures.keys() | official
+        else:
+            general = set(range(len(snaps)))
         issues: list[Issue] = []
-        reconciled: list[_ReconciledRow] = []
-        official: list[_OfficialRow] = []
-        scheduled: list[tuple[int, int]] = []
-        officials = self.officials
-        fresh_published = decide.sole_source_status is PointStatus.PUBLISHED
-        for snap, value in points:
-            snap_us = snap.utc_us
-            failures = check_value(value, rules)
-            if timeline is not None and value.number is not None:
-                previous = timeline.before(snap_us, back, floor_us)
-                failures += check_history(value.number, previous, rules)
-                if (spike := check_spike(value.number, snap_us, previous, rules)) is not None:
-                    issues.extend(self._spike_issue(ctx, previous[-1], spike, issues))
-            if calendar is not None and (
-                miss := check_session(decide.local_day(snap_us), calendar)
-            ):
-                failures.append(miss)
-            raw = encode_value(value)
-            snaps.append(snap_us)
-            offsets.append(snap.offset_s)
-            raws.append(raw)
-            before = self.observed.get(snap_us)
-            if before is None and not failures and fresh_published and snap_us not in officials:
-                # A new point with one clean value, the bulk-load case: nothing to reconcile,
-                # nothing to penalise, nothing official yet. Decided in two appends.
-                chosen = value if decide.quantum is None else decide.rounded(value)
-                official_raw = raw if chosen is value else encode_value(chosen)
-                figure = raw if isinstance(raw, str) else str(value.number)
-                reconciled.append(
-                    (snap_us, official_raw, PRIORITY, {source_id: figure}, [], "1", _PUBLISHED)
-                )
-                official.append((snap_us, 1, official_raw, "1", [source_id], PRIORITY, [], "", ""))
-                if timeline is not None and chosen.number is not None:
-                    timeline.put(Received(snap_us, chosen.number, (source_id,)))
+        rows = _Rows(definition)
+        late = _Why(f"late source {source_id}", "late_source")
+        corrected = _Why(f"corrected value from {source_id}", "corrected_source")
+        start = 0  # of the run of new clean points not decided yet
+        for i in sorted(general | spikes.keys()):
+            if (spike := spikes.get(i)) is not None:
+                issues.extend(self._spike_issue(ctx, *spike, issues))
+            if i not in general:
                 continue
+            rows.first_values(
+                source_id, snaps[start:i], raws[start:i], values[start:i], chosen[start:i]
+            )
+            start = i + 1
+            snap_us, value, raw = snaps[i], values[i], raws[i]
+            before = self.observed.get(snap_us)
             observed = {} if before is None else dict(before)
-            known_before = source_id in observed
-            if failures:
-                new_issues = issues_of(ctx.command_id, snap_us, source_id, failures)
+            why = corrected if source_id in observed else late
+            if point_failures := failures.get(i):
+                new_issues = issues_of(ctx.command_id, snap_us, source_id, point_failures)
                 issues.extend(new_issues)
-                ids = tuple(i.issue_id for i in new_issues)
-                observed[source_id] = Observed(raw, ctx.user_id, tuple(failures), ids)
+                ids = tuple(issue.issue_id for issue in new_issues)
+                observed[source_id] = Observed(raw, ctx.user_id, tuple(point_failures), ids)
             else:
                 observed[source_id] = Observed(raw, ctx.user_id)
-            candidate: Candidate | None
-            if len(observed) == 1 and not failures:
-                # The bulk-load case, kept cheap: nothing to reconcile, nothing to penalise.
-                candidate, contributions = decide.sole_source(source_id, value, raw)
-            else:
-                candidate, contributions, break_issue = decide.candidate(
-                    snap_us, observed, snap_us in self.breaks_approved, (source_id, value)
-                )
-                if break_issue is not None and not self._has_open(snap_us, "source_break"):
-                    issues.append(break_issue)
-            if candidate is None:
-                continue  # every value of the point was rejected
-            reconciled.append(_reconciled_row(snap_us, candidate, contributions))
-            if timeline is not None and (number := decide.decode(candidate.raw).number) is not None:
-                timeline.put(Received(snap_us, number, candidate.sources))
-            if candidate.status is not PointStatus.PUBLISHED:
-                # Waiting for sources, or held: at the cut-off it is published with what
-                # arrived, or flagged as still held.
-                if definition.publication.cutoff_seconds and snap_us not in self.scheduled:
-                    due = snap_us + definition.publication.cutoff_seconds * 1_000_000
-                    scheduled.append((snap_us, due))
-                continue
-            current = officials.get(snap_us)
-            flags = flags_of(observed, candidate.sources) if len(observed) > 1 or failures else []
-            if current is None:
-                official.append(_official_row(snap_us, 1, candidate, flags))
-            elif not current.manual and not within_tolerance(
-                decide.decode(candidate.raw), decide.decode(current.raw), definition.reconciliation
-            ):
-                cause = "corrected_source" if known_before else "late_source"
-                what = "corrected value from" if known_before else "late source"
-                official.append(
-                    _official_row(
-                        snap_us, current.version + 1, candidate, flags, f"{what} {source_id}", cause
-                    )
-                )
+            made = known.get(i) or decide.reconciled(observed, (source_id, value))
+            assert made is not None  # the value being ingested counts
+            candidate, contributions, break_issue = decide.judged(
+                snap_us, observed, made, snap_us in self.breaks_approved
+            )
+            if break_issue is not None and not self._has_open(snap_us, "source_break"):
+                issues.append(break_issue)
+            self._settle(rows, snap_us, candidate, contributions, observed, decide, why)
+        rows.first_values(source_id, snaps[start:], raws[start:], values[start:], chosen[start:])
         events: list[DomainEvent] = [
             DataIngested.model_construct(
                 series_id=self.series_id,
@@ -325,24 +332,32 @@ class SeriesBucket:
                 data_type=definition.data_type,
                 unit=definition.unit,
                 snaps=snaps,
-                offsets=offsets,
+                offsets=[snap.offset_s for snap, _ in points],
                 values=raws,
             )
         ]
         if issues:
             events.append(QualityIssueDetected(series_id=self.series_id, issues=issues))
-        if reconciled:
-            events.append(_reconciled_event(self.series_id, definition, reconciled))
-        if scheduled:
-            events.append(
-                PublicationScheduled(
-                    series_id=self.series_id,
-                    snaps=[s for s, _ in scheduled],
-                    due_us=[d for _, d in scheduled],
-                )
-            )
-        events.extend(_official_events(self.series_id, definition, "automatic", official, ctx))
-        return events
+        return events + rows.events(self.series_id, "automatic", ctx)
+
+    def _reconciled(
+        self,
+        source_id: str,
+        snaps: list[int],
+        values: list[DataValue],
+        raws: list[RawValue],
+        decide: Decider,
+    ) -> dict[int, Reconciled]:
+        """For each point (by index) the bucket knows already, what its candidate will be made
+        of once the new value is in: no rule changes that."""
+        out = {}
+        for i, snap_us in enumerate(snaps):
+            if (before := self.observed.get(snap_us)) is not None:
+                observed = {**before, source_id: Observed(raws[i], decide.ctx.user_id)}
+                made = decide.reconciled(observed, (source_id, values[i]))
+                assert made is not None  # the value being ingested counts
+                out[i] = made
+        return out
 
     def publish(
         self,
@@ -357,7 +372,7 @@ class SeriesBucket:
         who set the point's current manual value. Open issues of the points are approved.
         """
         _unique(snaps)
-        rows: list[_OfficialRow] = []
+        rows = _Rows(definition)
         approved: list[tuple[str, int]] = []
         for field_path, snap_us in snaps:
             candidate = self.candidates.get(snap_us)
@@ -371,14 +386,13 @@ class SeriesBucket:
             flags = flags_of(self.observed.get(snap_us, {}), candidate.sources)
             version = 1 if official is None else official.version + 1
             cause = "" if official is None else "approved_change"
-            rows.append(_official_row(snap_us, version, candidate, flags, comment, cause))
+            rows.publish(snap_us, version, candidate, flags, comment, cause)
         events: list[DomainEvent] = []
         if approved:
             events.append(
                 _resolution(QualityApproved, self.series_id, approved, comment or "published")
             )
-        events.extend(_official_events(self.series_id, definition, MANUAL, rows, ctx))
-        return events
+        return events + rows.events(self.series_id, MANUAL, ctx)
 
     def restate(
         self,
@@ -416,7 +430,8 @@ class SeriesBucket:
         and issue id), then decide their points again."""
         if not reason.strip():
             raise InvalidArgument.single("reason", "a resolution needs a reason")
-        if action not in _RESOLVED:
+        kind = _RESOLUTIONS.get(action)
+        if kind is None:
             raise InvalidArgument.single(
                 "resolution", f"approve, reject or override, not {action!r}"
             )
@@ -426,20 +441,20 @@ class SeriesBucket:
             issue = self.issues.get(iid)
             if issue is None:
                 raise NotFound(issue_resource(self.series_id, iid), field_path)
-            if issue.status != _OPEN:
+            if issue.status is not IssueStatus.OPEN:
                 raise FailedPrecondition(
                     f"{field_path}: issue {iid} is already {issue.status}", "ISSUE_RESOLVED"
                 )
-            if action == "reject" and not issue.source_id:
+            if kind is QualityRejected and not issue.source_id:
                 raise FailedPrecondition(
                     f"{field_path}: a {issue.rule} issue is about no single source's value: it"
                     " can be approved or overridden, not rejected",
                     "BREAK_NOT_REJECTABLE",
                 )
-            if action in ("approve", "override"):
+            if kind is not QualityRejected:
                 self._four_eyes(issue.snap_us, self._sources_of(issue), ctx, field_path)
             found.append((iid, issue.snap_us))
-        if action == "override":
+        if kind is QualityOverridden:
             snaps = {snap for _, snap in found}
             if value is None or len(snaps) != 1:
                 raise InvalidArgument.single(
@@ -449,34 +464,36 @@ class SeriesBucket:
             return self._manual_value(
                 definition, snap_us, value, reason, reason_code, expires_us, ctx, found
             )
-        kind = QualityApproved if action == "approve" else QualityRejected
         resolution = _resolution(kind, self.series_id, found, reason)
         # Decide again on a copy of the state the resolution leads to.
         after = self.clone()
         after._apply_resolution(resolution)
         events: list[DomainEvent] = [resolution]
         points = sorted({snap for _, snap in found})
-        events.extend(after._redecide(definition, points, ctx, f"{_RESOLVED[action]}: {reason}"))
+        events.extend(after._redecide(definition, points, ctx, f"{_RESOLVED[kind]}: {reason}"))
         return events
 
     def publish_due(self, definition: SeriesDefinition, ctx: CommandContext) -> list[DomainEvent]:
         """Cut-off reached: publish pending points with what has arrived; flag held ones."""
-        rows: list[_OfficialRow] = []
+        rows = _Rows(definition)
         missed: list[Issue] = []
+        decide = Decider(definition, ctx)
+        policy = definition.publication
         for snap_us in self.due_cutoffs(ctx.now_us):
             candidate = self.candidates.get(snap_us)
             if candidate is None or snap_us in self.officials:
                 continue
-            policy = definition.publication
             enough_quality = (
                 policy.min_quality_score is None
                 or Decimal(candidate.quality) >= policy.min_quality_score
             )
+            observed = self.observed.get(snap_us, {})
             if candidate.status is PointStatus.PENDING and enough_quality:
-                arrived = sum(1 for o in self.observed.get(snap_us, {}).values() if not o.rejected)
+                arrived = sum(1 for o in observed.values() if not o.rejected)
                 reason = f"cut-off reached with {arrived} of {policy.min_sources} sources"
-                flags = flags_of(self.observed.get(snap_us, {}), candidate.sources)
-                rows.append(_official_row(snap_us, 1, candidate, flags, reason, CUTOFF))
+                self._publish(
+                    rows, snap_us, candidate, observed, decide, _Why("", "", reason, CUTOFF)
+                )
             else:
                 evidence: dict[str, Any] = {
                     "due_us": self.scheduled[snap_us],
@@ -496,8 +513,7 @@ class SeriesBucket:
         events: list[DomainEvent] = []
         if missed:
             events.append(QualityIssueDetected(series_id=self.series_id, issues=missed))
-        events.extend(_official_events(self.series_id, definition, CUTOFF, rows, ctx))
-        return events
+        return events + rows.events(self.series_id, CUTOFF, ctx)
 
     def expire_overrides(
         self, definition: SeriesDefinition, ctx: CommandContext
@@ -535,11 +551,12 @@ class SeriesBucket:
         current = self.officials.get(snap_us)
         version = 1 if current is None else current.version + 1
         cause = f"override:{reason_code}" if reason_code else "manual_correction"
-        row = _official_row(snap_us, version, manual, [], reason, cause)
+        rows = _Rows(definition)
+        rows.publish(snap_us, version, manual, [], reason, cause)
         events: list[DomainEvent] = []
         if resolved:
             events.append(_resolution(QualityOverridden, self.series_id, resolved, reason))
-        events.extend(_official_events(self.series_id, definition, MANUAL, [row], ctx))
+        events.extend(rows.events(self.series_id, MANUAL, ctx))
         events.append(
             ManualOverrideSet(
                 series_id=self.series_id,
@@ -556,10 +573,8 @@ class SeriesBucket:
         """New candidates (and official versions) for points whose state changed other than by
         a new value: a resolution, an expired override."""
         decide = Decider(definition, ctx)
-        reconciled: list[_ReconciledRow] = []
-        rows: list[_OfficialRow] = []
-        scheduled: list[int] = []
-        cutoff_us = definition.publication.cutoff_seconds * 1_000_000
+        rows = _Rows(definition)
+        why = _Why(reason, "redecided", reason)
         for snap_us in snaps:
             observed = self.observed.get(snap_us, {})
             candidate, contributions, _ = decide.candidate(
@@ -568,38 +583,55 @@ class SeriesBucket:
             if candidate is None:
                 # Every value was rejected: withdraw the candidate, so that neither a manual
                 # publication nor a cut-off can make a rejected value official.
-                reconciled.append((snap_us, "", "none", {}, [], "0", PointStatus.WITHDRAWN.value))
+                rows.withdraw(snap_us)
                 continue
-            reconciled.append(_reconciled_row(snap_us, candidate, contributions))
-            waiting = candidate.status is not PointStatus.PUBLISHED
-            if waiting and cutoff_us and snap_us not in self.scheduled:
-                scheduled.append(snap_us)
-            current = self.officials.get(snap_us)
-            if candidate.status is not PointStatus.PUBLISHED or (
-                current is not None and current.manual
-            ):
-                continue
-            flags = flags_of(observed, candidate.sources)
-            if current is None:
-                rows.append(_official_row(snap_us, 1, candidate, flags, reason))
-            elif not within_tolerance(
-                decide.decode(candidate.raw), decide.decode(current.raw), definition.reconciliation
-            ):
-                rows.append(
-                    _official_row(
-                        snap_us, current.version + 1, candidate, flags, reason, "redecided"
-                    )
-                )
-        events: list[DomainEvent] = []
-        if reconciled:
-            events.append(_reconciled_event(self.series_id, definition, reconciled))
-        if scheduled:
-            due = [s + cutoff_us for s in scheduled]
-            events.append(
-                PublicationScheduled(series_id=self.series_id, snaps=scheduled, due_us=due)
-            )
-        events.extend(_official_events(self.series_id, definition, "automatic", rows, ctx))
-        return events
+            self._settle(rows, snap_us, candidate, contributions, observed, decide, why)
+        return rows.events(self.series_id, "automatic", ctx)
+
+    def _settle(
+        self,
+        rows: _Rows,
+        snap_us: int,
+        candidate: Candidate,
+        contributions: Contributions,
+        observed: dict[str, Observed],
+        decide: Decider,
+        why: _Why,
+    ) -> None:
+        """One point's new candidate, the step every decision that reconciles takes: its
+        reconciled row, a cut-off while it waits for sources or an approver (then it is
+        published with what arrived, or flagged as still held), or the official version it
+        makes."""
+        rows.reconcile(snap_us, candidate, contributions)
+        if candidate.status is PointStatus.PUBLISHED:
+            self._publish(rows, snap_us, candidate, observed, decide, why)
+        elif rows.cutoff_us and snap_us not in self.scheduled:
+            rows.scheduled.append(snap_us)
+
+    def _publish(
+        self,
+        rows: _Rows,
+        snap_us: int,
+        candidate: Candidate,
+        observed: dict[str, Observed],
+        decide: Decider,
+        why: _Why,
+    ) -> None:
+        """The official version a publishable candidate makes: the first one, or a new one when
+        it moved beyond tolerance from the current version, unless that one is manual."""
+        current = self.officials.get(snap_us)
+        if current is None:
+            version, reason, cause = 1, why.first_reason, why.first_cause
+        elif current.manual or within_tolerance(
+            decide.decode(candidate.raw),
+            decide.decode(current.raw),
+            decide.definition.reconciliation,
+        ):
+            return
+        else:
+            version, reason, cause = current.version + 1, why.reason, why.cause
+        flags = flags_of(observed, candidate.sources)
+        rows.publish(snap_us, version, candidate, flags, reason, cause)
 
     def _four_eyes(
         self, snap_us: int, sources: Iterable[str], ctx: CommandContext, field_path: str
@@ -625,7 +657,7 @@ class SeriesBucket:
         """One open issue of a point-level rule (source break, spike) per point is enough: a
         later value re-raising it would only add a duplicate to the queue."""
         return any(
-            i.snap_us == snap_us and i.rule == rule and i.status == _OPEN
+            i.snap_us == snap_us and i.rule == rule and i.status is IssueStatus.OPEN
             for i in self.issues.values()
         )
 
@@ -650,7 +682,11 @@ class SeriesBucket:
         return [QualityIssueDetected(series_id=self.series_id, issues=fresh)] if fresh else []
 
     def _open_issues(self, snap_us: int) -> list[str]:
-        return [i for i, s in self.issues.items() if s.snap_us == snap_us and s.status == _OPEN]
+        return [
+            i
+            for i, s in self.issues.items()
+            if s.snap_us == snap_us and s.status is IssueStatus.OPEN
+        ]
 
     # --- evolution: the only place state changes ---
 
@@ -659,13 +695,18 @@ class SeriesBucket:
         command_id, position = meta.command_id, meta.position
         outcome = self._outcomes.get(command_id) or CommandOutcome(position)
         if isinstance(event, DataIngested):
-            source, user, observed = event.source_id, meta.user_id, self.observed
-            for snap_us, raw in zip(event.snaps, event.values, strict=True):
-                per_source = observed.get(snap_us)
-                if per_source is None:
-                    observed[snap_us] = {source: Observed(raw, user)}
-                else:
-                    observed[snap_us] = {**per_source, source: Observed(raw, user)}
+            source, observed, n = event.source_id, self.observed, len(event.snaps)
+            clean = (repeat(meta.user_id, n), repeat((), n), repeat((), n), repeat(False, n))
+            values = tuples_of(Observed, event.values, *clean, repeat(False, n))
+            observed.update(
+                {
+                    snap_us: {source: value}
+                    if (known := observed.get(snap_us)) is None
+                    # a new dict: the old one may be shared with a copy of the state
+                    else {**known, source: value}
+                    for snap_us, value in zip(event.snaps, values, strict=True)
+                }
+            )
             outcome = outcome + CommandOutcome(position, accepted=len(event.snaps))
         elif isinstance(event, QualityIssueDetected):
             for issue in event.issues:
@@ -697,35 +738,29 @@ class SeriesBucket:
                         self.candidates.pop(snap_us, None)
                         self.scheduled.pop(snap_us, None)
                 event = _without_withdrawn(event)
-            self.candidates.update(
-                zip(
-                    event.snaps,
-                    map(
-                        Candidate,
-                        event.values,
-                        event.methods,
-                        map(tuple, event.contributions),
-                        event.quality_scores,
-                        map(_STATUSES.__getitem__, event.statuses),
-                    ),
-                    strict=True,
-                )
+            candidates = tuples_of(
+                Candidate,
+                event.values,
+                event.methods,
+                map(tuple, event.contributions),
+                event.quality_scores,
+                map(_POINT_STATUSES.__getitem__, event.statuses),
             )
+            self.candidates.update(zip(event.snaps, candidates, strict=True))
         elif isinstance(event, DataPublished | DataRestated):
-            officials, scheduled, at, user = (
-                self.officials,
-                self.scheduled,
-                event.decided_at_us,
-                meta.user_id,
+            officials, at, n = self.officials, event.decided_at_us, len(event.snaps)
+            first_at = [
+                at if (before := officials.get(snap_us)) is None else before.published_at_us
+                for snap_us in event.snaps
+            ]
+            manual = map(MANUAL.__eq__, event.methods)
+            made = tuples_of(
+                Official, event.versions, event.values, manual, first_at, repeat(meta.user_id, n)
             )
-            for snap_us, version, raw, method in zip(
-                event.snaps, event.versions, event.values, event.methods, strict=True
-            ):
-                before = officials.get(snap_us)
-                first_at = at if before is None else before.published_at_us
-                officials[snap_us] = Official(version, raw, method == MANUAL, first_at, user)
-                if scheduled:
-                    scheduled.pop(snap_us, None)
+            officials.update(zip(event.snaps, made, strict=True))
+            if self.scheduled:
+                for snap_us in event.snaps:
+                    self.scheduled.pop(snap_us, None)
             outcome = outcome + CommandOutcome(position, published=len(event.snaps))
         elif isinstance(event, PublicationScheduled):
             self.scheduled.update(zip(event.snaps, event.due_us, strict=True))
@@ -743,11 +778,7 @@ class SeriesBucket:
     def _apply_resolution(
         self, event: QualityApproved | QualityRejected | QualityOverridden
     ) -> None:
-        status = {
-            QualityApproved: "approved",
-            QualityRejected: "rejected",
-            QualityOverridden: "overridden",
-        }[type(event)]
+        status = _RESOLVED[type(event)]
         for iid in event.issue_ids:
             issue = self.issues[iid]._replace(status=status)
             self.issues[iid] = issue
@@ -784,7 +815,7 @@ class SeriesBucket:
     def _holds(self, observed: Observed) -> bool:
         """Whether an error of the value is still open."""
         return any(
-            failure.blocking and (i not in self.issues or self.issues[i].status == _OPEN)
+            failure.blocking and (i not in self.issues or self.issues[i].status is IssueStatus.OPEN)
             for failure, i in zip(observed.failures, observed.issue_ids, strict=True)
         )
 
@@ -832,7 +863,7 @@ def _unique(pairs: Sequence[tuple[str, Any]]) -> None:
 
 
 def _resolution(
-    kind: type[QualityApproved] | type[QualityRejected] | type[QualityOverridden],
+    kind: type[QualityApproved | QualityRejected | QualityOverridden],
     series_id: str,
     issues: list[tuple[str, int]],
     reason: str,
@@ -845,74 +876,212 @@ def _resolution(
     )
 
 
-def _reconciled_row(snap_us: int, c: Candidate, contributions: Contributions) -> _ReconciledRow:
-    return (
-        snap_us,
-        c.raw,
-        c.method,
-        contributions.figures,
-        contributions.excluded,
-        c.quality,
-        c.status.value,
+class _History(NamedTuple):
+    """What the look-back rules found about one value."""
+
+    failures: list[RuleFailure]
+    spike: tuple[Received, RuleFailure] | None  # about the point before
+
+
+def _check_history(
+    timeline: Timeline,
+    back: int,
+    floor_us: int,
+    snaps: list[int],
+    values: list[DataValue],
+    rules: ValidationRules,
+) -> dict[int, _History]:
+    """The look-back rules of each value (by index) that fails one. The timeline holds the
+    received figures of the points being decided already: the previous of each value are
+    those before it, whichever command decided them. A float screen of the whole batch
+    spares the exact rules every value it proves clean."""
+    checked = [
+        (i, figure) for i, value in enumerate(values) if (figure := value.number) is not None
+    ]
+    known = timeline.snaps
+    lo = max(bisect.bisect_left(known, floor_us), bisect.bisect_left(known, snaps[0]) - back)
+    hi = bisect.bisect_left(known, snaps[-1])
+    span = known[lo:hi]
+    suspects = history_suspects(
+        [figure for _, figure in checked],
+        [p.figure for p in timeline.points[lo:hi]],
+        [bisect.bisect_left(span, snaps[i]) for i, _ in checked],
+        back,
+        rules,
     )
-
-
-def _official_row(
-    snap_us: int, version: int, c: Candidate, flags: list[str], reason: str = "", cause: str = ""
-) -> _OfficialRow:
-    return (snap_us, version, c.raw, c.quality, list(c.sources), c.method, flags, reason, cause)
-
-
-def _official_events(
-    series_id: str, d: SeriesDefinition, mode: str, rows: list[_OfficialRow], ctx: CommandContext
-) -> list[DomainEvent]:
-    """A DataPublished for first versions and a DataRestated for later ones, as needed."""
-    out: list[DomainEvent] = []
-    for first in (True, False):
-        picked = [r for r in rows if (r[1] == 1) is first]
-        if not picked:
+    out = {}
+    for (i, figure), suspect in zip(checked, suspects.tolist(), strict=True):
+        if not suspect:
             continue
-        snaps, versions, values, quality, sources, methods, flags, reasons, causes = map(
-            list, zip(*picked, strict=True)
-        )
-        columns: dict[str, Any] = {
-            "series_id": series_id,
-            "data_type": d.data_type,
-            "unit": d.unit,
-            "snaps": snaps,
-            "versions": versions,
-            "values": values,
-            "quality_scores": quality,
-            "sources": sources,
-            "methods": methods,
-            "flags": flags,
-            "reasons": reasons,
-            "causes": causes,
-            "decided_at_us": ctx.now_us,
-        }
-        out.append(
-            DataPublished.model_construct(mode=mode, **columns)
-            if first
-            else DataRestated.model_construct(**columns)
-        )
+        previous = timeline.before(snaps[i], back, floor_us)
+        failures = check_history(figure, previous, rules)
+        spike = check_spike(figure, snaps[i], previous, rules)
+        if failures or spike is not None:
+            out[i] = _History(failures, None if spike is None else (previous[-1], spike))
     return out
 
 
-def _reconciled_event(
-    series_id: str, d: SeriesDefinition, rows: list[_ReconciledRow]
-) -> DataReconciled:
-    snaps, values, methods, contributions, excluded, quality, statuses = map(
-        list, zip(*rows, strict=True)
-    )
-    return DataReconciled.model_construct(
-        series_id=series_id,
-        data_type=d.data_type,
-        unit=d.unit,
-        snaps=snaps,
-        values=values,
-        methods=methods,
-        contributions=contributions,
-        excluded=excluded,
-        quality_scores=quality,
-        statuses=statuses,
-    )
+class _Why(NamedTuple):
+    """What an official version records as its reason and cause: a later version (a
+    restatement) and a first one."""
+
+    reason: str
+    cause: str
+    first_reason: str = ""
+    first_cause: str = ""
+
+
+class _Rows:
+    """The rows a decision makes, in the columns of the events they become. Those events skip
+    pydantic validation (`model_construct`): the columns are made here, equal in length by
+    construction, and validating a thousand-point batch would cost about as much as deciding
+    it. Every event read back from the store is validated in full."""
+
+    def __init__(self, definition: SeriesDefinition) -> None:
+        self.definition = definition
+        self.cutoff_us = definition.publication.cutoff_seconds * 1_000_000
+        self.reconciled: dict[str, Any] = {name: [] for name in _RECONCILED}
+        self.scheduled: list[int] = []  # snaps given a cut-off
+        self.official: dict[str, Any] = {name: [] for name in _OFFICIAL}
+
+    def reconcile(self, snap_us: int, c: Candidate, contributions: Contributions) -> None:
+        self._add(
+            self.reconciled,
+            (
+                snap_us,
+                c.raw,
+                c.method,
+                contributions.figures,
+                contributions.excluded,
+                c.quality,
+                c.status.value,
+            ),
+        )
+
+    def withdraw(self, snap_us: int) -> None:
+        self._add(self.reconciled, (snap_us, "", "none", {}, [], "0", _WITHDRAWN))
+
+    def publish(
+        self,
+        snap_us: int,
+        version: int,
+        c: Candidate,
+        flags: list[str],
+        reason: str = "",
+        cause: str = "",
+    ) -> None:
+        row = (snap_us, version, c.raw, c.quality, list(c.sources), c.method, flags, reason, cause)
+        self._add(self.official, row)
+
+    def first_values(
+        self,
+        source_id: str,
+        snaps: list[int],
+        raws: list[RawValue],
+        values: list[DataValue],
+        chosen: list[DataValue],
+    ) -> None:
+        """Points new to the bucket, each with one clean value, that publication takes as they
+        come: what `SeriesBucket._settle` decides of each, in columns."""
+        n = len(snaps)
+        if not n:
+            return
+        official = [
+            r if c is v else encode_value(c) for r, v, c in zip(raws, values, chosen, strict=True)
+        ]
+        # The figure each source contributed, as it sent it.
+        figures = [
+            r if isinstance(r, str) else str(v.number) for r, v in zip(raws, values, strict=True)
+        ]
+        reconciled: tuple[tuple[str, list[Any]], ...] = (
+            ("snaps", snaps),
+            ("values", official),
+            ("methods", [PRIORITY] * n),
+            ("contributions", [{source_id: f} for f in figures]),
+            ("excluded", [[] for _ in snaps]),
+            ("quality_scores", ["1"] * n),
+            ("statuses", [_PUBLISHED] * n),
+        )
+        official_columns: tuple[tuple[str, list[Any]], ...] = (
+            ("snaps", snaps),
+            ("versions", [1] * n),
+            ("values", official),
+            ("quality_scores", ["1"] * n),
+            ("sources", [[source_id] for _ in snaps]),
+            ("methods", [PRIORITY] * n),
+            ("flags", [[] for _ in snaps]),
+            ("reasons", [""] * n),
+            ("causes", [""] * n),
+        )
+        for columns, made in ((self.reconciled, reconciled), (self.official, official_columns)):
+            for name, column in made:
+                columns[name].extend(column)
+
+    @staticmethod
+    def _add(columns: dict[str, Any], row: tuple[Any, ...]) -> None:
+        """`row`: one value per column, in the order of _RECONCILED or _OFFICIAL."""
+        for column, value in zip(columns.values(), row, strict=True):
+            column.append(value)
+
+    def events(self, series_id: str, mode: str, ctx: CommandContext) -> list[DomainEvent]:
+        """A DataReconciled, a PublicationScheduled, then a DataPublished for first versions
+        and a DataRestated for later ones, as needed."""
+        d = self.definition
+        events: list[DomainEvent] = []
+        if self.reconciled["snaps"]:
+            events.append(
+                DataReconciled.model_construct(
+                    series_id=series_id, data_type=d.data_type, unit=d.unit, **self.reconciled
+                )
+            )
+        if self.scheduled:
+            due = [s + self.cutoff_us for s in self.scheduled]
+            events.append(
+                PublicationScheduled(series_id=series_id, snaps=self.scheduled, due_us=due)
+            )
+        versions = self.official["versions"]
+        firsts = [i for i, v in enumerate(versions) if v == 1]
+        common: dict[str, Any] = {
+            "series_id": series_id,
+            "data_type": d.data_type,
+            "unit": d.unit,
+            "decided_at_us": ctx.now_us,
+        }
+        if firsts:
+            columns = self._pick(firsts, len(versions))
+            events.append(DataPublished.model_construct(mode=mode, **common, **columns))
+        if len(firsts) < len(versions):
+            later = [i for i, v in enumerate(versions) if v != 1]
+            events.append(
+                DataRestated.model_construct(**common, **self._pick(later, len(versions)))
+            )
+        return events
+
+    def _pick(self, rows: list[int], total: int) -> dict[str, Any]:
+        if len(rows) == total:
+            return self.official
+        return {name: [column[i] for i in rows] for name, column in self.official.items()}
+
+
+_RECONCILED = (
+    "snaps",
+    "values",
+    "methods",
+    "contributions",
+    "excluded",
+    "quality_scores",
+    "statuses",
+)
+_OFFICIAL = (
+    "snaps",
+    "versions",
+    "values",
+    "quality_scores",
+    "sources",
+    "methods",
+    "flags",
+    "reasons",
+    "causes",
+)
+_PUBLISHED = PointStatus.PUBLISHED.value
+_WITHDRAWN = PointStatus.WITHDRAWN.value
