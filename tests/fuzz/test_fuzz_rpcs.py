@@ -29,8 +29,8 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from qis.data.v1 import access_pb2, quality_pb2, series_pb2, values_pb2
 from qis.data.v1 import command_service_pb2 as cmd
-from qis.data.v1 import quality_pb2, series_pb2, values_pb2
 from qis.data.v1 import query_service_pb2 as q
 from qis_command.application.scheduler import SCHEDULER_USER
 from qis_domain.events import ALL_EVENT_TYPES
@@ -93,6 +93,7 @@ SOURCES = ("fz-src-a", "fz-src-b")
 NEW_SERIES = tuple(f"fz-new-{i}" for i in range(1, 13))
 NEW_SOURCES = ("fz-src-new-1", "fz-src-new-2")
 USERS = ("fz-alice", "fz-bob", "fz-carol")  # the seed ingests as alice: bob may approve
+POLICIES = ("fz-policy-1", "fz-policy-2")  # set by the seed; the fuzzer changes and deletes them
 BASE_US = 1_704_229_200 * US  # 2024-01-02T21:00:00Z
 SEEDED_US = [BASE_US + d * DAY_US for d in range(30)]
 FRESH_US = [BASE_US + d * DAY_US for d in range(30, 400)]  # days the seed left empty
@@ -165,6 +166,18 @@ async def seed(c: Clients) -> Seeded:
         metadata=md,
     )
     positions.append(reply.commit_position)
+    for policy_id in POLICIES:
+        policy = access_pb2.AccessPolicy(
+            name=f"accessPolicies/{policy_id}",
+            principals=[f"user:{USERS[1]}"],
+            resources=[f"series/{PX}"],
+            permissions=[access_pb2.PERMISSION_READ],
+        )
+        set_policy = cmd.SetAccessPolicyRequest(
+            command_id=f"seed-{policy_id}", policy=policy, reason="seed"
+        )
+        set_reply = await c.command.SetAccessPolicy(set_policy, metadata=md)
+        positions.append(set_reply.commit_position)
     return Seeded(positions, *await harvest(c, max(positions)))
 
 
@@ -265,6 +278,10 @@ def pools(seeded: Seeded) -> Pools:
         (3, st.just("-")),
         (1, st.sampled_from(["series/-", "sources/-", "series/fz-nope", "sources/fz-nope"])),
     )
+    policy_names = weighted(
+        (5, st.sampled_from(names("accessPolicies", (*POLICIES, "fz-policy-new")))),
+        (1, st.sampled_from(["accessPolicies/-", "accessPolicies/", f"series/{PX}"])),
+    )
     snaps = snap_times(SEEDED_US, FRESH_US)
     decimals = decimal_like()
     positions = weighted(
@@ -282,6 +299,33 @@ def pools(seeded: Seeded) -> Pools:
         "source": source_names,
         "series_id": st.sampled_from([*NEW_SERIES, PX]),
         "source_id": st.sampled_from([*NEW_SOURCES, SOURCES[0]]),
+        "AccessPolicy.name": policy_names,
+        "DeleteAccessPolicyRequest.name": policy_names,
+        # Principals and resource patterns: of each kind, then near misses.
+        "principals": weighted(
+            (5, st.sampled_from(["*", f"user:{USERS[0]}", "role:reader", "role:data-ops"])),
+            (1, st.sampled_from(["user:", "group:x", "user:two words", "**"])),
+        ),
+        "resources": weighted(
+            (5, st.sampled_from(["*", "series/*", f"series/{PX}", "series/fz-*/issues"])),
+            (3, st.sampled_from(["sources/fz-src-?", "accessPolicies"])),
+            (1, st.sampled_from(["sources/a/issues", "series/a/b", "policies", "series/"])),
+        ),
+        "SourceRestriction.sources": weighted(
+            (4, st.sampled_from([f"sources/{SOURCES[0]}", "sources/fz-*"])),
+            (1, st.sampled_from([f"series/{PX}", "sources/", "*"])),
+        ),
+        # A denial the query service would record (RecordAccessDenial).
+        "AccessDenial.user": weighted(
+            (4, st.sampled_from(USERS)), (1, st.sampled_from(["two words", "", "x" * 129]))
+        ),
+        "AccessDenial.method": st.sampled_from(["QueryRange", "DoGet", "ListSeries", ""]),
+        "AccessDenial.resource": st.sampled_from(
+            [f"series/{PX}", f"series/{PX}/issues", f"sources/{SOURCES[0]}", "*", ""]
+        ),
+        "AccessDenial.peer": st.sampled_from(["ipv4:127.0.0.1:5000", ""]),
+        "roles": st.sampled_from(["reader", "data-ops", "", "two words"]),
+        "PolicyRefusal.policy_id": st.sampled_from([*POLICIES, "QIS_ADMINS", ""]),
         "ListQualityIssuesRequest.parent": issue_parents,
         "ListAuditEntriesRequest.parent": audit_parents,
         "ListQualityIssuesRequest.filter": aip160_filters(issue_filter_fields()),
@@ -319,6 +363,15 @@ def pools(seeded: Seeded) -> Pools:
         "expected_schema_version": weighted(
             (3, st.sampled_from([0, 1, 2, 3])), (1, st.sampled_from([99, -1, 2**31 - 1]))
         ),
+        "policy_version": st.sampled_from([-1, 0, 3, -2, 2**62]),
+        "expected_revision": weighted(
+            (3, st.sampled_from([0, 1, 2])), (1, st.sampled_from([99, -1, 2**31 - 1]))
+        ),
+        # Times of day of a time window: in range, at the ends, and beyond.
+        "TimeOfDay.hours": st.sampled_from([0, 7, 19, 23, 24, 25, -1]),
+        "TimeOfDay.minutes": st.sampled_from([0, 30, 59, 60]),
+        "TimeOfDay.seconds": st.sampled_from([0, 59, 60]),
+        "TimeOfDay.nanos": weighted((5, st.just(0)), (1, st.just(1))),
         "page_size": st.sampled_from([0, 1, 2, 3, 10, 1_000, 1_001, 10_000, 10_001, -1]),
         "priority": st.sampled_from([1, 2, 3, 0]),
         "precision": st.sampled_from([0, 2, 4, 18, 19]),
@@ -407,6 +460,13 @@ def audit_filter_fields() -> list[FilterField]:
         FilterField("commit_time", COMPARISONS, time_values()),
         FilterField("user", equality, st.sampled_from([*USERS, SCHEDULER_USER]).map(quoted)),
         FilterField("action", equality, st.sampled_from(actions).map(quoted)),
+        FilterField(
+            "resource",
+            equality,
+            st.sampled_from(
+                [f"series/{PX}", f"sources/{SOURCES[0]}", f"accessPolicies/{POLICIES[0]}"]
+            ).map(quoted),
+        ),
     ]
 
 
@@ -592,6 +652,9 @@ REACHED_FIELDS = {
     "QueryService.GetPointHistory": ("snap_time", "page_token", "page_size"),
     "QueryService.GetValues": ("snap_times[i]", "view"),
     "QueryService.QueryRange": ("view",),
+    "CommandService.SetAccessPolicy": ("policy.name", "policy.principals[i]", "policy.resources[i]", "expected_revision"),
+    "CommandService.DeleteAccessPolicy": ("name", "expected_revision"),
+    "CommandService.RecordAccessDenial": ("command_id", "denial.user", "denial.permission"),
 }  # fmt: skip
 REACHED_STATUSES = {
     "CommandService.EvolveSeriesSchema": ("OK", "ABORTED", "FAILED_PRECONDITION"),
@@ -599,6 +662,9 @@ REACHED_STATUSES = {
     "QueryService.ListQualityIssues": ("OK",),
     "QueryService.ListAuditEntries": ("OK",),
     "QueryService.GetPointHistory": ("OK", "NOT_FOUND"),
+    "CommandService.SetAccessPolicy": ("OK", "ABORTED"),
+    "CommandService.DeleteAccessPolicy": ("OK", "NOT_FOUND"),
+    "CommandService.RecordAccessDenial": ("OK",),
 }
 
 

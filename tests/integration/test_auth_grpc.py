@@ -88,7 +88,9 @@ async def serving(
         scheduler_enabled=False,
         tls_cert_file=pki.server_cert,
         tls_key_file=pki.server_key,
-        **settings,
+        # Authentication is what these tests are about: every authenticated caller may act
+        # (test_authz_command_matrix.py tests the policies).
+        **{"authz": "open", **settings},
     )
     app = await build(config, store=store)
     port = await app.server.start()
@@ -246,3 +248,20 @@ async def test_development_mode_refuses_a_non_loopback_address(
             await build(settings, store=store)
     finally:
         await store.close()
+
+
+async def test_with_tokens_the_access_policies_are_enforced_unless_authz_is_open(
+    tmp_path: Path, pki: Pki, key: SigningKey
+) -> None:
+    """Unset, QIS_AUTHZ enforces the policies in jwt mode (deny by default): alice, named by no
+    policy, is refused; QIS_ADMINS holds admin whatever the policies say."""
+    settings = {**jwt_settings(tmp_path, key), "authz": "", "admins": "root@corp"}
+    async with serving(tmp_path, pki, **settings) as service:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await service.register("by-alice", bearer(key.token(sub="alice@corp")))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert await service.store.read_stream("sources/by-alice") == []
+        await service.register("by-root", bearer(key.token(sub="root@corp")))
+        assert await service.user_of("by-root") == "root@corp"
+    async with serving(tmp_path / "open", pki, **{**settings, "authz": "open"}) as service:
+        await service.register("by-alice", bearer(key.token(sub="alice@corp")))

@@ -11,9 +11,16 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from qis_command.application.handlers import ConcurrencyExhausted
+from qis_domain.access import ACCESS_DENIED, AccessPolicies, policy_resource
 from qis_domain.command_log import CommandRecord
 from qis_domain.commands import CommandContext
-from qis_domain.definitions import SeriesDefinition, SeriesSource, Update
+from qis_domain.definitions import (
+    AccessPolicy,
+    Permission,
+    SeriesDefinition,
+    SeriesSource,
+    Update,
+)
 from qis_domain.errors import (
     Aborted,
     AlreadyExists,
@@ -61,6 +68,16 @@ def _stale_schema_version() -> Exception:
     return refused.value
 
 
+def _stale_policy_revision() -> Exception:
+    policies = AccessPolicies()
+    policy = AccessPolicy(principals=("*",), resources=("*",), permissions=(Permission.READ,))
+    [added] = policies.set_policy("everyone", policy, "setup")
+    policies.apply(added, Recorded("c-1", "u", 1, 0))
+    with pytest.raises(Aborted) as refused:
+        policies.remove_policy("everyone", "unused", expected_revision=2)
+    return refused.value
+
+
 def _disk_full() -> Exception:
     error = sqlite3.OperationalError("database or disk is full")
     error.sqlite_errorcode = sqlite3.SQLITE_FULL
@@ -78,6 +95,7 @@ CASES: list[tuple[Exception, grpc.StatusCode, str]] = [
     (NotFound(source_resource("X")), grpc.StatusCode.NOT_FOUND, "SOURCE_NOT_FOUND"),
     (NotFound(point_resource("X", 0)), grpc.StatusCode.NOT_FOUND, "POINT_NOT_FOUND"),
     (NotFound(issue_resource("X", "i")), grpc.StatusCode.NOT_FOUND, "ISSUE_NOT_FOUND"),
+    (NotFound(policy_resource("X")), grpc.StatusCode.NOT_FOUND, "ACCESS_POLICY_NOT_FOUND"),
     (_reused(), grpc.StatusCode.ALREADY_EXISTS, "COMMAND_ID_REUSED"),
     (
         FailedPrecondition("no", "IMMUTABLE_FIELD"),
@@ -85,7 +103,13 @@ CASES: list[tuple[Exception, grpc.StatusCode, str]] = [
         "IMMUTABLE_FIELD",
     ),
     (PermissionDenied("no", "FOUR_EYES"), grpc.StatusCode.PERMISSION_DENIED, "FOUR_EYES"),
+    (
+        PermissionDenied("no", ACCESS_DENIED),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "ACCESS_DENIED",
+    ),
     (_stale_schema_version(), grpc.StatusCode.ABORTED, "SCHEMA_VERSION_MISMATCH"),
+    (_stale_policy_revision(), grpc.StatusCode.ABORTED, "POLICY_REVISION_MISMATCH"),
     (ConcurrencyExhausted("busy"), grpc.StatusCode.ABORTED, "CONTENTION"),
     (_disk_full(), grpc.StatusCode.RESOURCE_EXHAUSTED, "STORE_FULL"),
     (ReadModelBehind(5, 3, 1.0), grpc.StatusCode.UNAVAILABLE, "READ_MODEL_BEHIND"),

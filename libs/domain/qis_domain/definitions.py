@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+import functools
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +68,32 @@ class PublicationPolicy(_Frozen):
     timeliness_sla_seconds: Annotated[int, Field(ge=0)] = 0  # 0: every publication is on time
 
 
+class Classification(enum.StrEnum):
+    """How sensitive a series' data is, from the least to the most (access policies allow up to
+    a level)."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    CONFIDENTIAL = "confidential"
+    RESTRICTED = "restricted"
+
+    @property
+    def rank(self) -> int:
+        return _CLASSIFICATION_RANKS[self]
+
+
+_CLASSIFICATION_RANKS = {level: rank for rank, level in enumerate(Classification)}
+DEFAULT_CLASSIFICATION = Classification.INTERNAL
+"""A series defined without a classification (and every series defined before they existed):
+not public unless someone says so, not secret either."""
+
+
+@functools.cache
+def known_time_zones() -> frozenset[str]:
+    """The IANA zone names (read once: the list is static data of the interpreter)."""
+    return frozenset(available_timezones())
+
+
 class SeriesSource(_Frozen):
     source_id: str
     priority: int  # 1 = most trusted
@@ -83,6 +111,7 @@ class SeriesDefinition(_Frozen):
     reconciliation: ReconciliationPolicy = ReconciliationPolicy()
     publication: PublicationPolicy = PublicationPolicy()
     description: str = ""
+    classification: Classification = DEFAULT_CLASSIFICATION
 
     def source(self, source_id: str) -> SeriesSource | None:
         return next((s for s in self.sources if s.source_id == source_id), None)
@@ -95,6 +124,60 @@ class DataSourceConfig(_Frozen):
     cost_per_request: Decimal = Decimal(0)
     settings: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
+
+
+class Permission(enum.StrEnum):
+    """What an access policy lets its principals do (qis_domain.access says which command needs
+    which)."""
+
+    READ = "read"
+    WRITE = "write"
+    PUBLISH = "publish"
+    ADMIN = "admin"
+
+
+class TimeWindow(_Frozen):
+    """Only from `start_s` to `end_s` (seconds after local midnight, wall clock) in `time_zone`
+    on `days` (ISO weekdays, 1 = Monday; empty: every day). A window that ends at or before its
+    start runs overnight: it belongs to the day it starts on."""
+
+    kind: Literal["time_window"] = "time_window"
+    days: tuple[int, ...] = ()
+    start_s: int
+    end_s: int
+    time_zone: str
+
+
+class ClassificationLimit(_Frozen):
+    """Only on series classified at most `max_level`."""
+
+    kind: Literal["data_classification"] = "data_classification"
+    max_level: Classification
+
+
+class SourceRestriction(_Frozen):
+    """Only ingesting as sources whose names match one of `sources` ("sources/bbg",
+    "sources/vendor-*")."""
+
+    kind: Literal["source_restriction"] = "source_restriction"
+    sources: tuple[str, ...]
+
+
+AccessCondition = Annotated[
+    TimeWindow | ClassificationLimit | SourceRestriction, Field(discriminator="kind")
+]
+
+
+class AccessPolicy(_Frozen):
+    """The architecture's DataAccessPolicy: `principals` ("user:alice", "role:data-ops", "*")
+    may use `permissions` on `resources` (patterns of resource names, see qis_domain.access)
+    while every one of `conditions` holds."""
+
+    principals: tuple[str, ...]
+    resources: tuple[str, ...]
+    permissions: tuple[Permission, ...]
+    conditions: tuple[AccessCondition, ...] = ()
+    description: str = ""
 
 
 class Update(_Frozen):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-from zoneinfo import available_timezones
-
 from qis_domain.commands import CommandContext, CommandOutcome, RemembersCommands
-from qis_domain.definitions import SeriesDefinition, Update
+from qis_domain.definitions import SeriesDefinition, Update, known_time_zones
 from qis_domain.errors import (
     Aborted,
     AlreadyExists,
@@ -19,12 +16,6 @@ from qis_domain.events import DomainEvent, SchemaEvolved, SeriesDefined, SourceA
 from qis_domain.names import series_resource, source_resource
 from qis_domain.series_bucket import Recorded
 from qis_domain.values import DataType, check_series_unit
-
-
-@functools.cache
-def _time_zones() -> frozenset[str]:
-    """The IANA zone names (read once: the list is static data of the interpreter)."""
-    return frozenset(available_timezones())
 
 
 def definition_stream(series_id: str) -> str:
@@ -60,7 +51,7 @@ def validate_definition(
         check_series_unit(definition.unit, definition.data_type, "series.unit", violations)
     elif definition.data_type in (DataType.PRICE, DataType.VOLUME):
         violations.append(FieldViolation("series.unit", "a currency or unit is required"))
-    if definition.time_zone not in _time_zones():
+    if definition.time_zone not in known_time_zones():
         violations.append(
             FieldViolation("series.time_zone", f"unknown time zone {definition.time_zone!r}")
         )

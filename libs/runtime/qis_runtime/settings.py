@@ -30,7 +30,22 @@ class CommonSettings(BaseSettings):
     auth: str = ""
     """How callers prove who they are (QIS_AUTH): `dev` (the x-qis-user header, trusted; only on
     a loopback address), `jwt` (a bearer token), `mtls` (a client certificate's CN), or
-    `jwt,mtls`. Unset: development mode, and only on a loopback address."""
+    `jwt,mtls`. Unset: the process refuses to start (`qis up` sets `dev` on loopback)."""
+    authz: str = ""
+    """Whether access policies are enforced (QIS_AUTHZ): `policies` (deny by default: only what
+    a stored policy or QIS_ADMINS allows) or `open` (every authenticated caller may do
+    everything). Unset: `open` in development mode, where identities are whatever a header says;
+    `policies` with jwt or mtls, where they are proven. Enforced by qis-command and qis-query
+    (docs/security.md)."""
+    admins: str = ""
+    """Principals that hold `admin` on everything whatever the policies say, so that the first
+    policy can be written and a lock-out undone (QIS_ADMINS): comma-separated `user:NAME` or
+    `role:NAME`, a bare NAME being a user."""
+    service_principals: str = ""
+    """Principals of the services that record their own refusals through the command service
+    (QIS_SERVICE_PRINCIPALS, as QIS_ADMINS; CommandService.RecordAccessDenial): the query
+    service's identity, e.g. `user:qis-query` (its client certificate's CN, or its token's
+    subject)."""
     jwt_jwks: str = ""
     """Where the token signing keys are: a JWKS file path or http(s) URL (QIS_JWT_JWKS)."""
     jwt_hmac_secret: SecretStr | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -11,8 +12,10 @@ from qis_adapters.eventstore.codec import EventCodec
 from qis_adapters.eventstore.factory import open_event_store
 from qis_adapters.eventstore.port import EventStore
 from qis_runtime.auth import server_security
+from qis_runtime.authorization import authorization
 from qis_runtime.server import QisServer, ServiceBinding
 
+from qis_command.application.access import AccessControl, OpenAccess, PolicyAccess
 from qis_command.application.handlers import CommandHandlers
 from qis_command.application.ports import TradingCalendar
 from qis_command.application.repository import Repository
@@ -21,6 +24,7 @@ from qis_command.entrypoints.grpc_service import CommandService
 from qis_command.settings import CommandSettings
 
 SERVICE_NAME = command_service_pb2.DESCRIPTOR.services_by_name["CommandService"].full_name
+log = logging.getLogger("qis.command")
 
 
 @dataclass
@@ -54,12 +58,20 @@ async def build(
     calendar: TradingCalendar | None = None,
 ) -> CommandApp:
     """`store` and `calendar` replace the configured adapters (tests inject in-memory ones)."""
-    security = server_security(settings)  # first: a refused configuration opens no store
+    # First: a refused configuration opens no store.
+    security = server_security(settings)
+    authz = authorization(settings)
     injected = store is not None
     if store is None:
         store = await open_event_store(settings.resolved_event_store_uri())
     handlers = build_handlers(store, settings, calendar)
-    servicer = CommandService(handlers, wall_clock_us, settings.bulk_idle_timeout_s)
+    access: AccessControl = (
+        PolicyAccess(store, authz.admins, services=authz.services)
+        if authz.enforced
+        else OpenAccess()
+    )
+    log.info("authorisation: %s", authz.summary)
+    servicer = CommandService(handlers, wall_clock_us, settings.bulk_idle_timeout_s, access)
     binding = ServiceBinding(
         SERVICE_NAME, command_service_pb2_grpc.add_CommandServiceServicer_to_server, servicer
     )

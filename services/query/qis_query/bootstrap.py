@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from qis.data.v1 import query_service_pb2, query_service_pb2_grpc
+import grpc.aio
+from qis.data.v1 import command_service_pb2_grpc, query_service_pb2, query_service_pb2_grpc
 from qis_adapters.readstore.factory import open_read_store
 from qis_adapters.readstore.port import ReadModelReader, ReadStore
+from qis_cli.connection import channel_credentials, identity
 from qis_runtime.auth import loopback_only, server_security
+from qis_runtime.authorization import Authorization, authorization
 from qis_runtime.server import QisServer, ServiceBinding
 
+from qis_query.adapters.denials import CommandServiceRecorder
+from qis_query.application.access import OpenAccess, PolicyAccess, ReadAccess
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.subscription import FeedSettings
@@ -18,6 +24,7 @@ from qis_query.entrypoints.grpc_service import QueryService
 from qis_query.settings import QuerySettings
 
 SERVICE_NAME = query_service_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
+log = logging.getLogger("qis.query")
 
 
 @dataclass
@@ -28,22 +35,55 @@ class QueryApp:
     """The Arrow Flight endpoint (None when QIS_FLIGHT_ADDRESS is empty); started and stopped
     with `server` (main.serve)."""
     opened_store: ReadStore | None  # the store `build` opened (an injected one is not its own)
+    access: ReadAccess
+    command_channel: grpc.aio.Channel | None = None
+    """Where refusals are recorded (None when the policies are not enforced)."""
 
     async def close(self) -> None:
+        if self.command_channel is not None:
+            await self.command_channel.close()
         if self.opened_store is not None:
             await self.opened_store.close()
 
 
-def build_handlers(reader: ReadModelReader, settings: QuerySettings) -> QueryHandlers:
+def build_handlers(
+    reader: ReadModelReader, settings: QuerySettings, read_position: ReadPosition | None = None
+) -> QueryHandlers:
     feed = FeedSettings(settings.subscribe_poll_s, settings.subscribe_stall_timeout_s)
-    read_position = ReadPosition(reader, settings.query_max_wait_s)
+    read_position = read_position or ReadPosition(reader, settings.query_max_wait_s)
     return QueryHandlers(reader, read_position, feed, settings.limits())
+
+
+def _access(
+    reader: ReadModelReader,
+    read_position: ReadPosition,
+    settings: QuerySettings,
+    authz: Authorization,
+) -> tuple[ReadAccess, grpc.aio.Channel | None]:
+    """The access checks the settings ask for, and the channel to the command service that
+    records their refusals (none when every caller may read everything)."""
+    if not authz.enforced:
+        return OpenAccess(), None
+    credentials = channel_credentials()
+    channel = (
+        grpc.aio.insecure_channel(settings.command_address)
+        if credentials is None
+        else grpc.aio.secure_channel(settings.command_address, credentials)
+    )
+    token = settings.query_token.get_secret_value() if settings.query_token else None
+    recorder = CommandServiceRecorder(
+        command_service_pb2_grpc.CommandServiceStub(channel),
+        identity(settings.query_user, token),
+    )
+    return PolicyAccess(reader, read_position, recorder, authz.admins), channel
 
 
 async def build(settings: QuerySettings, reader: ReadModelReader | None = None) -> QueryApp:
     """`reader`: a read store to serve instead of the one the settings name (tests inject an
     in-memory or SQLite one); its owner closes it."""
-    security = server_security(settings)  # first: a refused configuration opens no store
+    # First: a refused configuration opens no store.
+    security = server_security(settings)
+    authz = authorization(settings)
     if settings.flight_address:
         loopback_only(("flight",), settings.flight_address, security)
     opened: ReadStore | None = None
@@ -51,11 +91,16 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
         reader = opened = await open_read_store(
             settings.resolved_read_store_uri(), None, settings.mongo_database
         )
-    handlers = build_handlers(reader, settings)
+    # One view of the read model's checkpoint: what the queries wait for, and what the
+    # policies are read again at.
+    read_position = ReadPosition(reader, settings.query_max_wait_s)
+    handlers = build_handlers(reader, settings, read_position)
+    access, command_channel = _access(reader, read_position, settings, authz)
+    log.info("authorisation: %s", authz.summary)
     binding = ServiceBinding(
         SERVICE_NAME,
         query_service_pb2_grpc.add_QueryServiceServicer_to_server,
-        QueryService(handlers),
+        QueryService(handlers, access),
     )
     server = QisServer(
         settings.query_address,
@@ -66,8 +111,10 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
     flight = None
     if settings.flight_address:
         # The same authenticator objects as the gRPC port: one JWKS cache, one policy.
-        flight = QueryFlight(handlers, settings.flight_address, security, _flight_tls(settings))
-    return QueryApp(handlers, server, flight, opened)
+        flight = QueryFlight(
+            handlers, access, settings.flight_address, security, _flight_tls(settings)
+        )
+    return QueryApp(handlers, server, flight, opened, access, command_channel)
 
 
 def _flight_tls(settings: QuerySettings) -> FlightTls | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import PositiveInt
+from pydantic import PositiveInt, SecretStr
 from qis_runtime.settings import CommonSettings
 
 from qis_query.application.limits import DEFAULT_LIMITS, QueryLimits
@@ -43,6 +43,17 @@ class QuerySettings(CommonSettings):
     """A subscriber that accepts no message for this long is disconnected with
     RESOURCE_EXHAUSTED, so a stalled client never makes the server buffer without bound
     (QIS_SUBSCRIBE_STALL_TIMEOUT_S)."""
+
+    command_address: str = "127.0.0.1:50051"
+    """The command service the query service records its refusals with, when access policies
+    are enforced (QIS_COMMAND_ADDRESS; CommandService.RecordAccessDenial); over TLS when
+    QIS_TLS_CA_FILE is set, with QIS_TLS_CLIENT_CERT_FILE / _KEY_FILE for mTLS, as for `qis`."""
+    query_user: str = "qis-query"
+    """Who the query service is when it records a refusal, in development mode
+    (QIS_QUERY_USER): the command service lists it in QIS_SERVICE_PRINCIPALS."""
+    query_token: SecretStr | None = None
+    """A bearer token for a command service in jwt mode (QIS_QUERY_TOKEN); with mTLS the
+    client certificate's CN names the query service instead."""
 
     def limits(self) -> QueryLimits:
         return QueryLimits(

@@ -12,7 +12,7 @@ import contextlib
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -21,9 +21,9 @@ import pytest
 from google.protobuf import timestamp_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from qis.data.v1 import access_pb2, series_pb2, values_pb2
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
-from qis.data.v1 import series_pb2, values_pb2
 from qis_adapters.eventstore.memory import InMemoryEventStore
 from qis_adapters.readstore.factory import AdministeredReadStore
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
@@ -61,11 +61,33 @@ decimals = st.one_of(
 )
 
 
+# Free text at and around its bound (any characters: reasons and descriptions are stored as
+# sent), and names of the longest id.
+texts = st.one_of(
+    st.sampled_from(["x" * bounds.MAX_TEXT_LENGTH, "é" * bounds.MAX_TEXT_LENGTH, "why"]),
+    st.text(min_size=1, max_size=bounds.MAX_TEXT_LENGTH),
+)
+names = st.sampled_from(["p", "P" * bounds.MAX_ID_LENGTH, "a.b:c-d_e"])
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """An access policy set (every principal and resource of the longest name, as many as a
+    policy takes) and then, with `delete`, deleted."""
+
+    policy_id: str
+    items: int
+    description: str
+    reason: str
+    delete: bool
+
+
 @dataclass(frozen=True)
 class Batch:
     ingests: list[list[tuple[int, str]]]
     windows: list[tuple[int, int]]
     expiries: list[int]
+    policies: list[PolicyChange] = field(default_factory=list)
 
 
 batches = st.builds(
@@ -75,7 +97,36 @@ batches = st.builds(
     ),
     windows=st.lists(st.tuples(instants, instants), max_size=2),
     expiries=st.lists(instants, max_size=2),
+    policies=st.lists(
+        st.builds(
+            PolicyChange,
+            policy_id=names,
+            items=st.sampled_from([1, 100]),
+            description=texts,
+            reason=texts,
+            delete=st.booleans(),
+        ),
+        max_size=2,
+    ),
 )
+
+
+def _policy(change: PolicyChange) -> access_pb2.AccessPolicy:
+    name = "N" * (bounds.MAX_ID_LENGTH - 1)
+    return access_pb2.AccessPolicy(
+        name=f"accessPolicies/{change.policy_id}",
+        principals=[f"user:{name}{i % 10}" for i in range(change.items)],
+        resources=[f"series/{name[:-1]}*{i % 10}" for i in range(change.items)],
+        permissions=[access_pb2.PERMISSION_READ, access_pb2.PERMISSION_ADMIN],
+        conditions=[
+            access_pb2.AccessCondition(
+                data_classification=access_pb2.ClassificationLimit(
+                    max_classification=series_pb2.DATA_CLASSIFICATION_RESTRICTED
+                )
+            )
+        ],
+        description=change.description,
+    )
 
 
 def _timestamp(utc_us: int) -> timestamp_pb2.Timestamp:
@@ -170,6 +221,23 @@ async def _send(stub: pb_grpc.CommandServiceAsyncStub, batch: Batch) -> list[int
                 APPROVER,
             )
         )
+    for i, change in enumerate(batch.policies):
+        calls.append(
+            (
+                "SetAccessPolicy",
+                pb.SetAccessPolicyRequest(
+                    command_id=f"policy-{i}", policy=_policy(change), reason=change.reason
+                ),
+                USER,
+            )
+        )
+        if change.delete:
+            delete = pb.DeleteAccessPolicyRequest(
+                command_id=f"unpolicy-{i}",
+                name=f"accessPolicies/{change.policy_id}",
+                reason=change.reason,
+            )
+            calls.append(("DeleteAccessPolicy", delete, USER))
     accepted = []
     for method, request, metadata in calls:
         with contextlib.suppress(grpc.aio.AioRpcError):  # refused: stores nothing
@@ -248,12 +316,16 @@ EXTREMES = Batch(
     ],
     windows=[(bounds.MAX_INSTANT_US - 40 * 86_400 * US, bounds.MAX_INSTANT_US)],
     expiries=[bounds.MAX_INSTANT_US],
+    policies=[
+        PolicyChange("P" * bounds.MAX_ID_LENGTH, 100, "é" * bounds.MAX_TEXT_LENGTH, "x", True),
+        PolicyChange("p", 100, "", "é" * bounds.MAX_TEXT_LENGTH, False),
+    ],
 )
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS)
 def test_the_very_ends_of_the_bounds_are_accepted_and_project(adapter: str, ferretdb: str) -> None:
-    """Not left to chance: every request at the ends of the bounds is accepted (all 4), and
+    """Not left to chance: every request at the ends of the bounds is accepted (all 7), and
     projects."""
     with tempfile.TemporaryDirectory() as directory:
-        assert asyncio.run(_scenario(EXTREMES, adapter, Path(directory), ferretdb)) == 4
+        assert asyncio.run(_scenario(EXTREMES, adapter, Path(directory), ferretdb)) == 7

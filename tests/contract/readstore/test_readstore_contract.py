@@ -29,6 +29,7 @@ from qis_adapters.readstore.port import (
     OPEN_END,
     READ_MODEL_FORMAT,
     UNRECORDED_FORMAT,
+    AccessPolicyEntry,
     AuditEntry,
     AuditScope,
     ChangeFeedEntry,
@@ -478,6 +479,23 @@ async def test_audit_trail_of_a_source_and_of_everything_with_pagination(
     assert await store.audit_trail(everything, ResumeToken(13, 0), 100) == []
 
 
+async def test_an_entry_about_another_resource_keeps_its_name(store: Adapter) -> None:
+    about_policy = dataclasses.replace(
+        audit(11, 0, "", None), action="AccessPolicyAdded", resource="accessPolicies/ops"
+    )
+    entries = [audit(10, 0, "S1", None), about_policy, audit(12, 0, "", None, source_id="bbg")]
+    await store.apply(ProjectionBatch(audit=entries), 12)
+    assert await store.audit_trail(AuditScope(), None, 100) == entries
+    # Neither a series' nor a source's entry; theirs keep an empty resource.
+    assert await store.audit_trail(of_series("S1"), None, 100) == entries[:1]
+    assert await store.audit_trail(AuditScope(source_id="bbg"), None, 100) == entries[2:]
+    assert [e.resource for e in await store.audit_trail(AuditScope(), None, 100)] == [
+        "",
+        "accessPolicies/ops",
+        "",
+    ]
+
+
 def test_an_audit_scope_is_a_series_or_a_source() -> None:
     with pytest.raises(ValueError, match="not both"):
         AuditScope(series_id="S1", source_id="bbg")
@@ -836,6 +854,42 @@ async def test_empty_store_answers_empty(store: Adapter) -> None:
     assert await store.get_series("S1") is None
     assert await store.list_issues(IssueFilter(), "", 10) == []
     assert await store.metrics("S1", *EVERYTHING) == []
+    assert await store.access_policies() == []
+
+
+def policy_entry(
+    policy_id: str, revision: int, position: int, *, deleted: bool = False
+) -> AccessPolicyEntry:
+    document = {
+        "principals": ["role:desk", "user:é"],
+        "resources": [f"series/{policy_id}.*"],
+        "permissions": ["read"],
+        "conditions": [{"kind": "data_classification", "max_level": "confidential"}],
+        "description": f"revision {revision}",
+    }
+    return AccessPolicyEntry(
+        policy_id=policy_id,
+        revision=revision,
+        stream_version=position - 10,
+        updated_at_us=position * 1000,
+        position=position,
+        policy=None if deleted else document,
+    )
+
+
+async def test_policies_keep_the_latest_change_and_a_deletion(store: Adapter) -> None:
+    added, changed = policy_entry("ops", 1, 11), policy_entry("ops", 2, 13)
+    desk = policy_entry("desk", 1, 12)
+    deleted = policy_entry("desk", 1, 14, deleted=True)
+    # Two changes of one policy in a batch: the later wins, whatever order a store applies.
+    await store.apply(ProjectionBatch(policies=[added, desk, changed]), 13)
+    assert await store.access_policies() == [desk, changed]  # by policy id
+    await store.apply(ProjectionBatch(policies=[deleted]), 14)
+    assert await store.access_policies() == [deleted, changed]
+    # A replay of earlier batches brings neither the deleted policy nor an old revision back.
+    await store.apply(ProjectionBatch(policies=[added, desk, changed]), 13)
+    assert await store.access_policies() == [deleted, changed]
+    assert (await store.dump_all())["policies"] == [deleted, changed]
 
 
 VALUES = [

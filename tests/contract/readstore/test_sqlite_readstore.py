@@ -202,7 +202,7 @@ async def test_a_generation_written_by_earlier_code_reads_on_and_is_refused_to_w
         await reader.close()
 
 
-async def test_an_audit_table_written_before_source_ids_gains_the_column_in_place(
+async def test_an_audit_table_written_before_source_ids_gains_the_columns_in_place(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "read.db"
@@ -214,7 +214,8 @@ async def test_an_audit_table_written_before_source_ids_gains_the_column_in_plac
     before = _root_pages(path)["g1_audit"]
     reader = await SqliteReadStore.open(path)
     try:
-        old = AuditEntry(5, 0, 9, "S1", None, "SchemaEvolved", "u", "c", {})  # no source: ""
+        # No source, no other resource: "".
+        old = AuditEntry(5, 0, 9, "S1", None, "SchemaEvolved", "u", "c", {}, "", "")
         assert await reader.audit_trail(AuditScope(), None, 10) == [old]
         assert await reader.audit_trail(AuditScope(series_id="S1"), None, 10) == [old]
         assert await reader.audit_trail(AuditScope(source_id="bbg"), None, 10) == []
@@ -223,7 +224,10 @@ async def test_an_audit_table_written_before_source_ids_gains_the_column_in_plac
     # ALTER TABLE ... ADD COLUMN, not a copy (which held the write lock ~7 s for 2M rows, next
     # to the other process's busy_timeout of 10 s): the table still starts where it did.
     assert _root_pages(path)["g1_audit"] == before
-    assert _columns(path, "g1_audit")[-1] == ("source_id", "TEXT", 1, "''")
+    assert _columns(path, "g1_audit")[-2:] == [
+        ("source_id", "TEXT", 1, "''"),
+        ("resource", "TEXT", 1, "''"),
+    ]
     # Nor a pass over its rows to index them: the generation is read only until its rebuild.
     assert "g1_audit_by_source_id_position_idx" not in _indexes(path, "g1_audit")
     again = await SqliteReadStore.open(path)  # idempotent: the column is there now

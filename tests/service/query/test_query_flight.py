@@ -772,8 +772,10 @@ def token(**claims: Any) -> bytes:
 async def test_jwt_mode_checks_bearer_tokens_as_the_grpc_port_does(
     store: InMemoryReadStore,
 ) -> None:
+    # Authentication is what this test is about: every authenticated caller may read
+    # (test_authz_query_matrix.py tests the policies, on this port too).
     jwt_settings = settings(
-        auth="jwt", jwt_hmac_secret=SECRET, jwt_issuer=ISSUER, jwt_audience=AUDIENCE
+        auth="jwt", authz="open", jwt_hmac_secret=SECRET, jwt_issuer=ISSUER, jwt_audience=AUDIENCE
     )
     async with query_ports(store, jwt_settings) as ports:
         table = await read(ports.flight, ticket(VOL), headers=[(b"authorization", token())])
@@ -818,7 +820,7 @@ async def test_tls_and_client_certificates_use_the_same_files(
     async with query_ports(store, settings(**tls)) as ports:
         assert ports.flight.startswith("grpc+tls://")
         assert (await read(ports.flight, ticket(VOL), USER, **trust)).num_rows == len(VOLUMES)
-    mtls = settings(auth="mtls", tls_client_ca_file=pki.ca, **tls)
+    mtls = settings(auth="mtls", authz="open", tls_client_ca_file=pki.ca, **tls)
     async with query_ports(store, mtls) as ports:
         table = await read(
             ports.flight,

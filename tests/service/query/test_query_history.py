@@ -16,6 +16,7 @@ from qis_adapters.proto.times import timestamp
 from qis_adapters.readstore.memory import InMemoryReadStore
 from qis_adapters.readstore.port import Observation, OfficialVersion, ProjectionBatch
 from qis_domain.errors import InvalidArgument
+from qis_query.application.access import EVERY_SERIES
 from qis_query.application.handlers import QueryHandlers
 from qis_query.settings import QuerySettings
 
@@ -96,7 +97,11 @@ async def test_a_token_resumes_only_the_point_it_was_issued_for(
         (SERIES, SNAPS[1], token),
         ("S2", POINT, token),
         (SERIES, POINT, "not-a-token"),
-        (SERIES, POINT, (await queries.list_series(1, "", 0)).next_page_token),
+        (
+            SERIES,
+            POINT,
+            (await queries.list_series(1, "", 0, readable=EVERY_SERIES)).next_page_token,
+        ),
     ):
         with pytest.raises(InvalidArgument) as refused:
             await queries.point_history(series_id, snap_us, 2, other, 0)

@@ -26,6 +26,7 @@ from qis.data.v1 import values_pb2
 from qis_adapters.readstore.memory import InMemoryReadStore
 from qis_adapters.readstore.port import AsOf, ProjectionBatch, Segment
 from qis_query import bootstrap
+from qis_query.application.access import admit_all
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.limits import QueryLimits, TooManySubscriptions
@@ -158,7 +159,7 @@ async def test_a_feed_of_large_values_is_read_a_few_at_a_time(writer: InMemoryRe
         if sum(len(b.changes) for b in batches) == 60:
             done.set()
 
-    following = asyncio.create_task(queries.subscribe([OTHER], None, HEAD, accept))
+    following = asyncio.create_task(queries.subscribe([OTHER], None, HEAD, accept, admit=admit_all))
     try:
         await asyncio.wait_for(done.wait(), WITHIN_S)
     finally:

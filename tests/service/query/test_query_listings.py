@@ -12,6 +12,7 @@ from qis_adapters.readstore.memory import InMemoryReadStore
 from qis_adapters.readstore.port import AuditScope, ProjectionBatch
 from qis_domain.errors import InvalidArgument, NotFound
 from qis_domain.snaps import format_snap
+from qis_query.application.access import EVERY_SERIES
 from qis_query.application.filtering import FilterError
 from qis_query.application.handlers import Page, QueryHandlers
 
@@ -36,7 +37,9 @@ async def every_page(fetch: Callable[[str], Awaitable[Page[T]]]) -> list[list[T]
 
 
 async def test_the_catalogue_in_pages(queries: QueryHandlers) -> None:
-    pages = await every_page(lambda token: queries.list_series(1, token, HEAD))
+    pages = await every_page(
+        lambda token: queries.list_series(1, token, HEAD, readable=EVERY_SERIES)
+    )
     assert [[e.series_id for e in p] for p in pages] == [[SERIES], [OTHER], []]
 
 
@@ -61,6 +64,17 @@ async def test_the_audit_trail_in_pages_tied_to_their_parent_and_filter(
     assert (await queries.audit_entries(OF_SERIES, spaced, 1, token, 0)).items == []
 
 
+async def test_the_audit_trail_filtered_by_the_resource_acted_on(queries: QueryHandlers) -> None:
+    everything = AuditScope()
+    of_s1 = await queries.audit_entries(everything, 'resource = "series/S1"', 10, "", 0)
+    assert len(of_s1.items) == 5
+    assert (
+        await queries.audit_entries(everything, 'resource != "series/S1"', 10, "", 0)
+    ).items == []
+    nothing = await queries.audit_entries(everything, 'resource = "accessPolicies/ops"', 10, "", 0)
+    assert nothing.items == []
+
+
 async def test_a_point_of_the_audit_trail_needs_a_series_as_parent(
     queries: QueryHandlers,
 ) -> None:
@@ -75,36 +89,40 @@ async def test_a_point_of_the_audit_trail_needs_a_series_as_parent(
 async def test_the_issue_queue_in_pages_tied_to_their_parent_and_filter(
     queries: QueryHandlers,
 ) -> None:
-    pages = await every_page(lambda token: queries.quality_issues(SERIES, "", 2, token, 0))
+    pages = await every_page(
+        lambda token: queries.quality_issues(SERIES, "", 2, token, 0, readable=EVERY_SERIES)
+    )
     assert [[i.issue_id for i in p] for p in pages] == [["I1", "I2"], ["I3"]]
-    token = (await queries.quality_issues(SERIES, "", 2, "", 0)).next_page_token
+    token = (
+        await queries.quality_issues(SERIES, "", 2, "", 0, readable=EVERY_SERIES)
+    ).next_page_token
     for series_id, filter_text in ((SERIES, "severity = ERROR"), ("", "")):
         with pytest.raises(InvalidArgument) as refused:
-            await queries.quality_issues(series_id, filter_text, 2, token, 0)
+            await queries.quality_issues(series_id, filter_text, 2, token, 0, readable=EVERY_SERIES)
         assert [v.field for v in refused.value.violations] == ["page_token"]
 
 
 async def test_an_unknown_series_as_parent_is_not_found(queries: QueryHandlers) -> None:
     with pytest.raises(NotFound) as missing:
-        await queries.quality_issues("NOPE", "", 2, "", 0)
+        await queries.quality_issues("NOPE", "", 2, "", 0, readable=EVERY_SERIES)
     assert missing.value.resource.name == "series/NOPE"
     with pytest.raises(NotFound):
         await queries.audit_entries(AuditScope(series_id="NOPE"), "", 2, "", 0)
     # A known series without any is an empty page; so is a source, which has no catalogue.
-    assert (await queries.quality_issues(OTHER, "", 2, "", 0)).items == []
+    assert (await queries.quality_issues(OTHER, "", 2, "", 0, readable=EVERY_SERIES)).items == []
     assert (await queries.audit_entries(AuditScope(series_id=OTHER), "", 2, "", 0)).items == []
     assert (await queries.audit_entries(AuditScope(source_id="nope"), "", 2, "", 0)).items == []
 
 
 async def test_a_token_of_another_listing_is_refused(queries: QueryHandlers) -> None:
-    token = (await queries.list_series(1, "", 0)).next_page_token
+    token = (await queries.list_series(1, "", 0, readable=EVERY_SERIES)).next_page_token
     with pytest.raises(InvalidArgument):
-        await queries.quality_issues("", "", 1, token, 0)
+        await queries.quality_issues("", "", 1, token, 0, readable=EVERY_SERIES)
 
 
 async def test_a_negative_page_size_is_refused(queries: QueryHandlers) -> None:
     with pytest.raises(InvalidArgument):
-        await queries.list_series(-1, "", 0)
+        await queries.list_series(-1, "", 0, readable=EVERY_SERIES)
 
 
 async def test_the_history_of_a_point(queries: QueryHandlers) -> None:

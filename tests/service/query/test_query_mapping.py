@@ -147,6 +147,8 @@ def test_audit_entries_name_the_resource_acted_on() -> None:
     assert not of_series.HasField("snap_time")
     of_source: AuditEntry = audit(12, 0, "", None, source_id="bbg")
     assert mapping.audit_entry(of_source).resource == "sources/bbg"
+    of_policy = dataclasses.replace(audit(13, 0, "", None), resource="accessPolicies/ops")
+    assert mapping.audit_entry(of_policy).resource == "accessPolicies/ops"
 
 
 def test_a_quality_issue_with_its_enums() -> None:

@@ -15,6 +15,7 @@ from qis_adapters.readstore.memory import InMemoryReadStore
 from qis_adapters.readstore.port import ProjectionBatch, ResumeToken
 from qis_domain.errors import NotFound
 from qis_query.application import paging
+from qis_query.application.access import admit_all
 from qis_query.application.consistency import ReadModelBehind
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.subscription import FeedBatch, SubscriberStalled
@@ -50,7 +51,9 @@ async def subscribed(
     batches: asyncio.Queue[FeedBatch] = asyncio.Queue()
 
     async def follow() -> None:
-        await queries.subscribe(series_ids, resume_token, after_position, batches.put)
+        await queries.subscribe(
+            series_ids, resume_token, after_position, batches.put, admit=admit_all
+        )
 
     task = asyncio.create_task(follow())
     try:
@@ -118,7 +121,9 @@ async def test_a_stalled_subscriber_is_cut_off(queries: QueryHandlers) -> None:
         await never_accepted.wait()
 
     with pytest.raises(SubscriberStalled, match="resume from your last resume_token"):
-        await asyncio.wait_for(queries.subscribe([SERIES], None, 0, stalled), WITHIN_S)
+        await asyncio.wait_for(
+            queries.subscribe([SERIES], None, 0, stalled, admit=admit_all), WITHIN_S
+        )
 
 
 async def test_a_slow_subscriber_that_keeps_accepting_is_not_cut_off(
@@ -135,7 +140,7 @@ async def test_a_slow_subscriber_that_keeps_accepting_is_not_cut_off(
         if len(keys(received)) == SCENARIO_CHANGES:
             caught_up.set()
 
-    following = asyncio.create_task(queries.subscribe([SERIES], None, 0, slow))
+    following = asyncio.create_task(queries.subscribe([SERIES], None, 0, slow, admit=admit_all))
     try:
         await asyncio.wait_for(caught_up.wait(), WITHIN_S)
         assert not following.done()
@@ -153,7 +158,9 @@ async def test_a_subscription_cancelled_as_a_batch_is_accepted_stops(
     async def accept_then_go_away(_: FeedBatch) -> None:
         following.cancel()
 
-    following = asyncio.create_task(queries.subscribe([SERIES], None, 0, accept_then_go_away))
+    following = asyncio.create_task(
+        queries.subscribe([SERIES], None, 0, accept_then_go_away, admit=admit_all)
+    )
     done, _ = await asyncio.wait([following], timeout=WITHIN_S)
     following.cancel()
     assert following in done
@@ -162,7 +169,7 @@ async def test_a_subscription_cancelled_as_a_batch_is_accepted_stops(
 
 async def test_subscribing_to_an_unknown_series_is_not_found(queries: QueryHandlers) -> None:
     with pytest.raises(NotFound) as missing:
-        await queries.subscribe([SERIES, "NOPE"], None, HEAD, _never)
+        await queries.subscribe([SERIES, "NOPE"], None, HEAD, _never, admit=admit_all)
     assert (missing.value.resource.name, missing.value.field) == ("series/NOPE", "series[1]")
 
 
@@ -187,7 +194,7 @@ async def test_a_series_defined_up_to_min_position_is_waited_for_from_the_beginn
     travels as min_position, so the series is waited for rather than NOT_FOUND."""
     got: asyncio.Queue[FeedBatch] = asyncio.Queue()
     following = asyncio.create_task(
-        queries.subscribe(["S4"], None, 0, got.put, min_position=HEAD + 1)
+        queries.subscribe(["S4"], None, 0, got.put, admit=admit_all, min_position=HEAD + 1)
     )
     await asyncio.sleep(0.05)
     assert not following.done()
@@ -205,7 +212,7 @@ async def test_an_unknown_series_while_the_read_model_is_behind_is_unavailable(
 ) -> None:
     """Not NOT_FOUND: it may yet be projected (the client retries)."""
     with pytest.raises(ReadModelBehind):
-        await queries.subscribe(["S3"], None, HEAD + 1, _never)
+        await queries.subscribe(["S3"], None, HEAD + 1, _never, admit=admit_all)
 
 
 async def _never(_: FeedBatch) -> None:

@@ -20,6 +20,7 @@ from qis_adapters.proto.times import micros_from_proto
 from qis_adapters.proto.values import points_from_proto, value_from_proto
 from qis_domain import bounds
 from qis_domain.definitions import (
+    Classification,
     PublicationPolicy,
     ReconciliationPolicy,
     SeriesSource,
@@ -464,6 +465,7 @@ def test_a_star_names_every_evolvable_field_but_not_the_immutable_ones() -> None
             "reconciliation": ReconciliationPolicy(),
             "publication": PublicationPolicy(),
             "description": "",
+            "classification": Classification.INTERNAL,
         }
     )
 

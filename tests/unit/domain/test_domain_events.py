@@ -10,18 +10,28 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import ValidationError
 from qis_domain.definitions import (
+    AccessPolicy,
     BreakAction,
+    Classification,
+    ClassificationLimit,
     DataSourceConfig,
+    Permission,
     PublicationMode,
     PublicationPolicy,
     ReconciliationMethod,
     ReconciliationPolicy,
     SeriesDefinition,
     SeriesSource,
+    SourceRestriction,
+    TimeWindow,
     ValidationRules,
 )
 from qis_domain.events import (
     ALL_EVENT_TYPES,
+    AccessDenied,
+    AccessPolicyAdded,
+    AccessPolicyChanged,
+    AccessPolicyRemoved,
     CommandAccepted,
     DataIngested,
     DataPublished,
@@ -36,6 +46,7 @@ from qis_domain.events import (
     ManualOverrideExpired,
     ManualOverrideSet,
     OfficialRow,
+    PolicyRefusal,
     PublicationScheduled,
     QualityApproved,
     QualityIssueDetected,
@@ -104,6 +115,20 @@ CHAIN_DOC = value_to_doc(
 )
 ACTION_DOC = value_to_doc(
     CorporateAction(CorporateActionType.STOCK_SPLIT, date(2024, 6, 10), ratio=Decimal(10))
+)
+# Every kind of condition: they are a discriminated union, decoded by their `kind`.
+POLICY = AccessPolicy(
+    principals=("role:data-ops", "user:alice"),
+    resources=("series/EQ.*", "sources/bbg*"),
+    permissions=(Permission.READ, Permission.PUBLISH),
+    conditions=(
+        TimeWindow(
+            days=(1, 2, 3, 4, 5), start_s=7 * 3600, end_s=19 * 3600, time_zone="Europe/London"
+        ),
+        ClassificationLimit(max_level=Classification.CONFIDENTIAL),
+        SourceRestriction(sources=("sources/bbg",)),
+    ),
+    description="exception queue",
 )
 
 EXAMPLES: dict[type[DomainEvent], DomainEvent] = {
@@ -229,6 +254,28 @@ EXAMPLES: dict[type[DomainEvent], DomainEvent] = {
     ),
     CommandAccepted: CommandAccepted(
         command_id="c-1", fingerprint="ab" * 32, streams=["series/SPX/points/0"]
+    ),
+    AccessPolicyAdded: AccessPolicyAdded(
+        policy_id="data-ops", policy=POLICY, revision=1, reason="exception queue team"
+    ),
+    AccessPolicyChanged: AccessPolicyChanged(
+        policy_id="data-ops",
+        policy=POLICY.model_copy(update={"conditions": ()}),
+        revision=2,
+        reason="around the clock",
+    ),
+    AccessPolicyRemoved: AccessPolicyRemoved(policy_id="data-ops", revision=2, reason="team gone"),
+    AccessDenied: AccessDenied(
+        user_id="rita",
+        roles=["reader"],
+        method="PublishPoints",
+        permission="publish",
+        resource="series/SPX",
+        classification="confidential",
+        refusals=[PolicyRefusal(policy_id="readers", reason="grants read, not publish")],
+        policy_version=4,
+        peer="ipv4:127.0.0.1:50000",
+        denied_us=S1,
     ),
 }
 

@@ -19,7 +19,9 @@ from qis_domain.bounds import (
     check_length,
 )
 from qis_domain.definitions import (
+    DEFAULT_CLASSIFICATION,
     BreakAction,
+    Classification,
     DataSourceConfig,
     PublicationMode,
     PublicationPolicy,
@@ -76,6 +78,12 @@ _BREAKS = {
 _MODES = {
     series_pb2.PUBLICATION_MODE_AUTOMATIC: PublicationMode.AUTOMATIC,
     series_pb2.PUBLICATION_MODE_MANUAL: PublicationMode.MANUAL,
+}
+CLASSIFICATIONS = {
+    series_pb2.DATA_CLASSIFICATION_PUBLIC: Classification.PUBLIC,
+    series_pb2.DATA_CLASSIFICATION_INTERNAL: Classification.INTERNAL,
+    series_pb2.DATA_CLASSIFICATION_CONFIDENTIAL: Classification.CONFIDENTIAL,
+    series_pb2.DATA_CLASSIFICATION_RESTRICTED: Classification.RESTRICTED,
 }
 
 
@@ -192,6 +200,23 @@ def _publication(
     )
 
 
+def _classification(msg: series_pb2.Series, path: str, v: list[FieldViolation]) -> Classification:
+    return classification_from_proto(msg.classification, path, v) or DEFAULT_CLASSIFICATION
+
+
+def classification_from_proto(
+    number: series_pb2.DataClassification.ValueType, path: str, v: list[FieldViolation]
+) -> Classification | None:
+    """None for UNSPECIFIED (each caller says what that means); a number this version does not
+    know is a violation, never a level guessed."""
+    if number == series_pb2.DATA_CLASSIFICATION_UNSPECIFIED:
+        return None
+    level = CLASSIFICATIONS.get(number)
+    if level is None:
+        v.append(FieldViolation(path, f"unknown data classification {number}"))
+    return level
+
+
 def _text_of(attribute: str, limit: int) -> Parse:
     def parse(msg: Any, path: str, v: list[FieldViolation]) -> str:
         text: str = getattr(msg, attribute)
@@ -217,6 +242,7 @@ _SERIES_FIELDS = {
         ("reconciliation", _reconciliation),
         ("publication", _publication),
         ("description", _text_of("description", MAX_TEXT_LENGTH)),
+        ("classification", _classification),
     )
 }
 _IMMUTABLE_SERIES_FIELDS = ("data_type", "frequency")
@@ -320,6 +346,7 @@ def series_to_proto(series_id: str, d: SeriesDefinition, schema_version: int) ->
         ),
         description=d.description,
         schema_version=schema_version,
+        classification=_back(CLASSIFICATIONS)[d.classification],
     )
 
 

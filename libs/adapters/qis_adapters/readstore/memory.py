@@ -21,6 +21,7 @@ from qis_adapters.readstore.port import (
     READ_MODEL_FORMAT,
     SEGMENTS_FORMAT,
     UNRECORDED_FORMAT,
+    AccessPolicyEntry,
     AsOf,
     AtPosition,
     AuditEntry,
@@ -162,7 +163,10 @@ def _always(_stored: object, _new: object) -> bool:
     return True
 
 
-def _not_older(stored: QualityIssue | QualityMetrics, new: QualityIssue | QualityMetrics) -> bool:
+def _not_older(
+    stored: QualityIssue | QualityMetrics | AccessPolicyEntry,
+    new: QualityIssue | QualityMetrics | AccessPolicyEntry,
+) -> bool:
     # Equal positions replace, as in the SQLite store: a replay writes the same content anyway.
     return new.position >= stored.position
 
@@ -206,6 +210,12 @@ class _Generation:
             lambda m: (m.series_id, m.window_start_us, m.window_end_us)
         )
         self.segments = _Table[Segment](_segment_key)
+        self.policies = _Table[AccessPolicyEntry](
+            lambda p: (p.policy_id,),
+            lambda p: (
+                p if p.policy is None else dataclasses.replace(p, policy=_json_copy(p.policy))
+            ),
+        )
         self.checkpoint: int | None = None
 
     def apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
@@ -233,6 +243,7 @@ class _Generation:
                 self.issues.write(resolved, _always)
         self.series.write_all(batch.series, _not_older_schema)
         self.metrics.write_all(batch.metrics, _not_older)
+        self.policies.write_all(batch.policies, _not_older)
         self.segments.write_all(batch.segments)
         for sc in batch.segment_closures:
             _close(self.segments, _segment_key(sc), sc)
@@ -249,6 +260,7 @@ class _Generation:
             "issues": list(self.issues.scan()),
             "series": list(self.series.scan()),
             "metrics": list(self.metrics.scan()),
+            "policies": list(self.policies.scan()),
             "segments": list(self.segments.scan()),
         }
 
@@ -496,6 +508,9 @@ class InMemoryReadStore:
 
     async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:
         return self._select(lambda g: g.metrics.scan((series_id, start_us), (series_id, end_us)))
+
+    async def access_policies(self) -> list[AccessPolicyEntry]:
+        return self._select(lambda g: g.policies.scan())
 
     # --- GenerationAdmin ----------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ Layout of one database:
   `{_id: "generation:<name>", generation, format, checkpoint}` per generation (registry, the
   read-model format it was built with, absent before formats were recorded, and checkpoint);
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
-  `_series`, `_metrics`, `_segments`. Every document's `_id` encodes its natural key (see
+  `_series`, `_metrics`, `_segments`, `_policies`. Every document's `_id` encodes its natural key (see
   _key_id), so every write is an idempotent keyed upsert. A segment's payload is BSON binary.
 
 Only commands that both MongoDB and FerretDB v1.24 implement are used: no transactions, change
@@ -42,6 +42,7 @@ from qis_adapters.readstore.port import (
     READ_MODEL_FORMAT,
     SEGMENTS_FORMAT,
     UNRECORDED_FORMAT,
+    AccessPolicyEntry,
     AsOf,
     AtPosition,
     AuditEntry,
@@ -230,6 +231,12 @@ _SEGMENTS = _Kind(
         }
     ),
 )
+_POLICIES = _Kind(
+    "policies",
+    AccessPolicyEntry,
+    ("policy_id",),
+    frozenset({"stream_version", "updated_at_us", "position"}),
+)
 # A read takes the first version of each bucket in this order: the newest of those it matches.
 _NEWEST_FIRST = [("bucket_us", ASCENDING), ("position_from", DESCENDING)]
 _KINDS: tuple[_Kind[Any], ...] = (
@@ -242,6 +249,7 @@ _KINDS: tuple[_Kind[Any], ...] = (
     _SERIES,
     _METRICS,
     _SEGMENTS,
+    _POLICIES,
 )
 
 
@@ -279,6 +287,7 @@ _INDEXES: dict[str, list[IndexModel]] = {
         _index(("series_id", "status", "issue_id")),
     ],
     "series": [],  # served by _id
+    "policies": [],  # served by _id (the policy id), read whole
     "metrics": [_index(_METRICS.key, unique=True)],
     # The key is unique by _id. Each index holds every field its reads filter on, so that a
     # version is fetched (payload and all) only when it matches: as-of reads and last_segment
@@ -474,6 +483,11 @@ class MongoReadStore:
                 _METRICS,
                 _newest(batch.metrics, _metrics_key, lambda m: m.position),
                 lambda m: {"position": {"$lt": Int64(m.position)}},
+            ),
+            upserts(
+                _POLICIES,
+                _newest(batch.policies, lambda p: p.policy_id, lambda p: p.position),
+                lambda p: {"position": {"$lt": Int64(p.position)}},
             ),
         )
         await self._write(
@@ -735,6 +749,9 @@ class MongoReadStore:
         }
         sort = [("window_start_us", ASCENDING), ("window_end_us", ASCENDING)]
         return await self._find(_METRICS, query, sort)
+
+    async def access_policies(self) -> list[AccessPolicyEntry]:
+        return await self._find(_POLICIES, {}, [("_id", ASCENDING)])
 
     # --- GenerationAdmin ----------------------------------------------------------------------
 

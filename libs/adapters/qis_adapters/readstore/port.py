@@ -198,8 +198,9 @@ class IssueResolution:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """Who did what, when, to a series (one of its points when snap_us is set) or to a data
-    source. Key: (position, index)."""
+    """Who did what, when, to a series (one of its points when snap_us is set), to a data
+    source, or to another resource (an access policy). Key: (position, index). The fields after
+    `details` came later: entries stored before them read with their defaults."""
 
     position: int
     index: int
@@ -211,6 +212,9 @@ class AuditEntry:
     command_id: str
     details: JsonDoc
     source_id: str = ""  # the source of an entry about a source; "" for entries about series
+    resource: str = ""
+    """The resource name of an entry about neither a series nor a source, e.g.
+    "accessPolicies/ops"; "" for the others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +273,24 @@ class QualityMetrics:
     uncovered_days: int = 0  # days of the window outside the calendar's coverage
 
 
+@dataclass(frozen=True, slots=True)
+class AccessPolicyEntry:
+    """An access policy as the query service evaluates it (qis_domain.access), projected from
+    the `access/policies` stream. Key: policy_id; replaced only by a write of a higher or equal
+    position. A deleted policy keeps its entry with `policy` None: a replay of its earlier
+    events cannot bring it back, and `stream_version` moves with a deletion too."""
+
+    policy_id: str
+    revision: int
+    stream_version: int
+    """Of `access/policies` after this change: the highest over the entries is the version of
+    the policies the command side decides on (what a denial names)."""
+    updated_at_us: int
+    position: int
+    policy: JsonDoc | None = None
+    """qis_domain.definitions.AccessPolicy in JSON (model_dump(mode="json")); None: deleted."""
+
+
 @dataclass(slots=True)
 class ProjectionBatch:
     """Everything the projector derived from a run of events, applied as one unit."""
@@ -284,10 +306,12 @@ class ProjectionBatch:
     metrics: list[QualityMetrics] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     segment_closures: list[SegmentClosure] = field(default_factory=list)
+    policies: list[AccessPolicyEntry] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
-            len(self.segments)
+            len(self.policies)
+            + len(self.segments)
             + len(self.segment_closures)
             + len(self.versions)
             + len(self.closures)
@@ -365,6 +389,7 @@ class ReadModelWriter(Protocol):
         - resolutions: set status, resolution fields and position of the issue
           (series_id, issue_id) when its stored position is not newer, after the issues;
         - series: upsert by series_id only when schema_version is higher or equal;
+        - policies: upsert by policy_id only when position is higher or equal;
         - metrics: upsert by key;
         - segments: insert if absent by (series_id, bucket_us, position_from), before the
           segment closures; segment_closures: set recorded_to_us/position_to of that segment
@@ -458,6 +483,11 @@ class ReadModelReader(Protocol):
 
     async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:
         """Metrics whose window starts in [start, end), ascending by window start."""
+        ...
+
+    async def access_policies(self) -> list[AccessPolicyEntry]:
+        """Every access policy entry, deleted ones included, ascending by policy_id. A
+        deployment holds tens of policies, hundreds at most: read whole."""
         ...
 
     async def checkpoint(self) -> int | None: ...

@@ -6,7 +6,7 @@ Layout of one database file:
   it was built with (absent: built before formats were recorded). A `generation:` row per
   generation is also the registry that `list_generations` reads.
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
-  `_series`, `_metrics`: WITHOUT ROWID tables clustered on their natural key, so every query of the
+  `_series`, `_metrics`, `_policies`: WITHOUT ROWID tables clustered on their natural key, so every query of the
   port is one index range scan in the order it returns. Segments are split in two: `_segments`
   holds what reads filter and choose on (clustered on its key like the others), and
   `_segment_payloads` the payloads, a rowid table (see _Table.rowid) read only for the versions
@@ -49,6 +49,7 @@ from qis_adapters.readstore.port import (
     READ_MODEL_FORMAT,
     SEGMENTS_FORMAT,
     UNRECORDED_FORMAT,
+    AccessPolicyEntry,
     AsOf,
     AtPosition,
     AuditEntry,
@@ -244,6 +245,7 @@ _TABLES = {
             ("command_id", _TEXT),
             ("details", _TEXT),
             ("source_id", _TEXT_EMPTY),
+            ("resource", _TEXT_EMPTY),
         ),
         ("position", "idx"),
         (
@@ -320,6 +322,17 @@ _TABLES = {
         ),
         ("series_id", "window_start_us", "window_end_us"),
     ),
+    "policies": _Table(
+        (
+            ("policy_id", _TEXT),
+            ("revision", _INT),
+            ("stream_version", _INT),
+            ("updated_at_us", _INT),
+            ("position", _INT),
+            ("policy", "TEXT"),  # JSON; NULL: deleted
+        ),
+        ("policy_id",),
+    ),
     # Every field of Segment but its payload, in field order.
     "segments": _Table(
         (
@@ -379,6 +392,7 @@ class _Sql:
     resolve_issue: str
     upsert_series: str
     upsert_metric: str
+    upsert_policy: str
     insert_segment: str
     insert_segment_payload: str
     close_segment: str
@@ -398,6 +412,7 @@ class _Sql:
     get_series: str
     list_issues: dict[tuple[bool, bool], str]
     metrics: str
+    access_policies: str
     segments_latest: str
     segments_known_at: str
     segments_at_position: str
@@ -470,6 +485,9 @@ class _Sql:
             upsert_metric=t["metrics"].upsert(
                 f"{g}_metrics", f"excluded.position >= {g}_metrics.position"
             ),
+            upsert_policy=t["policies"].upsert(
+                f"{g}_policies", f"excluded.position >= {g}_policies.position"
+            ),
             insert_segment=t["segments"].insert(f"{g}_segments"),
             insert_segment_payload=t["segment_payloads"].insert(f"{g}_segment_payloads"),
             close_segment=(
@@ -518,6 +536,7 @@ class _Sql:
                 " AND window_start_us >= ? AND window_start_us < ?"
                 " ORDER BY window_start_us, window_end_us"
             ),
+            access_policies=f"{select('policies')} ORDER BY policy_id",
             # A literal, not a parameter: the planner then sees the equality the index serves.
             segments_latest=segments(f"position_to = {OPEN_END}"),
             segments_known_at=segments("recorded_from_us <= ? AND recorded_to_us > ?"),
@@ -641,8 +660,23 @@ def _audit_rows(entries: Sequence[AuditEntry]) -> list[Row]:
             a.command_id,
             _json(a.details),
             a.source_id,
+            a.resource,
         )
         for a in entries
+    ]
+
+
+def _policy_rows(entries: Sequence[AccessPolicyEntry]) -> list[Row]:
+    return [
+        (
+            p.policy_id,
+            p.revision,
+            p.stream_version,
+            p.updated_at_us,
+            p.position,
+            None if p.policy is None else _json(p.policy),
+        )
+        for p in entries
     ]
 
 
@@ -706,8 +740,8 @@ def _observations(rows: list[Row]) -> list[Observation]:
 
 def _audit(rows: list[Row]) -> list[AuditEntry]:
     return [
-        AuditEntry(p, i, at, s, t, action, who, cmd, json.loads(details), src)
-        for p, i, at, s, t, action, who, cmd, details, src in rows
+        AuditEntry(p, i, at, s, t, action, who, cmd, json.loads(details), src, res)
+        for p, i, at, s, t, action, who, cmd, details, src, res in rows
     ]
 
 
@@ -733,6 +767,13 @@ def _metrics(rows: list[Row]) -> list[QualityMetrics]:
     return [
         QualityMetrics(s, a, z, acc, com, tim, con, at, p, exp, rec, _split(miss), unc)
         for s, a, z, acc, com, tim, con, at, p, exp, rec, miss, unc in rows
+    ]
+
+
+def _policies(rows: list[Row]) -> list[AccessPolicyEntry]:
+    return [
+        AccessPolicyEntry(i, r, sv, at, p, None if doc is None else json.loads(doc))
+        for i, r, sv, at, p, doc in rows
     ]
 
 
@@ -920,6 +961,8 @@ class SqliteReadStore:
                 c.executemany(sql.upsert_series, _series_rows(batch.series))
             if batch.metrics:
                 c.executemany(sql.upsert_metric, map(_metric_row, batch.metrics))
+            if batch.policies:
+                c.executemany(sql.upsert_policy, _policy_rows(batch.policies))
             if batch.segments:
                 c.executemany(sql.insert_segment, map(_segment_row, batch.segments))
                 c.executemany(sql.insert_segment_payload, map(_segment_payload_row, batch.segments))
@@ -952,6 +995,7 @@ class SqliteReadStore:
             c.executemany(sql.resolve_issue, map(_resolution_row, batch.resolutions))
             c.executemany(raw["series"], _series_rows(batch.series))
             c.executemany(raw["metrics"], map(_metric_row, batch.metrics))
+            c.executemany(raw["policies"], _policy_rows(batch.policies))
             c.executemany(raw["segments"], map(_segment_row, batch.segments))
             c.executemany(raw["segment_payloads"], map(_segment_payload_row, batch.segments))
             c.executemany(sql.close_segment, map(_segment_closure_row, batch.segment_closures))
@@ -1019,6 +1063,7 @@ class SqliteReadStore:
             "issues": _issues(rows["issues"]),
             "series": _series(rows["series"]),
             "metrics": _metrics(rows["metrics"]),
+            "policies": _policies(rows["policies"]),
             "segments": _segments(rows["segments"]),
         }
 
@@ -1211,6 +1256,9 @@ class SqliteReadStore:
     async def metrics(self, series_id: str, start_us: int, end_us: int) -> list[QualityMetrics]:
         params = (series_id, start_us, end_us)
         return _metrics(await self._select(lambda q: q.metrics, params))
+
+    async def access_policies(self) -> list[AccessPolicyEntry]:
+        return _policies(await self._select(lambda q: q.access_policies, ()))
 
     # --- GenerationAdmin ----------------------------------------------------------------------
 

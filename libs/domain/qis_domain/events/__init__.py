@@ -1,5 +1,12 @@
 """Every event type the domain records, and the registry that decodes them."""
 
+from qis_domain.events.access import (
+    AccessDenied,
+    AccessPolicyAdded,
+    AccessPolicyChanged,
+    AccessPolicyRemoved,
+    PolicyRefusal,
+)
 from qis_domain.events.base import (
     DomainEvent,
     EventMetadata,
@@ -47,6 +54,10 @@ ALL_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     ManualOverrideExpired,
     QualityMetricsCalculated,
     CommandAccepted,
+    AccessPolicyAdded,
+    AccessPolicyChanged,
+    AccessPolicyRemoved,
+    AccessDenied,
 )
 
 
@@ -77,6 +88,10 @@ def _jump_flags(payload: JsonDict) -> JsonDict:
 
 __all__ = [
     "ALL_EVENT_TYPES",
+    "AccessDenied",
+    "AccessPolicyAdded",
+    "AccessPolicyChanged",
+    "AccessPolicyRemoved",
     "CommandAccepted",
     "DataIngested",
     "DataPublished",
@@ -91,6 +106,7 @@ __all__ = [
     "ManualOverrideExpired",
     "ManualOverrideSet",
     "OfficialRow",
+    "PolicyRefusal",
     "PublicationScheduled",
     "QualityApproved",
     "QualityIssueDetected",

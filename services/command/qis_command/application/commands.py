@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qis_domain.commands import CommandOutcome
-from qis_domain.definitions import DataSourceConfig, SeriesDefinition, Update
+from qis_domain.definitions import AccessPolicy, DataSourceConfig, SeriesDefinition, Update
+from qis_domain.events import AccessDenied
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue
 
@@ -95,6 +96,29 @@ class CalculateQualityMetrics:
     series_id: str
     start_us: int
     end_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetAccessPolicy:
+    policy_id: str
+    policy: AccessPolicy
+    reason: str
+    expected_revision: int = 0  # 0: no check
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAccessPolicy:
+    policy_id: str
+    reason: str
+    expected_revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDenial:
+    """A refusal by another service's access checks, to be recorded (its command id names the
+    denial): the refused caller is in `denial`, the recording service is the command's caller."""
+
+    denial: AccessDenied
 
 
 @dataclass(frozen=True, slots=True)

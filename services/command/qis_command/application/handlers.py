@@ -11,6 +11,14 @@ from functools import reduce
 from typing import TypeVar
 
 from qis_adapters.eventstore.port import WrongExpectedVersion
+from qis_domain.access import (
+    DENIALS_PREFIX,
+    DENIALS_SCOPE,
+    POLICIES_STREAM,
+    AccessPolicies,
+    DenialRecord,
+    denial_stream,
+)
 from qis_domain.command_log import CommandRecord, command_stream, fingerprint
 from qis_domain.commands import CommandContext, CommandOutcome
 from qis_domain.data_source import DataSource, source_stream
@@ -37,14 +45,17 @@ from qis_command.application.commands import (
     CommandResult,
     ConfigureSource,
     DefineSeries,
+    DeleteAccessPolicy,
     EvolveSeries,
     ExpireOverrides,
     IngestPoints,
     PublishDue,
     PublishPoints,
+    RecordDenial,
     RegisterSource,
     ResolveIssues,
     RestatePoint,
+    SetAccessPolicy,
 )
 from qis_command.application.ports import TradingCalendar
 from qis_command.application.repository import Aggregate, Repository
@@ -258,6 +269,30 @@ class CommandHandlers:
 
         return await self._decide_one(ctx, series_name(cmd.series_id), cmd, window, decide)
 
+    async def set_policy(self, cmd: SetAccessPolicy, ctx: CommandContext) -> CommandResult:
+        async def decide(policies: AccessPolicies) -> list[DomainEvent]:
+            return policies.set_policy(cmd.policy_id, cmd.policy, cmd.reason, cmd.expected_revision)
+
+        return await self._decide_one(ctx, POLICIES_STREAM, cmd, self._policies, decide)
+
+    async def delete_policy(self, cmd: DeleteAccessPolicy, ctx: CommandContext) -> CommandResult:
+        async def decide(policies: AccessPolicies) -> list[DomainEvent]:
+            return policies.remove_policy(cmd.policy_id, cmd.reason, cmd.expected_revision)
+
+        return await self._decide_one(ctx, POLICIES_STREAM, cmd, self._policies, decide)
+
+    async def record_denial(self, cmd: RecordDenial, ctx: CommandContext) -> CommandResult:
+        """The denial, in the stream its command id names."""
+
+        async def decide(record: DenialRecord) -> list[DomainEvent]:
+            return record.record(cmd.denial)
+
+        async def load() -> DenialRecord:
+            stream = denial_stream(ctx.command_id)
+            return await self._repo.load(stream, lambda: DenialRecord(ctx.command_id))
+
+        return await self._decide_one(ctx, DENIALS_SCOPE, cmd, load, decide)
+
     # --- plumbing ---
 
     async def _decide_one(
@@ -446,6 +481,9 @@ class CommandHandlers:
     async def _source(self, source_id: str) -> DataSource:
         return await self._repo.load(source_stream(source_id), lambda: DataSource(source_id))
 
+    async def _policies(self) -> AccessPolicies:
+        return await self._repo.load(POLICIES_STREAM, AccessPolicies)
+
     async def _bucket(self, series_id: str, bucket_us: int) -> SeriesBucket:
         return await self._repo.load(
             bucket_stream(series_id, bucket_us), lambda: SeriesBucket(series_id, bucket_us)
@@ -475,6 +513,10 @@ _WINDOW_KEY = re.compile(r"(-?\d+)-(-?\d+)")
 
 def _factory_of(stream: str) -> Callable[[], Aggregate]:
     """An empty aggregate of the kind a stream name holds (see each kind's `*_stream`)."""
+    if stream == POLICIES_STREAM:
+        return AccessPolicies
+    if stream.startswith(DENIALS_PREFIX):
+        return lambda: DenialRecord(stream.removeprefix(DENIALS_PREFIX))
     kind, _, rest = stream.partition("/")
     if kind == "sources":
         return lambda: DataSource(rest)

@@ -30,9 +30,11 @@ from qis_domain.commands import CommandContext
 from qis_domain.errors import FieldViolation, InvalidArgument
 from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION
 from qis_domain.snaps import Snap
+from qis_runtime.authorization import caller_of
 from qis_runtime.errors import abort_with, plain_status, status_for, with_reason
 from qis_runtime.identity import current_identity
 
+from qis_command.application.access import AccessControl, Call, OpenAccess
 from qis_command.application.commands import (
     CalculateQualityMetrics,
     CommandResult,
@@ -46,6 +48,7 @@ from qis_command.application.commands import (
     RestatePoint,
 )
 from qis_command.application.handlers import CommandHandlers
+from qis_command.entrypoints.policies import delete_policy, record_denial, set_policy
 
 BULK_IDLE_TIMEOUT_S = 60.0
 """How long a BulkIngest stream may go without a chunk (default of QIS_BULK_IDLE_TIMEOUT_S)."""
@@ -75,44 +78,66 @@ class CommandService(pb_grpc.CommandServiceServicer):
         handlers: CommandHandlers,
         clock_us: Callable[[], int],
         bulk_idle_timeout_s: float = BULK_IDLE_TIMEOUT_S,
+        access: AccessControl | None = None,
     ) -> None:
+        """`access`: who may send what (qis_command.application.access); None: everyone
+        authenticated may send everything (QIS_AUTHZ=open)."""
         self._handlers = handlers
         self._clock_us = clock_us
         self._bulk_idle_timeout_s = bulk_idle_timeout_s
+        self._access = access or OpenAccess()
 
     async def DefineSeries(
         self, request: pb.DefineSeriesRequest, context: Ctx
     ) -> pb.CommandResponse:
         return _response(
-            await self._call(request, context, _define_series, self._handlers.define_series)
+            await self._decide(
+                request, context, "DefineSeries", _define_series, self._handlers.define_series
+            )
         )
 
     async def EvolveSeriesSchema(
         self, request: pb.EvolveSeriesSchemaRequest, context: Ctx
     ) -> pb.CommandResponse:
         return _response(
-            await self._call(request, context, _evolve_series, self._handlers.evolve_series)
+            await self._decide(
+                request, context, "EvolveSeriesSchema", _evolve_series, self._handlers.evolve_series
+            )
         )
 
     async def RegisterDataSource(
         self, request: pb.RegisterDataSourceRequest, context: Ctx
     ) -> pb.CommandResponse:
         return _response(
-            await self._call(request, context, _register_source, self._handlers.register_source)
+            await self._decide(
+                request,
+                context,
+                "RegisterDataSource",
+                _register_source,
+                self._handlers.register_source,
+            )
         )
 
     async def ConfigureDataSource(
         self, request: pb.ConfigureDataSourceRequest, context: Ctx
     ) -> pb.CommandResponse:
         return _response(
-            await self._call(request, context, _configure_source, self._handlers.configure_source)
+            await self._decide(
+                request,
+                context,
+                "ConfigureDataSource",
+                _configure_source,
+                self._handlers.configure_source,
+            )
         )
 
     async def IngestPoints(
         self, request: pb.IngestPointsRequest, context: Ctx
     ) -> pb.IngestPointsResponse:
         return _ingest_response(
-            await self._call(request, context, _ingest_points, self._ingest(request))
+            await self._decide(
+                request, context, "IngestPoints", _ingest_points, self._ingest(request)
+            )
         )
 
     async def BulkIngest(
@@ -135,7 +160,9 @@ class CommandService(pb_grpc.CommandServiceServicer):
                 )
                 await abort_with(context, with_reason(status, "STREAM_IDLE"))
             try:
-                result = await self._decide(chunk, context, _ingest_points, self._ingest(chunk))
+                result = await self._decide(
+                    chunk, context, "BulkIngest", _ingest_points, self._ingest(chunk)
+                )
             except Exception as error:
                 # Per chunk: the chunk stored nothing and the stream stays usable, so a client
                 # resends only what failed (after the RetryInfo delay, for a full or locked
@@ -151,26 +178,75 @@ class CommandService(pb_grpc.CommandServiceServicer):
         self, request: pb.PublishPointsRequest, context: Ctx
     ) -> pb.CommandResponse:
         return _response(
-            await self._call(request, context, _publish_points, self._handlers.publish)
+            await self._decide(
+                request, context, "PublishPoints", _publish_points, self._handlers.publish
+            )
         )
 
     async def RestatePoint(
         self, request: pb.RestatePointRequest, context: Ctx
     ) -> pb.CommandResponse:
-        return _response(await self._call(request, context, _restate_point, self._handlers.restate))
+        return _response(
+            await self._decide(
+                request, context, "RestatePoint", _restate_point, self._handlers.restate
+            )
+        )
 
     async def ResolveQualityIssues(
         self, request: pb.ResolveQualityIssuesRequest, context: Ctx
     ) -> pb.CommandResponse:
         return _response(
-            await self._call(request, context, _resolve_issues, self._handlers.resolve_issues)
+            await self._decide(
+                request,
+                context,
+                "ResolveQualityIssues",
+                _resolve_issues,
+                self._handlers.resolve_issues,
+            )
         )
 
     async def CalculateQualityMetrics(
         self, request: pb.CalculateQualityMetricsRequest, context: Ctx
     ) -> pb.CommandResponse:
         return _response(
-            await self._call(request, context, _calculate_metrics, self._handlers.calculate_metrics)
+            await self._decide(
+                request,
+                context,
+                "CalculateQualityMetrics",
+                _calculate_metrics,
+                self._handlers.calculate_metrics,
+            )
+        )
+
+    async def SetAccessPolicy(
+        self, request: pb.SetAccessPolicyRequest, context: Ctx
+    ) -> pb.CommandResponse:
+        return _response(
+            await self._decide(
+                request, context, "SetAccessPolicy", set_policy, self._handlers.set_policy
+            )
+        )
+
+    async def DeleteAccessPolicy(
+        self, request: pb.DeleteAccessPolicyRequest, context: Ctx
+    ) -> pb.CommandResponse:
+        return _response(
+            await self._decide(
+                request, context, "DeleteAccessPolicy", delete_policy, self._handlers.delete_policy
+            )
+        )
+
+    async def RecordAccessDenial(
+        self, request: pb.RecordAccessDenialRequest, context: Ctx
+    ) -> pb.CommandResponse:
+        return _response(
+            await self._decide(
+                request,
+                context,
+                "RecordAccessDenial",
+                record_denial,
+                self._handlers.record_denial,
+            )
         )
 
     # --- plumbing ---
@@ -185,10 +261,13 @@ class CommandService(pb_grpc.CommandServiceServicer):
         self,
         request: Q,
         context: Ctx,
+        method: str,
         parse: Parse[Q, C],
         handle: Callable[[C, CommandContext], Awaitable[R]],
     ) -> R:
-        """Checks the whole request, command id included, before anything is loaded or stored."""
+        """Checks the whole request, command id included, before anything is loaded or stored,
+        then whether the caller may send it (`method`: the RPC, for the record of a refusal).
+        Whatever it raises becomes its status in the identity interceptor (errors.status_for)."""
         v: list[FieldViolation] = []
         command_id = request.command_id
         if not 1 <= len(command_id) <= MAX_ID_LENGTH:
@@ -196,7 +275,10 @@ class CommandService(pb_grpc.CommandServiceServicer):
         command = parse(request, v)
         if v or command is None:
             raise InvalidArgument(v)
-        return await handle(command, self._context(command_id, context))
+        ctx = self._context(command_id, context)
+        caller = caller_of(current_identity())
+        await self._access.check(command, caller, ctx, Call(method, context.peer()))
+        return await handle(command, ctx)
 
     def _context(self, command_id: str, context: Ctx) -> CommandContext:
         metadata = dict(context.invocation_metadata() or ())
@@ -212,16 +294,6 @@ class CommandService(pb_grpc.CommandServiceServicer):
             causation_id=command_id,
             trace_context=trace,
         )
-
-    async def _call(
-        self,
-        request: Q,
-        context: Ctx,
-        parse: Parse[Q, C],
-        handle: Callable[[C, CommandContext], Awaitable[R]],
-    ) -> R:
-        # Whatever it raises becomes its status in the identity interceptor (errors.status_for).
-        return await self._decide(request, context, parse, handle)
 
 
 # --- requests to commands: every field checked, every violation recorded ---

@@ -11,6 +11,7 @@ from qis_adapters.eventstore.codec import DecodedEvent
 from qis_adapters.proto.definitions import series_to_proto
 from qis_adapters.proto.values import raw_to_proto_bytes
 from qis_adapters.readstore.port import (
+    AccessPolicyEntry,
     AuditEntry,
     ChangeFeedEntry,
     IssueResolution,
@@ -22,7 +23,12 @@ from qis_adapters.readstore.port import (
     SeriesEntry,
     VersionClosure,
 )
+from qis_domain.access import policy_name
 from qis_domain.events import (
+    AccessDenied,
+    AccessPolicyAdded,
+    AccessPolicyChanged,
+    AccessPolicyRemoved,
     DataIngested,
     DataPublished,
     DataRestated,
@@ -42,6 +48,7 @@ from qis_domain.events import (
     SeriesDefined,
     SourceAdded,
 )
+from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION
 from qis_domain.values import DataType
 
 from qis_projector.application.segments import BucketKey
@@ -280,6 +287,48 @@ class Projection:
         if not per_point_audit:
             self._audit_series(decoded, event.series_id, recorded_at, _span(event.snaps))
 
+    def _policy(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(AccessPolicyAdded | AccessPolicyChanged | AccessPolicyRemoved, decoded.event)
+        document = (
+            None if isinstance(event, AccessPolicyRemoved) else event.policy.model_dump(mode="json")
+        )
+        self.batch.policies.append(
+            AccessPolicyEntry(
+                policy_id=event.policy_id,
+                revision=event.revision,
+                stream_version=decoded.record.stream_version,
+                updated_at_us=recorded_at,
+                position=decoded.record.position,
+                policy=document,
+            )
+        )
+        details: dict[str, Any] = {
+            "policy_id": event.policy_id,
+            "revision": event.revision,
+            "reason": event.reason,
+        }
+        if document is not None:
+            details["policy"] = document
+        self._audit(decoded, recorded_at, details, resource=policy_name(event.policy_id))
+
+    def _denial(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(AccessDenied, decoded.event)
+        details = event.model_dump(mode="json", exclude={"user_id"})
+        # The denied caller, whoever recorded the denial (the query service records its own
+        # refusals through the command service, under its own identity: kept beside it).
+        if event.user_id != decoded.metadata.user_id:
+            details["recorded_by"] = decoded.metadata.user_id
+        series_id, source_id, resource = _about(event.resource)
+        self._audit(
+            decoded,
+            recorded_at,
+            details,
+            series_id=series_id,
+            source_id=source_id,
+            resource=resource,
+            user_id=event.user_id,
+        )
+
     def _audit_point(
         self,
         decoded: DecodedEvent,
@@ -306,11 +355,14 @@ class Projection:
         *,
         series_id: str = "",
         source_id: str = "",
+        resource: str = "",
         snap_us: int | None = None,
         index: int = 0,
+        user_id: str = "",
     ) -> None:
         """An audit entry of the event about a series (one of its points when `snap_us` is
-        given) or a data source."""
+        given), a data source, or another `resource`; by the user of its metadata unless
+        `user_id` says otherwise."""
         meta = decoded.metadata
         self.batch.audit.append(
             AuditEntry(
@@ -320,10 +372,11 @@ class Projection:
                 series_id=series_id,
                 snap_us=snap_us,
                 action=decoded.event.event_type,
-                user_id=meta.user_id,
+                user_id=user_id or meta.user_id,
                 command_id=meta.command_id,
                 details=details,
                 source_id=source_id,
+                resource=resource,
             )
         )
 
@@ -346,6 +399,10 @@ _HANDLERS: dict[type[DomainEvent], _Handler] = {
     ManualOverrideExpired: Projection._point_schedule,
     PublicationScheduled: Projection._point_schedule,
     QualityMetricsCalculated: Projection._metrics,
+    AccessPolicyAdded: Projection._policy,
+    AccessPolicyChanged: Projection._policy,
+    AccessPolicyRemoved: Projection._policy,
+    AccessDenied: Projection._denial,
 }
 """What each event type adds to the read models (by exact type: events are final). A type
 without an entry adds nothing: DataReconciled's candidates live in the write model."""
@@ -358,6 +415,21 @@ def _bucket_of_stream(stream: str) -> int:
     if not prefix.endswith("/points") or not bucket.lstrip("-").isdigit():
         raise ValueError(f"values published outside a points stream: {stream!r}")
     return int(bucket)
+
+
+def _about(resource: str) -> tuple[str, str, str]:
+    """Whom the audit entry of a denial on `resource` belongs to, as (series id, source id,
+    other resource): the series of "series/X" and "series/X/issues", the source of "sources/Y"
+    (so that the audit trail of a series or a source shows its denials), else the resource
+    itself ("accessPolicies", "*")."""
+    collection, _, rest = resource.partition("/")
+    name = rest.removesuffix("/issues") if collection == SERIES_COLLECTION else rest
+    if name and "/" not in name:
+        if collection == SERIES_COLLECTION:
+            return name, "", ""
+        if collection == SOURCES_COLLECTION:
+            return "", name, ""
+    return "", "", resource
 
 
 def _span(snaps: list[int], **extra: Any) -> dict[str, Any]:

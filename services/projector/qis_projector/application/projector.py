@@ -30,8 +30,10 @@ from qis_projector.application.segments import BucketKey, SegmentBuilder
 
 log = logging.getLogger(__name__)
 
-# Streams of the qis aggregates: series definitions and buckets, data sources.
-EVENT_FILTER = EventFilter(stream_prefixes=("series/", "sources/"))
+# Streams of the qis aggregates: series definitions and buckets, data sources, the access
+# policies and the records of denials. Every command's events are in them, so the checkpoint
+# passes the position of each command (a min_position read of it would otherwise time out).
+EVENT_FILTER = EventFilter(stream_prefixes=("series/", "sources/", "access/"))
 
 # Waiting this long for the next event with the subscription alive means the projector is
 # caught up: whatever failed before works again (there is just nothing to write).

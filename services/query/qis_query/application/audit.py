@@ -1,6 +1,6 @@
 """ListAuditEntries' filter: the fields it takes, the part the read store applies (the point of
 a series: `snap_time =`, which its audit indexes serve), and the rest, checked on each entry
-the store returns."""
+the store returns; and the resource name an entry is about."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from qis_adapters.readstore.port import AuditEntry, AuditScope
+from qis_domain.names import series_name, source_name
 
 from qis_query.application.filtering import (
     ORDERING,
@@ -22,17 +23,30 @@ from qis_query.application.filtering import (
     timestamp_field,
 )
 
+
+def resource_name(entry: AuditEntry) -> str:
+    """What the entry is about: "series/{id}", "sources/{id}", or its other resource's name
+    ("accessPolicies/{id}")."""
+    if entry.series_id:
+        return series_name(entry.series_id)
+    if entry.source_id:
+        return source_name(entry.source_id)
+    return entry.resource
+
+
 FIELDS: Mapping[str, FieldSpec] = {
     "snap_time": timestamp_field(frozenset({Op.EQ})),
     "commit_time": timestamp_field(ORDERING),
     "user": string_field(),
     "action": string_field(),
+    "resource": string_field(),
 }
 STORED: Mapping[str, Callable[[AuditEntry], object]] = {
     "snap_time": attrgetter("snap_us"),  # None for series-level entries: never equal
     "commit_time": attrgetter("recorded_at_us"),
     "user": attrgetter("user_id"),
     "action": attrgetter("action"),
+    "resource": resource_name,
 }
 
 

@@ -4,7 +4,7 @@ reading, and an unknown series is NOT_FOUND where an empty answer would hide it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from operator import attrgetter
@@ -21,10 +21,12 @@ from qis_adapters.readstore.port import (
     ResumeToken,
     SeriesEntry,
 )
+from qis_domain.access import issues_name
 from qis_domain.errors import InvalidArgument, NotFound
-from qis_domain.names import point_resource, series_resource
+from qis_domain.names import point_resource, series_name, series_resource
 
 from qis_query.application import audit, history, issues, paging, ranges, subscription
+from qis_query.application.access import Admit, SeriesGate
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.filtering import parse_filter
 from qis_query.application.history import PointHistory
@@ -137,15 +139,23 @@ class QueryHandlers:
         return await self._require_series(series_id)
 
     async def list_series(
-        self, page_size: int, page_token: str, min_position: int
+        self, page_size: int, page_token: str, min_position: int, *, readable: SeriesGate
     ) -> Page[SeriesEntry]:
+        """The catalogue entries of the series `readable` lets through, at most a bounded scan
+        per call when it holds some back (see scanning)."""
         size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
         query = ()  # the catalogue has no filter
         after = paging.key_after(page_token, "series", query)
         await self._read_position.at_least(min_position)
-        page = await scan(
-            self._reader.list_series, attrgetter("series_id"), None, after, size, size
-        )
+
+        async def read(after: str, limit: int) -> list[SeriesEntry]:
+            entries = await self._reader.list_series(after, limit)
+            readable.learn_entries(entries)
+            return entries
+
+        keep = None if readable.everything else _readable_series(readable)
+        scanned = size if keep is None else self._limits.max_scanned_per_call
+        page = await scan(read, attrgetter("series_id"), keep, after, size, scanned)
         return Page(page.items, paging.key_token("series", query, page.resume_after))
 
     async def audit_entries(
@@ -183,9 +193,12 @@ class QueryHandlers:
         page_size: int,
         page_token: str,
         min_position: int,
+        *,
+        readable: SeriesGate,
     ) -> Page[QualityIssue]:
-        """Issues of a series ("" for every series) that meet the filter (see issues), at most
-        a bounded scan per call (see scanning)."""
+        """Issues of a series ("" for every series) that meet the filter (see issues) and whose
+        exception queue `readable` lets through, at most a bounded scan per call (see
+        scanning)."""
         size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
         comparisons = parse_filter(filter_text, issues.FIELDS)
         query = (series_id, comparisons)
@@ -195,12 +208,17 @@ class QueryHandlers:
 
         async def read(after: tuple[str, str], limit: int) -> list[QualityIssue]:
             series_after, issue_after = after
-            return await self._reader.list_issues(
+            found = await self._reader.list_issues(
                 planned.pushed, issue_after, limit, after_series_id=series_after
             )
+            await readable.learn({i.series_id for i in found})
+            return found
 
+        keep = planned.keep
+        if not readable.everything:
+            keep = _both(keep, _readable_queue(readable))
         scanned = self._limits.max_scanned_per_call
-        page = await scan(read, _issue_key, planned.keep, after, size, scanned)
+        page = await scan(read, _issue_key, keep, after, size, scanned)
         if not page.items and series_id:
             await self._require_series(series_id)
         return Page(page.items, paging.pair_token(ISSUE_PAGES, query, page.resume_after))
@@ -244,13 +262,15 @@ class QueryHandlers:
         after_position: int,
         send: Send,
         *,
+        admit: Admit,
         min_position: int = 0,
     ) -> NoReturn:
         """Follows the change feed of `series_ids` (every series when empty) from a resume
-        token or after a commit position; see `subscription.follow`."""
+        token or after a commit position, each batch of it as `admit` lets it through; see
+        `subscription.follow`."""
         after = subscription.start_after(resume_token, after_position)
         await self._require_subscribed(series_ids, max(after.position, min_position))
-        await subscription.follow(self._reader, series_ids, after, self._feed, send)
+        await subscription.follow(self._reader, series_ids, after, self._feed, send, admit)
 
     async def _require_subscribed(self, series_ids: Sequence[str], start_position: int) -> None:
         """Every named series exists. A series defined at or before the start position (or the
@@ -273,6 +293,26 @@ class QueryHandlers:
         if entry is None:
             raise NotFound(series_resource(series_id), "series")
         return entry
+
+
+def _readable_series(readable: SeriesGate) -> Callable[[SeriesEntry], bool]:
+    def keep(entry: SeriesEntry) -> bool:
+        return readable.allows(series_name(entry.series_id), entry.series_id)
+
+    return keep
+
+
+def _readable_queue(readable: SeriesGate) -> Callable[[QualityIssue], bool]:
+    def keep(issue: QualityIssue) -> bool:
+        return readable.allows(issues_name(issue.series_id), issue.series_id)
+
+    return keep
+
+
+def _both(first: Callable[[T], bool] | None, second: Callable[[T], bool]) -> Callable[[T], bool]:
+    if first is None:
+        return second
+    return lambda record: first(record) and second(record)
 
 
 def _log_key(entry: AuditEntry) -> ResumeToken:

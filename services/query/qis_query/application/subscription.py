@@ -19,6 +19,7 @@ from qis_adapters.readstore.port import ChangeFeedEntry, ReadModelReader, Resume
 from qis_domain.errors import LimitExceeded
 
 from qis_query.application import paging
+from qis_query.application.access import Admit
 
 FEED = "feed"  # the kind of the resume tokens
 RESUME_TOKEN = "resume_token"
@@ -83,17 +84,23 @@ async def follow(
     after: ResumeToken,
     settings: FeedSettings,
     send: Send,
+    admit: Admit,
 ) -> NoReturn:
-    """Sends the changes of `series_ids` (all series when empty) after `after`, forever;
-    raises SubscriberStalled when a batch is not accepted in time."""
+    """Sends the changes of `series_ids` (all series when empty) after `after` that `admit`
+    lets through, forever; raises SubscriberStalled when a batch is not accepted in time, and
+    what `admit` raises (a series the subscriber may no longer read). A batch `admit` empties is
+    not sent: the next one's token resumes after it too."""
     limit = min(settings.batch, FIRST_READ)
     while True:
-        changes = await reader.changes_after(after, series_ids, limit)
-        if not changes:
+        read = await reader.changes_after(after, series_ids, limit)
+        if not read:
             await asyncio.sleep(settings.poll_s)
             continue
-        limit = settings.next_read(changes)
-        after = ResumeToken(changes[-1].position, changes[-1].index)
+        limit = settings.next_read(read)
+        after = ResumeToken(read[-1].position, read[-1].index)
+        changes = await admit(read)
+        if not changes:
+            continue
         batch = FeedBatch(changes, paging.log_token(FEED, None, after))
         # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation (the subscriber went
         # away) that arrives as the send completes, and the loop would poll on for nobody.

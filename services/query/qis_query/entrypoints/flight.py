@@ -34,6 +34,10 @@ chains to it. pyarrow does not show a server the certificate a client presented,
 mode a caller without a bearer token is known only as "client-certificate" (the certificate
 was verified, its CN cannot be read); with `jwt,mtls` a token names the caller.
 
+**Access**: as QueryRange, `read` on each series named (docs/security.md), checked once the
+ticket is found well-formed and before anything is read; a refusal names the first series
+refused, and is recorded as the gRPC port's are (method "DoGet").
+
 **Errors** follow the service's one error policy (qis_runtime.errors.status_for), with the
 status code of the gRPC API where Flight can carry it:
 
@@ -41,6 +45,7 @@ status code of the gRPC API where Flight can carry it:
 |--------------------------------------------|-------------------------------------------|
 | bad ticket, bad range, options chains, ... | ArrowInvalid (INVALID_ARGUMENT)           |
 | unknown series                             | ArrowKeyError, a KeyError (NOT_FOUND)     |
+| a series the caller may not read           | FlightUnauthorizedError (PERMISSION_DENIED) |
 | read model behind min_position, store down | FlightUnavailableError (UNAVAILABLE)      |
 | another method than DoGet, ListFlights, ... | FlightServerError ("UNIMPLEMENTED: ...") |
 | no or bad identity                         | FlightUnauthenticatedError (UNAUTHENTICATED) |
@@ -79,9 +84,10 @@ from google.rpc import error_details_pb2, status_pb2
 from qis_adapters.readstore.port import LATEST, OPEN_END, AsOf, AtPosition, KnownAt
 from qis_domain.bounds import MAX_POSITION, position_in_range
 from qis_domain.errors import FieldViolation, InvalidArgument, RetryLater
-from qis_domain.names import SERIES_COLLECTION, parse_name
+from qis_domain.names import SERIES_COLLECTION, parse_name, series_name
 from qis_domain.snaps import parse_snap
 from qis_runtime.auth import ServerSecurity, loopback_only
+from qis_runtime.authorization import caller_of
 from qis_runtime.errors import status_for
 from qis_runtime.identity import (
     Authenticator,
@@ -91,8 +97,15 @@ from qis_runtime.identity import (
     Unauthenticated,
 )
 
+from qis_query.application.access import Asker, Call, ReadAccess
 from qis_query.application.arrow_batches import BatchBuilder
-from qis_query.application.export import MAX_SERIES, ExportPage, ExportRequest, open_export
+from qis_query.application.export import (
+    MAX_SERIES,
+    Export,
+    ExportPage,
+    ExportRequest,
+    open_export,
+)
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.ranges import EARLIEST
 
@@ -361,6 +374,7 @@ class QueryFlight:
     def __init__(
         self,
         queries: QueryHandlers,
+        access: ReadAccess,
         address: str,
         security: ServerSecurity,
         tls: FlightTls | None = None,
@@ -369,6 +383,7 @@ class QueryFlight:
         for the gRPC port."""
         loopback_only(("flight",), address, security)
         self._queries = queries
+        self._access = access
         self._address = address
         self._security = security
         self._tls = tls
@@ -445,17 +460,14 @@ class QueryFlight:
     def stream(self, context: fl.ServerCallContext, ticket: bytes) -> fl.RecordBatchStream:
         loop = self._loop
         assert loop is not None, "started"
+        caller: _Identified = context.get_middleware(IDENTITY_MIDDLEWARE)
         try:
             request = parse_ticket(ticket)
-            export = _on_loop(loop, open_export(self._queries, request))
+            who = Call(caller_of(caller.identity), "DoGet", context.peer())
+            export = _on_loop(loop, self._open(who, request))
         except Exception as error:
             return _refusing_stream(status_for(error))
-        caller = context.get_middleware(IDENTITY_MIDDLEWARE)
-        log.debug(
-            "Flight export of %d series for %s",
-            len(export.series),
-            caller.identity.user_id if caller is not None else "?",
-        )
+        log.debug("Flight export of %d series for %s", len(export.series), who.caller.user_id)
         builder = BatchBuilder(export.series, export.columns, export.read_position)
         outcomes = self._outcomes(loop, context, builder, _Prefetched(export.pages))
         # What runs where. pyarrow's reader pulls the next batch from C++ with the GIL held:
@@ -466,6 +478,17 @@ class QueryFlight:
         # one busy export holds the GIL only while a page is made, never while it is sent.
         reader = pa.RecordBatchReader.from_batches(builder.schema, _results(outcomes))
         return fl.RecordBatchStream(reader)
+
+    async def _open(self, who: Asker, request: ExportRequest) -> Export:
+        """The export, once `who` may read every series it names."""
+        for series_id in dict.fromkeys(request.series_ids):
+            await self._access.require(
+                who,
+                series_name(series_id),
+                series_id=series_id,
+                min_position=request.min_position,
+            )
+        return await open_export(self._queries, request)
 
     def _outcomes(
         self,

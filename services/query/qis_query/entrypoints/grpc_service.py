@@ -14,8 +14,19 @@ from qis.data.v1 import query_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import OPEN_END
+from qis_domain.access import Caller, issues_name
+from qis_domain.names import series_name, source_name
+from qis_runtime.authorization import caller_of
 from qis_runtime.identity import current_identity
 
+from qis_query.application.access import (
+    ADMIN_OR_READ,
+    EVERY_SERIES,
+    EVERYTHING,
+    Asker,
+    OpenAccess,
+    ReadAccess,
+)
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.ranges import EARLIEST, RangeQuery
 from qis_query.application.subscription import FeedBatch
@@ -31,10 +42,28 @@ R = TypeVar("R")
 class QueryService(pb_grpc.QueryServiceServicer):
     """Protobuf in, application calls, protobuf out. Whatever a call raises becomes its status
     in the server's interceptor (qis_runtime.errors.status_for): one error policy for every
-    process."""
+    process.
 
-    def __init__(self, queries: QueryHandlers) -> None:
+    Every method checks, once its request is found well-formed, that the caller may read what
+    it asks for (`access`; a refusal is PERMISSION_DENIED before anything is read, so that
+    whether a series exists is told only to callers who may read it); the listings of several
+    series and Subscribe show only what the caller may read."""
+
+    def __init__(self, queries: QueryHandlers, access: ReadAccess | None = None) -> None:
+        """`access`: who may read what (qis_query.application.access); None: every
+        authenticated caller may read everything (QIS_AUTHZ=open)."""
         self._queries = queries
+        self._access = access or OpenAccess()
+
+    async def _require_series(
+        self, context: Ctx, method: str, series_id: str, min_position: int
+    ) -> None:
+        await self._access.require(
+            _asker(context, method),
+            series_name(series_id),
+            series_id=series_id,
+            min_position=min_position,
+        )
 
     # Streaming handlers write with `context.write` (which grpc.aio supports besides async
     # generators) so that a write can be bounded in time; the generated stubs only know the
@@ -51,6 +80,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         min_position = fields.position(request.min_position, "min_position")
         in_columns = fields.columns_view(request)
         fields.check()
+        await self._require_series(context, "QueryRange", query.series_id, min_position)
         read = await self._queries.query_range(
             query, request.page_size, request.page_token, min_position
         )
@@ -70,6 +100,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         min_position = fields.position(request.min_position, "min_position")
         in_columns = fields.columns_view(request)
         fields.check()
+        await self._require_series(context, "GetValues", series_id, min_position)
         read = await self._queries.values(series_id, snaps, as_of, min_position)
         reply = pb.GetValuesResponse(read_position=read.read_position)
         if in_columns:
@@ -99,6 +130,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         snap_us = fields.snap(request.snap_time, "snap_time")
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
+        await self._require_series(context, "GetPointHistory", series_id, min_position)
         read = await self._queries.point_history(
             series_id, snap_us, request.page_size, request.page_token, min_position
         )
@@ -114,6 +146,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         series_id = fields.series_id(request.name, "name")
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
+        await self._require_series(context, "GetSeries", series_id, min_position)
         return mapping.series(await self._queries.series(series_id, min_position))
 
     async def ListSeries(
@@ -122,7 +155,10 @@ class QueryService(pb_grpc.QueryServiceServicer):
         fields = RequestFields()
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
-        page = await self._queries.list_series(request.page_size, request.page_token, min_position)
+        readable = await self._access.gate(_asker(context, "ListSeries"), min_position)
+        page = await self._queries.list_series(
+            request.page_size, request.page_token, min_position, readable=readable
+        )
         return pb.ListSeriesResponse(
             series=[mapping.series(e) for e in page.items],
             next_page_token=page.next_page_token,
@@ -135,6 +171,22 @@ class QueryService(pb_grpc.QueryServiceServicer):
         parent = fields.audit_parent(request.parent)
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
+        who = _asker(context, "ListAuditEntries")
+        if parent.series_id:
+            await self._access.require(
+                who,
+                series_name(parent.series_id),
+                series_id=parent.series_id,
+                min_position=min_position,
+            )
+        elif parent.source_id:
+            await self._access.require(
+                who, source_name(parent.source_id), min_position=min_position
+            )
+        else:
+            await self._access.require(
+                who, EVERYTHING, min_position=min_position, permissions=ADMIN_OR_READ
+            )
         page = await self._queries.audit_entries(
             parent, request.filter, request.page_size, request.page_token, min_position
         )
@@ -161,9 +213,19 @@ class QueryService(pb_grpc.QueryServiceServicer):
                 )
             )
 
+        who = _asker(context, "Subscribe")
+        for series_id in dict.fromkeys(series_ids):
+            await self._access.require(
+                who, series_name(series_id), series_id=series_id, min_position=min_position
+            )
         with self._queries.subscription_slot(current_identity().user_id):
             await self._queries.subscribe(
-                series_ids, resume_token, after_position, send, min_position=min_position
+                series_ids,
+                resume_token,
+                after_position,
+                send,
+                admit=self._access.admit(who, series_ids),
+                min_position=min_position,
             )
 
     async def ListQualityIssues(
@@ -173,8 +235,19 @@ class QueryService(pb_grpc.QueryServiceServicer):
         series_id = fields.issues_parent(request.parent)
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
+        who = _asker(context, "ListQualityIssues")
+        if series_id:
+            await self._access.require(
+                who, issues_name(series_id), series_id=series_id, min_position=min_position
+            )
         page = await self._queries.quality_issues(
-            series_id, request.filter, request.page_size, request.page_token, min_position
+            series_id,
+            request.filter,
+            request.page_size,
+            request.page_token,
+            min_position,
+            # One series: its queue was allowed above; every series: only the readable ones.
+            readable=EVERY_SERIES if series_id else await self._access.gate(who, min_position),
         )
         return pb.ListQualityIssuesResponse(
             issues=[mapping.quality_issue(i) for i in page.items],
@@ -190,6 +263,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         end_us = fields.optional_instant(request, "end_time", OPEN_END)
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
+        await self._require_series(context, "ListQualityMetrics", series_id, min_position)
         page = await self._queries.quality_metrics(
             series_id, start_us, end_us, request.page_size, request.page_token, min_position
         )
@@ -197,3 +271,23 @@ class QueryService(pb_grpc.QueryServiceServicer):
             metrics=[mapping.quality_metrics(m) for m in page.items],
             next_page_token=page.next_page_token,
         )
+
+
+class _Call:
+    """The caller and peer of a gRPC call, read when asked for."""
+
+    def __init__(self, context: Ctx, method: str) -> None:
+        self._context = context
+        self.method = method
+
+    @property
+    def caller(self) -> Caller:
+        return caller_of(current_identity())
+
+    @property
+    def peer(self) -> str:
+        return self._context.peer()
+
+
+def _asker(context: Ctx, method: str) -> Asker:
+    return _Call(context, method)

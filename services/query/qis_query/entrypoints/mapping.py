@@ -36,6 +36,7 @@ from qis_domain.names import series_name, source_name
 from qis_domain.rules import RULE_NAMES, Severity
 from qis_domain.series_bucket import MANUAL
 
+from qis_query.application import audit
 from qis_query.entrypoints import wire
 
 E = TypeVar("E")
@@ -168,7 +169,7 @@ def audit_entry(a: AuditEntry) -> pb.AuditEntry:
         action=a.action,
         user=a.user_id,
         command_id=a.command_id,
-        resource=series_name(a.series_id) if a.series_id else source_name(a.source_id),
+        resource=audit.resource_name(a),
         details=details,
         commit_position=a.position,
     )

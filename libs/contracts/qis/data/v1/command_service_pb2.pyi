@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
+from qis.data.v1 import access_pb2 as _access_pb2
 from qis.data.v1 import series_pb2 as _series_pb2
 from qis.data.v1 import values_pb2 as _values_pb2
 import builtins as _builtins
@@ -144,8 +145,8 @@ class EvolveSeriesSchemaRequest(_message.Message):
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """The fields of `series` to update (AIP-134), top-level field names: "unit", "precision",
         "time_zone", "calendar", "sources", "validation", "reconciliation", "publication",
-        "description". A named field that is unset in `series` is cleared. "*" replaces every
-        evolvable field. Unset: the fields set in `series` (a field cannot be cleared this way).
+        "description", "classification". A named field that is unset in `series` is cleared. "*"
+        replaces every evolvable field. Unset: the fields set in `series` (a field cannot be cleared this way).
         Naming "data_type" or "frequency" with a different value is FAILED_PRECONDITION
         (IMMUTABLE_FIELD); naming "name" or "schema_version", or an unknown field, is
         INVALID_ARGUMENT.
@@ -567,3 +568,108 @@ class CalculateQualityMetricsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CalculateQualityMetricsRequest: _TypeAlias = CalculateQualityMetricsRequest  # noqa: Y015
+
+@_typing.final
+class SetAccessPolicyRequest(_message.Message):
+    """Request of CommandService.SetAccessPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
+    reason: _builtins.str
+    """Why access changes, for the audit trail; at most 1,024 characters."""
+    expected_revision: _builtins.int
+    """Optimistic concurrency: the revision the change was made from (AccessPolicy.revision).
+    When it is no longer the current one the request is ABORTED (POLICY_REVISION_MISMATCH).
+    0: no check.
+    """
+    @_builtins.property
+    def policy(self) -> _access_pb2.AccessPolicy:
+        """The whole policy; `policy.name` ("accessPolicies/{policy_id}") names the policy to add or
+        replace.
+        """
+
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        policy: _access_pb2.AccessPolicy | None = ...,
+        reason: _builtins.str = ...,
+        expected_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "expected_revision", b"expected_revision", "policy", b"policy", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetAccessPolicyRequest: _TypeAlias = SetAccessPolicyRequest  # noqa: Y015
+
+@_typing.final
+class DeleteAccessPolicyRequest(_message.Message):
+    """Request of CommandService.DeleteAccessPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
+    name: _builtins.str
+    """Resource name of the policy, "accessPolicies/{policy_id}"."""
+    reason: _builtins.str
+    """Why access changes, for the audit trail; at most 1,024 characters."""
+    expected_revision: _builtins.int
+    """As SetAccessPolicyRequest.expected_revision."""
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        expected_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "expected_revision", b"expected_revision", "name", b"name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAccessPolicyRequest: _TypeAlias = DeleteAccessPolicyRequest  # noqa: Y015
+
+@_typing.final
+class RecordAccessDenialRequest(_message.Message):
+    """Request of CommandService.RecordAccessDenial."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    DENIAL_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Chosen by the refusing service, unique per denial (it names the denial's record, which
+    the refused caller is told): 1 to 128 of letters, digits and "._-:".
+    """
+    @_builtins.property
+    def denial(self) -> _access_pb2.AccessDenial:
+        """What was refused, to whom, and why."""
+
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        denial: _access_pb2.AccessDenial | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["denial", b"denial"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "denial", b"denial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordAccessDenialRequest: _TypeAlias = RecordAccessDenialRequest  # noqa: Y015

@@ -41,8 +41,11 @@ class CommandServiceStub:
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
     expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
-    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
-    (domain "qis.data") whose reason is listed in docs/errors.md.
+    unreachable; UNAUTHENTICATED without identity; PERMISSION_DENIED (ACCESS_DENIED) when the
+    access policies do not allow the caller the permission the method needs on its resource
+    (named below; docs/security.md): nothing of the command is stored, the denial is recorded.
+    Every error carries a google.rpc.ErrorInfo (domain "qis.data") whose reason is listed in
+    docs/errors.md.
     """
 
     def __init__(self, channel):
@@ -101,6 +104,21 @@ class CommandServiceStub:
                 request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CalculateQualityMetricsRequest.SerializeToString,
                 response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
                 _registered_method=True)
+        self.SetAccessPolicy = channel.unary_unary(
+                '/qis.data.v1.CommandService/SetAccessPolicy',
+                request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.SetAccessPolicyRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+                _registered_method=True)
+        self.DeleteAccessPolicy = channel.unary_unary(
+                '/qis.data.v1.CommandService/DeleteAccessPolicy',
+                request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.DeleteAccessPolicyRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+                _registered_method=True)
+        self.RecordAccessDenial = channel.unary_unary(
+                '/qis.data.v1.CommandService/RecordAccessDenial',
+                request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.RecordAccessDenialRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+                _registered_method=True)
 
 
 class CommandServiceServicer:
@@ -119,12 +137,15 @@ class CommandServiceServicer:
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
     expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
-    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
-    (domain "qis.data") whose reason is listed in docs/errors.md.
+    unreachable; UNAUTHENTICATED without identity; PERMISSION_DENIED (ACCESS_DENIED) when the
+    access policies do not allow the caller the permission the method needs on its resource
+    (named below; docs/security.md): nothing of the command is stored, the denial is recorded.
+    Every error carries a google.rpc.ErrorInfo (domain "qis.data") whose reason is listed in
+    docs/errors.md.
     """
 
     def DefineSeries(self, request, context):
-        """Defines a new series.
+        """Defines a new series. Needs `admin` on the series.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,21 +153,23 @@ class CommandServiceServicer:
 
     def EvolveSeriesSchema(self, request, context):
         """Updates the evolvable parts of a series definition (everything but data type and
-        frequency) named by the update mask, and increments its schema version.
+        frequency) named by the update mask, and increments its schema version. Needs `admin` on
+        the series.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RegisterDataSource(self, request, context):
-        """Registers a data source.
+        """Registers a data source. Needs `admin` on the source.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ConfigureDataSource(self, request, context):
-        """Updates the parts of a data source's configuration named by the update mask.
+        """Updates the parts of a data source's configuration named by the update mask. Needs `admin`
+        on the source.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -154,7 +177,7 @@ class CommandServiceServicer:
 
     def IngestPoints(self, request, context):
         """Ingests a batch of points of one series from one source. All-or-nothing: one malformed
-        point rejects the batch and nothing is stored.
+        point rejects the batch and nothing is stored. Needs `write` on the series, as that source.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,15 +185,17 @@ class CommandServiceServicer:
 
     def BulkIngest(self, request_iterator, context):
         """Bulk load: each request is one chunk (its command_id is the chunk id) and is answered by
-        one response, in order, once the chunk is committed or rejected. A malformed chunk is
-        answered with its error and the stream goes on.
+        one response, in order, once the chunk is committed or rejected. A malformed or refused
+        chunk is answered with its error and the stream goes on. Each chunk needs what
+        IngestPoints needs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PublishPoints(self, request, context):
-        """Publishes the current reconciled value of the given points (manual approval).
+        """Publishes the current reconciled value of the given points (manual approval). Needs
+        `publish` on the series.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,6 +203,7 @@ class CommandServiceServicer:
 
     def RestatePoint(self, request, context):
         """Corrects a published point: a new version with a reason; the old one stays in history.
+        Needs `publish` on the series.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,7 +212,8 @@ class CommandServiceServicer:
     def ResolveQualityIssues(self, request, context):
         """The exception queue: approves, rejects or overrides open quality issues of one series,
         then decides their points again. Approving and overriding follow the four-eyes rule:
-        PERMISSION_DENIED for whoever sent a value of the point or set its manual value.
+        PERMISSION_DENIED (FOUR_EYES) for whoever sent a value of the point or set its manual
+        value. Needs `publish` on the series' exception queue ("series/{id}/issues").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,7 +221,36 @@ class CommandServiceServicer:
 
     def CalculateQualityMetrics(self, request, context):
         """Calculates (again) the quality metrics of a series over a window. The scheduler does it
-        for every closed window; this is for a recalculation on demand.
+        for every closed window; this is for a recalculation on demand. Needs `write` on the
+        series.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAccessPolicy(self, request, context):
+        """Adds an access policy, or replaces the one of that name. Needs `admin` on
+        "accessPolicies". ABORTED (POLICY_REVISION_MISMATCH) when `expected_revision` is not the
+        policy's current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAccessPolicy(self, request, context):
+        """Deletes an access policy. Needs `admin` on "accessPolicies". NOT_FOUND
+        (ACCESS_POLICY_NOT_FOUND) when there is no policy of that name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordAccessDenial(self, request, context):
+        """Records a refusal by another service's access checks (the query service's: the read side
+        cannot append events), as an AccessDenied event of its own stream, an audit entry of the
+        resource refused. For services only: the caller must be one of the principals of
+        QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
+        nothing more.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -253,6 +309,21 @@ def add_CommandServiceServicer_to_server(servicer, server):
                     request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CalculateQualityMetricsRequest.FromString,
                     response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
             ),
+            'SetAccessPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAccessPolicy,
+                    request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.SetAccessPolicyRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
+            ),
+            'DeleteAccessPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAccessPolicy,
+                    request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.DeleteAccessPolicyRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
+            ),
+            'RecordAccessDenial': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAccessDenial,
+                    request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.RecordAccessDenialRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'qis.data.v1.CommandService', rpc_method_handlers)
@@ -277,8 +348,11 @@ class CommandService:
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
     expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
-    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
-    (domain "qis.data") whose reason is listed in docs/errors.md.
+    unreachable; UNAUTHENTICATED without identity; PERMISSION_DENIED (ACCESS_DENIED) when the
+    access policies do not allow the caller the permission the method needs on its resource
+    (named below; docs/security.md): nothing of the command is stored, the denial is recorded.
+    Every error carries a google.rpc.ErrorInfo (domain "qis.data") whose reason is listed in
+    docs/errors.md.
     """
 
     @staticmethod
@@ -540,6 +614,87 @@ class CommandService:
             target,
             '/qis.data.v1.CommandService/CalculateQualityMetrics',
             qis_dot_data_dot_v1_dot_command__service__pb2.CalculateQualityMetricsRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAccessPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.CommandService/SetAccessPolicy',
+            qis_dot_data_dot_v1_dot_command__service__pb2.SetAccessPolicyRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAccessPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.CommandService/DeleteAccessPolicy',
+            qis_dot_data_dot_v1_dot_command__service__pb2.DeleteAccessPolicyRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAccessDenial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.CommandService/RecordAccessDenial',
+            qis_dot_data_dot_v1_dot_command__service__pb2.RecordAccessDenialRequest.SerializeToString,
             qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
             options,
             channel_credentials,

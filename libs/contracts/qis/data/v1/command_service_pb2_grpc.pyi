@@ -42,8 +42,11 @@ class CommandServiceStub:
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
     expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
-    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
-    (domain "qis.data") whose reason is listed in docs/errors.md.
+    unreachable; UNAUTHENTICATED without identity; PERMISSION_DENIED (ACCESS_DENIED) when the
+    access policies do not allow the caller the permission the method needs on its resource
+    (named below; docs/security.md): nothing of the command is stored, the denial is recorded.
+    Every error carries a google.rpc.ErrorInfo (domain "qis.data") whose reason is listed in
+    docs/errors.md.
     """
 
     @_typing.overload
@@ -51,36 +54,62 @@ class CommandServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CommandServiceAsyncStub: ...
     DefineSeries: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.DefineSeriesRequest, _command_service_pb2.CommandResponse]
-    """Defines a new series."""
+    """Defines a new series. Needs `admin` on the series."""
     EvolveSeriesSchema: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.EvolveSeriesSchemaRequest, _command_service_pb2.CommandResponse]
     """Updates the evolvable parts of a series definition (everything but data type and
-    frequency) named by the update mask, and increments its schema version.
+    frequency) named by the update mask, and increments its schema version. Needs `admin` on
+    the series.
     """
     RegisterDataSource: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.RegisterDataSourceRequest, _command_service_pb2.CommandResponse]
-    """Registers a data source."""
+    """Registers a data source. Needs `admin` on the source."""
     ConfigureDataSource: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ConfigureDataSourceRequest, _command_service_pb2.CommandResponse]
-    """Updates the parts of a data source's configuration named by the update mask."""
+    """Updates the parts of a data source's configuration named by the update mask. Needs `admin`
+    on the source.
+    """
     IngestPoints: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.IngestPointsRequest, _command_service_pb2.IngestPointsResponse]
     """Ingests a batch of points of one series from one source. All-or-nothing: one malformed
-    point rejects the batch and nothing is stored.
+    point rejects the batch and nothing is stored. Needs `write` on the series, as that source.
     """
     BulkIngest: _grpc.StreamStreamMultiCallable[_command_service_pb2.IngestPointsRequest, _command_service_pb2.BulkIngestResponse]
     """Bulk load: each request is one chunk (its command_id is the chunk id) and is answered by
-    one response, in order, once the chunk is committed or rejected. A malformed chunk is
-    answered with its error and the stream goes on.
+    one response, in order, once the chunk is committed or rejected. A malformed or refused
+    chunk is answered with its error and the stream goes on. Each chunk needs what
+    IngestPoints needs.
     """
     PublishPoints: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.PublishPointsRequest, _command_service_pb2.CommandResponse]
-    """Publishes the current reconciled value of the given points (manual approval)."""
+    """Publishes the current reconciled value of the given points (manual approval). Needs
+    `publish` on the series.
+    """
     RestatePoint: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.RestatePointRequest, _command_service_pb2.CommandResponse]
-    """Corrects a published point: a new version with a reason; the old one stays in history."""
+    """Corrects a published point: a new version with a reason; the old one stays in history.
+    Needs `publish` on the series.
+    """
     ResolveQualityIssues: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ResolveQualityIssuesRequest, _command_service_pb2.CommandResponse]
     """The exception queue: approves, rejects or overrides open quality issues of one series,
     then decides their points again. Approving and overriding follow the four-eyes rule:
-    PERMISSION_DENIED for whoever sent a value of the point or set its manual value.
+    PERMISSION_DENIED (FOUR_EYES) for whoever sent a value of the point or set its manual
+    value. Needs `publish` on the series' exception queue ("series/{id}/issues").
     """
     CalculateQualityMetrics: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.CalculateQualityMetricsRequest, _command_service_pb2.CommandResponse]
     """Calculates (again) the quality metrics of a series over a window. The scheduler does it
-    for every closed window; this is for a recalculation on demand.
+    for every closed window; this is for a recalculation on demand. Needs `write` on the
+    series.
+    """
+    SetAccessPolicy: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.SetAccessPolicyRequest, _command_service_pb2.CommandResponse]
+    """Adds an access policy, or replaces the one of that name. Needs `admin` on
+    "accessPolicies". ABORTED (POLICY_REVISION_MISMATCH) when `expected_revision` is not the
+    policy's current one.
+    """
+    DeleteAccessPolicy: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.DeleteAccessPolicyRequest, _command_service_pb2.CommandResponse]
+    """Deletes an access policy. Needs `admin` on "accessPolicies". NOT_FOUND
+    (ACCESS_POLICY_NOT_FOUND) when there is no policy of that name.
+    """
+    RecordAccessDenial: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.RecordAccessDenialRequest, _command_service_pb2.CommandResponse]
+    """Records a refusal by another service's access checks (the query service's: the read side
+    cannot append events), as an AccessDenied event of its own stream, an audit entry of the
+    resource refused. For services only: the caller must be one of the principals of
+    QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
+    nothing more.
     """
 
 @_typing.type_check_only
@@ -100,42 +129,71 @@ class CommandServiceAsyncStub(CommandServiceStub):
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
     expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
-    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
-    (domain "qis.data") whose reason is listed in docs/errors.md.
+    unreachable; UNAUTHENTICATED without identity; PERMISSION_DENIED (ACCESS_DENIED) when the
+    access policies do not allow the caller the permission the method needs on its resource
+    (named below; docs/security.md): nothing of the command is stored, the denial is recorded.
+    Every error carries a google.rpc.ErrorInfo (domain "qis.data") whose reason is listed in
+    docs/errors.md.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     DefineSeries: _aio.UnaryUnaryMultiCallable[_command_service_pb2.DefineSeriesRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
-    """Defines a new series."""
+    """Defines a new series. Needs `admin` on the series."""
     EvolveSeriesSchema: _aio.UnaryUnaryMultiCallable[_command_service_pb2.EvolveSeriesSchemaRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
     """Updates the evolvable parts of a series definition (everything but data type and
-    frequency) named by the update mask, and increments its schema version.
+    frequency) named by the update mask, and increments its schema version. Needs `admin` on
+    the series.
     """
     RegisterDataSource: _aio.UnaryUnaryMultiCallable[_command_service_pb2.RegisterDataSourceRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
-    """Registers a data source."""
+    """Registers a data source. Needs `admin` on the source."""
     ConfigureDataSource: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ConfigureDataSourceRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
-    """Updates the parts of a data source's configuration named by the update mask."""
+    """Updates the parts of a data source's configuration named by the update mask. Needs `admin`
+    on the source.
+    """
     IngestPoints: _aio.UnaryUnaryMultiCallable[_command_service_pb2.IngestPointsRequest, _command_service_pb2.IngestPointsResponse]  # type: ignore[assignment]
     """Ingests a batch of points of one series from one source. All-or-nothing: one malformed
-    point rejects the batch and nothing is stored.
+    point rejects the batch and nothing is stored. Needs `write` on the series, as that source.
     """
     BulkIngest: _aio.StreamStreamMultiCallable[_command_service_pb2.IngestPointsRequest, _command_service_pb2.BulkIngestResponse]  # type: ignore[assignment]
     """Bulk load: each request is one chunk (its command_id is the chunk id) and is answered by
-    one response, in order, once the chunk is committed or rejected. A malformed chunk is
-    answered with its error and the stream goes on.
+    one response, in order, once the chunk is committed or rejected. A malformed or refused
+    chunk is answered with its error and the stream goes on. Each chunk needs what
+    IngestPoints needs.
     """
     PublishPoints: _aio.UnaryUnaryMultiCallable[_command_service_pb2.PublishPointsRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
-    """Publishes the current reconciled value of the given points (manual approval)."""
+    """Publishes the current reconciled value of the given points (manual approval). Needs
+    `publish` on the series.
+    """
     RestatePoint: _aio.UnaryUnaryMultiCallable[_command_service_pb2.RestatePointRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
-    """Corrects a published point: a new version with a reason; the old one stays in history."""
+    """Corrects a published point: a new version with a reason; the old one stays in history.
+    Needs `publish` on the series.
+    """
     ResolveQualityIssues: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ResolveQualityIssuesRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
     """The exception queue: approves, rejects or overrides open quality issues of one series,
     then decides their points again. Approving and overriding follow the four-eyes rule:
-    PERMISSION_DENIED for whoever sent a value of the point or set its manual value.
+    PERMISSION_DENIED (FOUR_EYES) for whoever sent a value of the point or set its manual
+    value. Needs `publish` on the series' exception queue ("series/{id}/issues").
     """
     CalculateQualityMetrics: _aio.UnaryUnaryMultiCallable[_command_service_pb2.CalculateQualityMetricsRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
     """Calculates (again) the quality metrics of a series over a window. The scheduler does it
-    for every closed window; this is for a recalculation on demand.
+    for every closed window; this is for a recalculation on demand. Needs `write` on the
+    series.
+    """
+    SetAccessPolicy: _aio.UnaryUnaryMultiCallable[_command_service_pb2.SetAccessPolicyRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
+    """Adds an access policy, or replaces the one of that name. Needs `admin` on
+    "accessPolicies". ABORTED (POLICY_REVISION_MISMATCH) when `expected_revision` is not the
+    policy's current one.
+    """
+    DeleteAccessPolicy: _aio.UnaryUnaryMultiCallable[_command_service_pb2.DeleteAccessPolicyRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
+    """Deletes an access policy. Needs `admin` on "accessPolicies". NOT_FOUND
+    (ACCESS_POLICY_NOT_FOUND) when there is no policy of that name.
+    """
+    RecordAccessDenial: _aio.UnaryUnaryMultiCallable[_command_service_pb2.RecordAccessDenialRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
+    """Records a refusal by another service's access checks (the query service's: the read side
+    cannot append events), as an AccessDenied event of its own stream, an audit entry of the
+    resource refused. For services only: the caller must be one of the principals of
+    QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
+    nothing more.
     """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -154,8 +212,11 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
     command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
     expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
-    unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
-    (domain "qis.data") whose reason is listed in docs/errors.md.
+    unreachable; UNAUTHENTICATED without identity; PERMISSION_DENIED (ACCESS_DENIED) when the
+    access policies do not allow the caller the permission the method needs on its resource
+    (named below; docs/security.md): nothing of the command is stored, the denial is recorded.
+    Every error carries a google.rpc.ErrorInfo (domain "qis.data") whose reason is listed in
+    docs/errors.md.
     """
 
     @_abc_1.abstractmethod
@@ -164,7 +225,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.DefineSeriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
-        """Defines a new series."""
+        """Defines a new series. Needs `admin` on the series."""
 
     @_abc_1.abstractmethod
     def EvolveSeriesSchema(
@@ -173,7 +234,8 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
         """Updates the evolvable parts of a series definition (everything but data type and
-        frequency) named by the update mask, and increments its schema version.
+        frequency) named by the update mask, and increments its schema version. Needs `admin` on
+        the series.
         """
 
     @_abc_1.abstractmethod
@@ -182,7 +244,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.RegisterDataSourceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
-        """Registers a data source."""
+        """Registers a data source. Needs `admin` on the source."""
 
     @_abc_1.abstractmethod
     def ConfigureDataSource(
@@ -190,7 +252,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ConfigureDataSourceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
-        """Updates the parts of a data source's configuration named by the update mask."""
+        """Updates the parts of a data source's configuration named by the update mask. Needs `admin`
+        on the source.
+        """
 
     @_abc_1.abstractmethod
     def IngestPoints(
@@ -199,7 +263,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.IngestPointsResponse, _abc.Awaitable[_command_service_pb2.IngestPointsResponse]]:
         """Ingests a batch of points of one series from one source. All-or-nothing: one malformed
-        point rejects the batch and nothing is stored.
+        point rejects the batch and nothing is stored. Needs `write` on the series, as that source.
         """
 
     @_abc_1.abstractmethod
@@ -209,8 +273,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_command_service_pb2.BulkIngestResponse], _abc.AsyncIterator[_command_service_pb2.BulkIngestResponse]]:
         """Bulk load: each request is one chunk (its command_id is the chunk id) and is answered by
-        one response, in order, once the chunk is committed or rejected. A malformed chunk is
-        answered with its error and the stream goes on.
+        one response, in order, once the chunk is committed or rejected. A malformed or refused
+        chunk is answered with its error and the stream goes on. Each chunk needs what
+        IngestPoints needs.
         """
 
     @_abc_1.abstractmethod
@@ -219,7 +284,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.PublishPointsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
-        """Publishes the current reconciled value of the given points (manual approval)."""
+        """Publishes the current reconciled value of the given points (manual approval). Needs
+        `publish` on the series.
+        """
 
     @_abc_1.abstractmethod
     def RestatePoint(
@@ -227,7 +294,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.RestatePointRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
-        """Corrects a published point: a new version with a reason; the old one stays in history."""
+        """Corrects a published point: a new version with a reason; the old one stays in history.
+        Needs `publish` on the series.
+        """
 
     @_abc_1.abstractmethod
     def ResolveQualityIssues(
@@ -237,7 +306,8 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
         """The exception queue: approves, rejects or overrides open quality issues of one series,
         then decides their points again. Approving and overriding follow the four-eyes rule:
-        PERMISSION_DENIED for whoever sent a value of the point or set its manual value.
+        PERMISSION_DENIED (FOUR_EYES) for whoever sent a value of the point or set its manual
+        value. Needs `publish` on the series' exception queue ("series/{id}/issues").
         """
 
     @_abc_1.abstractmethod
@@ -247,7 +317,42 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
         """Calculates (again) the quality metrics of a series over a window. The scheduler does it
-        for every closed window; this is for a recalculation on demand.
+        for every closed window; this is for a recalculation on demand. Needs `write` on the
+        series.
+        """
+
+    @_abc_1.abstractmethod
+    def SetAccessPolicy(
+        self,
+        request: _command_service_pb2.SetAccessPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
+        """Adds an access policy, or replaces the one of that name. Needs `admin` on
+        "accessPolicies". ABORTED (POLICY_REVISION_MISMATCH) when `expected_revision` is not the
+        policy's current one.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteAccessPolicy(
+        self,
+        request: _command_service_pb2.DeleteAccessPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
+        """Deletes an access policy. Needs `admin` on "accessPolicies". NOT_FOUND
+        (ACCESS_POLICY_NOT_FOUND) when there is no policy of that name.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordAccessDenial(
+        self,
+        request: _command_service_pb2.RecordAccessDenialRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
+        """Records a refusal by another service's access checks (the query service's: the read side
+        cannot append events), as an AccessDenied event of its own stream, an audit entry of the
+        resource refused. For services only: the caller must be one of the principals of
+        QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
+        nothing more.
         """
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

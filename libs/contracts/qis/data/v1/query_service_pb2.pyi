@@ -113,7 +113,9 @@ class OfficialValue(_message.Message):
     official...
     """
     supersede_position: _builtins.int
-    """...and of the one that superseded it; 0 while the version is current."""
+    """...and of the one that superseded it; 0 while the version is current. Set in
+    GetPointHistory answers only, as supersede_time: 0 in every answer about one time.
+    """
     method: Global___ValueMethod.ValueType
     """How the value was made."""
     reason: _builtins.str
@@ -134,7 +136,11 @@ class OfficialValue(_message.Message):
 
     @_builtins.property
     def supersede_time(self) -> _timestamp_pb2.Timestamp:
-        """...and when a later version superseded it; unset while it is the official one."""
+        """...and when a later version superseded it; unset while it is the official one. Set in
+        GetPointHistory answers only: an answer about one time (QueryRange, GetValues, latest or
+        as of a time or position) gives each value as the official one it was then, so it carries
+        no supersede time (that would be knowledge from after the time asked).
+        """
 
     @_builtins.property
     def sources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -238,7 +244,9 @@ class OfficialValueColumns(_message.Message):
 
     @_builtins.property
     def supersede_positions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """OfficialValue.supersede_position (0 while current)."""
+        """OfficialValue.supersede_position: 0 in these answers, which are about one time (latest, as
+        of a time or a position); a value's later history is GetPointHistory's.
+        """
 
     @_builtins.property
     def methods(self) -> _containers.RepeatedScalarFieldContainer[Global___ValueMethod.ValueType]:
@@ -727,9 +735,10 @@ class ListAuditEntriesRequest(_message.Message):
     """Whose entries: "series/{series_id}", "sources/{source_id}", or "-" for every entry."""
     filter: _builtins.str
     """AIP-160 filter: comparisons joined by AND, on `snap_time` (=; series only),
-    `commit_time` (=, !=, <, <=, >, >=), `user` and `action` (=, !=, quoted strings); times
-    are quoted RFC 3339 with an offset and at most 6 fraction digits. E.g.
-    `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
+    `commit_time` (=, !=, <, <=, >, >=), `user`, `action` and `resource` (=, !=, quoted
+    strings; `resource` is AuditEntry.resource); times are quoted RFC 3339 with an offset and
+    at most 6 fraction digits. E.g. `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`,
+    or `action = "AccessDenied"` for the refusals by the access policies.
     Empty: every entry of the parent. At most 1,024 characters. A malformed filter is
     INVALID_ARGUMENT naming `filter`. A series the read model does not know is NOT_FOUND; a
     source without entries has none.
@@ -780,7 +789,10 @@ class AuditEntry(_message.Message):
     command_id: _builtins.str
     """The command's command_id."""
     resource: _builtins.str
-    """The resource acted on: "series/{series_id}" or "sources/{source_id}"."""
+    """The resource acted on: "series/{series_id}", "sources/{source_id}", or another resource's
+    name: "accessPolicies/{access_policy}" for a policy's changes, and for a denial of a
+    resource that is neither a series nor a source, that resource ("accessPolicies", "*").
+    """
     commit_position: _builtins.int
     """Commit position of the event."""
     @_builtins.property

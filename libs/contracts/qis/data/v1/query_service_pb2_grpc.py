@@ -37,6 +37,11 @@ class QueryServiceStub:
 
     A request larger than the service accepts (256 KiB by default, far more than any valid one)
     is refused with RESOURCE_EXHAUSTED before it is read.
+
+    Access: with the access policies enforced (docs/security.md), each method needs `read` on
+    what it reads (named below), checked once the request is found well-formed and before
+    anything is read: PERMISSION_DENIED (ACCESS_DENIED) otherwise, whose record the command
+    service keeps (an audit entry). Listings of several series show only what the caller may read.
     """
 
     def __init__(self, channel):
@@ -103,6 +108,11 @@ class QueryServiceServicer:
 
     A request larger than the service accepts (256 KiB by default, far more than any valid one)
     is refused with RESOURCE_EXHAUSTED before it is read.
+
+    Access: with the access policies enforced (docs/security.md), each method needs `read` on
+    what it reads (named below), checked once the request is found well-formed and before
+    anything is read: PERMISSION_DENIED (ACCESS_DENIED) otherwise, whose record the command
+    service keeps (an audit entry). Listings of several series show only what the caller may read.
     """
 
     def QueryRange(self, request, context):
@@ -113,7 +123,7 @@ class QueryServiceServicer:
         messages set by the service (by default 250,000 points and 10,000 messages, a few seconds
         of streaming). A call that stops there ends normally and its last message carries a
         next_page_token: call again with it as page_token to continue. The range is complete when
-        a message carries an empty next_page_token.
+        a message carries an empty next_page_token. Needs `read` on the series.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +132,7 @@ class QueryServiceServicer:
     def GetValues(self, request, context):
         """The official values of given points: latest, or as known at a past time or position.
         Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
+        Needs `read` on the series.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,21 +140,21 @@ class QueryServiceServicer:
 
     def GetPointHistory(self, request, context):
         """Every version of one point, with the per-source observations it was made from, paged in
-        commit order.
+        commit order. Needs `read` on the series.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSeries(self, request, context):
-        """The current definition of one series.
+        """The current definition of one series. Needs `read` on the series.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListSeries(self, request, context):
-        """The series catalogue, by series id, paged.
+        """The series catalogue, by series id, paged: the series the caller may read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,7 +162,8 @@ class QueryServiceServicer:
 
     def ListAuditEntries(self, request, context):
         """Who did what, when: for a series, a data source or everything, filtered by point, time,
-        user and action.
+        user, action and resource. Needs `read` on the series or the source; of everything, `read`
+        (or `admin`) on "*".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,7 +176,10 @@ class QueryServiceServicer:
         server will not buffer for it without bound); it resumes from its last token without a
         gap. A caller may have a bounded number of subscriptions open at once
         (100 by default; one subscription can follow several series, or all of them), and the
-        service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
+        service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED. Needs
+        `read` on each series named, and ends with PERMISSION_DENIED at the first change of one the
+        caller may no longer read; a subscription to every series sends only the changes of those
+        the caller may read, as decided when each is sent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,14 +187,15 @@ class QueryServiceServicer:
 
     def ListQualityIssues(self, request, context):
         """The exception queue: quality issues of a series or of all series, filtered by rule,
-        severity, status, source, point and age.
+        severity, status, source, point and age. Needs `read` on the series' queue
+        ("series/{id}/issues"); of all series, lists the queues the caller may read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListQualityMetrics(self, request, context):
-        """Quality metrics of a series, per window.
+        """Quality metrics of a series, per window. Needs `read` on the series.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,6 +268,11 @@ class QueryService:
 
     A request larger than the service accepts (256 KiB by default, far more than any valid one)
     is refused with RESOURCE_EXHAUSTED before it is read.
+
+    Access: with the access policies enforced (docs/security.md), each method needs `read` on
+    what it reads (named below), checked once the request is found well-formed and before
+    anything is read: PERMISSION_DENIED (ACCESS_DENIED) otherwise, whose record the command
+    service keeps (an audit entry). Listings of several series show only what the caller may read.
     """
 
     @staticmethod

@@ -38,6 +38,11 @@ class QueryServiceStub:
 
     A request larger than the service accepts (256 KiB by default, far more than any valid one)
     is refused with RESOURCE_EXHAUSTED before it is read.
+
+    Access: with the access policies enforced (docs/security.md), each method needs `read` on
+    what it reads (named below), checked once the request is found well-formed and before
+    anything is read: PERMISSION_DENIED (ACCESS_DENIED) otherwise, whose record the command
+    service keeps (an audit entry). Listings of several series show only what the caller may read.
     """
 
     @_typing.overload
@@ -52,23 +57,25 @@ class QueryServiceStub:
     messages set by the service (by default 250,000 points and 10,000 messages, a few seconds
     of streaming). A call that stops there ends normally and its last message carries a
     next_page_token: call again with it as page_token to continue. The range is complete when
-    a message carries an empty next_page_token.
+    a message carries an empty next_page_token. Needs `read` on the series.
     """
     GetValues: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetValuesRequest, _query_service_pb2.GetValuesResponse]
     """The official values of given points: latest, or as known at a past time or position.
     Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
+    Needs `read` on the series.
     """
     GetPointHistory: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetPointHistoryRequest, _query_service_pb2.GetPointHistoryResponse]
     """Every version of one point, with the per-source observations it was made from, paged in
-    commit order.
+    commit order. Needs `read` on the series.
     """
     GetSeries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetSeriesRequest, _series_pb2.Series]
-    """The current definition of one series."""
+    """The current definition of one series. Needs `read` on the series."""
     ListSeries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListSeriesRequest, _query_service_pb2.ListSeriesResponse]
-    """The series catalogue, by series id, paged."""
+    """The series catalogue, by series id, paged: the series the caller may read."""
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListAuditEntriesRequest, _query_service_pb2.ListAuditEntriesResponse]
     """Who did what, when: for a series, a data source or everything, filtered by point, time,
-    user and action.
+    user, action and resource. Needs `read` on the series or the source; of everything, `read`
+    (or `admin`) on "*".
     """
     Subscribe: _grpc.UnaryStreamMultiCallable[_query_service_pb2.SubscribeRequest, _query_service_pb2.SubscribeResponse]
     """New and restated official values: catch-up from a position, then live. At-least-once,
@@ -77,14 +84,18 @@ class QueryServiceStub:
     server will not buffer for it without bound); it resumes from its last token without a
     gap. A caller may have a bounded number of subscriptions open at once
     (100 by default; one subscription can follow several series, or all of them), and the
-    service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
+    service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED. Needs
+    `read` on each series named, and ends with PERMISSION_DENIED at the first change of one the
+    caller may no longer read; a subscription to every series sends only the changes of those
+    the caller may read, as decided when each is sent.
     """
     ListQualityIssues: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityIssuesRequest, _query_service_pb2.ListQualityIssuesResponse]
     """The exception queue: quality issues of a series or of all series, filtered by rule,
-    severity, status, source, point and age.
+    severity, status, source, point and age. Needs `read` on the series' queue
+    ("series/{id}/issues"); of all series, lists the queues the caller may read.
     """
     ListQualityMetrics: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityMetricsRequest, _query_service_pb2.ListQualityMetricsResponse]
-    """Quality metrics of a series, per window."""
+    """Quality metrics of a series, per window. Needs `read` on the series."""
 
 @_typing.type_check_only
 class QueryServiceAsyncStub(QueryServiceStub):
@@ -98,6 +109,11 @@ class QueryServiceAsyncStub(QueryServiceStub):
 
     A request larger than the service accepts (256 KiB by default, far more than any valid one)
     is refused with RESOURCE_EXHAUSTED before it is read.
+
+    Access: with the access policies enforced (docs/security.md), each method needs `read` on
+    what it reads (named below), checked once the request is found well-formed and before
+    anything is read: PERMISSION_DENIED (ACCESS_DENIED) otherwise, whose record the command
+    service keeps (an audit entry). Listings of several series show only what the caller may read.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -109,23 +125,25 @@ class QueryServiceAsyncStub(QueryServiceStub):
     messages set by the service (by default 250,000 points and 10,000 messages, a few seconds
     of streaming). A call that stops there ends normally and its last message carries a
     next_page_token: call again with it as page_token to continue. The range is complete when
-    a message carries an empty next_page_token.
+    a message carries an empty next_page_token. Needs `read` on the series.
     """
     GetValues: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetValuesRequest, _query_service_pb2.GetValuesResponse]  # type: ignore[assignment]
     """The official values of given points: latest, or as known at a past time or position.
     Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
+    Needs `read` on the series.
     """
     GetPointHistory: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetPointHistoryRequest, _query_service_pb2.GetPointHistoryResponse]  # type: ignore[assignment]
     """Every version of one point, with the per-source observations it was made from, paged in
-    commit order.
+    commit order. Needs `read` on the series.
     """
     GetSeries: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetSeriesRequest, _series_pb2.Series]  # type: ignore[assignment]
-    """The current definition of one series."""
+    """The current definition of one series. Needs `read` on the series."""
     ListSeries: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListSeriesRequest, _query_service_pb2.ListSeriesResponse]  # type: ignore[assignment]
-    """The series catalogue, by series id, paged."""
+    """The series catalogue, by series id, paged: the series the caller may read."""
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListAuditEntriesRequest, _query_service_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Who did what, when: for a series, a data source or everything, filtered by point, time,
-    user and action.
+    user, action and resource. Needs `read` on the series or the source; of everything, `read`
+    (or `admin`) on "*".
     """
     Subscribe: _aio.UnaryStreamMultiCallable[_query_service_pb2.SubscribeRequest, _query_service_pb2.SubscribeResponse]  # type: ignore[assignment]
     """New and restated official values: catch-up from a position, then live. At-least-once,
@@ -134,14 +152,18 @@ class QueryServiceAsyncStub(QueryServiceStub):
     server will not buffer for it without bound); it resumes from its last token without a
     gap. A caller may have a bounded number of subscriptions open at once
     (100 by default; one subscription can follow several series, or all of them), and the
-    service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
+    service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED. Needs
+    `read` on each series named, and ends with PERMISSION_DENIED at the first change of one the
+    caller may no longer read; a subscription to every series sends only the changes of those
+    the caller may read, as decided when each is sent.
     """
     ListQualityIssues: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityIssuesRequest, _query_service_pb2.ListQualityIssuesResponse]  # type: ignore[assignment]
     """The exception queue: quality issues of a series or of all series, filtered by rule,
-    severity, status, source, point and age.
+    severity, status, source, point and age. Needs `read` on the series' queue
+    ("series/{id}/issues"); of all series, lists the queues the caller may read.
     """
     ListQualityMetrics: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListQualityMetricsRequest, _query_service_pb2.ListQualityMetricsResponse]  # type: ignore[assignment]
-    """Quality metrics of a series, per window."""
+    """Quality metrics of a series, per window. Needs `read` on the series."""
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The read side: official values now, as known at any past time (bitemporal), their history,
@@ -154,6 +176,11 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
 
     A request larger than the service accepts (256 KiB by default, far more than any valid one)
     is refused with RESOURCE_EXHAUSTED before it is read.
+
+    Access: with the access policies enforced (docs/security.md), each method needs `read` on
+    what it reads (named below), checked once the request is found well-formed and before
+    anything is read: PERMISSION_DENIED (ACCESS_DENIED) otherwise, whose record the command
+    service keeps (an audit entry). Listings of several series show only what the caller may read.
     """
 
     @_abc_1.abstractmethod
@@ -169,7 +196,7 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         messages set by the service (by default 250,000 points and 10,000 messages, a few seconds
         of streaming). A call that stops there ends normally and its last message carries a
         next_page_token: call again with it as page_token to continue. The range is complete when
-        a message carries an empty next_page_token.
+        a message carries an empty next_page_token. Needs `read` on the series.
         """
 
     @_abc_1.abstractmethod
@@ -180,6 +207,7 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_query_service_pb2.GetValuesResponse, _abc.Awaitable[_query_service_pb2.GetValuesResponse]]:
         """The official values of given points: latest, or as known at a past time or position.
         Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
+        Needs `read` on the series.
         """
 
     @_abc_1.abstractmethod
@@ -189,7 +217,7 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.GetPointHistoryResponse, _abc.Awaitable[_query_service_pb2.GetPointHistoryResponse]]:
         """Every version of one point, with the per-source observations it was made from, paged in
-        commit order.
+        commit order. Needs `read` on the series.
         """
 
     @_abc_1.abstractmethod
@@ -198,7 +226,7 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_service_pb2.GetSeriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_series_pb2.Series, _abc.Awaitable[_series_pb2.Series]]:
-        """The current definition of one series."""
+        """The current definition of one series. Needs `read` on the series."""
 
     @_abc_1.abstractmethod
     def ListSeries(
@@ -206,7 +234,7 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_service_pb2.ListSeriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.ListSeriesResponse, _abc.Awaitable[_query_service_pb2.ListSeriesResponse]]:
-        """The series catalogue, by series id, paged."""
+        """The series catalogue, by series id, paged: the series the caller may read."""
 
     @_abc_1.abstractmethod
     def ListAuditEntries(
@@ -215,7 +243,8 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.ListAuditEntriesResponse, _abc.Awaitable[_query_service_pb2.ListAuditEntriesResponse]]:
         """Who did what, when: for a series, a data source or everything, filtered by point, time,
-        user and action.
+        user, action and resource. Needs `read` on the series or the source; of everything, `read`
+        (or `admin`) on "*".
         """
 
     @_abc_1.abstractmethod
@@ -230,7 +259,10 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         server will not buffer for it without bound); it resumes from its last token without a
         gap. A caller may have a bounded number of subscriptions open at once
         (100 by default; one subscription can follow several series, or all of them), and the
-        service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
+        service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED. Needs
+        `read` on each series named, and ends with PERMISSION_DENIED at the first change of one the
+        caller may no longer read; a subscription to every series sends only the changes of those
+        the caller may read, as decided when each is sent.
         """
 
     @_abc_1.abstractmethod
@@ -240,7 +272,8 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.ListQualityIssuesResponse, _abc.Awaitable[_query_service_pb2.ListQualityIssuesResponse]]:
         """The exception queue: quality issues of a series or of all series, filtered by rule,
-        severity, status, source, point and age.
+        severity, status, source, point and age. Needs `read` on the series' queue
+        ("series/{id}/issues"); of all series, lists the queues the caller may read.
         """
 
     @_abc_1.abstractmethod
@@ -249,6 +282,6 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_service_pb2.ListQualityMetricsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.ListQualityMetricsResponse, _abc.Awaitable[_query_service_pb2.ListQualityMetricsResponse]]:
-        """Quality metrics of a series, per window."""
+        """Quality metrics of a series, per window. Needs `read` on the series."""
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -69,6 +69,40 @@ FREQUENCY_MONTHLY: Frequency.ValueType  # 7
 """At most one value per month."""
 Global___Frequency: _TypeAlias = Frequency  # noqa: Y015
 
+class _DataClassification:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DataClassificationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataClassification.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DATA_CLASSIFICATION_UNSPECIFIED: _DataClassification.ValueType  # 0
+    """Not set: INTERNAL where a series is defined or evolved."""
+    DATA_CLASSIFICATION_PUBLIC: _DataClassification.ValueType  # 1
+    """Anyone may know it."""
+    DATA_CLASSIFICATION_INTERNAL: _DataClassification.ValueType  # 2
+    """The organisation's own; the default."""
+    DATA_CLASSIFICATION_CONFIDENTIAL: _DataClassification.ValueType  # 3
+    """A limited group's."""
+    DATA_CLASSIFICATION_RESTRICTED: _DataClassification.ValueType  # 4
+    """Named people's only."""
+
+class DataClassification(_DataClassification, metaclass=_DataClassificationEnumTypeWrapper):
+    """How sensitive a series' data is, from the least to the most. Access policies may allow up to
+    a level (ClassificationLimit in access.proto).
+    """
+
+DATA_CLASSIFICATION_UNSPECIFIED: DataClassification.ValueType  # 0
+"""Not set: INTERNAL where a series is defined or evolved."""
+DATA_CLASSIFICATION_PUBLIC: DataClassification.ValueType  # 1
+"""Anyone may know it."""
+DATA_CLASSIFICATION_INTERNAL: DataClassification.ValueType  # 2
+"""The organisation's own; the default."""
+DATA_CLASSIFICATION_CONFIDENTIAL: DataClassification.ValueType  # 3
+"""A limited group's."""
+DATA_CLASSIFICATION_RESTRICTED: DataClassification.ValueType  # 4
+"""Named people's only."""
+Global___DataClassification: _TypeAlias = DataClassification  # noqa: Y015
+
 class _ReconciliationMethod:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -164,6 +198,7 @@ class Series(_message.Message):
     PUBLICATION_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    CLASSIFICATION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "series/{series_id}": set by the service on definition (from the request's
     series_id), and what identifies the series in an update (EvolveSeriesSchema).
@@ -190,6 +225,10 @@ class Series(_message.Message):
     """Free text for humans, at most 1,024 characters."""
     schema_version: _builtins.int
     """Incremented by every schema evolution; 1 after definition."""
+    classification: Global___DataClassification.ValueType
+    """How sensitive its data is; unset: INTERNAL. Changed by EvolveSeriesSchema (update mask
+    "classification"), which needs `admin` on the series at the higher of the two levels.
+    """
     @_builtins.property
     def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeriesSource]:
         """Sources allowed to contribute values, with their priority."""
@@ -222,10 +261,11 @@ class Series(_message.Message):
         publication: Global___PublicationPolicy | None = ...,
         description: _builtins.str = ...,
         schema_version: _builtins.int = ...,
+        classification: Global___DataClassification.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["publication", b"publication", "reconciliation", b"reconciliation", "validation", b"validation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "data_type", b"data_type", "description", b"description", "frequency", b"frequency", "name", b"name", "precision", b"precision", "publication", b"publication", "reconciliation", b"reconciliation", "schema_version", b"schema_version", "sources", b"sources", "time_zone", b"time_zone", "unit", b"unit", "validation", b"validation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "classification", b"classification", "data_type", b"data_type", "description", b"description", "frequency", b"frequency", "name", b"name", "precision", b"precision", "publication", b"publication", "reconciliation", b"reconciliation", "schema_version", b"schema_version", "sources", b"sources", "time_zone", b"time_zone", "unit", b"unit", "validation", b"validation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -215,8 +215,8 @@ type EvolveSeriesSchemaRequest struct {
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The fields of `series` to update (AIP-134), top-level field names: "unit", "precision",
 	// "time_zone", "calendar", "sources", "validation", "reconciliation", "publication",
-	// "description". A named field that is unset in `series` is cleared. "*" replaces every
-	// evolvable field. Unset: the fields set in `series` (a field cannot be cleared this way).
+	// "description", "classification". A named field that is unset in `series` is cleared. "*"
+	// replaces every evolvable field. Unset: the fields set in `series` (a field cannot be cleared this way).
 	// Naming "data_type" or "frequency" with a different value is FAILED_PRECONDITION
 	// (IMMUTABLE_FIELD); naming "name" or "schema_version", or an unknown field, is
 	// INVALID_ARGUMENT.
@@ -1058,11 +1058,216 @@ func (x *CalculateQualityMetricsRequest) GetEndTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// Request of CommandService.SetAccessPolicy.
+type SetAccessPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// The whole policy; `policy.name` ("accessPolicies/{policy_id}") names the policy to add or
+	// replace.
+	Policy *AccessPolicy `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Why access changes, for the audit trail; at most 1,024 characters.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Optimistic concurrency: the revision the change was made from (AccessPolicy.revision).
+	// When it is no longer the current one the request is ABORTED (POLICY_REVISION_MISMATCH).
+	// 0: no check.
+	ExpectedRevision int32 `protobuf:"varint,4,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SetAccessPolicyRequest) Reset() {
+	*x = SetAccessPolicyRequest{}
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAccessPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAccessPolicyRequest) ProtoMessage() {}
+
+func (x *SetAccessPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAccessPolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetAccessPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetAccessPolicyRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *SetAccessPolicyRequest) GetPolicy() *AccessPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *SetAccessPolicyRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SetAccessPolicyRequest) GetExpectedRevision() int32 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+// Request of CommandService.DeleteAccessPolicy.
+type DeleteAccessPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// Resource name of the policy, "accessPolicies/{policy_id}".
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Why access changes, for the audit trail; at most 1,024 characters.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// As SetAccessPolicyRequest.expected_revision.
+	ExpectedRevision int32 `protobuf:"varint,4,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DeleteAccessPolicyRequest) Reset() {
+	*x = DeleteAccessPolicyRequest{}
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAccessPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAccessPolicyRequest) ProtoMessage() {}
+
+func (x *DeleteAccessPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAccessPolicyRequest.ProtoReflect.Descriptor instead.
+func (*DeleteAccessPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DeleteAccessPolicyRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *DeleteAccessPolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteAccessPolicyRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeleteAccessPolicyRequest) GetExpectedRevision() int32 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+// Request of CommandService.RecordAccessDenial.
+type RecordAccessDenialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the refusing service, unique per denial (it names the denial's record, which
+	// the refused caller is told): 1 to 128 of letters, digits and "._-:".
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// What was refused, to whom, and why.
+	Denial        *AccessDenial `protobuf:"bytes,2,opt,name=denial,proto3" json:"denial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordAccessDenialRequest) Reset() {
+	*x = RecordAccessDenialRequest{}
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordAccessDenialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordAccessDenialRequest) ProtoMessage() {}
+
+func (x *RecordAccessDenialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordAccessDenialRequest.ProtoReflect.Descriptor instead.
+func (*RecordAccessDenialRequest) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RecordAccessDenialRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *RecordAccessDenialRequest) GetDenial() *AccessDenial {
+	if x != nil {
+		return x.Denial
+	}
+	return nil
+}
+
 var File_qis_data_v1_command_service_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\n" +
-	"!qis/data/v1/command_service.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"X\n" +
+	"!qis/data/v1/command_service.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18qis/data/v1/access.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"X\n" +
 	"\x0fCommandResponse\x12'\n" +
 	"\x0fcommit_position\x18\x01 \x01(\x04R\x0ecommitPosition\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x90\x01\n" +
@@ -1147,13 +1352,29 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\x06series\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12?\n" +
 	"\n" +
 	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tstartTime\x12;\n" +
-	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\aendTime*p\n" +
+	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\aendTime\"\xc1\x01\n" +
+	"\x16SetAccessPolicyRequest\x12#\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x127\n" +
+	"\x06policy\x18\x02 \x01(\v2\x19.qis.data.v1.AccessPolicyB\x04\xe2A\x01\x02R\x06policy\x12\x1c\n" +
+	"\x06reason\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x06reason\x12+\n" +
+	"\x11expected_revision\x18\x04 \x01(\x05R\x10expectedRevision\"\xa5\x01\n" +
+	"\x19DeleteAccessPolicyRequest\x12#\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x18\n" +
+	"\x04name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1c\n" +
+	"\x06reason\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x06reason\x12+\n" +
+	"\x11expected_revision\x18\x04 \x01(\x05R\x10expectedRevision\"y\n" +
+	"\x19RecordAccessDenialRequest\x12#\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x127\n" +
+	"\x06denial\x18\x02 \x01(\v2\x19.qis.data.v1.AccessDenialB\x04\xe2A\x01\x02R\x06denial*p\n" +
 	"\n" +
 	"Resolution\x12\x1a\n" +
 	"\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RESOLUTION_APPROVE\x10\x01\x12\x15\n" +
 	"\x11RESOLUTION_REJECT\x10\x02\x12\x17\n" +
-	"\x13RESOLUTION_OVERRIDE\x10\x032\x88\a\n" +
+	"\x13RESOLUTION_OVERRIDE\x10\x032\x96\t\n" +
 	"\x0eCommandService\x12N\n" +
 	"\fDefineSeries\x12 .qis.data.v1.DefineSeriesRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
 	"\x12EvolveSeriesSchema\x12&.qis.data.v1.EvolveSeriesSchemaRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
@@ -1165,7 +1386,10 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\rPublishPoints\x12!.qis.data.v1.PublishPointsRequest\x1a\x1c.qis.data.v1.CommandResponse\x12N\n" +
 	"\fRestatePoint\x12 .qis.data.v1.RestatePointRequest\x1a\x1c.qis.data.v1.CommandResponse\x12^\n" +
 	"\x14ResolveQualityIssues\x12(.qis.data.v1.ResolveQualityIssuesRequest\x1a\x1c.qis.data.v1.CommandResponse\x12d\n" +
-	"\x17CalculateQualityMetrics\x12+.qis.data.v1.CalculateQualityMetricsRequest\x1a\x1c.qis.data.v1.CommandResponseBb\n" +
+	"\x17CalculateQualityMetrics\x12+.qis.data.v1.CalculateQualityMetricsRequest\x1a\x1c.qis.data.v1.CommandResponse\x12T\n" +
+	"\x0fSetAccessPolicy\x12#.qis.data.v1.SetAccessPolicyRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
+	"\x12DeleteAccessPolicy\x12&.qis.data.v1.DeleteAccessPolicyRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
+	"\x12RecordAccessDenial\x12&.qis.data.v1.RecordAccessDenialRequest\x1a\x1c.qis.data.v1.CommandResponseBb\n" +
 	"\x0fcom.qis.data.v1B\x13CommandServiceProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\vQis.Data.V1b\x06proto3"
 
 var (
@@ -1181,7 +1405,7 @@ func file_qis_data_v1_command_service_proto_rawDescGZIP() []byte {
 }
 
 var file_qis_data_v1_command_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_qis_data_v1_command_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_qis_data_v1_command_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_qis_data_v1_command_service_proto_goTypes = []any{
 	(Resolution)(0),                        // 0: qis.data.v1.Resolution
 	(*CommandResponse)(nil),                // 1: qis.data.v1.CommandResponse
@@ -1196,60 +1420,73 @@ var file_qis_data_v1_command_service_proto_goTypes = []any{
 	(*RestatePointRequest)(nil),            // 10: qis.data.v1.RestatePointRequest
 	(*ResolveQualityIssuesRequest)(nil),    // 11: qis.data.v1.ResolveQualityIssuesRequest
 	(*CalculateQualityMetricsRequest)(nil), // 12: qis.data.v1.CalculateQualityMetricsRequest
-	(*Series)(nil),                         // 13: qis.data.v1.Series
-	(*fieldmaskpb.FieldMask)(nil),          // 14: google.protobuf.FieldMask
-	(*DataSource)(nil),                     // 15: qis.data.v1.DataSource
-	(*DataPoint)(nil),                      // 16: qis.data.v1.DataPoint
-	(*PointColumns)(nil),                   // 17: qis.data.v1.PointColumns
-	(*status.Status)(nil),                  // 18: google.rpc.Status
-	(*timestamppb.Timestamp)(nil),          // 19: google.protobuf.Timestamp
-	(*DataValue)(nil),                      // 20: qis.data.v1.DataValue
+	(*SetAccessPolicyRequest)(nil),         // 13: qis.data.v1.SetAccessPolicyRequest
+	(*DeleteAccessPolicyRequest)(nil),      // 14: qis.data.v1.DeleteAccessPolicyRequest
+	(*RecordAccessDenialRequest)(nil),      // 15: qis.data.v1.RecordAccessDenialRequest
+	(*Series)(nil),                         // 16: qis.data.v1.Series
+	(*fieldmaskpb.FieldMask)(nil),          // 17: google.protobuf.FieldMask
+	(*DataSource)(nil),                     // 18: qis.data.v1.DataSource
+	(*DataPoint)(nil),                      // 19: qis.data.v1.DataPoint
+	(*PointColumns)(nil),                   // 20: qis.data.v1.PointColumns
+	(*status.Status)(nil),                  // 21: google.rpc.Status
+	(*timestamppb.Timestamp)(nil),          // 22: google.protobuf.Timestamp
+	(*DataValue)(nil),                      // 23: qis.data.v1.DataValue
+	(*AccessPolicy)(nil),                   // 24: qis.data.v1.AccessPolicy
+	(*AccessDenial)(nil),                   // 25: qis.data.v1.AccessDenial
 }
 var file_qis_data_v1_command_service_proto_depIdxs = []int32{
-	13, // 0: qis.data.v1.DefineSeriesRequest.series:type_name -> qis.data.v1.Series
-	13, // 1: qis.data.v1.EvolveSeriesSchemaRequest.series:type_name -> qis.data.v1.Series
-	14, // 2: qis.data.v1.EvolveSeriesSchemaRequest.update_mask:type_name -> google.protobuf.FieldMask
-	15, // 3: qis.data.v1.RegisterDataSourceRequest.source:type_name -> qis.data.v1.DataSource
-	15, // 4: qis.data.v1.ConfigureDataSourceRequest.source:type_name -> qis.data.v1.DataSource
-	14, // 5: qis.data.v1.ConfigureDataSourceRequest.update_mask:type_name -> google.protobuf.FieldMask
-	16, // 6: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
-	17, // 7: qis.data.v1.IngestPointsRequest.columns:type_name -> qis.data.v1.PointColumns
+	16, // 0: qis.data.v1.DefineSeriesRequest.series:type_name -> qis.data.v1.Series
+	16, // 1: qis.data.v1.EvolveSeriesSchemaRequest.series:type_name -> qis.data.v1.Series
+	17, // 2: qis.data.v1.EvolveSeriesSchemaRequest.update_mask:type_name -> google.protobuf.FieldMask
+	18, // 3: qis.data.v1.RegisterDataSourceRequest.source:type_name -> qis.data.v1.DataSource
+	18, // 4: qis.data.v1.ConfigureDataSourceRequest.source:type_name -> qis.data.v1.DataSource
+	17, // 5: qis.data.v1.ConfigureDataSourceRequest.update_mask:type_name -> google.protobuf.FieldMask
+	19, // 6: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
+	20, // 7: qis.data.v1.IngestPointsRequest.columns:type_name -> qis.data.v1.PointColumns
 	7,  // 8: qis.data.v1.BulkIngestResponse.result:type_name -> qis.data.v1.IngestPointsResponse
-	18, // 9: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
-	19, // 10: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
-	19, // 11: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
-	20, // 12: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
-	19, // 13: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 9: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
+	22, // 10: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
+	22, // 11: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
+	23, // 12: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
+	22, // 13: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 14: qis.data.v1.ResolveQualityIssuesRequest.resolution:type_name -> qis.data.v1.Resolution
-	20, // 15: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
-	19, // 16: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
-	19, // 17: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
-	19, // 18: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 19: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
-	3,  // 20: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
-	4,  // 21: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
-	5,  // 22: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
-	6,  // 23: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
-	6,  // 24: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
-	9,  // 25: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
-	10, // 26: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
-	11, // 27: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
-	12, // 28: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
-	1,  // 29: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
-	1,  // 30: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
-	1,  // 31: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
-	1,  // 32: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
-	7,  // 33: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
-	8,  // 34: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
-	1,  // 35: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
-	1,  // 36: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
-	1,  // 37: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
-	1,  // 38: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
-	29, // [29:39] is the sub-list for method output_type
-	19, // [19:29] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	23, // 15: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
+	22, // 16: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
+	22, // 17: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	22, // 18: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	24, // 19: qis.data.v1.SetAccessPolicyRequest.policy:type_name -> qis.data.v1.AccessPolicy
+	25, // 20: qis.data.v1.RecordAccessDenialRequest.denial:type_name -> qis.data.v1.AccessDenial
+	2,  // 21: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
+	3,  // 22: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
+	4,  // 23: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
+	5,  // 24: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
+	6,  // 25: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
+	6,  // 26: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
+	9,  // 27: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
+	10, // 28: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
+	11, // 29: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
+	12, // 30: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
+	13, // 31: qis.data.v1.CommandService.SetAccessPolicy:input_type -> qis.data.v1.SetAccessPolicyRequest
+	14, // 32: qis.data.v1.CommandService.DeleteAccessPolicy:input_type -> qis.data.v1.DeleteAccessPolicyRequest
+	15, // 33: qis.data.v1.CommandService.RecordAccessDenial:input_type -> qis.data.v1.RecordAccessDenialRequest
+	1,  // 34: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
+	1,  // 35: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
+	1,  // 36: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
+	1,  // 37: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
+	7,  // 38: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
+	8,  // 39: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
+	1,  // 40: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
+	1,  // 41: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
+	1,  // 42: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
+	1,  // 43: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
+	1,  // 44: qis.data.v1.CommandService.SetAccessPolicy:output_type -> qis.data.v1.CommandResponse
+	1,  // 45: qis.data.v1.CommandService.DeleteAccessPolicy:output_type -> qis.data.v1.CommandResponse
+	1,  // 46: qis.data.v1.CommandService.RecordAccessDenial:output_type -> qis.data.v1.CommandResponse
+	34, // [34:47] is the sub-list for method output_type
+	21, // [21:34] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_command_service_proto_init() }
@@ -1257,6 +1494,7 @@ func file_qis_data_v1_command_service_proto_init() {
 	if File_qis_data_v1_command_service_proto != nil {
 		return
 	}
+	file_qis_data_v1_access_proto_init()
 	file_qis_data_v1_series_proto_init()
 	file_qis_data_v1_values_proto_init()
 	file_qis_data_v1_command_service_proto_msgTypes[7].OneofWrappers = []any{
@@ -1269,7 +1507,7 @@ func file_qis_data_v1_command_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_command_service_proto_rawDesc), len(file_qis_data_v1_command_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,9 @@ const (
 	CommandService_RestatePoint_FullMethodName            = "/qis.data.v1.CommandService/RestatePoint"
 	CommandService_ResolveQualityIssues_FullMethodName    = "/qis.data.v1.CommandService/ResolveQualityIssues"
 	CommandService_CalculateQualityMetrics_FullMethodName = "/qis.data.v1.CommandService/CalculateQualityMetrics"
+	CommandService_SetAccessPolicy_FullMethodName         = "/qis.data.v1.CommandService/SetAccessPolicy"
+	CommandService_DeleteAccessPolicy_FullMethodName      = "/qis.data.v1.CommandService/DeleteAccessPolicy"
+	CommandService_RecordAccessDenial_FullMethodName      = "/qis.data.v1.CommandService/RecordAccessDenial"
 )
 
 // CommandServiceClient is the client API for CommandService service.
@@ -50,36 +53,59 @@ const (
 // ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
 // command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
 // expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
-// unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
-// (domain "qis.data") whose reason is listed in docs/errors.md.
+// unreachable; UNAUTHENTICATED without identity; PERMISSION_DENIED (ACCESS_DENIED) when the
+// access policies do not allow the caller the permission the method needs on its resource
+// (named below; docs/security.md): nothing of the command is stored, the denial is recorded.
+// Every error carries a google.rpc.ErrorInfo (domain "qis.data") whose reason is listed in
+// docs/errors.md.
 type CommandServiceClient interface {
-	// Defines a new series.
+	// Defines a new series. Needs `admin` on the series.
 	DefineSeries(ctx context.Context, in *DefineSeriesRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 	// Updates the evolvable parts of a series definition (everything but data type and
-	// frequency) named by the update mask, and increments its schema version.
+	// frequency) named by the update mask, and increments its schema version. Needs `admin` on
+	// the series.
 	EvolveSeriesSchema(ctx context.Context, in *EvolveSeriesSchemaRequest, opts ...grpc.CallOption) (*CommandResponse, error)
-	// Registers a data source.
+	// Registers a data source. Needs `admin` on the source.
 	RegisterDataSource(ctx context.Context, in *RegisterDataSourceRequest, opts ...grpc.CallOption) (*CommandResponse, error)
-	// Updates the parts of a data source's configuration named by the update mask.
+	// Updates the parts of a data source's configuration named by the update mask. Needs `admin`
+	// on the source.
 	ConfigureDataSource(ctx context.Context, in *ConfigureDataSourceRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 	// Ingests a batch of points of one series from one source. All-or-nothing: one malformed
-	// point rejects the batch and nothing is stored.
+	// point rejects the batch and nothing is stored. Needs `write` on the series, as that source.
 	IngestPoints(ctx context.Context, in *IngestPointsRequest, opts ...grpc.CallOption) (*IngestPointsResponse, error)
 	// Bulk load: each request is one chunk (its command_id is the chunk id) and is answered by
-	// one response, in order, once the chunk is committed or rejected. A malformed chunk is
-	// answered with its error and the stream goes on.
+	// one response, in order, once the chunk is committed or rejected. A malformed or refused
+	// chunk is answered with its error and the stream goes on. Each chunk needs what
+	// IngestPoints needs.
 	BulkIngest(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[IngestPointsRequest, BulkIngestResponse], error)
-	// Publishes the current reconciled value of the given points (manual approval).
+	// Publishes the current reconciled value of the given points (manual approval). Needs
+	// `publish` on the series.
 	PublishPoints(ctx context.Context, in *PublishPointsRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 	// Corrects a published point: a new version with a reason; the old one stays in history.
+	// Needs `publish` on the series.
 	RestatePoint(ctx context.Context, in *RestatePointRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 	// The exception queue: approves, rejects or overrides open quality issues of one series,
 	// then decides their points again. Approving and overriding follow the four-eyes rule:
-	// PERMISSION_DENIED for whoever sent a value of the point or set its manual value.
+	// PERMISSION_DENIED (FOUR_EYES) for whoever sent a value of the point or set its manual
+	// value. Needs `publish` on the series' exception queue ("series/{id}/issues").
 	ResolveQualityIssues(ctx context.Context, in *ResolveQualityIssuesRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 	// Calculates (again) the quality metrics of a series over a window. The scheduler does it
-	// for every closed window; this is for a recalculation on demand.
+	// for every closed window; this is for a recalculation on demand. Needs `write` on the
+	// series.
 	CalculateQualityMetrics(ctx context.Context, in *CalculateQualityMetricsRequest, opts ...grpc.CallOption) (*CommandResponse, error)
+	// Adds an access policy, or replaces the one of that name. Needs `admin` on
+	// "accessPolicies". ABORTED (POLICY_REVISION_MISMATCH) when `expected_revision` is not the
+	// policy's current one.
+	SetAccessPolicy(ctx context.Context, in *SetAccessPolicyRequest, opts ...grpc.CallOption) (*CommandResponse, error)
+	// Deletes an access policy. Needs `admin` on "accessPolicies". NOT_FOUND
+	// (ACCESS_POLICY_NOT_FOUND) when there is no policy of that name.
+	DeleteAccessPolicy(ctx context.Context, in *DeleteAccessPolicyRequest, opts ...grpc.CallOption) (*CommandResponse, error)
+	// Records a refusal by another service's access checks (the query service's: the read side
+	// cannot append events), as an AccessDenied event of its own stream, an audit entry of the
+	// resource refused. For services only: the caller must be one of the principals of
+	// QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
+	// nothing more.
+	RecordAccessDenial(ctx context.Context, in *RecordAccessDenialRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 }
 
 type commandServiceClient struct {
@@ -193,6 +219,36 @@ func (c *commandServiceClient) CalculateQualityMetrics(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *commandServiceClient) SetAccessPolicy(ctx context.Context, in *SetAccessPolicyRequest, opts ...grpc.CallOption) (*CommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommandResponse)
+	err := c.cc.Invoke(ctx, CommandService_SetAccessPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) DeleteAccessPolicy(ctx context.Context, in *DeleteAccessPolicyRequest, opts ...grpc.CallOption) (*CommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommandResponse)
+	err := c.cc.Invoke(ctx, CommandService_DeleteAccessPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) RecordAccessDenial(ctx context.Context, in *RecordAccessDenialRequest, opts ...grpc.CallOption) (*CommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommandResponse)
+	err := c.cc.Invoke(ctx, CommandService_RecordAccessDenial_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CommandServiceServer is the server API for CommandService service.
 // All implementations must embed UnimplementedCommandServiceServer
 // for forward compatibility.
@@ -212,36 +268,59 @@ func (c *commandServiceClient) CalculateQualityMetrics(ctx context.Context, in *
 // ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
 // command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
 // expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
-// unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
-// (domain "qis.data") whose reason is listed in docs/errors.md.
+// unreachable; UNAUTHENTICATED without identity; PERMISSION_DENIED (ACCESS_DENIED) when the
+// access policies do not allow the caller the permission the method needs on its resource
+// (named below; docs/security.md): nothing of the command is stored, the denial is recorded.
+// Every error carries a google.rpc.ErrorInfo (domain "qis.data") whose reason is listed in
+// docs/errors.md.
 type CommandServiceServer interface {
-	// Defines a new series.
+	// Defines a new series. Needs `admin` on the series.
 	DefineSeries(context.Context, *DefineSeriesRequest) (*CommandResponse, error)
 	// Updates the evolvable parts of a series definition (everything but data type and
-	// frequency) named by the update mask, and increments its schema version.
+	// frequency) named by the update mask, and increments its schema version. Needs `admin` on
+	// the series.
 	EvolveSeriesSchema(context.Context, *EvolveSeriesSchemaRequest) (*CommandResponse, error)
-	// Registers a data source.
+	// Registers a data source. Needs `admin` on the source.
 	RegisterDataSource(context.Context, *RegisterDataSourceRequest) (*CommandResponse, error)
-	// Updates the parts of a data source's configuration named by the update mask.
+	// Updates the parts of a data source's configuration named by the update mask. Needs `admin`
+	// on the source.
 	ConfigureDataSource(context.Context, *ConfigureDataSourceRequest) (*CommandResponse, error)
 	// Ingests a batch of points of one series from one source. All-or-nothing: one malformed
-	// point rejects the batch and nothing is stored.
+	// point rejects the batch and nothing is stored. Needs `write` on the series, as that source.
 	IngestPoints(context.Context, *IngestPointsRequest) (*IngestPointsResponse, error)
 	// Bulk load: each request is one chunk (its command_id is the chunk id) and is answered by
-	// one response, in order, once the chunk is committed or rejected. A malformed chunk is
-	// answered with its error and the stream goes on.
+	// one response, in order, once the chunk is committed or rejected. A malformed or refused
+	// chunk is answered with its error and the stream goes on. Each chunk needs what
+	// IngestPoints needs.
 	BulkIngest(grpc.BidiStreamingServer[IngestPointsRequest, BulkIngestResponse]) error
-	// Publishes the current reconciled value of the given points (manual approval).
+	// Publishes the current reconciled value of the given points (manual approval). Needs
+	// `publish` on the series.
 	PublishPoints(context.Context, *PublishPointsRequest) (*CommandResponse, error)
 	// Corrects a published point: a new version with a reason; the old one stays in history.
+	// Needs `publish` on the series.
 	RestatePoint(context.Context, *RestatePointRequest) (*CommandResponse, error)
 	// The exception queue: approves, rejects or overrides open quality issues of one series,
 	// then decides their points again. Approving and overriding follow the four-eyes rule:
-	// PERMISSION_DENIED for whoever sent a value of the point or set its manual value.
+	// PERMISSION_DENIED (FOUR_EYES) for whoever sent a value of the point or set its manual
+	// value. Needs `publish` on the series' exception queue ("series/{id}/issues").
 	ResolveQualityIssues(context.Context, *ResolveQualityIssuesRequest) (*CommandResponse, error)
 	// Calculates (again) the quality metrics of a series over a window. The scheduler does it
-	// for every closed window; this is for a recalculation on demand.
+	// for every closed window; this is for a recalculation on demand. Needs `write` on the
+	// series.
 	CalculateQualityMetrics(context.Context, *CalculateQualityMetricsRequest) (*CommandResponse, error)
+	// Adds an access policy, or replaces the one of that name. Needs `admin` on
+	// "accessPolicies". ABORTED (POLICY_REVISION_MISMATCH) when `expected_revision` is not the
+	// policy's current one.
+	SetAccessPolicy(context.Context, *SetAccessPolicyRequest) (*CommandResponse, error)
+	// Deletes an access policy. Needs `admin` on "accessPolicies". NOT_FOUND
+	// (ACCESS_POLICY_NOT_FOUND) when there is no policy of that name.
+	DeleteAccessPolicy(context.Context, *DeleteAccessPolicyRequest) (*CommandResponse, error)
+	// Records a refusal by another service's access checks (the query service's: the read side
+	// cannot append events), as an AccessDenied event of its own stream, an audit entry of the
+	// resource refused. For services only: the caller must be one of the principals of
+	// QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
+	// nothing more.
+	RecordAccessDenial(context.Context, *RecordAccessDenialRequest) (*CommandResponse, error)
 	mustEmbedUnimplementedCommandServiceServer()
 }
 
@@ -281,6 +360,15 @@ func (UnimplementedCommandServiceServer) ResolveQualityIssues(context.Context, *
 }
 func (UnimplementedCommandServiceServer) CalculateQualityMetrics(context.Context, *CalculateQualityMetricsRequest) (*CommandResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CalculateQualityMetrics not implemented")
+}
+func (UnimplementedCommandServiceServer) SetAccessPolicy(context.Context, *SetAccessPolicyRequest) (*CommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetAccessPolicy not implemented")
+}
+func (UnimplementedCommandServiceServer) DeleteAccessPolicy(context.Context, *DeleteAccessPolicyRequest) (*CommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteAccessPolicy not implemented")
+}
+func (UnimplementedCommandServiceServer) RecordAccessDenial(context.Context, *RecordAccessDenialRequest) (*CommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordAccessDenial not implemented")
 }
 func (UnimplementedCommandServiceServer) mustEmbedUnimplementedCommandServiceServer() {}
 func (UnimplementedCommandServiceServer) testEmbeddedByValue()                        {}
@@ -472,6 +560,60 @@ func _CommandService_CalculateQualityMetrics_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommandService_SetAccessPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetAccessPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).SetAccessPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_SetAccessPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).SetAccessPolicy(ctx, req.(*SetAccessPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommandService_DeleteAccessPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteAccessPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).DeleteAccessPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_DeleteAccessPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).DeleteAccessPolicy(ctx, req.(*DeleteAccessPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommandService_RecordAccessDenial_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordAccessDenialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).RecordAccessDenial(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_RecordAccessDenial_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).RecordAccessDenial(ctx, req.(*RecordAccessDenialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CommandService_ServiceDesc is the grpc.ServiceDesc for CommandService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -514,6 +656,18 @@ var CommandService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CalculateQualityMetrics",
 			Handler:    _CommandService_CalculateQualityMetrics_Handler,
+		},
+		{
+			MethodName: "SetAccessPolicy",
+			Handler:    _CommandService_SetAccessPolicy_Handler,
+		},
+		{
+			MethodName: "DeleteAccessPolicy",
+			Handler:    _CommandService_DeleteAccessPolicy_Handler,
+		},
+		{
+			MethodName: "RecordAccessDenial",
+			Handler:    _CommandService_RecordAccessDenial_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

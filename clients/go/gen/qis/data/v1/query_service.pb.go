@@ -155,12 +155,16 @@ type OfficialValue struct {
 	QualityScore float64 `protobuf:"fixed64,5,opt,name=quality_score,json=qualityScore,proto3" json:"quality_score,omitempty"`
 	// Knowledge time: when this version became official (the commit time of its event)...
 	RecordTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=record_time,json=recordTime,proto3" json:"record_time,omitempty"`
-	// ...and when a later version superseded it; unset while it is the official one.
+	// ...and when a later version superseded it; unset while it is the official one. Set in
+	// GetPointHistory answers only: an answer about one time (QueryRange, GetValues, latest or
+	// as of a time or position) gives each value as the official one it was then, so it carries
+	// no supersede time (that would be knowledge from after the time asked).
 	SupersedeTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=supersede_time,json=supersedeTime,proto3" json:"supersede_time,omitempty"`
 	// Knowledge interval in commit positions: the position of the event that made this version
 	// official...
 	RecordPosition uint64 `protobuf:"varint,8,opt,name=record_position,json=recordPosition,proto3" json:"record_position,omitempty"`
-	// ...and of the one that superseded it; 0 while the version is current.
+	// ...and of the one that superseded it; 0 while the version is current. Set in
+	// GetPointHistory answers only, as supersede_time: 0 in every answer about one time.
 	SupersedePosition uint64 `protobuf:"varint,9,opt,name=supersede_position,json=supersedePosition,proto3" json:"supersede_position,omitempty"`
 	// Resource names of the sources the value was made from ("sources/{source_id}"); empty for
 	// a manual value.
@@ -334,7 +338,8 @@ type OfficialValueColumns struct {
 	RecordTimeMicros []int64 `protobuf:"varint,9,rep,packed,name=record_time_micros,json=recordTimeMicros,proto3" json:"record_time_micros,omitempty"`
 	// OfficialValue.record_position.
 	RecordPositions []uint64 `protobuf:"varint,10,rep,packed,name=record_positions,json=recordPositions,proto3" json:"record_positions,omitempty"`
-	// OfficialValue.supersede_position (0 while current).
+	// OfficialValue.supersede_position: 0 in these answers, which are about one time (latest, as
+	// of a time or a position); a value's later history is GetPointHistory's.
 	SupersedePositions []uint64 `protobuf:"varint,11,rep,packed,name=supersede_positions,json=supersedePositions,proto3" json:"supersede_positions,omitempty"`
 	// OfficialValue.method.
 	Methods []ValueMethod `protobuf:"varint,12,rep,packed,name=methods,proto3,enum=qis.data.v1.ValueMethod" json:"methods,omitempty"`
@@ -1419,9 +1424,10 @@ type ListAuditEntriesRequest struct {
 	// Whose entries: "series/{series_id}", "sources/{source_id}", or "-" for every entry.
 	Parent string `protobuf:"bytes,6,opt,name=parent,proto3" json:"parent,omitempty"`
 	// AIP-160 filter: comparisons joined by AND, on `snap_time` (=; series only),
-	// `commit_time` (=, !=, <, <=, >, >=), `user` and `action` (=, !=, quoted strings); times
-	// are quoted RFC 3339 with an offset and at most 6 fraction digits. E.g.
-	// `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
+	// `commit_time` (=, !=, <, <=, >, >=), `user`, `action` and `resource` (=, !=, quoted
+	// strings; `resource` is AuditEntry.resource); times are quoted RFC 3339 with an offset and
+	// at most 6 fraction digits. E.g. `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`,
+	// or `action = "AccessDenied"` for the refusals by the access policies.
 	// Empty: every entry of the parent. At most 1,024 characters. A malformed filter is
 	// INVALID_ARGUMENT naming `filter`. A series the read model does not know is NOT_FOUND; a
 	// source without entries has none.
@@ -1513,7 +1519,9 @@ type AuditEntry struct {
 	User string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
 	// The command's command_id.
 	CommandId string `protobuf:"bytes,4,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	// The resource acted on: "series/{series_id}" or "sources/{source_id}".
+	// The resource acted on: "series/{series_id}", "sources/{source_id}", or another resource's
+	// name: "accessPolicies/{access_policy}" for a policy's changes, and for a denial of a
+	// resource that is neither a series nor a source, that resource ("accessPolicies", "*").
 	Resource string `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
 	// Set for entries about one point.
 	SnapTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=snap_time,json=snapTime,proto3" json:"snap_time,omitempty"`

@@ -44,6 +44,11 @@ const (
 //
 // A request larger than the service accepts (256 KiB by default, far more than any valid one)
 // is refused with RESOURCE_EXHAUSTED before it is read.
+//
+// Access: with the access policies enforced (docs/security.md), each method needs `read` on
+// what it reads (named below), checked once the request is found well-formed and before
+// anything is read: PERMISSION_DENIED (ACCESS_DENIED) otherwise, whose record the command
+// service keeps (an audit entry). Listings of several series show only what the caller may read.
 type QueryServiceClient interface {
 	// Official values of a series for a range of snaps, streamed in batches: the latest version
 	// of each point, or the version known at a past time or commit position.
@@ -52,20 +57,22 @@ type QueryServiceClient interface {
 	// messages set by the service (by default 250,000 points and 10,000 messages, a few seconds
 	// of streaming). A call that stops there ends normally and its last message carries a
 	// next_page_token: call again with it as page_token to continue. The range is complete when
-	// a message carries an empty next_page_token.
+	// a message carries an empty next_page_token. Needs `read` on the series.
 	QueryRange(ctx context.Context, in *QueryRangeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[QueryRangeResponse], error)
 	// The official values of given points: latest, or as known at a past time or position.
 	// Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
+	// Needs `read` on the series.
 	GetValues(ctx context.Context, in *GetValuesRequest, opts ...grpc.CallOption) (*GetValuesResponse, error)
 	// Every version of one point, with the per-source observations it was made from, paged in
-	// commit order.
+	// commit order. Needs `read` on the series.
 	GetPointHistory(ctx context.Context, in *GetPointHistoryRequest, opts ...grpc.CallOption) (*GetPointHistoryResponse, error)
-	// The current definition of one series.
+	// The current definition of one series. Needs `read` on the series.
 	GetSeries(ctx context.Context, in *GetSeriesRequest, opts ...grpc.CallOption) (*Series, error)
-	// The series catalogue, by series id, paged.
+	// The series catalogue, by series id, paged: the series the caller may read.
 	ListSeries(ctx context.Context, in *ListSeriesRequest, opts ...grpc.CallOption) (*ListSeriesResponse, error)
 	// Who did what, when: for a series, a data source or everything, filtered by point, time,
-	// user and action.
+	// user, action and resource. Needs `read` on the series or the source; of everything, `read`
+	// (or `admin`) on "*".
 	ListAuditEntries(ctx context.Context, in *ListAuditEntriesRequest, opts ...grpc.CallOption) (*ListAuditEntriesResponse, error)
 	// New and restated official values: catch-up from a position, then live. At-least-once,
 	// in commit order; every batch carries a resume token, strictly increasing. A subscriber that
@@ -73,12 +80,16 @@ type QueryServiceClient interface {
 	// server will not buffer for it without bound); it resumes from its last token without a
 	// gap. A caller may have a bounded number of subscriptions open at once
 	// (100 by default; one subscription can follow several series, or all of them), and the
-	// service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
+	// service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED. Needs
+	// `read` on each series named, and ends with PERMISSION_DENIED at the first change of one the
+	// caller may no longer read; a subscription to every series sends only the changes of those
+	// the caller may read, as decided when each is sent.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 	// The exception queue: quality issues of a series or of all series, filtered by rule,
-	// severity, status, source, point and age.
+	// severity, status, source, point and age. Needs `read` on the series' queue
+	// ("series/{id}/issues"); of all series, lists the queues the caller may read.
 	ListQualityIssues(ctx context.Context, in *ListQualityIssuesRequest, opts ...grpc.CallOption) (*ListQualityIssuesResponse, error)
-	// Quality metrics of a series, per window.
+	// Quality metrics of a series, per window. Needs `read` on the series.
 	ListQualityMetrics(ctx context.Context, in *ListQualityMetricsRequest, opts ...grpc.CallOption) (*ListQualityMetricsResponse, error)
 }
 
@@ -212,6 +223,11 @@ func (c *queryServiceClient) ListQualityMetrics(ctx context.Context, in *ListQua
 //
 // A request larger than the service accepts (256 KiB by default, far more than any valid one)
 // is refused with RESOURCE_EXHAUSTED before it is read.
+//
+// Access: with the access policies enforced (docs/security.md), each method needs `read` on
+// what it reads (named below), checked once the request is found well-formed and before
+// anything is read: PERMISSION_DENIED (ACCESS_DENIED) otherwise, whose record the command
+// service keeps (an audit entry). Listings of several series show only what the caller may read.
 type QueryServiceServer interface {
 	// Official values of a series for a range of snaps, streamed in batches: the latest version
 	// of each point, or the version known at a past time or commit position.
@@ -220,20 +236,22 @@ type QueryServiceServer interface {
 	// messages set by the service (by default 250,000 points and 10,000 messages, a few seconds
 	// of streaming). A call that stops there ends normally and its last message carries a
 	// next_page_token: call again with it as page_token to continue. The range is complete when
-	// a message carries an empty next_page_token.
+	// a message carries an empty next_page_token. Needs `read` on the series.
 	QueryRange(*QueryRangeRequest, grpc.ServerStreamingServer[QueryRangeResponse]) error
 	// The official values of given points: latest, or as known at a past time or position.
 	// Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
+	// Needs `read` on the series.
 	GetValues(context.Context, *GetValuesRequest) (*GetValuesResponse, error)
 	// Every version of one point, with the per-source observations it was made from, paged in
-	// commit order.
+	// commit order. Needs `read` on the series.
 	GetPointHistory(context.Context, *GetPointHistoryRequest) (*GetPointHistoryResponse, error)
-	// The current definition of one series.
+	// The current definition of one series. Needs `read` on the series.
 	GetSeries(context.Context, *GetSeriesRequest) (*Series, error)
-	// The series catalogue, by series id, paged.
+	// The series catalogue, by series id, paged: the series the caller may read.
 	ListSeries(context.Context, *ListSeriesRequest) (*ListSeriesResponse, error)
 	// Who did what, when: for a series, a data source or everything, filtered by point, time,
-	// user and action.
+	// user, action and resource. Needs `read` on the series or the source; of everything, `read`
+	// (or `admin`) on "*".
 	ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*ListAuditEntriesResponse, error)
 	// New and restated official values: catch-up from a position, then live. At-least-once,
 	// in commit order; every batch carries a resume token, strictly increasing. A subscriber that
@@ -241,12 +259,16 @@ type QueryServiceServer interface {
 	// server will not buffer for it without bound); it resumes from its last token without a
 	// gap. A caller may have a bounded number of subscriptions open at once
 	// (100 by default; one subscription can follow several series, or all of them), and the
-	// service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
+	// service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED. Needs
+	// `read` on each series named, and ends with PERMISSION_DENIED at the first change of one the
+	// caller may no longer read; a subscription to every series sends only the changes of those
+	// the caller may read, as decided when each is sent.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	// The exception queue: quality issues of a series or of all series, filtered by rule,
-	// severity, status, source, point and age.
+	// severity, status, source, point and age. Needs `read` on the series' queue
+	// ("series/{id}/issues"); of all series, lists the queues the caller may read.
 	ListQualityIssues(context.Context, *ListQualityIssuesRequest) (*ListQualityIssuesResponse, error)
-	// Quality metrics of a series, per window.
+	// Quality metrics of a series, per window. Needs `read` on the series.
 	ListQualityMetrics(context.Context, *ListQualityMetricsRequest) (*ListQualityMetricsResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }

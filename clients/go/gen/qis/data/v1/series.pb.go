@@ -96,6 +96,68 @@ func (Frequency) EnumDescriptor() ([]byte, []int) {
 	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{0}
 }
 
+// How sensitive a series' data is, from the least to the most. Access policies may allow up to
+// a level (ClassificationLimit in access.proto).
+type DataClassification int32
+
+const (
+	// Not set: INTERNAL where a series is defined or evolved.
+	DataClassification_DATA_CLASSIFICATION_UNSPECIFIED DataClassification = 0
+	// Anyone may know it.
+	DataClassification_DATA_CLASSIFICATION_PUBLIC DataClassification = 1
+	// The organisation's own; the default.
+	DataClassification_DATA_CLASSIFICATION_INTERNAL DataClassification = 2
+	// A limited group's.
+	DataClassification_DATA_CLASSIFICATION_CONFIDENTIAL DataClassification = 3
+	// Named people's only.
+	DataClassification_DATA_CLASSIFICATION_RESTRICTED DataClassification = 4
+)
+
+// Enum value maps for DataClassification.
+var (
+	DataClassification_name = map[int32]string{
+		0: "DATA_CLASSIFICATION_UNSPECIFIED",
+		1: "DATA_CLASSIFICATION_PUBLIC",
+		2: "DATA_CLASSIFICATION_INTERNAL",
+		3: "DATA_CLASSIFICATION_CONFIDENTIAL",
+		4: "DATA_CLASSIFICATION_RESTRICTED",
+	}
+	DataClassification_value = map[string]int32{
+		"DATA_CLASSIFICATION_UNSPECIFIED":  0,
+		"DATA_CLASSIFICATION_PUBLIC":       1,
+		"DATA_CLASSIFICATION_INTERNAL":     2,
+		"DATA_CLASSIFICATION_CONFIDENTIAL": 3,
+		"DATA_CLASSIFICATION_RESTRICTED":   4,
+	}
+)
+
+func (x DataClassification) Enum() *DataClassification {
+	p := new(DataClassification)
+	*p = x
+	return p
+}
+
+func (x DataClassification) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DataClassification) Descriptor() protoreflect.EnumDescriptor {
+	return file_qis_data_v1_series_proto_enumTypes[1].Descriptor()
+}
+
+func (DataClassification) Type() protoreflect.EnumType {
+	return &file_qis_data_v1_series_proto_enumTypes[1]
+}
+
+func (x DataClassification) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DataClassification.Descriptor instead.
+func (DataClassification) EnumDescriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{1}
+}
+
 // How the official value of a point is chosen from several sources.
 type ReconciliationMethod int32
 
@@ -137,11 +199,11 @@ func (x ReconciliationMethod) String() string {
 }
 
 func (ReconciliationMethod) Descriptor() protoreflect.EnumDescriptor {
-	return file_qis_data_v1_series_proto_enumTypes[1].Descriptor()
+	return file_qis_data_v1_series_proto_enumTypes[2].Descriptor()
 }
 
 func (ReconciliationMethod) Type() protoreflect.EnumType {
-	return &file_qis_data_v1_series_proto_enumTypes[1]
+	return &file_qis_data_v1_series_proto_enumTypes[2]
 }
 
 func (x ReconciliationMethod) Number() protoreflect.EnumNumber {
@@ -150,7 +212,7 @@ func (x ReconciliationMethod) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReconciliationMethod.Descriptor instead.
 func (ReconciliationMethod) EnumDescriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{1}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{2}
 }
 
 // What a break beyond tolerance does to publication.
@@ -190,11 +252,11 @@ func (x BreakAction) String() string {
 }
 
 func (BreakAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_qis_data_v1_series_proto_enumTypes[2].Descriptor()
+	return file_qis_data_v1_series_proto_enumTypes[3].Descriptor()
 }
 
 func (BreakAction) Type() protoreflect.EnumType {
-	return &file_qis_data_v1_series_proto_enumTypes[2]
+	return &file_qis_data_v1_series_proto_enumTypes[3]
 }
 
 func (x BreakAction) Number() protoreflect.EnumNumber {
@@ -203,7 +265,7 @@ func (x BreakAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BreakAction.Descriptor instead.
 func (BreakAction) EnumDescriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{2}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{3}
 }
 
 // When a reconciled value becomes official.
@@ -243,11 +305,11 @@ func (x PublicationMode) String() string {
 }
 
 func (PublicationMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_qis_data_v1_series_proto_enumTypes[3].Descriptor()
+	return file_qis_data_v1_series_proto_enumTypes[4].Descriptor()
 }
 
 func (PublicationMode) Type() protoreflect.EnumType {
-	return &file_qis_data_v1_series_proto_enumTypes[3]
+	return &file_qis_data_v1_series_proto_enumTypes[4]
 }
 
 func (x PublicationMode) Number() protoreflect.EnumNumber {
@@ -256,7 +318,7 @@ func (x PublicationMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PublicationMode.Descriptor instead.
 func (PublicationMode) EnumDescriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{3}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{4}
 }
 
 // A timeseries whose official values this service publishes.
@@ -293,8 +355,11 @@ type Series struct {
 	Description string `protobuf:"bytes,12,opt,name=description,proto3" json:"description,omitempty"`
 	// Incremented by every schema evolution; 1 after definition.
 	SchemaVersion int32 `protobuf:"varint,13,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// How sensitive its data is; unset: INTERNAL. Changed by EvolveSeriesSchema (update mask
+	// "classification"), which needs `admin` on the series at the higher of the two levels.
+	Classification DataClassification `protobuf:"varint,14,opt,name=classification,proto3,enum=qis.data.v1.DataClassification" json:"classification,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Series) Reset() {
@@ -416,6 +481,13 @@ func (x *Series) GetSchemaVersion() int32 {
 		return x.SchemaVersion
 	}
 	return 0
+}
+
+func (x *Series) GetClassification() DataClassification {
+	if x != nil {
+		return x.Classification
+	}
+	return DataClassification_DATA_CLASSIFICATION_UNSPECIFIED
 }
 
 // A source configured for a series.
@@ -850,7 +922,7 @@ var File_qis_data_v1_series_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\n" +
-	"\x18qis/data/v1/series.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x18qis/data/v1/values.proto\"\x8f\x05\n" +
+	"\x18qis/data/v1/series.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x18qis/data/v1/values.proto\"\xd8\x05\n" +
 	"\x06Series\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x128\n" +
 	"\tdata_type\x18\x02 \x01(\x0e2\x15.qis.data.v1.DataTypeB\x04\xe2A\x01\x02R\bdataType\x12:\n" +
@@ -867,7 +939,8 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	" \x01(\v2!.qis.data.v1.ReconciliationPolicyR\x0ereconciliation\x12@\n" +
 	"\vpublication\x18\v \x01(\v2\x1e.qis.data.v1.PublicationPolicyR\vpublication\x12 \n" +
 	"\vdescription\x18\f \x01(\tR\vdescription\x12+\n" +
-	"\x0eschema_version\x18\r \x01(\x05B\x04\xe2A\x01\x03R\rschemaVersion:5\xeaA2\n" +
+	"\x0eschema_version\x18\r \x01(\x05B\x04\xe2A\x01\x03R\rschemaVersion\x12G\n" +
+	"\x0eclassification\x18\x0e \x01(\x0e2\x1f.qis.data.v1.DataClassificationR\x0eclassification:5\xeaA2\n" +
 	"\x0fqis.data/Series\x12\x0fseries/{series}*\x06series2\x06series\"H\n" +
 	"\fSeriesSource\x12\x1c\n" +
 	"\x06source\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06source\x12\x1a\n" +
@@ -915,7 +988,13 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\x10FREQUENCY_HOURLY\x10\x04\x12\x13\n" +
 	"\x0fFREQUENCY_DAILY\x10\x05\x12\x14\n" +
 	"\x10FREQUENCY_WEEKLY\x10\x06\x12\x15\n" +
-	"\x11FREQUENCY_MONTHLY\x10\a*\xa8\x01\n" +
+	"\x11FREQUENCY_MONTHLY\x10\a*\xc5\x01\n" +
+	"\x12DataClassification\x12#\n" +
+	"\x1fDATA_CLASSIFICATION_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aDATA_CLASSIFICATION_PUBLIC\x10\x01\x12 \n" +
+	"\x1cDATA_CLASSIFICATION_INTERNAL\x10\x02\x12$\n" +
+	" DATA_CLASSIFICATION_CONFIDENTIAL\x10\x03\x12\"\n" +
+	"\x1eDATA_CLASSIFICATION_RESTRICTED\x10\x04*\xa8\x01\n" +
 	"\x14ReconciliationMethod\x12%\n" +
 	"!RECONCILIATION_METHOD_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eRECONCILIATION_METHOD_PRIORITY\x10\x01\x12 \n" +
@@ -943,41 +1022,43 @@ func file_qis_data_v1_series_proto_rawDescGZIP() []byte {
 	return file_qis_data_v1_series_proto_rawDescData
 }
 
-var file_qis_data_v1_series_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_qis_data_v1_series_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_qis_data_v1_series_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_qis_data_v1_series_proto_goTypes = []any{
 	(Frequency)(0),               // 0: qis.data.v1.Frequency
-	(ReconciliationMethod)(0),    // 1: qis.data.v1.ReconciliationMethod
-	(BreakAction)(0),             // 2: qis.data.v1.BreakAction
-	(PublicationMode)(0),         // 3: qis.data.v1.PublicationMode
-	(*Series)(nil),               // 4: qis.data.v1.Series
-	(*SeriesSource)(nil),         // 5: qis.data.v1.SeriesSource
-	(*ValidationRules)(nil),      // 6: qis.data.v1.ValidationRules
-	(*ReconciliationPolicy)(nil), // 7: qis.data.v1.ReconciliationPolicy
-	(*PublicationPolicy)(nil),    // 8: qis.data.v1.PublicationPolicy
-	(*DataSource)(nil),           // 9: qis.data.v1.DataSource
-	nil,                          // 10: qis.data.v1.DataSource.SettingsEntry
-	(DataType)(0),                // 11: qis.data.v1.DataType
-	(*durationpb.Duration)(nil),  // 12: google.protobuf.Duration
+	(DataClassification)(0),      // 1: qis.data.v1.DataClassification
+	(ReconciliationMethod)(0),    // 2: qis.data.v1.ReconciliationMethod
+	(BreakAction)(0),             // 3: qis.data.v1.BreakAction
+	(PublicationMode)(0),         // 4: qis.data.v1.PublicationMode
+	(*Series)(nil),               // 5: qis.data.v1.Series
+	(*SeriesSource)(nil),         // 6: qis.data.v1.SeriesSource
+	(*ValidationRules)(nil),      // 7: qis.data.v1.ValidationRules
+	(*ReconciliationPolicy)(nil), // 8: qis.data.v1.ReconciliationPolicy
+	(*PublicationPolicy)(nil),    // 9: qis.data.v1.PublicationPolicy
+	(*DataSource)(nil),           // 10: qis.data.v1.DataSource
+	nil,                          // 11: qis.data.v1.DataSource.SettingsEntry
+	(DataType)(0),                // 12: qis.data.v1.DataType
+	(*durationpb.Duration)(nil),  // 13: google.protobuf.Duration
 }
 var file_qis_data_v1_series_proto_depIdxs = []int32{
-	11, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
+	12, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
 	0,  // 1: qis.data.v1.Series.frequency:type_name -> qis.data.v1.Frequency
-	5,  // 2: qis.data.v1.Series.sources:type_name -> qis.data.v1.SeriesSource
-	6,  // 3: qis.data.v1.Series.validation:type_name -> qis.data.v1.ValidationRules
-	7,  // 4: qis.data.v1.Series.reconciliation:type_name -> qis.data.v1.ReconciliationPolicy
-	8,  // 5: qis.data.v1.Series.publication:type_name -> qis.data.v1.PublicationPolicy
-	1,  // 6: qis.data.v1.ReconciliationPolicy.method:type_name -> qis.data.v1.ReconciliationMethod
-	2,  // 7: qis.data.v1.ReconciliationPolicy.on_break:type_name -> qis.data.v1.BreakAction
-	3,  // 8: qis.data.v1.PublicationPolicy.mode:type_name -> qis.data.v1.PublicationMode
-	12, // 9: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
-	12, // 10: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
-	10, // 11: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	6,  // 2: qis.data.v1.Series.sources:type_name -> qis.data.v1.SeriesSource
+	7,  // 3: qis.data.v1.Series.validation:type_name -> qis.data.v1.ValidationRules
+	8,  // 4: qis.data.v1.Series.reconciliation:type_name -> qis.data.v1.ReconciliationPolicy
+	9,  // 5: qis.data.v1.Series.publication:type_name -> qis.data.v1.PublicationPolicy
+	1,  // 6: qis.data.v1.Series.classification:type_name -> qis.data.v1.DataClassification
+	2,  // 7: qis.data.v1.ReconciliationPolicy.method:type_name -> qis.data.v1.ReconciliationMethod
+	3,  // 8: qis.data.v1.ReconciliationPolicy.on_break:type_name -> qis.data.v1.BreakAction
+	4,  // 9: qis.data.v1.PublicationPolicy.mode:type_name -> qis.data.v1.PublicationMode
+	13, // 10: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
+	13, // 11: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
+	11, // 12: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_series_proto_init() }
@@ -991,7 +1072,7 @@ func file_qis_data_v1_series_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_series_proto_rawDesc), len(file_qis_data_v1_series_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -9,6 +9,8 @@ import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Status } from "../../../google/rpc/status_pb.js";
 import { file_google_rpc_status } from "../../../google/rpc/status_pb.js";
+import type { AccessDenial, AccessPolicy } from "./access_pb.js";
+import { file_qis_data_v1_access } from "./access_pb.js";
 import type { DataSource, Series } from "./series_pb.js";
 import { file_qis_data_v1_series } from "./series_pb.js";
 import type { DataPoint, DataValue, PointColumns } from "./values_pb.js";
@@ -19,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/command_service.proto.
  */
 export const file_qis_data_v1_command_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFxaXMvZGF0YS92MS9jb21tYW5kX3NlcnZpY2UucHJvdG8SC3Fpcy5kYXRhLnYxIj0KD0NvbW1hbmRSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIInMKE0RlZmluZVNlcmllc1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIXCglzZXJpZXNfaWQYAiABKAlCBOJBAQISKQoGc2VyaWVzGAMgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECIsgBChlFdm9sdmVTZXJpZXNTY2hlbWFSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISKQoGc2VyaWVzGAIgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECEhQKBnJlYXNvbhgDIAEoCUIE4kEBAhIvCgt1cGRhdGVfbWFzaxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHwoXZXhwZWN0ZWRfc2NoZW1hX3ZlcnNpb24YBSABKAUifQoZUmVnaXN0ZXJEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhcKCXNvdXJjZV9pZBgCIAEoCUIE4kEBAhItCgZzb3VyY2UYAyABKAsyFy5xaXMuZGF0YS52MS5EYXRhU291cmNlQgTiQQECIpYBChpDb25maWd1cmVEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi0KBnNvdXJjZRgCIAEoCzIXLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VCBOJBAQISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIq8BChNJbmdlc3RQb2ludHNSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEhQKBnNvdXJjZRgDIAEoCUIE4kEBAhImCgZwb2ludHMYBCADKAsyFi5xaXMuZGF0YS52MS5EYXRhUG9pbnQSKgoHY29sdW1ucxgFIAEoCzIZLnFpcy5kYXRhLnYxLlBvaW50Q29sdW1ucyJ4ChRJbmdlc3RQb2ludHNSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIEhAKCGFjY2VwdGVkGAMgASgFEg8KB2ZsYWdnZWQYBCABKAUSEQoJcHVibGlzaGVkGAUgASgFIo0BChJCdWxrSW5nZXN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIzCgZyZXN1bHQYAiABKAsyIS5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXNwb25zZUgAEiMKBWVycm9yGAMgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIJCgdvdXRjb21lIpoBChRQdWJsaXNoUG9pbnRzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhI0CgpzbmFwX3RpbWVzGAUgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIPCgdjb21tZW50GAQgASgJSgQIAxAEUgVzbmFwcyKPAgoTUmVzdGF0ZVBvaW50UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIzCglzbmFwX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEisKBXZhbHVlGAQgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlQgTiQQECEhQKBnJlYXNvbhgFIAEoCUIE4kEBAhITCgtyZWFzb25fY29kZRgGIAEoCRIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBKBAgDEARSBHNuYXAinAIKG1Jlc29sdmVRdWFsaXR5SXNzdWVzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIXCglpc3N1ZV9pZHMYAyADKAlCBOJBAQISMQoKcmVzb2x1dGlvbhgEIAEoDjIXLnFpcy5kYXRhLnYxLlJlc29sdXRpb25CBOJBAQISFAoGcmVhc29uGAUgASgJQgTiQQECEiUKBXZhbHVlGAYgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlEhMKC3JlYXNvbl9jb2RlGAcgASgJEi8KC2V4cGlyZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK6AQoeQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3NSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEjQKCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAipwCgpSZXNvbHV0aW9uEhoKFlJFU09MVVRJT05fVU5TUEVDSUZJRUQQABIWChJSRVNPTFVUSU9OX0FQUFJPVkUQARIVChFSRVNPTFVUSU9OX1JFSkVDVBACEhcKE1JFU09MVVRJT05fT1ZFUlJJREUQAzKIBwoOQ29tbWFuZFNlcnZpY2USTgoMRGVmaW5lU2VyaWVzEiAucWlzLmRhdGEudjEuRGVmaW5lU2VyaWVzUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJaChJFdm9sdmVTZXJpZXNTY2hlbWESJi5xaXMuZGF0YS52MS5Fdm9sdmVTZXJpZXNTY2hlbWFSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEloKElJlZ2lzdGVyRGF0YVNvdXJjZRImLnFpcy5kYXRhLnYxLlJlZ2lzdGVyRGF0YVNvdXJjZVJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USXAoTQ29uZmlndXJlRGF0YVNvdXJjZRInLnFpcy5kYXRhLnYxLkNvbmZpZ3VyZURhdGFTb3VyY2VSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlElMKDEluZ2VzdFBvaW50cxIgLnFpcy5kYXRhLnYxLkluZ2VzdFBvaW50c1JlcXVlc3QaIS5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXNwb25zZRJTCgpCdWxrSW5nZXN0EiAucWlzLmRhdGEudjEuSW5nZXN0UG9pbnRzUmVxdWVzdBofLnFpcy5kYXRhLnYxLkJ1bGtJbmdlc3RSZXNwb25zZSgBMAESUAoNUHVibGlzaFBvaW50cxIhLnFpcy5kYXRhLnYxLlB1Ymxpc2hQb2ludHNSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEk4KDFJlc3RhdGVQb2ludBIgLnFpcy5kYXRhLnYxLlJlc3RhdGVQb2ludFJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USXgoUUmVzb2x2ZVF1YWxpdHlJc3N1ZXMSKC5xaXMuZGF0YS52MS5SZXNvbHZlUXVhbGl0eUlzc3Vlc1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USZAoXQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3MSKy5xaXMuZGF0YS52MS5DYWxjdWxhdGVRdWFsaXR5TWV0cmljc1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2VCYgoPY29tLnFpcy5kYXRhLnYxQhNDb21tYW5kU2VydmljZVByb3RvUAFaKnFpcy1kYXRhL2NsaWVudHMvZ28vZ2VuL3Fpcy9kYXRhL3YxO2RhdGF2MaoCC1Fpcy5EYXRhLlYxYgZwcm90bzM", [file_google_api_field_behavior, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_google_rpc_status, file_qis_data_v1_series, file_qis_data_v1_values]);
+  fileDesc("CiFxaXMvZGF0YS92MS9jb21tYW5kX3NlcnZpY2UucHJvdG8SC3Fpcy5kYXRhLnYxIj0KD0NvbW1hbmRSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIInMKE0RlZmluZVNlcmllc1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIXCglzZXJpZXNfaWQYAiABKAlCBOJBAQISKQoGc2VyaWVzGAMgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECIsgBChlFdm9sdmVTZXJpZXNTY2hlbWFSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISKQoGc2VyaWVzGAIgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECEhQKBnJlYXNvbhgDIAEoCUIE4kEBAhIvCgt1cGRhdGVfbWFzaxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHwoXZXhwZWN0ZWRfc2NoZW1hX3ZlcnNpb24YBSABKAUifQoZUmVnaXN0ZXJEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhcKCXNvdXJjZV9pZBgCIAEoCUIE4kEBAhItCgZzb3VyY2UYAyABKAsyFy5xaXMuZGF0YS52MS5EYXRhU291cmNlQgTiQQECIpYBChpDb25maWd1cmVEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi0KBnNvdXJjZRgCIAEoCzIXLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VCBOJBAQISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIq8BChNJbmdlc3RQb2ludHNSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEhQKBnNvdXJjZRgDIAEoCUIE4kEBAhImCgZwb2ludHMYBCADKAsyFi5xaXMuZGF0YS52MS5EYXRhUG9pbnQSKgoHY29sdW1ucxgFIAEoCzIZLnFpcy5kYXRhLnYxLlBvaW50Q29sdW1ucyJ4ChRJbmdlc3RQb2ludHNSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIEhAKCGFjY2VwdGVkGAMgASgFEg8KB2ZsYWdnZWQYBCABKAUSEQoJcHVibGlzaGVkGAUgASgFIo0BChJCdWxrSW5nZXN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIzCgZyZXN1bHQYAiABKAsyIS5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXNwb25zZUgAEiMKBWVycm9yGAMgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIJCgdvdXRjb21lIpoBChRQdWJsaXNoUG9pbnRzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhI0CgpzbmFwX3RpbWVzGAUgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIPCgdjb21tZW50GAQgASgJSgQIAxAEUgVzbmFwcyKPAgoTUmVzdGF0ZVBvaW50UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIzCglzbmFwX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEisKBXZhbHVlGAQgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlQgTiQQECEhQKBnJlYXNvbhgFIAEoCUIE4kEBAhITCgtyZWFzb25fY29kZRgGIAEoCRIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBKBAgDEARSBHNuYXAinAIKG1Jlc29sdmVRdWFsaXR5SXNzdWVzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIXCglpc3N1ZV9pZHMYAyADKAlCBOJBAQISMQoKcmVzb2x1dGlvbhgEIAEoDjIXLnFpcy5kYXRhLnYxLlJlc29sdXRpb25CBOJBAQISFAoGcmVhc29uGAUgASgJQgTiQQECEiUKBXZhbHVlGAYgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlEhMKC3JlYXNvbl9jb2RlGAcgASgJEi8KC2V4cGlyZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK6AQoeQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3NSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEjQKCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAiKUAQoWU2V0QWNjZXNzUG9saWN5UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi8KBnBvbGljeRgCIAEoCzIZLnFpcy5kYXRhLnYxLkFjY2Vzc1BvbGljeUIE4kEBAhIUCgZyZWFzb24YAyABKAlCBOJBAQISGQoRZXhwZWN0ZWRfcmV2aXNpb24YBCABKAUiegoZRGVsZXRlQWNjZXNzUG9saWN5UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhIKBG5hbWUYAiABKAlCBOJBAQISFAoGcmVhc29uGAMgASgJQgTiQQECEhkKEWV4cGVjdGVkX3JldmlzaW9uGAQgASgFImYKGVJlY29yZEFjY2Vzc0RlbmlhbFJlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIvCgZkZW5pYWwYAiABKAsyGS5xaXMuZGF0YS52MS5BY2Nlc3NEZW5pYWxCBOJBAQIqcAoKUmVzb2x1dGlvbhIaChZSRVNPTFVUSU9OX1VOU1BFQ0lGSUVEEAASFgoSUkVTT0xVVElPTl9BUFBST1ZFEAESFQoRUkVTT0xVVElPTl9SRUpFQ1QQAhIXChNSRVNPTFVUSU9OX09WRVJSSURFEAMylgkKDkNvbW1hbmRTZXJ2aWNlEk4KDERlZmluZVNlcmllcxIgLnFpcy5kYXRhLnYxLkRlZmluZVNlcmllc1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USWgoSRXZvbHZlU2VyaWVzU2NoZW1hEiYucWlzLmRhdGEudjEuRXZvbHZlU2VyaWVzU2NoZW1hUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJaChJSZWdpc3RlckRhdGFTb3VyY2USJi5xaXMuZGF0YS52MS5SZWdpc3RlckRhdGFTb3VyY2VSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlElwKE0NvbmZpZ3VyZURhdGFTb3VyY2USJy5xaXMuZGF0YS52MS5Db25maWd1cmVEYXRhU291cmNlUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJTCgxJbmdlc3RQb2ludHMSIC5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXF1ZXN0GiEucWlzLmRhdGEudjEuSW5nZXN0UG9pbnRzUmVzcG9uc2USUwoKQnVsa0luZ2VzdBIgLnFpcy5kYXRhLnYxLkluZ2VzdFBvaW50c1JlcXVlc3QaHy5xaXMuZGF0YS52MS5CdWxrSW5nZXN0UmVzcG9uc2UoATABElAKDVB1Ymxpc2hQb2ludHMSIS5xaXMuZGF0YS52MS5QdWJsaXNoUG9pbnRzUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJOCgxSZXN0YXRlUG9pbnQSIC5xaXMuZGF0YS52MS5SZXN0YXRlUG9pbnRSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEl4KFFJlc29sdmVRdWFsaXR5SXNzdWVzEigucWlzLmRhdGEudjEuUmVzb2x2ZVF1YWxpdHlJc3N1ZXNSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEmQKF0NhbGN1bGF0ZVF1YWxpdHlNZXRyaWNzEisucWlzLmRhdGEudjEuQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3NSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlElQKD1NldEFjY2Vzc1BvbGljeRIjLnFpcy5kYXRhLnYxLlNldEFjY2Vzc1BvbGljeVJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USWgoSRGVsZXRlQWNjZXNzUG9saWN5EiYucWlzLmRhdGEudjEuRGVsZXRlQWNjZXNzUG9saWN5UmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJaChJSZWNvcmRBY2Nlc3NEZW5pYWwSJi5xaXMuZGF0YS52MS5SZWNvcmRBY2Nlc3NEZW5pYWxSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlQmIKD2NvbS5xaXMuZGF0YS52MUITQ29tbWFuZFNlcnZpY2VQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_google_rpc_status, file_qis_data_v1_access, file_qis_data_v1_series, file_qis_data_v1_values]);
 
 /**
  * Outcome of a command.
@@ -117,8 +119,8 @@ export type EvolveSeriesSchemaRequest = Message<"qis.data.v1.EvolveSeriesSchemaR
   /**
    * The fields of `series` to update (AIP-134), top-level field names: "unit", "precision",
    * "time_zone", "calendar", "sources", "validation", "reconciliation", "publication",
-   * "description". A named field that is unset in `series` is cleared. "*" replaces every
-   * evolvable field. Unset: the fields set in `series` (a field cannot be cleared this way).
+   * "description", "classification". A named field that is unset in `series` is cleared. "*"
+   * replaces every evolvable field. Unset: the fields set in `series` (a field cannot be cleared this way).
    * Naming "data_type" or "frequency" with a different value is FAILED_PRECONDITION
    * (IMMUTABLE_FIELD); naming "name" or "schema_version", or an unknown field, is
    * INVALID_ARGUMENT.
@@ -595,6 +597,122 @@ export const CalculateQualityMetricsRequestSchema: GenMessage<CalculateQualityMe
   messageDesc(file_qis_data_v1_command_service, 11);
 
 /**
+ * Request of CommandService.SetAccessPolicy.
+ *
+ * @generated from message qis.data.v1.SetAccessPolicyRequest
+ */
+export type SetAccessPolicyRequest = Message<"qis.data.v1.SetAccessPolicyRequest"> & {
+  /**
+   * Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+   *
+   * @generated from field: string command_id = 1;
+   */
+  commandId: string;
+
+  /**
+   * The whole policy; `policy.name` ("accessPolicies/{policy_id}") names the policy to add or
+   * replace.
+   *
+   * @generated from field: qis.data.v1.AccessPolicy policy = 2;
+   */
+  policy?: AccessPolicy | undefined;
+
+  /**
+   * Why access changes, for the audit trail; at most 1,024 characters.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * Optimistic concurrency: the revision the change was made from (AccessPolicy.revision).
+   * When it is no longer the current one the request is ABORTED (POLICY_REVISION_MISMATCH).
+   * 0: no check.
+   *
+   * @generated from field: int32 expected_revision = 4;
+   */
+  expectedRevision: number;
+};
+
+/**
+ * Describes the message qis.data.v1.SetAccessPolicyRequest.
+ * Use `create(SetAccessPolicyRequestSchema)` to create a new message.
+ */
+export const SetAccessPolicyRequestSchema: GenMessage<SetAccessPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_command_service, 12);
+
+/**
+ * Request of CommandService.DeleteAccessPolicy.
+ *
+ * @generated from message qis.data.v1.DeleteAccessPolicyRequest
+ */
+export type DeleteAccessPolicyRequest = Message<"qis.data.v1.DeleteAccessPolicyRequest"> & {
+  /**
+   * Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+   *
+   * @generated from field: string command_id = 1;
+   */
+  commandId: string;
+
+  /**
+   * Resource name of the policy, "accessPolicies/{policy_id}".
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Why access changes, for the audit trail; at most 1,024 characters.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * As SetAccessPolicyRequest.expected_revision.
+   *
+   * @generated from field: int32 expected_revision = 4;
+   */
+  expectedRevision: number;
+};
+
+/**
+ * Describes the message qis.data.v1.DeleteAccessPolicyRequest.
+ * Use `create(DeleteAccessPolicyRequestSchema)` to create a new message.
+ */
+export const DeleteAccessPolicyRequestSchema: GenMessage<DeleteAccessPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_command_service, 13);
+
+/**
+ * Request of CommandService.RecordAccessDenial.
+ *
+ * @generated from message qis.data.v1.RecordAccessDenialRequest
+ */
+export type RecordAccessDenialRequest = Message<"qis.data.v1.RecordAccessDenialRequest"> & {
+  /**
+   * Chosen by the refusing service, unique per denial (it names the denial's record, which
+   * the refused caller is told): 1 to 128 of letters, digits and "._-:".
+   *
+   * @generated from field: string command_id = 1;
+   */
+  commandId: string;
+
+  /**
+   * What was refused, to whom, and why.
+   *
+   * @generated from field: qis.data.v1.AccessDenial denial = 2;
+   */
+  denial?: AccessDenial | undefined;
+};
+
+/**
+ * Describes the message qis.data.v1.RecordAccessDenialRequest.
+ * Use `create(RecordAccessDenialRequestSchema)` to create a new message.
+ */
+export const RecordAccessDenialRequestSchema: GenMessage<RecordAccessDenialRequest> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_command_service, 14);
+
+/**
  * What to do with open quality issues.
  *
  * @generated from enum qis.data.v1.Resolution
@@ -651,14 +769,17 @@ export const ResolutionSchema: GenEnum<Resolution> = /*@__PURE__*/
  * ALREADY_EXISTS for a second definition; FAILED_PRECONDITION when the state does not allow the
  * command; ABORTED when concurrent writers kept conflicting (with RetryInfo) or an update's
  * expected schema version is not the current one; UNAVAILABLE (with RetryInfo) when a store is
- * unreachable; UNAUTHENTICATED without identity. Every error carries a google.rpc.ErrorInfo
- * (domain "qis.data") whose reason is listed in docs/errors.md.
+ * unreachable; UNAUTHENTICATED without identity; PERMISSION_DENIED (ACCESS_DENIED) when the
+ * access policies do not allow the caller the permission the method needs on its resource
+ * (named below; docs/security.md): nothing of the command is stored, the denial is recorded.
+ * Every error carries a google.rpc.ErrorInfo (domain "qis.data") whose reason is listed in
+ * docs/errors.md.
  *
  * @generated from service qis.data.v1.CommandService
  */
 export const CommandService: GenService<{
   /**
-   * Defines a new series.
+   * Defines a new series. Needs `admin` on the series.
    *
    * @generated from rpc qis.data.v1.CommandService.DefineSeries
    */
@@ -669,7 +790,8 @@ export const CommandService: GenService<{
   },
   /**
    * Updates the evolvable parts of a series definition (everything but data type and
-   * frequency) named by the update mask, and increments its schema version.
+   * frequency) named by the update mask, and increments its schema version. Needs `admin` on
+   * the series.
    *
    * @generated from rpc qis.data.v1.CommandService.EvolveSeriesSchema
    */
@@ -679,7 +801,7 @@ export const CommandService: GenService<{
     output: typeof CommandResponseSchema;
   },
   /**
-   * Registers a data source.
+   * Registers a data source. Needs `admin` on the source.
    *
    * @generated from rpc qis.data.v1.CommandService.RegisterDataSource
    */
@@ -689,7 +811,8 @@ export const CommandService: GenService<{
     output: typeof CommandResponseSchema;
   },
   /**
-   * Updates the parts of a data source's configuration named by the update mask.
+   * Updates the parts of a data source's configuration named by the update mask. Needs `admin`
+   * on the source.
    *
    * @generated from rpc qis.data.v1.CommandService.ConfigureDataSource
    */
@@ -700,7 +823,7 @@ export const CommandService: GenService<{
   },
   /**
    * Ingests a batch of points of one series from one source. All-or-nothing: one malformed
-   * point rejects the batch and nothing is stored.
+   * point rejects the batch and nothing is stored. Needs `write` on the series, as that source.
    *
    * @generated from rpc qis.data.v1.CommandService.IngestPoints
    */
@@ -711,8 +834,9 @@ export const CommandService: GenService<{
   },
   /**
    * Bulk load: each request is one chunk (its command_id is the chunk id) and is answered by
-   * one response, in order, once the chunk is committed or rejected. A malformed chunk is
-   * answered with its error and the stream goes on.
+   * one response, in order, once the chunk is committed or rejected. A malformed or refused
+   * chunk is answered with its error and the stream goes on. Each chunk needs what
+   * IngestPoints needs.
    *
    * @generated from rpc qis.data.v1.CommandService.BulkIngest
    */
@@ -722,7 +846,8 @@ export const CommandService: GenService<{
     output: typeof BulkIngestResponseSchema;
   },
   /**
-   * Publishes the current reconciled value of the given points (manual approval).
+   * Publishes the current reconciled value of the given points (manual approval). Needs
+   * `publish` on the series.
    *
    * @generated from rpc qis.data.v1.CommandService.PublishPoints
    */
@@ -733,6 +858,7 @@ export const CommandService: GenService<{
   },
   /**
    * Corrects a published point: a new version with a reason; the old one stays in history.
+   * Needs `publish` on the series.
    *
    * @generated from rpc qis.data.v1.CommandService.RestatePoint
    */
@@ -744,7 +870,8 @@ export const CommandService: GenService<{
   /**
    * The exception queue: approves, rejects or overrides open quality issues of one series,
    * then decides their points again. Approving and overriding follow the four-eyes rule:
-   * PERMISSION_DENIED for whoever sent a value of the point or set its manual value.
+   * PERMISSION_DENIED (FOUR_EYES) for whoever sent a value of the point or set its manual
+   * value. Needs `publish` on the series' exception queue ("series/{id}/issues").
    *
    * @generated from rpc qis.data.v1.CommandService.ResolveQualityIssues
    */
@@ -755,13 +882,51 @@ export const CommandService: GenService<{
   },
   /**
    * Calculates (again) the quality metrics of a series over a window. The scheduler does it
-   * for every closed window; this is for a recalculation on demand.
+   * for every closed window; this is for a recalculation on demand. Needs `write` on the
+   * series.
    *
    * @generated from rpc qis.data.v1.CommandService.CalculateQualityMetrics
    */
   calculateQualityMetrics: {
     methodKind: "unary";
     input: typeof CalculateQualityMetricsRequestSchema;
+    output: typeof CommandResponseSchema;
+  },
+  /**
+   * Adds an access policy, or replaces the one of that name. Needs `admin` on
+   * "accessPolicies". ABORTED (POLICY_REVISION_MISMATCH) when `expected_revision` is not the
+   * policy's current one.
+   *
+   * @generated from rpc qis.data.v1.CommandService.SetAccessPolicy
+   */
+  setAccessPolicy: {
+    methodKind: "unary";
+    input: typeof SetAccessPolicyRequestSchema;
+    output: typeof CommandResponseSchema;
+  },
+  /**
+   * Deletes an access policy. Needs `admin` on "accessPolicies". NOT_FOUND
+   * (ACCESS_POLICY_NOT_FOUND) when there is no policy of that name.
+   *
+   * @generated from rpc qis.data.v1.CommandService.DeleteAccessPolicy
+   */
+  deleteAccessPolicy: {
+    methodKind: "unary";
+    input: typeof DeleteAccessPolicyRequestSchema;
+    output: typeof CommandResponseSchema;
+  },
+  /**
+   * Records a refusal by another service's access checks (the query service's: the read side
+   * cannot append events), as an AccessDenied event of its own stream, an audit entry of the
+   * resource refused. For services only: the caller must be one of the principals of
+   * QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
+   * nothing more.
+   *
+   * @generated from rpc qis.data.v1.CommandService.RecordAccessDenial
+   */
+  recordAccessDenial: {
+    methodKind: "unary";
+    input: typeof RecordAccessDenialRequestSchema;
     output: typeof CommandResponseSchema;
   },
 }> = /*@__PURE__*/

@@ -72,7 +72,10 @@ export type OfficialValue = Message<"qis.data.v1.OfficialValue"> & {
   recordTime?: Timestamp | undefined;
 
   /**
-   * ...and when a later version superseded it; unset while it is the official one.
+   * ...and when a later version superseded it; unset while it is the official one. Set in
+   * GetPointHistory answers only: an answer about one time (QueryRange, GetValues, latest or
+   * as of a time or position) gives each value as the official one it was then, so it carries
+   * no supersede time (that would be knowledge from after the time asked).
    *
    * @generated from field: google.protobuf.Timestamp supersede_time = 7;
    */
@@ -87,7 +90,8 @@ export type OfficialValue = Message<"qis.data.v1.OfficialValue"> & {
   recordPosition: bigint;
 
   /**
-   * ...and of the one that superseded it; 0 while the version is current.
+   * ...and of the one that superseded it; 0 while the version is current. Set in
+   * GetPointHistory answers only, as supersede_time: 0 in every answer about one time.
    *
    * @generated from field: uint64 supersede_position = 9;
    */
@@ -230,7 +234,8 @@ export type OfficialValueColumns = Message<"qis.data.v1.OfficialValueColumns"> &
   recordPositions: bigint[];
 
   /**
-   * OfficialValue.supersede_position (0 while current).
+   * OfficialValue.supersede_position: 0 in these answers, which are about one time (latest, as
+   * of a time or a position); a value's later history is GetPointHistory's.
    *
    * @generated from field: repeated uint64 supersede_positions = 11;
    */
@@ -781,9 +786,10 @@ export type ListAuditEntriesRequest = Message<"qis.data.v1.ListAuditEntriesReque
 
   /**
    * AIP-160 filter: comparisons joined by AND, on `snap_time` (=; series only),
-   * `commit_time` (=, !=, <, <=, >, >=), `user` and `action` (=, !=, quoted strings); times
-   * are quoted RFC 3339 with an offset and at most 6 fraction digits. E.g.
-   * `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`.
+   * `commit_time` (=, !=, <, <=, >, >=), `user`, `action` and `resource` (=, !=, quoted
+   * strings; `resource` is AuditEntry.resource); times are quoted RFC 3339 with an offset and
+   * at most 6 fraction digits. E.g. `user = "alice" AND commit_time >= "2024-01-01T00:00:00Z"`,
+   * or `action = "AccessDenied"` for the refusals by the access policies.
    * Empty: every entry of the parent. At most 1,024 characters. A malformed filter is
    * INVALID_ARGUMENT naming `filter`. A series the read model does not know is NOT_FOUND; a
    * source without entries has none.
@@ -857,7 +863,9 @@ export type AuditEntry = Message<"qis.data.v1.AuditEntry"> & {
   commandId: string;
 
   /**
-   * The resource acted on: "series/{series_id}" or "sources/{source_id}".
+   * The resource acted on: "series/{series_id}", "sources/{source_id}", or another resource's
+   * name: "accessPolicies/{access_policy}" for a policy's changes, and for a denial of a
+   * resource that is neither a series nor a source, that resource ("accessPolicies", "*").
    *
    * @generated from field: string resource = 5;
    */
@@ -1463,6 +1471,11 @@ export const ValueViewSchema: GenEnum<ValueView> = /*@__PURE__*/
  * A request larger than the service accepts (256 KiB by default, far more than any valid one)
  * is refused with RESOURCE_EXHAUSTED before it is read.
  *
+ * Access: with the access policies enforced (docs/security.md), each method needs `read` on
+ * what it reads (named below), checked once the request is found well-formed and before
+ * anything is read: PERMISSION_DENIED (ACCESS_DENIED) otherwise, whose record the command
+ * service keeps (an audit entry). Listings of several series show only what the caller may read.
+ *
  * @generated from service qis.data.v1.QueryService
  */
 export const QueryService: GenService<{
@@ -1474,7 +1487,7 @@ export const QueryService: GenService<{
    * messages set by the service (by default 250,000 points and 10,000 messages, a few seconds
    * of streaming). A call that stops there ends normally and its last message carries a
    * next_page_token: call again with it as page_token to continue. The range is complete when
-   * a message carries an empty next_page_token.
+   * a message carries an empty next_page_token. Needs `read` on the series.
    *
    * @generated from rpc qis.data.v1.QueryService.QueryRange
    */
@@ -1486,6 +1499,7 @@ export const QueryService: GenService<{
   /**
    * The official values of given points: latest, or as known at a past time or position.
    * Unary, for lookups of a few points (a range of many is better streamed by QueryRange).
+   * Needs `read` on the series.
    *
    * @generated from rpc qis.data.v1.QueryService.GetValues
    */
@@ -1496,7 +1510,7 @@ export const QueryService: GenService<{
   },
   /**
    * Every version of one point, with the per-source observations it was made from, paged in
-   * commit order.
+   * commit order. Needs `read` on the series.
    *
    * @generated from rpc qis.data.v1.QueryService.GetPointHistory
    */
@@ -1506,7 +1520,7 @@ export const QueryService: GenService<{
     output: typeof GetPointHistoryResponseSchema;
   },
   /**
-   * The current definition of one series.
+   * The current definition of one series. Needs `read` on the series.
    *
    * @generated from rpc qis.data.v1.QueryService.GetSeries
    */
@@ -1516,7 +1530,7 @@ export const QueryService: GenService<{
     output: typeof SeriesSchema;
   },
   /**
-   * The series catalogue, by series id, paged.
+   * The series catalogue, by series id, paged: the series the caller may read.
    *
    * @generated from rpc qis.data.v1.QueryService.ListSeries
    */
@@ -1527,7 +1541,8 @@ export const QueryService: GenService<{
   },
   /**
    * Who did what, when: for a series, a data source or everything, filtered by point, time,
-   * user and action.
+   * user, action and resource. Needs `read` on the series or the source; of everything, `read`
+   * (or `admin`) on "*".
    *
    * @generated from rpc qis.data.v1.QueryService.ListAuditEntries
    */
@@ -1543,7 +1558,10 @@ export const QueryService: GenService<{
    * server will not buffer for it without bound); it resumes from its last token without a
    * gap. A caller may have a bounded number of subscriptions open at once
    * (100 by default; one subscription can follow several series, or all of them), and the
-   * service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED.
+   * service in all (1,000 by default): one more is refused with RESOURCE_EXHAUSTED. Needs
+   * `read` on each series named, and ends with PERMISSION_DENIED at the first change of one the
+   * caller may no longer read; a subscription to every series sends only the changes of those
+   * the caller may read, as decided when each is sent.
    *
    * @generated from rpc qis.data.v1.QueryService.Subscribe
    */
@@ -1554,7 +1572,8 @@ export const QueryService: GenService<{
   },
   /**
    * The exception queue: quality issues of a series or of all series, filtered by rule,
-   * severity, status, source, point and age.
+   * severity, status, source, point and age. Needs `read` on the series' queue
+   * ("series/{id}/issues"); of all series, lists the queues the caller may read.
    *
    * @generated from rpc qis.data.v1.QueryService.ListQualityIssues
    */
@@ -1564,7 +1583,7 @@ export const QueryService: GenService<{
     output: typeof ListQualityIssuesResponseSchema;
   },
   /**
-   * Quality metrics of a series, per window.
+   * Quality metrics of a series, per window. Needs `read` on the series.
    *
    * @generated from rpc qis.data.v1.QueryService.ListQualityMetrics
    */

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/series.proto.
  */
 export const file_qis_data_v1_series: GenFile = /*@__PURE__*/
-  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIoEECgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQM6NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIjYKDFNlcmllc1NvdXJjZRIUCgZzb3VyY2UYASABKAlCBOJBAQISEAoIcHJpb3JpdHkYAiABKAUivgEKD1ZhbGlkYXRpb25SdWxlcxIYChByZXF1aXJlX3Bvc2l0aXZlGAEgASgIEhgKEG1heF9qdW1wX3BlcmNlbnQYAiABKAkSEgoKbWF4X3pzY29yZRgDIAEoCRIVCg16c2NvcmVfd2luZG93GAQgASgFEhkKEXN0YWxlX2FmdGVyX3NuYXBzGAUgASgFEhYKDmNoZWNrX2NhbGVuZGFyGAYgASgIEhkKEW1heF9zcGlrZV9wZXJjZW50GAcgASgJIqMBChRSZWNvbmNpbGlhdGlvblBvbGljeRIxCgZtZXRob2QYASABKA4yIS5xaXMuZGF0YS52MS5SZWNvbmNpbGlhdGlvbk1ldGhvZBIVCg10b2xlcmFuY2VfYnBzGAIgASgJEhUKDXRvbGVyYW5jZV9hYnMYAyABKAkSKgoIb25fYnJlYWsYBCABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKBAgoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIpCgZjdXRvZmYYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdGltZWxpbmVzc19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25KBAgEEAVKBAgFEAZSDmN1dG9mZl9zZWNvbmRzUhZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzItYCCgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSEAoIZGlzYWJsZWQYCCABKAgaLwoNU2V0dGluZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBOkPqQUAKE3Fpcy5kYXRhL0RhdGFTb3VyY2USEHNvdXJjZXMve3NvdXJjZX0qC2RhdGFTb3VyY2VzMgpkYXRhU291cmNlSgQIBxAIUgdlbmFibGVkKr4BCglGcmVxdWVuY3kSGQoVRlJFUVVFTkNZX1VOU1BFQ0lGSUVEEAASEgoORlJFUVVFTkNZX1RJQ0sQARIUChBGUkVRVUVOQ1lfU0VDT05EEAISFAoQRlJFUVVFTkNZX01JTlVURRADEhQKEEZSRVFVRU5DWV9IT1VSTFkQBBITCg9GUkVRVUVOQ1lfREFJTFkQBRIUChBGUkVRVUVOQ1lfV0VFS0xZEAYSFQoRRlJFUVVFTkNZX01PTlRITFkQByqoAQoUUmVjb25jaWxpYXRpb25NZXRob2QSJQohUkVDT05DSUxJQVRJT05fTUVUSE9EX1VOU1BFQ0lGSUVEEAASIgoeUkVDT05DSUxJQVRJT05fTUVUSE9EX1BSSU9SSVRZEAESIAocUkVDT05DSUxJQVRJT05fTUVUSE9EX01FRElBThACEiMKH1JFQ09OQ0lMSUFUSU9OX01FVEhPRF9DT05TRU5TVVMQAypaCgtCcmVha0FjdGlvbhIcChhCUkVBS19BQ1RJT05fVU5TUEVDSUZJRUQQABIVChFCUkVBS19BQ1RJT05fRkxBRxABEhYKEkJSRUFLX0FDVElPTl9CTE9DSxACKnAKD1B1YmxpY2F0aW9uTW9kZRIgChxQVUJMSUNBVElPTl9NT0RFX1VOU1BFQ0lGSUVEEAASHgoaUFVCTElDQVRJT05fTU9ERV9BVVRPTUFUSUMQARIbChdQVUJMSUNBVElPTl9NT0RFX01BTlVBTBACQloKD2NvbS5xaXMuZGF0YS52MUILU2VyaWVzUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_qis_data_v1_values]);
+  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIroECgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQMSNwoOY2xhc3NpZmljYXRpb24YDiABKA4yHy5xaXMuZGF0YS52MS5EYXRhQ2xhc3NpZmljYXRpb246NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIjYKDFNlcmllc1NvdXJjZRIUCgZzb3VyY2UYASABKAlCBOJBAQISEAoIcHJpb3JpdHkYAiABKAUivgEKD1ZhbGlkYXRpb25SdWxlcxIYChByZXF1aXJlX3Bvc2l0aXZlGAEgASgIEhgKEG1heF9qdW1wX3BlcmNlbnQYAiABKAkSEgoKbWF4X3pzY29yZRgDIAEoCRIVCg16c2NvcmVfd2luZG93GAQgASgFEhkKEXN0YWxlX2FmdGVyX3NuYXBzGAUgASgFEhYKDmNoZWNrX2NhbGVuZGFyGAYgASgIEhkKEW1heF9zcGlrZV9wZXJjZW50GAcgASgJIqMBChRSZWNvbmNpbGlhdGlvblBvbGljeRIxCgZtZXRob2QYASABKA4yIS5xaXMuZGF0YS52MS5SZWNvbmNpbGlhdGlvbk1ldGhvZBIVCg10b2xlcmFuY2VfYnBzGAIgASgJEhUKDXRvbGVyYW5jZV9hYnMYAyABKAkSKgoIb25fYnJlYWsYBCABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKBAgoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIpCgZjdXRvZmYYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdGltZWxpbmVzc19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25KBAgEEAVKBAgFEAZSDmN1dG9mZl9zZWNvbmRzUhZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzItYCCgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSEAoIZGlzYWJsZWQYCCABKAgaLwoNU2V0dGluZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBOkPqQUAKE3Fpcy5kYXRhL0RhdGFTb3VyY2USEHNvdXJjZXMve3NvdXJjZX0qC2RhdGFTb3VyY2VzMgpkYXRhU291cmNlSgQIBxAIUgdlbmFibGVkKr4BCglGcmVxdWVuY3kSGQoVRlJFUVVFTkNZX1VOU1BFQ0lGSUVEEAASEgoORlJFUVVFTkNZX1RJQ0sQARIUChBGUkVRVUVOQ1lfU0VDT05EEAISFAoQRlJFUVVFTkNZX01JTlVURRADEhQKEEZSRVFVRU5DWV9IT1VSTFkQBBITCg9GUkVRVUVOQ1lfREFJTFkQBRIUChBGUkVRVUVOQ1lfV0VFS0xZEAYSFQoRRlJFUVVFTkNZX01PTlRITFkQByrFAQoSRGF0YUNsYXNzaWZpY2F0aW9uEiMKH0RBVEFfQ0xBU1NJRklDQVRJT05fVU5TUEVDSUZJRUQQABIeChpEQVRBX0NMQVNTSUZJQ0FUSU9OX1BVQkxJQxABEiAKHERBVEFfQ0xBU1NJRklDQVRJT05fSU5URVJOQUwQAhIkCiBEQVRBX0NMQVNTSUZJQ0FUSU9OX0NPTkZJREVOVElBTBADEiIKHkRBVEFfQ0xBU1NJRklDQVRJT05fUkVTVFJJQ1RFRBAEKqgBChRSZWNvbmNpbGlhdGlvbk1ldGhvZBIlCiFSRUNPTkNJTElBVElPTl9NRVRIT0RfVU5TUEVDSUZJRUQQABIiCh5SRUNPTkNJTElBVElPTl9NRVRIT0RfUFJJT1JJVFkQARIgChxSRUNPTkNJTElBVElPTl9NRVRIT0RfTUVESUFOEAISIwofUkVDT05DSUxJQVRJT05fTUVUSE9EX0NPTlNFTlNVUxADKloKC0JyZWFrQWN0aW9uEhwKGEJSRUFLX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEUJSRUFLX0FDVElPTl9GTEFHEAESFgoSQlJFQUtfQUNUSU9OX0JMT0NLEAIqcAoPUHVibGljYXRpb25Nb2RlEiAKHFBVQkxJQ0FUSU9OX01PREVfVU5TUEVDSUZJRUQQABIeChpQVUJMSUNBVElPTl9NT0RFX0FVVE9NQVRJQxABEhsKF1BVQkxJQ0FUSU9OX01PREVfTUFOVUFMEAJCWgoPY29tLnFpcy5kYXRhLnYxQgtTZXJpZXNQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_qis_data_v1_values]);
 
 /**
  * A timeseries whose official values this service publishes.
@@ -119,6 +119,14 @@ export type Series = Message<"qis.data.v1.Series"> & {
    * @generated from field: int32 schema_version = 13;
    */
   schemaVersion: number;
+
+  /**
+   * How sensitive its data is; unset: INTERNAL. Changed by EvolveSeriesSchema (update mask
+   * "classification"), which needs `admin` on the series at the higher of the two levels.
+   *
+   * @generated from field: qis.data.v1.DataClassification classification = 14;
+   */
+  classification: DataClassification;
 };
 
 /**
@@ -461,6 +469,55 @@ export const FrequencySchema: GenEnum<Frequency> = /*@__PURE__*/
   enumDesc(file_qis_data_v1_series, 0);
 
 /**
+ * How sensitive a series' data is, from the least to the most. Access policies may allow up to
+ * a level (ClassificationLimit in access.proto).
+ *
+ * @generated from enum qis.data.v1.DataClassification
+ */
+export enum DataClassification {
+  /**
+   * Not set: INTERNAL where a series is defined or evolved.
+   *
+   * @generated from enum value: DATA_CLASSIFICATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Anyone may know it.
+   *
+   * @generated from enum value: DATA_CLASSIFICATION_PUBLIC = 1;
+   */
+  PUBLIC = 1,
+
+  /**
+   * The organisation's own; the default.
+   *
+   * @generated from enum value: DATA_CLASSIFICATION_INTERNAL = 2;
+   */
+  INTERNAL = 2,
+
+  /**
+   * A limited group's.
+   *
+   * @generated from enum value: DATA_CLASSIFICATION_CONFIDENTIAL = 3;
+   */
+  CONFIDENTIAL = 3,
+
+  /**
+   * Named people's only.
+   *
+   * @generated from enum value: DATA_CLASSIFICATION_RESTRICTED = 4;
+   */
+  RESTRICTED = 4,
+}
+
+/**
+ * Describes the enum qis.data.v1.DataClassification.
+ */
+export const DataClassificationSchema: GenEnum<DataClassification> = /*@__PURE__*/
+  enumDesc(file_qis_data_v1_series, 1);
+
+/**
  * How the official value of a point is chosen from several sources.
  *
  * @generated from enum qis.data.v1.ReconciliationMethod
@@ -499,7 +556,7 @@ export enum ReconciliationMethod {
  * Describes the enum qis.data.v1.ReconciliationMethod.
  */
 export const ReconciliationMethodSchema: GenEnum<ReconciliationMethod> = /*@__PURE__*/
-  enumDesc(file_qis_data_v1_series, 1);
+  enumDesc(file_qis_data_v1_series, 2);
 
 /**
  * What a break beyond tolerance does to publication.
@@ -533,7 +590,7 @@ export enum BreakAction {
  * Describes the enum qis.data.v1.BreakAction.
  */
 export const BreakActionSchema: GenEnum<BreakAction> = /*@__PURE__*/
-  enumDesc(file_qis_data_v1_series, 2);
+  enumDesc(file_qis_data_v1_series, 3);
 
 /**
  * When a reconciled value becomes official.
@@ -567,5 +624,5 @@ export enum PublicationMode {
  * Describes the enum qis.data.v1.PublicationMode.
  */
 export const PublicationModeSchema: GenEnum<PublicationMode> = /*@__PURE__*/
-  enumDesc(file_qis_data_v1_series, 3);
+  enumDesc(file_qis_data_v1_series, 4);
 
