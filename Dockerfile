@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
-# One image for the three qis processes. Which one a container runs is its command:
-#   docker run IMAGE qis-command | qis-projector | qis-query     (see docker-compose.yml)
-# The default command, `qis up`, runs all three in one container on the embedded SQLite stores
-# (data in /var/lib/qis: mount a volume there to keep it).
+# One image for the qis processes. Which one a container runs is its command:
+#   docker run IMAGE qis-command | qis-projector | qis-query | qis-feeds   (see docker-compose.yml)
+# The default command, `qis up`, runs the three services in one container on the embedded SQLite
+# stores (data in /var/lib/qis: mount a volume there to keep it), and qis-feeds beside them when
+# /var/lib/qis/feeds.toml exists (or QIS_FEEDS_CONFIG names a file; docs/providers.md).
 
 # --- build: a virtual environment with the project and its dependencies ---------------------------
 FROM python:3.11-slim AS build
@@ -37,12 +38,13 @@ ENV PATH=/opt/qis/bin:$PATH \
     QIS_COMMAND_ADDRESS=0.0.0.0:50051 \
     QIS_QUERY_ADDRESS=0.0.0.0:50052 \
     QIS_PROJECTOR_ADDRESS=0.0.0.0:50053 \
-    QIS_FLIGHT_ADDRESS=0.0.0.0:50054
+    QIS_FLIGHT_ADDRESS=0.0.0.0:50054 \
+    QIS_FEEDS_ADDRESS=0.0.0.0:50055
 WORKDIR /var/lib/qis
 USER qis:qis
-# 50051 command, 50052 query, 50053 projector (health only), all serving grpc.health.v1; 50054
-# the query service's Arrow Flight endpoint.
-EXPOSE 50051 50052 50053 50054
+# 50051 command, 50052 query, 50053 projector and 50055 feeds (health only), all serving
+# grpc.health.v1; 50054 the query service's Arrow Flight endpoint.
+EXPOSE 50051 50052 50053 50054 50055
 # The processes stop gracefully on SIGTERM (health NOT_SERVING, then a QIS_SHUTDOWN_GRACE_S drain).
 STOPSIGNAL SIGTERM
 CMD ["qis", "up"]

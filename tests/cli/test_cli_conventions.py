@@ -67,14 +67,29 @@ def test_every_option_has_help() -> None:
             assert action.help, f"qis {name} {'/'.join(action.option_strings) or action.dest}"
 
 
+def _every_command(
+    parser: argparse.ArgumentParser, prefix: str = "qis"
+) -> dict[str, argparse.ArgumentParser]:
+    """Every command and nested command ("qis feed coingecko"), by its full name."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                found[f"{prefix} {name}"] = command
+                found.update(_every_command(command, f"{prefix} {name}"))
+    return found
+
+
 def test_docs_mention_every_command_and_option() -> None:
     text = DOCS.read_text()
-    for name, command in _subcommands(build_parser()).items():
-        assert f"qis {name}" in text
+    commands = _every_command(build_parser())
+    assert "qis feed coingecko" in commands  # nested commands are checked too
+    for name, command in commands.items():
+        assert name in text
         for action in command._actions:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
-                    assert f"`{flag}" in text, f"qis {name} {flag}"
+                    assert f"`{flag}" in text, f"{name} {flag}"
 
 
 def test_every_command_that_calls_a_service_takes_a_bearer_token() -> None:

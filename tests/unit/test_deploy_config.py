@@ -2,8 +2,9 @@
 
 They hold the deployment files to the code they deploy: every QIS_* variable is a real setting
 of the process it configures, every command is a declared console script, every service is
-health-checked through grpc.health.v1 (and that check is run here against a real server), and
-the services wait for healthy stores.
+health-checked through grpc.health.v1 (and that check is run here against a real server), the
+services wait for healthy stores, access policies are enforced with an administrator named, and
+the optional feeds service cannot stop a deployment that does not run it.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from kurrentdbclient.connection_spec import ConnectionSpec
 from pydantic_settings import BaseSettings
 from qis_command.settings import CommandSettings
+from qis_feeds.settings import FeedsSettings
 from qis_projector.settings import ProjectorSettings
 from qis_query.settings import QuerySettings
+from qis_runtime.authorization import authorization
 from qis_runtime.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,12 +41,18 @@ QIS_SERVICES: dict[str, tuple[type[CommonSettings], str]] = {
     "qis-command": (CommandSettings, "QIS_COMMAND_ADDRESS"),
     "qis-projector": (ProjectorSettings, "QIS_PROJECTOR_ADDRESS"),
     "qis-query": (QuerySettings, "QIS_QUERY_ADDRESS"),
+    "qis-feeds": (FeedsSettings, "QIS_FEEDS_ADDRESS"),
 }
+FEEDS = "qis-feeds"
+STORE_USERS = sorted(set(QIS_SERVICES) - {FEEDS})
+"""The services that read and write the stores (qis-feeds only sends to qis-command)."""
 EVENT_STORE = "kurrentdb"
 READ_STORE = "mongo"
 STORES = (EVENT_STORE, READ_STORE)
 # The image default of `${VAR:-default}`, or the value itself.
 _DEFAULT = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:-(?P<default>[^}]+)\}$")
+# `${VAR:?message}`: Compose refuses to start while VAR is unset or empty.
+_REQUIRED = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):\?")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +114,7 @@ def seconds(duration: str) -> float:
     return total
 
 
-def test_the_qis_services_are_exactly_the_three_processes(services: dict[str, Any]) -> None:
+def test_the_qis_services_are_exactly_the_processes(services: dict[str, Any]) -> None:
     assert set(QIS_SERVICES) <= set(services)
     assert {name for name in services if name.startswith("qis")} == set(QIS_SERVICES)
 
@@ -133,7 +142,7 @@ def test_every_qis_variable_is_a_setting_of_that_process(
     assert not unknown, f"{name}: not fields of {settings.__name__}: {sorted(unknown)}"
 
 
-@pytest.mark.parametrize("name", sorted(QIS_SERVICES))
+@pytest.mark.parametrize("name", STORE_USERS)
 def test_the_stores_are_the_compose_services_and_not_the_embedded_defaults(
     services: dict[str, Any], name: str
 ) -> None:
@@ -148,12 +157,70 @@ def test_the_stores_are_the_compose_services_and_not_the_embedded_defaults(
     assert read.hostname == READ_STORE
 
 
-@pytest.mark.parametrize("name", sorted(QIS_SERVICES))
+@pytest.mark.parametrize("name", STORE_USERS)
 def test_waits_for_healthy_stores(services: dict[str, Any], name: str) -> None:
     depends_on = services[name]["depends_on"]
     assert isinstance(depends_on, dict), "long form, to state the condition"
     for store in STORES:
         assert depends_on[store]["condition"] == "service_healthy", f"{name} -> {store}"
+
+
+def test_feeds_wait_for_a_healthy_command_service_and_send_to_it(
+    services: dict[str, Any],
+) -> None:
+    feeds = services[FEEDS]
+    assert feeds["depends_on"] == {"qis-command": {"condition": "service_healthy"}}
+    command_port = port_of(env_of(services["qis-command"])["QIS_COMMAND_ADDRESS"])
+    # In the feeds' environment QIS_COMMAND_ADDRESS is where they send, not where they listen.
+    assert env_of(feeds)["QIS_COMMAND_ADDRESS"] == f"qis-command:{command_port}"
+    assert not {"QIS_EVENT_STORE_URI", "QIS_READ_STORE_URI"} & set(env_of(feeds))
+
+
+def test_feeds_run_in_their_profile_from_a_mounted_read_only_file(
+    services: dict[str, Any],
+) -> None:
+    assert services[FEEDS]["profiles"] == ["feeds"]
+    assert [name for name, service in services.items() if "profiles" in service] == [FEEDS]
+    config = env_of(services[FEEDS])["QIS_FEEDS_CONFIG"]
+    mounts = [m for m in services[FEEDS]["volumes"] if m["target"] == config]
+    assert len(mounts) == 1, f"QIS_FEEDS_CONFIG={config} is not a mounted file"
+    mount = mounts[0]
+    assert mount["type"] == "bind"
+    assert mount["read_only"] is True
+    # Else a missing feeds.toml becomes an empty directory, and the error a confusing one.
+    assert mount["bind"]["create_host_path"] is False
+
+
+def required_variables(value: object) -> set[str]:
+    """The variables a value of the compose file requires (`${VAR:?...}`), at any depth."""
+    if isinstance(value, dict):
+        return set().union(*(required_variables(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(required_variables(v) for v in value))
+    return {m["name"] for m in _REQUIRED.finditer(str(value))}
+
+
+def test_an_optional_service_requires_no_variable_of_its_own(services: dict[str, Any]) -> None:
+    """Compose interpolates the whole file before it looks at profiles: a variable required by
+    a service in a profile would stop `docker compose up` for everyone who does not run it."""
+    default = required_variables({n: s for n, s in services.items() if "profiles" not in s})
+    for name, service in services.items():
+        if "profiles" in service:
+            assert required_variables(service) <= default, name
+
+
+def test_with_tokens_policies_are_enforced_and_their_administrators_required(
+    services: dict[str, Any],
+) -> None:
+    env = env_of(services["qis-command"])
+    assert env["QIS_AUTH"] == "jwt"
+    # Deny by default needs someone who may write the first policy: Compose refuses to start
+    # without one.
+    assert required_variables(env["QIS_ADMINS"]) == {"QIS_ADMINS"}
+    settings = CommonSettings(auth=env["QIS_AUTH"], authz=env["QIS_AUTHZ"], admins="user:alice")
+    decided = authorization(settings)
+    assert decided.enforced
+    assert decided.admins == ("user:alice",)
 
 
 @pytest.mark.parametrize("store", STORES)

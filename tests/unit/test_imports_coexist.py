@@ -18,6 +18,8 @@ MODULES = [
     "qis_query.bootstrap",
     "qis_cli.main",
     "qis_adapters.readstore.mongodb",
+    "qis_feeds.bootstrap",
+    "qis_feeds.main",
 ]
 
 

@@ -44,6 +44,7 @@ from qis_cli.definitions import (
 )
 from qis_cli.errors import EXIT_CODES, EXIT_INTERRUPTED, CliError
 from qis_cli.export import ExportFormat, ExportQuery, export
+from qis_cli.feed import add_feed_parser
 from qis_cli.ingest import DEFAULT_WINDOW, IngestSummary, IngestTarget, render_summary, run_ingest
 from qis_cli.kinds import ValueKind
 from qis_cli.progress import Progress
@@ -428,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_connection_options(ingest, "command", reads_definition=True)
     ingest.set_defaults(run=cmd_ingest)
+
+    add_feed_parser(commands, _add_connection_options)
 
     look = commands.add_parser(
         "query",

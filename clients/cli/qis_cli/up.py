@@ -3,6 +3,7 @@
 Each process is started as it would be alone (its console script, configured by QIS_*
 variables), so what works under `qis up` works in production, and the reverse. A process that
 dies is restarted, with a growing pause if it keeps dying, while the others go on serving.
+qis-feeds (providers, docs/providers.md) runs too when a feed configuration file is there.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from qis_cli.connection import TLS_CA_ENV, open_channel
 from qis_cli.errors import EXIT_OK, CliError
 
 SERVER_CERT_ENV = "QIS_TLS_CERT_FILE"
+FEEDS_CONFIG_ENV = "QIS_FEEDS_CONFIG"
+FEEDS_CONFIG_FILE = "feeds.toml"
+"""In the data directory, where qis-feeds looks when QIS_FEEDS_CONFIG is unset."""
 
 STARTUP_TIMEOUT_S = 30.0
 # Beyond the grace period a service gives in-flight calls after SIGTERM (QIS_SHUTDOWN_GRACE_S),
@@ -68,16 +72,25 @@ class ServiceSpec:
     default_address: str
     extra_ports: tuple[ExtraPort, ...] = ()
     """Listening before the service reports SERVING on its gRPC port (health checks cover them)."""
+    sends_to: ServiceSpec | None = None
+    """The service this one is a client of. It is told that service's address as this
+    supervisor dials it for health checks, so known to work with the TLS settings: the
+    service's own variable may hold a wildcard to listen on."""
 
 
 FLIGHT_PORT = ExtraPort("Arrow Flight", "QIS_FLIGHT_ADDRESS", "127.0.0.1:50054")
+COMMAND = ServiceSpec("qis-command", "QIS_COMMAND_ADDRESS", "127.0.0.1:50051")
 
 # In start order (stopped in reverse). A process that is not built yet is skipped with a note.
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("qis-command", "QIS_COMMAND_ADDRESS", "127.0.0.1:50051"),
+    COMMAND,
     ServiceSpec("qis-projector", "QIS_PROJECTOR_ADDRESS", "127.0.0.1:50053"),
     ServiceSpec("qis-query", "QIS_QUERY_ADDRESS", "127.0.0.1:50052", (FLIGHT_PORT,)),
 )
+FEEDS = ServiceSpec("qis-feeds", "QIS_FEEDS_ADDRESS", "127.0.0.1:50055", sends_to=COMMAND)
+"""Started last, only when feeds are configured: a client of the command service, it starts
+sending once everything serves, and is the first stopped, sending what it received while the
+command service still takes it."""
 
 
 def address_of(spec: ServiceSpec | ExtraPort, env: dict[str, str]) -> str:
@@ -101,9 +114,29 @@ def dial_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def dial_target(address: str) -> str:
+    """dial_address as a gRPC target: an IPv6 host goes in brackets, or its colons would be
+    taken for the port's."""
+    host, port = dial_address(address)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def feeds_config(env: dict[str, str], data_dir: Path) -> Path | None:
+    """The feed configuration file qis-feeds would read (QIS_FEEDS_CONFIG, else DATA_DIR/
+    feeds.toml), or None when there is none: then no feeds run. A file named by the variable
+    must exist: a typo there would otherwise silently run no feeds."""
+    if named := env.get(FEEDS_CONFIG_ENV):
+        path = Path(named)
+        if not path.is_file():
+            raise CliError(f"{FEEDS_CONFIG_ENV}={named}: no such file")
+        return path.resolve()
+    default = data_dir / FEEDS_CONFIG_FILE
+    return default if default.is_file() else None
+
+
 def locate(script: str) -> Path | None:
-    """The console script, if the code behind it exists. pyproject.toml declares all three
-    processes, so the scripts are installed before their packages are written."""
+    """The console script, if the code behind it exists. pyproject.toml declares every
+    process, so the scripts are installed before their packages are written."""
     entry = next(iter(importlib.metadata.entry_points(group="console_scripts", name=script)), None)
     if entry is not None:
         try:
@@ -175,8 +208,8 @@ class Supervisor:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def run(self, specs: Sequence[ServiceSpec] = SERVICES) -> int:
-        planned = self._plan(specs)
+    def run(self) -> int:
+        planned = self._plan(self._services())
         self._development_mode(address for plan in planned for address in plan.addresses)
         self._data_dir.mkdir(parents=True, exist_ok=True)
         with self._data_dir_lock():
@@ -198,6 +231,11 @@ class Supervisor:
                 "development mode: callers are whoever their x-qis-user header says (loopback"
                 " only; QIS_AUTH=jwt or mtls authenticates them, see docs/security.md)"
             )
+            if self._env.get("QIS_AUTHZ") == "policies":
+                # The query service records its refusals through the command service as
+                # itself (QIS_QUERY_USER): without this, they would be refused and only logged.
+                query_user = self._env.get("QIS_QUERY_USER") or "qis-query"
+                self._env.setdefault("QIS_SERVICE_PRINCIPALS", f"user:{query_user}")
 
     @contextmanager
     def _data_dir_lock(self) -> Iterator[None]:
@@ -218,6 +256,17 @@ class Supervisor:
             lock.write(f"{os.getpid()}\n")
             lock.flush()
             yield
+
+    def _services(self) -> tuple[ServiceSpec, ...]:
+        config = feeds_config(self._env, self._data_dir)
+        if config is None:
+            self._say(
+                f"feeds: none (no {self._data_dir / FEEDS_CONFIG_FILE}, and {FEEDS_CONFIG_ENV}"
+                " is unset; see docs/providers.md)"
+            )
+            return SERVICES
+        self._say(f"feeds: qis-feeds runs the feeds of {config}")
+        return (*SERVICES, FEEDS)
 
     def _plan(self, specs: Sequence[ServiceSpec]) -> list[_Planned]:
         if self._env.get(SERVER_CERT_ENV) and not self._env.get(TLS_CA_ENV):
@@ -273,6 +322,8 @@ class Supervisor:
 
     def _spawn(self, plan: _Planned) -> subprocess.Popen[bytes]:
         env = {**self._env, plan.spec.address_env: plan.address, **plan.extra}
+        if (server := plan.spec.sends_to) is not None:
+            env[server.address_env] = dial_target(address_of(server, self._env))
         # Own process group: Ctrl-C in the terminal reaches only `qis up`, which then stops the
         # services one by one, newest first, instead of all of them racing.
         return subprocess.Popen([str(plan.executable)], env=env, process_group=0)
@@ -294,11 +345,10 @@ class Supervisor:
 
     def _wait_serving(self, child: _Child) -> str | None:
         address = child.plan.address
-        host, port = dial_address(address)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         # The clients' TLS settings (QIS_TLS_CA_FILE, a client certificate for mTLS): the
         # services listen as their QIS_TLS_* server settings say.
-        with open_channel(f"{host}:{port}") as channel:
+        with open_channel(dial_target(address)) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if (code := child.process.poll()) is not None:

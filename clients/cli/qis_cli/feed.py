@@ -1,0 +1,244 @@
+"""`qis feed PROVIDER ...`: a one-off history load from a provider into one series.
+
+The same runner and sender as the long-running qis-feeds process (services/feeds), with chunks
+closed on size only: the same load makes the same chunks, whose ids come from their content, so
+running it again (after a failure, or by mistake) stores nothing twice and resumes where the
+first run stopped. A chunk the service refuses for good (an unknown series, no permission) stops
+the load, since every other chunk would be refused alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import grpc.aio
+from qis.data.v1 import command_service_pb2_grpc
+from qis_feeds.adapters.bulk_ingest import BulkIngestSender, SenderSettings, SendStopped
+from qis_feeds.adapters.coingecko import (
+    CoinGeckoProvider,
+    CoinGeckoSettings,
+    CoinInstrument,
+    Field,
+    Granularity,
+    Plan,
+)
+from qis_feeds.adapters.http import RetryPolicy, VendorError
+from qis_feeds.adapters.synthetic import Faults, SyntheticProvider, Walk
+from qis_feeds.application.counters import FeedCounters
+from qis_feeds.application.ports import DataProvider, HistoricalRequest
+from qis_feeds.application.runner import Feed, FeedRunner, ProviderFailed, RunnerSettings
+
+from qis_cli import reading
+from qis_cli.connection import CONNECT_TIMEOUT_S, channel_credentials, identity, normalise_name
+from qis_cli.errors import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, CliError, exit_code_of
+
+AddConnection = Callable[[argparse.ArgumentParser, str], None]
+_FAULTS = ("gap", "jump", "spike", "stale", "late", "duplicate", "out_of_order", "disagree")
+
+
+def _time(text: str) -> datetime:
+    try:
+        return reading.parse_time(text).ToDatetime(tzinfo=UTC)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _duration(text: str) -> timedelta:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    for suffix in sorted(units, key=len, reverse=True):
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return timedelta(seconds=float(text[: -len(suffix)]) * units[suffix])
+    raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 500ms, 1s, 5m, 1h, 1d")
+
+
+def _within(low: int, high: int) -> Callable[[str], int]:
+    def check(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"between {low:,} and {high:,}")
+        return value
+
+    return check
+
+
+def _faults(text: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, rate = item.partition("=")
+        if name not in _FAULTS:
+            raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(_FAULTS)}")
+        try:
+            found[name] = float(rate)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not NAME=PROBABILITY") from None
+    return found
+
+
+def add_feed_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], add_connection: AddConnection
+) -> None:
+    feed = commands.add_parser(
+        "feed",
+        help="load a provider's history of one instrument into a series (CoinGecko, synthetic)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    providers = feed.add_subparsers(
+        dest="provider", required=True, metavar="PROVIDER", help="coingecko or synthetic"
+    )
+
+    coingecko = providers.add_parser(
+        "coingecko",
+        help="/coins/{id}/market_chart/range (price, market cap, volume) or /coins/{id}/ohlc",
+    )
+    coingecko.add_argument("--coin", required=True, help="CoinGecko's coin id, e.g. bitcoin")
+    coingecko.add_argument("--vs-currency", default="usd", help="default: %(default)s")
+    coingecko.add_argument(
+        "--field", choices=[f.value for f in Field], default="price", help="default: %(default)s"
+    )
+    coingecko.add_argument(
+        "--granularity",
+        choices=[g.value for g in Granularity],
+        default="daily",
+        help="of market_chart values (default: %(default)s; 5m needs a pro plan)",
+    )
+    coingecko.add_argument(
+        "--plan", choices=[p.value for p in Plan], default="demo", help="default: %(default)s"
+    )
+    coingecko.add_argument(
+        "--api-key-env",
+        default="COINGECKO_API_KEY",
+        metavar="VARIABLE",
+        help="the environment variable holding the key (default: %(default)s)",
+    )
+    coingecko.add_argument("--base-url", help="default: the plan's documented base URL")
+    coingecko.add_argument(
+        "--calls-per-minute", type=float, default=30.0, help="rate limit (default: %(default)s)"
+    )
+    coingecko.add_argument(
+        "--max-attempts", type=int, default=5, help="per call, retries included (default: 5)"
+    )
+    coingecko.set_defaults(make_provider=_coingecko)
+
+    synthetic = providers.add_parser(
+        "synthetic", help="a seeded random walk with injected faults, for demos and tests"
+    )
+    synthetic.add_argument(
+        "--step", type=_duration, default=timedelta(days=1), help="between snaps (default: 1d)"
+    )
+    synthetic.add_argument("--seed", type=int, default=1, help="default: %(default)s")
+    synthetic.add_argument(
+        "--start-price", type=float, default=100.0, help="first value (default: %(default)s)"
+    )
+    synthetic.add_argument(
+        "--faults",
+        type=_faults,
+        default={},
+        metavar="NAME=P,...",
+        help=f"probabilities per snap of: {', '.join(_FAULTS)}",
+    )
+    synthetic.add_argument("--second-source", help="also send each value from this source")
+    synthetic.set_defaults(make_provider=_synthetic)
+
+    for parser in (coingecko, synthetic):
+        parser.add_argument("--series", required=True, help="series id (or series/ID)")
+        parser.add_argument("--source", required=True, help="source id (or sources/ID)")
+        parser.add_argument("--start", type=_time, required=True, help="RFC 3339, or a date")
+        parser.add_argument("--end", type=_time, required=True, help="values before this time")
+        parser.add_argument(
+            "--chunk-size",
+            type=_within(1, 10_000),  # the service's limit of points per request
+            default=1000,
+            help="points per chunk (default: 1000)",
+        )
+        parser.add_argument(
+            "--in-flight", type=_within(1, 64), default=8, help="chunks unacknowledged (default: 8)"
+        )
+        add_connection(parser, "command")
+        parser.set_defaults(run=cmd_feed)
+
+
+def _coingecko(args: argparse.Namespace, series_id: str) -> DataProvider:
+    plan = Plan(args.plan)
+    key = os.environ.get(args.api_key_env) if plan is not Plan.KEYLESS else None
+    if plan is not Plan.KEYLESS and not key:
+        raise CliError(f"the {plan} plan needs a key: set {args.api_key_env}")
+    settings = CoinGeckoSettings(
+        plan=plan,
+        api_key=key,
+        base_url=args.base_url,
+        calls_per_minute=args.calls_per_minute,
+        retry=RetryPolicy(max_attempts=args.max_attempts),
+    )
+    instrument = CoinInstrument(
+        series_id, args.coin, args.vs_currency, Field(args.field), Granularity(args.granularity)
+    )
+    try:
+        return CoinGeckoProvider([instrument], settings)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+
+
+def _synthetic(args: argparse.Namespace, series_id: str) -> DataProvider:
+    faults = Faults(**args.faults, second_source=args.second_source)
+    walk = Walk(series_id, args.start_price)
+    return SyntheticProvider([walk], random.Random(args.seed), step=args.step, faults=faults)
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    series_id = normalise_name(args.series, "series")
+    source_id = normalise_name(args.source, "sources")
+    if args.end <= args.start:
+        raise CliError("--end must be after --start")
+    provider: DataProvider = args.make_provider(args, series_id)
+    request = HistoricalRequest((series_id,), args.start, args.end)
+    counters = asyncio.run(_load(args, Feed(args.provider, provider, source_id), request))
+    print(f"{args.provider} -> series/{series_id} from sources/{source_id}")
+    print(f"  {counters.summary()}")
+    return EXIT_FAILED if counters.dropped else EXIT_OK
+
+
+async def _load(args: argparse.Namespace, feed: Feed, request: HistoricalRequest) -> FeedCounters:
+    credentials = channel_credentials()
+    channel = (
+        grpc.aio.insecure_channel(args.address)
+        if credentials is None
+        else grpc.aio.secure_channel(args.address, credentials)
+    )
+    async with channel:
+        try:
+            await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise CliError(
+                f"cannot reach the command service at {args.address} — is `qis up` running?",
+                EXIT_UNAVAILABLE,
+            ) from None
+        counters = FeedCounters()
+        sender = BulkIngestSender(
+            command_service_pb2_grpc.CommandServiceStub(channel),
+            identity(args.user, args.token),
+            counters,
+            SenderSettings(window=args.in_flight, max_stream_failures=5, stop_on_refusal=True),
+        )
+        runner = FeedRunner(sender, RunnerSettings(batch_points=args.chunk_size), counters)
+        try:
+            return await runner.load_history(feed, request)
+        except SendStopped as error:
+            raise CliError(f"{error}\n  {counters.summary()}", exit_code_of(error.status)) from None
+        except (ProviderFailed, VendorError) as error:
+            raise CliError(
+                f"{error}\n  {counters.summary()}\n  Running the same command again resumes:"
+                " the chunks already stored come back as duplicates.",
+                EXIT_FAILED,
+            ) from None
+        except grpc.aio.AioRpcError as error:
+            raise CliError(
+                f"the command service failed: {error.details()}\n  {counters.summary()}",
+                EXIT_UNAVAILABLE,
+            ) from None

@@ -1,0 +1,345 @@
+"""The ChunkSender of the command API: one BulkIngest stream, chunks in columns, at most
+`window` of them unacknowledged, each answered on its own.
+
+What can go wrong, and what is done:
+- the stream breaks (the service restarts, the network drops, the service ends an idle stream):
+  the chunks not yet answered are sent again on a new stream, after a jittered backoff. Their
+  ids are those of their content, so one that had been committed comes back as a duplicate;
+- the service refuses a chunk and says when to retry (RetryInfo: a locked or full store,
+  contention): the stream is ended the same way and the chunk sent again after that delay;
+- the service refuses a chunk for good, naming rows (a value beyond the bounds): those rows
+  are dropped and counted, the others sent again as a chunk of their own (a derived id);
+  without rows named (an unknown series, no permission), the chunk's points are dropped and
+  counted, or, with `stop_on_refusal` (a one-off load), the load stops, since every other chunk
+  would be refused alike.
+An idle stream is closed before the service's idle timeout ends it, and opened again with the
+next chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from qis.data.v1 import command_service_pb2, command_service_pb2_grpc, values_pb2
+
+from qis_feeds.application.batching import Chunk, salvage_id
+from qis_feeds.application.counters import FeedCounters
+from qis_feeds.application.points import ValueKind
+
+log = logging.getLogger("qis.feeds.sender")
+
+Metadata = tuple[tuple[str, str], ...]
+Acknowledged = Callable[[Chunk, command_service_pb2.IngestPointsResponse], None]
+
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+_ROW = re.compile(r"(?:points|columns\.[a-z_.]+)\[(\d+)\]")
+_GIVE_UP_CODES = frozenset(
+    c.value[0]
+    for c in (
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+)
+
+
+class SendStopped(Exception):
+    """The service refused a chunk in a way every other chunk would be refused too."""
+
+    def __init__(self, message: str, status: status_pb2.Status) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSettings:
+    window: int = 8
+    """Chunks on the wire unacknowledged (QIS_FEEDS_IN_FLIGHT)."""
+    idle_close_s: float = 30.0
+    """A stream that carried no chunk this long is closed (below the service's 60 s)."""
+    backoff_first_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    max_stream_failures: int | None = None
+    """Broken streams in a row before giving up; None: never (a long-running feed)."""
+    stop_on_refusal: bool = False
+
+
+def encode(chunk: Chunk) -> command_service_pb2.IngestPointsRequest:
+    """The chunk as one IngestPointsRequest in columns (cheaper to build and to parse)."""
+    points = chunk.points
+    offsets = [p.offset_min for p in points]
+    distinct = set(offsets)
+    columns = values_pb2.PointColumns(
+        snap_time_micros=[p.snap_us for p in points],
+        utc_offset_minutes=[]
+        if distinct == {0}
+        else offsets[:1]
+        if len(distinct) == 1
+        else offsets,
+    )
+    if chunk.kind is ValueKind.PRICE:
+        columns.prices.texts.extend(p.values[0] for p in points)
+    elif chunk.kind is ValueKind.VOLUME:
+        columns.volumes.texts.extend(p.values[0] for p in points)
+    else:
+        bars = columns.bars
+        for index, column in enumerate((bars.open, bars.high, bars.low, bars.close)):
+            column.texts.extend(p.values[index] for p in points)
+        volumes = [p.values[4] for p in points]
+        if any(volumes):
+            bars.volume.texts.extend(volumes)
+    return command_service_pb2.IngestPointsRequest(
+        command_id=chunk.command_id,
+        series=f"series/{chunk.series_id}",
+        source=f"sources/{chunk.source_id}",
+        columns=columns,
+    )
+
+
+def _retry_delay(status: status_pb2.Status) -> float | None:
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            delay: duration_pb2.Duration = info.retry_delay
+            return delay.seconds + delay.nanos / 1e9
+    return None
+
+
+def _named_rows(status: status_pb2.Status, rows: int) -> set[int] | None:
+    """The rows a refusal names, None when it names none (or a field of the whole chunk)."""
+    named: set[int] = set()
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            for violation in bad.field_violations:
+                match = _ROW.match(violation.field)
+                if match is None or int(match[1]) >= rows:
+                    return None
+                named.add(int(match[1]))
+    return named or None
+
+
+class _Retry(Exception):
+    def __init__(self, delay_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
+class BulkIngestSender:
+    def __init__(
+        self,
+        stub: command_service_pb2_grpc.CommandServiceAsyncStub,
+        metadata: Metadata,
+        counters: FeedCounters,
+        settings: SenderSettings | None = None,
+        on_acknowledged: Acknowledged | None = None,
+    ) -> None:
+        self._stub = stub
+        self._metadata = metadata
+        self._counters = counters
+        self._settings = settings or SenderSettings()
+        self._on_acknowledged = on_acknowledged
+        self._pending: deque[Chunk] = deque()
+        """Chunks to send before any new one: unanswered when a stream broke, or salvaged."""
+        self._wake = asyncio.Event()
+        self._input_done = False
+        self.streams = 0
+        """Streams opened, for tests and logs."""
+
+    async def send_all(self, chunks: asyncio.Queue[Chunk | None]) -> None:
+        self._pending.clear()
+        self._input_done = False
+        failures = 0
+        while not (self._input_done and not self._pending):
+            in_flight: deque[Chunk] = deque()
+            try:
+                idled = await self._stream(chunks, in_flight)
+                failures = 0
+                if idled and not self._pending:
+                    # No stream while there is nothing to send: the next one opens with it.
+                    first = await chunks.get()
+                    if first is None:
+                        self._input_done = True
+                    else:
+                        self._pending.append(first)
+            except (grpc.aio.AioRpcError, _Retry) as error:
+                failures += 1
+                # Unanswered chunks go first on the next stream, in their order.
+                self._counters.retried += len(in_flight)
+                self._pending.extendleft(reversed(in_flight))
+                limit = self._settings.max_stream_failures
+                reason = error.details() if isinstance(error, grpc.aio.AioRpcError) else str(error)
+                self._counters.last_error = f"BulkIngest: {reason}"
+                if limit is not None and failures > limit:
+                    raise
+                delay = self._backoff(failures)
+                if isinstance(error, _Retry):
+                    delay = max(delay, error.delay_s)
+                log.warning(
+                    "BulkIngest: %s; %d chunk(s) to send again in %.1f s",
+                    reason,
+                    len(self._pending),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    def _backoff(self, failures: int) -> float:
+        ceiling = min(
+            self._settings.backoff_cap_s, self._settings.backoff_first_s * 2 ** (failures - 1)
+        )
+        return random.uniform(ceiling / 2, ceiling)  # jitter: restarted feeds do not stampede
+
+    async def _stream(self, chunks: asyncio.Queue[Chunk | None], in_flight: deque[Chunk]) -> bool:
+        """One stream, until the input ends (False) or it idled (True: more may come)."""
+        call = self._stub.BulkIngest(metadata=self._metadata)
+        self.streams += 1
+        room = asyncio.Condition()
+        writer = asyncio.create_task(self._write(call, chunks, in_flight, room))
+        try:
+            async for response in call:
+                await self._answered(response, in_flight, room)
+            idle = await writer
+        finally:
+            if not writer.done():
+                writer.cancel()
+            elif not writer.cancelled():
+                writer.exception()  # the reader's error says it already: retrieved, not logged
+            call.cancel()
+        if in_flight:
+            raise _Retry(0.0, f"the stream ended with {len(in_flight)} chunk(s) unanswered")
+        return idle
+
+    async def _write(
+        self,
+        call: grpc.aio.StreamStreamCall[
+            command_service_pb2.IngestPointsRequest, command_service_pb2.BulkIngestResponse
+        ],
+        chunks: asyncio.Queue[Chunk | None],
+        in_flight: deque[Chunk],
+        room: asyncio.Condition,
+    ) -> bool:
+        idle = False
+        while True:
+            async with room:
+                await room.wait_for(lambda: len(in_flight) < self._settings.window)
+            chunk = await self._next(chunks, in_flight)
+            if chunk is None:
+                idle = not self._input_done
+                break
+            in_flight.append(chunk)
+            await call.write(encode(chunk))
+        # Half-close once everything sent is answered: the service then ends the stream.
+        async with room:
+            await room.wait_for(lambda: not in_flight)
+        await call.done_writing()
+        return idle
+
+    async def _next(
+        self, chunks: asyncio.Queue[Chunk | None], in_flight: deque[Chunk]
+    ) -> Chunk | None:
+        """The next chunk to send; None at the end of the input, or when the stream idled
+        (nothing to send and nothing in flight for idle_close_s)."""
+        while True:
+            if self._pending:
+                return self._pending.popleft()
+            if self._input_done:
+                return None
+            self._wake.clear()
+            getter = asyncio.ensure_future(chunks.get())
+            waker = asyncio.ensure_future(self._wake.wait())
+            # Idle only with nothing unanswered: an answer may still bring a chunk to salvage.
+            timeout = None if in_flight else self._settings.idle_close_s
+            try:
+                done, _ = await asyncio.wait(
+                    {getter, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            except asyncio.CancelledError:
+                # The stream broke while waiting: a chunk the getter took must not be lost.
+                self._keep(getter)
+                raise
+            finally:
+                waker.cancel()
+            if not getter.done():
+                getter.cancel()
+                if not done:
+                    return None  # idle
+                continue  # woken: a salvaged chunk, or an answer freed the stream
+            chunk = getter.result()
+            if chunk is None:
+                self._input_done = True
+                continue
+            return chunk
+
+    def _keep(self, getter: asyncio.Future[Chunk | None]) -> None:
+        if not getter.done():
+            getter.cancel()
+        elif not getter.cancelled():
+            chunk = getter.result()
+            if chunk is None:
+                self._input_done = True
+            else:
+                self._pending.appendleft(chunk)
+
+    async def _answered(
+        self,
+        response: command_service_pb2.BulkIngestResponse,
+        in_flight: deque[Chunk],
+        room: asyncio.Condition,
+    ) -> None:
+        if not in_flight or in_flight[0].command_id != response.command_id:
+            raise _Retry(0.0, f"an answer to chunk {response.command_id} out of order")
+        chunk = in_flight[0]
+        counters = self._counters
+        if response.WhichOneof("outcome") == "result":
+            result = response.result
+            counters.chunks += 1
+            counters.sent += len(chunk.points)
+            if result.duplicate:
+                counters.duplicates += len(chunk.points)
+            else:
+                counters.accepted += result.accepted
+                counters.flagged += result.flagged
+            counters.last_position = max(counters.last_position, result.commit_position)
+            if self._on_acknowledged is not None:
+                self._on_acknowledged(chunk, result)
+        else:
+            self._refused(chunk, response.error)
+        in_flight.popleft()
+        async with room:
+            room.notify_all()
+        self._wake.set()
+
+    def _refused(self, chunk: Chunk, status: status_pb2.Status) -> None:
+        reason = f"{_CODE_NAMES.get(status.code, status.code)}: {status.message}"
+        delay = _retry_delay(status)
+        if delay is not None:
+            raise _Retry(delay, f"chunk {chunk.command_id} refused for now ({reason})")
+        counters = self._counters
+        counters.last_error = f"{chunk.series_id} from {chunk.source_id}: {reason}"
+        rows = None if status.code in _GIVE_UP_CODES else _named_rows(status, len(chunk.points))
+        if rows is None:
+            counters.rejected += len(chunk.points)
+            log.warning("chunk of %d point(s) refused: %s", len(chunk.points), counters.last_error)
+            if self._settings.stop_on_refusal:
+                raise SendStopped(counters.last_error, status)
+            return
+        counters.rejected += len(rows)
+        kept = tuple(p for i, p in enumerate(chunk.points) if i not in rows)
+        log.warning("%d point(s) refused: %s", len(rows), counters.last_error)
+        if kept:
+            salvaged = Chunk(
+                salvage_id(chunk.command_id), chunk.series_id, chunk.source_id, chunk.kind, kept
+            )
+            self._pending.append(salvaged)

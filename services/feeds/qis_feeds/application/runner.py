@@ -1,0 +1,243 @@
+"""The feed runner: providers -> bounded queue of points -> batcher -> ChunkSender.
+
+Three kinds of task share one event loop: a pump per provider stream (it normalises each raw
+value and puts the point on a bounded queue), one collector (it batches points into chunks and
+puts closed chunks on a second, small bounded queue), and the sender (BulkIngest, a bounded
+window of unacknowledged chunks). Every queue is bounded, so a slow command service fills the
+window, then the chunk queue, then the point queue, and then a pump waits on `put`: the provider
+is slowed (a WebSocket stops being read, a REST provider fetches no further page) and memory
+stays within queue_points + (chunk_queue + window + open chunks) x batch_points points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qis_feeds.application.batching import Batcher, Chunk
+from qis_feeds.application.counters import FeedCounters
+from qis_feeds.application.points import Malformed, Point, RawValue, normalise
+from qis_feeds.application.ports import ChunkSender, DataProvider, HistoricalRequest
+
+log = logging.getLogger("qis.feeds")
+_RESUBSCRIBE_FIRST_S = 1.0
+_RESUBSCRIBE_CAP_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    batch_points: int = 1_000
+    """A chunk closes at this many points (QIS_FEEDS_BATCH_POINTS)."""
+    batch_delay_s: float = 0.1
+    """... or when its first point waited this long, in live feeds (QIS_FEEDS_BATCH_DELAY_S)."""
+    queue_points: int = 10_000
+    """Points normalised and waiting for the collector (QIS_FEEDS_QUEUE_POINTS)."""
+    chunk_queue: int = 2
+    """Closed chunks waiting for a place in the sender's window."""
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    name: str
+    provider: DataProvider
+    source_id: str
+
+
+PointQueue = asyncio.Queue[Point | None]
+Pump = Callable[[PointQueue], Awaitable[None]]
+"""Reads one provider stream into the point queue."""
+
+
+class ProviderFailed(Exception):
+    """A history load stopped on a provider error; what was sent before is committed."""
+
+
+class FeedRunner:
+    def __init__(
+        self,
+        sender: ChunkSender,
+        settings: RunnerSettings | None = None,
+        counters: FeedCounters | None = None,
+    ) -> None:
+        self._sender = sender
+        self._settings = settings or RunnerSettings()
+        self.counters = counters or FeedCounters()
+        self._stranded: list[Point] = []
+        self._hold_back = False
+
+    async def load_history(self, feed: Feed, request: HistoricalRequest) -> FeedCounters:
+        """One history load, chunked on size only: the same load makes the same chunks, so a
+        re-run (after a failure, or by mistake) is answered with duplicates."""
+        await feed.provider.connect()
+        failure: list[BaseException] = []
+
+        async def pump(points: PointQueue) -> None:
+            try:
+                await self._pump(feed, feed.provider.request_historical(request), points)
+            except Exception as error:
+                # The full chunks fetched before still go out, the partial ones do not: the
+                # re-run then makes the same chunks, and finds the first ones stored.
+                failure.append(error)
+                self._hold_back = True
+
+        try:
+            await self._run([pump], max_delay_s=None, stop=None)
+        finally:
+            await feed.provider.close()
+        if failure:
+            raise ProviderFailed(f"{feed.name}: {failure[0]}") from failure[0]
+        return self.counters
+
+    async def run_live(self, feeds: Sequence[Feed], stop: asyncio.Event) -> FeedCounters:
+        """Every series of every feed, until `stop` is set; then what was received is sent."""
+        pumps: list[Pump] = []
+        for feed in feeds:
+            await feed.provider.connect()
+            pumps.extend(self._follower(feed, series_id) for series_id in feed.provider.kinds)
+        try:
+            await self._run(pumps, self._settings.batch_delay_s, stop)
+        finally:
+            for feed in feeds:
+                await feed.provider.close()
+        return self.counters
+
+    def _follower(self, feed: Feed, series_id: str) -> Pump:
+        async def follow(points: PointQueue) -> None:
+            failures = 0
+            while True:
+                started = time.monotonic()
+                try:
+                    await self._pump(feed, feed.provider.subscribe(series_id), points)
+                    return
+                except Exception as error:
+                    # A provider reconnects by itself where its protocol lets it resume; an
+                    # error that reaches here ends its stream, which is opened again later.
+                    if time.monotonic() - started > _RESUBSCRIBE_CAP_S:
+                        failures = 0
+                    failures += 1
+                    delay = min(_RESUBSCRIBE_CAP_S, _RESUBSCRIBE_FIRST_S * 2 ** (failures - 1))
+                    self.counters.last_error = f"{feed.name} {series_id}: {error}"
+                    log.warning("%s; subscribing again in %.0f s", self.counters.last_error, delay)
+                    await asyncio.sleep(delay)
+
+        return follow
+
+    async def _pump(self, feed: Feed, values: AsyncIterator[RawValue], points: PointQueue) -> None:
+        kinds = feed.provider.kinds
+        counters = self.counters
+        async for raw in values:
+            counters.received += 1
+            kind = kinds.get(raw.series_id)
+            try:
+                if kind is None:
+                    raise Malformed(f"{raw.series_id} is not a series of feed {feed.name}")
+                point = normalise(raw, feed.source_id, kind)
+            except Malformed as error:
+                counters.malformed += 1
+                counters.last_error = f"{feed.name}: {error}"
+                log.debug("dropped: %s", counters.last_error)
+                continue
+            try:
+                await points.put(point)
+            except asyncio.CancelledError:
+                # Stopped while the queue was full: the point was received, so it is sent.
+                self._stranded.append(point)
+                raise
+
+    async def _run(
+        self,
+        pumps: Sequence[Pump],
+        max_delay_s: float | None,
+        stop: asyncio.Event | None,
+    ) -> None:
+        settings = self._settings
+        self._stranded.clear()
+        self._hold_back = False
+        points: PointQueue = asyncio.Queue(settings.queue_points)
+        chunks: asyncio.Queue[Chunk | None] = asyncio.Queue(settings.chunk_queue)
+        batcher = Batcher(settings.batch_points, max_delay_s, self.counters)
+        sender = asyncio.create_task(self._sender.send_all(chunks), name="sender")
+        collector = asyncio.create_task(self._collect(points, chunks, batcher), name="collector")
+        pumping = asyncio.create_task(_all(p(points) for p in pumps), name="pumps")
+        waiters: set[asyncio.Future[Any]] = {sender, collector, pumping}
+        stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        if stopping is not None:
+            waiters.add(stopping)
+        try:
+            # The pumps end (a history is read) or are stopped; the sender or the collector
+            # ending first can only be a failure, which must not leave a pump blocked.
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for task in (sender, collector):
+                if task in done:
+                    task.result()
+                    raise RuntimeError(f"the {task.get_name()} stopped before the feed")
+            if pumping in done:
+                pumping.result()
+            await _cancel(pumping)
+            for point in self._stranded:
+                await points.put(point)
+            self._stranded.clear()
+            await points.put(None)
+            await collector
+            await sender
+        finally:
+            for pending in (pumping, collector, sender, stopping):
+                if pending is not None:
+                    await _cancel(pending)
+
+    async def _collect(
+        self,
+        points: PointQueue,
+        chunks: asyncio.Queue[Chunk | None],
+        batcher: Batcher,
+    ) -> None:
+        while True:
+            due = batcher.next_due()
+            if not points.empty():
+                point = points.get_nowait()  # the common case under load: no timer to set
+            elif due is None:
+                point = await points.get()
+            else:
+                try:
+                    async with asyncio.timeout(max(0.0, due - time.monotonic())):
+                        point = await points.get()
+                except TimeoutError:
+                    for chunk in batcher.due():
+                        await chunks.put(chunk)
+                    continue
+            if point is None:
+                break
+            for chunk in batcher.add(point):
+                await chunks.put(chunk)
+            if due is not None and time.monotonic() >= due:
+                # Under a steady flow the wait above never times out: the age bound is kept here.
+                for chunk in batcher.due():
+                    await chunks.put(chunk)
+        for chunk in batcher.drain():
+            if self._hold_back:
+                self.counters.held_back += len(chunk.points)
+            else:
+                await chunks.put(chunk)
+        await chunks.put(None)
+
+
+async def _all(coroutines: Iterable[Awaitable[None]]) -> None:
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            await _cancel(task)
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    if task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,146 @@
+"""The feed configuration file (TOML): which providers run, for which instruments, into which
+series. docs/providers.md has a complete example. Secrets are never in it: a provider's key is
+named by the environment variable that holds it (`api_key_env`)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from qis_feeds.adapters.coingecko import Field as CoinField
+from qis_feeds.adapters.coingecko import Granularity, Plan
+from qis_feeds.adapters.ticks import TimeUnit
+from qis_feeds.application.points import ValueKind
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CoinGeckoInstrument(_Strict):
+    series: str
+    coin: str
+    vs_currency: str = "usd"
+    field: CoinField = CoinField.PRICE
+    granularity: Granularity = Granularity.HOURLY
+
+
+class CoinGeckoFeed(_Strict):
+    provider: Literal["coingecko"]
+    name: str
+    source: str
+    plan: Plan = Plan.DEMO
+    api_key_env: str = "COINGECKO_API_KEY"
+    base_url: str | None = None
+    calls_per_minute: PositiveFloat = 30.0
+    max_attempts: PositiveInt = 5
+    poll_s: PositiveFloat = 300.0
+    instrument: list[CoinGeckoInstrument]
+
+
+class SyntheticFaults(_Strict):
+    gap: float = 0.0
+    jump: float = 0.0
+    spike: float = 0.0
+    stale: float = 0.0
+    late: float = 0.0
+    duplicate: float = 0.0
+    out_of_order: float = 0.0
+    disagree: float = 0.0
+    second_source: str | None = None
+
+
+class SyntheticInstrument(_Strict):
+    series: str
+    start_price: PositiveFloat = 100.0
+    volatility: PositiveFloat = 0.001
+    decimals: Annotated[int, Field(ge=0, le=18)] = 4
+
+
+class SyntheticFeed(_Strict):
+    provider: Literal["synthetic"]
+    name: str
+    source: str
+    seed: int = 1
+    step_s: PositiveFloat = 1.0
+    pace_s: float | None = None
+    faults: SyntheticFaults = SyntheticFaults()
+    instrument: list[SyntheticInstrument]
+
+
+class TickInstrumentConfig(_Strict):
+    series: str
+    symbol: str
+    kind: Literal[ValueKind.PRICE, ValueKind.VOLUME] = ValueKind.PRICE
+
+
+class _TickFeed(_Strict):
+    name: str
+    source: str
+    url: str
+    symbol_field: str = "s"
+    time_field: str = "t"
+    time_unit: TimeUnit = TimeUnit.MILLISECONDS
+    value_field: str = "p"
+    instrument: list[TickInstrumentConfig]
+
+
+class WebSocketFeed(_TickFeed):
+    provider: Literal["websocket"]
+    subscribe: str = ""
+
+
+class RestPollFeed(_TickFeed):
+    provider: Literal["rest_poll"]
+    params: dict[str, str] = {}
+    items_field: str = ""
+    poll_s: PositiveFloat = 5.0
+    api_key_env: str | None = None
+    api_key_header: str = "x-api-key"
+    calls_per_minute: PositiveFloat = 60.0
+    max_attempts: PositiveInt = 5
+
+
+class DropFolderFeed(_Strict):
+    provider: Literal["drop_folder"]
+    name: str
+    source: str
+    path: Path
+    kind: ValueKind = ValueKind.PRICE
+    series: str | None = None
+    columns: str = ""
+    settle_s: PositiveFloat = 2.0
+
+
+FeedConfig = Annotated[
+    CoinGeckoFeed | SyntheticFeed | WebSocketFeed | RestPollFeed | DropFolderFeed,
+    Field(discriminator="provider"),
+]
+
+
+class FeedsConfig(_Strict):
+    feed: list[FeedConfig] = []
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load(path: Path) -> FeedsConfig:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+    try:
+        config = FeedsConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    if not config.feed:
+        raise ConfigError(f"{path}: no [[feed]] in it: nothing to run")
+    names = [feed.name for feed in config.feed]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: feed names must be unique ({', '.join(names)})")
+    return config
