@@ -842,16 +842,7 @@ def look_back(definition: SeriesDefinition) -> int:
 
 def _without_withdrawn(event: DataReconciled) -> DataReconciled:
     keep = [i for i, status in enumerate(event.statuses) if status != PointStatus.WITHDRAWN.value]
-    columns = (
-        "snaps",
-        "values",
-        "methods",
-        "contributions",
-        "excluded",
-        "quality_scores",
-        "statuses",
-    )
-    return event.model_copy(update={c: [getattr(event, c)[i] for i in keep] for c in columns})
+    return event.model_copy(update={c: [getattr(event, c)[i] for i in keep] for c in _RECONCILED})
 
 
 def _unique(pairs: Sequence[tuple[str, Any]]) -> None:

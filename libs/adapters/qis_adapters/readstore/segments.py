@@ -30,6 +30,7 @@ records give for the same question.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 
 import numpy as np
 import pyarrow as pa
@@ -129,60 +130,15 @@ def rows_from_versions(versions: Sequence[OfficialVersion]) -> pa.Table:
 
 def versions_from_rows(series_id: str, rows: pa.Table) -> list[OfficialVersion]:
     """The per-point records of `rows` (the per-point view is built from these)."""
-    c = {name: rows.column(name).to_pylist() for name in _RECORD_FIELDS}
-    return [
-        OfficialVersion(
-            series_id,
-            snap,
-            version,
-            value,
-            quality,
-            recorded_from,
-            position_from,
-            reason,
-            user,
-            command,
-            tuple(sources),
-            method,
-            tuple(flags),
-            recorded_to,
-            position_to,
-        )
-        for (
-            snap,
-            version,
-            value,
-            quality,
-            recorded_from,
-            position_from,
-            reason,
-            user,
-            command,
-            sources,
-            method,
-            flags,
-            recorded_to,
-            position_to,
-        ) in zip(*(c[name] for name in _RECORD_FIELDS), strict=True)
-    ]
+    columns = [rows.column(name).to_pylist() for name in _RECORD_FIELDS]
+    for i in _TUPLES:
+        columns[i] = [tuple(texts) for texts in columns[i]]
+    return [OfficialVersion(series_id, *fields) for fields in zip(*columns, strict=True)]
 
 
-_RECORD_FIELDS = (
-    "snap_us",
-    "version",
-    "value",
-    "quality_score",
-    "recorded_from_us",
-    "position_from",
-    "reason",
-    "user_id",
-    "command_id",
-    "sources",
-    "method",
-    "flags",
-    "recorded_to_us",
-    "position_to",
-)
+_RECORD_FIELDS = tuple(f.name for f in fields(OfficialVersion))[1:]
+"""OfficialVersion's fields after series_id, in its order."""
+_TUPLES = (_RECORD_FIELDS.index("sources"), _RECORD_FIELDS.index("flags"))
 
 
 def encode(rows: pa.Table) -> bytes:
