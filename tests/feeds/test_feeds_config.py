@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from qis_feeds.adapters.coingecko import CoinGeckoProvider, Plan
 from qis_feeds.adapters.rest_poll import RestPollProvider
-from qis_feeds.adapters.synthetic import SyntheticProvider
+from qis_feeds.adapters.synthetic import Faults, SyntheticProvider
 from qis_feeds.adapters.websocket import WebSocketProvider
 from qis_feeds.application.points import ValueKind
 from qis_feeds.bootstrap import provider_of
-from qis_feeds.config import CoinGeckoFeed, ConfigError, DropFolderFeed, load
+from qis_feeds.config import CoinGeckoFeed, ConfigError, DropFolderFeed, SyntheticFeed, load
 
 EXAMPLE = """
 [[feed]]
@@ -95,6 +95,8 @@ def test_every_provider_is_built_from_its_section(
     assert isinstance(coingecko, CoinGeckoProvider)
     assert dict(coingecko.kinds) == {"BTC.USD": ValueKind.PRICE, "BTC.BAR": ValueKind.OHLC_BAR}
     assert isinstance(synthetic, SyntheticProvider)
+    faults = next(f for f in config.feed if isinstance(f, SyntheticFeed)).faults
+    assert faults == Faults(spike=0.01, second_source="synthetic-b")
     assert isinstance(ticks, WebSocketProvider)
     assert dict(ticks.kinds) == {"X.VOL": ValueKind.VOLUME}
     assert isinstance(quotes, RestPollProvider)
@@ -119,6 +121,11 @@ def test_a_key_named_but_not_set_is_refused(
         (
             '[[feed]]\nname = "x"\nprovider = "synthetic"\nsource = "s"\nsed = 1\ninstrument = []\n',
             "sed",
+        ),
+        (
+            '[[feed]]\nname = "x"\nprovider = "synthetic"\nsource = "s"\ninstrument = []\n'
+            "[feed.faults]\nspik = 0.1\n",
+            "spik",
         ),
         ("[[feed]\n", "feeds.toml"),
         (EXAMPLE + EXAMPLE, "unique"),

@@ -24,7 +24,7 @@ from qis_feeds.adapters.coingecko import (
 from qis_feeds.adapters.drop_folder import DropFolder, DropFolderSettings
 from qis_feeds.adapters.http import RetryPolicy
 from qis_feeds.adapters.rest_poll import RestPollProvider, RestPollSettings
-from qis_feeds.adapters.synthetic import Faults, SyntheticProvider, Walk
+from qis_feeds.adapters.synthetic import SyntheticProvider, Walk
 from qis_feeds.adapters.ticks import TickFields, TickInstrument
 from qis_feeds.adapters.websocket import WebSocketProvider, WebSocketSettings
 from qis_feeds.application.counters import FeedCounters
@@ -96,7 +96,7 @@ def provider_of(
             [Walk(i.series, i.start_price, i.volatility, i.decimals) for i in config.instrument],
             random.Random(config.seed),
             step=timedelta(seconds=config.step_s),
-            faults=Faults(**config.faults.model_dump()),
+            faults=config.faults,
             pace_s=config.pace_s,
         )
     instruments = [TickInstrument(i.series, i.symbol, i.kind) for i in config.instrument]

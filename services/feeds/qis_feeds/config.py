@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 
 from qis_feeds.adapters.coingecko import Field as CoinField
 from qis_feeds.adapters.coingecko import Granularity, Plan
+from qis_feeds.adapters.synthetic import Faults
 from qis_feeds.adapters.ticks import TimeUnit
 from qis_feeds.application.points import ValueKind
 
@@ -41,18 +42,6 @@ class CoinGeckoFeed(_Strict):
     instrument: list[CoinGeckoInstrument]
 
 
-class SyntheticFaults(_Strict):
-    gap: float = 0.0
-    jump: float = 0.0
-    spike: float = 0.0
-    stale: float = 0.0
-    late: float = 0.0
-    duplicate: float = 0.0
-    out_of_order: float = 0.0
-    disagree: float = 0.0
-    second_source: str | None = None
-
-
 class SyntheticInstrument(_Strict):
     series: str
     start_price: PositiveFloat = 100.0
@@ -67,7 +56,8 @@ class SyntheticFeed(_Strict):
     seed: int = 1
     step_s: PositiveFloat = 1.0
     pace_s: float | None = None
-    faults: SyntheticFaults = SyntheticFaults()
+    # The provider's own value, validated field by field (unknown names refused).
+    faults: Faults = Faults()
     instrument: list[SyntheticInstrument]
 
 

@@ -109,22 +109,9 @@ def rows_from_versions(versions: Sequence[OfficialVersion]) -> pa.Table:
         derived.append(found)
     by_field = list(zip(*derived, strict=True)) if derived else [()] * len(_VALUE_FIELDS)
     columns: dict[str, list[object]] = {
-        "snap_us": [v.snap_us for v in versions],
-        "version": [v.version for v in versions],
-        "value": [v.value for v in versions],
-        **{name: list(column) for name, column in zip(_VALUE_FIELDS, by_field, strict=True)},
-        "quality_score": [v.quality_score for v in versions],
-        "recorded_from_us": [v.recorded_from_us for v in versions],
-        "position_from": [v.position_from for v in versions],
-        "recorded_to_us": [v.recorded_to_us for v in versions],
-        "position_to": [v.position_to for v in versions],
-        "method": [v.method for v in versions],
-        "reason": [v.reason for v in versions],
-        "user_id": [v.user_id for v in versions],
-        "command_id": [v.command_id for v in versions],
-        "sources": [list(v.sources) for v in versions],
-        "flags": [list(v.flags) for v in versions],
+        name: [getattr(v, name) for v in versions] for name in _RECORD_FIELDS
     }
+    columns.update(zip(_VALUE_FIELDS, map(list, by_field), strict=True))
     return pa.table(columns, schema=SCHEMA)
 
 
