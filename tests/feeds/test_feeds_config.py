@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
+from qis_feeds.adapters.bloomberg import BbgField
 from qis_feeds.adapters.coingecko import CoinGeckoProvider, Plan
+from qis_feeds.adapters.lseg import LsegProvider
 from qis_feeds.adapters.rest_poll import RestPollProvider
 from qis_feeds.adapters.synthetic import Faults, SyntheticProvider
 from qis_feeds.adapters.websocket import WebSocketProvider
 from qis_feeds.application.points import ValueKind
 from qis_feeds.bootstrap import provider_of
-from qis_feeds.config import CoinGeckoFeed, ConfigError, DropFolderFeed, SyntheticFeed, load
+from qis_feeds.config import (
+    BloombergFeed,
+    CoinGeckoFeed,
+    ConfigError,
+    DropFolderFeed,
+    LsegFeed,
+    SyntheticFeed,
+    load,
+)
 
 EXAMPLE = """
 [[feed]]
@@ -71,6 +83,41 @@ kind = "ohlc_bar"
 """
 
 
+BLOOMBERG = """
+[[feed]]
+name = "bbg"
+provider = "bloomberg"
+source = "bloomberg"
+host = "bpipe.internal"
+port = 8196
+tz = "America/New_York"
+[[feed.instrument]]
+series = "IBM.LAST"
+security = "IBM US Equity"
+field = "PX_LAST"
+[[feed.instrument]]
+series = "IBM.BAR"
+security = "IBM US Equity"
+field = "OHLC"
+"""
+
+LSEG = """
+[[feed]]
+name = "lseg"
+provider = "lseg"
+source = "lseg"
+session = "desktop.workspace"
+interval = "daily"
+[[feed.instrument]]
+series = "VOD.LAST"
+ric = "VOD.L"
+[[feed.instrument]]
+series = "VOD.VOL"
+ric = "VOD.L"
+field = "ACVOL_UNS"
+"""
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "feeds.toml"
     path.write_text(text)
@@ -117,7 +164,12 @@ def test_a_key_named_but_not_set_is_refused(
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ('[[feed]]\nname = "x"\nprovider = "bloomberg"\nsource = "s"\n', "bloomberg"),
+        ('[[feed]]\nname = "x"\nprovider = "reuters"\nsource = "s"\n', "reuters"),
+        (BLOOMBERG.replace("security =", "securty ="), "securty"),
+        (BLOOMBERG.replace('"PX_LAST"', '"LAST_PRICE"'), "field"),
+        (BLOOMBERG.replace('"America/New_York"', '"Mars/Olympus"'), "not an IANA time zone"),
+        (LSEG.replace("ric =", "rics ="), "rics"),
+        (LSEG.replace('session = "desktop.workspace"', 'sesion = "x"'), "sesion"),
         (
             '[[feed]]\nname = "x"\nprovider = "synthetic"\nsource = "s"\nsed = 1\ninstrument = []\n',
             "sed",
@@ -139,3 +191,41 @@ def test_a_key_named_but_not_set_is_refused(
 def test_mistakes_are_refused_with_a_reason(tmp_path: Path, text: str, reason: str) -> None:
     with pytest.raises(ConfigError, match=reason):
         load(write(tmp_path, text))
+
+
+def test_a_bloomberg_section_parses_and_without_blpapi_fails_at_start_naming_its_index(
+    tmp_path: Path,
+) -> None:
+    (feed,) = load(write(tmp_path, BLOOMBERG)).feed
+    assert isinstance(feed, BloombergFeed)
+    assert (feed.host, feed.port, feed.tz) == ("bpipe.internal", 8196, "America/New_York")
+    assert [(i.series, i.security, i.field) for i in feed.instrument] == [
+        ("IBM.LAST", "IBM US Equity", BbgField.PX_LAST),
+        ("IBM.BAR", "IBM US Equity", BbgField.OHLC),
+    ]
+    if importlib.util.find_spec("blpapi") is not None:
+        pytest.skip("blpapi is installed: the provider would start")
+    # Loading the file (and importing qis_feeds) needed no blpapi: the start does.
+    with pytest.raises(ConfigError) as caught:
+        provider_of(feed)
+    message = str(caught.value)
+    assert message.startswith("feed bbg: ")
+    assert "https://blpapi.bloomberg.com/repository/releases/python/simple/" in message
+
+
+def test_an_lseg_section_makes_the_provider(tmp_path: Path) -> None:
+    (feed,) = load(write(tmp_path, LSEG)).feed
+    assert isinstance(feed, LsegFeed)
+    provider = provider_of(feed)
+    assert isinstance(provider, LsegProvider)
+    assert dict(provider.kinds) == {"VOD.LAST": ValueKind.PRICE, "VOD.VOL": ValueKind.VOLUME}
+
+
+def test_without_lseg_data_the_start_fails_naming_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "lseg.data", None)  # what an install without it imports
+    (feed,) = load(write(tmp_path, LSEG)).feed
+    assert isinstance(feed, LsegFeed)
+    with pytest.raises(ConfigError, match=r"^feed lseg: .*pip install 'qis-data\[lseg\]'"):
+        provider_of(feed)

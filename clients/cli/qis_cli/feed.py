@@ -15,10 +15,19 @@ import os
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import grpc.aio
 from qis.data.v1 import command_service_pb2_grpc
+from qis_feeds.adapters.bloomberg import (
+    BbgField,
+    BbgInstrument,
+    BloombergError,
+    BloombergProvider,
+    BloombergUnavailable,
+    BlpapiSession,
+)
 from qis_feeds.adapters.bulk_ingest import BulkIngestSender, SenderSettings, SendStopped
 from qis_feeds.adapters.coingecko import (
     CoinGeckoProvider,
@@ -29,6 +38,15 @@ from qis_feeds.adapters.coingecko import (
     Plan,
 )
 from qis_feeds.adapters.http import RetryPolicy, VendorError
+from qis_feeds.adapters.iex_hist import IexField, IexHistProvider, IexInstrument
+from qis_feeds.adapters.lseg import (
+    LsegError,
+    LsegInstrument,
+    LsegLibrary,
+    LsegProvider,
+    LsegSettings,
+    LsegUnavailable,
+)
 from qis_feeds.adapters.synthetic import Faults, SyntheticProvider, Walk
 from qis_feeds.application.counters import FeedCounters
 from qis_feeds.application.ports import DataProvider, HistoricalRequest
@@ -38,6 +56,8 @@ from qis_cli import reading
 from qis_cli.connection import CONNECT_TIMEOUT_S, channel_credentials, identity, normalise_name
 from qis_cli.errors import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, CliError, exit_code_of
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LAST = datetime(9999, 12, 31, tzinfo=UTC)
 AddConnection = Callable[[argparse.ArgumentParser, str], None]
 _FAULTS = ("gap", "jump", "spike", "stale", "late", "duplicate", "out_of_order", "disagree")
 
@@ -85,12 +105,16 @@ def add_feed_parser(
 ) -> None:
     feed = commands.add_parser(
         "feed",
-        help="load a provider's history of one instrument into a series (CoinGecko, synthetic)",
+        help="load a provider's history of one instrument into a series (CoinGecko, Bloomberg,"
+        " LSEG, IEX HIST files, synthetic)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     providers = feed.add_subparsers(
-        dest="provider", required=True, metavar="PROVIDER", help="coingecko or synthetic"
+        dest="provider",
+        required=True,
+        metavar="PROVIDER",
+        help="coingecko, bloomberg, lseg, iex-hist or synthetic",
     )
 
     coingecko = providers.add_parser(
@@ -146,11 +170,73 @@ def add_feed_parser(
     synthetic.add_argument("--second-source", help="also send each value from this source")
     synthetic.set_defaults(make_provider=_synthetic)
 
-    for parser in (coingecko, synthetic):
+    iex = providers.add_parser(
+        "iex-hist",
+        help="IEX HIST files (TOPS/DEEP pcap or pcapng, .gz too): trades, quotes",
+        description="IEX Cloud was shut down on 2024-08-31; this reads the exchange's HIST"
+        " files, downloaded beforehand (docs/providers.md).",
+    )
+    iex.add_argument(
+        "--file", type=Path, action="append", required=True, help="a HIST file (repeatable)"
+    )
+    iex.add_argument("--symbol", required=True, help="e.g. AAPL")
+    iex.add_argument(
+        "--field",
+        choices=[f.value for f in IexField],
+        default="price",
+        help="price or volume (trades), bid or ask (quote updates); default: %(default)s",
+    )
+    iex.set_defaults(make_provider=_iex_hist)
+
+    bloomberg = providers.add_parser(
+        "bloomberg",
+        help="//blp/refdata HistoricalDataRequest, daily (needs blpapi and a Terminal or B-PIPE)",
+        description="blpapi is not on PyPI: docs/providers.md says where Bloomberg publishes it.",
+    )
+    bloomberg.add_argument("--security", required=True, help='e.g. "IBM US Equity"')
+    bloomberg.add_argument(
+        "--field",
+        choices=[f.value for f in BbgField],
+        default="PX_LAST",
+        help="OHLC: bars of PX_OPEN/HIGH/LOW/LAST and VOLUME (default: %(default)s)",
+    )
+    bloomberg.add_argument("--host", default="localhost", help="default: %(default)s")
+    bloomberg.add_argument("--port", type=int, default=8194, help="default: %(default)s")
+    bloomberg.set_defaults(make_provider=_bloomberg)
+
+    lseg = providers.add_parser(
+        "lseg",
+        help="lseg.data.get_history (needs the lseg extra and an LSEG session)",
+        description="The session is lseg-data's own: its configuration file names it.",
+    )
+    lseg.add_argument("--ric", required=True, help="e.g. VOD.L")
+    lseg.add_argument(
+        "--field", default="TRDPRC_1", help="an LSEG field, e.g. TRDPRC_1, BID, ACVOL_UNS"
+    )
+    lseg.add_argument("--interval", default="daily", help="get_history's (default: %(default)s)")
+    lseg.add_argument(
+        "--session", help="as lseg-data's configuration names it (default: its default session)"
+    )
+    lseg.set_defaults(make_provider=_lseg)
+
+    for parser in (coingecko, synthetic, iex, bloomberg, lseg):
+        whole_file = parser is iex
         parser.add_argument("--series", required=True, help="series id (or series/ID)")
         parser.add_argument("--source", required=True, help="source id (or sources/ID)")
-        parser.add_argument("--start", type=_time, required=True, help="RFC 3339, or a date")
-        parser.add_argument("--end", type=_time, required=True, help="values before this time")
+        parser.add_argument(
+            "--start",
+            type=_time,
+            required=not whole_file,
+            default=_EPOCH,
+            help="RFC 3339, or a date" + (" (default: the whole file)" if whole_file else ""),
+        )
+        parser.add_argument(
+            "--end",
+            type=_time,
+            required=not whole_file,
+            default=_LAST,
+            help="values before this time",
+        )
         parser.add_argument(
             "--chunk-size",
             type=_within(1, 10_000),  # the service's limit of points per request
@@ -185,6 +271,27 @@ def _coingecko(args: argparse.Namespace, series_id: str) -> DataProvider:
         raise CliError(str(error)) from None
 
 
+def _iex_hist(args: argparse.Namespace, series_id: str) -> DataProvider:
+    return IexHistProvider([IexInstrument(series_id, args.symbol, IexField(args.field))], args.file)
+
+
+def _bloomberg(args: argparse.Namespace, series_id: str) -> DataProvider:
+    instrument = BbgInstrument(series_id, args.security, BbgField(args.field))
+    try:
+        return BloombergProvider([instrument], BlpapiSession(args.host, args.port))
+    except BloombergUnavailable as error:
+        raise CliError(str(error), EXIT_FAILED) from None
+
+
+def _lseg(args: argparse.Namespace, series_id: str) -> DataProvider:
+    instrument = LsegInstrument(series_id, args.ric, args.field)
+    try:
+        library = LsegLibrary(args.session)
+    except LsegUnavailable as error:
+        raise CliError(str(error), EXIT_FAILED) from None
+    return LsegProvider([instrument], library, LsegSettings(interval=args.interval))
+
+
 def _synthetic(args: argparse.Namespace, series_id: str) -> DataProvider:
     faults = Faults(**args.faults, second_source=args.second_source)
     walk = Walk(series_id, args.start_price)
@@ -201,6 +308,8 @@ def cmd_feed(args: argparse.Namespace) -> int:
     counters = asyncio.run(_load(args, Feed(args.provider, provider, source_id), request))
     print(f"{args.provider} -> series/{series_id} from sources/{source_id}")
     print(f"  {counters.summary()}")
+    if isinstance(provider, IexHistProvider):
+        print(f"  {provider.stats.summary()}")
     return EXIT_FAILED if counters.dropped else EXIT_OK
 
 
@@ -231,7 +340,8 @@ async def _load(args: argparse.Namespace, feed: Feed, request: HistoricalRequest
             return await runner.load_history(feed, request)
         except SendStopped as error:
             raise CliError(f"{error}\n  {counters.summary()}", exit_code_of(error.status)) from None
-        except (ProviderFailed, VendorError) as error:
+        # Bloomberg's and LSEG's errors come from connecting: their sessions open there.
+        except (ProviderFailed, VendorError, OSError, BloombergError, LsegError) as error:
             raise CliError(
                 f"{error}\n  {counters.summary()}\n  Running the same command again resumes:"
                 " the chunks already stored come back as duplicates.",

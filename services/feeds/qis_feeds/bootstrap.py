@@ -14,6 +14,13 @@ from qis.data.v1 import command_service_pb2_grpc
 from qis_cli.connection import channel_credentials, identity
 from qis_cli.kinds import ValueKind as FileKind
 
+from qis_feeds.adapters.bloomberg import (
+    BbgInstrument,
+    BloombergProvider,
+    BloombergSettings,
+    BloombergUnavailable,
+    BlpapiSession,
+)
 from qis_feeds.adapters.bulk_ingest import BulkIngestSender, SenderSettings
 from qis_feeds.adapters.coingecko import (
     CoinGeckoProvider,
@@ -23,6 +30,14 @@ from qis_feeds.adapters.coingecko import (
 )
 from qis_feeds.adapters.drop_folder import DropFolder, DropFolderSettings
 from qis_feeds.adapters.http import RetryPolicy
+from qis_feeds.adapters.iex_hist import IexHistProvider, IexInstrument
+from qis_feeds.adapters.lseg import (
+    LsegInstrument,
+    LsegLibrary,
+    LsegProvider,
+    LsegSettings,
+    LsegUnavailable,
+)
 from qis_feeds.adapters.rest_poll import RestPollProvider, RestPollSettings
 from qis_feeds.adapters.synthetic import SyntheticProvider, Walk
 from qis_feeds.adapters.ticks import TickFields, TickInstrument
@@ -31,11 +46,14 @@ from qis_feeds.application.counters import FeedCounters
 from qis_feeds.application.ports import DataProvider
 from qis_feeds.application.runner import Feed, FeedRunner, RunnerSettings
 from qis_feeds.config import (
+    BloombergFeed,
     CoinGeckoFeed,
     ConfigError,
     DropFolderFeed,
     FeedsConfig,
-    RestPollFeed,
+    IexHistFeed,
+    LsegFeed,
+    ProviderConfig,
     SyntheticFeed,
     WebSocketFeed,
 )
@@ -70,9 +88,7 @@ def _sync_channel(address: str) -> grpc.Channel:
     return grpc.secure_channel(address, credentials)
 
 
-def provider_of(
-    config: CoinGeckoFeed | SyntheticFeed | WebSocketFeed | RestPollFeed,
-) -> DataProvider:
+def provider_of(config: ProviderConfig) -> DataProvider:
     if isinstance(config, CoinGeckoFeed):
         key = None if config.plan is Plan.KEYLESS else os.environ.get(config.api_key_env)
         if config.plan is not Plan.KEYLESS and not key:
@@ -99,6 +115,12 @@ def provider_of(
             faults=config.faults,
             pace_s=config.pace_s,
         )
+    if isinstance(config, IexHistFeed):
+        return IexHistProvider(
+            [IexInstrument(i.series, i.symbol, i.field) for i in config.instrument], config.files
+        )
+    if isinstance(config, BloombergFeed | LsegFeed):
+        return _vendor_library_provider(config)
     instruments = [TickInstrument(i.series, i.symbol, i.kind) for i in config.instrument]
     fields = TickFields(
         config.symbol_field, config.time_field, config.time_unit, config.value_field
@@ -126,6 +148,25 @@ def provider_of(
             retry=RetryPolicy(max_attempts=config.max_attempts),
         ),
     )
+
+
+def _vendor_library_provider(config: BloombergFeed | LsegFeed) -> DataProvider:
+    """Bloomberg and LSEG come through their vendors' libraries, imported here, when the feed is
+    built: a missing one fails the start with how to install it, never an import of qis_feeds."""
+    try:
+        if isinstance(config, BloombergFeed):
+            return BloombergProvider(
+                [BbgInstrument(i.series, i.security, i.field) for i in config.instrument],
+                BlpapiSession(config.host, config.port),
+                BloombergSettings(time_field=config.time_field, tz=config.tz),
+            )
+        return LsegProvider(
+            [LsegInstrument(i.series, i.ric, i.field) for i in config.instrument],
+            LsegLibrary(config.session),
+            LsegSettings(interval=config.interval),
+        )
+    except (BloombergUnavailable, LsegUnavailable) as error:
+        raise ConfigError(f"feed {config.name}: {error}") from None
 
 
 async def build(settings: FeedsSettings, config: FeedsConfig) -> FeedsApp:

@@ -7,11 +7,22 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
+from qis_feeds.adapters.bloomberg import BbgField
 from qis_feeds.adapters.coingecko import Field as CoinField
 from qis_feeds.adapters.coingecko import Granularity, Plan
+from qis_feeds.adapters.iex_hist import IexField
 from qis_feeds.adapters.synthetic import Faults
 from qis_feeds.adapters.ticks import TimeUnit
 from qis_feeds.application.points import ValueKind
@@ -105,10 +116,72 @@ class DropFolderFeed(_Strict):
     settle_s: PositiveFloat = 2.0
 
 
-FeedConfig = Annotated[
-    CoinGeckoFeed | SyntheticFeed | WebSocketFeed | RestPollFeed | DropFolderFeed,
-    Field(discriminator="provider"),
-]
+class IexHistInstrument(_Strict):
+    series: str
+    symbol: str
+    field: IexField = IexField.PRICE
+
+
+class IexHistFeed(_Strict):
+    provider: Literal["iex_hist"]
+    name: str
+    source: str
+    files: Annotated[list[Path], Field(min_length=1)]
+    instrument: list[IexHistInstrument]
+
+
+class BloombergInstrument(_Strict):
+    series: str
+    security: str
+    field: BbgField = BbgField.PX_LAST
+
+
+class BloombergFeed(_Strict):
+    provider: Literal["bloomberg"]
+    name: str
+    source: str
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65_535)] = 8194
+    time_field: str = "EVENT_TIME"
+    tz: str = "UTC"
+    instrument: list[BloombergInstrument]
+
+    @field_validator("tz")
+    @classmethod
+    def _known_zone(cls, tz: str) -> str:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{tz!r} is not an IANA time zone") from None
+        return tz
+
+
+class LsegInstrumentConfig(_Strict):
+    series: str
+    ric: str
+    field: str = "TRDPRC_1"
+
+
+class LsegFeed(_Strict):
+    provider: Literal["lseg"]
+    name: str
+    source: str
+    session: str | None = None
+    interval: str = "daily"
+    instrument: list[LsegInstrumentConfig]
+
+
+ProviderConfig = (
+    CoinGeckoFeed
+    | SyntheticFeed
+    | WebSocketFeed
+    | RestPollFeed
+    | IexHistFeed
+    | BloombergFeed
+    | LsegFeed
+)
+"""Every feed a provider runs (drop folders run `qis ingest`'s code instead)."""
+FeedConfig = Annotated[ProviderConfig | DropFolderFeed, Field(discriminator="provider")]
 
 
 class FeedsConfig(_Strict):
