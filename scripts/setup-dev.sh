@@ -4,6 +4,8 @@
 #   scripts/setup-dev.sh                     .venv from requirements/dev.lock (scripts/setup.sh
 #                                            --dev), the FerretDB test server (Go; built once into
 #                                            ~/.cache/qis), buf (npm, pinned in package-lock.json),
+#                                            Redis for the query cache's tests (Debian's
+#                                            redis-server, unpacked once into ~/.cache/qis),
 #                                            the clients in other languages (clients/*/setup.sh)
 #   scripts/setup-dev.sh --relock [ARGS...]  first recompile the lock files from pyproject.toml
 #                                            with uv, keeping every pin that still fits (ARGS go
@@ -38,6 +40,7 @@ fi
 
 ./scripts/setup.sh --dev
 ./scripts/setup_ferretdb.sh
+./scripts/setup_redis.sh # Debian's redis-server, unpacked into ~/.cache/qis unless on PATH
 npm ci --silent --no-audit --no-fund
 log "buf ready: node_modules/.bin/buf"
 clients/ts/setup.sh # the TypeScript client and its generator (npm ci in clients/ts)

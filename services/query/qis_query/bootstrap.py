@@ -15,7 +15,9 @@ from qis_runtime.authorization import Authorization, authorization
 from qis_runtime.server import QisServer, ServiceBinding
 
 from qis_query.adapters.denials import CommandServiceRecorder
+from qis_query.adapters.redis_cache import RedisCache
 from qis_query.application.access import OpenAccess, PolicyAccess, ReadAccess
+from qis_query.application.cache import AnswerCache, NoCache, QueryCache, SharedCache
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.subscription import FeedSettings
@@ -38,20 +40,31 @@ class QueryApp:
     access: ReadAccess
     command_channel: grpc.aio.Channel | None = None
     """Where refusals are recorded (None when the policies are not enforced)."""
+    shared_cache: RedisCache | None = None
+    """The cache's L2 (None without QIS_CACHE_REDIS_URL)."""
 
     async def close(self) -> None:
         if self.command_channel is not None:
             await self.command_channel.close()
+        if self.shared_cache is not None:
+            await self.shared_cache.close()
         if self.opened_store is not None:
             await self.opened_store.close()
 
 
 def build_handlers(
-    reader: ReadModelReader, settings: QuerySettings, read_position: ReadPosition | None = None
+    reader: ReadModelReader,
+    settings: QuerySettings,
+    read_position: ReadPosition | None = None,
+    shared_cache: SharedCache | None = None,
 ) -> QueryHandlers:
+    """`shared_cache`: the cache's L2 (its owner closes it); the L1 is the settings'."""
     feed = FeedSettings(settings.subscribe_poll_s, settings.subscribe_stall_timeout_s)
     read_position = read_position or ReadPosition(reader, settings.query_max_wait_s)
-    return QueryHandlers(reader, read_position, feed, settings.limits())
+    cache: AnswerCache = NoCache()
+    if settings.cache_max_bytes:
+        cache = QueryCache(reader, settings.cache_limits(), shared_cache)
+    return QueryHandlers(reader, read_position, feed, settings.limits(), cache)
 
 
 def _access(
@@ -94,7 +107,10 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
     # One view of the read model's checkpoint: what the queries wait for, and what the
     # policies are read again at.
     read_position = ReadPosition(reader, settings.query_max_wait_s)
-    handlers = build_handlers(reader, settings, read_position)
+    shared_cache = None
+    if settings.cache_redis_url:
+        shared_cache = RedisCache.from_url(settings.cache_redis_url, settings.cache_redis_timeout_s)
+    handlers = build_handlers(reader, settings, read_position, shared_cache)
     access, command_channel = _access(reader, read_position, settings, authz)
     log.info("authorisation: %s", authz.summary)
     binding = ServiceBinding(
@@ -114,7 +130,7 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
         flight = QueryFlight(
             handlers, access, settings.flight_address, security, _flight_tls(settings)
         )
-    return QueryApp(handlers, server, flight, opened, access, command_channel)
+    return QueryApp(handlers, server, flight, opened, access, command_channel, shared_cache)
 
 
 def _flight_tls(settings: QuerySettings) -> FlightTls | None:

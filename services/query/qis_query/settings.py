@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import PositiveInt, SecretStr
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, SecretStr
 from qis_runtime.settings import CommonSettings
 
+from qis_query.application.cache import DEFAULT_CACHE_LIMITS, CacheLimits
 from qis_query.application.limits import DEFAULT_LIMITS, QueryLimits
 
 
@@ -44,6 +45,28 @@ class QuerySettings(CommonSettings):
     RESOURCE_EXHAUSTED, so a stalled client never makes the server buffer without bound
     (QIS_SUBSCRIBE_STALL_TIMEOUT_S)."""
 
+    cache_max_bytes: NonNegativeInt = DEFAULT_CACHE_LIMITS.max_bytes
+    """Memory of the in-process query cache at most, estimated (QIS_CACHE_MAX_BYTES; 0: no
+    cache). It keeps latest and as-of values, small ranges and series definitions, each until
+    the projector changes its series (docs/caching.md)."""
+    cache_max_range_rows: NonNegativeInt = DEFAULT_CACHE_LIMITS.max_range_rows
+    """A QueryRange answer is cached when it is one page of at most this many values
+    (QIS_CACHE_MAX_RANGE_ROWS; 0: ranges are not cached)."""
+    cache_redis_url: str = ""
+    """A Redis the query instances share as a second cache level, e.g. redis://host:6379/0
+    (QIS_CACHE_REDIS_URL); empty: none. When it fails, queries answer without it."""
+    cache_redis_timeout_s: PositiveFloat = 0.1
+    """How long a call to that Redis may take before it counts as failed
+    (QIS_CACHE_REDIS_TIMEOUT_S); after a failure Redis is left alone for 5 s."""
+    cache_ttl_realtime_s: PositiveInt = DEFAULT_CACHE_LIMITS.ttl_realtime_s
+    """Redis time to live of answers that may still change: latest values, recent ranges
+    (QIS_CACHE_TTL_REALTIME_S)."""
+    cache_ttl_historical_s: PositiveInt = DEFAULT_CACHE_LIMITS.ttl_historical_s
+    """Redis time to live of answers that can no longer change: as of a past position or
+    knowledge time (QIS_CACHE_TTL_HISTORICAL_S)."""
+    cache_ttl_reference_s: PositiveInt = DEFAULT_CACHE_LIMITS.ttl_reference_s
+    """Redis time to live of series definitions (QIS_CACHE_TTL_REFERENCE_S)."""
+
     command_address: str = "127.0.0.1:50051"
     """The command service the query service records its refusals with, when access policies
     are enforced (QIS_COMMAND_ADDRESS; CommandService.RecordAccessDenial); over TLS when
@@ -54,6 +77,15 @@ class QuerySettings(CommonSettings):
     query_token: SecretStr | None = None
     """A bearer token for a command service in jwt mode (QIS_QUERY_TOKEN); with mTLS the
     client certificate's CN names the query service instead."""
+
+    def cache_limits(self) -> CacheLimits:
+        return CacheLimits(
+            self.cache_max_bytes,
+            self.cache_max_range_rows,
+            self.cache_ttl_realtime_s,
+            self.cache_ttl_historical_s,
+            self.cache_ttl_reference_s,
+        )
 
     def limits(self) -> QueryLimits:
         return QueryLimits(

@@ -4,7 +4,7 @@ reading, and an unknown series is NOT_FOUND where an empty answer would hide it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from operator import attrgetter
@@ -27,6 +27,7 @@ from qis_domain.names import point_resource, series_name, series_resource
 
 from qis_query.application import audit, history, issues, paging, ranges, subscription
 from qis_query.application.access import Admit, SeriesGate
+from qis_query.application.cache import AnswerCache, NoCache
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.filtering import parse_filter
 from qis_query.application.history import PointHistory
@@ -74,8 +75,12 @@ class QueryHandlers:
         read_position: ReadPosition,
         feed: FeedSettings,
         limits: QueryLimits = DEFAULT_LIMITS,
+        cache: AnswerCache | None = None,
     ) -> None:
+        """`cache`: where latest and as-of values, small ranges and definitions are reused
+        (qis_query.application.cache); None: every answer from the store."""
         self._reader = reader
+        self._cache = NoCache() if cache is None else cache
         self._read_position = read_position
         self._feed = feed
         self._limits = limits
@@ -91,6 +96,7 @@ class QueryHandlers:
         size = paging.page_size(page_size, DEFAULT_RANGE_PAGE, MAX_RANGE_PAGE)
         after_us = paging.range_after(page_token, query)
         read_position = await self._read_position.at_least(min_position)
+        await self._cache.sync(read_position)
         entry = await self._require_series(query.series_id)
         pages = ranges.pages(
             self._reader,
@@ -100,7 +106,10 @@ class QueryHandlers:
             self._limits.points_per_call(size),
             ranges.bucket_span(entry),
         )
-        first = await anext(pages)
+        if after_us is None:  # the cache keeps whole ranges, which start with the first page
+            first = await self._cache.first_page(query, size, lambda: anext(pages))
+        else:
+            first = await anext(pages)
         return Read(_prepend(first, pages), read_position)
 
     async def values(
@@ -109,7 +118,12 @@ class QueryHandlers:
         if not 1 <= len(snaps) <= MAX_VALUES:
             raise InvalidArgument.single("snap_times", f"1 to {MAX_VALUES} snaps")
         read_position = await self._read_position.at_least(min_position)
-        found = await ranges.points(self._reader, series_id, snaps, as_of)
+        await self._cache.sync(read_position)
+
+        def fetch(missing: Sequence[int]) -> Awaitable[list[OfficialVersion]]:
+            return ranges.points(self._reader, series_id, missing, as_of)
+
+        found = await self._cache.points(series_id, snaps, as_of, fetch)
         if not found:
             await self._require_series(series_id)
         return Read(found, read_position)
@@ -135,7 +149,7 @@ class QueryHandlers:
         return Read(history.page(versions, observations, query, after, size), read_position)
 
     async def series(self, series_id: str, min_position: int) -> SeriesEntry:
-        await self._read_position.at_least(min_position)
+        await self._cache.sync(await self._read_position.at_least(min_position))
         return await self._require_series(series_id)
 
     async def list_series(
@@ -289,7 +303,10 @@ class QueryHandlers:
         return [s for s in dict.fromkeys(series_ids) if await self._reader.get_series(s) is None]
 
     async def _require_series(self, series_id: str) -> SeriesEntry:
-        entry = await self._reader.get_series(series_id)
+        """Its catalogue entry as of the cache's last sync at least (the callers that answer
+        with it sync first; the others only ask whether it exists, which a series never stops
+        doing)."""
+        entry = await self._cache.definition(series_id, lambda: self._reader.get_series(series_id))
         if entry is None:
             raise NotFound(series_resource(series_id), "series")
         return entry
@@ -321,8 +338,9 @@ def _log_key(entry: AuditEntry) -> ResumeToken:
 
 async def _prepend(first: RangePage, rest: AsyncIterator[RangePage]) -> AsyncIterator[RangePage]:
     yield first
-    async for page in rest:
-        yield page
+    if first.next_page_token:  # else the range ends there (a cached page has no reader behind)
+        async for page in rest:
+            yield page
 
 
 def _window_key(key: str) -> tuple[int, int]:

@@ -1,0 +1,157 @@
+"""The cache's L2 on a real redis-server (tests/support/redis.py: the test fails, never skips,
+when it cannot start one): two query instances share answers through it, take another's
+answer only while their own view of the log says it still holds, and answer correctly while
+Redis is down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from qis_adapters.readstore.port import (
+    LATEST,
+    READ_MODEL_FORMAT,
+    AsOf,
+    AtPosition,
+    OfficialVersion,
+)
+from qis_query.adapters.redis_cache import RedisCache
+from qis_query.application import cache_codec
+from qis_query.application.cache import QueryCache
+from qis_query.application.consistency import ReadPosition
+from qis_query.application.handlers import QueryHandlers
+from redis.asyncio import Redis
+
+from tests.service.query.cache_support import FEED, MAX_WAIT_S, CacheWorld, CountingReader, snap
+from tests.support.redis import RedisServer, start_redis
+
+S, T = "S", "T"
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    with start_redis() as server:
+        yield server
+
+
+@pytest.fixture
+async def world() -> CacheWorld:
+    world = CacheWorld()
+    await world.define(S)
+    await world.define(T)
+    await world.publish(S, [snap(d) for d in range(3)], "100.5")
+    await world.publish(T, [snap(0)], "7")
+    await world.project()
+    return world
+
+
+class Instance:
+    """A query instance: its own reader, L1 and Redis client, on the shared read model."""
+
+    def __init__(self, world: CacheWorld, url: str, pause_s: float = 5.0) -> None:
+        self.reader = CountingReader(world.database)
+        self.metrics = InMemoryMetricReader()
+        meter = MeterProvider(metric_readers=[self.metrics]).get_meter("test")
+        self.shared = RedisCache(
+            Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2), pause_s, meter
+        )
+        self.cache = QueryCache(self.reader, shared=self.shared, meter=meter)
+        position = ReadPosition(self.reader, MAX_WAIT_S, max_age_s=0)
+        self.handlers = QueryHandlers(self.reader, position, FEED, cache=self.cache)
+
+    async def values(self, series_id: str, days: list[int], as_of: AsOf = LATEST) -> list[int]:
+        read = await self.handlers.values(series_id, [snap(d) for d in days], as_of, 0)
+        return [v.version for v in read.value]
+
+    def counted(self, name: str) -> int:
+        data = self.metrics.get_metrics_data()
+        if data is None:
+            return 0
+        return sum(
+            int(p.value)
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == name
+            for p in m.data.data_points
+            if isinstance(p, NumberDataPoint)
+        )
+
+
+@pytest.fixture
+async def pair(world: CacheWorld, redis_server: RedisServer) -> AsyncIterator[list[Instance]]:
+    instances = [Instance(world, redis_server.url, pause_s=0.2) for _ in range(2)]
+    yield instances
+    for instance in instances:
+        await instance.shared.close()
+
+
+async def fresh(
+    world: CacheWorld, series_id: str, days: list[int], as_of: AsOf = LATEST
+) -> list[OfficialVersion]:
+    read = await world.fresh().values(series_id, [snap(d) for d in days], as_of, 0)
+    return read.value
+
+
+async def test_instances_share_answers_while_their_series_do_not_change(
+    world: CacheWorld, pair: list[Instance]
+) -> None:
+    a, b = pair
+    await b.values(T, [0])  # b follows the log from here on
+    assert await a.values(S, [0, 1]) == [1, 1]
+    assert a.reader.value_reads == 2
+    assert await b.values(S, [0, 1]) == [1, 1]
+    assert b.reader.value_reads == 1  # T's only: S's two values came from Redis
+    assert b.counted("qis.query.cache.hits") == 2
+
+    final = await a.values(S, [2], AtPosition(world.head))
+    await world.publish(S, [snap(0)], "99")
+    await world.project()
+    reads = b.reader.value_reads
+    # a's latest answer about S is still in Redis, but b knows S changed after it was read.
+    read = await b.handlers.values(S, [snap(0), snap(1)], LATEST, 0)
+    assert read.value == await fresh(world, S, [0, 1])
+    assert [v.version for v in read.value] == [2, 1]
+    assert b.reader.value_reads == reads + 2  # a change of S drops all of S's latest answers
+    assert await b.values(S, [2], AtPosition(world.head - 1)) == final  # final: from Redis
+    assert b.reader.value_reads == reads + 2
+
+
+async def test_an_instance_answers_without_redis_when_it_dies(
+    world: CacheWorld, pair: list[Instance], redis_server: RedisServer
+) -> None:
+    a, b = pair
+    await b.values(T, [0])
+    await a.values(S, [0, 1, 2])
+    redis_server.kill()
+    await world.publish(S, [snap(1)], "101")
+    await world.project()
+    for instance in (a, b):
+        read = await instance.handlers.values(S, [snap(d) for d in range(3)], LATEST, 0)
+        assert read.value == await fresh(world, S, [0, 1, 2])
+    assert b.counted("qis.query.cache.l2.errors") >= 1
+    assert await b.values(S, [1]) == [2]  # L1 still serves it, Redis or not
+
+    restarted = start_redis(redis_server.port)
+    try:
+        await world.publish(S, [snap(2)], "102")
+        await world.project()
+        await asyncio.sleep(0.25)  # the pause after a failure (0.2 s here) is over
+        assert await b.values(S, [0, 1, 2]) == [1, 2, 2]
+        errors = b.counted("qis.query.cache.l2.errors")
+        await b.values(S, [0, 1, 2], AtPosition(world.head))
+        assert b.counted("qis.query.cache.l2.errors") == errors  # Redis answers again
+        client = Redis.from_url(restarted.url)
+        try:
+            keys = sorted(k.decode() for k in await client.keys("*") if isinstance(k, bytes))
+        finally:
+            await client.aclose()
+        # Namespaced by read-model format, cache format and generation.
+        assert keys
+        namespace = f"qis:q:{READ_MODEL_FORMAT}.{cache_codec.FORMAT}:g1:"
+        assert all(k.startswith(namespace) for k in keys), keys
+    finally:
+        restarted.stop()
