@@ -179,8 +179,10 @@ def test_feeds_wait_for_a_healthy_command_service_and_send_to_it(
 def test_feeds_run_in_their_profile_from_a_mounted_read_only_file(
     services: dict[str, Any],
 ) -> None:
-    assert services[FEEDS]["profiles"] == ["feeds"]
-    assert [name for name, service in services.items() if "profiles" in service] == [FEEDS]
+    profiled = {
+        name: service["profiles"] for name, service in services.items() if "profiles" in service
+    }
+    assert profiled == {FEEDS: ["feeds"], "redis": ["cache"]}
     config = env_of(services[FEEDS])["QIS_FEEDS_CONFIG"]
     mounts = [m for m in services[FEEDS]["volumes"] if m["target"] == config]
     assert len(mounts) == 1, f"QIS_FEEDS_CONFIG={config} is not a mounted file"
@@ -189,6 +191,20 @@ def test_feeds_run_in_their_profile_from_a_mounted_read_only_file(
     assert mount["read_only"] is True
     # Else a missing feeds.toml becomes an empty directory, and the error a confusing one.
     assert mount["bind"]["create_host_path"] is False
+
+
+def test_the_optional_query_cache_is_a_cache_not_a_store(services: dict[str, Any]) -> None:
+    """Redis runs only in its profile, keeps nothing on disk and evicts rather than fails when
+    full (a full cache refusing writes would only add errors); qis-query uses it only when
+    QIS_CACHE_REDIS_URL is set, so the default deployment has no cache service to wait for."""
+    command = services["redis"]["command"]
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options["--save"] == ""
+    assert options["--appendonly"] == "no"
+    assert options["--maxmemory-policy"] == "allkeys-lru"
+    assert "redis" not in services["qis-query"].get("depends_on", {})
+    assert env_of(services["qis-query"])["QIS_CACHE_REDIS_URL"] == "${QIS_CACHE_REDIS_URL:-}"
 
 
 def required_variables(value: object) -> set[str]:
