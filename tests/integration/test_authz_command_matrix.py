@@ -85,6 +85,7 @@ ALLOWED = {
     "EvolveSeriesSchema": "admin",
     "RegisterDataSource": "admin",
     "ConfigureDataSource": "admin",
+    "ReportDataSourceHealth": "writer",  # `write` on the source
     "IngestPoints": "writer",
     "BulkIngest": "writer",
     "CalculateQualityMetrics": "writer",
@@ -114,7 +115,7 @@ POLICIES = [
     access_pb2.AccessPolicy(
         name="accessPolicies/writers",
         principals=["role:writer"],
-        resources=["series/*"],
+        resources=["series/*", "sources/feed"],
         permissions=[access_pb2.PERMISSION_WRITE],
         conditions=[
             access_pb2.AccessCondition(
@@ -284,6 +285,15 @@ def request_of(rpc: str, caller: str, w: World) -> Any:
                 command_id=cid,
                 source=series_pb2.DataSource(name="sources/feed", description=f"by {caller}"),
                 update_mask=field_mask_pb2.FieldMask(paths=["description"]),
+            )
+        case "ReportDataSourceHealth":
+            return pb.ReportDataSourceHealthRequest(
+                command_id=cid,
+                source="sources/feed",
+                status=series_pb2.DATA_SOURCE_STATUS_HEALTHY,
+                start_time=_at(1),
+                end_time=_at(2),
+                request_count=3,
             )
         case "IngestPoints" | "BulkIngest":
             return _points("PX", "feed", cid, (10 + list(CALLERS).index(caller), "205"))

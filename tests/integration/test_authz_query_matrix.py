@@ -59,10 +59,13 @@ ALLOWED = {
     "Subscribe": "reader",  # to a series; to every series: see below
     "ListQualityIssues": "reader",  # of a series; of every series: see below
     "ListQualityMetrics": "reader",
+    "GetDataSource": "reader",  # `read` on the source
     "DoGet": "reader",
 }
-FILTERING = {"ListSeries"}
+FILTERING = {"ListSeries", "ListDataSources"}
 """Listings of several series: never refused, they show what the caller may read."""
+_RESOURCES = {"ListQualityIssues": "series/PX/issues", "GetDataSource": "sources/feed"}
+"""What a refused call was about, where it is not the series PX."""
 QUERY_USER = "svc-query"  # in the command service's QIS_SERVICE_PRINCIPALS
 
 
@@ -178,6 +181,8 @@ async def ask(c: Cluster, rpc: str, metadata: Metadata, **override: Any) -> grpc
             )
         case "ListQualityMetrics":
             request = q.ListQualityMetricsRequest(series=series, min_position=at)
+        case "GetDataSource":
+            request = q.GetDataSourceRequest(name="sources/feed", min_position=at)
         case _:
             raise AssertionError(rpc)
     try:
@@ -228,9 +233,7 @@ async def test_each_caller_gets_its_status_and_a_refusal_stores_only_its_record(
                 assert code == grpc.StatusCode.PERMISSION_DENIED, caller
                 [denial] = denials
                 assert (denial.method, denial.roles, denial.permission) == (rpc, [caller], "read")
-                assert denial.resource == (
-                    "series/PX/issues" if rpc == "ListQualityIssues" else "series/PX"
-                )
+                assert denial.resource == _RESOURCES.get(rpc, "series/PX")
                 assert denial.peer.startswith("ipv4:127.0.0.1:")
             else:
                 assert code == grpc.StatusCode.OK, caller
@@ -250,6 +253,10 @@ async def test_listings_of_several_series_show_only_what_the_caller_may_read(
         for caller, expected_ids in (("reader", [c.issue_id]), ("publisher", [])):
             issues = await c.ports.stub.ListQualityIssues(every_queue, metadata=CALLERS[caller]())
             assert [i.issue_id for i in issues.issues] == expected_ids, caller
+        every_source = q.ListDataSourcesRequest(min_position=c.head)
+        for caller, expected in (("reader", ["sources/alt", "sources/feed"]), ("writer", [])):
+            sources = await c.ports.stub.ListDataSources(every_source, metadata=CALLERS[caller]())
+            assert [s.name for s in sources.data_sources] == expected, caller
         assert await denials_after(c.events, head) == []  # filtered, not refused
 
 

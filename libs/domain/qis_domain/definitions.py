@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import available_timezones
 
@@ -124,6 +124,72 @@ class DataSourceConfig(_Frozen):
     cost_per_request: Decimal = Decimal(0)
     settings: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
+
+
+class SourceStatus(enum.StrEnum):
+    """How a source's feed fared over an interval (docs/data-sources.md)."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+MAX_HEALTH_COUNT = 10**12
+"""Requests (and failures, retries) one health report may count: far beyond any interval."""
+
+
+class HealthReport(_Frozen):
+    """What a feed says of its source over [start_us, end_us): counts of that interval alone,
+    so that reports add up. Latencies in microseconds, None when the feed did not measure."""
+
+    status: SourceStatus
+    start_us: int
+    end_us: int
+    requests: Annotated[int, Field(ge=0, le=MAX_HEALTH_COUNT)] = 0
+    failures: Annotated[int, Field(ge=0, le=MAX_HEALTH_COUNT)] = 0
+    rate_limited: Annotated[int, Field(ge=0, le=MAX_HEALTH_COUNT)] = 0
+    retries: Annotated[int, Field(ge=0, le=MAX_HEALTH_COUNT)] = 0
+    latency_p50_us: int | None = None
+    latency_p99_us: int | None = None
+    last_success_us: int | None = None
+    last_error: str = ""
+
+
+EXACT = Context(prec=200)
+"""Costs are products and sums of bounded decimals (|x| < 1e18, 18 places, 1e12 requests per
+report): far below 200 digits, so no cost is ever rounded (the default context keeps 28)."""
+
+
+class SourceUsage(_Frozen):
+    """What health reports added up to (cost in the provider's billing currency, exact)."""
+
+    reports: int = 0
+    requests: int = 0
+    failures: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    cost: Decimal = Decimal(0)
+
+    def __add__(self, other: SourceUsage) -> SourceUsage:
+        return SourceUsage(
+            reports=self.reports + other.reports,
+            requests=self.requests + other.requests,
+            failures=self.failures + other.failures,
+            rate_limited=self.rate_limited + other.rate_limited,
+            retries=self.retries + other.retries,
+            cost=EXACT.add(self.cost, other.cost),
+        )
+
+    def plus(self, report: HealthReport, cost: Decimal) -> SourceUsage:
+        """With one more report, of that cost."""
+        return self + SourceUsage(
+            reports=1,
+            requests=report.requests,
+            failures=report.failures,
+            rate_limited=report.rate_limited,
+            retries=report.retries,
+            cost=cost,
+        )
 
 
 class Permission(enum.StrEnum):

@@ -21,7 +21,7 @@ from qis_feeds.adapters.bloomberg import (
     BloombergUnavailable,
     BlpapiSession,
 )
-from qis_feeds.adapters.bulk_ingest import BulkIngestSender, SenderSettings
+from qis_feeds.adapters.bulk_ingest import BulkIngestSender, CommandHealthReporter, SenderSettings
 from qis_feeds.adapters.coingecko import (
     CoinGeckoProvider,
     CoinGeckoSettings,
@@ -188,6 +188,10 @@ async def build(settings: FeedsSettings, config: FeedsConfig) -> FeedsApp:
             queue_points=settings.feeds_queue_points,
         ),
         counters,
+        reporter=CommandHealthReporter(
+            command_service_pb2_grpc.CommandServiceStub(channel), metadata
+        ),
+        health_interval_s=settings.feeds_health_report_s,
     )
     feeds: list[Feed] = []
     folders: list[tuple[str, DropFolder]] = []

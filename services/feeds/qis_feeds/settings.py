@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import PositiveFloat, PositiveInt, SecretStr
 from qis_runtime.settings import CommonSettings
 
+from qis_feeds.application.runner import HEALTH_INTERVAL_S
+
 
 class FeedsSettings(CommonSettings):
     feeds_config: Path | None = None
@@ -33,6 +35,10 @@ class FeedsSettings(CommonSettings):
     """Chunks sent and not yet acknowledged (QIS_FEEDS_IN_FLIGHT)."""
     feeds_health_s: PositiveFloat = 5.0
     """How often each feed's health is looked at (QIS_FEEDS_HEALTH_S)."""
+    feeds_health_report_s: PositiveFloat = HEALTH_INTERVAL_S
+    """How often each live feed reports its source's health to the command service
+    (CommandService.ReportDataSourceHealth; QIS_FEEDS_HEALTH_REPORT_S): one event per source and
+    interval, with its requests, failures and cost (docs/data-sources.md)."""
 
     def resolved_config(self) -> Path:
         return self.feeds_config or self.data_dir / "feeds.toml"

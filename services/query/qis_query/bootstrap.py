@@ -20,6 +20,7 @@ from qis_query.application.access import OpenAccess, PolicyAccess, ReadAccess
 from qis_query.application.cache import AnswerCache, NoCache, QueryCache, SharedCache
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
+from qis_query.application.sources import SourceQueries
 from qis_query.application.subscription import FeedSettings
 from qis_query.entrypoints.flight import FlightTls, QueryFlight
 from qis_query.entrypoints.grpc_service import QueryService
@@ -116,7 +117,7 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
     binding = ServiceBinding(
         SERVICE_NAME,
         query_service_pb2_grpc.add_QueryServiceServicer_to_server,
-        QueryService(handlers, access),
+        QueryService(handlers, access, SourceQueries(reader, read_position, settings.limits())),
     )
     server = QisServer(
         settings.query_address,

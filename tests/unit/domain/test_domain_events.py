@@ -15,6 +15,7 @@ from qis_domain.definitions import (
     Classification,
     ClassificationLimit,
     DataSourceConfig,
+    HealthReport,
     Permission,
     PublicationMode,
     PublicationPolicy,
@@ -23,6 +24,8 @@ from qis_domain.definitions import (
     SeriesDefinition,
     SeriesSource,
     SourceRestriction,
+    SourceStatus,
+    SourceUsage,
     TimeWindow,
     ValidationRules,
 )
@@ -38,7 +41,9 @@ from qis_domain.events import (
     DataReconciled,
     DataRestated,
     DataSourceConfigured,
+    DataSourceHealthReported,
     DataSourceRegistered,
+    DataSourceStatusChanged,
     DomainEvent,
     EventMetadata,
     EventRegistry,
@@ -143,6 +148,28 @@ EXAMPLES: dict[type[DomainEvent], DomainEvent] = {
     DataSourceRegistered: DataSourceRegistered(source_id="bbg", config=CONFIG),
     DataSourceConfigured: DataSourceConfigured(
         source_id="bbg", config=CONFIG.model_copy(update={"enabled": False})
+    ),
+    DataSourceHealthReported: DataSourceHealthReported(
+        source_id="bbg",
+        day_us=0,
+        report=HealthReport(
+            status=SourceStatus.DEGRADED,
+            start_us=S1,
+            end_us=S2,
+            requests=4,
+            failures=1,
+            rate_limited=1,
+            latency_p50_us=1_500,
+            latency_p99_us=90_000,
+            last_success_us=S1,
+            last_error="HTTP 429",
+        ),
+        cost=Decimal("0.000000000000000004"),
+        status_since_us=S1,
+        day_usage=SourceUsage(reports=2, requests=9, failures=1, cost=Decimal("9E-18")),
+    ),
+    DataSourceStatusChanged: DataSourceStatusChanged(
+        source_id="bbg", previous=None, status=SourceStatus.DOWN, at_us=S2, last_error="gone"
     ),
     DataIngested: DataIngested(
         series_id="SPX",

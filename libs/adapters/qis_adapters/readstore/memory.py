@@ -41,6 +41,8 @@ from qis_adapters.readstore.port import (
     Segment,
     SegmentClosure,
     SeriesEntry,
+    SourceEntry,
+    SourceHealthEntry,
     VersionClosure,
     issue_page_key,
     validate_generation,
@@ -163,10 +165,10 @@ def _always(_stored: object, _new: object) -> bool:
     return True
 
 
-def _not_older(
-    stored: QualityIssue | QualityMetrics | AccessPolicyEntry,
-    new: QualityIssue | QualityMetrics | AccessPolicyEntry,
-) -> bool:
+Positioned = QualityIssue | QualityMetrics | AccessPolicyEntry | SourceEntry | SourceHealthEntry
+
+
+def _not_older(stored: Positioned, new: Positioned) -> bool:
     # Equal positions replace, as in the SQLite store: a replay writes the same content anyway.
     return new.position >= stored.position
 
@@ -216,6 +218,14 @@ class _Generation:
                 p if p.policy is None else dataclasses.replace(p, policy=_json_copy(p.policy))
             ),
         )
+        self.sources = _Table[SourceEntry](
+            lambda e: (e.source_id,),
+            lambda e: dataclasses.replace(e, config=_json_copy(e.config)),
+        )
+        self.source_health = _Table[SourceHealthEntry](
+            lambda e: (e.source_id, e.day_us),
+            lambda e: dataclasses.replace(e, health=_json_copy(e.health)),
+        )
         self.checkpoint: int | None = None
 
     def apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
@@ -244,6 +254,8 @@ class _Generation:
         self.series.write_all(batch.series, _not_older_schema)
         self.metrics.write_all(batch.metrics, _not_older)
         self.policies.write_all(batch.policies, _not_older)
+        self.sources.write_all(batch.sources, _not_older)
+        self.source_health.write_all(batch.source_health, _not_older)
         self.segments.write_all(batch.segments)
         for sc in batch.segment_closures:
             _close(self.segments, _segment_key(sc), sc)
@@ -261,6 +273,8 @@ class _Generation:
             "series": list(self.series.scan()),
             "metrics": list(self.metrics.scan()),
             "policies": list(self.policies.scan()),
+            "sources": list(self.sources.scan()),
+            "source_health": list(self.source_health.scan()),
             "segments": list(self.segments.scan()),
         }
 
@@ -511,6 +525,17 @@ class InMemoryReadStore:
 
     async def access_policies(self) -> list[AccessPolicyEntry]:
         return self._select(lambda g: g.policies.scan())
+
+    async def list_sources(self, after_source_id: str, limit: int) -> list[SourceEntry]:
+        return self._select(lambda g: g.sources.scan((after_source_id,), after=True), limit)
+
+    async def get_source(self, source_id: str) -> SourceEntry | None:
+        generation = self._reading()
+        return None if generation is None else generation.sources.get((source_id,))
+
+    async def source_health(self, source_id: str) -> list[SourceHealthEntry]:
+        # Every key of the source sorts below (source_id + "\0",), every later source's not.
+        return self._select(lambda g: g.source_health.scan((source_id,), (source_id + "\0",)))
 
     # --- GenerationAdmin ----------------------------------------------------------------------
 

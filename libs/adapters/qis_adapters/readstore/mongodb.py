@@ -5,7 +5,7 @@ Layout of one database:
   `{_id: "generation:<name>", generation, format, checkpoint}` per generation (registry, the
   read-model format it was built with, absent before formats were recorded, and checkpoint);
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
-  `_series`, `_metrics`, `_segments`, `_policies`. Every document's `_id` encodes its natural key (see
+  `_series`, `_metrics`, `_segments`, `_policies`, `_sources`, `_source_health`. Every document's `_id` encodes its natural key (see
   _key_id), so every write is an idempotent keyed upsert. A segment's payload is BSON binary.
 
 Only commands that both MongoDB and FerretDB v1.24 implement are used: no transactions, change
@@ -63,6 +63,8 @@ from qis_adapters.readstore.port import (
     Segment,
     SegmentClosure,
     SeriesEntry,
+    SourceEntry,
+    SourceHealthEntry,
     VersionClosure,
     issue_page_key,
     validate_generation,
@@ -119,12 +121,17 @@ class _Kind(Generic[R]):
         key: tuple[str, ...],
         int64: frozenset[str] = frozenset(),
         arrays: frozenset[str] = frozenset(),
+        texts: frozenset[str] = frozenset(),
     ) -> None:
         self.suffix = suffix
         self.record = record
         self.key = key  # natural key fields, encoded into _id by _key_id
         self.int64 = int64
         self.arrays = arrays  # tuple[str, ...] fields, stored as arrays
+        # JSON documents stored as their text: their keys are anyone's (a source's settings),
+        # and FerretDB (like MongoDB before 5.0) refuses field names with "." or "$". Such a
+        # field written as a document by earlier code reads as it was.
+        self.texts = texts
         self.names = tuple(f.name for f in fields(record))  # type: ignore[arg-type]
         # What a field reads as when its document lacks it: written before the field existed.
         # Such a default must be the field's null or empty value, which encode leaves out too.
@@ -149,6 +156,8 @@ class _Kind(Generic[R]):
                 doc[name] = values(x)
             elif name in self.arrays:
                 doc[name] = list(x)
+            elif name in self.texts:
+                doc[name] = json.dumps(x, sort_keys=True, separators=(",", ":"))
             else:
                 doc[name] = x
         return _key_id(tuple(doc[name] for name in self.key)), doc
@@ -171,6 +180,8 @@ class _Kind(Generic[R]):
                 kwargs[name] = _value_bytes(x)
             elif name in self.arrays:
                 kwargs[name] = tuple(x)
+            elif name in self.texts and isinstance(x, str):
+                kwargs[name] = json.loads(x)
             else:
                 kwargs[name] = x
         return self.record(**kwargs)
@@ -192,7 +203,11 @@ _OBSERVATIONS = _Kind(
     frozenset({"flags"}),
 )
 _AUDIT = _Kind(
-    "audit", AuditEntry, ("position", "index"), frozenset({"position", "recorded_at_us", "snap_us"})
+    "audit",
+    AuditEntry,
+    ("position", "index"),
+    frozenset({"position", "recorded_at_us", "snap_us"}),
+    texts=frozenset({"details"}),  # a source's registration holds its settings
 )
 _CHANGES = _Kind(
     "changes",
@@ -237,6 +252,19 @@ _POLICIES = _Kind(
     ("policy_id",),
     frozenset({"stream_version", "updated_at_us", "position"}),
 )
+_SOURCES = _Kind(
+    "sources",
+    SourceEntry,
+    ("source_id",),
+    frozenset({"updated_at_us", "position"}),
+    texts=frozenset({"config"}),
+)
+_SOURCE_HEALTH = _Kind(
+    "source_health",
+    SourceHealthEntry,
+    ("source_id", "day_us"),
+    frozenset({"day_us", "reported_at_us", "position"}),
+)
 # A read takes the first version of each bucket in this order: the newest of those it matches.
 _NEWEST_FIRST = [("bucket_us", ASCENDING), ("position_from", DESCENDING)]
 _KINDS: tuple[_Kind[Any], ...] = (
@@ -250,6 +278,8 @@ _KINDS: tuple[_Kind[Any], ...] = (
     _METRICS,
     _SEGMENTS,
     _POLICIES,
+    _SOURCES,
+    _SOURCE_HEALTH,
 )
 
 
@@ -288,6 +318,8 @@ _INDEXES: dict[str, list[IndexModel]] = {
     ],
     "series": [],  # served by _id
     "policies": [],  # served by _id (the policy id), read whole
+    "sources": [],  # served by _id (the source id), listed in _id order
+    "source_health": [_index(_SOURCE_HEALTH.key, unique=True)],
     "metrics": [_index(_METRICS.key, unique=True)],
     # The key is unique by _id. Each index holds every field its reads filter on, so that a
     # version is fetched (payload and all) only when it matches: as-of reads and last_segment
@@ -488,6 +520,18 @@ class MongoReadStore:
                 _POLICIES,
                 _newest(batch.policies, lambda p: p.policy_id, lambda p: p.position),
                 lambda p: {"position": {"$lt": Int64(p.position)}},
+            ),
+            upserts(
+                _SOURCES,
+                _newest(batch.sources, lambda e: e.source_id, lambda e: e.position),
+                lambda e: {"position": {"$lt": Int64(e.position)}},
+            ),
+            upserts(
+                _SOURCE_HEALTH,
+                _newest(
+                    batch.source_health, lambda e: (e.source_id, e.day_us), lambda e: e.position
+                ),
+                lambda e: {"position": {"$lt": Int64(e.position)}},
             ),
         )
         await self._write(
@@ -752,6 +796,20 @@ class MongoReadStore:
 
     async def access_policies(self) -> list[AccessPolicyEntry]:
         return await self._find(_POLICIES, {}, [("_id", ASCENDING)])
+
+    async def list_sources(self, after_source_id: str, limit: int) -> list[SourceEntry]:
+        if limit <= 0:
+            return []
+        # The _id is the source id: the listing is a range of the _id index.
+        query = {"_id": {"$gt": after_source_id}}
+        return await self._find(_SOURCES, query, [("_id", ASCENDING)], limit)
+
+    async def get_source(self, source_id: str) -> SourceEntry | None:
+        found = await self._find(_SOURCES, {"_id": source_id}, [])
+        return found[0] if found else None
+
+    async def source_health(self, source_id: str) -> list[SourceHealthEntry]:
+        return await self._find(_SOURCE_HEALTH, {"source_id": source_id}, _SOURCE_HEALTH.sort)
 
     # --- GenerationAdmin ----------------------------------------------------------------------
 

@@ -291,6 +291,34 @@ class AccessPolicyEntry:
     """qis_domain.definitions.AccessPolicy in JSON (model_dump(mode="json")); None: deleted."""
 
 
+@dataclass(frozen=True, slots=True)
+class SourceEntry:
+    """A data source's configuration, projected from its stream. Key: source_id; replaced only
+    by a write of a higher or equal position."""
+
+    source_id: str
+    config: JsonDoc
+    """qis_domain.definitions.DataSourceConfig in JSON (model_dump(mode="json"))."""
+    updated_at_us: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealthEntry:
+    """The latest health report of a source in one UTC day, with that day's usage up to it.
+    Key: (source_id, day_us); replaced only by a write of a higher or equal position. A
+    source's latest health is its entry of the greatest day; its total usage, the sum of its
+    entries' day usage."""
+
+    source_id: str
+    day_us: int
+    health: JsonDoc
+    """qis_domain.events.DataSourceHealthReported in JSON, but its ids (model_dump(mode="json",
+    exclude={"source_id", "day_us"})): the report, its cost, status_since_us, day_usage."""
+    reported_at_us: int
+    position: int
+
+
 @dataclass(slots=True)
 class ProjectionBatch:
     """Everything the projector derived from a run of events, applied as one unit."""
@@ -307,10 +335,14 @@ class ProjectionBatch:
     segments: list[Segment] = field(default_factory=list)
     segment_closures: list[SegmentClosure] = field(default_factory=list)
     policies: list[AccessPolicyEntry] = field(default_factory=list)
+    sources: list[SourceEntry] = field(default_factory=list)
+    source_health: list[SourceHealthEntry] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
             len(self.policies)
+            + len(self.sources)
+            + len(self.source_health)
             + len(self.segments)
             + len(self.segment_closures)
             + len(self.versions)
@@ -390,6 +422,8 @@ class ReadModelWriter(Protocol):
           (series_id, issue_id) when its stored position is not newer, after the issues;
         - series: upsert by series_id only when schema_version is higher or equal;
         - policies: upsert by policy_id only when position is higher or equal;
+        - sources: upsert by source_id, source_health: upsert by (source_id, day_us), each
+          only when position is higher or equal;
         - metrics: upsert by key;
         - segments: insert if absent by (series_id, bucket_us, position_from), before the
           segment closures; segment_closures: set recorded_to_us/position_to of that segment
@@ -490,6 +524,17 @@ class ReadModelReader(Protocol):
         deployment holds tens of policies, hundreds at most: read whole."""
         ...
 
+    async def list_sources(self, after_source_id: str, limit: int) -> list[SourceEntry]:
+        """Sources with source_id > after_source_id, ascending by id, at most limit."""
+        ...
+
+    async def get_source(self, source_id: str) -> SourceEntry | None: ...
+
+    async def source_health(self, source_id: str) -> list[SourceHealthEntry]:
+        """Every day's health entry of the source, ascending by day_us: one per day its feed
+        reported (a few hundred a year), read whole."""
+        ...
+
     async def checkpoint(self) -> int | None: ...
 
 
@@ -502,7 +547,7 @@ ACTIVE_GENERATION_KEY = "active"  # meta record naming the generation queries re
 GENERATION_KEY_PREFIX = "generation:"  # + name: meta record of one generation (its checkpoint)
 FORMAT_KEY_PREFIX = "format:"  # + name: the format a generation was built with (SQLite meta)
 
-READ_MODEL_FORMAT = 3
+READ_MODEL_FORMAT = 4
 """The format of the read models this code builds: what the records hold and how they are
 keyed. Each generation records the format it was built with when it is created, and keeps it.
 
@@ -525,6 +570,8 @@ FORMAT_CHANGES = {
     " data sources name their source",
     3: "official values also in columnar segments per series and time bucket, versioned by"
     " position and knowledge time (range reads and exports read them)",
+    4: "data sources and their feeds' health reports (GetDataSource, ListDataSources): sources"
+    " registered before were projected as audit entries only",
 }
 """What each format changed from the one before: why a generation of an older one is rebuilt."""
 

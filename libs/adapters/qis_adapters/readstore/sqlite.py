@@ -6,7 +6,7 @@ Layout of one database file:
   it was built with (absent: built before formats were recorded). A `generation:` row per
   generation is also the registry that `list_generations` reads.
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
-  `_series`, `_metrics`, `_policies`: WITHOUT ROWID tables clustered on their natural key, so every query of the
+  `_series`, `_metrics`, `_policies`, `_sources`, `_source_health`: WITHOUT ROWID tables clustered on their natural key, so every query of the
   port is one index range scan in the order it returns. Segments are split in two: `_segments`
   holds what reads filter and choose on (clustered on its key like the others), and
   `_segment_payloads` the payloads, a rowid table (see _Table.rowid) read only for the versions
@@ -69,6 +69,8 @@ from qis_adapters.readstore.port import (
     ResumeToken,
     Segment,
     SeriesEntry,
+    SourceEntry,
+    SourceHealthEntry,
     issue_page_key,
     validate_generation,
 )
@@ -333,6 +335,25 @@ _TABLES = {
         ),
         ("policy_id",),
     ),
+    "sources": _Table(
+        (
+            ("source_id", _TEXT),
+            ("config", _TEXT),  # JSON
+            ("updated_at_us", _INT),
+            ("position", _INT),
+        ),
+        ("source_id",),
+    ),
+    "source_health": _Table(
+        (
+            ("source_id", _TEXT),
+            ("day_us", _INT),
+            ("health", _TEXT),  # JSON
+            ("reported_at_us", _INT),
+            ("position", _INT),
+        ),
+        ("source_id", "day_us"),
+    ),
     # Every field of Segment but its payload, in field order.
     "segments": _Table(
         (
@@ -393,6 +414,8 @@ class _Sql:
     upsert_series: str
     upsert_metric: str
     upsert_policy: str
+    upsert_source: str
+    upsert_source_health: str
     insert_segment: str
     insert_segment_payload: str
     close_segment: str
@@ -413,6 +436,9 @@ class _Sql:
     list_issues: dict[tuple[bool, bool], str]
     metrics: str
     access_policies: str
+    list_sources: str
+    get_source: str
+    source_health: str
     segments_latest: str
     segments_known_at: str
     segments_at_position: str
@@ -488,6 +514,12 @@ class _Sql:
             upsert_policy=t["policies"].upsert(
                 f"{g}_policies", f"excluded.position >= {g}_policies.position"
             ),
+            upsert_source=t["sources"].upsert(
+                f"{g}_sources", f"excluded.position >= {g}_sources.position"
+            ),
+            upsert_source_health=t["source_health"].upsert(
+                f"{g}_source_health", f"excluded.position >= {g}_source_health.position"
+            ),
             insert_segment=t["segments"].insert(f"{g}_segments"),
             insert_segment_payload=t["segment_payloads"].insert(f"{g}_segment_payloads"),
             close_segment=(
@@ -537,6 +569,9 @@ class _Sql:
                 " ORDER BY window_start_us, window_end_us"
             ),
             access_policies=f"{select('policies')} ORDER BY policy_id",
+            list_sources=f"{select('sources')} WHERE source_id > ? ORDER BY source_id LIMIT ?",
+            get_source=f"{select('sources')} WHERE source_id = ?",
+            source_health=f"{select('source_health')} WHERE source_id = ? ORDER BY day_us",
             # A literal, not a parameter: the planner then sees the equality the index serves.
             segments_latest=segments(f"position_to = {OPEN_END}"),
             segments_known_at=segments("recorded_from_us <= ? AND recorded_to_us > ?"),
@@ -721,6 +756,14 @@ def _series_rows(entries: Sequence[SeriesEntry]) -> list[Row]:
     ]
 
 
+def _source_rows(entries: Sequence[SourceEntry]) -> list[Row]:
+    return [(e.source_id, _json(e.config), e.updated_at_us, e.position) for e in entries]
+
+
+def _source_health_rows(entries: Sequence[SourceHealthEntry]) -> list[Row]:
+    return [(e.source_id, e.day_us, _json(e.health), e.reported_at_us, e.position) for e in entries]
+
+
 # Row → record.
 def _versions(rows: list[Row]) -> list[OfficialVersion]:
     return [
@@ -775,6 +818,14 @@ def _policies(rows: list[Row]) -> list[AccessPolicyEntry]:
         AccessPolicyEntry(i, r, sv, at, p, None if doc is None else json.loads(doc))
         for i, r, sv, at, p, doc in rows
     ]
+
+
+def _sources(rows: list[Row]) -> list[SourceEntry]:
+    return [SourceEntry(s, json.loads(doc), at, p) for s, doc, at, p in rows]
+
+
+def _source_health(rows: list[Row]) -> list[SourceHealthEntry]:
+    return [SourceHealthEntry(s, d, json.loads(doc), at, p) for s, d, doc, at, p in rows]
 
 
 def _segments(rows: list[Row]) -> list[Segment]:
@@ -963,6 +1014,10 @@ class SqliteReadStore:
                 c.executemany(sql.upsert_metric, map(_metric_row, batch.metrics))
             if batch.policies:
                 c.executemany(sql.upsert_policy, _policy_rows(batch.policies))
+            if batch.sources:
+                c.executemany(sql.upsert_source, _source_rows(batch.sources))
+            if batch.source_health:
+                c.executemany(sql.upsert_source_health, _source_health_rows(batch.source_health))
             if batch.segments:
                 c.executemany(sql.insert_segment, map(_segment_row, batch.segments))
                 c.executemany(sql.insert_segment_payload, map(_segment_payload_row, batch.segments))
@@ -996,6 +1051,8 @@ class SqliteReadStore:
             c.executemany(raw["series"], _series_rows(batch.series))
             c.executemany(raw["metrics"], map(_metric_row, batch.metrics))
             c.executemany(raw["policies"], _policy_rows(batch.policies))
+            c.executemany(raw["sources"], _source_rows(batch.sources))
+            c.executemany(raw["source_health"], _source_health_rows(batch.source_health))
             c.executemany(raw["segments"], map(_segment_row, batch.segments))
             c.executemany(raw["segment_payloads"], map(_segment_payload_row, batch.segments))
             c.executemany(sql.close_segment, map(_segment_closure_row, batch.segment_closures))
@@ -1064,6 +1121,8 @@ class SqliteReadStore:
             "series": _series(rows["series"]),
             "metrics": _metrics(rows["metrics"]),
             "policies": _policies(rows["policies"]),
+            "sources": _sources(rows["sources"]),
+            "source_health": _source_health(rows["source_health"]),
             "segments": _segments(rows["segments"]),
         }
 
@@ -1259,6 +1318,19 @@ class SqliteReadStore:
 
     async def access_policies(self) -> list[AccessPolicyEntry]:
         return _policies(await self._select(lambda q: q.access_policies, ()))
+
+    async def list_sources(self, after_source_id: str, limit: int) -> list[SourceEntry]:
+        if limit <= 0:
+            return []
+        rows = await self._select(lambda q: q.list_sources, (after_source_id, limit))
+        return _sources(rows)
+
+    async def get_source(self, source_id: str) -> SourceEntry | None:
+        rows = await self._select(lambda q: q.get_source, (source_id,))
+        return _sources(rows)[0] if rows else None
+
+    async def source_health(self, source_id: str) -> list[SourceHealthEntry]:
+        return _source_health(await self._select(lambda q: q.source_health, (source_id,)))
 
     # --- GenerationAdmin ----------------------------------------------------------------------
 

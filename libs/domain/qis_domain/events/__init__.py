@@ -33,7 +33,12 @@ from qis_domain.events.points import (
 )
 from qis_domain.events.quality import QualityMetricsCalculated
 from qis_domain.events.series import SchemaEvolved, SeriesDefined, SourceAdded
-from qis_domain.events.sources import DataSourceConfigured, DataSourceRegistered
+from qis_domain.events.sources import (
+    DataSourceConfigured,
+    DataSourceHealthReported,
+    DataSourceRegistered,
+    DataSourceStatusChanged,
+)
 
 ALL_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     SeriesDefined,
@@ -41,6 +46,8 @@ ALL_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     SourceAdded,
     DataSourceRegistered,
     DataSourceConfigured,
+    DataSourceHealthReported,
+    DataSourceStatusChanged,
     DataIngested,
     QualityIssueDetected,
     DataReconciled,
@@ -98,7 +105,9 @@ __all__ = [
     "DataReconciled",
     "DataRestated",
     "DataSourceConfigured",
+    "DataSourceHealthReported",
     "DataSourceRegistered",
+    "DataSourceStatusChanged",
     "DomainEvent",
     "EventMetadata",
     "EventRegistry",

@@ -47,6 +47,7 @@ from qis_command.application.commands import (
     PublishPoints,
     RecordDenial,
     RegisterSource,
+    ReportSourceHealth,
     ResolveIssues,
     RestatePoint,
     SetAccessPolicy,
@@ -88,6 +89,9 @@ def need_of(command: object) -> Need:
             return Need(Permission.ADMIN, series_name(series), series, None, level)
         case RegisterSource(source_id=source) | ConfigureSource(source_id=source):
             return Need(Permission.ADMIN, source_name(source))
+        case ReportSourceHealth(source_id=source):
+            # What a feed of the source does, like sending its values: `write`, not `admin`.
+            return Need(Permission.WRITE, source_name(source))
         case SetAccessPolicy() | DeleteAccessPolicy():
             return Need(Permission.ADMIN, POLICIES_RESOURCE)
         case RecordDenial():

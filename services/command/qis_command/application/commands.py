@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qis_domain.commands import CommandOutcome
-from qis_domain.definitions import AccessPolicy, DataSourceConfig, SeriesDefinition, Update
+from qis_domain.definitions import (
+    AccessPolicy,
+    DataSourceConfig,
+    HealthReport,
+    SeriesDefinition,
+    Update,
+)
 from qis_domain.events import AccessDenied
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue
@@ -38,6 +44,14 @@ class RegisterSource:
 class ConfigureSource:
     source_id: str
     update: Update
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSourceHealth:
+    """A feed's report of how its source fared over an interval."""
+
+    source_id: str
+    report: HealthReport
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,13 @@ from qis_domain.access import (
 )
 from qis_domain.command_log import CommandRecord, command_stream, fingerprint
 from qis_domain.commands import CommandContext, CommandOutcome
-from qis_domain.data_source import DataSource, source_stream
+from qis_domain.data_source import (
+    DataSource,
+    SourceHealthDay,
+    health_stream,
+    report_day,
+    source_stream,
+)
 from qis_domain.decisions import Decider, SeriesView, Timeline, snap_of_issue
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.errors import FieldViolation, InvalidArgument, RetryLater
@@ -53,6 +59,7 @@ from qis_command.application.commands import (
     PublishPoints,
     RecordDenial,
     RegisterSource,
+    ReportSourceHealth,
     ResolveIssues,
     RestatePoint,
     SetAccessPolicy,
@@ -119,6 +126,26 @@ class CommandHandlers:
         return await self._decide_one(
             ctx, source_name(cmd.source_id), cmd, lambda: self._source(cmd.source_id), decide
         )
+
+    async def report_source_health(
+        self, cmd: ReportSourceHealth, ctx: CommandContext
+    ) -> CommandResult:
+        day_us = report_day(cmd.report)
+
+        async def load() -> list[DataSource | SourceHealthDay]:
+            return [
+                await self._source(cmd.source_id),
+                await self._health_day(cmd.source_id, day_us),
+            ]
+
+        async def decide(loaded: list[DataSource | SourceHealthDay]) -> list[Change]:
+            source, day = loaded
+            assert isinstance(source, DataSource)
+            assert isinstance(day, SourceHealthDay)
+            of_source, of_day = source.report_health(day, cmd.report)
+            return [(source, of_source), (day, of_day)]
+
+        return await self._decide(ctx, source_name(cmd.source_id), cmd, load, decide)
 
     async def ingest(
         self, cmd: IngestPoints, ctx: CommandContext, columns: str = ""
@@ -481,6 +508,11 @@ class CommandHandlers:
     async def _source(self, source_id: str) -> DataSource:
         return await self._repo.load(source_stream(source_id), lambda: DataSource(source_id))
 
+    async def _health_day(self, source_id: str, day_us: int) -> SourceHealthDay:
+        return await self._repo.load(
+            health_stream(source_id, day_us), lambda: SourceHealthDay(source_id, day_us)
+        )
+
     async def _policies(self) -> AccessPolicies:
         return await self._repo.load(POLICIES_STREAM, AccessPolicies)
 
@@ -519,6 +551,9 @@ def _factory_of(stream: str) -> Callable[[], Aggregate]:
         return lambda: DenialRecord(stream.removeprefix(DENIALS_PREFIX))
     kind, _, rest = stream.partition("/")
     if kind == "sources":
+        source_id, _, day = rest.partition("/health/")
+        if day:
+            return lambda: SourceHealthDay(source_id, int(day))
         return lambda: DataSource(rest)
     series_id, _, tail = rest.partition("/")
     part, _, key = tail.partition("/")

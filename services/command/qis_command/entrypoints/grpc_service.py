@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import grpc
 import grpc.aio
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
+from qis.data.v1 import series_pb2
 from qis_adapters.proto.checks import collected, id_from_proto, name_from_proto
 from qis_adapters.proto.columns import points_from_columns, value_column
 from qis_adapters.proto.definitions import (
@@ -27,6 +28,7 @@ from qis_adapters.proto.times import (
 from qis_adapters.proto.values import points_from_proto, value_from_proto
 from qis_domain.bounds import MAX_BATCH, MAX_ID_LENGTH, MAX_TEXT_LENGTH, check_length
 from qis_domain.commands import CommandContext
+from qis_domain.definitions import MAX_HEALTH_COUNT, HealthReport, SourceStatus
 from qis_domain.errors import FieldViolation, InvalidArgument
 from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION
 from qis_domain.snaps import Snap
@@ -44,6 +46,7 @@ from qis_command.application.commands import (
     IngestPoints,
     PublishPoints,
     RegisterSource,
+    ReportSourceHealth,
     ResolveIssues,
     RestatePoint,
 )
@@ -128,6 +131,19 @@ class CommandService(pb_grpc.CommandServiceServicer):
                 "ConfigureDataSource",
                 _configure_source,
                 self._handlers.configure_source,
+            )
+        )
+
+    async def ReportDataSourceHealth(
+        self, request: pb.ReportDataSourceHealthRequest, context: Ctx
+    ) -> pb.CommandResponse:
+        return _response(
+            await self._decide(
+                request,
+                context,
+                "ReportDataSourceHealth",
+                _report_health,
+                self._handlers.report_source_health,
             )
         )
 
@@ -332,6 +348,103 @@ def _configure_source(
     return _made(ConfigureSource, source_id, update)
 
 
+_STATUSES = {
+    series_pb2.DATA_SOURCE_STATUS_HEALTHY: SourceStatus.HEALTHY,
+    series_pb2.DATA_SOURCE_STATUS_DEGRADED: SourceStatus.DEGRADED,
+    series_pb2.DATA_SOURCE_STATUS_DOWN: SourceStatus.DOWN,
+}
+MAX_LATENCY_US = 86_400 * 1_000_000
+
+
+def _report_health(
+    request: pb.ReportDataSourceHealthRequest, v: list[FieldViolation]
+) -> ReportSourceHealth | None:
+    source_id = name_from_proto(request.source, SOURCES_COLLECTION, "source", v)
+    status = _STATUSES.get(request.status)
+    if status is None:
+        v.append(FieldViolation("status", "HEALTHY, DEGRADED or DOWN is required"))
+    start, end = _interval(request, v)
+    counts = {
+        "request_count": request.request_count,
+        "failure_count": request.failure_count,
+        "rate_limited_count": request.rate_limited_count,
+        "retry_count": request.retry_count,
+    }
+    for field, count in counts.items():
+        if not 0 <= count <= MAX_HEALTH_COUNT:
+            v.append(FieldViolation(field, f"0 to {MAX_HEALTH_COUNT:,}, got {count:,}"))
+    # Each count is part of the one before it (retries are requests made again).
+    for part, whole in (
+        ("failure_count", "request_count"),
+        ("rate_limited_count", "failure_count"),
+        ("retry_count", "request_count"),
+    ):
+        if counts[part] > counts[whole]:
+            v.append(FieldViolation(part, f"at most {whole} ({counts[whole]:,})"))
+    p50 = _latency(request, "latency_p50", v)
+    p99 = _latency(request, "latency_p99", v)
+    if p50 is not None and p99 is not None and p99 < p50:
+        v.append(FieldViolation("latency_p99", "at least latency_p50"))
+    last_success = (
+        micros_from_proto(request.last_success_time, "last_success_time", v)
+        if request.HasField("last_success_time")
+        else None
+    )
+    check_length(request.last_error, MAX_TEXT_LENGTH, "last_error", v)
+    if v or source_id is None or status is None or start is None or end is None:
+        return None
+    report = HealthReport(
+        status=status,
+        start_us=start,
+        end_us=end,
+        requests=request.request_count,
+        failures=request.failure_count,
+        rate_limited=request.rate_limited_count,
+        retries=request.retry_count,
+        latency_p50_us=p50,
+        latency_p99_us=p99,
+        last_success_us=last_success,
+        last_error=request.last_error,
+    )
+    return ReportSourceHealth(source_id, report)
+
+
+def _interval(
+    request: pb.ReportDataSourceHealthRequest | pb.CalculateQualityMetricsRequest,
+    v: list[FieldViolation],
+) -> tuple[int | None, int | None]:
+    """[start_time, end_time) of the request, both required, start before end."""
+    start = micros_from_proto(request.start_time, "start_time", v)
+    end = micros_from_proto(request.end_time, "end_time", v)
+    if not request.HasField("start_time"):
+        v.append(FieldViolation("start_time", "is required"))
+        start = None
+    if not request.HasField("end_time"):
+        v.append(FieldViolation("end_time", "is required"))
+        end = None
+    if start is not None and end is not None and start >= end:
+        # Both named: either may be the wrong one.
+        v.append(FieldViolation("start_time", "must be before end_time"))
+        v.append(FieldViolation("end_time", "must be after start_time"))
+    return start, end
+
+
+def _latency(
+    request: pb.ReportDataSourceHealthRequest,
+    field: Literal["latency_p50", "latency_p99"],
+    v: list[FieldViolation],
+) -> int | None:
+    """Microseconds; None when unset (not measured)."""
+    if not request.HasField(field):
+        return None
+    d = getattr(request, field)
+    us = d.seconds * 1_000_000 + d.nanos // 1_000
+    if not 0 <= us <= MAX_LATENCY_US or not 0 <= d.nanos < 1_000_000_000:
+        v.append(FieldViolation(field, "0 to 1 day"))
+        return None
+    return int(us)
+
+
 def _ingest_points(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> IngestPoints | None:
     series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
     source_id = name_from_proto(request.source, SOURCES_COLLECTION, "source", v)
@@ -426,18 +539,7 @@ def _calculate_metrics(
     request: pb.CalculateQualityMetricsRequest, v: list[FieldViolation]
 ) -> CalculateQualityMetrics | None:
     series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
-    start = end = None
-    for field in ("start_time", "end_time"):
-        if not request.HasField(field):
-            v.append(FieldViolation(field, "is required"))
-    if request.HasField("start_time"):
-        start = micros_from_proto(request.start_time, "start_time", v)
-    if request.HasField("end_time"):
-        end = micros_from_proto(request.end_time, "end_time", v)
-    if start is not None and end is not None and start >= end:
-        # Both named: either may be the wrong one.
-        v.append(FieldViolation("start_time", "must be before end_time"))
-        v.append(FieldViolation("end_time", "must be after start_time"))
+    start, end = _interval(request, v)
     if series_id is None or start is None or end is None:
         return None
     return CalculateQualityMetrics(series_id, start, end)

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 
 import grpc
 import grpc.aio
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
-from qis.data.v1 import command_service_pb2, command_service_pb2_grpc, values_pb2
+from qis.data.v1 import command_service_pb2, command_service_pb2_grpc, series_pb2, values_pb2
 
 from qis_feeds.application.batching import Chunk, salvage_id
 from qis_feeds.application.counters import FeedCounters
 from qis_feeds.application.points import ValueKind
+from qis_feeds.application.ports import HealthInterval, SourceStatus
 
 log = logging.getLogger("qis.feeds.sender")
 
@@ -343,3 +344,69 @@ class BulkIngestSender:
                 salvage_id(chunk.command_id), chunk.series_id, chunk.source_id, chunk.kind, kept
             )
             self._pending.append(salvaged)
+
+
+MAX_ERROR_CHARS = 1_024
+"""What a health report's last_error may hold (the command service's bound)."""
+HEALTH_TIMEOUT_S = 10.0
+_STATUSES = {
+    SourceStatus.HEALTHY: series_pb2.DATA_SOURCE_STATUS_HEALTHY,
+    SourceStatus.DEGRADED: series_pb2.DATA_SOURCE_STATUS_DEGRADED,
+    SourceStatus.DOWN: series_pb2.DATA_SOURCE_STATUS_DOWN,
+}
+
+
+def health_request(
+    command_id: str, source_id: str, interval: HealthInterval
+) -> command_service_pb2.ReportDataSourceHealthRequest:
+    i = interval
+    request = command_service_pb2.ReportDataSourceHealthRequest(
+        command_id=command_id,
+        source=f"sources/{source_id}",
+        status=_STATUSES[i.status],
+        start_time=_timestamp(i.start_us),
+        end_time=_timestamp(i.end_us),
+        request_count=i.requests,
+        failure_count=i.failures,
+        rate_limited_count=i.rate_limited,
+        retry_count=i.retries,
+        last_error=i.last_error[:MAX_ERROR_CHARS],
+    )
+    if i.latency_p50_ms is not None and i.latency_p99_ms is not None:
+        request.latency_p50.FromMicroseconds(round(i.latency_p50_ms * 1_000))
+        request.latency_p99.FromMicroseconds(round(max(i.latency_p99_ms, i.latency_p50_ms) * 1_000))
+    if i.last_success_us is not None:
+        request.last_success_time.CopyFrom(_timestamp(i.last_success_us))
+    return request
+
+
+def _timestamp(us: int) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromMicroseconds(us)
+    return ts
+
+
+class CommandHealthReporter:
+    """The HealthReporter of the command API: one ReportDataSourceHealth call per report."""
+
+    def __init__(
+        self, stub: command_service_pb2_grpc.CommandServiceAsyncStub, metadata: Metadata
+    ) -> None:
+        self._stub = stub
+        self._metadata = metadata
+
+    async def report(self, command_id: str, source_id: str, interval: HealthInterval) -> bool:
+        request = health_request(command_id, source_id, interval)
+        try:
+            await self._stub.ReportDataSourceHealth(
+                request, metadata=self._metadata, timeout=HEALTH_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as error:
+            log.warning(
+                "health report of sources/%s not recorded: %s %s",
+                source_id,
+                error.code().name,
+                error.details(),
+            )
+            return False
+        return True

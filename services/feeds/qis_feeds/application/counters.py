@@ -34,6 +34,11 @@ class FeedCounters:
     for a retry (a full or locked store, contention)."""
     last_position: int = 0
     last_error: str = ""
+    health_reports: int = 0
+    """Health reports of the feeds' sources recorded by the command service."""
+    health_reports_failed: int = 0
+    """Health reports it did not record (unreachable, a disabled source): the next interval's
+    report follows anyway."""
 
     @property
     def dropped(self) -> int:

@@ -10,6 +10,7 @@ a slow command service slows the paging (the runner's queue is bounded).
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,13 @@ class ProviderHealth:
     last_error: str = ""
     latency_ms: float | None = None
     """Of the latest successful call."""
+    rate_limited: int = 0
+    """Of `errors`, "too many requests" answers (HTTP 429)."""
+    retries: int = 0
+    """Of `requests`, calls that repeated an earlier one."""
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    """Over the provider's recent successful calls; None when it keeps no such window."""
     last_value_us: dict[str, int] = field(default_factory=dict)
     """Per series, when the latest value arrived (wall clock, µs since the epoch): staleness."""
 
@@ -59,6 +67,39 @@ class DataProvider(Protocol):
     async def get_health(self) -> ProviderHealth: ...
 
     async def close(self) -> None: ...
+
+
+class SourceStatus(enum.StrEnum):
+    """As qis.data.v1.DataSourceStatus (docs/data-sources.md)."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthInterval:
+    """What a feed's provider did over [start_us, end_us), wall clock: counts of that interval
+    alone (see FeedRunner's health reports)."""
+
+    status: SourceStatus
+    start_us: int
+    end_us: int
+    requests: int
+    failures: int
+    rate_limited: int
+    retries: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    last_success_us: int | None
+    last_error: str
+
+
+class HealthReporter(Protocol):
+    async def report(self, command_id: str, source_id: str, interval: HealthInterval) -> bool:
+        """Sends the report (CommandService.ReportDataSourceHealth); False when it could not
+        be recorded. Never raises: a feed goes on whatever happens to its reports."""
+        ...
 
 
 class ChunkSender(Protocol):

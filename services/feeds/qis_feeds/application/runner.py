@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +23,23 @@ from typing import Any
 from qis_feeds.application.batching import Batcher, Chunk
 from qis_feeds.application.counters import FeedCounters
 from qis_feeds.application.points import Malformed, Point, RawValue, normalise
-from qis_feeds.application.ports import ChunkSender, DataProvider, HistoricalRequest
+from qis_feeds.application.ports import (
+    ChunkSender,
+    DataProvider,
+    HealthInterval,
+    HealthReporter,
+    HistoricalRequest,
+    ProviderHealth,
+    SourceStatus,
+)
 
 log = logging.getLogger("qis.feeds")
 _RESUBSCRIBE_FIRST_S = 1.0
 _RESUBSCRIBE_CAP_S = 60.0
+HEALTH_INTERVAL_S = 30.0
+"""How often a live feed reports its source's health, by default (QIS_FEEDS_HEALTH_REPORT_S)."""
+_HEALTH_IDS = uuid.UUID("5f0c1d8e-8a43-4c1b-9d62-3b7e2f1a9c04")
+"""Namespace of the health reports' command ids (uuid5 of feed, source and interval)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +70,69 @@ class ProviderFailed(Exception):
     """A history load stopped on a provider error; what was sent before is committed."""
 
 
+def wall_clock_us() -> int:
+    return time.time_ns() // 1_000
+
+
+@dataclass
+class _Watched:
+    """A live feed whose source's health is reported: its provider's counts when its current
+    interval began."""
+
+    feed: Feed
+    start_us: int
+    before: ProviderHealth
+
+
+def health_interval(
+    before: ProviderHealth, now: ProviderHealth, start_us: int, end_us: int
+) -> HealthInterval:
+    """The interval between two readings of a provider's cumulative counts. Each count is kept
+    within the one it is part of (a connection error may be counted without a request)."""
+    requests = max(0, now.requests - before.requests)
+    failures = min(requests, max(0, now.errors - before.errors))
+    rate_limited = min(failures, max(0, now.rate_limited - before.rate_limited))
+    retries = min(requests, max(0, now.retries - before.retries))
+    if not now.connected or (requests and failures == requests):
+        status = SourceStatus.DOWN
+    elif failures or retries:
+        status = SourceStatus.DEGRADED
+    else:
+        status = SourceStatus.HEALTHY
+    return HealthInterval(
+        status=status,
+        start_us=start_us,
+        end_us=end_us,
+        requests=requests,
+        failures=failures,
+        rate_limited=rate_limited,
+        retries=retries,
+        latency_p50_ms=now.latency_p50_ms,
+        latency_p99_ms=now.latency_p99_ms,
+        last_success_us=now.last_success_us,
+        last_error=now.last_error,
+    )
+
+
 class FeedRunner:
     def __init__(
         self,
         sender: ChunkSender,
         settings: RunnerSettings | None = None,
         counters: FeedCounters | None = None,
+        *,
+        reporter: HealthReporter | None = None,
+        health_interval_s: float = HEALTH_INTERVAL_S,
+        clock_us: Callable[[], int] = wall_clock_us,
     ) -> None:
+        """`reporter`: where live feeds report their sources' health every
+        `health_interval_s` (and once more when they stop); None: they do not."""
         self._sender = sender
         self._settings = settings or RunnerSettings()
         self.counters = counters or FeedCounters()
+        self._reporter = reporter
+        self._health_interval_s = health_interval_s
+        self._clock_us = clock_us
         self._stranded: list[Point] = []
         self._hold_back = False
 
@@ -99,12 +165,60 @@ class FeedRunner:
         for feed in feeds:
             await feed.provider.connect()
             pumps.extend(self._follower(feed, series_id) for series_id in feed.provider.kinds)
+        watched = [await self._watch(feed) for feed in feeds] if self._reporter else []
+        stopping = asyncio.Event()
+        reporting = asyncio.create_task(self._report_every(watched, stopping), name="health")
         try:
             await self._run(pumps, self._settings.batch_delay_s, stop)
+            stopping.set()
+            await reporting  # its last report, of the shorter interval up to now
         finally:
+            await _cancel(reporting)
             for feed in feeds:
                 await feed.provider.close()
         return self.counters
+
+    async def _watch(self, feed: Feed) -> _Watched:
+        """The feed's baseline: its provider's counts now (none readable: zero)."""
+        try:
+            before = await feed.provider.get_health()
+        except Exception:
+            before = ProviderHealth(connected=False)
+        return _Watched(feed, self._clock_us(), before)
+
+    async def _report_every(self, watched: Sequence[_Watched], stopping: asyncio.Event) -> None:
+        """A report every interval, and one more once `stopping` is set. Never cancelled
+        while a report is on its way (in the normal course): a report the service recorded
+        but this side did not see through would be sent again for an overlapping interval."""
+        while watched and not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._health_interval_s):
+                    await stopping.wait()
+            await self._report(watched)
+
+    async def _report(self, watched: Sequence[_Watched]) -> None:
+        """One report per feed, of the interval since its last one; a provider whose health
+        cannot be read is down. A report the service does not record is not sent again: the
+        next one covers its own interval only (what it missed is counted here)."""
+        reporter = self._reporter
+        if reporter is None:
+            return
+        for w in watched:
+            end_us = max(self._clock_us(), w.start_us + 1)
+            reading: ProviderHealth | None
+            try:
+                now = reading = await w.feed.provider.get_health()
+            except Exception as error:
+                now, reading = ProviderHealth(connected=False, last_error=f"{error}"), None
+            interval = health_interval(w.before, now, w.start_us, end_us)
+            key = f"{w.feed.name}/{w.feed.source_id}/{w.start_us}/{end_us}"
+            if await reporter.report(str(uuid.uuid5(_HEALTH_IDS, key)), w.feed.source_id, interval):
+                self.counters.health_reports += 1
+            else:
+                self.counters.health_reports_failed += 1
+            if reading is not None:
+                w.before = reading
+            w.start_us = end_us
 
     def _follower(self, feed: Feed, series_id: str) -> Pump:
         async def follow(points: PointQueue) -> None:

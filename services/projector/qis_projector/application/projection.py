@@ -21,6 +21,8 @@ from qis_adapters.readstore.port import (
     QualityIssue,
     QualityMetrics,
     SeriesEntry,
+    SourceEntry,
+    SourceHealthEntry,
     VersionClosure,
 )
 from qis_domain.access import policy_name
@@ -33,7 +35,9 @@ from qis_domain.events import (
     DataPublished,
     DataRestated,
     DataSourceConfigured,
+    DataSourceHealthReported,
     DataSourceRegistered,
+    DataSourceStatusChanged,
     DomainEvent,
     ManualOverrideExpired,
     ManualOverrideSet,
@@ -173,7 +177,35 @@ class Projection:
 
     def _data_source(self, decoded: DecodedEvent, recorded_at: int) -> None:
         event = cast(DataSourceRegistered | DataSourceConfigured, decoded.event)
-        details = {"source": event.source_id, **event.config.model_dump(mode="json")}
+        config = event.config.model_dump(mode="json")
+        self.batch.sources.append(
+            SourceEntry(
+                source_id=event.source_id,
+                config=config,
+                updated_at_us=recorded_at,
+                position=decoded.record.position,
+            )
+        )
+        details = {"source": event.source_id, **config}
+        self._audit(decoded, recorded_at, details, source_id=event.source_id)
+
+    def _source_health(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        """The day's entry of the source: every report replaces it (no audit entry: a feed
+        reports every few seconds; the status changes are the source's audit entries)."""
+        event = cast(DataSourceHealthReported, decoded.event)
+        self.batch.source_health.append(
+            SourceHealthEntry(
+                source_id=event.source_id,
+                day_us=event.day_us,
+                health=event.model_dump(mode="json", exclude={"source_id", "day_us"}),
+                reported_at_us=recorded_at,
+                position=decoded.record.position,
+            )
+        )
+
+    def _status_change(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        event = cast(DataSourceStatusChanged, decoded.event)
+        details = event.model_dump(mode="json", exclude={"source_id"})
         self._audit(decoded, recorded_at, details, source_id=event.source_id)
 
     def _resolution(self, decoded: DecodedEvent, recorded_at: int) -> None:
@@ -392,6 +424,8 @@ _HANDLERS: dict[type[DomainEvent], _Handler] = {
     SourceAdded: Projection._source_added,
     DataSourceRegistered: Projection._data_source,
     DataSourceConfigured: Projection._data_source,
+    DataSourceHealthReported: Projection._source_health,
+    DataSourceStatusChanged: Projection._status_change,
     QualityApproved: Projection._resolution,
     QualityRejected: Projection._resolution,
     QualityOverridden: Projection._resolution,

@@ -3,7 +3,8 @@ queue for the issues, a source for its audit trail, and for the audit trail of e
 or `admin` on `*`), decided with the command side's evaluation (qis_domain.access) and settings
 (QIS_AUTHZ, QIS_ADMINS: qis_runtime.authorization). A refusal is PERMISSION_DENIED
 (ACCESS_DENIED), and its record goes to the command service: the read side cannot append events.
-Listings and subscriptions that span series show only the series the caller may read.
+Listings and subscriptions that span series show only the series the caller may read, and
+the listing of data sources only the sources (`read` on "sources/{id}").
 
 The policies come from their read model (projected from `access/policies`), read again whenever
 the read model's checkpoint has moved since they were last read: a change is in force once the
@@ -41,7 +42,7 @@ from qis_domain.definitions import (
     Permission,
 )
 from qis_domain.events import AccessDenied
-from qis_domain.names import series_name
+from qis_domain.names import series_name, source_name
 from qis_runtime.authorization import Decisions, Refused
 
 from qis_query.application.consistency import ReadPosition
@@ -106,6 +107,11 @@ class SeriesGate(Protocol):
         """Whether the caller may read `resource` of the series `series_id` (learnt first)."""
         ...
 
+    def allows_source(self, source_id: str) -> bool:
+        """Whether the caller may read the data source (which has no classification: nothing
+        to learn first)."""
+        ...
+
 
 Admit = Callable[[list[ChangeFeedEntry]], Awaitable[list[ChangeFeedEntry]]]
 """What a subscriber may see of a batch of changes, decided as the batch is sent."""
@@ -148,6 +154,9 @@ class _Everything:
         return None
 
     def allows(self, resource: str, series_id: str) -> bool:
+        return True
+
+    def allows_source(self, source_id: str) -> bool:
         return True
 
 
@@ -365,6 +374,10 @@ class _PolicyGate:
             raise RuntimeError(f"the classification of {series_id!r} was not looked up")
         level = self._levels.get(series_id)
         return self._access.decide(self._policies, self._caller, resource, level).allowed
+
+    def allows_source(self, source_id: str) -> bool:
+        resource = source_name(source_id)
+        return self._access.decide(self._policies, self._caller, resource, None).allowed
 
 
 def classification_of(entry: SeriesEntry) -> Classification:

@@ -29,8 +29,9 @@ from qis_query.application.access import (
 )
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.ranges import EARLIEST, RangeQuery
+from qis_query.application.sources import SourceFilter, SourceQueries
 from qis_query.application.subscription import FeedBatch
-from qis_query.entrypoints import columns, mapping
+from qis_query.entrypoints import columns, mapping, sources
 from qis_query.entrypoints.fields import RequestFields
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -49,11 +50,18 @@ class QueryService(pb_grpc.QueryServiceServicer):
     whether a series exists is told only to callers who may read it); the listings of several
     series and Subscribe show only what the caller may read."""
 
-    def __init__(self, queries: QueryHandlers, access: ReadAccess | None = None) -> None:
+    def __init__(
+        self,
+        queries: QueryHandlers,
+        access: ReadAccess | None = None,
+        sources: SourceQueries | None = None,
+    ) -> None:
         """`access`: who may read what (qis_query.application.access); None: every
-        authenticated caller may read everything (QIS_AUTHZ=open)."""
+        authenticated caller may read everything (QIS_AUTHZ=open). `sources`: the data sources'
+        queries; None: GetDataSource and ListDataSources are UNIMPLEMENTED."""
         self._queries = queries
         self._access = access or OpenAccess()
+        self._sources = sources
 
     async def _require_series(
         self, context: Ctx, method: str, series_id: str, min_position: int
@@ -164,6 +172,49 @@ class QueryService(pb_grpc.QueryServiceServicer):
             next_page_token=page.next_page_token,
         )
 
+    async def GetDataSource(
+        self, request: pb.GetDataSourceRequest, context: Ctx
+    ) -> series_pb2.DataSource:
+        fields = RequestFields()
+        source_id = sources.source_id(fields, request.name, "name")
+        min_position = fields.position(request.min_position, "min_position")
+        fields.check()
+        queries = await self._source_queries(context)
+        await self._access.require(
+            _asker(context, "GetDataSource"), source_name(source_id), min_position=min_position
+        )
+        return sources.data_source(await queries.source(source_id, min_position))
+
+    async def ListDataSources(
+        self, request: pb.ListDataSourcesRequest, context: Ctx
+    ) -> pb.ListDataSourcesResponse:
+        fields = RequestFields()
+        min_position = fields.position(request.min_position, "min_position")
+        if request.state not in _DISABLED:
+            fields.refuse("state", "SOURCE_STATE_ENABLED, _DISABLED or unset")
+        fields.check()
+        queries = await self._source_queries(context)
+        readable = await self._access.gate(_asker(context, "ListDataSources"), min_position)
+        page = await queries.list_sources(
+            request.page_size,
+            request.page_token,
+            min_position,
+            SourceFilter(request.provider, _DISABLED.get(request.state)),
+            readable=readable,
+        )
+        return pb.ListDataSourcesResponse(
+            data_sources=[sources.data_source(v) for v in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def _source_queries(self, context: Ctx) -> SourceQueries:
+        if self._sources is None:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, "this query service does not serve data sources"
+            )
+        assert self._sources is not None  # abort raises
+        return self._sources
+
     async def ListAuditEntries(
         self, request: pb.ListAuditEntriesRequest, context: Ctx
     ) -> pb.ListAuditEntriesResponse:
@@ -271,6 +322,14 @@ class QueryService(pb_grpc.QueryServiceServicer):
             metrics=[mapping.quality_metrics(m) for m in page.items],
             next_page_token=page.next_page_token,
         )
+
+
+_DISABLED: dict[int, bool | None] = {
+    pb.SOURCE_STATE_UNSPECIFIED: None,
+    pb.SOURCE_STATE_ENABLED: False,
+    pb.SOURCE_STATE_DISABLED: True,
+}
+"""The `disabled` value a listing of each SourceState keeps (None: both)."""
 
 
 class _Call:

@@ -23,6 +23,7 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
@@ -31,7 +32,7 @@ from qis.data.v1 import series_pb2 as qis_dot_data_dot_v1_dot_series__pb2
 from qis.data.v1 import values_pb2 as qis_dot_data_dot_v1_dot_values__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!qis/data/v1/command_service.proto\x12\x0bqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18qis/data/v1/access.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"=\n\x0f\x43ommandResponse\x12\x17\n\x0f\x63ommit_position\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"s\n\x13\x44\x65\x66ineSeriesRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tseries_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x06series\x18\x03 \x01(\x0b\x32\x13.qis.data.v1.SeriesB\x04\xe2\x41\x01\x02\"\xc8\x01\n\x19\x45volveSeriesSchemaRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x06series\x18\x02 \x01(\x0b\x32\x13.qis.data.v1.SeriesB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1f\n\x17\x65xpected_schema_version\x18\x05 \x01(\x05\"}\n\x19RegisterDataSourceRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tsource_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06source\x18\x03 \x01(\x0b\x32\x17.qis.data.v1.DataSourceB\x04\xe2\x41\x01\x02\"\x96\x01\n\x1a\x43onfigureDataSourceRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06source\x18\x02 \x01(\x0b\x32\x17.qis.data.v1.DataSourceB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\xaf\x01\n\x13IngestPointsRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06series\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06source\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12&\n\x06points\x18\x04 \x03(\x0b\x32\x16.qis.data.v1.DataPoint\x12*\n\x07\x63olumns\x18\x05 \x01(\x0b\x32\x19.qis.data.v1.PointColumns\"x\n\x14IngestPointsResponse\x12\x17\n\x0f\x63ommit_position\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x05\x12\x0f\n\x07\x66lagged\x18\x04 \x01(\x05\x12\x11\n\tpublished\x18\x05 \x01(\x05\"\x8d\x01\n\x12\x42ulkIngestResponse\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x33\n\x06result\x18\x02 \x01(\x0b\x32!.qis.data.v1.IngestPointsResponseH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\t\n\x07outcome\"\x9a\x01\n\x14PublishPointsRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06series\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nsnap_times\x18\x05 \x03(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63omment\x18\x04 \x01(\tJ\x04\x08\x03\x10\x04R\x05snaps\"\x8f\x02\n\x13RestatePointRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06series\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x33\n\tsnap_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12+\n\x05value\x18\x04 \x01(\x0b\x32\x16.qis.data.v1.DataValueB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0breason_code\x18\x06 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x03\x10\x04R\x04snap\"\x9c\x02\n\x1bResolveQualityIssuesRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06series\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tissue_ids\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\x12\x31\n\nresolution\x18\x04 \x01(\x0e\x32\x17.qis.data.v1.ResolutionB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\x12%\n\x05value\x18\x06 \x01(\x0b\x32\x16.qis.data.v1.DataValue\x12\x13\n\x0breason_code\x18\x07 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x01\n\x1e\x43\x61lculateQualityMetricsRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06series\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"\x94\x01\n\x16SetAccessPolicyRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x06policy\x18\x02 \x01(\x0b\x32\x19.qis.data.v1.AccessPolicyB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x11\x65xpected_revision\x18\x04 \x01(\x05\"z\n\x19\x44\x65leteAccessPolicyRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x11\x65xpected_revision\x18\x04 \x01(\x05\"f\n\x19RecordAccessDenialRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x06\x64\x65nial\x18\x02 \x01(\x0b\x32\x19.qis.data.v1.AccessDenialB\x04\xe2\x41\x01\x02*p\n\nResolution\x12\x1a\n\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x16\n\x12RESOLUTION_APPROVE\x10\x01\x12\x15\n\x11RESOLUTION_REJECT\x10\x02\x12\x17\n\x13RESOLUTION_OVERRIDE\x10\x03\x32\x96\t\n\x0e\x43ommandService\x12N\n\x0c\x44\x65\x66ineSeries\x12 .qis.data.v1.DefineSeriesRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n\x12\x45volveSeriesSchema\x12&.qis.data.v1.EvolveSeriesSchemaRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n\x12RegisterDataSource\x12&.qis.data.v1.RegisterDataSourceRequest\x1a\x1c.qis.data.v1.CommandResponse\x12\\\n\x13\x43onfigureDataSource\x12\'.qis.data.v1.ConfigureDataSourceRequest\x1a\x1c.qis.data.v1.CommandResponse\x12S\n\x0cIngestPoints\x12 .qis.data.v1.IngestPointsRequest\x1a!.qis.data.v1.IngestPointsResponse\x12S\n\nBulkIngest\x12 .qis.data.v1.IngestPointsRequest\x1a\x1f.qis.data.v1.BulkIngestResponse(\x01\x30\x01\x12P\n\rPublishPoints\x12!.qis.data.v1.PublishPointsRequest\x1a\x1c.qis.data.v1.CommandResponse\x12N\n\x0cRestatePoint\x12 .qis.data.v1.RestatePointRequest\x1a\x1c.qis.data.v1.CommandResponse\x12^\n\x14ResolveQualityIssues\x12(.qis.data.v1.ResolveQualityIssuesRequest\x1a\x1c.qis.data.v1.CommandResponse\x12\x64\n\x17\x43\x61lculateQualityMetrics\x12+.qis.data.v1.CalculateQualityMetricsRequest\x1a\x1c.qis.data.v1.CommandResponse\x12T\n\x0fSetAccessPolicy\x12#.qis.data.v1.SetAccessPolicyRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n\x12\x44\x65leteAccessPolicy\x12&.qis.data.v1.DeleteAccessPolicyRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n\x12RecordAccessDenial\x12&.qis.data.v1.RecordAccessDenialRequest\x1a\x1c.qis.data.v1.CommandResponseBb\n\x0f\x63om.qis.data.v1B\x13\x43ommandServiceProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\x0bQis.Data.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!qis/data/v1/command_service.proto\x12\x0bqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18qis/data/v1/access.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"=\n\x0f\x43ommandResponse\x12\x17\n\x0f\x63ommit_position\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"s\n\x13\x44\x65\x66ineSeriesRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tseries_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x06series\x18\x03 \x01(\x0b\x32\x13.qis.data.v1.SeriesB\x04\xe2\x41\x01\x02\"\xc8\x01\n\x19\x45volveSeriesSchemaRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x06series\x18\x02 \x01(\x0b\x32\x13.qis.data.v1.SeriesB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1f\n\x17\x65xpected_schema_version\x18\x05 \x01(\x05\"}\n\x19RegisterDataSourceRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tsource_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06source\x18\x03 \x01(\x0b\x32\x17.qis.data.v1.DataSourceB\x04\xe2\x41\x01\x02\"\x96\x01\n\x1a\x43onfigureDataSourceRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06source\x18\x02 \x01(\x0b\x32\x17.qis.data.v1.DataSourceB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\xf8\x03\n\x1dReportDataSourceHealthRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06source\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32\x1d.qis.data.v1.DataSourceStatusB\x04\xe2\x41\x01\x02\x12\x34\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x15\n\rrequest_count\x18\x06 \x01(\x03\x12\x15\n\rfailure_count\x18\x07 \x01(\x03\x12\x1a\n\x12rate_limited_count\x18\x08 \x01(\x03\x12\x13\n\x0bretry_count\x18\t \x01(\x03\x12.\n\x0blatency_p50\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blatency_p99\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x11last_success_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\r \x01(\t\"\xaf\x01\n\x13IngestPointsRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06series\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06source\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12&\n\x06points\x18\x04 \x03(\x0b\x32\x16.qis.data.v1.DataPoint\x12*\n\x07\x63olumns\x18\x05 \x01(\x0b\x32\x19.qis.data.v1.PointColumns\"x\n\x14IngestPointsResponse\x12\x17\n\x0f\x63ommit_position\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x05\x12\x0f\n\x07\x66lagged\x18\x04 \x01(\x05\x12\x11\n\tpublished\x18\x05 \x01(\x05\"\x8d\x01\n\x12\x42ulkIngestResponse\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x33\n\x06result\x18\x02 \x01(\x0b\x32!.qis.data.v1.IngestPointsResponseH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\t\n\x07outcome\"\x9a\x01\n\x14PublishPointsRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06series\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nsnap_times\x18\x05 \x03(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63omment\x18\x04 \x01(\tJ\x04\x08\x03\x10\x04R\x05snaps\"\x8f\x02\n\x13RestatePointRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06series\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x33\n\tsnap_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12+\n\x05value\x18\x04 \x01(\x0b\x32\x16.qis.data.v1.DataValueB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0breason_code\x18\x06 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x03\x10\x04R\x04snap\"\x9c\x02\n\x1bResolveQualityIssuesRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06series\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tissue_ids\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\x12\x31\n\nresolution\x18\x04 \x01(\x0e\x32\x17.qis.data.v1.ResolutionB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\x12%\n\x05value\x18\x06 \x01(\x0b\x32\x16.qis.data.v1.DataValue\x12\x13\n\x0breason_code\x18\x07 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x01\n\x1e\x43\x61lculateQualityMetricsRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06series\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"\x94\x01\n\x16SetAccessPolicyRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x06policy\x18\x02 \x01(\x0b\x32\x19.qis.data.v1.AccessPolicyB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x11\x65xpected_revision\x18\x04 \x01(\x05\"z\n\x19\x44\x65leteAccessPolicyRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x11\x65xpected_revision\x18\x04 \x01(\x05\"f\n\x19RecordAccessDenialRequest\x12\x18\n\ncommand_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x06\x64\x65nial\x18\x02 \x01(\x0b\x32\x19.qis.data.v1.AccessDenialB\x04\xe2\x41\x01\x02*p\n\nResolution\x12\x1a\n\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x16\n\x12RESOLUTION_APPROVE\x10\x01\x12\x15\n\x11RESOLUTION_REJECT\x10\x02\x12\x17\n\x13RESOLUTION_OVERRIDE\x10\x03\x32\xfa\t\n\x0e\x43ommandService\x12N\n\x0c\x44\x65\x66ineSeries\x12 .qis.data.v1.DefineSeriesRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n\x12\x45volveSeriesSchema\x12&.qis.data.v1.EvolveSeriesSchemaRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n\x12RegisterDataSource\x12&.qis.data.v1.RegisterDataSourceRequest\x1a\x1c.qis.data.v1.CommandResponse\x12\\\n\x13\x43onfigureDataSource\x12\'.qis.data.v1.ConfigureDataSourceRequest\x1a\x1c.qis.data.v1.CommandResponse\x12\x62\n\x16ReportDataSourceHealth\x12*.qis.data.v1.ReportDataSourceHealthRequest\x1a\x1c.qis.data.v1.CommandResponse\x12S\n\x0cIngestPoints\x12 .qis.data.v1.IngestPointsRequest\x1a!.qis.data.v1.IngestPointsResponse\x12S\n\nBulkIngest\x12 .qis.data.v1.IngestPointsRequest\x1a\x1f.qis.data.v1.BulkIngestResponse(\x01\x30\x01\x12P\n\rPublishPoints\x12!.qis.data.v1.PublishPointsRequest\x1a\x1c.qis.data.v1.CommandResponse\x12N\n\x0cRestatePoint\x12 .qis.data.v1.RestatePointRequest\x1a\x1c.qis.data.v1.CommandResponse\x12^\n\x14ResolveQualityIssues\x12(.qis.data.v1.ResolveQualityIssuesRequest\x1a\x1c.qis.data.v1.CommandResponse\x12\x64\n\x17\x43\x61lculateQualityMetrics\x12+.qis.data.v1.CalculateQualityMetricsRequest\x1a\x1c.qis.data.v1.CommandResponse\x12T\n\x0fSetAccessPolicy\x12#.qis.data.v1.SetAccessPolicyRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n\x12\x44\x65leteAccessPolicy\x12&.qis.data.v1.DeleteAccessPolicyRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n\x12RecordAccessDenial\x12&.qis.data.v1.RecordAccessDenialRequest\x1a\x1c.qis.data.v1.CommandResponseBb\n\x0f\x63om.qis.data.v1B\x13\x43ommandServiceProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\x0bQis.Data.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -61,6 +62,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONFIGUREDATASOURCEREQUEST'].fields_by_name['command_id']._serialized_options = b'\342A\001\002'
   _globals['_CONFIGUREDATASOURCEREQUEST'].fields_by_name['source']._loaded_options = None
   _globals['_CONFIGUREDATASOURCEREQUEST'].fields_by_name['source']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTDATASOURCEHEALTHREQUEST'].fields_by_name['command_id']._loaded_options = None
+  _globals['_REPORTDATASOURCEHEALTHREQUEST'].fields_by_name['command_id']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTDATASOURCEHEALTHREQUEST'].fields_by_name['source']._loaded_options = None
+  _globals['_REPORTDATASOURCEHEALTHREQUEST'].fields_by_name['source']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTDATASOURCEHEALTHREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_REPORTDATASOURCEHEALTHREQUEST'].fields_by_name['status']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTDATASOURCEHEALTHREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_REPORTDATASOURCEHEALTHREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTDATASOURCEHEALTHREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_REPORTDATASOURCEHEALTHREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\002'
   _globals['_INGESTPOINTSREQUEST'].fields_by_name['command_id']._loaded_options = None
   _globals['_INGESTPOINTSREQUEST'].fields_by_name['command_id']._serialized_options = b'\342A\001\002'
   _globals['_INGESTPOINTSREQUEST'].fields_by_name['series']._loaded_options = None
@@ -117,38 +128,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDACCESSDENIALREQUEST'].fields_by_name['command_id']._serialized_options = b'\342A\001\002'
   _globals['_RECORDACCESSDENIALREQUEST'].fields_by_name['denial']._loaded_options = None
   _globals['_RECORDACCESSDENIALREQUEST'].fields_by_name['denial']._serialized_options = b'\342A\001\002'
-  _globals['_RESOLUTION']._serialized_start=2646
-  _globals['_RESOLUTION']._serialized_end=2758
-  _globals['_COMMANDRESPONSE']._serialized_start=253
-  _globals['_COMMANDRESPONSE']._serialized_end=314
-  _globals['_DEFINESERIESREQUEST']._serialized_start=316
-  _globals['_DEFINESERIESREQUEST']._serialized_end=431
-  _globals['_EVOLVESERIESSCHEMAREQUEST']._serialized_start=434
-  _globals['_EVOLVESERIESSCHEMAREQUEST']._serialized_end=634
-  _globals['_REGISTERDATASOURCEREQUEST']._serialized_start=636
-  _globals['_REGISTERDATASOURCEREQUEST']._serialized_end=761
-  _globals['_CONFIGUREDATASOURCEREQUEST']._serialized_start=764
-  _globals['_CONFIGUREDATASOURCEREQUEST']._serialized_end=914
-  _globals['_INGESTPOINTSREQUEST']._serialized_start=917
-  _globals['_INGESTPOINTSREQUEST']._serialized_end=1092
-  _globals['_INGESTPOINTSRESPONSE']._serialized_start=1094
-  _globals['_INGESTPOINTSRESPONSE']._serialized_end=1214
-  _globals['_BULKINGESTRESPONSE']._serialized_start=1217
-  _globals['_BULKINGESTRESPONSE']._serialized_end=1358
-  _globals['_PUBLISHPOINTSREQUEST']._serialized_start=1361
-  _globals['_PUBLISHPOINTSREQUEST']._serialized_end=1515
-  _globals['_RESTATEPOINTREQUEST']._serialized_start=1518
-  _globals['_RESTATEPOINTREQUEST']._serialized_end=1789
-  _globals['_RESOLVEQUALITYISSUESREQUEST']._serialized_start=1792
-  _globals['_RESOLVEQUALITYISSUESREQUEST']._serialized_end=2076
-  _globals['_CALCULATEQUALITYMETRICSREQUEST']._serialized_start=2079
-  _globals['_CALCULATEQUALITYMETRICSREQUEST']._serialized_end=2265
-  _globals['_SETACCESSPOLICYREQUEST']._serialized_start=2268
-  _globals['_SETACCESSPOLICYREQUEST']._serialized_end=2416
-  _globals['_DELETEACCESSPOLICYREQUEST']._serialized_start=2418
-  _globals['_DELETEACCESSPOLICYREQUEST']._serialized_end=2540
-  _globals['_RECORDACCESSDENIALREQUEST']._serialized_start=2542
-  _globals['_RECORDACCESSDENIALREQUEST']._serialized_end=2644
-  _globals['_COMMANDSERVICE']._serialized_start=2761
-  _globals['_COMMANDSERVICE']._serialized_end=3935
+  _globals['_RESOLUTION']._serialized_start=3185
+  _globals['_RESOLUTION']._serialized_end=3297
+  _globals['_COMMANDRESPONSE']._serialized_start=285
+  _globals['_COMMANDRESPONSE']._serialized_end=346
+  _globals['_DEFINESERIESREQUEST']._serialized_start=348
+  _globals['_DEFINESERIESREQUEST']._serialized_end=463
+  _globals['_EVOLVESERIESSCHEMAREQUEST']._serialized_start=466
+  _globals['_EVOLVESERIESSCHEMAREQUEST']._serialized_end=666
+  _globals['_REGISTERDATASOURCEREQUEST']._serialized_start=668
+  _globals['_REGISTERDATASOURCEREQUEST']._serialized_end=793
+  _globals['_CONFIGUREDATASOURCEREQUEST']._serialized_start=796
+  _globals['_CONFIGUREDATASOURCEREQUEST']._serialized_end=946
+  _globals['_REPORTDATASOURCEHEALTHREQUEST']._serialized_start=949
+  _globals['_REPORTDATASOURCEHEALTHREQUEST']._serialized_end=1453
+  _globals['_INGESTPOINTSREQUEST']._serialized_start=1456
+  _globals['_INGESTPOINTSREQUEST']._serialized_end=1631
+  _globals['_INGESTPOINTSRESPONSE']._serialized_start=1633
+  _globals['_INGESTPOINTSRESPONSE']._serialized_end=1753
+  _globals['_BULKINGESTRESPONSE']._serialized_start=1756
+  _globals['_BULKINGESTRESPONSE']._serialized_end=1897
+  _globals['_PUBLISHPOINTSREQUEST']._serialized_start=1900
+  _globals['_PUBLISHPOINTSREQUEST']._serialized_end=2054
+  _globals['_RESTATEPOINTREQUEST']._serialized_start=2057
+  _globals['_RESTATEPOINTREQUEST']._serialized_end=2328
+  _globals['_RESOLVEQUALITYISSUESREQUEST']._serialized_start=2331
+  _globals['_RESOLVEQUALITYISSUESREQUEST']._serialized_end=2615
+  _globals['_CALCULATEQUALITYMETRICSREQUEST']._serialized_start=2618
+  _globals['_CALCULATEQUALITYMETRICSREQUEST']._serialized_end=2804
+  _globals['_SETACCESSPOLICYREQUEST']._serialized_start=2807
+  _globals['_SETACCESSPOLICYREQUEST']._serialized_end=2955
+  _globals['_DELETEACCESSPOLICYREQUEST']._serialized_start=2957
+  _globals['_DELETEACCESSPOLICYREQUEST']._serialized_end=3079
+  _globals['_RECORDACCESSDENIALREQUEST']._serialized_start=3081
+  _globals['_RECORDACCESSDENIALREQUEST']._serialized_end=3183
+  _globals['_COMMANDSERVICE']._serialized_start=3300
+  _globals['_COMMANDSERVICE']._serialized_end=4574
 # @@protoc_insertion_point(module_scope)

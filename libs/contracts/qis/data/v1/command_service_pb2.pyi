@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -240,6 +241,91 @@ class ConfigureDataSourceRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConfigureDataSourceRequest: _TypeAlias = ConfigureDataSourceRequest  # noqa: Y015
+
+@_typing.final
+class ReportDataSourceHealthRequest(_message.Message):
+    """Request of CommandService.ReportDataSourceHealth. Counts are of the interval alone (not since
+    the feed started), so that reports add up; a report is placed in the UTC day its interval ends
+    in (DataSource.day_usage).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    REQUEST_COUNT_FIELD_NUMBER: _builtins.int
+    FAILURE_COUNT_FIELD_NUMBER: _builtins.int
+    RATE_LIMITED_COUNT_FIELD_NUMBER: _builtins.int
+    RETRY_COUNT_FIELD_NUMBER: _builtins.int
+    LATENCY_P50_FIELD_NUMBER: _builtins.int
+    LATENCY_P99_FIELD_NUMBER: _builtins.int
+    LAST_SUCCESS_TIME_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id); a feed
+    derives it from the source and the interval, so that a resent report counts once.
+    """
+    source: _builtins.str
+    """Resource name, "sources/{source_id}"."""
+    status: _series_pb2.DataSourceStatus.ValueType
+    """The status over the interval."""
+    request_count: _builtins.int
+    """Requests made to the provider in the interval; 0 to 10^12."""
+    failure_count: _builtins.int
+    """Of those, requests that failed, rate-limited ones included; at most request_count."""
+    rate_limited_count: _builtins.int
+    """Of the failures, "too many requests" answers (HTTP 429); at most failure_count."""
+    retry_count: _builtins.int
+    """Of the requests, retries of an earlier one; at most request_count."""
+    last_error: _builtins.str
+    """The latest error the feed saw; at most 1,024 characters (a feed cuts longer texts)."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the interval (inclusive; bounded as RestatePointRequest.expire_time)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the interval (exclusive), after `start_time`."""
+
+    @_builtins.property
+    def latency_p50(self) -> _duration_pb2.Duration:
+        """Median latency of the interval's successful requests; unset: not measured. 0 to 1 day."""
+
+    @_builtins.property
+    def latency_p99(self) -> _duration_pb2.Duration:
+        """99th percentile latency, at least latency_p50; unset: not measured. 0 to 1 day."""
+
+    @_builtins.property
+    def last_success_time(self) -> _timestamp_pb2.Timestamp:
+        """The latest successful request, in this interval or before; unset: none yet."""
+
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        source: _builtins.str = ...,
+        status: _series_pb2.DataSourceStatus.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        request_count: _builtins.int = ...,
+        failure_count: _builtins.int = ...,
+        rate_limited_count: _builtins.int = ...,
+        retry_count: _builtins.int = ...,
+        latency_p50: _duration_pb2.Duration | None = ...,
+        latency_p99: _duration_pb2.Duration | None = ...,
+        last_success_time: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p99", b"latency_p99", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "end_time", b"end_time", "failure_count", b"failure_count", "last_error", b"last_error", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p99", b"latency_p99", "rate_limited_count", b"rate_limited_count", "request_count", b"request_count", "retry_count", b"retry_count", "source", b"source", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportDataSourceHealthRequest: _TypeAlias = ReportDataSourceHealthRequest  # noqa: Y015
 
 @_typing.final
 class IngestPointsRequest(_message.Message):

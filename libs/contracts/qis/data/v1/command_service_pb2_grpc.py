@@ -74,6 +74,11 @@ class CommandServiceStub:
                 request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.ConfigureDataSourceRequest.SerializeToString,
                 response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
                 _registered_method=True)
+        self.ReportDataSourceHealth = channel.unary_unary(
+                '/qis.data.v1.CommandService/ReportDataSourceHealth',
+                request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.ReportDataSourceHealthRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+                _registered_method=True)
         self.IngestPoints = channel.unary_unary(
                 '/qis.data.v1.CommandService/IngestPoints',
                 request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.IngestPointsRequest.SerializeToString,
@@ -170,6 +175,17 @@ class CommandServiceServicer:
     def ConfigureDataSource(self, request, context):
         """Updates the parts of a data source's configuration named by the update mask. Needs `admin`
         on the source.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportDataSourceHealth(self, request, context):
+        """Records how a source's feed fared over an interval (sent by the feed every few seconds):
+        the service computes the interval's cost from the source's cost_per_request, and records a
+        change of status as its own event (an audit entry of the source, "DataSourceStatusChanged").
+        NOT_FOUND for an unknown source; FAILED_PRECONDITION (SOURCE_DISABLED) for a disabled one.
+        Needs `write` on the source.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -277,6 +293,11 @@ def add_CommandServiceServicer_to_server(servicer, server):
             'ConfigureDataSource': grpc.unary_unary_rpc_method_handler(
                     servicer.ConfigureDataSource,
                     request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.ConfigureDataSourceRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
+            ),
+            'ReportDataSourceHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDataSourceHealth,
+                    request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.ReportDataSourceHealthRequest.FromString,
                     response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
             ),
             'IngestPoints': grpc.unary_unary_rpc_method_handler(
@@ -452,6 +473,33 @@ class CommandService:
             target,
             '/qis.data.v1.CommandService/ConfigureDataSource',
             qis_dot_data_dot_v1_dot_command__service__pb2.ConfigureDataSourceRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDataSourceHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.CommandService/ReportDataSourceHealth',
+            qis_dot_data_dot_v1_dot_command__service__pb2.ReportDataSourceHealthRequest.SerializeToString,
             qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
             options,
             channel_credentials,

@@ -66,6 +66,13 @@ class CommandServiceStub:
     """Updates the parts of a data source's configuration named by the update mask. Needs `admin`
     on the source.
     """
+    ReportDataSourceHealth: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportDataSourceHealthRequest, _command_service_pb2.CommandResponse]
+    """Records how a source's feed fared over an interval (sent by the feed every few seconds):
+    the service computes the interval's cost from the source's cost_per_request, and records a
+    change of status as its own event (an audit entry of the source, "DataSourceStatusChanged").
+    NOT_FOUND for an unknown source; FAILED_PRECONDITION (SOURCE_DISABLED) for a disabled one.
+    Needs `write` on the source.
+    """
     IngestPoints: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.IngestPointsRequest, _command_service_pb2.IngestPointsResponse]
     """Ingests a batch of points of one series from one source. All-or-nothing: one malformed
     point rejects the batch and nothing is stored. Needs `write` on the series, as that source.
@@ -149,6 +156,13 @@ class CommandServiceAsyncStub(CommandServiceStub):
     ConfigureDataSource: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ConfigureDataSourceRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
     """Updates the parts of a data source's configuration named by the update mask. Needs `admin`
     on the source.
+    """
+    ReportDataSourceHealth: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportDataSourceHealthRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
+    """Records how a source's feed fared over an interval (sent by the feed every few seconds):
+    the service computes the interval's cost from the source's cost_per_request, and records a
+    change of status as its own event (an audit entry of the source, "DataSourceStatusChanged").
+    NOT_FOUND for an unknown source; FAILED_PRECONDITION (SOURCE_DISABLED) for a disabled one.
+    Needs `write` on the source.
     """
     IngestPoints: _aio.UnaryUnaryMultiCallable[_command_service_pb2.IngestPointsRequest, _command_service_pb2.IngestPointsResponse]  # type: ignore[assignment]
     """Ingests a batch of points of one series from one source. All-or-nothing: one malformed
@@ -254,6 +268,19 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
         """Updates the parts of a data source's configuration named by the update mask. Needs `admin`
         on the source.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportDataSourceHealth(
+        self,
+        request: _command_service_pb2.ReportDataSourceHealthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
+        """Records how a source's feed fared over an interval (sent by the feed every few seconds):
+        the service computes the interval's cost from the source's cost_per_request, and records a
+        change of status as its own event (an audit entry of the source, "DataSourceStatusChanged").
+        NOT_FOUND for an unknown source; FAILED_PRECONDITION (SOURCE_DISABLED) for a disabled one.
+        Needs `write` on the source.
         """
 
     @_abc_1.abstractmethod

@@ -82,6 +82,30 @@ VALUE_VIEW_COLUMNS: ValueView.ValueType  # 2
 """OfficialValueColumns: one column per field, far cheaper to build and read for long ranges."""
 Global___ValueView: _TypeAlias = ValueView  # noqa: Y015
 
+class _SourceState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SourceStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SourceState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SOURCE_STATE_UNSPECIFIED: _SourceState.ValueType  # 0
+    """Enabled and disabled sources."""
+    SOURCE_STATE_ENABLED: _SourceState.ValueType  # 1
+    """Sources in use (disabled is false)."""
+    SOURCE_STATE_DISABLED: _SourceState.ValueType  # 2
+    """Disabled sources."""
+
+class SourceState(_SourceState, metaclass=_SourceStateEnumTypeWrapper):
+    """Which sources a listing shows, by DataSource.disabled."""
+
+SOURCE_STATE_UNSPECIFIED: SourceState.ValueType  # 0
+"""Enabled and disabled sources."""
+SOURCE_STATE_ENABLED: SourceState.ValueType  # 1
+"""Sources in use (disabled is false)."""
+SOURCE_STATE_DISABLED: SourceState.ValueType  # 2
+"""Disabled sources."""
+Global___SourceState: _TypeAlias = SourceState  # noqa: Y015
+
 @_typing.final
 class OfficialValue(_message.Message):
     """One version of the official value of a point."""
@@ -719,6 +743,101 @@ class ListSeriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListSeriesResponse: _TypeAlias = ListSeriesResponse  # noqa: Y015
+
+@_typing.final
+class GetDataSourceRequest(_message.Message):
+    """Request of QueryService.GetDataSource."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"sources/{source_id}"."""
+    min_position: _builtins.int
+    """Read-your-writes: wait until the read model has projected this commit position."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDataSourceRequest: _TypeAlias = GetDataSourceRequest  # noqa: Y015
+
+@_typing.final
+class ListDataSourcesRequest(_message.Message):
+    """Request of QueryService.ListDataSources."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most 1,000; default 100. A page may hold fewer sources than asked, even none, while
+    next_page_token is set (sources the caller may not read, or that the filter leaves out,
+    are skipped): keep paging until it is empty.
+    """
+    page_token: _builtins.str
+    """From a previous response's next_page_token: the next page; tied to the filter."""
+    min_position: _builtins.int
+    """Read-your-writes: wait until the read model has projected this commit position."""
+    provider: _builtins.str
+    """Only the sources of this provider ("coingecko"); empty: every provider."""
+    state: Global___SourceState.ValueType
+    """Only sources that are enabled (SOURCE_STATE_ENABLED) or disabled; unset: both."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        min_position: _builtins.int = ...,
+        provider: _builtins.str = ...,
+        state: Global___SourceState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token", "provider", b"provider", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDataSourcesRequest: _TypeAlias = ListDataSourcesRequest  # noqa: Y015
+
+@_typing.final
+class ListDataSourcesResponse(_message.Message):
+    """One page of data sources."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_SOURCES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass it as page_token for the next page; empty on the last page."""
+    @_builtins.property
+    def data_sources(self) -> _containers.RepeatedCompositeFieldContainer[_series_pb2.DataSource]:
+        """Ascending by name, each with its health and usage."""
+
+    def __init__(
+        self,
+        *,
+        data_sources: _abc.Iterable[_series_pb2.DataSource] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_sources", b"data_sources", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDataSourcesResponse: _TypeAlias = ListDataSourcesResponse  # noqa: Y015
 
 @_typing.final
 class ListAuditEntriesRequest(_message.Message):

@@ -75,6 +75,16 @@ class QueryServiceStub:
                 request_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListSeriesRequest.SerializeToString,
                 response_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListSeriesResponse.FromString,
                 _registered_method=True)
+        self.GetDataSource = channel.unary_unary(
+                '/qis.data.v1.QueryService/GetDataSource',
+                request_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.GetDataSourceRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_series__pb2.DataSource.FromString,
+                _registered_method=True)
+        self.ListDataSources = channel.unary_unary(
+                '/qis.data.v1.QueryService/ListDataSources',
+                request_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListDataSourcesRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListDataSourcesResponse.FromString,
+                _registered_method=True)
         self.ListAuditEntries = channel.unary_unary(
                 '/qis.data.v1.QueryService/ListAuditEntries',
                 request_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListAuditEntriesRequest.SerializeToString,
@@ -160,6 +170,21 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDataSource(self, request, context):
+        """One data source: its configuration, its latest health report and what its reports cost.
+        Needs `read` on the source.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDataSources(self, request, context):
+        """The data sources, by source id, paged: the sources the caller may read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAuditEntries(self, request, context):
         """Who did what, when: for a series, a data source or everything, filtered by point, time,
         user, action and resource. Needs `read` on the series or the source; of everything, `read`
@@ -228,6 +253,16 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.ListSeries,
                     request_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListSeriesRequest.FromString,
                     response_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListSeriesResponse.SerializeToString,
+            ),
+            'GetDataSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDataSource,
+                    request_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.GetDataSourceRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_series__pb2.DataSource.SerializeToString,
+            ),
+            'ListDataSources': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDataSources,
+                    request_deserializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListDataSourcesRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_query__service__pb2.ListDataSourcesResponse.SerializeToString,
             ),
             'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAuditEntries,
@@ -400,6 +435,60 @@ class QueryService:
             '/qis.data.v1.QueryService/ListSeries',
             qis_dot_data_dot_v1_dot_query__service__pb2.ListSeriesRequest.SerializeToString,
             qis_dot_data_dot_v1_dot_query__service__pb2.ListSeriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDataSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.QueryService/GetDataSource',
+            qis_dot_data_dot_v1_dot_query__service__pb2.GetDataSourceRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_series__pb2.DataSource.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDataSources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.QueryService/ListDataSources',
+            qis_dot_data_dot_v1_dot_query__service__pb2.ListDataSourcesRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_query__service__pb2.ListDataSourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,12 @@ class QueryServiceStub:
     """The current definition of one series. Needs `read` on the series."""
     ListSeries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListSeriesRequest, _query_service_pb2.ListSeriesResponse]
     """The series catalogue, by series id, paged: the series the caller may read."""
+    GetDataSource: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetDataSourceRequest, _series_pb2.DataSource]
+    """One data source: its configuration, its latest health report and what its reports cost.
+    Needs `read` on the source.
+    """
+    ListDataSources: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListDataSourcesRequest, _query_service_pb2.ListDataSourcesResponse]
+    """The data sources, by source id, paged: the sources the caller may read."""
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListAuditEntriesRequest, _query_service_pb2.ListAuditEntriesResponse]
     """Who did what, when: for a series, a data source or everything, filtered by point, time,
     user, action and resource. Needs `read` on the series or the source; of everything, `read`
@@ -140,6 +146,12 @@ class QueryServiceAsyncStub(QueryServiceStub):
     """The current definition of one series. Needs `read` on the series."""
     ListSeries: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListSeriesRequest, _query_service_pb2.ListSeriesResponse]  # type: ignore[assignment]
     """The series catalogue, by series id, paged: the series the caller may read."""
+    GetDataSource: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetDataSourceRequest, _series_pb2.DataSource]  # type: ignore[assignment]
+    """One data source: its configuration, its latest health report and what its reports cost.
+    Needs `read` on the source.
+    """
+    ListDataSources: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListDataSourcesRequest, _query_service_pb2.ListDataSourcesResponse]  # type: ignore[assignment]
+    """The data sources, by source id, paged: the sources the caller may read."""
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListAuditEntriesRequest, _query_service_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Who did what, when: for a series, a data source or everything, filtered by point, time,
     user, action and resource. Needs `read` on the series or the source; of everything, `read`
@@ -235,6 +247,24 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.ListSeriesResponse, _abc.Awaitable[_query_service_pb2.ListSeriesResponse]]:
         """The series catalogue, by series id, paged: the series the caller may read."""
+
+    @_abc_1.abstractmethod
+    def GetDataSource(
+        self,
+        request: _query_service_pb2.GetDataSourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_series_pb2.DataSource, _abc.Awaitable[_series_pb2.DataSource]]:
+        """One data source: its configuration, its latest health report and what its reports cost.
+        Needs `read` on the source.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDataSources(
+        self,
+        request: _query_service_pb2.ListDataSourcesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.ListDataSourcesResponse, _abc.Awaitable[_query_service_pb2.ListDataSourcesResponse]]:
+        """The data sources, by source id, paged: the sources the caller may read."""
 
     @_abc_1.abstractmethod
     def ListAuditEntries(

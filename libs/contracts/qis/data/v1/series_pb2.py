@@ -25,10 +25,12 @@ _sym_db = _symbol_database.Default()
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.type import date_pb2 as google_dot_type_dot_date__pb2
 from qis.data.v1 import values_pb2 as qis_dot_data_dot_v1_dot_values__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18qis/data/v1/series.proto\x12\x0bqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x18qis/data/v1/values.proto\"\xba\x04\n\x06Series\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12.\n\tdata_type\x18\x02 \x01(\x0e\x32\x15.qis.data.v1.DataTypeB\x04\xe2\x41\x01\x02\x12/\n\tfrequency\x18\x03 \x01(\x0e\x32\x16.qis.data.v1.FrequencyB\x04\xe2\x41\x01\x02\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x11\n\tprecision\x18\x05 \x01(\x05\x12\x11\n\ttime_zone\x18\x06 \x01(\t\x12\x10\n\x08\x63\x61lendar\x18\x07 \x01(\t\x12\x30\n\x07sources\x18\x08 \x03(\x0b\x32\x19.qis.data.v1.SeriesSourceB\x04\xe2\x41\x01\x02\x12\x30\n\nvalidation\x18\t \x01(\x0b\x32\x1c.qis.data.v1.ValidationRules\x12\x39\n\x0ereconciliation\x18\n \x01(\x0b\x32!.qis.data.v1.ReconciliationPolicy\x12\x33\n\x0bpublication\x18\x0b \x01(\x0b\x32\x1e.qis.data.v1.PublicationPolicy\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\x12\x1c\n\x0eschema_version\x18\r \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x37\n\x0e\x63lassification\x18\x0e \x01(\x0e\x32\x1f.qis.data.v1.DataClassification:5\xea\x41\x32\n\x0fqis.data/Series\x12\x0fseries/{series}*\x06series2\x06series\"6\n\x0cSeriesSource\x12\x14\n\x06source\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08priority\x18\x02 \x01(\x05\"\xbe\x01\n\x0fValidationRules\x12\x18\n\x10require_positive\x18\x01 \x01(\x08\x12\x18\n\x10max_jump_percent\x18\x02 \x01(\t\x12\x12\n\nmax_zscore\x18\x03 \x01(\t\x12\x15\n\rzscore_window\x18\x04 \x01(\x05\x12\x19\n\x11stale_after_snaps\x18\x05 \x01(\x05\x12\x16\n\x0e\x63heck_calendar\x18\x06 \x01(\x08\x12\x19\n\x11max_spike_percent\x18\x07 \x01(\t\"\xa3\x01\n\x14ReconciliationPolicy\x12\x31\n\x06method\x18\x01 \x01(\x0e\x32!.qis.data.v1.ReconciliationMethod\x12\x15\n\rtolerance_bps\x18\x02 \x01(\t\x12\x15\n\rtolerance_abs\x18\x03 \x01(\t\x12*\n\x08on_break\x18\x04 \x01(\x0e\x32\x18.qis.data.v1.BreakAction\"\x81\x02\n\x11PublicationPolicy\x12*\n\x04mode\x18\x01 \x01(\x0e\x32\x1c.qis.data.v1.PublicationMode\x12\x13\n\x0bmin_sources\x18\x02 \x01(\x05\x12\x19\n\x11min_quality_score\x18\x03 \x01(\t\x12)\n\x06\x63utoff\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0etimeliness_sla\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationJ\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06R\x0e\x63utoff_secondsR\x16timeliness_sla_seconds\"\xd6\x02\n\nDataSource\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x16\n\x08provider\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1d\n\x15rate_limit_per_minute\x18\x04 \x01(\x05\x12\x18\n\x10\x63ost_per_request\x18\x05 \x01(\t\x12\x37\n\x08settings\x18\x06 \x03(\x0b\x32%.qis.data.v1.DataSource.SettingsEntry\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:C\xea\x41@\n\x13qis.data/DataSource\x12\x10sources/{source}*\x0b\x64\x61taSources2\ndataSourceJ\x04\x08\x07\x10\x08R\x07\x65nabled*\xbe\x01\n\tFrequency\x12\x19\n\x15\x46REQUENCY_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46REQUENCY_TICK\x10\x01\x12\x14\n\x10\x46REQUENCY_SECOND\x10\x02\x12\x14\n\x10\x46REQUENCY_MINUTE\x10\x03\x12\x14\n\x10\x46REQUENCY_HOURLY\x10\x04\x12\x13\n\x0f\x46REQUENCY_DAILY\x10\x05\x12\x14\n\x10\x46REQUENCY_WEEKLY\x10\x06\x12\x15\n\x11\x46REQUENCY_MONTHLY\x10\x07*\xc5\x01\n\x12\x44\x61taClassification\x12#\n\x1f\x44\x41TA_CLASSIFICATION_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x41TA_CLASSIFICATION_PUBLIC\x10\x01\x12 \n\x1c\x44\x41TA_CLASSIFICATION_INTERNAL\x10\x02\x12$\n DATA_CLASSIFICATION_CONFIDENTIAL\x10\x03\x12\"\n\x1e\x44\x41TA_CLASSIFICATION_RESTRICTED\x10\x04*\xa8\x01\n\x14ReconciliationMethod\x12%\n!RECONCILIATION_METHOD_UNSPECIFIED\x10\x00\x12\"\n\x1eRECONCILIATION_METHOD_PRIORITY\x10\x01\x12 \n\x1cRECONCILIATION_METHOD_MEDIAN\x10\x02\x12#\n\x1fRECONCILIATION_METHOD_CONSENSUS\x10\x03*Z\n\x0b\x42reakAction\x12\x1c\n\x18\x42REAK_ACTION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42REAK_ACTION_FLAG\x10\x01\x12\x16\n\x12\x42REAK_ACTION_BLOCK\x10\x02*p\n\x0fPublicationMode\x12 \n\x1cPUBLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPUBLICATION_MODE_AUTOMATIC\x10\x01\x12\x1b\n\x17PUBLICATION_MODE_MANUAL\x10\x02\x42Z\n\x0f\x63om.qis.data.v1B\x0bSeriesProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\x0bQis.Data.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18qis/data/v1/series.proto\x12\x0bqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x18qis/data/v1/values.proto\"\xba\x04\n\x06Series\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12.\n\tdata_type\x18\x02 \x01(\x0e\x32\x15.qis.data.v1.DataTypeB\x04\xe2\x41\x01\x02\x12/\n\tfrequency\x18\x03 \x01(\x0e\x32\x16.qis.data.v1.FrequencyB\x04\xe2\x41\x01\x02\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x11\n\tprecision\x18\x05 \x01(\x05\x12\x11\n\ttime_zone\x18\x06 \x01(\t\x12\x10\n\x08\x63\x61lendar\x18\x07 \x01(\t\x12\x30\n\x07sources\x18\x08 \x03(\x0b\x32\x19.qis.data.v1.SeriesSourceB\x04\xe2\x41\x01\x02\x12\x30\n\nvalidation\x18\t \x01(\x0b\x32\x1c.qis.data.v1.ValidationRules\x12\x39\n\x0ereconciliation\x18\n \x01(\x0b\x32!.qis.data.v1.ReconciliationPolicy\x12\x33\n\x0bpublication\x18\x0b \x01(\x0b\x32\x1e.qis.data.v1.PublicationPolicy\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\x12\x1c\n\x0eschema_version\x18\r \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x37\n\x0e\x63lassification\x18\x0e \x01(\x0e\x32\x1f.qis.data.v1.DataClassification:5\xea\x41\x32\n\x0fqis.data/Series\x12\x0fseries/{series}*\x06series2\x06series\"6\n\x0cSeriesSource\x12\x14\n\x06source\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08priority\x18\x02 \x01(\x05\"\xbe\x01\n\x0fValidationRules\x12\x18\n\x10require_positive\x18\x01 \x01(\x08\x12\x18\n\x10max_jump_percent\x18\x02 \x01(\t\x12\x12\n\nmax_zscore\x18\x03 \x01(\t\x12\x15\n\rzscore_window\x18\x04 \x01(\x05\x12\x19\n\x11stale_after_snaps\x18\x05 \x01(\x05\x12\x16\n\x0e\x63heck_calendar\x18\x06 \x01(\x08\x12\x19\n\x11max_spike_percent\x18\x07 \x01(\t\"\xa3\x01\n\x14ReconciliationPolicy\x12\x31\n\x06method\x18\x01 \x01(\x0e\x32!.qis.data.v1.ReconciliationMethod\x12\x15\n\rtolerance_bps\x18\x02 \x01(\t\x12\x15\n\rtolerance_abs\x18\x03 \x01(\t\x12*\n\x08on_break\x18\x04 \x01(\x0e\x32\x18.qis.data.v1.BreakAction\"\x81\x02\n\x11PublicationPolicy\x12*\n\x04mode\x18\x01 \x01(\x0e\x32\x1c.qis.data.v1.PublicationMode\x12\x13\n\x0bmin_sources\x18\x02 \x01(\x05\x12\x19\n\x11min_quality_score\x18\x03 \x01(\t\x12)\n\x06\x63utoff\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0etimeliness_sla\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationJ\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06R\x0e\x63utoff_secondsR\x16timeliness_sla_seconds\"\xfb\x03\n\nDataSource\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x16\n\x08provider\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1d\n\x15rate_limit_per_minute\x18\x04 \x01(\x05\x12\x18\n\x10\x63ost_per_request\x18\x05 \x01(\t\x12\x37\n\x08settings\x18\x06 \x03(\x0b\x32%.qis.data.v1.DataSource.SettingsEntry\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x12\x33\n\x06health\x18\t \x01(\x0b\x32\x1d.qis.data.v1.DataSourceHealthB\x04\xe2\x41\x01\x03\x12\x37\n\x0btotal_usage\x18\n \x01(\x0b\x32\x1c.qis.data.v1.DataSourceUsageB\x04\xe2\x41\x01\x03\x12\x35\n\tday_usage\x18\x0b \x01(\x0b\x32\x1c.qis.data.v1.DataSourceUsageB\x04\xe2\x41\x01\x03\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:C\xea\x41@\n\x13qis.data/DataSource\x12\x10sources/{source}*\x0b\x64\x61taSources2\ndataSourceJ\x04\x08\x07\x10\x08R\x07\x65nabled\"\xa0\x04\n\x10\x44\x61taSourceHealth\x12-\n\x06status\x18\x01 \x01(\x0e\x32\x1d.qis.data.v1.DataSourceStatus\x12\x36\n\x12status_change_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrequest_count\x18\x05 \x01(\x03\x12\x15\n\rfailure_count\x18\x06 \x01(\x03\x12\x1a\n\x12rate_limited_count\x18\x07 \x01(\x03\x12\x13\n\x0bretry_count\x18\x08 \x01(\x03\x12.\n\x0blatency_p50\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blatency_p99\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x11last_success_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x0c \x01(\t\x12\x0c\n\x04\x63ost\x18\r \x01(\t\x12/\n\x0breport_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb4\x01\n\x0f\x44\x61taSourceUsage\x12\x1e\n\x03\x64\x61y\x18\x01 \x01(\x0b\x32\x11.google.type.Date\x12\x14\n\x0creport_count\x18\x02 \x01(\x03\x12\x15\n\rrequest_count\x18\x03 \x01(\x03\x12\x15\n\rfailure_count\x18\x04 \x01(\x03\x12\x1a\n\x12rate_limited_count\x18\x05 \x01(\x03\x12\x13\n\x0bretry_count\x18\x06 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x07 \x01(\t*\xbe\x01\n\tFrequency\x12\x19\n\x15\x46REQUENCY_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46REQUENCY_TICK\x10\x01\x12\x14\n\x10\x46REQUENCY_SECOND\x10\x02\x12\x14\n\x10\x46REQUENCY_MINUTE\x10\x03\x12\x14\n\x10\x46REQUENCY_HOURLY\x10\x04\x12\x13\n\x0f\x46REQUENCY_DAILY\x10\x05\x12\x14\n\x10\x46REQUENCY_WEEKLY\x10\x06\x12\x15\n\x11\x46REQUENCY_MONTHLY\x10\x07*\xc5\x01\n\x12\x44\x61taClassification\x12#\n\x1f\x44\x41TA_CLASSIFICATION_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x41TA_CLASSIFICATION_PUBLIC\x10\x01\x12 \n\x1c\x44\x41TA_CLASSIFICATION_INTERNAL\x10\x02\x12$\n DATA_CLASSIFICATION_CONFIDENTIAL\x10\x03\x12\"\n\x1e\x44\x41TA_CLASSIFICATION_RESTRICTED\x10\x04*\xa8\x01\n\x14ReconciliationMethod\x12%\n!RECONCILIATION_METHOD_UNSPECIFIED\x10\x00\x12\"\n\x1eRECONCILIATION_METHOD_PRIORITY\x10\x01\x12 \n\x1cRECONCILIATION_METHOD_MEDIAN\x10\x02\x12#\n\x1fRECONCILIATION_METHOD_CONSENSUS\x10\x03*Z\n\x0b\x42reakAction\x12\x1c\n\x18\x42REAK_ACTION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42REAK_ACTION_FLAG\x10\x01\x12\x16\n\x12\x42REAK_ACTION_BLOCK\x10\x02*p\n\x0fPublicationMode\x12 \n\x1cPUBLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPUBLICATION_MODE_AUTOMATIC\x10\x01\x12\x1b\n\x17PUBLICATION_MODE_MANUAL\x10\x02*\x94\x01\n\x10\x44\x61taSourceStatus\x12\"\n\x1e\x44\x41TA_SOURCE_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x41TA_SOURCE_STATUS_HEALTHY\x10\x01\x12\x1f\n\x1b\x44\x41TA_SOURCE_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17\x44\x41TA_SOURCE_STATUS_DOWN\x10\x03\x42Z\n\x0f\x63om.qis.data.v1B\x0bSeriesProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\x0bQis.Data.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,30 +58,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASOURCE'].fields_by_name['name']._serialized_options = b'\342A\001\010'
   _globals['_DATASOURCE'].fields_by_name['provider']._loaded_options = None
   _globals['_DATASOURCE'].fields_by_name['provider']._serialized_options = b'\342A\001\002'
+  _globals['_DATASOURCE'].fields_by_name['health']._loaded_options = None
+  _globals['_DATASOURCE'].fields_by_name['health']._serialized_options = b'\342A\001\003'
+  _globals['_DATASOURCE'].fields_by_name['total_usage']._loaded_options = None
+  _globals['_DATASOURCE'].fields_by_name['total_usage']._serialized_options = b'\342A\001\003'
+  _globals['_DATASOURCE'].fields_by_name['day_usage']._loaded_options = None
+  _globals['_DATASOURCE'].fields_by_name['day_usage']._serialized_options = b'\342A\001\003'
   _globals['_DATASOURCE']._loaded_options = None
   _globals['_DATASOURCE']._serialized_options = b'\352A@\n\023qis.data/DataSource\022\020sources/{source}*\013dataSources2\ndataSource'
-  _globals['_FREQUENCY']._serialized_start=1753
-  _globals['_FREQUENCY']._serialized_end=1943
-  _globals['_DATACLASSIFICATION']._serialized_start=1946
-  _globals['_DATACLASSIFICATION']._serialized_end=2143
-  _globals['_RECONCILIATIONMETHOD']._serialized_start=2146
-  _globals['_RECONCILIATIONMETHOD']._serialized_end=2314
-  _globals['_BREAKACTION']._serialized_start=2316
-  _globals['_BREAKACTION']._serialized_end=2406
-  _globals['_PUBLICATIONMODE']._serialized_start=2408
-  _globals['_PUBLICATIONMODE']._serialized_end=2520
-  _globals['_SERIES']._serialized_start=160
-  _globals['_SERIES']._serialized_end=730
-  _globals['_SERIESSOURCE']._serialized_start=732
-  _globals['_SERIESSOURCE']._serialized_end=786
-  _globals['_VALIDATIONRULES']._serialized_start=789
-  _globals['_VALIDATIONRULES']._serialized_end=979
-  _globals['_RECONCILIATIONPOLICY']._serialized_start=982
-  _globals['_RECONCILIATIONPOLICY']._serialized_end=1145
-  _globals['_PUBLICATIONPOLICY']._serialized_start=1148
-  _globals['_PUBLICATIONPOLICY']._serialized_end=1405
-  _globals['_DATASOURCE']._serialized_start=1408
-  _globals['_DATASOURCE']._serialized_end=1750
-  _globals['_DATASOURCE_SETTINGSENTRY']._serialized_start=1619
-  _globals['_DATASOURCE_SETTINGSENTRY']._serialized_end=1666
+  _globals['_FREQUENCY']._serialized_start=2705
+  _globals['_FREQUENCY']._serialized_end=2895
+  _globals['_DATACLASSIFICATION']._serialized_start=2898
+  _globals['_DATACLASSIFICATION']._serialized_end=3095
+  _globals['_RECONCILIATIONMETHOD']._serialized_start=3098
+  _globals['_RECONCILIATIONMETHOD']._serialized_end=3266
+  _globals['_BREAKACTION']._serialized_start=3268
+  _globals['_BREAKACTION']._serialized_end=3358
+  _globals['_PUBLICATIONMODE']._serialized_start=3360
+  _globals['_PUBLICATIONMODE']._serialized_end=3472
+  _globals['_DATASOURCESTATUS']._serialized_start=3475
+  _globals['_DATASOURCESTATUS']._serialized_end=3623
+  _globals['_SERIES']._serialized_start=217
+  _globals['_SERIES']._serialized_end=787
+  _globals['_SERIESSOURCE']._serialized_start=789
+  _globals['_SERIESSOURCE']._serialized_end=843
+  _globals['_VALIDATIONRULES']._serialized_start=846
+  _globals['_VALIDATIONRULES']._serialized_end=1036
+  _globals['_RECONCILIATIONPOLICY']._serialized_start=1039
+  _globals['_RECONCILIATIONPOLICY']._serialized_end=1202
+  _globals['_PUBLICATIONPOLICY']._serialized_start=1205
+  _globals['_PUBLICATIONPOLICY']._serialized_end=1462
+  _globals['_DATASOURCE']._serialized_start=1465
+  _globals['_DATASOURCE']._serialized_end=1972
+  _globals['_DATASOURCE_SETTINGSENTRY']._serialized_start=1841
+  _globals['_DATASOURCE_SETTINGSENTRY']._serialized_end=1888
+  _globals['_DATASOURCEHEALTH']._serialized_start=1975
+  _globals['_DATASOURCEHEALTH']._serialized_end=2519
+  _globals['_DATASOURCEUSAGE']._serialized_start=2522
+  _globals['_DATASOURCEUSAGE']._serialized_end=2702
 # @@protoc_insertion_point(module_scope)

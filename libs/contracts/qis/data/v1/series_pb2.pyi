@@ -7,8 +7,10 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.type import date_pb2 as _date_pb2
 from qis.data.v1 import values_pb2 as _values_pb2
 import builtins as _builtins
 import sys
@@ -178,6 +180,34 @@ PUBLICATION_MODE_AUTOMATIC: PublicationMode.ValueType  # 1
 PUBLICATION_MODE_MANUAL: PublicationMode.ValueType  # 2
 """Only by explicit approval."""
 Global___PublicationMode: _TypeAlias = PublicationMode  # noqa: Y015
+
+class _DataSourceStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DataSourceStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataSourceStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DATA_SOURCE_STATUS_UNSPECIFIED: _DataSourceStatus.ValueType  # 0
+    """Not set: rejected in a health report; never sent."""
+    DATA_SOURCE_STATUS_HEALTHY: _DataSourceStatus.ValueType  # 1
+    """Every request succeeded."""
+    DATA_SOURCE_STATUS_DEGRADED: _DataSourceStatus.ValueType  # 2
+    """Some requests failed, were rate limited (HTTP 429) or retried, but values came."""
+    DATA_SOURCE_STATUS_DOWN: _DataSourceStatus.ValueType  # 3
+    """The feed is disconnected, or every request of the interval failed."""
+
+class DataSourceStatus(_DataSourceStatus, metaclass=_DataSourceStatusEnumTypeWrapper):
+    """How a source's feed fared over an interval, as its feed reports it (docs/data-sources.md)."""
+
+DATA_SOURCE_STATUS_UNSPECIFIED: DataSourceStatus.ValueType  # 0
+"""Not set: rejected in a health report; never sent."""
+DATA_SOURCE_STATUS_HEALTHY: DataSourceStatus.ValueType  # 1
+"""Every request succeeded."""
+DATA_SOURCE_STATUS_DEGRADED: DataSourceStatus.ValueType  # 2
+"""Some requests failed, were rate limited (HTTP 429) or retried, but values came."""
+DATA_SOURCE_STATUS_DOWN: DataSourceStatus.ValueType  # 3
+"""The feed is disconnected, or every request of the interval failed."""
+Global___DataSourceStatus: _TypeAlias = DataSourceStatus  # noqa: Y015
 
 @_typing.final
 class Series(_message.Message):
@@ -474,6 +504,9 @@ class DataSource(_message.Message):
     COST_PER_REQUEST_FIELD_NUMBER: _builtins.int
     SETTINGS_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    TOTAL_USAGE_FIELD_NUMBER: _builtins.int
+    DAY_USAGE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "sources/{source_id}": set by the service on registration (from the
     request's source_id), and what identifies the source in an update (ConfigureDataSource).
@@ -499,6 +532,24 @@ class DataSource(_message.Message):
         Keys of at most 128 characters, values of at most 1,024.
         """
 
+    @_builtins.property
+    def health(self) -> Global___DataSourceHealth:
+        """The latest health report of the source's feed (CommandService.ReportDataSourceHealth);
+        unset before the first. Set in QueryService answers only; ignored in requests.
+        """
+
+    @_builtins.property
+    def total_usage(self) -> Global___DataSourceUsage:
+        """What every health report of the source added up to, since it was registered. Set in
+        QueryService answers only; ignored in requests.
+        """
+
+    @_builtins.property
+    def day_usage(self) -> Global___DataSourceUsage:
+        """What the health reports of one UTC day added up to: the day of the latest report. Set in
+        QueryService answers only; ignored in requests.
+        """
+
     def __init__(
         self,
         *,
@@ -509,11 +560,154 @@ class DataSource(_message.Message):
         cost_per_request: _builtins.str = ...,
         settings: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         disabled: _builtins.bool = ...,
+        health: Global___DataSourceHealth | None = ...,
+        total_usage: Global___DataSourceUsage | None = ...,
+        day_usage: Global___DataSourceUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["day_usage", b"day_usage", "health", b"health", "total_usage", b"total_usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_per_request", b"cost_per_request", "description", b"description", "disabled", b"disabled", "name", b"name", "provider", b"provider", "rate_limit_per_minute", b"rate_limit_per_minute", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_per_request", b"cost_per_request", "day_usage", b"day_usage", "description", b"description", "disabled", b"disabled", "health", b"health", "name", b"name", "provider", b"provider", "rate_limit_per_minute", b"rate_limit_per_minute", "settings", b"settings", "total_usage", b"total_usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DataSource: _TypeAlias = DataSource  # noqa: Y015
+
+@_typing.final
+class DataSourceHealth(_message.Message):
+    """The latest health report of a data source, with what the service derived from it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    REQUEST_COUNT_FIELD_NUMBER: _builtins.int
+    FAILURE_COUNT_FIELD_NUMBER: _builtins.int
+    RATE_LIMITED_COUNT_FIELD_NUMBER: _builtins.int
+    RETRY_COUNT_FIELD_NUMBER: _builtins.int
+    LATENCY_P50_FIELD_NUMBER: _builtins.int
+    LATENCY_P99_FIELD_NUMBER: _builtins.int
+    LAST_SUCCESS_TIME_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    REPORT_TIME_FIELD_NUMBER: _builtins.int
+    status: Global___DataSourceStatus.ValueType
+    """The status over the interval."""
+    request_count: _builtins.int
+    """Requests made to the provider in the interval (HTTP calls, connections)."""
+    failure_count: _builtins.int
+    """Of those, requests that failed (rate-limited ones included)."""
+    rate_limited_count: _builtins.int
+    """Of the failures, responses that said "too many requests" (HTTP 429)."""
+    retry_count: _builtins.int
+    """Requests that were retries of an earlier one."""
+    last_error: _builtins.str
+    """The latest error the feed saw (at most 1,024 characters); empty: none."""
+    cost: _builtins.str
+    """Cost of the interval: request_count x the source's cost_per_request at the time of the
+    report, computed by the service (decimal string, exact).
+    """
+    @_builtins.property
+    def status_change_time(self) -> _timestamp_pb2.Timestamp:
+        """When the source took this status: the end of the interval of the first report that gave
+        it, since it last changed.
+        """
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the reported interval (inclusive)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the reported interval (exclusive)."""
+
+    @_builtins.property
+    def latency_p50(self) -> _duration_pb2.Duration:
+        """Median latency of the interval's successful requests; unset when the feed did not measure."""
+
+    @_builtins.property
+    def latency_p99(self) -> _duration_pb2.Duration:
+        """99th percentile latency; unset when the feed did not measure."""
+
+    @_builtins.property
+    def last_success_time(self) -> _timestamp_pb2.Timestamp:
+        """The latest successful request, in this interval or before; unset: none yet."""
+
+    @_builtins.property
+    def report_time(self) -> _timestamp_pb2.Timestamp:
+        """Commit time of the report."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___DataSourceStatus.ValueType = ...,
+        status_change_time: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        request_count: _builtins.int = ...,
+        failure_count: _builtins.int = ...,
+        rate_limited_count: _builtins.int = ...,
+        retry_count: _builtins.int = ...,
+        latency_p50: _duration_pb2.Duration | None = ...,
+        latency_p99: _duration_pb2.Duration | None = ...,
+        last_success_time: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        cost: _builtins.str = ...,
+        report_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p99", b"latency_p99", "report_time", b"report_time", "start_time", b"start_time", "status_change_time", b"status_change_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "end_time", b"end_time", "failure_count", b"failure_count", "last_error", b"last_error", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p99", b"latency_p99", "rate_limited_count", b"rate_limited_count", "report_time", b"report_time", "request_count", b"request_count", "retry_count", b"retry_count", "start_time", b"start_time", "status", b"status", "status_change_time", b"status_change_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataSourceHealth: _TypeAlias = DataSourceHealth  # noqa: Y015
+
+@_typing.final
+class DataSourceUsage(_message.Message):
+    """What health reports of a data source added up to."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    REPORT_COUNT_FIELD_NUMBER: _builtins.int
+    REQUEST_COUNT_FIELD_NUMBER: _builtins.int
+    FAILURE_COUNT_FIELD_NUMBER: _builtins.int
+    RATE_LIMITED_COUNT_FIELD_NUMBER: _builtins.int
+    RETRY_COUNT_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    report_count: _builtins.int
+    """Health reports counted."""
+    request_count: _builtins.int
+    """Requests made."""
+    failure_count: _builtins.int
+    """Requests that failed."""
+    rate_limited_count: _builtins.int
+    """Responses that were rate limited (HTTP 429)."""
+    retry_count: _builtins.int
+    """Requests that were retries."""
+    cost: _builtins.str
+    """Sum of the reports' costs, in the provider's billing currency (decimal string, exact)."""
+    @_builtins.property
+    def day(self) -> _date_pb2.Date:
+        """The UTC day counted; unset for the total since registration."""
+
+    def __init__(
+        self,
+        *,
+        day: _date_pb2.Date | None = ...,
+        report_count: _builtins.int = ...,
+        request_count: _builtins.int = ...,
+        failure_count: _builtins.int = ...,
+        rate_limited_count: _builtins.int = ...,
+        retry_count: _builtins.int = ...,
+        cost: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["day", b"day"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "day", b"day", "failure_count", b"failure_count", "rate_limited_count", b"rate_limited_count", "report_count", b"report_count", "request_count", b"request_count", "retry_count", b"retry_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataSourceUsage: _TypeAlias = DataSourceUsage  # noqa: Y015

@@ -11,6 +11,7 @@ import (
 	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -426,6 +427,163 @@ func (x *ConfigureDataSourceRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
 	return nil
 }
 
+// Request of CommandService.ReportDataSourceHealth. Counts are of the interval alone (not since
+// the feed started), so that reports add up; a report is placed in the UTC day its interval ends
+// in (DataSource.day_usage).
+type ReportDataSourceHealthRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client-chosen, unique per intended command (see DefineSeriesRequest.command_id); a feed
+	// derives it from the source and the interval, so that a resent report counts once.
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// Resource name, "sources/{source_id}".
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// The status over the interval.
+	Status DataSourceStatus `protobuf:"varint,3,opt,name=status,proto3,enum=qis.data.v1.DataSourceStatus" json:"status,omitempty"`
+	// Start of the interval (inclusive; bounded as RestatePointRequest.expire_time).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// End of the interval (exclusive), after `start_time`.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Requests made to the provider in the interval; 0 to 10^12.
+	RequestCount int64 `protobuf:"varint,6,opt,name=request_count,json=requestCount,proto3" json:"request_count,omitempty"`
+	// Of those, requests that failed, rate-limited ones included; at most request_count.
+	FailureCount int64 `protobuf:"varint,7,opt,name=failure_count,json=failureCount,proto3" json:"failure_count,omitempty"`
+	// Of the failures, "too many requests" answers (HTTP 429); at most failure_count.
+	RateLimitedCount int64 `protobuf:"varint,8,opt,name=rate_limited_count,json=rateLimitedCount,proto3" json:"rate_limited_count,omitempty"`
+	// Of the requests, retries of an earlier one; at most request_count.
+	RetryCount int64 `protobuf:"varint,9,opt,name=retry_count,json=retryCount,proto3" json:"retry_count,omitempty"`
+	// Median latency of the interval's successful requests; unset: not measured. 0 to 1 day.
+	LatencyP50 *durationpb.Duration `protobuf:"bytes,10,opt,name=latency_p50,json=latencyP50,proto3" json:"latency_p50,omitempty"`
+	// 99th percentile latency, at least latency_p50; unset: not measured. 0 to 1 day.
+	LatencyP99 *durationpb.Duration `protobuf:"bytes,11,opt,name=latency_p99,json=latencyP99,proto3" json:"latency_p99,omitempty"`
+	// The latest successful request, in this interval or before; unset: none yet.
+	LastSuccessTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_success_time,json=lastSuccessTime,proto3" json:"last_success_time,omitempty"`
+	// The latest error the feed saw; at most 1,024 characters (a feed cuts longer texts).
+	LastError     string `protobuf:"bytes,13,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDataSourceHealthRequest) Reset() {
+	*x = ReportDataSourceHealthRequest{}
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDataSourceHealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDataSourceHealthRequest) ProtoMessage() {}
+
+func (x *ReportDataSourceHealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDataSourceHealthRequest.ProtoReflect.Descriptor instead.
+func (*ReportDataSourceHealthRequest) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReportDataSourceHealthRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *ReportDataSourceHealthRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ReportDataSourceHealthRequest) GetStatus() DataSourceStatus {
+	if x != nil {
+		return x.Status
+	}
+	return DataSourceStatus_DATA_SOURCE_STATUS_UNSPECIFIED
+}
+
+func (x *ReportDataSourceHealthRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ReportDataSourceHealthRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ReportDataSourceHealthRequest) GetRequestCount() int64 {
+	if x != nil {
+		return x.RequestCount
+	}
+	return 0
+}
+
+func (x *ReportDataSourceHealthRequest) GetFailureCount() int64 {
+	if x != nil {
+		return x.FailureCount
+	}
+	return 0
+}
+
+func (x *ReportDataSourceHealthRequest) GetRateLimitedCount() int64 {
+	if x != nil {
+		return x.RateLimitedCount
+	}
+	return 0
+}
+
+func (x *ReportDataSourceHealthRequest) GetRetryCount() int64 {
+	if x != nil {
+		return x.RetryCount
+	}
+	return 0
+}
+
+func (x *ReportDataSourceHealthRequest) GetLatencyP50() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP50
+	}
+	return nil
+}
+
+func (x *ReportDataSourceHealthRequest) GetLatencyP99() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP99
+	}
+	return nil
+}
+
+func (x *ReportDataSourceHealthRequest) GetLastSuccessTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccessTime
+	}
+	return nil
+}
+
+func (x *ReportDataSourceHealthRequest) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
 // Request of CommandService.IngestPoints, and one chunk of CommandService.BulkIngest.
 type IngestPointsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -451,7 +609,7 @@ type IngestPointsRequest struct {
 
 func (x *IngestPointsRequest) Reset() {
 	*x = IngestPointsRequest{}
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[5]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +621,7 @@ func (x *IngestPointsRequest) String() string {
 func (*IngestPointsRequest) ProtoMessage() {}
 
 func (x *IngestPointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[5]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +634,7 @@ func (x *IngestPointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestPointsRequest.ProtoReflect.Descriptor instead.
 func (*IngestPointsRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{5}
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IngestPointsRequest) GetCommandId() string {
@@ -534,7 +692,7 @@ type IngestPointsResponse struct {
 
 func (x *IngestPointsResponse) Reset() {
 	*x = IngestPointsResponse{}
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[6]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +704,7 @@ func (x *IngestPointsResponse) String() string {
 func (*IngestPointsResponse) ProtoMessage() {}
 
 func (x *IngestPointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[6]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +717,7 @@ func (x *IngestPointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestPointsResponse.ProtoReflect.Descriptor instead.
 func (*IngestPointsResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{6}
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IngestPointsResponse) GetCommitPosition() uint64 {
@@ -615,7 +773,7 @@ type BulkIngestResponse struct {
 
 func (x *BulkIngestResponse) Reset() {
 	*x = BulkIngestResponse{}
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[7]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +785,7 @@ func (x *BulkIngestResponse) String() string {
 func (*BulkIngestResponse) ProtoMessage() {}
 
 func (x *BulkIngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[7]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +798,7 @@ func (x *BulkIngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkIngestResponse.ProtoReflect.Descriptor instead.
 func (*BulkIngestResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{7}
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BulkIngestResponse) GetCommandId() string {
@@ -711,7 +869,7 @@ type PublishPointsRequest struct {
 
 func (x *PublishPointsRequest) Reset() {
 	*x = PublishPointsRequest{}
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[8]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +881,7 @@ func (x *PublishPointsRequest) String() string {
 func (*PublishPointsRequest) ProtoMessage() {}
 
 func (x *PublishPointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[8]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +894,7 @@ func (x *PublishPointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishPointsRequest.ProtoReflect.Descriptor instead.
 func (*PublishPointsRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{8}
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PublishPointsRequest) GetCommandId() string {
@@ -795,7 +953,7 @@ type RestatePointRequest struct {
 
 func (x *RestatePointRequest) Reset() {
 	*x = RestatePointRequest{}
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[9]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +965,7 @@ func (x *RestatePointRequest) String() string {
 func (*RestatePointRequest) ProtoMessage() {}
 
 func (x *RestatePointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[9]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +978,7 @@ func (x *RestatePointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestatePointRequest.ProtoReflect.Descriptor instead.
 func (*RestatePointRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{9}
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RestatePointRequest) GetCommandId() string {
@@ -900,7 +1058,7 @@ type ResolveQualityIssuesRequest struct {
 
 func (x *ResolveQualityIssuesRequest) Reset() {
 	*x = ResolveQualityIssuesRequest{}
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[10]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1070,7 @@ func (x *ResolveQualityIssuesRequest) String() string {
 func (*ResolveQualityIssuesRequest) ProtoMessage() {}
 
 func (x *ResolveQualityIssuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[10]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1083,7 @@ func (x *ResolveQualityIssuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveQualityIssuesRequest.ProtoReflect.Descriptor instead.
 func (*ResolveQualityIssuesRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{10}
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ResolveQualityIssuesRequest) GetCommandId() string {
@@ -1002,7 +1160,7 @@ type CalculateQualityMetricsRequest struct {
 
 func (x *CalculateQualityMetricsRequest) Reset() {
 	*x = CalculateQualityMetricsRequest{}
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[11]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1172,7 @@ func (x *CalculateQualityMetricsRequest) String() string {
 func (*CalculateQualityMetricsRequest) ProtoMessage() {}
 
 func (x *CalculateQualityMetricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[11]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1185,7 @@ func (x *CalculateQualityMetricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CalculateQualityMetricsRequest.ProtoReflect.Descriptor instead.
 func (*CalculateQualityMetricsRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{11}
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CalculateQualityMetricsRequest) GetCommandId() string {
@@ -1078,7 +1236,7 @@ type SetAccessPolicyRequest struct {
 
 func (x *SetAccessPolicyRequest) Reset() {
 	*x = SetAccessPolicyRequest{}
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[12]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1248,7 @@ func (x *SetAccessPolicyRequest) String() string {
 func (*SetAccessPolicyRequest) ProtoMessage() {}
 
 func (x *SetAccessPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[12]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1261,7 @@ func (x *SetAccessPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAccessPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetAccessPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{12}
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetAccessPolicyRequest) GetCommandId() string {
@@ -1151,7 +1309,7 @@ type DeleteAccessPolicyRequest struct {
 
 func (x *DeleteAccessPolicyRequest) Reset() {
 	*x = DeleteAccessPolicyRequest{}
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[13]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1321,7 @@ func (x *DeleteAccessPolicyRequest) String() string {
 func (*DeleteAccessPolicyRequest) ProtoMessage() {}
 
 func (x *DeleteAccessPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[13]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1334,7 @@ func (x *DeleteAccessPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessPolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{13}
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteAccessPolicyRequest) GetCommandId() string {
@@ -1221,7 +1379,7 @@ type RecordAccessDenialRequest struct {
 
 func (x *RecordAccessDenialRequest) Reset() {
 	*x = RecordAccessDenialRequest{}
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[14]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1391,7 @@ func (x *RecordAccessDenialRequest) String() string {
 func (*RecordAccessDenialRequest) ProtoMessage() {}
 
 func (x *RecordAccessDenialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_command_service_proto_msgTypes[14]
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1404,7 @@ func (x *RecordAccessDenialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAccessDenialRequest.ProtoReflect.Descriptor instead.
 func (*RecordAccessDenialRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{14}
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RecordAccessDenialRequest) GetCommandId() string {
@@ -1267,7 +1425,7 @@ var File_qis_data_v1_command_service_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\n" +
-	"!qis/data/v1/command_service.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18qis/data/v1/access.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"X\n" +
+	"!qis/data/v1/command_service.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18qis/data/v1/access.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"X\n" +
 	"\x0fCommandResponse\x12'\n" +
 	"\x0fcommit_position\x18\x01 \x01(\x04R\x0ecommitPosition\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x90\x01\n" +
@@ -1294,7 +1452,28 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x125\n" +
 	"\x06source\x18\x02 \x01(\v2\x17.qis.data.v1.DataSourceB\x04\xe2A\x01\x02R\x06source\x12;\n" +
 	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"\xdb\x01\n" +
+	"updateMask\"\x95\x05\n" +
+	"\x1dReportDataSourceHealthRequest\x12#\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1c\n" +
+	"\x06source\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06source\x12;\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x1d.qis.data.v1.DataSourceStatusB\x04\xe2A\x01\x02R\x06status\x12?\n" +
+	"\n" +
+	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tstartTime\x12;\n" +
+	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\aendTime\x12#\n" +
+	"\rrequest_count\x18\x06 \x01(\x03R\frequestCount\x12#\n" +
+	"\rfailure_count\x18\a \x01(\x03R\ffailureCount\x12,\n" +
+	"\x12rate_limited_count\x18\b \x01(\x03R\x10rateLimitedCount\x12\x1f\n" +
+	"\vretry_count\x18\t \x01(\x03R\n" +
+	"retryCount\x12:\n" +
+	"\vlatency_p50\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP50\x12:\n" +
+	"\vlatency_p99\x18\v \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP99\x12F\n" +
+	"\x11last_success_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x0flastSuccessTime\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\r \x01(\tR\tlastError\"\xdb\x01\n" +
 	"\x13IngestPointsRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1c\n" +
@@ -1374,12 +1553,13 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RESOLUTION_APPROVE\x10\x01\x12\x15\n" +
 	"\x11RESOLUTION_REJECT\x10\x02\x12\x17\n" +
-	"\x13RESOLUTION_OVERRIDE\x10\x032\x96\t\n" +
+	"\x13RESOLUTION_OVERRIDE\x10\x032\xfa\t\n" +
 	"\x0eCommandService\x12N\n" +
 	"\fDefineSeries\x12 .qis.data.v1.DefineSeriesRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
 	"\x12EvolveSeriesSchema\x12&.qis.data.v1.EvolveSeriesSchemaRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
 	"\x12RegisterDataSource\x12&.qis.data.v1.RegisterDataSourceRequest\x1a\x1c.qis.data.v1.CommandResponse\x12\\\n" +
-	"\x13ConfigureDataSource\x12'.qis.data.v1.ConfigureDataSourceRequest\x1a\x1c.qis.data.v1.CommandResponse\x12S\n" +
+	"\x13ConfigureDataSource\x12'.qis.data.v1.ConfigureDataSourceRequest\x1a\x1c.qis.data.v1.CommandResponse\x12b\n" +
+	"\x16ReportDataSourceHealth\x12*.qis.data.v1.ReportDataSourceHealthRequest\x1a\x1c.qis.data.v1.CommandResponse\x12S\n" +
 	"\fIngestPoints\x12 .qis.data.v1.IngestPointsRequest\x1a!.qis.data.v1.IngestPointsResponse\x12S\n" +
 	"\n" +
 	"BulkIngest\x12 .qis.data.v1.IngestPointsRequest\x1a\x1f.qis.data.v1.BulkIngestResponse(\x010\x01\x12P\n" +
@@ -1405,7 +1585,7 @@ func file_qis_data_v1_command_service_proto_rawDescGZIP() []byte {
 }
 
 var file_qis_data_v1_command_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_qis_data_v1_command_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_qis_data_v1_command_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_qis_data_v1_command_service_proto_goTypes = []any{
 	(Resolution)(0),                        // 0: qis.data.v1.Resolution
 	(*CommandResponse)(nil),                // 1: qis.data.v1.CommandResponse
@@ -1413,80 +1593,91 @@ var file_qis_data_v1_command_service_proto_goTypes = []any{
 	(*EvolveSeriesSchemaRequest)(nil),      // 3: qis.data.v1.EvolveSeriesSchemaRequest
 	(*RegisterDataSourceRequest)(nil),      // 4: qis.data.v1.RegisterDataSourceRequest
 	(*ConfigureDataSourceRequest)(nil),     // 5: qis.data.v1.ConfigureDataSourceRequest
-	(*IngestPointsRequest)(nil),            // 6: qis.data.v1.IngestPointsRequest
-	(*IngestPointsResponse)(nil),           // 7: qis.data.v1.IngestPointsResponse
-	(*BulkIngestResponse)(nil),             // 8: qis.data.v1.BulkIngestResponse
-	(*PublishPointsRequest)(nil),           // 9: qis.data.v1.PublishPointsRequest
-	(*RestatePointRequest)(nil),            // 10: qis.data.v1.RestatePointRequest
-	(*ResolveQualityIssuesRequest)(nil),    // 11: qis.data.v1.ResolveQualityIssuesRequest
-	(*CalculateQualityMetricsRequest)(nil), // 12: qis.data.v1.CalculateQualityMetricsRequest
-	(*SetAccessPolicyRequest)(nil),         // 13: qis.data.v1.SetAccessPolicyRequest
-	(*DeleteAccessPolicyRequest)(nil),      // 14: qis.data.v1.DeleteAccessPolicyRequest
-	(*RecordAccessDenialRequest)(nil),      // 15: qis.data.v1.RecordAccessDenialRequest
-	(*Series)(nil),                         // 16: qis.data.v1.Series
-	(*fieldmaskpb.FieldMask)(nil),          // 17: google.protobuf.FieldMask
-	(*DataSource)(nil),                     // 18: qis.data.v1.DataSource
-	(*DataPoint)(nil),                      // 19: qis.data.v1.DataPoint
-	(*PointColumns)(nil),                   // 20: qis.data.v1.PointColumns
-	(*status.Status)(nil),                  // 21: google.rpc.Status
-	(*timestamppb.Timestamp)(nil),          // 22: google.protobuf.Timestamp
-	(*DataValue)(nil),                      // 23: qis.data.v1.DataValue
-	(*AccessPolicy)(nil),                   // 24: qis.data.v1.AccessPolicy
-	(*AccessDenial)(nil),                   // 25: qis.data.v1.AccessDenial
+	(*ReportDataSourceHealthRequest)(nil),  // 6: qis.data.v1.ReportDataSourceHealthRequest
+	(*IngestPointsRequest)(nil),            // 7: qis.data.v1.IngestPointsRequest
+	(*IngestPointsResponse)(nil),           // 8: qis.data.v1.IngestPointsResponse
+	(*BulkIngestResponse)(nil),             // 9: qis.data.v1.BulkIngestResponse
+	(*PublishPointsRequest)(nil),           // 10: qis.data.v1.PublishPointsRequest
+	(*RestatePointRequest)(nil),            // 11: qis.data.v1.RestatePointRequest
+	(*ResolveQualityIssuesRequest)(nil),    // 12: qis.data.v1.ResolveQualityIssuesRequest
+	(*CalculateQualityMetricsRequest)(nil), // 13: qis.data.v1.CalculateQualityMetricsRequest
+	(*SetAccessPolicyRequest)(nil),         // 14: qis.data.v1.SetAccessPolicyRequest
+	(*DeleteAccessPolicyRequest)(nil),      // 15: qis.data.v1.DeleteAccessPolicyRequest
+	(*RecordAccessDenialRequest)(nil),      // 16: qis.data.v1.RecordAccessDenialRequest
+	(*Series)(nil),                         // 17: qis.data.v1.Series
+	(*fieldmaskpb.FieldMask)(nil),          // 18: google.protobuf.FieldMask
+	(*DataSource)(nil),                     // 19: qis.data.v1.DataSource
+	(DataSourceStatus)(0),                  // 20: qis.data.v1.DataSourceStatus
+	(*timestamppb.Timestamp)(nil),          // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 22: google.protobuf.Duration
+	(*DataPoint)(nil),                      // 23: qis.data.v1.DataPoint
+	(*PointColumns)(nil),                   // 24: qis.data.v1.PointColumns
+	(*status.Status)(nil),                  // 25: google.rpc.Status
+	(*DataValue)(nil),                      // 26: qis.data.v1.DataValue
+	(*AccessPolicy)(nil),                   // 27: qis.data.v1.AccessPolicy
+	(*AccessDenial)(nil),                   // 28: qis.data.v1.AccessDenial
 }
 var file_qis_data_v1_command_service_proto_depIdxs = []int32{
-	16, // 0: qis.data.v1.DefineSeriesRequest.series:type_name -> qis.data.v1.Series
-	16, // 1: qis.data.v1.EvolveSeriesSchemaRequest.series:type_name -> qis.data.v1.Series
-	17, // 2: qis.data.v1.EvolveSeriesSchemaRequest.update_mask:type_name -> google.protobuf.FieldMask
-	18, // 3: qis.data.v1.RegisterDataSourceRequest.source:type_name -> qis.data.v1.DataSource
-	18, // 4: qis.data.v1.ConfigureDataSourceRequest.source:type_name -> qis.data.v1.DataSource
-	17, // 5: qis.data.v1.ConfigureDataSourceRequest.update_mask:type_name -> google.protobuf.FieldMask
-	19, // 6: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
-	20, // 7: qis.data.v1.IngestPointsRequest.columns:type_name -> qis.data.v1.PointColumns
-	7,  // 8: qis.data.v1.BulkIngestResponse.result:type_name -> qis.data.v1.IngestPointsResponse
-	21, // 9: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
-	22, // 10: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
-	22, // 11: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
-	23, // 12: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
-	22, // 13: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 14: qis.data.v1.ResolveQualityIssuesRequest.resolution:type_name -> qis.data.v1.Resolution
-	23, // 15: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
-	22, // 16: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
-	22, // 17: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
-	22, // 18: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
-	24, // 19: qis.data.v1.SetAccessPolicyRequest.policy:type_name -> qis.data.v1.AccessPolicy
-	25, // 20: qis.data.v1.RecordAccessDenialRequest.denial:type_name -> qis.data.v1.AccessDenial
-	2,  // 21: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
-	3,  // 22: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
-	4,  // 23: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
-	5,  // 24: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
-	6,  // 25: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
-	6,  // 26: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
-	9,  // 27: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
-	10, // 28: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
-	11, // 29: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
-	12, // 30: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
-	13, // 31: qis.data.v1.CommandService.SetAccessPolicy:input_type -> qis.data.v1.SetAccessPolicyRequest
-	14, // 32: qis.data.v1.CommandService.DeleteAccessPolicy:input_type -> qis.data.v1.DeleteAccessPolicyRequest
-	15, // 33: qis.data.v1.CommandService.RecordAccessDenial:input_type -> qis.data.v1.RecordAccessDenialRequest
-	1,  // 34: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
-	1,  // 35: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
-	1,  // 36: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
-	1,  // 37: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
-	7,  // 38: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
-	8,  // 39: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
-	1,  // 40: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
-	1,  // 41: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
-	1,  // 42: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
-	1,  // 43: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
-	1,  // 44: qis.data.v1.CommandService.SetAccessPolicy:output_type -> qis.data.v1.CommandResponse
-	1,  // 45: qis.data.v1.CommandService.DeleteAccessPolicy:output_type -> qis.data.v1.CommandResponse
-	1,  // 46: qis.data.v1.CommandService.RecordAccessDenial:output_type -> qis.data.v1.CommandResponse
-	34, // [34:47] is the sub-list for method output_type
-	21, // [21:34] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	17, // 0: qis.data.v1.DefineSeriesRequest.series:type_name -> qis.data.v1.Series
+	17, // 1: qis.data.v1.EvolveSeriesSchemaRequest.series:type_name -> qis.data.v1.Series
+	18, // 2: qis.data.v1.EvolveSeriesSchemaRequest.update_mask:type_name -> google.protobuf.FieldMask
+	19, // 3: qis.data.v1.RegisterDataSourceRequest.source:type_name -> qis.data.v1.DataSource
+	19, // 4: qis.data.v1.ConfigureDataSourceRequest.source:type_name -> qis.data.v1.DataSource
+	18, // 5: qis.data.v1.ConfigureDataSourceRequest.update_mask:type_name -> google.protobuf.FieldMask
+	20, // 6: qis.data.v1.ReportDataSourceHealthRequest.status:type_name -> qis.data.v1.DataSourceStatus
+	21, // 7: qis.data.v1.ReportDataSourceHealthRequest.start_time:type_name -> google.protobuf.Timestamp
+	21, // 8: qis.data.v1.ReportDataSourceHealthRequest.end_time:type_name -> google.protobuf.Timestamp
+	22, // 9: qis.data.v1.ReportDataSourceHealthRequest.latency_p50:type_name -> google.protobuf.Duration
+	22, // 10: qis.data.v1.ReportDataSourceHealthRequest.latency_p99:type_name -> google.protobuf.Duration
+	21, // 11: qis.data.v1.ReportDataSourceHealthRequest.last_success_time:type_name -> google.protobuf.Timestamp
+	23, // 12: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
+	24, // 13: qis.data.v1.IngestPointsRequest.columns:type_name -> qis.data.v1.PointColumns
+	8,  // 14: qis.data.v1.BulkIngestResponse.result:type_name -> qis.data.v1.IngestPointsResponse
+	25, // 15: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
+	21, // 16: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
+	21, // 17: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
+	26, // 18: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
+	21, // 19: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 20: qis.data.v1.ResolveQualityIssuesRequest.resolution:type_name -> qis.data.v1.Resolution
+	26, // 21: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
+	21, // 22: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 23: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	21, // 24: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	27, // 25: qis.data.v1.SetAccessPolicyRequest.policy:type_name -> qis.data.v1.AccessPolicy
+	28, // 26: qis.data.v1.RecordAccessDenialRequest.denial:type_name -> qis.data.v1.AccessDenial
+	2,  // 27: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
+	3,  // 28: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
+	4,  // 29: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
+	5,  // 30: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
+	6,  // 31: qis.data.v1.CommandService.ReportDataSourceHealth:input_type -> qis.data.v1.ReportDataSourceHealthRequest
+	7,  // 32: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
+	7,  // 33: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
+	10, // 34: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
+	11, // 35: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
+	12, // 36: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
+	13, // 37: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
+	14, // 38: qis.data.v1.CommandService.SetAccessPolicy:input_type -> qis.data.v1.SetAccessPolicyRequest
+	15, // 39: qis.data.v1.CommandService.DeleteAccessPolicy:input_type -> qis.data.v1.DeleteAccessPolicyRequest
+	16, // 40: qis.data.v1.CommandService.RecordAccessDenial:input_type -> qis.data.v1.RecordAccessDenialRequest
+	1,  // 41: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
+	1,  // 42: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
+	1,  // 43: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
+	1,  // 44: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
+	1,  // 45: qis.data.v1.CommandService.ReportDataSourceHealth:output_type -> qis.data.v1.CommandResponse
+	8,  // 46: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
+	9,  // 47: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
+	1,  // 48: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
+	1,  // 49: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
+	1,  // 50: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
+	1,  // 51: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
+	1,  // 52: qis.data.v1.CommandService.SetAccessPolicy:output_type -> qis.data.v1.CommandResponse
+	1,  // 53: qis.data.v1.CommandService.DeleteAccessPolicy:output_type -> qis.data.v1.CommandResponse
+	1,  // 54: qis.data.v1.CommandService.RecordAccessDenial:output_type -> qis.data.v1.CommandResponse
+	41, // [41:55] is the sub-list for method output_type
+	27, // [27:41] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_command_service_proto_init() }
@@ -1497,7 +1688,7 @@ func file_qis_data_v1_command_service_proto_init() {
 	file_qis_data_v1_access_proto_init()
 	file_qis_data_v1_series_proto_init()
 	file_qis_data_v1_values_proto_init()
-	file_qis_data_v1_command_service_proto_msgTypes[7].OneofWrappers = []any{
+	file_qis_data_v1_command_service_proto_msgTypes[8].OneofWrappers = []any{
 		(*BulkIngestResponse_Result)(nil),
 		(*BulkIngestResponse_Error)(nil),
 	}
@@ -1507,7 +1698,7 @@ func file_qis_data_v1_command_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_command_service_proto_rawDesc), len(file_qis_data_v1_command_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	CommandService_EvolveSeriesSchema_FullMethodName      = "/qis.data.v1.CommandService/EvolveSeriesSchema"
 	CommandService_RegisterDataSource_FullMethodName      = "/qis.data.v1.CommandService/RegisterDataSource"
 	CommandService_ConfigureDataSource_FullMethodName     = "/qis.data.v1.CommandService/ConfigureDataSource"
+	CommandService_ReportDataSourceHealth_FullMethodName  = "/qis.data.v1.CommandService/ReportDataSourceHealth"
 	CommandService_IngestPoints_FullMethodName            = "/qis.data.v1.CommandService/IngestPoints"
 	CommandService_BulkIngest_FullMethodName              = "/qis.data.v1.CommandService/BulkIngest"
 	CommandService_PublishPoints_FullMethodName           = "/qis.data.v1.CommandService/PublishPoints"
@@ -70,6 +71,12 @@ type CommandServiceClient interface {
 	// Updates the parts of a data source's configuration named by the update mask. Needs `admin`
 	// on the source.
 	ConfigureDataSource(ctx context.Context, in *ConfigureDataSourceRequest, opts ...grpc.CallOption) (*CommandResponse, error)
+	// Records how a source's feed fared over an interval (sent by the feed every few seconds):
+	// the service computes the interval's cost from the source's cost_per_request, and records a
+	// change of status as its own event (an audit entry of the source, "DataSourceStatusChanged").
+	// NOT_FOUND for an unknown source; FAILED_PRECONDITION (SOURCE_DISABLED) for a disabled one.
+	// Needs `write` on the source.
+	ReportDataSourceHealth(ctx context.Context, in *ReportDataSourceHealthRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 	// Ingests a batch of points of one series from one source. All-or-nothing: one malformed
 	// point rejects the batch and nothing is stored. Needs `write` on the series, as that source.
 	IngestPoints(ctx context.Context, in *IngestPointsRequest, opts ...grpc.CallOption) (*IngestPointsResponse, error)
@@ -150,6 +157,16 @@ func (c *commandServiceClient) ConfigureDataSource(ctx context.Context, in *Conf
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CommandResponse)
 	err := c.cc.Invoke(ctx, CommandService_ConfigureDataSource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) ReportDataSourceHealth(ctx context.Context, in *ReportDataSourceHealthRequest, opts ...grpc.CallOption) (*CommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommandResponse)
+	err := c.cc.Invoke(ctx, CommandService_ReportDataSourceHealth_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +302,12 @@ type CommandServiceServer interface {
 	// Updates the parts of a data source's configuration named by the update mask. Needs `admin`
 	// on the source.
 	ConfigureDataSource(context.Context, *ConfigureDataSourceRequest) (*CommandResponse, error)
+	// Records how a source's feed fared over an interval (sent by the feed every few seconds):
+	// the service computes the interval's cost from the source's cost_per_request, and records a
+	// change of status as its own event (an audit entry of the source, "DataSourceStatusChanged").
+	// NOT_FOUND for an unknown source; FAILED_PRECONDITION (SOURCE_DISABLED) for a disabled one.
+	// Needs `write` on the source.
+	ReportDataSourceHealth(context.Context, *ReportDataSourceHealthRequest) (*CommandResponse, error)
 	// Ingests a batch of points of one series from one source. All-or-nothing: one malformed
 	// point rejects the batch and nothing is stored. Needs `write` on the series, as that source.
 	IngestPoints(context.Context, *IngestPointsRequest) (*IngestPointsResponse, error)
@@ -342,6 +365,9 @@ func (UnimplementedCommandServiceServer) RegisterDataSource(context.Context, *Re
 }
 func (UnimplementedCommandServiceServer) ConfigureDataSource(context.Context, *ConfigureDataSourceRequest) (*CommandResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ConfigureDataSource not implemented")
+}
+func (UnimplementedCommandServiceServer) ReportDataSourceHealth(context.Context, *ReportDataSourceHealthRequest) (*CommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportDataSourceHealth not implemented")
 }
 func (UnimplementedCommandServiceServer) IngestPoints(context.Context, *IngestPointsRequest) (*IngestPointsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IngestPoints not implemented")
@@ -459,6 +485,24 @@ func _CommandService_ConfigureDataSource_Handler(srv interface{}, ctx context.Co
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(CommandServiceServer).ConfigureDataSource(ctx, req.(*ConfigureDataSourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommandService_ReportDataSourceHealth_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportDataSourceHealthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).ReportDataSourceHealth(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_ReportDataSourceHealth_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).ReportDataSourceHealth(ctx, req.(*ReportDataSourceHealthRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -636,6 +680,10 @@ var CommandService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ConfigureDataSource",
 			Handler:    _CommandService_ConfigureDataSource_Handler,
+		},
+		{
+			MethodName: "ReportDataSourceHealth",
+			Handler:    _CommandService_ReportDataSourceHealth_Handler,
 		},
 		{
 			MethodName: "IngestPoints",

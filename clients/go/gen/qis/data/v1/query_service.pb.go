@@ -140,6 +140,59 @@ func (ValueView) EnumDescriptor() ([]byte, []int) {
 	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{1}
 }
 
+// Which sources a listing shows, by DataSource.disabled.
+type SourceState int32
+
+const (
+	// Enabled and disabled sources.
+	SourceState_SOURCE_STATE_UNSPECIFIED SourceState = 0
+	// Sources in use (disabled is false).
+	SourceState_SOURCE_STATE_ENABLED SourceState = 1
+	// Disabled sources.
+	SourceState_SOURCE_STATE_DISABLED SourceState = 2
+)
+
+// Enum value maps for SourceState.
+var (
+	SourceState_name = map[int32]string{
+		0: "SOURCE_STATE_UNSPECIFIED",
+		1: "SOURCE_STATE_ENABLED",
+		2: "SOURCE_STATE_DISABLED",
+	}
+	SourceState_value = map[string]int32{
+		"SOURCE_STATE_UNSPECIFIED": 0,
+		"SOURCE_STATE_ENABLED":     1,
+		"SOURCE_STATE_DISABLED":    2,
+	}
+)
+
+func (x SourceState) Enum() *SourceState {
+	p := new(SourceState)
+	*p = x
+	return p
+}
+
+func (x SourceState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SourceState) Descriptor() protoreflect.EnumDescriptor {
+	return file_qis_data_v1_query_service_proto_enumTypes[2].Descriptor()
+}
+
+func (SourceState) Type() protoreflect.EnumType {
+	return &file_qis_data_v1_query_service_proto_enumTypes[2]
+}
+
+func (x SourceState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SourceState.Descriptor instead.
+func (SourceState) EnumDescriptor() ([]byte, []int) {
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{2}
+}
+
 // One version of the official value of a point.
 type OfficialValue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1418,6 +1471,200 @@ func (x *ListSeriesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Request of QueryService.GetDataSource.
+type GetDataSourceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "sources/{source_id}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Read-your-writes: wait until the read model has projected this commit position.
+	MinPosition   uint64 `protobuf:"varint,2,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDataSourceRequest) Reset() {
+	*x = GetDataSourceRequest{}
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDataSourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDataSourceRequest) ProtoMessage() {}
+
+func (x *GetDataSourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDataSourceRequest.ProtoReflect.Descriptor instead.
+func (*GetDataSourceRequest) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetDataSourceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetDataSourceRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+// Request of QueryService.ListDataSources.
+type ListDataSourcesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 1,000; default 100. A page may hold fewer sources than asked, even none, while
+	// next_page_token is set (sources the caller may not read, or that the filter leaves out,
+	// are skipped): keep paging until it is empty.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token: the next page; tied to the filter.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Read-your-writes: wait until the read model has projected this commit position.
+	MinPosition uint64 `protobuf:"varint,3,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	// Only the sources of this provider ("coingecko"); empty: every provider.
+	Provider string `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
+	// Only sources that are enabled (SOURCE_STATE_ENABLED) or disabled; unset: both.
+	State         SourceState `protobuf:"varint,5,opt,name=state,proto3,enum=qis.data.v1.SourceState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDataSourcesRequest) Reset() {
+	*x = ListDataSourcesRequest{}
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDataSourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDataSourcesRequest) ProtoMessage() {}
+
+func (x *ListDataSourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDataSourcesRequest.ProtoReflect.Descriptor instead.
+func (*ListDataSourcesRequest) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListDataSourcesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDataSourcesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListDataSourcesRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+func (x *ListDataSourcesRequest) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *ListDataSourcesRequest) GetState() SourceState {
+	if x != nil {
+		return x.State
+	}
+	return SourceState_SOURCE_STATE_UNSPECIFIED
+}
+
+// One page of data sources.
+type ListDataSourcesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ascending by name, each with its health and usage.
+	DataSources []*DataSource `protobuf:"bytes,1,rep,name=data_sources,json=dataSources,proto3" json:"data_sources,omitempty"`
+	// Pass it as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDataSourcesResponse) Reset() {
+	*x = ListDataSourcesResponse{}
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDataSourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDataSourcesResponse) ProtoMessage() {}
+
+func (x *ListDataSourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDataSourcesResponse.ProtoReflect.Descriptor instead.
+func (*ListDataSourcesResponse) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListDataSourcesResponse) GetDataSources() []*DataSource {
+	if x != nil {
+		return x.DataSources
+	}
+	return nil
+}
+
+func (x *ListDataSourcesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // Request of QueryService.ListAuditEntries.
 type ListAuditEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1445,7 +1692,7 @@ type ListAuditEntriesRequest struct {
 
 func (x *ListAuditEntriesRequest) Reset() {
 	*x = ListAuditEntriesRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[13]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1704,7 @@ func (x *ListAuditEntriesRequest) String() string {
 func (*ListAuditEntriesRequest) ProtoMessage() {}
 
 func (x *ListAuditEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[13]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1717,7 @@ func (x *ListAuditEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{13}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListAuditEntriesRequest) GetParent() string {
@@ -1535,7 +1782,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[14]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1794,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[14]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1807,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{14}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AuditEntry) GetCommitTime() *timestamppb.Timestamp {
@@ -1632,7 +1879,7 @@ type ListAuditEntriesResponse struct {
 
 func (x *ListAuditEntriesResponse) Reset() {
 	*x = ListAuditEntriesResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[15]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1891,7 @@ func (x *ListAuditEntriesResponse) String() string {
 func (*ListAuditEntriesResponse) ProtoMessage() {}
 
 func (x *ListAuditEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[15]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1904,7 @@ func (x *ListAuditEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{15}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListAuditEntriesResponse) GetEntries() []*AuditEntry {
@@ -1696,7 +1943,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[16]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1955,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[16]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1968,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{16}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubscribeRequest) GetSeries() []string {
@@ -1794,7 +2041,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[17]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1806,7 +2053,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[17]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1819,7 +2066,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{17}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubscribeResponse) GetValues() []*OfficialValue {
@@ -1869,7 +2116,7 @@ type QualityIssue struct {
 
 func (x *QualityIssue) Reset() {
 	*x = QualityIssue{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[18]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +2128,7 @@ func (x *QualityIssue) String() string {
 func (*QualityIssue) ProtoMessage() {}
 
 func (x *QualityIssue) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[18]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +2141,7 @@ func (x *QualityIssue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QualityIssue.ProtoReflect.Descriptor instead.
 func (*QualityIssue) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{18}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QualityIssue) GetIssueId() string {
@@ -2007,7 +2254,7 @@ type ListQualityIssuesRequest struct {
 
 func (x *ListQualityIssuesRequest) Reset() {
 	*x = ListQualityIssuesRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[19]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2266,7 @@ func (x *ListQualityIssuesRequest) String() string {
 func (*ListQualityIssuesRequest) ProtoMessage() {}
 
 func (x *ListQualityIssuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[19]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2279,7 @@ func (x *ListQualityIssuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQualityIssuesRequest.ProtoReflect.Descriptor instead.
 func (*ListQualityIssuesRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{19}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListQualityIssuesRequest) GetParent() string {
@@ -2083,7 +2330,7 @@ type ListQualityIssuesResponse struct {
 
 func (x *ListQualityIssuesResponse) Reset() {
 	*x = ListQualityIssuesResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[20]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2342,7 @@ func (x *ListQualityIssuesResponse) String() string {
 func (*ListQualityIssuesResponse) ProtoMessage() {}
 
 func (x *ListQualityIssuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[20]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2355,7 @@ func (x *ListQualityIssuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQualityIssuesResponse.ProtoReflect.Descriptor instead.
 func (*ListQualityIssuesResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{20}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListQualityIssuesResponse) GetIssues() []*QualityIssue {
@@ -2162,7 +2409,7 @@ type QualityMetrics struct {
 
 func (x *QualityMetrics) Reset() {
 	*x = QualityMetrics{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[21]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2421,7 @@ func (x *QualityMetrics) String() string {
 func (*QualityMetrics) ProtoMessage() {}
 
 func (x *QualityMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[21]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2434,7 @@ func (x *QualityMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QualityMetrics.ProtoReflect.Descriptor instead.
 func (*QualityMetrics) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{21}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *QualityMetrics) GetSeries() string {
@@ -2295,7 +2542,7 @@ type ListQualityMetricsRequest struct {
 
 func (x *ListQualityMetricsRequest) Reset() {
 	*x = ListQualityMetricsRequest{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[22]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2307,7 +2554,7 @@ func (x *ListQualityMetricsRequest) String() string {
 func (*ListQualityMetricsRequest) ProtoMessage() {}
 
 func (x *ListQualityMetricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[22]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2320,7 +2567,7 @@ func (x *ListQualityMetricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQualityMetricsRequest.ProtoReflect.Descriptor instead.
 func (*ListQualityMetricsRequest) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{22}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListQualityMetricsRequest) GetSeries() string {
@@ -2378,7 +2625,7 @@ type ListQualityMetricsResponse struct {
 
 func (x *ListQualityMetricsResponse) Reset() {
 	*x = ListQualityMetricsResponse{}
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[23]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2390,7 +2637,7 @@ func (x *ListQualityMetricsResponse) String() string {
 func (*ListQualityMetricsResponse) ProtoMessage() {}
 
 func (x *ListQualityMetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_query_service_proto_msgTypes[23]
+	mi := &file_qis_data_v1_query_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2403,7 +2650,7 @@ func (x *ListQualityMetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQualityMetricsResponse.ProtoReflect.Descriptor instead.
 func (*ListQualityMetricsResponse) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{23}
+	return file_qis_data_v1_query_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListQualityMetricsResponse) GetMetrics() []*QualityMetrics {
@@ -2529,6 +2776,19 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\fmin_position\x18\x03 \x01(\x04R\vminPosition\"i\n" +
 	"\x12ListSeriesResponse\x12+\n" +
 	"\x06series\x18\x01 \x03(\v2\x13.qis.data.v1.SeriesR\x06series\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"S\n" +
+	"\x14GetDataSourceRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12!\n" +
+	"\fmin_position\x18\x02 \x01(\x04R\vminPosition\"\xc3\x01\n" +
+	"\x16ListDataSourcesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12!\n" +
+	"\fmin_position\x18\x03 \x01(\x04R\vminPosition\x12\x1a\n" +
+	"\bprovider\x18\x04 \x01(\tR\bprovider\x12.\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x18.qis.data.v1.SourceStateR\x05state\"}\n" +
+	"\x17ListDataSourcesResponse\x12:\n" +
+	"\fdata_sources\x18\x01 \x03(\v2\x17.qis.data.v1.DataSourceR\vdataSources\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc8\x01\n" +
 	"\x17ListAuditEntriesRequest\x12\x1c\n" +
 	"\x06parent\x18\x06 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x16\n" +
@@ -2626,7 +2886,11 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\tValueView\x12\x1a\n" +
 	"\x16VALUE_VIEW_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VALUE_VIEW_POINTS\x10\x01\x12\x16\n" +
-	"\x12VALUE_VIEW_COLUMNS\x10\x022\x93\x06\n" +
+	"\x12VALUE_VIEW_COLUMNS\x10\x02*`\n" +
+	"\vSourceState\x12\x1c\n" +
+	"\x18SOURCE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14SOURCE_STATE_ENABLED\x10\x01\x12\x19\n" +
+	"\x15SOURCE_STATE_DISABLED\x10\x022\xbe\a\n" +
 	"\fQueryService\x12O\n" +
 	"\n" +
 	"QueryRange\x12\x1e.qis.data.v1.QueryRangeRequest\x1a\x1f.qis.data.v1.QueryRangeResponse0\x01\x12J\n" +
@@ -2634,7 +2898,9 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\x0fGetPointHistory\x12#.qis.data.v1.GetPointHistoryRequest\x1a$.qis.data.v1.GetPointHistoryResponse\x12?\n" +
 	"\tGetSeries\x12\x1d.qis.data.v1.GetSeriesRequest\x1a\x13.qis.data.v1.Series\x12M\n" +
 	"\n" +
-	"ListSeries\x12\x1e.qis.data.v1.ListSeriesRequest\x1a\x1f.qis.data.v1.ListSeriesResponse\x12_\n" +
+	"ListSeries\x12\x1e.qis.data.v1.ListSeriesRequest\x1a\x1f.qis.data.v1.ListSeriesResponse\x12K\n" +
+	"\rGetDataSource\x12!.qis.data.v1.GetDataSourceRequest\x1a\x17.qis.data.v1.DataSource\x12\\\n" +
+	"\x0fListDataSources\x12#.qis.data.v1.ListDataSourcesRequest\x1a$.qis.data.v1.ListDataSourcesResponse\x12_\n" +
 	"\x10ListAuditEntries\x12$.qis.data.v1.ListAuditEntriesRequest\x1a%.qis.data.v1.ListAuditEntriesResponse\x12L\n" +
 	"\tSubscribe\x12\x1d.qis.data.v1.SubscribeRequest\x1a\x1e.qis.data.v1.SubscribeResponse0\x01\x12b\n" +
 	"\x11ListQualityIssues\x12%.qis.data.v1.ListQualityIssuesRequest\x1a&.qis.data.v1.ListQualityIssuesResponse\x12e\n" +
@@ -2653,122 +2919,133 @@ func file_qis_data_v1_query_service_proto_rawDescGZIP() []byte {
 	return file_qis_data_v1_query_service_proto_rawDescData
 }
 
-var file_qis_data_v1_query_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_qis_data_v1_query_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_qis_data_v1_query_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_qis_data_v1_query_service_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_qis_data_v1_query_service_proto_goTypes = []any{
 	(ValueMethod)(0),                   // 0: qis.data.v1.ValueMethod
 	(ValueView)(0),                     // 1: qis.data.v1.ValueView
-	(*OfficialValue)(nil),              // 2: qis.data.v1.OfficialValue
-	(*OfficialValueColumns)(nil),       // 3: qis.data.v1.OfficialValueColumns
-	(*DataValues)(nil),                 // 4: qis.data.v1.DataValues
-	(*QueryRangeRequest)(nil),          // 5: qis.data.v1.QueryRangeRequest
-	(*QueryRangeResponse)(nil),         // 6: qis.data.v1.QueryRangeResponse
-	(*GetValuesRequest)(nil),           // 7: qis.data.v1.GetValuesRequest
-	(*GetValuesResponse)(nil),          // 8: qis.data.v1.GetValuesResponse
-	(*GetPointHistoryRequest)(nil),     // 9: qis.data.v1.GetPointHistoryRequest
-	(*SourceObservation)(nil),          // 10: qis.data.v1.SourceObservation
-	(*GetPointHistoryResponse)(nil),    // 11: qis.data.v1.GetPointHistoryResponse
-	(*GetSeriesRequest)(nil),           // 12: qis.data.v1.GetSeriesRequest
-	(*ListSeriesRequest)(nil),          // 13: qis.data.v1.ListSeriesRequest
-	(*ListSeriesResponse)(nil),         // 14: qis.data.v1.ListSeriesResponse
-	(*ListAuditEntriesRequest)(nil),    // 15: qis.data.v1.ListAuditEntriesRequest
-	(*AuditEntry)(nil),                 // 16: qis.data.v1.AuditEntry
-	(*ListAuditEntriesResponse)(nil),   // 17: qis.data.v1.ListAuditEntriesResponse
-	(*SubscribeRequest)(nil),           // 18: qis.data.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),          // 19: qis.data.v1.SubscribeResponse
-	(*QualityIssue)(nil),               // 20: qis.data.v1.QualityIssue
-	(*ListQualityIssuesRequest)(nil),   // 21: qis.data.v1.ListQualityIssuesRequest
-	(*ListQualityIssuesResponse)(nil),  // 22: qis.data.v1.ListQualityIssuesResponse
-	(*QualityMetrics)(nil),             // 23: qis.data.v1.QualityMetrics
-	(*ListQualityMetricsRequest)(nil),  // 24: qis.data.v1.ListQualityMetricsRequest
-	(*ListQualityMetricsResponse)(nil), // 25: qis.data.v1.ListQualityMetricsResponse
-	(*timestamppb.Timestamp)(nil),      // 26: google.protobuf.Timestamp
-	(*DataValue)(nil),                  // 27: qis.data.v1.DataValue
-	(QualityRule)(0),                   // 28: qis.data.v1.QualityRule
-	(*DecimalColumn)(nil),              // 29: qis.data.v1.DecimalColumn
-	(*OhlcBarColumns)(nil),             // 30: qis.data.v1.OhlcBarColumns
-	(*durationpb.Duration)(nil),        // 31: google.protobuf.Duration
-	(*Series)(nil),                     // 32: qis.data.v1.Series
-	(*structpb.Struct)(nil),            // 33: google.protobuf.Struct
-	(Severity)(0),                      // 34: qis.data.v1.Severity
-	(QualityIssueStatus)(0),            // 35: qis.data.v1.QualityIssueStatus
-	(*date.Date)(nil),                  // 36: google.type.Date
+	(SourceState)(0),                   // 2: qis.data.v1.SourceState
+	(*OfficialValue)(nil),              // 3: qis.data.v1.OfficialValue
+	(*OfficialValueColumns)(nil),       // 4: qis.data.v1.OfficialValueColumns
+	(*DataValues)(nil),                 // 5: qis.data.v1.DataValues
+	(*QueryRangeRequest)(nil),          // 6: qis.data.v1.QueryRangeRequest
+	(*QueryRangeResponse)(nil),         // 7: qis.data.v1.QueryRangeResponse
+	(*GetValuesRequest)(nil),           // 8: qis.data.v1.GetValuesRequest
+	(*GetValuesResponse)(nil),          // 9: qis.data.v1.GetValuesResponse
+	(*GetPointHistoryRequest)(nil),     // 10: qis.data.v1.GetPointHistoryRequest
+	(*SourceObservation)(nil),          // 11: qis.data.v1.SourceObservation
+	(*GetPointHistoryResponse)(nil),    // 12: qis.data.v1.GetPointHistoryResponse
+	(*GetSeriesRequest)(nil),           // 13: qis.data.v1.GetSeriesRequest
+	(*ListSeriesRequest)(nil),          // 14: qis.data.v1.ListSeriesRequest
+	(*ListSeriesResponse)(nil),         // 15: qis.data.v1.ListSeriesResponse
+	(*GetDataSourceRequest)(nil),       // 16: qis.data.v1.GetDataSourceRequest
+	(*ListDataSourcesRequest)(nil),     // 17: qis.data.v1.ListDataSourcesRequest
+	(*ListDataSourcesResponse)(nil),    // 18: qis.data.v1.ListDataSourcesResponse
+	(*ListAuditEntriesRequest)(nil),    // 19: qis.data.v1.ListAuditEntriesRequest
+	(*AuditEntry)(nil),                 // 20: qis.data.v1.AuditEntry
+	(*ListAuditEntriesResponse)(nil),   // 21: qis.data.v1.ListAuditEntriesResponse
+	(*SubscribeRequest)(nil),           // 22: qis.data.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),          // 23: qis.data.v1.SubscribeResponse
+	(*QualityIssue)(nil),               // 24: qis.data.v1.QualityIssue
+	(*ListQualityIssuesRequest)(nil),   // 25: qis.data.v1.ListQualityIssuesRequest
+	(*ListQualityIssuesResponse)(nil),  // 26: qis.data.v1.ListQualityIssuesResponse
+	(*QualityMetrics)(nil),             // 27: qis.data.v1.QualityMetrics
+	(*ListQualityMetricsRequest)(nil),  // 28: qis.data.v1.ListQualityMetricsRequest
+	(*ListQualityMetricsResponse)(nil), // 29: qis.data.v1.ListQualityMetricsResponse
+	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
+	(*DataValue)(nil),                  // 31: qis.data.v1.DataValue
+	(QualityRule)(0),                   // 32: qis.data.v1.QualityRule
+	(*DecimalColumn)(nil),              // 33: qis.data.v1.DecimalColumn
+	(*OhlcBarColumns)(nil),             // 34: qis.data.v1.OhlcBarColumns
+	(*durationpb.Duration)(nil),        // 35: google.protobuf.Duration
+	(*Series)(nil),                     // 36: qis.data.v1.Series
+	(*DataSource)(nil),                 // 37: qis.data.v1.DataSource
+	(*structpb.Struct)(nil),            // 38: google.protobuf.Struct
+	(Severity)(0),                      // 39: qis.data.v1.Severity
+	(QualityIssueStatus)(0),            // 40: qis.data.v1.QualityIssueStatus
+	(*date.Date)(nil),                  // 41: google.type.Date
 }
 var file_qis_data_v1_query_service_proto_depIdxs = []int32{
-	26, // 0: qis.data.v1.OfficialValue.snap_time:type_name -> google.protobuf.Timestamp
-	27, // 1: qis.data.v1.OfficialValue.value:type_name -> qis.data.v1.DataValue
-	26, // 2: qis.data.v1.OfficialValue.record_time:type_name -> google.protobuf.Timestamp
-	26, // 3: qis.data.v1.OfficialValue.supersede_time:type_name -> google.protobuf.Timestamp
+	30, // 0: qis.data.v1.OfficialValue.snap_time:type_name -> google.protobuf.Timestamp
+	31, // 1: qis.data.v1.OfficialValue.value:type_name -> qis.data.v1.DataValue
+	30, // 2: qis.data.v1.OfficialValue.record_time:type_name -> google.protobuf.Timestamp
+	30, // 3: qis.data.v1.OfficialValue.supersede_time:type_name -> google.protobuf.Timestamp
 	0,  // 4: qis.data.v1.OfficialValue.method:type_name -> qis.data.v1.ValueMethod
-	28, // 5: qis.data.v1.OfficialValue.flags:type_name -> qis.data.v1.QualityRule
-	29, // 6: qis.data.v1.OfficialValueColumns.prices:type_name -> qis.data.v1.DecimalColumn
-	29, // 7: qis.data.v1.OfficialValueColumns.volumes:type_name -> qis.data.v1.DecimalColumn
-	30, // 8: qis.data.v1.OfficialValueColumns.bars:type_name -> qis.data.v1.OhlcBarColumns
-	4,  // 9: qis.data.v1.OfficialValueColumns.other:type_name -> qis.data.v1.DataValues
+	32, // 5: qis.data.v1.OfficialValue.flags:type_name -> qis.data.v1.QualityRule
+	33, // 6: qis.data.v1.OfficialValueColumns.prices:type_name -> qis.data.v1.DecimalColumn
+	33, // 7: qis.data.v1.OfficialValueColumns.volumes:type_name -> qis.data.v1.DecimalColumn
+	34, // 8: qis.data.v1.OfficialValueColumns.bars:type_name -> qis.data.v1.OhlcBarColumns
+	5,  // 9: qis.data.v1.OfficialValueColumns.other:type_name -> qis.data.v1.DataValues
 	0,  // 10: qis.data.v1.OfficialValueColumns.methods:type_name -> qis.data.v1.ValueMethod
-	28, // 11: qis.data.v1.OfficialValueColumns.flags:type_name -> qis.data.v1.QualityRule
-	27, // 12: qis.data.v1.DataValues.values:type_name -> qis.data.v1.DataValue
-	26, // 13: qis.data.v1.QueryRangeRequest.start_time:type_name -> google.protobuf.Timestamp
-	26, // 14: qis.data.v1.QueryRangeRequest.end_time:type_name -> google.protobuf.Timestamp
-	26, // 15: qis.data.v1.QueryRangeRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	32, // 11: qis.data.v1.OfficialValueColumns.flags:type_name -> qis.data.v1.QualityRule
+	31, // 12: qis.data.v1.DataValues.values:type_name -> qis.data.v1.DataValue
+	30, // 13: qis.data.v1.QueryRangeRequest.start_time:type_name -> google.protobuf.Timestamp
+	30, // 14: qis.data.v1.QueryRangeRequest.end_time:type_name -> google.protobuf.Timestamp
+	30, // 15: qis.data.v1.QueryRangeRequest.as_of_time:type_name -> google.protobuf.Timestamp
 	1,  // 16: qis.data.v1.QueryRangeRequest.view:type_name -> qis.data.v1.ValueView
-	2,  // 17: qis.data.v1.QueryRangeResponse.values:type_name -> qis.data.v1.OfficialValue
-	3,  // 18: qis.data.v1.QueryRangeResponse.columns:type_name -> qis.data.v1.OfficialValueColumns
-	26, // 19: qis.data.v1.GetValuesRequest.snap_times:type_name -> google.protobuf.Timestamp
-	26, // 20: qis.data.v1.GetValuesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	3,  // 17: qis.data.v1.QueryRangeResponse.values:type_name -> qis.data.v1.OfficialValue
+	4,  // 18: qis.data.v1.QueryRangeResponse.columns:type_name -> qis.data.v1.OfficialValueColumns
+	30, // 19: qis.data.v1.GetValuesRequest.snap_times:type_name -> google.protobuf.Timestamp
+	30, // 20: qis.data.v1.GetValuesRequest.as_of_time:type_name -> google.protobuf.Timestamp
 	1,  // 21: qis.data.v1.GetValuesRequest.view:type_name -> qis.data.v1.ValueView
-	2,  // 22: qis.data.v1.GetValuesResponse.values:type_name -> qis.data.v1.OfficialValue
-	3,  // 23: qis.data.v1.GetValuesResponse.columns:type_name -> qis.data.v1.OfficialValueColumns
-	26, // 24: qis.data.v1.GetPointHistoryRequest.snap_time:type_name -> google.protobuf.Timestamp
-	27, // 25: qis.data.v1.SourceObservation.value:type_name -> qis.data.v1.DataValue
-	31, // 26: qis.data.v1.SourceObservation.utc_offset:type_name -> google.protobuf.Duration
-	26, // 27: qis.data.v1.SourceObservation.record_time:type_name -> google.protobuf.Timestamp
-	2,  // 28: qis.data.v1.GetPointHistoryResponse.versions:type_name -> qis.data.v1.OfficialValue
-	10, // 29: qis.data.v1.GetPointHistoryResponse.observations:type_name -> qis.data.v1.SourceObservation
-	32, // 30: qis.data.v1.ListSeriesResponse.series:type_name -> qis.data.v1.Series
-	26, // 31: qis.data.v1.AuditEntry.commit_time:type_name -> google.protobuf.Timestamp
-	26, // 32: qis.data.v1.AuditEntry.snap_time:type_name -> google.protobuf.Timestamp
-	33, // 33: qis.data.v1.AuditEntry.details:type_name -> google.protobuf.Struct
-	16, // 34: qis.data.v1.ListAuditEntriesResponse.entries:type_name -> qis.data.v1.AuditEntry
-	2,  // 35: qis.data.v1.SubscribeResponse.values:type_name -> qis.data.v1.OfficialValue
-	26, // 36: qis.data.v1.QualityIssue.snap_time:type_name -> google.protobuf.Timestamp
-	28, // 37: qis.data.v1.QualityIssue.rule:type_name -> qis.data.v1.QualityRule
-	34, // 38: qis.data.v1.QualityIssue.severity:type_name -> qis.data.v1.Severity
-	33, // 39: qis.data.v1.QualityIssue.evidence:type_name -> google.protobuf.Struct
-	35, // 40: qis.data.v1.QualityIssue.status:type_name -> qis.data.v1.QualityIssueStatus
-	26, // 41: qis.data.v1.QualityIssue.raise_time:type_name -> google.protobuf.Timestamp
-	26, // 42: qis.data.v1.QualityIssue.resolve_time:type_name -> google.protobuf.Timestamp
-	20, // 43: qis.data.v1.ListQualityIssuesResponse.issues:type_name -> qis.data.v1.QualityIssue
-	26, // 44: qis.data.v1.QualityMetrics.start_time:type_name -> google.protobuf.Timestamp
-	26, // 45: qis.data.v1.QualityMetrics.end_time:type_name -> google.protobuf.Timestamp
-	26, // 46: qis.data.v1.QualityMetrics.calculate_time:type_name -> google.protobuf.Timestamp
-	36, // 47: qis.data.v1.QualityMetrics.missing_sessions:type_name -> google.type.Date
-	26, // 48: qis.data.v1.ListQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
-	26, // 49: qis.data.v1.ListQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
-	23, // 50: qis.data.v1.ListQualityMetricsResponse.metrics:type_name -> qis.data.v1.QualityMetrics
-	5,  // 51: qis.data.v1.QueryService.QueryRange:input_type -> qis.data.v1.QueryRangeRequest
-	7,  // 52: qis.data.v1.QueryService.GetValues:input_type -> qis.data.v1.GetValuesRequest
-	9,  // 53: qis.data.v1.QueryService.GetPointHistory:input_type -> qis.data.v1.GetPointHistoryRequest
-	12, // 54: qis.data.v1.QueryService.GetSeries:input_type -> qis.data.v1.GetSeriesRequest
-	13, // 55: qis.data.v1.QueryService.ListSeries:input_type -> qis.data.v1.ListSeriesRequest
-	15, // 56: qis.data.v1.QueryService.ListAuditEntries:input_type -> qis.data.v1.ListAuditEntriesRequest
-	18, // 57: qis.data.v1.QueryService.Subscribe:input_type -> qis.data.v1.SubscribeRequest
-	21, // 58: qis.data.v1.QueryService.ListQualityIssues:input_type -> qis.data.v1.ListQualityIssuesRequest
-	24, // 59: qis.data.v1.QueryService.ListQualityMetrics:input_type -> qis.data.v1.ListQualityMetricsRequest
-	6,  // 60: qis.data.v1.QueryService.QueryRange:output_type -> qis.data.v1.QueryRangeResponse
-	8,  // 61: qis.data.v1.QueryService.GetValues:output_type -> qis.data.v1.GetValuesResponse
-	11, // 62: qis.data.v1.QueryService.GetPointHistory:output_type -> qis.data.v1.GetPointHistoryResponse
-	32, // 63: qis.data.v1.QueryService.GetSeries:output_type -> qis.data.v1.Series
-	14, // 64: qis.data.v1.QueryService.ListSeries:output_type -> qis.data.v1.ListSeriesResponse
-	17, // 65: qis.data.v1.QueryService.ListAuditEntries:output_type -> qis.data.v1.ListAuditEntriesResponse
-	19, // 66: qis.data.v1.QueryService.Subscribe:output_type -> qis.data.v1.SubscribeResponse
-	22, // 67: qis.data.v1.QueryService.ListQualityIssues:output_type -> qis.data.v1.ListQualityIssuesResponse
-	25, // 68: qis.data.v1.QueryService.ListQualityMetrics:output_type -> qis.data.v1.ListQualityMetricsResponse
-	60, // [60:69] is the sub-list for method output_type
-	51, // [51:60] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	3,  // 22: qis.data.v1.GetValuesResponse.values:type_name -> qis.data.v1.OfficialValue
+	4,  // 23: qis.data.v1.GetValuesResponse.columns:type_name -> qis.data.v1.OfficialValueColumns
+	30, // 24: qis.data.v1.GetPointHistoryRequest.snap_time:type_name -> google.protobuf.Timestamp
+	31, // 25: qis.data.v1.SourceObservation.value:type_name -> qis.data.v1.DataValue
+	35, // 26: qis.data.v1.SourceObservation.utc_offset:type_name -> google.protobuf.Duration
+	30, // 27: qis.data.v1.SourceObservation.record_time:type_name -> google.protobuf.Timestamp
+	3,  // 28: qis.data.v1.GetPointHistoryResponse.versions:type_name -> qis.data.v1.OfficialValue
+	11, // 29: qis.data.v1.GetPointHistoryResponse.observations:type_name -> qis.data.v1.SourceObservation
+	36, // 30: qis.data.v1.ListSeriesResponse.series:type_name -> qis.data.v1.Series
+	2,  // 31: qis.data.v1.ListDataSourcesRequest.state:type_name -> qis.data.v1.SourceState
+	37, // 32: qis.data.v1.ListDataSourcesResponse.data_sources:type_name -> qis.data.v1.DataSource
+	30, // 33: qis.data.v1.AuditEntry.commit_time:type_name -> google.protobuf.Timestamp
+	30, // 34: qis.data.v1.AuditEntry.snap_time:type_name -> google.protobuf.Timestamp
+	38, // 35: qis.data.v1.AuditEntry.details:type_name -> google.protobuf.Struct
+	20, // 36: qis.data.v1.ListAuditEntriesResponse.entries:type_name -> qis.data.v1.AuditEntry
+	3,  // 37: qis.data.v1.SubscribeResponse.values:type_name -> qis.data.v1.OfficialValue
+	30, // 38: qis.data.v1.QualityIssue.snap_time:type_name -> google.protobuf.Timestamp
+	32, // 39: qis.data.v1.QualityIssue.rule:type_name -> qis.data.v1.QualityRule
+	39, // 40: qis.data.v1.QualityIssue.severity:type_name -> qis.data.v1.Severity
+	38, // 41: qis.data.v1.QualityIssue.evidence:type_name -> google.protobuf.Struct
+	40, // 42: qis.data.v1.QualityIssue.status:type_name -> qis.data.v1.QualityIssueStatus
+	30, // 43: qis.data.v1.QualityIssue.raise_time:type_name -> google.protobuf.Timestamp
+	30, // 44: qis.data.v1.QualityIssue.resolve_time:type_name -> google.protobuf.Timestamp
+	24, // 45: qis.data.v1.ListQualityIssuesResponse.issues:type_name -> qis.data.v1.QualityIssue
+	30, // 46: qis.data.v1.QualityMetrics.start_time:type_name -> google.protobuf.Timestamp
+	30, // 47: qis.data.v1.QualityMetrics.end_time:type_name -> google.protobuf.Timestamp
+	30, // 48: qis.data.v1.QualityMetrics.calculate_time:type_name -> google.protobuf.Timestamp
+	41, // 49: qis.data.v1.QualityMetrics.missing_sessions:type_name -> google.type.Date
+	30, // 50: qis.data.v1.ListQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	30, // 51: qis.data.v1.ListQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	27, // 52: qis.data.v1.ListQualityMetricsResponse.metrics:type_name -> qis.data.v1.QualityMetrics
+	6,  // 53: qis.data.v1.QueryService.QueryRange:input_type -> qis.data.v1.QueryRangeRequest
+	8,  // 54: qis.data.v1.QueryService.GetValues:input_type -> qis.data.v1.GetValuesRequest
+	10, // 55: qis.data.v1.QueryService.GetPointHistory:input_type -> qis.data.v1.GetPointHistoryRequest
+	13, // 56: qis.data.v1.QueryService.GetSeries:input_type -> qis.data.v1.GetSeriesRequest
+	14, // 57: qis.data.v1.QueryService.ListSeries:input_type -> qis.data.v1.ListSeriesRequest
+	16, // 58: qis.data.v1.QueryService.GetDataSource:input_type -> qis.data.v1.GetDataSourceRequest
+	17, // 59: qis.data.v1.QueryService.ListDataSources:input_type -> qis.data.v1.ListDataSourcesRequest
+	19, // 60: qis.data.v1.QueryService.ListAuditEntries:input_type -> qis.data.v1.ListAuditEntriesRequest
+	22, // 61: qis.data.v1.QueryService.Subscribe:input_type -> qis.data.v1.SubscribeRequest
+	25, // 62: qis.data.v1.QueryService.ListQualityIssues:input_type -> qis.data.v1.ListQualityIssuesRequest
+	28, // 63: qis.data.v1.QueryService.ListQualityMetrics:input_type -> qis.data.v1.ListQualityMetricsRequest
+	7,  // 64: qis.data.v1.QueryService.QueryRange:output_type -> qis.data.v1.QueryRangeResponse
+	9,  // 65: qis.data.v1.QueryService.GetValues:output_type -> qis.data.v1.GetValuesResponse
+	12, // 66: qis.data.v1.QueryService.GetPointHistory:output_type -> qis.data.v1.GetPointHistoryResponse
+	36, // 67: qis.data.v1.QueryService.GetSeries:output_type -> qis.data.v1.Series
+	15, // 68: qis.data.v1.QueryService.ListSeries:output_type -> qis.data.v1.ListSeriesResponse
+	37, // 69: qis.data.v1.QueryService.GetDataSource:output_type -> qis.data.v1.DataSource
+	18, // 70: qis.data.v1.QueryService.ListDataSources:output_type -> qis.data.v1.ListDataSourcesResponse
+	21, // 71: qis.data.v1.QueryService.ListAuditEntries:output_type -> qis.data.v1.ListAuditEntriesResponse
+	23, // 72: qis.data.v1.QueryService.Subscribe:output_type -> qis.data.v1.SubscribeResponse
+	26, // 73: qis.data.v1.QueryService.ListQualityIssues:output_type -> qis.data.v1.ListQualityIssuesResponse
+	29, // 74: qis.data.v1.QueryService.ListQualityMetrics:output_type -> qis.data.v1.ListQualityMetricsResponse
+	64, // [64:75] is the sub-list for method output_type
+	53, // [53:64] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_query_service_proto_init() }
@@ -2793,7 +3070,7 @@ func file_qis_data_v1_query_service_proto_init() {
 		(*GetValuesRequest_AsOfTime)(nil),
 		(*GetValuesRequest_AsOfPosition)(nil),
 	}
-	file_qis_data_v1_query_service_proto_msgTypes[16].OneofWrappers = []any{
+	file_qis_data_v1_query_service_proto_msgTypes[19].OneofWrappers = []any{
 		(*SubscribeRequest_ResumeToken)(nil),
 		(*SubscribeRequest_AfterPosition)(nil),
 	}
@@ -2802,8 +3079,8 @@ func file_qis_data_v1_query_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_query_service_proto_rawDesc), len(file_qis_data_v1_query_service_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   24,
+			NumEnums:      3,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

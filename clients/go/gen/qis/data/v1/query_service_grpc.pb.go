@@ -24,6 +24,8 @@ const (
 	QueryService_GetPointHistory_FullMethodName    = "/qis.data.v1.QueryService/GetPointHistory"
 	QueryService_GetSeries_FullMethodName          = "/qis.data.v1.QueryService/GetSeries"
 	QueryService_ListSeries_FullMethodName         = "/qis.data.v1.QueryService/ListSeries"
+	QueryService_GetDataSource_FullMethodName      = "/qis.data.v1.QueryService/GetDataSource"
+	QueryService_ListDataSources_FullMethodName    = "/qis.data.v1.QueryService/ListDataSources"
 	QueryService_ListAuditEntries_FullMethodName   = "/qis.data.v1.QueryService/ListAuditEntries"
 	QueryService_Subscribe_FullMethodName          = "/qis.data.v1.QueryService/Subscribe"
 	QueryService_ListQualityIssues_FullMethodName  = "/qis.data.v1.QueryService/ListQualityIssues"
@@ -70,6 +72,11 @@ type QueryServiceClient interface {
 	GetSeries(ctx context.Context, in *GetSeriesRequest, opts ...grpc.CallOption) (*Series, error)
 	// The series catalogue, by series id, paged: the series the caller may read.
 	ListSeries(ctx context.Context, in *ListSeriesRequest, opts ...grpc.CallOption) (*ListSeriesResponse, error)
+	// One data source: its configuration, its latest health report and what its reports cost.
+	// Needs `read` on the source.
+	GetDataSource(ctx context.Context, in *GetDataSourceRequest, opts ...grpc.CallOption) (*DataSource, error)
+	// The data sources, by source id, paged: the sources the caller may read.
+	ListDataSources(ctx context.Context, in *ListDataSourcesRequest, opts ...grpc.CallOption) (*ListDataSourcesResponse, error)
 	// Who did what, when: for a series, a data source or everything, filtered by point, time,
 	// user, action and resource. Needs `read` on the series or the source; of everything, `read`
 	// (or `admin`) on "*".
@@ -154,6 +161,26 @@ func (c *queryServiceClient) ListSeries(ctx context.Context, in *ListSeriesReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListSeriesResponse)
 	err := c.cc.Invoke(ctx, QueryService_ListSeries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetDataSource(ctx context.Context, in *GetDataSourceRequest, opts ...grpc.CallOption) (*DataSource, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DataSource)
+	err := c.cc.Invoke(ctx, QueryService_GetDataSource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) ListDataSources(ctx context.Context, in *ListDataSourcesRequest, opts ...grpc.CallOption) (*ListDataSourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDataSourcesResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListDataSources_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +276,11 @@ type QueryServiceServer interface {
 	GetSeries(context.Context, *GetSeriesRequest) (*Series, error)
 	// The series catalogue, by series id, paged: the series the caller may read.
 	ListSeries(context.Context, *ListSeriesRequest) (*ListSeriesResponse, error)
+	// One data source: its configuration, its latest health report and what its reports cost.
+	// Needs `read` on the source.
+	GetDataSource(context.Context, *GetDataSourceRequest) (*DataSource, error)
+	// The data sources, by source id, paged: the sources the caller may read.
+	ListDataSources(context.Context, *ListDataSourcesRequest) (*ListDataSourcesResponse, error)
 	// Who did what, when: for a series, a data source or everything, filtered by point, time,
 	// user, action and resource. Needs `read` on the series or the source; of everything, `read`
 	// (or `admin`) on "*".
@@ -294,6 +326,12 @@ func (UnimplementedQueryServiceServer) GetSeries(context.Context, *GetSeriesRequ
 }
 func (UnimplementedQueryServiceServer) ListSeries(context.Context, *ListSeriesRequest) (*ListSeriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSeries not implemented")
+}
+func (UnimplementedQueryServiceServer) GetDataSource(context.Context, *GetDataSourceRequest) (*DataSource, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDataSource not implemented")
+}
+func (UnimplementedQueryServiceServer) ListDataSources(context.Context, *ListDataSourcesRequest) (*ListDataSourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDataSources not implemented")
 }
 func (UnimplementedQueryServiceServer) ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*ListAuditEntriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEntries not implemented")
@@ -411,6 +449,42 @@ func _QueryService_ListSeries_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueryService_GetDataSource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDataSourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetDataSource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetDataSource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetDataSource(ctx, req.(*GetDataSourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_ListDataSources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDataSourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListDataSources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListDataSources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListDataSources(ctx, req.(*ListDataSourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _QueryService_ListAuditEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAuditEntriesRequest)
 	if err := dec(in); err != nil {
@@ -498,6 +572,14 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSeries",
 			Handler:    _QueryService_ListSeries_Handler,
+		},
+		{
+			MethodName: "GetDataSource",
+			Handler:    _QueryService_GetDataSource_Handler,
+		},
+		{
+			MethodName: "ListDataSources",
+			Handler:    _QueryService_ListDataSources_Handler,
 		},
 		{
 			MethodName: "ListAuditEntries",

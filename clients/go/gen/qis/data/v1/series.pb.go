@@ -8,9 +8,11 @@ package datav1
 
 import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
+	date "google.golang.org/genproto/googleapis/type/date"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -319,6 +321,63 @@ func (x PublicationMode) Number() protoreflect.EnumNumber {
 // Deprecated: Use PublicationMode.Descriptor instead.
 func (PublicationMode) EnumDescriptor() ([]byte, []int) {
 	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{4}
+}
+
+// How a source's feed fared over an interval, as its feed reports it (docs/data-sources.md).
+type DataSourceStatus int32
+
+const (
+	// Not set: rejected in a health report; never sent.
+	DataSourceStatus_DATA_SOURCE_STATUS_UNSPECIFIED DataSourceStatus = 0
+	// Every request succeeded.
+	DataSourceStatus_DATA_SOURCE_STATUS_HEALTHY DataSourceStatus = 1
+	// Some requests failed, were rate limited (HTTP 429) or retried, but values came.
+	DataSourceStatus_DATA_SOURCE_STATUS_DEGRADED DataSourceStatus = 2
+	// The feed is disconnected, or every request of the interval failed.
+	DataSourceStatus_DATA_SOURCE_STATUS_DOWN DataSourceStatus = 3
+)
+
+// Enum value maps for DataSourceStatus.
+var (
+	DataSourceStatus_name = map[int32]string{
+		0: "DATA_SOURCE_STATUS_UNSPECIFIED",
+		1: "DATA_SOURCE_STATUS_HEALTHY",
+		2: "DATA_SOURCE_STATUS_DEGRADED",
+		3: "DATA_SOURCE_STATUS_DOWN",
+	}
+	DataSourceStatus_value = map[string]int32{
+		"DATA_SOURCE_STATUS_UNSPECIFIED": 0,
+		"DATA_SOURCE_STATUS_HEALTHY":     1,
+		"DATA_SOURCE_STATUS_DEGRADED":    2,
+		"DATA_SOURCE_STATUS_DOWN":        3,
+	}
+)
+
+func (x DataSourceStatus) Enum() *DataSourceStatus {
+	p := new(DataSourceStatus)
+	*p = x
+	return p
+}
+
+func (x DataSourceStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DataSourceStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_qis_data_v1_series_proto_enumTypes[5].Descriptor()
+}
+
+func (DataSourceStatus) Type() protoreflect.EnumType {
+	return &file_qis_data_v1_series_proto_enumTypes[5]
+}
+
+func (x DataSourceStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DataSourceStatus.Descriptor instead.
+func (DataSourceStatus) EnumDescriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{5}
 }
 
 // A timeseries whose official values this service publishes.
@@ -834,7 +893,16 @@ type DataSource struct {
 	// A disabled source is kept with its configuration but is not in use. Named for the
 	// exception (a source is enabled unless disabled) so that a request that omits it registers a
 	// source in use. Recorded with the configuration; ingestion does not check it yet.
-	Disabled      bool `protobuf:"varint,8,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	Disabled bool `protobuf:"varint,8,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	// The latest health report of the source's feed (CommandService.ReportDataSourceHealth);
+	// unset before the first. Set in QueryService answers only; ignored in requests.
+	Health *DataSourceHealth `protobuf:"bytes,9,opt,name=health,proto3" json:"health,omitempty"`
+	// What every health report of the source added up to, since it was registered. Set in
+	// QueryService answers only; ignored in requests.
+	TotalUsage *DataSourceUsage `protobuf:"bytes,10,opt,name=total_usage,json=totalUsage,proto3" json:"total_usage,omitempty"`
+	// What the health reports of one UTC day added up to: the day of the latest report. Set in
+	// QueryService answers only; ignored in requests.
+	DayUsage      *DataSourceUsage `protobuf:"bytes,11,opt,name=day_usage,json=dayUsage,proto3" json:"day_usage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -918,11 +986,297 @@ func (x *DataSource) GetDisabled() bool {
 	return false
 }
 
+func (x *DataSource) GetHealth() *DataSourceHealth {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+func (x *DataSource) GetTotalUsage() *DataSourceUsage {
+	if x != nil {
+		return x.TotalUsage
+	}
+	return nil
+}
+
+func (x *DataSource) GetDayUsage() *DataSourceUsage {
+	if x != nil {
+		return x.DayUsage
+	}
+	return nil
+}
+
+// The latest health report of a data source, with what the service derived from it.
+type DataSourceHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The status over the interval.
+	Status DataSourceStatus `protobuf:"varint,1,opt,name=status,proto3,enum=qis.data.v1.DataSourceStatus" json:"status,omitempty"`
+	// When the source took this status: the end of the interval of the first report that gave
+	// it, since it last changed.
+	StatusChangeTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=status_change_time,json=statusChangeTime,proto3" json:"status_change_time,omitempty"`
+	// Start of the reported interval (inclusive).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// End of the reported interval (exclusive).
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Requests made to the provider in the interval (HTTP calls, connections).
+	RequestCount int64 `protobuf:"varint,5,opt,name=request_count,json=requestCount,proto3" json:"request_count,omitempty"`
+	// Of those, requests that failed (rate-limited ones included).
+	FailureCount int64 `protobuf:"varint,6,opt,name=failure_count,json=failureCount,proto3" json:"failure_count,omitempty"`
+	// Of the failures, responses that said "too many requests" (HTTP 429).
+	RateLimitedCount int64 `protobuf:"varint,7,opt,name=rate_limited_count,json=rateLimitedCount,proto3" json:"rate_limited_count,omitempty"`
+	// Requests that were retries of an earlier one.
+	RetryCount int64 `protobuf:"varint,8,opt,name=retry_count,json=retryCount,proto3" json:"retry_count,omitempty"`
+	// Median latency of the interval's successful requests; unset when the feed did not measure.
+	LatencyP50 *durationpb.Duration `protobuf:"bytes,9,opt,name=latency_p50,json=latencyP50,proto3" json:"latency_p50,omitempty"`
+	// 99th percentile latency; unset when the feed did not measure.
+	LatencyP99 *durationpb.Duration `protobuf:"bytes,10,opt,name=latency_p99,json=latencyP99,proto3" json:"latency_p99,omitempty"`
+	// The latest successful request, in this interval or before; unset: none yet.
+	LastSuccessTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_success_time,json=lastSuccessTime,proto3" json:"last_success_time,omitempty"`
+	// The latest error the feed saw (at most 1,024 characters); empty: none.
+	LastError string `protobuf:"bytes,12,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Cost of the interval: request_count x the source's cost_per_request at the time of the
+	// report, computed by the service (decimal string, exact).
+	Cost string `protobuf:"bytes,13,opt,name=cost,proto3" json:"cost,omitempty"`
+	// Commit time of the report.
+	ReportTime    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=report_time,json=reportTime,proto3" json:"report_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataSourceHealth) Reset() {
+	*x = DataSourceHealth{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataSourceHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataSourceHealth) ProtoMessage() {}
+
+func (x *DataSourceHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataSourceHealth.ProtoReflect.Descriptor instead.
+func (*DataSourceHealth) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DataSourceHealth) GetStatus() DataSourceStatus {
+	if x != nil {
+		return x.Status
+	}
+	return DataSourceStatus_DATA_SOURCE_STATUS_UNSPECIFIED
+}
+
+func (x *DataSourceHealth) GetStatusChangeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StatusChangeTime
+	}
+	return nil
+}
+
+func (x *DataSourceHealth) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *DataSourceHealth) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *DataSourceHealth) GetRequestCount() int64 {
+	if x != nil {
+		return x.RequestCount
+	}
+	return 0
+}
+
+func (x *DataSourceHealth) GetFailureCount() int64 {
+	if x != nil {
+		return x.FailureCount
+	}
+	return 0
+}
+
+func (x *DataSourceHealth) GetRateLimitedCount() int64 {
+	if x != nil {
+		return x.RateLimitedCount
+	}
+	return 0
+}
+
+func (x *DataSourceHealth) GetRetryCount() int64 {
+	if x != nil {
+		return x.RetryCount
+	}
+	return 0
+}
+
+func (x *DataSourceHealth) GetLatencyP50() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP50
+	}
+	return nil
+}
+
+func (x *DataSourceHealth) GetLatencyP99() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP99
+	}
+	return nil
+}
+
+func (x *DataSourceHealth) GetLastSuccessTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccessTime
+	}
+	return nil
+}
+
+func (x *DataSourceHealth) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *DataSourceHealth) GetCost() string {
+	if x != nil {
+		return x.Cost
+	}
+	return ""
+}
+
+func (x *DataSourceHealth) GetReportTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportTime
+	}
+	return nil
+}
+
+// What health reports of a data source added up to.
+type DataSourceUsage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The UTC day counted; unset for the total since registration.
+	Day *date.Date `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
+	// Health reports counted.
+	ReportCount int64 `protobuf:"varint,2,opt,name=report_count,json=reportCount,proto3" json:"report_count,omitempty"`
+	// Requests made.
+	RequestCount int64 `protobuf:"varint,3,opt,name=request_count,json=requestCount,proto3" json:"request_count,omitempty"`
+	// Requests that failed.
+	FailureCount int64 `protobuf:"varint,4,opt,name=failure_count,json=failureCount,proto3" json:"failure_count,omitempty"`
+	// Responses that were rate limited (HTTP 429).
+	RateLimitedCount int64 `protobuf:"varint,5,opt,name=rate_limited_count,json=rateLimitedCount,proto3" json:"rate_limited_count,omitempty"`
+	// Requests that were retries.
+	RetryCount int64 `protobuf:"varint,6,opt,name=retry_count,json=retryCount,proto3" json:"retry_count,omitempty"`
+	// Sum of the reports' costs, in the provider's billing currency (decimal string, exact).
+	Cost          string `protobuf:"bytes,7,opt,name=cost,proto3" json:"cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataSourceUsage) Reset() {
+	*x = DataSourceUsage{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataSourceUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataSourceUsage) ProtoMessage() {}
+
+func (x *DataSourceUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataSourceUsage.ProtoReflect.Descriptor instead.
+func (*DataSourceUsage) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DataSourceUsage) GetDay() *date.Date {
+	if x != nil {
+		return x.Day
+	}
+	return nil
+}
+
+func (x *DataSourceUsage) GetReportCount() int64 {
+	if x != nil {
+		return x.ReportCount
+	}
+	return 0
+}
+
+func (x *DataSourceUsage) GetRequestCount() int64 {
+	if x != nil {
+		return x.RequestCount
+	}
+	return 0
+}
+
+func (x *DataSourceUsage) GetFailureCount() int64 {
+	if x != nil {
+		return x.FailureCount
+	}
+	return 0
+}
+
+func (x *DataSourceUsage) GetRateLimitedCount() int64 {
+	if x != nil {
+		return x.RateLimitedCount
+	}
+	return 0
+}
+
+func (x *DataSourceUsage) GetRetryCount() int64 {
+	if x != nil {
+		return x.RetryCount
+	}
+	return 0
+}
+
+func (x *DataSourceUsage) GetCost() string {
+	if x != nil {
+		return x.Cost
+	}
+	return ""
+}
+
 var File_qis_data_v1_series_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\n" +
-	"\x18qis/data/v1/series.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x18qis/data/v1/values.proto\"\xd8\x05\n" +
+	"\x18qis/data/v1/series.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x18qis/data/v1/values.proto\"\xd8\x05\n" +
 	"\x06Series\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x128\n" +
 	"\tdata_type\x18\x02 \x01(\x0e2\x15.qis.data.v1.DataTypeB\x04\xe2A\x01\x02R\bdataType\x12:\n" +
@@ -965,7 +1319,7 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"minSources\x12*\n" +
 	"\x11min_quality_score\x18\x03 \x01(\tR\x0fminQualityScore\x121\n" +
 	"\x06cutoff\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06cutoff\x12@\n" +
-	"\x0etimeliness_sla\x18\a \x01(\v2\x19.google.protobuf.DurationR\rtimelinessSlaJ\x04\b\x04\x10\x05J\x04\b\x05\x10\x06R\x0ecutoff_secondsR\x16timeliness_sla_seconds\"\xb7\x03\n" +
+	"\x0etimeliness_sla\x18\a \x01(\v2\x19.google.protobuf.DurationR\rtimelinessSlaJ\x04\b\x04\x10\x05J\x04\b\x05\x10\x06R\x0ecutoff_secondsR\x16timeliness_sla_seconds\"\xfa\x04\n" +
 	"\n" +
 	"DataSource\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12 \n" +
@@ -974,12 +1328,48 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\x15rate_limit_per_minute\x18\x04 \x01(\x05R\x12rateLimitPerMinute\x12(\n" +
 	"\x10cost_per_request\x18\x05 \x01(\tR\x0ecostPerRequest\x12A\n" +
 	"\bsettings\x18\x06 \x03(\v2%.qis.data.v1.DataSource.SettingsEntryR\bsettings\x12\x1a\n" +
-	"\bdisabled\x18\b \x01(\bR\bdisabled\x1a;\n" +
+	"\bdisabled\x18\b \x01(\bR\bdisabled\x12;\n" +
+	"\x06health\x18\t \x01(\v2\x1d.qis.data.v1.DataSourceHealthB\x04\xe2A\x01\x03R\x06health\x12C\n" +
+	"\vtotal_usage\x18\n" +
+	" \x01(\v2\x1c.qis.data.v1.DataSourceUsageB\x04\xe2A\x01\x03R\n" +
+	"totalUsage\x12?\n" +
+	"\tday_usage\x18\v \x01(\v2\x1c.qis.data.v1.DataSourceUsageB\x04\xe2A\x01\x03R\bdayUsage\x1a;\n" +
 	"\rSettingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:C\xeaA@\n" +
 	"\x13qis.data/DataSource\x12\x10sources/{source}*\vdataSources2\n" +
-	"dataSourceJ\x04\b\a\x10\bR\aenabled*\xbe\x01\n" +
+	"dataSourceJ\x04\b\a\x10\bR\aenabled\"\xce\x05\n" +
+	"\x10DataSourceHealth\x125\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1d.qis.data.v1.DataSourceStatusR\x06status\x12H\n" +
+	"\x12status_change_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x10statusChangeTime\x129\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12#\n" +
+	"\rrequest_count\x18\x05 \x01(\x03R\frequestCount\x12#\n" +
+	"\rfailure_count\x18\x06 \x01(\x03R\ffailureCount\x12,\n" +
+	"\x12rate_limited_count\x18\a \x01(\x03R\x10rateLimitedCount\x12\x1f\n" +
+	"\vretry_count\x18\b \x01(\x03R\n" +
+	"retryCount\x12:\n" +
+	"\vlatency_p50\x18\t \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP50\x12:\n" +
+	"\vlatency_p99\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP99\x12F\n" +
+	"\x11last_success_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0flastSuccessTime\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\f \x01(\tR\tlastError\x12\x12\n" +
+	"\x04cost\x18\r \x01(\tR\x04cost\x12;\n" +
+	"\vreport_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reportTime\"\x86\x02\n" +
+	"\x0fDataSourceUsage\x12#\n" +
+	"\x03day\x18\x01 \x01(\v2\x11.google.type.DateR\x03day\x12!\n" +
+	"\freport_count\x18\x02 \x01(\x03R\vreportCount\x12#\n" +
+	"\rrequest_count\x18\x03 \x01(\x03R\frequestCount\x12#\n" +
+	"\rfailure_count\x18\x04 \x01(\x03R\ffailureCount\x12,\n" +
+	"\x12rate_limited_count\x18\x05 \x01(\x03R\x10rateLimitedCount\x12\x1f\n" +
+	"\vretry_count\x18\x06 \x01(\x03R\n" +
+	"retryCount\x12\x12\n" +
+	"\x04cost\x18\a \x01(\tR\x04cost*\xbe\x01\n" +
 	"\tFrequency\x12\x19\n" +
 	"\x15FREQUENCY_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eFREQUENCY_TICK\x10\x01\x12\x14\n" +
@@ -1007,7 +1397,12 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\x0fPublicationMode\x12 \n" +
 	"\x1cPUBLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPUBLICATION_MODE_AUTOMATIC\x10\x01\x12\x1b\n" +
-	"\x17PUBLICATION_MODE_MANUAL\x10\x02BZ\n" +
+	"\x17PUBLICATION_MODE_MANUAL\x10\x02*\x94\x01\n" +
+	"\x10DataSourceStatus\x12\"\n" +
+	"\x1eDATA_SOURCE_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aDATA_SOURCE_STATUS_HEALTHY\x10\x01\x12\x1f\n" +
+	"\x1bDATA_SOURCE_STATUS_DEGRADED\x10\x02\x12\x1b\n" +
+	"\x17DATA_SOURCE_STATUS_DOWN\x10\x03BZ\n" +
 	"\x0fcom.qis.data.v1B\vSeriesProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\vQis.Data.V1b\x06proto3"
 
 var (
@@ -1022,43 +1417,60 @@ func file_qis_data_v1_series_proto_rawDescGZIP() []byte {
 	return file_qis_data_v1_series_proto_rawDescData
 }
 
-var file_qis_data_v1_series_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_qis_data_v1_series_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_qis_data_v1_series_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_qis_data_v1_series_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_qis_data_v1_series_proto_goTypes = []any{
-	(Frequency)(0),               // 0: qis.data.v1.Frequency
-	(DataClassification)(0),      // 1: qis.data.v1.DataClassification
-	(ReconciliationMethod)(0),    // 2: qis.data.v1.ReconciliationMethod
-	(BreakAction)(0),             // 3: qis.data.v1.BreakAction
-	(PublicationMode)(0),         // 4: qis.data.v1.PublicationMode
-	(*Series)(nil),               // 5: qis.data.v1.Series
-	(*SeriesSource)(nil),         // 6: qis.data.v1.SeriesSource
-	(*ValidationRules)(nil),      // 7: qis.data.v1.ValidationRules
-	(*ReconciliationPolicy)(nil), // 8: qis.data.v1.ReconciliationPolicy
-	(*PublicationPolicy)(nil),    // 9: qis.data.v1.PublicationPolicy
-	(*DataSource)(nil),           // 10: qis.data.v1.DataSource
-	nil,                          // 11: qis.data.v1.DataSource.SettingsEntry
-	(DataType)(0),                // 12: qis.data.v1.DataType
-	(*durationpb.Duration)(nil),  // 13: google.protobuf.Duration
+	(Frequency)(0),                // 0: qis.data.v1.Frequency
+	(DataClassification)(0),       // 1: qis.data.v1.DataClassification
+	(ReconciliationMethod)(0),     // 2: qis.data.v1.ReconciliationMethod
+	(BreakAction)(0),              // 3: qis.data.v1.BreakAction
+	(PublicationMode)(0),          // 4: qis.data.v1.PublicationMode
+	(DataSourceStatus)(0),         // 5: qis.data.v1.DataSourceStatus
+	(*Series)(nil),                // 6: qis.data.v1.Series
+	(*SeriesSource)(nil),          // 7: qis.data.v1.SeriesSource
+	(*ValidationRules)(nil),       // 8: qis.data.v1.ValidationRules
+	(*ReconciliationPolicy)(nil),  // 9: qis.data.v1.ReconciliationPolicy
+	(*PublicationPolicy)(nil),     // 10: qis.data.v1.PublicationPolicy
+	(*DataSource)(nil),            // 11: qis.data.v1.DataSource
+	(*DataSourceHealth)(nil),      // 12: qis.data.v1.DataSourceHealth
+	(*DataSourceUsage)(nil),       // 13: qis.data.v1.DataSourceUsage
+	nil,                           // 14: qis.data.v1.DataSource.SettingsEntry
+	(DataType)(0),                 // 15: qis.data.v1.DataType
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*date.Date)(nil),             // 18: google.type.Date
 }
 var file_qis_data_v1_series_proto_depIdxs = []int32{
-	12, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
+	15, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
 	0,  // 1: qis.data.v1.Series.frequency:type_name -> qis.data.v1.Frequency
-	6,  // 2: qis.data.v1.Series.sources:type_name -> qis.data.v1.SeriesSource
-	7,  // 3: qis.data.v1.Series.validation:type_name -> qis.data.v1.ValidationRules
-	8,  // 4: qis.data.v1.Series.reconciliation:type_name -> qis.data.v1.ReconciliationPolicy
-	9,  // 5: qis.data.v1.Series.publication:type_name -> qis.data.v1.PublicationPolicy
+	7,  // 2: qis.data.v1.Series.sources:type_name -> qis.data.v1.SeriesSource
+	8,  // 3: qis.data.v1.Series.validation:type_name -> qis.data.v1.ValidationRules
+	9,  // 4: qis.data.v1.Series.reconciliation:type_name -> qis.data.v1.ReconciliationPolicy
+	10, // 5: qis.data.v1.Series.publication:type_name -> qis.data.v1.PublicationPolicy
 	1,  // 6: qis.data.v1.Series.classification:type_name -> qis.data.v1.DataClassification
 	2,  // 7: qis.data.v1.ReconciliationPolicy.method:type_name -> qis.data.v1.ReconciliationMethod
 	3,  // 8: qis.data.v1.ReconciliationPolicy.on_break:type_name -> qis.data.v1.BreakAction
 	4,  // 9: qis.data.v1.PublicationPolicy.mode:type_name -> qis.data.v1.PublicationMode
-	13, // 10: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
-	13, // 11: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
-	11, // 12: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	16, // 10: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
+	16, // 11: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
+	14, // 12: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
+	12, // 13: qis.data.v1.DataSource.health:type_name -> qis.data.v1.DataSourceHealth
+	13, // 14: qis.data.v1.DataSource.total_usage:type_name -> qis.data.v1.DataSourceUsage
+	13, // 15: qis.data.v1.DataSource.day_usage:type_name -> qis.data.v1.DataSourceUsage
+	5,  // 16: qis.data.v1.DataSourceHealth.status:type_name -> qis.data.v1.DataSourceStatus
+	17, // 17: qis.data.v1.DataSourceHealth.status_change_time:type_name -> google.protobuf.Timestamp
+	17, // 18: qis.data.v1.DataSourceHealth.start_time:type_name -> google.protobuf.Timestamp
+	17, // 19: qis.data.v1.DataSourceHealth.end_time:type_name -> google.protobuf.Timestamp
+	16, // 20: qis.data.v1.DataSourceHealth.latency_p50:type_name -> google.protobuf.Duration
+	16, // 21: qis.data.v1.DataSourceHealth.latency_p99:type_name -> google.protobuf.Duration
+	17, // 22: qis.data.v1.DataSourceHealth.last_success_time:type_name -> google.protobuf.Timestamp
+	17, // 23: qis.data.v1.DataSourceHealth.report_time:type_name -> google.protobuf.Timestamp
+	18, // 24: qis.data.v1.DataSourceUsage.day:type_name -> google.type.Date
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_series_proto_init() }
@@ -1072,8 +1484,8 @@ func file_qis_data_v1_series_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_series_proto_rawDesc), len(file_qis_data_v1_series_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   7,
+			NumEnums:      6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -5,13 +5,13 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
-import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Status } from "../../../google/rpc/status_pb.js";
 import { file_google_rpc_status } from "../../../google/rpc/status_pb.js";
 import type { AccessDenial, AccessPolicy } from "./access_pb.js";
 import { file_qis_data_v1_access } from "./access_pb.js";
-import type { DataSource, Series } from "./series_pb.js";
+import type { DataSource, DataSourceStatus, Series } from "./series_pb.js";
 import { file_qis_data_v1_series } from "./series_pb.js";
 import type { DataPoint, DataValue, PointColumns } from "./values_pb.js";
 import { file_qis_data_v1_values } from "./values_pb.js";
@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/command_service.proto.
  */
 export const file_qis_data_v1_command_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFxaXMvZGF0YS92MS9jb21tYW5kX3NlcnZpY2UucHJvdG8SC3Fpcy5kYXRhLnYxIj0KD0NvbW1hbmRSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIInMKE0RlZmluZVNlcmllc1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIXCglzZXJpZXNfaWQYAiABKAlCBOJBAQISKQoGc2VyaWVzGAMgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECIsgBChlFdm9sdmVTZXJpZXNTY2hlbWFSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISKQoGc2VyaWVzGAIgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECEhQKBnJlYXNvbhgDIAEoCUIE4kEBAhIvCgt1cGRhdGVfbWFzaxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHwoXZXhwZWN0ZWRfc2NoZW1hX3ZlcnNpb24YBSABKAUifQoZUmVnaXN0ZXJEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhcKCXNvdXJjZV9pZBgCIAEoCUIE4kEBAhItCgZzb3VyY2UYAyABKAsyFy5xaXMuZGF0YS52MS5EYXRhU291cmNlQgTiQQECIpYBChpDb25maWd1cmVEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi0KBnNvdXJjZRgCIAEoCzIXLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VCBOJBAQISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIq8BChNJbmdlc3RQb2ludHNSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEhQKBnNvdXJjZRgDIAEoCUIE4kEBAhImCgZwb2ludHMYBCADKAsyFi5xaXMuZGF0YS52MS5EYXRhUG9pbnQSKgoHY29sdW1ucxgFIAEoCzIZLnFpcy5kYXRhLnYxLlBvaW50Q29sdW1ucyJ4ChRJbmdlc3RQb2ludHNSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIEhAKCGFjY2VwdGVkGAMgASgFEg8KB2ZsYWdnZWQYBCABKAUSEQoJcHVibGlzaGVkGAUgASgFIo0BChJCdWxrSW5nZXN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIzCgZyZXN1bHQYAiABKAsyIS5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXNwb25zZUgAEiMKBWVycm9yGAMgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIJCgdvdXRjb21lIpoBChRQdWJsaXNoUG9pbnRzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhI0CgpzbmFwX3RpbWVzGAUgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIPCgdjb21tZW50GAQgASgJSgQIAxAEUgVzbmFwcyKPAgoTUmVzdGF0ZVBvaW50UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIzCglzbmFwX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEisKBXZhbHVlGAQgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlQgTiQQECEhQKBnJlYXNvbhgFIAEoCUIE4kEBAhITCgtyZWFzb25fY29kZRgGIAEoCRIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBKBAgDEARSBHNuYXAinAIKG1Jlc29sdmVRdWFsaXR5SXNzdWVzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIXCglpc3N1ZV9pZHMYAyADKAlCBOJBAQISMQoKcmVzb2x1dGlvbhgEIAEoDjIXLnFpcy5kYXRhLnYxLlJlc29sdXRpb25CBOJBAQISFAoGcmVhc29uGAUgASgJQgTiQQECEiUKBXZhbHVlGAYgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlEhMKC3JlYXNvbl9jb2RlGAcgASgJEi8KC2V4cGlyZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK6AQoeQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3NSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEjQKCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAiKUAQoWU2V0QWNjZXNzUG9saWN5UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi8KBnBvbGljeRgCIAEoCzIZLnFpcy5kYXRhLnYxLkFjY2Vzc1BvbGljeUIE4kEBAhIUCgZyZWFzb24YAyABKAlCBOJBAQISGQoRZXhwZWN0ZWRfcmV2aXNpb24YBCABKAUiegoZRGVsZXRlQWNjZXNzUG9saWN5UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhIKBG5hbWUYAiABKAlCBOJBAQISFAoGcmVhc29uGAMgASgJQgTiQQECEhkKEWV4cGVjdGVkX3JldmlzaW9uGAQgASgFImYKGVJlY29yZEFjY2Vzc0RlbmlhbFJlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIvCgZkZW5pYWwYAiABKAsyGS5xaXMuZGF0YS52MS5BY2Nlc3NEZW5pYWxCBOJBAQIqcAoKUmVzb2x1dGlvbhIaChZSRVNPTFVUSU9OX1VOU1BFQ0lGSUVEEAASFgoSUkVTT0xVVElPTl9BUFBST1ZFEAESFQoRUkVTT0xVVElPTl9SRUpFQ1QQAhIXChNSRVNPTFVUSU9OX09WRVJSSURFEAMylgkKDkNvbW1hbmRTZXJ2aWNlEk4KDERlZmluZVNlcmllcxIgLnFpcy5kYXRhLnYxLkRlZmluZVNlcmllc1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USWgoSRXZvbHZlU2VyaWVzU2NoZW1hEiYucWlzLmRhdGEudjEuRXZvbHZlU2VyaWVzU2NoZW1hUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJaChJSZWdpc3RlckRhdGFTb3VyY2USJi5xaXMuZGF0YS52MS5SZWdpc3RlckRhdGFTb3VyY2VSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlElwKE0NvbmZpZ3VyZURhdGFTb3VyY2USJy5xaXMuZGF0YS52MS5Db25maWd1cmVEYXRhU291cmNlUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJTCgxJbmdlc3RQb2ludHMSIC5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXF1ZXN0GiEucWlzLmRhdGEudjEuSW5nZXN0UG9pbnRzUmVzcG9uc2USUwoKQnVsa0luZ2VzdBIgLnFpcy5kYXRhLnYxLkluZ2VzdFBvaW50c1JlcXVlc3QaHy5xaXMuZGF0YS52MS5CdWxrSW5nZXN0UmVzcG9uc2UoATABElAKDVB1Ymxpc2hQb2ludHMSIS5xaXMuZGF0YS52MS5QdWJsaXNoUG9pbnRzUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJOCgxSZXN0YXRlUG9pbnQSIC5xaXMuZGF0YS52MS5SZXN0YXRlUG9pbnRSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEl4KFFJlc29sdmVRdWFsaXR5SXNzdWVzEigucWlzLmRhdGEudjEuUmVzb2x2ZVF1YWxpdHlJc3N1ZXNSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEmQKF0NhbGN1bGF0ZVF1YWxpdHlNZXRyaWNzEisucWlzLmRhdGEudjEuQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3NSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlElQKD1NldEFjY2Vzc1BvbGljeRIjLnFpcy5kYXRhLnYxLlNldEFjY2Vzc1BvbGljeVJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USWgoSRGVsZXRlQWNjZXNzUG9saWN5EiYucWlzLmRhdGEudjEuRGVsZXRlQWNjZXNzUG9saWN5UmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJaChJSZWNvcmRBY2Nlc3NEZW5pYWwSJi5xaXMuZGF0YS52MS5SZWNvcmRBY2Nlc3NEZW5pYWxSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlQmIKD2NvbS5xaXMuZGF0YS52MUITQ29tbWFuZFNlcnZpY2VQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_google_rpc_status, file_qis_data_v1_access, file_qis_data_v1_series, file_qis_data_v1_values]);
+  fileDesc("CiFxaXMvZGF0YS92MS9jb21tYW5kX3NlcnZpY2UucHJvdG8SC3Fpcy5kYXRhLnYxIj0KD0NvbW1hbmRSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIInMKE0RlZmluZVNlcmllc1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIXCglzZXJpZXNfaWQYAiABKAlCBOJBAQISKQoGc2VyaWVzGAMgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECIsgBChlFdm9sdmVTZXJpZXNTY2hlbWFSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISKQoGc2VyaWVzGAIgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECEhQKBnJlYXNvbhgDIAEoCUIE4kEBAhIvCgt1cGRhdGVfbWFzaxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHwoXZXhwZWN0ZWRfc2NoZW1hX3ZlcnNpb24YBSABKAUifQoZUmVnaXN0ZXJEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhcKCXNvdXJjZV9pZBgCIAEoCUIE4kEBAhItCgZzb3VyY2UYAyABKAsyFy5xaXMuZGF0YS52MS5EYXRhU291cmNlQgTiQQECIpYBChpDb25maWd1cmVEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi0KBnNvdXJjZRgCIAEoCzIXLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VCBOJBAQISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIvgDCh1SZXBvcnREYXRhU291cmNlSGVhbHRoUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNvdXJjZRgCIAEoCUIE4kEBAhIzCgZzdGF0dXMYAyABKA4yHS5xaXMuZGF0YS52MS5EYXRhU291cmNlU3RhdHVzQgTiQQECEjQKCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIVCg1yZXF1ZXN0X2NvdW50GAYgASgDEhUKDWZhaWx1cmVfY291bnQYByABKAMSGgoScmF0ZV9saW1pdGVkX2NvdW50GAggASgDEhMKC3JldHJ5X2NvdW50GAkgASgDEi4KC2xhdGVuY3lfcDUwGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2xhdGVuY3lfcDk5GAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEWxhc3Rfc3VjY2Vzc190aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpsYXN0X2Vycm9yGA0gASgJIq8BChNJbmdlc3RQb2ludHNSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEhQKBnNvdXJjZRgDIAEoCUIE4kEBAhImCgZwb2ludHMYBCADKAsyFi5xaXMuZGF0YS52MS5EYXRhUG9pbnQSKgoHY29sdW1ucxgFIAEoCzIZLnFpcy5kYXRhLnYxLlBvaW50Q29sdW1ucyJ4ChRJbmdlc3RQb2ludHNSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIEhAKCGFjY2VwdGVkGAMgASgFEg8KB2ZsYWdnZWQYBCABKAUSEQoJcHVibGlzaGVkGAUgASgFIo0BChJCdWxrSW5nZXN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIzCgZyZXN1bHQYAiABKAsyIS5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXNwb25zZUgAEiMKBWVycm9yGAMgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIJCgdvdXRjb21lIpoBChRQdWJsaXNoUG9pbnRzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhI0CgpzbmFwX3RpbWVzGAUgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIPCgdjb21tZW50GAQgASgJSgQIAxAEUgVzbmFwcyKPAgoTUmVzdGF0ZVBvaW50UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIzCglzbmFwX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEisKBXZhbHVlGAQgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlQgTiQQECEhQKBnJlYXNvbhgFIAEoCUIE4kEBAhITCgtyZWFzb25fY29kZRgGIAEoCRIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBKBAgDEARSBHNuYXAinAIKG1Jlc29sdmVRdWFsaXR5SXNzdWVzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIXCglpc3N1ZV9pZHMYAyADKAlCBOJBAQISMQoKcmVzb2x1dGlvbhgEIAEoDjIXLnFpcy5kYXRhLnYxLlJlc29sdXRpb25CBOJBAQISFAoGcmVhc29uGAUgASgJQgTiQQECEiUKBXZhbHVlGAYgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlEhMKC3JlYXNvbl9jb2RlGAcgASgJEi8KC2V4cGlyZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK6AQoeQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3NSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEjQKCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAiKUAQoWU2V0QWNjZXNzUG9saWN5UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi8KBnBvbGljeRgCIAEoCzIZLnFpcy5kYXRhLnYxLkFjY2Vzc1BvbGljeUIE4kEBAhIUCgZyZWFzb24YAyABKAlCBOJBAQISGQoRZXhwZWN0ZWRfcmV2aXNpb24YBCABKAUiegoZRGVsZXRlQWNjZXNzUG9saWN5UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhIKBG5hbWUYAiABKAlCBOJBAQISFAoGcmVhc29uGAMgASgJQgTiQQECEhkKEWV4cGVjdGVkX3JldmlzaW9uGAQgASgFImYKGVJlY29yZEFjY2Vzc0RlbmlhbFJlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIvCgZkZW5pYWwYAiABKAsyGS5xaXMuZGF0YS52MS5BY2Nlc3NEZW5pYWxCBOJBAQIqcAoKUmVzb2x1dGlvbhIaChZSRVNPTFVUSU9OX1VOU1BFQ0lGSUVEEAASFgoSUkVTT0xVVElPTl9BUFBST1ZFEAESFQoRUkVTT0xVVElPTl9SRUpFQ1QQAhIXChNSRVNPTFVUSU9OX09WRVJSSURFEAMy+gkKDkNvbW1hbmRTZXJ2aWNlEk4KDERlZmluZVNlcmllcxIgLnFpcy5kYXRhLnYxLkRlZmluZVNlcmllc1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USWgoSRXZvbHZlU2VyaWVzU2NoZW1hEiYucWlzLmRhdGEudjEuRXZvbHZlU2VyaWVzU2NoZW1hUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJaChJSZWdpc3RlckRhdGFTb3VyY2USJi5xaXMuZGF0YS52MS5SZWdpc3RlckRhdGFTb3VyY2VSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlElwKE0NvbmZpZ3VyZURhdGFTb3VyY2USJy5xaXMuZGF0YS52MS5Db25maWd1cmVEYXRhU291cmNlUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJiChZSZXBvcnREYXRhU291cmNlSGVhbHRoEioucWlzLmRhdGEudjEuUmVwb3J0RGF0YVNvdXJjZUhlYWx0aFJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USUwoMSW5nZXN0UG9pbnRzEiAucWlzLmRhdGEudjEuSW5nZXN0UG9pbnRzUmVxdWVzdBohLnFpcy5kYXRhLnYxLkluZ2VzdFBvaW50c1Jlc3BvbnNlElMKCkJ1bGtJbmdlc3QSIC5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXF1ZXN0Gh8ucWlzLmRhdGEudjEuQnVsa0luZ2VzdFJlc3BvbnNlKAEwARJQCg1QdWJsaXNoUG9pbnRzEiEucWlzLmRhdGEudjEuUHVibGlzaFBvaW50c1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USTgoMUmVzdGF0ZVBvaW50EiAucWlzLmRhdGEudjEuUmVzdGF0ZVBvaW50UmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJeChRSZXNvbHZlUXVhbGl0eUlzc3VlcxIoLnFpcy5kYXRhLnYxLlJlc29sdmVRdWFsaXR5SXNzdWVzUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJkChdDYWxjdWxhdGVRdWFsaXR5TWV0cmljcxIrLnFpcy5kYXRhLnYxLkNhbGN1bGF0ZVF1YWxpdHlNZXRyaWNzUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJUCg9TZXRBY2Nlc3NQb2xpY3kSIy5xaXMuZGF0YS52MS5TZXRBY2Nlc3NQb2xpY3lSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEloKEkRlbGV0ZUFjY2Vzc1BvbGljeRImLnFpcy5kYXRhLnYxLkRlbGV0ZUFjY2Vzc1BvbGljeVJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USWgoSUmVjb3JkQWNjZXNzRGVuaWFsEiYucWlzLmRhdGEudjEuUmVjb3JkQWNjZXNzRGVuaWFsUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZUJiCg9jb20ucWlzLmRhdGEudjFCE0NvbW1hbmRTZXJ2aWNlUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_google_rpc_status, file_qis_data_v1_access, file_qis_data_v1_series, file_qis_data_v1_values]);
 
 /**
  * Outcome of a command.
@@ -221,6 +221,114 @@ export const ConfigureDataSourceRequestSchema: GenMessage<ConfigureDataSourceReq
   messageDesc(file_qis_data_v1_command_service, 4);
 
 /**
+ * Request of CommandService.ReportDataSourceHealth. Counts are of the interval alone (not since
+ * the feed started), so that reports add up; a report is placed in the UTC day its interval ends
+ * in (DataSource.day_usage).
+ *
+ * @generated from message qis.data.v1.ReportDataSourceHealthRequest
+ */
+export type ReportDataSourceHealthRequest = Message<"qis.data.v1.ReportDataSourceHealthRequest"> & {
+  /**
+   * Client-chosen, unique per intended command (see DefineSeriesRequest.command_id); a feed
+   * derives it from the source and the interval, so that a resent report counts once.
+   *
+   * @generated from field: string command_id = 1;
+   */
+  commandId: string;
+
+  /**
+   * Resource name, "sources/{source_id}".
+   *
+   * @generated from field: string source = 2;
+   */
+  source: string;
+
+  /**
+   * The status over the interval.
+   *
+   * @generated from field: qis.data.v1.DataSourceStatus status = 3;
+   */
+  status: DataSourceStatus;
+
+  /**
+   * Start of the interval (inclusive; bounded as RestatePointRequest.expire_time).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 4;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * End of the interval (exclusive), after `start_time`.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 5;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Requests made to the provider in the interval; 0 to 10^12.
+   *
+   * @generated from field: int64 request_count = 6;
+   */
+  requestCount: bigint;
+
+  /**
+   * Of those, requests that failed, rate-limited ones included; at most request_count.
+   *
+   * @generated from field: int64 failure_count = 7;
+   */
+  failureCount: bigint;
+
+  /**
+   * Of the failures, "too many requests" answers (HTTP 429); at most failure_count.
+   *
+   * @generated from field: int64 rate_limited_count = 8;
+   */
+  rateLimitedCount: bigint;
+
+  /**
+   * Of the requests, retries of an earlier one; at most request_count.
+   *
+   * @generated from field: int64 retry_count = 9;
+   */
+  retryCount: bigint;
+
+  /**
+   * Median latency of the interval's successful requests; unset: not measured. 0 to 1 day.
+   *
+   * @generated from field: google.protobuf.Duration latency_p50 = 10;
+   */
+  latencyP50?: Duration | undefined;
+
+  /**
+   * 99th percentile latency, at least latency_p50; unset: not measured. 0 to 1 day.
+   *
+   * @generated from field: google.protobuf.Duration latency_p99 = 11;
+   */
+  latencyP99?: Duration | undefined;
+
+  /**
+   * The latest successful request, in this interval or before; unset: none yet.
+   *
+   * @generated from field: google.protobuf.Timestamp last_success_time = 12;
+   */
+  lastSuccessTime?: Timestamp | undefined;
+
+  /**
+   * The latest error the feed saw; at most 1,024 characters (a feed cuts longer texts).
+   *
+   * @generated from field: string last_error = 13;
+   */
+  lastError: string;
+};
+
+/**
+ * Describes the message qis.data.v1.ReportDataSourceHealthRequest.
+ * Use `create(ReportDataSourceHealthRequestSchema)` to create a new message.
+ */
+export const ReportDataSourceHealthRequestSchema: GenMessage<ReportDataSourceHealthRequest> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_command_service, 5);
+
+/**
  * Request of CommandService.IngestPoints, and one chunk of CommandService.BulkIngest.
  *
  * @generated from message qis.data.v1.IngestPointsRequest
@@ -273,7 +381,7 @@ export type IngestPointsRequest = Message<"qis.data.v1.IngestPointsRequest"> & {
  * Use `create(IngestPointsRequestSchema)` to create a new message.
  */
 export const IngestPointsRequestSchema: GenMessage<IngestPointsRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_command_service, 5);
+  messageDesc(file_qis_data_v1_command_service, 6);
 
 /**
  * Outcome of an ingestion (one IngestPoints call, or one BulkIngest chunk).
@@ -323,7 +431,7 @@ export type IngestPointsResponse = Message<"qis.data.v1.IngestPointsResponse"> &
  * Use `create(IngestPointsResponseSchema)` to create a new message.
  */
 export const IngestPointsResponseSchema: GenMessage<IngestPointsResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_command_service, 6);
+  messageDesc(file_qis_data_v1_command_service, 7);
 
 /**
  * Answer to one BulkIngest chunk.
@@ -368,7 +476,7 @@ export type BulkIngestResponse = Message<"qis.data.v1.BulkIngestResponse"> & {
  * Use `create(BulkIngestResponseSchema)` to create a new message.
  */
 export const BulkIngestResponseSchema: GenMessage<BulkIngestResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_command_service, 7);
+  messageDesc(file_qis_data_v1_command_service, 8);
 
 /**
  * Request of CommandService.PublishPoints.
@@ -410,7 +518,7 @@ export type PublishPointsRequest = Message<"qis.data.v1.PublishPointsRequest"> &
  * Use `create(PublishPointsRequestSchema)` to create a new message.
  */
 export const PublishPointsRequestSchema: GenMessage<PublishPointsRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_command_service, 8);
+  messageDesc(file_qis_data_v1_command_service, 9);
 
 /**
  * Request of CommandService.RestatePoint.
@@ -478,7 +586,7 @@ export type RestatePointRequest = Message<"qis.data.v1.RestatePointRequest"> & {
  * Use `create(RestatePointRequestSchema)` to create a new message.
  */
 export const RestatePointRequestSchema: GenMessage<RestatePointRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_command_service, 9);
+  messageDesc(file_qis_data_v1_command_service, 10);
 
 /**
  * Request of CommandService.ResolveQualityIssues.
@@ -551,7 +659,7 @@ export type ResolveQualityIssuesRequest = Message<"qis.data.v1.ResolveQualityIss
  * Use `create(ResolveQualityIssuesRequestSchema)` to create a new message.
  */
 export const ResolveQualityIssuesRequestSchema: GenMessage<ResolveQualityIssuesRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_command_service, 10);
+  messageDesc(file_qis_data_v1_command_service, 11);
 
 /**
  * Request of CommandService.CalculateQualityMetrics.
@@ -594,7 +702,7 @@ export type CalculateQualityMetricsRequest = Message<"qis.data.v1.CalculateQuali
  * Use `create(CalculateQualityMetricsRequestSchema)` to create a new message.
  */
 export const CalculateQualityMetricsRequestSchema: GenMessage<CalculateQualityMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_command_service, 11);
+  messageDesc(file_qis_data_v1_command_service, 12);
 
 /**
  * Request of CommandService.SetAccessPolicy.
@@ -639,7 +747,7 @@ export type SetAccessPolicyRequest = Message<"qis.data.v1.SetAccessPolicyRequest
  * Use `create(SetAccessPolicyRequestSchema)` to create a new message.
  */
 export const SetAccessPolicyRequestSchema: GenMessage<SetAccessPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_command_service, 12);
+  messageDesc(file_qis_data_v1_command_service, 13);
 
 /**
  * Request of CommandService.DeleteAccessPolicy.
@@ -681,7 +789,7 @@ export type DeleteAccessPolicyRequest = Message<"qis.data.v1.DeleteAccessPolicyR
  * Use `create(DeleteAccessPolicyRequestSchema)` to create a new message.
  */
 export const DeleteAccessPolicyRequestSchema: GenMessage<DeleteAccessPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_command_service, 13);
+  messageDesc(file_qis_data_v1_command_service, 14);
 
 /**
  * Request of CommandService.RecordAccessDenial.
@@ -710,7 +818,7 @@ export type RecordAccessDenialRequest = Message<"qis.data.v1.RecordAccessDenialR
  * Use `create(RecordAccessDenialRequestSchema)` to create a new message.
  */
 export const RecordAccessDenialRequestSchema: GenMessage<RecordAccessDenialRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_command_service, 14);
+  messageDesc(file_qis_data_v1_command_service, 15);
 
 /**
  * What to do with open quality issues.
@@ -819,6 +927,20 @@ export const CommandService: GenService<{
   configureDataSource: {
     methodKind: "unary";
     input: typeof ConfigureDataSourceRequestSchema;
+    output: typeof CommandResponseSchema;
+  },
+  /**
+   * Records how a source's feed fared over an interval (sent by the feed every few seconds):
+   * the service computes the interval's cost from the source's cost_per_request, and records a
+   * change of status as its own event (an audit entry of the source, "DataSourceStatusChanged").
+   * NOT_FOUND for an unknown source; FAILED_PRECONDITION (SOURCE_DISABLED) for a disabled one.
+   * Needs `write` on the source.
+   *
+   * @generated from rpc qis.data.v1.CommandService.ReportDataSourceHealth
+   */
+  reportDataSourceHealth: {
+    methodKind: "unary";
+    input: typeof ReportDataSourceHealthRequestSchema;
     output: typeof CommandResponseSchema;
   },
   /**

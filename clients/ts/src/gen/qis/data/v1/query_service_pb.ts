@@ -11,7 +11,7 @@ import type { Date } from "../../../google/type/date_pb.js";
 import { file_google_type_date } from "../../../google/type/date_pb.js";
 import type { QualityIssueStatus, QualityRule, Severity } from "./quality_pb.js";
 import { file_qis_data_v1_quality } from "./quality_pb.js";
-import type { Series, SeriesSchema } from "./series_pb.js";
+import type { DataSource, DataSourceSchema, Series, SeriesSchema } from "./series_pb.js";
 import { file_qis_data_v1_series } from "./series_pb.js";
 import type { DataValue, DecimalColumn, OhlcBarColumns } from "./values_pb.js";
 import { file_qis_data_v1_values } from "./values_pb.js";
@@ -21,7 +21,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/query_service.proto.
  */
 export const file_qis_data_v1_query_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9xaXMvZGF0YS92MS9xdWVyeV9zZXJ2aWNlLnByb3RvEgtxaXMuZGF0YS52MSLFAwoNT2ZmaWNpYWxWYWx1ZRIOCgZzZXJpZXMYASABKAkSLQoJc25hcF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAMgASgFEiUKBXZhbHVlGAQgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlEhUKDXF1YWxpdHlfc2NvcmUYBSABKAESLwoLcmVjb3JkX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDnN1cGVyc2VkZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9yZWNvcmRfcG9zaXRpb24YCCABKAQSGgoSc3VwZXJzZWRlX3Bvc2l0aW9uGAkgASgEEg8KB3NvdXJjZXMYCiADKAkSKAoGbWV0aG9kGA8gASgOMhgucWlzLmRhdGEudjEuVmFsdWVNZXRob2QSJwoFZmxhZ3MYECADKA4yGC5xaXMuZGF0YS52MS5RdWFsaXR5UnVsZRIOCgZyZWFzb24YDSABKAkSDAoEdXNlchgOIAEoCUoECAsQDEoECAwQDSLiAwoUT2ZmaWNpYWxWYWx1ZUNvbHVtbnMSGAoQc25hcF90aW1lX21pY3JvcxgBIAMoAxIQCgh2ZXJzaW9ucxgCIAMoBRIsCgZwcmljZXMYAyABKAsyGi5xaXMuZGF0YS52MS5EZWNpbWFsQ29sdW1uSAASLQoHdm9sdW1lcxgEIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW5IABIrCgRiYXJzGAUgASgLMhsucWlzLmRhdGEudjEuT2hsY0JhckNvbHVtbnNIABIoCgVvdGhlchgGIAEoCzIXLnFpcy5kYXRhLnYxLkRhdGFWYWx1ZXNIABIMCgR1bml0GAcgASgJEhYKDnF1YWxpdHlfc2NvcmVzGAggAygBEhoKEnJlY29yZF90aW1lX21pY3JvcxgJIAMoAxIYChByZWNvcmRfcG9zaXRpb25zGAogAygEEhsKE3N1cGVyc2VkZV9wb3NpdGlvbnMYCyADKAQSKQoHbWV0aG9kcxgMIAMoDjIYLnFpcy5kYXRhLnYxLlZhbHVlTWV0aG9kEhMKC2ZsYWdfY291bnRzGA0gAygFEicKBWZsYWdzGA4gAygOMhgucWlzLmRhdGEudjEuUXVhbGl0eVJ1bGVCCAoGdmFsdWVzIjQKCkRhdGFWYWx1ZXMSJgoGdmFsdWVzGAEgAygLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlIr8CChFRdWVyeVJhbmdlUmVxdWVzdBIUCgZzZXJpZXMYASABKAlCBOJBAQISLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKCmFzX29mX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASGAoOYXNfb2ZfcG9zaXRpb24YBSABKARIABIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCRIUCgxtaW5fcG9zaXRpb24YCCABKAQSJAoEdmlldxgJIAEoDjIWLnFpcy5kYXRhLnYxLlZhbHVlVmlld0IHCgVhc19vZiKkAQoSUXVlcnlSYW5nZVJlc3BvbnNlEioKBnZhbHVlcxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSMgoHY29sdW1ucxgEIAEoCzIhLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWVDb2x1bW5zEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIVCg1yZWFkX3Bvc2l0aW9uGAMgASgEIu8BChBHZXRWYWx1ZXNSZXF1ZXN0EhQKBnNlcmllcxgBIAEoCUIE4kEBAhI0CgpzbmFwX3RpbWVzGAIgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIwCgphc19vZl90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEhgKDmFzX29mX3Bvc2l0aW9uGAQgASgESAASFAoMbWluX3Bvc2l0aW9uGAUgASgEEiQKBHZpZXcYBiABKA4yFi5xaXMuZGF0YS52MS5WYWx1ZVZpZXdCBwoFYXNfb2YiigEKEUdldFZhbHVlc1Jlc3BvbnNlEioKBnZhbHVlcxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSMgoHY29sdW1ucxgDIAEoCzIhLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWVDb2x1bW5zEhUKDXJlYWRfcG9zaXRpb24YAiABKAQioAEKFkdldFBvaW50SGlzdG9yeVJlcXVlc3QSFAoGc2VyaWVzGAEgASgJQgTiQQECEjMKCXNuYXBfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQISFAoMbWluX3Bvc2l0aW9uGAMgASgEEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIoACChFTb3VyY2VPYnNlcnZhdGlvbhIOCgZzb3VyY2UYASABKAkSJQoFdmFsdWUYAiABKAsyFi5xaXMuZGF0YS52MS5EYXRhVmFsdWUSLQoKdXRjX29mZnNldBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIvCgtyZWNvcmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPcmVjb3JkX3Bvc2l0aW9uGAUgASgEEgwKBHVzZXIYBiABKAkSEgoKY29tbWFuZF9pZBgHIAEoCUoECAMQBFITc25hcF9vZmZzZXRfc2Vjb25kcyKtAQoXR2V0UG9pbnRIaXN0b3J5UmVzcG9uc2USLAoIdmVyc2lvbnMYASADKAsyGi5xaXMuZGF0YS52MS5PZmZpY2lhbFZhbHVlEjQKDG9ic2VydmF0aW9ucxgCIAMoCzIeLnFpcy5kYXRhLnYxLlNvdXJjZU9ic2VydmF0aW9uEhUKDXJlYWRfcG9zaXRpb24YAyABKAQSFwoPbmV4dF9wYWdlX3Rva2VuGAQgASgJIjwKEEdldFNlcmllc1JlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhIUCgxtaW5fcG9zaXRpb24YAiABKAQiUAoRTGlzdFNlcmllc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSFAoMbWluX3Bvc2l0aW9uGAMgASgEIlIKEkxpc3RTZXJpZXNSZXNwb25zZRIjCgZzZXJpZXMYASADKAsyEy5xaXMuZGF0YS52MS5TZXJpZXMSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpYBChdMaXN0QXVkaXRFbnRyaWVzUmVxdWVzdBIUCgZwYXJlbnQYBiABKAlCBOJBAQISDgoGZmlsdGVyGAcgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJEhQKDG1pbl9wb3NpdGlvbhgFIAEoBEoECAEQAkoECAIQA1IGc2VyaWVzUgRzbmFwIvMBCgpBdWRpdEVudHJ5Ei8KC2NvbW1pdF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZhY3Rpb24YAiABKAkSDAoEdXNlchgDIAEoCRISCgpjb21tYW5kX2lkGAQgASgJEhAKCHJlc291cmNlGAUgASgJEi0KCXNuYXBfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHZGV0YWlscxgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFwoPY29tbWl0X3Bvc2l0aW9uGAggASgEIl0KGExpc3RBdWRpdEVudHJpZXNSZXNwb25zZRIoCgdlbnRyaWVzGAEgAygLMhcucWlzLmRhdGEudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkicwoQU3Vic2NyaWJlUmVxdWVzdBIOCgZzZXJpZXMYASADKAkSFgoMcmVzdW1lX3Rva2VuGAIgASgJSAASGAoOYWZ0ZXJfcG9zaXRpb24YAyABKARIABIUCgxtaW5fcG9zaXRpb24YBCABKARCBwoFc3RhcnQiVQoRU3Vic2NyaWJlUmVzcG9uc2USKgoGdmFsdWVzGAEgAygLMhoucWlzLmRhdGEudjEuT2ZmaWNpYWxWYWx1ZRIUCgxyZXN1bWVfdG9rZW4YAiABKAkiwAMKDFF1YWxpdHlJc3N1ZRIQCghpc3N1ZV9pZBgBIAEoCRIOCgZzZXJpZXMYAiABKAkSLQoJc25hcF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYBCABKAkSJgoEcnVsZRgNIAEoDjIYLnFpcy5kYXRhLnYxLlF1YWxpdHlSdWxlEicKCHNldmVyaXR5GA4gASgOMhUucWlzLmRhdGEudjEuU2V2ZXJpdHkSKQoIZXZpZGVuY2UYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei8KBnN0YXR1cxgPIAEoDjIfLnFpcy5kYXRhLnYxLlF1YWxpdHlJc3N1ZVN0YXR1cxIuCgpyYWlzZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXNvbHZlZF9ieRgKIAEoCRIZChFyZXNvbHV0aW9uX3JlYXNvbhgLIAEoCRIwCgxyZXNvbHZlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSgQIBRAGSgQIBhAHSgQICBAJIsoBChhMaXN0UXVhbGl0eUlzc3Vlc1JlcXVlc3QSFAoGcGFyZW50GAkgASgJQgTiQQECEg4KBmZpbHRlchgKIAEoCRIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCRIUCgxtaW5fcG9zaXRpb24YCCABKARKBAgBEAJKBAgCEANKBAgDEARKBAgEEAVKBAgFEAZSBnNlcmllc1IEcnVsZVIIc2V2ZXJpdHlSBnN0YXR1c1INcmFpc2VkX2JlZm9yZSJfChlMaXN0UXVhbGl0eUlzc3Vlc1Jlc3BvbnNlEikKBmlzc3VlcxgBIAMoCzIZLnFpcy5kYXRhLnYxLlF1YWxpdHlJc3N1ZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki/gIKDlF1YWxpdHlNZXRyaWNzEg4KBnNlcmllcxgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIYWNjdXJhY3kYBCABKAESFAoMY29tcGxldGVuZXNzGAUgASgBEhIKCnRpbWVsaW5lc3MYBiABKAESEwoLY29uc2lzdGVuY3kYByABKAESMgoOY2FsY3VsYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmV4cGVjdGVkX3NuYXBzGAkgASgDEhYKDnJlY2VpdmVkX3NuYXBzGAogASgDEisKEG1pc3Npbmdfc2Vzc2lvbnMYDSADKAsyES5nb29nbGUudHlwZS5EYXRlEhYKDnVuY292ZXJlZF9kYXlzGAwgASgFSgQICxAMIswBChlMaXN0UXVhbGl0eU1ldHJpY3NSZXF1ZXN0EhQKBnNlcmllcxgBIAEoCUIE4kEBAhIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbWluX3Bvc2l0aW9uGAQgASgEEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJImMKGkxpc3RRdWFsaXR5TWV0cmljc1Jlc3BvbnNlEiwKB21ldHJpY3MYASADKAsyGy5xaXMuZGF0YS52MS5RdWFsaXR5TWV0cmljcxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqlAEKC1ZhbHVlTWV0aG9kEhwKGFZBTFVFX01FVEhPRF9VTlNQRUNJRklFRBAAEhkKFVZBTFVFX01FVEhPRF9QUklPUklUWRABEhcKE1ZBTFVFX01FVEhPRF9NRURJQU4QAhIaChZWQUxVRV9NRVRIT0RfQ09OU0VOU1VTEAMSFwoTVkFMVUVfTUVUSE9EX01BTlVBTBAEKlYKCVZhbHVlVmlldxIaChZWQUxVRV9WSUVXX1VOU1BFQ0lGSUVEEAASFQoRVkFMVUVfVklFV19QT0lOVFMQARIWChJWQUxVRV9WSUVXX0NPTFVNTlMQAjKTBgoMUXVlcnlTZXJ2aWNlEk8KClF1ZXJ5UmFuZ2USHi5xaXMuZGF0YS52MS5RdWVyeVJhbmdlUmVxdWVzdBofLnFpcy5kYXRhLnYxLlF1ZXJ5UmFuZ2VSZXNwb25zZTABEkoKCUdldFZhbHVlcxIdLnFpcy5kYXRhLnYxLkdldFZhbHVlc1JlcXVlc3QaHi5xaXMuZGF0YS52MS5HZXRWYWx1ZXNSZXNwb25zZRJcCg9HZXRQb2ludEhpc3RvcnkSIy5xaXMuZGF0YS52MS5HZXRQb2ludEhpc3RvcnlSZXF1ZXN0GiQucWlzLmRhdGEudjEuR2V0UG9pbnRIaXN0b3J5UmVzcG9uc2USPwoJR2V0U2VyaWVzEh0ucWlzLmRhdGEudjEuR2V0U2VyaWVzUmVxdWVzdBoTLnFpcy5kYXRhLnYxLlNlcmllcxJNCgpMaXN0U2VyaWVzEh4ucWlzLmRhdGEudjEuTGlzdFNlcmllc1JlcXVlc3QaHy5xaXMuZGF0YS52MS5MaXN0U2VyaWVzUmVzcG9uc2USXwoQTGlzdEF1ZGl0RW50cmllcxIkLnFpcy5kYXRhLnYxLkxpc3RBdWRpdEVudHJpZXNSZXF1ZXN0GiUucWlzLmRhdGEudjEuTGlzdEF1ZGl0RW50cmllc1Jlc3BvbnNlEkwKCVN1YnNjcmliZRIdLnFpcy5kYXRhLnYxLlN1YnNjcmliZVJlcXVlc3QaHi5xaXMuZGF0YS52MS5TdWJzY3JpYmVSZXNwb25zZTABEmIKEUxpc3RRdWFsaXR5SXNzdWVzEiUucWlzLmRhdGEudjEuTGlzdFF1YWxpdHlJc3N1ZXNSZXF1ZXN0GiYucWlzLmRhdGEudjEuTGlzdFF1YWxpdHlJc3N1ZXNSZXNwb25zZRJlChJMaXN0UXVhbGl0eU1ldHJpY3MSJi5xaXMuZGF0YS52MS5MaXN0UXVhbGl0eU1ldHJpY3NSZXF1ZXN0GicucWlzLmRhdGEudjEuTGlzdFF1YWxpdHlNZXRyaWNzUmVzcG9uc2VCYAoPY29tLnFpcy5kYXRhLnYxQhFRdWVyeVNlcnZpY2VQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_quality, file_qis_data_v1_series, file_qis_data_v1_values]);
+  fileDesc("Ch9xaXMvZGF0YS92MS9xdWVyeV9zZXJ2aWNlLnByb3RvEgtxaXMuZGF0YS52MSLFAwoNT2ZmaWNpYWxWYWx1ZRIOCgZzZXJpZXMYASABKAkSLQoJc25hcF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAMgASgFEiUKBXZhbHVlGAQgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlEhUKDXF1YWxpdHlfc2NvcmUYBSABKAESLwoLcmVjb3JkX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDnN1cGVyc2VkZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9yZWNvcmRfcG9zaXRpb24YCCABKAQSGgoSc3VwZXJzZWRlX3Bvc2l0aW9uGAkgASgEEg8KB3NvdXJjZXMYCiADKAkSKAoGbWV0aG9kGA8gASgOMhgucWlzLmRhdGEudjEuVmFsdWVNZXRob2QSJwoFZmxhZ3MYECADKA4yGC5xaXMuZGF0YS52MS5RdWFsaXR5UnVsZRIOCgZyZWFzb24YDSABKAkSDAoEdXNlchgOIAEoCUoECAsQDEoECAwQDSLiAwoUT2ZmaWNpYWxWYWx1ZUNvbHVtbnMSGAoQc25hcF90aW1lX21pY3JvcxgBIAMoAxIQCgh2ZXJzaW9ucxgCIAMoBRIsCgZwcmljZXMYAyABKAsyGi5xaXMuZGF0YS52MS5EZWNpbWFsQ29sdW1uSAASLQoHdm9sdW1lcxgEIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW5IABIrCgRiYXJzGAUgASgLMhsucWlzLmRhdGEudjEuT2hsY0JhckNvbHVtbnNIABIoCgVvdGhlchgGIAEoCzIXLnFpcy5kYXRhLnYxLkRhdGFWYWx1ZXNIABIMCgR1bml0GAcgASgJEhYKDnF1YWxpdHlfc2NvcmVzGAggAygBEhoKEnJlY29yZF90aW1lX21pY3JvcxgJIAMoAxIYChByZWNvcmRfcG9zaXRpb25zGAogAygEEhsKE3N1cGVyc2VkZV9wb3NpdGlvbnMYCyADKAQSKQoHbWV0aG9kcxgMIAMoDjIYLnFpcy5kYXRhLnYxLlZhbHVlTWV0aG9kEhMKC2ZsYWdfY291bnRzGA0gAygFEicKBWZsYWdzGA4gAygOMhgucWlzLmRhdGEudjEuUXVhbGl0eVJ1bGVCCAoGdmFsdWVzIjQKCkRhdGFWYWx1ZXMSJgoGdmFsdWVzGAEgAygLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlIr8CChFRdWVyeVJhbmdlUmVxdWVzdBIUCgZzZXJpZXMYASABKAlCBOJBAQISLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKCmFzX29mX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASGAoOYXNfb2ZfcG9zaXRpb24YBSABKARIABIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCRIUCgxtaW5fcG9zaXRpb24YCCABKAQSJAoEdmlldxgJIAEoDjIWLnFpcy5kYXRhLnYxLlZhbHVlVmlld0IHCgVhc19vZiKkAQoSUXVlcnlSYW5nZVJlc3BvbnNlEioKBnZhbHVlcxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSMgoHY29sdW1ucxgEIAEoCzIhLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWVDb2x1bW5zEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIVCg1yZWFkX3Bvc2l0aW9uGAMgASgEIu8BChBHZXRWYWx1ZXNSZXF1ZXN0EhQKBnNlcmllcxgBIAEoCUIE4kEBAhI0CgpzbmFwX3RpbWVzGAIgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIwCgphc19vZl90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEhgKDmFzX29mX3Bvc2l0aW9uGAQgASgESAASFAoMbWluX3Bvc2l0aW9uGAUgASgEEiQKBHZpZXcYBiABKA4yFi5xaXMuZGF0YS52MS5WYWx1ZVZpZXdCBwoFYXNfb2YiigEKEUdldFZhbHVlc1Jlc3BvbnNlEioKBnZhbHVlcxgBIAMoCzIaLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWUSMgoHY29sdW1ucxgDIAEoCzIhLnFpcy5kYXRhLnYxLk9mZmljaWFsVmFsdWVDb2x1bW5zEhUKDXJlYWRfcG9zaXRpb24YAiABKAQioAEKFkdldFBvaW50SGlzdG9yeVJlcXVlc3QSFAoGc2VyaWVzGAEgASgJQgTiQQECEjMKCXNuYXBfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQISFAoMbWluX3Bvc2l0aW9uGAMgASgEEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIoACChFTb3VyY2VPYnNlcnZhdGlvbhIOCgZzb3VyY2UYASABKAkSJQoFdmFsdWUYAiABKAsyFi5xaXMuZGF0YS52MS5EYXRhVmFsdWUSLQoKdXRjX29mZnNldBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIvCgtyZWNvcmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPcmVjb3JkX3Bvc2l0aW9uGAUgASgEEgwKBHVzZXIYBiABKAkSEgoKY29tbWFuZF9pZBgHIAEoCUoECAMQBFITc25hcF9vZmZzZXRfc2Vjb25kcyKtAQoXR2V0UG9pbnRIaXN0b3J5UmVzcG9uc2USLAoIdmVyc2lvbnMYASADKAsyGi5xaXMuZGF0YS52MS5PZmZpY2lhbFZhbHVlEjQKDG9ic2VydmF0aW9ucxgCIAMoCzIeLnFpcy5kYXRhLnYxLlNvdXJjZU9ic2VydmF0aW9uEhUKDXJlYWRfcG9zaXRpb24YAyABKAQSFwoPbmV4dF9wYWdlX3Rva2VuGAQgASgJIjwKEEdldFNlcmllc1JlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhIUCgxtaW5fcG9zaXRpb24YAiABKAQiUAoRTGlzdFNlcmllc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSFAoMbWluX3Bvc2l0aW9uGAMgASgEIlIKEkxpc3RTZXJpZXNSZXNwb25zZRIjCgZzZXJpZXMYASADKAsyEy5xaXMuZGF0YS52MS5TZXJpZXMSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkAKFEdldERhdGFTb3VyY2VSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISFAoMbWluX3Bvc2l0aW9uGAIgASgEIpABChZMaXN0RGF0YVNvdXJjZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhQKDG1pbl9wb3NpdGlvbhgDIAEoBBIQCghwcm92aWRlchgEIAEoCRInCgVzdGF0ZRgFIAEoDjIYLnFpcy5kYXRhLnYxLlNvdXJjZVN0YXRlImEKF0xpc3REYXRhU291cmNlc1Jlc3BvbnNlEi0KDGRhdGFfc291cmNlcxgBIAMoCzIXLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpYBChdMaXN0QXVkaXRFbnRyaWVzUmVxdWVzdBIUCgZwYXJlbnQYBiABKAlCBOJBAQISDgoGZmlsdGVyGAcgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJEhQKDG1pbl9wb3NpdGlvbhgFIAEoBEoECAEQAkoECAIQA1IGc2VyaWVzUgRzbmFwIvMBCgpBdWRpdEVudHJ5Ei8KC2NvbW1pdF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZhY3Rpb24YAiABKAkSDAoEdXNlchgDIAEoCRISCgpjb21tYW5kX2lkGAQgASgJEhAKCHJlc291cmNlGAUgASgJEi0KCXNuYXBfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHZGV0YWlscxgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFwoPY29tbWl0X3Bvc2l0aW9uGAggASgEIl0KGExpc3RBdWRpdEVudHJpZXNSZXNwb25zZRIoCgdlbnRyaWVzGAEgAygLMhcucWlzLmRhdGEudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkicwoQU3Vic2NyaWJlUmVxdWVzdBIOCgZzZXJpZXMYASADKAkSFgoMcmVzdW1lX3Rva2VuGAIgASgJSAASGAoOYWZ0ZXJfcG9zaXRpb24YAyABKARIABIUCgxtaW5fcG9zaXRpb24YBCABKARCBwoFc3RhcnQiVQoRU3Vic2NyaWJlUmVzcG9uc2USKgoGdmFsdWVzGAEgAygLMhoucWlzLmRhdGEudjEuT2ZmaWNpYWxWYWx1ZRIUCgxyZXN1bWVfdG9rZW4YAiABKAkiwAMKDFF1YWxpdHlJc3N1ZRIQCghpc3N1ZV9pZBgBIAEoCRIOCgZzZXJpZXMYAiABKAkSLQoJc25hcF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYBCABKAkSJgoEcnVsZRgNIAEoDjIYLnFpcy5kYXRhLnYxLlF1YWxpdHlSdWxlEicKCHNldmVyaXR5GA4gASgOMhUucWlzLmRhdGEudjEuU2V2ZXJpdHkSKQoIZXZpZGVuY2UYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei8KBnN0YXR1cxgPIAEoDjIfLnFpcy5kYXRhLnYxLlF1YWxpdHlJc3N1ZVN0YXR1cxIuCgpyYWlzZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXNvbHZlZF9ieRgKIAEoCRIZChFyZXNvbHV0aW9uX3JlYXNvbhgLIAEoCRIwCgxyZXNvbHZlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSgQIBRAGSgQIBhAHSgQICBAJIsoBChhMaXN0UXVhbGl0eUlzc3Vlc1JlcXVlc3QSFAoGcGFyZW50GAkgASgJQgTiQQECEg4KBmZpbHRlchgKIAEoCRIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCRIUCgxtaW5fcG9zaXRpb24YCCABKARKBAgBEAJKBAgCEANKBAgDEARKBAgEEAVKBAgFEAZSBnNlcmllc1IEcnVsZVIIc2V2ZXJpdHlSBnN0YXR1c1INcmFpc2VkX2JlZm9yZSJfChlMaXN0UXVhbGl0eUlzc3Vlc1Jlc3BvbnNlEikKBmlzc3VlcxgBIAMoCzIZLnFpcy5kYXRhLnYxLlF1YWxpdHlJc3N1ZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki/gIKDlF1YWxpdHlNZXRyaWNzEg4KBnNlcmllcxgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIYWNjdXJhY3kYBCABKAESFAoMY29tcGxldGVuZXNzGAUgASgBEhIKCnRpbWVsaW5lc3MYBiABKAESEwoLY29uc2lzdGVuY3kYByABKAESMgoOY2FsY3VsYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmV4cGVjdGVkX3NuYXBzGAkgASgDEhYKDnJlY2VpdmVkX3NuYXBzGAogASgDEisKEG1pc3Npbmdfc2Vzc2lvbnMYDSADKAsyES5nb29nbGUudHlwZS5EYXRlEhYKDnVuY292ZXJlZF9kYXlzGAwgASgFSgQICxAMIswBChlMaXN0UXVhbGl0eU1ldHJpY3NSZXF1ZXN0EhQKBnNlcmllcxgBIAEoCUIE4kEBAhIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbWluX3Bvc2l0aW9uGAQgASgEEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJImMKGkxpc3RRdWFsaXR5TWV0cmljc1Jlc3BvbnNlEiwKB21ldHJpY3MYASADKAsyGy5xaXMuZGF0YS52MS5RdWFsaXR5TWV0cmljcxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqlAEKC1ZhbHVlTWV0aG9kEhwKGFZBTFVFX01FVEhPRF9VTlNQRUNJRklFRBAAEhkKFVZBTFVFX01FVEhPRF9QUklPUklUWRABEhcKE1ZBTFVFX01FVEhPRF9NRURJQU4QAhIaChZWQUxVRV9NRVRIT0RfQ09OU0VOU1VTEAMSFwoTVkFMVUVfTUVUSE9EX01BTlVBTBAEKlYKCVZhbHVlVmlldxIaChZWQUxVRV9WSUVXX1VOU1BFQ0lGSUVEEAASFQoRVkFMVUVfVklFV19QT0lOVFMQARIWChJWQUxVRV9WSUVXX0NPTFVNTlMQAipgCgtTb3VyY2VTdGF0ZRIcChhTT1VSQ0VfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRTT1VSQ0VfU1RBVEVfRU5BQkxFRBABEhkKFVNPVVJDRV9TVEFURV9ESVNBQkxFRBACMr4HCgxRdWVyeVNlcnZpY2USTwoKUXVlcnlSYW5nZRIeLnFpcy5kYXRhLnYxLlF1ZXJ5UmFuZ2VSZXF1ZXN0Gh8ucWlzLmRhdGEudjEuUXVlcnlSYW5nZVJlc3BvbnNlMAESSgoJR2V0VmFsdWVzEh0ucWlzLmRhdGEudjEuR2V0VmFsdWVzUmVxdWVzdBoeLnFpcy5kYXRhLnYxLkdldFZhbHVlc1Jlc3BvbnNlElwKD0dldFBvaW50SGlzdG9yeRIjLnFpcy5kYXRhLnYxLkdldFBvaW50SGlzdG9yeVJlcXVlc3QaJC5xaXMuZGF0YS52MS5HZXRQb2ludEhpc3RvcnlSZXNwb25zZRI/CglHZXRTZXJpZXMSHS5xaXMuZGF0YS52MS5HZXRTZXJpZXNSZXF1ZXN0GhMucWlzLmRhdGEudjEuU2VyaWVzEk0KCkxpc3RTZXJpZXMSHi5xaXMuZGF0YS52MS5MaXN0U2VyaWVzUmVxdWVzdBofLnFpcy5kYXRhLnYxLkxpc3RTZXJpZXNSZXNwb25zZRJLCg1HZXREYXRhU291cmNlEiEucWlzLmRhdGEudjEuR2V0RGF0YVNvdXJjZVJlcXVlc3QaFy5xaXMuZGF0YS52MS5EYXRhU291cmNlElwKD0xpc3REYXRhU291cmNlcxIjLnFpcy5kYXRhLnYxLkxpc3REYXRhU291cmNlc1JlcXVlc3QaJC5xaXMuZGF0YS52MS5MaXN0RGF0YVNvdXJjZXNSZXNwb25zZRJfChBMaXN0QXVkaXRFbnRyaWVzEiQucWlzLmRhdGEudjEuTGlzdEF1ZGl0RW50cmllc1JlcXVlc3QaJS5xaXMuZGF0YS52MS5MaXN0QXVkaXRFbnRyaWVzUmVzcG9uc2USTAoJU3Vic2NyaWJlEh0ucWlzLmRhdGEudjEuU3Vic2NyaWJlUmVxdWVzdBoeLnFpcy5kYXRhLnYxLlN1YnNjcmliZVJlc3BvbnNlMAESYgoRTGlzdFF1YWxpdHlJc3N1ZXMSJS5xaXMuZGF0YS52MS5MaXN0UXVhbGl0eUlzc3Vlc1JlcXVlc3QaJi5xaXMuZGF0YS52MS5MaXN0UXVhbGl0eUlzc3Vlc1Jlc3BvbnNlEmUKEkxpc3RRdWFsaXR5TWV0cmljcxImLnFpcy5kYXRhLnYxLkxpc3RRdWFsaXR5TWV0cmljc1JlcXVlc3QaJy5xaXMuZGF0YS52MS5MaXN0UXVhbGl0eU1ldHJpY3NSZXNwb25zZUJgCg9jb20ucWlzLmRhdGEudjFCEVF1ZXJ5U2VydmljZVByb3RvUAFaKnFpcy1kYXRhL2NsaWVudHMvZ28vZ2VuL3Fpcy9kYXRhL3YxO2RhdGF2MaoCC1Fpcy5EYXRhLlYxYgZwcm90bzM", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_quality, file_qis_data_v1_series, file_qis_data_v1_values]);
 
 /**
  * One version of the official value of a point.
@@ -772,6 +772,113 @@ export const ListSeriesResponseSchema: GenMessage<ListSeriesResponse> = /*@__PUR
   messageDesc(file_qis_data_v1_query_service, 12);
 
 /**
+ * Request of QueryService.GetDataSource.
+ *
+ * @generated from message qis.data.v1.GetDataSourceRequest
+ */
+export type GetDataSourceRequest = Message<"qis.data.v1.GetDataSourceRequest"> & {
+  /**
+   * "sources/{source_id}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Read-your-writes: wait until the read model has projected this commit position.
+   *
+   * @generated from field: uint64 min_position = 2;
+   */
+  minPosition: bigint;
+};
+
+/**
+ * Describes the message qis.data.v1.GetDataSourceRequest.
+ * Use `create(GetDataSourceRequestSchema)` to create a new message.
+ */
+export const GetDataSourceRequestSchema: GenMessage<GetDataSourceRequest> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_query_service, 13);
+
+/**
+ * Request of QueryService.ListDataSources.
+ *
+ * @generated from message qis.data.v1.ListDataSourcesRequest
+ */
+export type ListDataSourcesRequest = Message<"qis.data.v1.ListDataSourcesRequest"> & {
+  /**
+   * At most 1,000; default 100. A page may hold fewer sources than asked, even none, while
+   * next_page_token is set (sources the caller may not read, or that the filter leaves out,
+   * are skipped): keep paging until it is empty.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token: the next page; tied to the filter.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Read-your-writes: wait until the read model has projected this commit position.
+   *
+   * @generated from field: uint64 min_position = 3;
+   */
+  minPosition: bigint;
+
+  /**
+   * Only the sources of this provider ("coingecko"); empty: every provider.
+   *
+   * @generated from field: string provider = 4;
+   */
+  provider: string;
+
+  /**
+   * Only sources that are enabled (SOURCE_STATE_ENABLED) or disabled; unset: both.
+   *
+   * @generated from field: qis.data.v1.SourceState state = 5;
+   */
+  state: SourceState;
+};
+
+/**
+ * Describes the message qis.data.v1.ListDataSourcesRequest.
+ * Use `create(ListDataSourcesRequestSchema)` to create a new message.
+ */
+export const ListDataSourcesRequestSchema: GenMessage<ListDataSourcesRequest> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_query_service, 14);
+
+/**
+ * One page of data sources.
+ *
+ * @generated from message qis.data.v1.ListDataSourcesResponse
+ */
+export type ListDataSourcesResponse = Message<"qis.data.v1.ListDataSourcesResponse"> & {
+  /**
+   * Ascending by name, each with its health and usage.
+   *
+   * @generated from field: repeated qis.data.v1.DataSource data_sources = 1;
+   */
+  dataSources: DataSource[];
+
+  /**
+   * Pass it as page_token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message qis.data.v1.ListDataSourcesResponse.
+ * Use `create(ListDataSourcesResponseSchema)` to create a new message.
+ */
+export const ListDataSourcesResponseSchema: GenMessage<ListDataSourcesResponse> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_query_service, 15);
+
+/**
  * Request of QueryService.ListAuditEntries.
  *
  * @generated from message qis.data.v1.ListAuditEntriesRequest
@@ -826,7 +933,7 @@ export type ListAuditEntriesRequest = Message<"qis.data.v1.ListAuditEntriesReque
  * Use `create(ListAuditEntriesRequestSchema)` to create a new message.
  */
 export const ListAuditEntriesRequestSchema: GenMessage<ListAuditEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 13);
+  messageDesc(file_qis_data_v1_query_service, 16);
 
 /**
  * One recorded action: who did what, when.
@@ -898,7 +1005,7 @@ export type AuditEntry = Message<"qis.data.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 14);
+  messageDesc(file_qis_data_v1_query_service, 17);
 
 /**
  * One page of audit entries.
@@ -926,7 +1033,7 @@ export type ListAuditEntriesResponse = Message<"qis.data.v1.ListAuditEntriesResp
  * Use `create(ListAuditEntriesResponseSchema)` to create a new message.
  */
 export const ListAuditEntriesResponseSchema: GenMessage<ListAuditEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 15);
+  messageDesc(file_qis_data_v1_query_service, 18);
 
 /**
  * Request of QueryService.Subscribe.
@@ -979,7 +1086,7 @@ export type SubscribeRequest = Message<"qis.data.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 16);
+  messageDesc(file_qis_data_v1_query_service, 19);
 
 /**
  * One batch of a subscription.
@@ -1007,7 +1114,7 @@ export type SubscribeResponse = Message<"qis.data.v1.SubscribeResponse"> & {
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 17);
+  messageDesc(file_qis_data_v1_query_service, 20);
 
 /**
  * A rule a point failed.
@@ -1105,7 +1212,7 @@ export type QualityIssue = Message<"qis.data.v1.QualityIssue"> & {
  * Use `create(QualityIssueSchema)` to create a new message.
  */
 export const QualityIssueSchema: GenMessage<QualityIssue> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 18);
+  messageDesc(file_qis_data_v1_query_service, 21);
 
 /**
  * Request of QueryService.ListQualityIssues.
@@ -1161,7 +1268,7 @@ export type ListQualityIssuesRequest = Message<"qis.data.v1.ListQualityIssuesReq
  * Use `create(ListQualityIssuesRequestSchema)` to create a new message.
  */
 export const ListQualityIssuesRequestSchema: GenMessage<ListQualityIssuesRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 19);
+  messageDesc(file_qis_data_v1_query_service, 22);
 
 /**
  * Response of QueryService.ListQualityIssues.
@@ -1189,7 +1296,7 @@ export type ListQualityIssuesResponse = Message<"qis.data.v1.ListQualityIssuesRe
  * Use `create(ListQualityIssuesResponseSchema)` to create a new message.
  */
 export const ListQualityIssuesResponseSchema: GenMessage<ListQualityIssuesResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 20);
+  messageDesc(file_qis_data_v1_query_service, 23);
 
 /**
  * Quality of a series over a window.
@@ -1291,7 +1398,7 @@ export type QualityMetrics = Message<"qis.data.v1.QualityMetrics"> & {
  * Use `create(QualityMetricsSchema)` to create a new message.
  */
 export const QualityMetricsSchema: GenMessage<QualityMetrics> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 21);
+  messageDesc(file_qis_data_v1_query_service, 24);
 
 /**
  * Request of QueryService.ListQualityMetrics.
@@ -1347,7 +1454,7 @@ export type ListQualityMetricsRequest = Message<"qis.data.v1.ListQualityMetricsR
  * Use `create(ListQualityMetricsRequestSchema)` to create a new message.
  */
 export const ListQualityMetricsRequestSchema: GenMessage<ListQualityMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 22);
+  messageDesc(file_qis_data_v1_query_service, 25);
 
 /**
  * Response of QueryService.ListQualityMetrics.
@@ -1375,7 +1482,7 @@ export type ListQualityMetricsResponse = Message<"qis.data.v1.ListQualityMetrics
  * Use `create(ListQualityMetricsResponseSchema)` to create a new message.
  */
 export const ListQualityMetricsResponseSchema: GenMessage<ListQualityMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_query_service, 23);
+  messageDesc(file_qis_data_v1_query_service, 26);
 
 /**
  * How an official value was made.
@@ -1460,6 +1567,40 @@ export const ValueViewSchema: GenEnum<ValueView> = /*@__PURE__*/
   enumDesc(file_qis_data_v1_query_service, 1);
 
 /**
+ * Which sources a listing shows, by DataSource.disabled.
+ *
+ * @generated from enum qis.data.v1.SourceState
+ */
+export enum SourceState {
+  /**
+   * Enabled and disabled sources.
+   *
+   * @generated from enum value: SOURCE_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Sources in use (disabled is false).
+   *
+   * @generated from enum value: SOURCE_STATE_ENABLED = 1;
+   */
+  ENABLED = 1,
+
+  /**
+   * Disabled sources.
+   *
+   * @generated from enum value: SOURCE_STATE_DISABLED = 2;
+   */
+  DISABLED = 2,
+}
+
+/**
+ * Describes the enum qis.data.v1.SourceState.
+ */
+export const SourceStateSchema: GenEnum<SourceState> = /*@__PURE__*/
+  enumDesc(file_qis_data_v1_query_service, 2);
+
+/**
  * The read side: official values now, as known at any past time (bitemporal), their history,
  * and a live feed of new and restated values. Who is calling travels in call metadata, as for
  * the CommandService.
@@ -1538,6 +1679,27 @@ export const QueryService: GenService<{
     methodKind: "unary";
     input: typeof ListSeriesRequestSchema;
     output: typeof ListSeriesResponseSchema;
+  },
+  /**
+   * One data source: its configuration, its latest health report and what its reports cost.
+   * Needs `read` on the source.
+   *
+   * @generated from rpc qis.data.v1.QueryService.GetDataSource
+   */
+  getDataSource: {
+    methodKind: "unary";
+    input: typeof GetDataSourceRequestSchema;
+    output: typeof DataSourceSchema;
+  },
+  /**
+   * The data sources, by source id, paged: the sources the caller may read.
+   *
+   * @generated from rpc qis.data.v1.QueryService.ListDataSources
+   */
+  listDataSources: {
+    methodKind: "unary";
+    input: typeof ListDataSourcesRequestSchema;
+    output: typeof ListDataSourcesResponseSchema;
   },
   /**
    * Who did what, when: for a series, a data source or everything, filtered by point, time,

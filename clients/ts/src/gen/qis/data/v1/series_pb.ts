@@ -6,8 +6,10 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
 import { file_google_api_resource } from "../../../google/api/resource_pb.js";
-import type { Duration } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Date } from "../../../google/type/date_pb.js";
+import { file_google_type_date } from "../../../google/type/date_pb.js";
 import type { DataType } from "./values_pb.js";
 import { file_qis_data_v1_values } from "./values_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/series.proto.
  */
 export const file_qis_data_v1_series: GenFile = /*@__PURE__*/
-  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIroECgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQMSNwoOY2xhc3NpZmljYXRpb24YDiABKA4yHy5xaXMuZGF0YS52MS5EYXRhQ2xhc3NpZmljYXRpb246NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIjYKDFNlcmllc1NvdXJjZRIUCgZzb3VyY2UYASABKAlCBOJBAQISEAoIcHJpb3JpdHkYAiABKAUivgEKD1ZhbGlkYXRpb25SdWxlcxIYChByZXF1aXJlX3Bvc2l0aXZlGAEgASgIEhgKEG1heF9qdW1wX3BlcmNlbnQYAiABKAkSEgoKbWF4X3pzY29yZRgDIAEoCRIVCg16c2NvcmVfd2luZG93GAQgASgFEhkKEXN0YWxlX2FmdGVyX3NuYXBzGAUgASgFEhYKDmNoZWNrX2NhbGVuZGFyGAYgASgIEhkKEW1heF9zcGlrZV9wZXJjZW50GAcgASgJIqMBChRSZWNvbmNpbGlhdGlvblBvbGljeRIxCgZtZXRob2QYASABKA4yIS5xaXMuZGF0YS52MS5SZWNvbmNpbGlhdGlvbk1ldGhvZBIVCg10b2xlcmFuY2VfYnBzGAIgASgJEhUKDXRvbGVyYW5jZV9hYnMYAyABKAkSKgoIb25fYnJlYWsYBCABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKBAgoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIpCgZjdXRvZmYYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdGltZWxpbmVzc19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25KBAgEEAVKBAgFEAZSDmN1dG9mZl9zZWNvbmRzUhZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzItYCCgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSEAoIZGlzYWJsZWQYCCABKAgaLwoNU2V0dGluZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBOkPqQUAKE3Fpcy5kYXRhL0RhdGFTb3VyY2USEHNvdXJjZXMve3NvdXJjZX0qC2RhdGFTb3VyY2VzMgpkYXRhU291cmNlSgQIBxAIUgdlbmFibGVkKr4BCglGcmVxdWVuY3kSGQoVRlJFUVVFTkNZX1VOU1BFQ0lGSUVEEAASEgoORlJFUVVFTkNZX1RJQ0sQARIUChBGUkVRVUVOQ1lfU0VDT05EEAISFAoQRlJFUVVFTkNZX01JTlVURRADEhQKEEZSRVFVRU5DWV9IT1VSTFkQBBITCg9GUkVRVUVOQ1lfREFJTFkQBRIUChBGUkVRVUVOQ1lfV0VFS0xZEAYSFQoRRlJFUVVFTkNZX01PTlRITFkQByrFAQoSRGF0YUNsYXNzaWZpY2F0aW9uEiMKH0RBVEFfQ0xBU1NJRklDQVRJT05fVU5TUEVDSUZJRUQQABIeChpEQVRBX0NMQVNTSUZJQ0FUSU9OX1BVQkxJQxABEiAKHERBVEFfQ0xBU1NJRklDQVRJT05fSU5URVJOQUwQAhIkCiBEQVRBX0NMQVNTSUZJQ0FUSU9OX0NPTkZJREVOVElBTBADEiIKHkRBVEFfQ0xBU1NJRklDQVRJT05fUkVTVFJJQ1RFRBAEKqgBChRSZWNvbmNpbGlhdGlvbk1ldGhvZBIlCiFSRUNPTkNJTElBVElPTl9NRVRIT0RfVU5TUEVDSUZJRUQQABIiCh5SRUNPTkNJTElBVElPTl9NRVRIT0RfUFJJT1JJVFkQARIgChxSRUNPTkNJTElBVElPTl9NRVRIT0RfTUVESUFOEAISIwofUkVDT05DSUxJQVRJT05fTUVUSE9EX0NPTlNFTlNVUxADKloKC0JyZWFrQWN0aW9uEhwKGEJSRUFLX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEUJSRUFLX0FDVElPTl9GTEFHEAESFgoSQlJFQUtfQUNUSU9OX0JMT0NLEAIqcAoPUHVibGljYXRpb25Nb2RlEiAKHFBVQkxJQ0FUSU9OX01PREVfVU5TUEVDSUZJRUQQABIeChpQVUJMSUNBVElPTl9NT0RFX0FVVE9NQVRJQxABEhsKF1BVQkxJQ0FUSU9OX01PREVfTUFOVUFMEAJCWgoPY29tLnFpcy5kYXRhLnYxQgtTZXJpZXNQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_qis_data_v1_values]);
+  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIroECgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQMSNwoOY2xhc3NpZmljYXRpb24YDiABKA4yHy5xaXMuZGF0YS52MS5EYXRhQ2xhc3NpZmljYXRpb246NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIjYKDFNlcmllc1NvdXJjZRIUCgZzb3VyY2UYASABKAlCBOJBAQISEAoIcHJpb3JpdHkYAiABKAUivgEKD1ZhbGlkYXRpb25SdWxlcxIYChByZXF1aXJlX3Bvc2l0aXZlGAEgASgIEhgKEG1heF9qdW1wX3BlcmNlbnQYAiABKAkSEgoKbWF4X3pzY29yZRgDIAEoCRIVCg16c2NvcmVfd2luZG93GAQgASgFEhkKEXN0YWxlX2FmdGVyX3NuYXBzGAUgASgFEhYKDmNoZWNrX2NhbGVuZGFyGAYgASgIEhkKEW1heF9zcGlrZV9wZXJjZW50GAcgASgJIqMBChRSZWNvbmNpbGlhdGlvblBvbGljeRIxCgZtZXRob2QYASABKA4yIS5xaXMuZGF0YS52MS5SZWNvbmNpbGlhdGlvbk1ldGhvZBIVCg10b2xlcmFuY2VfYnBzGAIgASgJEhUKDXRvbGVyYW5jZV9hYnMYAyABKAkSKgoIb25fYnJlYWsYBCABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKBAgoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIpCgZjdXRvZmYYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdGltZWxpbmVzc19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25KBAgEEAVKBAgFEAZSDmN1dG9mZl9zZWNvbmRzUhZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzIvsDCgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSEAoIZGlzYWJsZWQYCCABKAgSMwoGaGVhbHRoGAkgASgLMh0ucWlzLmRhdGEudjEuRGF0YVNvdXJjZUhlYWx0aEIE4kEBAxI3Cgt0b3RhbF91c2FnZRgKIAEoCzIcLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VVc2FnZUIE4kEBAxI1CglkYXlfdXNhZ2UYCyABKAsyHC5xaXMuZGF0YS52MS5EYXRhU291cmNlVXNhZ2VCBOJBAQMaLwoNU2V0dGluZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBOkPqQUAKE3Fpcy5kYXRhL0RhdGFTb3VyY2USEHNvdXJjZXMve3NvdXJjZX0qC2RhdGFTb3VyY2VzMgpkYXRhU291cmNlSgQIBxAIUgdlbmFibGVkIqAEChBEYXRhU291cmNlSGVhbHRoEi0KBnN0YXR1cxgBIAEoDjIdLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VTdGF0dXMSNgoSc3RhdHVzX2NoYW5nZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVxdWVzdF9jb3VudBgFIAEoAxIVCg1mYWlsdXJlX2NvdW50GAYgASgDEhoKEnJhdGVfbGltaXRlZF9jb3VudBgHIAEoAxITCgtyZXRyeV9jb3VudBgIIAEoAxIuCgtsYXRlbmN5X3A1MBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChFsYXN0X3N1Y2Nlc3NfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgMIAEoCRIMCgRjb3N0GA0gASgJEi8KC3JlcG9ydF90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK0AQoPRGF0YVNvdXJjZVVzYWdlEh4KA2RheRgBIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSFAoMcmVwb3J0X2NvdW50GAIgASgDEhUKDXJlcXVlc3RfY291bnQYAyABKAMSFQoNZmFpbHVyZV9jb3VudBgEIAEoAxIaChJyYXRlX2xpbWl0ZWRfY291bnQYBSABKAMSEwoLcmV0cnlfY291bnQYBiABKAMSDAoEY29zdBgHIAEoCSq+AQoJRnJlcXVlbmN5EhkKFUZSRVFVRU5DWV9VTlNQRUNJRklFRBAAEhIKDkZSRVFVRU5DWV9USUNLEAESFAoQRlJFUVVFTkNZX1NFQ09ORBACEhQKEEZSRVFVRU5DWV9NSU5VVEUQAxIUChBGUkVRVUVOQ1lfSE9VUkxZEAQSEwoPRlJFUVVFTkNZX0RBSUxZEAUSFAoQRlJFUVVFTkNZX1dFRUtMWRAGEhUKEUZSRVFVRU5DWV9NT05USExZEAcqxQEKEkRhdGFDbGFzc2lmaWNhdGlvbhIjCh9EQVRBX0NMQVNTSUZJQ0FUSU9OX1VOU1BFQ0lGSUVEEAASHgoaREFUQV9DTEFTU0lGSUNBVElPTl9QVUJMSUMQARIgChxEQVRBX0NMQVNTSUZJQ0FUSU9OX0lOVEVSTkFMEAISJAogREFUQV9DTEFTU0lGSUNBVElPTl9DT05GSURFTlRJQUwQAxIiCh5EQVRBX0NMQVNTSUZJQ0FUSU9OX1JFU1RSSUNURUQQBCqoAQoUUmVjb25jaWxpYXRpb25NZXRob2QSJQohUkVDT05DSUxJQVRJT05fTUVUSE9EX1VOU1BFQ0lGSUVEEAASIgoeUkVDT05DSUxJQVRJT05fTUVUSE9EX1BSSU9SSVRZEAESIAocUkVDT05DSUxJQVRJT05fTUVUSE9EX01FRElBThACEiMKH1JFQ09OQ0lMSUFUSU9OX01FVEhPRF9DT05TRU5TVVMQAypaCgtCcmVha0FjdGlvbhIcChhCUkVBS19BQ1RJT05fVU5TUEVDSUZJRUQQABIVChFCUkVBS19BQ1RJT05fRkxBRxABEhYKEkJSRUFLX0FDVElPTl9CTE9DSxACKnAKD1B1YmxpY2F0aW9uTW9kZRIgChxQVUJMSUNBVElPTl9NT0RFX1VOU1BFQ0lGSUVEEAASHgoaUFVCTElDQVRJT05fTU9ERV9BVVRPTUFUSUMQARIbChdQVUJMSUNBVElPTl9NT0RFX01BTlVBTBACKpQBChBEYXRhU291cmNlU3RhdHVzEiIKHkRBVEFfU09VUkNFX1NUQVRVU19VTlNQRUNJRklFRBAAEh4KGkRBVEFfU09VUkNFX1NUQVRVU19IRUFMVEhZEAESHwobREFUQV9TT1VSQ0VfU1RBVFVTX0RFR1JBREVEEAISGwoXREFUQV9TT1VSQ0VfU1RBVFVTX0RPV04QA0JaCg9jb20ucWlzLmRhdGEudjFCC1Nlcmllc1Byb3RvUAFaKnFpcy1kYXRhL2NsaWVudHMvZ28vZ2VuL3Fpcy9kYXRhL3YxO2RhdGF2MaoCC1Fpcy5EYXRhLlYxYgZwcm90bzM", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_values]);
 
 /**
  * A timeseries whose official values this service publishes.
@@ -390,6 +392,30 @@ export type DataSource = Message<"qis.data.v1.DataSource"> & {
    * @generated from field: bool disabled = 8;
    */
   disabled: boolean;
+
+  /**
+   * The latest health report of the source's feed (CommandService.ReportDataSourceHealth);
+   * unset before the first. Set in QueryService answers only; ignored in requests.
+   *
+   * @generated from field: qis.data.v1.DataSourceHealth health = 9;
+   */
+  health?: DataSourceHealth | undefined;
+
+  /**
+   * What every health report of the source added up to, since it was registered. Set in
+   * QueryService answers only; ignored in requests.
+   *
+   * @generated from field: qis.data.v1.DataSourceUsage total_usage = 10;
+   */
+  totalUsage?: DataSourceUsage | undefined;
+
+  /**
+   * What the health reports of one UTC day added up to: the day of the latest report. Set in
+   * QueryService answers only; ignored in requests.
+   *
+   * @generated from field: qis.data.v1.DataSourceUsage day_usage = 11;
+   */
+  dayUsage?: DataSourceUsage | undefined;
 };
 
 /**
@@ -398,6 +424,183 @@ export type DataSource = Message<"qis.data.v1.DataSource"> & {
  */
 export const DataSourceSchema: GenMessage<DataSource> = /*@__PURE__*/
   messageDesc(file_qis_data_v1_series, 5);
+
+/**
+ * The latest health report of a data source, with what the service derived from it.
+ *
+ * @generated from message qis.data.v1.DataSourceHealth
+ */
+export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
+  /**
+   * The status over the interval.
+   *
+   * @generated from field: qis.data.v1.DataSourceStatus status = 1;
+   */
+  status: DataSourceStatus;
+
+  /**
+   * When the source took this status: the end of the interval of the first report that gave
+   * it, since it last changed.
+   *
+   * @generated from field: google.protobuf.Timestamp status_change_time = 2;
+   */
+  statusChangeTime?: Timestamp | undefined;
+
+  /**
+   * Start of the reported interval (inclusive).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 3;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * End of the reported interval (exclusive).
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 4;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Requests made to the provider in the interval (HTTP calls, connections).
+   *
+   * @generated from field: int64 request_count = 5;
+   */
+  requestCount: bigint;
+
+  /**
+   * Of those, requests that failed (rate-limited ones included).
+   *
+   * @generated from field: int64 failure_count = 6;
+   */
+  failureCount: bigint;
+
+  /**
+   * Of the failures, responses that said "too many requests" (HTTP 429).
+   *
+   * @generated from field: int64 rate_limited_count = 7;
+   */
+  rateLimitedCount: bigint;
+
+  /**
+   * Requests that were retries of an earlier one.
+   *
+   * @generated from field: int64 retry_count = 8;
+   */
+  retryCount: bigint;
+
+  /**
+   * Median latency of the interval's successful requests; unset when the feed did not measure.
+   *
+   * @generated from field: google.protobuf.Duration latency_p50 = 9;
+   */
+  latencyP50?: Duration | undefined;
+
+  /**
+   * 99th percentile latency; unset when the feed did not measure.
+   *
+   * @generated from field: google.protobuf.Duration latency_p99 = 10;
+   */
+  latencyP99?: Duration | undefined;
+
+  /**
+   * The latest successful request, in this interval or before; unset: none yet.
+   *
+   * @generated from field: google.protobuf.Timestamp last_success_time = 11;
+   */
+  lastSuccessTime?: Timestamp | undefined;
+
+  /**
+   * The latest error the feed saw (at most 1,024 characters); empty: none.
+   *
+   * @generated from field: string last_error = 12;
+   */
+  lastError: string;
+
+  /**
+   * Cost of the interval: request_count x the source's cost_per_request at the time of the
+   * report, computed by the service (decimal string, exact).
+   *
+   * @generated from field: string cost = 13;
+   */
+  cost: string;
+
+  /**
+   * Commit time of the report.
+   *
+   * @generated from field: google.protobuf.Timestamp report_time = 14;
+   */
+  reportTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message qis.data.v1.DataSourceHealth.
+ * Use `create(DataSourceHealthSchema)` to create a new message.
+ */
+export const DataSourceHealthSchema: GenMessage<DataSourceHealth> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 6);
+
+/**
+ * What health reports of a data source added up to.
+ *
+ * @generated from message qis.data.v1.DataSourceUsage
+ */
+export type DataSourceUsage = Message<"qis.data.v1.DataSourceUsage"> & {
+  /**
+   * The UTC day counted; unset for the total since registration.
+   *
+   * @generated from field: google.type.Date day = 1;
+   */
+  day?: Date | undefined;
+
+  /**
+   * Health reports counted.
+   *
+   * @generated from field: int64 report_count = 2;
+   */
+  reportCount: bigint;
+
+  /**
+   * Requests made.
+   *
+   * @generated from field: int64 request_count = 3;
+   */
+  requestCount: bigint;
+
+  /**
+   * Requests that failed.
+   *
+   * @generated from field: int64 failure_count = 4;
+   */
+  failureCount: bigint;
+
+  /**
+   * Responses that were rate limited (HTTP 429).
+   *
+   * @generated from field: int64 rate_limited_count = 5;
+   */
+  rateLimitedCount: bigint;
+
+  /**
+   * Requests that were retries.
+   *
+   * @generated from field: int64 retry_count = 6;
+   */
+  retryCount: bigint;
+
+  /**
+   * Sum of the reports' costs, in the provider's billing currency (decimal string, exact).
+   *
+   * @generated from field: string cost = 7;
+   */
+  cost: string;
+};
+
+/**
+ * Describes the message qis.data.v1.DataSourceUsage.
+ * Use `create(DataSourceUsageSchema)` to create a new message.
+ */
+export const DataSourceUsageSchema: GenMessage<DataSourceUsage> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 7);
 
 /**
  * How often a series has a value. Also sizes the event-store buckets of the series.
@@ -625,4 +828,45 @@ export enum PublicationMode {
  */
 export const PublicationModeSchema: GenEnum<PublicationMode> = /*@__PURE__*/
   enumDesc(file_qis_data_v1_series, 4);
+
+/**
+ * How a source's feed fared over an interval, as its feed reports it (docs/data-sources.md).
+ *
+ * @generated from enum qis.data.v1.DataSourceStatus
+ */
+export enum DataSourceStatus {
+  /**
+   * Not set: rejected in a health report; never sent.
+   *
+   * @generated from enum value: DATA_SOURCE_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every request succeeded.
+   *
+   * @generated from enum value: DATA_SOURCE_STATUS_HEALTHY = 1;
+   */
+  HEALTHY = 1,
+
+  /**
+   * Some requests failed, were rate limited (HTTP 429) or retried, but values came.
+   *
+   * @generated from enum value: DATA_SOURCE_STATUS_DEGRADED = 2;
+   */
+  DEGRADED = 2,
+
+  /**
+   * The feed is disconnected, or every request of the interval failed.
+   *
+   * @generated from enum value: DATA_SOURCE_STATUS_DOWN = 3;
+   */
+  DOWN = 3,
+}
+
+/**
+ * Describes the enum qis.data.v1.DataSourceStatus.
+ */
+export const DataSourceStatusSchema: GenEnum<DataSourceStatus> = /*@__PURE__*/
+  enumDesc(file_qis_data_v1_series, 5);
 
