@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 
 HEALTH = "grpc.health.v1.Health"
 REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
+STATUS = "qis.data.v1.StatusService"  # every process's health report (qis status)
 
 
 def reflected(address: str, service: str = "") -> tuple[set[str], dict[str, tuple[bool, bool]]]:
@@ -59,16 +60,16 @@ def test_reflection_describes_the_service(
     cluster: Cluster, role: str, service: ServiceDescriptor, streaming: dict[str, tuple[bool, bool]]
 ) -> None:
     services, found = reflected(cluster.address(role), service.full_name)
-    assert services == {service.full_name, HEALTH, REFLECTION}
+    assert services == {service.full_name, HEALTH, REFLECTION, STATUS}
     # Reflection serves the same contract as the protos in the repository...
     assert found == contract(service)
     # ...including the streaming shape of the calls that stream.
     assert {name: found[name] for name in streaming} == streaming
 
 
-def test_projector_serves_health_and_reflection_only(cluster: Cluster) -> None:
+def test_projector_serves_health_reflection_and_its_report_only(cluster: Cluster) -> None:
     services, _ = reflected(cluster.address(PROJECTOR))
-    assert services == {HEALTH, REFLECTION}
+    assert services == {HEALTH, REFLECTION, STATUS}
 
 
 @pytest.mark.parametrize(
@@ -94,6 +95,22 @@ async def test_health_is_serving_per_service(
 
 async def test_projector_reports_its_lag_as_a_health_service(cluster: Cluster) -> None:
     cluster.wait_serving(PROJECTOR, "qis.data.v1.Projector", timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("role", "component"),
+    [
+        (COMMAND, "event-store"),
+        (PROJECTOR, "projector"),
+        (PROJECTOR, "event-store"),
+        (PROJECTOR, "read-store"),
+        (QUERY, "read-store"),
+    ],
+)
+async def test_each_component_has_a_health_name_an_orchestrator_can_probe(
+    cluster: Cluster, role: str, component: str
+) -> None:
+    cluster.wait_serving(role, f"qis.component.{component}", timeout=15)
 
 
 @pytest.mark.parametrize(

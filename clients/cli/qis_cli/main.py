@@ -49,6 +49,8 @@ from qis_cli.ingest import DEFAULT_WINDOW, IngestSummary, IngestTarget, render_s
 from qis_cli.kinds import ValueKind
 from qis_cli.progress import Progress
 from qis_cli.readers import FileFormat, ImportFile, column_map, detect_format, read_rows
+from qis_cli.sources import add_sources_parser
+from qis_cli.status import run_status
 from qis_cli.up import run_up
 
 MAX_CHUNK_SIZE = 10_000  # the server's limit of points per request
@@ -223,6 +225,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    return run_status(identity(args.user, args.token))
+
+
 def cmd_subscribe(args: argparse.Namespace) -> int:
     request = query_service_pb2.SubscribeRequest(
         series=[f"series/{normalise_name(s, 'series')}" for s in args.series]
@@ -277,6 +283,10 @@ def _add_connection_options(
     _add_address(group, "--address", service)
     if reads_definition:
         _add_address(group, "--query-address", "query")
+    _add_identity_options(group)
+
+
+def _add_identity_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--user",
         default=default_user(),
@@ -431,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(run=cmd_ingest)
 
     add_feed_parser(commands, _add_connection_options)
+    add_sources_parser(commands, _add_connection_options)
 
     look = commands.add_parser(
         "query",
@@ -483,6 +494,15 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument("--resume-token", help="continue from a printed resume token")
     _add_connection_options(follow, "query")
     follow.set_defaults(run=cmd_subscribe)
+
+    status = commands.add_parser(
+        "status",
+        help="how every qis process and its stores, projector, scheduler and feeds are doing",
+        description="Asks each process at its QIS_*_ADDRESS (else the `qis up` defaults) for"
+        " its health report. Exit code 4 when anything is NOT_SERVING.",
+    )
+    _add_identity_options(status.add_argument_group("identity"))
+    status.set_defaults(run=cmd_status)
     return parser
 
 

@@ -34,7 +34,9 @@ def add_sources_parser(
     sources = commands.add_parser(
         "sources", help="list the data sources, or show one: configuration, health and cost"
     )
-    actions = sources.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = sources.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="list or show"
+    )
     listing = actions.add_parser("list", help="every data source, one line each")
     listing.add_argument("--provider", default="", help="only the sources of this provider")
     listing.add_argument(

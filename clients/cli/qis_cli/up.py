@@ -93,6 +93,19 @@ sending once everything serves, and is the first stopped, sending what it receiv
 command service still takes it."""
 
 
+METRICS_ADDRESS_ENV = "QIS_METRICS_ADDRESS"
+
+
+def metrics_address(base: str, spec: ServiceSpec) -> str:
+    """Each process's Prometheus endpoint when `qis up` runs with QIS_METRICS_ADDRESS=HOST:PORT:
+    PORT, PORT+1, ... in the order of SERVICES, then qis-feeds (one address cannot serve them
+    all). Port 0: each takes a free one, which it logs."""
+    host, _, port = base.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return base
+    return f"{host}:{int(port) + (*SERVICES, FEEDS).index(spec)}"
+
+
 def address_of(spec: ServiceSpec | ExtraPort, env: dict[str, str]) -> str:
     """The address a port listens on: its variable, else the default. An extra port whose
     variable is set but empty is off: "" (a service's gRPC port cannot be)."""
@@ -322,6 +335,8 @@ class Supervisor:
 
     def _spawn(self, plan: _Planned) -> subprocess.Popen[bytes]:
         env = {**self._env, plan.spec.address_env: plan.address, **plan.extra}
+        if base := self._env.get(METRICS_ADDRESS_ENV):
+            env[METRICS_ADDRESS_ENV] = metrics_address(base, plan.spec)
         if (server := plan.spec.sends_to) is not None:
             env[server.address_env] = dial_target(address_of(server, self._env))
         # Own process group: Ctrl-C in the terminal reaches only `qis up`, which then stops the

@@ -1,5 +1,9 @@
 """Process setup shared by the services: structured logs (one JSON object a line, so log
-pipelines need no parsing rules) and garbage-collector settings."""
+pipelines need no parsing rules) and garbage-collector settings.
+
+A log line has `ts` (RFC 3339, UTC, milliseconds), `level`, `logger`, `msg`, `exc` for an
+exception and, when written within a traced call, `trace_id` and `span_id` (hex, as
+OpenTelemetry backends show them): a log line leads to its trace and back."""
 
 from __future__ import annotations
 
@@ -7,16 +11,23 @@ import gc
 import json
 import logging
 import sys
+from datetime import UTC, datetime
+
+from opentelemetry import trace
 
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = f"{span.trace_id:032x}"
+            entry["span_id"] = f"{span.span_id:016x}"
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)

@@ -1,13 +1,16 @@
 """A grpc.aio server with what every qis process serves: health, reflection, authentication
-(over TLS when configured), and a graceful stop on SIGTERM/SIGINT (health goes NOT_SERVING,
-in-flight calls get a grace period)."""
+(over TLS when configured), a graceful stop on SIGTERM/SIGINT (health goes NOT_SERVING,
+in-flight calls get a grace period), when the process's telemetry is on a server span and a
+duration measure per call (qis_runtime.telemetry), and the process's health report with a
+health service name per component when it names them (report_status, qis_runtime.status)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +19,13 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
+from qis.data.v1 import status_pb2_grpc
 
 from qis_runtime.auth import ServerSecurity, loopback_only
 from qis_runtime.identity import IdentityInterceptor
+from qis_runtime.status import SERVICE_NAME as STATUS_SERVICE
+from qis_runtime.status import Check, StatusServicer, health_name
+from qis_runtime.telemetry import server_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,9 @@ KEEPALIVE_S = 60.0
 answered within a third of it. A peer that vanished without closing its connection (a host
 that died, a dropped NAT entry) would otherwise hold its calls forever, and with them the
 caller's share of a per-caller limit: a stream that sends nothing never notices it."""
+
+STATUS_EVERY_S = 5.0
+"""How often the components' health service names are checked again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +69,16 @@ class QisServer:
         security = security or ServerSecurity.development_mode()
         loopback_only(services, address, security)
         self._address = address
-        self._services = services
+        self._services = list(services)
+        self._status: StatusServicer | None = None
+        self._status_every_s = STATUS_EVERY_S
+        self._watcher: asyncio.Task[None] | None = None
         self._security = security
         self.health = health_aio.HealthServicer()
         self._server = grpc.aio.server(
-            interceptors=[IdentityInterceptor(security.authenticator)],
+            # Telemetry first: the span and the duration cover refused calls too, and the
+            # servicer runs inside the call's span.
+            interceptors=[*server_interceptors(), IdentityInterceptor(security.authenticator)],
             options=[
                 ("grpc.max_receive_message_length", max_request_bytes),
                 ("grpc.max_send_message_length", _MAX_SEND_BYTES),
@@ -76,6 +91,19 @@ class QisServer:
             ],
         )
         self.port = 0
+
+    def report_status(
+        self, process: str, checks: Mapping[str, Check], every_s: float = STATUS_EVERY_S
+    ) -> None:
+        """Serves qis.data.v1.StatusService with these components and, from `start`, keeps a
+        grpc.health.v1 name per component ("qis.component.NAME") up to date. Before `start`."""
+        self._status = StatusServicer(process, checks)
+        self._status_every_s = every_s
+        self._services.append(
+            ServiceBinding(
+                STATUS_SERVICE, status_pb2_grpc.add_StatusServiceServicer_to_server, self._status
+            )
+        )
 
     async def start(self) -> int:
         for binding in self._services:
@@ -99,6 +127,10 @@ class QisServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self._address}")
         await self._server.start()
+        if self._status is not None:
+            self._watcher = asyncio.create_task(
+                self._status.watch(self.health, self._status_every_s)
+            )
         log.info("listening on %s: %s", self._address, self._security.summary)
         return self.port
 
@@ -106,6 +138,10 @@ class QisServer:
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace_s: float) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.stop(grace_s)
 
@@ -118,6 +154,11 @@ class QisServer:
         await self.health.set("", status)
         for binding in self._services:
             await self.health.set(binding.full_name, status)
+        if self._status is not None and status != health_pb2.HealthCheckResponse.SERVING:
+            # Until the watcher's first round, and once stopping: a component of a process
+            # that does not serve is not available either.
+            for component in self._status.components:
+                await self.health.set(health_name(component), status)
 
 
 async def run_until_signalled(server: QisServer, grace_s: float) -> None:

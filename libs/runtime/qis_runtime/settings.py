@@ -24,6 +24,14 @@ class CommonSettings(BaseSettings):
     """QIS_LOG_LEVEL."""
     shutdown_grace_s: float = 10.0
     """Seconds in-flight calls get to finish after SIGTERM (QIS_SHUTDOWN_GRACE_S)."""
+    metrics_address: str = ""
+    """host:port of the Prometheus scrape endpoint (`GET /metrics`, QIS_METRICS_ADDRESS); empty:
+    none. Port 0 takes a free one (logged). Traces and OTLP are set by the standard OTEL_*
+    variables (docs/observability.md)."""
+    metrics_series_labels: bool = False
+    """Whether business metrics carry a `series` label (QIS_METRICS_SERIES_LABELS): off, they are
+    labelled by source, status or mode only, whose values are few; on, one time series per
+    series id, for deployments with a few hundred series at most."""
 
     # Authentication and TLS (docs/security.md); qis_runtime.auth.server_security checks that
     # they make sense together and refuses to start otherwise.

@@ -1,14 +1,27 @@
-"""`qis-command`: the write side as its own process."""
+"""`qis-command`: the write side as its own process.
+
+Its health report (qis.data.v1.StatusService) has the components `event-store` and, when it
+runs, `scheduler`: NOT_SERVING once the scheduler stopped (the error is logged)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 
 from qis_runtime.logs import configure_logging, tune_garbage_collection
 from qis_runtime.server import run_until_signalled
+from qis_runtime.status import (
+    NOT_SERVING,
+    SERVING,
+    Check,
+    ComponentReport,
+    event_store_check,
+)
+from qis_runtime.telemetry import configure_telemetry
 
+from qis_command.application.scheduler import Scheduler
 from qis_command.bootstrap import build
 from qis_command.settings import CommandSettings
 
@@ -17,6 +30,15 @@ log = logging.getLogger("qis.command")
 
 async def serve(settings: CommandSettings) -> None:
     app = await build(settings)
+    scheduling: asyncio.Task[None] | None = None
+
+    async def scheduler_check() -> ComponentReport:
+        return _scheduler_report(app.scheduler, scheduling)
+
+    checks: dict[str, Check] = {"event-store": functools.partial(event_store_check, app.store)}
+    if app.scheduler is not None:
+        checks["scheduler"] = scheduler_check
+    app.server.report_status("qis-command", checks)
     try:
         port = await app.server.start()
         await app.server.mark_serving()
@@ -33,6 +55,22 @@ async def serve(settings: CommandSettings) -> None:
         await app.close()
 
 
+def _scheduler_report(
+    scheduler: Scheduler | None, task: asyncio.Task[None] | None
+) -> ComponentReport:
+    if scheduler is None or task is None:
+        return ComponentReport(NOT_SERVING, "not started")
+    figures = {
+        "pending": len(scheduler.pending),
+        "windows": len(scheduler.windows),
+        "fired": scheduler.fired,
+    }
+    if task.done():
+        error = None if task.cancelled() else task.exception()
+        return ComponentReport(NOT_SERVING, f"stopped: {error!r}", figures)
+    return ComponentReport(SERVING, "", figures)
+
+
 def _report_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("the scheduler stopped", exc_info=task.exception())
@@ -41,8 +79,12 @@ def _report_crash(task: asyncio.Task[None]) -> None:
 def main() -> None:
     settings = CommandSettings()
     configure_logging(settings.log_level, "qis.command")
+    telemetry = configure_telemetry("qis-command", settings.metrics_address)
     tune_garbage_collection()
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

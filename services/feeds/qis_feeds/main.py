@@ -4,6 +4,9 @@ DATA_DIR/feeds.toml) until SIGTERM or SIGINT, then sends what was received and s
 Health (grpc.health.v1 on QIS_FEEDS_ADDRESS): "" SERVING while it runs; `qis.feeds.NAME` per
 feed, NOT_SERVING while its provider is failing (the reason is logged), SERVING again once it
 recovers. Counters (received, sent, skipped, dropped, retried) are logged as they change.
+Its health report (qis.data.v1.StatusService) has a component `feed.NAME` per feed: SERVING,
+DEGRADED while it answers but some calls failed or were rate-limited, NOT_SERVING while its
+provider fails; with the provider's figures (calls, errors, latency).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -20,6 +24,8 @@ from grpc_health.v1 import health_pb2
 from qis_runtime.auth import server_security
 from qis_runtime.logs import configure_logging
 from qis_runtime.server import QisServer
+from qis_runtime.status import DEGRADED, NOT_SERVING, SERVING, Check, ComponentReport
+from qis_runtime.telemetry import active, configure_telemetry
 
 from qis_feeds.application.ports import ProviderHealth
 from qis_feeds.bootstrap import FeedsApp, build
@@ -38,8 +44,14 @@ def health_name(feed: str) -> str:
 async def run(settings: FeedsSettings) -> None:
     config = load(settings.resolved_config())
     server = QisServer(settings.feeds_address, [], security=server_security(settings))
+    checks: dict[str, Check] = {}  # named once the feeds are built
+    server.report_status("qis-feeds", checks)
     port = await server.start()
     app = await build(settings, config)
+    for feed in app.feeds:
+        checks[f"feed.{feed.name}"] = functools.partial(_feed_check, feed.provider.get_health)
+    for name, folder in app.folders:
+        checks[f"feed.{name}"] = functools.partial(_feed_check, folder.get_health)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -76,15 +88,40 @@ async def run(settings: FeedsSettings) -> None:
         await server.stop(settings.shutdown_grace_s)
 
 
+async def _feed_check(health: Callable[[], Awaitable[ProviderHealth]]) -> ComponentReport:
+    now = await health()
+    figures: dict[str, int | float | str] = {
+        "requests": now.requests,
+        "errors": now.errors,
+        "rate_limited": now.rate_limited,
+        "retries": now.retries,
+    }
+    if now.latency_ms is not None:
+        figures["latency_ms"] = now.latency_ms
+    if not now.connected:
+        return ComponentReport(NOT_SERVING, now.last_error or "not connected", figures)
+    if now.last_error:
+        return ComponentReport(DEGRADED, f"recovered; last error: {now.last_error}", figures)
+    return ComponentReport(SERVING, "", figures)
+
+
 async def _watch(app: FeedsApp, server: QisServer, every_s: float) -> None:
     said = ""
     checks: list[tuple[str, Callable[[], Awaitable[ProviderHealth]]]] = [
         (feed.name, feed.provider.get_health) for feed in app.feeds
     ]
     checks += [(name, folder.get_health) for name, folder in app.folders]
+    connected = (
+        active()
+        .meter("qis.feeds")
+        .create_gauge(
+            "qis.feed.connected", unit="1", description="1 while a feed's provider answers, else 0."
+        )
+    )
     while True:
         for name, check in checks:
             health = await check()
+            connected.set(int(health.connected), {"feed": name})
             await server.health.set(
                 health_name(name), _SERVING if health.connected else _NOT_SERVING
             )
@@ -107,11 +144,14 @@ def main() -> None:
     argparse.ArgumentParser(prog="qis-feeds", description=__doc__).parse_args()
     settings = FeedsSettings()
     configure_logging(settings.log_level, "qis.feeds")
+    telemetry = configure_telemetry("qis-feeds", settings.metrics_address)
     try:
         asyncio.run(run(settings))
     except ConfigError as error:
         log.error("%s", error)
         raise SystemExit(2) from None
+    finally:
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ from qis_adapters.eventstore.port import EventStore
 from qis_adapters.readstore.factory import AdministeredReadStore, open_read_store
 from qis_runtime.auth import server_security
 from qis_runtime.server import QisServer
+from qis_runtime.telemetry import active
 
+from qis_projector.application.metrics import SCOPE, ProjectorMetrics
 from qis_projector.application.projector import Projector
 from qis_projector.settings import ProjectorSettings
 
@@ -100,4 +102,11 @@ async def build(settings: ProjectorSettings, generation: str) -> ProjectorApp:
         # The caller retries a read store that cannot be opened yet: no connection may leak.
         await events.close()
         raise
-    return ProjectorApp(events, store, generation, Projector(events, store))
+    telemetry = active()
+    metrics = None
+    if telemetry.meter_provider is not None:
+        metrics = ProjectorMetrics(
+            telemetry.meter(SCOPE), series_labels=settings.metrics_series_labels
+        )
+    projector = Projector(events, store, metrics=metrics, tracer=telemetry.tracer(SCOPE))
+    return ProjectorApp(events, store, generation, projector)

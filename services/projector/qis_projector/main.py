@@ -16,6 +16,10 @@ Health: the process serves grpc.health.v1 as long as it runs. `qis.data.v1.Proje
 SERVING while the read model is current, NOT_SERVING when it lags, waits for a store or halted
 at an event it cannot project, with the reason in the `qis-health-reason` trailer of Check
 (`grpcurl -v ... grpc.health.v1.Health/Check`).
+
+Its health report (qis.data.v1.StatusService, on the same port) has the components `projector`
+(the status and reason above, with the checkpoint, the lag and what was projected),
+`event-store` and `read-store`.
 """
 
 from __future__ import annotations
@@ -26,12 +30,23 @@ import contextlib
 import logging
 import signal
 from asyncio import FIRST_COMPLETED
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from grpc_health.v1 import health_pb2
 from qis_adapters.faults import store_fault
 from qis_adapters.readstore.port import FORMAT_CHANGES, READ_MODEL_FORMAT
 from qis_runtime.logs import configure_logging, tune_garbage_collection
+from qis_runtime.status import (
+    NOT_SERVING,
+    SERVING,
+    Check,
+    ComponentReport,
+    event_store_check,
+    read_store_check,
+)
+from qis_runtime.telemetry import configure_telemetry
 
 from qis_projector.application.faults import Backoff, describe
 from qis_projector.application.projector import ProjectionHalted
@@ -54,9 +69,51 @@ _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+@dataclass
+class _Running:
+    """What the health report looks at: the projector at work, once its stores are open."""
+
+    health: ExplainedHealth
+    max_lag: int
+    app: ProjectorApp | None = None
+
+    def checks(self) -> dict[str, Check]:
+        return {
+            "projector": self.projector,
+            "event-store": lambda: self._store(lambda app: event_store_check(app.events)),
+            "read-store": lambda: self._store(lambda app: read_store_check(app.store)),
+        }
+
+    async def projector(self) -> ComponentReport:
+        status, reason = self.health.explained(LAG_SERVICE)
+        figures: dict[str, int | float | str] = {}
+        app = self.app
+        if app is not None:
+            projector = app.projector
+            figures = {
+                "generation": app.generation,
+                "checkpoint": projector.checkpoint or 0,
+                "lag_positions": await projector.lag(),
+                "events_projected": projector.events_projected,
+                "points_projected": projector.points_projected,
+                "store_retries": projector.retries,
+            }
+        serving = SERVING if status == _SERVING else NOT_SERVING
+        return ComponentReport(serving, reason, figures)
+
+    async def _store(
+        self, check: Callable[[ProjectorApp], Awaitable[ComponentReport]]
+    ) -> ComponentReport:
+        if self.app is None:
+            return ComponentReport(NOT_SERVING, "not open yet")
+        return await check(self.app)
+
+
 async def run(settings: ProjectorSettings) -> None:
     server = health_server(settings)
     health = server.health = ExplainedHealth()  # before start(), which registers it
+    running = _Running(health, settings.projector_max_lag)
+    server.report_status("qis-projector", running.checks())
     port = await server.start()
     await health.explain(LAG_SERVICE, _NOT_SERVING, "starting")
     await server.mark_serving()
@@ -66,13 +123,16 @@ async def run(settings: ProjectorSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await _project(settings, health, stop)
+        await _project(settings, health, stop, running)
     finally:
         await server.stop(settings.shutdown_grace_s)
 
 
 async def _project(
-    settings: ProjectorSettings, health: ExplainedHealth, stop: asyncio.Event
+    settings: ProjectorSettings,
+    health: ExplainedHealth,
+    stop: asyncio.Event,
+    running: _Running | None = None,
 ) -> None:
     """Projects into the active generation, following it when a rebuild switches it, until
     asked to stop. Stores that cannot be opened yet are waited for, saying why.
@@ -80,8 +140,10 @@ async def _project(
     An active generation of an older read-model format is first rebuilt into a fresh one,
     which becomes active (see the module's docstring): until that switch the query service
     serves the old generation, which is not advanced meanwhile. A newer format than this code
-    writes is refused (GenerationFormatError ends the process).
+    writes is refused (GenerationFormatError ends the process). `running`: where the
+    projector at work is shown to the health report (`run`'s).
     """
+    running = running or _Running(health, settings.projector_max_lag)
     backoff = Backoff()
     failures = 0
     warned = ""
@@ -93,7 +155,7 @@ async def _project(
                 if why != warned:  # once, not at every retry of a store that cannot open
                     log.warning("%s", why)
                     warned = why
-                await _rebuild_stale(settings, health, stop, why)
+                await _rebuild_stale(settings, running, stop, why)
                 failures = 0
                 continue
             generation = active.name
@@ -114,9 +176,11 @@ async def _project(
         failures = 0
         log.info("projecting into generation %s", generation)
         task = asyncio.create_task(app.projector.run())
+        running.app = app
         try:
             await _watch(settings, app, task, health, stop)
         finally:
+            running.app = None
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, ProjectionHalted):
                 await task
@@ -172,7 +236,7 @@ def _why_rebuild(active: ActiveGeneration) -> str:
 
 
 async def _rebuild_stale(
-    settings: ProjectorSettings, health: ExplainedHealth, stop: asyncio.Event, why: str
+    settings: ProjectorSettings, running: _Running, stop: asyncio.Event, why: str
 ) -> None:
     """Projects the log into a fresh generation and makes it active, reporting progress as the
     health reason; an unfinished one (asked to stop, halted, or failed) is dropped."""
@@ -184,11 +248,13 @@ async def _rebuild_stale(
         await discard_generation(settings, generation)
         raise
     switched = False
+    running.app = app
     try:
         task = asyncio.create_task(_catch_up(app))
         try:
-            switched = await _watch_rebuild(settings, app, task, health, stop, why)
+            switched = await _watch_rebuild(settings, app, task, running.health, stop, why)
         finally:
+            running.app = None
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, ProjectionHalted):
                 await task
@@ -264,11 +330,14 @@ def main() -> None:
     args = parser.parse_args()
     settings = ProjectorSettings()
     configure_logging(settings.log_level, "qis.projector")
+    telemetry = configure_telemetry("qis-projector", settings.metrics_address)
     tune_garbage_collection()
     try:
         asyncio.run(rebuild(settings) if args.action == "rebuild" else run(settings))
     except ProjectionHalted:
         raise SystemExit(1) from None  # the projector logged the report
+    finally:
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

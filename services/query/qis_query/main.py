@@ -1,13 +1,17 @@
 """`qis-query`: the read side as its own process: the gRPC QueryService and, on its own port,
-the Arrow Flight endpoint (QIS_FLIGHT_ADDRESS)."""
+the Arrow Flight endpoint (QIS_FLIGHT_ADDRESS). Its health report (qis.data.v1.StatusService)
+has the component `read-store`."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 
 from qis_runtime.logs import configure_logging, tune_garbage_collection
+from qis_runtime.status import read_store_check
+from qis_runtime.telemetry import configure_telemetry
 
 from qis_query.bootstrap import QueryApp, build
 from qis_query.settings import QuerySettings
@@ -17,6 +21,9 @@ log = logging.getLogger("qis.query")
 
 async def serve(settings: QuerySettings) -> None:
     app = await build(settings)
+    if app.opened_store is not None:
+        check = functools.partial(read_store_check, app.opened_store)
+        app.server.report_status("qis-query", {"read-store": check})
     try:
         port = await app.server.start()
         try:
@@ -57,8 +64,12 @@ async def _stop(app: QueryApp, grace_s: float) -> None:
 def main() -> None:
     settings = QuerySettings()
     configure_logging(settings.log_level, "qis.query")
+    telemetry = configure_telemetry("qis-query", settings.metrics_address)
     tune_garbage_collection()
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

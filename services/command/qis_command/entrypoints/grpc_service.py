@@ -35,6 +35,7 @@ from qis_domain.snaps import Snap
 from qis_runtime.authorization import caller_of
 from qis_runtime.errors import abort_with, plain_status, status_for, with_reason
 from qis_runtime.identity import current_identity
+from qis_runtime.telemetry import current_trace_context
 
 from qis_command.application.access import AccessControl, Call, OpenAccess
 from qis_command.application.commands import (
@@ -56,7 +57,6 @@ from qis_command.entrypoints.policies import delete_policy, record_denial, set_p
 BULK_IDLE_TIMEOUT_S = 60.0
 """How long a BulkIngest stream may go without a chunk (default of QIS_BULK_IDLE_TIMEOUT_S)."""
 _CORRELATION_HEADER = "x-correlation-id"
-_TRACE_HEADERS = ("traceparent", "tracestate")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 R = TypeVar("R")
 C = TypeVar("C")
@@ -297,11 +297,12 @@ class CommandService(pb_grpc.CommandServiceServicer):
         return await handle(command, ctx)
 
     def _context(self, command_id: str, context: Ctx) -> CommandContext:
-        metadata = dict(context.invocation_metadata() or ())
+        invocation = context.invocation_metadata()
+        metadata = dict(invocation or ())
         correlation = metadata.get(_CORRELATION_HEADER, command_id)
         # W3C trace context travels into the events' metadata, so the projector's work can
-        # join the caller's trace.
-        trace = {k: str(metadata[k]) for k in _TRACE_HEADERS if k in metadata}
+        # link to this call's trace.
+        trace = current_trace_context(invocation)
         return CommandContext(
             command_id=command_id,
             user_id=current_identity().user_id,

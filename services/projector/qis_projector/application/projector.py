@@ -8,6 +8,10 @@ Nothing stops it silently. A store that fails for a while (full disk, lock, read
 unreachable server) is waited out and tried again from the checkpoint; `status` says why
 meanwhile. An event that cannot be projected halts it right before that event, with a report
 naming the event: retrying an immutable log would fail the same way forever.
+
+Telemetry (docs/observability.md), when given: a span per batch, *linked* to the trace context
+each event carries (a link, not a parent: the work happens later, and again at each replay),
+and the measures of qis_projector.application.metrics.
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from qis_adapters.eventstore.codec import EventCodec
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, StatusCode
+from qis_adapters.eventstore.codec import DecodedEvent, EventCodec
 from qis_adapters.eventstore.port import EventFilter, EventStore, RecordedEvent
 from qis_adapters.faults import store_fault
 from qis_adapters.readstore.port import OfficialVersion, ProjectionBatch, ReadModelWriter
+from qis_runtime.telemetry import link_to
 
 from qis_projector.application.faults import Backoff, describe
+from qis_projector.application.metrics import ProjectorMetrics
 from qis_projector.application.projection import Projection
 from qis_projector.application.segments import BucketKey, SegmentBuilder
 
@@ -80,6 +89,8 @@ class _Batch:
     events: int
     points: int
     floor_us: int  # the projection's knowledge-time floor after the batch
+    span: Span | None  # ended once the batch is written
+    decoded: list[DecodedEvent]  # for the metrics, once written (empty without metrics)
 
 
 class _BatchFailed(Exception):
@@ -99,8 +110,15 @@ class Projector:
         codec: EventCodec | None = None,
         limits: ProjectorLimits = ProjectorLimits(),
         backoff: Backoff | None = None,
+        *,
+        metrics: ProjectorMetrics | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
+        """`metrics`, `tracer`: none, nothing is measured or traced (and nothing is spent on
+        it)."""
         self._events = events
+        self._metrics = metrics
+        self._tracer = tracer
         self._store = store
         self._codec = codec or EventCodec()
         self._limits = limits
@@ -151,7 +169,10 @@ class Projector:
     async def lag(self) -> int:
         """Events (by commit position) written but not yet projected."""
         head = await self._events.head_position()
-        return max(0, head - (self.checkpoint or 0))
+        lag = max(0, head - (self.checkpoint or 0))
+        if self._metrics is not None:
+            self._metrics.lag(lag)
+        return lag
 
     async def _attempt(self, until_position: int | None) -> bool:
         """One pass from the stored checkpoint: True once it reached `until_position`."""
@@ -273,6 +294,7 @@ class Projector:
         queue: asyncio.Queue[RecordedEvent],
         max_events: int,
     ) -> _Batch:
+        started_ns = time.time_ns()  # the batch's span covers its projection and its write
         records = [first]
         points = _points(first)
         while (
@@ -283,14 +305,44 @@ class Projector:
             record = queue.get_nowait()
             records.append(record)
             points += _points(record)
+        links: dict[str, Link] = {}
+        measured: list[DecodedEvent] = []
         for record in records:
             try:
-                projection.handle(self._codec.decode(record))
+                decoded = self._codec.decode(record)
+                projection.handle(decoded)
             except Exception as error:
                 raise _BatchFailed(record, error) from error
+            if self._metrics is not None:
+                measured.append(decoded)
+            traceparent = decoded.metadata.traceparent
+            if self._tracer is not None and traceparent not in links:
+                link = link_to(traceparent, decoded.metadata.tracestate)
+                if link is not None:
+                    links[traceparent] = link
         records_of_batch, published = projection.take()
+        span = None
+        if self._tracer is not None:
+            span = self._tracer.start_span(
+                "projector batch",
+                context=Context(),  # a root: whatever runs the projector, it is not its cause
+                start_time=started_ns,
+                links=list(links.values()),
+                attributes={
+                    "qis.events": len(records),
+                    "qis.position.first": first.position,
+                    "qis.position.last": records[-1].position,
+                },
+            )
         return _Batch(
-            records_of_batch, published, records[-1], len(records), points, projection.floor_us
+            records_of_batch,
+            published,
+            records[-1],
+            len(records),
+            points,
+            projection.floor_us,
+            span,
+            measured,
         )
 
     async def _write(self, batch: _Batch) -> None:
@@ -299,9 +351,20 @@ class Projector:
         try:
             await self._store.apply(batch.records, position)
         except Exception as error:
+            if batch.span is not None:
+                batch.span.record_exception(error)
+                batch.span.set_status(StatusCode.ERROR, describe(error))
             if store_fault(error) is not None:
                 raise
             raise _BatchFailed(batch.last, error) from error
+        finally:
+            if batch.span is not None:
+                batch.span.end()
+        if self._metrics is not None:
+            # Only once written: a batch that failed is projected, and counted, again.
+            for decoded in batch.decoded:
+                self._metrics.observe(decoded)
+            self._metrics.written(batch.events, position, batch.last.recorded_at_us)
         self.checkpoint = position
         self._floor_us = batch.floor_us
         self.events_projected += batch.events

@@ -19,6 +19,7 @@ class ExplainedHealth(health_aio.HealthServicer):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self._reasons: dict[str, str] = {}
+        self._statuses: dict[str, health_pb2.HealthCheckResponse.ServingStatus.ValueType] = {}
 
     async def explain(
         self,
@@ -28,7 +29,17 @@ class ExplainedHealth(health_aio.HealthServicer):  # type: ignore[misc]
     ) -> None:
         printable = _UNPRINTABLE.sub(" ", reason.encode("ascii", "backslashreplace").decode())
         self._reasons[service] = printable[:_MAX_REASON]
+        self._statuses[service] = status
         await self.set(service, status)
+
+    def explained(
+        self, service: str
+    ) -> tuple[health_pb2.HealthCheckResponse.ServingStatus.ValueType, str]:
+        """The last status `explain` set for `service` (SERVICE_UNKNOWN before), and why."""
+        return (
+            self._statuses.get(service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN),
+            self._reasons.get(service, ""),
+        )
 
     async def Check(
         self,

@@ -6,15 +6,23 @@ subscriber holds at most one batch in the server; one that accepts nothing for t
 is cut off (it resumes from its last token without a gap). A batch is bounded in bytes too:
 the first read is small and each next one is sized from the largest value of the one before, so
 that a feed of large values (options chains) is read a few at a time.
+
+Measured (docs/observability.md): the live subscriptions, and their backlog: how far, in commit
+positions, each one is behind the read model's checkpoint, summed. A subscription counts as
+caught up once a read returns less than it asked for; while reads come back full, its backlog
+is read again at each batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import functools
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
+from opentelemetry import metrics
 from qis_adapters.readstore.port import ChangeFeedEntry, ReadModelReader, ResumeToken
 from qis_domain.errors import LimitExceeded
 
@@ -65,6 +73,39 @@ class SubscriberStalled(LimitExceeded):
         )
 
 
+class _Subscriptions:
+    """The live subscriptions' backlogs, observed when metrics are collected (on the exporter's
+    thread: it only sums ints)."""
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.backlogs: dict[int, int] = {}
+        self.ids = itertools.count()
+        meter.create_observable_gauge(
+            "qis.subscribers",
+            [self._count],
+            unit="{subscriber}",
+            description="Live Subscribe calls.",
+        )
+        meter.create_observable_gauge(
+            "qis.subscription.backlog",
+            [self._backlog],
+            unit="{position}",
+            description="Commit positions the live subscriptions are behind the read model.",
+        )
+
+    def _count(self, _: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        return [metrics.Observation(len(self.backlogs))]
+
+    def _backlog(self, _: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        return [metrics.Observation(sum(self.backlogs.values()))]
+
+
+@functools.cache
+def _subscriptions() -> _Subscriptions:
+    # At the first subscription, not at import: a process configures its telemetry first.
+    return _Subscriptions(metrics.get_meter("qis.query"))
+
+
 def start_after(resume_token: str | None, after_position: int) -> ResumeToken:
     """Where a subscription starts: right after a resume token, or after every change of a
     commit position (0: from the beginning, so changes at position 0 too)."""
@@ -90,9 +131,33 @@ async def follow(
     lets through, forever; raises SubscriberStalled when a batch is not accepted in time, and
     what `admit` raises (a series the subscriber may no longer read). A batch `admit` empties is
     not sent: the next one's token resumes after it too."""
+    live = _subscriptions()
+    subscription = next(live.ids)
+    live.backlogs[subscription] = 0
+    try:
+        await _follow(reader, series_ids, after, settings, send, admit, live.backlogs, subscription)
+    finally:
+        del live.backlogs[subscription]
+
+
+async def _follow(
+    reader: ReadModelReader,
+    series_ids: Sequence[str],
+    after: ResumeToken,
+    settings: FeedSettings,
+    send: Send,
+    admit: Admit,
+    backlogs: dict[int, int],
+    subscription: int,
+) -> NoReturn:
     limit = min(settings.batch, FIRST_READ)
     while True:
         read = await reader.changes_after(after, series_ids, limit)
+        if len(read) < limit:
+            backlogs[subscription] = 0
+        else:
+            checkpoint = await reader.checkpoint()
+            backlogs[subscription] = max(0, (checkpoint or 0) - read[-1].position)
         if not read:
             await asyncio.sleep(settings.poll_s)
             continue
