@@ -46,6 +46,7 @@ from qis_runtime.logs import tune_garbage_collection
 from bench.support import USER, free_port, own_peak_rss_mb, peak_rss_mb, process, rate, wait_serving
 
 SERIES, SOURCE, SECOND_SOURCE = "BENCH.PX", "vendor", "vendor-b"
+SOURCES = (SOURCE, SECOND_SOURCE)
 BATCH = 1_000
 BASE_S = 1_700_000_000
 
@@ -61,39 +62,43 @@ def requests(
     """With `rules`, every batch comes from two sources in turn (the second within tolerance
     of the first), so every point is validated, reconciled and compared. `form`: the same
     points per point or in columns."""
-    sources = [(SOURCE, 0.0), (SECOND_SOURCE, 0.0001)] if rules else [(SOURCE, 0.0)]
-    out = []
-    for b in range(points // BATCH):
-        for source, bump in sources:
-            seconds = [BASE_S + b * BATCH + i for i in range(BATCH)]
-            texts = [f"{100 + (i % 97) / 100 + bump:.{SCALE}f}" for i in range(BATCH)]
-            request = pb.IngestPointsRequest(
-                command_id=f"{prefix}-{source}-{b}",
-                series=f"series/{SERIES}",
-                source=f"sources/{source}",
+    return [
+        request(b, source, prefix, form)
+        for b in range(points // BATCH)
+        for source in (SOURCES if rules else SOURCES[:1])
+    ]
+
+
+def request(b: int, source: str, prefix: str, form: str = POINTS) -> pb.IngestPointsRequest:
+    """Batch `b` of `source`: the snaps after batch b - 1's, prices cycling over 97 cents (the
+    second source's within tolerance of the first's), command id "{prefix}-{source}-{b}"."""
+    bump = SOURCES.index(source) / 10_000
+    seconds = [BASE_S + b * BATCH + i for i in range(BATCH)]
+    texts = [f"{100 + (i % 97) / 100 + bump:.{SCALE}f}" for i in range(BATCH)]
+    out = pb.IngestPointsRequest(
+        command_id=f"{prefix}-{source}-{b}", series=f"series/{SERIES}", source=f"sources/{source}"
+    )
+    if form == POINTS:
+        out.points.extend(
+            values_pb2.DataPoint(
+                snap_time=timestamp_pb2.Timestamp(seconds=s),
+                value=values_pb2.DataValue(price=values_pb2.Price(value=t)),
             )
-            if form == POINTS:
-                request.points.extend(
-                    values_pb2.DataPoint(
-                        snap_time=timestamp_pb2.Timestamp(seconds=s),
-                        value=values_pb2.DataValue(price=values_pb2.Price(value=t)),
-                    )
-                    for s, t in zip(seconds, texts, strict=True)
-                )
-            else:
-                prices = (
-                    values_pb2.DecimalColumn(texts=texts)
-                    if form == TEXTS
-                    else values_pb2.DecimalColumn(
-                        unscaled=[int(t.replace(".", "")) for t in texts], scale=SCALE
-                    )
-                )
-                request.columns.CopyFrom(
-                    values_pb2.PointColumns(
-                        snap_time_micros=[s * 1_000_000 for s in seconds], prices=prices
-                    )
-                )
-            out.append(request)
+            for s, t in zip(seconds, texts, strict=True)
+        )
+    else:
+        prices = (
+            values_pb2.DecimalColumn(texts=texts)
+            if form == TEXTS
+            else values_pb2.DecimalColumn(
+                unscaled=[int(t.replace(".", "")) for t in texts], scale=SCALE
+            )
+        )
+        out.columns.CopyFrom(
+            values_pb2.PointColumns(
+                snap_time_micros=[s * 1_000_000 for s in seconds], prices=prices
+            )
+        )
     return out
 
 
@@ -113,7 +118,7 @@ def definition_requests(
 ) -> tuple[list[pb.RegisterDataSourceRequest], pb.DefineSeriesRequest]:
     """The series' default rules, or (`rules`) positivity, jump (percent) and z-score and a
     median of two sources within 5 bps."""
-    ids = [SOURCE, SECOND_SOURCE] if rules else [SOURCE]
+    ids = SOURCES if rules else SOURCES[:1]
     sources = [
         pb.RegisterDataSourceRequest(
             command_id=f"bench-source-{i}",

@@ -152,7 +152,10 @@ class SeriesBucket:
 
     @property
     def size(self) -> int:
-        return len(self.observed) or 1
+        """What the aggregate cache counts: everything here that grows with the stream. A hot
+        bucket that takes one point per command, or the same points restated again and again,
+        holds a command outcome (or an issue) per event besides its points."""
+        return len(self.observed) + len(self._outcomes) + len(self.issues) or 1
 
     def outcome_of(self, command_id: str) -> CommandOutcome | None:
         return self._outcomes.get(command_id)

@@ -9,6 +9,14 @@ that nothing else changes while it awaits, and its append expects exactly the ve
 decided on. (Handing out the cached object let a concurrent refresh move a bucket's version
 under a decision in flight: the append then passed the version check with events decided on
 the older state, a lost update.)
+
+Memory is bounded by the budget, not by history: the cache counts each aggregate's `size`
+(for a bucket its points, remembered commands and issues: everything in it that grows with
+its stream) and evicts the least recently used whenever one it holds is added or has grown,
+after the new events are in, so between commands it holds at most the budget (or the one
+aggregate used last, if that alone is larger). Nothing outside the aggregates keeps state per
+point or per command (tests/service/command/test_aggregate_cache_memory.py measures it;
+bench/ingest_memory.py measures the process).
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ class Aggregate(Protocol):
 
     @property
     def size(self) -> int:
-        """Roughly how much it holds (points for a bucket): what the cache budget counts."""
+        """Roughly how much it holds, in units of about one point's state (a bucket's points,
+        and its remembered commands and issues): what the cache budget counts."""
         ...
 
 
@@ -63,17 +72,26 @@ class Repository:
             aggregate = factory()
             if cache:
                 self._cache[stream] = aggregate
-                self._evict()
         else:
             aggregate = cached  # type: ignore[assignment]  # one stream name, one aggregate type
             self._cache.move_to_end(stream)
+        version = aggregate.version
         await self.refresh(aggregate)
+        inserted = cached is None and cache
+        grown = cached is not None and aggregate.version != version
+        if inserted or grown:
+            self._evict()
         return aggregate.clone()
 
+    @property
+    def held(self) -> int:
+        """The sizes of the aggregates cached now (what the budget bounds)."""
+        return sum(a.size for a in self._cache.values())
+
     def _evict(self) -> None:
-        """Least recently used first, until the cache holds at most the budget of points (the
-        aggregate just loaded always stays)."""
-        total = sum(a.size for a in self._cache.values())
+        """Least recently used first, until the cache holds at most the budget (the aggregate
+        used last always stays)."""
+        total = self.held
         while total > self._cache_points and len(self._cache) > 1:
             _, evicted = self._cache.popitem(last=False)
             total -= evicted.size
@@ -121,6 +139,7 @@ class Repository:
                 # The caller's copy becomes the cached state: it only reads its outcome from it
                 # before its next await, and every later load hands out a copy again.
                 self._cache[aggregate.stream] = aggregate
+        self._evict()
         return result
 
 
