@@ -167,6 +167,45 @@ def test_zscore_window_bounds_are_accepted() -> None:
         series_from_proto(series(validation__zscore_window=window))
 
 
+@pytest.mark.parametrize(
+    "field", ["max_jump_percent", "max_spike_percent", "max_zscore"], ids=lambda f: f
+)
+@pytest.mark.parametrize("threshold", ["0", "-5", "-0.0001", "0.000"])
+def test_a_rule_threshold_of_zero_or_below_is_a_violation(field: str, threshold: str) -> None:
+    """Such a threshold would hold or flag every move, quiet ones included: a mistake, not a
+    policy (empty disables the rule)."""
+    assert violations_of(series(**{f"validation__{field}": threshold})) == [
+        f"series.validation.{field}"
+    ]
+
+
+def test_rule_thresholds_above_zero_or_empty_are_accepted() -> None:
+    rules = series_from_proto(
+        series(validation__max_jump_percent="0.01", validation__max_zscore="3")
+    ).validation
+    assert (rules.max_jump_percent, rules.max_spike_percent, rules.max_zscore) == (
+        Decimal("0.01"),
+        None,
+        Decimal(3),
+    )
+
+
+@pytest.mark.parametrize("field", ["tolerance_bps", "tolerance_abs"])
+def test_a_negative_reconciliation_tolerance_is_a_violation(field: str) -> None:
+    """A negative tolerance made every comparison of two sources a break, equal values too."""
+    assert violations_of(series(**{f"reconciliation__{field}": "-1"})) == [
+        f"series.reconciliation.{field}"
+    ]
+    accepted = series_from_proto(series(**{f"reconciliation__{field}": "0"}))
+    assert getattr(accepted.reconciliation, field) == 0
+
+
+def test_a_negative_cost_per_request_is_a_violation() -> None:
+    with pytest.raises(InvalidArgument) as error:
+        source_from_proto(series_pb2.DataSource(provider="p", cost_per_request="-0.01"))
+    assert [v.field.rsplit(".", 1)[-1] for v in error.value.violations] == ["cost_per_request"]
+
+
 @pytest.mark.parametrize("unit", ["usd", "US", "Dollar", " USD"])
 def test_a_price_series_unit_is_a_currency(unit: str) -> None:
     assert violations_of(series(unit=unit)) == ["series.unit"]

@@ -17,6 +17,7 @@ from qis_domain.bounds import (
     MAX_ZSCORE_WINDOW,
     MIN_ZSCORE_WINDOW,
     check_length,
+    quoted,
 )
 from qis_domain.definitions import (
     DEFAULT_CLASSIFICATION,
@@ -147,9 +148,10 @@ def _sources(
 
 def _validation(msg: series_pb2.Series, p: str, v: list[FieldViolation]) -> ValidationRules | None:
     rules, before = msg.validation, len(v)
-    max_jump_percent = parse_optional_decimal(rules.max_jump_percent, f"{p}.max_jump_percent", v)
-    max_spike_percent = parse_optional_decimal(rules.max_spike_percent, f"{p}.max_spike_percent", v)
-    max_zscore = parse_optional_decimal(rules.max_zscore, f"{p}.max_zscore", v)
+    # Above 0: a threshold of 0 or below holds or flags every move, the quiet ones included.
+    max_jump_percent = _above_zero(rules.max_jump_percent, f"{p}.max_jump_percent", v)
+    max_spike_percent = _above_zero(rules.max_spike_percent, f"{p}.max_spike_percent", v)
+    max_zscore = _above_zero(rules.max_zscore, f"{p}.max_zscore", v)
     if rules.zscore_window:  # 0: the default
         _in_range(
             rules.zscore_window, MIN_ZSCORE_WINDOW, MAX_ZSCORE_WINDOW, f"{p}.zscore_window", v
@@ -174,8 +176,8 @@ def _reconciliation(
     rec = msg.reconciliation
     return ReconciliationPolicy(
         method=_METHODS.get(rec.method, ReconciliationMethod.PRIORITY),
-        tolerance_bps=_decimal_or_zero(rec.tolerance_bps, f"{p}.tolerance_bps", v),
-        tolerance_abs=_decimal_or_zero(rec.tolerance_abs, f"{p}.tolerance_abs", v),
+        tolerance_bps=_at_least_zero(rec.tolerance_bps, f"{p}.tolerance_bps", v),
+        tolerance_abs=_at_least_zero(rec.tolerance_abs, f"{p}.tolerance_abs", v),
         on_break=_BREAKS.get(rec.on_break, BreakAction.FLAG),
     )
 
@@ -364,7 +366,7 @@ def _rate_limit(msg: series_pb2.DataSource, path: str, v: list[FieldViolation]) 
 
 
 def _cost(msg: series_pb2.DataSource, path: str, v: list[FieldViolation]) -> Decimal:
-    return _decimal_or_zero(msg.cost_per_request, path, v)
+    return _at_least_zero(msg.cost_per_request, path, v)
 
 
 def _settings(msg: series_pb2.DataSource, path: str, v: list[FieldViolation]) -> dict[str, str]:
@@ -420,8 +422,21 @@ def _in_range(number: int, low: int, high: int, path: str, v: list[FieldViolatio
         v.append(FieldViolation(path, f"{number} is outside {low:,}..{high:,}"))
 
 
-def _decimal_or_zero(text: str, path: str, v: list[FieldViolation]) -> Decimal:
-    return Decimal(0) if text == "" else parse_decimal(text, path, v)
+def _above_zero(text: str, path: str, v: list[FieldViolation]) -> Decimal | None:
+    before = len(v)
+    number = parse_optional_decimal(text, path, v)
+    if number is not None and number <= 0 and len(v) == before:
+        v.append(FieldViolation(path, f"{quoted(text)} is not above 0 (empty disables the rule)"))
+    return number
+
+
+def _at_least_zero(text: str, path: str, v: list[FieldViolation]) -> Decimal:
+    """Empty: 0. Below 0 is a violation: a negative tolerance makes every comparison of two
+    sources a break, even of equal values; a negative cost per request, negative costs."""
+    number = Decimal(0) if text == "" else parse_decimal(text, path, v)
+    if number < 0:
+        v.append(FieldViolation(path, f"{quoted(text)} is below 0"))
+    return number
 
 
 def _text(d: Decimal | None) -> str:

@@ -345,12 +345,12 @@ class ValidationRules(_message.Message):
     max_jump_percent: _builtins.str
     """Rule "jump" (an error: holds the point): the close-to-close move from the previous point's
     received value (its latest candidate, whatever its status: held, pending or published)
-    exceeds this percentage (decimal string; empty disables). "Previous" crosses bucket and
+    exceeds this percentage (decimal string above 0; empty disables). "Previous" crosses bucket and
     command boundaries alike and reaches back at most three buckets of the series.
     """
     max_zscore: _builtins.str
     """Rule "spike_zscore" (an error): the move's z-score against the relative moves of the last
-    `zscore_window` received values exceeds this (decimal string; empty disables).
+    `zscore_window` received values exceeds this (decimal string above 0; empty disables).
     """
     zscore_window: _builtins.int
     """Number of previous received moves the z-score is computed over: 2 to 1,000 (0: the
@@ -367,7 +367,7 @@ class ValidationRules(_message.Message):
     max_spike_percent: _builtins.str
     """Rule "spike" (a warning, raised on the point in between when the move back arrives): an
     out-and-back move, in and out both beyond this percentage in opposite directions, that
-    isolates one bad print (decimal string; empty disables).
+    isolates one bad print (decimal string above 0; empty disables).
     """
     def __init__(
         self,
@@ -403,9 +403,13 @@ class ReconciliationPolicy(_message.Message):
     method: Global___ReconciliationMethod.ValueType
     """How the official value is chosen."""
     tolerance_bps: _builtins.str
-    """Tolerance between sources, in basis points of the reference value (decimal string)."""
+    """Tolerance between sources, in basis points of the reference value (decimal string, at
+    least 0; empty: 0).
+    """
     tolerance_abs: _builtins.str
-    """Absolute tolerance (decimal string); a difference within either tolerance is no break."""
+    """Absolute tolerance (decimal string, at least 0; empty: 0); a difference within either
+    tolerance is no break.
+    """
     on_break: Global___BreakAction.ValueType
     """What a break beyond both tolerances does."""
     def __init__(
@@ -520,7 +524,7 @@ class DataSource(_message.Message):
     rate_limit_per_minute: _builtins.int
     """Requests per minute allowed by the provider (0: unlimited)."""
     cost_per_request: _builtins.str
-    """Cost per request in the provider's billing currency (decimal string)."""
+    """Cost per request in the provider's billing currency (decimal string, at least 0; empty: 0)."""
     disabled: _builtins.bool
     """A disabled source is kept with its configuration but is not in use. Named for the
     exception (a source is enabled unless disabled) so that a request that omits it registers a

@@ -611,11 +611,11 @@ type ValidationRules struct {
 	RequirePositive bool `protobuf:"varint,1,opt,name=require_positive,json=requirePositive,proto3" json:"require_positive,omitempty"`
 	// Rule "jump" (an error: holds the point): the close-to-close move from the previous point's
 	// received value (its latest candidate, whatever its status: held, pending or published)
-	// exceeds this percentage (decimal string; empty disables). "Previous" crosses bucket and
+	// exceeds this percentage (decimal string above 0; empty disables). "Previous" crosses bucket and
 	// command boundaries alike and reaches back at most three buckets of the series.
 	MaxJumpPercent string `protobuf:"bytes,2,opt,name=max_jump_percent,json=maxJumpPercent,proto3" json:"max_jump_percent,omitempty"`
 	// Rule "spike_zscore" (an error): the move's z-score against the relative moves of the last
-	// `zscore_window` received values exceeds this (decimal string; empty disables).
+	// `zscore_window` received values exceeds this (decimal string above 0; empty disables).
 	MaxZscore string `protobuf:"bytes,3,opt,name=max_zscore,json=maxZscore,proto3" json:"max_zscore,omitempty"`
 	// Number of previous received moves the z-score is computed over: 2 to 1,000 (0: the
 	// default, 20).
@@ -628,7 +628,7 @@ type ValidationRules struct {
 	CheckCalendar bool `protobuf:"varint,6,opt,name=check_calendar,json=checkCalendar,proto3" json:"check_calendar,omitempty"`
 	// Rule "spike" (a warning, raised on the point in between when the move back arrives): an
 	// out-and-back move, in and out both beyond this percentage in opposite directions, that
-	// isolates one bad print (decimal string; empty disables).
+	// isolates one bad print (decimal string above 0; empty disables).
 	MaxSpikePercent string `protobuf:"bytes,7,opt,name=max_spike_percent,json=maxSpikePercent,proto3" json:"max_spike_percent,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -719,9 +719,11 @@ type ReconciliationPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How the official value is chosen.
 	Method ReconciliationMethod `protobuf:"varint,1,opt,name=method,proto3,enum=qis.data.v1.ReconciliationMethod" json:"method,omitempty"`
-	// Tolerance between sources, in basis points of the reference value (decimal string).
+	// Tolerance between sources, in basis points of the reference value (decimal string, at
+	// least 0; empty: 0).
 	ToleranceBps string `protobuf:"bytes,2,opt,name=tolerance_bps,json=toleranceBps,proto3" json:"tolerance_bps,omitempty"`
-	// Absolute tolerance (decimal string); a difference within either tolerance is no break.
+	// Absolute tolerance (decimal string, at least 0; empty: 0); a difference within either
+	// tolerance is no break.
 	ToleranceAbs string `protobuf:"bytes,3,opt,name=tolerance_abs,json=toleranceAbs,proto3" json:"tolerance_abs,omitempty"`
 	// What a break beyond both tolerances does.
 	OnBreak       BreakAction `protobuf:"varint,4,opt,name=on_break,json=onBreak,proto3,enum=qis.data.v1.BreakAction" json:"on_break,omitempty"`
@@ -885,7 +887,7 @@ type DataSource struct {
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	// Requests per minute allowed by the provider (0: unlimited).
 	RateLimitPerMinute int32 `protobuf:"varint,4,opt,name=rate_limit_per_minute,json=rateLimitPerMinute,proto3" json:"rate_limit_per_minute,omitempty"`
-	// Cost per request in the provider's billing currency (decimal string).
+	// Cost per request in the provider's billing currency (decimal string, at least 0; empty: 0).
 	CostPerRequest string `protobuf:"bytes,5,opt,name=cost_per_request,json=costPerRequest,proto3" json:"cost_per_request,omitempty"`
 	// Provider-specific, non-secret settings (endpoints, field mappings). Secrets never go here.
 	// Keys of at most 128 characters, values of at most 1,024.

@@ -182,7 +182,7 @@ export type ValidationRules = Message<"qis.data.v1.ValidationRules"> & {
   /**
    * Rule "jump" (an error: holds the point): the close-to-close move from the previous point's
    * received value (its latest candidate, whatever its status: held, pending or published)
-   * exceeds this percentage (decimal string; empty disables). "Previous" crosses bucket and
+   * exceeds this percentage (decimal string above 0; empty disables). "Previous" crosses bucket and
    * command boundaries alike and reaches back at most three buckets of the series.
    *
    * @generated from field: string max_jump_percent = 2;
@@ -191,7 +191,7 @@ export type ValidationRules = Message<"qis.data.v1.ValidationRules"> & {
 
   /**
    * Rule "spike_zscore" (an error): the move's z-score against the relative moves of the last
-   * `zscore_window` received values exceeds this (decimal string; empty disables).
+   * `zscore_window` received values exceeds this (decimal string above 0; empty disables).
    *
    * @generated from field: string max_zscore = 3;
    */
@@ -224,7 +224,7 @@ export type ValidationRules = Message<"qis.data.v1.ValidationRules"> & {
   /**
    * Rule "spike" (a warning, raised on the point in between when the move back arrives): an
    * out-and-back move, in and out both beyond this percentage in opposite directions, that
-   * isolates one bad print (decimal string; empty disables).
+   * isolates one bad print (decimal string above 0; empty disables).
    *
    * @generated from field: string max_spike_percent = 7;
    */
@@ -253,14 +253,16 @@ export type ReconciliationPolicy = Message<"qis.data.v1.ReconciliationPolicy"> &
   method: ReconciliationMethod;
 
   /**
-   * Tolerance between sources, in basis points of the reference value (decimal string).
+   * Tolerance between sources, in basis points of the reference value (decimal string, at
+   * least 0; empty: 0).
    *
    * @generated from field: string tolerance_bps = 2;
    */
   toleranceBps: string;
 
   /**
-   * Absolute tolerance (decimal string); a difference within either tolerance is no break.
+   * Absolute tolerance (decimal string, at least 0; empty: 0); a difference within either
+   * tolerance is no break.
    *
    * @generated from field: string tolerance_abs = 3;
    */
@@ -370,7 +372,7 @@ export type DataSource = Message<"qis.data.v1.DataSource"> & {
   rateLimitPerMinute: number;
 
   /**
-   * Cost per request in the provider's billing currency (decimal string).
+   * Cost per request in the provider's billing currency (decimal string, at least 0; empty: 0).
    *
    * @generated from field: string cost_per_request = 5;
    */
