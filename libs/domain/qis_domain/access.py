@@ -409,7 +409,7 @@ class AccessPolicies(RemembersCommands):
 
     @property
     def size(self) -> int:
-        return 1 + len(self.policies)
+        return super().size + len(self.policies)
 
     def set_policy(
         self, policy_id: str, policy: AccessPolicy, reason: str, expected_revision: int = 0
@@ -481,10 +481,6 @@ class DenialRecord(RemembersCommands):
     @property
     def stream(self) -> str:
         return denial_stream(self.denial_id)
-
-    @property
-    def size(self) -> int:
-        return 1
 
     def record(self, denial: AccessDenied) -> list[DomainEvent]:
         """The denial, unless its stream holds one already (written by the refusing side under

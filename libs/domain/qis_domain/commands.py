@@ -45,6 +45,12 @@ class RemembersCommands:
     def outcome_of(self, command_id: str) -> CommandOutcome | None:
         return self._outcomes.get(command_id)
 
+    @property
+    def size(self) -> int:
+        """What the aggregate cache counts: the aggregate, and each command outcome it remembers
+        (they grow with its stream: a source reporting its health every few seconds, say)."""
+        return 1 + len(self._outcomes)
+
     def clone(self) -> Self:
         twin = copy.copy(self)
         twin._outcomes = dict(self._outcomes)

@@ -66,10 +66,6 @@ class DataSource(RemembersCommands):
     def exists(self) -> bool:
         return self.config is not None
 
-    @property
-    def size(self) -> int:
-        return 1
-
     def register(self, config: DataSourceConfig, ctx: CommandContext) -> list[DomainEvent]:
         if self.config is not None:
             raise AlreadyExists(source_resource(self.source_id))
@@ -144,10 +140,6 @@ class SourceHealthDay(RemembersCommands):
     @property
     def stream(self) -> str:
         return health_stream(self.source_id, self.day_us)
-
-    @property
-    def size(self) -> int:
-        return 1
 
     def apply(self, event: DomainEvent, meta: Recorded) -> None:
         self.version = meta.stream_version

@@ -27,10 +27,6 @@ class QualityWindow(RemembersCommands):
     def stream(self) -> str:
         return quality_stream(self.series_id, self.start_us, self.end_us)
 
-    @property
-    def size(self) -> int:
-        return 1
-
     def apply(self, event: DomainEvent, meta: Recorded) -> None:
         self.version = meta.stream_version
         if isinstance(event, QualityMetricsCalculated):

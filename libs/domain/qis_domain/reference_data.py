@@ -78,10 +78,6 @@ class ReferenceData(RemembersCommands):
     def stream(self) -> str:
         return definition_stream(self.series_id)
 
-    @property
-    def size(self) -> int:
-        return 1
-
     def require_definition(self, field: str = "series") -> SeriesDefinition:
         if self.definition is None:
             raise NotFound(series_resource(self.series_id), field)
