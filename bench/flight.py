@@ -151,7 +151,7 @@ async def in_process(path: Path, points: int) -> tuple[float, float]:
             count = 0
             async for page in export.pages:
                 if make_batches:
-                    builder.batch(page)
+                    builder.batches(page)
                 count += page.rows.num_rows
             timings.append(time.perf_counter() - started)
             assert count == points, (count, points)

@@ -40,6 +40,7 @@ import decimal
 import json
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from qis.data.v1 import values_pb2
@@ -89,7 +90,7 @@ def schema(
 
 
 class BatchBuilder:
-    """One record batch per page, of `schema(series, columns, read_position)`."""
+    """The record batches of each page, of `schema(series, columns, read_position)`."""
 
     def __init__(
         self, series: Sequence[ExportedSeries], columns: ValueColumns, read_position: int
@@ -100,54 +101,62 @@ class BatchBuilder:
         # Every batch carries the same dictionary, so an IPC stream sends it once.
         self._names = pa.array([s.name for s in series], pa.string()) if len(series) > 1 else None
 
-    def batch(self, page: ExportPage) -> pa.RecordBatch:
-        rows = page.rows.combine_chunks()
-        count = rows.num_rows
-        arrays: list[pa.Array] = []
+    def batches(self, page: ExportPage) -> list[pa.RecordBatch]:
+        """The page's rows as record batches: one per stretch of
+        rows that lie together in memory (mostly a segment's), so that no column is copied to
+        join them; the decimal casts are Arrow kernels, the only pass over the values."""
+        rows = page.rows
+        arrays: list[pa.Array | pa.ChunkedArray] = []
         if self._names is not None:
-            indices = pa.repeat(pa.scalar(page.series_index, pa.int32()), count)
+            indices = pa.repeat(pa.scalar(page.series_index, pa.int32()), rows.num_rows)
             arrays.append(pa.DictionaryArray.from_arrays(indices, self._names))
-        arrays.append(_column(rows, "snap_us").view(INSTANT))
+        arrays.append(rows.column("snap_us").cast(INSTANT))
         series = self._series[page.series_index]
         if self._columns is ValueColumns.DECIMAL:
             kind = "volume" if series.data_type == "volume" else "price"
             _require_kind(series.name, rows, kind)
-            arrays.append(_decimals(series.name, _column(rows, "text")))
-            units = _column(rows, "unit")
-            own = pc.if_else(pc.equal(units, ""), series.unit, units)
-            arrays.append(own.dictionary_encode())
+            arrays.append(_decimals(series.name, rows.column("text")))
+            arrays.append(_units(rows.column("unit"), series.unit))
         else:
             _require_kind(series.name, rows, "bar")
             arrays.extend(
-                _decimals(series.name, _column(rows, column), optional=field in _OPTIONAL)
+                _decimals(series.name, rows.column(column), optional=field in _OPTIONAL)
                 for field, column in zip(BAR_FIELDS, _BAR_COLUMNS, strict=True)
             )
         arrays += [
-            _column(rows, "version"),
-            _column(rows, "quality_score"),
-            _column(rows, "recorded_from_us").view(INSTANT),
-            _column(rows, "position_from").cast(pa.uint64()),
-            _column(rows, "flags"),
+            rows.column("version"),
+            rows.column("quality_score"),
+            rows.column("recorded_from_us").cast(INSTANT),
+            rows.column("position_from").cast(pa.uint64()),
+            rows.column("flags"),
         ]
-        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        batches: list[pa.RecordBatch] = pa.Table.from_arrays(
+            arrays, schema=self.schema
+        ).to_batches()
+        return batches
 
 
 _BAR_COLUMNS = ("open", "high", "low", "close", "bar_volume")
 
 
-def _column(rows: pa.Table, name: str) -> pa.Array:
-    return rows.column(name).combine_chunks()
+def _units(units: pa.ChunkedArray, series_unit: str) -> pa.Array | pa.ChunkedArray:
+    """Each value's own unit, the series' where it has none ("")."""
+    if set(pc.unique(units).to_pylist()) <= {"", series_unit}:  # as nearly every page
+        indices = pa.array(np.zeros(len(units), dtype=np.int32))
+        return pa.DictionaryArray.from_arrays(indices, pa.array([series_unit], pa.string()))
+    return pc.if_else(pc.equal(units, ""), series_unit, units).dictionary_encode()
 
 
 def _require_kind(series: str, rows: pa.Table, kind: str) -> None:
     """A stored value of another kind than the series' data type is a bug (INTERNAL)."""
-    kinds = _column(rows, "kind")
+    kinds = rows.column("kind")
+    if pc.all(pc.equal(kinds, kind)).as_py() is not False:
+        return
     other = pc.index(pc.not_equal(kinds, kind), True).as_py()
-    if other >= 0:
-        raise ValueError(
-            f"the stored value of {series} at {format_snap(_column(rows, 'snap_us')[other].as_py())}"
-            f" (version {_column(rows, 'version')[other].as_py()}) is not of the series' data type"
-        )
+    raise ValueError(
+        f"the stored value of {series} at {format_snap(rows.column('snap_us')[other].as_py())}"
+        f" (version {rows.column('version')[other].as_py()}) is not of the series' data type"
+    )
 
 
 _PLACES = decimal.Decimal(1).scaleb(-DECIMAL.scale)
@@ -169,7 +178,7 @@ def plain(text: str) -> str:
         return text
 
 
-def _decimals(series: str, texts: pa.Array, *, optional: bool = False) -> pa.Array:
+def _decimals(series: str, texts: pa.ChunkedArray, *, optional: bool = False) -> pa.ChunkedArray:
     """decimal128(38, 18) from decimal texts, exactly; "" is null where the field is optional.
     The cast refuses what it cannot hold exactly, so the texts are made plain (see `plain`)
     only when it does."""
@@ -178,7 +187,9 @@ def _decimals(series: str, texts: pa.Array, *, optional: bool = False) -> pa.Arr
     try:
         return texts.cast(DECIMAL)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        texts = pa.array([None if t is None else plain(t) for t in texts.to_pylist()], pa.string())
+        texts = pa.chunked_array(
+            [pa.array([None if t is None else plain(t) for t in texts.to_pylist()], pa.string())]
+        )
     try:
         return texts.cast(DECIMAL)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:

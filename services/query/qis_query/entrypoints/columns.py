@@ -1,6 +1,9 @@
 """Official values in columns (qis.data.v1.OfficialValueColumns, VALUE_VIEW_COLUMNS): row i of
-every column is the OfficialValue the per-point view would carry at index i, built with one
-Python list per column and no message per row.
+every column is the OfficialValue the per-point view would carry at index i. The message is
+serialised column by column (qis_query.entrypoints.wire) and parsed by protobuf in one call: a
+range's Arrow rows (`fill`) from their buffers in vectorised steps, the few records of a
+GetValues answer (`fill_versions`) value by value, without Arrow (building Arrow arrays costs
+more than a few rows' worth of Python).
 
 Values are the decimal strings of the stored DataValues, exactly as the per-point view carries
 them: the read model's rows hold them in columns (qis_adapters.readstore.segments).
@@ -15,23 +18,23 @@ series' data type. Options chains and corporate actions always do."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeAlias, cast
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from google.protobuf import json_format
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import series_pb2, values_pb2
-from qis_adapters.readstore.port import OPEN_END, SeriesEntry
+from qis_adapters.readstore import segments
+from qis_adapters.readstore.port import OPEN_END, OfficialVersion, SeriesEntry
 
 from qis_query.entrypoints import wire
 from qis_query.entrypoints.mapping import METHODS, RULES
-
-E = TypeVar("E", bound=int)
 
 
 class Case(StrEnum):
@@ -77,76 +80,183 @@ def _layout(data_type: object, unit: object) -> ValueLayout:
     return ValueLayout(_CASES.get(series.data_type, Case.OTHER), series.unit)
 
 
+Ints: TypeAlias = npt.NDArray[Any] | Sequence[int]
+"""A column of integers: a numpy array (a range's rows) or a Python list (a few records)."""
+Floats: TypeAlias = npt.NDArray[Any] | Sequence[float]
+Texts: TypeAlias = pa.Array | pa.ChunkedArray | Sequence[str] | Sequence[bytes]
+"""A column of texts or serialised messages: Arrow (a range's rows) or a Python list."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """The rows of an answer as the columnar view takes them: from a range's Arrow rows as
+    numpy and Arrow arrays, encoded in vectorised steps; from a few per-point records as
+    Python lists, encoded value by value (cheaper below a few dozen rows than any array)."""
+
+    snaps: Ints
+    versions: Ints
+    quality_scores: Floats
+    record_times: Ints
+    record_positions: Ints
+    supersede_positions: Ints
+    methods: Texts
+    flag_counts: Ints
+    flags: Texts
+    value: Callable[[str], Texts]
+    """A value column by name: kind, text, unit, open, high, low, close, bar_volume
+    (segments' value columns) or value (the serialised DataValue); read only when the
+    values' case needs it."""
+
+
 def fill(out: pb.OfficialValueColumns, rows: pa.Table, shape: ValueLayout) -> None:
     """Sets `out` to `rows` (qis_adapters.readstore.segments rows) in columns: every column,
-    and the values' case, present even when there are no rows. Each column is one conversion
-    of an Arrow column; no value is parsed or built per row."""
+    and the values' case, present even when there are no rows. Each column is encoded from its
+    Arrow buffers; no value is parsed or built per row."""
+    flags = _contiguous(rows.column("flags"))
+    superseded = _numbers(rows, "position_to")
+    _put(
+        out,
+        _Columns(
+            snaps=_numbers(rows, "snap_us"),
+            versions=_numbers(rows, "version"),
+            quality_scores=_numbers(rows, "quality_score"),
+            record_times=_numbers(rows, "recorded_from_us"),
+            record_positions=_numbers(rows, "position_from"),
+            supersede_positions=np.where(superseded == OPEN_END, 0, superseded),
+            methods=rows.column("method"),
+            flag_counts=np.diff(flags.offsets.to_numpy()),
+            flags=flags.flatten(),
+            value=rows.column,
+        ),
+        shape,
+    )
+
+
+def fill_versions(
+    out: pb.OfficialValueColumns, versions: Sequence[OfficialVersion], shape: ValueLayout
+) -> None:
+    """`fill` for the few per-point records of a GetValues answer: the same message, built
+    from the records' fields without making Arrow rows of them."""
+    values = segments.value_columns([v.value for v in versions])
+    values["value"] = [v.value for v in versions]
+    _put(
+        out,
+        _Columns(
+            snaps=[v.snap_us for v in versions],
+            versions=[v.version for v in versions],
+            quality_scores=[v.quality_score for v in versions],
+            record_times=[v.recorded_from_us for v in versions],
+            record_positions=[v.position_from for v in versions],
+            supersede_positions=[
+                0 if v.position_to == OPEN_END else v.position_to for v in versions
+            ],
+            methods=[v.method for v in versions],
+            flag_counts=[len(v.flags) for v in versions],
+            flags=[f for v in versions for f in v.flags],
+            value=lambda name: cast(Sequence[str], values[name]),
+        ),
+        shape,
+    )
+
+
+_TAGS = {f.name: wire.tag(f.number) for f in pb.OfficialValueColumns.DESCRIPTOR.fields}
+_BAR_TAGS = {f.name: wire.tag(f.number) for f in values_pb2.OhlcBarColumns.DESCRIPTOR.fields}
+
+
+def _put(out: pb.OfficialValueColumns, rows: _Columns, shape: ValueLayout) -> None:
+    """`out` set to `rows`, serialised field by field and parsed by protobuf in one call."""
+    parts = [
+        wire.packed(_TAGS["snap_time_micros"], wire.varints(rows.snaps)),
+        wire.packed(_TAGS["versions"], wire.varints(rows.versions)),
+        _values(rows.value, shape),
+        wire.packed(_TAGS["quality_scores"], wire.doubles(rows.quality_scores)),
+        wire.packed(_TAGS["record_time_micros"], wire.varints(rows.record_times)),
+        wire.packed(_TAGS["record_positions"], wire.varints(rows.record_positions)),
+        wire.packed(_TAGS["supersede_positions"], wire.varints(rows.supersede_positions)),
+        wire.packed(_TAGS["methods"], wire.varints(_METHODS.numbers(rows.methods))),
+        wire.packed(_TAGS["flag_counts"], wire.varints(rows.flag_counts)),
+        wire.packed(_TAGS["flags"], wire.varints(_RULES.numbers(rows.flags))),
+    ]
     out.SetInParent()
-    out.snap_time_micros.extend(_ints(rows, "snap_us"))
-    out.versions.extend(_ints(rows, "version"))
-    out.quality_scores.extend(rows.column("quality_score").to_numpy().tolist())
-    out.record_time_micros.extend(_ints(rows, "recorded_from_us"))
-    out.record_positions.extend(_ints(rows, "position_from"))
-    superseded = rows.column("position_to").to_numpy()
-    out.supersede_positions.extend(np.where(superseded == OPEN_END, 0, superseded).tolist())
-    out.methods.extend(_enums(rows.column("method"), METHODS))
-    flags = rows.column("flags")
-    out.flag_counts.extend(pc.list_value_length(flags).to_numpy(zero_copy_only=False).tolist())
-    out.flags.extend(_enums(pc.list_flatten(flags), RULES))
+    out.MergeFromString(b"".join(parts))
     out.unit = shape.unit
+
+
+def _values(value: Callable[[str], Texts], shape: ValueLayout) -> bytes:
+    """The values' case of OfficialValueColumns, serialised: present (if empty) on every
+    answer."""
     match shape.case:
-        case Case.PRICES | Case.VOLUMES if _all_decimals_of(rows, shape):
-            column = out.prices if shape.case is Case.PRICES else out.volumes
-            column.SetInParent()
-            column.texts.extend(rows.column("text").to_pylist())
-        case Case.BARS if _all_of_kind(rows, "bar"):
-            _bars(out.bars, rows)
+        case Case.PRICES | Case.VOLUMES if _all_decimals_of(value, shape):
+            return wire.field(_TAGS[shape.case.value], _texts(value("text")))
+        case Case.BARS if _only(value("kind"), {"bar"}):
+            return wire.field(_TAGS[Case.BARS.value], _bars(value))
         case _:
-            values = rows.column("value").to_pylist()
-            out.other.MergeFromString(b"".join([wire.field(wire.TEXT, b) for b in values]))
+            return wire.field(_TAGS[Case.OTHER.value], _texts(value("value")))
 
 
-def _ints(rows: pa.Table, name: str) -> list[int]:
-    return rows.column(name).to_numpy().tolist()  # type: ignore[no-any-return]
+def _numbers(rows: pa.Table, name: str) -> npt.NDArray[Any]:
+    numbers: npt.NDArray[Any] = rows.column(name).to_numpy()
+    return numbers
 
 
-def _enums(names: pa.ChunkedArray | pa.Array, numbers: Mapping[str, E]) -> list[E]:
-    """Each name's enum number, looked up once per distinct name."""
-    encoded = names.dictionary_encode()
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    table = np.array([numbers[n] for n in encoded.dictionary.to_pylist()], dtype=np.int64)
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    found: list[E] = table[indices].tolist() if len(table) else []
-    return found
+def _contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(column, pa.Array):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
+def _texts(column: Texts) -> bytes:
+    """A repeated string or bytes field (DecimalColumn.texts, DataValues.values), serialised."""
+    if isinstance(column, pa.Array | pa.ChunkedArray):
+        return wire.strings(wire.TEXT, _contiguous(column))
+    return wire.fields(wire.TEXT, column)
+
+
+class _Enum:
+    """The numbers of an enum's names (mapping's tables), for either form of a column."""
+
+    def __init__(self, numbers: Mapping[str, int]) -> None:
+        self._numbers = numbers
+        self._names = pa.array(list(numbers), pa.string())
+        self._table = np.array(list(numbers.values()), dtype=np.int64)
+
+    def numbers(self, names: Texts) -> Ints:
+        """Each name's number; KeyError for a name the contract has no value for."""
+        if not isinstance(names, pa.Array | pa.ChunkedArray):
+            return [self._numbers[cast(str, n)] for n in names]
+        if not len(names):
+            return self._table[:0]
+        found = pc.index_in(names, value_set=self._names)
+        if found.null_count:
+            raise KeyError(pc.filter(names, pc.is_null(found))[0].as_py())
+        indices: npt.NDArray[np.int64] = found.to_numpy()
+        return self._table[indices]
+
+
+_METHODS = _Enum(METHODS)
+_RULES = _Enum(RULES)
 _KINDS = {Case.PRICES: "price", Case.VOLUMES: "volume"}
 
 
-def _all_of_kind(rows: pa.Table, kind: str) -> bool:
-    return bool(pc.all(pc.equal(rows.column("kind"), kind)).as_py() is not False)
+def _only(column: Texts, allowed: set[str]) -> bool:
+    """Every row of the string column is one of `allowed` (so is every row of none)."""
+    if isinstance(column, pa.Array | pa.ChunkedArray):
+        return set(pc.unique(column).to_pylist()) <= allowed
+    return set(column) <= allowed
 
 
-def _all_decimals_of(rows: pa.Table, shape: ValueLayout) -> bool:
+def _all_decimals_of(value: Callable[[str], Texts], shape: ValueLayout) -> bool:
     """Every value is of the series' kind, in the series' unit or in none."""
-    if not _all_of_kind(rows, _KINDS[shape.case]):
-        return False
-    units = rows.column("unit")
-    own = pc.or_(pc.equal(units, ""), pc.equal(units, shape.unit))
-    return bool(pc.all(own).as_py() is not False)
+    return _only(value("kind"), {_KINDS[shape.case]}) and _only(value("unit"), {"", shape.unit})
 
 
-def _bars(out: values_pb2.OhlcBarColumns, rows: pa.Table) -> None:
+def _bars(value: Callable[[str], Texts]) -> bytes:
     """OHLC bars in columns; `volume` set only when some bar has one ("" where one has not)."""
-    for column, name in (
-        (out.open, "open"),
-        (out.high, "high"),
-        (out.low, "low"),
-        (out.close, "close"),
-    ):
-        column.SetInParent()  # present on an empty page too
-        column.texts.extend(rows.column(name).to_pylist())
-    volumes = rows.column("bar_volume")
-    if pc.any(pc.not_equal(volumes, "")).as_py():
-        out.volume.texts.extend(volumes.to_pylist())
+    parts = [
+        wire.field(_BAR_TAGS[name], _texts(value(name)))
+        for name in ("open", "high", "low", "close")  # present on an empty page too
+    ]
+    volumes = value("bar_volume")
+    if not _only(volumes, {""}):
+        parts.append(wire.field(_BAR_TAGS["volume"], _texts(volumes)))
+    return b"".join(parts)

@@ -471,8 +471,9 @@ class QueryFlight:
         builder = BatchBuilder(export.series, export.columns, export.read_position)
         outcomes = self._outcomes(loop, context, builder, _Prefetched(export.pages))
         # What runs where. pyarrow's reader pulls the next batch from C++ with the GIL held:
-        # waiting for the loop's page (GIL released while blocked), then making the batch from
-        # the page's Python objects (GIL held; the decimal cast itself is an Arrow kernel).
+        # waiting for the loop's page (GIL released while blocked), then making its batches
+        # from the page's columns (a few Arrow kernels, which release the GIL as they run; no
+        # Python object per value).
         # Everything after that pull runs in C++ without the GIL: IPC encoding of the batch,
         # gRPC framing and the socket writes, and waiting on a slow client's flow control. So
         # one busy export holds the GIL only while a page is made, never while it is sent.
@@ -507,11 +508,12 @@ class QueryFlight:
                     page = _on_loop(loop, pages.next())
                     if page is None or context.is_cancelled():
                         return
-                    batch = builder.batch(page)
+                    batches = builder.batches(page)
                 except Exception as error:
                     yield _failed(status_for(error))
                     return
-                yield _done(batch)
+                for batch in batches:
+                    yield _done(batch)
         finally:
             # Not waited for: this may run wherever the reader is let go of. A loop already
             # closed (the process is exiting) has nothing left to close.
@@ -643,7 +645,7 @@ def _failed_with(error: Exception) -> asyncio.Future[pa.RecordBatch]:
 
 class _Prefetched:
     """The export's pages, each read on the loop while the Flight thread makes the one before
-    into a batch: a page's SQLite read runs in the store's thread, mostly outside the GIL. At
+    into batches: a page's SQLite read runs in the store's thread, mostly outside the GIL. At
     most two pages are held: the one being made, and the next."""
 
     def __init__(self, pages: AsyncIterator[ExportPage]) -> None:

@@ -112,8 +112,9 @@ class QueryService(pb_grpc.QueryServiceServicer):
         read = await self._queries.values(series_id, snaps, as_of, min_position)
         reply = pb.GetValuesResponse(read_position=read.read_position)
         if in_columns:
-            put = await self._values_view(request.series, series_id, in_columns)
-            put(reply, segments.rows_from_versions(read.value))
+            # A few points: the columns straight from their records, no Arrow rows between.
+            shape = columns.layout(await self._queries.definition(series_id))
+            columns.fill_versions(reply.columns, read.value, shape)
         else:
             mapping.add_official_values(reply.values, request.series, read.value)
         return reply
