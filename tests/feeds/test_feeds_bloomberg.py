@@ -14,10 +14,12 @@ import pytest
 from qis_feeds.adapters.bloomberg import (
     BbgField,
     BbgInstrument,
+    BbgMessage,
     BloombergError,
     BloombergProvider,
     BloombergUnavailable,
     BlpapiSession,
+    Recap,
     TickStats,
     tick_values,
 )
@@ -69,7 +71,7 @@ class RecordedSession:
     def __init__(
         self,
         history: Sequence[Mapping[str, Any]] = (),
-        ticks: Sequence[tuple[datetime, Mapping[str, Any]]] = (),
+        ticks: Sequence[BbgMessage] = (),
     ) -> None:
         self._history = history
         self._ticks = ticks
@@ -89,9 +91,7 @@ class RecordedSession:
         self.asked.append((list(securities), list(fields), start, end))
         yield from self._history
 
-    def ticks(
-        self, security: str, fields: Sequence[str]
-    ) -> Iterator[tuple[datetime, Mapping[str, Any]]]:
+    def ticks(self, security: str, fields: Sequence[str]) -> Iterator[BbgMessage]:
         self.subscribed.append((security, list(fields)))
         yield from self._ticks
 
@@ -187,11 +187,15 @@ BID = BbgInstrument("IBM.BID", IBM, BbgField.PX_BID)
 ASK = BbgInstrument("IBM.ASK", IBM, BbgField.PX_ASK)
 
 
+def tick(fields: Mapping[str, Any], recap: Recap = Recap.NONE) -> BbgMessage:
+    return BbgMessage(RECEIVED, recap, fields)
+
+
 def test_ticks_carry_their_event_time_and_initial_paints_are_not_sent() -> None:
     stats = TickStats()
     both = [LAST, BID, ASK]
     paint = {"MKTDATA_EVENT_TYPE": "SUMMARY", "MKTDATA_EVENT_SUBTYPE": "INITPAINT", "BID": 1.0}
-    assert tick_values(paint, RECEIVED, both, stats) == []
+    assert tick_values(tick(paint), both, stats) == []
     quote = {
         "MKTDATA_EVENT_TYPE": "QUOTE",
         "MKTDATA_EVENT_SUBTYPE": "BID",
@@ -200,25 +204,39 @@ def test_ticks_carry_their_event_time_and_initial_paints_are_not_sent() -> None:
         "EVENT_TIME": time(14, 29, 59, 987_000),  # a time of day: on the day received
     }
     at = datetime(2024, 3, 5, 14, 29, 59, 987_000, tzinfo=UTC)
-    assert tick_values(quote, RECEIVED, both, stats) == [
+    assert tick_values(tick(quote), both, stats) == [
         RawValue("IBM.BID", at, 185.5),
         RawValue("IBM.ASK", at, 185.52),
     ]
     trade = {"MKTDATA_EVENT_TYPE": "TRADE", "LAST_PRICE": 185.51}
-    assert tick_values(trade, RECEIVED, both, stats) == [RawValue("IBM.LAST", RECEIVED, 185.51)]
+    assert tick_values(tick(trade), both, stats) == [RawValue("IBM.LAST", RECEIVED, 185.51)]
     new_york = timezone(timedelta(hours=-5))
     stamped = {"LAST_PRICE": 185.49, "EVENT_TIME": datetime(2024, 3, 5, 9, 30, tzinfo=new_york)}
-    assert tick_values(stamped, RECEIVED, both, stats)[0].time == datetime(
+    assert tick_values(tick(stamped), both, stats)[0].time == datetime(
         2024, 3, 5, 14, 30, tzinfo=UTC
     )
     assert (stats.ticks, stats.initial_paints, stats.received_time) == (4, 1, 1)
 
 
+def test_recaps_are_told_by_their_recap_type_and_not_sent() -> None:
+    """A recap's fields look like a tick's (Bloomberg sends the current values); only the
+    message's recapType() tells it: solicited after a (re)subscription, unsolicited at any
+    time, with or without an INITPAINT subtype."""
+    stats = TickStats()
+    image = {"MKTDATA_EVENT_TYPE": "SUMMARY", "LAST_PRICE": 185.0, "BID": 184.9}
+    trade = {"MKTDATA_EVENT_TYPE": "TRADE", "LAST_PRICE": 185.51}
+    assert tick_values(tick(image, Recap.SOLICITED), [LAST, BID], stats) == []
+    assert tick_values(tick(trade, Recap.UNSOLICITED), [LAST, BID], stats) == []
+    assert tick_values(tick(trade), [LAST, BID], stats) == [RawValue("IBM.LAST", RECEIVED, 185.51)]
+    assert (stats.ticks, stats.recaps, stats.initial_paints) == (3, 2, 0)
+
+
 async def test_a_subscription_follows_the_live_field_of_its_instrument() -> None:
     session = RecordedSession(
         ticks=[
-            (RECEIVED, {"MKTDATA_EVENT_SUBTYPE": "INITPAINT", "LAST_PRICE": 185.0}),
-            (RECEIVED, {"LAST_PRICE": 185.51, "BID": 185.5}),
+            tick({"MKTDATA_EVENT_SUBTYPE": "INITPAINT", "LAST_PRICE": 185.0}, Recap.SOLICITED),
+            tick({"LAST_PRICE": 185.4}, Recap.UNSOLICITED),
+            tick({"LAST_PRICE": 185.51, "BID": 185.5}),
         ]
     )
     provider = BloombergProvider([LAST, BID], session)
@@ -230,6 +248,9 @@ async def test_a_subscription_follows_the_live_field_of_its_instrument() -> None
             break
     assert values == [RawValue("IBM.LAST", RECEIVED, 185.51)]
     assert session.subscribed == [(IBM, ["LAST_PRICE", "EVENT_TIME", "MKTDATA_EVENT_SUBTYPE"])]
+    assert (provider.ticks.recaps, provider.ticks.initial_paints) == (2, 0)
+    health = await provider.get_health()
+    assert (health.requests, health.errors, health.latencies.calls) == (1, 0, 1)
     with pytest.raises(BloombergError, match="OHLC has no //blp/mktdata field"):
         await anext(BloombergProvider([BAR], session).subscribe("IBM.BAR"))
 

@@ -14,7 +14,7 @@ Two layers:
   fieldExceptions[] = {fieldId, errorInfo = {source, code, category, message, subcategory}},
   fieldData[] = {date, PX_LAST, PX_OPEN, PX_HIGH, PX_LOW, VOLUME, ...}}} or {responseError =
   {...}}; MarketDataEvents = {LAST_PRICE, BID, ASK, VOLUME, ..., MKTDATA_EVENT_TYPE,
-  MKTDATA_EVENT_SUBTYPE}.
+  MKTDATA_EVENT_SUBTYPE}, with the message's `recapType()` beside them (BbgMessage).
 - the session (`BlpapiSession`): the only code that touches blpapi. It has not run against a
   Terminal here (none is reachable): its calls follow Bloomberg's Python examples and reference
   (SessionOptions, Session with an event handler, openService, createRequest, sendRequest,
@@ -23,8 +23,13 @@ Two layers:
 Times: a history row's `date` becomes that day at 00:00 UTC (the convention of daily series
 here). A tick's time is its `time_field` element (EVENT_TIME by default; a time of day is taken
 on the day the message was received; a datetime without an offset is in `tz`), else the time
-the message was received. Initial-paint messages (MKTDATA_EVENT_SUBTYPE INITPAINT) repeat the
-latest values at subscription time and would be false observations: they are counted, not sent.
+the message was received. Recaps repeat the subscription's current state and would be false
+observations: they are counted, not sent. They are told by `Message.recapType()` (documented:
+RECAPTYPE_SOLICITED for a consumer who just subscribed or resubscribed, RECAPTYPE_UNSOLICITED at
+the service's discretion, RECAPTYPE_NONE for a normal tick); a message flagged as no recap whose
+MKTDATA_EVENT_SUBTYPE is INITPAINT (an initial paint, by the field's name in Bloomberg's examples,
+not confirmed by a reference page) is left out too.
+Health: each history request and subscription is a request, timed to its first answer.
 Values are BLPAPI's floats, taken by their shortest repr (application.points).
 """
 
@@ -40,10 +45,11 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from qis_feeds.adapters.calls import CallStats, elapsed_ms
 from qis_feeds.application.points import Number, RawBar, RawValue, ValueKind
 from qis_feeds.application.ports import HistoricalRequest, ProviderHealth
 
@@ -57,6 +63,29 @@ class BloombergError(RuntimeError):
 
 class BloombergUnavailable(BloombergError):
     pass
+
+
+class Recap(IntEnum):
+    """`blpapi.Message.recapType()`, as the documented constants RECAPTYPE_NONE, _SOLICITED and
+    _UNSOLICITED number it."""
+
+    NONE = 0
+    SOLICITED = 1
+    UNSOLICITED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class BbgMessage:
+    """One message routed to a request or subscription (a MarketDataEvents message, for one)."""
+
+    received: datetime
+    recap: Recap
+    fields: Mapping[str, Any]
+    """Its contents, as `Message.toPy()` gives them."""
+
+
+_Routed = tuple[Any, BbgMessage]
+"""A message for a request or subscription: its event's type, and the message."""
 
 
 class BbgField(StrEnum):
@@ -162,21 +191,28 @@ def _row_value(row: Mapping[str, Any], field: BbgField) -> Number | RawBar | Non
 @dataclass
 class TickStats:
     ticks: int = 0
+    recaps: int = 0
+    """Solicited or unsolicited recaps (Message.recapType()): not sent."""
     initial_paints: int = 0
+    """Messages flagged as no recap but with MKTDATA_EVENT_SUBTYPE INITPAINT: not sent."""
     received_time: int = 0
     """Ticks timed by their arrival: no usable `time_field` in the message."""
 
 
 def tick_values(
-    fields: Mapping[str, Any],
-    received: datetime,
+    message: BbgMessage,
     instruments: Sequence[BbgInstrument],
     stats: TickStats,
     time_field: str = "EVENT_TIME",
     tz: ZoneInfo = _UTC,
 ) -> list[RawValue]:
-    """The values one MarketDataEvents message carries for the instruments of its security."""
+    """The values one MarketDataEvents message carries for the instruments of its security;
+    none for a recap."""
     stats.ticks += 1
+    fields, received = message.fields, message.received
+    if message.recap is not Recap.NONE:
+        stats.recaps += 1
+        return []
     if fields.get("MKTDATA_EVENT_SUBTYPE") == "INITPAINT":
         stats.initial_paints += 1
         return []
@@ -209,10 +245,8 @@ class BloombergSession(Protocol):
         """The contents of each HistoricalDataResponse message, partial ones included."""
         ...
 
-    def ticks(
-        self, security: str, fields: Sequence[str]
-    ) -> Iterator[tuple[datetime, Mapping[str, Any]]]:
-        """(received, contents) of each MarketDataEvents message, blocking, until closed."""
+    def ticks(self, security: str, fields: Sequence[str]) -> Iterator[BbgMessage]:
+        """Each MarketDataEvents message of the subscription, blocking, until closed."""
         ...
 
     def stop(self) -> None: ...
@@ -237,7 +271,7 @@ class BlpapiSession:
         self._host = host
         self._port = port
         self._timeout_s = timeout_s
-        self._routes: dict[int, queue.Queue[tuple[Any, datetime, Mapping[str, Any]] | None]] = {}
+        self._routes: dict[int, queue.Queue[_Routed | None]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._session: Any = None
@@ -265,12 +299,13 @@ class BlpapiSession:
             for correlation in message.correlationIds():
                 route = self._routes.get(correlation.value())
                 if route is not None:
-                    route.put((event.eventType(), received, message.toPy()))
+                    routed = BbgMessage(received, Recap(message.recapType()), message.toPy())
+                    route.put((event.eventType(), routed))
 
-    def _route(self) -> tuple[int, queue.Queue[tuple[Any, datetime, Mapping[str, Any]] | None]]:
+    def _route(self) -> tuple[int, queue.Queue[_Routed | None]]:
         with self._lock:
             number = next(self._ids)
-            route: queue.Queue[tuple[Any, datetime, Mapping[str, Any]] | None] = queue.Queue()
+            route: queue.Queue[_Routed | None] = queue.Queue()
             self._routes[number] = route
         return number, route
 
@@ -293,21 +328,19 @@ class BlpapiSession:
                 item = route.get(timeout=self._timeout_s)
                 if item is None:
                     return
-                kind, _, contents = item
+                kind, message = item
                 if kind in (blpapi.Event.PARTIAL_RESPONSE, blpapi.Event.RESPONSE):
-                    yield contents
+                    yield message.fields
                 if kind == blpapi.Event.RESPONSE:
                     return
                 if kind == blpapi.Event.REQUEST_STATUS:
-                    raise BloombergError(f"request failed: {contents}")
+                    raise BloombergError(f"request failed: {message.fields}")
         except queue.Empty:
             raise BloombergError(f"no answer within {self._timeout_s} s") from None
         finally:
             self._routes.pop(number, None)
 
-    def ticks(
-        self, security: str, fields: Sequence[str]
-    ) -> Iterator[tuple[datetime, Mapping[str, Any]]]:
+    def ticks(self, security: str, fields: Sequence[str]) -> Iterator[BbgMessage]:
         blpapi = self._blpapi
         number, route = self._route()
         subscriptions = blpapi.SubscriptionList()
@@ -315,11 +348,11 @@ class BlpapiSession:
         self._session.subscribe(subscriptions)
         try:
             while (item := route.get()) is not None:
-                kind, received, contents = item
+                kind, message = item
                 if kind == blpapi.Event.SUBSCRIPTION_DATA:
-                    yield received, contents
-                elif kind == blpapi.Event.SUBSCRIPTION_STATUS and "reason" in contents:
-                    raise BloombergError(f"{security}: subscription failed: {contents}")
+                    yield message
+                elif kind == blpapi.Event.SUBSCRIPTION_STATUS and "reason" in message.fields:
+                    raise BloombergError(f"{security}: subscription failed: {message.fields}")
         finally:
             self._routes.pop(number, None)
             self._session.unsubscribe(subscriptions)
@@ -352,10 +385,7 @@ class BloombergProvider:
         self.kinds: Mapping[str, ValueKind] = {i.series_id: kind_of(i.field) for i in instruments}
         self.ticks = TickStats()
         self._connected = False
-        self._requests = 0
-        self._errors = 0
-        self._last_error = ""
-        self._last_success_us: int | None = None
+        self._calls = CallStats()
         self._last_value_us: dict[str, int] = {}
 
     async def connect(self) -> None:
@@ -369,14 +399,8 @@ class BloombergProvider:
             self._connected = False
 
     async def get_health(self) -> ProviderHealth:
-        return ProviderHealth(
-            connected=self._connected and not self._last_error,
-            requests=self._requests,
-            errors=self._errors,
-            last_success_us=self._last_success_us,
-            last_error=self._last_error,
-            last_value_us=dict(self._last_value_us),
-        )
+        connected = self._connected and not self._calls.last_error
+        return self._calls.health(connected, self._last_value_us)
 
     async def request_historical(self, request: HistoricalRequest) -> AsyncIterator[RawValue]:
         instruments = [self._instrument(s) for s in request.series_ids or self._instruments]
@@ -384,20 +408,22 @@ class BloombergProvider:
         # Daily rows: the days whose 00:00 UTC lies in [start, end).
         first = (request.start - timedelta(microseconds=1)).date() + timedelta(days=1)
         last = (request.end - timedelta(microseconds=1)).date()
-        self._requests += 1
+        started = self._calls.started()
+        latency_ms: float | None = None
         messages = self._session.history(securities, request_fields(instruments), first, last)
         try:
             while batch := await asyncio.to_thread(_take, messages, 16):
+                if latency_ms is None:
+                    latency_ms = elapsed_ms(started)
                 for message in batch:
                     for value in history_values(message, instruments):
                         assert isinstance(value.time, datetime)
                         if request.start <= value.time < request.end:
                             yield self._seen(value)
         except BloombergError as error:
-            self._failed(error)
+            self._calls.failed(str(error))
             raise
-        self._last_error = ""
-        self._last_success_us = time.time_ns() // 1000
+        self._calls.succeeded(latency_ms)
 
     async def subscribe(self, series_id: str) -> AsyncIterator[RawValue]:
         instrument = self._instrument(series_id)
@@ -405,14 +431,16 @@ class BloombergProvider:
         if live is None:
             raise BloombergError(f"{instrument.field} has no //blp/mktdata field to follow")
         fields = [live, self._settings.time_field, "MKTDATA_EVENT_SUBTYPE"]
-        self._requests += 1
+        started: float | None = self._calls.started()
         ticks = self._session.ticks(instrument.security, fields)
         try:
             while batch := await asyncio.to_thread(_take, ticks, 1):
-                for received, contents in batch:
+                if started is not None:
+                    self._calls.succeeded(elapsed_ms(started))
+                    started = None
+                for message in batch:
                     for value in tick_values(
-                        contents,
-                        received,
+                        message,
                         [instrument],
                         self.ticks,
                         self._settings.time_field,
@@ -420,7 +448,7 @@ class BloombergProvider:
                     ):
                         yield self._seen(value)
         except BloombergError as error:
-            self._failed(error)
+            self._calls.failed(str(error))
             raise
 
     def _instrument(self, series_id: str) -> BbgInstrument:
@@ -432,7 +460,3 @@ class BloombergProvider:
     def _seen(self, value: RawValue) -> RawValue:
         self._last_value_us[value.series_id] = time.time_ns() // 1000
         return value
-
-    def _failed(self, error: Exception) -> None:
-        self._errors += 1
-        self._last_error = str(error)

@@ -245,7 +245,7 @@ class CoinGeckoProvider:
 
     @property
     def retries(self) -> int:
-        return self._api.retries
+        return self._api.calls.retries
 
     async def request_historical(self, request: HistoricalRequest) -> AsyncIterator[RawValue]:
         for series_id in request.series_ids or tuple(self._instruments):

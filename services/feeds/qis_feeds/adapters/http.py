@@ -7,13 +7,16 @@ HTTP date, capped), 408 and 5xx, a timeout or a broken connection, and a body th
 JSON it should be (a truncated answer). Other answers (400, 401, 403, 404) fail at once with the
 vendor's own message: trying again would only spend the plan's credits. Numbers in the JSON
 are read as Decimals, never floats.
+
+Health (CallStats): every attempt is a request, those after the first of a call are retries, a
+429 is a rate-limited failure; a success is timed from sending to the parsed body (the wait for
+the rate limiter and the backoff are not the vendor's latency).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +34,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from qis_feeds.adapters.calls import CallStats, elapsed_ms
 from qis_feeds.application.ports import ProviderHealth
 
 log = logging.getLogger("qis.feeds.http")
@@ -94,25 +98,15 @@ class JsonApi:
         self._backoff = wait_random_exponential(
             multiplier=policy.backoff_first_s, max=policy.backoff_cap_s
         )
-        self.requests = 0
-        self.errors = 0
-        self.retries = 0
-        self.last_success_us: int | None = None
-        self.last_error = ""
-        self.latency_ms: float | None = None
+        self.calls = CallStats()
 
     async def close(self) -> None:
         await self._client.aclose()
 
     def health(self, last_value_us: dict[str, int]) -> ProviderHealth:
-        return ProviderHealth(
-            connected=self.last_success_us is not None and not self.last_error,
-            requests=self.requests,
-            errors=self.errors,
-            last_success_us=self.last_success_us,
-            last_error=self.last_error,
-            latency_ms=self.latency_ms,
-            last_value_us=dict(last_value_us),
+        calls = self.calls
+        return calls.health(
+            calls.last_success_us is not None and not calls.last_error, last_value_us
         )
 
     async def get(self, path: str, params: Mapping[str, str | int]) -> Any:
@@ -127,7 +121,7 @@ class JsonApi:
         async for attempt in retrying:
             with attempt:
                 async with self._limiter:
-                    result = await self._once(path, params)
+                    result = await self._once(path, params, attempt.retry_state.attempt_number > 1)
         return result
 
     def _wait(self, state: RetryCallState) -> float:
@@ -137,13 +131,11 @@ class JsonApi:
         return float(self._backoff(state))
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        self.retries += 1
         wait = state.next_action.sleep if state.next_action is not None else 0.0
-        log.warning("%s; try %d in %.1f s", self.last_error, state.attempt_number + 1, wait)
+        log.warning("%s; try %d in %.1f s", self.calls.last_error, state.attempt_number + 1, wait)
 
-    async def _once(self, path: str, params: Mapping[str, str | int]) -> Any:
-        self.requests += 1
-        started = time.monotonic()
+    async def _once(self, path: str, params: Mapping[str, str | int], retry: bool) -> Any:
+        started = self.calls.started(retry=retry)
         try:
             response = await self._client.get(path, params=dict(params))
         except httpx.TimeoutException as error:
@@ -153,7 +145,8 @@ class JsonApi:
         status = response.status_code
         if status == 429:
             after = retry_after_seconds(response.headers.get("retry-after"))
-            raise self._failed(f"{path}: rate limited ({_vendor_message(response)})", True, after)
+            message = f"{path}: rate limited ({_vendor_message(response)})"
+            raise self._failed(message, True, after, rate_limited=True)
         if status == 408 or status >= 500:
             raise self._failed(f"{path}: {_vendor_message(response)}", True)
         if status != 200:
@@ -162,14 +155,16 @@ class JsonApi:
             body = json.loads(response.content, parse_float=Decimal)
         except ValueError as error:
             raise self._failed(f"{path}: the answer is not JSON ({error})", True) from error
-        self.latency_ms = (time.monotonic() - started) * 1000
-        self.last_success_us = time.time_ns() // 1000
-        self.last_error = ""
+        self.calls.succeeded(elapsed_ms(started))
         return body
 
     def _failed(
-        self, message: str, retryable: bool, retry_after_s: float | None = None
+        self,
+        message: str,
+        retryable: bool,
+        retry_after_s: float | None = None,
+        *,
+        rate_limited: bool = False,
     ) -> VendorError:
-        self.errors += 1
-        self.last_error = message
+        self.calls.failed(message, rate_limited=rate_limited)
         return VendorError(message, retryable=retryable, retry_after_s=retry_after_s)

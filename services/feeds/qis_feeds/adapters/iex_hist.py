@@ -38,6 +38,7 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 
+from qis_feeds.adapters.calls import CallStats
 from qis_feeds.adapters.iex_tops import (
     QUOTE_UNAVAILABLE,
     QUOTE_UPDATE,
@@ -255,10 +256,7 @@ class IexHistProvider:
         self._files = tuple(files)
         self.kinds: Mapping[str, ValueKind] = {i.series_id: _KINDS[i.field] for i in instruments}
         self.stats = IexHistStats()
-        self._reads = 0
-        self._errors = 0
-        self._last_error = ""
-        self._last_success_us: int | None = None
+        self._calls = CallStats()
         self._last_value_us: dict[str, int] = {}
 
     async def connect(self) -> None:
@@ -270,14 +268,7 @@ class IexHistProvider:
         return None
 
     async def get_health(self) -> ProviderHealth:
-        return ProviderHealth(
-            connected=not self._last_error,
-            requests=self._reads,
-            errors=self._errors,
-            last_success_us=self._last_success_us,
-            last_error=self._last_error,
-            last_value_us=dict(self._last_value_us),
-        )
+        return self._calls.health(not self._calls.last_error, self._last_value_us)
 
     def request_historical(self, request: HistoricalRequest) -> AsyncIterator[RawValue]:
         wanted = set(request.series_ids or self.kinds)
@@ -298,7 +289,7 @@ class IexHistProvider:
         self, instruments: Sequence[IexInstrument], start_us: int, end_us: int
     ) -> AsyncIterator[RawValue]:
         self.stats = IexHistStats()
-        self._reads += 1
+        self._calls.started()
         values = hist_values(self._files, instruments, start_us, end_us, self.stats)
         try:
             while batch := await asyncio.to_thread(_take, values):
@@ -307,8 +298,7 @@ class IexHistProvider:
                     self._last_value_us[value.series_id] = now_us
                     yield value
         except (CaptureError, OSError) as error:
-            self._errors += 1
-            self._last_error = str(error)
+            self._calls.failed(str(error))
             raise
-        self._last_error = ""
-        self._last_success_us = time.time_ns() // 1000
+        # A read goes at the pace of the feed that takes its values: its duration is not timed.
+        self._calls.succeeded(None)

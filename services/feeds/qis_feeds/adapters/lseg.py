@@ -23,6 +23,9 @@ called for refreshes too (the instrument's current image, sent when the stream o
 after every reconnection), which would enter as observations made now; the content-layer stream
 calls on_refresh and on_update apart. Refreshes are counted, not sent.
 
+Health: each get_history call and each stream opened is a request, timed to the library's
+answer (a DataFrame; a stream opened); lseg-data's own retries, if any, are not seen here.
+
 Times: the index of get_history is taken as UTC when it has no zone (LSEG's historical pricing
 answers in UTC); a streamed update carries no time of its own, so it is timed when received.
 Values: LSEG hands over floats; each goes by its shortest repr (application.points), integers
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from qis_feeds.adapters.calls import CallStats, elapsed_ms
 from qis_feeds.application.points import Number, RawValue, ValueKind
 from qis_feeds.application.ports import HistoricalRequest, ProviderHealth
 
@@ -255,10 +259,7 @@ class LsegProvider:
         self.kinds: Mapping[str, ValueKind] = {i.series_id: i.kind for i in instruments}
         self.stats = LsegStats()
         self._connected = False
-        self._requests = 0
-        self._errors = 0
-        self._last_error = ""
-        self._last_success_us: int | None = None
+        self._calls = CallStats()
         self._last_value_us: dict[str, int] = {}
 
     async def connect(self) -> None:
@@ -272,14 +273,8 @@ class LsegProvider:
             self._connected = False
 
     async def get_health(self) -> ProviderHealth:
-        return ProviderHealth(
-            connected=self._connected and not self._last_error,
-            requests=self._requests,
-            errors=self._errors,
-            last_success_us=self._last_success_us,
-            last_error=self._last_error,
-            last_value_us=dict(self._last_value_us),
-        )
+        connected = self._connected and not self._calls.last_error
+        return self._calls.health(connected, self._last_value_us)
 
     def _chosen(self, series_ids: Sequence[str]) -> list[LsegInstrument]:
         unknown = set(series_ids) - set(self._instruments)
@@ -294,7 +289,7 @@ class LsegProvider:
             by_ric.setdefault(instrument.ric, []).append(instrument)
         for ric, mine in by_ric.items():
             fields = list(dict.fromkeys(i.field for i in mine))
-            self._requests += 1
+            started = self._calls.started()
             try:
                 frame = await asyncio.to_thread(
                     self._session.history,
@@ -304,14 +299,13 @@ class LsegProvider:
                     request.start,
                     request.end,
                 )
+                latency_ms = elapsed_ms(started)
                 values = list(frame_values(frame, mine, self.stats))
             except Exception as error:
                 # The library raises its own errors (LDError and kin) for refusals and failures.
-                self._errors += 1
-                self._last_error = str(error)
+                self._calls.failed(str(error))
                 raise
-            self._last_error = ""
-            self._last_success_us = time.time_ns() // 1000
+            self._calls.succeeded(latency_ms)
             for value in values:
                 assert isinstance(value.time, datetime)
                 if request.start <= value.time < request.end:
@@ -336,10 +330,15 @@ class LsegProvider:
             for value in update_values(fields, ric, received, [instrument], self.stats):
                 loop.call_soon_threadsafe(put, value)
 
-        self._requests += 1
-        stream = await asyncio.to_thread(
-            self._session.stream, [instrument.ric], [instrument.field], on_refresh, on_update
-        )
+        started = self._calls.started()
+        try:
+            stream = await asyncio.to_thread(
+                self._session.stream, [instrument.ric], [instrument.field], on_refresh, on_update
+            )
+        except Exception as error:
+            self._calls.failed(str(error))
+            raise
+        self._calls.succeeded(elapsed_ms(started))
         try:
             while True:
                 yield self._seen(await values.get())

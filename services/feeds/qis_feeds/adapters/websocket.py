@@ -9,6 +9,11 @@ Disconnects: the connection is opened again after a jittered backoff (0.5 s doub
 back to the start once a connection delivered ticks), and the subscription asks for ticks since
 the latest one received; ticks taken in time order per symbol, a resume loses nothing the
 server resends and duplicates nothing it sent before.
+Health: each connection attempt is a request (those after the first: retries, the reconnects),
+timed to the end of its handshake; an attempt that fails (refused, timed out, a handshake
+refused, with HTTP 429 counted as rate limited) is a failure. A connection that breaks after it
+opened is not a failed request: the reconnect after it shows as a retry, its cause as the last
+error.
 Reading stops while the runner's queue is full: the socket is not read, and TCP slows the
 server.
 """
@@ -20,23 +25,27 @@ import contextlib
 import json
 import logging
 import random
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from http import HTTPStatus
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
 
+from qis_feeds.adapters.calls import CallStats, elapsed_ms, wall_clock_us
 from qis_feeds.adapters.ticks import TickFields, TickInstrument, TickReader
 from qis_feeds.application.points import RawValue, ValueKind
 from qis_feeds.application.ports import HistoricalRequest, ProviderHealth
 
 log = logging.getLogger("qis.feeds.websocket")
 _PER_SERIES_QUEUE = 1_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+_FAILURES = (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +70,9 @@ class WebSocketProvider:
         }
         self._reader: asyncio.Task[None] | None = None
         self.connections = 0
+        """Connections opened."""
         self._connected = False
-        self._errors = 0
-        self._last_error = ""
-        self._last_success_us: int | None = None
+        self._calls = CallStats()
 
     @property
     def replayed(self) -> int:
@@ -82,14 +90,7 @@ class WebSocketProvider:
             self._reader = None
 
     async def get_health(self) -> ProviderHealth:
-        return ProviderHealth(
-            connected=self._connected,
-            requests=self.connections,
-            errors=self._errors,
-            last_success_us=self._last_success_us,
-            last_error=self._last_error,
-            last_value_us=dict(self._ticks_of.last_value_us),
-        )
+        return self._calls.health(self._connected, self._ticks_of.last_value_us)
 
     async def subscribe(self, series_id: str) -> AsyncIterator[RawValue]:
         queue = self._queues[series_id]
@@ -109,31 +110,50 @@ class WebSocketProvider:
     async def _read_forever(self) -> None:
         failures = 0
         settings = self._settings
+        calls = self._calls
         while True:
             delivered = False
             try:
-                async with connect(settings.url, open_timeout=settings.open_timeout_s) as ws:
-                    self.connections += 1
-                    self._connected = True
-                    if settings.subscribe:
-                        await ws.send(self._subscription())
-                    async for message in ws:
-                        delivered = True
-                        self._last_success_us = time.time_ns() // 1000
-                        for raw in self._ticks(message):
-                            await self._queues[raw.series_id].put(raw)
-                self._last_error = "the server closed the connection"
-            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as error:
-                self._last_error = f"{type(error).__name__}: {error}"
+                ws = await self._open()
+            except _FAILURES as error:
+                calls.failed(
+                    f"{type(error).__name__}: {error}",
+                    rate_limited=isinstance(error, InvalidStatus)
+                    and error.response.status_code == HTTPStatus.TOO_MANY_REQUESTS,
+                )
+            else:
+                try:
+                    async with ws:
+                        if settings.subscribe:
+                            await ws.send(self._subscription())
+                        async for message in ws:
+                            delivered = True
+                            calls.last_success_us = wall_clock_us()
+                            for raw in self._ticks(message):
+                                await self._queues[raw.series_id].put(raw)
+                    calls.last_error = "the server closed the connection"
+                except _FAILURES as error:
+                    # The connection was made: its end is no failed request; the reconnect
+                    # that follows is counted as a retry.
+                    calls.last_error = f"{type(error).__name__}: {error}"
             self._connected = False
-            self._errors += 1
             failures = 1 if delivered else failures + 1
             ceiling = min(
                 settings.reconnect_cap_s, settings.reconnect_first_s * 2 ** (failures - 1)
             )
             delay = random.uniform(ceiling / 2, ceiling)
-            log.warning("%s: %s; reconnecting in %.1f s", settings.url, self._last_error, delay)
+            log.warning("%s: %s; reconnecting in %.1f s", settings.url, calls.last_error, delay)
             await asyncio.sleep(delay)
+
+    async def _open(self) -> ClientConnection:
+        """One connection attempt, a request (a retry after the first), timed to the end of the
+        handshake."""
+        started = self._calls.started(retry=self.connections + self._calls.failures > 0)
+        ws = await connect(self._settings.url, open_timeout=self._settings.open_timeout_s)
+        self._calls.succeeded(elapsed_ms(started))
+        self.connections += 1
+        self._connected = True
+        return ws
 
     def _ticks(self, message: str | bytes) -> Iterator[RawValue]:
         try:

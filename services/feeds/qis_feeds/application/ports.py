@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from qis_feeds.application.batching import Chunk
+from qis_feeds.application.counters import Latencies
 from qis_feeds.application.points import RawValue, ValueKind
 
 
@@ -31,10 +32,16 @@ class HistoricalRequest:
 
 @dataclass(frozen=True, slots=True)
 class ProviderHealth:
+    """Every count is of the provider's whole life and only grows: an interval's counts are the
+    difference of two readings, so any number of readers (the health reports, the health
+    endpoint) may read without disturbing one another."""
+
     connected: bool
     requests: int = 0
-    """Calls made to the vendor (HTTP requests, connections), for cost and rate accounting."""
+    """Calls made to the vendor (HTTP requests, connection attempts), for cost and rate
+    accounting; retries included."""
     errors: int = 0
+    """Of `requests`, calls that failed."""
     last_success_us: int | None = None
     last_error: str = ""
     latency_ms: float | None = None
@@ -42,10 +49,14 @@ class ProviderHealth:
     rate_limited: int = 0
     """Of `errors`, "too many requests" answers (HTTP 429)."""
     retries: int = 0
-    """Of `requests`, calls that repeated an earlier one."""
+    """Of `requests`, calls that repeated an earlier one (attempts beyond the first, reconnects)."""
+    latencies: Latencies = field(default_factory=Latencies)
+    """Durations of the successful calls so far; an interval's are
+    `now.latencies.since(before.latencies)`."""
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
-    """Over the provider's recent successful calls; None when it keeps no such window."""
+    """Over every successful call so far (from `latencies`); None when there was none, or the
+    provider makes no calls to time."""
     last_value_us: dict[str, int] = field(default_factory=dict)
     """Per series, when the latest value arrived (wall clock, µs since the epoch): staleness."""
 

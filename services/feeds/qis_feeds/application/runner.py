@@ -93,6 +93,7 @@ def health_interval(
     failures = min(requests, max(0, now.errors - before.errors))
     rate_limited = min(failures, max(0, now.rate_limited - before.rate_limited))
     retries = min(requests, max(0, now.retries - before.retries))
+    latencies = now.latencies.since(before.latencies)  # the interval's calls, not since start
     if not now.connected or (requests and failures == requests):
         status = SourceStatus.DOWN
     elif failures or retries:
@@ -107,8 +108,8 @@ def health_interval(
         failures=failures,
         rate_limited=rate_limited,
         retries=retries,
-        latency_p50_ms=now.latency_p50_ms,
-        latency_p99_ms=now.latency_p99_ms,
+        latency_p50_ms=latencies.percentile(0.5),
+        latency_p99_ms=latencies.percentile(0.99),
         last_success_us=now.last_success_us,
         last_error=now.last_error,
     )
