@@ -63,6 +63,23 @@ async def test_rejected_rows_and_unreadable_files_go_to_failed(folder: DropFolde
     assert (health.requests, health.errors) == (3, 3)
 
 
+async def test_a_long_running_folder_keeps_counts_not_every_outcome(
+    folder: DropFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder fed for months must not hold every file's report in memory: it keeps the latest
+    outcomes and counts all of them."""
+    monkeypatch.setattr(folder, "outcomes", type(folder.outcomes)(maxlen=2))
+    root = folder.path
+    for n in range(4):
+        (root / f"NOPE{n}.csv").write_text(ROWS)  # no such series: failed, quickly
+        await folder.sweep()
+    (root / "BTC.USD.csv").write_text(ROWS)
+    await folder.sweep()
+    assert [o.file.name for o in folder.outcomes] == ["NOPE3.csv", "BTC.USD.csv"]
+    health = await folder.get_health()
+    assert (health.requests, health.errors) == (5, 4)
+
+
 async def test_a_file_being_written_is_read_whole_once_it_held_still(folder: DropFolder) -> None:
     root = folder.path
     path = root / "BTC.USD.csv"

@@ -22,6 +22,7 @@ import asyncio
 import io
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,8 @@ from qis_feeds.application.ports import ProviderHealth
 
 log = logging.getLogger("qis.feeds.drop_folder")
 DONE, FAILED = "done", "failed"
+RECENT_OUTCOMES = 100
+"""Outcomes a drop folder keeps (its counts are of every file)."""
 _IN_PROGRESS = (".tmp", ".part", ".partial", ".crdownload")
 
 Metadata = tuple[tuple[str, str], ...]
@@ -81,7 +84,10 @@ class DropFolder:
         self._stub = stub
         self._metadata = metadata
         self._renamed = column_map(settings.columns, settings.kind.fields)
-        self.outcomes: list[Outcome] = []
+        self.outcomes: deque[Outcome] = deque(maxlen=RECENT_OUTCOMES)
+        """The latest files' outcomes: a folder that runs for months must not keep them all."""
+        self._files = 0
+        self._failed = 0
         self._last_error = ""
         self._last_success_us: int | None = None
 
@@ -90,11 +96,10 @@ class DropFolder:
         return self._settings.path
 
     async def get_health(self) -> ProviderHealth:
-        failed = sum(1 for o in self.outcomes if not o.ok)
         return ProviderHealth(
             connected=True,
-            requests=len(self.outcomes),
-            errors=failed,
+            requests=self._files,
+            errors=self._failed,
             last_success_us=self._last_success_us,
             last_error=self._last_error,
         )
@@ -170,4 +175,6 @@ class DropFolder:
         log.info("%s -> %s/", path.name, where.name)
         outcome = Outcome(moved, ok, report)
         self.outcomes.append(outcome)
+        self._files += 1
+        self._failed += not ok
         return outcome
