@@ -57,6 +57,7 @@ from qis_adapters.readstore.port import (
     ProjectionBatch,
     ReadModelWriter,
     Segment,
+    TopicVersion,
 )
 from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_projector.application.projector import Projector
@@ -197,6 +198,9 @@ class CapturingWriter:
 
     async def last_segment(self, series_id: str, bucket_us: int) -> Segment | None:
         return await self.inner.last_segment(series_id, bucket_us)
+
+    async def topics(self, at_position: int = OPEN_END) -> list[TopicVersion]:
+        return await self.inner.topics(at_position)
 
 
 def merged(batches: list[ProjectionBatch]) -> ProjectionBatch:

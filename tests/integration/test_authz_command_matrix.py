@@ -23,7 +23,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from pydantic import SecretStr
-from qis.data.v1 import access_pb2, series_pb2, values_pb2
+from qis.data.v1 import access_pb2, routing_pb2, series_pb2, values_pb2
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.eventstore.codec import EventCodec
@@ -95,6 +95,8 @@ ALLOWED = {
     "SetAccessPolicy": "admin",
     "DeleteAccessPolicy": "admin",
     "RecordAccessDenial": "admin",  # or a service of QIS_SERVICE_PRINCIPALS (below)
+    "SetTopic": "admin",  # `admin` on "topics/{topic}"
+    "DeleteTopic": "admin",
 }
 SERVICE = _bearer(hmac_token(sub="svc-query", roles=[], exp=SESSION_EXP))  # QIS_SERVICE_PRINCIPALS
 
@@ -229,6 +231,9 @@ async def seed(stub: pb_grpc.CommandServiceAsyncStub, store: EventStore) -> str:
             ),
             metadata=ROOT,
         )
+    await stub.SetTopic(
+        pb.SetTopicRequest(command_id="set-doomed", topic=_topic("doomed")), metadata=ROOT
+    )
     admin, writer, publisher = (CALLERS[c]() for c in ("admin", "writer", "publisher"))
     for source in ("feed", "alt"):
         await stub.RegisterDataSource(
@@ -328,7 +333,17 @@ def request_of(rpc: str, caller: str, w: World) -> Any:
             )
         case "RecordAccessDenial":
             return pb.RecordAccessDenialRequest(command_id=cid, denial=_query_denial())
+        case "SetTopic":
+            return pb.SetTopicRequest(command_id=cid, topic=_topic(f"extra.{caller}"))
+        case "DeleteTopic":
+            return pb.DeleteTopicRequest(command_id=cid, name="topics/doomed")
     raise AssertionError(rpc)
+
+
+def _topic(name: str) -> routing_pb2.Topic:
+    return routing_pb2.Topic(
+        name=f"topics/{name}", event_types=[routing_pb2.ROUTED_EVENT_TYPE_DATA_PUBLISHED]
+    )
 
 
 def _query_denial() -> access_pb2.AccessDenial:

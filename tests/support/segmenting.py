@@ -9,7 +9,13 @@ writer) do the same with the projector's own builder, in the buckets of a minute
 from __future__ import annotations
 
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
-from qis_adapters.readstore.port import ProjectionBatch, ReadModelWriter, Segment
+from qis_adapters.readstore.port import (
+    OPEN_END,
+    ProjectionBatch,
+    ReadModelWriter,
+    Segment,
+    TopicVersion,
+)
 from qis_domain.snaps import Frequency
 from qis_projector.application.segments import SegmentBuilder, add_segments
 
@@ -44,3 +50,6 @@ class Segmenting:
 
     async def last_segment(self, series_id: str, bucket_us: int) -> Segment | None:
         return await self.store.last_segment(series_id, bucket_us)
+
+    async def topics(self, at_position: int = OPEN_END) -> list[TopicVersion]:
+        return await self.store.topics(at_position)

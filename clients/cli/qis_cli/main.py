@@ -51,6 +51,7 @@ from qis_cli.progress import Progress
 from qis_cli.readers import FileFormat, ImportFile, column_map, detect_format, read_rows
 from qis_cli.sources import add_sources_parser
 from qis_cli.status import run_status
+from qis_cli.topics import add_topics_parser
 from qis_cli.up import run_up
 
 MAX_CHUNK_SIZE = 10_000  # the server's limit of points per request
@@ -442,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_feed_parser(commands, _add_connection_options)
     add_sources_parser(commands, _add_connection_options)
+    add_topics_parser(commands, _add_connection_options)
 
     look = commands.add_parser(
         "query",

@@ -13,6 +13,7 @@ not defined yet) is not restricted by it. `now` is an argument: the domain reads
 | `series/{id}`          | a series: its definition and values    | `series/{glob}`, `*`                         |
 | `series/{id}/issues`   | its exception queue                    | `series/{glob}/issues`, `series/{glob}`, `*` |
 | `sources/{id}`         | a data source                          | `sources/{glob}`, `*`                        |
+| `topics/{name}`        | an event-routing topic                 | `topics/{glob}`, `*`                         |
 | `accessPolicies`       | the access policies themselves         | `accessPolicies`, `*`                        |
 
 A glob is an id in which `*` stands for any run of characters and `?` for one. Principals are
@@ -72,7 +73,7 @@ DAY_S = 86_400
 ANYONE = "*"
 _PRINCIPAL_KINDS = ("user:", "role:")
 _GLOB = re.compile(r"[A-Za-z0-9._:\-*?]{1,128}")
-_PATTERN = re.compile(r"(?P<kind>series|sources)/(?P<glob>[^/]+)(?P<issues>/issues)?")
+_PATTERN = re.compile(r"(?P<kind>series|sources|topics)/(?P<glob>[^/]+)(?P<issues>/issues)?")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -137,12 +138,12 @@ def pattern_regex(pattern: str) -> str:
     if match is None:
         raise ValueError(
             f"{quoted(pattern)} is none of 'series/GLOB', 'series/GLOB/issues', 'sources/GLOB',"
-            f" '{POLICIES_RESOURCE}' and '*'"
+            f" 'topics/GLOB', '{POLICIES_RESOURCE}' and '*'"
         )
     if match["issues"] and match["kind"] != "series":
         raise ValueError(f"{quoted(pattern)}: only series have an exception queue ('/issues')")
     regex = f"{match['kind']}/{_glob(match['glob'], pattern)}"
-    if match["kind"] == "sources" or match["issues"]:
+    if match["kind"] != "series" or match["issues"]:
         return regex + (match["issues"] or "")
     return regex + "(?:/issues)?"  # a series covers its exception queue
 

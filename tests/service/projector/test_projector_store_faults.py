@@ -16,7 +16,7 @@ import pytest
 from qis_adapters.eventstore.port import EventStoreUnavailable
 from qis_adapters.eventstore.sqlite import SqliteEventStore
 from qis_adapters.faults import store_fault
-from qis_adapters.readstore.port import ProjectionBatch, Segment
+from qis_adapters.readstore.port import OPEN_END, ProjectionBatch, Segment, TopicVersion
 from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_projector.application.faults import Backoff
 from qis_projector.application.projector import Projector, ProjectorLimits
@@ -54,6 +54,9 @@ class FailsAfter:
 
     async def last_segment(self, series_id: str, bucket_us: int) -> Segment | None:
         return await self.store.last_segment(series_id, bucket_us)
+
+    async def topics(self, at_position: int = OPEN_END) -> list[TopicVersion]:
+        return await self.store.topics(at_position)
 
 
 async def eventually(

@@ -61,6 +61,9 @@ from qis_domain.events import (
     SchemaEvolved,
     SeriesDefined,
     SourceAdded,
+    TopicDefinition,
+    TopicDeleted,
+    TopicSet,
     UnknownEventType,
     default_registry,
 )
@@ -137,6 +140,11 @@ POLICY = AccessPolicy(
 )
 
 EXAMPLES: dict[type[DomainEvent], DomainEvent] = {
+    TopicSet: TopicSet(
+        name="ops-domain.quality-alert",
+        definition=TopicDefinition(event_types=("QualityIssueDetected",), min_severity="error"),
+    ),
+    TopicDeleted: TopicDeleted(name="ops-domain.quality-alert"),
     SeriesDefined: SeriesDefined(series_id="SPX", definition=DEFINITION),
     SchemaEvolved: SchemaEvolved(
         series_id="SPX",

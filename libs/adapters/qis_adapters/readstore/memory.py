@@ -43,8 +43,11 @@ from qis_adapters.readstore.port import (
     SeriesEntry,
     SourceEntry,
     SourceHealthEntry,
+    TopicEntry,
+    TopicVersion,
     VersionClosure,
     issue_page_key,
+    topics_in_force,
     validate_generation,
 )
 
@@ -226,6 +229,15 @@ class _Generation:
             lambda e: (e.source_id, e.day_us),
             lambda e: dataclasses.replace(e, health=_json_copy(e.health)),
         )
+        self.topics = _Table[TopicVersion](
+            lambda t: (t.topic, t.position),
+            lambda t: (
+                t
+                if t.definition is None
+                else dataclasses.replace(t, definition=_json_copy(t.definition))
+            ),
+        )
+        self.topic_entries = _Table[TopicEntry](lambda e: (e.topic, e.position, e.index))
         self.checkpoint: int | None = None
 
     def apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
@@ -259,6 +271,8 @@ class _Generation:
         self.segments.write_all(batch.segments)
         for sc in batch.segment_closures:
             _close(self.segments, _segment_key(sc), sc)
+        self.topics.write_all(batch.topics)
+        self.topic_entries.write_all(batch.topic_entries)
         self.checkpoint = checkpoint
 
     def dump(self) -> dict[str, object]:
@@ -276,6 +290,8 @@ class _Generation:
             "sources": list(self.sources.scan()),
             "source_health": list(self.source_health.scan()),
             "segments": list(self.segments.scan()),
+            "topics": list(self.topics.scan()),
+            "topic_entries": list(self.topic_entries.scan()),
         }
 
 
@@ -396,6 +412,14 @@ class InMemoryReadStore:
         bucket = (series_id, bucket_us)
         versions = list(self._written().segments.scan(bucket, (series_id, bucket_us + 1)))
         return versions[-1] if versions else None
+
+    async def topics(self, at_position: int = OPEN_END) -> list[TopicVersion]:
+        database = self._open()
+        name = self._generation or database.active
+        generation = None if name is None else database.generation(name)
+        if generation is None:
+            return []
+        return topics_in_force(generation.topics.scan(), at_position)
 
     # --- ReadModelReader ----------------------------------------------------------------------
 
@@ -536,6 +560,15 @@ class InMemoryReadStore:
     async def source_health(self, source_id: str) -> list[SourceHealthEntry]:
         # Every key of the source sorts below (source_id + "\0",), every later source's not.
         return self._select(lambda g: g.source_health.scan((source_id,), (source_id + "\0",)))
+
+    async def topic_entries(self, topic: str, after: ResumeToken, limit: int) -> list[TopicEntry]:
+        def query(g: _Generation) -> Iterable[TopicEntry]:
+            if g.checkpoint is None:
+                return ()
+            low, high = (topic, after.position, after.index), (topic, g.checkpoint + 1)
+            return g.topic_entries.scan(low, high, after=True)
+
+        return self._select(query, limit)
 
     # --- GenerationAdmin ----------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ Layout of one database:
   `{_id: "generation:<name>", generation, format, checkpoint}` per generation (registry, the
   read-model format it was built with, absent before formats were recorded, and checkpoint);
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
-  `_series`, `_metrics`, `_segments`, `_policies`, `_sources`, `_source_health`. Every document's `_id` encodes its natural key (see
+  `_series`, `_metrics`, `_segments`, `_policies`, `_sources`, `_source_health`, `_topics`,
+  `_topic_entries`. Every document's `_id` encodes its natural key (see
   _key_id), so every write is an idempotent keyed upsert. A segment's payload is BSON binary.
 
 Only commands that both MongoDB and FerretDB v1.24 implement are used: no transactions, change
@@ -65,8 +66,11 @@ from qis_adapters.readstore.port import (
     SeriesEntry,
     SourceEntry,
     SourceHealthEntry,
+    TopicEntry,
+    TopicVersion,
     VersionClosure,
     issue_page_key,
+    topics_in_force,
     validate_generation,
 )
 
@@ -265,6 +269,15 @@ _SOURCE_HEALTH = _Kind(
     ("source_id", "day_us"),
     frozenset({"day_us", "reported_at_us", "position"}),
 )
+_TOPICS = _Kind(
+    "topics", TopicVersion, ("topic", "position"), frozenset({"position", "updated_at_us"})
+)
+_TOPIC_ENTRIES = _Kind(
+    "topic_entries",
+    TopicEntry,
+    ("topic", "position", "index"),
+    frozenset({"position", "recorded_at_us"}),
+)
 # A read takes the first version of each bucket in this order: the newest of those it matches.
 _NEWEST_FIRST = [("bucket_us", ASCENDING), ("position_from", DESCENDING)]
 _KINDS: tuple[_Kind[Any], ...] = (
@@ -280,6 +293,8 @@ _KINDS: tuple[_Kind[Any], ...] = (
     _POLICIES,
     _SOURCES,
     _SOURCE_HEALTH,
+    _TOPICS,
+    _TOPIC_ENTRIES,
 )
 
 
@@ -321,6 +336,8 @@ _INDEXES: dict[str, list[IndexModel]] = {
     "sources": [],  # served by _id (the source id), listed in _id order
     "source_health": [_index(_SOURCE_HEALTH.key, unique=True)],
     "metrics": [_index(_METRICS.key, unique=True)],
+    "topics": [_index(_TOPICS.key, unique=True)],  # read whole, in key order
+    "topic_entries": [_index(_TOPIC_ENTRIES.key, unique=True)],
     # The key is unique by _id. Each index holds every field its reads filter on, so that a
     # version is fetched (payload and all) only when it matches: as-of reads and last_segment
     # (the first), latest reads (the second: only open versions).
@@ -553,6 +570,8 @@ class MongoReadStore:
                 ],
             ),
             upserts(_CHANGES, batch.changes),
+            upserts(_TOPICS, batch.topics),
+            upserts(_TOPIC_ENTRIES, batch.topic_entries),
             (
                 self._collection(generation, _ISSUES),
                 [_resolution_op(r) for r in batch.resolutions],
@@ -583,6 +602,13 @@ class MongoReadStore:
         query = {"series_id": series_id, "bucket_us": Int64(bucket_us)}
         found = await self._query(self._writer(), _SEGMENTS, query, _NEWEST_FIRST, 1)
         return found[0] if found else None
+
+    async def topics(self, at_position: int = OPEN_END) -> list[TopicVersion]:
+        generation = self._generation or await self._reading()
+        if generation is None:
+            return []
+        versions = await self._query(generation, _TOPICS, {}, _TOPICS.sort)
+        return topics_in_force(versions, at_position)
 
     async def _checkpoint_of(self, generation: str) -> int | None:
         doc = await self._meta.find_one({"_id": GENERATION_KEY_PREFIX + generation})
@@ -737,6 +763,11 @@ class MongoReadStore:
             return []
         query = {"series_id": {"$in": list(series_ids)}} if series_ids else {}
         return await self._feed(_CHANGES, query, after, limit)
+
+    async def topic_entries(self, topic: str, after: ResumeToken, limit: int) -> list[TopicEntry]:
+        if limit <= 0:
+            return []
+        return await self._feed(_TOPIC_ENTRIES, {"topic": topic}, after, limit)
 
     async def audit_trail(
         self, scope: AuditScope, after: ResumeToken | None, limit: int

@@ -16,7 +16,7 @@ log changes nothing; the checkpoint is written last by `apply`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -319,6 +319,44 @@ class SourceHealthEntry:
     position: int
 
 
+@dataclass(frozen=True, slots=True)
+class TopicVersion:
+    """A topic's definition from one position of the log on (docs/routing.md), projected from
+    the `routing/topics` stream. Key: (topic, position): every change is kept, so that the
+    projector restarting at any checkpoint finds the definitions in force there, whatever a
+    crash left written beyond it."""
+
+    topic: str  # the name, without "topics/"
+    position: int
+    updated_at_us: int
+    definition: JsonDoc | None = None
+    """qis_domain.routing.TopicDefinition in JSON (model_dump(mode="json")); None: deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicEntry:
+    """One entry of a topic's log: a routed event, or one part of a large one. Key: (topic,
+    position, index); a topic's entries are read in key order, which is log order."""
+
+    topic: str
+    position: int
+    index: int  # the part of the event, from 0
+    series_id: str
+    event_type: str
+    payload: bytes  # serialised qis.data.v1.TopicMessage: what a consumer receives
+    recorded_at_us: int
+
+
+def topics_in_force(versions: Iterable[TopicVersion], at_position: int) -> list[TopicVersion]:
+    """Of `versions` in (topic, position) order, each topic's last up to `at_position`: how
+    every adapter answers `topics`."""
+    chosen: dict[str, TopicVersion] = {}
+    for version in versions:
+        if version.position <= at_position:
+            chosen[version.topic] = version
+    return list(chosen.values())
+
+
 @dataclass(slots=True)
 class ProjectionBatch:
     """Everything the projector derived from a run of events, applied as one unit."""
@@ -337,10 +375,14 @@ class ProjectionBatch:
     policies: list[AccessPolicyEntry] = field(default_factory=list)
     sources: list[SourceEntry] = field(default_factory=list)
     source_health: list[SourceHealthEntry] = field(default_factory=list)
+    topics: list[TopicVersion] = field(default_factory=list)
+    topic_entries: list[TopicEntry] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
-            len(self.policies)
+            len(self.topics)
+            + len(self.topic_entries)
+            + len(self.policies)
             + len(self.sources)
             + len(self.source_health)
             + len(self.segments)
@@ -425,6 +467,7 @@ class ReadModelWriter(Protocol):
         - sources: upsert by source_id, source_health: upsert by (source_id, day_us), each
           only when position is higher or equal;
         - metrics: upsert by key;
+        - topics, topic_entries: insert if absent by key;
         - segments: insert if absent by (series_id, bucket_us, position_from), before the
           segment closures; segment_closures: set recorded_to_us/position_to of that segment
           version (idempotent). Between the two a reader may see two open versions of one
@@ -439,6 +482,13 @@ class ReadModelWriter(Protocol):
     async def last_segment(self, series_id: str, bucket_us: int) -> Segment | None:
         """The version of the bucket's segment with the greatest position_from, None when the
         bucket has none: what the projector builds the next version on."""
+        ...
+
+    async def topics(self, at_position: int = OPEN_END) -> list[TopicVersion]:
+        """The version of each topic in force at `at_position` (its greatest position up to
+        it), deleted topics included, ascending by topic: what the projector routes with when it
+        starts again at its checkpoint, and what ListTopics shows. A deployment holds tens of
+        topics: read whole."""
         ...
 
 
@@ -535,6 +585,11 @@ class ReadModelReader(Protocol):
         reported (a few hundred a year), read whole."""
         ...
 
+    async def topic_entries(self, topic: str, after: ResumeToken, limit: int) -> list[TopicEntry]:
+        """Entries of `topic` strictly after `after` up to the checkpoint, ascending by
+        (position, index), at most limit."""
+        ...
+
     async def checkpoint(self) -> int | None: ...
 
 
@@ -547,7 +602,7 @@ ACTIVE_GENERATION_KEY = "active"  # meta record naming the generation queries re
 GENERATION_KEY_PREFIX = "generation:"  # + name: meta record of one generation (its checkpoint)
 FORMAT_KEY_PREFIX = "format:"  # + name: the format a generation was built with (SQLite meta)
 
-READ_MODEL_FORMAT = 4
+READ_MODEL_FORMAT = 5
 """The format of the read models this code builds: what the records hold and how they are
 keyed. Each generation records the format it was built with when it is created, and keeps it.
 
@@ -572,6 +627,7 @@ FORMAT_CHANGES = {
     " position and knowledge time (range reads and exports read them)",
     4: "data sources and their feeds' health reports (GetDataSource, ListDataSources): sources"
     " registered before were projected as audit entries only",
+    5: "topics and their logs (docs/routing.md): topics defined before were not projected",
 }
 """What each format changed from the one before: why a generation of an older one is rebuilt."""
 

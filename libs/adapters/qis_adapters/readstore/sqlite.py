@@ -6,13 +6,14 @@ Layout of one database file:
   it was built with (absent: built before formats were recorded). A `generation:` row per
   generation is also the registry that `list_generations` reads.
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
-  `_series`, `_metrics`, `_policies`, `_sources`, `_source_health`: WITHOUT ROWID tables clustered on their natural key, so every query of the
-  port is one index range scan in the order it returns. Segments are split in two: `_segments`
-  holds what reads filter and choose on (clustered on its key like the others), and
-  `_segment_payloads` the payloads, a rowid table (see _Table.rowid) read only for the versions
-  a read returns. A closure then rewrites a row of ~100 bytes: SQLite rewrites a whole row on
+  `_series`, `_metrics`, `_policies`, `_sources`, `_source_health`, `_topics`: WITHOUT ROWID
+  tables clustered on their natural key, so every query of the port is one index range scan in
+  the order it returns. Segments are split in two: `_segments` holds what reads filter and
+  choose on (clustered on its key like the others), and `_segment_payloads` the payloads, a
+  rowid table (see _Table.rowid) read only for the versions a read returns. A closure then rewrites a row of ~100 bytes: SQLite rewrites a whole row on
   UPDATE, and closing versions whose payload sat in the same row cost ~80% of inserting their
-  successors (300 of 100 kB: 80 ms next to 100 ms; 1.5 ms split).
+  successors (300 of 100 kB: 80 ms next to 100 ms; 1.5 ms split). `_topic_entries`, whose
+  payloads are messages of up to 1,000 values, is a rowid table too.
   Opening a store adds to the tables of every registered generation the columns this code
   declares and they lack (the tables, when they lack those), and to those of the current
   read-model format the indexes (`_Table.migrate`: no row is copied), so a file written by
@@ -71,7 +72,10 @@ from qis_adapters.readstore.port import (
     SeriesEntry,
     SourceEntry,
     SourceHealthEntry,
+    TopicEntry,
+    TopicVersion,
     issue_page_key,
+    topics_in_force,
     validate_generation,
 )
 
@@ -354,6 +358,29 @@ _TABLES = {
         ),
         ("source_id", "day_us"),
     ),
+    "topics": _Table(
+        (
+            ("topic", _TEXT),
+            ("position", _INT),
+            ("updated_at_us", _INT),
+            ("definition", "TEXT"),  # JSON; NULL: deleted
+        ),
+        ("topic", "position"),
+    ),
+    # A rowid table: payloads are up to 1,000 values (see _Table.rowid).
+    "topic_entries": _Table(
+        (
+            ("topic", _TEXT),
+            ("position", _INT),
+            ("idx", _INT),
+            ("series_id", _TEXT),
+            ("event_type", _TEXT),
+            ("payload", _BLOB),
+            ("recorded_at_us", _INT),
+        ),
+        ("topic", "position", "idx"),
+        rowid=True,
+    ),
     # Every field of Segment but its payload, in field order.
     "segments": _Table(
         (
@@ -416,6 +443,8 @@ class _Sql:
     upsert_policy: str
     upsert_source: str
     upsert_source_health: str
+    insert_topic: str
+    insert_topic_entry: str
     insert_segment: str
     insert_segment_payload: str
     close_segment: str
@@ -439,6 +468,8 @@ class _Sql:
     list_sources: str
     get_source: str
     source_health: str
+    topics: str
+    topic_entries: str
     segments_latest: str
     segments_known_at: str
     segments_at_position: str
@@ -520,6 +551,8 @@ class _Sql:
             upsert_source_health=t["source_health"].upsert(
                 f"{g}_source_health", f"excluded.position >= {g}_source_health.position"
             ),
+            insert_topic=t["topics"].insert(f"{g}_topics"),
+            insert_topic_entry=t["topic_entries"].insert(f"{g}_topic_entries"),
             insert_segment=t["segments"].insert(f"{g}_segments"),
             insert_segment_payload=t["segment_payloads"].insert(f"{g}_segment_payloads"),
             close_segment=(
@@ -572,6 +605,8 @@ class _Sql:
             list_sources=f"{select('sources')} WHERE source_id > ? ORDER BY source_id LIMIT ?",
             get_source=f"{select('sources')} WHERE source_id = ?",
             source_health=f"{select('source_health')} WHERE source_id = ? ORDER BY day_us",
+            topics=f"{select('topics')} ORDER BY topic, position",
+            topic_entries=f"{select('topic_entries')} WHERE topic = ? AND {after}",
             # A literal, not a parameter: the planner then sees the equality the index serves.
             segments_latest=segments(f"position_to = {OPEN_END}"),
             segments_known_at=segments("recorded_from_us <= ? AND recorded_to_us > ?"),
@@ -760,6 +795,25 @@ def _source_rows(entries: Sequence[SourceEntry]) -> list[Row]:
     return [(e.source_id, _json(e.config), e.updated_at_us, e.position) for e in entries]
 
 
+def _topic_rows(versions: Sequence[TopicVersion]) -> list[Row]:
+    return [
+        (
+            t.topic,
+            t.position,
+            t.updated_at_us,
+            None if t.definition is None else _json(t.definition),
+        )
+        for t in versions
+    ]
+
+
+def _topic_entry_rows(entries: Sequence[TopicEntry]) -> list[Row]:
+    return [
+        (e.topic, e.position, e.index, e.series_id, e.event_type, e.payload, e.recorded_at_us)
+        for e in entries
+    ]
+
+
 def _source_health_rows(entries: Sequence[SourceHealthEntry]) -> list[Row]:
     return [(e.source_id, e.day_us, _json(e.health), e.reported_at_us, e.position) for e in entries]
 
@@ -826,6 +880,16 @@ def _sources(rows: list[Row]) -> list[SourceEntry]:
 
 def _source_health(rows: list[Row]) -> list[SourceHealthEntry]:
     return [SourceHealthEntry(s, d, json.loads(doc), at, p) for s, d, doc, at, p in rows]
+
+
+def _topics(rows: list[Row]) -> list[TopicVersion]:
+    return [
+        TopicVersion(t, p, at, None if doc is None else json.loads(doc)) for t, p, at, doc in rows
+    ]
+
+
+def _topic_entries(rows: list[Row]) -> list[TopicEntry]:
+    return list(starmap(TopicEntry, rows))
 
 
 def _segments(rows: list[Row]) -> list[Segment]:
@@ -1023,6 +1087,10 @@ class SqliteReadStore:
                 c.executemany(sql.insert_segment_payload, map(_segment_payload_row, batch.segments))
             if batch.segment_closures:
                 c.executemany(sql.close_segment, map(_segment_closure_row, batch.segment_closures))
+            if batch.topics:
+                c.executemany(sql.insert_topic, _topic_rows(batch.topics))
+            if batch.topic_entries:
+                c.executemany(sql.insert_topic_entry, _topic_entry_rows(batch.topic_entries))
             c.execute(
                 "UPDATE meta SET value = ? WHERE key = ?",
                 (checkpoint, GENERATION_KEY_PREFIX + generation),
@@ -1056,6 +1124,8 @@ class SqliteReadStore:
             c.executemany(raw["segments"], map(_segment_row, batch.segments))
             c.executemany(raw["segment_payloads"], map(_segment_payload_row, batch.segments))
             c.executemany(sql.close_segment, map(_segment_closure_row, batch.segment_closures))
+            c.executemany(raw["topics"], _topic_rows(batch.topics))
+            c.executemany(raw["topic_entries"], _topic_entry_rows(batch.topic_entries))
         # Current records and payloads are rows of their own.
         return len(batch) + len(batch.versions) + len(batch.segments)
 
@@ -1124,6 +1194,8 @@ class SqliteReadStore:
             "sources": _sources(rows["sources"]),
             "source_health": _source_health(rows["source_health"]),
             "segments": _segments(rows["segments"]),
+            "topics": _topics(rows["topics"]),
+            "topic_entries": _topic_entries(rows["topic_entries"]),
         }
 
     def _close(self) -> None:
@@ -1146,6 +1218,15 @@ class SqliteReadStore:
 
         rows = await self._run(query)
         return _segments(rows)[0] if rows else None
+
+    async def topics(self, at_position: int = OPEN_END) -> list[TopicVersion]:
+        def query() -> list[Row]:
+            generation = self._generation or self._active()
+            if generation is None:
+                return []
+            return self._db().execute(self._statements(generation).topics).fetchall()
+
+        return topics_in_force(_topics(await self._run(query)), at_position)
 
     async def raw_bulk_insert(self, batch: ProjectionBatch, generation: str = "raw_scratch") -> int:
         """Benchmark baseline: the rows `apply` would write, by plain `executemany` in one
@@ -1331,6 +1412,11 @@ class SqliteReadStore:
 
     async def source_health(self, source_id: str) -> list[SourceHealthEntry]:
         return _source_health(await self._select(lambda q: q.source_health, (source_id,)))
+
+    async def topic_entries(self, topic: str, after: ResumeToken, limit: int) -> list[TopicEntry]:
+        if limit <= 0:
+            return []
+        return _topic_entries(await self._feed(lambda q: q.topic_entries, [(topic,)], after, limit))
 
     # --- GenerationAdmin ----------------------------------------------------------------------
 

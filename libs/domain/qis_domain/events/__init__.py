@@ -32,6 +32,7 @@ from qis_domain.events.points import (
     RawValue,
 )
 from qis_domain.events.quality import QualityMetricsCalculated
+from qis_domain.events.routing import TopicDefinition, TopicDeleted, TopicSet
 from qis_domain.events.series import SchemaEvolved, SeriesDefined, SourceAdded
 from qis_domain.events.sources import (
     DataSourceConfigured,
@@ -65,6 +66,8 @@ ALL_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     AccessPolicyChanged,
     AccessPolicyRemoved,
     AccessDenied,
+    TopicSet,
+    TopicDeleted,
 )
 
 
@@ -126,6 +129,9 @@ __all__ = [
     "SchemaEvolved",
     "SeriesDefined",
     "SourceAdded",
+    "TopicDefinition",
+    "TopicDeleted",
+    "TopicSet",
     "UnknownEventType",
     "default_registry",
 ]

@@ -35,6 +35,7 @@ from qis_domain.definitions import Classification, Permission
 from qis_domain.events import AccessDenied
 from qis_domain.names import series_name, source_name
 from qis_domain.reference_data import ReferenceData, definition_stream
+from qis_domain.routing import topic_name
 from qis_runtime.authorization import Decisions, Refused, names
 
 from qis_command.application.commands import (
@@ -42,6 +43,7 @@ from qis_command.application.commands import (
     ConfigureSource,
     DefineSeries,
     DeleteAccessPolicy,
+    DeleteTopic,
     EvolveSeries,
     IngestPoints,
     PublishPoints,
@@ -51,6 +53,7 @@ from qis_command.application.commands import (
     ResolveIssues,
     RestatePoint,
     SetAccessPolicy,
+    SetTopic,
 )
 from qis_command.application.repository import Repository
 
@@ -94,6 +97,8 @@ def need_of(command: object) -> Need:
             return Need(Permission.WRITE, source_name(source))
         case SetAccessPolicy() | DeleteAccessPolicy():
             return Need(Permission.ADMIN, POLICIES_RESOURCE)
+        case SetTopic(name=name) | DeleteTopic(name=name):
+            return Need(Permission.ADMIN, topic_name(name))
         case RecordDenial():
             # Anyone recording denials could fill the audit trail with others' names: a service
             # of QIS_SERVICE_PRINCIPALS (see PolicyAccess) or an administrator of everything.

@@ -13,7 +13,7 @@ from qis_domain.definitions import (
     SeriesDefinition,
     Update,
 )
-from qis_domain.events import AccessDenied
+from qis_domain.events import AccessDenied, TopicDefinition
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue
 
@@ -133,6 +133,17 @@ class RecordDenial:
     denial): the refused caller is in `denial`, the recording service is the command's caller."""
 
     denial: AccessDenied
+
+
+@dataclass(frozen=True, slots=True)
+class SetTopic:
+    name: str  # the topic, without "topics/"
+    definition: TopicDefinition
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTopic:
+    name: str
 
 
 @dataclass(frozen=True, slots=True)

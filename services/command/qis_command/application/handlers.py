@@ -36,6 +36,7 @@ from qis_domain.metrics import calculate, window_limit_us
 from qis_domain.names import series_name, source_name
 from qis_domain.quality_window import QualityWindow, quality_stream
 from qis_domain.reference_data import ReferenceData, definition_stream
+from qis_domain.routing import ROUTING_STREAM, EventRouting
 from qis_domain.rules import CalendarView
 from qis_domain.series_bucket import (
     SeriesBucket,
@@ -52,6 +53,7 @@ from qis_command.application.commands import (
     ConfigureSource,
     DefineSeries,
     DeleteAccessPolicy,
+    DeleteTopic,
     EvolveSeries,
     ExpireOverrides,
     IngestPoints,
@@ -63,6 +65,7 @@ from qis_command.application.commands import (
     ResolveIssues,
     RestatePoint,
     SetAccessPolicy,
+    SetTopic,
 )
 from qis_command.application.ports import TradingCalendar
 from qis_command.application.repository import Aggregate, Repository
@@ -320,6 +323,18 @@ class CommandHandlers:
 
         return await self._decide_one(ctx, DENIALS_SCOPE, cmd, load, decide)
 
+    async def set_topic(self, cmd: SetTopic, ctx: CommandContext) -> CommandResult:
+        async def decide(routing: EventRouting) -> list[DomainEvent]:
+            return routing.set_topic(cmd.name, cmd.definition)
+
+        return await self._decide_one(ctx, ROUTING_STREAM, cmd, self._routing, decide)
+
+    async def delete_topic(self, cmd: DeleteTopic, ctx: CommandContext) -> CommandResult:
+        async def decide(routing: EventRouting) -> list[DomainEvent]:
+            return routing.delete_topic(cmd.name)
+
+        return await self._decide_one(ctx, ROUTING_STREAM, cmd, self._routing, decide)
+
     # --- plumbing ---
 
     async def _decide_one(
@@ -516,6 +531,9 @@ class CommandHandlers:
     async def _policies(self) -> AccessPolicies:
         return await self._repo.load(POLICIES_STREAM, AccessPolicies)
 
+    async def _routing(self) -> EventRouting:
+        return await self._repo.load(ROUTING_STREAM, EventRouting)
+
     async def _bucket(self, series_id: str, bucket_us: int) -> SeriesBucket:
         return await self._repo.load(
             bucket_stream(series_id, bucket_us), lambda: SeriesBucket(series_id, bucket_us)
@@ -547,6 +565,8 @@ def _factory_of(stream: str) -> Callable[[], Aggregate]:
     """An empty aggregate of the kind a stream name holds (see each kind's `*_stream`)."""
     if stream == POLICIES_STREAM:
         return AccessPolicies
+    if stream == ROUTING_STREAM:
+        return EventRouting
     if stream.startswith(DENIALS_PREFIX):
         return lambda: DenialRecord(stream.removeprefix(DENIALS_PREFIX))
     kind, _, rest = stream.partition("/")

@@ -53,6 +53,7 @@ from qis_command.application.commands import (
 )
 from qis_command.application.handlers import CommandHandlers
 from qis_command.entrypoints.policies import delete_policy, record_denial, set_policy
+from qis_command.entrypoints.topics import delete_topic, set_topic
 
 BULK_IDLE_TIMEOUT_S = 60.0
 """How long a BulkIngest stream may go without a chunk (default of QIS_BULK_IDLE_TIMEOUT_S)."""
@@ -262,6 +263,18 @@ class CommandService(pb_grpc.CommandServiceServicer):
                 "RecordAccessDenial",
                 record_denial,
                 self._handlers.record_denial,
+            )
+        )
+
+    async def SetTopic(self, request: pb.SetTopicRequest, context: Ctx) -> pb.CommandResponse:
+        return _response(
+            await self._decide(request, context, "SetTopic", set_topic, self._handlers.set_topic)
+        )
+
+    async def DeleteTopic(self, request: pb.DeleteTopicRequest, context: Ctx) -> pb.CommandResponse:
+        return _response(
+            await self._decide(
+                request, context, "DeleteTopic", delete_topic, self._handlers.delete_topic
             )
         )
 

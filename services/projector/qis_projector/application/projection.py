@@ -51,11 +51,15 @@ from qis_domain.events import (
     SchemaEvolved,
     SeriesDefined,
     SourceAdded,
+    TopicDeleted,
+    TopicSet,
 )
 from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION
+from qis_domain.routing import Routes, topic_name
 from qis_domain.values import DataType
 
 from qis_projector.application.segments import BucketKey
+from qis_projector.application.topics import TopicRouter
 
 _RESOLUTION_STATUS = {
     QualityApproved: "approved",
@@ -67,9 +71,11 @@ _RESOLUTION_STATUS = {
 class Projection:
     """Accumulates the records of a run of events into one ProjectionBatch."""
 
-    def __init__(self, floor_us: int = 0) -> None:
-        """`floor_us`: the knowledge time of the last event projected before this one's first."""
+    def __init__(self, floor_us: int = 0, routes: Routes | None = None) -> None:
+        """`floor_us`: the knowledge time of the last event projected before this one's first;
+        `routes`: the topics in force there (ReadModelWriter.topics at the checkpoint)."""
         self.batch = ProjectionBatch()
+        self.topics = TopicRouter(routes or Routes())
         self.published: dict[BucketKey, list[OfficialVersion]] = {}
         """The batch's versions by the bucket whose stream published them, in log order: what
         the bucket's next segment version adds (segments.SegmentBuilder)."""
@@ -147,6 +153,7 @@ class Projection:
             )
             for issue in event.issues
         )
+        self.batch.topic_entries.extend(self.topics.issues(decoded, event, recorded_at))
         rules = sorted({i.rule for i in event.issues})
         self._audit_series(
             decoded, event.series_id, recorded_at, {"issues": len(event.issues), "rules": rules}
@@ -270,8 +277,10 @@ class Projection:
         bucket = self.published.setdefault(
             (event.series_id, _bucket_of_stream(decoded.record.stream)), []
         )
+        values = []
         for i, row in enumerate(event.rows()):
             value = raw_to_bytes(row.value)
+            values.append(value)
             quality = float(row.quality_score)
             version = OfficialVersion(
                 series_id=event.series_id,
@@ -318,6 +327,16 @@ class Projection:
                 self._audit_point(decoded, event.series_id, row.snap_us, i, recorded_at, details)
         if not per_point_audit:
             self._audit_series(decoded, event.series_id, recorded_at, _span(event.snaps))
+        b.topic_entries.extend(self.topics.official(decoded, event, values, recorded_at))
+
+    def _topic(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        """A topic's definition changes from this event on: later events are routed by it."""
+        version = self.topics.changed(decoded, recorded_at)
+        self.batch.topics.append(version)
+        details: dict[str, Any] = {"topic": version.topic}
+        if version.definition is not None:
+            details["definition"] = version.definition
+        self._audit(decoded, recorded_at, details, resource=topic_name(version.topic))
 
     def _policy(self, decoded: DecodedEvent, recorded_at: int) -> None:
         event = cast(AccessPolicyAdded | AccessPolicyChanged | AccessPolicyRemoved, decoded.event)
@@ -437,6 +456,8 @@ _HANDLERS: dict[type[DomainEvent], _Handler] = {
     AccessPolicyChanged: Projection._policy,
     AccessPolicyRemoved: Projection._policy,
     AccessDenied: Projection._denial,
+    TopicSet: Projection._topic,
+    TopicDeleted: Projection._topic,
 }
 """What each event type adds to the read models (by exact type: events are final). A type
 without an entry adds nothing: DataReconciled's candidates live in the write model."""

@@ -36,13 +36,14 @@ from qis_projector.application.faults import Backoff, describe
 from qis_projector.application.metrics import ProjectorMetrics
 from qis_projector.application.projection import Projection
 from qis_projector.application.segments import BucketKey, SegmentBuilder
+from qis_projector.application.topics import routes_at
 
 log = logging.getLogger(__name__)
 
 # Streams of the qis aggregates: series definitions and buckets, data sources, the access
 # policies and the records of denials. Every command's events are in them, so the checkpoint
 # passes the position of each command (a min_position read of it would otherwise time out).
-EVENT_FILTER = EventFilter(stream_prefixes=("series/", "sources/", "access/"))
+EVENT_FILTER = EventFilter(stream_prefixes=("series/", "sources/", "access/", "routing/"))
 
 # Waiting this long for the next event with the subscription alive means the projector is
 # caught up: whatever failed before works again (there is just nothing to write).
@@ -218,7 +219,9 @@ class Projector:
         checkpoint, so a crash still replays from the last batch written.
         """
         self.checkpoint = await self._store.checkpoint()
-        projection = Projection(self._floor_us)
+        # The topics in force where projection resumes: which events a topic takes is decided
+        # by the definitions at each event's position, as a rebuild from 0 decides it.
+        projection = Projection(self._floor_us, await routes_at(self._store, self.checkpoint))
         segments = SegmentBuilder(self._store)
         projected = self.checkpoint or 0
         if until_position is not None and projected >= until_position:

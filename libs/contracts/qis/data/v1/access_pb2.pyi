@@ -107,7 +107,8 @@ class AccessPolicy(_message.Message):
     def resources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """What it applies to, 1 to 100 patterns of resource names: "series/{glob}" (a series, its
         values and its exception queue), "series/{glob}/issues" (only the exception queue),
-        "sources/{glob}", "accessPolicies" (the policies themselves), or "*" (everything). In a
+        "sources/{glob}", "topics/{glob}" (event-routing topics), "accessPolicies" (the policies
+        themselves), or "*" (everything). In a
         glob, "*" stands for any run of id characters and "?" for one, e.g. "series/EQ.*".
         """
 

@@ -13,6 +13,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
 from qis.data.v1 import access_pb2 as _access_pb2
+from qis.data.v1 import routing_pb2 as _routing_pb2
 from qis.data.v1 import series_pb2 as _series_pb2
 from qis.data.v1 import values_pb2 as _values_pb2
 import builtins as _builtins
@@ -759,3 +760,57 @@ class RecordAccessDenialRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordAccessDenialRequest: _TypeAlias = RecordAccessDenialRequest  # noqa: Y015
+
+@_typing.final
+class SetTopicRequest(_message.Message):
+    """Request of CommandService.SetTopic."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
+    @_builtins.property
+    def topic(self) -> _routing_pb2.Topic:
+        """The whole topic; `topic.name` ("topics/{topic}") names the topic to define or replace."""
+
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        topic: _routing_pb2.Topic | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["topic", b"topic"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTopicRequest: _TypeAlias = SetTopicRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTopicRequest(_message.Message):
+    """Request of CommandService.DeleteTopic."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
+    name: _builtins.str
+    """Resource name of the topic, "topics/{topic}"."""
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTopicRequest: _TypeAlias = DeleteTopicRequest  # noqa: Y015

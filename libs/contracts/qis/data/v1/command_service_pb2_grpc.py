@@ -124,6 +124,16 @@ class CommandServiceStub:
                 request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.RecordAccessDenialRequest.SerializeToString,
                 response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
                 _registered_method=True)
+        self.SetTopic = channel.unary_unary(
+                '/qis.data.v1.CommandService/SetTopic',
+                request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.SetTopicRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+                _registered_method=True)
+        self.DeleteTopic = channel.unary_unary(
+                '/qis.data.v1.CommandService/DeleteTopic',
+                request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.DeleteTopicRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+                _registered_method=True)
 
 
 class CommandServiceServicer:
@@ -272,6 +282,23 @@ class CommandServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTopic(self, request, context):
+        """Defines a topic (docs/routing.md), or replaces its definition: it takes the events of
+        the log from this command on, by the new definition. Sending the definition it has
+        changes nothing. Needs `admin` on the topic ("topics/{topic}").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTopic(self, request, context):
+        """Deletes a topic: it takes no more events; its entries stay readable. NOT_FOUND
+        (TOPIC_NOT_FOUND) when there is no topic of that name. Needs `admin` on the topic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CommandServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +370,16 @@ def add_CommandServiceServicer_to_server(servicer, server):
             'RecordAccessDenial': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordAccessDenial,
                     request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.RecordAccessDenialRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
+            ),
+            'SetTopic': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTopic,
+                    request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.SetTopicRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
+            ),
+            'DeleteTopic': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTopic,
+                    request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.DeleteTopicRequest.FromString,
                     response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
             ),
     }
@@ -743,6 +780,60 @@ class CommandService:
             target,
             '/qis.data.v1.CommandService/RecordAccessDenial',
             qis_dot_data_dot_v1_dot_command__service__pb2.RecordAccessDenialRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTopic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.CommandService/SetTopic',
+            qis_dot_data_dot_v1_dot_command__service__pb2.SetTopicRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTopic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.CommandService/DeleteTopic',
+            qis_dot_data_dot_v1_dot_command__service__pb2.DeleteTopicRequest.SerializeToString,
             qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
             options,
             channel_credentials,

@@ -118,6 +118,15 @@ class CommandServiceStub:
     QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
     nothing more.
     """
+    SetTopic: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.SetTopicRequest, _command_service_pb2.CommandResponse]
+    """Defines a topic (docs/routing.md), or replaces its definition: it takes the events of
+    the log from this command on, by the new definition. Sending the definition it has
+    changes nothing. Needs `admin` on the topic ("topics/{topic}").
+    """
+    DeleteTopic: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.DeleteTopicRequest, _command_service_pb2.CommandResponse]
+    """Deletes a topic: it takes no more events; its entries stay readable. NOT_FOUND
+    (TOPIC_NOT_FOUND) when there is no topic of that name. Needs `admin` on the topic.
+    """
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
@@ -208,6 +217,15 @@ class CommandServiceAsyncStub(CommandServiceStub):
     resource refused. For services only: the caller must be one of the principals of
     QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
     nothing more.
+    """
+    SetTopic: _aio.UnaryUnaryMultiCallable[_command_service_pb2.SetTopicRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
+    """Defines a topic (docs/routing.md), or replaces its definition: it takes the events of
+    the log from this command on, by the new definition. Sending the definition it has
+    changes nothing. Needs `admin` on the topic ("topics/{topic}").
+    """
+    DeleteTopic: _aio.UnaryUnaryMultiCallable[_command_service_pb2.DeleteTopicRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
+    """Deletes a topic: it takes no more events; its entries stay readable. NOT_FOUND
+    (TOPIC_NOT_FOUND) when there is no topic of that name. Needs `admin` on the topic.
     """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -380,6 +398,27 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         resource refused. For services only: the caller must be one of the principals of
         QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
         nothing more.
+        """
+
+    @_abc_1.abstractmethod
+    def SetTopic(
+        self,
+        request: _command_service_pb2.SetTopicRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
+        """Defines a topic (docs/routing.md), or replaces its definition: it takes the events of
+        the log from this command on, by the new definition. Sending the definition it has
+        changes nothing. Needs `admin` on the topic ("topics/{topic}").
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteTopic(
+        self,
+        request: _command_service_pb2.DeleteTopicRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
+        """Deletes a topic: it takes no more events; its entries stay readable. NOT_FOUND
+        (TOPIC_NOT_FOUND) when there is no topic of that name. Needs `admin` on the topic.
         """
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -105,7 +105,8 @@ type AccessPolicy struct {
 	Principals []string `protobuf:"bytes,2,rep,name=principals,proto3" json:"principals,omitempty"`
 	// What it applies to, 1 to 100 patterns of resource names: "series/{glob}" (a series, its
 	// values and its exception queue), "series/{glob}/issues" (only the exception queue),
-	// "sources/{glob}", "accessPolicies" (the policies themselves), or "*" (everything). In a
+	// "sources/{glob}", "topics/{glob}" (event-routing topics), "accessPolicies" (the policies
+	// themselves), or "*" (everything). In a
 	// glob, "*" stands for any run of id characters and "?" for one, e.g. "series/EQ.*".
 	Resources []string `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
 	// What it allows on them; at least one.

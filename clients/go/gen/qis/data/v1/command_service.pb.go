@@ -1421,11 +1421,121 @@ func (x *RecordAccessDenialRequest) GetDenial() *AccessDenial {
 	return nil
 }
 
+// Request of CommandService.SetTopic.
+type SetTopicRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// The whole topic; `topic.name` ("topics/{topic}") names the topic to define or replace.
+	Topic         *Topic `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTopicRequest) Reset() {
+	*x = SetTopicRequest{}
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTopicRequest) ProtoMessage() {}
+
+func (x *SetTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTopicRequest.ProtoReflect.Descriptor instead.
+func (*SetTopicRequest) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SetTopicRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *SetTopicRequest) GetTopic() *Topic {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
+// Request of CommandService.DeleteTopic.
+type DeleteTopicRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// Resource name of the topic, "topics/{topic}".
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTopicRequest) Reset() {
+	*x = DeleteTopicRequest{}
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTopicRequest) ProtoMessage() {}
+
+func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DeleteTopicRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *DeleteTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_qis_data_v1_command_service_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\n" +
-	"!qis/data/v1/command_service.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18qis/data/v1/access.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"X\n" +
+	"!qis/data/v1/command_service.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18qis/data/v1/access.proto\x1a\x19qis/data/v1/routing.proto\x1a\x18qis/data/v1/series.proto\x1a\x18qis/data/v1/values.proto\"X\n" +
 	"\x0fCommandResponse\x12'\n" +
 	"\x0fcommit_position\x18\x01 \x01(\x04R\x0ecommitPosition\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x90\x01\n" +
@@ -1547,13 +1657,21 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\x19RecordAccessDenialRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x127\n" +
-	"\x06denial\x18\x02 \x01(\v2\x19.qis.data.v1.AccessDenialB\x04\xe2A\x01\x02R\x06denial*p\n" +
+	"\x06denial\x18\x02 \x01(\v2\x19.qis.data.v1.AccessDenialB\x04\xe2A\x01\x02R\x06denial\"f\n" +
+	"\x0fSetTopicRequest\x12#\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12.\n" +
+	"\x05topic\x18\x02 \x01(\v2\x12.qis.data.v1.TopicB\x04\xe2A\x01\x02R\x05topic\"S\n" +
+	"\x12DeleteTopicRequest\x12#\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x18\n" +
+	"\x04name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04name*p\n" +
 	"\n" +
 	"Resolution\x12\x1a\n" +
 	"\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RESOLUTION_APPROVE\x10\x01\x12\x15\n" +
 	"\x11RESOLUTION_REJECT\x10\x02\x12\x17\n" +
-	"\x13RESOLUTION_OVERRIDE\x10\x032\xfa\t\n" +
+	"\x13RESOLUTION_OVERRIDE\x10\x032\x90\v\n" +
 	"\x0eCommandService\x12N\n" +
 	"\fDefineSeries\x12 .qis.data.v1.DefineSeriesRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
 	"\x12EvolveSeriesSchema\x12&.qis.data.v1.EvolveSeriesSchemaRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
@@ -1569,7 +1687,9 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\x17CalculateQualityMetrics\x12+.qis.data.v1.CalculateQualityMetricsRequest\x1a\x1c.qis.data.v1.CommandResponse\x12T\n" +
 	"\x0fSetAccessPolicy\x12#.qis.data.v1.SetAccessPolicyRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
 	"\x12DeleteAccessPolicy\x12&.qis.data.v1.DeleteAccessPolicyRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
-	"\x12RecordAccessDenial\x12&.qis.data.v1.RecordAccessDenialRequest\x1a\x1c.qis.data.v1.CommandResponseBb\n" +
+	"\x12RecordAccessDenial\x12&.qis.data.v1.RecordAccessDenialRequest\x1a\x1c.qis.data.v1.CommandResponse\x12F\n" +
+	"\bSetTopic\x12\x1c.qis.data.v1.SetTopicRequest\x1a\x1c.qis.data.v1.CommandResponse\x12L\n" +
+	"\vDeleteTopic\x12\x1f.qis.data.v1.DeleteTopicRequest\x1a\x1c.qis.data.v1.CommandResponseBb\n" +
 	"\x0fcom.qis.data.v1B\x13CommandServiceProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\vQis.Data.V1b\x06proto3"
 
 var (
@@ -1585,7 +1705,7 @@ func file_qis_data_v1_command_service_proto_rawDescGZIP() []byte {
 }
 
 var file_qis_data_v1_command_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_qis_data_v1_command_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_qis_data_v1_command_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_qis_data_v1_command_service_proto_goTypes = []any{
 	(Resolution)(0),                        // 0: qis.data.v1.Resolution
 	(*CommandResponse)(nil),                // 1: qis.data.v1.CommandResponse
@@ -1604,80 +1724,88 @@ var file_qis_data_v1_command_service_proto_goTypes = []any{
 	(*SetAccessPolicyRequest)(nil),         // 14: qis.data.v1.SetAccessPolicyRequest
 	(*DeleteAccessPolicyRequest)(nil),      // 15: qis.data.v1.DeleteAccessPolicyRequest
 	(*RecordAccessDenialRequest)(nil),      // 16: qis.data.v1.RecordAccessDenialRequest
-	(*Series)(nil),                         // 17: qis.data.v1.Series
-	(*fieldmaskpb.FieldMask)(nil),          // 18: google.protobuf.FieldMask
-	(*DataSource)(nil),                     // 19: qis.data.v1.DataSource
-	(DataSourceStatus)(0),                  // 20: qis.data.v1.DataSourceStatus
-	(*timestamppb.Timestamp)(nil),          // 21: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),            // 22: google.protobuf.Duration
-	(*DataPoint)(nil),                      // 23: qis.data.v1.DataPoint
-	(*PointColumns)(nil),                   // 24: qis.data.v1.PointColumns
-	(*status.Status)(nil),                  // 25: google.rpc.Status
-	(*DataValue)(nil),                      // 26: qis.data.v1.DataValue
-	(*AccessPolicy)(nil),                   // 27: qis.data.v1.AccessPolicy
-	(*AccessDenial)(nil),                   // 28: qis.data.v1.AccessDenial
+	(*SetTopicRequest)(nil),                // 17: qis.data.v1.SetTopicRequest
+	(*DeleteTopicRequest)(nil),             // 18: qis.data.v1.DeleteTopicRequest
+	(*Series)(nil),                         // 19: qis.data.v1.Series
+	(*fieldmaskpb.FieldMask)(nil),          // 20: google.protobuf.FieldMask
+	(*DataSource)(nil),                     // 21: qis.data.v1.DataSource
+	(DataSourceStatus)(0),                  // 22: qis.data.v1.DataSourceStatus
+	(*timestamppb.Timestamp)(nil),          // 23: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 24: google.protobuf.Duration
+	(*DataPoint)(nil),                      // 25: qis.data.v1.DataPoint
+	(*PointColumns)(nil),                   // 26: qis.data.v1.PointColumns
+	(*status.Status)(nil),                  // 27: google.rpc.Status
+	(*DataValue)(nil),                      // 28: qis.data.v1.DataValue
+	(*AccessPolicy)(nil),                   // 29: qis.data.v1.AccessPolicy
+	(*AccessDenial)(nil),                   // 30: qis.data.v1.AccessDenial
+	(*Topic)(nil),                          // 31: qis.data.v1.Topic
 }
 var file_qis_data_v1_command_service_proto_depIdxs = []int32{
-	17, // 0: qis.data.v1.DefineSeriesRequest.series:type_name -> qis.data.v1.Series
-	17, // 1: qis.data.v1.EvolveSeriesSchemaRequest.series:type_name -> qis.data.v1.Series
-	18, // 2: qis.data.v1.EvolveSeriesSchemaRequest.update_mask:type_name -> google.protobuf.FieldMask
-	19, // 3: qis.data.v1.RegisterDataSourceRequest.source:type_name -> qis.data.v1.DataSource
-	19, // 4: qis.data.v1.ConfigureDataSourceRequest.source:type_name -> qis.data.v1.DataSource
-	18, // 5: qis.data.v1.ConfigureDataSourceRequest.update_mask:type_name -> google.protobuf.FieldMask
-	20, // 6: qis.data.v1.ReportDataSourceHealthRequest.status:type_name -> qis.data.v1.DataSourceStatus
-	21, // 7: qis.data.v1.ReportDataSourceHealthRequest.start_time:type_name -> google.protobuf.Timestamp
-	21, // 8: qis.data.v1.ReportDataSourceHealthRequest.end_time:type_name -> google.protobuf.Timestamp
-	22, // 9: qis.data.v1.ReportDataSourceHealthRequest.latency_p50:type_name -> google.protobuf.Duration
-	22, // 10: qis.data.v1.ReportDataSourceHealthRequest.latency_p99:type_name -> google.protobuf.Duration
-	21, // 11: qis.data.v1.ReportDataSourceHealthRequest.last_success_time:type_name -> google.protobuf.Timestamp
-	23, // 12: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
-	24, // 13: qis.data.v1.IngestPointsRequest.columns:type_name -> qis.data.v1.PointColumns
+	19, // 0: qis.data.v1.DefineSeriesRequest.series:type_name -> qis.data.v1.Series
+	19, // 1: qis.data.v1.EvolveSeriesSchemaRequest.series:type_name -> qis.data.v1.Series
+	20, // 2: qis.data.v1.EvolveSeriesSchemaRequest.update_mask:type_name -> google.protobuf.FieldMask
+	21, // 3: qis.data.v1.RegisterDataSourceRequest.source:type_name -> qis.data.v1.DataSource
+	21, // 4: qis.data.v1.ConfigureDataSourceRequest.source:type_name -> qis.data.v1.DataSource
+	20, // 5: qis.data.v1.ConfigureDataSourceRequest.update_mask:type_name -> google.protobuf.FieldMask
+	22, // 6: qis.data.v1.ReportDataSourceHealthRequest.status:type_name -> qis.data.v1.DataSourceStatus
+	23, // 7: qis.data.v1.ReportDataSourceHealthRequest.start_time:type_name -> google.protobuf.Timestamp
+	23, // 8: qis.data.v1.ReportDataSourceHealthRequest.end_time:type_name -> google.protobuf.Timestamp
+	24, // 9: qis.data.v1.ReportDataSourceHealthRequest.latency_p50:type_name -> google.protobuf.Duration
+	24, // 10: qis.data.v1.ReportDataSourceHealthRequest.latency_p99:type_name -> google.protobuf.Duration
+	23, // 11: qis.data.v1.ReportDataSourceHealthRequest.last_success_time:type_name -> google.protobuf.Timestamp
+	25, // 12: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
+	26, // 13: qis.data.v1.IngestPointsRequest.columns:type_name -> qis.data.v1.PointColumns
 	8,  // 14: qis.data.v1.BulkIngestResponse.result:type_name -> qis.data.v1.IngestPointsResponse
-	25, // 15: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
-	21, // 16: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
-	21, // 17: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
-	26, // 18: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
-	21, // 19: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 15: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
+	23, // 16: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
+	23, // 17: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
+	28, // 18: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
+	23, // 19: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 20: qis.data.v1.ResolveQualityIssuesRequest.resolution:type_name -> qis.data.v1.Resolution
-	26, // 21: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
-	21, // 22: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
-	21, // 23: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
-	21, // 24: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
-	27, // 25: qis.data.v1.SetAccessPolicyRequest.policy:type_name -> qis.data.v1.AccessPolicy
-	28, // 26: qis.data.v1.RecordAccessDenialRequest.denial:type_name -> qis.data.v1.AccessDenial
-	2,  // 27: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
-	3,  // 28: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
-	4,  // 29: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
-	5,  // 30: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
-	6,  // 31: qis.data.v1.CommandService.ReportDataSourceHealth:input_type -> qis.data.v1.ReportDataSourceHealthRequest
-	7,  // 32: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
-	7,  // 33: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
-	10, // 34: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
-	11, // 35: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
-	12, // 36: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
-	13, // 37: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
-	14, // 38: qis.data.v1.CommandService.SetAccessPolicy:input_type -> qis.data.v1.SetAccessPolicyRequest
-	15, // 39: qis.data.v1.CommandService.DeleteAccessPolicy:input_type -> qis.data.v1.DeleteAccessPolicyRequest
-	16, // 40: qis.data.v1.CommandService.RecordAccessDenial:input_type -> qis.data.v1.RecordAccessDenialRequest
-	1,  // 41: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
-	1,  // 42: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
-	1,  // 43: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
-	1,  // 44: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
-	1,  // 45: qis.data.v1.CommandService.ReportDataSourceHealth:output_type -> qis.data.v1.CommandResponse
-	8,  // 46: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
-	9,  // 47: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
-	1,  // 48: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
-	1,  // 49: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
-	1,  // 50: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
-	1,  // 51: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
-	1,  // 52: qis.data.v1.CommandService.SetAccessPolicy:output_type -> qis.data.v1.CommandResponse
-	1,  // 53: qis.data.v1.CommandService.DeleteAccessPolicy:output_type -> qis.data.v1.CommandResponse
-	1,  // 54: qis.data.v1.CommandService.RecordAccessDenial:output_type -> qis.data.v1.CommandResponse
-	41, // [41:55] is the sub-list for method output_type
-	27, // [27:41] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	28, // 21: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
+	23, // 22: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
+	23, // 23: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	23, // 24: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	29, // 25: qis.data.v1.SetAccessPolicyRequest.policy:type_name -> qis.data.v1.AccessPolicy
+	30, // 26: qis.data.v1.RecordAccessDenialRequest.denial:type_name -> qis.data.v1.AccessDenial
+	31, // 27: qis.data.v1.SetTopicRequest.topic:type_name -> qis.data.v1.Topic
+	2,  // 28: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
+	3,  // 29: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
+	4,  // 30: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
+	5,  // 31: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
+	6,  // 32: qis.data.v1.CommandService.ReportDataSourceHealth:input_type -> qis.data.v1.ReportDataSourceHealthRequest
+	7,  // 33: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
+	7,  // 34: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
+	10, // 35: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
+	11, // 36: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
+	12, // 37: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
+	13, // 38: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
+	14, // 39: qis.data.v1.CommandService.SetAccessPolicy:input_type -> qis.data.v1.SetAccessPolicyRequest
+	15, // 40: qis.data.v1.CommandService.DeleteAccessPolicy:input_type -> qis.data.v1.DeleteAccessPolicyRequest
+	16, // 41: qis.data.v1.CommandService.RecordAccessDenial:input_type -> qis.data.v1.RecordAccessDenialRequest
+	17, // 42: qis.data.v1.CommandService.SetTopic:input_type -> qis.data.v1.SetTopicRequest
+	18, // 43: qis.data.v1.CommandService.DeleteTopic:input_type -> qis.data.v1.DeleteTopicRequest
+	1,  // 44: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
+	1,  // 45: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
+	1,  // 46: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
+	1,  // 47: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
+	1,  // 48: qis.data.v1.CommandService.ReportDataSourceHealth:output_type -> qis.data.v1.CommandResponse
+	8,  // 49: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
+	9,  // 50: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
+	1,  // 51: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
+	1,  // 52: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
+	1,  // 53: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
+	1,  // 54: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
+	1,  // 55: qis.data.v1.CommandService.SetAccessPolicy:output_type -> qis.data.v1.CommandResponse
+	1,  // 56: qis.data.v1.CommandService.DeleteAccessPolicy:output_type -> qis.data.v1.CommandResponse
+	1,  // 57: qis.data.v1.CommandService.RecordAccessDenial:output_type -> qis.data.v1.CommandResponse
+	1,  // 58: qis.data.v1.CommandService.SetTopic:output_type -> qis.data.v1.CommandResponse
+	1,  // 59: qis.data.v1.CommandService.DeleteTopic:output_type -> qis.data.v1.CommandResponse
+	44, // [44:60] is the sub-list for method output_type
+	28, // [28:44] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_command_service_proto_init() }
@@ -1686,6 +1814,7 @@ func file_qis_data_v1_command_service_proto_init() {
 		return
 	}
 	file_qis_data_v1_access_proto_init()
+	file_qis_data_v1_routing_proto_init()
 	file_qis_data_v1_series_proto_init()
 	file_qis_data_v1_values_proto_init()
 	file_qis_data_v1_command_service_proto_msgTypes[8].OneofWrappers = []any{
@@ -1698,7 +1827,7 @@ func file_qis_data_v1_command_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_command_service_proto_rawDesc), len(file_qis_data_v1_command_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

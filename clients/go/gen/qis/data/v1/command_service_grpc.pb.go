@@ -33,6 +33,8 @@ const (
 	CommandService_SetAccessPolicy_FullMethodName         = "/qis.data.v1.CommandService/SetAccessPolicy"
 	CommandService_DeleteAccessPolicy_FullMethodName      = "/qis.data.v1.CommandService/DeleteAccessPolicy"
 	CommandService_RecordAccessDenial_FullMethodName      = "/qis.data.v1.CommandService/RecordAccessDenial"
+	CommandService_SetTopic_FullMethodName                = "/qis.data.v1.CommandService/SetTopic"
+	CommandService_DeleteTopic_FullMethodName             = "/qis.data.v1.CommandService/DeleteTopic"
 )
 
 // CommandServiceClient is the client API for CommandService service.
@@ -113,6 +115,13 @@ type CommandServiceClient interface {
 	// QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
 	// nothing more.
 	RecordAccessDenial(ctx context.Context, in *RecordAccessDenialRequest, opts ...grpc.CallOption) (*CommandResponse, error)
+	// Defines a topic (docs/routing.md), or replaces its definition: it takes the events of
+	// the log from this command on, by the new definition. Sending the definition it has
+	// changes nothing. Needs `admin` on the topic ("topics/{topic}").
+	SetTopic(ctx context.Context, in *SetTopicRequest, opts ...grpc.CallOption) (*CommandResponse, error)
+	// Deletes a topic: it takes no more events; its entries stay readable. NOT_FOUND
+	// (TOPIC_NOT_FOUND) when there is no topic of that name. Needs `admin` on the topic.
+	DeleteTopic(ctx context.Context, in *DeleteTopicRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 }
 
 type commandServiceClient struct {
@@ -266,6 +275,26 @@ func (c *commandServiceClient) RecordAccessDenial(ctx context.Context, in *Recor
 	return out, nil
 }
 
+func (c *commandServiceClient) SetTopic(ctx context.Context, in *SetTopicRequest, opts ...grpc.CallOption) (*CommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommandResponse)
+	err := c.cc.Invoke(ctx, CommandService_SetTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) DeleteTopic(ctx context.Context, in *DeleteTopicRequest, opts ...grpc.CallOption) (*CommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommandResponse)
+	err := c.cc.Invoke(ctx, CommandService_DeleteTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CommandServiceServer is the server API for CommandService service.
 // All implementations must embed UnimplementedCommandServiceServer
 // for forward compatibility.
@@ -344,6 +373,13 @@ type CommandServiceServer interface {
 	// QIS_SERVICE_PRINCIPALS, or hold `admin` on "*". A retry with the same command_id records
 	// nothing more.
 	RecordAccessDenial(context.Context, *RecordAccessDenialRequest) (*CommandResponse, error)
+	// Defines a topic (docs/routing.md), or replaces its definition: it takes the events of
+	// the log from this command on, by the new definition. Sending the definition it has
+	// changes nothing. Needs `admin` on the topic ("topics/{topic}").
+	SetTopic(context.Context, *SetTopicRequest) (*CommandResponse, error)
+	// Deletes a topic: it takes no more events; its entries stay readable. NOT_FOUND
+	// (TOPIC_NOT_FOUND) when there is no topic of that name. Needs `admin` on the topic.
+	DeleteTopic(context.Context, *DeleteTopicRequest) (*CommandResponse, error)
 	mustEmbedUnimplementedCommandServiceServer()
 }
 
@@ -395,6 +431,12 @@ func (UnimplementedCommandServiceServer) DeleteAccessPolicy(context.Context, *De
 }
 func (UnimplementedCommandServiceServer) RecordAccessDenial(context.Context, *RecordAccessDenialRequest) (*CommandResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordAccessDenial not implemented")
+}
+func (UnimplementedCommandServiceServer) SetTopic(context.Context, *SetTopicRequest) (*CommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetTopic not implemented")
+}
+func (UnimplementedCommandServiceServer) DeleteTopic(context.Context, *DeleteTopicRequest) (*CommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteTopic not implemented")
 }
 func (UnimplementedCommandServiceServer) mustEmbedUnimplementedCommandServiceServer() {}
 func (UnimplementedCommandServiceServer) testEmbeddedByValue()                        {}
@@ -658,6 +700,42 @@ func _CommandService_RecordAccessDenial_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommandService_SetTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetTopicRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).SetTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_SetTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).SetTopic(ctx, req.(*SetTopicRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommandService_DeleteTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteTopicRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).DeleteTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_DeleteTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).DeleteTopic(ctx, req.(*DeleteTopicRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CommandService_ServiceDesc is the grpc.ServiceDesc for CommandService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -716,6 +794,14 @@ var CommandService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordAccessDenial",
 			Handler:    _CommandService_RecordAccessDenial_Handler,
+		},
+		{
+			MethodName: "SetTopic",
+			Handler:    _CommandService_SetTopic_Handler,
+		},
+		{
+			MethodName: "DeleteTopic",
+			Handler:    _CommandService_DeleteTopic_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

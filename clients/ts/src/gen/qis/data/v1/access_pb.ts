@@ -51,7 +51,8 @@ export type AccessPolicy = Message<"qis.data.v1.AccessPolicy"> & {
   /**
    * What it applies to, 1 to 100 patterns of resource names: "series/{glob}" (a series, its
    * values and its exception queue), "series/{glob}/issues" (only the exception queue),
-   * "sources/{glob}", "accessPolicies" (the policies themselves), or "*" (everything). In a
+   * "sources/{glob}", "topics/{glob}" (event-routing topics), "accessPolicies" (the policies
+   * themselves), or "*" (everything). In a
    * glob, "*" stands for any run of id characters and "?" for one, e.g. "series/EQ.*".
    *
    * @generated from field: repeated string resources = 3;
