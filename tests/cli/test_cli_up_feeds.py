@@ -188,13 +188,16 @@ def test_the_address_feeds_and_health_checks_dial(address: str, target: str) -> 
 def test_feeds_send_to_the_command_service_where_up_checks_its_health(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """The command service listens on a wildcard (as in the image); qis-feeds is told the
-    loopback address that `qis up` dials, which its TLS settings are known to work with."""
+    """The command and query services listen on a wildcard (as in the image); qis-feeds is
+    told the loopback addresses that `qis up` dials, which its TLS settings are known to work
+    with (the query service: where it reads its sources' configuration)."""
     monkeypatch.setenv("QIS_COMMAND_ADDRESS", "0.0.0.0:50051")
+    monkeypatch.setenv("QIS_QUERY_ADDRESS", "0.0.0.0:50052")
     env = shutil.which("env")
     assert env is not None
     supervisor = Supervisor(tmp_path, io.StringIO())
     supervisor._spawn(_Planned(FEEDS, Path(env), "127.0.0.1:50055", {})).wait(10)
     told = capfd.readouterr().out.splitlines()
     assert "QIS_COMMAND_ADDRESS=127.0.0.1:50051" in told
+    assert "QIS_QUERY_ADDRESS=127.0.0.1:50052" in told
     assert "QIS_FEEDS_ADDRESS=127.0.0.1:50055" in told

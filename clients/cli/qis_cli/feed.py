@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
-from qis.data.v1 import command_service_pb2_grpc
+from qis.data.v1 import command_service_pb2_grpc, query_service_pb2_grpc
 from qis_feeds.adapters.bloomberg import (
     BbgField,
     BbgInstrument,
@@ -29,6 +28,8 @@ from qis_feeds.adapters.bloomberg import (
     BlpapiSession,
 )
 from qis_feeds.adapters.bulk_ingest import BulkIngestSender, SenderSettings, SendStopped
+from qis_feeds.adapters.coingecko import CALLS_PER_MINUTE as COINGECKO_CALLS_PER_MINUTE
+from qis_feeds.adapters.coingecko import KEY_ENV as COINGECKO_KEY_ENV
 from qis_feeds.adapters.coingecko import (
     CoinGeckoProvider,
     CoinGeckoSettings,
@@ -37,7 +38,7 @@ from qis_feeds.adapters.coingecko import (
     Granularity,
     Plan,
 )
-from qis_feeds.adapters.http import RetryPolicy, VendorError
+from qis_feeds.adapters.http import VendorError
 from qis_feeds.adapters.iex_hist import IexField, IexHistProvider, IexInstrument
 from qis_feeds.adapters.lseg import (
     LsegError,
@@ -47,13 +48,27 @@ from qis_feeds.adapters.lseg import (
     LsegSettings,
     LsegUnavailable,
 )
+from qis_feeds.adapters.source_config import (
+    CredentialsError,
+    SourceSettings,
+    calls_per_minute,
+    credentials,
+    read_source,
+    retry_policy,
+)
 from qis_feeds.adapters.synthetic import Faults, SyntheticProvider, Walk
 from qis_feeds.application.counters import FeedCounters
 from qis_feeds.application.ports import DataProvider, HistoricalRequest
 from qis_feeds.application.runner import Feed, FeedRunner, ProviderFailed, RunnerSettings
 
 from qis_cli import reading
-from qis_cli.connection import CONNECT_TIMEOUT_S, channel_credentials, identity, normalise_name
+from qis_cli.connection import (
+    CONNECT_TIMEOUT_S,
+    channel_credentials,
+    default_query_address,
+    identity,
+    normalise_name,
+)
 from qis_cli.errors import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, CliError, exit_code_of
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -137,16 +152,20 @@ def add_feed_parser(
     )
     coingecko.add_argument(
         "--api-key-env",
-        default="COINGECKO_API_KEY",
         metavar="VARIABLE",
-        help="the environment variable holding the key (default: %(default)s)",
+        help="the environment variable holding the key (default: the source's credentials"
+        f" reference, else {COINGECKO_KEY_ENV})",
     )
     coingecko.add_argument("--base-url", help="default: the plan's documented base URL")
     coingecko.add_argument(
-        "--calls-per-minute", type=float, default=30.0, help="rate limit (default: %(default)s)"
+        "--calls-per-minute",
+        type=float,
+        help=f"rate limit (default: the source's, else {COINGECKO_CALLS_PER_MINUTE:g})",
     )
     coingecko.add_argument(
-        "--max-attempts", type=int, default=5, help="per call, retries included (default: 5)"
+        "--max-attempts",
+        type=int,
+        help="per call, retries included (default: the source's retry policy, else 5)",
     )
     coingecko.set_defaults(make_provider=_coingecko)
 
@@ -247,20 +266,33 @@ def add_feed_parser(
             "--in-flight", type=_within(1, 64), default=8, help="chunks unacknowledged (default: 8)"
         )
         add_connection(parser, "command")
+        parser.add_argument(
+            "--query-address",
+            default=default_query_address(),
+            help="where the source's configuration is read (default: %(default)s)",
+        )
         parser.set_defaults(run=cmd_feed)
 
 
-def _coingecko(args: argparse.Namespace, series_id: str) -> DataProvider:
+def _coingecko(args: argparse.Namespace, series_id: str, source: SourceSettings) -> DataProvider:
     plan = Plan(args.plan)
-    key = os.environ.get(args.api_key_env) if plan is not Plan.KEYLESS else None
-    if plan is not Plan.KEYLESS and not key:
-        raise CliError(f"the {plan} plan needs a key: set {args.api_key_env}")
+    key = None
+    if plan is not Plan.KEYLESS:
+        try:
+            key = credentials(args.api_key_env, source, COINGECKO_KEY_ENV)
+        except CredentialsError as error:
+            raise CliError(str(error)) from None
+        if not key:
+            where = args.api_key_env or COINGECKO_KEY_ENV
+            raise CliError(f"the {plan} plan needs a key: set {where}")
     settings = CoinGeckoSettings(
         plan=plan,
         api_key=key,
         base_url=args.base_url,
-        calls_per_minute=args.calls_per_minute,
-        retry=RetryPolicy(max_attempts=args.max_attempts),
+        calls_per_minute=calls_per_minute(
+            args.calls_per_minute, source, COINGECKO_CALLS_PER_MINUTE
+        ),
+        retry=retry_policy(args.max_attempts, source),
     )
     instrument = CoinInstrument(
         series_id, args.coin, args.vs_currency, Field(args.field), Granularity(args.granularity)
@@ -271,11 +303,11 @@ def _coingecko(args: argparse.Namespace, series_id: str) -> DataProvider:
         raise CliError(str(error)) from None
 
 
-def _iex_hist(args: argparse.Namespace, series_id: str) -> DataProvider:
+def _iex_hist(args: argparse.Namespace, series_id: str, _: SourceSettings) -> DataProvider:
     return IexHistProvider([IexInstrument(series_id, args.symbol, IexField(args.field))], args.file)
 
 
-def _bloomberg(args: argparse.Namespace, series_id: str) -> DataProvider:
+def _bloomberg(args: argparse.Namespace, series_id: str, _: SourceSettings) -> DataProvider:
     instrument = BbgInstrument(series_id, args.security, BbgField(args.field))
     try:
         return BloombergProvider([instrument], BlpapiSession(args.host, args.port))
@@ -283,7 +315,7 @@ def _bloomberg(args: argparse.Namespace, series_id: str) -> DataProvider:
         raise CliError(str(error), EXIT_FAILED) from None
 
 
-def _lseg(args: argparse.Namespace, series_id: str) -> DataProvider:
+def _lseg(args: argparse.Namespace, series_id: str, _: SourceSettings) -> DataProvider:
     instrument = LsegInstrument(series_id, args.ric, args.field)
     try:
         library = LsegLibrary(args.session)
@@ -292,7 +324,7 @@ def _lseg(args: argparse.Namespace, series_id: str) -> DataProvider:
     return LsegProvider([instrument], library, LsegSettings(interval=args.interval))
 
 
-def _synthetic(args: argparse.Namespace, series_id: str) -> DataProvider:
+def _synthetic(args: argparse.Namespace, series_id: str, _: SourceSettings) -> DataProvider:
     faults = Faults(**args.faults, second_source=args.second_source)
     walk = Walk(series_id, args.start_price)
     return SyntheticProvider([walk], random.Random(args.seed), step=args.step, faults=faults)
@@ -303,7 +335,10 @@ def cmd_feed(args: argparse.Namespace) -> int:
     source_id = normalise_name(args.source, "sources")
     if args.end <= args.start:
         raise CliError("--end must be after --start")
-    provider: DataProvider = args.make_provider(args, series_id)
+    source = asyncio.run(_source(args, source_id))
+    if not source.enabled:
+        raise CliError(f"sources/{source_id} is disabled: not fed (enable it first)", EXIT_FAILED)
+    provider: DataProvider = args.make_provider(args, series_id, source)
     request = HistoricalRequest((series_id,), args.start, args.end)
     counters = asyncio.run(_load(args, Feed(args.provider, provider, source_id), request))
     print(f"{args.provider} -> series/{series_id} from sources/{source_id}")
@@ -313,14 +348,22 @@ def cmd_feed(args: argparse.Namespace) -> int:
     return EXIT_FAILED if counters.dropped else EXIT_OK
 
 
+def _channel(address: str) -> grpc.aio.Channel:
+    tls = channel_credentials()
+    if tls is None:
+        return grpc.aio.insecure_channel(address)
+    return grpc.aio.secure_channel(address, tls)
+
+
+async def _source(args: argparse.Namespace, source_id: str) -> SourceSettings:
+    """The source's configuration (unreadable: nothing it states overrides, and a warning)."""
+    async with _channel(args.query_address) as channel:
+        stub = query_service_pb2_grpc.QueryServiceStub(channel)
+        return await read_source(stub, identity(args.user, args.token), source_id)
+
+
 async def _load(args: argparse.Namespace, feed: Feed, request: HistoricalRequest) -> FeedCounters:
-    credentials = channel_credentials()
-    channel = (
-        grpc.aio.insecure_channel(args.address)
-        if credentials is None
-        else grpc.aio.secure_channel(args.address, credentials)
-    )
-    async with channel:
+    async with _channel(args.address) as channel:
         try:
             await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
         except TimeoutError:

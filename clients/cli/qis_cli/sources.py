@@ -116,6 +116,8 @@ def render_source(s: series_pb2.DataSource, out: TextIO) -> None:
         ("description", s.description),
         ("rate limit", f"{s.rate_limit_per_minute}/min" if s.rate_limit_per_minute else "none"),
         ("cost per request", s.cost_per_request or "0"),
+        ("credentials", s.credentials_ref or "none"),
+        ("retries", _retry(s.retry_policy) if s.HasField("retry_policy") else "the feed's own"),
         *((f"setting {k}", v) for k, v in sorted(s.settings.items())),
     ]
     if s.HasField("health"):
@@ -128,6 +130,7 @@ def render_source(s: series_pb2.DataSource, out: TextIO) -> None:
                 f"{h.request_count} ({h.failure_count} failed, {h.rate_limited_count} rate"
                 f" limited, {h.retry_count} retries)",
             ),
+            ("  points", f"{h.points_received} received, {h.points_sent} sent"),
             ("  latency p50/p99", f"{_duration(h.latency_p50)} / {_duration(h.latency_p99)}"),
             ("  cost", h.cost),
             (
@@ -135,6 +138,7 @@ def render_source(s: series_pb2.DataSource, out: TextIO) -> None:
                 _time(h.last_success_time) if h.HasField("last_success_time") else "-",
             ),
             ("  last error", h.last_error or "-"),
+            *((f"  {i.series.removeprefix('series/')}", _freshness(i)) for i in h.instruments),
         ]
     else:
         lines.append(("health", "no report yet"))
@@ -142,7 +146,9 @@ def render_source(s: series_pb2.DataSource, out: TextIO) -> None:
         d = s.day_usage.day
         lines += [
             (f"usage of {d.year:04d}-{d.month:02d}-{d.day:02d}", _usage(s.day_usage)),
+            ("  points", _points(s.day_usage)),
             ("usage in total", _usage(s.total_usage)),
+            ("  points", _points(s.total_usage)),
         ]
     width = max(len(label) for label, _ in lines)
     for label, text in lines:
@@ -154,6 +160,24 @@ def _usage(u: series_pb2.DataSourceUsage) -> str:
         f"{u.report_count} reports, {u.request_count} requests, {u.failure_count} failed,"
         f" cost {u.cost}"
     )
+
+
+def _points(u: series_pb2.DataSourceUsage) -> str:
+    return f"{u.points_received} received, {u.points_sent} sent"
+
+
+def _retry(r: series_pb2.DataSourceRetryPolicy) -> str:
+    return (
+        f"{r.max_attempts} attempts, backoff {r.initial_backoff.ToMicroseconds() / 1_000:g} ms"
+        f" up to {r.max_backoff.ToMicroseconds() / 1_000:g} ms"
+    )
+
+
+def _freshness(i: series_pb2.DataSourceInstrumentHealth) -> str:
+    if not i.HasField("latest_value_time"):
+        return "no value yet"
+    age_s = i.staleness.ToMicroseconds() / 1_000_000
+    return f"latest value {_time(i.latest_value_time)}, {age_s:g} s old"
 
 
 def _status(status: series_pb2.DataSourceStatus.ValueType) -> str:

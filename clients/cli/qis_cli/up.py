@@ -72,25 +72,26 @@ class ServiceSpec:
     default_address: str
     extra_ports: tuple[ExtraPort, ...] = ()
     """Listening before the service reports SERVING on its gRPC port (health checks cover them)."""
-    sends_to: ServiceSpec | None = None
-    """The service this one is a client of. It is told that service's address as this
-    supervisor dials it for health checks, so known to work with the TLS settings: the
-    service's own variable may hold a wildcard to listen on."""
+    sends_to: tuple[ServiceSpec, ...] = ()
+    """The services this one is a client of. It is told their addresses as this supervisor
+    dials them for health checks, so known to work with the TLS settings: a service's own
+    variable may hold a wildcard to listen on."""
 
 
 FLIGHT_PORT = ExtraPort("Arrow Flight", "QIS_FLIGHT_ADDRESS", "127.0.0.1:50054")
 COMMAND = ServiceSpec("qis-command", "QIS_COMMAND_ADDRESS", "127.0.0.1:50051")
+QUERY = ServiceSpec("qis-query", "QIS_QUERY_ADDRESS", "127.0.0.1:50052", (FLIGHT_PORT,))
 
 # In start order (stopped in reverse). A process that is not built yet is skipped with a note.
 SERVICES: tuple[ServiceSpec, ...] = (
     COMMAND,
     ServiceSpec("qis-projector", "QIS_PROJECTOR_ADDRESS", "127.0.0.1:50053"),
-    ServiceSpec("qis-query", "QIS_QUERY_ADDRESS", "127.0.0.1:50052", (FLIGHT_PORT,)),
+    QUERY,
 )
-FEEDS = ServiceSpec("qis-feeds", "QIS_FEEDS_ADDRESS", "127.0.0.1:50055", sends_to=COMMAND)
-"""Started last, only when feeds are configured: a client of the command service, it starts
-sending once everything serves, and is the first stopped, sending what it received while the
-command service still takes it."""
+FEEDS = ServiceSpec("qis-feeds", "QIS_FEEDS_ADDRESS", "127.0.0.1:50055", sends_to=(COMMAND, QUERY))
+"""Started last, only when feeds are configured: a client of the command service (and of the
+query service, for its sources' configuration), it starts sending once everything serves, and
+is the first stopped, sending what it received while the command service still takes it."""
 
 
 METRICS_ADDRESS_ENV = "QIS_METRICS_ADDRESS"
@@ -337,7 +338,7 @@ class Supervisor:
         env = {**self._env, plan.spec.address_env: plan.address, **plan.extra}
         if base := self._env.get(METRICS_ADDRESS_ENV):
             env[METRICS_ADDRESS_ENV] = metrics_address(base, plan.spec)
-        if (server := plan.spec.sends_to) is not None:
+        for server in plan.spec.sends_to:
             env[server.address_env] = dial_target(address_of(server, self._env))
         # Own process group: Ctrl-C in the terminal reaches only `qis up`, which then stops the
         # services one by one, newest first, instead of all of them racing.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 from decimal import Context, Decimal
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from qis_domain.snaps import Frequency
 from qis_domain.values import DataType
@@ -117,13 +118,58 @@ class SeriesDefinition(_Frozen):
         return next((s for s in self.sources if s.source_id == source_id), None)
 
 
+MAX_RETRY_ATTEMPTS = 20
+MAX_BACKOFF_US = 3_600 * 1_000_000
+"""A feed's retries are bounded whatever a source says: at most 20 calls for one, at most an
+hour between two."""
+
+_CREDENTIALS_REF = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]{0,127}|file:/[^\s\x00-\x1f]{1,1000}")
+
+
+def credentials_ref_problem(ref: str) -> str | None:
+    """Why `ref` is not a reference to a secret (None when it is one, or empty). Only the two
+    forms are accepted, so that a secret pasted in its place (an API key, a token) is refused
+    before it reaches an event, where it would stay for ever."""
+    if ref == "" or _CREDENTIALS_REF.fullmatch(ref):
+        return None
+    return "a reference to the secret, env:VARIABLE or file:/absolute/path, never the secret itself"
+
+
+class SourceRetryPolicy(_Frozen):
+    """How a feed retries a failed call to the source's provider: `max_attempts` calls at most,
+    retries included, waiting a jittered exponential backoff that starts at `initial_backoff_us`
+    and never exceeds `max_backoff_us`."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_RETRY_ATTEMPTS)]
+    initial_backoff_us: Annotated[int, Field(ge=0, le=MAX_BACKOFF_US)]
+    max_backoff_us: Annotated[int, Field(ge=0, le=MAX_BACKOFF_US)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SourceRetryPolicy:
+        if self.initial_backoff_us > self.max_backoff_us:
+            raise ValueError("initial_backoff_us is above max_backoff_us")
+        return self
+
+
 class DataSourceConfig(_Frozen):
+    """Fields added after the first version have defaults, so that older events decode."""
+
     provider: str
     description: str = ""
     rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
     cost_per_request: Decimal = Decimal(0)
     settings: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
+    credentials_ref: str = ""
+    retry: SourceRetryPolicy | None = None  # None: the feed's own policy
+
+    @field_validator("credentials_ref")
+    @classmethod
+    def _a_reference(cls, ref: str) -> str:
+        problem = credentials_ref_problem(ref)
+        if problem is not None:
+            raise ValueError(problem)
+        return ref
 
 
 class SourceStatus(enum.StrEnum):
@@ -136,6 +182,18 @@ class SourceStatus(enum.StrEnum):
 
 MAX_HEALTH_COUNT = 10**12
 """Requests (and failures, retries) one health report may count: far beyond any interval."""
+
+
+MAX_HEALTH_INSTRUMENTS = 1_000
+"""Instruments one health report may describe (a feed with more reports the stalest)."""
+
+
+class InstrumentFreshness(_Frozen):
+    """When the latest value of one series of a feed arrived (None: none yet); its staleness
+    is the age of that value at the end of the report's interval."""
+
+    series_id: str
+    latest_value_us: int | None = None
 
 
 class HealthReport(_Frozen):
@@ -153,6 +211,12 @@ class HealthReport(_Frozen):
     latency_p99_us: int | None = None
     last_success_us: int | None = None
     last_error: str = ""
+    # Added after the first version: reports stored without them decode with these defaults.
+    points_received: Annotated[int, Field(ge=0, le=MAX_HEALTH_COUNT)] = 0
+    points_sent: Annotated[int, Field(ge=0, le=MAX_HEALTH_COUNT)] = 0
+    instruments: Annotated[
+        tuple[InstrumentFreshness, ...], Field(max_length=MAX_HEALTH_INSTRUMENTS)
+    ] = ()
 
 
 EXACT = Context(prec=200)
@@ -169,6 +233,8 @@ class SourceUsage(_Frozen):
     rate_limited: int = 0
     retries: int = 0
     cost: Decimal = Decimal(0)
+    points_received: int = 0
+    points_sent: int = 0
 
     def __add__(self, other: SourceUsage) -> SourceUsage:
         return SourceUsage(
@@ -178,6 +244,8 @@ class SourceUsage(_Frozen):
             rate_limited=self.rate_limited + other.rate_limited,
             retries=self.retries + other.retries,
             cost=EXACT.add(self.cost, other.cost),
+            points_received=self.points_received + other.points_received,
+            points_sent=self.points_sent + other.points_sent,
         )
 
     def plus(self, report: HealthReport, cost: Decimal) -> SourceUsage:
@@ -189,6 +257,8 @@ class SourceUsage(_Frozen):
             rate_limited=report.rate_limited,
             retries=report.retries,
             cost=cost,
+            points_received=report.points_received,
+            points_sent=report.points_sent,
         )
 
 

@@ -1,19 +1,21 @@
-"""Composition root of qis-feeds: the one place that reads the feed configuration, the
-environment (keys named by it) and the settings, and wires providers, runner and sender."""
+"""Composition root of qis-feeds: the one place that reads the feed configuration, its sources'
+configurations (from the query service, once), the environment (keys named by either) and the
+settings, and wires providers, runner and sender."""
 
 from __future__ import annotations
 
-import os
+import logging
 import random
 from dataclasses import dataclass
 from datetime import timedelta
 
 import grpc
 import grpc.aio
-from qis.data.v1 import command_service_pb2_grpc
+from qis.data.v1 import command_service_pb2_grpc, query_service_pb2_grpc
 from qis_cli.connection import channel_credentials, identity
 from qis_cli.kinds import ValueKind as FileKind
 
+from qis_feeds.adapters import coingecko, rest_poll
 from qis_feeds.adapters.bloomberg import (
     BbgInstrument,
     BloombergProvider,
@@ -29,7 +31,6 @@ from qis_feeds.adapters.coingecko import (
     Plan,
 )
 from qis_feeds.adapters.drop_folder import DropFolder, DropFolderSettings
-from qis_feeds.adapters.http import RetryPolicy
 from qis_feeds.adapters.iex_hist import IexHistProvider, IexInstrument
 from qis_feeds.adapters.lseg import (
     LsegInstrument,
@@ -39,6 +40,15 @@ from qis_feeds.adapters.lseg import (
     LsegUnavailable,
 )
 from qis_feeds.adapters.rest_poll import RestPollProvider, RestPollSettings
+from qis_feeds.adapters.source_config import (
+    UNKNOWN,
+    CredentialsError,
+    SourceSettings,
+    calls_per_minute,
+    credentials,
+    read_source,
+    retry_policy,
+)
 from qis_feeds.adapters.synthetic import SyntheticProvider, Walk
 from qis_feeds.adapters.ticks import TickFields, TickInstrument
 from qis_feeds.adapters.websocket import WebSocketProvider, WebSocketSettings
@@ -58,6 +68,8 @@ from qis_feeds.config import (
     WebSocketFeed,
 )
 from qis_feeds.settings import FeedsSettings
+
+log = logging.getLogger("qis.feeds")
 
 
 @dataclass
@@ -88,11 +100,17 @@ def _sync_channel(address: str) -> grpc.Channel:
     return grpc.secure_channel(address, credentials)
 
 
-def provider_of(config: ProviderConfig) -> DataProvider:
+def provider_of(config: ProviderConfig, source: SourceSettings = UNKNOWN) -> DataProvider:
+    """The feed's provider, with what its configuration leaves unset taken from its source's
+    (`source`, see qis_feeds.adapters.source_config), then from the defaults. Rate limits and
+    retries apply to the providers that call a vendor over HTTP (CoinGecko, REST polling)."""
     if isinstance(config, CoinGeckoFeed):
-        key = None if config.plan is Plan.KEYLESS else os.environ.get(config.api_key_env)
-        if config.plan is not Plan.KEYLESS and not key:
-            raise ConfigError(f"feed {config.name}: set {config.api_key_env} to the API key")
+        key = None
+        if config.plan is not Plan.KEYLESS:
+            key = _secret(config.name, config.api_key_env, source, coingecko.KEY_ENV)
+            if not key:
+                where = config.api_key_env or source.credentials_ref or coingecko.KEY_ENV
+                raise ConfigError(f"feed {config.name}: set {where} to the API key")
         return CoinGeckoProvider(
             [
                 CoinInstrument(i.series, i.coin, i.vs_currency, i.field, i.granularity)
@@ -102,8 +120,10 @@ def provider_of(config: ProviderConfig) -> DataProvider:
                 plan=config.plan,
                 api_key=key,
                 base_url=config.base_url,
-                calls_per_minute=config.calls_per_minute,
-                retry=RetryPolicy(max_attempts=config.max_attempts),
+                calls_per_minute=calls_per_minute(
+                    config.calls_per_minute, source, coingecko.CALLS_PER_MINUTE
+                ),
+                retry=retry_policy(config.max_attempts, source),
                 poll_s=config.poll_s,
             ),
         )
@@ -130,8 +150,8 @@ def provider_of(config: ProviderConfig) -> DataProvider:
             instruments, WebSocketSettings(config.url, config.subscribe, fields)
         )
     headers = {}
-    if config.api_key_env is not None:
-        key = os.environ.get(config.api_key_env)
+    if config.api_key_env is not None or source.credentials_ref:
+        key = _secret(config.name, config.api_key_env, source, None)
         if not key:
             raise ConfigError(f"feed {config.name}: set {config.api_key_env} to the API key")
         headers[config.api_key_header] = key
@@ -144,10 +164,21 @@ def provider_of(config: ProviderConfig) -> DataProvider:
             fields=fields,
             poll_s=config.poll_s,
             headers=headers,
-            calls_per_minute=config.calls_per_minute,
-            retry=RetryPolicy(max_attempts=config.max_attempts),
+            calls_per_minute=calls_per_minute(
+                config.calls_per_minute, source, rest_poll.CALLS_PER_MINUTE
+            ),
+            retry=retry_policy(config.max_attempts, source),
         ),
     )
+
+
+def _secret(
+    feed: str, explicit_env: str | None, source: SourceSettings, default: str | None
+) -> str:
+    try:
+        return credentials(explicit_env, source, default)
+    except CredentialsError as error:
+        raise ConfigError(f"feed {feed}: {error}") from None
 
 
 def _vendor_library_provider(config: BloombergFeed | LsegFeed) -> DataProvider:
@@ -196,7 +227,12 @@ async def build(settings: FeedsSettings, config: FeedsConfig) -> FeedsApp:
     feeds: list[Feed] = []
     folders: list[tuple[str, DropFolder]] = []
     folder_channel = None
+    sources = await _read_sources(settings, metadata, {feed.source for feed in config.feed})
     for feed in config.feed:
+        if not sources[feed.source].enabled:
+            counters.feeds_disabled += 1
+            log.warning("feed %s: not run: sources/%s is disabled", feed.name, feed.source)
+            continue
         if isinstance(feed, DropFolderFeed):
             # The code of `qis ingest`, which is synchronous: its own channel, used in a thread.
             folder_channel = folder_channel or _sync_channel(settings.command_address)
@@ -214,5 +250,14 @@ async def build(settings: FeedsSettings, config: FeedsConfig) -> FeedsApp:
             )
             folders.append((feed.name, folder))
         else:
-            feeds.append(Feed(feed.name, provider_of(feed), feed.source))
+            feeds.append(Feed(feed.name, provider_of(feed, sources[feed.source]), feed.source))
     return FeedsApp(feeds, folders, runner, channel, folder_channel)
+
+
+async def _read_sources(
+    settings: FeedsSettings, metadata: tuple[tuple[str, str], ...], source_ids: set[str]
+) -> dict[str, SourceSettings]:
+    """Each source's configuration, read once at start from the query service."""
+    async with _channel(settings.query_address) as channel:
+        stub = query_service_pb2_grpc.QueryServiceStub(channel)
+        return {s: await read_source(stub, metadata, s) for s in sorted(source_ids)}

@@ -1,6 +1,8 @@
 """The feed configuration file (TOML): which providers run, for which instruments, into which
 series. docs/providers.md has a complete example. Secrets are never in it: a provider's key is
-named by the environment variable that holds it (`api_key_env`)."""
+named by the environment variable that holds it (`api_key_env`), or by the source's
+credentials reference. Settings left out here may come from the source's configuration
+(qis_feeds.adapters.source_config)."""
 
 from __future__ import annotations
 
@@ -45,10 +47,11 @@ class CoinGeckoFeed(_Strict):
     name: str
     source: str
     plan: Plan = Plan.DEMO
-    api_key_env: str = "COINGECKO_API_KEY"
+    # Unset (None): the source's configuration says, else the default (qis_feeds.bootstrap).
+    api_key_env: str | None = None
     base_url: str | None = None
-    calls_per_minute: PositiveFloat = 30.0
-    max_attempts: PositiveInt = 5
+    calls_per_minute: PositiveFloat | None = None
+    max_attempts: PositiveInt | None = None
     poll_s: PositiveFloat = 300.0
     instrument: list[CoinGeckoInstrument]
 
@@ -101,8 +104,8 @@ class RestPollFeed(_TickFeed):
     poll_s: PositiveFloat = 5.0
     api_key_env: str | None = None
     api_key_header: str = "x-api-key"
-    calls_per_minute: PositiveFloat = 60.0
-    max_attempts: PositiveInt = 5
+    calls_per_minute: PositiveFloat | None = None
+    max_attempts: PositiveInt | None = None
 
 
 class DropFolderFeed(_Strict):

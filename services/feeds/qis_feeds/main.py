@@ -1,5 +1,7 @@
 """`qis-feeds`: runs the feeds of the configuration file (QIS_FEEDS_CONFIG, default
-DATA_DIR/feeds.toml) until SIGTERM or SIGINT, then sends what was received and stops.
+DATA_DIR/feeds.toml) until SIGTERM or SIGINT, then sends what was received and stops. At start
+it reads each source's configuration from the query service (QIS_QUERY_ADDRESS): a feed of a
+disabled source is not run; rate limits, retries and credentials the file leaves out come from it.
 
 Health (grpc.health.v1 on QIS_FEEDS_ADDRESS): "" SERVING while it runs; `qis.feeds.NAME` per
 feed, NOT_SERVING while its provider is failing (the reason is logged), SERVING again once it
@@ -45,7 +47,8 @@ async def run(settings: FeedsSettings) -> None:
     config = load(settings.resolved_config())
     server = QisServer(settings.feeds_address, [], security=server_security(settings))
     checks: dict[str, Check] = {}  # named once the feeds are built
-    server.report_status("qis-feeds", checks)
+    # Its components' grpc.health.v1 names follow the feeds as often as the feeds are looked at.
+    server.report_status("qis-feeds", checks, settings.feeds_health_s)
     port = await server.start()
     app = await build(settings, config)
     for feed in app.feeds:

@@ -20,6 +20,9 @@ class FeedsSettings(CommonSettings):
     command_address: str = "127.0.0.1:50051"
     """The command service the feeds send to (QIS_COMMAND_ADDRESS); over TLS when
     QIS_TLS_CA_FILE is set, as for `qis`."""
+    query_address: str = "127.0.0.1:50052"
+    """The query service the feeds read their sources' configuration from, at start
+    (QIS_QUERY_ADDRESS; GetDataSource: enabled, rate limit, retry policy, credentials)."""
     feeds_user: str = "qis-feeds"
     """Who the feeds are, in development mode (QIS_FEEDS_USER)."""
     feeds_token: SecretStr | None = None

@@ -589,5 +589,7 @@ def test_a_source_mask_maps_disabled_to_the_domains_enabled() -> None:
             "cost_per_request": Decimal(0),
             "settings": {},
             "enabled": True,
+            "credentials_ref": "",
+            "retry": None,  # "*" without a policy: back to the feed's own
         }
     )

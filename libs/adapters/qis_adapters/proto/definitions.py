@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar
 
-from google.protobuf import field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2
 from google.protobuf.message import Message
 from qis.data.v1 import series_pb2, values_pb2
 from qis_domain.bounds import (
@@ -21,6 +21,8 @@ from qis_domain.bounds import (
 )
 from qis_domain.definitions import (
     DEFAULT_CLASSIFICATION,
+    MAX_BACKOFF_US,
+    MAX_RETRY_ATTEMPTS,
     BreakAction,
     Classification,
     DataSourceConfig,
@@ -30,8 +32,10 @@ from qis_domain.definitions import (
     ReconciliationPolicy,
     SeriesDefinition,
     SeriesSource,
+    SourceRetryPolicy,
     Update,
     ValidationRules,
+    credentials_ref_problem,
 )
 from qis_domain.errors import FieldViolation, InvalidArgument
 from qis_domain.names import SOURCES_COLLECTION, source_name
@@ -385,6 +389,53 @@ def _enabled(msg: series_pb2.DataSource, path: str, v: list[FieldViolation]) -> 
     return not msg.disabled  # the contract names the exception, the domain the rule
 
 
+def _credentials_ref(msg: series_pb2.DataSource, path: str, v: list[FieldViolation]) -> str:
+    ref = msg.credentials_ref
+    # Never quoted back: what was refused may be the secret itself.
+    if len(ref) > MAX_TEXT_LENGTH:
+        v.append(FieldViolation(path, f"{len(ref):,} characters (at most {MAX_TEXT_LENGTH:,})"))
+    elif (problem := credentials_ref_problem(ref)) is not None:
+        v.append(FieldViolation(path, problem))
+    return ref
+
+
+def _backoff_us(d: duration_pb2.Duration, path: str, v: list[FieldViolation]) -> int:
+    us = d.seconds * 1_000_000 + d.nanos // 1_000
+    if d.seconds < 0 or d.nanos < 0 or us > MAX_BACKOFF_US:
+        v.append(FieldViolation(path, f"0 to {MAX_BACKOFF_US // 1_000_000:,} s"))
+    return us
+
+
+def _retry_policy(
+    msg: series_pb2.DataSource, path: str, v: list[FieldViolation]
+) -> SourceRetryPolicy | None:
+    if not msg.HasField("retry_policy"):
+        return None
+    r = msg.retry_policy
+    before = len(v)
+    _in_range(r.max_attempts, 1, MAX_RETRY_ATTEMPTS, f"{path}.max_attempts", v)
+    initial = _backoff_us(r.initial_backoff, f"{path}.initial_backoff", v)
+    most = _backoff_us(r.max_backoff, f"{path}.max_backoff", v)
+    if len(v) == before and initial > most:
+        v.append(FieldViolation(f"{path}.initial_backoff", "at most max_backoff"))
+    if len(v) > before:
+        return None
+    return SourceRetryPolicy(
+        max_attempts=r.max_attempts, initial_backoff_us=initial, max_backoff_us=most
+    )
+
+
+def retry_policy_to_proto(policy: SourceRetryPolicy) -> series_pb2.DataSourceRetryPolicy:
+    def span(us: int) -> duration_pb2.Duration:
+        return duration_pb2.Duration(seconds=us // 1_000_000, nanos=us % 1_000_000 * 1_000)
+
+    return series_pb2.DataSourceRetryPolicy(
+        max_attempts=policy.max_attempts,
+        initial_backoff=span(policy.initial_backoff_us),
+        max_backoff=span(policy.max_backoff_us),
+    )
+
+
 # The fields of a DataSource by their names in the contract, in the message's order.
 _SOURCE_FIELDS = {
     "provider": _Field("provider", _provider),
@@ -393,6 +444,8 @@ _SOURCE_FIELDS = {
     "cost_per_request": _Field("cost_per_request", _cost),
     "settings": _Field("settings", _settings),
     "disabled": _Field("enabled", _enabled),
+    "credentials_ref": _Field("credentials_ref", _credentials_ref),
+    "retry_policy": _Field("retry", _retry_policy),
 }
 
 

@@ -307,6 +307,7 @@ class BulkIngestSender:
             result = response.result
             counters.chunks += 1
             counters.sent += len(chunk.points)
+            counters.sent_by[chunk.source_id, chunk.series_id] += len(chunk.points)
             if result.duplicate:
                 counters.duplicates += len(chunk.points)
             else:

@@ -137,13 +137,19 @@ class CoinInstrument:
     granularity: Granularity = Granularity.DAILY
 
 
+KEY_ENV = "COINGECKO_API_KEY"
+"""Where the key is looked for when neither the feed nor its source names a place."""
+CALLS_PER_MINUTE = 30.0
+"""The rate limit when neither the feed nor its source states one: below every plan's."""
+
+
 @dataclass(frozen=True, slots=True)
 class CoinGeckoSettings:
     plan: Plan = Plan.DEMO
     api_key: str | None = None
     base_url: str | None = None
     """Default: the plan's documented base URL (a test's local server otherwise)."""
-    calls_per_minute: float = 30.0
+    calls_per_minute: float = CALLS_PER_MINUTE
     """The plan's rate limit, or less (documented: Demo 100 a minute; paid plans by plan)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     poll_s: float = 60.0

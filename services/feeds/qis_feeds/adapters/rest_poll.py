@@ -28,6 +28,10 @@ log = logging.getLogger("qis.feeds.rest_poll")
 _PER_SERIES_QUEUE = 1_000
 
 
+CALLS_PER_MINUTE = 60.0
+"""The rate limit when neither the feed nor its source states one."""
+
+
 @dataclass(frozen=True, slots=True)
 class RestPollSettings:
     url: str
@@ -38,7 +42,7 @@ class RestPollSettings:
     poll_s: float = 5.0
     headers: Mapping[str, str] = field(default_factory=dict)
     """E.g. the API key's header, its value read from the environment by the bootstrap."""
-    calls_per_minute: float = 60.0
+    calls_per_minute: float = CALLS_PER_MINUTE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 

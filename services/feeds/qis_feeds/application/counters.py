@@ -7,7 +7,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -38,8 +39,14 @@ class FeedCounters:
     for a retry (a full or locked store, contention)."""
     last_position: int = 0
     last_error: str = ""
+    received_by: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """`received` per (source id, series id): a feed's health reports count their own."""
+    sent_by: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """`sent` per (source id, series id)."""
     health_reports: int = 0
     """Health reports of the feeds' sources recorded by the command service."""
+    feeds_disabled: int = 0
+    """Feeds not run because their source is disabled (its configuration, read at start)."""
     health_reports_failed: int = 0
     """Health reports it did not record (unreachable, a disabled source): the next interval's
     report follows anyway."""

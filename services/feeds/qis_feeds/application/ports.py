@@ -104,6 +104,17 @@ class HealthInterval:
     latency_p99_ms: float | None
     last_success_us: int | None
     last_error: str
+    points_received: int = 0
+    """Values the feed's provider handed over in the interval, for the feed's series."""
+    points_sent: int = 0
+    """Points of those series the command service acknowledged in the interval."""
+    instruments: tuple[tuple[str, int | None], ...] = ()
+    """(series id, when its latest value arrived or None), the stalest first, at most
+    MAX_REPORTED_INSTRUMENTS."""
+
+
+MAX_REPORTED_INSTRUMENTS = 1_000
+"""As the service bounds a report (qis.data.v1.DataSourceHealth.instruments)."""
 
 
 class HealthReporter(Protocol):

@@ -16,14 +16,15 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from qis_feeds.application.batching import Batcher, Chunk
 from qis_feeds.application.counters import FeedCounters
 from qis_feeds.application.points import Malformed, Point, RawValue, normalise
 from qis_feeds.application.ports import (
+    MAX_REPORTED_INSTRUMENTS,
     ChunkSender,
     DataProvider,
     HealthInterval,
@@ -82,6 +83,8 @@ class _Watched:
     feed: Feed
     start_us: int
     before: ProviderHealth
+    points_before: tuple[int, int] = (0, 0)
+    """(received, sent) of the feed's series when the interval began."""
 
 
 def health_interval(
@@ -113,6 +116,16 @@ def health_interval(
         last_success_us=now.last_success_us,
         last_error=now.last_error,
     )
+
+
+def freshness(
+    series_ids: Iterable[str], last_value_us: Mapping[str, int]
+) -> tuple[tuple[str, int | None], ...]:
+    """Each series with when its latest value came, the stalest first (none yet: first of
+    all), at most MAX_REPORTED_INSTRUMENTS: those a reader most needs to see."""
+    found = [(s, last_value_us.get(s)) for s in series_ids]
+    found.sort(key=lambda item: (item[1] is not None, item[1] or 0, item[0]))
+    return tuple(found[:MAX_REPORTED_INSTRUMENTS])
 
 
 class FeedRunner:
@@ -185,7 +198,16 @@ class FeedRunner:
             before = await feed.provider.get_health()
         except Exception:
             before = ProviderHealth(connected=False)
-        return _Watched(feed, self._clock_us(), before)
+        return _Watched(feed, self._clock_us(), before, self._points(feed))
+
+    def _points(self, feed: Feed) -> tuple[int, int]:
+        """(received, sent) so far of the feed's series from its source."""
+        keys = [(feed.source_id, series_id) for series_id in feed.provider.kinds]
+        counters = self.counters
+        return (
+            sum(counters.received_by[k] for k in keys),
+            sum(counters.sent_by[k] for k in keys),
+        )
 
     async def _report_every(self, watched: Sequence[_Watched], stopping: asyncio.Event) -> None:
         """A report every interval, and one more once `stopping` is set. Never cancelled
@@ -211,7 +233,13 @@ class FeedRunner:
                 now = reading = await w.feed.provider.get_health()
             except Exception as error:
                 now, reading = ProviderHealth(connected=False, last_error=f"{error}"), None
-            interval = health_interval(w.before, now, w.start_us, end_us)
+            points = self._points(w.feed)
+            interval = replace(
+                health_interval(w.before, now, w.start_us, end_us),
+                points_received=points[0] - w.points_before[0],
+                points_sent=points[1] - w.points_before[1],
+                instruments=freshness(w.feed.provider.kinds, now.last_value_us),
+            )
             key = f"{w.feed.name}/{w.feed.source_id}/{w.start_us}/{end_us}"
             if await reporter.report(str(uuid.uuid5(_HEALTH_IDS, key)), w.feed.source_id, interval):
                 self.counters.health_reports += 1
@@ -220,6 +248,7 @@ class FeedRunner:
             if reading is not None:
                 w.before = reading
             w.start_us = end_us
+            w.points_before = points
 
     def _follower(self, feed: Feed, series_id: str) -> Pump:
         async def follow(points: PointQueue) -> None:
@@ -247,6 +276,7 @@ class FeedRunner:
         counters = self.counters
         async for raw in values:
             counters.received += 1
+            counters.received_by[feed.source_id, raw.series_id] += 1
             kind = kinds.get(raw.series_id)
             try:
                 if kind is None:

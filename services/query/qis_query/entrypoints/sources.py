@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from google.protobuf import duration_pb2
 from google.type import date_pb2
 from qis.data.v1 import series_pb2
+from qis_adapters.proto.definitions import retry_policy_to_proto
 from qis_adapters.proto.times import timestamp
 from qis_domain.definitions import DataSourceConfig, HealthReport, SourceStatus, SourceUsage
 from qis_domain.errors import InvalidArgument
-from qis_domain.names import SOURCES_COLLECTION, parse_name, source_name
+from qis_domain.names import SOURCES_COLLECTION, parse_name, series_name, source_name
 
 from qis_query.application.sources import SourceView
 from qis_query.entrypoints.fields import RequestFields
@@ -44,7 +45,10 @@ def data_source(view: SourceView) -> series_pb2.DataSource:
         cost_per_request=str(config.cost_per_request),
         settings=config.settings,
         disabled=not config.enabled,
+        credentials_ref=config.credentials_ref,
     )
+    if config.retry is not None:
+        msg.retry_policy.CopyFrom(retry_policy_to_proto(config.retry))
     latest = view.latest
     if latest is None:
         return msg
@@ -63,8 +67,16 @@ def data_source(view: SourceView) -> series_pb2.DataSource:
             last_error=report.last_error,
             cost=health["cost"],
             report_time=timestamp(latest.reported_at_us),
+            points_received=report.points_received,
+            points_sent=report.points_sent,
         )
     )
+    for instrument in report.instruments:
+        shown = msg.health.instruments.add(series=series_name(instrument.series_id))
+        if instrument.latest_value_us is not None:
+            shown.latest_value_time.CopyFrom(timestamp(instrument.latest_value_us))
+            age_us = max(0, report.end_us - instrument.latest_value_us)
+            shown.staleness.CopyFrom(_duration(age_us))
     if report.latency_p50_us is not None:
         msg.health.latency_p50.CopyFrom(_duration(report.latency_p50_us))
     if report.latency_p99_us is not None:
@@ -86,6 +98,8 @@ def usage(u: SourceUsage) -> series_pb2.DataSourceUsage:
         rate_limited_count=u.rate_limited,
         retry_count=u.retries,
         cost=str(u.cost),
+        points_received=u.points_received,
+        points_sent=u.points_sent,
     )
 
 

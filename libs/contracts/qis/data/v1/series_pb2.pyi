@@ -511,6 +511,8 @@ class DataSource(_message.Message):
     HEALTH_FIELD_NUMBER: _builtins.int
     TOTAL_USAGE_FIELD_NUMBER: _builtins.int
     DAY_USAGE_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_REF_FIELD_NUMBER: _builtins.int
+    RETRY_POLICY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "sources/{source_id}": set by the service on registration (from the
     request's source_id), and what identifies the source in an update (ConfigureDataSource).
@@ -529,6 +531,14 @@ class DataSource(_message.Message):
     """A disabled source is kept with its configuration but is not in use. Named for the
     exception (a source is enabled unless disabled) so that a request that omits it registers a
     source in use. Recorded with the configuration; ingestion does not check it yet.
+    """
+    credentials_ref: _builtins.str
+    """Where a feed finds the provider's secret (an API key, a token): "env:VARIABLE" (an
+    environment variable of the feed's process; a letter or "_", then letters, digits, "_"; at
+    most 128) or "file:/absolute/path" (the file's content, trailing newline removed, e.g. a
+    mounted secret). A reference, never the secret: any other text is INVALID_ARGUMENT, so that
+    no secret is ever recorded. Empty: none. A feed's own configuration (feeds.toml
+    api_key_env) takes precedence (docs/data-sources.md).
     """
     @_builtins.property
     def settings(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -554,6 +564,12 @@ class DataSource(_message.Message):
         QueryService answers only; ignored in requests.
         """
 
+    @_builtins.property
+    def retry_policy(self) -> Global___DataSourceRetryPolicy:
+        """How a feed retries a failed call to the provider. Unset: the feed's own policy. A feed's
+        own configuration (feeds.toml max_attempts) takes precedence.
+        """
+
     def __init__(
         self,
         *,
@@ -567,14 +583,50 @@ class DataSource(_message.Message):
         health: Global___DataSourceHealth | None = ...,
         total_usage: Global___DataSourceUsage | None = ...,
         day_usage: Global___DataSourceUsage | None = ...,
+        credentials_ref: _builtins.str = ...,
+        retry_policy: Global___DataSourceRetryPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["day_usage", b"day_usage", "health", b"health", "total_usage", b"total_usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["day_usage", b"day_usage", "health", b"health", "retry_policy", b"retry_policy", "total_usage", b"total_usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_per_request", b"cost_per_request", "day_usage", b"day_usage", "description", b"description", "disabled", b"disabled", "health", b"health", "name", b"name", "provider", b"provider", "rate_limit_per_minute", b"rate_limit_per_minute", "settings", b"settings", "total_usage", b"total_usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_per_request", b"cost_per_request", "credentials_ref", b"credentials_ref", "day_usage", b"day_usage", "description", b"description", "disabled", b"disabled", "health", b"health", "name", b"name", "provider", b"provider", "rate_limit_per_minute", b"rate_limit_per_minute", "retry_policy", b"retry_policy", "settings", b"settings", "total_usage", b"total_usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DataSource: _TypeAlias = DataSource  # noqa: Y015
+
+@_typing.final
+class DataSourceRetryPolicy(_message.Message):
+    """How a feed retries failed calls to a source's provider: a jittered exponential backoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    INITIAL_BACKOFF_FIELD_NUMBER: _builtins.int
+    MAX_BACKOFF_FIELD_NUMBER: _builtins.int
+    max_attempts: _builtins.int
+    """Calls at most for one request, the first included: 1 (no retry) to 20."""
+    @_builtins.property
+    def initial_backoff(self) -> _duration_pb2.Duration:
+        """The longest first wait (jittered below it); 0 to 1 hour, at most max_backoff. Unset: 0."""
+
+    @_builtins.property
+    def max_backoff(self) -> _duration_pb2.Duration:
+        """No wait is longer; 0 to 1 hour. Unset: 0."""
+
+    def __init__(
+        self,
+        *,
+        max_attempts: _builtins.int = ...,
+        initial_backoff: _duration_pb2.Duration | None = ...,
+        max_backoff: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["initial_backoff", b"initial_backoff", "max_backoff", b"max_backoff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initial_backoff", b"initial_backoff", "max_attempts", b"max_attempts", "max_backoff", b"max_backoff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataSourceRetryPolicy: _TypeAlias = DataSourceRetryPolicy  # noqa: Y015
 
 @_typing.final
 class DataSourceHealth(_message.Message):
@@ -596,6 +648,9 @@ class DataSourceHealth(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
     REPORT_TIME_FIELD_NUMBER: _builtins.int
+    POINTS_RECEIVED_FIELD_NUMBER: _builtins.int
+    POINTS_SENT_FIELD_NUMBER: _builtins.int
+    INSTRUMENTS_FIELD_NUMBER: _builtins.int
     status: Global___DataSourceStatus.ValueType
     """The status over the interval."""
     request_count: _builtins.int
@@ -612,6 +667,10 @@ class DataSourceHealth(_message.Message):
     """Cost of the interval: request_count x the source's cost_per_request at the time of the
     report, computed by the service (decimal string, exact).
     """
+    points_received: _builtins.int
+    """Values the feed received from the provider in the interval (for this source)."""
+    points_sent: _builtins.int
+    """Points the feed sent to the command service in the interval (stored or already stored)."""
     @_builtins.property
     def status_change_time(self) -> _timestamp_pb2.Timestamp:
         """When the source took this status: the end of the interval of the first report that gave
@@ -642,6 +701,12 @@ class DataSourceHealth(_message.Message):
     def report_time(self) -> _timestamp_pb2.Timestamp:
         """Commit time of the report."""
 
+    @_builtins.property
+    def instruments(self) -> _containers.RepeatedCompositeFieldContainer[Global___DataSourceInstrumentHealth]:
+        """Per instrument of the feed, how fresh its latest value was at the end of the interval; at
+        most 1,000, the stalest first when a feed has more.
+        """
+
     def __init__(
         self,
         *,
@@ -659,14 +724,51 @@ class DataSourceHealth(_message.Message):
         last_error: _builtins.str = ...,
         cost: _builtins.str = ...,
         report_time: _timestamp_pb2.Timestamp | None = ...,
+        points_received: _builtins.int = ...,
+        points_sent: _builtins.int = ...,
+        instruments: _abc.Iterable[Global___DataSourceInstrumentHealth] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p99", b"latency_p99", "report_time", b"report_time", "start_time", b"start_time", "status_change_time", b"status_change_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "end_time", b"end_time", "failure_count", b"failure_count", "last_error", b"last_error", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p99", b"latency_p99", "rate_limited_count", b"rate_limited_count", "report_time", b"report_time", "request_count", b"request_count", "retry_count", b"retry_count", "start_time", b"start_time", "status", b"status", "status_change_time", b"status_change_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "end_time", b"end_time", "failure_count", b"failure_count", "instruments", b"instruments", "last_error", b"last_error", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p99", b"latency_p99", "points_received", b"points_received", "points_sent", b"points_sent", "rate_limited_count", b"rate_limited_count", "report_time", b"report_time", "request_count", b"request_count", "retry_count", b"retry_count", "start_time", b"start_time", "status", b"status", "status_change_time", b"status_change_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DataSourceHealth: _TypeAlias = DataSourceHealth  # noqa: Y015
+
+@_typing.final
+class DataSourceInstrumentHealth(_message.Message):
+    """How fresh the values of one instrument of a feed are."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    LATEST_VALUE_TIME_FIELD_NUMBER: _builtins.int
+    STALENESS_FIELD_NUMBER: _builtins.int
+    series: _builtins.str
+    """Resource name of the series the instrument feeds, "series/{series_id}"."""
+    @_builtins.property
+    def latest_value_time(self) -> _timestamp_pb2.Timestamp:
+        """When the latest value arrived (the feed's wall clock); unset: none yet."""
+
+    @_builtins.property
+    def staleness(self) -> _duration_pb2.Duration:
+        """Its age at the end of the report's interval (staleness); unset: no value yet."""
+
+    def __init__(
+        self,
+        *,
+        series: _builtins.str = ...,
+        latest_value_time: _timestamp_pb2.Timestamp | None = ...,
+        staleness: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["latest_value_time", b"latest_value_time", "staleness", b"staleness"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["latest_value_time", b"latest_value_time", "series", b"series", "staleness", b"staleness"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataSourceInstrumentHealth: _TypeAlias = DataSourceInstrumentHealth  # noqa: Y015
 
 @_typing.final
 class DataSourceUsage(_message.Message):
@@ -681,6 +783,8 @@ class DataSourceUsage(_message.Message):
     RATE_LIMITED_COUNT_FIELD_NUMBER: _builtins.int
     RETRY_COUNT_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
+    POINTS_RECEIVED_FIELD_NUMBER: _builtins.int
+    POINTS_SENT_FIELD_NUMBER: _builtins.int
     report_count: _builtins.int
     """Health reports counted."""
     request_count: _builtins.int
@@ -693,6 +797,10 @@ class DataSourceUsage(_message.Message):
     """Requests that were retries."""
     cost: _builtins.str
     """Sum of the reports' costs, in the provider's billing currency (decimal string, exact)."""
+    points_received: _builtins.int
+    """Values received from the provider."""
+    points_sent: _builtins.int
+    """Points sent to the command service."""
     @_builtins.property
     def day(self) -> _date_pb2.Date:
         """The UTC day counted; unset for the total since registration."""
@@ -707,10 +815,12 @@ class DataSourceUsage(_message.Message):
         rate_limited_count: _builtins.int = ...,
         retry_count: _builtins.int = ...,
         cost: _builtins.str = ...,
+        points_received: _builtins.int = ...,
+        points_sent: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["day", b"day"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "day", b"day", "failure_count", b"failure_count", "rate_limited_count", b"rate_limited_count", "report_count", b"report_count", "request_count", b"request_count", "retry_count", b"retry_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "day", b"day", "failure_count", b"failure_count", "points_received", b"points_received", "points_sent", b"points_sent", "rate_limited_count", b"rate_limited_count", "report_count", b"report_count", "request_count", b"request_count", "retry_count", b"retry_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

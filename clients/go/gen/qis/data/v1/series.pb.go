@@ -904,7 +904,17 @@ type DataSource struct {
 	TotalUsage *DataSourceUsage `protobuf:"bytes,10,opt,name=total_usage,json=totalUsage,proto3" json:"total_usage,omitempty"`
 	// What the health reports of one UTC day added up to: the day of the latest report. Set in
 	// QueryService answers only; ignored in requests.
-	DayUsage      *DataSourceUsage `protobuf:"bytes,11,opt,name=day_usage,json=dayUsage,proto3" json:"day_usage,omitempty"`
+	DayUsage *DataSourceUsage `protobuf:"bytes,11,opt,name=day_usage,json=dayUsage,proto3" json:"day_usage,omitempty"`
+	// Where a feed finds the provider's secret (an API key, a token): "env:VARIABLE" (an
+	// environment variable of the feed's process; a letter or "_", then letters, digits, "_"; at
+	// most 128) or "file:/absolute/path" (the file's content, trailing newline removed, e.g. a
+	// mounted secret). A reference, never the secret: any other text is INVALID_ARGUMENT, so that
+	// no secret is ever recorded. Empty: none. A feed's own configuration (feeds.toml
+	// api_key_env) takes precedence (docs/data-sources.md).
+	CredentialsRef string `protobuf:"bytes,12,opt,name=credentials_ref,json=credentialsRef,proto3" json:"credentials_ref,omitempty"`
+	// How a feed retries a failed call to the provider. Unset: the feed's own policy. A feed's
+	// own configuration (feeds.toml max_attempts) takes precedence.
+	RetryPolicy   *DataSourceRetryPolicy `protobuf:"bytes,13,opt,name=retry_policy,json=retryPolicy,proto3" json:"retry_policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1009,6 +1019,84 @@ func (x *DataSource) GetDayUsage() *DataSourceUsage {
 	return nil
 }
 
+func (x *DataSource) GetCredentialsRef() string {
+	if x != nil {
+		return x.CredentialsRef
+	}
+	return ""
+}
+
+func (x *DataSource) GetRetryPolicy() *DataSourceRetryPolicy {
+	if x != nil {
+		return x.RetryPolicy
+	}
+	return nil
+}
+
+// How a feed retries failed calls to a source's provider: a jittered exponential backoff.
+type DataSourceRetryPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Calls at most for one request, the first included: 1 (no retry) to 20.
+	MaxAttempts int32 `protobuf:"varint,1,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// The longest first wait (jittered below it); 0 to 1 hour, at most max_backoff. Unset: 0.
+	InitialBackoff *durationpb.Duration `protobuf:"bytes,2,opt,name=initial_backoff,json=initialBackoff,proto3" json:"initial_backoff,omitempty"`
+	// No wait is longer; 0 to 1 hour. Unset: 0.
+	MaxBackoff    *durationpb.Duration `protobuf:"bytes,3,opt,name=max_backoff,json=maxBackoff,proto3" json:"max_backoff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataSourceRetryPolicy) Reset() {
+	*x = DataSourceRetryPolicy{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataSourceRetryPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataSourceRetryPolicy) ProtoMessage() {}
+
+func (x *DataSourceRetryPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataSourceRetryPolicy.ProtoReflect.Descriptor instead.
+func (*DataSourceRetryPolicy) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DataSourceRetryPolicy) GetMaxAttempts() int32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *DataSourceRetryPolicy) GetInitialBackoff() *durationpb.Duration {
+	if x != nil {
+		return x.InitialBackoff
+	}
+	return nil
+}
+
+func (x *DataSourceRetryPolicy) GetMaxBackoff() *durationpb.Duration {
+	if x != nil {
+		return x.MaxBackoff
+	}
+	return nil
+}
+
 // The latest health report of a data source, with what the service derived from it.
 type DataSourceHealth struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1041,14 +1129,21 @@ type DataSourceHealth struct {
 	// report, computed by the service (decimal string, exact).
 	Cost string `protobuf:"bytes,13,opt,name=cost,proto3" json:"cost,omitempty"`
 	// Commit time of the report.
-	ReportTime    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=report_time,json=reportTime,proto3" json:"report_time,omitempty"`
+	ReportTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=report_time,json=reportTime,proto3" json:"report_time,omitempty"`
+	// Values the feed received from the provider in the interval (for this source).
+	PointsReceived int64 `protobuf:"varint,15,opt,name=points_received,json=pointsReceived,proto3" json:"points_received,omitempty"`
+	// Points the feed sent to the command service in the interval (stored or already stored).
+	PointsSent int64 `protobuf:"varint,16,opt,name=points_sent,json=pointsSent,proto3" json:"points_sent,omitempty"`
+	// Per instrument of the feed, how fresh its latest value was at the end of the interval; at
+	// most 1,000, the stalest first when a feed has more.
+	Instruments   []*DataSourceInstrumentHealth `protobuf:"bytes,17,rep,name=instruments,proto3" json:"instruments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DataSourceHealth) Reset() {
 	*x = DataSourceHealth{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	mi := &file_qis_data_v1_series_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1155,7 @@ func (x *DataSourceHealth) String() string {
 func (*DataSourceHealth) ProtoMessage() {}
 
 func (x *DataSourceHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	mi := &file_qis_data_v1_series_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1168,7 @@ func (x *DataSourceHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceHealth.ProtoReflect.Descriptor instead.
 func (*DataSourceHealth) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{6}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DataSourceHealth) GetStatus() DataSourceStatus {
@@ -1174,6 +1269,91 @@ func (x *DataSourceHealth) GetReportTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *DataSourceHealth) GetPointsReceived() int64 {
+	if x != nil {
+		return x.PointsReceived
+	}
+	return 0
+}
+
+func (x *DataSourceHealth) GetPointsSent() int64 {
+	if x != nil {
+		return x.PointsSent
+	}
+	return 0
+}
+
+func (x *DataSourceHealth) GetInstruments() []*DataSourceInstrumentHealth {
+	if x != nil {
+		return x.Instruments
+	}
+	return nil
+}
+
+// How fresh the values of one instrument of a feed are.
+type DataSourceInstrumentHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resource name of the series the instrument feeds, "series/{series_id}".
+	Series string `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
+	// When the latest value arrived (the feed's wall clock); unset: none yet.
+	LatestValueTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=latest_value_time,json=latestValueTime,proto3" json:"latest_value_time,omitempty"`
+	// Its age at the end of the report's interval (staleness); unset: no value yet.
+	Staleness     *durationpb.Duration `protobuf:"bytes,3,opt,name=staleness,proto3" json:"staleness,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataSourceInstrumentHealth) Reset() {
+	*x = DataSourceInstrumentHealth{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataSourceInstrumentHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataSourceInstrumentHealth) ProtoMessage() {}
+
+func (x *DataSourceInstrumentHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataSourceInstrumentHealth.ProtoReflect.Descriptor instead.
+func (*DataSourceInstrumentHealth) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DataSourceInstrumentHealth) GetSeries() string {
+	if x != nil {
+		return x.Series
+	}
+	return ""
+}
+
+func (x *DataSourceInstrumentHealth) GetLatestValueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LatestValueTime
+	}
+	return nil
+}
+
+func (x *DataSourceInstrumentHealth) GetStaleness() *durationpb.Duration {
+	if x != nil {
+		return x.Staleness
+	}
+	return nil
+}
+
 // What health reports of a data source added up to.
 type DataSourceUsage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1190,14 +1370,18 @@ type DataSourceUsage struct {
 	// Requests that were retries.
 	RetryCount int64 `protobuf:"varint,6,opt,name=retry_count,json=retryCount,proto3" json:"retry_count,omitempty"`
 	// Sum of the reports' costs, in the provider's billing currency (decimal string, exact).
-	Cost          string `protobuf:"bytes,7,opt,name=cost,proto3" json:"cost,omitempty"`
+	Cost string `protobuf:"bytes,7,opt,name=cost,proto3" json:"cost,omitempty"`
+	// Values received from the provider.
+	PointsReceived int64 `protobuf:"varint,8,opt,name=points_received,json=pointsReceived,proto3" json:"points_received,omitempty"`
+	// Points sent to the command service.
+	PointsSent    int64 `protobuf:"varint,9,opt,name=points_sent,json=pointsSent,proto3" json:"points_sent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DataSourceUsage) Reset() {
 	*x = DataSourceUsage{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	mi := &file_qis_data_v1_series_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1393,7 @@ func (x *DataSourceUsage) String() string {
 func (*DataSourceUsage) ProtoMessage() {}
 
 func (x *DataSourceUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	mi := &file_qis_data_v1_series_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1406,7 @@ func (x *DataSourceUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceUsage.ProtoReflect.Descriptor instead.
 func (*DataSourceUsage) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{7}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DataSourceUsage) GetDay() *date.Date {
@@ -1274,6 +1458,20 @@ func (x *DataSourceUsage) GetCost() string {
 	return ""
 }
 
+func (x *DataSourceUsage) GetPointsReceived() int64 {
+	if x != nil {
+		return x.PointsReceived
+	}
+	return 0
+}
+
+func (x *DataSourceUsage) GetPointsSent() int64 {
+	if x != nil {
+		return x.PointsSent
+	}
+	return 0
+}
+
 var File_qis_data_v1_series_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_series_proto_rawDesc = "" +
@@ -1321,7 +1519,7 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"minSources\x12*\n" +
 	"\x11min_quality_score\x18\x03 \x01(\tR\x0fminQualityScore\x121\n" +
 	"\x06cutoff\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06cutoff\x12@\n" +
-	"\x0etimeliness_sla\x18\a \x01(\v2\x19.google.protobuf.DurationR\rtimelinessSlaJ\x04\b\x04\x10\x05J\x04\b\x05\x10\x06R\x0ecutoff_secondsR\x16timeliness_sla_seconds\"\xfa\x04\n" +
+	"\x0etimeliness_sla\x18\a \x01(\v2\x19.google.protobuf.DurationR\rtimelinessSlaJ\x04\b\x04\x10\x05J\x04\b\x05\x10\x06R\x0ecutoff_secondsR\x16timeliness_sla_seconds\"\xea\x05\n" +
 	"\n" +
 	"DataSource\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12 \n" +
@@ -1335,12 +1533,19 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\vtotal_usage\x18\n" +
 	" \x01(\v2\x1c.qis.data.v1.DataSourceUsageB\x04\xe2A\x01\x03R\n" +
 	"totalUsage\x12?\n" +
-	"\tday_usage\x18\v \x01(\v2\x1c.qis.data.v1.DataSourceUsageB\x04\xe2A\x01\x03R\bdayUsage\x1a;\n" +
+	"\tday_usage\x18\v \x01(\v2\x1c.qis.data.v1.DataSourceUsageB\x04\xe2A\x01\x03R\bdayUsage\x12'\n" +
+	"\x0fcredentials_ref\x18\f \x01(\tR\x0ecredentialsRef\x12E\n" +
+	"\fretry_policy\x18\r \x01(\v2\".qis.data.v1.DataSourceRetryPolicyR\vretryPolicy\x1a;\n" +
 	"\rSettingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:C\xeaA@\n" +
 	"\x13qis.data/DataSource\x12\x10sources/{source}*\vdataSources2\n" +
-	"dataSourceJ\x04\b\a\x10\bR\aenabled\"\xce\x05\n" +
+	"dataSourceJ\x04\b\a\x10\bR\aenabled\"\xba\x01\n" +
+	"\x15DataSourceRetryPolicy\x12!\n" +
+	"\fmax_attempts\x18\x01 \x01(\x05R\vmaxAttempts\x12B\n" +
+	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
+	"\vmax_backoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"maxBackoff\"\xe3\x06\n" +
 	"\x10DataSourceHealth\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1d.qis.data.v1.DataSourceStatusR\x06status\x12H\n" +
 	"\x12status_change_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x10statusChangeTime\x129\n" +
@@ -1362,7 +1567,15 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"last_error\x18\f \x01(\tR\tlastError\x12\x12\n" +
 	"\x04cost\x18\r \x01(\tR\x04cost\x12;\n" +
 	"\vreport_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"reportTime\"\x86\x02\n" +
+	"reportTime\x12'\n" +
+	"\x0fpoints_received\x18\x0f \x01(\x03R\x0epointsReceived\x12\x1f\n" +
+	"\vpoints_sent\x18\x10 \x01(\x03R\n" +
+	"pointsSent\x12I\n" +
+	"\vinstruments\x18\x11 \x03(\v2'.qis.data.v1.DataSourceInstrumentHealthR\vinstruments\"\xb5\x01\n" +
+	"\x1aDataSourceInstrumentHealth\x12\x16\n" +
+	"\x06series\x18\x01 \x01(\tR\x06series\x12F\n" +
+	"\x11latest_value_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0flatestValueTime\x127\n" +
+	"\tstaleness\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\tstaleness\"\xd0\x02\n" +
 	"\x0fDataSourceUsage\x12#\n" +
 	"\x03day\x18\x01 \x01(\v2\x11.google.type.DateR\x03day\x12!\n" +
 	"\freport_count\x18\x02 \x01(\x03R\vreportCount\x12#\n" +
@@ -1371,7 +1584,10 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\x12rate_limited_count\x18\x05 \x01(\x03R\x10rateLimitedCount\x12\x1f\n" +
 	"\vretry_count\x18\x06 \x01(\x03R\n" +
 	"retryCount\x12\x12\n" +
-	"\x04cost\x18\a \x01(\tR\x04cost*\xbe\x01\n" +
+	"\x04cost\x18\a \x01(\tR\x04cost\x12'\n" +
+	"\x0fpoints_received\x18\b \x01(\x03R\x0epointsReceived\x12\x1f\n" +
+	"\vpoints_sent\x18\t \x01(\x03R\n" +
+	"pointsSent*\xbe\x01\n" +
 	"\tFrequency\x12\x19\n" +
 	"\x15FREQUENCY_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eFREQUENCY_TICK\x10\x01\x12\x14\n" +
@@ -1420,30 +1636,32 @@ func file_qis_data_v1_series_proto_rawDescGZIP() []byte {
 }
 
 var file_qis_data_v1_series_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_qis_data_v1_series_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_qis_data_v1_series_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_qis_data_v1_series_proto_goTypes = []any{
-	(Frequency)(0),                // 0: qis.data.v1.Frequency
-	(DataClassification)(0),       // 1: qis.data.v1.DataClassification
-	(ReconciliationMethod)(0),     // 2: qis.data.v1.ReconciliationMethod
-	(BreakAction)(0),              // 3: qis.data.v1.BreakAction
-	(PublicationMode)(0),          // 4: qis.data.v1.PublicationMode
-	(DataSourceStatus)(0),         // 5: qis.data.v1.DataSourceStatus
-	(*Series)(nil),                // 6: qis.data.v1.Series
-	(*SeriesSource)(nil),          // 7: qis.data.v1.SeriesSource
-	(*ValidationRules)(nil),       // 8: qis.data.v1.ValidationRules
-	(*ReconciliationPolicy)(nil),  // 9: qis.data.v1.ReconciliationPolicy
-	(*PublicationPolicy)(nil),     // 10: qis.data.v1.PublicationPolicy
-	(*DataSource)(nil),            // 11: qis.data.v1.DataSource
-	(*DataSourceHealth)(nil),      // 12: qis.data.v1.DataSourceHealth
-	(*DataSourceUsage)(nil),       // 13: qis.data.v1.DataSourceUsage
-	nil,                           // 14: qis.data.v1.DataSource.SettingsEntry
-	(DataType)(0),                 // 15: qis.data.v1.DataType
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*date.Date)(nil),             // 18: google.type.Date
+	(Frequency)(0),                     // 0: qis.data.v1.Frequency
+	(DataClassification)(0),            // 1: qis.data.v1.DataClassification
+	(ReconciliationMethod)(0),          // 2: qis.data.v1.ReconciliationMethod
+	(BreakAction)(0),                   // 3: qis.data.v1.BreakAction
+	(PublicationMode)(0),               // 4: qis.data.v1.PublicationMode
+	(DataSourceStatus)(0),              // 5: qis.data.v1.DataSourceStatus
+	(*Series)(nil),                     // 6: qis.data.v1.Series
+	(*SeriesSource)(nil),               // 7: qis.data.v1.SeriesSource
+	(*ValidationRules)(nil),            // 8: qis.data.v1.ValidationRules
+	(*ReconciliationPolicy)(nil),       // 9: qis.data.v1.ReconciliationPolicy
+	(*PublicationPolicy)(nil),          // 10: qis.data.v1.PublicationPolicy
+	(*DataSource)(nil),                 // 11: qis.data.v1.DataSource
+	(*DataSourceRetryPolicy)(nil),      // 12: qis.data.v1.DataSourceRetryPolicy
+	(*DataSourceHealth)(nil),           // 13: qis.data.v1.DataSourceHealth
+	(*DataSourceInstrumentHealth)(nil), // 14: qis.data.v1.DataSourceInstrumentHealth
+	(*DataSourceUsage)(nil),            // 15: qis.data.v1.DataSourceUsage
+	nil,                                // 16: qis.data.v1.DataSource.SettingsEntry
+	(DataType)(0),                      // 17: qis.data.v1.DataType
+	(*durationpb.Duration)(nil),        // 18: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 19: google.protobuf.Timestamp
+	(*date.Date)(nil),                  // 20: google.type.Date
 }
 var file_qis_data_v1_series_proto_depIdxs = []int32{
-	15, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
+	17, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
 	0,  // 1: qis.data.v1.Series.frequency:type_name -> qis.data.v1.Frequency
 	7,  // 2: qis.data.v1.Series.sources:type_name -> qis.data.v1.SeriesSource
 	8,  // 3: qis.data.v1.Series.validation:type_name -> qis.data.v1.ValidationRules
@@ -1453,26 +1671,32 @@ var file_qis_data_v1_series_proto_depIdxs = []int32{
 	2,  // 7: qis.data.v1.ReconciliationPolicy.method:type_name -> qis.data.v1.ReconciliationMethod
 	3,  // 8: qis.data.v1.ReconciliationPolicy.on_break:type_name -> qis.data.v1.BreakAction
 	4,  // 9: qis.data.v1.PublicationPolicy.mode:type_name -> qis.data.v1.PublicationMode
-	16, // 10: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
-	16, // 11: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
-	14, // 12: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
-	12, // 13: qis.data.v1.DataSource.health:type_name -> qis.data.v1.DataSourceHealth
-	13, // 14: qis.data.v1.DataSource.total_usage:type_name -> qis.data.v1.DataSourceUsage
-	13, // 15: qis.data.v1.DataSource.day_usage:type_name -> qis.data.v1.DataSourceUsage
-	5,  // 16: qis.data.v1.DataSourceHealth.status:type_name -> qis.data.v1.DataSourceStatus
-	17, // 17: qis.data.v1.DataSourceHealth.status_change_time:type_name -> google.protobuf.Timestamp
-	17, // 18: qis.data.v1.DataSourceHealth.start_time:type_name -> google.protobuf.Timestamp
-	17, // 19: qis.data.v1.DataSourceHealth.end_time:type_name -> google.protobuf.Timestamp
-	16, // 20: qis.data.v1.DataSourceHealth.latency_p50:type_name -> google.protobuf.Duration
-	16, // 21: qis.data.v1.DataSourceHealth.latency_p99:type_name -> google.protobuf.Duration
-	17, // 22: qis.data.v1.DataSourceHealth.last_success_time:type_name -> google.protobuf.Timestamp
-	17, // 23: qis.data.v1.DataSourceHealth.report_time:type_name -> google.protobuf.Timestamp
-	18, // 24: qis.data.v1.DataSourceUsage.day:type_name -> google.type.Date
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	18, // 10: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
+	18, // 11: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
+	16, // 12: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
+	13, // 13: qis.data.v1.DataSource.health:type_name -> qis.data.v1.DataSourceHealth
+	15, // 14: qis.data.v1.DataSource.total_usage:type_name -> qis.data.v1.DataSourceUsage
+	15, // 15: qis.data.v1.DataSource.day_usage:type_name -> qis.data.v1.DataSourceUsage
+	12, // 16: qis.data.v1.DataSource.retry_policy:type_name -> qis.data.v1.DataSourceRetryPolicy
+	18, // 17: qis.data.v1.DataSourceRetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	18, // 18: qis.data.v1.DataSourceRetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	5,  // 19: qis.data.v1.DataSourceHealth.status:type_name -> qis.data.v1.DataSourceStatus
+	19, // 20: qis.data.v1.DataSourceHealth.status_change_time:type_name -> google.protobuf.Timestamp
+	19, // 21: qis.data.v1.DataSourceHealth.start_time:type_name -> google.protobuf.Timestamp
+	19, // 22: qis.data.v1.DataSourceHealth.end_time:type_name -> google.protobuf.Timestamp
+	18, // 23: qis.data.v1.DataSourceHealth.latency_p50:type_name -> google.protobuf.Duration
+	18, // 24: qis.data.v1.DataSourceHealth.latency_p99:type_name -> google.protobuf.Duration
+	19, // 25: qis.data.v1.DataSourceHealth.last_success_time:type_name -> google.protobuf.Timestamp
+	19, // 26: qis.data.v1.DataSourceHealth.report_time:type_name -> google.protobuf.Timestamp
+	14, // 27: qis.data.v1.DataSourceHealth.instruments:type_name -> qis.data.v1.DataSourceInstrumentHealth
+	19, // 28: qis.data.v1.DataSourceInstrumentHealth.latest_value_time:type_name -> google.protobuf.Timestamp
+	18, // 29: qis.data.v1.DataSourceInstrumentHealth.staleness:type_name -> google.protobuf.Duration
+	20, // 30: qis.data.v1.DataSourceUsage.day:type_name -> google.type.Date
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_series_proto_init() }
@@ -1487,7 +1711,7 @@ func file_qis_data_v1_series_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_series_proto_rawDesc), len(file_qis_data_v1_series_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

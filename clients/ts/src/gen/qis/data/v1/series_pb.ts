@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/series.proto.
  */
 export const file_qis_data_v1_series: GenFile = /*@__PURE__*/
-  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIroECgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQMSNwoOY2xhc3NpZmljYXRpb24YDiABKA4yHy5xaXMuZGF0YS52MS5EYXRhQ2xhc3NpZmljYXRpb246NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIjYKDFNlcmllc1NvdXJjZRIUCgZzb3VyY2UYASABKAlCBOJBAQISEAoIcHJpb3JpdHkYAiABKAUivgEKD1ZhbGlkYXRpb25SdWxlcxIYChByZXF1aXJlX3Bvc2l0aXZlGAEgASgIEhgKEG1heF9qdW1wX3BlcmNlbnQYAiABKAkSEgoKbWF4X3pzY29yZRgDIAEoCRIVCg16c2NvcmVfd2luZG93GAQgASgFEhkKEXN0YWxlX2FmdGVyX3NuYXBzGAUgASgFEhYKDmNoZWNrX2NhbGVuZGFyGAYgASgIEhkKEW1heF9zcGlrZV9wZXJjZW50GAcgASgJIqMBChRSZWNvbmNpbGlhdGlvblBvbGljeRIxCgZtZXRob2QYASABKA4yIS5xaXMuZGF0YS52MS5SZWNvbmNpbGlhdGlvbk1ldGhvZBIVCg10b2xlcmFuY2VfYnBzGAIgASgJEhUKDXRvbGVyYW5jZV9hYnMYAyABKAkSKgoIb25fYnJlYWsYBCABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKBAgoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIpCgZjdXRvZmYYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdGltZWxpbmVzc19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25KBAgEEAVKBAgFEAZSDmN1dG9mZl9zZWNvbmRzUhZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzIvsDCgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSEAoIZGlzYWJsZWQYCCABKAgSMwoGaGVhbHRoGAkgASgLMh0ucWlzLmRhdGEudjEuRGF0YVNvdXJjZUhlYWx0aEIE4kEBAxI3Cgt0b3RhbF91c2FnZRgKIAEoCzIcLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VVc2FnZUIE4kEBAxI1CglkYXlfdXNhZ2UYCyABKAsyHC5xaXMuZGF0YS52MS5EYXRhU291cmNlVXNhZ2VCBOJBAQMaLwoNU2V0dGluZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBOkPqQUAKE3Fpcy5kYXRhL0RhdGFTb3VyY2USEHNvdXJjZXMve3NvdXJjZX0qC2RhdGFTb3VyY2VzMgpkYXRhU291cmNlSgQIBxAIUgdlbmFibGVkIqAEChBEYXRhU291cmNlSGVhbHRoEi0KBnN0YXR1cxgBIAEoDjIdLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VTdGF0dXMSNgoSc3RhdHVzX2NoYW5nZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVxdWVzdF9jb3VudBgFIAEoAxIVCg1mYWlsdXJlX2NvdW50GAYgASgDEhoKEnJhdGVfbGltaXRlZF9jb3VudBgHIAEoAxITCgtyZXRyeV9jb3VudBgIIAEoAxIuCgtsYXRlbmN5X3A1MBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChFsYXN0X3N1Y2Nlc3NfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgMIAEoCRIMCgRjb3N0GA0gASgJEi8KC3JlcG9ydF90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK0AQoPRGF0YVNvdXJjZVVzYWdlEh4KA2RheRgBIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSFAoMcmVwb3J0X2NvdW50GAIgASgDEhUKDXJlcXVlc3RfY291bnQYAyABKAMSFQoNZmFpbHVyZV9jb3VudBgEIAEoAxIaChJyYXRlX2xpbWl0ZWRfY291bnQYBSABKAMSEwoLcmV0cnlfY291bnQYBiABKAMSDAoEY29zdBgHIAEoCSq+AQoJRnJlcXVlbmN5EhkKFUZSRVFVRU5DWV9VTlNQRUNJRklFRBAAEhIKDkZSRVFVRU5DWV9USUNLEAESFAoQRlJFUVVFTkNZX1NFQ09ORBACEhQKEEZSRVFVRU5DWV9NSU5VVEUQAxIUChBGUkVRVUVOQ1lfSE9VUkxZEAQSEwoPRlJFUVVFTkNZX0RBSUxZEAUSFAoQRlJFUVVFTkNZX1dFRUtMWRAGEhUKEUZSRVFVRU5DWV9NT05USExZEAcqxQEKEkRhdGFDbGFzc2lmaWNhdGlvbhIjCh9EQVRBX0NMQVNTSUZJQ0FUSU9OX1VOU1BFQ0lGSUVEEAASHgoaREFUQV9DTEFTU0lGSUNBVElPTl9QVUJMSUMQARIgChxEQVRBX0NMQVNTSUZJQ0FUSU9OX0lOVEVSTkFMEAISJAogREFUQV9DTEFTU0lGSUNBVElPTl9DT05GSURFTlRJQUwQAxIiCh5EQVRBX0NMQVNTSUZJQ0FUSU9OX1JFU1RSSUNURUQQBCqoAQoUUmVjb25jaWxpYXRpb25NZXRob2QSJQohUkVDT05DSUxJQVRJT05fTUVUSE9EX1VOU1BFQ0lGSUVEEAASIgoeUkVDT05DSUxJQVRJT05fTUVUSE9EX1BSSU9SSVRZEAESIAocUkVDT05DSUxJQVRJT05fTUVUSE9EX01FRElBThACEiMKH1JFQ09OQ0lMSUFUSU9OX01FVEhPRF9DT05TRU5TVVMQAypaCgtCcmVha0FjdGlvbhIcChhCUkVBS19BQ1RJT05fVU5TUEVDSUZJRUQQABIVChFCUkVBS19BQ1RJT05fRkxBRxABEhYKEkJSRUFLX0FDVElPTl9CTE9DSxACKnAKD1B1YmxpY2F0aW9uTW9kZRIgChxQVUJMSUNBVElPTl9NT0RFX1VOU1BFQ0lGSUVEEAASHgoaUFVCTElDQVRJT05fTU9ERV9BVVRPTUFUSUMQARIbChdQVUJMSUNBVElPTl9NT0RFX01BTlVBTBACKpQBChBEYXRhU291cmNlU3RhdHVzEiIKHkRBVEFfU09VUkNFX1NUQVRVU19VTlNQRUNJRklFRBAAEh4KGkRBVEFfU09VUkNFX1NUQVRVU19IRUFMVEhZEAESHwobREFUQV9TT1VSQ0VfU1RBVFVTX0RFR1JBREVEEAISGwoXREFUQV9TT1VSQ0VfU1RBVFVTX0RPV04QA0JaCg9jb20ucWlzLmRhdGEudjFCC1Nlcmllc1Byb3RvUAFaKnFpcy1kYXRhL2NsaWVudHMvZ28vZ2VuL3Fpcy9kYXRhL3YxO2RhdGF2MaoCC1Fpcy5EYXRhLlYxYgZwcm90bzM", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_values]);
+  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIroECgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQMSNwoOY2xhc3NpZmljYXRpb24YDiABKA4yHy5xaXMuZGF0YS52MS5EYXRhQ2xhc3NpZmljYXRpb246NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIjYKDFNlcmllc1NvdXJjZRIUCgZzb3VyY2UYASABKAlCBOJBAQISEAoIcHJpb3JpdHkYAiABKAUivgEKD1ZhbGlkYXRpb25SdWxlcxIYChByZXF1aXJlX3Bvc2l0aXZlGAEgASgIEhgKEG1heF9qdW1wX3BlcmNlbnQYAiABKAkSEgoKbWF4X3pzY29yZRgDIAEoCRIVCg16c2NvcmVfd2luZG93GAQgASgFEhkKEXN0YWxlX2FmdGVyX3NuYXBzGAUgASgFEhYKDmNoZWNrX2NhbGVuZGFyGAYgASgIEhkKEW1heF9zcGlrZV9wZXJjZW50GAcgASgJIqMBChRSZWNvbmNpbGlhdGlvblBvbGljeRIxCgZtZXRob2QYASABKA4yIS5xaXMuZGF0YS52MS5SZWNvbmNpbGlhdGlvbk1ldGhvZBIVCg10b2xlcmFuY2VfYnBzGAIgASgJEhUKDXRvbGVyYW5jZV9hYnMYAyABKAkSKgoIb25fYnJlYWsYBCABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKBAgoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIpCgZjdXRvZmYYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdGltZWxpbmVzc19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25KBAgEEAVKBAgFEAZSDmN1dG9mZl9zZWNvbmRzUhZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzIs4ECgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSEAoIZGlzYWJsZWQYCCABKAgSMwoGaGVhbHRoGAkgASgLMh0ucWlzLmRhdGEudjEuRGF0YVNvdXJjZUhlYWx0aEIE4kEBAxI3Cgt0b3RhbF91c2FnZRgKIAEoCzIcLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VVc2FnZUIE4kEBAxI1CglkYXlfdXNhZ2UYCyABKAsyHC5xaXMuZGF0YS52MS5EYXRhU291cmNlVXNhZ2VCBOJBAQMSFwoPY3JlZGVudGlhbHNfcmVmGAwgASgJEjgKDHJldHJ5X3BvbGljeRgNIAEoCzIiLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VSZXRyeVBvbGljeRovCg1TZXR0aW5nc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAE6Q+pBQAoTcWlzLmRhdGEvRGF0YVNvdXJjZRIQc291cmNlcy97c291cmNlfSoLZGF0YVNvdXJjZXMyCmRhdGFTb3VyY2VKBAgHEAhSB2VuYWJsZWQikQEKFURhdGFTb3VyY2VSZXRyeVBvbGljeRIUCgxtYXhfYXR0ZW1wdHMYASABKAUSMgoPaW5pdGlhbF9iYWNrb2ZmGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC21heF9iYWNrb2ZmGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIowFChBEYXRhU291cmNlSGVhbHRoEi0KBnN0YXR1cxgBIAEoDjIdLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VTdGF0dXMSNgoSc3RhdHVzX2NoYW5nZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVxdWVzdF9jb3VudBgFIAEoAxIVCg1mYWlsdXJlX2NvdW50GAYgASgDEhoKEnJhdGVfbGltaXRlZF9jb3VudBgHIAEoAxITCgtyZXRyeV9jb3VudBgIIAEoAxIuCgtsYXRlbmN5X3A1MBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChFsYXN0X3N1Y2Nlc3NfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgMIAEoCRIMCgRjb3N0GA0gASgJEi8KC3JlcG9ydF90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9wb2ludHNfcmVjZWl2ZWQYDyABKAMSEwoLcG9pbnRzX3NlbnQYECABKAMSPAoLaW5zdHJ1bWVudHMYESADKAsyJy5xaXMuZGF0YS52MS5EYXRhU291cmNlSW5zdHJ1bWVudEhlYWx0aCKRAQoaRGF0YVNvdXJjZUluc3RydW1lbnRIZWFsdGgSDgoGc2VyaWVzGAEgASgJEjUKEWxhdGVzdF92YWx1ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCglzdGFsZW5lc3MYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i4gEKD0RhdGFTb3VyY2VVc2FnZRIeCgNkYXkYASABKAsyES5nb29nbGUudHlwZS5EYXRlEhQKDHJlcG9ydF9jb3VudBgCIAEoAxIVCg1yZXF1ZXN0X2NvdW50GAMgASgDEhUKDWZhaWx1cmVfY291bnQYBCABKAMSGgoScmF0ZV9saW1pdGVkX2NvdW50GAUgASgDEhMKC3JldHJ5X2NvdW50GAYgASgDEgwKBGNvc3QYByABKAkSFwoPcG9pbnRzX3JlY2VpdmVkGAggASgDEhMKC3BvaW50c19zZW50GAkgASgDKr4BCglGcmVxdWVuY3kSGQoVRlJFUVVFTkNZX1VOU1BFQ0lGSUVEEAASEgoORlJFUVVFTkNZX1RJQ0sQARIUChBGUkVRVUVOQ1lfU0VDT05EEAISFAoQRlJFUVVFTkNZX01JTlVURRADEhQKEEZSRVFVRU5DWV9IT1VSTFkQBBITCg9GUkVRVUVOQ1lfREFJTFkQBRIUChBGUkVRVUVOQ1lfV0VFS0xZEAYSFQoRRlJFUVVFTkNZX01PTlRITFkQByrFAQoSRGF0YUNsYXNzaWZpY2F0aW9uEiMKH0RBVEFfQ0xBU1NJRklDQVRJT05fVU5TUEVDSUZJRUQQABIeChpEQVRBX0NMQVNTSUZJQ0FUSU9OX1BVQkxJQxABEiAKHERBVEFfQ0xBU1NJRklDQVRJT05fSU5URVJOQUwQAhIkCiBEQVRBX0NMQVNTSUZJQ0FUSU9OX0NPTkZJREVOVElBTBADEiIKHkRBVEFfQ0xBU1NJRklDQVRJT05fUkVTVFJJQ1RFRBAEKqgBChRSZWNvbmNpbGlhdGlvbk1ldGhvZBIlCiFSRUNPTkNJTElBVElPTl9NRVRIT0RfVU5TUEVDSUZJRUQQABIiCh5SRUNPTkNJTElBVElPTl9NRVRIT0RfUFJJT1JJVFkQARIgChxSRUNPTkNJTElBVElPTl9NRVRIT0RfTUVESUFOEAISIwofUkVDT05DSUxJQVRJT05fTUVUSE9EX0NPTlNFTlNVUxADKloKC0JyZWFrQWN0aW9uEhwKGEJSRUFLX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEUJSRUFLX0FDVElPTl9GTEFHEAESFgoSQlJFQUtfQUNUSU9OX0JMT0NLEAIqcAoPUHVibGljYXRpb25Nb2RlEiAKHFBVQkxJQ0FUSU9OX01PREVfVU5TUEVDSUZJRUQQABIeChpQVUJMSUNBVElPTl9NT0RFX0FVVE9NQVRJQxABEhsKF1BVQkxJQ0FUSU9OX01PREVfTUFOVUFMEAIqlAEKEERhdGFTb3VyY2VTdGF0dXMSIgoeREFUQV9TT1VSQ0VfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHgoaREFUQV9TT1VSQ0VfU1RBVFVTX0hFQUxUSFkQARIfChtEQVRBX1NPVVJDRV9TVEFUVVNfREVHUkFERUQQAhIbChdEQVRBX1NPVVJDRV9TVEFUVVNfRE9XThADQloKD2NvbS5xaXMuZGF0YS52MUILU2VyaWVzUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_values]);
 
 /**
  * A timeseries whose official values this service publishes.
@@ -418,6 +418,26 @@ export type DataSource = Message<"qis.data.v1.DataSource"> & {
    * @generated from field: qis.data.v1.DataSourceUsage day_usage = 11;
    */
   dayUsage?: DataSourceUsage | undefined;
+
+  /**
+   * Where a feed finds the provider's secret (an API key, a token): "env:VARIABLE" (an
+   * environment variable of the feed's process; a letter or "_", then letters, digits, "_"; at
+   * most 128) or "file:/absolute/path" (the file's content, trailing newline removed, e.g. a
+   * mounted secret). A reference, never the secret: any other text is INVALID_ARGUMENT, so that
+   * no secret is ever recorded. Empty: none. A feed's own configuration (feeds.toml
+   * api_key_env) takes precedence (docs/data-sources.md).
+   *
+   * @generated from field: string credentials_ref = 12;
+   */
+  credentialsRef: string;
+
+  /**
+   * How a feed retries a failed call to the provider. Unset: the feed's own policy. A feed's
+   * own configuration (feeds.toml max_attempts) takes precedence.
+   *
+   * @generated from field: qis.data.v1.DataSourceRetryPolicy retry_policy = 13;
+   */
+  retryPolicy?: DataSourceRetryPolicy | undefined;
 };
 
 /**
@@ -426,6 +446,41 @@ export type DataSource = Message<"qis.data.v1.DataSource"> & {
  */
 export const DataSourceSchema: GenMessage<DataSource> = /*@__PURE__*/
   messageDesc(file_qis_data_v1_series, 5);
+
+/**
+ * How a feed retries failed calls to a source's provider: a jittered exponential backoff.
+ *
+ * @generated from message qis.data.v1.DataSourceRetryPolicy
+ */
+export type DataSourceRetryPolicy = Message<"qis.data.v1.DataSourceRetryPolicy"> & {
+  /**
+   * Calls at most for one request, the first included: 1 (no retry) to 20.
+   *
+   * @generated from field: int32 max_attempts = 1;
+   */
+  maxAttempts: number;
+
+  /**
+   * The longest first wait (jittered below it); 0 to 1 hour, at most max_backoff. Unset: 0.
+   *
+   * @generated from field: google.protobuf.Duration initial_backoff = 2;
+   */
+  initialBackoff?: Duration | undefined;
+
+  /**
+   * No wait is longer; 0 to 1 hour. Unset: 0.
+   *
+   * @generated from field: google.protobuf.Duration max_backoff = 3;
+   */
+  maxBackoff?: Duration | undefined;
+};
+
+/**
+ * Describes the message qis.data.v1.DataSourceRetryPolicy.
+ * Use `create(DataSourceRetryPolicySchema)` to create a new message.
+ */
+export const DataSourceRetryPolicySchema: GenMessage<DataSourceRetryPolicy> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 6);
 
 /**
  * The latest health report of a data source, with what the service derived from it.
@@ -532,6 +587,28 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
    * @generated from field: google.protobuf.Timestamp report_time = 14;
    */
   reportTime?: Timestamp | undefined;
+
+  /**
+   * Values the feed received from the provider in the interval (for this source).
+   *
+   * @generated from field: int64 points_received = 15;
+   */
+  pointsReceived: bigint;
+
+  /**
+   * Points the feed sent to the command service in the interval (stored or already stored).
+   *
+   * @generated from field: int64 points_sent = 16;
+   */
+  pointsSent: bigint;
+
+  /**
+   * Per instrument of the feed, how fresh its latest value was at the end of the interval; at
+   * most 1,000, the stalest first when a feed has more.
+   *
+   * @generated from field: repeated qis.data.v1.DataSourceInstrumentHealth instruments = 17;
+   */
+  instruments: DataSourceInstrumentHealth[];
 };
 
 /**
@@ -539,7 +616,42 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
  * Use `create(DataSourceHealthSchema)` to create a new message.
  */
 export const DataSourceHealthSchema: GenMessage<DataSourceHealth> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 6);
+  messageDesc(file_qis_data_v1_series, 7);
+
+/**
+ * How fresh the values of one instrument of a feed are.
+ *
+ * @generated from message qis.data.v1.DataSourceInstrumentHealth
+ */
+export type DataSourceInstrumentHealth = Message<"qis.data.v1.DataSourceInstrumentHealth"> & {
+  /**
+   * Resource name of the series the instrument feeds, "series/{series_id}".
+   *
+   * @generated from field: string series = 1;
+   */
+  series: string;
+
+  /**
+   * When the latest value arrived (the feed's wall clock); unset: none yet.
+   *
+   * @generated from field: google.protobuf.Timestamp latest_value_time = 2;
+   */
+  latestValueTime?: Timestamp | undefined;
+
+  /**
+   * Its age at the end of the report's interval (staleness); unset: no value yet.
+   *
+   * @generated from field: google.protobuf.Duration staleness = 3;
+   */
+  staleness?: Duration | undefined;
+};
+
+/**
+ * Describes the message qis.data.v1.DataSourceInstrumentHealth.
+ * Use `create(DataSourceInstrumentHealthSchema)` to create a new message.
+ */
+export const DataSourceInstrumentHealthSchema: GenMessage<DataSourceInstrumentHealth> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 8);
 
 /**
  * What health reports of a data source added up to.
@@ -595,6 +707,20 @@ export type DataSourceUsage = Message<"qis.data.v1.DataSourceUsage"> & {
    * @generated from field: string cost = 7;
    */
   cost: string;
+
+  /**
+   * Values received from the provider.
+   *
+   * @generated from field: int64 points_received = 8;
+   */
+  pointsReceived: bigint;
+
+  /**
+   * Points sent to the command service.
+   *
+   * @generated from field: int64 points_sent = 9;
+   */
+  pointsSent: bigint;
 };
 
 /**
@@ -602,7 +728,7 @@ export type DataSourceUsage = Message<"qis.data.v1.DataSourceUsage"> & {
  * Use `create(DataSourceUsageSchema)` to create a new message.
  */
 export const DataSourceUsageSchema: GenMessage<DataSourceUsage> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 7);
+  messageDesc(file_qis_data_v1_series, 9);
 
 /**
  * How often a series has a value. Also sizes the event-store buckets of the series.
