@@ -22,23 +22,23 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from typing import ClassVar
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
+
+from tests.support.local_server import HOST, LocalServer, free_port
 
 FERRETDB_VERSION = "v1.24.2"  # keep in sync with FERRETDB_VERSION in scripts/setup_ferretdb.sh
 BIN_ENV = "QIS_FERRETDB_BIN"
 CACHE_DIR_ENV = "QIS_CACHE_DIR"
 SETUP_SCRIPT = "scripts/setup_ferretdb.sh"
 
-HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 _PORT_ATTEMPTS = 3  # a free port can be taken by someone else before FerretDB binds it
-_LOG_TAIL_CHARS = 4000
 
 
 class FerretDBError(RuntimeError):
@@ -73,60 +73,16 @@ def ferretdb_binary() -> Path:
 
 
 @dataclass
-class FerretDBServer:
+class FerretDBServer(LocalServer):
     """A running FerretDB process with its own temp data dir; `stop()` removes both."""
 
-    uri: str
-    port: int
-    process: subprocess.Popen[bytes]
-    root: Path  # temp dir: data/ (SQLite files) and ferretdb.log
-    _stopped: bool = field(default=False, repr=False)
+    uri: str = ""
+    log_name: ClassVar[str] = "ferretdb.log"
+    stop_timeout_s: ClassVar[float] = STOP_TIMEOUT_S
 
-    @property
-    def log_path(self) -> Path:
-        return self.root / "ferretdb.log"
-
-    def log_tail(self) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return text[-_LOG_TAIL_CHARS:]
-
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Terminate (kill after `timeout` s), wait, remove the temp dir. Idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
+    def stop(self) -> None:
         atexit.unregister(self.stop)
-        try:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=timeout)
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> FerretDBServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        super().stop()
 
 
 def _accepts_connections(port: int) -> bool:
@@ -174,7 +130,7 @@ def _launch(binary: Path, root: Path, port: int, log_level: str) -> FerretDBServ
             cwd=root,
             env=env,
         )
-    server = FerretDBServer(uri=f"mongodb://{HOST}:{port}/", port=port, process=process, root=root)
+    server = FerretDBServer(port, process, root, uri=f"mongodb://{HOST}:{port}/")
     atexit.register(server.stop)
     return server
 
@@ -208,7 +164,7 @@ def start_ferretdb(
     for _ in range(_PORT_ATTEMPTS):
         root = Path(tempfile.mkdtemp(prefix="qis-ferretdb-"))
         try:
-            server = _launch(binary, root, _free_port(), log_level)
+            server = _launch(binary, root, free_port(), log_level)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise

@@ -18,14 +18,15 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from typing import ClassVar
+
+from tests.support.local_server import HOST, LocalServer, free_port
 
 BIN_ENV = "QIS_REDIS_SERVER"
 CACHE_DIR_ENV = "QIS_CACHE_DIR"
 SETUP_SCRIPT = "scripts/setup_redis.sh"
-HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 _PORT_ATTEMPTS = 3  # a free port can be taken by someone else before redis binds it
@@ -55,60 +56,13 @@ def redis_binary() -> Path:
 
 
 @dataclass
-class RedisServer:
-    port: int
-    process: subprocess.Popen[bytes]
-    root: Path  # temp dir: the server's working directory and redis.log
-    _stopped: bool = field(default=False, repr=False)
+class RedisServer(LocalServer):
+    log_name: ClassVar[str] = "redis.log"
+    stop_timeout_s: ClassVar[float] = STOP_TIMEOUT_S
 
     @property
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
-
-    def log_tail(self) -> str:
-        try:
-            return (self.root / "redis.log").read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def kill(self) -> None:
-        """As a crash would: SIGKILL, no shutdown."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT_S)
-
-    def stop(self) -> None:
-        """Terminate (kill after a timeout), wait, remove the temp dir. Idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        try:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    self.kill()
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _pings(port: int) -> bool:
@@ -126,7 +80,7 @@ def start_redis(port: int | None = None) -> RedisServer:
     binary = redis_binary()
     failures: list[str] = []
     for _ in range(_PORT_ATTEMPTS if port is None else 1):
-        chosen = port or _free_port()
+        chosen = port or free_port()
         root = Path(tempfile.mkdtemp(prefix="qis-redis-"))
         args = [
             str(binary),
