@@ -13,12 +13,16 @@ scale 4). Measured in one run, on fresh stores each time:
    stored: checked);
 3. the edge alone: the request messages mapped to commands, nothing handled;
 4. raw: the exact appends step 2 made, replayed straight into a fresh event store.
+
+Beside each rate, the CPU time per point it took (of the qis-command process for gRPC, of this
+process in-process): unlike a rate, other work on the machine hardly changes it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -152,10 +156,17 @@ def definition_requests(
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def over_grpc(
     reqs: Sequence[pb.IngestPointsRequest], bulk: bool, rules: bool
-) -> tuple[float, float]:
-    """Seconds to ingest `reqs` into a fresh qis-command process, and its peak RSS (MiB)."""
+) -> tuple[float, float, float]:
+    """Seconds to ingest `reqs` into a fresh qis-command process, its peak RSS (MiB) and the
+    CPU seconds it spent on them."""
     with tempfile.TemporaryDirectory() as data:
         address = f"127.0.0.1:{free_port()}"
         env = {"QIS_DATA_DIR": data, "QIS_COMMAND_ADDRESS": address, "QIS_LOG_LEVEL": "WARNING"}
@@ -167,6 +178,7 @@ async def over_grpc(
                 for source in sources:
                     await stub.RegisterDataSource(source, metadata=USER)
                 await stub.DefineSeries(series, metadata=USER)
+                cpu = cpu_seconds(proc.pid)
                 started = time.perf_counter()
                 if bulk:
                     acks = 0
@@ -184,7 +196,7 @@ async def over_grpc(
                     for r in reqs:
                         await stub.IngestPoints(r, metadata=USER)
                 elapsed = time.perf_counter() - started
-                return elapsed, peak_rss_mb(proc.pid)
+                return elapsed, peak_rss_mb(proc.pid), cpu_seconds(proc.pid) - cpu
 
 
 class RecordingStore:
@@ -204,7 +216,8 @@ class RecordingStore:
 
 async def in_process(
     reqs: Sequence[pb.IngestPointsRequest], rules: bool
-) -> tuple[float, list[list[StreamAppend]]]:
+) -> tuple[float, float, list[list[StreamAppend]]]:
+    """Seconds and CPU seconds to handle `reqs`, and the appends they made."""
     with tempfile.TemporaryDirectory() as data:
         inner = await SqliteEventStore.open(Path(data) / "events.db")
         store = RecordingStore(inner)
@@ -219,6 +232,7 @@ async def in_process(
             DefineSeries(SERIES, series_from_proto(series.series)), CommandContext("d", "bench", 0)
         )
         store.appends.clear()
+        cpu = time.process_time()
         started = time.perf_counter()
         for r in reqs:
             source_id = r.source.removeprefix("sources/")
@@ -226,8 +240,9 @@ async def in_process(
                 IngestPoints(SERIES, source_id, parsed(r)), CommandContext(r.command_id, "bench", 0)
             )
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         await inner.close()
-        return elapsed, store.appends
+        return elapsed, cpu, store.appends
 
 
 async def raw(appends: list[list[StreamAppend]]) -> float:
@@ -263,16 +278,20 @@ async def main(points: int, rules: bool) -> None:
     wire = {form: sum(r.ByteSize() for r in reqs[form]) for form in FORMS}
     t_edge = {form: edge_only(reqs[form]) for form in FORMS}
     t_inproc: dict[str, float] = {}
+    cpu_inproc: dict[str, float] = {}
     appends: dict[str, list[list[StreamAppend]]] = {}
     for form in FORMS:
-        t_inproc[form], appends[form] = await in_process(reqs[form], rules)
+        t_inproc[form], cpu_inproc[form], appends[form] = await in_process(reqs[form], rules)
     same = all(stored(appends[f]) == stored(appends[POINTS]) for f in FORMS)
     t_raw = await raw(appends[POINTS])
     t_bulk: dict[str, float] = {}
     rss_bulk: dict[str, float] = {}
+    cpu_bulk: dict[str, float] = {}
     for form in FORMS:
-        t_bulk[form], rss_bulk[form] = await over_grpc(reqs[form], bulk=True, rules=rules)
-    t_unary, rss_unary = await over_grpc(reqs[POINTS], bulk=False, rules=rules)
+        t_bulk[form], rss_bulk[form], cpu_bulk[form] = await over_grpc(
+            reqs[form], bulk=True, rules=rules
+        )
+    t_unary, rss_unary, cpu_unary = await over_grpc(reqs[POINTS], bulk=False, rules=rules)
     events = sum(len(a.events) for batch in appends[POINTS] for a in batch)
     payload = sum(len(e.data) for batch in appends[POINTS] for a in batch for e in a.events)
     workload = (
@@ -281,17 +300,21 @@ async def main(points: int, rules: bool) -> None:
         else "one source, the series' default rules"
     )
     print(f"ingest benchmark: {n:,} price points in batches of {BATCH:,}, one series, {workload}")
+
+    def us(cpu: float) -> str:
+        return f"{cpu / n * 1e6:5.2f} CPU us/point"
+
     for form in FORMS:
         print(
-            f"  {'gRPC BulkIngest, ' + form:<50}{rate(n, t_bulk[form])}"
+            f"  {'gRPC BulkIngest, ' + form:<50}{rate(n, t_bulk[form])}   {us(cpu_bulk[form])}"
             f"   command peak RSS {rss_bulk[form]:.0f} MiB"
         )
     print(
-        f"  {'gRPC IngestPoints (sequential), points':<50}{rate(n, t_unary)}"
+        f"  {'gRPC IngestPoints (sequential), points':<50}{rate(n, t_unary)}   {us(cpu_unary)}"
         f"   command peak RSS {rss_unary:.0f} MiB"
     )
     for form in FORMS:
-        print(f"  {'in-process, ' + form:<50}{rate(n, t_inproc[form])}")
+        print(f"  {'in-process, ' + form:<50}{rate(n, t_inproc[form])}   {us(cpu_inproc[form])}")
     for form in FORMS:
         print(
             f"  {'edge alone (request -> points), ' + form:<50}{rate(n, t_edge[form])}"

@@ -22,7 +22,7 @@ from qis_domain.definitions import (
 )
 from qis_domain.events import Issue, RawValue
 from qis_domain.quality import ONE, PointStatus, quality_score
-from qis_domain.reconciliation import Reconciliation, reconcile
+from qis_domain.reconciliation import Reconciliation, by_priority, reconcile
 from qis_domain.rules import CalendarView, Received, RuleFailure, Severity
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue, OhlcBar, Price, Volume, decode_value, encode_value
@@ -194,6 +194,9 @@ class Decider:
         self._priority = {s.source_id: s.priority for s in definition.sources}
         self._zone = ZoneInfo(definition.time_zone)
 
+    def by_priority(self, *sources: str) -> list[str]:
+        return by_priority(sources, self._priority)
+
     def decode(self, raw: RawValue) -> DataValue:
         d = self.definition
         return decode_value(d.data_type, d.unit, raw)
@@ -291,13 +294,9 @@ class Decider:
         return PointStatus.PUBLISHED
 
     def rounded(self, value: DataValue) -> DataValue:
-        quantum = self.quantum
-        if quantum is None:
+        if self.quantum is None:
             return value
-
-        def q(d: Decimal) -> Decimal:
-            return d.quantize(quantum, ROUND_HALF_EVEN, _ROUNDING)
-
+        q = self.rounded_figure
         if isinstance(value, Price):
             return Price(q(value.value), value.currency)
         if isinstance(value, Volume):
@@ -305,3 +304,9 @@ class Decider:
         if isinstance(value, OhlcBar):
             return OhlcBar(q(value.open), q(value.high), q(value.low), q(value.close), value.volume)
         return value
+
+    def rounded_figure(self, figure: Decimal) -> Decimal:
+        """A figure at the series' precision (half to even), or as it is without one."""
+        if self.quantum is None:
+            return figure
+        return figure.quantize(self.quantum, ROUND_HALF_EVEN, _ROUNDING)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal, getcontext
 from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
 from qis_domain.definitions import ReconciliationMethod, ReconciliationPolicy, SeriesDefinition
+from qis_domain.rules import FLOAT_SLACK
 from qis_domain.values import DataValue, OhlcBar, Price, Volume
 
 _BPS = Decimal(10_000)
+_PLAIN = re.compile(r"[0-9.+-]*")
+_UNRANKED = 1 << 30  # a source the definition does not list: after every listed one
 
 
 class Reconciliation(NamedTuple):
@@ -62,7 +70,7 @@ def reconcile(
         return Reconciliation(only, ReconciliationMethod.PRIORITY, (source,), (), ())
     if priority is None:
         priority = {s.source_id: s.priority for s in definition.sources}
-    ranked = sorted(values, key=lambda source: (priority.get(source, 1 << 30), source))
+    ranked = by_priority(values, priority)
     policy = definition.reconciliation
     numbers = {s: values[s].number for s in ranked}
     comparable = [s for s in ranked if numbers[s] is not None]
@@ -82,6 +90,54 @@ def reconcile(
     excluded = tuple(s for s in comparable if s not in agreeing)
     chosen = _closest(values, agreeing, _median([numbers[s] for s in agreeing]))
     return Reconciliation(chosen, method, tuple(agreeing), excluded, excluded)
+
+
+def by_priority(sources: Iterable[str], priority: dict[str, int]) -> list[str]:
+    """The sources by the definition's priority, ties (and unlisted sources) by id."""
+    return sorted(sources, key=lambda source: (priority.get(source, _UNRANKED), source))
+
+
+def pair_contributors(
+    policy: ReconciliationPolicy, first: str, second: str
+) -> tuple[ReconciliationMethod, tuple[str, ...]]:
+    """What `reconcile` makes of two figures (scalar values) of sources ranked `first` and
+    `second` that are within tolerance of each other, when `midpoints_exact` holds: the first's
+    value (the median of two is equally far from both, and a tie goes to the first), by the
+    policy's method, made from the first alone by priority, else from both."""
+    if policy.method is ReconciliationMethod.PRIORITY:
+        return policy.method, (first,)
+    return policy.method, (first, second)
+
+
+def close_proven(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], policy: ReconciliationPolicy
+) -> npt.NDArray[np.bool_]:
+    """Where `figures_close(x, y, policy)` surely holds, from floats of the figures (each
+    within 2**-53 of its figure, relative). The float gap and allowance are within a few units
+    of 1e-16 of the exact ones (relative to the figures), the Decimal ones within 1e-27 at a
+    context precision of 28: FLOAT_SLACK above both proves the comparison. False only says
+    "compare exactly": zero allowances, NaN and infinities are never proven."""
+    if policy.tolerance_abs < 0 or policy.tolerance_bps < 0 or getcontext().prec < 28:
+        return np.zeros(len(x), dtype=np.bool_)
+    allowed = np.maximum(float(policy.tolerance_abs), np.abs(y) * float(policy.tolerance_bps) / 1e4)
+    gap = np.abs(x - y)
+    proven: npt.NDArray[np.bool_] = gap + FLOAT_SLACK * (np.abs(x) + np.abs(y) + allowed) < allowed
+    return proven
+
+
+def midpoints_exact(texts: Sequence[str], largest: float) -> bool:
+    """Whether the median of any two of the figures written `texts` (plain decimal strings,
+    none beyond `largest` in magnitude) and the distance of each to it are exact in the
+    current decimal context, so that the two are equally far from it. They are multiples of
+    10**-p (p places, at most the longest text's length but two: "0." at least), so their sum,
+    its half and the differences are multiples of 10**-(p + 1) below 2 * largest: digits the
+    context holds when largest < 10**(prec - 2 - p), with a tenth of margin for the float."""
+    if not texts:
+        return True
+    if not _PLAIN.fullmatch("".join(texts)):  # exponents, NaN, infinities
+        return False
+    places = max(0, max(map(len, texts)) - 2)
+    return largest * 10 < 10.0 ** (getcontext().prec - 2 - places)
 
 
 def _median(figures: list[Decimal | None]) -> Decimal:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -107,10 +107,14 @@ def check_values(
     if {type(value) for value in values} <= {Price, Volume}:
         if not rules.require_positive:
             return {}
+        # A price or volume always has a figure.
+        figures = cast(list[Decimal], [value.number for value in values])
+        if min(figures, default=1) > 0:
+            return {}
         return {
             i: check_value(value, rules)
-            for i, value in enumerate(values)
-            if (lowest := _lowest_figure(value)) is not None and lowest <= 0
+            for i, (value, figure) in enumerate(zip(values, figures, strict=True))
+            if figure <= 0
         }
     return {
         i: failures for i, value in enumerate(values) if (failures := check_value(value, rules))
@@ -306,9 +310,10 @@ def _zscore(figure: Decimal, window: Sequence[Decimal]) -> Decimal | None:
     return (move - mean) / variance.sqrt()
 
 
-# Far more than the rounding of a float computation of a percent or a z-score can move it (a few
-# units of 1e-16, relative to the figures it is made of), far less than any limit means.
-_SLACK = 1e-11
+FLOAT_SLACK = 1e-11
+"""Far more than the rounding of a float computation of a percent, a z-score or a tolerance can
+move it (a few units of 1e-16, relative to the figures it is made of), far less than any limit
+means: what a float screen keeps between its result and a limit to prove the exact one."""
 
 
 def history_suspects(
@@ -337,7 +342,7 @@ def history_suspects(
         if rules.max_jump_percent is not None:
             limit = float(rules.max_jump_percent)
             jump = np.abs(x - last) / np.abs(last) * 100
-            clear = (count < 1) | (last == 0) | (jump + _SLACK * (100 + jump + limit) < limit)
+            clear = (count < 1) | (last == 0) | (jump + FLOAT_SLACK * (100 + jump + limit) < limit)
             suspect |= ~clear
         if rules.max_zscore is not None:
             suspect |= ~_zscore_clear(x, w, count, rules.zscore_window, float(rules.max_zscore))
@@ -353,8 +358,8 @@ def history_suspects(
                 (count < 2)
                 | (before == 0)
                 | (spike == 0)
-                | (move_in + _SLACK * (100 + move_in + limit) < limit)
-                | (move_out + _SLACK * (100 + move_out + limit) < limit)
+                | (move_in + FLOAT_SLACK * (100 + move_in + limit) < limit)
+                | (move_out + FLOAT_SLACK * (100 + move_out + limit) < limit)
             )
             suspect |= ~clear
     return suspect
@@ -379,9 +384,9 @@ def _zscore_clear(
     deviation = np.where(paired, moves - mean[:, None], 0.0)
     sd = np.sqrt((deviation**2).sum(axis=1) / (pairs - 1))
     move = (x - last) / last
-    bound = _SLACK * (1 + np.abs(moves).max(axis=1) + np.abs(move) + sd)
+    bound = FLOAT_SLACK * (1 + np.abs(moves).max(axis=1) + np.abs(move) + sd)
     highest = (np.abs(move - mean) + bound) / (sd - bound)
-    within = (sd > 2 * bound) & (highest < limit * (1 - _SLACK))
+    within = (sd > 2 * bound) & (highest < limit * (1 - FLOAT_SLACK))
     clear: npt.NDArray[np.bool_] = (count < 1) | (last == 0) | (pairs < 2) | within
     return clear
 

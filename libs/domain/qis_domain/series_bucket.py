@@ -11,11 +11,13 @@ event then costs little more than storing references.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import repeat
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
+
+import numpy as np
 
 from qis_domain.commands import CommandContext, CommandOutcome
 from qis_domain.decisions import (
@@ -32,7 +34,7 @@ from qis_domain.decisions import (
     issues_of,
     tuples_of,
 )
-from qis_domain.definitions import SeriesDefinition, ValidationRules
+from qis_domain.definitions import ReconciliationMethod, SeriesDefinition, ValidationRules
 from qis_domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from qis_domain.events import (
     DataIngested,
@@ -51,8 +53,13 @@ from qis_domain.events import (
     RawValue,
 )
 from qis_domain.names import issue_resource, point_resource
-from qis_domain.quality import IssueStatus, PointStatus
-from qis_domain.reconciliation import within_tolerance
+from qis_domain.quality import ONE, IssueStatus, PointStatus
+from qis_domain.reconciliation import (
+    close_proven,
+    midpoints_exact,
+    pair_contributors,
+    within_tolerance,
+)
 from qis_domain.rules import (
     Received,
     RuleFailure,
@@ -64,7 +71,7 @@ from qis_domain.rules import (
     history_suspects,
 )
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency, Snap
-from qis_domain.values import DataValue, encode_value
+from qis_domain.values import DataType, DataValue, encode_value
 
 MANUAL = "manual"
 CUTOFF = "cutoff"
@@ -80,6 +87,7 @@ _RESOLVED: dict[type[DomainEvent], IssueStatus] = {
     QualityOverridden: IssueStatus.OVERRIDDEN,
 }
 NO_VIEW = SeriesView()
+_SCALARS = (DataType.PRICE, DataType.VOLUME)
 LOOK_BACK_BUCKETS = 3
 """How far "the previous point" reaches: into at most this many buckets before a point's own.
 A longer gap restarts the look-back rules, the same way whether or not the points on either
@@ -250,17 +258,22 @@ class SeriesBucket:
         is made of (hence its received figure, which no rule changes), then the rules, which
         compare each value with the received figures before it (decided earlier or by this
         very command), then the candidate and settlement of each point. A run of new points
-        with one clean value each, the bulk-load case, is decided in columns."""
-        if len({snap.utc_us for snap, _ in points}) != len(points):
+        with one clean value each, and of points with a clean value of one other source, the
+        bulk-load cases, are decided in columns."""
+        snaps = [snap.utc_us for snap, _ in points]
+        if len(set(snaps)) != len(points):
             raise InvalidArgument.single("points", "snaps must be unique within one command")
         decide = Decider(definition, ctx)
         rules = definition.validation
-        points = sorted(points, key=lambda p: p[0].utc_us)
-        snaps = [snap.utc_us for snap, _ in points]
+        if snaps != sorted(snaps):  # sent in order, as they mostly are, they stay as they are
+            points = sorted(points, key=lambda p: p[0].utc_us)
+            snaps = [snap.utc_us for snap, _ in points]
         values = [value for _, value in points]
         raws = list(map(encode_value, values))
         chosen = values if decide.quantum is None else list(map(decide.rounded, values))
-        known = self._reconciled(source_id, snaps, values, raws, decide)
+        pairs = self._pairs(source_id, snaps, values, raws, decide)
+        batch = _Batch(source_id, snaps, raws, values, chosen, pairs)
+        known = self._reconciled(source_id, snaps, values, raws, decide, pairs)
         failures = check_values(values, rules)
         spikes: dict[int, tuple[Received, RuleFailure]] = {}
         if back := look_back(definition):
@@ -268,14 +281,16 @@ class SeriesBucket:
             timeline = Timeline() if view.timeline is None else view.timeline
             if self.bucket_us not in timeline.covered:
                 timeline.add(self.bucket_us, self._received_near(snaps, back, decide))
-            received = []
-            for i, snap_us in enumerate(snaps):
-                made = known.get(i)
-                figure = chosen[i].number if made is None else made.chosen.number
-                if figure is not None:
-                    sources = (source_id,) if made is None else made.result.contributors
-                    received.append(Received(snap_us, figure, sources))
-            timeline.put_all(received)
+            figures = [value.number for value in chosen]
+            sources: list[tuple[str, ...]] = [(source_id,)] * len(snaps)
+            if pairs is not None:
+                for i in pairs.points:
+                    figures[i], sources[i] = pairs.figures[i], pairs.sources
+            for i, reconciled in known.items():
+                figures[i], sources[i] = reconciled.chosen.number, reconciled.result.contributors
+            timeline.put_all(
+                [p for p in tuples_of(Received, snaps, figures, sources) if p.figure is not None]
+            )
             floor_us = look_back_floor(self.bucket_us, definition.frequency)
             for i, (more, spike) in _check_history(
                 timeline, back, floor_us, snaps, values, rules
@@ -288,12 +303,13 @@ class SeriesBucket:
                 if miss := check_session(decide.local_day(snap_us), calendar):
                     failures.setdefault(i, []).append(miss)
         # Decided one by one: every point but a new one with a clean value that publication
-        # takes as it comes (decided in columns, `_Rows.first_values`).
+        # takes as it comes and one of a clean pair (decided in columns, `_Rows.columns`).
+        paired = set() if pairs is None else pairs.points
         if decide.sole_source_status is PointStatus.PUBLISHED:
             official = {i for i, snap_us in enumerate(snaps) if snap_us in self.officials}
-            general = known.keys() | failures.keys() | official
+            general = known.keys() | failures.keys() | (official - paired)
         else:
-            general = set(range(len(snaps)))
+            general = set(range(len(snaps))) - (paired - failures.keys())
         issues: list[Issue] = []
         rows = _Rows(definition)
         late = _Why(f"late source {source_id}", "late_source")
@@ -304,9 +320,7 @@ class SeriesBucket:
                 issues.extend(self._spike_issue(ctx, *spike, issues))
             if i not in general:
                 continue
-            rows.first_values(
-                source_id, snaps[start:i], raws[start:i], values[start:i], chosen[start:i]
-            )
+            rows.columns(batch, start, i, self.scheduled)
             start = i + 1
             snap_us, value, raw = snaps[i], values[i], raws[i]
             before = self.observed.get(snap_us)
@@ -327,7 +341,7 @@ class SeriesBucket:
             if break_issue is not None and not self._has_open(snap_us, "source_break"):
                 issues.append(break_issue)
             self._settle(rows, snap_us, candidate, contributions, observed, decide, why)
-        rows.first_values(source_id, snaps[start:], raws[start:], values[start:], chosen[start:])
+        rows.columns(batch, start, len(snaps), self.scheduled)
         events: list[DomainEvent] = [
             DataIngested.model_construct(
                 series_id=self.series_id,
@@ -350,17 +364,126 @@ class SeriesBucket:
         values: list[DataValue],
         raws: list[RawValue],
         decide: Decider,
+        pairs: _Pairs | None,
     ) -> dict[int, Reconciled]:
-        """For each point (by index) the bucket knows already, what its candidate will be made
-        of once the new value is in: no rule changes that."""
+        """For each point (by index) the bucket knows already, but for the `pairs`, what its
+        candidate will be made of once the new value is in: no rule changes that."""
         out = {}
+        paired = () if pairs is None else pairs.points
         for i, snap_us in enumerate(snaps):
-            if (before := self.observed.get(snap_us)) is not None:
+            if (before := self.observed.get(snap_us)) is not None and i not in paired:
                 observed = {**before, source_id: Observed(raws[i], decide.ctx.user_id)}
                 made = decide.reconciled(observed, (source_id, values[i]))
                 assert made is not None  # the value being ingested counts
                 out[i] = made
         return out
+
+    def _pairs(
+        self,
+        source_id: str,
+        snaps: list[int],
+        values: list[DataValue],
+        raws: list[RawValue],
+        decide: Decider,
+    ) -> _Pairs | None:
+        """The points (by index) whose new value joins one other source's clean value, the same
+        other source for all, where reconciling the two and settling the candidate are proven
+        without a Decimal computation: scalar values within tolerance (a float screen,
+        `close_proven`), and either no official version to publish over, a manual one, or one
+        the candidate equals or is proven within tolerance of. What `reconcile`,
+        `Decider.judged` and `_settle` decide of each is then `pair_contributors`' value
+        (rounded), a clean candidate (score 1) and at most a first version: see `_Rows.pairs`."""
+        d = decide.definition
+        if d.data_type not in _SCALARS:
+            return None
+        other, found, theirs = self._other_values(source_id, snaps)
+        if not found:
+            return None
+        first, second = decide.by_priority(source_id, other)
+        policy = d.reconciliation
+        method, sources = pair_contributors(policy, first, second)
+        # Scalar values encode as their figure's text (`encode_value`); the other source's
+        # figure is written as the per-point decisions write it, decoded.
+        mine_texts = cast(list[str], [raws[i] for i in found])
+        their_figures = list(map(Decimal, theirs))
+        their_texts = list(map(str, their_figures))
+        mine = np.fromiter(map(float, mine_texts), np.float64, len(found))
+        their = np.fromiter(map(float, theirs), np.float64, len(found))
+        mine_first = first == source_id
+        first_f, other_f = (mine, their) if mine_first else (their, mine)
+        proven = close_proven(other_f, first_f, policy)
+        if method is not ReconciliationMethod.PRIORITY and not midpoints_exact(
+            mine_texts + their_texts, float(max(np.abs(mine).max(), np.abs(their).max()))
+        ):
+            return None
+        status = decide.status(blocking=False, sources=2, score=ONE)
+        figures = [values[i].number for i in found] if mine_first else their_figures
+        chosen, chosen_f = mine_texts if mine_first else their_texts, first_f
+        if decide.quantum is not None:
+            figures = list(map(decide.rounded_figure, cast(list[Decimal], figures)))
+            chosen = list(map(str, figures))
+            chosen_f = np.fromiter(map(float, chosen), np.float64, len(found))
+        firsts = [False] * len(found)
+        if status is PointStatus.PUBLISHED:
+            # The official version a candidate may move: none (a first one), a manual one (it
+            # stays), the candidate's very value, or one to compare with in floats.
+            currents = list(map(self.officials.get, [snaps[i] for i in found]))
+            firsts = [current is None for current in currents]
+            compared = [
+                c is not None and not c.manual and c.raw != text
+                for c, text in zip(currents, chosen, strict=True)
+            ]
+            if any(compared):
+                versus = [
+                    float(c.raw) if isinstance(c.raw, str) else np.nan
+                    for c, x in zip(currents, compared, strict=True)
+                    if c is not None and x
+                ]
+                at = np.array(compared)
+                proven[at] &= close_proven(chosen_f[at], np.array(versus), policy)
+        if not proven.all():
+            keep = np.flatnonzero(proven).tolist()
+            if not keep:
+                return None
+            found, figures = [found[k] for k in keep], [figures[k] for k in keep]
+            chosen, firsts = [chosen[k] for k in keep], [firsts[k] for k in keep]
+            mine_texts, their_texts = [mine_texts[k] for k in keep], [their_texts[k] for k in keep]
+        # The figures each source contributed, as the per-point decisions write them.
+        ranked = (mine_texts, their_texts) if mine_first else (their_texts, mine_texts)
+        if len(sources) == 1:
+            contributions = [{first: text} for text in ranked[0]]
+        else:
+            contributions = [{first: a, second: b} for a, b in zip(*ranked, strict=True)]
+        return _Pairs.of(
+            found, len(snaps), method.value, sources, status, figures, chosen, contributions, firsts
+        )
+
+    def _other_values(self, source_id: str, snaps: list[int]) -> tuple[str, list[int], list[str]]:
+        """The points (by index) with one clean value of another source besides this one's
+        (a value of this one may be replaced), all of the same source, the first such one's:
+        that source, and its values (encoded scalars)."""
+        other = ""
+        found: list[int] = []
+        theirs: list[str] = []
+        for i, before in enumerate(map(self.observed.get, snaps)):
+            if before is None:
+                continue
+            if len(before) == 1:
+                ((source, seen),) = before.items()
+            elif len(before) == 2 and source_id in before:
+                x, y = before.items()
+                source, seen = y if x[0] == source_id else x
+            else:
+                continue
+            if source == source_id or seen.failures or seen.rejected or type(seen.raw) is not str:
+                continue
+            if source != other:
+                if other:
+                    continue
+                other = source
+            found.append(i)
+            theirs.append(seen.raw)
+        return other, found, theirs
 
     def publish(
         self,
@@ -895,24 +1018,70 @@ def _check_history(
     known = timeline.snaps
     lo = max(bisect.bisect_left(known, floor_us), bisect.bisect_left(known, snaps[0]) - back)
     hi = bisect.bisect_left(known, snaps[-1])
-    span = known[lo:hi]
+    at = np.array([snaps[i] for i, _ in checked], dtype=np.int64)
     suspects = history_suspects(
         [figure for _, figure in checked],
         [p.figure for p in timeline.points[lo:hi]],
-        [bisect.bisect_left(span, snaps[i]) for i, _ in checked],
+        np.searchsorted(np.array(known[lo:hi], dtype=np.int64), at).tolist(),
         back,
         rules,
     )
     out = {}
-    for (i, figure), suspect in zip(checked, suspects.tolist(), strict=True):
-        if not suspect:
-            continue
+    for k in np.flatnonzero(suspects).tolist():
+        i, figure = checked[k]
         previous = timeline.before(snaps[i], back, floor_us)
         failures = check_history(figure, previous, rules)
         spike = check_spike(figure, snaps[i], previous, rules)
         if failures or spike is not None:
             out[i] = _History(failures, None if spike is None else (previous[-1], spike))
     return out
+
+
+class _Pairs(NamedTuple):
+    """What `SeriesBucket._pairs` proved of an ingest's points: lists by the command's point
+    index, None (False) where a point is not one of the `points`."""
+
+    points: set[int]
+    method: str
+    sources: tuple[str, ...]  # the contributors, by priority
+    status: PointStatus
+    figures: list[Decimal | None]  # the received (chosen) figure
+    values: list[str | None]  # the chosen value, encoded
+    contributions: list[dict[str, str] | None]
+    firsts: list[bool]  # the candidate makes a first official version
+
+    @classmethod
+    def of(
+        cls,
+        points: list[int],
+        n: int,
+        method: str,
+        sources: tuple[str, ...],
+        status: PointStatus,
+        *columns: list[Any],
+    ) -> _Pairs:
+        """From `columns` of the `points` alone (ascending), of a command of `n` points."""
+        if len(points) < n:
+            spread = []
+            for column, empty in zip(columns, (None, None, None, False), strict=True):
+                full = [empty] * n
+                for i, value in zip(points, column, strict=True):
+                    full[i] = value
+                spread.append(full)
+            columns = tuple(spread)
+        figures, values, contributions, firsts = columns
+        return cls(set(points), method, sources, status, figures, values, contributions, firsts)
+
+
+class _Batch(NamedTuple):
+    """An ingest's points, by snap: what the columns of its decisions are made from."""
+
+    source_id: str
+    snaps: list[int]
+    raws: list[RawValue]
+    values: list[DataValue]
+    chosen: list[DataValue]  # rounded to the series' precision
+    pairs: _Pairs | None
 
 
 class _Why(NamedTuple):
@@ -967,49 +1136,110 @@ class _Rows:
         row = (snap_us, version, c.raw, c.quality, list(c.sources), c.method, flags, reason, cause)
         self._add(self.official, row)
 
-    def first_values(
-        self,
-        source_id: str,
-        snaps: list[int],
-        raws: list[RawValue],
-        values: list[DataValue],
-        chosen: list[DataValue],
-    ) -> None:
+    def columns(self, batch: _Batch, lo: int, hi: int, scheduled: Container[int]) -> None:
+        """The points of `batch` in [lo, hi) that are decided in columns: runs of new points
+        (`first_values`) and of pairs (`pairs`), in order. `scheduled`: snaps given a cut-off
+        before."""
+        pairs = batch.pairs
+        if pairs is None:
+            self.first_values(batch, lo, hi)
+            return
+        while lo < hi:
+            end = lo + 1
+            kind = pairs.figures[lo] is not None
+            while end < hi and (pairs.figures[end] is not None) is kind:
+                end += 1
+            if kind:
+                self.pairs(batch.snaps, pairs, lo, end, scheduled)
+            else:
+                self.first_values(batch, lo, end)
+            lo = end
+
+    def first_values(self, batch: _Batch, lo: int, hi: int) -> None:
         """Points new to the bucket, each with one clean value, that publication takes as they
         come: what `SeriesBucket._settle` decides of each, in columns."""
-        n = len(snaps)
+        n = hi - lo
         if not n:
             return
-        official = [
-            r if c is v else encode_value(c) for r, v, c in zip(raws, values, chosen, strict=True)
-        ]
+        snaps, raws, values = batch.snaps[lo:hi], batch.raws[lo:hi], batch.values[lo:hi]
+        official = raws
+        if batch.chosen is not batch.values:  # rounded to the series' precision
+            official = [
+                r if c is v else encode_value(c)
+                for r, v, c in zip(raws, values, batch.chosen[lo:hi], strict=True)
+            ]
+        source_id = batch.source_id
         # The figure each source contributed, as it sent it.
         figures = [
             r if isinstance(r, str) else str(v.number) for r, v in zip(raws, values, strict=True)
         ]
-        reconciled: tuple[tuple[str, list[Any]], ...] = (
+        self._clean(snaps, official, PRIORITY, [{source_id: f} for f in figures], _PUBLISHED)
+        self._firsts(snaps, official, PRIORITY, [source_id])
+
+    def pairs(
+        self,
+        snaps: list[int],
+        pairs: _Pairs,
+        lo: int,
+        hi: int,
+        scheduled: Container[int],
+    ) -> None:
+        """What `SeriesBucket._settle` decides of the pairs in [lo, hi), in columns."""
+        mine, values = snaps[lo:hi], cast(list[str], pairs.values)
+        self._clean(
+            mine, values[lo:hi], pairs.method, pairs.contributions[lo:hi], pairs.status.value
+        )
+        if pairs.status is PointStatus.PUBLISHED:
+            firsts = [k for k in range(lo, hi) if pairs.firsts[k]]
+            self._firsts(
+                [snaps[k] for k in firsts],
+                [values[k] for k in firsts],
+                pairs.method,
+                list(pairs.sources),
+            )
+        elif self.cutoff_us:
+            self.scheduled.extend(s for s in mine if s not in scheduled)
+
+    def _clean(
+        self,
+        snaps: list[int],
+        values: list[str] | list[RawValue],
+        method: str,
+        contributions: Sequence[dict[str, str] | None],
+        status: str,
+    ) -> None:
+        """Reconciled rows of candidates that no value's failure nor a break penalises."""
+        n = len(snaps)
+        made: tuple[tuple[str, Sequence[Any]], ...] = (
             ("snaps", snaps),
-            ("values", official),
-            ("methods", [PRIORITY] * n),
-            ("contributions", [{source_id: f} for f in figures]),
+            ("values", values),
+            ("methods", [method] * n),
+            ("contributions", contributions),
             ("excluded", [[] for _ in snaps]),
             ("quality_scores", ["1"] * n),
-            ("statuses", [_PUBLISHED] * n),
+            ("statuses", [status] * n),
         )
-        official_columns: tuple[tuple[str, list[Any]], ...] = (
+        for name, column in made:
+            self.reconciled[name].extend(column)
+
+    def _firsts(
+        self, snaps: list[int], values: list[str] | list[RawValue], method: str, sources: list[str]
+    ) -> None:
+        """First official versions of clean candidates."""
+        n = len(snaps)
+        made: tuple[tuple[str, Sequence[Any]], ...] = (
             ("snaps", snaps),
             ("versions", [1] * n),
-            ("values", official),
+            ("values", values),
             ("quality_scores", ["1"] * n),
-            ("sources", [[source_id] for _ in snaps]),
-            ("methods", [PRIORITY] * n),
+            ("sources", [list(sources) for _ in snaps]),
+            ("methods", [method] * n),
             ("flags", [[] for _ in snaps]),
             ("reasons", [""] * n),
             ("causes", [""] * n),
         )
-        for columns, made in ((self.reconciled, reconciled), (self.official, official_columns)):
-            for name, column in made:
-                columns[name].extend(column)
+        for name, column in made:
+            self.official[name].extend(column)
 
     @staticmethod
     def _add(columns: dict[str, Any], row: tuple[Any, ...]) -> None:
