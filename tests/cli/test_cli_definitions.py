@@ -151,6 +151,18 @@ def test_evolve_changes_only_what_is_given() -> None:
     ]
 
 
+def test_changes_show_jump_windows_as_times_of_day() -> None:
+    """A series with windows set elsewhere (another client, the API) is shown, not a crash."""
+    current = _current()
+    after = series_pb2.Series()
+    after.CopyFrom(current)
+    window = after.validation.jump_windows.add(multiplier="3")
+    window.start.seconds, window.end.seconds = 9 * 3600 + 30 * 60, 10 * 3600
+    assert changes(current, after) == [
+        "validation.jump_windows: (none) -> 09:30:00-10:00:00x3",
+    ]
+
+
 def test_evolve_sends_the_fields_given_and_the_version_read() -> None:
     """The mask names the top-level fields the options touch, whole: the validation rules not
     given go as they were read. The version read makes a concurrent change a refusal."""

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import exchange_calendars
 from hypothesis import strategies as st
 from qis_domain.definitions import (
+    JumpWindow,
     PublicationPolicy,
     ReconciliationMethod,
     ReconciliationPolicy,
@@ -36,6 +37,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 FIRST_DAY = date(2003, 1, 2)
 LAST_DAY = date(2024, 12, 31)
 CLOSE = time(16, 0)
+CLOSE_S = 16 * 3600  # seconds after local midnight
 PRIMARY = "feed1"
 SECONDARY = "feed2"
 SERIES = "SPX.CLOSE"
@@ -260,6 +262,15 @@ class Rules:
     tolerance_bps: str
     min_sources: int
     cutoff_seconds: int
+    rise: str | None = None  # an asymmetric jump band: each side replaces `jump` when set
+    fall: str | None = None
+    window: tuple[int, int, str] | None = None  # a jump window: start s, end s, multiplier
+
+    def jump_windows(self) -> tuple[JumpWindow, ...]:
+        if self.window is None:
+            return ()
+        start, end, factor = self.window
+        return (JumpWindow(start_s=start, end_s=end, multiplier=Decimal(factor)),)
 
     def definition(self, history: History) -> SeriesDefinition:
         return SeriesDefinition(
@@ -280,6 +291,9 @@ class Rules:
                 zscore_window=self.zscore_window,
                 stale_after_snaps=self.stale_after,
                 check_calendar=True,
+                max_rise_percent=None if self.rise is None else Decimal(self.rise),
+                max_fall_percent=None if self.fall is None else Decimal(self.fall),
+                jump_windows=self.jump_windows(),
             ),
             reconciliation=ReconciliationPolicy(
                 method=self.method, tolerance_bps=Decimal(self.tolerance_bps)
@@ -309,6 +323,12 @@ def rules(*, one_source: bool = False) -> st.SearchStrategy[Rules]:
         tolerance_bps=st.sampled_from(["0", "2", "5"]),
         min_sources=st.just(1) if one_source else st.integers(1, 2),
         cutoff_seconds=st.sampled_from([0, 7200]),
+        # Around the injected 8-11 % jumps and 1 % daily moves: each side tighter or looser.
+        rise=st.sampled_from([None, "2.5", "12"]),
+        fall=st.sampled_from([None, "2.5", "12"]),
+        # Every point is a 16:00 close: a window starting then scales its limits, one ending
+        # then does not (the end is excluded).
+        window=st.sampled_from([None, (CLOSE_S, CLOSE_S + 1800, "1.25"), (0, CLOSE_S, "3")]),
     )
 
 

@@ -39,6 +39,9 @@ class Limits:
     zscore: Decimal | None
     zscore_window: int
     stale_after: int
+    rise: Decimal | None = None  # replaces `jump` for moves up
+    fall: Decimal | None = None  # and for moves down
+    window: tuple[int, int, Decimal] | None = None  # local [start s, end s): limits times this
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,18 @@ def expected(points: Sequence[Point], limits: Limits) -> Expected:
 
     previous = np.roll(scaled, 1)
     move = scaled - previous
-    flag(np.flatnonzero((available >= 1) & beyond(move, previous, limits.jump)), "jump")
+    rise = Fraction(limits.jump if limits.rise is None else limits.rise)
+    fall = Fraction(limits.jump if limits.fall is None else limits.fall)
+    jump = np.where(move > 0, beyond(move, previous, rise), beyond(move, previous, fall))
+    if limits.window is not None:
+        start, end, factor = limits.window
+        moments = pd.to_datetime(snaps, unit="us", utc=True).tz_convert(ZONE)
+        seconds = np.asarray(moments.hour * 3600 + moments.minute * 60 + moments.second)
+        inside = (start <= seconds) & (seconds < end)
+        rise, fall = rise * Fraction(factor), fall * Fraction(factor)
+        wide = np.where(move > 0, beyond(move, previous, rise), beyond(move, previous, fall))
+        jump = np.where(inside, wide, jump)
+    flag(np.flatnonzero((available >= 1) & jump), "jump")
     # Out and back around b: a -> b beyond the limit one way, b -> c beyond it the other way;
     # raised on b when c arrives, so a and b must both be within c's reach.
     move_in, base_in = np.roll(move, 1), np.roll(scaled, 2)
@@ -109,7 +123,7 @@ def expected(points: Sequence[Point], limits: Limits) -> Expected:
     return Expected(rules, frozenset(ambiguous), held)
 
 
-def beyond(move: np.ndarray, base: np.ndarray, limit: Decimal) -> np.ndarray:
+def beyond(move: np.ndarray, base: np.ndarray, limit: Decimal | Fraction) -> np.ndarray:
     """|move| / |base| * 100 > limit, in integers: |move| * 100 * q > p * |base| for p/q."""
     ratio = Fraction(limit)
     over: np.ndarray = np.abs(move) * 100 * ratio.denominator > ratio.numerator * np.abs(base)

@@ -205,6 +205,15 @@ class Scenario:
     def steps(self, now_us: int, months: Sequence[tuple[int, int]] | None = None) -> list[Step]:
         return steps(self.history, self.definition, self.cuts, now_us, months)
 
+    def with_band(self, rise: str | None, fall: str | None) -> Scenario:
+        """With an asymmetric jump band."""
+        rules = dataclasses.replace(self.rules, rise=rise, fall=fall)
+        return dataclasses.replace(self, rules=rules)
+
+    def with_window(self, window: tuple[int, int, str]) -> Scenario:
+        """With a jump window (start s, end s, multiplier)."""
+        return dataclasses.replace(self, rules=dataclasses.replace(self.rules, window=window))
+
     def one_source(self) -> Scenario:
         """The primary source alone, with a precision its values already have."""
         shape = dataclasses.replace(self.shape, second=0.0)

@@ -9,7 +9,7 @@ import dataclasses
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.property.history import Cuts, cuts
+from tests.property.history import CLOSE_S, Cuts, cuts
 from tests.property.service import (
     PROPERTY,
     RICH,
@@ -37,6 +37,8 @@ async def effect(scenario: Scenario) -> Effect:
 @settings(PROPERTY)
 @given(scenarios(), st.lists(cuts(), max_size=4))
 @example(RICH, [])
+@example(RICH.with_band("2.5", "12"), [])  # an asymmetric jump band
+@example(RICH.with_window((CLOSE_S, CLOSE_S + 1800, "1.25")), [])
 def test_the_same_points_in_other_commands_have_the_same_effect(
     scenario: Scenario, other: list[Cuts]
 ) -> None:

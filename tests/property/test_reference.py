@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from hypothesis import example, given, settings
 
-from tests.property.history import Rules, local_day
+from tests.property.history import CLOSE_S, Rules, local_day
 from tests.property.reference import Expected, Limits, expected, missing_sessions
 from tests.property.service import (
     PROPERTY,
@@ -29,9 +29,18 @@ MAX_MONTHS = 4
 
 
 def limits_of(drawn: Rules) -> Limits:
-    zscore = None if drawn.zscore is None else Decimal(drawn.zscore)
+    def optional(text: str | None) -> Decimal | None:
+        return None if text is None else Decimal(text)
+
     return Limits(
-        Decimal(drawn.jump), Decimal(drawn.spike), zscore, drawn.zscore_window, drawn.stale_after
+        Decimal(drawn.jump),
+        Decimal(drawn.spike),
+        optional(drawn.zscore),
+        drawn.zscore_window,
+        drawn.stale_after,
+        optional(drawn.rise),
+        optional(drawn.fall),
+        None if drawn.window is None else (*drawn.window[:2], Decimal(drawn.window[2])),
     )
 
 
@@ -64,6 +73,8 @@ def differences(got: Effect, want: Expected) -> dict[str, tuple[list[str], list[
 @settings(PROPERTY)
 @given(scenarios(one_source=True))
 @example(RICH.one_source())
+@example(RICH.with_band("12", "2.5").one_source())  # an asymmetric jump band
+@example(RICH.with_window((CLOSE_S, CLOSE_S + 1800, "1.25")).one_source())
 def test_the_service_flags_what_an_independent_computation_flags(scenario: Scenario) -> None:
     points = scenario.history.primary
     want = expected(points, limits_of(scenario.rules))

@@ -391,6 +391,11 @@ def _fields(message: Message, prefix: str = "") -> dict[str, str]:
             out[path] = ", ".join(
                 f"{s.source.removeprefix('sources/')}:{s.priority}" for s in value
             )
+        elif fd.name == "jump_windows":
+            out[path] = ", ".join(
+                f"{_time_of_day(w.start.seconds)}-{_time_of_day(w.end.seconds)}x{w.multiplier}"
+                for w in value
+            )
         elif fd.message_type is duration_pb2.Duration.DESCRIPTOR:
             out[path] = duration_text(value.seconds)
         elif fd.message_type is not None:
@@ -400,6 +405,11 @@ def _fields(message: Message, prefix: str = "") -> dict[str, str]:
         else:
             out[path] = str(value)
     return out
+
+
+def _time_of_day(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 def register_source_request(

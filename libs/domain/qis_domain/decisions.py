@@ -4,6 +4,7 @@ rounding and the publication policy. Used by SeriesBucket for every kind of comm
 from __future__ import annotations
 
 import bisect
+import contextlib
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -213,6 +214,14 @@ class Decider:
             return moment.astimezone(self._zone).date()
         except OverflowError:
             return date.min if moment.year == 1 else date.max
+
+    def local_seconds(self, snap_us: int) -> int:
+        """Seconds after local midnight (wall clock). At the ends of the bounds' range, where
+        the local moment is beyond year 1 or 9999, the UTC time of day."""
+        moment = Snap(snap_us).to_datetime()
+        with contextlib.suppress(OverflowError):
+            moment = moment.astimezone(self._zone)
+        return moment.hour * 3600 + moment.minute * 60 + moment.second
 
     def local_midnight_us(self, day: date) -> int:
         midnight = datetime(day.year, day.month, day.day, tzinfo=self._zone)

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import enum
 import functools
+import itertools
 import re
 from decimal import Context, Decimal
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from qis_domain.snaps import Frequency
 from qis_domain.values import DataType
@@ -22,12 +31,37 @@ class _Frozen(BaseModel):
 D = TypeVar("D", bound=BaseModel)
 
 
+DAY_SECONDS = 86_400
+MAX_JUMP_WINDOWS = 24
+"""Time-of-day windows of one series' jump rule: a few per trading day (the open, the close,
+an auction) in practice."""
+
+
+class JumpWindow(_Frozen):
+    """From `start_s` to `end_s` (seconds after local midnight in the series' time zone, wall
+    clock, the end excluded), the jump limits are `multiplier` times what they are (e.g. 2: a
+    band twice as wide in the first half hour after the open)."""
+
+    start_s: Annotated[int, Field(ge=0, lt=DAY_SECONDS)]
+    end_s: Annotated[int, Field(gt=0, le=DAY_SECONDS)]
+    multiplier: Annotated[Decimal, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> JumpWindow:
+        if self.start_s >= self.end_s:
+            raise ValueError("a window starts before it ends (split one across midnight)")
+        return self
+
+
 class ValidationRules(_Frozen):
     """Rules as data. `max_jump_percent`: one-sided close-to-close move from the previous
-    point's received value (rule "jump", an error: holds). `max_spike_percent`: out and back,
-    flags the point in between (rule "spike", a warning). `max_zscore`: the move against the
-    moves of the previous `zscore_window` received values (an error). `stale_after_snaps`: N
-    unchanged received values in a row (a warning)."""
+    point's received value (rule "jump", an error: holds); `max_rise_percent` and
+    `max_fall_percent` replace it for moves up or down (an asymmetric band, e.g. +0.35 % /
+    -0.25 %), each on its own or beside it. `max_spike_percent`: out and back, flags the point
+    in between (rule "spike", a warning). `max_zscore`: the move against the moves of the
+    previous `zscore_window` received values (an error). `stale_after_snaps`: N unchanged
+    received values in a row (a warning). `jump_windows`: times of day whose jump limits are
+    scaled (wider after the open), at most one window for any time."""
 
     require_positive: bool = False
     max_jump_percent: Decimal | None = None
@@ -36,6 +70,44 @@ class ValidationRules(_Frozen):
     zscore_window: Annotated[int, Field(ge=2, le=1000)] = 20
     stale_after_snaps: Annotated[int, Field(ge=0)] = 0
     check_calendar: bool = False
+    # Added after the first version: left out of a stored definition while unset, so that the
+    # events of a definition without them stay byte for byte what they were.
+    max_rise_percent: Decimal | None = None
+    max_fall_percent: Decimal | None = None
+    jump_windows: Annotated[tuple[JumpWindow, ...], Field(max_length=MAX_JUMP_WINDOWS)] = ()
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ValidationRules:
+        ordered = sorted(self.jump_windows, key=lambda w: w.start_s)
+        for before, after in itertools.pairwise(ordered):
+            if after.start_s < before.end_s:
+                raise ValueError("jump windows overlap: each time of day has one multiplier")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, dump: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = dump(self)
+        for name in _ADDED_RULES:
+            if out.get(name) in (None, (), []):  # a tuple in Python, a list in JSON
+                out.pop(name, None)
+        return out
+
+    def jump_limits(self) -> tuple[Decimal | None, Decimal | None]:
+        """The limits of a move up and of a move down (None: that move is not checked)."""
+        rise = self.max_jump_percent if self.max_rise_percent is None else self.max_rise_percent
+        fall = self.max_jump_percent if self.max_fall_percent is None else self.max_fall_percent
+        return rise, fall
+
+    @property
+    def asymmetric(self) -> bool:
+        return self.max_rise_percent is not None or self.max_fall_percent is not None
+
+    def jump_window(self, local_s: int) -> JumpWindow | None:
+        """The window of a time of day (seconds after local midnight), if any."""
+        return next((w for w in self.jump_windows if w.start_s <= local_s < w.end_s), None)
+
+
+_ADDED_RULES = ("max_rise_percent", "max_fall_percent", "jump_windows")
 
 
 class ReconciliationMethod(enum.StrEnum):

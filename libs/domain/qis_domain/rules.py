@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import numpy.typing as npt
 
-from qis_domain.definitions import ValidationRules
+from qis_domain.definitions import EXACT, JumpWindow, ValidationRules
 from qis_domain.snaps import format_snap
 from qis_domain.values import CorporateAction, DataValue, OhlcBar, OptionsChain, Price, Volume
 
@@ -196,33 +196,41 @@ def _check_corporate_action(action: CorporateAction) -> list[RuleFailure]:
 
 
 def check_history(
-    figure: Decimal, previous: Sequence[Received], rules: ValidationRules
+    figure: Decimal,
+    previous: Sequence[Received],
+    rules: ValidationRules,
+    window: JumpWindow | None = None,
 ) -> list[RuleFailure]:
     """Rules that compare a value with the received figures of the points before it (oldest
-    first): jump, z-score and stale."""
+    first): jump, z-score and stale. `window`: the jump window of the value's time of day."""
     failures: list[RuleFailure] = []
     if not previous:
         return failures
     last = previous[-1]
-    if rules.max_jump_percent is not None and last.figure != 0:
+    rise, fall = rules.jump_limits()
+    limit = rise if figure > last.figure else fall
+    if limit is not None and window is not None:
+        limit = EXACT.multiply(limit, window.multiplier)
+    if limit is not None and last.figure != 0:
         jump = _percent(figure - last.figure, last.figure)
-        if jump > rules.max_jump_percent:
-            failures.append(
-                RuleFailure(
-                    "jump",
-                    Severity.ERROR,
-                    {
-                        "previous_snap": format_snap(last.snap_us),
-                        "previous": str(last.figure),
-                        "value": str(figure),
-                        "jump_percent": str(round(jump, 4)),
-                        "limit_percent": str(rules.max_jump_percent),
-                    },
-                )
-            )
+        if jump > limit:
+            evidence = {
+                "previous_snap": format_snap(last.snap_us),
+                "previous": str(last.figure),
+                "value": str(figure),
+                "jump_percent": str(round(jump, 4)),
+                "limit_percent": str(limit),
+            }
+            if rules.asymmetric:
+                # Which side of the band, only when it has two: evidence of a symmetric one
+                # stays what it always was.
+                evidence["direction"] = "rise" if figure > last.figure else "fall"
+            if window is not None:
+                evidence["window"] = f"{_clock(window.start_s)}-{_clock(window.end_s)}"
+                evidence["multiplier"] = str(window.multiplier)
+            failures.append(RuleFailure("jump", Severity.ERROR, evidence))
     if rules.max_zscore is not None and last.figure != 0:
-        window = [p.figure for p in previous[-(rules.zscore_window + 1) :]]
-        z = _zscore(figure, window)
+        z = _zscore(figure, [p.figure for p in previous[-(rules.zscore_window + 1) :]])
         if z is not None and abs(z) > rules.max_zscore:
             failures.append(
                 RuleFailure(
@@ -290,6 +298,11 @@ def check_spike(
     )
 
 
+def _clock(seconds: int) -> str:
+    """A time of day as hh:mm:ss (24:00:00 for the end of the day)."""
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def _percent(move: Decimal, base: Decimal) -> Decimal:
     return abs(move) / abs(base) * 100
 
@@ -322,9 +335,11 @@ def history_suspects(
     ends: Sequence[int],
     back: int,
     rules: ValidationRules,
+    multipliers: Sequence[Decimal] | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Which of `incoming` `check_history` or `check_spike` may flag, each compared with the
-    (at most `back`, at least what the rules look at) `figures` before `ends[i]`. A float screen
+    (at most `back`, at least what the rules look at) `figures` before `ends[i]`, its jump
+    limits scaled by `multipliers[i]` (its jump window's; None: none has one). A float screen
     of a whole batch at once: False is proven (the float result is farther from every limit
     than its rounding error can be), True only says "decide this one exactly". Most values of
     a clean series pass the screen, and only the others cost a Decimal computation."""
@@ -339,10 +354,21 @@ def history_suspects(
     suspect = np.isnan(x) | (known & np.isnan(w)).any(axis=1)
     last = w[:, -1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        if rules.max_jump_percent is not None:
-            limit = float(rules.max_jump_percent)
+        rise, fall = rules.jump_limits()
+        if rise is not None or fall is not None:
+            # A side without a limit is clear whatever its move: an infinite limit. Rounding to
+            # float is monotonic, so a float move up or down is one of the figures; a float tie
+            # may hide a tiny move either way, and is held to the tighter side.
+            up = np.inf if rise is None else float(rise)
+            down = np.inf if fall is None else float(fall)
+            band = np.where(x > last, up, np.where(x < last, down, min(up, down)))
+            if multipliers is not None:
+                # A float product of the limit: within its rounding of the exact one, which
+                # the slack below covers as it covers the limit's own.
+                band = band * _floats(multipliers)
             jump = np.abs(x - last) / np.abs(last) * 100
-            clear = (count < 1) | (last == 0) | (jump + FLOAT_SLACK * (100 + jump + limit) < limit)
+            within = jump + FLOAT_SLACK * (100 + jump + np.where(np.isinf(band), 0, band))
+            clear = (count < 1) | (last == 0) | np.isinf(band) | (within < band)
             suspect |= ~clear
         if rules.max_zscore is not None:
             suspect |= ~_zscore_clear(x, w, count, rules.zscore_window, float(rules.max_zscore))

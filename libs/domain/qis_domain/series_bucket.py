@@ -34,7 +34,12 @@ from qis_domain.decisions import (
     issues_of,
     tuples_of,
 )
-from qis_domain.definitions import ReconciliationMethod, SeriesDefinition, ValidationRules
+from qis_domain.definitions import (
+    JumpWindow,
+    ReconciliationMethod,
+    SeriesDefinition,
+    ValidationRules,
+)
 from qis_domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from qis_domain.events import (
     DataIngested,
@@ -292,8 +297,13 @@ class SeriesBucket:
                 [p for p in tuples_of(Received, snaps, figures, sources) if p.figure is not None]
             )
             floor_us = look_back_floor(self.bucket_us, definition.frequency)
+            windows = (
+                [rules.jump_window(decide.local_seconds(snap_us)) for snap_us in snaps]
+                if rules.jump_windows
+                else None
+            )
             for i, (more, spike) in _check_history(
-                timeline, back, floor_us, snaps, values, rules
+                timeline, back, floor_us, snaps, values, rules, windows
             ).items():
                 failures.setdefault(i, []).extend(more)
                 if spike is not None:
@@ -955,7 +965,7 @@ def look_back(definition: SeriesDefinition) -> int:
     """How many earlier received values the series' rules look at (0: none)."""
     r = definition.validation
     n = 0
-    if r.max_jump_percent is not None:
+    if r.jump_limits() != (None, None):
         n = 1
     if r.max_spike_percent is not None:
         n = 2
@@ -1007,11 +1017,13 @@ def _check_history(
     snaps: list[int],
     values: list[DataValue],
     rules: ValidationRules,
+    windows: list[JumpWindow | None] | None,
 ) -> dict[int, _History]:
     """The look-back rules of each value (by index) that fails one. The timeline holds the
     received figures of the points being decided already: the previous of each value are
     those before it, whichever command decided them. A float screen of the whole batch
-    spares the exact rules every value it proves clean."""
+    spares the exact rules every value it proves clean. `windows`: the jump window of each
+    value (None: the series has none)."""
     checked = [
         (i, figure) for i, value in enumerate(values) if (figure := value.number) is not None
     ]
@@ -1025,16 +1037,21 @@ def _check_history(
         np.searchsorted(np.array(known[lo:hi], dtype=np.int64), at).tolist(),
         back,
         rules,
+        None if windows is None else [_multiplier(windows[i]) for i, _ in checked],
     )
     out = {}
     for k in np.flatnonzero(suspects).tolist():
         i, figure = checked[k]
         previous = timeline.before(snaps[i], back, floor_us)
-        failures = check_history(figure, previous, rules)
+        failures = check_history(figure, previous, rules, None if windows is None else windows[i])
         spike = check_spike(figure, snaps[i], previous, rules)
         if failures or spike is not None:
             out[i] = _History(failures, None if spike is None else (previous[-1], spike))
     return out
+
+
+def _multiplier(window: JumpWindow | None) -> Decimal:
+    return Decimal(1) if window is None else window.multiplier
 
 
 class _Pairs(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar
@@ -20,12 +21,15 @@ from qis_domain.bounds import (
     quoted,
 )
 from qis_domain.definitions import (
+    DAY_SECONDS,
     DEFAULT_CLASSIFICATION,
     MAX_BACKOFF_US,
+    MAX_JUMP_WINDOWS,
     MAX_RETRY_ATTEMPTS,
     BreakAction,
     Classification,
     DataSourceConfig,
+    JumpWindow,
     PublicationMode,
     PublicationPolicy,
     ReconciliationMethod,
@@ -156,11 +160,14 @@ def _validation(msg: series_pb2.Series, p: str, v: list[FieldViolation]) -> Vali
     max_jump_percent = _above_zero(rules.max_jump_percent, f"{p}.max_jump_percent", v)
     max_spike_percent = _above_zero(rules.max_spike_percent, f"{p}.max_spike_percent", v)
     max_zscore = _above_zero(rules.max_zscore, f"{p}.max_zscore", v)
+    max_rise_percent = _above_zero(rules.max_rise_percent, f"{p}.max_rise_percent", v)
+    max_fall_percent = _above_zero(rules.max_fall_percent, f"{p}.max_fall_percent", v)
     if rules.zscore_window:  # 0: the default
         _in_range(
             rules.zscore_window, MIN_ZSCORE_WINDOW, MAX_ZSCORE_WINDOW, f"{p}.zscore_window", v
         )
     _in_range(rules.stale_after_snaps, 0, MAX_STALE_AFTER_SNAPS, f"{p}.stale_after_snaps", v)
+    windows = _jump_windows(rules.jump_windows, f"{p}.jump_windows", v)
     if len(v) > before:
         return None
     return ValidationRules(
@@ -171,7 +178,40 @@ def _validation(msg: series_pb2.Series, p: str, v: list[FieldViolation]) -> Vali
         zscore_window=rules.zscore_window or 20,
         stale_after_snaps=rules.stale_after_snaps,
         check_calendar=rules.check_calendar,
+        max_rise_percent=max_rise_percent,
+        max_fall_percent=max_fall_percent,
+        jump_windows=windows,
     )
+
+
+def _jump_windows(
+    msgs: Sequence[series_pb2.JumpWindow], path: str, v: list[FieldViolation]
+) -> tuple[JumpWindow, ...]:
+    """Each window in bounds, ordered and with its multiplier above 0, and none overlapping
+    another (which would give a time of day two multipliers)."""
+    if len(msgs) > MAX_JUMP_WINDOWS:
+        v.append(FieldViolation(path, f"{len(msgs):,} windows, at most {MAX_JUMP_WINDOWS}"))
+        return ()
+    windows: list[JumpWindow] = []
+    for i, msg in enumerate(msgs):
+        at, before = f"{path}[{i}]", len(v)
+        start = seconds_from_proto(msg.start, f"{at}.start", v)
+        end = seconds_from_proto(msg.end, f"{at}.end", v)
+        multiplier = _above_zero(msg.multiplier, f"{at}.multiplier", v)
+        if multiplier is None and len(v) == before:
+            v.append(FieldViolation(f"{at}.multiplier", "required"))
+        if len(v) > before or start is None or end is None or multiplier is None:
+            continue
+        if not start < end <= DAY_SECONDS:
+            v.append(FieldViolation(f"{at}.end", f"not after start and within a day: {end:,} s"))
+            continue
+        windows.append(JumpWindow(start_s=start, end_s=end, multiplier=multiplier))
+    ordered = sorted(range(len(windows)), key=lambda k: windows[k].start_s)
+    for a, b in itertools.pairwise(ordered):
+        if windows[b].start_s < windows[a].end_s:
+            v.append(FieldViolation(path, "two windows overlap: each time has one multiplier"))
+            break
+    return tuple(windows)
 
 
 def _reconciliation(
@@ -336,6 +376,14 @@ def series_to_proto(series_id: str, d: SeriesDefinition, schema_version: int) ->
             zscore_window=r.zscore_window,
             stale_after_snaps=r.stale_after_snaps,
             check_calendar=r.check_calendar,
+            max_rise_percent=_text(r.max_rise_percent),
+            max_fall_percent=_text(r.max_fall_percent),
+            jump_windows=[
+                series_pb2.JumpWindow(
+                    start=duration(w.start_s), end=duration(w.end_s), multiplier=str(w.multiplier)
+                )
+                for w in r.jump_windows
+            ],
         ),
         reconciliation=series_pb2.ReconciliationPolicy(
             method=_back(_METHODS)[d.reconciliation.method],

@@ -340,6 +340,9 @@ class ValidationRules(_message.Message):
     STALE_AFTER_SNAPS_FIELD_NUMBER: _builtins.int
     CHECK_CALENDAR_FIELD_NUMBER: _builtins.int
     MAX_SPIKE_PERCENT_FIELD_NUMBER: _builtins.int
+    MAX_RISE_PERCENT_FIELD_NUMBER: _builtins.int
+    MAX_FALL_PERCENT_FIELD_NUMBER: _builtins.int
+    JUMP_WINDOWS_FIELD_NUMBER: _builtins.int
     require_positive: _builtins.bool
     """Flag values <= 0. Off for series where negative values are legitimate (rates, spreads)."""
     max_jump_percent: _builtins.str
@@ -369,6 +372,23 @@ class ValidationRules(_message.Message):
     out-and-back move, in and out both beyond this percentage in opposite directions, that
     isolates one bad print (decimal string above 0; empty disables).
     """
+    max_rise_percent: _builtins.str
+    """Rule "jump" for a move up only: an asymmetric band (e.g. "0.35" beside a
+    `max_fall_percent` of "0.25"). Replaces `max_jump_percent` for rises; with neither set,
+    rises are not checked (decimal string above 0; empty: `max_jump_percent`).
+    """
+    max_fall_percent: _builtins.str
+    """Rule "jump" for a move down only; replaces `max_jump_percent` for falls (decimal string
+    above 0; empty: `max_jump_percent`). The issue's evidence names the side ("direction").
+    """
+    @_builtins.property
+    def jump_windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___JumpWindow]:
+        """Times of day whose jump limits are scaled (e.g. twice as wide in the half hour after the
+        open): at most 24 windows, no two overlapping; a value's snap is in a window when its
+        local time of day (the series' time zone, wall clock) is from `start` up to, not
+        including, `end`. Empty: the same limits all day.
+        """
+
     def __init__(
         self,
         *,
@@ -379,14 +399,55 @@ class ValidationRules(_message.Message):
         stale_after_snaps: _builtins.int = ...,
         check_calendar: _builtins.bool = ...,
         max_spike_percent: _builtins.str = ...,
+        max_rise_percent: _builtins.str = ...,
+        max_fall_percent: _builtins.str = ...,
+        jump_windows: _abc.Iterable[Global___JumpWindow] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_calendar", b"check_calendar", "max_jump_percent", b"max_jump_percent", "max_spike_percent", b"max_spike_percent", "max_zscore", b"max_zscore", "require_positive", b"require_positive", "stale_after_snaps", b"stale_after_snaps", "zscore_window", b"zscore_window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_calendar", b"check_calendar", "jump_windows", b"jump_windows", "max_fall_percent", b"max_fall_percent", "max_jump_percent", b"max_jump_percent", "max_rise_percent", b"max_rise_percent", "max_spike_percent", b"max_spike_percent", "max_zscore", b"max_zscore", "require_positive", b"require_positive", "stale_after_snaps", b"stale_after_snaps", "zscore_window", b"zscore_window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ValidationRules: _TypeAlias = ValidationRules  # noqa: Y015
+
+@_typing.final
+class JumpWindow(_message.Message):
+    """A time of day of the jump rule (ValidationRules.jump_windows)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    MULTIPLIER_FIELD_NUMBER: _builtins.int
+    multiplier: _builtins.str
+    """The factor of the jump limits (`max_jump_percent`, `max_rise_percent`,
+    `max_fall_percent`) within the window: a decimal string above 0 ("2": twice as wide).
+    """
+    @_builtins.property
+    def start(self) -> _duration_pb2.Duration:
+        """Time after local midnight the window starts at: whole seconds, 0 to 23:59:59."""
+
+    @_builtins.property
+    def end(self) -> _duration_pb2.Duration:
+        """Time after local midnight the window ends at (excluded): whole seconds after `start`, at
+        most 24 h. A window across midnight is two windows.
+        """
+
+    def __init__(
+        self,
+        *,
+        start: _duration_pb2.Duration | None = ...,
+        end: _duration_pb2.Duration | None = ...,
+        multiplier: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "multiplier", b"multiplier", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JumpWindow: _TypeAlias = JumpWindow  # noqa: Y015
 
 @_typing.final
 class ReconciliationPolicy(_message.Message):

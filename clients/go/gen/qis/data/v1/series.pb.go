@@ -630,8 +630,20 @@ type ValidationRules struct {
 	// out-and-back move, in and out both beyond this percentage in opposite directions, that
 	// isolates one bad print (decimal string above 0; empty disables).
 	MaxSpikePercent string `protobuf:"bytes,7,opt,name=max_spike_percent,json=maxSpikePercent,proto3" json:"max_spike_percent,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Rule "jump" for a move up only: an asymmetric band (e.g. "0.35" beside a
+	// `max_fall_percent` of "0.25"). Replaces `max_jump_percent` for rises; with neither set,
+	// rises are not checked (decimal string above 0; empty: `max_jump_percent`).
+	MaxRisePercent string `protobuf:"bytes,8,opt,name=max_rise_percent,json=maxRisePercent,proto3" json:"max_rise_percent,omitempty"`
+	// Rule "jump" for a move down only; replaces `max_jump_percent` for falls (decimal string
+	// above 0; empty: `max_jump_percent`). The issue's evidence names the side ("direction").
+	MaxFallPercent string `protobuf:"bytes,9,opt,name=max_fall_percent,json=maxFallPercent,proto3" json:"max_fall_percent,omitempty"`
+	// Times of day whose jump limits are scaled (e.g. twice as wide in the half hour after the
+	// open): at most 24 windows, no two overlapping; a value's snap is in a window when its
+	// local time of day (the series' time zone, wall clock) is from `start` up to, not
+	// including, `end`. Empty: the same limits all day.
+	JumpWindows   []*JumpWindow `protobuf:"bytes,10,rep,name=jump_windows,json=jumpWindows,proto3" json:"jump_windows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ValidationRules) Reset() {
@@ -713,6 +725,93 @@ func (x *ValidationRules) GetMaxSpikePercent() string {
 	return ""
 }
 
+func (x *ValidationRules) GetMaxRisePercent() string {
+	if x != nil {
+		return x.MaxRisePercent
+	}
+	return ""
+}
+
+func (x *ValidationRules) GetMaxFallPercent() string {
+	if x != nil {
+		return x.MaxFallPercent
+	}
+	return ""
+}
+
+func (x *ValidationRules) GetJumpWindows() []*JumpWindow {
+	if x != nil {
+		return x.JumpWindows
+	}
+	return nil
+}
+
+// A time of day of the jump rule (ValidationRules.jump_windows).
+type JumpWindow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Time after local midnight the window starts at: whole seconds, 0 to 23:59:59.
+	Start *durationpb.Duration `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	// Time after local midnight the window ends at (excluded): whole seconds after `start`, at
+	// most 24 h. A window across midnight is two windows.
+	End *durationpb.Duration `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	// The factor of the jump limits (`max_jump_percent`, `max_rise_percent`,
+	// `max_fall_percent`) within the window: a decimal string above 0 ("2": twice as wide).
+	Multiplier    string `protobuf:"bytes,3,opt,name=multiplier,proto3" json:"multiplier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JumpWindow) Reset() {
+	*x = JumpWindow{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpWindow) ProtoMessage() {}
+
+func (x *JumpWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpWindow.ProtoReflect.Descriptor instead.
+func (*JumpWindow) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *JumpWindow) GetStart() *durationpb.Duration {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *JumpWindow) GetEnd() *durationpb.Duration {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *JumpWindow) GetMultiplier() string {
+	if x != nil {
+		return x.Multiplier
+	}
+	return ""
+}
+
 // How the sources' values of a point are combined into its official value, and what a
 // disagreement between sources (a break) does.
 type ReconciliationPolicy struct {
@@ -733,7 +832,7 @@ type ReconciliationPolicy struct {
 
 func (x *ReconciliationPolicy) Reset() {
 	*x = ReconciliationPolicy{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[3]
+	mi := &file_qis_data_v1_series_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +844,7 @@ func (x *ReconciliationPolicy) String() string {
 func (*ReconciliationPolicy) ProtoMessage() {}
 
 func (x *ReconciliationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[3]
+	mi := &file_qis_data_v1_series_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +857,7 @@ func (x *ReconciliationPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconciliationPolicy.ProtoReflect.Descriptor instead.
 func (*ReconciliationPolicy) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{3}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReconciliationPolicy) GetMethod() ReconciliationMethod {
@@ -811,7 +910,7 @@ type PublicationPolicy struct {
 
 func (x *PublicationPolicy) Reset() {
 	*x = PublicationPolicy{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[4]
+	mi := &file_qis_data_v1_series_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +922,7 @@ func (x *PublicationPolicy) String() string {
 func (*PublicationPolicy) ProtoMessage() {}
 
 func (x *PublicationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[4]
+	mi := &file_qis_data_v1_series_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +935,7 @@ func (x *PublicationPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicationPolicy.ProtoReflect.Descriptor instead.
 func (*PublicationPolicy) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{4}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PublicationPolicy) GetMode() PublicationMode {
@@ -921,7 +1020,7 @@ type DataSource struct {
 
 func (x *DataSource) Reset() {
 	*x = DataSource{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[5]
+	mi := &file_qis_data_v1_series_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1032,7 @@ func (x *DataSource) String() string {
 func (*DataSource) ProtoMessage() {}
 
 func (x *DataSource) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[5]
+	mi := &file_qis_data_v1_series_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1045,7 @@ func (x *DataSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSource.ProtoReflect.Descriptor instead.
 func (*DataSource) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{5}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DataSource) GetName() string {
@@ -1048,7 +1147,7 @@ type DataSourceRetryPolicy struct {
 
 func (x *DataSourceRetryPolicy) Reset() {
 	*x = DataSourceRetryPolicy{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	mi := &file_qis_data_v1_series_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1159,7 @@ func (x *DataSourceRetryPolicy) String() string {
 func (*DataSourceRetryPolicy) ProtoMessage() {}
 
 func (x *DataSourceRetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	mi := &file_qis_data_v1_series_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1172,7 @@ func (x *DataSourceRetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceRetryPolicy.ProtoReflect.Descriptor instead.
 func (*DataSourceRetryPolicy) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{6}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DataSourceRetryPolicy) GetMaxAttempts() int32 {
@@ -1143,7 +1242,7 @@ type DataSourceHealth struct {
 
 func (x *DataSourceHealth) Reset() {
 	*x = DataSourceHealth{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	mi := &file_qis_data_v1_series_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1254,7 @@ func (x *DataSourceHealth) String() string {
 func (*DataSourceHealth) ProtoMessage() {}
 
 func (x *DataSourceHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	mi := &file_qis_data_v1_series_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1267,7 @@ func (x *DataSourceHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceHealth.ProtoReflect.Descriptor instead.
 func (*DataSourceHealth) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{7}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DataSourceHealth) GetStatus() DataSourceStatus {
@@ -1305,7 +1404,7 @@ type DataSourceInstrumentHealth struct {
 
 func (x *DataSourceInstrumentHealth) Reset() {
 	*x = DataSourceInstrumentHealth{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[8]
+	mi := &file_qis_data_v1_series_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1416,7 @@ func (x *DataSourceInstrumentHealth) String() string {
 func (*DataSourceInstrumentHealth) ProtoMessage() {}
 
 func (x *DataSourceInstrumentHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[8]
+	mi := &file_qis_data_v1_series_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1429,7 @@ func (x *DataSourceInstrumentHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceInstrumentHealth.ProtoReflect.Descriptor instead.
 func (*DataSourceInstrumentHealth) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{8}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DataSourceInstrumentHealth) GetSeries() string {
@@ -1381,7 +1480,7 @@ type DataSourceUsage struct {
 
 func (x *DataSourceUsage) Reset() {
 	*x = DataSourceUsage{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[9]
+	mi := &file_qis_data_v1_series_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1492,7 @@ func (x *DataSourceUsage) String() string {
 func (*DataSourceUsage) ProtoMessage() {}
 
 func (x *DataSourceUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[9]
+	mi := &file_qis_data_v1_series_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1505,7 @@ func (x *DataSourceUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceUsage.ProtoReflect.Descriptor instead.
 func (*DataSourceUsage) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{9}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DataSourceUsage) GetDay() *date.Date {
@@ -1498,7 +1597,7 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\x0fqis.data/Series\x12\x0fseries/{series}*\x06series2\x06series\"H\n" +
 	"\fSeriesSource\x12\x1c\n" +
 	"\x06source\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06source\x12\x1a\n" +
-	"\bpriority\x18\x02 \x01(\x05R\bpriority\"\xa9\x02\n" +
+	"\bpriority\x18\x02 \x01(\x05R\bpriority\"\xb9\x03\n" +
 	"\x0fValidationRules\x12)\n" +
 	"\x10require_positive\x18\x01 \x01(\bR\x0frequirePositive\x12(\n" +
 	"\x10max_jump_percent\x18\x02 \x01(\tR\x0emaxJumpPercent\x12\x1d\n" +
@@ -1507,7 +1606,18 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\rzscore_window\x18\x04 \x01(\x05R\fzscoreWindow\x12*\n" +
 	"\x11stale_after_snaps\x18\x05 \x01(\x05R\x0fstaleAfterSnaps\x12%\n" +
 	"\x0echeck_calendar\x18\x06 \x01(\bR\rcheckCalendar\x12*\n" +
-	"\x11max_spike_percent\x18\a \x01(\tR\x0fmaxSpikePercent\"\xd0\x01\n" +
+	"\x11max_spike_percent\x18\a \x01(\tR\x0fmaxSpikePercent\x12(\n" +
+	"\x10max_rise_percent\x18\b \x01(\tR\x0emaxRisePercent\x12(\n" +
+	"\x10max_fall_percent\x18\t \x01(\tR\x0emaxFallPercent\x12:\n" +
+	"\fjump_windows\x18\n" +
+	" \x03(\v2\x17.qis.data.v1.JumpWindowR\vjumpWindows\"\x9c\x01\n" +
+	"\n" +
+	"JumpWindow\x125\n" +
+	"\x05start\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x02R\x05start\x121\n" +
+	"\x03end\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x02R\x03end\x12$\n" +
+	"\n" +
+	"multiplier\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\n" +
+	"multiplier\"\xd0\x01\n" +
 	"\x14ReconciliationPolicy\x129\n" +
 	"\x06method\x18\x01 \x01(\x0e2!.qis.data.v1.ReconciliationMethodR\x06method\x12#\n" +
 	"\rtolerance_bps\x18\x02 \x01(\tR\ftoleranceBps\x12#\n" +
@@ -1636,7 +1746,7 @@ func file_qis_data_v1_series_proto_rawDescGZIP() []byte {
 }
 
 var file_qis_data_v1_series_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_qis_data_v1_series_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_qis_data_v1_series_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_qis_data_v1_series_proto_goTypes = []any{
 	(Frequency)(0),                     // 0: qis.data.v1.Frequency
 	(DataClassification)(0),            // 1: qis.data.v1.DataClassification
@@ -1647,56 +1757,60 @@ var file_qis_data_v1_series_proto_goTypes = []any{
 	(*Series)(nil),                     // 6: qis.data.v1.Series
 	(*SeriesSource)(nil),               // 7: qis.data.v1.SeriesSource
 	(*ValidationRules)(nil),            // 8: qis.data.v1.ValidationRules
-	(*ReconciliationPolicy)(nil),       // 9: qis.data.v1.ReconciliationPolicy
-	(*PublicationPolicy)(nil),          // 10: qis.data.v1.PublicationPolicy
-	(*DataSource)(nil),                 // 11: qis.data.v1.DataSource
-	(*DataSourceRetryPolicy)(nil),      // 12: qis.data.v1.DataSourceRetryPolicy
-	(*DataSourceHealth)(nil),           // 13: qis.data.v1.DataSourceHealth
-	(*DataSourceInstrumentHealth)(nil), // 14: qis.data.v1.DataSourceInstrumentHealth
-	(*DataSourceUsage)(nil),            // 15: qis.data.v1.DataSourceUsage
-	nil,                                // 16: qis.data.v1.DataSource.SettingsEntry
-	(DataType)(0),                      // 17: qis.data.v1.DataType
-	(*durationpb.Duration)(nil),        // 18: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 19: google.protobuf.Timestamp
-	(*date.Date)(nil),                  // 20: google.type.Date
+	(*JumpWindow)(nil),                 // 9: qis.data.v1.JumpWindow
+	(*ReconciliationPolicy)(nil),       // 10: qis.data.v1.ReconciliationPolicy
+	(*PublicationPolicy)(nil),          // 11: qis.data.v1.PublicationPolicy
+	(*DataSource)(nil),                 // 12: qis.data.v1.DataSource
+	(*DataSourceRetryPolicy)(nil),      // 13: qis.data.v1.DataSourceRetryPolicy
+	(*DataSourceHealth)(nil),           // 14: qis.data.v1.DataSourceHealth
+	(*DataSourceInstrumentHealth)(nil), // 15: qis.data.v1.DataSourceInstrumentHealth
+	(*DataSourceUsage)(nil),            // 16: qis.data.v1.DataSourceUsage
+	nil,                                // 17: qis.data.v1.DataSource.SettingsEntry
+	(DataType)(0),                      // 18: qis.data.v1.DataType
+	(*durationpb.Duration)(nil),        // 19: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 20: google.protobuf.Timestamp
+	(*date.Date)(nil),                  // 21: google.type.Date
 }
 var file_qis_data_v1_series_proto_depIdxs = []int32{
-	17, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
+	18, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
 	0,  // 1: qis.data.v1.Series.frequency:type_name -> qis.data.v1.Frequency
 	7,  // 2: qis.data.v1.Series.sources:type_name -> qis.data.v1.SeriesSource
 	8,  // 3: qis.data.v1.Series.validation:type_name -> qis.data.v1.ValidationRules
-	9,  // 4: qis.data.v1.Series.reconciliation:type_name -> qis.data.v1.ReconciliationPolicy
-	10, // 5: qis.data.v1.Series.publication:type_name -> qis.data.v1.PublicationPolicy
+	10, // 4: qis.data.v1.Series.reconciliation:type_name -> qis.data.v1.ReconciliationPolicy
+	11, // 5: qis.data.v1.Series.publication:type_name -> qis.data.v1.PublicationPolicy
 	1,  // 6: qis.data.v1.Series.classification:type_name -> qis.data.v1.DataClassification
-	2,  // 7: qis.data.v1.ReconciliationPolicy.method:type_name -> qis.data.v1.ReconciliationMethod
-	3,  // 8: qis.data.v1.ReconciliationPolicy.on_break:type_name -> qis.data.v1.BreakAction
-	4,  // 9: qis.data.v1.PublicationPolicy.mode:type_name -> qis.data.v1.PublicationMode
-	18, // 10: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
-	18, // 11: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
-	16, // 12: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
-	13, // 13: qis.data.v1.DataSource.health:type_name -> qis.data.v1.DataSourceHealth
-	15, // 14: qis.data.v1.DataSource.total_usage:type_name -> qis.data.v1.DataSourceUsage
-	15, // 15: qis.data.v1.DataSource.day_usage:type_name -> qis.data.v1.DataSourceUsage
-	12, // 16: qis.data.v1.DataSource.retry_policy:type_name -> qis.data.v1.DataSourceRetryPolicy
-	18, // 17: qis.data.v1.DataSourceRetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	18, // 18: qis.data.v1.DataSourceRetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	5,  // 19: qis.data.v1.DataSourceHealth.status:type_name -> qis.data.v1.DataSourceStatus
-	19, // 20: qis.data.v1.DataSourceHealth.status_change_time:type_name -> google.protobuf.Timestamp
-	19, // 21: qis.data.v1.DataSourceHealth.start_time:type_name -> google.protobuf.Timestamp
-	19, // 22: qis.data.v1.DataSourceHealth.end_time:type_name -> google.protobuf.Timestamp
-	18, // 23: qis.data.v1.DataSourceHealth.latency_p50:type_name -> google.protobuf.Duration
-	18, // 24: qis.data.v1.DataSourceHealth.latency_p99:type_name -> google.protobuf.Duration
-	19, // 25: qis.data.v1.DataSourceHealth.last_success_time:type_name -> google.protobuf.Timestamp
-	19, // 26: qis.data.v1.DataSourceHealth.report_time:type_name -> google.protobuf.Timestamp
-	14, // 27: qis.data.v1.DataSourceHealth.instruments:type_name -> qis.data.v1.DataSourceInstrumentHealth
-	19, // 28: qis.data.v1.DataSourceInstrumentHealth.latest_value_time:type_name -> google.protobuf.Timestamp
-	18, // 29: qis.data.v1.DataSourceInstrumentHealth.staleness:type_name -> google.protobuf.Duration
-	20, // 30: qis.data.v1.DataSourceUsage.day:type_name -> google.type.Date
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	9,  // 7: qis.data.v1.ValidationRules.jump_windows:type_name -> qis.data.v1.JumpWindow
+	19, // 8: qis.data.v1.JumpWindow.start:type_name -> google.protobuf.Duration
+	19, // 9: qis.data.v1.JumpWindow.end:type_name -> google.protobuf.Duration
+	2,  // 10: qis.data.v1.ReconciliationPolicy.method:type_name -> qis.data.v1.ReconciliationMethod
+	3,  // 11: qis.data.v1.ReconciliationPolicy.on_break:type_name -> qis.data.v1.BreakAction
+	4,  // 12: qis.data.v1.PublicationPolicy.mode:type_name -> qis.data.v1.PublicationMode
+	19, // 13: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
+	19, // 14: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
+	17, // 15: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
+	14, // 16: qis.data.v1.DataSource.health:type_name -> qis.data.v1.DataSourceHealth
+	16, // 17: qis.data.v1.DataSource.total_usage:type_name -> qis.data.v1.DataSourceUsage
+	16, // 18: qis.data.v1.DataSource.day_usage:type_name -> qis.data.v1.DataSourceUsage
+	13, // 19: qis.data.v1.DataSource.retry_policy:type_name -> qis.data.v1.DataSourceRetryPolicy
+	19, // 20: qis.data.v1.DataSourceRetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	19, // 21: qis.data.v1.DataSourceRetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	5,  // 22: qis.data.v1.DataSourceHealth.status:type_name -> qis.data.v1.DataSourceStatus
+	20, // 23: qis.data.v1.DataSourceHealth.status_change_time:type_name -> google.protobuf.Timestamp
+	20, // 24: qis.data.v1.DataSourceHealth.start_time:type_name -> google.protobuf.Timestamp
+	20, // 25: qis.data.v1.DataSourceHealth.end_time:type_name -> google.protobuf.Timestamp
+	19, // 26: qis.data.v1.DataSourceHealth.latency_p50:type_name -> google.protobuf.Duration
+	19, // 27: qis.data.v1.DataSourceHealth.latency_p99:type_name -> google.protobuf.Duration
+	20, // 28: qis.data.v1.DataSourceHealth.last_success_time:type_name -> google.protobuf.Timestamp
+	20, // 29: qis.data.v1.DataSourceHealth.report_time:type_name -> google.protobuf.Timestamp
+	15, // 30: qis.data.v1.DataSourceHealth.instruments:type_name -> qis.data.v1.DataSourceInstrumentHealth
+	20, // 31: qis.data.v1.DataSourceInstrumentHealth.latest_value_time:type_name -> google.protobuf.Timestamp
+	19, // 32: qis.data.v1.DataSourceInstrumentHealth.staleness:type_name -> google.protobuf.Duration
+	21, // 33: qis.data.v1.DataSourceUsage.day:type_name -> google.type.Date
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_series_proto_init() }
@@ -1711,7 +1825,7 @@ func file_qis_data_v1_series_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_series_proto_rawDesc), len(file_qis_data_v1_series_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

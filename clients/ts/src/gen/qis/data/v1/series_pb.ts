@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/series.proto.
  */
 export const file_qis_data_v1_series: GenFile = /*@__PURE__*/
-  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIroECgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQMSNwoOY2xhc3NpZmljYXRpb24YDiABKA4yHy5xaXMuZGF0YS52MS5EYXRhQ2xhc3NpZmljYXRpb246NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIjYKDFNlcmllc1NvdXJjZRIUCgZzb3VyY2UYASABKAlCBOJBAQISEAoIcHJpb3JpdHkYAiABKAUivgEKD1ZhbGlkYXRpb25SdWxlcxIYChByZXF1aXJlX3Bvc2l0aXZlGAEgASgIEhgKEG1heF9qdW1wX3BlcmNlbnQYAiABKAkSEgoKbWF4X3pzY29yZRgDIAEoCRIVCg16c2NvcmVfd2luZG93GAQgASgFEhkKEXN0YWxlX2FmdGVyX3NuYXBzGAUgASgFEhYKDmNoZWNrX2NhbGVuZGFyGAYgASgIEhkKEW1heF9zcGlrZV9wZXJjZW50GAcgASgJIqMBChRSZWNvbmNpbGlhdGlvblBvbGljeRIxCgZtZXRob2QYASABKA4yIS5xaXMuZGF0YS52MS5SZWNvbmNpbGlhdGlvbk1ldGhvZBIVCg10b2xlcmFuY2VfYnBzGAIgASgJEhUKDXRvbGVyYW5jZV9hYnMYAyABKAkSKgoIb25fYnJlYWsYBCABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKBAgoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIpCgZjdXRvZmYYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdGltZWxpbmVzc19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25KBAgEEAVKBAgFEAZSDmN1dG9mZl9zZWNvbmRzUhZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzIs4ECgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSEAoIZGlzYWJsZWQYCCABKAgSMwoGaGVhbHRoGAkgASgLMh0ucWlzLmRhdGEudjEuRGF0YVNvdXJjZUhlYWx0aEIE4kEBAxI3Cgt0b3RhbF91c2FnZRgKIAEoCzIcLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VVc2FnZUIE4kEBAxI1CglkYXlfdXNhZ2UYCyABKAsyHC5xaXMuZGF0YS52MS5EYXRhU291cmNlVXNhZ2VCBOJBAQMSFwoPY3JlZGVudGlhbHNfcmVmGAwgASgJEjgKDHJldHJ5X3BvbGljeRgNIAEoCzIiLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VSZXRyeVBvbGljeRovCg1TZXR0aW5nc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAE6Q+pBQAoTcWlzLmRhdGEvRGF0YVNvdXJjZRIQc291cmNlcy97c291cmNlfSoLZGF0YVNvdXJjZXMyCmRhdGFTb3VyY2VKBAgHEAhSB2VuYWJsZWQikQEKFURhdGFTb3VyY2VSZXRyeVBvbGljeRIUCgxtYXhfYXR0ZW1wdHMYASABKAUSMgoPaW5pdGlhbF9iYWNrb2ZmGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC21heF9iYWNrb2ZmGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIowFChBEYXRhU291cmNlSGVhbHRoEi0KBnN0YXR1cxgBIAEoDjIdLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VTdGF0dXMSNgoSc3RhdHVzX2NoYW5nZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVxdWVzdF9jb3VudBgFIAEoAxIVCg1mYWlsdXJlX2NvdW50GAYgASgDEhoKEnJhdGVfbGltaXRlZF9jb3VudBgHIAEoAxITCgtyZXRyeV9jb3VudBgIIAEoAxIuCgtsYXRlbmN5X3A1MBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChFsYXN0X3N1Y2Nlc3NfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgMIAEoCRIMCgRjb3N0GA0gASgJEi8KC3JlcG9ydF90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9wb2ludHNfcmVjZWl2ZWQYDyABKAMSEwoLcG9pbnRzX3NlbnQYECABKAMSPAoLaW5zdHJ1bWVudHMYESADKAsyJy5xaXMuZGF0YS52MS5EYXRhU291cmNlSW5zdHJ1bWVudEhlYWx0aCKRAQoaRGF0YVNvdXJjZUluc3RydW1lbnRIZWFsdGgSDgoGc2VyaWVzGAEgASgJEjUKEWxhdGVzdF92YWx1ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCglzdGFsZW5lc3MYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i4gEKD0RhdGFTb3VyY2VVc2FnZRIeCgNkYXkYASABKAsyES5nb29nbGUudHlwZS5EYXRlEhQKDHJlcG9ydF9jb3VudBgCIAEoAxIVCg1yZXF1ZXN0X2NvdW50GAMgASgDEhUKDWZhaWx1cmVfY291bnQYBCABKAMSGgoScmF0ZV9saW1pdGVkX2NvdW50GAUgASgDEhMKC3JldHJ5X2NvdW50GAYgASgDEgwKBGNvc3QYByABKAkSFwoPcG9pbnRzX3JlY2VpdmVkGAggASgDEhMKC3BvaW50c19zZW50GAkgASgDKr4BCglGcmVxdWVuY3kSGQoVRlJFUVVFTkNZX1VOU1BFQ0lGSUVEEAASEgoORlJFUVVFTkNZX1RJQ0sQARIUChBGUkVRVUVOQ1lfU0VDT05EEAISFAoQRlJFUVVFTkNZX01JTlVURRADEhQKEEZSRVFVRU5DWV9IT1VSTFkQBBITCg9GUkVRVUVOQ1lfREFJTFkQBRIUChBGUkVRVUVOQ1lfV0VFS0xZEAYSFQoRRlJFUVVFTkNZX01PTlRITFkQByrFAQoSRGF0YUNsYXNzaWZpY2F0aW9uEiMKH0RBVEFfQ0xBU1NJRklDQVRJT05fVU5TUEVDSUZJRUQQABIeChpEQVRBX0NMQVNTSUZJQ0FUSU9OX1BVQkxJQxABEiAKHERBVEFfQ0xBU1NJRklDQVRJT05fSU5URVJOQUwQAhIkCiBEQVRBX0NMQVNTSUZJQ0FUSU9OX0NPTkZJREVOVElBTBADEiIKHkRBVEFfQ0xBU1NJRklDQVRJT05fUkVTVFJJQ1RFRBAEKqgBChRSZWNvbmNpbGlhdGlvbk1ldGhvZBIlCiFSRUNPTkNJTElBVElPTl9NRVRIT0RfVU5TUEVDSUZJRUQQABIiCh5SRUNPTkNJTElBVElPTl9NRVRIT0RfUFJJT1JJVFkQARIgChxSRUNPTkNJTElBVElPTl9NRVRIT0RfTUVESUFOEAISIwofUkVDT05DSUxJQVRJT05fTUVUSE9EX0NPTlNFTlNVUxADKloKC0JyZWFrQWN0aW9uEhwKGEJSRUFLX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEUJSRUFLX0FDVElPTl9GTEFHEAESFgoSQlJFQUtfQUNUSU9OX0JMT0NLEAIqcAoPUHVibGljYXRpb25Nb2RlEiAKHFBVQkxJQ0FUSU9OX01PREVfVU5TUEVDSUZJRUQQABIeChpQVUJMSUNBVElPTl9NT0RFX0FVVE9NQVRJQxABEhsKF1BVQkxJQ0FUSU9OX01PREVfTUFOVUFMEAIqlAEKEERhdGFTb3VyY2VTdGF0dXMSIgoeREFUQV9TT1VSQ0VfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHgoaREFUQV9TT1VSQ0VfU1RBVFVTX0hFQUxUSFkQARIfChtEQVRBX1NPVVJDRV9TVEFUVVNfREVHUkFERUQQAhIbChdEQVRBX1NPVVJDRV9TVEFUVVNfRE9XThADQloKD2NvbS5xaXMuZGF0YS52MUILU2VyaWVzUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_values]);
+  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIroECgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQMSNwoOY2xhc3NpZmljYXRpb24YDiABKA4yHy5xaXMuZGF0YS52MS5EYXRhQ2xhc3NpZmljYXRpb246NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIjYKDFNlcmllc1NvdXJjZRIUCgZzb3VyY2UYASABKAlCBOJBAQISEAoIcHJpb3JpdHkYAiABKAUioQIKD1ZhbGlkYXRpb25SdWxlcxIYChByZXF1aXJlX3Bvc2l0aXZlGAEgASgIEhgKEG1heF9qdW1wX3BlcmNlbnQYAiABKAkSEgoKbWF4X3pzY29yZRgDIAEoCRIVCg16c2NvcmVfd2luZG93GAQgASgFEhkKEXN0YWxlX2FmdGVyX3NuYXBzGAUgASgFEhYKDmNoZWNrX2NhbGVuZGFyGAYgASgIEhkKEW1heF9zcGlrZV9wZXJjZW50GAcgASgJEhgKEG1heF9yaXNlX3BlcmNlbnQYCCABKAkSGAoQbWF4X2ZhbGxfcGVyY2VudBgJIAEoCRItCgxqdW1wX3dpbmRvd3MYCiADKAsyFy5xaXMuZGF0YS52MS5KdW1wV2luZG93IoQBCgpKdW1wV2luZG93Ei4KBXN0YXJ0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgTiQQECEiwKA2VuZBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIE4kEBAhIYCgptdWx0aXBsaWVyGAMgASgJQgTiQQECIqMBChRSZWNvbmNpbGlhdGlvblBvbGljeRIxCgZtZXRob2QYASABKA4yIS5xaXMuZGF0YS52MS5SZWNvbmNpbGlhdGlvbk1ldGhvZBIVCg10b2xlcmFuY2VfYnBzGAIgASgJEhUKDXRvbGVyYW5jZV9hYnMYAyABKAkSKgoIb25fYnJlYWsYBCABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKBAgoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIpCgZjdXRvZmYYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdGltZWxpbmVzc19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25KBAgEEAVKBAgFEAZSDmN1dG9mZl9zZWNvbmRzUhZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzIs4ECgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSEAoIZGlzYWJsZWQYCCABKAgSMwoGaGVhbHRoGAkgASgLMh0ucWlzLmRhdGEudjEuRGF0YVNvdXJjZUhlYWx0aEIE4kEBAxI3Cgt0b3RhbF91c2FnZRgKIAEoCzIcLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VVc2FnZUIE4kEBAxI1CglkYXlfdXNhZ2UYCyABKAsyHC5xaXMuZGF0YS52MS5EYXRhU291cmNlVXNhZ2VCBOJBAQMSFwoPY3JlZGVudGlhbHNfcmVmGAwgASgJEjgKDHJldHJ5X3BvbGljeRgNIAEoCzIiLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VSZXRyeVBvbGljeRovCg1TZXR0aW5nc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAE6Q+pBQAoTcWlzLmRhdGEvRGF0YVNvdXJjZRIQc291cmNlcy97c291cmNlfSoLZGF0YVNvdXJjZXMyCmRhdGFTb3VyY2VKBAgHEAhSB2VuYWJsZWQikQEKFURhdGFTb3VyY2VSZXRyeVBvbGljeRIUCgxtYXhfYXR0ZW1wdHMYASABKAUSMgoPaW5pdGlhbF9iYWNrb2ZmGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC21heF9iYWNrb2ZmGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIowFChBEYXRhU291cmNlSGVhbHRoEi0KBnN0YXR1cxgBIAEoDjIdLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VTdGF0dXMSNgoSc3RhdHVzX2NoYW5nZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVxdWVzdF9jb3VudBgFIAEoAxIVCg1mYWlsdXJlX2NvdW50GAYgASgDEhoKEnJhdGVfbGltaXRlZF9jb3VudBgHIAEoAxITCgtyZXRyeV9jb3VudBgIIAEoAxIuCgtsYXRlbmN5X3A1MBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChFsYXN0X3N1Y2Nlc3NfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgMIAEoCRIMCgRjb3N0GA0gASgJEi8KC3JlcG9ydF90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9wb2ludHNfcmVjZWl2ZWQYDyABKAMSEwoLcG9pbnRzX3NlbnQYECABKAMSPAoLaW5zdHJ1bWVudHMYESADKAsyJy5xaXMuZGF0YS52MS5EYXRhU291cmNlSW5zdHJ1bWVudEhlYWx0aCKRAQoaRGF0YVNvdXJjZUluc3RydW1lbnRIZWFsdGgSDgoGc2VyaWVzGAEgASgJEjUKEWxhdGVzdF92YWx1ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCglzdGFsZW5lc3MYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i4gEKD0RhdGFTb3VyY2VVc2FnZRIeCgNkYXkYASABKAsyES5nb29nbGUudHlwZS5EYXRlEhQKDHJlcG9ydF9jb3VudBgCIAEoAxIVCg1yZXF1ZXN0X2NvdW50GAMgASgDEhUKDWZhaWx1cmVfY291bnQYBCABKAMSGgoScmF0ZV9saW1pdGVkX2NvdW50GAUgASgDEhMKC3JldHJ5X2NvdW50GAYgASgDEgwKBGNvc3QYByABKAkSFwoPcG9pbnRzX3JlY2VpdmVkGAggASgDEhMKC3BvaW50c19zZW50GAkgASgDKr4BCglGcmVxdWVuY3kSGQoVRlJFUVVFTkNZX1VOU1BFQ0lGSUVEEAASEgoORlJFUVVFTkNZX1RJQ0sQARIUChBGUkVRVUVOQ1lfU0VDT05EEAISFAoQRlJFUVVFTkNZX01JTlVURRADEhQKEEZSRVFVRU5DWV9IT1VSTFkQBBITCg9GUkVRVUVOQ1lfREFJTFkQBRIUChBGUkVRVUVOQ1lfV0VFS0xZEAYSFQoRRlJFUVVFTkNZX01PTlRITFkQByrFAQoSRGF0YUNsYXNzaWZpY2F0aW9uEiMKH0RBVEFfQ0xBU1NJRklDQVRJT05fVU5TUEVDSUZJRUQQABIeChpEQVRBX0NMQVNTSUZJQ0FUSU9OX1BVQkxJQxABEiAKHERBVEFfQ0xBU1NJRklDQVRJT05fSU5URVJOQUwQAhIkCiBEQVRBX0NMQVNTSUZJQ0FUSU9OX0NPTkZJREVOVElBTBADEiIKHkRBVEFfQ0xBU1NJRklDQVRJT05fUkVTVFJJQ1RFRBAEKqgBChRSZWNvbmNpbGlhdGlvbk1ldGhvZBIlCiFSRUNPTkNJTElBVElPTl9NRVRIT0RfVU5TUEVDSUZJRUQQABIiCh5SRUNPTkNJTElBVElPTl9NRVRIT0RfUFJJT1JJVFkQARIgChxSRUNPTkNJTElBVElPTl9NRVRIT0RfTUVESUFOEAISIwofUkVDT05DSUxJQVRJT05fTUVUSE9EX0NPTlNFTlNVUxADKloKC0JyZWFrQWN0aW9uEhwKGEJSRUFLX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEUJSRUFLX0FDVElPTl9GTEFHEAESFgoSQlJFQUtfQUNUSU9OX0JMT0NLEAIqcAoPUHVibGljYXRpb25Nb2RlEiAKHFBVQkxJQ0FUSU9OX01PREVfVU5TUEVDSUZJRUQQABIeChpQVUJMSUNBVElPTl9NT0RFX0FVVE9NQVRJQxABEhsKF1BVQkxJQ0FUSU9OX01PREVfTUFOVUFMEAIqlAEKEERhdGFTb3VyY2VTdGF0dXMSIgoeREFUQV9TT1VSQ0VfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHgoaREFUQV9TT1VSQ0VfU1RBVFVTX0hFQUxUSFkQARIfChtEQVRBX1NPVVJDRV9TVEFUVVNfREVHUkFERUQQAhIbChdEQVRBX1NPVVJDRV9TVEFUVVNfRE9XThADQloKD2NvbS5xaXMuZGF0YS52MUILU2VyaWVzUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_values]);
 
 /**
  * A timeseries whose official values this service publishes.
@@ -229,6 +229,33 @@ export type ValidationRules = Message<"qis.data.v1.ValidationRules"> & {
    * @generated from field: string max_spike_percent = 7;
    */
   maxSpikePercent: string;
+
+  /**
+   * Rule "jump" for a move up only: an asymmetric band (e.g. "0.35" beside a
+   * `max_fall_percent` of "0.25"). Replaces `max_jump_percent` for rises; with neither set,
+   * rises are not checked (decimal string above 0; empty: `max_jump_percent`).
+   *
+   * @generated from field: string max_rise_percent = 8;
+   */
+  maxRisePercent: string;
+
+  /**
+   * Rule "jump" for a move down only; replaces `max_jump_percent` for falls (decimal string
+   * above 0; empty: `max_jump_percent`). The issue's evidence names the side ("direction").
+   *
+   * @generated from field: string max_fall_percent = 9;
+   */
+  maxFallPercent: string;
+
+  /**
+   * Times of day whose jump limits are scaled (e.g. twice as wide in the half hour after the
+   * open): at most 24 windows, no two overlapping; a value's snap is in a window when its
+   * local time of day (the series' time zone, wall clock) is from `start` up to, not
+   * including, `end`. Empty: the same limits all day.
+   *
+   * @generated from field: repeated qis.data.v1.JumpWindow jump_windows = 10;
+   */
+  jumpWindows: JumpWindow[];
 };
 
 /**
@@ -237,6 +264,43 @@ export type ValidationRules = Message<"qis.data.v1.ValidationRules"> & {
  */
 export const ValidationRulesSchema: GenMessage<ValidationRules> = /*@__PURE__*/
   messageDesc(file_qis_data_v1_series, 2);
+
+/**
+ * A time of day of the jump rule (ValidationRules.jump_windows).
+ *
+ * @generated from message qis.data.v1.JumpWindow
+ */
+export type JumpWindow = Message<"qis.data.v1.JumpWindow"> & {
+  /**
+   * Time after local midnight the window starts at: whole seconds, 0 to 23:59:59.
+   *
+   * @generated from field: google.protobuf.Duration start = 1;
+   */
+  start?: Duration | undefined;
+
+  /**
+   * Time after local midnight the window ends at (excluded): whole seconds after `start`, at
+   * most 24 h. A window across midnight is two windows.
+   *
+   * @generated from field: google.protobuf.Duration end = 2;
+   */
+  end?: Duration | undefined;
+
+  /**
+   * The factor of the jump limits (`max_jump_percent`, `max_rise_percent`,
+   * `max_fall_percent`) within the window: a decimal string above 0 ("2": twice as wide).
+   *
+   * @generated from field: string multiplier = 3;
+   */
+  multiplier: string;
+};
+
+/**
+ * Describes the message qis.data.v1.JumpWindow.
+ * Use `create(JumpWindowSchema)` to create a new message.
+ */
+export const JumpWindowSchema: GenMessage<JumpWindow> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 3);
 
 /**
  * How the sources' values of a point are combined into its official value, and what a
@@ -281,7 +345,7 @@ export type ReconciliationPolicy = Message<"qis.data.v1.ReconciliationPolicy"> &
  * Use `create(ReconciliationPolicySchema)` to create a new message.
  */
 export const ReconciliationPolicySchema: GenMessage<ReconciliationPolicy> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 3);
+  messageDesc(file_qis_data_v1_series, 4);
 
 /**
  * When a reconciled value becomes the official, published one.
@@ -333,7 +397,7 @@ export type PublicationPolicy = Message<"qis.data.v1.PublicationPolicy"> & {
  * Use `create(PublicationPolicySchema)` to create a new message.
  */
 export const PublicationPolicySchema: GenMessage<PublicationPolicy> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 4);
+  messageDesc(file_qis_data_v1_series, 5);
 
 /**
  * A provider of values (a vendor API, a file drop, a synthetic feed).
@@ -445,7 +509,7 @@ export type DataSource = Message<"qis.data.v1.DataSource"> & {
  * Use `create(DataSourceSchema)` to create a new message.
  */
 export const DataSourceSchema: GenMessage<DataSource> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 5);
+  messageDesc(file_qis_data_v1_series, 6);
 
 /**
  * How a feed retries failed calls to a source's provider: a jittered exponential backoff.
@@ -480,7 +544,7 @@ export type DataSourceRetryPolicy = Message<"qis.data.v1.DataSourceRetryPolicy">
  * Use `create(DataSourceRetryPolicySchema)` to create a new message.
  */
 export const DataSourceRetryPolicySchema: GenMessage<DataSourceRetryPolicy> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 6);
+  messageDesc(file_qis_data_v1_series, 7);
 
 /**
  * The latest health report of a data source, with what the service derived from it.
@@ -616,7 +680,7 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
  * Use `create(DataSourceHealthSchema)` to create a new message.
  */
 export const DataSourceHealthSchema: GenMessage<DataSourceHealth> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 7);
+  messageDesc(file_qis_data_v1_series, 8);
 
 /**
  * How fresh the values of one instrument of a feed are.
@@ -651,7 +715,7 @@ export type DataSourceInstrumentHealth = Message<"qis.data.v1.DataSourceInstrume
  * Use `create(DataSourceInstrumentHealthSchema)` to create a new message.
  */
 export const DataSourceInstrumentHealthSchema: GenMessage<DataSourceInstrumentHealth> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 8);
+  messageDesc(file_qis_data_v1_series, 9);
 
 /**
  * What health reports of a data source added up to.
@@ -728,7 +792,7 @@ export type DataSourceUsage = Message<"qis.data.v1.DataSourceUsage"> & {
  * Use `create(DataSourceUsageSchema)` to create a new message.
  */
 export const DataSourceUsageSchema: GenMessage<DataSourceUsage> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 9);
+  messageDesc(file_qis_data_v1_series, 10);
 
 /**
  * How often a series has a value. Also sizes the event-store buckets of the series.
