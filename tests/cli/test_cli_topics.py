@@ -1,15 +1,24 @@
-"""`qis topics set|delete` against the real command service: the request a person's options
-make, and the answers they see."""
+"""`qis topics set|delete` against the real command service, `list|parked|replay` against
+the real query service: the request a person's options make, and the answers they see."""
 
 from __future__ import annotations
 
 import argparse
+import time
 import uuid
 
 import pytest
 from google.protobuf import duration_pb2
 from qis.data.v1 import quality_pb2, routing_pb2
-from qis_cli.topics import add_topics_parser, cmd_delete, cmd_set, set_request
+from qis_cli.topics import (
+    add_topics_parser,
+    cmd_delete,
+    cmd_list,
+    cmd_parked,
+    cmd_replay,
+    cmd_set,
+    set_request,
+)
 
 from tests.e2e.harness import Cluster
 
@@ -68,3 +77,32 @@ def test_set_and_delete_a_topic(services: Cluster, capsys: pytest.CaptureFixture
     assert out[0].startswith(f"set topics/{name} (commit position ")
     assert out[1].startswith(f"set topics/{name}: already done by this command id")
     assert out[2].startswith(f"deleted topics/{name} (commit position ")
+
+
+def test_list_parked_and_replay_through_the_query_service(
+    services: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"cli-list.{uuid.uuid4().hex[:8]}"
+    setting = ["topics", "set", name, "--events", "published,restated", "--series", "EQ.*"]
+    assert cmd_set(parse(*setting, "--address", services.address("command"))) == 0
+    query = services.address("query")
+    for _ in range(200):  # projected
+        capsys.readouterr()
+        assert cmd_list(parse("topics", "list", "--address", query)) == 0
+        if f"topics/{name}\t" in capsys.readouterr().out:
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError("the topic was never listed")
+    lines = [line for line in _listed(query, capsys) if line.startswith(f"topics/{name}\t")]
+    assert lines == [f"topics/{name}\tpublished,restated\tEQ.*"]
+    assert cmd_parked(parse("topics", "parked", name, "--group", "g", "--address", query)) == 0
+    assert capsys.readouterr().out == ""  # nothing parked
+    replay = ["topics", "replay", name, "--group", "g", "--max", "10", "--address", query]
+    assert cmd_replay(parse(*replay)) == 0
+    assert capsys.readouterr().out == f"replayed 0 entries of topics/{name} for group g\n"
+
+
+def _listed(address: str, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    assert cmd_list(parse("topics", "list", "--address", address)) == 0
+    return capsys.readouterr().out.splitlines()

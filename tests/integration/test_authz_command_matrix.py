@@ -97,6 +97,10 @@ ALLOWED = {
     "RecordAccessDenial": "admin",  # or a service of QIS_SERVICE_PRINCIPALS (below)
     "SetTopic": "admin",  # `admin` on "topics/{topic}"
     "DeleteTopic": "admin",
+    # A consumer group's records: a service of QIS_SERVICE_PRINCIPALS (below) or `admin` on "*".
+    "CheckpointConsumerGroup": "admin",
+    "ParkTopicEntry": "admin",
+    "ReplayParkedEntries": "admin",
 }
 SERVICE = _bearer(hmac_token(sub="svc-query", roles=[], exp=SESSION_EXP))  # QIS_SERVICE_PRINCIPALS
 
@@ -337,6 +341,21 @@ def request_of(rpc: str, caller: str, w: World) -> Any:
             return pb.SetTopicRequest(command_id=cid, topic=_topic(f"extra.{caller}"))
         case "DeleteTopic":
             return pb.DeleteTopicRequest(command_id=cid, name="topics/doomed")
+        case "CheckpointConsumerGroup":
+            return pb.CheckpointConsumerGroupRequest(
+                command_id=cid, topic="topics/doomed", group=caller, position=5, index=0
+            )
+        case "ParkTopicEntry":
+            return pb.ParkTopicEntryRequest(
+                command_id=cid, topic="topics/doomed", group=caller, position=5, attempts=3
+            )
+        case "ReplayParkedEntries":
+            return pb.ReplayParkedEntriesRequest(
+                command_id=cid,
+                topic="topics/doomed",
+                group=caller,
+                entries=[pb.TopicEntryRef(position=5)],
+            )
     raise AssertionError(rpc)
 
 
@@ -510,3 +529,15 @@ async def test_a_service_records_a_denial_of_its_own_once(tmp_path: Path) -> Non
         assert await call(w, "RecordAccessDenial", other, SERVICE) == grpc.StatusCode.ALREADY_EXISTS
         define = request_of("DefineSeries", "svc", w)
         assert await call(w, "DefineSeries", define, SERVICE) == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_service_records_the_consumer_groups_it_serves(tmp_path: Path) -> None:
+    """The query service serving a consumer group records its checkpoint and parked entries
+    (QIS_SERVICE_PRINCIPALS), whatever the policies say."""
+    async with world(tmp_path) as w:
+        for rpc in ("CheckpointConsumerGroup", "ParkTopicEntry", "ReplayParkedEntries"):
+            request = request_of(rpc, "svc", w)
+            assert await call(w, rpc, request, SERVICE) == grpc.StatusCode.OK, rpc
+            assert await call(w, rpc, request, CALLERS["reader"]()) == (
+                grpc.StatusCode.PERMISSION_DENIED
+            ), rpc

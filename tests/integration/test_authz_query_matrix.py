@@ -22,15 +22,19 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 from pydantic import SecretStr
+from qis.data.v1 import access_pb2, routing_pb2
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis.data.v1 import query_service_pb2 as q
+from qis.data.v1 import topic_service_pb2 as topics_pb
+from qis.data.v1 import topic_service_pb2_grpc as topics_grpc
 from qis_adapters.eventstore.port import EventStore
 from qis_adapters.eventstore.sqlite import SqliteEventStore
 from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_domain.access import DENIALS_PREFIX
 from qis_domain.events import AccessDenied
 from qis_projector.application.projector import Projector
+from qis_query.bootstrap import build
 from qis_query.settings import QuerySettings
 
 from tests.integration.test_authz_command_matrix import (
@@ -94,25 +98,29 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         ):
             command = pb_grpc.CommandServiceStub(channel)
             issue_id = await seed(command, events)
-            token = hmac_token(sub=QUERY_USER, roles=[], exp=int(time.time()) + 3_600)
-            settings = QuerySettings(
-                auth="jwt",
-                jwt_hmac_secret=SecretStr(HMAC_SECRET),
-                jwt_issuer=ISSUER,
-                jwt_audience=AUDIENCE,
-                admins="root",  # as the command service's
-                query_address="127.0.0.1:0",
-                flight_address="127.0.0.1:0",
-                query_max_wait_s=5.0,
-                command_address=f"127.0.0.1:{command_port}",
-                query_token=SecretStr(token),
-            )
+            settings = query_settings(command_port, flight=True)
             async with query_ports(reader, settings) as ports:
                 head = await events.head_position()
                 yield Cluster(command, ports, events, head, issue_id)
     finally:
         await reader.close()
         await writer.close()
+
+
+def query_settings(command_port: int, *, flight: bool) -> QuerySettings:
+    token = hmac_token(sub=QUERY_USER, roles=[], exp=int(time.time()) + 3_600)
+    return QuerySettings(
+        auth="jwt",
+        jwt_hmac_secret=SecretStr(HMAC_SECRET),
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        admins="root",  # as the command service's
+        query_address="127.0.0.1:0",
+        flight_address="127.0.0.1:0" if flight else "",
+        query_max_wait_s=5.0,
+        command_address=f"127.0.0.1:{command_port}",
+        query_token=SecretStr(token),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -350,3 +358,138 @@ async def test_a_subscriber_sees_only_what_it_may_read_also_when_a_policy_change
             await _next(everything, 1.0)
         everything.cancel()
         assert published.commit_position > c.head
+
+
+# --- TopicService ---------------------------------------------------------------------------
+
+TOPIC_ALLOWED = {
+    "Consume": "reader",  # `read` on "topics/{topic}"
+    "ListParked": "reader",
+    "ReplayParked": "admin",  # `admin` on the topic
+}
+TOPIC_FILTERING = {"ListTopics"}
+"""Shows the topics the caller may read, refuses nobody."""
+TOPIC = "topics/risk.recalculate"
+
+
+def test_the_topic_matrix_names_every_rpc() -> None:
+    service = topics_pb.DESCRIPTOR.services_by_name["TopicService"]
+    assert set(TOPIC_ALLOWED) | TOPIC_FILTERING == {m.name for m in service.methods}
+
+
+@dataclass
+class TopicCluster:
+    command: pb_grpc.CommandServiceAsyncStub
+    stub: topics_grpc.TopicServiceAsyncStub
+    events: EventStore
+
+
+@contextlib.asynccontextmanager
+async def topic_service(tmp_path: Path) -> AsyncIterator[TopicCluster]:
+    """The command service, the projector and the query service's gRPC port (TopicService),
+    with the command matrix's policies, a topic, and a policy letting readers read it."""
+    events = await SqliteEventStore.open(tmp_path / "events.db")  # the command app closes it
+    writer = await SqliteReadStore.open(tmp_path / "read.db", "g1")
+    await writer.set_active_generation("g1")
+    reader = await SqliteReadStore.open(tmp_path / "read.db")
+    try:
+        async with (
+            command_service(events) as command_port,
+            grpc.aio.insecure_channel(f"127.0.0.1:{command_port}") as channel,
+            projecting(events, writer),
+        ):
+            command = pb_grpc.CommandServiceStub(channel)
+            await seed(command, events)
+            topic = routing_pb2.Topic(
+                name=TOPIC, event_types=[routing_pb2.ROUTED_EVENT_TYPE_DATA_PUBLISHED]
+            )
+            await command.SetTopic(pb.SetTopicRequest(command_id="t1", topic=topic), metadata=ROOT)
+            policy = access_pb2.AccessPolicy(
+                name="accessPolicies/topic-readers",
+                principals=["role:reader"],
+                resources=[TOPIC],
+                permissions=[access_pb2.PERMISSION_READ],
+            )
+            done = await command.SetAccessPolicy(
+                pb.SetAccessPolicyRequest(command_id="p1", policy=policy, reason="topics"),
+                metadata=ROOT,
+            )
+            for _ in range(500):  # projected: the topic in force, the policy too
+                if (await reader.checkpoint() or 0) >= done.commit_position:
+                    break
+                await asyncio.sleep(0.01)
+            app = await build(query_settings(command_port, flight=False), reader)
+            port = await app.server.start()
+            try:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as query_channel:
+                    stub = topics_grpc.TopicServiceStub(query_channel)
+                    yield TopicCluster(command, stub, events)
+            finally:
+                await app.server.stop(0)
+                await app.close()
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def ask_topic(
+    stub: topics_grpc.TopicServiceAsyncStub, rpc: str, metadata: Metadata
+) -> grpc.StatusCode:
+    try:
+        match rpc:
+            case "Consume":
+                first = topics_pb.ConsumeRequest(topic=TOPIC, group="g", consumer="c")
+                call = stub.Consume(iter([first]), metadata=metadata)
+                # Nothing to deliver: a refusal ends the call at once, an admitted one waits.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(call.read(), 0.5)
+                call.cancel()
+            case "ListParked":
+                listing = topics_pb.ListParkedRequest(topic=TOPIC, group="g")
+                await stub.ListParked(listing, metadata=metadata)
+            case "ReplayParked":
+                request = topics_pb.ReplayParkedRequest(topic=TOPIC, group="g", max_count=5)
+                await stub.ReplayParked(request, metadata=metadata)
+            case _:
+                raise AssertionError(rpc)
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("rpc", sorted(TOPIC_ALLOWED))
+async def test_each_caller_of_a_topic_gets_its_status_and_a_refusal_its_record(
+    tmp_path: Path, rpc: str
+) -> None:
+    allowed = TOPIC_ALLOWED[rpc]
+    async with topic_service(tmp_path) as c:
+        for caller in CALLERS:
+            head = await c.events.head_position()
+            code = await ask_topic(c.stub, rpc, CALLERS[caller]())
+            denials = [
+                d for d in await denials_after_any(c.events, head) if isinstance(d, AccessDenied)
+            ]
+            if caller in UNAUTHENTICATED:
+                assert code == grpc.StatusCode.UNAUTHENTICATED, caller
+                assert denials == [], caller
+            elif caller != allowed:
+                assert code == grpc.StatusCode.PERMISSION_DENIED, caller
+                [denial] = denials
+                assert (denial.method, denial.roles, denial.resource) == (rpc, [caller], TOPIC)
+            else:
+                assert code == grpc.StatusCode.OK, caller
+                assert denials == [], caller
+
+
+async def test_the_topic_listing_shows_what_the_caller_may_read(tmp_path: Path) -> None:
+    async with topic_service(tmp_path) as c:
+        for caller, seen in (("reader", [TOPIC]), ("writer", []), ("admin", [])):
+            listed = await c.stub.ListTopics(
+                topics_pb.ListTopicsRequest(), metadata=CALLERS[caller]()
+            )
+            assert [t.name for t in listed.topics] == seen, caller
+
+
+async def denials_after_any(events: EventStore, position: int) -> list[object]:
+    """The events appended after `position` (a consumer group records its checkpoint too)."""
+    return [CODEC.decode(r).event for r in await events_after(events, position)]

@@ -1,16 +1,19 @@
-"""`qis topics set NAME` and `qis topics delete NAME`: the topics other domains consume
-(docs/routing.md), defined through the command service. Reading a topic's log (consumer
-groups) is not built yet."""
+"""`qis topics set|delete NAME`: the topics other domains consume (docs/routing.md), defined
+through the command service; `qis topics list|consume|parked|replay`: the topics in force and
+their consumer groups, served by the query service (TopicService)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import queue
+from collections.abc import Callable, Iterator
 
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, json_format
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis.data.v1 import quality_pb2, routing_pb2
+from qis.data.v1 import topic_service_pb2 as tpb
+from qis.data.v1 import topic_service_pb2_grpc as tpb_grpc
 
 from qis_cli.connection import call, identity, normalise_name
 from qis_cli.definitions import duration_seconds, new_command_id, outcome_text
@@ -32,11 +35,14 @@ SEVERITIES = {
 def add_topics_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], add_connection: AddConnection
 ) -> None:
-    """`qis topics set|delete`, both sent to the command service (`add_connection`: the
-    --address and identity options of the CLI)."""
-    topics = commands.add_parser("topics", help="define or delete a topic other domains consume")
+    """`qis topics set|delete` (command service), `list|consume|parked|replay` (query
+    service); `add_connection`: the --address and identity options of the CLI."""
+    topics = commands.add_parser("topics", help="topics other domains consume, and their groups")
     actions = topics.add_subparsers(
-        dest="action", required=True, metavar="ACTION", help="set or delete"
+        dest="action",
+        required=True,
+        metavar="ACTION",
+        help="set, delete, list, consume, parked or replay",
     )
     setting = actions.add_parser("set", help="define a topic, or replace its definition")
     setting.add_argument("topic", help="topic name, e.g. risk-domain.recalculate (or topics/NAME)")
@@ -71,6 +77,31 @@ def add_topics_parser(
     deleting.add_argument("--command-id", help="makes a scripted setup repeatable")
     add_connection(deleting, "command")
     deleting.set_defaults(run=cmd_delete)
+    listing = actions.add_parser("list", help="the topics in force")
+    add_connection(listing, "query")
+    listing.set_defaults(run=cmd_list)
+    consuming = actions.add_parser(
+        "consume", help="consume a topic as a member of a group: print each entry, ack it"
+    )
+    consuming.add_argument("topic", help="topic name (or topics/NAME)")
+    consuming.add_argument("--group", required=True, help="the consumer group")
+    consuming.add_argument("--consumer", default="cli", help="this consumer's name in the group")
+    consuming.add_argument(
+        "--max", type=int, default=0, help="stop after this many entries (default: never)"
+    )
+    add_connection(consuming, "query")
+    consuming.set_defaults(run=cmd_consume)
+    parked = actions.add_parser("parked", help="the entries a group parked")
+    parked.add_argument("topic", help="topic name (or topics/NAME)")
+    parked.add_argument("--group", required=True)
+    add_connection(parked, "query")
+    parked.set_defaults(run=cmd_parked)
+    replaying = actions.add_parser("replay", help="deliver a group's parked entries again")
+    replaying.add_argument("topic", help="topic name (or topics/NAME)")
+    replaying.add_argument("--group", required=True)
+    replaying.add_argument("--max", type=int, default=1_000, help="entries at most (1,000)")
+    add_connection(replaying, "query")
+    replaying.set_defaults(run=cmd_replay)
 
 
 def _events(text: str) -> list[routing_pb2.RoutedEventType.ValueType]:
@@ -119,4 +150,94 @@ def cmd_delete(args: argparse.Namespace) -> int:
         lambda stub: stub.DeleteTopic(request, metadata=metadata),
     )
     print(outcome_text(f"deleted {name}", response))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    metadata = identity(args.user, args.token)
+
+    def pages(stub: tpb_grpc.TopicServiceStub) -> list[routing_pb2.Topic]:
+        topics: list[routing_pb2.Topic] = []
+        token = ""
+        while True:
+            page = stub.ListTopics(tpb.ListTopicsRequest(page_token=token), metadata=metadata)
+            topics.extend(page.topics)
+            if not (token := page.next_page_token):
+                return topics
+
+    for topic in call(args.address, "query", tpb_grpc.TopicServiceStub, pages):
+        kinds = ",".join(k for k, n in EVENT_TYPES.items() if n in topic.event_types)
+        series = " ".join(topic.series_patterns) or "*"
+        print(f"{topic.name}\t{kinds}\t{series}")
+    return 0
+
+
+def consume_requests(
+    first: tpb.ConsumeRequest, acks: queue.Queue[str | None]
+) -> Iterator[tpb.ConsumeRequest]:
+    """The subscription, then an ack of each entry printed, until None."""
+    yield first
+    while (delivery_id := acks.get()) is not None:
+        yield tpb.ConsumeRequest(ack_ids=[delivery_id])
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    metadata = identity(args.user, args.token)
+    first = tpb.ConsumeRequest(
+        topic=f"topics/{normalise_name(args.topic, 'topics')}",
+        group=args.group,
+        consumer=args.consumer,
+    )
+    acks: queue.Queue[str | None] = queue.Queue()
+
+    def consume(stub: tpb_grpc.TopicServiceStub) -> int:
+        seen = 0
+        responses = stub.Consume(consume_requests(first, acks), metadata=metadata)
+        try:
+            for response in responses:
+                print(json_format.MessageToJson(response, indent=None), flush=True)
+                acks.put(response.delivery_id)
+                seen += 1
+                if seen == args.max:
+                    break
+        finally:
+            acks.put(None)
+            responses.cancel()
+        return seen
+
+    call(args.address, "query", tpb_grpc.TopicServiceStub, consume)
+    return 0
+
+
+def cmd_parked(args: argparse.Namespace) -> int:
+    metadata = identity(args.user, args.token)
+    name = f"topics/{normalise_name(args.topic, 'topics')}"
+
+    def pages(stub: tpb_grpc.TopicServiceStub) -> list[tpb.ParkedEntry]:
+        entries: list[tpb.ParkedEntry] = []
+        token = ""
+        while True:
+            request = tpb.ListParkedRequest(topic=name, group=args.group, page_token=token)
+            page = stub.ListParked(request, metadata=metadata)
+            entries.extend(page.parked)
+            if not (token := page.next_page_token):
+                return entries
+
+    for e in call(args.address, "query", tpb_grpc.TopicServiceStub, pages):
+        state = "replayed" if e.replayed else "parked"
+        print(f"{e.commit_position}.{e.index}\t{state}\t{e.attempts}\t{e.last_error}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    metadata = identity(args.user, args.token)
+    name = f"topics/{normalise_name(args.topic, 'topics')}"
+    request = tpb.ReplayParkedRequest(topic=name, group=args.group, max_count=args.max)
+    response = call(
+        args.address,
+        "query",
+        tpb_grpc.TopicServiceStub,
+        lambda stub: stub.ReplayParked(request, metadata=metadata),
+    )
+    print(f"replayed {response.replayed_count} entries of {name} for group {args.group}")
     return 0

@@ -15,6 +15,10 @@ rebuild, whenever a topic was defined.
 | min severity      | "", info, warning or error (only QualityIssueDetected has severities)    |
 | max attempts      | 1 to 100 deliveries of an entry before it is parked (default 5)          |
 | ack timeout       | 1 s to 1 h: an entry not settled within it is delivered again (30 s)     |
+
+Each consumer group of a topic is an aggregate of its own (`ConsumerGroup`, stream
+`routing/groups/{topic}/{group}`), changed by the query service that serves the group: its
+checkpoint (never backwards) and the entries it parked.
 """
 
 from __future__ import annotations
@@ -27,11 +31,20 @@ from qis_domain.bounds import MAX_TEXT_LENGTH, check_length, quoted
 from qis_domain.commands import CommandOutcome, RemembersCommands
 from qis_domain.errors import FieldViolation, InvalidArgument, NotFound, Resource
 from qis_domain.events import DomainEvent, Issue
-from qis_domain.events.routing import TopicDefinition, TopicDeleted, TopicSet
+from qis_domain.events.routing import (
+    ConsumerGroupCheckpointed,
+    EntryRef,
+    ParkedEntriesReplayed,
+    TopicDefinition,
+    TopicDeleted,
+    TopicEntryParked,
+    TopicSet,
+)
 from qis_domain.rules import Severity
 from qis_domain.series_bucket import Recorded
 
 ROUTING_STREAM = "routing/topics"
+GROUPS_PREFIX = "routing/groups/"
 TOPICS_COLLECTION = "topics"
 ROUTED_EVENT_TYPES = ("DataPublished", "DataRestated", "QualityIssueDetected")
 """The events a topic can hold: what other domains act on (new, corrected, doubtful data)."""
@@ -42,6 +55,11 @@ DEFAULT_MAX_ATTEMPTS = 5
 MAX_ATTEMPTS = 100
 DEFAULT_ACK_TIMEOUT_S = 30
 MAX_ACK_TIMEOUT_S = 3600
+MAX_GROUP_NAME_LENGTH = 64
+MAX_ERROR_LENGTH = 1024
+MAX_ENTRIES = 1000
+"""Entries one command names at most (settled by a checkpoint, replayed)."""
+_GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]*(?:\.[a-z0-9][a-z0-9-]*)*")
 _PATTERN = re.compile(r"[A-Za-z0-9._:\-*?\[\]!]+")
 _RANK: dict[str, int] = {Severity.INFO: 1, Severity.WARNING: 2, Severity.ERROR: 3}
@@ -49,13 +67,17 @@ _RANK: dict[str, int] = {Severity.INFO: 1, Severity.WARNING: 2, Severity.ERROR: 
 __all__ = [
     "DEFAULT_ACK_TIMEOUT_S",
     "DEFAULT_MAX_ATTEMPTS",
+    "GROUPS_PREFIX",
     "ROUTED_EVENT_TYPES",
     "ROUTING_STREAM",
+    "ConsumerGroup",
     "EventRouting",
     "Route",
     "Routes",
     "TopicDefinition",
     "definition_violations",
+    "group_problem",
+    "group_stream",
     "topic_name",
     "topic_resource",
     "validate_topic_name",
@@ -78,6 +100,19 @@ def name_problem(name: str) -> str | None:
         f"{quoted(name)} is not a topic name: 1 to {MAX_TOPIC_NAME_LENGTH} characters, words of"
         " lower-case letters, digits and '-' joined by '.', e.g. 'risk-domain.recalculate'"
     )
+
+
+def group_problem(group: str) -> str | None:
+    if len(group) <= MAX_GROUP_NAME_LENGTH and _GROUP.fullmatch(group):
+        return None
+    return (
+        f"{quoted(group)} is not a consumer group name: 1 to {MAX_GROUP_NAME_LENGTH} letters,"
+        " digits and '._-', starting with a letter or digit"
+    )
+
+
+def group_stream(topic: str, group: str) -> str:
+    return f"{GROUPS_PREFIX}{topic}/{group}"
 
 
 def validate_topic_name(name: str, field: str) -> str:
@@ -221,3 +256,104 @@ class EventRouting(RemembersCommands):
         elif isinstance(event, TopicDeleted):
             self.topics = {k: d for k, d in self.topics.items() if k != event.name}
         self._outcomes[meta.command_id] = CommandOutcome(meta.position)
+
+
+class ConsumerGroup(RemembersCommands):
+    """What a consumer group of a topic has settled: its checkpoint, the (position, index) of
+    the last entry before which every entry is settled; and the entries it parked (events
+    only: the read model lists them, the aggregate needs none of them to decide)."""
+
+    REMEMBERED = 64
+    """Command outcomes kept: a group is checkpointed about once a second, for ever, so its
+    memory is bounded; an older repeat is answered from its command record, whose position is
+    the command's own (one append)."""
+
+    def __init__(self, topic: str, group: str) -> None:
+        self.topic = topic
+        self.group = group
+        self.version: int | None = None
+        self.checkpoint: tuple[int, int] | None = None
+        self._outcomes: dict[str, CommandOutcome] = {}
+
+    @property
+    def stream(self) -> str:
+        return group_stream(self.topic, self.group)
+
+    def checkpoint_at(
+        self, position: int, index: int, settled: Sequence[EntryRef] = ()
+    ) -> list[DomainEvent]:
+        """Never backwards: a checkpoint at or before the group's keeps the group's (two query
+        instances, or a retry arriving late, cannot make the group deliver settled entries);
+        with no replayed entry settled either, it changes nothing."""
+        violations = _entry_violations(position, index)
+        violations.extend(_refs_violations(settled, "settled", allow_empty=True))
+        if violations:
+            raise InvalidArgument(violations)
+        at = (position, index)
+        if self.checkpoint is not None and at <= self.checkpoint:
+            if not settled:
+                return []
+            at = self.checkpoint
+        return [
+            ConsumerGroupCheckpointed(
+                topic=self.topic,
+                group=self.group,
+                position=at[0],
+                index=at[1],
+                settled=tuple(settled),
+            )
+        ]
+
+    def replay(self, entries: Sequence[EntryRef]) -> list[DomainEvent]:
+        """Back to delivery: the read model moves those of `entries` that are parked."""
+        if violations := _refs_violations(entries, "entries", allow_empty=False):
+            raise InvalidArgument(violations)
+        return [ParkedEntriesReplayed(topic=self.topic, group=self.group, entries=tuple(entries))]
+
+    def park(self, position: int, index: int, attempts: int, last_error: str) -> list[DomainEvent]:
+        violations = _entry_violations(position, index)
+        if not 1 <= attempts <= MAX_ATTEMPTS:
+            violations.append(FieldViolation("attempts", f"1 to {MAX_ATTEMPTS}"))
+        check_length(last_error, MAX_ERROR_LENGTH, "last_error", violations)
+        if violations:
+            raise InvalidArgument(violations)
+        return [
+            TopicEntryParked(
+                topic=self.topic,
+                group=self.group,
+                position=position,
+                index=index,
+                attempts=attempts,
+                last_error=last_error,
+            )
+        ]
+
+    def apply(self, event: DomainEvent, meta: Recorded) -> None:
+        self.version = meta.stream_version
+        if isinstance(event, ConsumerGroupCheckpointed):
+            self.checkpoint = (event.position, event.index)
+        self._outcomes[meta.command_id] = CommandOutcome(meta.position)
+        if len(self._outcomes) > self.REMEMBERED:
+            del self._outcomes[next(iter(self._outcomes))]
+
+
+def _entry_violations(position: int, index: int, path: str = "") -> list[FieldViolation]:
+    v = []
+    if position < 1:
+        v.append(FieldViolation(f"{path}position", "the commit position of an entry, 1 or more"))
+    if index < 0:
+        v.append(FieldViolation(f"{path}index", "0 or more"))
+    return v
+
+
+def _refs_violations(
+    refs: Sequence[EntryRef], path: str, *, allow_empty: bool
+) -> list[FieldViolation]:
+    if not refs and not allow_empty:
+        return [FieldViolation(path, "at least one entry is required")]
+    if len(refs) > MAX_ENTRIES:
+        return [FieldViolation(path, f"at most {MAX_ENTRIES} entries")]
+    v: list[FieldViolation] = []
+    for i, (position, index) in enumerate(refs):
+        v.extend(_entry_violations(position, index, f"{path}[{i}]."))
+    return v

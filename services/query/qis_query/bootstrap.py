@@ -6,7 +6,13 @@ import logging
 from dataclasses import dataclass
 
 import grpc.aio
-from qis.data.v1 import command_service_pb2_grpc, query_service_pb2, query_service_pb2_grpc
+from qis.data.v1 import (
+    command_service_pb2_grpc,
+    query_service_pb2,
+    query_service_pb2_grpc,
+    topic_service_pb2,
+    topic_service_pb2_grpc,
+)
 from qis_adapters.readstore.factory import open_read_store
 from qis_adapters.readstore.port import ReadModelReader, ReadStore
 from qis_cli.connection import channel_credentials, identity
@@ -14,7 +20,8 @@ from qis_runtime.auth import loopback_only, server_security
 from qis_runtime.authorization import Authorization, authorization
 from qis_runtime.server import QisServer, ServiceBinding
 
-from qis_query.adapters.denials import CommandServiceRecorder
+from qis_query.adapters.denials import CommandServiceRecorder, Metadata
+from qis_query.adapters.groups import CommandServiceGroups
 from qis_query.adapters.redis_cache import RedisCache
 from qis_query.application.access import OpenAccess, PolicyAccess, ReadAccess
 from qis_query.application.cache import AnswerCache, NoCache, QueryCache, SharedCache
@@ -22,11 +29,14 @@ from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.sources import SourceQueries
 from qis_query.application.subscription import FeedSettings
+from qis_query.application.topics import GroupSettings, TopicGroups
 from qis_query.entrypoints.flight import FlightTls, QueryFlight
 from qis_query.entrypoints.grpc_service import QueryService
+from qis_query.entrypoints.topics import TopicService
 from qis_query.settings import QuerySettings
 
 SERVICE_NAME = query_service_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
+TOPIC_SERVICE_NAME = topic_service_pb2.DESCRIPTOR.services_by_name["TopicService"].full_name
 log = logging.getLogger("qis.query")
 
 
@@ -39,14 +49,15 @@ class QueryApp:
     with `server` (main.serve)."""
     opened_store: ReadStore | None  # the store `build` opened (an injected one is not its own)
     access: ReadAccess
-    command_channel: grpc.aio.Channel | None = None
-    """Where refusals are recorded (None when the policies are not enforced)."""
+    groups: TopicGroups
+    command_channel: grpc.aio.Channel
+    """Where refusals and the consumer groups' records are made (the command service)."""
     shared_cache: RedisCache | None = None
     """The cache's L2 (None without QIS_CACHE_REDIS_URL)."""
 
     async def close(self) -> None:
-        if self.command_channel is not None:
-            await self.command_channel.close()
+        await self.groups.close()
+        await self.command_channel.close()
         if self.shared_cache is not None:
             await self.shared_cache.close()
         if self.opened_store is not None:
@@ -68,16 +79,9 @@ def build_handlers(
     return QueryHandlers(reader, read_position, feed, settings.limits(), cache)
 
 
-def _access(
-    reader: ReadModelReader,
-    read_position: ReadPosition,
-    settings: QuerySettings,
-    authz: Authorization,
-) -> tuple[ReadAccess, grpc.aio.Channel | None]:
-    """The access checks the settings ask for, and the channel to the command service that
-    records their refusals (none when every caller may read everything)."""
-    if not authz.enforced:
-        return OpenAccess(), None
+def _command_channel(settings: QuerySettings) -> tuple[grpc.aio.Channel, Metadata]:
+    """The channel to the command service (connected at its first call), and who the query
+    service is there."""
     credentials = channel_credentials()
     channel = (
         grpc.aio.insecure_channel(settings.command_address)
@@ -85,11 +89,21 @@ def _access(
         else grpc.aio.secure_channel(settings.command_address, credentials)
     )
     token = settings.query_token.get_secret_value() if settings.query_token else None
-    recorder = CommandServiceRecorder(
-        command_service_pb2_grpc.CommandServiceStub(channel),
-        identity(settings.query_user, token),
-    )
-    return PolicyAccess(reader, read_position, recorder, authz.admins), channel
+    return channel, identity(settings.query_user, token)
+
+
+def _access(
+    reader: ReadModelReader,
+    read_position: ReadPosition,
+    authz: Authorization,
+    stub: command_service_pb2_grpc.CommandServiceAsyncStub,
+    metadata: Metadata,
+) -> ReadAccess:
+    """The access checks the settings ask for, recording their refusals through `stub`."""
+    if not authz.enforced:
+        return OpenAccess()
+    recorder = CommandServiceRecorder(stub, metadata)
+    return PolicyAccess(reader, read_position, recorder, authz.admins)
 
 
 async def build(settings: QuerySettings, reader: ReadModelReader | None = None) -> QueryApp:
@@ -112,16 +126,24 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
     if settings.cache_redis_url:
         shared_cache = RedisCache.from_url(settings.cache_redis_url, settings.cache_redis_timeout_s)
     handlers = build_handlers(reader, settings, read_position, shared_cache)
-    access, command_channel = _access(reader, read_position, settings, authz)
+    command_channel, metadata = _command_channel(settings)
+    stub = command_service_pb2_grpc.CommandServiceStub(command_channel)
+    access = _access(reader, read_position, authz, stub, metadata)
+    groups = TopicGroups(reader, CommandServiceGroups(stub, metadata), GroupSettings())
     log.info("authorisation: %s", authz.summary)
     binding = ServiceBinding(
         SERVICE_NAME,
         query_service_pb2_grpc.add_QueryServiceServicer_to_server,
         QueryService(handlers, access, SourceQueries(reader, read_position, settings.limits())),
     )
+    topics = ServiceBinding(
+        TOPIC_SERVICE_NAME,
+        topic_service_pb2_grpc.add_TopicServiceServicer_to_server,
+        TopicService(groups, access),
+    )
     server = QisServer(
         settings.query_address,
-        [binding],
+        [binding, topics],
         settings.query_max_request_bytes,
         security=security,
     )
@@ -131,7 +153,7 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
         flight = QueryFlight(
             handlers, access, settings.flight_address, security, _flight_tls(settings)
         )
-    return QueryApp(handlers, server, flight, opened, access, command_channel, shared_cache)
+    return QueryApp(handlers, server, flight, opened, access, groups, command_channel, shared_cache)
 
 
 def _flight_tls(settings: QuerySettings) -> FlightTls | None:

@@ -36,6 +36,7 @@ from qis_domain.events import (
     AccessPolicyChanged,
     AccessPolicyRemoved,
     CommandAccepted,
+    ConsumerGroupCheckpointed,
     DataIngested,
     DataPublished,
     DataReconciled,
@@ -51,6 +52,7 @@ from qis_domain.events import (
     ManualOverrideExpired,
     ManualOverrideSet,
     OfficialRow,
+    ParkedEntriesReplayed,
     PolicyRefusal,
     PublicationScheduled,
     QualityApproved,
@@ -63,6 +65,7 @@ from qis_domain.events import (
     SourceAdded,
     TopicDefinition,
     TopicDeleted,
+    TopicEntryParked,
     TopicSet,
     UnknownEventType,
     default_registry,
@@ -145,6 +148,13 @@ EXAMPLES: dict[type[DomainEvent], DomainEvent] = {
         definition=TopicDefinition(event_types=("QualityIssueDetected",), min_severity="error"),
     ),
     TopicDeleted: TopicDeleted(name="ops-domain.quality-alert"),
+    ConsumerGroupCheckpointed: ConsumerGroupCheckpointed(
+        topic="t.a", group="g", position=5, index=0, settled=((2, 0),)
+    ),
+    TopicEntryParked: TopicEntryParked(
+        topic="t.a", group="g", position=5, index=0, attempts=3, last_error="x"
+    ),
+    ParkedEntriesReplayed: ParkedEntriesReplayed(topic="t.a", group="g", entries=((5, 0),)),
     SeriesDefined: SeriesDefined(series_id="SPX", definition=DEFINITION),
     SchemaEvolved: SchemaEvolved(
         series_id="SPX",

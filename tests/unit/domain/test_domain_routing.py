@@ -7,8 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from qis_domain.errors import InvalidArgument, NotFound
-from qis_domain.events import DomainEvent, Issue, TopicDeleted, TopicSet
-from qis_domain.routing import EventRouting, Routes, TopicDefinition
+from qis_domain.events import (
+    ConsumerGroupCheckpointed,
+    DomainEvent,
+    Issue,
+    ParkedEntriesReplayed,
+    TopicDeleted,
+    TopicEntryParked,
+    TopicSet,
+)
+from qis_domain.routing import ConsumerGroup, EventRouting, Routes, TopicDefinition
 from qis_domain.series_bucket import Recorded
 
 PUBLISHED = "DataPublished"
@@ -157,3 +165,53 @@ def test_topic_names(name: str, valid: bool) -> None:
     else:
         with pytest.raises(InvalidArgument):
             routing.set_topic(name, topic())
+
+
+# --- consumer groups --------------------------------------------------------------------------
+
+
+def group_at(*checkpoints: tuple[int, int]) -> ConsumerGroup:
+    group = ConsumerGroup("t.a", "g")
+    for n, (position, index) in enumerate(checkpoints):
+        for event in group.checkpoint_at(position, index):
+            group.apply(event, Recorded(f"c{n}", "svc", 100 + n, n))
+    return group
+
+
+def test_a_group_checkpoint_never_goes_backwards() -> None:
+    group = group_at((10, 1))
+    assert group.stream == "routing/groups/t.a/g"
+    assert group.checkpoint_at(10, 1) == []
+    assert group.checkpoint_at(9, 5) == []
+    assert group.checkpoint_at(10, 2) == [
+        ConsumerGroupCheckpointed(topic="t.a", group="g", position=10, index=2)
+    ]
+    # Replayed entries settled with an older checkpoint: recorded at the group's own.
+    assert group.checkpoint_at(3, 0, [(2, 0)]) == [
+        ConsumerGroupCheckpointed(topic="t.a", group="g", position=10, index=1, settled=((2, 0),))
+    ]
+
+
+def test_a_group_refuses_entries_that_cannot_be() -> None:
+    group = group_at()
+    with pytest.raises(InvalidArgument) as bad:
+        group.checkpoint_at(0, -1, [(1, 0), (0, 0)])
+    assert [v.field for v in bad.value.violations] == ["position", "index", "settled[1].position"]
+    with pytest.raises(InvalidArgument) as parked:
+        group.park(5, 0, 0, "x" * 1025)
+    assert [v.field for v in parked.value.violations] == ["attempts", "last_error"]
+    with pytest.raises(InvalidArgument):
+        group.replay([])
+    assert group.park(5, 1, 3, "bad") == [
+        TopicEntryParked(topic="t.a", group="g", position=5, index=1, attempts=3, last_error="bad")
+    ]
+    assert group.replay([(5, 1)]) == [
+        ParkedEntriesReplayed(topic="t.a", group="g", entries=((5, 1),))
+    ]
+
+
+def test_a_group_remembers_a_bounded_number_of_commands() -> None:
+    group = group_at(*[(n, 0) for n in range(1, 200)])
+    assert group.size == 1 + ConsumerGroup.REMEMBERED
+    assert group.outcome_of("c198") is not None
+    assert group.outcome_of("c0") is None

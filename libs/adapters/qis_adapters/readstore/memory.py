@@ -20,6 +20,7 @@ from qis_adapters.readstore.port import (
     OPEN_END,
     READ_MODEL_FORMAT,
     SEGMENTS_FORMAT,
+    SETTLED,
     UNRECORDED_FORMAT,
     AccessPolicyEntry,
     AsOf,
@@ -27,6 +28,7 @@ from qis_adapters.readstore.port import (
     AuditEntry,
     AuditScope,
     ChangeFeedEntry,
+    ConsumerGroupEntry,
     GenerationFormatError,
     IssueFilter,
     JsonDoc,
@@ -34,6 +36,8 @@ from qis_adapters.readstore.port import (
     Latest,
     Observation,
     OfficialVersion,
+    ParkedEntry,
+    ParkedState,
     ProjectionBatch,
     QualityIssue,
     QualityMetrics,
@@ -139,6 +143,10 @@ def _segment_key(s: Segment | SegmentClosure) -> Key:
     return s.series_id, s.bucket_us, s.position_from
 
 
+def _parked_key(e: ParkedEntry | ParkedState) -> Key:
+    return e.topic, e.group, e.entry_position, e.entry_index
+
+
 def _knowledge_time(v: OfficialVersion) -> tuple[int, int]:
     return v.recorded_from_us, v.recorded_to_us
 
@@ -168,7 +176,15 @@ def _always(_stored: object, _new: object) -> bool:
     return True
 
 
-Positioned = QualityIssue | QualityMetrics | AccessPolicyEntry | SourceEntry | SourceHealthEntry
+Positioned = (
+    QualityIssue
+    | QualityMetrics
+    | AccessPolicyEntry
+    | SourceEntry
+    | SourceHealthEntry
+    | ConsumerGroupEntry
+    | ParkedEntry
+)
 
 
 def _not_older(stored: Positioned, new: Positioned) -> bool:
@@ -238,6 +254,8 @@ class _Generation:
             ),
         )
         self.topic_entries = _Table[TopicEntry](lambda e: (e.topic, e.position, e.index))
+        self.consumer_groups = _Table[ConsumerGroupEntry](lambda e: (e.topic, e.group))
+        self.parked = _Table[ParkedEntry](_parked_key)
         self.checkpoint: int | None = None
 
     def apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
@@ -273,6 +291,13 @@ class _Generation:
             _close(self.segments, _segment_key(sc), sc)
         self.topics.write_all(batch.topics)
         self.topic_entries.write_all(batch.topic_entries)
+        self.consumer_groups.write_all(batch.consumer_groups, _not_older)
+        self.parked.write_all(batch.parked, _not_older)
+        for change in batch.parked_states:
+            entry = self.parked.get(_parked_key(change))
+            if entry is not None and entry.position <= change.position:
+                moved = dataclasses.replace(entry, state=change.state, position=change.position)
+                self.parked.write(moved, _always)
         self.checkpoint = checkpoint
 
     def dump(self) -> dict[str, object]:
@@ -292,6 +317,8 @@ class _Generation:
             "segments": list(self.segments.scan()),
             "topics": list(self.topics.scan()),
             "topic_entries": list(self.topic_entries.scan()),
+            "consumer_groups": list(self.consumer_groups.scan()),
+            "parked": list(self.parked.scan()),
         }
 
 
@@ -567,6 +594,22 @@ class InMemoryReadStore:
                 return ()
             low, high = (topic, after.position, after.index), (topic, g.checkpoint + 1)
             return g.topic_entries.scan(low, high, after=True)
+
+        return self._select(query, limit)
+
+    async def consumer_group(self, topic: str, group: str) -> ConsumerGroupEntry | None:
+        generation = self._reading()
+        return None if generation is None else generation.consumer_groups.get((topic, group))
+
+    async def parked_entries(
+        self, topic: str, group: str, after: ResumeToken, limit: int, state: str = ""
+    ) -> list[ParkedEntry]:
+        def query(g: _Generation) -> Iterable[ParkedEntry]:
+            low = (topic, group, after.position, after.index)
+            entries = g.parked.scan(low, (topic, group + "\0"), after=True)
+            if state:
+                return (e for e in entries if e.state == state)
+            return (e for e in entries if e.state != SETTLED)
 
         return self._select(query, limit)
 

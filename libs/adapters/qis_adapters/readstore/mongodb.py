@@ -6,7 +6,7 @@ Layout of one database:
   read-model format it was built with, absent before formats were recorded, and checkpoint);
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
   `_series`, `_metrics`, `_segments`, `_policies`, `_sources`, `_source_health`, `_topics`,
-  `_topic_entries`. Every document's `_id` encodes its natural key (see
+  `_topic_entries`, `_consumer_groups`, `_parked`. Every document's `_id` encodes its natural key (see
   _key_id), so every write is an idempotent keyed upsert. A segment's payload is BSON binary.
 
 Only commands that both MongoDB and FerretDB v1.24 implement are used: no transactions, change
@@ -42,6 +42,7 @@ from qis_adapters.readstore.port import (
     OPEN_END,
     READ_MODEL_FORMAT,
     SEGMENTS_FORMAT,
+    SETTLED,
     UNRECORDED_FORMAT,
     AccessPolicyEntry,
     AsOf,
@@ -49,6 +50,7 @@ from qis_adapters.readstore.port import (
     AuditEntry,
     AuditScope,
     ChangeFeedEntry,
+    ConsumerGroupEntry,
     GenerationFormatError,
     IssueFilter,
     IssueResolution,
@@ -57,6 +59,8 @@ from qis_adapters.readstore.port import (
     Latest,
     Observation,
     OfficialVersion,
+    ParkedEntry,
+    ParkedState,
     ProjectionBatch,
     QualityIssue,
     QualityMetrics,
@@ -278,6 +282,18 @@ _TOPIC_ENTRIES = _Kind(
     ("topic", "position", "index"),
     frozenset({"position", "recorded_at_us"}),
 )
+_CONSUMER_GROUPS = _Kind(
+    "consumer_groups",
+    ConsumerGroupEntry,
+    ("topic", "group"),
+    frozenset({"checkpoint_position", "updated_at_us", "position"}),
+)
+_PARKED = _Kind(
+    "parked",
+    ParkedEntry,
+    ("topic", "group", "entry_position", "entry_index"),
+    frozenset({"entry_position", "parked_at_us", "position"}),
+)
 # A read takes the first version of each bucket in this order: the newest of those it matches.
 _NEWEST_FIRST = [("bucket_us", ASCENDING), ("position_from", DESCENDING)]
 _KINDS: tuple[_Kind[Any], ...] = (
@@ -295,6 +311,8 @@ _KINDS: tuple[_Kind[Any], ...] = (
     _SOURCE_HEALTH,
     _TOPICS,
     _TOPIC_ENTRIES,
+    _CONSUMER_GROUPS,
+    _PARKED,
 )
 
 
@@ -338,6 +356,13 @@ _INDEXES: dict[str, list[IndexModel]] = {
     "metrics": [_index(_METRICS.key, unique=True)],
     "topics": [_index(_TOPICS.key, unique=True)],  # read whole, in key order
     "topic_entries": [_index(_TOPIC_ENTRIES.key, unique=True)],
+    "consumer_groups": [],  # served by _id
+    # parked_entries in one state (the replay: parked ones; the dispatcher: replayed ones),
+    # and in every state (the listing), both in entry order.
+    "parked": [
+        _index(_PARKED.key, unique=True),
+        _index(("topic", "group", "state", "entry_position", "entry_index")),
+    ],
     # The key is unique by _id. Each index holds every field its reads filter on, so that a
     # version is fetched (payload and all) only when it matches: as-of reads and last_segment
     # (the first), latest reads (the second: only open versions).
@@ -550,6 +575,16 @@ class MongoReadStore:
                 ),
                 lambda e: {"position": {"$lt": Int64(e.position)}},
             ),
+            upserts(
+                _CONSUMER_GROUPS,
+                _newest(batch.consumer_groups, lambda e: (e.topic, e.group), lambda e: e.position),
+                lambda e: {"position": {"$lt": Int64(e.position)}},
+            ),
+            upserts(
+                _PARKED,
+                _newest(batch.parked, _parked_key, lambda e: e.position),
+                lambda e: {"position": {"$lt": Int64(e.position)}},
+            ),
         )
         await self._write(
             upserts(
@@ -575,6 +610,13 @@ class MongoReadStore:
             (
                 self._collection(generation, _ISSUES),
                 [_resolution_op(r) for r in batch.resolutions],
+            ),
+            (
+                self._collection(generation, _PARKED),
+                [
+                    _parked_state_op(c)
+                    for c in _newest(batch.parked_states, _parked_key, lambda c: c.position)
+                ],
             ),
         )
         await self._meta.update_one(
@@ -769,6 +811,26 @@ class MongoReadStore:
             return []
         return await self._feed(_TOPIC_ENTRIES, {"topic": topic}, after, limit)
 
+    async def consumer_group(self, topic: str, group: str) -> ConsumerGroupEntry | None:
+        found = await self._find(_CONSUMER_GROUPS, {"_id": _key_id((topic, group))}, [])
+        return found[0] if found else None
+
+    async def parked_entries(
+        self, topic: str, group: str, after: ResumeToken, limit: int, state: str = ""
+    ) -> list[ParkedEntry]:
+        if limit <= 0:
+            return []
+        query: Doc = {
+            "topic": topic,
+            "group": group,
+            "state": state or {"$ne": SETTLED},
+            "$or": [
+                {"entry_position": Int64(after.position), "entry_index": {"$gt": after.index}},
+                {"entry_position": {"$gt": Int64(after.position)}},
+            ],
+        }
+        return await self._find(_PARKED, query, _PARKED.sort, limit)
+
     async def audit_trail(
         self, scope: AuditScope, after: ResumeToken | None, limit: int
     ) -> list[AuditEntry]:
@@ -910,6 +972,16 @@ def _resolution_op(r: IssueResolution) -> UpdateOne:
     }
     key = _key_id((r.series_id, r.issue_id))
     return UpdateOne({"_id": key, "position": {"$lte": Int64(r.position)}}, {"$set": resolved})
+
+
+def _parked_key(e: ParkedEntry | ParkedState) -> tuple[str, str, int, int]:
+    return e.topic, e.group, e.entry_position, e.entry_index
+
+
+def _parked_state_op(c: ParkedState) -> UpdateOne:
+    moved = {"state": c.state, "position": Int64(c.position)}
+    key = _key_id(_parked_key(c))
+    return UpdateOne({"_id": key, "position": {"$lte": Int64(c.position)}}, {"$set": moved})
 
 
 def _closure_op(key: tuple[object, ...], c: VersionClosure | SegmentClosure) -> UpdateOne:

@@ -347,6 +347,54 @@ class TopicEntry:
     recorded_at_us: int
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupEntry:
+    """A consumer group's checkpoint (docs/routing.md), projected from its stream
+    (`routing/groups/{topic}/{group}`): every entry up to (checkpoint_position,
+    checkpoint_index) is settled. Key: (topic, group); replaced only by a write of a higher or
+    equal position."""
+
+    topic: str
+    group: str
+    checkpoint_position: int
+    checkpoint_index: int
+    updated_at_us: int
+    position: int
+
+
+PARKED = "parked"
+REPLAYED = "replayed"  # back to delivery, not settled yet
+SETTLED = "settled"  # replayed and settled: parked no more
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedEntry:
+    """An entry a consumer group parked. Key: (topic, group, entry_position, entry_index);
+    replaced only by a write of a higher or equal position (parked again after a replay)."""
+
+    topic: str
+    group: str
+    entry_position: int
+    entry_index: int
+    attempts: int
+    last_error: str
+    parked_at_us: int
+    state: str  # PARKED, REPLAYED or SETTLED
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedState:
+    """A parked entry's new state (REPLAYED, SETTLED) from the log's `position` on."""
+
+    topic: str
+    group: str
+    entry_position: int
+    entry_index: int
+    state: str
+    position: int
+
+
 def topics_in_force(versions: Iterable[TopicVersion], at_position: int) -> list[TopicVersion]:
     """Of `versions` in (topic, position) order, each topic's last up to `at_position`: how
     every adapter answers `topics`."""
@@ -377,10 +425,16 @@ class ProjectionBatch:
     source_health: list[SourceHealthEntry] = field(default_factory=list)
     topics: list[TopicVersion] = field(default_factory=list)
     topic_entries: list[TopicEntry] = field(default_factory=list)
+    consumer_groups: list[ConsumerGroupEntry] = field(default_factory=list)
+    parked: list[ParkedEntry] = field(default_factory=list)
+    parked_states: list[ParkedState] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
             len(self.topics)
+            + len(self.consumer_groups)
+            + len(self.parked)
+            + len(self.parked_states)
             + len(self.topic_entries)
             + len(self.policies)
             + len(self.sources)
@@ -468,6 +522,10 @@ class ReadModelWriter(Protocol):
           only when position is higher or equal;
         - metrics: upsert by key;
         - topics, topic_entries: insert if absent by key;
+        - consumer_groups: upsert by (topic, group), parked: upsert by (topic, group,
+          entry_position, entry_index), each only when position is higher or equal;
+          parked_states: set state and position of that parked entry when its stored
+          position is not newer, after the parked entries;
         - segments: insert if absent by (series_id, bucket_us, position_from), before the
           segment closures; segment_closures: set recorded_to_us/position_to of that segment
           version (idempotent). Between the two a reader may see two open versions of one
@@ -590,6 +648,21 @@ class ReadModelReader(Protocol):
         (position, index), at most limit."""
         ...
 
+    async def topics(self, at_position: int = OPEN_END) -> list[TopicVersion]:
+        """As ReadModelWriter.topics, of the generation read: what TopicService serves."""
+        ...
+
+    async def consumer_group(self, topic: str, group: str) -> ConsumerGroupEntry | None:
+        """The group's checkpoint; None before its first."""
+        ...
+
+    async def parked_entries(
+        self, topic: str, group: str, after: ResumeToken, limit: int, state: str = ""
+    ) -> list[ParkedEntry]:
+        """The group's parked entries in `state` ("": PARKED or REPLAYED, not SETTLED) strictly
+        after `after` (an entry's (position, index)), ascending by it, at most limit."""
+        ...
+
     async def checkpoint(self) -> int | None: ...
 
 
@@ -602,7 +675,7 @@ ACTIVE_GENERATION_KEY = "active"  # meta record naming the generation queries re
 GENERATION_KEY_PREFIX = "generation:"  # + name: meta record of one generation (its checkpoint)
 FORMAT_KEY_PREFIX = "format:"  # + name: the format a generation was built with (SQLite meta)
 
-READ_MODEL_FORMAT = 5
+READ_MODEL_FORMAT = 6
 """The format of the read models this code builds: what the records hold and how they are
 keyed. Each generation records the format it was built with when it is created, and keeps it.
 
@@ -628,6 +701,7 @@ FORMAT_CHANGES = {
     4: "data sources and their feeds' health reports (GetDataSource, ListDataSources): sources"
     " registered before were projected as audit entries only",
     5: "topics and their logs (docs/routing.md): topics defined before were not projected",
+    6: "consumer groups of topics: their checkpoints and parked entries",
 }
 """What each format changed from the one before: why a generation of an older one is rebuilt."""
 

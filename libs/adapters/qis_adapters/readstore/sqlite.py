@@ -6,7 +6,8 @@ Layout of one database file:
   it was built with (absent: built before formats were recorded). A `generation:` row per
   generation is also the registry that `list_generations` reads.
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
-  `_series`, `_metrics`, `_policies`, `_sources`, `_source_health`, `_topics`: WITHOUT ROWID
+  `_series`, `_metrics`, `_policies`, `_sources`, `_source_health`, `_topics`,
+  `_consumer_groups`, `_parked`: WITHOUT ROWID
   tables clustered on their natural key, so every query of the port is one index range scan in
   the order it returns. Segments are split in two: `_segments` holds what reads filter and
   choose on (clustered on its key like the others), and `_segment_payloads` the payloads, a
@@ -49,6 +50,7 @@ from qis_adapters.readstore.port import (
     OPEN_END,
     READ_MODEL_FORMAT,
     SEGMENTS_FORMAT,
+    SETTLED,
     UNRECORDED_FORMAT,
     AccessPolicyEntry,
     AsOf,
@@ -56,6 +58,7 @@ from qis_adapters.readstore.port import (
     AuditEntry,
     AuditScope,
     ChangeFeedEntry,
+    ConsumerGroupEntry,
     GenerationFormatError,
     IssueFilter,
     IssueResolution,
@@ -64,6 +67,8 @@ from qis_adapters.readstore.port import (
     Latest,
     Observation,
     OfficialVersion,
+    ParkedEntry,
+    ParkedState,
     ProjectionBatch,
     QualityIssue,
     QualityMetrics,
@@ -381,6 +386,34 @@ _TABLES = {
         ("topic", "position", "idx"),
         rowid=True,
     ),
+    # "grp": GROUP is a keyword.
+    "consumer_groups": _Table(
+        (
+            ("topic", _TEXT),
+            ("grp", _TEXT),
+            ("checkpoint_position", _INT),
+            ("checkpoint_idx", _INT),
+            ("updated_at_us", _INT),
+            ("position", _INT),
+        ),
+        ("topic", "grp"),
+    ),
+    "parked": _Table(
+        (
+            ("topic", _TEXT),
+            ("grp", _TEXT),
+            ("entry_position", _INT),
+            ("entry_idx", _INT),
+            ("attempts", _INT),
+            ("last_error", _TEXT),
+            ("parked_at_us", _INT),
+            ("state", _TEXT),
+            ("position", _INT),
+        ),
+        ("topic", "grp", "entry_position", "entry_idx"),
+        # The replay reads only parked ones, the dispatcher only replayed ones.
+        (("topic", "grp", "state", "entry_position", "entry_idx"),),
+    ),
     # Every field of Segment but its payload, in field order.
     "segments": _Table(
         (
@@ -445,6 +478,9 @@ class _Sql:
     upsert_source_health: str
     insert_topic: str
     insert_topic_entry: str
+    upsert_consumer_group: str
+    upsert_parked: str
+    set_parked_state: str
     insert_segment: str
     insert_segment_payload: str
     close_segment: str
@@ -470,6 +506,9 @@ class _Sql:
     source_health: str
     topics: str
     topic_entries: str
+    consumer_group: str
+    parked_in_state: str
+    parked_unsettled: str
     segments_latest: str
     segments_known_at: str
     segments_at_position: str
@@ -553,6 +592,17 @@ class _Sql:
             ),
             insert_topic=t["topics"].insert(f"{g}_topics"),
             insert_topic_entry=t["topic_entries"].insert(f"{g}_topic_entries"),
+            upsert_consumer_group=t["consumer_groups"].upsert(
+                f"{g}_consumer_groups", f"excluded.position >= {g}_consumer_groups.position"
+            ),
+            upsert_parked=t["parked"].upsert(
+                f"{g}_parked", f"excluded.position >= {g}_parked.position"
+            ),
+            set_parked_state=(
+                f"UPDATE {g}_parked SET state = ?, position = ?"
+                " WHERE topic = ? AND grp = ? AND entry_position = ? AND entry_idx = ?"
+                " AND position <= ?"
+            ),
             insert_segment=t["segments"].insert(f"{g}_segments"),
             insert_segment_payload=t["segment_payloads"].insert(f"{g}_segment_payloads"),
             close_segment=(
@@ -607,6 +657,17 @@ class _Sql:
             source_health=f"{select('source_health')} WHERE source_id = ? ORDER BY day_us",
             topics=f"{select('topics')} ORDER BY topic, position",
             topic_entries=f"{select('topic_entries')} WHERE topic = ? AND {after}",
+            consumer_group=f"{select('consumer_groups')} WHERE topic = ? AND grp = ?",
+            parked_in_state=(
+                f"{select('parked')} WHERE topic = ? AND grp = ? AND state = ?"
+                " AND (entry_position, entry_idx) > (?, ?)"
+                " ORDER BY entry_position, entry_idx LIMIT ?"
+            ),
+            parked_unsettled=(
+                f"{select('parked')} WHERE topic = ? AND grp = ? AND state != '{SETTLED}'"
+                " AND (entry_position, entry_idx) > (?, ?)"
+                " ORDER BY entry_position, entry_idx LIMIT ?"
+            ),
             # A literal, not a parameter: the planner then sees the equality the index serves.
             segments_latest=segments(f"position_to = {OPEN_END}"),
             segments_known_at=segments("recorded_from_us <= ? AND recorded_to_us > ?"),
@@ -814,6 +875,44 @@ def _topic_entry_rows(entries: Sequence[TopicEntry]) -> list[Row]:
     ]
 
 
+def _consumer_group_rows(entries: Sequence[ConsumerGroupEntry]) -> list[Row]:
+    return [
+        (
+            e.topic,
+            e.group,
+            e.checkpoint_position,
+            e.checkpoint_index,
+            e.updated_at_us,
+            e.position,
+        )
+        for e in entries
+    ]
+
+
+def _parked_rows(entries: Sequence[ParkedEntry]) -> list[Row]:
+    return [
+        (
+            e.topic,
+            e.group,
+            e.entry_position,
+            e.entry_index,
+            e.attempts,
+            e.last_error,
+            e.parked_at_us,
+            e.state,
+            e.position,
+        )
+        for e in entries
+    ]
+
+
+def _parked_state_rows(changes: Sequence[ParkedState]) -> list[Row]:
+    return [
+        (c.state, c.position, c.topic, c.group, c.entry_position, c.entry_index, c.position)
+        for c in changes
+    ]
+
+
 def _source_health_rows(entries: Sequence[SourceHealthEntry]) -> list[Row]:
     return [(e.source_id, e.day_us, _json(e.health), e.reported_at_us, e.position) for e in entries]
 
@@ -890,6 +989,14 @@ def _topics(rows: list[Row]) -> list[TopicVersion]:
 
 def _topic_entries(rows: list[Row]) -> list[TopicEntry]:
     return list(starmap(TopicEntry, rows))
+
+
+def _consumer_groups(rows: list[Row]) -> list[ConsumerGroupEntry]:
+    return list(starmap(ConsumerGroupEntry, rows))
+
+
+def _parked(rows: list[Row]) -> list[ParkedEntry]:
+    return list(starmap(ParkedEntry, rows))
 
 
 def _segments(rows: list[Row]) -> list[Segment]:
@@ -1091,6 +1198,13 @@ class SqliteReadStore:
                 c.executemany(sql.insert_topic, _topic_rows(batch.topics))
             if batch.topic_entries:
                 c.executemany(sql.insert_topic_entry, _topic_entry_rows(batch.topic_entries))
+            if batch.consumer_groups:
+                rows = _consumer_group_rows(batch.consumer_groups)
+                c.executemany(sql.upsert_consumer_group, rows)
+            if batch.parked:
+                c.executemany(sql.upsert_parked, _parked_rows(batch.parked))
+            if batch.parked_states:
+                c.executemany(sql.set_parked_state, _parked_state_rows(batch.parked_states))
             c.execute(
                 "UPDATE meta SET value = ? WHERE key = ?",
                 (checkpoint, GENERATION_KEY_PREFIX + generation),
@@ -1126,6 +1240,9 @@ class SqliteReadStore:
             c.executemany(sql.close_segment, map(_segment_closure_row, batch.segment_closures))
             c.executemany(raw["topics"], _topic_rows(batch.topics))
             c.executemany(raw["topic_entries"], _topic_entry_rows(batch.topic_entries))
+            c.executemany(raw["consumer_groups"], _consumer_group_rows(batch.consumer_groups))
+            c.executemany(raw["parked"], _parked_rows(batch.parked))
+            c.executemany(sql.set_parked_state, _parked_state_rows(batch.parked_states))
         # Current records and payloads are rows of their own.
         return len(batch) + len(batch.versions) + len(batch.segments)
 
@@ -1196,6 +1313,8 @@ class SqliteReadStore:
             "segments": _segments(rows["segments"]),
             "topics": _topics(rows["topics"]),
             "topic_entries": _topic_entries(rows["topic_entries"]),
+            "consumer_groups": _consumer_groups(rows["consumer_groups"]),
+            "parked": _parked(rows["parked"]),
         }
 
     def _close(self) -> None:
@@ -1417,6 +1536,22 @@ class SqliteReadStore:
         if limit <= 0:
             return []
         return _topic_entries(await self._feed(lambda q: q.topic_entries, [(topic,)], after, limit))
+
+    async def consumer_group(self, topic: str, group: str) -> ConsumerGroupEntry | None:
+        rows = await self._select(lambda q: q.consumer_group, (topic, group))
+        return _consumer_groups(rows)[0] if rows else None
+
+    async def parked_entries(
+        self, topic: str, group: str, after: ResumeToken, limit: int, state: str = ""
+    ) -> list[ParkedEntry]:
+        if limit <= 0:
+            return []
+        token = (after.position, after.index, limit)
+        if state:
+            rows = await self._select(lambda q: q.parked_in_state, (topic, group, state, *token))
+        else:
+            rows = await self._select(lambda q: q.parked_unsettled, (topic, group, *token))
+        return _parked(rows)
 
     # --- GenerationAdmin ----------------------------------------------------------------------
 

@@ -32,7 +32,15 @@ from qis_domain.events.points import (
     RawValue,
 )
 from qis_domain.events.quality import QualityMetricsCalculated
-from qis_domain.events.routing import TopicDefinition, TopicDeleted, TopicSet
+from qis_domain.events.routing import (
+    ConsumerGroupCheckpointed,
+    EntryRef,
+    ParkedEntriesReplayed,
+    TopicDefinition,
+    TopicDeleted,
+    TopicEntryParked,
+    TopicSet,
+)
 from qis_domain.events.series import SchemaEvolved, SeriesDefined, SourceAdded
 from qis_domain.events.sources import (
     DataSourceConfigured,
@@ -68,6 +76,9 @@ ALL_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     AccessDenied,
     TopicSet,
     TopicDeleted,
+    ConsumerGroupCheckpointed,
+    TopicEntryParked,
+    ParkedEntriesReplayed,
 )
 
 
@@ -103,6 +114,7 @@ __all__ = [
     "AccessPolicyChanged",
     "AccessPolicyRemoved",
     "CommandAccepted",
+    "ConsumerGroupCheckpointed",
     "DataIngested",
     "DataPublished",
     "DataReconciled",
@@ -112,12 +124,14 @@ __all__ = [
     "DataSourceRegistered",
     "DataSourceStatusChanged",
     "DomainEvent",
+    "EntryRef",
     "EventMetadata",
     "EventRegistry",
     "Issue",
     "ManualOverrideExpired",
     "ManualOverrideSet",
     "OfficialRow",
+    "ParkedEntriesReplayed",
     "PolicyRefusal",
     "PublicationScheduled",
     "QualityApproved",
@@ -131,6 +145,7 @@ __all__ = [
     "SourceAdded",
     "TopicDefinition",
     "TopicDeleted",
+    "TopicEntryParked",
     "TopicSet",
     "UnknownEventType",
     "default_registry",

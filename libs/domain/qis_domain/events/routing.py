@@ -33,3 +33,42 @@ class TopicSet(DomainEvent):
 class TopicDeleted(DomainEvent):
     event_type: ClassVar[str] = "TopicDeleted"
     name: str
+
+
+EntryRef = tuple[int, int]
+"""An entry of a topic's log: (commit position, index)."""
+
+
+class ConsumerGroupCheckpointed(DomainEvent):
+    """A consumer group of a topic settled every entry up to (position, index) included: it
+    starts there again after a restart. `settled`: replayed entries it settled since (they are
+    parked no more)."""
+
+    event_type: ClassVar[str] = "ConsumerGroupCheckpointed"
+    topic: str
+    group: str
+    position: int
+    index: int
+    settled: tuple[EntryRef, ...] = ()
+
+
+class TopicEntryParked(DomainEvent):
+    """An entry a consumer group failed `attempts` times: it is no longer delivered to the
+    group (the group moves on) until an operator replays it."""
+
+    event_type: ClassVar[str] = "TopicEntryParked"
+    topic: str
+    group: str
+    position: int
+    index: int
+    attempts: int
+    last_error: str = ""
+
+
+class ParkedEntriesReplayed(DomainEvent):
+    """An operator moved parked entries of a group back to delivery (those still parked)."""
+
+    event_type: ClassVar[str] = "ParkedEntriesReplayed"
+    topic: str
+    group: str
+    entries: tuple[EntryRef, ...]

@@ -40,18 +40,22 @@ from qis_runtime.authorization import Decisions, Refused, names
 
 from qis_command.application.commands import (
     CalculateQualityMetrics,
+    CheckpointConsumerGroup,
     ConfigureSource,
     DefineSeries,
     DeleteAccessPolicy,
     DeleteTopic,
     EvolveSeries,
     IngestPoints,
+    ParkTopicEntry,
     PublishPoints,
     RecordDenial,
     RegisterSource,
+    ReplayParkedEntries,
     ReportSourceHealth,
     ResolveIssues,
     RestatePoint,
+    ServiceCommand,
     SetAccessPolicy,
     SetTopic,
 )
@@ -99,9 +103,10 @@ def need_of(command: object) -> Need:
             return Need(Permission.ADMIN, POLICIES_RESOURCE)
         case SetTopic(name=name) | DeleteTopic(name=name):
             return Need(Permission.ADMIN, topic_name(name))
-        case RecordDenial():
-            # Anyone recording denials could fill the audit trail with others' names: a service
-            # of QIS_SERVICE_PRINCIPALS (see PolicyAccess) or an administrator of everything.
+        case RecordDenial() | CheckpointConsumerGroup() | ParkTopicEntry() | ReplayParkedEntries():
+            # Anyone recording denials could fill the audit trail with others' names, anyone
+            # moving a group's checkpoint could make it skip entries: a service of
+            # QIS_SERVICE_PRINCIPALS (see PolicyAccess) or an administrator of everything.
             return Need(Permission.ADMIN, ANYONE)
     raise TypeError(f"no access rule for {type(command).__name__}")
 
@@ -139,8 +144,9 @@ class PolicyAccess:
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         services: Sequence[str] = (),
     ) -> None:
-        """`services`: the principals that may record their own denials (RecordDenial)
-        whatever the policies say (QIS_SERVICE_PRINCIPALS)."""
+        """`services`: the principals that may send the commands about their own work
+        (ServiceCommand: their denials, the consumer groups they serve) whatever the policies
+        say (QIS_SERVICE_PRINCIPALS)."""
         self._store = store
         self._codec = codec or EventCodec()
         # Its own cache, of small aggregates: it must not push the handlers' buckets out.
@@ -157,7 +163,7 @@ class PolicyAccess:
         return self._decisions.evaluations
 
     async def check(self, command: object, caller: Caller, ctx: CommandContext, call: Call) -> None:
-        if isinstance(command, RecordDenial) and names(self._services, caller):
+        if isinstance(command, ServiceCommand) and names(self._services, caller):
             return
         need = need_of(command)
         policies = await self._current()

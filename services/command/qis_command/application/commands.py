@@ -13,7 +13,7 @@ from qis_domain.definitions import (
     SeriesDefinition,
     Update,
 )
-from qis_domain.events import AccessDenied, TopicDefinition
+from qis_domain.events import AccessDenied, EntryRef, TopicDefinition
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue
 
@@ -144,6 +144,43 @@ class SetTopic:
 @dataclass(frozen=True, slots=True)
 class DeleteTopic:
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointConsumerGroup:
+    """Sent by the query service serving the group (docs/routing.md)."""
+
+    topic: str  # without "topics/"
+    group: str
+    position: int
+    index: int
+    settled: tuple[EntryRef, ...] = ()  # replayed entries settled
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayParkedEntries:
+    """Sent by the query service for an operator's TopicService.ReplayParked, in chunks."""
+
+    topic: str
+    group: str
+    entries: tuple[EntryRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParkTopicEntry:
+    """Sent by the query service serving the group: the entry failed `attempts` deliveries."""
+
+    topic: str
+    group: str
+    position: int
+    index: int
+    attempts: int
+    last_error: str
+
+
+ServiceCommand = RecordDenial | CheckpointConsumerGroup | ParkTopicEntry | ReplayParkedEntries
+"""Commands of the other services about their own work, not the caller's: only the principals
+of QIS_SERVICE_PRINCIPALS, or an administrator of everything, send them."""
 
 
 @dataclass(frozen=True, slots=True)

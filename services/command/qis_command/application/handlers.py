@@ -36,7 +36,13 @@ from qis_domain.metrics import calculate, window_limit_us
 from qis_domain.names import series_name, source_name
 from qis_domain.quality_window import QualityWindow, quality_stream
 from qis_domain.reference_data import ReferenceData, definition_stream
-from qis_domain.routing import ROUTING_STREAM, EventRouting
+from qis_domain.routing import (
+    GROUPS_PREFIX,
+    ROUTING_STREAM,
+    ConsumerGroup,
+    EventRouting,
+    group_stream,
+)
 from qis_domain.rules import CalendarView
 from qis_domain.series_bucket import (
     SeriesBucket,
@@ -49,6 +55,7 @@ from qis_domain.values import DataValue, Price, Volume
 
 from qis_command.application.commands import (
     CalculateQualityMetrics,
+    CheckpointConsumerGroup,
     CommandResult,
     ConfigureSource,
     DefineSeries,
@@ -57,10 +64,12 @@ from qis_command.application.commands import (
     EvolveSeries,
     ExpireOverrides,
     IngestPoints,
+    ParkTopicEntry,
     PublishDue,
     PublishPoints,
     RecordDenial,
     RegisterSource,
+    ReplayParkedEntries,
     ReportSourceHealth,
     ResolveIssues,
     RestatePoint,
@@ -335,7 +344,42 @@ class CommandHandlers:
 
         return await self._decide_one(ctx, ROUTING_STREAM, cmd, self._routing, decide)
 
+    async def checkpoint_group(
+        self, cmd: CheckpointConsumerGroup, ctx: CommandContext
+    ) -> CommandResult:
+        async def decide(group: ConsumerGroup) -> list[DomainEvent]:
+            return group.checkpoint_at(cmd.position, cmd.index, cmd.settled)
+
+        return await self._decide_group(ctx, cmd.topic, cmd.group, cmd, decide)
+
+    async def park_entry(self, cmd: ParkTopicEntry, ctx: CommandContext) -> CommandResult:
+        async def decide(group: ConsumerGroup) -> list[DomainEvent]:
+            return group.park(cmd.position, cmd.index, cmd.attempts, cmd.last_error)
+
+        return await self._decide_group(ctx, cmd.topic, cmd.group, cmd, decide)
+
+    async def replay_parked(self, cmd: ReplayParkedEntries, ctx: CommandContext) -> CommandResult:
+        async def decide(group: ConsumerGroup) -> list[DomainEvent]:
+            return group.replay(cmd.entries)
+
+        return await self._decide_group(ctx, cmd.topic, cmd.group, cmd, decide)
+
     # --- plumbing ---
+
+    async def _decide_group(
+        self,
+        ctx: CommandContext,
+        topic: str,
+        group: str,
+        command: object,
+        decide: Callable[[ConsumerGroup], Awaitable[list[DomainEvent]]],
+    ) -> CommandResult:
+        stream = group_stream(topic, group)
+
+        async def load() -> ConsumerGroup:
+            return await self._repo.load(stream, lambda: ConsumerGroup(topic, group))
+
+        return await self._decide_one(ctx, stream, command, load, decide)
 
     async def _decide_one(
         self,
@@ -567,6 +611,9 @@ def _factory_of(stream: str) -> Callable[[], Aggregate]:
         return AccessPolicies
     if stream == ROUTING_STREAM:
         return EventRouting
+    if stream.startswith(GROUPS_PREFIX):
+        topic, _, group = stream.removeprefix(GROUPS_PREFIX).partition("/")
+        return lambda: ConsumerGroup(topic, group)
     if stream.startswith(DENIALS_PREFIX):
         return lambda: DenialRecord(stream.removeprefix(DENIALS_PREFIX))
     kind, _, rest = stream.partition("/")

@@ -53,7 +53,13 @@ from qis_command.application.commands import (
 )
 from qis_command.application.handlers import CommandHandlers
 from qis_command.entrypoints.policies import delete_policy, record_denial, set_policy
-from qis_command.entrypoints.topics import delete_topic, set_topic
+from qis_command.entrypoints.topics import (
+    checkpoint_group,
+    delete_topic,
+    park_entry,
+    replay_parked,
+    set_topic,
+)
 
 BULK_IDLE_TIMEOUT_S = 60.0
 """How long a BulkIngest stream may go without a chunk (default of QIS_BULK_IDLE_TIMEOUT_S)."""
@@ -275,6 +281,41 @@ class CommandService(pb_grpc.CommandServiceServicer):
         return _response(
             await self._decide(
                 request, context, "DeleteTopic", delete_topic, self._handlers.delete_topic
+            )
+        )
+
+    async def CheckpointConsumerGroup(
+        self, request: pb.CheckpointConsumerGroupRequest, context: Ctx
+    ) -> pb.CommandResponse:
+        return _response(
+            await self._decide(
+                request,
+                context,
+                "CheckpointConsumerGroup",
+                checkpoint_group,
+                self._handlers.checkpoint_group,
+            )
+        )
+
+    async def ParkTopicEntry(
+        self, request: pb.ParkTopicEntryRequest, context: Ctx
+    ) -> pb.CommandResponse:
+        return _response(
+            await self._decide(
+                request, context, "ParkTopicEntry", park_entry, self._handlers.park_entry
+            )
+        )
+
+    async def ReplayParkedEntries(
+        self, request: pb.ReplayParkedEntriesRequest, context: Ctx
+    ) -> pb.CommandResponse:
+        return _response(
+            await self._decide(
+                request,
+                context,
+                "ReplayParkedEntries",
+                replay_parked,
+                self._handlers.replay_parked,
             )
         )
 

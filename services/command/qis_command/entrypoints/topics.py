@@ -1,4 +1,5 @@
-"""Routing requests (routing.proto) to their commands: a topic to set or delete. Every field is
+"""Routing requests (routing.proto) to their commands: a topic to set or delete, a consumer
+group's checkpoint or parked entry. Every field is
 checked and every violation recorded, the domain's own checks of a definition
 (qis_domain.routing.definition_violations) included, so that one answer lists them all."""
 
@@ -15,11 +16,18 @@ from qis_domain.routing import (
     TOPICS_COLLECTION,
     TopicDefinition,
     definition_violations,
+    group_problem,
     name_problem,
 )
 from qis_domain.rules import Severity
 
-from qis_command.application.commands import DeleteTopic, SetTopic
+from qis_command.application.commands import (
+    CheckpointConsumerGroup,
+    DeleteTopic,
+    ParkTopicEntry,
+    ReplayParkedEntries,
+    SetTopic,
+)
 
 EVENT_TYPES = {
     routing_pb2.ROUTED_EVENT_TYPE_DATA_PUBLISHED: "DataPublished",
@@ -49,6 +57,45 @@ def set_topic(request: pb.SetTopicRequest, v: list[FieldViolation]) -> SetTopic 
 def delete_topic(request: pb.DeleteTopicRequest, v: list[FieldViolation]) -> DeleteTopic | None:
     name = topic_from_name(request.name, "name", v)
     return None if name is None else DeleteTopic(name)
+
+
+def checkpoint_group(
+    request: pb.CheckpointConsumerGroupRequest, v: list[FieldViolation]
+) -> CheckpointConsumerGroup | None:
+    topic = topic_from_name(request.topic, "topic", v)
+    group = group_from_request(request.group, "group", v)
+    if topic is None or group is None:
+        return None
+    settled = tuple((ref.position, ref.index) for ref in request.settled)
+    return CheckpointConsumerGroup(topic, group, request.position, request.index, settled)
+
+
+def replay_parked(
+    request: pb.ReplayParkedEntriesRequest, v: list[FieldViolation]
+) -> ReplayParkedEntries | None:
+    topic = topic_from_name(request.topic, "topic", v)
+    group = group_from_request(request.group, "group", v)
+    if topic is None or group is None:
+        return None
+    entries = tuple((ref.position, ref.index) for ref in request.entries)
+    return ReplayParkedEntries(topic, group, entries)
+
+
+def park_entry(request: pb.ParkTopicEntryRequest, v: list[FieldViolation]) -> ParkTopicEntry | None:
+    topic = topic_from_name(request.topic, "topic", v)
+    group = group_from_request(request.group, "group", v)
+    if topic is None or group is None:
+        return None
+    return ParkTopicEntry(
+        topic, group, request.position, request.index, request.attempts, request.last_error
+    )
+
+
+def group_from_request(group: str, path: str, v: list[FieldViolation]) -> str | None:
+    if (why := group_problem(group)) is not None:
+        v.append(FieldViolation(path, why))
+        return None
+    return group
 
 
 def topic_from_name(name: str, path: str, v: list[FieldViolation]) -> str | None:

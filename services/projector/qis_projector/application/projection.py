@@ -31,6 +31,7 @@ from qis_domain.events import (
     AccessPolicyAdded,
     AccessPolicyChanged,
     AccessPolicyRemoved,
+    ConsumerGroupCheckpointed,
     DataIngested,
     DataPublished,
     DataRestated,
@@ -41,6 +42,7 @@ from qis_domain.events import (
     DomainEvent,
     ManualOverrideExpired,
     ManualOverrideSet,
+    ParkedEntriesReplayed,
     PublicationScheduled,
     QualityApproved,
     QualityIssueDetected,
@@ -52,6 +54,7 @@ from qis_domain.events import (
     SeriesDefined,
     SourceAdded,
     TopicDeleted,
+    TopicEntryParked,
     TopicSet,
 )
 from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION
@@ -59,7 +62,7 @@ from qis_domain.routing import Routes, topic_name
 from qis_domain.values import DataType
 
 from qis_projector.application.segments import BucketKey
-from qis_projector.application.topics import TopicRouter
+from qis_projector.application.topics import TopicRouter, project_group
 
 _RESOLUTION_STATUS = {
     QualityApproved: "approved",
@@ -338,6 +341,24 @@ class Projection:
             details["definition"] = version.definition
         self._audit(decoded, recorded_at, details, resource=topic_name(version.topic))
 
+    def _group(self, decoded: DecodedEvent, recorded_at: int) -> None:
+        """A consumer group's checkpoint or parked entries; parking and replays are audited
+        (checkpoints, about one a second per group, are not: their stream is their record)."""
+        project_group(decoded, recorded_at, self.batch)
+        event = decoded.event
+        if isinstance(event, TopicEntryParked):
+            details: dict[str, Any] = {
+                "group": event.group,
+                "position": event.position,
+                "index": event.index,
+                "attempts": event.attempts,
+                "last_error": event.last_error,
+            }
+            self._audit(decoded, recorded_at, details, resource=topic_name(event.topic))
+        elif isinstance(event, ParkedEntriesReplayed):
+            details = {"group": event.group, "entries": len(event.entries)}
+            self._audit(decoded, recorded_at, details, resource=topic_name(event.topic))
+
     def _policy(self, decoded: DecodedEvent, recorded_at: int) -> None:
         event = cast(AccessPolicyAdded | AccessPolicyChanged | AccessPolicyRemoved, decoded.event)
         document = (
@@ -458,6 +479,9 @@ _HANDLERS: dict[type[DomainEvent], _Handler] = {
     AccessDenied: Projection._denial,
     TopicSet: Projection._topic,
     TopicDeleted: Projection._topic,
+    ConsumerGroupCheckpointed: Projection._group,
+    TopicEntryParked: Projection._group,
+    ParkedEntriesReplayed: Projection._group,
 }
 """What each event type adds to the read models (by exact type: events are final). A type
 without an entry adds nothing: DataReconciled's candidates live in the write model."""

@@ -19,14 +19,28 @@ from qis.data.v1 import quality_pb2, routing_pb2
 from qis.data.v1 import query_service_pb2 as query_pb
 from qis_adapters.eventstore.codec import DecodedEvent
 from qis_adapters.proto.times import timestamp
-from qis_adapters.readstore.port import ReadModelWriter, TopicEntry, TopicVersion
+from qis_adapters.readstore.port import (
+    PARKED,
+    REPLAYED,
+    SETTLED,
+    ConsumerGroupEntry,
+    ParkedEntry,
+    ParkedState,
+    ProjectionBatch,
+    ReadModelWriter,
+    TopicEntry,
+    TopicVersion,
+)
 from qis_domain.events import (
+    ConsumerGroupCheckpointed,
     DataPublished,
     DataRestated,
     Issue,
+    ParkedEntriesReplayed,
     QualityIssueDetected,
     TopicDefinition,
     TopicDeleted,
+    TopicEntryParked,
     TopicSet,
 )
 from qis_domain.names import series_name, source_name
@@ -194,4 +208,49 @@ def _add_issue(
         evidence=evidence,
         status=quality_pb2.QUALITY_ISSUE_STATUS_OPEN,
         raise_time=timestamp(recorded_at),
+    )
+
+
+def project_group(decoded: DecodedEvent, recorded_at: int, batch: ProjectionBatch) -> None:
+    """A consumer group's event: its checkpoint, and the states of its parked entries."""
+    event = decoded.event
+    position = decoded.record.position
+    if isinstance(event, ConsumerGroupCheckpointed):
+        batch.consumer_groups.append(
+            ConsumerGroupEntry(
+                event.topic, event.group, event.position, event.index, recorded_at, position
+            )
+        )
+        _states(event.topic, event.group, event.settled, SETTLED, position, batch)
+    elif isinstance(event, TopicEntryParked):
+        batch.parked.append(
+            ParkedEntry(
+                event.topic,
+                event.group,
+                event.position,
+                event.index,
+                event.attempts,
+                event.last_error,
+                recorded_at,
+                PARKED,
+                position,
+            )
+        )
+    elif isinstance(event, ParkedEntriesReplayed):
+        _states(event.topic, event.group, event.entries, REPLAYED, position, batch)
+    else:
+        raise TypeError(f"not an event of a consumer group: {event.event_type}")
+
+
+def _states(
+    topic: str,
+    group: str,
+    entries: Sequence[tuple[int, int]],
+    state: str,
+    position: int,
+    batch: ProjectionBatch,
+) -> None:
+    batch.parked_states.extend(
+        ParkedState(topic, group, entry_position, index, state, position)
+        for entry_position, index in entries
     )

@@ -3,8 +3,9 @@ queue for the issues, a source for its audit trail, and for the audit trail of e
 or `admin` on `*`), decided with the command side's evaluation (qis_domain.access) and settings
 (QIS_AUTHZ, QIS_ADMINS: qis_runtime.authorization). A refusal is PERMISSION_DENIED
 (ACCESS_DENIED), and its record goes to the command service: the read side cannot append events.
-Listings and subscriptions that span series show only the series the caller may read, and
-the listing of data sources only the sources (`read` on "sources/{id}").
+Listings and subscriptions that span series show only the series the caller may read, the
+listing of data sources only the sources (`read` on "sources/{id}"), and the listing of topics
+only the topics (`read` on "topics/{name}").
 
 The policies come from their read model (projected from `access/policies`), read again whenever
 the read model's checkpoint has moved since they were last read: a change is in force once the
@@ -43,6 +44,7 @@ from qis_domain.definitions import (
 )
 from qis_domain.events import AccessDenied
 from qis_domain.names import series_name, source_name
+from qis_domain.routing import topic_name
 from qis_runtime.authorization import Decisions, Refused
 
 from qis_query.application.consistency import ReadPosition
@@ -112,6 +114,10 @@ class SeriesGate(Protocol):
         to learn first)."""
         ...
 
+    def allows_topic(self, topic: str) -> bool:
+        """Whether the caller may read (consume) the topic "topics/{topic}"."""
+        ...
+
 
 Admit = Callable[[list[ChangeFeedEntry]], Awaitable[list[ChangeFeedEntry]]]
 """What a subscriber may see of a batch of changes, decided as the batch is sent."""
@@ -157,6 +163,9 @@ class _Everything:
         return True
 
     def allows_source(self, source_id: str) -> bool:
+        return True
+
+    def allows_topic(self, topic: str) -> bool:
         return True
 
 
@@ -377,6 +386,10 @@ class _PolicyGate:
 
     def allows_source(self, source_id: str) -> bool:
         resource = source_name(source_id)
+        return self._access.decide(self._policies, self._caller, resource, None).allowed
+
+    def allows_topic(self, topic: str) -> bool:
+        resource = topic_name(topic)
         return self._access.decide(self._policies, self._caller, resource, None).allowed
 
 

@@ -67,7 +67,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         self, context: Ctx, method: str, series_id: str, min_position: int
     ) -> None:
         await self._access.require(
-            _asker(context, method),
+            asker(context, method),
             series_name(series_id),
             series_id=series_id,
             min_position=min_position,
@@ -164,7 +164,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         fields = RequestFields()
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
-        readable = await self._access.gate(_asker(context, "ListSeries"), min_position)
+        readable = await self._access.gate(asker(context, "ListSeries"), min_position)
         page = await self._queries.list_series(
             request.page_size, request.page_token, min_position, readable=readable
         )
@@ -182,7 +182,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         fields.check()
         queries = await self._source_queries(context)
         await self._access.require(
-            _asker(context, "GetDataSource"), source_name(source_id), min_position=min_position
+            asker(context, "GetDataSource"), source_name(source_id), min_position=min_position
         )
         return sources.data_source(await queries.source(source_id, min_position))
 
@@ -195,7 +195,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
             fields.refuse("state", "SOURCE_STATE_ENABLED, _DISABLED or unset")
         fields.check()
         queries = await self._source_queries(context)
-        readable = await self._access.gate(_asker(context, "ListDataSources"), min_position)
+        readable = await self._access.gate(asker(context, "ListDataSources"), min_position)
         page = await queries.list_sources(
             request.page_size,
             request.page_token,
@@ -223,7 +223,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         parent = fields.audit_parent(request.parent)
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
-        who = _asker(context, "ListAuditEntries")
+        who = asker(context, "ListAuditEntries")
         if parent.series_id:
             await self._access.require(
                 who,
@@ -265,7 +265,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
                 )
             )
 
-        who = _asker(context, "Subscribe")
+        who = asker(context, "Subscribe")
         for series_id in dict.fromkeys(series_ids):
             await self._access.require(
                 who, series_name(series_id), series_id=series_id, min_position=min_position
@@ -287,7 +287,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         series_id = fields.issues_parent(request.parent)
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
-        who = _asker(context, "ListQualityIssues")
+        who = asker(context, "ListQualityIssues")
         if series_id:
             await self._access.require(
                 who, issues_name(series_id), series_id=series_id, min_position=min_position
@@ -349,5 +349,6 @@ class _Call:
         return self._context.peer()
 
 
-def _asker(context: Ctx, method: str) -> Asker:
+def asker(context: Ctx, method: str) -> Asker:
+    """Who is asking, and by which RPC: what the access checks and their refusals name."""
     return _Call(context, method)

@@ -814,3 +814,159 @@ class DeleteTopicRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteTopicRequest: _TypeAlias = DeleteTopicRequest  # noqa: Y015
+
+@_typing.final
+class CheckpointConsumerGroupRequest(_message.Message):
+    """Request of CommandService.CheckpointConsumerGroup."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    SETTLED_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
+    topic: _builtins.str
+    """Resource name of the topic, "topics/{topic}"."""
+    group: _builtins.str
+    """The consumer group: 1 to 64 letters, digits and "._-", starting with a letter or digit."""
+    position: _builtins.int
+    """Commit position of the last settled entry (1 or more)."""
+    index: _builtins.int
+    """Index of the last settled entry within its event (TopicMessage.index)."""
+    @_builtins.property
+    def settled(self) -> _containers.RepeatedCompositeFieldContainer[Global___TopicEntryRef]:
+        """Replayed entries (ReplayParkedEntries) the group has settled since its last checkpoint,
+        at most 1,000: they are no longer parked.
+        """
+
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        group: _builtins.str = ...,
+        position: _builtins.int = ...,
+        index: _builtins.int = ...,
+        settled: _abc.Iterable[Global___TopicEntryRef] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "group", b"group", "index", b"index", "position", b"position", "settled", b"settled", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckpointConsumerGroupRequest: _TypeAlias = CheckpointConsumerGroupRequest  # noqa: Y015
+
+@_typing.final
+class TopicEntryRef(_message.Message):
+    """One entry of a topic's log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """Commit position of the entry's event (1 or more)."""
+    index: _builtins.int
+    """The entry's part of its event (TopicMessage.index)."""
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopicEntryRef: _TypeAlias = TopicEntryRef  # noqa: Y015
+
+@_typing.final
+class ParkTopicEntryRequest(_message.Message):
+    """Request of CommandService.ParkTopicEntry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
+    topic: _builtins.str
+    """Resource name of the topic, "topics/{topic}"."""
+    group: _builtins.str
+    """The consumer group (see CheckpointConsumerGroupRequest.group)."""
+    position: _builtins.int
+    """Commit position of the entry parked (1 or more)."""
+    index: _builtins.int
+    """Index of the entry within its event (TopicMessage.index)."""
+    attempts: _builtins.int
+    """Deliveries of the entry to the group, 1 to 100."""
+    last_error: _builtins.str
+    """Why its last delivery failed, as the consumer said in its nack ("" after a timeout), at
+    most 1,024 characters.
+    """
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        group: _builtins.str = ...,
+        position: _builtins.int = ...,
+        index: _builtins.int = ...,
+        attempts: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "command_id", b"command_id", "group", b"group", "index", b"index", "last_error", b"last_error", "position", b"position", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParkTopicEntryRequest: _TypeAlias = ParkTopicEntryRequest  # noqa: Y015
+
+@_typing.final
+class ReplayParkedEntriesRequest(_message.Message):
+    """Request of CommandService.ReplayParkedEntries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id)."""
+    topic: _builtins.str
+    """Resource name of the topic, "topics/{topic}"."""
+    group: _builtins.str
+    """The consumer group (see CheckpointConsumerGroupRequest.group)."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___TopicEntryRef]:
+        """The parked entries to deliver again, 1 to 1,000."""
+
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        group: _builtins.str = ...,
+        entries: _abc.Iterable[Global___TopicEntryRef] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "entries", b"entries", "group", b"group", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayParkedEntriesRequest: _TypeAlias = ReplayParkedEntriesRequest  # noqa: Y015

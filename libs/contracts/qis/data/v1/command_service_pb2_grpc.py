@@ -134,6 +134,21 @@ class CommandServiceStub:
                 request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.DeleteTopicRequest.SerializeToString,
                 response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
                 _registered_method=True)
+        self.CheckpointConsumerGroup = channel.unary_unary(
+                '/qis.data.v1.CommandService/CheckpointConsumerGroup',
+                request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CheckpointConsumerGroupRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+                _registered_method=True)
+        self.ParkTopicEntry = channel.unary_unary(
+                '/qis.data.v1.CommandService/ParkTopicEntry',
+                request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.ParkTopicEntryRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+                _registered_method=True)
+        self.ReplayParkedEntries = channel.unary_unary(
+                '/qis.data.v1.CommandService/ReplayParkedEntries',
+                request_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.ReplayParkedEntriesRequest.SerializeToString,
+                response_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+                _registered_method=True)
 
 
 class CommandServiceServicer:
@@ -299,6 +314,35 @@ class CommandServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckpointConsumerGroup(self, request, context):
+        """Moves a consumer group's checkpoint (docs/routing.md): the group has settled every entry
+        of the topic up to (position, index) included, and starts after it when it is served
+        again. Never backwards: a checkpoint at or before the group's changes nothing. Sent by
+        the query service serving the group: the caller must be one of the principals of
+        QIS_SERVICE_PRINCIPALS, or hold `admin` on "*".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ParkTopicEntry(self, request, context):
+        """Parks an entry of a topic for a consumer group: the group failed it
+        `max_delivery_attempts` times and moves on without it (TopicService.ListParked lists it).
+        Sent by the query service serving the group, authorised as CheckpointConsumerGroup.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayParkedEntries(self, request, context):
+        """Moves parked entries of a consumer group back to delivery (TopicService.ReplayParked
+        sends them in chunks). An entry that is not parked any more is left as it is. Authorised
+        as CheckpointConsumerGroup.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CommandServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -380,6 +424,21 @@ def add_CommandServiceServicer_to_server(servicer, server):
             'DeleteTopic': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteTopic,
                     request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.DeleteTopicRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
+            ),
+            'CheckpointConsumerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckpointConsumerGroup,
+                    request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.CheckpointConsumerGroupRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
+            ),
+            'ParkTopicEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.ParkTopicEntry,
+                    request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.ParkTopicEntryRequest.FromString,
+                    response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
+            ),
+            'ReplayParkedEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayParkedEntries,
+                    request_deserializer=qis_dot_data_dot_v1_dot_command__service__pb2.ReplayParkedEntriesRequest.FromString,
                     response_serializer=qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.SerializeToString,
             ),
     }
@@ -834,6 +893,87 @@ class CommandService:
             target,
             '/qis.data.v1.CommandService/DeleteTopic',
             qis_dot_data_dot_v1_dot_command__service__pb2.DeleteTopicRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckpointConsumerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.CommandService/CheckpointConsumerGroup',
+            qis_dot_data_dot_v1_dot_command__service__pb2.CheckpointConsumerGroupRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ParkTopicEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.CommandService/ParkTopicEntry',
+            qis_dot_data_dot_v1_dot_command__service__pb2.ParkTopicEntryRequest.SerializeToString,
+            qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayParkedEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qis.data.v1.CommandService/ReplayParkedEntries',
+            qis_dot_data_dot_v1_dot_command__service__pb2.ReplayParkedEntriesRequest.SerializeToString,
             qis_dot_data_dot_v1_dot_command__service__pb2.CommandResponse.FromString,
             options,
             channel_credentials,

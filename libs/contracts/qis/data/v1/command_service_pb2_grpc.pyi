@@ -127,6 +127,23 @@ class CommandServiceStub:
     """Deletes a topic: it takes no more events; its entries stay readable. NOT_FOUND
     (TOPIC_NOT_FOUND) when there is no topic of that name. Needs `admin` on the topic.
     """
+    CheckpointConsumerGroup: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.CheckpointConsumerGroupRequest, _command_service_pb2.CommandResponse]
+    """Moves a consumer group's checkpoint (docs/routing.md): the group has settled every entry
+    of the topic up to (position, index) included, and starts after it when it is served
+    again. Never backwards: a checkpoint at or before the group's changes nothing. Sent by
+    the query service serving the group: the caller must be one of the principals of
+    QIS_SERVICE_PRINCIPALS, or hold `admin` on "*".
+    """
+    ParkTopicEntry: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ParkTopicEntryRequest, _command_service_pb2.CommandResponse]
+    """Parks an entry of a topic for a consumer group: the group failed it
+    `max_delivery_attempts` times and moves on without it (TopicService.ListParked lists it).
+    Sent by the query service serving the group, authorised as CheckpointConsumerGroup.
+    """
+    ReplayParkedEntries: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReplayParkedEntriesRequest, _command_service_pb2.CommandResponse]
+    """Moves parked entries of a consumer group back to delivery (TopicService.ReplayParked
+    sends them in chunks). An entry that is not parked any more is left as it is. Authorised
+    as CheckpointConsumerGroup.
+    """
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
@@ -226,6 +243,23 @@ class CommandServiceAsyncStub(CommandServiceStub):
     DeleteTopic: _aio.UnaryUnaryMultiCallable[_command_service_pb2.DeleteTopicRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
     """Deletes a topic: it takes no more events; its entries stay readable. NOT_FOUND
     (TOPIC_NOT_FOUND) when there is no topic of that name. Needs `admin` on the topic.
+    """
+    CheckpointConsumerGroup: _aio.UnaryUnaryMultiCallable[_command_service_pb2.CheckpointConsumerGroupRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
+    """Moves a consumer group's checkpoint (docs/routing.md): the group has settled every entry
+    of the topic up to (position, index) included, and starts after it when it is served
+    again. Never backwards: a checkpoint at or before the group's changes nothing. Sent by
+    the query service serving the group: the caller must be one of the principals of
+    QIS_SERVICE_PRINCIPALS, or hold `admin` on "*".
+    """
+    ParkTopicEntry: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ParkTopicEntryRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
+    """Parks an entry of a topic for a consumer group: the group failed it
+    `max_delivery_attempts` times and moves on without it (TopicService.ListParked lists it).
+    Sent by the query service serving the group, authorised as CheckpointConsumerGroup.
+    """
+    ReplayParkedEntries: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReplayParkedEntriesRequest, _command_service_pb2.CommandResponse]  # type: ignore[assignment]
+    """Moves parked entries of a consumer group back to delivery (TopicService.ReplayParked
+    sends them in chunks). An entry that is not parked any more is left as it is. Authorised
+    as CheckpointConsumerGroup.
     """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -419,6 +453,41 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
         """Deletes a topic: it takes no more events; its entries stay readable. NOT_FOUND
         (TOPIC_NOT_FOUND) when there is no topic of that name. Needs `admin` on the topic.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckpointConsumerGroup(
+        self,
+        request: _command_service_pb2.CheckpointConsumerGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
+        """Moves a consumer group's checkpoint (docs/routing.md): the group has settled every entry
+        of the topic up to (position, index) included, and starts after it when it is served
+        again. Never backwards: a checkpoint at or before the group's changes nothing. Sent by
+        the query service serving the group: the caller must be one of the principals of
+        QIS_SERVICE_PRINCIPALS, or hold `admin` on "*".
+        """
+
+    @_abc_1.abstractmethod
+    def ParkTopicEntry(
+        self,
+        request: _command_service_pb2.ParkTopicEntryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
+        """Parks an entry of a topic for a consumer group: the group failed it
+        `max_delivery_attempts` times and moves on without it (TopicService.ListParked lists it).
+        Sent by the query service serving the group, authorised as CheckpointConsumerGroup.
+        """
+
+    @_abc_1.abstractmethod
+    def ReplayParkedEntries(
+        self,
+        request: _command_service_pb2.ReplayParkedEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandResponse, _abc.Awaitable[_command_service_pb2.CommandResponse]]:
+        """Moves parked entries of a consumer group back to delivery (TopicService.ReplayParked
+        sends them in chunks). An entry that is not parked any more is left as it is. Authorised
+        as CheckpointConsumerGroup.
         """
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1531,6 +1531,327 @@ func (x *DeleteTopicRequest) GetName() string {
 	return ""
 }
 
+// Request of CommandService.CheckpointConsumerGroup.
+type CheckpointConsumerGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// Resource name of the topic, "topics/{topic}".
+	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The consumer group: 1 to 64 letters, digits and "._-", starting with a letter or digit.
+	Group string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	// Commit position of the last settled entry (1 or more).
+	Position uint64 `protobuf:"varint,4,opt,name=position,proto3" json:"position,omitempty"`
+	// Index of the last settled entry within its event (TopicMessage.index).
+	Index int32 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
+	// Replayed entries (ReplayParkedEntries) the group has settled since its last checkpoint,
+	// at most 1,000: they are no longer parked.
+	Settled       []*TopicEntryRef `protobuf:"bytes,6,rep,name=settled,proto3" json:"settled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointConsumerGroupRequest) Reset() {
+	*x = CheckpointConsumerGroupRequest{}
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointConsumerGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointConsumerGroupRequest) ProtoMessage() {}
+
+func (x *CheckpointConsumerGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointConsumerGroupRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointConsumerGroupRequest) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CheckpointConsumerGroupRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *CheckpointConsumerGroupRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *CheckpointConsumerGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CheckpointConsumerGroupRequest) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *CheckpointConsumerGroupRequest) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CheckpointConsumerGroupRequest) GetSettled() []*TopicEntryRef {
+	if x != nil {
+		return x.Settled
+	}
+	return nil
+}
+
+// One entry of a topic's log.
+type TopicEntryRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Commit position of the entry's event (1 or more).
+	Position uint64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	// The entry's part of its event (TopicMessage.index).
+	Index         int32 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicEntryRef) Reset() {
+	*x = TopicEntryRef{}
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicEntryRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicEntryRef) ProtoMessage() {}
+
+func (x *TopicEntryRef) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicEntryRef.ProtoReflect.Descriptor instead.
+func (*TopicEntryRef) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TopicEntryRef) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *TopicEntryRef) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// Request of CommandService.ParkTopicEntry.
+type ParkTopicEntryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// Resource name of the topic, "topics/{topic}".
+	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The consumer group (see CheckpointConsumerGroupRequest.group).
+	Group string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	// Commit position of the entry parked (1 or more).
+	Position uint64 `protobuf:"varint,4,opt,name=position,proto3" json:"position,omitempty"`
+	// Index of the entry within its event (TopicMessage.index).
+	Index int32 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
+	// Deliveries of the entry to the group, 1 to 100.
+	Attempts int32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Why its last delivery failed, as the consumer said in its nack ("" after a timeout), at
+	// most 1,024 characters.
+	LastError     string `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParkTopicEntryRequest) Reset() {
+	*x = ParkTopicEntryRequest{}
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParkTopicEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParkTopicEntryRequest) ProtoMessage() {}
+
+func (x *ParkTopicEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParkTopicEntryRequest.ProtoReflect.Descriptor instead.
+func (*ParkTopicEntryRequest) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ParkTopicEntryRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *ParkTopicEntryRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ParkTopicEntryRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ParkTopicEntryRequest) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *ParkTopicEntryRequest) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ParkTopicEntryRequest) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *ParkTopicEntryRequest) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+// Request of CommandService.ReplayParkedEntries.
+type ReplayParkedEntriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// Resource name of the topic, "topics/{topic}".
+	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The consumer group (see CheckpointConsumerGroupRequest.group).
+	Group string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	// The parked entries to deliver again, 1 to 1,000.
+	Entries       []*TopicEntryRef `protobuf:"bytes,4,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayParkedEntriesRequest) Reset() {
+	*x = ReplayParkedEntriesRequest{}
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayParkedEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayParkedEntriesRequest) ProtoMessage() {}
+
+func (x *ReplayParkedEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_command_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayParkedEntriesRequest.ProtoReflect.Descriptor instead.
+func (*ReplayParkedEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_command_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReplayParkedEntriesRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *ReplayParkedEntriesRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ReplayParkedEntriesRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ReplayParkedEntriesRequest) GetEntries() []*TopicEntryRef {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 var File_qis_data_v1_command_service_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_command_service_proto_rawDesc = "" +
@@ -1665,13 +1986,40 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\x12DeleteTopicRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x18\n" +
-	"\x04name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04name*p\n" +
+	"\x04name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04name\"\xeb\x01\n" +
+	"\x1eCheckpointConsumerGroupRequest\x12#\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1a\n" +
+	"\x05topic\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x05topic\x12\x1a\n" +
+	"\x05group\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x05group\x12 \n" +
+	"\bposition\x18\x04 \x01(\x04B\x04\xe2A\x01\x02R\bposition\x12\x14\n" +
+	"\x05index\x18\x05 \x01(\x05R\x05index\x124\n" +
+	"\asettled\x18\x06 \x03(\v2\x1a.qis.data.v1.TopicEntryRefR\asettled\"G\n" +
+	"\rTopicEntryRef\x12 \n" +
+	"\bposition\x18\x01 \x01(\x04B\x04\xe2A\x01\x02R\bposition\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x05R\x05index\"\xed\x01\n" +
+	"\x15ParkTopicEntryRequest\x12#\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1a\n" +
+	"\x05topic\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x05topic\x12\x1a\n" +
+	"\x05group\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x05group\x12 \n" +
+	"\bposition\x18\x04 \x01(\x04B\x04\xe2A\x01\x02R\bposition\x12\x14\n" +
+	"\x05index\x18\x05 \x01(\x05R\x05index\x12 \n" +
+	"\battempts\x18\x06 \x01(\x05B\x04\xe2A\x01\x02R\battempts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\a \x01(\tR\tlastError\"\xb5\x01\n" +
+	"\x1aReplayParkedEntriesRequest\x12#\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1a\n" +
+	"\x05topic\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x05topic\x12\x1a\n" +
+	"\x05group\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x05group\x12:\n" +
+	"\aentries\x18\x04 \x03(\v2\x1a.qis.data.v1.TopicEntryRefB\x04\xe2A\x01\x02R\aentries*p\n" +
 	"\n" +
 	"Resolution\x12\x1a\n" +
 	"\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RESOLUTION_APPROVE\x10\x01\x12\x15\n" +
 	"\x11RESOLUTION_REJECT\x10\x02\x12\x17\n" +
-	"\x13RESOLUTION_OVERRIDE\x10\x032\x90\v\n" +
+	"\x13RESOLUTION_OVERRIDE\x10\x032\xa8\r\n" +
 	"\x0eCommandService\x12N\n" +
 	"\fDefineSeries\x12 .qis.data.v1.DefineSeriesRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
 	"\x12EvolveSeriesSchema\x12&.qis.data.v1.EvolveSeriesSchemaRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
@@ -1689,7 +2037,10 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"\x12DeleteAccessPolicy\x12&.qis.data.v1.DeleteAccessPolicyRequest\x1a\x1c.qis.data.v1.CommandResponse\x12Z\n" +
 	"\x12RecordAccessDenial\x12&.qis.data.v1.RecordAccessDenialRequest\x1a\x1c.qis.data.v1.CommandResponse\x12F\n" +
 	"\bSetTopic\x12\x1c.qis.data.v1.SetTopicRequest\x1a\x1c.qis.data.v1.CommandResponse\x12L\n" +
-	"\vDeleteTopic\x12\x1f.qis.data.v1.DeleteTopicRequest\x1a\x1c.qis.data.v1.CommandResponseBb\n" +
+	"\vDeleteTopic\x12\x1f.qis.data.v1.DeleteTopicRequest\x1a\x1c.qis.data.v1.CommandResponse\x12d\n" +
+	"\x17CheckpointConsumerGroup\x12+.qis.data.v1.CheckpointConsumerGroupRequest\x1a\x1c.qis.data.v1.CommandResponse\x12R\n" +
+	"\x0eParkTopicEntry\x12\".qis.data.v1.ParkTopicEntryRequest\x1a\x1c.qis.data.v1.CommandResponse\x12\\\n" +
+	"\x13ReplayParkedEntries\x12'.qis.data.v1.ReplayParkedEntriesRequest\x1a\x1c.qis.data.v1.CommandResponseBb\n" +
 	"\x0fcom.qis.data.v1B\x13CommandServiceProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\vQis.Data.V1b\x06proto3"
 
 var (
@@ -1705,7 +2056,7 @@ func file_qis_data_v1_command_service_proto_rawDescGZIP() []byte {
 }
 
 var file_qis_data_v1_command_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_qis_data_v1_command_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_qis_data_v1_command_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_qis_data_v1_command_service_proto_goTypes = []any{
 	(Resolution)(0),                        // 0: qis.data.v1.Resolution
 	(*CommandResponse)(nil),                // 1: qis.data.v1.CommandResponse
@@ -1726,86 +2077,98 @@ var file_qis_data_v1_command_service_proto_goTypes = []any{
 	(*RecordAccessDenialRequest)(nil),      // 16: qis.data.v1.RecordAccessDenialRequest
 	(*SetTopicRequest)(nil),                // 17: qis.data.v1.SetTopicRequest
 	(*DeleteTopicRequest)(nil),             // 18: qis.data.v1.DeleteTopicRequest
-	(*Series)(nil),                         // 19: qis.data.v1.Series
-	(*fieldmaskpb.FieldMask)(nil),          // 20: google.protobuf.FieldMask
-	(*DataSource)(nil),                     // 21: qis.data.v1.DataSource
-	(DataSourceStatus)(0),                  // 22: qis.data.v1.DataSourceStatus
-	(*timestamppb.Timestamp)(nil),          // 23: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),            // 24: google.protobuf.Duration
-	(*DataPoint)(nil),                      // 25: qis.data.v1.DataPoint
-	(*PointColumns)(nil),                   // 26: qis.data.v1.PointColumns
-	(*status.Status)(nil),                  // 27: google.rpc.Status
-	(*DataValue)(nil),                      // 28: qis.data.v1.DataValue
-	(*AccessPolicy)(nil),                   // 29: qis.data.v1.AccessPolicy
-	(*AccessDenial)(nil),                   // 30: qis.data.v1.AccessDenial
-	(*Topic)(nil),                          // 31: qis.data.v1.Topic
+	(*CheckpointConsumerGroupRequest)(nil), // 19: qis.data.v1.CheckpointConsumerGroupRequest
+	(*TopicEntryRef)(nil),                  // 20: qis.data.v1.TopicEntryRef
+	(*ParkTopicEntryRequest)(nil),          // 21: qis.data.v1.ParkTopicEntryRequest
+	(*ReplayParkedEntriesRequest)(nil),     // 22: qis.data.v1.ReplayParkedEntriesRequest
+	(*Series)(nil),                         // 23: qis.data.v1.Series
+	(*fieldmaskpb.FieldMask)(nil),          // 24: google.protobuf.FieldMask
+	(*DataSource)(nil),                     // 25: qis.data.v1.DataSource
+	(DataSourceStatus)(0),                  // 26: qis.data.v1.DataSourceStatus
+	(*timestamppb.Timestamp)(nil),          // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 28: google.protobuf.Duration
+	(*DataPoint)(nil),                      // 29: qis.data.v1.DataPoint
+	(*PointColumns)(nil),                   // 30: qis.data.v1.PointColumns
+	(*status.Status)(nil),                  // 31: google.rpc.Status
+	(*DataValue)(nil),                      // 32: qis.data.v1.DataValue
+	(*AccessPolicy)(nil),                   // 33: qis.data.v1.AccessPolicy
+	(*AccessDenial)(nil),                   // 34: qis.data.v1.AccessDenial
+	(*Topic)(nil),                          // 35: qis.data.v1.Topic
 }
 var file_qis_data_v1_command_service_proto_depIdxs = []int32{
-	19, // 0: qis.data.v1.DefineSeriesRequest.series:type_name -> qis.data.v1.Series
-	19, // 1: qis.data.v1.EvolveSeriesSchemaRequest.series:type_name -> qis.data.v1.Series
-	20, // 2: qis.data.v1.EvolveSeriesSchemaRequest.update_mask:type_name -> google.protobuf.FieldMask
-	21, // 3: qis.data.v1.RegisterDataSourceRequest.source:type_name -> qis.data.v1.DataSource
-	21, // 4: qis.data.v1.ConfigureDataSourceRequest.source:type_name -> qis.data.v1.DataSource
-	20, // 5: qis.data.v1.ConfigureDataSourceRequest.update_mask:type_name -> google.protobuf.FieldMask
-	22, // 6: qis.data.v1.ReportDataSourceHealthRequest.status:type_name -> qis.data.v1.DataSourceStatus
-	23, // 7: qis.data.v1.ReportDataSourceHealthRequest.start_time:type_name -> google.protobuf.Timestamp
-	23, // 8: qis.data.v1.ReportDataSourceHealthRequest.end_time:type_name -> google.protobuf.Timestamp
-	24, // 9: qis.data.v1.ReportDataSourceHealthRequest.latency_p50:type_name -> google.protobuf.Duration
-	24, // 10: qis.data.v1.ReportDataSourceHealthRequest.latency_p99:type_name -> google.protobuf.Duration
-	23, // 11: qis.data.v1.ReportDataSourceHealthRequest.last_success_time:type_name -> google.protobuf.Timestamp
-	25, // 12: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
-	26, // 13: qis.data.v1.IngestPointsRequest.columns:type_name -> qis.data.v1.PointColumns
+	23, // 0: qis.data.v1.DefineSeriesRequest.series:type_name -> qis.data.v1.Series
+	23, // 1: qis.data.v1.EvolveSeriesSchemaRequest.series:type_name -> qis.data.v1.Series
+	24, // 2: qis.data.v1.EvolveSeriesSchemaRequest.update_mask:type_name -> google.protobuf.FieldMask
+	25, // 3: qis.data.v1.RegisterDataSourceRequest.source:type_name -> qis.data.v1.DataSource
+	25, // 4: qis.data.v1.ConfigureDataSourceRequest.source:type_name -> qis.data.v1.DataSource
+	24, // 5: qis.data.v1.ConfigureDataSourceRequest.update_mask:type_name -> google.protobuf.FieldMask
+	26, // 6: qis.data.v1.ReportDataSourceHealthRequest.status:type_name -> qis.data.v1.DataSourceStatus
+	27, // 7: qis.data.v1.ReportDataSourceHealthRequest.start_time:type_name -> google.protobuf.Timestamp
+	27, // 8: qis.data.v1.ReportDataSourceHealthRequest.end_time:type_name -> google.protobuf.Timestamp
+	28, // 9: qis.data.v1.ReportDataSourceHealthRequest.latency_p50:type_name -> google.protobuf.Duration
+	28, // 10: qis.data.v1.ReportDataSourceHealthRequest.latency_p99:type_name -> google.protobuf.Duration
+	27, // 11: qis.data.v1.ReportDataSourceHealthRequest.last_success_time:type_name -> google.protobuf.Timestamp
+	29, // 12: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
+	30, // 13: qis.data.v1.IngestPointsRequest.columns:type_name -> qis.data.v1.PointColumns
 	8,  // 14: qis.data.v1.BulkIngestResponse.result:type_name -> qis.data.v1.IngestPointsResponse
-	27, // 15: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
-	23, // 16: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
-	23, // 17: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
-	28, // 18: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
-	23, // 19: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
+	31, // 15: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
+	27, // 16: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
+	27, // 17: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
+	32, // 18: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
+	27, // 19: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 20: qis.data.v1.ResolveQualityIssuesRequest.resolution:type_name -> qis.data.v1.Resolution
-	28, // 21: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
-	23, // 22: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
-	23, // 23: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
-	23, // 24: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
-	29, // 25: qis.data.v1.SetAccessPolicyRequest.policy:type_name -> qis.data.v1.AccessPolicy
-	30, // 26: qis.data.v1.RecordAccessDenialRequest.denial:type_name -> qis.data.v1.AccessDenial
-	31, // 27: qis.data.v1.SetTopicRequest.topic:type_name -> qis.data.v1.Topic
-	2,  // 28: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
-	3,  // 29: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
-	4,  // 30: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
-	5,  // 31: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
-	6,  // 32: qis.data.v1.CommandService.ReportDataSourceHealth:input_type -> qis.data.v1.ReportDataSourceHealthRequest
-	7,  // 33: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
-	7,  // 34: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
-	10, // 35: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
-	11, // 36: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
-	12, // 37: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
-	13, // 38: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
-	14, // 39: qis.data.v1.CommandService.SetAccessPolicy:input_type -> qis.data.v1.SetAccessPolicyRequest
-	15, // 40: qis.data.v1.CommandService.DeleteAccessPolicy:input_type -> qis.data.v1.DeleteAccessPolicyRequest
-	16, // 41: qis.data.v1.CommandService.RecordAccessDenial:input_type -> qis.data.v1.RecordAccessDenialRequest
-	17, // 42: qis.data.v1.CommandService.SetTopic:input_type -> qis.data.v1.SetTopicRequest
-	18, // 43: qis.data.v1.CommandService.DeleteTopic:input_type -> qis.data.v1.DeleteTopicRequest
-	1,  // 44: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
-	1,  // 45: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
-	1,  // 46: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
-	1,  // 47: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
-	1,  // 48: qis.data.v1.CommandService.ReportDataSourceHealth:output_type -> qis.data.v1.CommandResponse
-	8,  // 49: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
-	9,  // 50: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
-	1,  // 51: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
-	1,  // 52: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
-	1,  // 53: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
-	1,  // 54: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
-	1,  // 55: qis.data.v1.CommandService.SetAccessPolicy:output_type -> qis.data.v1.CommandResponse
-	1,  // 56: qis.data.v1.CommandService.DeleteAccessPolicy:output_type -> qis.data.v1.CommandResponse
-	1,  // 57: qis.data.v1.CommandService.RecordAccessDenial:output_type -> qis.data.v1.CommandResponse
-	1,  // 58: qis.data.v1.CommandService.SetTopic:output_type -> qis.data.v1.CommandResponse
-	1,  // 59: qis.data.v1.CommandService.DeleteTopic:output_type -> qis.data.v1.CommandResponse
-	44, // [44:60] is the sub-list for method output_type
-	28, // [28:44] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	32, // 21: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
+	27, // 22: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 23: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	27, // 24: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	33, // 25: qis.data.v1.SetAccessPolicyRequest.policy:type_name -> qis.data.v1.AccessPolicy
+	34, // 26: qis.data.v1.RecordAccessDenialRequest.denial:type_name -> qis.data.v1.AccessDenial
+	35, // 27: qis.data.v1.SetTopicRequest.topic:type_name -> qis.data.v1.Topic
+	20, // 28: qis.data.v1.CheckpointConsumerGroupRequest.settled:type_name -> qis.data.v1.TopicEntryRef
+	20, // 29: qis.data.v1.ReplayParkedEntriesRequest.entries:type_name -> qis.data.v1.TopicEntryRef
+	2,  // 30: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
+	3,  // 31: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
+	4,  // 32: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
+	5,  // 33: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
+	6,  // 34: qis.data.v1.CommandService.ReportDataSourceHealth:input_type -> qis.data.v1.ReportDataSourceHealthRequest
+	7,  // 35: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
+	7,  // 36: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
+	10, // 37: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
+	11, // 38: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
+	12, // 39: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
+	13, // 40: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
+	14, // 41: qis.data.v1.CommandService.SetAccessPolicy:input_type -> qis.data.v1.SetAccessPolicyRequest
+	15, // 42: qis.data.v1.CommandService.DeleteAccessPolicy:input_type -> qis.data.v1.DeleteAccessPolicyRequest
+	16, // 43: qis.data.v1.CommandService.RecordAccessDenial:input_type -> qis.data.v1.RecordAccessDenialRequest
+	17, // 44: qis.data.v1.CommandService.SetTopic:input_type -> qis.data.v1.SetTopicRequest
+	18, // 45: qis.data.v1.CommandService.DeleteTopic:input_type -> qis.data.v1.DeleteTopicRequest
+	19, // 46: qis.data.v1.CommandService.CheckpointConsumerGroup:input_type -> qis.data.v1.CheckpointConsumerGroupRequest
+	21, // 47: qis.data.v1.CommandService.ParkTopicEntry:input_type -> qis.data.v1.ParkTopicEntryRequest
+	22, // 48: qis.data.v1.CommandService.ReplayParkedEntries:input_type -> qis.data.v1.ReplayParkedEntriesRequest
+	1,  // 49: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
+	1,  // 50: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
+	1,  // 51: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
+	1,  // 52: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
+	1,  // 53: qis.data.v1.CommandService.ReportDataSourceHealth:output_type -> qis.data.v1.CommandResponse
+	8,  // 54: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
+	9,  // 55: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
+	1,  // 56: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
+	1,  // 57: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
+	1,  // 58: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
+	1,  // 59: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
+	1,  // 60: qis.data.v1.CommandService.SetAccessPolicy:output_type -> qis.data.v1.CommandResponse
+	1,  // 61: qis.data.v1.CommandService.DeleteAccessPolicy:output_type -> qis.data.v1.CommandResponse
+	1,  // 62: qis.data.v1.CommandService.RecordAccessDenial:output_type -> qis.data.v1.CommandResponse
+	1,  // 63: qis.data.v1.CommandService.SetTopic:output_type -> qis.data.v1.CommandResponse
+	1,  // 64: qis.data.v1.CommandService.DeleteTopic:output_type -> qis.data.v1.CommandResponse
+	1,  // 65: qis.data.v1.CommandService.CheckpointConsumerGroup:output_type -> qis.data.v1.CommandResponse
+	1,  // 66: qis.data.v1.CommandService.ParkTopicEntry:output_type -> qis.data.v1.CommandResponse
+	1,  // 67: qis.data.v1.CommandService.ReplayParkedEntries:output_type -> qis.data.v1.CommandResponse
+	49, // [49:68] is the sub-list for method output_type
+	30, // [30:49] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_command_service_proto_init() }
@@ -1827,7 +2190,7 @@ func file_qis_data_v1_command_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_command_service_proto_rawDesc), len(file_qis_data_v1_command_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,9 @@ const (
 	CommandService_RecordAccessDenial_FullMethodName      = "/qis.data.v1.CommandService/RecordAccessDenial"
 	CommandService_SetTopic_FullMethodName                = "/qis.data.v1.CommandService/SetTopic"
 	CommandService_DeleteTopic_FullMethodName             = "/qis.data.v1.CommandService/DeleteTopic"
+	CommandService_CheckpointConsumerGroup_FullMethodName = "/qis.data.v1.CommandService/CheckpointConsumerGroup"
+	CommandService_ParkTopicEntry_FullMethodName          = "/qis.data.v1.CommandService/ParkTopicEntry"
+	CommandService_ReplayParkedEntries_FullMethodName     = "/qis.data.v1.CommandService/ReplayParkedEntries"
 )
 
 // CommandServiceClient is the client API for CommandService service.
@@ -122,6 +125,20 @@ type CommandServiceClient interface {
 	// Deletes a topic: it takes no more events; its entries stay readable. NOT_FOUND
 	// (TOPIC_NOT_FOUND) when there is no topic of that name. Needs `admin` on the topic.
 	DeleteTopic(ctx context.Context, in *DeleteTopicRequest, opts ...grpc.CallOption) (*CommandResponse, error)
+	// Moves a consumer group's checkpoint (docs/routing.md): the group has settled every entry
+	// of the topic up to (position, index) included, and starts after it when it is served
+	// again. Never backwards: a checkpoint at or before the group's changes nothing. Sent by
+	// the query service serving the group: the caller must be one of the principals of
+	// QIS_SERVICE_PRINCIPALS, or hold `admin` on "*".
+	CheckpointConsumerGroup(ctx context.Context, in *CheckpointConsumerGroupRequest, opts ...grpc.CallOption) (*CommandResponse, error)
+	// Parks an entry of a topic for a consumer group: the group failed it
+	// `max_delivery_attempts` times and moves on without it (TopicService.ListParked lists it).
+	// Sent by the query service serving the group, authorised as CheckpointConsumerGroup.
+	ParkTopicEntry(ctx context.Context, in *ParkTopicEntryRequest, opts ...grpc.CallOption) (*CommandResponse, error)
+	// Moves parked entries of a consumer group back to delivery (TopicService.ReplayParked
+	// sends them in chunks). An entry that is not parked any more is left as it is. Authorised
+	// as CheckpointConsumerGroup.
+	ReplayParkedEntries(ctx context.Context, in *ReplayParkedEntriesRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 }
 
 type commandServiceClient struct {
@@ -295,6 +312,36 @@ func (c *commandServiceClient) DeleteTopic(ctx context.Context, in *DeleteTopicR
 	return out, nil
 }
 
+func (c *commandServiceClient) CheckpointConsumerGroup(ctx context.Context, in *CheckpointConsumerGroupRequest, opts ...grpc.CallOption) (*CommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommandResponse)
+	err := c.cc.Invoke(ctx, CommandService_CheckpointConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) ParkTopicEntry(ctx context.Context, in *ParkTopicEntryRequest, opts ...grpc.CallOption) (*CommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommandResponse)
+	err := c.cc.Invoke(ctx, CommandService_ParkTopicEntry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) ReplayParkedEntries(ctx context.Context, in *ReplayParkedEntriesRequest, opts ...grpc.CallOption) (*CommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommandResponse)
+	err := c.cc.Invoke(ctx, CommandService_ReplayParkedEntries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CommandServiceServer is the server API for CommandService service.
 // All implementations must embed UnimplementedCommandServiceServer
 // for forward compatibility.
@@ -380,6 +427,20 @@ type CommandServiceServer interface {
 	// Deletes a topic: it takes no more events; its entries stay readable. NOT_FOUND
 	// (TOPIC_NOT_FOUND) when there is no topic of that name. Needs `admin` on the topic.
 	DeleteTopic(context.Context, *DeleteTopicRequest) (*CommandResponse, error)
+	// Moves a consumer group's checkpoint (docs/routing.md): the group has settled every entry
+	// of the topic up to (position, index) included, and starts after it when it is served
+	// again. Never backwards: a checkpoint at or before the group's changes nothing. Sent by
+	// the query service serving the group: the caller must be one of the principals of
+	// QIS_SERVICE_PRINCIPALS, or hold `admin` on "*".
+	CheckpointConsumerGroup(context.Context, *CheckpointConsumerGroupRequest) (*CommandResponse, error)
+	// Parks an entry of a topic for a consumer group: the group failed it
+	// `max_delivery_attempts` times and moves on without it (TopicService.ListParked lists it).
+	// Sent by the query service serving the group, authorised as CheckpointConsumerGroup.
+	ParkTopicEntry(context.Context, *ParkTopicEntryRequest) (*CommandResponse, error)
+	// Moves parked entries of a consumer group back to delivery (TopicService.ReplayParked
+	// sends them in chunks). An entry that is not parked any more is left as it is. Authorised
+	// as CheckpointConsumerGroup.
+	ReplayParkedEntries(context.Context, *ReplayParkedEntriesRequest) (*CommandResponse, error)
 	mustEmbedUnimplementedCommandServiceServer()
 }
 
@@ -437,6 +498,15 @@ func (UnimplementedCommandServiceServer) SetTopic(context.Context, *SetTopicRequ
 }
 func (UnimplementedCommandServiceServer) DeleteTopic(context.Context, *DeleteTopicRequest) (*CommandResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteTopic not implemented")
+}
+func (UnimplementedCommandServiceServer) CheckpointConsumerGroup(context.Context, *CheckpointConsumerGroupRequest) (*CommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckpointConsumerGroup not implemented")
+}
+func (UnimplementedCommandServiceServer) ParkTopicEntry(context.Context, *ParkTopicEntryRequest) (*CommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ParkTopicEntry not implemented")
+}
+func (UnimplementedCommandServiceServer) ReplayParkedEntries(context.Context, *ReplayParkedEntriesRequest) (*CommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplayParkedEntries not implemented")
 }
 func (UnimplementedCommandServiceServer) mustEmbedUnimplementedCommandServiceServer() {}
 func (UnimplementedCommandServiceServer) testEmbeddedByValue()                        {}
@@ -736,6 +806,60 @@ func _CommandService_DeleteTopic_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommandService_CheckpointConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).CheckpointConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_CheckpointConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).CheckpointConsumerGroup(ctx, req.(*CheckpointConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommandService_ParkTopicEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ParkTopicEntryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).ParkTopicEntry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_ParkTopicEntry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).ParkTopicEntry(ctx, req.(*ParkTopicEntryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommandService_ReplayParkedEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplayParkedEntriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).ReplayParkedEntries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_ReplayParkedEntries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).ReplayParkedEntries(ctx, req.(*ReplayParkedEntriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CommandService_ServiceDesc is the grpc.ServiceDesc for CommandService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -802,6 +926,18 @@ var CommandService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteTopic",
 			Handler:    _CommandService_DeleteTopic_Handler,
+		},
+		{
+			MethodName: "CheckpointConsumerGroup",
+			Handler:    _CommandService_CheckpointConsumerGroup_Handler,
+		},
+		{
+			MethodName: "ParkTopicEntry",
+			Handler:    _CommandService_ParkTopicEntry_Handler,
+		},
+		{
+			MethodName: "ReplayParkedEntries",
+			Handler:    _CommandService_ReplayParkedEntries_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/command_service.proto.
  */
 export const file_qis_data_v1_command_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFxaXMvZGF0YS92MS9jb21tYW5kX3NlcnZpY2UucHJvdG8SC3Fpcy5kYXRhLnYxIj0KD0NvbW1hbmRSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIInMKE0RlZmluZVNlcmllc1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIXCglzZXJpZXNfaWQYAiABKAlCBOJBAQISKQoGc2VyaWVzGAMgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECIsgBChlFdm9sdmVTZXJpZXNTY2hlbWFSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISKQoGc2VyaWVzGAIgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECEhQKBnJlYXNvbhgDIAEoCUIE4kEBAhIvCgt1cGRhdGVfbWFzaxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHwoXZXhwZWN0ZWRfc2NoZW1hX3ZlcnNpb24YBSABKAUifQoZUmVnaXN0ZXJEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhcKCXNvdXJjZV9pZBgCIAEoCUIE4kEBAhItCgZzb3VyY2UYAyABKAsyFy5xaXMuZGF0YS52MS5EYXRhU291cmNlQgTiQQECIpYBChpDb25maWd1cmVEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi0KBnNvdXJjZRgCIAEoCzIXLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VCBOJBAQISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIvgDCh1SZXBvcnREYXRhU291cmNlSGVhbHRoUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNvdXJjZRgCIAEoCUIE4kEBAhIzCgZzdGF0dXMYAyABKA4yHS5xaXMuZGF0YS52MS5EYXRhU291cmNlU3RhdHVzQgTiQQECEjQKCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIVCg1yZXF1ZXN0X2NvdW50GAYgASgDEhUKDWZhaWx1cmVfY291bnQYByABKAMSGgoScmF0ZV9saW1pdGVkX2NvdW50GAggASgDEhMKC3JldHJ5X2NvdW50GAkgASgDEi4KC2xhdGVuY3lfcDUwGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2xhdGVuY3lfcDk5GAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEWxhc3Rfc3VjY2Vzc190aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpsYXN0X2Vycm9yGA0gASgJIq8BChNJbmdlc3RQb2ludHNSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEhQKBnNvdXJjZRgDIAEoCUIE4kEBAhImCgZwb2ludHMYBCADKAsyFi5xaXMuZGF0YS52MS5EYXRhUG9pbnQSKgoHY29sdW1ucxgFIAEoCzIZLnFpcy5kYXRhLnYxLlBvaW50Q29sdW1ucyJ4ChRJbmdlc3RQb2ludHNSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIEhAKCGFjY2VwdGVkGAMgASgFEg8KB2ZsYWdnZWQYBCABKAUSEQoJcHVibGlzaGVkGAUgASgFIo0BChJCdWxrSW5nZXN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIzCgZyZXN1bHQYAiABKAsyIS5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXNwb25zZUgAEiMKBWVycm9yGAMgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIJCgdvdXRjb21lIpoBChRQdWJsaXNoUG9pbnRzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhI0CgpzbmFwX3RpbWVzGAUgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIPCgdjb21tZW50GAQgASgJSgQIAxAEUgVzbmFwcyKPAgoTUmVzdGF0ZVBvaW50UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIzCglzbmFwX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEisKBXZhbHVlGAQgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlQgTiQQECEhQKBnJlYXNvbhgFIAEoCUIE4kEBAhITCgtyZWFzb25fY29kZRgGIAEoCRIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBKBAgDEARSBHNuYXAinAIKG1Jlc29sdmVRdWFsaXR5SXNzdWVzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIXCglpc3N1ZV9pZHMYAyADKAlCBOJBAQISMQoKcmVzb2x1dGlvbhgEIAEoDjIXLnFpcy5kYXRhLnYxLlJlc29sdXRpb25CBOJBAQISFAoGcmVhc29uGAUgASgJQgTiQQECEiUKBXZhbHVlGAYgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlEhMKC3JlYXNvbl9jb2RlGAcgASgJEi8KC2V4cGlyZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK6AQoeQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3NSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEjQKCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAiKUAQoWU2V0QWNjZXNzUG9saWN5UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi8KBnBvbGljeRgCIAEoCzIZLnFpcy5kYXRhLnYxLkFjY2Vzc1BvbGljeUIE4kEBAhIUCgZyZWFzb24YAyABKAlCBOJBAQISGQoRZXhwZWN0ZWRfcmV2aXNpb24YBCABKAUiegoZRGVsZXRlQWNjZXNzUG9saWN5UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhIKBG5hbWUYAiABKAlCBOJBAQISFAoGcmVhc29uGAMgASgJQgTiQQECEhkKEWV4cGVjdGVkX3JldmlzaW9uGAQgASgFImYKGVJlY29yZEFjY2Vzc0RlbmlhbFJlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIvCgZkZW5pYWwYAiABKAsyGS5xaXMuZGF0YS52MS5BY2Nlc3NEZW5pYWxCBOJBAQIiVAoPU2V0VG9waWNSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISJwoFdG9waWMYAiABKAsyEi5xaXMuZGF0YS52MS5Ub3BpY0IE4kEBAiJCChJEZWxldGVUb3BpY1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhISCgRuYW1lGAIgASgJQgTiQQECKnAKClJlc29sdXRpb24SGgoWUkVTT0xVVElPTl9VTlNQRUNJRklFRBAAEhYKElJFU09MVVRJT05fQVBQUk9WRRABEhUKEVJFU09MVVRJT05fUkVKRUNUEAISFwoTUkVTT0xVVElPTl9PVkVSUklERRADMpALCg5Db21tYW5kU2VydmljZRJOCgxEZWZpbmVTZXJpZXMSIC5xaXMuZGF0YS52MS5EZWZpbmVTZXJpZXNSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEloKEkV2b2x2ZVNlcmllc1NjaGVtYRImLnFpcy5kYXRhLnYxLkV2b2x2ZVNlcmllc1NjaGVtYVJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USWgoSUmVnaXN0ZXJEYXRhU291cmNlEiYucWlzLmRhdGEudjEuUmVnaXN0ZXJEYXRhU291cmNlUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJcChNDb25maWd1cmVEYXRhU291cmNlEicucWlzLmRhdGEudjEuQ29uZmlndXJlRGF0YVNvdXJjZVJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USYgoWUmVwb3J0RGF0YVNvdXJjZUhlYWx0aBIqLnFpcy5kYXRhLnYxLlJlcG9ydERhdGFTb3VyY2VIZWFsdGhSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlElMKDEluZ2VzdFBvaW50cxIgLnFpcy5kYXRhLnYxLkluZ2VzdFBvaW50c1JlcXVlc3QaIS5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXNwb25zZRJTCgpCdWxrSW5nZXN0EiAucWlzLmRhdGEudjEuSW5nZXN0UG9pbnRzUmVxdWVzdBofLnFpcy5kYXRhLnYxLkJ1bGtJbmdlc3RSZXNwb25zZSgBMAESUAoNUHVibGlzaFBvaW50cxIhLnFpcy5kYXRhLnYxLlB1Ymxpc2hQb2ludHNSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEk4KDFJlc3RhdGVQb2ludBIgLnFpcy5kYXRhLnYxLlJlc3RhdGVQb2ludFJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USXgoUUmVzb2x2ZVF1YWxpdHlJc3N1ZXMSKC5xaXMuZGF0YS52MS5SZXNvbHZlUXVhbGl0eUlzc3Vlc1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USZAoXQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3MSKy5xaXMuZGF0YS52MS5DYWxjdWxhdGVRdWFsaXR5TWV0cmljc1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USVAoPU2V0QWNjZXNzUG9saWN5EiMucWlzLmRhdGEudjEuU2V0QWNjZXNzUG9saWN5UmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJaChJEZWxldGVBY2Nlc3NQb2xpY3kSJi5xaXMuZGF0YS52MS5EZWxldGVBY2Nlc3NQb2xpY3lSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEloKElJlY29yZEFjY2Vzc0RlbmlhbBImLnFpcy5kYXRhLnYxLlJlY29yZEFjY2Vzc0RlbmlhbFJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USRgoIU2V0VG9waWMSHC5xaXMuZGF0YS52MS5TZXRUb3BpY1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USTAoLRGVsZXRlVG9waWMSHy5xaXMuZGF0YS52MS5EZWxldGVUb3BpY1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2VCYgoPY29tLnFpcy5kYXRhLnYxQhNDb21tYW5kU2VydmljZVByb3RvUAFaKnFpcy1kYXRhL2NsaWVudHMvZ28vZ2VuL3Fpcy9kYXRhL3YxO2RhdGF2MaoCC1Fpcy5EYXRhLlYxYgZwcm90bzM", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_google_rpc_status, file_qis_data_v1_access, file_qis_data_v1_routing, file_qis_data_v1_series, file_qis_data_v1_values]);
+  fileDesc("CiFxaXMvZGF0YS92MS9jb21tYW5kX3NlcnZpY2UucHJvdG8SC3Fpcy5kYXRhLnYxIj0KD0NvbW1hbmRSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIInMKE0RlZmluZVNlcmllc1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIXCglzZXJpZXNfaWQYAiABKAlCBOJBAQISKQoGc2VyaWVzGAMgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECIsgBChlFdm9sdmVTZXJpZXNTY2hlbWFSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISKQoGc2VyaWVzGAIgASgLMhMucWlzLmRhdGEudjEuU2VyaWVzQgTiQQECEhQKBnJlYXNvbhgDIAEoCUIE4kEBAhIvCgt1cGRhdGVfbWFzaxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHwoXZXhwZWN0ZWRfc2NoZW1hX3ZlcnNpb24YBSABKAUifQoZUmVnaXN0ZXJEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhcKCXNvdXJjZV9pZBgCIAEoCUIE4kEBAhItCgZzb3VyY2UYAyABKAsyFy5xaXMuZGF0YS52MS5EYXRhU291cmNlQgTiQQECIpYBChpDb25maWd1cmVEYXRhU291cmNlUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi0KBnNvdXJjZRgCIAEoCzIXLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VCBOJBAQISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIvgDCh1SZXBvcnREYXRhU291cmNlSGVhbHRoUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNvdXJjZRgCIAEoCUIE4kEBAhIzCgZzdGF0dXMYAyABKA4yHS5xaXMuZGF0YS52MS5EYXRhU291cmNlU3RhdHVzQgTiQQECEjQKCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIVCg1yZXF1ZXN0X2NvdW50GAYgASgDEhUKDWZhaWx1cmVfY291bnQYByABKAMSGgoScmF0ZV9saW1pdGVkX2NvdW50GAggASgDEhMKC3JldHJ5X2NvdW50GAkgASgDEi4KC2xhdGVuY3lfcDUwGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2xhdGVuY3lfcDk5GAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEWxhc3Rfc3VjY2Vzc190aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpsYXN0X2Vycm9yGA0gASgJIq8BChNJbmdlc3RQb2ludHNSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEhQKBnNvdXJjZRgDIAEoCUIE4kEBAhImCgZwb2ludHMYBCADKAsyFi5xaXMuZGF0YS52MS5EYXRhUG9pbnQSKgoHY29sdW1ucxgFIAEoCzIZLnFpcy5kYXRhLnYxLlBvaW50Q29sdW1ucyJ4ChRJbmdlc3RQb2ludHNSZXNwb25zZRIXCg9jb21taXRfcG9zaXRpb24YASABKAQSEQoJZHVwbGljYXRlGAIgASgIEhAKCGFjY2VwdGVkGAMgASgFEg8KB2ZsYWdnZWQYBCABKAUSEQoJcHVibGlzaGVkGAUgASgFIo0BChJCdWxrSW5nZXN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIzCgZyZXN1bHQYAiABKAsyIS5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXNwb25zZUgAEiMKBWVycm9yGAMgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIJCgdvdXRjb21lIpoBChRQdWJsaXNoUG9pbnRzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhI0CgpzbmFwX3RpbWVzGAUgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIPCgdjb21tZW50GAQgASgJSgQIAxAEUgVzbmFwcyKPAgoTUmVzdGF0ZVBvaW50UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIzCglzbmFwX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEisKBXZhbHVlGAQgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlQgTiQQECEhQKBnJlYXNvbhgFIAEoCUIE4kEBAhITCgtyZWFzb25fY29kZRgGIAEoCRIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBKBAgDEARSBHNuYXAinAIKG1Jlc29sdmVRdWFsaXR5SXNzdWVzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhQKBnNlcmllcxgCIAEoCUIE4kEBAhIXCglpc3N1ZV9pZHMYAyADKAlCBOJBAQISMQoKcmVzb2x1dGlvbhgEIAEoDjIXLnFpcy5kYXRhLnYxLlJlc29sdXRpb25CBOJBAQISFAoGcmVhc29uGAUgASgJQgTiQQECEiUKBXZhbHVlGAYgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlEhMKC3JlYXNvbl9jb2RlGAcgASgJEi8KC2V4cGlyZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK6AQoeQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3NSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISFAoGc2VyaWVzGAIgASgJQgTiQQECEjQKCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAiKUAQoWU2V0QWNjZXNzUG9saWN5UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEi8KBnBvbGljeRgCIAEoCzIZLnFpcy5kYXRhLnYxLkFjY2Vzc1BvbGljeUIE4kEBAhIUCgZyZWFzb24YAyABKAlCBOJBAQISGQoRZXhwZWN0ZWRfcmV2aXNpb24YBCABKAUiegoZRGVsZXRlQWNjZXNzUG9saWN5UmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhIKBG5hbWUYAiABKAlCBOJBAQISFAoGcmVhc29uGAMgASgJQgTiQQECEhkKEWV4cGVjdGVkX3JldmlzaW9uGAQgASgFImYKGVJlY29yZEFjY2Vzc0RlbmlhbFJlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhIvCgZkZW5pYWwYAiABKAsyGS5xaXMuZGF0YS52MS5BY2Nlc3NEZW5pYWxCBOJBAQIiVAoPU2V0VG9waWNSZXF1ZXN0EhgKCmNvbW1hbmRfaWQYASABKAlCBOJBAQISJwoFdG9waWMYAiABKAsyEi5xaXMuZGF0YS52MS5Ub3BpY0IE4kEBAiJCChJEZWxldGVUb3BpY1JlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhISCgRuYW1lGAIgASgJQgTiQQECIrgBCh5DaGVja3BvaW50Q29uc3VtZXJHcm91cFJlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhITCgV0b3BpYxgCIAEoCUIE4kEBAhITCgVncm91cBgDIAEoCUIE4kEBAhIWCghwb3NpdGlvbhgEIAEoBEIE4kEBAhINCgVpbmRleBgFIAEoBRIrCgdzZXR0bGVkGAYgAygLMhoucWlzLmRhdGEudjEuVG9waWNFbnRyeVJlZiI2Cg1Ub3BpY0VudHJ5UmVmEhYKCHBvc2l0aW9uGAEgASgEQgTiQQECEg0KBWluZGV4GAIgASgFIq4BChVQYXJrVG9waWNFbnRyeVJlcXVlc3QSGAoKY29tbWFuZF9pZBgBIAEoCUIE4kEBAhITCgV0b3BpYxgCIAEoCUIE4kEBAhITCgVncm91cBgDIAEoCUIE4kEBAhIWCghwb3NpdGlvbhgEIAEoBEIE4kEBAhINCgVpbmRleBgFIAEoBRIWCghhdHRlbXB0cxgGIAEoBUIE4kEBAhISCgpsYXN0X2Vycm9yGAcgASgJIpMBChpSZXBsYXlQYXJrZWRFbnRyaWVzUmVxdWVzdBIYCgpjb21tYW5kX2lkGAEgASgJQgTiQQECEhMKBXRvcGljGAIgASgJQgTiQQECEhMKBWdyb3VwGAMgASgJQgTiQQECEjEKB2VudHJpZXMYBCADKAsyGi5xaXMuZGF0YS52MS5Ub3BpY0VudHJ5UmVmQgTiQQECKnAKClJlc29sdXRpb24SGgoWUkVTT0xVVElPTl9VTlNQRUNJRklFRBAAEhYKElJFU09MVVRJT05fQVBQUk9WRRABEhUKEVJFU09MVVRJT05fUkVKRUNUEAISFwoTUkVTT0xVVElPTl9PVkVSUklERRADMqgNCg5Db21tYW5kU2VydmljZRJOCgxEZWZpbmVTZXJpZXMSIC5xaXMuZGF0YS52MS5EZWZpbmVTZXJpZXNSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEloKEkV2b2x2ZVNlcmllc1NjaGVtYRImLnFpcy5kYXRhLnYxLkV2b2x2ZVNlcmllc1NjaGVtYVJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USWgoSUmVnaXN0ZXJEYXRhU291cmNlEiYucWlzLmRhdGEudjEuUmVnaXN0ZXJEYXRhU291cmNlUmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJcChNDb25maWd1cmVEYXRhU291cmNlEicucWlzLmRhdGEudjEuQ29uZmlndXJlRGF0YVNvdXJjZVJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USYgoWUmVwb3J0RGF0YVNvdXJjZUhlYWx0aBIqLnFpcy5kYXRhLnYxLlJlcG9ydERhdGFTb3VyY2VIZWFsdGhSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlElMKDEluZ2VzdFBvaW50cxIgLnFpcy5kYXRhLnYxLkluZ2VzdFBvaW50c1JlcXVlc3QaIS5xaXMuZGF0YS52MS5Jbmdlc3RQb2ludHNSZXNwb25zZRJTCgpCdWxrSW5nZXN0EiAucWlzLmRhdGEudjEuSW5nZXN0UG9pbnRzUmVxdWVzdBofLnFpcy5kYXRhLnYxLkJ1bGtJbmdlc3RSZXNwb25zZSgBMAESUAoNUHVibGlzaFBvaW50cxIhLnFpcy5kYXRhLnYxLlB1Ymxpc2hQb2ludHNSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEk4KDFJlc3RhdGVQb2ludBIgLnFpcy5kYXRhLnYxLlJlc3RhdGVQb2ludFJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USXgoUUmVzb2x2ZVF1YWxpdHlJc3N1ZXMSKC5xaXMuZGF0YS52MS5SZXNvbHZlUXVhbGl0eUlzc3Vlc1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USZAoXQ2FsY3VsYXRlUXVhbGl0eU1ldHJpY3MSKy5xaXMuZGF0YS52MS5DYWxjdWxhdGVRdWFsaXR5TWV0cmljc1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USVAoPU2V0QWNjZXNzUG9saWN5EiMucWlzLmRhdGEudjEuU2V0QWNjZXNzUG9saWN5UmVxdWVzdBocLnFpcy5kYXRhLnYxLkNvbW1hbmRSZXNwb25zZRJaChJEZWxldGVBY2Nlc3NQb2xpY3kSJi5xaXMuZGF0YS52MS5EZWxldGVBY2Nlc3NQb2xpY3lSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlEloKElJlY29yZEFjY2Vzc0RlbmlhbBImLnFpcy5kYXRhLnYxLlJlY29yZEFjY2Vzc0RlbmlhbFJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USRgoIU2V0VG9waWMSHC5xaXMuZGF0YS52MS5TZXRUb3BpY1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USTAoLRGVsZXRlVG9waWMSHy5xaXMuZGF0YS52MS5EZWxldGVUb3BpY1JlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USZAoXQ2hlY2twb2ludENvbnN1bWVyR3JvdXASKy5xaXMuZGF0YS52MS5DaGVja3BvaW50Q29uc3VtZXJHcm91cFJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USUgoOUGFya1RvcGljRW50cnkSIi5xaXMuZGF0YS52MS5QYXJrVG9waWNFbnRyeVJlcXVlc3QaHC5xaXMuZGF0YS52MS5Db21tYW5kUmVzcG9uc2USXAoTUmVwbGF5UGFya2VkRW50cmllcxInLnFpcy5kYXRhLnYxLlJlcGxheVBhcmtlZEVudHJpZXNSZXF1ZXN0GhwucWlzLmRhdGEudjEuQ29tbWFuZFJlc3BvbnNlQmIKD2NvbS5xaXMuZGF0YS52MUITQ29tbWFuZFNlcnZpY2VQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_google_rpc_status, file_qis_data_v1_access, file_qis_data_v1_routing, file_qis_data_v1_series, file_qis_data_v1_values]);
 
 /**
  * Outcome of a command.
@@ -879,6 +879,197 @@ export const DeleteTopicRequestSchema: GenMessage<DeleteTopicRequest> = /*@__PUR
   messageDesc(file_qis_data_v1_command_service, 17);
 
 /**
+ * Request of CommandService.CheckpointConsumerGroup.
+ *
+ * @generated from message qis.data.v1.CheckpointConsumerGroupRequest
+ */
+export type CheckpointConsumerGroupRequest = Message<"qis.data.v1.CheckpointConsumerGroupRequest"> & {
+  /**
+   * Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+   *
+   * @generated from field: string command_id = 1;
+   */
+  commandId: string;
+
+  /**
+   * Resource name of the topic, "topics/{topic}".
+   *
+   * @generated from field: string topic = 2;
+   */
+  topic: string;
+
+  /**
+   * The consumer group: 1 to 64 letters, digits and "._-", starting with a letter or digit.
+   *
+   * @generated from field: string group = 3;
+   */
+  group: string;
+
+  /**
+   * Commit position of the last settled entry (1 or more).
+   *
+   * @generated from field: uint64 position = 4;
+   */
+  position: bigint;
+
+  /**
+   * Index of the last settled entry within its event (TopicMessage.index).
+   *
+   * @generated from field: int32 index = 5;
+   */
+  index: number;
+
+  /**
+   * Replayed entries (ReplayParkedEntries) the group has settled since its last checkpoint,
+   * at most 1,000: they are no longer parked.
+   *
+   * @generated from field: repeated qis.data.v1.TopicEntryRef settled = 6;
+   */
+  settled: TopicEntryRef[];
+};
+
+/**
+ * Describes the message qis.data.v1.CheckpointConsumerGroupRequest.
+ * Use `create(CheckpointConsumerGroupRequestSchema)` to create a new message.
+ */
+export const CheckpointConsumerGroupRequestSchema: GenMessage<CheckpointConsumerGroupRequest> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_command_service, 18);
+
+/**
+ * One entry of a topic's log.
+ *
+ * @generated from message qis.data.v1.TopicEntryRef
+ */
+export type TopicEntryRef = Message<"qis.data.v1.TopicEntryRef"> & {
+  /**
+   * Commit position of the entry's event (1 or more).
+   *
+   * @generated from field: uint64 position = 1;
+   */
+  position: bigint;
+
+  /**
+   * The entry's part of its event (TopicMessage.index).
+   *
+   * @generated from field: int32 index = 2;
+   */
+  index: number;
+};
+
+/**
+ * Describes the message qis.data.v1.TopicEntryRef.
+ * Use `create(TopicEntryRefSchema)` to create a new message.
+ */
+export const TopicEntryRefSchema: GenMessage<TopicEntryRef> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_command_service, 19);
+
+/**
+ * Request of CommandService.ParkTopicEntry.
+ *
+ * @generated from message qis.data.v1.ParkTopicEntryRequest
+ */
+export type ParkTopicEntryRequest = Message<"qis.data.v1.ParkTopicEntryRequest"> & {
+  /**
+   * Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+   *
+   * @generated from field: string command_id = 1;
+   */
+  commandId: string;
+
+  /**
+   * Resource name of the topic, "topics/{topic}".
+   *
+   * @generated from field: string topic = 2;
+   */
+  topic: string;
+
+  /**
+   * The consumer group (see CheckpointConsumerGroupRequest.group).
+   *
+   * @generated from field: string group = 3;
+   */
+  group: string;
+
+  /**
+   * Commit position of the entry parked (1 or more).
+   *
+   * @generated from field: uint64 position = 4;
+   */
+  position: bigint;
+
+  /**
+   * Index of the entry within its event (TopicMessage.index).
+   *
+   * @generated from field: int32 index = 5;
+   */
+  index: number;
+
+  /**
+   * Deliveries of the entry to the group, 1 to 100.
+   *
+   * @generated from field: int32 attempts = 6;
+   */
+  attempts: number;
+
+  /**
+   * Why its last delivery failed, as the consumer said in its nack ("" after a timeout), at
+   * most 1,024 characters.
+   *
+   * @generated from field: string last_error = 7;
+   */
+  lastError: string;
+};
+
+/**
+ * Describes the message qis.data.v1.ParkTopicEntryRequest.
+ * Use `create(ParkTopicEntryRequestSchema)` to create a new message.
+ */
+export const ParkTopicEntryRequestSchema: GenMessage<ParkTopicEntryRequest> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_command_service, 20);
+
+/**
+ * Request of CommandService.ReplayParkedEntries.
+ *
+ * @generated from message qis.data.v1.ReplayParkedEntriesRequest
+ */
+export type ReplayParkedEntriesRequest = Message<"qis.data.v1.ReplayParkedEntriesRequest"> & {
+  /**
+   * Client-chosen, unique per intended command (see DefineSeriesRequest.command_id).
+   *
+   * @generated from field: string command_id = 1;
+   */
+  commandId: string;
+
+  /**
+   * Resource name of the topic, "topics/{topic}".
+   *
+   * @generated from field: string topic = 2;
+   */
+  topic: string;
+
+  /**
+   * The consumer group (see CheckpointConsumerGroupRequest.group).
+   *
+   * @generated from field: string group = 3;
+   */
+  group: string;
+
+  /**
+   * The parked entries to deliver again, 1 to 1,000.
+   *
+   * @generated from field: repeated qis.data.v1.TopicEntryRef entries = 4;
+   */
+  entries: TopicEntryRef[];
+};
+
+/**
+ * Describes the message qis.data.v1.ReplayParkedEntriesRequest.
+ * Use `create(ReplayParkedEntriesRequestSchema)` to create a new message.
+ */
+export const ReplayParkedEntriesRequestSchema: GenMessage<ReplayParkedEntriesRequest> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_command_service, 21);
+
+/**
  * What to do with open quality issues.
  *
  * @generated from enum qis.data.v1.Resolution
@@ -1130,6 +1321,44 @@ export const CommandService: GenService<{
   deleteTopic: {
     methodKind: "unary";
     input: typeof DeleteTopicRequestSchema;
+    output: typeof CommandResponseSchema;
+  },
+  /**
+   * Moves a consumer group's checkpoint (docs/routing.md): the group has settled every entry
+   * of the topic up to (position, index) included, and starts after it when it is served
+   * again. Never backwards: a checkpoint at or before the group's changes nothing. Sent by
+   * the query service serving the group: the caller must be one of the principals of
+   * QIS_SERVICE_PRINCIPALS, or hold `admin` on "*".
+   *
+   * @generated from rpc qis.data.v1.CommandService.CheckpointConsumerGroup
+   */
+  checkpointConsumerGroup: {
+    methodKind: "unary";
+    input: typeof CheckpointConsumerGroupRequestSchema;
+    output: typeof CommandResponseSchema;
+  },
+  /**
+   * Parks an entry of a topic for a consumer group: the group failed it
+   * `max_delivery_attempts` times and moves on without it (TopicService.ListParked lists it).
+   * Sent by the query service serving the group, authorised as CheckpointConsumerGroup.
+   *
+   * @generated from rpc qis.data.v1.CommandService.ParkTopicEntry
+   */
+  parkTopicEntry: {
+    methodKind: "unary";
+    input: typeof ParkTopicEntryRequestSchema;
+    output: typeof CommandResponseSchema;
+  },
+  /**
+   * Moves parked entries of a consumer group back to delivery (TopicService.ReplayParked
+   * sends them in chunks). An entry that is not parked any more is left as it is. Authorised
+   * as CheckpointConsumerGroup.
+   *
+   * @generated from rpc qis.data.v1.CommandService.ReplayParkedEntries
+   */
+  replayParkedEntries: {
+    methodKind: "unary";
+    input: typeof ReplayParkedEntriesRequestSchema;
     output: typeof CommandResponseSchema;
   },
 }> = /*@__PURE__*/
