@@ -24,7 +24,7 @@ from qis_domain.events import DataSourceHealthReported, DataSourceStatusChanged,
 from qis_feeds.adapters.bulk_ingest import BulkIngestSender, CommandHealthReporter
 from qis_feeds.application.counters import FeedCounters, LatencyHistogram
 from qis_feeds.application.points import RawValue, ValueKind
-from qis_feeds.application.ports import HistoricalRequest, ProviderHealth
+from qis_feeds.application.ports import HealthInterval, HistoricalRequest, ProviderHealth
 from qis_feeds.application.ports import SourceStatus as FeedStatus
 from qis_feeds.application.runner import Feed, FeedRunner, RunnerSettings, health_interval
 
@@ -224,3 +224,41 @@ def test_an_interval_reports_the_latency_of_its_own_calls() -> None:
     # No successful call in an interval: no latency, rather than an old figure.
     idle = health_interval(second, second, 2, 3)
     assert (idle.latency_p50_ms, idle.latency_p99_ms) == (None, None)
+
+
+async def test_a_report_carries_its_points_and_instruments_to_the_stored_event() -> None:
+    """Through the command API: the points and each instrument's latest value reach the
+    DataSourceHealthReported event (points sent may exceed those received in one interval: a
+    value received just before a report is sent in the next)."""
+    events = InMemoryEventStore()
+    async with service(events) as stub:
+        await stub.RegisterDataSource(
+            cmd.RegisterDataSourceRequest(
+                command_id="reg", source_id="cg", source=series_pb2.DataSource(provider="p")
+            ),
+            metadata=FEEDER,
+        )
+        interval = HealthInterval(
+            status=FeedStatus.HEALTHY,
+            start_us=T0_US,
+            end_us=T0_US + 30_000_000,
+            requests=2,
+            failures=0,
+            rate_limited=0,
+            retries=0,
+            latency_p50_ms=None,
+            latency_p99_ms=None,
+            last_success_us=None,
+            last_error="",
+            points_received=3,
+            points_sent=5,
+            instruments=(("CG.ETH", None), ("CG.BTC", T0_US + 1_000_000)),
+        )
+        assert await CommandHealthReporter(stub, FEEDER).report("h-1", "cg", interval)
+        [event] = await decoded(events, health_stream("cg", T0_US - T0_US % DAY_US))
+    assert isinstance(event, DataSourceHealthReported)
+    assert (event.report.points_received, event.report.points_sent) == (3, 5)
+    assert [(i.series_id, i.latest_value_us) for i in event.report.instruments] == [
+        ("CG.ETH", None),
+        ("CG.BTC", T0_US + 1_000_000),
+    ]

@@ -28,7 +28,13 @@ from qis_adapters.proto.times import (
 from qis_adapters.proto.values import points_from_proto, value_from_proto
 from qis_domain.bounds import MAX_BATCH, MAX_ID_LENGTH, MAX_TEXT_LENGTH, check_length
 from qis_domain.commands import CommandContext
-from qis_domain.definitions import MAX_HEALTH_COUNT, HealthReport, SourceStatus
+from qis_domain.definitions import (
+    MAX_HEALTH_COUNT,
+    MAX_HEALTH_INSTRUMENTS,
+    HealthReport,
+    InstrumentFreshness,
+    SourceStatus,
+)
 from qis_domain.errors import FieldViolation, InvalidArgument
 from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION
 from qis_domain.snaps import Snap
@@ -424,6 +430,8 @@ def _report_health(
         "failure_count": request.failure_count,
         "rate_limited_count": request.rate_limited_count,
         "retry_count": request.retry_count,
+        "points_received": request.points_received,
+        "points_sent": request.points_sent,
     }
     for field, count in counts.items():
         if not 0 <= count <= MAX_HEALTH_COUNT:
@@ -446,6 +454,7 @@ def _report_health(
         else None
     )
     check_length(request.last_error, MAX_TEXT_LENGTH, "last_error", v)
+    instruments = _instruments(request, v)
     if v or source_id is None or status is None or start is None or end is None:
         return None
     report = HealthReport(
@@ -460,8 +469,36 @@ def _report_health(
         latency_p99_us=p99,
         last_success_us=last_success,
         last_error=request.last_error,
+        points_received=request.points_received,
+        points_sent=request.points_sent,
+        instruments=instruments,
     )
     return ReportSourceHealth(source_id, report)
+
+
+def _instruments(
+    request: pb.ReportDataSourceHealthRequest, v: list[FieldViolation]
+) -> tuple[InstrumentFreshness, ...]:
+    if len(request.instruments) > MAX_HEALTH_INSTRUMENTS:
+        v.append(FieldViolation("instruments", f"at most {MAX_HEALTH_INSTRUMENTS:,}"))
+        return ()
+    found: list[InstrumentFreshness] = []
+    seen: set[str] = set()
+    for i, instrument in enumerate(request.instruments):
+        path = f"instruments[{i}]"
+        series_id = name_from_proto(instrument.series, SERIES_COLLECTION, f"{path}.series", v)
+        if series_id is None:
+            continue
+        if series_id in seen:
+            v.append(FieldViolation(f"{path}.series", "named twice"))
+        seen.add(series_id)
+        latest = (
+            micros_from_proto(instrument.latest_value_time, f"{path}.latest_value_time", v)
+            if instrument.HasField("latest_value_time")
+            else None
+        )
+        found.append(InstrumentFreshness(series_id=series_id, latest_value_us=latest))
+    return tuple(found)
 
 
 def _interval(

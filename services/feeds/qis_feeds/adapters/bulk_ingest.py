@@ -372,7 +372,13 @@ def health_request(
         rate_limited_count=i.rate_limited,
         retry_count=i.retries,
         last_error=i.last_error[:MAX_ERROR_CHARS],
+        points_received=i.points_received,
+        points_sent=i.points_sent,
     )
+    for series_id, latest_us in i.instruments:
+        instrument = request.instruments.add(series=f"series/{series_id}")
+        if latest_us is not None:
+            instrument.latest_value_time.CopyFrom(_timestamp(latest_us))
     if i.latency_p50_ms is not None and i.latency_p99_ms is not None:
         request.latency_p50.FromMicroseconds(round(i.latency_p50_ms * 1_000))
         request.latency_p99.FromMicroseconds(round(max(i.latency_p99_ms, i.latency_p50_ms) * 1_000))

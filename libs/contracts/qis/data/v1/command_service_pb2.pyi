@@ -265,6 +265,9 @@ class ReportDataSourceHealthRequest(_message.Message):
     LATENCY_P99_FIELD_NUMBER: _builtins.int
     LAST_SUCCESS_TIME_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    POINTS_RECEIVED_FIELD_NUMBER: _builtins.int
+    POINTS_SENT_FIELD_NUMBER: _builtins.int
+    INSTRUMENTS_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """Client-chosen, unique per intended command (see DefineSeriesRequest.command_id); a feed
     derives it from the source and the interval, so that a resent report counts once.
@@ -283,6 +286,12 @@ class ReportDataSourceHealthRequest(_message.Message):
     """Of the requests, retries of an earlier one; at most request_count."""
     last_error: _builtins.str
     """The latest error the feed saw; at most 1,024 characters (a feed cuts longer texts)."""
+    points_received: _builtins.int
+    """Values the feed received from the provider in the interval; 0 to 10^12."""
+    points_sent: _builtins.int
+    """Values sent to the service (stored or already stored) in the interval, some maybe received
+    in an earlier one; 0 to 10^12.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the interval (inclusive; bounded as RestatePointRequest.expire_time)."""
@@ -303,6 +312,12 @@ class ReportDataSourceHealthRequest(_message.Message):
     def last_success_time(self) -> _timestamp_pb2.Timestamp:
         """The latest successful request, in this interval or before; unset: none yet."""
 
+    @_builtins.property
+    def instruments(self) -> _containers.RepeatedCompositeFieldContainer[_series_pb2.DataSourceInstrumentHealth]:
+        """The instruments of the feed, each with when its latest value arrived (`staleness` is
+        ignored: the service computes it from the interval's end); at most 1,000, one per series.
+        """
+
     def __init__(
         self,
         *,
@@ -319,10 +334,13 @@ class ReportDataSourceHealthRequest(_message.Message):
         latency_p99: _duration_pb2.Duration | None = ...,
         last_success_time: _timestamp_pb2.Timestamp | None = ...,
         last_error: _builtins.str = ...,
+        points_received: _builtins.int = ...,
+        points_sent: _builtins.int = ...,
+        instruments: _abc.Iterable[_series_pb2.DataSourceInstrumentHealth] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p99", b"latency_p99", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "end_time", b"end_time", "failure_count", b"failure_count", "last_error", b"last_error", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p99", b"latency_p99", "rate_limited_count", b"rate_limited_count", "request_count", b"request_count", "retry_count", b"retry_count", "source", b"source", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "end_time", b"end_time", "failure_count", b"failure_count", "instruments", b"instruments", "last_error", b"last_error", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p99", b"latency_p99", "points_received", b"points_received", "points_sent", b"points_sent", "rate_limited_count", b"rate_limited_count", "request_count", b"request_count", "retry_count", b"retry_count", "source", b"source", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -458,7 +458,15 @@ type ReportDataSourceHealthRequest struct {
 	// The latest successful request, in this interval or before; unset: none yet.
 	LastSuccessTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_success_time,json=lastSuccessTime,proto3" json:"last_success_time,omitempty"`
 	// The latest error the feed saw; at most 1,024 characters (a feed cuts longer texts).
-	LastError     string `protobuf:"bytes,13,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastError string `protobuf:"bytes,13,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Values the feed received from the provider in the interval; 0 to 10^12.
+	PointsReceived int64 `protobuf:"varint,14,opt,name=points_received,json=pointsReceived,proto3" json:"points_received,omitempty"`
+	// Values sent to the service (stored or already stored) in the interval, some maybe received
+	// in an earlier one; 0 to 10^12.
+	PointsSent int64 `protobuf:"varint,15,opt,name=points_sent,json=pointsSent,proto3" json:"points_sent,omitempty"`
+	// The instruments of the feed, each with when its latest value arrived (`staleness` is
+	// ignored: the service computes it from the interval's end); at most 1,000, one per series.
+	Instruments   []*DataSourceInstrumentHealth `protobuf:"bytes,16,rep,name=instruments,proto3" json:"instruments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -582,6 +590,27 @@ func (x *ReportDataSourceHealthRequest) GetLastError() string {
 		return x.LastError
 	}
 	return ""
+}
+
+func (x *ReportDataSourceHealthRequest) GetPointsReceived() int64 {
+	if x != nil {
+		return x.PointsReceived
+	}
+	return 0
+}
+
+func (x *ReportDataSourceHealthRequest) GetPointsSent() int64 {
+	if x != nil {
+		return x.PointsSent
+	}
+	return 0
+}
+
+func (x *ReportDataSourceHealthRequest) GetInstruments() []*DataSourceInstrumentHealth {
+	if x != nil {
+		return x.Instruments
+	}
+	return nil
 }
 
 // Request of CommandService.IngestPoints, and one chunk of CommandService.BulkIngest.
@@ -1883,7 +1912,7 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x125\n" +
 	"\x06source\x18\x02 \x01(\v2\x17.qis.data.v1.DataSourceB\x04\xe2A\x01\x02R\x06source\x12;\n" +
 	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"\x95\x05\n" +
+	"updateMask\"\xaa\x06\n" +
 	"\x1dReportDataSourceHealthRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1c\n" +
@@ -1904,7 +1933,11 @@ const file_qis_data_v1_command_service_proto_rawDesc = "" +
 	"latencyP99\x12F\n" +
 	"\x11last_success_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x0flastSuccessTime\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\r \x01(\tR\tlastError\"\xdb\x01\n" +
+	"last_error\x18\r \x01(\tR\tlastError\x12'\n" +
+	"\x0fpoints_received\x18\x0e \x01(\x03R\x0epointsReceived\x12\x1f\n" +
+	"\vpoints_sent\x18\x0f \x01(\x03R\n" +
+	"pointsSent\x12I\n" +
+	"\vinstruments\x18\x10 \x03(\v2'.qis.data.v1.DataSourceInstrumentHealthR\vinstruments\"\xdb\x01\n" +
 	"\x13IngestPointsRequest\x12#\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tcommandId\x12\x1c\n" +
@@ -2087,13 +2120,14 @@ var file_qis_data_v1_command_service_proto_goTypes = []any{
 	(DataSourceStatus)(0),                  // 26: qis.data.v1.DataSourceStatus
 	(*timestamppb.Timestamp)(nil),          // 27: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),            // 28: google.protobuf.Duration
-	(*DataPoint)(nil),                      // 29: qis.data.v1.DataPoint
-	(*PointColumns)(nil),                   // 30: qis.data.v1.PointColumns
-	(*status.Status)(nil),                  // 31: google.rpc.Status
-	(*DataValue)(nil),                      // 32: qis.data.v1.DataValue
-	(*AccessPolicy)(nil),                   // 33: qis.data.v1.AccessPolicy
-	(*AccessDenial)(nil),                   // 34: qis.data.v1.AccessDenial
-	(*Topic)(nil),                          // 35: qis.data.v1.Topic
+	(*DataSourceInstrumentHealth)(nil),     // 29: qis.data.v1.DataSourceInstrumentHealth
+	(*DataPoint)(nil),                      // 30: qis.data.v1.DataPoint
+	(*PointColumns)(nil),                   // 31: qis.data.v1.PointColumns
+	(*status.Status)(nil),                  // 32: google.rpc.Status
+	(*DataValue)(nil),                      // 33: qis.data.v1.DataValue
+	(*AccessPolicy)(nil),                   // 34: qis.data.v1.AccessPolicy
+	(*AccessDenial)(nil),                   // 35: qis.data.v1.AccessDenial
+	(*Topic)(nil),                          // 36: qis.data.v1.Topic
 }
 var file_qis_data_v1_command_service_proto_depIdxs = []int32{
 	23, // 0: qis.data.v1.DefineSeriesRequest.series:type_name -> qis.data.v1.Series
@@ -2108,67 +2142,68 @@ var file_qis_data_v1_command_service_proto_depIdxs = []int32{
 	28, // 9: qis.data.v1.ReportDataSourceHealthRequest.latency_p50:type_name -> google.protobuf.Duration
 	28, // 10: qis.data.v1.ReportDataSourceHealthRequest.latency_p99:type_name -> google.protobuf.Duration
 	27, // 11: qis.data.v1.ReportDataSourceHealthRequest.last_success_time:type_name -> google.protobuf.Timestamp
-	29, // 12: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
-	30, // 13: qis.data.v1.IngestPointsRequest.columns:type_name -> qis.data.v1.PointColumns
-	8,  // 14: qis.data.v1.BulkIngestResponse.result:type_name -> qis.data.v1.IngestPointsResponse
-	31, // 15: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
-	27, // 16: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
-	27, // 17: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
-	32, // 18: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
-	27, // 19: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 20: qis.data.v1.ResolveQualityIssuesRequest.resolution:type_name -> qis.data.v1.Resolution
-	32, // 21: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
-	27, // 22: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
-	27, // 23: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
-	27, // 24: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
-	33, // 25: qis.data.v1.SetAccessPolicyRequest.policy:type_name -> qis.data.v1.AccessPolicy
-	34, // 26: qis.data.v1.RecordAccessDenialRequest.denial:type_name -> qis.data.v1.AccessDenial
-	35, // 27: qis.data.v1.SetTopicRequest.topic:type_name -> qis.data.v1.Topic
-	20, // 28: qis.data.v1.CheckpointConsumerGroupRequest.settled:type_name -> qis.data.v1.TopicEntryRef
-	20, // 29: qis.data.v1.ReplayParkedEntriesRequest.entries:type_name -> qis.data.v1.TopicEntryRef
-	2,  // 30: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
-	3,  // 31: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
-	4,  // 32: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
-	5,  // 33: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
-	6,  // 34: qis.data.v1.CommandService.ReportDataSourceHealth:input_type -> qis.data.v1.ReportDataSourceHealthRequest
-	7,  // 35: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
-	7,  // 36: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
-	10, // 37: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
-	11, // 38: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
-	12, // 39: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
-	13, // 40: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
-	14, // 41: qis.data.v1.CommandService.SetAccessPolicy:input_type -> qis.data.v1.SetAccessPolicyRequest
-	15, // 42: qis.data.v1.CommandService.DeleteAccessPolicy:input_type -> qis.data.v1.DeleteAccessPolicyRequest
-	16, // 43: qis.data.v1.CommandService.RecordAccessDenial:input_type -> qis.data.v1.RecordAccessDenialRequest
-	17, // 44: qis.data.v1.CommandService.SetTopic:input_type -> qis.data.v1.SetTopicRequest
-	18, // 45: qis.data.v1.CommandService.DeleteTopic:input_type -> qis.data.v1.DeleteTopicRequest
-	19, // 46: qis.data.v1.CommandService.CheckpointConsumerGroup:input_type -> qis.data.v1.CheckpointConsumerGroupRequest
-	21, // 47: qis.data.v1.CommandService.ParkTopicEntry:input_type -> qis.data.v1.ParkTopicEntryRequest
-	22, // 48: qis.data.v1.CommandService.ReplayParkedEntries:input_type -> qis.data.v1.ReplayParkedEntriesRequest
-	1,  // 49: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
-	1,  // 50: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
-	1,  // 51: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
-	1,  // 52: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
-	1,  // 53: qis.data.v1.CommandService.ReportDataSourceHealth:output_type -> qis.data.v1.CommandResponse
-	8,  // 54: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
-	9,  // 55: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
-	1,  // 56: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
-	1,  // 57: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
-	1,  // 58: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
-	1,  // 59: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
-	1,  // 60: qis.data.v1.CommandService.SetAccessPolicy:output_type -> qis.data.v1.CommandResponse
-	1,  // 61: qis.data.v1.CommandService.DeleteAccessPolicy:output_type -> qis.data.v1.CommandResponse
-	1,  // 62: qis.data.v1.CommandService.RecordAccessDenial:output_type -> qis.data.v1.CommandResponse
-	1,  // 63: qis.data.v1.CommandService.SetTopic:output_type -> qis.data.v1.CommandResponse
-	1,  // 64: qis.data.v1.CommandService.DeleteTopic:output_type -> qis.data.v1.CommandResponse
-	1,  // 65: qis.data.v1.CommandService.CheckpointConsumerGroup:output_type -> qis.data.v1.CommandResponse
-	1,  // 66: qis.data.v1.CommandService.ParkTopicEntry:output_type -> qis.data.v1.CommandResponse
-	1,  // 67: qis.data.v1.CommandService.ReplayParkedEntries:output_type -> qis.data.v1.CommandResponse
-	49, // [49:68] is the sub-list for method output_type
-	30, // [30:49] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	29, // 12: qis.data.v1.ReportDataSourceHealthRequest.instruments:type_name -> qis.data.v1.DataSourceInstrumentHealth
+	30, // 13: qis.data.v1.IngestPointsRequest.points:type_name -> qis.data.v1.DataPoint
+	31, // 14: qis.data.v1.IngestPointsRequest.columns:type_name -> qis.data.v1.PointColumns
+	8,  // 15: qis.data.v1.BulkIngestResponse.result:type_name -> qis.data.v1.IngestPointsResponse
+	32, // 16: qis.data.v1.BulkIngestResponse.error:type_name -> google.rpc.Status
+	27, // 17: qis.data.v1.PublishPointsRequest.snap_times:type_name -> google.protobuf.Timestamp
+	27, // 18: qis.data.v1.RestatePointRequest.snap_time:type_name -> google.protobuf.Timestamp
+	33, // 19: qis.data.v1.RestatePointRequest.value:type_name -> qis.data.v1.DataValue
+	27, // 20: qis.data.v1.RestatePointRequest.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 21: qis.data.v1.ResolveQualityIssuesRequest.resolution:type_name -> qis.data.v1.Resolution
+	33, // 22: qis.data.v1.ResolveQualityIssuesRequest.value:type_name -> qis.data.v1.DataValue
+	27, // 23: qis.data.v1.ResolveQualityIssuesRequest.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 24: qis.data.v1.CalculateQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	27, // 25: qis.data.v1.CalculateQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	34, // 26: qis.data.v1.SetAccessPolicyRequest.policy:type_name -> qis.data.v1.AccessPolicy
+	35, // 27: qis.data.v1.RecordAccessDenialRequest.denial:type_name -> qis.data.v1.AccessDenial
+	36, // 28: qis.data.v1.SetTopicRequest.topic:type_name -> qis.data.v1.Topic
+	20, // 29: qis.data.v1.CheckpointConsumerGroupRequest.settled:type_name -> qis.data.v1.TopicEntryRef
+	20, // 30: qis.data.v1.ReplayParkedEntriesRequest.entries:type_name -> qis.data.v1.TopicEntryRef
+	2,  // 31: qis.data.v1.CommandService.DefineSeries:input_type -> qis.data.v1.DefineSeriesRequest
+	3,  // 32: qis.data.v1.CommandService.EvolveSeriesSchema:input_type -> qis.data.v1.EvolveSeriesSchemaRequest
+	4,  // 33: qis.data.v1.CommandService.RegisterDataSource:input_type -> qis.data.v1.RegisterDataSourceRequest
+	5,  // 34: qis.data.v1.CommandService.ConfigureDataSource:input_type -> qis.data.v1.ConfigureDataSourceRequest
+	6,  // 35: qis.data.v1.CommandService.ReportDataSourceHealth:input_type -> qis.data.v1.ReportDataSourceHealthRequest
+	7,  // 36: qis.data.v1.CommandService.IngestPoints:input_type -> qis.data.v1.IngestPointsRequest
+	7,  // 37: qis.data.v1.CommandService.BulkIngest:input_type -> qis.data.v1.IngestPointsRequest
+	10, // 38: qis.data.v1.CommandService.PublishPoints:input_type -> qis.data.v1.PublishPointsRequest
+	11, // 39: qis.data.v1.CommandService.RestatePoint:input_type -> qis.data.v1.RestatePointRequest
+	12, // 40: qis.data.v1.CommandService.ResolveQualityIssues:input_type -> qis.data.v1.ResolveQualityIssuesRequest
+	13, // 41: qis.data.v1.CommandService.CalculateQualityMetrics:input_type -> qis.data.v1.CalculateQualityMetricsRequest
+	14, // 42: qis.data.v1.CommandService.SetAccessPolicy:input_type -> qis.data.v1.SetAccessPolicyRequest
+	15, // 43: qis.data.v1.CommandService.DeleteAccessPolicy:input_type -> qis.data.v1.DeleteAccessPolicyRequest
+	16, // 44: qis.data.v1.CommandService.RecordAccessDenial:input_type -> qis.data.v1.RecordAccessDenialRequest
+	17, // 45: qis.data.v1.CommandService.SetTopic:input_type -> qis.data.v1.SetTopicRequest
+	18, // 46: qis.data.v1.CommandService.DeleteTopic:input_type -> qis.data.v1.DeleteTopicRequest
+	19, // 47: qis.data.v1.CommandService.CheckpointConsumerGroup:input_type -> qis.data.v1.CheckpointConsumerGroupRequest
+	21, // 48: qis.data.v1.CommandService.ParkTopicEntry:input_type -> qis.data.v1.ParkTopicEntryRequest
+	22, // 49: qis.data.v1.CommandService.ReplayParkedEntries:input_type -> qis.data.v1.ReplayParkedEntriesRequest
+	1,  // 50: qis.data.v1.CommandService.DefineSeries:output_type -> qis.data.v1.CommandResponse
+	1,  // 51: qis.data.v1.CommandService.EvolveSeriesSchema:output_type -> qis.data.v1.CommandResponse
+	1,  // 52: qis.data.v1.CommandService.RegisterDataSource:output_type -> qis.data.v1.CommandResponse
+	1,  // 53: qis.data.v1.CommandService.ConfigureDataSource:output_type -> qis.data.v1.CommandResponse
+	1,  // 54: qis.data.v1.CommandService.ReportDataSourceHealth:output_type -> qis.data.v1.CommandResponse
+	8,  // 55: qis.data.v1.CommandService.IngestPoints:output_type -> qis.data.v1.IngestPointsResponse
+	9,  // 56: qis.data.v1.CommandService.BulkIngest:output_type -> qis.data.v1.BulkIngestResponse
+	1,  // 57: qis.data.v1.CommandService.PublishPoints:output_type -> qis.data.v1.CommandResponse
+	1,  // 58: qis.data.v1.CommandService.RestatePoint:output_type -> qis.data.v1.CommandResponse
+	1,  // 59: qis.data.v1.CommandService.ResolveQualityIssues:output_type -> qis.data.v1.CommandResponse
+	1,  // 60: qis.data.v1.CommandService.CalculateQualityMetrics:output_type -> qis.data.v1.CommandResponse
+	1,  // 61: qis.data.v1.CommandService.SetAccessPolicy:output_type -> qis.data.v1.CommandResponse
+	1,  // 62: qis.data.v1.CommandService.DeleteAccessPolicy:output_type -> qis.data.v1.CommandResponse
+	1,  // 63: qis.data.v1.CommandService.RecordAccessDenial:output_type -> qis.data.v1.CommandResponse
+	1,  // 64: qis.data.v1.CommandService.SetTopic:output_type -> qis.data.v1.CommandResponse
+	1,  // 65: qis.data.v1.CommandService.DeleteTopic:output_type -> qis.data.v1.CommandResponse
+	1,  // 66: qis.data.v1.CommandService.CheckpointConsumerGroup:output_type -> qis.data.v1.CommandResponse
+	1,  // 67: qis.data.v1.CommandService.ParkTopicEntry:output_type -> qis.data.v1.CommandResponse
+	1,  // 68: qis.data.v1.CommandService.ReplayParkedEntries:output_type -> qis.data.v1.CommandResponse
+	50, // [50:69] is the sub-list for method output_type
+	31, // [31:50] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_command_service_proto_init() }
