@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 HEALTH = "grpc.health.v1.Health"
 REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
 STATUS = "qis.data.v1.StatusService"  # every process's health report (qis status)
+TOPICS = "qis.data.v1.TopicService"
 
 
 def reflected(address: str, service: str = "") -> tuple[set[str], dict[str, tuple[bool, bool]]]:
@@ -60,7 +61,9 @@ def test_reflection_describes_the_service(
     cluster: Cluster, role: str, service: ServiceDescriptor, streaming: dict[str, tuple[bool, bool]]
 ) -> None:
     services, found = reflected(cluster.address(role), service.full_name)
-    assert services == {service.full_name, HEALTH, REFLECTION, STATUS}
+    # The query process also serves the topics' consumer groups (docs/routing.md).
+    extra = {TOPICS} if role == QUERY else set()
+    assert services == {service.full_name, HEALTH, REFLECTION, STATUS, *extra}
     # Reflection serves the same contract as the protos in the repository...
     assert found == contract(service)
     # ...including the streaming shape of the calls that stream.
