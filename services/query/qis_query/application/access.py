@@ -43,8 +43,7 @@ from qis_domain.definitions import (
     Permission,
 )
 from qis_domain.events import AccessDenied
-from qis_domain.names import series_name, source_name
-from qis_domain.routing import topic_name
+from qis_domain.names import series_name
 from qis_runtime.authorization import Decisions, Refused
 
 from qis_query.application.consistency import ReadPosition
@@ -109,13 +108,9 @@ class SeriesGate(Protocol):
         """Whether the caller may read `resource` of the series `series_id` (learnt first)."""
         ...
 
-    def allows_source(self, source_id: str) -> bool:
-        """Whether the caller may read the data source (which has no classification: nothing
-        to learn first)."""
-        ...
-
-    def allows_topic(self, topic: str) -> bool:
-        """Whether the caller may read (consume) the topic "topics/{topic}"."""
+    def allows_unclassified(self, resource: str) -> bool:
+        """Whether the caller may read a resource that has no classification, so nothing to
+        learn first: a data source ("sources/{id}"), a topic ("topics/{name}")."""
         ...
 
 
@@ -162,10 +157,7 @@ class _Everything:
     def allows(self, resource: str, series_id: str) -> bool:
         return True
 
-    def allows_source(self, source_id: str) -> bool:
-        return True
-
-    def allows_topic(self, topic: str) -> bool:
+    def allows_unclassified(self, resource: str) -> bool:
         return True
 
 
@@ -384,12 +376,7 @@ class _PolicyGate:
         level = self._levels.get(series_id)
         return self._access.decide(self._policies, self._caller, resource, level).allowed
 
-    def allows_source(self, source_id: str) -> bool:
-        resource = source_name(source_id)
-        return self._access.decide(self._policies, self._caller, resource, None).allowed
-
-    def allows_topic(self, topic: str) -> bool:
-        resource = topic_name(topic)
+    def allows_unclassified(self, resource: str) -> bool:
         return self._access.decide(self._policies, self._caller, resource, None).allowed
 
 

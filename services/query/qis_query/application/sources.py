@@ -10,7 +10,7 @@ from operator import attrgetter
 from qis_adapters.readstore.port import ReadModelReader, SourceEntry, SourceHealthEntry
 from qis_domain.definitions import SourceUsage
 from qis_domain.errors import NotFound
-from qis_domain.names import source_resource
+from qis_domain.names import source_name, source_resource
 
 from qis_query.application import paging
 from qis_query.application.access import SeriesGate
@@ -92,7 +92,9 @@ class SourceQueries:
         await self._read_position.at_least(min_position)
 
         def keeps(entry: SourceEntry) -> bool:
-            return source_filter.keeps(entry) and readable.allows_source(entry.source_id)
+            return source_filter.keeps(entry) and readable.allows_unclassified(
+                source_name(entry.source_id)
+            )
 
         everything = source_filter.everything and readable.everything
         keep = None if everything else keeps

@@ -124,7 +124,7 @@ class TopicService(pb_grpc.TopicServiceServicer):
             for version in await self._groups.topics()
             if version.definition is not None
             and version.topic > after
-            and readable.allows_topic(version.topic)
+            and readable.allows_unclassified(topic_name(version.topic))
         ]
         page = topics[:size]
         more = len(topics) > size
