@@ -51,6 +51,7 @@ def test_status_lists_every_component_and_fails_when_one_is_down(
         ("qis-projector", "event-store"): "SERVING",
         ("qis-projector", "read-store"): "SERVING",
         ("qis-query", "read-store"): "SERVING",
+        ("qis-query", "cache"): "SERVING",
         ("qis-feeds", "-"): "-",  # not running: not a failure
     }
 

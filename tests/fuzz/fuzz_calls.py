@@ -23,7 +23,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from qis.data.v1 import command_service_pb2, query_service_pb2
+from qis.data.v1 import command_service_pb2, query_service_pb2, topic_service_pb2
 
 C = grpc.StatusCode
 ALLOWED: Final = frozenset(
@@ -40,12 +40,16 @@ CALL_TIMEOUT_S: Final = 10.0
 # A subscription that passed its checks stays open for good: after this long without the
 # server ending it, the client ends it and counts it as open.
 SUBSCRIBE_WINDOW_S: Final = 0.1
+# A Consume call ends when the client closes its side, which the fuzzer's does after its last
+# request: one still open after this long is counted as open, like a subscription.
+CONSUME_WINDOW_S: Final = 2.0
 STREAM_READ: Final = 3  # messages read from a server stream before the client cancels
 OPEN: Final = "OK (open, cut by the client)"
 _CODES_BY_NUMBER: Final = {code.value[0]: code for code in C}
 
 COMMAND_SERVICE: Final = command_service_pb2.DESCRIPTOR.services_by_name["CommandService"]
 QUERY_SERVICE: Final = query_service_pb2.DESCRIPTOR.services_by_name["QueryService"]
+TOPIC_SERVICE: Final = topic_service_pb2.DESCRIPTOR.services_by_name["TopicService"]
 
 Request = Message | bytes
 Metadata = tuple[tuple[str, str], ...]
@@ -76,7 +80,9 @@ class Rpc:
         return message_factory.GetMessageClass(self.method.output_type)
 
 
-def rpcs(services: Iterable[ServiceDescriptor] = (COMMAND_SERVICE, QUERY_SERVICE)) -> list[Rpc]:
+def rpcs(
+    services: Iterable[ServiceDescriptor] = (COMMAND_SERVICE, QUERY_SERVICE, TOPIC_SERVICE),
+) -> list[Rpc]:
     return [Rpc(m) for service in services for m in service.methods]
 
 
@@ -100,7 +106,9 @@ def call(
     """One call, timed: `requests` are the messages of a request stream, or the one request."""
     m = rpc.method
     decode = rpc.response_class.FromString
-    window = SUBSCRIBE_WINDOW_S if m.name == "Subscribe" else CALL_TIMEOUT_S
+    window = {"Subscribe": SUBSCRIBE_WINDOW_S, "Consume": CONSUME_WINDOW_S}.get(
+        m.name, CALL_TIMEOUT_S
+    )
     responses: list[Message] = []
     start = time.monotonic()
     try:
@@ -125,7 +133,7 @@ def call(
         seconds = time.monotonic() - start
         error = cast(grpc.Call, raised)  # what grpc raises for a call is both
         code = error.code()
-        if code == C.DEADLINE_EXCEEDED and window == SUBSCRIBE_WINDOW_S:
+        if code == C.DEADLINE_EXCEEDED and window < CALL_TIMEOUT_S:
             return Outcome(OPEN, C.OK, seconds, responses=tuple(responses))
         # A request stream can fail after some chunks were answered (and committed).
         details = error.details() or ""
@@ -172,7 +180,7 @@ def problems(rpc: Rpc, outcome: Outcome, chunks: int) -> list[str]:
         outcome.status, error_details_pb2.RetryInfo
     ):
         found.append("UNAVAILABLE without RetryInfo")
-    if rpc.method.client_streaming and outcome.code == C.OK:
+    if rpc.method.client_streaming and rpc.is_command and outcome.code == C.OK:
         if len(outcome.responses) != chunks:
             found.append(f"{chunks} chunks answered by {len(outcome.responses)} responses")
         for response in outcome.responses:

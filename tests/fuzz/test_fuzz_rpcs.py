@@ -1,12 +1,16 @@
-"""Never UNKNOWN: every RPC of CommandService and QueryService answers any request, structured
-or raw bytes, with a clear status in time, and what the command side accepts projects.
+"""Never UNKNOWN: every RPC of CommandService, QueryService and TopicService answers any
+request, structured or raw bytes, with a clear status in time, and what the command side
+accepts projects.
 
 Against the three real processes (one cluster for the module, seeded with two series, their
 sources, points and the quality issues those raise), each RPC gets generated requests built
 from its descriptor (see fuzz_messages) and raw bytes. Every call must end in a status a client
 can act on (not UNKNOWN, not INTERNAL; UNAVAILABLE with RetryInfo) in under 5 s. Afterwards the
-event log must have grown by exactly the commands answered OK, the projector must be healthy,
-and a query at the highest accepted position must be answered.
+event log must have grown by exactly the commands answered OK (and the whole records the query
+service makes for its consumer groups), the projector must be healthy, and a query at the
+highest accepted position must be answered. TopicService.Consume also gets streams shaped to
+reach past its first message: a subscription, then settlements of unknown deliveries, nacks
+sent twice, oversized reasons, and later messages that try to subscribe again.
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from qis.data.v1 import access_pb2, quality_pb2, series_pb2, values_pb2
+from qis.data.v1 import access_pb2, quality_pb2, routing_pb2, series_pb2, values_pb2
 from qis.data.v1 import command_service_pb2 as cmd
 from qis.data.v1 import query_service_pb2 as q
+from qis.data.v1 import topic_service_pb2 as topics
 from qis_command.application.scheduler import SCHEDULER_USER
 from qis_domain.events import ALL_EVENT_TYPES
+from qis_domain.routing import MAX_ERROR_LENGTH
 from qis_projector.main import LAG_SERVICE
+from qis_query.settings import QuerySettings
 
 from tests.e2e.harness import (
     COMMAND,
@@ -87,6 +94,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.fuzz]
 PROFILE = settings.get_profile("qis-fuzz")
 RPCS = rpcs()
 GET_SERIES = next(r for r in RPCS if r.name == "QueryService.GetSeries")
+CONSUME = next(r for r in RPCS if r.name == "TopicService.Consume")
 PX, BAR = "fz-px", "fz-bar"  # the seeded series: prices (rules), OHLC bars (manual publication)
 SOURCES = ("fz-src-a", "fz-src-b")
 # Not defined by the seed: the fuzzer defines them, each in its own (odd) way.
@@ -94,6 +102,10 @@ NEW_SERIES = tuple(f"fz-new-{i}" for i in range(1, 13))
 NEW_SOURCES = ("fz-src-new-1", "fz-src-new-2")
 USERS = ("fz-alice", "fz-bob", "fz-carol")  # the seed ingests as alice: bob may approve
 POLICIES = ("fz-policy-1", "fz-policy-2")  # set by the seed; the fuzzer changes and deletes them
+TOPIC = "fz.alerts"  # set by the seed, fed by the seeded publications and issues
+GROUPS = ("fz-g1", "fz-g2")
+QUERY_SERVICE_USER = QuerySettings.model_fields["query_user"].default
+"""Who the query service is when it records its consumer groups' state (the cluster's default)."""
 BASE_US = 1_704_229_200 * US  # 2024-01-02T21:00:00Z
 SEEDED_US = [BASE_US + d * DAY_US for d in range(30)]
 FRESH_US = [BASE_US + d * DAY_US for d in range(30, 400)]  # days the seed left empty
@@ -125,6 +137,18 @@ class Seeded:
 
 async def seed(c: Clients) -> Seeded:
     positions: list[int] = []
+    topic = routing_pb2.Topic(
+        name=f"topics/{TOPIC}",
+        event_types=[
+            routing_pb2.ROUTED_EVENT_TYPE_DATA_PUBLISHED,
+            routing_pb2.ROUTED_EVENT_TYPE_QUALITY_ISSUE_DETECTED,
+        ],
+        max_delivery_attempts=2,
+    )
+    set_topic = cmd.SetTopicRequest(command_id="seed-topic", topic=topic)
+    positions.append(
+        (await c.command.SetTopic(set_topic, metadata=as_user(USERS[0]))).commit_position
+    )
     prices = price_series([(SOURCES[0], 1), (SOURCES[1], 2)], require_positive=True)
     prices.validation.max_jump_percent = "20"
     positions.append(await setup_series(c, PX, prices))
@@ -282,6 +306,15 @@ def pools(seeded: Seeded) -> Pools:
         (5, st.sampled_from(names("accessPolicies", (*POLICIES, "fz-policy-new")))),
         (1, st.sampled_from(["accessPolicies/-", "accessPolicies/", f"series/{PX}"])),
     )
+    topic_names = weighted(
+        (6, st.just(f"topics/{TOPIC}")),
+        (
+            1,
+            st.sampled_from(["topics/fz.nope", TOPIC, "topics/", "topics/FZ.UPPER", "topics/a..b"]),
+        ),
+    )
+    group_names = weighted((6, st.sampled_from(GROUPS)), (1, st.sampled_from(["", "-g", "g" * 65])))
+    delivery_ids = st.sampled_from(["1", "fz-c1#1:1", "", "x" * 300])
     snaps = snap_times(SEEDED_US, FRESH_US)
     decimals = decimal_like()
     positions = weighted(
@@ -331,6 +364,12 @@ def pools(seeded: Seeded) -> Pools:
         "ListQualityIssuesRequest.filter": aip160_filters(issue_filter_fields()),
         "ListAuditEntriesRequest.filter": aip160_filters(audit_filter_fields()),
         "issue_ids": st.sampled_from(seeded.issue_ids),
+        # TopicService: the seeded topic and a few groups, then unknown and malformed ones.
+        **{f"{m}.topic": topic_names for m in ("ConsumeRequest", "ListParkedRequest", "ReplayParkedRequest")},
+        **{f"{m}.group": group_names for m in ("ConsumeRequest", "ListParkedRequest", "ReplayParkedRequest")},
+        "ConsumeRequest.consumer": st.sampled_from(["fz-c1", "fz-c2", "", "two words", "c" * 65]),
+        "ack_ids": delivery_ids,
+        "delivery_id": delivery_ids,
         "page_token": st.sampled_from(seeded.tokens) | crafted_tokens(),
         "resume_token": st.sampled_from(seeded.tokens) | crafted_tokens(),
         "currency": st.sampled_from(["USD", "EUR", "usd"]),
@@ -373,6 +412,8 @@ def pools(seeded: Seeded) -> Pools:
         "TimeOfDay.seconds": st.sampled_from([0, 59, 60]),
         "TimeOfDay.nanos": weighted((5, st.just(0)), (1, st.just(1))),
         "page_size": st.sampled_from([0, 1, 2, 3, 10, 1_000, 1_001, 10_000, 10_001, -1]),
+        "max_in_flight": st.sampled_from([0, 1, 10, 100, 101, -1, 2**31 - 1]),
+        "max_count": st.sampled_from([0, 1, 100, 1_000_000, 1_000_001, -1, 2**31 - 1]),
         "priority": st.sampled_from([1, 2, 3, 0]),
         "precision": st.sampled_from([0, 2, 4, 18, 19]),
         "zscore_window": st.sampled_from([0, 2, 20, 1_000, 1_001, 1]),
@@ -541,6 +582,38 @@ def test_raw_bytes_answer_clearly(world: World, rpc: Rpc, data: st.DataObject) -
     exercise(world, rpc, " (raw)", requests, data.draw(identities(), label="metadata"))
 
 
+def consume_streams(fuzzer: RequestFuzzer) -> st.SearchStrategy[list[Request]]:
+    """A subscription (valid, or drawn by the fuzzer), then settlements: acks of deliveries
+    that were never made, the same nack twice, reasons too long, fuzzer-drawn requests (which
+    may try to subscribe again)."""
+    subscribe = st.builds(
+        topics.ConsumeRequest,
+        topic=st.just(f"topics/{TOPIC}"),
+        group=st.sampled_from(GROUPS),
+        consumer=st.sampled_from(["fz-c1", "fz-c2"]),
+        max_in_flight=st.sampled_from([0, 1, 100]),
+    )
+    ids = st.lists(st.sampled_from(["1", "fz-c1#1:1", "x" * 300, ""]), max_size=3)
+    nack = st.builds(
+        topics.ConsumeNack,
+        delivery_id=st.sampled_from(["1", "fz-c1#1:1"]),
+        reason=st.sampled_from(["", "cannot parse", "r" * (MAX_ERROR_LENGTH + 1)]),
+    )
+    settle = st.builds(topics.ConsumeRequest, ack_ids=ids, nacks=st.lists(nack, max_size=2))
+    nack_twice = nack.map(lambda n: topics.ConsumeRequest(nacks=[n, n]))
+    drawn = fuzzer.messages(CONSUME.method.input_type)
+    later = weighted((4, settle), (2, nack_twice), (2, drawn))
+    first = weighted((4, subscribe), (1, drawn))
+    return st.tuples(first, st.lists(later, max_size=5)).map(lambda fl: [fl[0], *fl[1]])
+
+
+@settings(PROFILE)
+@given(data=st.data())
+def test_consume_streams_answer_clearly(world: World, data: st.DataObject) -> None:
+    requests = data.draw(consume_streams(world.fuzzer), label="stream")
+    exercise(world, CONSUME, " (streams)", requests, data.draw(identities(), label="metadata"))
+
+
 # --- after the run ----------------------------------------------------------------------------
 
 
@@ -579,10 +652,13 @@ def test_the_log_grew_only_by_accepted_commands(world: World) -> None:
     at most (a command that changed nothing appends its record alone); a duplicate's position
     must be in the log."""
     head = head_position(world.cluster.events_db)
-    appends = [
-        a for a in appends_since(world.cluster.events_db, world.head_after_seed)
-        if a.user != SCHEDULER_USER
-    ]  # fmt: skip
+    every = appends_since(world.cluster.events_db, world.head_after_seed)
+    appends = [a for a in every if a.user not in (SCHEDULER_USER, QUERY_SERVICE_USER)]
+    # The query service records its groups' checkpoints and parkings as commands of its own:
+    # each a whole append of the command ids it makes, never interleaved with another.
+    groups = [a for a in every if a.user == QUERY_SERVICE_USER]
+    torn = [a for a in groups if a.mixed or not a.command_id.startswith("group-")]
+    assert not torn, f"records of the consumer groups not made whole: {torn[:20]}"
     accepted = {(a.command_id, a.user, a.position) for a in LEDGER.accepted if not a.duplicate}
     unaccounted = [
         a for a in appends if a.mixed or (a.command_id, a.user, a.position) not in accepted
@@ -655,6 +731,9 @@ REACHED_FIELDS = {
     "CommandService.SetAccessPolicy": ("policy.name", "policy.principals[i]", "policy.resources[i]", "expected_revision"),
     "CommandService.DeleteAccessPolicy": ("name", "expected_revision"),
     "CommandService.RecordAccessDenial": ("command_id", "denial.user", "denial.permission"),
+    "TopicService.Consume": ("topic", "group", "consumer", "max_in_flight", "ack_ids"),
+    "TopicService.ListParked": ("topic", "group", "page_token"),
+    "TopicService.ReplayParked": ("topic", "group", "max_count"),
 }  # fmt: skip
 REACHED_STATUSES = {
     "CommandService.EvolveSeriesSchema": ("OK", "ABORTED", "FAILED_PRECONDITION"),
@@ -665,6 +744,10 @@ REACHED_STATUSES = {
     "CommandService.SetAccessPolicy": ("OK", "ABORTED"),
     "CommandService.DeleteAccessPolicy": ("OK", "NOT_FOUND"),
     "CommandService.RecordAccessDenial": ("OK",),
+    "TopicService.Consume (streams)": ("OK", "INVALID_ARGUMENT"),
+    "TopicService.ListTopics": ("OK",),
+    "TopicService.ListParked": ("OK",),
+    "TopicService.ReplayParked": ("OK",),
 }
 
 

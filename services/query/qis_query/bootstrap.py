@@ -15,12 +15,13 @@ from qis.data.v1 import (
 )
 from qis_adapters.readstore.factory import open_read_store
 from qis_adapters.readstore.port import ReadModelReader, ReadStore
-from qis_cli.connection import channel_credentials, identity
 from qis_runtime.auth import loopback_only, server_security
 from qis_runtime.authorization import Authorization, authorization
 from qis_runtime.server import QisServer, ServiceBinding
+from qis_runtime.status import Check, read_store_check
 
-from qis_query.adapters.denials import CommandServiceRecorder, Metadata
+from qis_query.adapters.command_client import Metadata, open_command_channel
+from qis_query.adapters.denials import CommandServiceRecorder
 from qis_query.adapters.groups import CommandServiceGroups
 from qis_query.adapters.redis_cache import RedisCache
 from qis_query.application.access import OpenAccess, PolicyAccess, ReadAccess
@@ -29,7 +30,7 @@ from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.sources import SourceQueries
 from qis_query.application.subscription import FeedSettings
-from qis_query.application.topics import GroupSettings, TopicGroups
+from qis_query.application.topics import TopicGroups
 from qis_query.entrypoints.flight import FlightTls, QueryFlight
 from qis_query.entrypoints.grpc_service import QueryService
 from qis_query.entrypoints.topics import TopicService
@@ -52,8 +53,14 @@ class QueryApp:
     groups: TopicGroups
     command_channel: grpc.aio.Channel
     """Where refusals and the consumer groups' records are made (the command service)."""
+    reader: ReadModelReader
+    cache: AnswerCache
     shared_cache: RedisCache | None = None
     """The cache's L2 (None without QIS_CACHE_REDIS_URL)."""
+
+    def health_checks(self) -> dict[str, Check]:
+        """The components of the process's health report (qis.component.NAME)."""
+        return {"read-store": lambda: read_store_check(self.reader), "cache": self.cache.report}
 
     async def close(self) -> None:
         await self.groups.close()
@@ -64,32 +71,27 @@ class QueryApp:
             await self.opened_store.close()
 
 
+def answer_cache(
+    reader: ReadModelReader, settings: QuerySettings, shared_cache: SharedCache | None
+) -> AnswerCache:
+    """The settings' L1 over `shared_cache`, the L2 (its owner closes it)."""
+    if not settings.cache_max_bytes:
+        return NoCache()
+    return QueryCache(reader, settings.cache_limits(), shared_cache)
+
+
 def build_handlers(
     reader: ReadModelReader,
     settings: QuerySettings,
     read_position: ReadPosition | None = None,
-    shared_cache: SharedCache | None = None,
+    cache: AnswerCache | None = None,
 ) -> QueryHandlers:
-    """`shared_cache`: the cache's L2 (its owner closes it); the L1 is the settings'."""
+    """`cache`: None, the settings' L1 alone."""
     feed = FeedSettings(settings.subscribe_poll_s, settings.subscribe_stall_timeout_s)
     read_position = read_position or ReadPosition(reader, settings.query_max_wait_s)
-    cache: AnswerCache = NoCache()
-    if settings.cache_max_bytes:
-        cache = QueryCache(reader, settings.cache_limits(), shared_cache)
+    if cache is None:
+        cache = answer_cache(reader, settings, None)
     return QueryHandlers(reader, read_position, feed, settings.limits(), cache)
-
-
-def _command_channel(settings: QuerySettings) -> tuple[grpc.aio.Channel, Metadata]:
-    """The channel to the command service (connected at its first call), and who the query
-    service is there."""
-    credentials = channel_credentials()
-    channel = (
-        grpc.aio.insecure_channel(settings.command_address)
-        if credentials is None
-        else grpc.aio.secure_channel(settings.command_address, credentials)
-    )
-    token = settings.query_token.get_secret_value() if settings.query_token else None
-    return channel, identity(settings.query_user, token)
 
 
 def _access(
@@ -125,11 +127,15 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
     shared_cache = None
     if settings.cache_redis_url:
         shared_cache = RedisCache.from_url(settings.cache_redis_url, settings.cache_redis_timeout_s)
-    handlers = build_handlers(reader, settings, read_position, shared_cache)
-    command_channel, metadata = _command_channel(settings)
+    cache = answer_cache(reader, settings, shared_cache)
+    handlers = build_handlers(reader, settings, read_position, cache)
+    token = settings.query_token.get_secret_value() if settings.query_token else None
+    command_channel, metadata = open_command_channel(
+        settings.command_address, settings.query_user, token
+    )
     stub = command_service_pb2_grpc.CommandServiceStub(command_channel)
     access = _access(reader, read_position, authz, stub, metadata)
-    groups = TopicGroups(reader, CommandServiceGroups(stub, metadata), GroupSettings())
+    groups = TopicGroups(reader, CommandServiceGroups(stub, metadata), settings.group_settings())
     log.info("authorisation: %s", authz.summary)
     binding = ServiceBinding(
         SERVICE_NAME,
@@ -153,7 +159,18 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
         flight = QueryFlight(
             handlers, access, settings.flight_address, security, _flight_tls(settings)
         )
-    return QueryApp(handlers, server, flight, opened, access, groups, command_channel, shared_cache)
+    return QueryApp(
+        handlers,
+        server,
+        flight,
+        opened,
+        access,
+        groups,
+        command_channel,
+        reader,
+        cache,
+        shared_cache,
+    )
 
 
 def _flight_tls(settings: QuerySettings) -> FlightTls | None:

@@ -1,16 +1,14 @@
 """`qis-query`: the read side as its own process: the gRPC QueryService and, on its own port,
 the Arrow Flight endpoint (QIS_FLIGHT_ADDRESS). Its health report (qis.data.v1.StatusService)
-has the component `read-store`."""
+has the components `read-store` and `cache`."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import signal
 
 from qis_runtime.logs import configure_logging, tune_garbage_collection
-from qis_runtime.status import read_store_check
 from qis_runtime.telemetry import configure_telemetry
 
 from qis_query.bootstrap import QueryApp, build
@@ -21,9 +19,7 @@ log = logging.getLogger("qis.query")
 
 async def serve(settings: QuerySettings) -> None:
     app = await build(settings)
-    if app.opened_store is not None:
-        check = functools.partial(read_store_check, app.opened_store)
-        app.server.report_status("qis-query", {"read-store": check})
+    app.server.report_status("qis-query", app.health_checks())
     try:
         port = await app.server.start()
         try:

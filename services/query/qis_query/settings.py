@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, SecretStr
+from typing import Annotated
+
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr
+from qis_domain.routing import MAX_ENTRIES
 from qis_runtime.settings import CommonSettings
 
 from qis_query.application.cache import DEFAULT_CACHE_LIMITS, CacheLimits
 from qis_query.application.limits import DEFAULT_LIMITS, QueryLimits
+from qis_query.application.topics import DEFAULT_GROUP_SETTINGS, GroupSettings
+
+Seconds = Annotated[float, Field(gt=0, le=3_600)]
+"""A period of the consumer groups: more than an hour would look stuck."""
 
 
 class QuerySettings(CommonSettings):
@@ -67,6 +74,36 @@ class QuerySettings(CommonSettings):
     cache_ttl_reference_s: PositiveInt = DEFAULT_CACHE_LIMITS.ttl_reference_s
     """Redis time to live of series definitions (QIS_CACHE_TTL_REFERENCE_S)."""
 
+    # Consumer groups (docs/routing.md). How long a delivery waits for its ack and how many
+    # attempts precede parking are the topic's (its ack_timeout, max_delivery_attempts).
+    topics_poll_s: Seconds = DEFAULT_GROUP_SETTINGS.poll_s
+    """How often a group looks for new entries of its topic when nothing wakes it
+    (QIS_TOPICS_POLL_S): the delay of a delivery after its entry is projected, at most."""
+    topics_checkpoint_every_s: Seconds = DEFAULT_GROUP_SETTINGS.checkpoint_every_s
+    """A group's checkpoint is recorded at most this often (QIS_TOPICS_CHECKPOINT_EVERY_S)...
+    """
+    topics_checkpoint_every: Annotated[int, Field(ge=1, le=100_000)] = (
+        DEFAULT_GROUP_SETTINGS.checkpoint_every
+    )
+    """...or once this many entries were settled since the last record
+    (QIS_TOPICS_CHECKPOINT_EVERY). Each record is an event; a restart delivers again what was
+    settled after the last one."""
+    topics_read_ahead: Annotated[int, Field(ge=1, le=100_000)] = DEFAULT_GROUP_SETTINGS.read_ahead
+    """Entries of its topic a group holds at most, in flight or waiting (QIS_TOPICS_READ_AHEAD):
+    the bound of its memory, an entry being at most 1,000 values or issues."""
+    topics_read_batch: Annotated[int, Field(ge=1, le=MAX_ENTRIES)] = (
+        DEFAULT_GROUP_SETTINGS.read_batch
+    )
+    """Entries one read of a topic's log asks for at most (QIS_TOPICS_READ_BATCH)."""
+    topics_replay_scan_s: Seconds = DEFAULT_GROUP_SETTINGS.replay_scan_s
+    """How often a group looks for parked entries an operator replayed
+    (QIS_TOPICS_REPLAY_SCAN_S)."""
+    topics_replay_chunk: Annotated[int, Field(ge=1, le=MAX_ENTRIES)] = (
+        DEFAULT_GROUP_SETTINGS.replay_chunk
+    )
+    """Parked entries one ReplayParkedEntries command moves at most (QIS_TOPICS_REPLAY_CHUNK):
+    ReplayParked reads and sends a list in chunks of this many."""
+
     command_address: str = "127.0.0.1:50051"
     """The command service the query service records its refusals with, when access policies
     are enforced (QIS_COMMAND_ADDRESS; CommandService.RecordAccessDenial); over TLS when
@@ -94,4 +131,15 @@ class QuerySettings(CommonSettings):
             self.query_max_subscriptions_per_caller,
             self.query_max_subscriptions,
             self.query_max_scanned_per_call,
+        )
+
+    def group_settings(self) -> GroupSettings:
+        return GroupSettings(
+            poll_s=self.topics_poll_s,
+            checkpoint_every_s=self.topics_checkpoint_every_s,
+            checkpoint_every=self.topics_checkpoint_every,
+            read_ahead=self.topics_read_ahead,
+            read_batch=self.topics_read_batch,
+            replay_scan_s=self.topics_replay_scan_s,
+            replay_chunk=self.topics_replay_chunk,
         )

@@ -29,7 +29,7 @@ from qis_adapters.readstore.port import (
     TopicVersion,
 )
 from qis_query.application.dispatch import Key, Parking
-from qis_query.application.topics import GroupSettings, TopicGroups
+from qis_query.application.topics import Consumer, GroupRunner, GroupSettings, TopicGroups
 from qis_query.entrypoints.topics import TopicService
 from qis_runtime.server import QisServer, ServiceBinding
 
@@ -54,6 +54,8 @@ class Log:
     writer: InMemoryReadStore
     position: int = 0
     checkpoints: list[Key] = field(default_factory=list)
+    joined: int = 0  # consumers that joined or left a group through the service
+    left: int = 0
 
     async def write(self, batch: ProjectionBatch) -> int:
         self.position += 1
@@ -94,11 +96,31 @@ class Log:
         return await self.write(ProjectionBatch(parked_states=states))
 
 
+class CountingGroups(TopicGroups):
+    """Counts joins in the log, so that a test waits for its consumers to have joined (a
+    group starts at the end of the log) instead of sleeping for a guessed time."""
+
+    def __init__(self, log: Log, reader: InMemoryReadStore, settings: GroupSettings) -> None:
+        super().__init__(reader, log, settings)
+        self._log = log
+
+    async def join(
+        self, topic: str, group: str, name: str, window: int
+    ) -> tuple[GroupRunner, Consumer]:
+        joined = await super().join(topic, group, name, window)
+        self._log.joined += 1
+        return joined
+
+    async def leave(self, runner: GroupRunner, consumer: Consumer) -> None:
+        await super().leave(runner, consumer)
+        self._log.left += 1
+
+
 @contextlib.asynccontextmanager
 async def serve(
-    log: Log, reader: InMemoryReadStore
+    log: Log, reader: InMemoryReadStore, settings: GroupSettings = FAST
 ) -> AsyncIterator[pb_grpc.TopicServiceAsyncStub]:
-    groups = TopicGroups(reader, log, FAST)
+    groups = CountingGroups(log, reader, settings)
     server = QisServer(
         "127.0.0.1:0",
         [
@@ -178,7 +200,8 @@ async def test_two_consumers_share_by_series_and_a_leaver_s_series_move(
     the_log, reader = log
     async with serve(the_log, reader) as stub:
         a, b = Client(stub, "a"), Client(stub, "b")
-        await asyncio.sleep(0.1)  # both joined: the group starts at the end of the log (empty)
+        # The group starts at the end of the log (empty) once both joined.
+        await eventually(lambda: _done(the_log.joined == 2))
         keys = [await the_log.entry(s) for s in ["S1", "S2", "S3", "S4"] * 3]
         got: dict[str, list[pb.ConsumeResponse]] = {"a": [], "b": []}
 
@@ -206,7 +229,7 @@ async def test_two_consumers_share_by_series_and_a_leaver_s_series_move(
         # "a" leaves: every series goes to "b".
         takers[0].cancel()
         await a.close()
-        await asyncio.sleep(0.1)
+        await eventually(lambda: _done(the_log.left == 1))
         before = len(got["b"])
         more = [await the_log.entry(s) for s in ["S1", "S2", "S3", "S4"]]
         await eventually(lambda: _done(len(got["b"]) == before + len(more)))
@@ -223,7 +246,7 @@ async def test_consumption_resumes_from_the_recorded_checkpoint(
     the_log, reader = log
     async with serve(the_log, reader) as stub:
         c = Client(stub, "c")
-        await asyncio.sleep(0.1)
+        await eventually(lambda: _done(the_log.joined == 1))
         first = [await the_log.entry("S1") for _ in range(3)]
         for _ in first:
             c.ack(await c.next())
@@ -247,7 +270,7 @@ async def test_an_entry_nacked_until_parked_is_listed_and_replayed(
     the_log, reader = log
     async with serve(the_log, reader) as stub:
         c = Client(stub, "c")
-        await asyncio.sleep(0.1)
+        await eventually(lambda: _done(the_log.joined == 1))
         bad, good = await the_log.entry("S1"), await the_log.entry("S1")
         first = await c.next()
         assert (first.message.commit_position, first.attempt) == (bad[0], 1)

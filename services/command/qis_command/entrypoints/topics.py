@@ -6,7 +6,8 @@ checked and every violation recorded, the domain's own checks of a definition
 from __future__ import annotations
 
 from qis.data.v1 import command_service_pb2 as pb
-from qis.data.v1 import quality_pb2, routing_pb2
+from qis.data.v1 import routing_pb2
+from qis_adapters.proto import topics as proto_topics
 from qis_adapters.proto.times import seconds_from_proto
 from qis_domain.errors import FieldViolation
 from qis_domain.routing import (
@@ -19,7 +20,6 @@ from qis_domain.routing import (
     group_problem,
     name_problem,
 )
-from qis_domain.rules import Severity
 
 from qis_command.application.commands import (
     CheckpointConsumerGroup,
@@ -29,17 +29,8 @@ from qis_command.application.commands import (
     SetTopic,
 )
 
-EVENT_TYPES = {
-    routing_pb2.ROUTED_EVENT_TYPE_DATA_PUBLISHED: "DataPublished",
-    routing_pb2.ROUTED_EVENT_TYPE_DATA_RESTATED: "DataRestated",
-    routing_pb2.ROUTED_EVENT_TYPE_QUALITY_ISSUE_DETECTED: "QualityIssueDetected",
-}
-SEVERITIES = {
-    quality_pb2.SEVERITY_UNSPECIFIED: "",
-    quality_pb2.SEVERITY_INFO: Severity.INFO.value,
-    quality_pb2.SEVERITY_WARNING: Severity.WARNING.value,
-    quality_pb2.SEVERITY_ERROR: Severity.ERROR.value,
-}
+EVENT_TYPES = {number: kind for kind, number in proto_topics.EVENT_TYPES.items()}
+SEVERITIES = {number: name for name, number in proto_topics.MIN_SEVERITIES.items()}
 _PREFIX = f"{TOPICS_COLLECTION}/"
 
 

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 from google.protobuf import struct_pb2
 from qis.data.v1 import quality_pb2, routing_pb2
-from qis.data.v1 import query_service_pb2 as query_pb
 from qis_adapters.eventstore.codec import DecodedEvent
 from qis_adapters.proto.times import timestamp
+from qis_adapters.proto.topics import EVENT_TYPES, METHODS, RULES, SEVERITIES
 from qis_adapters.readstore.port import (
     PARKED,
     REPLAYED,
@@ -48,11 +48,6 @@ from qis_domain.routing import Route, Routes, topic_name
 from qis_domain.series_bucket import MANUAL
 
 MAX_PART_ITEMS = 1_000
-EVENT_TYPES = {
-    DataPublished.event_type: routing_pb2.ROUTED_EVENT_TYPE_DATA_PUBLISHED,
-    DataRestated.event_type: routing_pb2.ROUTED_EVENT_TYPE_DATA_RESTATED,
-    QualityIssueDetected.event_type: routing_pb2.ROUTED_EVENT_TYPE_QUALITY_ISSUE_DETECTED,
-}
 
 
 async def routes_at(store: ReadModelWriter, checkpoint: int | None) -> Routes:
@@ -116,8 +111,8 @@ class TopicRouter:
                     quality_score=float(row.quality_score),
                     record_position=position,
                     sources=() if row.method == MANUAL else [source_name(s) for s in row.sources],
-                    method=query_pb.ValueMethod.Value(f"VALUE_METHOD_{row.method.upper()}"),
-                    flags=[_rule(f) for f in row.flags],
+                    method=METHODS[row.method],
+                    flags=[RULES[f] for f in row.flags],
                     reason=row.reason,
                     user=meta.user_id,
                 )
@@ -188,11 +183,6 @@ def _entry(
     )
 
 
-def _rule(name: str) -> quality_pb2.QualityRule.ValueType:
-    """A domain rule name's enum value, by the contract's convention (QUALITY_RULE_JUMP)."""
-    return quality_pb2.QualityRule.Value(f"QUALITY_RULE_{name.upper()}")
-
-
 def _add_issue(
     body: routing_pb2.TopicMessage, series_id: str, issue: Issue, recorded_at: int
 ) -> None:
@@ -203,8 +193,8 @@ def _add_issue(
         series=series_name(series_id),
         snap_time=timestamp(issue.snap_us),
         source=source_name(issue.source_id) if issue.source_id else "",
-        rule=_rule(issue.rule),
-        severity=quality_pb2.Severity.Value(f"SEVERITY_{issue.severity.upper()}"),
+        rule=RULES[issue.rule],
+        severity=SEVERITIES[issue.severity],
         evidence=evidence,
         status=quality_pb2.QUALITY_ISSUE_STATUS_OPEN,
         raise_time=timestamp(recorded_at),

@@ -1,7 +1,5 @@
 """The query service's refusals, recorded through the command service
-(CommandService.RecordAccessDenial): the read side cannot append events. The query service
-calls as itself (QIS_QUERY_TOKEN, its client certificate, or QIS_QUERY_USER in development
-mode), which the command service must list in QIS_SERVICE_PRINCIPALS."""
+(CommandService.RecordAccessDenial), as itself (qis_query.adapters.command_client)."""
 
 from __future__ import annotations
 
@@ -10,11 +8,12 @@ import logging
 import grpc.aio
 from qis.data.v1 import access_pb2, series_pb2
 from qis.data.v1 import command_service_pb2 as pb
-from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.proto.definitions import CLASSIFICATIONS
 from qis_adapters.proto.times import timestamp
 from qis_domain.definitions import Classification
 from qis_domain.events import AccessDenied
+
+from qis_query.adapters.command_client import CommandClient
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +23,14 @@ way, but not before the record is made (or given up on), so that it is in the lo
 caller reads the audit trail."""
 _CLASSIFICATION_NUMBERS = {level: number for number, level in CLASSIFICATIONS.items()}
 
-Metadata = tuple[tuple[str, str], ...]
 
-
-class CommandServiceRecorder:
-    def __init__(
-        self,
-        stub: pb_grpc.CommandServiceAsyncStub,
-        metadata: Metadata,
-        timeout_s: float = RECORD_TIMEOUT_S,
-    ) -> None:
-        self._stub = stub
-        self._metadata = metadata
-        self._timeout_s = timeout_s
+class CommandServiceRecorder(CommandClient):
+    default_timeout_s = RECORD_TIMEOUT_S
 
     async def record(self, denial: AccessDenied, denial_id: str) -> None:
         request = pb.RecordAccessDenialRequest(command_id=denial_id, denial=denial_message(denial))
         try:
-            await self._stub.RecordAccessDenial(
-                request, metadata=self._metadata, timeout=self._timeout_s
-            )
+            await self._call(self._stub.RecordAccessDenial, request)
         except (grpc.aio.AioRpcError, TimeoutError):
             # The refusal stands whatever the command service does; the log keeps the record.
             log.exception("access denial %s not recorded: %s", denial_id, denial.model_dump_json())

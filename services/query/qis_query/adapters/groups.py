@@ -1,7 +1,6 @@
 """The consumer groups' records, made through the command service
-(CommandService.CheckpointConsumerGroup, ParkTopicEntry, ReplayParkedEntries): the read side
-cannot append events. The query service calls as itself, as for its refusals
-(qis_query.adapters.denials): the command service must list it in QIS_SERVICE_PRINCIPALS."""
+(CommandService.CheckpointConsumerGroup, ParkTopicEntry, ReplayParkedEntries), as the query
+service itself (qis_query.adapters.command_client)."""
 
 from __future__ import annotations
 
@@ -9,10 +8,9 @@ import uuid
 from collections.abc import Sequence
 
 from qis.data.v1 import command_service_pb2 as pb
-from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_domain.routing import topic_name
 
-from qis_query.adapters.denials import Metadata
+from qis_query.adapters.command_client import CommandClient
 from qis_query.application.dispatch import Key, Parking
 
 RECORD_TIMEOUT_S = 5.0
@@ -20,16 +18,8 @@ RECORD_TIMEOUT_S = 5.0
 checkpoint never goes backwards and a parking twice parks once)."""
 
 
-class CommandServiceGroups:
-    def __init__(
-        self,
-        stub: pb_grpc.CommandServiceAsyncStub,
-        metadata: Metadata,
-        timeout_s: float = RECORD_TIMEOUT_S,
-    ) -> None:
-        self._stub = stub
-        self._metadata = metadata
-        self._timeout_s = timeout_s
+class CommandServiceGroups(CommandClient):
+    default_timeout_s = RECORD_TIMEOUT_S
 
     async def checkpoint(self, topic: str, group: str, at: Key, settled: Sequence[Key]) -> int:
         request = pb.CheckpointConsumerGroupRequest(
@@ -40,9 +30,7 @@ class CommandServiceGroups:
             index=at[1],
             settled=[pb.TopicEntryRef(position=p, index=i) for p, i in settled],
         )
-        response = await self._stub.CheckpointConsumerGroup(
-            request, metadata=self._metadata, timeout=self._timeout_s
-        )
+        response = await self._call(self._stub.CheckpointConsumerGroup, request)
         return response.commit_position
 
     async def park(self, topic: str, group: str, parking: Parking) -> int:
@@ -56,9 +44,7 @@ class CommandServiceGroups:
             attempts=parking.attempts,
             last_error=parking.last_error,
         )
-        response = await self._stub.ParkTopicEntry(
-            request, metadata=self._metadata, timeout=self._timeout_s
-        )
+        response = await self._call(self._stub.ParkTopicEntry, request)
         return response.commit_position
 
     async def replay(self, topic: str, group: str, entries: Sequence[Key]) -> int:
@@ -68,9 +54,7 @@ class CommandServiceGroups:
             group=group,
             entries=[pb.TopicEntryRef(position=p, index=i) for p, i in entries],
         )
-        response = await self._stub.ReplayParkedEntries(
-            request, metadata=self._metadata, timeout=self._timeout_s
-        )
+        response = await self._call(self._stub.ReplayParkedEntries, request)
         return response.commit_position
 
 

@@ -75,6 +75,10 @@ class RedisCache:
             return
         self._recovered()
 
+    async def ping(self) -> None:
+        """Calls Redis even while paused: the health report says whether it answers now."""
+        await self._client.ping()
+
     async def close(self) -> None:
         await self._client.aclose()
 

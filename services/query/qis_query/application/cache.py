@@ -45,6 +45,7 @@ from qis_adapters.readstore.port import (
     ResumeToken,
     SeriesEntry,
 )
+from qis_runtime.status import DEGRADED, SERVING, ComponentReport, timed_check
 
 from qis_query.application import cache_codec
 from qis_query.application.paging import EVENT_INDEX_LIMIT
@@ -70,7 +71,13 @@ class _Counters:
             "qis.query.cache.evictions", unit="{entry}", description="Entries dropped"
         )
 
+        # Also kept here, for the health report (an exporter may be off).
+        self.counts = {"l1": [0, 0], "l2": [0, 0]}  # level -> [hits, misses]
+
     def looked_up(self, hits: int, misses: int, level: str, kind: str) -> None:
+        counts = self.counts[level]
+        counts[0] += hits
+        counts[1] += misses
         attributes = {"level": level, "kind": kind}
         if hits:
             self.hits.add(hits, attributes)
@@ -129,6 +136,10 @@ class SharedCache(Protocol):
         """(key, value, time to live in seconds) each."""
         ...
 
+    async def ping(self) -> None:
+        """Raises when the shared cache does not answer (the health report's check)."""
+        ...
+
 
 FetchPoints = Callable[[Sequence[int]], Awaitable[list[OfficialVersion]]]
 """The values of some snaps of one series (each snap's, in order, when it has one)."""
@@ -154,9 +165,16 @@ class AnswerCache(Protocol):
         self, query: RangeQuery, page_size: int, fetch: FetchPage
     ) -> RangePage: ...
 
+    async def report(self) -> ComponentReport:
+        """The health report's `cache` component."""
+        ...
+
 
 class NoCache:
     """Every answer from the store (QIS_CACHE_MAX_BYTES=0)."""
+
+    async def report(self) -> ComponentReport:
+        return ComponentReport(SERVING, "off (QIS_CACHE_MAX_BYTES=0)")
 
     async def sync(self, position: int) -> None:
         return None
@@ -229,6 +247,34 @@ class QueryCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    async def report(self) -> ComponentReport:
+        """The health report's `cache` component: L1's fill against its bound and hit rates;
+        with an L2, whether it answers and how fast. An L2 that does not answer makes the cache
+        DEGRADED, not NOT_SERVING: queries answer from the store meanwhile (docs/operations.md)."""
+        figures: dict[str, int | float | str] = {
+            "l1_entries": len(self._entries),
+            "l1_bytes": self.bytes,
+            "l1_max_bytes": self._limits.max_bytes,
+        }
+        for level, (hits, misses) in self._counters.counts.items():
+            if level == "l2" and self._shared is None:
+                continue
+            figures[f"{level}_hits"] = hits
+            figures[f"{level}_misses"] = misses
+            figures[f"{level}_hit_rate"] = (
+                round(hits / (hits + misses), 3) if hits + misses else 0.0
+            )
+        if self._shared is None:
+            return ComponentReport(SERVING, "", figures)
+        shared = self._shared
+        try:
+            report = await timed_check(lambda: _pinged(shared))
+        except Exception as error:  # unreachable, refusing, timed out: its answer
+            reason = f"shared cache (Redis) unreachable, answering from the store: {error}"
+            return ComponentReport(DEGRADED, reason, figures)
+        figures["l2_latency_ms"] = report.figures["latency_ms"]
+        return ComponentReport(report.status, report.reason, figures)
 
     @property
     def horizon(self) -> int:
@@ -466,6 +512,11 @@ class QueryCache:
         a rebuild, or another encoding, never meets the answers of the one before."""
         generation = self._generation or "-"
         return f"qis:q:{READ_MODEL_FORMAT}.{cache_codec.FORMAT}:{generation}:{key}"
+
+
+async def _pinged(shared: SharedCache) -> dict[str, int | float | str]:
+    await shared.ping()
+    return {}
 
 
 def _as_of_key(as_of: AsOf) -> str:

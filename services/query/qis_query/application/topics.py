@@ -66,6 +66,9 @@ class GroupSettings:
     replay_chunk: int = 100  # parked entries a ReplayParked command moves at most
 
 
+DEFAULT_GROUP_SETTINGS = GroupSettings()
+
+
 @dataclass(slots=True)
 class Consumer:
     """One connected Consume stream."""

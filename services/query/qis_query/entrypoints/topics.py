@@ -14,10 +14,11 @@ from typing import Any
 
 import grpc.aio
 from google.protobuf.duration_pb2 import Duration
-from qis.data.v1 import quality_pb2, routing_pb2
+from qis.data.v1 import routing_pb2
 from qis.data.v1 import topic_service_pb2 as pb
 from qis.data.v1 import topic_service_pb2_grpc as pb_grpc
 from qis_adapters.proto.times import timestamp
+from qis_adapters.proto.topics import EVENT_TYPES, MIN_SEVERITIES
 from qis_adapters.readstore.port import REPLAYED, ResumeToken
 from qis_domain.bounds import quoted
 from qis_domain.definitions import Permission
@@ -46,17 +47,6 @@ MAX_PAGE = 1_000
 MAX_REPLAY = 1_000_000
 TOPIC_PAGES = "topics"
 PARKED_PAGES = "parked"
-_EVENT_TYPES = {
-    "DataPublished": routing_pb2.ROUTED_EVENT_TYPE_DATA_PUBLISHED,
-    "DataRestated": routing_pb2.ROUTED_EVENT_TYPE_DATA_RESTATED,
-    "QualityIssueDetected": routing_pb2.ROUTED_EVENT_TYPE_QUALITY_ISSUE_DETECTED,
-}
-_SEVERITIES = {
-    "": quality_pb2.SEVERITY_UNSPECIFIED,
-    "info": quality_pb2.SEVERITY_INFO,
-    "warning": quality_pb2.SEVERITY_WARNING,
-    "error": quality_pb2.SEVERITY_ERROR,
-}
 
 
 class TopicService(pb_grpc.TopicServiceServicer):
@@ -207,9 +197,9 @@ async def _settle(
 def topic_message(name: str, d: TopicDefinition) -> routing_pb2.Topic:
     return routing_pb2.Topic(
         name=topic_name(name),
-        event_types=[_EVENT_TYPES[kind] for kind in d.event_types],
+        event_types=[EVENT_TYPES[kind] for kind in d.event_types],
         series_patterns=d.series_patterns,
-        min_severity=_SEVERITIES[d.min_severity],
+        min_severity=MIN_SEVERITIES[d.min_severity],
         max_delivery_attempts=d.max_attempts,
         ack_timeout=Duration(seconds=d.ack_timeout_s),
         description=d.description,
