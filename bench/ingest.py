@@ -1,10 +1,11 @@
-"""Command-side ingest benchmark (run: python -m bench.ingest [--points N] [--rules]).
+"""Command-side ingest benchmark (run: python -m bench.ingest [--points N] [--batch N]
+[--rules]).
 
-Workload: batches of 1,000 valid price points of one series from one source, with the series'
-default rules (or, with --rules, rules and two-source reconciliation). The same points go in
-both request forms: per point (`points`, one DataPoint each) and in columns (`columns`, a
-PointColumns: int64 µs snaps, and the prices as decimal strings or as unscaled integers at
-scale 4). Measured in one run, on fresh stores each time:
+Workload: batches of 1,000 (--batch) valid price points of one series from one source, with
+the series' default rules (or, with --rules, rules and two-source reconciliation). The same
+points go in both request forms: per point (`points`, one DataPoint each) and in columns
+(`columns`, a PointColumns: int64 µs snaps, and the prices as decimal strings or as unscaled
+integers at scale 4). Measured in one run, on fresh stores each time:
 
 1. gRPC: a real qis-command process, fed through the BulkIngest stream (chunks pipelined) in
    each form, and through sequential unary IngestPoints calls (per point);
@@ -61,24 +62,26 @@ SCALE = 4
 
 
 def requests(
-    points: int, prefix: str, rules: bool, form: str = POINTS
+    points: int, prefix: str, rules: bool, form: str = POINTS, batch: int = BATCH
 ) -> list[pb.IngestPointsRequest]:
     """With `rules`, every batch comes from two sources in turn (the second within tolerance
     of the first), so every point is validated, reconciled and compared. `form`: the same
     points per point or in columns."""
     return [
-        request(b, source, prefix, form)
-        for b in range(points // BATCH)
+        request(b, source, prefix, form, batch)
+        for b in range(points // batch)
         for source in (SOURCES if rules else SOURCES[:1])
     ]
 
 
-def request(b: int, source: str, prefix: str, form: str = POINTS) -> pb.IngestPointsRequest:
+def request(
+    b: int, source: str, prefix: str, form: str = POINTS, batch: int = BATCH
+) -> pb.IngestPointsRequest:
     """Batch `b` of `source`: the snaps after batch b - 1's, prices cycling over 97 cents (the
     second source's within tolerance of the first's), command id "{prefix}-{source}-{b}"."""
     bump = SOURCES.index(source) / 10_000
-    seconds = [BASE_S + b * BATCH + i for i in range(BATCH)]
-    texts = [f"{100 + (i % 97) / 100 + bump:.{SCALE}f}" for i in range(BATCH)]
+    seconds = [BASE_S + b * batch + i for i in range(batch)]
+    texts = [f"{100 + (i % 97) / 100 + bump:.{SCALE}f}" for i in range(batch)]
     out = pb.IngestPointsRequest(
         command_id=f"{prefix}-{source}-{b}", series=f"series/{SERIES}", source=f"sources/{source}"
     )
@@ -272,9 +275,9 @@ def stored(appends: list[list[StreamAppend]]) -> list[tuple[str, str, bytes]]:
     return [(a.stream, e.type, e.data) for batch in appends for a in batch for e in a.events]
 
 
-async def main(points: int, rules: bool) -> None:
-    reqs = {form: requests(points, "bench", rules, form) for form in FORMS}
-    n = len(reqs[POINTS]) * BATCH
+async def main(points: int, rules: bool, batch: int) -> None:
+    reqs = {form: requests(points, "bench", rules, form, batch) for form in FORMS}
+    n = len(reqs[POINTS]) * batch
     wire = {form: sum(r.ByteSize() for r in reqs[form]) for form in FORMS}
     t_edge = {form: edge_only(reqs[form]) for form in FORMS}
     t_inproc: dict[str, float] = {}
@@ -292,14 +295,14 @@ async def main(points: int, rules: bool) -> None:
             reqs[form], bulk=True, rules=rules
         )
     t_unary, rss_unary, cpu_unary = await over_grpc(reqs[POINTS], bulk=False, rules=rules)
-    events = sum(len(a.events) for batch in appends[POINTS] for a in batch)
-    payload = sum(len(e.data) for batch in appends[POINTS] for a in batch for e in a.events)
+    events = sum(len(a.events) for made in appends[POINTS] for a in made)
+    payload = sum(len(e.data) for made in appends[POINTS] for a in made for e in a.events)
     workload = (
         "two sources in turn, positivity + jump % + z-score rules, median within 5 bps"
         if rules
         else "one source, the series' default rules"
     )
-    print(f"ingest benchmark: {n:,} price points in batches of {BATCH:,}, one series, {workload}")
+    print(f"ingest benchmark: {n:,} price points in batches of {batch:,}, one series, {workload}")
 
     def us(cpu: float) -> str:
         return f"{cpu / n * 1e6:5.2f} CPU us/point"
@@ -355,8 +358,9 @@ if __name__ == "__main__":
     tune_garbage_collection()  # as the qis-command process does: a like-for-like in-process run
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", type=int, default=200_000, help="snaps (x2 with --rules)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="points per request (chunk)")
     parser.add_argument(
         "--rules", action="store_true", help="rules and two-source reconciliation on every point"
     )
     args = parser.parse_args()
-    asyncio.run(main(args.points, args.rules))
+    asyncio.run(main(args.points, args.rules, args.batch))

@@ -6,12 +6,25 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Callable
 
 import grpc
 import pytest
 from qis.data.v1 import status_pb2, status_pb2_grpc
 
-from tests.e2e.harness import BIN, COMMAND, PROJECTOR, QUERY, Cluster, MakeCluster, free_port
+from tests.e2e.harness import (
+    BIN,
+    COMMAND,
+    PROJECTOR,
+    QUERY,
+    Cluster,
+    MakeCluster,
+    free_port,
+    price_series,
+    setup_series,
+    unique,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -79,3 +92,41 @@ def test_status_lists_every_component_and_fails_when_one_is_down(
     (down,) = [line for line in done.stdout.splitlines() if line.startswith("qis-projector")]
     assert "NOT_SERVING" in down
     assert "UNAVAILABLE" in down
+
+
+def figures(cluster: Cluster, process: str, component: str) -> dict[str, str]:
+    (found,) = [c for c in report(cluster, process).components if c.name == component]
+    return dict(found.figures)
+
+
+def scheduler_figures(cluster: Cluster) -> dict[str, str]:
+    return figures(cluster, COMMAND, "scheduler")
+
+
+def within(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "not within the wait"
+        time.sleep(0.1)
+
+
+async def test_the_scheduler_reports_its_checkpoint_and_a_restart_resumes_from_it(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(
+        {"QIS_SCHEDULER_CHECKPOINT_S": "0.1", "QIS_SCHEDULER_CHECKPOINT_EVENTS": "1"}
+    )
+    assert scheduler_figures(cluster)["checkpoint"] == "0"  # nothing to save yet
+    async with cluster.clients() as c:
+        defined = await setup_series(c, unique("ck"), price_series([(unique("src"), 1)]))
+    # The position of the definition it observed (the command's own record comes after it).
+    within(lambda: int(scheduler_figures(cluster)["checkpoint"]) > 0)
+    saved = int(scheduler_figures(cluster)["checkpoint"])
+    assert saved <= defined
+
+    cluster.stop(COMMAND)
+    cluster.start(COMMAND)
+    # Read back at start: the restarted scheduler resumes after the saved position.
+    assert int(scheduler_figures(cluster)["checkpoint"]) >= saved
+    # The checkpoint events are read by the projector too: they are no lag.
+    within(lambda: figures(cluster, PROJECTOR, "projector")["lag_positions"] == "0")

@@ -9,6 +9,8 @@ the optional feeds service cannot stop a deployment that does not run it.
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 import socket
 import subprocess
@@ -25,6 +27,10 @@ import pytest
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from kurrentdbclient.connection_spec import ConnectionSpec
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import CollectorRegistry, ProcessCollector
 from pydantic_settings import BaseSettings
 from qis_command.settings import CommandSettings
 from qis_feeds.settings import FeedsSettings
@@ -49,6 +55,10 @@ STORE_USERS = sorted(set(QIS_SERVICES) - {FEEDS})
 EVENT_STORE = "kurrentdb"
 READ_STORE = "mongo"
 STORES = (EVENT_STORE, READ_STORE)
+OBSERVABILITY = "observability"
+COLLECTOR, PROMETHEUS, GRAFANA = "otel-collector", "prometheus", "grafana"
+OBSERVABILITY_SERVICES = (COLLECTOR, PROMETHEUS, GRAFANA)
+DEPLOY = ROOT / "deploy"
 # The image default of `${VAR:-default}`, or the value itself.
 _DEFAULT = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:-(?P<default>[^}]+)\}$")
 # `${VAR:?message}`: Compose refuses to start while VAR is unset or empty.
@@ -94,7 +104,7 @@ def image_default(image: str) -> str:
 
 def version_of(image: str) -> tuple[int, ...]:
     tag = image_default(image).rpartition(":")[2]
-    match = re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", tag)
+    match = re.match(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?", tag)
     assert match, f"{image!r}: pin a version tag"
     return tuple(int(part) for part in match.groups() if part is not None)
 
@@ -182,7 +192,11 @@ def test_feeds_run_in_their_profile_from_a_mounted_read_only_file(
     profiled = {
         name: service["profiles"] for name, service in services.items() if "profiles" in service
     }
-    assert profiled == {FEEDS: ["feeds"], "redis": ["cache"]}
+    assert profiled == {
+        FEEDS: ["feeds"],
+        "redis": ["cache"],
+        **{name: [OBSERVABILITY] for name in OBSERVABILITY_SERVICES},
+    }
     config = env_of(services[FEEDS])["QIS_FEEDS_CONFIG"]
     mounts = [m for m in services[FEEDS]["volumes"] if m["target"] == config]
     assert len(mounts) == 1, f"QIS_FEEDS_CONFIG={config} is not a mounted file"
@@ -369,3 +383,301 @@ def test_dockerfile_defaults_are_settings_and_listen_on_all_interfaces() -> None
     assert qis_vars - known == set()
     for _, address_var in QIS_SERVICES.values():
         assert env[address_var].startswith("0.0.0.0:")
+
+
+# --- the observability profile: collector, Prometheus, alerts, Grafana ---------------------------
+
+_INSTRUMENT_FACTORIES = {
+    "create_counter",
+    "create_up_down_counter",
+    "create_histogram",
+    "create_gauge",
+    "create_observable_counter",
+    "create_observable_up_down_counter",
+    "create_observable_gauge",
+}
+_TIMER = "OperationTimer"  # qis_adapters.timing: a histogram in seconds, named by its caller
+_PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+_PROMQL_LABEL_LISTS = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+
+
+def defined_instruments() -> list[tuple[str, str, str]]:
+    """(factory, name, unit) of every OpenTelemetry instrument the processes' code creates,
+    read from the source: a literal name, or a module-level constant of the same module."""
+    found = []
+    for path in sorted([*(ROOT / "libs").rglob("*.py"), *(ROOT / "services").rglob("*.py")]):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        constants = {
+            target.id: node.value.value
+            for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            for target in node.targets
+            if isinstance(target, ast.Name) and isinstance(node.value.value, str)
+        }
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called in _INSTRUMENT_FACTORIES:
+                factory, name_arg, unit = called, node.args[0], ""
+            elif called == _TIMER:
+                factory, name_arg, unit = "create_histogram", node.args[1], "s"
+            else:
+                continue
+            unit = next(
+                (
+                    str(k.value.value)
+                    for k in node.keywords
+                    if k.arg == "unit" and isinstance(k.value, ast.Constant)
+                ),
+                unit,
+            )
+            if isinstance(name_arg, ast.Constant):
+                found.append((factory, str(name_arg.value), unit))
+            elif isinstance(name_arg, ast.Name) and name_arg.id in constants:
+                found.append((factory, constants[name_arg.id], unit))
+            # else: a name passed through (OperationTimer's own histogram): found at its callers
+    return found
+
+
+@pytest.fixture(scope="module")
+def exported_metrics() -> set[str]:
+    """The Prometheus names the processes' endpoints serve: every instrument of the code,
+    created and recorded once on a MeterProvider read by the exporter the processes use
+    (qis_runtime.telemetry), so that its naming rules (units, `_total`, `_bucket`...) are the
+    real ones; plus the process collector's, and Prometheus's own `up`."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
+    meter = provider.get_meter("deploy-config-test")
+
+    def one(_: CallbackOptions) -> list[Observation]:
+        return [Observation(1)]
+
+    instruments = defined_instruments()
+    for factory, name, unit in instruments:
+        if "observable" in factory:
+            getattr(meter, factory)(name, [one], unit=unit)
+            continue
+        instrument = getattr(meter, factory)(name, unit=unit)
+        record = getattr(instrument, "add", None) or getattr(instrument, "record", None)
+        (record or instrument.set)(1)
+    names = {sample.name for family in registry.collect() for sample in family.samples}
+    provider.shutdown()
+    # A guard against a parser that finds nothing: the metrics docs/observability.md lists.
+    assert {"qis_projector_lag", "rpc_server_call_duration_seconds_bucket"} <= names
+    assert len(instruments) >= 20
+    return names | {"up"}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers that are not functions (followed
+    by `(`), keywords, label names (in `{...}` or `by (...)`) or durations (in `[...]`)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = _PROMQL_LABEL_LISTS.sub(" ", text)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        following = text[match.end() :].lstrip()
+        if following.startswith("(") or match[0].lower() in _PROMQL_WORDS:
+            continue
+        if match.start() > 0 and (
+            text[match.start() - 1].isdigit() or text[match.start() - 1] == "."
+        ):
+            continue  # an exponent or a unit: 1e3
+        names.add(match[0])
+    return names
+
+
+def test_promql_metric_names_are_read_as_prometheus_would() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le, rpc_method) (rate(a_bucket{x="y", z=~"b|c"}[5m])))'
+        ' / on (process) b_total > 1e3 and up{job="qis"} == 0'
+    )
+    assert promql_metric_names(expr) == {"a_bucket", "b_total", "up"}
+
+
+def load_yaml(path: Path) -> Any:
+    with path.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def mounts_of(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path of a service's bind mounts (short form)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        if source.startswith("./"):
+            found[target] = source
+    return found
+
+
+def test_observability_services_run_only_in_their_profile_from_pinned_images(
+    services: dict[str, Any],
+) -> None:
+    for name in OBSERVABILITY_SERVICES:
+        service = services[name]
+        assert service["profiles"] == [OBSERVABILITY], name
+        version_of(service["image"])  # a version tag, not `latest`
+        for published in service.get("ports", []):
+            assert str(published).startswith("127.0.0.1:"), f"{name}: local only"
+    assert image_default(services[COLLECTOR]["image"]).startswith(
+        "otel/opentelemetry-collector-contrib:"
+    )
+    for name in (PROMETHEUS, GRAFANA):
+        command = healthcheck_command(services[name])
+        assert command[:2] == ["wget", "--quiet"]
+    assert services[GRAFANA]["depends_on"] == {PROMETHEUS: {"condition": "service_healthy"}}
+    # No qis service waits for them: the stack is optional.
+    for name in QIS_SERVICES:
+        assert not set(OBSERVABILITY_SERVICES) & set(services[name].get("depends_on", {}))
+
+
+@pytest.mark.parametrize("name", sorted(QIS_SERVICES))
+def test_every_qis_service_serves_metrics_and_may_send_traces_to_the_collector(
+    services: dict[str, Any], name: str
+) -> None:
+    env = env_of(services[name])
+    assert port_of(env["QIS_METRICS_ADDRESS"]) == 9464
+    assert env["QIS_METRICS_ADDRESS"].startswith("0.0.0.0:")
+    published = {int(str(p).rpartition(":")[2]) for p in services[name].get("ports", [])}
+    assert 9464 not in published, "scraped inside the compose network only"
+    endpoint = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert (endpoint.scheme, endpoint.hostname) == ("http", COLLECTOR)
+    collector = load_yaml(DEPLOY / "otel-collector.yaml")
+    grpc_endpoint = collector["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+    assert endpoint.port == port_of(grpc_endpoint)
+    # Off unless asked for: without the profile there is no collector to reach.
+    assert env["OTEL_TRACES_EXPORTER"] == "${OTEL_TRACES_EXPORTER:-none}"
+
+
+def test_the_collector_config_is_mounted_and_its_pipelines_are_complete(
+    services: dict[str, Any],
+) -> None:
+    collector = services[COLLECTOR]
+    config_path = next(
+        a.partition("=")[2] for a in collector["command"] if a.startswith("--config=")
+    )
+    assert mounts_of(collector)[config_path] == "./deploy/otel-collector.yaml"
+    config = load_yaml(DEPLOY / "otel-collector.yaml")
+    pipelines = config["service"]["pipelines"]
+    assert set(pipelines) == {"traces", "metrics"}
+    for pipeline in pipelines.values():
+        for part in ("receivers", "processors", "exporters"):
+            assert pipeline[part], part
+            assert set(pipeline[part]) <= set(config[part]), part
+        assert pipeline["processors"][0] == "memory_limiter"  # before anything buffers
+    assert "otlp" in pipelines["traces"]["receivers"]
+    assert pipelines["metrics"]["exporters"] == ["prometheus"]
+    assert set(config["service"]["extensions"]) <= set(config["extensions"])
+
+
+def test_prometheus_scrapes_every_process_and_the_collector(services: dict[str, Any]) -> None:
+    prometheus = services[PROMETHEUS]
+    mounts = mounts_of(prometheus)
+    config_path = next(
+        a.partition("=")[2] for a in prometheus["command"] if a.startswith("--config.file=")
+    )
+    assert mounts[config_path] == "./deploy/prometheus.yml"
+    config = load_yaml(DEPLOY / "prometheus.yml")
+    for rule_file in config["rule_files"]:
+        assert mounts[rule_file] == "./deploy/prometheus-alerts.yml"
+    jobs = {
+        job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
+        for job in config["scrape_configs"]
+    }
+    expected = {
+        name: f"{name}:{port_of(env_of(services[name])['QIS_METRICS_ADDRESS'])}"
+        for name in QIS_SERVICES
+    }
+    assert sorted(jobs["qis"]) == sorted(expected[name] for name in STORE_USERS)
+    assert jobs[FEEDS] == [expected[FEEDS]]  # its own job: absent without its profile
+    collector = load_yaml(DEPLOY / "otel-collector.yaml")
+    own = collector["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]
+    assert jobs["otel-collector"] == [f"{COLLECTOR}:{own['prometheus']['port']}"]
+    otlp_port = port_of(collector["exporters"]["prometheus"]["endpoint"])
+    assert jobs["otel-collector-otlp"] == [f"{COLLECTOR}:{otlp_port}"]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    doc = load_yaml(DEPLOY / "prometheus-alerts.yml")
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def test_alert_rules_are_complete_and_read_exported_metrics(exported_metrics: set[str]) -> None:
+    rules = alert_rules()
+    assert len({r["alert"] for r in rules}) == len(rules)
+    for rule in rules:
+        assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
+        assert seconds(rule["for"]) > 0
+        assert rule["labels"]["severity"] in ("critical", "warning", "info")
+        assert rule["annotations"]["summary"], rule["alert"]
+        assert rule["annotations"]["description"], rule["alert"]
+        names = promql_metric_names(rule["expr"])
+        assert names, rule["alert"]
+        assert names <= exported_metrics, f"{rule['alert']}: {sorted(names - exported_metrics)}"
+
+
+def test_alert_thresholds_are_the_recommended_ones() -> None:
+    """docs/operations.md, "Alerts we recommend": the rows that have a metric."""
+    by_metric = {}
+    for rule in alert_rules():
+        for name in promql_metric_names(rule["expr"]):
+            by_metric[name] = rule
+    docs = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    lag = by_metric["qis_projector_lag"]
+    assert re.search(r"qis_projector_lag\s*>\s*1000\b", lag["expr"])
+    assert seconds(lag["for"]) == 5 * 60
+    assert "above 1,000 positions for 5 min" in docs
+    hit_rate = by_metric["qis_query_cache_hits_total"]
+    assert "< 0.3" in hit_rate["expr"]
+    assert seconds(hit_rate["for"]) == 3600
+    assert "below 0.3 for 1 h" in docs
+    assert seconds(by_metric["qis_query_cache_l2_errors_total"]["for"]) == 5 * 60
+    assert seconds(by_metric["up"]["for"]) == 60
+
+
+def test_grafana_dashboard_panels_read_only_exported_metrics(
+    services: dict[str, Any], exported_metrics: set[str]
+) -> None:
+    grafana = services[GRAFANA]
+    mounts = mounts_of(grafana)
+    assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    dashboards_dir = "/var/lib/grafana/dashboards"
+    assert mounts[dashboards_dir] == "./deploy/grafana/dashboards"
+    provider = load_yaml(DEPLOY / "grafana/provisioning/dashboards/qis-data.yml")
+    assert [p["options"]["path"] for p in provider["providers"]] == [dashboards_dir]
+    datasources = load_yaml(DEPLOY / "grafana/provisioning/datasources/prometheus.yml")
+    (datasource,) = datasources["datasources"]
+    assert urlsplit(datasource["url"]).hostname == PROMETHEUS
+    dashboard = json.loads((DEPLOY / "grafana/dashboards/qis-data.json").read_text("utf-8"))
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels) >= 10
+    read: set[str] = set()
+    for panel in panels:
+        assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            names = promql_metric_names(target["expr"])
+            assert names, panel["title"]
+            assert names <= exported_metrics, (
+                f"{panel['title']}: {sorted(names - exported_metrics)}"
+            )
+            read |= names
+    # The figures issue 13 asks for are on it.
+    for wanted in (
+        "qis_points_ingested_total",
+        "qis_reconciliation_points_total",
+        "qis_publication_latency_seconds_bucket",
+        "qis_quality_points_total",
+        "rpc_server_call_duration_seconds_bucket",
+        "qis_eventstore_duration_seconds_bucket",
+        "qis_projector_lag",
+        "qis_readstore_duration_seconds_bucket",
+        "qis_query_cache_hits_total",
+        "qis_subscribers",
+        "qis_subscription_backlog",
+    ):
+        assert wanted in read, wanted

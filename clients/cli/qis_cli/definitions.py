@@ -17,14 +17,22 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from google.protobuf import duration_pb2, field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, text_format
 from google.protobuf.message import Message
-from qis.data.v1 import command_service_pb2, series_pb2, values_pb2
+from qis.data.v1 import command_service_pb2, quality_pb2, series_pb2, values_pb2
 
 from qis_cli.enums import short_name
 from qis_cli.errors import CliError
 
-DATA_TYPES = ("price", "volume", "ohlc_bar", "options_chain", "corporate_action")
+DATA_TYPES = (
+    "price",
+    "volume",
+    "ohlc_bar",
+    "options_chain",
+    "corporate_action",
+    "term_structure",
+    "surface",
+)
 FREQUENCIES = ("tick", "second", "minute", "hourly", "daily", "weekly", "monthly")
 OFF = "off"
 _DURATION = re.compile(r"(\d+)([smhd]?)")
@@ -112,6 +120,99 @@ def _publication_mode(manual: bool) -> int:
     return series_pb2.PUBLICATION_MODE_MANUAL if manual else series_pb2.PUBLICATION_MODE_AUTOMATIC
 
 
+def _zero_severity(word: str) -> int:
+    if word == OFF:
+        return quality_pb2.SEVERITY_UNSPECIFIED
+    value: int = quality_pb2.Severity.Value(f"SEVERITY_{word.upper()}")
+    return value
+
+
+_WINDOW = re.compile(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})x(.+)")
+
+
+def jump_windows(text: str) -> list[series_pb2.JumpWindow]:
+    """'09:30-10:00x3,15:50-16:00x2' (local times of day, the end excluded, and the factor of
+    the jump limits in each); 'off' for none. The server checks what a time of day may be
+    (24:00 ends the day) and that no two windows overlap."""
+    if text == OFF:
+        return []
+    windows = []
+    for part in text.split(","):
+        match = _WINDOW.fullmatch(part.strip())
+        if match is None:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not a window such as 09:30-10:00x2 (HH:MM-HH:MMxFACTOR)"
+            )
+        start_h, start_m, end_h, end_m, factor = match.groups()
+        windows.append(
+            series_pb2.JumpWindow(
+                start=_duration(int(start_h) * 3600 + int(start_m) * 60),
+                end=_duration(int(end_h) * 3600 + int(end_m) * 60),
+                multiplier=_decimal(factor),
+            )
+        )
+    return windows
+
+
+def _check_spec(text: str, keys: dict[str, Callable[[str], Any]]) -> tuple[str, dict[str, Any]]:
+    """'SERIES,key=value,flag' (a series id, then its parameters) as the id and the values."""
+    series_id, *parts = (p.strip() for p in text.split(","))
+    if not series_id or "=" in series_id:
+        raise argparse.ArgumentTypeError(f"{text!r} does not start with a series id")
+    values: dict[str, Any] = {}
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if key not in keys or (not eq) != (keys[key] is bool):
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not one of {', '.join(k if keys[k] is bool else f'{k}=' for k in keys)}"
+            )
+        values[key] = True if keys[key] is bool else keys[key](value)
+    return f"series/{series_id.removeprefix('series/')}", values
+
+
+def benchmark_check(text: str) -> series_pb2.BenchmarkCheck | None:
+    """'SPX,k=3,window=20,beta=1.2,flat=1' (k: the benchmark_move multiple, flat: the
+    flat_while_benchmark_moved percent; at least one); 'off' for none."""
+    if text == OFF:
+        return None
+    keys: dict[str, Callable[[str], Any]] = {
+        "k": _decimal,
+        "window": _count,
+        "beta": _decimal,
+        "flat": _decimal,
+    }
+    series, v = _check_spec(text, keys)
+    return series_pb2.BenchmarkCheck(
+        series=series,
+        beta=v.get("beta", ""),
+        max_residual_multiple=v.get("k", ""),
+        residual_window=v.get("window", 0),
+        flat_move_percent=v.get("flat", ""),
+    )
+
+
+def underlying_check(text: str) -> series_pb2.UnderlyingCheck | None:
+    """'SPX,tolerance=2,inverse' (inverse: moves opposite to it, a put); 'off' for none."""
+    if text == OFF:
+        return None
+    keys: dict[str, Callable[[str], Any]] = {"tolerance": _decimal, "inverse": bool}
+    series, v = _check_spec(text, keys)
+    return series_pb2.UnderlyingCheck(
+        series=series, inverse=v.get("inverse", False), tolerance_percent=v.get("tolerance", "")
+    )
+
+
+def _checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
+    """argparse's check of a spec `parse` reads again when the request is made: the text
+    itself is the option's value, so that 'off' (None once parsed) still counts as given."""
+
+    def check(text: str) -> str:
+        parse(text)
+        return text
+
+    return check
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One option of the evolvable definition and the Series field it sets."""
@@ -174,6 +275,30 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="PCT",
     ),
     Setting(
+        "--max-rise-percent",
+        "validation.max_rise_percent",
+        "hold a rise beyond PCT %%: an asymmetric band, in place of --max-jump-percent for"
+        " moves up ('off': --max-jump-percent)",
+        _decimal_or_off,
+        metavar="PCT",
+    ),
+    Setting(
+        "--max-fall-percent",
+        "validation.max_fall_percent",
+        "hold a fall beyond PCT %%, in place of --max-jump-percent for moves down ('off':"
+        " --max-jump-percent)",
+        _decimal_or_off,
+        metavar="PCT",
+    ),
+    Setting(
+        "--jump-windows",
+        "validation.jump_windows",
+        "times of day (the series' time zone) whose jump limits are scaled, e.g."
+        " 09:30-10:00x3,15:50-16:00x2 ('off': none)",
+        jump_windows,
+        metavar="WINDOWS",
+    ),
+    Setting(
         "--max-spike-percent",
         "validation.max_spike_percent",
         "warn on an out-and-back move beyond PCT %% each way: one bad print ('off')",
@@ -207,6 +332,38 @@ SETTINGS: tuple[Setting, ...] = (
         "warn on snaps that are not sessions of the series' --calendar",
     ),
     Setting(
+        "--forbid-zero",
+        "validation.forbid_zero",
+        "a figure of exactly 0 (a price, a quantity, a bar price, a strike...): flag it"
+        " (warning), hold it (error), or allow it (off)",
+        choices=(OFF, "warning", "error"),
+        to_proto=_zero_severity,
+    ),
+    Setting(
+        "--review-manual-values",
+        "validation.review_manual_values",
+        "raise every value set by hand (restatement, override) for a second person's review",
+    ),
+    Setting(
+        "--benchmark",
+        "validation.benchmark",
+        "check moves against a benchmark series, e.g. SPX,k=3,window=20,beta=1.2,flat=1"
+        " (k: flag a residual beyond k times its usual size; flat: flag an unchanged value"
+        " while the benchmark moved beyond PCT %%; 'off': none)",
+        _checked(benchmark_check),
+        metavar="SPEC",
+        to_proto=benchmark_check,
+    ),
+    Setting(
+        "--underlying",
+        "validation.underlying",
+        "hold a move against the underlying series' move beyond a tolerance, e.g."
+        " SPX,tolerance=2 or SPX,inverse for a put ('off': none)",
+        _checked(underlying_check),
+        metavar="SPEC",
+        to_proto=underlying_check,
+    ),
+    Setting(
         "--reconciliation",
         "reconciliation.method",
         "how sources make the official value: the most trusted one, their median, or the"
@@ -232,6 +389,21 @@ SETTINGS: tuple[Setting, ...] = (
         "--on-break",
         "reconciliation.on_break",
         "sources beyond both tolerances: publish and flag, or block for approval",
+        choices=("flag", "block"),
+        to_proto=_enum("BREAK_ACTION_", series_pb2.BreakAction),
+    ),
+    Setting(
+        "--min-agreeing-sources",
+        "reconciliation.min_agreeing_sources",
+        "once a point has N sources, fewer than N within tolerance of the official value is"
+        " low confidence, 0-100 (0 or 1: never)",
+        _count,
+        metavar="N",
+    ),
+    Setting(
+        "--on-low-confidence",
+        "reconciliation.on_low_confidence",
+        "too few sources agreeing: publish and flag, or block for approval",
         choices=("flag", "block"),
         to_proto=_enum("BREAK_ACTION_", series_pb2.BreakAction),
     ),
@@ -298,9 +470,16 @@ def apply_settings(series: series_pb2.Series, args: argparse.Namespace) -> None:
         for name in parents:
             message = getattr(message, name)
         value = s.to_proto(getattr(args, s.dest))
-        if isinstance(value, Message):
+        if value is None:
+            # 'off' of an optional message (a cross-series check): unset, not empty.
+            message.ClearField(leaf)
+        elif isinstance(value, Message):
             # A message field (a Duration) cannot be assigned, only filled.
             getattr(message, leaf).CopyFrom(value)
+        elif isinstance(value, list):
+            # Nor can a repeated one: its elements are replaced.
+            del getattr(message, leaf)[:]
+            getattr(message, leaf).extend(value)
         else:
             setattr(message, leaf, value)
 
@@ -396,6 +575,9 @@ def _fields(message: Message, prefix: str = "") -> dict[str, str]:
                 f"{_time_of_day(w.start.seconds)}-{_time_of_day(w.end.seconds)}x{w.multiplier}"
                 for w in value
             )
+        elif fd.message_type is not None and fd.is_repeated:
+            # Any other list of messages, element by element as protobuf writes them.
+            out[path] = "; ".join(text_format.MessageToString(m, as_one_line=True) for m in value)
         elif fd.message_type is duration_pb2.Duration.DESCRIPTOR:
             out[path] = duration_text(value.seconds)
         elif fd.message_type is not None:

@@ -57,6 +57,13 @@ def value_text(value: values_pb2.DataValue) -> str:
         return f"O {b.open} H {b.high} L {b.low} C {b.close}"
     if kind == "options_chain":
         return f"{len(value.options_chain.quotes)} quotes"
+    if kind == "term_structure":
+        nodes = value.term_structure.nodes
+        return f"{len(nodes)} nodes {nodes[0].tenor}..{nodes[-1].tenor}" if nodes else "0 nodes"
+    if kind == "surface":
+        tenors = {n.tenor for n in value.surface.nodes}
+        coordinates = {n.coordinate for n in value.surface.nodes}
+        return f"{len(value.surface.nodes)} nodes ({len(tenors)} tenors x {len(coordinates)})"
     if kind == "corporate_action":
         a = value.corporate_action
         action = short_name(values_pb2.CorporateActionType.DESCRIPTOR, a.type)

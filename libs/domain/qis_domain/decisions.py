@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from qis_domain.commands import CommandContext
+from qis_domain.cross_series import CrossSeriesView
 from qis_domain.definitions import (
     BreakAction,
     PublicationMode,
@@ -23,10 +24,25 @@ from qis_domain.definitions import (
 )
 from qis_domain.events import Issue, RawValue
 from qis_domain.quality import ONE, PointStatus, quality_score
-from qis_domain.reconciliation import Reconciliation, by_priority, reconcile
+from qis_domain.reconciliation import (
+    Reconciliation,
+    break_nodes,
+    by_priority,
+    reconcile,
+    within_tolerance,
+)
 from qis_domain.rules import CalendarView, Received, RuleFailure, Severity
 from qis_domain.snaps import Snap
-from qis_domain.values import DataValue, OhlcBar, Price, Volume, decode_value, encode_value
+from qis_domain.values import (
+    DataValue,
+    OhlcBar,
+    Price,
+    Surface,
+    TermStructure,
+    Volume,
+    decode_value,
+    encode_value,
+)
 
 _ISSUES_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4d8e-9a59-0c7d1f0e4b21")
 PRIORITY = ReconciliationMethod.PRIORITY.value
@@ -139,11 +155,13 @@ class SeriesView:
 
     `timeline`: received figures of the series (None: no look-back rule), shared by every
     bucket of the command and updated by each decision. `calendar`: None for no calendar
-    check.
+    check. `references`: other series' official figures for the cross-series checks (None:
+    none run).
     """
 
     timeline: Timeline | None = None
     calendar: CalendarView | None = None
+    references: CrossSeriesView | None = None
 
 
 def issue_id(command_id: str, snap_us: int, source_id: str, rule: str) -> str:
@@ -232,11 +250,11 @@ class Decider:
         snap_us: int,
         observed: dict[str, Observed],
         break_approved: bool = False,
-    ) -> tuple[Candidate | None, Contributions, Issue | None]:
+    ) -> tuple[Candidate | None, Contributions, list[Issue]]:
         """Reconcile the values that count (not rejected). None when no value counts."""
         made = self.reconciled(observed)
         if made is None:
-            return None, Contributions({}, []), None
+            return None, Contributions({}, []), []
         return self.judged(snap_us, observed, made, break_approved)
 
     def reconciled(
@@ -261,36 +279,66 @@ class Decider:
         observed: dict[str, Observed],
         made: Reconciled,
         break_approved: bool = False,
-    ) -> tuple[Candidate, Contributions, Issue | None]:
-        """The candidate `made` is, by the failures of the values it was made from (`observed`)
-        and the sources it breaks with."""
+    ) -> tuple[Candidate, Contributions, list[Issue]]:
+        """The candidate `made` is, by the failures of the values it was made from (`observed`),
+        the sources it breaks with and how many agree with it: with the issues of the point
+        those raise (a break, a low confidence). `break_approved`: a person accepted that the
+        point's sources disagree (approved either issue), so neither holds it any more."""
         d = self.definition
+        policy = d.reconciliation
         values, result, chosen = made
         failures = [f for s in result.contributors for f in observed[s].failures]
         blocking = any(observed[s].blocking for s in result.contributors)
-        break_issue = None
+        point_issues = []
         if result.breaks:
-            block = d.reconciliation.on_break is BreakAction.BLOCK
+            block = policy.on_break is BreakAction.BLOCK
             blocking = blocking or (block and not break_approved)
-            break_issue = Issue(
-                issue_id=issue_id(self.ctx.command_id, snap_us, "", "source_break"),
-                snap_us=snap_us,
-                source_id="",
-                rule="source_break",
-                severity=(Severity.ERROR if block else Severity.WARNING).value,
-                blocking=block,
-                evidence={
+            evidence: dict[str, Any] = {
+                "chosen": str(chosen.number),
+                "sources": {s: str(values[s].number) for s in result.breaks},
+            }
+            if isinstance(chosen, TermStructure | Surface):
+                # A structure has no one figure: the break names its nodes, per source.
+                evidence["nodes"] = {
+                    s: break_nodes(v, chosen, policy)
+                    for s in result.breaks
+                    if isinstance(v := values[s], TermStructure | Surface)
+                }
+            point_issues.append(self._point_issue(snap_us, "source_break", block, evidence))
+        if policy.checks_confidence and len(values) >= policy.min_agreeing_sources:
+            # Only once enough sources have sent: too few values is completeness
+            # (min_sources, cutoff), not disagreement.
+            agreeing = [s for s in values if within_tolerance(values[s], result.value, policy)]
+            if len(agreeing) < policy.min_agreeing_sources:
+                block = policy.on_low_confidence is BreakAction.BLOCK
+                blocking = blocking or (block and not break_approved)
+                evidence = {
+                    "agreeing": len(agreeing),
+                    "total": len(values),
+                    "min_agreeing": policy.min_agreeing_sources,
                     "chosen": str(chosen.number),
-                    "sources": {s: str(values[s].number) for s in result.breaks},
-                },
-            )
+                    "agreeing_sources": self.by_priority(*agreeing),
+                }
+                point_issues.append(self._point_issue(snap_us, "confidence_level", block, evidence))
         score = quality_score(failures, len(result.breaks)) if failures or result.breaks else ONE
         status = self.status(blocking, len(values), score)
         candidate = Candidate(
             encode_value(chosen), result.method.value, result.contributors, str(score), status
         )
         figures = {s: str(values[s].number) for s in result.contributors}
-        return candidate, Contributions(figures, list(result.excluded)), break_issue
+        return candidate, Contributions(figures, list(result.excluded)), point_issues
+
+    def _point_issue(self, snap_us: int, rule: str, block: bool, evidence: dict[str, Any]) -> Issue:
+        """An issue about the point, not one source's value: an error when it holds it."""
+        return Issue(
+            issue_id=issue_id(self.ctx.command_id, snap_us, "", rule),
+            snap_us=snap_us,
+            source_id="",
+            rule=rule,
+            severity=(Severity.ERROR if block else Severity.WARNING).value,
+            blocking=block,
+            evidence=evidence,
+        )
 
     def status(self, blocking: bool, sources: int, score: Decimal) -> PointStatus:
         policy = self.definition.publication

@@ -20,7 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from qis_domain.service_levels import ServiceLevel
 from qis_domain.snaps import Frequency
+from qis_domain.structures import StructureSchema
 from qis_domain.values import DataType
 
 
@@ -53,6 +55,44 @@ class JumpWindow(_Frozen):
         return self
 
 
+ZeroSeverity = Literal["warning", "error"]
+"""What a figure of exactly 0 is where a series forbids it: flagged, or held."""
+
+MAX_RESIDUAL_WINDOW = 250
+"""Intervals a benchmark residual's usual size is taken over: about a year of closes."""
+
+
+class BenchmarkCheck(_Frozen):
+    """Moves of a series against a benchmark series' official values over the same interval
+    (qis_domain.cross_series). `max_residual_multiple` (k): rule "benchmark_move" (a warning),
+    the residual move (the series' relative move less `beta` times the benchmark's) beyond k
+    times the median absolute residual of the previous `residual_window` intervals.
+    `flat_move_percent`: rule "flat_while_benchmark_moved" (a warning), an unchanged value
+    while the benchmark moved beyond this percentage. Either may be unset, not both."""
+
+    series_id: Annotated[str, Field(min_length=1)]
+    beta: Decimal = Decimal(1)
+    max_residual_multiple: Annotated[Decimal, Field(gt=0)] | None = None
+    residual_window: Annotated[int, Field(ge=2, le=MAX_RESIDUAL_WINDOW)] = 20
+    flat_move_percent: Annotated[Decimal, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _some_check(self) -> BenchmarkCheck:
+        if self.max_residual_multiple is None and self.flat_move_percent is None:
+            raise ValueError("a benchmark needs max_residual_multiple or flat_move_percent")
+        return self
+
+
+class UnderlyingCheck(_Frozen):
+    """Rule "underlying_move" (an error: holds): a derivative (a future, an option) moving
+    against its underlying series' official move over the same interval (`inverse`: a
+    derivative that moves opposite to it, such as a put) beyond `tolerance_percent`."""
+
+    series_id: Annotated[str, Field(min_length=1)]
+    inverse: bool = False
+    tolerance_percent: Annotated[Decimal, Field(ge=0)] = Decimal(0)
+
+
 class ValidationRules(_Frozen):
     """Rules as data. `max_jump_percent`: one-sided close-to-close move from the previous
     point's received value (rule "jump", an error: holds); `max_rise_percent` and
@@ -61,7 +101,11 @@ class ValidationRules(_Frozen):
     in between (rule "spike", a warning). `max_zscore`: the move against the moves of the
     previous `zscore_window` received values (an error). `stale_after_snaps`: N unchanged
     received values in a row (a warning). `jump_windows`: times of day whose jump limits are
-    scaled (wider after the open), at most one window for any time."""
+    scaled (wider after the open), at most one window for any time. `forbid_zero`: a figure
+    of exactly 0 (rule "zero_value") is a warning or an error. `review_manual_values`: every
+    value set by hand (a restatement, an override) raises a "manual_value" warning on its
+    point, for a second person to review. `benchmark` and `underlying`: checks against another
+    series' official values (BenchmarkCheck, UnderlyingCheck)."""
 
     require_positive: bool = False
     max_jump_percent: Decimal | None = None
@@ -75,6 +119,10 @@ class ValidationRules(_Frozen):
     max_rise_percent: Decimal | None = None
     max_fall_percent: Decimal | None = None
     jump_windows: Annotated[tuple[JumpWindow, ...], Field(max_length=MAX_JUMP_WINDOWS)] = ()
+    forbid_zero: ZeroSeverity | None = None
+    review_manual_values: bool = False
+    benchmark: BenchmarkCheck | None = None
+    underlying: UnderlyingCheck | None = None
 
     @model_validator(mode="after")
     def _disjoint(self) -> ValidationRules:
@@ -88,7 +136,8 @@ class ValidationRules(_Frozen):
     def _without_unset_additions(self, dump: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out: dict[str, Any] = dump(self)
         for name in _ADDED_RULES:
-            if out.get(name) in (None, (), []):  # a tuple in Python, a list in JSON
+            # A tuple in Python, a list in JSON; `is False`, as 0 == False.
+            if (value := out.get(name)) is None or value is False or value in ((), []):
                 out.pop(name, None)
         return out
 
@@ -107,7 +156,15 @@ class ValidationRules(_Frozen):
         return next((w for w in self.jump_windows if w.start_s <= local_s < w.end_s), None)
 
 
-_ADDED_RULES = ("max_rise_percent", "max_fall_percent", "jump_windows")
+_ADDED_RULES = (
+    "max_rise_percent",
+    "max_fall_percent",
+    "jump_windows",
+    "forbid_zero",
+    "review_manual_values",
+    "benchmark",
+    "underlying",
+)
 
 
 class ReconciliationMethod(enum.StrEnum):
@@ -121,11 +178,36 @@ class BreakAction(enum.StrEnum):
     BLOCK = "block"
 
 
+MAX_AGREEING_SOURCES = 100
+"""Far more sources than any series has: a minimum above its sources is never reached."""
+
+
 class ReconciliationPolicy(_Frozen):
+    """`min_agreeing_sources`: once a point has that many sources' values, fewer of them within
+    tolerance of the chosen value is a "confidence_level" issue, a warning, or an error that
+    holds the point with `on_low_confidence` BLOCK (0 or 1: no check)."""
+
     method: ReconciliationMethod = ReconciliationMethod.PRIORITY
     tolerance_bps: Decimal = Decimal(0)
     tolerance_abs: Decimal = Decimal(0)
     on_break: BreakAction = BreakAction.FLAG
+    # Added after the first version: left out of a stored definition while at their defaults,
+    # so that the events of a definition without them stay byte for byte what they were.
+    min_agreeing_sources: Annotated[int, Field(ge=0, le=MAX_AGREEING_SOURCES)] = 0
+    on_low_confidence: BreakAction = BreakAction.FLAG
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, dump: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = dump(self)
+        if not self.min_agreeing_sources:
+            out.pop("min_agreeing_sources", None)
+        if self.on_low_confidence is BreakAction.FLAG:
+            out.pop("on_low_confidence", None)
+        return out
+
+    @property
+    def checks_confidence(self) -> bool:
+        return self.min_agreeing_sources > 1
 
 
 class PublicationMode(enum.StrEnum):
@@ -185,6 +267,19 @@ class SeriesDefinition(_Frozen):
     publication: PublicationPolicy = PublicationPolicy()
     description: str = ""
     classification: Classification = DEFAULT_CLASSIFICATION
+    # Added after the first version (docs/service-levels.md): left out of a stored definition
+    # while unset, so that the events of a definition without one stay what they were.
+    service_level: ServiceLevel | None = None
+    # The axes and checks of a term structure or surface (qis_domain.structures); left out of
+    # a stored definition while unset, for the same reason.
+    structure: StructureSchema | None = Field(default=None, exclude_if=lambda s: s is None)
+
+    @model_serializer(mode="wrap")
+    def _without_unset_service_level(self, dump: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = dump(self)
+        if out.get("service_level") is None:
+            out.pop("service_level", None)
+        return out
 
     def source(self, source_id: str) -> SeriesSource | None:
         return next((s for s in self.sources if s.source_id == source_id), None)

@@ -12,7 +12,8 @@ import numpy.typing as npt
 
 from qis_domain.definitions import ReconciliationMethod, ReconciliationPolicy, SeriesDefinition
 from qis_domain.rules import FLOAT_SLACK
-from qis_domain.values import DataValue, OhlcBar, Price, Volume
+from qis_domain.structure_checks import differing_nodes
+from qis_domain.values import DataValue, OhlcBar, Price, Surface, TermStructure, Volume
 
 _BPS = Decimal(10_000)
 _PLAIN = re.compile(r"[0-9.+-]*")
@@ -28,9 +29,10 @@ class Reconciliation(NamedTuple):
 
 
 def within_tolerance(a: DataValue, b: DataValue, policy: ReconciliationPolicy) -> bool:
-    """Prices and volumes within the policy's tolerance, bars on each of their figures; other
-    values (chains, corporate actions) only when identical: a corrected ex-date or strike is a
-    different value whatever the amounts."""
+    """Prices and volumes within the policy's tolerance, bars on each of their figures, curves
+    and surfaces on each of their nodes (with the same nodes); other values (chains, corporate
+    actions) only when identical: a corrected ex-date or strike is a different value whatever
+    the amounts."""
     if isinstance(a, Price) and isinstance(b, Price):
         return figures_close(a.value, b.value, policy)
     if isinstance(a, Volume) and isinstance(b, Volume):
@@ -50,7 +52,16 @@ def within_tolerance(a: DataValue, b: DataValue, policy: ReconciliationPolicy) -
                 )
             )
         )
+    if isinstance(a, TermStructure | Surface) and isinstance(b, TermStructure | Surface):
+        return not break_nodes(a, b, policy)
     return a == b
+
+
+def break_nodes(
+    a: TermStructure | Surface, b: TermStructure | Surface, policy: ReconciliationPolicy
+) -> list[str] | None:
+    """The nodes of `a` beyond tolerance of `b`'s (None: not the same nodes at all)."""
+    return differing_nodes(a, b, lambda x, y: figures_close(x, y, policy))
 
 
 def figures_close(x: Decimal, y: Decimal, policy: ReconciliationPolicy) -> bool:

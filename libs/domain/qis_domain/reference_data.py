@@ -15,6 +15,9 @@ from qis_domain.errors import (
 from qis_domain.events import DomainEvent, SchemaEvolved, SeriesDefined, SourceAdded
 from qis_domain.names import series_resource, source_resource
 from qis_domain.series_bucket import Recorded
+from qis_domain.service_levels import contract_path
+from qis_domain.service_levels import problems as service_level_problems
+from qis_domain.structures import check_schema_fits
 from qis_domain.values import DataType, check_series_unit
 
 
@@ -23,11 +26,24 @@ def definition_stream(series_id: str) -> str:
 
 
 def validate_definition(
-    definition: SeriesDefinition, known_sources: set[str], unknown_calendar: bool = False
+    series_id: str,
+    definition: SeriesDefinition,
+    known_sources: set[str],
+    unknown_calendar: bool = False,
 ) -> None:
     """Field paths are relative to the `series` message of the request. Every violation is
     reported at once. `unknown_calendar`: the application found no calendar of that name."""
     violations: list[FieldViolation] = []
+    for name, check in (
+        ("benchmark", definition.validation.benchmark),
+        ("underlying", definition.validation.underlying),
+    ):
+        # The edge maps `validation` without knowing whose it is: a series compared with
+        # itself would always move exactly as its "benchmark" and hide every move.
+        if check is not None and check.series_id == series_id:
+            violations.append(
+                FieldViolation(f"series.validation.{name}.series", "the series itself")
+            )
     if unknown_calendar:
         violations.append(
             FieldViolation("series.calendar", f"unknown exchange calendar {definition.calendar!r}")
@@ -51,6 +67,7 @@ def validate_definition(
         check_series_unit(definition.unit, definition.data_type, "series.unit", violations)
     elif definition.data_type in (DataType.PRICE, DataType.VOLUME):
         violations.append(FieldViolation("series.unit", "a currency or unit is required"))
+    check_schema_fits(definition.structure, definition.data_type, "series.structure", violations)
     if definition.time_zone not in known_time_zones():
         violations.append(
             FieldViolation("series.time_zone", f"unknown time zone {definition.time_zone!r}")
@@ -59,6 +76,15 @@ def validate_definition(
         violations.append(
             FieldViolation("series.publication.min_sources", "more than the sources configured")
         )
+    if definition.service_level is not None:
+        # Checked at the edge when the request states the frequency and sources; an update
+        # that names the service level alone is checked here, against the series' own.
+        sources = tuple(s.source_id for s in definition.sources)
+        for at, reason in service_level_problems(
+            definition.service_level, definition.frequency, sources
+        ):
+            path = f"series.service_level.{contract_path(at)}" if at else "series.service_level"
+            violations.append(FieldViolation(path, reason))
     if violations:
         raise InvalidArgument(violations)
     for i, source in enumerate(definition.sources):
@@ -92,7 +118,7 @@ class ReferenceData(RemembersCommands):
     ) -> list[DomainEvent]:
         if self.definition is not None:
             raise AlreadyExists(series_resource(self.series_id))
-        validate_definition(definition, known_sources, unknown_calendar)
+        validate_definition(self.series_id, definition, known_sources, unknown_calendar)
         return [SeriesDefined(series_id=self.series_id, definition=definition)]
 
     def updated(self, update: Update, expected_schema_version: int = 0) -> SeriesDefinition:
@@ -125,7 +151,7 @@ class ReferenceData(RemembersCommands):
                 "data type and frequency of a series are immutable: define a new series instead",
                 "IMMUTABLE_FIELD",
             )
-        validate_definition(definition, known_sources, unknown_calendar)
+        validate_definition(self.series_id, definition, known_sources, unknown_calendar)
         if definition == current:
             return []
         before = {s.source_id for s in current.sources}

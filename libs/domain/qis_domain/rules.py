@@ -42,6 +42,20 @@ RULE_NAMES = frozenset(
         "calendar_coverage",
         "source_break",
         "missed_cutoff",
+        "zero_value",
+        "manual_value",
+        "confidence_level",
+        "benchmark_move",
+        "underlying_move",
+        "flat_while_benchmark_moved",
+        "late_arrival",
+        "late_publication",
+        "curve_node_spike",
+        "curve_node_jump",
+        "curve_flat_spot",
+        "curve_monotonicity",
+        "surface_calendar_arbitrage",
+        "surface_butterfly_arbitrage",
     }
 )
 """Every rule a value can fail. The contract names each one (QualityRule), so a rule missing
@@ -90,6 +104,8 @@ def check_value(value: DataValue, rules: ValidationRules) -> list[RuleFailure]:
         lowest = _lowest_figure(value)
         if lowest is not None and lowest <= 0:
             failures.append(RuleFailure("positive", Severity.ERROR, {"value": str(lowest)}))
+    if rules.forbid_zero is not None and (zeros := _zero_fields(value)):
+        failures.append(RuleFailure("zero_value", Severity(rules.forbid_zero), {"fields": zeros}))
     if isinstance(value, OhlcBar):
         failures.extend(_check_bar(value))
     elif isinstance(value, OptionsChain):
@@ -103,18 +119,19 @@ def check_values(
     values: Sequence[DataValue], rules: ValidationRules
 ) -> dict[int, list[RuleFailure]]:
     """`check_value` of each value, by index, for those that fail a rule. A batch of prices
-    or volumes can fail positivity alone, which one pass over their figures settles."""
+    or volumes can fail positivity and the zero rule alone, which fail no figure above 0: one
+    pass over their figures settles most batches."""
     if {type(value) for value in values} <= {Price, Volume}:
-        if not rules.require_positive:
+        if not rules.require_positive and rules.forbid_zero is None:
             return {}
         # A price or volume always has a figure.
         figures = cast(list[Decimal], [value.number for value in values])
         if min(figures, default=1) > 0:
             return {}
         return {
-            i: check_value(value, rules)
+            i: failures
             for i, (value, figure) in enumerate(zip(values, figures, strict=True))
-            if figure <= 0
+            if figure <= 0 and (failures := check_value(value, rules))
         }
     return {
         i: failures for i, value in enumerate(values) if (failures := check_value(value, rules))
@@ -130,6 +147,27 @@ def _lowest_figure(value: DataValue) -> Decimal | None:
     if isinstance(value, OhlcBar):
         return min(value.open, value.high, value.low, value.close)
     return None
+
+
+def _zero_fields(value: DataValue) -> list[str]:
+    """The fields of `value` that are exactly 0 and should not be: each price and quantity,
+    not a bar's volume (a quiet minute of an illiquid name trades nothing), an option's bid
+    (far out of the money nobody bids) nor a corporate action's figures (an error of
+    their own, corporate_action_positive)."""
+    if isinstance(value, Price | Volume):
+        return [] if value.number else ["value" if isinstance(value, Price) else "quantity"]
+    if isinstance(value, OhlcBar):
+        return [name for name in ("open", "high", "low", "close") if not getattr(value, name)]
+    if isinstance(value, OptionsChain):
+        zeros = [] if value.underlying_price != 0 else ["underlying_price"]
+        for i, q in enumerate(value.quotes):
+            zeros.extend(
+                f"quotes[{i}].{name}"
+                for name in ("strike", "ask", "implied_volatility")
+                if getattr(q, name) == 0
+            )
+        return zeros
+    return []
 
 
 def _check_bar(bar: OhlcBar) -> list[RuleFailure]:

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 
 from qis_domain.commands import CommandContext, CommandOutcome
+from qis_domain.cross_series import CrossSeriesView, check_cross_series, reach
 from qis_domain.decisions import (
     PRIORITY,
     Candidate,
@@ -75,7 +76,9 @@ from qis_domain.rules import (
     check_values,
     history_suspects,
 )
+from qis_domain.service_levels import LATE_ARRIVAL, LATE_PUBLICATION
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency, Snap
+from qis_domain.structure_checks import check_structures
 from qis_domain.values import DataType, DataValue, encode_value
 
 MANUAL = "manual"
@@ -209,6 +212,26 @@ class SeriesBucket:
             *self._received(known[j:], decider, n),
         ]
 
+    def _structures_before(
+        self, snaps_us: list[int], received: list[DataValue], decider: Decider
+    ) -> list[DataValue | None]:
+        """The received value of the snap before each of `snaps_us` (ascending), as the
+        command leaves it: the command's own value of the point before when nothing of the
+        bucket lies between, else the bucket's latest candidate before it. None for the
+        bucket's first point: the timeline of earlier buckets holds figures, not structures."""
+        known = sorted(self.candidates)
+        out: list[DataValue | None] = []
+        for i, snap_us in enumerate(snaps_us):
+            j = bisect.bisect_left(known, snap_us)
+            earlier = known[j - 1] if j else None
+            if i and (earlier is None or earlier <= snaps_us[i - 1]):
+                out.append(received[i - 1])
+            elif earlier is not None:
+                out.append(decider.decode(self.candidates[earlier].raw))
+            else:
+                out.append(None)
+        return out
+
     def _received(
         self, snaps_us: list[int], decider: Decider, last: int | None = None
     ) -> list[Received]:
@@ -280,6 +303,11 @@ class SeriesBucket:
         batch = _Batch(source_id, snaps, raws, values, chosen, pairs)
         known = self._reconciled(source_id, snaps, values, raws, decide, pairs)
         failures = check_values(values, rules)
+        if (schema := definition.structure) is not None:
+            received = [known[i].chosen if i in known else chosen[i] for i in range(len(snaps))]
+            previous = self._structures_before(snaps, received, decide)
+            for i, more in check_structures(values, schema, previous).items():
+                failures.setdefault(i, []).extend(more)
         spikes: dict[int, tuple[Received, RuleFailure]] = {}
         if back := look_back(definition):
             # Alone (no view), the bucket's own points are all it compares with.
@@ -308,6 +336,11 @@ class SeriesBucket:
                 failures.setdefault(i, []).extend(more)
                 if spike is not None:
                     spikes[i] = spike
+            if view.references is not None:
+                for i, more in _check_cross_series(
+                    timeline, floor_us, snaps, values, rules, view.references
+                ).items():
+                    failures.setdefault(i, []).extend(more)
         if rules.check_calendar and (calendar := view.calendar) is not None:
             for i, snap_us in enumerate(snaps):
                 if miss := check_session(decide.local_day(snap_us), calendar):
@@ -345,11 +378,10 @@ class SeriesBucket:
                 observed[source_id] = Observed(raw, ctx.user_id)
             made = known.get(i) or decide.reconciled(observed, (source_id, value))
             assert made is not None  # the value being ingested counts
-            candidate, contributions, break_issue = decide.judged(
+            candidate, contributions, point_issues = decide.judged(
                 snap_us, observed, made, snap_us in self.breaks_approved
             )
-            if break_issue is not None and not self._has_open(snap_us, "source_break"):
-                issues.append(break_issue)
+            issues.extend(i for i in point_issues if not self._has_open(snap_us, i.rule))
             self._settle(rows, snap_us, candidate, contributions, observed, decide, why)
         rows.columns(batch, start, len(snaps), self.scheduled)
         events: list[DomainEvent] = [
@@ -663,6 +695,50 @@ class SeriesBucket:
         after._apply_override_expiry(expired)
         return [expired, *after._redecide(definition, due, ctx, "override expired")]
 
+    def raise_lateness(
+        self,
+        rule: str,
+        source_id: str,
+        due: Sequence[tuple[int, int]],
+        severity: Severity,
+        ctx: CommandContext,
+    ) -> list[DomainEvent]:
+        """Service levels (qis_domain.service_levels): of the points `due` (snap, deadline),
+        those without the source's value (late_arrival) or without an official version
+        (late_publication, source "") when checked. One issue per point, rule and source ever:
+        a later check, however batched, raises none, even once the first one is resolved."""
+        if rule not in (LATE_ARRIVAL, LATE_PUBLICATION):
+            raise InvalidArgument.single("rule", f"{LATE_ARRIVAL} or {LATE_PUBLICATION}")
+        if any(deadline_us > ctx.now_us for _, deadline_us in due):
+            raise InvalidArgument.single("deadline_us", "a deadline not reached yet")
+        raised = {(i.snap_us, i.source_id) for i in self.issues.values() if i.rule == rule}
+        issues = []
+        for snap_us, deadline_us in due:
+            if (snap_us, source_id) in raised or (
+                source_id in self.observed.get(snap_us, {})
+                if rule == LATE_ARRIVAL
+                else snap_us in self.officials
+            ):
+                continue
+            raised.add((snap_us, source_id))
+            evidence = {
+                "source_id": source_id,
+                "deadline_us": deadline_us,
+                "checked_at_us": ctx.now_us,
+            }
+            issues.append(
+                Issue(
+                    issue_id=issue_id(ctx.command_id, snap_us, source_id, rule),
+                    snap_us=snap_us,
+                    source_id=source_id,
+                    rule=rule,
+                    severity=severity.value,
+                    blocking=severity is Severity.ERROR,
+                    evidence=evidence,
+                )
+            )
+        return [QualityIssueDetected(series_id=self.series_id, issues=issues)] if issues else []
+
     # --- helpers of the decisions ---
 
     def _manual_value(
@@ -687,11 +763,15 @@ class SeriesBucket:
         current = self.officials.get(snap_us)
         version = 1 if current is None else current.version + 1
         cause = f"override:{reason_code}" if reason_code else "manual_correction"
+        review = _manual_review(definition, snap_us, version, reason, reason_code, ctx)
         rows = _Rows(definition)
-        rows.publish(snap_us, version, manual, [], reason, cause)
+        flags = [] if review is None else [review.rule]
+        rows.publish(snap_us, version, manual, flags, reason, cause)
         events: list[DomainEvent] = []
         if resolved:
             events.append(_resolution(QualityOverridden, self.series_id, resolved, reason))
+        if review is not None:
+            events.append(QualityIssueDetected(series_id=self.series_id, issues=[review]))
         events.extend(rows.events(self.series_id, MANUAL, ctx))
         events.append(
             ManualOverrideSet(
@@ -927,9 +1007,10 @@ class SeriesBucket:
                 )
             elif isinstance(event, QualityApproved):
                 if observed is None:
-                    # Only an approved break lets the point's sources disagree; approving a
-                    # point-level spike or cut-off issue says nothing about later values.
-                    if issue.rule == "source_break":
+                    # Only an approved break or low confidence lets the point's sources
+                    # disagree; approving a point-level spike or cut-off issue says nothing
+                    # about later values.
+                    if issue.rule in ("source_break", "confidence_level"):
                         self.breaks_approved.add(issue.snap_us)
                 elif not self._holds(observed):
                     # Only errors hold: an approved error publishes even while a warning on
@@ -973,7 +1054,36 @@ def look_back(definition: SeriesDefinition) -> int:
         n = max(n, r.zscore_window + 1)
     if r.stale_after_snaps > 1:
         n = max(n, r.stale_after_snaps - 1)
-    return n
+    return max(n, reach(r))
+
+
+def _manual_review(
+    definition: SeriesDefinition,
+    snap_us: int,
+    version: int,
+    reason: str,
+    reason_code: str,
+    ctx: CommandContext,
+) -> Issue | None:
+    """The "manual_value" warning a value set by hand raises when the series asks for review
+    (None when it does not). Only the commands of a caller set one (a restatement, an
+    override): the scheduler and the feeds never do, so whoever set it is a person or acts
+    for one, and the evidence says who and why. It is about the point, not a source's value:
+    it flags the version, never holds it, and four-eyes keeps its author from approving it."""
+    if not definition.validation.review_manual_values:
+        return None
+    evidence: dict[str, Any] = {"by": ctx.user_id, "reason": reason, "version": version}
+    if reason_code:
+        evidence["reason_code"] = reason_code
+    return Issue(
+        issue_id=issue_id(ctx.command_id, snap_us, "", "manual_value"),
+        snap_us=snap_us,
+        source_id="",
+        rule="manual_value",
+        severity=Severity.WARNING.value,
+        blocking=False,
+        evidence=evidence,
+    )
 
 
 def _without_withdrawn(event: DataReconciled) -> DataReconciled:
@@ -1047,6 +1157,26 @@ def _check_history(
         spike = check_spike(figure, snaps[i], previous, rules)
         if failures or spike is not None:
             out[i] = _History(failures, None if spike is None else (previous[-1], spike))
+    return out
+
+
+def _check_cross_series(
+    timeline: Timeline,
+    floor_us: int,
+    snaps: list[int],
+    values: list[DataValue],
+    rules: ValidationRules,
+    view: CrossSeriesView,
+) -> dict[int, list[RuleFailure]]:
+    """The cross-series rules of each value (by index) that fails one, against the same
+    received figures before it as the look-back rules."""
+    n = reach(rules)
+    out = {}
+    for i, value in enumerate(values):
+        if value.number is not None:
+            previous = timeline.before(snaps[i], n, floor_us)
+            if failures := check_cross_series(value.number, snaps[i], previous, rules, view):
+                out[i] = failures
     return out
 
 

@@ -34,6 +34,8 @@ class DataType(enum.StrEnum):
     OHLC_BAR = "bar"
     OPTIONS_CHAIN = "options_chain"
     CORPORATE_ACTION = "corporate_action"
+    TERM_STRUCTURE = "term_structure"
+    SURFACE = "surface"
 
 
 class OptionRight(enum.StrEnum):
@@ -137,7 +139,53 @@ class CorporateAction:
         return self.amount if self.amount is not None else self.ratio
 
 
-DataValue = Price | Volume | OhlcBar | OptionsChain | CorporateAction
+@dataclass(frozen=True, slots=True)
+class CurveNode:
+    tenor: str  # an ISO 8601 period (qis_domain.structures.tenor_years)
+    value: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class TermStructure:
+    """A whole curve at one snap, by increasing tenor: one value, published and restated as
+    one (qis_domain.structures checks its shape, qis_domain.structure_checks its nodes)."""
+
+    nodes: tuple[CurveNode, ...]
+
+    @property
+    def data_type(self) -> DataType:
+        return DataType.TERM_STRUCTURE
+
+    @property
+    def number(self) -> Decimal | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SurfaceNode:
+    tenor: str
+    coordinate: Decimal  # strike, moneyness or delta: the series' StructureSchema says
+    value: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Surface:
+    """A whole surface at one snap, by increasing (tenor, coordinate)."""
+
+    nodes: tuple[SurfaceNode, ...]
+
+    @property
+    def data_type(self) -> DataType:
+        return DataType.SURFACE
+
+    @property
+    def number(self) -> Decimal | None:
+        return None
+
+
+Structure = TermStructure | Surface
+StructureNode = CurveNode | SurfaceNode
+DataValue = Price | Volume | OhlcBar | OptionsChain | CorporateAction | TermStructure | Surface
 """`number` is the figure rules and reconciliation compare (None: compared by equality only)."""
 
 
@@ -256,6 +304,21 @@ def value_to_doc(value: DataValue) -> dict[str, Any]:
                 ],
             }
         }
+    if isinstance(value, TermStructure):
+        return {
+            "term_structure": {
+                "nodes": [{"tenor": n.tenor, "value": str(n.value)} for n in value.nodes]
+            }
+        }
+    if isinstance(value, Surface):
+        return {
+            "surface": {
+                "nodes": [
+                    {"tenor": n.tenor, "coordinate": str(n.coordinate), "value": str(n.value)}
+                    for n in value.nodes
+                ]
+            }
+        }
     return {
         "corporate_action": {
             "type": value.type.value,
@@ -307,6 +370,17 @@ def value_from_doc(doc: dict[str, Any]) -> DataValue:
             _opt_dec(body.get("ratio")),
             _opt_dec(body.get("amount")),
             body.get("currency", ""),
+        )
+    if kind == "term_structure":
+        return TermStructure(
+            tuple(CurveNode(n["tenor"], Decimal(n["value"])) for n in body["nodes"])
+        )
+    if kind == "surface":
+        return Surface(
+            tuple(
+                SurfaceNode(n["tenor"], Decimal(n["coordinate"]), Decimal(n["value"]))
+                for n in body["nodes"]
+            )
         )
     raise ValueError(f"unknown value kind {kind!r}")
 

@@ -88,6 +88,8 @@ async def build(
             settings.scheduler_tick_s,
             settings.metrics_grace_s,
             settings.metrics_quiet_s,
+            checkpoint_s=settings.scheduler_checkpoint_s,
+            checkpoint_events=settings.scheduler_checkpoint_events,
         )
     server = QisServer(
         settings.command_address,

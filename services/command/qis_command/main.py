@@ -64,6 +64,8 @@ def _scheduler_report(
         "pending": len(scheduler.pending),
         "windows": len(scheduler.windows),
         "fired": scheduler.fired,
+        # The log position a restart resumes from (0: none saved yet: it reads from the start).
+        "checkpoint": scheduler.checkpoint[0] if scheduler.checkpoint else 0,
     }
     if task.done():
         error = None if task.cancelled() else task.exception()

@@ -37,3 +37,11 @@ class CommandSettings(CommonSettings):
     metrics_quiet_s: float = 60.0
     """...and only once no new value has been published in it for this long
     (QIS_METRICS_QUIET_S)."""
+    scheduler_checkpoint_s: PositiveFloat = 10.0
+    """How often the scheduler saves its state (QIS_SCHEDULER_CHECKPOINT_S), when it changed, as
+    an event of stream `scheduler/state`: a start reads the log only after the last one saved.
+    Shorter: less to read again and fewer commands sent again after a restart; each costs one
+    small append."""
+    scheduler_checkpoint_events: PositiveInt = 10_000
+    """...or sooner, once it observed this many events since the last one
+    (QIS_SCHEDULER_CHECKPOINT_EVENTS): a bulk load does not leave a long log to read again."""

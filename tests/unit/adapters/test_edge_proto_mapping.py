@@ -505,6 +505,8 @@ def test_a_star_names_every_evolvable_field_but_not_the_immutable_ones() -> None
             "publication": PublicationPolicy(),
             "description": "",
             "classification": Classification.INTERNAL,
+            "service_level": None,
+            "structure": None,
         }
     )
 

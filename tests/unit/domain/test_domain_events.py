@@ -70,6 +70,16 @@ from qis_domain.events import (
     UnknownEventType,
     default_registry,
 )
+from qis_domain.events.scheduler import (
+    DueWork,
+    LevelWatch,
+    OpenWindow,
+    ScheduledLevel,
+    ScheduledSeries,
+    SchedulerCheckpointed,
+    SchedulerSnapshot,
+)
+from qis_domain.service_levels import Deadline, ServiceLevel
 from qis_domain.snaps import Frequency
 from qis_domain.values import (
     CorporateAction,
@@ -155,6 +165,46 @@ EXAMPLES: dict[type[DomainEvent], DomainEvent] = {
         topic="t.a", group="g", position=5, index=0, attempts=3, last_error="x"
     ),
     ParkedEntriesReplayed: ParkedEntriesReplayed(topic="t.a", group="g", entries=((5, 0),)),
+    SchedulerCheckpointed: SchedulerCheckpointed(
+        snapshot=SchedulerSnapshot(
+            position=42,
+            series=(
+                ScheduledSeries(
+                    series_id="SPX",
+                    frequency=Frequency.DAILY,
+                    time_zone="America/New_York",
+                    level=(
+                        level := ScheduledLevel(
+                            level=ServiceLevel(publication=Deadline(after_s=3600)),
+                            frequency=Frequency.DAILY,
+                            time_zone="America/New_York",
+                            calendar="XNYS",
+                            sources=("a", "b"),
+                        )
+                    ),
+                ),
+            ),
+            due=(DueWork(kind="cutoff", series_id="SPX", start_us=0, times=(S1,)),),
+            windows=(
+                OpenWindow(
+                    series_id="SPX", start_us=0, end_us=S1, last_position=40, last_seen_us=S1
+                ),
+            ),
+            watches=(
+                LevelWatch(
+                    series_id="SPX",
+                    rule="late_publication",
+                    source_id="",
+                    deadline=Deadline(after_s=3600),
+                    severity="warning",
+                    level=level,
+                    start_us=0,
+                    next_us=S1,
+                    until_us=None,
+                ),
+            ),
+        )
+    ),
     SeriesDefined: SeriesDefined(series_id="SPX", definition=DEFINITION),
     SchemaEvolved: SchemaEvolved(
         series_id="SPX",

@@ -9,12 +9,14 @@ import pytest
 from qis_domain.commands import CommandContext, CommandOutcome
 from qis_domain.data_source import DataSource, source_stream
 from qis_domain.definitions import (
+    BenchmarkCheck,
     DataSourceConfig,
     PublicationPolicy,
     ReconciliationMethod,
     ReconciliationPolicy,
     SeriesDefinition,
     SeriesSource,
+    UnderlyingCheck,
     Update,
     ValidationRules,
 )
@@ -35,6 +37,7 @@ from qis_domain.events import (
 )
 from qis_domain.reference_data import ReferenceData, definition_stream
 from qis_domain.series_bucket import Recorded
+from qis_domain.service_levels import Deadline, ServiceLevel, SourceDeadline
 from qis_domain.snaps import Frequency
 from qis_domain.values import DataType
 
@@ -416,3 +419,48 @@ def test_configure_changes_what_the_update_names() -> None:
 def test_configure_with_the_same_values_does_nothing(values: dict[str, object]) -> None:
     source, _ = registered()
     assert source.configure(Update(values=values), ctx("same")) == []
+
+
+def test_a_service_level_is_checked_against_the_series_it_ends_up_in() -> None:
+    """An update naming the service level alone reaches the domain unchecked against the
+    series' frequency and sources (the edge cannot know them): the aggregate checks it, naming
+    the fields as the contract does."""
+    series, _ = defined()
+    level = ServiceLevel(
+        first_snap_s=16 * 3600,
+        arrival=Deadline(local_time_s=10 * 3600),  # 10:00 the same day: before a 16:00 snap
+        source_arrivals=(SourceDeadline(source_id="ice", deadline=Deadline(after_s=60)),),
+    )
+    update = Update(values={"service_level": level})
+    with pytest.raises(InvalidArgument) as refused:
+        series.evolve(series.updated(update), "deadlines", KNOWN, ctx("evolve"))
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("series.service_level.arrival", "falls before the snap: add days_after"),
+        ("series.service_level.source_arrivals[0].source", "not a source of the series"),
+    ]
+    with pytest.raises(InvalidArgument):
+        ReferenceData("EURUSD").define(eurusd(service_level=level), KNOWN, ctx())
+    fine = level.model_copy(
+        update={"arrival": Deadline(local_time_s=10 * 3600, days_after=1), "source_arrivals": ()}
+    )
+    assert series.evolve(series.updated(Update(values={"service_level": fine})), "ok", KNOWN, ctx())
+
+
+def test_a_series_is_not_its_own_benchmark_or_underlying() -> None:
+    own = ValidationRules(
+        benchmark=BenchmarkCheck(series_id="EURUSD", max_residual_multiple=Decimal(3)),
+        underlying=UnderlyingCheck(series_id="EURUSD"),
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        ReferenceData("EURUSD").define(eurusd(validation=own), KNOWN, ctx())
+    assert [v.field for v in refused.value.violations] == [
+        "series.validation.benchmark.series",
+        "series.validation.underlying.series",
+    ]
+    series, _ = defined()
+    with pytest.raises(InvalidArgument):
+        series.evolve(eurusd(validation=own), "self", KNOWN, ctx("evolve"))
+    other = own.model_copy(update={"underlying": UnderlyingCheck(series_id="EURUSD.FUT")})
+    with pytest.raises(InvalidArgument) as refused:
+        series.evolve(eurusd(validation=other), "self", KNOWN, ctx("evolve"))
+    assert [v.field for v in refused.value.violations] == ["series.validation.benchmark.series"]

@@ -20,6 +20,7 @@ from qis_domain.names import (
 from qis_domain.values import (
     CorporateAction,
     CorporateActionType,
+    CurveNode,
     DataType,
     DataValue,
     OhlcBar,
@@ -27,6 +28,9 @@ from qis_domain.values import (
     OptionRight,
     OptionsChain,
     Price,
+    Surface,
+    SurfaceNode,
+    TermStructure,
     Volume,
     parse_decimal,
     parse_optional_decimal,
@@ -157,6 +161,14 @@ ROUND_TRIP_VALUES: list[DataValue] = [
     OhlcBar(Decimal(10), Decimal("12.5"), Decimal("9.75"), Decimal(11)),  # no volume
     _CHAIN,
     OptionsChain(quotes=()),  # empty chain without underlying
+    TermStructure((CurveNode("P3M", Decimal("4.31")), CurveNode("P10Y", Decimal("-0.05")))),
+    Surface(
+        (
+            SurfaceNode("P1M", Decimal("0.9"), Decimal("0.2150")),
+            SurfaceNode("P1M", Decimal("1.1"), Decimal("0.1975")),
+            SurfaceNode("P1Y", Decimal("0.9"), Decimal("1E-7")),
+        )
+    ),
     CorporateAction(
         CorporateActionType.CASH_DIVIDEND,
         date(2024, 3, 1),

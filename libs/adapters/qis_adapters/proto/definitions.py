@@ -9,7 +9,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from google.protobuf import duration_pb2, field_mask_pb2
 from google.protobuf.message import Message
-from qis.data.v1 import series_pb2, values_pb2
+from pydantic import ValidationError
+from qis.data.v1 import quality_pb2, series_pb2, values_pb2
 from qis_domain.bounds import (
     MAX_DECIMAL_PLACES,
     MAX_ID_LENGTH,
@@ -23,9 +24,12 @@ from qis_domain.bounds import (
 from qis_domain.definitions import (
     DAY_SECONDS,
     DEFAULT_CLASSIFICATION,
+    MAX_AGREEING_SOURCES,
     MAX_BACKOFF_US,
     MAX_JUMP_WINDOWS,
+    MAX_RESIDUAL_WINDOW,
     MAX_RETRY_ATTEMPTS,
+    BenchmarkCheck,
     BreakAction,
     Classification,
     DataSourceConfig,
@@ -37,13 +41,31 @@ from qis_domain.definitions import (
     SeriesDefinition,
     SeriesSource,
     SourceRetryPolicy,
+    UnderlyingCheck,
     Update,
     ValidationRules,
+    ZeroSeverity,
     credentials_ref_problem,
 )
 from qis_domain.errors import FieldViolation, InvalidArgument
-from qis_domain.names import SOURCES_COLLECTION, source_name
+from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION, series_name, source_name
+from qis_domain.service_levels import (
+    CONTRACT_NAMES,
+    Deadline,
+    ServiceLevel,
+    SourceDeadline,
+    contract_path,
+    problems,
+)
 from qis_domain.snaps import Frequency
+from qis_domain.structures import (
+    MAX_STRUCTURE_NODES,
+    CoordinateUnit,
+    Monotonicity,
+    StructureSchema,
+    TenorUnit,
+    check_schema_fits,
+)
 from qis_domain.values import (
     DataType,
     check_series_unit,
@@ -65,6 +87,8 @@ _DATA_TYPES = {
     values_pb2.DATA_TYPE_OHLC_BAR: DataType.OHLC_BAR,
     values_pb2.DATA_TYPE_OPTIONS_CHAIN: DataType.OPTIONS_CHAIN,
     values_pb2.DATA_TYPE_CORPORATE_ACTION: DataType.CORPORATE_ACTION,
+    values_pb2.DATA_TYPE_TERM_STRUCTURE: DataType.TERM_STRUCTURE,
+    values_pb2.DATA_TYPE_SURFACE: DataType.SURFACE,
 }
 _FREQUENCIES = {
     series_pb2.FREQUENCY_TICK: Frequency.TICK,
@@ -87,6 +111,10 @@ _BREAKS = {
 _MODES = {
     series_pb2.PUBLICATION_MODE_AUTOMATIC: PublicationMode.AUTOMATIC,
     series_pb2.PUBLICATION_MODE_MANUAL: PublicationMode.MANUAL,
+}
+_ZERO_SEVERITIES: dict[quality_pb2.Severity.ValueType, ZeroSeverity] = {
+    quality_pb2.SEVERITY_WARNING: "warning",
+    quality_pb2.SEVERITY_ERROR: "error",
 }
 CLASSIFICATIONS = {
     series_pb2.DATA_CLASSIFICATION_PUBLIC: Classification.PUBLIC,
@@ -168,6 +196,21 @@ def _validation(msg: series_pb2.Series, p: str, v: list[FieldViolation]) -> Vali
         )
     _in_range(rules.stale_after_snaps, 0, MAX_STALE_AFTER_SNAPS, f"{p}.stale_after_snaps", v)
     windows = _jump_windows(rules.jump_windows, f"{p}.jump_windows", v)
+    forbid_zero = None
+    if rules.forbid_zero != quality_pb2.SEVERITY_UNSPECIFIED:
+        forbid_zero = _ZERO_SEVERITIES.get(rules.forbid_zero)
+        if forbid_zero is None:
+            v.append(
+                FieldViolation(
+                    f"{p}.forbid_zero",
+                    "SEVERITY_WARNING (flags) or SEVERITY_ERROR (holds); unspecified disables",
+                )
+            )
+    benchmark = underlying = None
+    if rules.HasField("benchmark"):
+        benchmark = _benchmark(rules.benchmark, f"{p}.benchmark", v)
+    if rules.HasField("underlying"):
+        underlying = _underlying(rules.underlying, f"{p}.underlying", v)
     if len(v) > before:
         return None
     return ValidationRules(
@@ -181,7 +224,50 @@ def _validation(msg: series_pb2.Series, p: str, v: list[FieldViolation]) -> Vali
         max_rise_percent=max_rise_percent,
         max_fall_percent=max_fall_percent,
         jump_windows=windows,
+        forbid_zero=forbid_zero,
+        review_manual_values=rules.review_manual_values,
+        benchmark=benchmark,
+        underlying=underlying,
     )
+
+
+def _benchmark(
+    msg: series_pb2.BenchmarkCheck, p: str, v: list[FieldViolation]
+) -> BenchmarkCheck | None:
+    before = len(v)
+    series_id = name_from_proto(msg.series, SERIES_COLLECTION, f"{p}.series", v)
+    beta = Decimal(1) if msg.beta == "" else parse_decimal(msg.beta, f"{p}.beta", v)
+    multiple = _above_zero(msg.max_residual_multiple, f"{p}.max_residual_multiple", v)
+    if msg.residual_window:  # 0: the default
+        _in_range(msg.residual_window, 2, MAX_RESIDUAL_WINDOW, f"{p}.residual_window", v)
+    flat = _above_zero(msg.flat_move_percent, f"{p}.flat_move_percent", v)
+    if multiple is None and flat is None and len(v) == before:
+        v.append(
+            FieldViolation(
+                f"{p}.max_residual_multiple",
+                "set it, flat_move_percent or both (a benchmark without a rule checks nothing)",
+            )
+        )
+    if len(v) > before or series_id is None:
+        return None
+    return BenchmarkCheck(
+        series_id=series_id,
+        beta=beta,
+        max_residual_multiple=multiple,
+        residual_window=msg.residual_window or 20,
+        flat_move_percent=flat,
+    )
+
+
+def _underlying(
+    msg: series_pb2.UnderlyingCheck, p: str, v: list[FieldViolation]
+) -> UnderlyingCheck | None:
+    before = len(v)
+    series_id = name_from_proto(msg.series, SERIES_COLLECTION, f"{p}.series", v)
+    tolerance = _at_least_zero(msg.tolerance_percent, f"{p}.tolerance_percent", v)
+    if len(v) > before or series_id is None:
+        return None
+    return UnderlyingCheck(series_id=series_id, inverse=msg.inverse, tolerance_percent=tolerance)
 
 
 def _jump_windows(
@@ -216,13 +302,21 @@ def _jump_windows(
 
 def _reconciliation(
     msg: series_pb2.Series, p: str, v: list[FieldViolation]
-) -> ReconciliationPolicy:
+) -> ReconciliationPolicy | None:
     rec = msg.reconciliation
+    before = len(v)
+    tolerance_bps = _at_least_zero(rec.tolerance_bps, f"{p}.tolerance_bps", v)
+    tolerance_abs = _at_least_zero(rec.tolerance_abs, f"{p}.tolerance_abs", v)
+    _in_range(rec.min_agreeing_sources, 0, MAX_AGREEING_SOURCES, f"{p}.min_agreeing_sources", v)
+    if len(v) > before:
+        return None
     return ReconciliationPolicy(
         method=_METHODS.get(rec.method, ReconciliationMethod.PRIORITY),
-        tolerance_bps=_at_least_zero(rec.tolerance_bps, f"{p}.tolerance_bps", v),
-        tolerance_abs=_at_least_zero(rec.tolerance_abs, f"{p}.tolerance_abs", v),
+        tolerance_bps=tolerance_bps,
+        tolerance_abs=tolerance_abs,
         on_break=_BREAKS.get(rec.on_break, BreakAction.FLAG),
+        min_agreeing_sources=rec.min_agreeing_sources,
+        on_low_confidence=_BREAKS.get(rec.on_low_confidence, BreakAction.FLAG),
     )
 
 
@@ -263,6 +357,194 @@ def classification_from_proto(
     return level
 
 
+# Domain field names that differ from the contract's (spans in seconds, sources by id).
+def _service_level(msg: series_pb2.Series, p: str, v: list[FieldViolation]) -> ServiceLevel | None:
+    """Checked by the model, then against the series' frequency and sources when the message
+    has them (an update may name the service level alone: docs/service-levels.md)."""
+    if not msg.HasField("service_level"):
+        return None
+    level, before = msg.service_level, len(v)
+    values: dict[str, object] = {
+        "first_snap_s": seconds_from_proto(level.first_snap, f"{p}.first_snap", v),
+        "weekdays": tuple(level.weekdays) or (1, 2, 3, 4, 5),
+        "source_arrivals": [
+            {
+                "source_id": name_from_proto(
+                    s.source, SOURCES_COLLECTION, f"{p}.source_arrivals[{i}].source", v
+                ),
+                "deadline": _deadline(s.deadline, f"{p}.source_arrivals[{i}].deadline", v),
+            }
+            for i, s in enumerate(level.source_arrivals)
+        ],
+    }
+    if level.HasField("last_snap"):
+        values["last_snap_s"] = seconds_from_proto(level.last_snap, f"{p}.last_snap", v)
+    for name in ("arrival", "publication"):
+        if level.HasField(name):
+            values[name] = _deadline(getattr(level, name), f"{p}.{name}", v)
+    severity: ZeroSeverity | None = "warning"
+    if level.publication_severity != quality_pb2.SEVERITY_UNSPECIFIED:
+        severity = _ZERO_SEVERITIES.get(level.publication_severity)
+    if severity is None:
+        v.append(FieldViolation(f"{p}.publication_severity", "SEVERITY_WARNING or SEVERITY_ERROR"))
+    values["publication_severity"] = severity
+    if len(v) > before:
+        return None
+    try:
+        parsed = ServiceLevel.model_validate(values)
+    except ValidationError as error:
+        for e in error.errors():
+            at = "".join(
+                f"[{x}]" if isinstance(x, int) else f".{CONTRACT_NAMES.get(x, x)}" for x in e["loc"]
+            )
+            v.append(FieldViolation(f"{p}{at}", e["msg"].removeprefix("Value error, ")))
+        return None
+    frequency = _FREQUENCIES.get(msg.frequency)
+    sources = tuple(s.source_id for s in _sources(msg, f"{p}.sources", [])) or None
+    for at, reason in problems(parsed, frequency, sources):
+        named = contract_path(at)
+        v.append(FieldViolation(f"{p}.{named}" if named else p, reason))
+    return None if len(v) > before else parsed
+
+
+def _deadline(
+    msg: series_pb2.ServiceLevelDeadline, p: str, v: list[FieldViolation]
+) -> dict[str, object]:
+    out: dict[str, object] = {"days_after": msg.days_after}
+    if msg.HasField("after"):
+        out["after_s"] = seconds_from_proto(msg.after, f"{p}.after", v)
+    if msg.HasField("local_time"):
+        out["local_time_s"] = seconds_from_proto(msg.local_time, f"{p}.local_time", v)
+    return out
+
+
+def service_level_to_proto(level: ServiceLevel) -> series_pb2.ServiceLevel:
+    def deadline(d: Deadline) -> series_pb2.ServiceLevelDeadline:
+        return series_pb2.ServiceLevelDeadline(
+            after=None if d.after_s is None else duration(d.after_s),
+            local_time=None if d.local_time_s is None else duration(d.local_time_s),
+            days_after=d.days_after,
+        )
+
+    def source(s: SourceDeadline) -> series_pb2.SourceDeadline:
+        return series_pb2.SourceDeadline(
+            source=source_name(s.source_id), deadline=deadline(s.deadline)
+        )
+
+    return series_pb2.ServiceLevel(
+        first_snap=duration(level.first_snap_s),
+        last_snap=None if level.last_snap_s is None else duration(level.last_snap_s),
+        weekdays=level.weekdays,
+        arrival=None if level.arrival is None else deadline(level.arrival),
+        source_arrivals=[source(s) for s in level.source_arrivals],
+        publication=None if level.publication is None else deadline(level.publication),
+        publication_severity=_back(_ZERO_SEVERITIES)[level.publication_severity],
+    )
+
+
+_TENOR_UNITS = {
+    series_pb2.TENOR_UNIT_DAYS: TenorUnit.DAYS,
+    series_pb2.TENOR_UNIT_WEEKS: TenorUnit.WEEKS,
+    series_pb2.TENOR_UNIT_MONTHS: TenorUnit.MONTHS,
+    series_pb2.TENOR_UNIT_YEARS: TenorUnit.YEARS,
+}
+_COORDINATE_UNITS = {
+    series_pb2.COORDINATE_UNIT_STRIKE: CoordinateUnit.STRIKE,
+    series_pb2.COORDINATE_UNIT_MONEYNESS: CoordinateUnit.MONEYNESS,
+    series_pb2.COORDINATE_UNIT_DELTA: CoordinateUnit.DELTA,
+}
+_MONOTONICITIES = {
+    series_pb2.MONOTONICITY_NON_DECREASING: Monotonicity.NON_DECREASING,
+    series_pb2.MONOTONICITY_NON_INCREASING: Monotonicity.NON_INCREASING,
+}
+
+
+def _structure(msg: series_pb2.Series, p: str, v: list[FieldViolation]) -> StructureSchema | None:
+    """Shapes here, the model's own rules (what needs a coordinate axis) as one violation; the
+    fit with the data type when the message has one (a definition; an update may name the
+    structure alone: the domain checks it against the series' own)."""
+    if not msg.HasField("structure"):
+        return None
+    s, before = msg.structure, len(v)
+    has_coordinates = s.HasField("coordinate_axis")
+    check_length(s.tenor_axis.name, MAX_ID_LENGTH, f"{p}.tenor_axis.name", v)
+    tenor_unit = _TENOR_UNITS.get(s.tenor_axis.tenor_unit)
+    if s.tenor_axis.tenor_unit and tenor_unit is None:
+        v.append(FieldViolation(f"{p}.tenor_axis.tenor_unit", "unknown tenor unit"))
+    coordinate_axis = None
+    if has_coordinates:
+        axis = s.coordinate_axis
+        check_length(axis.name, MAX_ID_LENGTH, f"{p}.coordinate_axis.name", v)
+        unit = _COORDINATE_UNITS.get(axis.coordinate_unit)
+        if unit is None:
+            reason = "STRIKE, MONEYNESS or DELTA"
+            v.append(FieldViolation(f"{p}.coordinate_axis.coordinate_unit", reason))
+        coordinate_axis = {"name": axis.name, "unit": unit}
+    _in_range(s.max_nodes, 0, MAX_STRUCTURE_NODES, f"{p}.max_nodes", v)
+    monotonicity = _MONOTONICITIES.get(s.monotonicity)
+    if s.monotonicity and monotonicity is None:
+        v.append(FieldViolation(f"{p}.monotonicity", "unknown monotonicity"))
+    c = s.checks
+    spike = _above_zero(c.max_node_spike_percent, f"{p}.checks.max_node_spike_percent", v)
+    jump = _above_zero(c.max_node_jump_percent, f"{p}.checks.max_node_jump_percent", v)
+    _in_range(c.flat_spot_nodes, 0, MAX_STRUCTURE_NODES, f"{p}.checks.flat_spot_nodes", v)
+    if len(v) > before:
+        return None
+    try:
+        schema = StructureSchema.model_validate(
+            {
+                "tenor_axis": {"name": s.tenor_axis.name, "unit": tenor_unit},
+                "coordinate_axis": coordinate_axis,
+                "max_nodes": s.max_nodes or MAX_STRUCTURE_NODES,
+                "full_grid": s.full_grid,
+                "monotonicity": monotonicity,
+                "checks": {
+                    "max_node_spike_percent": spike,
+                    "max_node_jump_percent": jump,
+                    "flat_spot_nodes": c.flat_spot_nodes,
+                    "calendar_arbitrage": c.calendar_arbitrage,
+                    "butterfly_arbitrage": c.butterfly_arbitrage,
+                },
+            }
+        )
+    except ValidationError as error:
+        v.extend(FieldViolation(p, e["msg"].removeprefix("Value error, ")) for e in error.errors())
+        return None
+    if (data_type := _DATA_TYPES.get(msg.data_type)) is not None:
+        check_schema_fits(schema, data_type, p, v)
+    return None if len(v) > before else schema
+
+
+def structure_to_proto(schema: StructureSchema) -> series_pb2.StructureSchema:
+    axis, checks, unit = schema.coordinate_axis, schema.checks, schema.tenor_axis.unit
+    monotonicity = schema.monotonicity
+    return series_pb2.StructureSchema(
+        tenor_axis=series_pb2.StructureAxis(
+            name=schema.tenor_axis.name,
+            tenor_unit=series_pb2.TENOR_UNIT_UNSPECIFIED
+            if unit is None
+            else _back(_TENOR_UNITS)[unit],
+        ),
+        coordinate_axis=None
+        if axis is None
+        else series_pb2.StructureAxis(
+            name=axis.name, coordinate_unit=_back(_COORDINATE_UNITS)[axis.unit]
+        ),
+        max_nodes=schema.max_nodes,
+        full_grid=schema.full_grid,
+        monotonicity=series_pb2.MONOTONICITY_UNSPECIFIED
+        if monotonicity is None
+        else _back(_MONOTONICITIES)[monotonicity],
+        checks=series_pb2.StructureChecks(
+            max_node_spike_percent=_text(checks.max_node_spike_percent),
+            max_node_jump_percent=_text(checks.max_node_jump_percent),
+            flat_spot_nodes=checks.flat_spot_nodes,
+            calendar_arbitrage=checks.calendar_arbitrage,
+            butterfly_arbitrage=checks.butterfly_arbitrage,
+        ),
+    )
+
+
 def _text_of(attribute: str, limit: int) -> Parse:
     def parse(msg: Any, path: str, v: list[FieldViolation]) -> str:
         text: str = getattr(msg, attribute)
@@ -289,6 +571,8 @@ _SERIES_FIELDS = {
         ("publication", _publication),
         ("description", _text_of("description", MAX_TEXT_LENGTH)),
         ("classification", _classification),
+        ("service_level", _service_level),
+        ("structure", _structure),
     )
 }
 _IMMUTABLE_SERIES_FIELDS = ("data_type", "frequency")
@@ -384,12 +668,36 @@ def series_to_proto(series_id: str, d: SeriesDefinition, schema_version: int) ->
                 )
                 for w in r.jump_windows
             ],
+            forbid_zero=(
+                quality_pb2.SEVERITY_UNSPECIFIED
+                if r.forbid_zero is None
+                else _back(_ZERO_SEVERITIES)[r.forbid_zero]
+            ),
+            review_manual_values=r.review_manual_values,
+            benchmark=None
+            if r.benchmark is None
+            else series_pb2.BenchmarkCheck(
+                series=series_name(r.benchmark.series_id),
+                beta=str(r.benchmark.beta),
+                max_residual_multiple=_text(r.benchmark.max_residual_multiple),
+                residual_window=r.benchmark.residual_window,
+                flat_move_percent=_text(r.benchmark.flat_move_percent),
+            ),
+            underlying=None
+            if r.underlying is None
+            else series_pb2.UnderlyingCheck(
+                series=series_name(r.underlying.series_id),
+                inverse=r.underlying.inverse,
+                tolerance_percent=str(r.underlying.tolerance_percent),
+            ),
         ),
         reconciliation=series_pb2.ReconciliationPolicy(
             method=_back(_METHODS)[d.reconciliation.method],
             tolerance_bps=str(d.reconciliation.tolerance_bps),
             tolerance_abs=str(d.reconciliation.tolerance_abs),
             on_break=_back(_BREAKS)[d.reconciliation.on_break],
+            min_agreeing_sources=d.reconciliation.min_agreeing_sources,
+            on_low_confidence=_low_confidence_to_proto(d.reconciliation),
         ),
         publication=series_pb2.PublicationPolicy(
             mode=_back(_MODES)[d.publication.mode],
@@ -401,7 +709,17 @@ def series_to_proto(series_id: str, d: SeriesDefinition, schema_version: int) ->
         description=d.description,
         schema_version=schema_version,
         classification=_back(CLASSIFICATIONS)[d.classification],
+        service_level=None if d.service_level is None else service_level_to_proto(d.service_level),
+        structure=None if d.structure is None else structure_to_proto(d.structure),
     )
+
+
+def _low_confidence_to_proto(policy: ReconciliationPolicy) -> series_pb2.BreakAction.ValueType:
+    """Unspecified while the rule is left at its defaults: a series defined without it reads
+    back as it did before the rule existed."""
+    if not policy.min_agreeing_sources and policy.on_low_confidence is BreakAction.FLAG:
+        return series_pb2.BREAK_ACTION_UNSPECIFIED
+    return _back(_BREAKS)[policy.on_low_confidence]
 
 
 def _provider(msg: series_pb2.DataSource, path: str, v: list[FieldViolation]) -> str:

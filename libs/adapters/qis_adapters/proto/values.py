@@ -16,9 +16,11 @@ from qis.data.v1 import values_pb2
 from qis_domain.errors import FieldViolation
 from qis_domain.events import RawValue
 from qis_domain.snaps import Snap
+from qis_domain.structures import MAX_STRUCTURE_NODES, structure_violations
 from qis_domain.values import (
     CorporateAction,
     CorporateActionType,
+    CurveNode,
     DataType,
     DataValue,
     OhlcBar,
@@ -26,6 +28,9 @@ from qis_domain.values import (
     OptionRight,
     OptionsChain,
     Price,
+    Surface,
+    SurfaceNode,
+    TermStructure,
     Volume,
     check_currency,
     check_unit,
@@ -116,6 +121,10 @@ def value_from_proto(
         return _chain_from_proto(msg.options_chain, f"{path}.options_chain", v)
     if kind == "corporate_action":
         return _action_from_proto(msg.corporate_action, f"{path}.corporate_action", v)
+    if kind == "term_structure":
+        return _structure_from_proto(msg.term_structure, path, v)
+    if kind == "surface":
+        return _structure_from_proto(msg.surface, path, v)
     v.append(FieldViolation(path, "a value is required"))
     return None
 
@@ -144,6 +153,44 @@ def _chain_from_proto(
         v.append(FieldViolation(f"{path}.quotes", "at least one quote is required"))
     underlying = parse_optional_decimal(chain.underlying_price, f"{path}.underlying_price", v)
     return OptionsChain(tuple(quotes), underlying)
+
+
+def _structure_from_proto(
+    msg: values_pb2.TermStructure | values_pb2.Surface, path: str, v: list[FieldViolation]
+) -> TermStructure | Surface:
+    """A curve or surface of the shape every one has (the series' schema is checked where the
+    series is known): nodes parsed only when they are not too many to be one."""
+    at = f"{path}.{'surface' if isinstance(msg, values_pb2.Surface) else 'term_structure'}"
+    if len(msg.nodes) > MAX_STRUCTURE_NODES:
+        v.append(
+            FieldViolation(
+                f"{at}.nodes", f"{len(msg.nodes):,} nodes, more than {MAX_STRUCTURE_NODES:,}"
+            )
+        )
+        return TermStructure(()) if isinstance(msg, values_pb2.TermStructure) else Surface(())
+    before = len(v)
+    value: TermStructure | Surface
+    if isinstance(msg, values_pb2.TermStructure):
+        value = TermStructure(
+            tuple(
+                CurveNode(n.tenor, parse_decimal(n.value, f"{at}.nodes[{i}].value", v))
+                for i, n in enumerate(msg.nodes)
+            )
+        )
+    else:
+        value = Surface(
+            tuple(
+                SurfaceNode(
+                    n.tenor,
+                    parse_decimal(n.coordinate, f"{at}.nodes[{i}].coordinate", v),
+                    parse_decimal(n.value, f"{at}.nodes[{i}].value", v),
+                )
+                for i, n in enumerate(msg.nodes)
+            )
+        )
+    if len(v) == before:
+        structure_violations(value, None, path, v)
+    return value
 
 
 def _action_from_proto(
@@ -229,6 +276,25 @@ def doc_to_proto(doc: dict[str, Any]) -> values_pb2.DataValue:
                     )
                     for q in body["quotes"]
                 ],
+            )
+        )
+    if kind == "term_structure":
+        return values_pb2.DataValue(
+            term_structure=values_pb2.TermStructure(
+                nodes=[
+                    values_pb2.CurveNode(tenor=n["tenor"], value=n["value"]) for n in body["nodes"]
+                ]
+            )
+        )
+    if kind == "surface":
+        return values_pb2.DataValue(
+            surface=values_pb2.Surface(
+                nodes=[
+                    values_pb2.SurfaceNode(
+                        tenor=n["tenor"], coordinate=n["coordinate"], value=n["value"]
+                    )
+                    for n in body["nodes"]
+                ]
             )
         )
     return values_pb2.DataValue(

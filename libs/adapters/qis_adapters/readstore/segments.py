@@ -6,7 +6,7 @@ shape the query service reads ranges in.
 | snap_us           | int64                      | the instant the value describes (valid time)      |
 | version           | int32                      | 1, 2, ...                                         |
 | value             | binary                     | the serialised qis.data.v1.DataValue, the same bytes as the per-point records |
-| kind              | string                     | the DataValue's case: "price", "volume", "bar", "options_chain", "corporate_action" |
+| kind              | string                     | the DataValue's case: "price", "volume", "bar", "options_chain", "corporate_action", "term_structure", "surface" (a whole curve or surface in one row, as a chain) |
 | text              | string, null unless a price or volume | the decimal as published             |
 | unit              | string, null unless a price or volume | its own currency or unit, "" when it has none |
 | open, high, low, close | string, null unless a bar |                                                |

@@ -41,6 +41,7 @@ from qis_domain.events.routing import (
     TopicEntryParked,
     TopicSet,
 )
+from qis_domain.events.scheduler import SchedulerCheckpointed
 from qis_domain.events.series import SchemaEvolved, SeriesDefined, SourceAdded
 from qis_domain.events.sources import (
     DataSourceConfigured,
@@ -79,6 +80,7 @@ ALL_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     ConsumerGroupCheckpointed,
     TopicEntryParked,
     ParkedEntriesReplayed,
+    SchedulerCheckpointed,
 )
 
 

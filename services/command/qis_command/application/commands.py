@@ -14,6 +14,8 @@ from qis_domain.definitions import (
     Update,
 )
 from qis_domain.events import AccessDenied, EntryRef, TopicDefinition
+from qis_domain.events.scheduler import SchedulerSnapshot
+from qis_domain.rules import Severity
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue
 
@@ -187,3 +189,26 @@ of QIS_SERVICE_PRINCIPALS, or an administrator of everything, send them."""
 class CommandResult:
     outcome: CommandOutcome
     duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseLateness:
+    """Time-driven: service-level deadlines of one bucket's points passed (issued by the
+    scheduler, docs/service-levels.md). `due`: (snap, deadline) pairs, UTC µs."""
+
+    series_id: str
+    bucket_us: int
+    rule: str  # qis_domain.service_levels.LATE_ARRIVAL or LATE_PUBLICATION
+    source_id: str  # "" for a late publication
+    due: tuple[tuple[int, int], ...]
+    severity: Severity
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointScheduler:
+    """Sent by the scheduler about its own state (qis_domain.scheduler_state). `known_version`:
+    the version of the checkpoint stream's last event as it last read it (None: no event), from
+    which the handler loads the aggregate instead of from the stream's start."""
+
+    snapshot: SchedulerSnapshot
+    known_version: int | None

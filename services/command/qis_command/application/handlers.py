@@ -4,6 +4,7 @@ conflict by re-loading and re-deciding (never by overwriting)."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +45,7 @@ from qis_domain.routing import (
     group_stream,
 )
 from qis_domain.rules import CalendarView
+from qis_domain.scheduler_state import SCHEDULER_STREAM, SchedulerState
 from qis_domain.series_bucket import (
     SeriesBucket,
     bucket_stream,
@@ -51,11 +53,13 @@ from qis_domain.series_bucket import (
     look_back_floor,
 )
 from qis_domain.snaps import BUCKET_SPAN_US, Snap, bucket_of
-from qis_domain.values import DataValue, Price, Volume
+from qis_domain.structures import structure_violations
+from qis_domain.values import DataValue, Price, Surface, TermStructure, Volume
 
 from qis_command.application.commands import (
     CalculateQualityMetrics,
     CheckpointConsumerGroup,
+    CheckpointScheduler,
     CommandResult,
     ConfigureSource,
     DefineSeries,
@@ -67,6 +71,7 @@ from qis_command.application.commands import (
     ParkTopicEntry,
     PublishDue,
     PublishPoints,
+    RaiseLateness,
     RecordDenial,
     RegisterSource,
     ReplayParkedEntries,
@@ -77,6 +82,7 @@ from qis_command.application.commands import (
     SetTopic,
 )
 from qis_command.application.ports import TradingCalendar
+from qis_command.application.references import with_references
 from qis_command.application.repository import Aggregate, Repository
 
 A = TypeVar("A", bound=Aggregate)
@@ -192,6 +198,11 @@ class CommandHandlers:
                 if timeline is not None:
                     await self._add_received(timeline, definition, bucket, earlier)
                 points = by_bucket[bucket.bucket_us]
+                # The other series' official figures the cross-series checks need (read now:
+                # a retry reads them again).
+                view = await with_references(
+                    view, definition, bucket, points, self._series, self._bucket
+                )
                 changes.append(
                     (bucket, bucket.ingest(definition, cmd.source_id, points, ctx, view))
                 )
@@ -590,6 +601,29 @@ class CommandHandlers:
                 known.add(s.source_id)
         return known
 
+    async def raise_lateness(self, cmd: RaiseLateness, ctx: CommandContext) -> CommandResult:
+        definition = (await self._series(cmd.series_id)).require_definition()
+        if any(bucket_of(snap_us, definition.frequency) != cmd.bucket_us for snap_us, _ in cmd.due):
+            raise InvalidArgument.single("due", "a snap outside the bucket")
+
+        def decide(bucket: SeriesBucket) -> list[DomainEvent]:
+            return bucket.raise_lateness(cmd.rule, cmd.source_id, cmd.due, cmd.severity, ctx)
+
+        return await self._decide_buckets(ctx, cmd.series_id, cmd, [cmd.bucket_us], each(decide))
+
+    async def checkpoint_scheduler(
+        self, cmd: CheckpointScheduler, ctx: CommandContext
+    ) -> CommandResult:
+        async def load() -> SchedulerState:
+            return await self._repo.load(
+                SCHEDULER_STREAM, lambda: SchedulerState(cmd.known_version)
+            )
+
+        async def decide(state: SchedulerState) -> list[DomainEvent]:
+            return state.checkpoint(cmd.snapshot)
+
+        return await self._decide_one(ctx, SCHEDULER_STREAM, cmd, load, decide)
+
 
 def each(
     decide: Callable[[SeriesBucket], list[DomainEvent]],
@@ -611,6 +645,8 @@ def _factory_of(stream: str) -> Callable[[], Aggregate]:
         return AccessPolicies
     if stream == ROUTING_STREAM:
         return EventRouting
+    if stream == SCHEDULER_STREAM:
+        return SchedulerState
     if stream.startswith(GROUPS_PREFIX):
         topic, _, group = stream.removeprefix(GROUPS_PREFIX).partition("/")
         return lambda: ConsumerGroup(topic, group)
@@ -646,7 +682,8 @@ def _by_bucket(
     points: list[tuple[Snap, DataValue]], span: int
 ) -> dict[int, list[tuple[Snap, DataValue]]]:
     """The points per bucket (see snaps.bucket_of), in the order given; a batch within one
-    bucket (the usual) is kept whole."""
+    bucket (the usual) is kept whole, one in snap order (a bulk load's chunk spanning buckets)
+    is cut where each bucket ends, found by bisection."""
     if not points:
         return {}
     snaps_us = [p[0].utc_us for p in points]
@@ -654,6 +691,14 @@ def _by_bucket(
     if lo - lo % span == hi - hi % span:
         return {lo - lo % span: points}
     by_bucket: dict[int, list[tuple[Snap, DataValue]]] = {}
+    if snaps_us == sorted(snaps_us):
+        start = 0
+        while start < len(points):
+            bucket_us = snaps_us[start] - snaps_us[start] % span
+            end = bisect.bisect_left(snaps_us, bucket_us + span, start)
+            by_bucket[bucket_us] = points[start:end]
+            start = end
+        return by_bucket
     for us, point in zip(snaps_us, points, strict=True):
         by_bucket.setdefault(us - us % span, []).append(point)
     return by_bucket
@@ -672,6 +717,15 @@ def _conform(
     A batch of one type, in the series' unit, with unique snaps (the usual) is seen to be so
     by three set comprehensions; only a batch that is not is walked point by point, to name
     each violation."""
+    if definition.structure is not None:
+        # The shape any structure has was checked at the edge; its series' schema only here.
+        shaped: list[FieldViolation] = []
+        for i, (_, value) in enumerate(points):
+            if isinstance(value, TermStructure | Surface):
+                at = field or columns or f"points[{i}].value"
+                structure_violations(value, definition.structure, at, shaped)
+        if shaped:
+            raise InvalidArgument(shaped)
     kinds = {type(value) for _, value in points}
     # One kind of value: the first value's data type is every value's.
     if len(kinds) == 1 and points[0][1].data_type is definition.data_type:

@@ -1,5 +1,6 @@
 """What the projector measures (docs/observability.md): its own progress, and the business
-figures it reads from the events it projects (ingestion, reconciliation, publication, quality).
+figures it reads from the events it projects (ingestion, reconciliation, publication, quality,
+timeliness against service levels: docs/service-levels.md).
 
 Every figure comes from the events themselves (their commit times, the deciding command's
 clock), never from the projector's clock, except the lag: a replay measures the same latencies
@@ -28,6 +29,7 @@ from qis_domain.events import (
     QualityIssueDetected,
 )
 from qis_domain.quality import PointStatus
+from qis_domain.service_levels import LATE_ARRIVAL, LATE_PUBLICATION
 
 SCOPE = "qis.projector"
 LATENCY_BUCKETS_S = (
@@ -41,6 +43,10 @@ QUALITY_BANDS = ((Decimal("0.5"), "<0.5"), (Decimal("0.8"), "<0.8"), (Decimal("0
 HELD_POINTS = 100_000
 """Points received but not published that are remembered for the received → published latency;
 beyond it the oldest are forgotten (their publication then counts as received → published 0)."""
+LATE_VALUES = 100_000
+"""Values found late (a late_arrival issue) and not arrived yet that are remembered for the delay
+past their deadline; beyond it the oldest are forgotten (their arrival then is not sampled)."""
+_LATE = {LATE_ARRIVAL: "arrival", LATE_PUBLICATION: "publication"}
 _US = 1_000_000
 
 
@@ -95,7 +101,20 @@ class ProjectorMetrics:
             " receipt, to its publication.",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
         )
+        self._late_count = meter.create_counter(
+            "qis.lateness",
+            unit="{point}",
+            description="Service-level deadlines missed, by kind (arrival, by source; publication).",
+        )
+        self._arrival_delay = meter.create_histogram(
+            "qis.arrival.delay",
+            unit="s",
+            description="Per ingest event, its slowest point: from its snap to its arrival; and a"
+            " late value's arrival past its service-level deadline.",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+        )
         self._held: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._late: OrderedDict[tuple[str, int, str], int] = OrderedDict()
         self._counts: Counter[tuple[metrics.Counter, tuple[tuple[str, str], ...]]] = Counter()
         self._newest_projected_us = 0
 
@@ -104,6 +123,7 @@ class ProjectorMetrics:
         event = decoded.event
         if isinstance(event, DataIngested):
             self._add(self._ingested, len(event.snaps), event.series_id, source=event.source_id)
+            self._arrived(event, decoded.record.recorded_at_us)
         elif isinstance(event, DataReconciled):
             self._reconciled_points(event, decoded.record.recorded_at_us)
         elif isinstance(event, DataPublished):
@@ -116,6 +136,7 @@ class ProjectorMetrics:
             kinds = Counter((i.rule, i.severity) for i in event.issues)
             for (rule, severity), n in kinds.items():
                 self._add(self._issues, n, event.series_id, rule=rule, severity=severity)
+            self._lateness(event)
 
     def written(self, events: int, checkpoint: int, newest_recorded_us: int) -> None:
         """A batch ending at `checkpoint` was written: what its events counted is added."""
@@ -133,6 +154,33 @@ class ProjectorMetrics:
             self._lag_time.set(0.0)
         elif self._newest_projected_us:
             self._lag_time.set(max(0.0, time.time() - self._newest_projected_us / _US))
+
+    def _lateness(self, event: QualityIssueDetected) -> None:
+        late = Counter((i.rule, i.source_id) for i in event.issues if i.rule in _LATE)
+        for (rule, source), n in late.items():
+            source_label = {"source": source} if source else {}
+            self._add(self._late_count, n, event.series_id, kind=_LATE[rule], **source_label)
+        for i in event.issues:
+            if i.rule == LATE_ARRIVAL and isinstance(
+                deadline := i.evidence.get("deadline_us"), int
+            ):
+                self._late[event.series_id, i.snap_us, i.source_id] = deadline
+        while len(self._late) > LATE_VALUES:
+            self._late.popitem(last=False)
+
+    def _arrived(self, event: DataIngested, arrived_us: int) -> None:
+        labels = self._labels(event.series_id, source=event.source_id)
+        since_snap_us = max(0, arrived_us - min(event.snaps, default=arrived_us))
+        self._arrival_delay.record(since_snap_us / _US, {**labels, "since": "snap"})
+        if not self._late:
+            return
+        past_us = -1
+        for snap_us in event.snaps:
+            deadline = self._late.pop((event.series_id, snap_us, event.source_id), None)
+            if deadline is not None:
+                past_us = max(past_us, arrived_us - deadline)
+        if past_us >= 0:
+            self._arrival_delay.record(past_us / _US, {**labels, "since": "deadline"})
 
     def _reconciled_points(self, event: DataReconciled, received_us: int) -> None:
         for status, n in Counter(event.statuses).items():

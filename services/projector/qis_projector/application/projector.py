@@ -43,7 +43,11 @@ log = logging.getLogger(__name__)
 # Streams of the qis aggregates: series definitions and buckets, data sources, the access
 # policies and the records of denials. Every command's events are in them, so the checkpoint
 # passes the position of each command (a min_position read of it would otherwise time out).
-EVENT_FILTER = EventFilter(stream_prefixes=("series/", "sources/", "access/", "routing/"))
+# The scheduler's checkpoints project nothing, but a projector that never reads them would count
+# them as lag (its checkpoint would stop short of the log's head).
+EVENT_FILTER = EventFilter(
+    stream_prefixes=("series/", "sources/", "access/", "routing/", "scheduler/")
+)
 
 # Waiting this long for the next event with the subscription alive means the projector is
 # caught up: whatever failed before works again (there is just nothing to write).

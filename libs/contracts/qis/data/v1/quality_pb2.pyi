@@ -56,6 +56,58 @@ class _QualityRuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QualityRu
     """A point's cut-off passed while it could not be published: held by an error, or below the
     minimum quality score (a warning).
     """
+    QUALITY_RULE_ZERO_VALUE: _QualityRule.ValueType  # 16
+    """A figure of exactly 0 where the series forbids it (forbid_zero: a warning or an error)."""
+    QUALITY_RULE_MANUAL_VALUE: _QualityRule.ValueType  # 17
+    """A value set by hand, raised for review when review_manual_values is on (a warning)."""
+    QUALITY_RULE_CONFIDENCE_LEVEL: _QualityRule.ValueType  # 19
+    """Fewer sources within tolerance of the chosen value than min_agreeing_sources (a warning,
+    or an error with on_low_confidence BLOCK).
+    """
+    QUALITY_RULE_BENCHMARK_MOVE: _QualityRule.ValueType  # 20
+    """A move whose residual against the benchmark's move (less beta times it) is beyond
+    BenchmarkCheck.max_residual_multiple times its usual size (a warning).
+    """
+    QUALITY_RULE_UNDERLYING_MOVE: _QualityRule.ValueType  # 21
+    """A derivative moving against its underlying's move beyond UnderlyingCheck.tolerance_percent
+    (an error: holds).
+    """
+    QUALITY_RULE_FLAT_WHILE_BENCHMARK_MOVED: _QualityRule.ValueType  # 22
+    """A value unchanged while the benchmark moved beyond BenchmarkCheck.flat_move_percent (a
+    warning).
+    """
+    QUALITY_RULE_LATE_ARRIVAL: _QualityRule.ValueType  # 23
+    """An expected source's value of an expected snap had not arrived by its service-level
+    deadline (ServiceLevel.arrival; a warning).
+    """
+    QUALITY_RULE_LATE_PUBLICATION: _QualityRule.ValueType  # 24
+    """An expected snap was not official by its service-level deadline (ServiceLevel.publication;
+    a warning by default, an error when publication_severity says so).
+    """
+    QUALITY_RULE_CURVE_NODE_SPIKE: _QualityRule.ValueType  # 25
+    """A node of a term structure or surface out and back against its neighbours along an axis,
+    both moves beyond StructureChecks.max_node_spike_percent (a warning).
+    """
+    QUALITY_RULE_CURVE_NODE_JUMP: _QualityRule.ValueType  # 26
+    """A node moved from the same node of the previous snap's structure beyond
+    StructureChecks.max_node_jump_percent (an error: holds).
+    """
+    QUALITY_RULE_CURVE_FLAT_SPOT: _QualityRule.ValueType  # 27
+    """A run of StructureChecks.flat_spot_nodes or more neighbouring nodes with identical values
+    along an axis (a warning).
+    """
+    QUALITY_RULE_CURVE_MONOTONICITY: _QualityRule.ValueType  # 28
+    """Two neighbouring nodes along the tenor axis against the declared
+    StructureSchema.monotonicity (an error: holds).
+    """
+    QUALITY_RULE_SURFACE_CALENDAR_ARBITRAGE: _QualityRule.ValueType  # 29
+    """Total implied variance decreasing in expiry at a fixed coordinate of a volatility surface:
+    a calendar-spread arbitrage (an error: holds).
+    """
+    QUALITY_RULE_SURFACE_BUTTERFLY_ARBITRAGE: _QualityRule.ValueType  # 30
+    """Call prices not convex in strike along one expiry of a volatility surface: a butterfly
+    arbitrage (an error: holds).
+    """
 
 class QualityRule(_QualityRule, metaclass=_QualityRuleEnumTypeWrapper):
     """A business rule a value can fail (docs/data-quality.md describes each, with its evidence).
@@ -95,6 +147,58 @@ QUALITY_RULE_SOURCE_BREAK: QualityRule.ValueType  # 14
 QUALITY_RULE_MISSED_CUTOFF: QualityRule.ValueType  # 15
 """A point's cut-off passed while it could not be published: held by an error, or below the
 minimum quality score (a warning).
+"""
+QUALITY_RULE_ZERO_VALUE: QualityRule.ValueType  # 16
+"""A figure of exactly 0 where the series forbids it (forbid_zero: a warning or an error)."""
+QUALITY_RULE_MANUAL_VALUE: QualityRule.ValueType  # 17
+"""A value set by hand, raised for review when review_manual_values is on (a warning)."""
+QUALITY_RULE_CONFIDENCE_LEVEL: QualityRule.ValueType  # 19
+"""Fewer sources within tolerance of the chosen value than min_agreeing_sources (a warning,
+or an error with on_low_confidence BLOCK).
+"""
+QUALITY_RULE_BENCHMARK_MOVE: QualityRule.ValueType  # 20
+"""A move whose residual against the benchmark's move (less beta times it) is beyond
+BenchmarkCheck.max_residual_multiple times its usual size (a warning).
+"""
+QUALITY_RULE_UNDERLYING_MOVE: QualityRule.ValueType  # 21
+"""A derivative moving against its underlying's move beyond UnderlyingCheck.tolerance_percent
+(an error: holds).
+"""
+QUALITY_RULE_FLAT_WHILE_BENCHMARK_MOVED: QualityRule.ValueType  # 22
+"""A value unchanged while the benchmark moved beyond BenchmarkCheck.flat_move_percent (a
+warning).
+"""
+QUALITY_RULE_LATE_ARRIVAL: QualityRule.ValueType  # 23
+"""An expected source's value of an expected snap had not arrived by its service-level
+deadline (ServiceLevel.arrival; a warning).
+"""
+QUALITY_RULE_LATE_PUBLICATION: QualityRule.ValueType  # 24
+"""An expected snap was not official by its service-level deadline (ServiceLevel.publication;
+a warning by default, an error when publication_severity says so).
+"""
+QUALITY_RULE_CURVE_NODE_SPIKE: QualityRule.ValueType  # 25
+"""A node of a term structure or surface out and back against its neighbours along an axis,
+both moves beyond StructureChecks.max_node_spike_percent (a warning).
+"""
+QUALITY_RULE_CURVE_NODE_JUMP: QualityRule.ValueType  # 26
+"""A node moved from the same node of the previous snap's structure beyond
+StructureChecks.max_node_jump_percent (an error: holds).
+"""
+QUALITY_RULE_CURVE_FLAT_SPOT: QualityRule.ValueType  # 27
+"""A run of StructureChecks.flat_spot_nodes or more neighbouring nodes with identical values
+along an axis (a warning).
+"""
+QUALITY_RULE_CURVE_MONOTONICITY: QualityRule.ValueType  # 28
+"""Two neighbouring nodes along the tenor axis against the declared
+StructureSchema.monotonicity (an error: holds).
+"""
+QUALITY_RULE_SURFACE_CALENDAR_ARBITRAGE: QualityRule.ValueType  # 29
+"""Total implied variance decreasing in expiry at a fixed coordinate of a volatility surface:
+a calendar-spread arbitrage (an error: holds).
+"""
+QUALITY_RULE_SURFACE_BUTTERFLY_ARBITRAGE: QualityRule.ValueType  # 30
+"""Call prices not convex in strike along one expiry of a volatility surface: a butterfly
+arbitrage (an error: holds).
 """
 Global___QualityRule: _TypeAlias = QualityRule  # noqa: Y015
 

@@ -27,10 +27,11 @@ from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.type import date_pb2 as google_dot_type_dot_date__pb2
+from qis.data.v1 import quality_pb2 as qis_dot_data_dot_v1_dot_quality__pb2
 from qis.data.v1 import values_pb2 as qis_dot_data_dot_v1_dot_values__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18qis/data/v1/series.proto\x12\x0bqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x18qis/data/v1/values.proto\"\xba\x04\n\x06Series\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12.\n\tdata_type\x18\x02 \x01(\x0e\x32\x15.qis.data.v1.DataTypeB\x04\xe2\x41\x01\x02\x12/\n\tfrequency\x18\x03 \x01(\x0e\x32\x16.qis.data.v1.FrequencyB\x04\xe2\x41\x01\x02\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x11\n\tprecision\x18\x05 \x01(\x05\x12\x11\n\ttime_zone\x18\x06 \x01(\t\x12\x10\n\x08\x63\x61lendar\x18\x07 \x01(\t\x12\x30\n\x07sources\x18\x08 \x03(\x0b\x32\x19.qis.data.v1.SeriesSourceB\x04\xe2\x41\x01\x02\x12\x30\n\nvalidation\x18\t \x01(\x0b\x32\x1c.qis.data.v1.ValidationRules\x12\x39\n\x0ereconciliation\x18\n \x01(\x0b\x32!.qis.data.v1.ReconciliationPolicy\x12\x33\n\x0bpublication\x18\x0b \x01(\x0b\x32\x1e.qis.data.v1.PublicationPolicy\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\x12\x1c\n\x0eschema_version\x18\r \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x37\n\x0e\x63lassification\x18\x0e \x01(\x0e\x32\x1f.qis.data.v1.DataClassification:5\xea\x41\x32\n\x0fqis.data/Series\x12\x0fseries/{series}*\x06series2\x06series\"6\n\x0cSeriesSource\x12\x14\n\x06source\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08priority\x18\x02 \x01(\x05\"\xa1\x02\n\x0fValidationRules\x12\x18\n\x10require_positive\x18\x01 \x01(\x08\x12\x18\n\x10max_jump_percent\x18\x02 \x01(\t\x12\x12\n\nmax_zscore\x18\x03 \x01(\t\x12\x15\n\rzscore_window\x18\x04 \x01(\x05\x12\x19\n\x11stale_after_snaps\x18\x05 \x01(\x05\x12\x16\n\x0e\x63heck_calendar\x18\x06 \x01(\x08\x12\x19\n\x11max_spike_percent\x18\x07 \x01(\t\x12\x18\n\x10max_rise_percent\x18\x08 \x01(\t\x12\x18\n\x10max_fall_percent\x18\t \x01(\t\x12-\n\x0cjump_windows\x18\n \x03(\x0b\x32\x17.qis.data.v1.JumpWindow\"\x84\x01\n\nJumpWindow\x12.\n\x05start\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x02\x12,\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x02\x12\x18\n\nmultiplier\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"\xa3\x01\n\x14ReconciliationPolicy\x12\x31\n\x06method\x18\x01 \x01(\x0e\x32!.qis.data.v1.ReconciliationMethod\x12\x15\n\rtolerance_bps\x18\x02 \x01(\t\x12\x15\n\rtolerance_abs\x18\x03 \x01(\t\x12*\n\x08on_break\x18\x04 \x01(\x0e\x32\x18.qis.data.v1.BreakAction\"\x81\x02\n\x11PublicationPolicy\x12*\n\x04mode\x18\x01 \x01(\x0e\x32\x1c.qis.data.v1.PublicationMode\x12\x13\n\x0bmin_sources\x18\x02 \x01(\x05\x12\x19\n\x11min_quality_score\x18\x03 \x01(\t\x12)\n\x06\x63utoff\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0etimeliness_sla\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationJ\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06R\x0e\x63utoff_secondsR\x16timeliness_sla_seconds\"\xce\x04\n\nDataSource\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x16\n\x08provider\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1d\n\x15rate_limit_per_minute\x18\x04 \x01(\x05\x12\x18\n\x10\x63ost_per_request\x18\x05 \x01(\t\x12\x37\n\x08settings\x18\x06 \x03(\x0b\x32%.qis.data.v1.DataSource.SettingsEntry\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x12\x33\n\x06health\x18\t \x01(\x0b\x32\x1d.qis.data.v1.DataSourceHealthB\x04\xe2\x41\x01\x03\x12\x37\n\x0btotal_usage\x18\n \x01(\x0b\x32\x1c.qis.data.v1.DataSourceUsageB\x04\xe2\x41\x01\x03\x12\x35\n\tday_usage\x18\x0b \x01(\x0b\x32\x1c.qis.data.v1.DataSourceUsageB\x04\xe2\x41\x01\x03\x12\x17\n\x0f\x63redentials_ref\x18\x0c \x01(\t\x12\x38\n\x0cretry_policy\x18\r \x01(\x0b\x32\".qis.data.v1.DataSourceRetryPolicy\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:C\xea\x41@\n\x13qis.data/DataSource\x12\x10sources/{source}*\x0b\x64\x61taSources2\ndataSourceJ\x04\x08\x07\x10\x08R\x07\x65nabled\"\x91\x01\n\x15\x44\x61taSourceRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8c\x05\n\x10\x44\x61taSourceHealth\x12-\n\x06status\x18\x01 \x01(\x0e\x32\x1d.qis.data.v1.DataSourceStatus\x12\x36\n\x12status_change_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrequest_count\x18\x05 \x01(\x03\x12\x15\n\rfailure_count\x18\x06 \x01(\x03\x12\x1a\n\x12rate_limited_count\x18\x07 \x01(\x03\x12\x13\n\x0bretry_count\x18\x08 \x01(\x03\x12.\n\x0blatency_p50\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blatency_p99\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x11last_success_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x0c \x01(\t\x12\x0c\n\x04\x63ost\x18\r \x01(\t\x12/\n\x0breport_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fpoints_received\x18\x0f \x01(\x03\x12\x13\n\x0bpoints_sent\x18\x10 \x01(\x03\x12<\n\x0binstruments\x18\x11 \x03(\x0b\x32\'.qis.data.v1.DataSourceInstrumentHealth\"\x91\x01\n\x1a\x44\x61taSourceInstrumentHealth\x12\x0e\n\x06series\x18\x01 \x01(\t\x12\x35\n\x11latest_value_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tstaleness\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xe2\x01\n\x0f\x44\x61taSourceUsage\x12\x1e\n\x03\x64\x61y\x18\x01 \x01(\x0b\x32\x11.google.type.Date\x12\x14\n\x0creport_count\x18\x02 \x01(\x03\x12\x15\n\rrequest_count\x18\x03 \x01(\x03\x12\x15\n\rfailure_count\x18\x04 \x01(\x03\x12\x1a\n\x12rate_limited_count\x18\x05 \x01(\x03\x12\x13\n\x0bretry_count\x18\x06 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x07 \x01(\t\x12\x17\n\x0fpoints_received\x18\x08 \x01(\x03\x12\x13\n\x0bpoints_sent\x18\t \x01(\x03*\xbe\x01\n\tFrequency\x12\x19\n\x15\x46REQUENCY_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46REQUENCY_TICK\x10\x01\x12\x14\n\x10\x46REQUENCY_SECOND\x10\x02\x12\x14\n\x10\x46REQUENCY_MINUTE\x10\x03\x12\x14\n\x10\x46REQUENCY_HOURLY\x10\x04\x12\x13\n\x0f\x46REQUENCY_DAILY\x10\x05\x12\x14\n\x10\x46REQUENCY_WEEKLY\x10\x06\x12\x15\n\x11\x46REQUENCY_MONTHLY\x10\x07*\xc5\x01\n\x12\x44\x61taClassification\x12#\n\x1f\x44\x41TA_CLASSIFICATION_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x41TA_CLASSIFICATION_PUBLIC\x10\x01\x12 \n\x1c\x44\x41TA_CLASSIFICATION_INTERNAL\x10\x02\x12$\n DATA_CLASSIFICATION_CONFIDENTIAL\x10\x03\x12\"\n\x1e\x44\x41TA_CLASSIFICATION_RESTRICTED\x10\x04*\xa8\x01\n\x14ReconciliationMethod\x12%\n!RECONCILIATION_METHOD_UNSPECIFIED\x10\x00\x12\"\n\x1eRECONCILIATION_METHOD_PRIORITY\x10\x01\x12 \n\x1cRECONCILIATION_METHOD_MEDIAN\x10\x02\x12#\n\x1fRECONCILIATION_METHOD_CONSENSUS\x10\x03*Z\n\x0b\x42reakAction\x12\x1c\n\x18\x42REAK_ACTION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42REAK_ACTION_FLAG\x10\x01\x12\x16\n\x12\x42REAK_ACTION_BLOCK\x10\x02*p\n\x0fPublicationMode\x12 \n\x1cPUBLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPUBLICATION_MODE_AUTOMATIC\x10\x01\x12\x1b\n\x17PUBLICATION_MODE_MANUAL\x10\x02*\x94\x01\n\x10\x44\x61taSourceStatus\x12\"\n\x1e\x44\x41TA_SOURCE_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x41TA_SOURCE_STATUS_HEALTHY\x10\x01\x12\x1f\n\x1b\x44\x41TA_SOURCE_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17\x44\x41TA_SOURCE_STATUS_DOWN\x10\x03\x42Z\n\x0f\x63om.qis.data.v1B\x0bSeriesProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\x0bQis.Data.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18qis/data/v1/series.proto\x12\x0bqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x19qis/data/v1/quality.proto\x1a\x18qis/data/v1/values.proto\"\x9d\x05\n\x06Series\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12.\n\tdata_type\x18\x02 \x01(\x0e\x32\x15.qis.data.v1.DataTypeB\x04\xe2\x41\x01\x02\x12/\n\tfrequency\x18\x03 \x01(\x0e\x32\x16.qis.data.v1.FrequencyB\x04\xe2\x41\x01\x02\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x11\n\tprecision\x18\x05 \x01(\x05\x12\x11\n\ttime_zone\x18\x06 \x01(\t\x12\x10\n\x08\x63\x61lendar\x18\x07 \x01(\t\x12\x30\n\x07sources\x18\x08 \x03(\x0b\x32\x19.qis.data.v1.SeriesSourceB\x04\xe2\x41\x01\x02\x12\x30\n\nvalidation\x18\t \x01(\x0b\x32\x1c.qis.data.v1.ValidationRules\x12\x39\n\x0ereconciliation\x18\n \x01(\x0b\x32!.qis.data.v1.ReconciliationPolicy\x12\x33\n\x0bpublication\x18\x0b \x01(\x0b\x32\x1e.qis.data.v1.PublicationPolicy\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\x12\x1c\n\x0eschema_version\x18\r \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x37\n\x0e\x63lassification\x18\x0e \x01(\x0e\x32\x1f.qis.data.v1.DataClassification\x12/\n\tstructure\x18\x14 \x01(\x0b\x32\x1c.qis.data.v1.StructureSchema\x12\x30\n\rservice_level\x18\x13 \x01(\x0b\x32\x19.qis.data.v1.ServiceLevel:5\xea\x41\x32\n\x0fqis.data/Series\x12\x0fseries/{series}*\x06series2\x06series\"\x81\x02\n\x0fStructureSchema\x12\x34\n\ntenor_axis\x18\x01 \x01(\x0b\x32\x1a.qis.data.v1.StructureAxisB\x04\xe2\x41\x01\x02\x12\x33\n\x0f\x63oordinate_axis\x18\x02 \x01(\x0b\x32\x1a.qis.data.v1.StructureAxis\x12\x11\n\tmax_nodes\x18\x03 \x01(\x05\x12\x11\n\tfull_grid\x18\x04 \x01(\x08\x12/\n\x0cmonotonicity\x18\x05 \x01(\x0e\x32\x19.qis.data.v1.Monotonicity\x12,\n\x06\x63hecks\x18\x06 \x01(\x0b\x32\x1c.qis.data.v1.StructureChecks\"\x7f\n\rStructureAxis\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\ntenor_unit\x18\x02 \x01(\x0e\x32\x16.qis.data.v1.TenorUnit\x12\x34\n\x0f\x63oordinate_unit\x18\x03 \x01(\x0e\x32\x1b.qis.data.v1.CoordinateUnit\"\xa2\x01\n\x0fStructureChecks\x12\x1e\n\x16max_node_spike_percent\x18\x01 \x01(\t\x12\x1d\n\x15max_node_jump_percent\x18\x02 \x01(\t\x12\x17\n\x0f\x66lat_spot_nodes\x18\x03 \x01(\x05\x12\x1a\n\x12\x63\x61lendar_arbitrage\x18\x04 \x01(\x08\x12\x1b\n\x13\x62utterfly_arbitrage\x18\x05 \x01(\x08\"6\n\x0cSeriesSource\x12\x14\n\x06source\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08priority\x18\x02 \x01(\x05\"\xcd\x03\n\x0fValidationRules\x12\x18\n\x10require_positive\x18\x01 \x01(\x08\x12\x18\n\x10max_jump_percent\x18\x02 \x01(\t\x12\x12\n\nmax_zscore\x18\x03 \x01(\t\x12\x15\n\rzscore_window\x18\x04 \x01(\x05\x12\x19\n\x11stale_after_snaps\x18\x05 \x01(\x05\x12\x16\n\x0e\x63heck_calendar\x18\x06 \x01(\x08\x12\x19\n\x11max_spike_percent\x18\x07 \x01(\t\x12\x18\n\x10max_rise_percent\x18\x08 \x01(\t\x12\x18\n\x10max_fall_percent\x18\t \x01(\t\x12-\n\x0cjump_windows\x18\n \x03(\x0b\x32\x17.qis.data.v1.JumpWindow\x12*\n\x0b\x66orbid_zero\x18\x0b \x01(\x0e\x32\x15.qis.data.v1.Severity\x12\x1c\n\x14review_manual_values\x18\x0c \x01(\x08\x12.\n\tbenchmark\x18\r \x01(\x0b\x32\x1b.qis.data.v1.BenchmarkCheck\x12\x30\n\nunderlying\x18\x0e \x01(\x0b\x32\x1c.qis.data.v1.UnderlyingCheck\"\x87\x01\n\x0e\x42\x65nchmarkCheck\x12\x14\n\x06series\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x62\x65ta\x18\x02 \x01(\t\x12\x1d\n\x15max_residual_multiple\x18\x03 \x01(\t\x12\x17\n\x0fresidual_window\x18\x04 \x01(\x05\x12\x19\n\x11\x66lat_move_percent\x18\x05 \x01(\t\"S\n\x0fUnderlyingCheck\x12\x14\n\x06series\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07inverse\x18\x02 \x01(\x08\x12\x19\n\x11tolerance_percent\x18\x03 \x01(\t\"\x84\x01\n\nJumpWindow\x12.\n\x05start\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x02\x12,\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x02\x12\x18\n\nmultiplier\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"\xf6\x01\n\x14ReconciliationPolicy\x12\x31\n\x06method\x18\x01 \x01(\x0e\x32!.qis.data.v1.ReconciliationMethod\x12\x15\n\rtolerance_bps\x18\x02 \x01(\t\x12\x15\n\rtolerance_abs\x18\x03 \x01(\t\x12*\n\x08on_break\x18\x04 \x01(\x0e\x32\x18.qis.data.v1.BreakAction\x12\x1c\n\x14min_agreeing_sources\x18\x05 \x01(\x05\x12\x33\n\x11on_low_confidence\x18\x06 \x01(\x0e\x32\x18.qis.data.v1.BreakAction\"\x81\x02\n\x11PublicationPolicy\x12*\n\x04mode\x18\x01 \x01(\x0e\x32\x1c.qis.data.v1.PublicationMode\x12\x13\n\x0bmin_sources\x18\x02 \x01(\x05\x12\x19\n\x11min_quality_score\x18\x03 \x01(\t\x12)\n\x06\x63utoff\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0etimeliness_sla\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationJ\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06R\x0e\x63utoff_secondsR\x16timeliness_sla_seconds\"\xd4\x02\n\x0cServiceLevel\x12-\n\nfirst_snap\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tlast_snap\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08weekdays\x18\x03 \x03(\x05\x12\x32\n\x07\x61rrival\x18\x04 \x01(\x0b\x32!.qis.data.v1.ServiceLevelDeadline\x12\x34\n\x0fsource_arrivals\x18\x05 \x03(\x0b\x32\x1b.qis.data.v1.SourceDeadline\x12\x36\n\x0bpublication\x18\x06 \x01(\x0b\x32!.qis.data.v1.ServiceLevelDeadline\x12\x33\n\x14publication_severity\x18\x07 \x01(\x0e\x32\x15.qis.data.v1.Severity\"\x83\x01\n\x14ServiceLevelDeadline\x12(\n\x05\x61\x66ter\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nlocal_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\ndays_after\x18\x03 \x01(\x05\"a\n\x0eSourceDeadline\x12\x14\n\x06source\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x39\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32!.qis.data.v1.ServiceLevelDeadlineB\x04\xe2\x41\x01\x02\"\xce\x04\n\nDataSource\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x16\n\x08provider\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1d\n\x15rate_limit_per_minute\x18\x04 \x01(\x05\x12\x18\n\x10\x63ost_per_request\x18\x05 \x01(\t\x12\x37\n\x08settings\x18\x06 \x03(\x0b\x32%.qis.data.v1.DataSource.SettingsEntry\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x12\x33\n\x06health\x18\t \x01(\x0b\x32\x1d.qis.data.v1.DataSourceHealthB\x04\xe2\x41\x01\x03\x12\x37\n\x0btotal_usage\x18\n \x01(\x0b\x32\x1c.qis.data.v1.DataSourceUsageB\x04\xe2\x41\x01\x03\x12\x35\n\tday_usage\x18\x0b \x01(\x0b\x32\x1c.qis.data.v1.DataSourceUsageB\x04\xe2\x41\x01\x03\x12\x17\n\x0f\x63redentials_ref\x18\x0c \x01(\t\x12\x38\n\x0cretry_policy\x18\r \x01(\x0b\x32\".qis.data.v1.DataSourceRetryPolicy\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:C\xea\x41@\n\x13qis.data/DataSource\x12\x10sources/{source}*\x0b\x64\x61taSources2\ndataSourceJ\x04\x08\x07\x10\x08R\x07\x65nabled\"\x91\x01\n\x15\x44\x61taSourceRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8c\x05\n\x10\x44\x61taSourceHealth\x12-\n\x06status\x18\x01 \x01(\x0e\x32\x1d.qis.data.v1.DataSourceStatus\x12\x36\n\x12status_change_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrequest_count\x18\x05 \x01(\x03\x12\x15\n\rfailure_count\x18\x06 \x01(\x03\x12\x1a\n\x12rate_limited_count\x18\x07 \x01(\x03\x12\x13\n\x0bretry_count\x18\x08 \x01(\x03\x12.\n\x0blatency_p50\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blatency_p99\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x11last_success_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x0c \x01(\t\x12\x0c\n\x04\x63ost\x18\r \x01(\t\x12/\n\x0breport_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fpoints_received\x18\x0f \x01(\x03\x12\x13\n\x0bpoints_sent\x18\x10 \x01(\x03\x12<\n\x0binstruments\x18\x11 \x03(\x0b\x32\'.qis.data.v1.DataSourceInstrumentHealth\"\x91\x01\n\x1a\x44\x61taSourceInstrumentHealth\x12\x0e\n\x06series\x18\x01 \x01(\t\x12\x35\n\x11latest_value_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tstaleness\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xe2\x01\n\x0f\x44\x61taSourceUsage\x12\x1e\n\x03\x64\x61y\x18\x01 \x01(\x0b\x32\x11.google.type.Date\x12\x14\n\x0creport_count\x18\x02 \x01(\x03\x12\x15\n\rrequest_count\x18\x03 \x01(\x03\x12\x15\n\rfailure_count\x18\x04 \x01(\x03\x12\x1a\n\x12rate_limited_count\x18\x05 \x01(\x03\x12\x13\n\x0bretry_count\x18\x06 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x07 \x01(\t\x12\x17\n\x0fpoints_received\x18\x08 \x01(\x03\x12\x13\n\x0bpoints_sent\x18\t \x01(\x03*\xbe\x01\n\tFrequency\x12\x19\n\x15\x46REQUENCY_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46REQUENCY_TICK\x10\x01\x12\x14\n\x10\x46REQUENCY_SECOND\x10\x02\x12\x14\n\x10\x46REQUENCY_MINUTE\x10\x03\x12\x14\n\x10\x46REQUENCY_HOURLY\x10\x04\x12\x13\n\x0f\x46REQUENCY_DAILY\x10\x05\x12\x14\n\x10\x46REQUENCY_WEEKLY\x10\x06\x12\x15\n\x11\x46REQUENCY_MONTHLY\x10\x07*\xc5\x01\n\x12\x44\x61taClassification\x12#\n\x1f\x44\x41TA_CLASSIFICATION_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x41TA_CLASSIFICATION_PUBLIC\x10\x01\x12 \n\x1c\x44\x41TA_CLASSIFICATION_INTERNAL\x10\x02\x12$\n DATA_CLASSIFICATION_CONFIDENTIAL\x10\x03\x12\"\n\x1e\x44\x41TA_CLASSIFICATION_RESTRICTED\x10\x04*\x7f\n\tTenorUnit\x12\x1a\n\x16TENOR_UNIT_UNSPECIFIED\x10\x00\x12\x13\n\x0fTENOR_UNIT_DAYS\x10\x01\x12\x14\n\x10TENOR_UNIT_WEEKS\x10\x02\x12\x15\n\x11TENOR_UNIT_MONTHS\x10\x03\x12\x14\n\x10TENOR_UNIT_YEARS\x10\x04*\x87\x01\n\x0e\x43oordinateUnit\x12\x1f\n\x1b\x43OORDINATE_UNIT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OORDINATE_UNIT_STRIKE\x10\x01\x12\x1d\n\x19\x43OORDINATE_UNIT_MONEYNESS\x10\x02\x12\x19\n\x15\x43OORDINATE_UNIT_DELTA\x10\x03*n\n\x0cMonotonicity\x12\x1c\n\x18MONOTONICITY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMONOTONICITY_NON_DECREASING\x10\x01\x12\x1f\n\x1bMONOTONICITY_NON_INCREASING\x10\x02*\xa8\x01\n\x14ReconciliationMethod\x12%\n!RECONCILIATION_METHOD_UNSPECIFIED\x10\x00\x12\"\n\x1eRECONCILIATION_METHOD_PRIORITY\x10\x01\x12 \n\x1cRECONCILIATION_METHOD_MEDIAN\x10\x02\x12#\n\x1fRECONCILIATION_METHOD_CONSENSUS\x10\x03*Z\n\x0b\x42reakAction\x12\x1c\n\x18\x42REAK_ACTION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42REAK_ACTION_FLAG\x10\x01\x12\x16\n\x12\x42REAK_ACTION_BLOCK\x10\x02*p\n\x0fPublicationMode\x12 \n\x1cPUBLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPUBLICATION_MODE_AUTOMATIC\x10\x01\x12\x1b\n\x17PUBLICATION_MODE_MANUAL\x10\x02*\x94\x01\n\x10\x44\x61taSourceStatus\x12\"\n\x1e\x44\x41TA_SOURCE_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x41TA_SOURCE_STATUS_HEALTHY\x10\x01\x12\x1f\n\x1b\x44\x41TA_SOURCE_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17\x44\x41TA_SOURCE_STATUS_DOWN\x10\x03\x42Z\n\x0f\x63om.qis.data.v1B\x0bSeriesProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\x0bQis.Data.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,14 +51,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERIES'].fields_by_name['schema_version']._serialized_options = b'\342A\001\003'
   _globals['_SERIES']._loaded_options = None
   _globals['_SERIES']._serialized_options = b'\352A2\n\017qis.data/Series\022\017series/{series}*\006series2\006series'
+  _globals['_STRUCTURESCHEMA'].fields_by_name['tenor_axis']._loaded_options = None
+  _globals['_STRUCTURESCHEMA'].fields_by_name['tenor_axis']._serialized_options = b'\342A\001\002'
   _globals['_SERIESSOURCE'].fields_by_name['source']._loaded_options = None
   _globals['_SERIESSOURCE'].fields_by_name['source']._serialized_options = b'\342A\001\002'
+  _globals['_BENCHMARKCHECK'].fields_by_name['series']._loaded_options = None
+  _globals['_BENCHMARKCHECK'].fields_by_name['series']._serialized_options = b'\342A\001\002'
+  _globals['_UNDERLYINGCHECK'].fields_by_name['series']._loaded_options = None
+  _globals['_UNDERLYINGCHECK'].fields_by_name['series']._serialized_options = b'\342A\001\002'
   _globals['_JUMPWINDOW'].fields_by_name['start']._loaded_options = None
   _globals['_JUMPWINDOW'].fields_by_name['start']._serialized_options = b'\342A\001\002'
   _globals['_JUMPWINDOW'].fields_by_name['end']._loaded_options = None
   _globals['_JUMPWINDOW'].fields_by_name['end']._serialized_options = b'\342A\001\002'
   _globals['_JUMPWINDOW'].fields_by_name['multiplier']._loaded_options = None
   _globals['_JUMPWINDOW'].fields_by_name['multiplier']._serialized_options = b'\342A\001\002'
+  _globals['_SOURCEDEADLINE'].fields_by_name['source']._loaded_options = None
+  _globals['_SOURCEDEADLINE'].fields_by_name['source']._serialized_options = b'\342A\001\002'
+  _globals['_SOURCEDEADLINE'].fields_by_name['deadline']._loaded_options = None
+  _globals['_SOURCEDEADLINE'].fields_by_name['deadline']._serialized_options = b'\342A\001\002'
   _globals['_DATASOURCE_SETTINGSENTRY']._loaded_options = None
   _globals['_DATASOURCE_SETTINGSENTRY']._serialized_options = b'8\001'
   _globals['_DATASOURCE'].fields_by_name['name']._loaded_options = None
@@ -72,40 +83,62 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASOURCE'].fields_by_name['day_usage']._serialized_options = b'\342A\001\003'
   _globals['_DATASOURCE']._loaded_options = None
   _globals['_DATASOURCE']._serialized_options = b'\352A@\n\023qis.data/DataSource\022\020sources/{source}*\013dataSources2\ndataSource'
-  _globals['_FREQUENCY']._serialized_start=3472
-  _globals['_FREQUENCY']._serialized_end=3662
-  _globals['_DATACLASSIFICATION']._serialized_start=3665
-  _globals['_DATACLASSIFICATION']._serialized_end=3862
-  _globals['_RECONCILIATIONMETHOD']._serialized_start=3865
-  _globals['_RECONCILIATIONMETHOD']._serialized_end=4033
-  _globals['_BREAKACTION']._serialized_start=4035
-  _globals['_BREAKACTION']._serialized_end=4125
-  _globals['_PUBLICATIONMODE']._serialized_start=4127
-  _globals['_PUBLICATIONMODE']._serialized_end=4239
-  _globals['_DATASOURCESTATUS']._serialized_start=4242
-  _globals['_DATASOURCESTATUS']._serialized_end=4390
-  _globals['_SERIES']._serialized_start=217
-  _globals['_SERIES']._serialized_end=787
-  _globals['_SERIESSOURCE']._serialized_start=789
-  _globals['_SERIESSOURCE']._serialized_end=843
-  _globals['_VALIDATIONRULES']._serialized_start=846
-  _globals['_VALIDATIONRULES']._serialized_end=1135
-  _globals['_JUMPWINDOW']._serialized_start=1138
-  _globals['_JUMPWINDOW']._serialized_end=1270
-  _globals['_RECONCILIATIONPOLICY']._serialized_start=1273
-  _globals['_RECONCILIATIONPOLICY']._serialized_end=1436
-  _globals['_PUBLICATIONPOLICY']._serialized_start=1439
-  _globals['_PUBLICATIONPOLICY']._serialized_end=1696
-  _globals['_DATASOURCE']._serialized_start=1699
-  _globals['_DATASOURCE']._serialized_end=2289
-  _globals['_DATASOURCE_SETTINGSENTRY']._serialized_start=2158
-  _globals['_DATASOURCE_SETTINGSENTRY']._serialized_end=2205
-  _globals['_DATASOURCERETRYPOLICY']._serialized_start=2292
-  _globals['_DATASOURCERETRYPOLICY']._serialized_end=2437
-  _globals['_DATASOURCEHEALTH']._serialized_start=2440
-  _globals['_DATASOURCEHEALTH']._serialized_end=3092
-  _globals['_DATASOURCEINSTRUMENTHEALTH']._serialized_start=3095
-  _globals['_DATASOURCEINSTRUMENTHEALTH']._serialized_end=3240
-  _globals['_DATASOURCEUSAGE']._serialized_start=3243
-  _globals['_DATASOURCEUSAGE']._serialized_end=3469
+  _globals['_FREQUENCY']._serialized_start=5206
+  _globals['_FREQUENCY']._serialized_end=5396
+  _globals['_DATACLASSIFICATION']._serialized_start=5399
+  _globals['_DATACLASSIFICATION']._serialized_end=5596
+  _globals['_TENORUNIT']._serialized_start=5598
+  _globals['_TENORUNIT']._serialized_end=5725
+  _globals['_COORDINATEUNIT']._serialized_start=5728
+  _globals['_COORDINATEUNIT']._serialized_end=5863
+  _globals['_MONOTONICITY']._serialized_start=5865
+  _globals['_MONOTONICITY']._serialized_end=5975
+  _globals['_RECONCILIATIONMETHOD']._serialized_start=5978
+  _globals['_RECONCILIATIONMETHOD']._serialized_end=6146
+  _globals['_BREAKACTION']._serialized_start=6148
+  _globals['_BREAKACTION']._serialized_end=6238
+  _globals['_PUBLICATIONMODE']._serialized_start=6240
+  _globals['_PUBLICATIONMODE']._serialized_end=6352
+  _globals['_DATASOURCESTATUS']._serialized_start=6355
+  _globals['_DATASOURCESTATUS']._serialized_end=6503
+  _globals['_SERIES']._serialized_start=244
+  _globals['_SERIES']._serialized_end=913
+  _globals['_STRUCTURESCHEMA']._serialized_start=916
+  _globals['_STRUCTURESCHEMA']._serialized_end=1173
+  _globals['_STRUCTUREAXIS']._serialized_start=1175
+  _globals['_STRUCTUREAXIS']._serialized_end=1302
+  _globals['_STRUCTURECHECKS']._serialized_start=1305
+  _globals['_STRUCTURECHECKS']._serialized_end=1467
+  _globals['_SERIESSOURCE']._serialized_start=1469
+  _globals['_SERIESSOURCE']._serialized_end=1523
+  _globals['_VALIDATIONRULES']._serialized_start=1526
+  _globals['_VALIDATIONRULES']._serialized_end=1987
+  _globals['_BENCHMARKCHECK']._serialized_start=1990
+  _globals['_BENCHMARKCHECK']._serialized_end=2125
+  _globals['_UNDERLYINGCHECK']._serialized_start=2127
+  _globals['_UNDERLYINGCHECK']._serialized_end=2210
+  _globals['_JUMPWINDOW']._serialized_start=2213
+  _globals['_JUMPWINDOW']._serialized_end=2345
+  _globals['_RECONCILIATIONPOLICY']._serialized_start=2348
+  _globals['_RECONCILIATIONPOLICY']._serialized_end=2594
+  _globals['_PUBLICATIONPOLICY']._serialized_start=2597
+  _globals['_PUBLICATIONPOLICY']._serialized_end=2854
+  _globals['_SERVICELEVEL']._serialized_start=2857
+  _globals['_SERVICELEVEL']._serialized_end=3197
+  _globals['_SERVICELEVELDEADLINE']._serialized_start=3200
+  _globals['_SERVICELEVELDEADLINE']._serialized_end=3331
+  _globals['_SOURCEDEADLINE']._serialized_start=3333
+  _globals['_SOURCEDEADLINE']._serialized_end=3430
+  _globals['_DATASOURCE']._serialized_start=3433
+  _globals['_DATASOURCE']._serialized_end=4023
+  _globals['_DATASOURCE_SETTINGSENTRY']._serialized_start=3892
+  _globals['_DATASOURCE_SETTINGSENTRY']._serialized_end=3939
+  _globals['_DATASOURCERETRYPOLICY']._serialized_start=4026
+  _globals['_DATASOURCERETRYPOLICY']._serialized_end=4171
+  _globals['_DATASOURCEHEALTH']._serialized_start=4174
+  _globals['_DATASOURCEHEALTH']._serialized_end=4826
+  _globals['_DATASOURCEINSTRUMENTHEALTH']._serialized_start=4829
+  _globals['_DATASOURCEINSTRUMENTHEALTH']._serialized_end=4974
+  _globals['_DATASOURCEUSAGE']._serialized_start=4977
+  _globals['_DATASOURCEUSAGE']._serialized_end=5203
 # @@protoc_insertion_point(module_scope)

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.type import date_pb2 as _date_pb2
+from qis.data.v1 import quality_pb2 as _quality_pb2
 from qis.data.v1 import values_pb2 as _values_pb2
 import builtins as _builtins
 import sys
@@ -104,6 +105,94 @@ DATA_CLASSIFICATION_CONFIDENTIAL: DataClassification.ValueType  # 3
 DATA_CLASSIFICATION_RESTRICTED: DataClassification.ValueType  # 4
 """Named people's only."""
 Global___DataClassification: _TypeAlias = DataClassification  # noqa: Y015
+
+class _TenorUnit:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TenorUnitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TenorUnit.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TENOR_UNIT_UNSPECIFIED: _TenorUnit.ValueType  # 0
+    """Any ("P1Y6M", "P2W", "P45D")."""
+    TENOR_UNIT_DAYS: _TenorUnit.ValueType  # 1
+    """Days only ("P1D", "P30D")."""
+    TENOR_UNIT_WEEKS: _TenorUnit.ValueType  # 2
+    """Weeks only ("P1W")."""
+    TENOR_UNIT_MONTHS: _TenorUnit.ValueType  # 3
+    """Months only ("P3M", "P18M")."""
+    TENOR_UNIT_YEARS: _TenorUnit.ValueType  # 4
+    """Years only ("P1Y", "P30Y")."""
+
+class TenorUnit(_TenorUnit, metaclass=_TenorUnitEnumTypeWrapper):
+    """The designators a tenor may use (values.proto, "A tenor")."""
+
+TENOR_UNIT_UNSPECIFIED: TenorUnit.ValueType  # 0
+"""Any ("P1Y6M", "P2W", "P45D")."""
+TENOR_UNIT_DAYS: TenorUnit.ValueType  # 1
+"""Days only ("P1D", "P30D")."""
+TENOR_UNIT_WEEKS: TenorUnit.ValueType  # 2
+"""Weeks only ("P1W")."""
+TENOR_UNIT_MONTHS: TenorUnit.ValueType  # 3
+"""Months only ("P3M", "P18M")."""
+TENOR_UNIT_YEARS: TenorUnit.ValueType  # 4
+"""Years only ("P1Y", "P30Y")."""
+Global___TenorUnit: _TypeAlias = TenorUnit  # noqa: Y015
+
+class _CoordinateUnit:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CoordinateUnitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CoordinateUnit.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COORDINATE_UNIT_UNSPECIFIED: _CoordinateUnit.ValueType  # 0
+    """Not set: refused on a coordinate axis."""
+    COORDINATE_UNIT_STRIKE: _CoordinateUnit.ValueType  # 1
+    """Strikes in the series' currency: any decimal (rate strikes may be negative)."""
+    COORDINATE_UNIT_MONEYNESS: _CoordinateUnit.ValueType  # 2
+    """Forward moneyness K/F: above 0. The butterfly check needs it."""
+    COORDINATE_UNIT_DELTA: _CoordinateUnit.ValueType  # 3
+    """Option deltas: from -1 to 1."""
+
+class CoordinateUnit(_CoordinateUnit, metaclass=_CoordinateUnitEnumTypeWrapper):
+    """What the coordinates of a surface's second axis are."""
+
+COORDINATE_UNIT_UNSPECIFIED: CoordinateUnit.ValueType  # 0
+"""Not set: refused on a coordinate axis."""
+COORDINATE_UNIT_STRIKE: CoordinateUnit.ValueType  # 1
+"""Strikes in the series' currency: any decimal (rate strikes may be negative)."""
+COORDINATE_UNIT_MONEYNESS: CoordinateUnit.ValueType  # 2
+"""Forward moneyness K/F: above 0. The butterfly check needs it."""
+COORDINATE_UNIT_DELTA: CoordinateUnit.ValueType  # 3
+"""Option deltas: from -1 to 1."""
+Global___CoordinateUnit: _TypeAlias = CoordinateUnit  # noqa: Y015
+
+class _Monotonicity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MonotonicityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Monotonicity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MONOTONICITY_UNSPECIFIED: _Monotonicity.ValueType  # 0
+    """No expectation."""
+    MONOTONICITY_NON_DECREASING: _Monotonicity.ValueType  # 1
+    """Each node at least its predecessor's value (e.g. a discount-factor curve's complement, a
+    curve of cumulative default probabilities).
+    """
+    MONOTONICITY_NON_INCREASING: _Monotonicity.ValueType  # 2
+    """Each node at most its predecessor's value (e.g. discount factors)."""
+
+class Monotonicity(_Monotonicity, metaclass=_MonotonicityEnumTypeWrapper):
+    """What values do along the tenor axis."""
+
+MONOTONICITY_UNSPECIFIED: Monotonicity.ValueType  # 0
+"""No expectation."""
+MONOTONICITY_NON_DECREASING: Monotonicity.ValueType  # 1
+"""Each node at least its predecessor's value (e.g. a discount-factor curve's complement, a
+curve of cumulative default probabilities).
+"""
+MONOTONICITY_NON_INCREASING: Monotonicity.ValueType  # 2
+"""Each node at most its predecessor's value (e.g. discount factors)."""
+Global___Monotonicity: _TypeAlias = Monotonicity  # noqa: Y015
 
 class _ReconciliationMethod:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -229,6 +318,8 @@ class Series(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     CLASSIFICATION_FIELD_NUMBER: _builtins.int
+    STRUCTURE_FIELD_NUMBER: _builtins.int
+    SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "series/{series_id}": set by the service on definition (from the request's
     series_id), and what identifies the series in an update (EvolveSeriesSchema).
@@ -275,6 +366,22 @@ class Series(_message.Message):
     def publication(self) -> Global___PublicationPolicy:
         """When reconciled values become official; unset: automatic, one source suffices."""
 
+    @_builtins.property
+    def structure(self) -> Global___StructureSchema:
+        """The axes of a DATA_TYPE_TERM_STRUCTURE or DATA_TYPE_SURFACE series and the checks run on
+        its nodes; unset: any tenor, no coordinate unit, no check beyond the structure's shape.
+        Refused on other data types. Changed by EvolveSeriesSchema (update mask "structure"),
+        effective for values ingested from then on. See docs/curves-and-surfaces.md.
+        """
+
+    @_builtins.property
+    def service_level(self) -> Global___ServiceLevel:
+        """When each expected snap's values must arrive and its point be official: lateness is raised
+        as a quality issue (QUALITY_RULE_LATE_ARRIVAL, QUALITY_RULE_LATE_PUBLICATION) by the
+        scheduler. Unset: no deadline. Changed by EvolveSeriesSchema (update mask
+        "service_level"), effective from the next snap on. See docs/service-levels.md.
+        """
+
     def __init__(
         self,
         *,
@@ -292,14 +399,154 @@ class Series(_message.Message):
         description: _builtins.str = ...,
         schema_version: _builtins.int = ...,
         classification: Global___DataClassification.ValueType = ...,
+        structure: Global___StructureSchema | None = ...,
+        service_level: Global___ServiceLevel | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["publication", b"publication", "reconciliation", b"reconciliation", "validation", b"validation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["publication", b"publication", "reconciliation", b"reconciliation", "service_level", b"service_level", "structure", b"structure", "validation", b"validation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "classification", b"classification", "data_type", b"data_type", "description", b"description", "frequency", b"frequency", "name", b"name", "precision", b"precision", "publication", b"publication", "reconciliation", b"reconciliation", "schema_version", b"schema_version", "sources", b"sources", "time_zone", b"time_zone", "unit", b"unit", "validation", b"validation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "classification", b"classification", "data_type", b"data_type", "description", b"description", "frequency", b"frequency", "name", b"name", "precision", b"precision", "publication", b"publication", "reconciliation", b"reconciliation", "schema_version", b"schema_version", "service_level", b"service_level", "sources", b"sources", "structure", b"structure", "time_zone", b"time_zone", "unit", b"unit", "validation", b"validation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Series: _TypeAlias = Series  # noqa: Y015
+
+@_typing.final
+class StructureSchema(_message.Message):
+    """The DataSchema of a term structure or surface series: its axes, what a value must be to be
+    accepted (checked at ingest: INVALID_ARGUMENT naming the node), and its checks per node.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENOR_AXIS_FIELD_NUMBER: _builtins.int
+    COORDINATE_AXIS_FIELD_NUMBER: _builtins.int
+    MAX_NODES_FIELD_NUMBER: _builtins.int
+    FULL_GRID_FIELD_NUMBER: _builtins.int
+    MONOTONICITY_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
+    max_nodes: _builtins.int
+    """At most this many nodes in one value: 1 to 2,000 (0: 2,000)."""
+    full_grid: _builtins.bool
+    """Surfaces: every tenor of a value has a node at every coordinate of that value (no missing
+    node on the grid the value spans).
+    """
+    monotonicity: Global___Monotonicity.ValueType
+    """What the values do along the tenor axis (a surface: at each coordinate); a pair of
+    neighbouring nodes against it raises "curve_monotonicity".
+    """
+    @_builtins.property
+    def tenor_axis(self) -> Global___StructureAxis:
+        """The tenor axis: a term structure's only axis, a surface's first (expiries)."""
+
+    @_builtins.property
+    def coordinate_axis(self) -> Global___StructureAxis:
+        """A surface's second axis (strike, moneyness or delta); unset for term structures, required
+        for surfaces.
+        """
+
+    @_builtins.property
+    def checks(self) -> Global___StructureChecks:
+        """The checks per node; unset: none."""
+
+    def __init__(
+        self,
+        *,
+        tenor_axis: Global___StructureAxis | None = ...,
+        coordinate_axis: Global___StructureAxis | None = ...,
+        max_nodes: _builtins.int = ...,
+        full_grid: _builtins.bool = ...,
+        monotonicity: Global___Monotonicity.ValueType = ...,
+        checks: Global___StructureChecks | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "coordinate_axis", b"coordinate_axis", "tenor_axis", b"tenor_axis"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "coordinate_axis", b"coordinate_axis", "full_grid", b"full_grid", "max_nodes", b"max_nodes", "monotonicity", b"monotonicity", "tenor_axis", b"tenor_axis"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StructureSchema: _TypeAlias = StructureSchema  # noqa: Y015
+
+@_typing.final
+class StructureAxis(_message.Message):
+    """One axis of a structure."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TENOR_UNIT_FIELD_NUMBER: _builtins.int
+    COORDINATE_UNIT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """What the axis is, for humans ("expiry", "tenor", "strike", "delta"): at most 128
+    characters.
+    """
+    tenor_unit: Global___TenorUnit.ValueType
+    """Tenor axes: which ISO 8601 designators a tenor may use; unspecified: any."""
+    coordinate_unit: Global___CoordinateUnit.ValueType
+    """Coordinate axes: what the decimal coordinates are; required on a coordinate axis."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        tenor_unit: Global___TenorUnit.ValueType = ...,
+        coordinate_unit: Global___CoordinateUnit.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinate_unit", b"coordinate_unit", "name", b"name", "tenor_unit", b"tenor_unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StructureAxis: _TypeAlias = StructureAxis  # noqa: Y015
+
+@_typing.final
+class StructureChecks(_message.Message):
+    """The checks run on every node of a structure; each raises a quality issue whose evidence names
+    the node(s). Decimal strings above 0; empty disables.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_NODE_SPIKE_PERCENT_FIELD_NUMBER: _builtins.int
+    MAX_NODE_JUMP_PERCENT_FIELD_NUMBER: _builtins.int
+    FLAT_SPOT_NODES_FIELD_NUMBER: _builtins.int
+    CALENDAR_ARBITRAGE_FIELD_NUMBER: _builtins.int
+    BUTTERFLY_ARBITRAGE_FIELD_NUMBER: _builtins.int
+    max_node_spike_percent: _builtins.str
+    """Rule "curve_node_spike" (a warning): a node out and back against its neighbours along an
+    axis, the move in and the move out both beyond this percentage in opposite directions.
+    """
+    max_node_jump_percent: _builtins.str
+    """Rule "curve_node_jump" (an error: holds): a node moved beyond this percentage from the same
+    node (same tenor and coordinate) of the previous snap's structure.
+    """
+    flat_spot_nodes: _builtins.int
+    """Rule "curve_flat_spot" (a warning): this many or more neighbouring nodes along an axis with
+    identical values: 0 (disabled), or 3 to 2,000.
+    """
+    calendar_arbitrage: _builtins.bool
+    """Rule "surface_calendar_arbitrage" (an error): values are implied volatilities and total
+    variance sigma^2 T must not decrease with the tenor at a fixed coordinate.
+    """
+    butterfly_arbitrage: _builtins.bool
+    """Rule "surface_butterfly_arbitrage" (an error): values are implied volatilities over forward
+    moneyness, and undiscounted Black call prices must be convex in strike along each tenor.
+    """
+    def __init__(
+        self,
+        *,
+        max_node_spike_percent: _builtins.str = ...,
+        max_node_jump_percent: _builtins.str = ...,
+        flat_spot_nodes: _builtins.int = ...,
+        calendar_arbitrage: _builtins.bool = ...,
+        butterfly_arbitrage: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["butterfly_arbitrage", b"butterfly_arbitrage", "calendar_arbitrage", b"calendar_arbitrage", "flat_spot_nodes", b"flat_spot_nodes", "max_node_jump_percent", b"max_node_jump_percent", "max_node_spike_percent", b"max_node_spike_percent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StructureChecks: _TypeAlias = StructureChecks  # noqa: Y015
 
 @_typing.final
 class SeriesSource(_message.Message):
@@ -343,6 +590,10 @@ class ValidationRules(_message.Message):
     MAX_RISE_PERCENT_FIELD_NUMBER: _builtins.int
     MAX_FALL_PERCENT_FIELD_NUMBER: _builtins.int
     JUMP_WINDOWS_FIELD_NUMBER: _builtins.int
+    FORBID_ZERO_FIELD_NUMBER: _builtins.int
+    REVIEW_MANUAL_VALUES_FIELD_NUMBER: _builtins.int
+    BENCHMARK_FIELD_NUMBER: _builtins.int
+    UNDERLYING_FIELD_NUMBER: _builtins.int
     require_positive: _builtins.bool
     """Flag values <= 0. Off for series where negative values are legitimate (rates, spreads)."""
     max_jump_percent: _builtins.str
@@ -381,12 +632,41 @@ class ValidationRules(_message.Message):
     """Rule "jump" for a move down only; replaces `max_jump_percent` for falls (decimal string
     above 0; empty: `max_jump_percent`). The issue's evidence names the side ("direction").
     """
+    forbid_zero: _quality_pb2.Severity.ValueType
+    """Rule "zero_value": a figure of exactly 0 (in any notation: "0", "0.00", "-0") in a field
+    that should never be one: a price, a volume's quantity, a bar's open, high, low or close,
+    an options chain's underlying price, or a quote's strike, ask or implied volatility (not a
+    bar's volume nor a quote's bid: no trade and no bid are real). The issue's evidence lists
+    the fields ("fields"). SEVERITY_WARNING flags the point, SEVERITY_ERROR holds it;
+    SEVERITY_UNSPECIFIED disables the rule, SEVERITY_INFO is refused. Independent of
+    `require_positive`, for series that may be negative but never exactly 0 (a rate, a spread).
+    """
+    review_manual_values: _builtins.bool
+    """Rule "manual_value" (a warning: flags, never holds): every value set by hand, by
+    RestatePoint or by an override in ResolveQualityIssues, raises an issue on its point for a
+    second person to review, its evidence who set it ("by"), why ("reason", "reason_code") and
+    the version it made. Four-eyes applies: its author cannot approve it.
+    """
     @_builtins.property
     def jump_windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___JumpWindow]:
         """Times of day whose jump limits are scaled (e.g. twice as wide in the half hour after the
         open): at most 24 windows, no two overlapping; a value's snap is in a window when its
         local time of day (the series' time zone, wall clock) is from `start` up to, not
         including, `end`. Empty: the same limits all day.
+        """
+
+    @_builtins.property
+    def benchmark(self) -> Global___BenchmarkCheck:
+        """Rules "benchmark_move" and "flat_while_benchmark_moved": this series' moves against a
+        benchmark series' official values over the same interval (e.g. a stock against its
+        index). Unset: neither runs.
+        """
+
+    @_builtins.property
+    def underlying(self) -> Global___UnderlyingCheck:
+        """Rule "underlying_move": a derivative's moves against its underlying series' official
+        values over the same interval (e.g. a future or an option against the stock). Unset: the
+        rule does not run.
         """
 
     def __init__(
@@ -402,14 +682,111 @@ class ValidationRules(_message.Message):
         max_rise_percent: _builtins.str = ...,
         max_fall_percent: _builtins.str = ...,
         jump_windows: _abc.Iterable[Global___JumpWindow] | None = ...,
+        forbid_zero: _quality_pb2.Severity.ValueType = ...,
+        review_manual_values: _builtins.bool = ...,
+        benchmark: Global___BenchmarkCheck | None = ...,
+        underlying: Global___UnderlyingCheck | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "underlying", b"underlying"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_calendar", b"check_calendar", "jump_windows", b"jump_windows", "max_fall_percent", b"max_fall_percent", "max_jump_percent", b"max_jump_percent", "max_rise_percent", b"max_rise_percent", "max_spike_percent", b"max_spike_percent", "max_zscore", b"max_zscore", "require_positive", b"require_positive", "stale_after_snaps", b"stale_after_snaps", "zscore_window", b"zscore_window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "check_calendar", b"check_calendar", "forbid_zero", b"forbid_zero", "jump_windows", b"jump_windows", "max_fall_percent", b"max_fall_percent", "max_jump_percent", b"max_jump_percent", "max_rise_percent", b"max_rise_percent", "max_spike_percent", b"max_spike_percent", "max_zscore", b"max_zscore", "require_positive", b"require_positive", "review_manual_values", b"review_manual_values", "stale_after_snaps", b"stale_after_snaps", "underlying", b"underlying", "zscore_window", b"zscore_window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ValidationRules: _TypeAlias = ValidationRules  # noqa: Y015
+
+@_typing.final
+class BenchmarkCheck(_message.Message):
+    """Checks of a series against a benchmark series (ValidationRules.benchmark). Each compares a
+    value's move from the previous point's received value with the benchmark's move between
+    its official values at exactly the same two snaps, as the service knew them when the value
+    was decided (a benchmark value that arrives later does not re-decide it); without an
+    official benchmark value at either snap, no check. The issue's evidence carries every
+    benchmark figure used, with its official version.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    BETA_FIELD_NUMBER: _builtins.int
+    MAX_RESIDUAL_MULTIPLE_FIELD_NUMBER: _builtins.int
+    RESIDUAL_WINDOW_FIELD_NUMBER: _builtins.int
+    FLAT_MOVE_PERCENT_FIELD_NUMBER: _builtins.int
+    series: _builtins.str
+    """Resource name of the benchmark, "series/{series_id}". A series not defined (yet) has no
+    official values: no check runs.
+    """
+    beta: _builtins.str
+    """The series' sensitivity to the benchmark: the residual is the series' relative move less
+    `beta` times the benchmark's (decimal string; empty: 1).
+    """
+    max_residual_multiple: _builtins.str
+    """Rule "benchmark_move" (a warning: flags): the absolute residual beyond this multiple of
+    its usual size, the median absolute residual of the previous `residual_window` intervals
+    (needs at least half of them with benchmark values, and a median above 0). Decimal string
+    above 0; empty disables.
+    """
+    residual_window: _builtins.int
+    """Intervals the usual residual is taken over: 2 to 250 (0: the default, 20)."""
+    flat_move_percent: _builtins.str
+    """Rule "flat_while_benchmark_moved" (a warning: flags): the value equals the previous one
+    exactly while the benchmark moved beyond this percentage (decimal string above 0; empty
+    disables). At least one of the two rules must be set.
+    """
+    def __init__(
+        self,
+        *,
+        series: _builtins.str = ...,
+        beta: _builtins.str = ...,
+        max_residual_multiple: _builtins.str = ...,
+        residual_window: _builtins.int = ...,
+        flat_move_percent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["beta", b"beta", "flat_move_percent", b"flat_move_percent", "max_residual_multiple", b"max_residual_multiple", "residual_window", b"residual_window", "series", b"series"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BenchmarkCheck: _TypeAlias = BenchmarkCheck  # noqa: Y015
+
+@_typing.final
+class UnderlyingCheck(_message.Message):
+    """A check of a derivative against its underlying series (ValidationRules.underlying)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    INVERSE_FIELD_NUMBER: _builtins.int
+    TOLERANCE_PERCENT_FIELD_NUMBER: _builtins.int
+    series: _builtins.str
+    """Resource name of the underlying, "series/{series_id}". A series not defined (yet) has no
+    official values: no check runs.
+    """
+    inverse: _builtins.bool
+    """The derivative moves opposite to its underlying (a put); false: with it (a future, a
+    call).
+    """
+    tolerance_percent: _builtins.str
+    """Rule "underlying_move" (an error: holds): the underlying moved (its official values at the
+    previous and this snap differ) and the value moved against the expected direction by more
+    than this percentage of the previous value (decimal string, 0 or above; empty: 0). An
+    unchanged underlying expects nothing.
+    """
+    def __init__(
+        self,
+        *,
+        series: _builtins.str = ...,
+        inverse: _builtins.bool = ...,
+        tolerance_percent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inverse", b"inverse", "series", b"series", "tolerance_percent", b"tolerance_percent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnderlyingCheck: _TypeAlias = UnderlyingCheck  # noqa: Y015
 
 @_typing.final
 class JumpWindow(_message.Message):
@@ -461,6 +838,8 @@ class ReconciliationPolicy(_message.Message):
     TOLERANCE_BPS_FIELD_NUMBER: _builtins.int
     TOLERANCE_ABS_FIELD_NUMBER: _builtins.int
     ON_BREAK_FIELD_NUMBER: _builtins.int
+    MIN_AGREEING_SOURCES_FIELD_NUMBER: _builtins.int
+    ON_LOW_CONFIDENCE_FIELD_NUMBER: _builtins.int
     method: Global___ReconciliationMethod.ValueType
     """How the official value is chosen."""
     tolerance_bps: _builtins.str
@@ -473,6 +852,18 @@ class ReconciliationPolicy(_message.Message):
     """
     on_break: Global___BreakAction.ValueType
     """What a break beyond both tolerances does."""
+    min_agreeing_sources: _builtins.int
+    """Rule "confidence_level": once at least this many sources have a value for a point, fewer
+    of them than this within tolerance of the chosen value (the chosen source included) is an
+    issue on the point, its evidence the counts ("agreeing", "total", "min_agreeing") and the
+    agreeing sources. 0 to 100; 0 and 1 disable the rule. Fewer sources than this is no issue
+    of this rule: waiting for sources is what `min_sources` and `cutoff` are for.
+    """
+    on_low_confidence: Global___BreakAction.ValueType
+    """What a low confidence does: BREAK_ACTION_FLAG (unset) raises a warning, BREAK_ACTION_BLOCK
+    an error that holds the point until approved (approving it, or a break of the same point,
+    accepts that its sources disagree).
+    """
     def __init__(
         self,
         *,
@@ -480,10 +871,12 @@ class ReconciliationPolicy(_message.Message):
         tolerance_bps: _builtins.str = ...,
         tolerance_abs: _builtins.str = ...,
         on_break: Global___BreakAction.ValueType = ...,
+        min_agreeing_sources: _builtins.int = ...,
+        on_low_confidence: Global___BreakAction.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["method", b"method", "on_break", b"on_break", "tolerance_abs", b"tolerance_abs", "tolerance_bps", b"tolerance_bps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["method", b"method", "min_agreeing_sources", b"min_agreeing_sources", "on_break", b"on_break", "on_low_confidence", b"on_low_confidence", "tolerance_abs", b"tolerance_abs", "tolerance_bps", b"tolerance_bps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -535,6 +928,141 @@ class PublicationPolicy(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PublicationPolicy: _TypeAlias = PublicationPolicy  # noqa: Y015
+
+@_typing.final
+class ServiceLevel(_message.Message):
+    """The service level of a series (Series.service_level): which snaps are expected, and by when
+    their values must have arrived and their points be official.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRST_SNAP_FIELD_NUMBER: _builtins.int
+    LAST_SNAP_FIELD_NUMBER: _builtins.int
+    WEEKDAYS_FIELD_NUMBER: _builtins.int
+    ARRIVAL_FIELD_NUMBER: _builtins.int
+    SOURCE_ARRIVALS_FIELD_NUMBER: _builtins.int
+    PUBLICATION_FIELD_NUMBER: _builtins.int
+    PUBLICATION_SEVERITY_FIELD_NUMBER: _builtins.int
+    publication_severity: _quality_pb2.Severity.ValueType
+    """Severity of a late publication: SEVERITY_WARNING (unset: the default) or SEVERITY_ERROR (an
+    escalation). Arrival lateness is always a warning: a missing value has nothing to hold.
+    """
+    @_builtins.property
+    def first_snap(self) -> _duration_pb2.Duration:
+        """Local wall time (in the series' time zone) of a daily series' snap, or of an intraday
+        series' first snap of the day: whole seconds after midnight, 0 to 23:59:59. Unset: midnight.
+        """
+
+    @_builtins.property
+    def last_snap(self) -> _duration_pb2.Duration:
+        """Intraday series: the local wall time of the day's last expected snap (included), at or after
+        `first_snap`; snaps are every step of the frequency in between. Unset: the day's last step.
+        Refused for daily series.
+        """
+
+    @_builtins.property
+    def weekdays(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Days expected when the series has no calendar: ISO weekdays, 1 (Monday) to 7, each once.
+        Empty: Monday to Friday. With a calendar, its sessions are the expected days.
+        """
+
+    @_builtins.property
+    def arrival(self) -> Global___ServiceLevelDeadline:
+        """By when each of the series' sources must have delivered an expected snap's value (unless it
+        has its own entry in `source_arrivals`); unset: only the sources listed there.
+        """
+
+    @_builtins.property
+    def source_arrivals(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceDeadline]:
+        """Deadlines of single sources, at most 64, one per source of the series."""
+
+    @_builtins.property
+    def publication(self) -> Global___ServiceLevelDeadline:
+        """By when an expected snap's point must be official; unset: not checked."""
+
+    def __init__(
+        self,
+        *,
+        first_snap: _duration_pb2.Duration | None = ...,
+        last_snap: _duration_pb2.Duration | None = ...,
+        weekdays: _abc.Iterable[_builtins.int] | None = ...,
+        arrival: Global___ServiceLevelDeadline | None = ...,
+        source_arrivals: _abc.Iterable[Global___SourceDeadline] | None = ...,
+        publication: Global___ServiceLevelDeadline | None = ...,
+        publication_severity: _quality_pb2.Severity.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["arrival", b"arrival", "first_snap", b"first_snap", "last_snap", b"last_snap", "publication", b"publication"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrival", b"arrival", "first_snap", b"first_snap", "last_snap", b"last_snap", "publication", b"publication", "publication_severity", b"publication_severity", "source_arrivals", b"source_arrivals", "weekdays", b"weekdays"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceLevel: _TypeAlias = ServiceLevel  # noqa: Y015
+
+@_typing.final
+class ServiceLevelDeadline(_message.Message):
+    """A service-level deadline of an expected snap: exactly one of its two forms."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_FIELD_NUMBER: _builtins.int
+    LOCAL_TIME_FIELD_NUMBER: _builtins.int
+    DAYS_AFTER_FIELD_NUMBER: _builtins.int
+    days_after: _builtins.int
+    """Days after the snap's local day that `local_time` falls on: 0 to 7. Only with `local_time`."""
+    @_builtins.property
+    def after(self) -> _duration_pb2.Duration:
+        """This long after the snap: whole seconds, 0 to 7 days."""
+
+    @_builtins.property
+    def local_time(self) -> _duration_pb2.Duration:
+        """Daily series: this local wall time (whole seconds after midnight, 0 to 23:59:59) on the
+        snap's local day plus `days_after`; it must fall after the snap.
+        """
+
+    def __init__(
+        self,
+        *,
+        after: _duration_pb2.Duration | None = ...,
+        local_time: _duration_pb2.Duration | None = ...,
+        days_after: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "local_time", b"local_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "days_after", b"days_after", "local_time", b"local_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceLevelDeadline: _TypeAlias = ServiceLevelDeadline  # noqa: Y015
+
+@_typing.final
+class SourceDeadline(_message.Message):
+    """The arrival deadline of one source of the series."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """Resource name of the data source, "sources/{source_id}": one of the series' sources."""
+    @_builtins.property
+    def deadline(self) -> Global___ServiceLevelDeadline:
+        """By when this source's value of an expected snap must have arrived."""
+
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        deadline: Global___ServiceLevelDeadline | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SourceDeadline: _TypeAlias = SourceDeadline  # noqa: Y015
 
 @_typing.final
 class DataSource(_message.Message):

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.type import date_pb2 as google_dot_type_dot_date__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18qis/data/v1/values.proto\x12\x0bqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\"(\n\x05Price\x12\r\n\x05value\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"(\n\x06Volume\x12\x10\n\x08quantity\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\"Q\n\x07OhlcBar\x12\x0c\n\x04open\x18\x01 \x01(\t\x12\x0c\n\x04high\x18\x02 \x01(\t\x12\x0b\n\x03low\x18\x03 \x01(\t\x12\r\n\x05\x63lose\x18\x04 \x01(\t\x12\x0e\n\x06volume\x18\x05 \x01(\t\"\x9f\x01\n\x0bOptionQuote\x12!\n\x06\x65xpiry\x18\x01 \x01(\x0b\x32\x11.google.type.Date\x12\x0e\n\x06strike\x18\x02 \x01(\t\x12\'\n\x05right\x18\x03 \x01(\x0e\x32\x18.qis.data.v1.OptionRight\x12\x0b\n\x03\x62id\x18\x04 \x01(\t\x12\x0b\n\x03\x61sk\x18\x05 \x01(\t\x12\x1a\n\x12implied_volatility\x18\x06 \x01(\t\"R\n\x0cOptionsChain\x12\x18\n\x10underlying_price\x18\x01 \x01(\t\x12(\n\x06quotes\x18\x02 \x03(\x0b\x32\x18.qis.data.v1.OptionQuote\"\xe3\x01\n\x0f\x43orporateAction\x12.\n\x04type\x18\x01 \x01(\x0e\x32 .qis.data.v1.CorporateActionType\x12\"\n\x07\x65x_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12&\n\x0brecord_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\x12#\n\x08pay_date\x18\x04 \x01(\x0b\x32\x11.google.type.Date\x12\r\n\x05ratio\x18\x05 \x01(\t\x12\x0e\n\x06\x61mount\x18\x06 \x01(\t\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\"\xf2\x01\n\tDataValue\x12#\n\x05price\x18\x01 \x01(\x0b\x32\x12.qis.data.v1.PriceH\x00\x12%\n\x06volume\x18\x02 \x01(\x0b\x32\x13.qis.data.v1.VolumeH\x00\x12#\n\x03\x62\x61r\x18\x03 \x01(\x0b\x32\x14.qis.data.v1.OhlcBarH\x00\x12\x32\n\roptions_chain\x18\x04 \x01(\x0b\x32\x19.qis.data.v1.OptionsChainH\x00\x12\x38\n\x10\x63orporate_action\x18\x05 \x01(\x0b\x32\x1c.qis.data.v1.CorporateActionH\x00\x42\x06\n\x04kind\"\xa8\x01\n\tDataPoint\x12\x33\n\tsnap_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12-\n\nutc_offset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x16.qis.data.v1.DataValueB\x04\xe2\x41\x01\x02J\x04\x08\x01\x10\x02R\x04snap\"?\n\rDecimalColumn\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x10\n\x08unscaled\x18\x02 \x03(\x12\x12\r\n\x05scale\x18\x03 \x01(\x05\"\xe4\x01\n\x0eOhlcBarColumns\x12(\n\x04open\x18\x01 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumn\x12(\n\x04high\x18\x02 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumn\x12\'\n\x03low\x18\x03 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumn\x12)\n\x05\x63lose\x18\x04 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumn\x12*\n\x06volume\x18\x05 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumn\"\xd8\x01\n\x0cPointColumns\x12\x18\n\x10snap_time_micros\x18\x01 \x03(\x03\x12\x1a\n\x12utc_offset_minutes\x18\x02 \x03(\x11\x12,\n\x06prices\x18\x03 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumnH\x00\x12-\n\x07volumes\x18\x04 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumnH\x00\x12+\n\x04\x62\x61rs\x18\x05 \x01(\x0b\x32\x1b.qis.data.v1.OhlcBarColumnsH\x00\x42\x08\n\x06values*\xa5\x01\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x41TA_TYPE_PRICE\x10\x01\x12\x14\n\x10\x44\x41TA_TYPE_VOLUME\x10\x02\x12\x16\n\x12\x44\x41TA_TYPE_OHLC_BAR\x10\x03\x12\x1b\n\x17\x44\x41TA_TYPE_OPTIONS_CHAIN\x10\x04\x12\x1e\n\x1a\x44\x41TA_TYPE_CORPORATE_ACTION\x10\x05*X\n\x0bOptionRight\x12\x1c\n\x18OPTION_RIGHT_UNSPECIFIED\x10\x00\x12\x15\n\x11OPTION_RIGHT_CALL\x10\x01\x12\x14\n\x10OPTION_RIGHT_PUT\x10\x02*\x82\x02\n\x13\x43orporateActionType\x12%\n!CORPORATE_ACTION_TYPE_UNSPECIFIED\x10\x00\x12\'\n#CORPORATE_ACTION_TYPE_CASH_DIVIDEND\x10\x01\x12%\n!CORPORATE_ACTION_TYPE_STOCK_SPLIT\x10\x02\x12(\n$CORPORATE_ACTION_TYPE_STOCK_DIVIDEND\x10\x03\x12\"\n\x1e\x43ORPORATE_ACTION_TYPE_SPIN_OFF\x10\x04\x12&\n\"CORPORATE_ACTION_TYPE_RIGHTS_ISSUE\x10\x05\x42Z\n\x0f\x63om.qis.data.v1B\x0bValuesProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\x0bQis.Data.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18qis/data/v1/values.proto\x12\x0bqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\"(\n\x05Price\x12\r\n\x05value\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"(\n\x06Volume\x12\x10\n\x08quantity\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\"Q\n\x07OhlcBar\x12\x0c\n\x04open\x18\x01 \x01(\t\x12\x0c\n\x04high\x18\x02 \x01(\t\x12\x0b\n\x03low\x18\x03 \x01(\t\x12\r\n\x05\x63lose\x18\x04 \x01(\t\x12\x0e\n\x06volume\x18\x05 \x01(\t\"\x9f\x01\n\x0bOptionQuote\x12!\n\x06\x65xpiry\x18\x01 \x01(\x0b\x32\x11.google.type.Date\x12\x0e\n\x06strike\x18\x02 \x01(\t\x12\'\n\x05right\x18\x03 \x01(\x0e\x32\x18.qis.data.v1.OptionRight\x12\x0b\n\x03\x62id\x18\x04 \x01(\t\x12\x0b\n\x03\x61sk\x18\x05 \x01(\t\x12\x1a\n\x12implied_volatility\x18\x06 \x01(\t\"R\n\x0cOptionsChain\x12\x18\n\x10underlying_price\x18\x01 \x01(\t\x12(\n\x06quotes\x18\x02 \x03(\x0b\x32\x18.qis.data.v1.OptionQuote\"\xe3\x01\n\x0f\x43orporateAction\x12.\n\x04type\x18\x01 \x01(\x0e\x32 .qis.data.v1.CorporateActionType\x12\"\n\x07\x65x_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12&\n\x0brecord_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\x12#\n\x08pay_date\x18\x04 \x01(\x0b\x32\x11.google.type.Date\x12\r\n\x05ratio\x18\x05 \x01(\t\x12\x0e\n\x06\x61mount\x18\x06 \x01(\t\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\"5\n\tCurveNode\x12\x13\n\x05tenor\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05value\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"<\n\rTermStructure\x12+\n\x05nodes\x18\x01 \x03(\x0b\x32\x16.qis.data.v1.CurveNodeB\x04\xe2\x41\x01\x02\"Q\n\x0bSurfaceNode\x12\x13\n\x05tenor\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\ncoordinate\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05value\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"8\n\x07Surface\x12-\n\x05nodes\x18\x01 \x03(\x0b\x32\x18.qis.data.v1.SurfaceNodeB\x04\xe2\x41\x01\x02\"\xd1\x02\n\tDataValue\x12#\n\x05price\x18\x01 \x01(\x0b\x32\x12.qis.data.v1.PriceH\x00\x12%\n\x06volume\x18\x02 \x01(\x0b\x32\x13.qis.data.v1.VolumeH\x00\x12#\n\x03\x62\x61r\x18\x03 \x01(\x0b\x32\x14.qis.data.v1.OhlcBarH\x00\x12\x32\n\roptions_chain\x18\x04 \x01(\x0b\x32\x19.qis.data.v1.OptionsChainH\x00\x12\x38\n\x10\x63orporate_action\x18\x05 \x01(\x0b\x32\x1c.qis.data.v1.CorporateActionH\x00\x12\x34\n\x0eterm_structure\x18\x06 \x01(\x0b\x32\x1a.qis.data.v1.TermStructureH\x00\x12\'\n\x07surface\x18\x07 \x01(\x0b\x32\x14.qis.data.v1.SurfaceH\x00\x42\x06\n\x04kind\"\xa8\x01\n\tDataPoint\x12\x33\n\tsnap_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12-\n\nutc_offset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x16.qis.data.v1.DataValueB\x04\xe2\x41\x01\x02J\x04\x08\x01\x10\x02R\x04snap\"?\n\rDecimalColumn\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x10\n\x08unscaled\x18\x02 \x03(\x12\x12\r\n\x05scale\x18\x03 \x01(\x05\"\xe4\x01\n\x0eOhlcBarColumns\x12(\n\x04open\x18\x01 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumn\x12(\n\x04high\x18\x02 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumn\x12\'\n\x03low\x18\x03 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumn\x12)\n\x05\x63lose\x18\x04 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumn\x12*\n\x06volume\x18\x05 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumn\"\xd8\x01\n\x0cPointColumns\x12\x18\n\x10snap_time_micros\x18\x01 \x03(\x03\x12\x1a\n\x12utc_offset_minutes\x18\x02 \x03(\x11\x12,\n\x06prices\x18\x03 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumnH\x00\x12-\n\x07volumes\x18\x04 \x01(\x0b\x32\x1a.qis.data.v1.DecimalColumnH\x00\x12+\n\x04\x62\x61rs\x18\x05 \x01(\x0b\x32\x1b.qis.data.v1.OhlcBarColumnsH\x00\x42\x08\n\x06values*\xda\x01\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x41TA_TYPE_PRICE\x10\x01\x12\x14\n\x10\x44\x41TA_TYPE_VOLUME\x10\x02\x12\x16\n\x12\x44\x41TA_TYPE_OHLC_BAR\x10\x03\x12\x1b\n\x17\x44\x41TA_TYPE_OPTIONS_CHAIN\x10\x04\x12\x1e\n\x1a\x44\x41TA_TYPE_CORPORATE_ACTION\x10\x05\x12\x1c\n\x18\x44\x41TA_TYPE_TERM_STRUCTURE\x10\x06\x12\x15\n\x11\x44\x41TA_TYPE_SURFACE\x10\x07*X\n\x0bOptionRight\x12\x1c\n\x18OPTION_RIGHT_UNSPECIFIED\x10\x00\x12\x15\n\x11OPTION_RIGHT_CALL\x10\x01\x12\x14\n\x10OPTION_RIGHT_PUT\x10\x02*\x82\x02\n\x13\x43orporateActionType\x12%\n!CORPORATE_ACTION_TYPE_UNSPECIFIED\x10\x00\x12\'\n#CORPORATE_ACTION_TYPE_CASH_DIVIDEND\x10\x01\x12%\n!CORPORATE_ACTION_TYPE_STOCK_SPLIT\x10\x02\x12(\n$CORPORATE_ACTION_TYPE_STOCK_DIVIDEND\x10\x03\x12\"\n\x1e\x43ORPORATE_ACTION_TYPE_SPIN_OFF\x10\x04\x12&\n\"CORPORATE_ACTION_TYPE_RIGHTS_ISSUE\x10\x05\x42Z\n\x0f\x63om.qis.data.v1B\x0bValuesProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\x0bQis.Data.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,16 +36,30 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'qis.data.v1.values_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.qis.data.v1B\013ValuesProtoP\001Z*qis-data/clients/go/gen/qis/data/v1;datav1\252\002\013Qis.Data.V1'
+  _globals['_CURVENODE'].fields_by_name['tenor']._loaded_options = None
+  _globals['_CURVENODE'].fields_by_name['tenor']._serialized_options = b'\342A\001\002'
+  _globals['_CURVENODE'].fields_by_name['value']._loaded_options = None
+  _globals['_CURVENODE'].fields_by_name['value']._serialized_options = b'\342A\001\002'
+  _globals['_TERMSTRUCTURE'].fields_by_name['nodes']._loaded_options = None
+  _globals['_TERMSTRUCTURE'].fields_by_name['nodes']._serialized_options = b'\342A\001\002'
+  _globals['_SURFACENODE'].fields_by_name['tenor']._loaded_options = None
+  _globals['_SURFACENODE'].fields_by_name['tenor']._serialized_options = b'\342A\001\002'
+  _globals['_SURFACENODE'].fields_by_name['coordinate']._loaded_options = None
+  _globals['_SURFACENODE'].fields_by_name['coordinate']._serialized_options = b'\342A\001\002'
+  _globals['_SURFACENODE'].fields_by_name['value']._loaded_options = None
+  _globals['_SURFACENODE'].fields_by_name['value']._serialized_options = b'\342A\001\002'
+  _globals['_SURFACE'].fields_by_name['nodes']._loaded_options = None
+  _globals['_SURFACE'].fields_by_name['nodes']._serialized_options = b'\342A\001\002'
   _globals['_DATAPOINT'].fields_by_name['snap_time']._loaded_options = None
   _globals['_DATAPOINT'].fields_by_name['snap_time']._serialized_options = b'\342A\001\002'
   _globals['_DATAPOINT'].fields_by_name['value']._loaded_options = None
   _globals['_DATAPOINT'].fields_by_name['value']._serialized_options = b'\342A\001\002'
-  _globals['_DATATYPE']._serialized_start=1738
-  _globals['_DATATYPE']._serialized_end=1903
-  _globals['_OPTIONRIGHT']._serialized_start=1905
-  _globals['_OPTIONRIGHT']._serialized_end=1993
-  _globals['_CORPORATEACTIONTYPE']._serialized_start=1996
-  _globals['_CORPORATEACTIONTYPE']._serialized_end=2254
+  _globals['_DATATYPE']._serialized_start=2091
+  _globals['_DATATYPE']._serialized_end=2309
+  _globals['_OPTIONRIGHT']._serialized_start=2311
+  _globals['_OPTIONRIGHT']._serialized_end=2399
+  _globals['_CORPORATEACTIONTYPE']._serialized_start=2402
+  _globals['_CORPORATEACTIONTYPE']._serialized_end=2660
   _globals['_PRICE']._serialized_start=163
   _globals['_PRICE']._serialized_end=203
   _globals['_VOLUME']._serialized_start=205
@@ -58,14 +72,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OPTIONSCHAIN']._serialized_end=574
   _globals['_CORPORATEACTION']._serialized_start=577
   _globals['_CORPORATEACTION']._serialized_end=804
-  _globals['_DATAVALUE']._serialized_start=807
-  _globals['_DATAVALUE']._serialized_end=1049
-  _globals['_DATAPOINT']._serialized_start=1052
-  _globals['_DATAPOINT']._serialized_end=1220
-  _globals['_DECIMALCOLUMN']._serialized_start=1222
-  _globals['_DECIMALCOLUMN']._serialized_end=1285
-  _globals['_OHLCBARCOLUMNS']._serialized_start=1288
-  _globals['_OHLCBARCOLUMNS']._serialized_end=1516
-  _globals['_POINTCOLUMNS']._serialized_start=1519
-  _globals['_POINTCOLUMNS']._serialized_end=1735
+  _globals['_CURVENODE']._serialized_start=806
+  _globals['_CURVENODE']._serialized_end=859
+  _globals['_TERMSTRUCTURE']._serialized_start=861
+  _globals['_TERMSTRUCTURE']._serialized_end=921
+  _globals['_SURFACENODE']._serialized_start=923
+  _globals['_SURFACENODE']._serialized_end=1004
+  _globals['_SURFACE']._serialized_start=1006
+  _globals['_SURFACE']._serialized_end=1062
+  _globals['_DATAVALUE']._serialized_start=1065
+  _globals['_DATAVALUE']._serialized_end=1402
+  _globals['_DATAPOINT']._serialized_start=1405
+  _globals['_DATAPOINT']._serialized_end=1573
+  _globals['_DECIMALCOLUMN']._serialized_start=1575
+  _globals['_DECIMALCOLUMN']._serialized_end=1638
+  _globals['_OHLCBARCOLUMNS']._serialized_start=1641
+  _globals['_OHLCBARCOLUMNS']._serialized_end=1869
+  _globals['_POINTCOLUMNS']._serialized_start=1872
+  _globals['_POINTCOLUMNS']._serialized_end=2088
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,14 @@ class _DataTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataType.Val
     """Values are `OptionsChain`."""
     DATA_TYPE_CORPORATE_ACTION: _DataType.ValueType  # 5
     """Values are `CorporateAction`."""
+    DATA_TYPE_TERM_STRUCTURE: _DataType.ValueType  # 6
+    """Values are `TermStructure`: tenor -> value (a yield, forward or futures curve). The
+    series' `Series.structure` declares its tenor axis and the checks run on its nodes.
+    """
+    DATA_TYPE_SURFACE: _DataType.ValueType  # 7
+    """Values are `Surface`: (tenor, coordinate) -> value (e.g. implied volatility by expiry x
+    strike, moneyness or delta). The series' `Series.structure` declares both axes.
+    """
 
 class DataType(_DataType, metaclass=_DataTypeEnumTypeWrapper):
     """Decimal numbers travel as strings in canonical decimal notation ("101.25", "-0.5", "1E+3").
@@ -64,6 +72,14 @@ DATA_TYPE_OPTIONS_CHAIN: DataType.ValueType  # 4
 """Values are `OptionsChain`."""
 DATA_TYPE_CORPORATE_ACTION: DataType.ValueType  # 5
 """Values are `CorporateAction`."""
+DATA_TYPE_TERM_STRUCTURE: DataType.ValueType  # 6
+"""Values are `TermStructure`: tenor -> value (a yield, forward or futures curve). The
+series' `Series.structure` declares its tenor axis and the checks run on its nodes.
+"""
+DATA_TYPE_SURFACE: DataType.ValueType  # 7
+"""Values are `Surface`: (tenor, coordinate) -> value (e.g. implied volatility by expiry x
+strike, moneyness or delta). The series' `Series.structure` declares both axes.
+"""
 Global___DataType: _TypeAlias = DataType  # noqa: Y015
 
 class _OptionRight:
@@ -355,6 +371,130 @@ class CorporateAction(_message.Message):
 Global___CorporateAction: _TypeAlias = CorporateAction  # noqa: Y015
 
 @_typing.final
+class CurveNode(_message.Message):
+    """A tenor: an ISO 8601 period of whole years, months, weeks and days, without a time part, in
+    upper case ("P1D", "P2W", "P3M", "P10Y", "P1Y6M"; not "1M", "p3m" nor "PT12H"): at most 32
+    characters. Tenors are ordered by their length in years, Y + M/12 + (7W + D)/365 (exactly),
+    so "P30D" comes before "P1M", and "P12M" and "P1Y" are the same tenor. Which designators a
+    series accepts is its tenor axis' unit (StructureAxis.tenor_unit).
+
+    One node of a term structure.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENOR_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    tenor: _builtins.str
+    """The node's tenor (see "A tenor" above)."""
+    value: _builtins.str
+    """Decimal string: |x| < 1e18, at most 18 decimal places."""
+    def __init__(
+        self,
+        *,
+        tenor: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenor", b"tenor", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CurveNode: _TypeAlias = CurveNode  # noqa: Y015
+
+@_typing.final
+class TermStructure(_message.Message):
+    """A term structure (curve) at one snap: the whole curve is one value, published, reconciled and
+    restated as one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___CurveNode]:
+        """1 to 2,000 nodes (at most the series' StructureSchema.max_nodes), by strictly increasing
+        tenor: unsorted or repeated tenors are INVALID_ARGUMENT naming the node.
+        """
+
+    def __init__(
+        self,
+        *,
+        nodes: _abc.Iterable[Global___CurveNode] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nodes", b"nodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TermStructure: _TypeAlias = TermStructure  # noqa: Y015
+
+@_typing.final
+class SurfaceNode(_message.Message):
+    """One node of a surface."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENOR_FIELD_NUMBER: _builtins.int
+    COORDINATE_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    tenor: _builtins.str
+    """The node's tenor, e.g. the expiry (see "A tenor" above)."""
+    coordinate: _builtins.str
+    """The node on the second axis: a strike, a forward moneyness (K/F) or a delta, as the
+    series' StructureSchema.coordinate_axis says. Decimal string: |x| < 1e18, at most 18
+    decimal places.
+    """
+    value: _builtins.str
+    """Decimal string: |x| < 1e18, at most 18 decimal places. For a volatility surface, the
+    annualised Black implied volatility as a decimal fraction (0.25 = 25 %).
+    """
+    def __init__(
+        self,
+        *,
+        tenor: _builtins.str = ...,
+        coordinate: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinate", b"coordinate", "tenor", b"tenor", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SurfaceNode: _TypeAlias = SurfaceNode  # noqa: Y015
+
+@_typing.final
+class Surface(_message.Message):
+    """A surface at one snap: the whole surface is one value, published, reconciled and restated as
+    one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___SurfaceNode]:
+        """1 to 2,000 nodes (at most the series' StructureSchema.max_nodes), by strictly increasing
+        (tenor, coordinate): unsorted or repeated nodes are INVALID_ARGUMENT naming the node.
+        """
+
+    def __init__(
+        self,
+        *,
+        nodes: _abc.Iterable[Global___SurfaceNode] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nodes", b"nodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Surface: _TypeAlias = Surface  # noqa: Y015
+
+@_typing.final
 class DataValue(_message.Message):
     """One value of any data type. The case must match the series' data type."""
 
@@ -365,6 +505,8 @@ class DataValue(_message.Message):
     BAR_FIELD_NUMBER: _builtins.int
     OPTIONS_CHAIN_FIELD_NUMBER: _builtins.int
     CORPORATE_ACTION_FIELD_NUMBER: _builtins.int
+    TERM_STRUCTURE_FIELD_NUMBER: _builtins.int
+    SURFACE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def price(self) -> Global___Price:
         """For DATA_TYPE_PRICE series."""
@@ -385,6 +527,14 @@ class DataValue(_message.Message):
     def corporate_action(self) -> Global___CorporateAction:
         """For DATA_TYPE_CORPORATE_ACTION series."""
 
+    @_builtins.property
+    def term_structure(self) -> Global___TermStructure:
+        """For DATA_TYPE_TERM_STRUCTURE series."""
+
+    @_builtins.property
+    def surface(self) -> Global___Surface:
+        """For DATA_TYPE_SURFACE series."""
+
     def __init__(
         self,
         *,
@@ -393,12 +543,14 @@ class DataValue(_message.Message):
         bar: Global___OhlcBar | None = ...,
         options_chain: Global___OptionsChain | None = ...,
         corporate_action: Global___CorporateAction | None = ...,
+        term_structure: Global___TermStructure | None = ...,
+        surface: Global___Surface | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bar", b"bar", "corporate_action", b"corporate_action", "kind", b"kind", "options_chain", b"options_chain", "price", b"price", "volume", b"volume"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bar", b"bar", "corporate_action", b"corporate_action", "kind", b"kind", "options_chain", b"options_chain", "price", b"price", "surface", b"surface", "term_structure", b"term_structure", "volume", b"volume"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bar", b"bar", "corporate_action", b"corporate_action", "kind", b"kind", "options_chain", b"options_chain", "price", b"price", "volume", b"volume"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bar", b"bar", "corporate_action", b"corporate_action", "kind", b"kind", "options_chain", b"options_chain", "price", b"price", "surface", b"surface", "term_structure", b"term_structure", "volume", b"volume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["price", "volume", "bar", "options_chain", "corporate_action"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["price", "volume", "bar", "options_chain", "corporate_action", "term_structure", "surface"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -59,6 +59,46 @@ const (
 	// A point's cut-off passed while it could not be published: held by an error, or below the
 	// minimum quality score (a warning).
 	QualityRule_QUALITY_RULE_MISSED_CUTOFF QualityRule = 15
+	// A figure of exactly 0 where the series forbids it (forbid_zero: a warning or an error).
+	QualityRule_QUALITY_RULE_ZERO_VALUE QualityRule = 16
+	// A value set by hand, raised for review when review_manual_values is on (a warning).
+	QualityRule_QUALITY_RULE_MANUAL_VALUE QualityRule = 17
+	// Fewer sources within tolerance of the chosen value than min_agreeing_sources (a warning,
+	// or an error with on_low_confidence BLOCK).
+	QualityRule_QUALITY_RULE_CONFIDENCE_LEVEL QualityRule = 19
+	// A move whose residual against the benchmark's move (less beta times it) is beyond
+	// BenchmarkCheck.max_residual_multiple times its usual size (a warning).
+	QualityRule_QUALITY_RULE_BENCHMARK_MOVE QualityRule = 20
+	// A derivative moving against its underlying's move beyond UnderlyingCheck.tolerance_percent
+	// (an error: holds).
+	QualityRule_QUALITY_RULE_UNDERLYING_MOVE QualityRule = 21
+	// A value unchanged while the benchmark moved beyond BenchmarkCheck.flat_move_percent (a
+	// warning).
+	QualityRule_QUALITY_RULE_FLAT_WHILE_BENCHMARK_MOVED QualityRule = 22
+	// An expected source's value of an expected snap had not arrived by its service-level
+	// deadline (ServiceLevel.arrival; a warning).
+	QualityRule_QUALITY_RULE_LATE_ARRIVAL QualityRule = 23
+	// An expected snap was not official by its service-level deadline (ServiceLevel.publication;
+	// a warning by default, an error when publication_severity says so).
+	QualityRule_QUALITY_RULE_LATE_PUBLICATION QualityRule = 24
+	// A node of a term structure or surface out and back against its neighbours along an axis,
+	// both moves beyond StructureChecks.max_node_spike_percent (a warning).
+	QualityRule_QUALITY_RULE_CURVE_NODE_SPIKE QualityRule = 25
+	// A node moved from the same node of the previous snap's structure beyond
+	// StructureChecks.max_node_jump_percent (an error: holds).
+	QualityRule_QUALITY_RULE_CURVE_NODE_JUMP QualityRule = 26
+	// A run of StructureChecks.flat_spot_nodes or more neighbouring nodes with identical values
+	// along an axis (a warning).
+	QualityRule_QUALITY_RULE_CURVE_FLAT_SPOT QualityRule = 27
+	// Two neighbouring nodes along the tenor axis against the declared
+	// StructureSchema.monotonicity (an error: holds).
+	QualityRule_QUALITY_RULE_CURVE_MONOTONICITY QualityRule = 28
+	// Total implied variance decreasing in expiry at a fixed coordinate of a volatility surface:
+	// a calendar-spread arbitrage (an error: holds).
+	QualityRule_QUALITY_RULE_SURFACE_CALENDAR_ARBITRAGE QualityRule = 29
+	// Call prices not convex in strike along one expiry of a volatility surface: a butterfly
+	// arbitrage (an error: holds).
+	QualityRule_QUALITY_RULE_SURFACE_BUTTERFLY_ARBITRAGE QualityRule = 30
 )
 
 // Enum value maps for QualityRule.
@@ -80,24 +120,52 @@ var (
 		13: "QUALITY_RULE_CALENDAR_COVERAGE",
 		14: "QUALITY_RULE_SOURCE_BREAK",
 		15: "QUALITY_RULE_MISSED_CUTOFF",
+		16: "QUALITY_RULE_ZERO_VALUE",
+		17: "QUALITY_RULE_MANUAL_VALUE",
+		19: "QUALITY_RULE_CONFIDENCE_LEVEL",
+		20: "QUALITY_RULE_BENCHMARK_MOVE",
+		21: "QUALITY_RULE_UNDERLYING_MOVE",
+		22: "QUALITY_RULE_FLAT_WHILE_BENCHMARK_MOVED",
+		23: "QUALITY_RULE_LATE_ARRIVAL",
+		24: "QUALITY_RULE_LATE_PUBLICATION",
+		25: "QUALITY_RULE_CURVE_NODE_SPIKE",
+		26: "QUALITY_RULE_CURVE_NODE_JUMP",
+		27: "QUALITY_RULE_CURVE_FLAT_SPOT",
+		28: "QUALITY_RULE_CURVE_MONOTONICITY",
+		29: "QUALITY_RULE_SURFACE_CALENDAR_ARBITRAGE",
+		30: "QUALITY_RULE_SURFACE_BUTTERFLY_ARBITRAGE",
 	}
 	QualityRule_value = map[string]int32{
-		"QUALITY_RULE_UNSPECIFIED":               0,
-		"QUALITY_RULE_POSITIVE":                  1,
-		"QUALITY_RULE_OHLC_CONSISTENCY":          2,
-		"QUALITY_RULE_OPTION_STRIKE_UNIQUE":      3,
-		"QUALITY_RULE_OPTION_BID_ASK":            4,
-		"QUALITY_RULE_OPTION_IMPLIED_VOLATILITY": 5,
-		"QUALITY_RULE_CORPORATE_ACTION_DATES":    6,
-		"QUALITY_RULE_CORPORATE_ACTION_POSITIVE": 7,
-		"QUALITY_RULE_JUMP":                      8,
-		"QUALITY_RULE_SPIKE_ZSCORE":              9,
-		"QUALITY_RULE_STALE":                     10,
-		"QUALITY_RULE_SPIKE":                     11,
-		"QUALITY_RULE_CALENDAR":                  12,
-		"QUALITY_RULE_CALENDAR_COVERAGE":         13,
-		"QUALITY_RULE_SOURCE_BREAK":              14,
-		"QUALITY_RULE_MISSED_CUTOFF":             15,
+		"QUALITY_RULE_UNSPECIFIED":                 0,
+		"QUALITY_RULE_POSITIVE":                    1,
+		"QUALITY_RULE_OHLC_CONSISTENCY":            2,
+		"QUALITY_RULE_OPTION_STRIKE_UNIQUE":        3,
+		"QUALITY_RULE_OPTION_BID_ASK":              4,
+		"QUALITY_RULE_OPTION_IMPLIED_VOLATILITY":   5,
+		"QUALITY_RULE_CORPORATE_ACTION_DATES":      6,
+		"QUALITY_RULE_CORPORATE_ACTION_POSITIVE":   7,
+		"QUALITY_RULE_JUMP":                        8,
+		"QUALITY_RULE_SPIKE_ZSCORE":                9,
+		"QUALITY_RULE_STALE":                       10,
+		"QUALITY_RULE_SPIKE":                       11,
+		"QUALITY_RULE_CALENDAR":                    12,
+		"QUALITY_RULE_CALENDAR_COVERAGE":           13,
+		"QUALITY_RULE_SOURCE_BREAK":                14,
+		"QUALITY_RULE_MISSED_CUTOFF":               15,
+		"QUALITY_RULE_ZERO_VALUE":                  16,
+		"QUALITY_RULE_MANUAL_VALUE":                17,
+		"QUALITY_RULE_CONFIDENCE_LEVEL":            19,
+		"QUALITY_RULE_BENCHMARK_MOVE":              20,
+		"QUALITY_RULE_UNDERLYING_MOVE":             21,
+		"QUALITY_RULE_FLAT_WHILE_BENCHMARK_MOVED":  22,
+		"QUALITY_RULE_LATE_ARRIVAL":                23,
+		"QUALITY_RULE_LATE_PUBLICATION":            24,
+		"QUALITY_RULE_CURVE_NODE_SPIKE":            25,
+		"QUALITY_RULE_CURVE_NODE_JUMP":             26,
+		"QUALITY_RULE_CURVE_FLAT_SPOT":             27,
+		"QUALITY_RULE_CURVE_MONOTONICITY":          28,
+		"QUALITY_RULE_SURFACE_CALENDAR_ARBITRAGE":  29,
+		"QUALITY_RULE_SURFACE_BUTTERFLY_ARBITRAGE": 30,
 	}
 )
 
@@ -250,7 +318,7 @@ var File_qis_data_v1_quality_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_quality_proto_rawDesc = "" +
 	"\n" +
-	"\x19qis/data/v1/quality.proto\x12\vqis.data.v1*\x96\x04\n" +
+	"\x19qis/data/v1/quality.proto\x12\vqis.data.v1*\x8e\b\n" +
 	"\vQualityRule\x12\x1c\n" +
 	"\x18QUALITY_RULE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15QUALITY_RULE_POSITIVE\x10\x01\x12!\n" +
@@ -268,7 +336,21 @@ const file_qis_data_v1_quality_proto_rawDesc = "" +
 	"\x15QUALITY_RULE_CALENDAR\x10\f\x12\"\n" +
 	"\x1eQUALITY_RULE_CALENDAR_COVERAGE\x10\r\x12\x1d\n" +
 	"\x19QUALITY_RULE_SOURCE_BREAK\x10\x0e\x12\x1e\n" +
-	"\x1aQUALITY_RULE_MISSED_CUTOFF\x10\x0f*a\n" +
+	"\x1aQUALITY_RULE_MISSED_CUTOFF\x10\x0f\x12\x1b\n" +
+	"\x17QUALITY_RULE_ZERO_VALUE\x10\x10\x12\x1d\n" +
+	"\x19QUALITY_RULE_MANUAL_VALUE\x10\x11\x12!\n" +
+	"\x1dQUALITY_RULE_CONFIDENCE_LEVEL\x10\x13\x12\x1f\n" +
+	"\x1bQUALITY_RULE_BENCHMARK_MOVE\x10\x14\x12 \n" +
+	"\x1cQUALITY_RULE_UNDERLYING_MOVE\x10\x15\x12+\n" +
+	"'QUALITY_RULE_FLAT_WHILE_BENCHMARK_MOVED\x10\x16\x12\x1d\n" +
+	"\x19QUALITY_RULE_LATE_ARRIVAL\x10\x17\x12!\n" +
+	"\x1dQUALITY_RULE_LATE_PUBLICATION\x10\x18\x12!\n" +
+	"\x1dQUALITY_RULE_CURVE_NODE_SPIKE\x10\x19\x12 \n" +
+	"\x1cQUALITY_RULE_CURVE_NODE_JUMP\x10\x1a\x12 \n" +
+	"\x1cQUALITY_RULE_CURVE_FLAT_SPOT\x10\x1b\x12#\n" +
+	"\x1fQUALITY_RULE_CURVE_MONOTONICITY\x10\x1c\x12+\n" +
+	"'QUALITY_RULE_SURFACE_CALENDAR_ARBITRAGE\x10\x1d\x12,\n" +
+	"(QUALITY_RULE_SURFACE_BUTTERFLY_ARBITRAGE\x10\x1e*a\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x14\n" +

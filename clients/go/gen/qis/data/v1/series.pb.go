@@ -160,6 +160,178 @@ func (DataClassification) EnumDescriptor() ([]byte, []int) {
 	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{1}
 }
 
+// The designators a tenor may use (values.proto, "A tenor").
+type TenorUnit int32
+
+const (
+	// Any ("P1Y6M", "P2W", "P45D").
+	TenorUnit_TENOR_UNIT_UNSPECIFIED TenorUnit = 0
+	// Days only ("P1D", "P30D").
+	TenorUnit_TENOR_UNIT_DAYS TenorUnit = 1
+	// Weeks only ("P1W").
+	TenorUnit_TENOR_UNIT_WEEKS TenorUnit = 2
+	// Months only ("P3M", "P18M").
+	TenorUnit_TENOR_UNIT_MONTHS TenorUnit = 3
+	// Years only ("P1Y", "P30Y").
+	TenorUnit_TENOR_UNIT_YEARS TenorUnit = 4
+)
+
+// Enum value maps for TenorUnit.
+var (
+	TenorUnit_name = map[int32]string{
+		0: "TENOR_UNIT_UNSPECIFIED",
+		1: "TENOR_UNIT_DAYS",
+		2: "TENOR_UNIT_WEEKS",
+		3: "TENOR_UNIT_MONTHS",
+		4: "TENOR_UNIT_YEARS",
+	}
+	TenorUnit_value = map[string]int32{
+		"TENOR_UNIT_UNSPECIFIED": 0,
+		"TENOR_UNIT_DAYS":        1,
+		"TENOR_UNIT_WEEKS":       2,
+		"TENOR_UNIT_MONTHS":      3,
+		"TENOR_UNIT_YEARS":       4,
+	}
+)
+
+func (x TenorUnit) Enum() *TenorUnit {
+	p := new(TenorUnit)
+	*p = x
+	return p
+}
+
+func (x TenorUnit) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TenorUnit) Descriptor() protoreflect.EnumDescriptor {
+	return file_qis_data_v1_series_proto_enumTypes[2].Descriptor()
+}
+
+func (TenorUnit) Type() protoreflect.EnumType {
+	return &file_qis_data_v1_series_proto_enumTypes[2]
+}
+
+func (x TenorUnit) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TenorUnit.Descriptor instead.
+func (TenorUnit) EnumDescriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{2}
+}
+
+// What the coordinates of a surface's second axis are.
+type CoordinateUnit int32
+
+const (
+	// Not set: refused on a coordinate axis.
+	CoordinateUnit_COORDINATE_UNIT_UNSPECIFIED CoordinateUnit = 0
+	// Strikes in the series' currency: any decimal (rate strikes may be negative).
+	CoordinateUnit_COORDINATE_UNIT_STRIKE CoordinateUnit = 1
+	// Forward moneyness K/F: above 0. The butterfly check needs it.
+	CoordinateUnit_COORDINATE_UNIT_MONEYNESS CoordinateUnit = 2
+	// Option deltas: from -1 to 1.
+	CoordinateUnit_COORDINATE_UNIT_DELTA CoordinateUnit = 3
+)
+
+// Enum value maps for CoordinateUnit.
+var (
+	CoordinateUnit_name = map[int32]string{
+		0: "COORDINATE_UNIT_UNSPECIFIED",
+		1: "COORDINATE_UNIT_STRIKE",
+		2: "COORDINATE_UNIT_MONEYNESS",
+		3: "COORDINATE_UNIT_DELTA",
+	}
+	CoordinateUnit_value = map[string]int32{
+		"COORDINATE_UNIT_UNSPECIFIED": 0,
+		"COORDINATE_UNIT_STRIKE":      1,
+		"COORDINATE_UNIT_MONEYNESS":   2,
+		"COORDINATE_UNIT_DELTA":       3,
+	}
+)
+
+func (x CoordinateUnit) Enum() *CoordinateUnit {
+	p := new(CoordinateUnit)
+	*p = x
+	return p
+}
+
+func (x CoordinateUnit) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CoordinateUnit) Descriptor() protoreflect.EnumDescriptor {
+	return file_qis_data_v1_series_proto_enumTypes[3].Descriptor()
+}
+
+func (CoordinateUnit) Type() protoreflect.EnumType {
+	return &file_qis_data_v1_series_proto_enumTypes[3]
+}
+
+func (x CoordinateUnit) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CoordinateUnit.Descriptor instead.
+func (CoordinateUnit) EnumDescriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{3}
+}
+
+// What values do along the tenor axis.
+type Monotonicity int32
+
+const (
+	// No expectation.
+	Monotonicity_MONOTONICITY_UNSPECIFIED Monotonicity = 0
+	// Each node at least its predecessor's value (e.g. a discount-factor curve's complement, a
+	// curve of cumulative default probabilities).
+	Monotonicity_MONOTONICITY_NON_DECREASING Monotonicity = 1
+	// Each node at most its predecessor's value (e.g. discount factors).
+	Monotonicity_MONOTONICITY_NON_INCREASING Monotonicity = 2
+)
+
+// Enum value maps for Monotonicity.
+var (
+	Monotonicity_name = map[int32]string{
+		0: "MONOTONICITY_UNSPECIFIED",
+		1: "MONOTONICITY_NON_DECREASING",
+		2: "MONOTONICITY_NON_INCREASING",
+	}
+	Monotonicity_value = map[string]int32{
+		"MONOTONICITY_UNSPECIFIED":    0,
+		"MONOTONICITY_NON_DECREASING": 1,
+		"MONOTONICITY_NON_INCREASING": 2,
+	}
+)
+
+func (x Monotonicity) Enum() *Monotonicity {
+	p := new(Monotonicity)
+	*p = x
+	return p
+}
+
+func (x Monotonicity) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Monotonicity) Descriptor() protoreflect.EnumDescriptor {
+	return file_qis_data_v1_series_proto_enumTypes[4].Descriptor()
+}
+
+func (Monotonicity) Type() protoreflect.EnumType {
+	return &file_qis_data_v1_series_proto_enumTypes[4]
+}
+
+func (x Monotonicity) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Monotonicity.Descriptor instead.
+func (Monotonicity) EnumDescriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{4}
+}
+
 // How the official value of a point is chosen from several sources.
 type ReconciliationMethod int32
 
@@ -201,11 +373,11 @@ func (x ReconciliationMethod) String() string {
 }
 
 func (ReconciliationMethod) Descriptor() protoreflect.EnumDescriptor {
-	return file_qis_data_v1_series_proto_enumTypes[2].Descriptor()
+	return file_qis_data_v1_series_proto_enumTypes[5].Descriptor()
 }
 
 func (ReconciliationMethod) Type() protoreflect.EnumType {
-	return &file_qis_data_v1_series_proto_enumTypes[2]
+	return &file_qis_data_v1_series_proto_enumTypes[5]
 }
 
 func (x ReconciliationMethod) Number() protoreflect.EnumNumber {
@@ -214,7 +386,7 @@ func (x ReconciliationMethod) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReconciliationMethod.Descriptor instead.
 func (ReconciliationMethod) EnumDescriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{2}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{5}
 }
 
 // What a break beyond tolerance does to publication.
@@ -254,11 +426,11 @@ func (x BreakAction) String() string {
 }
 
 func (BreakAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_qis_data_v1_series_proto_enumTypes[3].Descriptor()
+	return file_qis_data_v1_series_proto_enumTypes[6].Descriptor()
 }
 
 func (BreakAction) Type() protoreflect.EnumType {
-	return &file_qis_data_v1_series_proto_enumTypes[3]
+	return &file_qis_data_v1_series_proto_enumTypes[6]
 }
 
 func (x BreakAction) Number() protoreflect.EnumNumber {
@@ -267,7 +439,7 @@ func (x BreakAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BreakAction.Descriptor instead.
 func (BreakAction) EnumDescriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{3}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{6}
 }
 
 // When a reconciled value becomes official.
@@ -307,11 +479,11 @@ func (x PublicationMode) String() string {
 }
 
 func (PublicationMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_qis_data_v1_series_proto_enumTypes[4].Descriptor()
+	return file_qis_data_v1_series_proto_enumTypes[7].Descriptor()
 }
 
 func (PublicationMode) Type() protoreflect.EnumType {
-	return &file_qis_data_v1_series_proto_enumTypes[4]
+	return &file_qis_data_v1_series_proto_enumTypes[7]
 }
 
 func (x PublicationMode) Number() protoreflect.EnumNumber {
@@ -320,7 +492,7 @@ func (x PublicationMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PublicationMode.Descriptor instead.
 func (PublicationMode) EnumDescriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{4}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{7}
 }
 
 // How a source's feed fared over an interval, as its feed reports it (docs/data-sources.md).
@@ -364,11 +536,11 @@ func (x DataSourceStatus) String() string {
 }
 
 func (DataSourceStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_qis_data_v1_series_proto_enumTypes[5].Descriptor()
+	return file_qis_data_v1_series_proto_enumTypes[8].Descriptor()
 }
 
 func (DataSourceStatus) Type() protoreflect.EnumType {
-	return &file_qis_data_v1_series_proto_enumTypes[5]
+	return &file_qis_data_v1_series_proto_enumTypes[8]
 }
 
 func (x DataSourceStatus) Number() protoreflect.EnumNumber {
@@ -377,7 +549,7 @@ func (x DataSourceStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DataSourceStatus.Descriptor instead.
 func (DataSourceStatus) EnumDescriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{5}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{8}
 }
 
 // A timeseries whose official values this service publishes.
@@ -417,8 +589,18 @@ type Series struct {
 	// How sensitive its data is; unset: INTERNAL. Changed by EvolveSeriesSchema (update mask
 	// "classification"), which needs `admin` on the series at the higher of the two levels.
 	Classification DataClassification `protobuf:"varint,14,opt,name=classification,proto3,enum=qis.data.v1.DataClassification" json:"classification,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The axes of a DATA_TYPE_TERM_STRUCTURE or DATA_TYPE_SURFACE series and the checks run on
+	// its nodes; unset: any tenor, no coordinate unit, no check beyond the structure's shape.
+	// Refused on other data types. Changed by EvolveSeriesSchema (update mask "structure"),
+	// effective for values ingested from then on. See docs/curves-and-surfaces.md.
+	Structure *StructureSchema `protobuf:"bytes,20,opt,name=structure,proto3" json:"structure,omitempty"`
+	// When each expected snap's values must arrive and its point be official: lateness is raised
+	// as a quality issue (QUALITY_RULE_LATE_ARRIVAL, QUALITY_RULE_LATE_PUBLICATION) by the
+	// scheduler. Unset: no deadline. Changed by EvolveSeriesSchema (update mask
+	// "service_level"), effective from the next snap on. See docs/service-levels.md.
+	ServiceLevel  *ServiceLevel `protobuf:"bytes,19,opt,name=service_level,json=serviceLevel,proto3" json:"service_level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Series) Reset() {
@@ -549,6 +731,268 @@ func (x *Series) GetClassification() DataClassification {
 	return DataClassification_DATA_CLASSIFICATION_UNSPECIFIED
 }
 
+func (x *Series) GetStructure() *StructureSchema {
+	if x != nil {
+		return x.Structure
+	}
+	return nil
+}
+
+func (x *Series) GetServiceLevel() *ServiceLevel {
+	if x != nil {
+		return x.ServiceLevel
+	}
+	return nil
+}
+
+// The DataSchema of a term structure or surface series: its axes, what a value must be to be
+// accepted (checked at ingest: INVALID_ARGUMENT naming the node), and its checks per node.
+type StructureSchema struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenor axis: a term structure's only axis, a surface's first (expiries).
+	TenorAxis *StructureAxis `protobuf:"bytes,1,opt,name=tenor_axis,json=tenorAxis,proto3" json:"tenor_axis,omitempty"`
+	// A surface's second axis (strike, moneyness or delta); unset for term structures, required
+	// for surfaces.
+	CoordinateAxis *StructureAxis `protobuf:"bytes,2,opt,name=coordinate_axis,json=coordinateAxis,proto3" json:"coordinate_axis,omitempty"`
+	// At most this many nodes in one value: 1 to 2,000 (0: 2,000).
+	MaxNodes int32 `protobuf:"varint,3,opt,name=max_nodes,json=maxNodes,proto3" json:"max_nodes,omitempty"`
+	// Surfaces: every tenor of a value has a node at every coordinate of that value (no missing
+	// node on the grid the value spans).
+	FullGrid bool `protobuf:"varint,4,opt,name=full_grid,json=fullGrid,proto3" json:"full_grid,omitempty"`
+	// What the values do along the tenor axis (a surface: at each coordinate); a pair of
+	// neighbouring nodes against it raises "curve_monotonicity".
+	Monotonicity Monotonicity `protobuf:"varint,5,opt,name=monotonicity,proto3,enum=qis.data.v1.Monotonicity" json:"monotonicity,omitempty"`
+	// The checks per node; unset: none.
+	Checks        *StructureChecks `protobuf:"bytes,6,opt,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StructureSchema) Reset() {
+	*x = StructureSchema{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StructureSchema) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StructureSchema) ProtoMessage() {}
+
+func (x *StructureSchema) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StructureSchema.ProtoReflect.Descriptor instead.
+func (*StructureSchema) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StructureSchema) GetTenorAxis() *StructureAxis {
+	if x != nil {
+		return x.TenorAxis
+	}
+	return nil
+}
+
+func (x *StructureSchema) GetCoordinateAxis() *StructureAxis {
+	if x != nil {
+		return x.CoordinateAxis
+	}
+	return nil
+}
+
+func (x *StructureSchema) GetMaxNodes() int32 {
+	if x != nil {
+		return x.MaxNodes
+	}
+	return 0
+}
+
+func (x *StructureSchema) GetFullGrid() bool {
+	if x != nil {
+		return x.FullGrid
+	}
+	return false
+}
+
+func (x *StructureSchema) GetMonotonicity() Monotonicity {
+	if x != nil {
+		return x.Monotonicity
+	}
+	return Monotonicity_MONOTONICITY_UNSPECIFIED
+}
+
+func (x *StructureSchema) GetChecks() *StructureChecks {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+// One axis of a structure.
+type StructureAxis struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the axis is, for humans ("expiry", "tenor", "strike", "delta"): at most 128
+	// characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Tenor axes: which ISO 8601 designators a tenor may use; unspecified: any.
+	TenorUnit TenorUnit `protobuf:"varint,2,opt,name=tenor_unit,json=tenorUnit,proto3,enum=qis.data.v1.TenorUnit" json:"tenor_unit,omitempty"`
+	// Coordinate axes: what the decimal coordinates are; required on a coordinate axis.
+	CoordinateUnit CoordinateUnit `protobuf:"varint,3,opt,name=coordinate_unit,json=coordinateUnit,proto3,enum=qis.data.v1.CoordinateUnit" json:"coordinate_unit,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *StructureAxis) Reset() {
+	*x = StructureAxis{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StructureAxis) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StructureAxis) ProtoMessage() {}
+
+func (x *StructureAxis) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StructureAxis.ProtoReflect.Descriptor instead.
+func (*StructureAxis) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StructureAxis) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StructureAxis) GetTenorUnit() TenorUnit {
+	if x != nil {
+		return x.TenorUnit
+	}
+	return TenorUnit_TENOR_UNIT_UNSPECIFIED
+}
+
+func (x *StructureAxis) GetCoordinateUnit() CoordinateUnit {
+	if x != nil {
+		return x.CoordinateUnit
+	}
+	return CoordinateUnit_COORDINATE_UNIT_UNSPECIFIED
+}
+
+// The checks run on every node of a structure; each raises a quality issue whose evidence names
+// the node(s). Decimal strings above 0; empty disables.
+type StructureChecks struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rule "curve_node_spike" (a warning): a node out and back against its neighbours along an
+	// axis, the move in and the move out both beyond this percentage in opposite directions.
+	MaxNodeSpikePercent string `protobuf:"bytes,1,opt,name=max_node_spike_percent,json=maxNodeSpikePercent,proto3" json:"max_node_spike_percent,omitempty"`
+	// Rule "curve_node_jump" (an error: holds): a node moved beyond this percentage from the same
+	// node (same tenor and coordinate) of the previous snap's structure.
+	MaxNodeJumpPercent string `protobuf:"bytes,2,opt,name=max_node_jump_percent,json=maxNodeJumpPercent,proto3" json:"max_node_jump_percent,omitempty"`
+	// Rule "curve_flat_spot" (a warning): this many or more neighbouring nodes along an axis with
+	// identical values: 0 (disabled), or 3 to 2,000.
+	FlatSpotNodes int32 `protobuf:"varint,3,opt,name=flat_spot_nodes,json=flatSpotNodes,proto3" json:"flat_spot_nodes,omitempty"`
+	// Rule "surface_calendar_arbitrage" (an error): values are implied volatilities and total
+	// variance sigma^2 T must not decrease with the tenor at a fixed coordinate.
+	CalendarArbitrage bool `protobuf:"varint,4,opt,name=calendar_arbitrage,json=calendarArbitrage,proto3" json:"calendar_arbitrage,omitempty"`
+	// Rule "surface_butterfly_arbitrage" (an error): values are implied volatilities over forward
+	// moneyness, and undiscounted Black call prices must be convex in strike along each tenor.
+	ButterflyArbitrage bool `protobuf:"varint,5,opt,name=butterfly_arbitrage,json=butterflyArbitrage,proto3" json:"butterfly_arbitrage,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *StructureChecks) Reset() {
+	*x = StructureChecks{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StructureChecks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StructureChecks) ProtoMessage() {}
+
+func (x *StructureChecks) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StructureChecks.ProtoReflect.Descriptor instead.
+func (*StructureChecks) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StructureChecks) GetMaxNodeSpikePercent() string {
+	if x != nil {
+		return x.MaxNodeSpikePercent
+	}
+	return ""
+}
+
+func (x *StructureChecks) GetMaxNodeJumpPercent() string {
+	if x != nil {
+		return x.MaxNodeJumpPercent
+	}
+	return ""
+}
+
+func (x *StructureChecks) GetFlatSpotNodes() int32 {
+	if x != nil {
+		return x.FlatSpotNodes
+	}
+	return 0
+}
+
+func (x *StructureChecks) GetCalendarArbitrage() bool {
+	if x != nil {
+		return x.CalendarArbitrage
+	}
+	return false
+}
+
+func (x *StructureChecks) GetButterflyArbitrage() bool {
+	if x != nil {
+		return x.ButterflyArbitrage
+	}
+	return false
+}
+
 // A source configured for a series.
 type SeriesSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -562,7 +1006,7 @@ type SeriesSource struct {
 
 func (x *SeriesSource) Reset() {
 	*x = SeriesSource{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[1]
+	mi := &file_qis_data_v1_series_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +1018,7 @@ func (x *SeriesSource) String() string {
 func (*SeriesSource) ProtoMessage() {}
 
 func (x *SeriesSource) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[1]
+	mi := &file_qis_data_v1_series_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +1031,7 @@ func (x *SeriesSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesSource.ProtoReflect.Descriptor instead.
 func (*SeriesSource) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{1}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SeriesSource) GetSource() string {
@@ -641,14 +1085,35 @@ type ValidationRules struct {
 	// open): at most 24 windows, no two overlapping; a value's snap is in a window when its
 	// local time of day (the series' time zone, wall clock) is from `start` up to, not
 	// including, `end`. Empty: the same limits all day.
-	JumpWindows   []*JumpWindow `protobuf:"bytes,10,rep,name=jump_windows,json=jumpWindows,proto3" json:"jump_windows,omitempty"`
+	JumpWindows []*JumpWindow `protobuf:"bytes,10,rep,name=jump_windows,json=jumpWindows,proto3" json:"jump_windows,omitempty"`
+	// Rule "zero_value": a figure of exactly 0 (in any notation: "0", "0.00", "-0") in a field
+	// that should never be one: a price, a volume's quantity, a bar's open, high, low or close,
+	// an options chain's underlying price, or a quote's strike, ask or implied volatility (not a
+	// bar's volume nor a quote's bid: no trade and no bid are real). The issue's evidence lists
+	// the fields ("fields"). SEVERITY_WARNING flags the point, SEVERITY_ERROR holds it;
+	// SEVERITY_UNSPECIFIED disables the rule, SEVERITY_INFO is refused. Independent of
+	// `require_positive`, for series that may be negative but never exactly 0 (a rate, a spread).
+	ForbidZero Severity `protobuf:"varint,11,opt,name=forbid_zero,json=forbidZero,proto3,enum=qis.data.v1.Severity" json:"forbid_zero,omitempty"`
+	// Rule "manual_value" (a warning: flags, never holds): every value set by hand, by
+	// RestatePoint or by an override in ResolveQualityIssues, raises an issue on its point for a
+	// second person to review, its evidence who set it ("by"), why ("reason", "reason_code") and
+	// the version it made. Four-eyes applies: its author cannot approve it.
+	ReviewManualValues bool `protobuf:"varint,12,opt,name=review_manual_values,json=reviewManualValues,proto3" json:"review_manual_values,omitempty"`
+	// Rules "benchmark_move" and "flat_while_benchmark_moved": this series' moves against a
+	// benchmark series' official values over the same interval (e.g. a stock against its
+	// index). Unset: neither runs.
+	Benchmark *BenchmarkCheck `protobuf:"bytes,13,opt,name=benchmark,proto3" json:"benchmark,omitempty"`
+	// Rule "underlying_move": a derivative's moves against its underlying series' official
+	// values over the same interval (e.g. a future or an option against the stock). Unset: the
+	// rule does not run.
+	Underlying    *UnderlyingCheck `protobuf:"bytes,14,opt,name=underlying,proto3" json:"underlying,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ValidationRules) Reset() {
 	*x = ValidationRules{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[2]
+	mi := &file_qis_data_v1_series_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +1125,7 @@ func (x *ValidationRules) String() string {
 func (*ValidationRules) ProtoMessage() {}
 
 func (x *ValidationRules) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[2]
+	mi := &file_qis_data_v1_series_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +1138,7 @@ func (x *ValidationRules) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidationRules.ProtoReflect.Descriptor instead.
 func (*ValidationRules) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{2}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ValidationRules) GetRequirePositive() bool {
@@ -746,6 +1211,197 @@ func (x *ValidationRules) GetJumpWindows() []*JumpWindow {
 	return nil
 }
 
+func (x *ValidationRules) GetForbidZero() Severity {
+	if x != nil {
+		return x.ForbidZero
+	}
+	return Severity_SEVERITY_UNSPECIFIED
+}
+
+func (x *ValidationRules) GetReviewManualValues() bool {
+	if x != nil {
+		return x.ReviewManualValues
+	}
+	return false
+}
+
+func (x *ValidationRules) GetBenchmark() *BenchmarkCheck {
+	if x != nil {
+		return x.Benchmark
+	}
+	return nil
+}
+
+func (x *ValidationRules) GetUnderlying() *UnderlyingCheck {
+	if x != nil {
+		return x.Underlying
+	}
+	return nil
+}
+
+// Checks of a series against a benchmark series (ValidationRules.benchmark). Each compares a
+// value's move from the previous point's received value with the benchmark's move between
+// its official values at exactly the same two snaps, as the service knew them when the value
+// was decided (a benchmark value that arrives later does not re-decide it); without an
+// official benchmark value at either snap, no check. The issue's evidence carries every
+// benchmark figure used, with its official version.
+type BenchmarkCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resource name of the benchmark, "series/{series_id}". A series not defined (yet) has no
+	// official values: no check runs.
+	Series string `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
+	// The series' sensitivity to the benchmark: the residual is the series' relative move less
+	// `beta` times the benchmark's (decimal string; empty: 1).
+	Beta string `protobuf:"bytes,2,opt,name=beta,proto3" json:"beta,omitempty"`
+	// Rule "benchmark_move" (a warning: flags): the absolute residual beyond this multiple of
+	// its usual size, the median absolute residual of the previous `residual_window` intervals
+	// (needs at least half of them with benchmark values, and a median above 0). Decimal string
+	// above 0; empty disables.
+	MaxResidualMultiple string `protobuf:"bytes,3,opt,name=max_residual_multiple,json=maxResidualMultiple,proto3" json:"max_residual_multiple,omitempty"`
+	// Intervals the usual residual is taken over: 2 to 250 (0: the default, 20).
+	ResidualWindow int32 `protobuf:"varint,4,opt,name=residual_window,json=residualWindow,proto3" json:"residual_window,omitempty"`
+	// Rule "flat_while_benchmark_moved" (a warning: flags): the value equals the previous one
+	// exactly while the benchmark moved beyond this percentage (decimal string above 0; empty
+	// disables). At least one of the two rules must be set.
+	FlatMovePercent string `protobuf:"bytes,5,opt,name=flat_move_percent,json=flatMovePercent,proto3" json:"flat_move_percent,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BenchmarkCheck) Reset() {
+	*x = BenchmarkCheck{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BenchmarkCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BenchmarkCheck) ProtoMessage() {}
+
+func (x *BenchmarkCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BenchmarkCheck.ProtoReflect.Descriptor instead.
+func (*BenchmarkCheck) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BenchmarkCheck) GetSeries() string {
+	if x != nil {
+		return x.Series
+	}
+	return ""
+}
+
+func (x *BenchmarkCheck) GetBeta() string {
+	if x != nil {
+		return x.Beta
+	}
+	return ""
+}
+
+func (x *BenchmarkCheck) GetMaxResidualMultiple() string {
+	if x != nil {
+		return x.MaxResidualMultiple
+	}
+	return ""
+}
+
+func (x *BenchmarkCheck) GetResidualWindow() int32 {
+	if x != nil {
+		return x.ResidualWindow
+	}
+	return 0
+}
+
+func (x *BenchmarkCheck) GetFlatMovePercent() string {
+	if x != nil {
+		return x.FlatMovePercent
+	}
+	return ""
+}
+
+// A check of a derivative against its underlying series (ValidationRules.underlying).
+type UnderlyingCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resource name of the underlying, "series/{series_id}". A series not defined (yet) has no
+	// official values: no check runs.
+	Series string `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
+	// The derivative moves opposite to its underlying (a put); false: with it (a future, a
+	// call).
+	Inverse bool `protobuf:"varint,2,opt,name=inverse,proto3" json:"inverse,omitempty"`
+	// Rule "underlying_move" (an error: holds): the underlying moved (its official values at the
+	// previous and this snap differ) and the value moved against the expected direction by more
+	// than this percentage of the previous value (decimal string, 0 or above; empty: 0). An
+	// unchanged underlying expects nothing.
+	TolerancePercent string `protobuf:"bytes,3,opt,name=tolerance_percent,json=tolerancePercent,proto3" json:"tolerance_percent,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *UnderlyingCheck) Reset() {
+	*x = UnderlyingCheck{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnderlyingCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnderlyingCheck) ProtoMessage() {}
+
+func (x *UnderlyingCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnderlyingCheck.ProtoReflect.Descriptor instead.
+func (*UnderlyingCheck) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *UnderlyingCheck) GetSeries() string {
+	if x != nil {
+		return x.Series
+	}
+	return ""
+}
+
+func (x *UnderlyingCheck) GetInverse() bool {
+	if x != nil {
+		return x.Inverse
+	}
+	return false
+}
+
+func (x *UnderlyingCheck) GetTolerancePercent() string {
+	if x != nil {
+		return x.TolerancePercent
+	}
+	return ""
+}
+
 // A time of day of the jump rule (ValidationRules.jump_windows).
 type JumpWindow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -763,7 +1419,7 @@ type JumpWindow struct {
 
 func (x *JumpWindow) Reset() {
 	*x = JumpWindow{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[3]
+	mi := &file_qis_data_v1_series_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +1431,7 @@ func (x *JumpWindow) String() string {
 func (*JumpWindow) ProtoMessage() {}
 
 func (x *JumpWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[3]
+	mi := &file_qis_data_v1_series_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +1444,7 @@ func (x *JumpWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpWindow.ProtoReflect.Descriptor instead.
 func (*JumpWindow) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{3}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JumpWindow) GetStart() *durationpb.Duration {
@@ -825,14 +1481,24 @@ type ReconciliationPolicy struct {
 	// tolerance is no break.
 	ToleranceAbs string `protobuf:"bytes,3,opt,name=tolerance_abs,json=toleranceAbs,proto3" json:"tolerance_abs,omitempty"`
 	// What a break beyond both tolerances does.
-	OnBreak       BreakAction `protobuf:"varint,4,opt,name=on_break,json=onBreak,proto3,enum=qis.data.v1.BreakAction" json:"on_break,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OnBreak BreakAction `protobuf:"varint,4,opt,name=on_break,json=onBreak,proto3,enum=qis.data.v1.BreakAction" json:"on_break,omitempty"`
+	// Rule "confidence_level": once at least this many sources have a value for a point, fewer
+	// of them than this within tolerance of the chosen value (the chosen source included) is an
+	// issue on the point, its evidence the counts ("agreeing", "total", "min_agreeing") and the
+	// agreeing sources. 0 to 100; 0 and 1 disable the rule. Fewer sources than this is no issue
+	// of this rule: waiting for sources is what `min_sources` and `cutoff` are for.
+	MinAgreeingSources int32 `protobuf:"varint,5,opt,name=min_agreeing_sources,json=minAgreeingSources,proto3" json:"min_agreeing_sources,omitempty"`
+	// What a low confidence does: BREAK_ACTION_FLAG (unset) raises a warning, BREAK_ACTION_BLOCK
+	// an error that holds the point until approved (approving it, or a break of the same point,
+	// accepts that its sources disagree).
+	OnLowConfidence BreakAction `protobuf:"varint,6,opt,name=on_low_confidence,json=onLowConfidence,proto3,enum=qis.data.v1.BreakAction" json:"on_low_confidence,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ReconciliationPolicy) Reset() {
 	*x = ReconciliationPolicy{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[4]
+	mi := &file_qis_data_v1_series_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +1510,7 @@ func (x *ReconciliationPolicy) String() string {
 func (*ReconciliationPolicy) ProtoMessage() {}
 
 func (x *ReconciliationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[4]
+	mi := &file_qis_data_v1_series_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +1523,7 @@ func (x *ReconciliationPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconciliationPolicy.ProtoReflect.Descriptor instead.
 func (*ReconciliationPolicy) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{4}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReconciliationPolicy) GetMethod() ReconciliationMethod {
@@ -888,6 +1554,20 @@ func (x *ReconciliationPolicy) GetOnBreak() BreakAction {
 	return BreakAction_BREAK_ACTION_UNSPECIFIED
 }
 
+func (x *ReconciliationPolicy) GetMinAgreeingSources() int32 {
+	if x != nil {
+		return x.MinAgreeingSources
+	}
+	return 0
+}
+
+func (x *ReconciliationPolicy) GetOnLowConfidence() BreakAction {
+	if x != nil {
+		return x.OnLowConfidence
+	}
+	return BreakAction_BREAK_ACTION_UNSPECIFIED
+}
+
 // When a reconciled value becomes the official, published one.
 type PublicationPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -910,7 +1590,7 @@ type PublicationPolicy struct {
 
 func (x *PublicationPolicy) Reset() {
 	*x = PublicationPolicy{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[5]
+	mi := &file_qis_data_v1_series_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1602,7 @@ func (x *PublicationPolicy) String() string {
 func (*PublicationPolicy) ProtoMessage() {}
 
 func (x *PublicationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[5]
+	mi := &file_qis_data_v1_series_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1615,7 @@ func (x *PublicationPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicationPolicy.ProtoReflect.Descriptor instead.
 func (*PublicationPolicy) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{5}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PublicationPolicy) GetMode() PublicationMode {
@@ -969,6 +1649,233 @@ func (x *PublicationPolicy) GetCutoff() *durationpb.Duration {
 func (x *PublicationPolicy) GetTimelinessSla() *durationpb.Duration {
 	if x != nil {
 		return x.TimelinessSla
+	}
+	return nil
+}
+
+// The service level of a series (Series.service_level): which snaps are expected, and by when
+// their values must have arrived and their points be official.
+type ServiceLevel struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Local wall time (in the series' time zone) of a daily series' snap, or of an intraday
+	// series' first snap of the day: whole seconds after midnight, 0 to 23:59:59. Unset: midnight.
+	FirstSnap *durationpb.Duration `protobuf:"bytes,1,opt,name=first_snap,json=firstSnap,proto3" json:"first_snap,omitempty"`
+	// Intraday series: the local wall time of the day's last expected snap (included), at or after
+	// `first_snap`; snaps are every step of the frequency in between. Unset: the day's last step.
+	// Refused for daily series.
+	LastSnap *durationpb.Duration `protobuf:"bytes,2,opt,name=last_snap,json=lastSnap,proto3" json:"last_snap,omitempty"`
+	// Days expected when the series has no calendar: ISO weekdays, 1 (Monday) to 7, each once.
+	// Empty: Monday to Friday. With a calendar, its sessions are the expected days.
+	Weekdays []int32 `protobuf:"varint,3,rep,packed,name=weekdays,proto3" json:"weekdays,omitempty"`
+	// By when each of the series' sources must have delivered an expected snap's value (unless it
+	// has its own entry in `source_arrivals`); unset: only the sources listed there.
+	Arrival *ServiceLevelDeadline `protobuf:"bytes,4,opt,name=arrival,proto3" json:"arrival,omitempty"`
+	// Deadlines of single sources, at most 64, one per source of the series.
+	SourceArrivals []*SourceDeadline `protobuf:"bytes,5,rep,name=source_arrivals,json=sourceArrivals,proto3" json:"source_arrivals,omitempty"`
+	// By when an expected snap's point must be official; unset: not checked.
+	Publication *ServiceLevelDeadline `protobuf:"bytes,6,opt,name=publication,proto3" json:"publication,omitempty"`
+	// Severity of a late publication: SEVERITY_WARNING (unset: the default) or SEVERITY_ERROR (an
+	// escalation). Arrival lateness is always a warning: a missing value has nothing to hold.
+	PublicationSeverity Severity `protobuf:"varint,7,opt,name=publication_severity,json=publicationSeverity,proto3,enum=qis.data.v1.Severity" json:"publication_severity,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ServiceLevel) Reset() {
+	*x = ServiceLevel{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceLevel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceLevel) ProtoMessage() {}
+
+func (x *ServiceLevel) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceLevel.ProtoReflect.Descriptor instead.
+func (*ServiceLevel) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ServiceLevel) GetFirstSnap() *durationpb.Duration {
+	if x != nil {
+		return x.FirstSnap
+	}
+	return nil
+}
+
+func (x *ServiceLevel) GetLastSnap() *durationpb.Duration {
+	if x != nil {
+		return x.LastSnap
+	}
+	return nil
+}
+
+func (x *ServiceLevel) GetWeekdays() []int32 {
+	if x != nil {
+		return x.Weekdays
+	}
+	return nil
+}
+
+func (x *ServiceLevel) GetArrival() *ServiceLevelDeadline {
+	if x != nil {
+		return x.Arrival
+	}
+	return nil
+}
+
+func (x *ServiceLevel) GetSourceArrivals() []*SourceDeadline {
+	if x != nil {
+		return x.SourceArrivals
+	}
+	return nil
+}
+
+func (x *ServiceLevel) GetPublication() *ServiceLevelDeadline {
+	if x != nil {
+		return x.Publication
+	}
+	return nil
+}
+
+func (x *ServiceLevel) GetPublicationSeverity() Severity {
+	if x != nil {
+		return x.PublicationSeverity
+	}
+	return Severity_SEVERITY_UNSPECIFIED
+}
+
+// A service-level deadline of an expected snap: exactly one of its two forms.
+type ServiceLevelDeadline struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// This long after the snap: whole seconds, 0 to 7 days.
+	After *durationpb.Duration `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
+	// Daily series: this local wall time (whole seconds after midnight, 0 to 23:59:59) on the
+	// snap's local day plus `days_after`; it must fall after the snap.
+	LocalTime *durationpb.Duration `protobuf:"bytes,2,opt,name=local_time,json=localTime,proto3" json:"local_time,omitempty"`
+	// Days after the snap's local day that `local_time` falls on: 0 to 7. Only with `local_time`.
+	DaysAfter     int32 `protobuf:"varint,3,opt,name=days_after,json=daysAfter,proto3" json:"days_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceLevelDeadline) Reset() {
+	*x = ServiceLevelDeadline{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceLevelDeadline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceLevelDeadline) ProtoMessage() {}
+
+func (x *ServiceLevelDeadline) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceLevelDeadline.ProtoReflect.Descriptor instead.
+func (*ServiceLevelDeadline) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ServiceLevelDeadline) GetAfter() *durationpb.Duration {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *ServiceLevelDeadline) GetLocalTime() *durationpb.Duration {
+	if x != nil {
+		return x.LocalTime
+	}
+	return nil
+}
+
+func (x *ServiceLevelDeadline) GetDaysAfter() int32 {
+	if x != nil {
+		return x.DaysAfter
+	}
+	return 0
+}
+
+// The arrival deadline of one source of the series.
+type SourceDeadline struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resource name of the data source, "sources/{source_id}": one of the series' sources.
+	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// By when this source's value of an expected snap must have arrived.
+	Deadline      *ServiceLevelDeadline `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourceDeadline) Reset() {
+	*x = SourceDeadline{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceDeadline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceDeadline) ProtoMessage() {}
+
+func (x *SourceDeadline) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceDeadline.ProtoReflect.Descriptor instead.
+func (*SourceDeadline) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SourceDeadline) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *SourceDeadline) GetDeadline() *ServiceLevelDeadline {
+	if x != nil {
+		return x.Deadline
 	}
 	return nil
 }
@@ -1020,7 +1927,7 @@ type DataSource struct {
 
 func (x *DataSource) Reset() {
 	*x = DataSource{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	mi := &file_qis_data_v1_series_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1939,7 @@ func (x *DataSource) String() string {
 func (*DataSource) ProtoMessage() {}
 
 func (x *DataSource) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	mi := &file_qis_data_v1_series_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1952,7 @@ func (x *DataSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSource.ProtoReflect.Descriptor instead.
 func (*DataSource) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{6}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DataSource) GetName() string {
@@ -1147,7 +2054,7 @@ type DataSourceRetryPolicy struct {
 
 func (x *DataSourceRetryPolicy) Reset() {
 	*x = DataSourceRetryPolicy{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	mi := &file_qis_data_v1_series_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +2066,7 @@ func (x *DataSourceRetryPolicy) String() string {
 func (*DataSourceRetryPolicy) ProtoMessage() {}
 
 func (x *DataSourceRetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	mi := &file_qis_data_v1_series_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +2079,7 @@ func (x *DataSourceRetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceRetryPolicy.ProtoReflect.Descriptor instead.
 func (*DataSourceRetryPolicy) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{7}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DataSourceRetryPolicy) GetMaxAttempts() int32 {
@@ -1242,7 +2149,7 @@ type DataSourceHealth struct {
 
 func (x *DataSourceHealth) Reset() {
 	*x = DataSourceHealth{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[8]
+	mi := &file_qis_data_v1_series_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +2161,7 @@ func (x *DataSourceHealth) String() string {
 func (*DataSourceHealth) ProtoMessage() {}
 
 func (x *DataSourceHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[8]
+	mi := &file_qis_data_v1_series_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +2174,7 @@ func (x *DataSourceHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceHealth.ProtoReflect.Descriptor instead.
 func (*DataSourceHealth) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{8}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DataSourceHealth) GetStatus() DataSourceStatus {
@@ -1404,7 +2311,7 @@ type DataSourceInstrumentHealth struct {
 
 func (x *DataSourceInstrumentHealth) Reset() {
 	*x = DataSourceInstrumentHealth{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[9]
+	mi := &file_qis_data_v1_series_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +2323,7 @@ func (x *DataSourceInstrumentHealth) String() string {
 func (*DataSourceInstrumentHealth) ProtoMessage() {}
 
 func (x *DataSourceInstrumentHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[9]
+	mi := &file_qis_data_v1_series_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +2336,7 @@ func (x *DataSourceInstrumentHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceInstrumentHealth.ProtoReflect.Descriptor instead.
 func (*DataSourceInstrumentHealth) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{9}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DataSourceInstrumentHealth) GetSeries() string {
@@ -1480,7 +2387,7 @@ type DataSourceUsage struct {
 
 func (x *DataSourceUsage) Reset() {
 	*x = DataSourceUsage{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[10]
+	mi := &file_qis_data_v1_series_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +2399,7 @@ func (x *DataSourceUsage) String() string {
 func (*DataSourceUsage) ProtoMessage() {}
 
 func (x *DataSourceUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[10]
+	mi := &file_qis_data_v1_series_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +2412,7 @@ func (x *DataSourceUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceUsage.ProtoReflect.Descriptor instead.
 func (*DataSourceUsage) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{10}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DataSourceUsage) GetDay() *date.Date {
@@ -1575,7 +2482,7 @@ var File_qis_data_v1_series_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\n" +
-	"\x18qis/data/v1/series.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x18qis/data/v1/values.proto\"\xd8\x05\n" +
+	"\x18qis/data/v1/series.proto\x12\vqis.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x19qis/data/v1/quality.proto\x1a\x18qis/data/v1/values.proto\"\xd4\x06\n" +
 	"\x06Series\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x128\n" +
 	"\tdata_type\x18\x02 \x01(\x0e2\x15.qis.data.v1.DataTypeB\x04\xe2A\x01\x02R\bdataType\x12:\n" +
@@ -1593,11 +2500,32 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\vpublication\x18\v \x01(\v2\x1e.qis.data.v1.PublicationPolicyR\vpublication\x12 \n" +
 	"\vdescription\x18\f \x01(\tR\vdescription\x12+\n" +
 	"\x0eschema_version\x18\r \x01(\x05B\x04\xe2A\x01\x03R\rschemaVersion\x12G\n" +
-	"\x0eclassification\x18\x0e \x01(\x0e2\x1f.qis.data.v1.DataClassificationR\x0eclassification:5\xeaA2\n" +
-	"\x0fqis.data/Series\x12\x0fseries/{series}*\x06series2\x06series\"H\n" +
+	"\x0eclassification\x18\x0e \x01(\x0e2\x1f.qis.data.v1.DataClassificationR\x0eclassification\x12:\n" +
+	"\tstructure\x18\x14 \x01(\v2\x1c.qis.data.v1.StructureSchemaR\tstructure\x12>\n" +
+	"\rservice_level\x18\x13 \x01(\v2\x19.qis.data.v1.ServiceLevelR\fserviceLevel:5\xeaA2\n" +
+	"\x0fqis.data/Series\x12\x0fseries/{series}*\x06series2\x06series\"\xc6\x02\n" +
+	"\x0fStructureSchema\x12?\n" +
+	"\n" +
+	"tenor_axis\x18\x01 \x01(\v2\x1a.qis.data.v1.StructureAxisB\x04\xe2A\x01\x02R\ttenorAxis\x12C\n" +
+	"\x0fcoordinate_axis\x18\x02 \x01(\v2\x1a.qis.data.v1.StructureAxisR\x0ecoordinateAxis\x12\x1b\n" +
+	"\tmax_nodes\x18\x03 \x01(\x05R\bmaxNodes\x12\x1b\n" +
+	"\tfull_grid\x18\x04 \x01(\bR\bfullGrid\x12=\n" +
+	"\fmonotonicity\x18\x05 \x01(\x0e2\x19.qis.data.v1.MonotonicityR\fmonotonicity\x124\n" +
+	"\x06checks\x18\x06 \x01(\v2\x1c.qis.data.v1.StructureChecksR\x06checks\"\xa0\x01\n" +
+	"\rStructureAxis\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
+	"\n" +
+	"tenor_unit\x18\x02 \x01(\x0e2\x16.qis.data.v1.TenorUnitR\ttenorUnit\x12D\n" +
+	"\x0fcoordinate_unit\x18\x03 \x01(\x0e2\x1b.qis.data.v1.CoordinateUnitR\x0ecoordinateUnit\"\x81\x02\n" +
+	"\x0fStructureChecks\x123\n" +
+	"\x16max_node_spike_percent\x18\x01 \x01(\tR\x13maxNodeSpikePercent\x121\n" +
+	"\x15max_node_jump_percent\x18\x02 \x01(\tR\x12maxNodeJumpPercent\x12&\n" +
+	"\x0fflat_spot_nodes\x18\x03 \x01(\x05R\rflatSpotNodes\x12-\n" +
+	"\x12calendar_arbitrage\x18\x04 \x01(\bR\x11calendarArbitrage\x12/\n" +
+	"\x13butterfly_arbitrage\x18\x05 \x01(\bR\x12butterflyArbitrage\"H\n" +
 	"\fSeriesSource\x12\x1c\n" +
 	"\x06source\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06source\x12\x1a\n" +
-	"\bpriority\x18\x02 \x01(\x05R\bpriority\"\xb9\x03\n" +
+	"\bpriority\x18\x02 \x01(\x05R\bpriority\"\x9c\x05\n" +
 	"\x0fValidationRules\x12)\n" +
 	"\x10require_positive\x18\x01 \x01(\bR\x0frequirePositive\x12(\n" +
 	"\x10max_jump_percent\x18\x02 \x01(\tR\x0emaxJumpPercent\x12\x1d\n" +
@@ -1610,26 +2538,63 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\x10max_rise_percent\x18\b \x01(\tR\x0emaxRisePercent\x12(\n" +
 	"\x10max_fall_percent\x18\t \x01(\tR\x0emaxFallPercent\x12:\n" +
 	"\fjump_windows\x18\n" +
-	" \x03(\v2\x17.qis.data.v1.JumpWindowR\vjumpWindows\"\x9c\x01\n" +
+	" \x03(\v2\x17.qis.data.v1.JumpWindowR\vjumpWindows\x126\n" +
+	"\vforbid_zero\x18\v \x01(\x0e2\x15.qis.data.v1.SeverityR\n" +
+	"forbidZero\x120\n" +
+	"\x14review_manual_values\x18\f \x01(\bR\x12reviewManualValues\x129\n" +
+	"\tbenchmark\x18\r \x01(\v2\x1b.qis.data.v1.BenchmarkCheckR\tbenchmark\x12<\n" +
+	"\n" +
+	"underlying\x18\x0e \x01(\v2\x1c.qis.data.v1.UnderlyingCheckR\n" +
+	"underlying\"\xcb\x01\n" +
+	"\x0eBenchmarkCheck\x12\x1c\n" +
+	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12\x12\n" +
+	"\x04beta\x18\x02 \x01(\tR\x04beta\x122\n" +
+	"\x15max_residual_multiple\x18\x03 \x01(\tR\x13maxResidualMultiple\x12'\n" +
+	"\x0fresidual_window\x18\x04 \x01(\x05R\x0eresidualWindow\x12*\n" +
+	"\x11flat_move_percent\x18\x05 \x01(\tR\x0fflatMovePercent\"v\n" +
+	"\x0fUnderlyingCheck\x12\x1c\n" +
+	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12\x18\n" +
+	"\ainverse\x18\x02 \x01(\bR\ainverse\x12+\n" +
+	"\x11tolerance_percent\x18\x03 \x01(\tR\x10tolerancePercent\"\x9c\x01\n" +
 	"\n" +
 	"JumpWindow\x125\n" +
 	"\x05start\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x02R\x05start\x121\n" +
 	"\x03end\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x02R\x03end\x12$\n" +
 	"\n" +
 	"multiplier\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\n" +
-	"multiplier\"\xd0\x01\n" +
+	"multiplier\"\xc8\x02\n" +
 	"\x14ReconciliationPolicy\x129\n" +
 	"\x06method\x18\x01 \x01(\x0e2!.qis.data.v1.ReconciliationMethodR\x06method\x12#\n" +
 	"\rtolerance_bps\x18\x02 \x01(\tR\ftoleranceBps\x12#\n" +
 	"\rtolerance_abs\x18\x03 \x01(\tR\ftoleranceAbs\x123\n" +
-	"\bon_break\x18\x04 \x01(\x0e2\x18.qis.data.v1.BreakActionR\aonBreak\"\xbb\x02\n" +
+	"\bon_break\x18\x04 \x01(\x0e2\x18.qis.data.v1.BreakActionR\aonBreak\x120\n" +
+	"\x14min_agreeing_sources\x18\x05 \x01(\x05R\x12minAgreeingSources\x12D\n" +
+	"\x11on_low_confidence\x18\x06 \x01(\x0e2\x18.qis.data.v1.BreakActionR\x0fonLowConfidence\"\xbb\x02\n" +
 	"\x11PublicationPolicy\x120\n" +
 	"\x04mode\x18\x01 \x01(\x0e2\x1c.qis.data.v1.PublicationModeR\x04mode\x12\x1f\n" +
 	"\vmin_sources\x18\x02 \x01(\x05R\n" +
 	"minSources\x12*\n" +
 	"\x11min_quality_score\x18\x03 \x01(\tR\x0fminQualityScore\x121\n" +
 	"\x06cutoff\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06cutoff\x12@\n" +
-	"\x0etimeliness_sla\x18\a \x01(\v2\x19.google.protobuf.DurationR\rtimelinessSlaJ\x04\b\x04\x10\x05J\x04\b\x05\x10\x06R\x0ecutoff_secondsR\x16timeliness_sla_seconds\"\xea\x05\n" +
+	"\x0etimeliness_sla\x18\a \x01(\v2\x19.google.protobuf.DurationR\rtimelinessSlaJ\x04\b\x04\x10\x05J\x04\b\x05\x10\x06R\x0ecutoff_secondsR\x16timeliness_sla_seconds\"\xae\x03\n" +
+	"\fServiceLevel\x128\n" +
+	"\n" +
+	"first_snap\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tfirstSnap\x126\n" +
+	"\tlast_snap\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\blastSnap\x12\x1a\n" +
+	"\bweekdays\x18\x03 \x03(\x05R\bweekdays\x12;\n" +
+	"\aarrival\x18\x04 \x01(\v2!.qis.data.v1.ServiceLevelDeadlineR\aarrival\x12D\n" +
+	"\x0fsource_arrivals\x18\x05 \x03(\v2\x1b.qis.data.v1.SourceDeadlineR\x0esourceArrivals\x12C\n" +
+	"\vpublication\x18\x06 \x01(\v2!.qis.data.v1.ServiceLevelDeadlineR\vpublication\x12H\n" +
+	"\x14publication_severity\x18\a \x01(\x0e2\x15.qis.data.v1.SeverityR\x13publicationSeverity\"\xa0\x01\n" +
+	"\x14ServiceLevelDeadline\x12/\n" +
+	"\x05after\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05after\x128\n" +
+	"\n" +
+	"local_time\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\tlocalTime\x12\x1d\n" +
+	"\n" +
+	"days_after\x18\x03 \x01(\x05R\tdaysAfter\"s\n" +
+	"\x0eSourceDeadline\x12\x1c\n" +
+	"\x06source\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06source\x12C\n" +
+	"\bdeadline\x18\x02 \x01(\v2!.qis.data.v1.ServiceLevelDeadlineB\x04\xe2A\x01\x02R\bdeadline\"\xea\x05\n" +
 	"\n" +
 	"DataSource\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12 \n" +
@@ -1712,7 +2677,22 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\x1aDATA_CLASSIFICATION_PUBLIC\x10\x01\x12 \n" +
 	"\x1cDATA_CLASSIFICATION_INTERNAL\x10\x02\x12$\n" +
 	" DATA_CLASSIFICATION_CONFIDENTIAL\x10\x03\x12\"\n" +
-	"\x1eDATA_CLASSIFICATION_RESTRICTED\x10\x04*\xa8\x01\n" +
+	"\x1eDATA_CLASSIFICATION_RESTRICTED\x10\x04*\x7f\n" +
+	"\tTenorUnit\x12\x1a\n" +
+	"\x16TENOR_UNIT_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fTENOR_UNIT_DAYS\x10\x01\x12\x14\n" +
+	"\x10TENOR_UNIT_WEEKS\x10\x02\x12\x15\n" +
+	"\x11TENOR_UNIT_MONTHS\x10\x03\x12\x14\n" +
+	"\x10TENOR_UNIT_YEARS\x10\x04*\x87\x01\n" +
+	"\x0eCoordinateUnit\x12\x1f\n" +
+	"\x1bCOORDINATE_UNIT_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16COORDINATE_UNIT_STRIKE\x10\x01\x12\x1d\n" +
+	"\x19COORDINATE_UNIT_MONEYNESS\x10\x02\x12\x19\n" +
+	"\x15COORDINATE_UNIT_DELTA\x10\x03*n\n" +
+	"\fMonotonicity\x12\x1c\n" +
+	"\x18MONOTONICITY_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bMONOTONICITY_NON_DECREASING\x10\x01\x12\x1f\n" +
+	"\x1bMONOTONICITY_NON_INCREASING\x10\x02*\xa8\x01\n" +
 	"\x14ReconciliationMethod\x12%\n" +
 	"!RECONCILIATION_METHOD_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eRECONCILIATION_METHOD_PRIORITY\x10\x01\x12 \n" +
@@ -1745,72 +2725,105 @@ func file_qis_data_v1_series_proto_rawDescGZIP() []byte {
 	return file_qis_data_v1_series_proto_rawDescData
 }
 
-var file_qis_data_v1_series_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_qis_data_v1_series_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_qis_data_v1_series_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_qis_data_v1_series_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_qis_data_v1_series_proto_goTypes = []any{
 	(Frequency)(0),                     // 0: qis.data.v1.Frequency
 	(DataClassification)(0),            // 1: qis.data.v1.DataClassification
-	(ReconciliationMethod)(0),          // 2: qis.data.v1.ReconciliationMethod
-	(BreakAction)(0),                   // 3: qis.data.v1.BreakAction
-	(PublicationMode)(0),               // 4: qis.data.v1.PublicationMode
-	(DataSourceStatus)(0),              // 5: qis.data.v1.DataSourceStatus
-	(*Series)(nil),                     // 6: qis.data.v1.Series
-	(*SeriesSource)(nil),               // 7: qis.data.v1.SeriesSource
-	(*ValidationRules)(nil),            // 8: qis.data.v1.ValidationRules
-	(*JumpWindow)(nil),                 // 9: qis.data.v1.JumpWindow
-	(*ReconciliationPolicy)(nil),       // 10: qis.data.v1.ReconciliationPolicy
-	(*PublicationPolicy)(nil),          // 11: qis.data.v1.PublicationPolicy
-	(*DataSource)(nil),                 // 12: qis.data.v1.DataSource
-	(*DataSourceRetryPolicy)(nil),      // 13: qis.data.v1.DataSourceRetryPolicy
-	(*DataSourceHealth)(nil),           // 14: qis.data.v1.DataSourceHealth
-	(*DataSourceInstrumentHealth)(nil), // 15: qis.data.v1.DataSourceInstrumentHealth
-	(*DataSourceUsage)(nil),            // 16: qis.data.v1.DataSourceUsage
-	nil,                                // 17: qis.data.v1.DataSource.SettingsEntry
-	(DataType)(0),                      // 18: qis.data.v1.DataType
-	(*durationpb.Duration)(nil),        // 19: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 20: google.protobuf.Timestamp
-	(*date.Date)(nil),                  // 21: google.type.Date
+	(TenorUnit)(0),                     // 2: qis.data.v1.TenorUnit
+	(CoordinateUnit)(0),                // 3: qis.data.v1.CoordinateUnit
+	(Monotonicity)(0),                  // 4: qis.data.v1.Monotonicity
+	(ReconciliationMethod)(0),          // 5: qis.data.v1.ReconciliationMethod
+	(BreakAction)(0),                   // 6: qis.data.v1.BreakAction
+	(PublicationMode)(0),               // 7: qis.data.v1.PublicationMode
+	(DataSourceStatus)(0),              // 8: qis.data.v1.DataSourceStatus
+	(*Series)(nil),                     // 9: qis.data.v1.Series
+	(*StructureSchema)(nil),            // 10: qis.data.v1.StructureSchema
+	(*StructureAxis)(nil),              // 11: qis.data.v1.StructureAxis
+	(*StructureChecks)(nil),            // 12: qis.data.v1.StructureChecks
+	(*SeriesSource)(nil),               // 13: qis.data.v1.SeriesSource
+	(*ValidationRules)(nil),            // 14: qis.data.v1.ValidationRules
+	(*BenchmarkCheck)(nil),             // 15: qis.data.v1.BenchmarkCheck
+	(*UnderlyingCheck)(nil),            // 16: qis.data.v1.UnderlyingCheck
+	(*JumpWindow)(nil),                 // 17: qis.data.v1.JumpWindow
+	(*ReconciliationPolicy)(nil),       // 18: qis.data.v1.ReconciliationPolicy
+	(*PublicationPolicy)(nil),          // 19: qis.data.v1.PublicationPolicy
+	(*ServiceLevel)(nil),               // 20: qis.data.v1.ServiceLevel
+	(*ServiceLevelDeadline)(nil),       // 21: qis.data.v1.ServiceLevelDeadline
+	(*SourceDeadline)(nil),             // 22: qis.data.v1.SourceDeadline
+	(*DataSource)(nil),                 // 23: qis.data.v1.DataSource
+	(*DataSourceRetryPolicy)(nil),      // 24: qis.data.v1.DataSourceRetryPolicy
+	(*DataSourceHealth)(nil),           // 25: qis.data.v1.DataSourceHealth
+	(*DataSourceInstrumentHealth)(nil), // 26: qis.data.v1.DataSourceInstrumentHealth
+	(*DataSourceUsage)(nil),            // 27: qis.data.v1.DataSourceUsage
+	nil,                                // 28: qis.data.v1.DataSource.SettingsEntry
+	(DataType)(0),                      // 29: qis.data.v1.DataType
+	(Severity)(0),                      // 30: qis.data.v1.Severity
+	(*durationpb.Duration)(nil),        // 31: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 32: google.protobuf.Timestamp
+	(*date.Date)(nil),                  // 33: google.type.Date
 }
 var file_qis_data_v1_series_proto_depIdxs = []int32{
-	18, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
+	29, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
 	0,  // 1: qis.data.v1.Series.frequency:type_name -> qis.data.v1.Frequency
-	7,  // 2: qis.data.v1.Series.sources:type_name -> qis.data.v1.SeriesSource
-	8,  // 3: qis.data.v1.Series.validation:type_name -> qis.data.v1.ValidationRules
-	10, // 4: qis.data.v1.Series.reconciliation:type_name -> qis.data.v1.ReconciliationPolicy
-	11, // 5: qis.data.v1.Series.publication:type_name -> qis.data.v1.PublicationPolicy
+	13, // 2: qis.data.v1.Series.sources:type_name -> qis.data.v1.SeriesSource
+	14, // 3: qis.data.v1.Series.validation:type_name -> qis.data.v1.ValidationRules
+	18, // 4: qis.data.v1.Series.reconciliation:type_name -> qis.data.v1.ReconciliationPolicy
+	19, // 5: qis.data.v1.Series.publication:type_name -> qis.data.v1.PublicationPolicy
 	1,  // 6: qis.data.v1.Series.classification:type_name -> qis.data.v1.DataClassification
-	9,  // 7: qis.data.v1.ValidationRules.jump_windows:type_name -> qis.data.v1.JumpWindow
-	19, // 8: qis.data.v1.JumpWindow.start:type_name -> google.protobuf.Duration
-	19, // 9: qis.data.v1.JumpWindow.end:type_name -> google.protobuf.Duration
-	2,  // 10: qis.data.v1.ReconciliationPolicy.method:type_name -> qis.data.v1.ReconciliationMethod
-	3,  // 11: qis.data.v1.ReconciliationPolicy.on_break:type_name -> qis.data.v1.BreakAction
-	4,  // 12: qis.data.v1.PublicationPolicy.mode:type_name -> qis.data.v1.PublicationMode
-	19, // 13: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
-	19, // 14: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
-	17, // 15: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
-	14, // 16: qis.data.v1.DataSource.health:type_name -> qis.data.v1.DataSourceHealth
-	16, // 17: qis.data.v1.DataSource.total_usage:type_name -> qis.data.v1.DataSourceUsage
-	16, // 18: qis.data.v1.DataSource.day_usage:type_name -> qis.data.v1.DataSourceUsage
-	13, // 19: qis.data.v1.DataSource.retry_policy:type_name -> qis.data.v1.DataSourceRetryPolicy
-	19, // 20: qis.data.v1.DataSourceRetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	19, // 21: qis.data.v1.DataSourceRetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	5,  // 22: qis.data.v1.DataSourceHealth.status:type_name -> qis.data.v1.DataSourceStatus
-	20, // 23: qis.data.v1.DataSourceHealth.status_change_time:type_name -> google.protobuf.Timestamp
-	20, // 24: qis.data.v1.DataSourceHealth.start_time:type_name -> google.protobuf.Timestamp
-	20, // 25: qis.data.v1.DataSourceHealth.end_time:type_name -> google.protobuf.Timestamp
-	19, // 26: qis.data.v1.DataSourceHealth.latency_p50:type_name -> google.protobuf.Duration
-	19, // 27: qis.data.v1.DataSourceHealth.latency_p99:type_name -> google.protobuf.Duration
-	20, // 28: qis.data.v1.DataSourceHealth.last_success_time:type_name -> google.protobuf.Timestamp
-	20, // 29: qis.data.v1.DataSourceHealth.report_time:type_name -> google.protobuf.Timestamp
-	15, // 30: qis.data.v1.DataSourceHealth.instruments:type_name -> qis.data.v1.DataSourceInstrumentHealth
-	20, // 31: qis.data.v1.DataSourceInstrumentHealth.latest_value_time:type_name -> google.protobuf.Timestamp
-	19, // 32: qis.data.v1.DataSourceInstrumentHealth.staleness:type_name -> google.protobuf.Duration
-	21, // 33: qis.data.v1.DataSourceUsage.day:type_name -> google.type.Date
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	10, // 7: qis.data.v1.Series.structure:type_name -> qis.data.v1.StructureSchema
+	20, // 8: qis.data.v1.Series.service_level:type_name -> qis.data.v1.ServiceLevel
+	11, // 9: qis.data.v1.StructureSchema.tenor_axis:type_name -> qis.data.v1.StructureAxis
+	11, // 10: qis.data.v1.StructureSchema.coordinate_axis:type_name -> qis.data.v1.StructureAxis
+	4,  // 11: qis.data.v1.StructureSchema.monotonicity:type_name -> qis.data.v1.Monotonicity
+	12, // 12: qis.data.v1.StructureSchema.checks:type_name -> qis.data.v1.StructureChecks
+	2,  // 13: qis.data.v1.StructureAxis.tenor_unit:type_name -> qis.data.v1.TenorUnit
+	3,  // 14: qis.data.v1.StructureAxis.coordinate_unit:type_name -> qis.data.v1.CoordinateUnit
+	17, // 15: qis.data.v1.ValidationRules.jump_windows:type_name -> qis.data.v1.JumpWindow
+	30, // 16: qis.data.v1.ValidationRules.forbid_zero:type_name -> qis.data.v1.Severity
+	15, // 17: qis.data.v1.ValidationRules.benchmark:type_name -> qis.data.v1.BenchmarkCheck
+	16, // 18: qis.data.v1.ValidationRules.underlying:type_name -> qis.data.v1.UnderlyingCheck
+	31, // 19: qis.data.v1.JumpWindow.start:type_name -> google.protobuf.Duration
+	31, // 20: qis.data.v1.JumpWindow.end:type_name -> google.protobuf.Duration
+	5,  // 21: qis.data.v1.ReconciliationPolicy.method:type_name -> qis.data.v1.ReconciliationMethod
+	6,  // 22: qis.data.v1.ReconciliationPolicy.on_break:type_name -> qis.data.v1.BreakAction
+	6,  // 23: qis.data.v1.ReconciliationPolicy.on_low_confidence:type_name -> qis.data.v1.BreakAction
+	7,  // 24: qis.data.v1.PublicationPolicy.mode:type_name -> qis.data.v1.PublicationMode
+	31, // 25: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
+	31, // 26: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
+	31, // 27: qis.data.v1.ServiceLevel.first_snap:type_name -> google.protobuf.Duration
+	31, // 28: qis.data.v1.ServiceLevel.last_snap:type_name -> google.protobuf.Duration
+	21, // 29: qis.data.v1.ServiceLevel.arrival:type_name -> qis.data.v1.ServiceLevelDeadline
+	22, // 30: qis.data.v1.ServiceLevel.source_arrivals:type_name -> qis.data.v1.SourceDeadline
+	21, // 31: qis.data.v1.ServiceLevel.publication:type_name -> qis.data.v1.ServiceLevelDeadline
+	30, // 32: qis.data.v1.ServiceLevel.publication_severity:type_name -> qis.data.v1.Severity
+	31, // 33: qis.data.v1.ServiceLevelDeadline.after:type_name -> google.protobuf.Duration
+	31, // 34: qis.data.v1.ServiceLevelDeadline.local_time:type_name -> google.protobuf.Duration
+	21, // 35: qis.data.v1.SourceDeadline.deadline:type_name -> qis.data.v1.ServiceLevelDeadline
+	28, // 36: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
+	25, // 37: qis.data.v1.DataSource.health:type_name -> qis.data.v1.DataSourceHealth
+	27, // 38: qis.data.v1.DataSource.total_usage:type_name -> qis.data.v1.DataSourceUsage
+	27, // 39: qis.data.v1.DataSource.day_usage:type_name -> qis.data.v1.DataSourceUsage
+	24, // 40: qis.data.v1.DataSource.retry_policy:type_name -> qis.data.v1.DataSourceRetryPolicy
+	31, // 41: qis.data.v1.DataSourceRetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	31, // 42: qis.data.v1.DataSourceRetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	8,  // 43: qis.data.v1.DataSourceHealth.status:type_name -> qis.data.v1.DataSourceStatus
+	32, // 44: qis.data.v1.DataSourceHealth.status_change_time:type_name -> google.protobuf.Timestamp
+	32, // 45: qis.data.v1.DataSourceHealth.start_time:type_name -> google.protobuf.Timestamp
+	32, // 46: qis.data.v1.DataSourceHealth.end_time:type_name -> google.protobuf.Timestamp
+	31, // 47: qis.data.v1.DataSourceHealth.latency_p50:type_name -> google.protobuf.Duration
+	31, // 48: qis.data.v1.DataSourceHealth.latency_p99:type_name -> google.protobuf.Duration
+	32, // 49: qis.data.v1.DataSourceHealth.last_success_time:type_name -> google.protobuf.Timestamp
+	32, // 50: qis.data.v1.DataSourceHealth.report_time:type_name -> google.protobuf.Timestamp
+	26, // 51: qis.data.v1.DataSourceHealth.instruments:type_name -> qis.data.v1.DataSourceInstrumentHealth
+	32, // 52: qis.data.v1.DataSourceInstrumentHealth.latest_value_time:type_name -> google.protobuf.Timestamp
+	31, // 53: qis.data.v1.DataSourceInstrumentHealth.staleness:type_name -> google.protobuf.Duration
+	33, // 54: qis.data.v1.DataSourceUsage.day:type_name -> google.type.Date
+	55, // [55:55] is the sub-list for method output_type
+	55, // [55:55] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_series_proto_init() }
@@ -1818,14 +2831,15 @@ func file_qis_data_v1_series_proto_init() {
 	if File_qis_data_v1_series_proto != nil {
 		return
 	}
+	file_qis_data_v1_quality_proto_init()
 	file_qis_data_v1_values_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_series_proto_rawDesc), len(file_qis_data_v1_series_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   12,
+			NumEnums:      9,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -41,6 +41,12 @@ const (
 	DataType_DATA_TYPE_OPTIONS_CHAIN DataType = 4
 	// Values are `CorporateAction`.
 	DataType_DATA_TYPE_CORPORATE_ACTION DataType = 5
+	// Values are `TermStructure`: tenor -> value (a yield, forward or futures curve). The
+	// series' `Series.structure` declares its tenor axis and the checks run on its nodes.
+	DataType_DATA_TYPE_TERM_STRUCTURE DataType = 6
+	// Values are `Surface`: (tenor, coordinate) -> value (e.g. implied volatility by expiry x
+	// strike, moneyness or delta). The series' `Series.structure` declares both axes.
+	DataType_DATA_TYPE_SURFACE DataType = 7
 )
 
 // Enum value maps for DataType.
@@ -52,6 +58,8 @@ var (
 		3: "DATA_TYPE_OHLC_BAR",
 		4: "DATA_TYPE_OPTIONS_CHAIN",
 		5: "DATA_TYPE_CORPORATE_ACTION",
+		6: "DATA_TYPE_TERM_STRUCTURE",
+		7: "DATA_TYPE_SURFACE",
 	}
 	DataType_value = map[string]int32{
 		"DATA_TYPE_UNSPECIFIED":      0,
@@ -60,6 +68,8 @@ var (
 		"DATA_TYPE_OHLC_BAR":         3,
 		"DATA_TYPE_OPTIONS_CHAIN":    4,
 		"DATA_TYPE_CORPORATE_ACTION": 5,
+		"DATA_TYPE_TERM_STRUCTURE":   6,
+		"DATA_TYPE_SURFACE":          7,
 	}
 )
 
@@ -654,6 +664,224 @@ func (x *CorporateAction) GetCurrency() string {
 	return ""
 }
 
+// One node of a term structure.
+type CurveNode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node's tenor (see "A tenor" above).
+	Tenor string `protobuf:"bytes,1,opt,name=tenor,proto3" json:"tenor,omitempty"`
+	// Decimal string: |x| < 1e18, at most 18 decimal places.
+	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CurveNode) Reset() {
+	*x = CurveNode{}
+	mi := &file_qis_data_v1_values_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CurveNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CurveNode) ProtoMessage() {}
+
+func (x *CurveNode) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_values_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CurveNode.ProtoReflect.Descriptor instead.
+func (*CurveNode) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CurveNode) GetTenor() string {
+	if x != nil {
+		return x.Tenor
+	}
+	return ""
+}
+
+func (x *CurveNode) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// A term structure (curve) at one snap: the whole curve is one value, published, reconciled and
+// restated as one.
+type TermStructure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 2,000 nodes (at most the series' StructureSchema.max_nodes), by strictly increasing
+	// tenor: unsorted or repeated tenors are INVALID_ARGUMENT naming the node.
+	Nodes         []*CurveNode `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TermStructure) Reset() {
+	*x = TermStructure{}
+	mi := &file_qis_data_v1_values_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TermStructure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TermStructure) ProtoMessage() {}
+
+func (x *TermStructure) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_values_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TermStructure.ProtoReflect.Descriptor instead.
+func (*TermStructure) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TermStructure) GetNodes() []*CurveNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// One node of a surface.
+type SurfaceNode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node's tenor, e.g. the expiry (see "A tenor" above).
+	Tenor string `protobuf:"bytes,1,opt,name=tenor,proto3" json:"tenor,omitempty"`
+	// The node on the second axis: a strike, a forward moneyness (K/F) or a delta, as the
+	// series' StructureSchema.coordinate_axis says. Decimal string: |x| < 1e18, at most 18
+	// decimal places.
+	Coordinate string `protobuf:"bytes,2,opt,name=coordinate,proto3" json:"coordinate,omitempty"`
+	// Decimal string: |x| < 1e18, at most 18 decimal places. For a volatility surface, the
+	// annualised Black implied volatility as a decimal fraction (0.25 = 25 %).
+	Value         string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SurfaceNode) Reset() {
+	*x = SurfaceNode{}
+	mi := &file_qis_data_v1_values_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SurfaceNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SurfaceNode) ProtoMessage() {}
+
+func (x *SurfaceNode) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_values_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SurfaceNode.ProtoReflect.Descriptor instead.
+func (*SurfaceNode) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SurfaceNode) GetTenor() string {
+	if x != nil {
+		return x.Tenor
+	}
+	return ""
+}
+
+func (x *SurfaceNode) GetCoordinate() string {
+	if x != nil {
+		return x.Coordinate
+	}
+	return ""
+}
+
+func (x *SurfaceNode) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// A surface at one snap: the whole surface is one value, published, reconciled and restated as
+// one.
+type Surface struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 2,000 nodes (at most the series' StructureSchema.max_nodes), by strictly increasing
+	// (tenor, coordinate): unsorted or repeated nodes are INVALID_ARGUMENT naming the node.
+	Nodes         []*SurfaceNode `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Surface) Reset() {
+	*x = Surface{}
+	mi := &file_qis_data_v1_values_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Surface) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Surface) ProtoMessage() {}
+
+func (x *Surface) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_values_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Surface.ProtoReflect.Descriptor instead.
+func (*Surface) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Surface) GetNodes() []*SurfaceNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
 // One value of any data type. The case must match the series' data type.
 type DataValue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -666,6 +894,8 @@ type DataValue struct {
 	//	*DataValue_Bar
 	//	*DataValue_OptionsChain
 	//	*DataValue_CorporateAction
+	//	*DataValue_TermStructure
+	//	*DataValue_Surface
 	Kind          isDataValue_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -673,7 +903,7 @@ type DataValue struct {
 
 func (x *DataValue) Reset() {
 	*x = DataValue{}
-	mi := &file_qis_data_v1_values_proto_msgTypes[6]
+	mi := &file_qis_data_v1_values_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +915,7 @@ func (x *DataValue) String() string {
 func (*DataValue) ProtoMessage() {}
 
 func (x *DataValue) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_values_proto_msgTypes[6]
+	mi := &file_qis_data_v1_values_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +928,7 @@ func (x *DataValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataValue.ProtoReflect.Descriptor instead.
 func (*DataValue) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{6}
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DataValue) GetKind() isDataValue_Kind {
@@ -753,6 +983,24 @@ func (x *DataValue) GetCorporateAction() *CorporateAction {
 	return nil
 }
 
+func (x *DataValue) GetTermStructure() *TermStructure {
+	if x != nil {
+		if x, ok := x.Kind.(*DataValue_TermStructure); ok {
+			return x.TermStructure
+		}
+	}
+	return nil
+}
+
+func (x *DataValue) GetSurface() *Surface {
+	if x != nil {
+		if x, ok := x.Kind.(*DataValue_Surface); ok {
+			return x.Surface
+		}
+	}
+	return nil
+}
+
 type isDataValue_Kind interface {
 	isDataValue_Kind()
 }
@@ -782,6 +1030,16 @@ type DataValue_CorporateAction struct {
 	CorporateAction *CorporateAction `protobuf:"bytes,5,opt,name=corporate_action,json=corporateAction,proto3,oneof"`
 }
 
+type DataValue_TermStructure struct {
+	// For DATA_TYPE_TERM_STRUCTURE series.
+	TermStructure *TermStructure `protobuf:"bytes,6,opt,name=term_structure,json=termStructure,proto3,oneof"`
+}
+
+type DataValue_Surface struct {
+	// For DATA_TYPE_SURFACE series.
+	Surface *Surface `protobuf:"bytes,7,opt,name=surface,proto3,oneof"`
+}
+
 func (*DataValue_Price) isDataValue_Kind() {}
 
 func (*DataValue_Volume) isDataValue_Kind() {}
@@ -791,6 +1049,10 @@ func (*DataValue_Bar) isDataValue_Kind() {}
 func (*DataValue_OptionsChain) isDataValue_Kind() {}
 
 func (*DataValue_CorporateAction) isDataValue_Kind() {}
+
+func (*DataValue_TermStructure) isDataValue_Kind() {}
+
+func (*DataValue_Surface) isDataValue_Kind() {}
 
 // An observation of a series at one instant, as sent by a source.
 type DataPoint struct {
@@ -812,7 +1074,7 @@ type DataPoint struct {
 
 func (x *DataPoint) Reset() {
 	*x = DataPoint{}
-	mi := &file_qis_data_v1_values_proto_msgTypes[7]
+	mi := &file_qis_data_v1_values_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1086,7 @@ func (x *DataPoint) String() string {
 func (*DataPoint) ProtoMessage() {}
 
 func (x *DataPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_values_proto_msgTypes[7]
+	mi := &file_qis_data_v1_values_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1099,7 @@ func (x *DataPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataPoint.ProtoReflect.Descriptor instead.
 func (*DataPoint) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{7}
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DataPoint) GetSnapTime() *timestamppb.Timestamp {
@@ -882,7 +1144,7 @@ type DecimalColumn struct {
 
 func (x *DecimalColumn) Reset() {
 	*x = DecimalColumn{}
-	mi := &file_qis_data_v1_values_proto_msgTypes[8]
+	mi := &file_qis_data_v1_values_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1156,7 @@ func (x *DecimalColumn) String() string {
 func (*DecimalColumn) ProtoMessage() {}
 
 func (x *DecimalColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_values_proto_msgTypes[8]
+	mi := &file_qis_data_v1_values_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1169,7 @@ func (x *DecimalColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecimalColumn.ProtoReflect.Descriptor instead.
 func (*DecimalColumn) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{8}
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DecimalColumn) GetTexts() []string {
@@ -950,7 +1212,7 @@ type OhlcBarColumns struct {
 
 func (x *OhlcBarColumns) Reset() {
 	*x = OhlcBarColumns{}
-	mi := &file_qis_data_v1_values_proto_msgTypes[9]
+	mi := &file_qis_data_v1_values_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1224,7 @@ func (x *OhlcBarColumns) String() string {
 func (*OhlcBarColumns) ProtoMessage() {}
 
 func (x *OhlcBarColumns) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_values_proto_msgTypes[9]
+	mi := &file_qis_data_v1_values_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1237,7 @@ func (x *OhlcBarColumns) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OhlcBarColumns.ProtoReflect.Descriptor instead.
 func (*OhlcBarColumns) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{9}
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OhlcBarColumns) GetOpen() *DecimalColumn {
@@ -1039,7 +1301,7 @@ type PointColumns struct {
 
 func (x *PointColumns) Reset() {
 	*x = PointColumns{}
-	mi := &file_qis_data_v1_values_proto_msgTypes[10]
+	mi := &file_qis_data_v1_values_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1313,7 @@ func (x *PointColumns) String() string {
 func (*PointColumns) ProtoMessage() {}
 
 func (x *PointColumns) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_values_proto_msgTypes[10]
+	mi := &file_qis_data_v1_values_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1326,7 @@ func (x *PointColumns) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PointColumns.ProtoReflect.Descriptor instead.
 func (*PointColumns) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{10}
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PointColumns) GetSnapTimeMicros() []int64 {
@@ -1175,13 +1437,28 @@ const file_qis_data_v1_values_proto_rawDesc = "" +
 	"\bpay_date\x18\x04 \x01(\v2\x11.google.type.DateR\apayDate\x12\x14\n" +
 	"\x05ratio\x18\x05 \x01(\tR\x05ratio\x12\x16\n" +
 	"\x06amount\x18\x06 \x01(\tR\x06amount\x12\x1a\n" +
-	"\bcurrency\x18\a \x01(\tR\bcurrency\"\xa5\x02\n" +
+	"\bcurrency\x18\a \x01(\tR\bcurrency\"C\n" +
+	"\tCurveNode\x12\x1a\n" +
+	"\x05tenor\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05tenor\x12\x1a\n" +
+	"\x05value\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x05value\"C\n" +
+	"\rTermStructure\x122\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x16.qis.data.v1.CurveNodeB\x04\xe2A\x01\x02R\x05nodes\"k\n" +
+	"\vSurfaceNode\x12\x1a\n" +
+	"\x05tenor\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05tenor\x12$\n" +
+	"\n" +
+	"coordinate\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\n" +
+	"coordinate\x12\x1a\n" +
+	"\x05value\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x05value\"?\n" +
+	"\aSurface\x124\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x18.qis.data.v1.SurfaceNodeB\x04\xe2A\x01\x02R\x05nodes\"\x9c\x03\n" +
 	"\tDataValue\x12*\n" +
 	"\x05price\x18\x01 \x01(\v2\x12.qis.data.v1.PriceH\x00R\x05price\x12-\n" +
 	"\x06volume\x18\x02 \x01(\v2\x13.qis.data.v1.VolumeH\x00R\x06volume\x12(\n" +
 	"\x03bar\x18\x03 \x01(\v2\x14.qis.data.v1.OhlcBarH\x00R\x03bar\x12@\n" +
 	"\roptions_chain\x18\x04 \x01(\v2\x19.qis.data.v1.OptionsChainH\x00R\foptionsChain\x12I\n" +
-	"\x10corporate_action\x18\x05 \x01(\v2\x1c.qis.data.v1.CorporateActionH\x00R\x0fcorporateActionB\x06\n" +
+	"\x10corporate_action\x18\x05 \x01(\v2\x1c.qis.data.v1.CorporateActionH\x00R\x0fcorporateAction\x12C\n" +
+	"\x0eterm_structure\x18\x06 \x01(\v2\x1a.qis.data.v1.TermStructureH\x00R\rtermStructure\x120\n" +
+	"\asurface\x18\a \x01(\v2\x14.qis.data.v1.SurfaceH\x00R\asurfaceB\x06\n" +
 	"\x04kind\"\xc4\x01\n" +
 	"\tDataPoint\x12=\n" +
 	"\tsnap_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\bsnapTime\x128\n" +
@@ -1204,14 +1481,16 @@ const file_qis_data_v1_values_proto_rawDesc = "" +
 	"\x06prices\x18\x03 \x01(\v2\x1a.qis.data.v1.DecimalColumnH\x00R\x06prices\x126\n" +
 	"\avolumes\x18\x04 \x01(\v2\x1a.qis.data.v1.DecimalColumnH\x00R\avolumes\x121\n" +
 	"\x04bars\x18\x05 \x01(\v2\x1b.qis.data.v1.OhlcBarColumnsH\x00R\x04barsB\b\n" +
-	"\x06values*\xa5\x01\n" +
+	"\x06values*\xda\x01\n" +
 	"\bDataType\x12\x19\n" +
 	"\x15DATA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDATA_TYPE_PRICE\x10\x01\x12\x14\n" +
 	"\x10DATA_TYPE_VOLUME\x10\x02\x12\x16\n" +
 	"\x12DATA_TYPE_OHLC_BAR\x10\x03\x12\x1b\n" +
 	"\x17DATA_TYPE_OPTIONS_CHAIN\x10\x04\x12\x1e\n" +
-	"\x1aDATA_TYPE_CORPORATE_ACTION\x10\x05*X\n" +
+	"\x1aDATA_TYPE_CORPORATE_ACTION\x10\x05\x12\x1c\n" +
+	"\x18DATA_TYPE_TERM_STRUCTURE\x10\x06\x12\x15\n" +
+	"\x11DATA_TYPE_SURFACE\x10\a*X\n" +
 	"\vOptionRight\x12\x1c\n" +
 	"\x18OPTION_RIGHT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OPTION_RIGHT_CALL\x10\x01\x12\x14\n" +
@@ -1238,7 +1517,7 @@ func file_qis_data_v1_values_proto_rawDescGZIP() []byte {
 }
 
 var file_qis_data_v1_values_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_qis_data_v1_values_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_qis_data_v1_values_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_qis_data_v1_values_proto_goTypes = []any{
 	(DataType)(0),                 // 0: qis.data.v1.DataType
 	(OptionRight)(0),              // 1: qis.data.v1.OptionRight
@@ -1249,44 +1528,52 @@ var file_qis_data_v1_values_proto_goTypes = []any{
 	(*OptionQuote)(nil),           // 6: qis.data.v1.OptionQuote
 	(*OptionsChain)(nil),          // 7: qis.data.v1.OptionsChain
 	(*CorporateAction)(nil),       // 8: qis.data.v1.CorporateAction
-	(*DataValue)(nil),             // 9: qis.data.v1.DataValue
-	(*DataPoint)(nil),             // 10: qis.data.v1.DataPoint
-	(*DecimalColumn)(nil),         // 11: qis.data.v1.DecimalColumn
-	(*OhlcBarColumns)(nil),        // 12: qis.data.v1.OhlcBarColumns
-	(*PointColumns)(nil),          // 13: qis.data.v1.PointColumns
-	(*date.Date)(nil),             // 14: google.type.Date
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*CurveNode)(nil),             // 9: qis.data.v1.CurveNode
+	(*TermStructure)(nil),         // 10: qis.data.v1.TermStructure
+	(*SurfaceNode)(nil),           // 11: qis.data.v1.SurfaceNode
+	(*Surface)(nil),               // 12: qis.data.v1.Surface
+	(*DataValue)(nil),             // 13: qis.data.v1.DataValue
+	(*DataPoint)(nil),             // 14: qis.data.v1.DataPoint
+	(*DecimalColumn)(nil),         // 15: qis.data.v1.DecimalColumn
+	(*OhlcBarColumns)(nil),        // 16: qis.data.v1.OhlcBarColumns
+	(*PointColumns)(nil),          // 17: qis.data.v1.PointColumns
+	(*date.Date)(nil),             // 18: google.type.Date
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
 }
 var file_qis_data_v1_values_proto_depIdxs = []int32{
-	14, // 0: qis.data.v1.OptionQuote.expiry:type_name -> google.type.Date
+	18, // 0: qis.data.v1.OptionQuote.expiry:type_name -> google.type.Date
 	1,  // 1: qis.data.v1.OptionQuote.right:type_name -> qis.data.v1.OptionRight
 	6,  // 2: qis.data.v1.OptionsChain.quotes:type_name -> qis.data.v1.OptionQuote
 	2,  // 3: qis.data.v1.CorporateAction.type:type_name -> qis.data.v1.CorporateActionType
-	14, // 4: qis.data.v1.CorporateAction.ex_date:type_name -> google.type.Date
-	14, // 5: qis.data.v1.CorporateAction.record_date:type_name -> google.type.Date
-	14, // 6: qis.data.v1.CorporateAction.pay_date:type_name -> google.type.Date
-	3,  // 7: qis.data.v1.DataValue.price:type_name -> qis.data.v1.Price
-	4,  // 8: qis.data.v1.DataValue.volume:type_name -> qis.data.v1.Volume
-	5,  // 9: qis.data.v1.DataValue.bar:type_name -> qis.data.v1.OhlcBar
-	7,  // 10: qis.data.v1.DataValue.options_chain:type_name -> qis.data.v1.OptionsChain
-	8,  // 11: qis.data.v1.DataValue.corporate_action:type_name -> qis.data.v1.CorporateAction
-	15, // 12: qis.data.v1.DataPoint.snap_time:type_name -> google.protobuf.Timestamp
-	16, // 13: qis.data.v1.DataPoint.utc_offset:type_name -> google.protobuf.Duration
-	9,  // 14: qis.data.v1.DataPoint.value:type_name -> qis.data.v1.DataValue
-	11, // 15: qis.data.v1.OhlcBarColumns.open:type_name -> qis.data.v1.DecimalColumn
-	11, // 16: qis.data.v1.OhlcBarColumns.high:type_name -> qis.data.v1.DecimalColumn
-	11, // 17: qis.data.v1.OhlcBarColumns.low:type_name -> qis.data.v1.DecimalColumn
-	11, // 18: qis.data.v1.OhlcBarColumns.close:type_name -> qis.data.v1.DecimalColumn
-	11, // 19: qis.data.v1.OhlcBarColumns.volume:type_name -> qis.data.v1.DecimalColumn
-	11, // 20: qis.data.v1.PointColumns.prices:type_name -> qis.data.v1.DecimalColumn
-	11, // 21: qis.data.v1.PointColumns.volumes:type_name -> qis.data.v1.DecimalColumn
-	12, // 22: qis.data.v1.PointColumns.bars:type_name -> qis.data.v1.OhlcBarColumns
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	18, // 4: qis.data.v1.CorporateAction.ex_date:type_name -> google.type.Date
+	18, // 5: qis.data.v1.CorporateAction.record_date:type_name -> google.type.Date
+	18, // 6: qis.data.v1.CorporateAction.pay_date:type_name -> google.type.Date
+	9,  // 7: qis.data.v1.TermStructure.nodes:type_name -> qis.data.v1.CurveNode
+	11, // 8: qis.data.v1.Surface.nodes:type_name -> qis.data.v1.SurfaceNode
+	3,  // 9: qis.data.v1.DataValue.price:type_name -> qis.data.v1.Price
+	4,  // 10: qis.data.v1.DataValue.volume:type_name -> qis.data.v1.Volume
+	5,  // 11: qis.data.v1.DataValue.bar:type_name -> qis.data.v1.OhlcBar
+	7,  // 12: qis.data.v1.DataValue.options_chain:type_name -> qis.data.v1.OptionsChain
+	8,  // 13: qis.data.v1.DataValue.corporate_action:type_name -> qis.data.v1.CorporateAction
+	10, // 14: qis.data.v1.DataValue.term_structure:type_name -> qis.data.v1.TermStructure
+	12, // 15: qis.data.v1.DataValue.surface:type_name -> qis.data.v1.Surface
+	19, // 16: qis.data.v1.DataPoint.snap_time:type_name -> google.protobuf.Timestamp
+	20, // 17: qis.data.v1.DataPoint.utc_offset:type_name -> google.protobuf.Duration
+	13, // 18: qis.data.v1.DataPoint.value:type_name -> qis.data.v1.DataValue
+	15, // 19: qis.data.v1.OhlcBarColumns.open:type_name -> qis.data.v1.DecimalColumn
+	15, // 20: qis.data.v1.OhlcBarColumns.high:type_name -> qis.data.v1.DecimalColumn
+	15, // 21: qis.data.v1.OhlcBarColumns.low:type_name -> qis.data.v1.DecimalColumn
+	15, // 22: qis.data.v1.OhlcBarColumns.close:type_name -> qis.data.v1.DecimalColumn
+	15, // 23: qis.data.v1.OhlcBarColumns.volume:type_name -> qis.data.v1.DecimalColumn
+	15, // 24: qis.data.v1.PointColumns.prices:type_name -> qis.data.v1.DecimalColumn
+	15, // 25: qis.data.v1.PointColumns.volumes:type_name -> qis.data.v1.DecimalColumn
+	16, // 26: qis.data.v1.PointColumns.bars:type_name -> qis.data.v1.OhlcBarColumns
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_values_proto_init() }
@@ -1294,14 +1581,16 @@ func file_qis_data_v1_values_proto_init() {
 	if File_qis_data_v1_values_proto != nil {
 		return
 	}
-	file_qis_data_v1_values_proto_msgTypes[6].OneofWrappers = []any{
+	file_qis_data_v1_values_proto_msgTypes[10].OneofWrappers = []any{
 		(*DataValue_Price)(nil),
 		(*DataValue_Volume)(nil),
 		(*DataValue_Bar)(nil),
 		(*DataValue_OptionsChain)(nil),
 		(*DataValue_CorporateAction)(nil),
+		(*DataValue_TermStructure)(nil),
+		(*DataValue_Surface)(nil),
 	}
-	file_qis_data_v1_values_proto_msgTypes[10].OneofWrappers = []any{
+	file_qis_data_v1_values_proto_msgTypes[14].OneofWrappers = []any{
 		(*PointColumns_Prices)(nil),
 		(*PointColumns_Volumes)(nil),
 		(*PointColumns_Bars)(nil),
@@ -1312,7 +1601,7 @@ func file_qis_data_v1_values_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_values_proto_rawDesc), len(file_qis_data_v1_values_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

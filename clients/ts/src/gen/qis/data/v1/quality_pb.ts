@@ -9,7 +9,7 @@ import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file qis/data/v1/quality.proto.
  */
 export const file_qis_data_v1_quality: GenFile = /*@__PURE__*/
-  fileDesc("ChlxaXMvZGF0YS92MS9xdWFsaXR5LnByb3RvEgtxaXMuZGF0YS52MSqWBAoLUXVhbGl0eVJ1bGUSHAoYUVVBTElUWV9SVUxFX1VOU1BFQ0lGSUVEEAASGQoVUVVBTElUWV9SVUxFX1BPU0lUSVZFEAESIQodUVVBTElUWV9SVUxFX09ITENfQ09OU0lTVEVOQ1kQAhIlCiFRVUFMSVRZX1JVTEVfT1BUSU9OX1NUUklLRV9VTklRVUUQAxIfChtRVUFMSVRZX1JVTEVfT1BUSU9OX0JJRF9BU0sQBBIqCiZRVUFMSVRZX1JVTEVfT1BUSU9OX0lNUExJRURfVk9MQVRJTElUWRAFEicKI1FVQUxJVFlfUlVMRV9DT1JQT1JBVEVfQUNUSU9OX0RBVEVTEAYSKgomUVVBTElUWV9SVUxFX0NPUlBPUkFURV9BQ1RJT05fUE9TSVRJVkUQBxIVChFRVUFMSVRZX1JVTEVfSlVNUBAIEh0KGVFVQUxJVFlfUlVMRV9TUElLRV9aU0NPUkUQCRIWChJRVUFMSVRZX1JVTEVfU1RBTEUQChIWChJRVUFMSVRZX1JVTEVfU1BJS0UQCxIZChVRVUFMSVRZX1JVTEVfQ0FMRU5EQVIQDBIiCh5RVUFMSVRZX1JVTEVfQ0FMRU5EQVJfQ09WRVJBR0UQDRIdChlRVUFMSVRZX1JVTEVfU09VUkNFX0JSRUFLEA4SHgoaUVVBTElUWV9SVUxFX01JU1NFRF9DVVRPRkYQDyphCghTZXZlcml0eRIYChRTRVZFUklUWV9VTlNQRUNJRklFRBAAEhEKDVNFVkVSSVRZX0lORk8QARIUChBTRVZFUklUWV9XQVJOSU5HEAISEgoOU0VWRVJJVFlfRVJST1IQAyrEAQoSUXVhbGl0eUlzc3VlU3RhdHVzEiQKIFFVQUxJVFlfSVNTVUVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHQoZUVVBTElUWV9JU1NVRV9TVEFUVVNfT1BFThABEiEKHVFVQUxJVFlfSVNTVUVfU1RBVFVTX0FQUFJPVkVEEAISIQodUVVBTElUWV9JU1NVRV9TVEFUVVNfUkVKRUNURUQQAxIjCh9RVUFMSVRZX0lTU1VFX1NUQVRVU19PVkVSUklEREVOEARCWwoPY29tLnFpcy5kYXRhLnYxQgxRdWFsaXR5UHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw");
+  fileDesc("ChlxaXMvZGF0YS92MS9xdWFsaXR5LnByb3RvEgtxaXMuZGF0YS52MSqOCAoLUXVhbGl0eVJ1bGUSHAoYUVVBTElUWV9SVUxFX1VOU1BFQ0lGSUVEEAASGQoVUVVBTElUWV9SVUxFX1BPU0lUSVZFEAESIQodUVVBTElUWV9SVUxFX09ITENfQ09OU0lTVEVOQ1kQAhIlCiFRVUFMSVRZX1JVTEVfT1BUSU9OX1NUUklLRV9VTklRVUUQAxIfChtRVUFMSVRZX1JVTEVfT1BUSU9OX0JJRF9BU0sQBBIqCiZRVUFMSVRZX1JVTEVfT1BUSU9OX0lNUExJRURfVk9MQVRJTElUWRAFEicKI1FVQUxJVFlfUlVMRV9DT1JQT1JBVEVfQUNUSU9OX0RBVEVTEAYSKgomUVVBTElUWV9SVUxFX0NPUlBPUkFURV9BQ1RJT05fUE9TSVRJVkUQBxIVChFRVUFMSVRZX1JVTEVfSlVNUBAIEh0KGVFVQUxJVFlfUlVMRV9TUElLRV9aU0NPUkUQCRIWChJRVUFMSVRZX1JVTEVfU1RBTEUQChIWChJRVUFMSVRZX1JVTEVfU1BJS0UQCxIZChVRVUFMSVRZX1JVTEVfQ0FMRU5EQVIQDBIiCh5RVUFMSVRZX1JVTEVfQ0FMRU5EQVJfQ09WRVJBR0UQDRIdChlRVUFMSVRZX1JVTEVfU09VUkNFX0JSRUFLEA4SHgoaUVVBTElUWV9SVUxFX01JU1NFRF9DVVRPRkYQDxIbChdRVUFMSVRZX1JVTEVfWkVST19WQUxVRRAQEh0KGVFVQUxJVFlfUlVMRV9NQU5VQUxfVkFMVUUQERIhCh1RVUFMSVRZX1JVTEVfQ09ORklERU5DRV9MRVZFTBATEh8KG1FVQUxJVFlfUlVMRV9CRU5DSE1BUktfTU9WRRAUEiAKHFFVQUxJVFlfUlVMRV9VTkRFUkxZSU5HX01PVkUQFRIrCidRVUFMSVRZX1JVTEVfRkxBVF9XSElMRV9CRU5DSE1BUktfTU9WRUQQFhIdChlRVUFMSVRZX1JVTEVfTEFURV9BUlJJVkFMEBcSIQodUVVBTElUWV9SVUxFX0xBVEVfUFVCTElDQVRJT04QGBIhCh1RVUFMSVRZX1JVTEVfQ1VSVkVfTk9ERV9TUElLRRAZEiAKHFFVQUxJVFlfUlVMRV9DVVJWRV9OT0RFX0pVTVAQGhIgChxRVUFMSVRZX1JVTEVfQ1VSVkVfRkxBVF9TUE9UEBsSIwofUVVBTElUWV9SVUxFX0NVUlZFX01PTk9UT05JQ0lUWRAcEisKJ1FVQUxJVFlfUlVMRV9TVVJGQUNFX0NBTEVOREFSX0FSQklUUkFHRRAdEiwKKFFVQUxJVFlfUlVMRV9TVVJGQUNFX0JVVFRFUkZMWV9BUkJJVFJBR0UQHiphCghTZXZlcml0eRIYChRTRVZFUklUWV9VTlNQRUNJRklFRBAAEhEKDVNFVkVSSVRZX0lORk8QARIUChBTRVZFUklUWV9XQVJOSU5HEAISEgoOU0VWRVJJVFlfRVJST1IQAyrEAQoSUXVhbGl0eUlzc3VlU3RhdHVzEiQKIFFVQUxJVFlfSVNTVUVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHQoZUVVBTElUWV9JU1NVRV9TVEFUVVNfT1BFThABEiEKHVFVQUxJVFlfSVNTVUVfU1RBVFVTX0FQUFJPVkVEEAISIQodUVVBTElUWV9JU1NVRV9TVEFUVVNfUkVKRUNURUQQAxIjCh9RVUFMSVRZX0lTU1VFX1NUQVRVU19PVkVSUklEREVOEARCWwoPY29tLnFpcy5kYXRhLnYxQgxRdWFsaXR5UHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw");
 
 /**
  * A business rule a value can fail (docs/data-quality.md describes each, with its evidence).
@@ -130,6 +130,116 @@ export enum QualityRule {
    * @generated from enum value: QUALITY_RULE_MISSED_CUTOFF = 15;
    */
   MISSED_CUTOFF = 15,
+
+  /**
+   * A figure of exactly 0 where the series forbids it (forbid_zero: a warning or an error).
+   *
+   * @generated from enum value: QUALITY_RULE_ZERO_VALUE = 16;
+   */
+  ZERO_VALUE = 16,
+
+  /**
+   * A value set by hand, raised for review when review_manual_values is on (a warning).
+   *
+   * @generated from enum value: QUALITY_RULE_MANUAL_VALUE = 17;
+   */
+  MANUAL_VALUE = 17,
+
+  /**
+   * Fewer sources within tolerance of the chosen value than min_agreeing_sources (a warning,
+   * or an error with on_low_confidence BLOCK).
+   *
+   * @generated from enum value: QUALITY_RULE_CONFIDENCE_LEVEL = 19;
+   */
+  CONFIDENCE_LEVEL = 19,
+
+  /**
+   * A move whose residual against the benchmark's move (less beta times it) is beyond
+   * BenchmarkCheck.max_residual_multiple times its usual size (a warning).
+   *
+   * @generated from enum value: QUALITY_RULE_BENCHMARK_MOVE = 20;
+   */
+  BENCHMARK_MOVE = 20,
+
+  /**
+   * A derivative moving against its underlying's move beyond UnderlyingCheck.tolerance_percent
+   * (an error: holds).
+   *
+   * @generated from enum value: QUALITY_RULE_UNDERLYING_MOVE = 21;
+   */
+  UNDERLYING_MOVE = 21,
+
+  /**
+   * A value unchanged while the benchmark moved beyond BenchmarkCheck.flat_move_percent (a
+   * warning).
+   *
+   * @generated from enum value: QUALITY_RULE_FLAT_WHILE_BENCHMARK_MOVED = 22;
+   */
+  FLAT_WHILE_BENCHMARK_MOVED = 22,
+
+  /**
+   * An expected source's value of an expected snap had not arrived by its service-level
+   * deadline (ServiceLevel.arrival; a warning).
+   *
+   * @generated from enum value: QUALITY_RULE_LATE_ARRIVAL = 23;
+   */
+  LATE_ARRIVAL = 23,
+
+  /**
+   * An expected snap was not official by its service-level deadline (ServiceLevel.publication;
+   * a warning by default, an error when publication_severity says so).
+   *
+   * @generated from enum value: QUALITY_RULE_LATE_PUBLICATION = 24;
+   */
+  LATE_PUBLICATION = 24,
+
+  /**
+   * A node of a term structure or surface out and back against its neighbours along an axis,
+   * both moves beyond StructureChecks.max_node_spike_percent (a warning).
+   *
+   * @generated from enum value: QUALITY_RULE_CURVE_NODE_SPIKE = 25;
+   */
+  CURVE_NODE_SPIKE = 25,
+
+  /**
+   * A node moved from the same node of the previous snap's structure beyond
+   * StructureChecks.max_node_jump_percent (an error: holds).
+   *
+   * @generated from enum value: QUALITY_RULE_CURVE_NODE_JUMP = 26;
+   */
+  CURVE_NODE_JUMP = 26,
+
+  /**
+   * A run of StructureChecks.flat_spot_nodes or more neighbouring nodes with identical values
+   * along an axis (a warning).
+   *
+   * @generated from enum value: QUALITY_RULE_CURVE_FLAT_SPOT = 27;
+   */
+  CURVE_FLAT_SPOT = 27,
+
+  /**
+   * Two neighbouring nodes along the tenor axis against the declared
+   * StructureSchema.monotonicity (an error: holds).
+   *
+   * @generated from enum value: QUALITY_RULE_CURVE_MONOTONICITY = 28;
+   */
+  CURVE_MONOTONICITY = 28,
+
+  /**
+   * Total implied variance decreasing in expiry at a fixed coordinate of a volatility surface:
+   * a calendar-spread arbitrage (an error: holds).
+   *
+   * @generated from enum value: QUALITY_RULE_SURFACE_CALENDAR_ARBITRAGE = 29;
+   */
+  SURFACE_CALENDAR_ARBITRAGE = 29,
+
+  /**
+   * Call prices not convex in strike along one expiry of a volatility surface: a butterfly
+   * arbitrage (an error: holds).
+   *
+   * @generated from enum value: QUALITY_RULE_SURFACE_BUTTERFLY_ARBITRAGE = 30;
+   */
+  SURFACE_BUTTERFLY_ARBITRAGE = 30,
 }
 
 /**

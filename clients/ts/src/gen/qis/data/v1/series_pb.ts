@@ -10,6 +10,8 @@ import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Date } from "../../../google/type/date_pb.js";
 import { file_google_type_date } from "../../../google/type/date_pb.js";
+import type { Severity } from "./quality_pb.js";
+import { file_qis_data_v1_quality } from "./quality_pb.js";
 import type { DataType } from "./values_pb.js";
 import { file_qis_data_v1_values } from "./values_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -18,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/series.proto.
  */
 export const file_qis_data_v1_series: GenFile = /*@__PURE__*/
-  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIroECgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQMSNwoOY2xhc3NpZmljYXRpb24YDiABKA4yHy5xaXMuZGF0YS52MS5EYXRhQ2xhc3NpZmljYXRpb246NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIjYKDFNlcmllc1NvdXJjZRIUCgZzb3VyY2UYASABKAlCBOJBAQISEAoIcHJpb3JpdHkYAiABKAUioQIKD1ZhbGlkYXRpb25SdWxlcxIYChByZXF1aXJlX3Bvc2l0aXZlGAEgASgIEhgKEG1heF9qdW1wX3BlcmNlbnQYAiABKAkSEgoKbWF4X3pzY29yZRgDIAEoCRIVCg16c2NvcmVfd2luZG93GAQgASgFEhkKEXN0YWxlX2FmdGVyX3NuYXBzGAUgASgFEhYKDmNoZWNrX2NhbGVuZGFyGAYgASgIEhkKEW1heF9zcGlrZV9wZXJjZW50GAcgASgJEhgKEG1heF9yaXNlX3BlcmNlbnQYCCABKAkSGAoQbWF4X2ZhbGxfcGVyY2VudBgJIAEoCRItCgxqdW1wX3dpbmRvd3MYCiADKAsyFy5xaXMuZGF0YS52MS5KdW1wV2luZG93IoQBCgpKdW1wV2luZG93Ei4KBXN0YXJ0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgTiQQECEiwKA2VuZBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIE4kEBAhIYCgptdWx0aXBsaWVyGAMgASgJQgTiQQECIqMBChRSZWNvbmNpbGlhdGlvblBvbGljeRIxCgZtZXRob2QYASABKA4yIS5xaXMuZGF0YS52MS5SZWNvbmNpbGlhdGlvbk1ldGhvZBIVCg10b2xlcmFuY2VfYnBzGAIgASgJEhUKDXRvbGVyYW5jZV9hYnMYAyABKAkSKgoIb25fYnJlYWsYBCABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKBAgoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIpCgZjdXRvZmYYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdGltZWxpbmVzc19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25KBAgEEAVKBAgFEAZSDmN1dG9mZl9zZWNvbmRzUhZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzIs4ECgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSEAoIZGlzYWJsZWQYCCABKAgSMwoGaGVhbHRoGAkgASgLMh0ucWlzLmRhdGEudjEuRGF0YVNvdXJjZUhlYWx0aEIE4kEBAxI3Cgt0b3RhbF91c2FnZRgKIAEoCzIcLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VVc2FnZUIE4kEBAxI1CglkYXlfdXNhZ2UYCyABKAsyHC5xaXMuZGF0YS52MS5EYXRhU291cmNlVXNhZ2VCBOJBAQMSFwoPY3JlZGVudGlhbHNfcmVmGAwgASgJEjgKDHJldHJ5X3BvbGljeRgNIAEoCzIiLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VSZXRyeVBvbGljeRovCg1TZXR0aW5nc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAE6Q+pBQAoTcWlzLmRhdGEvRGF0YVNvdXJjZRIQc291cmNlcy97c291cmNlfSoLZGF0YVNvdXJjZXMyCmRhdGFTb3VyY2VKBAgHEAhSB2VuYWJsZWQikQEKFURhdGFTb3VyY2VSZXRyeVBvbGljeRIUCgxtYXhfYXR0ZW1wdHMYASABKAUSMgoPaW5pdGlhbF9iYWNrb2ZmGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC21heF9iYWNrb2ZmGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIowFChBEYXRhU291cmNlSGVhbHRoEi0KBnN0YXR1cxgBIAEoDjIdLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VTdGF0dXMSNgoSc3RhdHVzX2NoYW5nZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVxdWVzdF9jb3VudBgFIAEoAxIVCg1mYWlsdXJlX2NvdW50GAYgASgDEhoKEnJhdGVfbGltaXRlZF9jb3VudBgHIAEoAxITCgtyZXRyeV9jb3VudBgIIAEoAxIuCgtsYXRlbmN5X3A1MBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChFsYXN0X3N1Y2Nlc3NfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgMIAEoCRIMCgRjb3N0GA0gASgJEi8KC3JlcG9ydF90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9wb2ludHNfcmVjZWl2ZWQYDyABKAMSEwoLcG9pbnRzX3NlbnQYECABKAMSPAoLaW5zdHJ1bWVudHMYESADKAsyJy5xaXMuZGF0YS52MS5EYXRhU291cmNlSW5zdHJ1bWVudEhlYWx0aCKRAQoaRGF0YVNvdXJjZUluc3RydW1lbnRIZWFsdGgSDgoGc2VyaWVzGAEgASgJEjUKEWxhdGVzdF92YWx1ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCglzdGFsZW5lc3MYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i4gEKD0RhdGFTb3VyY2VVc2FnZRIeCgNkYXkYASABKAsyES5nb29nbGUudHlwZS5EYXRlEhQKDHJlcG9ydF9jb3VudBgCIAEoAxIVCg1yZXF1ZXN0X2NvdW50GAMgASgDEhUKDWZhaWx1cmVfY291bnQYBCABKAMSGgoScmF0ZV9saW1pdGVkX2NvdW50GAUgASgDEhMKC3JldHJ5X2NvdW50GAYgASgDEgwKBGNvc3QYByABKAkSFwoPcG9pbnRzX3JlY2VpdmVkGAggASgDEhMKC3BvaW50c19zZW50GAkgASgDKr4BCglGcmVxdWVuY3kSGQoVRlJFUVVFTkNZX1VOU1BFQ0lGSUVEEAASEgoORlJFUVVFTkNZX1RJQ0sQARIUChBGUkVRVUVOQ1lfU0VDT05EEAISFAoQRlJFUVVFTkNZX01JTlVURRADEhQKEEZSRVFVRU5DWV9IT1VSTFkQBBITCg9GUkVRVUVOQ1lfREFJTFkQBRIUChBGUkVRVUVOQ1lfV0VFS0xZEAYSFQoRRlJFUVVFTkNZX01PTlRITFkQByrFAQoSRGF0YUNsYXNzaWZpY2F0aW9uEiMKH0RBVEFfQ0xBU1NJRklDQVRJT05fVU5TUEVDSUZJRUQQABIeChpEQVRBX0NMQVNTSUZJQ0FUSU9OX1BVQkxJQxABEiAKHERBVEFfQ0xBU1NJRklDQVRJT05fSU5URVJOQUwQAhIkCiBEQVRBX0NMQVNTSUZJQ0FUSU9OX0NPTkZJREVOVElBTBADEiIKHkRBVEFfQ0xBU1NJRklDQVRJT05fUkVTVFJJQ1RFRBAEKqgBChRSZWNvbmNpbGlhdGlvbk1ldGhvZBIlCiFSRUNPTkNJTElBVElPTl9NRVRIT0RfVU5TUEVDSUZJRUQQABIiCh5SRUNPTkNJTElBVElPTl9NRVRIT0RfUFJJT1JJVFkQARIgChxSRUNPTkNJTElBVElPTl9NRVRIT0RfTUVESUFOEAISIwofUkVDT05DSUxJQVRJT05fTUVUSE9EX0NPTlNFTlNVUxADKloKC0JyZWFrQWN0aW9uEhwKGEJSRUFLX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEUJSRUFLX0FDVElPTl9GTEFHEAESFgoSQlJFQUtfQUNUSU9OX0JMT0NLEAIqcAoPUHVibGljYXRpb25Nb2RlEiAKHFBVQkxJQ0FUSU9OX01PREVfVU5TUEVDSUZJRUQQABIeChpQVUJMSUNBVElPTl9NT0RFX0FVVE9NQVRJQxABEhsKF1BVQkxJQ0FUSU9OX01PREVfTUFOVUFMEAIqlAEKEERhdGFTb3VyY2VTdGF0dXMSIgoeREFUQV9TT1VSQ0VfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHgoaREFUQV9TT1VSQ0VfU1RBVFVTX0hFQUxUSFkQARIfChtEQVRBX1NPVVJDRV9TVEFUVVNfREVHUkFERUQQAhIbChdEQVRBX1NPVVJDRV9TVEFUVVNfRE9XThADQloKD2NvbS5xaXMuZGF0YS52MUILU2VyaWVzUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_values]);
+  fileDesc("ChhxaXMvZGF0YS92MS9zZXJpZXMucHJvdG8SC3Fpcy5kYXRhLnYxIp0FCgZTZXJpZXMSEgoEbmFtZRgBIAEoCUIE4kEBCBIuCglkYXRhX3R5cGUYAiABKA4yFS5xaXMuZGF0YS52MS5EYXRhVHlwZUIE4kEBAhIvCglmcmVxdWVuY3kYAyABKA4yFi5xaXMuZGF0YS52MS5GcmVxdWVuY3lCBOJBAQISDAoEdW5pdBgEIAEoCRIRCglwcmVjaXNpb24YBSABKAUSEQoJdGltZV96b25lGAYgASgJEhAKCGNhbGVuZGFyGAcgASgJEjAKB3NvdXJjZXMYCCADKAsyGS5xaXMuZGF0YS52MS5TZXJpZXNTb3VyY2VCBOJBAQISMAoKdmFsaWRhdGlvbhgJIAEoCzIcLnFpcy5kYXRhLnYxLlZhbGlkYXRpb25SdWxlcxI5Cg5yZWNvbmNpbGlhdGlvbhgKIAEoCzIhLnFpcy5kYXRhLnYxLlJlY29uY2lsaWF0aW9uUG9saWN5EjMKC3B1YmxpY2F0aW9uGAsgASgLMh4ucWlzLmRhdGEudjEuUHVibGljYXRpb25Qb2xpY3kSEwoLZGVzY3JpcHRpb24YDCABKAkSHAoOc2NoZW1hX3ZlcnNpb24YDSABKAVCBOJBAQMSNwoOY2xhc3NpZmljYXRpb24YDiABKA4yHy5xaXMuZGF0YS52MS5EYXRhQ2xhc3NpZmljYXRpb24SLwoJc3RydWN0dXJlGBQgASgLMhwucWlzLmRhdGEudjEuU3RydWN0dXJlU2NoZW1hEjAKDXNlcnZpY2VfbGV2ZWwYEyABKAsyGS5xaXMuZGF0YS52MS5TZXJ2aWNlTGV2ZWw6NepBMgoPcWlzLmRhdGEvU2VyaWVzEg9zZXJpZXMve3Nlcmllc30qBnNlcmllczIGc2VyaWVzIoECCg9TdHJ1Y3R1cmVTY2hlbWESNAoKdGVub3JfYXhpcxgBIAEoCzIaLnFpcy5kYXRhLnYxLlN0cnVjdHVyZUF4aXNCBOJBAQISMwoPY29vcmRpbmF0ZV9heGlzGAIgASgLMhoucWlzLmRhdGEudjEuU3RydWN0dXJlQXhpcxIRCgltYXhfbm9kZXMYAyABKAUSEQoJZnVsbF9ncmlkGAQgASgIEi8KDG1vbm90b25pY2l0eRgFIAEoDjIZLnFpcy5kYXRhLnYxLk1vbm90b25pY2l0eRIsCgZjaGVja3MYBiABKAsyHC5xaXMuZGF0YS52MS5TdHJ1Y3R1cmVDaGVja3MifwoNU3RydWN0dXJlQXhpcxIMCgRuYW1lGAEgASgJEioKCnRlbm9yX3VuaXQYAiABKA4yFi5xaXMuZGF0YS52MS5UZW5vclVuaXQSNAoPY29vcmRpbmF0ZV91bml0GAMgASgOMhsucWlzLmRhdGEudjEuQ29vcmRpbmF0ZVVuaXQiogEKD1N0cnVjdHVyZUNoZWNrcxIeChZtYXhfbm9kZV9zcGlrZV9wZXJjZW50GAEgASgJEh0KFW1heF9ub2RlX2p1bXBfcGVyY2VudBgCIAEoCRIXCg9mbGF0X3Nwb3Rfbm9kZXMYAyABKAUSGgoSY2FsZW5kYXJfYXJiaXRyYWdlGAQgASgIEhsKE2J1dHRlcmZseV9hcmJpdHJhZ2UYBSABKAgiNgoMU2VyaWVzU291cmNlEhQKBnNvdXJjZRgBIAEoCUIE4kEBAhIQCghwcmlvcml0eRgCIAEoBSLNAwoPVmFsaWRhdGlvblJ1bGVzEhgKEHJlcXVpcmVfcG9zaXRpdmUYASABKAgSGAoQbWF4X2p1bXBfcGVyY2VudBgCIAEoCRISCgptYXhfenNjb3JlGAMgASgJEhUKDXpzY29yZV93aW5kb3cYBCABKAUSGQoRc3RhbGVfYWZ0ZXJfc25hcHMYBSABKAUSFgoOY2hlY2tfY2FsZW5kYXIYBiABKAgSGQoRbWF4X3NwaWtlX3BlcmNlbnQYByABKAkSGAoQbWF4X3Jpc2VfcGVyY2VudBgIIAEoCRIYChBtYXhfZmFsbF9wZXJjZW50GAkgASgJEi0KDGp1bXBfd2luZG93cxgKIAMoCzIXLnFpcy5kYXRhLnYxLkp1bXBXaW5kb3cSKgoLZm9yYmlkX3plcm8YCyABKA4yFS5xaXMuZGF0YS52MS5TZXZlcml0eRIcChRyZXZpZXdfbWFudWFsX3ZhbHVlcxgMIAEoCBIuCgliZW5jaG1hcmsYDSABKAsyGy5xaXMuZGF0YS52MS5CZW5jaG1hcmtDaGVjaxIwCgp1bmRlcmx5aW5nGA4gASgLMhwucWlzLmRhdGEudjEuVW5kZXJseWluZ0NoZWNrIocBCg5CZW5jaG1hcmtDaGVjaxIUCgZzZXJpZXMYASABKAlCBOJBAQISDAoEYmV0YRgCIAEoCRIdChVtYXhfcmVzaWR1YWxfbXVsdGlwbGUYAyABKAkSFwoPcmVzaWR1YWxfd2luZG93GAQgASgFEhkKEWZsYXRfbW92ZV9wZXJjZW50GAUgASgJIlMKD1VuZGVybHlpbmdDaGVjaxIUCgZzZXJpZXMYASABKAlCBOJBAQISDwoHaW52ZXJzZRgCIAEoCBIZChF0b2xlcmFuY2VfcGVyY2VudBgDIAEoCSKEAQoKSnVtcFdpbmRvdxIuCgVzdGFydBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIE4kEBAhIsCgNlbmQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CBOJBAQISGAoKbXVsdGlwbGllchgDIAEoCUIE4kEBAiL2AQoUUmVjb25jaWxpYXRpb25Qb2xpY3kSMQoGbWV0aG9kGAEgASgOMiEucWlzLmRhdGEudjEuUmVjb25jaWxpYXRpb25NZXRob2QSFQoNdG9sZXJhbmNlX2JwcxgCIAEoCRIVCg10b2xlcmFuY2VfYWJzGAMgASgJEioKCG9uX2JyZWFrGAQgASgOMhgucWlzLmRhdGEudjEuQnJlYWtBY3Rpb24SHAoUbWluX2FncmVlaW5nX3NvdXJjZXMYBSABKAUSMwoRb25fbG93X2NvbmZpZGVuY2UYBiABKA4yGC5xaXMuZGF0YS52MS5CcmVha0FjdGlvbiKBAgoRUHVibGljYXRpb25Qb2xpY3kSKgoEbW9kZRgBIAEoDjIcLnFpcy5kYXRhLnYxLlB1YmxpY2F0aW9uTW9kZRITCgttaW5fc291cmNlcxgCIAEoBRIZChFtaW5fcXVhbGl0eV9zY29yZRgDIAEoCRIpCgZjdXRvZmYYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdGltZWxpbmVzc19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25KBAgEEAVKBAgFEAZSDmN1dG9mZl9zZWNvbmRzUhZ0aW1lbGluZXNzX3NsYV9zZWNvbmRzItQCCgxTZXJ2aWNlTGV2ZWwSLQoKZmlyc3Rfc25hcBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglsYXN0X3NuYXAYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEAoId2Vla2RheXMYAyADKAUSMgoHYXJyaXZhbBgEIAEoCzIhLnFpcy5kYXRhLnYxLlNlcnZpY2VMZXZlbERlYWRsaW5lEjQKD3NvdXJjZV9hcnJpdmFscxgFIAMoCzIbLnFpcy5kYXRhLnYxLlNvdXJjZURlYWRsaW5lEjYKC3B1YmxpY2F0aW9uGAYgASgLMiEucWlzLmRhdGEudjEuU2VydmljZUxldmVsRGVhZGxpbmUSMwoUcHVibGljYXRpb25fc2V2ZXJpdHkYByABKA4yFS5xaXMuZGF0YS52MS5TZXZlcml0eSKDAQoUU2VydmljZUxldmVsRGVhZGxpbmUSKAoFYWZ0ZXIYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoKbG9jYWxfdGltZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpkYXlzX2FmdGVyGAMgASgFImEKDlNvdXJjZURlYWRsaW5lEhQKBnNvdXJjZRgBIAEoCUIE4kEBAhI5CghkZWFkbGluZRgCIAEoCzIhLnFpcy5kYXRhLnYxLlNlcnZpY2VMZXZlbERlYWRsaW5lQgTiQQECIs4ECgpEYXRhU291cmNlEhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcHJvdmlkZXIYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSHQoVcmF0ZV9saW1pdF9wZXJfbWludXRlGAQgASgFEhgKEGNvc3RfcGVyX3JlcXVlc3QYBSABKAkSNwoIc2V0dGluZ3MYBiADKAsyJS5xaXMuZGF0YS52MS5EYXRhU291cmNlLlNldHRpbmdzRW50cnkSEAoIZGlzYWJsZWQYCCABKAgSMwoGaGVhbHRoGAkgASgLMh0ucWlzLmRhdGEudjEuRGF0YVNvdXJjZUhlYWx0aEIE4kEBAxI3Cgt0b3RhbF91c2FnZRgKIAEoCzIcLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VVc2FnZUIE4kEBAxI1CglkYXlfdXNhZ2UYCyABKAsyHC5xaXMuZGF0YS52MS5EYXRhU291cmNlVXNhZ2VCBOJBAQMSFwoPY3JlZGVudGlhbHNfcmVmGAwgASgJEjgKDHJldHJ5X3BvbGljeRgNIAEoCzIiLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VSZXRyeVBvbGljeRovCg1TZXR0aW5nc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAE6Q+pBQAoTcWlzLmRhdGEvRGF0YVNvdXJjZRIQc291cmNlcy97c291cmNlfSoLZGF0YVNvdXJjZXMyCmRhdGFTb3VyY2VKBAgHEAhSB2VuYWJsZWQikQEKFURhdGFTb3VyY2VSZXRyeVBvbGljeRIUCgxtYXhfYXR0ZW1wdHMYASABKAUSMgoPaW5pdGlhbF9iYWNrb2ZmGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC21heF9iYWNrb2ZmGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIowFChBEYXRhU291cmNlSGVhbHRoEi0KBnN0YXR1cxgBIAEoDjIdLnFpcy5kYXRhLnYxLkRhdGFTb3VyY2VTdGF0dXMSNgoSc3RhdHVzX2NoYW5nZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVxdWVzdF9jb3VudBgFIAEoAxIVCg1mYWlsdXJlX2NvdW50GAYgASgDEhoKEnJhdGVfbGltaXRlZF9jb3VudBgHIAEoAxITCgtyZXRyeV9jb3VudBgIIAEoAxIuCgtsYXRlbmN5X3A1MBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChFsYXN0X3N1Y2Nlc3NfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgMIAEoCRIMCgRjb3N0GA0gASgJEi8KC3JlcG9ydF90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9wb2ludHNfcmVjZWl2ZWQYDyABKAMSEwoLcG9pbnRzX3NlbnQYECABKAMSPAoLaW5zdHJ1bWVudHMYESADKAsyJy5xaXMuZGF0YS52MS5EYXRhU291cmNlSW5zdHJ1bWVudEhlYWx0aCKRAQoaRGF0YVNvdXJjZUluc3RydW1lbnRIZWFsdGgSDgoGc2VyaWVzGAEgASgJEjUKEWxhdGVzdF92YWx1ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCglzdGFsZW5lc3MYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i4gEKD0RhdGFTb3VyY2VVc2FnZRIeCgNkYXkYASABKAsyES5nb29nbGUudHlwZS5EYXRlEhQKDHJlcG9ydF9jb3VudBgCIAEoAxIVCg1yZXF1ZXN0X2NvdW50GAMgASgDEhUKDWZhaWx1cmVfY291bnQYBCABKAMSGgoScmF0ZV9saW1pdGVkX2NvdW50GAUgASgDEhMKC3JldHJ5X2NvdW50GAYgASgDEgwKBGNvc3QYByABKAkSFwoPcG9pbnRzX3JlY2VpdmVkGAggASgDEhMKC3BvaW50c19zZW50GAkgASgDKr4BCglGcmVxdWVuY3kSGQoVRlJFUVVFTkNZX1VOU1BFQ0lGSUVEEAASEgoORlJFUVVFTkNZX1RJQ0sQARIUChBGUkVRVUVOQ1lfU0VDT05EEAISFAoQRlJFUVVFTkNZX01JTlVURRADEhQKEEZSRVFVRU5DWV9IT1VSTFkQBBITCg9GUkVRVUVOQ1lfREFJTFkQBRIUChBGUkVRVUVOQ1lfV0VFS0xZEAYSFQoRRlJFUVVFTkNZX01PTlRITFkQByrFAQoSRGF0YUNsYXNzaWZpY2F0aW9uEiMKH0RBVEFfQ0xBU1NJRklDQVRJT05fVU5TUEVDSUZJRUQQABIeChpEQVRBX0NMQVNTSUZJQ0FUSU9OX1BVQkxJQxABEiAKHERBVEFfQ0xBU1NJRklDQVRJT05fSU5URVJOQUwQAhIkCiBEQVRBX0NMQVNTSUZJQ0FUSU9OX0NPTkZJREVOVElBTBADEiIKHkRBVEFfQ0xBU1NJRklDQVRJT05fUkVTVFJJQ1RFRBAEKn8KCVRlbm9yVW5pdBIaChZURU5PUl9VTklUX1VOU1BFQ0lGSUVEEAASEwoPVEVOT1JfVU5JVF9EQVlTEAESFAoQVEVOT1JfVU5JVF9XRUVLUxACEhUKEVRFTk9SX1VOSVRfTU9OVEhTEAMSFAoQVEVOT1JfVU5JVF9ZRUFSUxAEKocBCg5Db29yZGluYXRlVW5pdBIfChtDT09SRElOQVRFX1VOSVRfVU5TUEVDSUZJRUQQABIaChZDT09SRElOQVRFX1VOSVRfU1RSSUtFEAESHQoZQ09PUkRJTkFURV9VTklUX01PTkVZTkVTUxACEhkKFUNPT1JESU5BVEVfVU5JVF9ERUxUQRADKm4KDE1vbm90b25pY2l0eRIcChhNT05PVE9OSUNJVFlfVU5TUEVDSUZJRUQQABIfChtNT05PVE9OSUNJVFlfTk9OX0RFQ1JFQVNJTkcQARIfChtNT05PVE9OSUNJVFlfTk9OX0lOQ1JFQVNJTkcQAiqoAQoUUmVjb25jaWxpYXRpb25NZXRob2QSJQohUkVDT05DSUxJQVRJT05fTUVUSE9EX1VOU1BFQ0lGSUVEEAASIgoeUkVDT05DSUxJQVRJT05fTUVUSE9EX1BSSU9SSVRZEAESIAocUkVDT05DSUxJQVRJT05fTUVUSE9EX01FRElBThACEiMKH1JFQ09OQ0lMSUFUSU9OX01FVEhPRF9DT05TRU5TVVMQAypaCgtCcmVha0FjdGlvbhIcChhCUkVBS19BQ1RJT05fVU5TUEVDSUZJRUQQABIVChFCUkVBS19BQ1RJT05fRkxBRxABEhYKEkJSRUFLX0FDVElPTl9CTE9DSxACKnAKD1B1YmxpY2F0aW9uTW9kZRIgChxQVUJMSUNBVElPTl9NT0RFX1VOU1BFQ0lGSUVEEAASHgoaUFVCTElDQVRJT05fTU9ERV9BVVRPTUFUSUMQARIbChdQVUJMSUNBVElPTl9NT0RFX01BTlVBTBACKpQBChBEYXRhU291cmNlU3RhdHVzEiIKHkRBVEFfU09VUkNFX1NUQVRVU19VTlNQRUNJRklFRBAAEh4KGkRBVEFfU09VUkNFX1NUQVRVU19IRUFMVEhZEAESHwobREFUQV9TT1VSQ0VfU1RBVFVTX0RFR1JBREVEEAISGwoXREFUQV9TT1VSQ0VfU1RBVFVTX0RPV04QA0JaCg9jb20ucWlzLmRhdGEudjFCC1Nlcmllc1Byb3RvUAFaKnFpcy1kYXRhL2NsaWVudHMvZ28vZ2VuL3Fpcy9kYXRhL3YxO2RhdGF2MaoCC1Fpcy5EYXRhLlYxYgZwcm90bzM", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date, file_qis_data_v1_quality, file_qis_data_v1_values]);
 
 /**
  * A timeseries whose official values this service publishes.
@@ -129,6 +131,26 @@ export type Series = Message<"qis.data.v1.Series"> & {
    * @generated from field: qis.data.v1.DataClassification classification = 14;
    */
   classification: DataClassification;
+
+  /**
+   * The axes of a DATA_TYPE_TERM_STRUCTURE or DATA_TYPE_SURFACE series and the checks run on
+   * its nodes; unset: any tenor, no coordinate unit, no check beyond the structure's shape.
+   * Refused on other data types. Changed by EvolveSeriesSchema (update mask "structure"),
+   * effective for values ingested from then on. See docs/curves-and-surfaces.md.
+   *
+   * @generated from field: qis.data.v1.StructureSchema structure = 20;
+   */
+  structure?: StructureSchema | undefined;
+
+  /**
+   * When each expected snap's values must arrive and its point be official: lateness is raised
+   * as a quality issue (QUALITY_RULE_LATE_ARRIVAL, QUALITY_RULE_LATE_PUBLICATION) by the
+   * scheduler. Unset: no deadline. Changed by EvolveSeriesSchema (update mask
+   * "service_level"), effective from the next snap on. See docs/service-levels.md.
+   *
+   * @generated from field: qis.data.v1.ServiceLevel service_level = 19;
+   */
+  serviceLevel?: ServiceLevel | undefined;
 };
 
 /**
@@ -137,6 +159,157 @@ export type Series = Message<"qis.data.v1.Series"> & {
  */
 export const SeriesSchema: GenMessage<Series> = /*@__PURE__*/
   messageDesc(file_qis_data_v1_series, 0);
+
+/**
+ * The DataSchema of a term structure or surface series: its axes, what a value must be to be
+ * accepted (checked at ingest: INVALID_ARGUMENT naming the node), and its checks per node.
+ *
+ * @generated from message qis.data.v1.StructureSchema
+ */
+export type StructureSchema = Message<"qis.data.v1.StructureSchema"> & {
+  /**
+   * The tenor axis: a term structure's only axis, a surface's first (expiries).
+   *
+   * @generated from field: qis.data.v1.StructureAxis tenor_axis = 1;
+   */
+  tenorAxis?: StructureAxis | undefined;
+
+  /**
+   * A surface's second axis (strike, moneyness or delta); unset for term structures, required
+   * for surfaces.
+   *
+   * @generated from field: qis.data.v1.StructureAxis coordinate_axis = 2;
+   */
+  coordinateAxis?: StructureAxis | undefined;
+
+  /**
+   * At most this many nodes in one value: 1 to 2,000 (0: 2,000).
+   *
+   * @generated from field: int32 max_nodes = 3;
+   */
+  maxNodes: number;
+
+  /**
+   * Surfaces: every tenor of a value has a node at every coordinate of that value (no missing
+   * node on the grid the value spans).
+   *
+   * @generated from field: bool full_grid = 4;
+   */
+  fullGrid: boolean;
+
+  /**
+   * What the values do along the tenor axis (a surface: at each coordinate); a pair of
+   * neighbouring nodes against it raises "curve_monotonicity".
+   *
+   * @generated from field: qis.data.v1.Monotonicity monotonicity = 5;
+   */
+  monotonicity: Monotonicity;
+
+  /**
+   * The checks per node; unset: none.
+   *
+   * @generated from field: qis.data.v1.StructureChecks checks = 6;
+   */
+  checks?: StructureChecks | undefined;
+};
+
+/**
+ * Describes the message qis.data.v1.StructureSchema.
+ * Use `create(StructureSchemaSchema)` to create a new message.
+ */
+export const StructureSchemaSchema: GenMessage<StructureSchema> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 1);
+
+/**
+ * One axis of a structure.
+ *
+ * @generated from message qis.data.v1.StructureAxis
+ */
+export type StructureAxis = Message<"qis.data.v1.StructureAxis"> & {
+  /**
+   * What the axis is, for humans ("expiry", "tenor", "strike", "delta"): at most 128
+   * characters.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Tenor axes: which ISO 8601 designators a tenor may use; unspecified: any.
+   *
+   * @generated from field: qis.data.v1.TenorUnit tenor_unit = 2;
+   */
+  tenorUnit: TenorUnit;
+
+  /**
+   * Coordinate axes: what the decimal coordinates are; required on a coordinate axis.
+   *
+   * @generated from field: qis.data.v1.CoordinateUnit coordinate_unit = 3;
+   */
+  coordinateUnit: CoordinateUnit;
+};
+
+/**
+ * Describes the message qis.data.v1.StructureAxis.
+ * Use `create(StructureAxisSchema)` to create a new message.
+ */
+export const StructureAxisSchema: GenMessage<StructureAxis> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 2);
+
+/**
+ * The checks run on every node of a structure; each raises a quality issue whose evidence names
+ * the node(s). Decimal strings above 0; empty disables.
+ *
+ * @generated from message qis.data.v1.StructureChecks
+ */
+export type StructureChecks = Message<"qis.data.v1.StructureChecks"> & {
+  /**
+   * Rule "curve_node_spike" (a warning): a node out and back against its neighbours along an
+   * axis, the move in and the move out both beyond this percentage in opposite directions.
+   *
+   * @generated from field: string max_node_spike_percent = 1;
+   */
+  maxNodeSpikePercent: string;
+
+  /**
+   * Rule "curve_node_jump" (an error: holds): a node moved beyond this percentage from the same
+   * node (same tenor and coordinate) of the previous snap's structure.
+   *
+   * @generated from field: string max_node_jump_percent = 2;
+   */
+  maxNodeJumpPercent: string;
+
+  /**
+   * Rule "curve_flat_spot" (a warning): this many or more neighbouring nodes along an axis with
+   * identical values: 0 (disabled), or 3 to 2,000.
+   *
+   * @generated from field: int32 flat_spot_nodes = 3;
+   */
+  flatSpotNodes: number;
+
+  /**
+   * Rule "surface_calendar_arbitrage" (an error): values are implied volatilities and total
+   * variance sigma^2 T must not decrease with the tenor at a fixed coordinate.
+   *
+   * @generated from field: bool calendar_arbitrage = 4;
+   */
+  calendarArbitrage: boolean;
+
+  /**
+   * Rule "surface_butterfly_arbitrage" (an error): values are implied volatilities over forward
+   * moneyness, and undiscounted Black call prices must be convex in strike along each tenor.
+   *
+   * @generated from field: bool butterfly_arbitrage = 5;
+   */
+  butterflyArbitrage: boolean;
+};
+
+/**
+ * Describes the message qis.data.v1.StructureChecks.
+ * Use `create(StructureChecksSchema)` to create a new message.
+ */
+export const StructureChecksSchema: GenMessage<StructureChecks> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 3);
 
 /**
  * A source configured for a series.
@@ -164,7 +337,7 @@ export type SeriesSource = Message<"qis.data.v1.SeriesSource"> & {
  * Use `create(SeriesSourceSchema)` to create a new message.
  */
 export const SeriesSourceSchema: GenMessage<SeriesSource> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 1);
+  messageDesc(file_qis_data_v1_series, 4);
 
 /**
  * Business rules run on every ingested value. Failing a rule flags the value; it never drops it.
@@ -256,6 +429,47 @@ export type ValidationRules = Message<"qis.data.v1.ValidationRules"> & {
    * @generated from field: repeated qis.data.v1.JumpWindow jump_windows = 10;
    */
   jumpWindows: JumpWindow[];
+
+  /**
+   * Rule "zero_value": a figure of exactly 0 (in any notation: "0", "0.00", "-0") in a field
+   * that should never be one: a price, a volume's quantity, a bar's open, high, low or close,
+   * an options chain's underlying price, or a quote's strike, ask or implied volatility (not a
+   * bar's volume nor a quote's bid: no trade and no bid are real). The issue's evidence lists
+   * the fields ("fields"). SEVERITY_WARNING flags the point, SEVERITY_ERROR holds it;
+   * SEVERITY_UNSPECIFIED disables the rule, SEVERITY_INFO is refused. Independent of
+   * `require_positive`, for series that may be negative but never exactly 0 (a rate, a spread).
+   *
+   * @generated from field: qis.data.v1.Severity forbid_zero = 11;
+   */
+  forbidZero: Severity;
+
+  /**
+   * Rule "manual_value" (a warning: flags, never holds): every value set by hand, by
+   * RestatePoint or by an override in ResolveQualityIssues, raises an issue on its point for a
+   * second person to review, its evidence who set it ("by"), why ("reason", "reason_code") and
+   * the version it made. Four-eyes applies: its author cannot approve it.
+   *
+   * @generated from field: bool review_manual_values = 12;
+   */
+  reviewManualValues: boolean;
+
+  /**
+   * Rules "benchmark_move" and "flat_while_benchmark_moved": this series' moves against a
+   * benchmark series' official values over the same interval (e.g. a stock against its
+   * index). Unset: neither runs.
+   *
+   * @generated from field: qis.data.v1.BenchmarkCheck benchmark = 13;
+   */
+  benchmark?: BenchmarkCheck | undefined;
+
+  /**
+   * Rule "underlying_move": a derivative's moves against its underlying series' official
+   * values over the same interval (e.g. a future or an option against the stock). Unset: the
+   * rule does not run.
+   *
+   * @generated from field: qis.data.v1.UnderlyingCheck underlying = 14;
+   */
+  underlying?: UnderlyingCheck | undefined;
 };
 
 /**
@@ -263,7 +477,108 @@ export type ValidationRules = Message<"qis.data.v1.ValidationRules"> & {
  * Use `create(ValidationRulesSchema)` to create a new message.
  */
 export const ValidationRulesSchema: GenMessage<ValidationRules> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 2);
+  messageDesc(file_qis_data_v1_series, 5);
+
+/**
+ * Checks of a series against a benchmark series (ValidationRules.benchmark). Each compares a
+ * value's move from the previous point's received value with the benchmark's move between
+ * its official values at exactly the same two snaps, as the service knew them when the value
+ * was decided (a benchmark value that arrives later does not re-decide it); without an
+ * official benchmark value at either snap, no check. The issue's evidence carries every
+ * benchmark figure used, with its official version.
+ *
+ * @generated from message qis.data.v1.BenchmarkCheck
+ */
+export type BenchmarkCheck = Message<"qis.data.v1.BenchmarkCheck"> & {
+  /**
+   * Resource name of the benchmark, "series/{series_id}". A series not defined (yet) has no
+   * official values: no check runs.
+   *
+   * @generated from field: string series = 1;
+   */
+  series: string;
+
+  /**
+   * The series' sensitivity to the benchmark: the residual is the series' relative move less
+   * `beta` times the benchmark's (decimal string; empty: 1).
+   *
+   * @generated from field: string beta = 2;
+   */
+  beta: string;
+
+  /**
+   * Rule "benchmark_move" (a warning: flags): the absolute residual beyond this multiple of
+   * its usual size, the median absolute residual of the previous `residual_window` intervals
+   * (needs at least half of them with benchmark values, and a median above 0). Decimal string
+   * above 0; empty disables.
+   *
+   * @generated from field: string max_residual_multiple = 3;
+   */
+  maxResidualMultiple: string;
+
+  /**
+   * Intervals the usual residual is taken over: 2 to 250 (0: the default, 20).
+   *
+   * @generated from field: int32 residual_window = 4;
+   */
+  residualWindow: number;
+
+  /**
+   * Rule "flat_while_benchmark_moved" (a warning: flags): the value equals the previous one
+   * exactly while the benchmark moved beyond this percentage (decimal string above 0; empty
+   * disables). At least one of the two rules must be set.
+   *
+   * @generated from field: string flat_move_percent = 5;
+   */
+  flatMovePercent: string;
+};
+
+/**
+ * Describes the message qis.data.v1.BenchmarkCheck.
+ * Use `create(BenchmarkCheckSchema)` to create a new message.
+ */
+export const BenchmarkCheckSchema: GenMessage<BenchmarkCheck> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 6);
+
+/**
+ * A check of a derivative against its underlying series (ValidationRules.underlying).
+ *
+ * @generated from message qis.data.v1.UnderlyingCheck
+ */
+export type UnderlyingCheck = Message<"qis.data.v1.UnderlyingCheck"> & {
+  /**
+   * Resource name of the underlying, "series/{series_id}". A series not defined (yet) has no
+   * official values: no check runs.
+   *
+   * @generated from field: string series = 1;
+   */
+  series: string;
+
+  /**
+   * The derivative moves opposite to its underlying (a put); false: with it (a future, a
+   * call).
+   *
+   * @generated from field: bool inverse = 2;
+   */
+  inverse: boolean;
+
+  /**
+   * Rule "underlying_move" (an error: holds): the underlying moved (its official values at the
+   * previous and this snap differ) and the value moved against the expected direction by more
+   * than this percentage of the previous value (decimal string, 0 or above; empty: 0). An
+   * unchanged underlying expects nothing.
+   *
+   * @generated from field: string tolerance_percent = 3;
+   */
+  tolerancePercent: string;
+};
+
+/**
+ * Describes the message qis.data.v1.UnderlyingCheck.
+ * Use `create(UnderlyingCheckSchema)` to create a new message.
+ */
+export const UnderlyingCheckSchema: GenMessage<UnderlyingCheck> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 7);
 
 /**
  * A time of day of the jump rule (ValidationRules.jump_windows).
@@ -300,7 +615,7 @@ export type JumpWindow = Message<"qis.data.v1.JumpWindow"> & {
  * Use `create(JumpWindowSchema)` to create a new message.
  */
 export const JumpWindowSchema: GenMessage<JumpWindow> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 3);
+  messageDesc(file_qis_data_v1_series, 8);
 
 /**
  * How the sources' values of a point are combined into its official value, and what a
@@ -338,6 +653,26 @@ export type ReconciliationPolicy = Message<"qis.data.v1.ReconciliationPolicy"> &
    * @generated from field: qis.data.v1.BreakAction on_break = 4;
    */
   onBreak: BreakAction;
+
+  /**
+   * Rule "confidence_level": once at least this many sources have a value for a point, fewer
+   * of them than this within tolerance of the chosen value (the chosen source included) is an
+   * issue on the point, its evidence the counts ("agreeing", "total", "min_agreeing") and the
+   * agreeing sources. 0 to 100; 0 and 1 disable the rule. Fewer sources than this is no issue
+   * of this rule: waiting for sources is what `min_sources` and `cutoff` are for.
+   *
+   * @generated from field: int32 min_agreeing_sources = 5;
+   */
+  minAgreeingSources: number;
+
+  /**
+   * What a low confidence does: BREAK_ACTION_FLAG (unset) raises a warning, BREAK_ACTION_BLOCK
+   * an error that holds the point until approved (approving it, or a break of the same point,
+   * accepts that its sources disagree).
+   *
+   * @generated from field: qis.data.v1.BreakAction on_low_confidence = 6;
+   */
+  onLowConfidence: BreakAction;
 };
 
 /**
@@ -345,7 +680,7 @@ export type ReconciliationPolicy = Message<"qis.data.v1.ReconciliationPolicy"> &
  * Use `create(ReconciliationPolicySchema)` to create a new message.
  */
 export const ReconciliationPolicySchema: GenMessage<ReconciliationPolicy> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 4);
+  messageDesc(file_qis_data_v1_series, 9);
 
 /**
  * When a reconciled value becomes the official, published one.
@@ -397,7 +732,141 @@ export type PublicationPolicy = Message<"qis.data.v1.PublicationPolicy"> & {
  * Use `create(PublicationPolicySchema)` to create a new message.
  */
 export const PublicationPolicySchema: GenMessage<PublicationPolicy> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 5);
+  messageDesc(file_qis_data_v1_series, 10);
+
+/**
+ * The service level of a series (Series.service_level): which snaps are expected, and by when
+ * their values must have arrived and their points be official.
+ *
+ * @generated from message qis.data.v1.ServiceLevel
+ */
+export type ServiceLevel = Message<"qis.data.v1.ServiceLevel"> & {
+  /**
+   * Local wall time (in the series' time zone) of a daily series' snap, or of an intraday
+   * series' first snap of the day: whole seconds after midnight, 0 to 23:59:59. Unset: midnight.
+   *
+   * @generated from field: google.protobuf.Duration first_snap = 1;
+   */
+  firstSnap?: Duration | undefined;
+
+  /**
+   * Intraday series: the local wall time of the day's last expected snap (included), at or after
+   * `first_snap`; snaps are every step of the frequency in between. Unset: the day's last step.
+   * Refused for daily series.
+   *
+   * @generated from field: google.protobuf.Duration last_snap = 2;
+   */
+  lastSnap?: Duration | undefined;
+
+  /**
+   * Days expected when the series has no calendar: ISO weekdays, 1 (Monday) to 7, each once.
+   * Empty: Monday to Friday. With a calendar, its sessions are the expected days.
+   *
+   * @generated from field: repeated int32 weekdays = 3;
+   */
+  weekdays: number[];
+
+  /**
+   * By when each of the series' sources must have delivered an expected snap's value (unless it
+   * has its own entry in `source_arrivals`); unset: only the sources listed there.
+   *
+   * @generated from field: qis.data.v1.ServiceLevelDeadline arrival = 4;
+   */
+  arrival?: ServiceLevelDeadline | undefined;
+
+  /**
+   * Deadlines of single sources, at most 64, one per source of the series.
+   *
+   * @generated from field: repeated qis.data.v1.SourceDeadline source_arrivals = 5;
+   */
+  sourceArrivals: SourceDeadline[];
+
+  /**
+   * By when an expected snap's point must be official; unset: not checked.
+   *
+   * @generated from field: qis.data.v1.ServiceLevelDeadline publication = 6;
+   */
+  publication?: ServiceLevelDeadline | undefined;
+
+  /**
+   * Severity of a late publication: SEVERITY_WARNING (unset: the default) or SEVERITY_ERROR (an
+   * escalation). Arrival lateness is always a warning: a missing value has nothing to hold.
+   *
+   * @generated from field: qis.data.v1.Severity publication_severity = 7;
+   */
+  publicationSeverity: Severity;
+};
+
+/**
+ * Describes the message qis.data.v1.ServiceLevel.
+ * Use `create(ServiceLevelSchema)` to create a new message.
+ */
+export const ServiceLevelSchema: GenMessage<ServiceLevel> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 11);
+
+/**
+ * A service-level deadline of an expected snap: exactly one of its two forms.
+ *
+ * @generated from message qis.data.v1.ServiceLevelDeadline
+ */
+export type ServiceLevelDeadline = Message<"qis.data.v1.ServiceLevelDeadline"> & {
+  /**
+   * This long after the snap: whole seconds, 0 to 7 days.
+   *
+   * @generated from field: google.protobuf.Duration after = 1;
+   */
+  after?: Duration | undefined;
+
+  /**
+   * Daily series: this local wall time (whole seconds after midnight, 0 to 23:59:59) on the
+   * snap's local day plus `days_after`; it must fall after the snap.
+   *
+   * @generated from field: google.protobuf.Duration local_time = 2;
+   */
+  localTime?: Duration | undefined;
+
+  /**
+   * Days after the snap's local day that `local_time` falls on: 0 to 7. Only with `local_time`.
+   *
+   * @generated from field: int32 days_after = 3;
+   */
+  daysAfter: number;
+};
+
+/**
+ * Describes the message qis.data.v1.ServiceLevelDeadline.
+ * Use `create(ServiceLevelDeadlineSchema)` to create a new message.
+ */
+export const ServiceLevelDeadlineSchema: GenMessage<ServiceLevelDeadline> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 12);
+
+/**
+ * The arrival deadline of one source of the series.
+ *
+ * @generated from message qis.data.v1.SourceDeadline
+ */
+export type SourceDeadline = Message<"qis.data.v1.SourceDeadline"> & {
+  /**
+   * Resource name of the data source, "sources/{source_id}": one of the series' sources.
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+
+  /**
+   * By when this source's value of an expected snap must have arrived.
+   *
+   * @generated from field: qis.data.v1.ServiceLevelDeadline deadline = 2;
+   */
+  deadline?: ServiceLevelDeadline | undefined;
+};
+
+/**
+ * Describes the message qis.data.v1.SourceDeadline.
+ * Use `create(SourceDeadlineSchema)` to create a new message.
+ */
+export const SourceDeadlineSchema: GenMessage<SourceDeadline> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_series, 13);
 
 /**
  * A provider of values (a vendor API, a file drop, a synthetic feed).
@@ -509,7 +978,7 @@ export type DataSource = Message<"qis.data.v1.DataSource"> & {
  * Use `create(DataSourceSchema)` to create a new message.
  */
 export const DataSourceSchema: GenMessage<DataSource> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 6);
+  messageDesc(file_qis_data_v1_series, 14);
 
 /**
  * How a feed retries failed calls to a source's provider: a jittered exponential backoff.
@@ -544,7 +1013,7 @@ export type DataSourceRetryPolicy = Message<"qis.data.v1.DataSourceRetryPolicy">
  * Use `create(DataSourceRetryPolicySchema)` to create a new message.
  */
 export const DataSourceRetryPolicySchema: GenMessage<DataSourceRetryPolicy> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 7);
+  messageDesc(file_qis_data_v1_series, 15);
 
 /**
  * The latest health report of a data source, with what the service derived from it.
@@ -680,7 +1149,7 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
  * Use `create(DataSourceHealthSchema)` to create a new message.
  */
 export const DataSourceHealthSchema: GenMessage<DataSourceHealth> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 8);
+  messageDesc(file_qis_data_v1_series, 16);
 
 /**
  * How fresh the values of one instrument of a feed are.
@@ -715,7 +1184,7 @@ export type DataSourceInstrumentHealth = Message<"qis.data.v1.DataSourceInstrume
  * Use `create(DataSourceInstrumentHealthSchema)` to create a new message.
  */
 export const DataSourceInstrumentHealthSchema: GenMessage<DataSourceInstrumentHealth> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 9);
+  messageDesc(file_qis_data_v1_series, 17);
 
 /**
  * What health reports of a data source added up to.
@@ -792,7 +1261,7 @@ export type DataSourceUsage = Message<"qis.data.v1.DataSourceUsage"> & {
  * Use `create(DataSourceUsageSchema)` to create a new message.
  */
 export const DataSourceUsageSchema: GenMessage<DataSourceUsage> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_series, 10);
+  messageDesc(file_qis_data_v1_series, 18);
 
 /**
  * How often a series has a value. Also sizes the event-store buckets of the series.
@@ -913,6 +1382,130 @@ export const DataClassificationSchema: GenEnum<DataClassification> = /*@__PURE__
   enumDesc(file_qis_data_v1_series, 1);
 
 /**
+ * The designators a tenor may use (values.proto, "A tenor").
+ *
+ * @generated from enum qis.data.v1.TenorUnit
+ */
+export enum TenorUnit {
+  /**
+   * Any ("P1Y6M", "P2W", "P45D").
+   *
+   * @generated from enum value: TENOR_UNIT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Days only ("P1D", "P30D").
+   *
+   * @generated from enum value: TENOR_UNIT_DAYS = 1;
+   */
+  DAYS = 1,
+
+  /**
+   * Weeks only ("P1W").
+   *
+   * @generated from enum value: TENOR_UNIT_WEEKS = 2;
+   */
+  WEEKS = 2,
+
+  /**
+   * Months only ("P3M", "P18M").
+   *
+   * @generated from enum value: TENOR_UNIT_MONTHS = 3;
+   */
+  MONTHS = 3,
+
+  /**
+   * Years only ("P1Y", "P30Y").
+   *
+   * @generated from enum value: TENOR_UNIT_YEARS = 4;
+   */
+  YEARS = 4,
+}
+
+/**
+ * Describes the enum qis.data.v1.TenorUnit.
+ */
+export const TenorUnitSchema: GenEnum<TenorUnit> = /*@__PURE__*/
+  enumDesc(file_qis_data_v1_series, 2);
+
+/**
+ * What the coordinates of a surface's second axis are.
+ *
+ * @generated from enum qis.data.v1.CoordinateUnit
+ */
+export enum CoordinateUnit {
+  /**
+   * Not set: refused on a coordinate axis.
+   *
+   * @generated from enum value: COORDINATE_UNIT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Strikes in the series' currency: any decimal (rate strikes may be negative).
+   *
+   * @generated from enum value: COORDINATE_UNIT_STRIKE = 1;
+   */
+  STRIKE = 1,
+
+  /**
+   * Forward moneyness K/F: above 0. The butterfly check needs it.
+   *
+   * @generated from enum value: COORDINATE_UNIT_MONEYNESS = 2;
+   */
+  MONEYNESS = 2,
+
+  /**
+   * Option deltas: from -1 to 1.
+   *
+   * @generated from enum value: COORDINATE_UNIT_DELTA = 3;
+   */
+  DELTA = 3,
+}
+
+/**
+ * Describes the enum qis.data.v1.CoordinateUnit.
+ */
+export const CoordinateUnitSchema: GenEnum<CoordinateUnit> = /*@__PURE__*/
+  enumDesc(file_qis_data_v1_series, 3);
+
+/**
+ * What values do along the tenor axis.
+ *
+ * @generated from enum qis.data.v1.Monotonicity
+ */
+export enum Monotonicity {
+  /**
+   * No expectation.
+   *
+   * @generated from enum value: MONOTONICITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Each node at least its predecessor's value (e.g. a discount-factor curve's complement, a
+   * curve of cumulative default probabilities).
+   *
+   * @generated from enum value: MONOTONICITY_NON_DECREASING = 1;
+   */
+  NON_DECREASING = 1,
+
+  /**
+   * Each node at most its predecessor's value (e.g. discount factors).
+   *
+   * @generated from enum value: MONOTONICITY_NON_INCREASING = 2;
+   */
+  NON_INCREASING = 2,
+}
+
+/**
+ * Describes the enum qis.data.v1.Monotonicity.
+ */
+export const MonotonicitySchema: GenEnum<Monotonicity> = /*@__PURE__*/
+  enumDesc(file_qis_data_v1_series, 4);
+
+/**
  * How the official value of a point is chosen from several sources.
  *
  * @generated from enum qis.data.v1.ReconciliationMethod
@@ -951,7 +1544,7 @@ export enum ReconciliationMethod {
  * Describes the enum qis.data.v1.ReconciliationMethod.
  */
 export const ReconciliationMethodSchema: GenEnum<ReconciliationMethod> = /*@__PURE__*/
-  enumDesc(file_qis_data_v1_series, 2);
+  enumDesc(file_qis_data_v1_series, 5);
 
 /**
  * What a break beyond tolerance does to publication.
@@ -985,7 +1578,7 @@ export enum BreakAction {
  * Describes the enum qis.data.v1.BreakAction.
  */
 export const BreakActionSchema: GenEnum<BreakAction> = /*@__PURE__*/
-  enumDesc(file_qis_data_v1_series, 3);
+  enumDesc(file_qis_data_v1_series, 6);
 
 /**
  * When a reconciled value becomes official.
@@ -1019,7 +1612,7 @@ export enum PublicationMode {
  * Describes the enum qis.data.v1.PublicationMode.
  */
 export const PublicationModeSchema: GenEnum<PublicationMode> = /*@__PURE__*/
-  enumDesc(file_qis_data_v1_series, 4);
+  enumDesc(file_qis_data_v1_series, 7);
 
 /**
  * How a source's feed fared over an interval, as its feed reports it (docs/data-sources.md).
@@ -1060,5 +1653,5 @@ export enum DataSourceStatus {
  * Describes the enum qis.data.v1.DataSourceStatus.
  */
 export const DataSourceStatusSchema: GenEnum<DataSourceStatus> = /*@__PURE__*/
-  enumDesc(file_qis_data_v1_series, 5);
+  enumDesc(file_qis_data_v1_series, 8);
 

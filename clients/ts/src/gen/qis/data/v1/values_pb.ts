@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file qis/data/v1/values.proto.
  */
 export const file_qis_data_v1_values: GenFile = /*@__PURE__*/
-  fileDesc("ChhxaXMvZGF0YS92MS92YWx1ZXMucHJvdG8SC3Fpcy5kYXRhLnYxIigKBVByaWNlEg0KBXZhbHVlGAEgASgJEhAKCGN1cnJlbmN5GAIgASgJIigKBlZvbHVtZRIQCghxdWFudGl0eRgBIAEoCRIMCgR1bml0GAIgASgJIlEKB09obGNCYXISDAoEb3BlbhgBIAEoCRIMCgRoaWdoGAIgASgJEgsKA2xvdxgDIAEoCRINCgVjbG9zZRgEIAEoCRIOCgZ2b2x1bWUYBSABKAkinwEKC09wdGlvblF1b3RlEiEKBmV4cGlyeRgBIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSDgoGc3RyaWtlGAIgASgJEicKBXJpZ2h0GAMgASgOMhgucWlzLmRhdGEudjEuT3B0aW9uUmlnaHQSCwoDYmlkGAQgASgJEgsKA2FzaxgFIAEoCRIaChJpbXBsaWVkX3ZvbGF0aWxpdHkYBiABKAkiUgoMT3B0aW9uc0NoYWluEhgKEHVuZGVybHlpbmdfcHJpY2UYASABKAkSKAoGcXVvdGVzGAIgAygLMhgucWlzLmRhdGEudjEuT3B0aW9uUXVvdGUi4wEKD0NvcnBvcmF0ZUFjdGlvbhIuCgR0eXBlGAEgASgOMiAucWlzLmRhdGEudjEuQ29ycG9yYXRlQWN0aW9uVHlwZRIiCgdleF9kYXRlGAIgASgLMhEuZ29vZ2xlLnR5cGUuRGF0ZRImCgtyZWNvcmRfZGF0ZRgDIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSIwoIcGF5X2RhdGUYBCABKAsyES5nb29nbGUudHlwZS5EYXRlEg0KBXJhdGlvGAUgASgJEg4KBmFtb3VudBgGIAEoCRIQCghjdXJyZW5jeRgHIAEoCSLyAQoJRGF0YVZhbHVlEiMKBXByaWNlGAEgASgLMhIucWlzLmRhdGEudjEuUHJpY2VIABIlCgZ2b2x1bWUYAiABKAsyEy5xaXMuZGF0YS52MS5Wb2x1bWVIABIjCgNiYXIYAyABKAsyFC5xaXMuZGF0YS52MS5PaGxjQmFySAASMgoNb3B0aW9uc19jaGFpbhgEIAEoCzIZLnFpcy5kYXRhLnYxLk9wdGlvbnNDaGFpbkgAEjgKEGNvcnBvcmF0ZV9hY3Rpb24YBSABKAsyHC5xaXMuZGF0YS52MS5Db3Jwb3JhdGVBY3Rpb25IAEIGCgRraW5kIqgBCglEYXRhUG9pbnQSMwoJc25hcF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhItCgp1dGNfb2Zmc2V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKBXZhbHVlGAIgASgLMhYucWlzLmRhdGEudjEuRGF0YVZhbHVlQgTiQQECSgQIARACUgRzbmFwIj8KDURlY2ltYWxDb2x1bW4SDQoFdGV4dHMYASADKAkSEAoIdW5zY2FsZWQYAiADKBISDQoFc2NhbGUYAyABKAUi5AEKDk9obGNCYXJDb2x1bW5zEigKBG9wZW4YASABKAsyGi5xaXMuZGF0YS52MS5EZWNpbWFsQ29sdW1uEigKBGhpZ2gYAiABKAsyGi5xaXMuZGF0YS52MS5EZWNpbWFsQ29sdW1uEicKA2xvdxgDIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW4SKQoFY2xvc2UYBCABKAsyGi5xaXMuZGF0YS52MS5EZWNpbWFsQ29sdW1uEioKBnZvbHVtZRgFIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW4i2AEKDFBvaW50Q29sdW1ucxIYChBzbmFwX3RpbWVfbWljcm9zGAEgAygDEhoKEnV0Y19vZmZzZXRfbWludXRlcxgCIAMoERIsCgZwcmljZXMYAyABKAsyGi5xaXMuZGF0YS52MS5EZWNpbWFsQ29sdW1uSAASLQoHdm9sdW1lcxgEIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW5IABIrCgRiYXJzGAUgASgLMhsucWlzLmRhdGEudjEuT2hsY0JhckNvbHVtbnNIAEIICgZ2YWx1ZXMqpQEKCERhdGFUeXBlEhkKFURBVEFfVFlQRV9VTlNQRUNJRklFRBAAEhMKD0RBVEFfVFlQRV9QUklDRRABEhQKEERBVEFfVFlQRV9WT0xVTUUQAhIWChJEQVRBX1RZUEVfT0hMQ19CQVIQAxIbChdEQVRBX1RZUEVfT1BUSU9OU19DSEFJThAEEh4KGkRBVEFfVFlQRV9DT1JQT1JBVEVfQUNUSU9OEAUqWAoLT3B0aW9uUmlnaHQSHAoYT1BUSU9OX1JJR0hUX1VOU1BFQ0lGSUVEEAASFQoRT1BUSU9OX1JJR0hUX0NBTEwQARIUChBPUFRJT05fUklHSFRfUFVUEAIqggIKE0NvcnBvcmF0ZUFjdGlvblR5cGUSJQohQ09SUE9SQVRFX0FDVElPTl9UWVBFX1VOU1BFQ0lGSUVEEAASJwojQ09SUE9SQVRFX0FDVElPTl9UWVBFX0NBU0hfRElWSURFTkQQARIlCiFDT1JQT1JBVEVfQUNUSU9OX1RZUEVfU1RPQ0tfU1BMSVQQAhIoCiRDT1JQT1JBVEVfQUNUSU9OX1RZUEVfU1RPQ0tfRElWSURFTkQQAxIiCh5DT1JQT1JBVEVfQUNUSU9OX1RZUEVfU1BJTl9PRkYQBBImCiJDT1JQT1JBVEVfQUNUSU9OX1RZUEVfUklHSFRTX0lTU1VFEAVCWgoPY29tLnFpcy5kYXRhLnYxQgtWYWx1ZXNQcm90b1ABWipxaXMtZGF0YS9jbGllbnRzL2dvL2dlbi9xaXMvZGF0YS92MTtkYXRhdjGqAgtRaXMuRGF0YS5WMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date]);
+  fileDesc("ChhxaXMvZGF0YS92MS92YWx1ZXMucHJvdG8SC3Fpcy5kYXRhLnYxIigKBVByaWNlEg0KBXZhbHVlGAEgASgJEhAKCGN1cnJlbmN5GAIgASgJIigKBlZvbHVtZRIQCghxdWFudGl0eRgBIAEoCRIMCgR1bml0GAIgASgJIlEKB09obGNCYXISDAoEb3BlbhgBIAEoCRIMCgRoaWdoGAIgASgJEgsKA2xvdxgDIAEoCRINCgVjbG9zZRgEIAEoCRIOCgZ2b2x1bWUYBSABKAkinwEKC09wdGlvblF1b3RlEiEKBmV4cGlyeRgBIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSDgoGc3RyaWtlGAIgASgJEicKBXJpZ2h0GAMgASgOMhgucWlzLmRhdGEudjEuT3B0aW9uUmlnaHQSCwoDYmlkGAQgASgJEgsKA2FzaxgFIAEoCRIaChJpbXBsaWVkX3ZvbGF0aWxpdHkYBiABKAkiUgoMT3B0aW9uc0NoYWluEhgKEHVuZGVybHlpbmdfcHJpY2UYASABKAkSKAoGcXVvdGVzGAIgAygLMhgucWlzLmRhdGEudjEuT3B0aW9uUXVvdGUi4wEKD0NvcnBvcmF0ZUFjdGlvbhIuCgR0eXBlGAEgASgOMiAucWlzLmRhdGEudjEuQ29ycG9yYXRlQWN0aW9uVHlwZRIiCgdleF9kYXRlGAIgASgLMhEuZ29vZ2xlLnR5cGUuRGF0ZRImCgtyZWNvcmRfZGF0ZRgDIAEoCzIRLmdvb2dsZS50eXBlLkRhdGUSIwoIcGF5X2RhdGUYBCABKAsyES5nb29nbGUudHlwZS5EYXRlEg0KBXJhdGlvGAUgASgJEg4KBmFtb3VudBgGIAEoCRIQCghjdXJyZW5jeRgHIAEoCSI1CglDdXJ2ZU5vZGUSEwoFdGVub3IYASABKAlCBOJBAQISEwoFdmFsdWUYAiABKAlCBOJBAQIiPAoNVGVybVN0cnVjdHVyZRIrCgVub2RlcxgBIAMoCzIWLnFpcy5kYXRhLnYxLkN1cnZlTm9kZUIE4kEBAiJRCgtTdXJmYWNlTm9kZRITCgV0ZW5vchgBIAEoCUIE4kEBAhIYCgpjb29yZGluYXRlGAIgASgJQgTiQQECEhMKBXZhbHVlGAMgASgJQgTiQQECIjgKB1N1cmZhY2USLQoFbm9kZXMYASADKAsyGC5xaXMuZGF0YS52MS5TdXJmYWNlTm9kZUIE4kEBAiLRAgoJRGF0YVZhbHVlEiMKBXByaWNlGAEgASgLMhIucWlzLmRhdGEudjEuUHJpY2VIABIlCgZ2b2x1bWUYAiABKAsyEy5xaXMuZGF0YS52MS5Wb2x1bWVIABIjCgNiYXIYAyABKAsyFC5xaXMuZGF0YS52MS5PaGxjQmFySAASMgoNb3B0aW9uc19jaGFpbhgEIAEoCzIZLnFpcy5kYXRhLnYxLk9wdGlvbnNDaGFpbkgAEjgKEGNvcnBvcmF0ZV9hY3Rpb24YBSABKAsyHC5xaXMuZGF0YS52MS5Db3Jwb3JhdGVBY3Rpb25IABI0Cg50ZXJtX3N0cnVjdHVyZRgGIAEoCzIaLnFpcy5kYXRhLnYxLlRlcm1TdHJ1Y3R1cmVIABInCgdzdXJmYWNlGAcgASgLMhQucWlzLmRhdGEudjEuU3VyZmFjZUgAQgYKBGtpbmQiqAEKCURhdGFQb2ludBIzCglzbmFwX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEi0KCnV0Y19vZmZzZXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoFdmFsdWUYAiABKAsyFi5xaXMuZGF0YS52MS5EYXRhVmFsdWVCBOJBAQJKBAgBEAJSBHNuYXAiPwoNRGVjaW1hbENvbHVtbhINCgV0ZXh0cxgBIAMoCRIQCgh1bnNjYWxlZBgCIAMoEhINCgVzY2FsZRgDIAEoBSLkAQoOT2hsY0JhckNvbHVtbnMSKAoEb3BlbhgBIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW4SKAoEaGlnaBgCIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW4SJwoDbG93GAMgASgLMhoucWlzLmRhdGEudjEuRGVjaW1hbENvbHVtbhIpCgVjbG9zZRgEIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW4SKgoGdm9sdW1lGAUgASgLMhoucWlzLmRhdGEudjEuRGVjaW1hbENvbHVtbiLYAQoMUG9pbnRDb2x1bW5zEhgKEHNuYXBfdGltZV9taWNyb3MYASADKAMSGgoSdXRjX29mZnNldF9taW51dGVzGAIgAygREiwKBnByaWNlcxgDIAEoCzIaLnFpcy5kYXRhLnYxLkRlY2ltYWxDb2x1bW5IABItCgd2b2x1bWVzGAQgASgLMhoucWlzLmRhdGEudjEuRGVjaW1hbENvbHVtbkgAEisKBGJhcnMYBSABKAsyGy5xaXMuZGF0YS52MS5PaGxjQmFyQ29sdW1uc0gAQggKBnZhbHVlcyraAQoIRGF0YVR5cGUSGQoVREFUQV9UWVBFX1VOU1BFQ0lGSUVEEAASEwoPREFUQV9UWVBFX1BSSUNFEAESFAoQREFUQV9UWVBFX1ZPTFVNRRACEhYKEkRBVEFfVFlQRV9PSExDX0JBUhADEhsKF0RBVEFfVFlQRV9PUFRJT05TX0NIQUlOEAQSHgoaREFUQV9UWVBFX0NPUlBPUkFURV9BQ1RJT04QBRIcChhEQVRBX1RZUEVfVEVSTV9TVFJVQ1RVUkUQBhIVChFEQVRBX1RZUEVfU1VSRkFDRRAHKlgKC09wdGlvblJpZ2h0EhwKGE9QVElPTl9SSUdIVF9VTlNQRUNJRklFRBAAEhUKEU9QVElPTl9SSUdIVF9DQUxMEAESFAoQT1BUSU9OX1JJR0hUX1BVVBACKoICChNDb3Jwb3JhdGVBY3Rpb25UeXBlEiUKIUNPUlBPUkFURV9BQ1RJT05fVFlQRV9VTlNQRUNJRklFRBAAEicKI0NPUlBPUkFURV9BQ1RJT05fVFlQRV9DQVNIX0RJVklERU5EEAESJQohQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NUT0NLX1NQTElUEAISKAokQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NUT0NLX0RJVklERU5EEAMSIgoeQ09SUE9SQVRFX0FDVElPTl9UWVBFX1NQSU5fT0ZGEAQSJgoiQ09SUE9SQVRFX0FDVElPTl9UWVBFX1JJR0hUU19JU1NVRRAFQloKD2NvbS5xaXMuZGF0YS52MUILVmFsdWVzUHJvdG9QAVoqcWlzLWRhdGEvY2xpZW50cy9nby9nZW4vcWlzL2RhdGEvdjE7ZGF0YXYxqgILUWlzLkRhdGEuVjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_type_date]);
 
 /**
  * A price in a currency.
@@ -278,6 +278,118 @@ export const CorporateActionSchema: GenMessage<CorporateAction> = /*@__PURE__*/
   messageDesc(file_qis_data_v1_values, 5);
 
 /**
+ * One node of a term structure.
+ *
+ * @generated from message qis.data.v1.CurveNode
+ */
+export type CurveNode = Message<"qis.data.v1.CurveNode"> & {
+  /**
+   * The node's tenor (see "A tenor" above).
+   *
+   * @generated from field: string tenor = 1;
+   */
+  tenor: string;
+
+  /**
+   * Decimal string: |x| < 1e18, at most 18 decimal places.
+   *
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message qis.data.v1.CurveNode.
+ * Use `create(CurveNodeSchema)` to create a new message.
+ */
+export const CurveNodeSchema: GenMessage<CurveNode> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_values, 6);
+
+/**
+ * A term structure (curve) at one snap: the whole curve is one value, published, reconciled and
+ * restated as one.
+ *
+ * @generated from message qis.data.v1.TermStructure
+ */
+export type TermStructure = Message<"qis.data.v1.TermStructure"> & {
+  /**
+   * 1 to 2,000 nodes (at most the series' StructureSchema.max_nodes), by strictly increasing
+   * tenor: unsorted or repeated tenors are INVALID_ARGUMENT naming the node.
+   *
+   * @generated from field: repeated qis.data.v1.CurveNode nodes = 1;
+   */
+  nodes: CurveNode[];
+};
+
+/**
+ * Describes the message qis.data.v1.TermStructure.
+ * Use `create(TermStructureSchema)` to create a new message.
+ */
+export const TermStructureSchema: GenMessage<TermStructure> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_values, 7);
+
+/**
+ * One node of a surface.
+ *
+ * @generated from message qis.data.v1.SurfaceNode
+ */
+export type SurfaceNode = Message<"qis.data.v1.SurfaceNode"> & {
+  /**
+   * The node's tenor, e.g. the expiry (see "A tenor" above).
+   *
+   * @generated from field: string tenor = 1;
+   */
+  tenor: string;
+
+  /**
+   * The node on the second axis: a strike, a forward moneyness (K/F) or a delta, as the
+   * series' StructureSchema.coordinate_axis says. Decimal string: |x| < 1e18, at most 18
+   * decimal places.
+   *
+   * @generated from field: string coordinate = 2;
+   */
+  coordinate: string;
+
+  /**
+   * Decimal string: |x| < 1e18, at most 18 decimal places. For a volatility surface, the
+   * annualised Black implied volatility as a decimal fraction (0.25 = 25 %).
+   *
+   * @generated from field: string value = 3;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message qis.data.v1.SurfaceNode.
+ * Use `create(SurfaceNodeSchema)` to create a new message.
+ */
+export const SurfaceNodeSchema: GenMessage<SurfaceNode> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_values, 8);
+
+/**
+ * A surface at one snap: the whole surface is one value, published, reconciled and restated as
+ * one.
+ *
+ * @generated from message qis.data.v1.Surface
+ */
+export type Surface = Message<"qis.data.v1.Surface"> & {
+  /**
+   * 1 to 2,000 nodes (at most the series' StructureSchema.max_nodes), by strictly increasing
+   * (tenor, coordinate): unsorted or repeated nodes are INVALID_ARGUMENT naming the node.
+   *
+   * @generated from field: repeated qis.data.v1.SurfaceNode nodes = 1;
+   */
+  nodes: SurfaceNode[];
+};
+
+/**
+ * Describes the message qis.data.v1.Surface.
+ * Use `create(SurfaceSchema)` to create a new message.
+ */
+export const SurfaceSchema: GenMessage<Surface> = /*@__PURE__*/
+  messageDesc(file_qis_data_v1_values, 9);
+
+/**
  * One value of any data type. The case must match the series' data type.
  *
  * @generated from message qis.data.v1.DataValue
@@ -328,6 +440,22 @@ export type DataValue = Message<"qis.data.v1.DataValue"> & {
      */
     value: CorporateAction;
     case: "corporateAction";
+  } | {
+    /**
+     * For DATA_TYPE_TERM_STRUCTURE series.
+     *
+     * @generated from field: qis.data.v1.TermStructure term_structure = 6;
+     */
+    value: TermStructure;
+    case: "termStructure";
+  } | {
+    /**
+     * For DATA_TYPE_SURFACE series.
+     *
+     * @generated from field: qis.data.v1.Surface surface = 7;
+     */
+    value: Surface;
+    case: "surface";
   } | { case: undefined; value?: undefined };
 };
 
@@ -336,7 +464,7 @@ export type DataValue = Message<"qis.data.v1.DataValue"> & {
  * Use `create(DataValueSchema)` to create a new message.
  */
 export const DataValueSchema: GenMessage<DataValue> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_values, 6);
+  messageDesc(file_qis_data_v1_values, 10);
 
 /**
  * An observation of a series at one instant, as sent by a source.
@@ -376,7 +504,7 @@ export type DataPoint = Message<"qis.data.v1.DataPoint"> & {
  * Use `create(DataPointSchema)` to create a new message.
  */
 export const DataPointSchema: GenMessage<DataPoint> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_values, 7);
+  messageDesc(file_qis_data_v1_values, 11);
 
 /**
  * A column of decimals, in one of two forms: decimal strings (as in Price.value), or integers
@@ -417,7 +545,7 @@ export type DecimalColumn = Message<"qis.data.v1.DecimalColumn"> & {
  * Use `create(DecimalColumnSchema)` to create a new message.
  */
 export const DecimalColumnSchema: GenMessage<DecimalColumn> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_values, 8);
+  messageDesc(file_qis_data_v1_values, 12);
 
 /**
  * OHLC bars in columns, row i of each column making bar i.
@@ -466,7 +594,7 @@ export type OhlcBarColumns = Message<"qis.data.v1.OhlcBarColumns"> & {
  * Use `create(OhlcBarColumnsSchema)` to create a new message.
  */
 export const OhlcBarColumnsSchema: GenMessage<OhlcBarColumns> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_values, 9);
+  messageDesc(file_qis_data_v1_values, 13);
 
 /**
  * Points of one series in columns: row i is the point at snap_time_micros[i] whose value is
@@ -530,7 +658,7 @@ export type PointColumns = Message<"qis.data.v1.PointColumns"> & {
  * Use `create(PointColumnsSchema)` to create a new message.
  */
 export const PointColumnsSchema: GenMessage<PointColumns> = /*@__PURE__*/
-  messageDesc(file_qis_data_v1_values, 10);
+  messageDesc(file_qis_data_v1_values, 14);
 
 /**
  * What kind of value a series holds. Fixed when the series is defined.
@@ -579,6 +707,22 @@ export enum DataType {
    * @generated from enum value: DATA_TYPE_CORPORATE_ACTION = 5;
    */
   CORPORATE_ACTION = 5,
+
+  /**
+   * Values are `TermStructure`: tenor -> value (a yield, forward or futures curve). The
+   * series' `Series.structure` declares its tenor axis and the checks run on its nodes.
+   *
+   * @generated from enum value: DATA_TYPE_TERM_STRUCTURE = 6;
+   */
+  TERM_STRUCTURE = 6,
+
+  /**
+   * Values are `Surface`: (tenor, coordinate) -> value (e.g. implied volatility by expiry x
+   * strike, moneyness or delta). The series' `Series.structure` declares both axes.
+   *
+   * @generated from enum value: DATA_TYPE_SURFACE = 7;
+   */
+  SURFACE = 7,
 }
 
 /**

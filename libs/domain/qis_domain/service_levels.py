@@ -1,0 +1,220 @@
+"""Service levels of a series: when each expected snap's values must have arrived, and when the
+point must be official, so that lateness is raised as a quality issue (docs/service-levels.md).
+
+The expected snaps come from the series' calendar (or its weekdays) and a grid of times of
+day; they are generated lazily between two instants, so that an intraday series' schedule is
+never a list as long as its history. The scheduler walks them; the series bucket decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from qis_domain.snaps import Frequency, Snap
+
+DAY_SECONDS = 86_400
+MAX_AFTER_SECONDS = 7 * DAY_SECONDS
+MAX_DAYS_AFTER = 7
+MAX_SOURCE_DEADLINES = 64
+LATE_ARRIVAL = "late_arrival"
+LATE_PUBLICATION = "late_publication"
+STEP_SECONDS = {Frequency.SECOND: 1, Frequency.MINUTE: 60, Frequency.HOURLY: 3600}
+"""Intraday frequencies with a grid of snaps to expect. Ticks have no grid; weekly and monthly
+series no agreed day of the period: no lateness is raised for them."""
+
+_US = 1_000_000
+_Severity = Literal["warning", "error"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Deadline(_Frozen):
+    """Either `after_s` seconds after the snap, or (daily series) the wall-clock time
+    `local_time_s` (seconds after local midnight, in the series' time zone) on the snap's local
+    day plus `days_after` days. A wall time a daylight-saving change skips counts as the same
+    time in the offset before the change (02:30 → 03:30)."""
+
+    after_s: Annotated[int, Field(ge=0, le=MAX_AFTER_SECONDS)] | None = None
+    local_time_s: Annotated[int, Field(ge=0, lt=DAY_SECONDS)] | None = None
+    days_after: Annotated[int, Field(ge=0, le=MAX_DAYS_AFTER)] = 0
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Deadline:
+        if (self.after_s is None) == (self.local_time_s is None):
+            raise ValueError("a deadline is either after_s or local_time_s, exactly one")
+        if self.days_after and self.local_time_s is None:
+            raise ValueError("days_after goes with local_time_s")
+        return self
+
+    def at(self, snap_us: int, zone: ZoneInfo) -> int:
+        """The deadline of the snap at `snap_us` (UTC µs)."""
+        if self.after_s is not None:
+            return snap_us + self.after_s * _US
+        assert self.local_time_s is not None  # one form, by construction
+        day = Snap(snap_us).to_datetime().astimezone(zone).date() + timedelta(self.days_after)
+        return _local_us(day, self.local_time_s, zone)
+
+
+class SourceDeadline(_Frozen):
+    source_id: str
+    deadline: Deadline
+
+
+class ServiceLevel(_Frozen):
+    """Expected snaps: on the sessions of the series' calendar (without one: on `weekdays`,
+    ISO, 1 = Monday), a daily series' snap at `first_snap_s` (local wall clock); an intraday
+    series' snaps every step from `first_snap_s` to `last_snap_s` (included; None: the day's
+    last step). Each of the series' sources must have delivered by `arrival` (or its own entry
+    of `source_arrivals`), each point be official by `publication`. Arrival lateness is a
+    warning: a missing value has nothing to hold. Publication lateness is `publication_severity`."""
+
+    first_snap_s: Annotated[int, Field(ge=0, lt=DAY_SECONDS)] = 0
+    last_snap_s: Annotated[int, Field(ge=0, lt=DAY_SECONDS)] | None = None
+    weekdays: Annotated[tuple[Annotated[int, Field(ge=1, le=7)], ...], Field(max_length=7)] = (
+        1,
+        2,
+        3,
+        4,
+        5,
+    )
+    arrival: Deadline | None = None
+    source_arrivals: Annotated[
+        tuple[SourceDeadline, ...], Field(max_length=MAX_SOURCE_DEADLINES)
+    ] = ()
+    publication: Deadline | None = None
+    publication_severity: _Severity = "warning"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceLevel:
+        if self.arrival is None and self.publication is None and not self.source_arrivals:
+            raise ValueError("a service level states at least one deadline")
+        if not self.weekdays or len(set(self.weekdays)) != len(self.weekdays):
+            raise ValueError("weekdays: each ISO weekday once, at least one")
+        ids = [s.source_id for s in self.source_arrivals]
+        if len(set(ids)) != len(ids):
+            raise ValueError("source_arrivals: one deadline per source")
+        if self.last_snap_s is not None and self.last_snap_s < self.first_snap_s:
+            raise ValueError("last_snap_s is before first_snap_s")
+        return self
+
+    def arrival_deadlines(self, sources: tuple[str, ...]) -> dict[str, Deadline]:
+        """The deadline of each of the series' `sources` that has one."""
+        own = {s.source_id: s.deadline for s in self.source_arrivals}
+        return {s: d for s in sources if (d := own.get(s, self.arrival)) is not None}
+
+    def deadlines(self) -> Iterator[tuple[str, Deadline]]:
+        """Each deadline with its field path."""
+        if self.arrival is not None:
+            yield "arrival", self.arrival
+        for i, s in enumerate(self.source_arrivals):
+            yield f"source_arrivals[{i}].deadline", s.deadline
+        if self.publication is not None:
+            yield "publication", self.publication
+
+
+CONTRACT_NAMES = {
+    "after_s": "after",
+    "local_time_s": "local_time",
+    "first_snap_s": "first_snap",
+    "last_snap_s": "last_snap",
+    "source_id": "source",
+}
+"""The contract's names of the fields whose names here carry their unit or kind."""
+
+
+def contract_path(path: str) -> str:
+    """A field path of a ServiceLevel ("source_arrivals[0].source_id") as the contract names it
+    ("source_arrivals[0].source"), for field violations."""
+    return ".".join(CONTRACT_NAMES.get(part, part) for part in path.split(".")) if path else ""
+
+
+def problems(
+    level: ServiceLevel, frequency: Frequency | None, sources: tuple[str, ...] | None
+) -> list[tuple[str, str]]:
+    """What makes `level` unfit for a series of `frequency` with `sources` (None: not known
+    here, not checked), as (field path, reason); the model checks the rest."""
+    out = []
+    if frequency is not None and frequency is not Frequency.DAILY and frequency not in STEP_SECONDS:
+        out.append(("", f"a {frequency.value} series has no grid of snaps to expect"))
+    for path, deadline in level.deadlines():
+        if deadline.local_time_s is None:
+            continue
+        if frequency is not None and frequency is not Frequency.DAILY:
+            out.append((path, "a time of day is for daily series: use a span after the snap"))
+        elif deadline.days_after * DAY_SECONDS + deadline.local_time_s <= level.first_snap_s:
+            out.append((path, "falls before the snap: add days_after"))
+    if level.last_snap_s is not None and frequency is Frequency.DAILY:
+        out.append(("last_snap_s", "a daily series has one snap a day, at first_snap_s"))
+    if sources is not None:
+        for i, s in enumerate(level.source_arrivals):
+            if s.source_id not in sources:
+                out.append((f"source_arrivals[{i}].source_id", "not a source of the series"))
+    return out
+
+
+Sessions = Callable[[date, date], tuple[frozenset[date], date, date] | None]
+"""The sessions of the series' exchange in [start, end] with the first and last day the
+calendar covers; None for a series without a calendar."""
+
+
+def expected_snaps(
+    level: ServiceLevel,
+    frequency: Frequency,
+    zone: ZoneInfo,
+    start_us: int,
+    end_us: int,
+    sessions: Sessions,
+) -> Iterator[int]:
+    """The expected snaps in [start_us, end_us), ascending. A day outside the calendar's
+    coverage expects nothing: what it holds is unknown, so nothing there can be late."""
+    if start_us >= end_us:
+        return
+    step = STEP_SECONDS.get(frequency)
+    if step is None and frequency is not Frequency.DAILY:
+        return
+    first = _local_day(start_us, zone)
+    last = _local_day(end_us, zone)
+    known = sessions(first, last)
+    for day in (first + timedelta(n) for n in range((last - first).days + 1)):
+        if known is None:
+            if day.isoweekday() not in level.weekdays:
+                continue
+        elif day not in known[0] or not known[1] <= day <= known[2]:
+            continue
+        for time_s in _times(level, step):
+            snap_us = _local_us(day, time_s, zone)
+            if not _exists(snap_us, time_s, zone):
+                continue  # skipped by a daylight-saving change: no snap that day
+            if snap_us >= end_us:
+                return
+            if snap_us >= start_us:
+                yield snap_us
+
+
+def _times(level: ServiceLevel, step: int | None) -> range:
+    if step is None:
+        return range(level.first_snap_s, level.first_snap_s + 1)
+    last = DAY_SECONDS - 1 if level.last_snap_s is None else level.last_snap_s
+    return range(level.first_snap_s, last + 1, step)
+
+
+def _local_day(utc_us: int, zone: ZoneInfo) -> date:
+    return Snap(utc_us).to_datetime().astimezone(zone).date()
+
+
+def _exists(utc_us: int, time_s: int, zone: ZoneInfo) -> bool:
+    moment = Snap(utc_us).to_datetime().astimezone(zone)
+    return moment.hour * 3600 + moment.minute * 60 + moment.second == time_s
+
+
+def _local_us(day: date, time_s: int, zone: ZoneInfo) -> int:
+    hours, rest = divmod(time_s, 3600)
+    moment = datetime(day.year, day.month, day.day, hours, rest // 60, rest % 60, tzinfo=zone)
+    return int(moment.timestamp()) * _US
