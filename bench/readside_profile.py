@@ -1,9 +1,9 @@
 """cProfile of the read-side hot paths, in-process (run: python -m bench.readside_profile).
 
 The same workloads as bench/readside.py, without processes or gRPC, so that the profile shows
-our code: the projector (read, decode, project, apply), QueryRange (read store rows → records →
-OfficialValue messages, through the real servicer with a context that only counts what it is
-given) and GetValues as-of lookups (through the real servicer).
+our code: the projector (read, decode, project, apply), QueryRange per point (segments → rows
+→ OfficialValue wire bytes → one parse per page, through the real servicer with a context
+that only counts what it is given) and GetValues as-of lookups (through the real servicer).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import series_pb2, values_pb2
+from qis_adapters.proto import enums
 from qis_adapters.proto.times import timestamp
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
@@ -595,8 +596,8 @@ def plain_official_value(
         record_time=timestamp(record_us),
         record_position=record_position,
         sources=() if v.method == MANUAL else [source_name(s) for s in v.sources],
-        method=mapping.METHODS[v.method],
-        flags=[mapping.RULES[f] for f in v.flags],
+        method=enums.METHODS[v.method],
+        flags=[enums.RULES[f] for f in v.flags],
         reason=v.reason,
         user=v.user_id,
     )

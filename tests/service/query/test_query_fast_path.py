@@ -22,13 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import values_pb2
+from qis_adapters.proto.enums import METHODS, RULES
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import OPEN_END, OfficialVersion
 from qis_query.application import export
 from qis_query.application.arrow_batches import BatchBuilder
 from qis_query.entrypoints import columns as column_view
 from qis_query.entrypoints import wire
-from qis_query.entrypoints.mapping import METHODS, RULES
 
 from tests.service.query.test_query_columns import (
     SERIES,

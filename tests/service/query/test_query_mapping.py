@@ -13,6 +13,7 @@ from google.protobuf.descriptor import EnumDescriptor
 from google.type import date_pb2
 from qis.data.v1 import quality_pb2
 from qis.data.v1 import query_service_pb2 as pb
+from qis_adapters.proto import enums
 from qis_adapters.proto.times import timestamp
 from qis_adapters.readstore.port import ISSUE_STATUSES, AuditEntry
 from qis_domain.definitions import ReconciliationMethod
@@ -51,20 +52,20 @@ METHOD = pb.ValueMethod.DESCRIPTOR
 
 
 def test_every_rule_has_its_enum_value_and_every_enum_value_its_rule() -> None:
-    assert set(mapping.RULES) == RULE_NAMES
-    names = mapped_names(mapping.RULES, RULE, "QUALITY_RULE_")
+    assert set(enums.RULES) == RULE_NAMES
+    names = mapped_names(enums.RULES, RULE, "QUALITY_RULE_")
     assert len(names) == len(RULE_NAMES)  # no two rules share a value
     assert names == contract_names(RULE, "QUALITY_RULE_")
-    assert mapping.RULES["jump"] == quality_pb2.QUALITY_RULE_JUMP
-    assert mapping.RULES["spike_zscore"] == quality_pb2.QUALITY_RULE_SPIKE_ZSCORE
+    assert enums.RULES["jump"] == quality_pb2.QUALITY_RULE_JUMP
+    assert enums.RULES["spike_zscore"] == quality_pb2.QUALITY_RULE_SPIKE_ZSCORE
 
 
 def test_every_severity_status_and_method_has_its_enum_value_and_back() -> None:
     tables: list[tuple[Mapping[str, int], set[str], EnumDescriptor, str]] = [
-        (mapping.SEVERITIES, {s.value for s in Severity}, SEVERITY, "SEVERITY_"),
-        (mapping.STATUSES, set(ISSUE_STATUSES), STATUS, "QUALITY_ISSUE_STATUS_"),
+        (enums.SEVERITIES, {s.value for s in Severity}, SEVERITY, "SEVERITY_"),
+        (enums.STATUSES, set(ISSUE_STATUSES), STATUS, "QUALITY_ISSUE_STATUS_"),
         (
-            mapping.METHODS,
+            enums.METHODS,
             {m.value for m in ReconciliationMethod} | {"manual"},
             METHOD,
             "VALUE_METHOD_",
@@ -75,17 +76,17 @@ def test_every_severity_status_and_method_has_its_enum_value_and_back() -> None:
         names = mapped_names(table, enum, prefix)
         assert len(names) == len(domain), prefix
         assert names == contract_names(enum, prefix), prefix
-    assert mapping.METHODS["manual"] == pb.VALUE_METHOD_MANUAL
-    assert mapping.STATUSES["overridden"] == quality_pb2.QUALITY_ISSUE_STATUS_OVERRIDDEN
+    assert enums.METHODS["manual"] == pb.VALUE_METHOD_MANUAL
+    assert enums.STATUSES["overridden"] == quality_pb2.QUALITY_ISSUE_STATUS_OVERRIDDEN
 
 
 def test_the_issue_filter_names_enum_values_as_the_contract_does() -> None:
-    enums: list[tuple[str, Mapping[str, int], EnumDescriptor, str]] = [
-        ("rule", mapping.RULES, RULE, "QUALITY_RULE_"),
-        ("severity", mapping.SEVERITIES, SEVERITY, "SEVERITY_"),
-        ("status", mapping.STATUSES, STATUS, "QUALITY_ISSUE_STATUS_"),
+    filtered: list[tuple[str, Mapping[str, int], EnumDescriptor, str]] = [
+        ("rule", enums.RULES, RULE, "QUALITY_RULE_"),
+        ("severity", enums.SEVERITIES, SEVERITY, "SEVERITY_"),
+        ("status", enums.STATUSES, STATUS, "QUALITY_ISSUE_STATUS_"),
     ]
-    for field, table, enum, prefix in enums:
+    for field, table, enum, prefix in filtered:
         spec = issues.FIELDS[field]
         assert isinstance(spec, EnumField)
         assert set(spec.words) == contract_names(enum, prefix), field

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import routing_pb2
-from qis_adapters.proto import topics as proto_topics
+from qis_adapters.proto import enums
 from qis_adapters.proto.times import seconds_from_proto
 from qis_domain.errors import FieldViolation
 from qis_domain.routing import (
@@ -29,8 +29,8 @@ from qis_command.application.commands import (
     SetTopic,
 )
 
-EVENT_TYPES = {number: kind for kind, number in proto_topics.EVENT_TYPES.items()}
-SEVERITIES = {number: name for name, number in proto_topics.MIN_SEVERITIES.items()}
+EVENT_TYPES = {number: kind for kind, number in enums.EVENT_TYPES.items()}
+SEVERITIES = {number: name for name, number in enums.MIN_SEVERITIES.items()}
 _PREFIX = f"{TOPICS_COLLECTION}/"
 
 

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from google.protobuf import struct_pb2
 from qis.data.v1 import quality_pb2, routing_pb2
 from qis_adapters.eventstore.codec import DecodedEvent
+from qis_adapters.proto.enums import EVENT_TYPES, METHODS, RULES, SEVERITIES
 from qis_adapters.proto.times import timestamp
-from qis_adapters.proto.topics import EVENT_TYPES, METHODS, RULES, SEVERITIES
 from qis_adapters.readstore.port import (
     PARKED,
     REPLAYED,

@@ -30,11 +30,11 @@ import pyarrow.compute as pc
 from google.protobuf import json_format
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import series_pb2, values_pb2
+from qis_adapters.proto.enums import METHODS, RULES
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import OPEN_END, OfficialVersion, SeriesEntry
 
 from qis_query.entrypoints import wire
-from qis_query.entrypoints.mapping import METHODS, RULES
 
 
 class Case(StrEnum):

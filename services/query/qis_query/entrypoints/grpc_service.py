@@ -12,7 +12,6 @@ import pyarrow as pa
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import query_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2
-from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import OPEN_END
 from qis_domain.access import Caller, issues_name
 from qis_domain.names import series_name, source_name
@@ -123,9 +122,7 @@ class QueryService(pb_grpc.QueryServiceServicer):
         """How an answer of the series carries its values: one OfficialValue each in `values`,
         or `columns` (in the case of the series' data type, with its unit)."""
         if not in_columns:
-            return lambda reply, rows: mapping.add_official_values(
-                reply.values, name, segments.versions_from_rows(series_id, rows)
-            )
+            return lambda reply, rows: mapping.add_official_rows(reply, name, series_id, rows)
         shape = columns.layout(await self._queries.definition(series_id))
         return lambda reply, rows: columns.fill(reply.columns, rows, shape)
 

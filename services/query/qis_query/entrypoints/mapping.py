@@ -1,27 +1,33 @@
 """Read-model records to v1 messages. Range queries stream millions of points, so values are
-merged from their stored serialised form and timestamps are set from stored integers.
+merged from their stored serialised form and timestamps are set from stored integers; a range's
+rows (qis_adapters.readstore.segments) are written as protobuf's own bytes from their columns,
+without a message object per value (`add_official_rows`).
 
 The read model keeps the domain's names of rules, severities, issue statuses and methods
-("jump", "error", "open", "median"); the contract's enums name each the same way, upper case
-after the enum's prefix (QUALITY_RULE_JUMP). The tables below are built from the domain's lists
-by that convention, so a domain name without its enum value stops the service at import rather
-than reaching a client as an unknown number."""
+("jump", "error", "open", "median"); qis_adapters.proto.enums maps them to the contract's
+enums."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
 from datetime import date
-from typing import TypeVar
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.type import date_pb2
-from qis.data.v1 import quality_pb2, series_pb2
 from qis.data.v1 import query_service_pb2 as pb
+from qis.data.v1 import series_pb2, values_pb2
+from qis_adapters.proto.enums import METHODS, RULES, SEVERITIES, STATUSES
 from qis_adapters.proto.times import timestamp
+from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import (
-    ISSUE_STATUSES,
     OPEN_END,
     AuditEntry,
     ChangeFeedEntry,
@@ -31,28 +37,11 @@ from qis_adapters.readstore.port import (
     QualityMetrics,
     SeriesEntry,
 )
-from qis_domain.definitions import ReconciliationMethod
 from qis_domain.names import series_name, source_name
-from qis_domain.rules import RULE_NAMES, Severity
 from qis_domain.series_bucket import MANUAL
 
 from qis_query.application import audit
 from qis_query.entrypoints import wire
-
-E = TypeVar("E")
-
-
-def _by_name(value: Callable[[str], E], prefix: str, names: Iterable[str]) -> dict[str, E]:
-    """Each domain name's enum value: `value(prefix + NAME)` (raises ValueError if none)."""
-    return {name: value(prefix + name.upper()) for name in names}
-
-
-RULES = _by_name(quality_pb2.QualityRule.Value, "QUALITY_RULE_", RULE_NAMES)
-SEVERITIES = _by_name(quality_pb2.Severity.Value, "SEVERITY_", (s.value for s in Severity))
-STATUSES = _by_name(quality_pb2.QualityIssueStatus.Value, "QUALITY_ISSUE_STATUS_", ISSUE_STATUSES)
-METHODS = _by_name(
-    pb.ValueMethod.Value, "VALUE_METHOD_", [*(m.value for m in ReconciliationMethod), MANUAL]
-)
 
 
 def official_value(name: str, v: OfficialVersion) -> pb.OfficialValue:
@@ -74,6 +63,218 @@ def add_official_values(
     add = out.add
     for v in versions:
         _fill(add(), name, v, shared)
+
+
+def add_official_rows(
+    reply: pb.QueryRangeResponse | pb.GetValuesResponse, name: str, series_id: str, rows: pa.Table
+) -> None:
+    """Appends `rows` (segments rows) to reply.values, the same messages `add_official_values`
+    makes of their records: written as protobuf's own bytes from the columns
+    (`official_values_wire`) and parsed in one call, or, for rows it does not cover, made from
+    their records."""
+    tag = wire.tag(reply.DESCRIPTOR.fields_by_name["values"].number)
+    encoded = official_values_wire(tag, name, rows)
+    if encoded is None:
+        add_official_values(reply.values, name, segments.versions_from_rows(series_id, rows))
+    else:
+        reply.MergeFromString(encoded)
+
+
+_WIRE_TYPES = {
+    FieldDescriptor.TYPE_DOUBLE: wire.FIXED64,
+    FieldDescriptor.TYPE_STRING: wire.LENGTH_DELIMITED,
+    FieldDescriptor.TYPE_BYTES: wire.LENGTH_DELIMITED,
+    FieldDescriptor.TYPE_MESSAGE: wire.LENGTH_DELIMITED,
+}  # any other field type of those written here is a varint
+
+
+def _tags(message: Any, *names: str) -> dict[str, int]:
+    """The tag byte of each named field of `message`: its number, and the wire type of its
+    field type."""
+    fields = message.DESCRIPTOR.fields_by_name
+    return {
+        n: wire.tag(fields[n].number, _WIRE_TYPES.get(fields[n].type, wire.VARINT)) for n in names
+    }
+
+
+def _in_order(message: Any, columns: dict[str, str]) -> tuple[tuple[int, str], ...]:
+    """(tag, column) of the `message` fields in `columns` (field -> column), in the order of
+    their numbers, which protobuf writes them in."""
+    tags = _tags(message, *columns)
+    return tuple(sorted((tags[f], column) for f, column in columns.items()))
+
+
+_OFFICIAL = _tags(
+    pb.OfficialValue,
+    "series",
+    "snap_time",
+    "version",
+    "value",
+    "quality_score",
+    "record_time",
+    "supersede_time",
+    "record_position",
+    "supersede_position",
+)
+_TIME = _tags(timestamp_pb2.Timestamp, "seconds", "nanos")
+_KINDS = _tags(values_pb2.DataValue, "price", "volume", "bar")
+_KIND_FIELDS = {
+    "price": _in_order(values_pb2.Price, {"value": "text", "currency": "unit"}),
+    "volume": _in_order(values_pb2.Volume, {"quantity": "text", "unit": "unit"}),
+    "bar": _in_order(
+        values_pb2.OhlcBar,
+        {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "bar_volume"},
+    ),
+}
+"""The kinds of value whose fields the rows hold in columns, (tag, column) each: a value of
+another kind (options chains, corporate actions, term structures, surfaces) leaves its page to
+the records."""
+
+
+def official_values_wire(tag: int, name: str, rows: pa.Table) -> bytes | None:
+    """The field `tag` (a repeated OfficialValue) of each of `rows`, serialised as protobuf
+    serialises what `add_official_values` makes of their records: each field a column's values
+    encoded at once (wire.Piece), the pieces of each row joined by Arrow. The stored values
+    are taken as they are stored when they are protobuf's own encoding of what their columns
+    say, as values published by the command side are; None for a page that holds anything
+    else (another layout, another kind of value), or a negative commit position (which the
+    records refuse)."""
+    count = rows.num_rows
+    if not count:
+        return b""
+    rows = rows.combine_chunks()
+    column = _columns(rows)
+    value = column("value")
+    if not _as_protobuf_writes(value, column):
+        return None
+    positions = _numbers(column("position_from"))
+    superseded = _numbers(column("recorded_to_us")) != OPEN_END
+    supersede_positions = np.where(superseded, _numbers(column("position_to")), 0)
+    if min(positions.min(), supersede_positions.min()) < 0:
+        return None
+    versions = _numbers(column("version"))
+    quality = _numbers(column("quality_score"))
+    pieces = [
+        wire.same(wire.text_field(_OFFICIAL["series"], name) if name else b"", count),
+        *wire.delimited(_OFFICIAL["snap_time"], _times(column("snap_us"))),
+        wire.scalars(_OFFICIAL["version"], versions),
+        *wire.delimited(_OFFICIAL["value"], [wire.given(value)]),
+        wire.fixed64s(
+            _OFFICIAL["quality_score"],
+            quality,
+            quality.view(np.uint64) != 0,  # -0.0 is written, as protobuf does
+        ),
+        *wire.delimited(_OFFICIAL["record_time"], _times(column("recorded_from_us"))),
+    ]
+    any_superseded = bool(superseded.any())
+    if any_superseded:
+        pieces += wire.delimited(
+            _OFFICIAL["supersede_time"],
+            _times(column("recorded_to_us"), superseded),
+            superseded,
+        )
+    pieces.append(wire.scalars(_OFFICIAL["record_position"], positions))
+    if any_superseded:
+        pieces.append(wire.scalars(_OFFICIAL["supersede_position"], supersede_positions))
+    pieces.append(_lineage(rows, column))
+    return wire.concatenated(wire.joined(wire.delimited(tag, pieces)))
+
+
+def _columns(rows: pa.Table) -> Callable[[str], pa.Array]:
+    """A column of `rows` (of one chunk per column) by name, as one array (looked up in a
+    dict: a table's lookup by name costs several microseconds)."""
+    arrays = {name: c.chunk(0) for name, c in zip(rows.column_names, rows.columns, strict=True)}
+    return arrays.__getitem__
+
+
+def _numbers(column: pa.Array) -> npt.NDArray[Any]:
+    numbers: npt.NDArray[Any] = column.to_numpy()
+    return numbers
+
+
+def _times(micros: pa.Array, kept: npt.NDArray[np.bool_] | None = None) -> list[wire.Piece]:
+    """The Timestamp of each instant (µs since the epoch) in the rows `kept` (all when None),
+    as `_set_time` sets it: whole seconds down, and the rest in nanoseconds."""
+    us = _numbers(micros)
+    seconds, nanos = us // _US, us % _US * _NS_PER_US
+    return [
+        wire.scalars(_TIME["seconds"], seconds, kept),
+        wire.scalars(_TIME["nanos"], nanos, kept),
+    ]
+
+
+def _as_protobuf_writes(value: pa.Array, column: Callable[[str], pa.Array]) -> bool:
+    """Every stored value is one kind of those in columns and, byte for byte, protobuf's
+    serialisation of the fields its columns hold: what parsing and serialising it gives."""
+    kinds = column("kind")
+    kind = kinds[0].as_py()
+    if kind not in _KIND_FIELDS or not _same_in_every_row(kinds):
+        return False
+    fields = []
+    for tag, name in _KIND_FIELDS[kind]:
+        texts = wire.given(column(name))
+        fields += wire.delimited(tag, [texts], texts.lengths != 0)
+    canonical = wire.joined(wire.delimited(_KINDS[kind], fields))
+    same: bool = canonical.equals(value)
+    return same
+
+
+_LINEAGE = ("sources", "method", "flags", "reason", "user_id")
+
+
+def _lineage(rows: pa.Table, column: Callable[[str], pa.Array]) -> wire.Piece:
+    """The lineage, method and flags of each row (fields 10 to 16, after every other one),
+    serialised by `_shared_fields` once for each distinct combination."""
+    varying = [column(name) for name in _LINEAGE if not _same_in_every_row(column(name))]
+    if not varying:
+        return wire.same(_shared(rows.slice(0, 1))[0], rows.num_rows)
+    groups, firsts = _distinct(varying)
+    parts = _shared(rows.take(firsts))
+    lengths = np.array([len(p) for p in parts])[groups]
+    return wire.Piece(lengths, strings=pa.array(parts, pa.binary()).take(groups))
+
+
+def _same_in_every_row(values: pa.Array) -> bool:
+    """All rows hold one value (as most pages' lineage and kind do): rows[1:] are rows[:-1]."""
+    same: bool = values.slice(1).equals(values.slice(0, len(values) - 1))
+    return same
+
+
+def _shared(rows: pa.Table) -> list[bytes]:
+    """`_shared_fields` of each row."""
+    return [
+        _shared_fields(
+            "", tuple(h["sources"]), h["method"], tuple(h["flags"]), h["reason"], h["user_id"]
+        )
+        for h in rows.select(list(_LINEAGE)).to_pylist()
+    ]
+
+
+def _distinct(columns: list[pa.Array]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Which distinct combination of the columns' values each row holds, numbered from 0, and
+    the first row holding each."""
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for values in columns:
+        encoded = pc.dictionary_encode(
+            _spelled(values) if pa.types.is_list(values.type) else values
+        )
+        # Renumbered after each column, so that the key stays below the rows squared.
+        key = key * len(encoded.dictionary) + encoded.indices.to_numpy()
+        key = np.unique(key, return_inverse=True)[1]
+    _, firsts, groups = np.unique(key, return_index=True, return_inverse=True)
+    return groups, firsts
+
+
+def _spelled(lists: pa.Array) -> pa.Array:
+    """Each list of texts as one text that no other list spells: each item's length, ':', the
+    item."""
+    items = lists.flatten()
+    lengths = pc.binary_length(items).cast(pa.string())
+    spelled = pc.binary_join_element_wise(lengths, items, ":")
+    offsets = lists.offsets.to_numpy()
+    within = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), spelled)
+    joined: pa.Array = pc.binary_join(within, "")
+    return joined
 
 
 def changed_value(c: ChangeFeedEntry) -> pb.OfficialValue:

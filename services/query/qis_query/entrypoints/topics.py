@@ -17,8 +17,8 @@ from google.protobuf.duration_pb2 import Duration
 from qis.data.v1 import routing_pb2
 from qis.data.v1 import topic_service_pb2 as pb
 from qis.data.v1 import topic_service_pb2_grpc as pb_grpc
+from qis_adapters.proto.enums import EVENT_TYPES, MIN_SEVERITIES
 from qis_adapters.proto.times import timestamp
-from qis_adapters.proto.topics import EVENT_TYPES, MIN_SEVERITIES
 from qis_adapters.readstore.port import REPLAYED, ResumeToken
 from qis_domain.bounds import quoted
 from qis_domain.definitions import Permission

@@ -3,22 +3,30 @@ length-delimited kind (a string, bytes, a message or a packed repeated scalar) i
 its length as a varint, then its bytes. Stored values are serialised DataValue messages, so an
 answer can take them as they are; columns of numbers and strings are encoded here from numpy
 and Arrow buffers in a few vectorised steps, and protobuf's C parser takes the result in one
-call, instead of a Python object per value."""
+call, instead of a Python object per value.
+
+The per-point view is assembled the same way (`Piece`, `joined`): each field of a repeated
+message is one byte string per row, built for the whole page at once, and Arrow joins the
+pieces of each row, row after row."""
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TEXT = 0x0A
 """Field 1, length-delimited: Price.value, Volume.quantity, DecimalColumn.texts,
 DataValues.values."""
 UNIT = 0x12
 """Field 2, length-delimited: Price.currency, Volume.unit."""
+VARINT = 0
+FIXED64 = 1
 LENGTH_DELIMITED = 2
 _ONE_BYTE = 0x80
 _SHIFTS = np.arange(10, dtype=np.uint64) * np.uint64(7)
@@ -38,10 +46,10 @@ _LIMITS = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
 """A varint of a value below _LIMITS[k] takes k + 1 bytes; of one at or above the last, 10."""
 
 
-def tag(number: int) -> int:
-    """The tag byte of a length-delimited field numbered `number` (1 to 15)."""
+def tag(number: int, wire_type: int = LENGTH_DELIMITED) -> int:
+    """The tag byte of a field numbered `number` (1 to 15), length-delimited unless said."""
     assert 1 <= number <= 15, number
-    return number << 3 | LENGTH_DELIMITED
+    return number << 3 | wire_type
 
 
 def varint(n: int) -> bytes:
@@ -79,9 +87,20 @@ def varints(values: npt.NDArray[np.integer] | Sequence[int]) -> bytes:
         return b"".join([varint(n & _UINT64) for n in values])
     if not len(values):
         return b""
-    low, high = int(values.min()), int(values.max())
-    if low >= 0 and high < _ONE_BYTE:  # versions, enums, counts
-        return values.astype(np.uint8).tobytes()
+    groups, lengths = _groups(values, int(values.min()), int(values.max()))
+    if lengths is None:  # one length for all, as a page of snaps or times mostly has
+        return groups.tobytes()
+    return groups[_used(lengths, groups.shape[1])].tobytes()
+
+
+def _groups(
+    values: npt.NDArray[np.integer], low: int, high: int
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.intp] | None]:
+    """Each value's varint as a row of the widest one's bytes (continuation bits set), and the
+    bytes each row uses: None when every row uses them all. `low` and `high` are the least and
+    the greatest value."""
+    if low >= 0 and high < _ONE_BYTE:  # versions, enums, counts, lengths
+        return values.astype(np.uint8).reshape(-1, 1), None
     v = values.astype(np.uint64)
     if low >= 0:
         shortest, width = _length(low), _length(high)
@@ -91,14 +110,19 @@ def varints(values: npt.NDArray[np.integer] | Sequence[int]) -> bytes:
         groups = _spread(v).astype("<u8").view(np.uint8).reshape(-1, _SPREADABLE)[:, :width]
     else:
         groups = ((v[:, None] >> _SHIFTS[:width]) & np.uint64(0x7F)).astype(np.uint8)
-    if shortest == width:  # one length for all, as a page of snaps or times mostly has
+    if shortest == width:
         groups[:, :-1] |= _ONE_BYTE
-        return groups.tobytes()
+        return groups, None
     lengths = np.searchsorted(_LIMITS, v, side="right") + 1
     last = np.arange(width) == (lengths - 1)[:, None]
-    used = np.arange(width) < lengths[:, None]
-    groups[used & ~last] |= _ONE_BYTE
-    return groups[used].tobytes()
+    groups[_used(lengths, width) & ~last] |= _ONE_BYTE
+    return groups, lengths
+
+
+def _used(lengths: npt.NDArray[np.integer], width: int) -> npt.NDArray[np.bool_]:
+    """Which bytes of rows `width` wide the rows use: the first `lengths` of each."""
+    used: npt.NDArray[np.bool_] = np.arange(width) < lengths[:, None]
+    return used
 
 
 def _spread(v: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -150,3 +174,135 @@ def strings(tag: int, texts: pa.Array) -> bytes:
     body[heads + 1] = False
     out[body] = data
     return out.tobytes()
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A part of each row's message on a page, one byte string per row, `lengths` bytes each:
+    as `rows` of a numpy matrix when every row has the same length (most pieces of most
+    pages: a page's snaps, versions, scores), else as `strings`, an Arrow binary array."""
+
+    lengths: npt.NDArray[np.integer]
+    rows: npt.NDArray[np.uint8] | None = None
+    strings: pa.Array | None = None
+
+
+def same(data: bytes, count: int) -> Piece:
+    """`data` in each of `count` rows."""
+    rows = np.broadcast_to(np.frombuffer(data, dtype=np.uint8), (count, len(data)))
+    return Piece(np.full(count, len(data)), rows=rows)
+
+
+def given(texts: pa.Array) -> Piece:
+    """The rows of a string or binary Arrow array without nulls, as they are."""
+    offsets = np.frombuffer(
+        texts.buffers()[1], dtype=np.int32, count=len(texts) + 1, offset=texts.offset * 4
+    )
+    return Piece(np.diff(offsets), strings=texts.view(pa.binary()))
+
+
+def scalars(
+    tag: int,
+    values: npt.NDArray[np.integer],
+    present: npt.NDArray[np.bool_] | None = None,
+    *,
+    write_zeros: bool = False,
+) -> Piece:
+    """The varint field `tag` of each value (as protobuf writes an int32, int64, uint64 or
+    enum) in the rows `present` (all when None), but for a zero unless `write_zeros` (proto3
+    leaves a zero out, not a length); nothing in the other rows."""
+    count = len(values)
+    low, high = (int(values.min()), int(values.max())) if count else (0, 0)
+    if not count or (low == high == 0 and not write_zeros):
+        return Piece(np.zeros(count, dtype=np.int64), rows=np.empty((count, 0), dtype=np.uint8))
+    groups, lengths = _groups(values, low, high)
+    width = groups.shape[1]
+    rows = np.empty((count, width + 1), dtype=np.uint8)
+    rows[:, 0] = tag
+    rows[:, 1:] = groups
+    zeros = not write_zeros and low <= 0 <= high
+    if present is None and not zeros and lengths is None:  # most columns of most pages
+        return Piece(np.full(count, width + 1), rows=rows)
+    kept = np.ones(count, dtype=bool) if present is None else present
+    if zeros:
+        kept = kept & (values != 0)
+    return _compact(rows, np.where(kept, (width if lengths is None else lengths) + 1, 0))
+
+
+def fixed64s(tag: int, values: npt.NDArray[np.floating], kept: npt.NDArray[np.bool_]) -> Piece:
+    """The double field `tag` of each value, in the rows `kept`."""
+    rows = np.empty((len(values), 9), dtype=np.uint8)
+    rows[:, 0] = tag
+    rows[:, 1:] = values.astype("<f8").view(np.uint8).reshape(-1, 8)
+    return _compact(rows, np.where(kept, 9, 0))
+
+
+def _compact(rows: npt.NDArray[np.uint8], lengths: npt.NDArray[np.integer]) -> Piece:
+    """The first `lengths` bytes of each row."""
+    longest = int(lengths.max())
+    if int(lengths.min()) == longest:
+        return Piece(lengths, rows=rows[:, :longest])
+    return Piece(lengths, strings=_strings(rows[_used(lengths, rows.shape[1])], lengths))
+
+
+def _strings(data: npt.NDArray[np.uint8], lengths: npt.NDArray[np.integer]) -> pa.Array:
+    """`data` cut into rows of `lengths` bytes, as an Arrow binary array."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return _binary(data, offsets)
+
+
+def _binary(data: npt.NDArray[np.uint8], offsets: npt.NDArray[np.int32]) -> pa.Array:
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.binary(), len(offsets) - 1, buffers)
+
+
+def delimited(
+    tag: int, pieces: Sequence[Piece], present: npt.NDArray[np.bool_] | None = None
+) -> list[Piece]:
+    """The length-delimited field `tag` of each row holding `pieces` (a message, a text), in
+    the rows `present` (all when None; the pieces of the others must be empty): its tag and
+    length, then the pieces."""
+    size = pieces[0].lengths.astype(np.int64)
+    for piece in pieces[1:]:
+        size += piece.lengths
+    return [scalars(tag, size, present, write_zeros=True), *pieces]
+
+
+_NOTHING = pa.scalar(b"", pa.binary())
+
+
+def joined(pieces: Sequence[Piece]) -> pa.Array:
+    """Each row's pieces end to end, as an Arrow binary array: the matrices of neighbouring
+    pieces side by side in one, then the rows of these and of the other pieces joined by
+    Arrow."""
+    parts: list[pa.Array] = []
+    beside: list[npt.NDArray[np.uint8]] = []
+    for piece in pieces:
+        if piece.rows is not None:
+            beside.append(piece.rows)
+            continue
+        if beside:
+            parts.append(_matrix(beside))
+            beside = []
+        parts.append(piece.strings)
+    if beside:
+        parts.append(_matrix(beside))
+    if len(parts) == 1:
+        return parts[0]
+    rows: pa.Array = pc.binary_join_element_wise(*parts, _NOTHING)
+    return rows
+
+
+def _matrix(pieces: list[npt.NDArray[np.uint8]]) -> pa.Array:
+    rows = np.hstack(pieces)
+    count, width = rows.shape
+    return _binary(rows.reshape(-1), np.arange(count + 1, dtype=np.int32) * np.int32(width))
+
+
+def concatenated(rows: pa.Array) -> bytes:
+    """The rows of a binary array end to end."""
+    _, offsets, data = rows.buffers()
+    start, end = np.frombuffer(offsets, dtype=np.int32)[[rows.offset, rows.offset + len(rows)]]
+    concatenated: bytes = data.slice(start, end - start).to_pybytes()
+    return concatenated

@@ -1,11 +1,11 @@
-"""The contract's enum values of the domain's names a TopicMessage and a Topic carry: routed
-event types, quality rules, severities, issue statuses and value methods.
+"""The contract's enum values of the domain's names: routed event types, quality rules,
+severities, issue statuses and value methods.
 
 The contract names each value as the domain does, upper case after the enum's prefix
 ("jump" is QUALITY_RULE_JUMP). The tables are built from the domain's lists by that rule, so a
 domain name without its enum value stops a process at import rather than reaching a client as an
-unknown number; the projector (which writes topic messages) and the query service (which shows
-topics and read models) share them."""
+unknown number; the projector (which writes topic messages), the query service (which shows
+read models and topics) and the command service (which reads topic definitions) share them."""
 
 from __future__ import annotations
 
