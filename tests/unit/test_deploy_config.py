@@ -621,7 +621,7 @@ def test_alert_rules_are_complete_and_read_exported_metrics(exported_metrics: se
 
 
 def test_alert_thresholds_are_the_recommended_ones() -> None:
-    """docs/operations.md, "Alerts we recommend": the rows that have a metric."""
+    """docs/operations.md, "Alerts we recommend": every row has a rule."""
     by_metric = {}
     for rule in alert_rules():
         for name in promql_metric_names(rule["expr"]):
@@ -637,6 +637,19 @@ def test_alert_thresholds_are_the_recommended_ones() -> None:
     assert "below 0.3 for 1 h" in docs
     assert seconds(by_metric["qis_query_cache_l2_errors_total"]["for"]) == 5 * 60
     assert seconds(by_metric["up"]["for"]) == 60
+    # The component gauge: 2 NOT_SERVING, 1 DEGRADED (qis_runtime.status).
+    by_name = {rule["alert"]: rule for rule in alert_rules()}
+    not_serving = by_name["QisComponentNotServing"]
+    assert re.fullmatch(r"qis_component_status\s*==\s*2", not_serving["expr"].strip())
+    assert (seconds(not_serving["for"]), not_serving["labels"]["severity"]) == (120, "critical")
+    assert "| any component NOT_SERVING | 2 min |" in docs
+    degraded = by_name["QisComponentDegraded"]
+    assert re.search(r"qis_component_status\{[^}]*\}\s*==\s*1$", degraded["expr"].strip())
+    assert (seconds(degraded["for"]), degraded["labels"]["severity"]) == (600, "warning")
+    assert "| any component DEGRADED | 10 min |" in docs
+    parked = by_metric["qis_topic_parked_total"]
+    assert re.search(r"increase\(qis_topic_parked_total\[15m\]\)\)\s*>\s*0$", parked["expr"])
+    assert "| any new in 15 min |" in docs
 
 
 def test_grafana_dashboard_panels_read_only_exported_metrics(
@@ -679,5 +692,7 @@ def test_grafana_dashboard_panels_read_only_exported_metrics(
         "qis_query_cache_hits_total",
         "qis_subscribers",
         "qis_subscription_backlog",
+        "qis_component_status",
+        "qis_topic_parked_total",
     ):
         assert wanted in read, wanted

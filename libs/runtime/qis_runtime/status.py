@@ -3,7 +3,9 @@ grpc.health.v1 service names ("qis.component.NAME") an orchestrator probes.
 
 A process names its components and how to check each (an async function returning a
 ComponentReport); GetHealthReport runs every check at the call, bounded in time, and a watcher
-refreshes the components' health names every few seconds (QisServer.report_status)."""
+refreshes the components' health names every few seconds (QisServer.report_status), and with
+them the gauge `qis.component.status` per component (0 SERVING, 1 DEGRADED, 2 NOT_SERVING): an
+alert reads the report the watcher made anyway, so no check runs for it."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from qis.data.v1 import status_pb2, status_pb2_grpc
 from qis_adapters.eventstore.port import EventStore
 from qis_adapters.readstore.port import ReadModelReader
 
+from qis_runtime.telemetry import active
+
 SERVICE_NAME = status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name
 HEALTH_PREFIX = "qis.component."
 CHECK_TIMEOUT_S = 3.0
@@ -32,6 +36,8 @@ DEGRADED = status_pb2.COMPONENT_STATUS_DEGRADED
 NOT_SERVING = status_pb2.COMPONENT_STATUS_NOT_SERVING
 Status: TypeAlias = status_pb2.ComponentStatus.ValueType
 _WORST = (SERVING, DEGRADED, NOT_SERVING)
+"""Best first: a status's index is its value in COMPONENT_STATUS, so `max` is the worst."""
+COMPONENT_STATUS = "qis.component.status"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +98,23 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
         )
 
     async def watch(self, health: health_aio.HealthServicer, every_s: float) -> None:
-        """Keeps the components' grpc.health.v1 names up to date, forever."""
+        """Keeps the components' grpc.health.v1 names and their COMPONENT_STATUS gauge up to
+        date, forever. The gauge is the process's telemetry's when the watcher starts (with
+        the server: telemetry is configured by then)."""
+        gauge = (
+            active()
+            .meter("qis.status")
+            .create_gauge(
+                COMPONENT_STATUS,
+                description="Each component's health: 0 serving, 1 degraded, 2 not serving.",
+            )
+        )
         while True:
             report = await self.report()
             for component in report.components:
+                # No `process` label: the scrape target's names the process, and a label of
+                # the same name would come out as `exported_process`.
+                gauge.set(_WORST.index(component.status), {"component": component.name})
                 serving = component.status in (SERVING, DEGRADED)
                 await health.set(
                     component.health_service,

@@ -18,6 +18,9 @@ EVIDENCE: dict[str, dict[str, object]] = {
     "zero_value": {"fields": ["value"]},
     "manual_value": {"by": "alice", "reason": "busted trade", "version": 2},
     "confidence_level": {"agreeing": 1, "total": 3, "agreeing_sources": ["a"]},
+    "benchmark_move": {"benchmark": "SPX", "benchmark_version": 1, "residual_percent": "5"},
+    "underlying_move": {"underlying": "SPX", "underlying_version": 2, "against_percent": "1"},
+    "flat_while_benchmark_moved": {"benchmark": "SPX", "benchmark_move_percent": "2.5"},
 }
 
 
@@ -89,6 +92,9 @@ def test_without_the_confidence_rule_the_policy_reads_back_as_before() -> None:
         ("zero_value", quality_pb2.QUALITY_RULE_ZERO_VALUE),
         ("manual_value", quality_pb2.QUALITY_RULE_MANUAL_VALUE),
         ("confidence_level", quality_pb2.QUALITY_RULE_CONFIDENCE_LEVEL),
+        ("benchmark_move", quality_pb2.QUALITY_RULE_BENCHMARK_MOVE),
+        ("underlying_move", quality_pb2.QUALITY_RULE_UNDERLYING_MOVE),
+        ("flat_while_benchmark_moved", quality_pb2.QUALITY_RULE_FLAT_WHILE_BENCHMARK_MOVED),
     ],
 )
 def test_issues_of_the_new_rules_reach_clients_with_their_enum_value(

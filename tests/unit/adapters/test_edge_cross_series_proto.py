@@ -8,12 +8,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from google.protobuf import json_format
-from qis.data.v1 import quality_pb2, series_pb2
+from qis.data.v1 import series_pb2
 from qis_adapters.proto.definitions import series_from_proto, series_to_proto
-from qis_adapters.readstore.port import QualityIssue
 from qis_domain.definitions import BenchmarkCheck, UnderlyingCheck
-from qis_query.entrypoints.mapping import quality_issue
 
 from tests.unit.adapters.test_edge_proto_mapping import series, violations_of
 
@@ -104,37 +101,3 @@ def test_a_malformed_underlying_check_is_refused_with_its_fields() -> None:
         "series.validation.underlying.series",
         "series.validation.underlying.tolerance_percent",
     ]
-
-
-EVIDENCE: dict[str, dict[str, object]] = {
-    "benchmark_move": {"benchmark": "SPX", "benchmark_version": 1, "residual_percent": "5"},
-    "underlying_move": {"underlying": "SPX", "underlying_version": 2, "against_percent": "1"},
-    "flat_while_benchmark_moved": {"benchmark": "SPX", "benchmark_move_percent": "2.5"},
-}
-
-
-@pytest.mark.parametrize(
-    ("rule", "number"),
-    [
-        ("benchmark_move", quality_pb2.QUALITY_RULE_BENCHMARK_MOVE),
-        ("underlying_move", quality_pb2.QUALITY_RULE_UNDERLYING_MOVE),
-        ("flat_while_benchmark_moved", quality_pb2.QUALITY_RULE_FLAT_WHILE_BENCHMARK_MOVED),
-    ],
-)
-def test_issues_of_the_cross_series_rules_reach_clients_with_their_enum_value(
-    rule: str, number: int
-) -> None:
-    issue = QualityIssue(
-        issue_id="1-x",
-        series_id="AAPL",
-        snap_us=1,
-        rule=rule,
-        severity="warning",
-        evidence=EVIDENCE[rule],
-        status="open",
-        raised_at_us=2,
-        position=3,
-    )
-    msg = quality_issue(issue)
-    assert (msg.rule, msg.severity) == (number, quality_pb2.SEVERITY_WARNING)
-    assert json_format.MessageToDict(msg.evidence) == EVIDENCE[rule]

@@ -7,6 +7,10 @@ consumers, parks what failed too often and records the checkpoint, both through 
 service (`GroupRecorder`): the read side appends no events. A runner starts with the group's
 first consumer and stops with its last, recording its checkpoint then.
 
+Every entry a group parks, and every parked entry replayed, counts in `qis.topic.parked` /
+`qis.topic.replayed` by topic and group: operators name both, and few, so the labels stay
+bounded.
+
 Each group has its own task, read-ahead and consumers: a slow group never slows another.
 A group's consumers should connect to one query instance: two instances serving one group
 each deliver its entries (at least once still holds, the share by series does not).
@@ -23,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opentelemetry import metrics
 from qis_adapters.readstore.port import (
     PARKED,
     REPLAYED,
@@ -91,10 +96,16 @@ class GroupRunner:
         group: str,
         definition: TopicDefinition,
         settings: GroupSettings,
+        parked: metrics.Counter,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topic = topic
         self.group = group
+        self._labels = {"topic": topic, "group": group}
+        self._parked = parked
+        # The group's series exists at 0 before its first park: Prometheus's increase() sees
+        # no increase in a series whose first sample is already 1.
+        parked.add(0, self._labels)
         self._reader = reader
         self._recorder = recorder
         self._definition = definition
@@ -209,6 +220,7 @@ class GroupRunner:
                 d.parking_failed(parking)
                 raise
             d.parked(parking.entry.key)
+            self._parked.add(1, self._labels)
         await self._record(force=False)
 
     async def _take_replays(self) -> None:
@@ -287,11 +299,27 @@ class TopicGroups:
     """The runners of this process, by (topic, group)."""
 
     def __init__(
-        self, reader: ReadModelReader, recorder: GroupRecorder, settings: GroupSettings
+        self,
+        reader: ReadModelReader,
+        recorder: GroupRecorder,
+        settings: GroupSettings,
+        meter: metrics.Meter | None = None,
     ) -> None:
+        """`meter`: None is the OpenTelemetry global one (the process's, once configured)."""
         self._reader = reader
         self._recorder = recorder
         self.settings = settings
+        meter = meter or metrics.get_meter("qis.query")
+        self._parked = meter.create_counter(
+            "qis.topic.parked",
+            unit="{entry}",
+            description="Entries a consumer group parked after its last delivery attempt.",
+        )
+        self._replayed = meter.create_counter(
+            "qis.topic.replayed",
+            unit="{entry}",
+            description="Parked entries an operator moved back to delivery.",
+        )
         self._runners: dict[tuple[str, str], GroupRunner] = {}
         self._lock = asyncio.Lock()
 
@@ -314,7 +342,13 @@ class TopicGroups:
             if runner is None:
                 definition = await self.definition(topic)
                 runner = GroupRunner(
-                    self._reader, self._recorder, topic, group, definition, self.settings
+                    self._reader,
+                    self._recorder,
+                    topic,
+                    group,
+                    definition,
+                    self.settings,
+                    self._parked,
                 )
                 await runner.start()
                 self._runners[(topic, group)] = runner
@@ -347,6 +381,7 @@ class TopicGroups:
                 break
             keys = [(p.entry_position, p.entry_index) for p in page]
             position = await self._recorder.replay(topic, group, keys)
+            self._replayed.add(len(keys), {"topic": topic, "group": group})
             moved += len(keys)
             after = ResumeToken(*keys[-1])
             if len(page) < limit:
