@@ -276,6 +276,8 @@ def stored(appends: list[list[StreamAppend]]) -> list[tuple[str, str, bytes]]:
 
 
 async def main(points: int, rules: bool, batch: int) -> None:
+    # Rates move with what else runs on the machine (CPU times much less): say how busy it was.
+    load_before = os.getloadavg()[0]
     reqs = {form: requests(points, "bench", rules, form, batch) for form in FORMS}
     n = len(reqs[POINTS]) * batch
     wire = {form: sum(r.ByteSize() for r in reqs[form]) for form in FORMS}
@@ -352,6 +354,10 @@ async def main(points: int, rules: bool, batch: int) -> None:
             f"{'met' if n / t_bulk[POINTS] >= 100_000 else 'NOT met'} ({n / t_bulk[POINTS]:,.0f})"
         )
     print(f"  benchmark process peak RSS {own_peak_rss_mb():.0f} MiB")
+    print(
+        f"  load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after,"
+        f" on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 from qis_domain.commands import CommandContext
 from qis_domain.events import DomainEvent, EventMetadata, EventRegistry, default_registry
 
@@ -55,3 +58,48 @@ class EventCodec:
         metadata = EventMetadata.model_validate_json(record.metadata)
         event = self.registry.decode(record.type, record.data, int(metadata.schema_version))
         return DecodedEvent(event, metadata, record)
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnsHead:
+    """What a columnar event of a series says about where it lies: its series and snaps."""
+
+    series_id: str
+    snaps: npt.NDArray[np.int64]  # in the event's order
+
+
+# `encode` writes a model's fields in declaration order, without spaces: every columnar event
+# (qis_domain.events.points) begins with its snaps, a list of integers, then its series id.
+_SNAPS_KEY = b'{"snaps":['
+_SERIES_KEY = b'],"series_id":"'
+
+
+def peek_columns(data: bytes) -> ColumnsHead | None:
+    """The series id and snaps of a columnar event's payload, read without parsing or
+    validating the rest: a consumer that only needs to know which snaps an event touches
+    skips `decode`'s work on every value (~20x slower for a thousand published prices).
+
+    None when the payload does not begin as `encode` writes it (decode it instead). Any schema
+    version qualifies: no upcaster changes a series id or snaps."""
+    if not data.startswith(_SNAPS_KEY):
+        return None
+    close = data.find(b"]", len(_SNAPS_KEY))
+    if not data.startswith(_SERIES_KEY, close):
+        return None
+    body = data[len(_SNAPS_KEY) : close]
+    # numpy parses the integers in C, ~5x faster than json. Text it cannot read to the end
+    # raises ValueError (numpy < 2.4 only warned, DeprecationWarning, and kept a prefix).
+    snaps = np.array([], np.int64)
+    if body:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            try:
+                snaps = np.fromstring(body, dtype=np.int64, sep=",")
+            except (ValueError, DeprecationWarning):
+                return None
+    start = close + len(_SERIES_KEY)
+    end = data.find(b'"', start)
+    series_id = data[start:end]
+    if end < 0 or b"\\" in series_id:  # an escaped character: leave it to the JSON parser
+        return None
+    return ColumnsHead(series_id.decode(), snaps)
