@@ -141,7 +141,9 @@ _BAR_COLUMNS = ("open", "high", "low", "close", "bar_volume")
 
 def _units(units: pa.ChunkedArray, series_unit: str) -> pa.Array | pa.ChunkedArray:
     """Each value's own unit, the series' where it has none ("")."""
-    if set(pc.unique(units).to_pylist()) <= {"", series_unit}:  # as nearly every page
+    # Nearly every page holds the series' unit only: one comparison is cheaper than unique().
+    only_series_unit = pc.all(pc.equal(units, series_unit)).as_py() is not False
+    if only_series_unit or set(pc.unique(units).to_pylist()) <= {"", series_unit}:
         indices = pa.array(np.zeros(len(units), dtype=np.int32))
         return pa.DictionaryArray.from_arrays(indices, pa.array([series_unit], pa.string()))
     return pc.if_else(pc.equal(units, ""), series_unit, units).dictionary_encode()

@@ -46,6 +46,16 @@ class ValueColumns(enum.Enum):
     """OHLC bars: four decimals and an optional volume."""
 
 
+_ROW_COLUMNS = frozenset(
+    {"snap_us", "kind", "version", "quality_score", "recorded_from_us", "position_from", "flags"}
+)
+STORED_COLUMNS: dict[ValueColumns, frozenset[str]] = {
+    ValueColumns.DECIMAL: _ROW_COLUMNS | {"text", "unit"},
+    ValueColumns.BAR: _ROW_COLUMNS | {"open", "high", "low", "close", "bar_volume"},
+}
+"""The columns of the segments' rows (qis_adapters.readstore.segments) that an export of these
+value columns reads (qis_query.application.arrow_batches): the only ones its pages decode."""
+
 DATA_TYPES: dict[values_pb2.DataType.ValueType, tuple[str, ValueColumns]] = {
     values_pb2.DATA_TYPE_PRICE: ("price", ValueColumns.DECIMAL),
     values_pb2.DATA_TYPE_VOLUME: ("volume", ValueColumns.DECIMAL),
@@ -83,7 +93,8 @@ class ExportPage:
     series_index: int
     """Of the series in the request."""
     rows: pa.Table
-    """qis_adapters.readstore.segments rows, ascending by snap."""
+    """qis_adapters.readstore.segments rows, ascending by snap, of STORED_COLUMNS (and the
+    columns ranges select by)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +117,15 @@ async def open_export(queries: QueryHandlers, request: ExportRequest) -> Export:
         for index, series_id in enumerate(request.series_ids)
     ]
     columns = _columns_of(exported)
-    first = await queries.query_range(_query(request, 0), MAX_RANGE_PAGE, "", request.min_position)
+    stored = STORED_COLUMNS[columns]
+    first = await queries.query_range(
+        _query(request, 0), MAX_RANGE_PAGE, "", request.min_position, stored
+    )
     return Export(
         tuple(exported),
         columns,
         first.read_position,
-        _pages(queries, request, first.value),
+        _pages(queries, request, stored, first.value),
     )
 
 
@@ -177,7 +191,10 @@ def _query(request: ExportRequest, index: int) -> RangeQuery:
 
 
 async def _pages(
-    queries: QueryHandlers, request: ExportRequest, first: AsyncIterator[ranges.RangePage]
+    queries: QueryHandlers,
+    request: ExportRequest,
+    stored: frozenset[str],
+    first: AsyncIterator[ranges.RangePage],
 ) -> AsyncIterator[ExportPage]:
     """Every page of every series: a QueryRange call streams a bounded number of points, and
     its last page's token continues in the next call, until a page without one."""
@@ -187,7 +204,9 @@ async def _pages(
         token = ""
         while True:
             if calls is None:
-                read = await queries.query_range(query, MAX_RANGE_PAGE, token, request.min_position)
+                read = await queries.query_range(
+                    query, MAX_RANGE_PAGE, token, request.min_position, stored
+                )
                 calls = read.value
             token = ""
             async for page in calls:

@@ -87,11 +87,19 @@ class QueryHandlers:
         self._subscriptions = SubscriptionSlots(limits)
 
     async def query_range(
-        self, query: RangeQuery, page_size: int, page_token: str, min_position: int
+        self,
+        query: RangeQuery,
+        page_size: int,
+        page_token: str,
+        min_position: int,
+        columns: frozenset[str] | None = None,
     ) -> Read[AsyncIterator[RangePage]]:
         """The range in pages, as much of it as one call may stream (QueryLimits): then the
         last page's token continues. The first page is read here, so that every refusal (a bad
-        argument, a read model behind, an unknown series) comes before the first page."""
+        argument, a read model behind, an unknown series) comes before the first page.
+
+        `columns`: the only columns the caller reads (see ranges.pages); such pages bypass the
+        cache, which keeps whole rows."""
         ranges.check_time_range(query.start_us, query.end_us)
         size = paging.page_size(page_size, DEFAULT_RANGE_PAGE, MAX_RANGE_PAGE)
         after_us = paging.range_after(page_token, query)
@@ -105,8 +113,10 @@ class QueryHandlers:
             after_us,
             self._limits.points_per_call(size),
             ranges.bucket_span(entry),
+            columns,
         )
-        if after_us is None:  # the cache keeps whole ranges, which start with the first page
+        # The cache keeps whole ranges, which start with the first page.
+        if after_us is None and columns is None:
             first = await self._cache.first_page(query, size, lambda: anext(pages))
         else:
             first = await anext(pages)

@@ -80,11 +80,16 @@ async def pages(
     after_us: int | None,
     max_points: int,
     bucket_span_us: int | None,
+    columns: frozenset[str] | None = None,
 ) -> AsyncIterator[RangePage]:
     """The range in pages of `page_size` values, from just after the snap `after_us` (a page
     token's) when given, `max_points` values at most. A page that may be followed carries the
     token resuming after it; the last page of the range is short, possibly empty, and has none.
     At `max_points` the pages end with a token: the caller continues in another call.
+
+    The pages hold every column of the segments' rows, or `columns` and those the range is
+    selected by (SELECTION), in the segments' order: a reader that needs a few columns (an
+    export) has the others neither decoded nor copied.
 
     Values come from the read model's segments (segments of `bucket_span_us`, the series'
     bucket span; None reads every bucket before the range too, to find the one holding its
@@ -93,7 +98,8 @@ async def pages(
     pending: list[pa.Table] = []
     count = 0
     left = max_points
-    async for rows in _rows(reader, query, start, bucket_span_us):
+    wanted = None if columns is None else columns | SELECTION
+    async for rows in _rows(reader, query, start, bucket_span_us, wanted):
         pending.append(rows)
         count += rows.num_rows
         while count >= min(page_size, left):
@@ -106,17 +112,28 @@ async def pages(
                 return
             pending = [table.slice(size)]
             count -= size
-    yield RangePage(pa.concat_tables(pending) if pending else segments.EMPTY, "")
+    yield RangePage(pa.concat_tables(pending) if pending else _project(segments.EMPTY, wanted), "")
 
 
 SEGMENTS_PER_READ = 16
 """Segments per store read: a few thousand values each at most (qis_domain.snaps)."""
 
 
+SELECTION = frozenset(
+    {"snap_us", "recorded_from_us", "position_from", "recorded_to_us", "position_to"}
+)
+"""The columns a range is selected by (segments.select, _last_snap), in every page."""
+
+
 async def _rows(
-    reader: ReadModelReader, query: RangeQuery, start_us: int, bucket_span_us: int | None
+    reader: ReadModelReader,
+    query: RangeQuery,
+    start_us: int,
+    bucket_span_us: int | None,
+    columns: frozenset[str] | None,
 ) -> AsyncIterator[pa.Table]:
-    """The range's values from `start_us` on, ascending by snap, a table per bucket."""
+    """The range's values from `start_us` on, ascending by snap, a table per bucket, of
+    `columns` (None: all)."""
     from_bucket = EARLIEST if bucket_span_us is None else start_us - start_us % bucket_span_us
     from_bucket = max(EARLIEST, from_bucket)
     end_us = query.end_us
@@ -126,7 +143,7 @@ async def _rows(
         )
         if found is None:  # a read model built before segments, until its rebuild is done
             async for rows in _from_records(reader, query, start_us, end_us):
-                yield rows
+                yield _project(rows, columns)
             return
         for segment in found:
             if segment.last_snap_us < start_us:
@@ -135,9 +152,10 @@ async def _rows(
                 first = max(start_us, segment.first_snap_us)
                 last = min(end_us, segment.last_snap_us + 1)
                 async for rows in _from_records(reader, query, first, last):
-                    yield rows
+                    yield _project(rows, columns)
                 continue
-            rows = segments.select(segments.decode(segment.payload), query.as_of, start_us, end_us)
+            rows = segments.decode(segment.payload, columns)
+            rows = segments.select(rows, query.as_of, start_us, end_us)
             if rows.num_rows:
                 yield rows
         if len(found) < SEGMENTS_PER_READ:
@@ -158,6 +176,13 @@ async def _from_records(
         if len(values) < READ_SIZE:
             return
         start_us = values[-1].snap_us + 1
+
+
+def _project(rows: pa.Table, columns: frozenset[str] | None) -> pa.Table:
+    """`rows` with `columns` only, in their order, as segments.decode gives them."""
+    if columns is None:
+        return rows
+    return rows.select([name for name in rows.column_names if name in columns])
 
 
 def _last_snap(rows: pa.Table) -> int:
