@@ -4,18 +4,21 @@ already handled.
 
 A series' points are split into buckets (see snaps.BUCKET_SPAN_US) so that deciding a command
 reads a bounded state, whatever the length of the series' history. State keeps values in their
-encoded event form and decodes one only when a decision compares it: applying a 1,000-point
-event then costs little more than storing references.
+encoded event form and decodes one only when a decision compares it, and keeps them in columns
+(`_Points`: ascending int64 snaps, one object array per field) rather than an object per point:
+applying a 1,000-point event in snap order appends to a few arrays, decisions look up a whole
+command's snaps at once, and the collector has no per-point containers to rescan. A point with
+more than one value, or a flagged one, is a dict of its own (`_Observations.mixed`).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import repeat
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 
@@ -95,6 +98,7 @@ _RESOLVED: dict[type[DomainEvent], IssueStatus] = {
     QualityOverridden: IssueStatus.OVERRIDDEN,
 }
 NO_VIEW = SeriesView()
+_V = TypeVar("_V", bound=tuple[Any, ...])
 _SCALARS = (DataType.PRICE, DataType.VOLUME)
 LOOK_BACK_BUCKETS = 3
 """How far "the previous point" reaches: into at most this many buckets before a point's own.
@@ -145,17 +149,259 @@ class PointSummary:
     clean: int  # ...and that passed every rule
 
 
+_NO_SNAPS = np.zeros(0, dtype=np.int64)
+
+
+def _objects(column: Iterable[Any], n: int) -> np.ndarray[Any, Any]:
+    """A column as a one-dimensional object array (tuples stay elements, not rows)."""
+    return np.fromiter(column, dtype=object, count=n)
+
+
+class _Points(Mapping[int, _V]):
+    """Snap -> a NamedTuple `kind`, in columns: the snaps ascending (int64) and one object
+    array per field. A value is made when read. Applying a batch event in order appends to
+    the arrays, with no object per point; the arrays are replaced, never changed in place,
+    so a copy of the state shares them."""
+
+    __slots__ = ("_fields", "_kind", "_names", "snaps")
+
+    def __init__(
+        self,
+        kind: type[_V],
+        snaps: np.ndarray[Any, Any] = _NO_SNAPS,
+        fields: tuple[np.ndarray[Any, Any], ...] | None = None,
+    ) -> None:
+        self._kind = kind
+        self._names: tuple[str, ...] = cast(Any, kind)._fields
+        self.snaps = snaps
+        self._fields = fields or tuple(_objects((), 0) for _ in self._names)
+
+    def copy(self) -> _Points[_V]:
+        return _Points(self._kind, self.snaps, self._fields)
+
+    def __len__(self) -> int:
+        return len(self.snaps)
+
+    def __iter__(self) -> Iterator[int]:
+        """Ascending."""
+        return iter(self.snaps.tolist())
+
+    def __contains__(self, snap_us: object) -> bool:
+        # numpy's integers too: snaps often come from a column.
+        return isinstance(snap_us, int | np.integer) and self._find(int(snap_us)) >= 0
+
+    def __getitem__(self, snap_us: int) -> _V:
+        i = self._find(snap_us)
+        if i < 0:
+            raise KeyError(snap_us)
+        return tuple.__new__(self._kind, [f[i] for f in self._fields])
+
+    def _find(self, snap_us: int) -> int:
+        i = int(self.snaps.searchsorted(snap_us))
+        return i if i < len(self.snaps) and self.snaps[i] == snap_us else -1
+
+    def field(self, name: str) -> np.ndarray[Any, Any]:
+        return self._fields[self._names.index(name)]
+
+    def locate(
+        self, snaps: Sequence[int] | np.ndarray[Any, Any]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Where each of `snaps` is (an index into the columns) and whether it is there."""
+        at = np.asarray(snaps, dtype=np.int64)
+        pos = self.snaps.searchsorted(at)
+        found = pos < len(self.snaps)
+        found[found] = self.snaps[pos[found]] == at[found]
+        return pos, found
+
+    def has(self, snaps: Sequence[int]) -> np.ndarray[Any, Any]:
+        return self.locate(snaps)[1]
+
+    def rows(self, snaps: Sequence[int]) -> list[_V | None]:
+        pos, found = self.locate(snaps)
+        made = iter(self.at(pos[found]))
+        return [next(made) if ok else None for ok in found.tolist()]
+
+    def at(self, pos: np.ndarray[Any, Any]) -> Iterator[_V]:
+        """The values at positions `pos` of the columns."""
+        return tuples_of(self._kind, *(f[pos].tolist() for f in self._fields))
+
+    def put(self, snaps: Sequence[int], *columns: Iterable[Any]) -> None:
+        """Sets the values at `snaps`, one column per field: new snaps after the last are
+        appended as they come; others replace values or are merged in order. A snap listed
+        twice takes its last value, as a map would."""
+        n = len(snaps)
+        if not n:
+            return
+        at = np.asarray(snaps, dtype=np.int64)
+        made = [_objects(c, n) for c in columns]
+        ascending = bool(np.all(at[1:] > at[:-1]))
+        if ascending and (not len(self.snaps) or at[0] > self.snaps[-1]):
+            self.snaps = np.concatenate((self.snaps, at))
+            self._fields = tuple(map(np.concatenate, zip(self._fields, made, strict=True)))
+            return
+        if not ascending:
+            _, first_from_end = np.unique(at[::-1], return_index=True)
+            if len(first_from_end) < n:
+                lasts = n - 1 - first_from_end
+                at, made = at[lasts], [c[lasts] for c in made]
+        pos, found = self.locate(at)
+        fields = [f.copy() for f in self._fields]
+        for f, c in zip(fields, made, strict=True):
+            f[pos[found]] = c[found]
+        new = ~found
+        if not new.any():
+            self._fields = tuple(fields)
+            return
+        merged = np.concatenate((self.snaps, at[new]))
+        order = merged.argsort(kind="stable")
+        self.snaps = merged[order]
+        self._fields = tuple(
+            np.concatenate((f, c[new]))[order] for f, c in zip(fields, made, strict=True)
+        )
+
+    def drop(self, snaps: Iterable[int]) -> None:
+        pos, found = self.locate(np.fromiter(snaps, dtype=np.int64))
+        self.drop_at(pos[found])
+
+    def drop_at(self, pos: np.ndarray[Any, Any] | list[int]) -> None:
+        """Drops the values at positions `pos` of the columns."""
+        if len(pos):
+            keep = np.ones(len(self.snaps), dtype=bool)
+            keep[pos] = False
+            self.snaps = self.snaps[keep]
+            self._fields = tuple(f[keep] for f in self._fields)
+
+
+def _clean(raws: Sequence[RawValue], users: Iterable[str]) -> Iterator[Observed]:
+    """Values without failures, not rejected, from columns."""
+    n = len(raws)
+    return tuples_of(
+        Observed, raws, users, repeat((), n), repeat((), n), repeat(False, n), repeat(False, n)
+    )
+
+
+class _Plain(NamedTuple):
+    """A point's one clean value (no failure, not rejected): the common case, in columns."""
+
+    source_id: str
+    raw: RawValue
+    user_id: str
+
+
+class _Observations(Mapping[int, dict[str, Observed]]):
+    """Snap -> {source: Observed}: the points with one clean value in columns (`plain`), the
+    others (several sources, failures, rejections) one dict each (`mixed`); a snap is in one
+    of them."""
+
+    __slots__ = ("mixed", "plain")
+
+    def __init__(self) -> None:
+        self.plain = _Points(_Plain)
+        self.mixed: dict[int, dict[str, Observed]] = {}
+
+    def copy(self) -> _Observations:
+        out = _Observations()
+        out.plain, out.mixed = self.plain.copy(), dict(self.mixed)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.plain) + len(self.mixed)
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.plain
+        yield from self.mixed
+
+    def __contains__(self, snap_us: object) -> bool:
+        return snap_us in self.mixed or snap_us in self.plain
+
+    def __getitem__(self, snap_us: int) -> dict[str, Observed]:
+        if (mixed := self.mixed.get(snap_us)) is not None:
+            return mixed
+        source_id, raw, user_id = self.plain[snap_us]
+        return {source_id: Observed(raw, user_id)}
+
+    def has(self, snaps: Sequence[int]) -> np.ndarray[Any, Any]:
+        found = self.plain.has(snaps)
+        if self.mixed:
+            found |= np.fromiter(map(self.mixed.__contains__, snaps), dtype=bool, count=len(snaps))
+        return found
+
+    def rows(self, snaps: Sequence[int]) -> list[dict[str, Observed] | None]:
+        pos, found = self.plain.locate(snaps)
+        plain = ({source: value} for source, value in self._plain_at(pos[found]))
+        mixed = self.mixed
+        return [
+            next(plain) if ok else mixed.get(s) for s, ok in zip(snaps, found.tolist(), strict=True)
+        ]
+
+    def _plain_at(self, pos: np.ndarray[Any, Any] | list[int]) -> Iterator[tuple[str, Observed]]:
+        """The points at positions `pos` of the columns: (source, its value)."""
+        columns = (self.plain.field(name)[pos].tolist() for name in _Plain._fields)
+        sources, raws, users = columns
+        return zip(sources, _clean(raws, users), strict=True)
+
+    def __setitem__(self, snap_us: int, observed: dict[str, Observed]) -> None:
+        if snap_us not in self.mixed:
+            self.plain.drop((snap_us,))
+        self.mixed[snap_us] = observed
+
+    def mix(self, snaps: Iterable[int]) -> None:
+        """Moves the `snaps` held in columns to one dict each (before they change other than
+        by a clean value of their one source)."""
+        at = [s for s in snaps if s not in self.mixed]
+        pos, found = self.plain.locate(at)
+        if found.any():
+            moving = np.asarray(at, dtype=np.int64)[found].tolist()
+            self.mixed.update(
+                (s, {source: value})
+                for s, (source, value) in zip(moving, self._plain_at(pos[found]), strict=True)
+            )
+            self.plain.drop(moving)
+
+    def ingest(self, source_id: str, snaps: list[int], raws: list[RawValue], user_id: str) -> None:
+        """One source's clean values: into the columns, unless the point has another source's
+        value (then both go to a dict)."""
+        n = len(snaps)
+        if self.mixed or len(self.plain):
+            pos, found = self.plain.locate(snaps)
+            joins = np.zeros(n, dtype=bool)  # a value of another source in the columns
+            joins[found] = self.plain.field("source_id")[pos[found]] != source_id
+            mixed = self.mixed
+            apart = (
+                joins | np.fromiter(map(mixed.__contains__, snaps), dtype=bool, count=n)
+                if mixed
+                else joins
+            )
+            if apart.any():
+                joining = np.flatnonzero(joins).tolist()
+                mine = _clean([raws[i] for i in joining], repeat(user_id, len(joining)))
+                theirs = self._plain_at(pos[joining])
+                mixed.update(
+                    {
+                        snaps[i]: {source: value, source_id: new}
+                        for i, (source, value), new in zip(joining, theirs, mine, strict=True)
+                    }
+                )
+                self.plain.drop_at(pos[joining])
+                for i in np.flatnonzero(apart & ~joins).tolist():
+                    # a new dict: the old one may be shared with a copy of the state
+                    mixed[snaps[i]] = {**mixed[snaps[i]], source_id: Observed(raws[i], user_id)}
+                keep = np.flatnonzero(~apart).tolist()
+                snaps, raws, n = [snaps[i] for i in keep], [raws[i] for i in keep], len(keep)
+        self.plain.put(snaps, repeat(source_id, n), raws, repeat(user_id, n))
+
+
 class SeriesBucket:
     def __init__(self, series_id: str, bucket_us: int) -> None:
         self.series_id = series_id
         self.bucket_us = bucket_us
         self.version: int | None = None  # stream version of the last applied event
-        # Per snap (UTC µs). Flat maps rather than one object per point: applying a batch
-        # event is then a few bulk dict updates. Everything inside them is immutable and
-        # replaced, never changed in place, so `clone` can copy the maps alone.
-        self.observed: dict[int, dict[str, Observed]] = {}
-        self.candidates: dict[int, Candidate] = {}
-        self.officials: dict[int, Official] = {}
+        # Per snap (UTC µs), in columns rather than one object per point: applying a batch
+        # event in snap order appends to a few arrays. Everything inside them is immutable and
+        # replaced, never changed in place, so `clone` shares it.
+        self.observed = _Observations()
+        self.candidates = _Points(Candidate)
+        self.officials = _Points(Official)
         self.issues: dict[str, IssueState] = {}
         self.breaks_approved: set[int] = set()
         self.scheduled: dict[int, int] = {}  # snap -> cut-off time
@@ -181,9 +427,9 @@ class SeriesBucket:
         immutable): a decision works on its own copy, so nothing changes under it."""
         copy = SeriesBucket(self.series_id, self.bucket_us)
         copy.version = self.version
-        copy.observed = dict(self.observed)
-        copy.candidates = dict(self.candidates)
-        copy.officials = dict(self.officials)
+        copy.observed = self.observed.copy()
+        copy.candidates = self.candidates.copy()
+        copy.officials = self.officials.copy()
         copy.issues = dict(self.issues)
         copy.breaks_approved = set(self.breaks_approved)
         copy.scheduled = dict(self.scheduled)
@@ -195,14 +441,14 @@ class SeriesBucket:
         """The points' received figures, ascending: what look-back rules compare with. `last`:
         only the last that many (what a later bucket's points can reach), so that a command
         does not decode a whole earlier bucket."""
-        return self._received(sorted(self.candidates), decider, last)
+        return self._received(list(self.candidates), decider, last)
 
     def _received_near(self, snaps_us: list[int], n: int, decider: Decider) -> list[Received]:
         """The received figures a command on the points at `snaps_us` (ascending) compares
         with or leaves for later buckets to compare with: those between its points, the `n`
         before them and the last `n` of the bucket (the command's own points get new ones).
         A command decodes what it may need, not the whole bucket."""
-        known = sorted(self.candidates)
+        known = list(self.candidates)
         i = bisect.bisect_left(known, snaps_us[0])
         j = bisect.bisect_right(known, snaps_us[-1])
         mine = set(snaps_us)
@@ -219,7 +465,7 @@ class SeriesBucket:
         command leaves it: the command's own value of the point before when nothing of the
         bucket lies between, else the bucket's latest candidate before it. None for the
         bucket's first point: the timeline of earlier buckets holds figures, not structures."""
-        known = sorted(self.candidates)
+        known = list(self.candidates)
         out: list[DataValue | None] = []
         for i, snap_us in enumerate(snaps_us):
             j = bisect.bisect_left(known, snap_us)
@@ -255,19 +501,20 @@ class SeriesBucket:
 
     def summaries(self, start_us: int, end_us: int, decider: Decider) -> list[PointSummary]:
         out = []
-        for snap_us in sorted(self.observed):
-            if not start_us <= snap_us < end_us:
-                continue
-            counting = {s: o for s, o in self.observed[snap_us].items() if not o.rejected}
-            official = self.officials.get(snap_us)
+        snaps = [s for s in sorted(self.observed) if start_us <= s < end_us]
+        for snap_us, observed, official in zip(
+            snaps, self.observed.rows(snaps), self.officials.rows(snaps), strict=True
+        ):
+            assert observed is not None  # one of the bucket's points
+            counting = {s: o for s, o in observed.items() if not o.rejected}
             out.append(
                 PointSummary(
                     snap_us=snap_us,
                     figures={s: decider.decode(o.raw).number for s, o in counting.items()},
                     official=None if official is None else decider.decode(official.raw),
                     published_at_us=0 if official is None else official.published_at_us,
-                    checked=len(self.observed[snap_us]),
-                    clean=sum(1 for o in self.observed[snap_us].values() if not o.failures),
+                    checked=len(observed),
+                    clean=sum(1 for o in observed.values() if not o.failures),
                 )
             )
         return out
@@ -349,7 +596,7 @@ class SeriesBucket:
         # takes as it comes and one of a clean pair (decided in columns, `_Rows.columns`).
         paired = set() if pairs is None else pairs.points
         if decide.sole_source_status is PointStatus.PUBLISHED:
-            official = {i for i, snap_us in enumerate(snaps) if snap_us in self.officials}
+            official = set(np.flatnonzero(self.officials.has(snaps)).tolist())
             general = known.keys() | failures.keys() | (official - paired)
         else:
             general = set(range(len(snaps))) - (paired - failures.keys())
@@ -358,6 +605,8 @@ class SeriesBucket:
         late = _Why(f"late source {source_id}", "late_source")
         corrected = _Why(f"corrected value from {source_id}", "corrected_source")
         start = 0  # of the run of new clean points not decided yet
+        # What each point decided one by one holds now, read in one go.
+        befores = dict(zip(general, self.observed.rows([snaps[i] for i in general]), strict=True))
         for i in sorted(general | spikes.keys()):
             if (spike := spikes.get(i)) is not None:
                 issues.extend(self._spike_issue(ctx, *spike, issues))
@@ -366,7 +615,7 @@ class SeriesBucket:
             rows.columns(batch, start, i, self.scheduled)
             start = i + 1
             snap_us, value, raw = snaps[i], values[i], raws[i]
-            before = self.observed.get(snap_us)
+            before = befores[i]
             observed = {} if before is None else dict(before)
             why = corrected if source_id in observed else late
             if point_failures := failures.get(i):
@@ -412,8 +661,10 @@ class SeriesBucket:
         candidate will be made of once the new value is in: no rule changes that."""
         out = {}
         paired = () if pairs is None else pairs.points
-        for i, snap_us in enumerate(snaps):
-            if (before := self.observed.get(snap_us)) is not None and i not in paired:
+        for i in np.flatnonzero(self.observed.has(snaps)).tolist():
+            if i not in paired:
+                snap_us = snaps[i]
+                before = self.observed[snap_us]
                 observed = {**before, source_id: Observed(raws[i], decide.ctx.user_id)}
                 made = decide.reconciled(observed, (source_id, values[i]))
                 assert made is not None  # the value being ingested counts
@@ -469,7 +720,7 @@ class SeriesBucket:
         if status is PointStatus.PUBLISHED:
             # The official version a candidate may move: none (a first one), a manual one (it
             # stays), the candidate's very value, or one to compare with in floats.
-            currents = list(map(self.officials.get, [snaps[i] for i in found]))
+            currents = self.officials.rows([snaps[i] for i in found])
             firsts = [current is None for current in currents]
             compared = [
                 c is not None and not c.manual and c.raw != text
@@ -504,27 +755,45 @@ class SeriesBucket:
         """The points (by index) with one clean value of another source besides this one's
         (a value of this one may be replaced), all of the same source, the first such one's:
         that source, and its values (encoded scalars)."""
+        plain, mixed = self.observed.plain, self.observed.mixed
+        pos, found_plain = plain.locate(snaps)
+        at = np.flatnonzero(found_plain)
+        seen: list[tuple[int, str, RawValue]] = list(
+            zip(
+                at.tolist(),
+                plain.field("source_id")[pos[at]].tolist(),
+                plain.field("raw")[pos[at]].tolist(),
+                strict=True,
+            )
+        )
+        if mixed:
+            in_columns = len(seen)
+            for i in np.flatnonzero(~found_plain).tolist():
+                if (before := mixed.get(snaps[i])) is None:
+                    continue
+                if len(before) == 1:
+                    ((source, value),) = before.items()
+                elif len(before) == 2 and source_id in before:
+                    x, y = before.items()
+                    source, value = y if x[0] == source_id else x
+                else:
+                    continue
+                if not (value.failures or value.rejected):
+                    seen.append((i, source, value.raw))
+            if 0 < in_columns < len(seen):
+                seen.sort(key=lambda s: s[0])
         other = ""
         found: list[int] = []
         theirs: list[str] = []
-        for i, before in enumerate(map(self.observed.get, snaps)):
-            if before is None:
-                continue
-            if len(before) == 1:
-                ((source, seen),) = before.items()
-            elif len(before) == 2 and source_id in before:
-                x, y = before.items()
-                source, seen = y if x[0] == source_id else x
-            else:
-                continue
-            if source == source_id or seen.failures or seen.rejected or type(seen.raw) is not str:
+        for i, source, raw in seen:
+            if source == source_id or type(raw) is not str:
                 continue
             if source != other:
                 if other:
                     continue
                 other = source
             found.append(i)
-            theirs.append(seen.raw)
+            theirs.append(raw)
         return other, found, theirs
 
     def publish(
@@ -911,20 +1180,10 @@ class SeriesBucket:
         command_id, position = meta.command_id, meta.position
         outcome = self._outcomes.get(command_id) or CommandOutcome(position)
         if isinstance(event, DataIngested):
-            source, observed, n = event.source_id, self.observed, len(event.snaps)
-            clean = (repeat(meta.user_id, n), repeat((), n), repeat((), n), repeat(False, n))
-            values = tuples_of(Observed, event.values, *clean, repeat(False, n))
-            observed.update(
-                {
-                    snap_us: {source: value}
-                    if (known := observed.get(snap_us)) is None
-                    # a new dict: the old one may be shared with a copy of the state
-                    else {**known, source: value}
-                    for snap_us, value in zip(event.snaps, values, strict=True)
-                }
-            )
+            self.observed.ingest(event.source_id, event.snaps, event.values, meta.user_id)
             outcome = outcome + CommandOutcome(position, accepted=len(event.snaps))
         elif isinstance(event, QualityIssueDetected):
+            self.observed.mix(i.snap_us for i in event.issues if i.source_id)
             for issue in event.issues:
                 self.issues[issue.issue_id] = IssueState(
                     issue.snap_us, issue.source_id, issue.rule, issue.blocking
@@ -949,31 +1208,35 @@ class SeriesBucket:
             )
         elif isinstance(event, DataReconciled):
             if PointStatus.WITHDRAWN.value in event.statuses:
-                for snap_us, status in zip(event.snaps, event.statuses, strict=True):
-                    if status == PointStatus.WITHDRAWN.value:
-                        self.candidates.pop(snap_us, None)
-                        self.scheduled.pop(snap_us, None)
+                withdrawn = [
+                    s
+                    for s, status in zip(event.snaps, event.statuses, strict=True)
+                    if status == PointStatus.WITHDRAWN.value
+                ]
+                for snap_us in withdrawn:
+                    self.scheduled.pop(snap_us, None)
+                self.candidates.drop(withdrawn)
                 event = _without_withdrawn(event)
-            candidates = tuples_of(
-                Candidate,
+            # One tuple per distinct list of sources, not one per point: most points share it.
+            sources = list(map(tuple, event.contributions))
+            distinct: dict[tuple[str, ...], tuple[str, ...]] = {}
+            self.candidates.put(
+                event.snaps,
                 event.values,
                 event.methods,
-                map(tuple, event.contributions),
+                map(distinct.setdefault, sources, sources),
                 event.quality_scores,
                 map(_POINT_STATUSES.__getitem__, event.statuses),
             )
-            self.candidates.update(zip(event.snaps, candidates, strict=True))
         elif isinstance(event, DataPublished | DataRestated):
-            officials, at, n = self.officials, event.decided_at_us, len(event.snaps)
-            first_at = [
-                at if (before := officials.get(snap_us)) is None else before.published_at_us
-                for snap_us in event.snaps
-            ]
+            officials, n = self.officials, len(event.snaps)
+            first_at = np.full(n, event.decided_at_us, dtype=object)
+            pos, found = officials.locate(event.snaps)
+            first_at[found] = officials.field("published_at_us")[pos[found]]
             manual = map(MANUAL.__eq__, event.methods)
-            made = tuples_of(
-                Official, event.versions, event.values, manual, first_at, repeat(meta.user_id, n)
+            officials.put(
+                event.snaps, event.versions, event.values, manual, first_at, repeat(meta.user_id, n)
             )
-            officials.update(zip(event.snaps, made, strict=True))
             if self.scheduled:
                 for snap_us in event.snaps:
                     self.scheduled.pop(snap_us, None)
@@ -1024,7 +1287,7 @@ class SeriesBucket:
             self.overrides.pop(snap_us, None)
             official = self.officials.get(snap_us)
             if official is not None:
-                self.officials[snap_us] = official._replace(manual=False)
+                self.officials.put([snap_us], *([v] for v in official._replace(manual=False)))
 
     def _replace_observed(self, snap_us: int, source_id: str, observed: Observed) -> None:
         self.observed[snap_us] = {**self.observed[snap_us], source_id: observed}

@@ -137,7 +137,7 @@ async def test_memory_stays_flat_over_a_history_many_times_the_budget(tmp_path: 
     finally:
         tracemalloc.stop()
         await store.close()
-    assert traced[0] > 3600 * 200  # the cached bucket is in the measure
+    assert traced[0] > 3600 * 100  # the cached bucket (~186 bytes a point in columns) is in it
     assert traced[1] - traced[0] < 2 * 12 * 3600, traced
 
 

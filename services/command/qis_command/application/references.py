@@ -82,10 +82,8 @@ async def _figures(
         by_bucket.setdefault(bucket_of(snap_us, definition.frequency), []).append(snap_us)
     figures = {}
     for bucket_us, at in by_bucket.items():
-        officials = (await load_bucket(series_id, bucket_us)).officials
-        for snap_us in at:
-            if (official := officials.get(snap_us)) is not None and (
-                figure := decider.figure(official.raw)
-            ) is not None:
+        officials = (await load_bucket(series_id, bucket_us)).officials.rows(at)
+        for snap_us, official in zip(at, officials, strict=True):
+            if official is not None and (figure := decider.figure(official.raw)) is not None:
                 figures[snap_us] = OfficialFigure(figure, official.version)
     return ReferenceSeries(series_id, figures)
