@@ -171,6 +171,27 @@ def issue_id(command_id: str, snap_us: int, source_id: str, rule: str) -> str:
     return f"{snap_us}-{digest}"
 
 
+def point_issue(
+    command_id: str,
+    snap_us: int,
+    rule: str,
+    severity: Severity,
+    evidence: dict[str, Any],
+    source_id: str = "",
+) -> Issue:
+    """An issue a command raises about a point (or, with `source_id`, about a source's part in
+    it) rather than about a value: only an error holds."""
+    return Issue(
+        issue_id=issue_id(command_id, snap_us, source_id, rule),
+        snap_us=snap_us,
+        source_id=source_id,
+        rule=rule,
+        severity=severity.value,
+        blocking=severity is Severity.ERROR,
+        evidence=evidence,
+    )
+
+
 def snap_of_issue(issue: str) -> int | None:
     head, _, rest = issue.partition("-")
     try:
@@ -330,15 +351,8 @@ class Decider:
 
     def _point_issue(self, snap_us: int, rule: str, block: bool, evidence: dict[str, Any]) -> Issue:
         """An issue about the point, not one source's value: an error when it holds it."""
-        return Issue(
-            issue_id=issue_id(self.ctx.command_id, snap_us, "", rule),
-            snap_us=snap_us,
-            source_id="",
-            rule=rule,
-            severity=(Severity.ERROR if block else Severity.WARNING).value,
-            blocking=block,
-            evidence=evidence,
-        )
+        severity = Severity.ERROR if block else Severity.WARNING
+        return point_issue(self.ctx.command_id, snap_us, rule, severity, evidence)
 
     def status(self, blocking: bool, sources: int, score: Decimal) -> PointStatus:
         policy = self.definition.publication

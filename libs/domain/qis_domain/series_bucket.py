@@ -34,8 +34,8 @@ from qis_domain.decisions import (
     SeriesView,
     Timeline,
     flags_of,
-    issue_id,
     issues_of,
+    point_issue,
     tuples_of,
 )
 from qis_domain.definitions import (
@@ -937,14 +937,8 @@ class SeriesBucket:
                     "status": candidate.status.value,
                 }
                 missed.append(
-                    Issue(
-                        issue_id=issue_id(ctx.command_id, snap_us, "", "missed_cutoff"),
-                        snap_us=snap_us,
-                        source_id="",
-                        rule="missed_cutoff",
-                        severity=Severity.WARNING.value,
-                        blocking=False,
-                        evidence=evidence,
+                    point_issue(
+                        ctx.command_id, snap_us, "missed_cutoff", Severity.WARNING, evidence
                     )
                 )
         events: list[DomainEvent] = []
@@ -995,17 +989,7 @@ class SeriesBucket:
                 "deadline_us": deadline_us,
                 "checked_at_us": ctx.now_us,
             }
-            issues.append(
-                Issue(
-                    issue_id=issue_id(ctx.command_id, snap_us, source_id, rule),
-                    snap_us=snap_us,
-                    source_id=source_id,
-                    rule=rule,
-                    severity=severity.value,
-                    blocking=severity is Severity.ERROR,
-                    evidence=evidence,
-                )
-            )
+            issues.append(point_issue(ctx.command_id, snap_us, rule, severity, evidence, source_id))
         return [QualityIssueDetected(series_id=self.series_id, issues=issues)] if issues else []
 
     # --- helpers of the decisions ---
@@ -1338,15 +1322,7 @@ def _manual_review(
     evidence: dict[str, Any] = {"by": ctx.user_id, "reason": reason, "version": version}
     if reason_code:
         evidence["reason_code"] = reason_code
-    return Issue(
-        issue_id=issue_id(ctx.command_id, snap_us, "", "manual_value"),
-        snap_us=snap_us,
-        source_id="",
-        rule="manual_value",
-        severity=Severity.WARNING.value,
-        blocking=False,
-        evidence=evidence,
-    )
+    return point_issue(ctx.command_id, snap_us, "manual_value", Severity.WARNING, evidence)
 
 
 def _without_withdrawn(event: DataReconciled) -> DataReconciled:
