@@ -49,6 +49,23 @@ class _Run:
         meta = Recorded(f"c{self.stream_version}", user, self.stream_version, self.stream_version)
         self.bucket.apply(event, meta)  # type: ignore[arg-type]
 
+    def ingest(
+        self, snaps: list[int], values: list[RawValue], source: str = "a", user: str = "u"
+    ) -> None:
+        """A source's prices at `snaps`, applied as their DataIngested event."""
+        self.apply(
+            DataIngested(
+                series_id=SERIES,
+                source_id=source,
+                data_type=DataType.PRICE,
+                unit="USD",
+                snaps=snaps,
+                offsets=[0] * len(snaps),
+                values=values,
+            ),
+            user,
+        )
+
 
 def test_observed_values_are_those_of_a_map_per_snap_and_source() -> None:
     rng = random.Random(7)
@@ -60,18 +77,7 @@ def test_observed_values_are_those_of_a_map_per_snap_and_source() -> None:
             snaps = _snaps(rng)
             source, user = rng.choice(SOURCES), rng.choice(("ann", "bob"))
             values: list[RawValue] = [f"{rng.randint(1, 999)}.{step}" for _ in snaps]
-            run.apply(
-                DataIngested(
-                    series_id=SERIES,
-                    source_id=source,
-                    data_type=DataType.PRICE,
-                    unit="USD",
-                    snaps=snaps,
-                    offsets=[0] * len(snaps),
-                    values=values,
-                ),
-                user,
-            )
+            run.ingest(snaps, values, source, user)
             for snap_us, value in zip(snaps, values, strict=True):
                 want[snap_us] = {**want.get(snap_us, {}), source: Observed(value, user)}
             if rng.random() < 0.3:
@@ -87,17 +93,7 @@ def test_observed_values_are_those_of_a_map_per_snap_and_source() -> None:
 def test_a_flagged_value_keeps_its_failure_beside_clean_values_in_columns() -> None:
     run = _Run()
     snaps = list(range(10))
-    run.apply(
-        DataIngested(
-            series_id=SERIES,
-            source_id="a",
-            data_type=DataType.PRICE,
-            unit="USD",
-            snaps=snaps,
-            offsets=[0] * 10,
-            values=[str(s) for s in snaps],
-        )
-    )
+    run.ingest(snaps, [str(s) for s in snaps])
     before = run.bucket.clone()
     run.apply(
         QualityIssueDetected(
@@ -242,34 +238,14 @@ def test_a_copy_shares_no_state_that_a_later_event_changes() -> None:
 def test_a_snap_listed_twice_in_one_event_takes_its_last_value_as_a_map_would() -> None:
     run = _Run()
     for snaps, values in (([5, 9], ["5", "9"]), ([9, 1, 1, 9], ["a", "b", "x", "c"])):
-        run.apply(
-            DataIngested(
-                series_id=SERIES,
-                source_id="a",
-                data_type=DataType.PRICE,
-                unit="USD",
-                snaps=snaps,
-                offsets=[0] * len(snaps),
-                values=list[RawValue](values),
-            )
-        )
+        run.ingest(snaps, list[RawValue](values))
     assert {s: o["a"].raw for s, o in run.bucket.observed.items()} == {1: "x", 5: "5", 9: "c"}
     assert len(run.bucket.observed) == 3
 
 
 def test_a_snap_from_a_numpy_column_is_found_like_an_int() -> None:
     run = _Run()
-    run.apply(
-        DataIngested(
-            series_id=SERIES,
-            source_id="a",
-            data_type=DataType.PRICE,
-            unit="USD",
-            snaps=[3, 7],
-            offsets=[0, 0],
-            values=list[RawValue](["3", "7"]),
-        )
-    )
+    run.ingest([3, 7], ["3", "7"])
     column = np.array([3, 4, 7], dtype=np.int64)
     assert [s in run.bucket.observed.plain for s in column] == [True, False, True]
     assert [s in run.bucket.observed for s in column] == [True, False, True]
