@@ -159,6 +159,11 @@ def _check_spec(text: str, keys: dict[str, Callable[[str], Any]]) -> tuple[str, 
     series_id, *parts = (p.strip() for p in text.split(","))
     if not series_id or "=" in series_id:
         raise argparse.ArgumentTypeError(f"{text!r} does not start with a series id")
+    return f"series/{series_id.removeprefix('series/')}", _parameters(parts, keys)
+
+
+def _parameters(parts: list[str], keys: dict[str, Callable[[str], Any]]) -> dict[str, Any]:
+    """'key=value' and 'flag' parts as their values, each key one of `keys`."""
     values: dict[str, Any] = {}
     for part in parts:
         key, eq, value = part.partition("=")
@@ -167,7 +172,7 @@ def _check_spec(text: str, keys: dict[str, Callable[[str], Any]]) -> tuple[str, 
                 f"{part!r} is not one of {', '.join(k if keys[k] is bool else f'{k}=' for k in keys)}"
             )
         values[key] = True if keys[key] is bool else keys[key](value)
-    return f"series/{series_id.removeprefix('series/')}", values
+    return values
 
 
 def benchmark_check(text: str) -> series_pb2.BenchmarkCheck | None:
@@ -199,6 +204,30 @@ def underlying_check(text: str) -> series_pb2.UnderlyingCheck | None:
     series, v = _check_spec(text, keys)
     return series_pb2.UnderlyingCheck(
         series=series, inverse=v.get("inverse", False), tolerance_percent=v.get("tolerance", "")
+    )
+
+
+def day_over_day_check(text: str) -> series_pb2.DayOverDayCheck | None:
+    """'pct=2', 'rise=0.35,fall=0.25', 'pct=2,abs=0.05,error' (bands: percent either way, of a
+    rise, of a fall, absolute; error: hold rather than flag); 'off' for none."""
+    if text == OFF:
+        return None
+    keys: dict[str, Callable[[str], Any]] = {
+        "pct": _decimal,
+        "rise": _decimal,
+        "fall": _decimal,
+        "abs": _decimal,
+        "error": bool,
+    }
+    v = _parameters([p.strip() for p in text.split(",")], keys)
+    if not v.keys() - {"error"}:
+        raise argparse.ArgumentTypeError(f"{text!r} sets no band (pct=, rise=, fall= or abs=)")
+    return series_pb2.DayOverDayCheck(
+        max_percent=v.get("pct", ""),
+        max_rise_percent=v.get("rise", ""),
+        max_fall_percent=v.get("fall", ""),
+        max_abs=v.get("abs", ""),
+        severity=quality_pb2.SEVERITY_ERROR if v.get("error") else quality_pb2.SEVERITY_WARNING,
     )
 
 
@@ -362,6 +391,16 @@ SETTINGS: tuple[Setting, ...] = (
         _checked(underlying_check),
         metavar="SPEC",
         to_proto=underlying_check,
+    ),
+    Setting(
+        "--day-over-day",
+        "validation.day_over_day",
+        "flag a change from the previous session's official value of the same time of day,"
+        " e.g. pct=2, rise=0.35,fall=0.25 or pct=2,abs=0.05,error (beyond every band given;"
+        " error: hold; 'off': none)",
+        _checked(day_over_day_check),
+        metavar="SPEC",
+        to_proto=day_over_day_check,
     ),
     Setting(
         "--reconciliation",

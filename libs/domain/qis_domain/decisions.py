@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from qis_domain.commands import CommandContext
 from qis_domain.cross_series import CrossSeriesView
+from qis_domain.day_over_day import PriorOfficials
 from qis_domain.definitions import (
     BreakAction,
     PublicationMode,
@@ -156,12 +157,14 @@ class SeriesView:
     `timeline`: received figures of the series (None: no look-back rule), shared by every
     bucket of the command and updated by each decision. `calendar`: None for no calendar
     check. `references`: other series' official figures for the cross-series checks (None:
-    none run).
+    none run). `prior`: the prior sessions' official figures for the day_over_day rule (None:
+    it does not run), shared by every bucket of the command and updated by each decision.
     """
 
     timeline: Timeline | None = None
     calendar: CalendarView | None = None
     references: CrossSeriesView | None = None
+    prior: PriorOfficials | None = None
 
 
 def issue_id(command_id: str, snap_us: int, source_id: str, rule: str) -> str:

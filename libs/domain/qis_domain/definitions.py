@@ -93,6 +93,34 @@ class UnderlyingCheck(_Frozen):
     tolerance_percent: Annotated[Decimal, Field(ge=0)] = Decimal(0)
 
 
+class DayOverDayCheck(_Frozen):
+    """Rule "day_over_day" (qis_domain.day_over_day): a value against the official value of
+    the same snap-of-day (local wall-clock time) in the previous session of the series'
+    calendar (the previous day without one). `max_percent` bounds the change in percent of
+    that official figure, `max_rise_percent` / `max_fall_percent` replace it for one side (an
+    asymmetric band), `max_abs` bounds the absolute change: a change fails when it is beyond
+    every band set for its side (a small absolute move of a tiny price passes with both set).
+    `severity`: a warning flags, an error holds."""
+
+    max_percent: Annotated[Decimal, Field(gt=0)] | None = None
+    max_rise_percent: Annotated[Decimal, Field(gt=0)] | None = None
+    max_fall_percent: Annotated[Decimal, Field(gt=0)] | None = None
+    max_abs: Annotated[Decimal, Field(gt=0)] | None = None
+    severity: ZeroSeverity = "warning"
+
+    @model_validator(mode="after")
+    def _some_band(self) -> DayOverDayCheck:
+        if self.max_abs is None and self.limits() == (None, None):
+            raise ValueError("day_over_day needs a band: a percent, a rise/fall percent or max_abs")
+        return self
+
+    def limits(self) -> tuple[Decimal | None, Decimal | None]:
+        """The percent limits of a rise and of a fall (None: no percent band on that side)."""
+        rise = self.max_percent if self.max_rise_percent is None else self.max_rise_percent
+        fall = self.max_percent if self.max_fall_percent is None else self.max_fall_percent
+        return rise, fall
+
+
 class ValidationRules(_Frozen):
     """Rules as data. `max_jump_percent`: one-sided close-to-close move from the previous
     point's received value (rule "jump", an error: holds); `max_rise_percent` and
@@ -105,7 +133,8 @@ class ValidationRules(_Frozen):
     of exactly 0 (rule "zero_value") is a warning or an error. `review_manual_values`: every
     value set by hand (a restatement, an override) raises a "manual_value" warning on its
     point, for a second person to review. `benchmark` and `underlying`: checks against another
-    series' official values (BenchmarkCheck, UnderlyingCheck)."""
+    series' official values (BenchmarkCheck, UnderlyingCheck). `day_over_day`: a check against
+    the series' own official value of the previous session (DayOverDayCheck)."""
 
     require_positive: bool = False
     max_jump_percent: Decimal | None = None
@@ -123,6 +152,7 @@ class ValidationRules(_Frozen):
     review_manual_values: bool = False
     benchmark: BenchmarkCheck | None = None
     underlying: UnderlyingCheck | None = None
+    day_over_day: DayOverDayCheck | None = None
 
     @model_validator(mode="after")
     def _disjoint(self) -> ValidationRules:
@@ -164,6 +194,7 @@ _ADDED_RULES = (
     "review_manual_values",
     "benchmark",
     "underlying",
+    "day_over_day",
 )
 
 

@@ -56,6 +56,7 @@ RULE_NAMES = frozenset(
         "curve_monotonicity",
         "surface_calendar_arbitrage",
         "surface_butterfly_arbitrage",
+        "day_over_day",
     }
 )
 """Every rule a value can fail. The contract names each one (QualityRule), so a rule missing

@@ -546,7 +546,8 @@ class SeriesBucket:
         values = [value for _, value in points]
         raws = list(map(encode_value, values))
         chosen = values if decide.quantum is None else list(map(decide.rounded, values))
-        pairs = self._pairs(source_id, snaps, values, raws, decide)
+        prior = None if rules.day_over_day is None else view.prior
+        pairs = None if prior is not None else self._pairs(source_id, snaps, values, raws, decide)
         batch = _Batch(source_id, snaps, raws, values, chosen, pairs)
         known = self._reconciled(source_id, snaps, values, raws, decide, pairs)
         failures = check_values(values, rules)
@@ -595,7 +596,11 @@ class SeriesBucket:
         # Decided one by one: every point but a new one with a clean value that publication
         # takes as it comes and one of a clean pair (decided in columns, `_Rows.columns`).
         paired = set() if pairs is None else pairs.points
-        if decide.sole_source_status is PointStatus.PUBLISHED:
+        if prior is not None:
+            # Each point settles before the next is checked: its official version may be the
+            # prior session of a later one (see qis_domain.day_over_day).
+            general = set(range(len(snaps)))
+        elif decide.sole_source_status is PointStatus.PUBLISHED:
             official = set(np.flatnonzero(self.officials.has(snaps)).tolist())
             general = known.keys() | failures.keys() | (official - paired)
         else:
@@ -618,6 +623,8 @@ class SeriesBucket:
             before = befores[i]
             observed = {} if before is None else dict(before)
             why = corrected if source_id in observed else late
+            if prior is not None and (miss := prior.check(snap_us, value)) is not None:
+                failures.setdefault(i, []).append(miss)
             if point_failures := failures.get(i):
                 new_issues = issues_of(ctx.command_id, snap_us, source_id, point_failures)
                 issues.extend(new_issues)
@@ -632,6 +639,8 @@ class SeriesBucket:
             )
             issues.extend(i for i in point_issues if not self._has_open(snap_us, i.rule))
             self._settle(rows, snap_us, candidate, contributions, observed, decide, why)
+            if prior is not None:
+                prior.settled(snap_us, rows.last_official(snap_us), decide.figure)
         rows.columns(batch, start, len(snaps), self.scheduled)
         events: list[DomainEvent] = [
             DataIngested.model_construct(
@@ -1521,6 +1530,13 @@ class _Rows:
     ) -> None:
         row = (snap_us, version, c.raw, c.quality, list(c.sources), c.method, flags, reason, cause)
         self._add(self.official, row)
+
+    def last_official(self, snap_us: int) -> tuple[int, RawValue] | None:
+        """The version and value of the last official row, if it is one of `snap_us`."""
+        snaps = self.official["snaps"]
+        if not snaps or snaps[-1] != snap_us:
+            return None
+        return self.official["versions"][-1], self.official["values"][-1]
 
     def columns(self, batch: _Batch, lo: int, hi: int, scheduled: Container[int]) -> None:
         """The points of `batch` in [lo, hi) that are decided in columns: runs of new points

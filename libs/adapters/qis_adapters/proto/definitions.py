@@ -33,6 +33,7 @@ from qis_domain.definitions import (
     BreakAction,
     Classification,
     DataSourceConfig,
+    DayOverDayCheck,
     JumpWindow,
     PublicationMode,
     PublicationPolicy,
@@ -211,6 +212,9 @@ def _validation(msg: series_pb2.Series, p: str, v: list[FieldViolation]) -> Vali
         benchmark = _benchmark(rules.benchmark, f"{p}.benchmark", v)
     if rules.HasField("underlying"):
         underlying = _underlying(rules.underlying, f"{p}.underlying", v)
+    day_over_day = None
+    if rules.HasField("day_over_day"):
+        day_over_day = _day_over_day(rules.day_over_day, f"{p}.day_over_day", v)
     if len(v) > before:
         return None
     return ValidationRules(
@@ -228,6 +232,7 @@ def _validation(msg: series_pb2.Series, p: str, v: list[FieldViolation]) -> Vali
         review_manual_values=rules.review_manual_values,
         benchmark=benchmark,
         underlying=underlying,
+        day_over_day=day_over_day,
     )
 
 
@@ -268,6 +273,26 @@ def _underlying(
     if len(v) > before or series_id is None:
         return None
     return UnderlyingCheck(series_id=series_id, inverse=msg.inverse, tolerance_percent=tolerance)
+
+
+def _day_over_day(
+    msg: series_pb2.DayOverDayCheck, p: str, v: list[FieldViolation]
+) -> DayOverDayCheck | None:
+    before = len(v)
+    bands = {
+        name: _above_zero(getattr(msg, name), f"{p}.{name}", v)
+        for name in ("max_percent", "max_rise_percent", "max_fall_percent", "max_abs")
+    }
+    severity: ZeroSeverity | None = "warning"
+    if msg.severity != quality_pb2.SEVERITY_UNSPECIFIED:
+        severity = _ZERO_SEVERITIES.get(msg.severity)
+    if severity is None:
+        v.append(FieldViolation(f"{p}.severity", "SEVERITY_WARNING (flags) or SEVERITY_ERROR"))
+    if len(v) == before and all(band is None for band in bands.values()):
+        v.append(FieldViolation(f"{p}.max_percent", "set a band: a percent or max_abs"))
+    if len(v) > before or severity is None:
+        return None
+    return DayOverDayCheck(**bands, severity=severity)
 
 
 def _jump_windows(
@@ -689,6 +714,15 @@ def series_to_proto(series_id: str, d: SeriesDefinition, schema_version: int) ->
                 series=series_name(r.underlying.series_id),
                 inverse=r.underlying.inverse,
                 tolerance_percent=str(r.underlying.tolerance_percent),
+            ),
+            day_over_day=None
+            if (dod := r.day_over_day) is None
+            else series_pb2.DayOverDayCheck(
+                max_percent=_text(dod.max_percent),
+                max_rise_percent=_text(dod.max_rise_percent),
+                max_fall_percent=_text(dod.max_fall_percent),
+                max_abs=_text(dod.max_abs),
+                severity=_back(_ZERO_SEVERITIES)[dod.severity],
             ),
         ),
         reconciliation=series_pb2.ReconciliationPolicy(

@@ -8,6 +8,7 @@ import bisect
 import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from functools import reduce
 from typing import TypeVar
 
@@ -29,6 +30,7 @@ from qis_domain.data_source import (
     report_day,
     source_stream,
 )
+from qis_domain.day_over_day import Sessions
 from qis_domain.decisions import Decider, SeriesView, Timeline, snap_of_issue
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.errors import FieldViolation, InvalidArgument, RetryLater
@@ -82,7 +84,7 @@ from qis_command.application.commands import (
     SetTopic,
 )
 from qis_command.application.ports import TradingCalendar
-from qis_command.application.references import with_references
+from qis_command.application.references import prior_officials, with_references
 from qis_command.application.repository import Aggregate, Repository
 
 A = TypeVar("A", bound=Aggregate)
@@ -179,17 +181,21 @@ class CommandHandlers:
             )
         points = _conform(definition, cmd.points, columns=columns)
         by_bucket = _by_bucket(points, BUCKET_SPAN_US[definition.frequency])
+        snaps = [p[0].utc_us for p in points]
         calendar = (
-            self._calendar_view(definition, [p[0].utc_us for p in points])
-            if definition.validation.check_calendar
-            else None
+            self._calendar_view(definition, snaps) if definition.validation.check_calendar else None
         )
+        sessions = self._sessions(definition, snaps)
 
         async def decide(loaded: list[SeriesBucket]) -> list[Change]:
             # One timeline for the whole command, made anew on every attempt: each bucket is
             # decided (in snap order) against what the buckets before it decided.
             timeline = Timeline() if look_back(definition) else None
-            view = SeriesView(timeline, calendar)
+            # Likewise the prior sessions' officials: read again on a retry.
+            prior = await prior_officials(
+                cmd.series_id, definition, snaps, sessions, loaded, self._bucket
+            )
+            view = SeriesView(timeline, calendar, prior=prior)
             # Earlier buckets read for the look-back: a spike routed to one is appended at the
             # version its figures were read at.
             earlier: dict[int, SeriesBucket] = {}
@@ -557,6 +563,26 @@ class CommandHandlers:
         code = definition.calendar
         first, last = self._calendar.coverage(code)
         return CalendarView(self._calendar.sessions(code, min(days), max(days)), first, last)
+
+    def _sessions(self, definition: SeriesDefinition, snaps_us: Sequence[int]) -> Sessions | None:
+        """For the day_over_day rule: the calendar's sessions over the local days of `snaps_us`
+        and back to the session before the first (None: no rule, or no calendar: every day is
+        a session). Widened until a session is found or the calendar's coverage ends: an
+        exchange may close for weeks."""
+        code = definition.calendar
+        if definition.validation.day_over_day is None or not code or not snaps_us:
+            return None
+        decider = Decider(definition, CommandContext("", "", 0))
+        days = [decider.local_day(s) for s in snaps_us]
+        lo, hi = min(days), max(days)
+        first, last = self._calendar.coverage(code)
+        back = timedelta(days=7)
+        while True:
+            start = first if lo - first <= back else lo - back
+            found = self._calendar.sessions(code, start, hi)
+            if start <= first or any(d < lo for d in found):
+                return Sessions(tuple(sorted(found)), last)
+            back *= 2
 
     def _unknown_calendar(self, definition: SeriesDefinition) -> bool:
         return bool(definition.calendar) and not self._calendar.knows(definition.calendar)

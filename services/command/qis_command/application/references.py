@@ -8,16 +8,22 @@ Read inside the decision, so that a retry after a conflict reads them again with
 Only the snaps a check may use are read: the bucket's points of the command, and the points
 before them that the checks look back to (this series' received points, within the look-back
 floor); a reference series that is not defined gives no figures, so no check runs.
+
+The day_over_day rule reads the series' own officials the same way (`prior_officials`): at the
+prior snaps of the command's points, from the buckets as loaded for the command or, for a prior
+session in an earlier bucket, from that bucket.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from zoneinfo import ZoneInfo
 
 from qis_domain.commands import CommandContext
 from qis_domain.cross_series import CrossSeriesView, OfficialFigure, ReferenceSeries, reach
+from qis_domain.day_over_day import PriorOfficials, Sessions
 from qis_domain.decisions import Decider, SeriesView
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.reference_data import ReferenceData
@@ -76,14 +82,48 @@ async def _figures(
     definition = (await load_series(series_id)).definition
     if definition is None:
         return ReferenceSeries(series_id)
+    figures = await _officials(series_id, definition, snaps, load_bucket, {})
+    return ReferenceSeries(series_id, figures)
+
+
+async def prior_officials(
+    series_id: str,
+    definition: SeriesDefinition,
+    snaps: Sequence[int],
+    sessions: Sessions | None,
+    loaded: Sequence[SeriesBucket],
+    load_bucket: LoadBucket,
+) -> PriorOfficials | None:
+    """What the day_over_day rule of a command on `snaps` compares with (None: the series
+    has no such rule): the officials of their prior snaps, read from the command's `loaded`
+    buckets (as they stood before it) or loaded. `sessions`: the calendar's, from a session
+    before the earliest snap's day (None: a series without a calendar)."""
+    if (rule := definition.validation.day_over_day) is None:
+        return None
+    prior = PriorOfficials(rule, ZoneInfo(definition.time_zone), sessions)
+    wanted = sorted({at for s in snaps if (at := prior.prior_snap(s)) is not None})
+    own = {b.bucket_us: b for b in loaded}
+    prior.recorded.update(await _officials(series_id, definition, wanted, load_bucket, own))
+    return prior
+
+
+async def _officials(
+    series_id: str,
+    definition: SeriesDefinition,
+    snaps: Sequence[int],
+    load_bucket: LoadBucket,
+    loaded: Mapping[int, SeriesBucket],
+) -> dict[int, OfficialFigure]:
+    """The official figures of a series at `snaps` (where it has one), from its buckets:
+    those `loaded` already, else loaded."""
     decider = Decider(definition, CommandContext("", "", 0))
     by_bucket: dict[int, list[int]] = {}
     for snap_us in snaps:
         by_bucket.setdefault(bucket_of(snap_us, definition.frequency), []).append(snap_us)
     figures = {}
     for bucket_us, at in by_bucket.items():
-        officials = (await load_bucket(series_id, bucket_us)).officials.rows(at)
-        for snap_us, official in zip(at, officials, strict=True):
+        bucket = loaded.get(bucket_us) or await load_bucket(series_id, bucket_us)
+        for snap_us, official in zip(at, bucket.officials.rows(at), strict=True):
             if official is not None and (figure := decider.figure(official.raw)) is not None:
                 figures[snap_us] = OfficialFigure(figure, official.version)
-    return ReferenceSeries(series_id, figures)
+    return figures

@@ -60,6 +60,10 @@ class _QualityRuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QualityRu
     """A figure of exactly 0 where the series forbids it (forbid_zero: a warning or an error)."""
     QUALITY_RULE_MANUAL_VALUE: _QualityRule.ValueType  # 17
     """A value set by hand, raised for review when review_manual_values is on (a warning)."""
+    QUALITY_RULE_DAY_OVER_DAY: _QualityRule.ValueType  # 18
+    """A value whose change from the official value of the same snap-of-day in the previous
+    session is beyond every band of ValidationRules.day_over_day (a warning by default).
+    """
     QUALITY_RULE_CONFIDENCE_LEVEL: _QualityRule.ValueType  # 19
     """Fewer sources within tolerance of the chosen value than min_agreeing_sources (a warning,
     or an error with on_low_confidence BLOCK).
@@ -152,6 +156,10 @@ QUALITY_RULE_ZERO_VALUE: QualityRule.ValueType  # 16
 """A figure of exactly 0 where the series forbids it (forbid_zero: a warning or an error)."""
 QUALITY_RULE_MANUAL_VALUE: QualityRule.ValueType  # 17
 """A value set by hand, raised for review when review_manual_values is on (a warning)."""
+QUALITY_RULE_DAY_OVER_DAY: QualityRule.ValueType  # 18
+"""A value whose change from the official value of the same snap-of-day in the previous
+session is beyond every band of ValidationRules.day_over_day (a warning by default).
+"""
 QUALITY_RULE_CONFIDENCE_LEVEL: QualityRule.ValueType  # 19
 """Fewer sources within tolerance of the chosen value than min_agreeing_sources (a warning,
 or an error with on_low_confidence BLOCK).

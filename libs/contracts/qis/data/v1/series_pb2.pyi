@@ -594,6 +594,7 @@ class ValidationRules(_message.Message):
     REVIEW_MANUAL_VALUES_FIELD_NUMBER: _builtins.int
     BENCHMARK_FIELD_NUMBER: _builtins.int
     UNDERLYING_FIELD_NUMBER: _builtins.int
+    DAY_OVER_DAY_FIELD_NUMBER: _builtins.int
     require_positive: _builtins.bool
     """Flag values <= 0. Off for series where negative values are legitimate (rates, spreads)."""
     max_jump_percent: _builtins.str
@@ -669,6 +670,12 @@ class ValidationRules(_message.Message):
         rule does not run.
         """
 
+    @_builtins.property
+    def day_over_day(self) -> Global___DayOverDayCheck:
+        """Rule "day_over_day": each value against the series' own official value of the same
+        snap-of-day in the previous session. Unset: the rule does not run.
+        """
+
     def __init__(
         self,
         *,
@@ -686,14 +693,66 @@ class ValidationRules(_message.Message):
         review_manual_values: _builtins.bool = ...,
         benchmark: Global___BenchmarkCheck | None = ...,
         underlying: Global___UnderlyingCheck | None = ...,
+        day_over_day: Global___DayOverDayCheck | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "underlying", b"underlying"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "day_over_day", b"day_over_day", "underlying", b"underlying"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "check_calendar", b"check_calendar", "forbid_zero", b"forbid_zero", "jump_windows", b"jump_windows", "max_fall_percent", b"max_fall_percent", "max_jump_percent", b"max_jump_percent", "max_rise_percent", b"max_rise_percent", "max_spike_percent", b"max_spike_percent", "max_zscore", b"max_zscore", "require_positive", b"require_positive", "review_manual_values", b"review_manual_values", "stale_after_snaps", b"stale_after_snaps", "underlying", b"underlying", "zscore_window", b"zscore_window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "check_calendar", b"check_calendar", "day_over_day", b"day_over_day", "forbid_zero", b"forbid_zero", "jump_windows", b"jump_windows", "max_fall_percent", b"max_fall_percent", "max_jump_percent", b"max_jump_percent", "max_rise_percent", b"max_rise_percent", "max_spike_percent", b"max_spike_percent", "max_zscore", b"max_zscore", "require_positive", b"require_positive", "review_manual_values", b"review_manual_values", "stale_after_snaps", b"stale_after_snaps", "underlying", b"underlying", "zscore_window", b"zscore_window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ValidationRules: _TypeAlias = ValidationRules  # noqa: Y015
+
+@_typing.final
+class DayOverDayCheck(_message.Message):
+    """The day-over-day ("prior-day gold copy") check (ValidationRules.day_over_day): a value
+    against the official value of the same local time of day (the series' time zone, wall
+    clock) in the previous session of the series' calendar (the previous day without a
+    calendar; holidays are skipped by the calendar). "Official" is the version the series had
+    when the value was decided, including one decided earlier in the same command, so the
+    result does not depend on how points are split into commands. No official value there: no
+    check. A later restatement of that prior value does not re-decide the value. The issue's
+    evidence names the prior snap, its official value and version. At least one band is set; a
+    change fails when it is beyond every band set for its side.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_PERCENT_FIELD_NUMBER: _builtins.int
+    MAX_RISE_PERCENT_FIELD_NUMBER: _builtins.int
+    MAX_FALL_PERCENT_FIELD_NUMBER: _builtins.int
+    MAX_ABS_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    max_percent: _builtins.str
+    """The change in percent of the prior official value, either way (decimal string above 0;
+    empty: no percent band unless a side's own is set). No percent band from a prior of 0.
+    """
+    max_rise_percent: _builtins.str
+    """Replaces `max_percent` for a rise (decimal string above 0; empty: `max_percent`)."""
+    max_fall_percent: _builtins.str
+    """Replaces `max_percent` for a fall (decimal string above 0; empty: `max_percent`)."""
+    max_abs: _builtins.str
+    """The absolute change, either way (decimal string above 0; empty: no absolute band)."""
+    severity: _quality_pb2.Severity.ValueType
+    """SEVERITY_WARNING (the default when unspecified) flags the point; SEVERITY_ERROR holds
+    it; SEVERITY_INFO is refused.
+    """
+    def __init__(
+        self,
+        *,
+        max_percent: _builtins.str = ...,
+        max_rise_percent: _builtins.str = ...,
+        max_fall_percent: _builtins.str = ...,
+        max_abs: _builtins.str = ...,
+        severity: _quality_pb2.Severity.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_abs", b"max_abs", "max_fall_percent", b"max_fall_percent", "max_percent", b"max_percent", "max_rise_percent", b"max_rise_percent", "severity", b"severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DayOverDayCheck: _TypeAlias = DayOverDayCheck  # noqa: Y015
 
 @_typing.final
 class BenchmarkCheck(_message.Message):

@@ -63,6 +63,9 @@ const (
 	QualityRule_QUALITY_RULE_ZERO_VALUE QualityRule = 16
 	// A value set by hand, raised for review when review_manual_values is on (a warning).
 	QualityRule_QUALITY_RULE_MANUAL_VALUE QualityRule = 17
+	// A value whose change from the official value of the same snap-of-day in the previous
+	// session is beyond every band of ValidationRules.day_over_day (a warning by default).
+	QualityRule_QUALITY_RULE_DAY_OVER_DAY QualityRule = 18
 	// Fewer sources within tolerance of the chosen value than min_agreeing_sources (a warning,
 	// or an error with on_low_confidence BLOCK).
 	QualityRule_QUALITY_RULE_CONFIDENCE_LEVEL QualityRule = 19
@@ -122,6 +125,7 @@ var (
 		15: "QUALITY_RULE_MISSED_CUTOFF",
 		16: "QUALITY_RULE_ZERO_VALUE",
 		17: "QUALITY_RULE_MANUAL_VALUE",
+		18: "QUALITY_RULE_DAY_OVER_DAY",
 		19: "QUALITY_RULE_CONFIDENCE_LEVEL",
 		20: "QUALITY_RULE_BENCHMARK_MOVE",
 		21: "QUALITY_RULE_UNDERLYING_MOVE",
@@ -154,6 +158,7 @@ var (
 		"QUALITY_RULE_MISSED_CUTOFF":               15,
 		"QUALITY_RULE_ZERO_VALUE":                  16,
 		"QUALITY_RULE_MANUAL_VALUE":                17,
+		"QUALITY_RULE_DAY_OVER_DAY":                18,
 		"QUALITY_RULE_CONFIDENCE_LEVEL":            19,
 		"QUALITY_RULE_BENCHMARK_MOVE":              20,
 		"QUALITY_RULE_UNDERLYING_MOVE":             21,
@@ -318,7 +323,7 @@ var File_qis_data_v1_quality_proto protoreflect.FileDescriptor
 
 const file_qis_data_v1_quality_proto_rawDesc = "" +
 	"\n" +
-	"\x19qis/data/v1/quality.proto\x12\vqis.data.v1*\x8e\b\n" +
+	"\x19qis/data/v1/quality.proto\x12\vqis.data.v1*\xad\b\n" +
 	"\vQualityRule\x12\x1c\n" +
 	"\x18QUALITY_RULE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15QUALITY_RULE_POSITIVE\x10\x01\x12!\n" +
@@ -338,7 +343,8 @@ const file_qis_data_v1_quality_proto_rawDesc = "" +
 	"\x19QUALITY_RULE_SOURCE_BREAK\x10\x0e\x12\x1e\n" +
 	"\x1aQUALITY_RULE_MISSED_CUTOFF\x10\x0f\x12\x1b\n" +
 	"\x17QUALITY_RULE_ZERO_VALUE\x10\x10\x12\x1d\n" +
-	"\x19QUALITY_RULE_MANUAL_VALUE\x10\x11\x12!\n" +
+	"\x19QUALITY_RULE_MANUAL_VALUE\x10\x11\x12\x1d\n" +
+	"\x19QUALITY_RULE_DAY_OVER_DAY\x10\x12\x12!\n" +
 	"\x1dQUALITY_RULE_CONFIDENCE_LEVEL\x10\x13\x12\x1f\n" +
 	"\x1bQUALITY_RULE_BENCHMARK_MOVE\x10\x14\x12 \n" +
 	"\x1cQUALITY_RULE_UNDERLYING_MOVE\x10\x15\x12+\n" +

@@ -1106,7 +1106,10 @@ type ValidationRules struct {
 	// Rule "underlying_move": a derivative's moves against its underlying series' official
 	// values over the same interval (e.g. a future or an option against the stock). Unset: the
 	// rule does not run.
-	Underlying    *UnderlyingCheck `protobuf:"bytes,14,opt,name=underlying,proto3" json:"underlying,omitempty"`
+	Underlying *UnderlyingCheck `protobuf:"bytes,14,opt,name=underlying,proto3" json:"underlying,omitempty"`
+	// Rule "day_over_day": each value against the series' own official value of the same
+	// snap-of-day in the previous session. Unset: the rule does not run.
+	DayOverDay    *DayOverDayCheck `protobuf:"bytes,15,opt,name=day_over_day,json=dayOverDay,proto3" json:"day_over_day,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1239,6 +1242,105 @@ func (x *ValidationRules) GetUnderlying() *UnderlyingCheck {
 	return nil
 }
 
+func (x *ValidationRules) GetDayOverDay() *DayOverDayCheck {
+	if x != nil {
+		return x.DayOverDay
+	}
+	return nil
+}
+
+// The day-over-day ("prior-day gold copy") check (ValidationRules.day_over_day): a value
+// against the official value of the same local time of day (the series' time zone, wall
+// clock) in the previous session of the series' calendar (the previous day without a
+// calendar; holidays are skipped by the calendar). "Official" is the version the series had
+// when the value was decided, including one decided earlier in the same command, so the
+// result does not depend on how points are split into commands. No official value there: no
+// check. A later restatement of that prior value does not re-decide the value. The issue's
+// evidence names the prior snap, its official value and version. At least one band is set; a
+// change fails when it is beyond every band set for its side.
+type DayOverDayCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The change in percent of the prior official value, either way (decimal string above 0;
+	// empty: no percent band unless a side's own is set). No percent band from a prior of 0.
+	MaxPercent string `protobuf:"bytes,1,opt,name=max_percent,json=maxPercent,proto3" json:"max_percent,omitempty"`
+	// Replaces `max_percent` for a rise (decimal string above 0; empty: `max_percent`).
+	MaxRisePercent string `protobuf:"bytes,2,opt,name=max_rise_percent,json=maxRisePercent,proto3" json:"max_rise_percent,omitempty"`
+	// Replaces `max_percent` for a fall (decimal string above 0; empty: `max_percent`).
+	MaxFallPercent string `protobuf:"bytes,3,opt,name=max_fall_percent,json=maxFallPercent,proto3" json:"max_fall_percent,omitempty"`
+	// The absolute change, either way (decimal string above 0; empty: no absolute band).
+	MaxAbs string `protobuf:"bytes,4,opt,name=max_abs,json=maxAbs,proto3" json:"max_abs,omitempty"`
+	// SEVERITY_WARNING (the default when unspecified) flags the point; SEVERITY_ERROR holds
+	// it; SEVERITY_INFO is refused.
+	Severity      Severity `protobuf:"varint,5,opt,name=severity,proto3,enum=qis.data.v1.Severity" json:"severity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DayOverDayCheck) Reset() {
+	*x = DayOverDayCheck{}
+	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DayOverDayCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DayOverDayCheck) ProtoMessage() {}
+
+func (x *DayOverDayCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DayOverDayCheck.ProtoReflect.Descriptor instead.
+func (*DayOverDayCheck) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DayOverDayCheck) GetMaxPercent() string {
+	if x != nil {
+		return x.MaxPercent
+	}
+	return ""
+}
+
+func (x *DayOverDayCheck) GetMaxRisePercent() string {
+	if x != nil {
+		return x.MaxRisePercent
+	}
+	return ""
+}
+
+func (x *DayOverDayCheck) GetMaxFallPercent() string {
+	if x != nil {
+		return x.MaxFallPercent
+	}
+	return ""
+}
+
+func (x *DayOverDayCheck) GetMaxAbs() string {
+	if x != nil {
+		return x.MaxAbs
+	}
+	return ""
+}
+
+func (x *DayOverDayCheck) GetSeverity() Severity {
+	if x != nil {
+		return x.Severity
+	}
+	return Severity_SEVERITY_UNSPECIFIED
+}
+
 // Checks of a series against a benchmark series (ValidationRules.benchmark). Each compares a
 // value's move from the previous point's received value with the benchmark's move between
 // its official values at exactly the same two snaps, as the service knew them when the value
@@ -1270,7 +1372,7 @@ type BenchmarkCheck struct {
 
 func (x *BenchmarkCheck) Reset() {
 	*x = BenchmarkCheck{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	mi := &file_qis_data_v1_series_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1384,7 @@ func (x *BenchmarkCheck) String() string {
 func (*BenchmarkCheck) ProtoMessage() {}
 
 func (x *BenchmarkCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[6]
+	mi := &file_qis_data_v1_series_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1397,7 @@ func (x *BenchmarkCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BenchmarkCheck.ProtoReflect.Descriptor instead.
 func (*BenchmarkCheck) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{6}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BenchmarkCheck) GetSeries() string {
@@ -1353,7 +1455,7 @@ type UnderlyingCheck struct {
 
 func (x *UnderlyingCheck) Reset() {
 	*x = UnderlyingCheck{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	mi := &file_qis_data_v1_series_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1467,7 @@ func (x *UnderlyingCheck) String() string {
 func (*UnderlyingCheck) ProtoMessage() {}
 
 func (x *UnderlyingCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[7]
+	mi := &file_qis_data_v1_series_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1480,7 @@ func (x *UnderlyingCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnderlyingCheck.ProtoReflect.Descriptor instead.
 func (*UnderlyingCheck) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{7}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UnderlyingCheck) GetSeries() string {
@@ -1419,7 +1521,7 @@ type JumpWindow struct {
 
 func (x *JumpWindow) Reset() {
 	*x = JumpWindow{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[8]
+	mi := &file_qis_data_v1_series_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1533,7 @@ func (x *JumpWindow) String() string {
 func (*JumpWindow) ProtoMessage() {}
 
 func (x *JumpWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[8]
+	mi := &file_qis_data_v1_series_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1546,7 @@ func (x *JumpWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpWindow.ProtoReflect.Descriptor instead.
 func (*JumpWindow) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{8}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *JumpWindow) GetStart() *durationpb.Duration {
@@ -1498,7 +1600,7 @@ type ReconciliationPolicy struct {
 
 func (x *ReconciliationPolicy) Reset() {
 	*x = ReconciliationPolicy{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[9]
+	mi := &file_qis_data_v1_series_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1612,7 @@ func (x *ReconciliationPolicy) String() string {
 func (*ReconciliationPolicy) ProtoMessage() {}
 
 func (x *ReconciliationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[9]
+	mi := &file_qis_data_v1_series_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1625,7 @@ func (x *ReconciliationPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconciliationPolicy.ProtoReflect.Descriptor instead.
 func (*ReconciliationPolicy) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{9}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReconciliationPolicy) GetMethod() ReconciliationMethod {
@@ -1590,7 +1692,7 @@ type PublicationPolicy struct {
 
 func (x *PublicationPolicy) Reset() {
 	*x = PublicationPolicy{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[10]
+	mi := &file_qis_data_v1_series_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1704,7 @@ func (x *PublicationPolicy) String() string {
 func (*PublicationPolicy) ProtoMessage() {}
 
 func (x *PublicationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[10]
+	mi := &file_qis_data_v1_series_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1717,7 @@ func (x *PublicationPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicationPolicy.ProtoReflect.Descriptor instead.
 func (*PublicationPolicy) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{10}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PublicationPolicy) GetMode() PublicationMode {
@@ -1683,7 +1785,7 @@ type ServiceLevel struct {
 
 func (x *ServiceLevel) Reset() {
 	*x = ServiceLevel{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[11]
+	mi := &file_qis_data_v1_series_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1797,7 @@ func (x *ServiceLevel) String() string {
 func (*ServiceLevel) ProtoMessage() {}
 
 func (x *ServiceLevel) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[11]
+	mi := &file_qis_data_v1_series_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1810,7 @@ func (x *ServiceLevel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLevel.ProtoReflect.Descriptor instead.
 func (*ServiceLevel) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{11}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ServiceLevel) GetFirstSnap() *durationpb.Duration {
@@ -1776,7 +1878,7 @@ type ServiceLevelDeadline struct {
 
 func (x *ServiceLevelDeadline) Reset() {
 	*x = ServiceLevelDeadline{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[12]
+	mi := &file_qis_data_v1_series_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1890,7 @@ func (x *ServiceLevelDeadline) String() string {
 func (*ServiceLevelDeadline) ProtoMessage() {}
 
 func (x *ServiceLevelDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[12]
+	mi := &file_qis_data_v1_series_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1903,7 @@ func (x *ServiceLevelDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLevelDeadline.ProtoReflect.Descriptor instead.
 func (*ServiceLevelDeadline) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{12}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ServiceLevelDeadline) GetAfter() *durationpb.Duration {
@@ -1838,7 +1940,7 @@ type SourceDeadline struct {
 
 func (x *SourceDeadline) Reset() {
 	*x = SourceDeadline{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[13]
+	mi := &file_qis_data_v1_series_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1952,7 @@ func (x *SourceDeadline) String() string {
 func (*SourceDeadline) ProtoMessage() {}
 
 func (x *SourceDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[13]
+	mi := &file_qis_data_v1_series_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1965,7 @@ func (x *SourceDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceDeadline.ProtoReflect.Descriptor instead.
 func (*SourceDeadline) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{13}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SourceDeadline) GetSource() string {
@@ -1927,7 +2029,7 @@ type DataSource struct {
 
 func (x *DataSource) Reset() {
 	*x = DataSource{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[14]
+	mi := &file_qis_data_v1_series_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2041,7 @@ func (x *DataSource) String() string {
 func (*DataSource) ProtoMessage() {}
 
 func (x *DataSource) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[14]
+	mi := &file_qis_data_v1_series_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2054,7 @@ func (x *DataSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSource.ProtoReflect.Descriptor instead.
 func (*DataSource) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{14}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DataSource) GetName() string {
@@ -2054,7 +2156,7 @@ type DataSourceRetryPolicy struct {
 
 func (x *DataSourceRetryPolicy) Reset() {
 	*x = DataSourceRetryPolicy{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[15]
+	mi := &file_qis_data_v1_series_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2168,7 @@ func (x *DataSourceRetryPolicy) String() string {
 func (*DataSourceRetryPolicy) ProtoMessage() {}
 
 func (x *DataSourceRetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[15]
+	mi := &file_qis_data_v1_series_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2181,7 @@ func (x *DataSourceRetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceRetryPolicy.ProtoReflect.Descriptor instead.
 func (*DataSourceRetryPolicy) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{15}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DataSourceRetryPolicy) GetMaxAttempts() int32 {
@@ -2149,7 +2251,7 @@ type DataSourceHealth struct {
 
 func (x *DataSourceHealth) Reset() {
 	*x = DataSourceHealth{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[16]
+	mi := &file_qis_data_v1_series_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2263,7 @@ func (x *DataSourceHealth) String() string {
 func (*DataSourceHealth) ProtoMessage() {}
 
 func (x *DataSourceHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[16]
+	mi := &file_qis_data_v1_series_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2276,7 @@ func (x *DataSourceHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceHealth.ProtoReflect.Descriptor instead.
 func (*DataSourceHealth) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{16}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DataSourceHealth) GetStatus() DataSourceStatus {
@@ -2311,7 +2413,7 @@ type DataSourceInstrumentHealth struct {
 
 func (x *DataSourceInstrumentHealth) Reset() {
 	*x = DataSourceInstrumentHealth{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[17]
+	mi := &file_qis_data_v1_series_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2425,7 @@ func (x *DataSourceInstrumentHealth) String() string {
 func (*DataSourceInstrumentHealth) ProtoMessage() {}
 
 func (x *DataSourceInstrumentHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[17]
+	mi := &file_qis_data_v1_series_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2438,7 @@ func (x *DataSourceInstrumentHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceInstrumentHealth.ProtoReflect.Descriptor instead.
 func (*DataSourceInstrumentHealth) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{17}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DataSourceInstrumentHealth) GetSeries() string {
@@ -2387,7 +2489,7 @@ type DataSourceUsage struct {
 
 func (x *DataSourceUsage) Reset() {
 	*x = DataSourceUsage{}
-	mi := &file_qis_data_v1_series_proto_msgTypes[18]
+	mi := &file_qis_data_v1_series_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2501,7 @@ func (x *DataSourceUsage) String() string {
 func (*DataSourceUsage) ProtoMessage() {}
 
 func (x *DataSourceUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_series_proto_msgTypes[18]
+	mi := &file_qis_data_v1_series_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2514,7 @@ func (x *DataSourceUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSourceUsage.ProtoReflect.Descriptor instead.
 func (*DataSourceUsage) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{18}
+	return file_qis_data_v1_series_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DataSourceUsage) GetDay() *date.Date {
@@ -2525,7 +2627,7 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\x13butterfly_arbitrage\x18\x05 \x01(\bR\x12butterflyArbitrage\"H\n" +
 	"\fSeriesSource\x12\x1c\n" +
 	"\x06source\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06source\x12\x1a\n" +
-	"\bpriority\x18\x02 \x01(\x05R\bpriority\"\x9c\x05\n" +
+	"\bpriority\x18\x02 \x01(\x05R\bpriority\"\xdc\x05\n" +
 	"\x0fValidationRules\x12)\n" +
 	"\x10require_positive\x18\x01 \x01(\bR\x0frequirePositive\x12(\n" +
 	"\x10max_jump_percent\x18\x02 \x01(\tR\x0emaxJumpPercent\x12\x1d\n" +
@@ -2545,7 +2647,16 @@ const file_qis_data_v1_series_proto_rawDesc = "" +
 	"\tbenchmark\x18\r \x01(\v2\x1b.qis.data.v1.BenchmarkCheckR\tbenchmark\x12<\n" +
 	"\n" +
 	"underlying\x18\x0e \x01(\v2\x1c.qis.data.v1.UnderlyingCheckR\n" +
-	"underlying\"\xcb\x01\n" +
+	"underlying\x12>\n" +
+	"\fday_over_day\x18\x0f \x01(\v2\x1c.qis.data.v1.DayOverDayCheckR\n" +
+	"dayOverDay\"\xd2\x01\n" +
+	"\x0fDayOverDayCheck\x12\x1f\n" +
+	"\vmax_percent\x18\x01 \x01(\tR\n" +
+	"maxPercent\x12(\n" +
+	"\x10max_rise_percent\x18\x02 \x01(\tR\x0emaxRisePercent\x12(\n" +
+	"\x10max_fall_percent\x18\x03 \x01(\tR\x0emaxFallPercent\x12\x17\n" +
+	"\amax_abs\x18\x04 \x01(\tR\x06maxAbs\x121\n" +
+	"\bseverity\x18\x05 \x01(\x0e2\x15.qis.data.v1.SeverityR\bseverity\"\xcb\x01\n" +
 	"\x0eBenchmarkCheck\x12\x1c\n" +
 	"\x06series\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06series\x12\x12\n" +
 	"\x04beta\x18\x02 \x01(\tR\x04beta\x122\n" +
@@ -2726,7 +2837,7 @@ func file_qis_data_v1_series_proto_rawDescGZIP() []byte {
 }
 
 var file_qis_data_v1_series_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_qis_data_v1_series_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_qis_data_v1_series_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_qis_data_v1_series_proto_goTypes = []any{
 	(Frequency)(0),                     // 0: qis.data.v1.Frequency
 	(DataClassification)(0),            // 1: qis.data.v1.DataClassification
@@ -2743,87 +2854,90 @@ var file_qis_data_v1_series_proto_goTypes = []any{
 	(*StructureChecks)(nil),            // 12: qis.data.v1.StructureChecks
 	(*SeriesSource)(nil),               // 13: qis.data.v1.SeriesSource
 	(*ValidationRules)(nil),            // 14: qis.data.v1.ValidationRules
-	(*BenchmarkCheck)(nil),             // 15: qis.data.v1.BenchmarkCheck
-	(*UnderlyingCheck)(nil),            // 16: qis.data.v1.UnderlyingCheck
-	(*JumpWindow)(nil),                 // 17: qis.data.v1.JumpWindow
-	(*ReconciliationPolicy)(nil),       // 18: qis.data.v1.ReconciliationPolicy
-	(*PublicationPolicy)(nil),          // 19: qis.data.v1.PublicationPolicy
-	(*ServiceLevel)(nil),               // 20: qis.data.v1.ServiceLevel
-	(*ServiceLevelDeadline)(nil),       // 21: qis.data.v1.ServiceLevelDeadline
-	(*SourceDeadline)(nil),             // 22: qis.data.v1.SourceDeadline
-	(*DataSource)(nil),                 // 23: qis.data.v1.DataSource
-	(*DataSourceRetryPolicy)(nil),      // 24: qis.data.v1.DataSourceRetryPolicy
-	(*DataSourceHealth)(nil),           // 25: qis.data.v1.DataSourceHealth
-	(*DataSourceInstrumentHealth)(nil), // 26: qis.data.v1.DataSourceInstrumentHealth
-	(*DataSourceUsage)(nil),            // 27: qis.data.v1.DataSourceUsage
-	nil,                                // 28: qis.data.v1.DataSource.SettingsEntry
-	(DataType)(0),                      // 29: qis.data.v1.DataType
-	(Severity)(0),                      // 30: qis.data.v1.Severity
-	(*durationpb.Duration)(nil),        // 31: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 32: google.protobuf.Timestamp
-	(*date.Date)(nil),                  // 33: google.type.Date
+	(*DayOverDayCheck)(nil),            // 15: qis.data.v1.DayOverDayCheck
+	(*BenchmarkCheck)(nil),             // 16: qis.data.v1.BenchmarkCheck
+	(*UnderlyingCheck)(nil),            // 17: qis.data.v1.UnderlyingCheck
+	(*JumpWindow)(nil),                 // 18: qis.data.v1.JumpWindow
+	(*ReconciliationPolicy)(nil),       // 19: qis.data.v1.ReconciliationPolicy
+	(*PublicationPolicy)(nil),          // 20: qis.data.v1.PublicationPolicy
+	(*ServiceLevel)(nil),               // 21: qis.data.v1.ServiceLevel
+	(*ServiceLevelDeadline)(nil),       // 22: qis.data.v1.ServiceLevelDeadline
+	(*SourceDeadline)(nil),             // 23: qis.data.v1.SourceDeadline
+	(*DataSource)(nil),                 // 24: qis.data.v1.DataSource
+	(*DataSourceRetryPolicy)(nil),      // 25: qis.data.v1.DataSourceRetryPolicy
+	(*DataSourceHealth)(nil),           // 26: qis.data.v1.DataSourceHealth
+	(*DataSourceInstrumentHealth)(nil), // 27: qis.data.v1.DataSourceInstrumentHealth
+	(*DataSourceUsage)(nil),            // 28: qis.data.v1.DataSourceUsage
+	nil,                                // 29: qis.data.v1.DataSource.SettingsEntry
+	(DataType)(0),                      // 30: qis.data.v1.DataType
+	(Severity)(0),                      // 31: qis.data.v1.Severity
+	(*durationpb.Duration)(nil),        // 32: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 33: google.protobuf.Timestamp
+	(*date.Date)(nil),                  // 34: google.type.Date
 }
 var file_qis_data_v1_series_proto_depIdxs = []int32{
-	29, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
+	30, // 0: qis.data.v1.Series.data_type:type_name -> qis.data.v1.DataType
 	0,  // 1: qis.data.v1.Series.frequency:type_name -> qis.data.v1.Frequency
 	13, // 2: qis.data.v1.Series.sources:type_name -> qis.data.v1.SeriesSource
 	14, // 3: qis.data.v1.Series.validation:type_name -> qis.data.v1.ValidationRules
-	18, // 4: qis.data.v1.Series.reconciliation:type_name -> qis.data.v1.ReconciliationPolicy
-	19, // 5: qis.data.v1.Series.publication:type_name -> qis.data.v1.PublicationPolicy
+	19, // 4: qis.data.v1.Series.reconciliation:type_name -> qis.data.v1.ReconciliationPolicy
+	20, // 5: qis.data.v1.Series.publication:type_name -> qis.data.v1.PublicationPolicy
 	1,  // 6: qis.data.v1.Series.classification:type_name -> qis.data.v1.DataClassification
 	10, // 7: qis.data.v1.Series.structure:type_name -> qis.data.v1.StructureSchema
-	20, // 8: qis.data.v1.Series.service_level:type_name -> qis.data.v1.ServiceLevel
+	21, // 8: qis.data.v1.Series.service_level:type_name -> qis.data.v1.ServiceLevel
 	11, // 9: qis.data.v1.StructureSchema.tenor_axis:type_name -> qis.data.v1.StructureAxis
 	11, // 10: qis.data.v1.StructureSchema.coordinate_axis:type_name -> qis.data.v1.StructureAxis
 	4,  // 11: qis.data.v1.StructureSchema.monotonicity:type_name -> qis.data.v1.Monotonicity
 	12, // 12: qis.data.v1.StructureSchema.checks:type_name -> qis.data.v1.StructureChecks
 	2,  // 13: qis.data.v1.StructureAxis.tenor_unit:type_name -> qis.data.v1.TenorUnit
 	3,  // 14: qis.data.v1.StructureAxis.coordinate_unit:type_name -> qis.data.v1.CoordinateUnit
-	17, // 15: qis.data.v1.ValidationRules.jump_windows:type_name -> qis.data.v1.JumpWindow
-	30, // 16: qis.data.v1.ValidationRules.forbid_zero:type_name -> qis.data.v1.Severity
-	15, // 17: qis.data.v1.ValidationRules.benchmark:type_name -> qis.data.v1.BenchmarkCheck
-	16, // 18: qis.data.v1.ValidationRules.underlying:type_name -> qis.data.v1.UnderlyingCheck
-	31, // 19: qis.data.v1.JumpWindow.start:type_name -> google.protobuf.Duration
-	31, // 20: qis.data.v1.JumpWindow.end:type_name -> google.protobuf.Duration
-	5,  // 21: qis.data.v1.ReconciliationPolicy.method:type_name -> qis.data.v1.ReconciliationMethod
-	6,  // 22: qis.data.v1.ReconciliationPolicy.on_break:type_name -> qis.data.v1.BreakAction
-	6,  // 23: qis.data.v1.ReconciliationPolicy.on_low_confidence:type_name -> qis.data.v1.BreakAction
-	7,  // 24: qis.data.v1.PublicationPolicy.mode:type_name -> qis.data.v1.PublicationMode
-	31, // 25: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
-	31, // 26: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
-	31, // 27: qis.data.v1.ServiceLevel.first_snap:type_name -> google.protobuf.Duration
-	31, // 28: qis.data.v1.ServiceLevel.last_snap:type_name -> google.protobuf.Duration
-	21, // 29: qis.data.v1.ServiceLevel.arrival:type_name -> qis.data.v1.ServiceLevelDeadline
-	22, // 30: qis.data.v1.ServiceLevel.source_arrivals:type_name -> qis.data.v1.SourceDeadline
-	21, // 31: qis.data.v1.ServiceLevel.publication:type_name -> qis.data.v1.ServiceLevelDeadline
-	30, // 32: qis.data.v1.ServiceLevel.publication_severity:type_name -> qis.data.v1.Severity
-	31, // 33: qis.data.v1.ServiceLevelDeadline.after:type_name -> google.protobuf.Duration
-	31, // 34: qis.data.v1.ServiceLevelDeadline.local_time:type_name -> google.protobuf.Duration
-	21, // 35: qis.data.v1.SourceDeadline.deadline:type_name -> qis.data.v1.ServiceLevelDeadline
-	28, // 36: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
-	25, // 37: qis.data.v1.DataSource.health:type_name -> qis.data.v1.DataSourceHealth
-	27, // 38: qis.data.v1.DataSource.total_usage:type_name -> qis.data.v1.DataSourceUsage
-	27, // 39: qis.data.v1.DataSource.day_usage:type_name -> qis.data.v1.DataSourceUsage
-	24, // 40: qis.data.v1.DataSource.retry_policy:type_name -> qis.data.v1.DataSourceRetryPolicy
-	31, // 41: qis.data.v1.DataSourceRetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	31, // 42: qis.data.v1.DataSourceRetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	8,  // 43: qis.data.v1.DataSourceHealth.status:type_name -> qis.data.v1.DataSourceStatus
-	32, // 44: qis.data.v1.DataSourceHealth.status_change_time:type_name -> google.protobuf.Timestamp
-	32, // 45: qis.data.v1.DataSourceHealth.start_time:type_name -> google.protobuf.Timestamp
-	32, // 46: qis.data.v1.DataSourceHealth.end_time:type_name -> google.protobuf.Timestamp
-	31, // 47: qis.data.v1.DataSourceHealth.latency_p50:type_name -> google.protobuf.Duration
-	31, // 48: qis.data.v1.DataSourceHealth.latency_p99:type_name -> google.protobuf.Duration
-	32, // 49: qis.data.v1.DataSourceHealth.last_success_time:type_name -> google.protobuf.Timestamp
-	32, // 50: qis.data.v1.DataSourceHealth.report_time:type_name -> google.protobuf.Timestamp
-	26, // 51: qis.data.v1.DataSourceHealth.instruments:type_name -> qis.data.v1.DataSourceInstrumentHealth
-	32, // 52: qis.data.v1.DataSourceInstrumentHealth.latest_value_time:type_name -> google.protobuf.Timestamp
-	31, // 53: qis.data.v1.DataSourceInstrumentHealth.staleness:type_name -> google.protobuf.Duration
-	33, // 54: qis.data.v1.DataSourceUsage.day:type_name -> google.type.Date
-	55, // [55:55] is the sub-list for method output_type
-	55, // [55:55] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	18, // 15: qis.data.v1.ValidationRules.jump_windows:type_name -> qis.data.v1.JumpWindow
+	31, // 16: qis.data.v1.ValidationRules.forbid_zero:type_name -> qis.data.v1.Severity
+	16, // 17: qis.data.v1.ValidationRules.benchmark:type_name -> qis.data.v1.BenchmarkCheck
+	17, // 18: qis.data.v1.ValidationRules.underlying:type_name -> qis.data.v1.UnderlyingCheck
+	15, // 19: qis.data.v1.ValidationRules.day_over_day:type_name -> qis.data.v1.DayOverDayCheck
+	31, // 20: qis.data.v1.DayOverDayCheck.severity:type_name -> qis.data.v1.Severity
+	32, // 21: qis.data.v1.JumpWindow.start:type_name -> google.protobuf.Duration
+	32, // 22: qis.data.v1.JumpWindow.end:type_name -> google.protobuf.Duration
+	5,  // 23: qis.data.v1.ReconciliationPolicy.method:type_name -> qis.data.v1.ReconciliationMethod
+	6,  // 24: qis.data.v1.ReconciliationPolicy.on_break:type_name -> qis.data.v1.BreakAction
+	6,  // 25: qis.data.v1.ReconciliationPolicy.on_low_confidence:type_name -> qis.data.v1.BreakAction
+	7,  // 26: qis.data.v1.PublicationPolicy.mode:type_name -> qis.data.v1.PublicationMode
+	32, // 27: qis.data.v1.PublicationPolicy.cutoff:type_name -> google.protobuf.Duration
+	32, // 28: qis.data.v1.PublicationPolicy.timeliness_sla:type_name -> google.protobuf.Duration
+	32, // 29: qis.data.v1.ServiceLevel.first_snap:type_name -> google.protobuf.Duration
+	32, // 30: qis.data.v1.ServiceLevel.last_snap:type_name -> google.protobuf.Duration
+	22, // 31: qis.data.v1.ServiceLevel.arrival:type_name -> qis.data.v1.ServiceLevelDeadline
+	23, // 32: qis.data.v1.ServiceLevel.source_arrivals:type_name -> qis.data.v1.SourceDeadline
+	22, // 33: qis.data.v1.ServiceLevel.publication:type_name -> qis.data.v1.ServiceLevelDeadline
+	31, // 34: qis.data.v1.ServiceLevel.publication_severity:type_name -> qis.data.v1.Severity
+	32, // 35: qis.data.v1.ServiceLevelDeadline.after:type_name -> google.protobuf.Duration
+	32, // 36: qis.data.v1.ServiceLevelDeadline.local_time:type_name -> google.protobuf.Duration
+	22, // 37: qis.data.v1.SourceDeadline.deadline:type_name -> qis.data.v1.ServiceLevelDeadline
+	29, // 38: qis.data.v1.DataSource.settings:type_name -> qis.data.v1.DataSource.SettingsEntry
+	26, // 39: qis.data.v1.DataSource.health:type_name -> qis.data.v1.DataSourceHealth
+	28, // 40: qis.data.v1.DataSource.total_usage:type_name -> qis.data.v1.DataSourceUsage
+	28, // 41: qis.data.v1.DataSource.day_usage:type_name -> qis.data.v1.DataSourceUsage
+	25, // 42: qis.data.v1.DataSource.retry_policy:type_name -> qis.data.v1.DataSourceRetryPolicy
+	32, // 43: qis.data.v1.DataSourceRetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	32, // 44: qis.data.v1.DataSourceRetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	8,  // 45: qis.data.v1.DataSourceHealth.status:type_name -> qis.data.v1.DataSourceStatus
+	33, // 46: qis.data.v1.DataSourceHealth.status_change_time:type_name -> google.protobuf.Timestamp
+	33, // 47: qis.data.v1.DataSourceHealth.start_time:type_name -> google.protobuf.Timestamp
+	33, // 48: qis.data.v1.DataSourceHealth.end_time:type_name -> google.protobuf.Timestamp
+	32, // 49: qis.data.v1.DataSourceHealth.latency_p50:type_name -> google.protobuf.Duration
+	32, // 50: qis.data.v1.DataSourceHealth.latency_p99:type_name -> google.protobuf.Duration
+	33, // 51: qis.data.v1.DataSourceHealth.last_success_time:type_name -> google.protobuf.Timestamp
+	33, // 52: qis.data.v1.DataSourceHealth.report_time:type_name -> google.protobuf.Timestamp
+	27, // 53: qis.data.v1.DataSourceHealth.instruments:type_name -> qis.data.v1.DataSourceInstrumentHealth
+	33, // 54: qis.data.v1.DataSourceInstrumentHealth.latest_value_time:type_name -> google.protobuf.Timestamp
+	32, // 55: qis.data.v1.DataSourceInstrumentHealth.staleness:type_name -> google.protobuf.Duration
+	34, // 56: qis.data.v1.DataSourceUsage.day:type_name -> google.type.Date
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_series_proto_init() }
@@ -2839,7 +2953,7 @@ func file_qis_data_v1_series_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_series_proto_rawDesc), len(file_qis_data_v1_series_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
