@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from itertools import islice, starmap
+from itertools import groupby, islice, starmap
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, TypeVar, TypeVarTuple, assert_never
@@ -191,17 +191,20 @@ class _Table:
             for statement in self._create_indexes(table):
                 c.execute(statement)
 
-    def insert(self, table: str, verb: str = "INSERT OR IGNORE") -> str:
-        marks = ", ".join("?" * len(self.columns))
-        return f"{verb} INTO {table} ({self.names}) VALUES ({marks})"
+    def insert(self, table: str, verb: str = "INSERT OR IGNORE", rows: str = "") -> str:
+        """One row of parameters, or the rows of the SELECT `rows` (the columns in order)."""
+        rows = rows or f"VALUES ({', '.join('?' * len(self.columns))})"
+        return f"{verb} INTO {table} ({self.names}) {rows}"
 
-    def upsert(self, table: str, newer: str) -> str:
-        """Insert, or replace every non-key column when the WHERE condition `newer` holds."""
+    def upsert(self, table: str, newer: str, rows: str = "") -> str:
+        """Insert, or replace every non-key column when the WHERE condition `newer` holds. A
+        SELECT as `rows` needs a WHERE clause of its own: without one, SQLite would read the
+        ON of ON CONFLICT as the start of a join constraint."""
         updates = ", ".join(
             f"{name} = excluded.{name}" for name, _ in self.columns if name not in self.key
         )
         return (
-            f"{self.insert(table, 'INSERT')} ON CONFLICT ({', '.join(self.key)})"
+            f"{self.insert(table, 'INSERT', rows)} ON CONFLICT ({', '.join(self.key)})"
             f" DO UPDATE SET {updates} WHERE {newer}"
         )
 
@@ -464,7 +467,7 @@ class _Sql:
     create: tuple[str, ...]
     drop: tuple[str, ...]
     insert_version: str
-    upsert_current: str
+    current_from_versions: str
     close_version: str
     insert_observation: str
     insert_audit: str
@@ -554,8 +557,14 @@ class _Sql:
             create=tuple(sql for name, table in t.items() for sql in table.ddl(f"{g}_{name}")),
             drop=tuple(f"DROP TABLE IF EXISTS {g}_{name}" for name in t),
             insert_version=t["versions"].insert(f"{g}_versions"),
-            upsert_current=t["current"].upsert(
-                f"{g}_current", f"excluded.version > {g}_current.version"
+            # The versions one event wrote (or wrote before, on a replay: the same rows), read
+            # back inside SQLite: no second binding of their columns from Python. The range
+            # lies within the event's bucket, so the scan is bounded by a bucket's versions.
+            current_from_versions=t["current"].upsert(
+                f"{g}_current",
+                f"excluded.version > {g}_current.version",
+                f"SELECT {t['versions'].names} FROM {g}_versions"
+                " WHERE series_id = ? AND snap_us >= ? AND snap_us <= ? AND position_from = ?",
             ),
             close_version=(
                 f"UPDATE {g}_versions SET recorded_to_us = ?, position_to = ?"
@@ -752,6 +761,17 @@ def _change_row(c: ChangeFeedEntry) -> Row:
     )
 
 
+def _written_ranges(versions: Sequence[OfficialVersion]) -> list[Row]:
+    """(series_id, lowest snap, highest snap, position) of each event's versions: an event's
+    versions are consecutive in a batch (any split only adds a range)."""
+    ranges = []
+    for (series_id, position), run in groupby(versions, _event_of_version):
+        snaps = [v.snap_us for v in run]
+        ranges.append((series_id, min(snaps), max(snaps), position))
+    return ranges
+
+
+_event_of_version = attrgetter("series_id", "position_from")
 _closure_row = attrgetter("recorded_to_us", "position_to", "series_id", "snap_us", "version")
 _segment_row = attrgetter(*(name for name, _ in _TABLES["segments"].columns))
 _segment_payload_row = attrgetter(*(name for name, _ in _TABLES["segment_payloads"].columns))
@@ -1164,9 +1184,8 @@ class SqliteReadStore:
         sql = self._statements(generation)
         with self._transaction() as c:
             if batch.versions:
-                rows = _version_rows(batch.versions)
-                c.executemany(sql.insert_version, rows)
-                c.executemany(sql.upsert_current, rows)
+                c.executemany(sql.insert_version, _version_rows(batch.versions))
+                c.executemany(sql.current_from_versions, _written_ranges(batch.versions))
             if batch.closures:
                 c.executemany(sql.close_version, map(_closure_row, batch.closures))
             if batch.observations:
@@ -1220,9 +1239,10 @@ class SqliteReadStore:
         raw = sql.raw_inserts
         with self._transaction() as c:
             if batch.versions:
-                rows = _version_rows(batch.versions)
-                c.executemany(raw["versions"], rows)
-                c.executemany(raw["current"], rows)
+                # The current records as `apply` writes them (from the versions, inside SQLite):
+                # the baseline must not bind rows the projector no longer binds.
+                c.executemany(raw["versions"], _version_rows(batch.versions))
+                c.executemany(sql.current_from_versions, _written_ranges(batch.versions))
             if batch.closures:
                 c.executemany(sql.close_version, map(_closure_row, batch.closures))
             c.executemany(raw["observations"], _observation_rows(batch.observations))
@@ -1350,8 +1370,9 @@ class SqliteReadStore:
     async def raw_bulk_insert(self, batch: ProjectionBatch, generation: str = "raw_scratch") -> int:
         """Benchmark baseline: the rows `apply` would write, by plain `executemany` in one
         transaction into freshly emptied tables of `generation` (never registered, so never
-        readable), without conflict handling or checkpoint. Returns the number of rows written
-        (current records count separately from versions).
+        readable), without conflict handling or checkpoint; the current records by `apply`'s
+        own statement, which copies them from the versions inside SQLite. Returns the number of
+        rows written (current records count separately from versions).
         """
         return await self._run(self._raw_bulk_insert, batch, validate_generation(generation))
 

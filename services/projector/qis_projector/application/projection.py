@@ -117,27 +117,27 @@ class Projection:
     def _ingested(self, decoded: DecodedEvent, recorded_at: int) -> None:
         event, meta = cast(DataIngested, decoded.event), decoded.metadata
         raw_to_bytes = self._encoder(event.data_type, event.unit)
-        position = decoded.record.position
+        series_id, source_id, position = event.series_id, event.source_id, decoded.record.position
+        command_id, user_id = meta.command_id, meta.user_id
+        # Positional: a frozen record's keyword call costs ~15 % more, on every point.
         self.batch.observations.extend(
             Observation(
-                series_id=event.series_id,
-                snap_us=snap_us,
-                source_id=event.source_id,
-                value=raw_to_bytes(raw),
-                snap_offset_s=offset,
-                recorded_at_us=recorded_at,
-                position=position,
-                index=i,
-                command_id=meta.command_id,
-                user_id=meta.user_id,
+                series_id,
+                snap_us,
+                source_id,
+                value,
+                offset,
+                recorded_at,
+                position,
+                i,
+                command_id,
+                user_id,
             )
-            for i, (snap_us, offset, raw) in enumerate(
-                zip(event.snaps, event.offsets, event.values, strict=True)
+            for i, (snap_us, offset, value) in enumerate(
+                zip(event.snaps, event.offsets, map(raw_to_bytes, event.values), strict=True)
             )
         )
-        self._audit_series(
-            decoded, event.series_id, recorded_at, _span(event.snaps, source=event.source_id)
-        )
+        self._audit_series(decoded, series_id, recorded_at, _span(event.snaps, source=source_id))
 
     def _issues(self, decoded: DecodedEvent, recorded_at: int) -> None:
         event = cast(QualityIssueDetected, decoded.event)
@@ -275,61 +275,72 @@ class Projection:
     def _official(self, decoded: DecodedEvent, recorded_at: int) -> None:
         event = cast(DataPublished | DataRestated, decoded.event)
         meta, position, b = decoded.metadata, decoded.record.position, self.batch
-        raw_to_bytes = self._encoder(event.data_type, event.unit)
-        per_point_audit = isinstance(event, DataRestated) or event.mode == "manual"
-        bucket = self.published.setdefault(
-            (event.series_id, _bucket_of_stream(decoded.record.stream)), []
+        series_id, user_id, command_id = event.series_id, meta.user_id, meta.command_id
+        bucket = (series_id, _bucket_of_stream(decoded.record.stream))
+        values = list(map(self._encoder(event.data_type, event.unit), event.values))
+        # Column by column, positional: the per-point cost is the three records built per
+        # point (version, change entry, and the observation of the ingest before), and a
+        # frozen record's keyword call costs ~15 % more. A point's version and change entry
+        # share its tuples of sources and flags.
+        versions = [
+            OfficialVersion(
+                series_id,
+                snap_us,
+                version,
+                value,
+                quality,
+                recorded_at,
+                position,
+                reason,
+                user_id,
+                command_id,
+                sources,
+                method,
+                flags,
+            )
+            for snap_us, version, value, quality, reason, sources, method, flags in zip(
+                event.snaps,
+                event.versions,
+                values,
+                map(float, event.quality_scores),
+                event.reasons,
+                map(tuple, event.sources),
+                event.methods,
+                map(tuple, event.flags),
+                strict=True,
+            )
+        ]
+        b.versions.extend(versions)
+        self.published.setdefault(bucket, []).extend(versions)
+        b.closures.extend(
+            VersionClosure(series_id, v.snap_us, v.version - 1, recorded_at, position)
+            for v in versions
+            if v.version > 1
         )
-        values = []
-        for i, row in enumerate(event.rows()):
-            value = raw_to_bytes(row.value)
-            values.append(value)
-            quality = float(row.quality_score)
-            version = OfficialVersion(
-                series_id=event.series_id,
-                snap_us=row.snap_us,
-                version=row.version,
-                value=value,
-                quality_score=quality,
-                recorded_from_us=recorded_at,
-                position_from=position,
-                reason=row.reason,
-                user_id=meta.user_id,
-                command_id=meta.command_id,
-                sources=tuple(row.sources),
-                method=row.method,
-                flags=tuple(row.flags),
+        b.changes.extend(
+            ChangeFeedEntry(
+                position,
+                i,
+                series_id,
+                v.snap_us,
+                v.version,
+                v.value,
+                v.quality_score,
+                recorded_at,
+                v.reason,
+                user_id,
+                v.sources,
+                v.method,
+                v.flags,
             )
-            b.versions.append(version)
-            bucket.append(version)
-            if row.version > 1:
-                b.closures.append(
-                    VersionClosure(
-                        event.series_id, row.snap_us, row.version - 1, recorded_at, position
-                    )
-                )
-            b.changes.append(
-                ChangeFeedEntry(
-                    position=position,
-                    index=i,
-                    series_id=event.series_id,
-                    snap_us=row.snap_us,
-                    version=row.version,
-                    value=value,
-                    quality_score=quality,
-                    recorded_at_us=recorded_at,
-                    reason=row.reason,
-                    user_id=meta.user_id,
-                    sources=tuple(row.sources),
-                    method=row.method,
-                    flags=tuple(row.flags),
-                )
-            )
-            if per_point_audit:
-                details = {"version": row.version, "reason": row.reason, "cause": row.cause}
-                self._audit_point(decoded, event.series_id, row.snap_us, i, recorded_at, details)
-        if not per_point_audit:
-            self._audit_series(decoded, event.series_id, recorded_at, _span(event.snaps))
+            for i, v in enumerate(versions)
+        )
+        if isinstance(event, DataRestated) or event.mode == "manual":
+            for i, v in enumerate(versions):
+                details = {"version": v.version, "reason": v.reason, "cause": event.causes[i]}
+                self._audit_point(decoded, series_id, v.snap_us, i, recorded_at, details)
+        else:
+            self._audit_series(decoded, series_id, recorded_at, _span(event.snaps))
         b.topic_entries.extend(self.topics.official(decoded, event, values, recorded_at))
 
     def _topic(self, decoded: DecodedEvent, recorded_at: int) -> None:
