@@ -7,8 +7,9 @@ reads a bounded state, whatever the length of the series' history. State keeps v
 encoded event form and decodes one only when a decision compares it, and keeps them in columns
 (`_Points`: ascending int64 snaps, one object array per field) rather than an object per point:
 applying a 1,000-point event in snap order appends to a few arrays, decisions look up a whole
-command's snaps at once, and the collector has no per-point containers to rescan. A point with
-more than one value, or a flagged one, is a dict of its own (`_Observations.mixed`).
+command's snaps at once, and the collector has no per-point containers to rescan. The values
+of two sources of a point are columns too (`_Observations.pairs`); a point with more, or with a
+flagged or rejected value, is a dict of its own (`_Observations.mixed`).
 """
 
 from __future__ import annotations
@@ -288,51 +289,81 @@ class _Plain(NamedTuple):
     user_id: str
 
 
-class _Observations(Mapping[int, dict[str, Observed]]):
-    """Snap -> {source: Observed}: the points with one clean value in columns (`plain`), the
-    others (several sources, failures, rejections) one dict each (`mixed`); a snap is in one
-    of them."""
+class _Pair(NamedTuple):
+    """A point's clean values of two sources (the case of two-source reconciliation), in
+    columns: the first to arrive, then the other, the order of the point's dict."""
 
-    __slots__ = ("mixed", "plain")
+    source_id: str
+    raw: RawValue
+    user_id: str
+    other_id: str
+    other_raw: RawValue
+    other_user_id: str
+
+
+class _Observations(Mapping[int, dict[str, Observed]]):
+    """Snap -> {source: Observed}: the points with one clean value (`plain`) or clean values
+    of two sources (`pairs`) in columns, the others (more sources, failures, rejections) one
+    dict each (`mixed`); a snap is in one of them."""
+
+    __slots__ = ("mixed", "pairs", "plain")
 
     def __init__(self) -> None:
         self.plain = _Points(_Plain)
+        self.pairs = _Points(_Pair)
         self.mixed: dict[int, dict[str, Observed]] = {}
 
     def copy(self) -> _Observations:
         out = _Observations()
-        out.plain, out.mixed = self.plain.copy(), dict(self.mixed)
+        out.plain, out.pairs, out.mixed = self.plain.copy(), self.pairs.copy(), dict(self.mixed)
         return out
 
     def __len__(self) -> int:
-        return len(self.plain) + len(self.mixed)
+        return len(self.plain) + len(self.pairs) + len(self.mixed)
 
     def __iter__(self) -> Iterator[int]:
         yield from self.plain
+        yield from self.pairs
         yield from self.mixed
 
     def __contains__(self, snap_us: object) -> bool:
-        return snap_us in self.mixed or snap_us in self.plain
+        return snap_us in self.mixed or snap_us in self.plain or snap_us in self.pairs
 
     def __getitem__(self, snap_us: int) -> dict[str, Observed]:
         if (mixed := self.mixed.get(snap_us)) is not None:
             return mixed
+        if snap_us in self.pairs:
+            return dict(_pair_values(self.pairs[snap_us]))
         source_id, raw, user_id = self.plain[snap_us]
         return {source_id: Observed(raw, user_id)}
 
     def has(self, snaps: Sequence[int]) -> np.ndarray[Any, Any]:
         found = self.plain.has(snaps)
+        if len(self.pairs):
+            found |= self.pairs.has(snaps)
         if self.mixed:
-            found |= np.fromiter(map(self.mixed.__contains__, snaps), dtype=bool, count=len(snaps))
+            found |= self._in_mixed(snaps)
         return found
+
+    def _in_mixed(self, snaps: Sequence[int]) -> np.ndarray[Any, Any]:
+        return np.fromiter(map(self.mixed.__contains__, snaps), dtype=bool, count=len(snaps))
 
     def rows(self, snaps: Sequence[int]) -> list[dict[str, Observed] | None]:
         pos, found = self.plain.locate(snaps)
         plain = ({source: value} for source, value in self._plain_at(pos[found]))
-        mixed = self.mixed
-        return [
-            next(plain) if ok else mixed.get(s) for s, ok in zip(snaps, found.tolist(), strict=True)
+        out: list[dict[str, Observed] | None] = [
+            next(plain) if ok else None for ok in found.tolist()
         ]
+        if len(self.pairs):
+            pos, found = self.pairs.locate(snaps)
+            at = np.flatnonzero(found)
+            for i, pair in zip(at.tolist(), self.pairs.at(pos[at]), strict=True):
+                out[i] = dict(_pair_values(pair))
+        if self.mixed:
+            for i, snap_us in enumerate(snaps):
+                if (mixed := self.mixed.get(snap_us)) is not None:
+                    out[i] = mixed
+        return out
 
     def _plain_at(self, pos: np.ndarray[Any, Any] | list[int]) -> Iterator[tuple[str, Observed]]:
         """The points at positions `pos` of the columns: (source, its value)."""
@@ -343,11 +374,12 @@ class _Observations(Mapping[int, dict[str, Observed]]):
     def __setitem__(self, snap_us: int, observed: dict[str, Observed]) -> None:
         if snap_us not in self.mixed:
             self.plain.drop((snap_us,))
+            self.pairs.drop((snap_us,))
         self.mixed[snap_us] = observed
 
     def mix(self, snaps: Iterable[int]) -> None:
         """Moves the `snaps` held in columns to one dict each (before they change other than
-        by a clean value of their one source)."""
+        by a clean value of one of their sources)."""
         at = [s for s in snaps if s not in self.mixed]
         pos, found = self.plain.locate(at)
         if found.any():
@@ -357,38 +389,91 @@ class _Observations(Mapping[int, dict[str, Observed]]):
                 for s, (source, value) in zip(moving, self._plain_at(pos[found]), strict=True)
             )
             self.plain.drop(moving)
+        pos, found = self.pairs.locate(at)
+        if found.any():
+            moving = np.asarray(at, dtype=np.int64)[found].tolist()
+            self.mixed.update(
+                (s, dict(_pair_values(pair)))
+                for s, pair in zip(moving, self.pairs.at(pos[found]), strict=True)
+            )
+            self.pairs.drop(moving)
 
     def ingest(self, source_id: str, snaps: list[int], raws: list[RawValue], user_id: str) -> None:
-        """One source's clean values: into the columns, unless the point has another source's
-        value (then both go to a dict)."""
+        """One source's clean values: into the columns of one value, or of two when the point
+        has one other source's value; a third source's value makes the point a dict."""
         n = len(snaps)
-        if self.mixed or len(self.plain):
+        if self.mixed or len(self.plain) or len(self.pairs):
             pos, found = self.plain.locate(snaps)
             joins = np.zeros(n, dtype=bool)  # a value of another source in the columns
             joins[found] = self.plain.field("source_id")[pos[found]] != source_id
+            paired = self.pairs.has(snaps) if len(self.pairs) else np.zeros(n, dtype=bool)
             mixed = self.mixed
-            apart = (
-                joins | np.fromiter(map(mixed.__contains__, snaps), dtype=bool, count=n)
-                if mixed
-                else joins
-            )
+            known = self._in_mixed(snaps) if mixed else np.zeros(n, dtype=bool)
+            apart = joins | paired | known
             if apart.any():
+                if paired.any():
+                    self._ingest_paired(source_id, snaps, raws, user_id, paired)
                 joining = np.flatnonzero(joins).tolist()
-                mine = _clean([raws[i] for i in joining], repeat(user_id, len(joining)))
-                theirs = self._plain_at(pos[joining])
-                mixed.update(
-                    {
-                        snaps[i]: {source: value, source_id: new}
-                        for i, (source, value), new in zip(joining, theirs, mine, strict=True)
-                    }
+                columns = (self.plain.field(name)[pos[joining]] for name in _Plain._fields)
+                self.pairs.put(
+                    [snaps[i] for i in joining],
+                    *columns,
+                    repeat(source_id, len(joining)),
+                    [raws[i] for i in joining],
+                    repeat(user_id, len(joining)),
                 )
                 self.plain.drop_at(pos[joining])
-                for i in np.flatnonzero(apart & ~joins).tolist():
+                for i in np.flatnonzero(known).tolist():
                     # a new dict: the old one may be shared with a copy of the state
                     mixed[snaps[i]] = {**mixed[snaps[i]], source_id: Observed(raws[i], user_id)}
                 keep = np.flatnonzero(~apart).tolist()
                 snaps, raws, n = [snaps[i] for i in keep], [raws[i] for i in keep], len(keep)
         self.plain.put(snaps, repeat(source_id, n), raws, repeat(user_id, n))
+
+    def _ingest_paired(
+        self,
+        source_id: str,
+        snaps: list[int],
+        raws: list[RawValue],
+        user_id: str,
+        paired: np.ndarray[Any, Any],
+    ) -> None:
+        """The values of the `paired` points (a mask of `snaps`): each replaces its source's
+        value in the pair, or makes the point a dict of three."""
+        at = np.flatnonzero(paired)
+        pairs = self.pairs
+        at_snaps = np.asarray(snaps, dtype=np.int64)[at]
+        pos = pairs.locate(at_snaps)[0]
+        first, raw, user, other, other_raw, other_user = (
+            pairs.field(name)[pos] for name in _Pair._fields
+        )
+        new = _objects((raws[i] for i in at.tolist()), len(at))
+        mine, theirs = first == source_id, other == source_id
+        third = ~(mine | theirs)
+        if third.any():
+            moving = at_snaps[third].tolist()
+            made = pairs.at(pos[third])
+            values = new[third].tolist()
+            self.mixed.update(
+                (s, {**dict(_pair_values(pair)), source_id: Observed(value, user_id)})
+                for s, pair, value in zip(moving, made, values, strict=True)
+            )
+            pairs.drop(moving)
+        keep = ~third
+        pairs.put(
+            at_snaps[keep].tolist(),
+            first[keep],
+            np.where(mine, new, raw)[keep],
+            np.where(mine, user_id, user)[keep],
+            other[keep],
+            np.where(theirs, new, other_raw)[keep],
+            np.where(theirs, user_id, other_user)[keep],
+        )
+
+
+def _pair_values(pair: _Pair) -> tuple[tuple[str, Observed], tuple[str, Observed]]:
+    source_id, raw, user_id, other_id, other_raw, other_user_id = pair
+    return (source_id, Observed(raw, user_id)), (other_id, Observed(other_raw, other_user_id))
 
 
 class SeriesBucket:
@@ -764,9 +849,9 @@ class SeriesBucket:
         """The points (by index) with one clean value of another source besides this one's
         (a value of this one may be replaced), all of the same source, the first such one's:
         that source, and its values (encoded scalars)."""
-        plain, mixed = self.observed.plain, self.observed.mixed
-        pos, found_plain = plain.locate(snaps)
-        at = np.flatnonzero(found_plain)
+        plain, pairs, mixed = self.observed.plain, self.observed.pairs, self.observed.mixed
+        pos, in_columns = plain.locate(snaps)
+        at = np.flatnonzero(in_columns)
         seen: list[tuple[int, str, RawValue]] = list(
             zip(
                 at.tolist(),
@@ -775,9 +860,25 @@ class SeriesBucket:
                 strict=True,
             )
         )
+        kinds = int(bool(seen))  # of the state's forms the values come from
+        if len(pairs):
+            pos, paired = pairs.locate(snaps)
+            in_columns |= paired
+            at = np.flatnonzero(paired)
+            pos = pos[at]
+            first = pairs.field("source_id")[pos]
+            second = pairs.field("other_id")[pos] == source_id
+            # a pair without this source's value is no pair once it comes
+            mine = second | (first == source_id)
+            if mine.any():
+                at, pos, second = at[mine], pos[mine], second[mine]
+                sources = np.where(second, first[mine], pairs.field("other_id")[pos])
+                raws = np.where(second, pairs.field("raw")[pos], pairs.field("other_raw")[pos])
+                seen.extend(zip(at.tolist(), sources.tolist(), raws.tolist(), strict=True))
+                kinds += 1
         if mixed:
-            in_columns = len(seen)
-            for i in np.flatnonzero(~found_plain).tolist():
+            in_dicts = len(seen)
+            for i in np.flatnonzero(~in_columns).tolist():
                 if (before := mixed.get(snaps[i])) is None:
                     continue
                 if len(before) == 1:
@@ -789,8 +890,9 @@ class SeriesBucket:
                     continue
                 if not (value.failures or value.rejected):
                     seen.append((i, source, value.raw))
-            if 0 < in_columns < len(seen):
-                seen.sort(key=lambda s: s[0])
+            kinds += len(seen) > in_dicts
+        if kinds > 1:
+            seen.sort(key=lambda s: s[0])
         other = ""
         found: list[int] = []
         theirs: list[str] = []
