@@ -33,6 +33,7 @@ from qis_domain.reconciliation import (
     within_tolerance,
 )
 from qis_domain.rules import CalendarView, Received, RuleFailure, Severity
+from qis_domain.service_levels import Arrivals
 from qis_domain.snaps import Snap
 from qis_domain.values import (
     DataValue,
@@ -150,6 +151,23 @@ class Timeline:
             self.points.insert(i, point)
 
 
+@dataclass(slots=True)
+class LastStructures:
+    """The last received structure of each bucket a command reached, as the command leaves it
+    (None: the bucket has none): what the first snap of a bucket compares its nodes with, as
+    the timeline serves the look-back of figures. The application adds the earlier buckets'
+    before a bucket is decided; the decision puts its own, for the buckets after it."""
+
+    last: dict[int, DataValue | None] = field(default_factory=dict)
+
+    def before(self, bucket_us: int, floor_us: int) -> DataValue | None:
+        """The latest structure of the buckets in [floor_us, bucket_us)."""
+        for known_us in sorted(self.last, reverse=True):
+            if floor_us <= known_us < bucket_us and (value := self.last[known_us]) is not None:
+                return value
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesView:
     """What a decision may need beyond the bucket, handed in by the application.
@@ -159,12 +177,17 @@ class SeriesView:
     check. `references`: other series' official figures for the cross-series checks (None:
     none run). `prior`: the prior sessions' official figures for the day_over_day rule (None:
     it does not run), shared by every bucket of the command and updated by each decision.
+    `structures`: the earlier buckets' last structures for the node jump check (None: only the
+    bucket's own), shared and updated the same way. `arrivals`: the source's arrival deadline
+    under the series' service level (None: its values are not judged late on arrival).
     """
 
     timeline: Timeline | None = None
     calendar: CalendarView | None = None
     references: CrossSeriesView | None = None
     prior: PriorOfficials | None = None
+    structures: LastStructures | None = None
+    arrivals: Arrivals | None = None
 
 
 def issue_id(command_id: str, snap_us: int, source_id: str, rule: str) -> str:

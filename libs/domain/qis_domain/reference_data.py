@@ -13,6 +13,7 @@ from qis_domain.errors import (
     NotFound,
 )
 from qis_domain.events import DomainEvent, SchemaEvolved, SeriesDefined, SourceAdded
+from qis_domain.events.scheduler import ScheduledLevel
 from qis_domain.names import series_resource, source_resource
 from qis_domain.series_bucket import Recorded
 from qis_domain.service_levels import contract_path
@@ -92,12 +93,31 @@ def validate_definition(
             raise NotFound(source_resource(source.source_id), f"series.sources[{i}].source")
 
 
+def scheduled_level(definition: SeriesDefinition) -> ScheduledLevel | None:
+    """The series' service level with what its expected snaps depend on: a change of any of
+    it is a new level, in force from the commit time of the event that made it."""
+    if definition.service_level is None:
+        return None
+    return ScheduledLevel(
+        level=definition.service_level,
+        frequency=definition.frequency,
+        time_zone=definition.time_zone,
+        calendar=definition.calendar,
+        sources=tuple(s.source_id for s in definition.sources),
+    )
+
+
 class ReferenceData(RemembersCommands):
     def __init__(self, series_id: str) -> None:
         self.series_id = series_id
         self.version: int | None = None
         self.definition: SeriesDefinition | None = None
         self.schema_version = 0
+        # When the service level in force took effect: the commit time of the event that set
+        # it, so a replay knows it too. None without a level, or in a copy that applied the
+        # event right after appending it (an append does not return its commit time).
+        self.level: ScheduledLevel | None = None
+        self.level_since_us: int | None = None
         self._outcomes: dict[str, CommandOutcome] = {}
 
     @property
@@ -172,10 +192,11 @@ class ReferenceData(RemembersCommands):
 
     def apply(self, event: DomainEvent, meta: Recorded) -> None:
         self.version = meta.stream_version
-        if isinstance(event, SeriesDefined):
+        if isinstance(event, SeriesDefined | SchemaEvolved):
             self.definition = event.definition
-            self.schema_version = 1
-        elif isinstance(event, SchemaEvolved):
-            self.definition = event.definition
-            self.schema_version = event.schema_version
+            self.schema_version = 1 if isinstance(event, SeriesDefined) else event.schema_version
+            level = scheduled_level(event.definition)
+            if level != self.level:
+                self.level = level
+                self.level_since_us = None if level is None else meta.recorded_at_us
         self._outcomes[meta.command_id] = CommandOutcome(meta.position)

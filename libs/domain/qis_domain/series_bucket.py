@@ -80,7 +80,7 @@ from qis_domain.rules import (
     check_values,
     history_suspects,
 )
-from qis_domain.service_levels import LATE_ARRIVAL, LATE_PUBLICATION
+from qis_domain.service_levels import LATE_ARRIVAL, LATE_PUBLICATION, Arrivals
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency, Snap
 from qis_domain.structure_checks import check_structures
 from qis_domain.values import DataType, DataValue, encode_value
@@ -120,6 +120,7 @@ class Recorded:
     user_id: str
     position: int
     stream_version: int
+    recorded_at_us: int | None = None  # its commit time, when read from the store
 
 
 class Official(NamedTuple):
@@ -522,6 +523,10 @@ class SeriesBucket:
         copy._outcomes = dict(self._outcomes)
         return copy
 
+    def last_structure(self, decider: Decider) -> DataValue | None:
+        """The received value of the bucket's last point (None: no point)."""
+        return self._last_structure([], [], decider)
+
     def received(self, decider: Decider, last: int | None = None) -> list[Received]:
         """The points' received figures, ascending: what look-back rules compare with. `last`:
         only the last that many (what a later bucket's points can reach), so that a command
@@ -544,12 +549,16 @@ class SeriesBucket:
         ]
 
     def _structures_before(
-        self, snaps_us: list[int], received: list[DataValue], decider: Decider
+        self,
+        snaps_us: list[int],
+        received: list[DataValue],
+        decider: Decider,
+        earlier_bucket: DataValue | None,
     ) -> list[DataValue | None]:
         """The received value of the snap before each of `snaps_us` (ascending), as the
         command leaves it: the command's own value of the point before when nothing of the
-        bucket lies between, else the bucket's latest candidate before it. None for the
-        bucket's first point: the timeline of earlier buckets holds figures, not structures."""
+        bucket lies between, else the bucket's latest candidate before it; for the bucket's
+        first point, `earlier_bucket` (the earlier buckets' last structure, or None)."""
         known = list(self.candidates)
         out: list[DataValue | None] = []
         for i, snap_us in enumerate(snaps_us):
@@ -560,8 +569,18 @@ class SeriesBucket:
             elif earlier is not None:
                 out.append(decider.decode(self.candidates[earlier].raw))
             else:
-                out.append(None)
+                out.append(earlier_bucket)
         return out
+
+    def _last_structure(
+        self, snaps_us: list[int], received: list[DataValue], decider: Decider
+    ) -> DataValue | None:
+        """The bucket's last received value once the command on `snaps_us` (ascending, with
+        their `received` values) is decided: what the next bucket's first snap compares with."""
+        known = self.candidates.snaps
+        if snaps_us and (not len(known) or snaps_us[-1] >= known[-1]):
+            return received[-1]
+        return decider.decode(self.candidates[int(known[-1])].raw) if len(known) else None
 
     def _received(
         self, snaps_us: list[int], decider: Decider, last: int | None = None
@@ -638,9 +657,17 @@ class SeriesBucket:
         failures = check_values(values, rules)
         if (schema := definition.structure) is not None:
             received = [known[i].chosen if i in known else chosen[i] for i in range(len(snaps))]
-            previous = self._structures_before(snaps, received, decide)
+            tail = view.structures
+            first = None
+            if tail is not None:
+                first = tail.before(
+                    self.bucket_us, look_back_floor(self.bucket_us, definition.frequency)
+                )
+            previous = self._structures_before(snaps, received, decide, first)
             for i, more in check_structures(values, schema, previous).items():
                 failures.setdefault(i, []).extend(more)
+            if tail is not None:
+                tail.last[self.bucket_us] = self._last_structure(snaps, received, decide)
         spikes: dict[int, tuple[Received, RuleFailure]] = {}
         if back := look_back(definition):
             # Alone (no view), the bucket's own points are all it compares with.
@@ -738,6 +765,8 @@ class SeriesBucket:
                 values=raws,
             )
         ]
+        if view.arrivals is not None:
+            issues.extend(self._late_arrivals(view.arrivals, source_id, snaps, ctx))
         if issues:
             events.append(QualityIssueDetected(series_id=self.series_id, issues=issues))
         return events + rows.events(self.series_id, "automatic", ctx)
@@ -1085,7 +1114,7 @@ class SeriesBucket:
             raise InvalidArgument.single("rule", f"{LATE_ARRIVAL} or {LATE_PUBLICATION}")
         if any(deadline_us > ctx.now_us for _, deadline_us in due):
             raise InvalidArgument.single("deadline_us", "a deadline not reached yet")
-        raised = {(i.snap_us, i.source_id) for i in self.issues.values() if i.rule == rule}
+        raised = self._raised(rule)
         issues = []
         for snap_us, deadline_us in due:
             if (snap_us, source_id) in raised or (
@@ -1104,6 +1133,39 @@ class SeriesBucket:
         return [QualityIssueDetected(series_id=self.series_id, issues=issues)] if issues else []
 
     # --- helpers of the decisions ---
+
+    def _raised(self, rule: str) -> set[tuple[int, str]]:
+        """(snap, source) of every issue of `rule`, whatever its status."""
+        return {(i.snap_us, i.source_id) for i in self.issues.values() if i.rule == rule}
+
+    def _late_arrivals(
+        self, arrivals: Arrivals, source_id: str, snaps: list[int], ctx: CommandContext
+    ) -> list[Issue]:
+        """The late_arrival issues of the source's first values at `snaps` that arrive (at the
+        command's time) after their deadline; none where the scheduler found the value missing
+        already, or the source had sent one (a correction is not an arrival)."""
+        late = arrivals.late(snaps, ctx.now_us)
+        if not late:
+            return []
+        raised = self._raised(LATE_ARRIVAL)
+        at = [snaps[i] for i in late]
+        issues = []
+        for snap_us, deadline_us, before in zip(
+            at, late.values(), self.observed.rows(at), strict=True
+        ):
+            if (snap_us, source_id) in raised or (before is not None and source_id in before):
+                continue
+            evidence = {
+                "source_id": source_id,
+                "deadline_us": deadline_us,
+                "arrived_at_us": ctx.now_us,
+            }
+            issues.append(
+                point_issue(
+                    ctx.command_id, snap_us, LATE_ARRIVAL, Severity.WARNING, evidence, source_id
+                )
+            )
+        return issues
 
     def _manual_value(
         self,
@@ -1286,7 +1348,9 @@ class SeriesBucket:
                 if issue.rule == "missed_cutoff":
                     self.scheduled.pop(issue.snap_us, None)
                 flagged = self.observed.get(issue.snap_us, {}).get(issue.source_id)
-                if flagged is not None:
+                # Lateness is about when a value came, not about the value: it holds nothing
+                # and counts no failed check, whether it was raised before or on arrival.
+                if flagged is not None and issue.rule not in (LATE_ARRIVAL, LATE_PUBLICATION):
                     failure = RuleFailure(issue.rule, Severity(issue.severity), issue.evidence)
                     self._replace_observed(
                         issue.snap_us,

@@ -4,11 +4,19 @@ point must be official, so that lateness is raised as a quality issue (docs/serv
 The expected snaps come from the series' calendar (or its weekdays) and a grid of times of
 day; they are generated lazily between two instants, so that an intraday series' schedule is
 never a list as long as its history. The scheduler walks them; the series bucket decides.
+
+A level applies to the expected snaps from the time it took effect (the commit time of the
+event that set it) on. Lateness is judged twice, and raised once per point, rule and source:
+by the scheduler, for a value still missing at its deadline, and by the decision of a value
+that arrives after its deadline (`Arrivals`), by the command's time, so that a value that came
+late while the scheduler was stopped is late all the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import bisect
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
@@ -196,6 +204,64 @@ def expected_snaps(
                 return
             if snap_us >= start_us:
                 yield snap_us
+
+
+def expected_among(
+    level: ServiceLevel,
+    frequency: Frequency,
+    zone: ZoneInfo,
+    snaps_us: Sequence[int],
+    sessions: Sessions,
+) -> list[bool]:
+    """Whether each of `snaps_us` is one of the `expected_snaps`, each found by its local day
+    and time rather than by walking the day's grid (a second series' day has 86,400 steps)."""
+    step = STEP_SECONDS.get(frequency)
+    if not snaps_us or (step is None and frequency is not Frequency.DAILY):
+        return [False] * len(snaps_us)
+    moments = [Snap(s).to_datetime().astimezone(zone) for s in snaps_us]
+    known = sessions(moments[0].date(), moments[-1].date())
+    times = _times(level, step)
+    out = []
+    for snap_us, moment in zip(snaps_us, moments, strict=True):
+        day = moment.date()
+        time_s = moment.hour * 3600 + moment.minute * 60 + moment.second
+        if known is None:
+            session = day.isoweekday() in level.weekdays
+        else:
+            session = day in known[0] and known[1] <= day <= known[2]
+        # The round trip drops what expected_snaps never makes: a fraction of a second, the
+        # second pass of a wall time a daylight-saving change repeats.
+        out.append(session and time_s in times and _local_us(day, time_s, zone) == snap_us)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Arrivals:
+    """What the decision of one source's values needs to judge their lateness: its arrival
+    `deadline` under the series' level in force since `since_us` (the commit time of the event
+    that set it; snaps before belong to history, or to an earlier level, and are not judged
+    here), and the calendar's `sessions`."""
+
+    level: ServiceLevel
+    frequency: Frequency
+    zone: ZoneInfo
+    since_us: int
+    deadline: Deadline
+    sessions: Sessions
+
+    def late(self, snaps_us: Sequence[int], now_us: int) -> dict[int, int]:
+        """The deadline of each of `snaps_us` (ascending) that a value arriving at `now_us`
+        misses, by index: expected snaps from `since_us` on whose deadline is before `now_us`.
+        Backfilled history costs a bisection: a snap before `since_us` is never judged."""
+        lo = bisect.bisect_left(snaps_us, self.since_us)
+        hi = bisect.bisect_left(snaps_us, now_us, lo)  # a deadline is never before its snap
+        judged = snaps_us[lo:hi]
+        expected = expected_among(self.level, self.frequency, self.zone, judged, self.sessions)
+        out = {}
+        for i, (snap_us, ok) in enumerate(zip(judged, expected, strict=True), start=lo):
+            if ok and (deadline_us := self.deadline.at(snap_us, self.zone)) < now_us:
+                out[i] = deadline_us
+        return out
 
 
 def _times(level: ServiceLevel, step: int | None) -> range:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from functools import reduce
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from qis_adapters.eventstore.port import WrongExpectedVersion
 from qis_domain.access import (
@@ -31,7 +32,7 @@ from qis_domain.data_source import (
     source_stream,
 )
 from qis_domain.day_over_day import Sessions
-from qis_domain.decisions import Decider, SeriesView, Timeline, snap_of_issue
+from qis_domain.decisions import Decider, LastStructures, SeriesView, Timeline, snap_of_issue
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.errors import FieldViolation, InvalidArgument, RetryLater
 from qis_domain.events import DomainEvent, Issue, QualityIssueDetected
@@ -54,6 +55,7 @@ from qis_domain.series_bucket import (
     look_back,
     look_back_floor,
 )
+from qis_domain.service_levels import Arrivals
 from qis_domain.snaps import BUCKET_SPAN_US, Snap, bucket_of
 from qis_domain.structures import structure_violations
 from qis_domain.values import DataValue, Price, Surface, TermStructure, Volume
@@ -84,7 +86,11 @@ from qis_command.application.commands import (
     SetTopic,
 )
 from qis_command.application.ports import TradingCalendar
-from qis_command.application.references import prior_officials, with_references
+from qis_command.application.references import (
+    level_sessions,
+    prior_officials,
+    with_references,
+)
 from qis_command.application.repository import Aggregate, Repository
 
 A = TypeVar("A", bound=Aggregate)
@@ -186,6 +192,7 @@ class CommandHandlers:
             self._calendar_view(definition, snaps) if definition.validation.check_calendar else None
         )
         sessions = self._sessions(definition, snaps)
+        arrivals = self._arrivals(series, cmd.source_id)
 
         async def decide(loaded: list[SeriesBucket]) -> list[Change]:
             # One timeline for the whole command, made anew on every attempt: each bucket is
@@ -195,7 +202,12 @@ class CommandHandlers:
             prior = await prior_officials(
                 cmd.series_id, definition, snaps, sessions, loaded, self._bucket
             )
-            view = SeriesView(timeline, calendar, prior=prior)
+            schema = definition.structure
+            jumps = schema is not None and schema.checks.max_node_jump_percent is not None
+            structures = LastStructures() if jumps else None
+            view = SeriesView(
+                timeline, calendar, prior=prior, structures=structures, arrivals=arrivals
+            )
             # Earlier buckets read for the look-back: a spike routed to one is appended at the
             # version its figures were read at.
             earlier: dict[int, SeriesBucket] = {}
@@ -203,6 +215,8 @@ class CommandHandlers:
             for bucket in loaded:
                 if timeline is not None:
                     await self._add_received(timeline, definition, bucket, earlier)
+                if structures is not None:
+                    await self._add_structures(structures, definition, bucket, earlier)
                 points = by_bucket[bucket.bucket_us]
                 # The other series' official figures the cross-series checks need (read now:
                 # a retry reads them again).
@@ -505,6 +519,29 @@ class CommandHandlers:
                 break  # enough points between this bucket and `before_us`
             before_us -= span
 
+    async def _add_structures(
+        self,
+        structures: LastStructures,
+        definition: SeriesDefinition,
+        bucket: SeriesBucket,
+        earlier: dict[int, SeriesBucket],
+    ) -> None:
+        """Before `bucket` is decided: the last structure of the buckets before it, back to
+        the first that has one or to the look-back floor (as `_add_received` reads figures),
+        unless the command decided or read them already."""
+        decider = Decider(definition, CommandContext("", "", 0))
+        span = BUCKET_SPAN_US[definition.frequency]
+        floor_us = look_back_floor(bucket.bucket_us, definition.frequency)
+        before_us = bucket.bucket_us - span
+        while before_us >= floor_us:
+            if before_us not in structures.last:
+                previous = earlier.get(before_us) or await self._bucket(bucket.series_id, before_us)
+                earlier[before_us] = previous
+                structures.last[before_us] = previous.last_structure(decider)
+            if structures.last[before_us] is not None:
+                break
+            before_us -= span
+
     async def _route_issues(
         self,
         series_id: str,
@@ -584,6 +621,23 @@ class CommandHandlers:
                 return Sessions(tuple(sorted(found)), last)
             back *= 2
 
+    def _arrivals(self, series: ReferenceData, source_id: str) -> Arrivals | None:
+        """The source's arrival deadline under the series' service level (None: none)."""
+        level, since_us = series.level, series.level_since_us
+        if level is None or since_us is None:
+            return None
+        deadline = level.level.arrival_deadlines(level.sources).get(source_id)
+        if deadline is None:
+            return None
+        return Arrivals(
+            level.level,
+            level.frequency,
+            ZoneInfo(level.time_zone),
+            since_us,
+            deadline,
+            level_sessions(self._calendar, level.calendar),
+        )
+
     def _unknown_calendar(self, definition: SeriesDefinition) -> bool:
         return bool(definition.calendar) and not self._calendar.knows(definition.calendar)
 
@@ -599,7 +653,14 @@ class CommandHandlers:
         raise ConcurrencyExhausted(f"gave up after {self._max_attempts} conflicting attempts")
 
     async def _series(self, series_id: str) -> ReferenceData:
-        return await self._repo.load(definition_stream(series_id), lambda: ReferenceData(series_id))
+        stream = definition_stream(series_id)
+        series = await self._repo.load(stream, lambda: ReferenceData(series_id))
+        if series.level is not None and series.level_since_us is None:
+            # This process appended the level, and an append does not return its commit time:
+            # the store has it (once per level and process).
+            self._repo.forget(stream)
+            series = await self._repo.load(stream, lambda: ReferenceData(series_id))
+        return series
 
     async def _source(self, source_id: str) -> DataSource:
         return await self._repo.load(source_stream(source_id), lambda: DataSource(source_id))

@@ -12,6 +12,9 @@ floor); a reference series that is not defined gives no figures, so no check run
 The day_over_day rule reads the series' own officials the same way (`prior_officials`): at the
 prior snaps of the command's points, from the buckets as loaded for the command or, for a prior
 session in an earlier bucket, from that bucket.
+
+Service levels read the exchange calendar's sessions (`level_sessions`), for the scheduler and
+for the decision of a value that may arrive late.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from qis_domain.commands import CommandContext
@@ -28,8 +32,11 @@ from qis_domain.decisions import Decider, SeriesView
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.reference_data import ReferenceData
 from qis_domain.series_bucket import SeriesBucket, look_back_floor
+from qis_domain.service_levels import Sessions as LevelSessions
 from qis_domain.snaps import Snap, bucket_of
 from qis_domain.values import DataValue
+
+from qis_command.application.ports import TradingCalendar
 
 LoadSeries = Callable[[str], Awaitable[ReferenceData]]
 LoadBucket = Callable[[str, int], Awaitable[SeriesBucket]]
@@ -127,3 +134,14 @@ async def _officials(
             if official is not None and (figure := decider.figure(official.raw)) is not None:
                 figures[snap_us] = OfficialFigure(figure, official.version)
     return figures
+
+
+def level_sessions(calendar: TradingCalendar, code: str) -> LevelSessions:
+    """The sessions of exchange `code` as service levels read them (none without a code)."""
+
+    def sessions(first: date, last: date) -> tuple[frozenset[date], date, date] | None:
+        if not code:
+            return None
+        return (calendar.sessions(code, first, last), *calendar.coverage(code))
+
+    return sessions

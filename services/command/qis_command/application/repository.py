@@ -83,6 +83,10 @@ class Repository:
             self._evict()
         return aggregate.clone()
 
+    def forget(self, stream: str) -> None:
+        """Drops the cached aggregate of `stream`: the next load reads it from the store."""
+        self._cache.pop(stream, None)
+
     @property
     def held(self) -> int:
         """The sizes of the aggregates cached now (what the budget bounds)."""
@@ -105,6 +109,7 @@ class Repository:
                 decoded.metadata.user_id,
                 record.position,
                 record.stream_version,
+                record.recorded_at_us,
             )
             _apply_once(aggregate, decoded.event, meta)
 

@@ -11,7 +11,9 @@ expected snaps from the time the level took effect: lazily, holding one cursor p
 never a list of due times. Each command lists every due snap of one bucket from the bucket's
 start, so that it is a function of its last snap alone: a restarted scheduler, which walks
 again from the start, sends commands already handled, and the bucket raises one issue per
-point however it is asked.
+point however it is asked. A value that comes after its deadline is found late by its own
+ingest decision (qis_domain.service_levels `Arrivals`), whether this process runs or not: the
+walk raises `late_arrival` only for values still missing.
 
 **Checkpoint.** A start does not read the log from position 0: the scheduler's state is saved
 as a snapshot (qis_domain.scheduler_state: stream `scheduler/state`, every event a whole
@@ -49,7 +51,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -79,6 +81,7 @@ from qis_domain.events.scheduler import (
     SchedulerCheckpointed,
     SchedulerSnapshot,
 )
+from qis_domain.reference_data import scheduled_level
 from qis_domain.rules import Severity
 from qis_domain.scheduler_state import SCHEDULER_STREAM
 from qis_domain.service_levels import (
@@ -98,6 +101,7 @@ from qis_command.application.commands import (
 )
 from qis_command.application.handlers import CommandHandlers, ConcurrencyExhausted
 from qis_command.application.ports import TradingCalendar
+from qis_command.application.references import level_sessions
 
 log = logging.getLogger(__name__)
 
@@ -254,15 +258,7 @@ class Scheduler:
     def _set_level(self, series_id: str, definition: SeriesDefinition, since_us: int) -> None:
         """A new service level applies to the snaps from `since_us` on; the one it replaces
         still to the snaps before."""
-        level = None
-        if definition.service_level is not None:
-            level = ScheduledLevel(
-                level=definition.service_level,
-                frequency=definition.frequency,
-                time_zone=definition.time_zone,
-                calendar=definition.calendar,
-                sources=tuple(s.source_id for s in definition.sources),
-            )
+        level = scheduled_level(definition)
         if level == self._levels.get(series_id):
             return
         for watch in self.watches:
@@ -469,15 +465,7 @@ class Scheduler:
 
     def _expected(self, watch: _Watch, start_us: int, end_us: int) -> Iterator[int]:
         level = watch.level
-
-        def sessions(first: date, last: date) -> tuple[frozenset[date], date, date] | None:
-            if not level.calendar:
-                return None
-            return (
-                self._calendar.sessions(level.calendar, first, last),
-                *self._calendar.coverage(level.calendar),
-            )
-
+        sessions = level_sessions(self._calendar, level.calendar)
         return expected_snaps(
             level.level, level.frequency, ZoneInfo(level.time_zone), start_us, end_us, sessions
         )
