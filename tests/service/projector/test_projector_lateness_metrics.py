@@ -63,3 +63,30 @@ def test_missed_deadlines_and_how_late_the_values_came(series_labels: bool) -> N
     since_snap = label(source="feed", since="snap")
     assert seen[("qis.arrival.delay.count", since_snap)] == 2
     assert seen[("qis.arrival.delay.max", since_snap)] == 3_600 + 900.0
+
+
+def test_a_value_found_late_on_its_arrival_is_sampled_once_and_not_awaited() -> None:
+    reader = InMemoryMetricReader()
+    metrics = ProjectorMetrics(MeterProvider(metric_readers=[reader]).get_meter("t"))
+    arrived = DEADLINE + 45 * US
+    on_arrival = [
+        Issue(
+            issue_id=f"{T0 + n * US}-late_arrival-feed",
+            snap_us=T0 + n * US,
+            source_id="feed",
+            rule="late_arrival",
+            severity="warning",
+            blocking=False,
+            evidence={"source_id": "feed", "deadline_us": DEADLINE, "arrived_at_us": arrived},
+        )
+        for n in range(2)
+    ]
+    metrics.observe(decoded(ingested("SPX", T0, 2), arrived))
+    metrics.observe(decoded(QualityIssueDetected(series_id="SPX", issues=on_arrival), arrived))
+    metrics.observe(decoded(ingested("SPX", T0, 2), arrived + 600 * US))  # a correction
+    metrics.written(3, 3, arrived + 600 * US)
+    seen = figures(reader)
+    past = frozenset({"source": "feed", "since": "deadline"}.items())
+    assert seen[("qis.arrival.delay.count", past)] == 1
+    assert seen[("qis.arrival.delay.max", past)] == 45.0
+    assert seen[("qis.lateness", frozenset({"kind": "arrival", "source": "feed"}.items()))] == 2

@@ -160,11 +160,21 @@ class ProjectorMetrics:
         for (rule, source), n in late.items():
             source_label = {"source": source} if source else {}
             self._add(self._late_count, n, event.series_id, kind=_LATE[rule], **source_label)
+        past_us: dict[str, int] = {}
         for i in event.issues:
-            if i.rule == LATE_ARRIVAL and isinstance(
+            if i.rule != LATE_ARRIVAL or not isinstance(
                 deadline := i.evidence.get("deadline_us"), int
             ):
+                continue
+            arrived = i.evidence.get("arrived_at_us")
+            if isinstance(arrived, int):
+                # Raised by the value's own arrival: it is here, nothing is left to wait for.
+                past_us[i.source_id] = max(past_us.get(i.source_id, 0), arrived - deadline)
+            else:
                 self._late[event.series_id, i.snap_us, i.source_id] = deadline
+        for source, past in past_us.items():
+            labels = self._labels(event.series_id, source=source)
+            self._arrival_delay.record(past / _US, {**labels, "since": "deadline"})
         while len(self._late) > LATE_VALUES:
             self._late.popitem(last=False)
 
