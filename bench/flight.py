@@ -14,7 +14,10 @@
    which a busy machine changes far less than the wall time;
 4. where the time goes, in this process without Flight: the application's pages alone (the
    segments as Arrow tables, through QueryHandlers.query_range call after call), then the same
-   pages made into Arrow batches.
+   pages made into Arrow batches;
+5. the write side's share: CPU time per point of making the series' segments (segments.extend
+   and encode, bucket by bucket, as the projector's SegmentBuilder does), which the projector
+   pays for every point it publishes.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from qis.data.v1 import series_pb2, values_pb2
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import OPEN_END, OfficialVersion, ProjectionBatch, SeriesEntry
 from qis_adapters.readstore.sqlite import SqliteReadStore
-from qis_domain.snaps import Frequency
+from qis_domain.snaps import BUCKET_SPAN_US, Frequency
 from qis_projector.application.segments import SegmentBuilder, add_segments
 from qis_query.application.arrow_batches import BatchBuilder
 from qis_query.application.export import STORED_COLUMNS, ExportRequest, ValueColumns, open_export
@@ -46,7 +49,7 @@ from qis_query.application.ranges import SELECTION
 from qis_query.bootstrap import build_handlers
 from qis_query.settings import QuerySettings
 
-from bench.support import free_port, process, wait_serving
+from bench.support import cpu_seconds, free_port, process, wait_serving
 
 SERIES = "FLIGHT.PX"
 GENERATION = "g1"
@@ -164,12 +167,6 @@ def flight_read(address: str, series_range: dict[str, object], server_pid: int) 
         )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (clock ticks: 10 ms steps)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def best_of(repeat: int, read: Callable[[], tuple[int, float]]) -> tuple[int, float]:
     return min((read() for _ in range(repeat)), key=lambda counted: counted[1])
 
@@ -194,6 +191,19 @@ async def in_process(path: Path, points: int) -> tuple[float, float]:
         return timings[0], timings[1]
     finally:
         await store.close()
+
+
+def encode_cpu_s(points: int) -> float:
+    """CPU seconds to make the series' segments from its versions, a bucket at a time."""
+    versions = [v for batch in batches(points) for v in batch.versions]
+    started = time.process_time()
+    for first in range(0, points, BUCKET_POINTS):
+        segments.encode(segments.extend(segments.EMPTY, versions[first : first + BUCKET_POINTS]))
+    return time.process_time() - started
+
+
+BUCKET_POINTS = BUCKET_SPAN_US[Frequency.SECOND] // STEP_US
+"""Points of a bucket's span (qis_domain.snaps), as many as the projector's segments hold."""
 
 
 def rate(count: int, seconds: float) -> str:
@@ -240,6 +250,7 @@ async def main(points: int, repeat: int) -> None:
         flight_s = best.seconds
         median_s = statistics.median(read.seconds for read in reads)
         pages_s, batches_s = await in_process(path, points)
+    encode_s = min(encode_cpu_s(points) for _ in range(repeat))
 
     # The anchor is the faster raw read of the same data: the stored segments.
     raw_rate, flight_rate = segment_count / segment_s, points / flight_s
@@ -262,6 +273,7 @@ async def main(points: int, repeat: int) -> None:
     )
     print(f"in-process, application pages only     {rate(points, pages_s)}")
     print(f"in-process, pages + Arrow batches      {rate(points, batches_s)}")
+    print(f"segments made (extend + encode)        {encode_s / points * 1e9:.0f} ns CPU per point")
     load_after = os.getloadavg()
     print(
         f"load average before {' '.join(f'{x:.2f}' for x in load_before)},"

@@ -76,7 +76,14 @@ from bench.readside_data import (
     series_batches,
     write_batches,
 )
-from bench.support import USER, free_port, own_peak_rss_mb, process, wait_serving
+from bench.support import (
+    USER,
+    cpu_seconds,
+    free_port,
+    own_peak_rss_mb,
+    process,
+    wait_serving,
+)
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 PROJECT_TIMEOUT_S = 900.0
@@ -363,13 +370,16 @@ async def range_step(scale: Scale, tmp: Path, report: Report) -> None:
         rss_warm = memory(qp.pid)
         for page in (1_000, 10_000):
             for name, view in VIEWS.items():
+                cpu = cpu_seconds(qp.pid)
                 elapsed = await stream_range(qp.stub, full, page, scale.range_points, view)
+                cpu_us = (cpu_seconds(qp.pid) - cpu) / scale.range_points * 1e6
                 rate = scale.range_points / elapsed
                 target = RANGE_TARGETS[name]
                 report.add(
                     s,
                     f"QueryRange latest, page {page:,}, {name}",
-                    f"{rate:,.0f} points/s ({scale.range_points:,} in {elapsed:.2f} s)",
+                    f"{rate:,.0f} points/s ({scale.range_points:,} in {elapsed:.2f} s;"
+                    f" qis-query {cpu_us:.2f} CPU us/point)",
                     f">= {target:,}/s",
                     rate >= target,
                 )

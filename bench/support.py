@@ -58,6 +58,12 @@ def process(script: str, env: dict[str, str], log: Path) -> Iterator[subprocess.
                 proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (clock ticks: 10 ms steps)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident set (VmHWM) of a running process, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

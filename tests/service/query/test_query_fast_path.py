@@ -89,6 +89,19 @@ def test_repeated_strings_are_protobufs_own_bytes(values: list[str], cut: int, k
     assert wire.strings(wire.TEXT, array) == expected
 
 
+@PROPERTY
+@given(st.integers(0, 20), st.data())
+def test_repeated_strings_of_one_length_are_protobufs_own_bytes(
+    size: int, data: st.DataObject
+) -> None:
+    """Texts of one length (a page of prices, often) take a path of their own."""
+    same = st.text(alphabet="-.0123456789", min_size=size, max_size=size)
+    values = data.draw(st.lists(same, min_size=1, max_size=20))
+    array = pa.array(["x", *values], pa.string()).slice(1)
+    expected = values_pb2.DecimalColumn(texts=values).SerializeToString()
+    assert wire.strings(wire.TEXT, array) == expected
+
+
 # --- GetValues' columns from per-point records ----------------------------------------------
 
 

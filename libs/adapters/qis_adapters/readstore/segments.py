@@ -16,10 +16,23 @@ shape the query service reads ranges in.
 | recorded_to_us, position_to | int64            | when a later version superseded it *within the stretch of the log the rows cover*; OPEN_END otherwise |
 | method, reason, user_id, command_id | string   |                                                   |
 | sources, flags    | list<string>               |                                                   |
+| decimal           | decimal128(38, 18), null unless a price or volume | `text`, exact                  |
+| open_decimal, high_decimal, low_decimal, close_decimal | decimal128(38, 18), null unless a bar | |
+| bar_volume_decimal | decimal128(38, 18)        | null unless a bar with a volume                   |
 
 The value columns are derived from the DataValue bytes once, when rows are built, so that a
 range read, a columnar answer and an Arrow export take them as columns without parsing a
-message per row.
+message per row: the texts as published (the per-point and columnar answers send them as they
+came), and the same numbers as exact decimal128, which an Arrow export sends as stored.
+
+The decimal columns are exact or absent, never rounded: every decimal the domain accepts
+(|x| < 1e18, at most 18 places as written: qis_domain.bounds) fits decimal128(38, 18). A
+segment holding a text that does not (stored before those bounds, or by a bug) has every
+decimal column null in every row: an Arrow export refuses it (INTERNAL), as it always has.
+
+Format 2 added the decimal columns at the end. A format-1 payload (22 columns) still decodes
+into SCHEMA: its decimal columns are made from its texts as it is read (`decode`), the same
+columns a rebuild would store.
 
 A segment's rows hold every version official somewhere in its stretch of the log (from its
 position_from until the next segment version of the bucket): `select` picks those of one
@@ -29,14 +42,18 @@ records give for the same question.
 
 from __future__ import annotations
 
+import decimal
 import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import fields
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from qis.data.v1 import values_pb2
+from qis_domain.values import is_bounded_plain_decimal
 
 from qis_adapters.readstore.port import (
     OPEN_END,
@@ -48,6 +65,16 @@ from qis_adapters.readstore.port import (
 )
 
 _TEXTS = pa.list_(pa.string())
+DECIMAL = pa.decimal128(38, 18)
+DECIMAL_COLUMNS = {
+    "text": "decimal",
+    "open": "open_decimal",
+    "high": "high_decimal",
+    "low": "low_decimal",
+    "close": "close_decimal",
+    "bar_volume": "bar_volume_decimal",
+}
+"""The decimal column of each text column."""
 SCHEMA = pa.schema(
     [
         pa.field("snap_us", pa.int64(), nullable=False),
@@ -72,8 +99,11 @@ SCHEMA = pa.schema(
         pa.field("command_id", pa.string(), nullable=False),
         pa.field("sources", _TEXTS, nullable=False),
         pa.field("flags", _TEXTS, nullable=False),
+        *(pa.field(name, DECIMAL) for name in DECIMAL_COLUMNS.values()),
     ]
 )
+_FORMAT_1 = pa.schema(list(SCHEMA)[: len(SCHEMA) - len(DECIMAL_COLUMNS)])
+"""The columns of a format-1 segment: SCHEMA's first ones."""
 _VALUE_FIELDS = ("kind", "text", "unit", "open", "high", "low", "close", "bar_volume")
 _ValueParts = tuple[
     str, str | None, str | None, str | None, str | None, str | None, str | None, str | None
@@ -120,11 +150,26 @@ def value_columns(values: Sequence[bytes]) -> dict[str, list[object]]:
 
 def rows_from_versions(versions: Sequence[OfficialVersion]) -> pa.Table:
     """Rows of `versions`, in their order, with their knowledge intervals."""
-    columns: dict[str, list[object]] = {
-        name: [getattr(v, name) for v in versions] for name in _RECORD_FIELDS
+    columns: dict[str, Sequence[Any]] = {
+        name: list(map(get, versions)) for name, get in _RECORD_GETTERS
     }
-    columns.update(value_columns([v.value for v in versions]))
-    return pa.table(columns, schema=SCHEMA)
+    columns.update(value_columns(columns["value"]))
+    arrays = [_array(columns[field.name], field.type) for field in _FORMAT_1]
+    return _with_decimals(pa.Table.from_arrays(arrays, schema=_FORMAT_1))
+
+
+def _array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
+    """`values` as an Arrow array: one value repeated (most columns of a bucket's rows: the
+    same method, user, sources, version...) without converting each."""
+    if not values or values.count(values[0]) != len(values):
+        return pa.array(values, arrow_type)
+    if not pa.types.is_list(arrow_type):
+        return pa.repeat(pa.scalar(values[0], arrow_type), len(values))
+    # pa.repeat of a list scalar costs more than converting every row.
+    items = pa.array(values[0], arrow_type.value_type)
+    at = np.tile(np.arange(len(items)), len(values))
+    offsets = np.arange(len(values) + 1, dtype=np.int32) * len(items)
+    return pa.ListArray.from_arrays(pa.array(offsets), items.take(pa.array(at)))
 
 
 def versions_from_rows(series_id: str, rows: pa.Table) -> list[OfficialVersion]:
@@ -137,6 +182,7 @@ def versions_from_rows(series_id: str, rows: pa.Table) -> list[OfficialVersion]:
 
 _RECORD_FIELDS = tuple(f.name for f in fields(OfficialVersion))[1:]
 """OfficialVersion's fields after series_id, in its order."""
+_RECORD_GETTERS = tuple((name, operator.attrgetter(name)) for name in _RECORD_FIELDS)
 _TUPLES = (_RECORD_FIELDS.index("sources"), _RECORD_FIELDS.index("flags"))
 
 
@@ -152,9 +198,22 @@ def encode(rows: pa.Table) -> bytes:
 def decode(payload: bytes, columns: frozenset[str] | None = None) -> pa.Table:
     """The rows of a segment: every column, or only `columns`, in SCHEMA's order. The other
     columns are not even decompressed, most of a read's time: a price export reads 11 of the
-    22 (3,600 prices: ~40 ns a row against ~60-78). ValueError for a name not in SCHEMA."""
-    options = _READ_OPTIONS if columns is None else _projection(columns)
-    return pa.ipc.open_stream(pa.py_buffer(payload), options=options).read_all()
+    28 (3,600 prices: ~40 ns a row against ~60-78). ValueError for a name not in SCHEMA."""
+    buffer = pa.py_buffer(payload)
+    if columns is None:
+        rows = pa.ipc.open_stream(buffer, options=_READ_OPTIONS).read_all()
+        return rows if rows.num_columns == len(SCHEMA) else _with_decimals(rows)
+    try:
+        return pa.ipc.open_stream(buffer, options=_projection(columns)).read_all()
+    except pa.ArrowInvalid:  # a format-1 payload has no decimal column to project
+        return _format_1(buffer, columns)
+
+
+def _format_1(buffer: pa.Buffer, columns: frozenset[str]) -> pa.Table:
+    """`columns` of a format-1 payload, the decimal columns made from its texts."""
+    stored = (columns - frozenset(DECIMAL_COLUMNS.values())) | frozenset(DECIMAL_COLUMNS)
+    rows = _with_decimals(pa.ipc.open_stream(buffer, options=_projection(stored)).read_all())
+    return rows.select([name for name in SCHEMA.names if name in columns])
 
 
 @functools.lru_cache(maxsize=16)  # a few column sets, each asked for segment after segment
@@ -164,6 +223,53 @@ def _projection(columns: frozenset[str]) -> pa.ipc.IpcReadOptions:
         raise ValueError(f"not columns of a segment: {', '.join(sorted(unknown))}")
     included = [index for index, name in enumerate(SCHEMA.names) if name in columns]
     return pa.ipc.IpcReadOptions(use_threads=False, included_fields=included)
+
+
+def _with_decimals(rows: pa.Table) -> pa.Table:
+    """`rows`, holding every text column of DECIMAL_COLUMNS, with the decimal columns
+    appended: each exact, or all null in every row when one text is not a decimal
+    decimal128(38, 18) holds exactly (see the module's docstring)."""
+    try:
+        decimals = [_exact(rows.column(name)) for name in DECIMAL_COLUMNS]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        decimals = [pa.nulls(rows.num_rows, DECIMAL)] * len(DECIMAL_COLUMNS)
+    for name, column in zip(DECIMAL_COLUMNS.values(), decimals, strict=True):
+        rows = rows.append_column(SCHEMA.field(name), column)
+    return rows
+
+
+def _exact(texts: pa.ChunkedArray) -> pa.ChunkedArray:
+    """decimal128(38, 18) of decimal texts, exactly ("" is null: a bar without a volume);
+    ArrowInvalid for a text it cannot hold exactly. Arrow's cast refuses what it would round,
+    and takes plain texts (nearly all), so only the others are first made plain."""
+    if texts.null_count == len(texts):
+        return pa.chunked_array([pa.nulls(len(texts), DECIMAL)])
+    texts = pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
+    try:
+        return texts.cast(DECIMAL)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        plain = [None if text is None else _plain(text) for text in texts.to_pylist()]
+        return pa.chunked_array([pa.array(plain, pa.string())]).cast(DECIMAL)
+
+
+_PLACES = decimal.Decimal(1).scaleb(-DECIMAL.scale)
+_EXACT = decimal.Context(prec=DECIMAL.precision, traps=[decimal.Inexact, decimal.InvalidOperation])
+
+
+def _plain(text: str) -> str:
+    """`text` as Arrow's cast to decimal128(38, 18) takes it, the same number exactly: a plain
+    decimal within bounds as it is, any zero as "0" ("0E+9999" and "0E-30" are zeros Arrow's
+    parser cannot or need not scale), anything else quantized to 18 places when that is exact
+    (else unchanged, for the cast to refuse)."""
+    if is_bounded_plain_decimal(text):
+        return text
+    try:
+        number = decimal.Decimal(text)
+        if number.is_zero():
+            return "0"
+        return format(number.quantize(_PLACES, context=_EXACT), "f")
+    except (decimal.DecimalException, ValueError):
+        return text
 
 
 def extend(current: pa.Table, versions: Sequence[OfficialVersion]) -> pa.Table:
@@ -198,7 +304,7 @@ def select(rows: pa.Table, as_of: AsOf, start_us: int, end_us: int) -> pa.Table:
     first, last = np.searchsorted(snaps, [start_us, end_us], side="left")
     rows = rows.slice(first, last - first)
     ends = rows.column("position_to")
-    all_open = pc.all(pc.equal(ends, OPEN_END)).as_py() is not False
+    all_open = pc.min(ends).as_py() in (OPEN_END, None)  # OPEN_END: the greatest int64
     match as_of:
         case Latest():
             if all_open:

@@ -25,31 +25,25 @@ Schema metadata: `qis.read_position` (the answer reflects at least this commit p
 `qis.series`, a JSON list of {"series", "data_type", "unit"} in the order the export named them
 (`unit` there is the series' current currency or unit, from its definition).
 
-Decimals are built from the stored decimal texts by Arrow's string-to-decimal cast, which is
-exact; no value passes through a binary float. A stored text in exponent notation is first
-written out in plain form by Python's decimal module, exactly: any zero as "0" ("0E+9999" and
-"0E-30" are zeros that Arrow's parser cannot or need not scale), any other value quantized to
-18 places, which is exact for every decimal ingest accepts (|x| < 1e18 with at most 18 places
-as written: at most 36 digits). A text that still cannot be made exact (more than 18 significant
-places, or beyond 38 digits) is an error (INTERNAL), never rounded.
+The decimals are the segments' own decimal128(38, 18) columns (qis_adapters.readstore.segments),
+sent as stored: exact, built once when the segment was written, and never through a binary
+float. A stored value those columns could not hold exactly (none that ingest accepts) is an
+error (INTERNAL), never rounded.
 """
 
 from __future__ import annotations
 
-import decimal
 import json
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from qis.data.v1 import values_pb2
+from qis_adapters.readstore.segments import DECIMAL, DECIMAL_COLUMNS
 from qis_domain.snaps import format_snap
-from qis_domain.values import is_bounded_plain_decimal
 
 from qis_query.application.export import ExportedSeries, ExportPage, ValueColumns
 
-DECIMAL = pa.decimal128(38, 18)
 INSTANT = pa.timestamp("us", tz="UTC")
 SERIES_NAMES = pa.dictionary(pa.int32(), pa.string())
 UNITS = pa.dictionary(pa.int32(), pa.string())
@@ -58,8 +52,6 @@ BAR_FIELDS = ("open", "high", "low", "close", "volume")
 READ_POSITION_KEY = b"qis.read_position"
 SERIES_KEY = b"qis.series"
 _OPTIONAL = frozenset({"volume"})  # of a bar
-
-_parse = values_pb2.DataValue.FromString
 
 
 def schema(
@@ -102,32 +94,32 @@ class BatchBuilder:
         self._names = pa.array([s.name for s in series], pa.string()) if len(series) > 1 else None
 
     def batches(self, page: ExportPage) -> list[pa.RecordBatch]:
-        """The page's rows as record batches: one per stretch of
-        rows that lie together in memory (mostly a segment's), so that no column is copied to
-        join them; the decimal casts are Arrow kernels, the only pass over the values."""
+        """The page's rows as record batches: one per stretch of rows that lie together in
+        memory (mostly a segment's), so that no column is copied to join them; the stored
+        columns are sent as they are, the checks are Arrow kernels."""
         rows = page.rows
         arrays: list[pa.Array | pa.ChunkedArray] = []
         if self._names is not None:
             indices = pa.repeat(pa.scalar(page.series_index, pa.int32()), rows.num_rows)
             arrays.append(pa.DictionaryArray.from_arrays(indices, self._names))
-        arrays.append(rows.column("snap_us").cast(INSTANT))
+        arrays.append(_view(rows.column("snap_us"), INSTANT))
         series = self._series[page.series_index]
         if self._columns is ValueColumns.DECIMAL:
             kind = "volume" if series.data_type == "volume" else "price"
             _require_kind(series.name, rows, kind)
-            arrays.append(_decimals(series.name, rows.column("text")))
+            arrays.append(_decimals(series.name, rows, "text"))
             arrays.append(_units(rows.column("unit"), series.unit))
         else:
             _require_kind(series.name, rows, "bar")
-            arrays.extend(
-                _decimals(series.name, rows.column(column), optional=field in _OPTIONAL)
-                for field, column in zip(BAR_FIELDS, _BAR_COLUMNS, strict=True)
-            )
+            # Every bar has an open: its nulls are a segment's decimals that could not be
+            # held exactly (a volume is null where a bar has none).
+            _decimals(series.name, rows, "open")
+            arrays.extend(rows.column(DECIMAL_COLUMNS[c]) for c in _BAR_COLUMNS)
         arrays += [
             rows.column("version"),
             rows.column("quality_score"),
-            rows.column("recorded_from_us").cast(INSTANT),
-            rows.column("position_from").cast(pa.uint64()),
+            _view(rows.column("recorded_from_us"), INSTANT),
+            _view(rows.column("position_from"), pa.uint64()),  # positions are never negative
             rows.column("flags"),
         ]
         batches: list[pa.RecordBatch] = pa.Table.from_arrays(
@@ -137,6 +129,11 @@ class BatchBuilder:
 
 
 _BAR_COLUMNS = ("open", "high", "low", "close", "bar_volume")
+
+
+def _view(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
+    """`column` as `kind`, a type of the same layout, without copying (a cast copies)."""
+    return pa.chunked_array([chunk.view(kind) for chunk in column.chunks], kind)
 
 
 def _units(units: pa.ChunkedArray, series_unit: str) -> pa.Array | pa.ChunkedArray:
@@ -161,38 +158,10 @@ def _require_kind(series: str, rows: pa.Table, kind: str) -> None:
     )
 
 
-_PLACES = decimal.Decimal(1).scaleb(-DECIMAL.scale)
-_EXACT = decimal.Context(prec=DECIMAL.precision, traps=[decimal.Inexact, decimal.InvalidOperation])
-
-
-def plain(text: str) -> str:
-    """`text` as Arrow's cast to decimal128(38, 18) takes it, the same number exactly: a plain
-    decimal within bounds as it is, any zero as "0", anything else quantized to 18 places
-    when that is exact (else unchanged, for the cast to refuse)."""
-    if not text or is_bounded_plain_decimal(text):
-        return text
-    try:
-        number = decimal.Decimal(text)
-        if number.is_zero():
-            return "0"
-        return format(number.quantize(_PLACES, context=_EXACT), "f")
-    except (decimal.DecimalException, ValueError):
-        return text
-
-
-def _decimals(series: str, texts: pa.ChunkedArray, *, optional: bool = False) -> pa.ChunkedArray:
-    """decimal128(38, 18) from decimal texts, exactly; "" is null where the field is optional.
-    The cast refuses what it cannot hold exactly, so the texts are made plain (see `plain`)
-    only when it does."""
-    if optional:
-        texts = pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
-    try:
-        return texts.cast(DECIMAL)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        texts = pa.chunked_array(
-            [pa.array([None if t is None else plain(t) for t in texts.to_pylist()], pa.string())]
-        )
-    try:
-        return texts.cast(DECIMAL)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise ValueError(f"a stored value of {series} is not a bounded decimal: {error}") from None
+def _decimals(series: str, rows: pa.Table, text: str) -> pa.ChunkedArray:
+    """The decimal column of the text column `text`, present in every row: a null there is a
+    stored value decimal128(38, 18) cannot hold exactly, an error."""
+    decimals = rows.column(DECIMAL_COLUMNS[text])
+    if decimals.null_count:
+        raise ValueError(f"a stored value of {series} is not a bounded decimal")
+    return decimals

@@ -50,8 +50,9 @@ _ROW_COLUMNS = frozenset(
     {"snap_us", "kind", "version", "quality_score", "recorded_from_us", "position_from", "flags"}
 )
 STORED_COLUMNS: dict[ValueColumns, frozenset[str]] = {
-    ValueColumns.DECIMAL: _ROW_COLUMNS | {"text", "unit"},
-    ValueColumns.BAR: _ROW_COLUMNS | {"open", "high", "low", "close", "bar_volume"},
+    ValueColumns.DECIMAL: _ROW_COLUMNS | {"decimal", "unit"},
+    ValueColumns.BAR: _ROW_COLUMNS
+    | {"open_decimal", "high_decimal", "low_decimal", "close_decimal", "bar_volume_decimal"},
 }
 """The columns of the segments' rows (qis_adapters.readstore.segments) that an export of these
 value columns reads (qis_query.application.arrow_batches): the only ones its pages decode."""

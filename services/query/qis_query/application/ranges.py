@@ -99,6 +99,7 @@ async def pages(
     count = 0
     left = max_points
     wanted = None if columns is None else columns | SELECTION
+    token = paging.range_tokens(query)
     async for rows in _rows(reader, query, start, bucket_span_us, wanted):
         pending.append(rows)
         count += rows.num_rows
@@ -106,7 +107,7 @@ async def pages(
             table = pa.concat_tables(pending)
             size = min(page_size, left)
             page = table.slice(0, size)
-            yield RangePage(page, paging.range_token(query, _last_snap(page)))
+            yield RangePage(page, token(_last_snap(page)))
             left -= size
             if not left:
                 return

@@ -165,6 +165,13 @@ def strings(tag: int, texts: pa.Array) -> bytes:
     if int(lengths.max()) >= _ONE_BYTE:  # rare (options chains): a longer length prefix
         return fields(tag, texts.cast(pa.binary()).to_pylist())
     data = np.frombuffer(texts.buffers()[2], dtype=np.uint8, count=end - start, offset=start)
+    if int(lengths.min()) == int(lengths.max()):  # one length (a page of prices, often): rows
+        size = int(lengths[0])
+        rows = np.empty((count, 2 + size), dtype=np.uint8)
+        rows[:, 0] = tag
+        rows[:, 1] = size
+        rows[:, 2:] = data.reshape(count, size)
+        return rows.tobytes()
     out = np.empty(2 * count + len(data), dtype=np.uint8)
     heads = offsets[:-1] - start + 2 * np.arange(count)
     out[heads] = tag
