@@ -1,10 +1,9 @@
-"""Fixtures of the CLI tests: the three real qis processes for the session (the end-to-end
-suite's harness), a fresh series per test."""
+"""Fixtures of the CLI tests: the three real qis processes of the session (those the end-to-end
+tests share, tests/conftest.py), a fresh series per test."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,13 +12,8 @@ from tests.e2e.harness import Cluster
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster.create(tmp_path_factory.mktemp("qis-cli"))
-    try:
-        cluster.start_all()
-        yield cluster
-    finally:
-        cluster.stop_all()
+def services(shared_cluster: Cluster) -> Cluster:
+    return shared_cluster
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Fixtures of the end-to-end suite: real `qis-command`, `qis-projector` and `qis-query`
 processes on free loopback ports and a temporary data directory.
 
-- `cluster`: one set for the whole session, shared by tests that kill or pause nothing (each
-  test works on its own series and sources);
+- `cluster`: one set for the whole session (tests/conftest.py, shared with the CLI tests), for
+  tests that kill or pause nothing (each test works on its own series and sources);
 - `make_cluster`: a factory for a test's own set (tests that SIGSTOP, SIGKILL or SIGTERM a
   process, or need other settings), stopped at the end of the test.
 
@@ -20,17 +20,8 @@ from tests.e2e.harness import ROLES, Cluster, MakeCluster
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    shared = Cluster.create(
-        tmp_path_factory.mktemp("qis-shared"),
-        {"QIS_QUERY_MAX_WAIT_S": "5", "QIS_SUBSCRIBE_POLL_S": "0.02"},
-    )
-    try:
-        shared.start_all()
-        yield shared
-    finally:
-        codes = shared.stop_all()
-        print(f"\nshared cluster stopped: {codes}")
+def cluster(shared_cluster: Cluster) -> Cluster:
+    return shared_cluster
 
 
 _CLUSTERS_KEY = pytest.StashKey[list[Cluster]]()

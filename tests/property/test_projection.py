@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pyarrow as pa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from qis_adapters.readstore import segments
@@ -77,14 +78,20 @@ Answers = dict[tuple[str, int], list[tuple[int, int, bytes]]]
 async def segment_answers(store: InMemoryReadStore, head: int) -> Answers:
     """(series, position) -> the (snap, version, value) rows segments give at that position."""
     answers: Answers = {}
+    decoded: dict[bytes, pa.Table] = {}
+
+    def decode(payload: bytes) -> pa.Table:
+        """A segment version is read at every later position: its bytes are decoded once."""
+        if payload not in decoded:
+            decoded[payload] = segments.decode(payload)
+        return decoded[payload]
+
     for series_id in await series_ids(store):
         for position in range(head + 2):
             found = await store.segments(series_id, EARLIEST, OPEN_END, AtPosition(position), 10**6)
             assert found is not None
             rows = [
-                segments.select(
-                    segments.decode(s.payload), AtPosition(position), EARLIEST, OPEN_END
-                )
+                segments.select(decode(s.payload), AtPosition(position), EARLIEST, OPEN_END)
                 for s in found
             ]
             answers[series_id, position] = [

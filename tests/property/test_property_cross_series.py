@@ -10,6 +10,7 @@ benchmark afterwards appends nothing to the stock's streams (a replay never deci
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -168,17 +169,21 @@ def expected(
             return None
         return (x[j] - x[j - 1]) / x[j - 1] - c.beta * (p[1] - p[0]) / p[0]
 
+    # Each residual once (a window reads it again for every later point), and the first point
+    # of the look-back by bisection: exact fractions over 22 years are slow enough as it is.
+    residuals = [None, *(residual(j) for j in range(1, len(points)))]
+    assert snaps == sorted(snaps)
     for i in range(1, len(points)):
         floor = snaps[i] - snaps[i] % BUCKET_US - LOOK_BACK_BUCKETS * BUCKET_US
         if snaps[i - 1] < floor or x[i - 1] == 0:
             continue
-        first = max(i - c.window - 1, next(j for j in range(i) if snaps[j] >= floor))
+        first = max(i - c.window - 1, bisect.bisect_left(snaps, floor))
         p = pair(snaps[i - 1], snaps[i])
         if p is None:
             continue
         b_move = (p[1] - p[0]) / p[0]
-        if (r := residual(i)) is not None:
-            earlier = [abs(e) for j in range(first + 1, i) if (e := residual(j)) is not None]
+        if (r := residuals[i]) is not None:
+            earlier = [abs(e) for j in range(first + 1, i) if (e := residuals[j]) is not None]
             if len(earlier) >= math.ceil(c.window / 2):
                 usual = sorted(earlier)
                 m = len(usual) // 2
