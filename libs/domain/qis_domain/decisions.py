@@ -178,8 +178,9 @@ class SeriesView:
     none run). `prior`: the prior sessions' official figures for the day_over_day rule (None:
     it does not run), shared by every bucket of the command and updated by each decision.
     `structures`: the earlier buckets' last structures for the node jump check (None: only the
-    bucket's own), shared and updated the same way. `arrivals`: the source's arrival deadline
-    under the series' service level (None: its values are not judged late on arrival).
+    bucket's own), shared and updated the same way. `arrivals`: the source's arrival deadlines
+    under the series' service levels, one per level remembered (none: its values are not
+    judged late on arrival).
     """
 
     timeline: Timeline | None = None
@@ -187,7 +188,7 @@ class SeriesView:
     references: CrossSeriesView | None = None
     prior: PriorOfficials | None = None
     structures: LastStructures | None = None
-    arrivals: Arrivals | None = None
+    arrivals: tuple[Arrivals, ...] = ()
 
 
 def issue_id(command_id: str, snap_us: int, source_id: str, rule: str) -> str:
@@ -259,6 +260,12 @@ class Decider:
         self.sole_source_status = self.status(blocking=False, sources=1, score=ONE)
         self._priority = {s.source_id: s.priority for s in definition.sources}
         self._zone = ZoneInfo(definition.time_zone)
+
+    @classmethod
+    def reading(cls, definition: SeriesDefinition) -> Decider:
+        """A decider outside any command, to decode figures and local days (it decides nothing:
+        no caller, no time)."""
+        return cls(definition, CommandContext("", "", 0))
 
     def by_priority(self, *sources: str) -> list[str]:
         return by_priority(sources, self._priority)

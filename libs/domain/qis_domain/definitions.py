@@ -96,7 +96,7 @@ class UnderlyingCheck(_Frozen):
 class DayOverDayCheck(_Frozen):
     """Rule "day_over_day" (qis_domain.day_over_day): a value against the official value of
     the same snap-of-day (local wall-clock time) in the previous session of the series'
-    calendar (the previous day without one). `max_percent` bounds the change in percent of
+    calendar (without one: of its service level's weekdays; a series needs one or the other). `max_percent` bounds the change in percent of
     that official figure, `max_rise_percent` / `max_fall_percent` replace it for one side (an
     asymmetric band), `max_abs` bounds the absolute change: a change fails when it is beyond
     every band set for its side (a small absolute move of a tiny price passes with both set).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from qis_domain.commands import CommandContext, CommandOutcome, RemembersCommands
 from qis_domain.definitions import SeriesDefinition, Update, known_time_zones
 from qis_domain.errors import (
@@ -45,6 +47,19 @@ def validate_definition(
             violations.append(
                 FieldViolation(f"series.validation.{name}.series", "the series itself")
             )
+    if (
+        definition.validation.day_over_day is not None
+        and not definition.calendar
+        and definition.service_level is None
+    ):
+        # Without sessions a Monday would compare with the Sunday before, never checked.
+        violations.append(
+            FieldViolation(
+                "series.validation.day_over_day",
+                "compares with the previous session: needs a calendar or a service level's"
+                " weekdays",
+            )
+        )
     if unknown_calendar:
         violations.append(
             FieldViolation("series.calendar", f"unknown exchange calendar {definition.calendar!r}")
@@ -107,18 +122,47 @@ def scheduled_level(definition: SeriesDefinition) -> ScheduledLevel | None:
     )
 
 
+MAX_LEVELS = 16
+"""Service levels a series remembers (the latest): a value for a snap before the oldest one's
+start is not judged late on arrival (the scheduler judges it by its deadline, when it runs)."""
+
+
+class LevelChange(NamedTuple):
+    """A service level (None: none) in force from `since_us`: the commit time of the event
+    that set it, None in a copy that applied the event right after appending it (an append
+    does not return its commit time)."""
+
+    since_us: int | None
+    level: ScheduledLevel | None
+
+
 class ReferenceData(RemembersCommands):
     def __init__(self, series_id: str) -> None:
         self.series_id = series_id
         self.version: int | None = None
         self.definition: SeriesDefinition | None = None
         self.schema_version = 0
-        # When the service level in force took effect: the commit time of the event that set
-        # it, so a replay knows it too. None without a level, or in a copy that applied the
-        # event right after appending it (an append does not return its commit time).
-        self.level: ScheduledLevel | None = None
-        self.level_since_us: int | None = None
+        # The service levels in force one after the other, oldest first, the last MAX_LEVELS:
+        # a value is judged by the level in force at its snap (a level that changed since
+        # does not excuse it), so a replay knows them too.
+        self.levels: list[LevelChange] = []
         self._outcomes: dict[str, CommandOutcome] = {}
+
+    @property
+    def level(self) -> ScheduledLevel | None:
+        """The service level in force now."""
+        return self.levels[-1].level if self.levels else None
+
+    def level_periods(self) -> list[tuple[int, int | None, ScheduledLevel]]:
+        """The levels remembered, as (start, end or None: still in force, level), oldest
+        first; each starts at the commit time of the event that set it (all known: see
+        LevelChange)."""
+        ends = [c.since_us for c in self.levels[1:]]
+        return [
+            (c.since_us, ends[i] if i < len(ends) else None, c.level)
+            for i, c in enumerate(self.levels)
+            if c.level is not None and c.since_us is not None
+        ]
 
     @property
     def stream(self) -> str:
@@ -197,6 +241,6 @@ class ReferenceData(RemembersCommands):
             self.schema_version = 1 if isinstance(event, SeriesDefined) else event.schema_version
             level = scheduled_level(event.definition)
             if level != self.level:
-                self.level = level
-                self.level_since_us = None if level is None else meta.recorded_at_us
+                self.levels.append(LevelChange(meta.recorded_at_us, level))
+                del self.levels[:-MAX_LEVELS]
         self._outcomes[meta.command_id] = CommandOutcome(meta.position)

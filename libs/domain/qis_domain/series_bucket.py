@@ -15,7 +15,7 @@ flagged or rejected value, is a dict of its own (`_Observations.mixed`).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import repeat
@@ -152,6 +152,7 @@ class PointSummary:
 
 
 _NO_SNAPS = np.zeros(0, dtype=np.int64)
+_LATENESS = (LATE_ARRIVAL, LATE_PUBLICATION)  # rules about when a value came
 
 
 def _objects(column: Iterable[Any], n: int) -> np.ndarray[Any, Any]:
@@ -372,6 +373,15 @@ class _Observations(Mapping[int, dict[str, Observed]]):
         sources, raws, users = columns
         return zip(sources, _clean(raws, users), strict=True)
 
+    def _dicts_at(
+        self, points: _Points[Any], pos: np.ndarray[Any, Any]
+    ) -> Iterator[dict[str, Observed]]:
+        """The points at positions `pos` of `points` (the plain or the pair columns), one dict
+        of values each."""
+        if points is self.plain:
+            return ({source: value} for source, value in self._plain_at(pos))
+        return (dict(_pair_values(pair)) for pair in self.pairs.at(pos))
+
     def __setitem__(self, snap_us: int, observed: dict[str, Observed]) -> None:
         if snap_us not in self.mixed:
             self.plain.drop((snap_us,))
@@ -382,22 +392,12 @@ class _Observations(Mapping[int, dict[str, Observed]]):
         """Moves the `snaps` held in columns to one dict each (before they change other than
         by a clean value of one of their sources)."""
         at = [s for s in snaps if s not in self.mixed]
-        pos, found = self.plain.locate(at)
-        if found.any():
-            moving = np.asarray(at, dtype=np.int64)[found].tolist()
-            self.mixed.update(
-                (s, {source: value})
-                for s, (source, value) in zip(moving, self._plain_at(pos[found]), strict=True)
-            )
-            self.plain.drop(moving)
-        pos, found = self.pairs.locate(at)
-        if found.any():
-            moving = np.asarray(at, dtype=np.int64)[found].tolist()
-            self.mixed.update(
-                (s, dict(_pair_values(pair)))
-                for s, pair in zip(moving, self.pairs.at(pos[found]), strict=True)
-            )
-            self.pairs.drop(moving)
+        for points in (self.plain, self.pairs):
+            pos, found = points.locate(at)
+            if found.any():
+                moving = np.asarray(at, dtype=np.int64)[found].tolist()
+                self.mixed.update(zip(moving, self._dicts_at(points, pos[found]), strict=True))
+                points.drop(moving)
 
     def ingest(self, source_id: str, snaps: list[int], raws: list[RawValue], user_id: str) -> None:
         """One source's clean values: into the columns of one value, or of two when the point
@@ -563,13 +563,8 @@ class SeriesBucket:
         out: list[DataValue | None] = []
         for i, snap_us in enumerate(snaps_us):
             j = bisect.bisect_left(known, snap_us)
-            earlier = known[j - 1] if j else None
-            if i and (earlier is None or earlier <= snaps_us[i - 1]):
-                out.append(received[i - 1])
-            elif earlier is not None:
-                out.append(decider.decode(self.candidates[earlier].raw))
-            else:
-                out.append(earlier_bucket)
+            own = (snaps_us[i - 1], received[i - 1]) if i else None
+            out.append(self._latest(known[j - 1] if j else None, own, decider, earlier_bucket))
         return out
 
     def _last_structure(
@@ -578,9 +573,24 @@ class SeriesBucket:
         """The bucket's last received value once the command on `snaps_us` (ascending, with
         their `received` values) is decided: what the next bucket's first snap compares with."""
         known = self.candidates.snaps
-        if snaps_us and (not len(known) or snaps_us[-1] >= known[-1]):
-            return received[-1]
-        return decider.decode(self.candidates[int(known[-1])].raw) if len(known) else None
+        own = (snaps_us[-1], received[-1]) if snaps_us else None
+        return self._latest(int(known[-1]) if len(known) else None, own, decider, None)
+
+    def _latest(
+        self,
+        candidate_us: int | None,
+        own: tuple[int, DataValue] | None,
+        decider: Decider,
+        otherwise: DataValue | None,
+    ) -> DataValue | None:
+        """The latest received value of the bucket's latest candidate at `candidate_us` and
+        the command's `own` (snap, value): the command's when no candidate is later, else the
+        candidate's, decoded; `otherwise` when there is neither."""
+        if own is not None and (candidate_us is None or candidate_us <= own[0]):
+            return own[1]
+        if candidate_us is not None:
+            return decider.decode(self.candidates[candidate_us].raw)
+        return otherwise
 
     def _received(
         self, snaps_us: list[int], decider: Decider, last: int | None = None
@@ -765,8 +775,8 @@ class SeriesBucket:
                 values=raws,
             )
         ]
-        if view.arrivals is not None:
-            issues.extend(self._late_arrivals(view.arrivals, source_id, snaps, ctx))
+        for arrivals in view.arrivals:  # of the levels one after the other: disjoint snaps
+            issues.extend(self._late_arrivals(arrivals, source_id, snaps, ctx))
         if issues:
             events.append(QualityIssueDetected(series_id=self.series_id, issues=issues))
         return events + rows.events(self.series_id, "automatic", ctx)
@@ -1114,22 +1124,12 @@ class SeriesBucket:
             raise InvalidArgument.single("rule", f"{LATE_ARRIVAL} or {LATE_PUBLICATION}")
         if any(deadline_us > ctx.now_us for _, deadline_us in due):
             raise InvalidArgument.single("deadline_us", "a deadline not reached yet")
-        raised = self._raised(rule)
-        issues = []
-        for snap_us, deadline_us in due:
-            if (snap_us, source_id) in raised or (
-                source_id in self.observed.get(snap_us, {})
-                if rule == LATE_ARRIVAL
-                else snap_us in self.officials
-            ):
-                continue
-            raised.add((snap_us, source_id))
-            evidence = {
-                "source_id": source_id,
-                "deadline_us": deadline_us,
-                "checked_at_us": ctx.now_us,
-            }
-            issues.append(point_issue(ctx.command_id, snap_us, rule, severity, evidence, source_id))
+        done: Callable[[int], bool] = (
+            (lambda snap_us: source_id in self.observed.get(snap_us, {}))
+            if rule == LATE_ARRIVAL
+            else self.officials.__contains__
+        )
+        issues = self._late(rule, source_id, due, done, severity, ctx, "checked_at_us")
         return [QualityIssueDetected(series_id=self.series_id, issues=issues)] if issues else []
 
     # --- helpers of the decisions ---
@@ -1147,24 +1147,38 @@ class SeriesBucket:
         late = arrivals.late(snaps, ctx.now_us)
         if not late:
             return []
-        raised = self._raised(LATE_ARRIVAL)
         at = [snaps[i] for i in late]
+        sent = {
+            snap_us
+            for snap_us, before in zip(at, self.observed.rows(at), strict=True)
+            if before is not None and source_id in before
+        }
+        due = zip(at, late.values(), strict=True)
+        return self._late(
+            LATE_ARRIVAL, source_id, due, sent.__contains__, Severity.WARNING, ctx, "arrived_at_us"
+        )
+
+    def _late(
+        self,
+        rule: str,
+        source_id: str,
+        due: Iterable[tuple[int, int]],
+        done: Callable[[int], bool],
+        severity: Severity,
+        ctx: CommandContext,
+        when: str,
+    ) -> list[Issue]:
+        """An issue of `rule` for each (snap, deadline) `due` whose point is not `done` (has
+        the source's value, or an official version), unless one was raised for the point and
+        source before, whatever its status. `when`: the evidence's name of the command's time."""
+        raised = self._raised(rule)
         issues = []
-        for snap_us, deadline_us, before in zip(
-            at, late.values(), self.observed.rows(at), strict=True
-        ):
-            if (snap_us, source_id) in raised or (before is not None and source_id in before):
+        for snap_us, deadline_us in due:
+            if (snap_us, source_id) in raised or done(snap_us):
                 continue
-            evidence = {
-                "source_id": source_id,
-                "deadline_us": deadline_us,
-                "arrived_at_us": ctx.now_us,
-            }
-            issues.append(
-                point_issue(
-                    ctx.command_id, snap_us, LATE_ARRIVAL, Severity.WARNING, evidence, source_id
-                )
-            )
+            raised.add((snap_us, source_id))
+            evidence = {"source_id": source_id, "deadline_us": deadline_us, when: ctx.now_us}
+            issues.append(point_issue(ctx.command_id, snap_us, rule, severity, evidence, source_id))
         return issues
 
     def _manual_value(
@@ -1340,7 +1354,12 @@ class SeriesBucket:
             self.observed.ingest(event.source_id, event.snaps, event.values, meta.user_id)
             outcome = outcome + CommandOutcome(position, accepted=len(event.snaps))
         elif isinstance(event, QualityIssueDetected):
-            self.observed.mix(i.snap_us for i in event.issues if i.source_id)
+            # Lateness is about when a value came, not about the value: it holds nothing and
+            # counts no failed check, whether it was raised before or on arrival, so its
+            # point's values stay as they are (in columns).
+            self.observed.mix(
+                i.snap_us for i in event.issues if i.source_id and i.rule not in _LATENESS
+            )
             for issue in event.issues:
                 self.issues[issue.issue_id] = IssueState(
                     issue.snap_us, issue.source_id, issue.rule, issue.blocking
@@ -1348,9 +1367,7 @@ class SeriesBucket:
                 if issue.rule == "missed_cutoff":
                     self.scheduled.pop(issue.snap_us, None)
                 flagged = self.observed.get(issue.snap_us, {}).get(issue.source_id)
-                # Lateness is about when a value came, not about the value: it holds nothing
-                # and counts no failed check, whether it was raised before or on arrival.
-                if flagged is not None and issue.rule not in (LATE_ARRIVAL, LATE_PUBLICATION):
+                if flagged is not None and issue.rule not in _LATENESS:
                     failure = RuleFailure(issue.rule, Severity(issue.severity), issue.evidence)
                     self._replace_observed(
                         issue.snap_us,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
@@ -36,6 +36,7 @@ STEP_SECONDS = {Frequency.SECOND: 1, Frequency.MINUTE: 60, Frequency.HOURLY: 360
 series no agreed day of the period: no lateness is raised for them."""
 
 _US = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _Severity = Literal["warning", "error"]
 
 
@@ -67,7 +68,7 @@ class Deadline(_Frozen):
             return snap_us + self.after_s * _US
         assert self.local_time_s is not None  # one form, by construction
         day = Snap(snap_us).to_datetime().astimezone(zone).date() + timedelta(self.days_after)
-        return _local_us(day, self.local_time_s, zone)
+        return wall_clock_us(day, _wall(self.local_time_s), zone)
 
 
 class SourceDeadline(_Frozen):
@@ -189,16 +190,13 @@ def expected_snaps(
         return
     first = _local_day(start_us, zone)
     last = _local_day(end_us, zone)
-    known = sessions(first, last)
+    is_session = _session_test(level, sessions(first, last))
     for day in (first + timedelta(n) for n in range((last - first).days + 1)):
-        if known is None:
-            if day.isoweekday() not in level.weekdays:
-                continue
-        elif day not in known[0] or not known[1] <= day <= known[2]:
+        if not is_session(day):
             continue
         for time_s in _times(level, step):
-            snap_us = _local_us(day, time_s, zone)
-            if not _exists(snap_us, time_s, zone):
+            snap_us = existing_wall_clock_us(day, _wall(time_s), zone)
+            if snap_us is None:
                 continue  # skipped by a daylight-saving change: no snap that day
             if snap_us >= end_us:
                 return
@@ -219,28 +217,29 @@ def expected_among(
     if not snaps_us or (step is None and frequency is not Frequency.DAILY):
         return [False] * len(snaps_us)
     moments = [Snap(s).to_datetime().astimezone(zone) for s in snaps_us]
-    known = sessions(moments[0].date(), moments[-1].date())
+    is_session = _session_test(level, sessions(moments[0].date(), moments[-1].date()))
     times = _times(level, step)
     out = []
     for snap_us, moment in zip(snaps_us, moments, strict=True):
         day = moment.date()
         time_s = moment.hour * 3600 + moment.minute * 60 + moment.second
-        if known is None:
-            session = day.isoweekday() in level.weekdays
-        else:
-            session = day in known[0] and known[1] <= day <= known[2]
         # The round trip drops what expected_snaps never makes: a fraction of a second, the
         # second pass of a wall time a daylight-saving change repeats.
-        out.append(session and time_s in times and _local_us(day, time_s, zone) == snap_us)
+        out.append(
+            is_session(day)
+            and time_s in times
+            and wall_clock_us(day, _wall(time_s), zone) == snap_us
+        )
     return out
 
 
 @dataclass(frozen=True, slots=True)
 class Arrivals:
-    """What the decision of one source's values needs to judge their lateness: its arrival
-    `deadline` under the series' level in force since `since_us` (the commit time of the event
-    that set it; snaps before belong to history, or to an earlier level, and are not judged
-    here), and the calendar's `sessions`."""
+    """What the decision of one source's values needs to judge their lateness under one of the
+    series' levels: its arrival `deadline` under the level in force from `since_us` (the
+    commit time of the event that set it; snaps before belong to history, or to an earlier
+    level) until `until_us` (None: still in force; snaps from then on belong to the next
+    level), and the calendar's `sessions`. A snap is judged by the level in force at it."""
 
     level: ServiceLevel
     frequency: Frequency
@@ -248,13 +247,17 @@ class Arrivals:
     since_us: int
     deadline: Deadline
     sessions: Sessions
+    until_us: int | None = None
 
     def late(self, snaps_us: Sequence[int], now_us: int) -> dict[int, int]:
         """The deadline of each of `snaps_us` (ascending) that a value arriving at `now_us`
-        misses, by index: expected snaps from `since_us` on whose deadline is before `now_us`.
-        Backfilled history costs a bisection: a snap before `since_us` is never judged."""
+        misses, by index: expected snaps from `since_us` to `until_us` whose deadline is
+        before `now_us`. Backfilled history costs a bisection: a snap before `since_us` is
+        never judged here."""
         lo = bisect.bisect_left(snaps_us, self.since_us)
-        hi = bisect.bisect_left(snaps_us, now_us, lo)  # a deadline is never before its snap
+        # a deadline is never before its snap
+        end_us = now_us if self.until_us is None else min(now_us, self.until_us)
+        hi = bisect.bisect_left(snaps_us, end_us, lo)
         judged = snaps_us[lo:hi]
         expected = expected_among(self.level, self.frequency, self.zone, judged, self.sessions)
         out = {}
@@ -271,16 +274,37 @@ def _times(level: ServiceLevel, step: int | None) -> range:
     return range(level.first_snap_s, last + 1, step)
 
 
+def _session_test(
+    level: ServiceLevel, known: tuple[frozenset[date], date, date] | None
+) -> Callable[[date], bool]:
+    """Whether a day is a session: of the calendar's `known` sessions within its coverage,
+    or (no calendar) one of the level's weekdays."""
+    if known is None:
+        return lambda day: day.isoweekday() in level.weekdays
+    days, first, last = known
+    return lambda day: day in days and first <= day <= last
+
+
 def _local_day(utc_us: int, zone: ZoneInfo) -> date:
     return Snap(utc_us).to_datetime().astimezone(zone).date()
 
 
-def _exists(utc_us: int, time_s: int, zone: ZoneInfo) -> bool:
-    moment = Snap(utc_us).to_datetime().astimezone(zone)
-    return moment.hour * 3600 + moment.minute * 60 + moment.second == time_s
-
-
-def _local_us(day: date, time_s: int, zone: ZoneInfo) -> int:
+def _wall(time_s: int) -> time:
     hours, rest = divmod(time_s, 3600)
-    moment = datetime(day.year, day.month, day.day, hours, rest // 60, rest % 60, tzinfo=zone)
-    return int(moment.timestamp()) * _US
+    return time(hours, rest // 60, rest % 60)
+
+
+def wall_clock_us(day: date, wall: time, zone: ZoneInfo) -> int:
+    """The instant (UTC µs, exact) of the wall-clock time `wall` on `day` in `zone`. A wall
+    time a daylight-saving change skips is taken in the offset before the change (02:30 →
+    03:30); one it repeats is its first pass, or its second with `wall.fold` set."""
+    delta = datetime.combine(day, wall, tzinfo=zone) - _EPOCH
+    return (delta.days * DAY_SECONDS + delta.seconds) * _US + delta.microseconds
+
+
+def existing_wall_clock_us(day: date, wall: time, zone: ZoneInfo) -> int | None:
+    """`wall_clock_us`, None for a wall time a daylight-saving change skips on that day (the
+    round trip gives another time of day)."""
+    utc_us = wall_clock_us(day, wall, zone)
+    back = Snap(utc_us).to_datetime().astimezone(zone)
+    return utc_us if (back.date(), back.time()) == (day, wall) else None

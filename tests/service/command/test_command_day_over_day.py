@@ -10,12 +10,15 @@ import itertools
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from qis_adapters.eventstore.codec import EventCodec
 from qis_adapters.eventstore.memory import InMemoryEventStore
 from qis_command.application.commands import IngestPoints, RestatePoint
 from qis_domain.definitions import DayOverDayCheck, SeriesDefinition, ValidationRules
-from qis_domain.events import DomainEvent
+from qis_domain.errors import InvalidArgument
+from qis_domain.events import DomainEvent, SeriesDefined
 from qis_domain.series_bucket import bucket_stream
+from qis_domain.service_levels import Deadline, ServiceLevel
 from qis_domain.snaps import Frequency, Snap, bucket_of, format_snap
 from qis_domain.values import Price
 
@@ -153,3 +156,30 @@ async def test_a_restated_prior_day_re_decides_nothing_and_later_values_see_the_
     [*_, (snap, evidence)] = rule_issues(await stock.events([WED]))
     assert snap == close(MON).utc_us
     assert (evidence["prior"], evidence["prior_version"]) == ("120", 2)
+
+
+async def test_without_a_calendar_the_sessions_are_the_service_level_weekdays() -> None:
+    level = ServiceLevel(first_snap_s=16 * 3600, publication=Deadline(after_s=3600))
+    no_calendar = daily_series("feed", rules=THREE).model_copy(
+        update={"calendar": "", "service_level": level}
+    )
+    fund = await app(THREE, no_calendar)
+    # Friday 4 July is a weekday of the level (no calendar: no holiday); Monday follows it
+    await fund.ingest("feed", [(THU, "100"), (date(2025, 7, 4), "104.3")])
+    await fund.ingest("feed", [(MON, "98.1")])
+    [friday, monday] = [e for _, e in rule_issues(await fund.events([THU, MON]))]
+    assert (friday["prior_snap"], monday["prior_snap"]) == (
+        close(THU).isoformat(),
+        close(date(2025, 7, 4)).isoformat(),
+    )
+
+
+async def test_without_a_calendar_or_a_service_level_the_rule_is_refused() -> None:
+    bare = daily_series("feed", rules=THREE).model_copy(update={"calendar": ""})
+    with pytest.raises(InvalidArgument) as refused:
+        await app(THREE, bare)
+    assert [v.field for v in refused.value.violations] == ["series.validation.day_over_day"]
+    # a definition stored before keeps decoding
+    stored = SeriesDefined(series_id="SPX", definition=bare)
+    data = CODEC.registry.encode(stored)
+    assert CODEC.registry.decode(stored.event_type, data, stored.event_version) == stored

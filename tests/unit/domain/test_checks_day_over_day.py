@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 from qis_domain.cross_series import OfficialFigure
-from qis_domain.day_over_day import PriorOfficials, Sessions, check_day_over_day
+from qis_domain.day_over_day import PriorOfficials, SessionDays, Weekdays, check_day_over_day
 from qis_domain.decisions import SeriesView
 from qis_domain.definitions import DayOverDayCheck, SeriesDefinition, ValidationRules
 from qis_domain.snaps import Snap, format_snap
@@ -24,7 +24,7 @@ from tests.unit.domain.test_domain_quality_workflow import Desk, issues, series,
 D = Decimal
 NEW_YORK = ZoneInfo("America/New_York")
 # XNYS around the 4th of July 2025 (a Friday) and the March 2025 change to summer time.
-SESSIONS = Sessions(
+SESSIONS = SessionDays(
     (date(2025, 3, 7), date(2025, 3, 10), date(2025, 7, 2), date(2025, 7, 3), date(2025, 7, 7)),
     last=date(2025, 12, 31),
 )
@@ -88,6 +88,39 @@ def test_with_both_bands_a_change_must_break_both() -> None:
     assert not fired("3", "0", DayOverDayCheck(max_percent=D(1)))  # a percent band cannot
 
 
+def test_a_change_of_1e24_percent_or_more_is_evidence_in_plain_figures() -> None:
+    check = DayOverDayCheck(max_percent=D(5))
+    failure = check_day_over_day(D("1e15"), 0, OfficialFigure(D("1e-10"), 1), check)
+    assert failure is not None
+    # (1e15 - 1e-10) / 1e-10 * 100 exactly, to four decimals, without an exponent
+    assert failure.evidence["change_percent"] == "999999999999999999999999900.0000"
+    tiny = check_day_over_day(D("1.00000001"), 0, OfficialFigure(D("1"), 1), check)
+    assert tiny is None
+    small = check_day_over_day(D("0.0000002"), 0, OfficialFigure(D("0.0000001"), 1), check)
+    assert small is not None
+    assert (small.evidence["change"], small.evidence["change_percent"]) == ("0.0000001", "100.0000")
+
+
+def test_from_a_prior_of_0_the_absolute_band_decides() -> None:
+    both = DayOverDayCheck(max_percent=D(5), max_abs=D(10))
+    assert fired("1000000", "0", both)
+    assert fired("-11", "0", both)
+    assert not fired("10", "0", both)
+    assert fired("1000000", "0", DayOverDayCheck(max_abs=D(10)))
+    # a percent band alone: a change from 0 has no percent, not checked
+    assert not fired("1000000", "0", DayOverDayCheck(max_percent=D(5)))
+    failure = check_day_over_day(D("11"), 0, OfficialFigure(D("0"), 3), both)
+    assert failure is not None
+    assert failure.evidence == {
+        "prior_snap": format_snap(0),
+        "prior": "0",
+        "prior_version": 3,
+        "value": "11",
+        "change": "11",
+        "limit_abs": "10",
+    }
+
+
 def test_an_error_severity_holds_and_a_check_needs_a_band() -> None:
     check = DayOverDayCheck(max_percent=D(1), severity="error")
     failure = check_day_over_day(D(110), 0, OfficialFigure(D(100), 1), check)
@@ -109,8 +142,41 @@ def test_the_prior_snap_is_the_same_wall_clock_time_of_the_previous_session() ->
     assert monday - friday == (3 * 24 - 1) * 3_600_000_000
     assert prior.prior_snap(at(date(2025, 3, 7))) is None  # before the first session known
     assert prior.prior_snap(at(date(2026, 1, 2))) is None  # beyond the calendar
-    every_day = PriorOfficials(prior.rule, NEW_YORK, None)  # no calendar: the day before
+    every_day = PriorOfficials(prior.rule, NEW_YORK, None)  # stored before: the day before
     assert every_day.prior_snap(at(date(2025, 7, 7))) == at(date(2025, 7, 6))
+    # no calendar: the service level's weekdays, a Monday compares with the Friday before
+    weekdays = PriorOfficials(prior.rule, NEW_YORK, Weekdays((1, 2, 3, 4, 5)))
+    assert weekdays.prior_snap(at(date(2025, 7, 7))) == at(date(2025, 7, 4))
+    assert weekdays.prior_snap(at(date(2025, 7, 8))) == at(date(2025, 7, 7))
+
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def london(day: date, hour: int, minute: int = 0, fold: int = 0) -> int:
+    moment = datetime(day.year, day.month, day.day, hour, minute, tzinfo=LONDON, fold=fold)
+    return int(moment.timestamp()) * 1_000_000
+
+
+def test_a_wall_time_the_prior_day_skips_has_no_prior_snap() -> None:
+    # 31 March 2024: London's clocks go from 01:00 GMT to 02:00 BST
+    prior = PriorOfficials(DayOverDayCheck(max_percent=D(1)), LONDON, None)
+    skipped, monday = date(2024, 3, 31), date(2024, 4, 1)
+    assert prior.prior_snap(london(monday, 1)) is None
+    assert prior.prior_snap(london(monday, 1, 30)) is None
+    assert prior.prior_snap(london(monday, 2)) == london(skipped, 2)
+    assert prior.prior_snap(london(monday, 0, 59)) == london(skipped, 0, 59)
+
+
+def test_a_repeated_hour_keeps_its_pass() -> None:
+    # 27 October 2024: London's clocks go from 02:00 BST back to 01:00 GMT
+    prior = PriorOfficials(DayOverDayCheck(max_percent=D(1)), LONDON, None)
+    saturday, repeated, monday = date(2024, 10, 26), date(2024, 10, 27), date(2024, 10, 28)
+    first, second = london(repeated, 1, 30), london(repeated, 1, 30, fold=1)
+    assert second - first == 3_600_000_000
+    # both passes compare with the prior day's one 01:30, the day after with the first pass
+    assert prior.prior_snap(first) == prior.prior_snap(second) == london(saturday, 1, 30)
+    assert prior.prior_snap(london(monday, 1, 30)) == first
 
 
 def daily(severity: str = "warning") -> SeriesDefinition:

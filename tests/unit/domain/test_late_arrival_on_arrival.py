@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from qis_domain.commands import CommandContext
 from qis_domain.decisions import SeriesView
 from qis_domain.events import QualityIssueDetected, SchemaEvolved, SeriesDefined
-from qis_domain.reference_data import ReferenceData
+from qis_domain.reference_data import MAX_LEVELS, ReferenceData
 from qis_domain.rules import Severity
 from qis_domain.series_bucket import Recorded
 from qis_domain.service_levels import (
@@ -60,7 +60,7 @@ def arrive(h: Harness, source: str, text: str, now_us: int, view: SeriesView) ->
 
 def test_a_value_after_its_deadline_is_late_on_arrival_once() -> None:
     h = Harness(series("a", "b"))
-    view = SeriesView(arrivals=arrivals(SNAP.utc_us - HOUR_US))
+    view = SeriesView(arrivals=(arrivals(SNAP.utc_us - HOUR_US),))
     assert arrive(h, "b", "100", DEADLINE, view) == []  # at the deadline: on time
     assert arrive(h, "a", "100", DEADLINE + 1, view) == ["a"]
     [issue] = [i for e, _ in h.log if isinstance(e, QualityIssueDetected) for i in e.issues]
@@ -83,7 +83,7 @@ def test_the_scheduler_and_the_arrival_raise_one_issue_between_them() -> None:
     ctx = CommandContext("check", "qis-scheduler", DEADLINE + 1)
     due = [(SNAP.utc_us, DEADLINE)]
     h.commit(h.bucket.raise_lateness(LATE_ARRIVAL, "a", due, Severity.WARNING, ctx), ctx)
-    view = SeriesView(arrivals=arrivals(SNAP.utc_us - HOUR_US))
+    view = SeriesView(arrivals=(arrivals(SNAP.utc_us - HOUR_US),))
     assert arrive(h, "a", "100", DEADLINE + 5, view) == []  # found missing already
     later = CommandContext("check-again", "qis-scheduler", DEADLINE + 9)
     assert h.bucket.raise_lateness(LATE_ARRIVAL, "a", due, Severity.WARNING, later) == []
@@ -92,13 +92,13 @@ def test_the_scheduler_and_the_arrival_raise_one_issue_between_them() -> None:
 def test_history_older_than_the_level_and_unexpected_snaps_are_not_judged() -> None:
     h = Harness(series("a"))
     assert (
-        arrive(h, "a", "100", DEADLINE + HOUR_US, SeriesView(arrivals=arrivals(SNAP.utc_us + 1)))
+        arrive(h, "a", "100", DEADLINE + HOUR_US, SeriesView(arrivals=(arrivals(SNAP.utc_us + 1),)))
         == []
     )
     other = Harness(series("a"))
     # a grid that does not hold SNAP (17:30): nothing expected there, nothing late
     off_grid = Arrivals(LEVEL, Frequency.DAILY, NEW_YORK, 0, Deadline(after_s=3600), no_calendar)
-    assert arrive(other, "a", "100", DEADLINE + HOUR_US, SeriesView(arrivals=off_grid)) == []
+    assert arrive(other, "a", "100", DEADLINE + HOUR_US, SeriesView(arrivals=(off_grid,))) == []
 
 
 AROUND_DST = [date(2024, 3, 9), date(2024, 11, 2), date(2024, 6, 14)]
@@ -145,16 +145,52 @@ def test_a_level_takes_effect_at_the_commit_time_of_the_event_that_set_it() -> N
         series_ = ReferenceData("SPX")
         defined, evolved = definition_events(level)
         series_.apply(defined, Recorded("c1", "u", 1, 0, t0))
-        assert series_.level_since_us == t0
+        assert [start for start, _, _ in series_.level_periods()] == [t0]
         series_.apply(evolved, Recorded("c2", "u", 2, 1, t0 + 5))
-        assert series_.level_since_us == since  # an unchanged level keeps its start
+        # an unchanged level keeps its start
+        assert series_.level_periods()[-1][0] == since
     cleared = ReferenceData("SPX")
     defined, evolved = definition_events(None)
     cleared.apply(defined, Recorded("c1", "u", 1, 0, t0))
     cleared.apply(evolved, Recorded("c2", "u", 2, 1, t0 + 5))
-    assert (cleared.level, cleared.level_since_us) == (None, None)
+    assert cleared.level is None
+    # the level of before still covers the snaps until the change
+    [(start, end, _)] = cleared.level_periods()
+    assert (start, end) == (t0, t0 + 5)
     # applied right after an append, without the commit time: not known in that copy
     fresh = ReferenceData("SPX")
     fresh.apply(defined, Recorded("c1", "u", 1, 0))
     assert fresh.level is not None
-    assert fresh.level_since_us is None
+    assert [c.since_us for c in fresh.levels] == [None]
+
+
+def test_a_late_value_leaves_its_point_in_the_columns_with_the_same_answers() -> None:
+    view = SeriesView(arrivals=(arrivals(SNAP.utc_us - HOUR_US),))
+    late, on_time = Harness(series("a", "b")), Harness(series("a", "b"))
+    for h, a_at in ((late, DEADLINE + 1), (on_time, DEADLINE)):
+        arrive(h, "b", "100", DEADLINE, view)
+        arrive(h, "a", "100.01", a_at, view)
+    assert [i.rule for i in late.bucket.issues.values()] == [LATE_ARRIVAL]
+    # a point of two clean values stays one row of the pair columns, no dict of its own
+    assert SNAP.utc_us in late.bucket.observed.pairs
+    assert late.bucket.observed.mixed == {}
+    assert late.bucket.observed[SNAP.utc_us] == on_time.bucket.observed[SNAP.utc_us]
+    assert late.bucket.observed.rows([SNAP.utc_us]) == on_time.bucket.observed.rows([SNAP.utc_us])
+    assert late.statuses == on_time.statuses
+    assert late.officials == on_time.officials
+
+
+def test_a_series_remembers_its_last_levels_each_until_the_next() -> None:
+    series_ = ReferenceData("SPX")
+    defined, _ = definition_events(LEVEL)
+    series_.apply(defined, Recorded("c0", "u", 1, 0, 0))
+    for n in range(1, MAX_LEVELS + 4):
+        level = ServiceLevel(arrival=Deadline(after_s=n))
+        _, evolved = definition_events(level)
+        series_.apply(evolved, Recorded(f"c{n}", "u", n + 1, n, n * HOUR_US))
+    periods = series_.level_periods()
+    assert len(periods) == MAX_LEVELS
+    assert [(start, end) for start, end, _ in periods] == [
+        (n * HOUR_US, None if n == MAX_LEVELS + 3 else (n + 1) * HOUR_US)
+        for n in range(4, MAX_LEVELS + 4)
+    ]

@@ -31,7 +31,7 @@ from qis_domain.data_source import (
     report_day,
     source_stream,
 )
-from qis_domain.day_over_day import Sessions
+from qis_domain.day_over_day import SessionDays
 from qis_domain.decisions import Decider, LastStructures, SeriesView, Timeline, snap_of_issue
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.errors import FieldViolation, InvalidArgument, RetryLater
@@ -505,19 +505,15 @@ class CommandHandlers:
         buckets before it that its points may look back to, unless already there (a bucket of
         this command decided earlier is, with this command's decisions). Buckets read are kept
         in `earlier`."""
-        decider = Decider(definition, CommandContext("", "", 0))
-        span = BUCKET_SPAN_US[definition.frequency]
-        floor_us = look_back_floor(bucket.bucket_us, definition.frequency)
+        decider = Decider.reading(definition)
         need = look_back(definition)
-        before_us = bucket.bucket_us - span
-        while before_us >= floor_us:
+        for before_us in _buckets_before(definition, bucket):
             if before_us not in timeline.covered:
                 previous = await self._bucket(bucket.series_id, before_us)
                 earlier[before_us] = previous
                 timeline.add(before_us, previous.received(decider, last=need))
             if len(timeline.before(bucket.bucket_us, need, before_us)) >= need:
                 break  # enough points between this bucket and `before_us`
-            before_us -= span
 
     async def _add_structures(
         self,
@@ -529,18 +525,14 @@ class CommandHandlers:
         """Before `bucket` is decided: the last structure of the buckets before it, back to
         the first that has one or to the look-back floor (as `_add_received` reads figures),
         unless the command decided or read them already."""
-        decider = Decider(definition, CommandContext("", "", 0))
-        span = BUCKET_SPAN_US[definition.frequency]
-        floor_us = look_back_floor(bucket.bucket_us, definition.frequency)
-        before_us = bucket.bucket_us - span
-        while before_us >= floor_us:
+        decider = Decider.reading(definition)
+        for before_us in _buckets_before(definition, bucket):
             if before_us not in structures.last:
                 previous = earlier.get(before_us) or await self._bucket(bucket.series_id, before_us)
                 earlier[before_us] = previous
                 structures.last[before_us] = previous.last_structure(decider)
             if structures.last[before_us] is not None:
                 break
-            before_us -= span
 
     async def _route_issues(
         self,
@@ -595,13 +587,15 @@ class CommandHandlers:
 
     def _calendar_days(self, definition: SeriesDefinition, snaps_us: Sequence[int]) -> CalendarView:
         """The exchange's sessions over the local days of `snaps_us`, and the days it covers."""
-        decider = Decider(definition, CommandContext("", "", 0))
+        decider = Decider.reading(definition)
         days = [decider.local_day(s) for s in snaps_us]
         code = definition.calendar
         first, last = self._calendar.coverage(code)
         return CalendarView(self._calendar.sessions(code, min(days), max(days)), first, last)
 
-    def _sessions(self, definition: SeriesDefinition, snaps_us: Sequence[int]) -> Sessions | None:
+    def _sessions(
+        self, definition: SeriesDefinition, snaps_us: Sequence[int]
+    ) -> SessionDays | None:
         """For the day_over_day rule: the calendar's sessions over the local days of `snaps_us`
         and back to the session before the first (None: no rule, or no calendar: every day is
         a session). Widened until a session is found or the calendar's coverage ends: an
@@ -609,7 +603,7 @@ class CommandHandlers:
         code = definition.calendar
         if definition.validation.day_over_day is None or not code or not snaps_us:
             return None
-        decider = Decider(definition, CommandContext("", "", 0))
+        decider = Decider.reading(definition)
         days = [decider.local_day(s) for s in snaps_us]
         lo, hi = min(days), max(days)
         first, last = self._calendar.coverage(code)
@@ -618,24 +612,24 @@ class CommandHandlers:
             start = first if lo - first <= back else lo - back
             found = self._calendar.sessions(code, start, hi)
             if start <= first or any(d < lo for d in found):
-                return Sessions(tuple(sorted(found)), last)
+                return SessionDays(tuple(sorted(found)), last)
             back *= 2
 
-    def _arrivals(self, series: ReferenceData, source_id: str) -> Arrivals | None:
-        """The source's arrival deadline under the series' service level (None: none)."""
-        level, since_us = series.level, series.level_since_us
-        if level is None or since_us is None:
-            return None
-        deadline = level.level.arrival_deadlines(level.sources).get(source_id)
-        if deadline is None:
-            return None
-        return Arrivals(
-            level.level,
-            level.frequency,
-            ZoneInfo(level.time_zone),
-            since_us,
-            deadline,
-            level_sessions(self._calendar, level.calendar),
+    def _arrivals(self, series: ReferenceData, source_id: str) -> tuple[Arrivals, ...]:
+        """The source's arrival deadline under each of the series' service levels remembered
+        that gives it one, over the snaps the level was in force for."""
+        return tuple(
+            Arrivals(
+                level.level,
+                level.frequency,
+                ZoneInfo(level.time_zone),
+                since_us,
+                deadline,
+                level_sessions(self._calendar, level.calendar),
+                until_us,
+            )
+            for since_us, until_us, level in series.level_periods()
+            if (deadline := level.level.arrival_deadlines(level.sources).get(source_id)) is not None
         )
 
     def _unknown_calendar(self, definition: SeriesDefinition) -> bool:
@@ -655,8 +649,8 @@ class CommandHandlers:
     async def _series(self, series_id: str) -> ReferenceData:
         stream = definition_stream(series_id)
         series = await self._repo.load(stream, lambda: ReferenceData(series_id))
-        if series.level is not None and series.level_since_us is None:
-            # This process appended the level, and an append does not return its commit time:
+        if any(change.since_us is None for change in series.levels):
+            # This process appended a level, and an append does not return its commit time:
             # the store has it (once per level and process).
             self._repo.forget(stream)
             series = await self._repo.load(stream, lambda: ReferenceData(series_id))
@@ -763,6 +757,14 @@ def _earlier_outcome(aggregates: Sequence[Aggregate], command_id: str) -> Comman
     outcome."""
     outcomes = [o for a in aggregates if (o := a.outcome_of(command_id)) is not None]
     return reduce(lambda x, y: x + y, outcomes) if outcomes else None
+
+
+def _buckets_before(definition: SeriesDefinition, bucket: SeriesBucket) -> range:
+    """The starts of the buckets before `bucket` that its points may look back to (down to
+    the look-back floor), nearest first."""
+    span = BUCKET_SPAN_US[definition.frequency]
+    floor_us = look_back_floor(bucket.bucket_us, definition.frequency)
+    return range(bucket.bucket_us - span, floor_us - 1, -span)
 
 
 def _by_bucket(

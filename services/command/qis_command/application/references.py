@@ -25,14 +25,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from qis_domain.commands import CommandContext
 from qis_domain.cross_series import CrossSeriesView, OfficialFigure, ReferenceSeries, reach
-from qis_domain.day_over_day import PriorOfficials, Sessions
+from qis_domain.day_over_day import PriorOfficials, SessionDays, Weekdays
 from qis_domain.decisions import Decider, SeriesView
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.reference_data import ReferenceData
 from qis_domain.series_bucket import SeriesBucket, look_back_floor
-from qis_domain.service_levels import Sessions as LevelSessions
+from qis_domain.service_levels import Sessions
 from qis_domain.snaps import Snap, bucket_of
 from qis_domain.values import DataValue
 
@@ -97,17 +96,20 @@ async def prior_officials(
     series_id: str,
     definition: SeriesDefinition,
     snaps: Sequence[int],
-    sessions: Sessions | None,
+    sessions: SessionDays | None,
     loaded: Sequence[SeriesBucket],
     load_bucket: LoadBucket,
 ) -> PriorOfficials | None:
     """What the day_over_day rule of a command on `snaps` compares with (None: the series
     has no such rule): the officials of their prior snaps, read from the command's `loaded`
     buckets (as they stood before it) or loaded. `sessions`: the calendar's, from a session
-    before the earliest snap's day (None: a series without a calendar)."""
+    before the earliest snap's day (None: a series without a calendar, whose sessions are its
+    service level's weekdays)."""
     if (rule := definition.validation.day_over_day) is None:
         return None
-    prior = PriorOfficials(rule, ZoneInfo(definition.time_zone), sessions)
+    level = definition.service_level
+    days = sessions if sessions is not None or level is None else Weekdays(level.weekdays)
+    prior = PriorOfficials(rule, ZoneInfo(definition.time_zone), days)
     wanted = sorted({at for s in snaps if (at := prior.prior_snap(s)) is not None})
     own = {b.bucket_us: b for b in loaded}
     prior.recorded.update(await _officials(series_id, definition, wanted, load_bucket, own))
@@ -123,7 +125,7 @@ async def _officials(
 ) -> dict[int, OfficialFigure]:
     """The official figures of a series at `snaps` (where it has one), from its buckets:
     those `loaded` already, else loaded."""
-    decider = Decider(definition, CommandContext("", "", 0))
+    decider = Decider.reading(definition)
     by_bucket: dict[int, list[int]] = {}
     for snap_us in snaps:
         by_bucket.setdefault(bucket_of(snap_us, definition.frequency), []).append(snap_us)
@@ -136,7 +138,7 @@ async def _officials(
     return figures
 
 
-def level_sessions(calendar: TradingCalendar, code: str) -> LevelSessions:
+def level_sessions(calendar: TradingCalendar, code: str) -> Sessions:
     """The sessions of exchange `code` as service levels read them (none without a code)."""
 
     def sessions(first: date, last: date) -> tuple[frozenset[date], date, date] | None:

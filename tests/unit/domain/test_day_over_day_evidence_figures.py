@@ -1,0 +1,45 @@
+"""Evidence figures rounded for display (a percent to 4 decimals, a variance to 12) are
+rounded in a context wide enough for any value the bounds let in: the default context (28
+digits) refused a move of 1e24 percent or more, which failed the whole command on every retry.
+The day_over_day rule's own figures are in tests/unit/domain/test_checks_day_over_day.py."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from qis_domain.structure_checks import check_structure, check_structure_jump
+from qis_domain.structures import StructureChecks, StructureSchema
+
+from tests.unit.domain.test_domain_curves_and_surfaces import MONEYNESS, curve, grid
+
+D = Decimal
+
+
+def test_a_node_jump_of_1e24_percent_or_more_is_evidence_in_plain_figures() -> None:
+    schema = StructureSchema(checks=StructureChecks(max_node_jump_percent=D(5)))
+    before = curve("1e-10", "1", "1", "1", "1", "1")
+    failure = check_structure_jump(curve("1e15", "1", "1", "1", "1", "1"), before, schema)
+    assert failure is not None
+    [node] = failure.evidence["nodes"]
+    # (1e15 - 1e-10) / 1e-10 * 100, to four decimals
+    assert node["jump_percent"] == "999999999999999999999999900.0000"
+
+
+def test_a_spike_of_1e24_percent_or_more_is_evidence_in_plain_figures() -> None:
+    schema = StructureSchema(checks=StructureChecks(max_node_spike_percent=D(5)))
+    [failure] = check_structure(curve("1e-10", "1e15", "1e-10", "1", "1", "1"), schema)
+    spike = failure.evidence["nodes"][0]
+    assert spike["move_in_percent"] == "999999999999999999999999900.0000"
+    assert spike["move_out_percent"] == "100.0000"
+
+
+def test_a_total_variance_of_1e16_or_more_is_evidence_in_plain_figures() -> None:
+    schema = StructureSchema(
+        coordinate_axis=MONEYNESS, checks=StructureChecks(calendar_arbitrage=True)
+    )
+    # sigma^2 T: 1e9^2 x 3/12 at P3M, then 1 x 1 at P1Y: falls
+    vols = {("P3M", "0.9"): "1000000000", ("P1Y", "0.9"): "1"}
+    [failure] = check_structure(grid(vols), schema)
+    [node] = [n for n in failure.evidence["nodes"] if n["node"] == "P1Y 0.9"]
+    assert node["previous_total_variance"] == "250000000000000000.000000000000"
+    assert node["total_variance"] == "1.000000000000"
