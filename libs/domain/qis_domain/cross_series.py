@@ -39,7 +39,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from qis_domain.definitions import BenchmarkCheck, UnderlyingCheck, ValidationRules
-from qis_domain.rules import Received, RuleFailure, Severity
+from qis_domain.rules import Received, RuleFailure, Severity, fixed
 from qis_domain.snaps import format_snap
 
 
@@ -169,8 +169,8 @@ def _benchmark_move(
     evidence: dict[str, Any] = {
         **_interval(last, figure, snap_us, bench.series_id, start, end),
         "beta": str(check.beta),
-        "residual_percent": str(round(residual * 100, 6)),
-        "usual_residual_percent": str(round(usual * 100, 6)),
+        "residual_percent": fixed(residual * 100, 6),
+        "usual_residual_percent": fixed(usual * 100, 6),
         "multiple": str(check.max_residual_multiple),
         "residuals": len(earlier),
         # Every benchmark figure the usual size was made of: with this series' own received
@@ -199,7 +199,7 @@ def _flat(
         return []
     evidence = {
         **_interval(last, figure, snap_us, bench.series_id, *pair),
-        "benchmark_move_percent": str(round(moved, 6)),
+        "benchmark_move_percent": fixed(moved, 6),
         "limit_percent": str(check.flat_move_percent),
     }
     return [RuleFailure("flat_while_benchmark_moved", Severity.WARNING, evidence)]
@@ -225,7 +225,7 @@ def _underlying_move(
     evidence = {
         **_interval(last, figure, snap_us, under.series_id, *pair, prefix="underlying"),
         "inverse": check.inverse,
-        "against_percent": str(round(against, 6)),
+        "against_percent": fixed(against, 6),
         "tolerance_percent": str(check.tolerance_percent),
     }
     return [RuleFailure("underlying_move", Severity.ERROR, evidence)]

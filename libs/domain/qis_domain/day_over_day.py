@@ -35,13 +35,12 @@ from zoneinfo import ZoneInfo
 from qis_domain.cross_series import OfficialFigure
 from qis_domain.definitions import EXACT, DayOverDayCheck
 from qis_domain.events import RawValue
-from qis_domain.rules import RuleFailure, Severity
+from qis_domain.rules import RuleFailure, Severity, fixed
 from qis_domain.service_levels import existing_wall_clock_us
 from qis_domain.snaps import Snap, format_snap
 from qis_domain.values import DataValue
 
 _DAY = timedelta(days=1)
-_PERCENT_PLACES = Decimal("0.0001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +156,7 @@ def check_day_over_day(
         # Quantized in the exact context: the default one (28 digits) refuses a percent of
         # 1e24 or more, which would fail the whole command on every retry.
         percent = EXACT.divide(EXACT.multiply(size, 100), abs(prior.figure))
-        evidence["change_percent"] = str(EXACT.quantize(percent, _PERCENT_PLACES))
+        evidence["change_percent"] = fixed(percent, 4)
         evidence["limit_percent"] = str(limit)
         if check.max_rise_percent is not None or check.max_fall_percent is not None:
             evidence["direction"] = "rise" if change > 0 else "fall"

@@ -257,7 +257,7 @@ def check_history(
                 "previous_snap": format_snap(last.snap_us),
                 "previous": str(last.figure),
                 "value": str(figure),
-                "jump_percent": str(round(jump, 4)),
+                "jump_percent": fixed(jump, 4),
                 "limit_percent": str(limit),
             }
             if rules.asymmetric:
@@ -279,7 +279,7 @@ def check_history(
                         "previous_snap": format_snap(last.snap_us),
                         "previous": str(last.figure),
                         "value": str(figure),
-                        "zscore": str(round(z, 4)),
+                        "zscore": fixed(z, 4),
                         "limit": str(rules.max_zscore),
                     },
                 )
@@ -330,11 +330,19 @@ def check_spike(
             "value": str(spike.figure),
             "next_snap": format_snap(snap_us),
             "next": str(figure),
-            "move_in_percent": str(round(in_percent, 4)),
-            "move_out_percent": str(round(out_percent, 4)),
+            "move_in_percent": fixed(in_percent, 4),
+            "move_out_percent": fixed(out_percent, 4),
             "limit_percent": str(limit),
         },
     )
+
+
+def fixed(figure: Decimal, places: int) -> str:
+    """`figure` to `places` decimals for an issue's evidence, in the exact context: the default
+    one (28 digits) refuses a longer result (a move of 1e24 percent from a price near zero),
+    which would fail the whole command on every retry. The same text as round() gives where
+    that succeeds."""
+    return str(EXACT.quantize(figure, Decimal(1).scaleb(-places)))
 
 
 def _clock(seconds: int) -> str:

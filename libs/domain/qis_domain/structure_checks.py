@@ -16,7 +16,7 @@ from decimal import Context, Decimal
 from fractions import Fraction
 from typing import Any
 
-from qis_domain.rules import RuleFailure, Severity
+from qis_domain.rules import RuleFailure, Severity, fixed
 from qis_domain.structures import (
     Monotonicity,
     StructureSchema,
@@ -100,7 +100,7 @@ def check_structure_jump(
                     "node": node_name(value, i),
                     "previous": str(last),
                     "value": str(node.value),
-                    "jump_percent": _fixed(move, 4),
+                    "jump_percent": fixed(move, 4),
                 }
             )
     failures: list[RuleFailure] = []
@@ -194,8 +194,8 @@ def _spikes(value: Structure, limit: Decimal) -> list[dict[str, Any]]:
                         "value": str(node),
                         "next_node": node_name(value, c),
                         "next": str(after),
-                        "move_in_percent": _fixed(in_percent, 4),
-                        "move_out_percent": _fixed(out_percent, 4),
+                        "move_in_percent": fixed(in_percent, 4),
+                        "move_out_percent": fixed(out_percent, 4),
                     }
                 )
     return found
@@ -275,13 +275,7 @@ def _years(tenor: str) -> Fraction:
 
 
 def _text(f: Fraction) -> str:
-    return _fixed(_PRECISE.divide(Decimal(f.numerator), Decimal(f.denominator)), 12)
-
-
-def _fixed(figure: Decimal, places: int) -> str:
-    """`figure` to `places` decimals for evidence, in the precise context: the default one
-    (28 digits) refuses a result of more digits (a move of 1e24 percent), failing the command."""
-    return str(_PRECISE.quantize(figure, Decimal(1).scaleb(-places)))
+    return fixed(_PRECISE.divide(Decimal(f.numerator), Decimal(f.denominator)), 12)
 
 
 def _butterflies(surface: Surface) -> list[dict[str, Any]]:
@@ -325,7 +319,7 @@ def _butterflies(surface: Surface) -> list[dict[str, Any]]:
                         "node": node_name(surface, indices[j]),
                         "previous_node": node_name(surface, indices[j - 1]),
                         "next_node": node_name(surface, indices[j + 1]),
-                        "convexity": _fixed(butterfly, 12),
+                        "convexity": fixed(butterfly, 12),
                     }
                 )
     return found

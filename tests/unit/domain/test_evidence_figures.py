@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from qis_domain.definitions import ValidationRules
+from qis_domain.rules import Received, check_history, check_spike
 from qis_domain.structure_checks import check_structure, check_structure_jump
 from qis_domain.structures import StructureChecks, StructureSchema
 
@@ -43,3 +45,14 @@ def test_a_total_variance_of_1e16_or_more_is_evidence_in_plain_figures() -> None
     [node] = [n for n in failure.evidence["nodes"] if n["node"] == "P1Y 0.9"]
     assert node["previous_total_variance"] == "250000000000000000.000000000000"
     assert node["total_variance"] == "1.000000000000"
+
+
+def test_a_scalar_jump_and_spike_of_1e24_percent_or_more_are_evidence_in_plain_figures() -> None:
+    rules = ValidationRules(max_jump_percent=D(5), max_spike_percent=D(5))
+    [jump] = check_history(D("1e15"), [Received(0, D("1e-10"), ("a",))], rules)
+    assert jump.evidence["jump_percent"] == "999999999999999999999999900.0000"
+    previous = [Received(0, D("1e-10"), ("a",)), Received(1, D("1e15"), ("a",))]
+    spike = check_spike(D("1e-10"), 2, previous, rules)
+    assert spike is not None
+    assert spike.evidence["move_in_percent"] == "999999999999999999999999900.0000"
+    assert spike.evidence["move_out_percent"] == "100.0000"
