@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from hypothesis import given
+from hypothesis import strategies as st
 from qis_domain.definitions import ValidationRules
 from qis_domain.rules import Received, check_history, check_spike
 from qis_domain.structure_checks import check_structure, check_structure_jump
@@ -56,3 +58,24 @@ def test_a_scalar_jump_and_spike_of_1e24_percent_or_more_are_evidence_in_plain_f
     assert spike is not None
     assert spike.evidence["move_in_percent"] == "999999999999999999999999900.0000"
     assert spike.evidence["move_out_percent"] == "100.0000"
+
+
+# Every figure the domain's bounds let in: |x| < 1e18, at most 18 places.
+figures = st.decimals(
+    min_value=Decimal("-999999999999999999.999999999999999999"),
+    max_value=Decimal("999999999999999999.999999999999999999"),
+    places=18,
+    allow_nan=False,
+    allow_infinity=False,
+).filter(lambda x: x != 0)
+
+
+@given(st.lists(figures, min_size=3, max_size=6))
+def test_the_history_checks_decide_every_figure_the_bounds_let_in(history: list[Decimal]) -> None:
+    rules = ValidationRules(max_jump_percent=D(5), max_spike_percent=D(5), max_zscore=D(1))
+    *before, figure = history
+    previous = [Received(i, x, ("a",)) for i, x in enumerate(before)]
+    for failure in check_history(figure, previous, rules):
+        rounded = [v for k, v in failure.evidence.items() if k in ("jump_percent", "zscore")]
+        assert all("E" not in v for v in rounded)
+    check_spike(figure, len(before), previous, rules)
