@@ -1,13 +1,17 @@
 """Term structures and surfaces through the three processes: a yield curve and a volatility
 surface series defined with their StructureSchema (read back by GetSeries), values ingested over
-gRPC and published, read by QueryRange and GetValues in both views (a whole structure per point:
-the columnar view carries it in `other`, as an options chain), one curve restated (a new version
-of the whole curve, the earlier one still there as of before), and malformed structures refused
-with violations naming the node, nothing stored."""
+gRPC and published, read by QueryRange and GetValues in both views (a whole structure per point;
+the columnar view carries every node in `structures`), one curve restated (a new version of the
+whole curve, the earlier one still there as of before), read by Arrow Flight and written by
+`qis export` one row per node, and malformed structures refused with violations naming the
+node, nothing stored."""
 
 from __future__ import annotations
 
+import csv
 import json
+from decimal import Decimal
+from pathlib import Path
 
 import grpc
 import grpc.aio
@@ -34,6 +38,7 @@ from tests.e2e.harness import (
     unique,
 )
 from tests.e2e.test_e2e_columns_query import same_rows, same_values
+from tests.e2e.test_e2e_flight import qis
 from tests.e2e.test_e2e_malformed_input import rich_status, violations
 
 pytestmark = pytest.mark.e2e
@@ -168,12 +173,12 @@ async def test_a_curve_is_published_read_and_restated_whole(cluster: Cluster) ->
         ]
 
         request = q.QueryRangeRequest(series=name, min_position=head, page_size=2)
-        rows, cases = await same_rows(c, request, "USD", "other")
-        assert (len(rows), cases) == (5, {"other"})
+        rows, cases = await same_rows(c, request, "USD", "structures")
+        assert (len(rows), cases) == (5, {"structures"})
         lookup = q.GetValuesRequest(
             series=name, snap_times=[timestamp(snap(4)), timestamp(snap(2))]
         )
-        assert [r[:2] for r in await same_values(c, lookup, "USD", "other")] == [
+        assert [r[:2] for r in await same_values(c, lookup, "USD", "structures")] == [
             (snap(4), 1),
             (snap(2), 2),
         ]
@@ -196,19 +201,97 @@ async def test_a_surface_is_published_and_read_by_snap(cluster: Cluster) -> None
         assert len(answer.values[0].value.surface.nodes) == len(EXPIRIES) * len(MONEYNESS)
 
 
-async def test_flight_refuses_structures_by_name(cluster: Cluster) -> None:
-    """No column form: a Flight read names the data type rather than flattening it."""
-    series_id, source = unique("curve"), unique("feed")
+def node_rows(values: list[values_pb2.DataValue], days: list[int]) -> list[tuple[object, ...]]:
+    """(snap µs, tenor, coordinate or None, value) per node, as an export should carry them."""
+    rows: list[tuple[object, ...]] = []
+    for day, value in zip(days, values, strict=True):
+        if value.HasField("surface"):
+            rows.extend(
+                (snap(day), n.tenor, Decimal(n.coordinate), Decimal(n.value))
+                for n in value.surface.nodes
+            )
+        else:
+            rows.extend(
+                (snap(day), n.tenor, None, Decimal(n.value)) for n in value.term_structure.nodes
+            )
+    return rows
+
+
+def table_rows(table: pa.Table) -> list[tuple[object, ...]]:
+    coordinates = (
+        table.column("coordinate").to_pylist()
+        if "coordinate" in table.column_names
+        else [None] * table.num_rows
+    )
+    snaps = table.column("snap_time").cast(pa.int64()).to_pylist()
+    return list(
+        zip(
+            snaps,
+            table.column("tenor").to_pylist(),
+            coordinates,
+            table.column("value").to_pylist(),
+            strict=True,
+        )
+    )
+
+
+async def test_flight_and_qis_export_write_curve_rows_one_per_node(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A curve (restated) and a surface read by Arrow Flight, and the curve written to CSV by
+    `qis export`: one row per node, the values exact; as of before the restatement, the old
+    nodes."""
+    curve_id, vol_id, source, vol_source = unique("curve"), unique("vol"), unique("f"), unique("f")
     async with cluster.clients() as c:
         schema = structured(values_pb2.DATA_TYPE_TERM_STRUCTURE, source, CURVE_SCHEMA)
-        await setup_series(c, series_id, schema)
-        head = await ingest(c, series_id, source, [(snap(0), curve(0))])
-    ticket = {"series": [f"series/{series_id}"], "min_position": head.commit_position}
+        await setup_series(c, curve_id, schema)
+        await setup_series(
+            c, vol_id, structured(values_pb2.DATA_TYPE_SURFACE, vol_source, SURFACE_SCHEMA)
+        )
+        ingested = await ingest(c, curve_id, source, [(snap(i), curve(i)) for i in range(3)])
+        await ingest(c, vol_id, vol_source, [(snap(i), surface(i)) for i in range(2)])
+        restated = await c.command.RestatePoint(
+            cmd.RestatePointRequest(
+                command_id=unique("fix"),
+                series=f"series/{curve_id}",
+                snap_time=timestamp(snap(1)),
+                value=curve(1, bump="5"),
+                reason="vendor corrected the curve",
+            ),
+            metadata=as_user("carol"),
+        )
+    head = restated.commit_position
     options = fl.FlightCallOptions(headers=[(b"x-qis-user", b"reader")], timeout=60)
-    address = f"grpc+tcp://{cluster.env['QIS_FLIGHT_ADDRESS']}"
-    refused = pytest.raises(pa.ArrowInvalid, match="holds term_structure values")
-    with fl.FlightClient(address) as client, refused:
-        client.do_get(fl.Ticket(json.dumps(ticket).encode()), options).read_all()
+    flight = cluster.env["QIS_FLIGHT_ADDRESS"]
+
+    def read(series_id: str, **fields: object) -> pa.Table:
+        ticket = {"series": [f"series/{series_id}"], "min_position": head, **fields}
+        with fl.FlightClient(f"grpc+tcp://{flight}") as client:
+            return client.do_get(fl.Ticket(json.dumps(ticket).encode()), options).read_all()
+
+    latest = read(curve_id)
+    assert latest.schema.names[:3] == ["snap_time", "tenor", "value"]
+    assert table_rows(latest) == node_rows([curve(0), curve(1, "5"), curve(2)], [0, 1, 2])
+    assert latest.column("version").to_pylist() == [1] * 8 + [2] * 8 + [1] * 8
+    before = read(curve_id, as_of_position=ingested.commit_position)
+    assert table_rows(before) == node_rows([curve(i) for i in range(3)], [0, 1, 2])
+    vols = read(vol_id)
+    assert vols.schema.names[:4] == ["snap_time", "tenor", "coordinate", "value"]
+    assert table_rows(vols) == node_rows([surface(0), surface(1)], [0, 1])
+
+    out = tmp_path / "curve.csv"
+    done = qis("export", curve_id, "--format", "csv", "--out", str(out), flight=flight)
+    assert done.returncode == 0, done.stderr
+    with out.open(newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [(r["tenor"], Decimal(r["value"]), int(r["version"])) for r in written] == list(
+        zip(
+            latest.column("tenor").to_pylist(),
+            latest.column("value").to_pylist(),
+            latest.column("version").to_pylist(),
+            strict=True,
+        )
+    )
 
 
 async def test_malformed_structures_are_refused_naming_the_node(cluster: Cluster) -> None:

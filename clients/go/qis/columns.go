@@ -389,6 +389,44 @@ func dataValues(kind, unit string, values []string, bars BarTexts) []*datav1.Dat
 	return out
 }
 
+// structureValues are the term structures or surfaces of StructureColumns (row i owns the next
+// NodeCounts[i] nodes; coordinates only for surfaces), as whole DataValues.
+func structureValues(s *datav1.StructureColumns) ([]*datav1.DataValue, error) {
+	tenors, coordinates, values := s.GetTenors(), s.GetCoordinates(), texts(s.GetValues())
+	total := 0
+	for _, n := range s.GetNodeCounts() {
+		if n < 1 {
+			return nil, fmt.Errorf("%w: a row without nodes", ErrColumns)
+		}
+		total += int(n)
+	}
+	if total != len(tenors) || len(values) != len(tenors) || (len(coordinates) != 0 && len(coordinates) != len(tenors)) {
+		return nil, fmt.Errorf("%w: node_counts add up to %d, there are %d tenors, %d values, %d coordinates",
+			ErrColumns, total, len(tenors), len(values), len(coordinates))
+	}
+	out := make([]*datav1.DataValue, 0, len(s.GetNodeCounts()))
+	start := 0
+	for _, n := range s.GetNodeCounts() {
+		stop := start + int(n)
+		if len(coordinates) == 0 {
+			nodes := make([]*datav1.CurveNode, 0, n)
+			for i := start; i < stop; i++ {
+				nodes = append(nodes, &datav1.CurveNode{Tenor: tenors[i], Value: values[i]})
+			}
+			out = append(out, &datav1.DataValue{Kind: &datav1.DataValue_TermStructure{
+				TermStructure: &datav1.TermStructure{Nodes: nodes}}})
+		} else {
+			nodes := make([]*datav1.SurfaceNode, 0, n)
+			for i := start; i < stop; i++ {
+				nodes = append(nodes, &datav1.SurfaceNode{Tenor: tenors[i], Coordinate: coordinates[i], Value: values[i]})
+			}
+			out = append(out, &datav1.DataValue{Kind: &datav1.DataValue_Surface{Surface: &datav1.Surface{Nodes: nodes}}})
+		}
+		start = stop
+	}
+	return out, nil
+}
+
 // Append adds the rows of one answer, after checking that its columns line up (ErrColumns
 // otherwise, and nothing is added).
 func (c *ValueColumns) Append(cols *datav1.OfficialValueColumns, readPosition uint64) error {
@@ -396,6 +434,7 @@ func (c *ValueColumns) Append(cols *datav1.OfficialValueColumns, readPosition ui
 	var kind string
 	var values []string
 	var bars BarTexts
+	var other []*datav1.DataValue
 	lengths := map[string]int{
 		"versions": len(cols.GetVersions()), "quality_scores": len(cols.GetQualityScores()),
 		"record_time_micros": len(cols.GetRecordTimeMicros()), "record_positions": len(cols.GetRecordPositions()),
@@ -419,8 +458,17 @@ func (c *ValueColumns) Append(cols *datav1.OfficialValueColumns, readPosition ui
 			lengths["bars."+name] = len(col)
 		}
 	case *datav1.OfficialValueColumns_Other:
-		kind = "other"
-		lengths[kind] = len(v.Other.GetValues())
+		kind, other = "other", v.Other.GetValues()
+		lengths[kind] = len(other)
+	case *datav1.OfficialValueColumns_Structures:
+		// Curves and surfaces, one entry per node: put back together into whole values, as
+		// the per-point view carries them.
+		structures, err := structureValues(v.Structures)
+		if err != nil {
+			return err
+		}
+		kind, other = "other", structures
+		lengths[kind] = len(other)
 	default:
 		if rows > 0 {
 			return fmt.Errorf("%w: %d rows without values", ErrColumns, rows)
@@ -488,9 +536,7 @@ func (c *ValueColumns) Append(cols *datav1.OfficialValueColumns, readPosition ui
 		c.Bars.Low = append(c.Bars.Low, bars.Low...)
 		c.Bars.Close = append(c.Bars.Close, bars.Close...)
 		c.Bars.Volume = append(c.Bars.Volume, bars.Volume...)
-		if other, ok := cols.GetValues().(*datav1.OfficialValueColumns_Other); ok {
-			c.Other = append(c.Other, other.Other.GetValues()...)
-		}
+		c.Other = append(c.Other, other...)
 	}
 	c.SnapTimeMicros = append(c.SnapTimeMicros, cols.GetSnapTimeMicros()...)
 	c.Versions = append(c.Versions, cols.GetVersions()...)

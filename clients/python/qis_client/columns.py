@@ -15,7 +15,9 @@ view = VALUE_VIEW_COLUMNS) across pages: lists per field, row i of each being on
 value, with each row's flags decoded from flag_counts + flags. Each page chooses its values'
 case: one holding a value in another currency or unit than the series' current one (published
 before a schema evolution changed the unit) comes in `other`, its neighbours in `prices`; the
-rows still line up, as DataValues once any page needs them (see `ValueColumns`).
+rows still line up, as DataValues once any page needs them (see `ValueColumns`). Term
+structures and surfaces come one entry per node (`StructureTexts`); `node_rows()` gives one
+(snap, tenor, coordinate, value) row per node, ready for a DataFrame.
 """
 
 from __future__ import annotations
@@ -358,11 +360,59 @@ class BarTexts:
         ]
 
 
+@dataclass(slots=True)
+class StructureTexts:
+    """Term structures or surfaces in columns, one entry per node: row i owns the next
+    node_counts[i] entries of the others; `coordinates` is empty for term structures."""
+
+    node_counts: list[int] = field(default_factory=list)
+    tenors: list[str] = field(default_factory=list)
+    coordinates: list[str] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)
+
+    def extend(self, other: StructureTexts) -> None:
+        self.node_counts.extend(other.node_counts)
+        self.tenors.extend(other.tenors)
+        self.coordinates.extend(other.coordinates)
+        self.values.extend(other.values)
+
+    def data_values(self) -> list[values_pb2.DataValue]:
+        """Each row as the TermStructure or Surface the per-point view carries."""
+        out = []
+        at = 0
+        for count in self.node_counts:
+            nodes = range(at, at + count)
+            at += count
+            if self.coordinates:
+                surface = values_pb2.Surface(
+                    nodes=[
+                        values_pb2.SurfaceNode(
+                            tenor=self.tenors[i],
+                            coordinate=self.coordinates[i],
+                            value=self.values[i],
+                        )
+                        for i in nodes
+                    ]
+                )
+                out.append(values_pb2.DataValue(surface=surface))
+            else:
+                curve = values_pb2.TermStructure(
+                    nodes=[
+                        values_pb2.CurveNode(tenor=self.tenors[i], value=self.values[i])
+                        for i in nodes
+                    ]
+                )
+                out.append(values_pb2.DataValue(term_structure=curve))
+        return out
+
+
 def _data_values(
-    kind: str, unit: str, values: list[str], bars: BarTexts
+    kind: str, unit: str, values: list[str], bars: BarTexts, structures: StructureTexts
 ) -> list[values_pb2.DataValue]:
-    """Typed rows (a kind's decimal strings or bars, in `unit`) as the DataValues the per-point
-    view carries."""
+    """Typed rows (a kind's decimal strings, bars or structures, in `unit`) as the DataValues
+    the per-point view carries."""
+    if kind == "structures":
+        return structures.data_values()
     if kind == "prices":
         return [
             values_pb2.DataValue(price=values_pb2.Price(value=v, currency=unit)) for v in values
@@ -383,14 +433,28 @@ class MalformedColumns(ValueError):
     """An OfficialValueColumns whose columns do not line up (a service bug, never a user's)."""
 
 
+def _check_nodes(s: StructureTexts) -> None:
+    nodes = len(s.tenors)
+    if any(count < 1 for count in s.node_counts):
+        raise MalformedColumns(f"a row without nodes: node_counts {s.node_counts}")
+    if sum(s.node_counts) != nodes:
+        raise MalformedColumns(f"node_counts add up to {sum(s.node_counts)}, there are {nodes}")
+    if len(s.values) != nodes or len(s.coordinates) not in (0, nodes):
+        raise MalformedColumns(
+            f"{nodes} tenors, but {len(s.values)} values and {len(s.coordinates)} coordinates"
+        )
+
+
 @dataclass(slots=True)
 class ValueColumns:
     """Official values in columns, row i of each list being one value; what
     `QisClient.query_range_columns` and `get_values_columns` return, every page put together.
 
     `kind` says where the values are: "prices" or "volumes" in `values` (decimal strings as
-    published; `decimals()` parses them), "bars" in `bars`, "other" (options chains, corporate
-    actions) in `other` as DataValue messages; "" while there is no row. `unit` is the currency
+    published; `decimals()` parses them), "bars" in `bars`, "structures" (term structures and
+    surfaces) in `structures`, one entry per node (`node_rows()` gives a row per node), "other"
+    (options chains, corporate actions) in `other` as DataValue messages; "" while there is no
+    row. `unit` is the currency
     (prices, bars) or unit (volumes) of every row of `values` or `bars`. `methods` are
     ValueMethod values and `flags` each row's QualityRule values (`QualityRule.Name(f)` gives
     a name). Instants are microseconds since 1970-01-01T00:00:00Z (`snap_times()`,
@@ -412,6 +476,7 @@ class ValueColumns:
     kind: str = ""
     values: list[str] = field(default_factory=list)
     bars: BarTexts = field(default_factory=BarTexts)
+    structures: StructureTexts = field(default_factory=StructureTexts)
     other: list[values_pb2.DataValue] = field(default_factory=list)
     unit: str = ""
     quality_scores: list[float] = field(default_factory=list)
@@ -440,6 +505,25 @@ class ValueColumns:
             raise TypeError(f"{self.kind} are not one number a row: read .bars or .other")
         return [parse_decimal(text) for text in self.values]
 
+    def node_rows(self) -> list[tuple[datetime, str, Decimal | None, Decimal, int]]:
+        """Term structures or surfaces one row per node: (snap, tenor, coordinate, or None for
+        a curve, value, version); `pandas.DataFrame(rows, columns=[...])` makes a table of
+        them. TypeError for other kinds."""
+        if self.kind not in ("structures", ""):
+            raise TypeError(f"{self.kind} have no nodes: read .values, .bars or .other")
+        s = self.structures
+        rows = []
+        at = 0
+        for snap, version, count in zip(
+            self.snap_time_micros, self.versions, s.node_counts, strict=True
+        ):
+            when = micros_datetime(snap)
+            for i in range(at, at + count):
+                coordinate = parse_decimal(s.coordinates[i]) if s.coordinates else None
+                rows.append((when, s.tenors[i], coordinate, parse_decimal(s.values[i]), version))
+            at += count
+        return rows
+
     def append(
         self, columns: query_service_pb2.OfficialValueColumns, read_position: int = 0
     ) -> None:
@@ -462,6 +546,15 @@ class ValueColumns:
             )
             volume = _texts(parts.volume)
             bars.volume = volume if parts.HasField("volume") and volume else [""] * rows
+        structures = StructureTexts()
+        if kind == "structures":
+            nodes = columns.structures
+            structures = StructureTexts(
+                list(nodes.node_counts),
+                list(nodes.tenors),
+                list(nodes.coordinates),
+                _texts(nodes.values),
+            )
         counts = list(columns.flag_counts)
         if not counts and not columns.flags:
             counts = [0] * rows  # no row has a flag
@@ -483,11 +576,15 @@ class ValueColumns:
                     for p in ("open", "high", "low", "close", "volume")
                 }
             )
+        elif kind == "structures":
+            lengths["structures.node_counts"] = len(structures.node_counts)
         elif kind == "other":
             lengths["other"] = len(columns.other.values)
         uneven = {name: length for name, length in lengths.items() if length != rows}
         if uneven:
             raise MalformedColumns(f"{rows} snaps, but {uneven}")
+        if kind == "structures":
+            _check_nodes(structures)
         if any(count < 0 for count in counts) or sum(counts) != len(columns.flags):
             raise MalformedColumns(
                 f"flag_counts add up to {sum(counts)}, there are {len(columns.flags)} flags"
@@ -506,17 +603,21 @@ class ValueColumns:
             pass  # an empty page (the end of a range) changes nothing
         elif self.kind == "other" or kind == "other" or unit != self.unit:
             if self.kind != "other":
-                self.other.extend(_data_values(self.kind, self.unit, self.values, self.bars))
+                self.other.extend(
+                    _data_values(self.kind, self.unit, self.values, self.bars, self.structures)
+                )
                 self.values.clear()
                 self.bars = BarTexts()
+                self.structures = StructureTexts()
                 self.kind = "other"
             self.unit = unit or self.unit
         if rows and kind != "other":
             self._case = kind
         if self.kind == "other" and kind != "other":
-            self.other.extend(_data_values(kind, unit, values, bars))
+            self.other.extend(_data_values(kind, unit, values, bars, structures))
         else:
             self.values.extend(values)
+            self.structures.extend(structures)
             for part in ("open", "high", "low", "close", "volume"):
                 getattr(self.bars, part).extend(getattr(bars, part))
             self.other.extend(columns.other.values)

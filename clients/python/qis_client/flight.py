@@ -15,7 +15,8 @@ Needs pyarrow: `pip install 'qis-data-client[arrow]'` (the rest of qis_client do
 Columns: `series` (only when several series are named), `snap_time` (timestamp[us, UTC]),
 `value` as decimal128(38, 18) and `unit` (each value's own currency or unit, dictionary-encoded)
 for prices and volumes, or `open`, `high`, `low`, `close`,
-`volume` for OHLC bars, `version`, `quality_score`, `record_time`, `record_position`, `flags`
+`volume` for OHLC bars, or one row per node for term structures and surfaces: `tenor` (string),
+`coordinate` (surfaces, decimal128(38, 18)) and `value`; then `version`, `quality_score`, `record_time`, `record_position`, `flags`
 (the rule names a point failed). The schema metadata holds `qis.read_position` and `qis.series`
 (data type and unit of each series). A refusal is raised as the QisError of its code, as the
 gRPC client raises it (InvalidArgument with field_violations, NotFound, Unavailable with

@@ -94,6 +94,7 @@ import type {
   DataValue,
   DecimalColumn,
   PointColumns,
+  StructureColumns,
 } from "./gen/qis/data/v1/values_pb.js";
 
 export * from "./gen/qis/data/v1/command_service_pb.js";
@@ -1011,11 +1012,62 @@ function dataValues(kind: string, unit: string, values: string[], bars: BarTexts
 }
 
 /**
+ * Curves or surfaces in columns (row i owns the next `nodeCounts[i]` nodes; coordinates only for
+ * surfaces) put back together into whole DataValues, as the per-point view carries them; a
+ * RangeError when the node columns do not line up.
+ */
+function structureValues(s: StructureColumns): DataValue[] {
+  const values = textsOf(s.values);
+  const { tenors, coordinates } = s;
+  const total = s.nodeCounts.reduce((sum, n) => sum + n, 0);
+  if (
+    s.nodeCounts.some((n) => n < 1) ||
+    total !== tenors.length ||
+    values.length !== tenors.length ||
+    (coordinates.length !== 0 && coordinates.length !== tenors.length)
+  ) {
+    throw new RangeError(
+      `malformed columns: node_counts add up to ${total}, there are ${tenors.length} tenors,` +
+        ` ${values.length} values, ${coordinates.length} coordinates`,
+    );
+  }
+  const out: DataValue[] = [];
+  let start = 0;
+  for (const n of s.nodeCounts) {
+    const at = Array.from({ length: n }, (_, i) => start + i);
+    start += n;
+    out.push(
+      coordinates.length === 0
+        ? create(DataValueSchema, {
+            kind: {
+              case: "termStructure",
+              value: { nodes: at.map((i) => ({ tenor: tenors[i], value: values[i] })) },
+            },
+          })
+        : create(DataValueSchema, {
+            kind: {
+              case: "surface",
+              value: {
+                nodes: at.map((i) => ({
+                  tenor: tenors[i],
+                  coordinate: coordinates[i],
+                  value: values[i],
+                })),
+              },
+            },
+          }),
+    );
+  }
+  return out;
+}
+
+/**
  * Official values in columns, row i of each array being one value: what
  * {@link queryRangeColumns} returns, every page put together ({@link ValueColumns.append}
  * reads one answer, a GetValues response's too). `kind` says where the values are: "prices" or
  * "volumes" in `values` (decimal strings as published), "bars" in `bars`, "other" (options
- * chains, corporate actions) in `other`; "" while there is no row. Instants are microseconds
+ * chains, corporate actions, and curves and surfaces put back together from their nodes) in
+ * `other`; "" while there is no row. Instants are microseconds
  * since 1970-01-01T00:00:00Z ({@link microsDate}, {@link microsTimestamp}).
  *
  * Pages may differ in case: a page holding a value in another currency or unit than the
@@ -1072,6 +1124,7 @@ export class ValueColumns {
     };
     let values: string[] = [];
     let bars: BarTexts = { open: [], high: [], low: [], close: [], volume: [] };
+    let other: DataValue[] = [];
     if (v.case === "prices" || v.case === "volumes") {
       values = textsOf(v.value);
       lengths[v.case] = values.length;
@@ -1086,11 +1139,15 @@ export class ValueColumns {
       };
       for (const [part, texts] of Object.entries(bars)) lengths[`bars.${part}`] = texts.length;
     } else if (v.case === "other") {
-      lengths.other = v.value.values.length;
+      other = v.value.values;
+      lengths.other = other.length;
+    } else if (v.case === "structures") {
+      other = structureValues(v.value); // whole curves and surfaces, as in `other`
+      lengths.other = other.length;
     } else if (rows > 0) {
       throw new RangeError(`malformed columns: ${rows} rows without values`);
     }
-    const kind = v.case ?? "";
+    const kind = v.case === "structures" ? "other" : (v.case ?? "");
     if (rows > 0 && kind !== "other" && this.#typed && kind !== this.#typed) {
       throw new RangeError(`malformed columns: ${kind} after ${this.#typed}`);
     }
@@ -1136,7 +1193,7 @@ export class ValueColumns {
     } else {
       this.values.push(...values);
       for (const part of PARTS) this.bars[part].push(...bars[part]);
-      if (v.case === "other") this.other.push(...v.value.values);
+      this.other.push(...other);
     }
     this.snapTimeMicros.push(...columns.snapTimeMicros);
     this.versions.push(...columns.versions);

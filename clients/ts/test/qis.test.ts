@@ -24,6 +24,7 @@ import {
   DataValueSchema,
   DataValuesSchema,
   DecimalColumnSchema,
+  StructureColumnsSchema,
   GetPointHistoryResponseSchema,
   ListQualityIssuesResponseSchema,
   MAX_ROWS,
@@ -439,6 +440,51 @@ describe("columns out", () => {
     assert.deepEqual(cols.bars.open, ["10.00"]);
     assert.deepEqual(cols.bars.volume, [""]);
     assert.deepEqual(cols.flags, [[]]); // no flag_counts and no flags: no row has one
+  });
+
+  it("puts structure columns back together into whole curves and surfaces", () => {
+    const cols = new ValueColumns();
+    const curves = officialColumns(0, 2);
+    curves.values = {
+      case: "structures",
+      value: create(StructureColumnsSchema, {
+        nodeCounts: [2, 1],
+        tenors: ["P1M", "P1Y", "P3M"],
+        values: { texts: ["4.01", "5E-7", "4.1"] },
+      }),
+    };
+    cols.append(curves);
+    const surfaces = officialColumns(2, 1);
+    surfaces.values = {
+      case: "structures",
+      value: create(StructureColumnsSchema, {
+        nodeCounts: [2],
+        tenors: ["P1M", "P1M"],
+        coordinates: ["0.9", "1.1"],
+        values: { texts: ["0.25", "0.24"] },
+      }),
+    };
+    cols.append(surfaces);
+    assert.equal(cols.kind, "other");
+    const nodes = cols.other.map(({ kind }) =>
+      kind.case === "termStructure"
+        ? kind.value.nodes.map((n) => `${n.tenor}=${n.value}`).join(" ")
+        : kind.case === "surface"
+          ? kind.value.nodes.map((n) => `${n.tenor}/${n.coordinate}=${n.value}`).join(" ")
+          : String(kind.case),
+    );
+    assert.deepEqual(nodes, ["P1M=4.01 P1Y=5E-7", "P3M=4.1", "P1M/0.9=0.25 P1M/1.1=0.24"]);
+    const miscounted = officialColumns(3, 1);
+    miscounted.values = {
+      case: "structures",
+      value: create(StructureColumnsSchema, {
+        nodeCounts: [2],
+        tenors: ["P1M"],
+        values: { texts: ["1"] },
+      }),
+    };
+    assert.throws(() => cols.append(miscounted), /node_counts add up to 2, there are 1 tenors/);
+    assert.equal(cols.length, 3);
   });
 
   it("keeps microseconds exact", () => {

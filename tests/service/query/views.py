@@ -31,6 +31,11 @@ def meaning(value: values_pb2.DataValue, unit: str) -> Value:
     if case == "bar":
         b = value.bar
         return ("bar", b.open, b.high, b.low, b.close, b.volume, unit)
+    if case == "term_structure":
+        return ("term_structure", tuple((n.tenor, n.value) for n in value.term_structure.nodes))
+    if case == "surface":
+        nodes = value.surface.nodes
+        return ("surface", tuple((n.tenor, n.coordinate, n.value) for n in nodes))
     return (str(case), value.SerializeToString(deterministic=True))
 
 
@@ -85,6 +90,8 @@ def column_rows(c: pb.OfficialValueColumns, case: str) -> list[Row]:
         assert not b.HasField("volume") or any(volumes)
         columns = zip(b.open.texts, b.high.texts, b.low.texts, b.close.texts, volumes, strict=True)
         values = [("bar", o, h, low, cl, v, c.unit) for o, h, low, cl, v in columns]
+    elif got == "structures":
+        values = structure_values(c.structures)
     else:
         values = [meaning(v, c.unit) for v in c.other.values]
     assert len(values) == n
@@ -107,3 +114,25 @@ def column_rows(c: pb.OfficialValueColumns, case: str) -> list[Row]:
             )
         )
     return rows
+
+
+def structure_values(s: values_pb2.StructureColumns) -> list[Value]:
+    """Each row's nodes, as `meaning` reads a term structure (no coordinates on the page) or a
+    surface, after checking that the node columns line up."""
+    tenors, coordinates, texts = list(s.tenors), list(s.coordinates), list(s.values.texts)
+    assert all(count > 0 for count in s.node_counts)
+    assert sum(s.node_counts) == len(tenors) == len(texts)
+    assert len(coordinates) in (0, len(tenors))
+    values: list[Value] = []
+    at = 0
+    for count in s.node_counts:
+        end = at + count
+        if coordinates:
+            nodes = zip(tenors[at:end], coordinates[at:end], texts[at:end], strict=True)
+            values.append(("surface", tuple(nodes)))
+        else:
+            values.append(
+                ("term_structure", tuple(zip(tenors[at:end], texts[at:end], strict=True)))
+            )
+        at = end
+    return values

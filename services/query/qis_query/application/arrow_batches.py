@@ -9,6 +9,9 @@ Flight endpoint serves it; docs/cli.md `qis export` writes it to Parquet or CSV)
 | unit            | dictionary<int32, string>     | prices and volumes: the value's own currency (prices) or unit (volumes) |
 | open, high, low, close | decimal128(38, 18)     | OHLC bars, instead of `value`                  |
 | volume          | decimal128(38, 18), nullable  | OHLC bars: the quantity traded, null when the bar has none |
+| tenor           | string                        | term structures and surfaces, one row per node: the node's tenor |
+| coordinate      | decimal128(38, 18)            | surfaces: the node's second coordinate (strike, moneyness, delta) |
+| value           | decimal128(38, 18)            | term structures and surfaces: the node's value, exact |
 | version         | int32                         | 1 for a first publication, then +1 per restatement |
 | quality_score   | float64                       | in [0, 1]                                      |
 | record_time     | timestamp[us, tz=UTC]         | when this version became official (knowledge time) |
@@ -21,6 +24,11 @@ from newer ones and from the series' current unit. A stored value without one (p
 before values carried it) reads as the series' unit. OHLC bars carry no currency of their own:
 they have no `unit` column, and their currency is the series' unit in `qis.series`.
 
+A term structure or surface has one row per node, in the value's own order (by tenor, then
+coordinate), each row repeating its snap's version, quality_score, record_time,
+record_position and flags: a snap is published, reconciled and restated whole, so its rows
+share them. Like bars, nodes have no `unit` column (the series' is in `qis.series`).
+
 Schema metadata: `qis.read_position` (the answer reflects at least this commit position) and
 `qis.series`, a JSON list of {"series", "data_type", "unit"} in the order the export named them
 (`unit` there is the series' current currency or unit, from its definition).
@@ -28,7 +36,8 @@ Schema metadata: `qis.read_position` (the answer reflects at least this commit p
 The decimals are the segments' own decimal128(38, 18) columns (qis_adapters.readstore.segments),
 sent as stored: exact, built once when the segment was written, and never through a binary
 float. A stored value those columns could not hold exactly (none that ingest accepts) is an
-error (INTERNAL), never rounded.
+error (INTERNAL), never rounded. A node's coordinate and value are made exact the same way
+(segments' conversion), from the stored DataValue's texts, as the page is sent.
 """
 
 from __future__ import annotations
@@ -39,10 +48,15 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from qis_adapters.readstore.segments import DECIMAL, DECIMAL_COLUMNS
+from qis_adapters.readstore.segments import DECIMAL, DECIMAL_COLUMNS, _exact
 from qis_domain.snaps import format_snap
 
-from qis_query.application.export import ExportedSeries, ExportPage, ValueColumns
+from qis_query.application.export import (
+    ExportedSeries,
+    ExportPage,
+    ValueColumns,
+    structure_nodes,
+)
 
 INSTANT = pa.timestamp("us", tz="UTC")
 SERIES_NAMES = pa.dictionary(pa.int32(), pa.string())
@@ -52,6 +66,7 @@ BAR_FIELDS = ("open", "high", "low", "close", "volume")
 READ_POSITION_KEY = b"qis.read_position"
 SERIES_KEY = b"qis.series"
 _OPTIONAL = frozenset({"volume"})  # of a bar
+_STRUCTURE_KINDS = {ValueColumns.CURVE: "term_structure", ValueColumns.SURFACE: "surface"}
 
 
 def schema(
@@ -62,6 +77,11 @@ def schema(
     if columns is ValueColumns.DECIMAL:
         fields.append(pa.field("value", DECIMAL, nullable=False))
         fields.append(pa.field("unit", UNITS, nullable=False))
+    elif columns in _STRUCTURE_KINDS:
+        fields.append(pa.field("tenor", pa.string(), nullable=False))
+        if columns is ValueColumns.SURFACE:
+            fields.append(pa.field("coordinate", DECIMAL, nullable=False))
+        fields.append(pa.field("value", DECIMAL, nullable=False))
     else:
         fields.extend(pa.field(f, DECIMAL, nullable=f in _OPTIONAL) for f in BAR_FIELDS)
     fields += [
@@ -96,15 +116,21 @@ class BatchBuilder:
     def batches(self, page: ExportPage) -> list[pa.RecordBatch]:
         """The page's rows as record batches: one per stretch of rows that lie together in
         memory (mostly a segment's), so that no column is copied to join them; the stored
-        columns are sent as they are, the checks are Arrow kernels."""
+        columns are sent as they are, the checks are Arrow kernels. A term structure or
+        surface's rows are its nodes, the snap's columns repeated for each."""
         rows = page.rows
+        series = self._series[page.series_index]
+        nodes: list[pa.Array] = []
+        if self._columns in _STRUCTURE_KINDS:
+            rows, nodes = _nodes(series.name, rows, self._columns)
         arrays: list[pa.Array | pa.ChunkedArray] = []
         if self._names is not None:
             indices = pa.repeat(pa.scalar(page.series_index, pa.int32()), rows.num_rows)
             arrays.append(pa.DictionaryArray.from_arrays(indices, self._names))
         arrays.append(_view(rows.column("snap_us"), INSTANT))
-        series = self._series[page.series_index]
-        if self._columns is ValueColumns.DECIMAL:
+        if nodes:
+            arrays.extend(nodes)
+        elif self._columns is ValueColumns.DECIMAL:
             kind = "volume" if series.data_type == "volume" else "price"
             _require_kind(series.name, rows, kind)
             arrays.append(_decimals(series.name, rows, "text"))
@@ -156,6 +182,28 @@ def _require_kind(series: str, rows: pa.Table, kind: str) -> None:
         f"the stored value of {series} at {format_snap(rows.column('snap_us')[other].as_py())}"
         f" (version {rows.column('version')[other].as_py()}) is not of the series' data type"
     )
+
+
+def _nodes(series: str, rows: pa.Table, columns: ValueColumns) -> tuple[pa.Table, list[pa.Array]]:
+    """`rows` repeated once per node of each row's structure, and the nodes' value columns:
+    tenor, (coordinate,) value."""
+    _require_kind(series, rows, _STRUCTURE_KINDS[columns])
+    nodes = structure_nodes(rows.column("value").to_pylist())
+    owners = np.repeat(np.arange(rows.num_rows), nodes.counts)
+    arrays = [pa.array(nodes.tenors, pa.string())]
+    if columns is ValueColumns.SURFACE:
+        arrays.append(_node_decimals(series, nodes.coordinates))
+    arrays.append(_node_decimals(series, nodes.values))
+    return rows.take(owners), arrays
+
+
+def _node_decimals(series: str, texts: list[str]) -> pa.Array:
+    """decimal128(38, 18) of a node's decimal texts, exactly; one it cannot hold exactly is an
+    error, as in `_decimals`."""
+    try:
+        return _exact(pa.chunked_array([pa.array(texts, pa.string())])).combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise ValueError(f"a stored value of {series} is not a bounded decimal") from None
 
 
 def _decimals(series: str, rows: pa.Table, text: str) -> pa.ChunkedArray:

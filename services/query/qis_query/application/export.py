@@ -5,7 +5,8 @@ refusals are QueryRange's own.
 
 Everything that can refuse the request is checked before the first value is handed out: the
 range, each series (NOT_FOUND, naming which), its data type (options chains and corporate
-actions have no column form), and the read model's position (min_position). What follows is
+actions have no column form; a term structure or surface has one row per node), and the read
+model's position (min_position). What follows is
 values only, in pages of at most MAX_RANGE_PAGE, each series ascending by snap, the series in
 the order they were named.
 
@@ -44,6 +45,10 @@ class ValueColumns(enum.Enum):
     """Prices and volumes: one decimal per point."""
     BAR = "open/high/low/close/volume"
     """OHLC bars: four decimals and an optional volume."""
+    CURVE = "tenor/value"
+    """Term structures: one row per node, its tenor and value."""
+    SURFACE = "tenor/coordinate/value"
+    """Surfaces: one row per node, its tenor, coordinate and value."""
 
 
 _ROW_COLUMNS = frozenset(
@@ -53,6 +58,8 @@ STORED_COLUMNS: dict[ValueColumns, frozenset[str]] = {
     ValueColumns.DECIMAL: _ROW_COLUMNS | {"decimal", "unit"},
     ValueColumns.BAR: _ROW_COLUMNS
     | {"open_decimal", "high_decimal", "low_decimal", "close_decimal", "bar_volume_decimal"},
+    ValueColumns.CURVE: _ROW_COLUMNS | {"value"},
+    ValueColumns.SURFACE: _ROW_COLUMNS | {"value"},
 }
 """The columns of the segments' rows (qis_adapters.readstore.segments) that an export of these
 value columns reads (qis_query.application.arrow_batches): the only ones its pages decode."""
@@ -61,9 +68,54 @@ DATA_TYPES: dict[values_pb2.DataType.ValueType, tuple[str, ValueColumns]] = {
     values_pb2.DATA_TYPE_PRICE: ("price", ValueColumns.DECIMAL),
     values_pb2.DATA_TYPE_VOLUME: ("volume", ValueColumns.DECIMAL),
     values_pb2.DATA_TYPE_OHLC_BAR: ("ohlc_bar", ValueColumns.BAR),
+    values_pb2.DATA_TYPE_TERM_STRUCTURE: ("term_structure", ValueColumns.CURVE),
+    values_pb2.DATA_TYPE_SURFACE: ("surface", ValueColumns.SURFACE),
 }
 """The data types with a column form: their short names (as `qis define-series --type`) and
 value columns."""
+
+
+@dataclass(frozen=True, slots=True)
+class StructureNodes:
+    """The nodes of term structures or surfaces, one entry per node, row after row (what the
+    columnar view and an export carry of them): row i owns the next `counts[i]` nodes."""
+
+    counts: list[int]
+    tenors: list[str]
+    coordinates: list[str]
+    """Empty for term structures."""
+    values: list[str]
+    """Decimal strings as published."""
+
+
+def structure_nodes(values: Sequence[bytes]) -> StructureNodes:
+    """The nodes of serialised DataValues, each a TermStructure or a Surface, in each value's
+    own node order; a distinct value is parsed once (a curve often stays as it was)."""
+    out = StructureNodes([], [], [], [])
+    parsed: dict[bytes, StructureNodes] = {}
+    for value in values:
+        nodes = parsed.get(value)
+        if nodes is None:
+            nodes = parsed[value] = _nodes(value)
+        out.counts.append(len(nodes.tenors))
+        out.tenors.extend(nodes.tenors)
+        out.coordinates.extend(nodes.coordinates)
+        out.values.extend(nodes.values)
+    return out
+
+
+def _nodes(value: bytes) -> StructureNodes:
+    parsed = values_pb2.DataValue.FromString(value)
+    if parsed.HasField("surface"):
+        surface = parsed.surface.nodes
+        return StructureNodes(
+            [],
+            [n.tenor for n in surface],
+            [n.coordinate for n in surface],
+            [n.value for n in surface],
+        )
+    curve = parsed.term_structure.nodes
+    return StructureNodes([], [n.tenor for n in curve], [], [n.value for n in curve])
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +131,7 @@ class ExportRequest:
 class ExportedSeries:
     series_id: str
     data_type: str
-    """"price", "volume" or "ohlc_bar"."""
+    """"price", "volume", "ohlc_bar", "term_structure" or "surface"."""
     unit: str
     """The series' currency or unit (its definition)."""
     columns: ValueColumns
@@ -161,7 +213,8 @@ async def _series(
         raise InvalidArgument.single(
             field,
             f"{series_name(series_id)} holds {name} values, which have no column form: columnar"
-            " exports carry prices, volumes and OHLC bars (read it with QueryRange)",
+            " exports carry prices, volumes, OHLC bars, term structures and surfaces (read it"
+            " with QueryRange)",
         )
     return ExportedSeries(series_id, known[0], unit, known[1])
 
@@ -178,13 +231,24 @@ def _columns_of(exported: Sequence[ExportedSeries]) -> ValueColumns:
     first = exported[0]
     other = next((s for s in exported if s.columns is not first.columns), None)
     if other is not None:
-        bars, single = (first, other) if first.columns is ValueColumns.BAR else (other, first)
+        # Named the prices or volumes last, if any: "BAR holds OHLC bars and PX prices".
+        one, two = (other, first) if first.columns is ValueColumns.DECIMAL else (first, other)
         raise InvalidArgument.single(
             SERIES_FIELD,
-            f"{bars.name} holds OHLC bars and {single.name} {single.data_type}s: one export has"
-            " one set of value columns, so ask for bars and for prices or volumes separately",
+            f"{one.name} holds {_PLURALS[one.data_type]} and {two.name}"
+            f" {_PLURALS[two.data_type]}: one export has one set of value columns, so ask for"
+            " them separately",
         )
     return first.columns
+
+
+_PLURALS = {
+    "price": "prices",
+    "volume": "volumes",
+    "ohlc_bar": "OHLC bars",
+    "term_structure": "term structures",
+    "surface": "surfaces",
+}
 
 
 def _query(request: ExportRequest, index: int) -> RangeQuery:

@@ -13,7 +13,11 @@ currency or unit means (values.proto). Should a stored price or volume carry ano
 or unit (a series whose unit was changed by a schema evolution keeps its older values
 as they were), no single `unit` is true of the page: its values then travel in `other`, one
 DataValue per row, as the per-point view has them; so does a value of another kind than the
-series' data type. Options chains and corporate actions always do."""
+series' data type. Options chains and corporate actions always do.
+
+Term structures and surfaces go in `structures`, one entry per node: each stored value is parsed
+(qis_query.application.export.structure_nodes) and its nodes' texts go as they are into a
+StructureColumns that protobuf serialises; the nodes' order is the value's own."""
 
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from qis_adapters.proto.enums import METHODS, RULES
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import OPEN_END, OfficialVersion, SeriesEntry
 
+from qis_query.application.export import structure_nodes
 from qis_query.entrypoints import wire
 
 
@@ -43,6 +48,7 @@ class Case(StrEnum):
     PRICES = "prices"
     VOLUMES = "volumes"
     BARS = "bars"
+    STRUCTURES = "structures"
     OTHER = "other"
 
 
@@ -50,6 +56,12 @@ _CASES = {
     values_pb2.DATA_TYPE_PRICE: Case.PRICES,
     values_pb2.DATA_TYPE_VOLUME: Case.VOLUMES,
     values_pb2.DATA_TYPE_OHLC_BAR: Case.BARS,
+    values_pb2.DATA_TYPE_TERM_STRUCTURE: Case.STRUCTURES,
+    values_pb2.DATA_TYPE_SURFACE: Case.STRUCTURES,
+}
+_STRUCTURES = {
+    values_pb2.DATA_TYPE_TERM_STRUCTURE: "term_structure",
+    values_pb2.DATA_TYPE_SURFACE: "surface",
 }
 
 
@@ -60,6 +72,9 @@ class ValueLayout:
 
     case: Case
     unit: str
+    structure: str = ""
+    """The DataValue case of a term structure or surface series' values ("term_structure",
+    "surface"); "" for the other cases."""
 
 
 def layout(entry: SeriesEntry) -> ValueLayout:
@@ -77,7 +92,11 @@ def _layout(data_type: object, unit: object) -> ValueLayout:
     series = json_format.ParseDict(
         {k: v for k, v in fields.items() if v is not None}, series_pb2.Series()
     )
-    return ValueLayout(_CASES.get(series.data_type, Case.OTHER), series.unit)
+    return ValueLayout(
+        _CASES.get(series.data_type, Case.OTHER),
+        series.unit,
+        _STRUCTURES.get(series.data_type, ""),
+    )
 
 
 Ints: TypeAlias = npt.NDArray[Any] | Sequence[int]
@@ -190,6 +209,8 @@ def _values(value: Callable[[str], Texts], shape: ValueLayout) -> bytes:
             return wire.field(_TAGS[shape.case.value], _texts(value("text")))
         case Case.BARS if _only(value("kind"), {"bar"}):
             return wire.field(_TAGS[Case.BARS.value], _bars(value))
+        case Case.STRUCTURES if _only(value("kind"), {shape.structure}):
+            return wire.field(_TAGS[Case.STRUCTURES.value], _structures(value("value")))
         case _:
             return wire.field(_TAGS[Case.OTHER.value], _texts(value("value")))
 
@@ -260,3 +281,18 @@ def _bars(value: Callable[[str], Texts]) -> bytes:
     if not _only(volumes, {""}):
         parts.append(wire.field(_BAR_TAGS["volume"], _texts(volumes)))
     return b"".join(parts)
+
+
+def _structures(values: Texts) -> bytes:
+    """StructureColumns of serialised DataValues, every one a term structure or every one a
+    surface, serialised."""
+    serialised = values.to_pylist() if isinstance(values, pa.Array | pa.ChunkedArray) else values
+    nodes = structure_nodes(cast(Sequence[bytes], serialised))
+    out = values_pb2.StructureColumns(
+        node_counts=nodes.counts,
+        tenors=nodes.tenors,
+        coordinates=nodes.coordinates,
+        values=values_pb2.DecimalColumn(texts=nodes.values),  # present on an empty page too
+    )
+    serialised_columns: bytes = out.SerializeToString()
+    return serialised_columns

@@ -20,7 +20,10 @@ schema in qis_query.application.arrow_batches (also in docs/cli.md): `series` (d
 only when several are named), `snap_time`, `value` (prices, volumes) or open/high/low/close/
 volume (OHLC bars) as exact decimal128(38, 18), `version`, `quality_score`, `record_time`,
 `record_position`, `flags`, and for prices and volumes `unit`, each value's own currency or
-unit (a series' unit can change by schema evolution). It is QueryRange's answer for the same
+unit (a series' unit can change by schema evolution). A term structure or surface comes one
+row per node: `snap_time`, `tenor` (string), `coordinate` (surfaces only) and `value` (exact
+decimal128(38, 18)), then the snap's `version` ... `flags`, repeated on each of its nodes' rows.
+Options chains and corporate actions are refused by name. It is QueryRange's answer for the same
 range and as-of, read through the same use case (qis_query.application.export), without its
 per-call limit: one DoGet streams the whole range, a page of at most 10,000 points in memory
 at a time.

@@ -216,6 +216,7 @@ class OfficialValueColumns(_message.Message):
     VOLUMES_FIELD_NUMBER: _builtins.int
     BARS_FIELD_NUMBER: _builtins.int
     OTHER_FIELD_NUMBER: _builtins.int
+    STRUCTURES_FIELD_NUMBER: _builtins.int
     UNIT_FIELD_NUMBER: _builtins.int
     QUALITY_SCORES_FIELD_NUMBER: _builtins.int
     RECORD_TIME_MICROS_FIELD_NUMBER: _builtins.int
@@ -253,6 +254,13 @@ class OfficialValueColumns(_message.Message):
     @_builtins.property
     def other(self) -> Global___DataValues:
         """For options chains and corporate actions: one DataValue per row."""
+
+    @_builtins.property
+    def structures(self) -> _values_pb2.StructureColumns:
+        """For DATA_TYPE_TERM_STRUCTURE and DATA_TYPE_SURFACE series: every node of every row, one
+        entry per node (row i owns the next node_counts[i] nodes). A page holding a value of
+        another kind than the series' data type carries its values in `other`.
+        """
 
     @_builtins.property
     def quality_scores(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
@@ -293,6 +301,7 @@ class OfficialValueColumns(_message.Message):
         volumes: _values_pb2.DecimalColumn | None = ...,
         bars: _values_pb2.OhlcBarColumns | None = ...,
         other: Global___DataValues | None = ...,
+        structures: _values_pb2.StructureColumns | None = ...,
         unit: _builtins.str = ...,
         quality_scores: _abc.Iterable[_builtins.float] | None = ...,
         record_time_micros: _abc.Iterable[_builtins.int] | None = ...,
@@ -302,11 +311,11 @@ class OfficialValueColumns(_message.Message):
         flag_counts: _abc.Iterable[_builtins.int] | None = ...,
         flags: _abc.Iterable[_quality_pb2.QualityRule.ValueType] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bars", b"bars", "other", b"other", "prices", b"prices", "values", b"values", "volumes", b"volumes"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bars", b"bars", "other", b"other", "prices", b"prices", "structures", b"structures", "values", b"values", "volumes", b"volumes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars", b"bars", "flag_counts", b"flag_counts", "flags", b"flags", "methods", b"methods", "other", b"other", "prices", b"prices", "quality_scores", b"quality_scores", "record_positions", b"record_positions", "record_time_micros", b"record_time_micros", "snap_time_micros", b"snap_time_micros", "supersede_positions", b"supersede_positions", "unit", b"unit", "values", b"values", "versions", b"versions", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars", b"bars", "flag_counts", b"flag_counts", "flags", b"flags", "methods", b"methods", "other", b"other", "prices", b"prices", "quality_scores", b"quality_scores", "record_positions", b"record_positions", "record_time_micros", b"record_time_micros", "snap_time_micros", b"snap_time_micros", "structures", b"structures", "supersede_positions", b"supersede_positions", "unit", b"unit", "values", b"values", "versions", b"versions", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_values: _TypeAlias = _typing.Literal["prices", "volumes", "bars", "other"]  # noqa: Y015
+    _WhichOneofReturnType_values: _TypeAlias = _typing.Literal["prices", "volumes", "bars", "other", "structures"]  # noqa: Y015
     _WhichOneofArgType_values: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_values) -> _WhichOneofReturnType_values | None: ...
 

@@ -691,6 +691,51 @@ class OhlcBarColumns(_message.Message):
 Global___OhlcBarColumns: _TypeAlias = OhlcBarColumns  # noqa: Y015
 
 @_typing.final
+class StructureColumns(_message.Message):
+    """Curves or surfaces in columns, one entry per node: row i (one snap's whole TermStructure or
+    Surface) owns the next node_counts[i] entries of `tenors`, `coordinates` and `values`, in
+    the value's own node order (by increasing tenor, then coordinate).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_COUNTS_FIELD_NUMBER: _builtins.int
+    TENORS_FIELD_NUMBER: _builtins.int
+    COORDINATES_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def node_counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """How many nodes each row has (1 to 2,000)."""
+
+    @_builtins.property
+    def tenors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """CurveNode.tenor or SurfaceNode.tenor, as published."""
+
+    @_builtins.property
+    def coordinates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """SurfaceNode.coordinate, decimal strings as published; empty for term structures."""
+
+    @_builtins.property
+    def values(self) -> Global___DecimalColumn:
+        """CurveNode.value or SurfaceNode.value: decimal strings exactly as published (`texts`)."""
+
+    def __init__(
+        self,
+        *,
+        node_counts: _abc.Iterable[_builtins.int] | None = ...,
+        tenors: _abc.Iterable[_builtins.str] | None = ...,
+        coordinates: _abc.Iterable[_builtins.str] | None = ...,
+        values: Global___DecimalColumn | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinates", b"coordinates", "node_counts", b"node_counts", "tenors", b"tenors", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StructureColumns: _TypeAlias = StructureColumns  # noqa: Y015
+
+@_typing.final
 class PointColumns(_message.Message):
     """Points of one series in columns: row i is the point at snap_time_micros[i] whose value is
     row i of the value column(s). For prices, volumes and OHLC bars, the kinds a long history

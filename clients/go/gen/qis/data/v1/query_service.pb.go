@@ -379,6 +379,7 @@ type OfficialValueColumns struct {
 	//	*OfficialValueColumns_Volumes
 	//	*OfficialValueColumns_Bars
 	//	*OfficialValueColumns_Other
+	//	*OfficialValueColumns_Structures
 	Values isOfficialValueColumns_Values `protobuf_oneof:"values"`
 	// The currency (prices, bars) or unit (volumes) of every value in `prices`, `volumes` or
 	// `bars`: the series' own. A page holding a value in another currency or unit (published
@@ -491,6 +492,15 @@ func (x *OfficialValueColumns) GetOther() *DataValues {
 	return nil
 }
 
+func (x *OfficialValueColumns) GetStructures() *StructureColumns {
+	if x != nil {
+		if x, ok := x.Values.(*OfficialValueColumns_Structures); ok {
+			return x.Structures
+		}
+	}
+	return nil
+}
+
 func (x *OfficialValueColumns) GetUnit() string {
 	if x != nil {
 		return x.Unit
@@ -571,6 +581,13 @@ type OfficialValueColumns_Other struct {
 	Other *DataValues `protobuf:"bytes,6,opt,name=other,proto3,oneof"`
 }
 
+type OfficialValueColumns_Structures struct {
+	// For DATA_TYPE_TERM_STRUCTURE and DATA_TYPE_SURFACE series: every node of every row, one
+	// entry per node (row i owns the next node_counts[i] nodes). A page holding a value of
+	// another kind than the series' data type carries its values in `other`.
+	Structures *StructureColumns `protobuf:"bytes,15,opt,name=structures,proto3,oneof"`
+}
+
 func (*OfficialValueColumns_Prices) isOfficialValueColumns_Values() {}
 
 func (*OfficialValueColumns_Volumes) isOfficialValueColumns_Values() {}
@@ -578,6 +595,8 @@ func (*OfficialValueColumns_Volumes) isOfficialValueColumns_Values() {}
 func (*OfficialValueColumns_Bars) isOfficialValueColumns_Values() {}
 
 func (*OfficialValueColumns_Other) isOfficialValueColumns_Values() {}
+
+func (*OfficialValueColumns_Structures) isOfficialValueColumns_Values() {}
 
 // Values of kinds without a column form, one per row.
 type DataValues struct {
@@ -2688,14 +2707,17 @@ const file_qis_data_v1_query_service_proto_rawDesc = "" +
 	"\x06method\x18\x0f \x01(\x0e2\x18.qis.data.v1.ValueMethodR\x06method\x12.\n" +
 	"\x05flags\x18\x10 \x03(\x0e2\x18.qis.data.v1.QualityRuleR\x05flags\x12\x16\n" +
 	"\x06reason\x18\r \x01(\tR\x06reason\x12\x12\n" +
-	"\x04user\x18\x0e \x01(\tR\x04userJ\x04\b\v\x10\fJ\x04\b\f\x10\r\"\x82\x05\n" +
+	"\x04user\x18\x0e \x01(\tR\x04userJ\x04\b\v\x10\fJ\x04\b\f\x10\r\"\xc3\x05\n" +
 	"\x14OfficialValueColumns\x12(\n" +
 	"\x10snap_time_micros\x18\x01 \x03(\x03R\x0esnapTimeMicros\x12\x1a\n" +
 	"\bversions\x18\x02 \x03(\x05R\bversions\x124\n" +
 	"\x06prices\x18\x03 \x01(\v2\x1a.qis.data.v1.DecimalColumnH\x00R\x06prices\x126\n" +
 	"\avolumes\x18\x04 \x01(\v2\x1a.qis.data.v1.DecimalColumnH\x00R\avolumes\x121\n" +
 	"\x04bars\x18\x05 \x01(\v2\x1b.qis.data.v1.OhlcBarColumnsH\x00R\x04bars\x12/\n" +
-	"\x05other\x18\x06 \x01(\v2\x17.qis.data.v1.DataValuesH\x00R\x05other\x12\x12\n" +
+	"\x05other\x18\x06 \x01(\v2\x17.qis.data.v1.DataValuesH\x00R\x05other\x12?\n" +
+	"\n" +
+	"structures\x18\x0f \x01(\v2\x1d.qis.data.v1.StructureColumnsH\x00R\n" +
+	"structures\x12\x12\n" +
 	"\x04unit\x18\a \x01(\tR\x04unit\x12%\n" +
 	"\x0equality_scores\x18\b \x03(\x01R\rqualityScores\x12,\n" +
 	"\x12record_time_micros\x18\t \x03(\x03R\x10recordTimeMicros\x12)\n" +
@@ -2957,13 +2979,14 @@ var file_qis_data_v1_query_service_proto_goTypes = []any{
 	(QualityRule)(0),                   // 32: qis.data.v1.QualityRule
 	(*DecimalColumn)(nil),              // 33: qis.data.v1.DecimalColumn
 	(*OhlcBarColumns)(nil),             // 34: qis.data.v1.OhlcBarColumns
-	(*durationpb.Duration)(nil),        // 35: google.protobuf.Duration
-	(*Series)(nil),                     // 36: qis.data.v1.Series
-	(*DataSource)(nil),                 // 37: qis.data.v1.DataSource
-	(*structpb.Struct)(nil),            // 38: google.protobuf.Struct
-	(Severity)(0),                      // 39: qis.data.v1.Severity
-	(QualityIssueStatus)(0),            // 40: qis.data.v1.QualityIssueStatus
-	(*date.Date)(nil),                  // 41: google.type.Date
+	(*StructureColumns)(nil),           // 35: qis.data.v1.StructureColumns
+	(*durationpb.Duration)(nil),        // 36: google.protobuf.Duration
+	(*Series)(nil),                     // 37: qis.data.v1.Series
+	(*DataSource)(nil),                 // 38: qis.data.v1.DataSource
+	(*structpb.Struct)(nil),            // 39: google.protobuf.Struct
+	(Severity)(0),                      // 40: qis.data.v1.Severity
+	(QualityIssueStatus)(0),            // 41: qis.data.v1.QualityIssueStatus
+	(*date.Date)(nil),                  // 42: google.type.Date
 }
 var file_qis_data_v1_query_service_proto_depIdxs = []int32{
 	30, // 0: qis.data.v1.OfficialValue.snap_time:type_name -> google.protobuf.Timestamp
@@ -2976,76 +2999,77 @@ var file_qis_data_v1_query_service_proto_depIdxs = []int32{
 	33, // 7: qis.data.v1.OfficialValueColumns.volumes:type_name -> qis.data.v1.DecimalColumn
 	34, // 8: qis.data.v1.OfficialValueColumns.bars:type_name -> qis.data.v1.OhlcBarColumns
 	5,  // 9: qis.data.v1.OfficialValueColumns.other:type_name -> qis.data.v1.DataValues
-	0,  // 10: qis.data.v1.OfficialValueColumns.methods:type_name -> qis.data.v1.ValueMethod
-	32, // 11: qis.data.v1.OfficialValueColumns.flags:type_name -> qis.data.v1.QualityRule
-	31, // 12: qis.data.v1.DataValues.values:type_name -> qis.data.v1.DataValue
-	30, // 13: qis.data.v1.QueryRangeRequest.start_time:type_name -> google.protobuf.Timestamp
-	30, // 14: qis.data.v1.QueryRangeRequest.end_time:type_name -> google.protobuf.Timestamp
-	30, // 15: qis.data.v1.QueryRangeRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	1,  // 16: qis.data.v1.QueryRangeRequest.view:type_name -> qis.data.v1.ValueView
-	3,  // 17: qis.data.v1.QueryRangeResponse.values:type_name -> qis.data.v1.OfficialValue
-	4,  // 18: qis.data.v1.QueryRangeResponse.columns:type_name -> qis.data.v1.OfficialValueColumns
-	30, // 19: qis.data.v1.GetValuesRequest.snap_times:type_name -> google.protobuf.Timestamp
-	30, // 20: qis.data.v1.GetValuesRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	1,  // 21: qis.data.v1.GetValuesRequest.view:type_name -> qis.data.v1.ValueView
-	3,  // 22: qis.data.v1.GetValuesResponse.values:type_name -> qis.data.v1.OfficialValue
-	4,  // 23: qis.data.v1.GetValuesResponse.columns:type_name -> qis.data.v1.OfficialValueColumns
-	30, // 24: qis.data.v1.GetPointHistoryRequest.snap_time:type_name -> google.protobuf.Timestamp
-	31, // 25: qis.data.v1.SourceObservation.value:type_name -> qis.data.v1.DataValue
-	35, // 26: qis.data.v1.SourceObservation.utc_offset:type_name -> google.protobuf.Duration
-	30, // 27: qis.data.v1.SourceObservation.record_time:type_name -> google.protobuf.Timestamp
-	3,  // 28: qis.data.v1.GetPointHistoryResponse.versions:type_name -> qis.data.v1.OfficialValue
-	11, // 29: qis.data.v1.GetPointHistoryResponse.observations:type_name -> qis.data.v1.SourceObservation
-	36, // 30: qis.data.v1.ListSeriesResponse.series:type_name -> qis.data.v1.Series
-	2,  // 31: qis.data.v1.ListDataSourcesRequest.state:type_name -> qis.data.v1.SourceState
-	37, // 32: qis.data.v1.ListDataSourcesResponse.data_sources:type_name -> qis.data.v1.DataSource
-	30, // 33: qis.data.v1.AuditEntry.commit_time:type_name -> google.protobuf.Timestamp
-	30, // 34: qis.data.v1.AuditEntry.snap_time:type_name -> google.protobuf.Timestamp
-	38, // 35: qis.data.v1.AuditEntry.details:type_name -> google.protobuf.Struct
-	20, // 36: qis.data.v1.ListAuditEntriesResponse.entries:type_name -> qis.data.v1.AuditEntry
-	3,  // 37: qis.data.v1.SubscribeResponse.values:type_name -> qis.data.v1.OfficialValue
-	30, // 38: qis.data.v1.QualityIssue.snap_time:type_name -> google.protobuf.Timestamp
-	32, // 39: qis.data.v1.QualityIssue.rule:type_name -> qis.data.v1.QualityRule
-	39, // 40: qis.data.v1.QualityIssue.severity:type_name -> qis.data.v1.Severity
-	38, // 41: qis.data.v1.QualityIssue.evidence:type_name -> google.protobuf.Struct
-	40, // 42: qis.data.v1.QualityIssue.status:type_name -> qis.data.v1.QualityIssueStatus
-	30, // 43: qis.data.v1.QualityIssue.raise_time:type_name -> google.protobuf.Timestamp
-	30, // 44: qis.data.v1.QualityIssue.resolve_time:type_name -> google.protobuf.Timestamp
-	24, // 45: qis.data.v1.ListQualityIssuesResponse.issues:type_name -> qis.data.v1.QualityIssue
-	30, // 46: qis.data.v1.QualityMetrics.start_time:type_name -> google.protobuf.Timestamp
-	30, // 47: qis.data.v1.QualityMetrics.end_time:type_name -> google.protobuf.Timestamp
-	30, // 48: qis.data.v1.QualityMetrics.calculate_time:type_name -> google.protobuf.Timestamp
-	41, // 49: qis.data.v1.QualityMetrics.missing_sessions:type_name -> google.type.Date
-	30, // 50: qis.data.v1.ListQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
-	30, // 51: qis.data.v1.ListQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
-	27, // 52: qis.data.v1.ListQualityMetricsResponse.metrics:type_name -> qis.data.v1.QualityMetrics
-	6,  // 53: qis.data.v1.QueryService.QueryRange:input_type -> qis.data.v1.QueryRangeRequest
-	8,  // 54: qis.data.v1.QueryService.GetValues:input_type -> qis.data.v1.GetValuesRequest
-	10, // 55: qis.data.v1.QueryService.GetPointHistory:input_type -> qis.data.v1.GetPointHistoryRequest
-	13, // 56: qis.data.v1.QueryService.GetSeries:input_type -> qis.data.v1.GetSeriesRequest
-	14, // 57: qis.data.v1.QueryService.ListSeries:input_type -> qis.data.v1.ListSeriesRequest
-	16, // 58: qis.data.v1.QueryService.GetDataSource:input_type -> qis.data.v1.GetDataSourceRequest
-	17, // 59: qis.data.v1.QueryService.ListDataSources:input_type -> qis.data.v1.ListDataSourcesRequest
-	19, // 60: qis.data.v1.QueryService.ListAuditEntries:input_type -> qis.data.v1.ListAuditEntriesRequest
-	22, // 61: qis.data.v1.QueryService.Subscribe:input_type -> qis.data.v1.SubscribeRequest
-	25, // 62: qis.data.v1.QueryService.ListQualityIssues:input_type -> qis.data.v1.ListQualityIssuesRequest
-	28, // 63: qis.data.v1.QueryService.ListQualityMetrics:input_type -> qis.data.v1.ListQualityMetricsRequest
-	7,  // 64: qis.data.v1.QueryService.QueryRange:output_type -> qis.data.v1.QueryRangeResponse
-	9,  // 65: qis.data.v1.QueryService.GetValues:output_type -> qis.data.v1.GetValuesResponse
-	12, // 66: qis.data.v1.QueryService.GetPointHistory:output_type -> qis.data.v1.GetPointHistoryResponse
-	36, // 67: qis.data.v1.QueryService.GetSeries:output_type -> qis.data.v1.Series
-	15, // 68: qis.data.v1.QueryService.ListSeries:output_type -> qis.data.v1.ListSeriesResponse
-	37, // 69: qis.data.v1.QueryService.GetDataSource:output_type -> qis.data.v1.DataSource
-	18, // 70: qis.data.v1.QueryService.ListDataSources:output_type -> qis.data.v1.ListDataSourcesResponse
-	21, // 71: qis.data.v1.QueryService.ListAuditEntries:output_type -> qis.data.v1.ListAuditEntriesResponse
-	23, // 72: qis.data.v1.QueryService.Subscribe:output_type -> qis.data.v1.SubscribeResponse
-	26, // 73: qis.data.v1.QueryService.ListQualityIssues:output_type -> qis.data.v1.ListQualityIssuesResponse
-	29, // 74: qis.data.v1.QueryService.ListQualityMetrics:output_type -> qis.data.v1.ListQualityMetricsResponse
-	64, // [64:75] is the sub-list for method output_type
-	53, // [53:64] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	35, // 10: qis.data.v1.OfficialValueColumns.structures:type_name -> qis.data.v1.StructureColumns
+	0,  // 11: qis.data.v1.OfficialValueColumns.methods:type_name -> qis.data.v1.ValueMethod
+	32, // 12: qis.data.v1.OfficialValueColumns.flags:type_name -> qis.data.v1.QualityRule
+	31, // 13: qis.data.v1.DataValues.values:type_name -> qis.data.v1.DataValue
+	30, // 14: qis.data.v1.QueryRangeRequest.start_time:type_name -> google.protobuf.Timestamp
+	30, // 15: qis.data.v1.QueryRangeRequest.end_time:type_name -> google.protobuf.Timestamp
+	30, // 16: qis.data.v1.QueryRangeRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	1,  // 17: qis.data.v1.QueryRangeRequest.view:type_name -> qis.data.v1.ValueView
+	3,  // 18: qis.data.v1.QueryRangeResponse.values:type_name -> qis.data.v1.OfficialValue
+	4,  // 19: qis.data.v1.QueryRangeResponse.columns:type_name -> qis.data.v1.OfficialValueColumns
+	30, // 20: qis.data.v1.GetValuesRequest.snap_times:type_name -> google.protobuf.Timestamp
+	30, // 21: qis.data.v1.GetValuesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	1,  // 22: qis.data.v1.GetValuesRequest.view:type_name -> qis.data.v1.ValueView
+	3,  // 23: qis.data.v1.GetValuesResponse.values:type_name -> qis.data.v1.OfficialValue
+	4,  // 24: qis.data.v1.GetValuesResponse.columns:type_name -> qis.data.v1.OfficialValueColumns
+	30, // 25: qis.data.v1.GetPointHistoryRequest.snap_time:type_name -> google.protobuf.Timestamp
+	31, // 26: qis.data.v1.SourceObservation.value:type_name -> qis.data.v1.DataValue
+	36, // 27: qis.data.v1.SourceObservation.utc_offset:type_name -> google.protobuf.Duration
+	30, // 28: qis.data.v1.SourceObservation.record_time:type_name -> google.protobuf.Timestamp
+	3,  // 29: qis.data.v1.GetPointHistoryResponse.versions:type_name -> qis.data.v1.OfficialValue
+	11, // 30: qis.data.v1.GetPointHistoryResponse.observations:type_name -> qis.data.v1.SourceObservation
+	37, // 31: qis.data.v1.ListSeriesResponse.series:type_name -> qis.data.v1.Series
+	2,  // 32: qis.data.v1.ListDataSourcesRequest.state:type_name -> qis.data.v1.SourceState
+	38, // 33: qis.data.v1.ListDataSourcesResponse.data_sources:type_name -> qis.data.v1.DataSource
+	30, // 34: qis.data.v1.AuditEntry.commit_time:type_name -> google.protobuf.Timestamp
+	30, // 35: qis.data.v1.AuditEntry.snap_time:type_name -> google.protobuf.Timestamp
+	39, // 36: qis.data.v1.AuditEntry.details:type_name -> google.protobuf.Struct
+	20, // 37: qis.data.v1.ListAuditEntriesResponse.entries:type_name -> qis.data.v1.AuditEntry
+	3,  // 38: qis.data.v1.SubscribeResponse.values:type_name -> qis.data.v1.OfficialValue
+	30, // 39: qis.data.v1.QualityIssue.snap_time:type_name -> google.protobuf.Timestamp
+	32, // 40: qis.data.v1.QualityIssue.rule:type_name -> qis.data.v1.QualityRule
+	40, // 41: qis.data.v1.QualityIssue.severity:type_name -> qis.data.v1.Severity
+	39, // 42: qis.data.v1.QualityIssue.evidence:type_name -> google.protobuf.Struct
+	41, // 43: qis.data.v1.QualityIssue.status:type_name -> qis.data.v1.QualityIssueStatus
+	30, // 44: qis.data.v1.QualityIssue.raise_time:type_name -> google.protobuf.Timestamp
+	30, // 45: qis.data.v1.QualityIssue.resolve_time:type_name -> google.protobuf.Timestamp
+	24, // 46: qis.data.v1.ListQualityIssuesResponse.issues:type_name -> qis.data.v1.QualityIssue
+	30, // 47: qis.data.v1.QualityMetrics.start_time:type_name -> google.protobuf.Timestamp
+	30, // 48: qis.data.v1.QualityMetrics.end_time:type_name -> google.protobuf.Timestamp
+	30, // 49: qis.data.v1.QualityMetrics.calculate_time:type_name -> google.protobuf.Timestamp
+	42, // 50: qis.data.v1.QualityMetrics.missing_sessions:type_name -> google.type.Date
+	30, // 51: qis.data.v1.ListQualityMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	30, // 52: qis.data.v1.ListQualityMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	27, // 53: qis.data.v1.ListQualityMetricsResponse.metrics:type_name -> qis.data.v1.QualityMetrics
+	6,  // 54: qis.data.v1.QueryService.QueryRange:input_type -> qis.data.v1.QueryRangeRequest
+	8,  // 55: qis.data.v1.QueryService.GetValues:input_type -> qis.data.v1.GetValuesRequest
+	10, // 56: qis.data.v1.QueryService.GetPointHistory:input_type -> qis.data.v1.GetPointHistoryRequest
+	13, // 57: qis.data.v1.QueryService.GetSeries:input_type -> qis.data.v1.GetSeriesRequest
+	14, // 58: qis.data.v1.QueryService.ListSeries:input_type -> qis.data.v1.ListSeriesRequest
+	16, // 59: qis.data.v1.QueryService.GetDataSource:input_type -> qis.data.v1.GetDataSourceRequest
+	17, // 60: qis.data.v1.QueryService.ListDataSources:input_type -> qis.data.v1.ListDataSourcesRequest
+	19, // 61: qis.data.v1.QueryService.ListAuditEntries:input_type -> qis.data.v1.ListAuditEntriesRequest
+	22, // 62: qis.data.v1.QueryService.Subscribe:input_type -> qis.data.v1.SubscribeRequest
+	25, // 63: qis.data.v1.QueryService.ListQualityIssues:input_type -> qis.data.v1.ListQualityIssuesRequest
+	28, // 64: qis.data.v1.QueryService.ListQualityMetrics:input_type -> qis.data.v1.ListQualityMetricsRequest
+	7,  // 65: qis.data.v1.QueryService.QueryRange:output_type -> qis.data.v1.QueryRangeResponse
+	9,  // 66: qis.data.v1.QueryService.GetValues:output_type -> qis.data.v1.GetValuesResponse
+	12, // 67: qis.data.v1.QueryService.GetPointHistory:output_type -> qis.data.v1.GetPointHistoryResponse
+	37, // 68: qis.data.v1.QueryService.GetSeries:output_type -> qis.data.v1.Series
+	15, // 69: qis.data.v1.QueryService.ListSeries:output_type -> qis.data.v1.ListSeriesResponse
+	38, // 70: qis.data.v1.QueryService.GetDataSource:output_type -> qis.data.v1.DataSource
+	18, // 71: qis.data.v1.QueryService.ListDataSources:output_type -> qis.data.v1.ListDataSourcesResponse
+	21, // 72: qis.data.v1.QueryService.ListAuditEntries:output_type -> qis.data.v1.ListAuditEntriesResponse
+	23, // 73: qis.data.v1.QueryService.Subscribe:output_type -> qis.data.v1.SubscribeResponse
+	26, // 74: qis.data.v1.QueryService.ListQualityIssues:output_type -> qis.data.v1.ListQualityIssuesResponse
+	29, // 75: qis.data.v1.QueryService.ListQualityMetrics:output_type -> qis.data.v1.ListQualityMetricsResponse
+	65, // [65:76] is the sub-list for method output_type
+	54, // [54:65] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_query_service_proto_init() }
@@ -3061,6 +3085,7 @@ func file_qis_data_v1_query_service_proto_init() {
 		(*OfficialValueColumns_Volumes)(nil),
 		(*OfficialValueColumns_Bars)(nil),
 		(*OfficialValueColumns_Other)(nil),
+		(*OfficialValueColumns_Structures)(nil),
 	}
 	file_qis_data_v1_query_service_proto_msgTypes[3].OneofWrappers = []any{
 		(*QueryRangeRequest_AsOfTime)(nil),

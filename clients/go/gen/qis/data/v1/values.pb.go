@@ -1275,6 +1275,81 @@ func (x *OhlcBarColumns) GetVolume() *DecimalColumn {
 	return nil
 }
 
+// Curves or surfaces in columns, one entry per node: row i (one snap's whole TermStructure or
+// Surface) owns the next node_counts[i] entries of `tenors`, `coordinates` and `values`, in
+// the value's own node order (by increasing tenor, then coordinate).
+type StructureColumns struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many nodes each row has (1 to 2,000).
+	NodeCounts []int32 `protobuf:"varint,1,rep,packed,name=node_counts,json=nodeCounts,proto3" json:"node_counts,omitempty"`
+	// CurveNode.tenor or SurfaceNode.tenor, as published.
+	Tenors []string `protobuf:"bytes,2,rep,name=tenors,proto3" json:"tenors,omitempty"`
+	// SurfaceNode.coordinate, decimal strings as published; empty for term structures.
+	Coordinates []string `protobuf:"bytes,3,rep,name=coordinates,proto3" json:"coordinates,omitempty"`
+	// CurveNode.value or SurfaceNode.value: decimal strings exactly as published (`texts`).
+	Values        *DecimalColumn `protobuf:"bytes,4,opt,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StructureColumns) Reset() {
+	*x = StructureColumns{}
+	mi := &file_qis_data_v1_values_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StructureColumns) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StructureColumns) ProtoMessage() {}
+
+func (x *StructureColumns) ProtoReflect() protoreflect.Message {
+	mi := &file_qis_data_v1_values_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StructureColumns.ProtoReflect.Descriptor instead.
+func (*StructureColumns) Descriptor() ([]byte, []int) {
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *StructureColumns) GetNodeCounts() []int32 {
+	if x != nil {
+		return x.NodeCounts
+	}
+	return nil
+}
+
+func (x *StructureColumns) GetTenors() []string {
+	if x != nil {
+		return x.Tenors
+	}
+	return nil
+}
+
+func (x *StructureColumns) GetCoordinates() []string {
+	if x != nil {
+		return x.Coordinates
+	}
+	return nil
+}
+
+func (x *StructureColumns) GetValues() *DecimalColumn {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // Points of one series in columns: row i is the point at snap_time_micros[i] whose value is
 // row i of the value column(s). For prices, volumes and OHLC bars, the kinds a long history
 // is made of; the per-point DataPoint carries every kind.
@@ -1301,7 +1376,7 @@ type PointColumns struct {
 
 func (x *PointColumns) Reset() {
 	*x = PointColumns{}
-	mi := &file_qis_data_v1_values_proto_msgTypes[14]
+	mi := &file_qis_data_v1_values_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1388,7 @@ func (x *PointColumns) String() string {
 func (*PointColumns) ProtoMessage() {}
 
 func (x *PointColumns) ProtoReflect() protoreflect.Message {
-	mi := &file_qis_data_v1_values_proto_msgTypes[14]
+	mi := &file_qis_data_v1_values_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1401,7 @@ func (x *PointColumns) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PointColumns.ProtoReflect.Descriptor instead.
 func (*PointColumns) Descriptor() ([]byte, []int) {
-	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{14}
+	return file_qis_data_v1_values_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PointColumns) GetSnapTimeMicros() []int64 {
@@ -1474,7 +1549,13 @@ const file_qis_data_v1_values_proto_rawDesc = "" +
 	"\x04high\x18\x02 \x01(\v2\x1a.qis.data.v1.DecimalColumnR\x04high\x12,\n" +
 	"\x03low\x18\x03 \x01(\v2\x1a.qis.data.v1.DecimalColumnR\x03low\x120\n" +
 	"\x05close\x18\x04 \x01(\v2\x1a.qis.data.v1.DecimalColumnR\x05close\x122\n" +
-	"\x06volume\x18\x05 \x01(\v2\x1a.qis.data.v1.DecimalColumnR\x06volume\"\x91\x02\n" +
+	"\x06volume\x18\x05 \x01(\v2\x1a.qis.data.v1.DecimalColumnR\x06volume\"\xa1\x01\n" +
+	"\x10StructureColumns\x12\x1f\n" +
+	"\vnode_counts\x18\x01 \x03(\x05R\n" +
+	"nodeCounts\x12\x16\n" +
+	"\x06tenors\x18\x02 \x03(\tR\x06tenors\x12 \n" +
+	"\vcoordinates\x18\x03 \x03(\tR\vcoordinates\x122\n" +
+	"\x06values\x18\x04 \x01(\v2\x1a.qis.data.v1.DecimalColumnR\x06values\"\x91\x02\n" +
 	"\fPointColumns\x12(\n" +
 	"\x10snap_time_micros\x18\x01 \x03(\x03R\x0esnapTimeMicros\x12,\n" +
 	"\x12utc_offset_minutes\x18\x02 \x03(\x11R\x10utcOffsetMinutes\x124\n" +
@@ -1517,7 +1598,7 @@ func file_qis_data_v1_values_proto_rawDescGZIP() []byte {
 }
 
 var file_qis_data_v1_values_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_qis_data_v1_values_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_qis_data_v1_values_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_qis_data_v1_values_proto_goTypes = []any{
 	(DataType)(0),                 // 0: qis.data.v1.DataType
 	(OptionRight)(0),              // 1: qis.data.v1.OptionRight
@@ -1536,19 +1617,20 @@ var file_qis_data_v1_values_proto_goTypes = []any{
 	(*DataPoint)(nil),             // 14: qis.data.v1.DataPoint
 	(*DecimalColumn)(nil),         // 15: qis.data.v1.DecimalColumn
 	(*OhlcBarColumns)(nil),        // 16: qis.data.v1.OhlcBarColumns
-	(*PointColumns)(nil),          // 17: qis.data.v1.PointColumns
-	(*date.Date)(nil),             // 18: google.type.Date
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*StructureColumns)(nil),      // 17: qis.data.v1.StructureColumns
+	(*PointColumns)(nil),          // 18: qis.data.v1.PointColumns
+	(*date.Date)(nil),             // 19: google.type.Date
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
 }
 var file_qis_data_v1_values_proto_depIdxs = []int32{
-	18, // 0: qis.data.v1.OptionQuote.expiry:type_name -> google.type.Date
+	19, // 0: qis.data.v1.OptionQuote.expiry:type_name -> google.type.Date
 	1,  // 1: qis.data.v1.OptionQuote.right:type_name -> qis.data.v1.OptionRight
 	6,  // 2: qis.data.v1.OptionsChain.quotes:type_name -> qis.data.v1.OptionQuote
 	2,  // 3: qis.data.v1.CorporateAction.type:type_name -> qis.data.v1.CorporateActionType
-	18, // 4: qis.data.v1.CorporateAction.ex_date:type_name -> google.type.Date
-	18, // 5: qis.data.v1.CorporateAction.record_date:type_name -> google.type.Date
-	18, // 6: qis.data.v1.CorporateAction.pay_date:type_name -> google.type.Date
+	19, // 4: qis.data.v1.CorporateAction.ex_date:type_name -> google.type.Date
+	19, // 5: qis.data.v1.CorporateAction.record_date:type_name -> google.type.Date
+	19, // 6: qis.data.v1.CorporateAction.pay_date:type_name -> google.type.Date
 	9,  // 7: qis.data.v1.TermStructure.nodes:type_name -> qis.data.v1.CurveNode
 	11, // 8: qis.data.v1.Surface.nodes:type_name -> qis.data.v1.SurfaceNode
 	3,  // 9: qis.data.v1.DataValue.price:type_name -> qis.data.v1.Price
@@ -1558,22 +1640,23 @@ var file_qis_data_v1_values_proto_depIdxs = []int32{
 	8,  // 13: qis.data.v1.DataValue.corporate_action:type_name -> qis.data.v1.CorporateAction
 	10, // 14: qis.data.v1.DataValue.term_structure:type_name -> qis.data.v1.TermStructure
 	12, // 15: qis.data.v1.DataValue.surface:type_name -> qis.data.v1.Surface
-	19, // 16: qis.data.v1.DataPoint.snap_time:type_name -> google.protobuf.Timestamp
-	20, // 17: qis.data.v1.DataPoint.utc_offset:type_name -> google.protobuf.Duration
+	20, // 16: qis.data.v1.DataPoint.snap_time:type_name -> google.protobuf.Timestamp
+	21, // 17: qis.data.v1.DataPoint.utc_offset:type_name -> google.protobuf.Duration
 	13, // 18: qis.data.v1.DataPoint.value:type_name -> qis.data.v1.DataValue
 	15, // 19: qis.data.v1.OhlcBarColumns.open:type_name -> qis.data.v1.DecimalColumn
 	15, // 20: qis.data.v1.OhlcBarColumns.high:type_name -> qis.data.v1.DecimalColumn
 	15, // 21: qis.data.v1.OhlcBarColumns.low:type_name -> qis.data.v1.DecimalColumn
 	15, // 22: qis.data.v1.OhlcBarColumns.close:type_name -> qis.data.v1.DecimalColumn
 	15, // 23: qis.data.v1.OhlcBarColumns.volume:type_name -> qis.data.v1.DecimalColumn
-	15, // 24: qis.data.v1.PointColumns.prices:type_name -> qis.data.v1.DecimalColumn
-	15, // 25: qis.data.v1.PointColumns.volumes:type_name -> qis.data.v1.DecimalColumn
-	16, // 26: qis.data.v1.PointColumns.bars:type_name -> qis.data.v1.OhlcBarColumns
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	15, // 24: qis.data.v1.StructureColumns.values:type_name -> qis.data.v1.DecimalColumn
+	15, // 25: qis.data.v1.PointColumns.prices:type_name -> qis.data.v1.DecimalColumn
+	15, // 26: qis.data.v1.PointColumns.volumes:type_name -> qis.data.v1.DecimalColumn
+	16, // 27: qis.data.v1.PointColumns.bars:type_name -> qis.data.v1.OhlcBarColumns
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_qis_data_v1_values_proto_init() }
@@ -1590,7 +1673,7 @@ func file_qis_data_v1_values_proto_init() {
 		(*DataValue_TermStructure)(nil),
 		(*DataValue_Surface)(nil),
 	}
-	file_qis_data_v1_values_proto_msgTypes[14].OneofWrappers = []any{
+	file_qis_data_v1_values_proto_msgTypes[15].OneofWrappers = []any{
 		(*PointColumns_Prices)(nil),
 		(*PointColumns_Volumes)(nil),
 		(*PointColumns_Bars)(nil),
@@ -1601,7 +1684,7 @@ func file_qis_data_v1_values_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qis_data_v1_values_proto_rawDesc), len(file_qis_data_v1_values_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
