@@ -7,7 +7,6 @@ Runs on FerretDB always and on a real MongoDB when QIS_TEST_MONGODB_URI is set (
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -274,7 +273,7 @@ async def test_a_non_canonical_value_is_refused(mongo_backend: Backend) -> None:
     # give these bytes back, so storing its readable form would silently change the value.
     reversed_price = b"\n\r\x12\x03USD\n\x06100.00"
     store = await mongo_backend.open("g1")
-    batch = ProjectionBatch(versions=[dataclasses.replace(VERSION, value=reversed_price)])
+    batch = ProjectionBatch(versions=[VERSION._replace(value=reversed_price)])
     with pytest.raises(ValueError, match="canonical"):
         await store.apply(batch, 10)
 

@@ -93,8 +93,8 @@ def closure(v: OfficialVersion, successor: OfficialVersion) -> VersionClosure:
 
 
 def closed(v: OfficialVersion, successor: OfficialVersion) -> OfficialVersion:
-    return dataclasses.replace(
-        v, recorded_to_us=successor.recorded_from_us, position_to=successor.position_from
+    return v._replace(
+        recorded_to_us=successor.recorded_from_us, position_to=successor.position_from
     )
 
 
@@ -752,7 +752,7 @@ async def test_metrics_of_unknown_completeness_and_recalculations_in_both_direct
 async def test_a_higher_version_without_flags_clears_them_from_the_current_record(
     store: Adapter,
 ) -> None:
-    flagged, clean = V2, dataclasses.replace(V3, flags=())
+    flagged, clean = V2, V3._replace(flags=())
     await store.apply(ProjectionBatch(versions=[flagged]), 20)
     await store.apply(ProjectionBatch(versions=[clean]), 30)
     assert await store.latest_range("S1", *EVERYTHING, 10) == [clean]
@@ -926,15 +926,14 @@ VALUES = [
 
 async def test_values_round_trip_byte_exactly(store: Adapter) -> None:
     versions = [
-        dataclasses.replace(V1[0], snap_us=T0 + i, value=m.SerializeToString())
-        for i, m in enumerate(VALUES)
+        V1[0]._replace(snap_us=T0 + i, value=m.SerializeToString()) for i, m in enumerate(VALUES)
     ]
     await store.apply(
         ProjectionBatch(
             versions=versions,
             changes=[change(v, i) for i, v in enumerate(versions)],
             observations=[
-                dataclasses.replace(observation("S1", T0, "bbg", 10, i), value=v.value)
+                observation("S1", T0, "bbg", 10, i)._replace(value=v.value)
                 for i, v in enumerate(versions)
             ],
         ),

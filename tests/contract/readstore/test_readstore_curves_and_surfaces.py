@@ -6,7 +6,6 @@ surface a series may hold (2,000 nodes) fits each store."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 from qis.data.v1.values_pb2 import CurveNode, DataValue, Surface, SurfaceNode, TermStructure
@@ -53,7 +52,7 @@ def largest_surface() -> bytes:
 
 
 def carrying(v: OfficialVersion, value: bytes) -> OfficialVersion:
-    return dataclasses.replace(v, series_id="CURVE", value=value)
+    return v._replace(series_id="CURVE", value=value)
 
 
 FIRST = [
@@ -67,7 +66,7 @@ async def test_curves_and_surfaces_are_kept_byte_for_byte_and_restated_whole(
     store: Adapter,
 ) -> None:
     observed = [
-        dataclasses.replace(observation("CURVE", v.snap_us, "bbg", 10, i), value=v.value)
+        observation("CURVE", v.snap_us, "bbg", 10, i)._replace(value=v.value)
         for i, v in enumerate(FIRST)
     ]
     await store.apply(

@@ -257,9 +257,8 @@ async def follow(w: World, series_ids: Sequence[str]) -> asyncio.Queue[FeedBatch
 
 
 def published(series_id: str, position: int) -> ProjectionBatch:
-    v = dataclasses.replace(
-        version(1_800_000_000_000_000, 1, "1.00", at=position * 1000, position=position),
-        series_id=series_id,
+    v = version(1_800_000_000_000_000, 1, "1.00", at=position * 1000, position=position)._replace(
+        series_id=series_id
     )
     return ProjectionBatch(versions=[v], changes=[change(v, 0)])
 

@@ -200,8 +200,7 @@ class History:
         for v in every:
             successor = later.get((v.snap_us, v.version))
             if successor is not None:
-                v = dataclasses.replace(
-                    v,
+                v = v._replace(
                     recorded_to_us=successor.recorded_from_us,
                     position_to=successor.position_from,
                 )
@@ -565,8 +564,7 @@ def test_any_encoding_of_a_stored_value_reads_as_protobuf_reads_it(
     other layout is decoded: either way each row says what protobuf reads in its bytes."""
     series_kind, _ = KINDS[kind]
     versions = [
-        dataclasses.replace(VERSION, snap_us=VERSION.snap_us + i, value=b)
-        for i, b in enumerate(stored)
+        VERSION._replace(snap_us=VERSION.snap_us + i, value=b) for i, b in enumerate(stored)
     ]
     points = [mapping.official_value(NAME, v) for v in versions]
     columns = pb.OfficialValueColumns()
@@ -651,7 +649,7 @@ async def store() -> InMemoryReadStore:
         KINDS["bar"][0],
         False,
         [VERSION.snap_us],
-        [[dataclasses.replace(VERSION, value=BAR.SerializeToString())]],
+        [[VERSION._replace(value=BAR.SerializeToString())]],
     )
     await write_history(made, history)
     return made

@@ -8,7 +8,6 @@ subscription of a client that vanished."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 import sys
 import time
@@ -141,10 +140,9 @@ async def test_a_feed_of_large_values_is_read_a_few_at_a_time(writer: InMemoryRe
     chain = options_chain(500)  # 20 KiB: a small real chain
     position = HEAD + 1
     for i in range(60):
-        point = dataclasses.replace(
-            version(SNAPS[4] + 1 + i, 1, "1", at=9000, position=position + i, series_id=OTHER),
-            value=chain,
-        )
+        point = version(
+            SNAPS[4] + 1 + i, 1, "1", at=9000, position=position + i, series_id=OTHER
+        )._replace(value=chain)
         await writer.apply(
             ProjectionBatch(versions=[point], changes=[change(point, 0)]), position + i
         )

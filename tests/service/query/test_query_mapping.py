@@ -114,7 +114,7 @@ def test_an_official_value_with_its_knowledge_interval_and_lineage() -> None:
 
 
 def test_a_manual_value_has_no_sources() -> None:
-    manual = dataclasses.replace(V2, sources=("manual",), method="manual", flags=())
+    manual = V2._replace(sources=("manual",), method="manual", flags=())
     msg = mapping.official_value("series/S1", manual)
     assert list(msg.sources) == []
     assert msg.method == pb.VALUE_METHOD_MANUAL

@@ -9,7 +9,6 @@ commit position."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -175,8 +174,7 @@ def pages(draw: st.DrawFn) -> Page:
     chosen = draw(st.lists(versions(every[kind]), min_size=1, max_size=12))
     if shared:
         chosen = [
-            dataclasses.replace(
-                v,
+            v._replace(
                 sources=first.sources,
                 method=first.method,
                 flags=first.flags,
@@ -191,7 +189,7 @@ def pages(draw: st.DrawFn) -> Page:
             odd
             or draw(st.sampled_from(sorted(every)).flatmap(lambda k: every[k])).SerializeToString()
         )
-        stranger = dataclasses.replace(chosen[0], value=other)
+        stranger = chosen[0]._replace(value=other)
         chosen.insert(draw(st.integers(0, len(chosen))), stranger)
     rows = segments.rows_from_versions(chosen)
     cut = draw(st.integers(0, rows.num_rows))
@@ -231,7 +229,7 @@ def page_of(values: list[bytes]) -> pa.Table:
         ("bbg",), "median",
     )  # fmt: skip
     return segments.rows_from_versions(
-        [dataclasses.replace(base, snap_us=base.snap_us + i, value=v) for i, v in enumerate(values)]
+        [base._replace(snap_us=base.snap_us + i, value=v) for i, v in enumerate(values)]
     )
 
 

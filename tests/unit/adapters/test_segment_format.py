@@ -8,7 +8,6 @@ decimal128(38, 18) cannot hold leaves its segment's decimal columns null, never 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 
 import pyarrow as pa
@@ -39,7 +38,7 @@ def _bar(*texts: str) -> bytes:
 
 
 def _versions(values: list[bytes]) -> list[OfficialVersion]:
-    return [replace(BASE, snap_us=i, value=value) for i, value in enumerate(values)]
+    return [BASE._replace(snap_us=i, value=value) for i, value in enumerate(values)]
 
 
 def _round_trip(values: list[bytes]) -> pa.Table:
@@ -157,7 +156,7 @@ def test_a_format_1_payload_reads_as_its_rebuild(columns: frozenset[str] | None)
 def test_a_format_1_segment_extends_as_its_rebuild_does() -> None:
     """The projector builds a bucket's next version on the stored one, whatever its format."""
     rows = segments.rows_from_versions(_versions([_price("1"), _price("2")]))
-    restated = [replace(BASE, snap_us=1, version=2, value=_price("2.5"), position_from=20)]
+    restated = [BASE._replace(snap_us=1, version=2, value=_price("2.5"), position_from=20)]
     from_old = segments.extend(segments.decode(_format_1(rows)), restated)
     from_new = segments.extend(segments.decode(segments.encode(rows)), restated)
     assert from_old == from_new
@@ -183,8 +182,7 @@ def test_rows_hold_each_versions_fields_whether_or_not_they_repeat(
     drawn: list[tuple[str, tuple[str, ...], tuple[str, ...], int, float]],
 ) -> None:
     versions = [
-        replace(
-            BASE,
+        BASE._replace(
             snap_us=i,
             value=_price(str(i)),
             method=method,

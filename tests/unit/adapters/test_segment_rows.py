@@ -8,8 +8,6 @@ whose knowledge intervals contain it, computed here from the whole history point
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -74,8 +72,8 @@ def _closed(events: list[list[OfficialVersion]]) -> list[OfficialVersion]:
         for v in event:
             before = current.get(v.snap_us)
             if before is not None:
-                out[before] = replace(
-                    out[before], recorded_to_us=v.recorded_from_us, position_to=v.position_from
+                out[before] = out[before]._replace(
+                    recorded_to_us=v.recorded_from_us, position_to=v.position_from
                 )
             current[v.snap_us] = len(out)
             out.append(v)
@@ -148,7 +146,7 @@ def test_value_columns_are_derived_from_the_stored_values() -> None:
     euros = values_pb2.DataValue(price=values_pb2.Price(value="7.25", currency="EUR"))
     base = OfficialVersion(SERIES, 1, 1, bar, 1.0, 5, 10, "", "u", "c", (), "manual")
     rows = segments.rows_from_versions(
-        [base, replace(base, snap_us=2, value=euros.SerializeToString())]
+        [base, base._replace(snap_us=2, value=euros.SerializeToString())]
     )
     assert rows["kind"].to_pylist() == ["bar", "price"]
     assert rows["text"].to_pylist() == [None, "7.25"]

@@ -196,11 +196,17 @@ def _not_older_schema(stored: SeriesEntry, new: SeriesEntry) -> bool:
     return (new.schema_version, new.position) >= (stored.schema_version, stored.position)
 
 
-def _close(table: _Table[Versioned], key: Key, closure: VersionClosure | SegmentClosure) -> None:
-    """Set the end of the stored version `key` (absent: nothing to close)."""
+def _close(
+    table: _Table[Versioned],
+    key: Key,
+    closure: VersionClosure | SegmentClosure,
+    replace: Callable[..., Versioned],
+) -> None:
+    """Set the end of the stored version `key` (absent: nothing to close) with `replace`:
+    OfficialVersion._replace or dataclasses.replace."""
     stored = table.get(key)
     if stored is not None:
-        closed = dataclasses.replace(
+        closed = replace(
             stored, recorded_to_us=closure.recorded_to_us, position_to=closure.position_to
         )
         table.write(closed, _always)
@@ -264,7 +270,7 @@ class _Generation:
             self.versions.write(v)
             self.current.write(v, _higher_version)
         for c in batch.closures:
-            _close(self.versions, _version_key(c), c)
+            _close(self.versions, _version_key(c), c, OfficialVersion._replace)
         self.observations.write_all(batch.observations)
         self.audit.write_all(batch.audit)
         self.changes.write_all(batch.changes)
@@ -288,7 +294,7 @@ class _Generation:
         self.source_health.write_all(batch.source_health, _not_older)
         self.segments.write_all(batch.segments)
         for sc in batch.segment_closures:
-            _close(self.segments, _segment_key(sc), sc)
+            _close(self.segments, _segment_key(sc), sc, dataclasses.replace)
         self.topics.write_all(batch.topics)
         self.topic_entries.write_all(batch.topic_entries)
         self.consumer_groups.write_all(batch.consumer_groups, _not_older)

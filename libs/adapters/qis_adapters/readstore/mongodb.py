@@ -26,7 +26,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, is_dataclass
 from typing import Any, Generic, TypeVar, assert_never
 
 from bson.int64 import Int64
@@ -119,6 +119,18 @@ def _value_bytes(doc: JsonDoc) -> bytes:
     return ParseDict(doc, DataValue()).SerializeToString()
 
 
+def _fields_of(record: type[Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The field names of a record type in order and the defaults of those that have one: of
+    a NamedTuple (the per-point records) or a frozen dataclass (the others)."""
+    if is_dataclass(record):
+        found = fields(record)
+        return (
+            tuple(f.name for f in found),
+            {f.name: f.default for f in found if f.default is not MISSING},
+        )
+    return record._fields, dict(record._field_defaults)
+
+
 class _Kind(Generic[R]):
     """How one record type maps to documents of one collection per generation."""
 
@@ -140,14 +152,9 @@ class _Kind(Generic[R]):
         # and FerretDB (like MongoDB before 5.0) refuses field names with "." or "$". Such a
         # field written as a document by earlier code reads as it was.
         self.texts = texts
-        self.names = tuple(f.name for f in fields(record))  # type: ignore[arg-type]
         # What a field reads as when its document lacks it: written before the field existed.
         # Such a default must be the field's null or empty value, which encode leaves out too.
-        self.defaults = {
-            f.name: f.default
-            for f in fields(record)  # type: ignore[arg-type]
-            if f.default is not MISSING
-        }
+        self.names, self.defaults = _fields_of(record)
         self.sort = [(name, ASCENDING) for name in key]
 
     def encode(self, record: R, values: Callable[[bytes], JsonDoc]) -> tuple[str, Doc]:

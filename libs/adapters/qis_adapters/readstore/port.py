@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 OPEN_END = 2**63 - 1
 """Far-future sentinel for an open recorded_to_us / position_to (never null, so indexes work)."""
@@ -37,8 +37,15 @@ class ResumeToken:
         return (self.position, self.index) < (other.position, other.index)
 
 
-@dataclass(frozen=True, slots=True)
-class OfficialVersion:
+# The per-point records (OfficialVersion, Observation, ChangeFeedEntry) are NamedTuples, not
+# frozen dataclasses: the projector builds three per published point, and a frozen dataclass
+# sets each field through object.__setattr__ (2.1-2.4 us a record against 0.8-1.0 us, 15
+# fields, under load). Immutable all the same; `_replace` and `_fields` stand for
+# dataclasses.replace and dataclasses.fields. They compare equal to plain tuples of their
+# fields: nothing compares them with anything but their own kind.
+
+
+class OfficialVersion(NamedTuple):
     """One published version of one point. Key: (series_id, snap_us, version)."""
 
     series_id: str
@@ -140,8 +147,7 @@ AsOf = Latest | KnownAt | AtPosition
 LATEST = Latest()
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     """A raw value of one source for one point (lineage). Key: (position, index)."""
 
     series_id: str
@@ -151,7 +157,7 @@ class Observation:
     snap_offset_s: int  # UTC offset the source sent, in seconds
     recorded_at_us: int
     position: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index: no reader calls it
     command_id: str
     user_id: str
     flags: tuple[str, ...] = ()
@@ -217,12 +223,11 @@ class AuditEntry:
     "accessPolicies/ops"; "" for the others."""
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeFeedEntry:
+class ChangeFeedEntry(NamedTuple):
     """A new or restated official value, for subscribers. Key: (position, index)."""
 
     position: int
-    index: int
+    index: int  # type: ignore[assignment]  # as Observation.index
     series_id: str
     snap_us: int
     version: int

@@ -60,7 +60,7 @@ def _decode_point(series_id: str, payload: memoryview) -> OfficialVersion | None
     return OfficialVersion(series_id, *values)
 
 
-_VERSION_FIELDS = tuple(f.name for f in fields(OfficialVersion))[1:]
+_VERSION_FIELDS = OfficialVersion._fields[1:]
 _VALUE = _VERSION_FIELDS.index("value")
 _TUPLES = (_VERSION_FIELDS.index("sources"), _VERSION_FIELDS.index("flags"))  # lists in JSON
 _ENTRY_FIELDS = tuple(f.name for f in fields(SeriesEntry))[1:]

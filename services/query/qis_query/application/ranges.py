@@ -5,7 +5,7 @@ position (which reproduces any past answer exactly)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pyarrow as pa
 from qis_adapters.readstore import segments
@@ -217,4 +217,4 @@ def as_known(version: OfficialVersion) -> OfficialVersion:
     when each version was superseded.)"""
     if version.position_to == OPEN_END:
         return version
-    return replace(version, recorded_to_us=OPEN_END, position_to=OPEN_END)
+    return version._replace(recorded_to_us=OPEN_END, position_to=OPEN_END)
