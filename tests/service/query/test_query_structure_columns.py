@@ -96,7 +96,7 @@ def structure_histories(draw: st.DrawFn) -> History:
     kind = draw(st.sampled_from([CURVE, SURFACE]))
     shape = draw(histories())
     events = [
-        [dataclasses.replace(v, value=draw(structures(kind)).SerializeToString()) for v in event]
+        [v._replace(value=draw(structures(kind)).SerializeToString()) for v in event]
         for event in shape.events
     ]
     return History(kind, shape.camel_case, shape.snaps, events)
