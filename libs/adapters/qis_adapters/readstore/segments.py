@@ -227,7 +227,7 @@ def _with_decimals(rows: pa.Table) -> pa.Table:
     appended: each exact, or all null in every row when one text is not a decimal
     decimal128(38, 18) holds exactly (see the module's docstring)."""
     try:
-        decimals = [_exact(rows.column(name)) for name in DECIMAL_COLUMNS]
+        decimals = [exact_decimals(rows.column(name)) for name in DECIMAL_COLUMNS]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         decimals = [pa.nulls(rows.num_rows, DECIMAL)] * len(DECIMAL_COLUMNS)
     for name, column in zip(DECIMAL_COLUMNS.values(), decimals, strict=True):
@@ -235,7 +235,7 @@ def _with_decimals(rows: pa.Table) -> pa.Table:
     return rows
 
 
-def _exact(texts: pa.ChunkedArray) -> pa.ChunkedArray:
+def exact_decimals(texts: pa.ChunkedArray) -> pa.ChunkedArray:
     """decimal128(38, 18) of decimal texts, exactly ("" is null: a bar without a volume);
     ArrowInvalid for a text it cannot hold exactly. Arrow's cast refuses what it would round,
     and takes plain texts (nearly all), so only the others are first made plain."""

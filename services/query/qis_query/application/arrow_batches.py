@@ -48,7 +48,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from qis_adapters.readstore.segments import DECIMAL, DECIMAL_COLUMNS, _exact
+from qis_adapters.readstore.segments import DECIMAL, DECIMAL_COLUMNS, exact_decimals
 from qis_domain.snaps import format_snap
 
 from qis_query.application.export import (
@@ -201,7 +201,7 @@ def _node_decimals(series: str, texts: list[str]) -> pa.Array:
     """decimal128(38, 18) of a node's decimal texts, exactly; one it cannot hold exactly is an
     error, as in `_decimals`."""
     try:
-        return _exact(pa.chunked_array([pa.array(texts, pa.string())])).combine_chunks()
+        return exact_decimals(pa.chunked_array([pa.array(texts, pa.string())])).combine_chunks()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise ValueError(f"a stored value of {series} is not a bounded decimal") from None
 
