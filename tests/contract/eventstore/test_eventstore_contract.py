@@ -224,6 +224,32 @@ async def test_missing_stream_has_no_version_and_no_events(store: EventStore) ->
     assert await store.read_stream(stream) == []
 
 
+async def test_read_many_answers_each_read_as_read_stream_does(store: EventStore) -> None:
+    long, short, missing = unique("-long"), unique("-short"), unique("-missing")
+    await store.append(
+        [
+            StreamAppend(long, StreamState.NO_STREAM, [new_event(n=n) for n in range(5)]),
+            StreamAppend(short, StreamState.NO_STREAM, [new_event(n=9)]),
+        ]
+    )
+    await store.append([StreamAppend(long, 4, [new_event(n=5)])])
+    # In any order, a stream more than once, from its start, its middle, past its end.
+    reads = [(short, 0), (long, 3), (missing, 0), (long, 0), (short, 1), (long, 6)]
+
+    answers = await store.read_many(reads)
+
+    assert answers == [await store.read_stream(stream, version) for stream, version in reads]
+    assert [[e.stream_version for e in answer] for answer in answers] == [
+        [0],
+        [3, 4, 5],
+        [],
+        [0, 1, 2, 3, 4, 5],
+        [],
+        [],
+    ]
+    assert await store.read_many([]) == []
+
+
 async def test_head_position_is_the_last_commit(store: EventStore) -> None:
     stream = unique()
     result = await store.append(

@@ -245,3 +245,33 @@ async def test_optimistic_retries_lose_nothing_and_really_conflict(tmp_path: Pat
 
     assert conflicts > 0
     assert [e.stream_version for e in events] == list(range(4 * per_task))
+
+
+async def test_read_many_reads_every_stream_in_one_read_transaction(
+    store: SqliteEventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.append(
+        [
+            StreamAppend("a", StreamState.NO_STREAM, [new_event(0)]),
+            StreamAppend("b", StreamState.NO_STREAM, [new_event(1)]),
+        ]
+    )
+    other = await SqliteEventStore.open(tmp_path / "store.db")
+    loop = asyncio.get_running_loop()
+    read_one = store._read_stream_sync
+
+    def read_then_let_another_writer_in(stream: str, version: int) -> list[RecordedEvent]:
+        answer = read_one(stream, version)
+        if stream == "a":  # on the store's worker thread, between the two reads
+            write = other.append([StreamAppend("b", 0, [new_event(2)])])
+            asyncio.run_coroutine_threadsafe(write, loop).result(10)
+        return answer
+
+    monkeypatch.setattr(store, "_read_stream_sync", read_then_let_another_writer_in)
+    try:
+        a, b = await store.read_many([("a", 0), ("b", 0)])
+    finally:
+        await other.close()
+
+    assert [e.stream_version for e in a + b] == [0, 0]  # b as it was when a was read
+    assert len(await store.read_stream("b")) == 2  # and the other writer did commit

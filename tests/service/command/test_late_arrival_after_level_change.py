@@ -53,3 +53,18 @@ async def test_a_value_for_a_snap_before_a_level_change_is_judged_by_the_level_b
         found = await clocked.issues()
         assert late(found, "late_arrival", "a") == [monday]
         assert late(found, "late_arrival", "b") == [monday]
+
+
+async def test_a_level_set_by_this_process_judges_its_next_ingest() -> None:
+    """The process that appended a level does not know its commit time until it reads it back:
+    its next ingest, read together with the command's buckets, reads the series again."""
+    monday, tuesday = date(2024, 6, 3), date(2024, 6, 4)
+    clocked = Clocked(at(monday, 9))
+    await clocked.define(with_level(None))
+    clocked.now[0] = at(monday, 17)
+    await clocked.ingest("a", monday)  # on time: no level yet; the series' span is now known
+    evolve = EvolveSeries("SPX", Update(values={"service_level": LEVEL}), "a deadline")
+    await clocked.app.handlers.evolve_series(evolve, clocked.ctx("level"))
+    clocked.now[0] = at(tuesday, 19)  # an hour past a's 18:00 deadline, in the same process
+    await clocked.ingest("a", tuesday)
+    assert late(await clocked.issues(), "late_arrival", "a") == [tuesday]

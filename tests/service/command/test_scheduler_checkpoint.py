@@ -143,6 +143,11 @@ class Counting:
         self.records_read += len(records)
         return records
 
+    async def read_many(self, reads: Sequence[tuple[str, int]]) -> list[list[RecordedEvent]]:
+        answers = await self._store.read_many(reads)
+        self.records_read += sum(map(len, answers))
+        return answers
+
     async def stream_version(self, stream: str) -> int | None:
         return await self._store.stream_version(stream)
 

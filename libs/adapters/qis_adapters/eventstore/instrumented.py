@@ -59,6 +59,9 @@ class InstrumentedEventStore:
             "read_stream", self._inner.read_stream(stream, from_version)
         )
 
+    async def read_many(self, reads: Sequence[tuple[str, int]]) -> list[list[RecordedEvent]]:
+        return await self._timer.measure("read_many", self._inner.read_many(reads))
+
     async def stream_version(self, stream: str) -> int | None:
         return await self._timer.measure("stream_version", self._inner.stream_version(stream))
 

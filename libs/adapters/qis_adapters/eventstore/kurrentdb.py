@@ -267,6 +267,10 @@ class KurrentDbEventStore:
             return []
         return [to_recorded_event(e) for e in events]
 
+    async def read_many(self, reads: Sequence[tuple[str, int]]) -> list[list[RecordedEvent]]:
+        # The client reads one stream per call (get_stream): one after the other.
+        return [await self.read_stream(stream, version) for stream, version in reads]
+
     async def stream_version(self, stream: str) -> int | None:
         with _unavailable_as_port_error():
             version = await self._client.get_current_version(stream)

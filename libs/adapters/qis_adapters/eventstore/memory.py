@@ -91,6 +91,9 @@ class InMemoryEventStore:
         self._check_open()
         return self._streams.get(stream, [])[max(from_version, 0) :]
 
+    async def read_many(self, reads: Sequence[tuple[str, int]]) -> list[list[RecordedEvent]]:
+        return [await self.read_stream(stream, version) for stream, version in reads]
+
     async def stream_version(self, stream: str) -> int | None:
         self._check_open()
         return self._version(stream)

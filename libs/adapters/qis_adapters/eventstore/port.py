@@ -104,6 +104,15 @@ class EventStore(Protocol):
         """Events of one stream with stream_version >= from_version; [] when it does not exist."""
         ...
 
+    async def read_many(self, reads: Sequence[tuple[str, int]]) -> list[list[RecordedEvent]]:
+        """For each (stream, from_version), in the order given, what `read_stream` answers for
+        it; a stream may appear more than once. The point of it is one round trip (one thread
+        hop and one read transaction on SQLite) for the several small reads of one command;
+        an adapter may read the streams one by one (KurrentDB does), so the answers need not
+        be one snapshot: optimistic concurrency on append covers the difference, as it does
+        between separate reads."""
+        ...
+
     async def stream_version(self, stream: str) -> int | None:
         """Version of the stream's last event, None when the stream does not exist."""
         ...

@@ -258,6 +258,18 @@ class SqliteEventStore:
         ).fetchall()
         return [_to_event(r) for r in rows]
 
+    async def read_many(self, reads: Sequence[tuple[str, int]]) -> list[list[RecordedEvent]]:
+        return await self._run(self._read_many_sync, reads)
+
+    def _read_many_sync(self, reads: Sequence[tuple[str, int]]) -> list[list[RecordedEvent]]:
+        conn = self._db
+        # One read transaction: the streams are read at one point in the log.
+        conn.execute("BEGIN")
+        try:
+            return [self._read_stream_sync(stream, version) for stream, version in reads]
+        finally:
+            conn.execute("COMMIT")
+
     async def stream_version(self, stream: str) -> int | None:
         return await self._run(self._stream_version_sync, stream)
 

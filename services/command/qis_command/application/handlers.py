@@ -7,9 +7,9 @@ import asyncio
 import bisect
 import random
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
-from functools import reduce
+from functools import partial, reduce
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -91,7 +91,7 @@ from qis_command.application.references import (
     prior_officials,
     with_references,
 )
-from qis_command.application.repository import Aggregate, Repository
+from qis_command.application.repository import Aggregate, Repository, Wanted
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -104,6 +104,10 @@ class ConcurrencyExhausted(RetryLater):
 
 
 Change = tuple[Aggregate, Sequence[DomainEvent]]
+Loaded = tuple[CommandRecord, list[A]]
+"""A command's record and the aggregates it decides on."""
+Load = Callable[[Wanted[CommandRecord]], Awaitable[Loaded[A]]]
+"""Loads a command's record (the Wanted given) and the aggregates it decides on."""
 
 
 class CommandHandlers:
@@ -114,6 +118,8 @@ class CommandHandlers:
         self._calendar = calendar
         self._max_attempts = max_attempts
         self.conflicts_retried = 0  # observable: a metric, and proof in tests that races happened
+        # The bucket span of each series ingested into: fixed once a series is defined.
+        self._spans: dict[str, int] = {}
 
     async def define_series(self, cmd: DefineSeries, ctx: CommandContext) -> CommandResult:
         async def decide(series: ReferenceData) -> list[DomainEvent]:
@@ -171,23 +177,39 @@ class CommandHandlers:
             of_source, of_day = source.report_health(day, cmd.report)
             return [(source, of_source), (day, of_day)]
 
-        return await self._decide(ctx, source_name(cmd.source_id), cmd, load, decide)
+        return await self._decide(
+            ctx, source_name(cmd.source_id), cmd, self._after_record(load), decide
+        )
 
     async def ingest(
         self, cmd: IngestPoints, ctx: CommandContext, columns: str = ""
     ) -> CommandResult:
         """`columns`: the request's value column ("columns.prices") when the points came in
         columns, which violations then name (the command is the same in either form)."""
-        series = await self._series(cmd.series_id)
+        snaps = [p[0].utc_us for p in cmd.points]
+        # A series' frequency never changes once defined, so with its span known the series,
+        # the command's record and the buckets are read together: one round trip, not two.
+        preloaded: Loaded[SeriesBucket] | None = None
+        if (span := self._spans.get(cmd.series_id)) is None:
+            series = await self._series(cmd.series_id)
+        else:
+            series, record, *buckets = await self._repo.load_together(
+                Wanted(definition_stream(cmd.series_id), partial(ReferenceData, cmd.series_id)),
+                _record_of(series_name(cmd.series_id), ctx.command_id),
+                *_buckets_of(cmd.series_id, sorted(_by_bucket(cmd.points, span, snaps))),
+            )
+            preloaded = record, buckets
+            if _level_time_unknown(series):
+                series, preloaded = await self._series(cmd.series_id), None
         definition = series.require_definition()
+        self._spans[cmd.series_id] = BUCKET_SPAN_US[definition.frequency]
         if definition.source(cmd.source_id) is None:
             raise InvalidArgument.single(
                 "source",
                 f"{source_name(cmd.source_id)} is not configured for {series_name(cmd.series_id)}",
             )
         points = _conform(definition, cmd.points, columns=columns)
-        by_bucket = _by_bucket(points, BUCKET_SPAN_US[definition.frequency])
-        snaps = [p[0].utc_us for p in points]
+        by_bucket = _by_bucket(points, BUCKET_SPAN_US[definition.frequency], snaps)
         calendar = (
             self._calendar_view(definition, snaps) if definition.validation.check_calendar else None
         )
@@ -228,7 +250,9 @@ class CommandHandlers:
                 )
             return await self._route_issues(cmd.series_id, definition, changes, earlier)
 
-        return await self._decide_buckets(ctx, cmd.series_id, cmd, sorted(by_bucket), decide)
+        return await self._decide_buckets(
+            ctx, cmd.series_id, cmd, sorted(by_bucket), decide, preloaded
+        )
 
     async def publish(self, cmd: PublishPoints, ctx: CommandContext) -> CommandResult:
         definition = (await self._series(cmd.series_id)).require_definition()
@@ -426,7 +450,16 @@ class CommandHandlers:
         async def decide_all(aggregates: list[A]) -> list[Change]:
             return [(aggregates[0], await decide(aggregates[0]))]
 
-        return await self._decide(ctx, scope, command, load_all, decide_all)
+        return await self._decide(ctx, scope, command, self._after_record(load_all), decide_all)
+
+    def _after_record(self, load: Callable[[], Awaitable[list[A]]]) -> Load[A]:
+        """`load`, after the command's record read on its own."""
+
+        async def both(record_of: Wanted[CommandRecord]) -> Loaded[A]:
+            record = await self._repo.load(record_of.stream, record_of.factory, cache=False)
+            return record, await load()
+
+        return both
 
     async def _decide_buckets(
         self,
@@ -435,11 +468,23 @@ class CommandHandlers:
         command: object,
         buckets: list[int],
         decide: Callable[[list[SeriesBucket]], Awaitable[list[Change]]],
+        preloaded: Loaded[SeriesBucket] | None = None,
     ) -> CommandResult:
-        """A command on the points of several buckets: decided per bucket, appended atomically."""
+        """A command on the points of several buckets: decided per bucket, appended atomically.
+        `preloaded`: the command's record and these buckets, read already (used once: a retry
+        reads them again)."""
 
-        async def load_all() -> list[SeriesBucket]:
-            return [await self._bucket(series_id, b) for b in buckets]
+        async def load_all(record_of: Wanted[CommandRecord]) -> Loaded[SeriesBucket]:
+            nonlocal preloaded
+            if preloaded is not None:
+                loaded, preloaded = preloaded, None
+                return loaded
+            # The record and every bucket in one read of the store: a round trip is most of a
+            # small command's cost.
+            record, *loaded_buckets = await self._repo.load_together(
+                record_of, *_buckets_of(series_id, buckets)
+            )
+            return record, loaded_buckets
 
         return await self._decide(ctx, series_name(series_id), command, load_all, decide)
 
@@ -448,26 +493,23 @@ class CommandHandlers:
         ctx: CommandContext,
         scope: str,
         command: object,
-        load: Callable[[], Awaitable[list[A]]],
+        load: Load[A],
         decide: Callable[[list[A]], Awaitable[list[Change]]],
     ) -> CommandResult:
-        """Load, answer a repeated command id with its first outcome, decide, append together
-        with the command's record; on a concurrency conflict, all of it again on fresh state.
+        """Load the command's record with the aggregates, answer a repeated command id with its
+        first outcome, decide, append together with the command's record; on a concurrency
+        conflict, all of it again on fresh state.
 
         Command ids are unique per scope (a series, a source): the record of the first command
         with an id is one read of one small stream away, whichever streams a repeat touches."""
         print_ = fingerprint(command)
+        record_of = _record_of(scope, ctx.command_id)
 
         async def attempt() -> CommandResult:
-            record = await self._repo.load(
-                command_stream(scope, ctx.command_id),
-                lambda: CommandRecord(scope, ctx.command_id),
-                cache=False,
-            )
+            record, aggregates = await load(record_of)
             if (streams := record.earlier_streams(print_)) is not None:
                 earlier = await self._outcome_in(streams, ctx.command_id, record.position)
                 return CommandResult(earlier, duplicate=True)
-            aggregates = await load()
             # Commands handled before command records existed are known to their streams only.
             if (done := _earlier_outcome(aggregates, ctx.command_id)) is not None:
                 return CommandResult(done, duplicate=True)
@@ -649,9 +691,7 @@ class CommandHandlers:
     async def _series(self, series_id: str) -> ReferenceData:
         stream = definition_stream(series_id)
         series = await self._repo.load(stream, lambda: ReferenceData(series_id))
-        if any(change.since_us is None for change in series.levels):
-            # This process appended a level, and an append does not return its commit time:
-            # the store has it (once per level and process).
+        if _level_time_unknown(series):
             self._repo.forget(stream)
             series = await self._repo.load(stream, lambda: ReferenceData(series_id))
         return series
@@ -752,6 +792,12 @@ def _factory_of(stream: str) -> Callable[[], Aggregate]:
     return lambda: ReferenceData(series_id)
 
 
+def _level_time_unknown(series: ReferenceData) -> bool:
+    """This process appended a service level, and an append does not return its commit time:
+    the store has it (read again once per level and process)."""
+    return any(change.since_us is None for change in series.levels)
+
+
 def _earlier_outcome(aggregates: Sequence[Aggregate], command_id: str) -> CommandOutcome | None:
     """A command's events in several buckets were appended atomically: together they are its
     outcome."""
@@ -767,19 +813,34 @@ def _buckets_before(definition: SeriesDefinition, bucket: SeriesBucket) -> range
     return range(bucket.bucket_us - span, floor_us - 1, -span)
 
 
+def _record_of(scope: str, command_id: str) -> Wanted[CommandRecord]:
+    """A command's record: read once, so not cached (it would only push out warm buckets)."""
+    return Wanted(
+        command_stream(scope, command_id), partial(CommandRecord, scope, command_id), False
+    )
+
+
+def _buckets_of(series_id: str, buckets: Iterable[int]) -> list[Wanted[SeriesBucket]]:
+    return [
+        Wanted(bucket_stream(series_id, b), partial(SeriesBucket, series_id, b)) for b in buckets
+    ]
+
+
 def _by_bucket(
-    points: list[tuple[Snap, DataValue]], span: int
-) -> dict[int, list[tuple[Snap, DataValue]]]:
-    """The points per bucket (see snaps.bucket_of), in the order given; a batch within one
-    bucket (the usual) is kept whole, one in snap order (a bulk load's chunk spanning buckets)
-    is cut where each bucket ends, found by bisection."""
+    points: Sequence[tuple[Snap, DataValue]], span: int, snaps_us: list[int] | None = None
+) -> dict[int, Sequence[tuple[Snap, DataValue]]]:
+    """The points per bucket (see snaps.bucket_of), in the order given (`snaps_us`: theirs,
+    when the caller has them); a batch within one bucket (the usual) is kept whole, one in snap
+    order (a bulk load's chunk spanning buckets) is cut where each bucket ends, found by
+    bisection."""
     if not points:
         return {}
-    snaps_us = [p[0].utc_us for p in points]
+    if snaps_us is None:
+        snaps_us = [p[0].utc_us for p in points]
     lo, hi = min(snaps_us), max(snaps_us)
     if lo - lo % span == hi - hi % span:
         return {lo - lo % span: points}
-    by_bucket: dict[int, list[tuple[Snap, DataValue]]] = {}
+    by_bucket: dict[int, Sequence[tuple[Snap, DataValue]]] = {}
     if snaps_us == sorted(snaps_us):
         start = 0
         while start < len(points):
@@ -788,9 +849,10 @@ def _by_bucket(
             by_bucket[bucket_us] = points[start:end]
             start = end
         return by_bucket
+    scattered: dict[int, list[tuple[Snap, DataValue]]] = {}
     for us, point in zip(snaps_us, points, strict=True):
-        by_bucket.setdefault(us - us % span, []).append(point)
-    return by_bucket
+        scattered.setdefault(us - us % span, []).append(point)
+    return dict(scattered)
 
 
 def _conform(

@@ -10,20 +10,26 @@ decided on. (Handing out the cached object let a concurrent refresh move a bucke
 under a decision in flight: the append then passed the version check with events decided on
 the older state, a lost update.)
 
+A command's aggregates are brought up to date together, in one read of the store
+(`load_together`): on the SQLite store each read is a hop to its worker thread, a fixed cost
+as large as a small command's decision.
+
 Memory is bounded by the budget, not by history: the cache counts each aggregate's `size`
 (for a bucket its points, remembered commands and issues: everything in it that grows with
 its stream) and evicts the least recently used whenever one it holds is added or has grown,
 after the new events are in, so between commands it holds at most the budget (or the one
-aggregate used last, if that alone is larger). Nothing outside the aggregates keeps state per
-point or per command (tests/service/command/test_aggregate_cache_memory.py measures it;
-bench/ingest_memory.py measures the process).
+aggregate used last, if that alone is larger). The total is kept as aggregates come in, grow
+and leave, not summed per command over everything cached. Nothing outside the aggregates
+keeps state per point or per command (tests/service/command/test_aggregate_cache_memory.py
+measures it; bench/ingest_memory.py measures the process).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Protocol, Self, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from qis_adapters.eventstore.codec import EventCodec
 from qis_adapters.eventstore.port import AppendResult, EventStore, StreamAppend, StreamState
@@ -56,62 +62,96 @@ class Aggregate(Protocol):
 A = TypeVar("A", bound=Aggregate)
 
 
+@dataclass(frozen=True, slots=True)
+class Wanted(Generic[A]):
+    """An aggregate to load: its stream, an empty one of its kind, and whether to cache it
+    (False for aggregates read once, such as a command's record: they would only push out warm
+    buckets)."""
+
+    stream: str
+    factory: Callable[[], A]
+    cache: bool = True
+
+
 class Repository:
     def __init__(self, store: EventStore, codec: EventCodec, cache_points: int = 200_000) -> None:
         self._store = store
         self._codec = codec
         self._cache: OrderedDict[str, Aggregate] = OrderedDict()
+        # The size each cached aggregate was counted at, and their total: kept up to date as
+        # aggregates come in, grow and leave, so a command does not sum over the whole cache.
+        self._counted: dict[str, int] = {}
+        self._held = 0
         self._cache_points = cache_points
 
     async def load(self, stream: str, factory: Callable[[], A], *, cache: bool = True) -> A:
-        """The aggregate as of now, a copy that is the caller's alone. `cache=False` for
-        aggregates read once (a command's record): they would only push out warm buckets."""
-        cached = self._cache.get(stream)
-        aggregate: A
-        if cached is None:
-            aggregate = factory()
-            if cache:
-                self._cache[stream] = aggregate
-        else:
-            aggregate = cached  # type: ignore[assignment]  # one stream name, one aggregate type
-            self._cache.move_to_end(stream)
-        version = aggregate.version
-        await self.refresh(aggregate)
-        inserted = cached is None and cache
-        grown = cached is not None and aggregate.version != version
-        if inserted or grown:
+        """The aggregate as of now, a copy that is the caller's alone."""
+        (aggregate,) = await self.load_together(Wanted(stream, factory, cache))
+        return aggregate  # type: ignore[no-any-return]  # made by `factory`
+
+    async def load_together(self, *wanted: Wanted[Any]) -> list[Any]:
+        """Several aggregates, in the order wanted, each as `load` gives it, brought up to date
+        by one read of the store (EventStore.read_many): a command's fixed cost is a round
+        trip per read. Each is of the type its `factory` makes."""
+        loaded: list[tuple[Aggregate, int | None, bool]] = []
+        for w in wanted:
+            cached = self._cache.get(w.stream)
+            if cached is None:
+                aggregate: Aggregate = w.factory()
+                if w.cache:
+                    self._cache[w.stream] = aggregate
+                    self._count(w.stream)
+            else:
+                aggregate = cached
+                self._cache.move_to_end(w.stream)
+            loaded.append((aggregate, aggregate.version, cached is None and w.cache))
+        await self._refresh([aggregate for aggregate, _, _ in loaded])
+        changed = False
+        for aggregate, version, inserted in loaded:
+            # Another load may have evicted it, or cached another copy, while this one read.
+            if (inserted or aggregate.version != version) and aggregate.stream in self._cache:
+                self._count(aggregate.stream)
+                changed = True
+        if changed:
             self._evict()
-        return aggregate.clone()
+        return [aggregate.clone() for aggregate, _, _ in loaded]
 
     def forget(self, stream: str) -> None:
         """Drops the cached aggregate of `stream`: the next load reads it from the store."""
-        self._cache.pop(stream, None)
+        if self._cache.pop(stream, None) is not None:
+            self._held -= self._counted.pop(stream)
 
     @property
     def held(self) -> int:
         """The sizes of the aggregates cached now (what the budget bounds)."""
-        return sum(a.size for a in self._cache.values())
+        return self._held
+
+    def _count(self, stream: str) -> None:
+        """Counts the cached aggregate of `stream` at its size now."""
+        size = self._cache[stream].size
+        self._held += size - self._counted.get(stream, 0)
+        self._counted[stream] = size
 
     def _evict(self) -> None:
         """Least recently used first, until the cache holds at most the budget (the aggregate
         used last always stays)."""
-        total = self.held
-        while total > self._cache_points and len(self._cache) > 1:
-            _, evicted = self._cache.popitem(last=False)
-            total -= evicted.size
+        while self._held > self._cache_points and len(self._cache) > 1:
+            stream, _ = self._cache.popitem(last=False)
+            self._held -= self._counted.pop(stream)
 
-    async def refresh(self, aggregate: Aggregate) -> None:
-        start = 0 if aggregate.version is None else aggregate.version + 1
-        for record in await self._store.read_stream(aggregate.stream, start):
-            decoded = self._codec.decode(record)
-            meta = Recorded(
-                decoded.metadata.command_id,
-                decoded.metadata.user_id,
-                record.position,
-                record.stream_version,
-                record.recorded_at_us,
-            )
-            _apply_once(aggregate, decoded.event, meta)
+    async def _refresh(self, aggregates: Sequence[Aggregate]) -> None:
+        reads = [(a.stream, 0 if a.version is None else a.version + 1) for a in aggregates]
+        for aggregate, records in zip(aggregates, await self._store.read_many(reads), strict=True):
+            for record in records:
+                decoded = self._codec.decode(record)
+                meta = Recorded(
+                    decoded.metadata.command_id,
+                    decoded.metadata.user_id,
+                    record.position,
+                    record.stream_version,
+                    record.recorded_at_us,
+                )
+                _apply_once(aggregate, decoded.event, meta)
 
     async def save(
         self,
@@ -144,6 +184,7 @@ class Repository:
                 # The caller's copy becomes the cached state: it only reads its outcome from it
                 # before its next await, and every later load hands out a copy again.
                 self._cache[aggregate.stream] = aggregate
+                self._count(aggregate.stream)
         self._evict()
         return result
 
