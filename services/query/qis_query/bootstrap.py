@@ -9,7 +9,6 @@ import grpc.aio
 from qis.data.v1 import (
     command_service_pb2_grpc,
     query_service_pb2,
-    query_service_pb2_grpc,
     topic_service_pb2,
     topic_service_pb2_grpc,
 )
@@ -32,7 +31,7 @@ from qis_query.application.sources import SourceQueries
 from qis_query.application.subscription import FeedSettings
 from qis_query.application.topics import TopicGroups
 from qis_query.entrypoints.flight import FlightTls, QueryFlight
-from qis_query.entrypoints.grpc_service import QueryService
+from qis_query.entrypoints.grpc_service import QueryService, add_to_server
 from qis_query.entrypoints.topics import TopicService
 from qis_query.settings import QuerySettings
 
@@ -139,7 +138,7 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
     log.info("authorisation: %s", authz.summary)
     binding = ServiceBinding(
         SERVICE_NAME,
-        query_service_pb2_grpc.add_QueryServiceServicer_to_server,
+        add_to_server,  # QueryRange's pages sent as built
         QueryService(handlers, access, SourceQueries(reader, read_position, settings.limits())),
     )
     topics = ServiceBinding(

@@ -1,9 +1,10 @@
 """Official values in columns (qis.data.v1.OfficialValueColumns, VALUE_VIEW_COLUMNS): row i of
 every column is the OfficialValue the per-point view would carry at index i. The message is
-serialised column by column (qis_query.entrypoints.wire) and parsed by protobuf in one call: a
-range's Arrow rows (`fill`) from their buffers in vectorised steps, the few records of a
-GetValues answer (`fill_versions`) value by value, without Arrow (building Arrow arrays costs
-more than a few rows' worth of Python).
+serialised column by column (qis_query.entrypoints.wire), byte for byte as protobuf would: a
+range's Arrow rows (`serialised`, sent as they are by grpc_service.add_to_server) from their
+buffers in vectorised steps, the few records of a GetValues answer (`fill_versions`, parsed by
+protobuf in one call) value by value, without Arrow (building Arrow arrays costs more than a
+few rows' worth of Python).
 
 Values are the decimal strings of the stored DataValues, exactly as the per-point view carries
 them: the read model's rows hold them in columns (qis_adapters.readstore.segments).
@@ -127,14 +128,14 @@ class _Columns:
     values' case needs it."""
 
 
-def fill(out: pb.OfficialValueColumns, rows: pa.Table, shape: ValueLayout) -> None:
-    """Sets `out` to `rows` (qis_adapters.readstore.segments rows) in columns: every column,
-    and the values' case, present even when there are no rows. Each column is encoded from its
-    Arrow buffers; no value is parsed or built per row."""
+def serialised(rows: pa.Table, shape: ValueLayout) -> bytes:
+    """`rows` (qis_adapters.readstore.segments rows) in columns, serialised byte for byte as
+    protobuf serialises the message: every column, and the values' case, present even when
+    there are no rows. Each column is encoded from its Arrow buffers; no value is parsed or
+    built per row."""
     flags = _contiguous(rows.column("flags"))
     superseded = _numbers(rows, "position_to")
-    _put(
-        out,
+    return _serialised(
         _Columns(
             snaps=_numbers(rows, "snap_us"),
             versions=_numbers(rows, "version"),
@@ -149,6 +150,12 @@ def fill(out: pb.OfficialValueColumns, rows: pa.Table, shape: ValueLayout) -> No
         ),
         shape,
     )
+
+
+def fill(out: pb.OfficialValueColumns, rows: pa.Table, shape: ValueLayout) -> None:
+    """Sets `out` to `rows` in columns: `serialised`, parsed (a message where one is wanted)."""
+    out.SetInParent()
+    out.MergeFromString(serialised(rows, shape))
 
 
 def fill_versions(
@@ -179,15 +186,27 @@ def fill_versions(
 
 
 _TAGS = {f.name: wire.tag(f.number) for f in pb.OfficialValueColumns.DESCRIPTOR.fields}
+_STRUCTURES_TAG = _TAGS[Case.STRUCTURES.value]
 _BAR_TAGS = {f.name: wire.tag(f.number) for f in values_pb2.OhlcBarColumns.DESCRIPTOR.fields}
 
 
 def _put(out: pb.OfficialValueColumns, rows: _Columns, shape: ValueLayout) -> None:
     """`out` set to `rows`, serialised field by field and parsed by protobuf in one call."""
+    out.SetInParent()
+    out.MergeFromString(_serialised(rows, shape))
+
+
+def _serialised(rows: _Columns, shape: ValueLayout) -> bytes:
+    """`rows` serialised field by field, in the order of the fields' numbers as protobuf
+    writes them (so that a reply can be sent as built, without a parse and a serialisation:
+    tests/service/query/test_query_page_bytes.py)."""
+    values = _values(rows.value, shape)
+    structures = values[0] == _STRUCTURES_TAG  # field 15 goes after the others
     parts = [
         wire.packed(_TAGS["snap_time_micros"], wire.varints(rows.snaps)),
         wire.packed(_TAGS["versions"], wire.varints(rows.versions)),
-        _values(rows.value, shape),
+        b"" if structures else values,
+        wire.text_field(_TAGS["unit"], shape.unit) if shape.unit else b"",
         wire.packed(_TAGS["quality_scores"], wire.doubles(rows.quality_scores)),
         wire.packed(_TAGS["record_time_micros"], wire.varints(rows.record_times)),
         wire.packed(_TAGS["record_positions"], wire.varints(rows.record_positions)),
@@ -195,10 +214,9 @@ def _put(out: pb.OfficialValueColumns, rows: _Columns, shape: ValueLayout) -> No
         wire.packed(_TAGS["methods"], wire.varints(_METHODS.numbers(rows.methods))),
         wire.packed(_TAGS["flag_counts"], wire.varints(rows.flag_counts)),
         wire.packed(_TAGS["flags"], wire.varints(_RULES.numbers(rows.flags))),
+        values if structures else b"",
     ]
-    out.SetInParent()
-    out.MergeFromString(b"".join(parts))
-    out.unit = shape.unit
+    return b"".join(parts)
 
 
 def _values(value: Callable[[str], Texts], shape: ValueLayout) -> bytes:
@@ -238,7 +256,8 @@ class _Enum:
 
     def __init__(self, numbers: Mapping[str, int]) -> None:
         self._numbers = numbers
-        self._names = pa.array(list(numbers), pa.string())
+        # The lookup's options made once: made per call they cost three times the lookup.
+        self._lookup = pc.SetLookupOptions(pa.array(list(numbers), pa.string()))
         self._table = np.array(list(numbers.values()), dtype=np.int64)
 
     def numbers(self, names: Texts) -> Ints:
@@ -247,7 +266,7 @@ class _Enum:
             return [self._numbers[cast(str, n)] for n in names]
         if not len(names):
             return self._table[:0]
-        found = pc.index_in(names, value_set=self._names)
+        found = pc.index_in(names, options=self._lookup)
         if found.null_count:
             raise KeyError(pc.filter(names, pc.is_null(found))[0].as_py())
         indices: npt.NDArray[np.int64] = found.to_numpy()

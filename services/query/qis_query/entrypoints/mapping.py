@@ -73,11 +73,19 @@ def add_official_rows(
     (`official_values_wire`) and parsed in one call, or, for rows it does not cover, made from
     their records."""
     tag = wire.tag(reply.DESCRIPTOR.fields_by_name["values"].number)
+    reply.MergeFromString(official_rows_wire(tag, name, series_id, rows))
+
+
+def official_rows_wire(tag: int, name: str, series_id: str, rows: pa.Table) -> bytes:
+    """The field `tag` (a repeated OfficialValue) of each of `rows`, serialised: from the
+    columns (`official_values_wire`), or, for rows it does not cover, from the messages
+    `add_official_values` makes of their records."""
     encoded = official_values_wire(tag, name, rows)
-    if encoded is None:
-        add_official_values(reply.values, name, segments.versions_from_rows(series_id, rows))
-    else:
-        reply.MergeFromString(encoded)
+    if encoded is not None:
+        return encoded
+    made = pb.QueryRangeResponse()
+    add_official_values(made.values, name, segments.versions_from_rows(series_id, rows))
+    return wire.fields(tag, [value.SerializeToString() for value in made.values])
 
 
 _WIRE_TYPES = {
