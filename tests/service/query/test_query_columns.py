@@ -569,7 +569,7 @@ def test_any_encoding_of_a_stored_value_reads_as_protobuf_reads_it(
     points = [mapping.official_value(NAME, v) for v in versions]
     columns = pb.OfficialValueColumns()
     shape = column_view.ValueLayout(column_view.Case(series_kind.case), series_kind.unit)
-    column_view.fill(columns, segments.rows_from_versions(versions), shape)
+    columns.MergeFromString(column_view.serialised(segments.rows_from_versions(versions), shape))
     assert column_rows(columns, series_kind.case) == point_rows(points, NAME, series_kind.unit)
     readable = all(
         meaning(p.value, series_kind.unit)[0] == kind
@@ -718,5 +718,7 @@ def test_a_series_without_a_data_type_answers_in_other() -> None:
     entry = SeriesEntry(SERIES, 1, {"name": NAME, "unit": "USD"}, 0, 1)
     assert column_view.layout(entry) == column_view.ValueLayout(column_view.Case.OTHER, "USD")
     columns = pb.OfficialValueColumns()
-    column_view.fill(columns, segments.rows_from_versions([VERSION]), column_view.layout(entry))
+    columns.MergeFromString(
+        column_view.serialised(segments.rows_from_versions([VERSION]), column_view.layout(entry))
+    )
     assert [v.price.value for v in columns.other.values] == ["101.25"]

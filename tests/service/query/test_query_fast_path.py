@@ -4,7 +4,7 @@
   same packed numbers and repeated strings, for any int64, any double and any text, from
   sliced Arrow arrays too;
 - the columnar view built from a few per-point records (GetValues, `fill_versions`) is the one
-  built from their Arrow rows (`fill`), and both are the plain construction the view had
+  built from their Arrow rows (`serialised`), and both are the plain construction the view had
   before it was serialised from buffers (one `extend` per column, written out here);
 - an Arrow export's page spanning several segments streams as their batches, uncopied.
 (That the columns and Flight answer what the per-point view answers is test_query_columns.py's
@@ -158,7 +158,7 @@ def test_columns_from_records_are_those_from_rows_and_the_plain_ones(
     from_records = pb.OfficialValueColumns()
     column_view.fill_versions(from_records, chosen, shape)
     from_rows = pb.OfficialValueColumns()
-    column_view.fill(from_rows, segments.rows_from_versions(chosen), shape)
+    from_rows.MergeFromString(column_view.serialised(segments.rows_from_versions(chosen), shape))
     assert from_records == from_rows
     assert from_records.SerializeToString() == plain_columns(chosen, shape)
 

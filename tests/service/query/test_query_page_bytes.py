@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any, cast
 
 import grpc
@@ -120,8 +119,8 @@ async def servers() -> AsyncIterator[tuple[str, str]]:
     """(address as built, address of the message path), serving the same store: five prices,
     one restated in another currency."""
     snaps = [VERSION.snap_us + k * MINUTE for k in range(5)]
-    first = [replace(VERSION, snap_us=s, version=1, position_from=10) for s in snaps]
-    restated = [replace(VERSION, snap_us=snaps[1], value=PRICE_IN_EUR, position_from=13)]
+    first = [VERSION._replace(snap_us=s, version=1, position_from=10) for s in snaps]
+    restated = [VERSION._replace(snap_us=snaps[1], value=PRICE_IN_EUR, position_from=13)]
     history = History(KINDS["price"][0], False, snaps, [first, restated])
     store = InMemoryReadStore(InMemoryReadDatabase(), "g1")
     await write_history(store, history)

@@ -1,4 +1,4 @@
-"""The per-point view of a range written from its rows' columns (mapping.add_official_rows)
+"""The per-point view of a range written from its rows' columns (mapping.official_rows_wire)
 against protobuf's own encoder: for generated pages of every kind of value, at the bounds of
 the domain's instants and positions, with lineage, flags, restatements and superseded
 versions, the bytes are those protobuf serialises for the messages the records make
@@ -219,8 +219,13 @@ def test_the_rows_encoder_writes_what_protobuf_writes(page: Page) -> None:
     if encoded is not None:
         assert bytes(encoded) == pb.QueryRangeResponse(values=expected.values).SerializeToString()
     reply = pb.QueryRangeResponse(next_page_token="t", read_position=7)
-    mapping.add_official_rows(reply, NAME, SERIES, page.rows)
+    add_rows(reply, page.rows)
     assert reply.SerializeToString() == expected.SerializeToString()
+
+
+def add_rows(reply: pb.QueryRangeResponse, rows: pa.Table) -> None:
+    """`rows` appended to reply.values as the service sends them."""
+    reply.MergeFromString(mapping.official_rows_wire(VALUES, NAME, SERIES, rows))
 
 
 def page_of(values: list[bytes]) -> pa.Table:
@@ -263,7 +268,7 @@ def test_the_pages_left_to_the_records_are_those_of_other_kinds_and_layouts() ->
     )
     for rows in pages.values():  # either way, the same answer
         reply = pb.QueryRangeResponse()
-        mapping.add_official_rows(reply, NAME, SERIES, rows)
+        add_rows(reply, rows)
         assert reply.values == through_records(rows).values
 
 
@@ -278,10 +283,10 @@ def test_a_negative_position_is_refused_as_the_records_refuse_it() -> None:
     with pytest.raises(ValueError, match="out of range"):
         through_records(rows)
     with pytest.raises(ValueError, match="out of range"):
-        mapping.add_official_rows(pb.QueryRangeResponse(), NAME, SERIES, rows)
+        mapping.official_rows_wire(VALUES, NAME, SERIES, rows)
 
 
 def test_an_empty_page_adds_nothing() -> None:
     reply = pb.QueryRangeResponse(next_page_token="t")
-    mapping.add_official_rows(reply, NAME, SERIES, segments.EMPTY)
+    add_rows(reply, segments.EMPTY)
     assert reply == pb.QueryRangeResponse(next_page_token="t")

@@ -152,16 +152,10 @@ def serialised(rows: pa.Table, shape: ValueLayout) -> bytes:
     )
 
 
-def fill(out: pb.OfficialValueColumns, rows: pa.Table, shape: ValueLayout) -> None:
-    """Sets `out` to `rows` in columns: `serialised`, parsed (a message where one is wanted)."""
-    out.SetInParent()
-    out.MergeFromString(serialised(rows, shape))
-
-
 def fill_versions(
     out: pb.OfficialValueColumns, versions: Sequence[OfficialVersion], shape: ValueLayout
 ) -> None:
-    """`fill` for the few per-point records of a GetValues answer: the same message, built
+    """`serialised` for the few per-point records of a GetValues answer: the same message, built
     from the records' fields without making Arrow rows of them."""
     values = segments.value_columns([v.value for v in versions])
     values["value"] = [v.value for v in versions]

@@ -1,7 +1,7 @@
 """Read-model records to v1 messages. Range queries stream millions of points, so values are
 merged from their stored serialised form and timestamps are set from stored integers; a range's
 rows (qis_adapters.readstore.segments) are written as protobuf's own bytes from their columns,
-without a message object per value (`add_official_rows`).
+without a message object per value (`official_rows_wire`).
 
 The read model keeps the domain's names of rules, severities, issue statuses and methods
 ("jump", "error", "open", "median"); qis_adapters.proto.enums maps them to the contract's
@@ -63,17 +63,6 @@ def add_official_values(
     add = out.add
     for v in versions:
         _fill(add(), name, v, shared)
-
-
-def add_official_rows(
-    reply: pb.QueryRangeResponse | pb.GetValuesResponse, name: str, series_id: str, rows: pa.Table
-) -> None:
-    """Appends `rows` (segments rows) to reply.values, the same messages `add_official_values`
-    makes of their records: written as protobuf's own bytes from the columns
-    (`official_values_wire`) and parsed in one call, or, for rows it does not cover, made from
-    their records."""
-    tag = wire.tag(reply.DESCRIPTOR.fields_by_name["values"].number)
-    reply.MergeFromString(official_rows_wire(tag, name, series_id, rows))
 
 
 def official_rows_wire(tag: int, name: str, series_id: str, rows: pa.Table) -> bytes:
