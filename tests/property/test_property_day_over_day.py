@@ -26,11 +26,8 @@ from qis_domain.definitions import (
     DataSourceConfig,
     DayOverDayCheck,
     SeriesDefinition,
-    SeriesSource,
     ValidationRules,
 )
-from qis_domain.snaps import Frequency
-from qis_domain.values import DataType
 
 from tests.property.history import (
     PRIMARY,
@@ -43,6 +40,7 @@ from tests.property.history import (
     sessions,
 )
 from tests.property.service import PROPERTY, USER, Effect, Service, effect_of, instant_us
+from tests.service.command.command_support import daily_series
 
 NOW_US = instant_us(2025)
 DAYS = tuple(d for d in sessions() if 2004 <= d.year <= 2023)
@@ -89,18 +87,11 @@ class Case:
 
     @property
     def definition(self) -> SeriesDefinition:
-        return SeriesDefinition(
-            data_type=DataType.PRICE,
-            frequency=Frequency.DAILY,
-            unit="USD",
-            time_zone="America/New_York",
-            calendar="XNYS",
-            sources=(SeriesSource(source_id=PRIMARY, priority=1),),
-            validation=ValidationRules(
-                max_jump_percent=None if self.jump is None else Decimal(self.jump),
-                day_over_day=self.check,
-            ),
+        rules = ValidationRules(
+            max_jump_percent=None if self.jump is None else Decimal(self.jump),
+            day_over_day=self.check,
         )
+        return daily_series(PRIMARY, rules=rules)
 
 
 BANDS = st.sampled_from(
