@@ -3,7 +3,7 @@ columns beside the texts, and format-1 payloads (without them) read as if rebuil
 
 Every decimal the domain accepts (qis_domain.values.parse_decimal) must come back from a
 written and read segment as the same number, exactly, in every notation ingest takes; a text
-decimal128(38, 18) cannot hold leaves its segment's decimal columns null, never rounded.
+decimal128(38, 18) cannot hold leaves its own row's decimals null, never rounded.
 """
 
 from __future__ import annotations
@@ -103,11 +103,26 @@ def test_zeros_and_extremes_are_exact(text: str, expected: Decimal) -> None:
         "NaN",
     ],
 )
-def test_a_text_decimal128_cannot_hold_leaves_the_segment_without_decimals(text: str) -> None:
-    rows = _round_trip([_price("1.5"), _price(text), _bar("1", "2", "0.5", "1.5", "10")])
-    assert rows["text"].to_pylist() == ["1.5", text, None]  # the texts stay as they came
-    for name in DECIMALS:  # per segment: no column holds a rounded or partial answer
-        assert rows[name].null_count == rows.num_rows
+def test_a_text_decimal128_cannot_hold_leaves_its_row_without_a_decimal(text: str) -> None:
+    rows = _round_trip(
+        [_price("1.5"), _price(text), _bar("1", "2", "0.5", "1.5", "10"), _bar("1", text, "1", "1")]
+    )
+    assert rows["text"].to_pylist() == ["1.5", text, None, None]  # the texts as they came
+    assert rows["decimal"].to_pylist() == [Decimal("1.5"), None, None, None]  # never rounded
+    # a bar with one field it cannot hold has none: its open (always there) tells
+    assert rows["open_decimal"].to_pylist() == [None, None, Decimal(1), None]
+    assert rows["bar_volume_decimal"].to_pylist() == [None, None, Decimal(10), None]
+
+
+def test_a_restated_text_decimal128_cannot_hold_leaves_the_others_their_decimals() -> None:
+    """The bucket's next segment version keeps the rows still official: a restatement of the
+    one row that had no decimal must not leave its neighbours without theirs."""
+    rows = segments.decode(segments.encode(segments.rows_from_versions(
+        _versions([_price("1E-19"), _price("2.5")])
+    )))  # fmt: skip
+    restated = [BASE._replace(snap_us=0, version=2, value=_price("1.5"), position_from=20)]
+    latest = segments.select(segments.extend(rows, restated), LATEST, 0, 10)
+    assert latest["decimal"].to_pylist() == [Decimal("1.5"), Decimal("2.5")]
 
 
 def test_bars_have_a_decimal_per_field_and_no_volume_is_null() -> None:

@@ -266,9 +266,13 @@ class SqliteEventStore:
         # One read transaction: the streams are read at one point in the log.
         conn.execute("BEGIN")
         try:
-            return [self._read_stream_sync(stream, version) for stream, version in reads]
-        finally:
-            conn.execute("COMMIT")
+            read = [self._read_stream_sync(stream, version) for stream, version in reads]
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return read
 
     async def stream_version(self, stream: str) -> int | None:
         return await self._run(self._stream_version_sync, stream)

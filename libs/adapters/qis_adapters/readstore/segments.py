@@ -27,8 +27,9 @@ came), and the same numbers as exact decimal128, which an Arrow export sends as 
 
 The decimal columns are exact or absent, never rounded: every decimal the domain accepts
 (|x| < 1e18, at most 18 places as written: qis_domain.bounds) fits decimal128(38, 18). A
-segment holding a text that does not (stored before those bounds, or by a bug) has every
-decimal column null in every row: an Arrow export refuses it (INTERNAL), as it always has.
+text that does not (stored before those bounds, or by a bug) leaves every decimal column of
+its row null: an Arrow export of a range holding that row refuses it (INTERNAL), as it always
+has; the other rows keep theirs.
 
 Format 2 added the decimal columns at the end. A format-1 payload (22 columns) still decodes
 into SCHEMA: its decimal columns are made from its texts as it is read (`decode`), the same
@@ -224,15 +225,36 @@ def _projection(columns: frozenset[str]) -> pa.ipc.IpcReadOptions:
 
 def _with_decimals(rows: pa.Table) -> pa.Table:
     """`rows`, holding every text column of DECIMAL_COLUMNS, with the decimal columns
-    appended: each exact, or all null in every row when one text is not a decimal
-    decimal128(38, 18) holds exactly (see the module's docstring)."""
-    try:
-        decimals = [exact_decimals(rows.column(name)) for name in DECIMAL_COLUMNS]
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        decimals = [pa.nulls(rows.num_rows, DECIMAL)] * len(DECIMAL_COLUMNS)
+    appended: each exact (null where the text is absent or empty), or null in every decimal
+    column of a row one of whose texts decimal128(38, 18) cannot hold exactly (see the
+    module's docstring): that row alone, for a segment keeps the rows still official beside
+    their restatements, and a row restated must not take the others' decimals with it."""
+    decimals: list[pa.ChunkedArray] = []
+    lost = None
+    for text in DECIMAL_COLUMNS:
+        texts = rows.column(text)
+        try:
+            decimals.append(exact_decimals(texts))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            held = pa.chunked_array([pa.array(list(map(_one_exact, texts.to_pylist())), DECIMAL)])
+            missing = pc.and_(pc.is_null(held), pc.not_equal(pc.fill_null(texts, ""), ""))
+            lost = missing if lost is None else pc.or_(lost, missing)
+            decimals.append(held)
     for name, column in zip(DECIMAL_COLUMNS.values(), decimals, strict=True):
+        if lost is not None:
+            column = pc.if_else(lost, pa.scalar(None, DECIMAL), column)
         rows = rows.append_column(SCHEMA.field(name), column)
     return rows
+
+
+def _one_exact(text: str | None) -> decimal.Decimal | None:
+    if not text:
+        return None
+    try:
+        held: decimal.Decimal = exact_decimals(pa.chunked_array([pa.array([text])]))[0].as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return held
 
 
 def exact_decimals(texts: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -21,7 +21,7 @@ import pyarrow as pa
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import OfficialVersion, SeriesEntry
 
-FORMAT = 1
+FORMAT = 2
 """Of the encodings below: part of every L2 key, bumped when one changes."""
 
 ENTRY_BYTES = 240
