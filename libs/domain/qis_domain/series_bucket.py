@@ -153,6 +153,9 @@ class PointSummary:
 
 _NO_SNAPS = np.zeros(0, dtype=np.int64)
 _LATENESS = (LATE_ARRIVAL, LATE_PUBLICATION)  # rules about when a value came
+_LateAt = Callable[[int, int], tuple[str, int] | None]
+"""Of a point's snap and deadline, the evidence's name and time of what makes it late (None:
+not late)."""
 
 
 def _objects(column: Iterable[Any], n: int) -> np.ndarray[Any, Any]:
@@ -1118,19 +1121,39 @@ class SeriesBucket:
     ) -> list[DomainEvent]:
         """Service levels (qis_domain.service_levels): of the points `due` (snap, deadline),
         those without the source's value (late_arrival) or without an official version
-        (late_publication, source "") when checked. One issue per point, rule and source ever:
-        a later check, however batched, raises none, even once the first one is resolved."""
+        (late_publication, source "") when checked, and those first published after their
+        deadline (late_publication, evidence `published_at_us`). One issue per point, rule and
+        source ever: a later check, however batched, raises none, even once the first one is
+        resolved."""
         if rule not in (LATE_ARRIVAL, LATE_PUBLICATION):
             raise InvalidArgument.single("rule", f"{LATE_ARRIVAL} or {LATE_PUBLICATION}")
         if any(deadline_us > ctx.now_us for _, deadline_us in due):
             raise InvalidArgument.single("deadline_us", "a deadline not reached yet")
-        done: Callable[[int], bool] = (
-            (lambda snap_us: source_id in self.observed.get(snap_us, {}))
+        checked = ("checked_at_us", ctx.now_us)
+        late_at: _LateAt = (
+            (lambda snap_us, _: None if source_id in self.observed.get(snap_us, {}) else checked)
             if rule == LATE_ARRIVAL
-            else self.officials.__contains__
+            else lambda snap_us, deadline_us: self._published_late(snap_us, deadline_us, checked)
         )
-        issues = self._late(rule, source_id, due, done, severity, ctx, "checked_at_us")
+        issues = self._late(rule, source_id, due, late_at, severity, ctx)
         return [QualityIssueDetected(series_id=self.series_id, issues=issues)] if issues else []
+
+    def _published_late(
+        self, snap_us: int, deadline_us: int, checked: tuple[str, int]
+    ) -> tuple[str, int] | None:
+        """The evidence of a point not official by `deadline_us`: `checked` while it has no
+        official version, the time its first version was decided if that was after. Judged
+        here from the time kept with the point (from its event: the same on replay) rather
+        than by the scheduler watching publications: its walk reaches every expected snap once
+        after the deadline, after a restart from its checkpoint too (its cursor never passes a
+        snap not checked), so a point published late while it was stopped is found by the
+        check it makes on its return, and the raised-set keeps that to one issue per point."""
+        official = self.officials.get(snap_us)
+        if official is None:
+            return checked
+        if official.published_at_us > deadline_us:
+            return "published_at_us", official.published_at_us
+        return None
 
     # --- helpers of the decisions ---
 
@@ -1154,30 +1177,31 @@ class SeriesBucket:
             if before is not None and source_id in before
         }
         due = zip(at, late.values(), strict=True)
-        return self._late(
-            LATE_ARRIVAL, source_id, due, sent.__contains__, Severity.WARNING, ctx, "arrived_at_us"
-        )
+        arrived = ("arrived_at_us", ctx.now_us)
+
+        def late_at(snap_us: int, _: int) -> tuple[str, int] | None:
+            return None if snap_us in sent else arrived
+
+        return self._late(LATE_ARRIVAL, source_id, due, late_at, Severity.WARNING, ctx)
 
     def _late(
         self,
         rule: str,
         source_id: str,
         due: Iterable[tuple[int, int]],
-        done: Callable[[int], bool],
+        late_at: _LateAt,
         severity: Severity,
         ctx: CommandContext,
-        when: str,
     ) -> list[Issue]:
-        """An issue of `rule` for each (snap, deadline) `due` whose point is not `done` (has
-        the source's value, or an official version), unless one was raised for the point and
-        source before, whatever its status. `when`: the evidence's name of the command's time."""
+        """An issue of `rule` for each (snap, deadline) `due` that `late_at` finds late, unless
+        one was raised for the point and source before, whatever its status."""
         raised = self._raised(rule)
         issues = []
         for snap_us, deadline_us in due:
-            if (snap_us, source_id) in raised or done(snap_us):
+            if (snap_us, source_id) in raised or (when := late_at(snap_us, deadline_us)) is None:
                 continue
             raised.add((snap_us, source_id))
-            evidence = {"source_id": source_id, "deadline_us": deadline_us, when: ctx.now_us}
+            evidence = {"source_id": source_id, "deadline_us": deadline_us, when[0]: when[1]}
             issues.append(point_issue(ctx.command_id, snap_us, rule, severity, evidence, source_id))
         return issues
 

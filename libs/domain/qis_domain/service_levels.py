@@ -9,7 +9,9 @@ A level applies to the expected snaps from the time it took effect (the commit t
 event that set it) on. Lateness is judged twice, and raised once per point, rule and source:
 by the scheduler, for a value still missing at its deadline, and by the decision of a value
 that arrives after its deadline (`Arrivals`), by the command's time, so that a value that came
-late while the scheduler was stopped is late all the same.
+late while the scheduler was stopped is late all the same. Publication is judged by the
+scheduler alone, against when the point's first version was decided (kept with the point): a
+point that became official late while the scheduler was stopped is late when it checks again.
 """
 
 from __future__ import annotations

@@ -57,8 +57,8 @@ async def test_values_are_judged_on_arrival_while_the_scheduler_is_stopped() -> 
     assert late(found, "late_arrival", "a") == [tuesday, wednesday]
     assert late(found, "late_arrival", "b") == [wednesday]
     assert {i.evidence["arrived_at_us"] for i in found} == {at(tuesday, 19), at(thursday, 10)}
-    # The scheduler starts on Friday noon: Thursday is missing (both sources), and published
-    # late (20:00) are only the points without a value, Thursday; nothing else is added.
+    # The scheduler starts on Friday noon: Thursday is missing (both sources); published late
+    # (20:00) are Wednesday, official on Thursday at 10:00, and Thursday, not official yet.
     clocked.now[0] = at(date(2024, 6, 7), 12)
     scheduler = clocked.scheduler()
     await clocked.observe(scheduler)
@@ -66,7 +66,7 @@ async def test_values_are_judged_on_arrival_while_the_scheduler_is_stopped() -> 
     found = await clocked.issues()
     assert late(found, "late_arrival", "a") == [tuesday, wednesday, thursday]
     assert late(found, "late_arrival", "b") == [wednesday, thursday]
-    assert late(found, "late_publication") == [thursday]
+    assert late(found, "late_publication") == [wednesday, thursday]
     head = await clocked.store.head_position()
     restarted = clocked.scheduler()
     await clocked.observe(restarted)

@@ -13,7 +13,9 @@ start, so that it is a function of its last snap alone: a restarted scheduler, w
 again from the start, sends commands already handled, and the bucket raises one issue per
 point however it is asked. A value that comes after its deadline is found late by its own
 ingest decision (qis_domain.service_levels `Arrivals`), whether this process runs or not: the
-walk raises `late_arrival` only for values still missing.
+walk raises `late_arrival` only for values still missing. The walk judges publication: a point
+not official when checked, or first published after its deadline (the bucket keeps when), is
+late, so a point published late while this process was stopped is found when it resumes.
 
 **Checkpoint.** A start does not read the log from position 0: the scheduler's state is saved
 as a snapshot (qis_domain.scheduler_state: stream `scheduler/state`, every event a whole
