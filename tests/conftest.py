@@ -3,15 +3,22 @@
 - `shared_cluster`: the three real qis processes on free loopback ports, started once for the
   whole session and shared by the end-to-end and CLI tests that kill or pause nothing (each
   test works on its own series and sources): a cluster takes seconds to start on 2 cores.
+
+Under pytest-xdist (scripts/test.sh) each worker starts its own session fixtures; the
+controller writes the summary sections the workers made (tests.support.worker_summary).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from tests.e2e.harness import Cluster
+from tests.support.worker_summary import sections
+
+_FROM_WORKERS: list[tuple[str, str]] = []
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +33,15 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
     finally:
         codes = shared.stop_all()
         print(f"\nshared cluster stopped: {codes}")
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: the controller's, as a worker ends
+def pytest_testnodedown(node: object, error: object) -> None:
+    output: dict[str, Any] = getattr(node, "workeroutput", {})
+    _FROM_WORKERS.extend(sections(output))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for title, text in _FROM_WORKERS:
+        terminalreporter.write_sep("=", title)
+        terminalreporter.write_line(text)

@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from qis.data.v1 import (
     series_pb2,
     values_pb2,
 )
+
+from tests.support.ports import free_port as free_port  # for the tests that import it from here
 
 COMMAND: Final = "command"
 QUERY: Final = "query"
@@ -64,13 +65,6 @@ Metadata = tuple[tuple[str, str], ...]
 def as_user(name: str) -> Metadata:
     """Call metadata carrying the caller's identity (development mode)."""
     return (("x-qis-user", name),)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def unique(prefix: str) -> str:

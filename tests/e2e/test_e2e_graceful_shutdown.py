@@ -48,7 +48,9 @@ def chunk_items(i: int) -> list[tuple[int, str]]:
 
 
 async def test_sigterm_drains_bulk_ingest(make_cluster: MakeCluster) -> None:
-    cluster = make_cluster({"QIS_SHUTDOWN_GRACE_S": str(GRACE_S)})
+    # A read at the last acknowledged position waits for the projector to reach it: the 54,000
+    # points take it more than the default 2 s on a loaded machine (seen under pytest-xdist).
+    cluster = make_cluster({"QIS_SHUTDOWN_GRACE_S": str(GRACE_S), "QIS_QUERY_MAX_WAIT_S": "30"})
     series_id, source = unique("drain"), unique("src")
     service = "qis.data.v1.CommandService"
     async with cluster.clients() as c, cluster.channel(COMMAND) as health_channel:

@@ -836,13 +836,19 @@ async def metrics_after(
     c: Clients, series_id: str, window: tuple[int, int], position: int
 ) -> q.QualityMetrics | None:
     """The window's metrics once the scheduler has calculated them after `position`."""
-    listed = await c.query.ListQualityMetrics(
-        q.ListQualityMetricsRequest(series=f"series/{series_id}"), metadata=as_user("reader")
-    )
-    found = [m for m in listed.metrics if micros(m.start_time) == window[0]]
     trail = await audit(c, series_id, position)  # the series is projected by then
     calculated = [e for e in trail if e.action == "QualityMetricsCalculated"]
-    if not found or not calculated or calculated[-1].commit_position <= position:
+    if not calculated or calculated[-1].commit_position <= position:
+        return None
+    # Read at that calculation: a read model a moment behind would answer the one before it.
+    listed = await c.query.ListQualityMetrics(
+        q.ListQualityMetricsRequest(
+            series=f"series/{series_id}", min_position=calculated[-1].commit_position
+        ),
+        metadata=as_user("reader"),
+    )
+    found = [m for m in listed.metrics if micros(m.start_time) == window[0]]
+    if not found:
         return None
     assert [e.user for e in calculated] == ["qis-scheduler"] * len(calculated)
     assert micros(found[0].end_time) == window[1]

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.e2e.harness import Cluster
 from tests.fuzz.fuzz_calls import LEDGER
+from tests.support.worker_summary import hand_to_controller, is_worker
 
 CI_CASES = 500
 CASES = int(os.environ.get("QIS_FUZZ_CASES") or CI_CASES)
@@ -86,9 +87,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(300 + CASES // 4))
 
 
+SUMMARY_TITLE = f"fuzzed calls per RPC ({CASES} examples per RPC)"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if LEDGER.calls and is_worker(session.config):
+        hand_to_controller(session.config, SUMMARY_TITLE, LEDGER.table())
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if LEDGER.calls:
-        terminalreporter.write_sep("=", f"fuzzed calls per RPC ({CASES} examples per RPC)")
+    if LEDGER.calls and not is_worker(terminalreporter.config):
+        terminalreporter.write_sep("=", SUMMARY_TITLE)
         terminalreporter.write_line(LEDGER.table())
 
 

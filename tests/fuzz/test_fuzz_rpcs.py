@@ -20,6 +20,7 @@ import base64
 import contextlib
 import json
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -615,6 +616,37 @@ def test_consume_streams_answer_clearly(world: World, data: st.DataObject) -> No
 
 
 # --- after the run ----------------------------------------------------------------------------
+
+
+def ledger_row(item: pytest.Item) -> str | None:
+    """The LEDGER row a fuzz test of this module fills; None for the other tests."""
+    if not isinstance(item, pytest.Function) or item.module is not sys.modules[__name__]:
+        return None
+    if item.originalname == test_consume_streams_answer_clearly.__name__:
+        return f"{CONSUME.name} (streams)"
+    kinds = {
+        test_generated_requests_answer_clearly.__name__: "",
+        test_raw_bytes_answer_clearly.__name__: " (raw)",
+    }
+    kind = kinds.get(item.originalname)
+    if kind is None:
+        return None
+    rpc = item.callspec.params["rpc"]
+    assert isinstance(rpc, Rpc)
+    return f"{rpc.name}{kind}"
+
+
+def test_every_fuzz_test_ran_in_this_process(request: pytest.FixtureRequest) -> None:
+    """The checks below read what the fuzz tests recorded in this process: a fuzz test that ran
+    in another (pytest-xdist handing out the module's tests one by one) would go unchecked,
+    silently. scripts/test.sh keeps the module on one worker (--dist loadfile)."""
+    recorded = {row for row, _ in LEDGER.calls}
+    elsewhere = [
+        item.nodeid
+        for item in request.session.items
+        if (row := ledger_row(item)) is not None and row not in recorded
+    ]
+    assert not elsewhere, f"fuzz tests that ran in another process: {elsewhere[:5]}"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ from typing import ClassVar
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from tests.support.local_server import HOST, LocalServer, free_port
+from tests.support.local_server import LocalServer
+from tests.support.ports import HOST, free_port
 
 FERRETDB_VERSION = "v1.24.2"  # keep in sync with FERRETDB_VERSION in scripts/setup_ferretdb.sh
 BIN_ENV = "QIS_FERRETDB_BIN"

@@ -1,28 +1,17 @@
 """What the test fixtures' throwaway servers (FerretDB, redis-server) have in common: a process
-on a free loopback port with a temp directory of its own, stopped (terminated, killed after a
-timeout) and removed exactly once, usable as a context manager."""
+on a free loopback port (tests.support.ports) with a temp directory of its own, stopped
+(terminated, killed after a timeout) and removed exactly once, usable as a context manager."""
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
-HOST = "127.0.0.1"
 _LOG_TAIL_CHARS = 4000
-
-
-def free_port() -> int:
-    """A port free now; the server may still lose it to someone else before it binds it (the
-    fixtures retry)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from tests.support.local_server import HOST, LocalServer, free_port
+from tests.support.local_server import LocalServer
+from tests.support.ports import HOST, free_port
 
 BIN_ENV = "QIS_REDIS_SERVER"
 CACHE_DIR_ENV = "QIS_CACHE_DIR"
