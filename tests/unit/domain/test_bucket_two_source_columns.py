@@ -8,44 +8,15 @@ from __future__ import annotations
 import random
 
 from qis_domain.decisions import Observed
-from qis_domain.events import (
-    DataIngested,
-    Issue,
-    QualityIssueDetected,
-    QualityRejected,
-    RawValue,
-)
-from qis_domain.series_bucket import Recorded, SeriesBucket
-from qis_domain.values import DataType
+from qis_domain.events import Issue, QualityIssueDetected, QualityRejected, RawValue
+from qis_domain.series_bucket import SeriesBucket
+
+from tests.unit.domain.test_bucket_columns import _Run as _Columns
 
 SERIES = "S"
 
 
-class _Run:
-    def __init__(self) -> None:
-        self.bucket = SeriesBucket(SERIES, 0)
-        self.version = -1
-
-    def apply(self, event: object, user: str = "u") -> None:
-        self.version += 1
-        self.bucket.apply(event, Recorded(f"c{self.version}", user, self.version, self.version))  # type: ignore[arg-type]
-
-    def ingest(
-        self, snaps: list[int], values: list[RawValue], source: str, user: str = "u"
-    ) -> None:
-        self.apply(
-            DataIngested(
-                series_id=SERIES,
-                source_id=source,
-                data_type=DataType.PRICE,
-                unit="USD",
-                snaps=snaps,
-                offsets=[0] * len(snaps),
-                values=values,
-            ),
-            user,
-        )
-
+class _Run(_Columns):
     def flag(self, snap_us: int, source: str, issue_id: str) -> None:
         issue = Issue(
             issue_id=issue_id,
