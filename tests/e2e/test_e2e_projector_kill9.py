@@ -146,8 +146,18 @@ async def kill_until_caught_up(cluster: Cluster, head: int, rng: random.Random) 
         if len(kills) >= MAX_KILLS:
             await asyncio.sleep(0.1)
             continue
-        after = rng.uniform(0.3, 2.0)
-        await asyncio.sleep(after)
+        # Kill at a random moment once this run projects (its checkpoint moved): a fixed
+        # delay from the start let a fast projector finish between two kills.
+        restarted_at = generation_checkpoint(cluster.read_db, LIVE)
+        moving = time.monotonic()
+        while generation_checkpoint(cluster.read_db, LIVE) == restarted_at:
+            assert time.monotonic() < deadline, "the projector did not catch up"
+            await asyncio.sleep(0.01)
+        pause = rng.uniform(0.0, 0.4)
+        await asyncio.sleep(pause)
+        after = time.monotonic() - moving
+        if generation_checkpoint(cluster.read_db, LIVE) == head:
+            break
         projector = cluster.processes[PROJECTOR]
         assert projector.running(), f"the projector died by itself:\n{cluster.log_tail(PROJECTOR)}"
         pid = projector.pid
