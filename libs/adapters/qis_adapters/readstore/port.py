@@ -65,6 +65,13 @@ class OfficialVersion(NamedTuple):
     position_to: int = OPEN_END
 
 
+VERSION_FIELDS = OfficialVersion._fields[1:]
+"""OfficialVersion's fields after series_id, in its order: a record as a row of columns (the
+segments) or a list (the query cache's entries)."""
+VERSION_TUPLES = (VERSION_FIELDS.index("sources"), VERSION_FIELDS.index("flags"))
+"""The positions in VERSION_FIELDS of the fields held as tuples (lists in Arrow and JSON)."""
+
+
 @dataclass(frozen=True, slots=True)
 class VersionClosure:
     """Version `version` of a point stopped being current at (recorded_to_us, position_to)."""

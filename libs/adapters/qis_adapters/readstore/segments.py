@@ -56,6 +56,8 @@ from qis_domain.values import is_bounded_plain_decimal
 
 from qis_adapters.readstore.port import (
     OPEN_END,
+    VERSION_FIELDS,
+    VERSION_TUPLES,
     AsOf,
     AtPosition,
     KnownAt,
@@ -173,15 +175,10 @@ def _array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
 
 def versions_from_rows(series_id: str, rows: pa.Table) -> list[OfficialVersion]:
     """The per-point records of `rows` (the per-point view is built from these)."""
-    columns = [rows.column(name).to_pylist() for name in _RECORD_FIELDS]
-    for i in _TUPLES:
+    columns = [rows.column(name).to_pylist() for name in VERSION_FIELDS]
+    for i in VERSION_TUPLES:
         columns[i] = [tuple(texts) for texts in columns[i]]
     return [OfficialVersion(series_id, *fields) for fields in zip(*columns, strict=True)]
-
-
-_RECORD_FIELDS = OfficialVersion._fields[1:]
-"""OfficialVersion's fields after series_id, in its order."""
-_TUPLES = (_RECORD_FIELDS.index("sources"), _RECORD_FIELDS.index("flags"))
 
 
 def encode(rows: pa.Table) -> bytes:

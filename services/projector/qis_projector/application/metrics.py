@@ -173,8 +173,7 @@ class ProjectorMetrics:
             else:
                 self._late[event.series_id, i.snap_us, i.source_id] = deadline
         for source, past in past_us.items():
-            labels = self._labels(event.series_id, source=source)
-            self._arrival_delay.record(past / _US, {**labels, "since": "deadline"})
+            self._past_deadline(event.series_id, source, past)
         while len(self._late) > LATE_VALUES:
             self._late.popitem(last=False)
 
@@ -190,7 +189,12 @@ class ProjectorMetrics:
             if deadline is not None:
                 past_us = max(past_us, arrived_us - deadline)
         if past_us >= 0:
-            self._arrival_delay.record(past_us / _US, {**labels, "since": "deadline"})
+            self._past_deadline(event.series_id, event.source_id, past_us)
+
+    def _past_deadline(self, series_id: str, source_id: str, past_us: int) -> None:
+        """How late past its deadline an event's latest value of a source came."""
+        labels = self._labels(series_id, source=source_id)
+        self._arrival_delay.record(past_us / _US, {**labels, "since": "deadline"})
 
     def _reconciled_points(self, event: DataReconciled, received_us: int) -> None:
         for status, n in Counter(event.statuses).items():

@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 from qis_adapters.readstore import segments
-from qis_adapters.readstore.port import OfficialVersion, SeriesEntry
+from qis_adapters.readstore.port import VERSION_FIELDS, VERSION_TUPLES, OfficialVersion, SeriesEntry
 
 FORMAT = 2
 """Of the encodings below: part of every L2 key, bumped when one changes."""
@@ -45,7 +45,7 @@ class Codec:
 def _encode_point(version: OfficialVersion | None) -> bytes:
     if version is None:
         return b""
-    values: list[object] = [getattr(version, name) for name in _VERSION_FIELDS]
+    values: list[object] = [getattr(version, name) for name in VERSION_FIELDS]
     values[_VALUE] = base64.b64encode(version.value).decode("ascii")
     return json.dumps(values, separators=(",", ":")).encode()
 
@@ -55,14 +55,12 @@ def _decode_point(series_id: str, payload: memoryview) -> OfficialVersion | None
         return None
     values = json.loads(bytes(payload))
     values[_VALUE] = base64.b64decode(values[_VALUE])
-    for i in _TUPLES:
+    for i in VERSION_TUPLES:
         values[i] = tuple(values[i])
     return OfficialVersion(series_id, *values)
 
 
-_VERSION_FIELDS = OfficialVersion._fields[1:]
-_VALUE = _VERSION_FIELDS.index("value")
-_TUPLES = (_VERSION_FIELDS.index("sources"), _VERSION_FIELDS.index("flags"))  # lists in JSON
+_VALUE = VERSION_FIELDS.index("value")
 _ENTRY_FIELDS = tuple(f.name for f in fields(SeriesEntry))[1:]
 
 
