@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from itertools import repeat
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 OPEN_END = 2**63 - 1
 """Far-future sentinel for an open recorded_to_us / position_to (never null, so indexes work)."""
@@ -43,6 +44,19 @@ class ResumeToken:
 # fields, under load). Immutable all the same; `_replace` and `_fields` stand for
 # dataclasses.replace and dataclasses.fields. They compare equal to plain tuples of their
 # fields: nothing compares them with anything but their own kind.
+
+_Record = TypeVar("_Record", bound=tuple[Any, ...])
+
+
+def records(kind: type[_Record], *columns: Iterable[Any]) -> list[_Record]:
+    """Records of `kind`, one of the NamedTuples below, from one column per field (every field,
+    defaults included), built in C: tuple.__new__ over zip, what `kind._make` does for one,
+    without the Python-level __new__ a NamedTuple runs per record (~0.2 of ~0.5 us)."""
+    fields: tuple[str, ...] = kind._fields  # type: ignore[attr-defined]
+    if len(columns) != len(fields):
+        raise TypeError(f"{kind.__name__} takes {len(fields)} columns, not {len(columns)}")
+    # Not strict: constant columns are endless (itertools.repeat, count).
+    return list(map(tuple.__new__, repeat(kind), zip(*columns, strict=False)))
 
 
 class OfficialVersion(NamedTuple):

@@ -293,9 +293,13 @@ def extend(current: pa.Table, versions: Sequence[OfficialVersion]) -> pa.Table:
     stretch, then `versions` (published in log order), each version closing the one before it
     of its snap at its own (recorded_from_us, position_from). Ascending by (snap, version)."""
     still = current.filter(pc.equal(current["position_to"], OPEN_END))
-    rows = pa.concat_tables([still, rows_from_versions(versions)]).sort_by(
-        [("snap_us", "ascending"), ("version", "ascending")]
-    )
+    rows = pa.concat_tables([still, rows_from_versions(versions)])
+    snaps = rows["snap_us"].to_numpy()
+    if (snaps[1:] > snaps[:-1]).all():
+        # Each snap once and in order (a load, a live feed): nothing to sort or supersede. One
+        # chunk, as the sort's copy makes (the chunks are the payload's record batches).
+        return rows.combine_chunks()
+    rows = rows.sort_by([("snap_us", "ascending"), ("version", "ascending")])
     snaps = rows["snap_us"].to_numpy()
     superseded = np.zeros(len(snaps), dtype=bool)
     superseded[:-1] = snaps[:-1] == snaps[1:]

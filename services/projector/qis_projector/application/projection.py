@@ -9,9 +9,11 @@ from typing import Any, cast
 
 from google.protobuf import json_format
 from qis_adapters.eventstore.codec import DecodedEvent
+from qis_adapters.eventstore.port import RecordedEvent
 from qis_adapters.proto.definitions import series_to_proto
 from qis_adapters.proto.values import raw_to_proto_bytes
 from qis_adapters.readstore.port import (
+    OPEN_END,
     AccessPolicyEntry,
     AuditEntry,
     ChangeFeedEntry,
@@ -25,6 +27,7 @@ from qis_adapters.readstore.port import (
     SourceEntry,
     SourceHealthEntry,
     VersionClosure,
+    records,
 )
 from qis_domain.access import policy_name
 from qis_domain.events import (
@@ -94,46 +97,50 @@ class Projection:
         self._encoded.clear()
         return batch, published
 
-    def _encoder(self, data_type: DataType, unit: str) -> Callable[[RawValue], bytes]:
+    def _encoded_values(self, data_type: DataType, unit: str, raws: list[RawValue]) -> list[bytes]:
+        """The value bytes of an event's raw values, each distinct decimal string serialised
+        once a batch; value documents (dicts: an event holds either kind, never both) each."""
         encode = raw_to_proto_bytes(data_type, unit)
         memo = self._encoded.setdefault((data_type, unit), {})
-
-        def encoded(raw: RawValue) -> bytes:
-            if not isinstance(raw, str):
-                return encode(raw)
-            value = memo.get(raw)
-            if value is None:
-                value = memo[raw] = encode(raw)
-            return value
-
-        return encoded
+        texts = cast(list[str], raws)
+        try:
+            missing = set(texts).difference(memo)
+        except TypeError:  # value documents are not hashable
+            return list(map(encode, raws))
+        memo.update({text: encode(text) for text in missing})
+        return list(map(memo.__getitem__, texts))
 
     def handle(self, decoded: DecodedEvent) -> None:
-        # Knowledge time never steps back along the log, even if a store's clock did.
-        recorded_at = self.floor_us = max(decoded.record.recorded_at_us, self.floor_us)
+        recorded_at = self.advance(decoded.record)
         project = _HANDLERS.get(type(decoded.event))
         if project is not None:  # DataReconciled: candidates live in the write model
             project(self, decoded, recorded_at)
 
+    def advance(self, record: RecordedEvent) -> int:
+        """The knowledge time of `record`, which every event moves on, projected or not: it
+        never steps back along the log, even if a store's clock did."""
+        self.floor_us = max(record.recorded_at_us, self.floor_us)
+        return self.floor_us
+
     def _ingested(self, decoded: DecodedEvent, recorded_at: int) -> None:
         event, meta = cast(DataIngested, decoded.event), decoded.metadata
-        raw_to_bytes = self._encoder(event.data_type, event.unit)
         series_id, source_id, position = event.series_id, event.source_id, decoded.record.position
         command_id, user_id = meta.command_id, meta.user_id
         # Column by column (an event's columns have one length: _Columns checks it).
         self.batch.observations.extend(
-            map(
+            records(
                 Observation,
                 repeat(series_id),
                 event.snaps,
                 repeat(source_id),
-                map(raw_to_bytes, event.values),
+                self._encoded_values(event.data_type, event.unit, event.values),
                 event.offsets,
                 repeat(recorded_at),
                 repeat(position),
                 count(),
                 repeat(command_id),
                 repeat(user_id),
+                repeat(()),
             )
         )
         self._audit_series(decoded, series_id, recorded_at, _span(event.snaps, source=source_id))
@@ -276,29 +283,29 @@ class Projection:
         meta, position, b = decoded.metadata, decoded.record.position, self.batch
         series_id, user_id, command_id = event.series_id, meta.user_id, meta.command_id
         bucket = (series_id, _bucket_of_stream(decoded.record.stream))
-        values = list(map(self._encoder(event.data_type, event.unit), event.values))
+        values = self._encoded_values(event.data_type, event.unit, event.values)
         qualities = list(map(float, event.quality_scores))
         # A point's version and change entry share its tuples of sources and flags.
         sources, flags = list(map(tuple, event.sources)), list(map(tuple, event.flags))
         # Column by column (an event's columns have one length: _Columns checks it): the
         # per-point cost is the records built per point.
-        versions = list(
-            map(
-                OfficialVersion,
-                repeat(series_id),
-                event.snaps,
-                event.versions,
-                values,
-                qualities,
-                repeat(recorded_at),
-                repeat(position),
-                event.reasons,
-                repeat(user_id),
-                repeat(command_id),
-                sources,
-                event.methods,
-                flags,
-            )
+        versions = records(
+            OfficialVersion,
+            repeat(series_id),
+            event.snaps,
+            event.versions,
+            values,
+            qualities,
+            repeat(recorded_at),
+            repeat(position),
+            event.reasons,
+            repeat(user_id),
+            repeat(command_id),
+            sources,
+            event.methods,
+            flags,
+            repeat(OPEN_END),
+            repeat(OPEN_END),
         )
         b.versions.extend(versions)
         self.published.setdefault(bucket, []).extend(versions)
@@ -308,7 +315,7 @@ class Projection:
             if v.version > 1
         )
         b.changes.extend(
-            map(
+            records(
                 ChangeFeedEntry,
                 repeat(position),
                 count(),
@@ -486,6 +493,8 @@ _HANDLERS: dict[type[DomainEvent], _Handler] = {
 }
 """What each event type adds to the read models (by exact type: events are final). A type
 without an entry adds nothing: DataReconciled's candidates live in the write model."""
+PROJECTED_TYPES = frozenset(kind.event_type for kind in _HANDLERS)
+"""The names of the event types the read models take anything from."""
 
 
 def _bucket_of_stream(stream: str) -> int:

@@ -34,7 +34,7 @@ from qis_runtime.telemetry import link_to
 
 from qis_projector.application.faults import Backoff, describe
 from qis_projector.application.metrics import ProjectorMetrics
-from qis_projector.application.projection import Projection
+from qis_projector.application.projection import PROJECTED_TYPES, Projection
 from qis_projector.application.segments import BucketKey, SegmentBuilder
 from qis_projector.application.topics import routes_at
 
@@ -315,6 +315,9 @@ class Projector:
         links: dict[str, Link] = {}
         measured: list[DecodedEvent] = []
         for record in records:
+            if not self._reads(record):
+                projection.advance(record)
+                continue
             try:
                 decoded = self._codec.decode(record)
                 projection.handle(decoded)
@@ -350,6 +353,18 @@ class Projector:
             projection.floor_us,
             span,
             measured,
+        )
+
+    def _reads(self, record: RecordedEvent) -> bool:
+        """Whether anything here reads the event, so that it is decoded: the read models, the
+        metrics or the trace links. The others (DataReconciled: ~45 % of a load's decoding)
+        only move knowledge time on, and a payload of theirs that would not decode no longer
+        halts the projector; a type the registry does not know is decoded, and fails."""
+        return (
+            record.type in PROJECTED_TYPES
+            or self._metrics is not None
+            or self._tracer is not None
+            or not self._codec.registry.knows(record.type)
         )
 
     async def _write(self, batch: _Batch) -> None:

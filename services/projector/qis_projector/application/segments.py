@@ -130,15 +130,12 @@ def _next_version(
     key: BucketKey, before: _Built | None, versions: Sequence[OfficialVersion]
 ) -> _Built:
     first = versions[0]
-    covered = max(v.position_from for v in versions)
-    snaps = [v.snap_us for v in versions]
     if before is not None and before.rows is None:
-        return _overflowing(key, first, before.segment, snaps, covered)
+        return _overflowing(key, before.segment, versions)
     rows = segments.extend(before.rows if before is not None else segments.EMPTY, versions)
     payload = segments.encode(rows)
     if len(payload) > MAX_SEGMENT_BYTES:
-        previous = before.segment if before is not None else None
-        return _overflowing(key, first, previous, snaps, covered)
+        return _overflowing(key, before.segment if before is not None else None, versions)
     lowest, highest = pc.min_max(rows["snap_us"]).values()
     segment = Segment(
         series_id=key[0],
@@ -150,17 +147,18 @@ def _next_version(
         recorded_from_us=first.recorded_from_us,
         position_from=first.position_from,
     )
-    return _Built(segment, rows, covered)
+    # The rows kept from `before` came before `versions` (build leaves out those it covers):
+    # the greatest position of the rows is that of `versions`, found without a pass in Python.
+    return _Built(segment, rows, _covered(rows))
 
 
 def _overflowing(
-    key: BucketKey,
-    first: OfficialVersion,
-    previous: Segment | None,
-    snaps: list[int],
-    covered: int,
+    key: BucketKey, previous: Segment | None, versions: Sequence[OfficialVersion]
 ) -> _Built:
     """A version too large for a segment: readers take the per-point records of its snaps."""
+    first = versions[0]
+    snaps = [v.snap_us for v in versions]
+    covered = max(v.position_from for v in versions)
     lowest, highest = min(snaps), max(snaps)
     if previous is not None:
         lowest, highest = min(lowest, previous.first_snap_us), max(highest, previous.last_snap_us)
