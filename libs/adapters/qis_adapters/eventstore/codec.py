@@ -34,22 +34,30 @@ class EventCodec:
         """Event ids derive from the command id, so a retried append carries the same ids and the
         store's own duplicate detection can recognise it."""
         out = []
+        # The events of a command differ in metadata by their schema version only.
+        metadata: dict[int, bytes] = {}
         for index, event in enumerate(events):
-            metadata = EventMetadata(
-                command_id=ctx.command_id,
-                user_id=ctx.user_id,
-                correlation_id=ctx.correlation_id or ctx.command_id,
-                causation_id=ctx.causation_id or ctx.command_id,
-                schema_version=str(type(event).event_version),
-                traceparent=ctx.trace_context.get("traceparent", ""),
-                tracestate=ctx.trace_context.get("tracestate", ""),
-            )
+            version = type(event).event_version
+            if version not in metadata:
+                metadata[version] = (
+                    EventMetadata(
+                        command_id=ctx.command_id,
+                        user_id=ctx.user_id,
+                        correlation_id=ctx.correlation_id or ctx.command_id,
+                        causation_id=ctx.causation_id or ctx.command_id,
+                        schema_version=str(version),
+                        traceparent=ctx.trace_context.get("traceparent", ""),
+                        tracestate=ctx.trace_context.get("tracestate", ""),
+                    )
+                    .model_dump_json()
+                    .encode()
+                )
             out.append(
                 NewEvent(
                     event_id=uuid.uuid5(_EVENT_IDS, f"{ctx.command_id}|{stream}|{index}"),
                     type=event.event_type,
                     data=self.registry.encode(event),
-                    metadata=metadata.model_dump_json().encode(),
+                    metadata=metadata[version],
                 )
             )
         return out

@@ -10,7 +10,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from functools import partial, reduce
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from qis_adapters.eventstore.port import WrongExpectedVersion
@@ -106,8 +106,6 @@ class ConcurrencyExhausted(RetryLater):
 Change = tuple[Aggregate, Sequence[DomainEvent]]
 Loaded = tuple[CommandRecord, list[A]]
 """A command's record and the aggregates it decides on."""
-Load = Callable[[Wanted[CommandRecord]], Awaitable[Loaded[A]]]
-"""Loads a command's record (the Wanted given) and the aggregates it decides on."""
 
 
 class CommandHandlers:
@@ -127,7 +125,7 @@ class CommandHandlers:
             return series.define(cmd.definition, known, ctx, self._unknown_calendar(cmd.definition))
 
         return await self._decide_one(
-            ctx, series_name(cmd.series_id), cmd, lambda: self._series(cmd.series_id), decide
+            ctx, series_name(cmd.series_id), cmd, _definition_of(cmd.series_id), decide
         )
 
     async def evolve_series(self, cmd: EvolveSeries, ctx: CommandContext) -> CommandResult:
@@ -140,7 +138,7 @@ class CommandHandlers:
             return series.evolve(definition, cmd.reason, known, ctx, unknown_calendar)
 
         return await self._decide_one(
-            ctx, series_name(cmd.series_id), cmd, lambda: self._series(cmd.series_id), decide
+            ctx, series_name(cmd.series_id), cmd, _definition_of(cmd.series_id), decide
         )
 
     async def register_source(self, cmd: RegisterSource, ctx: CommandContext) -> CommandResult:
@@ -148,7 +146,7 @@ class CommandHandlers:
             return source.register(cmd.config, ctx)
 
         return await self._decide_one(
-            ctx, source_name(cmd.source_id), cmd, lambda: self._source(cmd.source_id), decide
+            ctx, source_name(cmd.source_id), cmd, _source_of(cmd.source_id), decide
         )
 
     async def configure_source(self, cmd: ConfigureSource, ctx: CommandContext) -> CommandResult:
@@ -156,19 +154,16 @@ class CommandHandlers:
             return source.configure(cmd.update, ctx)
 
         return await self._decide_one(
-            ctx, source_name(cmd.source_id), cmd, lambda: self._source(cmd.source_id), decide
+            ctx, source_name(cmd.source_id), cmd, _source_of(cmd.source_id), decide
         )
 
     async def report_source_health(
         self, cmd: ReportSourceHealth, ctx: CommandContext
     ) -> CommandResult:
         day_us = report_day(cmd.report)
-
-        async def load() -> list[DataSource | SourceHealthDay]:
-            return [
-                await self._source(cmd.source_id),
-                await self._health_day(cmd.source_id, day_us),
-            ]
+        day_of = Wanted(
+            health_stream(cmd.source_id, day_us), partial(SourceHealthDay, cmd.source_id, day_us)
+        )
 
         async def decide(loaded: list[DataSource | SourceHealthDay]) -> list[Change]:
             source, day = loaded
@@ -178,7 +173,7 @@ class CommandHandlers:
             return [(source, of_source), (day, of_day)]
 
         return await self._decide(
-            ctx, source_name(cmd.source_id), cmd, self._after_record(load), decide
+            ctx, source_name(cmd.source_id), cmd, [_source_of(cmd.source_id), day_of], decide
         )
 
     async def ingest(
@@ -190,25 +185,34 @@ class CommandHandlers:
         # A series' frequency never changes once defined, so with its span known the series,
         # the command's record and the buckets are read together: one round trip, not two.
         preloaded: Loaded[SeriesBucket] | None = None
+        fresh: list[str] = []  # the buckets the read below adds to the cache
         if (span := self._spans.get(cmd.series_id)) is None:
             series = await self._series(cmd.series_id)
         else:
-            series, record, *buckets = await self._repo.load_together(
-                Wanted(definition_stream(cmd.series_id), partial(ReferenceData, cmd.series_id)),
+            wanted = _buckets_of(cmd.series_id, sorted(_by_bucket(cmd.points, span, snaps)))
+            fresh = [w.stream for w in wanted if not self._repo.holds(w.stream)]
+            series, record, *buckets = await self._load(
+                _definition_of(cmd.series_id),
                 _record_of(series_name(cmd.series_id), ctx.command_id),
-                *_buckets_of(cmd.series_id, sorted(_by_bucket(cmd.points, span, snaps))),
+                *wanted,
             )
             preloaded = record, buckets
-            if _level_time_unknown(series):
-                series, preloaded = await self._series(cmd.series_id), None
-        definition = series.require_definition()
+        try:
+            definition = series.require_definition()
+            if definition.source(cmd.source_id) is None:
+                raise InvalidArgument.single(
+                    "source",
+                    f"{source_name(cmd.source_id)} is not configured for"
+                    f" {series_name(cmd.series_id)}",
+                )
+            points = _conform(definition, cmd.points, columns=columns)
+        except Exception:
+            # Rejected: the cache is left as it was found (the buckets were read for a
+            # decision that will not be made; kept, a stream of rejections fills the cache).
+            for stream in fresh:
+                self._repo.forget(stream)
+            raise
         self._spans[cmd.series_id] = BUCKET_SPAN_US[definition.frequency]
-        if definition.source(cmd.source_id) is None:
-            raise InvalidArgument.single(
-                "source",
-                f"{source_name(cmd.source_id)} is not configured for {series_name(cmd.series_id)}",
-            )
-        points = _conform(definition, cmd.points, columns=columns)
         by_bucket = _by_bucket(points, BUCKET_SPAN_US[definition.frequency], snaps)
         calendar = (
             self._calendar_view(definition, snaps) if definition.validation.check_calendar else None
@@ -344,11 +348,10 @@ class CommandHandlers:
         span = BUCKET_SPAN_US[definition.frequency]
         first_bucket = bucket_of(cmd.start_us, definition.frequency)
 
-        async def window() -> QualityWindow:
-            return await self._repo.load(
-                quality_stream(cmd.series_id, cmd.start_us, cmd.end_us),
-                lambda: QualityWindow(cmd.series_id, cmd.start_us, cmd.end_us),
-            )
+        window = Wanted(
+            quality_stream(cmd.series_id, cmd.start_us, cmd.end_us),
+            partial(QualityWindow, cmd.series_id, cmd.start_us, cmd.end_us),
+        )
 
         async def decide(_: QualityWindow) -> list[DomainEvent]:
             points = []
@@ -367,13 +370,13 @@ class CommandHandlers:
         async def decide(policies: AccessPolicies) -> list[DomainEvent]:
             return policies.set_policy(cmd.policy_id, cmd.policy, cmd.reason, cmd.expected_revision)
 
-        return await self._decide_one(ctx, POLICIES_STREAM, cmd, self._policies, decide)
+        return await self._decide_one(ctx, POLICIES_STREAM, cmd, _POLICIES, decide)
 
     async def delete_policy(self, cmd: DeleteAccessPolicy, ctx: CommandContext) -> CommandResult:
         async def decide(policies: AccessPolicies) -> list[DomainEvent]:
             return policies.remove_policy(cmd.policy_id, cmd.reason, cmd.expected_revision)
 
-        return await self._decide_one(ctx, POLICIES_STREAM, cmd, self._policies, decide)
+        return await self._decide_one(ctx, POLICIES_STREAM, cmd, _POLICIES, decide)
 
     async def record_denial(self, cmd: RecordDenial, ctx: CommandContext) -> CommandResult:
         """The denial, in the stream its command id names."""
@@ -381,23 +384,20 @@ class CommandHandlers:
         async def decide(record: DenialRecord) -> list[DomainEvent]:
             return record.record(cmd.denial)
 
-        async def load() -> DenialRecord:
-            stream = denial_stream(ctx.command_id)
-            return await self._repo.load(stream, lambda: DenialRecord(ctx.command_id))
-
-        return await self._decide_one(ctx, DENIALS_SCOPE, cmd, load, decide)
+        denial = Wanted(denial_stream(ctx.command_id), partial(DenialRecord, ctx.command_id))
+        return await self._decide_one(ctx, DENIALS_SCOPE, cmd, denial, decide)
 
     async def set_topic(self, cmd: SetTopic, ctx: CommandContext) -> CommandResult:
         async def decide(routing: EventRouting) -> list[DomainEvent]:
             return routing.set_topic(cmd.name, cmd.definition)
 
-        return await self._decide_one(ctx, ROUTING_STREAM, cmd, self._routing, decide)
+        return await self._decide_one(ctx, ROUTING_STREAM, cmd, _ROUTING, decide)
 
     async def delete_topic(self, cmd: DeleteTopic, ctx: CommandContext) -> CommandResult:
         async def decide(routing: EventRouting) -> list[DomainEvent]:
             return routing.delete_topic(cmd.name)
 
-        return await self._decide_one(ctx, ROUTING_STREAM, cmd, self._routing, decide)
+        return await self._decide_one(ctx, ROUTING_STREAM, cmd, _ROUTING, decide)
 
     async def checkpoint_group(
         self, cmd: CheckpointConsumerGroup, ctx: CommandContext
@@ -430,36 +430,21 @@ class CommandHandlers:
         decide: Callable[[ConsumerGroup], Awaitable[list[DomainEvent]]],
     ) -> CommandResult:
         stream = group_stream(topic, group)
-
-        async def load() -> ConsumerGroup:
-            return await self._repo.load(stream, lambda: ConsumerGroup(topic, group))
-
-        return await self._decide_one(ctx, stream, command, load, decide)
+        wanted = Wanted(stream, partial(ConsumerGroup, topic, group))
+        return await self._decide_one(ctx, stream, command, wanted, decide)
 
     async def _decide_one(
         self,
         ctx: CommandContext,
         scope: str,
         command: object,
-        load: Callable[[], Awaitable[A]],
+        wanted: Wanted[A],
         decide: Callable[[A], Awaitable[list[DomainEvent]]],
     ) -> CommandResult:
-        async def load_all() -> list[A]:
-            return [await load()]
-
         async def decide_all(aggregates: list[A]) -> list[Change]:
             return [(aggregates[0], await decide(aggregates[0]))]
 
-        return await self._decide(ctx, scope, command, self._after_record(load_all), decide_all)
-
-    def _after_record(self, load: Callable[[], Awaitable[list[A]]]) -> Load[A]:
-        """`load`, after the command's record read on its own."""
-
-        async def both(record_of: Wanted[CommandRecord]) -> Loaded[A]:
-            record = await self._repo.load(record_of.stream, record_of.factory, cache=False)
-            return record, await load()
-
-        return both
+        return await self._decide(ctx, scope, command, [wanted], decide_all)
 
     async def _decide_buckets(
         self,
@@ -471,34 +456,24 @@ class CommandHandlers:
         preloaded: Loaded[SeriesBucket] | None = None,
     ) -> CommandResult:
         """A command on the points of several buckets: decided per bucket, appended atomically.
-        `preloaded`: the command's record and these buckets, read already (used once: a retry
-        reads them again)."""
-
-        async def load_all(record_of: Wanted[CommandRecord]) -> Loaded[SeriesBucket]:
-            nonlocal preloaded
-            if preloaded is not None:
-                loaded, preloaded = preloaded, None
-                return loaded
-            # The record and every bucket in one read of the store: a round trip is most of a
-            # small command's cost.
-            record, *loaded_buckets = await self._repo.load_together(
-                record_of, *_buckets_of(series_id, buckets)
-            )
-            return record, loaded_buckets
-
-        return await self._decide(ctx, series_name(series_id), command, load_all, decide)
+        `preloaded`: see `_decide`."""
+        wanted = _buckets_of(series_id, buckets)
+        return await self._decide(ctx, series_name(series_id), command, wanted, decide, preloaded)
 
     async def _decide(
         self,
         ctx: CommandContext,
         scope: str,
         command: object,
-        load: Load[A],
+        wanted: Sequence[Wanted[A]],
         decide: Callable[[list[A]], Awaitable[list[Change]]],
+        preloaded: Loaded[A] | None = None,
     ) -> CommandResult:
-        """Load the command's record with the aggregates, answer a repeated command id with its
+        """Load the command's record with the aggregates `wanted`, in one read of the store (a
+        round trip is most of a small command's cost), answer a repeated command id with its
         first outcome, decide, append together with the command's record; on a concurrency
-        conflict, all of it again on fresh state.
+        conflict, all of it again on fresh state. `preloaded`: the record and the aggregates,
+        read already (used once: a retry reads them again).
 
         Command ids are unique per scope (a series, a source): the record of the first command
         with an id is one read of one small stream away, whichever streams a repeat touches."""
@@ -506,7 +481,11 @@ class CommandHandlers:
         record_of = _record_of(scope, ctx.command_id)
 
         async def attempt() -> CommandResult:
-            record, aggregates = await load(record_of)
+            nonlocal preloaded
+            if preloaded is not None:
+                (record, aggregates), preloaded = preloaded, None
+            else:
+                record, *aggregates = await self._load(record_of, *wanted)
             if (streams := record.earlier_streams(print_)) is not None:
                 earlier = await self._outcome_in(streams, ctx.command_id, record.position)
                 return CommandResult(earlier, duplicate=True)
@@ -688,27 +667,24 @@ class CommandHandlers:
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**tries))
         raise ConcurrencyExhausted(f"gave up after {self._max_attempts} conflicting attempts")
 
+    async def _load(self, *wanted: Wanted[Any]) -> list[Any]:
+        """The aggregates wanted, read together (Repository.load_together); a series whose
+        service level's commit time this process does not know yet is read from the store
+        again (see _level_time_unknown)."""
+        loaded = await self._repo.load_together(*wanted)
+        stale = [a for a in loaded if isinstance(a, ReferenceData) and _level_time_unknown(a)]
+        if not stale:
+            return loaded
+        for series in stale:
+            self._repo.forget(series.stream)
+        return await self._repo.load_together(*wanted)
+
     async def _series(self, series_id: str) -> ReferenceData:
-        stream = definition_stream(series_id)
-        series = await self._repo.load(stream, lambda: ReferenceData(series_id))
-        if _level_time_unknown(series):
-            self._repo.forget(stream)
-            series = await self._repo.load(stream, lambda: ReferenceData(series_id))
-        return series
+        (series,) = await self._load(_definition_of(series_id))
+        return series  # type: ignore[no-any-return]  # made by its factory
 
     async def _source(self, source_id: str) -> DataSource:
-        return await self._repo.load(source_stream(source_id), lambda: DataSource(source_id))
-
-    async def _health_day(self, source_id: str, day_us: int) -> SourceHealthDay:
-        return await self._repo.load(
-            health_stream(source_id, day_us), lambda: SourceHealthDay(source_id, day_us)
-        )
-
-    async def _policies(self) -> AccessPolicies:
-        return await self._repo.load(POLICIES_STREAM, AccessPolicies)
-
-    async def _routing(self) -> EventRouting:
-        return await self._repo.load(ROUTING_STREAM, EventRouting)
+        return await self._repo.load(source_stream(source_id), partial(DataSource, source_id))
 
     async def _bucket(self, series_id: str, bucket_us: int) -> SeriesBucket:
         return await self._repo.load(
@@ -735,15 +711,11 @@ class CommandHandlers:
     async def checkpoint_scheduler(
         self, cmd: CheckpointScheduler, ctx: CommandContext
     ) -> CommandResult:
-        async def load() -> SchedulerState:
-            return await self._repo.load(
-                SCHEDULER_STREAM, lambda: SchedulerState(cmd.known_version)
-            )
-
         async def decide(state: SchedulerState) -> list[DomainEvent]:
             return state.checkpoint(cmd.snapshot)
 
-        return await self._decide_one(ctx, SCHEDULER_STREAM, cmd, load, decide)
+        state = Wanted(SCHEDULER_STREAM, partial(SchedulerState, cmd.known_version))
+        return await self._decide_one(ctx, SCHEDULER_STREAM, cmd, state, decide)
 
 
 def each(
@@ -818,6 +790,18 @@ def _record_of(scope: str, command_id: str) -> Wanted[CommandRecord]:
     return Wanted(
         command_stream(scope, command_id), partial(CommandRecord, scope, command_id), False
     )
+
+
+_POLICIES = Wanted(POLICIES_STREAM, AccessPolicies)
+_ROUTING = Wanted(ROUTING_STREAM, EventRouting)
+
+
+def _definition_of(series_id: str) -> Wanted[ReferenceData]:
+    return Wanted(definition_stream(series_id), partial(ReferenceData, series_id))
+
+
+def _source_of(source_id: str) -> Wanted[DataSource]:
+    return Wanted(source_stream(source_id), partial(DataSource, source_id))
 
 
 def _buckets_of(series_id: str, buckets: Iterable[int]) -> list[Wanted[SeriesBucket]]:

@@ -60,16 +60,17 @@ class Aggregate(Protocol):
 
 
 A = TypeVar("A", bound=Aggregate)
+A_co = TypeVar("A_co", bound=Aggregate, covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
-class Wanted(Generic[A]):
+class Wanted(Generic[A_co]):
     """An aggregate to load: its stream, an empty one of its kind, and whether to cache it
     (False for aggregates read once, such as a command's record: they would only push out warm
     buckets)."""
 
     stream: str
-    factory: Callable[[], A]
+    factory: Callable[[], A_co]
     cache: bool = True
 
 
@@ -115,6 +116,10 @@ class Repository:
         if changed:
             self._evict()
         return [aggregate.clone() for aggregate, _, _ in loaded]
+
+    def holds(self, stream: str) -> bool:
+        """Whether the aggregate of `stream` is cached."""
+        return stream in self._cache
 
     def forget(self, stream: str) -> None:
         """Drops the cached aggregate of `stream`: the next load reads it from the store."""

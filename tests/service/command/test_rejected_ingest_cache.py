@@ -1,0 +1,46 @@
+"""A rejected ingest leaves the aggregate cache as it found it: the buckets its points fall in
+are read together with the series (once the series' bucket span is known) before the command
+is checked, and a rejection must not leave them cached."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from qis_adapters.eventstore.memory import InMemoryEventStore
+from qis_command.application.commands import IngestPoints
+from qis_domain.errors import InvalidArgument
+from qis_domain.series_bucket import bucket_stream
+from qis_domain.snaps import Snap
+from qis_domain.values import Price, Volume
+
+from tests.service.command.test_aggregate_cache_memory import START_US, Feed
+
+LATER_US = START_US + 10 * 3600 * 1_000_000  # a bucket no accepted command touched
+
+
+def points(value: Price | Volume, n: int = 3) -> list[tuple[Snap, Price | Volume]]:
+    return [(Snap(LATER_US + s * 1_000_000), value) for s in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("source", "rows"),
+    [
+        ("b", points(Price(Decimal(1), ""))),  # a source the series does not take
+        ("a", points(Volume(Decimal(1), ""))),  # values of another type
+        ("a", points(Price(Decimal(1), "")) * 2),  # the same snaps twice
+    ],
+    ids=["unconfigured source", "wrong type", "repeated snaps"],
+)
+async def test_a_rejected_ingest_leaves_the_cache_as_it_found_it(
+    source: str, rows: list[tuple[Snap, Price | Volume]]
+) -> None:
+    feed = Feed(InMemoryEventStore(), 200_000)
+    await feed.define()
+    await feed.ingest(0, 10)  # the series' bucket span is known: later reads are joint
+    held = feed.repository.held
+    with pytest.raises(InvalidArgument):
+        await feed.handlers.ingest(IngestPoints("PX", source, rows), feed.ctx())
+    assert not feed.repository.holds(bucket_stream("PX", LATER_US))
+    assert feed.repository.holds(bucket_stream("PX", START_US))
+    assert feed.repository.held == held
