@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
+from qis.data.v1 import values_pb2
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import (
     LATEST,
@@ -81,15 +84,21 @@ async def pages(
     max_points: int,
     bucket_span_us: int | None,
     columns: frozenset[str] | None = None,
+    nodes_per_page: int | None = None,
 ) -> AsyncIterator[RangePage]:
     """The range in pages of `page_size` values, from just after the snap `after_us` (a page
     token's) when given, `max_points` values at most. A page that may be followed carries the
     token resuming after it; the last page of the range is short, possibly empty, and has none.
     At `max_points` the pages end with a token: the caller continues in another call.
 
+    `nodes_per_page` (term structures and surfaces: see nodes_per_page) bounds a page in nodes
+    too: it ends at a whole snap before its nodes pass the bound, but holds one snap at least
+    (a snap larger than the bound goes whole).
+
     The pages hold every column of the segments' rows, or `columns` and those the range is
-    selected by (SELECTION), in the segments' order: a reader that needs a few columns (an
-    export) has the others neither decoded nor copied.
+    selected by (SELECTION; and `value` when pages are bounded in nodes), in the segments'
+    order: a reader that needs a few columns (an export) has the others neither decoded nor
+    copied.
 
     Values come from the read model's segments (segments of `bucket_span_us`, the series'
     bucket span; None reads every bucket before the range too, to find the one holding its
@@ -97,15 +106,19 @@ async def pages(
     start = query.start_us if after_us is None else max(query.start_us, after_us + 1)
     pending: list[pa.Table] = []
     count = 0
+    nodes = None if nodes_per_page is None else np.zeros(0, dtype=np.int64)
     left = max_points
     wanted = None if columns is None else columns | SELECTION
+    if wanted is not None and nodes is not None:
+        wanted |= {"value"}
     token = paging.range_tokens(query)
     async for rows in _rows(reader, query, start, bucket_span_us, wanted):
         pending.append(rows)
         count += rows.num_rows
-        while count >= min(page_size, left):
-            table = pa.concat_tables(pending)
-            size = min(page_size, left)
+        if nodes is not None:
+            nodes = np.concatenate([nodes, node_counts(rows.column("value"))])
+        while size := _full_page(count, min(page_size, left), nodes, nodes_per_page):
+            table = pending[0] if len(pending) == 1 else pa.concat_tables(pending)
             page = table.slice(0, size)
             yield RangePage(page, token(_last_snap(page)))
             left -= size
@@ -113,7 +126,65 @@ async def pages(
                 return
             pending = [table.slice(size)]
             count -= size
+            nodes = None if nodes is None else nodes[size:]
     yield RangePage(pa.concat_tables(pending) if pending else _project(segments.EMPTY, wanted), "")
+
+
+def _full_page(
+    count: int, size: int, nodes: npt.NDArray[np.int64] | None, nodes_per_page: int | None
+) -> int:
+    """The rows of the next page if the `count` rows read ahead fill one, else 0: `size` rows,
+    or fewer whose `nodes` (each row's) stay within `nodes_per_page` when the rows read ahead
+    pass it (one row at least)."""
+    if nodes is not None and nodes_per_page is not None:
+        within = int(np.searchsorted(np.cumsum(nodes), nodes_per_page, side="right"))
+        if within < count:
+            return min(size, max(within, 1))
+    return size if count >= size else 0
+
+
+NODES_PER_PAGE = 100_000
+"""The nodes a page of term structures or surfaces holds at most (but for a larger snap): 10,000
+snaps of 2,000-node surfaces would make a 20M-node message."""
+_STRUCTURES = frozenset(
+    {
+        "DATA_TYPE_TERM_STRUCTURE",
+        "DATA_TYPE_SURFACE",
+        values_pb2.DATA_TYPE_TERM_STRUCTURE,
+        values_pb2.DATA_TYPE_SURFACE,
+    }
+)
+"""The data types of a definition (its proto-JSON form: a name, or a number) whose values are
+made of nodes."""
+
+
+def nodes_per_page(entry: SeriesEntry) -> int | None:
+    """NODES_PER_PAGE for a series of term structures or surfaces (from its catalogue entry);
+    None for the others, whose values are one node each."""
+    definition = entry.definition
+    data_type = definition.get("data_type", definition.get("dataType"))
+    return NODES_PER_PAGE if data_type in _STRUCTURES else None
+
+
+def node_counts(values: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
+    """The nodes of each serialised DataValue (1 for a value of another kind); a distinct value
+    is parsed once (a curve often stays as it was)."""
+    counted: dict[bytes, int] = {}
+    counts = [
+        counted[v] if v in counted else counted.setdefault(v, _nodes(v)) for v in values.to_pylist()
+    ]
+    return np.array(counts, dtype=np.int64)
+
+
+def _nodes(value: bytes) -> int:
+    parsed = values_pb2.DataValue.FromString(value)
+    match parsed.WhichOneof("kind"):
+        case "surface":
+            return len(parsed.surface.nodes)
+        case "term_structure":
+            return len(parsed.term_structure.nodes)
+        case _:
+            return 1
 
 
 SEGMENTS_PER_READ = 16

@@ -99,8 +99,11 @@ class QueryService(pb_grpc.QueryServiceServicer):
         in_columns = fields.columns_view(request)
         fields.check()
         await self._require_series(context, "QueryRange", query.series_id, min_position)
+        # A call continuing a range is never answered from the cache (which keeps whole
+        # first pages): in columns, it decodes only the segments' columns the view reads.
+        only = columns.READ if in_columns and request.page_token else None
         read = await self._queries.query_range(
-            query, request.page_size, request.page_token, min_position
+            query, request.page_size, request.page_token, min_position, only
         )
         values = await self._values_view(request.series, query.series_id, in_columns)
         # The fields in the order of their numbers, as protobuf writes them (values 1,

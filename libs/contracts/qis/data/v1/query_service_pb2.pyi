@@ -369,7 +369,9 @@ class QueryRangeRequest(_message.Message):
     page_size: _builtins.int
     """Points per streamed message (default 1,000, at most 10,000): every message but the last of
     the range holds exactly page_size points, except the last message of a call that reached
-    the service's points-per-call bound, which may hold fewer.
+    the service's points-per-call bound, which may hold fewer; so may a message of term
+    structures or surfaces, which ends at a whole point within 100,000 nodes (a point of more
+    nodes goes alone).
     """
     page_token: _builtins.str
     """From a previous response: resume after the last point received."""

@@ -662,7 +662,9 @@ type QueryRangeRequest struct {
 	AsOf isQueryRangeRequest_AsOf `protobuf_oneof:"as_of"`
 	// Points per streamed message (default 1,000, at most 10,000): every message but the last of
 	// the range holds exactly page_size points, except the last message of a call that reached
-	// the service's points-per-call bound, which may hold fewer.
+	// the service's points-per-call bound, which may hold fewer; so may a message of term
+	// structures or surfaces, which ends at a whole point within 100,000 nodes (a point of more
+	// nodes goes alone).
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response: resume after the last point received.
 	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`

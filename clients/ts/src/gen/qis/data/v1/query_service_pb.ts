@@ -355,7 +355,9 @@ export type QueryRangeRequest = Message<"qis.data.v1.QueryRangeRequest"> & {
   /**
    * Points per streamed message (default 1,000, at most 10,000): every message but the last of
    * the range holds exactly page_size points, except the last message of a call that reached
-   * the service's points-per-call bound, which may hold fewer.
+   * the service's points-per-call bound, which may hold fewer; so may a message of term
+   * structures or surfaces, which ends at a whole point within 100,000 nodes (a point of more
+   * nodes goes alone).
    *
    * @generated from field: int32 page_size = 6;
    */
