@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from qis_domain.definitions import EXACT, JumpWindow, ValidationRules
 from qis_domain.snaps import format_snap
@@ -91,11 +92,14 @@ class CalendarView:
 
 class Received(NamedTuple):
     """A point's received figure: its latest candidate's, whatever the candidate's status
-    (held, pending, flagged or published), and the sources it came from."""
+    (held, pending, flagged or published), and the sources it came from. `approx`: the figure
+    as a float for the float screen (`figure_floats`), made once with the point rather than
+    by each command that looks back at it (NaN: none, the exact rules decide)."""
 
     snap_us: int
     figure: Decimal
     sources: tuple[str, ...]
+    approx: float = math.nan
 
 
 def check_value(value: DataValue, rules: ValidationRules) -> list[RuleFailure]:
@@ -377,29 +381,36 @@ means: what a float screen keeps between its result and a limit to prove the exa
 
 
 def history_suspects(
-    incoming: Sequence[Decimal],
-    figures: Sequence[Decimal],
-    ends: Sequence[int],
+    x: npt.NDArray[np.float64],
+    seq: npt.NDArray[np.float64],
+    ends: Sequence[int] | npt.NDArray[np.int64],
     back: int,
     rules: ValidationRules,
     multipliers: Sequence[Decimal] | None = None,
 ) -> npt.NDArray[np.bool_]:
-    """Which of `incoming` `check_history` or `check_spike` may flag, each compared with the
-    (at most `back`, at least what the rules look at) `figures` before `ends[i]`, its jump
-    limits scaled by `multipliers[i]` (its jump window's; None: none has one). A float screen
-    of a whole batch at once: False is proven (the float result is farther from every limit
-    than its rounding error can be), True only says "decide this one exactly". Most values of
-    a clean series pass the screen, and only the others cost a Decimal computation."""
-    x = _floats(incoming)
-    seq = _floats(figures)
+    """Which of the incoming figures `x` `check_history` or `check_spike` may flag, each
+    compared with the (at most `back`, at least what the rules look at) figures `seq` before
+    `ends[i]`, its jump limits scaled by `multipliers[i]` (its jump window's; None: none has
+    one); `x` and `seq` as `figure_floats` makes them. A float screen of a whole batch at once:
+    False is proven (the float result is farther from every limit than its rounding error can
+    be), True only says "decide this one exactly". Most values of a clean series pass the
+    screen, and only the others cost a Decimal computation."""
     if not len(seq) or not len(x):
         return np.zeros(len(x), dtype=np.bool_)
-    index = np.asarray(ends, dtype=np.int64)[:, None] + np.arange(-back, 0)
-    known = index >= 0
-    w = np.where(known, seq[np.maximum(index, 0)], np.nan)  # row i: its previous, right-aligned
-    count = known.sum(axis=1)
-    suspect = np.isnan(x) | (known & np.isnan(w)).any(axis=1)
-    last = w[:, -1]
+    e = np.asarray(ends, dtype=np.int64)
+    count = np.minimum(e, back)
+    # Row i's previous figures are pad[e[i] : e[i] + back], NaN where there is none; a figure
+    # no float stands for among them (NaN in `seq`) is found by a running count.
+    pad = np.concatenate((np.full(back, np.nan), seq))
+    nans = np.concatenate(([0], np.cumsum(np.isnan(seq))))
+    suspect = np.isnan(x) | (nans[e] > nans[e - count])
+    last = pad[e + back - 1]
+
+    def previous(k: int) -> npt.NDArray[np.float64]:
+        """The last `k` (at most `back`) previous figures of each row, right-aligned."""
+        k = min(k, back)
+        return _windows(pad, k, e + back - k)
+
     with np.errstate(divide="ignore", invalid="ignore"):
         rise, fall = rules.jump_limits()
         if rise is not None or fall is not None:
@@ -412,19 +423,20 @@ def history_suspects(
             if multipliers is not None:
                 # A float product of the limit: within its rounding of the exact one, which
                 # the slack below covers as it covers the limit's own.
-                band = band * _floats(multipliers)
+                band = band * figure_floats(multipliers)
             jump = np.abs(x - last) / np.abs(last) * 100
             within = jump + FLOAT_SLACK * (100 + jump + np.where(np.isinf(band), 0, band))
             clear = (count < 1) | (last == 0) | np.isinf(band) | (within < band)
             suspect |= ~clear
         if rules.max_zscore is not None:
-            suspect |= ~_zscore_clear(x, w, count, rules.zscore_window, float(rules.max_zscore))
+            limit = float(rules.max_zscore)
+            suspect |= ~_zscore_clear(x, pad, e + back, count, rules.zscore_window, limit)
         if (n := rules.stale_after_snaps) > 1:
             # Equal figures have equal floats: floats that differ prove figures that do.
-            suspect |= ~((count < n - 1) | (w[:, 1 - n :] != x[:, None]).any(axis=1))
+            suspect |= ~((count < n - 1) | (previous(n - 1) != x[:, None]).any(axis=1))
         if rules.max_spike_percent is not None:
             limit = float(rules.max_spike_percent)
-            before, spike = w[:, -2], w[:, -1]
+            before, spike = pad[e + back - 2], last
             move_in = np.abs(spike - before) / np.abs(before) * 100
             move_out = np.abs(x - spike) / np.abs(spike) * 100
             clear = (
@@ -440,19 +452,26 @@ def history_suspects(
 
 def _zscore_clear(
     x: npt.NDArray[np.float64],
-    w: npt.NDArray[np.float64],
+    pad: npt.NDArray[np.float64],
+    ends: npt.NDArray[np.int64],
     count: npt.NDArray[np.int64],
     window: int,
     limit: float,
 ) -> npt.NDArray[np.bool_]:
-    """Where `_zscore` is surely None or within the limit. Each move's float error is below
-    1e-15 (1 + |move|); the mean, the deviations and the standard deviation (1.5 times the
-    largest deviation error at most) add a few times that, and `bound` covers them all."""
-    last = w[:, -1]
-    a, b = w[:, -(window + 1) : -1], w[:, -window:]
-    paired = ~np.isnan(a) & (a != 0)
-    moves = np.where(paired, (b - a) / a, 0.0)
-    pairs = paired.sum(axis=1)
+    """Where `_zscore` is surely None or within the limit, each `x[i]` compared with the
+    figures of `pad` before `ends[i]` (at least `window` + 1 of them, NaN where there is
+    none). Each move's float error is below 1e-15 (1 + |move|); the mean, the deviations and
+    the standard deviation (1.5 times the largest deviation error at most) add a few times
+    that, and `bound` covers them all."""
+    last = pad[ends - 1]
+    # Each move between neighbours once, then the `window` moves before each row.
+    a = pad[:-1]
+    paired_at = ~np.isnan(a) & (a != 0)
+    moves_at = np.where(paired_at, (pad[1:] - a) / a, 0.0)
+    first = ends - 1 - window  # of each row's moves
+    paired, moves = _windows(paired_at, window, first), _windows(moves_at, window, first)
+    running = np.concatenate(([0], np.cumsum(paired_at)))
+    pairs = running[first + window] - running[first]
     mean = moves.sum(axis=1) / pairs
     deviation = np.where(paired, moves - mean[:, None], 0.0)
     sd = np.sqrt((deviation**2).sum(axis=1) / (pairs - 1))
@@ -464,15 +483,55 @@ def _zscore_clear(
     return clear
 
 
-def _floats(figures: Sequence[Decimal]) -> npt.NDArray[np.float64]:
+_T = TypeVar("_T", bound=np.generic)
+
+
+def _windows(a: npt.NDArray[_T], k: int, starts: npt.NDArray[np.int64]) -> npt.NDArray[_T]:
+    """`a[s : s + k]` for each of `starts`, one row each: rows of a strided view of `a`,
+    gathered at once. numpy's sliding_window_view makes the same view at ten times the cost,
+    which a command of a few points would notice."""
+    a = np.ascontiguousarray(a)  # the view steps through `a`'s own buffer
+    view: npt.NDArray[_T] = np.ndarray((len(a) - k + 1, k), a.dtype, a, 0, (a.strides[0],) * 2)
+    return view[starts]
+
+
+def figure_floats(figures: Sequence[Decimal]) -> npt.NDArray[np.float64]:
     """The figures as floats, NaN where a float does not stand for one (beyond the float
     range, or so small it became 0): the screen then leaves that value to the exact rules."""
     out = np.fromiter(map(float, figures), dtype=np.float64, count=len(figures))
+    return _faithful(out, figures)
+
+
+_ARROW_FROM = 32  # texts: fewer are read one by one
+
+
+def text_floats(texts: Sequence[str]) -> npt.NDArray[np.float64]:
+    """`figure_floats` of the figures written `texts` (decimal strings), read from the texts:
+    Arrow's parse of a column is correctly rounded, as float() is, at a third of its cost;
+    below a few dozen texts Arrow's call costs more than it saves."""
+    if len(texts) < _ARROW_FROM:
+        out = np.fromiter(map(float, texts), dtype=np.float64, count=len(texts))
+    else:
+        parsed = pa.array(texts, pa.string()).cast(pa.float64())
+        out = parsed.to_numpy(zero_copy_only=False).copy()  # writable
+    return _faithful(out, texts)
+
+
+def _faithful(
+    out: npt.NDArray[np.float64], figures: Sequence[Decimal] | Sequence[str]
+) -> npt.NDArray[np.float64]:
+    """`out`, floats of `figures`, with NaN where one does not stand for its figure."""
     out[~np.isfinite(out)] = math.nan
     for i in np.flatnonzero(out == 0):
-        if figures[int(i)]:
+        if Decimal(figures[int(i)]):
             out[i] = math.nan
     return out
+
+
+def approx(figure: Decimal) -> float:
+    """`figure_floats` of one figure."""
+    f = float(figure)
+    return f if math.isfinite(f) and (f or not figure) else math.nan
 
 
 def check_session(local_day: date, calendar: CalendarView) -> RuleFailure | None:

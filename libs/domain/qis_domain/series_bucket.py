@@ -15,6 +15,7 @@ flagged or rejected value, is a dict of its own (`_Observations.mixed`).
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,6 +23,7 @@ from itertools import repeat
 from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from qis_domain.commands import CommandContext, CommandOutcome
 from qis_domain.cross_series import CrossSeriesView, check_cross_series, reach
@@ -74,11 +76,13 @@ from qis_domain.rules import (
     Received,
     RuleFailure,
     Severity,
+    approx,
     check_history,
     check_session,
     check_spike,
     check_values,
     history_suspects,
+    text_floats,
 )
 from qis_domain.service_levels import LATE_ARRIVAL, LATE_PUBLICATION, Arrivals
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency, Snap
@@ -158,6 +162,14 @@ _LateAt = Callable[[int, int], tuple[str, int] | None]
 not late)."""
 
 
+def snap_array(snaps: Sequence[int] | np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Snaps as an int64 array. A list is read by fromiter: asarray first inspects every
+    element for a shape, at five times the cost."""
+    if isinstance(snaps, np.ndarray):
+        return snaps.astype(np.int64, copy=False)
+    return np.fromiter(snaps, dtype=np.int64, count=len(snaps))
+
+
 def _objects(column: Iterable[Any], n: int) -> np.ndarray[Any, Any]:
     """A column as a one-dimensional object array (tuples stay elements, not rows)."""
     return np.fromiter(column, dtype=object, count=n)
@@ -213,7 +225,7 @@ class _Points(Mapping[int, _V]):
         self, snaps: Sequence[int] | np.ndarray[Any, Any]
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         """Where each of `snaps` is (an index into the columns) and whether it is there."""
-        at = np.asarray(snaps, dtype=np.int64)
+        at = snap_array(snaps)
         pos = self.snaps.searchsorted(at)
         found = pos < len(self.snaps)
         found[found] = self.snaps[pos[found]] == at[found]
@@ -238,7 +250,7 @@ class _Points(Mapping[int, _V]):
         n = len(snaps)
         if not n:
             return
-        at = np.asarray(snaps, dtype=np.int64)
+        at = snap_array(snaps)
         made = [_objects(c, n) for c in columns]
         ascending = bool(np.all(at[1:] > at[:-1]))
         if ascending and (not len(self.snaps) or at[0] > self.snaps[-1]):
@@ -398,7 +410,7 @@ class _Observations(Mapping[int, dict[str, Observed]]):
         for points in (self.plain, self.pairs):
             pos, found = points.locate(at)
             if found.any():
-                moving = np.asarray(at, dtype=np.int64)[found].tolist()
+                moving = snap_array(at)[found].tolist()
                 self.mixed.update(zip(moving, self._dicts_at(points, pos[found]), strict=True))
                 points.drop(moving)
 
@@ -446,7 +458,7 @@ class _Observations(Mapping[int, dict[str, Observed]]):
         value in the pair, or makes the point a dict of three."""
         at = np.flatnonzero(paired)
         pairs = self.pairs
-        at_snaps = np.asarray(snaps, dtype=np.int64)[at]
+        at_snaps = snap_array(snaps)[at]
         pos = pairs.locate(at_snaps)[0]
         first, raw, user, other, other_raw, other_user = (
             pairs.field(name)[pos] for name in _Pair._fields
@@ -541,14 +553,16 @@ class SeriesBucket:
         with or leaves for later buckets to compare with: those between its points, the `n`
         before them and the last `n` of the bucket (the command's own points get new ones).
         A command decodes what it may need, not the whole bucket."""
-        known = list(self.candidates)
-        i = bisect.bisect_left(known, snaps_us[0])
-        j = bisect.bisect_right(known, snaps_us[-1])
-        mine = set(snaps_us)
+        known = self.candidates.snaps
+        i = int(known.searchsorted(snaps_us[0]))
+        j = int(known.searchsorted(snaps_us[-1], side="right"))
+        pos, mine = self.candidates.locate(snaps_us)
+        between = np.ones(j - i, dtype=bool)
+        between[pos[mine] - i] = False
         return [
-            *self._received(known[:i], decider, n),
-            *self._received([s for s in known[i:j] if s not in mine], decider),
-            *self._received(known[j:], decider, n),
+            *self._received(known[:i].tolist(), decider, n),
+            *self._received(known[i:j][between].tolist(), decider),
+            *self._received(known[j:].tolist(), decider, n),
         ]
 
     def _structures_before(
@@ -605,7 +619,7 @@ class SeriesBucket:
             candidate = self.candidates[snap_us]
             figure = decider.figure(candidate.raw)
             if figure is not None:
-                out.append(Received(snap_us, figure, candidate.sources))
+                out.append(Received(snap_us, figure, candidate.sources, approx(figure)))
                 if last is not None and len(out) >= last:
                     break
         return out[::-1]
@@ -664,7 +678,15 @@ class SeriesBucket:
         raws = list(map(encode_value, values))
         chosen = values if decide.quantum is None else list(map(decide.rounded, values))
         prior = None if rules.day_over_day is None else view.prior
-        pairs = None if prior is not None else self._pairs(source_id, snaps, values, raws, decide)
+        back = look_back(definition)
+        # The floats of the values' figures for the float screens, made once (None: no look-back
+        # rule; pairs are screened from their texts alone).
+        incoming = _value_floats(values, raws) if back else None
+        pairs = (
+            None
+            if prior is not None
+            else self._pairs(source_id, snaps, values, raws, decide, incoming)
+        )
         batch = _Batch(source_id, snaps, raws, values, chosen, pairs)
         known = self._reconciled(source_id, snaps, values, raws, decide, pairs)
         failures = check_values(values, rules)
@@ -682,20 +704,28 @@ class SeriesBucket:
             if tail is not None:
                 tail.last[self.bucket_us] = self._last_structure(snaps, received, decide)
         spikes: dict[int, tuple[Received, RuleFailure]] = {}
-        if back := look_back(definition):
+        if incoming is not None:  # a look-back rule
             # Alone (no view), the bucket's own points are all it compares with.
             timeline = Timeline() if view.timeline is None else view.timeline
             if self.bucket_us not in timeline.covered:
                 timeline.add(self.bucket_us, self._received_near(snaps, back, decide))
             figures = [value.number for value in chosen]
+            floats = (incoming if chosen is values else _value_floats(chosen, None)).copy()
             sources: list[tuple[str, ...]] = [(source_id,)] * len(snaps)
             if pairs is not None:
-                for i in pairs.points:
+                at = sorted(pairs.points)
+                floats[at] = [pairs.floats[i] for i in at]
+                for i in at:
                     figures[i], sources[i] = pairs.figures[i], pairs.sources
             for i, reconciled in known.items():
                 figures[i], sources[i] = reconciled.chosen.number, reconciled.result.contributors
+                floats[i] = math.nan if (figure := figures[i]) is None else approx(figure)
             timeline.put_all(
-                [p for p in tuples_of(Received, snaps, figures, sources) if p.figure is not None]
+                [
+                    p
+                    for p in tuples_of(Received, snaps, figures, sources, floats.tolist())
+                    if p.figure is not None
+                ]
             )
             floor_us = look_back_floor(self.bucket_us, definition.frequency)
             windows = (
@@ -704,7 +734,7 @@ class SeriesBucket:
                 else None
             )
             for i, (more, spike) in _check_history(
-                timeline, back, floor_us, snaps, values, rules, windows
+                timeline, back, floor_us, snaps, values, incoming, rules, windows
             ).items():
                 failures.setdefault(i, []).extend(more)
                 if spike is not None:
@@ -814,6 +844,7 @@ class SeriesBucket:
         values: list[DataValue],
         raws: list[RawValue],
         decide: Decider,
+        incoming: npt.NDArray[np.float64] | None,
     ) -> _Pairs | None:
         """The points (by index) whose new value joins one other source's clean value, the same
         other source for all, where reconciling the two and settling the candidate are proven
@@ -836,8 +867,8 @@ class SeriesBucket:
         mine_texts = cast(list[str], [raws[i] for i in found])
         their_figures = list(map(Decimal, theirs))
         their_texts = list(map(str, their_figures))
-        mine = np.fromiter(map(float, mine_texts), np.float64, len(found))
-        their = np.fromiter(map(float, theirs), np.float64, len(found))
+        mine = text_floats(mine_texts) if incoming is None else incoming[found]
+        their = text_floats(theirs)
         mine_first = first == source_id
         first_f, other_f = (mine, their) if mine_first else (their, mine)
         proven = close_proven(other_f, first_f, policy)
@@ -851,31 +882,33 @@ class SeriesBucket:
         if decide.quantum is not None:
             figures = list(map(decide.rounded_figure, cast(list[Decimal], figures)))
             chosen = list(map(str, figures))
-            chosen_f = np.fromiter(map(float, chosen), np.float64, len(found))
+            chosen_f = text_floats(chosen)
         firsts = [False] * len(found)
         if status is PointStatus.PUBLISHED:
             # The official version a candidate may move: none (a first one), a manual one (it
             # stays), the candidate's very value, or one to compare with in floats.
-            currents = self.officials.rows([snaps[i] for i in found])
-            firsts = [current is None for current in currents]
-            compared = [
-                c is not None and not c.manual and c.raw != text
-                for c, text in zip(currents, chosen, strict=True)
-            ]
-            if any(compared):
+            # Read from the columns: no Official made per point.
+            officials = self.officials
+            pos, known = officials.locate([snaps[i] for i in found])
+            firsts = (~known).tolist()
+            at = np.flatnonzero(known)
+            current = officials.field("raw")[pos[at]]
+            automatic = ~officials.field("manual")[pos[at]].astype(bool)
+            moved = automatic & (current != _objects(chosen, len(chosen))[at])
+            if moved.any():
                 versus = [
-                    float(c.raw) if isinstance(c.raw, str) else np.nan
-                    for c, x in zip(currents, compared, strict=True)
-                    if c is not None and x
+                    float(raw) if isinstance(raw, str) else np.nan
+                    for raw in current[moved].tolist()
                 ]
-                at = np.array(compared)
-                proven[at] &= close_proven(chosen_f[at], np.array(versus), policy)
+                compared = at[moved]
+                proven[compared] &= close_proven(chosen_f[compared], np.array(versus), policy)
         if not proven.all():
             keep = np.flatnonzero(proven).tolist()
             if not keep:
                 return None
             found, figures = [found[k] for k in keep], [figures[k] for k in keep]
             chosen, firsts = [chosen[k] for k in keep], [firsts[k] for k in keep]
+            chosen_f = chosen_f[keep]
             mine_texts, their_texts = [mine_texts[k] for k in keep], [their_texts[k] for k in keep]
         # The figures each source contributed, as the per-point decisions write them.
         ranked = (mine_texts, their_texts) if mine_first else (their_texts, mine_texts)
@@ -884,7 +917,16 @@ class SeriesBucket:
         else:
             contributions = [{first: a, second: b} for a, b in zip(*ranked, strict=True)]
         return _Pairs.of(
-            found, len(snaps), method.value, sources, status, figures, chosen, contributions, firsts
+            found,
+            len(snaps),
+            method.value,
+            sources,
+            status,
+            figures,
+            chosen,
+            contributions,
+            firsts,
+            chosen_f.tolist(),
         )
 
     def _other_values(self, source_id: str, snaps: list[int]) -> tuple[str, list[int], list[str]]:
@@ -1581,25 +1623,26 @@ def _check_history(
     floor_us: int,
     snaps: list[int],
     values: list[DataValue],
+    floats: npt.NDArray[np.float64],
     rules: ValidationRules,
     windows: list[JumpWindow | None] | None,
 ) -> dict[int, _History]:
     """The look-back rules of each value (by index) that fails one. The timeline holds the
     received figures of the points being decided already: the previous of each value are
     those before it, whichever command decided them. A float screen of the whole batch
-    spares the exact rules every value it proves clean. `windows`: the jump window of each
-    value (None: the series has none)."""
+    (`floats`: of the values' figures) spares the exact rules every value it proves clean.
+    `windows`: the jump window of each value (None: the series has none)."""
     checked = [
         (i, figure) for i, value in enumerate(values) if (figure := value.number) is not None
     ]
     known = timeline.snaps
     lo = max(bisect.bisect_left(known, floor_us), bisect.bisect_left(known, snaps[0]) - back)
     hi = bisect.bisect_left(known, snaps[-1])
-    at = np.array([snaps[i] for i, _ in checked], dtype=np.int64)
+    at = snap_array([snaps[i] for i, _ in checked])
     suspects = history_suspects(
-        [figure for _, figure in checked],
-        [p.figure for p in timeline.points[lo:hi]],
-        np.searchsorted(np.array(known[lo:hi], dtype=np.int64), at).tolist(),
+        floats[[i for i, _ in checked]],
+        np.fromiter((p.approx for p in timeline.points[lo:hi]), np.float64, hi - lo),
+        np.searchsorted(snap_array(known[lo:hi]), at),
         back,
         rules,
         None if windows is None else [_multiplier(windows[i]) for i, _ in checked],
@@ -1635,6 +1678,20 @@ def _check_cross_series(
     return out
 
 
+def _value_floats(
+    values: Sequence[DataValue], raws: Sequence[RawValue] | None
+) -> npt.NDArray[np.float64]:
+    """`figure_floats` of the values' figures (NaN where a value has none); `raws`: their
+    encoded forms, when at hand: a scalar's is its figure's text, cheaper to read as a
+    float than the figure."""
+    if raws is not None and all(type(raw) is str for raw in raws):
+        return text_floats(cast(Sequence[str], raws))
+    return np.array(
+        [math.nan if (figure := value.number) is None else approx(figure) for value in values],
+        dtype=np.float64,
+    )
+
+
 def _multiplier(window: JumpWindow | None) -> Decimal:
     return Decimal(1) if window is None else window.multiplier
 
@@ -1651,6 +1708,7 @@ class _Pairs(NamedTuple):
     values: list[str | None]  # the chosen value, encoded
     contributions: list[dict[str, str] | None]
     firsts: list[bool]  # the candidate makes a first official version
+    floats: list[float]  # the received figure's, for the float screen (NaN: none)
 
     @classmethod
     def of(
@@ -1665,14 +1723,16 @@ class _Pairs(NamedTuple):
         """From `columns` of the `points` alone (ascending), of a command of `n` points."""
         if len(points) < n:
             spread = []
-            for column, empty in zip(columns, (None, None, None, False), strict=True):
+            for column, empty in zip(columns, (None, None, None, False, math.nan), strict=True):
                 full = [empty] * n
                 for i, value in zip(points, column, strict=True):
                     full[i] = value
                 spread.append(full)
             columns = tuple(spread)
-        figures, values, contributions, firsts = columns
-        return cls(set(points), method, sources, status, figures, values, contributions, firsts)
+        figures, values, contributions, firsts, floats = columns
+        return cls(
+            set(points), method, sources, status, figures, values, contributions, firsts, floats
+        )
 
 
 class _Batch(NamedTuple):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from qis_domain.definitions import ValidationRules
-from qis_domain.rules import Received, check_history, check_spike, history_suspects
+from qis_domain.rules import Received, check_history, check_spike, figure_floats, history_suspects
 
 BACK = 21  # what the richest rules below look back at (a z-score window of 20, plus one)
 
@@ -42,7 +42,9 @@ def exact_flags(figure: Decimal, previous: list[Decimal], r: ValidationRules) ->
 def unsound(series: list[Decimal], r: ValidationRules) -> list[int]:
     """The values of `series` (each compared with the ones before it) the screen proves clean
     although the exact rules flag them."""
-    suspects = history_suspects(series, series, list(range(len(series))), BACK, r)
+    suspects = history_suspects(
+        figure_floats(series), figure_floats(series), list(range(len(series))), BACK, r
+    )
     return [
         i
         for i, suspect in enumerate(suspects.tolist())
@@ -119,7 +121,9 @@ def test_a_zscore_floats_put_on_the_wrong_side_is_left_to_the_exact_rule(
 def test_a_smooth_series_is_mostly_proven_clean() -> None:
     series = [Decimal(100) + Decimal(i % 7) / 10 + Decimal(i % 3) / 100 for i in range(500)]
     r = rules()
-    suspects = history_suspects(series, series, list(range(len(series))), BACK, r)
+    suspects = history_suspects(
+        figure_floats(series), figure_floats(series), list(range(len(series))), BACK, r
+    )
     flagged = [i for i in range(len(series)) if exact_flags(series[i], series[:i][-BACK:], r)]
     assert int(suspects.sum()) <= len(flagged) + len(series) // 50
 
@@ -128,5 +132,7 @@ def test_a_figure_no_float_stands_for_is_left_to_the_exact_rules() -> None:
     """1e-400 is no float: it underflows to 0, a previous figure the jump rule skips, yet the
     exact rule does not skip it. The screen leaves both values to the exact rules."""
     series = [Decimal("1e-400"), Decimal(1)]
-    suspects = history_suspects(series, series, [0, 1], BACK, rules(jump="8", spike=None))
+    suspects = history_suspects(
+        figure_floats(series), figure_floats(series), [0, 1], BACK, rules(jump="8", spike=None)
+    )
     assert suspects.tolist() == [True, True]

@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from qis_domain.definitions import SeriesDefinition, ValidationRules
 from qis_domain.events import SeriesDefined
-from qis_domain.rules import Received, check_history, history_suspects
+from qis_domain.rules import Received, check_history, figure_floats, history_suspects
 from qis_domain.values import Price
 
 from tests.unit.domain.test_domain_quality_workflow import (
@@ -126,7 +126,9 @@ limits = st.sampled_from([None, "0.25", "0.35", "1", "8"])
 
 def unsound(series_: list[Decimal], rules: ValidationRules) -> list[int]:
     """Values the screen proves clean although the exact rule flags them."""
-    suspects = history_suspects(series_, series_, list(range(len(series_))), 1, rules)
+    suspects = history_suspects(
+        figure_floats(series_), figure_floats(series_), list(range(len(series_))), 1, rules
+    )
     received = [Received(s, f, ("a",)) for s, f in enumerate(series_)]
     return [
         i
@@ -149,5 +151,7 @@ def test_what_the_screen_clears_the_band_passes(
 
 def test_the_screen_still_clears_quiet_moves_within_the_band() -> None:
     series_ = [D(100) + D(i % 5) / 100 for i in range(200)]  # moves within +/- 0.04 %
-    suspects = history_suspects(series_, series_, list(range(200)), 1, band("0.35", "0.25"))
+    suspects = history_suspects(
+        figure_floats(series_), figure_floats(series_), list(range(200)), 1, band("0.35", "0.25")
+    )
     assert not suspects.any()

@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from qis_domain.definitions import JumpWindow, ValidationRules
-from qis_domain.rules import Received, check_history, history_suspects
+from qis_domain.rules import Received, check_history, figure_floats, history_suspects
 from qis_domain.snaps import parse_snap
 from qis_domain.values import Price
 
@@ -122,7 +122,9 @@ def test_what_the_screen_clears_the_scaled_rule_passes(
     values = [v for v, _ in rows]
     rules = ValidationRules(max_jump_percent=D(jump))
     factors = [m for _, m in rows]
-    suspects = history_suspects(values, values, list(range(len(values))), 1, rules, factors)
+    suspects = history_suspects(
+        figure_floats(values), figure_floats(values), list(range(len(values))), 1, rules, factors
+    )
     received = [Received(s, f, ("a",)) for s, f in enumerate(values)]
     for i, suspect in enumerate(suspects.tolist()):
         window = JumpWindow(start_s=0, end_s=60, multiplier=factors[i])
