@@ -4,12 +4,15 @@ point on its own (value_from_proto and the snap's checks), whatever the batch ho
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from qis.data.v1 import values_pb2
 from qis_adapters.proto import values as values_module
+from qis_adapters.proto.columns import made
 from qis_adapters.proto.times import required_snap_micros, utc_offset_from_proto
 from qis_adapters.proto.values import points_from_proto, value_from_proto
 from qis_domain import bounds
@@ -102,3 +105,19 @@ def test_a_batch_of_good_prices_is_read_without_a_call_per_point(
     assert [repr(v) for _, v in got] == [
         f"Price(value=Decimal('{i}.5'), currency='USD')" for i in range(5)
     ]
+
+
+def test_values_are_made_column_wise_only_when_they_check_nothing() -> None:
+    """`made` skips a class's __init__: a value that checks itself in __post_init__ is refused
+    with a TypeError (an assert, stripped by python -O, let it through unchecked)."""
+
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        amount: int
+
+        def __post_init__(self) -> None:
+            if self.amount < 0:
+                raise ValueError("negative")
+
+    with pytest.raises(TypeError, match="Checked checks what it is made of"):
+        made(Checked, 1, [-1])

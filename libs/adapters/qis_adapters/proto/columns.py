@@ -100,7 +100,8 @@ def made(cls: type[_V], n: int, *fields: Iterable[Any]) -> list[_V]:
     """`n` instances of `cls`, a frozen slots dataclass without __post_init__ (a value), from
     a column per field: each field is set for every row by its slot's setter, mapped in C,
     where the generated __init__ is a Python call per row (a Price 0.43 us, this 0.17)."""
-    assert not hasattr(cls, "__post_init__"), f"{cls.__name__} checks what it is made of"
+    if hasattr(cls, "__post_init__"):  # not an assert: -O must not skip a value's own checks
+        raise TypeError(f"{cls.__name__} checks what it is made of: build it by its __init__")
     out: list[_V] = list(map(object.__new__, repeat(cls, n)))
     for field, column in zip(dataclasses.fields(cls), fields, strict=True):  # type: ignore[arg-type]
         deque(map(getattr(cls, field.name).__set__, out, column), 0)

@@ -86,7 +86,10 @@ def points_from_proto(
 def _good_prices(points: Sequence[values_pb2.DataPoint]) -> list[tuple[Snap, DataValue]] | None:
     """The points, if every one is a price with a snap and value `points_from_proto` takes as
     they are (checked over each column's distinct values, which are few but for snaps and
-    prices); None if any is not."""
+    prices); None if any is not. The first point's kind rules out other batches (volumes,
+    bars, structures) before any column is read."""
+    if points and points[0].value.WhichOneof("kind") != "price":
+        return None
     rows = [
         (
             p.HasField("snap_time"),
