@@ -324,7 +324,8 @@ def select(rows: pa.Table, as_of: AsOf, start_us: int, end_us: int) -> pa.Table:
     first, last = np.searchsorted(snaps, [start_us, end_us], side="left")
     rows = rows.slice(first, last - first)
     ends = rows.column("position_to")
-    all_open = pc.min(ends).as_py() in (OPEN_END, None)  # OPEN_END: the greatest int64
+    # OPEN_END is the greatest int64; numpy's min costs a third of a compute call's here.
+    all_open = bool(ends.to_numpy().min(initial=OPEN_END) == OPEN_END)
     match as_of:
         case Latest():
             if all_open:

@@ -25,8 +25,8 @@ row per node: `snap_time`, `tenor` (string), `coordinate` (surfaces only) and `v
 decimal128(38, 18)), then the snap's `version` ... `flags`, repeated on each of its nodes' rows.
 Options chains and corporate actions are refused by name. It is QueryRange's answer for the same
 range and as-of, read through the same use case (qis_query.application.export), without its
-per-call limit: one DoGet streams the whole range, a page of at most 10,000 points in memory
-at a time.
+per-call limit: one DoGet streams the whole range in pages of at most 10,000 points, at most
+three in memory at a time (the one being sent, two read ahead).
 
 **Identity** is proven as on the gRPC port, by the same authenticator objects (QIS_AUTH): an
 `x-qis-user` header (dev), `authorization: Bearer <JWT>` (jwt), a client certificate (mtls), read
@@ -71,9 +71,11 @@ the same message.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
+import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -131,6 +133,8 @@ CERTIFIED_CLIENT = "client-certificate"
 LOOP_TIMEOUT_S = 60.0
 """The longest a Flight thread waits for the query loop to answer one step (authenticating,
 opening the export, reading a page); beyond it the call ends UNAVAILABLE."""
+READ_AHEAD = 2
+"""Pages of an export read ahead of the one being sent (each at most MAX_RANGE_PAGE points)."""
 
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _FLIGHT_ERRORS: dict[grpc.StatusCode, type[fl.FlightError]] = {
@@ -472,11 +476,11 @@ class QueryFlight:
             return _refusing_stream(status_for(error))
         log.debug("Flight export of %d series for %s", len(export.series), who.caller.user_id)
         builder = BatchBuilder(export.series, export.columns, export.read_position)
-        outcomes = self._outcomes(loop, context, builder, _Prefetched(export.pages))
+        outcomes = self._outcomes(context, builder, _ReadAhead(loop, export.pages))
         # What runs where. pyarrow's reader pulls the next batch from C++ with the GIL held:
-        # waiting for the loop's page (GIL released while blocked), then making its batches
-        # from the page's columns (a few Arrow kernels, which release the GIL as they run; no
-        # Python object per value).
+        # taking the page the loop read ahead (waiting, if it is not read yet, with the GIL
+        # released), then making its batches from the page's columns (a few Arrow kernels, which
+        # release the GIL as they run; no Python object per value).
         # Everything after that pull runs in C++ without the GIL: IPC encoding of the batch,
         # gRPC framing and the socket writes, and waiting on a slow client's flow control. So
         # one busy export holds the GIL only while a page is made, never while it is sent.
@@ -495,11 +499,7 @@ class QueryFlight:
         return await open_export(self._queries, request)
 
     def _outcomes(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        context: fl.ServerCallContext,
-        builder: BatchBuilder,
-        pages: _Prefetched,
+        self, context: fl.ServerCallContext, builder: BatchBuilder, pages: _ReadAhead
     ) -> Iterator[asyncio.Future[pa.RecordBatch]]:
         """Each batch as a done future, a failure as the last one (see _results); never
         raises. The pages are closed on the loop however the stream ends."""
@@ -508,7 +508,7 @@ class QueryFlight:
                 try:
                     if self._stopping.is_set():
                         raise _Stopping
-                    page = _on_loop(loop, pages.next())
+                    page = pages.next()
                     if page is None or context.is_cancelled():
                         return
                     batches = builder.batches(page)
@@ -518,10 +518,7 @@ class QueryFlight:
                 for batch in batches:
                     yield _done(batch)
         finally:
-            # Not waited for: this may run wherever the reader is let go of. A loop already
-            # closed (the process is exiting) has nothing left to close.
-            with contextlib.suppress(RuntimeError):
-                asyncio.run_coroutine_threadsafe(pages.close(), loop)
+            pages.close()
 
 
 class _Stopping(RetryLater):
@@ -646,33 +643,55 @@ def _failed_with(error: Exception) -> asyncio.Future[pa.RecordBatch]:
     return future
 
 
-class _Prefetched:
-    """The export's pages, each read on the loop while the Flight thread makes the one before
-    into batches: a page's SQLite read runs in the store's thread, mostly outside the GIL. At
-    most two pages are held: the one being made, and the next."""
+class _ReadAhead:
+    """The export's pages, read on the loop by one task up to READ_AHEAD pages ahead of the
+    Flight thread that takes them: the loop reads on (SQLite reads in the store's thread and
+    LZ4 decoding, mostly outside the GIL) while the Flight thread makes and sends the pages
+    before, and a page that is ready is taken without a call to the loop. The reading starts
+    with the first page taken: a stream that pyarrow never pulls from (its client went away
+    before) leaves no task behind."""
 
-    def __init__(self, pages: AsyncIterator[ExportPage]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pages: AsyncIterator[ExportPage]) -> None:
+        self._loop = loop
         self._pages = pages
-        self._ahead: asyncio.Future[ExportPage | None] | None = None
+        self._ready: queue.SimpleQueue[ExportPage | Exception | None] = queue.SimpleQueue()
+        self._room = asyncio.Semaphore(READ_AHEAD)
+        self._reading: concurrent.futures.Future[None] | None = None
 
-    async def next(self) -> ExportPage | None:
-        """The next page (its read's failure, raised here), None after the last."""
-        ahead = self._ahead or asyncio.ensure_future(anext(self._pages, None))
-        self._ahead = None
-        page = await ahead
-        if page is not None:
-            self._ahead = asyncio.ensure_future(anext(self._pages, None))
+    async def _read(self) -> None:
+        try:
+            while True:
+                await self._room.acquire()
+                page = await anext(self._pages, None)
+                self._ready.put(page)
+                if page is None:
+                    return
+        except Exception as error:  # handed to the Flight thread, which ends the stream
+            self._ready.put(error)
+        finally:
+            close = getattr(self._pages, "aclose", None)
+            if close is not None:
+                await close()
+
+    def next(self) -> ExportPage | None:
+        """The next page (its read's failure, raised here), None after the last; on the
+        Flight thread."""
+        if self._reading is None:
+            self._reading = asyncio.run_coroutine_threadsafe(self._read(), self._loop)
+        try:
+            page = self._ready.get(timeout=LOOP_TIMEOUT_S)
+        except queue.Empty:
+            raise _LoopTimeout from None
+        if isinstance(page, Exception):
+            raise page
+        self._loop.call_soon_threadsafe(self._room.release)
         return page
 
-    async def close(self) -> None:
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            ahead.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await ahead  # its failure, if any, no longer matters
-        close = getattr(self._pages, "aclose", None)
-        if close is not None:
-            await close()
+    def close(self) -> None:
+        """Stops the reading, wherever the reader is let go of; not waited for. A loop
+        already closed (the process is exiting) has nothing left to stop."""
+        if self._reading is not None and not self._loop.is_closed():
+            self._reading.cancel()
 
 
 def _settle(done: asyncio.Future[None]) -> None:

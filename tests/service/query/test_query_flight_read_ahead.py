@@ -1,0 +1,121 @@
+"""The Flight endpoint's read-ahead of an export's pages (qis_query.entrypoints.flight): the
+query loop reads at most READ_AHEAD pages ahead of those the Flight thread took, hands them over
+in order with the end or the read's failure last, and stops reading and closes the pages when
+the stream is let go of.
+
+The loop runs in its own thread, as qis-query's does; the test is the Flight thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pyarrow as pa
+import pytest
+from qis_query.application.export import ExportPage
+from qis_query.entrypoints.flight import READ_AHEAD, _ReadAhead
+
+PAGES = READ_AHEAD + 4
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+class Pages:
+    """An export's pages, counting those read, remembering whether they were closed; the page
+    `fail_at` (if any) fails to read."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.read = 0
+        self.closed = threading.Event()
+        self._fail_at = fail_at
+
+    async def pages(self) -> AsyncIterator[ExportPage]:
+        try:
+            for index in range(PAGES):
+                if index == self._fail_at:
+                    raise ConnectionError("the read store went away")
+                self.read += 1
+                yield ExportPage(0, pa.table({"snap_us": [index]}))
+        finally:
+            self.closed.set()
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "not within 5 s"
+        time.sleep(0.005)
+
+
+def snaps(page: ExportPage | None) -> list[int]:
+    assert page is not None
+    return list(page.rows.column("snap_us").to_pylist())
+
+
+def settle() -> None:
+    """Time for the loop to read further, were it not held back."""
+    time.sleep(0.1)
+
+
+def test_the_loop_reads_at_most_read_ahead_pages_ahead_of_those_taken(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    source = Pages()
+    ahead = _ReadAhead(loop, source.pages())
+    assert snaps(ahead.next()) == [0]
+    wait_for(lambda: source.read == 1 + READ_AHEAD)
+    settle()
+    assert source.read == 1 + READ_AHEAD
+    assert snaps(ahead.next()) == [1]
+    wait_for(lambda: source.read == 2 + READ_AHEAD)
+    settle()
+    assert source.read == 2 + READ_AHEAD
+    rest = []
+    while (page := ahead.next()) is not None:
+        rest.extend(snaps(page))
+    assert rest == list(range(2, PAGES))
+    assert source.closed.wait(5)
+
+
+def test_a_failed_read_is_raised_after_the_pages_before_it(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    source = Pages(fail_at=1)
+    ahead = _ReadAhead(loop, source.pages())
+    assert snaps(ahead.next()) == [0]
+    with pytest.raises(ConnectionError, match="the read store went away"):
+        ahead.next()
+    assert source.closed.wait(5)
+
+
+def test_a_stream_never_pulled_from_reads_nothing(loop: asyncio.AbstractEventLoop) -> None:
+    source = Pages()
+    ahead = _ReadAhead(loop, source.pages())
+    settle()
+    ahead.close()
+    settle()
+    assert source.read == 0
+
+
+def test_letting_go_stops_the_reading_and_closes_the_pages(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    source = Pages()
+    ahead = _ReadAhead(loop, source.pages())
+    assert ahead.next() is not None
+    wait_for(lambda: source.read == READ_AHEAD + 1)
+    ahead.close()  # the client went away: the reading waits for room it will never get
+    assert source.closed.wait(5)
+    settle()
+    assert source.read == READ_AHEAD + 1
