@@ -54,6 +54,7 @@ from qis_projector.application.segments import SegmentBuilder, add_segments
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.limits import QueryLimits
+from qis_query.application.ranges import RangePage
 from qis_query.entrypoints import columns as column_view
 from qis_query.entrypoints import mapping
 from qis_query.entrypoints.grpc_service import QueryService
@@ -569,7 +570,9 @@ def test_any_encoding_of_a_stored_value_reads_as_protobuf_reads_it(
     points = [mapping.official_value(NAME, v) for v in versions]
     columns = pb.OfficialValueColumns()
     shape = column_view.ValueLayout(column_view.Case(series_kind.case), series_kind.unit)
-    columns.MergeFromString(column_view.serialised(segments.rows_from_versions(versions), shape))
+    columns.MergeFromString(
+        column_view.Pages(shape)(RangePage(segments.rows_from_versions(versions), ""))
+    )
     assert column_rows(columns, series_kind.case) == point_rows(points, NAME, series_kind.unit)
     readable = all(
         meaning(p.value, series_kind.unit)[0] == kind
@@ -719,6 +722,8 @@ def test_a_series_without_a_data_type_answers_in_other() -> None:
     assert column_view.layout(entry) == column_view.ValueLayout(column_view.Case.OTHER, "USD")
     columns = pb.OfficialValueColumns()
     columns.MergeFromString(
-        column_view.serialised(segments.rows_from_versions([VERSION]), column_view.layout(entry))
+        column_view.Pages(column_view.layout(entry))(
+            RangePage(segments.rows_from_versions([VERSION]), "")
+        )
     )
     assert [v.price.value for v in columns.other.values] == ["101.25"]

@@ -4,7 +4,7 @@
   same packed numbers and repeated strings, for any int64, any double and any text, from
   sliced Arrow arrays too;
 - the columnar view built from a few per-point records (GetValues, `fill_versions`) is the one
-  built from their Arrow rows (`serialised`), and both are the plain construction the view had
+  built from their Arrow rows (`Pages`), and both are the plain construction the view had
   before it was serialised from buffers (one `extend` per column, written out here);
 - an Arrow export's page spanning several segments streams as their batches, uncopied.
 (That the columns and Flight answer what the per-point view answers is test_query_columns.py's
@@ -27,6 +27,7 @@ from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import OPEN_END, OfficialVersion
 from qis_query.application import export
 from qis_query.application.arrow_batches import BatchBuilder
+from qis_query.application.ranges import RangePage
 from qis_query.entrypoints import columns as column_view
 from qis_query.entrypoints import wire
 
@@ -48,7 +49,7 @@ texts = st.text(max_size=200)
 def assert_protobufs_own_varints(values: list[int]) -> None:
     expected = pb.OfficialValueColumns(snap_time_micros=values).SerializeToString()
     tag = wire.tag(pb.OfficialValueColumns.SNAP_TIME_MICROS_FIELD_NUMBER)
-    assert wire.packed(tag, wire.varints(np.array(values, dtype=np.int64))) == expected
+    assert wire.packed(tag, wire.varints(np.array(values, dtype=np.int64)).data) == expected
 
 
 @PROPERTY
@@ -76,7 +77,7 @@ def test_packed_varints_of_each_shape_are_protobufs_own_bytes(values: list[int])
 def test_packed_doubles_are_protobufs_own_bytes(values: list[float]) -> None:
     expected = pb.OfficialValueColumns(quality_scores=values).SerializeToString()
     tag = wire.tag(pb.OfficialValueColumns.QUALITY_SCORES_FIELD_NUMBER)
-    assert wire.packed(tag, wire.doubles(np.array(values, dtype=np.float64))) == expected
+    assert wire.packed(tag, wire.doubles(np.array(values, dtype=np.float64)).data) == expected
 
 
 @PROPERTY
@@ -86,7 +87,7 @@ def test_repeated_strings_are_protobufs_own_bytes(values: list[str], cut: int, k
     padded = ["before"] * cut + values + ["after"] * keep
     array = pa.array(padded, pa.string()).slice(cut, len(values))
     expected = values_pb2.DecimalColumn(texts=values).SerializeToString()
-    assert wire.strings(wire.TEXT, array) == expected
+    assert wire.strings(wire.TEXT, array).data == expected
 
 
 @PROPERTY
@@ -99,7 +100,7 @@ def test_repeated_strings_of_one_length_are_protobufs_own_bytes(
     values = data.draw(st.lists(same, min_size=1, max_size=20))
     array = pa.array(["x", *values], pa.string()).slice(1)
     expected = values_pb2.DecimalColumn(texts=values).SerializeToString()
-    assert wire.strings(wire.TEXT, array) == expected
+    assert wire.strings(wire.TEXT, array).data == expected
 
 
 # --- GetValues' columns from per-point records ----------------------------------------------
@@ -158,7 +159,9 @@ def test_columns_from_records_are_those_from_rows_and_the_plain_ones(
     from_records = pb.OfficialValueColumns()
     column_view.fill_versions(from_records, chosen, shape)
     from_rows = pb.OfficialValueColumns()
-    from_rows.MergeFromString(column_view.serialised(segments.rows_from_versions(chosen), shape))
+    from_rows.MergeFromString(
+        column_view.Pages(shape)(RangePage(segments.rows_from_versions(chosen), ""))
+    )
     assert from_records == from_rows
     assert from_records.SerializeToString() == plain_columns(chosen, shape)
 

@@ -46,7 +46,7 @@ def test_strings_are_the_repeated_field_protobuf_writes(
     column = page[1]
     contiguous = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     expected = values_pb2.DecimalColumn(texts=rows).SerializeToString()
-    assert wire.strings(wire.TEXT, contiguous) == expected
+    assert wire.strings(wire.TEXT, contiguous).data == expected
     if rows:
         lengths = {len(r) for r in rows}
         same = wire.one_length(contiguous)

@@ -49,6 +49,10 @@ class RangeQuery:
 class RangePage:
     rows: pa.Table  # qis_adapters.readstore.segments rows, ascending by snap
     next_page_token: str  # "" on the last page
+    block: pa.Table | None = None
+    """The rows read ahead that `rows` were sliced from, from row `start` on, the same table for
+    the pages cut from it (an encoder of pages encodes it once); None: `rows` themselves."""
+    start: int = 0
 
 
 Fetch = Callable[[int, int, int], Awaitable[list[OfficialVersion]]]
@@ -112,22 +116,30 @@ async def pages(
     if wanted is not None and nodes is not None:
         wanted |= {"value"}
     token = paging.range_tokens(query)
+    paged = 0  # rows of pending[0] already in pages
     async for rows in _rows(reader, query, start, bucket_span_us, wanted):
+        if paged:
+            pending, paged = [pending[0].slice(paged)], 0
         pending.append(rows)
         count += rows.num_rows
         if nodes is not None:
             nodes = np.concatenate([nodes, node_counts(rows.column("value"))])
         while size := _full_page(count, min(page_size, left), nodes, nodes_per_page):
-            table = pending[0] if len(pending) == 1 else pa.concat_tables(pending)
-            page = table.slice(0, size)
-            yield RangePage(page, token(_last_snap(page)))
+            if len(pending) > 1:
+                pending = [pa.concat_tables(pending)]
+            page = pending[0].slice(paged, size)
+            yield RangePage(page, token(_last_snap(page)), pending[0], paged)
             left -= size
             if not left:
                 return
-            pending = [table.slice(size)]
+            paged += size
             count -= size
             nodes = None if nodes is None else nodes[size:]
-    yield RangePage(pa.concat_tables(pending) if pending else _project(segments.EMPTY, wanted), "")
+    if not pending:
+        yield RangePage(_project(segments.EMPTY, wanted), "")
+        return
+    table = pa.concat_tables(pending)
+    yield RangePage(table.slice(paged), "", table, paged)
 
 
 def _full_page(

@@ -1,10 +1,10 @@
 """Official values in columns (qis.data.v1.OfficialValueColumns, VALUE_VIEW_COLUMNS): row i of
 every column is the OfficialValue the per-point view would carry at index i. The message is
 serialised column by column (qis_query.entrypoints.wire), byte for byte as protobuf would: a
-range's Arrow rows (`serialised`, sent as they are by grpc_service.add_to_server) from their
-buffers in vectorised steps, the few records of a GetValues answer (`fill_versions`, parsed by
-protobuf in one call) value by value, without Arrow (building Arrow arrays costs more than a
-few rows' worth of Python).
+range's pages (`Pages`, sent as they are by grpc_service.add_to_server) from their rows'
+buffers in vectorised steps, the rows read ahead encoded once for the pages cut from them; the
+few records of a GetValues answer (`fill_versions`, parsed by protobuf in one call) value by
+value, without Arrow (building Arrow arrays costs more than a few rows' worth of Python).
 
 Values are the decimal strings of the stored DataValues, exactly as the per-point view carries
 them: the read model's rows hold them in columns (qis_adapters.readstore.segments).
@@ -40,6 +40,7 @@ from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import OPEN_END, OfficialVersion, SeriesEntry
 
 from qis_query.application.export import structure_nodes
+from qis_query.application.ranges import RangePage
 from qis_query.entrypoints import wire
 
 
@@ -120,7 +121,8 @@ class _Columns:
     record_positions: Ints
     supersede_positions: Ints
     methods: Texts
-    flag_counts: Ints
+    flag_offsets: Ints
+    """Where each row's flags start in `flags`, and where the last's end."""
     flags: Texts
     value: Callable[[str], Texts]
     """A value column by name: kind, text, unit, open, high, low, close, bar_volume
@@ -142,62 +144,88 @@ READ = frozenset(
         *segments.value_columns([]),  # kind, text, unit and the bars' texts
     }
 )
-"""The columns of the segments' rows `serialised` reads, whatever the values' case."""
+"""The columns of the segments' rows `Pages` reads, whatever the values' case."""
 
 
-def serialised(rows: pa.Table, shape: ValueLayout) -> bytes:
-    """`rows` (qis_adapters.readstore.segments rows) in columns, serialised byte for byte as
-    protobuf serialises the message: every column, and the values' case, present even when
-    there are no rows. Each column is encoded from its Arrow buffers; no value is parsed or
-    built per row."""
+class Pages:
+    """Range pages (qis_query.application.ranges.RangePage) in columns, each serialised byte for
+    byte as protobuf serialises the message: every column, and the values' case, present even
+    when there are no rows. The rows a page was sliced from (its block: the rows read ahead)
+    are encoded from their Arrow buffers once for as many whole pages of its size as the block
+    holds from it, and the next pages cut out of these; no value is parsed or built per row.
+    (Only the whole pages: rows left over are read ahead again with the next segment, in
+    another block.)"""
+
+    def __init__(self, shape: ValueLayout) -> None:
+        self._shape = shape
+        self._block: pa.Table | None = None
+        self._first = 0
+        self._encoded: _Encoded | None = None
+
+    def __call__(self, page: RangePage) -> bytes:
+        block = page.rows if page.block is None else page.block
+        count = page.rows.num_rows
+        start = page.start - self._first
+        encoded = self._encoded
+        if (
+            encoded is None
+            or block is not self._block
+            or start < 0
+            or start + count > encoded.count
+        ):
+            whole = max(count, (block.num_rows - page.start) // count * count if count else 0)
+            encoded = _encoded(_from_rows(block.slice(page.start, whole)), self._shape)
+            self._block, self._first, self._encoded, start = block, page.start, encoded, 0
+        return encoded.page(start, start + count, page.rows.column)
+
+
+def _from_rows(rows: pa.Table) -> _Columns:
+    """The columns of segments' `rows` as numpy and Arrow arrays."""
     flags = _contiguous(rows.column("flags"))
     flag_offsets = flags.offsets.to_numpy()
     first_flag, end_flag = int(flag_offsets[0]), int(flag_offsets[-1])
     superseded = _numbers(rows, "position_to")
-    return _serialised(
-        _Columns(
-            snaps=_numbers(rows, "snap_us"),
-            versions=_numbers(rows, "version"),
-            quality_scores=_numbers(rows, "quality_score"),
-            record_times=_numbers(rows, "recorded_from_us"),
-            record_positions=_numbers(rows, "position_from"),
-            supersede_positions=np.where(superseded == OPEN_END, 0, superseded),
-            methods=rows.column("method"),
-            flag_counts=np.diff(flag_offsets),
-            # The rows' flags in the list's values (no list is null): flatten() is an Arrow
-            # kernel call, twice the cost.
-            flags=flags.values.slice(first_flag, end_flag - first_flag),
-            value=rows.column,
-        ),
-        shape,
+    return _Columns(
+        snaps=_numbers(rows, "snap_us"),
+        versions=_numbers(rows, "version"),
+        quality_scores=_numbers(rows, "quality_score"),
+        record_times=_numbers(rows, "recorded_from_us"),
+        record_positions=_numbers(rows, "position_from"),
+        supersede_positions=np.where(superseded == OPEN_END, 0, superseded),
+        methods=rows.column("method"),
+        flag_offsets=flag_offsets - first_flag,
+        # The rows' flags in the list's values (no list is null): flatten() is an Arrow
+        # kernel call, twice the cost.
+        flags=flags.values.slice(first_flag, end_flag - first_flag),
+        value=rows.column,
     )
 
 
 def fill_versions(
     out: pb.OfficialValueColumns, versions: Sequence[OfficialVersion], shape: ValueLayout
 ) -> None:
-    """`serialised` for the few per-point records of a GetValues answer: the same message, built
-    from the records' fields without making Arrow rows of them."""
+    """The columns of the few per-point records of a GetValues answer: the message `Pages`
+    sends, built from the records' fields without making Arrow rows of them, and parsed by
+    protobuf in one call."""
     values = segments.value_columns([v.value for v in versions])
     values["value"] = [v.value for v in versions]
-    _put(
-        out,
-        _Columns(
-            snaps=[v.snap_us for v in versions],
-            versions=[v.version for v in versions],
-            quality_scores=[v.quality_score for v in versions],
-            record_times=[v.recorded_from_us for v in versions],
-            record_positions=[v.position_from for v in versions],
-            supersede_positions=[
-                0 if v.position_to == OPEN_END else v.position_to for v in versions
-            ],
-            methods=[v.method for v in versions],
-            flag_counts=[len(v.flags) for v in versions],
-            flags=[f for v in versions for f in v.flags],
-            value=lambda name: cast(Sequence[str], values[name]),
-        ),
-        shape,
+    flag_offsets = [0]
+    for v in versions:
+        flag_offsets.append(flag_offsets[-1] + len(v.flags))
+    rows = _Columns(
+        snaps=[v.snap_us for v in versions],
+        versions=[v.version for v in versions],
+        quality_scores=[v.quality_score for v in versions],
+        record_times=[v.recorded_from_us for v in versions],
+        record_positions=[v.position_from for v in versions],
+        supersede_positions=[0 if v.position_to == OPEN_END else v.position_to for v in versions],
+        methods=[v.method for v in versions],
+        flag_offsets=flag_offsets,
+        flags=[f for v in versions for f in v.flags],
+        value=lambda name: cast(Sequence[str], values[name]),
     )
+    out.SetInParent()
+    out.MergeFromString(_encoded(rows, shape).page(0, len(versions), rows.value))
 
 
 _TAGS = {f.name: wire.tag(f.number) for f in pb.OfficialValueColumns.DESCRIPTOR.fields}
@@ -205,33 +233,79 @@ _STRUCTURES_TAG = _TAGS[Case.STRUCTURES.value]
 _BAR_TAGS = {f.name: wire.tag(f.number) for f in values_pb2.OhlcBarColumns.DESCRIPTOR.fields}
 
 
-def _put(out: pb.OfficialValueColumns, rows: _Columns, shape: ValueLayout) -> None:
-    """`out` set to `rows`, serialised field by field and parsed by protobuf in one call."""
-    out.SetInParent()
-    out.MergeFromString(_serialised(rows, shape))
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """The columns of a block of rows encoded, row by row, for any run of its rows."""
+
+    shape: ValueLayout
+    snaps: wire.Encoded
+    versions: wire.Encoded
+    quality_scores: wire.Encoded
+    record_times: wire.Encoded
+    record_positions: wire.Encoded
+    supersede_positions: wire.Encoded
+    methods: wire.Encoded
+    flag_counts: wire.Encoded
+    flags: wire.Encoded
+    """One row per flag: row i's flags are those from flag_offsets[i] to flag_offsets[i + 1]."""
+    flag_offsets: Ints
+    texts: wire.Encoded | None
+    """The values' texts when every value of the block is a decimal of the series' kind and
+    unit (the prices or volumes case: so is every value of its pages); None: each page's values
+    are serialised from its own rows (_values)."""
+    count: int
+    """The rows encoded."""
+
+    def page(self, start: int, stop: int, value: Callable[[str], Texts]) -> bytes:
+        """Rows [start, stop) serialised field by field, in the order of the fields' numbers as
+        protobuf writes them (so that a reply can be sent as built, without a parse and a
+        serialisation: tests/service/query/test_query_page_bytes.py); `value`: the value
+        columns of these rows alone."""
+        shape = self.shape
+        if self.texts is None:
+            values = _values(value, shape)
+        else:
+            values = wire.field(_TAGS[shape.case.value], self.texts.rows(start, stop))
+        structures = values[0] == _STRUCTURES_TAG  # field 15 goes after the others
+        flags = self.flags.rows(int(self.flag_offsets[start]), int(self.flag_offsets[stop]))
+        parts = [
+            wire.packed(_TAGS["snap_time_micros"], self.snaps.rows(start, stop)),
+            wire.packed(_TAGS["versions"], self.versions.rows(start, stop)),
+            b"" if structures else values,
+            wire.text_field(_TAGS["unit"], shape.unit) if shape.unit else b"",
+            wire.packed(_TAGS["quality_scores"], self.quality_scores.rows(start, stop)),
+            wire.packed(_TAGS["record_time_micros"], self.record_times.rows(start, stop)),
+            wire.packed(_TAGS["record_positions"], self.record_positions.rows(start, stop)),
+            wire.packed(_TAGS["supersede_positions"], self.supersede_positions.rows(start, stop)),
+            wire.packed(_TAGS["methods"], self.methods.rows(start, stop)),
+            wire.packed(_TAGS["flag_counts"], self.flag_counts.rows(start, stop)),
+            wire.packed(_TAGS["flags"], flags),
+            values if structures else b"",
+        ]
+        return b"".join(parts)
 
 
-def _serialised(rows: _Columns, shape: ValueLayout) -> bytes:
-    """`rows` serialised field by field, in the order of the fields' numbers as protobuf
-    writes them (so that a reply can be sent as built, without a parse and a serialisation:
-    tests/service/query/test_query_page_bytes.py)."""
-    values = _values(rows.value, shape)
-    structures = values[0] == _STRUCTURES_TAG  # field 15 goes after the others
-    parts = [
-        wire.packed(_TAGS["snap_time_micros"], wire.varints(rows.snaps)),
-        wire.packed(_TAGS["versions"], wire.varints(rows.versions)),
-        b"" if structures else values,
-        wire.text_field(_TAGS["unit"], shape.unit) if shape.unit else b"",
-        wire.packed(_TAGS["quality_scores"], wire.doubles(rows.quality_scores)),
-        wire.packed(_TAGS["record_time_micros"], wire.varints(rows.record_times)),
-        wire.packed(_TAGS["record_positions"], wire.varints(rows.record_positions)),
-        wire.packed(_TAGS["supersede_positions"], wire.varints(rows.supersede_positions)),
-        wire.packed(_TAGS["methods"], wire.varints(_METHODS.numbers(rows.methods))),
-        wire.packed(_TAGS["flag_counts"], wire.varints(rows.flag_counts)),
-        wire.packed(_TAGS["flags"], wire.varints(_RULES.numbers(rows.flags))),
-        values if structures else b"",
-    ]
-    return b"".join(parts)
+def _encoded(rows: _Columns, shape: ValueLayout) -> _Encoded:
+    """Every column of `rows` encoded: the numbers in a few whole-column steps (an array's) or
+    value by value (a list's)."""
+    offsets = rows.flag_offsets
+    counts = np.diff(offsets) if isinstance(offsets, np.ndarray) else np.diff(offsets).tolist()
+    in_texts = shape.case in _KINDS and _all_decimals_of(rows.value, shape)
+    return _Encoded(
+        shape,
+        snaps=wire.varints(rows.snaps),
+        versions=wire.varints(rows.versions),
+        quality_scores=wire.doubles(rows.quality_scores),
+        record_times=wire.varints(rows.record_times),
+        record_positions=wire.varints(rows.record_positions),
+        supersede_positions=wire.varints(rows.supersede_positions),
+        methods=wire.varints(_METHODS.numbers(rows.methods)),
+        flag_counts=wire.varints(counts),
+        flags=wire.varints(_RULES.numbers(rows.flags)),
+        flag_offsets=offsets,
+        texts=_texts(rows.value("text")) if in_texts else None,
+        count=len(rows.snaps),
+    )
 
 
 def _values(value: Callable[[str], Texts], shape: ValueLayout) -> bytes:
@@ -239,13 +313,13 @@ def _values(value: Callable[[str], Texts], shape: ValueLayout) -> bytes:
     answer."""
     match shape.case:
         case Case.PRICES | Case.VOLUMES if _all_decimals_of(value, shape):
-            return wire.field(_TAGS[shape.case.value], _texts(value("text")))
+            return wire.field(_TAGS[shape.case.value], _texts(value("text")).data)
         case Case.BARS if _only(value("kind"), {"bar"}):
             return wire.field(_TAGS[Case.BARS.value], _bars(value))
         case Case.STRUCTURES if _only(value("kind"), {shape.structure}):
             return wire.field(_TAGS[Case.STRUCTURES.value], _structures(value("value")))
         case _:
-            return wire.field(_TAGS[Case.OTHER.value], _texts(value("value")))
+            return wire.field(_TAGS[Case.OTHER.value], _texts(value("value")).data)
 
 
 def _numbers(rows: pa.Table, name: str) -> npt.NDArray[Any]:
@@ -259,7 +333,7 @@ def _contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
-def _texts(column: Texts) -> bytes:
+def _texts(column: Texts) -> wire.Encoded:
     """A repeated string or bytes field (DecimalColumn.texts, DataValues.values), serialised."""
     if isinstance(column, pa.Array | pa.ChunkedArray):
         return wire.strings(wire.TEXT, _contiguous(column))
@@ -345,12 +419,12 @@ def _all_decimals_of(value: Callable[[str], Texts], shape: ValueLayout) -> bool:
 def _bars(value: Callable[[str], Texts]) -> bytes:
     """OHLC bars in columns; `volume` set only when some bar has one ("" where one has not)."""
     parts = [
-        wire.field(_BAR_TAGS[name], _texts(value(name)))
+        wire.field(_BAR_TAGS[name], _texts(value(name)).data)
         for name in ("open", "high", "low", "close")  # present on an empty page too
     ]
     volumes = value("bar_volume")
     if not _only(volumes, {""}):
-        parts.append(wire.field(_BAR_TAGS["volume"], _texts(volumes)))
+        parts.append(wire.field(_BAR_TAGS["volume"], _texts(volumes).data))
     return b"".join(parts)
 
 

@@ -8,7 +8,6 @@ from typing import Any, TypeVar, cast
 
 import grpc
 import grpc.aio
-import pyarrow as pa
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import query_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2
@@ -27,16 +26,16 @@ from qis_query.application.access import (
     ReadAccess,
 )
 from qis_query.application.handlers import QueryHandlers
-from qis_query.application.ranges import EARLIEST, RangeQuery
+from qis_query.application.ranges import EARLIEST, RangePage, RangeQuery
 from qis_query.application.sources import SourceFilter, SourceQueries
 from qis_query.application.subscription import FeedBatch
 from qis_query.entrypoints import columns, mapping, sources, wire
 from qis_query.entrypoints.fields import RequestFields
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-PageValues = Callable[[pa.Table], bytes]
-"""The values of a range page (segments rows) in the view its request asked for: the fields of
-a QueryRangeResponse that carry them, serialised."""
+PageValues = Callable[[RangePage], bytes]
+"""The values of a range page in the view its request asked for: the fields of a
+QueryRangeResponse that carry them, serialised."""
 R = TypeVar("R")
 
 
@@ -115,9 +114,9 @@ class QueryService(pb_grpc.QueryServiceServicer):
             token = page.next_page_token
             tail = wire.text_field(_RANGE_TAGS["next_page_token"], token) if token else b""
             if in_columns:
-                reply = tail + position + wire.field(_RANGE_TAGS["columns"], values(page.rows))
+                reply = tail + position + wire.field(_RANGE_TAGS["columns"], values(page))
             else:
-                reply = values(page.rows) + tail + position
+                reply = values(page) + tail + position
             await context.write(self._range_reply(reply))
 
     async def GetValues(self, request: pb.GetValuesRequest, context: Ctx) -> pb.GetValuesResponse:
@@ -144,11 +143,10 @@ class QueryService(pb_grpc.QueryServiceServicer):
         `values` (the repeated field serialised), or `columns` (the message's own bytes, in
         the case of the series' data type, with its unit)."""
         if not in_columns:
-            return lambda rows: mapping.official_rows_wire(
-                _RANGE_TAGS["values"], name, series_id, rows
+            return lambda page: mapping.official_rows_wire(
+                _RANGE_TAGS["values"], name, series_id, page.rows
             )
-        shape = columns.layout(await self._queries.definition(series_id))
-        return lambda rows: columns.serialised(rows, shape)
+        return columns.Pages(columns.layout(await self._queries.definition(series_id)))
 
     async def GetPointHistory(
         self, request: pb.GetPointHistoryRequest, context: Ctx

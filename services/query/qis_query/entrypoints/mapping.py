@@ -74,7 +74,7 @@ def official_rows_wire(tag: int, name: str, series_id: str, rows: pa.Table) -> b
         return encoded
     made = pb.QueryRangeResponse()
     add_official_values(made.values, name, segments.versions_from_rows(series_id, rows))
-    return wire.fields(tag, [value.SerializeToString() for value in made.values])
+    return wire.fields(tag, [value.SerializeToString() for value in made.values]).data
 
 
 _WIRE_TYPES = {

@@ -84,19 +84,44 @@ def packed(tag: int, payload: bytes) -> bytes:
     return field(tag, payload) if payload else b""
 
 
-def varints(values: npt.NDArray[np.integer] | Sequence[int]) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A column's values encoded one after another, so that the bytes of any run of rows can be
+    cut out: a page's from the rows it was sliced from, encoded once for all its pages."""
+
+    data: bytes
+    ends: npt.NDArray[np.integer] | None
+    """Where each row's bytes end; None when every row takes `width` bytes."""
+    width: int = 0
+
+    def rows(self, start: int, stop: int) -> bytes:
+        """The bytes of rows [start, stop)."""
+        if self.ends is None:
+            return self.data[start * self.width : stop * self.width]
+        if stop <= start:
+            return b""
+        return self.data[int(self.ends[start - 1]) if start else 0 : int(self.ends[stop - 1])]
+
+
+def _parts(parts: list[bytes]) -> Encoded:
+    """Rows of the bytes `parts`, one each (a few rows made value by value)."""
+    return Encoded(b"".join(parts), np.cumsum([len(p) for p in parts], dtype=np.int64))
+
+
+def varints(values: npt.NDArray[np.integer] | Sequence[int]) -> Encoded:
     """The values of an int32, int64, uint64 or enum column as protobuf writes them packed: a
     negative number as its 64-bit two's complement (ten bytes), as protobuf does for int32 and
     int64. A Python list value by value; a numpy array in a few vectorised steps: one row of
     up to ten 7-bit groups per value, the continuation bit on all but each value's last byte."""
     if not isinstance(values, np.ndarray):
-        return b"".join([varint(n & _UINT64) for n in values])
+        return _parts([varint(n & _UINT64) for n in values])
     if not len(values):
-        return b""
+        return Encoded(b"", None)
     groups, lengths = _groups(values, int(values.min()), int(values.max()))
+    width = groups.shape[1]
     if lengths is None:  # one length for all, as a page of snaps or times mostly has
-        return groups.tobytes()
-    return groups[_used(lengths, groups.shape[1])].tobytes()
+        return Encoded(groups.tobytes(), None, width)
+    return Encoded(groups[_used(lengths, width)].tobytes(), np.cumsum(lengths))
 
 
 def _groups(
@@ -155,25 +180,25 @@ def _length(n: int) -> int:
     return max(1, (n.bit_length() + 6) // 7)
 
 
-def doubles(values: npt.NDArray[np.floating] | Sequence[float]) -> bytes:
+def doubles(values: npt.NDArray[np.floating] | Sequence[float]) -> Encoded:
     """A double column packed: each value's 8 bytes, little-endian."""
     if not isinstance(values, np.ndarray):
-        return struct.pack(f"<{len(values)}d", *values)
-    return values.astype("<f8").tobytes()
+        return Encoded(struct.pack(f"<{len(values)}d", *values), None, 8)
+    return Encoded(values.astype("<f8").tobytes(), None, 8)
 
 
-def fields(tag: int, payloads: Sequence[str] | Sequence[bytes]) -> bytes:
+def fields(tag: int, payloads: Sequence[str] | Sequence[bytes]) -> Encoded:
     """One field `tag` per text or bytes, in order (a repeated string or bytes field, or
     repeated messages given serialised)."""
-    return b"".join([field(tag, p if isinstance(p, bytes) else p.encode()) for p in payloads])
+    return _parts([field(tag, p if isinstance(p, bytes) else p.encode()) for p in payloads])
 
 
-def strings(tag: int, texts: pa.Array) -> bytes:
+def strings(tag: int, texts: pa.Array) -> Encoded:
     """One field `tag` per row of a string or binary Arrow array without nulls, in row order (a
     repeated string or bytes field, or repeated messages given serialised)."""
     count = len(texts)
     if not count:
-        return b""
+        return Encoded(b"", None)
     same_length = one_length(texts)
     if same_length is not None and same_length[1] < _ONE_BYTE:  # a page of prices, often: rows
         start, size = same_length
@@ -182,7 +207,7 @@ def strings(tag: int, texts: pa.Array) -> bytes:
         rows[:, 0] = tag
         rows[:, 1] = size
         rows[:, 2:] = data.reshape(count, size)
-        return rows.tobytes()
+        return Encoded(rows.tobytes(), None, 2 + size)
     offsets = np.frombuffer(
         texts.buffers()[1], dtype=np.int32, count=count + 1, offset=texts.offset * 4
     )
@@ -199,7 +224,7 @@ def strings(tag: int, texts: pa.Array) -> bytes:
     body[heads] = False
     body[heads + 1] = False
     out[body] = data
-    return out.tobytes()
+    return Encoded(out.tobytes(), heads + 2 + lengths)
 
 
 def one_length(texts: pa.Array) -> tuple[int, int] | None:
