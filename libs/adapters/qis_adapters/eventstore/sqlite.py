@@ -28,6 +28,7 @@ from qis_adapters.eventstore.port import (
     WrongExpectedVersion,
 )
 from qis_adapters.faults import StoreFull, sqlite_fault
+from qis_adapters.sqlite_wal import WalCheckpointer, hand_off_checkpoints
 
 _T = TypeVar("_T")
 
@@ -126,6 +127,7 @@ class SqliteEventStore:
         self._page_rows = page_rows
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: WalCheckpointer | None = None
         self._closed = False
         # One thread owns the connection for its whole life, so sqlite3's default
         # check_same_thread=True holds and guards against misuse; the single worker also
@@ -168,11 +170,13 @@ class SqliteEventStore:
             # In WAL mode NORMAL may lose the last commits on power loss or an OS crash,
             # never consistency; a crash of our process alone loses nothing.
             conn.execute("PRAGMA synchronous = NORMAL")
+            hand_off_checkpoints(conn)
             conn.execute(_SCHEMA)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
+        self._checkpointer = WalCheckpointer(self._path)
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -333,6 +337,9 @@ class SqliteEventStore:
         self._executor.shutdown(wait=False)
 
     def _close_sync(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None

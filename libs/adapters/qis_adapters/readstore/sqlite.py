@@ -83,6 +83,7 @@ from qis_adapters.readstore.port import (
     topics_in_force,
     validate_generation,
 )
+from qis_adapters.sqlite_wal import WalCheckpointer, hand_off_checkpoints
 
 _BEFORE_ALL = ResumeToken(-1, -1)
 
@@ -1031,6 +1032,7 @@ class SqliteReadStore:
         self._generation = None if generation is None else validate_generation(generation)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qis-readstore")
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: WalCheckpointer | None = None
         self._sql: dict[str, _Sql] = {}
 
     @classmethod
@@ -1063,6 +1065,8 @@ class SqliteReadStore:
         conn.execute("PRAGMA cache_size = -65536")
         conn.execute("PRAGMA mmap_size = 268435456")
         conn.execute("PRAGMA temp_store = MEMORY")
+        hand_off_checkpoints(conn)
+        self._checkpointer = WalCheckpointer(self._path)
         self._conn = conn
         try:
             with self._transaction() as c:
@@ -1338,6 +1342,9 @@ class SqliteReadStore:
         }
 
     def _close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
