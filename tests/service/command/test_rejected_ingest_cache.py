@@ -10,7 +10,7 @@ import pytest
 from qis_adapters.eventstore.memory import InMemoryEventStore
 from qis_command.application.commands import IngestPoints
 from qis_domain.errors import InvalidArgument
-from qis_domain.series_bucket import bucket_stream
+from qis_domain.series_bucket import SeriesBucket, bucket_stream
 from qis_domain.snaps import Snap
 from qis_domain.values import Price, Volume
 
@@ -43,4 +43,26 @@ async def test_a_rejected_ingest_leaves_the_cache_as_it_found_it(
         await feed.handlers.ingest(IngestPoints("PX", source, rows), feed.ctx())
     assert not feed.repository.holds(bucket_stream("PX", LATER_US))
     assert feed.repository.holds(bucket_stream("PX", START_US))
+    assert feed.repository.held == held
+
+
+async def test_an_ingest_failing_in_its_decision_leaves_the_cache_as_it_found_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checks made after the source and values (calendar, sessions, the decision itself) reject
+    or fail too: the buckets read for the decision are not left cached either."""
+    feed = Feed(InMemoryEventStore(), 200_000)
+    await feed.define()
+    await feed.ingest(0, 10)
+    held = feed.repository.held
+
+    def refuse(*_: object) -> None:
+        raise InvalidArgument.single("points", "refused by the decision")
+
+    monkeypatch.setattr(SeriesBucket, "ingest", refuse)
+    with pytest.raises(InvalidArgument, match="refused by the decision"):
+        await feed.handlers.ingest(
+            IngestPoints("PX", "a", points(Price(Decimal(1), ""))), feed.ctx()
+        )
+    assert not feed.repository.holds(bucket_stream("PX", LATER_US))
     assert feed.repository.held == held

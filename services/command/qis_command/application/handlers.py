@@ -198,20 +198,31 @@ class CommandHandlers:
             )
             preloaded = record, buckets
         try:
-            definition = series.require_definition()
-            if definition.source(cmd.source_id) is None:
-                raise InvalidArgument.single(
-                    "source",
-                    f"{source_name(cmd.source_id)} is not configured for"
-                    f" {series_name(cmd.series_id)}",
-                )
-            points = _conform(definition, cmd.points, columns=columns)
+            return await self._ingest_into(cmd, ctx, columns, series, snaps, preloaded)
         except Exception:
-            # Rejected: the cache is left as it was found (the buckets were read for a
-            # decision that will not be made; kept, a stream of rejections fills the cache).
+            # Rejected (or failed): the cache is left as it was found (the buckets were read
+            # for a decision that was not made; kept, a stream of rejections fills the cache).
+            # Forgetting a bucket another command cached meanwhile costs it a read, no more.
             for stream in fresh:
                 self._repo.forget(stream)
             raise
+
+    async def _ingest_into(
+        self,
+        cmd: IngestPoints,
+        ctx: CommandContext,
+        columns: str,
+        series: ReferenceData,
+        snaps: list[int],
+        preloaded: Loaded[SeriesBucket] | None,
+    ) -> CommandResult:
+        definition = series.require_definition()
+        if definition.source(cmd.source_id) is None:
+            raise InvalidArgument.single(
+                "source",
+                f"{source_name(cmd.source_id)} is not configured for {series_name(cmd.series_id)}",
+            )
+        points = _conform(definition, cmd.points, columns=columns)
         self._spans[cmd.series_id] = BUCKET_SPAN_US[definition.frequency]
         by_bucket = _by_bucket(points, BUCKET_SPAN_US[definition.frequency], snaps)
         calendar = (
@@ -684,7 +695,8 @@ class CommandHandlers:
         return series  # type: ignore[no-any-return]  # made by its factory
 
     async def _source(self, source_id: str) -> DataSource:
-        return await self._repo.load(source_stream(source_id), partial(DataSource, source_id))
+        (source,) = await self._load(_source_of(source_id))
+        return source  # type: ignore[no-any-return]  # made by its factory
 
     async def _bucket(self, series_id: str, bucket_us: int) -> SeriesBucket:
         return await self._repo.load(
