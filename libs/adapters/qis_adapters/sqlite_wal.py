@@ -32,6 +32,7 @@ import logging
 import os
 import sqlite3
 import threading
+import urllib.parse
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -85,37 +86,49 @@ class WalCheckpointer:
         self._thread.join()
 
     def _run(self) -> None:
+        # Nothing but this thread checkpoints the writer's WAL, so it must outlive every error:
+        # one that ends it would let the WAL grow without bound.
+        conn: sqlite3.Connection | None = None
+        failing = False
+        # Raised past the size a round failed at: a reader holding the WAL for long, or a fault
+        # (a full disk, a read-only file), would otherwise hold writes or fail at every poll.
+        trigger = self._threshold
         try:
-            conn = sqlite3.connect(self._path, isolation_level=None)
-        except sqlite3.Error as e:
-            log.warning("no WAL checkpoints of %s: %s", self._path, e)
-            return
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            (self._page_size,) = conn.execute("PRAGMA page_size").fetchone()
-            failing = False
-            # Raised past the size a round failed at: a reader holding the WAL for long would
-            # otherwise have writes held at every poll.
-            trigger = self._threshold
             while not self._stop.wait(self._poll):
+                size = 0
                 try:
                     size = self._wal_bytes()
                     if size <= self._threshold:
                         trigger = self._threshold
                     elif size > trigger:
+                        conn = conn or self._connect()
                         # Done, the file keeps its size until the writer's next commit
                         # starts it over and truncates it.
                         done = self._checkpoint(conn)
                         trigger = size if done else size + self._threshold
-                    failing = False
-                except sqlite3.Error as e:
-                    # A full disk or a read-only file: the writer meets the same fault and
-                    # reports it; here, say it once and try again at the next poll.
+                        failing = False
+                except (sqlite3.Error, OSError) as e:
+                    # The writer meets the same fault and reports it; here, say it once a
+                    # streak and try again once the WAL has grown by another threshold.
                     if not failing:
                         log.warning("WAL checkpoint of %s failed: %s", self._path, e)
                     failing = True
+                    trigger = size + self._threshold
         finally:
+            if conn is not None:
+                conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        # mode=rw: a file moved or deleted since the store opened it is not made anew, empty.
+        uri = f"file:{urllib.parse.quote(str(self._path))}?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            (self._page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        except BaseException:
             conn.close()
+            raise
+        return conn
 
     def _wal_bytes(self) -> int:
         try:

@@ -162,3 +162,28 @@ async def test_kill_9_while_checkpointing_loses_nothing_acknowledged(tmp_path: P
             assert event.data == i.to_bytes(4, "big") * 25_000
     finally:
         await store.close()
+
+
+def test_checkpointer_outlives_a_file_it_cannot_open_and_never_creates_one(
+    tmp_path: Path,
+) -> None:
+    """Its thread is the writer's only checkpointer: a fault (here, no file yet) is logged and
+    retried, not the end of it; and it never makes an empty database where the file was."""
+    threshold = 1 * MIB
+    path = tmp_path / "later.db"
+    checkpointer = WalCheckpointer(path, threshold_bytes=threshold, poll_seconds=0.001)
+    try:
+        # A WAL past the threshold without its database: every round fails to open it.
+        Path(f"{path}-wal").write_bytes(b"\0" * (2 * threshold))
+        time.sleep(0.2)
+        assert not path.exists()
+        assert _checkpointer_threads()
+        Path(f"{path}-wal").unlink()
+        conn = _writer(path, threshold)
+        try:
+            largest = _largest_wal(conn, path, megabytes=24)
+        finally:
+            conn.close()
+    finally:
+        checkpointer.close()
+    assert largest < 12 * threshold, largest
