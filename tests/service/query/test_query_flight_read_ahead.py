@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pyarrow as pa
 import pytest
+from qis_domain.errors import RetryLater
 from qis_query.application.export import ExportPage
 from qis_query.entrypoints.flight import READ_AHEAD, _ReadAhead
 
@@ -119,3 +120,27 @@ def test_letting_go_stops_the_reading_and_closes_the_pages(
     assert source.closed.wait(5)
     settle()
     assert source.read == READ_AHEAD + 1
+
+
+def test_a_reading_cancelled_by_the_loop_ends_the_stream_at_once(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The loop's shutdown cancels every task: the Flight thread waiting for a page gets the
+    service's 'stopping' answer (UNAVAILABLE, retry elsewhere) at once, not the loop timeout."""
+    source = Pages()
+    ahead = _ReadAhead(loop, source.pages())
+    assert ahead.next() is not None
+    wait_for(lambda: source.read == READ_AHEAD + 1)  # the reading waits for room
+
+    def cancel_every_task() -> None:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+
+    loop.call_soon_threadsafe(cancel_every_task)
+    started = time.monotonic()
+    read_before = [snaps(ahead.next()) for _ in range(READ_AHEAD)]
+    assert read_before == [[i] for i in range(1, READ_AHEAD + 1)]
+    with pytest.raises(RetryLater, match="stopping"):
+        ahead.next()
+    assert time.monotonic() - started < 5
+    assert source.closed.wait(5)

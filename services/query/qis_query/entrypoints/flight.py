@@ -668,6 +668,11 @@ class _ReadAhead:
                     return
         except Exception as error:  # handed to the Flight thread, which ends the stream
             self._ready.put(error)
+        except asyncio.CancelledError:
+            # Cancelled by the loop's shutdown (close() cancels only a stream let go of): the
+            # Flight thread waiting for a page is told at once, not after LOOP_TIMEOUT_S.
+            self._ready.put(_Stopping())
+            raise
         finally:
             close = getattr(self._pages, "aclose", None)
             if close is not None:
