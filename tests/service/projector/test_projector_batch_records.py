@@ -9,6 +9,7 @@ from pathlib import Path
 from qis_adapters.eventstore.codec import DecodedEvent
 from qis_adapters.eventstore.port import RecordedEvent
 from qis_adapters.proto.values import raw_to_proto_bytes
+from qis_adapters.readstore import segments
 from qis_adapters.readstore.memory import InMemoryReadStore
 from qis_adapters.readstore.port import (
     ChangeFeedEntry,
@@ -173,7 +174,9 @@ def test_each_record_of_a_point_carries_its_own_column_of_the_event() -> None:
     assert [(c.snap_us, c.version, c.recorded_to_us, c.position_to) for c in batch.closures] == [
         (T0, 1, T0 + 3, 3)
     ]
-    assert by_bucket == {(SERIES, T0): batch.versions}
+    # The bucket's new segment rows are those of its versions, columns and values alike.
+    assert list(by_bucket) == [(SERIES, T0)]
+    assert by_bucket[(SERIES, T0)].equals(segments.rows_from_versions(batch.versions))
     # The restatement is audited per point with its cause, the publication per event.
     assert [(a.position, a.snap_us, a.details) for a in batch.audit[1:]] == [
         (2, None, {"points": 2, "first_snap_us": T0, "last_snap_us": T0 + US}),

@@ -20,7 +20,8 @@ shape the query service reads ranges in.
 | open_decimal, high_decimal, low_decimal, close_decimal | decimal128(38, 18), null unless a bar | |
 | bar_volume_decimal | decimal128(38, 18)        | null unless a bar with a volume                   |
 
-The value columns are derived from the DataValue bytes once, when rows are built, so that a
+The value columns are derived from the DataValue bytes once, when rows are built (a price's
+or a volume's from the event's text and unit they were made of: event_value_columns), so that a
 range read, a columnar answer and an Arrow export take them as columns without parsing a
 message per row: the texts as published (the per-point and columnar answers send them as they
 came), and the same numbers as exact decimal128, which an Arrow export sends as stored.
@@ -45,14 +46,15 @@ from __future__ import annotations
 
 import decimal
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from qis.data.v1 import values_pb2
-from qis_domain.values import is_bounded_plain_decimal
+from qis_domain.events import RawValue
+from qis_domain.values import DataType, is_bounded_plain_decimal
 
 from qis_adapters.readstore.port import (
     OPEN_END,
@@ -149,13 +151,90 @@ def value_columns(values: Sequence[bytes]) -> dict[str, list[object]]:
     return dict(zip(_VALUE_FIELDS, map(list, by_field), strict=True))
 
 
+_TEXT_KINDS = {DataType.PRICE: "price", DataType.VOLUME: "volume"}
+"""The DataValue case of the data types whose value is one decimal text and its unit."""
+
+
+def event_value_columns(
+    data_type: DataType, unit: str, raws: Sequence[RawValue], values: Sequence[bytes]
+) -> tuple[dict[str, list[object]], dict[str, object]]:
+    """value_columns of one event's values (`values`: their DataValue bytes, `raws`: the
+    event's form of them), as NewRows.add takes them: (the columns with a value a point, those
+    with one value for all). A price's or a volume's are its texts and the event's unit, as
+    proto.values.raw_to_proto_bytes puts them in the DataValue: not parsed back from it."""
+    kind = _TEXT_KINDS.get(data_type)
+    if kind is None:
+        return value_columns(values), {}
+    same: dict[str, object] = {"kind": kind, "unit": unit}
+    return {"text": list(map(str, raws))}, same | dict.fromkeys(_VALUE_FIELDS[3:])
+
+
+class NewRows:
+    """The versions a run of events published in one bucket, as columns, an event's points
+    at a time: `rows` makes of them what rows_from_versions makes of the same versions, with
+    neither a record per point to take apart nor a DataValue to parse per price. A column
+    with one value per event is kept as runs, made into an array without a value per point."""
+
+    def __init__(self) -> None:
+        self._each: dict[str, list[Any]] = {}
+        self._runs: dict[str, list[tuple[Any, int]]] = {}
+
+    def add(self, points: int, each: Mapping[str, Sequence[Any]], same: Mapping[str, Any]) -> None:
+        """One event's `points`: `each` the columns of _FORMAT_1 with a value a point, `same`
+        those with one value for every point of the event (both together: every column). A
+        column given both ways (events of different data types) is held a value a point."""
+        for name, column in each.items():
+            if name in self._runs:
+                self._each[name] = _expanded(self._runs.pop(name))
+            self._each.setdefault(name, []).extend(column)
+        for name, value in same.items():
+            if name in self._each:
+                self._each[name] += [value] * points
+            else:
+                self._runs.setdefault(name, []).append((value, points))
+
+    def rows(self) -> pa.Table:
+        runs = {
+            name: _runs_array(runs, SCHEMA.field(name).type) for name, runs in self._runs.items()
+        }
+        return _rows(self._each | runs)
+
+
+def _runs_array(runs: list[tuple[Any, int]], arrow_type: pa.DataType) -> pa.Array:
+    """The column of `runs` (value, points), without a Python object per point: integers by
+    numpy (pa.repeat of an integer costs ~0.2 us a point), one value repeated (the unit, the
+    user, the bars' texts of a price...), else each run's value converted once, then taken as
+    many times as it has points."""
+    values = [value for value, _ in runs]
+    points = [count for _, count in runs]
+    if pa.types.is_integer(arrow_type):
+        return pa.array(np.repeat(np.array(values, arrow_type.to_pandas_dtype()), points))
+    if values.count(values[0]) == len(values):
+        return pa.repeat(pa.scalar(values[0], arrow_type), sum(points))
+    return pa.array(values, arrow_type).take(pa.array(np.repeat(np.arange(len(runs)), points)))
+
+
+def _expanded(runs: list[tuple[Any, int]]) -> list[Any]:
+    return [value for value, points in runs for _ in range(points)]
+
+
 def rows_from_versions(versions: Sequence[OfficialVersion]) -> pa.Table:
     """Rows of `versions`, in their order, with their knowledge intervals."""
     # Records are tuples: zip transposes them into columns in one pass, in C.
     transposed = list(zip(*versions, strict=True)) or [()] * len(OfficialVersion._fields)
     columns: dict[str, Sequence[Any]] = dict(zip(OfficialVersion._fields, transposed, strict=True))
     columns.update(value_columns(columns["value"]))
-    arrays = [_array(columns[field.name], field.type) for field in _FORMAT_1]
+    return _rows(columns)
+
+
+def _rows(columns: Mapping[str, Sequence[Any] | pa.Array]) -> pa.Table:
+    """The rows of `columns`: per field, its values, or its array made already."""
+    arrays = [
+        column
+        if isinstance(column := columns[field.name], pa.Array)
+        else _array(column, field.type)
+        for field in _FORMAT_1
+    ]
     return _with_decimals(pa.Table.from_arrays(arrays, schema=_FORMAT_1))
 
 
@@ -289,11 +368,17 @@ def _plain(text: str) -> str:
 
 
 def extend(current: pa.Table, versions: Sequence[OfficialVersion]) -> pa.Table:
+    """extend_rows by the rows of `versions`."""
+    return extend_rows(current, rows_from_versions(versions))
+
+
+def extend_rows(current: pa.Table, new: pa.Table) -> pa.Table:
     """The rows of a new stretch of the log: the rows official at the end of `current`'s
-    stretch, then `versions` (published in log order), each version closing the one before it
-    of its snap at its own (recorded_from_us, position_from). Ascending by (snap, version)."""
+    stretch, then `new` (versions published in log order, open), each version closing the one
+    before it of its snap at its own (recorded_from_us, position_from). Ascending by (snap,
+    version)."""
     still = current.filter(pc.equal(current["position_to"], OPEN_END))
-    rows = pa.concat_tables([still, rows_from_versions(versions)])
+    rows = pa.concat_tables([still, new])
     snaps = rows["snap_us"].to_numpy()
     if (snaps[1:] > snaps[:-1]).all():
         # Each snap once and in order (a load, a live feed): nothing to sort or supersede. One

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from itertools import count, repeat
 from typing import Any, cast
 
+import pyarrow as pa
 from google.protobuf import json_format
 from qis_adapters.eventstore.codec import DecodedEvent
 from qis_adapters.eventstore.port import RecordedEvent
@@ -29,6 +30,7 @@ from qis_adapters.readstore.port import (
     VersionClosure,
     records,
 )
+from qis_adapters.readstore.segments import NewRows, event_value_columns
 from qis_domain.access import policy_name
 from qis_domain.events import (
     AccessDenied,
@@ -83,7 +85,7 @@ class Projection:
         `routes`: the topics in force there (ReadModelWriter.topics at the checkpoint)."""
         self.batch = ProjectionBatch()
         self.topics = TopicRouter(routes or Routes())
-        self.published: dict[BucketKey, list[OfficialVersion]] = {}
+        self.published: dict[BucketKey, NewRows] = {}
         """The batch's versions by the bucket whose stream published them, in log order: what
         the bucket's next segment version adds (segments.SegmentBuilder)."""
         self.floor_us = floor_us
@@ -91,11 +93,12 @@ class Projection:
         # the official version made of it are usually the same value, serialised once.
         self._encoded: dict[tuple[DataType, str], dict[str, bytes]] = {}
 
-    def take(self) -> tuple[ProjectionBatch, dict[BucketKey, list[OfficialVersion]]]:
+    def take(self) -> tuple[ProjectionBatch, dict[BucketKey, pa.Table]]:
+        """The batch's records, and the new segment rows of each bucket it published in."""
         batch, self.batch = self.batch, ProjectionBatch()
         published, self.published = self.published, {}
         self._encoded.clear()
-        return batch, published
+        return batch, {key: new.rows() for key, new in published.items()}
 
     def _encoded_values(self, data_type: DataType, unit: str, raws: list[RawValue]) -> list[bytes]:
         """The value bytes of an event's raw values, each distinct decimal string serialised
@@ -308,7 +311,33 @@ class Projection:
             repeat(OPEN_END),
         )
         b.versions.extend(versions)
-        self.published.setdefault(bucket, []).extend(versions)
+        new = self.published.get(bucket)
+        if new is None:
+            new = self.published[bucket] = NewRows()
+        each, same = event_value_columns(event.data_type, event.unit, event.values, values)
+        new.add(
+            len(versions),
+            {
+                "snap_us": event.snaps,
+                "version": event.versions,
+                "value": values,
+                "quality_score": qualities,
+                "reason": event.reasons,
+                "sources": sources,
+                "method": event.methods,
+                "flags": flags,
+                **each,
+            },
+            {
+                **same,
+                "recorded_from_us": recorded_at,
+                "position_from": position,
+                "user_id": user_id,
+                "command_id": command_id,
+                "recorded_to_us": OPEN_END,
+                "position_to": OPEN_END,
+            },
+        )
         b.closures.extend(
             VersionClosure(series_id, v.snap_us, v.version - 1, recorded_at, position)
             for v in versions

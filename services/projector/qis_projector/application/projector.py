@@ -23,13 +23,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, StatusCode
 from qis_adapters.eventstore.codec import DecodedEvent, EventCodec
 from qis_adapters.eventstore.port import EventFilter, EventStore, RecordedEvent
 from qis_adapters.faults import store_fault
-from qis_adapters.readstore.port import OfficialVersion, ProjectionBatch, ReadModelWriter
+from qis_adapters.readstore.port import ProjectionBatch, ReadModelWriter
 from qis_runtime.telemetry import link_to
 
 from qis_projector.application.faults import Backoff, describe
@@ -89,7 +90,7 @@ class ProjectionHalted(Exception):
 @dataclass(frozen=True, slots=True)
 class _Batch:
     records: ProjectionBatch
-    published: dict[BucketKey, list[OfficialVersion]]  # by bucket: for the segments
+    published: dict[BucketKey, pa.Table]  # new rows by bucket: for the segments
     last: RecordedEvent
     events: int
     points: int

@@ -16,7 +16,6 @@ its rows, and only later versions are added to it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import pyarrow as pa
@@ -55,19 +54,19 @@ class SegmentBuilder:
         self._built: OrderedDict[BucketKey, _Built] = OrderedDict()
 
     async def build(
-        self, published: dict[BucketKey, list[OfficialVersion]]
+        self, published: dict[BucketKey, pa.Table]
     ) -> tuple[list[Segment], list[SegmentClosure]]:
-        """The new segment versions of the buckets in `published` (each bucket's versions in
-        log order), and the closures of the versions they follow."""
+        """The new segment versions of the buckets in `published` (each bucket's new rows, in
+        log order: segments.NewRows), and the closures of the versions they follow."""
         made: list[Segment] = []
         closures: list[SegmentClosure] = []
-        for key, versions in published.items():
+        for key, rows in published.items():
             before = await self._latest(key)
-            if before is not None:
-                versions = [v for v in versions if v.position_from > before.covered]
-                if not versions:
+            if before is not None and rows["position_from"][0].as_py() <= before.covered:
+                rows = rows.filter(pc.greater(rows["position_from"], before.covered))
+                if not rows.num_rows:
                     continue
-            built = _next_version(key, before, versions)
+            built = _next_version(key, before, rows)
             made.append(built.segment)
             if before is not None:
                 closures.append(
@@ -110,9 +109,10 @@ async def add_segments(
     """A copy of `batch` with the segment versions its versions make, their buckets those of `frequency`:
     for read models written without events (benchmarks, tests), as the projector would write
     them from the events of a series of that frequency."""
-    published: dict[BucketKey, list[OfficialVersion]] = {}
+    by_bucket: dict[BucketKey, list[OfficialVersion]] = {}
     for v in batch.versions:
-        published.setdefault((v.series_id, bucket_of(v.snap_us, frequency)), []).append(v)
+        by_bucket.setdefault((v.series_id, bucket_of(v.snap_us, frequency)), []).append(v)
+    published = {key: segments.rows_from_versions(vs) for key, vs in by_bucket.items()}
     made, closures = await builder.build(published)
     return replace(
         batch,
@@ -126,16 +126,13 @@ def _covered(rows: pa.Table) -> int:
     return -1 if covered is None else int(covered)
 
 
-def _next_version(
-    key: BucketKey, before: _Built | None, versions: Sequence[OfficialVersion]
-) -> _Built:
-    first = versions[0]
+def _next_version(key: BucketKey, before: _Built | None, new: pa.Table) -> _Built:
     if before is not None and before.rows is None:
-        return _overflowing(key, before.segment, versions)
-    rows = segments.extend(before.rows if before is not None else segments.EMPTY, versions)
+        return _overflowing(key, before.segment, new)
+    rows = segments.extend_rows(before.rows if before is not None else segments.EMPTY, new)
     payload = segments.encode(rows)
     if len(payload) > MAX_SEGMENT_BYTES:
-        return _overflowing(key, before.segment if before is not None else None, versions)
+        return _overflowing(key, before.segment if before is not None else None, new)
     lowest, highest = pc.min_max(rows["snap_us"]).values()
     segment = Segment(
         series_id=key[0],
@@ -144,22 +141,17 @@ def _next_version(
         last_snap_us=highest.as_py(),
         rows=rows.num_rows,
         payload=payload,
-        recorded_from_us=first.recorded_from_us,
-        position_from=first.position_from,
+        recorded_from_us=new["recorded_from_us"][0].as_py(),
+        position_from=new["position_from"][0].as_py(),
     )
-    # The rows kept from `before` came before `versions` (build leaves out those it covers):
-    # the greatest position of the rows is that of `versions`, found without a pass in Python.
+    # The rows kept from `before` came before `new` (build leaves out those it covers): the
+    # greatest position of the rows is that of `new`, found without a pass in Python.
     return _Built(segment, rows, _covered(rows))
 
 
-def _overflowing(
-    key: BucketKey, previous: Segment | None, versions: Sequence[OfficialVersion]
-) -> _Built:
+def _overflowing(key: BucketKey, previous: Segment | None, new: pa.Table) -> _Built:
     """A version too large for a segment: readers take the per-point records of its snaps."""
-    first = versions[0]
-    snaps = [v.snap_us for v in versions]
-    covered = max(v.position_from for v in versions)
-    lowest, highest = min(snaps), max(snaps)
+    lowest, highest = (scalar.as_py() for scalar in pc.min_max(new["snap_us"]).values())
     if previous is not None:
         lowest, highest = min(lowest, previous.first_snap_us), max(highest, previous.last_snap_us)
     segment = Segment(
@@ -169,7 +161,7 @@ def _overflowing(
         last_snap_us=highest,
         rows=OVERFLOW_ROWS,
         payload=b"",
-        recorded_from_us=first.recorded_from_us,
-        position_from=first.position_from,
+        recorded_from_us=new["recorded_from_us"][0].as_py(),
+        position_from=new["position_from"][0].as_py(),
     )
-    return _Built(segment, None, covered)
+    return _Built(segment, None, _covered(new))
