@@ -35,7 +35,10 @@ class QuerySettings(CommonSettings):
     (QIS_QUERY_MAX_POINTS_PER_CALL)..."""
     query_max_messages_per_call: PositiveInt = DEFAULT_LIMITS.max_messages_per_call
     """...and messages, which bounds the points of a call with small pages
-    (QIS_QUERY_MAX_MESSAGES_PER_CALL)."""
+    (QIS_QUERY_MAX_MESSAGES_PER_CALL)..."""
+    query_max_value_bytes_per_call: PositiveInt = DEFAULT_LIMITS.max_value_bytes_per_call
+    """...and bytes of serialised values, which bounds the points of a call of term structures
+    or surfaces (QIS_QUERY_MAX_VALUE_BYTES_PER_CALL)."""
     query_max_subscriptions_per_caller: PositiveInt = DEFAULT_LIMITS.max_subscriptions_per_caller
     """Open Subscribe streams of one caller (x-qis-user); one more is RESOURCE_EXHAUSTED
     (QIS_QUERY_MAX_SUBSCRIPTIONS_PER_CALLER)."""
@@ -128,6 +131,7 @@ class QuerySettings(CommonSettings):
         return QueryLimits(
             self.query_max_points_per_call,
             self.query_max_messages_per_call,
+            self.query_max_value_bytes_per_call,
             self.query_max_subscriptions_per_caller,
             self.query_max_subscriptions,
             self.query_max_scanned_per_call,

@@ -49,7 +49,7 @@ from qis_runtime.status import DEGRADED, SERVING, ComponentReport, timed_check
 
 from qis_query.application import cache_codec
 from qis_query.application.paging import EVENT_INDEX_LIMIT
-from qis_query.application.ranges import RangePage, RangeQuery
+from qis_query.application.ranges import PAGE_VALUE_BYTES, RangePage, RangeQuery
 
 log = logging.getLogger("qis.query.cache")
 
@@ -401,7 +401,10 @@ class QueryCache:
         """A range's first page: kept when it is the whole range (it has no token) and holds at
         most max_range_rows values."""
         ticket = self._ticket(query.as_of)
+        # With the page bound: a page an instance bounding pages otherwise cached (in the shared
+        # level, during a rollout) may not be the whole range here.
         key = f"r|{_as_of_key(query.as_of)}|{query.start_us}|{query.end_us}|{page_size}|"
+        key += f"{PAGE_VALUE_BYTES}|"
         key += query.series_id
         (found,) = await self._get_many(query.series_id, [key], cache_codec.ROWS, "range")
         if isinstance(found, pa.Table):

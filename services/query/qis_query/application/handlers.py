@@ -114,7 +114,7 @@ class QueryHandlers:
             self._limits.points_per_call(size),
             ranges.bucket_span(entry),
             columns,
-            ranges.nodes_per_page(entry),
+            self._limits.max_value_bytes_per_call,
         )
         # The cache keeps whole ranges, which start with the first page.
         if after_us is None and columns is None:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from qis.data.v1 import values_pb2
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import (
     LATEST,
@@ -88,21 +87,22 @@ async def pages(
     max_points: int,
     bucket_span_us: int | None,
     columns: frozenset[str] | None = None,
-    nodes_per_page: int | None = None,
+    max_value_bytes: int | None = None,
 ) -> AsyncIterator[RangePage]:
     """The range in pages of `page_size` values, from just after the snap `after_us` (a page
     token's) when given, `max_points` values at most. A page that may be followed carries the
     token resuming after it; the last page of the range is short, possibly empty, and has none.
     At `max_points` the pages end with a token: the caller continues in another call.
 
-    `nodes_per_page` (term structures and surfaces: see nodes_per_page) bounds a page in nodes
-    too: it ends at a whole snap before its nodes pass the bound, but holds one snap at least
-    (a snap larger than the bound goes whole).
+    Pages holding the serialised values (the `value` column) are bounded in their bytes too,
+    what a client's receive limit bounds: a page ends at a whole snap before its value bytes
+    pass PAGE_VALUE_BYTES, but holds one snap at least (a larger snap goes whole); and the
+    pages end with a token once a call's value bytes reach `max_value_bytes` (None: no bound).
+    The bytes are read from the column's offsets, no value is parsed.
 
     The pages hold every column of the segments' rows, or `columns` and those the range is
-    selected by (SELECTION; and `value` when pages are bounded in nodes), in the segments'
-    order: a reader that needs a few columns (an export) has the others neither decoded nor
-    copied.
+    selected by (SELECTION), in the segments' order: a reader that needs a few columns (an
+    export) has the others neither decoded nor copied.
 
     Values come from the read model's segments (segments of `bucket_span_us`, the series'
     bucket span; None reads every bucket before the range too, to find the one holding its
@@ -110,11 +110,12 @@ async def pages(
     start = query.start_us if after_us is None else max(query.start_us, after_us + 1)
     pending: list[pa.Table] = []
     count = 0
-    nodes = None if nodes_per_page is None else np.zeros(0, dtype=np.int64)
+    # Where each row read ahead ends in the call's value bytes (empty: rows without values);
+    # the pages so far hold `paged_bytes`.
+    ends = _NO_ENDS
+    paged_bytes = 0
     left = max_points
     wanted = None if columns is None else columns | SELECTION
-    if wanted is not None and nodes is not None:
-        wanted |= {"value"}
     token = paging.range_tokens(query)
     paged = 0  # rows of pending[0] already in pages
     async for rows in _rows(reader, query, start, bucket_span_us, wanted):
@@ -122,19 +123,20 @@ async def pages(
             pending, paged = [pending[0].slice(paged)], 0
         pending.append(rows)
         count += rows.num_rows
-        if nodes is not None:
-            nodes = np.concatenate([nodes, node_counts(rows.column("value"))])
-        while size := _full_page(count, min(page_size, left), nodes, nodes_per_page):
+        if "value" in rows.column_names:
+            ends = _value_ends(rows.column("value"), ends, paged_bytes)
+        while size := _full_page(count, min(page_size, left), ends, paged_bytes):
             if len(pending) > 1:
                 pending = [pa.concat_tables(pending)]
             page = pending[0].slice(paged, size)
             yield RangePage(page, token(_last_snap(page)), pending[0], paged)
             left -= size
-            if not left:
+            if len(ends):
+                paged_bytes, ends = int(ends[size - 1]), ends[size:]
+            if not left or (max_value_bytes is not None and paged_bytes >= max_value_bytes):
                 return
             paged += size
             count -= size
-            nodes = None if nodes is None else nodes[size:]
     if not pending:
         yield RangePage(_project(segments.EMPTY, wanted), "")
         return
@@ -142,61 +144,39 @@ async def pages(
     yield RangePage(table.slice(paged), "", table, paged)
 
 
-def _full_page(
-    count: int, size: int, nodes: npt.NDArray[np.int64] | None, nodes_per_page: int | None
-) -> int:
+def _full_page(count: int, size: int, ends: npt.NDArray[np.int64], paged_bytes: int) -> int:
     """The rows of the next page if the `count` rows read ahead fill one, else 0: `size` rows,
-    or fewer whose `nodes` (each row's) stay within `nodes_per_page` when the rows read ahead
-    pass it (one row at least)."""
-    if nodes is not None and nodes_per_page is not None:
-        within = int(np.searchsorted(np.cumsum(nodes), nodes_per_page, side="right"))
+    or fewer within PAGE_VALUE_BYTES when the rows read ahead pass it (one row at least).
+    `ends`: the rows' value ends (see pages; empty: pages without values)."""
+    if len(ends):
+        within = int(np.searchsorted(ends, paged_bytes + PAGE_VALUE_BYTES, side="right"))
         if within < count:
             return min(size, max(within, 1))
     return size if count >= size else 0
 
 
-NODES_PER_PAGE = 100_000
-"""The nodes a page of term structures or surfaces holds at most (but for a larger snap): 10,000
-snaps of 2,000-node surfaces would make a 20M-node message."""
-_STRUCTURES = frozenset(
-    {
-        "DATA_TYPE_TERM_STRUCTURE",
-        "DATA_TYPE_SURFACE",
-        values_pb2.DATA_TYPE_TERM_STRUCTURE,
-        values_pb2.DATA_TYPE_SURFACE,
-    }
-)
-"""The data types of a definition (its proto-JSON form: a name, or a number) whose values are
-made of nodes."""
+PAGE_VALUE_BYTES = 1 << 20
+"""The serialised values a page holds at most (but for a larger snap, which MAX_STRUCTURE_NODES
+bounds): gRPC clients receive 4 MiB a message by default, and 50 snaps of a realistic 2,000-node
+surface are 4.7 MB. A page's other columns add some 40 bytes a snap."""
+_NO_ENDS: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 
 
-def nodes_per_page(entry: SeriesEntry) -> int | None:
-    """NODES_PER_PAGE for a series of term structures or surfaces (from its catalogue entry);
-    None for the others, whose values are one node each."""
-    definition = entry.definition
-    data_type = definition.get("data_type", definition.get("dataType"))
-    return NODES_PER_PAGE if data_type in _STRUCTURES else None
-
-
-def node_counts(values: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
-    """The nodes of each serialised DataValue (1 for a value of another kind); a distinct value
-    is parsed once (a curve often stays as it was)."""
-    counted: dict[bytes, int] = {}
-    counts = [
-        counted[v] if v in counted else counted.setdefault(v, _nodes(v)) for v in values.to_pylist()
-    ]
-    return np.array(counts, dtype=np.int64)
-
-
-def _nodes(value: bytes) -> int:
-    parsed = values_pb2.DataValue.FromString(value)
-    match parsed.WhichOneof("kind"):
-        case "surface":
-            return len(parsed.surface.nodes)
-        case "term_structure":
-            return len(parsed.term_structure.nodes)
-        case _:
-            return 1
+def _value_ends(
+    values: pa.ChunkedArray, ends: npt.NDArray[np.int64], paged_bytes: int
+) -> npt.NDArray[np.int64]:
+    """`ends` followed by those of `values` (serialised values: binary), from their offsets;
+    `paged_bytes` end the rows before `ends`."""
+    parts = [ends]
+    last = int(ends[-1]) if len(ends) else paged_bytes
+    for chunk in values.chunks:
+        if not len(chunk):
+            continue
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
+        offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+        parts.append(offsets[1:].astype(np.int64) + (last - int(offsets[0])))
+        last = int(parts[-1][-1])
+    return np.concatenate(parts)
 
 
 SEGMENTS_PER_READ = 16
