@@ -144,3 +144,39 @@ def test_a_reading_cancelled_by_the_loop_ends_the_stream_at_once(
         ahead.next()
     assert time.monotonic() - started < 5
     assert source.closed.wait(5)
+
+
+def test_a_reading_cancelled_before_its_first_step_ends_the_stream_at_once(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The shutdown's cancellation can come between the reading's creation and its first step
+    (the loop busy meanwhile): the Flight thread is told at once then too."""
+    source = Pages()
+    ahead = _ReadAhead(loop, source.pages())
+    gate = threading.Event()
+    loop.call_soon_threadsafe(gate.wait, 5)  # the loop busy: what follows queues behind it
+    answer: list[BaseException | None] = []
+
+    def take() -> None:
+        try:
+            ahead.next()
+            answer.append(None)
+        except BaseException as error:
+            answer.append(error)
+
+    flight_thread = threading.Thread(target=take)
+    flight_thread.start()
+    wait_for(lambda: ahead._reading is not None)  # its creation is queued on the loop
+
+    def cancel_every_task() -> None:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+
+    loop.call_soon_threadsafe(cancel_every_task)
+    started = time.monotonic()
+    gate.set()
+    flight_thread.join(10)
+    assert time.monotonic() - started < 5
+    (error,) = answer
+    assert isinstance(error, RetryLater), error
+    assert source.read == 0

@@ -172,7 +172,9 @@ def _value_ends(
     for chunk in values.chunks:
         if not len(chunk):
             continue
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
+        # binary has int32 offsets, large_binary int64 (every store writes binary today).
+        wide = pa.types.is_large_binary(chunk.type)
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)
         offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
         parts.append(offsets[1:].astype(np.int64) + (last - int(offsets[0])))
         last = int(parts[-1][-1])

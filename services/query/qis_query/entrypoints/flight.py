@@ -668,11 +668,6 @@ class _ReadAhead:
                     return
         except Exception as error:  # handed to the Flight thread, which ends the stream
             self._ready.put(error)
-        except asyncio.CancelledError:
-            # Cancelled by the loop's shutdown (close() cancels only a stream let go of): the
-            # Flight thread waiting for a page is told at once, not after LOOP_TIMEOUT_S.
-            self._ready.put(_Stopping())
-            raise
         finally:
             close = getattr(self._pages, "aclose", None)
             if close is not None:
@@ -683,6 +678,7 @@ class _ReadAhead:
         Flight thread."""
         if self._reading is None:
             self._reading = asyncio.run_coroutine_threadsafe(self._read(), self._loop)
+            self._reading.add_done_callback(self._ended)
         try:
             page = self._ready.get(timeout=LOOP_TIMEOUT_S)
         except queue.Empty:
@@ -691,6 +687,13 @@ class _ReadAhead:
             raise page
         self._loop.call_soon_threadsafe(self._room.release)
         return page
+
+    def _ended(self, reading: concurrent.futures.Future[None]) -> None:
+        # Cancelled by the loop's shutdown, even before its first step (close() cancels only a
+        # stream let go of): the Flight thread waiting for a page is told at once, not after
+        # LOOP_TIMEOUT_S.
+        if reading.cancelled():
+            self._ready.put(_Stopping())
 
     def close(self) -> None:
         """Stops the reading, wherever the reader is let go of; not waited for. A loop
