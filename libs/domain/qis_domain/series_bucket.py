@@ -175,27 +175,45 @@ def _objects(column: Iterable[Any], n: int) -> np.ndarray[Any, Any]:
     return np.fromiter(column, dtype=object, count=n)
 
 
+class _Room:
+    """Buffers that the columns of one or more copies of a `_Points` are the first `used` rows
+    of. Rows below `used` never change; the copy whose columns end at `used` owns the rows past
+    it and appends there in place, any other copy appends to buffers of its own. Appending a
+    batch then copies the batch, not the bucket's columns so far, and a copy costs nothing."""
+
+    __slots__ = ("buffers", "used")
+
+    def __init__(self, buffers: tuple[np.ndarray[Any, Any], ...], used: int) -> None:
+        self.buffers = buffers
+        self.used = used
+
+
+_NO_OBJECTS = _objects((), 0)
+
+
 class _Points(Mapping[int, _V]):
     """Snap -> a NamedTuple `kind`, in columns: the snaps ascending (int64) and one object
     array per field. A value is made when read. Applying a batch event in order appends to
-    the arrays, with no object per point; the arrays are replaced, never changed in place,
-    so a copy of the state shares them."""
+    the arrays (in place, past the rows of every copy: `_Room`), with no object per point;
+    rows are otherwise replaced, never changed in place, so a copy of the state shares them."""
 
-    __slots__ = ("_fields", "_kind", "_names", "snaps")
+    __slots__ = ("_fields", "_kind", "_names", "_room", "snaps")
 
     def __init__(
         self,
         kind: type[_V],
         snaps: np.ndarray[Any, Any] = _NO_SNAPS,
         fields: tuple[np.ndarray[Any, Any], ...] | None = None,
+        room: _Room | None = None,
     ) -> None:
         self._kind = kind
         self._names: tuple[str, ...] = cast(Any, kind)._fields
         self.snaps = snaps
-        self._fields = fields or tuple(_objects((), 0) for _ in self._names)
+        self._fields = fields or (_NO_OBJECTS,) * len(self._names)
+        self._room = room
 
     def copy(self) -> _Points[_V]:
-        return _Points(self._kind, self.snaps, self._fields)
+        return _Points(self._kind, self.snaps, self._fields, self._room)
 
     def __len__(self) -> int:
         return len(self.snaps)
@@ -254,8 +272,7 @@ class _Points(Mapping[int, _V]):
         made = [_objects(c, n) for c in columns]
         ascending = bool(np.all(at[1:] > at[:-1]))
         if ascending and (not len(self.snaps) or at[0] > self.snaps[-1]):
-            self.snaps = np.concatenate((self.snaps, at))
-            self._fields = tuple(map(np.concatenate, zip(self._fields, made, strict=True)))
+            self._append((at, *made))
             return
         if not ascending:
             _, first_from_end = np.unique(at[::-1], return_index=True)
@@ -267,6 +284,7 @@ class _Points(Mapping[int, _V]):
         for f, c in zip(fields, made, strict=True):
             f[pos[found]] = c[found]
         new = ~found
+        self._room = None
         if not new.any():
             self._fields = tuple(fields)
             return
@@ -277,6 +295,29 @@ class _Points(Mapping[int, _V]):
             np.concatenate((f, c[new]))[order] for f, c in zip(fields, made, strict=True)
         )
 
+    def _append(self, columns: tuple[np.ndarray[Any, Any], ...]) -> None:
+        """Appends rows (the snaps, then a column per field) after the last."""
+        n, k = len(self.snaps), len(columns[0])
+        room = self._room
+        if room is not None and room.used == n and len(room.buffers[0]) >= n + k:
+            for buffer, column in zip(room.buffers, columns, strict=True):
+                buffer[n : n + k] = column
+            room.used = n + k
+        else:
+            # An eighth of the rows so far to spare: a bucket filled a few points at a time is
+            # copied every n / 8 points instead of at every batch, one filled at once holds no
+            # unused room, and a full one little.
+            spare = n // 8
+            room = self._room = _Room(
+                tuple(
+                    np.concatenate((old, new, np.empty(spare, dtype=new.dtype)))
+                    for old, new in zip((self.snaps, *self._fields), columns, strict=True)
+                ),
+                n + k,
+            )
+        self.snaps, *fields = (buffer[: n + k] for buffer in room.buffers)
+        self._fields = tuple(fields)
+
     def drop(self, snaps: Iterable[int]) -> None:
         pos, found = self.locate(np.fromiter(snaps, dtype=np.int64))
         self.drop_at(pos[found])
@@ -286,6 +327,7 @@ class _Points(Mapping[int, _V]):
         if len(pos):
             keep = np.ones(len(self.snaps), dtype=bool)
             keep[pos] = False
+            self._room = None
             self.snaps = self.snaps[keep]
             self._fields = tuple(f[keep] for f in self._fields)
 
@@ -1839,9 +1881,14 @@ class _Rows:
             ]
         source_id = batch.source_id
         # The figure each source contributed, as it sent it.
-        figures = [
-            r if isinstance(r, str) else str(v.number) for r, v in zip(raws, values, strict=True)
-        ]
+        figures = (
+            cast(list[str], raws)  # scalars' texts (their types read without a Python call)
+            if set(map(type, raws)) == {str}
+            else [
+                r if isinstance(r, str) else str(v.number)
+                for r, v in zip(raws, values, strict=True)
+            ]
+        )
         self._clean(snaps, official, PRIORITY, [{source_id: f} for f in figures], _PUBLISHED)
         self._firsts(snaps, official, PRIORITY, [source_id])
 
@@ -1933,7 +1980,7 @@ class _Rows:
                 PublicationScheduled(series_id=series_id, snaps=self.scheduled, due_us=due)
             )
         versions = self.official["versions"]
-        firsts = [i for i, v in enumerate(versions) if v == 1]
+        firsts = versions.count(1)
         common: dict[str, Any] = {
             "series_id": series_id,
             "data_type": d.data_type,
@@ -1941,18 +1988,19 @@ class _Rows:
             "decided_at_us": ctx.now_us,
         }
         if firsts:
-            columns = self._pick(firsts, len(versions))
+            columns = self._pick(firsts == len(versions), lambda v: v == 1)
             events.append(DataPublished.model_construct(mode=mode, **common, **columns))
-        if len(firsts) < len(versions):
-            later = [i for i, v in enumerate(versions) if v != 1]
-            events.append(
-                DataRestated.model_construct(**common, **self._pick(later, len(versions)))
-            )
+        if firsts < len(versions):
+            later = self._pick(not firsts, lambda v: v != 1)
+            events.append(DataRestated.model_construct(**common, **later))
         return events
 
-    def _pick(self, rows: list[int], total: int) -> dict[str, Any]:
-        if len(rows) == total:
+    def _pick(self, every: bool, version: Callable[[int], bool]) -> dict[str, Any]:
+        """The official rows whose `version` holds (`every`: all of them, known beforehand by
+        a count, which spares a bulk load's batch a scan)."""
+        if every:
             return self.official
+        rows = [i for i, v in enumerate(self.official["versions"]) if version(v)]
         return {name: [column[i] for i in rows] for name, column in self.official.items()}
 
 
