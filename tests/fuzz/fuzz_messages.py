@@ -576,8 +576,11 @@ class RequestFuzzer:
         """Bytes sent as a request: encodings of near misses, mutated; hand-made wire
         records; random bytes."""
         near_miss = self._levels[1][1].messages(descriptor)
+        # Map entries in a fixed order: by default their order varies with the process, and so
+        # would the bytes a mutation changes.
+        encoded = near_miss.map(lambda m: m.SerializeToString(deterministic=True))
         return weighted(
-            (4, near_miss.map(lambda m: m.SerializeToString()).flatmap(mutated)),
+            (4, encoded.flatmap(mutated)),
             (3, crafted_wire(descriptor)),
             (2, st.binary(max_size=256)),
         )
