@@ -497,7 +497,8 @@ def _windows(a: npt.NDArray[_T], k: int, starts: npt.NDArray[np.int64]) -> npt.N
 
 def figure_floats(figures: Sequence[Decimal]) -> npt.NDArray[np.float64]:
     """The figures as floats, NaN where a float does not stand for one (beyond the float
-    range, or so small it became 0): the screen then leaves that value to the exact rules."""
+    range, or so small it became 0 or subnormal, whose relative error is unbounded): the screen
+    then leaves that value to the exact rules."""
     out = np.fromiter(map(float, figures), dtype=np.float64, count=len(figures))
     return _faithful(out, figures)
 
@@ -522,6 +523,8 @@ def _faithful(
 ) -> npt.NDArray[np.float64]:
     """`out`, floats of `figures`, with NaN where one does not stand for its figure."""
     out[~np.isfinite(out)] = math.nan
+    with np.errstate(invalid="ignore"):
+        out[(out != 0) & (np.abs(out) < _SMALLEST_NORMAL)] = math.nan
     for i in np.flatnonzero(out == 0):
         if Decimal(figures[int(i)]):
             out[i] = math.nan
@@ -531,7 +534,12 @@ def _faithful(
 def approx(figure: Decimal) -> float:
     """`figure_floats` of one figure."""
     f = float(figure)
-    return f if math.isfinite(f) and (f or not figure) else math.nan
+    faithful = abs(f) >= _SMALLEST_NORMAL or (f == 0 and not figure)
+    return f if math.isfinite(f) and faithful else math.nan
+
+
+_SMALLEST_NORMAL = float(np.finfo(np.float64).tiny)
+"""Below it a float is subnormal: fewer significant bits, up to 100 % off its figure."""
 
 
 def check_session(local_day: date, calendar: CalendarView) -> RuleFailure | None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from qis_domain.commands import CommandContext
 from qis_domain.decisions import Decider, SeriesView, Timeline
 from qis_domain.definitions import ReconciliationMethod, ValidationRules
-from qis_domain.rules import figure_floats, history_suspects, text_floats
+from qis_domain.rules import approx, figure_floats, history_suspects, text_floats
 from qis_domain.snaps import Snap
 
 from tests.unit.domain.test_domain_series_bucket import SNAP, Harness, series, usd
@@ -78,3 +78,15 @@ def test_received_points_carry_the_floats_of_their_figures() -> None:
     assert len(timeline.points) == 40
     for p in [*timeline.points, *h.bucket.received(Decider(definition, ctx))]:
         assert p.approx == float(p.figure), p
+
+
+@given(st.sampled_from(["5E-324", "7E-324", "2.5E-320", "-1E-310", "2E-308"]))
+def test_subnormal_figures_are_left_to_the_exact_rules(text: str) -> None:
+    """A subnormal float can be 100 % off its figure (5E-324 and 7E-324 are one float): the
+    screen must not clear a jump between two of them, which the exact rule flags."""
+    assert math.isnan(approx(Decimal(text)))
+    assert math.isnan(text_floats([text])[0])
+    assert math.isnan(figure_floats([Decimal(text)])[0])
+    rules = ValidationRules(max_jump_percent=Decimal(8))
+    previous, incoming = text_floats(["5E-324"]), text_floats([text])
+    assert history_suspects(incoming, previous, [1], 1, rules)[0]
