@@ -1,5 +1,6 @@
 """port.records: the per-point records built column by column, in C, as their classes build them
-one by one; a column left out (a default) is refused rather than making a shorter tuple."""
+one by one, each column named as its field; a column left out (a default) or unknown is refused
+rather than making a shorter or shifted tuple."""
 
 from __future__ import annotations
 
@@ -10,12 +11,25 @@ from qis_adapters.readstore.port import OPEN_END, ChangeFeedEntry, OfficialVersi
 
 
 def test_projector_cost_records_equal_those_their_class_builds() -> None:
-    snaps, values = [10, 20], [b"a", b"b"]
     built = records(
-        OfficialVersion, repeat("S"), snaps, [1, 2], values, [1.0, 0.5], repeat(7), repeat(3),
-        ["", "fix"], repeat("u"), repeat("c"), [("a",), ("b",)], ["median", "manual"],
-        [(), ("jump",)], repeat(OPEN_END), repeat(OPEN_END),
-    )  # fmt: skip
+        OfficialVersion,
+        # not in the fields' order: placed by name
+        position_to=repeat(OPEN_END),
+        series_id=repeat("S"),
+        snap_us=[10, 20],
+        version=[1, 2],
+        value=[b"a", b"b"],
+        quality_score=[1.0, 0.5],
+        recorded_from_us=repeat(7),
+        position_from=repeat(3),
+        reason=["", "fix"],
+        user_id=repeat("u"),
+        command_id=repeat("c"),
+        sources=[("a",), ("b",)],
+        method=["median", "manual"],
+        flags=[(), ("jump",)],
+        recorded_to_us=repeat(OPEN_END),
+    )
     assert built == [
         OfficialVersion("S", 10, 1, b"a", 1.0, 7, 3, "", "u", "c", ("a",), "median"),
         OfficialVersion("S", 20, 2, b"b", 0.5, 7, 3, "fix", "u", "c", ("b",), "manual", ("jump",)),
@@ -25,7 +39,22 @@ def test_projector_cost_records_equal_those_their_class_builds() -> None:
     assert built[0].position_to == OPEN_END
 
 
-def test_projector_cost_records_refuse_a_missing_column() -> None:
-    columns = [repeat(1), count(), repeat("S"), [10], [1], [b"a"], [1.0], repeat(7), [""]]
-    with pytest.raises(TypeError, match="ChangeFeedEntry takes 13 columns, not 12"):
-        records(ChangeFeedEntry, *columns, repeat("u"), [("a",)], ["median"])
+def test_projector_cost_records_refuse_a_missing_or_unknown_column() -> None:
+    columns = {
+        "position": repeat(1),
+        "index": count(),
+        "series_id": repeat("S"),
+        "snap_us": [10],
+        "version": [1],
+        "value": [b"a"],
+        "quality_score": [1.0],
+        "recorded_at_us": repeat(7),
+        "reason": [""],
+        "user_id": repeat("u"),
+        "sources": [("a",)],
+        "method": ["median"],
+    }
+    with pytest.raises(TypeError, match=r"ChangeFeedEntry: no column \['flags'\], unknown \[\]"):
+        records(ChangeFeedEntry, **columns)
+    with pytest.raises(TypeError, match=r"no column \[\], unknown \['flag'\]"):
+        records(ChangeFeedEntry, **columns, flags=[()], flag=[()])

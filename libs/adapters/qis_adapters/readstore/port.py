@@ -48,15 +48,18 @@ class ResumeToken:
 _Record = TypeVar("_Record", bound=tuple[Any, ...])
 
 
-def records(kind: type[_Record], *columns: Iterable[Any]) -> list[_Record]:
-    """Records of `kind`, one of the NamedTuples below, from one column per field (every field,
-    defaults included), built in C: tuple.__new__ over zip, what `kind._make` does for one,
-    without the Python-level __new__ a NamedTuple runs per record (~0.2 of ~0.5 us)."""
+def records(kind: type[_Record], /, **columns: Iterable[Any]) -> list[_Record]:
+    """Records of `kind`, one of the NamedTuples below, from one column per field named as the
+    field (every field, defaults included), built in C: tuple.__new__ over zip, what
+    `kind._make` does for one, without the Python-level __new__ a NamedTuple runs per record
+    (~0.2 of ~0.5 us)."""
     fields: tuple[str, ...] = kind._fields  # type: ignore[attr-defined]
-    if len(columns) != len(fields):
-        raise TypeError(f"{kind.__name__} takes {len(fields)} columns, not {len(columns)}")
+    if columns.keys() != set(fields):
+        missing, unknown = set(fields) - columns.keys(), columns.keys() - set(fields)
+        raise TypeError(f"{kind.__name__}: no column {sorted(missing)}, unknown {sorted(unknown)}")
     # Not strict: constant columns are endless (itertools.repeat, count).
-    return list(map(tuple.__new__, repeat(kind), zip(*columns, strict=False)))
+    in_order = (columns[name] for name in fields)
+    return list(map(tuple.__new__, repeat(kind), zip(*in_order, strict=False)))
 
 
 class OfficialVersion(NamedTuple):

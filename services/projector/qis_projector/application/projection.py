@@ -3,7 +3,7 @@ the same records, so a rebuild from position 0 reproduces the live read model ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import count, repeat
 from typing import Any, cast
 
@@ -133,17 +133,17 @@ class Projection:
         self.batch.observations.extend(
             records(
                 Observation,
-                repeat(series_id),
-                event.snaps,
-                repeat(source_id),
-                self._encoded_values(event.data_type, event.unit, event.values),
-                event.offsets,
-                repeat(recorded_at),
-                repeat(position),
-                count(),
-                repeat(command_id),
-                repeat(user_id),
-                repeat(()),
+                series_id=repeat(series_id),
+                snap_us=event.snaps,
+                source_id=repeat(source_id),
+                value=self._encoded_values(event.data_type, event.unit, event.values),
+                snap_offset_s=event.offsets,
+                recorded_at_us=repeat(recorded_at),
+                position=repeat(position),
+                index=count(),
+                command_id=repeat(command_id),
+                user_id=repeat(user_id),
+                flags=repeat(()),
             )
         )
         self._audit_series(decoded, series_id, recorded_at, _span(event.snaps, source=source_id))
@@ -291,24 +291,28 @@ class Projection:
         # A point's version and change entry share its tuples of sources and flags.
         sources, flags = list(map(tuple, event.sources)), list(map(tuple, event.flags))
         # Column by column (an event's columns have one length: _Columns checks it): the
-        # per-point cost is the records built per point.
+        # per-point cost is the records built per point. The columns a version, its segment row
+        # and its change entry share, named as their fields.
+        per_point: dict[str, Sequence[Any]] = {
+            "snap_us": event.snaps,
+            "version": event.versions,
+            "value": values,
+            "quality_score": qualities,
+            "reason": event.reasons,
+            "sources": sources,
+            "method": event.methods,
+            "flags": flags,
+        }
         versions = records(
             OfficialVersion,
-            repeat(series_id),
-            event.snaps,
-            event.versions,
-            values,
-            qualities,
-            repeat(recorded_at),
-            repeat(position),
-            event.reasons,
-            repeat(user_id),
-            repeat(command_id),
-            sources,
-            event.methods,
-            flags,
-            repeat(OPEN_END),
-            repeat(OPEN_END),
+            **per_point,
+            series_id=repeat(series_id),
+            recorded_from_us=repeat(recorded_at),
+            position_from=repeat(position),
+            user_id=repeat(user_id),
+            command_id=repeat(command_id),
+            recorded_to_us=repeat(OPEN_END),
+            position_to=repeat(OPEN_END),
         )
         b.versions.extend(versions)
         new = self.published.get(bucket)
@@ -317,17 +321,7 @@ class Projection:
         each, same = event_value_columns(event.data_type, event.unit, event.values, values)
         new.add(
             len(versions),
-            {
-                "snap_us": event.snaps,
-                "version": event.versions,
-                "value": values,
-                "quality_score": qualities,
-                "reason": event.reasons,
-                "sources": sources,
-                "method": event.methods,
-                "flags": flags,
-                **each,
-            },
+            {**per_point, **each},
             {
                 **same,
                 "recorded_from_us": recorded_at,
@@ -346,19 +340,12 @@ class Projection:
         b.changes.extend(
             records(
                 ChangeFeedEntry,
-                repeat(position),
-                count(),
-                repeat(series_id),
-                event.snaps,
-                event.versions,
-                values,
-                qualities,
-                repeat(recorded_at),
-                event.reasons,
-                repeat(user_id),
-                sources,
-                event.methods,
-                flags,
+                **per_point,
+                position=repeat(position),
+                index=count(),
+                series_id=repeat(series_id),
+                recorded_at_us=repeat(recorded_at),
+                user_id=repeat(user_id),
             )
         )
         if isinstance(event, DataRestated) or event.mode == "manual":
