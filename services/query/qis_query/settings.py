@@ -37,8 +37,8 @@ class QuerySettings(CommonSettings):
     """...and messages, which bounds the points of a call with small pages
     (QIS_QUERY_MAX_MESSAGES_PER_CALL)..."""
     query_max_value_bytes_per_call: PositiveInt = DEFAULT_LIMITS.max_value_bytes_per_call
-    """...and bytes of serialised values, which bounds the points of a call of term structures
-    or surfaces (QIS_QUERY_MAX_VALUE_BYTES_PER_CALL)."""
+    """...and bytes of serialised values and reasons, which bounds the points of a call of term
+    structures or surfaces, or of long reasons (QIS_QUERY_MAX_VALUE_BYTES_PER_CALL)."""
     query_max_subscriptions_per_caller: PositiveInt = DEFAULT_LIMITS.max_subscriptions_per_caller
     """Open Subscribe streams of one caller (x-qis-user); one more is RESOURCE_EXHAUSTED
     (QIS_QUERY_MAX_SUBSCRIPTIONS_PER_CALLER)."""

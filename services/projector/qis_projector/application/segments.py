@@ -61,6 +61,8 @@ class SegmentBuilder:
         made: list[Segment] = []
         closures: list[SegmentClosure] = []
         for key, rows in published.items():
+            if not rows.num_rows:  # official events of no points (valid by their schema)
+                continue
             before = await self._latest(key)
             if before is not None and rows["position_from"][0].as_py() <= before.covered:
                 rows = rows.filter(pc.greater(rows["position_from"], before.covered))

@@ -22,8 +22,9 @@ class QueryLimits:
     """...and messages: with small pages the cost of a message dominates, some 0.15 to 0.35 ms
     against 0.013 ms a point (10,000 messages of one point: 1.5 to 3.6 s)."""
     max_value_bytes_per_call: int = 64 << 20
-    """...and serialised values (qis_query.application.ranges.pages): 250,000 points of 2,000-node
-    surfaces would be 24 GB. The call ends after the page that reaches it."""
+    """...and bytes of serialised values and reasons (qis_query.application.ranges.pages):
+    250,000 points of 2,000-node surfaces would be 24 GB. The call ends after the page that
+    reaches it."""
     max_subscriptions_per_caller: int = 100
     """Open Subscribe streams of one caller."""
     max_subscriptions: int = 1_000

@@ -91,14 +91,16 @@ async def pages(
 ) -> AsyncIterator[RangePage]:
     """The range in pages of `page_size` values, from just after the snap `after_us` (a page
     token's) when given, `max_points` values at most. A page that may be followed carries the
-    token resuming after it; the last page of the range is short, possibly empty, and has none.
+    token resuming after it (one cut short by its bytes, below, too); the last page of the range
+    has none, and may be short or empty.
     At `max_points` the pages end with a token: the caller continues in another call.
 
-    Pages holding the serialised values (the `value` column) are bounded in their bytes too,
-    what a client's receive limit bounds: a page ends at a whole snap before its value bytes
-    pass PAGE_VALUE_BYTES, but holds one snap at least (a larger snap goes whole); and the
-    pages end with a token once a call's value bytes reach `max_value_bytes` (None: no bound).
-    The bytes are read from the column's offsets, no value is parsed.
+    Pages holding the serialised values (the `value` column) or the reasons (`reason`) are
+    bounded in their bytes too, what a client's receive limit bounds: a page ends at a whole
+    snap before its value and reason bytes pass PAGE_VALUE_BYTES, but holds one snap at least (a
+    larger snap goes whole); and the pages end with a token once a call's value and reason bytes
+    reach `max_value_bytes` (None: no bound).
+    The bytes are read from the columns' offsets, no value is parsed.
 
     The pages hold every column of the segments' rows, or `columns` and those the range is
     selected by (SELECTION), in the segments' order: a reader that needs a few columns (an
@@ -110,8 +112,8 @@ async def pages(
     start = query.start_us if after_us is None else max(query.start_us, after_us + 1)
     pending: list[pa.Table] = []
     count = 0
-    # Where each row read ahead ends in the call's value bytes (empty: rows without values);
-    # the pages so far hold `paged_bytes`.
+    # Where each row read ahead ends in the call's value and reason bytes (empty: rows without
+    # either); the pages so far hold `paged_bytes`.
     ends = _NO_ENDS
     paged_bytes = 0
     left = max_points
@@ -123,8 +125,8 @@ async def pages(
             pending, paged = [pending[0].slice(paged)], 0
         pending.append(rows)
         count += rows.num_rows
-        if "value" in rows.column_names:
-            ends = _value_ends(rows.column("value"), ends, paged_bytes)
+        if sized := [rows.column(c) for c in SIZED if c in rows.column_names]:
+            ends = _byte_ends(sized, ends, paged_bytes)
         while size := _full_page(count, min(page_size, left), ends, paged_bytes):
             if len(pending) > 1:
                 pending = [pa.concat_tables(pending)]
@@ -156,29 +158,37 @@ def _full_page(count: int, size: int, ends: npt.NDArray[np.int64], paged_bytes: 
 
 
 PAGE_VALUE_BYTES = 1 << 20
-"""The serialised values a page holds at most (but for a larger snap, which MAX_STRUCTURE_NODES
-bounds): gRPC clients receive 4 MiB a message by default, and 50 snaps of a realistic 2,000-node
-surface are 4.7 MB. A page's other columns add some 40 bytes a snap."""
+"""The bytes of serialised values and reasons a page holds at most (but for a larger snap, which
+MAX_STRUCTURE_NODES bounds): gRPC clients receive 4 MiB a message by default, 50 snaps of a
+realistic 2,000-node surface are 4.7 MB, and 4,000 restated prices' reasons of MAX_TEXT_LENGTH
+are 4 MB. A page's other columns add some 100 bytes a snap."""
+SIZED = ("value", "reason")
+"""The columns of a page whose size per row has no small bound."""
 _NO_ENDS: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 
 
-def _value_ends(
-    values: pa.ChunkedArray, ends: npt.NDArray[np.int64], paged_bytes: int
+def _byte_ends(
+    columns: list[pa.ChunkedArray], ends: npt.NDArray[np.int64], paged_bytes: int
 ) -> npt.NDArray[np.int64]:
-    """`ends` followed by those of `values` (serialised values: binary), from their offsets;
-    `paged_bytes` end the rows before `ends`."""
-    parts = [ends]
+    """`ends` followed by where each row of `columns` (binary or string, of one length) ends in
+    their bytes together, read from their offsets; `paged_bytes` end the rows before `ends`."""
+    sizes = sum(map(_row_bytes, columns[1:]), _row_bytes(columns[0]))
     last = int(ends[-1]) if len(ends) else paged_bytes
-    for chunk in values.chunks:
+    return np.concatenate([ends, np.cumsum(sizes) + last])
+
+
+def _row_bytes(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    """The bytes of each row of a binary or string column, from its offsets (no value read)."""
+    parts = [_NO_ENDS]
+    for chunk in column.chunks:
         if not len(chunk):
             continue
-        # binary has int32 offsets, large_binary int64 (every store writes binary today).
-        wide = pa.types.is_large_binary(chunk.type)
+        # binary and string have int32 offsets, their large forms int64 (stores write the
+        # former today).
+        wide = pa.types.is_large_binary(chunk.type) or pa.types.is_large_string(chunk.type)
         offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)
-        offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
-        parts.append(offsets[1:].astype(np.int64) + (last - int(offsets[0])))
-        last = int(parts[-1][-1])
-    return np.concatenate(parts)
+        parts.append(np.diff(offsets[chunk.offset : chunk.offset + len(chunk) + 1]))
+    return np.concatenate(parts).astype(np.int64, copy=False)
 
 
 SEGMENTS_PER_READ = 16
