@@ -7,6 +7,7 @@ import itertools
 import sys
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -257,14 +258,14 @@ async def test_read_many_reads_every_stream_in_one_read_transaction(
         ]
     )
     other = await SqliteEventStore.open(tmp_path / "store.db")
-    loop = asyncio.get_running_loop()
     read_one = store._read_stream_sync
 
     def read_then_let_another_writer_in(stream: str, version: int) -> list[RecordedEvent]:
         answer = read_one(stream, version)
-        if stream == "a":  # on the store's worker thread, between the two reads
+        if stream == "a":  # between the two reads, from another thread and event loop
             write = other.append([StreamAppend("b", 0, [new_event(2)])])
-            asyncio.run_coroutine_threadsafe(write, loop).result(10)
+            with ThreadPoolExecutor(1) as elsewhere:
+                elsewhere.submit(asyncio.run, write).result(10)
         return answer
 
     monkeypatch.setattr(store, "_read_stream_sync", read_then_let_another_writer_in)

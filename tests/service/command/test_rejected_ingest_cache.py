@@ -10,6 +10,7 @@ import pytest
 from qis_adapters.eventstore.memory import InMemoryEventStore
 from qis_command.application.commands import IngestPoints
 from qis_domain.errors import InvalidArgument
+from qis_domain.reference_data import definition_stream
 from qis_domain.series_bucket import SeriesBucket, bucket_stream
 from qis_domain.snaps import Snap
 from qis_domain.values import Price, Volume
@@ -66,3 +67,36 @@ async def test_an_ingest_failing_in_its_decision_leaves_the_cache_as_it_found_it
         )
     assert not feed.repository.holds(bucket_stream("PX", LATER_US))
     assert feed.repository.held == held
+
+
+async def test_a_rejected_decision_forgets_the_earlier_buckets_it_read_to_look_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rules look back past the command's own bucket: the buckets before it are read during
+    the decision, and a rejection there forgets them too (what was cached before stays)."""
+    feed = Feed(InMemoryEventStore(), 200_000)
+    await feed.define(rules=True)
+    await feed.ingest(0, 10)
+    earlier = bucket_stream("PX", START_US)
+    feed.repository.forget(earlier)  # as after an eviction: the look-back reads it again
+    held = feed.repository.held
+    next_us = START_US + 3600 * 1_000_000  # the next bucket: its points look back to `earlier`
+    read: list[int] = []
+    decide = SeriesBucket.ingest
+
+    def refuse(bucket: SeriesBucket, *args: object) -> None:
+        read.extend(b for b in (START_US, next_us) if feed.repository.holds(bucket_stream("PX", b)))
+        raise InvalidArgument.single("points", "refused by the decision")
+
+    monkeypatch.setattr(SeriesBucket, "ingest", refuse)
+    rows = [(Snap(next_us + s * 1_000_000), Price(Decimal(1), "")) for s in range(3)]
+    with pytest.raises(InvalidArgument, match="refused by the decision"):
+        await feed.handlers.ingest(IngestPoints("PX", "a", rows), feed.ctx())
+    assert read == [START_US, next_us]  # both were cached when the decision refused
+    assert not feed.repository.holds(earlier)
+    assert not feed.repository.holds(bucket_stream("PX", next_us))
+    assert feed.repository.holds(definition_stream("PX"))
+    assert feed.repository.held == held
+    monkeypatch.setattr(SeriesBucket, "ingest", decide)
+    await feed.handlers.ingest(IngestPoints("PX", "a", rows), feed.ctx())  # and then taken
+    assert feed.repository.holds(earlier)

@@ -185,12 +185,11 @@ class CommandHandlers:
         # A series' frequency never changes once defined, so with its span known the series,
         # the command's record and the buckets are read together: one round trip, not two.
         preloaded: Loaded[SeriesBucket] | None = None
-        fresh: list[str] = []  # the buckets the read below adds to the cache
+        found = self._repo.mark()
         if (span := self._spans.get(cmd.series_id)) is None:
             series = await self._series(cmd.series_id)
         else:
             wanted = _buckets_of(cmd.series_id, sorted(_by_bucket(cmd.points, span, snaps)))
-            fresh = [w.stream for w in wanted if not self._repo.holds(w.stream)]
             series, record, *buckets = await self._load(
                 _definition_of(cmd.series_id),
                 _record_of(series_name(cmd.series_id), ctx.command_id),
@@ -200,11 +199,11 @@ class CommandHandlers:
         try:
             return await self._ingest_into(cmd, ctx, columns, series, snaps, preloaded)
         except Exception:
-            # Rejected (or failed): the cache is left as it was found (the buckets were read
-            # for a decision that was not made; kept, a stream of rejections fills the cache).
-            # Forgetting a bucket another command cached meanwhile costs it a read, no more.
-            for stream in fresh:
-                self._repo.forget(stream)
+            # Rejected (or failed): the cache is left as it was found: what was read for a
+            # decision that was not made (its buckets, those before them read for the look-back,
+            # other series' read for references; kept, a stream of rejections fills the cache).
+            # Forgetting what another command cached meanwhile costs it a read, no more.
+            self._repo.forget_since(found)
             raise
 
     async def _ingest_into(

@@ -26,6 +26,7 @@ measures it; bench/ingest_memory.py measures the process).
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,10 @@ class Repository:
         self._counted: dict[str, int] = {}
         self._held = 0
         self._cache_points = cache_points
+        # When each cached aggregate came in (a count of arrivals), in that order: those cached
+        # since a `mark` are the last entries.
+        self._arrived: dict[str, int] = {}
+        self._arrivals = 0
 
     async def load(self, stream: str, factory: Callable[[], A], *, cache: bool = True) -> A:
         """The aggregate as of now, a copy that is the caller's alone."""
@@ -102,6 +107,8 @@ class Repository:
                 if w.cache:
                     self._cache[w.stream] = aggregate
                     self._count(w.stream)
+                    self._arrivals += 1
+                    self._arrived[w.stream] = self._arrivals
             else:
                 aggregate = cached
                 self._cache.move_to_end(w.stream)
@@ -125,6 +132,19 @@ class Repository:
         """Drops the cached aggregate of `stream`: the next load reads it from the store."""
         if self._cache.pop(stream, None) is not None:
             self._held -= self._counted.pop(stream)
+            del self._arrived[stream]
+
+    def mark(self) -> int:
+        """Now, for `forget_since`."""
+        return self._arrivals
+
+    def forget_since(self, mark: int) -> None:
+        """Forgets the aggregates cached after `mark` (see `forget`)."""
+        since = list(
+            itertools.takewhile(lambda s: self._arrived[s] > mark, reversed(self._arrived))
+        )
+        for stream in since:
+            self.forget(stream)
 
     @property
     def held(self) -> int:
@@ -143,6 +163,7 @@ class Repository:
         while self._held > self._cache_points and len(self._cache) > 1:
             stream, _ = self._cache.popitem(last=False)
             self._held -= self._counted.pop(stream)
+            del self._arrived[stream]
 
     async def _refresh(self, aggregates: Sequence[Aggregate]) -> None:
         reads = [(a.stream, 0 if a.version is None else a.version + 1) for a in aggregates]

@@ -1,0 +1,152 @@
+"""The SQLite event store runs a command's reads and appends on the caller's thread when its
+worker is idle, and never lets the caller's event loop wait for a lock there."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from qis_adapters.eventstore.port import (
+    EventStoreUnavailable,
+    NewEvent,
+    StreamAppend,
+    StreamState,
+    WrongExpectedVersion,
+)
+from qis_adapters.eventstore.sqlite import SqliteEventStore
+
+
+def new_event(n: int = 0) -> NewEvent:
+    return NewEvent(uuid.uuid4(), "Ingested", b'{"n": %d}' % n, b"{}")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
+    opened = await SqliteEventStore.open(tmp_path / "store.db", busy_timeout_ms=2_000)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def threads_of(store: SqliteEventStore, name: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The threads the store's step `name` runs on, one per call, from now on."""
+    seen: list[int] = []
+    step: Callable[..., object] = getattr(store, name)
+
+    def recorded(*args: object) -> object:
+        seen.append(threading.get_ident())
+        return step(*args)
+
+    monkeypatch.setattr(store, name, recorded)
+    return seen
+
+
+async def test_an_idle_store_appends_and_reads_inline_and_a_busy_one_hops(
+    store: SqliteEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    appended = threads_of(store, "_append_sync", monkeypatch)
+    read = threads_of(store, "_read_many_sync", monkeypatch)
+    here = threading.get_ident()
+
+    await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
+    (events,) = await store.read_many([("s", 0)])
+    assert [e.stream_version for e in events] == [0]
+    assert appended == read == [here]
+
+    # While the worker runs something else, the next step waits its turn there.
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(10)
+
+    held = asyncio.get_running_loop().run_in_executor(store._executor, store._locked, hold)
+    await asyncio.to_thread(started.wait, 10)
+    append = asyncio.create_task(store.append([StreamAppend("s", 0, [new_event(1)])]))
+    await asyncio.sleep(0.05)
+    assert not append.done()  # queued behind the worker's task, not run beside it
+    release.set()
+    await held
+    assert (await append).stream_versions == {"s": 1}
+    assert len(appended) == 2
+    assert appended[1] != here
+
+
+async def test_an_inline_append_never_waits_for_a_lock_on_the_loop(
+    store: SqliteEventStore, tmp_path: Path
+) -> None:
+    await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
+    blocker = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+    try:
+        append = asyncio.create_task(store.append([StreamAppend("s", 0, [new_event(1)])]))
+        ticks = [time.monotonic()]
+        for _ in range(20):  # the loop keeps running while the append waits for the lock
+            await asyncio.sleep(0.01)
+            ticks.append(time.monotonic())
+        assert not append.done()
+        # Waiting on the loop would have stopped it for the busy timeout (2 s).
+        assert max(b - a for a, b in itertools.pairwise(ticks)) < 1.0
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    # Once the lock is free, the append (retried on the worker) commits, once.
+    assert (await append).stream_versions == {"s": 1}
+    assert [e.stream_version for e in await store.read_stream("s")] == [0, 1]
+    with pytest.raises(WrongExpectedVersion):
+        await store.append([StreamAppend("s", 0, [new_event(2)])])
+
+
+async def test_an_inline_step_met_by_a_lock_still_times_out_as_unavailable(
+    tmp_path: Path,
+) -> None:
+    store = await SqliteEventStore.open(tmp_path / "store.db", busy_timeout_ms=100)
+    blocker = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(EventStoreUnavailable):
+            await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    try:
+        # The refused inline attempt left no transaction open and its busy timeout restored.
+        await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
+        assert [e.stream_version for e in await store.read_stream("s")] == [0]
+        assert store._executor.submit(_busy_timeout, store).result(10) == 100
+    finally:
+        await store.close()
+
+
+def _busy_timeout(store: SqliteEventStore) -> int:
+    (timeout,) = store._db.execute("PRAGMA busy_timeout").fetchone()
+    return int(timeout)
+
+
+async def test_an_inline_step_gives_the_loop_its_turn_as_a_handoff_did(
+    store: SqliteEventStore,
+) -> None:
+    """Other calls waiting for the loop (a health check during a bulk load) get a turn between a
+    command's steps, as when each step went to the worker and back."""
+    await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
+    turns: list[str] = []
+
+    async def other_call() -> None:
+        turns.append("other")
+
+    for step in (
+        lambda: store.read_many([("s", 0)]),
+        lambda: store.append([StreamAppend("s", 0, [new_event(1)])]),
+    ):
+        waiting = asyncio.create_task(other_call())
+        await step()
+        assert waiting.done()
+    assert turns == ["other", "other"]
