@@ -1,7 +1,8 @@
 """The Flight endpoint's read-ahead of an export's pages (qis_query.entrypoints.flight): the
 query loop reads at most READ_AHEAD pages ahead of those the Flight thread took, hands them over
 in order with the end or the read's failure last, and stops reading and closes the pages when
-the stream is let go of.
+the stream is let go of. What it reads ahead is the pages' batches, made on the loop: made
+as each page is read, and the pages closed with them.
 
 The loop runs in its own thread, as qis-query's does; the test is the Flight thread."""
 
@@ -10,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 
 import pyarrow as pa
 import pytest
 from qis_domain.errors import RetryLater
 from qis_query.application.export import ExportPage
-from qis_query.entrypoints.flight import READ_AHEAD, _ReadAhead
+from qis_query.entrypoints.flight import READ_AHEAD, _batches, _ReadAhead
 
 PAGES = READ_AHEAD + 4
 
@@ -41,7 +42,7 @@ class Pages:
         self.closed = threading.Event()
         self._fail_at = fail_at
 
-    async def pages(self) -> AsyncIterator[ExportPage]:
+    async def pages(self) -> AsyncGenerator[ExportPage, None]:
         try:
             for index in range(PAGES):
                 if index == self._fail_at:
@@ -180,3 +181,24 @@ def test_a_reading_cancelled_before_its_first_step_ends_the_stream_at_once(
     (error,) = answer
     assert isinstance(error, RetryLater), error
     assert source.read == 0
+
+
+def test_the_batches_are_made_on_the_loop_as_the_pages_are_read_and_closed_with_them(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    source = Pages()
+    made_on: list[threading.Thread] = []
+
+    def make(page: ExportPage) -> list[pa.RecordBatch]:
+        made_on.append(threading.current_thread())
+        batches: list[pa.RecordBatch] = page.rows.to_batches()
+        return batches
+
+    ahead = _ReadAhead(loop, _batches(make, source.pages()))
+    first = ahead.next()
+    assert first is not None
+    assert first[0].column("snap_us").to_pylist() == [0]
+    wait_for(lambda: len(made_on) == 1 + READ_AHEAD)  # made ahead, as the pages are read
+    assert threading.current_thread() not in made_on
+    ahead.close()  # the client went away
+    assert source.closed.wait(5)

@@ -18,7 +18,7 @@ published while a long export streams may show in its later pages. An as-of read
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -156,8 +156,8 @@ class Export:
     columns: ValueColumns
     read_position: int
     """The answer reflects at least this commit position (that of its first call)."""
-    pages: AsyncIterator[ExportPage]
-    """Non-empty pages, in order; an async generator: close it (aclose) if left unfinished."""
+    pages: AsyncGenerator[ExportPage, None]
+    """Non-empty pages, in order; close it (aclose) if left unfinished."""
 
 
 async def open_export(queries: QueryHandlers, request: ExportRequest) -> Export:
@@ -260,7 +260,7 @@ async def _pages(
     request: ExportRequest,
     stored: frozenset[str],
     first: AsyncIterator[ranges.RangePage],
-) -> AsyncIterator[ExportPage]:
+) -> AsyncGenerator[ExportPage, None]:
     """Every page of every series: a QueryRange call streams a bounded number of points, and
     its last page's token continues in the next call, until a page without one."""
     calls: AsyncIterator[ranges.RangePage] | None = first

@@ -77,10 +77,10 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import grpc
 import pyarrow as pa
@@ -476,14 +476,16 @@ class QueryFlight:
             return _refusing_stream(status_for(error))
         log.debug("Flight export of %d series for %s", len(export.series), who.caller.user_id)
         builder = BatchBuilder(export.series, export.columns, export.read_position)
-        outcomes = self._outcomes(context, builder, _ReadAhead(loop, export.pages))
-        # What runs where. pyarrow's reader pulls the next batch from C++ with the GIL held:
-        # taking the page the loop read ahead (waiting, if it is not read yet, with the GIL
-        # released), then making its batches from the page's columns (a few Arrow kernels, which
-        # release the GIL as they run; no Python object per value).
-        # Everything after that pull runs in C++ without the GIL: IPC encoding of the batch,
-        # gRPC framing and the socket writes, and waiting on a slow client's flow control. So
-        # one busy export holds the GIL only while a page is made, never while it is sent.
+        pages = _ReadAhead(loop, _batches(builder.batches, export.pages))
+        outcomes = self._outcomes(context, pages)
+        # What runs where. The loop reads the pages ahead and makes each one's batches (a few
+        # Arrow kernels, no Python object per value) as it reads it. pyarrow's reader pulls the
+        # next batch from C++ with the GIL held, only to take a batch made ahead (waiting, if
+        # none is made yet, with the GIL released). Everything after that pull runs in C++
+        # without the GIL: IPC encoding of the batch, gRPC framing and the socket writes, and
+        # waiting on a slow client's flow control. Batches made on the Flight thread cost more
+        # CPU: each of a page's Arrow calls took the GIL back from the loop (1M prices: ~75 ns
+        # a point on the Flight thread, ~40 now, for ~10-20 more on the loop).
         reader = pa.RecordBatchReader.from_batches(builder.schema, _results(outcomes))
         return fl.RecordBatchStream(reader)
 
@@ -499,7 +501,7 @@ class QueryFlight:
         return await open_export(self._queries, request)
 
     def _outcomes(
-        self, context: fl.ServerCallContext, builder: BatchBuilder, pages: _ReadAhead
+        self, context: fl.ServerCallContext, pages: _ReadAhead[list[pa.RecordBatch]]
     ) -> Iterator[asyncio.Future[pa.RecordBatch]]:
         """Each batch as a done future, a failure as the last one (see _results); never
         raises. The pages are closed on the loop however the stream ends."""
@@ -508,10 +510,9 @@ class QueryFlight:
                 try:
                     if self._stopping.is_set():
                         raise _Stopping
-                    page = pages.next()
-                    if page is None or context.is_cancelled():
+                    batches = pages.next()
+                    if batches is None or context.is_cancelled():
                         return
-                    batches = builder.batches(page)
                 except Exception as error:
                     yield _failed(status_for(error))
                     return
@@ -643,37 +644,44 @@ def _failed_with(error: Exception) -> asyncio.Future[pa.RecordBatch]:
     return future
 
 
-class _ReadAhead:
-    """The export's pages, read on the loop by one task up to READ_AHEAD pages ahead of the
-    Flight thread that takes them: the loop reads on (SQLite reads in the store's thread and
-    LZ4 decoding, mostly outside the GIL) while the Flight thread makes and sends the pages
+async def _batches(
+    make: Callable[[ExportPage], list[pa.RecordBatch]], pages: AsyncGenerator[ExportPage, None]
+) -> AsyncGenerator[list[pa.RecordBatch], None]:
+    """Each page's batches, made as soon as the page is read (see QueryFlight.stream); the
+    pages are closed with these."""
+    async with contextlib.aclosing(pages):
+        async for page in pages:
+            yield make(page)
+
+
+class _ReadAhead(Generic[T]):
+    """An export's pages (their batches), read on the loop by one task up to READ_AHEAD pages
+    ahead of the Flight thread that takes them: the loop reads on (SQLite reads in the store's
+    thread and LZ4 decoding, mostly outside the GIL) while the Flight thread sends the pages
     before, and a page that is ready is taken without a call to the loop. The reading starts
     with the first page taken: a stream that pyarrow never pulls from (its client went away
     before) leaves no task behind."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pages: AsyncIterator[ExportPage]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pages: AsyncGenerator[T, None]) -> None:
         self._loop = loop
         self._pages = pages
-        self._ready: queue.SimpleQueue[ExportPage | Exception | None] = queue.SimpleQueue()
+        self._ready: queue.SimpleQueue[T | Exception | None] = queue.SimpleQueue()
         self._room = asyncio.Semaphore(READ_AHEAD)
         self._reading: concurrent.futures.Future[None] | None = None
 
     async def _read(self) -> None:
         try:
-            while True:
-                await self._room.acquire()
-                page = await anext(self._pages, None)
-                self._ready.put(page)
-                if page is None:
-                    return
+            async with contextlib.aclosing(self._pages):
+                while True:
+                    await self._room.acquire()
+                    page = await anext(self._pages, None)
+                    self._ready.put(page)
+                    if page is None:
+                        return
         except Exception as error:  # handed to the Flight thread, which ends the stream
             self._ready.put(error)
-        finally:
-            close = getattr(self._pages, "aclose", None)
-            if close is not None:
-                await close()
 
-    def next(self) -> ExportPage | None:
+    def next(self) -> T | None:
         """The next page (its read's failure, raised here), None after the last; on the
         Flight thread."""
         if self._reading is None:
