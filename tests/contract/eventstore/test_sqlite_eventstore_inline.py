@@ -150,3 +150,59 @@ async def test_an_inline_step_gives_the_loop_its_turn_as_a_handoff_did(
         await step()
         assert waiting.done()
     assert turns == ["other", "other"]
+
+
+async def test_a_store_used_before_its_worker_has_connected_waits_for_the_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The constructor queues the connection on the worker; a step must not find the lock free
+    before the worker has taken it (a thread scheduled late on a loaded machine) and run inline
+    on no connection."""
+    locked: Callable[..., object] = SqliteEventStore._locked
+
+    def scheduled_late(self: SqliteEventStore, fn: Callable[..., object], *args: object) -> object:
+        if getattr(fn, "__name__", "") == "_connect":
+            time.sleep(0.2)  # the worker thread, not yet run when the caller goes on
+        return locked(self, fn, *args)
+
+    # Before the lock is taken: the step the worker runs first, whoever holds the lock.
+    monkeypatch.setattr(SqliteEventStore, "_locked", scheduled_late)
+    store = SqliteEventStore(tmp_path / "store.db")
+    try:
+        assert await store.head_position() == 0
+    finally:
+        await store.close()
+
+
+async def test_an_inline_step_that_fails_still_gives_the_loop_its_turn(tmp_path: Path) -> None:
+    """A handoff gave calls waiting on the loop their turn whatever the step's outcome; an inline
+    step that fails (a conflicting append) must too."""
+    store = await SqliteEventStore.open(tmp_path / "store.db")
+    try:
+        await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event()])])
+        turns: list[str] = []
+
+        async def other_call() -> None:
+            turns.append("other")
+
+        waiting = asyncio.create_task(other_call())
+        with pytest.raises(WrongExpectedVersion):
+            await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event()])])
+        assert turns == ["other"]
+        assert waiting.done()
+    finally:
+        await store.close()
+
+
+async def test_an_append_of_many_small_events_runs_on_the_worker(
+    store: SqliteEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows cost more than their bytes (~5 us each to insert): 1,000 events of a few bytes are
+    far under the inline byte bound, yet would hold the loop for milliseconds."""
+    appended = threads_of(store, "_append_sync", monkeypatch)
+    many = [new_event(n) for n in range(1_000)]
+    assert sum(len(e.data) + len(e.metadata) for e in many) < 64 * 1024
+    await store.append([StreamAppend("many", StreamState.NO_STREAM, many)])
+    await store.append([StreamAppend("few", StreamState.NO_STREAM, many[:3])])
+    assert appended[0] != threading.get_ident()
+    assert appended[1] == threading.get_ident()
