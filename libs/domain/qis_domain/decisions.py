@@ -109,16 +109,33 @@ class Timeline:
     candidate it makes, so a point is compared with the point just before it whether that
     point came in the same command, an earlier one, the same bucket or an earlier one.
     `floor_us` of a lookup bounds how far back "previous" reaches (see `look_back_floor`).
+
+    Kept in columns (the fields of `Received`, one list each): a decision puts a thousand
+    figures and its float screen reads their floats back, with no object per point; a
+    `Received` is made only for the few points an exact rule looks at (`before`).
     """
 
     snaps: list[int] = field(default_factory=list)
-    points: list[Received] = field(default_factory=list)
+    figures: list[Decimal] = field(default_factory=list)
+    sources: list[tuple[str, ...]] = field(default_factory=list)
+    approx: list[float] = field(default_factory=list)
     covered: set[int] = field(default_factory=set)  # buckets whose candidates were added
+
+    @property
+    def points(self) -> list[Received]:
+        return self._points(0, len(self.snaps))
 
     def before(self, snap_us: int, n: int, floor_us: int) -> list[Received]:
         i = bisect.bisect_left(self.snaps, snap_us)
         lo = bisect.bisect_left(self.snaps, floor_us, 0, i)
-        return self.points[max(lo, i - n) : i]
+        return self._points(max(lo, i - n), i)
+
+    @property
+    def _columns(self) -> tuple[list[Any], ...]:
+        return self.snaps, self.figures, self.sources, self.approx
+
+    def _points(self, lo: int, hi: int) -> list[Received]:
+        return list(tuples_of(Received, *(c[lo:hi] for c in self._columns)))
 
     def add(self, bucket_us: int, points: Sequence[Received]) -> None:
         """A bucket's recorded received figures (ascending), added once."""
@@ -126,29 +143,45 @@ class Timeline:
         self.put_all(points)
 
     def put_all(self, points: Sequence[Received]) -> None:
-        """`put` of each of `points` (ascending), at once in the common cases: points after
-        every known one (a load), or the very snaps of a run of known ones (another source)."""
-        if not points:
+        """`put` of each of `points` (ascending)."""
+        if points:
+            snaps, figures, sources, approx = map(list, zip(*points, strict=True))
+            self.put_columns(snaps, figures, sources, approx)
+
+    def put_columns(
+        self,
+        snaps: list[int],
+        figures: list[Decimal],
+        sources: list[tuple[str, ...]],
+        approx: list[float],
+    ) -> None:
+        """`put` of each point of these columns (the fields of `Received`, ascending snaps),
+        at once in the common cases: points after every known one (a load), or the very snaps
+        of a run of known ones (another source)."""
+        if not snaps:
             return
-        snaps = [p.snap_us for p in points]
+        new: tuple[list[Any], ...] = (snaps, figures, sources, approx)
         if not self.snaps or snaps[0] > self.snaps[-1]:
-            self.snaps.extend(snaps)
-            self.points.extend(points)
+            for column, more in zip(self._columns, new, strict=True):
+                column.extend(more)
             return
         i = bisect.bisect_left(self.snaps, snaps[0])
-        if self.snaps[i : i + len(snaps)] == snaps:
-            self.points[i : i + len(snaps)] = points
+        j = i + len(snaps)
+        if self.snaps[i:j] == snaps:
+            for column, more in zip(self._columns, new, strict=True):
+                column[i:j] = more
             return
-        for point in points:
+        for point in tuples_of(Received, *new):
             self.put(point)
 
     def put(self, point: Received) -> None:
         i = bisect.bisect_left(self.snaps, point.snap_us)
         if i < len(self.snaps) and self.snaps[i] == point.snap_us:
-            self.points[i] = point
+            for column, value in zip(self._columns, point, strict=True):
+                column[i] = value
         else:
-            self.snaps.insert(i, point.snap_us)
-            self.points.insert(i, point)
+            for column, value in zip(self._columns, point, strict=True):
+                column.insert(i, value)
 
 
 @dataclass(slots=True)

@@ -121,16 +121,21 @@ def check_value(value: DataValue, rules: ValidationRules) -> list[RuleFailure]:
 
 
 def check_values(
-    values: Sequence[DataValue], rules: ValidationRules
+    values: Sequence[DataValue],
+    rules: ValidationRules,
+    numbers: Sequence[Decimal | None] | None = None,
 ) -> dict[int, list[RuleFailure]]:
     """`check_value` of each value, by index, for those that fail a rule. A batch of prices
     or volumes can fail positivity and the zero rule alone, which fail no figure above 0: one
-    pass over their figures settles most batches."""
+    pass over their figures settles most batches. `numbers`: the values' figures, when the
+    caller has them."""
     if {type(value) for value in values} <= {Price, Volume}:
         if not rules.require_positive and rules.forbid_zero is None:
             return {}
         # A price or volume always has a figure.
-        figures = cast(list[Decimal], [value.number for value in values])
+        figures = cast(
+            Sequence[Decimal], [value.number for value in values] if numbers is None else numbers
+        )
         if min(figures, default=1) > 0:
             return {}
         return {

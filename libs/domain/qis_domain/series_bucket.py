@@ -15,12 +15,15 @@ flagged or rejected value, is a dict of its own (`_Observations.mixed`).
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
+from collections import deque
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import repeat
-from typing import Any, NamedTuple, TypeVar, cast
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple, TypeGuard, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -87,7 +90,7 @@ from qis_domain.rules import (
 from qis_domain.service_levels import LATE_ARRIVAL, LATE_PUBLICATION, Arrivals
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency, Snap
 from qis_domain.structure_checks import check_structures
-from qis_domain.values import DataType, DataValue, encode_value
+from qis_domain.values import DataType, DataValue, encode_value, scalar_figures
 
 MANUAL = "manual"
 CUTOFF = "cutoff"
@@ -156,6 +159,9 @@ class PointSummary:
 
 
 _NO_SNAPS = np.zeros(0, dtype=np.int64)
+# A command's points (snap, value) read a column at a time, with no Python call per point.
+_SNAP, _VALUE = itemgetter(0), itemgetter(1)
+_UTC_US, _OFFSET_S = attrgetter("utc_us"), attrgetter("offset_s")
 _LATENESS = (LATE_ARRIVAL, LATE_PUBLICATION)  # rules about when a value came
 _LateAt = Callable[[int, int], tuple[str, int] | None]
 """Of a point's snap and deadline, the evidence's name and time of what makes it late (None:
@@ -170,9 +176,25 @@ def snap_array(snaps: Sequence[int] | np.ndarray[Any, Any]) -> np.ndarray[Any, A
     return np.fromiter(snaps, dtype=np.int64, count=len(snaps))
 
 
+def _locate(
+    known: np.ndarray[Any, Any], at: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Where each of the snaps `at` is in the ascending snaps `known`, and whether it is
+    there."""
+    pos = known.searchsorted(at)
+    found = pos < len(known)
+    found[found] = known[pos[found]] == at[found]
+    return pos, found
+
+
 def _objects(column: Iterable[Any], n: int) -> np.ndarray[Any, Any]:
     """A column as a one-dimensional object array (tuples stay elements, not rows)."""
     return np.fromiter(column, dtype=object, count=n)
+
+
+def _rereadable(column: object) -> TypeGuard[_Column]:
+    """Whether `column` can be read again later (not an iterator)."""
+    return type(column) in _REREADABLE
 
 
 class _Room:
@@ -191,13 +213,60 @@ class _Room:
 _NO_OBJECTS = _objects((), 0)
 
 
+class _Fill(NamedTuple):
+    """A column of one value (for `_Points.put`): written without an object per row."""
+
+    value: Any
+
+
+class _Mapped(NamedTuple):
+    """A column `map(convert, column)` (for `_Points.put`), converted when first read: a
+    bucket being loaded may never read it."""
+
+    convert: Callable[[Any], Any]
+    column: Sequence[Any]
+
+
+_Column = Sequence[Any] | np.ndarray[Any, Any] | _Fill | _Mapped
+_REREADABLE = {list, tuple, np.ndarray, _Fill, _Mapped}
+
+
+class _Later(NamedTuple):
+    """The rows [start, stop) appended by one batch, a column per field."""
+
+    start: int
+    stop: int
+    columns: tuple[_Column, ...]
+
+
+_LATER_BATCHES = 8
+"""Appended batches a bucket keeps unwritten at most: beyond, it writes them, so that a
+bucket filled a few points at a time holds arrays rather than a list per field and batch."""
+
+
+def _made(column: _Column | Iterable[Any], n: int) -> np.ndarray[Any, Any]:
+    """A column of `n` rows as a one-dimensional object array."""
+    if isinstance(column, _Fill):
+        out = np.empty(n, dtype=object)
+        out.fill(column.value)
+        return out
+    if isinstance(column, _Mapped):
+        return _objects(map(column.convert, column.column), n)
+    return _objects(column, n)
+
+
 class _Points(Mapping[int, _V]):
     """Snap -> a NamedTuple `kind`, in columns: the snaps ascending (int64) and one object
     array per field. A value is made when read. Applying a batch event in order appends to
     the arrays (in place, past the rows of every copy: `_Room`), with no object per point;
-    rows are otherwise replaced, never changed in place, so a copy of the state shares them."""
+    rows are otherwise replaced, never changed in place, so a copy of the state shares them.
 
-    __slots__ = ("_fields", "_kind", "_names", "_room", "snaps")
+    The rows an append adds to each field are written when that field is first read
+    (`_later`), not by the append: a bucket being loaded is asked which snaps it holds, and
+    seldom for most of its fields. Writing them then fills rows of buffers the copies that
+    hold those rows share, with the same values whichever copy writes first."""
+
+    __slots__ = ("_done", "_fields", "_kind", "_later", "_names", "_room", "snaps")
 
     def __init__(
         self,
@@ -205,15 +274,19 @@ class _Points(Mapping[int, _V]):
         snaps: np.ndarray[Any, Any] = _NO_SNAPS,
         fields: tuple[np.ndarray[Any, Any], ...] | None = None,
         room: _Room | None = None,
+        later: tuple[_Later, ...] = (),
+        done: tuple[int, ...] = (),
     ) -> None:
         self._kind = kind
         self._names: tuple[str, ...] = cast(Any, kind)._fields
         self.snaps = snaps
         self._fields = fields or (_NO_OBJECTS,) * len(self._names)
         self._room = room
+        self._later = later
+        self._done = done or (0,) * len(self._names)  # per field, the batches it has written
 
     def copy(self) -> _Points[_V]:
-        return _Points(self._kind, self.snaps, self._fields, self._room)
+        return _Points(self._kind, self.snaps, self._fields, self._room, self._later, self._done)
 
     def __len__(self) -> int:
         return len(self.snaps)
@@ -230,24 +303,40 @@ class _Points(Mapping[int, _V]):
         i = self._find(snap_us)
         if i < 0:
             raise KeyError(snap_us)
-        return tuple.__new__(self._kind, [f[i] for f in self._fields])
+        return tuple.__new__(self._kind, [f[i] for f in self._written()])
 
     def _find(self, snap_us: int) -> int:
         i = int(self.snaps.searchsorted(snap_us))
         return i if i < len(self.snaps) and self.snaps[i] == snap_us else -1
 
     def field(self, name: str) -> np.ndarray[Any, Any]:
-        return self._fields[self._names.index(name)]
+        return self._write(self._names.index(name))
+
+    def _write(self, j: int) -> np.ndarray[Any, Any]:
+        """Field `j`, its rows still to write (`_later`) written."""
+        field = self._fields[j]
+        later, done = self._later, self._done
+        if done[j] < len(later):
+            for start, stop, columns in later[done[j] :]:
+                field[start:stop] = _made(columns[j], stop - start)
+            done = (*done[:j], len(later), *done[j + 1 :])
+            if min(done) == len(later):
+                later, done = (), (0,) * len(done)
+            self._later, self._done = later, done
+        return field
+
+    def _written(self) -> tuple[np.ndarray[Any, Any], ...]:
+        """Every field, its rows still to write written."""
+        if self._later:
+            for j in range(len(self._names)):
+                self._write(j)
+        return self._fields
 
     def locate(
         self, snaps: Sequence[int] | np.ndarray[Any, Any]
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         """Where each of `snaps` is (an index into the columns) and whether it is there."""
-        at = snap_array(snaps)
-        pos = self.snaps.searchsorted(at)
-        found = pos < len(self.snaps)
-        found[found] = self.snaps[pos[found]] == at[found]
-        return pos, found
+        return _locate(self.snaps, snap_array(snaps))
 
     def has(self, snaps: Sequence[int]) -> np.ndarray[Any, Any]:
         return self.locate(snaps)[1]
@@ -259,9 +348,9 @@ class _Points(Mapping[int, _V]):
 
     def at(self, pos: np.ndarray[Any, Any]) -> Iterator[_V]:
         """The values at positions `pos` of the columns."""
-        return tuples_of(self._kind, *(f[pos].tolist() for f in self._fields))
+        return tuples_of(self._kind, *(f[pos].tolist() for f in self._written()))
 
-    def put(self, snaps: Sequence[int], *columns: Iterable[Any]) -> None:
+    def put(self, snaps: Sequence[int], *columns: _Column | Iterable[Any]) -> None:
         """Sets the values at `snaps`, one column per field: new snaps after the last are
         appended as they come; others replace values or are merged in order. A snap listed
         twice takes its last value, as a map would."""
@@ -269,18 +358,18 @@ class _Points(Mapping[int, _V]):
         if not n:
             return
         at = snap_array(snaps)
-        made = [_objects(c, n) for c in columns]
         ascending = bool(np.all(at[1:] > at[:-1]))
         if ascending and (not len(self.snaps) or at[0] > self.snaps[-1]):
-            self._append((at, *made))
+            self._append(at, columns)
             return
+        made = [_made(c, n) for c in columns]
         if not ascending:
             _, first_from_end = np.unique(at[::-1], return_index=True)
             if len(first_from_end) < n:
                 lasts = n - 1 - first_from_end
                 at, made = at[lasts], [c[lasts] for c in made]
         pos, found = self.locate(at)
-        fields = [f.copy() for f in self._fields]
+        fields = [f.copy() for f in self._written()]
         for f, c in zip(fields, made, strict=True):
             f[pos[found]] = c[found]
         new = ~found
@@ -295,28 +384,31 @@ class _Points(Mapping[int, _V]):
             np.concatenate((f, c[new]))[order] for f, c in zip(fields, made, strict=True)
         )
 
-    def _append(self, columns: tuple[np.ndarray[Any, Any], ...]) -> None:
-        """Appends rows (the snaps, then a column per field) after the last."""
-        n, k = len(self.snaps), len(columns[0])
+    def _append(self, at: np.ndarray[Any, Any], columns: Sequence[_Column | Iterable[Any]]) -> None:
+        """Appends rows after the last: the snaps `at`, and a column per field, written
+        when the field is read (a column that can be read only once, now)."""
+        n, k = len(self.snaps), len(at)
         room = self._room
-        if room is not None and room.used == n and len(room.buffers[0]) >= n + k:
-            for buffer, column in zip(room.buffers, columns, strict=True):
-                buffer[n : n + k] = column
-            room.used = n + k
-        else:
+        if room is None or room.used != n or len(room.buffers[0]) < n + k:
             # An eighth of the rows so far to spare: a bucket filled a few points at a time is
             # copied every n / 8 points instead of at every batch, one filled at once holds no
             # unused room, and a full one little.
             spare = n // 8
             room = self._room = _Room(
                 tuple(
-                    np.concatenate((old, new, np.empty(spare, dtype=new.dtype)))
-                    for old, new in zip((self.snaps, *self._fields), columns, strict=True)
+                    np.concatenate((old, np.empty(k + spare, dtype=old.dtype)))
+                    for old in (self.snaps, *self._fields)
                 ),
-                n + k,
+                n,
             )
+        room.buffers[0][n : n + k] = at
+        room.used = n + k
         self.snaps, *fields = (buffer[: n + k] for buffer in room.buffers)
         self._fields = tuple(fields)
+        kept = tuple(c if _rereadable(c) else _objects(c, k) for c in columns)
+        self._later = (*self._later, _Later(n, n + k, kept))
+        if len(self._later) > _LATER_BATCHES:
+            self._written()
 
     def drop(self, snaps: Iterable[int]) -> None:
         pos, found = self.locate(np.fromiter(snaps, dtype=np.int64))
@@ -329,7 +421,7 @@ class _Points(Mapping[int, _V]):
             keep[pos] = False
             self._room = None
             self.snaps = self.snaps[keep]
-            self._fields = tuple(f[keep] for f in self._fields)
+            self._fields = tuple(f[keep] for f in self._written())
 
 
 def _clean(raws: Sequence[RawValue], users: Iterable[str]) -> Iterator[Observed]:
@@ -409,10 +501,10 @@ class _Observations(Mapping[int, dict[str, Observed]]):
 
     def rows(self, snaps: Sequence[int]) -> list[dict[str, Observed] | None]:
         pos, found = self.plain.locate(snaps)
-        plain = ({source: value} for source, value in self._plain_at(pos[found]))
-        out: list[dict[str, Observed] | None] = [
-            next(plain) if ok else None for ok in found.tolist()
-        ]
+        out: list[dict[str, Observed] | None] = [None] * len(snaps)
+        if found.any():  # else the columns need not be read
+            plain = ({source: value} for source, value in self._plain_at(pos[found]))
+            out = [next(plain) if ok else None for ok in found.tolist()]
         if len(self.pairs):
             pos, found = self.pairs.locate(snaps)
             at = np.flatnonzero(found)
@@ -463,7 +555,8 @@ class _Observations(Mapping[int, dict[str, Observed]]):
         if self.mixed or len(self.plain) or len(self.pairs):
             pos, found = self.plain.locate(snaps)
             joins = np.zeros(n, dtype=bool)  # a value of another source in the columns
-            joins[found] = self.plain.field("source_id")[pos[found]] != source_id
+            if found.any():
+                joins[found] = self.plain.field("source_id")[pos[found]] != source_id
             paired = self.pairs.has(snaps) if len(self.pairs) else np.zeros(n, dtype=bool)
             mixed = self.mixed
             known = self._in_mixed(snaps) if mixed else np.zeros(n, dtype=bool)
@@ -476,9 +569,9 @@ class _Observations(Mapping[int, dict[str, Observed]]):
                 self.pairs.put(
                     [snaps[i] for i in joining],
                     *columns,
-                    repeat(source_id, len(joining)),
+                    _Fill(source_id),
                     [raws[i] for i in joining],
-                    repeat(user_id, len(joining)),
+                    _Fill(user_id),
                 )
                 self.plain.drop_at(pos[joining])
                 for i in np.flatnonzero(known).tolist():
@@ -486,7 +579,7 @@ class _Observations(Mapping[int, dict[str, Observed]]):
                     mixed[snaps[i]] = {**mixed[snaps[i]], source_id: Observed(raws[i], user_id)}
                 keep = np.flatnonzero(~apart).tolist()
                 snaps, raws, n = [snaps[i] for i in keep], [raws[i] for i in keep], len(keep)
-        self.plain.put(snaps, repeat(source_id, n), raws, repeat(user_id, n))
+        self.plain.put(snaps, _Fill(source_id), raws, _Fill(user_id))
 
     def _ingest_paired(
         self,
@@ -708,30 +801,38 @@ class SeriesBucket:
         very command), then the candidate and settlement of each point. A run of new points
         with one clean value each, and of points with a clean value of one other source, the
         bulk-load cases, are decided in columns."""
-        snaps = [snap.utc_us for snap, _ in points]
+        snaps = list(map(_UTC_US, map(_SNAP, points)))
         if len(set(snaps)) != len(points):
             raise InvalidArgument.single("points", "snaps must be unique within one command")
         decide = Decider(definition, ctx)
         rules = definition.validation
         if snaps != sorted(snaps):  # sent in order, as they mostly are, they stay as they are
             points = sorted(points, key=lambda p: p[0].utc_us)
-            snaps = [snap.utc_us for snap, _ in points]
-        values = [value for _, value in points]
-        raws = list(map(encode_value, values))
+            snaps = list(map(_UTC_US, map(_SNAP, points)))
+        values = list(map(_VALUE, points))
+        scalars = scalar_figures(values)
+        raws: list[RawValue] = (
+            list(map(encode_value, values)) if scalars is None else list(map(str, scalars))
+        )
         chosen = values if decide.quantum is None else list(map(decide.rounded, values))
         prior = None if rules.day_over_day is None else view.prior
         back = look_back(definition)
-        # The floats of the values' figures for the float screens, made once (None: no look-back
-        # rule; pairs are screened from their texts alone).
-        incoming = _value_floats(values, raws) if back else None
+        # The values' figures and their floats for the look-back rules and their float screen,
+        # made once (None: no look-back rule; pairs are screened from their texts alone).
+        numbers: Sequence[Decimal | None] | None = None
+        incoming = None
+        if back:
+            numbers = [value.number for value in values] if scalars is None else scalars
+            incoming = _value_floats(values, None if scalars is None else cast(list[str], raws))
         pairs = (
             None
             if prior is not None
             else self._pairs(source_id, snaps, values, raws, decide, incoming)
         )
         batch = _Batch(source_id, snaps, raws, values, chosen, pairs)
-        known = self._reconciled(source_id, snaps, values, raws, decide, pairs)
-        failures = check_values(values, rules)
+        paired = np.zeros(len(snaps), dtype=bool) if pairs is None else pairs.mask
+        known = self._reconciled(source_id, snaps, values, raws, decide, paired)
+        failures = check_values(values, rules, numbers)
         if (schema := definition.structure) is not None:
             received = [known[i].chosen if i in known else chosen[i] for i in range(len(snaps))]
             tail = view.structures
@@ -751,24 +852,36 @@ class SeriesBucket:
             timeline = Timeline() if view.timeline is None else view.timeline
             if self.bucket_us not in timeline.covered:
                 timeline.add(self.bucket_us, self._received_near(snaps, back, decide))
-            figures = [value.number for value in chosen]
+            assert numbers is not None  # made with `incoming`
+            figures = numbers if chosen is values else [value.number for value in chosen]
             floats = (incoming if chosen is values else _value_floats(chosen, None)).copy()
             sources: list[tuple[str, ...]] = [(source_id,)] * len(snaps)
             if pairs is not None:
-                at = sorted(pairs.points)
-                floats[at] = [pairs.floats[i] for i in at]
-                for i in at:
-                    figures[i], sources[i] = pairs.figures[i], pairs.sources
-            for i, reconciled in known.items():
-                figures[i], sources[i] = reconciled.chosen.number, reconciled.result.contributors
-                floats[i] = math.nan if (figure := figures[i]) is None else approx(figure)
-            timeline.put_all(
-                [
-                    p
-                    for p in tuples_of(Received, snaps, figures, sources, floats.tolist())
-                    if p.figure is not None
-                ]
-            )
+                floats[pairs.at] = pairs.floats
+                if len(pairs.at) == len(snaps):
+                    figures = cast(list[Decimal | None], pairs.figures)
+                    sources = [pairs.sources] * len(snaps)
+                else:
+                    figures = list(figures)
+                    # index by index, without a Python loop: map calls each setitem in C
+                    deque(map(figures.__setitem__, pairs.at, pairs.figures), 0)
+                    deque(map(sources.__setitem__, pairs.at, repeat(pairs.sources)), 0)
+            if known:
+                figures = list(figures)
+                for i, reconciled in known.items():
+                    figures[i] = reconciled.chosen.number
+                    sources[i] = reconciled.result.contributors
+                    floats[i] = math.nan if (figure := figures[i]) is None else approx(figure)
+            if definition.data_type in _SCALARS:  # every value has a figure
+                timeline.put_columns(snaps, cast(list[Decimal], figures), sources, floats.tolist())
+            else:
+                timeline.put_all(
+                    [
+                        p
+                        for p in tuples_of(Received, snaps, figures, sources, floats.tolist())
+                        if p.figure is not None
+                    ]
+                )
             floor_us = look_back_floor(self.bucket_us, definition.frequency)
             windows = (
                 [rules.jump_window(decide.local_seconds(snap_us)) for snap_us in snaps]
@@ -776,7 +889,7 @@ class SeriesBucket:
                 else None
             )
             for i, (more, spike) in _check_history(
-                timeline, back, floor_us, snaps, values, incoming, rules, windows
+                timeline, back, floor_us, snaps, numbers, incoming, rules, windows
             ).items():
                 failures.setdefault(i, []).extend(more)
                 if spike is not None:
@@ -792,16 +905,15 @@ class SeriesBucket:
                     failures.setdefault(i, []).append(miss)
         # Decided one by one: every point but a new one with a clean value that publication
         # takes as it comes and one of a clean pair (decided in columns, `_Rows.columns`).
-        paired = set() if pairs is None else pairs.points
         if prior is not None:
             # Each point settles before the next is checked: its official version may be the
             # prior session of a later one (see qis_domain.day_over_day).
             general = set(range(len(snaps)))
         elif decide.sole_source_status is PointStatus.PUBLISHED:
-            official = set(np.flatnonzero(self.officials.has(snaps)).tolist())
-            general = known.keys() | failures.keys() | (official - paired)
+            republished = np.flatnonzero(self.officials.has(snaps) & ~paired).tolist()
+            general = known.keys() | failures.keys() | set(republished)
         else:
-            general = set(range(len(snaps))) - (paired - failures.keys())
+            general = set(np.flatnonzero(~paired).tolist()) | failures.keys()
         issues: list[Issue] = []
         rows = _Rows(definition)
         late = _Why(f"late source {source_id}", "late_source")
@@ -846,7 +958,7 @@ class SeriesBucket:
                 data_type=definition.data_type,
                 unit=definition.unit,
                 snaps=snaps,
-                offsets=[snap.offset_s for snap, _ in points],
+                offsets=list(map(_OFFSET_S, map(_SNAP, points))),
                 values=raws,
             )
         ]
@@ -863,20 +975,19 @@ class SeriesBucket:
         values: list[DataValue],
         raws: list[RawValue],
         decide: Decider,
-        pairs: _Pairs | None,
+        paired: npt.NDArray[np.bool_],
     ) -> dict[int, Reconciled]:
-        """For each point (by index) the bucket knows already, but for the `pairs`, what its
-        candidate will be made of once the new value is in: no rule changes that."""
+        """For each point (by index) the bucket knows already, but for the `paired` ones (a
+        mask), what its candidate will be made of once the new value is in: no rule changes
+        that."""
         out = {}
-        paired = () if pairs is None else pairs.points
-        for i in np.flatnonzero(self.observed.has(snaps)).tolist():
-            if i not in paired:
-                snap_us = snaps[i]
-                before = self.observed[snap_us]
-                observed = {**before, source_id: Observed(raws[i], decide.ctx.user_id)}
-                made = decide.reconciled(observed, (source_id, values[i]))
-                assert made is not None  # the value being ingested counts
-                out[i] = made
+        for i in np.flatnonzero(self.observed.has(snaps) & ~paired).tolist():
+            snap_us = snaps[i]
+            before = self.observed[snap_us]
+            observed = {**before, source_id: Observed(raws[i], decide.ctx.user_id)}
+            made = decide.reconciled(observed, (source_id, values[i]))
+            assert made is not None  # the value being ingested counts
+            out[i] = made
         return out
 
     def _pairs(
@@ -919,10 +1030,12 @@ class SeriesBucket:
         ):
             return None
         status = decide.status(blocking=False, sources=2, score=ONE)
-        figures = [values[i].number for i in found] if mine_first else their_figures
+        figures = their_figures
+        if mine_first:  # a scalar has a figure
+            figures = cast(list[Decimal], [values[i].number for i in found])
         chosen, chosen_f = mine_texts if mine_first else their_texts, first_f
         if decide.quantum is not None:
-            figures = list(map(decide.rounded_figure, cast(list[Decimal], figures)))
+            figures = list(map(decide.rounded_figure, figures))
             chosen = list(map(str, figures))
             chosen_f = text_floats(chosen)
         firsts = [False] * len(found)
@@ -968,7 +1081,7 @@ class SeriesBucket:
             chosen,
             contributions,
             firsts,
-            chosen_f.tolist(),
+            chosen_f,
         )
 
     def _other_values(self, source_id: str, snaps: list[int]) -> tuple[str, list[int], list[str]]:
@@ -978,15 +1091,11 @@ class SeriesBucket:
         plain, pairs, mixed = self.observed.plain, self.observed.pairs, self.observed.mixed
         pos, in_columns = plain.locate(snaps)
         at = np.flatnonzero(in_columns)
-        seen: list[tuple[int, str, RawValue]] = list(
-            zip(
-                at.tolist(),
-                plain.field("source_id")[pos[at]].tolist(),
-                plain.field("raw")[pos[at]].tolist(),
-                strict=True,
-            )
-        )
-        kinds = int(bool(seen))  # of the state's forms the values come from
+        # Per form of the state the values come from: the points (by index), the other
+        # source and its value, as arrays.
+        seen = []
+        if len(at):
+            seen.append((at, plain.field("source_id")[pos[at]], plain.field("raw")[pos[at]]))
         if len(pairs):
             pos, paired = pairs.locate(snaps)
             in_columns |= paired
@@ -1000,13 +1109,14 @@ class SeriesBucket:
                 at, pos, second = at[mine], pos[mine], second[mine]
                 sources = np.where(second, first[mine], pairs.field("other_id")[pos])
                 raws = np.where(second, pairs.field("raw")[pos], pairs.field("other_raw")[pos])
-                seen.extend(zip(at.tolist(), sources.tolist(), raws.tolist(), strict=True))
-                kinds += 1
+                seen.append((at, sources, raws))
         if mixed:
-            in_dicts = len(seen)
-            for i in np.flatnonzero(~in_columns).tolist():
-                if (before := mixed.get(snaps[i])) is None:
-                    continue
+            # The few points held as dicts, found without a look at each of the others.
+            rest = np.flatnonzero(~in_columns)
+            held = np.sort(np.fromiter(mixed, dtype=np.int64, count=len(mixed)))
+            dicts: list[tuple[int, str, RawValue]] = []
+            for i in rest[_locate(held, snap_array(snaps)[rest])[1]].tolist():
+                before = mixed[snaps[i]]
                 if len(before) == 1:
                     ((source, value),) = before.items()
                 elif len(before) == 2 and source_id in before:
@@ -1015,23 +1125,28 @@ class SeriesBucket:
                 else:
                     continue
                 if not (value.failures or value.rejected):
-                    seen.append((i, source, value.raw))
-            kinds += len(seen) > in_dicts
-        if kinds > 1:
-            seen.sort(key=lambda s: s[0])
-        other = ""
-        found: list[int] = []
-        theirs: list[str] = []
-        for i, source, raw in seen:
-            if source == source_id or type(raw) is not str:
-                continue
-            if source != other:
-                if other:
-                    continue
-                other = source
-            found.append(i)
-            theirs.append(raw)
-        return other, found, theirs
+                    dicts.append((i, source, value.raw))
+            if dicts:
+                i_s, sources_s, raws_s = zip(*dicts, strict=True)
+                n = len(dicts)
+                seen.append(
+                    (np.array(i_s, dtype=np.intp), _objects(sources_s, n), _objects(raws_s, n))
+                )
+        seen = [form for form in seen if len(form[0])]
+        if not seen:
+            return "", [], []
+        index, ids, raws = (np.concatenate(column) for column in zip(*seen, strict=True))
+        if len(seen) > 1:
+            order = index.argsort(kind="stable")
+            index, ids, raws = index[order], ids[order], raws[order]
+        usable: npt.NDArray[np.bool_] = ids != source_id
+        if set(map(type, raws.tolist())) != {str}:
+            usable &= np.fromiter((type(r) is str for r in raws.tolist()), dtype=bool)
+        if not usable.any():
+            return "", [], []
+        other = str(ids[usable][0])
+        keep = usable & (ids == other)
+        return other, index[keep].tolist(), raws[keep].tolist()
 
     def publish(
         self,
@@ -1508,18 +1623,25 @@ class SeriesBucket:
                 event.snaps,
                 event.values,
                 event.methods,
-                map(distinct.setdefault, sources, sources),
+                list(map(distinct.setdefault, sources, sources)),
                 event.quality_scores,
-                map(_POINT_STATUSES.__getitem__, event.statuses),
+                _Mapped(_POINT_STATUSES.__getitem__, event.statuses),
             )
         elif isinstance(event, DataPublished | DataRestated):
-            officials, n = self.officials, len(event.snaps)
-            first_at = np.full(n, event.decided_at_us, dtype=object)
+            officials = self.officials
+            # when version 1 was decided: this event's time for a first version
+            first_at: _Column = _Fill(event.decided_at_us)
             pos, found = officials.locate(event.snaps)
-            first_at[found] = officials.field("published_at_us")[pos[found]]
-            manual = map(MANUAL.__eq__, event.methods)
+            if found.any():
+                first_at = _made(first_at, len(event.snaps))
+                first_at[found] = officials.field("published_at_us")[pos[found]]
             officials.put(
-                event.snaps, event.versions, event.values, manual, first_at, repeat(meta.user_id, n)
+                event.snaps,
+                event.versions,
+                event.values,
+                _Mapped(MANUAL.__eq__, event.methods),
+                first_at,
+                _Fill(meta.user_id),
             )
             if self.scheduled:
                 for snap_us in event.snaps:
@@ -1664,34 +1786,37 @@ def _check_history(
     back: int,
     floor_us: int,
     snaps: list[int],
-    values: list[DataValue],
+    figures: Sequence[Decimal | None],
     floats: npt.NDArray[np.float64],
     rules: ValidationRules,
     windows: list[JumpWindow | None] | None,
 ) -> dict[int, _History]:
-    """The look-back rules of each value (by index) that fails one. The timeline holds the
-    received figures of the points being decided already: the previous of each value are
-    those before it, whichever command decided them. A float screen of the whole batch
-    (`floats`: of the values' figures) spares the exact rules every value it proves clean.
-    `windows`: the jump window of each value (None: the series has none)."""
-    checked = [
-        (i, figure) for i, value in enumerate(values) if (figure := value.number) is not None
-    ]
+    """The look-back rules of each value (by index; `figures`: theirs, None for a value
+    without one) that fails one. The timeline holds the received figures of the points being
+    decided already: the previous of each value are those before it, whichever command
+    decided them. A float screen of the whole batch (`floats`: of the values' figures) spares
+    the exact rules every value it proves clean. `windows`: the jump window of each value
+    (None: the series has none)."""
+    checked = [i for i, figure in enumerate(figures) if figure is not None]
+    if len(checked) == len(figures):
+        at, x = snap_array(snaps), floats
+    else:
+        at, x = snap_array([snaps[i] for i in checked]), floats[checked]
     known = timeline.snaps
     lo = max(bisect.bisect_left(known, floor_us), bisect.bisect_left(known, snaps[0]) - back)
     hi = bisect.bisect_left(known, snaps[-1])
-    at = snap_array([snaps[i] for i, _ in checked])
     suspects = history_suspects(
-        floats[[i for i, _ in checked]],
-        np.fromiter((p.approx for p in timeline.points[lo:hi]), np.float64, hi - lo),
+        x,
+        np.array(timeline.approx[lo:hi], dtype=np.float64),
         np.searchsorted(snap_array(known[lo:hi]), at),
         back,
         rules,
-        None if windows is None else [_multiplier(windows[i]) for i, _ in checked],
+        None if windows is None else [_multiplier(windows[i]) for i in checked],
     )
     out = {}
     for k in np.flatnonzero(suspects).tolist():
-        i, figure = checked[k]
+        i = checked[k]
+        figure = cast(Decimal, figures[i])
         previous = timeline.before(snaps[i], back, floor_us)
         failures = check_history(figure, previous, rules, None if windows is None else windows[i])
         spike = check_spike(figure, snaps[i], previous, rules)
@@ -1721,13 +1846,13 @@ def _check_cross_series(
 
 
 def _value_floats(
-    values: Sequence[DataValue], raws: Sequence[RawValue] | None
+    values: Sequence[DataValue], texts: Sequence[str] | None
 ) -> npt.NDArray[np.float64]:
-    """`figure_floats` of the values' figures (NaN where a value has none); `raws`: their
-    encoded forms, when at hand: a scalar's is its figure's text, cheaper to read as a
-    float than the figure."""
-    if raws is not None and all(type(raw) is str for raw in raws):
-        return text_floats(cast(Sequence[str], raws))
+    """`figure_floats` of the values' figures (NaN where a value has none); `texts`: those
+    figures' texts, when at hand (a scalar's encoded form), cheaper to read as floats than the
+    figures."""
+    if texts is not None:
+        return text_floats(texts)
     return np.array(
         [math.nan if (figure := value.number) is None else approx(figure) for value in values],
         dtype=np.float64,
@@ -1739,42 +1864,51 @@ def _multiplier(window: JumpWindow | None) -> Decimal:
 
 
 class _Pairs(NamedTuple):
-    """What `SeriesBucket._pairs` proved of an ingest's points: lists by the command's point
-    index, None (False) where a point is not one of the `points`."""
+    """What `SeriesBucket._pairs` proved of an ingest's points (`at`: their indices in the
+    command, ascending; `mask`: the same by index): columns of those points alone."""
 
-    points: set[int]
+    at: list[int]
+    mask: npt.NDArray[np.bool_]
+    edges: list[int]  # the indices where a run of pairs or of other points starts, but 0
     method: str
     sources: tuple[str, ...]  # the contributors, by priority
     status: PointStatus
-    figures: list[Decimal | None]  # the received (chosen) figure
-    values: list[str | None]  # the chosen value, encoded
-    contributions: list[dict[str, str] | None]
+    figures: list[Decimal]  # the received (chosen) figure
+    values: list[str]  # the chosen value, encoded
+    contributions: list[dict[str, str]]
     firsts: list[bool]  # the candidate makes a first official version
-    floats: list[float]  # the received figure's, for the float screen (NaN: none)
+    floats: npt.NDArray[np.float64]  # the received figure's, for the float screen (NaN: none)
 
     @classmethod
     def of(
         cls,
-        points: list[int],
+        at: list[int],
         n: int,
         method: str,
         sources: tuple[str, ...],
         status: PointStatus,
-        *columns: list[Any],
+        figures: list[Decimal],
+        values: list[str],
+        contributions: list[dict[str, str]],
+        firsts: list[bool],
+        floats: npt.NDArray[np.float64],
     ) -> _Pairs:
-        """From `columns` of the `points` alone (ascending), of a command of `n` points."""
-        if len(points) < n:
-            spread = []
-            for column, empty in zip(columns, (None, None, None, False, math.nan), strict=True):
-                full = [empty] * n
-                for i, value in zip(points, column, strict=True):
-                    full[i] = value
-                spread.append(full)
-            columns = tuple(spread)
-        figures, values, contributions, firsts, floats = columns
+        """Of a command of `n` points."""
+        mask = np.zeros(n, dtype=bool)
+        mask[at] = True
+        edges = (np.flatnonzero(mask[1:] != mask[:-1]) + 1).tolist()
         return cls(
-            set(points), method, sources, status, figures, values, contributions, firsts, floats
+            at, mask, edges, method, sources, status, figures, values, contributions, firsts, floats
         )
+
+    def runs(self, lo: int, hi: int) -> Iterator[tuple[int, int, int | None]]:
+        """The runs of points in [lo, hi), each as (start, end, the index of its first point
+        in the pair columns: None for a run of other points)."""
+        if lo >= hi:
+            return
+        cuts = self.edges[bisect.bisect_right(self.edges, lo) : bisect.bisect_left(self.edges, hi)]
+        for start, end in itertools.pairwise([lo, *cuts, hi]):
+            yield start, end, bisect.bisect_left(self.at, start) if self.mask[start] else None
 
 
 class _Batch(NamedTuple):
@@ -1855,16 +1989,11 @@ class _Rows:
         if pairs is None:
             self.first_values(batch, lo, hi)
             return
-        while lo < hi:
-            end = lo + 1
-            kind = pairs.figures[lo] is not None
-            while end < hi and (pairs.figures[end] is not None) is kind:
-                end += 1
-            if kind:
-                self.pairs(batch.snaps, pairs, lo, end, scheduled)
+        for start, end, k in pairs.runs(lo, hi):
+            if k is None:
+                self.first_values(batch, start, end)
             else:
-                self.first_values(batch, lo, end)
-            lo = end
+                self.pairs(batch.snaps[start:end], pairs, k, k + end - start, scheduled)
 
     def first_values(self, batch: _Batch, lo: int, hi: int) -> None:
         """Points new to the bucket, each with one clean value, that publication takes as they
@@ -1900,21 +2029,20 @@ class _Rows:
         hi: int,
         scheduled: Container[int],
     ) -> None:
-        """What `SeriesBucket._settle` decides of the pairs in [lo, hi), in columns."""
-        mine, values = snaps[lo:hi], cast(list[str], pairs.values)
-        self._clean(
-            mine, values[lo:hi], pairs.method, pairs.contributions[lo:hi], pairs.status.value
-        )
+        """What `SeriesBucket._settle` decides of the pairs [lo, hi) of the pair columns, at
+        `snaps`, in columns."""
+        values = pairs.values[lo:hi]
+        self._clean(snaps, values, pairs.method, pairs.contributions[lo:hi], pairs.status.value)
         if pairs.status is PointStatus.PUBLISHED:
-            firsts = [k for k in range(lo, hi) if pairs.firsts[k]]
+            firsts = pairs.firsts[lo:hi]
             self._firsts(
-                [snaps[k] for k in firsts],
-                [values[k] for k in firsts],
+                list(compress(snaps, firsts)),
+                list(compress(values, firsts)),
                 pairs.method,
                 list(pairs.sources),
             )
         elif self.cutoff_us:
-            self.scheduled.extend(s for s in mine if s not in scheduled)
+            self.scheduled.extend(s for s in snaps if s not in scheduled)
 
     def _clean(
         self,
@@ -1924,14 +2052,15 @@ class _Rows:
         contributions: Sequence[dict[str, str] | None],
         status: str,
     ) -> None:
-        """Reconciled rows of candidates that no value's failure nor a break penalises."""
+        """Reconciled rows of candidates that no value's failure nor a break penalises. A
+        list every row has the same is one list (an event's columns never change in place)."""
         n = len(snaps)
         made: tuple[tuple[str, Sequence[Any]], ...] = (
             ("snaps", snaps),
             ("values", values),
             ("methods", [method] * n),
             ("contributions", contributions),
-            ("excluded", [[] for _ in snaps]),
+            ("excluded", [[]] * n),
             ("quality_scores", ["1"] * n),
             ("statuses", [status] * n),
         )
@@ -1941,16 +2070,16 @@ class _Rows:
     def _firsts(
         self, snaps: list[int], values: list[str] | list[RawValue], method: str, sources: list[str]
     ) -> None:
-        """First official versions of clean candidates."""
+        """First official versions of clean candidates (lists shared by rows as `_clean`)."""
         n = len(snaps)
         made: tuple[tuple[str, Sequence[Any]], ...] = (
             ("snaps", snaps),
             ("versions", [1] * n),
             ("values", values),
             ("quality_scores", ["1"] * n),
-            ("sources", [list(sources) for _ in snaps]),
+            ("sources", [list(sources)] * n),
             ("methods", [method] * n),
-            ("flags", [[] for _ in snaps]),
+            ("flags", [[]] * n),
             ("reasons", [""] * n),
             ("causes", [""] * n),
         )

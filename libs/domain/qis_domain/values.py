@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from qis_domain.bounds import (
@@ -393,6 +395,21 @@ def encode_value(value: DataValue) -> str | dict[str, Any]:
     if isinstance(value, Volume):
         return str(value.quantity)
     return value_to_doc(value)
+
+
+def scalar_figures(values: Sequence[DataValue]) -> list[Decimal] | None:
+    """The figures of a batch of prices, or of volumes, read without a Python call per value
+    (None: a batch of other or mixed kinds). Each encodes as its figure's text."""
+    kinds: set[type] = set(map(type, values))
+    if len(kinds) == 1 and (figure := _FIGURES.get(kinds.pop())) is not None:
+        return list(map(figure, values))
+    return None
+
+
+_FIGURES: dict[type, Callable[[Any], Decimal]] = {
+    Price: attrgetter("value"),
+    Volume: attrgetter("quantity"),
+}
 
 
 def decode_value(data_type: DataType, unit: str, raw: str | dict[str, Any]) -> DataValue:

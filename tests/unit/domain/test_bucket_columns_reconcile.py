@@ -209,7 +209,7 @@ def counting_pairs() -> Iterator[list[int]]:
 
     def spy(self: SeriesBucket, *args: object) -> object:
         made = decide(self, *args)  # type: ignore[arg-type]
-        counted.append(0 if made is None else len(made.points))
+        counted.append(0 if made is None else len(made.at))
         return made
 
     with patch.object(SeriesBucket, "_pairs", spy):
