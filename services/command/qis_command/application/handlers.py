@@ -10,6 +10,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from functools import partial, reduce
+from operator import attrgetter, itemgetter
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -181,15 +182,17 @@ class CommandHandlers:
     ) -> CommandResult:
         """`columns`: the request's value column ("columns.prices") when the points came in
         columns, which violations then name (the command is the same in either form)."""
-        snaps = [p[0].utc_us for p in cmd.points]
+        snaps = _utc_us(cmd.points)
         # A series' frequency never changes once defined, so with its span known the series,
         # the command's record and the buckets are read together: one round trip, not two.
         preloaded: Loaded[SeriesBucket] | None = None
+        by_bucket: dict[int, Sequence[tuple[Snap, DataValue]]] | None = None
         found = self._repo.mark()
         if (span := self._spans.get(cmd.series_id)) is None:
             series = await self._series(cmd.series_id)
         else:
-            wanted = _buckets_of(cmd.series_id, sorted(_by_bucket(cmd.points, span, snaps)))
+            by_bucket = _by_bucket(cmd.points, span, snaps)
+            wanted = _buckets_of(cmd.series_id, sorted(by_bucket))
             series, record, *buckets = await self._load(
                 _definition_of(cmd.series_id),
                 _record_of(series_name(cmd.series_id), ctx.command_id),
@@ -197,7 +200,7 @@ class CommandHandlers:
             )
             preloaded = record, buckets
         try:
-            return await self._ingest_into(cmd, ctx, columns, series, snaps, preloaded)
+            return await self._ingest_into(cmd, ctx, columns, series, snaps, by_bucket, preloaded)
         except Exception:
             # Rejected (or failed): the cache is left as it was found: what was read for a
             # decision that was not made (its buckets, those before them read for the look-back,
@@ -213,17 +216,21 @@ class CommandHandlers:
         columns: str,
         series: ReferenceData,
         snaps: list[int],
+        by_bucket: dict[int, Sequence[tuple[Snap, DataValue]]] | None,
         preloaded: Loaded[SeriesBucket] | None,
     ) -> CommandResult:
+        """`by_bucket`: the points per bucket, when the series' span was known before it was
+        read."""
         definition = series.require_definition()
         if definition.source(cmd.source_id) is None:
             raise InvalidArgument.single(
                 "source",
                 f"{source_name(cmd.source_id)} is not configured for {series_name(cmd.series_id)}",
             )
-        points = _conform(definition, cmd.points, columns=columns)
-        self._spans[cmd.series_id] = BUCKET_SPAN_US[definition.frequency]
-        by_bucket = _by_bucket(points, BUCKET_SPAN_US[definition.frequency], snaps)
+        _conform(definition, cmd.points, snaps, columns=columns)
+        span = self._spans[cmd.series_id] = BUCKET_SPAN_US[definition.frequency]
+        if by_bucket is None:
+            by_bucket = _by_bucket(cmd.points, span, snaps)
         calendar = (
             self._calendar_view(definition, snaps) if definition.validation.check_calendar else None
         )
@@ -282,11 +289,17 @@ class CommandHandlers:
 
     async def restate(self, cmd: RestatePoint, ctx: CommandContext) -> CommandResult:
         definition = (await self._series(cmd.series_id)).require_definition()
-        ((_, value),) = _conform(definition, [(cmd.snap, cmd.value)], field="value")
+        _conform(definition, [(cmd.snap, cmd.value)], field="value")
 
         def decide(bucket: SeriesBucket) -> list[DomainEvent]:
             return bucket.restate(
-                definition, cmd.snap.utc_us, value, cmd.reason, ctx, cmd.reason_code, cmd.expires_us
+                definition,
+                cmd.snap.utc_us,
+                cmd.value,
+                cmd.reason,
+                ctx,
+                cmd.reason_code,
+                cmd.expires_us,
             )
 
         bucket_us = bucket_of(cmd.snap.utc_us, definition.frequency)
@@ -294,9 +307,8 @@ class CommandHandlers:
 
     async def resolve_issues(self, cmd: ResolveIssues, ctx: CommandContext) -> CommandResult:
         definition = (await self._series(cmd.series_id)).require_definition()
-        value = None
         if cmd.value is not None:
-            ((_, value),) = _conform(definition, [(Snap(0), cmd.value)], field="value")
+            _conform(definition, [(Snap(0), cmd.value)], field="value")
         by_bucket: dict[int, list[tuple[str, str]]] = {}
         for i, issue in enumerate(cmd.issue_ids):
             snap_us = snap_of_issue(issue)
@@ -317,7 +329,7 @@ class CommandHandlers:
                 cmd.action,
                 cmd.reason,
                 ctx,
-                value,
+                cmd.value,
                 cmd.reason_code,
                 cmd.expires_us,
             )
@@ -821,6 +833,15 @@ def _buckets_of(series_id: str, buckets: Iterable[int]) -> list[Wanted[SeriesBuc
     ]
 
 
+# Snap is a tuple whose first item is its UTC µs: read a point's without a Python call.
+_FIRST, _VALUE = itemgetter(0), itemgetter(1)
+_CURRENCY, _UNIT = attrgetter("currency"), attrgetter("unit")
+
+
+def _utc_us(points: Sequence[tuple[Snap, DataValue]]) -> list[int]:
+    return list(map(_FIRST, map(_FIRST, points)))
+
+
 def _by_bucket(
     points: Sequence[tuple[Snap, DataValue]], span: int, snaps_us: list[int] | None = None
 ) -> dict[int, Sequence[tuple[Snap, DataValue]]]:
@@ -831,7 +852,7 @@ def _by_bucket(
     if not points:
         return {}
     if snaps_us is None:
-        snaps_us = [p[0].utc_us for p in points]
+        snaps_us = _utc_us(points)
     lo, hi = min(snaps_us), max(snaps_us)
     if lo - lo % span == hi - hi % span:
         return {lo - lo % span: points}
@@ -853,16 +874,19 @@ def _by_bucket(
 def _conform(
     definition: SeriesDefinition,
     points: Sequence[tuple[Snap, DataValue]],
+    snaps_us: list[int] | None = None,
     field: str = "",
     columns: str = "",
-) -> list[tuple[Snap, DataValue]]:
-    """Values must be of the series' type; a missing currency/unit takes the series' one.
-    `columns`: the points came in columns, and their value column is named so (one violation
-    for a column of the wrong type, the snaps' column for a repeated snap).
+) -> None:
+    """Raises unless the values are of the series' type and unit (a missing currency/unit is
+    the series' one: values are stored without it) and the snaps are unique. `snaps_us`: the
+    points' (`_utc_us`), when the caller has them. `columns`: the points came in columns, and
+    their value column is named so (one violation for a column of the wrong type, the snaps'
+    column for a repeated snap).
 
     A batch of one type, in the series' unit, with unique snaps (the usual) is seen to be so
-    by three set comprehensions; only a batch that is not is walked point by point, to name
-    each violation."""
+    by three sets made in C; only a batch that is not is walked point by point, to name each
+    violation."""
     if definition.structure is not None:
         # The shape any structure has was checked at the edge; its series' schema only here.
         shaped: list[FieldViolation] = []
@@ -872,19 +896,21 @@ def _conform(
                 structure_violations(value, definition.structure, at, shaped)
         if shaped:
             raise InvalidArgument(shaped)
-    kinds = {type(value) for _, value in points}
+    values = list(map(_VALUE, points))
+    kinds = set(map(type, values))
     # One kind of value: the first value's data type is every value's.
-    if len(kinds) == 1 and points[0][1].data_type is definition.data_type:
+    if len(kinds) == 1 and values[0].data_type is definition.data_type:
         kind = kinds.pop()
         units: set[str] = set()
         if kind is Price:
-            units = {value.currency for _, value in points}  # type: ignore[union-attr]
+            units = set(map(_CURRENCY, values))
         elif kind is Volume:
-            units = {value.unit for _, value in points}  # type: ignore[union-attr]
-        if units <= {"", definition.unit} and len({s.utc_us for s, _ in points}) == len(points):
-            return list(points)
+            units = set(map(_UNIT, values))
+        if snaps_us is None:
+            snaps_us = _utc_us(points)
+        if units <= {"", definition.unit} and len(set(snaps_us)) == len(points):
+            return
     violations: list[FieldViolation] = []
-    out: list[tuple[Snap, DataValue]] = []
     first_index: dict[int, int] = {}
     snaps_path = f"{columns.rsplit('.', 1)[0]}.snap_time_micros" if columns else ""
     for i, (snap, value) in enumerate(points):
@@ -917,7 +943,5 @@ def _conform(
             violations.append(
                 FieldViolation(f"{path}.volume.unit", f"series is in {definition.unit}")
             )
-        out.append((snap, value))
     if violations:
         raise InvalidArgument(violations)
-    return out
