@@ -4,10 +4,13 @@ is checked, and a rejection must not leave them cached."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
 from qis_adapters.eventstore.memory import InMemoryEventStore
+from qis_adapters.eventstore.port import RecordedEvent
 from qis_command.application.commands import IngestPoints
 from qis_domain.errors import InvalidArgument
 from qis_domain.reference_data import definition_stream
@@ -100,3 +103,50 @@ async def test_a_rejected_decision_forgets_the_earlier_buckets_it_read_to_look_b
     monkeypatch.setattr(SeriesBucket, "ingest", decide)
     await feed.handlers.ingest(IngestPoints("PX", "a", rows), feed.ctx())  # and then taken
     assert feed.repository.holds(earlier)
+
+
+HOUR_US = 3600 * 1_000_000
+
+
+class GatedStore(InMemoryEventStore):
+    """Holds a read that includes `gated` until `gate` is set: a command suspended mid-read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gated = ""
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def read_many(self, reads: Sequence[tuple[str, int]]) -> list[list[RecordedEvent]]:
+        if any(stream == self.gated for stream, _ in reads):
+            self.waiting.set()
+            await self.gate.wait()
+        return await super().read_many(reads)
+
+
+def rows(bucket_us: int) -> list[tuple[Snap, Price]]:
+    return [(Snap(bucket_us + s * 1_000_000), Price(Decimal(1), "")) for s in range(3)]
+
+
+async def test_a_rejected_ingest_keeps_what_another_command_cached_meanwhile() -> None:
+    """An accepted command's bucket, loaded and saved while a rejected one of another source was
+    reading, stays cached: only what the rejected command read is forgotten (forgetting the
+    other would make its next command replay its whole bucket: rejections from one client
+    would empty the cache of the others)."""
+    store = GatedStore()
+    feed = Feed(store, 200_000)
+    await feed.define()
+    await feed.ingest(0, 10)  # the bucket span is known: an ingest's buckets are preloaded
+    rejected_us, accepted_us = START_US + 2 * HOUR_US, START_US + 3 * HOUR_US
+    store.gated = bucket_stream("PX", rejected_us)
+    rejected = asyncio.create_task(
+        feed.handlers.ingest(IngestPoints("PX", "b", rows(rejected_us)), feed.ctx())
+    )
+    await store.waiting.wait()  # the rejected command has begun (and read nothing yet)
+    await feed.handlers.ingest(IngestPoints("PX", "a", rows(accepted_us)), feed.ctx())
+    assert feed.repository.holds(bucket_stream("PX", accepted_us))
+    store.gate.set()
+    with pytest.raises(InvalidArgument):
+        await rejected
+    assert not feed.repository.holds(bucket_stream("PX", rejected_us))
+    assert feed.repository.holds(bucket_stream("PX", accepted_us))

@@ -187,27 +187,22 @@ class CommandHandlers:
         # the command's record and the buckets are read together: one round trip, not two.
         preloaded: Loaded[SeriesBucket] | None = None
         by_bucket: dict[int, Sequence[tuple[Snap, DataValue]]] | None = None
-        found = self._repo.mark()
-        if (span := self._spans.get(cmd.series_id)) is None:
-            series = await self._series(cmd.series_id)
-        else:
-            by_bucket = _by_bucket(cmd.points, span, snaps)
-            wanted = _buckets_of(cmd.series_id, sorted(by_bucket))
-            series, record, *buckets = await self._load(
-                _definition_of(cmd.series_id),
-                _record_of(series_name(cmd.series_id), ctx.command_id),
-                *wanted,
-            )
-            preloaded = record, buckets
-        try:
+        # Rejected (or failed), the command leaves the cache as it found it: what was read for a
+        # decision that was not made (its buckets, those before them read for the look-back,
+        # other series' read for references; kept, a stream of rejections fills the cache).
+        with self._repo.forgotten_on_failure():
+            if (span := self._spans.get(cmd.series_id)) is None:
+                series = await self._series(cmd.series_id)
+            else:
+                by_bucket = _by_bucket(cmd.points, span, snaps)
+                wanted = _buckets_of(cmd.series_id, sorted(by_bucket))
+                series, record, *buckets = await self._load(
+                    _definition_of(cmd.series_id),
+                    _record_of(series_name(cmd.series_id), ctx.command_id),
+                    *wanted,
+                )
+                preloaded = record, buckets
             return await self._ingest_into(cmd, ctx, columns, series, snaps, by_bucket, preloaded)
-        except Exception:
-            # Rejected (or failed): the cache is left as it was found: what was read for a
-            # decision that was not made (its buckets, those before them read for the look-back,
-            # other series' read for references; kept, a stream of rejections fills the cache).
-            # Forgetting what another command cached meanwhile costs it a read, no more.
-            self._repo.forget_since(found)
-            raise
 
     async def _ingest_into(
         self,

@@ -26,9 +26,10 @@ measures it; bench/ingest_memory.py measures the process).
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, Self, TypeVar
 
@@ -75,6 +76,11 @@ class Wanted(Generic[A_co]):
     cache: bool = True
 
 
+_CACHED_HERE: ContextVar[list[str] | None] = ContextVar("cached_here", default=None)
+"""The streams the loads of the running task cached, inside Repository.forgotten_on_failure
+(a context variable: the commands interleaved on the loop each have their own)."""
+
+
 class Repository:
     def __init__(self, store: EventStore, codec: EventCodec, cache_points: int = 200_000) -> None:
         self._store = store
@@ -85,10 +91,6 @@ class Repository:
         self._counted: dict[str, int] = {}
         self._held = 0
         self._cache_points = cache_points
-        # When each cached aggregate came in (a count of arrivals), in that order: those cached
-        # since a `mark` are the last entries.
-        self._arrived: dict[str, int] = {}
-        self._arrivals = 0
 
     async def load(self, stream: str, factory: Callable[[], A], *, cache: bool = True) -> A:
         """The aggregate as of now, a copy that is the caller's alone."""
@@ -107,8 +109,8 @@ class Repository:
                 if w.cache:
                     self._cache[w.stream] = aggregate
                     self._count(w.stream)
-                    self._arrivals += 1
-                    self._arrived[w.stream] = self._arrivals
+                    if (cached_here := _CACHED_HERE.get()) is not None:
+                        cached_here.append(w.stream)
             else:
                 aggregate = cached
                 self._cache.move_to_end(w.stream)
@@ -132,19 +134,23 @@ class Repository:
         """Drops the cached aggregate of `stream`: the next load reads it from the store."""
         if self._cache.pop(stream, None) is not None:
             self._held -= self._counted.pop(stream)
-            del self._arrived[stream]
 
-    def mark(self) -> int:
-        """Now, for `forget_since`."""
-        return self._arrivals
-
-    def forget_since(self, mark: int) -> None:
-        """Forgets the aggregates cached after `mark` (see `forget`)."""
-        since = list(
-            itertools.takewhile(lambda s: self._arrived[s] > mark, reversed(self._arrived))
-        )
-        for stream in since:
-            self.forget(stream)
+    @contextlib.contextmanager
+    def forgotten_on_failure(self) -> Iterator[None]:
+        """Within, what this task's loads (and those of tasks it starts) bring into the cache is
+        forgotten if the block raises: a rejected command leaves the cache as it found it,
+        not filled with what was read for a decision that was not made. What other commands
+        cached meanwhile, interleaved on the loop, stays."""
+        cached: list[str] = []
+        token = _CACHED_HERE.set(cached)
+        try:
+            yield
+        except Exception:
+            for stream in cached:
+                self.forget(stream)
+            raise
+        finally:
+            _CACHED_HERE.reset(token)
 
     @property
     def held(self) -> int:
@@ -163,7 +169,6 @@ class Repository:
         while self._held > self._cache_points and len(self._cache) > 1:
             stream, _ = self._cache.popitem(last=False)
             self._held -= self._counted.pop(stream)
-            del self._arrived[stream]
 
     async def _refresh(self, aggregates: Sequence[Aggregate]) -> None:
         reads = [(a.stream, 0 if a.version is None else a.version + 1) for a in aggregates]
