@@ -872,7 +872,7 @@ class SeriesBucket:
                     figures[i] = reconciled.chosen.number
                     sources[i] = reconciled.result.contributors
                     floats[i] = math.nan if (figure := figures[i]) is None else approx(figure)
-            if definition.data_type in _SCALARS:  # every value has a figure
+            if scalars is not None:  # every value a price or volume: each has a figure
                 timeline.put_columns(snaps, cast(list[Decimal], figures), sources, floats.tolist())
             else:
                 timeline.put_all(
