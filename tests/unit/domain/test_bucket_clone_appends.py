@@ -17,6 +17,36 @@ from qis_domain.values import DataType
 SERIES = "S"
 
 
+def batch_of_a(
+    snaps: list[int], values: list[str], status: PointStatus
+) -> tuple[DataIngested, DataReconciled]:
+    """A batch of prices of the one source "a": its ingest and reconciliation events."""
+    n = len(snaps)
+    return (
+        DataIngested(
+            series_id=SERIES,
+            source_id="a",
+            data_type=DataType.PRICE,
+            unit="USD",
+            snaps=snaps,
+            offsets=[0] * n,
+            values=list[RawValue](values),
+        ),
+        DataReconciled(
+            series_id=SERIES,
+            data_type=DataType.PRICE,
+            unit="USD",
+            snaps=snaps,
+            values=list[RawValue](values),
+            methods=["priority"] * n,
+            contributions=[{"a": v} for v in values],
+            excluded=[[] for _ in snaps],
+            quality_scores=["1"] * n,
+            statuses=[status.value] * n,
+        ),
+    )
+
+
 class _Copy:
     """A bucket and what a map per snap says it holds."""
 
@@ -42,33 +72,9 @@ class _Copy:
         self.last = max(self.last, snaps[-1])
         values = [f"{rng.randint(1, 999)}.{tag}" for _ in snaps]
         version = -1 if self.bucket.version is None else self.bucket.version
-        self.bucket.apply(
-            DataIngested(
-                series_id=SERIES,
-                source_id="a",
-                data_type=DataType.PRICE,
-                unit="USD",
-                snaps=snaps,
-                offsets=[0] * n,
-                values=list[RawValue](values),
-            ),
-            Recorded(tag, tag, version + 1, version + 1),
-        )
-        self.bucket.apply(
-            DataReconciled(
-                series_id=SERIES,
-                data_type=DataType.PRICE,
-                unit="USD",
-                snaps=snaps,
-                values=list[RawValue](values),
-                methods=["priority"] * n,
-                contributions=[{"a": v} for v in values],
-                excluded=[[] for _ in snaps],
-                quality_scores=["1"] * n,
-                statuses=[PointStatus.PUBLISHED.value] * n,
-            ),
-            Recorded(tag, tag, version + 1, version + 2),
-        )
+        ingested, reconciled = batch_of_a(snaps, values, PointStatus.PUBLISHED)
+        self.bucket.apply(ingested, Recorded(tag, tag, version + 1, version + 1))
+        self.bucket.apply(reconciled, Recorded(tag, tag, version + 1, version + 2))
         for snap_us, value in zip(snaps, values, strict=True):
             self.observed[snap_us] = Observed(value, tag)
             self.candidates[snap_us] = Candidate(

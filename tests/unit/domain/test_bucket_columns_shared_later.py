@@ -11,12 +11,12 @@ import random
 from typing import Any
 
 from qis_domain.decisions import Candidate
-from qis_domain.events import DataIngested, DataPublished, DataReconciled, RawValue
+from qis_domain.events import DataPublished, RawValue
 from qis_domain.quality import PointStatus
 from qis_domain.series_bucket import Official, Recorded, SeriesBucket
 from qis_domain.values import DataType
 
-SERIES = "S"
+from tests.unit.domain.test_bucket_clone_appends import SERIES, batch_of_a
 
 
 class _Copy:
@@ -51,27 +51,7 @@ class _Copy:
         manual = rng.random() < 0.3
         version = -1 if self.bucket.version is None else self.bucket.version
         events = [
-            DataIngested(
-                series_id=SERIES,
-                source_id="a",
-                data_type=DataType.PRICE,
-                unit="USD",
-                snaps=snaps,
-                offsets=[0] * n,
-                values=list[RawValue](values),
-            ),
-            DataReconciled(
-                series_id=SERIES,
-                data_type=DataType.PRICE,
-                unit="USD",
-                snaps=snaps,
-                values=list[RawValue](values),
-                methods=["priority"] * n,
-                contributions=[{"a": v} for v in values],
-                excluded=[[] for _ in snaps],
-                quality_scores=["1"] * n,
-                statuses=[status.value] * n,
-            ),
+            *batch_of_a(snaps, values, status),
             DataPublished(
                 series_id=SERIES,
                 data_type=DataType.PRICE,
