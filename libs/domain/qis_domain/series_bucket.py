@@ -182,9 +182,10 @@ def _locate(
     """Where each of the snaps `at` is in the ascending snaps `known`, and whether it is
     there."""
     pos = known.searchsorted(at)
-    found = pos < len(known)
-    found[found] = known[pos[found]] == at[found]
-    return pos, found
+    if not len(known):
+        return pos, np.zeros(len(at), dtype=bool)
+    # A snap past the last is compared with the last, which is smaller: one gather, no masks.
+    return pos, known.take(pos, mode="clip") == at
 
 
 def _objects(column: Iterable[Any], n: int) -> np.ndarray[Any, Any]:
@@ -350,7 +351,9 @@ class _Points(Mapping[int, _V]):
         """The values at positions `pos` of the columns."""
         return tuples_of(self._kind, *(f[pos].tolist() for f in self._written()))
 
-    def put(self, snaps: Sequence[int], *columns: _Column | Iterable[Any]) -> None:
+    def put(
+        self, snaps: Sequence[int] | np.ndarray[Any, Any], *columns: _Column | Iterable[Any]
+    ) -> None:
         """Sets the values at `snaps`, one column per field: new snaps after the last are
         appended as they come; others replace values or are merged in order. A snap listed
         twice takes its last value, as a map would."""
@@ -358,7 +361,7 @@ class _Points(Mapping[int, _V]):
         if not n:
             return
         at = snap_array(snaps)
-        ascending = bool(np.all(at[1:] > at[:-1]))
+        ascending = bool((at[1:] > at[:-1]).all())
         if ascending and (not len(self.snaps) or at[0] > self.snaps[-1]):
             self._append(at, columns)
             return
@@ -1631,12 +1634,13 @@ class SeriesBucket:
             officials = self.officials
             # when version 1 was decided: this event's time for a first version
             first_at: _Column = _Fill(event.decided_at_us)
-            pos, found = officials.locate(event.snaps)
+            snaps = snap_array(event.snaps)  # read once, for locate and put
+            pos, found = officials.locate(snaps)
             if found.any():
-                first_at = _made(first_at, len(event.snaps))
+                first_at = _made(first_at, len(snaps))
                 first_at[found] = officials.field("published_at_us")[pos[found]]
             officials.put(
-                event.snaps,
+                snaps,
                 event.versions,
                 event.values,
                 _Mapped(MANUAL.__eq__, event.methods),

@@ -152,6 +152,9 @@ class SqliteEventStore:
         self._page_rows = page_rows
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
+        # The connection's busy timeout now: 0 after an inline step, changed only when a step
+        # of the other kind comes (a PRAGMA per step was ~4 of a small command's 14 statements).
+        self._busy_now = busy_timeout_ms
         self._checkpointer: WalCheckpointer | None = None
         self._closed = False
         # The connection runs one statement sequence at a time, on the worker thread or, when
@@ -226,7 +229,7 @@ class SqliteEventStore:
                     await asyncio.sleep(0)
                 if ran is not None:
                     return ran[0]
-            return await loop.run_in_executor(self._executor, self._locked, fn, *args)
+            return await loop.run_in_executor(self._executor, self._on_worker, fn, *args)
         except sqlite3.OperationalError as e:
             # Faults of the place the log lives, not of the request: a transaction that hits
             # one rolls back whole, so the caller may retry.
@@ -241,6 +244,17 @@ class SqliteEventStore:
         with self._lock:
             return fn(*args)
 
+    def _on_worker(self, fn: Callable[..., _T], *args: object) -> _T:
+        """`fn` on the worker, waiting up to the busy timeout for a lock held elsewhere."""
+        with self._lock:
+            self._busy_timeout(self._busy_timeout_ms)
+            return fn(*args)
+
+    def _busy_timeout(self, ms: int) -> None:
+        if self._busy_now != ms:
+            self._db.execute(f"PRAGMA busy_timeout = {int(ms)}")
+            self._busy_now = ms
+
     def _inline(self, fn: Callable[..., _T], *args: object) -> tuple[_T] | None:
         """`fn`'s answer, run on this thread when the worker is idle, with SQLite's busy handler
         off; None when it was not run: the worker was busy, or a lock was held elsewhere
@@ -249,16 +263,13 @@ class SqliteEventStore:
         if not self._connected.done() or not self._lock.acquire(blocking=False):
             return None
         try:
-            conn = self._db
-            conn.execute("PRAGMA busy_timeout = 0")
+            self._busy_timeout(0)
             try:
                 return (fn(*args),)
             except sqlite3.OperationalError as e:
                 if getattr(e, "sqlite_errorcode", 0) & 0xFF in _LOCK_CODES:
                     return None
                 raise
-            finally:
-                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         finally:
             self._lock.release()
 
