@@ -1,5 +1,5 @@
-"""The SQLite event store runs a command's reads and appends on the caller's thread when its
-worker is idle, and never lets the caller's event loop wait for a lock there."""
+"""The SQLite event store runs a command's reads on the caller's thread when its worker is idle
+(its appends always on the worker), and never lets the caller's event loop wait for a lock."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def threads_of(store: SqliteEventStore, name: str, monkeypatch: pytest.MonkeyPat
     return seen
 
 
-async def test_an_idle_store_appends_and_reads_inline_and_a_busy_one_hops(
+async def test_an_idle_store_reads_inline_and_a_busy_one_hops(
     store: SqliteEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     appended = threads_of(store, "_append_sync", monkeypatch)
@@ -59,7 +59,10 @@ async def test_an_idle_store_appends_and_reads_inline_and_a_busy_one_hops(
     await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
     (events,) = await store.read_many([("s", 0)])
     assert [e.stream_version for e in events] == [0]
-    assert appended == read == [here]
+    assert read == [here]
+    # Appends: always on the worker.
+    assert len(appended) == 1
+    assert appended[0] != here
 
     # While the worker runs something else, the next step waits its turn there.
     started, release = threading.Event(), threading.Event()
@@ -70,17 +73,17 @@ async def test_an_idle_store_appends_and_reads_inline_and_a_busy_one_hops(
 
     held = asyncio.get_running_loop().run_in_executor(store._executor, store._locked, hold)
     await asyncio.to_thread(started.wait, 10)
-    append = asyncio.create_task(store.append([StreamAppend("s", 0, [new_event(1)])]))
+    reading = asyncio.create_task(store.read_many([("s", 0)]))
     await asyncio.sleep(0.05)
-    assert not append.done()  # queued behind the worker's task, not run beside it
+    assert not reading.done()  # queued behind the worker's task, not run beside it
     release.set()
     await held
-    assert (await append).stream_versions == {"s": 1}
-    assert len(appended) == 2
-    assert appended[1] != here
+    assert [[e.stream_version for e in events] for events in await reading] == [[0]]
+    assert len(read) == 2
+    assert read[1] != here
 
 
-async def test_an_inline_append_never_waits_for_a_lock_on_the_loop(
+async def test_an_append_waiting_for_a_lock_leaves_the_loop_running(
     store: SqliteEventStore, tmp_path: Path
 ) -> None:
     await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
@@ -98,17 +101,18 @@ async def test_an_inline_append_never_waits_for_a_lock_on_the_loop(
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    # Once the lock is free, the append (retried on the worker) commits, once.
+    # Once the lock is free, the append commits, once.
     assert (await append).stream_versions == {"s": 1}
     assert [e.stream_version for e in await store.read_stream("s")] == [0, 1]
     with pytest.raises(WrongExpectedVersion):
         await store.append([StreamAppend("s", 0, [new_event(2)])])
 
 
-async def test_an_inline_step_met_by_a_lock_still_times_out_as_unavailable(
+async def test_an_append_met_by_a_lock_times_out_as_unavailable_after_inline_reads(
     tmp_path: Path,
 ) -> None:
     store = await SqliteEventStore.open(tmp_path / "store.db", busy_timeout_ms=100)
+    assert await store.head_position() == 0  # inline: the busy timeout is 0 there
     blocker = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
@@ -118,8 +122,8 @@ async def test_an_inline_step_met_by_a_lock_still_times_out_as_unavailable(
         blocker.execute("ROLLBACK")
         blocker.close()
     try:
-        # The refused inline attempt left no transaction open, and a step on the worker after
-        # inline ones waits the busy timeout.
+        # The refused append left no transaction open, and a step on the worker after inline
+        # ones waits the busy timeout.
         await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
         assert [e.stream_version for e in await store.read_stream("s")] == [0]
         assert store._executor.submit(store._on_worker, _busy_timeout, store).result(10) == 100
@@ -175,35 +179,23 @@ async def test_a_store_used_before_its_worker_has_connected_waits_for_the_connec
         await store.close()
 
 
-async def test_an_inline_step_that_fails_still_gives_the_loop_its_turn(tmp_path: Path) -> None:
-    """A handoff gave calls waiting on the loop their turn whatever the step's outcome; an inline
-    step that fails (a conflicting append) must too."""
-    store = await SqliteEventStore.open(tmp_path / "store.db")
-    try:
-        await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event()])])
-        turns: list[str] = []
-
-        async def other_call() -> None:
-            turns.append("other")
-
-        waiting = asyncio.create_task(other_call())
-        with pytest.raises(WrongExpectedVersion):
-            await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event()])])
-        assert turns == ["other"]
-        assert waiting.done()
-    finally:
-        await store.close()
-
-
-async def test_an_append_of_many_small_events_runs_on_the_worker(
+async def test_an_inline_step_that_fails_still_gives_the_loop_its_turn(
     store: SqliteEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Rows cost more than their bytes (~5 us each to insert): 1,000 events of a few bytes are
-    far under the inline byte bound, yet would hold the loop for milliseconds."""
-    appended = threads_of(store, "_append_sync", monkeypatch)
-    many = [new_event(n) for n in range(1_000)]
-    assert sum(len(e.data) + len(e.metadata) for e in many) < 64 * 1024
-    await store.append([StreamAppend("many", StreamState.NO_STREAM, many)])
-    await store.append([StreamAppend("few", StreamState.NO_STREAM, many[:3])])
-    assert appended[0] != threading.get_ident()
-    assert appended[1] == threading.get_ident()
+    """A handoff gave calls waiting on the loop their turn whatever the step's outcome; an inline
+    step that fails must too."""
+
+    def failing(stream: str, version: int) -> list[object]:
+        raise ValueError("a read that fails")
+
+    monkeypatch.setattr(store, "_read_stream_sync", failing)
+    turns: list[str] = []
+
+    async def other_call() -> None:
+        turns.append("other")
+
+    waiting = asyncio.create_task(other_call())
+    with pytest.raises(ValueError, match="a read that fails"):
+        await store.read_stream("s")
+    assert turns == ["other"]
+    assert waiting.done()

@@ -1,4 +1,4 @@
-"""A small command's steps on an idle SQLite event store run only their own statements: the busy
+"""A command's steps on an idle SQLite event store run only their own statements: the busy
 timeout is switched when a step of the other kind (inline or on the worker) comes, not around
 every inline step (that a worker step after inline ones still waits for a lock held elsewhere:
 test_sqlite_eventstore_inline.py)."""
@@ -29,15 +29,14 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
 
 async def test_inline_steps_set_no_busy_timeout_each(store: SqliteEventStore) -> None:
     await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event()])])
+    await store.head_position()  # inline: the busy timeout switched to 0
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
-    for version in range(3):  # a command each: its read, then its append
-        await store.read_many([("s", version + 1), (f"c{version}", 0)])
-        await store.append(
-            [
-                StreamAppend("s", version, [new_event()]),
-                StreamAppend(f"c{version}", StreamState.NO_STREAM, [new_event()]),
-            ]
-        )
-    store._db.set_trace_callback(None)
+    for version in range(3):  # a command's reads, each inline
+        await store.read_many([("s", 0), (f"c{version}", 0)])
+        await store.stream_version("s")
     assert not [s for s in statements if "busy_timeout" in s]
+    # The append, on the worker, switches it back, once.
+    await store.append([StreamAppend("s", 0, [new_event()])])
+    store._db.set_trace_callback(None)
+    assert [s for s in statements if "busy_timeout" in s] == ["PRAGMA busy_timeout = 2000"]

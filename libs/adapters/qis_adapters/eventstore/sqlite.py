@@ -4,16 +4,15 @@ One writer process and any number of reader processes may share the file. WAL mo
 readers run while a writer commits; every write transaction starts with BEGIN IMMEDIATE, so
 writers from different processes are serialised by SQLite's write lock.
 
-A command's reads and a small append run on the caller's (the event loop's) thread when the
-store's worker thread is idle and no other connection holds the lock they need: for a small
-command a handoff to the worker and back costs more CPU than the step itself (measured over
-gRPC at 10 points per command: 133-157 -> 101-102 CPU us/point in qis-command; at 100 points
-16.3-17.4 -> 15.0-15.3). After such a step the caller still yields to the loop once, so other
-calls go on between a command's steps as before. What could hold the loop long does not run
-there: a step that meets a lock is refused at once (busy_timeout 0) and run again on the
-worker, which waits for the lock as before; appends beyond _INLINE_APPEND_BYTES (a bulk
-load's 1,000-point chunks) and the subscriptions' page reads always run on the worker. A
-read of many events does run there, but the loop then decodes them at far greater cost.
+A command's reads run on the caller's (the event loop's) thread when the store's worker thread
+is idle: for a small command a handoff to the worker and back costs more CPU than the read
+itself. After such a read the caller still yields to the loop once, so other calls go on
+between a command's steps as before. A read that meets a lock (a checkpoint's WAL reset) is
+refused at once there (busy_timeout 0) and run again on the worker, which waits for the lock;
+the subscriptions' page reads always run on the worker. Appends always run on the worker: an
+appender that never sleeps in SQLite's busy handler starves one in another process that does
+(two processes appending in tight loops, inline appends: one ran to its end before the other
+got the lock).
 """
 
 from __future__ import annotations
@@ -72,14 +71,6 @@ _Row = tuple[int, str, int, str, bytes, int, bytes, bytes]
 _SCAN_WINDOW = 50_000
 
 
-# The largest append run on the caller's thread: beyond it, the step is long enough for the
-# loop to serve other calls meanwhile (a health check during a bulk load: its p50 went from
-# 5.2-5.5 to 7.3-9.3 ms with 1,000-point appends inline), and the handoff costs little beside it.
-# An event's row counts as _EVENT_ROW_BYTES more: a row costs ~5 us to insert, about what
-# 1-2 KiB of payload do (1,000 events of 62 bytes held the loop 3.3 ms).
-_INLINE_APPEND_BYTES = 64 * 1024
-_EVENT_ROW_BYTES = 1024
-
 # SQLite's answers when a lock is held elsewhere and the busy handler is off.
 _LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
@@ -136,8 +127,8 @@ def _filter_sql(event_filter: EventFilter | None) -> tuple[str, list[object]]:
 
 
 class SqliteEventStore:
-    """Event store on one SQLite file; its SQLite calls run on one worker thread, or on the
-    caller's when the worker is idle (see the module's docstring)."""
+    """Event store on one SQLite file; its SQLite calls run on one worker thread, but for a
+    command's reads on the caller's when the worker is idle (see the module's docstring)."""
 
     def __init__(
         self,
@@ -153,7 +144,8 @@ class SqliteEventStore:
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
         # The connection's busy timeout now: 0 after an inline step, changed only when a step
-        # of the other kind comes (a PRAGMA per step was ~4 of a small command's 14 statements).
+        # of the other kind comes (a PRAGMA around every inline step was ~4 of a small
+        # command's 14 statements).
         self._busy_now = busy_timeout_ms
         self._checkpointer: WalCheckpointer | None = None
         self._closed = False
@@ -275,13 +267,9 @@ class SqliteEventStore:
 
     async def append(self, appends: Sequence[StreamAppend]) -> AppendResult:
         _validate(appends)
-        # If the caller is cancelled while the step runs (on the worker, or inline before the
-        # loop's turn after it), the transaction still commits or rolls back as a whole; the
-        # caller learns nothing, as after a lost network reply.
-        size = sum(
-            len(e.data) + len(e.metadata) + _EVENT_ROW_BYTES for a in appends for e in a.events
-        )
-        return await self._run(self._append_sync, appends, inline=size <= _INLINE_APPEND_BYTES)
+        # If the caller is cancelled while the worker runs, the transaction still commits or
+        # rolls back as a whole; the caller learns nothing, as after a lost network reply.
+        return await self._run(self._append_sync, appends)
 
     def _append_sync(self, appends: Sequence[StreamAppend]) -> AppendResult:
         conn = self._db
