@@ -199,3 +199,21 @@ async def test_an_inline_step_that_fails_still_gives_the_loop_its_turn(
         await store.read_stream("s")
     assert turns == ["other"]
     assert waiting.done()
+
+
+async def test_inline_steps_set_no_busy_timeout_each(store: SqliteEventStore) -> None:
+    """The busy timeout is switched when a step of the other kind (inline or on the worker)
+    comes, not around every inline step: a PRAGMA before and after each was ~4 of a small
+    command's 14 statements."""
+    await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
+    await store.head_position()  # inline: the busy timeout switched to 0
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    for version in range(3):  # a command's reads, each inline
+        await store.read_many([("s", 0), (f"c{version}", 0)])
+        await store.stream_version("s")
+    assert not [s for s in statements if "busy_timeout" in s]
+    # The append, on the worker, switches it back, once.
+    await store.append([StreamAppend("s", 0, [new_event(1)])])
+    store._db.set_trace_callback(None)
+    assert [s for s in statements if "busy_timeout" in s] == ["PRAGMA busy_timeout = 2000"]
