@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import (
     LATEST,
@@ -178,17 +179,9 @@ def _byte_ends(
 
 
 def _row_bytes(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
-    """The bytes of each row of a binary or string column, from its offsets (no value read)."""
-    parts = [_NO_ENDS]
-    for chunk in column.chunks:
-        if not len(chunk):
-            continue
-        # binary and string have int32 offsets, their large forms int64 (stores write the
-        # former today).
-        wide = pa.types.is_large_binary(chunk.type) or pa.types.is_large_string(chunk.type)
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)
-        parts.append(np.diff(offsets[chunk.offset : chunk.offset + len(chunk) + 1]))
-    return np.concatenate(parts).astype(np.int64, copy=False)
+    """The bytes of each row of a binary or string column (read from its offsets by Arrow)."""
+    lengths: npt.NDArray[np.int64] = pc.binary_length(column).to_numpy().astype(np.int64)
+    return lengths
 
 
 SEGMENTS_PER_READ = 16
