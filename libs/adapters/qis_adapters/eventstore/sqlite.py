@@ -249,9 +249,9 @@ class SqliteEventStore:
 
     def _inline(self, fn: Callable[..., _T], *args: object) -> tuple[_T] | None:
         """`fn`'s answer, run on this thread when the worker is idle, with SQLite's busy handler
-        off; None when it was not run: the worker was busy, or a lock was held elsewhere
-        (another writer, a checkpoint's RESTART) and `fn` rolled back what it began, or the
-        worker has not connected yet (its first task)."""
+        off; None when it was not run: the worker was busy, or a lock was held elsewhere (a
+        checkpoint's WAL reset) and `fn` ended the read it began, or the worker has not
+        connected yet (its first task)."""
         if not self._connected.done() or not self._lock.acquire(blocking=False):
             return None
         try:

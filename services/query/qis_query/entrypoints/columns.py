@@ -26,6 +26,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import accumulate
 from typing import Any, TypeAlias, cast
 
 import numpy as np
@@ -209,9 +210,7 @@ def fill_versions(
     protobuf in one call."""
     values = segments.value_columns([v.value for v in versions])
     values["value"] = [v.value for v in versions]
-    flag_offsets = [0]
-    for v in versions:
-        flag_offsets.append(flag_offsets[-1] + len(v.flags))
+    flag_offsets = list(accumulate((len(v.flags) for v in versions), initial=0))
     rows = _Columns(
         snaps=[v.snap_us for v in versions],
         versions=[v.version for v in versions],
