@@ -5,8 +5,10 @@ may): the projector takes it as nothing to add, to a bucket with a segment or wi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from qis_adapters.eventstore.sqlite import SqliteEventStore
 from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_domain.events import DataPublished
@@ -37,41 +39,43 @@ def published(snaps: list[int]) -> DataPublished:
     )
 
 
-async def test_an_official_event_of_no_points_adds_nothing_to_a_bucket(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+async def stores(tmp_path: Path) -> AsyncIterator[tuple[SqliteEventStore, SqliteReadStore]]:
     events = await SqliteEventStore.open(tmp_path / "events.db")
     store = await SqliteReadStore.open(tmp_path / "read.db", "g1")
     try:
-        await append(events, STREAM, published([BASE_US]))
-        first = Projector(events, store, CODEC)
-        await asyncio.wait_for(first.run(until_position=await events.head_position()), 30)
-        before = await store.latest_range("S", BASE_US - 1, BASE_US + 10, 10)
-        # The bucket has its segment now; then an event of no points for the same bucket.
-        await append(events, STREAM, published([]))
-        head = await events.head_position()
-        again = Projector(events, store, CODEC)
-        await asyncio.wait_for(again.run(until_position=head), 30)
-        assert again.checkpoint == head
-        assert await store.latest_range("S", BASE_US - 1, BASE_US + 10, 10) == before
+        yield events, store
     finally:
         await store.close()
         await events.close()
+
+
+async def projected(events: SqliteEventStore, store: SqliteReadStore) -> None:
+    """A new projector's run up to the head, which its checkpoint must reach."""
+    head = await events.head_position()
+    projector = Projector(events, store, CODEC)
+    await asyncio.wait_for(projector.run(until_position=head), 30)
+    assert projector.checkpoint == head
+
+
+async def test_an_official_event_of_no_points_adds_nothing_to_a_bucket(
+    stores: tuple[SqliteEventStore, SqliteReadStore],
+) -> None:
+    events, store = stores
+    await append(events, STREAM, published([BASE_US]))
+    await projected(events, store)
+    before = await store.latest_range("S", BASE_US - 1, BASE_US + 10, 10)
+    # The bucket has its segment now; then an event of no points for the same bucket.
+    await append(events, STREAM, published([]))
+    await projected(events, store)
+    assert await store.latest_range("S", BASE_US - 1, BASE_US + 10, 10) == before
 
 
 async def test_an_official_event_of_no_points_makes_no_segment_of_a_new_bucket(
-    tmp_path: Path,
+    stores: tuple[SqliteEventStore, SqliteReadStore],
 ) -> None:
-    events = await SqliteEventStore.open(tmp_path / "events.db")
-    store = await SqliteReadStore.open(tmp_path / "read.db", "g1")
-    try:
-        await append(events, STREAM, published([]))
-        head = await events.head_position()
-        projector = Projector(events, store, CODEC)
-        await asyncio.wait_for(projector.run(until_position=head), 30)
-        assert projector.checkpoint == head
-        assert await store.last_segment("S", 0) is None
-        assert await store.latest_range("S", BASE_US - 1, BASE_US + 10, 10) == []
-    finally:
-        await store.close()
-        await events.close()
+    events, store = stores
+    await append(events, STREAM, published([]))
+    await projected(events, store)
+    assert await store.last_segment("S", 0) is None
+    assert await store.latest_range("S", BASE_US - 1, BASE_US + 10, 10) == []
