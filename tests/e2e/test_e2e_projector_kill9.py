@@ -49,7 +49,7 @@ pytestmark = pytest.mark.e2e
 POINTS = int(os.environ.get("QIS_E2E_KILL_POINTS", "200000"))
 CORRECTED = 10_000  # restated by the primary source (version 2, closing version 1)
 SECOND_SOURCE = 10_000  # a second source disagreeing: quality issues, observations
-MAX_KILLS = 6
+KILLS = 6
 CATCH_UP_TIMEOUT_S = 120.0
 LIVE = "g1"
 BASE = 1_735_689_600 * US  # 2025-01-01T00:00:00Z, an hour (bucket) boundary
@@ -57,6 +57,9 @@ BASE = 1_735_689_600 * US  # 2025-01-01T00:00:00Z, an hour (bucket) boundary
 # during the test (so the metrics table is compared too), then stop the command service to
 # freeze the log before the comparison.
 SCHEDULER = {
+    # Writes of a few thousand points: the checkpoint moves a hundred times or more in the
+    # projection (50,000 by default: a handful of times), so there are moments to kill between.
+    "QIS_PROJECTOR_BATCH_POINTS": "5000",
     "QIS_SCHEDULER_TICK_S": "0.2",
     "QIS_METRICS_GRACE_S": "0",
     "QIS_METRICS_QUIET_S": "0.5",
@@ -138,26 +141,22 @@ async def write_history(cluster: Cluster) -> tuple[int, str]:
 
 
 async def kill_until_caught_up(cluster: Cluster, head: int, rng: random.Random) -> list[Kill]:
+    """KILLS kills, each once the run after the last one has projected a random share (at most
+    a quarter) of what was left, then at a random moment of the batches after that: the kills
+    follow the projection's progress, not the clock, so they all land while it is behind,
+    however fast it runs; then one run to the head."""
     kills: list[Kill] = []
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     cluster.start(PROJECTOR)
-    while generation_checkpoint(cluster.read_db, LIVE) != head:
-        assert time.monotonic() < deadline, "the projector did not catch up"
-        if len(kills) >= MAX_KILLS:
-            await asyncio.sleep(0.1)
-            continue
-        # Kill at a random moment once this run projects (its checkpoint moved): a fixed
-        # delay from the start let a fast projector finish between two kills.
-        restarted_at = generation_checkpoint(cluster.read_db, LIVE)
+    while len(kills) < KILLS:
+        left = head - (generation_checkpoint(cluster.read_db, LIVE) or 0)
+        target = head - left + max(1, int(left * rng.uniform(0.02, 0.25)))
         moving = time.monotonic()
-        while generation_checkpoint(cluster.read_db, LIVE) == restarted_at:
+        while (generation_checkpoint(cluster.read_db, LIVE) or 0) < target:
             assert time.monotonic() < deadline, "the projector did not catch up"
-            await asyncio.sleep(0.01)
-        pause = rng.uniform(0.0, 0.4)
-        await asyncio.sleep(pause)
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(rng.uniform(0.0, 0.05))
         after = time.monotonic() - moving
-        if generation_checkpoint(cluster.read_db, LIVE) == head:
-            break
         projector = cluster.processes[PROJECTOR]
         assert projector.running(), f"the projector died by itself:\n{cluster.log_tail(PROJECTOR)}"
         pid = projector.pid
@@ -170,6 +169,9 @@ async def kill_until_caught_up(cluster: Cluster, head: int, rng: random.Random) 
         beyond = rows_beyond(cluster.read_db, LIVE, checkpoint or 0)
         kills.append(Kill(after, before, checkpoint, head, in_transaction, beyond))
         cluster.start(PROJECTOR)
+    while generation_checkpoint(cluster.read_db, LIVE) != head:
+        assert time.monotonic() < deadline, "the projector did not catch up"
+        await asyncio.sleep(0.1)
     return kills
 
 
@@ -229,8 +231,7 @@ async def test_kill_9_during_projection_equals_clean_rebuild(make_cluster: MakeC
     )
     for k in kills:
         print(f"  {k}")
-    assert len(kills) >= 3, "the projection finished before enough kills landed"
-    assert behind >= 3, "kills must land during the projection, not after it"
+    assert behind == len(kills) == KILLS, "kills must land during the projection, not after it"
     # Each restart resumed from the checkpoint it had committed: nothing was lost.
     for k in kills:
         assert k.checkpoint_after == k.checkpoint_before

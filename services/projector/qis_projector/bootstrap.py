@@ -14,7 +14,7 @@ from qis_runtime.server import QisServer
 from qis_runtime.telemetry import active
 
 from qis_projector.application.metrics import SCOPE, ProjectorMetrics
-from qis_projector.application.projector import Projector
+from qis_projector.application.projector import Projector, ProjectorLimits
 from qis_projector.settings import ProjectorSettings
 
 FIRST_GENERATION = "g1"
@@ -108,5 +108,11 @@ async def build(settings: ProjectorSettings, generation: str) -> ProjectorApp:
         metrics = ProjectorMetrics(
             telemetry.meter(SCOPE), series_labels=settings.metrics_series_labels
         )
-    projector = Projector(events, store, metrics=metrics, tracer=telemetry.tracer(SCOPE))
+    projector = Projector(
+        events,
+        store,
+        limits=ProjectorLimits(max_batch_points=settings.projector_batch_points),
+        metrics=metrics,
+        tracer=telemetry.tracer(SCOPE),
+    )
     return ProjectorApp(events, store, generation, projector)
