@@ -10,9 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 from google.rpc import error_details_pb2
+from qis_command.application.commands import PublishDue
 from qis_command.application.handlers import ConcurrencyExhausted
 from qis_domain.access import ACCESS_DENIED, AccessPolicies, policy_resource
-from qis_domain.command_log import CommandRecord
+from qis_domain.command_log import CommandRecord, fingerprint
 from qis_domain.commands import CommandContext
 from qis_domain.definitions import (
     AccessPolicy,
@@ -47,9 +48,10 @@ DOCUMENTED = set(
 
 def _reused() -> Exception:
     record = CommandRecord("series/SPX", "c-1")
-    record.accepted = record.accept("a", ["s"])[0]  # type: ignore[assignment]
+    record.accepted = record.accept(fingerprint(PublishDue("SPX", 0)), ["s"])[0]  # type: ignore[assignment]
+    other = PublishDue("SPX", 1)
     with pytest.raises(AlreadyExists) as refused:
-        record.earlier_streams("b")
+        record.earlier_streams(fingerprint(other), other)
     return refused.value
 
 

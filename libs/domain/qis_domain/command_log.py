@@ -11,6 +11,11 @@ one that changed nothing too, so that its id cannot be reused for other argument
 The stream lives under its resource ("series/SPX/commands/{id}"): the read side follows
 `series/` and `sources/`, so its checkpoint passes every position a command answers with (a
 record it ignores, in a stream it never reads twice), and read-your-writes can always reach it.
+
+A repeat is recognised by the command's `fingerprint`, which the record holds. Its scheme
+changed once (for cost: the first hashed the repr of every point): a record is compared in the
+scheme it was written in, so a retry of a command that an older version handled still gets
+that command's outcome, and its id still cannot be reused for other arguments.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import struct
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,6 +39,7 @@ from qis_domain.snaps import Snap
 from qis_domain.values import Price, Volume
 
 COMMAND_REUSED = "COMMAND_ID_REUSED"
+SCHEME = "2:"  # starts a `fingerprint`; a record without it holds a `legacy_fingerprint`
 
 
 def command_stream(scope: str, command_id: str) -> str:
@@ -40,26 +48,131 @@ def command_stream(scope: str, command_id: str) -> str:
 
 
 def fingerprint(command: object) -> str:
-    """What the command asks for, independent of who asks and when. Commands are flat frozen
-    dataclasses: a field that is a pydantic model (a definition, a source's configuration, with
-    maps a client need not send in the same order twice) counts as sorted-key JSON, every other
-    field (ids, points, values: tuples, Decimals, frozen dataclasses) as its repr, which is
-    deterministic.
+    """What the command asks for, independent of who asks and when: the scheme's tag (which a
+    `legacy_fingerprint`, 64 hex digits, never starts with), then the sha256 of the command's
+    `canonical` form. Stored records hold it (CommandAccepted.fingerprint) and a retry is
+    recognised by equality with it, so the form hashed must never change: another form needs
+    another tag, and this one must stay to read the records it wrote."""
+    return SCHEME + hashlib.sha256(canonical(command)).hexdigest()
 
-    Stored records hold this digest (CommandAccepted.fingerprint) and a retry is recognised by
-    equality with it, so the text hashed must never change: a batch of points is written by
-    `_sequence_repr`, which makes exactly their repr, a few times faster."""
+
+def canonical(command: object) -> bytes:
+    """The command as bytes. Commands are flat frozen dataclasses: a field that is a pydantic
+    model (a definition, a source's configuration, with maps a client need not send in the
+    same order twice) counts as sorted-key JSON, a batch of scalar points as `_columns`, any
+    other field (ids, values, bars, mixed batches: tuples, Decimals, frozen dataclasses) as its
+    repr, which is deterministic. So two commands that the legacy text tells apart are told
+    apart here too, and equal ones are written alike.
+
+    Unambiguous by construction: every part is a tag saying how it is written, its length
+    (8 bytes, little-endian) and its bytes, so a part can neither run into the next one nor be
+    read as a part of another kind; the fields follow the dataclass's order."""
     assert dataclasses.is_dataclass(command)
-    parts = [type(command).__name__]
+    parts = [_part(b"T", type(command).__name__)]
     for field in dataclasses.fields(command):
         value = getattr(command, field.name)
-        if isinstance(value, BaseModel):
-            parts.append(json.dumps(value.model_dump(mode="json"), sort_keys=True))
-        elif type(value) is list or type(value) is tuple:
-            parts.append(_sequence_repr(value))
+        if (columns := _columns(value)) is not None:
+            parts.append(_part(b"C", columns))
         else:
-            parts.append(repr(value))
+            parts.append(_part(b"J" if isinstance(value, BaseModel) else b"R", _text(value)))
+    return b"".join(parts)
+
+
+def _part(tag: bytes, content: str | bytes) -> bytes:
+    # surrogatepass: every str encodes (a lone surrogate too), distinct ones to distinct bytes
+    data = content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass")
+    return tag + len(data).to_bytes(8, "little") + data
+
+
+def _columns(items: object) -> bytes | None:
+    """A batch of scalar points (the bulk of every ingest: a list or tuple of (Snap, Price) or
+    of (Snap, Volume), each number a Decimal, all in one currency or unit) written a column at
+    a time: each check and conversion is one pass in C over a column, where `_point_repr` makes
+    a Python call per point. None for anything else, which `canonical` writes by its repr.
+
+    Types are checked exactly, so what a repr tells apart stays apart (an offset of True for 1,
+    a float or a str for a Decimal, a subclass of a value). The bytes: the kind, list or tuple,
+    the number of points n, the unit (framed by `_part`), the utc_us column then the offset_s
+    column as little-endian int64 (8n bytes each, on every platform), then the Decimals' texts
+    joined by ",". A Decimal's text is exact (sign, digits and exponent: "1.5" is not "1.50")
+    and made of digits, ".", "+", "-", "E" or the letters of "Infinity", "NaN" and "sNaN",
+    never a comma, so the rest splits back into the n texts."""
+    if type(items) is list:
+        form = b"["
+    elif type(items) is tuple:
+        form = b"("
+    else:
+        return None
+    n = len(items)
+    if n == 0 or list(map(type, items)) != [tuple] * n:
+        return None
+    try:
+        # strict: points of another length than the first are refused, not cut to the shortest
+        snaps, values = zip(*items, strict=True)
+    except ValueError:  # not every point a pair
+        return None
+    kind = type(values[0])
+    if kind is Price:
+        number, unit = _PRICE
+    elif kind is Volume:
+        number, unit = _VOLUME
+    else:
+        return None
+    if list(map(type, values)) != [kind] * n or list(map(type, snaps)) != [Snap] * n:
+        return None
+    try:
+        utc_us, offsets_s = zip(*snaps, strict=True)
+    except ValueError:  # a Snap of another length, made by tuple.__new__
+        return None
+    ints = utc_us + offsets_s
+    numbers = list(map(number, values))
+    units = list(map(unit, values))
+    if (
+        list(map(type, ints)) != [int] * (2 * n)
+        or list(map(type, numbers)) != [Decimal] * n
+        or list(map(type, units)) != [str] * n
+        or units.count(units[0]) != n
+    ):
+        return None
+    try:
+        columns = struct.pack(f"<{2 * n}q", *ints)
+    except struct.error:  # beyond int64: no instant the bounds take
+        return None
+    return b"".join(
+        (
+            b"P" if kind is Price else b"V",
+            form,
+            n.to_bytes(8, "little"),
+            _part(b"U", units[0]),
+            columns,
+            ",".join(map(str, numbers)).encode("ascii"),
+        )
+    )
+
+
+_PRICE = attrgetter("value"), attrgetter("currency")
+_VOLUME = attrgetter("quantity"), attrgetter("unit")
+
+
+def legacy_fingerprint(command: object) -> str:
+    """The fingerprint records written before `SCHEME` hold (a bare sha256 hex digest), read
+    only to compare with such a record. Its text must never change: the type's name and each
+    field's `_text`, joined by the unit separator (0x1F)."""
+    assert dataclasses.is_dataclass(command)
+    parts = [type(command).__name__]
+    parts.extend(_text(getattr(command, field.name)) for field in dataclasses.fields(command))
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _text(value: object) -> str:
+    """A field as both schemes write it but for batches of scalar points: a pydantic model as
+    sorted-key JSON, anything else as its repr (a batch by `_sequence_repr`, the same text a
+    few times faster)."""
+    if isinstance(value, BaseModel):
+        return json.dumps(value.model_dump(mode="json"), sort_keys=True)
+    if type(value) is list or type(value) is tuple:
+        return _sequence_repr(value)
+    return repr(value)
 
 
 def _sequence_repr(items: list[Any] | tuple[Any, ...]) -> str:
@@ -108,13 +221,20 @@ class CommandRecord:
         copy.version, copy.accepted, copy.position = self.version, self.accepted, self.position
         return copy
 
-    def earlier_streams(self, print_: str) -> list[str] | None:
+    def earlier_streams(self, print_: str, command: object) -> list[str] | None:
         """The streams of the earlier command with this id, None if there was none. The same
         id with other arguments is refused: answering it with the first command's outcome
-        would tell the client that what it sent now was applied."""
+        would tell the client that what it sent now was applied. `print_` is the command's
+        `fingerprint`; a record written before it holds a `legacy_fingerprint`, which is
+        computed (from `command`) only then."""
         if self.accepted is None:
             return None
-        if self.accepted.fingerprint != print_:
+        recorded = self.accepted.fingerprint
+        if recorded.startswith(SCHEME):
+            same = recorded == print_
+        else:
+            same = recorded == legacy_fingerprint(command)
+        if not same:
             raise AlreadyExists(
                 command_resource(self.scope, self.command_id),
                 reason=COMMAND_REUSED,

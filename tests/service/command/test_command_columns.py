@@ -35,7 +35,7 @@ from qis_command.application.repository import Repository
 from qis_command.bootstrap import SERVICE_NAME
 from qis_command.entrypoints.grpc_service import CommandService, _ingest_points
 from qis_domain import bounds
-from qis_domain.command_log import COMMAND_REUSED, fingerprint
+from qis_domain.command_log import COMMAND_REUSED, _columns, fingerprint
 from qis_domain.commands import CommandContext
 from qis_domain.definitions import DataSourceConfig
 from qis_domain.errors import FieldViolation
@@ -257,6 +257,8 @@ def test_the_columnar_form_is_the_same_command_as_the_per_point_form(batch: Batc
     assert columnar == per_point
     assert repr(columnar) == repr(per_point)
     assert fingerprint(columnar) == fingerprint(per_point)
+    # and it is the columns' fingerprint that is compared: prices and volumes are written so
+    assert (_columns(columnar.points) is None) == (batch.kind == "bars")
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)

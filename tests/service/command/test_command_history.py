@@ -11,6 +11,8 @@ import exchange_calendars
 import pytest
 from qis_adapters.calendars.exchange import ExchangeCalendars
 from qis_adapters.eventstore.codec import EventCodec
+from qis_adapters.eventstore.memory import InMemoryEventStore
+from qis_adapters.eventstore.port import EventStore, NewEvent, StreamAppend, StreamState
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
 from qis_command.application.commands import (
     CalculateQualityMetrics,
@@ -22,10 +24,11 @@ from qis_command.application.commands import (
 )
 from qis_command.application.scheduler import Scheduler
 from qis_domain.bounds import MAX_INSTANT_US, MIN_INSTANT_US
-from qis_domain.command_log import COMMAND_REUSED
+from qis_domain.command_log import COMMAND_REUSED, legacy_fingerprint
+from qis_domain.commands import CommandContext
 from qis_domain.definitions import DataSourceConfig, Update, ValidationRules
 from qis_domain.errors import AlreadyExists, InvalidArgument
-from qis_domain.events import DataPublished, QualityMetricsCalculated
+from qis_domain.events import CommandAccepted, DataPublished, QualityMetricsCalculated
 from qis_domain.quality_window import quality_stream
 from qis_domain.series_bucket import bucket_stream
 from qis_domain.snaps import Frequency, Snap, bucket_of
@@ -42,6 +45,7 @@ from tests.service.command.command_support import (
     issues,
     new_app,
     official_versions,
+    prices,
 )
 
 
@@ -230,6 +234,49 @@ async def test_a_command_id_is_answered_once_whichever_buckets_it_touches() -> N
         await app.ingest("a", [(date(2024, 3, 1), "100")], command_id="load-1")
     assert refused.value.reason == COMMAND_REUSED
     assert await app.store.head_position() == head  # nothing appended by either
+
+
+async def written_before_scheme_2(store: EventStore, command: object) -> InMemoryEventStore:
+    """`store`'s log as the code before the fingerprint's scheme 2 wrote it: the same events at
+    the same positions, the command's record holding its legacy digest."""
+    old = InMemoryEventStore(clock=lambda: NOW_US)
+    codec = EventCodec()
+    head = await store.head_position()
+    async for record in store.subscribe(0):
+        decoded = codec.decode(record)
+        data = record.data
+        if isinstance(accepted := decoded.event, CommandAccepted):
+            legacy = accepted.model_copy(update={"fingerprint": legacy_fingerprint(command)})
+            ctx = CommandContext(decoded.metadata.command_id, decoded.metadata.user_id, NOW_US)
+            [encoded] = codec.encode(record.stream, [legacy], ctx)
+            data = encoded.data
+        event = NewEvent(record.event_id, record.type, data, record.metadata)
+        await old.append([StreamAppend(record.stream, StreamState.ANY, [event])])
+        if record.position == head:
+            return old
+    raise AssertionError("unreachable: the log ends at its head")
+
+
+async def test_a_command_recorded_before_the_fingerprint_changed_is_still_recognised() -> None:
+    """Its record holds the legacy digest: a retry gets the first outcome, and the same id with
+    other arguments is refused, as before."""
+    app = new_app()
+    await app.define(daily_series("a", rules=ValidationRules()))
+    days = [(date(2022, 3, 1), "100.50"), (date(2022, 3, 2), "101")]
+    first = await app.ingest("a", days, command_id="load-1")
+    command = IngestPoints(app.series_id, "a", prices(days))
+    old = App.on(await written_before_scheme_2(app.store, command))
+    [record] = await old.store.read_stream("series/SPX/commands/load-1")
+    assert isinstance(accepted := EventCodec().decode(record).event, CommandAccepted)
+    assert accepted.fingerprint == legacy_fingerprint(command)
+    head = await old.store.head_position()
+    again = await old.ingest("a", days, command_id="load-1")
+    assert (again.duplicate, again.outcome) == (True, first.outcome)
+    other = [(date(2022, 3, 1), "100.5"), days[1]]
+    with pytest.raises(AlreadyExists) as refused:
+        await App.on(old.store).ingest("a", other, command_id="load-1")
+    assert refused.value.reason == COMMAND_REUSED
+    assert await old.store.head_position() == head  # nothing appended by either
 
 
 async def test_command_ids_are_scoped_to_their_series() -> None:

@@ -1,26 +1,37 @@
 """The command fingerprint of a bulk load's batches (thousands of scalar points of one kind,
-offset and currency) hashes the batch's repr, the text CommandAccepted records were hashed
-from by every version before, so a retry of a command recorded by any version is recognised;
-also where a faster writer could slip: fields that compare equal but read otherwise."""
+offset and currency). The legacy fingerprint, which records written before the scheme "2:"
+hold, hashes the batch's repr, so a retry of a command recorded by any version is recognised;
+the fingerprint writes the batch as columns, and its canonical form reads back into the text
+the legacy one hashed, so two commands that text tells apart are told apart too. Both are
+checked where a faster writer could slip: fields that compare equal but read otherwise."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import struct
 from decimal import Decimal
 from typing import NamedTuple
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from qis_command.application.commands import IngestPoints
-from qis_domain.command_log import _sequence_repr, fingerprint
+from qis_command.application.commands import IngestPoints, PublishPoints
+from qis_domain.command_log import (
+    SCHEME,
+    _columns,
+    _sequence_repr,
+    canonical,
+    fingerprint,
+    legacy_fingerprint,
+)
 from qis_domain.snaps import Snap
-from qis_domain.values import Price, Volume
+from qis_domain.values import OhlcBar, Price, Volume
 
 decimals = st.decimals() | st.sampled_from(
     [Decimal("-0"), Decimal("1E+2"), Decimal("0E-7"), Decimal("1.000"), Decimal("sNaN")]
 )
-units = st.sampled_from(["", "USD", "it's", 'say "x"', "é", "\x1f"])
+units = st.sampled_from(["", "USD", "it's", 'say "x"', "é", "\x1f", "\ud800", ","])
 snaps = st.builds(Snap, st.integers(-(2**70), 2**70), st.integers(-86_400, 86_400))
 prices = st.lists(st.tuples(snaps, st.builds(Price, decimals, units)), min_size=1, max_size=30)
 volumes = st.lists(st.tuples(snaps, st.builds(Volume, decimals, units)), min_size=1, max_size=30)
@@ -40,10 +51,15 @@ def uniform(draw: st.DrawFn) -> list[tuple[Snap, Price | Volume]]:
     ]
 
 
+def repr_text(command: object) -> str:
+    """The text the fingerprint first hashed: the repr of every field of a command (with no
+    pydantic field)."""
+    fields = (repr(getattr(command, f.name)) for f in dataclasses.fields(command))  # type: ignore[arg-type]
+    return "\x1f".join([type(command).__name__, *fields])
+
+
 def repr_fingerprint(command: IngestPoints) -> str:
-    """The fingerprint as first written: the repr of every field of an IngestPoints."""
-    parts = ["IngestPoints", repr(command.series_id), repr(command.source_id), repr(command.points)]
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return hashlib.sha256(repr_text(command).encode()).hexdigest()
 
 
 @given(uniform() | prices | volumes)
@@ -53,7 +69,7 @@ def test_a_batch_of_one_scalar_kind_hashes_as_its_repr(
     assert _sequence_repr(batch) == repr(batch)
     assert _sequence_repr(tuple(batch)) == repr(tuple(batch))
     command = IngestPoints("SPX", "bbg", batch)
-    assert fingerprint(command) == repr_fingerprint(command)
+    assert legacy_fingerprint(command) == repr_fingerprint(command)
 
 
 def test_a_bulk_chunk_hashes_as_its_repr() -> None:
@@ -63,7 +79,9 @@ def test_a_bulk_chunk_hashes_as_its_repr() -> None:
         for i in range(10_000)
     ]
     command = IngestPoints("BENCH.PX", "vendor", batch)
-    assert fingerprint(command) == repr_fingerprint(command)
+    assert legacy_fingerprint(command) == repr_fingerprint(command)
+    assert _columns(batch) is not None
+    assert read_back(canonical(command)) == repr_text(command)
 
 
 class OtherSnap(NamedTuple):
@@ -89,7 +107,8 @@ def test_a_batch_with_one_point_of_another_shape_is_written_as_its_repr(
     batch: list[tuple[object, ...]], data: st.DataObject
 ) -> None:
     """One point differs from a uniform batch in its shape or in a type that reads otherwise
-    while comparing equal (an offset of False for 0, a currency of a str subclass)."""
+    while comparing equal (an offset of False for 0, a currency of a str subclass): the legacy
+    text is its repr, and the canonical form reads back into it."""
     i = data.draw(st.integers(0, len(batch) - 1))
     snap, value = batch[i]
     assert isinstance(snap, Snap)
@@ -108,10 +127,13 @@ def test_a_batch_with_one_point_of_another_shape_is_written_as_its_repr(
                 snap,
                 (Snap(snap.utc_us, bool(snap.offset_s)), value),  # equal to an offset 0 or 1
                 (snap, type(value)(number, Unit(unit))),
+                (Snap(float(snap.utc_us), snap.offset_s), value),  # type: ignore[arg-type]
             ]
         )
     )
     assert _sequence_repr(batch) == repr(batch)
+    command = IngestPoints("SPX", "bbg", batch)  # type: ignore[arg-type]
+    assert read_back(canonical(command)) == repr_text(command)
 
 
 @pytest.mark.parametrize("at", [0, 1, 2])
@@ -128,5 +150,143 @@ def test_equal_fields_that_read_otherwise_are_written_as_their_repr(
     odd: tuple[Snap, Price], at: int
 ) -> None:
     batch = [(Snap(us, 0 if odd[0].offset_s == 0 else 1), Price(Decimal(2), "")) for us in range(3)]
+    plain = list(batch)
     batch[at] = odd
+    plain[at] = (Snap(1, int(odd[0].offset_s)), Price(Decimal(1), ""))
+    assert batch == plain
     assert _sequence_repr(batch) == repr(batch)
+    command, equal = IngestPoints("SPX", "bbg", batch), IngestPoints("SPX", "bbg", plain)
+    assert fingerprint(command) != fingerprint(equal)
+
+
+# --- scheme 2: the batch as columns ---
+
+
+def read_part(data: bytes, at: int) -> tuple[bytes, bytes, int]:
+    """The part of a canonical form at `at`: its tag, its content and where the next starts."""
+    size = int.from_bytes(data[at + 1 : at + 9], "little")
+    end = at + 9 + size
+    assert end <= len(data)
+    return data[at : at + 1], data[at + 9 : end], end
+
+
+def read_columns(data: bytes) -> list[tuple[Snap, Price | Volume]] | tuple[object, ...]:
+    """The batch `_columns` wrote as `data`."""
+    assert data[:1] in (b"P", b"V")
+    kind: type[Price] | type[Volume] = Price if data[:1] == b"P" else Volume
+    n = int.from_bytes(data[2:10], "little")
+    tag, unit, at = read_part(data, 10)
+    assert tag == b"U"
+    ints = struct.unpack(f"<{2 * n}q", data[at : at + 16 * n])
+    texts = data[at + 16 * n :].decode("ascii").split(",")
+    points = [
+        (Snap(us, offset), kind(Decimal(text), unit.decode("utf-8", "surrogatepass")))
+        for us, offset, text in zip(ints[:n], ints[n:], texts, strict=True)
+    ]
+    assert data[1:2] in (b"[", b"(")
+    return points if data[1:2] == b"[" else tuple(points)
+
+
+def read_back(data: bytes) -> str:
+    """The text the legacy fingerprint hashes, rebuilt from nothing but a canonical form: so no
+    two commands that text tells apart share a canonical form."""
+    texts = []
+    at = 0
+    while at < len(data):
+        tag, content, at = read_part(data, at)
+        if tag == b"C":
+            texts.append(repr(read_columns(content)))
+        else:
+            assert tag in (b"T", b"R")  # J: a pydantic field, which IngestPoints has not
+            texts.append(content.decode("utf-8", "surrogatepass"))
+    return "\x1f".join(texts)
+
+
+ids = st.sampled_from(["SPX", "", "S\x1fX", "b'g'"])
+batches = uniform() | uniform().map(tuple) | prices | volumes | prices.map(tuple)
+
+
+@given(st.builds(IngestPoints, ids, ids, batches))
+def test_the_canonical_form_reads_back_into_the_text_the_legacy_fingerprint_hashed(
+    command: IngestPoints,
+) -> None:
+    assert read_back(canonical(command)) == repr_text(command)
+
+
+@given(uniform() | uniform().map(tuple))
+def test_a_batch_of_one_kind_and_unit_is_written_as_columns(
+    batch: list[tuple[Snap, Price | Volume]],
+) -> None:
+    """Unless an instant is beyond int64, which no instant the bounds take is."""
+    beyond = any(not -(2**63) <= snap.utc_us < 2**63 for snap, _ in batch)
+    assert (_columns(batch) is None) == beyond
+
+
+S, P = Snap(1), Price(Decimal(1), "")
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        (S, P, P),
+        (S,),
+        [S, P],
+        Pair((S, P)),
+        (OtherSnap(1), P),
+        (P, S),
+        (S, OhlcBar(*[P.value] * 4)),
+    ],
+    ids=["three fields", "one field", "a list", "a tuple subclass", "no Snap", "swapped", "bar"],
+)
+def test_a_point_of_another_shape_among_scalar_points_is_written_by_its_repr(odd: object) -> None:
+    batch = [(Snap(0), P), odd, (Snap(2), P)]
+    assert _columns(batch) is None
+    command = IngestPoints("SPX", "bbg", batch)  # type: ignore[arg-type]
+    assert read_back(canonical(command)) == repr_text(command)
+
+
+T = 1_700_000_000_000_000
+A = (T, 3600, "1.5", "USD")
+B = (T + 60_000_000, 3600, "2", "USD")
+
+
+def points(
+    *rows: tuple[int, int, str, str], kind: type[Price] | type[Volume] = Price
+) -> list[tuple[Snap, Price | Volume]]:
+    return [(Snap(us, offset), kind(Decimal(text), unit)) for us, offset, text, unit in rows]
+
+
+CHANGED = {
+    "series": IngestPoints("NDX", "bbg", points(A, B)),
+    "source": IngestPoints("SPX", "ref", points(A, B)),
+    "utc_us": IngestPoints("SPX", "bbg", points((T + 1, 3600, "1.5", "USD"), B)),
+    "offset": IngestPoints("SPX", "bbg", points((T, 0, "1.5", "USD"), B)),
+    "scale": IngestPoints("SPX", "bbg", points((T, 3600, "1.50", "USD"), B)),
+    "value": IngestPoints("SPX", "bbg", points((T, 3600, "1.6", "USD"), B)),
+    "every currency": IngestPoints("SPX", "bbg", points((T, 3600, "1.5", "EUR"), (*B[:3], "EUR"))),
+    "one currency": IngestPoints("SPX", "bbg", points((T, 3600, "1.5", "EUR"), B)),
+    "order": IngestPoints("SPX", "bbg", points(B, A)),
+    "one point more": IngestPoints("SPX", "bbg", points(A, B, (T + 120_000_000, 3600, "3", "USD"))),
+    "one point fewer": IngestPoints("SPX", "bbg", points(A)),
+    "kind": IngestPoints("SPX", "bbg", points(A, B, kind=Volume)),
+    "tuple": IngestPoints("SPX", "bbg", tuple(points(A, B))),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGED))
+def test_a_change_of_one_field_is_another_fingerprint(change: str) -> None:
+    sent = IngestPoints("SPX", "bbg", points(A, B))
+    assert fingerprint(CHANGED[change]) != fingerprint(sent)
+
+
+def test_an_equal_command_has_the_same_fingerprint_in_scheme_2() -> None:
+    first, again = (IngestPoints("SPX", "bbg", points(A, B)) for _ in range(2))
+    assert first.points[0][1] is not again.points[0][1]
+    assert fingerprint(again) == fingerprint(first)
+    assert fingerprint(first).startswith(SCHEME)
+    assert len(fingerprint(first)) == len(SCHEME) + 64
+
+
+def test_other_commands_are_written_by_their_repr() -> None:
+    command = PublishPoints("SPX", [Snap(T), Snap(T + 1, -3600)], "ok")
+    assert read_back(canonical(command)) == repr_text(command)

@@ -503,7 +503,7 @@ class CommandHandlers:
                 (record, aggregates), preloaded = preloaded, None
             else:
                 record, *aggregates = await self._load(record_of, *wanted)
-            if (streams := record.earlier_streams(print_)) is not None:
+            if (streams := record.earlier_streams(print_, command)) is not None:
                 earlier = await self._outcome_in(streams, ctx.command_id, record.position)
                 return CommandResult(earlier, duplicate=True)
             # Commands handled before command records existed are known to their streams only.
