@@ -375,3 +375,23 @@ async def test_a_retry_whose_map_arrives_in_another_order_is_the_same_command() 
     done = await app.handlers.register_source(first, app.ctx("reg-1"))
     retried = await app.handlers.register_source(again, app.ctx("reg-1"))
     assert (retried.duplicate, retried.outcome) == (True, done.outcome)
+
+
+def source(**settings: str) -> RegisterSource:
+    return RegisterSource("vendor", DataSourceConfig(provider="p", settings=settings))
+
+
+async def test_a_source_registered_before_scheme_2_is_recognised_whatever_its_maps_order() -> None:
+    """A field written as sorted-key JSON in both schemes: an old record of it answers a retry
+    whose map arrives in another order, and refuses other settings."""
+    app = new_app()
+    first = source(a="1", b="2")
+    done = await app.handlers.register_source(first, app.ctx("reg-1"))
+    old = App.on(await written_before_scheme_2(app.store, first))
+    head = await old.store.head_position()
+    again = await old.handlers.register_source(source(b="2", a="1"), old.ctx("reg-1"))
+    assert (again.duplicate, again.outcome) == (True, done.outcome)
+    with pytest.raises(AlreadyExists) as refused:
+        await old.handlers.register_source(source(a="1", b="3"), old.ctx("reg-1"))
+    assert refused.value.reason == COMMAND_REUSED
+    assert await old.store.head_position() == head

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import struct
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from qis_command.application.commands import IngestPoints, PublishPoints
+from qis_domain.bounds import MAX_BATCH, MAX_INSTANT_US, MAX_UTC_OFFSET_SECONDS, MIN_INSTANT_US
 from qis_domain.command_log import (
     SCHEME,
     _columns,
@@ -290,3 +292,44 @@ def test_an_equal_command_has_the_same_fingerprint_in_scheme_2() -> None:
 def test_other_commands_are_written_by_their_repr() -> None:
     command = PublishPoints("SPX", [Snap(T), Snap(T + 1, -3600)], "ok")
     assert read_back(canonical(command)) == repr_text(command)
+
+
+# At the edges of what the bounds take: such a batch is still written as columns (no boundary
+# value drops it to the repr) and reads back into the legacy text.
+EDGES = [
+    Decimal("-999999999999999999.999999999999999999"),
+    Decimal("0E-18"),
+    Decimal("-0"),
+    Decimal("1E+17"),
+    Decimal("0.000000000000000001"),
+]
+
+BATCHES: dict[str, Sequence[tuple[Snap, Price | Volume]]] = {
+    "earliest instant, most negative offset": [
+        (Snap(MIN_INSTANT_US, -MAX_UTC_OFFSET_SECONDS), Price(Decimal("1"), "USD"))
+    ],
+    "latest instant, largest offset": [
+        (Snap(MAX_INSTANT_US, MAX_UTC_OFFSET_SECONDS), Volume(Decimal("1"), "shares"))
+    ],
+    "one point in a tuple": ((Snap(0), Price(Decimal("2.50"), "")),),
+    "extreme decimals, a unicode unit": [(Snap(i), Price(x, "€ ₿")) for i, x in enumerate(EDGES)],
+    "a batch of the largest size": [
+        (Snap(i, -18_000), Price(Decimal(i), "")) for i in range(MAX_BATCH)
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BATCHES))
+def test_a_batch_at_the_bounds_is_written_as_columns_and_reads_back(name: str) -> None:
+    batch = BATCHES[name]
+    command = IngestPoints("SPX", "bbg", batch)
+    assert _columns(batch) is not None
+    assert read_back(canonical(command)) == repr_text(command)
+
+
+def test_the_last_point_of_a_largest_batch_counts() -> None:
+    batch = BATCHES["a batch of the largest size"]
+    last_changed = [*batch[:-1], (batch[-1][0], Price(Decimal(MAX_BATCH), ""))]
+    assert fingerprint(IngestPoints("SPX", "bbg", batch)) != fingerprint(
+        IngestPoints("SPX", "bbg", last_changed)
+    )
