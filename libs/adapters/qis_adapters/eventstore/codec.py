@@ -77,7 +77,8 @@ class ColumnsHead:
 
 
 # `encode` writes a model's fields in declaration order, without spaces: every columnar event
-# (qis_domain.events.points) begins with its snaps, a list of integers, then its series id.
+# (qis_domain.events.points) begins with its snaps, a list of integers, then its series id. The
+# snaps are written out in full even where other columns are written once ({"all": ...}).
 _SNAPS_KEY = b'{"snaps":['
 _SERIES_KEY = b'],"series_id":"'
 

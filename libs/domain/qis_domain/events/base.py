@@ -2,7 +2,14 @@
 
 Event payloads are JSON. Each event class declares its current schema version; an older payload
 is brought up to date by the registered upcasters, one version step at a time, so the code only
-ever handles the newest shape while the log keeps every shape it ever had.
+ever handles the newest shape while the log keeps every shape it ever had. A payload of a version
+newer than the code's is refused, not read as if it were the code's own: in a deployment where
+some processes run older code, they stop at the first event they cannot know rather than
+misread it.
+
+An event's payload is its `json_payload`; columnar events (qis_domain.events.points) write a
+column whose entries are all equal once, and upcasters see such a payload with its columns
+written out (`written_out`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,15 @@ class DomainEvent(BaseModel):
 
     event_type: ClassVar[str]
     event_version: ClassVar[int] = 1
+
+    def json_payload(self) -> bytes:
+        """The stored form: JSON, the fields in their declaration order, no spaces."""
+        return self.__pydantic_serializer__.to_json(self)
+
+    @classmethod
+    def written_out(cls, payload: JsonDict) -> JsonDict:
+        """`payload`, stored by any version of this event, in the form upcasters read."""
+        return payload
 
 
 class EventMetadata(BaseModel):
@@ -65,7 +81,7 @@ class EventRegistry:
         return event_type in self._classes
 
     def encode(self, event: DomainEvent) -> bytes:
-        return event.model_dump_json().encode()
+        return event.json_payload()
 
     def decode(self, event_type: str, data: bytes, schema_version: int) -> DomainEvent:
         cls = self._classes.get(event_type)
@@ -73,7 +89,12 @@ class EventRegistry:
             raise UnknownEventType(event_type)
         if schema_version == cls.event_version:
             return cls.model_validate_json(data)
-        payload: JsonDict = json.loads(data)
+        if schema_version > cls.event_version:
+            raise ValueError(
+                f"{event_type} v{schema_version} is newer than this code reads"
+                f" (v{cls.event_version})"
+            )
+        payload = cls.written_out(json.loads(data))
         for version in range(schema_version, cls.event_version):
             upcaster = self._upcasters.get((event_type, version))
             if upcaster is None:

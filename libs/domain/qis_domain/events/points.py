@@ -6,46 +6,164 @@ a thousand small objects. `rows()` gives the per-point view.
 
 Values are encoded by qis_domain.values.encode_value: a decimal string for price and volume
 series (currency or unit in the event's `unit`), a value document for the other data types.
+
+Stored payloads (`json_payload`) write a column whose entries are all equal once, as an object
+at the column's place: `"versions":{"all":1}` stands for as many 1s as the event has snaps. Most
+columns of a bulk load are such (first versions, one source, no flags): written out, they made
+~40 % of the bytes a bulk load stored (more than half of a publication's) and of the time spent
+encoding it, and every reader parsed them again. Only columns of two entries or more are
+written so, never the snaps (with the series id after them, the head `peek_columns` of
+qis_adapters reads), and only when the entries are equal as JSON too: equal strings, integers
+or lists of strings, but documents (dicts) only if every row holds the same object (a value
+document holds `Any`, and 1 == 1.0 == True in Python). Decoding gives the full lists back, so
+no consumer sees a difference; the entries of a column read from its compact form are one
+shared object, as in the events the domain makes (an event's columns never change in place).
+
+The compact form is no new schema version: the shape of the events is unchanged, both forms
+read at the same version (no upcaster to run: a stored full list decodes on the same path, as
+fast as before), and a version bump would not make the code of before fail any louder. That
+code reads a payload of a version newer than its own as if it were its own, and refuses a
+compact column all the same: an object is not a list ("Input should be a valid array"). So a
+mixed deployment stops at the first compact event rather than misreading it (payloads without
+a compact column, one-point events for instance, it reads correctly). The code from now on also
+refuses a version newer than its own (EventRegistry.decode).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, model_validator
+from pydantic_core import CoreSchema, core_schema, to_json
 
-from qis_domain.events.base import DomainEvent
+from qis_domain.events.base import DomainEvent, JsonDict
 from qis_domain.values import DataType
 
 RawValue = str | dict[str, Any]
 
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Once:
+    """A column read from its compact form, until `_Columns` makes it a list (it needs the
+    number of snaps)."""
+
+    value: Any
+
+
+class _WrittenOnce:
+    """Lets a list field also be read from the compact form of a column, {"all": entry}."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        (item,) = get_args(source)
+        once = core_schema.typed_dict_schema(
+            {"all": core_schema.typed_dict_field(handler.generate_schema(item))},
+            extra_behavior="forbid",
+        )
+        full = handler(source)
+        # The full list first: a stored list is validated as before, on pydantic's JSON path.
+        # A column is a list again once validated: serialized as one (model_dump...), not by
+        # trying each member of the union in turn (twice as slow).
+        return core_schema.union_schema(
+            [full, core_schema.no_info_after_validator_function(_once, once)],
+            mode="left_to_right",
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _same, return_schema=full
+            ),
+        )
+
+
+def _same(column: list[Any]) -> list[Any]:
+    return column
+
+
+def _once(compact: dict[str, Any]) -> _Once:
+    return _Once(compact["all"])
+
+
+def _is_once(value: Any) -> bool:
+    return isinstance(value, dict) and value.keys() == {"all"}
+
+
+# A column of a columnar event (the snaps are not one: they are never written in compact form).
+Column = Annotated[list[_T], _WrittenOnce()]
+
 
 class _Columns(DomainEvent):
-    """All list fields of a columnar event must have the length of `snaps`."""
+    """All list fields of a columnar event must have the length of `snaps`: its columns, which
+    may be stored written once (see the module docstring), and the snaps themselves."""
 
     snaps: list[int]
+    series_id: str  # second: what `peek_columns` (qis_adapters) reads, with the snaps
+    _columns: ClassVar[frozenset[str]] = frozenset()  # the fields declared as Column
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._columns = frozenset(
+            name
+            for name, field in cls.model_fields.items()
+            if any(isinstance(m, _WrittenOnce) for m in field.metadata)
+        )
 
     @model_validator(mode="after")
     def _same_lengths(self) -> _Columns:
         n = len(self.snaps)
         for name, value in self:
-            if isinstance(value, list) and len(value) != n:
+            if isinstance(value, _Once):
+                if n < 2:
+                    raise ValueError(f"column {name} is written once for {n} snaps (needs 2)")
+                # Frozen: the field is replaced in the model's __dict__, within validation.
+                self.__dict__[name] = [value.value] * n
+            elif isinstance(value, list) and len(value) != n:
                 raise ValueError(f"column {name} has {len(value)} entries for {n} snaps")
         return self
+
+    @classmethod
+    def written_out(cls, payload: JsonDict) -> JsonDict:
+        # By the payload alone, not this version's columns: an upcaster may rename one. No
+        # other field of a columnar event is an object.
+        n = len(payload.get("snaps") or ())
+        return {
+            name: [value["all"]] * n if _is_once(value) else value
+            for name, value in payload.items()
+        }
+
+    def json_payload(self) -> bytes:
+        # One serializer call over the fields in declaration order (snaps, then series_id:
+        # `peek_columns` reads that head); a model_dump_json that excluded the compact columns
+        # and spliced them in after costs more than the whole encoding this way.
+        fields = self.__dict__
+        return to_json({name: self._stored(name, fields[name]) for name in type(self).model_fields})
+
+    def _stored(self, name: str, value: Any) -> Any:
+        if name not in self._columns or len(value) < 2:
+            return value
+        first = value[0]
+        # Equal strings, integers and lists of strings are equal JSON; equal documents need
+        # not be (a value document holds `Any`, and 1 == 1.0 == True): one is written once
+        # only when every row holds that very object.
+        if isinstance(first, dict):
+            same = all(v is first for v in value)
+        else:
+            same = value.count(first) == len(value)
+        return {"all": first} if same else value
 
 
 class DataIngested(_Columns):
     """Raw values of one source, as received (after schema validation)."""
 
     event_type: ClassVar[str] = "DataIngested"
-    series_id: str
     source_id: str
     data_type: DataType
     unit: str
-    offsets: list[int]  # UTC offset the source sent with each snap, in seconds
-    values: list[RawValue]
+    offsets: Column[int]  # UTC offset the source sent with each snap, in seconds
+    values: Column[RawValue]
 
 
 class Issue(BaseModel):
@@ -71,15 +189,14 @@ class DataReconciled(_Columns):
     """The candidate official value of each point after reconciling its sources."""
 
     event_type: ClassVar[str] = "DataReconciled"
-    series_id: str
     data_type: DataType
     unit: str
-    values: list[RawValue]
-    methods: list[str]
-    contributions: list[dict[str, str]]  # source id -> the figure it contributed
-    excluded: list[list[str]]  # sources left out as outliers
-    quality_scores: list[str]  # decimal strings in [0, 1]
-    statuses: list[str]  # qis_domain.quality.PointStatus
+    values: Column[RawValue]
+    methods: Column[str]
+    contributions: Column[dict[str, str]]  # source id -> the figure it contributed
+    excluded: Column[list[str]]  # sources left out as outliers
+    quality_scores: Column[str]  # decimal strings in [0, 1]
+    statuses: Column[str]  # qis_domain.quality.PointStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,17 +214,17 @@ class OfficialRow:
 
 class _Official(_Columns):
     event_version: ClassVar[int] = 2  # v1 flagged the jump rule as "spike" (see upcasters)
-    series_id: str
     data_type: DataType
     unit: str
-    versions: list[int]
-    values: list[RawValue]
-    quality_scores: list[str]
-    sources: list[list[str]]
-    methods: list[str]  # reconciliation method, or "manual"
-    flags: list[list[str]]  # rules failed by what each value was made of
-    reasons: list[str]  # why a version > 1 exists ("" for first versions)
-    causes: list[str]  # late_source | corrected_source | manual_correction | approved_change | ...
+    versions: Column[int]
+    values: Column[RawValue]
+    quality_scores: Column[str]
+    sources: Column[list[str]]
+    methods: Column[str]  # reconciliation method, or "manual"
+    flags: Column[list[str]]  # rules failed by what each value was made of
+    reasons: Column[str]  # why a version > 1 exists ("" for first versions)
+    # late_source | corrected_source | manual_correction | approved_change | ...
+    causes: Column[str]
     decided_at_us: int = 0  # the deciding command's clock: publication latency (timeliness)
 
     def rows(self) -> Iterator[OfficialRow]:
@@ -143,8 +260,7 @@ class PublicationScheduled(_Columns):
     has arrived, or flagged if they are held."""
 
     event_type: ClassVar[str] = "PublicationScheduled"
-    series_id: str
-    due_us: list[int]
+    due_us: Column[int]
 
 
 class _Resolution(DomainEvent):
@@ -178,13 +294,11 @@ class ManualOverrideSet(_Columns):
     """A manual value stands over automatic reconciliation until `expires_us` (0: for good)."""
 
     event_type: ClassVar[str] = "ManualOverrideSet"
-    series_id: str
-    expires_us: list[int]
-    reason_codes: list[str]
+    expires_us: Column[int]
+    reason_codes: Column[str]
 
 
 class ManualOverrideExpired(_Columns):
     """Automatic reconciliation governs these points again."""
 
     event_type: ClassVar[str] = "ManualOverrideExpired"
-    series_id: str
