@@ -7,9 +7,11 @@ reads a bounded state, whatever the length of the series' history. State keeps v
 encoded event form and decodes one only when a decision compares it, and keeps them in columns
 (`_Points`: ascending int64 snaps, one object array per field) rather than an object per point:
 applying a 1,000-point event in snap order appends to a few arrays, decisions look up a whole
-command's snaps at once, and the collector has no per-point containers to rescan. The values
-of two sources of a point are columns too (`_Observations.pairs`); a point with more, or with a
-flagged or rejected value, is a dict of its own (`_Observations.mixed`).
+command's snaps at once, and the collector has no per-point containers to rescan. An ingest
+reads its snaps into an array once, for its decision and for the apply of its events alike
+(`_Snaps`, carried by the events it makes). The values of two sources of a point are columns
+too (`_Observations.pairs`); a point with more, or with a flagged or rejected value, is a dict
+of its own (`_Observations.mixed`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import compress, repeat
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any, NamedTuple, TypeGuard, TypeVar, cast
 
 import numpy as np
@@ -107,6 +109,7 @@ _RESOLVED: dict[type[DomainEvent], IssueStatus] = {
 }
 NO_VIEW = SeriesView()
 _V = TypeVar("_V", bound=tuple[Any, ...])
+_T = TypeVar("_T")
 _SCALARS = (DataType.PRICE, DataType.VOLUME)
 LOOK_BACK_BUCKETS = 3
 """How far "the previous point" reaches: into at most this many buckets before a point's own.
@@ -161,7 +164,6 @@ class PointSummary:
 _NO_SNAPS = np.zeros(0, dtype=np.int64)
 # A command's points (snap, value) read a column at a time, with no Python call per point.
 _SNAP, _VALUE = itemgetter(0), itemgetter(1)
-_UTC_US, _OFFSET_S = attrgetter("utc_us"), attrgetter("offset_s")
 _LATENESS = (LATE_ARRIVAL, LATE_PUBLICATION)  # rules about when a value came
 _LateAt = Callable[[int, int], tuple[str, int] | None]
 """Of a point's snap and deadline, the evidence's name and time of what makes it late (None:
@@ -170,10 +172,41 @@ not late)."""
 
 def snap_array(snaps: Sequence[int] | np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Snaps as an int64 array. A list is read by fromiter: asarray first inspects every
-    element for a shape, at five times the cost."""
+    element for a shape, at five times the cost. A command's snaps (`_Snaps`) are read once."""
+    if type(snaps) is _Snaps:
+        return snaps.array
     if isinstance(snaps, np.ndarray):
         return snaps.astype(np.int64, copy=False)
     return np.fromiter(snaps, dtype=np.int64, count=len(snaps))
+
+
+class _Snaps(list[int]):
+    """An ingest's snaps (ascending), the list its events carry, with their int64 array made
+    once: the decision's lookups, and the apply of each of its events that carries this very
+    list (`_EventColumns`), read the array where each would convert the list again (some 25 µs
+    a thousand snaps). Made only by a decision, it never changes, as no event's column does
+    once made; its array is read-only. Stored and read back, it is a list like any other,
+    converted when applied."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, snaps: Iterable[int], array: np.ndarray[Any, Any]) -> None:
+        super().__init__(snaps)
+        array.setflags(write=False)
+        self.array = array
+
+
+class _Contributions(list[dict[str, str]]):
+    """A DataReconciled's contributions as a decision made them, with the sources of each row
+    (its keys, in order; one tuple per distinct list of them, as `_contributors` makes them):
+    the apply of the event keeps that column for its candidates rather than read each row's
+    keys. Made and kept as `_Snaps` is."""
+
+    __slots__ = ("sources",)
+
+    def __init__(self, rows: Iterable[dict[str, str]], sources: list[tuple[str, ...]]) -> None:
+        super().__init__(rows)
+        self.sources = sources
 
 
 def _locate(
@@ -243,6 +276,14 @@ class _Later(NamedTuple):
 _LATER_BATCHES = 8
 """Appended batches a bucket keeps unwritten at most: beyond, it writes them, so that a
 bucket filled a few points at a time holds arrays rather than a list per field and batch."""
+
+
+def _grown(column: np.ndarray[Any, Any], rows: int, size: int) -> np.ndarray[Any, Any]:
+    """A buffer of `size` rows that begins with the first `rows` of `column`: rows after them
+    are unset."""
+    out = np.empty(size, dtype=column.dtype)
+    out[:rows] = column[:rows]
+    return out
 
 
 def _made(column: _Column | Iterable[Any], n: int) -> np.ndarray[Any, Any]:
@@ -393,17 +434,18 @@ class _Points(Mapping[int, _V]):
         n, k = len(self.snaps), len(at)
         room = self._room
         if room is None or room.used != n or len(room.buffers[0]) < n + k:
-            # An eighth of the rows so far to spare: a bucket filled a few points at a time is
-            # copied every n / 8 points instead of at every batch, one filled at once holds no
-            # unused room, and a full one little.
-            spare = n // 8
-            room = self._room = _Room(
-                tuple(
-                    np.concatenate((old, np.empty(k + spare, dtype=old.dtype)))
-                    for old in (self.snaps, *self._fields)
-                ),
-                n,
-            )
+            # To spare, an eighth of the rows so far or room for another batch as large as this
+            # one, whichever is more (but no more than the rows so far): a bucket filled a few
+            # points at a time is copied every n / 8 points instead of at every batch, one
+            # filled a thousand points at a time at every other batch rather than at each, one
+            # filled at once holds no unused room, and a full one at most a batch.
+            size = n + k + max(n // 8, min(n, k))
+            # Of each field, the rows written so far: those still to write (`_later`) are
+            # written into the new buffer when the field is read, not copied unset now.
+            later = self._later
+            written = [later[d].start if d < len(later) else n for d in self._done]
+            buffers = (self.snaps, *self._fields)
+            room = self._room = _Room(tuple(map(_grown, buffers, (n, *written), repeat(size))), n)
         room.buffers[0][n : n + k] = at
         room.used = n + k
         self.snaps, *fields = (buffer[: n + k] for buffer in room.buffers)
@@ -500,7 +542,12 @@ class _Observations(Mapping[int, dict[str, Observed]]):
         return found
 
     def _in_mixed(self, snaps: Sequence[int]) -> np.ndarray[Any, Any]:
-        return np.fromiter(map(self.mixed.__contains__, snaps), dtype=bool, count=len(snaps))
+        """Which of `snaps` are held as dicts: fewer dicts than snaps are looked for among
+        their sorted snaps, without a look-up per snap."""
+        mixed = self.mixed
+        if len(mixed) < len(snaps):
+            return _locate(_sorted_keys(mixed), snap_array(snaps))[1]
+        return np.fromiter(map(mixed.__contains__, snaps), dtype=bool, count=len(snaps))
 
     def rows(self, snaps: Sequence[int]) -> list[dict[str, Observed] | None]:
         pos, found = self.plain.locate(snaps)
@@ -555,6 +602,9 @@ class _Observations(Mapping[int, dict[str, Observed]]):
         """One source's clean values: into the columns of one value, or of two when the point
         has one other source's value; a third source's value makes the point a dict."""
         n = len(snaps)
+        # The points whose value is their only one: all, or (in arrays) those apart from others.
+        alone: Sequence[int] | np.ndarray[Any, Any] = snaps
+        alone_raws: _Column = raws
         if self.mixed or len(self.plain) or len(self.pairs):
             pos, found = self.plain.locate(snaps)
             joins = np.zeros(n, dtype=bool)  # a value of another source in the columns
@@ -565,30 +615,26 @@ class _Observations(Mapping[int, dict[str, Observed]]):
             known = self._in_mixed(snaps) if mixed else np.zeros(n, dtype=bool)
             apart = joins | paired | known
             if apart.any():
+                at, values = snap_array(snaps), _objects(raws, n)
                 if paired.any():
-                    self._ingest_paired(source_id, snaps, raws, user_id, paired)
-                joining = np.flatnonzero(joins).tolist()
+                    self._ingest_paired(source_id, at, values, user_id, paired)
+                joining = np.flatnonzero(joins)
                 columns = (self.plain.field(name)[pos[joining]] for name in _Plain._fields)
                 self.pairs.put(
-                    [snaps[i] for i in joining],
-                    *columns,
-                    _Fill(source_id),
-                    [raws[i] for i in joining],
-                    _Fill(user_id),
+                    at[joining], *columns, _Fill(source_id), values[joining], _Fill(user_id)
                 )
                 self.plain.drop_at(pos[joining])
                 for i in np.flatnonzero(known).tolist():
                     # a new dict: the old one may be shared with a copy of the state
                     mixed[snaps[i]] = {**mixed[snaps[i]], source_id: Observed(raws[i], user_id)}
-                keep = np.flatnonzero(~apart).tolist()
-                snaps, raws, n = [snaps[i] for i in keep], [raws[i] for i in keep], len(keep)
-        self.plain.put(snaps, _Fill(source_id), raws, _Fill(user_id))
+                alone, alone_raws = at[~apart], values[~apart]
+        self.plain.put(alone, _Fill(source_id), alone_raws, _Fill(user_id))
 
     def _ingest_paired(
         self,
         source_id: str,
-        snaps: list[int],
-        raws: list[RawValue],
+        snaps: np.ndarray[Any, Any],
+        raws: np.ndarray[Any, Any],
         user_id: str,
         paired: np.ndarray[Any, Any],
     ) -> None:
@@ -596,12 +642,12 @@ class _Observations(Mapping[int, dict[str, Observed]]):
         value in the pair, or makes the point a dict of three."""
         at = np.flatnonzero(paired)
         pairs = self.pairs
-        at_snaps = snap_array(snaps)[at]
+        at_snaps = snaps[at]
         pos = pairs.locate(at_snaps)[0]
         first, raw, user, other, other_raw, other_user = (
             pairs.field(name)[pos] for name in _Pair._fields
         )
-        new = _objects((raws[i] for i in at.tolist()), len(at))
+        new = raws[at]
         mine, theirs = first == source_id, other == source_id
         third = ~(mine | theirs)
         if third.any():
@@ -615,7 +661,7 @@ class _Observations(Mapping[int, dict[str, Observed]]):
             pairs.drop(moving)
         keep = ~third
         pairs.put(
-            at_snaps[keep].tolist(),
+            at_snaps[keep],
             first[keep],
             np.where(mine, new, raw)[keep],
             np.where(mine, user_id, user)[keep],
@@ -623,6 +669,11 @@ class _Observations(Mapping[int, dict[str, Observed]]):
             np.where(theirs, new, other_raw)[keep],
             np.where(theirs, user_id, other_user)[keep],
         )
+
+
+def _sorted_keys(points: Mapping[int, Any]) -> np.ndarray[Any, Any]:
+    """The snaps of `points`, ascending."""
+    return np.sort(np.fromiter(points, dtype=np.int64, count=len(points)))
 
 
 def _pair_values(pair: _Pair) -> tuple[tuple[str, Observed], tuple[str, Observed]]:
@@ -684,7 +735,7 @@ class SeriesBucket:
         """The points' received figures, ascending: what look-back rules compare with. `last`:
         only the last that many (what a later bucket's points can reach), so that a command
         does not decode a whole earlier bucket."""
-        return self._received(list(self.candidates), decider, last)
+        return self._received(range(len(self.candidates)), decider, last)
 
     def _received_near(self, snaps_us: list[int], n: int, decider: Decider) -> list[Received]:
         """The received figures a command on the points at `snaps_us` (ascending) compares
@@ -698,9 +749,9 @@ class SeriesBucket:
         between = np.ones(j - i, dtype=bool)
         between[pos[mine] - i] = False
         return [
-            *self._received(known[:i].tolist(), decider, n),
-            *self._received(known[i:j][between].tolist(), decider),
-            *self._received(known[j:].tolist(), decider, n),
+            *self._received(range(i), decider, n),
+            *self._received((np.flatnonzero(between) + i).tolist(), decider),
+            *self._received(range(j, len(known)), decider, n),
         ]
 
     def _structures_before(
@@ -748,16 +799,22 @@ class SeriesBucket:
         return otherwise
 
     def _received(
-        self, snaps_us: list[int], decider: Decider, last: int | None = None
+        self, at: Sequence[int], decider: Decider, last: int | None = None
     ) -> list[Received]:
-        """The received figures of the points at `snaps_us` (ascending; a point without a
-        figure has none), or of the last `last` that have one."""
+        """The received figures of the candidates at positions `at` (ascending; a point without
+        a figure has none), or of the last `last` that have one. Read from the two columns they
+        are made of: no candidate made per point, the others left unwritten (`_Points._later`)."""
+        candidates = self.candidates
+        snaps, raws, sources = (
+            candidates.snaps,
+            candidates.field("raw"),
+            candidates.field("sources"),
+        )
         out = []
-        for snap_us in reversed(snaps_us):
-            candidate = self.candidates[snap_us]
-            figure = decider.figure(candidate.raw)
+        for i in reversed(at):
+            figure = decider.figure(raws[i])
             if figure is not None:
-                out.append(Received(snap_us, figure, candidate.sources, approx(figure)))
+                out.append(Received(int(snaps[i]), figure, sources[i], approx(figure)))
                 if last is not None and len(out) >= last:
                     break
         return out[::-1]
@@ -804,14 +861,9 @@ class SeriesBucket:
         very command), then the candidate and settlement of each point. A run of new points
         with one clean value each, and of points with a clean value of one other source, the
         bulk-load cases, are decided in columns."""
-        snaps = list(map(_UTC_US, map(_SNAP, points)))
-        if len(set(snaps)) != len(points):
-            raise InvalidArgument.single("points", "snaps must be unique within one command")
+        points, snaps, offsets = _in_snap_order(points)
         decide = Decider(definition, ctx)
         rules = definition.validation
-        if snaps != sorted(snaps):  # sent in order, as they mostly are, they stay as they are
-            points = sorted(points, key=lambda p: p[0].utc_us)
-            snaps = list(map(_UTC_US, map(_SNAP, points)))
         values = list(map(_VALUE, points))
         scalars = scalar_figures(values)
         raws: list[RawValue] = (
@@ -961,7 +1013,7 @@ class SeriesBucket:
                 data_type=definition.data_type,
                 unit=definition.unit,
                 snaps=snaps,
-                offsets=list(map(_OFFSET_S, map(_SNAP, points))),
+                offsets=offsets,
                 values=raws,
             )
         ]
@@ -1047,7 +1099,7 @@ class SeriesBucket:
             # stays), the candidate's very value, or one to compare with in floats.
             # Read from the columns: no Official made per point.
             officials = self.officials
-            pos, known = officials.locate([snaps[i] for i in found])
+            pos, known = officials.locate(snap_array(snaps)[found])
             firsts = (~known).tolist()
             at = np.flatnonzero(known)
             current = officials.field("raw")[pos[at]]
@@ -1116,9 +1168,8 @@ class SeriesBucket:
         if mixed:
             # The few points held as dicts, found without a look at each of the others.
             rest = np.flatnonzero(~in_columns)
-            held = np.sort(np.fromiter(mixed, dtype=np.int64, count=len(mixed)))
             dicts: list[tuple[int, str, RawValue]] = []
-            for i in rest[_locate(held, snap_array(snaps)[rest])[1]].tolist():
+            for i in rest[_locate(_sorted_keys(mixed), snap_array(snaps)[rest])[1]].tolist():
                 before = mixed[snaps[i]]
                 if len(before) == 1:
                     ((source, value),) = before.items()
@@ -1619,14 +1670,14 @@ class SeriesBucket:
                     self.scheduled.pop(snap_us, None)
                 self.candidates.drop(withdrawn)
                 event = _without_withdrawn(event)
-            # One tuple per distinct list of sources, not one per point: most points share it.
-            sources = list(map(tuple, event.contributions))
-            distinct: dict[tuple[str, ...], tuple[str, ...]] = {}
+            contributions = event.contributions
             self.candidates.put(
                 event.snaps,
                 event.values,
                 event.methods,
-                list(map(distinct.setdefault, sources, sources)),
+                contributions.sources
+                if type(contributions) is _Contributions
+                else _contributors(contributions),
                 event.quality_scores,
                 _Mapped(_POINT_STATUSES.__getitem__, event.statuses),
             )
@@ -1710,6 +1761,27 @@ class SeriesBucket:
         )
 
 
+def _in_snap_order(
+    points: Sequence[tuple[Snap, DataValue]],
+) -> tuple[Sequence[tuple[Snap, DataValue]], _Snaps, list[int]]:
+    """An ingest's points in snap order (sent in order, as they mostly are, they stay as they
+    are), their snaps and their offsets; InvalidArgument when a snap comes twice. Both columns
+    are read in one pass (a `Snap` is the pair of them), the order checked on the array."""
+    utc: Sequence[int] = ()
+    offsets: Sequence[int] = ()
+    if points:
+        utc, offsets = zip(*map(_SNAP, points), strict=True)
+    at = np.fromiter(utc, dtype=np.int64, count=len(utc))
+    if not (at[1:] > at[:-1]).all():
+        order = at.argsort(kind="stable")
+        at = at[order]
+        if (at[1:] == at[:-1]).any():
+            raise InvalidArgument.single("points", "snaps must be unique within one command")
+        rows = order.tolist()
+        points, utc, offsets = [points[i] for i in rows], at.tolist(), [offsets[i] for i in rows]
+    return points, _Snaps(utc, at), list(offsets)
+
+
 def look_back_floor(bucket_us: int, frequency: Frequency) -> int:
     """The earliest snap a point of the bucket may be compared with."""
     return bucket_us - LOOK_BACK_BUCKETS * BUCKET_SPAN_US[frequency]
@@ -1749,6 +1821,14 @@ def _manual_review(
     if reason_code:
         evidence["reason_code"] = reason_code
     return point_issue(ctx.command_id, snap_us, "manual_value", Severity.WARNING, evidence)
+
+
+def _contributors(contributions: Sequence[Mapping[str, str]]) -> list[tuple[str, ...]]:
+    """The sources of each of a DataReconciled's points: one tuple per distinct list of them,
+    not one per point, as most points share it."""
+    sources = list(map(tuple, contributions))
+    distinct: dict[tuple[str, ...], tuple[str, ...]] = {}
+    return list(map(distinct.setdefault, sources, sources))
 
 
 def _without_withdrawn(event: DataReconciled) -> DataReconciled:
@@ -1936,6 +2016,47 @@ class _Why(NamedTuple):
     first_cause: str = ""
 
 
+def _run(column: list[_T], lo: int, hi: int) -> list[_T]:
+    """`column[lo:hi]`: the very list when that is all of it (see `_EventColumns`)."""
+    return column if lo == 0 and hi == len(column) else column[lo:hi]
+
+
+class _EventColumns:
+    """The columns of an event being made, by name. A first run of rows decided in columns is
+    kept as the lists it came in until another row comes, not copied: a batch decided wholly
+    in columns hands its own lists to every event it makes, its snaps with their array
+    (`_Snaps`), and the apply of each reads that array. No list given here is changed, as no
+    event's column is once made."""
+
+    __slots__ = ("_borrowed", "columns")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.columns: dict[str, Any] = {name: [] for name in names}
+        self._borrowed = False  # the columns are lists given (`extend`), not this one's own
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        """One row: a value per column, in the columns' order."""
+        self._own()
+        for column, value in zip(self.columns.values(), row, strict=True):
+            column.append(value)
+
+    def extend(self, run: tuple[tuple[str, list[Any]], ...]) -> None:
+        """Rows: (name, values) per column, in the columns' order."""
+        assert tuple(name for name, _ in run) == tuple(self.columns)
+        if not self.columns["snaps"]:
+            self.columns = dict(run)
+            self._borrowed = True
+            return
+        self._own()
+        for name, more in run:
+            self.columns[name].extend(more)
+
+    def _own(self) -> None:
+        if self._borrowed:
+            self.columns = {name: list(column) for name, column in self.columns.items()}
+            self._borrowed = False
+
+
 class _Rows:
     """The rows a decision makes, in the columns of the events they become. Those events skip
     pydantic validation (`model_construct`): the columns are made here, equal in length by
@@ -1945,26 +2066,33 @@ class _Rows:
     def __init__(self, definition: SeriesDefinition) -> None:
         self.definition = definition
         self.cutoff_us = definition.publication.cutoff_seconds * 1_000_000
-        self.reconciled: dict[str, Any] = {name: [] for name in _RECONCILED}
+        # Beside the DataReconciled's columns, each row's sources (`_Contributions`).
+        self.reconciled = _EventColumns((*_RECONCILED, _CONTRIBUTORS))
         self.scheduled: list[int] = []  # snaps given a cut-off
-        self.official: dict[str, Any] = {name: [] for name in _OFFICIAL}
+        self.official = _EventColumns(_OFFICIAL)
+        self._distinct: dict[tuple[str, ...], tuple[str, ...]] = {}  # of the sources
 
     def reconcile(self, snap_us: int, c: Candidate, contributions: Contributions) -> None:
-        self._add(
-            self.reconciled,
+        figures = contributions.figures
+        self.reconciled.add(
             (
                 snap_us,
                 c.raw,
                 c.method,
-                contributions.figures,
+                figures,
                 contributions.excluded,
                 c.quality,
                 c.status.value,
+                self._sources(tuple(figures)),
             ),
         )
 
     def withdraw(self, snap_us: int) -> None:
-        self._add(self.reconciled, (snap_us, "", "none", {}, [], "0", _WITHDRAWN))
+        self.reconciled.add((snap_us, "", "none", {}, [], "0", _WITHDRAWN, ()))
+
+    def _sources(self, sources: tuple[str, ...]) -> tuple[str, ...]:
+        """`sources`, as the first equal tuple made: one per distinct list of sources."""
+        return self._distinct.setdefault(sources, sources)
 
     def publish(
         self,
@@ -1976,14 +2104,15 @@ class _Rows:
         cause: str = "",
     ) -> None:
         row = (snap_us, version, c.raw, c.quality, list(c.sources), c.method, flags, reason, cause)
-        self._add(self.official, row)
+        self.official.add(row)
 
     def last_official(self, snap_us: int) -> tuple[int, RawValue] | None:
         """The version and value of the last official row, if it is one of `snap_us`."""
-        snaps = self.official["snaps"]
+        official = self.official.columns
+        snaps = official["snaps"]
         if not snaps or snaps[-1] != snap_us:
             return None
-        return self.official["versions"][-1], self.official["values"][-1]
+        return official["versions"][-1], official["values"][-1]
 
     def columns(self, batch: _Batch, lo: int, hi: int, scheduled: Container[int]) -> None:
         """The points of `batch` in [lo, hi) that are decided in columns: runs of new points
@@ -1997,15 +2126,15 @@ class _Rows:
             if k is None:
                 self.first_values(batch, start, end)
             else:
-                self.pairs(batch.snaps[start:end], pairs, k, k + end - start, scheduled)
+                self.pairs(_run(batch.snaps, start, end), pairs, k, k + end - start, scheduled)
 
     def first_values(self, batch: _Batch, lo: int, hi: int) -> None:
         """Points new to the bucket, each with one clean value, that publication takes as they
         come: what `SeriesBucket._settle` decides of each, in columns."""
-        n = hi - lo
-        if not n:
+        if lo == hi:
             return
-        snaps, raws, values = batch.snaps[lo:hi], batch.raws[lo:hi], batch.values[lo:hi]
+        snaps, raws = _run(batch.snaps, lo, hi), _run(batch.raws, lo, hi)
+        values = _run(batch.values, lo, hi)
         official = raws
         if batch.chosen is not batch.values:  # rounded to the series' precision
             official = [
@@ -2022,7 +2151,8 @@ class _Rows:
                 for r, v in zip(raws, values, strict=True)
             ]
         )
-        self._clean(snaps, official, PRIORITY, [{source_id: f} for f in figures], _PUBLISHED)
+        contributions = [{source_id: f} for f in figures]
+        self._clean(snaps, official, PRIORITY, contributions, (source_id,), _PUBLISHED)
         self._firsts(snaps, official, PRIORITY, [source_id])
 
     def pairs(
@@ -2036,7 +2166,9 @@ class _Rows:
         """What `SeriesBucket._settle` decides of the pairs [lo, hi) of the pair columns, at
         `snaps`, in columns."""
         values = pairs.values[lo:hi]
-        self._clean(snaps, values, pairs.method, pairs.contributions[lo:hi], pairs.status.value)
+        contributions = pairs.contributions[lo:hi]
+        status = pairs.status.value
+        self._clean(snaps, values, pairs.method, contributions, pairs.sources, status)
         if pairs.status is PointStatus.PUBLISHED:
             firsts = pairs.firsts[lo:hi]
             self._firsts(
@@ -2053,13 +2185,15 @@ class _Rows:
         snaps: list[int],
         values: list[str] | list[RawValue],
         method: str,
-        contributions: Sequence[dict[str, str] | None],
+        contributions: list[dict[str, str]],
+        sources: tuple[str, ...],
         status: str,
     ) -> None:
-        """Reconciled rows of candidates that no value's failure nor a break penalises. A
-        list every row has the same is one list (an event's columns never change in place)."""
+        """Reconciled rows of candidates that no value's failure nor a break penalises, each
+        made of `sources` (its contributions' keys). A list every row has the same is one list
+        (an event's columns never change in place)."""
         n = len(snaps)
-        made: tuple[tuple[str, Sequence[Any]], ...] = (
+        made: tuple[tuple[str, list[Any]], ...] = (
             ("snaps", snaps),
             ("values", values),
             ("methods", [method] * n),
@@ -2067,16 +2201,16 @@ class _Rows:
             ("excluded", [[]] * n),
             ("quality_scores", ["1"] * n),
             ("statuses", [status] * n),
+            (_CONTRIBUTORS, [self._sources(sources)] * n),
         )
-        for name, column in made:
-            self.reconciled[name].extend(column)
+        self.reconciled.extend(made)
 
     def _firsts(
         self, snaps: list[int], values: list[str] | list[RawValue], method: str, sources: list[str]
     ) -> None:
         """First official versions of clean candidates (lists shared by rows as `_clean`)."""
         n = len(snaps)
-        made: tuple[tuple[str, Sequence[Any]], ...] = (
+        made: tuple[tuple[str, list[Any]], ...] = (
             ("snaps", snaps),
             ("versions", [1] * n),
             ("values", values),
@@ -2087,24 +2221,20 @@ class _Rows:
             ("reasons", [""] * n),
             ("causes", [""] * n),
         )
-        for name, column in made:
-            self.official[name].extend(column)
-
-    @staticmethod
-    def _add(columns: dict[str, Any], row: tuple[Any, ...]) -> None:
-        """`row`: one value per column, in the order of _RECONCILED or _OFFICIAL."""
-        for column, value in zip(columns.values(), row, strict=True):
-            column.append(value)
+        self.official.extend(made)
 
     def events(self, series_id: str, mode: str, ctx: CommandContext) -> list[DomainEvent]:
         """A DataReconciled, a PublicationScheduled, then a DataPublished for first versions
         and a DataRestated for later ones, as needed."""
         d = self.definition
         events: list[DomainEvent] = []
-        if self.reconciled["snaps"]:
+        reconciled = dict(self.reconciled.columns)
+        if reconciled["snaps"]:
+            sources = reconciled.pop(_CONTRIBUTORS)
+            reconciled["contributions"] = _Contributions(reconciled["contributions"], sources)
             events.append(
                 DataReconciled.model_construct(
-                    series_id=series_id, data_type=d.data_type, unit=d.unit, **self.reconciled
+                    series_id=series_id, data_type=d.data_type, unit=d.unit, **reconciled
                 )
             )
         if self.scheduled:
@@ -2112,7 +2242,7 @@ class _Rows:
             events.append(
                 PublicationScheduled(series_id=series_id, snaps=self.scheduled, due_us=due)
             )
-        versions = self.official["versions"]
+        versions = self.official.columns["versions"]
         firsts = versions.count(1)
         common: dict[str, Any] = {
             "series_id": series_id,
@@ -2131,10 +2261,11 @@ class _Rows:
     def _pick(self, every: bool, version: Callable[[int], bool]) -> dict[str, Any]:
         """The official rows whose `version` holds (`every`: all of them, known beforehand by
         a count, which spares a bulk load's batch a scan)."""
+        official = self.official.columns
         if every:
-            return self.official
-        rows = [i for i, v in enumerate(self.official["versions"]) if version(v)]
-        return {name: [column[i] for i in rows] for name, column in self.official.items()}
+            return official
+        rows = [i for i, v in enumerate(official["versions"]) if version(v)]
+        return {name: [column[i] for i in rows] for name, column in official.items()}
 
 
 _RECONCILED = (
@@ -2146,6 +2277,7 @@ _RECONCILED = (
     "quality_scores",
     "statuses",
 )
+_CONTRIBUTORS = "contributors"
 _OFFICIAL = (
     "snaps",
     "versions",
