@@ -14,5 +14,6 @@ class ProjectorSettings(CommonSettings):
     qis.data.v1.Projector (QIS_PROJECTOR_MAX_LAG); the process itself stays SERVING."""
     projector_batch_points: PositiveInt = 50_000
     """Points at most in one read-model write, one transaction that moves the checkpoint
-    (QIS_PROJECTOR_BATCH_POINTS; a single event larger than this is written whole): smaller
-    writes hold the store's write lock for less time and lose less work to a crash."""
+    (QIS_PROJECTOR_BATCH_POINTS; a points event counts its snaps, another event ~60 bytes of
+    payload a point; a single event larger than this is written whole): smaller writes hold
+    the store's write lock for less time and lose less work to a crash."""

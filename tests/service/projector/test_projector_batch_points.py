@@ -1,6 +1,5 @@
 """QIS_PROJECTOR_BATCH_POINTS bounds the points of one read-model write (one transaction, one
-checkpoint move) in the projector the process builds; points are estimated from an event's
-payload size."""
+checkpoint move) in the projector the process builds: a points event counts its snaps."""
 
 from __future__ import annotations
 
@@ -29,9 +28,18 @@ async def batches_written(tmp_path: Path) -> int:
         await asyncio.wait_for(app.projector.run(until_position=head), 30)
         assert app.projector.checkpoint == head
         assert app.projector.events_projected == EVENTS
+        assert app.projector.points_projected == EVENTS * POINTS
         return app.projector.batches
     finally:
         await app.close()
+
+
+async def test_a_write_holds_no_more_points_than_the_batch_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each event fills a batch: a second would take a write past the bound.
+    monkeypatch.setenv("QIS_PROJECTOR_BATCH_POINTS", str(POINTS))
+    assert await batches_written(tmp_path) == EVENTS
 
 
 async def test_an_event_larger_than_the_batch_points_is_written_whole(

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError, create_model
-from qis_adapters.eventstore.codec import peek_columns
+from qis_adapters.eventstore.codec import columns_length, peek_columns
 from qis_domain.events import (
     ALL_EVENT_TYPES,
     DataIngested,
@@ -185,6 +185,32 @@ def test_the_head_of_a_compact_payload_is_read_without_decoding_it() -> None:
         head = peek_columns(data)
         assert head is not None
         assert (head.series_id, head.snaps.tolist()) == (event.series_id, event.snaps)
+        assert columns_length(data) == len(event.snaps)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 1000])
+def test_the_snaps_of_a_payload_are_counted_in_its_head(n: int) -> None:
+    event = DataPublished(
+        snaps=list(range(10**15, 10**15 + n)),
+        series_id="S,]",
+        data_type=DataType.PRICE,
+        unit="USD",
+        versions=[1] * n,
+        values=["1,5"] * n,
+        quality_scores=["1"] * n,
+        sources=[["a", "b"]] * n,
+        methods=["median"] * n,
+        flags=[[]] * n,
+        reasons=[""] * n,
+        causes=[""] * n,
+        mode="automatic",
+    )
+    assert columns_length(REGISTRY.encode(event)) == n
+
+
+def test_a_payload_that_is_not_columnar_has_no_snaps_to_count() -> None:
+    assert columns_length(b'{"command_id":"c","snaps":[1,2]}') is None
+    assert columns_length(b'{"snaps":[1,2') is None
 
 
 # --- malformed payloads ---

@@ -83,6 +83,19 @@ _SNAPS_KEY = b'{"snaps":['
 _SERIES_KEY = b'],"series_id":"'
 
 
+def columns_length(data: bytes) -> int | None:
+    """How many snaps a columnar event's payload holds, counted in its head's text without
+    reading the numbers; None when the payload does not begin as `encode` writes it."""
+    if not data.startswith(_SNAPS_KEY):
+        return None
+    close = data.find(b"]", len(_SNAPS_KEY))
+    if close < 0:
+        return None
+    if close == len(_SNAPS_KEY):
+        return 0
+    return data.count(b",", len(_SNAPS_KEY), close) + 1
+
+
 def peek_columns(data: bytes) -> ColumnsHead | None:
     """The series id and snaps of a columnar event's payload, read without parsing or
     validating the rest: a consumer that only needs to know which snaps an event touches

@@ -27,7 +27,7 @@ import pyarrow as pa
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, StatusCode
-from qis_adapters.eventstore.codec import DecodedEvent, EventCodec
+from qis_adapters.eventstore.codec import DecodedEvent, EventCodec, columns_length
 from qis_adapters.eventstore.port import EventFilter, EventStore, RecordedEvent
 from qis_adapters.faults import store_fault
 from qis_adapters.readstore.port import ProjectionBatch, ReadModelWriter
@@ -404,5 +404,8 @@ class Projector:
 
 
 def _points(record: RecordedEvent) -> int:
-    """A cheap size estimate for batching: event payload bytes per ~60-byte point."""
-    return max(1, len(record.data) // 60)
+    """What an event weighs in a batch: its points (a columnar event's snaps, counted in its
+    head; columns written once make its bytes no measure of them), or for any other event its
+    payload bytes per ~60-byte point."""
+    n = columns_length(record.data)
+    return max(1, len(record.data) // 60 if n is None else n)
