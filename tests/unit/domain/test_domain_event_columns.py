@@ -17,6 +17,7 @@ from qis_domain.events import (
     DataIngested,
     DataPublished,
     DataReconciled,
+    DataRestated,
     DomainEvent,
     EventRegistry,
     default_registry,
@@ -393,3 +394,95 @@ def test_only_columns_of_equal_entries_are_written_once(event: _Columns) -> None
     assert list(payload) == list(before)  # each field at its place
     if payload == before:  # nothing written once: the bytes of before
         assert REGISTRY.encode(event) == event.model_dump_json().encode()
+
+
+# --- what the domain's (unvalidated) events read back as ---
+
+S = 1_709_328_600_000_000
+D = 86_400_000_000
+
+
+def _official(
+    cls: type[DataPublished | DataRestated], n: int, **columns: list[Any]
+) -> DataPublished | DataRestated:
+    """Official versions of `n` points as the domain makes them (`model_construct`,
+    unvalidated: see series_bucket._Rows), with `columns` in place of the regular ones."""
+    fields: dict[str, Any] = {
+        "series_id": "SPX",
+        "data_type": DataType.PRICE,
+        "unit": "USD",
+        "decided_at_us": S,
+        "snaps": [S + i * D for i in range(n)],
+        "versions": [1] * n,
+        "values": [str(5000 + i) for i in range(n)],
+        "quality_scores": ["1"] * n,
+        "sources": [["bbg"]] * n,
+        "methods": ["priority"] * n,
+        "flags": [[]] * n,
+        "reasons": [""] * n,
+        "causes": [""] * n,
+    }
+    fields.update(columns)
+    if cls is DataPublished:
+        fields["mode"] = "automatic"
+    return cls.model_construct(**fields)
+
+
+def _read_back(event: _Columns) -> _Columns | None:
+    """The event the store gives back for `event`, None if it refuses the payload."""
+    try:
+        decoded = REGISTRY.decode(event.event_type, REGISTRY.encode(event), event.event_version)
+    except ValueError:  # pydantic's ValidationError included
+        return None
+    assert isinstance(decoded, _Columns)
+    return decoded
+
+
+@pytest.mark.parametrize("entries", [2, 4], ids=["short", "long"])
+def test_a_column_of_another_length_than_the_snaps_is_never_read_back_as_fitting(
+    entries: int,
+) -> None:
+    """The domain's events skip validation when made; reading them back validates them in
+    full, so a column of the wrong length stops the stream rather than being believed. A
+    column whose entries are all equal is written once, and so comes back as long as the
+    snaps whatever length it had, unless it is written in full when its length differs."""
+    event = _official(DataPublished, 3, versions=[1] * entries)
+    assert _read_back(event) is None, "a 3-point publication read back with versions fitted"
+
+
+def test_a_column_of_another_length_written_in_full_is_refused() -> None:
+    """The same event with every column in full, as written before columns were written once,
+    is refused too."""
+    event = _official(DataPublished, 3, versions=[1, 1])
+    with pytest.raises(ValueError, match="column versions has 2 entries for 3 snaps"):
+        REGISTRY.decode("DataPublished", event.model_dump_json().encode(), 2)
+
+
+def test_a_first_version_stored_before_the_jump_rule_was_renamed_reads_as_now() -> None:
+    """A v1 publication (flags naming the jump rule "spike") whose columns are all equal,
+    stored as the code of before wrote it: upcast from full lists, written once again on the
+    way back, and read the same."""
+    n = 3
+    payload = json.loads(_official(DataPublished, n).model_dump_json())
+    payload["flags"] = [["spike"]] * n
+    v1 = json.dumps(payload, separators=(",", ":")).encode()
+    read = REGISTRY.decode("DataPublished", v1, 1)
+    assert isinstance(read, DataPublished)
+    assert read.flags == [["jump"]] * n
+    again = REGISTRY.encode(read)
+    assert json.loads(again)["flags"] == {"all": ["jump"]}
+    assert REGISTRY.decode("DataPublished", again, 2) == read
+
+
+def test_rows_read_from_a_compact_column_are_equal_to_those_of_a_full_one_one_by_one() -> None:
+    """Each row of a column written once is the entry itself: rows() of the compact and full
+    forms of a restatement give the same OfficialRows, with lists of their own type."""
+    n = 4
+    event = _official(DataRestated, n, versions=[2] * n, reasons=["fix"] * n, causes=["late"] * n)
+    compact = REGISTRY.decode("DataRestated", REGISTRY.encode(event), 2)
+    full = REGISTRY.decode("DataRestated", event.model_dump_json().encode(), 2)
+    assert isinstance(compact, DataRestated)
+    assert isinstance(full, DataRestated)
+    assert b'"versions":{"all":2}' in REGISTRY.encode(event)
+    assert list(compact.rows()) == list(full.rows())
+    assert all(type(r.sources) is list and type(r.flags) is list for r in compact.rows())

@@ -139,10 +139,15 @@ class _Columns(DomainEvent):
         # `peek_columns` reads that head); a model_dump_json that excluded the compact columns
         # and spliced them in after costs more than the whole encoding this way.
         fields = self.__dict__
-        return to_json({name: self._stored(name, fields[name]) for name in type(self).model_fields})
+        n = len(self.snaps)
+        return to_json(
+            {name: self._stored(name, fields[name], n) for name in type(self).model_fields}
+        )
 
-    def _stored(self, name: str, value: Any) -> Any:
-        if name not in self._columns or len(value) < 2:
+    def _stored(self, name: str, value: Any, n: int) -> Any:
+        # Only a column as long as the snaps: read back, one of another length (the domain's
+        # events are made unvalidated) must be refused, not stretched to fit.
+        if name not in self._columns or len(value) < 2 or len(value) != n:
             return value
         first = value[0]
         # Equal strings, integers and lists of strings are equal JSON; equal documents need
