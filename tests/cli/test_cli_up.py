@@ -33,7 +33,10 @@ class Up:
     lines: queue.Queue[str]
     env: dict[str, str]
 
-    def wait_for(self, fragment: str, timeout_s: float = 30.0) -> str:
+    def wait_for(self, fragment: str, timeout_s: float = 90.0) -> str:
+        # A bound that tells a hang, not a speed: `qis up` starts its three services one after
+        # another, ~14 s on a quiet 2-core machine and more than 30 s beside other tests'
+        # processes (CI failed at 30 s twice).
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
             try:
