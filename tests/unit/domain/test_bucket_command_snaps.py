@@ -38,6 +38,8 @@ from qis_domain.series_bucket import (
 from qis_domain.snaps import Frequency, Snap
 from qis_domain.values import DataType, Price
 
+from tests.unit.domain.test_bucket_own_events_random import _state, _stored
+
 START_US = 1_700_000_000 // 3600 * 3600 * 1_000_000  # a bucket's first snap (3,600 a bucket)
 S_US = 1_000_000
 
@@ -81,19 +83,8 @@ class _Bucket:
         for offset, event in enumerate(events):
             meta = Recorded(ctx.command_id, ctx.user_id, self.commands, first + offset)
             self.own.apply(event, meta)
-            self.stored.apply(type(event).model_validate_json(event.model_dump_json()), meta)
+            self.stored.apply(_stored(event), meta)
         return events
-
-
-def _state(bucket: SeriesBucket) -> tuple[object, ...]:
-    snaps = sorted(bucket.observed)
-    return (
-        dict(zip(snaps, bucket.observed.rows(snaps), strict=True)),
-        {s: bucket.candidates[s] for s in bucket.candidates},
-        {s: bucket.officials[s] for s in bucket.officials},
-        dict(bucket.issues),
-        bucket.version,
-    )
 
 
 def test_a_clean_batch_converts_its_snaps_once_for_all_its_events() -> None:
