@@ -83,13 +83,20 @@ _SNAPS_KEY = b'{"snaps":['
 _SERIES_KEY = b'],"series_id":"'
 
 
-def columns_length(data: bytes) -> int | None:
-    """How many snaps a columnar event's payload holds, counted in its head's text without
-    reading the numbers; None when the payload does not begin as `encode` writes it."""
+def _snaps_end(data: bytes) -> int | None:
+    """Where the snaps list of a columnar event's payload closes, None when the payload does
+    not begin as `encode` writes it (its snaps, then its series id)."""
     if not data.startswith(_SNAPS_KEY):
         return None
     close = data.find(b"]", len(_SNAPS_KEY))
-    if close < 0:
+    return close if data.startswith(_SERIES_KEY, close) else None
+
+
+def columns_length(data: bytes) -> int | None:
+    """How many snaps a columnar event's payload holds, counted in its head's text without
+    reading the numbers; None when the payload does not begin as `encode` writes it."""
+    close = _snaps_end(data)
+    if close is None:
         return None
     if close == len(_SNAPS_KEY):
         return 0
@@ -103,10 +110,8 @@ def peek_columns(data: bytes) -> ColumnsHead | None:
 
     None when the payload does not begin as `encode` writes it (decode it instead). Any schema
     version qualifies: no upcaster changes a series id or snaps."""
-    if not data.startswith(_SNAPS_KEY):
-        return None
-    close = data.find(b"]", len(_SNAPS_KEY))
-    if not data.startswith(_SERIES_KEY, close):
+    close = _snaps_end(data)
+    if close is None:
         return None
     body = data[len(_SNAPS_KEY) : close]
     # numpy parses the integers in C, ~5x faster than json. Text it cannot read to the end

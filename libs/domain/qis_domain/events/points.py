@@ -147,7 +147,7 @@ class _Columns(DomainEvent):
     def _stored(self, name: str, value: Any, n: int) -> Any:
         # Only a column as long as the snaps: read back, one of another length (the domain's
         # events are made unvalidated) must be refused, not stretched to fit.
-        if name not in self._columns or len(value) < 2 or len(value) != n:
+        if name not in self._columns or n < 2 or len(value) != n:
             return value
         first = value[0]
         # Equal strings, integers and lists of strings are equal JSON; equal documents need
