@@ -36,16 +36,13 @@ from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis.data.v1 import series_pb2, values_pb2
 from qis_adapters.eventstore.port import AppendResult, EventStore, StreamAppend
 from qis_adapters.eventstore.sqlite import SqliteEventStore
-from qis_adapters.proto.columns import points_from_columns
 from qis_adapters.proto.definitions import series_from_proto, source_from_proto
-from qis_adapters.proto.values import points_from_proto
 from qis_command.application.commands import DefineSeries, IngestPoints, RegisterSource
 from qis_command.bootstrap import build_handlers
+from qis_command.entrypoints.grpc_service import ingest_command
 from qis_command.settings import CommandSettings
 from qis_domain.commands import CommandContext
 from qis_domain.errors import FieldViolation
-from qis_domain.snaps import Snap
-from qis_domain.values import DataValue
 from qis_runtime.logs import tune_garbage_collection
 
 from bench.support import USER, free_port, own_peak_rss_mb, peak_rss_mb, process, rate, wait_serving
@@ -109,15 +106,13 @@ def request(
     return out
 
 
-def parsed(r: pb.IngestPointsRequest) -> list[tuple[Snap, DataValue]]:
-    """A request's points as the command servicer maps them."""
+def parsed(r: pb.IngestPointsRequest) -> IngestPoints:
+    """A request's command, as the command servicer maps it."""
     violations: list[FieldViolation] = []
-    if r.HasField("columns"):
-        points = points_from_columns(r.columns, violations)
-    else:
-        points = points_from_proto(r.points, violations)
+    command = ingest_command(r, violations)
     assert not violations, violations
-    return points
+    assert command is not None
+    return command
 
 
 def definition_requests(
@@ -238,10 +233,7 @@ async def in_process(
         cpu = time.process_time()
         started = time.perf_counter()
         for r in reqs:
-            source_id = r.source.removeprefix("sources/")
-            await handlers.ingest(
-                IngestPoints(SERIES, source_id, parsed(r)), CommandContext(r.command_id, "bench", 0)
-            )
+            await handlers.ingest(parsed(r), CommandContext(r.command_id, "bench", 0))
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu
         await inner.close()
@@ -325,7 +317,7 @@ async def main(points: int, rules: bool, batch: int) -> None:
         print(f"  {'in-process, ' + form:<50}{rate(n, t_inproc[form])}   {us(cpu_inproc[form])}")
     for form in FORMS:
         print(
-            f"  {'edge alone (request -> points), ' + form:<50}{rate(n, t_edge[form])}"
+            f"  {'edge alone (request -> command), ' + form:<50}{rate(n, t_edge[form])}"
             f"   {wire[form] / n:.1f} bytes/point on the wire"
         )
     print(

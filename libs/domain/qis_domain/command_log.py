@@ -23,11 +23,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import struct
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel
 
 from qis_domain.commands import CommandOutcome
@@ -59,9 +62,10 @@ def fingerprint(command: object) -> str:
 def canonical(command: object) -> bytes:
     """The command as bytes. Commands are flat frozen dataclasses: a field that is a pydantic
     model (a definition, a source's configuration, with maps a client need not send in the
-    same order twice) counts as sorted-key JSON, a batch of scalar points as `_columns`, any
-    other field (ids, values, bars, mixed batches: tuples, Decimals, frozen dataclasses) as its
-    repr, which is deterministic. So two commands that the legacy text tells apart are told
+    same order twice) counts as sorted-key JSON, a batch of scalar points as `_columns` (or as
+    the print of them the command carries, the same bytes: see PRINT_OF), any other field
+    (ids, values, bars, mixed batches: tuples, Decimals, frozen dataclasses) as its repr,
+    which is deterministic. So two commands that the legacy text tells apart are told
     apart here too, and equal ones are written alike.
 
     Unambiguous by construction: every part is a tag saying how it is written, its length
@@ -69,13 +73,31 @@ def canonical(command: object) -> bytes:
     read as a part of another kind; the fields follow the dataclass's order."""
     assert dataclasses.is_dataclass(command)
     parts = [_part(b"T", type(command).__name__)]
-    for field in dataclasses.fields(command):
+    printed = {
+        field.metadata[PRINT_OF]: getattr(command, field.name)
+        for field in dataclasses.fields(command)
+        if PRINT_OF in field.metadata
+    }
+    for field in _hashed_fields(command):
         value = getattr(command, field.name)
-        if (columns := _columns(value)) is not None:
+        if (columns := printed.get(field.name)) is None:
+            columns = _columns(value)
+        if columns is not None:
             parts.append(_part(b"C", columns))
         else:
             parts.append(_part(b"J" if isinstance(value, BaseModel) else b"R", _text(value)))
     return b"".join(parts)
+
+
+PRINT_OF = "qis_print_of"
+"""The metadata key of a command field that holds another field's `_columns` bytes (the
+field's name is the value), made where that was cheaper than from the field (`print_scalars`).
+Such a field is no part of what the command asks for: left out of both schemes, it stands in
+for the field it names when set."""
+
+
+def _hashed_fields(command: Any) -> list[dataclasses.Field[Any]]:
+    return [field for field in dataclasses.fields(command) if PRINT_OF not in field.metadata]
 
 
 def _part(tag: bytes, content: str | bytes) -> bytes:
@@ -138,17 +160,49 @@ def _columns(items: object) -> bytes | None:
         columns = struct.pack(f"<{2 * n}q", *ints)
     except struct.error:  # beyond int64: no instant the bounds take
         return None
+    return _scalar_bytes(kind, form, n, units[0], columns, ",".join(map(str, numbers)))
+
+
+def _scalar_bytes(
+    kind: type[Price] | type[Volume], form: bytes, n: int, unit: str, ints: bytes, texts: str
+) -> bytes:
     return b"".join(
         (
             b"P" if kind is Price else b"V",
             form,
             n.to_bytes(8, "little"),
-            _part(b"U", units[0]),
-            columns,
-            ",".join(map(str, numbers)).encode("ascii"),
+            _part(b"U", unit),
+            ints,
+            texts.encode("ascii"),
         )
     )
 
+
+def print_scalars(
+    kind: type[Price] | type[Volume],
+    unit: str,
+    utc_us: npt.NDArray[np.int64],
+    offsets_s: npt.NDArray[np.int64],
+    texts: str,
+) -> bytes | None:
+    """What `_columns` writes for a list of scalar points of `kind`, all in `unit`, made from
+    their columns instead of from the points (no pass over them in Python): the snaps' UTC µs
+    and offsets, and `texts`, the texts their Decimals were made from (each one the Decimal
+    constructor took), joined by ",". The caller vouches that these are the points'. None
+    when a text may not be the one its Decimal writes (str(Decimal(t)) != t: "+1", "01.5",
+    ".5", "1.", "0.0000001", " 1"; and any with an exponent), as `_columns` writes the
+    Decimal's own: ~0.13 µs a text to check, a third of a pass over the points."""
+    if _OWN_TEXTS.fullmatch(texts) is None:  # own texts with an exponent too ("1E+3")
+        return None
+    ints = np.concatenate((utc_us, offsets_s)).astype("<i8", copy=False).tobytes()
+    return _scalar_bytes(kind, b"[", len(utc_us), unit, ints, texts)
+
+
+# A Decimal's own text of a plain decimal: no sign but "-", no leading zero but the units' one,
+# digits after a point, and (str writes an adjusted exponent below -6 with an exponent) at most
+# six zeros after "0.", five before a digit. Possessive: no backtracking, a third of the cost.
+_OWN_TEXT = r"-?+(?:[1-9][0-9]*+(?:\.[0-9]++)?+|0(?:\.(?:0{0,5}+[1-9][0-9]*+|0{1,6}+))?+)"
+_OWN_TEXTS = re.compile(f"{_OWN_TEXT}(?:,{_OWN_TEXT})*+")
 
 _PRICE = attrgetter("value"), attrgetter("currency")
 _VOLUME = attrgetter("quantity"), attrgetter("unit")
@@ -160,7 +214,7 @@ def legacy_fingerprint(command: object) -> str:
     field's `_text`, joined by the unit separator (0x1F)."""
     assert dataclasses.is_dataclass(command)
     parts = [type(command).__name__]
-    parts.extend(_text(getattr(command, field.name)) for field in dataclasses.fields(command))
+    parts.extend(_text(getattr(command, field.name)) for field in _hashed_fields(command))
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 

@@ -33,7 +33,7 @@ from qis_command.application.commands import DefineSeries, IngestPoints, Registe
 from qis_command.application.handlers import CommandHandlers
 from qis_command.application.repository import Repository
 from qis_command.bootstrap import SERVICE_NAME
-from qis_command.entrypoints.grpc_service import CommandService, _ingest_points
+from qis_command.entrypoints.grpc_service import CommandService, ingest_command
 from qis_domain import bounds
 from qis_domain.command_log import COMMAND_REUSED, _columns, fingerprint
 from qis_domain.commands import CommandContext
@@ -177,7 +177,7 @@ def batches(draw: st.DrawFn) -> Batch:
 def command_of(request: pb.IngestPointsRequest) -> IngestPoints:
     """The command the servicer makes of a request."""
     violations: list[FieldViolation] = []
-    command = _ingest_points(request, violations)
+    command = ingest_command(request, violations)
     assert violations == [], violations
     assert command is not None
     return command

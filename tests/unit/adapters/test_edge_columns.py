@@ -45,7 +45,7 @@ def prices(column: values_pb2.DecimalColumn, **fields: Any) -> values_pb2.PointC
 
 def parsed(columns: values_pb2.PointColumns) -> tuple[Points, list[FieldViolation]]:
     violations: list[FieldViolation] = []
-    return points_from_columns(columns, violations), violations
+    return points_from_columns(columns, violations).points, violations
 
 
 def accepted(columns: values_pb2.PointColumns) -> Points:

@@ -14,18 +14,21 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from qis_command.application.commands import IngestPoints, PublishPoints
 from qis_domain.bounds import MAX_BATCH, MAX_INSTANT_US, MAX_UTC_OFFSET_SECONDS, MIN_INSTANT_US
 from qis_domain.command_log import (
+    PRINT_OF,
     SCHEME,
     _columns,
     _sequence_repr,
     canonical,
     fingerprint,
     legacy_fingerprint,
+    print_scalars,
 )
 from qis_domain.snaps import Snap
 from qis_domain.values import OhlcBar, Price, Volume
@@ -55,8 +58,12 @@ def uniform(draw: st.DrawFn) -> list[tuple[Snap, Price | Volume]]:
 
 def repr_text(command: object) -> str:
     """The text the fingerprint first hashed: the repr of every field of a command (with no
-    pydantic field)."""
-    fields = (repr(getattr(command, f.name)) for f in dataclasses.fields(command))  # type: ignore[arg-type]
+    pydantic field), but a print of another field (PRINT_OF: there was none then)."""
+    fields = (
+        repr(getattr(command, f.name))
+        for f in dataclasses.fields(command)  # type: ignore[arg-type]
+        if PRINT_OF not in f.metadata
+    )
     return "\x1f".join([type(command).__name__, *fields])
 
 
@@ -333,3 +340,53 @@ def test_the_last_point_of_a_largest_batch_counts() -> None:
     assert fingerprint(IngestPoints("SPX", "bbg", batch)) != fingerprint(
         IngestPoints("SPX", "bbg", last_changed)
     )
+
+
+# --- prints: the points' bytes made from their columns (print_scalars) ---
+
+# Texts the Decimal constructor takes that are not its own ("+1", "01", ".5", "1.", too many
+# zeros after "0."), their own neighbours, and own texts with an exponent.
+ODD_TEXTS = [
+    *("+1", "01", "-01", "00", "00.5", ".5", "-.5", "1.", "-1.", "0.0000000", "-0.0000000"),
+    *("0.0000001", "-0.0000001", "0.00000012", "1_000", " 1", "1E+3", "0E-7", "1e3", "Infinity"),
+    *("0", "-0", "0.000000", "-0.000000", "0.0000012", "-0.000001", "0.5", "1.50", "-0.05"),
+]
+literals = st.sampled_from(ODD_TEXTS) | st.builds(
+    lambda sign, whole, point, zeros, digits: f"{sign}{whole}{point}{'0' * zeros}{digits}",
+    st.sampled_from(["", "-", "+"]),
+    st.sampled_from(["", "0", "00", "1", "012"]),
+    st.sampled_from(["", "."]),
+    st.integers(0, 8),
+    st.sampled_from(["", "1", "25", "0"]),
+).filter(lambda t: t.strip("+-") and t.strip("+-") != ".")
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS)
+def test_each_odd_text_among_own_ones_is_printed_only_if_it_is_its_decimals_own(text: str) -> None:
+    check_print(["1", text, "-2.50"], Price, "USD")
+
+
+@given(
+    st.lists(st.sampled_from(["1", "2.50", "-3.125", "100"]) | literals, min_size=1, max_size=8),
+    st.sampled_from([Price, Volume]),
+    st.sampled_from(["", "USD"]),
+)
+def test_a_print_is_the_points_columns_or_none(
+    texts: list[str], kind: type[Price] | type[Volume], unit: str
+) -> None:
+    check_print(texts, kind, unit)
+
+
+def check_print(texts: list[str], kind: type[Price] | type[Volume], unit: str) -> None:
+    utc_us = np.arange(len(texts), dtype=np.int64) * 1_000_000 - 5
+    offsets_s = np.full(len(texts), -18_000, dtype=np.int64)
+    points = [
+        (Snap(int(us), -18_000), kind(Decimal(t), unit))
+        for us, t in zip(utc_us, texts, strict=True)
+    ]
+    printed = print_scalars(kind, unit, utc_us, offsets_s, ",".join(texts))
+    # Only plain texts that are their Decimals' own are printed ("1E+3", "Infinity" are not).
+    own = all(str(Decimal(t)) == t and set(t) <= set("-.0123456789") for t in texts)
+    assert (printed is not None) == own
+    if printed is not None:
+        assert printed == _columns(points)

@@ -25,9 +25,10 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from itertools import repeat
 from operator import mul
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 from qis.data.v1 import values_pb2
 from qis_domain.bounds import (
     INSTANTS,
@@ -38,6 +39,7 @@ from qis_domain.bounds import (
     MAX_UTC_OFFSET_SECONDS,
     MIN_INSTANT_US,
 )
+from qis_domain.command_log import print_scalars
 from qis_domain.errors import FieldViolation
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue, OhlcBar, Price, Volume, parse_decimal
@@ -65,9 +67,17 @@ def value_column(columns: values_pb2.PointColumns, path: str = "columns") -> str
     return path if case is None else f"{path}.{case}"
 
 
+class ColumnPoints(NamedTuple):
+    points: Points
+    # command_log.print_scalars of the points (None: not prices or volumes written as their
+    # Decimals write themselves): what the command's fingerprint hashes of them, made from the
+    # columns, without a pass over the points.
+    printed: bytes | None
+
+
 def points_from_columns(
     columns: values_pb2.PointColumns, violations: list[FieldViolation], path: str = "columns"
-) -> Points:
+) -> ColumnPoints:
     """The points of `columns`, ordered as sent; none if anything is wrong, with every
     violation recorded in `violations`."""
     n = len(columns.snap_time_micros)
@@ -77,17 +87,33 @@ def points_from_columns(
                 f"{path}.snap_time_micros", f"1 to {MAX_BATCH:,} rows per request, got {n:,}"
             )
         )
-        return []
+        return ColumnPoints([], None)
     found = len(violations)
     snaps: list[int] = list(columns.snap_time_micros)
-    _check_snaps(snaps, f"{path}.snap_time_micros", violations)
-    offsets = _offsets(
-        list(columns.utc_offset_minutes), n, f"{path}.utc_offset_minutes", violations
-    )
+    utc_us = _check_snaps(snaps, f"{path}.snap_time_micros", violations)
+    minutes = list(columns.utc_offset_minutes)
+    offsets = _offsets(minutes, n, f"{path}.utc_offset_minutes", violations)
     values = _values(columns, n, path, violations)
     if len(violations) > found or offsets is None or values is None:
-        return []
-    return list(zip(snaps_of(snaps, offsets), values, strict=True))
+        return ColumnPoints([], None)
+    points = list(zip(snaps_of(snaps, offsets), values, strict=True))
+    return ColumnPoints(points, _printed(columns, utc_us, minutes))
+
+
+def _printed(
+    columns: values_pb2.PointColumns, utc_us: npt.NDArray[np.int64], minutes: list[int]
+) -> bytes | None:
+    """The points' print, from checked columns: their decimals as written are the texts their
+    Decimals were made from (an unscaled column's have no text to reuse)."""
+    case = columns.WhichOneof("values")
+    if case is None or case not in _SCALARS or not len(texts := getattr(columns, case).texts):
+        return None
+    # None (UTC), one, or one per row
+    offsets_s = np.broadcast_to(np.array(minutes or [0], dtype=np.int64) * 60, utc_us.shape)
+    return print_scalars(_SCALARS[case], "", utc_us, offsets_s, ",".join(texts))
+
+
+_SCALARS: dict[str, type[Price] | type[Volume]] = {"prices": Price, "volumes": Volume}
 
 
 def snaps_of(utc_us: Iterable[int], offsets_s: Iterable[int]) -> Iterable[Snap]:
@@ -111,9 +137,9 @@ def made(cls: type[_V], n: int, *fields: Iterable[Any]) -> list[_V]:
 # --- snaps and offsets ---
 
 
-def _check_snaps(snaps: list[int], path: str, v: list[FieldViolation]) -> None:
+def _check_snaps(snaps: list[int], path: str, v: list[FieldViolation]) -> npt.NDArray[np.int64]:
     """Within the instants of qis_domain.bounds and unique; sorted input (the usual) costs two
-    vector comparisons."""
+    vector comparisons. The snaps as an array."""
     a = np.array(snaps, dtype=np.int64)  # sint64/int64 on the wire: always fits
     ascending = bool((a[1:] > a[:-1]).all())
     lo, hi = (snaps[0], snaps[-1]) if ascending else (int(a.min()), int(a.max()))
@@ -128,6 +154,7 @@ def _check_snaps(snaps: list[int], path: str, v: list[FieldViolation]) -> None:
         for i, us in enumerate(snaps):
             if (j := first.setdefault(us, i)) != i:
                 v.append(FieldViolation(f"{path}[{i}]", f"the same instant as {path}[{j}]"))
+    return a
 
 
 def _offsets(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from qis_domain.command_log import PRINT_OF
 from qis_domain.commands import CommandOutcome
 from qis_domain.definitions import (
     AccessPolicy,
@@ -61,6 +62,11 @@ class IngestPoints:
     series_id: str
     source_id: str
     points: Sequence[tuple[Snap, DataValue]]
+    # The points' print, when they came in columns (ColumnPoints.printed): what the command's
+    # fingerprint hashes of them, no part of what the command asks for.
+    points_print: bytes | None = field(
+        default=None, compare=False, repr=False, metadata={PRINT_OF: "points"}
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from qis_domain.definitions import (
 from qis_domain.errors import FieldViolation, InvalidArgument
 from qis_domain.names import SERIES_COLLECTION, SOURCES_COLLECTION
 from qis_domain.snaps import Snap
+from qis_domain.values import DataValue
 from qis_runtime.authorization import caller_of
 from qis_runtime.errors import abort_with, plain_status, status_for, with_reason
 from qis_runtime.identity import current_identity
@@ -165,7 +166,7 @@ class CommandService(pb_grpc.CommandServiceServicer):
     ) -> pb.IngestPointsResponse:
         return _ingest_response(
             await self._decide(
-                request, context, "IngestPoints", _ingest_points, self._ingest(request)
+                request, context, "IngestPoints", ingest_command, self._ingest(request)
             )
         )
 
@@ -190,7 +191,7 @@ class CommandService(pb_grpc.CommandServiceServicer):
                 await abort_with(context, with_reason(status, "STREAM_IDLE"))
             try:
                 result = await self._decide(
-                    chunk, context, "BulkIngest", _ingest_points, self._ingest(chunk)
+                    chunk, context, "BulkIngest", ingest_command, self._ingest(chunk)
                 )
             except Exception as error:
                 # Per chunk: the chunk stored nothing and the stream stays usable, so a client
@@ -537,10 +538,12 @@ def _latency(
     return int(us)
 
 
-def _ingest_points(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> IngestPoints | None:
+def ingest_command(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> IngestPoints | None:
+    """The command of an IngestPoints request or a BulkIngest chunk (None: `v` says why)."""
     series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
     source_id = name_from_proto(request.source, SOURCES_COLLECTION, "source", v)
-    points = []
+    points: list[tuple[Snap, DataValue]] = []
+    printed = None
     columnar = request.HasField("columns")
     if columnar == (len(request.points) > 0):
         # Both named: either may be the one meant.
@@ -552,12 +555,12 @@ def _ingest_points(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> 
         v.append(FieldViolation("points", what))
         v.append(FieldViolation("columns", what))
     elif columnar:
-        points = points_from_columns(request.columns, v)
+        points, printed = points_from_columns(request.columns, v)
     elif _batch_within_bounds(len(request.points), "points", v):
         points = points_from_proto(request.points, v)
     if series_id is None or source_id is None:
         return None
-    return IngestPoints(series_id, source_id, points)
+    return IngestPoints(series_id, source_id, points, printed)
 
 
 def _publish_points(

@@ -1,0 +1,99 @@
+"""The print of columnar points (ColumnPoints.printed, command_log.print_scalars): the bytes the
+command's fingerprint hashes of its points, made from the request's columns. They must be the
+very bytes `_columns` makes of the points themselves, or a retry would not be recognised (and
+two commands could share a fingerprint); where they cannot be made so, there is none."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+from qis.data.v1 import values_pb2
+from qis_adapters.proto.columns import points_from_columns
+from qis_command.application.commands import IngestPoints
+from qis_domain.command_log import _columns, canonical, fingerprint
+from qis_domain.errors import FieldViolation
+
+T0 = 1_709_326_800_000_000
+
+# Plain decimal literals, canonical or not: a sign ("+" too), an integer part with or without
+# leading zeros (or none), a point with or without digits after it, up to 9 zeros after "0.".
+literals = st.builds(
+    lambda sign, whole, point, zeros, digits: f"{sign}{whole}{point}{'0' * zeros}{digits}",
+    st.sampled_from(["", "", "-", "+"]),
+    st.sampled_from(["", "0", "00", "1", "012", "100", "98765"]),
+    st.sampled_from(["", ".", "."]),
+    st.integers(0, 9),
+    st.sampled_from(["", "1", "5", "25", "0", "123"]),
+)
+# The texts a client usually sends: a Decimal's own.
+own = st.integers(0, 8).flatmap(
+    lambda places: st.decimals(-(10**17), 10**17, places=places).map(str)
+)
+
+
+@st.composite
+def columns(draw: st.DrawFn, odd: bool) -> values_pb2.PointColumns:
+    """Own texts; `odd`: one of them (anywhere) any literal instead."""
+    n = draw(st.integers(1, 30))
+    texts = draw(st.lists(own, min_size=n, max_size=n))
+    if odd:
+        texts[draw(st.integers(0, n - 1))] = draw(literals)
+    column = values_pb2.DecimalColumn(texts=texts)
+    offsets = draw(
+        st.sampled_from([[], [60], [-300]])
+        | st.lists(st.integers(-1439, 1439), min_size=n, max_size=n)
+    )
+    start = draw(st.integers(-(10**15), 10**15))
+    step = draw(st.integers(1, 10**9))
+    snaps = [start + i * step for i in range(n)]
+    kind = draw(st.sampled_from(["prices", "volumes"]))
+    return values_pb2.PointColumns(
+        snap_time_micros=snaps, utc_offset_minutes=offsets, **{kind: column}
+    )
+
+
+def read(request: values_pb2.PointColumns) -> tuple[list, bytes | None]:  # type: ignore[type-arg]
+    violations: list[FieldViolation] = []
+    points, printed = points_from_columns(request, violations)
+    return points, printed
+
+
+@given(columns(odd=True))
+def test_a_print_is_the_bytes_of_the_points_and_there_is_one_when_every_text_is_its_own(
+    request: values_pb2.PointColumns,
+) -> None:
+    points, printed = read(request)
+    if not points:  # a text the per-point form refuses too: no command
+        return
+    texts = list(getattr(request, request.WhichOneof("values")).texts)
+    # (a Decimal's own text with an exponent, "1E+3", is left to the points)
+    assert (printed is not None) == all(str(Decimal(t)) == t and "E" not in t for t in texts)
+    if printed is not None:
+        assert printed == _columns(points)
+        command = IngestPoints("SPX", "bbg", points, printed)
+        assert canonical(command) == canonical(IngestPoints("SPX", "bbg", points))
+
+
+@given(columns(odd=False))
+def test_the_usual_columns_are_printed(request: values_pb2.PointColumns) -> None:
+    points, printed = read(request)
+    assert points
+    texts = list(getattr(request, request.WhichOneof("values")).texts)
+    # A Decimal's own text with an exponent ("1E+3") is left to the points.
+    assert (printed is None) == any("E" in t for t in texts)
+
+
+def test_a_print_stands_for_its_points_and_is_no_part_of_the_command() -> None:
+    request = values_pb2.PointColumns(
+        snap_time_micros=[T0, T0 + 1], prices=values_pb2.DecimalColumn(texts=["1.5", "2"])
+    )
+    points, printed = read(request)
+    assert printed is not None
+    with_print = IngestPoints("SPX", "bbg", points, printed)
+    assert with_print == IngestPoints("SPX", "bbg", points)
+    assert "points_print" not in repr(with_print)
+    # What is hashed of the points is the print: another print is another command.
+    other = IngestPoints("SPX", "bbg", points, printed.replace(b"1.5", b"1.6"))
+    assert fingerprint(other) != fingerprint(with_print)
