@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 import grpc
@@ -173,36 +174,43 @@ class CommandService(pb_grpc.CommandServiceServicer):
     async def BulkIngest(
         self, request_iterator: AsyncIterator[pb.IngestPointsRequest], context: Ctx
     ) -> AsyncIterator[pb.BulkIngestResponse]:
-        chunks = aiter(request_iterator)
-        while True:
-            # An open stream holds a call, its buffers and a task: a client that stops sending
-            # without closing must not hold them forever.
-            try:
-                async with asyncio.timeout(self._bulk_idle_timeout_s):
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                status = plain_status(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"no chunk for {self._bulk_idle_timeout_s:g} s: stream ended; every chunk"
-                    " acknowledged before is committed, send the others on a new stream",
+        chunks = _ReadAhead(aiter(request_iterator))
+        try:
+            while True:
+                # An open stream holds a call, its buffers and a task: a client that stops
+                # sending without closing must not hold them forever. Counted from the last
+                # answer, however long the next chunk has been read ahead.
+                try:
+                    async with asyncio.timeout(self._bulk_idle_timeout_s):
+                        chunk = await chunks.next()
+                except TimeoutError:
+                    status = plain_status(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"no chunk for {self._bulk_idle_timeout_s:g} s: stream ended; every"
+                        " chunk acknowledged before is committed, send the others on a new"
+                        " stream",
+                    )
+                    await abort_with(context, with_reason(status, "STREAM_IDLE"))
+                if chunk is None:
+                    return
+                request = chunk.request
+                chunks.start()
+                try:
+                    result = await self._decide(
+                        request, context, "BulkIngest", chunk.command, self._ingest(request)
+                    )
+                except Exception as error:
+                    # Per chunk: the chunk stored nothing and the stream stays usable, so a
+                    # client resends only what failed (after the RetryInfo delay, for a full or
+                    # locked store). In the response body, not in trailers: no size cap to fit.
+                    status = status_for(error, in_trailers=False)
+                    yield pb.BulkIngestResponse(command_id=request.command_id, error=status)
+                    continue
+                yield pb.BulkIngestResponse(
+                    command_id=request.command_id, result=_ingest_response(result)
                 )
-                await abort_with(context, with_reason(status, "STREAM_IDLE"))
-            try:
-                result = await self._decide(
-                    chunk, context, "BulkIngest", ingest_command, self._ingest(chunk)
-                )
-            except Exception as error:
-                # Per chunk: the chunk stored nothing and the stream stays usable, so a client
-                # resends only what failed (after the RetryInfo delay, for a full or locked
-                # store). In the response body, not in trailers: no size cap to fit.
-                status = status_for(error, in_trailers=False)
-                yield pb.BulkIngestResponse(command_id=chunk.command_id, error=status)
-                continue
-            yield pb.BulkIngestResponse(
-                command_id=chunk.command_id, result=_ingest_response(result)
-            )
+        finally:
+            chunks.close()
 
     async def PublishPoints(
         self, request: pb.PublishPointsRequest, context: Ctx
@@ -372,6 +380,65 @@ class CommandService(pb_grpc.CommandServiceServicer):
             causation_id=command_id,
             trace_context=trace,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A BulkIngest chunk and what `ingest_command` made of it."""
+
+    request: pb.IngestPointsRequest
+    made: IngestPoints | None
+    violations: list[FieldViolation]
+    error: Exception | None  # a bug in the mapping: the chunk's own error, in its turn
+
+    def command(self, _: pb.IngestPointsRequest, v: list[FieldViolation]) -> IngestPoints | None:
+        """The chunk's command, as `_decide` parses one (violations recorded in `v`)."""
+        if self.error is not None:
+            raise self.error
+        v.extend(self.violations)
+        return self.made
+
+
+class _ReadAhead:
+    """A BulkIngest stream's chunks, each read and made into its command while the chunk
+    before it is decided: the mapping (Python, on the loop) then runs while that chunk's events
+    are written (on the event store's thread), where it used to wait for them. One chunk
+    ahead at most, and none once the stream ends."""
+
+    def __init__(self, chunks: AsyncIterator[pb.IngestPointsRequest]) -> None:
+        self._chunks = chunks
+        self._next: asyncio.Task[_Chunk | None] | None = None
+
+    def start(self) -> None:
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._read())
+
+    async def next(self) -> _Chunk | None:
+        """The next chunk; None once the client closed the stream."""
+        self.start()
+        assert self._next is not None
+        task, self._next = self._next, None
+        return await task  # cancelled with the caller (the idle timeout)
+
+    def close(self) -> None:
+        """Stops reading ahead (the stream ended, or failed): a read still waiting is
+        cancelled; one that failed (a client gone mid-read) was the stream's end, not news."""
+        if (task := self._next) is not None:
+            self._next = None
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: no "never retrieved" report at collection
+            task.cancel()
+
+    async def _read(self) -> _Chunk | None:
+        try:
+            request = await anext(self._chunks)
+        except StopAsyncIteration:
+            return None
+        v: list[FieldViolation] = []
+        try:
+            return _Chunk(request, ingest_command(request, v), v, None)
+        except Exception as error:  # answered as the chunk's own failure, as before
+            return _Chunk(request, None, v, error)
 
 
 # --- requests to commands: every field checked, every violation recorded ---
