@@ -80,7 +80,8 @@ def canonical(command: object) -> bytes:
     }
     for field in _hashed_fields(command):
         value = getattr(command, field.name)
-        if (columns := printed.get(field.name)) is None:
+        columns = printed.get(field.name)
+        if columns is None or not _fits(columns, value):
             columns = _columns(value)
         if columns is not None:
             parts.append(_part(b"C", columns))
@@ -93,7 +94,18 @@ PRINT_OF = "qis_print_of"
 """The metadata key of a command field that holds another field's `_columns` bytes (the
 field's name is the value), made where that was cheaper than from the field (`print_scalars`).
 Such a field is no part of what the command asks for: left out of both schemes, it stands in
-for the field it names when set."""
+for the field it names when set and when it fits it (`_fits`)."""
+
+
+def _fits(printed: bytes, items: object) -> bool:
+    """Whether a print may stand for `items`: a list of as many points as it was made of (a
+    tuple of them, or a list grown or cut since, is hashed by its own points). The points it
+    was made of are not changed in place: the command that holds both must see to that."""
+    return (
+        type(items) is list
+        and printed[1:2] == b"["
+        and int.from_bytes(printed[2:10], "little") == len(items)
+    )
 
 
 def _hashed_fields(command: Any) -> list[dataclasses.Field[Any]]:

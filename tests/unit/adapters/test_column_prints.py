@@ -5,14 +5,20 @@ two commands could share a fingerprint); where they cannot be made so, there is 
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
+from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import values_pb2
 from qis_adapters.proto.columns import ColumnPoints, points_from_columns
 from qis_command.application.commands import IngestPoints
+from qis_command.entrypoints.grpc_service import ingest_command
 from qis_domain.command_log import _columns, canonical, fingerprint
+from qis_domain.errors import FieldViolation
+from qis_domain.snaps import Snap
+from qis_domain.values import Price
 
 T0 = 1_709_326_800_000_000
 
@@ -72,7 +78,7 @@ def test_a_print_is_the_bytes_of_the_points_and_there_is_one_when_every_text_is_
     assert (printed is not None) == all(str(Decimal(t)) == t and "E" not in t for t in texts)
     if printed is not None:
         assert printed == _columns(points)
-        command = IngestPoints("SPX", "bbg", points, printed)
+        command = IngestPoints.printed("SPX", "bbg", points, printed)
         assert canonical(command) == canonical(IngestPoints("SPX", "bbg", points))
 
 
@@ -91,9 +97,52 @@ def test_a_print_stands_for_its_points_and_is_no_part_of_the_command() -> None:
     )
     points, printed = read(request)
     assert printed is not None
-    with_print = IngestPoints("SPX", "bbg", points, printed)
+    with_print = IngestPoints.printed("SPX", "bbg", points, printed)
     assert with_print == IngestPoints("SPX", "bbg", points)
     assert "points_print" not in repr(with_print)
     # What is hashed of the points is the print: another print is another command.
-    other = IngestPoints("SPX", "bbg", points, printed.replace(b"1.5", b"1.6"))
+    other = IngestPoints.printed("SPX", "bbg", points, printed.replace(b"1.5", b"1.6"))
     assert fingerprint(other) != fingerprint(with_print)
+
+
+def columnar_command() -> IngestPoints:
+    request = pb.IngestPointsRequest(command_id="c-1", series="series/SPX", source="sources/bbg")
+    request.columns.snap_time_micros.extend([T0, T0 + 1])
+    request.columns.prices.CopyFrom(values_pb2.DecimalColumn(texts=["1.5", "2"]))
+    violations: list[FieldViolation] = []
+    command = ingest_command(request, violations)
+    assert violations == []
+    assert command is not None
+    assert command.points_print is not None
+    return command
+
+
+OTHER_POINTS = [(Snap(T0), Price(Decimal("99"), "")), (Snap(T0 + 1), Price(Decimal("98"), ""))]
+
+
+def test_a_copy_with_other_points_is_fingerprinted_by_its_own_points() -> None:
+    command = columnar_command()
+    copy = dataclasses.replace(command, points=OTHER_POINTS)
+    fresh = IngestPoints(command.series_id, command.source_id, OTHER_POINTS)
+    assert copy == fresh
+    # The copy is made without the print (init=False): it is hashed by its own points.
+    assert fingerprint(copy) == fingerprint(fresh)
+    assert fingerprint(copy) != fingerprint(command)
+
+
+def test_equal_commands_have_equal_fingerprints() -> None:
+    command = columnar_command()
+    as_tuple = dataclasses.replace(command, points=tuple(command.points))
+    plain_tuple = IngestPoints(command.series_id, command.source_id, tuple(command.points))
+    assert as_tuple == plain_tuple
+    # A print is of a list ("["): a tuple of the same points is hashed as a tuple.
+    assert fingerprint(as_tuple) == fingerprint(plain_tuple)
+
+
+def test_points_added_in_place_are_fingerprinted_as_they_are() -> None:
+    command = columnar_command()
+    assert isinstance(command.points, list)
+    command.points.append(OTHER_POINTS[1])  # a print stands for as many points as it was made of
+    assert fingerprint(command) == fingerprint(
+        IngestPoints(command.series_id, command.source_id, list(command.points))
+    )

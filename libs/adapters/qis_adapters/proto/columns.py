@@ -78,8 +78,8 @@ class ColumnPoints(NamedTuple):
 def points_from_columns(
     columns: values_pb2.PointColumns, violations: list[FieldViolation], path: str = "columns"
 ) -> ColumnPoints:
-    """The points of `columns`, ordered as sent; none if anything is wrong, with every
-    violation recorded in `violations`."""
+    """The points of `columns`, ordered as sent, and their print; no points if anything is
+    wrong, with every violation recorded in `violations`."""
     n = len(columns.snap_time_micros)
     if not 1 <= n <= MAX_BATCH:
         violations.append(

@@ -63,10 +63,25 @@ class IngestPoints:
     source_id: str
     points: Sequence[tuple[Snap, DataValue]]
     # The points' print, when they came in columns (ColumnPoints.printed): what the command's
-    # fingerprint hashes of them, no part of what the command asks for.
+    # fingerprint hashes of them, no part of what the command asks for. Set by `printed` only:
+    # a copy by dataclasses.replace, whose points may be others, is made without it.
     points_print: bytes | None = field(
-        default=None, compare=False, repr=False, metadata={PRINT_OF: "points"}
+        default=None, init=False, compare=False, repr=False, metadata={PRINT_OF: "points"}
     )
+
+    @classmethod
+    def printed(
+        cls,
+        series_id: str,
+        source_id: str,
+        points: list[tuple[Snap, DataValue]],
+        print_: bytes | None,
+    ) -> IngestPoints:
+        """The command of points parsed from columns, with their print (None: none was made).
+        Its points must not be changed in place: the print stands for them."""
+        command = cls(series_id, source_id, points)
+        object.__setattr__(command, "points_print", print_)  # frozen: set once, here
+        return command
 
 
 @dataclass(frozen=True, slots=True)

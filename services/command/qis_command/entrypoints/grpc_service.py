@@ -627,7 +627,7 @@ def ingest_command(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> 
         points = points_from_proto(request.points, v)
     if series_id is None or source_id is None:
         return None
-    return IngestPoints(series_id, source_id, points, printed)
+    return IngestPoints.printed(series_id, source_id, points, printed)
 
 
 def _publish_points(
