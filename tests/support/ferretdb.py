@@ -11,6 +11,9 @@ silently.
         ...
     finally:
         server.stop()
+
+``CommandLog`` records the commands a PyMongo client sends (command monitoring): what a write
+costs in round trips, and how long the server took over each.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ from typing import ClassVar
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
 
 from tests.support.local_server import LocalServer
 from tests.support.ports import HOST, free_port
@@ -183,3 +192,42 @@ def start_ferretdb(
     raise FerretDBError(
         f"FerretDB ({binary}) exited at start with code {last_exit}; log:\n{last_log}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str  # "insert", "update", "find", ...
+    collection: str  # "" for a command on no collection
+    operations: int  # documents of an insert, statements of an update or delete, else 0
+    seconds: float  # from sending to the answer, as the driver saw it
+    ok: bool
+
+
+class CommandLog(CommandListener):
+    """The commands of the clients it is given to (`event_listeners=[log]`), in the order they
+    were answered."""
+
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+        self._sent: dict[int, tuple[str, str, int]] = {}
+
+    def take(self) -> list[Command]:
+        """The commands answered since the last take."""
+        taken, self.commands = self.commands, []
+        return taken
+
+    def started(self, event: CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        operations = sum(len(event.command.get(k, ())) for k in ("documents", "updates", "deletes"))
+        sent = (event.command_name, target if isinstance(target, str) else "", operations)
+        self._sent[event.request_id] = sent
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        self._answered(event.request_id, event.duration_micros, ok=True)
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        self._answered(event.request_id, event.duration_micros, ok=False)
+
+    def _answered(self, request_id: int, micros: int, *, ok: bool) -> None:
+        name, collection, operations = self._sent.pop(request_id)
+        self.commands.append(Command(name, collection, operations, micros / 1e6, ok))

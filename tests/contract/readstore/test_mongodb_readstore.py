@@ -1,12 +1,14 @@
 """MongoDB-only guarantees: the indexes the queries rely on (and that each form of the issue
-listing is served by one), the document layout, and documents and generations written by
-earlier code.
+listing is served by one), the document layout, documents and generations written by earlier
+code, and the round trips a batch costs.
 
 Runs on FerretDB always and on a real MongoDB when QIS_TEST_MONGODB_URI is set (conftest).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +30,21 @@ from qis_adapters.readstore.port import (
     QualityMetrics,
 )
 
-from tests.contract.readstore.test_readstore_contract import SHARED_ISSUES, issue
+from tests.contract.readstore.test_readstore_contract import (
+    EVERYTHING,
+    MINUTE,
+    SHARED_ISSUES,
+    T0,
+    audit,
+    change,
+    closed,
+    closure,
+    issue,
+    observation,
+    series,
+    version,
+)
+from tests.support.ferretdb import CommandLog
 
 if TYPE_CHECKING:
     from tests.contract.readstore.conftest import Adapter, Backend
@@ -330,3 +346,66 @@ async def test_an_audit_entry_written_before_source_ids_reads_with_none(
     expected = AuditEntry(5, 0, 9, "S1", None, "SchemaEvolved", "u", "c", {"schema_version": 2})
     assert await store.audit_trail(AuditScope(), None, 10) == [expected]
     assert await store.audit_trail(AuditScope(series_id="S1"), None, 10) == [expected]
+
+
+def _published(first_snap: int, points: int, position: int) -> ProjectionBatch:
+    """A command's first publication of `points` snaps: versions with their lineage, change-feed
+    entries and the series entry it updates."""
+    versions = [
+        version(first_snap + i * MINUTE, 1, "1.00", at=position * 100, position=position)
+        for i in range(points)
+    ]
+    return ProjectionBatch(
+        versions=versions,
+        observations=[
+            observation("S1", v.snap_us, "bbg", position, i) for i, v in enumerate(versions)
+        ],
+        audit=[audit(position, i, "S1", v.snap_us) for i, v in enumerate(versions)],
+        changes=[change(v, i) for i, v in enumerate(versions)],
+        series=[series("S1", 1, position)],
+    )
+
+
+async def test_a_batch_costs_one_command_per_collection_whatever_its_size(
+    mongo_backend: Backend,
+) -> None:
+    # Upserts cost FerretDB a statement each, which it takes ~50 at a time: 300 points were 6
+    # commands per collection (and ~30 ms per point); inserts are one command however many.
+    log = CommandLog()
+    store = await MongoReadStore.open(
+        mongo_backend.uri, mongo_backend.database, "g1", event_listeners=[log]
+    )
+    try:
+        sent = []
+        for first_snap, points, position in ((T0, 2, 10), (T0 + 10 * MINUTE, 300, 20)):
+            log.take()
+            await store.apply(_published(first_snap, points, position), position)
+            sent.append(Counter((c.name, c.collection) for c in log.take()))
+        dump = await store.dump_all()
+    finally:
+        await store.close()
+    assert sent[0] == sent[1]
+    assert set(sent[1].values()) == {1}, sent[1]
+    assert sent[1][("insert", "g1_versions")] == 1
+    written = {kind: len(rows) for kind, rows in dump.items() if isinstance(rows, list)}
+    assert written["versions"] == written["current"] == written["changes"] == 302
+
+
+async def test_a_restatement_of_more_than_a_hundred_points_and_its_replay(
+    mongo_backend: Backend,
+) -> None:
+    # More than 100 updates that match stored documents in one batch (the closures and the
+    # current records of a restatement): FerretDB v1 waits forever on such a command, which
+    # the adapter splits (see MongoReadStore.open).
+    store = await mongo_backend.open("g1")
+    await store.set_active_generation("g1")
+    snaps = [T0 + i * MINUTE for i in range(101)]
+    firsts = [version(s, 1, "1.00", at=1000, position=10) for s in snaps]
+    seconds = [version(s, 2, "2.00", at=2000, position=20) for s in snaps]
+    await store.apply(ProjectionBatch(versions=firsts), 10)
+    closures = [closure(v, successor) for v, successor in zip(firsts, seconds, strict=True)]
+    restatement = ProjectionBatch(versions=seconds, closures=closures)
+    await asyncio.wait_for(store.apply(restatement, 20), timeout=60)
+    await asyncio.wait_for(store.apply(restatement, 20), timeout=60)
+    assert await store.latest_range("S1", *EVERYTHING, 1000) == seconds
+    assert await store.history("S1", snaps[-1]) == [closed(firsts[-1], seconds[-1]), seconds[-1]]

@@ -337,8 +337,8 @@ async def test_replaying_batches_changes_nothing(store: Adapter) -> None:
 
 
 async def test_a_batch_of_more_than_a_hundred_points_and_its_replay(store: Adapter) -> None:
-    # A replay is more than 100 writes that match stored documents in one batch: FerretDB v1
-    # hangs on such a command unless the adapter splits it (see MongoReadStore.open).
+    # A replay is more than 100 writes that meet stored documents in one batch (for more than
+    # 100 matching updates, see the MongoDB tests: FerretDB v1 hangs on them in one command).
     versions = [version(T0 + i * MINUTE, 1, "1.00", at=1000, position=10) for i in range(101)]
     batch = ProjectionBatch(versions=versions)
     await asyncio.wait_for(store.apply(batch, 10), timeout=30)

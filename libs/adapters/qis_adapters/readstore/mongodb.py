@@ -7,13 +7,21 @@ Layout of one database:
 - per generation `<name>_versions`, `_current`, `_observations`, `_audit`, `_changes`, `_issues`,
   `_series`, `_metrics`, `_segments`, `_policies`, `_sources`, `_source_health`, `_topics`,
   `_topic_entries`, `_consumer_groups`, `_parked`. Every document's `_id` encodes its natural key (see
-  _key_id), so every write is an idempotent keyed upsert. A segment's payload is BSON binary.
+  _key_id), so every write is idempotent: an insert whose duplicate-key error means "already
+  written", or an update of one keyed document. A segment's payload is BSON binary.
 
 Only commands that both MongoDB and FerretDB v1.24 implement are used: no transactions, change
 streams or aggregation. Atomicity comes from the write order instead: versions and lineage first,
 then the current records, closures and change feed that point at them, the checkpoint last; and
 token-ordered reads (change feed, audit trail) stop at the checkpoint. Against FerretDB (tests)
-writes go out in small commands, one at a time (see `open`).
+writes go out one command at a time, updates in small commands (see `open`).
+
+A batch costs a bounded number of round trips whatever its size: per collection one insert
+command for its new documents and one update command for its replacements and closures (on
+FerretDB, one per _FERRETDB_OPS_PER_COMMAND updates), plus the checkpoint. Records are inserted,
+not upserted: FerretDB v1 runs each update statement as a query and a write transaction of its
+own (10 ms and more each on a loaded 2-core machine), where an insert command writes ~100
+documents a transaction; on MongoDB an insert is no dearer than an upsert either.
 
 Values are stored as the readable proto-JSON form of `qis.data.v1.DataValue` and serialised back
 on read; only canonical encodings are accepted on write, which is what makes that byte-exact.
@@ -31,9 +39,11 @@ from typing import Any, Generic, TypeVar, assert_never
 
 from bson.int64 import Int64
 from google.protobuf.json_format import MessageToDict, ParseDict
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+from pymongo.monitoring import CommandListener
 from qis.data.v1.values_pb2 import DataValue
 
 from qis_adapters.readstore.port import (
@@ -85,13 +95,15 @@ POINTER_TTL_S = 1.0
 # cached pointer queries dropped collections.
 _DROP_GRACE_S = 2 * POINTER_TTL_S
 
-_FERRETDB_OPS_PER_COMMAND = 50
+_FERRETDB_OPS_PER_COMMAND = 50  # updates; an insert command holds no cursor
+_DUPLICATE_KEY = 11000
 _BEFORE_ALL = ResumeToken(-1, -1)
 
 R = TypeVar("R")
 Doc = dict[str, Any]
 Collection = AsyncCollection[Doc]
-_Writes = tuple[Collection, list[UpdateOne]]
+_Op = InsertOne[Doc] | UpdateOne
+_Writes = tuple[Collection, Sequence[_Op]]
 
 
 def _value_doc(raw: bytes) -> JsonDoc:
@@ -107,8 +119,10 @@ def _key_id(key: tuple[object, ...]) -> str:
     """The _id of a natural key: the bare string of a one-string key, else a compact JSON array
     such as '["S1",1700000000000000,2]' (unambiguous whatever the strings contain).
 
-    A string rather than a subdocument: FerretDB v1 (SQLite) looks up only a bare string or
-    ObjectId _id by index and scans the whole collection for anything else, per operation.
+    A string rather than a subdocument: FerretDB v1 (SQLite) hands only a bare string or
+    ObjectId _id down to SQLite and decodes and filters the whole collection itself for anything
+    else, per operation. (SQLite still scans the table for it: v1.24 compares `json->'$._id'`
+    where its _id index is on `json->"_id"`, so every keyed update costs a scan there.)
     """
     if len(key) == 1 and isinstance(key[0], str):
         return key[0]
@@ -161,8 +175,9 @@ class _Kind(Generic[R]):
         doc: Doc = {}
         for name in self.names:
             x = getattr(record, name)
-            # Nulls and empty arrays are left out: FerretDB v1's $setOnInsert drops such top-level
-            # fields, and leaving them out everywhere keeps documents equal between the engines.
+            # Nulls and empty arrays are left out: FerretDB v1's $setOnInsert, which earlier code
+            # wrote with, drops such top-level fields, and leaving them out everywhere keeps
+            # documents equal between the engines and to those already stored.
             if x is None or x == ():
                 continue
             if name in self.int64:
@@ -443,12 +458,20 @@ class MongoReadStore:
         self._ops_per_command: int | None = None  # None: as many as the server takes
 
     @classmethod
-    async def open(cls, uri: str, database: str, generation: str | None = None) -> MongoReadStore:
+    async def open(
+        cls,
+        uri: str,
+        database: str,
+        generation: str | None = None,
+        *,
+        event_listeners: Sequence[CommandListener] = (),
+    ) -> MongoReadStore:
         """Connect. `generation`: the generation this instance writes, registered and indexed
         when absent (the projector); None for a reader (the query service), which only reads the
         active generation. `checkpoint()` reports the written generation's, else the active one's.
+        `event_listeners`: PyMongo command monitoring of this store's client (tests, benchmarks).
         """
-        store = cls(AsyncMongoClient(uri), database, generation)
+        store = cls(AsyncMongoClient(uri, event_listeners=event_listeners), database, generation)
         try:
             build = await store._db.command("buildInfo")
             if "ferretdbVersion" in build:
@@ -517,18 +540,18 @@ class MongoReadStore:
         def upserts(
             kind: _Kind[R], records: Iterable[R], older: Callable[[R], Doc | None] | None = None
         ) -> _Writes:
-            """Insert each record if its document is absent; with `older`, also replace the
-            document when the filter `older(record)` matches it (stored state strictly older;
-            None when nothing stored can be older).
+            """Insert each record if its document is absent (a duplicate key is skipped by
+            _write); with `older`, also replace the document when the filter `older(record)`
+            matches it (stored state strictly older; None when nothing stored can be older).
 
             Two plain operations, never an upsert whose filter can miss an existing _id: such an
             upsert fails with E11000, and FerretDB v1 then abandons the rest of an unordered batch.
             The two commute, so their order inside the unordered bulk does not matter.
             """
-            ops = []
+            ops: list[_Op] = []
             for record in records:
                 key, doc = kind.encode(record, values)
-                ops.append(UpdateOne({"_id": key}, {"$setOnInsert": doc}, upsert=True))
+                ops.append(InsertOne({"_id": key, **doc}))
                 guard = None if older is None else older(record)
                 if guard is not None:
                     ops.append(UpdateOne({"_id": key, **guard}, kind.replace(doc)))
@@ -633,15 +656,20 @@ class MongoReadStore:
         )
 
     async def _write(self, *writes: _Writes) -> None:
-        """Unordered bulk writes, one per collection, in parallel (sequential on FerretDB)."""
+        """Unordered bulk writes, one per collection, in parallel (sequential on FerretDB, with
+        its updates in commands of at most _ops_per_command)."""
         writes = tuple((collection, ops) for collection, ops in writes if ops)
         if self._ops_per_command is None:
-            await asyncio.gather(*(c.bulk_write(ops, ordered=False) for c, ops in writes))
+            await asyncio.gather(*(_bulk_write(c, ops) for c, ops in writes))
             return
         for collection, ops in writes:
-            for start in range(0, len(ops), self._ops_per_command):
-                chunk = ops[start : start + self._ops_per_command]
-                await collection.bulk_write(chunk, ordered=False)
+            # An unordered bulk sends its inserts as one command whatever their number (PyMongo
+            # splits only past the server's message limits) and its updates as another.
+            inserts = [op for op in ops if isinstance(op, InsertOne)]
+            updates = [op for op in ops if not isinstance(op, InsertOne)]
+            await _bulk_write(collection, inserts)
+            for start in range(0, len(updates), self._ops_per_command):
+                await _bulk_write(collection, updates[start : start + self._ops_per_command])
 
     async def checkpoint(self) -> int | None:
         generation = self._generation or await self._reading()
@@ -967,6 +995,24 @@ class MongoReadStore:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+async def _bulk_write(collection: Collection, ops: Sequence[_Op]) -> None:
+    """An unordered bulk write in which inserting a document already stored is no error: the
+    stored one is the same record written before (perhaps closed since: a batch replayed after
+    a crash), or another version of a record that a guarded replacement in the same bulk judges
+    (see `upserts` in `apply`)."""
+    if not ops:
+        return
+    try:
+        await collection.bulk_write(ops, ordered=False)
+    except BulkWriteError as error:
+        details = error.details
+        if details.get("writeConcernErrors") or any(
+            e["code"] != _DUPLICATE_KEY or not isinstance(ops[e["index"]], InsertOne)
+            for e in details["writeErrors"]
+        ):
+            raise
 
 
 def _resolution_op(r: IssueResolution) -> UpdateOne:
