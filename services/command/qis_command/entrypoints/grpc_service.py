@@ -195,10 +195,14 @@ class CommandService(pb_grpc.CommandServiceServicer):
                     return
                 request = chunk.request
                 chunks.start()
+                decided = self._decide(
+                    request, context, "BulkIngest", chunk.command, self._ingest(request)
+                )
+                # Once decided, what the chunk was made into goes (a Python object per point):
+                # a stream waiting for its next chunk holds the request it answered, no more.
+                del chunk
                 try:
-                    result = await self._decide(
-                        request, context, "BulkIngest", chunk.command, self._ingest(request)
-                    )
+                    result = await decided
                 except Exception as error:
                     # Per chunk: the chunk stored nothing and the stream stays usable, so a
                     # client resends only what failed (after the RetryInfo delay, for a full or
