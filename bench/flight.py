@@ -39,13 +39,19 @@ import pyarrow.flight as fl
 from google.protobuf import json_format
 from qis.data.v1 import series_pb2, values_pb2
 from qis_adapters.readstore import segments
-from qis_adapters.readstore.port import OPEN_END, OfficialVersion, ProjectionBatch, SeriesEntry
+from qis_adapters.readstore.port import (
+    LATEST,
+    OPEN_END,
+    OfficialVersion,
+    ProjectionBatch,
+    SeriesEntry,
+)
 from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency
 from qis_projector.application.segments import SegmentBuilder, add_segments
 from qis_query.application.arrow_batches import BatchBuilder
 from qis_query.application.export import STORED_COLUMNS, ExportRequest, ValueColumns, open_export
-from qis_query.application.ranges import SELECTION
+from qis_query.application.ranges import selection
 from qis_query.bootstrap import build_handlers
 from qis_query.settings import QuerySettings
 
@@ -123,8 +129,8 @@ def raw_scan(path: Path) -> tuple[int, float]:
         return count, time.perf_counter() - started
 
 
-EXPORTED = STORED_COLUMNS[ValueColumns.DECIMAL] | SELECTION
-"""The columns of the segments a price export decodes."""
+EXPORTED = STORED_COLUMNS[ValueColumns.DECIMAL] | selection(LATEST)
+"""The columns of the segments a latest price export decodes."""
 
 
 def raw_segments(path: Path, columns: frozenset[str] | None = None) -> tuple[int, float]:

@@ -2,7 +2,8 @@
 gRPC client's 4 MiB receive limit bounds, and calls in them too (max_value_bytes_per_call):
 100,000-node pages of realistic surfaces were 4.7 MB. A page ends at a whole snap within the
 bound, a larger snap goes whole, and every token resumes right after its last snap; in both
-views of QueryRange and in an export's pages (Flight)."""
+views of QueryRange and in an export's pages (Flight). An export's pages are not gRPC messages:
+they hold more snaps than a QueryRange page may (EXPORT_PAGE)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from qis.data.v1 import values_pb2
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
 from qis_query.application import ranges
 from qis_query.application.consistency import ReadPosition
-from qis_query.application.export import ExportRequest, open_export
-from qis_query.application.handlers import QueryHandlers
+from qis_query.application.export import EXPORT_PAGE, ExportRequest, open_export
+from qis_query.application.handlers import MAX_RANGE_PAGE, QueryHandlers
 from qis_query.application.limits import QueryLimits
+from qis_query.application.ranges import RangeQuery
 from qis_query.entrypoints.grpc_service import QueryService
 
 from tests.service.query.conftest import FEED
@@ -141,3 +143,14 @@ async def test_an_export_of_curves_is_paged_by_value_bytes(monkeypatch: pytest.M
     pages = [page.rows.column("value").to_pylist() async for page in export.pages]
     check_page_bytes([[len(v) for v in page] for page in pages], ranges.PAGE_VALUE_BYTES)
     assert [v for page in pages for v in page] == [v.SerializeToString() for v in values]
+
+
+async def test_an_export_pages_more_snaps_than_a_query_range_page_holds() -> None:
+    count = MAX_RANGE_PAGE + 2_000
+    assert count <= EXPORT_PAGE
+    store, _ = await store_of(CURVE, curves([1] * count))
+    queries = QueryHandlers(store, ReadPosition(store, 0.3), FEED)
+    export = await open_export(queries, ExportRequest((SERIES,)))
+    assert [page.rows.num_rows async for page in export.pages] == [count]
+    read = await queries.query_range(RangeQuery(SERIES), EXPORT_PAGE, "", 0)
+    assert [page.rows.num_rows async for page in read.value] == [MAX_RANGE_PAGE, 2_000]

@@ -404,10 +404,14 @@ def select(rows: pa.Table, as_of: AsOf, start_us: int, end_us: int) -> pa.Table:
 
     The snap range is a slice (the rows are sorted by snap), and a segment whose rows are all
     open (most are: a restatement closes a row) needs no filter for a latest read: then no
-    column is copied."""
+    column is copied.
+
+    `rows` need only the columns `as_of` is chosen by (SELECTED_BY); the others are kept as
+    they are, but for the closing columns of rows chosen: those present read OPEN_END."""
     snaps = rows.column("snap_us").to_numpy()
     first, last = np.searchsorted(snaps, [start_us, end_us], side="left")
-    rows = rows.slice(first, last - first)
+    if first or last < len(snaps):  # most segments lie whole in a range: no table to make
+        rows = rows.slice(first, last - first)
     ends = rows.column("position_to")
     # OPEN_END is the greatest int64; numpy's min costs a third of a compute call's here.
     all_open = bool(ends.to_numpy().min(initial=OPEN_END) == OPEN_END)
@@ -425,8 +429,19 @@ def select(rows: pa.Table, as_of: AsOf, start_us: int, end_us: int) -> pa.Table:
         return chosen
     open_ends = pa.repeat(pa.scalar(OPEN_END, pa.int64()), chosen.num_rows)
     for name in ("recorded_to_us", "position_to"):
-        chosen = _replace(chosen, name, open_ends)
+        if name in chosen.schema.names:
+            chosen = _replace(chosen, name, open_ends)
     return chosen
+
+
+SELECTED_BY: dict[type[Latest] | type[AtPosition] | type[KnownAt], frozenset[str]] = {
+    Latest: frozenset({"snap_us", "position_to"}),
+    AtPosition: frozenset({"snap_us", "position_from", "position_to"}),
+    KnownAt: frozenset({"snap_us", "recorded_from_us", "recorded_to_us", "position_to"}),
+}
+"""The columns `select` reads for each kind of as-of (position_to for every one: a segment whose
+rows are all open is taken as it is). A reader of a few columns decodes these too, and no other
+(a latest read leaves the knowledge-time columns compressed)."""
 
 
 def _replace(rows: pa.Table, name: str, column: pa.Array) -> pa.Table:

@@ -93,15 +93,17 @@ class QueryHandlers:
         page_token: str,
         min_position: int,
         columns: frozenset[str] | None = None,
+        max_page_size: int = MAX_RANGE_PAGE,
     ) -> Read[AsyncIterator[RangePage]]:
         """The range in pages, as much of it as one call may stream (QueryLimits): then the
         last page's token continues. The first page is read here, so that every refusal (a bad
         argument, a read model behind, an unknown series) comes before the first page.
 
         `columns`: the only columns the caller reads (see ranges.pages); such pages bypass the
-        cache, which keeps whole rows."""
+        cache, which keeps whole rows. `max_page_size`: what `page_size` is cut to, that of a
+        message of the gRPC API unless the pages are not sent as messages (an export's)."""
         ranges.check_time_range(query.start_us, query.end_us)
-        size = paging.page_size(page_size, DEFAULT_RANGE_PAGE, MAX_RANGE_PAGE)
+        size = paging.page_size(page_size, DEFAULT_RANGE_PAGE, max_page_size)
         after_us = paging.range_after(page_token, query)
         read_position = await self._read_position.at_least(min_position)
         await self._cache.sync(read_position)

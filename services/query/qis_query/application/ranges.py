@@ -104,7 +104,7 @@ async def pages(
     The bytes are read from the columns' offsets, no value is parsed.
 
     The pages hold every column of the segments' rows, or `columns` and those the range is
-    selected by (SELECTION), in the segments' order: a reader that needs a few columns (an
+    selected by (selection), in the segments' order: a reader that needs a few columns (an
     export) has the others neither decoded nor copied.
 
     Values come from the read model's segments (segments of `bucket_span_us`, the series'
@@ -118,7 +118,8 @@ async def pages(
     ends = _NO_ENDS
     paged_bytes = 0
     left = max_points
-    wanted = None if columns is None else columns | SELECTION
+    wanted = None if columns is None else columns | selection(query.as_of)
+    sized = SIZED if wanted is None else tuple(c for c in SIZED if c in wanted)
     token = paging.range_tokens(query)
     paged = 0  # rows of pending[0] already in pages
     async for rows in _rows(reader, query, start, bucket_span_us, wanted):
@@ -126,8 +127,8 @@ async def pages(
             pending, paged = [pending[0].slice(paged)], 0
         pending.append(rows)
         count += rows.num_rows
-        if sized := [rows.column(c) for c in SIZED if c in rows.column_names]:
-            ends = _byte_ends(sized, ends, paged_bytes)
+        if sized:
+            ends = _byte_ends([rows.column(c) for c in sized], ends, paged_bytes)
         while size := _full_page(count, min(page_size, left), ends, paged_bytes):
             if len(pending) > 1:
                 pending = [pa.concat_tables(pending)]
@@ -188,10 +189,10 @@ SEGMENTS_PER_READ = 16
 """Segments per store read: a few thousand values each at most (qis_domain.snaps)."""
 
 
-SELECTION = frozenset(
-    {"snap_us", "recorded_from_us", "position_from", "recorded_to_us", "position_to"}
-)
-"""The columns a range is selected by (segments.select, _last_snap), in every page."""
+def selection(as_of: AsOf) -> frozenset[str]:
+    """The columns a range as of `as_of` is selected by (segments.select; snap_us for
+    _last_snap too), in every page of some columns."""
+    return segments.SELECTED_BY[type(as_of)]
 
 
 async def _rows(

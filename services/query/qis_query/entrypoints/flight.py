@@ -25,8 +25,8 @@ row per node: `snap_time`, `tenor` (string), `coordinate` (surfaces only) and `v
 decimal128(38, 18)), then the snap's `version` ... `flags`, repeated on each of its nodes' rows.
 Options chains and corporate actions are refused by name. It is QueryRange's answer for the same
 range and as-of, read through the same use case (qis_query.application.export), without its
-per-call limit: one DoGet streams the whole range in pages of at most 10,000 points, at most
-three in memory at a time (the one being sent, two read ahead).
+per-call limit: one DoGet streams the whole range in pages of at most 50,000 points (EXPORT_PAGE),
+at most three in memory at a time (the one being sent, two read ahead).
 
 **Identity** is proven as on the gRPC port, by the same authenticator objects (QIS_AUTH): an
 `x-qis-user` header (dev), `authorization: Bearer <JWT>` (jwt), a client certificate (mtls), read
@@ -134,7 +134,7 @@ LOOP_TIMEOUT_S = 60.0
 """The longest a Flight thread waits for the query loop to answer one step (authenticating,
 opening the export, reading a page); beyond it the call ends UNAVAILABLE."""
 READ_AHEAD = 2
-"""Pages of an export read ahead of the one being sent (each at most MAX_RANGE_PAGE points)."""
+"""Pages of an export read ahead of the one being sent (each at most EXPORT_PAGE points)."""
 
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _FLIGHT_ERRORS: dict[grpc.StatusCode, type[fl.FlightError]] = {
