@@ -474,11 +474,13 @@ def _zscore_clear(
     paired_at = ~np.isnan(a) & (a != 0)
     moves_at = np.where(paired_at, (pad[1:] - a) / a, 0.0)
     first = ends - 1 - window  # of each row's moves
-    paired, moves = _windows(paired_at, window, first), _windows(moves_at, window, first)
     running = np.concatenate(([0], np.cumsum(paired_at)))
     pairs = running[first + window] - running[first]
+    moves = _windows(moves_at, window, first)
     mean = moves.sum(axis=1) / pairs
-    deviation = np.where(paired, moves - mean[:, None], 0.0)
+    deviation = moves - mean[:, None]
+    if not (pairs == window).all():  # a row with a move that is none (no figure, or from 0)
+        deviation = np.where(_windows(paired_at, window, first), deviation, 0.0)
     sd = np.sqrt((deviation**2).sum(axis=1) / (pairs - 1))
     move = (x - last) / last
     bound = FLOAT_SLACK * (1 + np.abs(moves).max(axis=1) + np.abs(move) + sd)
@@ -493,10 +495,15 @@ _T = TypeVar("_T", bound=np.generic)
 
 def _windows(a: npt.NDArray[_T], k: int, starts: npt.NDArray[np.int64]) -> npt.NDArray[_T]:
     """`a[s : s + k]` for each of `starts`, one row each: rows of a strided view of `a`,
-    gathered at once. numpy's sliding_window_view makes the same view at ten times the cost,
-    which a command of a few points would notice."""
+    gathered at once, or that view itself when the starts are consecutive (then the rows share
+    `a`'s memory: read them, never write). numpy's sliding_window_view makes the same view at
+    ten times the cost, which a command of a few points would notice."""
     a = np.ascontiguousarray(a)  # the view steps through `a`'s own buffer
     view: npt.NDArray[_T] = np.ndarray((len(a) - k + 1, k), a.dtype, a, 0, (a.strides[0],) * 2)
+    if len(starts) > 1 and (np.diff(starts) == 1).all():
+        # Consecutive rows, as a batch after the points before it makes them: the view's own
+        # rows, not a copy of each.
+        return view[starts[0] : starts[-1] + 1]
     return view[starts]
 
 
@@ -527,6 +534,10 @@ def _faithful(
     out: npt.NDArray[np.float64], figures: Sequence[Decimal] | Sequence[str]
 ) -> npt.NDArray[np.float64]:
     """`out`, floats of `figures`, with NaN where one does not stand for its figure."""
+    magnitude = np.abs(out)
+    if ((magnitude >= _SMALLEST_NORMAL) & (magnitude < math.inf)).all():
+        # One pass proves the common case: every float normal and finite (NaN fails both).
+        return out
     out[~np.isfinite(out)] = math.nan
     with np.errstate(invalid="ignore"):
         out[(out != 0) & (np.abs(out) < _SMALLEST_NORMAL)] = math.nan

@@ -917,10 +917,9 @@ class SeriesBucket:
                     figures = cast(list[Decimal | None], pairs.figures)
                     sources = [pairs.sources] * len(snaps)
                 else:
-                    figures = list(figures)
-                    # index by index, without a Python loop: map calls each setitem in C
-                    deque(map(figures.__setitem__, pairs.at, pairs.figures), 0)
-                    deque(map(sources.__setitem__, pairs.at, repeat(pairs.sources)), 0)
+                    theirs = cast(list[Decimal | None], pairs.figures)
+                    figures = _overlaid(figures, pairs.at, theirs)
+                    sources = _overlaid(sources, pairs.at, [pairs.sources] * len(pairs.at))
             if known:
                 figures = list(figures)
                 for i, reconciled in known.items():
@@ -1881,10 +1880,13 @@ def _check_history(
     decided them. A float screen of the whole batch (`floats`: of the values' figures) spares
     the exact rules every value it proves clean. `windows`: the jump window of each value
     (None: the series has none)."""
-    checked = [i for i, figure in enumerate(figures) if figure is not None]
-    if len(checked) == len(figures):
+    # A value without a figure has a NaN float: only those need a look.
+    missing = {i for i in np.flatnonzero(np.isnan(floats)).tolist() if figures[i] is None}
+    checked: Sequence[int] = range(len(figures))
+    if not missing:
         at, x = snap_array(snaps), floats
     else:
+        checked = [i for i in checked if i not in missing]
         at, x = snap_array([snaps[i] for i in checked]), floats[checked]
     known = timeline.snaps
     lo = max(bisect.bisect_left(known, floor_us), bisect.bisect_left(known, snaps[0]) - back)
@@ -1941,6 +1943,23 @@ def _value_floats(
         [math.nan if (figure := value.number) is None else approx(figure) for value in values],
         dtype=np.float64,
     )
+
+
+def _overlaid(column: Sequence[_T], at: list[int], over: list[_T]) -> list[_T]:
+    """`column` with `over[k]` at index `at[k]` (ascending): from a copy of `column` when few
+    are overlaid, else from `over`, the few others inserted in order (each lands at its index,
+    those before it all in place), rather than a setitem per index of most of the column."""
+    if 2 * len(at) < len(column):
+        out = list(column)
+        # index by index, without a Python loop: map calls each setitem in C
+        deque(map(out.__setitem__, at, over), 0)
+        return out
+    rest = np.ones(len(column), dtype=bool)
+    rest[at] = False
+    out = list(over)
+    for i in np.flatnonzero(rest).tolist():
+        out.insert(i, column[i])
+    return out
 
 
 def _multiplier(window: JumpWindow | None) -> Decimal:
@@ -2042,14 +2061,14 @@ class _EventColumns:
 
     def extend(self, run: tuple[tuple[str, list[Any]], ...]) -> None:
         """Rows: (name, values) per column, in the columns' order."""
-        assert tuple(name for name, _ in run) == tuple(self.columns)
+        made = dict(run)
+        assert list(made) == list(self.columns)
         if not self.columns["snaps"]:
-            self.columns = dict(run)
+            self.columns = made
             self._borrowed = True
             return
         self._own()
-        for name, more in run:
-            self.columns[name].extend(more)
+        deque(map(list.extend, self.columns.values(), made.values()), 0)
 
     def _own(self) -> None:
         if self._borrowed:
