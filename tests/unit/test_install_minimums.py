@@ -139,13 +139,27 @@ def test_the_dev_lock_has_the_runtime_locks_versions() -> None:
 
 @pytest.mark.timeout(60)
 def test_declared_minimums_resolve_together(tmp_path: Path) -> None:
-    """With every direct dependency at its lowest allowed version, the resolver settles on the
-    declared minimums themselves: none of them conflicts with another one's requirements."""
+    """Every direct dependency pinned at its lowest allowed version (its extras kept) resolves:
+    none of the minimums conflicts with another one's requirements. Pinned, not asked of the
+    resolver's lowest-direct mode: that mode takes the newest of every indirect package first
+    and, when one of those wants more than a minimum (an opentelemetry-instrumentation release
+    that needs a newer opentelemetry-api), may move a direct dependency up rather than the
+    indirect one down, although a resolution at the minimums exists."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        dependencies: list[str] = tomllib.load(f)["project"]["dependencies"]
+    pinned = []
+    for text in dependencies:
+        requirement = Requirement(text)
+        lowest = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        assert lowest, f"{requirement.name} declares no minimum"
+        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+        pinned.append(f"{requirement.name}{extras}=={lowest[0]}")
+    wanted = tmp_path / "minimums.txt"
+    wanted.write_text("\n".join(pinned) + "\n", encoding="utf-8")
     out = tmp_path / "lowest.txt"
     command = [uv_executable(), "pip", "compile", "--quiet", "--no-header", "--no-annotate"]
-    command += ["--resolution", "lowest-direct", "--python-version", "3.11"]
     subprocess.run(
-        [*command, str(ROOT / "pyproject.toml"), "-o", str(out)],
+        [*command, "--python-version", "3.11", str(wanted), "-o", str(out)],
         check=True,
         env=clean_env(),
         timeout=50,
