@@ -395,6 +395,11 @@ async def test_an_idle_stream_holds_no_command_of_the_chunk_it_answered(
         assert answer.result.accepted == 2_000
         await asyncio.sleep(0.1)  # waiting for chunk 1, which the client has not sent
         gc.collect()
-        held = [o for o in gc.get_objects() if isinstance(o, IngestPoints)]
+        # This stream's command only: other tests of the process may keep theirs.
+        held = [
+            o
+            for o in gc.get_objects()
+            if isinstance(o, IngestPoints) and o.series_id == "PX" and len(o.points) == 2_000
+        ]
         await outbox.queue.put(None)
         assert held == []
