@@ -19,11 +19,10 @@ import pytest
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.eventstore.sqlite import SqliteEventStore
-from qis_command.bootstrap import build
 from qis_command.entrypoints import grpc_service
-from qis_command.settings import CommandSettings
 
-from tests.unit.adapters.test_edge_command_service import USER, _point, define_px
+from tests.integration.command_service_support import command_service
+from tests.unit.adapters.test_edge_command_service import USER, _point
 
 IDLE_S = 0.5
 SLOW_APPEND_S = 0.4
@@ -50,24 +49,9 @@ async def serve(
         return append(self, *args)
 
     store = await SqliteEventStore.open(tmp_path / "events.db")
-    settings = CommandSettings(
-        auth="dev",
-        command_address="127.0.0.1:0",
-        scheduler_enabled=False,
-        bulk_idle_timeout_s=IDLE_S,
-    )
-    app = await build(settings, store=store)
-    port = await app.server.start()
-    await app.server.mark_serving()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub: pb_grpc.CommandServiceAsyncStub = pb_grpc.CommandServiceStub(channel)
-            await define_px(stub)
-            monkeypatch.setattr(SqliteEventStore, "_append_sync", observed)
-            yield stub
-    finally:
-        await app.server.stop(0)
-        await app.close()
+    async with command_service(store, bulk_idle_timeout_s=IDLE_S) as running:
+        monkeypatch.setattr(SqliteEventStore, "_append_sync", observed)
+        yield running.stub
 
 
 async def test_the_next_chunk_is_made_while_the_one_before_is_written(

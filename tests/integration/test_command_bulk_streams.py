@@ -24,11 +24,10 @@ from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.eventstore.sqlite import SqliteEventStore
 from qis_command.application.commands import IngestPoints
 from qis_command.application.handlers import CommandHandlers
-from qis_command.bootstrap import build
 from qis_command.entrypoints import grpc_service
-from qis_command.settings import CommandSettings
 
-from tests.unit.adapters.test_edge_command_service import USER, _point, define_px
+from tests.integration.command_service_support import command_service
+from tests.unit.adapters.test_edge_command_service import USER, _point
 
 IDLE_S = 0.5
 METHOD = "/qis.data.v1.CommandService/BulkIngest"
@@ -80,16 +79,6 @@ async def serve(
     previous_handler = loop.get_exception_handler()
     loop.set_exception_handler(lambda _, context: loop_errors.append(context))
     store = await SqliteEventStore.open(tmp_path / "events.db")
-    settings = CommandSettings(
-        auth="dev",
-        command_address="127.0.0.1:0",
-        scheduler_enabled=False,
-        bulk_idle_timeout_s=IDLE_S,
-        command_max_request_bytes=max_request_bytes,
-    )
-    app = await build(settings, store=store)
-    port = await app.server.start()
-    await app.server.mark_serving()
     served: Served | None = None
 
     def held(self: SqliteEventStore, *args: Any) -> Any:
@@ -99,10 +88,12 @@ async def serve(
         return append(self, *args)
 
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub: pb_grpc.CommandServiceAsyncStub = pb_grpc.CommandServiceStub(channel)
-            await define_px(stub)
-            served = Served(stub, channel, app.server, port, loop_errors)
+        async with command_service(
+            store, bulk_idle_timeout_s=IDLE_S, command_max_request_bytes=max_request_bytes
+        ) as running:
+            served = Served(
+                running.stub, running.channel, running.server, running.port, loop_errors
+            )
             if hold_appends:
                 monkeypatch.setattr(SqliteEventStore, "_append_sync", held)
             try:
@@ -110,8 +101,6 @@ async def serve(
             finally:
                 served.release.set()
     finally:
-        await app.server.stop(0)
-        await app.close()
         await _settle()
         loop.set_exception_handler(previous_handler)
 

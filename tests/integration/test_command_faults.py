@@ -23,11 +23,10 @@ from grpc_status import rpc_status
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.eventstore.sqlite import SqliteEventStore
-from qis_command.bootstrap import build
-from qis_command.settings import CommandSettings
 
+from tests.integration.command_service_support import command_service
 from tests.service.projector.projector_support import SqliteFaults
-from tests.unit.adapters.test_edge_command_service import USER, _point, _series, define_px
+from tests.unit.adapters.test_edge_command_service import USER, _point, _series
 
 
 @dataclass
@@ -88,18 +87,8 @@ async def command(
     with monkeypatch.context() as patch:
         patch.setattr(sqlite3, "connect", faulty_connect)
         store = await SqliteEventStore.open(path, busy_timeout_ms=200)
-    settings = CommandSettings(auth="dev", command_address="127.0.0.1:0", scheduler_enabled=False)
-    app = await build(settings, store=store)
-    port = await app.server.start()
-    await app.server.mark_serving()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub: pb_grpc.CommandServiceAsyncStub = pb_grpc.CommandServiceStub(channel)
-            await define_px(stub)
-            yield Command(stub, channel, store, path)
-    finally:
-        await app.server.stop(0)
-        await app.close()
+    async with command_service(store) as running:
+        yield Command(running.stub, running.channel, store, path)
 
 
 async def _refused(call: Any) -> tuple[grpc.StatusCode, status_pb2.Status]:

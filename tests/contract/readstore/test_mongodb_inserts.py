@@ -198,6 +198,16 @@ async def _both_ways(
     return new, old
 
 
+async def _applied_cleanly(
+    backend: Backend, database: str
+) -> tuple[ProjectionBatch, ProjectionBatch, dict[str, list[Doc]]]:
+    """The two batches of these tests, and what one clean apply of them stores (in `database`)."""
+    first = _first_batch()
+    second = _second_batch(first)
+    await _apply(backend.uri, database, (first, 10), (second, 20))
+    return first, second, await _raw_generation(backend, database)
+
+
 async def test_every_kind_is_stored_with_the_fields_the_setoninsert_upserts_stored(
     mongo_backend: Backend, other_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,11 +225,8 @@ async def test_every_kind_is_stored_in_the_field_order_the_setoninsert_upserts_s
 async def test_documents_stored_before_are_left_as_they_are_then_replaced_by_their_guards(
     mongo_backend: Backend, other_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = _first_batch()
-    second = _second_batch(first)
+    first, second, clean = await _applied_cleanly(mongo_backend, other_database)
     uri = mongo_backend.uri
-    await _apply(uri, other_database, (first, 10), (second, 20))
-    clean = await _raw_generation(mongo_backend, other_database)
 
     with monkeypatch.context() as before:
         before.setattr(mongodb, "InsertOne", _Upsert)
@@ -238,11 +245,8 @@ class _Crash(Exception):
 async def test_a_crash_between_the_two_write_phases_then_the_replay_is_one_clean_apply(
     mongo_backend: Backend, other_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = _first_batch()
-    second = _second_batch(first)
+    first, second, clean = await _applied_cleanly(mongo_backend, other_database)
     uri = mongo_backend.uri
-    await _apply(uri, other_database, (first, 10), (second, 20))
-    clean = await _raw_generation(mongo_backend, other_database)
 
     await _apply(uri, mongo_backend.database, (first, 10))
     store = await MongoReadStore.open(uri, mongo_backend.database, GENERATION)
@@ -282,11 +286,8 @@ async def test_a_batch_written_in_part_then_replayed_is_one_clean_apply(
 ) -> None:
     # Stored and new records interleave inside each insert command, across FerretDB's
     # transactions of 100 documents: every new one must land and none be reported wrongly.
-    first = _first_batch()
-    second = _second_batch(first)
+    first, second, clean = await _applied_cleanly(mongo_backend, other_database)
     uri = mongo_backend.uri
-    await _apply(uri, other_database, (first, 10), (second, 20))
-    clean = await _raw_generation(mongo_backend, other_database)
 
     await _apply(
         uri,
