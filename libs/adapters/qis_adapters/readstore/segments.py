@@ -290,7 +290,7 @@ def _format_1(buffer: pa.Buffer, columns: frozenset[str]) -> pa.Table:
     return rows.select([name for name in SCHEMA.names if name in columns])
 
 
-@functools.lru_cache(maxsize=16)  # a few column sets, each asked for segment after segment
+@functools.lru_cache(maxsize=64)  # column sets by value kind and as-of, asked segment by segment
 def _projection(columns: frozenset[str]) -> pa.ipc.IpcReadOptions:
     unknown = columns - set(SCHEMA.names)
     if unknown:
