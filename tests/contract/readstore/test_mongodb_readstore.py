@@ -384,8 +384,13 @@ async def test_a_batch_costs_one_command_per_collection_whatever_its_size(
         dump = await store.dump_all()
     finally:
         await store.close()
-    assert sent[0] == sent[1]
-    assert set(sent[1].values()) == {1}, sent[1]
+    # Writes: one command per collection, whatever the size. A record met again (the series'
+    # entry, in the second batch) adds one query of its collection, to tell its duplicate _id
+    # from another key's.
+    writes = [Counter({k: n for k, n in s.items() if k[0] != "find"}) for s in sent]
+    assert writes[0] == writes[1]
+    assert set(writes[1].values()) == {1}, sent[1]
+    assert all(n == 1 for (name, _), n in sent[1].items() if name == "find"), sent[1]
     assert sent[1][("insert", "g1_versions")] == 1
     written = {kind: len(rows) for kind, rows in dump.items() if isinstance(rows, list)}
     assert written["versions"] == written["current"] == written["changes"] == 302

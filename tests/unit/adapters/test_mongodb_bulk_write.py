@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,13 +15,20 @@ OPS: list[Any] = [InsertOne({"_id": "a"}), UpdateOne({"_id": "a"}, {"$set": {"x"
 
 
 class Refusing:
-    """A collection whose every bulk write reports `details`, as PyMongo raises them."""
+    """A collection whose every bulk write reports `details`, as PyMongo raises them, and that
+    holds documents of the _ids `held`."""
 
-    def __init__(self, write_errors: list[dict[str, Any]], concern_errors: int = 0) -> None:
+    def __init__(
+        self,
+        write_errors: list[dict[str, Any]],
+        concern_errors: int = 0,
+        held: tuple[str, ...] = ("a",),
+    ) -> None:
         self.details = {
             "writeErrors": write_errors,
             "writeConcernErrors": [{"code": 64, "errmsg": "timeout"}] * concern_errors,
         }
+        self.held = held
         self.sent: list[Any] = []
 
     async def bulk_write(self, ops: list[Any], ordered: bool) -> None:
@@ -28,15 +36,29 @@ class Refusing:
         self.sent = ops
         raise BulkWriteError(self.details)
 
+    async def find(self, query: dict[str, Any], projection: dict[str, int]) -> AsyncIterator[Any]:
+        for key in query["_id"]["$in"]:
+            if key in self.held:
+                yield {"_id": key}
+
 
 def error(index: int, code: int) -> dict[str, Any]:
-    return {"index": index, "code": code, "errmsg": "E11000" if code == _DUPLICATE_KEY else "no"}
+    # PyMongo's write errors name the operation's document ("op")
+    op = {"_id": "a"} if index == 0 else {"q": {"_id": "a"}, "u": {"$set": {"x": 1}}}
+    message = "E11000" if code == _DUPLICATE_KEY else "no"
+    return {"index": index, "code": code, "errmsg": message, "op": op}
 
 
 async def test_an_insert_of_a_stored_document_is_no_error() -> None:
     collection = Refusing([error(0, _DUPLICATE_KEY)])
     await _bulk_write(collection, OPS)  # type: ignore[arg-type]
     assert collection.sent == OPS
+
+
+async def test_a_duplicate_of_another_unique_key_is_an_error() -> None:
+    # 11000 from the natural-key index: no document holds the insert's _id
+    with pytest.raises(BulkWriteError):
+        await _bulk_write(Refusing([error(0, _DUPLICATE_KEY)], held=()), OPS)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
