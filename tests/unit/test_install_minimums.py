@@ -42,12 +42,15 @@ GRPC_GENERATED = re.compile(r"^GRPC_GENERATED_VERSION = '([^']+)'", re.M)
 PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==([^\s;\\]+)", re.M)
 
 
-def declared_minimums() -> dict[str, Version]:
+def declared_requirements() -> list[Requirement]:
     with (ROOT / "pyproject.toml").open("rb") as f:
         dependencies: list[str] = tomllib.load(f)["project"]["dependencies"]
+    return [Requirement(text) for text in dependencies]
+
+
+def declared_minimums() -> dict[str, Version]:
     minimums: dict[str, Version] = {}
-    for text in dependencies:
-        requirement = Requirement(text)
+    for requirement in declared_requirements():
         for spec in requirement.specifier:
             if spec.operator == ">=":
                 minimums[canonicalize_name(requirement.name)] = Version(spec.version)
@@ -145,11 +148,8 @@ def test_declared_minimums_resolve_together(tmp_path: Path) -> None:
     and, when one of those wants more than a minimum (an opentelemetry-instrumentation release
     that needs a newer opentelemetry-api), may move a direct dependency up rather than the
     indirect one down, although a resolution at the minimums exists."""
-    with (ROOT / "pyproject.toml").open("rb") as f:
-        dependencies: list[str] = tomllib.load(f)["project"]["dependencies"]
     pinned = []
-    for text in dependencies:
-        requirement = Requirement(text)
+    for requirement in declared_requirements():
         lowest = [spec.version for spec in requirement.specifier if spec.operator == ">="]
         assert lowest, f"{requirement.name} declares no minimum"
         extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
