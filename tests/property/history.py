@@ -30,6 +30,7 @@ from qis_domain.definitions import (
     SeriesSource,
     ValidationRules,
 )
+from qis_domain.scalar_points import ScalarPoints
 from qis_domain.snaps import Frequency, Snap, bucket_of
 from qis_domain.values import DataType, Price
 
@@ -77,6 +78,16 @@ def local_day(utc_us: int) -> date:
 
 def prices(points: Sequence[Point]) -> list[tuple[Snap, Price]]:
     return [(snap_of(snap_us), Price(Decimal(text), "")) for snap_us, text in points]
+
+
+def price_columns(points: Sequence[Point]) -> ScalarPoints:
+    """The same prices as `prices`, in columns as the columnar form brings them: with their
+    texts when every one is its Decimal's own (else the figures' are written when needed)."""
+    snaps = [snap_of(snap_us) for snap_us, _ in points]
+    figures = [Decimal(text) for _, text in points]
+    texts = [text for _, text in points]
+    own = texts if list(map(str, figures)) == texts else None
+    return ScalarPoints(Price, [s.utc_us for s in snaps], [s.offset_s for s in snaps], figures, own)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ from tests.property.history import (
     cuts,
     history,
     local_day,
+    price_columns,
     prices,
     rules,
     shapes,
@@ -162,10 +163,13 @@ def steps(
     cuts: Sequence[Cuts],
     now_us: int,
     months: Sequence[tuple[int, int]] | None = None,
+    *,
+    columns: bool = False,
 ) -> list[Step]:
     """Register the sources, define the series, ingest each delivery split at its cuts (the
-    last cuts serve the deliveries beyond them), then calculate the metrics of some months
-    (default: `metric_months`)."""
+    last cuts serve the deliveries beyond them; `columns`: each chunk's points kept in columns,
+    as the columnar form brings them), then calculate the metrics of some months (default:
+    `metric_months`)."""
 
     def ctx(command_id: str) -> CommandContext:
         return CommandContext(command_id, USER, now_us)
@@ -177,7 +181,7 @@ def steps(
     out.append(Step(DefineSeries(SERIES, definition), ctx("define")))
     for k, (source, points) in enumerate(history.deliveries):
         for j, chunk in enumerate(cuts[min(k, len(cuts) - 1)].split(points)):
-            ingest = IngestPoints(SERIES, source, prices(chunk))
+            ingest = IngestPoints(SERIES, source, (price_columns if columns else prices)(chunk))
             out.append(Step(ingest, ctx(f"ingest-{k}-{j}")))
     for year, month in metric_months(history) if months is None else months:
         start, end = month_window(year, month)
@@ -202,8 +206,14 @@ class Scenario:
     def definition(self) -> SeriesDefinition:
         return self.rules.definition(self.history)
 
-    def steps(self, now_us: int, months: Sequence[tuple[int, int]] | None = None) -> list[Step]:
-        return steps(self.history, self.definition, self.cuts, now_us, months)
+    def steps(
+        self,
+        now_us: int,
+        months: Sequence[tuple[int, int]] | None = None,
+        *,
+        columns: bool = False,
+    ) -> list[Step]:
+        return steps(self.history, self.definition, self.cuts, now_us, months, columns=columns)
 
     def with_band(self, rise: str | None, fall: str | None) -> Scenario:
         """With an asymmetric jump band."""

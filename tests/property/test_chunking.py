@@ -52,3 +52,20 @@ def test_the_same_points_in_other_commands_have_the_same_effect(
     assert first.statuses == second.statuses
     assert first.scheduled == second.scheduled
     assert first.metrics == second.metrics
+
+
+async def log_of(scenario: Scenario, *, columns: bool) -> list[tuple[str, int, str, bytes, bytes]]:
+    service = Service.start(NOW_US)
+    await service.run(scenario.steps(NOW_US, columns=columns))
+    return [(e.stream, e.stream_version, e.type, e.data, e.metadata) for e in await service.log()]
+
+
+@settings(PROPERTY)
+@given(scenarios())
+@example(RICH)
+def test_the_same_points_in_columns_store_the_same_events(scenario: Scenario) -> None:
+    """Prices that came in columns stay in them down to the decision (ScalarPoints): the very
+    events the same points as pairs make, byte for byte, in every command of the history."""
+    assert asyncio.run(log_of(scenario, columns=True)) == asyncio.run(
+        log_of(scenario, columns=False)
+    )

@@ -37,6 +37,7 @@ from qis_domain.commands import CommandOutcome
 from qis_domain.errors import AlreadyExists
 from qis_domain.events import CommandAccepted, DomainEvent
 from qis_domain.names import command_resource
+from qis_domain.scalar_points import ScalarPoints
 from qis_domain.series_bucket import Recorded
 from qis_domain.snaps import Snap
 from qis_domain.values import Price, Volume
@@ -82,11 +83,13 @@ def canonical(command: object) -> bytes:
         value = getattr(command, field.name)
         columns = printed.get(field.name)
         if columns is None or not _fits(columns, value):
-            columns = _columns(value)
+            columns = _columns(_hashed(value))
         if columns is not None:
             parts.append(_part(b"C", columns))
         else:
-            parts.append(_part(b"J" if isinstance(value, BaseModel) else b"R", _text(value)))
+            parts.append(
+                _part(b"J" if isinstance(value, BaseModel) else b"R", _text(_hashed(value)))
+            )
     return b"".join(parts)
 
 
@@ -98,11 +101,12 @@ for the field it names when set and when it fits it (`_fits`)."""
 
 
 def _fits(printed: bytes, items: object) -> bool:
-    """Whether a print may stand for `items`: a list of as many points as it was made of (a
-    tuple of them, or a list grown or cut since, is hashed by its own points). The points it
-    was made of are not changed in place: the command that holds both must see to that."""
+    """Whether a print may stand for `items`: a list of as many points as it was made of, or
+    ScalarPoints, which stand for such a list (a tuple of them, or a list grown or cut since,
+    is hashed by its own points). The points it was made of are not changed in place: the
+    command that holds both must see to that."""
     return (
-        type(items) is list
+        (type(items) is list or type(items) is ScalarPoints)
         and printed[1:2] == b"["
         and int.from_bytes(printed[2:10], "little") == len(items)
     )
@@ -110,6 +114,12 @@ def _fits(printed: bytes, items: object) -> bool:
 
 def _hashed_fields(command: Any) -> list[dataclasses.Field[Any]]:
     return [field for field in dataclasses.fields(command) if PRINT_OF not in field.metadata]
+
+
+def _hashed(value: object) -> object:
+    """A field as both schemes read it: points kept in columns as the list of pairs they stand
+    for, so that a command hashes alike in either form."""
+    return value.pairs() if type(value) is ScalarPoints else value
 
 
 def _part(tag: bytes, content: str | bytes) -> bytes:
@@ -226,7 +236,7 @@ def legacy_fingerprint(command: object) -> str:
     field's `_text`, joined by the unit separator (0x1F)."""
     assert dataclasses.is_dataclass(command)
     parts = [type(command).__name__]
-    parts.extend(_text(getattr(command, field.name)) for field in _hashed_fields(command))
+    parts.extend(_text(_hashed(getattr(command, field.name))) for field in _hashed_fields(command))
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 

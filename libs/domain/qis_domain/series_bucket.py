@@ -89,6 +89,7 @@ from qis_domain.rules import (
     history_suspects,
     text_floats,
 )
+from qis_domain.scalar_points import ScalarPoints
 from qis_domain.service_levels import LATE_ARRIVAL, LATE_PUBLICATION, Arrivals
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency, Snap
 from qis_domain.structure_checks import check_structures
@@ -864,11 +865,7 @@ class SeriesBucket:
         points, snaps, offsets = _in_snap_order(points)
         decide = Decider(definition, ctx)
         rules = definition.validation
-        values = list(map(_VALUE, points))
-        scalars = scalar_figures(values)
-        raws: list[RawValue] = (
-            list(map(encode_value, values)) if scalars is None else list(map(str, scalars))
-        )
+        values, scalars, raws = _value_columns(points)
         chosen = values if decide.quantum is None else list(map(decide.rounded, values))
         prior = None if rules.day_over_day is None else view.prior
         back = look_back(definition)
@@ -1765,7 +1762,10 @@ def _in_snap_order(
 ) -> tuple[Sequence[tuple[Snap, DataValue]], _Snaps, list[int]]:
     """An ingest's points in snap order (sent in order, as they mostly are, they stay as they
     are), their snaps and their offsets; InvalidArgument when a snap comes twice. Both columns
-    are read in one pass (a `Snap` is the pair of them), the order checked on the array."""
+    are read in one pass (a `Snap` is the pair of them), the order checked on the array; points
+    kept in columns (ScalarPoints) sent in order are read from their columns."""
+    if type(points) is ScalarPoints and points.ascending:
+        return points, _Snaps(points.utc_us, points.array), list(points.offsets_s)
     utc: Sequence[int] = ()
     offsets: Sequence[int] = ()
     if points:
@@ -1779,6 +1779,23 @@ def _in_snap_order(
         rows = order.tolist()
         points, utc, offsets = [points[i] for i in rows], at.tolist(), [offsets[i] for i in rows]
     return points, _Snaps(utc, at), list(offsets)
+
+
+def _value_columns(
+    points: Sequence[tuple[Snap, DataValue]],
+) -> tuple[list[DataValue], list[Decimal] | None, list[RawValue]]:
+    """The points' values, their figures if all are prices or all volumes (None: any other
+    batch), and their stored forms (`encode_value`: a scalar's is its figure's text). Points
+    kept in columns have the three as columns already (their texts, when they came with them)."""
+    if type(points) is ScalarPoints:
+        figures, texts = list(points.figures), points.texts
+        return list(points.values), figures, list(map(str, figures) if texts is None else texts)
+    values = list(map(_VALUE, points))
+    scalars = scalar_figures(values)
+    raws: list[RawValue] = (
+        list(map(encode_value, values)) if scalars is None else list(map(str, scalars))
+    )
+    return values, scalars, raws
 
 
 def look_back_floor(bucket_us: int, frequency: Frequency) -> int:

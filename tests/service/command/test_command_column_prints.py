@@ -152,7 +152,7 @@ def test_the_servicer_prints_a_column_of_own_texts(kind: str) -> None:
     """The print is wired through (else every columnar batch pays the pass over its points)."""
     command = command_of(columnar((kind, [T, T + 1], [60], ["1.50", "-0.000001"])))
     assert command.points_print is not None
-    assert command.points_print == _columns(command.points)
+    assert command.points_print == _columns(list(command.points))
 
 
 @pytest.mark.parametrize(

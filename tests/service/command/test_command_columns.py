@@ -258,7 +258,7 @@ def test_the_columnar_form_is_the_same_command_as_the_per_point_form(batch: Batc
     assert repr(columnar) == repr(per_point)
     assert fingerprint(columnar) == fingerprint(per_point)
     # and it is the columns' fingerprint that is compared: prices and volumes are written so
-    assert (_columns(columnar.points) is None) == (batch.kind == "bars")
+    assert (_columns(list(columnar.points)) is None) == (batch.kind == "bars")
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)

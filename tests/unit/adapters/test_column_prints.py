@@ -77,9 +77,9 @@ def test_a_print_is_the_bytes_of_the_points_and_there_is_one_when_every_text_is_
     # (a Decimal's own text with an exponent, "1E+3", is left to the points)
     assert (printed is not None) == all(str(Decimal(t)) == t and "E" not in t for t in texts)
     if printed is not None:
-        assert printed == _columns(points)
+        assert printed == _columns(list(points))
         command = IngestPoints.printed("SPX", "bbg", points, printed)
-        assert canonical(command) == canonical(IngestPoints("SPX", "bbg", points))
+        assert canonical(command) == canonical(IngestPoints("SPX", "bbg", list(points)))
 
 
 @given(columns(odd=False))
@@ -140,9 +140,13 @@ def test_equal_commands_have_equal_fingerprints() -> None:
 
 
 def test_points_added_in_place_are_fingerprinted_as_they_are() -> None:
-    command = columnar_command()
-    assert isinstance(command.points, list)
-    command.points.append(OTHER_POINTS[1])  # a print stands for as many points as it was made of
+    columnar = columnar_command()
+    assert not hasattr(columnar.points, "append")  # columns (ScalarPoints) do not grow...
+    points = list(columnar.points)  # ...but a list given with their print may
+    command = IngestPoints.printed(
+        columnar.series_id, columnar.source_id, points, columnar.points_print
+    )
+    points.append(OTHER_POINTS[1])  # a print stands for as many points as it was made of
     assert fingerprint(command) == fingerprint(
         IngestPoints(command.series_id, command.source_id, list(command.points))
     )

@@ -4,7 +4,9 @@ A columnar IngestPoints is the same command as the per-point one with the same p
 `points_from_columns` makes the very (Snap, value) pairs `values.points_from_proto` makes of
 them (each Decimal as written; the series' currency or unit left empty, as in a per-point value
 that names none), so the command's fingerprint is the same and resending one form for the other
-is a duplicate. The bounds are the per-point form's (qis_domain.bounds).
+is a duplicate. Prices and volumes stay in columns (qis_domain.scalar_points.ScalarPoints,
+which reads as those pairs), so that the decision reads the columns rather than a pair per
+point. The bounds are the per-point form's (qis_domain.bounds).
 
 It is the form that is cheap to parse, so it is parsed a column at a time: each repeated field
 is read once as a whole list (no protobuf object per row), the snaps are checked as one int64
@@ -17,15 +19,13 @@ bad row ("columns.prices.texts[17]"). A per-point batch of good prices is made t
 
 from __future__ import annotations
 
-import dataclasses
 import decimal
 import re
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from itertools import repeat
 from operator import mul
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,7 @@ from qis_domain.bounds import (
 )
 from qis_domain.command_log import print_scalars
 from qis_domain.errors import FieldViolation
+from qis_domain.scalar_points import ScalarPoints, made
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue, OhlcBar, Price, Volume, parse_decimal
 
@@ -56,8 +57,7 @@ _QUANTA = [Decimal(1).scaleb(-s, _EXACT) for s in range(MAX_DECIMAL_PLACES + 1)]
 _INT64 = 2**63
 _BAR_FIELDS = ("open", "high", "low", "close")
 
-Points = list[tuple[Snap, DataValue]]
-_V = TypeVar("_V")
+Points = Sequence[tuple[Snap, DataValue]]
 
 
 def value_column(columns: values_pb2.PointColumns, path: str = "columns") -> str:
@@ -78,8 +78,9 @@ class ColumnPoints(NamedTuple):
 def points_from_columns(
     columns: values_pb2.PointColumns, violations: list[FieldViolation], path: str = "columns"
 ) -> ColumnPoints:
-    """The points of `columns`, ordered as sent, and their print; no points if anything is
-    wrong, with every violation recorded in `violations`."""
+    """The points of `columns`, ordered as sent (prices or volumes kept in their columns:
+    ScalarPoints), and their print; no points if anything is wrong, with every violation
+    recorded in `violations`."""
     n = len(columns.snap_time_micros)
     if not 1 <= n <= MAX_BATCH:
         violations.append(
@@ -93,24 +94,36 @@ def points_from_columns(
     utc_us = _check_snaps(snaps, f"{path}.snap_time_micros", violations)
     minutes = list(columns.utc_offset_minutes)
     offsets = _offsets(minutes, n, f"{path}.utc_offset_minutes", violations)
+    case = columns.WhichOneof("values")
+    if case is not None and (kind := _SCALARS.get(case)) is not None:
+        column = getattr(columns, case)
+        figures = _decimals(column, n, f"{path}.{case}", violations)
+        if len(violations) > found or offsets is None or figures is None:
+            return ColumnPoints([], None)
+        printed = _printed(kind, column, utc_us, minutes)
+        # Printed, its texts are their Decimals' own (what the events store).
+        texts = None if printed is None else list(column.texts)
+        scalars = ScalarPoints(kind, snaps, offsets, cast(list[Decimal], figures), texts, utc_us)
+        return ColumnPoints(scalars, printed)
     values = _values(columns, n, path, violations)
     if len(violations) > found or offsets is None or values is None:
         return ColumnPoints([], None)
-    points = list(zip(snaps_of(snaps, offsets), values, strict=True))
-    return ColumnPoints(points, _printed(columns, utc_us, minutes))
+    return ColumnPoints(list(zip(snaps_of(snaps, offsets), values, strict=True)), None)
 
 
 def _printed(
-    columns: values_pb2.PointColumns, utc_us: npt.NDArray[np.int64], minutes: list[int]
+    kind: type[Price] | type[Volume],
+    column: values_pb2.DecimalColumn,
+    utc_us: npt.NDArray[np.int64],
+    minutes: list[int],
 ) -> bytes | None:
     """The points' print, from checked columns: their decimals as written are the texts their
     Decimals were made from (an unscaled column's have no text to reuse)."""
-    case = columns.WhichOneof("values")
-    if case is None or case not in _SCALARS or not len(texts := getattr(columns, case).texts):
+    if not len(texts := column.texts):
         return None
     # None (UTC), one, or one per row
     offsets_s = np.broadcast_to(np.array(minutes or [0], dtype=np.int64) * 60, utc_us.shape)
-    return print_scalars(_SCALARS[case], "", utc_us, offsets_s, ",".join(texts))
+    return print_scalars(kind, "", utc_us, offsets_s, ",".join(texts))
 
 
 _SCALARS: dict[str, type[Price] | type[Volume]] = {"prices": Price, "volumes": Volume}
@@ -120,18 +133,6 @@ def snaps_of(utc_us: Iterable[int], offsets_s: Iterable[int]) -> Iterable[Snap]:
     """Snaps of checked columns: tuple.__new__ is what Snap._make does, without a Python call
     per row."""
     return map(tuple.__new__, repeat(Snap), zip(utc_us, offsets_s, strict=True))
-
-
-def made(cls: type[_V], n: int, *fields: Iterable[Any]) -> list[_V]:
-    """`n` instances of `cls`, a frozen slots dataclass without __post_init__ (a value), from
-    a column per field: each field is set for every row by its slot's setter, mapped in C,
-    where the generated __init__ is a Python call per row (a Price 0.43 us, this 0.17)."""
-    if hasattr(cls, "__post_init__"):  # not an assert: -O must not skip a value's own checks
-        raise TypeError(f"{cls.__name__} checks what it is made of: build it by its __init__")
-    out: list[_V] = list(map(object.__new__, repeat(cls, n)))
-    for field, column in zip(dataclasses.fields(cls), fields, strict=True):  # type: ignore[arg-type]
-        deque(map(getattr(cls, field.name).__set__, out, column), 0)
-    return out
 
 
 # --- snaps and offsets ---
@@ -157,13 +158,11 @@ def _check_snaps(snaps: list[int], path: str, v: list[FieldViolation]) -> npt.ND
     return a
 
 
-def _offsets(
-    minutes: list[int], n: int, path: str, v: list[FieldViolation]
-) -> Iterable[int] | None:
-    """UTC offsets in seconds, as Snap keeps them: none (UTC), one for every row, or one per
-    row."""
+def _offsets(minutes: list[int], n: int, path: str, v: list[FieldViolation]) -> list[int] | None:
+    """UTC offsets in seconds, as Snap keeps them, a row per point: none sent (UTC), one for
+    every row, or one per row."""
     if not minutes:
-        return repeat(0, n)
+        return [0] * n
     if len(minutes) not in (1, n):
         v.append(
             FieldViolation(
@@ -184,7 +183,7 @@ def _offsets(
         )
         return None
     if len(minutes) == 1:
-        return repeat(minutes[0] * 60, n)
+        return [minutes[0] * 60] * n
     seconds: list[int] = (np.array(minutes, dtype=np.int64) * 60).tolist()
     return seconds
 
@@ -195,14 +194,8 @@ def _offsets(
 def _values(
     columns: values_pb2.PointColumns, n: int, path: str, v: list[FieldViolation]
 ) -> list[DataValue] | None:
-    case = columns.WhichOneof("values")
-    if case == "prices":
-        prices = _decimals(columns.prices, n, f"{path}.prices", v)
-        return None if prices is None else made(Price, n, prices, repeat(""))
-    if case == "volumes":
-        quantities = _decimals(columns.volumes, n, f"{path}.volumes", v)
-        return None if quantities is None else made(Volume, n, quantities, repeat(""))
-    if case == "bars":
+    """Values of another kind than a scalar's (`_SCALARS`)."""
+    if columns.WhichOneof("values") == "bars":
         return _bars(columns.bars, n, f"{path}.bars", v)
     v.append(FieldViolation(path, "a value column is required: prices, volumes or bars"))
     return None

@@ -6,17 +6,20 @@ rejected request tells the client everything that is wrong with it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import date
+from decimal import Decimal
 from itertools import repeat
 from operator import add, floordiv, mul
-from typing import Any
+from typing import Any, cast
 
 from google.type import date_pb2
 from qis.data.v1 import values_pb2
 from qis_domain.bounds import MAX_TIMESTAMP_SECONDS, MAX_UTC_OFFSET_SECONDS, MIN_TIMESTAMP_SECONDS
 from qis_domain.errors import FieldViolation
 from qis_domain.events import RawValue
+from qis_domain.scalar_points import ScalarPoints, made
 from qis_domain.snaps import Snap
 from qis_domain.structures import MAX_STRUCTURE_NODES, structure_violations
 from qis_domain.values import (
@@ -41,7 +44,7 @@ from qis_domain.values import (
     parse_optional_decimal,
 )
 
-from qis_adapters.proto.columns import decimal_texts, made, snaps_of
+from qis_adapters.proto.columns import decimal_texts, snaps_of
 from qis_adapters.proto.times import required_snap_micros, utc_offset_from_proto
 
 _RIGHTS = {
@@ -61,7 +64,7 @@ _ACTIONS_BACK = {v.value: k for k, v in _ACTIONS.items()}
 
 def points_from_proto(
     points: Sequence[values_pb2.DataPoint], violations: list[FieldViolation]
-) -> list[tuple[Snap, DataValue]]:
+) -> Sequence[tuple[Snap, DataValue]]:
     """A batch of good prices (the bulk of every load) is read a field at a time into columns
     and checked and made as columns are (see columns.py); any other batch point by point, with
     a field path formatted for each violation. (A snap's violations are recorded relative to
@@ -83,11 +86,14 @@ def points_from_proto(
     return out
 
 
-def _good_prices(points: Sequence[values_pb2.DataPoint]) -> list[tuple[Snap, DataValue]] | None:
+def _good_prices(
+    points: Sequence[values_pb2.DataPoint],
+) -> Sequence[tuple[Snap, DataValue]] | None:
     """The points, if every one is a price with a snap and value `points_from_proto` takes as
     they are (checked over each column's distinct values, which are few but for snaps and
     prices); None if any is not. The first point's kind rules out other batches (volumes,
-    bars, structures) before any column is read."""
+    bars, structures) before any column is read. Prices in the series' currency (none named)
+    at unique snaps are kept in columns (ScalarPoints), as the columnar form's are."""
     if points and points[0].value.WhichOneof("kind") != "price":
         return None
     rows = [
@@ -124,7 +130,12 @@ def _good_prices(points: Sequence[values_pb2.DataPoint]) -> list[tuple[Snap, Dat
     decimals = decimal_texts(list(texts), "", failed)
     if decimals is None:
         return None
-    utc_us = map(add, map(mul, seconds, repeat(1_000_000)), map(floordiv, nanos, repeat(1_000)))
+    utc_us = list(
+        map(add, map(mul, seconds, repeat(1_000_000)), map(floordiv, nanos, repeat(1_000)))
+    )
+    if set(currencies) == {""}:
+        with contextlib.suppress(ValueError):  # a snap sent twice: the handler names each
+            return ScalarPoints(Price, utc_us, list(offsets), cast(list[Decimal], decimals))
     values = made(Price, len(rows), decimals, currencies)
     return list(zip(snaps_of(utc_us, offsets), values, strict=True))
 

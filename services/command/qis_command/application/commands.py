@@ -74,7 +74,7 @@ class IngestPoints:
         cls,
         series_id: str,
         source_id: str,
-        points: list[tuple[Snap, DataValue]],
+        points: Sequence[tuple[Snap, DataValue]],
         print_: bytes | None,
     ) -> IngestPoints:
         """The command of points parsed from columns, with their print (None: none was made).

@@ -49,6 +49,7 @@ from qis_domain.routing import (
     group_stream,
 )
 from qis_domain.rules import CalendarView
+from qis_domain.scalar_points import ScalarPoints
 from qis_domain.scheduler_state import SCHEDULER_STREAM, SchedulerState
 from qis_domain.series_bucket import (
     SeriesBucket,
@@ -834,6 +835,8 @@ _CURRENCY, _UNIT = attrgetter("currency"), attrgetter("unit")
 
 
 def _utc_us(points: Sequence[tuple[Snap, DataValue]]) -> list[int]:
+    if type(points) is ScalarPoints:
+        return list(points.utc_us)
     return list(map(_FIRST, map(_FIRST, points)))
 
 
@@ -880,8 +883,10 @@ def _conform(
     column for a repeated snap).
 
     A batch of one type, in the series' unit, with unique snaps (the usual) is seen to be so
-    by three sets made in C; only a batch that is not is walked point by point, to name each
-    violation."""
+    by three sets made in C (ScalarPoints, by their kind); only a batch that is not is walked
+    point by point, to name each violation."""
+    if type(points) is ScalarPoints and points.data_type is definition.data_type:
+        return  # one kind, no unit of their own, unique snaps: what ScalarPoints hold
     if definition.structure is not None:
         # The shape any structure has was checked at the edge; its series' schema only here.
         shaped: list[FieldViolation] = []

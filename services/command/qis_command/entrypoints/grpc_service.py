@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -613,7 +613,7 @@ def ingest_command(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> 
     """The command of an IngestPoints request or a BulkIngest chunk (None: `v` says why)."""
     series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
     source_id = name_from_proto(request.source, SOURCES_COLLECTION, "source", v)
-    points: list[tuple[Snap, DataValue]] = []
+    points: Sequence[tuple[Snap, DataValue]] = []
     printed = None
     columnar = request.HasField("columns")
     if columnar == (len(request.points) > 0):

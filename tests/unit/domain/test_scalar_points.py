@@ -1,0 +1,124 @@
+"""ScalarPoints: prices or volumes kept in the columns they came in. Whatever reads them as a
+sequence must read the very list of (Snap, value) pairs the per-point form makes of the same
+points (items, slices, equality, repr), and a command holding them must hash as one holding
+that list, in both fingerprint schemes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from qis_command.application.commands import IngestPoints
+from qis_domain.command_log import canonical, fingerprint, legacy_fingerprint, print_scalars
+from qis_domain.scalar_points import ScalarPoints
+from qis_domain.snaps import Snap
+from qis_domain.values import DataType, Price, Volume
+
+figures = st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
+    lambda d: abs(d) < Decimal("1e18")
+)
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> tuple[ScalarPoints, list[tuple[Snap, Price | Volume]]]:
+    """Columns (snaps in any order, unique) and the pairs the per-point form makes of them."""
+    kinds: list[type[Price] | type[Volume]] = [Price, Volume]
+    kind = draw(st.sampled_from(kinds))
+    utc_us = draw(st.lists(st.integers(-(2**62), 2**62), min_size=0, max_size=25, unique=True))
+    if draw(st.booleans()):
+        utc_us.sort()
+    n = len(utc_us)
+    offsets = draw(st.lists(st.integers(-86_340, 86_340), min_size=n, max_size=n))
+    numbers = draw(st.lists(figures, min_size=n, max_size=n))
+    texts = list(map(str, numbers)) if draw(st.booleans()) else None
+    points = ScalarPoints(kind, utc_us, offsets, numbers, texts)
+    pairs = [
+        (Snap(us, off), kind(number, ""))
+        for us, off, number in zip(utc_us, offsets, numbers, strict=True)
+    ]
+    return points, pairs
+
+
+@given(batches(), st.integers(-30, 30), st.integers(-30, 30), st.sampled_from([None, 1, 2, -1]))
+def test_columns_read_as_the_pairs_of_the_per_point_form(
+    batch: tuple[ScalarPoints, list[tuple[Snap, Price | Volume]]],
+    start: int,
+    stop: int,
+    step: int | None,
+) -> None:
+    points, pairs = batch
+    assert len(points) == len(pairs)
+    assert list(points) == pairs
+    assert [points[i] for i in range(-len(pairs), len(pairs))] == pairs + pairs
+    assert points == pairs
+    assert pairs == points  # the list's side too
+    assert points != tuple(pairs)  # it stands for a list, as the fingerprint reads it
+    assert repr(points) == repr(pairs)
+    assert points.ascending == (sorted(points.utc_us) == points.utc_us)
+    part = points[start:stop:step]
+    assert isinstance(part, ScalarPoints)
+    assert part == pairs[start:stop:step]
+    assert part.texts == (None if points.texts is None else points.texts[start:stop:step])
+    assert part.array.tolist() == part.utc_us
+
+
+def test_values_are_made_once_and_slices_share_them() -> None:
+    points = ScalarPoints(Price, [1, 2, 3], [0, 0, 0], [Decimal("1"), Decimal("2.5"), Decimal(3)])
+    values = points.values
+    assert points.values is values
+    assert points[1:][0][1] is values[1]
+    assert points.data_type is DataType.PRICE
+    assert ScalarPoints(Volume, [1], [0], [Decimal(1)]).data_type is DataType.VOLUME
+
+
+def test_columns_are_not_changed_and_not_hashed() -> None:
+    points = ScalarPoints(Price, [1, 2], [0, 0], [Decimal(1), Decimal(2)])
+    with pytest.raises(ValueError, match="read-only"):
+        points.array[0] = 5
+    with pytest.raises(TypeError):
+        hash(points)
+    assert not hasattr(points, "append")
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        ([1, 2], [0], [Decimal(1), Decimal(2)], None),
+        ([1, 2], [0, 0], [Decimal(1)], None),
+        ([1, 2], [0, 0], [Decimal(1), Decimal(2)], ["1"]),
+    ],
+)
+def test_columns_of_other_lengths_are_refused(columns: tuple[list, list, list, list]) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match="a row per point"):
+        ScalarPoints(Price, *columns)
+
+
+@pytest.mark.parametrize("utc_us", [[5, 3, 5], [2, 2]])
+def test_a_snap_given_twice_is_refused(utc_us: list[int]) -> None:
+    with pytest.raises(ValueError, match="unique"):
+        ScalarPoints(Price, utc_us, [0] * len(utc_us), [Decimal(1)] * len(utc_us))
+
+
+@given(batches())
+def test_a_command_of_columns_hashes_as_the_command_of_its_pairs(
+    batch: tuple[ScalarPoints, list[tuple[Snap, Price | Volume]]],
+) -> None:
+    points, pairs = batch
+    as_columns = IngestPoints("SPX", "bbg", points)
+    as_pairs = IngestPoints("SPX", "bbg", pairs)
+    assert as_columns == as_pairs
+    assert canonical(as_columns) == canonical(as_pairs)
+    assert legacy_fingerprint(as_columns) == legacy_fingerprint(as_pairs)
+    if not points:
+        return
+    # Printed from their columns (when every text is its Decimal's own), the same bytes.
+    offsets = np.array(points.offsets_s, dtype=np.int64)
+    printed = print_scalars(
+        points.kind, "", points.array, offsets, ",".join(map(str, points.figures))
+    )
+    if printed is not None:
+        with_print = IngestPoints.printed("SPX", "bbg", points, printed)
+        assert fingerprint(with_print) == fingerprint(as_pairs)
