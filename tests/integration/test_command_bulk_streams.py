@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.eventstore.sqlite import SqliteEventStore
@@ -254,31 +255,80 @@ async def test_undecodable_bytes_after_a_chunk_in_its_write_answer_it_then_inval
         assert not (await served.stub.IngestPoints(chunk(2), metadata=USER)).duplicate
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="before the read-ahead too: an oversized chunk is dropped by gRPC unseen and the"
-    " stream ends DEADLINE_EXCEEDED after the idle timeout, not RESOURCE_EXHAUSTED (README)",
-)
-async def test_a_chunk_over_the_size_limit_read_ahead_answers_the_one_before_then_ends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+LIMIT = 64_000
+OVER_LIMIT_POINTS = 3_000  # a chunk of 69 kB: over LIMIT, within gRPC's own (twice LIMIT)
+
+
+def refusal_reason(error: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason of a refused call."""
+    trailers = dict(error.trailing_metadata() or ())
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    info = error_details_pb2.ErrorInfo()
+    assert any(d.Unpack(info) for d in status.details), status
+    return str(info.reason)
+
+
+def assert_refused_as_too_large(error: grpc.aio.AioRpcError) -> None:
+    """RESOURCE_EXHAUSTED naming the limit and the setting that sets it."""
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
+    assert "64,000 bytes (QIS_COMMAND_MAX_REQUEST_BYTES)" in (error.details() or "")
+    assert refusal_reason(error) == "REQUEST_TOO_LARGE"
+
+
+@pytest.mark.parametrize("in_its_write", [True, False], ids=["read-ahead", "after-answer"])
+async def test_a_chunk_over_the_size_limit_answers_the_ones_before_then_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_its_write: bool
 ) -> None:
-    async with serve(tmp_path, monkeypatch, hold_appends=True, max_request_bytes=64_000) as served:
+    """The oversized chunk arrives while chunk 0 is written (read ahead), or after its answer:
+    chunk 0 is answered, then the stream ends at once RESOURCE_EXHAUSTED naming the limit and
+    its setting; nothing of the oversized chunk is stored. Before, gRPC refused the chunk
+    itself: read ahead, the call failed with chunk 0 unanswered (though committed), and the
+    message named neither the setting nor what to do."""
+    oversized = chunk(1, points=OVER_LIMIT_POINTS)
+    assert LIMIT < oversized.ByteSize() < 2 * LIMIT
+    async with serve(
+        tmp_path, monkeypatch, hold_appends=in_its_write, max_request_bytes=LIMIT
+    ) as served:
         outbox = Outbox()
         call = served.stub.BulkIngest(outbox.requests(), metadata=USER)
         await outbox.queue.put(chunk(0))
-        await wait_for(served.appending)
-        await outbox.queue.put(chunk(1, points=1_000))  # > 64 kB
-        await asyncio.sleep(0.1)
-        served.release.set()
+        if in_its_write:
+            await wait_for(served.appending)
+            await outbox.queue.put(oversized)
+            await asyncio.sleep(0.1)  # read ahead while chunk 0 is written
+            served.release.set()
         first = await call.read()
-        assert isinstance(first, pb.BulkIngestResponse)
+        assert isinstance(first, pb.BulkIngestResponse), first
         assert first.result.accepted == 3
+        if not in_its_write:
+            await outbox.queue.put(oversized)
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await call.read()
+        assert_refused_as_too_large(ended.value)  # at once: not the idle timeout's status
         await _settle()
         assert read_ahead_tasks() == []
         assert leaks(served.loop_errors) == []
-        with pytest.raises(grpc.aio.AioRpcError) as ended:
-            await call.read()
-        assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert (await served.stub.IngestPoints(chunk(0), metadata=USER)).duplicate
+        assert not (await served.stub.IngestPoints(chunk(1), metadata=USER)).duplicate
+
+
+async def test_an_ingest_points_request_over_the_size_limit_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unary too (before: gRPC's "Received message larger than max", no setting named); and
+    beyond gRPC's own limit, twice the service's, gRPC still refuses it unread. The service
+    serves on."""
+    async with serve(tmp_path, monkeypatch, max_request_bytes=LIMIT) as served:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await served.stub.IngestPoints(chunk(1, points=OVER_LIMIT_POINTS), metadata=USER)
+        assert_refused_as_too_large(refused.value)
+        far_over = chunk(1, points=3 * OVER_LIMIT_POINTS)
+        assert far_over.ByteSize() > 2 * LIMIT
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await served.stub.IngestPoints(far_over, metadata=USER)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "larger than max" in (refused.value.details() or "")
+        assert not (await served.stub.IngestPoints(chunk(1), metadata=USER)).duplicate
 
 
 async def test_half_close_after_every_kind_of_chunk_answers_each_once_in_order(

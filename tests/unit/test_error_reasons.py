@@ -39,7 +39,7 @@ from qis_domain.values import DataType
 from qis_query.application.consistency import ReadModelBehind
 from qis_query.application.limits import TooManySubscriptions
 from qis_query.application.subscription import SubscriberStalled
-from qis_runtime.errors import ERROR_DOMAIN, UndecodableRequest, status_for
+from qis_runtime.errors import ERROR_DOMAIN, RequestTooLarge, UndecodableRequest, status_for
 
 DOCUMENTED = set(
     re.findall(r"`([A-Z][A-Z_]+)`", (Path(__file__).parents[2] / "docs/errors.md").read_text())
@@ -121,6 +121,7 @@ CASES: list[tuple[Exception, grpc.StatusCode, str]] = [
         "TOO_MANY_SUBSCRIPTIONS",
     ),
     (SubscriberStalled(10), grpc.StatusCode.RESOURCE_EXHAUSTED, "SUBSCRIBER_STALLED"),
+    (RequestTooLarge("5 MB"), grpc.StatusCode.RESOURCE_EXHAUSTED, "REQUEST_TOO_LARGE"),
     (ZeroDivisionError("a bug"), grpc.StatusCode.INTERNAL, "INTERNAL"),
 ]
 

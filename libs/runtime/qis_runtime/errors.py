@@ -11,7 +11,7 @@ status with google.rpc error details a client in any language reads; nothing end
 | RetryLater "unavailable"               | UNAVAILABLE         | RetryInfo, ErrorInfo         |
 | RetryLater "full"                      | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo         |
 | RetryLater "behind" (min_position)     | UNAVAILABLE         | RetryInfo, ErrorInfo         |
-| LimitExceeded (a caller's limits)      | RESOURCE_EXHAUSTED  | ErrorInfo                    |
+| LimitExceeded (a caller's limits), RequestTooLarge | RESOURCE_EXHAUSTED | ErrorInfo   |
 | anything else (a bug)                  | INTERNAL            | ErrorInfo with an error id that is also in the log |
 """
 
@@ -66,6 +66,12 @@ _RETRY_CODES = {
 
 class UndecodableRequest(Exception):
     """The request bytes are not a message of the method's request type."""
+
+
+class RequestTooLarge(LimitExceeded):
+    """A request message over the process's size limit, refused before it is parsed."""
+
+    reason = "REQUEST_TOO_LARGE"
 
 
 _CODES: list[tuple[type[DomainError], int]] = [

@@ -22,6 +22,7 @@ import grpc.aio
 from qis_domain.errors import InvalidArgument
 
 from qis_runtime.errors import (
+    RequestTooLarge,
     UndecodableRequest,
     abort_with,
     plain_status,
@@ -38,6 +39,23 @@ PUBLIC_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimit:
+    """The largest request message a process parses, and the setting that says so (named to
+    whoever sends a larger one)."""
+
+    max_bytes: int
+    setting: str
+
+    def check(self, raw: bytes) -> None:
+        if len(raw) > self.max_bytes:
+            raise RequestTooLarge(
+                f"a request of {len(raw):,} bytes is over this service's limit of"
+                f" {self.max_bytes:,} bytes ({self.setting}), refused unread: send less per"
+                " request (per message, on a stream)"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +125,15 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
 
     It is also where the one error policy (errors.status_for) is applied: requests are decoded
     here, so undecodable bytes answer INVALID_ARGUMENT instead of a logged traceback, and an
-    exception escaping a servicer answers its status instead of UNKNOWN."""
+    exception escaping a servicer answers its status instead of UNKNOWN. With a `limit`, a
+    request over it is refused here too, before it is decoded (RequestTooLarge): in a stream,
+    as the stream's end after the requests before it were answered."""
 
-    def __init__(self, authenticator: Authenticator | None = None) -> None:
+    def __init__(
+        self, authenticator: Authenticator | None = None, limit: RequestLimit | None = None
+    ) -> None:
         self._authenticator = authenticator or DevAuthenticator()
+        self._limit = limit
         self._undecodable = _LogLimiter(60.0)
 
     async def intercept_service(
@@ -126,7 +149,7 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
             return handler
         metadata: Metadata = tuple(handler_call_details.invocation_metadata or ())
         # Authenticated in the call, not here: a client certificate is only visible there.
-        return _wrap(handler, self._authenticator, metadata, method, self._undecodable)
+        return _wrap(handler, self._authenticator, metadata, method, self._undecodable, self._limit)
 
 
 class _LogLimiter:
@@ -153,11 +176,14 @@ def _wrap(
     metadata: Metadata,
     method: str,
     undecodable: _LogLimiter,
+    limit: RequestLimit | None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     h: Any = handler
     decode: Callable[[bytes], Any] = h.request_deserializer
 
     def parse(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if limit is not None:
+            limit.check(raw)
         try:
             return decode(raw)
         except Exception as error:  # DecodeError, and whatever a generated parser raises

@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from qis.data.v1 import status_pb2_grpc
 
 from qis_runtime.auth import ServerSecurity, loopback_only
-from qis_runtime.identity import IdentityInterceptor
+from qis_runtime.identity import IdentityInterceptor, RequestLimit
 from qis_runtime.status import SERVICE_NAME as STATUS_SERVICE
 from qis_runtime.status import Check, StatusServicer, health_name
 from qis_runtime.telemetry import server_interceptors
@@ -31,9 +31,17 @@ log = logging.getLogger(__name__)
 
 _MAX_SEND_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
-"""gRPC's own default. A request beyond a process's limit is refused with RESOURCE_EXHAUSTED by
-gRPC before it is parsed: parsing is where an oversized request costs memory (empty repeated
-entries parse into about 28 times their size), so the limit is the only bound on it."""
+"""gRPC's own default. A request beyond a process's limit is refused with RESOURCE_EXHAUSTED
+before it is parsed: parsing is where an oversized request costs memory (empty repeated entries
+parse into about 28 times their size), so the limit is the only bound on it.
+
+The limit is checked on the request's bytes, before they are decoded (identity.RequestLimit), not
+by gRPC: gRPC's refusal cannot name the setting, and it fails the call the moment the request
+is received, so a BulkIngest chunk read ahead (over the limit) took with it the answer of the
+chunk still being written. gRPC's own limit stays, at twice the process's, as the bound on the
+bytes received (`_GRPC_LIMIT_FACTOR`): beyond it, gRPC refuses the request as before."""
+_GRPC_LIMIT_FACTOR = 2
+_MAX_GRPC_LIMIT = 2**31 - 1  # gRPC's channel options are C ints
 
 KEEPALIVE_S = 60.0
 """A connection silent this long is pinged, and closed with its calls when the ping is not
@@ -60,12 +68,14 @@ class QisServer:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         keepalive_s: float = KEEPALIVE_S,
         security: ServerSecurity | None = None,
+        max_request_setting: str = "its QIS_*_MAX_REQUEST_BYTES",
     ) -> None:
         """`max_request_bytes`: the largest request message this process accepts, from the
-        largest valid request of its services (each process sets its own). `keepalive_s`: see
-        KEEPALIVE_S. `security`: how callers are authenticated and the TLS credentials
-        (qis_runtime.auth.server_security); none is development mode on a plaintext port.
-        Development mode on an address other machines reach raises ConfigurationError."""
+        largest valid request of its services (each process sets its own); a refusal names
+        `max_request_setting`, what sets it. `keepalive_s`: see KEEPALIVE_S. `security`: how
+        callers are authenticated and the TLS credentials (qis_runtime.auth.server_security);
+        none is development mode on a plaintext port. Development mode on an address other
+        machines reach raises ConfigurationError."""
         security = security or ServerSecurity.development_mode()
         loopback_only(services, address, security)
         self._address = address
@@ -78,9 +88,17 @@ class QisServer:
         self._server = grpc.aio.server(
             # Telemetry first: the span and the duration cover refused calls too, and the
             # servicer runs inside the call's span.
-            interceptors=[*server_interceptors(), IdentityInterceptor(security.authenticator)],
+            interceptors=[
+                *server_interceptors(),
+                IdentityInterceptor(
+                    security.authenticator, RequestLimit(max_request_bytes, max_request_setting)
+                ),
+            ],
             options=[
-                ("grpc.max_receive_message_length", max_request_bytes),
+                (
+                    "grpc.max_receive_message_length",
+                    min(max_request_bytes * _GRPC_LIMIT_FACTOR, _MAX_GRPC_LIMIT),
+                ),
                 ("grpc.max_send_message_length", _MAX_SEND_BYTES),
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),

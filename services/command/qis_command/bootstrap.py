@@ -96,5 +96,6 @@ async def build(
         [binding],
         settings.command_max_request_bytes,
         security=security,
+        max_request_setting="QIS_COMMAND_MAX_REQUEST_BYTES",
     )
     return CommandApp(store, handlers, server, scheduler, scheduler_store)

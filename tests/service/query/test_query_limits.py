@@ -252,7 +252,7 @@ async def test_over_grpc_a_request_beyond_the_size_limit_is_resource_exhausted(
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.GetValues(oversized, metadata=as_user("alice"))
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "larger than max" in (error.value.details() or "")
+    assert "limit of 65,536 bytes" in (error.value.details() or "")
     # One within the limit is answered.
     request = pb.GetValuesRequest(series=f"series/{SERIES}", snap_times=snaps)
     reply = await stub.GetValues(request, metadata=as_user("alice"))

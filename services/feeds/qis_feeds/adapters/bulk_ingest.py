@@ -11,7 +11,11 @@ What can go wrong, and what is done:
   are dropped and counted, the others sent again as a chunk of their own (a derived id);
   without rows named (an unknown series, no permission), the chunk's points are dropped and
   counted, or, with `stop_on_refusal` (a one-off load), the load stops, since every other chunk
-  would be refused alike.
+  would be refused alike;
+- the service refuses a chunk as too large (REQUEST_TOO_LARGE: a QIS_COMMAND_MAX_REQUEST_BYTES
+  below the chunks' size), which ends the stream after the chunks before it were answered: the
+  chunk is sent again at once in two halves, each a chunk of its own, halved again until they
+  fit; a single point that large is refused for good, as above.
 An idle stream is closed before the service's idle timeout ends it, and opened again with the
 next chunk.
 """
@@ -32,7 +36,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from qis.data.v1 import command_service_pb2, command_service_pb2_grpc, series_pb2, values_pb2
 
-from qis_feeds.application.batching import Chunk, salvage_id
+from qis_feeds.application.batching import Chunk, make_chunk, salvage_id
 from qis_feeds.application.counters import FeedCounters
 from qis_feeds.application.points import ValueKind
 from qis_feeds.application.ports import HealthInterval, SourceStatus
@@ -44,6 +48,7 @@ Acknowledged = Callable[[Chunk, command_service_pb2.IngestPointsResponse], None]
 
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _ROW = re.compile(r"(?:points|columns\.[a-z_.]+)\[(\d+)\]")
+_TOO_LARGE = "REQUEST_TOO_LARGE"
 _GIVE_UP_CODES = frozenset(
     c.value[0]
     for c in (
@@ -117,6 +122,23 @@ def _retry_delay(status: status_pb2.Status) -> float | None:
     return None
 
 
+def _status_of(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status a call ended with, when the service sent one."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def _reason(status: status_pb2.Status) -> str | None:
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return str(info.reason)
+    return None
+
+
 def _named_rows(status: status_pb2.Status, rows: int) -> set[int] | None:
     """The rows a refusal names, None when it names none (or a field of the whole chunk)."""
     named: set[int] = set()
@@ -176,10 +198,13 @@ class BulkIngestSender:
                     else:
                         self._pending.append(first)
             except (grpc.aio.AioRpcError, _Retry) as error:
-                failures += 1
+                halved = isinstance(error, grpc.aio.AioRpcError) and self._halved(error, in_flight)
                 # Unanswered chunks go first on the next stream, in their order.
                 self._counters.retried += len(in_flight)
                 self._pending.extendleft(reversed(in_flight))
+                if halved:
+                    continue  # not a failure of the service: no backoff
+                failures += 1
                 limit = self._settings.max_stream_failures
                 reason = error.details() if isinstance(error, grpc.aio.AioRpcError) else str(error)
                 self._counters.last_error = f"BulkIngest: {reason}"
@@ -195,6 +220,28 @@ class BulkIngestSender:
                     delay,
                 )
                 await asyncio.sleep(delay)
+
+    def _halved(self, error: grpc.aio.AioRpcError, in_flight: deque[Chunk]) -> bool:
+        """Whether the stream was ended by a chunk over the service's size limit, which is then
+        the first unanswered one (the service answers every chunk before it): in `in_flight`,
+        it is replaced by its two halves, or, a single point, refused for good."""
+        status = _status_of(error)
+        if not in_flight or status is None or _reason(status) != _TOO_LARGE:
+            return False
+        chunk = in_flight.popleft()
+        if len(chunk.points) == 1:
+            self._refused(chunk, status)
+            return True
+        half = len(chunk.points) // 2
+        for points in (chunk.points[half:], chunk.points[:half]):
+            # Ids of their content, as any chunk's: a re-run halves alike and sends duplicates.
+            in_flight.appendleft(make_chunk(chunk.series_id, chunk.source_id, chunk.kind, points))
+        log.warning(
+            "BulkIngest: a chunk of %d point(s) is too large (%s): sent again in halves",
+            len(chunk.points),
+            status.message,
+        )
+        return True
 
     def _backoff(self, failures: int) -> float:
         ceiling = min(
