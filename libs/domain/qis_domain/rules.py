@@ -16,6 +16,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from qis_domain.definitions import EXACT, JumpWindow, ValidationRules
+from qis_domain.scalar_points import ScalarValues
 from qis_domain.snaps import format_snap
 from qis_domain.values import CorporateAction, DataValue, OhlcBar, OptionsChain, Price, Volume
 
@@ -127,9 +128,10 @@ def check_values(
 ) -> dict[int, list[RuleFailure]]:
     """`check_value` of each value, by index, for those that fail a rule. A batch of prices
     or volumes can fail positivity and the zero rule alone, which fail no figure above 0: one
-    pass over their figures settles most batches. `numbers`: the values' figures, when the
-    caller has them."""
-    if {type(value) for value in values} <= {Price, Volume}:
+    pass over their figures settles most batches (of ScalarValues, no value is made for it).
+    `numbers`: the values' figures, when the caller has them."""
+    kinds = {values.kind} if type(values) is ScalarValues else {type(value) for value in values}
+    if kinds <= {Price, Volume}:
         if not rules.require_positive and rules.forbid_zero is None:
             return {}
         # A price or volume always has a figure.

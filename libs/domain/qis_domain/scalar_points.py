@@ -136,6 +136,36 @@ class ScalarPoints(Sequence[tuple[Snap, DataValue]]):
         return repr(self.pairs())  # a command reads the same in either form
 
 
+class ScalarValues(Sequence[DataValue]):
+    """The values of ScalarPoints, made when one is first read (all at once, `made`): a
+    decision that settles its points in columns reads their figures and texts, never a
+    value."""
+
+    __slots__ = ("_points",)
+
+    def __init__(self, points: ScalarPoints) -> None:
+        self._points = points
+
+    @property
+    def kind(self) -> type[Price] | type[Volume]:
+        return self._points.kind
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    @overload
+    def __getitem__(self, i: int) -> DataValue: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[DataValue]: ...
+
+    def __getitem__(self, i: int | slice) -> DataValue | list[DataValue]:
+        return self._points.values[i]
+
+    def __iter__(self) -> Iterator[DataValue]:
+        return iter(self._points.values)
+
+
 def made(cls: type[_V], n: int, *fields: Iterable[Any]) -> list[_V]:
     """`n` instances of `cls`, a frozen slots dataclass without __post_init__ (a value), from
     a column per field: each field is set for every row by its slot's setter, mapped in C,

@@ -89,7 +89,7 @@ from qis_domain.rules import (
     history_suspects,
     text_floats,
 )
-from qis_domain.scalar_points import ScalarPoints
+from qis_domain.scalar_points import ScalarPoints, ScalarValues
 from qis_domain.service_levels import LATE_ARRIVAL, LATE_PUBLICATION, Arrivals
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency, Snap
 from qis_domain.structure_checks import check_structures
@@ -884,7 +884,7 @@ class SeriesBucket:
         batch = _Batch(source_id, snaps, raws, values, chosen, pairs)
         paired = np.zeros(len(snaps), dtype=bool) if pairs is None else pairs.mask
         known = self._reconciled(source_id, snaps, values, raws, decide, paired)
-        failures = check_values(values, rules, numbers)
+        failures = check_values(values, rules, scalars if numbers is None else numbers)
         if (schema := definition.structure) is not None:
             received = [known[i].chosen if i in known else chosen[i] for i in range(len(snaps))]
             tail = view.structures
@@ -1023,7 +1023,7 @@ class SeriesBucket:
         self,
         source_id: str,
         snaps: list[int],
-        values: list[DataValue],
+        values: Sequence[DataValue],
         raws: list[RawValue],
         decide: Decider,
         paired: npt.NDArray[np.bool_],
@@ -1045,7 +1045,7 @@ class SeriesBucket:
         self,
         source_id: str,
         snaps: list[int],
-        values: list[DataValue],
+        values: Sequence[DataValue],
         raws: list[RawValue],
         decide: Decider,
         incoming: npt.NDArray[np.float64] | None,
@@ -1783,13 +1783,14 @@ def _in_snap_order(
 
 def _value_columns(
     points: Sequence[tuple[Snap, DataValue]],
-) -> tuple[list[DataValue], list[Decimal] | None, list[RawValue]]:
+) -> tuple[Sequence[DataValue], list[Decimal] | None, list[RawValue]]:
     """The points' values, their figures if all are prices or all volumes (None: any other
     batch), and their stored forms (`encode_value`: a scalar's is its figure's text). Points
-    kept in columns have the three as columns already (their texts, when they came with them)."""
+    kept in columns have the figures and texts (when they came with them) as columns already,
+    and their values are made only if read (ScalarValues)."""
     if type(points) is ScalarPoints:
         figures, texts = list(points.figures), points.texts
-        return list(points.values), figures, list(map(str, figures) if texts is None else texts)
+        return ScalarValues(points), figures, list(map(str, figures) if texts is None else texts)
     values = list(map(_VALUE, points))
     scalars = scalar_figures(values)
     raws: list[RawValue] = (
@@ -1932,7 +1933,7 @@ def _check_cross_series(
     timeline: Timeline,
     floor_us: int,
     snaps: list[int],
-    values: list[DataValue],
+    values: Sequence[DataValue],
     rules: ValidationRules,
     view: CrossSeriesView,
 ) -> dict[int, list[RuleFailure]]:
@@ -2037,8 +2038,8 @@ class _Batch(NamedTuple):
     source_id: str
     snaps: list[int]
     raws: list[RawValue]
-    values: list[DataValue]
-    chosen: list[DataValue]  # rounded to the series' precision
+    values: Sequence[DataValue]
+    chosen: Sequence[DataValue]  # rounded to the series' precision
     pairs: _Pairs | None
 
 
@@ -2170,21 +2171,21 @@ class _Rows:
         if lo == hi:
             return
         snaps, raws = _run(batch.snaps, lo, hi), _run(batch.raws, lo, hi)
-        values = _run(batch.values, lo, hi)
         official = raws
         if batch.chosen is not batch.values:  # rounded to the series' precision
             official = [
                 r if c is v else encode_value(c)
-                for r, v, c in zip(raws, values, batch.chosen[lo:hi], strict=True)
+                for r, v, c in zip(raws, batch.values[lo:hi], batch.chosen[lo:hi], strict=True)
             ]
         source_id = batch.source_id
-        # The figure each source contributed, as it sent it.
+        # The figure each source contributed, as it sent it (values read only when not all
+        # are scalars, whose texts these are: see ScalarValues).
         figures = (
             cast(list[str], raws)  # scalars' texts (their types read without a Python call)
             if set(map(type, raws)) == {str}
             else [
                 r if isinstance(r, str) else str(v.number)
-                for r, v in zip(raws, values, strict=True)
+                for r, v in zip(raws, batch.values[lo:hi], strict=True)
             ]
         )
         contributions = [{source_id: f} for f in figures]

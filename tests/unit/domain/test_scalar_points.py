@@ -13,9 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from qis_command.application.commands import IngestPoints
 from qis_domain.command_log import canonical, fingerprint, legacy_fingerprint, print_scalars
-from qis_domain.scalar_points import ScalarPoints
+from qis_domain.events import QualityIssueDetected
+from qis_domain.scalar_points import ScalarPoints, ScalarValues
 from qis_domain.snaps import Snap
 from qis_domain.values import DataType, Price, Volume
+
+from tests.unit.domain.test_domain_series_bucket import SNAP, Harness, series
 
 figures = st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
     lambda d: abs(d) < Decimal("1e18")
@@ -122,3 +125,44 @@ def test_a_command_of_columns_hashes_as_the_command_of_its_pairs(
     if printed is not None:
         with_print = IngestPoints.printed("SPX", "bbg", points, printed)
         assert fingerprint(with_print) == fingerprint(as_pairs)
+
+
+def test_values_read_as_a_list_of_the_values() -> None:
+    points = ScalarPoints(Volume, [3, 1], [0, 60], [Decimal("2.50"), Decimal(-1)])
+    values = ScalarValues(points)
+    assert values.kind is Volume
+    assert len(values) == 2
+    assert list(values) == [Volume(Decimal("2.50"), ""), Volume(Decimal(-1), "")]
+    assert values[1] == Volume(Decimal(-1), "")
+    assert values[::-1] == list(values)[::-1]
+
+
+def clean_day(texts: list[str]) -> ScalarPoints:
+    """Prices at the first minutes of one day's bucket, as the columnar form brings them."""
+    figures = list(map(Decimal, texts))
+    utc_us = [SNAP.utc_us + i * 60_000_000 for i in range(len(texts))]
+    return ScalarPoints(Price, utc_us, [SNAP.offset_s] * len(texts), figures, texts)
+
+
+@pytest.mark.parametrize("require_positive", [False, True])
+def test_a_batch_settled_in_columns_makes_no_value(require_positive: bool) -> None:
+    """New clean points of one source, the bulk-load case: decided from figures and texts."""
+    run = Harness(series(require_positive=require_positive))
+    points = clean_day(["1.5", "2", "2.25"])
+    events = run.ingest("a", points)
+    assert points._values is None  # what is under test
+    assert [type(e).__name__ for e in events] == ["DataIngested", "DataReconciled", "DataPublished"]
+    # the same events as the same points in pairs
+    again = Harness(series(require_positive=require_positive))
+    assert again.ingest("a", list(clean_day(["1.5", "2", "2.25"]))) == events
+
+
+def test_a_point_that_fails_a_rule_reads_the_values() -> None:
+    run = Harness(series(require_positive=True))
+    points = clean_day(["1.5", "-2", "2.25"])
+    events = run.ingest("a", points)
+    assert points._values is not None
+    issues = [e for e in events if isinstance(e, QualityIssueDetected)]
+    assert [(i.snap_us, i.rule) for i in issues[0].issues] == [(points.utc_us[1], "positive")]
+    again = Harness(series(require_positive=True))
+    assert again.ingest("a", list(clean_day(["1.5", "-2", "2.25"]))) == events
