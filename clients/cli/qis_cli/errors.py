@@ -51,6 +51,7 @@ _EXIT_OF_CODE = {code.value[0]: exit_code for code, exit_code in _EXIT_OF_STATUS
 # new definition and makes the change from there, which is what the person meant, once they
 # have seen what the other change was.
 SCHEMA_VERSION_MISMATCH = "SCHEMA_VERSION_MISMATCH"
+REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
 
 
 class CliError(Exception):
@@ -73,8 +74,21 @@ def code_name(code: int) -> str:
 
 def exit_code_of(status: status_pb2.Status) -> int:
     """INTERNAL, UNKNOWN and the like are failures too: nothing a person can fix by retrying
-    or by changing the command, so they land with the refusals."""
+    or by changing the command, so they land with the refusals; so does a request too large,
+    refused alike every time."""
+    if _too_large(status):
+        return EXIT_FAILED
     return _EXIT_OF_CODE.get(status.code, EXIT_FAILED)
+
+
+def _too_large(status: status_pb2.Status) -> bool:
+    """A message over a size limit: refused by the service (REQUEST_TOO_LARGE), or by gRPC
+    itself (no details, its own text; the service's refusals all carry an ErrorInfo)."""
+    if status.code != grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]:
+        return False
+    if status.details:
+        return reason_of(status) == REQUEST_TOO_LARGE
+    return "larger than max" in status.message
 
 
 def violations_of(status: status_pb2.Status) -> list[Violation]:
@@ -139,6 +153,8 @@ def hint_for(status: status_pb2.Status) -> str:
             "\n  pass --token TOKEN or set QIS_TOKEN (a server in jwt mode);"
             " --user NAME or QIS_USER in development mode"
         )
+    if _too_large(status):
+        return "\n  a message over a size limit: send fewer points per request (--chunk-size)"
     if exit_code_of(status) == EXIT_UNAVAILABLE:
         return "\n  temporary: run the same command again later"
     return ""

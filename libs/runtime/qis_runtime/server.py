@@ -39,7 +39,9 @@ The limit is checked on the request's bytes, before they are decoded (identity.R
 by gRPC: gRPC's refusal cannot name the setting, and it fails the call the moment the request
 is received, so a BulkIngest chunk read ahead (over the limit) took with it the answer of the
 chunk still being written. gRPC's own limit stays, at twice the process's, as the bound on the
-bytes received (`_GRPC_LIMIT_FACTOR`): beyond it, gRPC refuses the request as before."""
+bytes received (`_GRPC_LIMIT_FACTOR`): beyond it, gRPC refuses the request as before. Health
+checks and reflection, served without the identity wrapper, are bounded by that one alone:
+their requests hold no repeated message, so a large one parses into about its own size."""
 _GRPC_LIMIT_FACTOR = 2
 _MAX_GRPC_LIMIT = 2**31 - 1  # gRPC's channel options are C ints
 

@@ -13,9 +13,12 @@ What can go wrong, and what is done:
   counted, or, with `stop_on_refusal` (a one-off load), the load stops, since every other chunk
   would be refused alike;
 - the service refuses a chunk as too large (REQUEST_TOO_LARGE: a QIS_COMMAND_MAX_REQUEST_BYTES
-  below the chunks' size), which ends the stream after the chunks before it were answered: the
-  chunk is sent again at once in two halves, each a chunk of its own, halved again until they
-  fit; a single point that large is refused for good, as above.
+  below the chunks' size; or gRPC's own refusal, beyond twice that), which ends the stream
+  after the chunks before it were answered (beyond twice, the one before may go unanswered and
+  is sent again): the chunk is sent again at once in two halves, each a chunk of its own, halved
+  again until they fit; a single point that large is refused for good, as above. The halves'
+  ids are of their points, so a load run again with a higher limit sends the whole chunk under
+  a new id: its points are stored again as new observations of the same values.
 An idle stream is closed before the service's idle timeout ends it, and opened again with the
 next chunk.
 """
@@ -49,6 +52,8 @@ Acknowledged = Callable[[Chunk, command_service_pb2.IngestPointsResponse], None]
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _ROW = re.compile(r"(?:points|columns\.[a-z_.]+)\[(\d+)\]")
 _TOO_LARGE = "REQUEST_TOO_LARGE"
+# gRPC's own refusal of a message over its receive limit: the message's size, then the limit.
+_GRPC_TOO_LARGE = re.compile(r"larger than max \((\d+) vs\. \d+\)")
 _GIVE_UP_CODES = frozenset(
     c.value[0]
     for c in (
@@ -139,6 +144,19 @@ def _reason(status: status_pb2.Status) -> str | None:
     return None
 
 
+def _too_large(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    """The status of a refusal of a request as too large, None for any other end of a call:
+    the service's REQUEST_TOO_LARGE, or RESOURCE_EXHAUSTED with no status details, which only
+    gRPC's own refusal of a message beyond twice that limit answers (every refusal of the
+    service carries an ErrorInfo)."""
+    status = _status_of(error)
+    if status is None:
+        if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return None
+        return status_pb2.Status(code=error.code().value[0], message=error.details() or "")
+    return status if _reason(status) == _TOO_LARGE else None
+
+
 def _named_rows(status: status_pb2.Status, rows: int) -> set[int] | None:
     """The rows a refusal names, None when it names none (or a field of the whole chunk)."""
     named: set[int] = set()
@@ -223,19 +241,32 @@ class BulkIngestSender:
 
     def _halved(self, error: grpc.aio.AioRpcError, in_flight: deque[Chunk]) -> bool:
         """Whether the stream was ended by a chunk over the service's size limit, which is then
-        the first unanswered one (the service answers every chunk before it): in `in_flight`,
-        it is replaced by its two halves, or, a single point, refused for good."""
-        status = _status_of(error)
-        if not in_flight or status is None or _reason(status) != _TOO_LARGE:
+        replaced in `in_flight` by its two halves, or, a single point, refused for good.
+
+        Refused by the service (REQUEST_TOO_LARGE), it is the first unanswered chunk: the
+        service answers every chunk before it. Refused by gRPC (beyond twice the limit), the
+        call fails when the chunk arrives, maybe before the one ahead of it was answered: the
+        chunk is the one whose size gRPC's message gives; none of that size, nothing is
+        halved (the stream is retried as after any other failure)."""
+        status = _too_large(error)
+        if not in_flight or status is None:
             return False
-        chunk = in_flight.popleft()
+        at = 0
+        if _reason(status) != _TOO_LARGE:
+            size = _GRPC_TOO_LARGE.search(status.message)
+            sizes = [encode(chunk).ByteSize() for chunk in in_flight]
+            if size is None or int(size[1]) not in sizes:
+                return False
+            at = sizes.index(int(size[1]))
+        chunk = in_flight[at]
+        del in_flight[at]
         if len(chunk.points) == 1:
             self._refused(chunk, status)
             return True
         half = len(chunk.points) // 2
+        # Ids of their content, as any chunk's: a re-run halves alike and sends duplicates.
         for points in (chunk.points[half:], chunk.points[:half]):
-            # Ids of their content, as any chunk's: a re-run halves alike and sends duplicates.
-            in_flight.appendleft(make_chunk(chunk.series_id, chunk.source_id, chunk.kind, points))
+            in_flight.insert(at, make_chunk(chunk.series_id, chunk.source_id, chunk.kind, points))
         log.warning(
             "BulkIngest: a chunk of %d point(s) is too large (%s): sent again in halves",
             len(chunk.points),
