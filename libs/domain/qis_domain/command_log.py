@@ -23,14 +23,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import struct
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel
 
 from qis_domain.commands import CommandOutcome
@@ -63,8 +61,8 @@ def fingerprint(command: object) -> str:
 def canonical(command: object) -> bytes:
     """The command as bytes. Commands are flat frozen dataclasses: a field that is a pydantic
     model (a definition, a source's configuration, with maps a client need not send in the
-    same order twice) counts as sorted-key JSON, a batch of scalar points as `_columns` (or as
-    the print of them the command carries, the same bytes: see PRINT_OF), any other field
+    same order twice) counts as sorted-key JSON, a batch of scalar points as `_columns` (points
+    kept in columns, ScalarPoints, as the same bytes made from their columns), any other field
     (ids, values, bars, mixed batches: tuples, Decimals, frozen dataclasses) as its repr,
     which is deterministic. So two commands that the legacy text tells apart are told
     apart here too, and equal ones are written alike.
@@ -74,15 +72,10 @@ def canonical(command: object) -> bytes:
     read as a part of another kind; the fields follow the dataclass's order."""
     assert dataclasses.is_dataclass(command)
     parts = [_part(b"T", type(command).__name__)]
-    printed = {
-        field.metadata[PRINT_OF]: getattr(command, field.name)
-        for field in dataclasses.fields(command)
-        if PRINT_OF in field.metadata
-    }
-    for field in _hashed_fields(command):
+    for field in dataclasses.fields(command):
         value = getattr(command, field.name)
-        columns = printed.get(field.name)
-        if columns is None or not _fits(columns, value):
+        columns = _scalar_columns(value) if type(value) is ScalarPoints else None
+        if columns is None:
             columns = _columns(_hashed(value))
         if columns is not None:
             parts.append(_part(b"C", columns))
@@ -93,27 +86,17 @@ def canonical(command: object) -> bytes:
     return b"".join(parts)
 
 
-PRINT_OF = "qis_print_of"
-"""The metadata key of a command field that holds another field's `_columns` bytes (the
-field's name is the value), made where that was cheaper than from the field (`print_scalars`).
-Such a field is no part of what the command asks for: left out of both schemes, it stands in
-for the field it names when set and when it fits it (`_fits`)."""
-
-
-def _fits(printed: bytes, items: object) -> bool:
-    """Whether a print may stand for `items`: a list of as many points as it was made of, or
-    ScalarPoints, which stand for such a list (a tuple of them, or a list grown or cut since,
-    is hashed by its own points). The points it was made of are not changed in place: the
-    command that holds both must see to that."""
-    return (
-        (type(items) is list or type(items) is ScalarPoints)
-        and printed[1:2] == b"["
-        and int.from_bytes(printed[2:10], "little") == len(items)
-    )
-
-
-def _hashed_fields(command: Any) -> list[dataclasses.Field[Any]]:
-    return [field for field in dataclasses.fields(command) if PRINT_OF not in field.metadata]
+def _scalar_columns(points: ScalarPoints) -> bytes | None:
+    """What `_columns` writes for the list of pairs `points` stand for, from their columns
+    (no pass over pairs in Python): the kind, a list of n points in no unit of their own, the
+    snaps' UTC µs then their offsets as int64, and the figures' own texts. None for no points
+    (which `_columns` leaves to the repr too)."""
+    n = len(points)
+    if not n:
+        return None
+    offsets = np.array(points.offsets_s, dtype=np.int64)
+    ints = np.concatenate((points.array, offsets)).astype("<i8", copy=False).tobytes()
+    return _scalar_bytes(points.kind, b"[", n, "", ints, ",".join(points.own_texts()))
 
 
 def _hashed(value: object) -> object:
@@ -200,32 +183,6 @@ def _scalar_bytes(
     )
 
 
-def print_scalars(
-    kind: type[Price] | type[Volume],
-    unit: str,
-    utc_us: npt.NDArray[np.int64],
-    offsets_s: npt.NDArray[np.int64],
-    texts: str,
-) -> bytes | None:
-    """What `_columns` writes for a list of scalar points of `kind`, all in `unit`, made from
-    their columns instead of from the points (no pass over them in Python): the snaps' UTC µs
-    and offsets, and `texts`, the texts their Decimals were made from (each one the Decimal
-    constructor took), joined by ",". The caller vouches that these are the points'. None
-    when a text may not be the one its Decimal writes (str(Decimal(t)) != t: "+1", "01.5",
-    ".5", "1.", "0.0000001", " 1"; and any with an exponent), as `_columns` writes the
-    Decimal's own: ~0.13 µs a text to check, a third of a pass over the points."""
-    if _OWN_TEXTS.fullmatch(texts) is None:  # own texts with an exponent too ("1E+3")
-        return None
-    ints = np.concatenate((utc_us, offsets_s)).astype("<i8", copy=False).tobytes()
-    return _scalar_bytes(kind, b"[", len(utc_us), unit, ints, texts)
-
-
-# A Decimal's own text of a plain decimal: no sign but "-", no leading zero but the units' one,
-# digits after a point, and (str writes an adjusted exponent below -6 with an exponent) at most
-# six zeros after "0.", five before a digit. Possessive: no backtracking, a third of the cost.
-_OWN_TEXT = r"-?+(?:[1-9][0-9]*+(?:\.[0-9]++)?+|0(?:\.(?:0{0,5}+[1-9][0-9]*+|0{1,6}+))?+)"
-_OWN_TEXTS = re.compile(f"{_OWN_TEXT}(?:,{_OWN_TEXT})*+")
-
 _PRICE = attrgetter("value"), attrgetter("currency")
 _VOLUME = attrgetter("quantity"), attrgetter("unit")
 
@@ -236,7 +193,9 @@ def legacy_fingerprint(command: object) -> str:
     field's `_text`, joined by the unit separator (0x1F)."""
     assert dataclasses.is_dataclass(command)
     parts = [type(command).__name__]
-    parts.extend(_text(_hashed(getattr(command, field.name))) for field in _hashed_fields(command))
+    parts.extend(
+        _text(_hashed(getattr(command, field.name))) for field in dataclasses.fields(command)
+    )
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 

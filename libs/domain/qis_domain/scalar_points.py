@@ -12,6 +12,7 @@ hashes it as that list (qis_domain.command_log).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
@@ -26,6 +27,12 @@ from qis_domain.values import DataType, DataValue, Price, Volume
 
 _V = TypeVar("_V")
 
+# A Decimal's own text of a plain decimal: no sign but "-", no leading zero but the units' one,
+# digits after a point, and (str writes an adjusted exponent below -6 with an exponent) at most
+# six zeros after "0.", five before a digit. Possessive: no backtracking, a third of the cost.
+_OWN_TEXT = r"-?+(?:[1-9][0-9]*+(?:\.[0-9]++)?+|0(?:\.(?:0{0,5}+[1-9][0-9]*+|0{1,6}+))?+)"
+_OWN_TEXTS = re.compile(f"{_OWN_TEXT}(?:,{_OWN_TEXT})*+")
+
 
 class ScalarPoints(Sequence[tuple[Snap, DataValue]]):
     """Points of one kind, Price or Volume, none with a currency or unit of its own (the
@@ -33,6 +40,7 @@ class ScalarPoints(Sequence[tuple[Snap, DataValue]]):
     never changed, and a slice is a batch of its own."""
 
     __slots__ = (
+        "_own",
         "_pairs",
         "_values",
         "array",
@@ -53,10 +61,10 @@ class ScalarPoints(Sequence[tuple[Snap, DataValue]]):
         texts: list[str] | None = None,
         array: npt.NDArray[np.int64] | None = None,
     ) -> None:
-        """`texts`: each figure's own text (str(figure), which the events store), when the
-        caller has them (checked as such); None: written from the figures when needed.
-        `array`: `utc_us` as int64, when the caller has made it. Raises ValueError for columns
-        of other lengths, or a snap given twice."""
+        """`texts`: the texts the figures were read from, when the caller has them: reused as
+        the figures' own texts when each is (`own_texts`). `array`: `utc_us` as int64, when the
+        caller has made it. Raises ValueError for columns of other lengths, or a snap given
+        twice."""
         n = len(utc_us)
         if len(offsets_s) != n or len(figures) != n or (texts is not None and len(texts) != n):
             raise ValueError("every column has a row per point")
@@ -73,6 +81,7 @@ class ScalarPoints(Sequence[tuple[Snap, DataValue]]):
         self.array = array
         self._values: list[DataValue] | None = None
         self._pairs: list[tuple[Snap, DataValue]] | None = None
+        self._own: list[str] | None = None
         self.ascending = bool((array[1:] > array[:-1]).all())  # sent in order (the usual)
         if not self.ascending and len(np.unique(array)) != n:
             raise ValueError("snaps must be unique within one batch")
@@ -87,6 +96,19 @@ class ScalarPoints(Sequence[tuple[Snap, DataValue]]):
         if self._values is None:
             self._values = made(self.kind, len(self.figures), self.figures, repeat(""))
         return self._values
+
+    def own_texts(self) -> list[str]:
+        """Each figure's own text (str(figure)): what the events store and the fingerprint
+        hashes. The texts sent, when a pass over them (~0.13 µs a text) proves each is its
+        figure's own: no sign but "-", no leading zero, no exponent ("+1", "01.5", ".5", "1.",
+        "0.0000001" are not); else written from the figures. Made once."""
+        if self._own is None:
+            texts = self.texts
+            if texts is not None and _OWN_TEXTS.fullmatch(",".join(texts)) is not None:
+                self._own = texts
+            else:
+                self._own = list(map(str, self.figures))
+        return self._own
 
     def pairs(self) -> list[tuple[Snap, DataValue]]:
         """The points as the per-point form makes them: (Snap, value), in the order sent."""
@@ -117,6 +139,8 @@ class ScalarPoints(Sequence[tuple[Snap, DataValue]]):
         )
         if self._values is not None:
             part._values = self._values[i]
+        if self._own is not None:
+            part._own = self._own[i]
         return part
 
     def __iter__(self) -> Iterator[tuple[Snap, DataValue]]:

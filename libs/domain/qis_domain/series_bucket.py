@@ -1786,11 +1786,10 @@ def _value_columns(
 ) -> tuple[Sequence[DataValue], list[Decimal] | None, list[RawValue]]:
     """The points' values, their figures if all are prices or all volumes (None: any other
     batch), and their stored forms (`encode_value`: a scalar's is its figure's text). Points
-    kept in columns have the figures and texts (when they came with them) as columns already,
-    and their values are made only if read (ScalarValues)."""
+    kept in columns have the figures and their texts as columns already, and their values are
+    made only if read (ScalarValues)."""
     if type(points) is ScalarPoints:
-        figures, texts = list(points.figures), points.texts
-        return ScalarValues(points), figures, list(map(str, figures) if texts is None else texts)
+        return ScalarValues(points), list(points.figures), list(points.own_texts())
     values = list(map(_VALUE, points))
     scalars = scalar_figures(values)
     raws: list[RawValue] = (

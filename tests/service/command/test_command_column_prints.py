@@ -1,11 +1,12 @@
-"""A columnar IngestPoints is fingerprinted by the print the edge makes of its columns
-(ColumnPoints.printed), and that must be byte for byte what was hashed of its points before, so records written before still recognise their retries, and the per-point form of the
+"""A columnar IngestPoints is fingerprinted from its columns (ScalarPoints, hashed by
+command_log._scalar_columns), and that must be byte for byte what was hashed of its points
+before, so records written before still recognise their retries, and the per-point form of the
 same points is still the same command.
 
-The digests below were computed by the code before the print (364efd0: points_from_columns,
+The digests below were computed by the code before any print (364efd0: points_from_columns,
 then legacy_fingerprint / fingerprint of the points), for columnar requests through each path
-the print has: offsets none, one or one per row; prices and volumes; extreme instants and
-offsets; "-0", zeros after "0.", 36-digit texts; texts the print refuses (left to the points)."""
+the columns have: offsets none, one or one per row; prices and volumes; extreme instants and
+offsets; "-0", zeros after "0.", 36-digit texts; texts not reused (written from the figures)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from qis_domain.command_log import (
     COMMAND_REUSED,
     CommandRecord,
     _columns,
+    _scalar_columns,
     fingerprint,
     legacy_fingerprint,
 )
 from qis_domain.errors import AlreadyExists, FieldViolation
+from qis_domain.scalar_points import ScalarPoints
 from qis_domain.series_bucket import Recorded
 
 US = 1_000_000
@@ -143,16 +146,16 @@ def test_the_per_point_form_of_the_same_points_is_the_same_command(
     case: Case, legacy: str, digest: str
 ) -> None:
     command = command_of(per_point(case))
-    assert command.points_print is None
     assert (fingerprint(command), legacy_fingerprint(command)) == (digest, legacy)
 
 
 @pytest.mark.parametrize("kind", ["prices", "volumes"])
-def test_the_servicer_prints_a_column_of_own_texts(kind: str) -> None:
-    """The print is wired through (else every columnar batch pays the pass over its points)."""
+def test_the_servicer_keeps_a_column_of_own_texts_in_columns(kind: str) -> None:
+    """Columns are wired through (else every columnar batch pays a pass over its points)."""
     command = command_of(columnar((kind, [T, T + 1], [60], ["1.50", "-0.000001"])))
-    assert command.points_print is not None
-    assert command.points_print == _columns(list(command.points))
+    assert type(command.points) is ScalarPoints
+    assert command.points.own_texts() is command.points.texts
+    assert _scalar_columns(command.points) == _columns(list(command.points))
 
 
 @pytest.mark.parametrize(
@@ -168,8 +171,8 @@ def test_the_servicer_prints_a_column_of_own_texts(kind: str) -> None:
 )
 def test_columnar_commands_that_differ_do_not_share_a_fingerprint(a: Case, b: Case) -> None:
     first, second = command_of(columnar(a)), command_of(columnar(b))
-    assert first.points_print is not None
-    assert second.points_print is not None
+    assert type(first.points) is ScalarPoints
+    assert type(second.points) is ScalarPoints
     assert fingerprint(first) != fingerprint(second)
     record = CommandRecord("series/SPX", "c-1")
     [accepted] = record.accept(fingerprint(first), ["series/SPX/points/0"])

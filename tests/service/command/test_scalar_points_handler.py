@@ -86,9 +86,7 @@ def test_a_retry_in_either_form_is_a_duplicate_and_other_points_are_refused() ->
                 command_of(_columnar("c-1", SNAPS, ["1.5", *TEXTS[1:]])),
                 command_of(_columnar("c-1", later, TEXTS)),
             ):
-                renamed = IngestPoints.printed(
-                    columnar.series_id, SOURCE, other.points, other.points_print
-                )
+                renamed = IngestPoints(columnar.series_id, SOURCE, other.points)
                 with pytest.raises(AlreadyExists) as refused:
                     await side.handlers.ingest(renamed, ctx)
                 assert refused.value.reason == COMMAND_REUSED
@@ -102,7 +100,7 @@ def test_columns_of_the_other_kind_are_refused_by_their_column() -> None:
     series are refused once, named by their column, as the list of them is."""
     volumes = command_of(_columnar("c-1", SNAPS, TEXTS, "volumes"))
     assert isinstance(volumes.points, ScalarPoints)
-    command = IngestPoints.printed("PRICES", SOURCE, volumes.points, volumes.points_print)
+    command = IngestPoints("PRICES", SOURCE, volumes.points)
     pairs = IngestPoints("PRICES", SOURCE, list(volumes.points))
 
     async def run() -> None:

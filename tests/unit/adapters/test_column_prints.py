@@ -1,7 +1,7 @@
-"""The print of columnar points (ColumnPoints.printed, command_log.print_scalars): the bytes the
-command's fingerprint hashes of its points, made from the request's columns. They must be the
-very bytes `_columns` makes of the points themselves, or a retry would not be recognised (and
-two commands could share a fingerprint); where they cannot be made so, there is none."""
+"""The bytes a command's fingerprint hashes of columnar points (ScalarPoints, through
+command_log._scalar_columns), made from the request's columns. They must be the very bytes
+`_columns` makes of the points as pairs, or a retry would not be recognised (and two commands
+could share a fingerprint); the texts sent are reused exactly when each is its Decimal's own."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import values_pb2
-from qis_adapters.proto.columns import ColumnPoints, points_from_columns
+from qis_adapters.proto.columns import points_from_columns
 from qis_command.application.commands import IngestPoints
 from qis_command.entrypoints.grpc_service import ingest_command
-from qis_domain.command_log import _columns, canonical, fingerprint
+from qis_domain.command_log import _columns, _scalar_columns, canonical, fingerprint
 from qis_domain.errors import FieldViolation
+from qis_domain.scalar_points import ScalarPoints
 from qis_domain.snaps import Snap
 from qis_domain.values import Price
 
@@ -58,8 +59,12 @@ def columns(draw: st.DrawFn, odd: bool) -> values_pb2.PointColumns:
     return request
 
 
-def read(request: values_pb2.PointColumns) -> ColumnPoints:
-    return points_from_columns(request, [])
+def read(request: values_pb2.PointColumns) -> ScalarPoints | None:
+    points = points_from_columns(request, [])
+    if not points:
+        return None
+    assert type(points) is ScalarPoints
+    return points
 
 
 def texts_of(request: values_pb2.PointColumns) -> list[str]:
@@ -67,42 +72,31 @@ def texts_of(request: values_pb2.PointColumns) -> list[str]:
 
 
 @given(columns(odd=True))
-def test_a_print_is_the_bytes_of_the_points_and_there_is_one_when_every_text_is_its_own(
+def test_columns_are_hashed_as_their_points_and_texts_reused_when_each_is_its_own(
     request: values_pb2.PointColumns,
 ) -> None:
-    points, printed = read(request)
-    if not points:  # a text the per-point form refuses too: no command
+    points = read(request)
+    if points is None:  # a text the per-point form refuses too: no command
         return
     texts = texts_of(request)
-    # (a Decimal's own text with an exponent, "1E+3", is left to the points)
-    assert (printed is not None) == all(str(Decimal(t)) == t and "E" not in t for t in texts)
-    if printed is not None:
-        assert printed == _columns(list(points))
-        command = IngestPoints.printed("SPX", "bbg", points, printed)
-        assert canonical(command) == canonical(IngestPoints("SPX", "bbg", list(points)))
+    # (a Decimal's own text with an exponent, "1E+3", is written again from its figure)
+    own = all(str(Decimal(t)) == t and "E" not in t for t in texts)
+    assert (points.own_texts() is points.texts) == own
+    assert points.texts == texts
+    assert points.own_texts() == [str(x) for x in points.figures]
+    assert _scalar_columns(points) == _columns(list(points))
+    assert canonical(IngestPoints("SPX", "bbg", points)) == canonical(
+        IngestPoints("SPX", "bbg", list(points))
+    )
 
 
 @given(columns(odd=False))
-def test_the_usual_columns_are_printed(request: values_pb2.PointColumns) -> None:
-    points, printed = read(request)
-    assert points
+def test_the_usual_columns_reuse_their_texts(request: values_pb2.PointColumns) -> None:
+    points = read(request)
+    assert points is not None
     texts = texts_of(request)
-    # A Decimal's own text with an exponent ("1E+3") is left to the points.
-    assert (printed is None) == any("E" in t for t in texts)
-
-
-def test_a_print_stands_for_its_points_and_is_no_part_of_the_command() -> None:
-    request = values_pb2.PointColumns(
-        snap_time_micros=[T0, T0 + 1], prices=values_pb2.DecimalColumn(texts=["1.5", "2"])
-    )
-    points, printed = read(request)
-    assert printed is not None
-    with_print = IngestPoints.printed("SPX", "bbg", points, printed)
-    assert with_print == IngestPoints("SPX", "bbg", points)
-    assert "points_print" not in repr(with_print)
-    # What is hashed of the points is the print: another print is another command.
-    other = IngestPoints.printed("SPX", "bbg", points, printed.replace(b"1.5", b"1.6"))
-    assert fingerprint(other) != fingerprint(with_print)
+    # A Decimal's own text with an exponent ("1E+3") is written again from its figure.
+    assert (points.own_texts() is points.texts) == (not any("E" in t for t in texts))
 
 
 def columnar_command() -> IngestPoints:
@@ -113,7 +107,7 @@ def columnar_command() -> IngestPoints:
     command = ingest_command(request, violations)
     assert violations == []
     assert command is not None
-    assert command.points_print is not None
+    assert type(command.points) is ScalarPoints
     return command
 
 
@@ -125,7 +119,6 @@ def test_a_copy_with_other_points_is_fingerprinted_by_its_own_points() -> None:
     copy = dataclasses.replace(command, points=OTHER_POINTS)
     fresh = IngestPoints(command.series_id, command.source_id, OTHER_POINTS)
     assert copy == fresh
-    # The copy is made without the print (init=False): it is hashed by its own points.
     assert fingerprint(copy) == fingerprint(fresh)
     assert fingerprint(copy) != fingerprint(command)
 
@@ -135,18 +128,6 @@ def test_equal_commands_have_equal_fingerprints() -> None:
     as_tuple = dataclasses.replace(command, points=tuple(command.points))
     plain_tuple = IngestPoints(command.series_id, command.source_id, tuple(command.points))
     assert as_tuple == plain_tuple
-    # A print is of a list ("["): a tuple of the same points is hashed as a tuple.
+    # Columns stand for a list ("["): a tuple of the same points is hashed as a tuple.
     assert fingerprint(as_tuple) == fingerprint(plain_tuple)
-
-
-def test_points_added_in_place_are_fingerprinted_as_they_are() -> None:
-    columnar = columnar_command()
-    assert not hasattr(columnar.points, "append")  # columns (ScalarPoints) do not grow...
-    points = list(columnar.points)  # ...but a list given with their print may
-    command = IngestPoints.printed(
-        columnar.series_id, columnar.source_id, points, columnar.points_print
-    )
-    points.append(OTHER_POINTS[1])  # a print stands for as many points as it was made of
-    assert fingerprint(command) == fingerprint(
-        IngestPoints(command.series_id, command.source_id, list(command.points))
-    )
+    assert fingerprint(as_tuple) != fingerprint(command)

@@ -4,6 +4,7 @@ violation names its row."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +23,7 @@ from qis_domain.values import DataValue, OhlcBar, Price, Volume
 
 US = 1_000_000
 T0 = 1_709_326_800 * US  # 2024-03-01T21:00:00Z
-Points = list[tuple[Snap, DataValue]]
+Points = Sequence[tuple[Snap, DataValue]]
 
 
 def texts(*values: str) -> values_pb2.DecimalColumn:
@@ -45,7 +46,7 @@ def prices(column: values_pb2.DecimalColumn, **fields: Any) -> values_pb2.PointC
 
 def parsed(columns: values_pb2.PointColumns) -> tuple[Points, list[FieldViolation]]:
     violations: list[FieldViolation] = []
-    return points_from_columns(columns, violations).points, violations
+    return points_from_columns(columns, violations), violations
 
 
 def accepted(columns: values_pb2.PointColumns) -> Points:

@@ -12,11 +12,11 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from qis.data.v1 import values_pb2
 from qis_adapters.proto import values as values_module
-from qis_adapters.proto.columns import made
 from qis_adapters.proto.times import required_snap_micros, utc_offset_from_proto
 from qis_adapters.proto.values import points_from_proto, value_from_proto
 from qis_domain import bounds
 from qis_domain.errors import FieldViolation
+from qis_domain.scalar_points import made
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue
 

@@ -97,7 +97,7 @@ def test_columns_and_per_point_prices_read_as_the_same_pairs_and_keep_only_own_t
         prices=values_pb2.DecimalColumn(texts=column),
     )
     v: list[FieldViolation] = []
-    columnar, printed = points_from_columns(request, v)
+    columnar = points_from_columns(request, v)
     w: list[FieldViolation] = []
     per_point = points_from_proto(_per_point(snaps, minutes, column), w)
     assert (v == []) == (w == [])
@@ -112,14 +112,14 @@ def test_columns_and_per_point_prices_read_as_the_same_pairs_and_keep_only_own_t
     assert columnar == expected == per_point
     assert list(columnar) == list(per_point)
     assert repr(columnar) == repr(expected)
-    # The texts the events will store are the Decimals' own, whatever the client wrote.
+    # The texts the events will store are the Decimals' own, whatever the client wrote; those
+    # sent are reused exactly when each is its Decimal's own (no exponent).
+    own = all(str(Decimal(t)) == t and "E" not in t for t in column)
     for points in (columnar, per_point):
-        if points.texts is not None:
-            assert points.texts == list(map(str, points.figures))
-    assert per_point.texts is None
-    assert (columnar.texts is None) == (printed is None)
-    # One command whichever form (print or none), in both schemes.
-    a = IngestPoints.printed("SPX", "bbg", columnar, printed)
+        assert points.own_texts() == list(map(str, points.figures))
+        assert (points.own_texts() is points.texts) == own
+    # One command whichever form, in both schemes.
+    a = IngestPoints("SPX", "bbg", columnar)
     b = IngestPoints("SPX", "bbg", per_point)
     c = IngestPoints("SPX", "bbg", expected)
     assert fingerprint(a) == fingerprint(b) == fingerprint(c)
@@ -152,9 +152,9 @@ def test_a_command_of_columns_copies_and_pickles_as_the_same_command() -> None:
         prices=values_pb2.DecimalColumn(texts=["1.50", "-0", "2"]),
     )
     v: list[FieldViolation] = []
-    points, printed = points_from_columns(request, v)
+    points = points_from_columns(request, v)
     assert isinstance(points, ScalarPoints)
-    command = IngestPoints.printed("SPX", "bbg", points, printed)
+    command = IngestPoints("SPX", "bbg", points)
     for other in (
         copy.copy(command),
         copy.deepcopy(command),

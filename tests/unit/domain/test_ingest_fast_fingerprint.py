@@ -14,22 +14,21 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from qis_command.application.commands import IngestPoints, PublishPoints
 from qis_domain.bounds import MAX_BATCH, MAX_INSTANT_US, MAX_UTC_OFFSET_SECONDS, MIN_INSTANT_US
 from qis_domain.command_log import (
-    PRINT_OF,
     SCHEME,
     _columns,
+    _scalar_columns,
     _sequence_repr,
     canonical,
     fingerprint,
     legacy_fingerprint,
-    print_scalars,
 )
+from qis_domain.scalar_points import ScalarPoints
 from qis_domain.snaps import Snap
 from qis_domain.values import OhlcBar, Price, Volume
 
@@ -58,12 +57,8 @@ def uniform(draw: st.DrawFn) -> list[tuple[Snap, Price | Volume]]:
 
 def repr_text(command: object) -> str:
     """The text the fingerprint first hashed: the repr of every field of a command (with no
-    pydantic field), but a print of another field (PRINT_OF: there was none then)."""
-    fields = (
-        repr(getattr(command, f.name))
-        for f in dataclasses.fields(command)  # type: ignore[arg-type]
-        if PRINT_OF not in f.metadata
-    )
+    pydantic field)."""
+    fields = (repr(getattr(command, f.name)) for f in dataclasses.fields(command))  # type: ignore[arg-type]
     return "\x1f".join([type(command).__name__, *fields])
 
 
@@ -342,7 +337,7 @@ def test_the_last_point_of_a_largest_batch_counts() -> None:
     )
 
 
-# --- prints: the points' bytes made from their columns (print_scalars) ---
+# --- points kept in columns (ScalarPoints): their bytes made from the columns ---
 
 # Texts the Decimal constructor takes that are not its own ("+1", "01", ".5", "1.", too many
 # zeros after "0."), their own neighbours, and own texts with an exponent.
@@ -362,31 +357,28 @@ literals = st.sampled_from(ODD_TEXTS) | st.builds(
 
 
 @pytest.mark.parametrize("text", ODD_TEXTS)
-def test_each_odd_text_among_own_ones_is_printed_only_if_it_is_its_decimals_own(text: str) -> None:
-    check_print(["1", text, "-2.50"], Price, "USD")
+def test_each_odd_text_among_own_ones_is_reused_only_if_it_is_its_decimals_own(text: str) -> None:
+    check_columns(["1", text, "-2.50"], Price)
 
 
 @given(
     st.lists(st.sampled_from(["1", "2.50", "-3.125", "100"]) | literals, min_size=1, max_size=8),
     st.sampled_from([Price, Volume]),
-    st.sampled_from(["", "USD"]),
 )
-def test_a_print_is_the_points_columns_or_none(
-    texts: list[str], kind: type[Price] | type[Volume], unit: str
+def test_points_in_columns_are_the_bytes_of_their_pairs(
+    texts: list[str], kind: type[Price] | type[Volume]
 ) -> None:
-    check_print(texts, kind, unit)
+    check_columns(texts, kind)
 
 
-def check_print(texts: list[str], kind: type[Price] | type[Volume], unit: str) -> None:
-    utc_us = np.arange(len(texts), dtype=np.int64) * 1_000_000 - 5
-    offsets_s = np.full(len(texts), -18_000, dtype=np.int64)
-    points = [
-        (Snap(int(us), -18_000), kind(Decimal(t), unit))
-        for us, t in zip(utc_us, texts, strict=True)
-    ]
-    printed = print_scalars(kind, unit, utc_us, offsets_s, ",".join(texts))
-    # Only plain texts that are their Decimals' own are printed ("1E+3", "Infinity" are not).
+def check_columns(texts: list[str], kind: type[Price] | type[Volume]) -> None:
+    utc_us = [us * 1_000_000 - 5 for us in range(len(texts))]
+    figures = list(map(Decimal, texts))
+    columns = ScalarPoints(kind, utc_us, [-18_000] * len(texts), figures, texts)
+    points = [(Snap(us, -18_000), kind(x, "")) for us, x in zip(utc_us, figures, strict=True)]
+    assert _scalar_columns(columns) == _columns(points)
+    # The texts sent are reused only when each is its Decimal's own ("1E+3", "Infinity" are
+    # not reused: their figures write them again, as they would any text).
     own = all(str(Decimal(t)) == t and set(t) <= set("-.0123456789") for t in texts)
-    assert (printed is not None) == own
-    if printed is not None:
-        assert printed == _columns(points)
+    assert (columns.own_texts() is texts) == own
+    assert columns.own_texts() == [str(x) for x in figures]

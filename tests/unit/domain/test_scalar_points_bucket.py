@@ -8,9 +8,7 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
-import numpy as np
 import pytest
-from qis_domain.command_log import print_scalars
 from qis_domain.commands import CommandContext
 from qis_domain.definitions import (
     ReconciliationMethod,
@@ -57,16 +55,8 @@ def _definition(kind: type[Price] | type[Volume], rules: bool, precision: int) -
 def _columns(
     kind: type[Price] | type[Volume], utc_us: list[int], offsets: list[int], texts: list[str]
 ) -> ScalarPoints:
-    """As the edge makes them: the texts kept only when their print could be made."""
-    figures = list(map(Decimal, texts))
-    printed = print_scalars(
-        kind,
-        "",
-        np.array(utc_us, dtype=np.int64),
-        np.array(offsets, dtype=np.int64),
-        ",".join(texts),
-    )
-    return ScalarPoints(kind, utc_us, offsets, figures, None if printed is None else texts)
+    """As the edge makes them: with the texts sent."""
+    return ScalarPoints(kind, utc_us, offsets, list(map(Decimal, texts)), texts)
 
 
 class _Twins:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from itertools import repeat
 from operator import mul
-from typing import NamedTuple, cast
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +39,6 @@ from qis_domain.bounds import (
     MAX_UTC_OFFSET_SECONDS,
     MIN_INSTANT_US,
 )
-from qis_domain.command_log import print_scalars
 from qis_domain.errors import FieldViolation
 from qis_domain.scalar_points import ScalarPoints, made
 from qis_domain.snaps import Snap
@@ -67,19 +66,11 @@ def value_column(columns: values_pb2.PointColumns, path: str = "columns") -> str
     return path if case is None else f"{path}.{case}"
 
 
-class ColumnPoints(NamedTuple):
-    points: Points
-    # command_log.print_scalars of the points (None: not prices or volumes written as their
-    # Decimals write themselves): what the command's fingerprint hashes of them, made from the
-    # columns, without a pass over the points.
-    printed: bytes | None
-
-
 def points_from_columns(
     columns: values_pb2.PointColumns, violations: list[FieldViolation], path: str = "columns"
-) -> ColumnPoints:
+) -> Points:
     """The points of `columns`, ordered as sent (prices or volumes kept in their columns:
-    ScalarPoints), and their print; no points if anything is wrong, with every violation
+    ScalarPoints, with the texts sent); no points if anything is wrong, with every violation
     recorded in `violations`."""
     n = len(columns.snap_time_micros)
     if not 1 <= n <= MAX_BATCH:
@@ -88,42 +79,25 @@ def points_from_columns(
                 f"{path}.snap_time_micros", f"1 to {MAX_BATCH:,} rows per request, got {n:,}"
             )
         )
-        return ColumnPoints([], None)
+        return []
     found = len(violations)
     snaps: list[int] = list(columns.snap_time_micros)
     utc_us = _check_snaps(snaps, f"{path}.snap_time_micros", violations)
-    minutes = list(columns.utc_offset_minutes)
-    offsets = _offsets(minutes, n, f"{path}.utc_offset_minutes", violations)
+    offsets = _offsets(
+        list(columns.utc_offset_minutes), n, f"{path}.utc_offset_minutes", violations
+    )
     case = columns.WhichOneof("values")
     if case is not None and (kind := _SCALARS.get(case)) is not None:
         column = getattr(columns, case)
         figures = _decimals(column, n, f"{path}.{case}", violations)
         if len(violations) > found or offsets is None or figures is None:
-            return ColumnPoints([], None)
-        printed = _printed(kind, column, utc_us, minutes)
-        # Printed, its texts are their Decimals' own (what the events store).
-        texts = None if printed is None else list(column.texts)
-        scalars = ScalarPoints(kind, snaps, offsets, cast(list[Decimal], figures), texts, utc_us)
-        return ColumnPoints(scalars, printed)
+            return []
+        texts = list(column.texts) or None  # unscaled: none
+        return ScalarPoints(kind, snaps, offsets, cast(list[Decimal], figures), texts, utc_us)
     values = _values(columns, n, path, violations)
     if len(violations) > found or offsets is None or values is None:
-        return ColumnPoints([], None)
-    return ColumnPoints(list(zip(snaps_of(snaps, offsets), values, strict=True)), None)
-
-
-def _printed(
-    kind: type[Price] | type[Volume],
-    column: values_pb2.DecimalColumn,
-    utc_us: npt.NDArray[np.int64],
-    minutes: list[int],
-) -> bytes | None:
-    """The points' print, from checked columns: their decimals as written are the texts their
-    Decimals were made from (an unscaled column's have no text to reuse)."""
-    if not len(texts := column.texts):
-        return None
-    # None (UTC), one, or one per row
-    offsets_s = np.broadcast_to(np.array(minutes or [0], dtype=np.int64) * 60, utc_us.shape)
-    return print_scalars(kind, "", utc_us, offsets_s, ",".join(texts))
+        return []
+    return list(zip(snaps_of(snaps, offsets), values, strict=True))
 
 
 _SCALARS: dict[str, type[Price] | type[Volume]] = {"prices": Price, "volumes": Volume}

@@ -135,7 +135,9 @@ def _good_prices(
     )
     if set(currencies) == {""}:
         with contextlib.suppress(ValueError):  # a snap sent twice: the handler names each
-            return ScalarPoints(Price, utc_us, list(offsets), cast(list[Decimal], decimals))
+            return ScalarPoints(
+                Price, utc_us, list(offsets), cast(list[Decimal], decimals), list(texts)
+            )
     values = made(Price, len(rows), decimals, currencies)
     return list(zip(snaps_of(utc_us, offsets), values, strict=True))
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from qis_domain.command_log import PRINT_OF
 from qis_domain.commands import CommandOutcome
 from qis_domain.definitions import (
     AccessPolicy,
@@ -62,26 +61,8 @@ class IngestPoints:
     series_id: str
     source_id: str
     points: Sequence[tuple[Snap, DataValue]]
-    # The points' print, when they came in columns (ColumnPoints.printed): what the command's
-    # fingerprint hashes of them, no part of what the command asks for. Set by `printed` only:
-    # a copy by dataclasses.replace, whose points may be others, is made without it.
-    points_print: bytes | None = field(
-        default=None, init=False, compare=False, repr=False, metadata={PRINT_OF: "points"}
-    )
-
-    @classmethod
-    def printed(
-        cls,
-        series_id: str,
-        source_id: str,
-        points: Sequence[tuple[Snap, DataValue]],
-        print_: bytes | None,
-    ) -> IngestPoints:
-        """The command of points parsed from columns, with their print (None: none was made).
-        Its points must not be changed in place: the print stands for them."""
-        command = cls(series_id, source_id, points)
-        object.__setattr__(command, "points_print", print_)  # frozen: set once, here
-        return command
+    # Prices or volumes that came in columns are kept in them (ScalarPoints): the fingerprint
+    # hashes them from their columns, as the list of pairs they stand for.
 
 
 @dataclass(frozen=True, slots=True)

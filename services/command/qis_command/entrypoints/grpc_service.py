@@ -614,7 +614,6 @@ def ingest_command(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> 
     series_id = name_from_proto(request.series, SERIES_COLLECTION, "series", v)
     source_id = name_from_proto(request.source, SOURCES_COLLECTION, "source", v)
     points: Sequence[tuple[Snap, DataValue]] = []
-    printed = None
     columnar = request.HasField("columns")
     if columnar == (len(request.points) > 0):
         # Both named: either may be the one meant.
@@ -626,12 +625,12 @@ def ingest_command(request: pb.IngestPointsRequest, v: list[FieldViolation]) -> 
         v.append(FieldViolation("points", what))
         v.append(FieldViolation("columns", what))
     elif columnar:
-        points, printed = points_from_columns(request.columns, v)
+        points = points_from_columns(request.columns, v)
     elif _batch_within_bounds(len(request.points), "points", v):
         points = points_from_proto(request.points, v)
     if series_id is None or source_id is None:
         return None
-    return IngestPoints.printed(series_id, source_id, points, printed)
+    return IngestPoints(series_id, source_id, points)
 
 
 def _publish_points(
