@@ -17,15 +17,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from qis.data.v1 import query_service_pb2 as pb
 from qis.data.v1 import values_pb2
 from qis_adapters.proto.enums import METHODS, RULES
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import OPEN_END, OfficialVersion
-from qis_query.application import export
+from qis_query.application import arrow_batches, export
 from qis_query.application.arrow_batches import BatchBuilder
 from qis_query.application.ranges import RangePage
 from qis_query.entrypoints import columns as column_view
@@ -211,3 +212,29 @@ def test_an_export_page_of_several_segments_streams_one_batch_per_segment() -> N
     table = pa.Table.from_batches(batches)
     assert [t.value for t in table.column("snap_time")] == [0, 1, 2, 10, 11, 12]
     assert {str(v) for v in table.column("value").to_pylist()} == {"1.500000000000000000"}
+
+
+TEXTS = st.one_of(
+    st.none(), st.sampled_from(["price", "pricf", "Price", "pri", "ceprice", "", "p"])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.lists(TEXTS, max_size=6), st.integers(0, 3)), max_size=4),
+    st.sampled_from([pa.string(), pa.large_string()]),
+)
+@example([(["pri", "ceprice"], 0)], pa.string())  # the bytes of two "price", not the length
+@example([(["pricep", "rice"], 0)], pa.string())
+@example([(["pricf", "price", "price"], 1)], pa.string())  # a chunk past a value that differs
+@example([(["pricf", "price"], 0)], pa.large_string())  # 64-bit offsets: not read as 32-bit
+def test_a_page_column_checked_from_its_buffers_is_all_one_text_as_arrow_says(
+    chunks: list[tuple[list[str | None], int]], kind: pa.DataType
+) -> None:
+    """The kind and unit checks of a page read the columns' buffers (sliced chunks too) and
+    answer what Arrow's all(equal()) answers, nulls aside, whatever the string type."""
+    column = pa.chunked_array(
+        [pa.array(texts, kind).slice(min(cut, len(texts))) for texts, cut in chunks], kind
+    )
+    by_arrow = pc.all(pc.equal(column, "price")).as_py() is not False
+    assert arrow_batches._all_equal(column, "price") == by_arrow

@@ -4,8 +4,11 @@ position (which reproduces any past answer exactly)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +25,7 @@ from qis_adapters.readstore.port import (
     Latest,
     OfficialVersion,
     ReadModelReader,
+    Segment,
     SeriesEntry,
 )
 from qis_domain.errors import FieldViolation, InvalidArgument
@@ -109,7 +113,8 @@ async def pages(
 
     Values come from the read model's segments (segments of `bucket_span_us`, the series'
     bucket span; None reads every bucket before the range too, to find the one holding its
-    start), one Arrow table per bucket, cut into pages without an object per value."""
+    start), SEGMENTS_PER_READ at a time, each read's decoded in a thread into one table (see
+    _read), cut into pages without an object per value."""
     start = query.start_us if after_us is None else max(query.start_us, after_us + 1)
     pending: list[pa.Table] = []
     count = 0
@@ -122,25 +127,28 @@ async def pages(
     sized = SIZED if wanted is None else tuple(c for c in SIZED if c in wanted)
     token = paging.range_tokens(query)
     paged = 0  # rows of pending[0] already in pages
-    async for rows in _rows(reader, query, start, bucket_span_us, wanted):
-        if paged:
-            pending, paged = [pending[0].slice(paged)], 0
-        pending.append(rows)
-        count += rows.num_rows
-        if sized:
-            ends = _byte_ends([rows.column(c) for c in sized], ends, paged_bytes)
-        while size := _full_page(count, min(page_size, left), ends, paged_bytes):
-            if len(pending) > 1:
-                pending = [pa.concat_tables(pending)]
-            page = pending[0].slice(paged, size)
-            yield RangePage(page, token(_last_snap(page)), pending[0], paged)
-            left -= size
-            if len(ends):
-                paged_bytes, ends = int(ends[size - 1]), ends[size:]
-            if not left or (max_value_bytes is not None and paged_bytes >= max_value_bytes):
-                return
-            paged += size
-            count -= size
+    # Closed with the pages, wherever they are let go of: its read ahead stops then.
+    read = _rows(reader, query, start, bucket_span_us, wanted, max_points, page_size)
+    async with contextlib.aclosing(read):
+        async for rows in read:
+            if paged:
+                pending, paged = [pending[0].slice(paged)], 0
+            pending.append(rows)
+            count += rows.num_rows
+            if sized:
+                ends = _byte_ends([rows.column(c) for c in sized], ends, paged_bytes)
+            while size := _full_page(count, min(page_size, left), ends, paged_bytes):
+                if len(pending) > 1:
+                    pending = [pa.concat_tables(pending)]
+                page = pending[0].slice(paged, size)
+                yield RangePage(page, token(_last_snap(page)), pending[0], paged)
+                left -= size
+                if len(ends):
+                    paged_bytes, ends = int(ends[size - 1]), ends[size:]
+                if not left or (max_value_bytes is not None and paged_bytes >= max_value_bytes):
+                    return
+                paged += size
+                count -= size
     if not pending:
         yield RangePage(_project(segments.EMPTY, wanted), "")
         return
@@ -201,36 +209,160 @@ async def _rows(
     start_us: int,
     bucket_span_us: int | None,
     columns: frozenset[str] | None,
-) -> AsyncIterator[pa.Table]:
-    """The range's values from `start_us` on, ascending by snap, a table per bucket, of
-    `columns` (None: all)."""
+    points: int,
+    first_points: int,
+) -> AsyncGenerator[pa.Table, None]:
+    """The range's values from `start_us` on, ascending by snap, in tables of a store read's
+    segments (see _read), of `columns` (None: all), `points` at least when the range holds
+    them (the caller takes no more). The first read decodes only what holds `first_points`
+    (a first page comes as soon as it is read); while the caller takes one read's tables, the
+    next read runs ahead (and its store read, while this one is decoded, when it is sure to be
+    wanted)."""
     from_bucket = EARLIEST if bucket_span_us is None else start_us - start_us % bucket_span_us
     from_bucket = max(EARLIEST, from_bucket)
-    end_us = query.end_us
-    while True:
-        found = await reader.segments(
-            query.series_id, from_bucket, end_us, query.as_of, SEGMENTS_PER_READ
-        )
-        if found is None:  # a read model built before segments, until its rebuild is done
-            async for rows in _from_records(reader, query, start_us, end_us):
+    ahead: asyncio.Future[_Read | None] | None = None
+    read: _Read | None = None
+    try:
+        wanted = min(points, first_points)
+        read = await _read(reader, query, from_bucket, None, start_us, columns, wanted)
+        if read is None:  # a read model built before segments, until its rebuild is done
+            async for rows in _from_records(reader, query, start_us, query.end_us):
                 yield _project(rows, columns)
             return
-        for segment in found:
-            if segment.last_snap_us < start_us:
-                continue
-            if segment.rows == OVERFLOW_ROWS:
-                first = max(start_us, segment.first_snap_us)
-                last = min(end_us, segment.last_snap_us + 1)
+        while True:
+            points -= read.points
+            if read.continues and points > 0:
+                after, following = read.last_bucket_us + 1, read.following
+                ahead = asyncio.ensure_future(
+                    _read(reader, query, after, following, start_us, columns, points)
+                )
+            for part in read.parts:
+                if isinstance(part, pa.Table):
+                    yield part
+                    continue
+                # A bucket too large for a segment: its values are in the per-point records.
+                first = max(start_us, part.first_snap_us)
+                last = min(query.end_us, part.last_snap_us + 1)
                 async for rows in _from_records(reader, query, first, last):
                     yield _project(rows, columns)
-                continue
+            if ahead is None:
+                return
+            read, ahead = await ahead, None
+            assert read is not None, "a read model keeps its segments"
+    finally:
+        if ahead is not None:
+            _drop(ahead)
+        if read is not None and read.following is not None:
+            _drop(read.following)
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    parts: list[pa.Table | Segment]
+    """In bucket order: the rows of consecutive segments, as of the query's as-of (one table
+    for them all), and the segments too large to hold their rows (OVERFLOW_ROWS)."""
+    points: int
+    """The rows of the tables."""
+    continues: bool
+    """The store may hold more segments of the range after these, from the bucket after
+    `last_bucket_us` on."""
+    last_bucket_us: int
+    following: asyncio.Future[list[Segment] | None] | None
+    """The store read of the segments after these, started already."""
+
+
+def _found(
+    reader: ReadModelReader, query: RangeQuery, from_bucket: int
+) -> Awaitable[list[Segment] | None]:
+    """The store read of the range's segments from the bucket `from_bucket` on."""
+    return reader.segments(
+        query.series_id, from_bucket, query.end_us, query.as_of, SEGMENTS_PER_READ
+    )
+
+
+async def _read(
+    reader: ReadModelReader,
+    query: RangeQuery,
+    from_bucket: int,
+    started: asyncio.Future[list[Segment] | None] | None,
+    start_us: int,
+    columns: frozenset[str] | None,
+    points: int,
+) -> _Read | None:
+    """The range's segments from the bucket `from_bucket` on (their store read, when `started`
+    already), SEGMENTS_PER_READ at most, decoded and selected, as many as hold `points` values
+    (more are not wanted); None for a read model without segments. When their rows are fewer
+    than `points`, the next read is wanted whatever they select: its store read starts at once,
+    to run while these are decoded (_Read.following).
+
+    They are decoded in a thread of their own: Arrow decompresses, decodes and joins them
+    without the GIL, so on the other core, beside the query loop (making pages, and an export's
+    batches, of the read before) and a Flight thread (sending them). Not when the first segment
+    may hold every value wanted: a hop to a thread costs about what decoding one segment does."""
+    found = await (_found(reader, query, from_bucket) if started is None else started)
+    if found is None:
+        return None
+    following = None
+    if len(found) == SEGMENTS_PER_READ and sum(max(0, s.rows) for s in found) < points:
+        following = asyncio.ensure_future(_found(reader, query, found[-1].bucket_us + 1))
+    try:
+        if len(found) > 1 and (found[0].rows == OVERFLOW_ROWS or found[0].rows < points):
+            decoded = await asyncio.to_thread(_decoded, found, query, start_us, columns, points)
+        else:
+            decoded = _decoded(found, query, start_us, columns, points)
+    except BaseException:
+        if following is not None:
+            _drop(following)
+        raise
+    parts, used = decoded
+    return _Read(
+        parts,
+        sum(part.num_rows for part in parts if isinstance(part, pa.Table)),
+        used < len(found) or len(found) == SEGMENTS_PER_READ,
+        found[used - 1].bucket_us if used else EARLIEST,  # none found: nothing follows
+        following,
+    )
+
+
+def _decoded(
+    found: Sequence[Segment],
+    query: RangeQuery,
+    start_us: int,
+    columns: frozenset[str] | None,
+    points: int,
+) -> tuple[list[pa.Table | Segment], int]:
+    """The parts of a _Read of the first of `found` that hold `points` values, and how many
+    segments they are. The rows of consecutive segments are joined into one table of one
+    chunk: a page cut from it makes one record batch (a Flight stream's costs are per batch
+    too), and the Arrow calls on a page's columns run once, not once per segment; the copy
+    costs ~3 ns a point."""
+    parts: list[pa.Table | Segment] = []
+    run: list[pa.Table] = []
+    used = 0
+    for segment in found:
+        if points <= 0:
+            break
+        used += 1
+        if segment.rows == OVERFLOW_ROWS:
+            parts += [_joined(run), segment]
+            run = []
+        elif segment.last_snap_us >= start_us:
             rows = segments.decode(segment.payload, columns)
-            rows = segments.select(rows, query.as_of, start_us, end_us)
-            if rows.num_rows:
-                yield rows
-        if len(found) < SEGMENTS_PER_READ:
-            return
-        from_bucket = found[-1].bucket_us + 1
+            run.append(segments.select(rows, query.as_of, start_us, query.end_us))
+            points -= run[-1].num_rows
+    parts.append(_joined(run))
+    return [part for part in parts if not isinstance(part, pa.Table) or part.num_rows], used
+
+
+def _joined(run: list[pa.Table]) -> pa.Table:
+    return pa.concat_tables(run).combine_chunks() if run else segments.EMPTY
+
+
+def _drop(read: asyncio.Future[Any]) -> None:
+    """Stops a read ahead no longer wanted; a failure it ended with is not reported."""
+    if read.done() and not read.cancelled():
+        read.exception()
+    read.cancel()
 
 
 async def _from_records(

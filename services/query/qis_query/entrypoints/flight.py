@@ -26,7 +26,8 @@ decimal128(38, 18)), then the snap's `version` ... `flags`, repeated on each of 
 Options chains and corporate actions are refused by name. It is QueryRange's answer for the same
 range and as-of, read through the same use case (qis_query.application.export), without its
 per-call limit: one DoGet streams the whole range in pages of at most 50,000 points (EXPORT_PAGE),
-at most three in memory at a time (the one being sent, two read ahead).
+at most three in memory at a time (the one being sent, two read ahead), and the segments of
+one store read decoded ahead of them (16 buckets: for second prices, 57,600 points).
 
 **Identity** is proven as on the gRPC port, by the same authenticator objects (QIS_AUTH): an
 `x-qis-user` header (dev), `authorization: Bearer <JWT>` (jwt), a client certificate (mtls), read
@@ -478,14 +479,17 @@ class QueryFlight:
         builder = BatchBuilder(export.series, export.columns, export.read_position)
         pages = _ReadAhead(loop, _batches(builder.batches, export.pages))
         outcomes = self._outcomes(context, pages)
-        # What runs where. The loop reads the pages ahead and makes each one's batches (a few
-        # Arrow kernels, no Python object per value) as it reads it. pyarrow's reader pulls the
-        # next batch from C++ with the GIL held, only to take a batch made ahead (waiting, if
-        # none is made yet, with the GIL released). Everything after that pull runs in C++
-        # without the GIL: IPC encoding of the batch, gRPC framing and the socket writes, and
-        # waiting on a slow client's flow control. Batches made on the Flight thread cost more
-        # CPU: each of a page's Arrow calls took the GIL back from the loop (1M prices: ~75 ns
-        # a point on the Flight thread, ~40 now, for ~10-20 more on the loop).
+        # What runs where. A thread of the loop's decodes the segments of each store read,
+        # one read ahead of the pages (qis_query.application.ranges: the decoding is most of a
+        # read's work, and Arrow does it without the GIL). The loop cuts the pages, reads them
+        # ahead, and makes each one's batches (a few Arrow kernels, no Python object per value;
+        # one batch a page, two where it spans store reads) as it reads it. pyarrow's reader
+        # pulls the next batch from C++ with the GIL held, only to take a batch made ahead
+        # (waiting, if none is made yet, with the GIL released). Everything after that pull
+        # runs in C++ without the GIL: IPC encoding of the batch, gRPC framing and the socket
+        # writes, and waiting on a slow client's flow control. Batches made on the Flight thread
+        # cost more CPU: each of a page's Arrow calls took the GIL back from the loop (1M
+        # prices: ~75 ns a point on the Flight thread, ~40 now, for ~10-20 more on the loop).
         reader = pa.RecordBatchReader.from_batches(builder.schema, _results(outcomes))
         return fl.RecordBatchStream(reader)
 
@@ -657,10 +661,10 @@ async def _batches(
 class _ReadAhead(Generic[T]):
     """An export's pages (their batches), read on the loop by one task up to READ_AHEAD pages
     ahead of the Flight thread that takes them: the loop reads on (SQLite reads in the store's
-    thread and LZ4 decoding, mostly outside the GIL) while the Flight thread sends the pages
-    before, and a page that is ready is taken without a call to the loop. The reading starts
-    with the first page taken: a stream that pyarrow never pulls from (its client went away
-    before) leaves no task behind."""
+    thread, LZ4 decoding in another, mostly outside the GIL) while the Flight thread sends the
+    pages before, and a page that is ready is taken without a call to the loop. The reading
+    starts with the first page taken: a stream that pyarrow never pulls from (its client went
+    away before) leaves no task behind."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, pages: AsyncGenerator[T, None]) -> None:
         self._loop = loop
