@@ -151,6 +151,7 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
         [binding, topics],
         settings.query_max_request_bytes,
         security=security,
+        max_request_setting="QIS_QUERY_MAX_REQUEST_BYTES",
     )
     flight = None
     if settings.flight_address:

@@ -2,7 +2,7 @@
 bounded number of points and ends with a token that continues, in messages of page_size cut
 from larger store reads; Subscribe streams are capped per caller and in all; a subscription's
 batches are bounded in bytes. Then over gRPC, in process: the statuses, and the request size
-limit, which gRPC applies before a request is parsed, and the keepalive that frees the
+limit, checked on the bytes before a request is parsed, and the keepalive that frees the
 subscription of a client that vanished."""
 
 from __future__ import annotations
