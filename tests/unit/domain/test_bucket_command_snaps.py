@@ -122,6 +122,16 @@ def test_a_clean_batch_converts_its_snaps_once_for_all_its_events() -> None:
     assert _state(b.own) == _state(b.stored)
 
 
+def random_seconds(rng: random.Random, most: int) -> list[int]:
+    """1 to `most` distinct seconds within two minutes from one of the bucket's first 300:
+    ascending, but shuffled three times in ten."""
+    start = rng.randint(0, 300)
+    seconds = sorted(rng.sample(range(start, start + 120), rng.randint(1, most)))
+    if rng.random() < 0.3:
+        rng.shuffle(seconds)
+    return seconds
+
+
 def test_a_bucket_applying_its_own_events_holds_what_their_stored_form_gives() -> None:
     """Batches of two sources, new points and restated ones, in order and not, clean and
     flagged (a negative price, a jump), paired and not: after each, the bucket that applied
@@ -131,10 +141,7 @@ def test_a_bucket_applying_its_own_events_holds_what_their_stored_form_gives() -
         definition = _definition(rules)
         b = _Bucket()
         for _ in range(30):
-            start = rng.randint(0, 300)
-            seconds = sorted(rng.sample(range(start, start + 120), rng.randint(1, 60)))
-            if rng.random() < 0.3:
-                rng.shuffle(seconds)
+            seconds = random_seconds(rng, 60)
             cents = [rng.choice([0, 1, 2, 3, -20_000, 900]) for _ in seconds]
             b.ingest(definition, rng.choice("ab"), _points(seconds, cents))
             assert _state(b.own) == _state(b.stored)

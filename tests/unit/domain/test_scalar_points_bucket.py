@@ -23,10 +23,9 @@ from qis_domain.series_bucket import Recorded, SeriesBucket
 from qis_domain.snaps import Frequency
 from qis_domain.values import DataType, Price, Volume
 
+from tests.unit.domain.test_bucket_command_snaps import S_US, START_US, random_seconds
 from tests.unit.domain.test_bucket_own_events_random import _state
 
-START_US = 1_700_000_000 // 3600 * 3600 * 1_000_000  # a bucket's first snap (3,600 a bucket)
-S_US = 1_000_000
 TEXTS = ["100", "100.5", "100.50", "-0", "0", "1E+2", "99.99", "101", "0.0000001", "250", "-3"]
 
 
@@ -93,10 +92,7 @@ def test_a_batch_in_columns_writes_what_its_pairs_write(
     definition = _definition(kind, rules, precision)
     twins = _Twins()
     for _ in range(40):
-        start = rng.randint(0, 300)
-        seconds = sorted(rng.sample(range(start, start + 120), rng.randint(1, 40)))
-        if rng.random() < 0.3:
-            rng.shuffle(seconds)
+        seconds = random_seconds(rng, 40)
         utc_us = [START_US + s * S_US for s in seconds]
         offsets = rng.choice([[0] * len(utc_us), [-18_000] * len(utc_us)])
         texts = [rng.choice(TEXTS) for _ in utc_us]
