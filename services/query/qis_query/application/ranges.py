@@ -128,7 +128,8 @@ async def pages(
     token = paging.range_tokens(query)
     paged = 0  # rows of pending[0] already in pages
     # Closed with the pages, wherever they are let go of: its read ahead stops then.
-    read = _rows(reader, query, start, bucket_span_us, wanted, max_points, page_size)
+    budget = _Budget(max_points, max_value_bytes, sized)
+    read = _rows(reader, query, start, bucket_span_us, wanted, budget, page_size)
     async with contextlib.aclosing(read):
         async for rows in read:
             if paged:
@@ -209,32 +210,32 @@ async def _rows(
     start_us: int,
     bucket_span_us: int | None,
     columns: frozenset[str] | None,
-    points: int,
+    budget: _Budget,
     first_points: int,
 ) -> AsyncGenerator[pa.Table, None]:
     """The range's values from `start_us` on, ascending by snap, in tables of a store read's
-    segments (see _read), of `columns` (None: all), `points` at least when the range holds
-    them (the caller takes no more). The first read decodes only what holds `first_points`
-    (a first page comes as soon as it is read); while the caller takes one read's tables, the
-    next read runs ahead (and its store read, while this one is decoded, when it is sure to be
-    wanted)."""
+    segments (see _read), of `columns` (None: all), what `budget` holds at least when the
+    range holds it (the caller takes no more). The first read decodes only what holds
+    `first_points` (a first page comes as soon as it is read); while the caller takes one
+    read's tables, the next read runs ahead while the budget is not spent (and its store read,
+    while this one is decoded, when it is sure to be wanted)."""
     from_bucket = EARLIEST if bucket_span_us is None else start_us - start_us % bucket_span_us
     from_bucket = max(EARLIEST, from_bucket)
     ahead: asyncio.Future[_Read | None] | None = None
     read: _Read | None = None
     try:
-        wanted = min(points, first_points)
-        read = await _read(reader, query, from_bucket, None, start_us, columns, wanted)
+        opening = budget.first(first_points)
+        read = await _read(reader, query, from_bucket, None, start_us, columns, opening)
         if read is None:  # a read model built before segments, until its rebuild is done
             async for rows in _from_records(reader, query, start_us, query.end_us):
                 yield _project(rows, columns)
             return
         while True:
-            points -= read.points
-            if read.continues and points > 0:
+            budget = budget.spent(read.points, read.value_bytes)
+            if read.continues and budget.left:
                 after, following = read.last_bucket_us + 1, read.following
                 ahead = asyncio.ensure_future(
-                    _read(reader, query, after, following, start_us, columns, points)
+                    _read(reader, query, after, following, start_us, columns, budget)
                 )
             for part in read.parts:
                 if isinstance(part, pa.Table):
@@ -252,8 +253,37 @@ async def _rows(
     finally:
         if ahead is not None:
             _drop(ahead)
+            # Done, the read ahead has started the store read after it: that goes too.
+            if ahead.done() and not ahead.cancelled() and ahead.exception() is None:
+                read = ahead.result()
         if read is not None and read.following is not None:
             _drop(read.following)
+
+
+@dataclass(frozen=True, slots=True)
+class _Budget:
+    """What a call may still take of the range: values, and bytes of its `sized` columns
+    (value_bytes None: no bound; see pages). No read is decoded once it is spent: for large
+    values (curves, surfaces) a read is as large as the call's bytes."""
+
+    points: int
+    value_bytes: int | None
+    sized: tuple[str, ...]
+
+    @property
+    def left(self) -> bool:
+        return self.points > 0 and (self.value_bytes is None or self.value_bytes > 0)
+
+    def first(self, points: int) -> _Budget:
+        return _Budget(min(self.points, points), self.value_bytes, self.sized)
+
+    def spent(self, points: int, value_bytes: int) -> _Budget:
+        left = None if self.value_bytes is None else self.value_bytes - value_bytes
+        return _Budget(self.points - points, left, self.sized)
+
+    def bytes_of(self, rows: pa.Table) -> int:
+        """The bytes of `rows`' sized columns (their buffers: at least what pages count)."""
+        return sum(rows.column(c).nbytes for c in self.sized if c in rows.column_names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +293,8 @@ class _Read:
     for them all), and the segments too large to hold their rows (OVERFLOW_ROWS)."""
     points: int
     """The rows of the tables."""
+    value_bytes: int
+    """The bytes of their sized columns (_Budget.bytes_of)."""
     continues: bool
     """The store may hold more segments of the range after these, from the bucket after
     `last_bucket_us` on."""
@@ -287,13 +319,13 @@ async def _read(
     started: asyncio.Future[list[Segment] | None] | None,
     start_us: int,
     columns: frozenset[str] | None,
-    points: int,
+    budget: _Budget,
 ) -> _Read | None:
     """The range's segments from the bucket `from_bucket` on (their store read, when `started`
-    already), SEGMENTS_PER_READ at most, decoded and selected, as many as hold `points` values
-    (more are not wanted); None for a read model without segments. When their rows are fewer
-    than `points`, the next read is wanted whatever they select: its store read starts at once,
-    to run while these are decoded (_Read.following).
+    already), SEGMENTS_PER_READ at most, decoded and selected, as many as `budget` holds (more
+    are not wanted); None for a read model without segments. When their rows are fewer than its
+    values, the next read is wanted whatever they select: its store read starts at once, to run
+    while these are decoded (_Read.following), if theirs was small (_EARLY_READ_BYTES).
 
     They are decoded in a thread of their own: Arrow decompresses, decodes and joins them
     without the GIL, so on the other core, beside the query loop (making pages, and an export's
@@ -303,21 +335,27 @@ async def _read(
     if found is None:
         return None
     following = None
-    if len(found) == SEGMENTS_PER_READ and sum(max(0, s.rows) for s in found) < points:
+    if (
+        len(found) == SEGMENTS_PER_READ
+        and sum(max(0, s.rows) for s in found) < budget.points
+        and sum(len(s.payload) for s in found) <= _EARLY_READ_BYTES
+    ):
         following = asyncio.ensure_future(_found(reader, query, found[-1].bucket_us + 1))
     try:
-        if len(found) > 1 and (found[0].rows == OVERFLOW_ROWS or found[0].rows < points):
-            decoded = await asyncio.to_thread(_decoded, found, query, start_us, columns, points)
+        if len(found) > 1 and (found[0].rows == OVERFLOW_ROWS or found[0].rows < budget.points):
+            decoded = await asyncio.to_thread(_decoded, found, query, start_us, columns, budget)
         else:
-            decoded = _decoded(found, query, start_us, columns, points)
+            decoded = _decoded(found, query, start_us, columns, budget)
     except BaseException:
         if following is not None:
             _drop(following)
         raise
     parts, used = decoded
+    tables = [part for part in parts if isinstance(part, pa.Table)]
     return _Read(
         parts,
-        sum(part.num_rows for part in parts if isinstance(part, pa.Table)),
+        sum(table.num_rows for table in tables),
+        sum(map(budget.bytes_of, tables)),
         used < len(found) or len(found) == SEGMENTS_PER_READ,
         found[used - 1].bucket_us if used else EARLIEST,  # none found: nothing follows
         following,
@@ -329,9 +367,9 @@ def _decoded(
     query: RangeQuery,
     start_us: int,
     columns: frozenset[str] | None,
-    points: int,
+    budget: _Budget,
 ) -> tuple[list[pa.Table | Segment], int]:
-    """The parts of a _Read of the first of `found` that hold `points` values, and how many
+    """The parts of a _Read of the first of `found` that `budget` holds, and how many
     segments they are. The rows of consecutive segments are joined into one table of one
     chunk: a page cut from it makes one record batch (a Flight stream's costs are per batch
     too), and the Arrow calls on a page's columns run once, not once per segment; the copy
@@ -340,7 +378,7 @@ def _decoded(
     run: list[pa.Table] = []
     used = 0
     for segment in found:
-        if points <= 0:
+        if not budget.left:
             break
         used += 1
         if segment.rows == OVERFLOW_ROWS:
@@ -349,9 +387,14 @@ def _decoded(
         elif segment.last_snap_us >= start_us:
             rows = segments.decode(segment.payload, columns)
             run.append(segments.select(rows, query.as_of, start_us, query.end_us))
-            points -= run[-1].num_rows
+            budget = budget.spent(run[-1].num_rows, budget.bytes_of(run[-1]))
     parts.append(_joined(run))
     return [part for part in parts if not isinstance(part, pa.Table) or part.num_rows], used
+
+
+_EARLY_READ_BYTES = 4 << 20
+"""The payload bytes of a store read after which the next one may start before these are
+decoded: beyond, a store read (of large values) would be held twice."""
 
 
 def _joined(run: list[pa.Table]) -> pa.Table:
