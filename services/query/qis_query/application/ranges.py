@@ -98,7 +98,9 @@ async def pages(
     token's) when given, `max_points` values at most. A page that may be followed carries the
     token resuming after it (one cut short by its bytes, below, too); the last page of the range
     has none, and may be short or empty.
-    At `max_points` the pages end with a token: the caller continues in another call.
+    At `max_points` the pages end with a token: the caller continues in another call; so they
+    do when the read stops on the call's budget (its values, or its value and reason bytes
+    counted by their buffers: `_Budget`), the last page maybe short.
 
     Pages holding the serialised values (the `value` column) or the reasons (`reason`) are
     bounded in their bytes too, what a client's receive limit bounds: a page ends at a whole
@@ -129,7 +131,8 @@ async def pages(
     paged = 0  # rows of pending[0] already in pages
     # Closed with the pages, wherever they are let go of: its read ahead stops then.
     budget = _Budget(max_points, max_value_bytes, sized)
-    read = _rows(reader, query, start, bucket_span_us, wanted, budget, page_size)
+    ending = _Ending()
+    read = _rows(reader, query, start, bucket_span_us, wanted, budget, page_size, ending)
     async with contextlib.aclosing(read):
         async for rows in read:
             if paged:
@@ -154,7 +157,10 @@ async def pages(
         yield RangePage(_project(segments.EMPTY, wanted), "")
         return
     table = pa.concat_tables(pending)
-    yield RangePage(table.slice(paged), "", table, paged)
+    # Rows stopped by the call's budget before the range ends: the call goes on from the last.
+    yield RangePage(
+        table.slice(paged), token(_last_snap(table)) if ending.cut else "", table, paged
+    )
 
 
 def _full_page(count: int, size: int, ends: npt.NDArray[np.int64], paged_bytes: int) -> int:
@@ -212,13 +218,14 @@ async def _rows(
     columns: frozenset[str] | None,
     budget: _Budget,
     first_points: int,
+    ending: _Ending,
 ) -> AsyncGenerator[pa.Table, None]:
     """The range's values from `start_us` on, ascending by snap, in tables of a store read's
     segments (see _read), of `columns` (None: all), what `budget` holds at least when the
-    range holds it (the caller takes no more). The first read decodes only what holds
-    `first_points` (a first page comes as soon as it is read); while the caller takes one
-    read's tables, the next read runs ahead while the budget is not spent (and its store read,
-    while this one is decoded, when it is sure to be wanted)."""
+    range holds it (the caller takes no more; `ending.cut` says the range went on). The first
+    read decodes only what holds `first_points` (a first page comes as soon as it is read);
+    while the caller takes one read's tables, the next read runs ahead while the budget is not
+    spent (and its store read, while this one is decoded, when it is sure to be wanted)."""
     from_bucket = EARLIEST if bucket_span_us is None else start_us - start_us % bucket_span_us
     from_bucket = max(EARLIEST, from_bucket)
     ahead: asyncio.Future[_Read | None] | None = None
@@ -232,6 +239,7 @@ async def _rows(
             return
         while True:
             budget = budget.spent(read.points, read.value_bytes)
+            ending.cut = read.continues and not budget.left
             if read.continues and budget.left:
                 after, following = read.last_bucket_us + 1, read.following
                 ahead = asyncio.ensure_future(
@@ -260,6 +268,13 @@ async def _rows(
             _drop(read.following)
 
 
+@dataclass(slots=True)
+class _Ending:
+    """How a range read ended: `cut`, by the call's budget, before the range did."""
+
+    cut: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class _Budget:
     """What a call may still take of the range: values, and bytes of its `sized` columns
@@ -281,6 +296,13 @@ class _Budget:
         left = None if self.value_bytes is None else self.value_bytes - value_bytes
         return _Budget(self.points - points, left, self.sized)
 
+    def spent_down_to(self, left: _Budget) -> tuple[int, int]:
+        """The values and sized bytes spent from this budget to `left` (what it became)."""
+        spent_bytes = 0
+        if self.value_bytes is not None and left.value_bytes is not None:
+            spent_bytes = self.value_bytes - left.value_bytes
+        return self.points - left.points, spent_bytes
+
     def bytes_of(self, rows: pa.Table) -> int:
         """The bytes of `rows`' sized columns (their buffers: at least what pages count)."""
         return sum(rows.column(c).nbytes for c in self.sized if c in rows.column_names)
@@ -294,7 +316,7 @@ class _Read:
     points: int
     """The rows of the tables."""
     value_bytes: int
-    """The bytes of their sized columns (_Budget.bytes_of)."""
+    """The bytes of their sized columns, segment by segment (_Budget.bytes_of)."""
     continues: bool
     """The store may hold more segments of the range after these, from the bucket after
     `last_bucket_us` on."""
@@ -350,12 +372,13 @@ async def _read(
         if following is not None:
             _drop(following)
         raise
-    parts, used = decoded
-    tables = [part for part in parts if isinstance(part, pa.Table)]
+    parts, used, left = decoded
+    if used < len(found) and following is not None:  # it reads after the last one found
+        _drop(following)
+        following = None
     return _Read(
         parts,
-        sum(table.num_rows for table in tables),
-        sum(map(budget.bytes_of, tables)),
+        *budget.spent_down_to(left),
         used < len(found) or len(found) == SEGMENTS_PER_READ,
         found[used - 1].bucket_us if used else EARLIEST,  # none found: nothing follows
         following,
@@ -368,9 +391,9 @@ def _decoded(
     start_us: int,
     columns: frozenset[str] | None,
     budget: _Budget,
-) -> tuple[list[pa.Table | Segment], int]:
-    """The parts of a _Read of the first of `found` that `budget` holds, and how many
-    segments they are. The rows of consecutive segments are joined into one table of one
+) -> tuple[list[pa.Table | Segment], int, _Budget]:
+    """The parts of a _Read of the first of `found` that `budget` holds, how many segments
+    they are, and what is left of the budget. The rows of consecutive segments are joined into one table of one
     chunk: a page cut from it makes one record batch (a Flight stream's costs are per batch
     too), and the Arrow calls on a page's columns run once, not once per segment; the copy
     costs ~3 ns a point."""
@@ -389,7 +412,8 @@ def _decoded(
             run.append(segments.select(rows, query.as_of, start_us, query.end_us))
             budget = budget.spent(run[-1].num_rows, budget.bytes_of(run[-1]))
     parts.append(_joined(run))
-    return [part for part in parts if not isinstance(part, pa.Table) or part.num_rows], used
+    kept = [part for part in parts if not isinstance(part, pa.Table) or part.num_rows]
+    return kept, used, budget
 
 
 _EARLY_READ_BYTES = 4 << 20
