@@ -232,7 +232,7 @@ async def test_closing_the_pages_with_the_read_ahead_pending_or_failed_leaves_no
     pages = read(store, RangeQuery(S), 10, 10**6)
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         first = await anext(pages)
-        await asyncio.wait_for(store.blocked.wait(), 5)
+        await asyncio.wait_for(store.reached.wait(), 5)
         await settle()
         await pages.aclose()  # type: ignore[attr-defined]
         await settle()

@@ -51,27 +51,41 @@ def segment(bucket: int, overflow: bool = False) -> Segment:
     return Segment(S, first, snaps[0], snaps[-1], len(snaps), segments.encode(rows), 1, 1)
 
 
-class Reader:
-    """The segments of one series, counting the store reads; the read `fail_at` (1, 2, ...)
-    fails. A bucket in `overflowing` has its values in the per-point records."""
+class CountedSegments:
+    """Stored segments read by bucket, counting the store reads: the read `block_at` (1, 2,
+    ...) waits forever, the read `fail_at` fails; `reached` is set at either."""
 
     def __init__(
-        self, overflowing: frozenset[int] = frozenset(), fail_at: int | None = None
+        self, stored: list[Segment], block_at: int | None = None, fail_at: int | None = None
     ) -> None:
-        self.segments_stored = [segment(b, b in overflowing) for b in range(BUCKETS)]
+        self.stored = stored
         self.reads = 0
+        self.block_at = block_at
         self.fail_at = fail_at
-        self.failed = asyncio.Event()
+        self.reached = asyncio.Event()
 
     async def segments(
         self, series_id: str, from_bucket_us: int, end_us: int, as_of: AsOf, limit: int
     ) -> list[Segment]:
         self.reads += 1
+        if self.reads == self.block_at:
+            self.reached.set()
+            await asyncio.Event().wait()
         if self.reads == self.fail_at:
-            self.failed.set()
+            self.reached.set()
             raise ConnectionError("the store went away")
-        found = [s for s in self.segments_stored if from_bucket_us <= s.bucket_us < end_us]
+        found = [s for s in self.stored if from_bucket_us <= s.bucket_us < end_us]
         return found[:limit]
+
+
+class Reader(CountedSegments):
+    """The segments of one series; a bucket in `overflowing` has its values in the per-point
+    records."""
+
+    def __init__(
+        self, overflowing: frozenset[int] = frozenset(), fail_at: int | None = None
+    ) -> None:
+        super().__init__([segment(b, b in overflowing) for b in range(BUCKETS)], None, fail_at)
 
     async def latest_range(
         self, series_id: str, start_us: int, end_us: int, limit: int
@@ -167,7 +181,7 @@ async def test_a_read_ahead_let_go_of_leaves_no_task_and_no_unread_failure(
     first = await anext(read)
     assert first.rows.num_rows == POINTS_PER_BUCKET
     if wait_for_the_failure:
-        await reader.failed.wait()
+        await reader.reached.wait()
         await asyncio.sleep(0)  # the read's task ends
     await read.aclose()  # type: ignore[attr-defined]
     for _ in range(3):  # a task cancelled ends at its next step

@@ -15,11 +15,10 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import cast
 from unittest import mock
 
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,7 +27,6 @@ from qis_adapters.readstore import segments
 from qis_adapters.readstore.port import (
     LATEST,
     OVERFLOW_ROWS,
-    AsOf,
     KnownAt,
     Latest,
     OfficialVersion,
@@ -37,6 +35,8 @@ from qis_adapters.readstore.port import (
 )
 from qis_query.application import paging, ranges
 from qis_query.application.ranges import SEGMENTS_PER_READ, RangePage, RangeQuery
+
+from tests.service.query.test_query_range_read_ahead import CountedSegments, counting_decodes
 
 S = "S"
 BUCKET_US = 1_000
@@ -50,7 +50,7 @@ def version(snap_us: int, number: int = 1) -> OfficialVersion:
     )
 
 
-class Store:
+class Store(CountedSegments):
     """One series' segments (a bucket's rows, every version of them) and per-point records;
     the store read `block_at` (1, 2, ...) waits forever, `fail_at` fails."""
 
@@ -62,38 +62,22 @@ class Store:
         fail_at: int | None = None,
     ) -> None:
         self.versions = [v for bucket in buckets for v in bucket]
-        self.stored: list[Segment] = []
+        stored: list[Segment] = []
         for index, bucket in enumerate(buckets):
             if not bucket:
                 continue
             first, last = min(v.snap_us for v in bucket), max(v.snap_us for v in bucket)
             start = index * BUCKET_US
             if index in overflowing:
-                self.stored.append(Segment(S, start, first, last, OVERFLOW_ROWS, b"", 1, 1))
+                stored.append(Segment(S, start, first, last, OVERFLOW_ROWS, b"", 1, 1))
                 continue
             rows = segments.rows_from_versions([v for v in bucket if v.version == 1])
             restated = sorted((v for v in bucket if v.version > 1), key=lambda v: v.version)
             # One segment version for the whole log: every version is in its stretch.
             rows = segments.extend(rows, restated)
             payload = segments.encode(rows)
-            self.stored.append(Segment(S, start, first, last, rows.num_rows, payload, 1, 1))
-        self.reads = 0
-        self.block_at = block_at
-        self.fail_at = fail_at
-        self.blocked = asyncio.Event()
-
-    async def segments(
-        self, series_id: str, from_bucket_us: int, end_us: int, as_of: AsOf, limit: int
-    ) -> list[Segment]:
-        self.reads += 1
-        if self.reads == self.block_at:
-            self.blocked.set()
-            await asyncio.Event().wait()
-        if self.reads == self.fail_at:
-            self.blocked.set()
-            raise ConnectionError("the store went away")
-        found = [s for s in self.stored if from_bucket_us <= s.bucket_us < end_us]
-        return found[:limit]
+            stored.append(Segment(S, start, first, last, rows.num_rows, payload, 1, 1))
+        super().__init__(stored, block_at, fail_at)
 
     def _official(self, start_us: int, end_us: int, at: int | None) -> list[OfficialVersion]:
         best: dict[int, OfficialVersion] = {}
@@ -137,17 +121,6 @@ def read(
 
 def plain_buckets(count: int, points: int) -> list[list[OfficialVersion]]:
     return [[version(b * BUCKET_US + i) for i in range(points)] for b in range(count)]
-
-
-def counting_decodes() -> tuple[list[int], Callable[..., pa.Table]]:
-    decoded: list[int] = []
-    decode = segments.decode
-
-    def counted(payload: bytes, columns: frozenset[str] | None = None) -> pa.Table:
-        decoded.append(1)
-        return decode(payload, columns)
-
-    return decoded, counted
 
 
 async def others_settle(limit_s: float = 5.0) -> set[asyncio.Task[object]]:
@@ -246,7 +219,7 @@ async def test_closing_the_pages_stops_the_store_read_a_finished_read_ahead_star
     assert first.rows.num_rows == 10
     # (Code that does not read ahead never reaches store read 3: then nothing to wait for.)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(store.blocked.wait(), 1)
+        await asyncio.wait_for(store.reached.wait(), 1)
     await others_settle()
     await pages.aclose()  # type: ignore[attr-defined]
     for _ in range(3):  # a task cancelled ends at its next step
@@ -270,7 +243,7 @@ async def test_a_client_cancelling_while_the_pages_wait_for_the_read_ahead_leave
             pass
 
     task = asyncio.ensure_future(take())
-    await asyncio.wait_for(store.blocked.wait(), 5)
+    await asyncio.wait_for(store.reached.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
