@@ -23,7 +23,6 @@ from qis.data.v1 import query_service_pb2 as pb
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
 from qis_adapters.readstore.port import LATEST, KnownAt, Latest, OfficialVersion
 from qis_domain.snaps import BUCKET_SPAN_US
-from qis_query.application import paging
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.export import ExportRequest, open_export
 from qis_query.application.handlers import QueryHandlers
@@ -36,9 +35,11 @@ from tests.service.query.test_query_columns import SERIES, History, calls, write
 from tests.service.query.test_query_range_read_ahead_ends import (
     VALUE,
     Store,
+    every_call,
     layouts,
     plain_buckets,
     read,
+    stored_values,
 )
 from tests.service.query.test_query_structure_columns import CURVE, SNAP, curve, stored
 from tests.service.query.test_query_structure_columns import LATEST as LATEST_QUERY
@@ -46,39 +47,6 @@ from tests.support.segmenting import FREQUENCY
 
 S = "S"
 WITH_VALUES = frozenset({"snap_us", "version", "value"})
-
-
-async def every_call(
-    store: Store,
-    query: RangeQuery,
-    page_size: int,
-    max_points: int,
-    max_value_bytes: int | None,
-    columns: frozenset[str] = WITH_VALUES,
-) -> list[list[tuple[int, int]]]:
-    """Each call's (snap, version)s, each call resuming from the previous one's last token."""
-    out: list[list[tuple[int, int]]] = []
-    after: int | None = None
-    for _ in range(1_000):
-        got: list[tuple[int, int]] = []
-        token = ""
-        pages = read(store, query, page_size, max_points, after, max_value_bytes, columns)
-        async for page in pages:
-            got += zip(
-                page.rows.column("snap_us").to_pylist(),
-                page.rows.column("version").to_pylist(),
-                strict=True,
-            )
-            token = page.next_page_token
-        out.append(got)
-        if not token:
-            return out
-        after = paging.range_after(token, query)
-    raise AssertionError("the calls never end")
-
-
-def stored_values(store: Store, query: RangeQuery, at: int | None = None) -> list[tuple[int, int]]:
-    return [(v.snap_us, v.version) for v in store._official(query.start_us, query.end_us, at)]
 
 
 # -- Calls ending on their bytes ---------------------------------------------------------------
@@ -91,7 +59,7 @@ async def test_a_call_whose_bytes_end_mid_page_ends_with_a_token() -> None:
     # do not fill a page, and hands them out as the range's last page.
     store = Store(plain_buckets(3 * SEGMENTS_PER_READ, 10))
     query = RangeQuery(S)
-    done = await every_call(store, query, 25, 10**6, 10 * len(VALUE))
+    done = await every_call(store, query, 25, 10**6, 10 * len(VALUE), WITH_VALUES)
     assert [v for call in done for v in call] == stored_values(store, query)
 
 
@@ -102,7 +70,7 @@ async def test_a_call_whose_bytes_are_not_reached_by_the_values_it_read_ends_wit
     # not reached the call's bytes and end the range with ''.
     store = Store(plain_buckets(3 * SEGMENTS_PER_READ, 10))
     query = RangeQuery(S)
-    done = await every_call(store, query, 10, 10**6, 10 * len(VALUE) + 1)
+    done = await every_call(store, query, 10, 10**6, 10 * len(VALUE) + 1, WITH_VALUES)
     assert [v for call in done for v in call] == stored_values(store, query)
     assert len(done) > 1
 
@@ -130,7 +98,9 @@ def test_calls_bounded_by_their_bytes_resumed_from_their_tokens_give_every_value
     store = Store(buckets, overflowing)
     query = RangeQuery(S, as_of=as_of)
     at = None if isinstance(as_of, Latest) else as_of.at_us
-    done = asyncio.run(every_call(store, query, page_size, max_points, max_value_bytes))
+    done = asyncio.run(
+        every_call(store, query, page_size, max_points, max_value_bytes, WITH_VALUES)
+    )
     assert [v for call in done for v in call] == stored_values(store, query, at)
 
 

@@ -119,6 +119,41 @@ def read(
     )
 
 
+async def every_call(
+    store: Store,
+    query: RangeQuery,
+    page_size: int,
+    max_points: int,
+    max_value_bytes: int | None,
+    columns: frozenset[str] = frozenset({"snap_us", "version"}),
+) -> list[list[tuple[int, int]]]:
+    """Each call's (snap, version)s, each call resuming from the previous one's last token;
+    no page holds more than `page_size`."""
+    out: list[list[tuple[int, int]]] = []
+    after: int | None = None
+    for _ in range(1_000):
+        got: list[tuple[int, int]] = []
+        token = ""
+        pages = read(store, query, page_size, max_points, after, max_value_bytes, columns)
+        async for page in pages:
+            assert page.rows.num_rows <= page_size
+            got += zip(
+                page.rows.column("snap_us").to_pylist(),
+                page.rows.column("version").to_pylist(),
+                strict=True,
+            )
+            token = page.next_page_token
+        out.append(got)
+        if not token:
+            return out
+        after = paging.range_after(token, query)
+    raise AssertionError("the calls never end")
+
+
+def stored_values(store: Store, query: RangeQuery, at: int | None = None) -> list[tuple[int, int]]:
+    return [(v.snap_us, v.version) for v in store._official(query.start_us, query.end_us, at)]
+
+
 def plain_buckets(count: int, points: int) -> list[list[OfficialVersion]]:
     return [[version(b * BUCKET_US + i) for i in range(points)] for b in range(count)]
 
@@ -175,27 +210,8 @@ def test_calls_resumed_from_their_tokens_give_every_value_once_as_of_the_query(
     store = Store(buckets, overflowing)
     query = RangeQuery(S, start_us, start_us + length_us, as_of)
     at = None if isinstance(as_of, Latest) else as_of.at_us
-    want = [(v.snap_us, v.version) for v in store._official(query.start_us, query.end_us, at)]
-
-    async def every_call() -> list[tuple[int, int]]:
-        got: list[tuple[int, int]] = []
-        after: int | None = None
-        for _ in range(1_000):
-            token = ""
-            async for page in read(store, query, page_size, max_points, after):
-                assert page.rows.num_rows <= page_size
-                got += zip(
-                    page.rows.column("snap_us").to_pylist(),
-                    page.rows.column("version").to_pylist(),
-                    strict=True,
-                )
-                token = page.next_page_token
-            if not token:
-                return got
-            after = paging.range_after(token, query)
-        raise AssertionError("the calls never end")
-
-    assert asyncio.run(every_call()) == want
+    done = asyncio.run(every_call(store, query, page_size, max_points, None))
+    assert [v for call in done for v in call] == stored_values(store, query, at)
 
 
 # -- What is left behind ---------------------------------------------------------------------
