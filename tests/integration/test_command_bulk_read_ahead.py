@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+import qis_adapters.eventstore.sqlite as sqlite_module
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
 from qis_adapters.eventstore.sqlite import SqliteEventStore
@@ -57,6 +58,9 @@ async def serve(
 async def test_the_next_chunk_is_made_while_the_one_before_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On the store's worker, as a large append is written (a small one runs on the loop
+    itself when the store has not written for a while: eventstore/sqlite.py)."""
+    monkeypatch.setattr(sqlite_module, "_INLINE_APPEND_BYTES", -1)
     made: list[str] = []
     mapped_while_writing: list[list[str]] = []
     ingest_command = grpc_service.ingest_command

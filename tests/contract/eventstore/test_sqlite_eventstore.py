@@ -26,13 +26,14 @@ ID_NAMESPACE = uuid.UUID("5b0a3a52-5d3c-4d0e-9a43-8b1f6f0b7c11")
 
 # Appends 1..4 events at a time to three streams of its own, with concrete expected versions;
 # event ids are uuid5(stream/version) so the reader can check every event it receives. It
-# starts appending on a line from stdin, so that the writers really overlap.
+# starts appending on a line from stdin, so that the writers really overlap, and pauses
+# between appends for the seconds given (as a process deciding commands between them does).
 WRITER_SCRIPT = """
 import asyncio, sys, uuid
 from qis_adapters.eventstore.port import NewEvent, StreamAppend, StreamState
 from qis_adapters.eventstore.sqlite import SqliteEventStore
 
-async def main(path: str, tag: str, appends: int) -> None:
+async def main(path: str, tag: str, appends: int, pause: float) -> None:
     store = await SqliteEventStore.open(path)
     print("ready", flush=True)
     sys.stdin.readline()
@@ -48,9 +49,11 @@ async def main(path: str, tag: str, appends: int) -> None:
         expected = StreamState.NO_STREAM if current is None else current
         result = await store.append([StreamAppend(stream, expected, events)])
         versions[stream] = result.stream_versions[stream]
+        if pause:
+            await asyncio.sleep(pause)
     await store.close()
 
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[5])))
 """
 
 
@@ -135,8 +138,12 @@ async def test_recorded_time_is_clamped_when_the_clock_steps_back(
     assert [e.recorded_at_us for e in await store.read_stream("a")] == [2_000_000_000] * 2
 
 
+# Appending in tight loops, each writer goes through its store's worker; with pauses as long
+# as a thousand-point command's decision, each append runs on the writer's loop first and,
+# meeting the other's lock, on its worker.
+@pytest.mark.parametrize("pause", [0.0, 0.0015], ids=["tight loops", "paused"])
 async def test_reader_sees_every_event_from_writer_processes_exactly_once_in_order(
-    tmp_path: Path,
+    tmp_path: Path, pause: float
 ) -> None:
     path = tmp_path / "shared.db"
     reader = await SqliteEventStore.open(path, poll_interval=0.005)
@@ -162,6 +169,7 @@ async def test_reader_sees_every_event_from_writer_processes_exactly_once_in_ord
                 tag,
                 str(appends_per_writer),
                 str(ID_NAMESPACE),
+                str(pause),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )

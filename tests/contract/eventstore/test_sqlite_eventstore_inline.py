@@ -1,5 +1,6 @@
-"""The SQLite event store runs a command's reads on the caller's thread when its worker is idle
-(its appends always on the worker), and never lets the caller's event loop wait for a lock."""
+"""The SQLite event store runs a command's reads, and its small appends made a while after the
+last, on the caller's thread when its worker is idle, and never lets the caller's event loop
+wait for a lock."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+import qis_adapters.eventstore.sqlite as sqlite_module
 from qis_adapters.eventstore.port import (
     EventStoreUnavailable,
     NewEvent,
@@ -34,6 +36,23 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
         yield opened
     finally:
         await opened.close()
+
+
+class Clock:
+    """The store's monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(sqlite_module, "monotonic", fake)
+    return fake
 
 
 def threads_of(store: SqliteEventStore, name: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -60,9 +79,7 @@ async def test_an_idle_store_reads_inline_and_a_busy_one_hops(
     (events,) = await store.read_many([("s", 0)])
     assert [e.stream_version for e in events] == [0]
     assert read == [here]
-    # Appends: always on the worker.
-    assert len(appended) == 1
-    assert appended[0] != here
+    assert appended == [here]  # the store's first write: inline
 
     # While the worker runs something else, the next step waits its turn there.
     started, release = threading.Event(), threading.Event()
@@ -83,10 +100,40 @@ async def test_an_idle_store_reads_inline_and_a_busy_one_hops(
     assert read[1] != here
 
 
-async def test_an_append_waiting_for_a_lock_leaves_the_loop_running(
-    store: SqliteEventStore, tmp_path: Path
+async def test_a_small_append_runs_inline_unless_the_store_wrote_just_before(
+    store: SqliteEventStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Appends that close together go to the worker, whose hop leaves writers in other
+    processes room to take the write lock; so do large ones, which would hold the loop."""
+    appended = threads_of(store, "_append_sync", monkeypatch)
+    here = threading.get_ident()
+    gap = sqlite_module._WRITER_GAP_S
     await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
+    clock.now += gap / 2
+    await store.append([StreamAppend("s", 0, [new_event(1)])])
+    clock.now += 2 * gap
+    await store.append([StreamAppend("s", 1, [new_event(2)])])
+    assert [t == here for t in appended] == [True, False, True]
+
+    # Its events' bytes, data and metadata, against the bound.
+    for bound, inline in ((16, True), (15, False)):
+        monkeypatch.setattr(sqlite_module, "_INLINE_APPEND_BYTES", bound)
+        clock.now += 2 * gap
+        event = NewEvent(uuid.uuid4(), "Ingested", b"x" * 10, b"y" * 6)
+        await store.append([StreamAppend(f"bound-{bound}", StreamState.NO_STREAM, [event])])
+        assert (appended[-1] == here) is inline
+    versions = [e.stream_version for e in await store.read_stream("s")]
+    assert versions == [0, 1, 2]
+
+
+@pytest.mark.parametrize("inline_first", [True, False], ids=["inline first", "on the worker"])
+async def test_an_append_waiting_for_a_lock_leaves_the_loop_running(
+    store: SqliteEventStore, tmp_path: Path, clock: Clock, inline_first: bool
+) -> None:
+    """Inline, the append meets the lock, is refused at once and waits on the worker."""
+    await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
+    if inline_first:
+        clock.now += 2 * sqlite_module._WRITER_GAP_S
     blocker = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
     try:
@@ -109,7 +156,7 @@ async def test_an_append_waiting_for_a_lock_leaves_the_loop_running(
 
 
 async def test_an_append_met_by_a_lock_times_out_as_unavailable_after_inline_reads(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     store = await SqliteEventStore.open(tmp_path / "store.db", busy_timeout_ms=100)
     assert await store.head_position() == 0  # inline: the busy timeout is 0 there
@@ -201,11 +248,11 @@ async def test_an_inline_step_that_fails_still_gives_the_loop_its_turn(
     assert waiting.done()
 
 
-async def test_inline_steps_set_no_busy_timeout_each(store: SqliteEventStore) -> None:
+async def test_inline_steps_set_no_busy_timeout_each(store: SqliteEventStore, clock: Clock) -> None:
     """The busy timeout is switched when a step of the other kind (inline or on the worker)
     comes, not around every inline step: a PRAGMA before and after each was ~4 of a small
     command's 14 statements."""
-    await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
+    await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])  # inline
     await store.head_position()  # inline: the busy timeout switched to 0
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
@@ -213,7 +260,9 @@ async def test_inline_steps_set_no_busy_timeout_each(store: SqliteEventStore) ->
         await store.read_many([("s", 0), (f"c{version}", 0)])
         await store.stream_version("s")
     assert not [s for s in statements if "busy_timeout" in s]
-    # The append, on the worker, switches it back, once.
+    # An append right after another (the clock stood still), on the worker, switches it
+    # back, once.
     await store.append([StreamAppend("s", 0, [new_event(1)])])
+    await store.append([StreamAppend("s", 1, [new_event(2)])])
     store._db.set_trace_callback(None)
     assert [s for s in statements if "busy_timeout" in s] == ["PRAGMA busy_timeout = 2000"]

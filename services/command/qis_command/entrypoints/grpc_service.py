@@ -406,7 +406,8 @@ class _Chunk:
 class _ReadAhead:
     """A BulkIngest stream's chunks, each read and made into its command while the chunk
     before it is decided: the mapping (Python, on the loop) then runs while that chunk's events
-    are written (on the event store's thread), where it used to wait for them. One chunk
+    are written when the event store writes them on its own thread (a large append, or one
+    right after another: eventstore/sqlite.py), where it used to wait for them. One chunk
     ahead at most, and none once the stream ends."""
 
     def __init__(self, chunks: AsyncIterator[pb.IngestPointsRequest]) -> None:
