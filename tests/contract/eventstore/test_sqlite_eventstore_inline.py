@@ -116,12 +116,31 @@ async def test_a_small_append_runs_inline_unless_the_store_wrote_just_before(
     assert [t == here for t in appended] == [True, False, True]
 
     # Its events' bytes, data and metadata, against the bound.
+    bytes_bound = sqlite_module._INLINE_APPEND_BYTES
     for bound, inline in ((16, True), (15, False)):
         monkeypatch.setattr(sqlite_module, "_INLINE_APPEND_BYTES", bound)
         clock.now += 2 * gap
         event = NewEvent(uuid.uuid4(), "Ingested", b"x" * 10, b"y" * 6)
         await store.append([StreamAppend(f"bound-{bound}", StreamState.NO_STREAM, [event])])
         assert (appended[-1] == here) is inline
+    monkeypatch.setattr(sqlite_module, "_INLINE_APPEND_BYTES", bytes_bound)
+    # Its streams (a version read each) and events (a row each), however few their bytes.
+    streams, events = sqlite_module._INLINE_APPEND_STREAMS, sqlite_module._INLINE_APPEND_EVENTS
+    for shape, inline in (
+        ((1,) * streams, True),
+        ((1,) * (streams + 1), False),
+        ((events,), True),
+        ((events - 1, 2), False),
+    ):
+        clock.now += 2 * gap
+        name = f"shape-{len(shape)}-{shape[0]}"
+        await store.append(
+            [
+                StreamAppend(f"{name}-{i}", StreamState.NO_STREAM, [new_event(j) for j in range(k)])
+                for i, k in enumerate(shape)
+            ]
+        )
+        assert (appended[-1] == here) is inline, shape
     versions = [e.stream_version for e in await store.read_stream("s")]
     assert versions == [0, 1, 2]
 

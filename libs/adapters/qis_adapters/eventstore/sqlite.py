@@ -11,8 +11,8 @@ between a command's steps as before. A read that meets a lock (a checkpoint's WA
 refused at once there (busy_timeout 0) and run again on the worker, which waits for the lock;
 the subscriptions' page reads always run on the worker.
 
-An append runs there too, when it is small (`_INLINE_APPEND_BYTES`: a few milliseconds of the
-loop) and this store released SQLite's write lock at least `_WRITER_GAP_S` before. Handed to the
+An append runs there too, when it is small (`_small`: a few milliseconds of the loop at most)
+and this store released SQLite's write lock at least `_WRITER_GAP_S` before. Handed to the
 worker, a thousand-point command's append kept the loop idle ~0.3 ms longer than the write took
 (the worker's SQLite steps each wait for the GIL the loop holds, then the loop waits to be
 woken): 1k-point BulkIngest chunks over gRPC ran 7-13 % faster inline. The gap is for writers
@@ -80,14 +80,27 @@ _Row = tuple[int, str, int, str, bytes, int, bytes, bytes]
 _SCAN_WINDOW = 50_000
 
 
-# An append runs inline (see the module's docstring) when its events hold at most this many
-# bytes (a 10k-point chunk's are ~1 MiB, ~4 ms of writing) ...
+# An append runs inline (see the module's docstring) when it is small: its events hold at most
+# this many bytes (a 10k-point chunk's are ~1 MiB, ~4 ms of writing), in at most this many
+# streams and events (a command's are a few: each stream costs a version read and each event a
+# row, so 5,000 one-event streams of 0.3 MB in all held the loop 50-70 ms) ...
 _INLINE_APPEND_BYTES = 2 * 1024 * 1024
+_INLINE_APPEND_STREAMS = 16
+_INLINE_APPEND_EVENTS = 256
 # ... and this store released the write lock at least this many seconds before.
 _WRITER_GAP_S = 0.001
 
 # SQLite's answers when a lock is held elsewhere and the busy handler is off.
 _LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _small(appends: Sequence[StreamAppend]) -> bool:
+    if len(appends) > _INLINE_APPEND_STREAMS:
+        return False
+    events = [e for a in appends for e in a.events]
+    return len(events) <= _INLINE_APPEND_EVENTS and (
+        sum(len(e.data) + len(e.metadata) for e in events) <= _INLINE_APPEND_BYTES
+    )
 
 
 def _to_event(row: _Row) -> RecordedEvent:
@@ -285,8 +298,7 @@ class SqliteEventStore:
 
     async def append(self, appends: Sequence[StreamAppend]) -> AppendResult:
         _validate(appends)
-        size = sum(len(e.data) + len(e.metadata) for a in appends for e in a.events)
-        inline = size <= _INLINE_APPEND_BYTES and monotonic() - self._released_at >= _WRITER_GAP_S
+        inline = _small(appends) and monotonic() - self._released_at >= _WRITER_GAP_S
         # If the caller is cancelled while the worker runs (or at its turn after an inline
         # append), the transaction still commits or rolls back as a whole; the caller learns
         # nothing, as after a lost network reply.

@@ -11,8 +11,8 @@ under a decision in flight: the append then passed the version check with events
 the older state, a lost update.)
 
 A command's aggregates are brought up to date together, in one read of the store
-(`load_together`): on the SQLite store each read is a hop to its worker thread, a fixed cost
-as large as a small command's decision.
+(`load_together`): each read has a fixed cost (a network round trip to KurrentDB; on SQLite,
+its statements and a turn of the loop) as large as a small command's decision.
 
 Memory is bounded by the budget, not by history: the cache counts each aggregate's `size`
 (for a bucket its points, remembered commands and issues: everything in it that grows with
