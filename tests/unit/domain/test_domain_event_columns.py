@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 from typing import Any, get_args, get_origin
+from unittest import mock
 
+import orjson
 import pytest
+import qis_domain.events.points as points_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError, create_model
@@ -381,6 +384,36 @@ def test_only_columns_of_equal_entries_are_written_once(event: _Columns) -> None
     assert list(payload) == list(before)  # each field at its place
     if payload == before:  # nothing written once: the bytes of before
         assert REGISTRY.encode(event) == event.model_dump_json().encode()
+
+
+def _to_json_alone() -> Any:
+    """Within: the payloads written by pydantic-core's to_json alone, as before orjson (which
+    then refuses everything)."""
+
+    def refused(_: object) -> bytes:
+        raise orjson.JSONEncodeError("refused")
+
+    return mock.patch.object(points_module.orjson, "dumps", refused)
+
+
+@settings(max_examples=500)
+@given(columnar_events())
+def test_any_columnar_event_is_written_in_the_bytes_pydantic_core_wrote(event: _Columns) -> None:
+    """orjson writes what to_json wrote, byte for byte (any text, 64-bit integers, finite
+    floats and nested documents in a value document; enums; columns written once)."""
+    written = event.json_payload()
+    with _to_json_alone():
+        assert written == event.json_payload()
+
+
+def test_an_integer_beyond_64_bits_in_a_value_document_is_written_by_pydantic_core() -> None:
+    """orjson refuses it; a document read back from the store may hold one (JSON has no bound)."""
+    event = _reconciled([{"x": 2**70}, {"x": -(2**64)}])
+    written = event.json_payload()
+    with _to_json_alone():
+        assert written == event.json_payload()
+    assert b'"x":1180591620717411303424' in written
+    assert REGISTRY.decode("DataReconciled", written, event.event_version) == event
 
 
 # --- what the domain's (unvalidated) events read back as ---

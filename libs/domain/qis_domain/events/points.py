@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypeVar, get_args
 
+import orjson
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, model_validator
 from pydantic_core import CoreSchema, core_schema, to_json
 
@@ -137,12 +138,19 @@ class _Columns(DomainEvent):
     def json_payload(self) -> bytes:
         # One serializer call over the fields in declaration order (snaps, then series_id:
         # `peek_columns` reads that head); a model_dump_json that excluded the compact columns
-        # and spliced them in after costs more than the whole encoding this way.
+        # and spliced them in after costs more than the whole encoding this way. orjson writes
+        # the bytes pydantic-core's to_json writes for what these fields hold (strings, 64-bit
+        # integers, string enums, lists and maps of those, finite floats), in a third of the
+        # time for a column of texts or of contributions (~0.15 of a 1k-point chunk's 3 µs a
+        # point). What it refuses, to_json writes: an integer beyond 64 bits, say, in a value
+        # document read back from the store.
         fields = self.__dict__
         n = len(self.snaps)
-        return to_json(
-            {name: self._stored(name, fields[name], n) for name in type(self).model_fields}
-        )
+        payload = {name: self._stored(name, fields[name], n) for name in type(self).model_fields}
+        try:
+            return orjson.dumps(payload)
+        except orjson.JSONEncodeError:
+            return to_json(payload)
 
     def _stored(self, name: str, value: Any, n: int) -> Any:
         # Only a column as long as the snaps: read back, one of another length (the domain's
