@@ -123,6 +123,17 @@ async def test_a_small_append_runs_inline_unless_the_store_wrote_just_before(
         event = NewEvent(uuid.uuid4(), "Ingested", b"x" * 10, b"y" * 6)
         await store.append([StreamAppend(f"bound-{bound}", StreamState.NO_STREAM, [event])])
         assert (appended[-1] == here) is inline
+    # ... over every stream's events
+    monkeypatch.setattr(sqlite_module, "_INLINE_APPEND_BYTES", 30)
+    clock.now += 2 * gap
+    spread = [
+        StreamAppend(
+            f"spread-{i}", StreamState.NO_STREAM, [NewEvent(uuid.uuid4(), "I", b"x" * 10, b"y" * 6)]
+        )
+        for i in range(2)
+    ]
+    await store.append(spread)  # 16 bytes a stream, 32 in all
+    assert appended[-1] != here
     monkeypatch.setattr(sqlite_module, "_INLINE_APPEND_BYTES", bytes_bound)
     # Its streams (a version read each) and events (a row each), however few their bytes.
     streams, events = sqlite_module._INLINE_APPEND_STREAMS, sqlite_module._INLINE_APPEND_EVENTS

@@ -10,7 +10,6 @@ from unittest import mock
 
 import orjson
 import pytest
-import qis_domain.events.points as points_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError, create_model
@@ -393,7 +392,7 @@ def _to_json_alone() -> Any:
     def refused(_: object) -> bytes:
         raise orjson.JSONEncodeError("refused")
 
-    return mock.patch.object(points_module.orjson, "dumps", refused)
+    return mock.patch.object(orjson, "dumps", refused)
 
 
 @settings(max_examples=500)

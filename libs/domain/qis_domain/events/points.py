@@ -142,15 +142,19 @@ class _Columns(DomainEvent):
         # the bytes pydantic-core's to_json writes for what these fields hold (strings, 64-bit
         # integers, string enums, lists and maps of those, finite floats), in a third of the
         # time for a column of texts or of contributions (~0.15 of a 1k-point chunk's 3 µs a
-        # point). What it refuses, to_json writes: an integer beyond 64 bits, say, in a value
-        # document read back from the store.
+        # point). to_json writes the rest: what orjson refuses (an integer beyond 64 bits, say,
+        # in a value document read back from the store), and a payload with a null, which may
+        # be a float that is not finite (orjson writes it as null, to_json as Infinity or NaN,
+        # which read back; only value documents hold nulls, or such floats, and prices' and
+        # volumes' columns hold no document).
         fields = self.__dict__
         n = len(self.snaps)
         payload = {name: self._stored(name, fields[name], n) for name in type(self).model_fields}
         try:
-            return orjson.dumps(payload)
+            written = orjson.dumps(payload)
         except orjson.JSONEncodeError:
             return to_json(payload)
+        return to_json(payload) if b"null" in written else written
 
     def _stored(self, name: str, value: Any, n: int) -> Any:
         # Only a column as long as the snaps: read back, one of another length (the domain's
