@@ -23,7 +23,7 @@ from qis_domain.command_log import canonical, fingerprint, legacy_fingerprint
 from qis_domain.errors import FieldViolation
 from qis_domain.scalar_points import _OWN_TEXTS, ScalarPoints
 from qis_domain.snaps import Snap
-from qis_domain.values import DataValue, Price
+from qis_domain.values import DataValue, Price, parse_decimal
 
 T0_S = 1_709_326_800
 
@@ -34,12 +34,19 @@ noise = st.text(alphabet="0123456789.-+", min_size=1, max_size=14)
 literals = st.builds(
     lambda sign, whole, point, zeros, digits: f"{sign}{whole}{point}{'0' * zeros}{digits}",
     st.sampled_from(["", "-", "+", "--"]),
-    st.sampled_from(["", "0", "00", "1", "10", "012", "9" * 18]),
+    st.sampled_from(["", "0", "00", "1", "10", "012", "9" * 18, "9" * 19]),
     st.sampled_from(["", "."]),
     st.integers(0, 12),
-    st.sampled_from(["", "0", "1", "10", "5", "100", "123456"]),
+    st.sampled_from(["", "0", "1", "10", "5", "100", "123456", "1" * 14, "1" * 18]),
 )
 texts = noise | literals
+
+
+def bounded(text: str) -> bool:
+    """Within the bounds of every decimal a point may hold (qis_domain.bounds)."""
+    v: list[FieldViolation] = []
+    parse_decimal(text, "", v)
+    return not v
 
 
 def own(text: str) -> bool:
@@ -59,12 +66,20 @@ def own(text: str) -> bool:
 @example("-0")
 @example("-0.000000")
 @example("-0.0000000")
+@example("9" * 18 + "." + "9" * 18)  # the bounds' edges: taken
+@example("9" * 19)  # beyond them: refused by every form, so the pattern passes it by
+@example("1." + "0" * 19)
+@example("0.00000" + "1" * 14)  # 19 places
 def test_a_text_the_pattern_takes_is_its_decimals_own(text: str) -> None:
+    """Taken: its Decimal's own text, within the bounds, so that a column of such texts is
+    checked by this pattern alone (ScalarPoints.of_own_texts)."""
     if _OWN_TEXTS.fullmatch(text) is not None:
         assert own(text), text
+        assert bounded(text), text
     elif own(text):
         # the pattern may only pass by texts with an exponent (written again from the figure)
-        assert "E" in text, text
+        # or out of the bounds (refused)
+        assert "E" in text or not bounded(text), text
 
 
 @given(st.lists(texts, min_size=1, max_size=6))

@@ -89,7 +89,7 @@ from qis_domain.rules import (
     history_suspects,
     text_floats,
 )
-from qis_domain.scalar_points import ScalarPoints, ScalarValues
+from qis_domain.scalar_points import ScalarFigures, ScalarPoints, ScalarValues
 from qis_domain.service_levels import LATE_ARRIVAL, LATE_PUBLICATION, Arrivals
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency, Snap
 from qis_domain.structure_checks import check_structures
@@ -874,7 +874,7 @@ class SeriesBucket:
         numbers: Sequence[Decimal | None] | None = None
         incoming = None
         if back:
-            numbers = [value.number for value in values] if scalars is None else scalars
+            numbers = [value.number for value in values] if scalars is None else list(scalars)
             incoming = _value_floats(values, None if scalars is None else cast(list[str], raws))
         pairs = (
             None
@@ -1783,13 +1783,13 @@ def _in_snap_order(
 
 def _value_columns(
     points: Sequence[tuple[Snap, DataValue]],
-) -> tuple[Sequence[DataValue], list[Decimal] | None, list[RawValue]]:
+) -> tuple[Sequence[DataValue], Sequence[Decimal] | None, list[RawValue]]:
     """The points' values, their figures if all are prices or all volumes (None: any other
     batch), and their stored forms (`encode_value`: a scalar's is its figure's text). Points
-    kept in columns have the figures and their texts as columns already, and their values are
-    made only if read (ScalarValues)."""
+    kept in columns have their texts as a column already, and their values and figures are
+    made only if read (ScalarValues, ScalarFigures)."""
     if type(points) is ScalarPoints:
-        return ScalarValues(points), list(points.figures), list(points.own_texts())
+        return ScalarValues(points), ScalarFigures(points), list(points.own_texts())
     values = list(map(_VALUE, points))
     scalars = scalar_figures(values)
     raws: list[RawValue] = (

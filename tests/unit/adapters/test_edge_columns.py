@@ -18,6 +18,7 @@ from qis_adapters.proto.columns import points_from_columns, value_column
 from qis_adapters.proto.values import points_from_proto
 from qis_domain import bounds
 from qis_domain.errors import FieldViolation
+from qis_domain.scalar_points import ScalarPoints
 from qis_domain.snaps import Snap
 from qis_domain.values import DataValue, OhlcBar, Price, Volume
 
@@ -96,6 +97,27 @@ def test_decimal_texts_are_the_per_point_values_as_written() -> None:
     )
     assert [p[1] for p in points] == [Price(Decimal(t), "") for t in written]
     assert [str(p[1].value) for p in points][:4] == ["101.25", "-0.50", "7", "7.10"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("written", "made_now"),
+    [
+        (["101.25", "-0.50", "7", "-0", "0.000001", "9" * 18 + "." + "9" * 18], False),
+        (["101.25", "007.10"], True),  # not its Decimal's own text: checked and made now
+        (["101.25", "1.5E+3"], True),
+    ],
+)
+def test_a_column_of_own_texts_makes_its_figures_when_read(
+    written: list[str], made_now: bool
+) -> None:
+    """The usual column is checked whole by its texts (ScalarPoints.of_own_texts); the same
+    points as the per-point form, read either way."""
+    points = accepted(prices(texts(*written)))
+    assert isinstance(points, ScalarPoints)
+    assert (points._figures is not None) is made_now
+    n = len(written)
+    assert points == per_point([(us, price(t)) for us, t in zip(snaps(n), written, strict=True)])
+    assert points.figures == [Decimal(t) for t in written]
 
 
 @pytest.mark.parametrize(

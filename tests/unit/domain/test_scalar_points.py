@@ -30,8 +30,16 @@ figures = st.decimals(allow_nan=False, allow_infinity=False, places=None).filter
 )
 
 
+# Decimals as clients write them: plain, up to 18 places (their texts mostly their own).
+plain_figures = st.integers(0, 18).flatmap(
+    lambda places: st.decimals(-(10**17), 10**17, places=places)
+)
+
+
 @st.composite
-def batches(draw: st.DrawFn) -> tuple[ScalarPoints, list[tuple[Snap, Price | Volume]]]:
+def batches(
+    draw: st.DrawFn, drawn: st.SearchStrategy[Decimal] = figures
+) -> tuple[ScalarPoints, list[tuple[Snap, Price | Volume]]]:
     """Columns (snaps in any order, unique) and the pairs the per-point form makes of them."""
     kinds: list[type[Price] | type[Volume]] = [Price, Volume]
     kind = draw(st.sampled_from(kinds))
@@ -40,7 +48,7 @@ def batches(draw: st.DrawFn) -> tuple[ScalarPoints, list[tuple[Snap, Price | Vol
         utc_us.sort()
     n = len(utc_us)
     offsets = draw(st.lists(st.integers(-86_340, 86_340), min_size=n, max_size=n))
-    numbers = draw(st.lists(figures, min_size=n, max_size=n))
+    numbers = draw(st.lists(drawn, min_size=n, max_size=n))
     texts = list(map(str, numbers)) if draw(st.booleans()) else None
     points = ScalarPoints(kind, utc_us, offsets, numbers, texts)
     pairs = [
@@ -135,20 +143,71 @@ def test_values_read_as_a_list_of_the_values() -> None:
     assert values[::-1] == list(values)[::-1]
 
 
-def clean_day(texts: list[str]) -> ScalarPoints:
-    """Prices at the first minutes of one day's bucket, as the columnar form brings them."""
-    figures = list(map(Decimal, texts))
+@given(
+    batches(plain_figures),
+    st.integers(-30, 30),
+    st.integers(-30, 30),
+    st.sampled_from([None, 1, 2, -1]),
+)
+def test_points_of_own_texts_are_the_points_of_their_figures(
+    batch: tuple[ScalarPoints, list[tuple[Snap, Price | Volume]]],
+    start: int,
+    stop: int,
+    step: int | None,
+) -> None:
+    """Made of texts each its Decimal's own (no figure made until one is read): the same
+    points, pairs, fingerprints and slices as made of the figures."""
+    points, pairs = batch
+    texts = [str(value.number) for _, value in pairs]
+    made = ScalarPoints.of_own_texts(points.kind, points.utc_us, points.offsets_s, texts)
+    if made is None:
+        # no points, or a figure written with an exponent: left to the figures
+        assert not texts or any("E" in t for t in texts)
+        return
+    part = made[start:stop:step]
+    assert made._figures is None
+    assert part._figures is None  # slices stay so
+    assert part == pairs[start:stop:step]
+    assert made.own_texts() is texts  # proved own when made
+    command = IngestPoints("s", "a", made)
+    assert fingerprint(command) == fingerprint(IngestPoints("s", "a", pairs))
+    assert made.figures == [value.number for _, value in pairs]
+    assert all(type(f) is Decimal for f in made.figures)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["+1", "1e3", "1.", ".5", "01", "0.0000001", "9" * 19, "1." + "0" * 19, "1,5", "", " 1"],
+)
+def test_points_are_not_made_of_texts_that_are_not_their_figures_own(text: str) -> None:
+    """Valid or not, such a column is left to the checks of every text (proto/columns.py)."""
+    texts = ["1.5", text, "2"]
+    assert ScalarPoints.of_own_texts(Price, [1, 2, 3], [0, 0, 0], texts) is None
+
+
+def clean_day(texts: list[str], of_texts: bool = False) -> ScalarPoints:
+    """Prices at the first minutes of one day's bucket, as the columnar form brings them
+    (`of_texts`: made of the texts, their figures not made yet)."""
     utc_us = [SNAP.utc_us + i * 60_000_000 for i in range(len(texts))]
-    return ScalarPoints(Price, utc_us, [SNAP.offset_s] * len(texts), figures, texts)
+    offsets = [SNAP.offset_s] * len(texts)
+    if of_texts:
+        points = ScalarPoints.of_own_texts(Price, utc_us, offsets, texts)
+        assert points is not None
+        return points
+    return ScalarPoints(Price, utc_us, offsets, list(map(Decimal, texts)), texts)
 
 
+@pytest.mark.parametrize("of_texts", [False, True], ids=["of figures", "of texts"])
 @pytest.mark.parametrize("require_positive", [False, True])
-def test_a_batch_settled_in_columns_makes_no_value(require_positive: bool) -> None:
-    """New clean points of one source, the bulk-load case: decided from figures and texts."""
+def test_a_batch_settled_in_columns_makes_no_value(require_positive: bool, of_texts: bool) -> None:
+    """New clean points of one source, the bulk-load case: decided from figures and texts;
+    from texts alone under the default rules (positivity reads the figures)."""
     run = Harness(series(require_positive=require_positive))
-    points = clean_day(["1.5", "2", "2.25"])
+    points = clean_day(["1.5", "2", "2.25"], of_texts)
     events = run.ingest("a", points)
     assert points._values is None  # what is under test
+    if of_texts:
+        assert (points._figures is not None) is require_positive
     assert [type(e).__name__ for e in events] == ["DataIngested", "DataReconciled", "DataPublished"]
     # the same events as the same points in pairs
     again = Harness(series(require_positive=require_positive))

@@ -89,6 +89,18 @@ def points_from_columns(
     case = columns.WhichOneof("values")
     if case is not None and (kind := _SCALARS.get(case)) is not None:
         column = getattr(columns, case)
+        sent = column.texts
+        if (
+            len(violations) == found
+            and offsets is not None
+            and len(sent) == n
+            and not column.scale
+            and not column.unscaled
+            and (points := ScalarPoints.of_own_texts(kind, snaps, offsets, list(sent), utc_us))
+        ):
+            # The usual column: each text its Decimal's own, within the bounds (checked whole),
+            # so nothing about it can fail; no Decimal is made unless the decision reads one.
+            return points
         figures = _decimals(column, n, f"{path}.{case}", violations)
         if len(violations) > found or offsets is None or figures is None:
             return []
