@@ -44,6 +44,27 @@ def test_a_value_beyond_a_float_read_back_is_written_again_as_before(number: byt
     assert not math.isfinite(x)
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [{"x": "null"}, {"x": "1"}],  # a text "null": to_json too, the same bytes
+        [{"x": None}, {"x": "1.5"}],
+        [{"x": math.inf}, {"x": -math.inf}],
+        [{"x": math.nan}, {"null": "null"}],
+        [{"x": 1e400}, {"x": -0.0}],
+    ],
+)
+def test_a_payload_with_a_null_is_written_as_before_and_reads_back(values: list[Any]) -> None:
+    event = _reconciled(values)
+    written = event.json_payload()
+    assert written == written_before(event)
+    back = REGISTRY.decode("DataReconciled", written, DataReconciled.event_version)
+    assert isinstance(back, DataReconciled)
+    assert repr(back.values) == repr(values)  # nan != nan: compared as written
+    named = event.model_copy(update={"series_id": "null"})
+    assert named.json_payload() == written_before(named)
+
+
 class Side(enum.StrEnum):
     BID = "bid"
 

@@ -146,7 +146,8 @@ class _Columns(DomainEvent):
         # in a value document read back from the store), and a payload with a null, which may
         # be a float that is not finite (orjson writes it as null, to_json as Infinity or NaN,
         # which read back; only value documents hold nulls, or such floats, and prices' and
-        # volumes' columns hold no document).
+        # volumes' columns hold no document). Value documents hold JSON's types alone: a
+        # datetime or a dataclass there would be written otherwise than by to_json.
         fields = self.__dict__
         n = len(self.snaps)
         payload = {name: self._stored(name, fields[name], n) for name in type(self).model_fields}
