@@ -110,13 +110,16 @@ def test_decimal_texts_are_the_per_point_values_as_written() -> None:
 def test_a_column_of_own_texts_makes_its_figures_when_read(
     written: list[str], made_now: bool
 ) -> None:
-    """The usual column is checked whole by its texts (ScalarPoints.of_own_texts); the same
-    points as the per-point form, read either way."""
+    """The usual column is checked whole by its texts (ScalarPoints.of_own_texts), and so are
+    the same prices sent point by point; the same points, read either way."""
     points = accepted(prices(texts(*written)))
-    assert isinstance(points, ScalarPoints)
-    assert (points._figures is not None) is made_now
     n = len(written)
-    assert points == per_point([(us, price(t)) for us, t in zip(snaps(n), written, strict=True)])
+    pointwise = per_point([(us, price(t)) for us, t in zip(snaps(n), written, strict=True)])
+    for made in (points, pointwise):
+        assert isinstance(made, ScalarPoints)
+        assert (made._figures is not None) is made_now
+    assert points == pointwise
+    assert isinstance(points, ScalarPoints)
     assert points.figures == [Decimal(t) for t in written]
 
 

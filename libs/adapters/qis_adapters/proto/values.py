@@ -126,18 +126,23 @@ def _good_prices(
         or not all(map(is_currency, set(currencies) - {""}))
     ):
         return None
-    failed: list[FieldViolation] = []
-    decimals = decimal_texts(list(texts), "", failed)
-    if decimals is None:
-        return None
     utc_us = list(
         map(add, map(mul, seconds, repeat(1_000_000)), map(floordiv, nanos, repeat(1_000)))
     )
-    if set(currencies) == {""}:
+    sent = list(texts)
+    columns = set(currencies) == {""}
+    if columns:
         with contextlib.suppress(ValueError):  # a snap sent twice: the handler names each
-            return ScalarPoints(
-                Price, utc_us, list(offsets), cast(list[Decimal], decimals), list(texts)
-            )
+            # The usual texts, checked whole; their figures made only if read (as in columns).
+            if (own := ScalarPoints.of_own_texts(Price, utc_us, list(offsets), sent)) is not None:
+                return own
+    failed: list[FieldViolation] = []
+    decimals = decimal_texts(sent, "", failed)
+    if decimals is None:
+        return None
+    if columns:
+        with contextlib.suppress(ValueError):
+            return ScalarPoints(Price, utc_us, list(offsets), cast(list[Decimal], decimals), sent)
     values = made(Price, len(rows), decimals, currencies)
     return list(zip(snaps_of(utc_us, offsets), values, strict=True))
 
