@@ -19,6 +19,11 @@ What can go wrong, and what is done:
   again until they fit; a single point that large is refused for good, as above. The halves'
   ids are of their points, so a load run again with a higher limit sends the whole chunk under
   a new id: its points are stored again as new observations of the same values.
+- gRPC's asyncio client reports a stream the service ended while a write of ours was in
+  flight (a chunk too large, say) as INTERNAL "Internal error from Core": a known bug of that
+  client (grpc/grpc#36066) that loses the service's own status. The stream is opened again at
+  once (not a failure of the service: no backoff), where the service answers again; three such
+  ends in a row count as a broken stream, backoff and all.
 An idle stream is closed before the service's idle timeout ends it, and opened again with the
 next chunk.
 """
@@ -52,6 +57,10 @@ Acknowledged = Callable[[Chunk, command_service_pb2.IngestPointsResponse], None]
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _ROW = re.compile(r"(?:points|columns\.[a-z_.]+)\[(\d+)\]")
 _TOO_LARGE = "REQUEST_TOO_LARGE"
+# What gRPC's asyncio client reports in place of the status it lost (grpc/grpc#36066), and how
+# many such ends in a row are sent again at once.
+_LOST_STATUS = "Internal error from Core"
+_LOST_AT_ONCE = 3
 # gRPC's own refusal of a message over its receive limit: the message's size, then the limit.
 _GRPC_TOO_LARGE = re.compile(r"larger than max \((\d+) vs\. \d+\)")
 _GIVE_UP_CODES = frozenset(
@@ -157,6 +166,16 @@ def _too_large(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
     return status if _reason(status) == _TOO_LARGE else None
 
 
+def _status_lost(error: grpc.aio.AioRpcError | _Retry) -> bool:
+    """Whether gRPC's asyncio client lost the status the stream ended with (see the module's
+    docstring)."""
+    return (
+        isinstance(error, grpc.aio.AioRpcError)
+        and error.code() == grpc.StatusCode.INTERNAL
+        and error.details() == _LOST_STATUS
+    )
+
+
 def _named_rows(status: status_pb2.Status, rows: int) -> set[int] | None:
     """The rows a refusal names, None when it names none (or a field of the whole chunk)."""
     named: set[int] = set()
@@ -202,12 +221,12 @@ class BulkIngestSender:
     async def send_all(self, chunks: asyncio.Queue[Chunk | None]) -> None:
         self._pending.clear()
         self._input_done = False
-        failures = 0
+        failures = lost = 0
         while not (self._input_done and not self._pending):
             in_flight: deque[Chunk] = deque()
             try:
                 idled = await self._stream(chunks, in_flight)
-                failures = 0
+                failures = lost = 0
                 if idled and not self._pending:
                     # No stream while there is nothing to send: the next one opens with it.
                     first = await chunks.get()
@@ -217,10 +236,11 @@ class BulkIngestSender:
                         self._pending.append(first)
             except (grpc.aio.AioRpcError, _Retry) as error:
                 halved = isinstance(error, grpc.aio.AioRpcError) and self._halved(error, in_flight)
+                lost = lost + 1 if not halved and _status_lost(error) else 0
                 # Unanswered chunks go first on the next stream, in their order.
                 self._counters.retried += len(in_flight)
                 self._pending.extendleft(reversed(in_flight))
-                if halved:
+                if halved or 0 < lost <= _LOST_AT_ONCE:
                     continue  # not a failure of the service: no backoff
                 failures += 1
                 limit = self._settings.max_stream_failures
@@ -293,7 +313,11 @@ class BulkIngestSender:
         finally:
             if not writer.done():
                 writer.cancel()
-            elif not writer.cancelled():
+                # A chunk it had taken but not sent goes back first (`_keep`), before the caller
+                # puts the unanswered ones ahead of it: otherwise it went ahead of them, out of
+                # order (the stream ended while it took the next chunk).
+                await asyncio.wait({writer})
+            if not writer.cancelled():
                 writer.exception()  # the reader's error says it already: retrieved, not logged
             call.cancel()
         if in_flight:
