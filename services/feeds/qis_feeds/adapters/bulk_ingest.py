@@ -311,6 +311,8 @@ class BulkIngestSender:
                 await self._answered(response, in_flight, room)
             idle = await writer
         finally:
+            # First: a load cancelled while the writer is awaited below still ends its stream.
+            call.cancel()
             if not writer.done():
                 writer.cancel()
                 # A chunk it had taken but not sent goes back first (`_keep`), before the caller
@@ -319,7 +321,6 @@ class BulkIngestSender:
                 await asyncio.wait({writer})
             if not writer.cancelled():
                 writer.exception()  # the reader's error says it already: retrieved, not logged
-            call.cancel()
         if in_flight:
             raise _Retry(0.0, f"the stream ended with {len(in_flight)} chunk(s) unanswered")
         return idle
