@@ -97,8 +97,8 @@ class ScalarPoints(Sequence[tuple[Snap, DataValue]]):
     ) -> ScalarPoints | None:
         """The points of `texts` if each is the own text of a Decimal within the bounds
         (qis_domain.bounds), proved by one pass over them (~0.07 µs a text): their figures
-        are then made only if read (~0.2 µs a text: a batch settled in columns never reads
-        them, see ScalarValues). None if any text is not (it may still be a valid decimal:
+        are then made only if read (~0.2 µs a text: a batch settled in columns under the
+        default rules never reads them, see ScalarFigures). None if any text is not (it may still be a valid decimal:
         "+1", "1e3", "1.", or out of bounds). Raises as the constructor."""
         if not _all_own(texts):
             return None

@@ -11,11 +11,11 @@ between a command's steps as before. A read that meets a lock (a checkpoint's WA
 refused at once there (busy_timeout 0) and run again on the worker, which waits for the lock;
 the subscriptions' page reads always run on the worker.
 
-An append runs there too, when it is small (`_small`: a few milliseconds of the loop at most)
-and this store released SQLite's write lock at least `_WRITER_GAP_S` before. Handed to the
-worker, a thousand-point command's append kept the loop idle ~0.3 ms longer than the write took
-(the worker's SQLite steps each wait for the GIL the loop holds, then the loop waits to be
-woken): 1k-point BulkIngest chunks over gRPC ran 7-13 % faster inline. The gap is for writers
+An append runs on the caller's thread too, when it is small (`_small`: a few milliseconds of
+the loop at most) and this store released SQLite's write lock at least `_WRITER_GAP_S` before.
+Handed to the worker, a thousand-point command's append kept the loop idle ~0.3 ms longer than
+the write took (the worker's SQLite steps each wait for the GIL the loop holds, then the loop
+waits to be woken): 1k-point BulkIngest chunks over gRPC ran 7-13 % faster inline. The gap is for writers
 in other processes: an appender that takes the lock again at once starves one whose busy
 handler sleeps between tries (1, 2, 5 ... ms). Two processes appending in tight loops, inline:
 one ran to its end before the other got the lock. Appends that close together go through the

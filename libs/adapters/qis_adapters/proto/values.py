@@ -130,8 +130,8 @@ def _good_prices(
         map(add, map(mul, seconds, repeat(1_000_000)), map(floordiv, nanos, repeat(1_000)))
     )
     sent = list(texts)
-    columns = set(currencies) == {""}
-    if columns:
+    in_columns = set(currencies) == {""}
+    if in_columns:
         with contextlib.suppress(ValueError):  # a snap sent twice: the handler names each
             # The usual texts, checked whole; their figures made only if read (as in columns).
             if (own := ScalarPoints.of_own_texts(Price, utc_us, list(offsets), sent)) is not None:
@@ -140,7 +140,7 @@ def _good_prices(
     decimals = decimal_texts(sent, "", failed)
     if decimals is None:
         return None
-    if columns:
+    if in_columns:
         with contextlib.suppress(ValueError):
             return ScalarPoints(Price, utc_us, list(offsets), cast(list[Decimal], decimals), sent)
     values = made(Price, len(rows), decimals, currencies)

@@ -141,8 +141,8 @@ class _Columns(DomainEvent):
         # and spliced them in after costs more than the whole encoding this way. orjson writes
         # the bytes pydantic-core's to_json writes for what these fields hold (strings, 64-bit
         # integers, string enums, lists and maps of those, finite floats), in a third of the
-        # time for a column of texts or of contributions (~0.15 of a 1k-point chunk's 3 µs a
-        # point). to_json writes the rest: what orjson refuses (an integer beyond 64 bits, say,
+        # time for a column of texts or of contributions (~0.2 of the 3 µs a point a 1k-point
+        # chunk took). to_json writes the rest: what orjson refuses (an integer beyond 64 bits, say,
         # in a value document read back from the store), and a payload with a null, which may
         # be a float that is not finite (orjson writes it as null, to_json as Infinity or NaN,
         # which read back; only value documents hold nulls, or such floats, and prices' and
