@@ -50,6 +50,11 @@ POINTS = int(os.environ.get("QIS_E2E_KILL_POINTS", "200000"))
 CORRECTED = 10_000  # restated by the primary source (version 2, closing version 1)
 SECOND_SOURCE = 10_000  # a second source disagreeing: quality issues, observations
 KILLS = 6
+MIN_BEHIND = 3
+"""Kills that must land while the projection is behind the head for the run to test anything."""
+ATTEMPTS = 3
+"""Projections from an empty read model until MIN_BEHIND kills land during one (a test process
+starved by other work, as in a loaded CI run, can see the projector catch up between kills)."""
 # A run that moves the checkpoint no further for this long is stuck. A bound on progress, not
 # on the whole projection: that takes 25 s on a quiet machine and several times longer on a
 # loaded one, where a bound on the total failed a projector that was only slow.
@@ -176,6 +181,15 @@ async def kill_until_caught_up(cluster: Cluster, head: int, rng: random.Random) 
     return kills
 
 
+def project_again_from_nothing(cluster: Cluster) -> None:
+    """An empty read model: the query service (which holds it open) stopped, its files removed,
+    the service started again; the projector (stopped) builds the live generation anew."""
+    assert cluster.stop(QUERY) == 0
+    for suffix in ("", "-wal", "-shm"):
+        cluster.read_db.with_name(cluster.read_db.name + suffix).unlink(missing_ok=True)
+    cluster.start(QUERY)
+
+
 async def checkpoint_reached(cluster: Cluster, position: int) -> None:
     """Returns once the live generation's checkpoint is at `position` or beyond; fails when it
     stays put for STALL_S."""
@@ -219,10 +233,17 @@ async def test_kill_9_during_projection_equals_clean_rebuild(make_cluster: MakeC
     head = head_position(cluster.events_db)
     assert generation_checkpoint(cluster.read_db, LIVE) is None  # nothing projected yet
 
-    started = time.monotonic()
-    kills = await kill_until_caught_up(cluster, head, rng)
-    project_s = time.monotonic() - started
-    assert cluster.stop(PROJECTOR) == 0
+    for attempt in range(1, ATTEMPTS + 1):
+        started = time.monotonic()
+        kills = await kill_until_caught_up(cluster, head, rng)
+        project_s = time.monotonic() - started
+        assert cluster.stop(PROJECTOR) == 0
+        if sum(k.behind for k in kills) >= MIN_BEHIND or attempt == ATTEMPTS:
+            break
+        # The projector outran the test (a starved test process): most kills landed after the
+        # projection had caught up. Project again, from an empty read model.
+        print(f"\nattempt {attempt}: {len(kills)} kills, too few while behind; again")
+        project_again_from_nothing(cluster)
 
     started = time.monotonic()
     rebuild = await asyncio.to_thread(cluster.run_tool, "qis-projector", "rebuild")
@@ -247,9 +268,7 @@ async def test_kill_9_during_projection_equals_clean_rebuild(make_cluster: MakeC
     )
     for k in kills:
         print(f"  {k}")
-    # All of them on a quiet machine; a test process starved by other work may see a kill land
-    # after the projection has caught up.
-    assert behind >= 3, "kills must land during the projection, not after it"
+    assert behind >= MIN_BEHIND, f"kills must land during the projection ({attempt} attempts)"
     # Each restart resumed from the checkpoint it had committed: nothing was lost.
     for k in kills:
         assert k.checkpoint_after == k.checkpoint_before
