@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from qis.data.v1 import query_service_pb2 as pb
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
@@ -33,12 +33,15 @@ from qis_query.entrypoints.grpc_service import QueryService
 from tests.service.query.conftest import FEED
 from tests.service.query.test_query_columns import SERIES, History, calls, write_history
 from tests.service.query.test_query_range_read_ahead_ends import (
+    RANGE_PROPERTY,
     VALUE,
     Store,
+    check_every_value_once,
     every_call,
     layouts,
     plain_buckets,
     read,
+    stopping_at,
     stored_values,
 )
 from tests.service.query.test_query_structure_columns import CURVE, SNAP, curve, stored
@@ -75,9 +78,7 @@ async def test_a_call_whose_bytes_are_not_reached_by_the_values_it_read_ends_wit
     assert len(done) > 1
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@RANGE_PROPERTY
 @given(
     layouts(),
     st.integers(1, 40),
@@ -92,16 +93,10 @@ def test_calls_bounded_by_their_bytes_resumed_from_their_tokens_give_every_value
     max_value_bytes: int,
     as_of: Latest | KnownAt,
 ) -> None:
-    # The commit's own property reads snap_us and version only: the budget's bytes are never
-    # spent there. The same, reading the values too, with a call bound by their bytes.
-    buckets, overflowing = layout
-    store = Store(buckets, overflowing)
+    # The read-ahead ends' property reads snap_us and version only: the budget's bytes are
+    # never spent there. The same, reading the values too, with a call bound by their bytes.
     query = RangeQuery(S, as_of=as_of)
-    at = None if isinstance(as_of, Latest) else as_of.at_us
-    done = asyncio.run(
-        every_call(store, query, page_size, max_points, max_value_bytes, WITH_VALUES)
-    )
-    assert [v for call in done for v in call] == stored_values(store, query, at)
+    check_every_value_once(layout, query, page_size, max_points, max_value_bytes, WITH_VALUES)
 
 
 async def test_columns_without_sized_ones_are_not_bound_by_the_calls_bytes() -> None:
@@ -172,11 +167,7 @@ async def test_a_call_ending_on_its_bytes_leaves_no_store_read_running_nor_unret
     # The first read (pages of 1,000: all 16 segments wanted) starts the store read after it at
     # once; the bytes of its first segment spend the budget, so nothing reads ahead: the store
     # read started early is left to the finally alone.
-    store = Store(
-        plain_buckets(3 * SEGMENTS_PER_READ, 10),
-        block_at=2 if ends == "waiting" else None,
-        fail_at=2 if ends == "failing" else None,
-    )
+    store = stopping_at(2, plain_buckets(3 * SEGMENTS_PER_READ, 10), ends == "waiting")
     pages = read(store, RangeQuery(S), 1_000, 10**6, None, 10 * len(VALUE), WITH_VALUES)
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         taken = [page async for page in pages]
@@ -194,11 +185,7 @@ async def test_closing_the_pages_with_the_read_ahead_pending_or_failed_leaves_no
 ) -> None:
     # Store read 2 is the read ahead's own: it waits (the read ahead pending) or fails (the
     # read ahead failed, its failure not yet taken by the pages) when the caller goes away.
-    store = Store(
-        plain_buckets(3 * SEGMENTS_PER_READ, 10),
-        block_at=2 if state == "pending" else None,
-        fail_at=2 if state == "failed" else None,
-    )
+    store = stopping_at(2, plain_buckets(3 * SEGMENTS_PER_READ, 10), state == "pending")
     pages = read(store, RangeQuery(S), 10, 10**6)
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         first = await anext(pages)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from qis_adapters.readstore.port import LATEST, KnownAt, Latest, OfficialVersion
 from qis_query.application import paging
@@ -17,6 +17,7 @@ from qis_query.application.ranges import SEGMENTS_PER_READ, RangeQuery
 
 from tests.service.query.test_query_range_read_ahead_ends import (
     BUCKET_US,
+    RANGE_PROPERTY,
     VALUE,
     S,
     Store,
@@ -105,9 +106,7 @@ def expected(
     return [(v.snap_us, v.version, v.reason if reasons else "") for v in official]
 
 
-@settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(RANGE_PROPERTY, max_examples=200)
 @given(
     histories(),
     st.integers(1, 12),

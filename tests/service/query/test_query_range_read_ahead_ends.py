@@ -41,6 +41,7 @@ from tests.service.query.test_query_range_read_ahead import CountedSegments, cou
 S = "S"
 BUCKET_US = 1_000
 VALUE = values_pb2.DataValue(price=values_pb2.Price(value="1.5")).SerializeToString()
+SNAP_AND_VERSION = frozenset({"snap_us", "version"})
 
 
 def version(snap_us: int, number: int = 1) -> OfficialVersion:
@@ -125,7 +126,7 @@ async def every_call(
     page_size: int,
     max_points: int,
     max_value_bytes: int | None,
-    columns: frozenset[str] = frozenset({"snap_us", "version"}),
+    columns: frozenset[str] = SNAP_AND_VERSION,
 ) -> list[list[tuple[int, int]]]:
     """Each call's (snap, version)s, each call resuming from the previous one's last token;
     no page holds more than `page_size`."""
@@ -152,6 +153,11 @@ async def every_call(
 
 def stored_values(store: Store, query: RangeQuery, at: int | None = None) -> list[tuple[int, int]]:
     return [(v.snap_us, v.version) for v in store._official(query.start_us, query.end_us, at)]
+
+
+def stopping_at(read: int, buckets: list[list[OfficialVersion]], waits: bool) -> Store:
+    """A store of `buckets` whose store read number `read` waits (until cancelled) or fails."""
+    return Store(buckets, block_at=read if waits else None, fail_at=None if waits else read)
 
 
 def plain_buckets(count: int, points: int) -> list[list[OfficialVersion]]:
@@ -187,9 +193,30 @@ def layouts(draw: st.DrawFn) -> tuple[list[list[OfficialVersion]], frozenset[int
     return buckets, overflowing
 
 
-@settings(
+RANGE_PROPERTY = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+"""The settings of the range reads' property tests (some raise max_examples)."""
+
+
+def check_every_value_once(
+    layout: tuple[list[list[OfficialVersion]], frozenset[int]],
+    query: RangeQuery,
+    page_size: int,
+    max_points: int,
+    max_value_bytes: int | None = None,
+    columns: frozenset[str] = SNAP_AND_VERSION,
+) -> None:
+    """Calls resumed from their tokens give every value of the range once, as of the query,
+    as the values stored in `layout` say."""
+    buckets, overflowing = layout
+    store = Store(buckets, overflowing)
+    at = query.as_of.at_us if isinstance(query.as_of, KnownAt) else None
+    done = asyncio.run(every_call(store, query, page_size, max_points, max_value_bytes, columns))
+    assert [v for call in done for v in call] == stored_values(store, query, at)
+
+
+@RANGE_PROPERTY
 @given(
     layouts(),
     st.integers(1, 40),
@@ -206,12 +233,8 @@ def test_calls_resumed_from_their_tokens_give_every_value_once_as_of_the_query(
     length_us: int,
     as_of: Latest | KnownAt,
 ) -> None:
-    buckets, overflowing = layout
-    store = Store(buckets, overflowing)
     query = RangeQuery(S, start_us, start_us + length_us, as_of)
-    at = None if isinstance(as_of, Latest) else as_of.at_us
-    done = asyncio.run(every_call(store, query, page_size, max_points, None))
-    assert [v for call in done for v in call] == stored_values(store, query, at)
+    check_every_value_once(layout, query, page_size, max_points)
 
 
 # -- What is left behind ---------------------------------------------------------------------
@@ -225,11 +248,7 @@ async def test_closing_the_pages_stops_the_store_read_a_finished_read_ahead_star
     # values than the call may take, so it starts 3, the store read after them, which waits (or
     # fails). The caller takes its first page, sends it (the read ahead finishes meanwhile:
     # its table and the running store read 3 are in its _Read), and then goes away.
-    store = Store(
-        plain_buckets(3 * SEGMENTS_PER_READ + 2, 10),
-        block_at=3 if ends == "waiting" else None,
-        fail_at=3 if ends == "failing" else None,
-    )
+    store = stopping_at(3, plain_buckets(3 * SEGMENTS_PER_READ + 2, 10), ends == "waiting")
     pages = read(store, RangeQuery(S), 10, 10**6)
     first = await anext(pages)
     assert first.rows.num_rows == 10
