@@ -93,6 +93,8 @@ class ScriptedCommands:
     break_after: list[int] = field(default_factory=list)
     """Abort the n-th stream (0-based) with UNAVAILABLE after this many answers, one entry per
     stream to break."""
+    break_with_ok: bool = False
+    """Break them without a status (OK) instead, the client's half-close not awaited."""
     retry_once: set[int] = field(default_factory=set)
     """Chunk numbers (0-based, in arrival order) refused once with a RetryInfo."""
     seen: dict[str, int] = field(default_factory=dict)
@@ -114,6 +116,8 @@ class ScriptedCommands:
             number = len(self.arrivals)
             self.arrivals.append(chunk.command_id)
             if limit is not None and answered >= limit:
+                if self.break_with_ok:
+                    return
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted: stream broken")
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)

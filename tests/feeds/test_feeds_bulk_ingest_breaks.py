@@ -16,6 +16,7 @@ from qis_feeds.adapters.bulk_ingest import BulkIngestSender
 from qis_feeds.application.batching import Chunk
 from qis_feeds.application.counters import FeedCounters
 
+from tests.feeds.feeds_support import ScriptedCommands, scripted
 from tests.integration.test_feeds_sender_size_limit import QUICK, days
 
 _BREAK = object()
@@ -219,3 +220,93 @@ async def test_the_services_own_internal_error_is_a_failure_with_backoff() -> No
         await asyncio.wait_for(sender.send_all(queue), 10)
     assert stub.streams == 3  # QUICK: two failures, the third fails the load
     assert counters.last_error == "BulkIngest: db broke"
+
+
+class EndsEarly(Call):
+    """A stream the service ends without a status (OK) before the client half-closed it: it
+    answers nothing until the write `at_write`, then the first `answered` chunks, and ends;
+    writing on the ended stream raises what gRPC's asyncio client raises."""
+
+    def __init__(self, answered: int, at_write: int) -> None:
+        super().__init__()
+        self.answered, self.at_write = answered, at_write
+        self.written: list[pb.IngestPointsRequest] = []
+
+    async def write(self, request: pb.IngestPointsRequest) -> None:
+        if len(self.written) == self.at_write:
+            raise asyncio.InvalidStateError("RPC is already finished.")
+        self.written.append(request)
+        if len(self.written) == self.at_write:
+            for answered in self.written[: self.answered]:
+                await super().write(answered)
+            self.responses.put_nowait(_END)
+
+
+@pytest.mark.parametrize("answered", [0, 1, 2])
+async def test_a_stream_the_service_ends_with_chunks_unanswered_sends_them_again(
+    answered: int,
+) -> None:
+    """Three chunks written (window 8), the first `answered` answered, then the stream ends;
+    the fourth is written on the ended stream. The others go again, in order. The load failed
+    before (the writer's InvalidStateError), or waited forever for the answers."""
+    first = EndsEarly(answered, 3)
+    assert await run(first, filled(asyncio.Queue())) == [c.command_id for c in CHUNKS]
+
+
+async def test_a_stream_the_service_ends_while_the_writer_waits_for_input_goes_on() -> None:
+    """Nothing unanswered when the service ends the stream: the next chunks go on a new one.
+    The writer wrote them on the ended stream before, and the load failed."""
+    first = EndsEarly(1, 1)
+    queue: asyncio.Queue[Chunk | None] = asyncio.Queue()
+    queue.put_nowait(CHUNKS[0])
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)  # the first stream has ended meanwhile
+        for item in [*CHUNKS[1:], None]:
+            queue.put_nowait(item)
+
+    feeder = asyncio.create_task(later())
+    assert await run(first, queue) == [c.command_id for c in CHUNKS]
+    await feeder
+
+
+async def test_streams_the_service_ends_at_once_are_failures_not_a_loop() -> None:
+    """Every stream ends before the sender wrote on it: a failure each, with backoff, until
+    the failure limit (QUICK: two), not a new stream at once, round and round."""
+
+    class AtOnce(Call):
+        def __init__(self) -> None:
+            super().__init__()
+            self.responses.put_nowait(_END)
+
+        async def write(self, request: pb.IngestPointsRequest) -> None:
+            raise asyncio.InvalidStateError("RPC is already finished.")
+
+    class Always:
+        streams = 0
+
+        def BulkIngest(self, metadata: Any) -> Call:
+            self.streams += 1
+            return AtOnce()
+
+    stub = Always()
+    sender = BulkIngestSender(stub, (), FeedCounters(), QUICK)  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="ended the stream without answering"):
+        await asyncio.wait_for(sender.send_all(filled(asyncio.Queue())), 10)
+    assert stub.streams == 3
+
+
+@pytest.mark.parametrize("answered", [0, 2])
+async def test_over_grpc_a_stream_ended_without_a_status_lands_every_chunk_once_in_order(
+    answered: int,
+) -> None:
+    """The same over real gRPC (the sender waited for the answers until the load timed out)."""
+    service = ScriptedCommands(break_after=[answered], break_with_ok=True)
+    acknowledged: list[str] = []
+    async with scripted(service) as stub:
+        sender = BulkIngestSender(
+            stub, (), FeedCounters(), QUICK, lambda c, _: acknowledged.append(c.command_id)
+        )
+        await asyncio.wait_for(sender.send_all(filled(asyncio.Queue())), 10)
+    assert acknowledged == list(service.seen) == [c.command_id for c in CHUNKS]
+    assert service.streams == 2

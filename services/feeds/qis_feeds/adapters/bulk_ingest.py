@@ -2,9 +2,10 @@
 `window` of them unacknowledged, each answered on its own.
 
 What can go wrong, and what is done:
-- the stream breaks (the service restarts, the network drops, the service ends an idle stream):
-  the chunks not yet answered are sent again on a new stream, after a jittered backoff. Their
-  ids are those of their content, so one that had been committed comes back as a duplicate;
+- the stream breaks (the service restarts, the network drops, the service ends an idle stream,
+  or ends one without a status before the sender half-closed it): the chunks not yet answered
+  are sent again on a new stream, after a jittered backoff. Their ids are those of their
+  content, so one that had been committed comes back as a duplicate;
 - the service refuses a chunk and says when to retry (RetryInfo: a locked or full store,
   contention): the stream is ended the same way and the chunk sent again after that delay;
 - the service refuses a chunk for good, naming rows (a value beyond the bounds): those rows
@@ -227,7 +228,8 @@ class BulkIngestSender:
             try:
                 idled = await self._stream(chunks, in_flight)
                 failures = lost = 0
-                if idled and not self._pending:
+                # (An input that ended as its stream was stopped is done: no chunk comes.)
+                if idled and not self._pending and not self._input_done:
                     # No stream while there is nothing to send: the next one opens with it.
                     first = await chunks.get()
                     if first is None:
@@ -305,11 +307,21 @@ class BulkIngestSender:
         call = self._stub.BulkIngest(metadata=self._metadata)
         self.streams += 1
         room = asyncio.Condition()
-        writer = asyncio.create_task(self._write(call, chunks, in_flight, room))
+        taking = asyncio.Event()
+        taking.set()
+        writer = asyncio.create_task(self._write(call, chunks, in_flight, room, taking))
+        answers = 0
+        ended_early = False
         try:
             async for response in call:
                 await self._answered(response, in_flight, room)
-            idle = await writer
+                answers += 1
+            # Ended by the service before the half-close (the writer still took chunks, or some
+            # are unanswered): the writer is stopped (below), as it would wait for answers that
+            # never come, or write on the ended call; what is unanswered goes again, the rest
+            # on a new stream.
+            ended_early = bool(in_flight) or taking.is_set()
+            idle = True if ended_early else await writer
         finally:
             # First: a load cancelled while the writer is awaited below still ends its stream.
             call.cancel()
@@ -323,6 +335,8 @@ class BulkIngestSender:
                 writer.exception()  # the reader's error says it already: retrieved, not logged
         if in_flight:
             raise _Retry(0.0, f"the stream ended with {len(in_flight)} chunk(s) unanswered")
+        if ended_early and not answers:  # a failure, backoff and all: not round and round
+            raise _Retry(0.0, "the service ended the stream without answering a chunk")
         return idle
 
     async def _write(
@@ -333,7 +347,10 @@ class BulkIngestSender:
         chunks: asyncio.Queue[Chunk | None],
         in_flight: deque[Chunk],
         room: asyncio.Condition,
+        taking: asyncio.Event,
     ) -> bool:
+        """Sends chunks until the input ends or the stream idles, then half-closes the stream
+        once every chunk is answered; `taking` is cleared when it takes no more chunks."""
         idle = False
         while True:
             async with room:
@@ -341,6 +358,7 @@ class BulkIngestSender:
             chunk = await self._next(chunks, in_flight)
             if chunk is None:
                 idle = not self._input_done
+                taking.clear()
                 break
             in_flight.append(chunk)
             await call.write(encode(chunk))
