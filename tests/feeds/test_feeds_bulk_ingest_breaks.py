@@ -16,7 +16,6 @@ from qis_feeds.adapters.bulk_ingest import BulkIngestSender
 from qis_feeds.application.batching import Chunk
 from qis_feeds.application.counters import FeedCounters
 
-from tests.feeds.feeds_support import ScriptedCommands, scripted
 from tests.integration.test_feeds_sender_size_limit import QUICK, days
 
 _BREAK = object()
@@ -294,19 +293,3 @@ async def test_streams_the_service_ends_at_once_are_failures_not_a_loop() -> Non
     with pytest.raises(Exception, match="ended the stream without answering"):
         await asyncio.wait_for(sender.send_all(filled(asyncio.Queue())), 10)
     assert stub.streams == 3
-
-
-@pytest.mark.parametrize("answered", [0, 2])
-async def test_over_grpc_a_stream_ended_without_a_status_lands_every_chunk_once_in_order(
-    answered: int,
-) -> None:
-    """The same over real gRPC (the sender waited for the answers until the load timed out)."""
-    service = ScriptedCommands(break_after=[answered], break_with_ok=True)
-    acknowledged: list[str] = []
-    async with scripted(service) as stub:
-        sender = BulkIngestSender(
-            stub, (), FeedCounters(), QUICK, lambda c, _: acknowledged.append(c.command_id)
-        )
-        await asyncio.wait_for(sender.send_all(filled(asyncio.Queue())), 10)
-    assert acknowledged == list(service.seen) == [c.command_id for c in CHUNKS]
-    assert service.streams == 2

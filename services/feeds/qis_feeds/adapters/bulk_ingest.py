@@ -32,6 +32,7 @@ next chunk.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
@@ -192,6 +193,23 @@ def _named_rows(status: status_pb2.Status, rows: int) -> set[int] | None:
     return named or None
 
 
+def _own_failure(writer: asyncio.Task[bool]) -> BaseException | None:
+    """The writer's failure that is not the stream's own end (a bug), None for any other."""
+    if not writer.done() or writer.cancelled():
+        return None
+    failure = writer.exception()
+    if isinstance(failure, grpc.aio.AioRpcError | asyncio.InvalidStateError):
+        return None  # the stream ended: the reader sees it too, after the answers before it
+    return failure
+
+
+def _cancel_on_own_failure(call: grpc.aio.Call, writer: asyncio.Task[bool]) -> None:
+    """A writer failing on its own ends the stream, or the reader waits forever for answers
+    to chunks it wrote (grpc.aio then ends the reader with CancelledError: see _stream)."""
+    if _own_failure(writer) is not None:
+        call.cancel()
+
+
 class _Retry(Exception):
     def __init__(self, delay_s: float, reason: str) -> None:
         super().__init__(reason)
@@ -303,19 +321,26 @@ class BulkIngestSender:
         return random.uniform(ceiling / 2, ceiling)  # jitter: restarted feeds do not stampede
 
     async def _stream(self, chunks: asyncio.Queue[Chunk | None], in_flight: deque[Chunk]) -> bool:
-        """One stream, until the input ends (False) or it idled (True: more may come)."""
+        """One stream, until the input ends (False), it idled or the service ended it before
+        the half-close (True: more may come, unless the input ended meanwhile: `_input_done`)."""
         call = self._stub.BulkIngest(metadata=self._metadata)
         self.streams += 1
         room = asyncio.Condition()
         taking = asyncio.Event()
         taking.set()
         writer = asyncio.create_task(self._write(call, chunks, in_flight, room, taking))
+        writer.add_done_callback(functools.partial(_cancel_on_own_failure, call))
         answers = 0
         ended_early = False
         try:
-            async for response in call:
-                await self._answered(response, in_flight, room)
-                answers += 1
+            try:
+                async for response in call:
+                    await self._answered(response, in_flight, room)
+                    answers += 1
+            except asyncio.CancelledError:
+                if (failure := _own_failure(writer)) is None:
+                    raise
+                raise failure from None
             # Ended by the service before the half-close (the writer still took chunks, or some
             # are unanswered): the writer is stopped (below), as it would wait for answers that
             # never come, or write on the ended call; what is unanswered goes again, the rest
@@ -332,7 +357,7 @@ class BulkIngestSender:
                 # order (the stream ended while it took the next chunk).
                 await asyncio.wait({writer})
             if not writer.cancelled():
-                writer.exception()  # the reader's error says it already: retrieved, not logged
+                writer.exception()  # retrieved, not logged: the end of the stream says it
         if in_flight:
             raise _Retry(0.0, f"the stream ended with {len(in_flight)} chunk(s) unanswered")
         if ended_early and not answers:  # a failure, backoff and all: not round and round
