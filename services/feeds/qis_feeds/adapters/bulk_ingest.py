@@ -25,6 +25,9 @@ What can go wrong, and what is done:
   client (grpc/grpc#36066) that loses the service's own status. The stream is opened again at
   once (not a failure of the service: no backoff), where the service answers again; three such
   ends in a row count as a broken stream, backoff and all.
+- the sender's own writing fails (a bug: a chunk it cannot encode): the stream is cancelled and
+  the load ends with that error, however the stream ended meanwhile; a cancellation of the load
+  stays a cancellation.
 An idle stream is closed before the service's idle timeout ends it, and opened again with the
 next chunk.
 """
@@ -203,6 +206,12 @@ def _own_failure(writer: asyncio.Task[bool]) -> BaseException | None:
     return failure
 
 
+def _load_cancelled() -> bool:
+    """Whether the task running the load is being cancelled (not only grpc.aio's call)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _cancel_on_own_failure(call: grpc.aio.Call, writer: asyncio.Task[bool]) -> None:
     """A writer failing on its own ends the stream, or the reader waits forever for answers
     to chunks it wrote (grpc.aio then ends the reader with CancelledError: see _stream)."""
@@ -338,15 +347,17 @@ class BulkIngestSender:
                     await self._answered(response, in_flight, room)
                     answers += 1
             except asyncio.CancelledError:
-                if (failure := _own_failure(writer)) is None:
+                # grpc.aio's, for a call cancelled on the writer's own failure (raised below); a
+                # cancellation of the load goes on as it is.
+                if _load_cancelled() or _own_failure(writer) is None:
                     raise
-                raise failure from None
-            # Ended by the service before the half-close (the writer still took chunks, or some
-            # are unanswered): the writer is stopped (below), as it would wait for answers that
-            # never come, or write on the ended call; what is unanswered goes again, the rest
-            # on a new stream.
-            ended_early = bool(in_flight) or taking.is_set()
-            idle = True if ended_early else await writer
+            else:
+                # Ended by the service before the half-close (the writer still took chunks, or
+                # some are unanswered): the writer is stopped (below), as it would wait for
+                # answers that never come, or write on the ended call; what is unanswered goes
+                # again, the rest on a new stream.
+                ended_early = bool(in_flight) or taking.is_set()
+                idle = True if ended_early else await writer
         finally:
             # First: a load cancelled while the writer is awaited below still ends its stream.
             call.cancel()
@@ -357,7 +368,9 @@ class BulkIngestSender:
                 # order (the stream ended while it took the next chunk).
                 await asyncio.wait({writer})
             if not writer.cancelled():
-                writer.exception()  # retrieved, not logged: the end of the stream says it
+                writer.exception()  # retrieved: the stream's end says it, or it is raised here
+            if (failure := _own_failure(writer)) is not None and not _load_cancelled():
+                raise failure  # a bug in the writer ends the load, however the stream ended
         if in_flight:
             raise _Retry(0.0, f"the stream ended with {len(in_flight)} chunk(s) unanswered")
         if ended_early and not answers:  # a failure, backoff and all: not round and round
