@@ -16,6 +16,7 @@ from qis_feeds.adapters.bulk_ingest import BulkIngestSender
 from qis_feeds.application.batching import Chunk
 from qis_feeds.application.counters import FeedCounters
 
+from tests.feeds.feeds_support import ScriptedCommands, scripted
 from tests.integration.test_feeds_sender_size_limit import QUICK, days
 
 _BREAK = object()
@@ -293,3 +294,18 @@ async def test_streams_the_service_ends_at_once_are_failures_not_a_loop() -> Non
     with pytest.raises(Exception, match="ended the stream without answering"):
         await asyncio.wait_for(sender.send_all(filled(asyncio.Queue())), 10)
     assert stub.streams == 3
+
+
+async def test_streams_that_each_break_after_an_answer_go_on_past_the_failure_limit() -> None:
+    """Each of the first three streams answers one chunk, then breaks (UNAVAILABLE): the load
+    progresses, so each break is a first failure, and QUICK's limit of two in a row is never
+    reached. Before, they counted as three in a row and the load failed with a chunk unsent."""
+    service = ScriptedCommands(break_after=[1, 1, 1])
+    acknowledged: list[str] = []
+    async with scripted(service) as stub:
+        sender = BulkIngestSender(
+            stub, (), FeedCounters(), QUICK, lambda c, _: acknowledged.append(c.command_id)
+        )
+        await asyncio.wait_for(sender.send_all(filled(asyncio.Queue())), 10)
+    assert acknowledged == list(service.seen) == [c.command_id for c in CHUNKS]
+    assert service.streams == 4

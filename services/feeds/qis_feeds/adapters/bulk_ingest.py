@@ -95,7 +95,8 @@ class SenderSettings:
     backoff_first_s: float = 0.5
     backoff_cap_s: float = 30.0
     max_stream_failures: int | None = None
-    """Broken streams in a row before giving up; None: never (a long-running feed)."""
+    """Broken streams in a row before giving up (one that answered a chunk starts the row
+    again); None: never (a long-running feed)."""
     stop_on_refusal: bool = False
 
 
@@ -245,8 +246,13 @@ class BulkIngestSender:
         self._input_done = False
         self.streams = 0
         """Streams opened, for tests and logs."""
+        self._answers = 0
+        """Answers on the last stream opened: one that broke after some made progress."""
 
     async def send_all(self, chunks: asyncio.Queue[Chunk | None]) -> None:
+        """Sends every chunk of `chunks` until None. A broken stream counts against
+        max_stream_failures, and sets the backoff, as one more failure in a row, or as the first
+        when it answered a chunk: a load that progresses stream after stream goes on."""
         self._pending.clear()
         self._input_done = False
         failures = lost = 0
@@ -264,6 +270,8 @@ class BulkIngestSender:
                     else:
                         self._pending.append(first)
             except (grpc.aio.AioRpcError, _Retry) as error:
+                if self._answers:  # it made progress: a first failure again, not one more
+                    failures = lost = 0
                 halved = isinstance(error, grpc.aio.AioRpcError) and self._halved(error, in_flight)
                 lost = lost + 1 if not halved and _status_lost(error) else 0
                 # Unanswered chunks go first on the next stream, in their order.
@@ -339,13 +347,13 @@ class BulkIngestSender:
         taking.set()
         writer = asyncio.create_task(self._write(call, chunks, in_flight, room, taking))
         writer.add_done_callback(functools.partial(_cancel_on_own_failure, call))
-        answers = 0
+        self._answers = 0
         ended_early = False
         try:
             try:
                 async for response in call:
                     await self._answered(response, in_flight, room)
-                    answers += 1
+                    self._answers += 1
             except asyncio.CancelledError:
                 # grpc.aio's, for a call cancelled on the writer's own failure (raised below); a
                 # cancellation of the load goes on as it is.
@@ -373,7 +381,7 @@ class BulkIngestSender:
                 raise failure  # a bug in the writer ends the load, however the stream ended
         if in_flight:
             raise _Retry(0.0, f"the stream ended with {len(in_flight)} chunk(s) unanswered")
-        if ended_early and not answers:  # a failure, backoff and all: not round and round
+        if ended_early and not self._answers:  # a failure with backoff: not round and round
             raise _Retry(0.0, "the service ended the stream without answering a chunk")
         return idle
 
