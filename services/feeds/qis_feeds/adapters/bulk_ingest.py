@@ -24,7 +24,7 @@ What can go wrong, and what is done:
   flight (a chunk too large, say) as INTERNAL "Internal error from Core": a known bug of that
   client (grpc/grpc#36066) that loses the service's own status. The stream is opened again at
   once (not a failure of the service: no backoff), where the service answers again; three such
-  ends in a row count as a broken stream, backoff and all.
+  ends in a row, none answering a chunk, count as a broken stream, backoff and all.
 - the sender's own writing fails (a bug: a chunk it cannot encode): the stream is cancelled and
   the load ends with that error, however the stream ended meanwhile; a cancellation of the load
   stays a cancellation.
@@ -340,6 +340,7 @@ class BulkIngestSender:
     async def _stream(self, chunks: asyncio.Queue[Chunk | None], in_flight: deque[Chunk]) -> bool:
         """One stream, until the input ends (False), it idled or the service ended it before
         the half-close (True: more may come, unless the input ended meanwhile: `_input_done`)."""
+        self._answers = 0  # before anything can fail: a stream not opened answered nothing
         call = self._stub.BulkIngest(metadata=self._metadata)
         self.streams += 1
         room = asyncio.Condition()
@@ -347,7 +348,6 @@ class BulkIngestSender:
         taking.set()
         writer = asyncio.create_task(self._write(call, chunks, in_flight, room, taking))
         writer.add_done_callback(functools.partial(_cancel_on_own_failure, call))
-        self._answers = 0
         ended_early = False
         try:
             try:
