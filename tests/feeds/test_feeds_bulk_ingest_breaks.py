@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -87,6 +88,18 @@ class Stub:
         return self.calls[-1]
 
 
+class EveryStream:
+    """A stub whose every stream is a new call of `make`, counting them."""
+
+    def __init__(self, make: Callable[[], Call]) -> None:
+        self.make = make
+        self.streams = 0
+
+    def BulkIngest(self, metadata: Any) -> Call:
+        self.streams += 1
+        return self.make()
+
+
 class Input(asyncio.Queue[Chunk | None]):
     """The sender's input; the first stream breaks as `at` (a chunk, or the end: None) is
     taken from it."""
@@ -157,13 +170,22 @@ async def test_a_stream_broken_with_a_full_window_keeps_the_order() -> None:
 
 async def test_a_stream_broken_while_the_writer_waits_for_input_keeps_the_order() -> None:
     first = Call()
+    await lands_all_after_a_pause(first, first.breaks)  # the writer waits for the next chunk
+
+
+async def lands_all_after_a_pause(
+    first: Call, in_the_pause: Callable[[], None] | None = None
+) -> None:
+    """The first chunk, then, after a pause in which `in_the_pause` runs (nothing in flight),
+    the others: every chunk lands once, in order."""
     queue: asyncio.Queue[Chunk | None] = asyncio.Queue()
     queue.put_nowait(CHUNKS[0])
 
     async def later() -> None:
         await asyncio.sleep(0.02)
-        first.breaks()  # the writer waits for the next chunk (nothing in flight)
-        await asyncio.sleep(0.02)
+        if in_the_pause is not None:
+            in_the_pause()
+        await asyncio.sleep(0.03)
         for item in [*CHUNKS[1:], None]:
             queue.put_nowait(item)
 
@@ -205,15 +227,8 @@ async def test_the_services_own_internal_error_is_a_failure_with_backoff() -> No
                 grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), "db broke"
             )
 
-    class Always:
-        streams = 0
-
-        def BulkIngest(self, metadata: Any) -> Call:
-            self.streams += 1
-            return Internal()
-
     counters = FeedCounters()
-    stub = Always()
+    stub = EveryStream(Internal)
     sender = BulkIngestSender(stub, (), counters, QUICK)  # type: ignore[arg-type]
     queue = filled(asyncio.Queue())
     with pytest.raises(grpc.aio.AioRpcError):
@@ -256,18 +271,7 @@ async def test_a_stream_the_service_ends_with_chunks_unanswered_sends_them_again
 async def test_a_stream_the_service_ends_while_the_writer_waits_for_input_goes_on() -> None:
     """Nothing unanswered when the service ends the stream: the next chunks go on a new one.
     The writer wrote them on the ended stream before, and the load failed."""
-    first = EndsEarly(1, 1)
-    queue: asyncio.Queue[Chunk | None] = asyncio.Queue()
-    queue.put_nowait(CHUNKS[0])
-
-    async def later() -> None:
-        await asyncio.sleep(0.05)  # the first stream has ended meanwhile
-        for item in [*CHUNKS[1:], None]:
-            queue.put_nowait(item)
-
-    feeder = asyncio.create_task(later())
-    assert await run(first, queue) == [c.command_id for c in CHUNKS]
-    await feeder
+    await lands_all_after_a_pause(EndsEarly(1, 1))  # the first stream ends in the pause
 
 
 async def test_streams_the_service_ends_at_once_are_failures_not_a_loop() -> None:
@@ -282,14 +286,7 @@ async def test_streams_the_service_ends_at_once_are_failures_not_a_loop() -> Non
         async def write(self, request: pb.IngestPointsRequest) -> None:
             raise asyncio.InvalidStateError("RPC is already finished.")
 
-    class Always:
-        streams = 0
-
-        def BulkIngest(self, metadata: Any) -> Call:
-            self.streams += 1
-            return AtOnce()
-
-    stub = Always()
+    stub = EveryStream(AtOnce)
     sender = BulkIngestSender(stub, (), FeedCounters(), QUICK)  # type: ignore[arg-type]
     with pytest.raises(Exception, match="ended the stream without answering"):
         await asyncio.wait_for(sender.send_all(filled(asyncio.Queue())), 10)
