@@ -10,6 +10,8 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+from google.rpc import status_pb2
+from qis.data.v1 import command_service_pb2 as cmd
 from qis_feeds.adapters.bulk_ingest import BulkIngestSender
 from qis_feeds.application.counters import FeedCounters
 
@@ -61,9 +63,9 @@ async def test_the_failure_row_restarts_only_after_a_stream_that_answered(
 
 async def test_a_stream_that_cannot_be_opened_is_not_the_last_ones_progress() -> None:
     """The first stream answers a chunk, then breaks; every later BulkIngest() fails as it is
-    opened. Those are broken streams with no
-    answer: the load must end at QUICK's limit of two. On fad8e41 the first stream's answer is
-    read again for each of them, each is a first failure again, and the load never ends."""
+    opened. Those are broken streams with no answer: the load must end at QUICK's limit of
+    two. On fad8e41 the first stream's answer was read again for each of them, each was a
+    first failure again, and the load never ended."""
 
     class Stub:
         opened = 0
@@ -89,9 +91,6 @@ async def test_streams_answering_only_refusals_progress_too() -> None:
 
     class Refusing(ScriptedCommands):
         async def BulkIngest(self, request_iterator: Any, context: Any) -> Any:
-            from google.rpc import status_pb2
-            from qis.data.v1 import command_service_pb2 as cmd
-
             stream = self.streams
             self.streams += 1
             async for chunk in request_iterator:
