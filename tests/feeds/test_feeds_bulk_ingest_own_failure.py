@@ -21,6 +21,7 @@ from tests.integration.test_feeds_sender_size_limit import QUICK
 
 
 def failing_at(monkeypatch: pytest.MonkeyPatch, at: int, times: int = 1_000) -> None:
+    """The sender's `encode` raises for CHUNKS[at], `times` times at most."""
     encode = bulk_ingest.encode
     left = [times]
 
