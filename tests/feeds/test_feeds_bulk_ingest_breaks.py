@@ -1,6 +1,8 @@
-"""The feeds' BulkIngest sender against a fake call (services/feeds bulk_ingest.py): a stream that breaks at each await point of the writer still lands every chunk
-once, in the order given; a cancelled load still cancels its stream; only gRPC's own lost status
-is sent again at once."""
+"""The feeds' BulkIngest sender against a fake call (services/feeds bulk_ingest.py): a stream
+that breaks at each await point of the writer, or that the service ends without a status before
+the half-close, still lands every chunk once, in the order given; a cancelled load still cancels
+its stream; only gRPC's own lost status is sent again at once; streams ended at once are
+failures, not a loop, and streams that answered a chunk start the failure row again."""
 
 from __future__ import annotations
 
