@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+import qis_adapters.eventstore.sqlite as sqlite_module
 from google.rpc import error_details_pb2, status_pb2
 from qis.data.v1 import command_service_pb2 as pb
 from qis.data.v1 import command_service_pb2_grpc as pb_grpc
@@ -72,9 +73,10 @@ async def serve(
     hold_appends: bool = False,
     max_request_bytes: int = 4 * 1024 * 1024,
 ) -> AsyncIterator[Served]:
-    """A command service; with `hold_appends`, each append of the store waits (on its thread)
+    """A command service; with `hold_appends`, each append of the store waits (on its worker)
     until `release` is set, having set `appending`: a chunk caught in its write."""
     append = SqliteEventStore._append_sync
+    loop_thread = threading.get_ident()
     loop_errors: list[dict[str, Any]] = []
     loop = asyncio.get_running_loop()
     previous_handler = loop.get_exception_handler()
@@ -84,6 +86,8 @@ async def serve(
 
     def held(self: SqliteEventStore, *args: Any) -> Any:
         assert served is not None
+        # Held on the loop, the append would stop the whole service, not catch one write.
+        assert threading.get_ident() != loop_thread, "an append held on the loop"
         served.appending.set()
         served.release.wait(10)
         return append(self, *args)
@@ -96,6 +100,9 @@ async def serve(
                 running.stub, running.channel, running.server, running.port, loop_errors
             )
             if hold_appends:
+                # A small append runs on the loop itself when the store has not written for
+                # a while (eventstore/sqlite.py): every append goes to the worker instead.
+                monkeypatch.setattr(sqlite_module, "_INLINE_APPEND_BYTES", -1)
                 monkeypatch.setattr(SqliteEventStore, "_append_sync", held)
             try:
                 yield served
@@ -138,10 +145,29 @@ class Outbox:
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._waiting = asyncio.Event()
 
     async def requests(self) -> AsyncIterator[Any]:
-        while (item := await self.queue.get()) is not None:
+        while True:
+            if self.queue.empty():
+                self._waiting.set()
+            item = await self.queue.get()
+            self._waiting.clear()
+            if item is None:
+                return
             yield item
+
+    async def written(self) -> None:
+        """Until every queued request's write has completed. grpc.aio asks for the next
+        request only once the last one is written, so an empty queue and the generator
+        waiting on it mean no write is in flight. A stream the server ends while a client
+        write is in flight can lose its status and answers in the asyncio client
+        (grpc/grpc#36066): tests of a server ending a stream wait for this first."""
+        for _ in range(400):
+            if self.queue.empty() and self._waiting.is_set():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("requests never written")
 
 
 # --- a client that goes away, or a server that does ---
@@ -240,7 +266,7 @@ async def test_undecodable_bytes_after_a_chunk_in_its_write_answer_it_then_inval
         await wait_for(served.appending)
         await outbox.queue.put(b"\xff\xff\xff\xff not a protobuf")
         await outbox.queue.put(chunk(2).SerializeToString())
-        await asyncio.sleep(0.1)
+        await outbox.written()  # read ahead while chunk 0 is written
         served.release.set()
         first = await call.read()
         assert isinstance(first, pb.BulkIngestResponse), first
@@ -295,13 +321,14 @@ async def test_a_chunk_over_the_size_limit_answers_the_ones_before_then_ends(
         if in_its_write:
             await wait_for(served.appending)
             await outbox.queue.put(oversized)
-            await asyncio.sleep(0.1)  # read ahead while chunk 0 is written
+            await outbox.written()  # read ahead while chunk 0 is written
             served.release.set()
         first = await call.read()
         assert isinstance(first, pb.BulkIngestResponse), first
         assert first.result.accepted == 3
         if not in_its_write:
             await outbox.queue.put(oversized)
+            await outbox.written()
         with pytest.raises(grpc.aio.AioRpcError) as ended:
             await call.read()
         assert_refused_as_too_large(ended.value)  # at once: not the idle timeout's status
