@@ -264,18 +264,26 @@ async def _read_store(
         await store.close()
 
 
-async def _scenario(batch: Batch, adapter: str, directory: Path, ferretdb: str) -> int:
-    """Sends `batch`, projects what was accepted; returns how many of its requests were."""
-    events = InMemoryEventStore()
+@contextlib.asynccontextmanager
+async def command_stub(
+    events: InMemoryEventStore,
+) -> AsyncIterator[pb_grpc.CommandServiceAsyncStub]:
+    """A command service over `events` (no scheduler), served on loopback, and a stub of it."""
     settings_ = CommandSettings(auth="dev", command_address="127.0.0.1:0", scheduler_enabled=False)
     app = await build(settings_, store=events)
     port = await app.server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub: pb_grpc.CommandServiceAsyncStub = pb_grpc.CommandServiceStub(channel)
-            accepted = await _send(stub, batch)
+            yield pb_grpc.CommandServiceStub(channel)
     finally:
         await app.server.stop(0)
+
+
+async def _scenario(batch: Batch, adapter: str, directory: Path, ferretdb: str) -> int:
+    """Sends `batch`, projects what was accepted; returns how many of its requests were."""
+    events = InMemoryEventStore()
+    async with command_stub(events) as stub:
+        accepted = await _send(stub, batch)
     head = await events.head_position()
     assert max(accepted) == head  # nothing was stored by a refused command
     async with _read_store(adapter, directory, ferretdb) as store:
