@@ -217,7 +217,7 @@ class PolicyAccess:
         self._policies = PolicySet({}, version=-2)  # no version a stream has: loaded at first use
         self._read_at: int | None = None  # the checkpoint the policies were read at
         self._decisions = Decisions(cache_size)
-        self._classifications: dict[str, Classification | None] = {}
+        self._classifications: dict[str, Classification] = {}
         self.reads = 0
         """Observable: how often the policies were read from the read model."""
 
@@ -321,17 +321,20 @@ class PolicyAccess:
         self._read_at = checkpoint
         return self._policies
 
-    async def level(self, series_id: str) -> Classification | None:
-        """The series' classification; None for a series the catalogue does not know (the
-        query will say NOT_FOUND)."""
+    async def level(self, series_id: str) -> Classification:
+        """The series' classification; the strictest for a series the catalogue does not know,
+        so that a caller whose policies limit classifications cannot tell a missing series
+        (NOT_FOUND) from one above his limit (PERMISSION_DENIED): whether a series exists is
+        told only to callers who may read it (docs/security.md). A caller without such a limit
+        is not asked for the level, and is still told NOT_FOUND."""
         if series_id in self._classifications:
             return self._classifications[series_id]
         entry = await self._reader.get_series(series_id)
-        level = None if entry is None else classification_of(entry)
+        level = UNKNOWN_SERIES_LEVEL if entry is None else classification_of(entry)
         self.remember(series_id, level)
         return level
 
-    def remember(self, series_id: str, level: Classification | None) -> None:
+    def remember(self, series_id: str, level: Classification) -> None:
         """Kept until the checkpoint moves (a bounded number: all forgotten when full)."""
         if len(self._classifications) >= self._cache_size:
             self._classifications.clear()
@@ -352,7 +355,7 @@ class _PolicyGate:
         self._access = access
         self._caller = caller
         self._policies = policies
-        self._levels: dict[str, Classification | None] = {}
+        self._levels: dict[str, Classification] = {}
 
     async def learn(self, series_ids: Iterable[str]) -> None:
         if not self._policies.uses_classification:
@@ -378,6 +381,10 @@ class _PolicyGate:
 
     def allows_unclassified(self, resource: str) -> bool:
         return self._access.decide(self._policies, self._caller, resource, None).allowed
+
+
+UNKNOWN_SERIES_LEVEL = max(Classification, key=lambda level: level.rank)
+"""The classification a series the catalogue does not know is decided at (PolicyAccess.level)."""
 
 
 def classification_of(entry: SeriesEntry) -> Classification:
