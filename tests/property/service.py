@@ -242,6 +242,24 @@ def scenarios(*, one_source: bool = False) -> st.SearchStrategy[Scenario]:
 
 RICH = Scenario(RICH_SHAPE, RICH_RULES, (BOUNDARY_CUTS,))
 """Explicit example every profile runs first (see RICH_SHAPE)."""
+WHOLE = Cuts((), ())
+"""Each delivery (up to 5,537 points) in one command."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivered(Scenario):
+    given: History | None = None
+
+    @property
+    def history(self) -> History:
+        assert self.given is not None
+        return self.given
+
+
+def delivered(scenario: Scenario, h: History, cuts: Cuts) -> Scenario:
+    """`scenario`'s rules over `h` (its points or deliveries changed) rather than the history
+    its shape makes, each delivery cut by `cuts`."""
+    return _Delivered(scenario.shape, scenario.rules, (cuts,), h)
 
 
 def metrics_before_1970(rules: Rules, now_us: int) -> list[Step]:
@@ -284,6 +302,16 @@ class Effect:
                 if source is None or issue[0] == source:
                     out[local_day(snap)].add(issue[1])
         return dict(out)
+
+
+def assert_same_effect(first: Effect, second: Effect) -> None:
+    assert first.observed == second.observed
+    assert first.issues == second.issues
+    assert first.versions == second.versions
+    assert first.reconciled == second.reconciled
+    assert first.statuses == second.statuses
+    assert first.scheduled == second.scheduled
+    assert first.metrics == second.metrics
 
 
 def effect_of(log: Sequence[RecordedEvent]) -> Effect:

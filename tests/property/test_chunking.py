@@ -13,9 +13,11 @@ from tests.property.history import CLOSE_S, Cuts, cuts
 from tests.property.service import (
     PROPERTY,
     RICH,
+    WHOLE,
     Effect,
     Scenario,
     Service,
+    assert_same_effect,
     describe,
     effect_of,
     instant_us,
@@ -23,7 +25,6 @@ from tests.property.service import (
 )
 
 NOW_US = instant_us(2025)
-WHOLE = Cuts((), ())  # each delivery (up to 5,537 points) in one command
 
 
 async def effect(scenario: Scenario) -> Effect:
@@ -45,13 +46,7 @@ def test_the_same_points_in_other_commands_have_the_same_effect(
     first = asyncio.run(effect(scenario))
     second = asyncio.run(effect(dataclasses.replace(scenario, cuts=tuple(other) or (WHOLE,))))
     describe(scenario.history, first)
-    assert first.observed == second.observed
-    assert first.issues == second.issues
-    assert first.versions == second.versions
-    assert first.reconciled == second.reconciled
-    assert first.statuses == second.statuses
-    assert first.scheduled == second.scheduled
-    assert first.metrics == second.metrics
+    assert_same_effect(first, second)
 
 
 async def log_of(scenario: Scenario, *, columns: bool) -> list[tuple[str, int, str, bytes, bytes]]:
