@@ -305,7 +305,10 @@ class _Compiled:
             level = context.classification
             if level is None or level.rank <= condition.max_level.rank:
                 return None
-            return f"allows series up to {condition.max_level.value}, not {level.value}"
+            # Not the series' level: told to the caller, it would say that the series exists
+            # (one that does not is decided at the highest level) and how it is classified.
+            # The denial's record has the level.
+            return f"allows series classified up to {condition.max_level.value} only"
         source = context.source_id
         if source is None or self.sources[index].fullmatch(source_name(source)):
             return None

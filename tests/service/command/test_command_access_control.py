@@ -163,7 +163,7 @@ async def test_the_classification_of_the_series_and_the_one_a_command_gives_it()
     denial = EventCodec().decode(record).event
     assert isinstance(denial, AccessDenied)
     assert (denial.user_id, denial.classification) == ("pat", "restricted")
-    assert denial.refusals[0].reason == "allows series up to confidential, not restricted"
+    assert denial.refusals[0].reason == "allows series classified up to confidential only"
 
 
 class UnavailableForDenials(InMemoryEventStore):

@@ -198,7 +198,7 @@ async def test_a_classification_limit_reads_the_series_classification_from_the_c
     [(_, denial)] = world.recorder.denials
     assert denial.classification == "confidential"
     assert denial.refusals == [
-        PolicyRefusal(policy_id="all", reason="allows series up to internal, not confidential")
+        PolicyRefusal(policy_id="all", reason="allows series classified up to internal only")
     ]
 
 

@@ -136,7 +136,7 @@ def test_classification_limit(level: Classification | None, allowed: bool) -> No
     decision = evaluate({"p": limited}, ALICE, W, "series/X", context)
     assert decision.allowed is allowed
     if not allowed:
-        assert decision.refusals[0].reason == "allows series up to confidential, not restricted"
+        assert decision.refusals[0].reason == "allows series classified up to confidential only"
     assert PolicySet({"p": limited}).uses_classification
     assert not PolicySet({"p": grant(W)}).uses_classification
 

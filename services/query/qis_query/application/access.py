@@ -237,8 +237,13 @@ class PolicyAccess:
     ) -> None:
         policies = await self._current(min_position)
         level = None
-        if policies.uses_classification and series_id is not None:
-            level = await self.level(series_id)
+        if policies.uses_classification:
+            if series_id is not None:
+                level = await self.level(series_id)
+            elif resource == EVERYTHING:
+                # The audit trail of everything shows every series: a caller limited to lower
+                # classifications would learn of the series above his limit.
+                level = HIGHEST_CLASSIFICATION
         context = AccessContext(self._clock_us(), level)
         decisions = [
             self._decisions.decide(policies, who.caller, p, resource, context) for p in permissions
@@ -329,13 +334,19 @@ class PolicyAccess:
         is not asked for the level, and is still told NOT_FOUND."""
         if series_id in self._classifications:
             return self._classifications[series_id]
+        read_at = self._read_at
         entry = await self._reader.get_series(series_id)
-        level = UNKNOWN_SERIES_LEVEL if entry is None else classification_of(entry)
-        self.remember(series_id, level)
+        level = HIGHEST_CLASSIFICATION if entry is None else classification_of(entry)
+        self.remember(series_id, level, read_at)
         return level
 
-    def remember(self, series_id: str, level: Classification) -> None:
-        """Kept until the checkpoint moves (a bounded number: all forgotten when full)."""
+    def remember(self, series_id: str, level: Classification, read_at: int | None) -> None:
+        """Kept until the checkpoint moves (a bounded number: all forgotten when full); not
+        kept when it moved since `read_at`, the checkpoint before `level` was read: the level
+        may be of before the move (a series defined or its classification raised), and would
+        be kept for the new checkpoint until the next."""
+        if read_at != self._read_at:
+            return
         if len(self._classifications) >= self._cache_size:
             self._classifications.clear()
         self._classifications[series_id] = level
@@ -356,6 +367,7 @@ class _PolicyGate:
         self._caller = caller
         self._policies = policies
         self._levels: dict[str, Classification] = {}
+        self._read_at = access._read_at  # the entries it learns are read after this checkpoint
 
     async def learn(self, series_ids: Iterable[str]) -> None:
         if not self._policies.uses_classification:
@@ -370,7 +382,7 @@ class _PolicyGate:
         for entry in entries:
             level = classification_of(entry)
             self._levels[entry.series_id] = level
-            self._access.remember(entry.series_id, level)
+            self._access.remember(entry.series_id, level, self._read_at)
 
     def allows(self, resource: str, series_id: str) -> bool:
         if self._policies.uses_classification and series_id not in self._levels:
@@ -383,8 +395,9 @@ class _PolicyGate:
         return self._access.decide(self._policies, self._caller, resource, None).allowed
 
 
-UNKNOWN_SERIES_LEVEL = max(Classification, key=lambda level: level.rank)
-"""The classification a series the catalogue does not know is decided at (PolicyAccess.level)."""
+HIGHEST_CLASSIFICATION = max(Classification, key=lambda level: level.rank)
+"""What a series the catalogue does not know (PolicyAccess.level) and what covers every series
+(EVERYTHING) are decided at."""
 
 
 def classification_of(entry: SeriesEntry) -> Classification:
