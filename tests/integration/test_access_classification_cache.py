@@ -54,13 +54,17 @@ def _classified(
     )
 
 
-async def _capped_world(held: str) -> tuple[SegmentingStore, PolicyAccess, HeldCatalogue, int]:
+async def _capped_world(
+    held: str, reading: type[HeldCatalogue] = HeldCatalogue
+) -> tuple[SegmentingStore, PolicyAccess, HeldCatalogue, int]:
+    """A reader capped at CONFIDENTIAL over the scenario, its catalogue read by `reading` (which
+    holds `held` back)."""
     writer = SegmentingStore(InMemoryReadDatabase(), "g1")
     await writer.set_active_generation("g1")
     await write_scenario(writer)
     limit = ClassificationLimit(max_level=Classification.CONFIDENTIAL)
     at = await project(writer, grant("capped", "series/*", position=HEAD + 1, conditions=(limit,)))
-    reader = HeldCatalogue(writer.database, held)
+    reader = reading(writer.database, held)
     access = PolicyAccess(reader, ReadPosition(reader, MAX_WAIT_S, max_age_s=0), Recorder())
     return writer, access, reader, at
 

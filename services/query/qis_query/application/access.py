@@ -216,6 +216,10 @@ class PolicyAccess:
         self._new_id = new_id
         self._policies = PolicySet({}, version=-2)  # no version a stream has: loaded at first use
         self._read_at: int | None = None  # the checkpoint the policies were read at
+        # Counts the times the classifications were forgotten for a new checkpoint: a level read
+        # before one of them is not remembered after it (`remember`). The checkpoint itself
+        # cannot say so: two reads of it that end out of order take it back and forth.
+        self._generation = 0
         self._decisions = Decisions(cache_size)
         self._classifications: dict[str, Classification] = {}
         self.reads = 0
@@ -323,6 +327,7 @@ class PolicyAccess:
             self._decisions.clear()
         # A series' classification may have changed with the checkpoint (an evolution).
         self._classifications.clear()
+        self._generation += 1
         self._read_at = checkpoint
         return self._policies
 
@@ -334,18 +339,18 @@ class PolicyAccess:
         is not asked for the level, and is still told NOT_FOUND."""
         if series_id in self._classifications:
             return self._classifications[series_id]
-        read_at = self._read_at
+        generation = self._generation
         entry = await self._reader.get_series(series_id)
         level = HIGHEST_CLASSIFICATION if entry is None else classification_of(entry)
-        self.remember(series_id, level, read_at)
+        self.remember(series_id, level, generation)
         return level
 
-    def remember(self, series_id: str, level: Classification, read_at: int | None) -> None:
+    def remember(self, series_id: str, level: Classification, generation: int) -> None:
         """Kept until the checkpoint moves (a bounded number: all forgotten when full); not
-        kept when it moved since `read_at`, the checkpoint before `level` was read: the level
-        may be of before the move (a series defined or its classification raised), and would
-        be kept for the new checkpoint until the next."""
-        if read_at != self._read_at:
+        kept when the classifications were forgotten for a checkpoint since `generation`, when
+        `level` was about to be read: it may be of before that checkpoint (a series defined, or
+        its classification raised), and would be kept for it until the next."""
+        if generation != self._generation:
             return
         if len(self._classifications) >= self._cache_size:
             self._classifications.clear()
@@ -367,7 +372,8 @@ class _PolicyGate:
         self._caller = caller
         self._policies = policies
         self._levels: dict[str, Classification] = {}
-        self._read_at = access._read_at  # the entries it learns are read after this checkpoint
+        # The entries it learns are read after the checkpoint its policies are of.
+        self._generation = access._generation
 
     async def learn(self, series_ids: Iterable[str]) -> None:
         if not self._policies.uses_classification:
@@ -382,7 +388,7 @@ class _PolicyGate:
         for entry in entries:
             level = classification_of(entry)
             self._levels[entry.series_id] = level
-            self._access.remember(entry.series_id, level, self._read_at)
+            self._access.remember(entry.series_id, level, self._generation)
 
     def allows(self, resource: str, series_id: str) -> bool:
         if self._policies.uses_classification and series_id not in self._levels:
