@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import hypothesis
-from hypothesis import settings
 from hypothesis import strategies as st
 from qis_adapters.calendars.exchange import ExchangeCalendars
 from qis_adapters.eventstore.codec import EventCodec
@@ -60,8 +59,8 @@ from tests.property.history import (
     rules,
     shapes,
 )
+from tests.property.profiles import PROPERTY as PROPERTY  # the tests take it from here
 
-PROPERTY = settings.get_profile("qis-property")  # registered by conftest.py
 COVERED_FROM = date(1970, 1, 1)  # ExchangeCalendars' fixed coverage starts here
 
 Command = RegisterSource | DefineSeries | IngestPoints | CalculateQualityMetrics
