@@ -290,10 +290,18 @@ class QueryCache:
                 return
             generation = await self._active_generation()
             if self._origin is None or generation != self._generation:
-                self._restart(position, generation, "generation")
+                self._restart(await self._reached(position), generation, "generation")
                 return
-            if position > self._horizon:
-                await self._follow(position)
+            if (reached := await self._reached(position)) > self._horizon:
+                await self._follow(reached)
+
+    async def _reached(self, position: int) -> int:
+        """`position`, or the read model's checkpoint when lower: the horizon must never pass
+        what the active generation has projected, or the changes it projects later, below the
+        horizon, are never followed. A position can be higher: a rebuild's switch makes active
+        a generation behind the one it was seen on (`qis-projector rebuild` catches up with
+        the head as it last saw it, while the running projector went on)."""
+        return min(position, await self._reader.checkpoint() or 0)
 
     def _generation_due(self) -> bool:
         return asyncio.get_running_loop().time() - self._generation_seen >= GENERATION_CHECK_S

@@ -53,5 +53,7 @@ class ReadPosition:
         if min_position <= self._known and now - self._seen_at < self._max_age_s:
             return self._known
         reached = await wait_for_position(self._reader, min_position, self._max_wait_s)
-        self._known, self._seen_at = max(self._known, reached), now
+        # As read, not the highest seen: a rebuild's switch can make active a generation
+        # behind the last one, whose position answers must not claim.
+        self._known, self._seen_at = reached, now
         return reached
