@@ -201,3 +201,15 @@ class CountingReader(InMemoryReadStore):
 
     def reads(self) -> int:
         return self.value_reads + self.range_reads + self.definition_reads
+
+
+async def two_series_world(s: str, t: str) -> CacheWorld:
+    """Series `s` with three prices and `t` with one, published and projected (a fixture of the
+    shared-cache tests)."""
+    world = CacheWorld()
+    await world.define(s)
+    await world.define(t)
+    await world.publish(s, [snap(d) for d in range(3)], "100.5")
+    await world.publish(t, [snap(0)], "7")
+    await world.project()
+    return world

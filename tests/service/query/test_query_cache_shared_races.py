@@ -16,7 +16,14 @@ from qis_query.application.handlers import QueryHandlers
 from qis_query.application.ranges import RangeQuery
 from redis.asyncio import Redis
 
-from tests.service.query.cache_support import FEED, MAX_WAIT_S, CacheWorld, CountingReader, snap
+from tests.service.query.cache_support import (
+    FEED,
+    MAX_WAIT_S,
+    CacheWorld,
+    CountingReader,
+    snap,
+    two_series_world,
+)
 from tests.support.redis import RedisServer, start_redis
 
 S, T = "S", "T"
@@ -39,13 +46,7 @@ class Instance:
 
 @pytest.fixture
 async def world() -> CacheWorld:
-    world = CacheWorld()
-    await world.define(S)
-    await world.define(T)
-    await world.publish(S, [snap(d) for d in range(3)], "100.5")
-    await world.publish(T, [snap(0)], "7")
-    await world.project()
-    return world
+    return await two_series_world(S, T)
 
 
 @pytest.fixture
