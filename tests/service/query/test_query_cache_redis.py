@@ -1,7 +1,8 @@
 """The cache's L2 on a real redis-server (tests/support/redis.py: the test fails, never skips,
 when it cannot start one): two query instances share answers through it, take another's
 answer only while their own view of the log says it still holds, and answer correctly while
-Redis is down."""
+Redis is down; over a history of restatements every answer, shared or not, is a fresh read's,
+and an older read that finishes last is never served after the change it missed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from qis_adapters.readstore.port import (
     READ_MODEL_FORMAT,
     AsOf,
     AtPosition,
+    KnownAt,
     OfficialVersion,
 )
 from qis_query.adapters.redis_cache import RedisCache
@@ -23,6 +25,7 @@ from qis_query.application import cache_codec
 from qis_query.application.cache import QueryCache
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
+from qis_query.application.ranges import RangeQuery
 from redis.asyncio import Redis
 
 from tests.service.query.cache_support import (
@@ -52,13 +55,14 @@ async def world() -> CacheWorld:
 class Instance:
     """A query instance: its own reader, L1 and Redis client, on the shared read model."""
 
-    def __init__(self, world: CacheWorld, url: str, pause_s: float = 5.0) -> None:
+    def __init__(
+        self, world: CacheWorld, url: str, pause_s: float = 5.0, timeout_s: float = 0.2
+    ) -> None:
         self.reader = CountingReader(world.database)
         self.metrics = InMemoryMetricReader()
         meter = MeterProvider(metric_readers=[self.metrics]).get_meter("test")
-        self.shared = RedisCache(
-            Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2), pause_s, meter
-        )
+        client = Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.shared = RedisCache(client, pause_s, meter)
         self.cache = QueryCache(self.reader, shared=self.shared, meter=meter)
         position = ReadPosition(self.reader, MAX_WAIT_S, max_age_s=0)
         self.handlers = QueryHandlers(self.reader, position, FEED, cache=self.cache)
@@ -156,3 +160,77 @@ async def test_an_instance_answers_without_redis_when_it_dies(
         assert all(k.startswith(namespace) for k in keys), keys
     finally:
         restarted.stop()
+
+
+# --- instances sharing Redis over a history of restatements: every answer, cached or not, is the
+# answer of handlers without a cache, and an older read that finishes last is never served after
+# the change it missed.
+
+
+@pytest.fixture
+async def instances(world: CacheWorld, redis_server: RedisServer) -> AsyncIterator[list[Instance]]:
+    # Timeouts of a loaded machine: these tests compare answers, they do not time Redis.
+    made = [Instance(world, redis_server.url, timeout_s=1) for _ in range(3)]
+    yield made
+    for instance in made:
+        await instance.shared.close()
+
+
+async def values(handlers: QueryHandlers, as_of: AsOf, at: int) -> list[tuple[int, int]]:
+    read = await handlers.values(S, [snap(d) for d in range(3)], as_of, at)
+    return [(v.snap_us, v.version) for v in read.value]
+
+
+async def rows(handlers: QueryHandlers, as_of: AsOf, at: int) -> list[dict[str, object]]:
+    read = await handlers.query_range(RangeQuery(S, snap(0), snap(3), as_of), 100, "", at)
+    return [row for page in [p async for p in read.value] for row in page.rows.to_pylist()]
+
+
+async def test_an_older_read_written_last_is_served_by_no_instance_after_the_change(
+    world: CacheWorld, instances: list[Instance]
+) -> None:
+    a, b, c = instances
+    for instance in (a, b):
+        await instance.handlers.values(T, [snap(0)], LATEST, 0)  # they follow the log from here
+    a.reader.gate = gate = asyncio.Event()
+    slow = asyncio.create_task(a.handlers.values(S, [snap(0)], LATEST, 0))
+    await a.reader.holding.wait()  # a has read S before the restatement
+    a.reader.gate = None
+    restated = await world.publish(S, [snap(0)], "99")
+    await world.project()
+    newer = await b.handlers.values(S, [snap(0)], LATEST, restated)  # into Redis first
+    assert [v.version for v in newer.value] == [2]
+    gate.set()
+    older = await slow  # its answer goes to Redis last
+    assert [v.version for v in older.value] == [1]
+    assert older.read_position < restated
+
+    expected = await values(world.fresh(), LATEST, restated)
+    for instance in (a, b, c):
+        assert await values(instance.handlers, LATEST, restated) == expected
+
+
+async def test_answers_shared_through_redis_are_those_of_a_fresh_read(
+    world: CacheWorld, instances: list[Instance]
+) -> None:
+    """Each round restates S, then every instance reads, in turn, latest and as of every
+    position and knowledge time so far (values and ranges): the first to ask fills Redis."""
+    as_ofs: list[AsOf] = [LATEST]
+    for round_ in range(4):
+        as_ofs += [AtPosition(world.head), KnownAt(world.now_us), KnownAt(world.now_us - 1)]
+        await world.publish(S, [snap(round_ % 3)], f"{round_}.5")
+        if round_ % 2:
+            await world.publish(T, [snap(0)], f"{round_}")
+        await world.project()
+        for instance in instances[round_ % 3 :] + instances[: round_ % 3]:
+            for as_of in as_ofs:
+                for at in (0, world.head):
+                    fresh = world.fresh()
+                    assert await values(instance.handlers, as_of, at) == await values(
+                        fresh, as_of, at
+                    ), (round_, as_of, at)
+                    assert await rows(instance.handlers, as_of, at) == await rows(
+                        fresh, as_of, at
+                    ), (round_, as_of, at)
+    # Redis served some of them: the test compared shared answers, not only fresh reads.
+    assert sum(i.reader.value_reads for i in instances) < 3 * 4 * len(as_ofs) * 2
