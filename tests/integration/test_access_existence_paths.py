@@ -78,6 +78,12 @@ async def _define(c: Cluster, series_id: str, level: Any) -> int:
     return done.commit_position
 
 
+async def _capped_and_secret(c: Cluster) -> int:
+    """Carl reads `series/*` up to CONFIDENTIAL, and SECRET is RESTRICTED; the position after."""
+    await _set_policy(c, "capped", ["series/*"], series_pb2.DATA_CLASSIFICATION_CONFIDENTIAL)
+    return await _define(c, "SECRET", series_pb2.DATA_CLASSIFICATION_RESTRICTED)
+
+
 def _normalised(message: str, series_id: str) -> str:
     message = re.sub(r"denial [0-9a-f]+", "denial ?", message)
     return re.sub(rf"\b{re.escape(series_id)}\b", "?", message)
@@ -159,8 +165,7 @@ async def test_every_read_path_answers_a_missing_series_as_one_above_the_cap(
     """Capped at CONFIDENTIAL: RESTRICTED, the level a missing series is decided at, is the only
     one above the cap."""
     async with cluster(tmp_path) as c:
-        await _set_policy(c, "capped", ["series/*"], series_pb2.DATA_CLASSIFICATION_CONFIDENTIAL)
-        at = await _define(c, "SECRET", series_pb2.DATA_CLASSIFICATION_RESTRICTED)
+        at = await _capped_and_secret(c)
         secret = await _outcomes(c, "SECRET", at, CARL)
         missing = await _outcomes(c, "NOSUCH", at, CARL)
         assert all(
@@ -191,8 +196,7 @@ async def test_a_denial_of_a_missing_series_is_recorded_as_of_one_above_the_cap(
     tmp_path: Path,
 ) -> None:
     async with cluster(tmp_path) as c:
-        await _set_policy(c, "capped", ["series/*"], series_pb2.DATA_CLASSIFICATION_CONFIDENTIAL)
-        at = await _define(c, "SECRET", series_pb2.DATA_CLASSIFICATION_RESTRICTED)
+        at = await _capped_and_secret(c)
         records = []
         for series_id in ("SECRET", "NOSUCH"):
             head = await c.events.head_position()
@@ -220,8 +224,7 @@ async def test_a_reader_without_a_limit_is_still_told_a_series_is_missing(
     """Rita (role reader: every series, no condition) while another policy limits
     classifications, so that the policies use them."""
     async with cluster(tmp_path) as c:
-        await _set_policy(c, "capped", ["series/*"], series_pb2.DATA_CLASSIFICATION_CONFIDENTIAL)
-        at = await _define(c, "SECRET", series_pb2.DATA_CLASSIFICATION_RESTRICTED)
+        at = await _capped_and_secret(c)
         assert (await _grpc(c, rpc, "NOSUCH", at, CALLERS["reader"]()))[0] == "NOT_FOUND"
         assert (await _grpc(c, "GetSeries", "SECRET", at, CALLERS["reader"]()))[0] == "OK"
 
@@ -254,8 +257,7 @@ async def test_a_series_refused_while_missing_is_read_once_defined_read_your_wri
 ) -> None:
     """The RESTRICTED level remembered for a missing series must not outlive its definition."""
     async with cluster(tmp_path) as c:
-        await _set_policy(c, "capped", ["series/*"], series_pb2.DATA_CLASSIFICATION_CONFIDENTIAL)
-        at = await _define(c, "SECRET", series_pb2.DATA_CLASSIFICATION_RESTRICTED)
+        at = await _capped_and_secret(c)
         for rpc in ("GetSeries", "Subscribe"):
             assert (await _grpc(c, rpc, "LATER", at, CARL))[0] == "PERMISSION_DENIED"
         defined = await _define(c, "LATER", series_pb2.DATA_CLASSIFICATION_INTERNAL)
@@ -268,8 +270,7 @@ async def test_listings_and_a_subscription_to_every_series_are_unchanged_for_a_c
     tmp_path: Path,
 ) -> None:
     async with cluster(tmp_path) as c:
-        await _set_policy(c, "capped", ["series/*"], series_pb2.DATA_CLASSIFICATION_CONFIDENTIAL)
-        at = await _define(c, "SECRET", series_pb2.DATA_CLASSIFICATION_RESTRICTED)
+        at = await _capped_and_secret(c)
         head = await c.events.head_position()
         listed = await c.ports.stub.ListSeries(q.ListSeriesRequest(min_position=at), metadata=CARL)
         assert [s.name for s in listed.series] == ["series/PX"]

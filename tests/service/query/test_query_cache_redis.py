@@ -7,6 +7,7 @@ and an older read that finishes last is never served after the change it missed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -86,12 +87,20 @@ class Instance:
         )
 
 
+@contextlib.asynccontextmanager
+async def sharing(made: list[Instance]) -> AsyncIterator[list[Instance]]:
+    """`made`, their Redis clients closed after."""
+    try:
+        yield made
+    finally:
+        for instance in made:
+            await instance.shared.close()
+
+
 @pytest.fixture
 async def pair(world: CacheWorld, redis_server: RedisServer) -> AsyncIterator[list[Instance]]:
-    instances = [Instance(world, redis_server.url, pause_s=0.2) for _ in range(2)]
-    yield instances
-    for instance in instances:
-        await instance.shared.close()
+    async with sharing([Instance(world, redis_server.url, pause_s=0.2) for _ in range(2)]) as made:
+        yield made
 
 
 async def fresh(
@@ -170,10 +179,8 @@ async def test_an_instance_answers_without_redis_when_it_dies(
 @pytest.fixture
 async def instances(world: CacheWorld, redis_server: RedisServer) -> AsyncIterator[list[Instance]]:
     # Timeouts of a loaded machine: these tests compare answers, they do not time Redis.
-    made = [Instance(world, redis_server.url, timeout_s=1) for _ in range(3)]
-    yield made
-    for instance in made:
-        await instance.shared.close()
+    async with sharing([Instance(world, redis_server.url, timeout_s=1) for _ in range(3)]) as made:
+        yield made
 
 
 async def values(handlers: QueryHandlers, as_of: AsOf, at: int) -> list[tuple[int, int]]:
