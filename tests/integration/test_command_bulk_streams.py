@@ -11,7 +11,7 @@ import gc
 import random
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,12 +132,17 @@ def leaks(errors: list[dict[str, Any]]) -> list[str]:
     return [str(e.get("message")) for e in errors]
 
 
-async def wait_for(event: threading.Event) -> None:
+async def wait_until(ready: Callable[[], bool], what: str) -> None:
+    """Polls `ready` for up to 4 s (the thing waited for may happen on another thread)."""
     for _ in range(400):
-        if event.is_set():
+        if ready():
             return
         await asyncio.sleep(0.01)
-    raise AssertionError("never set")
+    raise AssertionError(what)
+
+
+async def wait_for(event: threading.Event) -> None:
+    await wait_until(event.is_set, "never set")
 
 
 class Outbox:
@@ -163,11 +168,9 @@ class Outbox:
         waiting on it mean no write is in flight. A stream the server ends while a client
         write is in flight can lose its status and answers in the asyncio client
         (grpc/grpc#36066): tests of a server ending a stream wait for this first."""
-        for _ in range(400):
-            if self.queue.empty() and self._waiting.is_set():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("requests never written")
+        await wait_until(
+            lambda: self.queue.empty() and self._waiting.is_set(), "requests never written"
+        )
 
 
 # --- a client that goes away, or a server that does ---
