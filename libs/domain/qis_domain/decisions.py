@@ -286,10 +286,23 @@ def issues_of(
     ]
 
 
+SEEN_AFTER = frozenset({"spike"})
+"""Rules a value fails only once later values came (a spike is seen when the move back
+arrives), after the value was decided: they put the point in the exception queue, and count in
+neither its score nor its flags, which would otherwise depend on whether anything (another
+source, a resolution) decided the point again after they were raised, and so on the order
+the values came in."""
+
+
+def counted(failures: Iterable[RuleFailure]) -> list[RuleFailure]:
+    """The failures that count in a point's score and flags (not those `SEEN_AFTER`)."""
+    return [f for f in failures if f.rule not in SEEN_AFTER]
+
+
 def flags_of(observed: dict[str, Observed], sources: Sequence[str]) -> list[str]:
     if not any(observed[s].failures for s in sources if s in observed):
         return []
-    return sorted({f.rule for s in sources if s in observed for f in observed[s].failures})
+    return sorted({f.rule for s in sources if s in observed for f in counted(observed[s].failures)})
 
 
 class Decider:
@@ -383,7 +396,7 @@ class Decider:
         d = self.definition
         policy = d.reconciliation
         values, result, chosen = made
-        failures = [f for s in result.contributors for f in observed[s].failures]
+        failures = counted(f for s in result.contributors for f in observed[s].failures)
         blocking = any(observed[s].blocking for s in result.contributors)
         point_issues = []
         if result.breaks:

@@ -163,6 +163,8 @@ class PointSummary:
 
 
 _NO_SNAPS = np.zeros(0, dtype=np.int64)
+# Bounds below and above every snap: look-ups over a whole bucket.
+_SNAP_MIN, _SNAP_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 # A command's points (snap, value) read a column at a time, with no Python call per point.
 _SNAP, _VALUE = itemgetter(0), itemgetter(1)
 _LATENESS = (LATE_ARRIVAL, LATE_PUBLICATION)  # rules about when a value came
@@ -567,6 +569,38 @@ class _Observations(Mapping[int, dict[str, Observed]]):
                     out[i] = mixed
         return out
 
+    def of_source(
+        self, source_id: str, lo_us: int, hi_us: int
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """The snaps in [lo_us, hi_us) where `source_id` has a value that counts (not
+        rejected), ascending, and those values: read from the columns of that range alone."""
+        snaps: list[np.ndarray[Any, Any]] = []
+        raws: list[np.ndarray[Any, Any]] = []
+        for points, fields in (
+            (self.plain, (("source_id", "raw"),)),
+            (self.pairs, (("source_id", "raw"), ("other_id", "other_raw"))),
+        ):
+            i, j = points.snaps.searchsorted((lo_us, hi_us)).tolist()
+            for source, raw in fields if j > i else ():
+                mine = points.field(source)[i:j] == source_id
+                snaps.append(points.snaps[i:j][mine])
+                raws.append(points.field(raw)[i:j][mine])
+        mixed = [
+            (snap_us, value.raw)
+            for snap_us, values in self.mixed.items()
+            if lo_us <= snap_us < hi_us
+            and (value := values.get(source_id)) is not None
+            and not value.rejected
+        ]
+        if mixed:
+            snaps.append(np.fromiter((s for s, _ in mixed), dtype=np.int64, count=len(mixed)))
+            raws.append(_objects((r for _, r in mixed), len(mixed)))
+        if not snaps:
+            return _NO_SNAPS, _NO_OBJECTS
+        at, values = np.concatenate(snaps), np.concatenate(raws)
+        order = at.argsort(kind="stable")
+        return at[order], values[order]
+
     def _plain_at(self, pos: np.ndarray[Any, Any] | list[int]) -> Iterator[tuple[str, Observed]]:
         """The points at positions `pos` of the columns: (source, its value)."""
         columns = (self.plain.field(name)[pos].tolist() for name in _Plain._fields)
@@ -728,97 +762,126 @@ class SeriesBucket:
         copy._outcomes = dict(self._outcomes)
         return copy
 
-    def last_structure(self, decider: Decider) -> DataValue | None:
-        """The received value of the bucket's last point (None: no point)."""
-        return self._last_structure([], [], decider)
+    def last_structure(self, decider: Decider, source_id: str) -> DataValue | None:
+        """The received value of the bucket's last point of `source_id` (None: none)."""
+        return self._last_structure(source_id, [], [], decider)
 
-    def received(self, decider: Decider, last: int | None = None) -> list[Received]:
-        """The points' received figures, ascending: what look-back rules compare with. `last`:
-        only the last that many (what a later bucket's points can reach), so that a command
-        does not decode a whole earlier bucket."""
-        return self._received(range(len(self.candidates)), decider, last)
+    def received(self, decider: Decider, source_id: str, last: int | None = None) -> list[Received]:
+        """One source's received figures, ascending: what the look-back rules of its later
+        values compare with. `last`: only the last that many (what a later bucket's values
+        can reach), so that a command does not decode a whole earlier bucket."""
+        return self._received(source_id, _SNAP_MIN, _SNAP_MAX, decider, last)
 
-    def _received_near(self, snaps_us: list[int], n: int, decider: Decider) -> list[Received]:
-        """The received figures a command on the points at `snaps_us` (ascending) compares
-        with or leaves for later buckets to compare with: those between its points, the `n`
-        before them and the last `n` of the bucket (the command's own points get new ones).
-        A command decodes what it may need, not the whole bucket."""
-        known = self.candidates.snaps
-        i = int(known.searchsorted(snaps_us[0]))
-        j = int(known.searchsorted(snaps_us[-1], side="right"))
-        pos, mine = self.candidates.locate(snaps_us)
-        between = np.ones(j - i, dtype=bool)
-        between[pos[mine] - i] = False
+    def _received_near(
+        self, source_id: str, snaps_us: list[int], n: int, decider: Decider
+    ) -> list[Received]:
+        """The received figures of `source_id` that a command of its values at `snaps_us`
+        (ascending) compares with or leaves for later buckets to compare with: those between
+        its points, the `n` before them and the last `n` of the bucket after them (the
+        command's own points get new ones). A command decodes what it may need, not the
+        whole bucket."""
+        first, last = snaps_us[0], snaps_us[-1] + 1
+        snaps, raws = self.observed.of_source(source_id, first, last)
+        between = ~np.isin(snaps, snap_array(snaps_us), assume_unique=True)
         return [
-            *self._received(range(i), decider, n),
-            *self._received((np.flatnonzero(between) + i).tolist(), decider),
-            *self._received(range(j, len(known)), decider, n),
+            *self._received(source_id, _SNAP_MIN, first, decider, n),
+            *self._figures(source_id, snaps[between], raws[between], decider),
+            *self._received(source_id, last, _SNAP_MAX, decider, n),
         ]
+
+    def _received(
+        self, source_id: str, lo_us: int, hi_us: int, decider: Decider, last: int | None
+    ) -> list[Received]:
+        """The received figures of `source_id` in [lo_us, hi_us), or the last `last` of them
+        that have a figure, read from a window of the bucket's last points before `hi_us`
+        widened until it holds that many (the bucket's points are the candidates' snaps)."""
+        if last is None:
+            return self._figures(
+                source_id, *self.observed.of_source(source_id, lo_us, hi_us), decider
+            )
+        known = self.candidates.snaps
+        end = int(known.searchsorted(hi_us))
+        width = 2 * last
+        while True:
+            start = max(lo_us, int(known[end - width])) if width < end else lo_us
+            found = self._figures(
+                source_id, *self.observed.of_source(source_id, start, hi_us), decider
+            )
+            if len(found) >= last or start == lo_us:
+                return found[len(found) - last :] if len(found) > last else found
+            width *= 4
+
+    @staticmethod
+    def _figures(
+        source_id: str,
+        snaps: np.ndarray[Any, Any],
+        raws: np.ndarray[Any, Any],
+        decider: Decider,
+    ) -> list[Received]:
+        """The received figures of one source's values at `snaps`: each rounded to the
+        series' precision, as a candidate of that value alone is (a value without a figure
+        has none)."""
+        out = []
+        sources = (source_id,)
+        for snap_us, raw in zip(snaps.tolist(), raws.tolist(), strict=True):
+            figure = decider.figure(raw)
+            if figure is not None:
+                figure = decider.rounded_figure(figure)
+                out.append(Received(snap_us, figure, sources, approx(figure)))
+        return out
 
     def _structures_before(
         self,
+        source_id: str,
         snaps_us: list[int],
-        received: list[DataValue],
+        received: Sequence[DataValue],
         decider: Decider,
         earlier_bucket: DataValue | None,
     ) -> list[DataValue | None]:
-        """The received value of the snap before each of `snaps_us` (ascending), as the
-        command leaves it: the command's own value of the point before when nothing of the
-        bucket lies between, else the bucket's latest candidate before it; for the bucket's
-        first point, `earlier_bucket` (the earlier buckets' last structure, or None)."""
-        known = list(self.candidates)
+        """The received value of `source_id` at its snap before each of `snaps_us`
+        (ascending), as the command leaves it: the command's own value of the point before
+        when no earlier value of the source lies between, else that value; for the source's
+        first point in the bucket, `earlier_bucket` (its last structure in the earlier
+        buckets, or None)."""
+        known, raws = self.observed.of_source(source_id, _SNAP_MIN, _SNAP_MAX)
         out: list[DataValue | None] = []
         for i, snap_us in enumerate(snaps_us):
-            j = bisect.bisect_left(known, snap_us)
+            j = int(known.searchsorted(snap_us))
+            theirs = (int(known[j - 1]), raws[j - 1]) if j else None
             own = (snaps_us[i - 1], received[i - 1]) if i else None
-            out.append(self._latest(known[j - 1] if j else None, own, decider, earlier_bucket))
+            out.append(self._latest(theirs, own, decider, earlier_bucket))
         return out
 
     def _last_structure(
-        self, snaps_us: list[int], received: list[DataValue], decider: Decider
-    ) -> DataValue | None:
-        """The bucket's last received value once the command on `snaps_us` (ascending, with
-        their `received` values) is decided: what the next bucket's first snap compares with."""
-        known = self.candidates.snaps
-        own = (snaps_us[-1], received[-1]) if snaps_us else None
-        return self._latest(int(known[-1]) if len(known) else None, own, decider, None)
-
-    def _latest(
         self,
-        candidate_us: int | None,
+        source_id: str,
+        snaps_us: list[int],
+        received: Sequence[DataValue],
+        decider: Decider,
+    ) -> DataValue | None:
+        """The bucket's last received value of `source_id` once the command on `snaps_us`
+        (ascending, with their `received` values) is decided: what the next bucket's first
+        snap compares with."""
+        known, raws = self.observed.of_source(source_id, _SNAP_MIN, _SNAP_MAX)
+        theirs = (int(known[-1]), raws[-1]) if len(known) else None
+        own = (snaps_us[-1], received[-1]) if snaps_us else None
+        return self._latest(theirs, own, decider, None)
+
+    @staticmethod
+    def _latest(
+        theirs: tuple[int, RawValue] | None,
         own: tuple[int, DataValue] | None,
         decider: Decider,
         otherwise: DataValue | None,
     ) -> DataValue | None:
-        """The latest received value of the bucket's latest candidate at `candidate_us` and
-        the command's `own` (snap, value): the command's when no candidate is later, else the
-        candidate's, decoded; `otherwise` when there is neither."""
-        if own is not None and (candidate_us is None or candidate_us <= own[0]):
+        """The later of the bucket's recorded value `theirs` and the command's `own` (each a
+        snap and a value): the command's when none is later, else the recorded one, decoded;
+        `otherwise` when there is neither."""
+        if own is not None and (theirs is None or theirs[0] <= own[0]):
             return own[1]
-        if candidate_us is not None:
-            return decider.decode(self.candidates[candidate_us].raw)
+        if theirs is not None:
+            return decider.decode(theirs[1])
         return otherwise
-
-    def _received(
-        self, at: Sequence[int], decider: Decider, last: int | None = None
-    ) -> list[Received]:
-        """The received figures of the candidates at positions `at` (ascending; a point without
-        a figure has none), or of the last `last` that have one. Read from the two columns they
-        are made of: no candidate made per point, the others left unwritten (`_Points._later`)."""
-        candidates = self.candidates
-        snaps, raws, sources = (
-            candidates.snaps,
-            candidates.field("raw"),
-            candidates.field("sources"),
-        )
-        out = []
-        for i in reversed(at):
-            figure = decider.figure(raws[i])
-            if figure is not None:
-                out.append(Received(int(snaps[i]), figure, sources[i], approx(figure)))
-                if last is not None and len(out) >= last:
-                    break
-        return out[::-1]
 
     def due_cutoffs(self, now_us: int) -> list[int]:
         return sorted(s for s, due in self.scheduled.items() if due <= now_us)
@@ -886,43 +949,29 @@ class SeriesBucket:
         known = self._reconciled(source_id, snaps, values, raws, decide, paired)
         failures = check_values(values, rules, scalars if numbers is None else numbers)
         if (schema := definition.structure) is not None:
-            received = [known[i].chosen if i in known else chosen[i] for i in range(len(snaps))]
             tail = view.structures
             first = None
             if tail is not None:
                 first = tail.before(
                     self.bucket_us, look_back_floor(self.bucket_us, definition.frequency)
                 )
-            previous = self._structures_before(snaps, received, decide, first)
+            previous = self._structures_before(source_id, snaps, chosen, decide, first)
             for i, more in check_structures(values, schema, previous).items():
                 failures.setdefault(i, []).extend(more)
             if tail is not None:
-                tail.last[self.bucket_us] = self._last_structure(snaps, received, decide)
+                tail.last[self.bucket_us] = self._last_structure(source_id, snaps, chosen, decide)
         spikes: dict[int, tuple[Received, RuleFailure]] = {}
         if incoming is not None:  # a look-back rule
-            # Alone (no view), the bucket's own points are all it compares with.
+            # Alone (no view), the bucket's own points are all it compares with. The source's
+            # own figures only: what it is compared with never depends on what other sources
+            # sent, nor on whether they came first.
             timeline = Timeline() if view.timeline is None else view.timeline
             if self.bucket_us not in timeline.covered:
-                timeline.add(self.bucket_us, self._received_near(snaps, back, decide))
+                timeline.add(self.bucket_us, self._received_near(source_id, snaps, back, decide))
             assert numbers is not None  # made with `incoming`
             figures = numbers if chosen is values else [value.number for value in chosen]
-            floats = (incoming if chosen is values else _value_floats(chosen, None)).copy()
+            floats = incoming if chosen is values else _value_floats(chosen, None)
             sources: list[tuple[str, ...]] = [(source_id,)] * len(snaps)
-            if pairs is not None:
-                floats[pairs.at] = pairs.floats
-                if len(pairs.at) == len(snaps):
-                    figures = cast(list[Decimal | None], pairs.figures)
-                    sources = [pairs.sources] * len(snaps)
-                else:
-                    theirs = cast(list[Decimal | None], pairs.figures)
-                    figures = _overlaid(figures, pairs.at, theirs)
-                    sources = _overlaid(sources, pairs.at, [pairs.sources] * len(pairs.at))
-            if known:
-                figures = list(figures)
-                for i, reconciled in known.items():
-                    figures[i] = reconciled.chosen.number
-                    sources[i] = reconciled.result.contributors
-                    floats[i] = math.nan if (figure := figures[i]) is None else approx(figure)
             if scalars is not None:  # every value a price or volume: each has a figure
                 timeline.put_columns(snaps, cast(list[Decimal], figures), sources, floats.tolist())
             else:
@@ -1081,13 +1130,12 @@ class SeriesBucket:
         ):
             return None
         status = decide.status(blocking=False, sources=2, score=ONE)
-        figures = their_figures
-        if mine_first:  # a scalar has a figure
-            figures = cast(list[Decimal], [values[i].number for i in found])
         chosen, chosen_f = mine_texts if mine_first else their_texts, first_f
         if decide.quantum is not None:
-            figures = list(map(decide.rounded_figure, figures))
-            chosen = list(map(str, figures))
+            figures = their_figures
+            if mine_first:  # a scalar has a figure
+                figures = cast(list[Decimal], [values[i].number for i in found])
+            chosen = [str(decide.rounded_figure(figure)) for figure in figures]
             chosen_f = text_floats(chosen)
         firsts = [False] * len(found)
         if status is PointStatus.PUBLISHED:
@@ -1112,9 +1160,8 @@ class SeriesBucket:
             keep = np.flatnonzero(proven).tolist()
             if not keep:
                 return None
-            found, figures = [found[k] for k in keep], [figures[k] for k in keep]
+            found = [found[k] for k in keep]
             chosen, firsts = [chosen[k] for k in keep], [firsts[k] for k in keep]
-            chosen_f = chosen_f[keep]
             mine_texts, their_texts = [mine_texts[k] for k in keep], [their_texts[k] for k in keep]
         # The figures each source contributed, as the per-point decisions write them.
         ranked = (mine_texts, their_texts) if mine_first else (their_texts, mine_texts)
@@ -1128,11 +1175,9 @@ class SeriesBucket:
             method.value,
             sources,
             status,
-            figures,
             chosen,
             contributions,
             firsts,
-            chosen_f,
         )
 
     def _other_values(self, source_id: str, snaps: list[int]) -> tuple[str, list[int], list[str]]:
@@ -1962,23 +2007,6 @@ def _value_floats(
     )
 
 
-def _overlaid(column: Sequence[_T], at: list[int], over: list[_T]) -> list[_T]:
-    """`column` with `over[k]` at index `at[k]` (ascending): from a copy of `column` when few
-    are overlaid, else from `over`, the few others inserted in order (each lands at its index,
-    those before it all in place), rather than a setitem per index of most of the column."""
-    if 2 * len(at) < len(column):
-        out = list(column)
-        # index by index, without a Python loop: map calls each setitem in C
-        deque(map(out.__setitem__, at, over), 0)
-        return out
-    rest = np.ones(len(column), dtype=bool)
-    rest[at] = False
-    out = list(over)
-    for i in np.flatnonzero(rest).tolist():
-        out.insert(i, column[i])
-    return out
-
-
 def _multiplier(window: JumpWindow | None) -> Decimal:
     return Decimal(1) if window is None else window.multiplier
 
@@ -1993,11 +2021,9 @@ class _Pairs(NamedTuple):
     method: str
     sources: tuple[str, ...]  # the contributors, by priority
     status: PointStatus
-    figures: list[Decimal]  # the received (chosen) figure
     values: list[str]  # the chosen value, encoded
     contributions: list[dict[str, str]]
     firsts: list[bool]  # the candidate makes a first official version
-    floats: npt.NDArray[np.float64]  # the received figure's, for the float screen (NaN: none)
 
     @classmethod
     def of(
@@ -2007,19 +2033,15 @@ class _Pairs(NamedTuple):
         method: str,
         sources: tuple[str, ...],
         status: PointStatus,
-        figures: list[Decimal],
         values: list[str],
         contributions: list[dict[str, str]],
         firsts: list[bool],
-        floats: npt.NDArray[np.float64],
     ) -> _Pairs:
         """Of a command of `n` points."""
         mask = np.zeros(n, dtype=bool)
         mask[at] = True
         edges = (np.flatnonzero(mask[1:] != mask[:-1]) + 1).tolist()
-        return cls(
-            at, mask, edges, method, sources, status, figures, values, contributions, firsts, floats
-        )
+        return cls(at, mask, edges, method, sources, status, values, contributions, firsts)
 
     def runs(self, lo: int, hi: int) -> Iterator[tuple[int, int, int | None]]:
         """The runs of points in [lo, hi), each as (start, end, the index of its first point

@@ -57,8 +57,9 @@ def test_a_figure_no_float_stands_for_makes_suspects_of_the_rows_that_look_at_it
 
 def test_received_points_carry_the_floats_of_their_figures() -> None:
     """A value alone, a pair of sources, a point the bucket knew with a flagged value, all
-    rounded to the series' precision: each point the timeline holds has its figure's float,
-    and the bucket's recorded points (what a later command looks back at) too."""
+    rounded to the series' precision: each point the timeline holds (the second source's
+    own figures) has its figure's float, and each source's recorded points (what a later
+    command of it looks back at) too."""
     definition = series("a", "b", method=ReconciliationMethod.MEDIAN, precision=2)
     definition = definition.model_copy(
         update={"validation": ValidationRules(require_positive=True, max_zscore=Decimal(3))}
@@ -76,7 +77,11 @@ def test_received_points_carry_the_floats_of_their_figures() -> None:
     )
     h.commit(events, ctx)
     assert len(timeline.points) == 40
-    for p in [*timeline.points, *h.bucket.received(Decider(definition, ctx))]:
+    assert {p.sources for p in timeline.points} == {("b",)}
+    decider = Decider(definition, ctx)
+    recorded = [*h.bucket.received(decider, "a"), *h.bucket.received(decider, "b")]
+    assert len(recorded) == 70
+    for p in [*timeline.points, *recorded]:
         assert p.approx == float(p.figure), p
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from qis_domain.decisions import _ISSUES_NAMESPACE, Timeline, issue_id
 from qis_domain.definitions import ValidationRules
 from qis_domain.rules import Received, _windows, approx, check_history, text_floats
-from qis_domain.series_bucket import _check_history, _overlaid
+from qis_domain.series_bucket import _check_history
 
 
 @given(st.text(), st.integers(-(2**63), 2**63 - 1), st.text(), st.text())
@@ -102,15 +102,3 @@ def test_history_checks_skip_values_without_a_figure_and_keep_their_indices(
             if failures := check_history(figure, previous, rules):
                 expected[i] = failures
     assert {i: h.failures for i, h in found.items()} == expected
-
-
-@given(st.integers(1, 40).flatmap(lambda n: st.tuples(st.just(n), st.sets(st.integers(0, n - 1)))))
-def test_an_overlaid_column_has_each_value_at_its_index(case: tuple[int, set[int]]) -> None:
-    """Few indices overlaid (set one by one) and most (the others inserted) alike."""
-    n, indices = case
-    at = sorted(indices)
-    column = [f"c{i}" for i in range(n)]
-    over = [f"o{i}" for i in at]
-    expected = [f"o{i}" if i in indices else f"c{i}" for i in range(n)]
-    assert _overlaid(column, at, over) == expected
-    assert column == [f"c{i}" for i in range(n)]  # not changed in place

@@ -253,9 +253,11 @@ class CommandHandlers:
             changes: list[Change] = []
             for bucket in loaded:
                 if timeline is not None:
-                    await self._add_received(timeline, definition, bucket, earlier)
+                    await self._add_received(timeline, definition, cmd.source_id, bucket, earlier)
                 if structures is not None:
-                    await self._add_structures(structures, definition, bucket, earlier)
+                    await self._add_structures(
+                        structures, definition, cmd.source_id, bucket, earlier
+                    )
                 points = by_bucket[bucket.bucket_us]
                 # The other series' official figures the cross-series checks need (read now:
                 # a retry reads them again).
@@ -537,20 +539,21 @@ class CommandHandlers:
         self,
         timeline: Timeline,
         definition: SeriesDefinition,
+        source_id: str,
         bucket: SeriesBucket,
         earlier: dict[int, SeriesBucket],
     ) -> None:
-        """Before `bucket` is decided (which adds its own recorded candidates): those of the
-        buckets before it that its points may look back to, unless already there (a bucket of
-        this command decided earlier is, with this command's decisions). Buckets read are kept
-        in `earlier`."""
+        """Before `bucket` is decided (which adds the source's own recorded figures): those of
+        `source_id` in the buckets before it that its values may look back to, unless already
+        there (a bucket of this command decided earlier is, with this command's decisions).
+        Buckets read are kept in `earlier`."""
         decider = Decider.reading(definition)
         need = look_back(definition)
         for before_us in _buckets_before(definition, bucket):
             if before_us not in timeline.covered:
                 previous = await self._bucket(bucket.series_id, before_us)
                 earlier[before_us] = previous
-                timeline.add(before_us, previous.received(decider, last=need))
+                timeline.add(before_us, previous.received(decider, source_id, last=need))
             if len(timeline.before(bucket.bucket_us, need, before_us)) >= need:
                 break  # enough points between this bucket and `before_us`
 
@@ -558,18 +561,19 @@ class CommandHandlers:
         self,
         structures: LastStructures,
         definition: SeriesDefinition,
+        source_id: str,
         bucket: SeriesBucket,
         earlier: dict[int, SeriesBucket],
     ) -> None:
-        """Before `bucket` is decided: the last structure of the buckets before it, back to
-        the first that has one or to the look-back floor (as `_add_received` reads figures),
-        unless the command decided or read them already."""
+        """Before `bucket` is decided: the last structure of `source_id` in the buckets before
+        it, back to the first that has one or to the look-back floor (as `_add_received`
+        reads figures), unless the command decided or read them already."""
         decider = Decider.reading(definition)
         for before_us in _buckets_before(definition, bucket):
             if before_us not in structures.last:
                 previous = earlier.get(before_us) or await self._bucket(bucket.series_id, before_us)
                 earlier[before_us] = previous
-                structures.last[before_us] = previous.last_structure(decider)
+                structures.last[before_us] = previous.last_structure(decider, source_id)
             if structures.last[before_us] is not None:
                 break
 
