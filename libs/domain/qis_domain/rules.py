@@ -92,8 +92,8 @@ class CalendarView:
 
 
 class Received(NamedTuple):
-    """A point's received figure: its latest candidate's, whatever the candidate's status
-    (held, pending, flagged or published), and the sources it came from. `approx`: the figure
+    """A source's received figure at a point, whatever the point's status (held, pending,
+    flagged or published), and that source (`sources`, one). `approx`: the figure
     as a float for the float screen (`figure_floats`), made once with the point rather than
     by each command that looks back at it (NaN: none, the exact rules decide)."""
 

@@ -598,10 +598,12 @@ class ValidationRules(_message.Message):
     require_positive: _builtins.bool
     """Flag values <= 0. Off for series where negative values are legitimate (rates, spreads)."""
     max_jump_percent: _builtins.str
-    """Rule "jump" (an error: holds the point): the close-to-close move from the previous point's
-    received value (its latest candidate, whatever its status: held, pending or published)
-    exceeds this percentage (decimal string above 0; empty disables). "Previous" crosses bucket and
-    command boundaries alike and reaches back at most three buckets of the series.
+    """Rule "jump" (an error: holds the point): the close-to-close move from the same source's
+    received value at the previous point (what that source sent, whatever the point's status:
+    held, pending or published; never another source's) exceeds this percentage (decimal string
+    above 0; empty disables). Every look-back rule compares a source with its own figures.
+    "Previous" crosses bucket and command boundaries alike and reaches back at most three
+    buckets of the series.
     """
     max_zscore: _builtins.str
     """Rule "spike_zscore" (an error): the move's z-score against the relative moves of the last
