@@ -16,6 +16,7 @@ from qis_adapters.readstore.factory import open_read_store
 from qis_adapters.readstore.port import ReadModelReader, ReadStore
 from qis_runtime.auth import loopback_only, server_security
 from qis_runtime.authorization import Authorization, authorization
+from qis_runtime.identity import current_identity
 from qis_runtime.server import QisServer, ServiceBinding
 from qis_runtime.status import Check, read_store_check
 
@@ -27,6 +28,7 @@ from qis_query.application.access import OpenAccess, PolicyAccess, ReadAccess
 from qis_query.application.cache import AnswerCache, NoCache, QueryCache, SharedCache
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
+from qis_query.application.paging import PageTokens, page_token_key
 from qis_query.application.sources import SourceQueries
 from qis_query.application.subscription import FeedSettings
 from qis_query.application.topics import TopicGroups
@@ -79,18 +81,40 @@ def answer_cache(
     return QueryCache(reader, settings.cache_limits(), shared_cache)
 
 
+def page_tokens(settings: QuerySettings) -> PageTokens:
+    """The page tokens under the settings' key (a random one when unset: see
+    QuerySettings.query_page_token_key), bound to the caller of the gRPC call being answered."""
+    key = settings.query_page_token_key
+    if key is None:
+        log.info("page tokens: under a key made at start-up (QIS_QUERY_PAGE_TOKEN_KEY unset)")
+        return PageTokens.random(_caller)
+    return PageTokens(page_token_key(key.get_secret_value()), _caller)
+
+
+def _caller() -> str:
+    """Who makes the gRPC call being answered (the identity interceptor's); "" outside one: a
+    Flight export pages through QueryRange in the process, its tokens never leave it."""
+    try:
+        return current_identity().user_id
+    except RuntimeError:
+        return ""
+
+
 def build_handlers(
     reader: ReadModelReader,
     settings: QuerySettings,
     read_position: ReadPosition | None = None,
     cache: AnswerCache | None = None,
+    tokens: PageTokens | None = None,
 ) -> QueryHandlers:
-    """`cache`: None, the settings' L1 alone."""
+    """`cache`: None, the settings' L1 alone. `tokens`: None, the settings' (page_tokens)."""
     feed = FeedSettings(settings.subscribe_poll_s, settings.subscribe_stall_timeout_s)
     read_position = read_position or ReadPosition(reader, settings.query_max_wait_s)
     if cache is None:
         cache = answer_cache(reader, settings, None)
-    return QueryHandlers(reader, read_position, feed, settings.limits(), cache)
+    if tokens is None:
+        tokens = page_tokens(settings)
+    return QueryHandlers(reader, read_position, feed, settings.limits(), cache, tokens)
 
 
 def _access(
@@ -127,7 +151,8 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
     if settings.cache_redis_url:
         shared_cache = RedisCache.from_url(settings.cache_redis_url, settings.cache_redis_timeout_s)
     cache = answer_cache(reader, settings, shared_cache)
-    handlers = build_handlers(reader, settings, read_position, cache)
+    tokens = page_tokens(settings)
+    handlers = build_handlers(reader, settings, read_position, cache, tokens)
     token = settings.query_token.get_secret_value() if settings.query_token else None
     command_channel, metadata = open_command_channel(
         settings.command_address, settings.query_user, token
@@ -139,12 +164,14 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
     binding = ServiceBinding(
         SERVICE_NAME,
         add_to_server,  # QueryRange's pages sent as built
-        QueryService(handlers, access, SourceQueries(reader, read_position, settings.limits())),
+        QueryService(
+            handlers, access, SourceQueries(reader, read_position, settings.limits(), tokens)
+        ),
     )
     topics = ServiceBinding(
         TOPIC_SERVICE_NAME,
         topic_service_pb2_grpc.add_TopicServiceServicer_to_server,
-        TopicService(groups, access),
+        TopicService(groups, access, tokens),
     )
     server = QisServer(
         settings.query_address,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
 from qis_domain.routing import MAX_ENTRIES
 from qis_runtime.settings import CommonSettings
 
 from qis_query.application.cache import DEFAULT_CACHE_LIMITS, CacheLimits
 from qis_query.application.limits import DEFAULT_LIMITS, QueryLimits
+from qis_query.application.paging import page_token_key
 from qis_query.application.topics import DEFAULT_GROUP_SETTINGS, GroupSettings
 
 Seconds = Annotated[float, Field(gt=0, le=3_600)]
@@ -48,6 +49,12 @@ class QuerySettings(CommonSettings):
     """Store records one call of ListQualityIssues or ListAuditEntries reads at most to check
     the part of its filter the read store does not apply; its page may then be short, even
     empty, with a token that continues (QIS_QUERY_MAX_SCANNED_PER_CALL)."""
+    query_page_token_key: SecretStr | None = None
+    """The key sealing the page tokens of the paged answers (QIS_QUERY_PAGE_TOKEN_KEY): base64
+    of 32 random bytes, e.g. `openssl rand -base64 32`. The instances behind one address must
+    share it, or a page from one refuses the token of another. Unset: a key made at start-up,
+    so a token does not outlive a restart (the client's next page is INVALID_ARGUMENT on
+    page_token, and it lists again from the start). See qis_query.application.paging."""
     subscribe_poll_s: float = 0.02
     """How often a live subscription looks for new changes (QIS_SUBSCRIBE_POLL_S)."""
     subscribe_stall_timeout_s: float = 10.0
@@ -117,6 +124,14 @@ class QuerySettings(CommonSettings):
     query_token: SecretStr | None = None
     """A bearer token for a command service in jwt mode (QIS_QUERY_TOKEN); with mTLS the
     client certificate's CN names the query service instead."""
+
+    @field_validator("query_page_token_key")
+    @classmethod
+    def _a_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is None or not key.get_secret_value():
+            return None  # compose passes an unset variable as ""
+        page_token_key(key.get_secret_value())  # a bad key fails at start-up
+        return key
 
     def cache_limits(self) -> CacheLimits:
         return CacheLimits(

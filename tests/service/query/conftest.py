@@ -8,6 +8,7 @@ import pytest
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
+from qis_query.application.paging import PageTokens
 from qis_query.application.subscription import FeedSettings
 
 from tests.service.query.readmodel import write_scenario
@@ -15,6 +16,7 @@ from tests.support.segmenting import SegmentingStore
 
 MAX_WAIT_S = 0.3
 FEED = FeedSettings(poll_s=0.005, stall_timeout_s=0.3, batch=2)  # small batches: several per test
+TOKENS = PageTokens.random()  # the `queries` fixture's: a test may seal a token of its own
 
 
 @pytest.fixture
@@ -29,4 +31,4 @@ async def writer() -> InMemoryReadStore:
 @pytest.fixture
 def queries(writer: InMemoryReadStore) -> QueryHandlers:
     reader = InMemoryReadStore(writer.database)
-    return QueryHandlers(reader, ReadPosition(reader, MAX_WAIT_S), FEED)
+    return QueryHandlers(reader, ReadPosition(reader, MAX_WAIT_S), FEED, tokens=TOKENS)

@@ -54,6 +54,7 @@ from qis_projector.application.segments import SegmentBuilder, add_segments
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.limits import QueryLimits
+from qis_query.application.paging import PageTokens
 from qis_query.application.ranges import RangePage
 from qis_query.entrypoints import columns as column_view
 from qis_query.entrypoints import mapping
@@ -361,11 +362,16 @@ async def calls(service: QueryService, q: Query, view: int) -> list[list[pb.Quer
     raise AssertionError("the range did not end")
 
 
+TOKENS = PageTokens.random()
+"""The page tokens of every service of these tests: two services of one store answer alike,
+their tokens too."""
+
+
 def service_on(store: Any, q: Query) -> QueryService:
     limits = QueryLimits(
         max_points_per_call=q.points_per_call, max_messages_per_call=q.messages_per_call
     )
-    return QueryService(QueryHandlers(store, ReadPosition(store, 0.3), FEED, limits))
+    return QueryService(QueryHandlers(store, ReadPosition(store, 0.3), FEED, limits, tokens=TOKENS))
 
 
 async def check_range(store: Any, history: History, q: Query) -> None:

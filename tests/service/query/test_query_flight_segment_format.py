@@ -5,6 +5,7 @@ working without a rebuild, and a rebuild changes no answer."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pyarrow as pa
@@ -25,6 +26,8 @@ from tests.service.query.test_query_flight import (
 )
 from tests.support.segmenting import SegmentingStore
 from tests.support.servers import QueryPorts, query_ports
+
+ONE_KEY = base64.b64encode(bytes(range(32))).decode()
 
 QUESTIONS: list[dict[str, Any]] = [{}, {"as_of_position": 10}, {"as_of_position": 20}]
 
@@ -74,9 +77,11 @@ async def _answers(ports: QueryPorts) -> list[Any]:
 async def test_a_format_1_model_answers_as_its_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
     old = await _model(monkeypatch, format_1=True)
     rebuilt = await _model(monkeypatch, format_1=False)
-    async with query_ports(old, settings(query_max_points_per_call=10_000)) as ports:
+    # One page token key: the two services seal the same tokens.
+    same = settings(query_max_points_per_call=10_000, query_page_token_key=ONE_KEY)
+    async with query_ports(old, same) as ports:
         before = await _answers(ports)
-    async with query_ports(rebuilt, settings(query_max_points_per_call=10_000)) as ports:
+    async with query_ports(rebuilt, same) as ports:
         after = await _answers(ports)
     assert len(before) == len(after) == len(QUESTIONS) * 4 * 3
     assert all(answer for answer in before)  # every question has an answer to compare

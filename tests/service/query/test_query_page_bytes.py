@@ -30,6 +30,7 @@ from tests.service.query.test_query_columns import (
     KINDS,
     MINUTE,
     NAME,
+    TOKENS,
     VERSION,
     History,
     Query,
@@ -126,7 +127,7 @@ async def servers() -> AsyncIterator[tuple[str, str]]:
     await write_history(store, history)
     started = []
     for register in (add_to_server, pb_grpc.add_QueryServiceServicer_to_server):
-        handlers = bootstrap.build_handlers(store, QuerySettings(auth="dev"))
+        handlers = bootstrap.build_handlers(store, QuerySettings(auth="dev"), tokens=TOKENS)
         binding = ServiceBinding(bootstrap.SERVICE_NAME, register, QueryService(handlers))
         server = QisServer("127.0.0.1:0", [binding])
         started.append((server, f"127.0.0.1:{await server.start()}"))

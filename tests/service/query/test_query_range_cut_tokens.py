@@ -12,12 +12,12 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from qis_adapters.readstore.port import LATEST, KnownAt, Latest, OfficialVersion
-from qis_query.application import paging
 from qis_query.application.ranges import SEGMENTS_PER_READ, RangeQuery
 
 from tests.service.query.test_query_range_read_ahead_ends import (
     BUCKET_US,
     RANGE_PROPERTY,
+    TOKENS,
     VALUE,
     S,
     Store,
@@ -74,7 +74,7 @@ async def calls(
         out.append((got, token))
         if not token:
             return out
-        after = paging.range_after(token, query)
+        after = TOKENS.range_after(token, query)
     raise AssertionError("the calls never end")
 
 

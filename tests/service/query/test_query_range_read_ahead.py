@@ -26,6 +26,7 @@ from qis_adapters.readstore.port import (
     Segment,
 )
 from qis_query.application import ranges
+from qis_query.application.paging import PageTokens
 from qis_query.application.ranges import SEGMENTS_PER_READ, RangePage, RangeQuery
 
 S = "S"
@@ -102,6 +103,7 @@ def pages(reader: Reader, page_size: int, max_points: int) -> AsyncIterator[Rang
         None,
         max_points,
         BUCKET_US,
+        PageTokens.random(),
         columns,
     )
 

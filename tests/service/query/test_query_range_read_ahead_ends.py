@@ -33,13 +33,15 @@ from qis_adapters.readstore.port import (
     ReadModelReader,
     Segment,
 )
-from qis_query.application import paging, ranges
+from qis_query.application import ranges
+from qis_query.application.paging import PageTokens
 from qis_query.application.ranges import SEGMENTS_PER_READ, RangePage, RangeQuery
 
 from tests.service.query.test_query_range_read_ahead import CountedSegments, counting_decodes
 
 S = "S"
 BUCKET_US = 1_000
+TOKENS = PageTokens.random()
 VALUE = values_pb2.DataValue(price=values_pb2.Price(value="1.5")).SerializeToString()
 SNAP_AND_VERSION = frozenset({"snap_us", "version"})
 
@@ -115,6 +117,7 @@ def read(
         after_us,
         max_points,
         BUCKET_US,
+        TOKENS,
         columns,
         max_value_bytes,
     )
@@ -147,7 +150,7 @@ async def every_call(
         out.append(got)
         if not token:
             return out
-        after = paging.range_after(token, query)
+        after = TOKENS.range_after(token, query)
     raise AssertionError("the calls never end")
 
 

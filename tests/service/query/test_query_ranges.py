@@ -23,13 +23,12 @@ from qis_adapters.readstore.port import (
 from qis_domain.bounds import MAX_INSTANT_US
 from qis_domain.errors import InvalidArgument, NotFound
 from qis_projector.application import segments as segment_building
-from qis_query.application import paging
 from qis_query.application.consistency import ReadModelBehind, ReadPosition
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.ranges import RangePage, RangeQuery
 
 from tests.contract.readstore.test_readstore_contract import SNAPS, change, version
-from tests.service.query.conftest import FEED, MAX_WAIT_S
+from tests.service.query.conftest import FEED, MAX_WAIT_S, TOKENS
 from tests.service.query.readmodel import HEAD, OTHER, SERIES, write_scenario
 from tests.support.segmenting import SegmentingStore
 
@@ -137,8 +136,9 @@ async def test_a_page_token_resumes_only_its_own_query(
 async def test_a_token_naming_a_snap_beyond_the_calendar_is_refused(
     queries: QueryHandlers,
 ) -> None:
-    """Tokens are not signed: one built with the right digest still has its numbers checked."""
-    token = paging.range_token(WHOLE, MAX_INSTANT_US + 1)
+    """A token sealed under the service's key, with the right digest, still has its numbers
+    checked: the key may leak, or a bug seal a bad one."""
+    token = TOKENS.range_token(WHOLE, MAX_INSTANT_US + 1)
     with pytest.raises(InvalidArgument) as refused:
         await queries.query_range(WHOLE, 0, token, 0)
     assert fields_of(refused) == ["page_token"]

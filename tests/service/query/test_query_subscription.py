@@ -69,7 +69,7 @@ def keys(batches: list[FeedBatch]) -> list[tuple[int, int]]:
 
 
 def token_of(batch: FeedBatch) -> ResumeToken:
-    after = paging.log_after(batch.resume_token, "resume_token", "feed", None)
+    after = paging.resume_after(batch.resume_token, "resume_token", "feed")
     assert after is not None
     return after
 

@@ -76,9 +76,13 @@ class QueryHandlers:
         feed: FeedSettings,
         limits: QueryLimits = DEFAULT_LIMITS,
         cache: AnswerCache | None = None,
+        tokens: paging.PageTokens | None = None,
     ) -> None:
         """`cache`: where latest and as-of values, small ranges and definitions are reused
-        (qis_query.application.cache); None: every answer from the store."""
+        (qis_query.application.cache); None: every answer from the store. `tokens`: what seals
+        the page tokens (the service's key; None: a key of this object's own, bound to no
+        caller)."""
+        self._tokens = paging.PageTokens.random() if tokens is None else tokens
         self._reader = reader
         self._cache = NoCache() if cache is None else cache
         self._read_position = read_position
@@ -104,7 +108,7 @@ class QueryHandlers:
         message of the gRPC API unless the pages are not sent as messages (an export's)."""
         ranges.check_time_range(query.start_us, query.end_us)
         size = paging.page_size(page_size, DEFAULT_RANGE_PAGE, max_page_size)
-        after_us = paging.range_after(page_token, query)
+        after_us = self._tokens.range_after(page_token, query)
         read_position = await self._read_position.at_least(min_position)
         await self._cache.sync(read_position)
         entry = await self._require_series(query.series_id)
@@ -115,6 +119,7 @@ class QueryHandlers:
             after_us,
             self._limits.points_per_call(size),
             ranges.bucket_span(entry),
+            self._tokens,
             columns,
             self._limits.max_value_bytes_per_call,
         )
@@ -152,14 +157,16 @@ class QueryHandlers:
         """A page of the point's versions and observations, in commit order (see history)."""
         size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
         query = (series_id, snap_us)
-        after = paging.steps_after(page_token, history.HISTORY, query)
+        after = self._tokens.steps_after(page_token, history.HISTORY, query)
         read_position = await self._read_position.at_least(min_position)
         versions = await self._reader.history(series_id, snap_us)
         observations = await self._reader.observations(series_id, snap_us)
         if not versions and not observations:
             await self._require_series(series_id)
             raise NotFound(point_resource(series_id, snap_us), "snap_time")
-        return Read(history.page(versions, observations, query, after, size), read_position)
+        return Read(
+            history.page(versions, observations, query, after, size, self._tokens), read_position
+        )
 
     async def series(self, series_id: str, min_position: int) -> SeriesEntry:
         await self._cache.sync(await self._read_position.at_least(min_position))
@@ -172,7 +179,7 @@ class QueryHandlers:
         per call when it holds some back (see scanning)."""
         size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
         query = ()  # the catalogue has no filter
-        after = paging.key_after(page_token, "series", query)
+        after = self._tokens.key_after(page_token, "series", query)
         await self._read_position.at_least(min_position)
 
         async def read(after: str, limit: int) -> list[SeriesEntry]:
@@ -183,7 +190,7 @@ class QueryHandlers:
         keep = None if readable.everything else _readable_series(readable)
         scanned = size if keep is None else self._limits.max_scanned_per_call
         page = await scan(read, attrgetter("series_id"), keep, after, size, scanned)
-        return Page(page.items, paging.key_token("series", query, page.resume_after))
+        return Page(page.items, self._tokens.key_token("series", query, page.resume_after))
 
     async def audit_entries(
         self,
@@ -200,7 +207,7 @@ class QueryHandlers:
         size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
         comparisons = parse_filter(filter_text, audit.FIELDS)
         query = (parent, comparisons)
-        after = paging.log_after(page_token, paging.PAGE_TOKEN, "audit", query)
+        after = self._tokens.log_after(page_token, "audit", query)
         await self._read_position.at_least(min_position)
         planned = audit.plan(parent, comparisons)
 
@@ -211,7 +218,7 @@ class QueryHandlers:
         page = await scan(read, _log_key, planned.keep, after, size, scanned)
         if not page.items and parent.series_id:
             await self._require_series(parent.series_id)
-        return Page(page.items, paging.log_token("audit", query, page.resume_after))
+        return Page(page.items, self._tokens.log_token("audit", query, page.resume_after))
 
     async def quality_issues(
         self,
@@ -229,7 +236,7 @@ class QueryHandlers:
         size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
         comparisons = parse_filter(filter_text, issues.FIELDS)
         query = (series_id, comparisons)
-        after = paging.pair_after(page_token, ISSUE_PAGES, query)
+        after = self._tokens.pair_after(page_token, ISSUE_PAGES, query)
         await self._read_position.at_least(min_position)
         planned = issues.plan(series_id, comparisons)
 
@@ -248,7 +255,7 @@ class QueryHandlers:
         page = await scan(read, _issue_key, keep, after, size, scanned)
         if not page.items and series_id:
             await self._require_series(series_id)
-        return Page(page.items, paging.pair_token(ISSUE_PAGES, query, page.resume_after))
+        return Page(page.items, self._tokens.pair_token(ISSUE_PAGES, query, page.resume_after))
 
     async def quality_metrics(
         self,
@@ -265,7 +272,7 @@ class QueryHandlers:
         ranges.check_time_range(start_us, end_us)
         size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
         query = (series_id, start_us, end_us)
-        after = paging.key_after(page_token, "metrics", query)
+        after = self._tokens.key_after(page_token, "metrics", query)
         await self._read_position.at_least(min_position)
         windows = await self._reader.metrics(series_id, start_us, end_us)
         if after:
@@ -275,7 +282,7 @@ class QueryHandlers:
         resume = None
         if len(windows) > size:
             resume = f"{page[-1].window_start_us}/{page[-1].window_end_us}"
-        return Page(page, paging.key_token("metrics", query, resume))
+        return Page(page, self._tokens.key_token("metrics", query, resume))
 
     def subscription_slot(self, caller: str) -> AbstractContextManager[None]:
         """Held by a subscription of `caller` while it is open (see QueryLimits); raises

@@ -41,6 +41,7 @@ def page(
     query: object,
     after: Step | None,
     size: int,
+    tokens: paging.PageTokens,
 ) -> PointHistory:
     """The up to `size` versions and observations after `after` in commit order, and the token
     of the rest. A point's versions are in commit order by version already: each restatement
@@ -53,5 +54,5 @@ def page(
     return PointHistory(
         [item for item in taken if isinstance(item, OfficialVersion)],
         [item for item in taken if isinstance(item, Observation)],
-        paging.steps_token(HISTORY, query, last),
+        tokens.steps_token(HISTORY, query, last),
     )

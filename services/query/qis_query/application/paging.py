@@ -1,22 +1,35 @@
 """Page sizes, and the opaque tokens that resume a paged answer or a subscription.
 
-A token is base64 of a small JSON object, so its content can change without breaking clients.
-It names its kind (a range, a listing, the change feed), so that one call's token is refused by
-another. A page token also carries a digest of the query it was issued for: sent with another
-series, range, as-of or filter it would resume at a point of a different answer, so it is
-refused too (page_size and min_position may change between pages). Tokens are not signed: the
-digest catches a client's mistake, not a forgery, so every number read back from a token is
-checked against what the stores can hold before it reaches them.
+A token's content is a small JSON object, so it can change without breaking clients. It names
+its kind (a range, a listing, the change feed), so that one call's token is refused by another.
+A page token also carries a digest of the query it was issued for: sent with another series,
+range, as-of, parent, filter or order it would resume at a point of a different answer, so it is
+refused too (AIP-158; page_size and min_position may change between pages).
+
+Page tokens are sealed (PageTokens: AES-SIV, RFC 5297, under the service's key, the caller's
+identity bound in as associated data): a listing that holds records back ends a call after a bounded
+scan with a token resuming after the last record read (scanning), which may be one the caller
+may not read, so no client may read a token. One altered, cut short, sealed under another key
+(another deployment, or this one before a restart when no key is configured) or issued to
+another caller is refused as INVALID_ARGUMENT on page_token; the client lists again from the
+start. Sealing is deterministic (SIV: no nonce to repeat), so a page read twice by one caller
+carries one token, as before, and tells no more than that. The change feed's resume tokens are not sealed (resume_token): they hold a position in
+the log, which every answer's read position tells anyway, and must outlive the service's
+restarts. Every number read back from a token is still checked against what the stores can
+hold before it reaches them.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from qis_adapters.readstore.port import ResumeToken
 from qis_domain.bounds import instant_in_range, position_in_range
 from qis_domain.errors import InvalidArgument
@@ -28,7 +41,11 @@ comes after every point of that position."""
 PAGE_TOKEN = "page_token"
 MAX_TOKEN_CHARS = 2048
 """Longer than any token this service issues (the longest holds two ids of at most 128
-characters, base64-encoded); a longer one is refused before it is decoded."""
+characters, sealed and base64-encoded: under 500); a longer one is refused before it is
+decoded."""
+KEY_BYTES = 32
+"""A page token key: 256 bits, AES-SIV's two AES-128 keys."""
+_SIV_BYTES = 16
 _QUERY_KEY = "q"
 
 
@@ -38,89 +55,161 @@ def page_size(requested: int, default: int, maximum: int) -> int:
     return min(requested or default, maximum)
 
 
-def range_token(query: object, after_snap_us: int) -> str:
-    return range_tokens(query)(after_snap_us)
-
-
-def range_tokens(query: object) -> Callable[[int], str]:
-    """range_token of `query` for any snap: the query's digest made once for all the pages of
-    a range (a third of a token's cost)."""
-    digest = _digest(query)
-    return lambda after_snap_us: _encoded("range", digest, after=after_snap_us)
-
-
-def range_after(token: str, query: object) -> int | None:
-    """The snap a range page token resumes after; None without a token."""
-    if not token:
-        return None
-    after: int = _decode(token, PAGE_TOKEN, "range", query, after=int)["after"]
-    if not instant_in_range(after):
-        raise refused_token(PAGE_TOKEN, "range")
-    return after
-
-
-def key_token(kind: str, query: object, after: str | None) -> str:
-    """The token resuming a listing ordered by a string key after the key `after`; "" when
-    None (the listing ended)."""
-    return "" if after is None else _encode(kind, query, after=after)
-
-
-def key_after(token: str, kind: str, query: object) -> str:
-    """The key a listing resumes after ("" from the start)."""
-    if not token:
-        return ""
-    key: str = _decode(token, PAGE_TOKEN, kind, query, after=str)["after"]
+def page_token_key(text: str) -> bytes:
+    """The key a setting's text names: base64 (URL-safe or not) of KEY_BYTES bytes, e.g. the
+    output of `openssl rand -base64 32`. ValueError otherwise."""
+    try:
+        key = base64.b64decode(text.strip().replace("-", "+").replace("_", "/"), validate=True)
+    except binascii.Error:
+        raise ValueError(f"not base64 of {KEY_BYTES} bytes") from None
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"base64 of {len(key)} bytes, not of {KEY_BYTES}")
     return key
 
 
-def pair_token(kind: str, query: object, after: tuple[str, str] | None) -> str:
-    """The token resuming a listing ordered by a pair of strings after `after`; "" when None."""
-    return "" if after is None else _encode(kind, query, first=after[0], second=after[1])
+def _nobody() -> str:
+    return ""
 
 
-def pair_after(token: str, kind: str, query: object) -> tuple[str, str]:
-    """The pair a listing resumes after (("", "") from the start)."""
-    if not token:
-        return ("", "")
-    decoded = _decode(token, PAGE_TOKEN, kind, query, first=str, second=str)
-    return (decoded["first"], decoded["second"])
+class PageTokens:
+    """The page tokens of the query service's paged answers, sealed under one key and bound to
+    the caller `caller` names when the token is made and when it is read back (see the module
+    docstring). The instances of a service behind one address must share their key."""
+
+    def __init__(self, key: bytes, caller: Callable[[], str] = _nobody) -> None:
+        """`caller`: who asks for the page being answered ("" binds the tokens to no one: a
+        direct caller's, a test's)."""
+        self._aead = AESSIV(key)
+        self._caller = caller
+
+    @classmethod
+    def random(cls, caller: Callable[[], str] = _nobody) -> PageTokens:
+        """Tokens under a key of their own, made now: they do not outlive this object."""
+        return cls(AESSIV.generate_key(bit_length=KEY_BYTES * 8), caller)
+
+    def range_token(self, query: object, after_snap_us: int) -> str:
+        return self.range_tokens(query)(after_snap_us)
+
+    def range_tokens(self, query: object) -> Callable[[int], str]:
+        """range_token of `query` for any snap: the query's digest made once for all the pages
+        of a range."""
+        digest = _digest(query)
+        return lambda after_snap_us: self._seal(_payload("range", digest, after=after_snap_us))
+
+    def range_after(self, token: str, query: object) -> int | None:
+        """The snap a range page token resumes after; None without a token."""
+        if not token:
+            return None
+        after: int = self._open(token, "range", query, after=int)["after"]
+        if not instant_in_range(after):
+            raise refused_token(PAGE_TOKEN, "range")
+        return after
+
+    def key_token(self, kind: str, query: object, after: str | None) -> str:
+        """The token resuming a listing ordered by a string key after the key `after`; "" when
+        None (the listing ended)."""
+        return "" if after is None else self._encode(kind, query, after=after)
+
+    def key_after(self, token: str, kind: str, query: object) -> str:
+        """The key a listing resumes after ("" from the start)."""
+        if not token:
+            return ""
+        key: str = self._open(token, kind, query, after=str)["after"]
+        return key
+
+    def pair_token(self, kind: str, query: object, after: tuple[str, str] | None) -> str:
+        """The token resuming a listing ordered by a pair of strings after `after`; "" when
+        None."""
+        return "" if after is None else self._encode(kind, query, first=after[0], second=after[1])
+
+    def pair_after(self, token: str, kind: str, query: object) -> tuple[str, str]:
+        """The pair a listing resumes after (("", "") from the start)."""
+        if not token:
+            return ("", "")
+        decoded = self._open(token, kind, query, first=str, second=str)
+        return (decoded["first"], decoded["second"])
+
+    def log_token(self, kind: str, query: object, after: ResumeToken | None) -> str:
+        """A token resuming after `after` in the log ("" when None: the listing ended)."""
+        if after is None:
+            return ""
+        return self._encode(kind, query, position=after.position, index=after.index)
+
+    def log_after(self, token: str, kind: str, query: object) -> ResumeToken | None:
+        """Where in the log a listing resumes; None without a token."""
+        if not token:
+            return None
+        return _in_log(self._open(token, kind, query, position=int, index=int), PAGE_TOKEN, kind)
+
+    def steps_token(self, kind: str, query: object, after: tuple[int, int, int] | None) -> str:
+        """A token resuming a listing ordered by a key of three integers after `after` (""
+        when None: the listing ended)."""
+        if after is None:
+            return ""
+        return self._encode(kind, query, a=after[0], b=after[1], c=after[2])
+
+    def steps_after(self, token: str, kind: str, query: object) -> tuple[int, int, int] | None:
+        """The key of three integers a listing resumes after; None without a token. The key
+        is only compared with keys read from the store, never sent to it: any integers will
+        do."""
+        if not token:
+            return None
+        fields = self._open(token, kind, query, a=int, b=int, c=int)
+        return fields["a"], fields["b"], fields["c"]
+
+    def _encode(self, kind: str, query: object, **fields: str | int) -> str:
+        return self._seal(_payload(kind, _digest(query), **fields))
+
+    def _seal(self, payload: bytes) -> str:
+        sealed = self._aead.encrypt(payload, [self._caller().encode()])
+        return base64.urlsafe_b64encode(sealed).decode()
+
+    def _open(self, token: str, kind: str, query: object, **types: type) -> dict[str, Any]:
+        """The fields of a token this object sealed for the caller asking now (see _fields)."""
+        if len(token) > MAX_TOKEN_CHARS:
+            raise refused_token(PAGE_TOKEN, kind)
+        try:
+            sealed = base64.urlsafe_b64decode(token.encode())
+            if len(sealed) <= _SIV_BYTES:  # a token holds a payload after its SIV
+                raise ValueError("shorter than a sealed payload")
+            payload = self._aead.decrypt(sealed, [self._caller().encode()])
+        except (ValueError, InvalidTag):  # binascii.Error is a ValueError
+            raise InvalidArgument.single(
+                PAGE_TOKEN,
+                f"not a {kind} token this service issued to this caller, or one issued before"
+                " it restarted: list again without a token",
+            ) from None
+        return _fields(payload, PAGE_TOKEN, kind, query, **types)
 
 
-def log_token(kind: str, query: object | None, after: ResumeToken | None) -> str:
-    """A token resuming after `after` in the log ("" when None: the listing ended); `query`
-    None for a token valid for any query (the change feed's resume tokens are positions in the
-    log, whatever the series filter)."""
+def resume_token(kind: str, after: ResumeToken | None) -> str:
+    """A change feed's token resuming after `after` in the log, valid for any query (the
+    feed's tokens are positions in the log, whatever the series filter); "" when None. Not
+    sealed: see the module docstring."""
     if after is None:
         return ""
-    return _encode(kind, query, position=after.position, index=after.index)
+    payload = _payload(kind, None, position=after.position, index=after.index)
+    return base64.urlsafe_b64encode(payload).decode()
 
 
-def log_after(token: str, field: str, kind: str, query: object | None) -> ResumeToken | None:
-    """Where in the log a token resumes; None without a token."""
+def resume_after(token: str, field: str, kind: str) -> ResumeToken | None:
+    """Where in the log a resume_token resumes; None without a token."""
     if not token:
         return None
-    fields = _decode(token, field, kind, query, position=int, index=int)
+    if len(token) > MAX_TOKEN_CHARS:
+        raise refused_token(field, kind)
+    try:
+        payload = base64.urlsafe_b64decode(token.encode())
+    except ValueError:
+        raise refused_token(field, kind) from None
+    return _in_log(_fields(payload, field, kind, None, position=int, index=int), field, kind)
+
+
+def _in_log(fields: dict[str, Any], field: str, kind: str) -> ResumeToken:
     position, index = fields["position"], fields["index"]
     if not position_in_range(position) or not 0 <= index < EVENT_INDEX_LIMIT:
         raise refused_token(field, kind)
     return ResumeToken(position, index)
-
-
-def steps_token(kind: str, query: object, after: tuple[int, int, int] | None) -> str:
-    """A token resuming a listing ordered by a key of three integers after `after` ("" when
-    None: the listing ended)."""
-    if after is None:
-        return ""
-    return _encode(kind, query, a=after[0], b=after[1], c=after[2])
-
-
-def steps_after(token: str, kind: str, query: object) -> tuple[int, int, int] | None:
-    """The key of three integers a listing resumes after; None without a token. The key is
-    only compared with keys read from the store, never sent to it: any integers will do."""
-    if not token:
-        return None
-    fields = _decode(token, PAGE_TOKEN, kind, query, a=int, b=int, c=int)
-    return fields["a"], fields["b"], fields["c"]
 
 
 def _digest(query: object) -> str:
@@ -128,25 +217,20 @@ def _digest(query: object) -> str:
     return hashlib.sha256(repr(query).encode()).hexdigest()[:16]
 
 
-def _encode(kind: str, query: object | None, **fields: str | int) -> str:
-    return _encoded(kind, None if query is None else _digest(query), **fields)
-
-
-def _encoded(kind: str, digest: str | None, **fields: str | int) -> str:
-    payload: dict[str, str | int] = {"k": kind, **fields}
+def _payload(kind: str, digest: str | None, **fields: str | int) -> bytes:
+    content: dict[str, str | int] = {"k": kind, **fields}
     if digest is not None:
-        payload[_QUERY_KEY] = digest
-    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
+        content[_QUERY_KEY] = digest
+    return json.dumps(content, separators=(",", ":")).encode()
 
 
-def _decode(
-    token: str, field: str, kind: str, query: object | None, **types: type
+def _fields(
+    payload: bytes, field: str, kind: str, query: object | None, **types: type
 ) -> dict[str, Any]:
-    """The token's fields, each present and of the given type; INVALID_ARGUMENT otherwise."""
-    if len(token) > MAX_TOKEN_CHARS:
-        raise refused_token(field, kind)
+    """The token's fields, each present and of the given type, issued for `query` (None: for
+    any); INVALID_ARGUMENT otherwise."""
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+        decoded = json.loads(payload)
     except (ValueError, RecursionError):  # a crafted token may nest deeper than json can read
         raise refused_token(field, kind) from None
     if not isinstance(decoded, dict) or decoded.get("k") != kind:

@@ -91,6 +91,7 @@ async def pages(
     after_us: int | None,
     max_points: int,
     bucket_span_us: int | None,
+    tokens: paging.PageTokens,
     columns: frozenset[str] | None = None,
     max_value_bytes: int | None = None,
 ) -> AsyncIterator[RangePage]:
@@ -127,7 +128,7 @@ async def pages(
     left = max_points
     wanted = None if columns is None else columns | selection(query.as_of)
     sized = SIZED if wanted is None else tuple(c for c in SIZED if c in wanted)
-    token = paging.range_tokens(query)
+    token = tokens.range_tokens(query)
     paged = 0  # rows of pending[0] already in pages
     # Closed with the pages, wherever they are let go of: its read ahead stops then.
     budget = _Budget(max_points, max_value_bytes, sized)

@@ -10,7 +10,7 @@ from operator import attrgetter
 from qis_adapters.readstore.port import ReadModelReader, SourceEntry, SourceHealthEntry
 from qis_domain.definitions import SourceUsage
 from qis_domain.errors import NotFound
-from qis_domain.names import source_name, source_resource
+from qis_domain.names import series_name, source_name, source_resource
 
 from qis_query.application import paging
 from qis_query.application.access import SeriesGate
@@ -42,10 +42,13 @@ class SourceFilter:
 
 @dataclass(frozen=True, slots=True)
 class SourceView:
-    """A source with its health entries, one per UTC day its feed reported, ascending."""
+    """A source with its health entries, one per UTC day its feed reported, ascending, and the
+    series among the instruments of the latest report that the caller may not read: they are
+    not shown, as the listings of series hold them back."""
 
     entry: SourceEntry
     days: list[SourceHealthEntry]
+    hidden: frozenset[str] = frozenset()
 
     @property
     def latest(self) -> SourceHealthEntry | None:
@@ -63,17 +66,23 @@ class SourceQueries:
         reader: ReadModelReader,
         read_position: ReadPosition,
         limits: QueryLimits = DEFAULT_LIMITS,
+        tokens: paging.PageTokens | None = None,
     ) -> None:
+        """`tokens`: what seals the page tokens (the service's key; None: a key of this
+        object's own, bound to no caller)."""
+        self._tokens = paging.PageTokens.random() if tokens is None else tokens
         self._reader = reader
         self._read_position = read_position
         self._limits = limits
 
-    async def source(self, source_id: str, min_position: int) -> SourceView:
+    async def source(
+        self, source_id: str, min_position: int, *, readable: SeriesGate
+    ) -> SourceView:
         await self._read_position.at_least(min_position)
         entry = await self._reader.get_source(source_id)
         if entry is None:
             raise NotFound(source_resource(source_id), "name")
-        return await self._view(entry)
+        return await self._view(entry, readable)
 
     async def list_sources(
         self,
@@ -88,7 +97,7 @@ class SourceQueries:
         most a bounded scan per call when some are held back (see scanning)."""
         size = paging.page_size(page_size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)
         query = (source_filter.provider, source_filter.disabled)
-        after = paging.key_after(page_token, SOURCE_PAGES, query)
+        after = self._tokens.key_after(page_token, SOURCE_PAGES, query)
         await self._read_position.at_least(min_position)
 
         def keeps(entry: SourceEntry) -> bool:
@@ -102,8 +111,18 @@ class SourceQueries:
         page = await scan(
             self._reader.list_sources, attrgetter("source_id"), keep, after, size, scanned
         )
-        views = [await self._view(entry) for entry in page.items]
-        return Page(views, paging.key_token(SOURCE_PAGES, query, page.resume_after))
+        views = [await self._view(entry, readable) for entry in page.items]
+        return Page(views, self._tokens.key_token(SOURCE_PAGES, query, page.resume_after))
 
-    async def _view(self, entry: SourceEntry) -> SourceView:
-        return SourceView(entry, await self._reader.source_health(entry.source_id))
+    async def _view(self, entry: SourceEntry, readable: SeriesGate) -> SourceView:
+        days = await self._reader.source_health(entry.source_id)
+        fed = (
+            [i["series_id"] for i in days[-1].health["report"].get("instruments", ())]
+            if days
+            else []
+        )
+        if readable.everything or not fed:
+            return SourceView(entry, days)
+        await readable.learn(fed)
+        hidden = frozenset(s for s in fed if not readable.allows(series_name(s), s))
+        return SourceView(entry, days, hidden)

@@ -110,7 +110,7 @@ def start_after(resume_token: str | None, after_position: int) -> ResumeToken:
     """Where a subscription starts: right after a resume token, or after every change of a
     commit position (0: from the beginning, so changes at position 0 too)."""
     if resume_token is not None:
-        after = paging.log_after(resume_token, RESUME_TOKEN, FEED, None)
+        after = paging.resume_after(resume_token, RESUME_TOKEN, FEED)
         if after is None:
             raise paging.refused_token(RESUME_TOKEN, FEED)
         return after
@@ -166,7 +166,7 @@ async def _follow(
         changes = await admit(read)
         if not changes:
             continue
-        batch = FeedBatch(changes, paging.log_token(FEED, None, after))
+        batch = FeedBatch(changes, paging.resume_token(FEED, after))
         # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation (the subscriber went
         # away) that arrives as the send completes, and the loop would poll on for nobody.
         try:

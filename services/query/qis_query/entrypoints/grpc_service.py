@@ -200,10 +200,11 @@ class QueryService(pb_grpc.QueryServiceServicer):
         min_position = fields.position(request.min_position, "min_position")
         fields.check()
         queries = await self._source_queries(context)
-        await self._access.require(
-            asker(context, "GetDataSource"), source_name(source_id), min_position=min_position
-        )
-        return sources.data_source(await queries.source(source_id, min_position))
+        who = asker(context, "GetDataSource")
+        await self._access.require(who, source_name(source_id), min_position=min_position)
+        readable = await self._access.gate(who, min_position)
+        view = await queries.source(source_id, min_position, readable=readable)
+        return sources.data_source(view)
 
     async def ListDataSources(
         self, request: pb.ListDataSourcesRequest, context: Ctx

@@ -72,6 +72,8 @@ def data_source(view: SourceView) -> series_pb2.DataSource:
         )
     )
     for instrument in report.instruments:
+        if instrument.series_id in view.hidden:
+            continue
         shown = msg.health.instruments.add(series=series_name(instrument.series_id))
         if instrument.latest_value_us is not None:
             shown.latest_value_time.CopyFrom(timestamp(instrument.latest_value_us))

@@ -50,8 +50,16 @@ PARKED_PAGES = "parked"
 
 
 class TopicService(pb_grpc.TopicServiceServicer):
-    def __init__(self, groups: TopicGroups, access: ReadAccess | None = None) -> None:
+    def __init__(
+        self,
+        groups: TopicGroups,
+        access: ReadAccess | None = None,
+        tokens: paging.PageTokens | None = None,
+    ) -> None:
+        """`tokens`: what seals the page tokens (the service's key; None: a key of this
+        object's own, bound to no caller)."""
         self._groups = groups
+        self._tokens = paging.PageTokens.random() if tokens is None else tokens
         self._access = access or OpenAccess()
 
     async def Consume(
@@ -107,7 +115,7 @@ class TopicService(pb_grpc.TopicServiceServicer):
         self, request: pb.ListTopicsRequest, context: Ctx
     ) -> pb.ListTopicsResponse:
         size = paging.page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE)
-        after = paging.key_after(request.page_token, TOPIC_PAGES, None)
+        after = self._tokens.key_after(request.page_token, TOPIC_PAGES, ())
         readable = await self._access.gate(asker(context, "ListTopics"))
         topics = [
             version
@@ -122,7 +130,9 @@ class TopicService(pb_grpc.TopicServiceServicer):
             topics=[
                 topic_message(v.topic, TopicDefinition.model_validate(v.definition)) for v in page
             ],
-            next_page_token=paging.key_token(TOPIC_PAGES, None, page[-1].topic if more else None),
+            next_page_token=self._tokens.key_token(
+                TOPIC_PAGES, (), page[-1].topic if more else None
+            ),
         )
 
     async def ListParked(
@@ -135,7 +145,7 @@ class TopicService(pb_grpc.TopicServiceServicer):
             raise InvalidArgument(v)
         size = paging.page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE)
         query = (topic, group)
-        after = paging.log_after(request.page_token, paging.PAGE_TOKEN, PARKED_PAGES, query)
+        after = self._tokens.log_after(request.page_token, PARKED_PAGES, query)
         await self._require(context, "ListParked", topic, Permission.READ)
         start = (0, -1) if after is None else (after.position, after.index)
         found = await self._groups.parked(topic, group, start, size + 1)
@@ -155,7 +165,7 @@ class TopicService(pb_grpc.TopicServiceServicer):
                 )
                 for e in page
             ],
-            next_page_token=paging.log_token(PARKED_PAGES, query, token),
+            next_page_token=self._tokens.log_token(PARKED_PAGES, query, token),
         )
 
     async def ReplayParked(
