@@ -804,11 +804,10 @@ class SeriesBucket:
         width = 2 * last
         while True:
             start = max(lo_us, int(known[end - width])) if width < end else lo_us
-            found = self._figures(
-                source_id, *self.observed.of_source(source_id, start, hi_us), decider
-            )
+            snaps, raws = self.observed.of_source(source_id, start, hi_us)
+            found = self._figures(source_id, snaps, raws, decider, last)
             if len(found) >= last or start == lo_us:
-                return found[len(found) - last :] if len(found) > last else found
+                return found
             width *= 4
 
     @staticmethod
@@ -817,18 +816,22 @@ class SeriesBucket:
         snaps: np.ndarray[Any, Any],
         raws: np.ndarray[Any, Any],
         decider: Decider,
+        last: int | None = None,
     ) -> list[Received]:
-        """The received figures of one source's values at `snaps`: each rounded to the
-        series' precision, as a candidate of that value alone is (a value without a figure
-        has none)."""
+        """The received figures of one source's values at `snaps` (ascending), or of the last
+        `last` of them that have one (decoded from the end, no further): each rounded to the
+        series' precision, as a candidate of that value alone is (a value without a figure has
+        none)."""
         out = []
         sources = (source_id,)
-        for snap_us, raw in zip(snaps.tolist(), raws.tolist(), strict=True):
+        for snap_us, raw in zip(reversed(snaps.tolist()), reversed(raws.tolist()), strict=True):
             figure = decider.figure(raw)
             if figure is not None:
                 figure = decider.rounded_figure(figure)
                 out.append(Received(snap_us, figure, sources, approx(figure)))
-        return out
+                if last is not None and len(out) >= last:
+                    break
+        return out[::-1]
 
     def _structures_before(
         self,
