@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import sys
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import qis_adapters.eventstore.sqlite as sqlite_module
@@ -284,3 +286,39 @@ async def test_read_many_reads_every_stream_in_one_read_transaction(
 
     assert [e.stream_version for e in a + b] == [0, 0]  # b as it was when a was read
     assert len(await store.read_stream("b")) == 2  # and the other writer did commit
+
+
+class _RollbackRefusedOnce:
+    """The store's connection, but its first ROLLBACK fails as a disk error would make it, and
+    the transaction stays open."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "ROLLBACK" and not self.refused:
+            self.refused += 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, *args)
+
+
+async def test_a_failed_rollback_does_not_stop_every_later_write(store: SqliteEventStore) -> None:
+    """An append that fails (a version conflict), then whose ROLLBACK fails too, leaves the
+    transaction open: the next append ends it first and writes, rather than failing for good
+    with "cannot start a transaction within a transaction". Nothing of the failed one stays."""
+    await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(0)])])
+    conn = store._conn
+    assert conn is not None
+    refusing = _RollbackRefusedOnce(conn)
+    store._conn = refusing  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError):
+        await store.append([StreamAppend("s", StreamState.NO_STREAM, [new_event(1)])])
+    assert refusing.refused == 1
+    assert conn.in_transaction
+    done = await store.append([StreamAppend("s", 0, [new_event(2)])])
+    assert done.stream_versions == {"s": 1}
+    assert [e.data for e in await store.read_stream("s")] == [b'{"n": 0}', b'{"n": 2}']

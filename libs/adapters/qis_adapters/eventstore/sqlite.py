@@ -154,6 +154,16 @@ def _filter_sql(event_filter: EventFilter | None) -> tuple[str, list[object]]:
     return sql, params
 
 
+def _begin(conn: sqlite3.Connection, statement: str) -> None:
+    """`statement` (a BEGIN), after ending a transaction a failed ROLLBACK left open (the
+    disk refused it): without that, every later BEGIN would fail ("cannot start a transaction
+    within a transaction") and the store would never write again. What that transaction wrote
+    is not committed: rolled back now."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    conn.execute(statement)
+
+
 class SqliteEventStore:
     """Event store on one SQLite file; its SQLite calls run on one worker thread, but for a
     command's reads and small appends on the caller's when the worker is idle (see the
@@ -309,7 +319,7 @@ class SqliteEventStore:
         # BEGIN IMMEDIATE takes the write lock before anything is read, so the versions
         # checked, the positions assigned and the commit are one serial step across all
         # processes: positions are handed out in commit order.
-        conn.execute("BEGIN IMMEDIATE")
+        _begin(conn, "BEGIN IMMEDIATE")
         try:
             last = conn.execute(
                 "SELECT position, recorded_at_us FROM events ORDER BY position DESC LIMIT 1"
@@ -368,7 +378,7 @@ class SqliteEventStore:
     def _read_many_sync(self, reads: Sequence[tuple[str, int]]) -> list[list[RecordedEvent]]:
         conn = self._db
         # One read transaction: the streams are read at one point in the log.
-        conn.execute("BEGIN")
+        _begin(conn, "BEGIN")
         try:
             read = [self._read_stream_sync(stream, version) for stream, version in reads]
         except BaseException:
