@@ -104,12 +104,14 @@ class Reconciled(NamedTuple):
 
 @dataclass(slots=True)
 class Timeline:
-    """Received figures by snap, kept sorted: what the look-back rules compare a value with.
+    """One source's received figures by snap, kept sorted: what the look-back rules compare
+    that source's values with.
 
-    One timeline serves a whole command, across its buckets: the application adds each
-    bucket's recorded candidates before the bucket is decided, and the decision puts every
-    candidate it makes, so a point is compared with the point just before it whether that
-    point came in the same command, an earlier one, the same bucket or an earlier one.
+    One timeline serves a whole command (of one source), across its buckets: the application
+    adds the source's recorded figures of each bucket before the bucket is decided, and the
+    decision puts every value of the command, so a value is compared with the source's value
+    just before it whether that came in the same command, an earlier one, the same bucket or
+    an earlier one.
     `floor_us` of a lookup bounds how far back "previous" reaches (see `look_back_floor`).
 
     Kept in columns (the fields of `Received`, one list each): a decision puts a thousand

@@ -570,10 +570,12 @@ class _Observations(Mapping[int, dict[str, Observed]]):
         return out
 
     def of_source(
-        self, source_id: str, lo_us: int, hi_us: int
+        self, source_id: str, lo_us: int, hi_us: int, among: np.ndarray[Any, Any]
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         """The snaps in [lo_us, hi_us) where `source_id` has a value that counts (not
-        rejected), ascending, and those values: read from the columns of that range alone."""
+        rejected), ascending, and those values: read from the columns of that range alone, and
+        from the dicts of the snaps `among` (every snap of the range where a value counts: the
+        bucket's candidates) or of every dict, whichever are fewer."""
         snaps: list[np.ndarray[Any, Any]] = []
         raws: list[np.ndarray[Any, Any]] = []
         for points, fields in (
@@ -585,12 +587,15 @@ class _Observations(Mapping[int, dict[str, Observed]]):
                 mine = points.field(source)[i:j] == source_id
                 snaps.append(points.snaps[i:j][mine])
                 raws.append(points.field(raw)[i:j][mine])
+        dicts = self.mixed
+        if len(among) < len(dicts):
+            at: Iterable[int] = (s for s in among.tolist() if s in dicts)
+        else:
+            at = (s for s in dicts if lo_us <= s < hi_us)
         mixed = [
             (snap_us, value.raw)
-            for snap_us, values in self.mixed.items()
-            if lo_us <= snap_us < hi_us
-            and (value := values.get(source_id)) is not None
-            and not value.rejected
+            for snap_us in at
+            if (value := dicts[snap_us].get(source_id)) is not None and not value.rejected
         ]
         if mixed:
             snaps.append(np.fromiter((s for s, _ in mixed), dtype=np.int64, count=len(mixed)))
@@ -781,7 +786,7 @@ class SeriesBucket:
         command's own points get new ones). A command decodes what it may need, not the
         whole bucket."""
         first, last = snaps_us[0], snaps_us[-1] + 1
-        snaps, raws = self.observed.of_source(source_id, first, last)
+        snaps, raws = self._of_source(source_id, first, last)
         between = ~np.isin(snaps, snap_array(snaps_us), assume_unique=True)
         return [
             *self._received(source_id, _SNAP_MIN, first, decider, n),
@@ -789,26 +794,36 @@ class SeriesBucket:
             *self._received(source_id, last, _SNAP_MAX, decider, n),
         ]
 
+    def _of_source(
+        self, source_id: str, lo_us: int, hi_us: int
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """`_Observations.of_source` in [lo_us, hi_us): a snap where a value counts has a
+        candidate (one whose values were all rejected has none, and none of them counts)."""
+        known = self.candidates.snaps
+        i, j = known.searchsorted((lo_us, hi_us)).tolist()
+        return self.observed.of_source(source_id, lo_us, hi_us, known[i:j])
+
     def _received(
         self, source_id: str, lo_us: int, hi_us: int, decider: Decider, last: int | None
     ) -> list[Received]:
         """The received figures of `source_id` in [lo_us, hi_us), or the last `last` of them
         that have a figure, read from a window of the bucket's last points before `hi_us`
-        widened until it holds that many (the bucket's points are the candidates' snaps)."""
+        widened (the points before it read) until it holds that many (the bucket's points are
+        the candidates' snaps)."""
         if last is None:
-            return self._figures(
-                source_id, *self.observed.of_source(source_id, lo_us, hi_us), decider
-            )
+            return self._figures(source_id, *self._of_source(source_id, lo_us, hi_us), decider)
         known = self.candidates.snaps
         end = int(known.searchsorted(hi_us))
-        width = 2 * last
+        width, stop = 2 * last, hi_us
+        found: list[Received] = []
         while True:
             start = max(lo_us, int(known[end - width])) if width < end else lo_us
-            snaps, raws = self.observed.of_source(source_id, start, hi_us)
-            found = self._figures(source_id, snaps, raws, decider, last)
+            snaps, raws = self._of_source(source_id, start, stop)
+            found = [*self._figures(source_id, snaps, raws, decider, last - len(found)), *found]
             if len(found) >= last or start == lo_us:
                 return found
-            width *= 4
+            # Only the points before those read: a sparse source is read once, not per pass.
+            stop, width = start, width * 4
 
     @staticmethod
     def _figures(
@@ -846,7 +861,7 @@ class SeriesBucket:
         when no earlier value of the source lies between, else that value; for the source's
         first point in the bucket, `earlier_bucket` (its last structure in the earlier
         buckets, or None)."""
-        known, raws = self.observed.of_source(source_id, _SNAP_MIN, _SNAP_MAX)
+        known, raws = self._of_source(source_id, _SNAP_MIN, _SNAP_MAX)
         out: list[DataValue | None] = []
         for i, snap_us in enumerate(snaps_us):
             j = int(known.searchsorted(snap_us))
@@ -865,7 +880,7 @@ class SeriesBucket:
         """The bucket's last received value of `source_id` once the command on `snaps_us`
         (ascending, with their `received` values) is decided: what the next bucket's first
         snap compares with."""
-        known, raws = self.observed.of_source(source_id, _SNAP_MIN, _SNAP_MAX)
+        known, raws = self._of_source(source_id, _SNAP_MIN, _SNAP_MAX)
         theirs = (int(known[-1]), raws[-1]) if len(known) else None
         own = (snaps_us[-1], received[-1]) if snaps_us else None
         return self._latest(theirs, own, decider, None)

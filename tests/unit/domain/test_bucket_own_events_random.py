@@ -225,8 +225,10 @@ def test_buckets_applying_their_own_events_hold_what_a_rebuild_holds_across_poli
             decider = Decider(definition, _ctx(n))
             own, stored = twins.own[-1], twins.stored[-1]
             assert _state(own) == _state(stored), (seed, n)
-            for last in (None, 1, 3):
-                assert own.received(decider, last) == stored.received(decider, last), (seed, n)
+            for source in (s.source_id for s in definition.sources):
+                for last in (None, 1, 3):
+                    theirs = stored.received(decider, source, last)
+                    assert own.received(decider, source, last) == theirs, (seed, n, source)
         # States left behind by later copies are still what they were.
         for own, stored in zip(twins.own, twins.stored, strict=True):
             assert _state(own) == _state(stored), seed
