@@ -2,7 +2,10 @@
 
 `rebuild` projects the whole log into a fresh generation while the running projector and the
 query service go on with the active one, then switches the active generation: no downtime.
-The running projector follows the switch within about a second.
+It switches only once the fresh generation has projected at least as far as the active one,
+which the running projector advanced meanwhile (its checkpoint read just before the switch:
+only what is projected between that read and the switch can be missing for a moment, and the
+query cache allows for it). The running projector follows the switch within about a second.
 
 `run` rebuilds by itself when it starts on an active generation built with an older read-model
 format (qis_adapters.readstore.port.READ_MODEL_FORMAT; a store from before formats were
@@ -250,15 +253,9 @@ async def _rebuild_stale(
     switched = False
     running.app = app
     try:
-        task = asyncio.create_task(_catch_up(app))
-        try:
-            switched = await _watch_rebuild(settings, app, task, running.health, stop, why)
-        finally:
-            running.app = None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ProjectionHalted):
-                await task
+        switched = await _watch_rebuild(settings, app, running.health, stop, why)
     finally:
+        running.app = None
         await app.close()
         if not switched:
             await discard_generation(settings, generation)
@@ -267,36 +264,38 @@ async def _rebuild_stale(
 async def _watch_rebuild(
     settings: ProjectorSettings,
     app: ProjectorApp,
-    task: asyncio.Task[None],
     health: ExplainedHealth,
     stop: asyncio.Event,
     why: str,
 ) -> bool:
-    """Reports the rebuild until it caught up, then makes its generation active: True. False
-    when asked to stop first. A halted rebuild stays reported, as in `_watch`."""
-    while not stop.is_set():
-        if task.done() and app.projector.halted is None:
-            task.result()  # not a halt: a store failure to retry, or a bug, raised
-            await app.store.set_active_generation(app.generation)
-            log.info(
-                "rebuilt generation %s up to position %s and made it active",
-                app.generation,
-                app.projector.checkpoint,
-            )
-            return True
-        status = await app.projector.status(settings.projector_max_lag)
-        reason = status.reason
-        if app.projector.halted is None:
-            reason = f"{why}; generation {app.generation}: {status.reason}"
-        await health.explain(LAG_SERVICE, _NOT_SERVING, reason)
-        # Woken by the end of the rebuild too, unless it is over (halted): then by stop only.
-        stopping = asyncio.ensure_future(stop.wait())
-        wakers: set[asyncio.Future[Any]] = {stopping} if task.done() else {stopping, task}
-        try:
-            await asyncio.wait(wakers, timeout=_WATCH_INTERVAL_S, return_when=FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-    return False
+    """Rebuilds into `app`'s generation, reporting it, until it caught up, then makes it active
+    (`_switch`): True. False when asked to stop first. A halted rebuild stays reported, as in
+    `_watch`."""
+    task = asyncio.create_task(_catch_up(app))
+    try:
+        while not stop.is_set():
+            if task.done() and app.projector.halted is None:
+                task.result()  # not a halt: a store failure to retry, or a bug, raised
+                if await _switch(app):
+                    return True
+                task = asyncio.create_task(_catch_up(app))
+            status = await app.projector.status(settings.projector_max_lag)
+            reason = status.reason
+            if app.projector.halted is None:
+                reason = f"{why}; generation {app.generation}: {status.reason}"
+            await health.explain(LAG_SERVICE, _NOT_SERVING, reason)
+            # Woken by the end of the rebuild too, unless it is over (halted): then by stop only.
+            stopping = asyncio.ensure_future(stop.wait())
+            wakers: set[asyncio.Future[Any]] = {stopping} if task.done() else {stopping, task}
+            try:
+                await asyncio.wait(wakers, timeout=_WATCH_INTERVAL_S, return_when=FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+        return False
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ProjectionHalted):
+            await task
 
 
 async def _catch_up(app: ProjectorApp) -> None:
@@ -308,17 +307,41 @@ async def _catch_up(app: ProjectorApp) -> None:
             return
 
 
+async def _switch(app: ProjectorApp) -> bool:
+    """Makes the rebuilt generation active, True, unless it is behind the active one's
+    checkpoint, read just before: False, catch up again. The running projector goes on in the
+    active generation while the rebuild catches up with the head it saw; made active behind
+    it, the read model would go back, and queries answer from before changes they already
+    answered with (the query cache would keep such answers as if read at the later position)."""
+    active = await app.store.active_generation()
+    if active is not None:
+        reached = await app.store.generation_checkpoint(active) or 0
+        if (app.projector.checkpoint or 0) < reached:
+            log.info(
+                "rebuilt generation %s up to position %s, behind generation %s at %s: catching"
+                " up again before the switch",
+                app.generation,
+                app.projector.checkpoint,
+                active,
+                reached,
+            )
+            return False
+    await app.store.set_active_generation(app.generation)
+    log.info(
+        "rebuilt generation %s up to position %s and made it active",
+        app.generation,
+        app.projector.checkpoint,
+    )
+    return True
+
+
 async def rebuild(settings: ProjectorSettings) -> None:
     generation = await next_generation(settings)
     app = await build(settings, generation)
     try:
         await _catch_up(app)
-        await app.store.set_active_generation(generation)
-        log.info(
-            "rebuilt generation %s up to position %s and made it active",
-            generation,
-            app.projector.checkpoint,
-        )
+        while not await _switch(app):
+            await _catch_up(app)
         print(f"generation {generation} active at position {app.projector.checkpoint}")
     finally:
         await app.close()

@@ -792,6 +792,27 @@ async def test_rebuild_into_a_new_generation_and_switch(backend: Backend) -> Non
         await reader.set_active_generation("g1")
 
 
+async def test_any_generation_checkpoint_is_read_by_name(backend: Backend) -> None:
+    """Whichever generation is active and whichever a store writes: a rebuild reads the active
+    one's from its own writer before it switches."""
+    g1 = await backend.open("g1")
+    g2 = await backend.open("g2")
+    reader = await backend.open(None)
+    assert await reader.generation_checkpoint("g1") is None  # created, nothing applied
+    await g1.apply(BATCH_1, 10)
+    await g1.set_active_generation("g1")
+    await g2.apply(BATCH_1, 7)
+    for store in (reader, g1, g2):
+        assert [
+            await store.generation_checkpoint("g1"),
+            await store.generation_checkpoint("g2"),
+        ] == [10, 7]
+    await g1.apply(BATCH_2, 20)
+    assert await g2.generation_checkpoint("g1") == 20  # read afresh, not remembered
+    with pytest.raises(ValueError, match="unknown"):
+        await reader.generation_checkpoint("g9")
+
+
 async def test_a_generation_records_the_format_it_was_built_with(backend: Backend) -> None:
     g1 = await backend.open("g1")
     await g1.apply(BATCH_1, 10)

@@ -3,7 +3,9 @@
 Older (or unrecorded, as before formats were recorded): it says why in one WARNING, rebuilds the
 read models into a fresh generation while the old one stays active and untouched, switches, and
 goes on projecting into the new one. Current: it projects, no rebuild. Newer: it refuses. An
-unfinished rebuild is dropped. Runs on the adapters a projector process opens by URI: SQLite,
+unfinished rebuild is dropped. A rebuild (`qis-projector rebuild`, or that one) switches only
+once the new generation has caught up with the old one, which a running projector may advance
+meanwhile. Runs on the adapters a projector process opens by URI: SQLite,
 and MongoDB on FerretDB (the in-memory store has no URI: its format records are held to the
 contract suite).
 """
@@ -39,6 +41,7 @@ from qis_adapters.readstore.port import (
 from qis_domain.decisions import issue_id
 from qis_domain.events import QualityIssueDetected, QualityRejected
 from qis_domain.events.points import Issue
+from qis_projector import main as projector_main
 from qis_projector.application.projector import Projector
 from qis_projector.entrypoints.health import ExplainedHealth
 from qis_projector.main import _project
@@ -352,6 +355,65 @@ async def test_a_generation_of_a_newer_format_is_refused(stores: Stores, tmp_pat
                 _project(stores.settings, RecordedHealth(), asyncio.Event()), TIMEOUT_S
             )
         assert await admin.list_generations() == ["g1"]
+    finally:
+        await admin.close()
+        await events.close()
+
+
+@pytest.mark.parametrize("command", ["rebuild", "run"])
+async def test_a_rebuild_never_switches_behind_the_old_generation(
+    stores: Stores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """Once the rebuild caught up with the head it saw, the running projector (old code, in
+    the `run` case of a stale format) projects a later event into the old generation: the
+    switch waits until the new one has it too, or the read model queries see would go back."""
+    events = await SqliteEventStore.open(tmp_path / "events.db")
+    admin = await stores.read_store()
+    try:
+        head = await write_events(events)
+        await project(stores, events, "g1", head)
+        await admin.set_active_generation("g1")
+        if command == "run":
+            await stores.set_format("g1", None)
+
+        caught_up = projector_main._catch_up
+        later: list[int] = []
+
+        async def running_projector_goes_on(app: Any) -> None:
+            await caught_up(app)
+            if later:
+                return
+            later.append(await append(events, "series/S0/points/9", ingested("S0", BASE_US * 2, 3)))
+            await stores.set_format("g1", READ_MODEL_FORMAT)  # as the old code writes it
+            await project(stores, events, "g1", later[0])
+            if command == "run":
+                await stores.set_format("g1", None)
+
+        switches: list[tuple[str, int | None, int | None]] = []
+        set_active = type(admin).set_active_generation
+
+        async def recorded(store: Any, name: str) -> None:
+            old = await admin.active_generation()
+            assert old is not None
+            switches.append(
+                (name, await checkpoint_of(stores, name), await checkpoint_of(stores, old))
+            )
+            await set_active(store, name)
+
+        monkeypatch.setattr(projector_main, "_catch_up", running_projector_goes_on)
+        monkeypatch.setattr(type(admin), "set_active_generation", recorded)
+        if command == "rebuild":
+            await asyncio.wait_for(projector_main.rebuild(stores.settings), TIMEOUT_S)
+        else:
+            async with running_projector(stores, RecordedHealth()):
+
+                async def switched() -> bool:
+                    return await admin.active_generation() == "g2"
+
+                await eventually(switched, "switched")
+
+        assert switches == [("g2", later[0], later[0])]
+        assert await admin.active_generation() == "g2"
     finally:
         await admin.close()
         await events.close()

@@ -636,6 +636,12 @@ class InMemoryReadStore:
             raise ValueError(f"unknown generation {name!r}")
         return UNRECORDED_FORMAT if generation.format is None else generation.format
 
+    async def generation_checkpoint(self, name: str) -> int | None:
+        generation = self._open().generation(validate_generation(name))
+        if generation is None:
+            raise ValueError(f"unknown generation {name!r}")
+        return generation.checkpoint
+
     async def drop_generation(self, name: str) -> None:
         self._open().drop(name)
 

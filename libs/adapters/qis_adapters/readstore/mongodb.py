@@ -963,6 +963,12 @@ class MongoReadStore:
             raise ValueError(f"unknown generation {name!r}")
         return UNRECORDED_FORMAT if doc.get("format") is None else int(doc["format"])
 
+    async def generation_checkpoint(self, name: str) -> int | None:
+        doc = await self._meta.find_one({"_id": GENERATION_KEY_PREFIX + validate_generation(name)})
+        if doc is None:
+            raise ValueError(f"unknown generation {name!r}")
+        return None if doc.get("checkpoint") is None else int(doc["checkpoint"])
+
     async def list_generations(self) -> list[str]:
         query = {"_id": {"$gt": GENERATION_KEY_PREFIX, "$lt": GENERATION_KEY_PREFIX[:-1] + ";"}}
         return [str(doc["generation"]) async for doc in self._meta.find(query, sort=[("_id", 1)])]

@@ -77,7 +77,7 @@ class OfficialVersion(NamedTuple):
     command_id: str
     sources: tuple[str, ...]  # source ids that contributed
     method: str  # reconciliation method or "manual"
-    flags: tuple[str, ...] = ()  # rules the point failed, e.g. ("spike",)
+    flags: tuple[str, ...] = ()  # rules the point failed, e.g. ("stale",)
     recorded_to_us: int = OPEN_END
     position_to: int = OPEN_END
 
@@ -778,6 +778,12 @@ class GenerationAdmin(Protocol):
     async def generation_format(self, name: str) -> int:
         """The read-model format generation `name` was built with; UNRECORDED_FORMAT when it
         has no format record. ValueError for an unknown generation."""
+        ...
+
+    async def generation_checkpoint(self, name: str) -> int | None:
+        """The checkpoint of generation `name` (whichever is active, and whatever this store
+        writes), None before its first batch: what a rebuild must have reached before it
+        switches. ValueError for an unknown generation."""
         ...
 
     async def drop_generation(self, name: str) -> None:

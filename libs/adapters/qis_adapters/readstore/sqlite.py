@@ -1166,22 +1166,28 @@ class SqliteReadStore:
         return UNRECORDED_FORMAT if row is None else int(row[0])
 
     def _generation_format(self, name: str) -> int:
-        known = (
-            self._db()
-            .execute("SELECT 1 FROM meta WHERE key = ?", (GENERATION_KEY_PREFIX + name,))
-            .fetchone()
-        )
-        if known is None:
+        if self._generation_record(name) is None:
             raise ValueError(f"unknown generation {name!r}")
         return self._format_of(name)
 
     def _checkpoint_of(self, generation: str) -> int | None:
-        row = (
+        row = self._generation_record(generation)
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _generation_checkpoint(self, name: str) -> int | None:
+        row = self._generation_record(name)
+        if row is None:
+            raise ValueError(f"unknown generation {name!r}")
+        return None if row[0] is None else int(row[0])
+
+    def _generation_record(self, generation: str) -> Row | None:
+        """The generation's meta record (its checkpoint), None for an unknown generation."""
+        row: Row | None = (
             self._db()
             .execute("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY_PREFIX + generation,))
             .fetchone()
         )
-        return None if row is None or row[0] is None else int(row[0])
+        return row
 
     def _apply(self, batch: ProjectionBatch, checkpoint: int) -> None:
         generation = self._writer()
@@ -1594,6 +1600,9 @@ class SqliteReadStore:
 
     async def generation_format(self, name: str) -> int:
         return await self._run(self._generation_format, validate_generation(name))
+
+    async def generation_checkpoint(self, name: str) -> int | None:
+        return await self._run(self._generation_checkpoint, validate_generation(name))
 
     async def drop_generation(self, name: str) -> None:
         await self._run(self._drop, validate_generation(name))

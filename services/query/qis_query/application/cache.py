@@ -9,11 +9,18 @@ event's position and knowledge time; the trail stops at the checkpoint, so a cha
 is fully written). An entry stays valid while its series has no change after `read_at`; when
 the checkpoint moves, the entries of the series changed since are dropped, and the others are
 kept. A query waits for its min_position first and then brings the cache up to the position it
-got, so a hit is valid at a position at least min_position.
+got, capped at the active generation's checkpoint: a hit is valid at that position. It is at
+least min_position except for a moment after a rebuild's switch to a generation behind the
+position (ReadPosition may serve the old generation's checkpoint for up to its max_age_s), when
+an answer read from the store is no newer either.
 
 Some answers can no longer change, and are *final*: as of a commit position P once the read
 model passed P, and as of a knowledge time T once it projected an event known after T (knowledge
 time never steps back along the log). They are kept until evicted (LRU, bounded in bytes).
+
+A rebuild's switch is noticed at the next generation check (at least every
+GENERATION_CHECK_S), or at once when it goes back: a query's position below the horizon makes
+the cache read the checkpoint, and a checkpoint below the horizon restarts it from there.
 
 L2 (`SharedCache`, optional) shares entries between query instances, keyed by read-model
 generation and format: a rebuild's switch starts from an empty key space. An instance takes an
@@ -198,6 +205,7 @@ class _Missing:
 MISSING: Final = _Missing()
 CachedValue: TypeAlias = OfficialVersion | SeriesEntry | pa.Table | None
 _EVERYTHING = AuditScope()
+_NO_KNOWLEDGE_TIME = -(2**63)
 _HEADER = struct.Struct(">qB")  # read_at, final: before an L2 value
 
 
@@ -241,7 +249,7 @@ class QueryCache:
         self._horizon = -1  # every change up to it is known
         self._changed: OrderedDict[str, int] = OrderedDict()  # series -> last change position
         self._forgotten = -1  # the changes of series not in _changed are at or below it
-        self._known_us = -(2**63)  # knowledge time of the newest change seen
+        self._known_us = _NO_KNOWLEDGE_TIME  # of the newest change seen up to the horizon
         self._generation: str | None = None
         self._generation_seen = float("-inf")
 
@@ -283,13 +291,24 @@ class QueryCache:
     # -- following the read model ------------------------------------------------------------
 
     async def sync(self, position: int) -> None:
-        if position <= self._horizon and not self._generation_due():
+        # `==` first: the common hit (nothing projected since) creates no coroutine.
+        if position == self._horizon and not self._generation_due():
             return
         async with self._lock:
-            if position <= self._horizon and not self._generation_due():
+            due = self._generation_due()
+            if position == self._horizon and not due:
                 return
+            went_back = False
+            if position < self._horizon:
+                # A position read before another query's (nothing to follow), or the read
+                # model went back: a rebuild's switch to a generation behind the horizon,
+                # which must not wait for the next generation check (answers read from the
+                # new generation would be kept as read at the old horizon meanwhile).
+                went_back = (await self._reader.checkpoint() or 0) < self._horizon
+                if not (went_back or due):
+                    return
             generation = await self._active_generation()
-            if self._origin is None or generation != self._generation:
+            if self._origin is None or generation != self._generation or went_back:
                 self._restart(await self._reached(position), generation, "generation")
                 return
             if (reached := await self._reached(position)) > self._horizon:
@@ -298,9 +317,10 @@ class QueryCache:
     async def _reached(self, position: int) -> int:
         """`position`, or the read model's checkpoint when lower: the horizon must never pass
         what the active generation has projected, or the changes it projects later, below the
-        horizon, are never followed. A position can be higher: a rebuild's switch makes active
-        a generation behind the one it was seen on (`qis-projector rebuild` catches up with
-        the head as it last saw it, while the running projector went on)."""
+        horizon, are never followed. A position can be higher: a rebuild's switch can make
+        active a generation behind the one it was seen on (`qis-projector rebuild` switches
+        once the new generation reached the old one's checkpoint as read just before the
+        switch; the running projector may have gone on in between)."""
         return min(position, await self._reader.checkpoint() or 0)
 
     def _generation_due(self) -> bool:
@@ -334,6 +354,11 @@ class QueryCache:
     def _restart(self, position: int, generation: str | None, reason: str) -> None:
         """Follow the log from `position` on, with only the final entries of the same
         generation kept: those are true whatever happened before."""
+        if generation != self._generation or position < self._horizon:
+            # The changes `_known_us` was taken from may not be in the read model now (a
+            # switch to a generation behind): an answer as of a knowledge time below it would
+            # be taken as final before the change it lacks is projected.
+            self._known_us = _NO_KNOWLEDGE_TIME
         if generation != self._generation:
             self._drop_where(lambda _entry: True, "generation")
         else:

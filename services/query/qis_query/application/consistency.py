@@ -39,7 +39,10 @@ async def wait_for_position(
 class ReadPosition:
     """The read model's checkpoint as recently seen, so that most queries need no store call
     for it: a query whose min_position is already reached uses a value at most `max_age_s`
-    old (a lower bound of what its answer reflects); any other reads afresh and waits."""
+    old, the read position its answer claims; any other reads afresh and waits. The claim is a
+    lower bound of what the answer reflects, except for up to `max_age_s` after a rebuild's
+    switch to a generation behind it (the answer is then read from the new generation;
+    docs/caching.md, Rebuilds)."""
 
     def __init__(self, reader: ReadModelReader, max_wait_s: float, max_age_s: float = 0.05) -> None:
         self._reader = reader
@@ -53,7 +56,10 @@ class ReadPosition:
         if min_position <= self._known and now - self._seen_at < self._max_age_s:
             return self._known
         reached = await wait_for_position(self._reader, min_position, self._max_wait_s)
-        # As read, not the highest seen: a rebuild's switch can make active a generation
-        # behind the last one, whose position answers must not claim.
-        self._known, self._seen_at = reached, now
+        # The read that started last, not the highest seen: a rebuild's switch can make active
+        # a generation behind the last one, whose position answers must not claim; and not
+        # the read that finished last, which may have started before a newer one (the
+        # checkpoint never goes back within a generation).
+        if now >= self._seen_at:
+            self._known, self._seen_at = reached, now
         return reached
