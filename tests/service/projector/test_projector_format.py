@@ -211,6 +211,25 @@ async def checkpoint_of(stores: Stores, generation: str) -> int | None:
         await admin.close()
 
 
+@contextlib.asynccontextmanager
+async def active_g1(
+    stores: Stores, tmp_path: Path, form: int | None
+) -> AsyncIterator[tuple[SqliteEventStore, AdministeredReadStore, int]]:
+    """An event log and a read store whose active generation g1 holds the whole log, of format
+    `form` (None: no format record, as earlier code left it): the log, the store and its head."""
+    events = await SqliteEventStore.open(tmp_path / "events.db")
+    admin = await stores.read_store()
+    try:
+        head = await write_events(events)
+        await project(stores, events, "g1", head)
+        await admin.set_active_generation("g1")
+        await stores.set_format("g1", form)
+        yield events, admin, head
+    finally:
+        await admin.close()
+        await events.close()
+
+
 def format_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
@@ -313,13 +332,7 @@ async def test_a_first_start_builds_the_current_format_and_rebuilds_nothing(
 async def test_an_unfinished_rebuild_is_dropped_and_the_old_generation_stays_active(
     stores: Stores, tmp_path: Path
 ) -> None:
-    events = await SqliteEventStore.open(tmp_path / "events.db")
-    admin = await stores.read_store()
-    try:
-        head = await write_events(events)
-        await project(stores, events, "g1", head)
-        await admin.set_active_generation("g1")
-        await stores.set_format("g1", None)
+    async with active_g1(stores, tmp_path, None) as (events, admin, head):
         # An event no code can project: the rebuild halts there and cannot finish.
         record = encode("series/P/points/0", ingested("P", BASE_US, 3))
         await append(events, "series/P/points/0", dataclasses.replace(record, data=b"{"))
@@ -337,27 +350,15 @@ async def test_an_unfinished_rebuild_is_dropped_and_the_old_generation_stays_act
         assert await admin.active_generation() == "g1"
         assert await checkpoint_of(stores, "g1") == head
         assert health.reasons[-1].startswith("cannot project the event")
-    finally:
-        await admin.close()
-        await events.close()
 
 
 async def test_a_generation_of_a_newer_format_is_refused(stores: Stores, tmp_path: Path) -> None:
-    events = await SqliteEventStore.open(tmp_path / "events.db")
-    admin = await stores.read_store()
-    try:
-        head = await write_events(events)
-        await project(stores, events, "g1", head)
-        await admin.set_active_generation("g1")
-        await stores.set_format("g1", READ_MODEL_FORMAT + 1)
+    async with active_g1(stores, tmp_path, READ_MODEL_FORMAT + 1) as (_, admin, _):
         with pytest.raises(GenerationFormatError, match=f"format {READ_MODEL_FORMAT + 1}"):
             await asyncio.wait_for(
                 _project(stores.settings, RecordedHealth(), asyncio.Event()), TIMEOUT_S
             )
         assert await admin.list_generations() == ["g1"]
-    finally:
-        await admin.close()
-        await events.close()
 
 
 @pytest.mark.parametrize("command", ["rebuild", "run"])
@@ -367,15 +368,8 @@ async def test_a_rebuild_never_switches_behind_the_old_generation(
     """Once the rebuild caught up with the head it saw, the running projector (old code, in
     the `run` case of a stale format) projects a later event into the old generation: the
     switch waits until the new one has it too, or the read model queries see would go back."""
-    events = await SqliteEventStore.open(tmp_path / "events.db")
-    admin = await stores.read_store()
-    try:
-        head = await write_events(events)
-        await project(stores, events, "g1", head)
-        await admin.set_active_generation("g1")
-        if command == "run":
-            await stores.set_format("g1", None)
-
+    form = None if command == "run" else READ_MODEL_FORMAT
+    async with active_g1(stores, tmp_path, form) as (events, admin, _):
         caught_up = projector_main._catch_up
         later: list[int] = []
 
@@ -414,6 +408,3 @@ async def test_a_rebuild_never_switches_behind_the_old_generation(
 
         assert switches == [("g2", later[0], later[0])]
         assert await admin.active_generation() == "g2"
-    finally:
-        await admin.close()
-        await events.close()
