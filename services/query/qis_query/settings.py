@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 from qis_domain.routing import MAX_ENTRIES
 from qis_runtime.settings import CommonSettings
 
@@ -18,6 +19,9 @@ Seconds = Annotated[float, Field(gt=0, le=3_600)]
 
 
 class QuerySettings(CommonSettings):
+    # A refused setting is not quoted in the start-up error: pydantic would print the input,
+    # and a mis-pasted page token key is most likely the real one, a byte short.
+    model_config = CommonSettings.model_config | SettingsConfigDict(hide_input_in_errors=True)
     query_address: str = "127.0.0.1:50052"
     """host:port the query service listens on (QIS_QUERY_ADDRESS); port 0 picks a free one."""
     flight_address: str = "127.0.0.1:50054"

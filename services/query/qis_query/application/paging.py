@@ -7,16 +7,18 @@ range, as-of, parent, filter or order it would resume at a point of a different 
 refused too (AIP-158; page_size and min_position may change between pages).
 
 Page tokens are sealed (PageTokens: AES-SIV, RFC 5297, under the service's key, the caller's
-identity bound in as associated data): a listing that holds records back ends a call after a bounded
-scan with a token resuming after the last record read (scanning), which may be one the caller
-may not read, so no client may read a token. One altered, cut short, sealed under another key
-(another deployment, or this one before a restart when no key is configured) or issued to
-another caller is refused as INVALID_ARGUMENT on page_token; the client lists again from the
-start. Sealing is deterministic (SIV: no nonce to repeat), so a page read twice by one caller
-carries one token, as before, and tells no more than that. The change feed's resume tokens are not sealed (resume_token): they hold a position in
-the log, which every answer's read position tells anyway, and must outlive the service's
-restarts. Every number read back from a token is still checked against what the stores can
-hold before it reaches them.
+identity bound in as associated data): a listing that holds records back ends a call after a
+bounded scan with a token resuming after the last record read (scanning), which may be one the
+caller may not read, so no client may read a token, nor tell its length (every payload is
+padded to one length before it is sealed: SIV keeps a payload's length, which would tell the
+length of that record's key). One altered, cut short, sealed under another key (another
+deployment, or this one before a restart when no key is configured) or issued to another caller
+is refused as INVALID_ARGUMENT on page_token; the client lists again from the start. Sealing is
+deterministic (SIV: no nonce to repeat), so a page read twice by one caller carries one token,
+as before, and tells no more than that. The change feed's resume tokens are not sealed
+(resume_token): they hold a position in the log after a change the subscriber was sent, which
+its answers tell anyway, and must outlive the service's restarts. Every number read back from a
+token is still checked against what the stores can hold before it reaches them.
 """
 
 from __future__ import annotations
@@ -41,11 +43,15 @@ comes after every point of that position."""
 PAGE_TOKEN = "page_token"
 MAX_TOKEN_CHARS = 2048
 """Longer than any token this service issues (the longest holds two ids of at most 128
-characters, sealed and base64-encoded: under 500); a longer one is refused before it is
+characters, padded to _SEALED_BYTES, sealed and base64-encoded: 536); a longer one is refused
+before it is
 decoded."""
 KEY_BYTES = 32
 """A page token key: 256 bits, AES-SIV's two AES-128 keys."""
 _SIV_BYTES = 16
+_SEALED_BYTES = 384
+"""The length every page token's payload is padded to before it is sealed: more than the
+longest (a pair token naming two ids of 128 characters, 321 bytes)."""
 _QUERY_KEY = "q"
 
 
@@ -161,7 +167,9 @@ class PageTokens:
         return self._seal(_payload(kind, _digest(query), **fields))
 
     def _seal(self, payload: bytes) -> str:
-        sealed = self._aead.encrypt(payload, [self._caller().encode()])
+        # JSON ignores the trailing spaces when the token is read back.
+        padded = payload.ljust(_SEALED_BYTES)
+        sealed = self._aead.encrypt(padded, [self._caller().encode()])
         return base64.urlsafe_b64encode(sealed).decode()
 
     def _open(self, token: str, kind: str, query: object, **types: type) -> dict[str, Any]:

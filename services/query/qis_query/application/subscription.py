@@ -130,7 +130,8 @@ async def follow(
     """Sends the changes of `series_ids` (all series when empty) after `after` that `admit`
     lets through, forever; raises SubscriberStalled when a batch is not accepted in time, and
     what `admit` raises (a series the subscriber may no longer read). A batch `admit` empties is
-    not sent: the next one's token resumes after it too."""
+    not sent, and a token resumes after the last change sent, not after the changes held back
+    (a subscription resumed with it reads them again, and holds them back again)."""
     live = _subscriptions()
     subscription = next(live.ids)
     live.backlogs[subscription] = 0
@@ -166,7 +167,10 @@ async def _follow(
         changes = await admit(read)
         if not changes:
             continue
-        batch = FeedBatch(changes, paging.resume_token(FEED, after))
+        # After the last change sent, not the last read: one held back would tell its position
+        # and index (how many points of a series the subscriber may not read changed).
+        sent = ResumeToken(changes[-1].position, changes[-1].index)
+        batch = FeedBatch(changes, paging.resume_token(FEED, sent))
         # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation (the subscriber went
         # away) that arrives as the send completes, and the loop would poll on for nobody.
         try:
