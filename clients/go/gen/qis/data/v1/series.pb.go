@@ -1053,10 +1053,12 @@ type ValidationRules struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Flag values <= 0. Off for series where negative values are legitimate (rates, spreads).
 	RequirePositive bool `protobuf:"varint,1,opt,name=require_positive,json=requirePositive,proto3" json:"require_positive,omitempty"`
-	// Rule "jump" (an error: holds the point): the close-to-close move from the previous point's
-	// received value (its latest candidate, whatever its status: held, pending or published)
-	// exceeds this percentage (decimal string above 0; empty disables). "Previous" crosses bucket and
-	// command boundaries alike and reaches back at most three buckets of the series.
+	// Rule "jump" (an error: holds the point): the close-to-close move from the same source's
+	// received value at the previous point (what that source sent, whatever the point's status:
+	// held, pending or published; never another source's) exceeds this percentage (decimal string
+	// above 0; empty disables). Every look-back rule compares a source with its own figures.
+	// "Previous" crosses bucket and command boundaries alike and reaches back at most three
+	// buckets of the series.
 	MaxJumpPercent string `protobuf:"bytes,2,opt,name=max_jump_percent,json=maxJumpPercent,proto3" json:"max_jump_percent,omitempty"`
 	// Rule "spike_zscore" (an error): the move's z-score against the relative moves of the last
 	// `zscore_window` received values exceeds this (decimal string above 0; empty disables).

@@ -353,10 +353,12 @@ export type ValidationRules = Message<"qis.data.v1.ValidationRules"> & {
   requirePositive: boolean;
 
   /**
-   * Rule "jump" (an error: holds the point): the close-to-close move from the previous point's
-   * received value (its latest candidate, whatever its status: held, pending or published)
-   * exceeds this percentage (decimal string above 0; empty disables). "Previous" crosses bucket and
-   * command boundaries alike and reaches back at most three buckets of the series.
+   * Rule "jump" (an error: holds the point): the close-to-close move from the same source's
+   * received value at the previous point (what that source sent, whatever the point's status:
+   * held, pending or published; never another source's) exceeds this percentage (decimal string
+   * above 0; empty disables). Every look-back rule compares a source with its own figures.
+   * "Previous" crosses bucket and command boundaries alike and reaches back at most three
+   * buckets of the series.
    *
    * @generated from field: string max_jump_percent = 2;
    */
