@@ -6,15 +6,17 @@
    as a tuple), and a plain read of the current segments' payloads, each decoded into an
    Arrow table (the stored data as columns: the faster of the two, and the one the target is
    measured against), then the same decoding only the columns an export reads;
-3. Flight: DoGets of the whole series into a pyarrow Table (`read_all`), every point counted
-   and the last one checked, the best of `--repeat` (the machine is shared: the median is
+3. Flight: DoGets of the whole series into a pyarrow Table (`read_all`; the endpoint's fast
+   path, qis-query giving it its read model: see qis_query.entrypoints.flight), every point
+   counted and the last one checked, the best of `--repeat` (the machine is shared: the median is
    printed beside it); the ratio to the raw segment read (best of as many), against the target
    of issue 10 (>= 10,000,000 points/s or >= 0.8 of the raw scan, whichever is lower); and
    the CPU time per point of the qis-query process and of this client during the best one,
    which a busy machine changes far less than the wall time;
 4. where the time goes, in this process without Flight: the application's pages alone (the
    segments as Arrow tables, through QueryHandlers.query_range call after call), then the same
-   pages made into Arrow batches;
+   pages made into Arrow batches, then the batches of the Flight endpoint's fast path for prices
+   and volumes (the segments decoded a store read at a time, no pages);
 5. the write side's share: CPU time per point of making the series' segments (segments.extend
    and encode, bucket by bucket, as the projector's SegmentBuilder does), which the projector
    pays for every point it publishes.
@@ -50,8 +52,16 @@ from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency
 from qis_projector.application.segments import SegmentBuilder, add_segments
 from qis_query.application.arrow_batches import BatchBuilder
-from qis_query.application.export import STORED_COLUMNS, ExportRequest, ValueColumns, open_export
+from qis_query.application.export import (
+    STORED_COLUMNS,
+    ExportPage,
+    ExportRequest,
+    ValueColumns,
+    open_export,
+)
+from qis_query.application.handlers import QueryHandlers
 from qis_query.application.ranges import selection
+from qis_query.application.segment_export import StoreRead, columns_read, read
 from qis_query.bootstrap import build_handlers
 from qis_query.settings import QuerySettings
 
@@ -177,8 +187,10 @@ def best_of(repeat: int, read: Callable[[], tuple[int, float]]) -> tuple[int, fl
     return min((read() for _ in range(repeat)), key=lambda counted: counted[1])
 
 
-async def in_process(path: Path, points: int) -> tuple[float, float]:
-    """Seconds for the application's pages alone, and for the pages made into batches."""
+async def in_process(path: Path, points: int) -> tuple[float, float, float]:
+    """Seconds for the application's pages alone, for the pages made into batches, and for
+    the batches of the Flight endpoint's fast path (segment_export: the same segments decoded
+    a store read at a time, without pages)."""
     store = await SqliteReadStore.open(path)
     try:
         handlers = build_handlers(store, QuerySettings(auth="dev"))
@@ -194,9 +206,31 @@ async def in_process(path: Path, points: int) -> tuple[float, float]:
                 count += page.rows.num_rows
             timings.append(time.perf_counter() - started)
             assert count == points, (count, points)
-        return timings[0], timings[1]
+        started = time.perf_counter()
+        assert await fast_path_rows(store, handlers) == points
+        return timings[0], timings[1], time.perf_counter() - started
     finally:
         await store.close()
+
+
+async def fast_path_rows(store: SqliteReadStore, handlers: QueryHandlers) -> int:
+    """The rows of the fast path's batches of the whole series, its store reads one after
+    the other (the endpoint runs the next one while it sends these)."""
+    request = ExportRequest((SERIES,))
+    export = await open_export(handlers, request, from_segments=True)
+    await export.pages.aclose()
+    builder = BatchBuilder(export.series, export.columns, export.read_position)
+    columns = columns_read(request)
+    count = 0
+    store_read = StoreRead.first(export.series, 0, request.start_us)
+    while store_read is not None:
+        decoded = await read(store, export.series, request, store_read, columns)
+        assert decoded.found is not None, "a read model of segments"
+        for part in decoded.parts:
+            assert isinstance(part, pa.Table), "no bucket too large for a segment"
+            count += sum(len(batch) for batch in builder.batches(ExportPage(0, part)))
+        store_read = store_read.following(decoded.found, export.series, request.start_us)
+    return count
 
 
 def encode_cpu_s(points: int) -> float:
@@ -255,7 +289,7 @@ async def main(points: int, repeat: int) -> None:
         best = min(reads, key=lambda read: read.seconds)
         flight_s = best.seconds
         median_s = statistics.median(read.seconds for read in reads)
-        pages_s, batches_s = await in_process(path, points)
+        pages_s, batches_s, fast_path_s = await in_process(path, points)
     encode_s = min(encode_cpu_s(points) for _ in range(repeat))
 
     # The anchor is the faster raw read of the same data: the stored segments.
@@ -279,6 +313,7 @@ async def main(points: int, repeat: int) -> None:
     )
     print(f"in-process, application pages only     {rate(points, pages_s)}")
     print(f"in-process, pages + Arrow batches      {rate(points, batches_s)}")
+    print(f"in-process, Flight's fast path batches {rate(points, fast_path_s)}")
     print(f"segments made (extend + encode)        {encode_s / points * 1e9:.0f} ns CPU per point")
     load_after = os.getloadavg()
     print(

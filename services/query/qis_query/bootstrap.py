@@ -183,8 +183,14 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
     flight = None
     if settings.flight_address:
         # The same authenticator objects as the gRPC port: one JWKS cache, one policy.
+        # Given the read model, price and volume exports stream its segments directly.
         flight = QueryFlight(
-            handlers, access, settings.flight_address, security, _flight_tls(settings)
+            handlers,
+            access,
+            settings.flight_address,
+            security,
+            _flight_tls(settings),
+            segments=reader,
         )
     return QueryApp(
         handlers,

@@ -41,6 +41,7 @@ from qis_adapters.readstore.port import (
     VersionClosure,
 )
 from qis_domain.snaps import format_snap
+from qis_query.application import segment_export
 from qis_query.bootstrap import build
 from qis_query.entrypoints.flight import parse_ticket
 from qis_query.settings import QuerySettings
@@ -853,19 +854,22 @@ async def test_stopping_ends_promptly_when_no_call_is_open(
 
 
 class SlowReads(InMemoryReadStore):
-    """A store whose range reads take a while: a long export is still streaming when the
-    service is told to stop."""
+    """A store whose range reads take a second: a long export is still streaming when the
+    service is told to stop, longer than its grace."""
 
     async def segments(
         self, series_id: str, from_bucket_us: int, end_us: int, as_of: AsOf, limit: int
     ) -> list[Segment] | None:
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)
         return await super().segments(series_id, from_bucket_us, end_us, as_of, limit)
 
 
 async def test_stopping_gives_open_streams_the_grace_then_ends_them_unavailable(
-    store: InMemoryReadStore,
+    store: InMemoryReadStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A price export reads its segments a bucket at a time (LONG's two days: two reads), not
+    # 16 at once: the second read is still under way when the grace ends.
+    monkeypatch.setattr(segment_export, "SEGMENTS_PER_READ", 1)
     slow = SlowReads(store.database)
     app = await build(settings(query_max_points_per_call=1_000), slow)
     assert app.flight is not None
@@ -895,7 +899,7 @@ async def test_stopping_gives_open_streams_the_grace_then_ends_them_unavailable(
     finally:
         await app.server.stop(0)
         await app.close()
-    # 25 calls of 1,000 points at 0.3 s each would take 7 s: the stream was cut after the grace.
+    # The read under way (1 s) ends after the grace: the stream was cut there, not completed.
     assert "UNAVAILABLE: the query service is stopping" in outcome, outcome
     assert "Traceback" not in outcome
     assert 0.5 <= stopped_after < 2.0

@@ -168,6 +168,25 @@ def test_a_format_1_payload_reads_as_its_rebuild(columns: frozenset[str] | None)
         assert segments.decode(old).schema == segments.SCHEMA
 
 
+@pytest.mark.parametrize("columns", [c for c in COLUMN_SETS if c is not None])
+@pytest.mark.parametrize("format_1", [(), (1,), (0, 2)])
+def test_segments_decoded_together_are_each_decoded_one_after_the_other(
+    columns: frozenset[str], format_1: tuple[int, ...]
+) -> None:
+    """decode_many: one IPC stream of several payloads of `encode` (one of none too), and the
+    same rows when some are format 1 (each decoded alone)."""
+    values = [_price("101.25"), _bar("1", "2", "0.5", "1.5"), _price("-3")]
+    tables = [segments.rows_from_versions(_versions(values[: i + 1])) for i in range(len(values))]
+    payloads = [
+        _format_1(rows) if i in format_1 else segments.encode(rows) for i, rows in enumerate(tables)
+    ]
+    expected = pa.concat_tables([segments.decode(p, columns) for p in payloads])
+    together = segments.decode_many(payloads, columns)
+    assert together.equals(expected)
+    assert together.num_rows == 6
+    assert segments.decode_many([], columns).equals(segments.decode(payloads[0], columns)[:0])
+
+
 def test_a_format_1_segment_extends_as_its_rebuild_does() -> None:
     """The projector builds a bucket's next version on the stored one, whatever its format."""
     rows = segments.rows_from_versions(_versions([_price("1"), _price("2")]))

@@ -283,6 +283,24 @@ def decode(payload: bytes, columns: frozenset[str] | None = None) -> pa.Table:
         return _format_1(buffer, columns)
 
 
+def decode_many(payloads: Sequence[bytes], columns: frozenset[str]) -> pa.Table:
+    """The rows of several segments, one after the other, of `columns` only (as `decode`),
+    one chunk per record batch. Payloads written by `encode` (nearly all) are one schema
+    message, record batches and an end marker: their record batches are read behind one schema
+    as one IPC stream, a single call into Arrow for them all (decoding a segment alone costs
+    ~25 us of calls besides its ~40 ns a row); any other (format 1) is decoded alone."""
+    if all(p.startswith(_SCHEMA_MESSAGE) and p.endswith(_END_OF_STREAM) for p in payloads):
+        bodies = (memoryview(p)[len(_SCHEMA_MESSAGE) : -len(_END_OF_STREAM)] for p in payloads)
+        stream = b"".join([_SCHEMA_MESSAGE, *bodies, _END_OF_STREAM])
+        return pa.ipc.open_stream(stream, options=_projection(columns)).read_all()
+    return pa.concat_tables([decode(payload, columns) for payload in payloads])
+
+
+_SCHEMA_MESSAGE = SCHEMA.serialize().to_pybytes()
+"""How a payload of `encode` starts: the same bytes as Arrow's stream writer writes."""
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
 def _format_1(buffer: pa.Buffer, columns: frozenset[str]) -> pa.Table:
     """`columns` of a format-1 payload, the decimal columns made from its texts."""
     stored = (columns - frozenset(DECIMAL_COLUMNS.values())) | frozenset(DECIMAL_COLUMNS)

@@ -16,7 +16,7 @@ Flight endpoint serves it; docs/cli.md `qis export` writes it to Parquet or CSV)
 | quality_score   | float64                       | in [0, 1]                                      |
 | record_time     | timestamp[us, tz=UTC]         | when this version became official (knowledge time) |
 | record_position | uint64                        | the commit position that published it          |
-| flags           | list<string>                  | the rules the point failed ("jump", "spike", ...) |
+| flags           | list<string>                  | the rules the point failed ("jump", "stale", ...) |
 
 `unit` is per row because a series' unit can change (a schema evolution from GBP to USD): each
 value keeps the currency or unit it was published in, so older rows of one export may differ

@@ -71,6 +71,9 @@ STORED_COLUMNS: dict[ValueColumns, frozenset[str]] = {
 }
 """The columns of the segments' rows (qis_adapters.readstore.segments) that an export of these
 value columns reads (qis_query.application.arrow_batches): the only ones its pages decode."""
+SEGMENT_COLUMNS = frozenset({ValueColumns.DECIMAL})
+"""The value columns of the exports that can be read straight from the segments
+(qis_query.application.segment_export): those whose batches need no Python per row."""
 
 DATA_TYPES: dict[values_pb2.DataType.ValueType, tuple[str, ValueColumns]] = {
     values_pb2.DATA_TYPE_PRICE: ("price", ValueColumns.DECIMAL),
@@ -143,6 +146,8 @@ class ExportedSeries:
     unit: str
     """The series' currency or unit (its definition)."""
     columns: ValueColumns
+    bucket_span_us: int | None = None
+    """Of the series' segments (ranges.bucket_span; None: unknown, every bucket is read)."""
 
     @property
     def name(self) -> str:
@@ -168,9 +173,14 @@ class Export:
     """Non-empty pages, in order; close it (aclose) if left unfinished."""
 
 
-async def open_export(queries: QueryHandlers, request: ExportRequest) -> Export:
+async def open_export(
+    queries: QueryHandlers, request: ExportRequest, from_segments: bool = False
+) -> Export:
     """Checks the request and reads its first page; raises InvalidArgument, NotFound or
-    ReadModelBehind before any value is handed out."""
+    ReadModelBehind before any value is handed out. `from_segments`: the caller reads the
+    values of an export of SEGMENT_COLUMNS from the segments itself (qis_query.application
+    .segment_export) and wants only the checks and the read position: then the first page
+    holds one point (one segment decoded), and so do the others of its call."""
     _check_series_ids(request.series_ids)
     ranges.check_time_range(request.start_us, request.end_us)
     exported = [
@@ -179,8 +189,9 @@ async def open_export(queries: QueryHandlers, request: ExportRequest) -> Export:
     ]
     columns = _columns_of(exported)
     stored = STORED_COLUMNS[columns]
+    first_page = 1 if from_segments and columns in SEGMENT_COLUMNS else EXPORT_PAGE
     first = await queries.query_range(
-        _query(request, 0), EXPORT_PAGE, "", request.min_position, stored, EXPORT_PAGE
+        _query(request, 0), first_page, "", request.min_position, stored, EXPORT_PAGE
     )
     return Export(
         tuple(exported),
@@ -224,7 +235,7 @@ async def _series(
             " exports carry prices, volumes, OHLC bars, term structures and surfaces (read it"
             " with QueryRange)",
         )
-    return ExportedSeries(series_id, known[0], unit, known[1])
+    return ExportedSeries(series_id, known[0], unit, known[1], ranges.bucket_span(entry))
 
 
 def _definition(entry: SeriesEntry) -> tuple[values_pb2.DataType.ValueType, str]:

@@ -1,0 +1,132 @@
+"""An export of prices or volumes read straight from the read model's segments: the rows
+qis_query.application.export's pages hold, without the pages.
+
+The pages of an export (QueryRange's use case, call after call) cost the query loop a Python
+step per page and a hand-off between threads per store read and per page; a long price export
+over Flight spent most of its time waiting on those hand-offs, not on a core. Here a store
+read's segments (SEGMENTS_PER_READ buckets) are decoded together, as one IPC stream
+(segments.decode_many), in a thread, and selected as of the export's as-of and within its range
+with the same filter as a range read (segments.select): one hand-off a store read. The rows are
+the ones the pages would hold, in the same order, and the export's batches
+(qis_query.application.arrow_batches) are made of them by the same code.
+
+What this does not read, the pages do: bars, term structures and surfaces (their rows are made
+into batches with more Python: not SEGMENT_COLUMNS), a read model built before segments
+(`segments` answers None), and a bucket too large for a segment (OVERFLOW_ROWS), whose values
+are in the per-point records (see `parts`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+from qis_adapters.readstore import segments
+from qis_adapters.readstore.port import OVERFLOW_ROWS, ReadModelReader, Segment
+
+from qis_query.application.export import (
+    STORED_COLUMNS,
+    ExportedSeries,
+    ExportRequest,
+    ValueColumns,
+)
+from qis_query.application.ranges import EARLIEST, SEGMENTS_PER_READ, selection
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRead:
+    """One store read of an export: the segments of the series `series_index` (of the
+    request) from the bucket `from_bucket_us` on, SEGMENTS_PER_READ at most."""
+
+    series_index: int
+    from_bucket_us: int
+
+    @staticmethod
+    def first(series: Sequence[ExportedSeries], index: int, start_us: int) -> StoreRead | None:
+        """The first read of the series `index` of an export of `series` from `start_us` (as
+        ranges reads: from the bucket holding the start; every bucket before it too when the
+        span is unknown); None past the last series."""
+        if index == len(series):
+            return None
+        span = series[index].bucket_span_us
+        return StoreRead(
+            index, EARLIEST if span is None else max(EARLIEST, start_us - start_us % span)
+        )
+
+    def following(
+        self, found: Sequence[Segment], series: Sequence[ExportedSeries], start_us: int
+    ) -> StoreRead | None:
+        """The read after this one, which found `found`; None after the last."""
+        if len(found) == SEGMENTS_PER_READ:
+            return StoreRead(self.series_index, found[-1].bucket_us + 1)
+        return StoreRead.first(series, self.series_index + 1, start_us)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What a store read found, and its parts (see `parts`)."""
+
+    found: list[Segment] | None
+    """None: a read model built before segments, whose values only the pages read."""
+    parts: list[pa.Table | Segment]
+
+
+async def read(
+    reader: ReadModelReader,
+    series: Sequence[ExportedSeries],
+    request: ExportRequest,
+    store_read: StoreRead,
+    columns: frozenset[str],
+) -> Decoded:
+    """A store read of an export of `series`, its segments decoded in a thread of their own
+    (Arrow decodes them without the GIL, beside whoever sends the read before)."""
+    found = await reader.segments(
+        series[store_read.series_index].series_id,
+        store_read.from_bucket_us,
+        request.end_us,
+        request.as_of,
+        SEGMENTS_PER_READ,
+    )
+    if found is None:
+        return Decoded(None, [])
+    return Decoded(found, await asyncio.to_thread(parts, found, request, columns))
+
+
+def columns_read(request: ExportRequest) -> frozenset[str]:
+    """The columns of the segments a price or volume export decodes: those its batches send,
+    and those its as-of selects by."""
+    return STORED_COLUMNS[ValueColumns.DECIMAL] | selection(request.as_of)
+
+
+def parts(
+    found: Sequence[Segment], request: ExportRequest, columns: frozenset[str]
+) -> list[pa.Table | Segment]:
+    """In bucket order, the rows of consecutive segments of `found` that the export returns
+    (one table for them, non-empty), and the segments too large to hold their rows, whose
+    values are read from the per-point records (as ranges does)."""
+    out: list[pa.Table | Segment] = []
+    run: list[Segment] = []
+    for segment in found:
+        if segment.rows == OVERFLOW_ROWS:
+            out += [*_rows(run, request, columns), segment]
+            run = []
+        elif segment.last_snap_us >= request.start_us:
+            run.append(segment)
+    out += _rows(run, request, columns)
+    return out
+
+
+def _rows(
+    run: Sequence[Segment], request: ExportRequest, columns: frozenset[str]
+) -> list[pa.Table]:
+    if not run:
+        return []
+    rows = segments.decode_many([s.payload for s in run], columns)
+    # The segments' rows are ascending by snap, bucket after bucket: select slices the range
+    # of them all at once.
+    chosen = segments.select(rows, request.as_of, request.start_us, request.end_us)
+    # One chunk, one record batch a store read: a Flight stream's costs are per batch (1M
+    # prices sent as a batch a bucket took the sender twice the time), the copy ~3 ns a row.
+    return [chosen.combine_chunks()] if chosen.num_rows else []
