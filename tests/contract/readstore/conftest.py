@@ -32,6 +32,7 @@ from qis_adapters.readstore.port import (
 from qis_adapters.readstore.sqlite import SqliteReadStore
 
 from tests.support.ferretdb import start_ferretdb
+from tests.support.mongo import drop_database
 
 MONGODB_URI_ENV = "QIS_TEST_MONGODB_URI"
 
@@ -89,11 +90,7 @@ async def _mongo_backend(name: str, uri: str) -> AsyncIterator[Backend]:
     finally:
         for store in backend.opened:
             await store.close()
-        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri)
-        try:
-            await client.drop_database(database)
-        finally:
-            await client.close()
+        await drop_database(uri, database)
 
 
 def _mongodb_uri() -> str:

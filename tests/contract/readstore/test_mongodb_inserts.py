@@ -49,6 +49,7 @@ from tests.contract.readstore.test_readstore_contract import (
     series,
     version,
 )
+from tests.support.mongo import drop_database
 
 if TYPE_CHECKING:
     from tests.contract.readstore.conftest import Backend
@@ -165,11 +166,7 @@ async def other_database(mongo_backend: Backend) -> AsyncIterator[str]:
     """A second fresh database on the same server: the clean apply to compare with."""
     name = mongo_backend.database + "_b"
     yield name
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_backend.uri)
-    try:
-        await client.drop_database(name)
-    finally:
-        await client.close()
+    await drop_database(mongo_backend.uri, name)
 
 
 async def _apply(uri: str, database: str, *batches: tuple[ProjectionBatch, int]) -> None:

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pymongo import AsyncMongoClient
 from qis_adapters.readstore.mongodb import MongoReadStore
 from qis_adapters.readstore.port import (
     LATEST,
@@ -51,6 +50,7 @@ from tests.property.test_property_read_asof import (
     written,
 )
 from tests.service.query.conftest import FEED
+from tests.support.mongo import drop_database
 
 # A FerretDB example costs ~20 s of CPU: a third of the property profile's examples (2 in CI).
 MONGO = settings(
@@ -71,11 +71,7 @@ async def _stores(uri: str) -> AsyncIterator[tuple[MongoReadStore, MongoReadStor
     finally:
         await reader.close()
         await writer.close()
-        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri)
-        try:
-            await client.drop_database(database)
-        finally:
-            await client.close()
+        await drop_database(uri, database)
 
 
 async def _check_on_mongo(uri: str, scenario: Scenario) -> None:

@@ -49,6 +49,7 @@ from qis_projector.settings import ProjectorSettings
 
 from tests.service.projector.projector_support import BASE_US, append, encode, ingested, write_log
 from tests.support.ferretdb import start_ferretdb
+from tests.support.mongo import drop_database
 
 TIMEOUT_S = 60.0
 SAME_ISSUE = issue_id("cmd-1", BASE_US, "bbg", "jump")
@@ -114,11 +115,7 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     try:
         yield Stores(settings, set_mongo_format)
     finally:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
-        try:
-            await client.drop_database(database)
-        finally:
-            await client.close()
+        await drop_database(uri, database)
 
 
 class RecordedHealth(ExplainedHealth):
