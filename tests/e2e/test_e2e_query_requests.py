@@ -27,16 +27,13 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from qis.data.v1 import query_service_pb2 as q
 from qis.data.v1 import query_service_pb2_grpc as q_grpc
-from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_domain.bounds import MAX_POSITION, MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS
 from qis_query.settings import QuerySettings
 
 from tests.contract.readstore.test_readstore_contract import SNAPS
 from tests.e2e.harness import as_user, rfc3339, timestamp
 from tests.e2e.test_e2e_malformed_input import rich_status, violations
-from tests.service.query.readmodel import HEAD, OTHER, SERIES, write_scenario
-from tests.support.segmenting import Segmenting
-from tests.support.servers import query_service
+from tests.service.query.readmodel import HEAD, OTHER, SERIES, scenario_service
 
 NAME, OTHER_NAME = f"series/{SERIES}", f"series/{OTHER}"
 MD = as_user("reader")
@@ -46,17 +43,11 @@ ANSWER_WITHIN_S = 5.0
 
 @pytest.fixture
 async def stub(tmp_path: Path) -> AsyncIterator[q_grpc.QueryServiceAsyncStub]:
-    store = await SqliteReadStore.open(tmp_path / "read.db", "g1")
-    await store.set_active_generation("g1")
-    await write_scenario(Segmenting(store))
     settings = QuerySettings(
         auth="dev", query_address="127.0.0.1:0", query_max_wait_s=0.2, subscribe_poll_s=0.01
     )
-    try:
-        async with query_service(store, settings) as stub:
-            yield stub
-    finally:
-        await store.close()
+    async with scenario_service(tmp_path / "read.db", settings) as stub:
+        yield stub
 
 
 async def refused(

@@ -19,23 +19,14 @@ from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_query.settings import QuerySettings
 
 from tests.e2e.harness import as_user
-from tests.service.query.readmodel import SERIES, write_scenario
-from tests.support.segmenting import Segmenting
-from tests.support.servers import query_service
+from tests.service.query.readmodel import SERIES, scenario_service
 
 
 @pytest.fixture
 async def stub(tmp_path: Path) -> AsyncIterator[q_grpc.QueryServiceAsyncStub]:
-    store = await SqliteReadStore.open(tmp_path / "read.db", "g1")
-    await store.set_active_generation("g1")
-    await write_scenario(Segmenting(store))
-    try:
-        async with query_service(
-            store, QuerySettings(auth="dev", query_address="127.0.0.1:0")
-        ) as stub:
-            yield stub
-    finally:
-        await store.close()
+    settings = QuerySettings(auth="dev", query_address="127.0.0.1:0")
+    async with scenario_service(tmp_path / "read.db", settings) as stub:
+        yield stub
 
 
 @pytest.mark.parametrize("code", [sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY])

@@ -6,12 +6,21 @@ position 10, snap 2 restated at 20 and at 30), with the catalogue and an issue q
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 from google.protobuf import json_format
+from qis.data.v1 import query_service_pb2_grpc as q_grpc
 from qis.data.v1 import series_pb2
 from qis_adapters.readstore.port import ProjectionBatch, ReadModelWriter, SeriesEntry
+from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_domain.names import series_name
+from qis_query.settings import QuerySettings
 
 from tests.contract.readstore.test_readstore_contract import BATCH_1, BATCH_2, BATCH_3, issue
+from tests.support.segmenting import Segmenting
+from tests.support.servers import query_service
 
 SERIES = "S1"  # the restated series
 OTHER = "S2"  # defined, without values
@@ -34,3 +43,19 @@ async def write_scenario(store: ReadModelWriter) -> None:
     await store.apply(ProjectionBatch(series=catalogue, issues=issues), DEFINED_AT)
     for batch, checkpoint in ((BATCH_1, 10), (BATCH_2, 20), (BATCH_3, HEAD)):
         await store.apply(batch, checkpoint)
+
+
+@contextlib.asynccontextmanager
+async def scenario_service(
+    path: Path, settings: QuerySettings
+) -> AsyncIterator[q_grpc.QueryServiceAsyncStub]:
+    """The query service (`settings`) over the scenario, written with its segments into a fresh
+    SQLite read store at `path` (generation g1, active)."""
+    store = await SqliteReadStore.open(path, "g1")
+    try:
+        await store.set_active_generation("g1")
+        await write_scenario(Segmenting(store))
+        async with query_service(store, settings) as stub:
+            yield stub
+    finally:
+        await store.close()

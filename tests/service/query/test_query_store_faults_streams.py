@@ -29,10 +29,10 @@ from qis_adapters.readstore.sqlite import SqliteReadStore
 from qis_query.settings import QuerySettings
 
 from tests.e2e.harness import as_user
-from tests.service.query.readmodel import SERIES, write_scenario
+from tests.service.query.readmodel import SERIES, scenario_service
 from tests.service.query.test_query_flight import LONG, LONG_POINTS, PX, USER, write_model
 from tests.support.segmenting import Segmenting
-from tests.support.servers import QueryPorts, query_ports, query_service
+from tests.support.servers import QueryPorts, query_ports
 
 WAIT_S = 30.0  # generous: the machine is shared
 RUN = SqliteReadStore._run
@@ -142,17 +142,11 @@ async def drain(call: grpc.aio.UnaryStreamCall[Any, Any]) -> None:
 async def feed_stub(tmp_path: Path) -> AsyncIterator[q_grpc.QueryServiceAsyncStub]:
     """The query service over the restatement scenario, whose change feed holds seven changes of
     SERIES; a caller may hold one subscription."""
-    store = await SqliteReadStore.open(tmp_path / "feed.db", "g1")
-    await store.set_active_generation("g1")
-    await write_scenario(Segmenting(store))
     settings = QuerySettings(
         auth="dev", query_address="127.0.0.1:0", query_max_subscriptions_per_caller=1
     )
-    try:
-        async with query_service(store, settings) as stub:
-            yield stub
-    finally:
-        await store.close()
+    async with scenario_service(tmp_path / "feed.db", settings) as stub:
+        yield stub
 
 
 async def test_a_subscription_whose_store_fails_after_a_batch_is_unavailable_and_frees_its_slot(
