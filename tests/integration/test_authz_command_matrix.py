@@ -34,6 +34,7 @@ from qis_command.settings import CommandSettings
 from qis_domain.access import DENIALS_PREFIX
 from qis_domain.events import AccessDenied, DomainEvent, PolicyRefusal, QualityIssueDetected
 
+from tests.support.blocking_streams import first_answer, path_of
 from tests.unit.security.security_support import (
     AUDIENCE,
     HMAC_SECRET,
@@ -168,6 +169,7 @@ def _series(*sources: str) -> series_pb2.Series:
 @dataclass
 class World:
     stub: pb_grpc.CommandServiceAsyncStub
+    target: str
     store: EventStore
     issue_id: str = ""
 
@@ -199,7 +201,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
     ):
         stub = pb_grpc.CommandServiceStub(channel)
-        yield World(stub, store, await seed(stub, store))
+        yield World(stub, f"127.0.0.1:{port}", store, await seed(stub, store))
 
 
 @asynccontextmanager
@@ -381,23 +383,35 @@ def _query_denial() -> access_pb2.AccessDenial:
 
 
 async def call(w: World, rpc: str, request: Any, metadata: Metadata) -> grpc.StatusCode:
-    """The call's status code; BulkIngest's is its one chunk's."""
+    """The call's status code; BulkIngest's is its one chunk's, or the stream's when the stream
+    is refused (through the blocking client, which keeps that status: see blocking_streams)."""
+    if rpc == "BulkIngest":
+        ended = await first_answer(
+            w.target, BULK_INGEST, request, pb.BulkIngestResponse, metadata, wait_s=30
+        )
+        if ended.error is not None:
+            return _status_checked(ended.error)
+        assert isinstance(ended.answer, pb.BulkIngestResponse), ended
+        if ended.answer.HasField("error"):
+            return _reason_checked(ended.answer.error)
+        return grpc.StatusCode.OK
     try:
-        if rpc == "BulkIngest":
-            [answer] = [r async for r in w.stub.BulkIngest(iter([request]), metadata=metadata)]
-            if answer.HasField("error"):
-                return _reason_checked(answer.error)
-            return grpc.StatusCode.OK
         await getattr(w.stub, rpc)(request, metadata=metadata)
     except grpc.aio.AioRpcError as error:
-        status = rpc_status.from_call(error)
-        if status is not None:
-            _reason_checked(status)
-        return error.code()
+        return _status_checked(error)
     return grpc.StatusCode.OK
 
 
+def _status_checked(error: Any) -> grpc.StatusCode:
+    status = rpc_status.from_call(error)
+    if status is not None:
+        _reason_checked(status)
+    code: grpc.StatusCode = error.code()
+    return code
+
+
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+BULK_INGEST = path_of(pb.DESCRIPTOR.services_by_name["CommandService"], "BulkIngest")
 _REASONS = {
     grpc.StatusCode.PERMISSION_DENIED: "ACCESS_DENIED",
     grpc.StatusCode.UNAUTHENTICATED: "UNAUTHENTICATED",
