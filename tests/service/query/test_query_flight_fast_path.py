@@ -36,6 +36,7 @@ from qis_adapters.readstore.port import (
 from qis_domain.snaps import BUCKET_SPAN_US, Frequency, format_snap, parse_snap
 from qis_projector.application import segments as projector_segments
 from qis_query.application import segment_export
+from qis_query.application.ranges import SEGMENTS_PER_READ
 from qis_query.bootstrap import build
 from qis_query.entrypoints import flight
 from qis_query.entrypoints.flight import QueryFlight
@@ -218,21 +219,36 @@ def tickets(draw: st.DrawFn, series: int) -> dict[str, Any]:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(history=histories(), data=st.data(), small_segments=st.booleans())
+@given(
+    history=histories(),
+    data=st.data(),
+    small_segments=st.booleans(),
+    first_read=st.sampled_from([SEGMENTS_PER_READ, 1, 2]),
+    rows_per_read=st.sampled_from([segment_export.ROWS_PER_READ, 1, 5, 9]),
+)
 def test_the_fast_path_answers_as_the_pages_do(
-    history: History, data: st.DataObject, small_segments: bool
+    history: History,
+    data: st.DataObject,
+    small_segments: bool,
+    first_read: int,
+    rows_per_read: int,
 ) -> None:
+    """`first_read`, `rows_per_read`: store reads of every size, from a bucket at a time (3 or
+    4 rows a bucket) to the whole series."""
     # Small segments: buckets of more than 3 rows too large for one (read from the records).
     limit = 5_300 if small_segments else MAX_SEGMENT_BYTES
     with mock.patch.object(projector_segments, "MAX_SEGMENT_BYTES", limit):
         store = asyncio.run(write(history))
 
     async def compare() -> None:
-        async with endpoints(store) as where:
-            for _ in range(3):
-                ticket = data.draw(tickets(len(history.series)))
-                fast, paged = await both(where, ticket)
-                assert fast.equals(paged, check_metadata=True), ticket
+        with mock.patch.multiple(
+            segment_export, SEGMENTS_PER_READ=first_read, ROWS_PER_READ=rows_per_read
+        ):
+            async with endpoints(store) as where:
+                for _ in range(3):
+                    ticket = data.draw(tickets(len(history.series)))
+                    fast, paged = await both(where, ticket)
+                    assert fast.equals(paged, check_metadata=True), ticket
 
     asyncio.run(compare())
 

@@ -29,8 +29,9 @@ per-call limit: one DoGet streams the whole range in pages of at most 50,000 poi
 at most three in memory at a time (the one being sent, two read ahead), and the segments of
 one store read decoded ahead of them (16 buckets: for second prices, 57,600 points). Prices and
 volumes, when the endpoint is given the read model (`segments`), skip the pages: each store
-read's segments are decoded and sent as one batch (qis_query.application.segment_export), one
-in memory at a time and the next store read's payloads ahead; the answer is the same.
+read's segments are decoded and sent as one batch (qis_query.application.segment_export; a
+series' first read 16 buckets, the reads after it ~250,000 values), the one being sent and the
+next one decoded ahead in memory; the answer is the same.
 
 **Identity** is proven as on the gRPC port, by the same authenticator objects (QIS_AUTH): an
 `x-qis-user` header (dev), `authorization: Bearer <JWT>` (jwt), a client certificate (mtls), read
@@ -508,7 +509,7 @@ class QueryFlight:
         # What runs where. Prices and volumes, with `segments`: the loop runs the next store
         # read while the Flight thread sends one, and a thread of its decodes the read's
         # segments as one IPC stream and selects their rows (in Arrow, without the GIL); the
-        # Flight thread makes the read's batch (a few Arrow calls for 16 buckets) and sends it
+        # Flight thread makes the read's batch (a few Arrow calls a store read) and sends it
         # (_SegmentBatches). One hand-off a store read, none a page: 1M second prices cost
         # qis-query ~110 ns CPU a point against ~150 by pages, and stream ~1.3-1.7x as fast
         # on a busy 2-core machine. By pages (other exports): a thread of the loop's decodes the
@@ -769,7 +770,7 @@ class _SegmentBatches:
     """The batches of a price or volume export read from the segments (qis_query.application
     .segment_export), made on the Flight thread as it takes them, a store read's at a time.
     The loop runs the next store read while the Flight thread sends one, and a thread of its
-    decodes it (its payloads: ~3 MB of second prices, and their rows). A bucket too large for
+    decodes it (its payloads and their rows: ~30 MB of second prices). A bucket too large for
     a segment, or a series whose store read finds no segments (a rebuild switched to a read
     model built before them while the export streams), is read by pages, through `queries`,
     as the other exports are."""
