@@ -19,18 +19,15 @@ from qis_domain.errors import RetryLater
 from qis_query.application.export import ExportPage
 from qis_query.entrypoints.flight import READ_AHEAD, _batches, _ReadAhead
 
+from tests.support.loops import loop_in_thread
+
 PAGES = READ_AHEAD + 4
 
 
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with loop_in_thread() as loop:
+        yield loop
 
 
 class Pages:

@@ -32,8 +32,9 @@ def test_a_series_first_read_takes_the_fixed_number_from_the_buckets_start() -> 
 def test_the_reads_after_aim_at_the_rows_per_read() -> None:
     first = StoreRead.first(SERIES, 0, 0)
     assert first is not None
-    second = first.following(found([3_600] * SEGMENTS_PER_READ), SERIES, 0)
-    expected = ROWS_PER_READ * SEGMENTS_PER_READ // (3_600 * SEGMENTS_PER_READ)
+    second = first.following(found([10_000] * SEGMENTS_PER_READ), SERIES, 0)
+    expected = ROWS_PER_READ // 10_000
+    assert expected < MAX_SEGMENTS_PER_READ
     assert second == StoreRead(0, (SEGMENTS_PER_READ - 1) * HOUR + 1, expected)
 
 

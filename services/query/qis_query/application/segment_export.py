@@ -44,8 +44,11 @@ at ~250,000 rows a read (125,000 to 500,000 measured alike). While one read's ba
 the next is decoded: two reads' rows are held at once (~20 MB each of prices at this size, 80
 bytes a row, besides the next read's payloads)."""
 
-MAX_SEGMENTS_PER_READ = 1_024
-"""At most, whatever the rows: a read of tiny segments (a daily series' years) stays bounded."""
+MAX_SEGMENTS_PER_READ = 4 * SEGMENTS_PER_READ
+"""At most, whatever the rows: the rows of the read before only guess at the next one's, and a
+series' sparse start (a value an hour) followed by full buckets would otherwise have its next
+read take thousands of them. So a read holds at most 64 segments (of second prices, 230,400
+values; a segment holds 12 MiB at most, MAX_SEGMENT_BYTES)."""
 
 
 @dataclass(frozen=True, slots=True)

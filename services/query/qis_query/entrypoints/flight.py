@@ -877,6 +877,10 @@ def _wait(future: concurrent.futures.Future[T]) -> T:
     except TimeoutError:
         future.cancel()
         raise _LoopTimeout from None
+    except concurrent.futures.CancelledError:
+        # Only the loop's shutdown cancels work a Flight thread waits for (asyncio.run cancels
+        # every task): the service is stopping, as _ReadAhead answers then, not a bug.
+        raise _Stopping from None
 
 
 def _settle(done: asyncio.Future[None]) -> None:
