@@ -81,12 +81,15 @@ class Cluster:
     events: EventStore
     head: int  # after the seed: what every request waits for (min_position)
     issue_id: str
+    reader: SqliteReadStore
+    settings: QuerySettings
+    """The query service's: another instance may be started on `reader` with them."""
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+async def cluster(tmp_path: Path, **query: Any) -> AsyncIterator[Cluster]:
     """The command service, the projector and the query service (both ports), in jwt mode with
-    the command matrix's policies and series PX."""
+    the command matrix's policies and series PX; `query`: settings of the query service."""
     events = await SqliteEventStore.open(tmp_path / "events.db")  # the command app closes it
     writer = await SqliteReadStore.open(tmp_path / "read.db", "g1")
     await writer.set_active_generation("g1")
@@ -99,10 +102,10 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         ):
             command = pb_grpc.CommandServiceStub(channel)
             issue_id = await seed(command, events)
-            settings = query_settings(command_port, flight=True)
+            settings = query_settings(command_port, flight=True).model_copy(update=query)
             async with query_ports(reader, settings) as ports:
                 head = await events.head_position()
-                yield Cluster(command, ports, events, head, issue_id)
+                yield Cluster(command, ports, events, head, issue_id, reader, settings)
     finally:
         await reader.close()
         await writer.close()

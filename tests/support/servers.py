@@ -4,12 +4,13 @@ that need the real servicer, interceptor and error policy, but no projector or c
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc.aio
 from qis.data.v1 import query_service_pb2_grpc as q_grpc
 from qis_adapters.readstore.factory import AdministeredReadStore
+from qis_query.application.access import wall_clock_us
 from qis_query.bootstrap import build
 from qis_query.settings import QuerySettings
 
@@ -39,12 +40,14 @@ class QueryPorts:
 
 @contextlib.asynccontextmanager
 async def query_ports(
-    store: AdministeredReadStore, settings: QuerySettings
+    store: AdministeredReadStore,
+    settings: QuerySettings,
+    clock_us: Callable[[], int] = wall_clock_us,
 ) -> AsyncIterator[QueryPorts]:
     """Both ports of one query service (settings.flight_address must name one, port 0 for a
     free one). The Flight server answers from this test's event loop: call it from another
-    thread (asyncio.to_thread), never blocking the loop."""
-    app = await build(settings, store)
+    thread (asyncio.to_thread), never blocking the loop. `clock_us`: its tokens' (bootstrap.build)."""
+    app = await build(settings, store, clock_us)
     assert app.flight is not None, "settings.flight_address is empty"
     port = await app.server.start()
     try:

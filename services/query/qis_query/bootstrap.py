@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc.aio
@@ -24,11 +25,11 @@ from qis_query.adapters.command_client import Metadata, open_command_channel
 from qis_query.adapters.denials import CommandServiceRecorder
 from qis_query.adapters.groups import CommandServiceGroups
 from qis_query.adapters.redis_cache import RedisCache
-from qis_query.application.access import OpenAccess, PolicyAccess, ReadAccess
+from qis_query.application.access import OpenAccess, PolicyAccess, ReadAccess, wall_clock_us
 from qis_query.application.cache import AnswerCache, NoCache, QueryCache, SharedCache
 from qis_query.application.consistency import ReadPosition
 from qis_query.application.handlers import QueryHandlers
-from qis_query.application.paging import PageTokens, page_token_key
+from qis_query.application.paging import PageTokens
 from qis_query.application.sources import SourceQueries
 from qis_query.application.subscription import FeedSettings
 from qis_query.application.topics import TopicGroups
@@ -81,14 +82,19 @@ def answer_cache(
     return QueryCache(reader, settings.cache_limits(), shared_cache)
 
 
-def page_tokens(settings: QuerySettings) -> PageTokens:
-    """The page tokens under the settings' key (a random one when unset: see
-    QuerySettings.query_page_token_key), bound to the caller of the gRPC call being answered."""
-    key = settings.query_page_token_key
-    if key is None:
+def page_tokens(settings: QuerySettings, clock_us: Callable[[], int] = wall_clock_us) -> PageTokens:
+    """The page tokens under the settings' keys (a random one when unset: see
+    QuerySettings.query_page_token_key), bound to the caller of the gRPC call being answered,
+    issued on `clock_us` and living as long as the settings say."""
+    keys = settings.page_token_keys()
+    lifetime_us = settings.query_page_token_ttl_s * 1_000_000
+    if keys is None:
         log.info("page tokens: under a key made at start-up (QIS_QUERY_PAGE_TOKEN_KEY unset)")
-        return PageTokens.random(_caller)
-    return PageTokens(page_token_key(key.get_secret_value()), _caller)
+        return PageTokens.random(_caller, clock_us=clock_us, lifetime_us=lifetime_us)
+    key, previous = keys
+    return PageTokens(
+        key, _caller, previous_keys=previous, clock_us=clock_us, lifetime_us=lifetime_us
+    )
 
 
 def _caller() -> str:
@@ -131,9 +137,14 @@ def _access(
     return PolicyAccess(reader, read_position, recorder, authz.admins)
 
 
-async def build(settings: QuerySettings, reader: ReadModelReader | None = None) -> QueryApp:
+async def build(
+    settings: QuerySettings,
+    reader: ReadModelReader | None = None,
+    clock_us: Callable[[], int] = wall_clock_us,
+) -> QueryApp:
     """`reader`: a read store to serve instead of the one the settings name (tests inject an
-    in-memory or SQLite one); its owner closes it."""
+    in-memory or SQLite one); its owner closes it. `clock_us`: the time the tokens are issued
+    and read back at."""
     # First: a refused configuration opens no store.
     security = server_security(settings)
     authz = authorization(settings)
@@ -151,7 +162,7 @@ async def build(settings: QuerySettings, reader: ReadModelReader | None = None) 
     if settings.cache_redis_url:
         shared_cache = RedisCache.from_url(settings.cache_redis_url, settings.cache_redis_timeout_s)
     cache = answer_cache(reader, settings, shared_cache)
-    tokens = page_tokens(settings)
+    tokens = page_tokens(settings, clock_us)
     handlers = build_handlers(reader, settings, read_position, cache, tokens)
     token = settings.query_token.get_secret_value() if settings.query_token else None
     command_channel, metadata = open_command_channel(

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import SettingsConfigDict
 from qis_domain.routing import MAX_ENTRIES
 from qis_runtime.settings import CommonSettings
 
 from qis_query.application.cache import DEFAULT_CACHE_LIMITS, CacheLimits
 from qis_query.application.limits import DEFAULT_LIMITS, QueryLimits
-from qis_query.application.paging import page_token_key
+from qis_query.application.paging import PAGE_TOKEN_LIFETIME_US, page_token_key
 from qis_query.application.topics import DEFAULT_GROUP_SETTINGS, GroupSettings
 
 Seconds = Annotated[float, Field(gt=0, le=3_600)]
 """A period of the consumer groups: more than an hour would look stuck."""
+TokenLifetime = Annotated[int, Field(ge=1, le=90 * 86_400)]
+"""How long a page token resumes, s: longer than 90 days, a token would be a bookmark."""
 
 
 class QuerySettings(CommonSettings):
@@ -58,7 +68,17 @@ class QuerySettings(CommonSettings):
     of 32 random bytes, e.g. `openssl rand -base64 32`. The instances behind one address must
     share it, or a page from one refuses the token of another. Unset: a key made at start-up,
     so a token does not outlive a restart (the client's next page is INVALID_ARGUMENT on
-    page_token, and it lists again from the start). See qis_query.application.paging."""
+    page_token, and it lists again from the start). See qis_query.application.paging; to
+    rotate it, docs/security.md."""
+    query_page_token_previous_keys: SecretStr | None = None
+    """Keys that sealed page tokens before the current one, comma-separated, in the current
+    key's format (QIS_QUERY_PAGE_TOKEN_PREVIOUS_KEYS): a token sealed under one of them still
+    opens, none is sealed under them. A key rotation's (docs/security.md); needs
+    QIS_QUERY_PAGE_TOKEN_KEY."""
+    query_page_token_ttl_s: TokenLifetime = PAGE_TOKEN_LIFETIME_US // 1_000_000
+    """How long a page token resumes its listing after it was issued (QIS_QUERY_PAGE_TOKEN_TTL_S;
+    3 days); older, it is INVALID_ARGUMENT on page_token and the client
+    lists again from the start."""
     subscribe_poll_s: float = 0.02
     """How often a live subscription looks for new changes (QIS_SUBSCRIBE_POLL_S)."""
     subscribe_stall_timeout_s: float = 10.0
@@ -137,6 +157,33 @@ class QuerySettings(CommonSettings):
         page_token_key(key.get_secret_value())  # a bad key fails at start-up
         return key
 
+    @field_validator("query_page_token_previous_keys")
+    @classmethod
+    def _keys(cls, keys: SecretStr | None) -> SecretStr | None:
+        if keys is None or not keys.get_secret_value().strip():
+            return None
+        _previous_keys(keys)  # a bad key fails at start-up
+        return keys
+
+    @model_validator(mode="after")
+    def _previous_keys_need_a_key(self) -> QuerySettings:
+        # Without a key, one is made at start-up: a previous key would open tokens that
+        # nothing seals any more, most likely a half-done rotation.
+        if self.query_page_token_previous_keys is not None and self.query_page_token_key is None:
+            raise ValueError(
+                "QIS_QUERY_PAGE_TOKEN_PREVIOUS_KEYS needs QIS_QUERY_PAGE_TOKEN_KEY"
+                " (docs/security.md: rotating the page token key)"
+            )
+        return self
+
+    def page_token_keys(self) -> tuple[bytes, list[bytes]] | None:
+        """The page token key and the previous ones; None when no key is set."""
+        if self.query_page_token_key is None:
+            return None
+        previous = self.query_page_token_previous_keys
+        current = page_token_key(self.query_page_token_key.get_secret_value())
+        return current, [] if previous is None else _previous_keys(previous)
+
     def cache_limits(self) -> CacheLimits:
         return CacheLimits(
             self.cache_max_bytes,
@@ -166,3 +213,16 @@ class QuerySettings(CommonSettings):
             replay_scan_s=self.topics_replay_scan_s,
             replay_chunk=self.topics_replay_chunk,
         )
+
+
+def _previous_keys(keys: SecretStr) -> list[bytes]:
+    """The keys of a comma-separated list; ValueError naming the first bad one by its place,
+    never by its text."""
+    texts = [text for text in keys.get_secret_value().split(",") if text.strip()]
+    found = []
+    for place, text in enumerate(texts, 1):
+        try:
+            found.append(page_token_key(text))
+        except ValueError as error:
+            raise ValueError(f"previous key {place}: {error}") from None
+    return found

@@ -32,6 +32,7 @@ from qis_query.application.handlers import QueryHandlers
 from qis_query.application.subscription import FeedSettings
 
 from tests.service.projector.projector_support import append
+from tests.service.query.conftest import TOKENS
 
 DAY_US = 86_400_000_000
 BASE_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
@@ -85,7 +86,8 @@ class CacheWorld:
 
     def fresh(self) -> QueryHandlers:
         reader = InMemoryReadStore(self.database)
-        return QueryHandlers(reader, ReadPosition(reader, MAX_WAIT_S, max_age_s=0.0), FEED)
+        position = ReadPosition(reader, MAX_WAIT_S, max_age_s=0.0)
+        return QueryHandlers(reader, position, FEED, tokens=TOKENS)
 
     async def define(self, series_id: str, unit: str = "USD") -> int:
         version = self.schema_versions.get(series_id)

@@ -16,7 +16,16 @@ from tests.support.segmenting import SegmentingStore
 
 MAX_WAIT_S = 0.3
 FEED = FeedSettings(poll_s=0.005, stall_timeout_s=0.3, batch=2)  # small batches: several per test
-TOKENS = PageTokens.random()  # the `queries` fixture's: a test may seal a token of its own
+
+
+def token_clock_us() -> int:
+    """The clock these tests' tokens are issued on: one instant, so that two answers alike
+    carry one token (a token holds its issue time)."""
+    return 1_700_000_000_000_000
+
+
+TOKENS = PageTokens.random(clock_us=token_clock_us)
+"""The `queries` fixture's: a test may seal a token of its own."""
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ from qis_query.entrypoints import columns as column_view
 from qis_query.entrypoints import mapping
 from qis_query.entrypoints.grpc_service import QueryService
 
-from tests.service.query.conftest import FEED
+from tests.service.query.conftest import FEED, token_clock_us
 from tests.service.query.views import Row, column_rows, meaning, point_rows
 from tests.support.segmenting import FREQUENCY
 
@@ -362,7 +362,7 @@ async def calls(service: QueryService, q: Query, view: int) -> list[list[pb.Quer
     raise AssertionError("the range did not end")
 
 
-TOKENS = PageTokens.random()
+TOKENS = PageTokens.random(clock_us=token_clock_us)
 """The page tokens of every service of these tests: two services of one store answer alike,
 their tokens too."""
 

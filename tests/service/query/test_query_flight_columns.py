@@ -30,7 +30,7 @@ from qis_query.application.ranges import RangeQuery
 
 from tests.contract.readstore.test_readstore_contract import version
 from tests.service.query.cache_support import CacheWorld, snap
-from tests.service.query.conftest import FEED, MAX_WAIT_S
+from tests.service.query.conftest import FEED, MAX_WAIT_S, TOKENS
 from tests.service.query.readmodel import SERIES, write_scenario
 from tests.support.segmenting import SegmentingStore
 
@@ -132,7 +132,7 @@ async def test_values_read_from_the_records_have_the_same_columns(
     stored = cast(list[Segment], (await big.dump_all())["segments"])
     assert {s.rows for s in stored} == {OVERFLOW_ROWS}
     reader = InMemoryReadStore(big.database)
-    handlers = QueryHandlers(reader, ReadPosition(reader, MAX_WAIT_S), FEED)
+    handlers = QueryHandlers(reader, ReadPosition(reader, MAX_WAIT_S), FEED, tokens=TOKENS)
     for as_of in (LATEST, KnownAt(2_500), AtPosition(20)):
         query = RangeQuery(SERIES, as_of=as_of)
         whole = await pages(handlers, query, 2, None)

@@ -14,6 +14,7 @@ from qis.data.v1 import query_service_pb2 as q
 from qis_adapters.readstore import segments
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
 
+from tests.service.query.conftest import token_clock_us
 from tests.service.query.test_query_flight import (
     BAR,
     LONG,
@@ -77,11 +78,11 @@ async def _answers(ports: QueryPorts) -> list[Any]:
 async def test_a_format_1_model_answers_as_its_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
     old = await _model(monkeypatch, format_1=True)
     rebuilt = await _model(monkeypatch, format_1=False)
-    # One page token key: the two services seal the same tokens.
+    # One page token key and one clock: the two services seal the same tokens.
     same = settings(query_max_points_per_call=10_000, query_page_token_key=ONE_KEY)
-    async with query_ports(old, same) as ports:
+    async with query_ports(old, same, token_clock_us) as ports:
         before = await _answers(ports)
-    async with query_ports(rebuilt, same) as ports:
+    async with query_ports(rebuilt, same, token_clock_us) as ports:
         after = await _answers(ports)
     assert len(before) == len(after) == len(QUESTIONS) * 4 * 3
     assert all(answer for answer in before)  # every question has an answer to compare

@@ -21,7 +21,7 @@ from qis_query.application.limits import QueryLimits
 from qis_query.application.ranges import RangeQuery
 from qis_query.entrypoints.grpc_service import QueryService
 
-from tests.service.query.conftest import FEED
+from tests.service.query.conftest import FEED, TOKENS
 from tests.service.query.test_query_columns import SERIES, History, calls, write_history
 from tests.service.query.test_query_structure_columns import (
     CURVE,
@@ -65,7 +65,10 @@ def curves(node_counts: list[int]) -> list[values_pb2.DataValue]:
 
 
 def service(store: InMemoryReadStore, **limits: int) -> QueryService:
-    return QueryService(QueryHandlers(store, ReadPosition(store, 0.3), FEED, QueryLimits(**limits)))
+    queries = QueryHandlers(
+        store, ReadPosition(store, 0.3), FEED, QueryLimits(**limits), tokens=TOKENS
+    )
+    return QueryService(queries)
 
 
 def check_page_bytes(pages: list[list[int]], bound: int) -> None:

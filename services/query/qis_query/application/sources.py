@@ -44,11 +44,20 @@ class SourceFilter:
 class SourceView:
     """A source with its health entries, one per UTC day its feed reported, ascending, and the
     series among the instruments of the latest report that the caller may not read: they are
-    not shown, as the listings of series hold them back."""
+    not shown, as the listings of series hold them back, nor is the feed's traffic
+    (shows_traffic)."""
 
     entry: SourceEntry
     days: list[SourceHealthEntry]
     hidden: frozenset[str] = frozenset()
+
+    @property
+    def shows_traffic(self) -> bool:
+        """Whether the caller is shown what the feed did: its counts of requests, failures,
+        points and cost, of the latest report and added up, count the hidden series' traffic
+        too, and its last error is the provider's free text, which may name one. Only when
+        none is hidden (docs/security.md)."""
+        return not self.hidden
 
     @property
     def latest(self) -> SourceHealthEntry | None:

@@ -1,5 +1,6 @@
 """Data sources (qis_query.application.sources) to qis.data.v1.DataSource messages: the
-configuration, with the feed's latest health and usage as output-only fields."""
+configuration, with the feed's latest health and usage as output-only fields (its traffic only
+to a caller shown every series the feed feeds: SourceView.shows_traffic)."""
 
 from __future__ import annotations
 
@@ -60,17 +61,22 @@ def data_source(view: SourceView) -> series_pb2.DataSource:
             status_change_time=timestamp(health["status_since_us"]),
             start_time=timestamp(report.start_us),
             end_time=timestamp(report.end_us),
-            request_count=report.requests,
-            failure_count=report.failures,
-            rate_limited_count=report.rate_limited,
-            retry_count=report.retries,
-            last_error=report.last_error,
-            cost=health["cost"],
             report_time=timestamp(latest.reported_at_us),
-            points_received=report.points_received,
-            points_sent=report.points_sent,
         )
     )
+    if view.shows_traffic:
+        msg.health.MergeFrom(
+            series_pb2.DataSourceHealth(
+                request_count=report.requests,
+                failure_count=report.failures,
+                rate_limited_count=report.rate_limited,
+                retry_count=report.retries,
+                last_error=report.last_error,
+                cost=health["cost"],
+                points_received=report.points_received,
+                points_sent=report.points_sent,
+            )
+        )
     for instrument in report.instruments:
         if instrument.series_id in view.hidden:
             continue
@@ -85,6 +91,8 @@ def data_source(view: SourceView) -> series_pb2.DataSource:
         msg.health.latency_p99.CopyFrom(_duration(report.latency_p99_us))
     if report.last_success_us is not None:
         msg.health.last_success_time.CopyFrom(timestamp(report.last_success_us))
+    if not view.shows_traffic:
+        return msg
     msg.total_usage.CopyFrom(usage(view.total_usage()))
     msg.day_usage.CopyFrom(usage(SourceUsage.model_validate(health["day_usage"])))
     day = datetime.fromtimestamp(latest.day_us / 1_000_000, UTC).date()

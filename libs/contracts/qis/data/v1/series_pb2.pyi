@@ -1205,13 +1205,15 @@ class DataSource(_message.Message):
     @_builtins.property
     def total_usage(self) -> Global___DataSourceUsage:
         """What every health report of the source added up to, since it was registered. Set in
-        QueryService answers only; ignored in requests.
+        QueryService answers only, to a caller shown the feed's traffic (see DataSourceHealth);
+        ignored in requests.
         """
 
     @_builtins.property
     def day_usage(self) -> Global___DataSourceUsage:
         """What the health reports of one UTC day added up to: the day of the latest report. Set in
-        QueryService answers only; ignored in requests.
+        QueryService answers only, to a caller shown the feed's traffic (see DataSourceHealth);
+        ignored in requests.
         """
 
     @_builtins.property
@@ -1280,7 +1282,15 @@ Global___DataSourceRetryPolicy: _TypeAlias = DataSourceRetryPolicy  # noqa: Y015
 
 @_typing.final
 class DataSourceHealth(_message.Message):
-    """The latest health report of a data source, with what the service derived from it."""
+    """The latest health report of a data source, with what the service derived from it.
+
+    The feed's traffic (the fields marked "Traffic", and the source's total_usage and day_usage)
+    is shown only to a caller who may read every series of `instruments` (and to
+    administrators): it counts the requests and points of every series the feed feeds, and
+    last_error is the provider's free text, which may name one. A caller some of those series are
+    hidden from is shown the status, times, latencies and the instruments it may read, with the
+    traffic left at 0 or empty (and no total_usage, no day_usage).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1304,23 +1314,38 @@ class DataSourceHealth(_message.Message):
     status: Global___DataSourceStatus.ValueType
     """The status over the interval."""
     request_count: _builtins.int
-    """Requests made to the provider in the interval (HTTP calls, connections)."""
+    """Requests made to the provider in the interval (HTTP calls, connections).
+    Traffic: 0 or empty for some callers (see DataSourceHealth).
+    """
     failure_count: _builtins.int
-    """Of those, requests that failed (rate-limited ones included)."""
+    """Of those, requests that failed (rate-limited ones included).
+    Traffic: 0 or empty for some callers (see DataSourceHealth).
+    """
     rate_limited_count: _builtins.int
-    """Of the failures, responses that said "too many requests" (HTTP 429)."""
+    """Of the failures, responses that said "too many requests" (HTTP 429).
+    Traffic: 0 or empty for some callers (see DataSourceHealth).
+    """
     retry_count: _builtins.int
-    """Requests that were retries of an earlier one."""
+    """Requests that were retries of an earlier one.
+    Traffic: 0 or empty for some callers (see DataSourceHealth).
+    """
     last_error: _builtins.str
-    """The latest error the feed saw (at most 1,024 characters); empty: none."""
+    """The latest error the feed saw (at most 1,024 characters); empty: none.
+    Traffic: 0 or empty for some callers (see DataSourceHealth).
+    """
     cost: _builtins.str
     """Cost of the interval: request_count x the source's cost_per_request at the time of the
     report, computed by the service (decimal string, exact).
+    Traffic: 0 or empty for some callers (see DataSourceHealth).
     """
     points_received: _builtins.int
-    """Values the feed received from the provider in the interval (for this source)."""
+    """Values the feed received from the provider in the interval (for this source).
+    Traffic: 0 or empty for some callers (see DataSourceHealth).
+    """
     points_sent: _builtins.int
-    """Points the feed sent to the command service in the interval (stored or already stored)."""
+    """Points the feed sent to the command service in the interval (stored or already stored).
+    Traffic: 0 or empty for some callers (see DataSourceHealth).
+    """
     @_builtins.property
     def status_change_time(self) -> _timestamp_pb2.Timestamp:
         """When the source took this status: the end of the interval of the first report that gave

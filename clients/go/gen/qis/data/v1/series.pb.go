@@ -2010,10 +2010,12 @@ type DataSource struct {
 	// unset before the first. Set in QueryService answers only; ignored in requests.
 	Health *DataSourceHealth `protobuf:"bytes,9,opt,name=health,proto3" json:"health,omitempty"`
 	// What every health report of the source added up to, since it was registered. Set in
-	// QueryService answers only; ignored in requests.
+	// QueryService answers only, to a caller shown the feed's traffic (see DataSourceHealth);
+	// ignored in requests.
 	TotalUsage *DataSourceUsage `protobuf:"bytes,10,opt,name=total_usage,json=totalUsage,proto3" json:"total_usage,omitempty"`
 	// What the health reports of one UTC day added up to: the day of the latest report. Set in
-	// QueryService answers only; ignored in requests.
+	// QueryService answers only, to a caller shown the feed's traffic (see DataSourceHealth);
+	// ignored in requests.
 	DayUsage *DataSourceUsage `protobuf:"bytes,11,opt,name=day_usage,json=dayUsage,proto3" json:"day_usage,omitempty"`
 	// Where a feed finds the provider's secret (an API key, a token): "env:VARIABLE" (an
 	// environment variable of the feed's process; a letter or "_", then letters, digits, "_"; at
@@ -2208,6 +2210,13 @@ func (x *DataSourceRetryPolicy) GetMaxBackoff() *durationpb.Duration {
 }
 
 // The latest health report of a data source, with what the service derived from it.
+//
+// The feed's traffic (the fields marked "Traffic", and the source's total_usage and day_usage)
+// is shown only to a caller who may read every series of `instruments` (and to
+// administrators): it counts the requests and points of every series the feed feeds, and
+// last_error is the provider's free text, which may name one. A caller some of those series are
+// hidden from is shown the status, times, latencies and the instruments it may read, with the
+// traffic left at 0 or empty (and no total_usage, no day_usage).
 type DataSourceHealth struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The status over the interval.
@@ -2220,12 +2229,16 @@ type DataSourceHealth struct {
 	// End of the reported interval (exclusive).
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Requests made to the provider in the interval (HTTP calls, connections).
+	// Traffic: 0 or empty for some callers (see DataSourceHealth).
 	RequestCount int64 `protobuf:"varint,5,opt,name=request_count,json=requestCount,proto3" json:"request_count,omitempty"`
 	// Of those, requests that failed (rate-limited ones included).
+	// Traffic: 0 or empty for some callers (see DataSourceHealth).
 	FailureCount int64 `protobuf:"varint,6,opt,name=failure_count,json=failureCount,proto3" json:"failure_count,omitempty"`
 	// Of the failures, responses that said "too many requests" (HTTP 429).
+	// Traffic: 0 or empty for some callers (see DataSourceHealth).
 	RateLimitedCount int64 `protobuf:"varint,7,opt,name=rate_limited_count,json=rateLimitedCount,proto3" json:"rate_limited_count,omitempty"`
 	// Requests that were retries of an earlier one.
+	// Traffic: 0 or empty for some callers (see DataSourceHealth).
 	RetryCount int64 `protobuf:"varint,8,opt,name=retry_count,json=retryCount,proto3" json:"retry_count,omitempty"`
 	// Median latency of the interval's successful requests; unset when the feed did not measure.
 	LatencyP50 *durationpb.Duration `protobuf:"bytes,9,opt,name=latency_p50,json=latencyP50,proto3" json:"latency_p50,omitempty"`
@@ -2234,15 +2247,19 @@ type DataSourceHealth struct {
 	// The latest successful request, in this interval or before; unset: none yet.
 	LastSuccessTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_success_time,json=lastSuccessTime,proto3" json:"last_success_time,omitempty"`
 	// The latest error the feed saw (at most 1,024 characters); empty: none.
+	// Traffic: 0 or empty for some callers (see DataSourceHealth).
 	LastError string `protobuf:"bytes,12,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// Cost of the interval: request_count x the source's cost_per_request at the time of the
 	// report, computed by the service (decimal string, exact).
+	// Traffic: 0 or empty for some callers (see DataSourceHealth).
 	Cost string `protobuf:"bytes,13,opt,name=cost,proto3" json:"cost,omitempty"`
 	// Commit time of the report.
 	ReportTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=report_time,json=reportTime,proto3" json:"report_time,omitempty"`
 	// Values the feed received from the provider in the interval (for this source).
+	// Traffic: 0 or empty for some callers (see DataSourceHealth).
 	PointsReceived int64 `protobuf:"varint,15,opt,name=points_received,json=pointsReceived,proto3" json:"points_received,omitempty"`
 	// Points the feed sent to the command service in the interval (stored or already stored).
+	// Traffic: 0 or empty for some callers (see DataSourceHealth).
 	PointsSent int64 `protobuf:"varint,16,opt,name=points_sent,json=pointsSent,proto3" json:"points_sent,omitempty"`
 	// Per instrument of the feed, how fresh its latest value was at the end of the interval; at
 	// most 1,000, the stalest first when a feed has more.

@@ -1007,7 +1007,8 @@ export type DataSource = Message<"qis.data.v1.DataSource"> & {
 
   /**
    * What every health report of the source added up to, since it was registered. Set in
-   * QueryService answers only; ignored in requests.
+   * QueryService answers only, to a caller shown the feed's traffic (see DataSourceHealth);
+   * ignored in requests.
    *
    * @generated from field: qis.data.v1.DataSourceUsage total_usage = 10;
    */
@@ -1015,7 +1016,8 @@ export type DataSource = Message<"qis.data.v1.DataSource"> & {
 
   /**
    * What the health reports of one UTC day added up to: the day of the latest report. Set in
-   * QueryService answers only; ignored in requests.
+   * QueryService answers only, to a caller shown the feed's traffic (see DataSourceHealth);
+   * ignored in requests.
    *
    * @generated from field: qis.data.v1.DataSourceUsage day_usage = 11;
    */
@@ -1087,6 +1089,13 @@ export const DataSourceRetryPolicySchema: GenMessage<DataSourceRetryPolicy> = /*
 /**
  * The latest health report of a data source, with what the service derived from it.
  *
+ * The feed's traffic (the fields marked "Traffic", and the source's total_usage and day_usage)
+ * is shown only to a caller who may read every series of `instruments` (and to
+ * administrators): it counts the requests and points of every series the feed feeds, and
+ * last_error is the provider's free text, which may name one. A caller some of those series are
+ * hidden from is shown the status, times, latencies and the instruments it may read, with the
+ * traffic left at 0 or empty (and no total_usage, no day_usage).
+ *
  * @generated from message qis.data.v1.DataSourceHealth
  */
 export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
@@ -1121,6 +1130,7 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
 
   /**
    * Requests made to the provider in the interval (HTTP calls, connections).
+   * Traffic: 0 or empty for some callers (see DataSourceHealth).
    *
    * @generated from field: int64 request_count = 5;
    */
@@ -1128,6 +1138,7 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
 
   /**
    * Of those, requests that failed (rate-limited ones included).
+   * Traffic: 0 or empty for some callers (see DataSourceHealth).
    *
    * @generated from field: int64 failure_count = 6;
    */
@@ -1135,6 +1146,7 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
 
   /**
    * Of the failures, responses that said "too many requests" (HTTP 429).
+   * Traffic: 0 or empty for some callers (see DataSourceHealth).
    *
    * @generated from field: int64 rate_limited_count = 7;
    */
@@ -1142,6 +1154,7 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
 
   /**
    * Requests that were retries of an earlier one.
+   * Traffic: 0 or empty for some callers (see DataSourceHealth).
    *
    * @generated from field: int64 retry_count = 8;
    */
@@ -1170,6 +1183,7 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
 
   /**
    * The latest error the feed saw (at most 1,024 characters); empty: none.
+   * Traffic: 0 or empty for some callers (see DataSourceHealth).
    *
    * @generated from field: string last_error = 12;
    */
@@ -1178,6 +1192,7 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
   /**
    * Cost of the interval: request_count x the source's cost_per_request at the time of the
    * report, computed by the service (decimal string, exact).
+   * Traffic: 0 or empty for some callers (see DataSourceHealth).
    *
    * @generated from field: string cost = 13;
    */
@@ -1192,6 +1207,7 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
 
   /**
    * Values the feed received from the provider in the interval (for this source).
+   * Traffic: 0 or empty for some callers (see DataSourceHealth).
    *
    * @generated from field: int64 points_received = 15;
    */
@@ -1199,6 +1215,7 @@ export type DataSourceHealth = Message<"qis.data.v1.DataSourceHealth"> & {
 
   /**
    * Points the feed sent to the command service in the interval (stored or already stored).
+   * Traffic: 0 or empty for some callers (see DataSourceHealth).
    *
    * @generated from field: int64 points_sent = 16;
    */
