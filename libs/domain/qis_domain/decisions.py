@@ -111,7 +111,9 @@ class Timeline:
     adds the source's recorded figures of each bucket before the bucket is decided, and the
     decision puts every value of the command, so a value is compared with the source's value
     just before it whether that came in the same command, an earlier one, the same bucket or
-    an earlier one.
+    an earlier one. The recorded figures after the command's (a backfill's later ones, the
+    first of the later buckets) are added too: those whose look-back reaches a value of the
+    command are judged again.
     `floor_us` of a lookup bounds how far back "previous" reaches (see `look_back_floor`).
 
     Kept in columns (the fields of `Received`, one list each): a decision puts a thousand
@@ -124,6 +126,13 @@ class Timeline:
     sources: list[tuple[str, ...]] = field(default_factory=list)
     approx: list[float] = field(default_factory=list)
     covered: set[int] = field(default_factory=set)  # buckets whose candidates were added
+    # The command's own snaps, ascending (each bucket's, in bucket order): the figures its
+    # values set, which the figures after them within the rules' reach are judged against
+    # again (a backfill, a correction).
+    changed: list[int] = field(default_factory=list)
+    # Points of buckets before the deciding one whose next figure now makes no spike of them:
+    # the application has their bucket retract an open spike issue (SeriesBucket.unflag).
+    unspiked: list[int] = field(default_factory=list)
 
     @property
     def points(self) -> list[Received]:

@@ -33,6 +33,7 @@ class IssueStatus(enum.StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     OVERRIDDEN = "overridden"
+    RETRACTED = "retracted"  # by the system: no longer holds for the source's figures
 
 
 def quality_score(failures: Iterable[RuleFailure], breaks: int) -> Decimal:

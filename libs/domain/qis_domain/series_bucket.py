@@ -67,6 +67,7 @@ from qis_domain.events import (
     QualityIssueDetected,
     QualityOverridden,
     QualityRejected,
+    QualityRetracted,
     RawValue,
 )
 from qis_domain.names import issue_resource, point_resource
@@ -107,7 +108,14 @@ _RESOLVED: dict[type[DomainEvent], IssueStatus] = {
     QualityApproved: IssueStatus.APPROVED,
     QualityRejected: IssueStatus.REJECTED,
     QualityOverridden: IssueStatus.OVERRIDDEN,
+    QualityRetracted: IssueStatus.RETRACTED,
 }
+_Resolution = QualityApproved | QualityRejected | QualityOverridden | QualityRetracted
+# The rules of a value's look-back (rules.check_history) that a backfill or a correction of
+# the figures before it judges again; `spike`, about the point before, is judged with them.
+_JUDGED_AGAIN = frozenset({"jump", "spike_zscore", "stale"})
+AGAIN = "look-back judged again"
+REPLACED = "the source replaced the value"
 NO_VIEW = SeriesView()
 _V = TypeVar("_V", bound=tuple[Any, ...])
 _T = TypeVar("_T")
@@ -544,6 +552,14 @@ class _Observations(Mapping[int, dict[str, Observed]]):
             found |= self._in_mixed(snaps)
         return found
 
+    def held_apart(self, source_id: str, snaps: Sequence[int]) -> Iterator[tuple[int, Observed]]:
+        """(index in `snaps`, value) of the values of `source_id` at `snaps` held as dicts, as
+        every flagged or rejected value is: the only ones with issues."""
+        if self.mixed:
+            for i in np.flatnonzero(self._in_mixed(snaps)).tolist():
+                if (value := self.mixed[snaps[i]].get(source_id)) is not None:
+                    yield i, value
+
     def _in_mixed(self, snaps: Sequence[int]) -> np.ndarray[Any, Any]:
         """Which of `snaps` are held as dicts: fewer dicts than snaps are looked for among
         their sorted snaps, without a look-up per snap."""
@@ -756,6 +772,10 @@ class SeriesBucket:
         """A copy that shares no mutable state with this one (the maps' contents are
         immutable): a decision works on its own copy, so nothing changes under it."""
         copy = SeriesBucket(self.series_id, self.bucket_us)
+        if self.version is None:
+            # Nothing applied: the new one is the copy. An ingest reads the buckets after its
+            # own for its look-back rules (`rejudge`): in snap order, empty ones.
+            return copy
         copy.version = self.version
         copy.observed = self.observed.copy()
         copy.candidates = self.candidates.copy()
@@ -778,21 +798,35 @@ class SeriesBucket:
         return self._received(source_id, _SNAP_MIN, _SNAP_MAX, decider, last)
 
     def _received_near(
-        self, source_id: str, snaps_us: list[int], n: int, decider: Decider
+        self, source_id: str, snaps_us: list[int], n: int, decider: Decider, reach_in: bool
     ) -> list[Received]:
         """The received figures of `source_id` that a command of its values at `snaps_us`
-        (ascending) compares with or leaves for later buckets to compare with: those between
-        its points, the `n` before them and the last `n` of the bucket after them (the
-        command's own points get new ones). A command decodes what it may need, not the
-        whole bucket."""
+        (ascending) compares with, judges again or leaves for later buckets to compare with:
+        those between its points, the `n` before them, the first and the last `n` of the
+        bucket after them (the command's own points get new ones), and with `reach_in` (values
+        of the command in earlier buckets) the bucket's first `n`. A command decodes what it
+        may need, not the whole bucket."""
         first, last = snaps_us[0], snaps_us[-1] + 1
         snaps, raws = self._of_source(source_id, first, last)
         between = ~np.isin(snaps, snap_array(snaps_us), assume_unique=True)
+        after, after_raws = self._of_source(source_id, last, _SNAP_MAX)
+        if len(after) > 2 * n:
+            after = np.concatenate((after[:n], after[-n:]))
+            after_raws = np.concatenate((after_raws[:n], after_raws[-n:]))
+        before = self._received(source_id, _SNAP_MIN, first, decider, n)
+        if reach_in and before:
+            before = [*self._firsts(source_id, before[0].snap_us, n, decider), *before]
         return [
-            *self._received(source_id, _SNAP_MIN, first, decider, n),
+            *before,
             *self._figures(source_id, snaps[between], raws[between], decider),
-            *self._received(source_id, last, _SNAP_MAX, decider, n),
+            *self._figures(source_id, after, after_raws, decider),
         ]
+
+    def _firsts(self, source_id: str, before_us: int, n: int, decider: Decider) -> list[Received]:
+        """The received figures of the first `n` values of `source_id` before `before_us`:
+        those whose look-back may reach an earlier bucket."""
+        snaps, raws = self._of_source(source_id, _SNAP_MIN, before_us)
+        return self._figures(source_id, snaps[:n], raws[:n], decider)
 
     def _of_source(
         self, source_id: str, lo_us: int, hi_us: int
@@ -942,7 +976,10 @@ class SeriesBucket:
         compare each value with the received figures before it (decided earlier or by this
         very command), then the candidate and settlement of each point. A run of new points
         with one clean value each, and of points with a clean value of one other source, the
-        bulk-load cases, are decided in columns."""
+        bulk-load cases, are decided in columns. The source's own later figures whose look-back
+        reaches a new or changed value are judged again (`_judge_again`), and a changed value's
+        open issues retracted: a source's issues depend on the figures it sent, not on the
+        order they came in."""
         points, snaps, offsets = _in_snap_order(points)
         decide = Decider(definition, ctx)
         rules = definition.validation
@@ -985,21 +1022,24 @@ class SeriesBucket:
             # sent, nor on whether they came first.
             timeline = Timeline() if view.timeline is None else view.timeline
             if self.bucket_us not in timeline.covered:
-                timeline.add(self.bucket_us, self._received_near(source_id, snaps, back, decide))
+                reach_in = bool(timeline.changed) and timeline.changed[0] < self.bucket_us
+                near = self._received_near(source_id, snaps, back, decide, reach_in)
+                timeline.add(self.bucket_us, near)
             assert numbers is not None  # made with `incoming`
             figures = numbers if chosen is values else [value.number for value in chosen]
             floats = incoming if chosen is values else _value_floats(chosen, None)
             sources: list[tuple[str, ...]] = [(source_id,)] * len(snaps)
             if scalars is not None:  # every value a price or volume: each has a figure
                 timeline.put_columns(snaps, cast(list[Decimal], figures), sources, floats.tolist())
+                timeline.changed.extend(snaps)
             else:
-                timeline.put_all(
-                    [
-                        p
-                        for p in tuples_of(Received, snaps, figures, sources, floats.tolist())
-                        if p.figure is not None
-                    ]
-                )
+                put = [
+                    p
+                    for p in tuples_of(Received, snaps, figures, sources, floats.tolist())
+                    if p.figure is not None
+                ]
+                timeline.put_all(put)
+                timeline.changed.extend(p.snap_us for p in put)
             floor_us = look_back_floor(self.bucket_us, definition.frequency)
             windows = (
                 [rules.jump_window(decide.local_seconds(snap_us)) for snap_us in snaps]
@@ -1069,6 +1109,13 @@ class SeriesBucket:
             if prior is not None:
                 prior.settled(snap_us, rows.last_official(snap_us), decide.figure)
         rows.columns(batch, start, len(snaps), self.scheduled)
+        retracted = {REPLACED: self._replaced(source_id, snaps, raws), AGAIN: []}
+        again: list[DomainEvent] = []
+        if incoming is not None:  # a look-back rule: `timeline` holds the source's figures
+            spiked = {spike[0].snap_us for spike in spikes.values()}
+            again = self._judge_again(
+                definition, source_id, timeline, snaps, spiked, decide, issues, retracted[AGAIN]
+            )
         events: list[DomainEvent] = [
             DataIngested.model_construct(
                 series_id=self.series_id,
@@ -1084,7 +1131,176 @@ class SeriesBucket:
             issues.extend(self._late_arrivals(arrivals, source_id, snaps, ctx))
         if issues:
             events.append(QualityIssueDetected(series_id=self.series_id, issues=issues))
-        return events + rows.events(self.series_id, "automatic", ctx)
+        events.extend(self._retractions(retracted))
+        return events + rows.events(self.series_id, "automatic", ctx) + again
+
+    def rejudge(
+        self, definition: SeriesDefinition, source_id: str, ctx: CommandContext, view: SeriesView
+    ) -> list[DomainEvent]:
+        """A bucket after those of an ingest of `source_id`, within the rules' reach: its first
+        figures of the source are judged again where their look-back reaches a value of the
+        ingest (the view's timeline, as the ingest's decisions left it), as `ingest` judges
+        the later figures of its own buckets."""
+        timeline = view.timeline
+        if timeline is None or not timeline.changed or not len(self.candidates):
+            return []
+        decide = Decider(definition, ctx)
+        timeline.put_all(self._firsts(source_id, _SNAP_MAX, look_back(definition), decide))
+        issues: list[Issue] = []
+        retracted: list[tuple[str, int]] = []
+        again = self._judge_again(
+            definition, source_id, timeline, [], (), decide, issues, retracted
+        )
+        events: list[DomainEvent] = []
+        if issues:
+            events.append(QualityIssueDetected(series_id=self.series_id, issues=issues))
+        return events + self._retractions({AGAIN: retracted}) + again
+
+    def unflag(self, source_id: str, snaps: Iterable[int]) -> list[QualityRetracted]:
+        """Spikes about points of this bucket that a later bucket's decision no longer finds
+        (the next figure of the source changed): their open issues are retracted."""
+        return self._retractions({AGAIN: self._open_spikes(source_id, snaps)})
+
+    def _judge_again(
+        self,
+        definition: SeriesDefinition,
+        source_id: str,
+        timeline: Timeline,
+        own: Sequence[int],
+        spiked: Container[int],
+        decide: Decider,
+        issues: list[Issue],
+        retracted: list[tuple[str, int]],
+    ) -> list[DomainEvent]:
+        """The figures of `source_id` in this bucket whose look-back reaches a value of the
+        command (the timeline's `changed` snaps; `own`: this bucket's, ascending) are judged
+        again against the source's figures as they now are, so that its issues depend on the
+        figures it sent, not on the order they came in: what now fails and was not raised is
+        raised (added to `issues`), an open issue that no longer holds is retracted (added to
+        `retracted`; a person's decision stays as it is). The spike about the point before
+        each figure judged follows that point's next figure, whichever it now is (`spiked`:
+        the points the command's own values found one about). Returns the events of the
+        points whose issues changed, decided again by the shared settle step: a held one may
+        publish, a published one is never unpublished nor restated (its value is unchanged).
+        In snap order (nothing of the source after the command's first value) this reads one
+        point before the command's."""
+        back = look_back(definition)
+        floor_us = look_back_floor(self.bucket_us, definition.frequency)
+        end_us = self.bucket_us + BUCKET_SPAN_US[definition.frequency]
+        known, changed = timeline.snaps, timeline.changed
+        if not changed:
+            return []
+        fresh: Container[int]
+        again: list[int] = []
+        if len(known) - bisect.bisect_left(known, changed[0]) == len(changed):
+            # Every figure from the command's first on is the command's (snap order): none to
+            # judge again, and only the point before its first value here had another next
+            # figure (or none). A figure is the command's if it is not before its first.
+            fresh, own = range(changed[0], _SNAP_MAX), own[:1]
+        else:
+            fresh = set(changed)
+            reached: set[int] = set()
+            for snap_us in changed:
+                if floor_us <= snap_us < end_us:
+                    i = bisect.bisect_left(known, snap_us)
+                    reached.update(known[i + 1 : i + 1 + back])
+            again = sorted(s for s in reached - fresh if self.bucket_us <= s < end_us)
+        unspiked = []
+        for snap_us in own:
+            i = bisect.bisect_left(known, snap_us)
+            if i and (before := known[i - 1]) >= floor_us and before not in fresh:
+                unspiked.append(before)
+        rules = definition.validation
+        settle = []
+        for snap_us in again:
+            observed = self.observed[snap_us][source_id]
+            figure = cast(Decimal, decide.figure(observed.raw))  # in the timeline: it has one
+            previous = timeline.before(snap_us, back, floor_us)
+            window = (
+                rules.jump_window(decide.local_seconds(snap_us)) if rules.jump_windows else None
+            )
+            failures = check_history(figure, previous, rules, window)
+            if (spike := check_spike(figure, snap_us, previous, rules)) is not None:
+                issues.extend(self._spike_issue(decide.ctx, previous[-1], spike, issues))
+            elif previous and previous[-1].snap_us not in fresh:
+                unspiked.append(previous[-1].snap_us)
+            raised: dict[str, list[str]] = {}
+            for failure, iid in zip(observed.failures, observed.issue_ids, strict=True):
+                if failure.rule in _JUDGED_AGAIN:
+                    raised.setdefault(failure.rule, []).append(iid)
+            failing = {failure.rule for failure in failures}
+            new = [failure for failure in failures if failure.rule not in raised]
+            gone = [
+                (iid, snap_us)
+                for rule, iids in raised.items()
+                if rule not in failing
+                for iid in iids
+                if self.issues[iid].status is IssueStatus.OPEN
+            ]
+            if new or gone:
+                issues.extend(issues_of(decide.ctx.command_id, snap_us, source_id, new))
+                retracted.extend(gone)
+                settle.append(snap_us)
+        for snap_us in unspiked:
+            if snap_us in spiked:
+                continue
+            if snap_us >= self.bucket_us:
+                retracted.extend(self._open_spikes(source_id, [snap_us]))
+            else:  # the bucket that holds it retracts it (see `unflag`)
+                timeline.unspiked.append(snap_us)
+        if not settle:
+            return []
+        # Decided again on a copy of the state the new issues and retractions lead to.
+        points = set(settle)
+        after = self.clone()
+        after._apply_issues([i for i in issues if i.snap_us in points])
+        gone = [(iid, snap_us) for iid, snap_us in retracted if snap_us in points]
+        for event in self._retractions({AGAIN: gone}):
+            after._apply_resolution(event)
+        return after._redecide(definition, settle, decide.ctx, AGAIN)
+
+    def _open_spikes(self, source_id: str, snaps: Iterable[int]) -> list[tuple[str, int]]:
+        """(issue id, snap) of the open spike issues about the values of `source_id` at
+        `snaps`: on flagged values, all held as dicts (a look-up, not a row made of columns)."""
+        out: list[tuple[str, int]] = []
+        for snap_us in snaps:
+            observed = self.observed.mixed.get(snap_us, {}).get(source_id)
+            if observed is not None:
+                out.extend(
+                    (iid, snap_us)
+                    for failure, iid in zip(observed.failures, observed.issue_ids, strict=True)
+                    if failure.rule == "spike" and self.issues[iid].status is IssueStatus.OPEN
+                )
+        return out
+
+    def _replaced(
+        self, source_id: str, snaps: list[int], raws: list[RawValue]
+    ) -> list[tuple[str, int]]:
+        """(issue id, snap) of the open issues of the values of `source_id` that an ingest at
+        `snaps` replaces with different ones: about a value that no longer stands (the new
+        one raises its own)."""
+        return [
+            (iid, snaps[i])
+            for i, old in self.observed.held_apart(source_id, snaps)
+            if old.raw != raws[i]
+            for iid in old.issue_ids
+            if self.issues[iid].status is IssueStatus.OPEN
+        ]
+
+    def _retractions(
+        self, retracted: Mapping[str, list[tuple[str, int]]]
+    ) -> list[QualityRetracted]:
+        """A QualityRetracted per reason with issues (id, snap) to retract."""
+        return [
+            QualityRetracted(
+                series_id=self.series_id,
+                issue_ids=[i for i, _ in pairs],
+                snaps=[s for _, s in pairs],
+                reason=reason,
+            )
+            for reason, pairs in retracted.items()
+            if pairs
+        ]
 
     def _reconciled(
         self,
@@ -1690,31 +1906,7 @@ class SeriesBucket:
             self.observed.ingest(event.source_id, event.snaps, event.values, meta.user_id)
             outcome = outcome + CommandOutcome(position, accepted=len(event.snaps))
         elif isinstance(event, QualityIssueDetected):
-            # Lateness is about when a value came, not about the value: it holds nothing and
-            # counts no failed check, whether it was raised before or on arrival, so its
-            # point's values stay as they are (in columns).
-            self.observed.mix(
-                i.snap_us for i in event.issues if i.source_id and i.rule not in _LATENESS
-            )
-            for issue in event.issues:
-                self.issues[issue.issue_id] = IssueState(
-                    issue.snap_us, issue.source_id, issue.rule, issue.blocking
-                )
-                if issue.rule == "missed_cutoff":
-                    self.scheduled.pop(issue.snap_us, None)
-                flagged = self.observed.get(issue.snap_us, {}).get(issue.source_id)
-                if flagged is not None and issue.rule not in _LATENESS:
-                    failure = RuleFailure(issue.rule, Severity(issue.severity), issue.evidence)
-                    self._replace_observed(
-                        issue.snap_us,
-                        issue.source_id,
-                        flagged._replace(
-                            failures=(*flagged.failures, failure),
-                            issue_ids=(*flagged.issue_ids, issue.issue_id),
-                            # a new error holds the value again; a new warning does not
-                            cleared=flagged.cleared and not failure.blocking,
-                        ),
-                    )
+            self._apply_issues(event.issues)
             outcome = outcome + CommandOutcome(
                 position, flagged=len({i.snap_us for i in event.issues})
             )
@@ -1763,7 +1955,7 @@ class SeriesBucket:
             outcome = outcome + CommandOutcome(position, published=len(event.snaps))
         elif isinstance(event, PublicationScheduled):
             self.scheduled.update(zip(event.snaps, event.due_us, strict=True))
-        elif isinstance(event, QualityApproved | QualityRejected | QualityOverridden):
+        elif isinstance(event, _Resolution):
             self._apply_resolution(event)
         elif isinstance(event, ManualOverrideSet):
             for snap_us, expiry in zip(event.snaps, event.expires_us, strict=True):
@@ -1774,9 +1966,32 @@ class SeriesBucket:
         # outcome's position is where the command's append ended, the consistency token.
         self._outcomes[command_id] = outcome + CommandOutcome(position)
 
-    def _apply_resolution(
-        self, event: QualityApproved | QualityRejected | QualityOverridden
-    ) -> None:
+    def _apply_issues(self, issues: Sequence[Issue]) -> None:
+        # Lateness is about when a value came, not about the value: it holds nothing and
+        # counts no failed check, whether it was raised before or on arrival, so its point's
+        # values stay as they are (in columns).
+        self.observed.mix(i.snap_us for i in issues if i.source_id and i.rule not in _LATENESS)
+        for issue in issues:
+            self.issues[issue.issue_id] = IssueState(
+                issue.snap_us, issue.source_id, issue.rule, issue.blocking
+            )
+            if issue.rule == "missed_cutoff":
+                self.scheduled.pop(issue.snap_us, None)
+            flagged = self.observed.get(issue.snap_us, {}).get(issue.source_id)
+            if flagged is not None and issue.rule not in _LATENESS:
+                failure = RuleFailure(issue.rule, Severity(issue.severity), issue.evidence)
+                self._replace_observed(
+                    issue.snap_us,
+                    issue.source_id,
+                    flagged._replace(
+                        failures=(*flagged.failures, failure),
+                        issue_ids=(*flagged.issue_ids, issue.issue_id),
+                        # a new error holds the value again; a new warning does not
+                        cleared=flagged.cleared and not failure.blocking,
+                    ),
+                )
+
+    def _apply_resolution(self, event: _Resolution) -> None:
         status = _RESOLVED[type(event)]
         for iid in event.issue_ids:
             issue = self.issues[iid]._replace(status=status)
@@ -1787,6 +2002,18 @@ class SeriesBucket:
             if isinstance(event, QualityRejected) and observed is not None:
                 self._replace_observed(
                     issue.snap_us, issue.source_id, observed._replace(rejected=True)
+                )
+            elif isinstance(event, QualityRetracted) and observed is not None:
+                # No longer a failure of the value: it counts in neither its score nor its
+                # flags, and holds it no more (an error a person approved still does not).
+                kept = [k for k, i in enumerate(observed.issue_ids) if i != iid]
+                left = observed._replace(
+                    failures=tuple(observed.failures[k] for k in kept),
+                    issue_ids=tuple(observed.issue_ids[k] for k in kept),
+                )
+                cleared = left.cleared or not self._holds(left)
+                self._replace_observed(
+                    issue.snap_us, issue.source_id, left._replace(cleared=cleared)
                 )
             elif isinstance(event, QualityApproved):
                 if observed is None:

@@ -558,6 +558,25 @@ async def test_a_resolution_closes_its_issue_and_a_replay_never_reopens_it(store
     assert await store.list_issues(IssueFilter(status="open"), "", 10) == []
 
 
+async def test_a_retraction_by_the_system_closes_its_issue_apart_from_a_persons(
+    store: Adapter,
+) -> None:
+    """QualityRetracted projects as a resolution of its own status: out of the open queue,
+    found by `status = RETRACTED`, with the reason the system gave."""
+    retracted = IssueResolution(
+        "S1", "I1", "retracted", "feed", "look-back judged again", 15_000, 15
+    )
+    approved = IssueResolution("S1", "I2", "approved", "bob", "fine", 16_000, 16)
+    batch = ProjectionBatch(issues=[issue("I1", 10), issue("I2", 11)], resolutions=[retracted])
+    await store.apply(batch, 15)
+    await store.apply(ProjectionBatch(resolutions=[approved]), 16)
+    assert await store.list_issues(IssueFilter(status="open"), "", 10) == []
+    [found] = await store.list_issues(IssueFilter(status="retracted"), "", 10)
+    assert (found.issue_id, found.resolution_reason) == ("I1", "look-back judged again")
+    [person] = await store.list_issues(IssueFilter(status="approved"), "", 10)
+    assert person.issue_id == "I2"
+
+
 async def test_issue_filters_and_pagination(store: Adapter) -> None:
     issues = [
         issue("I1", 10),

@@ -82,8 +82,11 @@ async def test_a_rejected_decision_forgets_the_earlier_buckets_it_read_to_look_b
     await feed.ingest(0, 10)
     earlier = bucket_stream("PX", START_US)
     feed.repository.forget(earlier)  # as after an eviction: the look-back reads it again
-    held = feed.repository.held
     next_us = START_US + 3600 * 1_000_000  # the next bucket: its points look back to `earlier`
+    # The first ingest read it, with the other buckets within the rules' reach after its own,
+    # for their figures to judge again (none): forgotten too, as after an eviction.
+    feed.repository.forget(bucket_stream("PX", next_us))
+    held = feed.repository.held
     read: list[int] = []
     decide = SeriesBucket.ingest
 

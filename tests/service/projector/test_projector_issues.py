@@ -1,6 +1,7 @@
 """Quality issues are projected per series: an issue id is unique within its series only, so two
 series raising the same id keep one issue each, and a resolution (whose event names its series)
-settles the issue of that series alone."""
+settles the issue of that series alone; a retraction by the system is a resolution of its own
+status."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ from qis_adapters.eventstore.memory import InMemoryEventStore
 from qis_adapters.readstore.memory import InMemoryReadDatabase, InMemoryReadStore
 from qis_adapters.readstore.port import IssueFilter
 from qis_domain.decisions import issue_id
-from qis_domain.events import QualityApproved, QualityIssueDetected, QualityRejected
+from qis_domain.events import (
+    QualityApproved,
+    QualityIssueDetected,
+    QualityRejected,
+    QualityRetracted,
+)
 from qis_domain.events.points import Issue
+from qis_domain.series_bucket import AGAIN
 from qis_projector.application.projector import Projector
 
 from tests.service.projector.projector_support import BASE_US, append
@@ -64,3 +71,20 @@ async def test_the_same_issue_id_in_two_series_is_two_issues_resolved_apart() ->
     assert await listed(IssueFilter()) == [("S1", "approved", "S1"), ("S2", "rejected", "S2")]
     (s1,) = await writer.list_issues(IssueFilter(series_id="S1"), "", 10)
     assert (s1.resolution_reason, s1.position) == ("checked", approved)
+
+
+async def test_a_retraction_projects_as_the_systems_resolution() -> None:
+    """QualityRetracted (the system closing an issue that no longer holds for its source's
+    figures) projects with the status `retracted` and the reason it gives."""
+    events = InMemoryEventStore()
+    await append(events, "series/S1/points/0", detected("S1"))
+    retracted = await append(
+        events,
+        "series/S1/points/0",
+        QualityRetracted(series_id="S1", issue_ids=[SAME], snaps=[SNAP], reason=AGAIN),
+    )
+    writer = InMemoryReadStore(InMemoryReadDatabase(), "g1")
+    await writer.set_active_generation("g1")
+    await asyncio.wait_for(Projector(events, writer).run(until_position=retracted), 10)
+    (issue,) = await writer.list_issues(IssueFilter(series_id="S1"), "", 10)
+    assert (issue.status, issue.resolution_reason) == ("retracted", AGAIN)

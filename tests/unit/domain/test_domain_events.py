@@ -60,6 +60,7 @@ from qis_domain.events import (
     QualityMetricsCalculated,
     QualityOverridden,
     QualityRejected,
+    QualityRetracted,
     SchemaEvolved,
     SeriesDefined,
     SourceAdded,
@@ -323,6 +324,9 @@ EXAMPLES: dict[type[DomainEvent], DomainEvent] = {
     ),
     QualityOverridden: QualityOverridden(
         series_id="SPX", issue_ids=["i-3", "i-4"], snaps=[S1, S1], reason="exchange official close"
+    ),
+    QualityRetracted: QualityRetracted(
+        series_id="SPX", issue_ids=["i-5"], snaps=[S1], reason="look-back judged again"
     ),
     ManualOverrideSet: ManualOverrideSet(
         series_id="SPX", snaps=[S1], expires_us=[S2], reason_codes=["EXCHANGE_CORRECTION"]

@@ -187,8 +187,9 @@ class Observation(NamedTuple):
     flags: tuple[str, ...] = ()
 
 
-ISSUE_STATUSES = ("open", "approved", "rejected", "overridden")
-"""Where a quality issue is in the exception queue: raised open, then resolved once."""
+ISSUE_STATUSES = ("open", "approved", "rejected", "overridden", "retracted")
+"""Where a quality issue is in the exception queue: raised open, then resolved once (by a
+person, or retracted by the system when it no longer holds for its source's figures)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,12 +215,12 @@ class QualityIssue:
 
 @dataclass(frozen=True, slots=True)
 class IssueResolution:
-    """A person settled the issue (series_id, issue_id). Applied after the batch's issues;
-    idempotent."""
+    """A person settled the issue (series_id, issue_id), or the system retracted it. Applied
+    after the batch's issues; idempotent."""
 
     series_id: str  # the series the resolving event names: an issue id alone is ambiguous
     issue_id: str
-    status: str  # "approved" | "rejected" | "overridden"
+    status: str  # "approved" | "rejected" | "overridden" | "retracted"
     resolved_by: str
     resolution_reason: str
     resolved_at_us: int

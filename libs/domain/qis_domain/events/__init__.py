@@ -29,6 +29,7 @@ from qis_domain.events.points import (
     QualityIssueDetected,
     QualityOverridden,
     QualityRejected,
+    QualityRetracted,
     RawValue,
 )
 from qis_domain.events.quality import QualityMetricsCalculated
@@ -67,6 +68,7 @@ ALL_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     QualityApproved,
     QualityRejected,
     QualityOverridden,
+    QualityRetracted,
     ManualOverrideSet,
     ManualOverrideExpired,
     QualityMetricsCalculated,
@@ -141,6 +143,7 @@ __all__ = [
     "QualityMetricsCalculated",
     "QualityOverridden",
     "QualityRejected",
+    "QualityRetracted",
     "RawValue",
     "SchemaEvolved",
     "SeriesDefined",

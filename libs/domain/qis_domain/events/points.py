@@ -282,7 +282,8 @@ class PublicationScheduled(_Columns):
 
 
 class _Resolution(DomainEvent):
-    """A person's decision on open quality issues (the exception queue)."""
+    """A decision on open quality issues (the exception queue): a person's, but for
+    QualityRetracted."""
 
     series_id: str
     issue_ids: list[str]
@@ -306,6 +307,15 @@ class QualityOverridden(_Resolution):
     """The issues are settled by a manual value (see ManualOverrideSet)."""
 
     event_type: ClassVar[str] = "QualityOverridden"
+
+
+class QualityRetracted(_Resolution):
+    """The system's: the issues no longer hold for the figures their source has sent (a
+    backfill or a correction changed what a look-back rule compared with, or the source
+    replaced the value they were about). Only open issues are retracted, never a person's
+    decision."""
+
+    event_type: ClassVar[str] = "QualityRetracted"
 
 
 class ManualOverrideSet(_Columns):

@@ -52,6 +52,7 @@ from qis_domain.rules import CalendarView
 from qis_domain.scalar_points import ScalarPoints
 from qis_domain.scheduler_state import SCHEDULER_STREAM, SchedulerState
 from qis_domain.series_bucket import (
+    LOOK_BACK_BUCKETS,
     SeriesBucket,
     bucket_stream,
     look_back,
@@ -196,7 +197,9 @@ class CommandHandlers:
                 series = await self._series(cmd.series_id)
             else:
                 by_bucket = _by_bucket(cmd.points, span, snaps)
-                wanted = _buckets_of(cmd.series_id, sorted(by_bucket))
+                # With the buckets after the command's, which a look-back rule's re-judging
+                # reads (in the same round trip; unused by a series without one).
+                wanted = _buckets_of(cmd.series_id, _with_later(by_bucket, span))
                 series, record, *buckets = await self._load(
                     _definition_of(cmd.series_id),
                     _record_of(series_name(cmd.series_id), ctx.command_id),
@@ -252,6 +255,14 @@ class CommandHandlers:
             earlier: dict[int, SeriesBucket] = {}
             changes: list[Change] = []
             for bucket in loaded:
+                if bucket.bucket_us not in by_bucket:
+                    # After the command's buckets (in snap order, empty): the figures whose
+                    # look-back reaches its values are judged again, in bucket order.
+                    if timeline is not None and (
+                        events := bucket.rejudge(definition, cmd.source_id, ctx, view)
+                    ):
+                        changes.append((bucket, events))
+                    continue
                 if timeline is not None:
                     await self._add_received(timeline, definition, cmd.source_id, bucket, earlier)
                 if structures is not None:
@@ -267,11 +278,13 @@ class CommandHandlers:
                 changes.append(
                     (bucket, bucket.ingest(definition, cmd.source_id, points, ctx, view))
                 )
-            return await self._route_issues(cmd.series_id, definition, changes, earlier)
+            unspiked = [] if timeline is None else timeline.unspiked
+            return await self._route_issues(
+                cmd.series_id, definition, changes, earlier, (cmd.source_id, unspiked)
+            )
 
-        return await self._decide_buckets(
-            ctx, cmd.series_id, cmd, sorted(by_bucket), decide, preloaded
-        )
+        buckets = _with_later(by_bucket, span) if look_back(definition) else sorted(by_bucket)
+        return await self._decide_buckets(ctx, cmd.series_id, cmd, buckets, decide, preloaded)
 
     async def publish(self, cmd: PublishPoints, ctx: CommandContext) -> CommandResult:
         definition = (await self._series(cmd.series_id)).require_definition()
@@ -583,11 +596,14 @@ class CommandHandlers:
         definition: SeriesDefinition,
         changes: list[Change],
         earlier: dict[int, SeriesBucket],
+        unspiked: tuple[str, Sequence[int]] = ("", ()),
     ) -> list[Change]:
         """A decision may raise issues about points of an earlier bucket (a spike is seen when
         the move back arrives): each goes to the bucket that owns the point, in the same atomic
         append, in one QualityIssueDetected with that bucket's own issues (its points counted
-        once); a bucket the command does not touch is the one its figures were read from."""
+        once); a bucket the command does not touch is the one its figures were read from. Or
+        find that the spike about such a point no longer holds (`unspiked`: the source and
+        the points): the bucket that owns it retracts its open spike issue."""
         buckets = {a.bucket_us: a for a, _ in changes if isinstance(a, SeriesBucket)}
         events_of: dict[int, list[DomainEvent]] = {}
         foreign: dict[int, list[Issue]] = {}
@@ -619,6 +635,17 @@ class CommandHandlers:
                 assert isinstance(current, QualityIssueDetected)
                 merged = [*current.issues, *flagged.issues]
                 events[held[0]] = current.model_copy(update={"issues": merged})
+        source_id, points = unspiked
+        by_owner: dict[int, list[int]] = {}
+        for snap_us in points:
+            by_owner.setdefault(bucket_of(snap_us, definition.frequency), []).append(snap_us)
+        for owner, snaps in sorted(by_owner.items()):
+            bucket = (
+                buckets.get(owner) or earlier.get(owner) or await self._bucket(series_id, owner)
+            )
+            if retracted := bucket.unflag(source_id, snaps):
+                buckets[owner] = bucket
+                events_of.setdefault(owner, []).extend(retracted)
         return [(buckets[b], events_of[b]) for b in sorted(buckets)]
 
     def _calendar_view(
@@ -798,6 +825,13 @@ def _earlier_outcome(aggregates: Sequence[Aggregate], command_id: str) -> Comman
     outcome."""
     outcomes = [o for a in aggregates if (o := a.outcome_of(command_id)) is not None]
     return reduce(lambda x, y: x + y, outcomes) if outcomes else None
+
+
+def _with_later(buckets: Iterable[int], span: int) -> list[int]:
+    """`buckets` (their starts) and the buckets after each whose points may look back to it
+    (it is above their look-back floor), ascending."""
+    reach = range(0, (LOOK_BACK_BUCKETS + 1) * span, span)
+    return sorted({b + k for b in buckets for k in reach})
 
 
 def _buckets_before(definition: SeriesDefinition, bucket: SeriesBucket) -> range:

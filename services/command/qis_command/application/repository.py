@@ -76,9 +76,12 @@ class Wanted(Generic[A_co]):
     cache: bool = True
 
 
-_CACHED_HERE: ContextVar[list[str] | None] = ContextVar("cached_here", default=None)
-"""The streams the loads of the running task cached, inside Repository.forgotten_on_failure
-(a context variable: the commands interleaved on the loop each have their own)."""
+_CACHED_HERE: ContextVar[list[tuple[str, Aggregate]] | None] = ContextVar(
+    "cached_here", default=None
+)
+"""The streams the loads of the running task cached, with the aggregate each cached, inside
+Repository.forgotten_on_failure (a context variable: the commands interleaved on the loop each
+have their own)."""
 
 
 class Repository:
@@ -110,7 +113,7 @@ class Repository:
                     self._cache[w.stream] = aggregate
                     self._count(w.stream)
                     if (cached_here := _CACHED_HERE.get()) is not None:
-                        cached_here.append(w.stream)
+                        cached_here.append((w.stream, aggregate))
             else:
                 aggregate = cached
                 self._cache.move_to_end(w.stream)
@@ -140,14 +143,17 @@ class Repository:
         """Within, what this task's loads (and those of tasks it starts) bring into the cache is
         forgotten if the block raises: a rejected command leaves the cache as it found it,
         not filled with what was read for a decision that was not made. What other commands
-        cached meanwhile, interleaved on the loop, stays."""
-        cached: list[str] = []
+        cached meanwhile, interleaved on the loop, stays, and so does what this task cached
+        and another command saved to since (its state then is that command's copy): an ingest
+        reads the buckets after its own, which another source's commands may be writing."""
+        cached: list[tuple[str, Aggregate]] = []
         token = _CACHED_HERE.set(cached)
         try:
             yield
         except Exception:
-            for stream in cached:
-                self.forget(stream)
+            for stream, aggregate in cached:
+                if self._cache.get(stream) is aggregate:
+                    self.forget(stream)
             raise
         finally:
             _CACHED_HERE.reset(token)

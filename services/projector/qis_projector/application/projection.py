@@ -55,6 +55,7 @@ from qis_domain.events import (
     QualityMetricsCalculated,
     QualityOverridden,
     QualityRejected,
+    QualityRetracted,
     RawValue,
     SchemaEvolved,
     SeriesDefined,
@@ -74,6 +75,7 @@ _RESOLUTION_STATUS = {
     QualityApproved: "approved",
     QualityRejected: "rejected",
     QualityOverridden: "overridden",
+    QualityRetracted: "retracted",
 }
 
 
@@ -228,7 +230,9 @@ class Projection:
         self._audit(decoded, recorded_at, details, source_id=event.source_id)
 
     def _resolution(self, decoded: DecodedEvent, recorded_at: int) -> None:
-        event = cast(QualityApproved | QualityRejected | QualityOverridden, decoded.event)
+        event = cast(
+            QualityApproved | QualityRejected | QualityOverridden | QualityRetracted, decoded.event
+        )
         status = _RESOLUTION_STATUS[type(event)]
         user, position = decoded.metadata.user_id, decoded.record.position
         # An issue id is unique within its series only: the event's series is half the key.
@@ -493,6 +497,7 @@ _HANDLERS: dict[type[DomainEvent], _Handler] = {
     QualityApproved: Projection._resolution,
     QualityRejected: Projection._resolution,
     QualityOverridden: Projection._resolution,
+    QualityRetracted: Projection._resolution,
     ManualOverrideSet: Projection._override_set,
     ManualOverrideExpired: Projection._point_schedule,
     PublicationScheduled: Projection._point_schedule,

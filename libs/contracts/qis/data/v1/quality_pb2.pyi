@@ -254,6 +254,11 @@ class _QualityIssueStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Qu
     """The flagged source value was rejected: kept as lineage, no longer reconciled."""
     QUALITY_ISSUE_STATUS_OVERRIDDEN: _QualityIssueStatus.ValueType  # 4
     """A manual value was published instead."""
+    QUALITY_ISSUE_STATUS_RETRACTED: _QualityIssueStatus.ValueType  # 5
+    """Closed by the system: it no longer holds for the figures its source has sent (a backfill
+    or a correction changed what a look-back rule compared with, or the source replaced the
+    value). Never a person's decision, which the system leaves as it is.
+    """
 
 class QualityIssueStatus(_QualityIssueStatus, metaclass=_QualityIssueStatusEnumTypeWrapper):
     """Where a quality issue is in the exception queue."""
@@ -268,4 +273,9 @@ QUALITY_ISSUE_STATUS_REJECTED: QualityIssueStatus.ValueType  # 3
 """The flagged source value was rejected: kept as lineage, no longer reconciled."""
 QUALITY_ISSUE_STATUS_OVERRIDDEN: QualityIssueStatus.ValueType  # 4
 """A manual value was published instead."""
+QUALITY_ISSUE_STATUS_RETRACTED: QualityIssueStatus.ValueType  # 5
+"""Closed by the system: it no longer holds for the figures its source has sent (a backfill
+or a correction changed what a look-back rule compared with, or the source replaced the
+value). Never a person's decision, which the system leaves as it is.
+"""
 Global___QualityIssueStatus: _TypeAlias = QualityIssueStatus  # noqa: Y015

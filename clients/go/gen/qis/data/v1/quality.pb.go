@@ -272,6 +272,10 @@ const (
 	QualityIssueStatus_QUALITY_ISSUE_STATUS_REJECTED QualityIssueStatus = 3
 	// A manual value was published instead.
 	QualityIssueStatus_QUALITY_ISSUE_STATUS_OVERRIDDEN QualityIssueStatus = 4
+	// Closed by the system: it no longer holds for the figures its source has sent (a backfill
+	// or a correction changed what a look-back rule compared with, or the source replaced the
+	// value). Never a person's decision, which the system leaves as it is.
+	QualityIssueStatus_QUALITY_ISSUE_STATUS_RETRACTED QualityIssueStatus = 5
 )
 
 // Enum value maps for QualityIssueStatus.
@@ -282,6 +286,7 @@ var (
 		2: "QUALITY_ISSUE_STATUS_APPROVED",
 		3: "QUALITY_ISSUE_STATUS_REJECTED",
 		4: "QUALITY_ISSUE_STATUS_OVERRIDDEN",
+		5: "QUALITY_ISSUE_STATUS_RETRACTED",
 	}
 	QualityIssueStatus_value = map[string]int32{
 		"QUALITY_ISSUE_STATUS_UNSPECIFIED": 0,
@@ -289,6 +294,7 @@ var (
 		"QUALITY_ISSUE_STATUS_APPROVED":    2,
 		"QUALITY_ISSUE_STATUS_REJECTED":    3,
 		"QUALITY_ISSUE_STATUS_OVERRIDDEN":  4,
+		"QUALITY_ISSUE_STATUS_RETRACTED":   5,
 	}
 )
 
@@ -361,13 +367,14 @@ const file_qis_data_v1_quality_proto_rawDesc = "" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x14\n" +
 	"\x10SEVERITY_WARNING\x10\x02\x12\x12\n" +
-	"\x0eSEVERITY_ERROR\x10\x03*\xc4\x01\n" +
+	"\x0eSEVERITY_ERROR\x10\x03*\xe8\x01\n" +
 	"\x12QualityIssueStatus\x12$\n" +
 	" QUALITY_ISSUE_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19QUALITY_ISSUE_STATUS_OPEN\x10\x01\x12!\n" +
 	"\x1dQUALITY_ISSUE_STATUS_APPROVED\x10\x02\x12!\n" +
 	"\x1dQUALITY_ISSUE_STATUS_REJECTED\x10\x03\x12#\n" +
-	"\x1fQUALITY_ISSUE_STATUS_OVERRIDDEN\x10\x04B[\n" +
+	"\x1fQUALITY_ISSUE_STATUS_OVERRIDDEN\x10\x04\x12\"\n" +
+	"\x1eQUALITY_ISSUE_STATUS_RETRACTED\x10\x05B[\n" +
 	"\x0fcom.qis.data.v1B\fQualityProtoP\x01Z*qis-data/clients/go/gen/qis/data/v1;datav1\xaa\x02\vQis.Data.V1b\x06proto3"
 
 var (
