@@ -265,10 +265,12 @@ def _read_one_batch_and_cancel(location: str) -> None:
 
 
 def _store_reads_under_way() -> list[asyncio.Task[Any]]:
+    """The export's first store read, and the task running the reads after it."""
+    reading = {segment_export.read.__qualname__, segment_export.ReadsAhead._read_from.__qualname__}
     return [
         task
         for task in asyncio.all_tasks()
-        if getattr(task.get_coro(), "__qualname__", "") == segment_export.read.__qualname__
+        if getattr(task.get_coro(), "__qualname__", "") in reading
     ]
 
 

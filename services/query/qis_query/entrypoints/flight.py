@@ -30,8 +30,8 @@ at most three in memory at a time (the one being sent, two read ahead), and the 
 one store read decoded ahead of them (16 buckets: for second prices, 57,600 points). Prices and
 volumes, when the endpoint is given the read model (`segments`), skip the pages: each store
 read's segments are decoded and sent as one batch (qis_query.application.segment_export; a
-series' first read 16 buckets, the reads after it ~250,000 values), the one being sent and the
-next one decoded ahead in memory; the answer is the same.
+series' first read 16 buckets, the reads after it ~250,000 values), the one being sent and at
+most two read and decoded ahead in memory; the answer is the same.
 
 **Identity** is proven as on the gRPC port, by the same authenticator objects (QIS_AUTH): an
 `x-qis-user` header (dev), `authorization: Bearer <JWT>` (jwt), a client certificate (mtls), read
@@ -129,7 +129,13 @@ from qis_query.application.export import (
 )
 from qis_query.application.handlers import QueryHandlers
 from qis_query.application.ranges import EARLIEST
-from qis_query.application.segment_export import Decoded, StoreRead, columns_read, read
+from qis_query.application.segment_export import (
+    Decoded,
+    ReadsAhead,
+    StoreRead,
+    columns_read,
+    read,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -506,13 +512,13 @@ class QueryFlight:
                 loop, self._segments, self._queries, export, request, builder, first_read
             )
         outcomes = self._outcomes(context, pages)
-        # What runs where. Prices and volumes, with `segments`: the loop runs the next store
-        # read while the Flight thread sends one, and a thread of its decodes the read's
-        # segments as one IPC stream and selects their rows (in Arrow, without the GIL); the
-        # Flight thread makes the read's batch (a few Arrow calls a store read) and sends it
+        # What runs where. Prices and volumes, with `segments`: the loop runs the store reads
+        # one after another, each as soon as the one before has found its segments
+        # (ReadsAhead), and a thread of its decodes each read's segments as one IPC stream and
+        # selects their rows (in Arrow, without the GIL), beside the next store read and
+        # beside the Flight thread, which makes a read's batch (a few Arrow calls) and sends it
         # (_SegmentBatches). One hand-off a store read, none a page: 1M second prices cost
-        # qis-query ~110 ns CPU a point against ~150 by pages, and stream ~1.3-1.7x as fast
-        # on a busy 2-core machine. By pages (other exports): a thread of the loop's decodes the
+        # qis-query ~100 ns CPU a point against ~150 by pages. By pages (other exports): a thread of the loop's decodes the
         # segments of each store read, one read ahead of the pages (qis_query.application
         # .ranges: the decoding is most of a read's work, and Arrow does it without the GIL).
         # The loop cuts the pages, reads them ahead, and makes each one's batches (a few Arrow
@@ -769,8 +775,8 @@ _FirstRead = tuple[StoreRead, Decoded]
 class _SegmentBatches:
     """The batches of a price or volume export read from the segments (qis_query.application
     .segment_export), made on the Flight thread as it takes them, a store read's at a time.
-    The loop runs the next store read while the Flight thread sends one, and a thread of its
-    decodes it (its payloads and their rows: ~30 MB of second prices). A bucket too large for
+    The loop runs the store reads after the first ahead of the Flight thread, and threads of
+    its decode them (ReadsAhead: two at most beyond the one being sent). A bucket too large for
     a segment, or a series whose store read finds no segments (a rebuild switched to a read
     model built before them while the export streams), is read by pages, through `queries`,
     as the other exports are."""
@@ -793,7 +799,7 @@ class _SegmentBatches:
         self._builder = builder
         self._columns = columns_read(request)
         self._first: _FirstRead | None = first
-        self._ahead: tuple[StoreRead, concurrent.futures.Future[Decoded]] | None = None
+        self._ahead: ReadsAhead | None = None
         self._index = 0  # the series of `_parts`
         self._parts: collections.deque[pa.Table | Segment] = collections.deque()
         self._paged: AsyncGenerator[list[pa.RecordBatch], None] | None = None
@@ -816,28 +822,32 @@ class _SegmentBatches:
                 return None
 
     def _take_read(self) -> bool:
-        """Takes the next store read's parts (and starts the one after); False after the last."""
+        """Takes the next store read's parts (after the first, starting the reads after it);
+        False after the last."""
         if self._first is not None:
             (store_read, decoded), self._first = self._first, None
+            series, start_us = self._export.series, self._request.start_us
+            following = store_read.following(decoded.found, series, start_us)
+            if following is not None:
+                self._ahead = _on_loop(self._loop, self._reads_from(following))
         elif self._ahead is not None:
-            (store_read, reading), self._ahead = self._ahead, None
-            decoded = _wait(reading)
+            taken = _on_loop(self._loop, self._ahead.next())
+            if taken is None:
+                return False
+            store_read, decoded = taken
         else:
             return False
-        series, start_us = self._export.series, self._request.start_us
-        following = (
-            StoreRead.first(series, store_read.series_index + 1, start_us)
-            if decoded.found is None
-            else store_read.following(decoded.found, series, start_us)
-        )
-        if following is not None:
-            work = read(self._reader, series, self._request, following, self._columns)
-            self._ahead = (following, asyncio.run_coroutine_threadsafe(work, self._loop))
         self._index = store_read.series_index
         if decoded.found is None:
-            self._by_pages(max(start_us, store_read.from_bucket_us), self._request.end_us)
+            self._by_pages(
+                max(self._request.start_us, store_read.from_bucket_us), self._request.end_us
+            )
         self._parts.extend(decoded.parts)
         return True
+
+    async def _reads_from(self, first: StoreRead) -> ReadsAhead:
+        series, request = self._export.series, self._request
+        return ReadsAhead(self._reader, series, request, self._columns, first)
 
     def _by_pages(self, start_us: int, end_us: int) -> None:
         """Reads the values of the current series in [start_us, end_us) by pages next (none
@@ -860,7 +870,7 @@ class _SegmentBatches:
         if self._loop.is_closed():
             return
         if self._ahead is not None:
-            self._ahead[1].cancel()
+            self._loop.call_soon_threadsafe(self._ahead.close)
         if self._paged is not None:
             asyncio.run_coroutine_threadsafe(self._paged.aclose(), self._loop)
 
