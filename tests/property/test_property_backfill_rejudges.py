@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -41,7 +42,7 @@ from tests.property.service import (
 from tests.property.test_reference import limits_of
 
 NOW_US = instant_us(2025)
-ORDERS = ("newest", "shuffled", "corrected")
+ORDERS = ("newest", "shuffled", "corrected", "resent")
 OpenIssue = tuple[int, str, str]
 """(snap, source, rule) of an issue still open"""
 
@@ -64,7 +65,8 @@ def arrivals(h: History, order: str, years: int, seed: int) -> History:
     """`h`'s figures delivered per source in chunks of `years`: in snap order ("snaps"), the
     newest chunk first ("newest"), in a shuffled order ("shuffled"), or in snap order with some
     figures of each chunk first sent 30 % off and corrected after the next chunk
-    ("corrected"). The sources take turns chunk by chunk."""
+    ("corrected"), or sent again as they were ("resent": a feed's file delivered twice). The
+    sources take turns chunk by chunk."""
     rng = random.Random(seed)
     per_source: list[list[tuple[str, tuple[Point, ...]]]] = []
     for source, points in ((PRIMARY, h.primary), (SECONDARY, h.secondary)):
@@ -76,12 +78,12 @@ def arrivals(h: History, order: str, years: int, seed: int) -> History:
         elif order == "shuffled":
             rng.shuffle(chunks)
         deliveries: list[tuple[str, tuple[Point, ...]]] = []
-        if order == "corrected":
+        if order in ("corrected", "resent"):
             pending: tuple[Point, ...] = ()
             for chunk in chunks:
                 picked = set(rng.sample(range(len(chunk)), k=min(len(chunk), 3)))
                 sent = tuple(
-                    (snap, wrong(text)) if i in picked else (snap, text)
+                    (snap, wrong(text)) if i in picked and order == "corrected" else (snap, text)
                     for i, (snap, text) in enumerate(chunk)
                 )
                 deliveries.append((source, sent))
@@ -100,7 +102,8 @@ def arrivals(h: History, order: str, years: int, seed: int) -> History:
 
 
 async def decided(scenario: Scenario) -> tuple[set[OpenIssue], dict[int, Any]]:
-    """The open issues of the sources' values, and each point's last reconciliation."""
+    """The open issues of the sources' values, and each point's last reconciliation. No
+    issue is open twice (an issue left open about a value sent again would be)."""
     service = Service.start(NOW_US)
     await service.run(scenario.steps(NOW_US, months=[]))
     raised: dict[str, OpenIssue] = {}
@@ -120,7 +123,10 @@ async def decided(scenario: Scenario) -> tuple[set[OpenIssue], dict[int, Any]]:
                 final[snap] = row
         elif ids := getattr(event, "issue_ids", None):  # any resolution of the queue
             closed.update(ids)
-    return {key for iid, key in raised.items() if iid not in closed}, final
+    left = [key for iid, key in raised.items() if iid not in closed]
+    twice = sorted(key for key, n in Counter(left).items() if n > 1)
+    assert not twice, f"{len(twice)} open twice, first {twice[:5]}"
+    return set(left), final
 
 
 def reference(scenario: Scenario, h: History) -> tuple[set[OpenIssue], set[OpenIssue]]:
@@ -164,6 +170,7 @@ def check(scenario: Scenario, order: str, years: int, seed: int) -> None:
 @example(RICH.one_source(), False, "newest", 1, 0)
 @example(RICH.one_source(), True, "corrected", 3, 1)
 @example(RICH.one_source(), True, "shuffled", 1, 2)
+@example(RICH.one_source(), True, "resent", 1, 3)
 def test_one_sources_issues_and_candidates_do_not_depend_on_its_arrival_order(
     scenario: Scenario, two: bool, order: str, years: int, seed: int
 ) -> None:

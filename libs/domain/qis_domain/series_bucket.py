@@ -1079,9 +1079,11 @@ class SeriesBucket:
         start = 0  # of the run of new clean points not decided yet
         # What each point decided one by one holds now, read in one go.
         befores = dict(zip(general, self.observed.rows([snaps[i] for i in general]), strict=True))
+        replaced = self._replaced(source_id, snaps)
+        closing = {iid for iid, _ in replaced}
         for i in sorted(general | spikes.keys()):
             if (spike := spikes.get(i)) is not None:
-                issues.extend(self._spike_issue(ctx, *spike, issues))
+                issues.extend(self._spike_issue(ctx, *spike, issues, closing))
             if i not in general:
                 continue
             rows.columns(batch, start, i, self.scheduled)
@@ -1104,17 +1106,27 @@ class SeriesBucket:
             candidate, contributions, point_issues = decide.judged(
                 snap_us, observed, made, snap_us in self.breaks_approved
             )
-            issues.extend(i for i in point_issues if not self._has_open(snap_us, i.rule))
+            issues.extend(
+                i for i in point_issues if not self._has_open(snap_us, i.rule, i.source_id)
+            )
             self._settle(rows, snap_us, candidate, contributions, observed, decide, why)
             if prior is not None:
                 prior.settled(snap_us, rows.last_official(snap_us), decide.figure)
         rows.columns(batch, start, len(snaps), self.scheduled)
-        retracted = {REPLACED: self._replaced(source_id, snaps, raws), AGAIN: []}
+        retracted = {REPLACED: replaced, AGAIN: []}
         again: list[DomainEvent] = []
         if incoming is not None:  # a look-back rule: `timeline` holds the source's figures
             spiked = {spike[0].snap_us for spike in spikes.values()}
             again = self._judge_again(
-                definition, source_id, timeline, snaps, spiked, decide, issues, retracted[AGAIN]
+                definition,
+                source_id,
+                timeline,
+                snaps,
+                spiked,
+                closing,
+                decide,
+                issues,
+                retracted[AGAIN],
             )
         events: list[DomainEvent] = [
             DataIngested.model_construct(
@@ -1149,7 +1161,7 @@ class SeriesBucket:
         issues: list[Issue] = []
         retracted: list[tuple[str, int]] = []
         again = self._judge_again(
-            definition, source_id, timeline, [], (), decide, issues, retracted
+            definition, source_id, timeline, [], (), (), decide, issues, retracted
         )
         events: list[DomainEvent] = []
         if issues:
@@ -1168,6 +1180,7 @@ class SeriesBucket:
         timeline: Timeline,
         own: Sequence[int],
         spiked: Container[int],
+        closing: Container[str],
         decide: Decider,
         issues: list[Issue],
         retracted: list[tuple[str, int]],
@@ -1179,7 +1192,9 @@ class SeriesBucket:
         raised (added to `issues`), an open issue that no longer holds is retracted (added to
         `retracted`; a person's decision stays as it is). The spike about the point before
         each figure judged follows that point's next figure, whichever it now is (`spiked`:
-        the points the command's own values found one about). Returns the events of the
+        the points the command's own values found one about; `closing`: the issues the command
+        retracts as about values it replaced, which a spike found again replaces). Returns the
+        events of the
         points whose issues changed, decided again by the shared settle step: a held one may
         publish, a published one is never unpublished nor restated (its value is unchanged).
         In snap order (nothing of the source after the command's first value) this reads one
@@ -1221,7 +1236,7 @@ class SeriesBucket:
             )
             failures = check_history(figure, previous, rules, window)
             if (spike := check_spike(figure, snap_us, previous, rules)) is not None:
-                issues.extend(self._spike_issue(decide.ctx, previous[-1], spike, issues))
+                issues.extend(self._spike_issue(decide.ctx, previous[-1], spike, issues, closing))
             elif previous and previous[-1].snap_us not in fresh:
                 unspiked.append(previous[-1].snap_us)
             raised: dict[str, list[str]] = {}
@@ -1273,16 +1288,14 @@ class SeriesBucket:
                 )
         return out
 
-    def _replaced(
-        self, source_id: str, snaps: list[int], raws: list[RawValue]
-    ) -> list[tuple[str, int]]:
+    def _replaced(self, source_id: str, snaps: list[int]) -> list[tuple[str, int]]:
         """(issue id, snap) of the open issues of the values of `source_id` that an ingest at
-        `snaps` replaces with different ones: about a value that no longer stands (the new
-        one raises its own)."""
+        `snaps` replaces: about a value that no longer stands (the new one raises its own).
+        The same figure sent again too: its new value raises what still fails, and the old
+        issues, no longer on any value, could never be retracted (a duplicate in the queue)."""
         return [
             (iid, snaps[i])
             for i, old in self.observed.held_apart(source_id, snaps)
-            if old.raw != raws[i]
             for iid in old.issue_ids
             if self.issues[iid].status is IssueStatus.OPEN
         ]
@@ -1861,32 +1874,50 @@ class SeriesBucket:
             return [issue.source_id]
         return list(self.observed.get(issue.snap_us, {}))
 
-    def _has_open(self, snap_us: int, rule: str) -> bool:
-        """One open issue of a point-level rule (source break, spike) per point is enough: a
-        later value re-raising it would only add a duplicate to the queue."""
+    def _has_open(
+        self, snap_us: int, rule: str, source_id: str, closing: Container[str] = ()
+    ) -> bool:
+        """One open issue of a point-level rule (source break, spike) per point and source is
+        enough: a later value re-raising it would only add a duplicate to the queue. Per
+        source, as a spike is about one source's figures: another source's spike at the point
+        is its own issue, which a correction of the first source may retract. `closing`: open
+        issues the command retracts (about a value it replaced): a spike found again about the
+        new value is raised anew, or it would be lost."""
         return any(
-            i.snap_us == snap_us and i.rule == rule and i.status is IssueStatus.OPEN
-            for i in self.issues.values()
+            i.snap_us == snap_us
+            and i.rule == rule
+            and i.source_id == source_id
+            and i.status is IssueStatus.OPEN
+            and iid not in closing
+            for iid, i in self.issues.items()
         )
 
     def _spike_issue(
-        self, ctx: CommandContext, spiked: Received, failure: RuleFailure, pending: list[Issue]
+        self,
+        ctx: CommandContext,
+        spiked: Received,
+        failure: RuleFailure,
+        pending: list[Issue],
+        closing: Container[str],
     ) -> list[Issue]:
         """The issue of an out-and-back spike, raised on the point in between. That point may
         belong to an earlier bucket: the application routes such issues to their bucket
         (`flag`), which drops a duplicate the same way."""
         snap_us = spiked.snap_us
-        if any(i.snap_us == snap_us and i.rule == failure.rule for i in pending) or (
-            self._has_open(snap_us, failure.rule)
-        ):
-            return []
         source = spiked.sources[0] if len(spiked.sources) == 1 else ""
+        if any(
+            (i.snap_us, i.rule, i.source_id) == (snap_us, failure.rule, source) for i in pending
+        ) or self._has_open(snap_us, failure.rule, source, closing):
+            return []
         return issues_of(ctx.command_id, snap_us, source, [failure])
 
-    def flag(self, issues: Sequence[Issue]) -> list[QualityIssueDetected]:
+    def flag(
+        self, issues: Sequence[Issue], closing: Container[str] = ()
+    ) -> list[QualityIssueDetected]:
         """Issues another bucket's decision found about points of this one (a spike is seen
-        when the move back arrives, maybe in the next bucket)."""
-        fresh = [i for i in issues if not self._has_open(i.snap_us, i.rule)]
+        when the move back arrives, maybe in the next bucket). `closing`: the open issues the
+        same command retracts here (as `_has_open`)."""
+        fresh = [i for i in issues if not self._has_open(i.snap_us, i.rule, i.source_id, closing)]
         return [QualityIssueDetected(series_id=self.series_id, issues=fresh)] if fresh else []
 
     def _open_issues(self, snap_us: int) -> list[str]:

@@ -36,7 +36,7 @@ from qis_domain.day_over_day import SessionDays
 from qis_domain.decisions import Decider, LastStructures, SeriesView, Timeline, snap_of_issue
 from qis_domain.definitions import SeriesDefinition
 from qis_domain.errors import FieldViolation, InvalidArgument, RetryLater
-from qis_domain.events import DomainEvent, Issue, QualityIssueDetected
+from qis_domain.events import DomainEvent, Issue, QualityIssueDetected, QualityRetracted
 from qis_domain.metrics import calculate, window_limit_us
 from qis_domain.names import series_name, source_name
 from qis_domain.quality_window import QualityWindow, quality_stream
@@ -626,7 +626,10 @@ class CommandHandlers:
             if owner not in buckets:
                 buckets[owner] = earlier.get(owner) or await self._bucket(series_id, owner)
             events = events_of.setdefault(owner, [])
-            for flagged in buckets[owner].flag(issues):
+            # A spike about a value this command replaced here is retracted with it: found
+            # again about the new value, it is raised anew.
+            closing = {i for e in events if isinstance(e, QualityRetracted) for i in e.issue_ids}
+            for flagged in buckets[owner].flag(issues, closing):
                 held = [i for i, e in enumerate(events) if isinstance(e, QualityIssueDetected)]
                 if not held:
                     events.append(flagged)
