@@ -57,6 +57,17 @@ def open_issues(h: Harness) -> set[tuple[int, str]]:
     }
 
 
+def issue_ids_at(h: Harness, snap: Snap) -> list[str]:
+    """The ids of every issue raised about `snap`, in the order raised."""
+    return [
+        i.issue_id
+        for event, _ in h.log
+        if isinstance(event, QualityIssueDetected)
+        for i in event.issues
+        if i.snap_us == snap.utc_us
+    ]
+
+
 def in_snap_order(rules: ValidationRules, figures: Figures) -> Harness:
     h = with_rules(rules)
     send(h, sorted(figures))
@@ -161,13 +172,7 @@ def test_a_persons_approval_stays_whatever_a_correction_changes() -> None:
     1: the approval is never undone, and day 2's official value stays."""
     h = with_rules(ValidationRules(max_jump_percent=Decimal(5)))
     send(h, [(0, "100"), (1, "150"), (2, "104")])
-    [approved] = [
-        i.issue_id
-        for event, _ in h.log
-        if isinstance(event, QualityIssueDetected)
-        for i in event.issues
-        if i.snap_us == day(2).utc_us
-    ]
+    [approved] = issue_ids_at(h, day(2))
     c = h.ctx("ops")
     h.commit(h.bucket.resolve(h.definition, [("issue_ids[0]", approved)], "approve", "ok", c), c)
     assert h.official(day(2)) == (1, usd("104"))

@@ -14,6 +14,7 @@ from qis_domain.errors import FailedPrecondition
 from qis_domain.events import PublicationScheduled, QualityIssueDetected
 
 from tests.unit.domain.test_domain_series_bucket import Harness, usd
+from tests.unit.domain.test_lookback_backfill import issue_ids_at
 from tests.unit.domain.test_lookback_per_source import day, with_rules
 
 
@@ -50,13 +51,7 @@ def test_a_retracted_issue_is_closed_to_a_person_as_a_resolved_one_is() -> None:
     afterwards is refused as for any resolved issue (ISSUE_RESOLVED), naming the status."""
     h = with_cutoff(ValidationRules(max_jump_percent=Decimal(5)))
     h.ingest("a", [(day(0), usd("100")), (day(1), usd("150")), (day(2), usd("104"))])
-    [jump] = [
-        i.issue_id
-        for e, _ in h.log
-        if isinstance(e, QualityIssueDetected)
-        for i in e.issues
-        if i.snap_us == day(2).utc_us
-    ]
+    [jump] = issue_ids_at(h, day(2))
     h.ingest("a", [(day(1), usd("101"))])
     with pytest.raises(FailedPrecondition, match="already retracted") as refused:
         h.bucket.resolve(h.definition, [("issue_ids[0]", jump)], "approve", "ok", h.ctx("ops"))
