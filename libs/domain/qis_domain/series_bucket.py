@@ -1194,9 +1194,9 @@ class SeriesBucket:
         each figure judged follows that point's next figure, whichever it now is (`spiked`:
         the points the command's own values found one about; `closing`: the issues the command
         retracts as about values it replaced, which a spike found again replaces). Returns the
-        events of the
-        points whose issues changed, decided again by the shared settle step: a held one may
-        publish, a published one is never unpublished nor restated (its value is unchanged).
+        events of the points whose issues changed, decided again by the shared settle step: a
+        held one may publish, a published one is never unpublished nor restated (its value is
+        unchanged).
         In snap order (nothing of the source after the command's first value) this reads one
         point before the command's."""
         back = look_back(definition)
